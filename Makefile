@@ -1,0 +1,99 @@
+# glassbox build. `make` builds the libraries and the CLI into build/;
+# `make check` builds and runs every test; see README.md for the rest.
+#
+#   make NATIVE=1     optimise for this machine's CPU (-march=native)
+#   make SANITIZE=1   AddressSanitizer + UBSan build, in build/san/
+#   make VALGRIND=1 check   run the tests under valgrind
+
+CC      ?= gcc
+PREFIX  ?= /usr/local
+PYTHON  ?= /usr/bin/python3
+
+ARCH    := $(if $(NATIVE),-march=native,-march=x86-64-v2)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -fopenmp $(ARCH) -I.
+LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -ldl
+BUILD   := build
+ifdef SANITIZE
+BUILD   := build/san
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LAYERS  := tensor autograd nn hooks trace io
+LIB_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_SRC := $(wildcard tools/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC:= $(wildcard tests/test_*.c)
+TEST_OBJ:= $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/gbtest.o $(BUILD)/obj/tests/main.o
+EXAMPLES:= $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests/oracle/common.py,$(wildcard tests/oracle/*.py)))
+BENCH_SRC := $(wildcard tools/bench/*.c)
+HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
+
+.PHONY: all check demo bench install clean
+all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libglassbox.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libglassbox.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -fopenmp -o $@ $^ $(LDLIBS)
+
+$(BUILD)/glassbox: $(CLI_OBJ) $(BUILD)/libglassbox.a
+	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CLI_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
+
+# Tests: every tests/test_NAME.c defines `Suite *gb_suite_NAME(void)`; the
+# runner's list of suites is generated from the file names.
+$(BUILD)/tests/suites.h: $(TEST_SRC)
+	@mkdir -p $(dir $@)
+	@printf 'GB_SUITE(%s)\n' $(patsubst tests/test_%.c,%,$(TEST_SRC)) > $@
+
+$(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
+
+$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libglassbox.a
+	$(CC) $(LDFLAGS) -fopenmp -o $@ $(TEST_OBJ) $(BUILD)/libglassbox.a $(LDLIBS) $$(pkg-config --libs check)
+
+# Expected values come from PyTorch: each tests/oracle/NAME.py writes NAME.txt.
+$(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) $< $@.tmp && mv $@.tmp $@
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libglassbox.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libglassbox.a $(LDLIBS)
+
+TEST_ENV := GB_ORACLE_DIR=$(BUILD)/oracle GB_SHARED_DIR=../shared GB_NODE_ORACLE=build/oracle-node GB_BUILD_DIR=$(BUILD)
+ifdef VALGRIND
+TEST_RUN := CK_FORK=no valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp -q
+endif
+
+check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES)
+	$(TEST_ENV) $(TEST_RUN) $(BUILD)/tests/run
+
+$(BUILD)/bench: $(BENCH_SRC) $(BUILD)/libglassbox.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libglassbox.a $(LDLIBS)
+
+bench: $(BUILD)/bench
+	$(PYTHON) tools/bench/bench.py $(BUILD)/bench
+
+demo: all
+	$(BUILD)/glassbox demo
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox
+	install -m 644 $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
+	for h in $(filter-out %_impl.h %.def,$(HEADERS)); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
+	sed -e 's|@PREFIX@|$(PREFIX)|' tools/glassbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/glassbox.pc
+
+clean:
+	rm -rf build/obj build/san build/tests build/examples build/oracle build/bench build/glassbox build/libglassbox.*

@@ -1,0 +1,9 @@
+/* glassbox: look inside neural networks on a CPU.
+ * The one header users include; each layer documents itself in its own. */
+#ifndef GLASSBOX_H
+#define GLASSBOX_H
+
+#include "tensor/tensor.h"
+#include "autograd/autograd.h"
+
+#endif

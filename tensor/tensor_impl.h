@@ -1,0 +1,229 @@
+/* Private to glassbox: the tensor layout, the op table and the helpers that
+ * every op implementation shares. Users include tensor.h only. */
+#ifndef GB_TENSOR_IMPL_H
+#define GB_TENSOR_IMPL_H
+
+#include "tensor.h"
+
+#include <stdarg.h>
+
+/* ---- storage and tensor ------------------------------------------------- */
+
+typedef struct gb_storage {
+    void *data;                 /* NULL for meta tensors (shape-only runs) */
+    size_t nbytes;
+    int refcount;
+    uint32_t version;           /* bumped by every in-place write: autograd
+                                   compares it with the value seen at record time */
+    void (*release)(void *ctx); /* foreign memory (gb_from_blob, mmap) */
+    void *release_ctx;
+    bool owned;                 /* data was malloc'd by glassbox */
+} gb_storage;
+
+typedef struct gb__grad_hook gb__grad_hook; /* autograd/, opaque here */
+
+/* The op enum is the concatenation of one X-macro list per op family; each
+ * family lives in its own .def file beside the .c file that implements it.
+ * An entry X(NAME, "name", SAVES) declares GB_OP_NAME, and the implementing
+ * file defines gb__op_NAME_forward and gb__op_NAME_backward (see below).
+ * SAVES tells autograd which values the backward reads, so that an in-place
+ * write to one of them between forward and backward is an error, not a
+ * silently wrong gradient: a bitmask of GB__SAVES_SRC(i) and GB__SAVES_OUT. */
+#define GB__SAVES_NONE 0u
+#define GB__SAVES_SRC(i) (1u << (i))
+#define GB__SAVES_ALL_SRC 0x7fu
+#define GB__SAVES_OUT 0x80u
+
+#define GB_OP_LIST(X)                    \
+    X(NONE, "none", GB__SAVES_NONE)      \
+    GB__OPS_CORE(X)                      \
+    GB__OPS_ELEMENTWISE(X)               \
+    GB__OPS_INDEX(X)                     \
+    GB__OPS_NN(X)
+
+#include "ops_core.def"
+#include "ops_elementwise.def"
+#include "ops_index.def"
+#include "ops_nn.def"
+
+typedef enum gb_op {
+#define GB__X(e, n, s) GB_OP_##e,
+    GB_OP_LIST(GB__X)
+#undef GB__X
+    GB_OP_COUNT
+} gb_op;
+
+#define GB__MAX_IPARAM 24
+#define GB__MAX_FPARAM 4
+
+struct gb_tensor {
+    int refcount;
+    gb_dtype dtype;
+    int ndim;
+    int64_t shape[GB_MAX_DIMS];
+    int64_t stride[GB_MAX_DIMS]; /* in elements */
+    int64_t offset;              /* in elements */
+    gb_storage *storage;
+    char *name;
+
+    /* How this tensor was made. op is always set; src is kept only while
+     * autograd records (some source requires grad and grad mode is on) and
+     * until backward frees the graph. */
+    gb_op op;
+    int nsrc;
+    gb_tensor **src;
+    uint32_t *src_version; /* storage versions of src at record time */
+    uint32_t out_version;  /* own storage version right after forward */
+    int64_t iparam[GB__MAX_IPARAM];
+    float fparam[GB__MAX_FPARAM];
+    void *op_ctx;          /* op-specific data, free()d with the tensor */
+    gb_tensor *saved[2];   /* extra tensors a forward keeps for its backward */
+
+    /* autograd state (see autograd/autograd.h) */
+    bool requires_grad;
+    bool retain_grad;
+    bool graph_freed;      /* backward ran without retain_graph */
+    gb_tensor *grad;       /* .grad of leaves and retain_grad tensors */
+    gb_tensor *grad_acc;   /* accumulating gradient during one backward */
+    gb__grad_hook *hooks;  /* stb_ds array, owned by autograd/ */
+    uint64_t topo_mark;    /* visited-marker of the current backward walk */
+};
+
+/* ---- op table ----------------------------------------------------------- */
+
+/* forward: compute out's data from out->src and the params. out is allocated,
+ *          contiguous unless the op is a view.
+ * backward: given dout (contiguous f32, out's shape), ACCUMULATE (+=) the
+ *          gradient of each source into dsrc[i] (contiguous f32 of src[i]'s
+ *          shape), skipping sources whose dsrc[i] is NULL. Never overwrite:
+ *          a source used twice receives two contributions. NULL backward =
+ *          not differentiable. */
+typedef gb_status (*gb__forward_fn)(gb_tensor *out);
+typedef gb_status (*gb__backward_fn)(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc);
+
+typedef struct gb__op_info {
+    const char *name;
+    gb__forward_fn forward;
+    gb__backward_fn backward;
+    unsigned saves;
+} gb__op_info;
+
+extern const gb__op_info gb__ops[GB_OP_COUNT];
+
+#define GB__X(e, n, s)                                  \
+    gb_status gb__op_##e##_forward(gb_tensor *out);     \
+    gb_status gb__op_##e##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc);
+GB_OP_LIST(GB__X)
+#undef GB__X
+
+/* ---- making op results -------------------------------------------------- */
+
+/* Every op goes through these two calls:
+ *
+ *     gb_tensor *out = gb__op_new(GB_OP_ADD, "add", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
+ *     if (!out) return NULL;
+ *     out->fparam[0] = alpha;                    // params the forward reads
+ *     return gb__op_run(out);
+ *
+ * gb__op_new allocates the output (contiguous; no data in meta mode or when a
+ * source is meta), records op and sources; gb__op_run runs the forward (not in
+ * meta mode), then either keeps the sources for autograd or drops them. On
+ * failure both free what they made and return NULL with the error set.
+ * `what` is the user-facing op name used in error messages. */
+gb_tensor *gb__op_new(gb_op op, const char *what, gb_dtype dt, int ndim, const int64_t *shape,
+                      int nsrc, gb_tensor *const *src);
+/* Like gb__op_new but the output is a view of src[0]'s storage with the given
+ * geometry (no allocation). */
+gb_tensor *gb__op_new_view(gb_op op, const char *what, gb_tensor *src, int ndim,
+                           const int64_t *shape, const int64_t *stride, int64_t offset);
+gb_tensor *gb__op_run(gb_tensor *out);
+
+/* Whether ops record for autograd now (grad mode on and some src requires
+ * grad). Grad mode is thread-local; autograd/ exposes it to users. */
+bool gb__grad_mode(void);
+void gb__set_grad_mode(bool on);
+/* Meta mode: ops compute shapes only (thread-local, nestable counter). */
+bool gb__meta_mode(void);
+void gb__meta_push(void);
+void gb__meta_pop(void);
+bool gb__is_meta(const gb_tensor *t);
+
+/* Copy src (broadcast to dst's shape, any dtypes, any strides) into dst's
+ * data. No autograd, no version bump: for op implementations. */
+gb_status gb__copy_into(gb_tensor *dst, const gb_tensor *src);
+/* Release t's sources and saved tensors (autograd frees the graph with it). */
+void gb__tensor_drop_graph(gb_tensor *t);
+
+/* Record an in-place write on t's storage (bumps the version). */
+void gb__bump_version(gb_tensor *t);
+
+/* ---- shapes ------------------------------------------------------------- */
+
+int64_t gb__numel(int ndim, const int64_t *shape);
+void gb__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
+/* Normalise dim into [0, ndim) or fail with GB_ERR_INDEX naming op. */
+gb_status gb__norm_dim(const char *op, int *dim, int ndim);
+/* Broadcast shapes a and b (PyTorch rules) into out (ndim = max). */
+gb_status gb__broadcast_shapes(const char *op, int na, const int64_t *a, int nb, const int64_t *b,
+                               int *nout, int64_t *out);
+/* Strides for reading t as if expanded to (ndim, shape): 0 on broadcast dims.
+ * t must broadcast to the shape (checked by gb__broadcast_shapes). */
+void gb__broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride);
+/* Format "[2, 3]" into buf (at least 128 bytes recommended); returns buf. */
+char *gb__shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
+#define GB__SHAPE_STR(t) gb__shape_str((char[160]){0}, 160, (t)->ndim, (t)->shape)
+
+/* ---- strided iteration -------------------------------------------------- */
+
+/* Walks a shape in row-major order keeping element offsets for up to four
+ * operands, each with its own strides (0 = broadcast):
+ *
+ *     gb__iter it; gb__iter_init(&it, nd, shape, 2, (const int64_t *[]){sa, sb});
+ *     for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) f(a[it.off[0]], b[it.off[1]]);
+ */
+typedef struct gb__iter {
+    int ndim, nops;
+    int64_t n;
+    int64_t shape[GB_MAX_DIMS];
+    int64_t idx[GB_MAX_DIMS];
+    int64_t stride[4][GB_MAX_DIMS];
+    int64_t off[4];
+} gb__iter;
+void gb__iter_init(gb__iter *it, int ndim, const int64_t *shape, int nops, const int64_t *const *strides);
+/* Position the iterator at linear element i (for splitting loops across threads). */
+void gb__iter_seek(gb__iter *it, int64_t i);
+static inline void gb__iter_next(gb__iter *it) {
+    for (int d = it->ndim - 1; d >= 0; d--) {
+        for (int k = 0; k < it->nops; k++) it->off[k] += it->stride[k][d];
+        if (++it->idx[d] < it->shape[d]) return;
+        for (int k = 0; k < it->nops; k++) it->off[k] -= it->stride[k][d] * it->shape[d];
+        it->idx[d] = 0;
+    }
+}
+
+/* Load / store one element of any dtype as float (f32 compute). */
+float gb__load_f32(const void *base, gb_dtype dt, int64_t i);
+void gb__store_f32(void *base, gb_dtype dt, int64_t i, float v);
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Set the thread's error (printf-style) and return status, so that
+ * `return gb__fail(GB_ERR_SHAPE, "add: ...")` reads as one statement. The
+ * message starts with the op name; GB_AT sites are prefixed automatically. */
+gb_status gb__fail(gb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, returning NULL for pointer-returning functions. */
+void *gb__fail_null(gb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix the current message with "ctx: " (used when a lower layer's error
+ * should name the higher-level operation too). */
+void gb__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that sets GB_ERR_ALLOC naming `what` on failure. */
+void *gb__malloc(size_t n, const char *what);
+void *gb__calloc(size_t n, size_t size, const char *what);
+
+/* Threads for glassbox's own OpenMP loops. */
+int gb__threads(void);
+/* Use OpenMP for a loop of n elements of roughly `cost` flops each? */
+#define GB__PAR_MIN_WORK 32768
+
+#endif

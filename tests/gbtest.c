@@ -1,0 +1,151 @@
+#include "gbtest.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <stb/stb_ds.h>
+
+struct gbt_oracle {
+    struct {
+        char *key;
+        gb_tensor *value;
+    } *map; /* stb_ds string hash map */
+};
+
+static char *gbt_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+static gb_dtype gbt_dtype(const char *name) {
+    for (int d = 0; d < GB_DTYPE_COUNT; d++)
+        if (!strcmp(gb_dtype_name((gb_dtype)d), name)) return (gb_dtype)d;
+    ck_abort_msg("oracle: unknown dtype %s", name);
+    return GB_DTYPE_F32;
+}
+
+gbt_oracle *gbt_oracle_load(const char *name) {
+    const char *dir = getenv("GB_ORACLE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.txt", dir ? dir : "build/oracle", name);
+    char *text = gbt_read_file(path, NULL);
+    ck_assert_msg(text != NULL, "oracle file %s is missing (make builds it from tests/oracle/%s.py)", path, name);
+    gbt_oracle *o = calloc(1, sizeof *o);
+    sh_new_strdup(o->map);
+    char *save_line = NULL;
+    for (char *line = strtok_r(text, "\n", &save_line); line; line = strtok_r(NULL, "\n", &save_line)) {
+        if (line[0] == '#' || line[0] == 0) continue;
+        char *save = NULL;
+        char *key = strtok_r(line, " ", &save);
+        gb_dtype dt = gbt_dtype(strtok_r(NULL, " ", &save));
+        int ndim = atoi(strtok_r(NULL, " ", &save));
+        int64_t shape[GB_MAX_DIMS];
+        for (int i = 0; i < ndim; i++) shape[i] = strtoll(strtok_r(NULL, " ", &save), NULL, 10);
+        gb_tensor *t = gb_zeros(ndim, shape, dt);
+        ck_assert_msg(t != NULL, "oracle %s: %s", key, gb_last_error());
+        int64_t n = gb_tensor_numel(t);
+        void *data = gb_tensor_data(t);
+        for (int64_t i = 0; i < n; i++) {
+            char *tok = strtok_r(NULL, " ", &save);
+            ck_assert_msg(tok != NULL, "oracle %s: %s has fewer values than its shape", path, key);
+            if (dt == GB_DTYPE_I64) ((int64_t *)data)[i] = strtoll(tok, NULL, 10);
+            else if (dt == GB_DTYPE_I32) ((int32_t *)data)[i] = (int32_t)strtol(tok, NULL, 10);
+            else if (dt == GB_DTYPE_F32) ((float *)data)[i] = strtof(tok, NULL);
+            else {
+                gb_tensor *one = gb_full(0, NULL, strtof(tok, NULL), dt);
+                memcpy((char *)data + i * (int64_t)gb_dtype_size(dt), gb_tensor_data(one), gb_dtype_size(dt));
+                gb_tensor_free(one);
+            }
+        }
+        shput(o->map, key, t);
+    }
+    free(text);
+    return o;
+}
+
+gb_tensor *gbt_get(gbt_oracle *o, const char *key) {
+    ptrdiff_t i = shgeti(o->map, key);
+    ck_assert_msg(i >= 0, "oracle has no tensor named %s", key);
+    return gb_tensor_ref(o->map[i].value);
+}
+
+gb_tensor *gbt_getf(gbt_oracle *o, const char *fmt, ...) {
+    char key[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(key, sizeof key, fmt, ap);
+    va_end(ap);
+    return gbt_get(o, key);
+}
+
+void gbt_oracle_free(gbt_oracle *o) {
+    if (!o) return;
+    for (ptrdiff_t i = 0; i < shlen(o->map); i++) gb_tensor_free(o->map[i].value);
+    shfree(o->map);
+    free(o);
+}
+
+void gbt_assert_close_at(const gb_tensor *got, const gb_tensor *want, double rtol, double atol, const char *what,
+                         const char *file, int line) {
+    ck_assert_msg(got != NULL, "%s:%d: %s: result is NULL: %s", file, line, what, gb_last_error());
+    char *dg = gb_tensor_describe(got), *dw = gb_tensor_describe(want);
+    int nd = gb_tensor_ndim(got);
+    bool same = nd == gb_tensor_ndim(want);
+    for (int i = 0; same && i < nd; i++) same = gb_tensor_dim(got, i) == gb_tensor_dim(want, i);
+    ck_assert_msg(same, "%s:%d: %s: shape %s, expected %s", file, line, what, dg, dw);
+    int64_t n = gb_tensor_numel(got), idx[GB_MAX_DIMS];
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = i;
+        for (int d = nd - 1; d >= 0; d--) {
+            idx[d] = r % gb_tensor_dim(got, d);
+            r /= gb_tensor_dim(got, d);
+        }
+        double a, b;
+        gb_tensor_get(got, idx, &a);
+        gb_tensor_get(want, idx, &b);
+        bool ok = (isnan(a) && isnan(b)) || a == b || fabs(a - b) <= atol + rtol * fabs(b);
+        ck_assert_msg(ok, "%s:%d: %s: element %lld is %.9g, expected %.9g (%s vs %s)", file, line, what,
+                      (long long)i, a, b, dg, dw);
+    }
+    free(dg);
+    free(dw);
+}
+
+char *gbt_shared_path(const char *rel, const char *test_name) {
+    const char *dir = getenv("GB_SHARED_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "../shared", rel);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "SKIP %s: fixture %s is missing\n", test_name, path);
+        return NULL;
+    }
+    return strdup(path);
+}
+
+const char *gbt_tmp_dir(void) {
+    static char dir[4096];
+    if (!dir[0]) {
+        const char *b = getenv("GB_BUILD_DIR");
+        snprintf(dir, sizeof dir, "%s/tmp", b ? b : "build");
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) ck_abort_msg("cannot create %s", dir);
+    }
+    return dir;
+}

@@ -1,0 +1,51 @@
+/* Shared test helpers: PyTorch oracle cases, tensor comparison, fixtures. */
+#ifndef GB_TEST_H
+#define GB_TEST_H
+
+#include <check.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "glassbox.h"
+
+/* Oracle cases. tests/oracle/NAME.py writes $GB_ORACLE_DIR/NAME.txt, one
+ * tensor per line: `key dtype ndim d0 .. dn-1 v0 v1 ...` (dtype as in
+ * gb_dtype_name; values as decimal text that round-trips f32). */
+typedef struct gbt_oracle gbt_oracle;
+/* Load NAME.txt; fails the current test if it is missing or malformed. */
+gbt_oracle *gbt_oracle_load(const char *name);
+/* A new reference to the tensor stored under key; fails the test if absent. */
+gb_tensor *gbt_get(gbt_oracle *o, const char *key);
+/* Formatted key: gbt_getf(o, "%s.out", case_name). */
+gb_tensor *gbt_getf(gbt_oracle *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gbt_oracle_free(gbt_oracle *o);
+
+/* Fail the test unless got has want's shape and |got - want| <= atol + rtol*|want|
+ * elementwise (NaNs must match). Compares any dtypes by value. `what` names
+ * the comparison in the failure message. */
+void gbt_assert_close_at(const gb_tensor *got, const gb_tensor *want, double rtol, double atol, const char *what,
+                         const char *file, int line);
+#define gbt_assert_close(got, want, rtol, atol, what) \
+    gbt_assert_close_at((got), (want), (rtol), (atol), (what), __FILE__, __LINE__)
+
+/* Fail unless ptr is non-NULL, printing gb_last_error() when it is NULL. */
+#define gbt_ok(ptr) ck_assert_msg((ptr) != NULL, "unexpected failure: %s", gb_last_error())
+#define gbt_ok_status(st) ck_assert_msg((st) == GB_OK, "unexpected failure: %s", gb_last_error())
+/* Fail unless expr returned NULL/status `status` and the message contains needle. */
+#define gbt_fails_with(expr_is_failure, status, needle)                                                      \
+    do {                                                                                                      \
+        ck_assert_msg((expr_is_failure), "expected a failure");                                               \
+        ck_assert_msg(gb_last_status() == (status), "expected status %s, got %s (%s)", gb_status_name(status), \
+                      gb_status_name(gb_last_status()), gb_last_error());                                    \
+        ck_assert_msg(strstr(gb_last_error(), (needle)) != NULL, "message '%s' does not contain '%s'",         \
+                      gb_last_error(), (needle));                                                             \
+    } while (0)
+
+/* Path of a file under ../shared, or NULL (and a visible SKIP line on
+ * stderr naming the test) when the fixture is missing. Caller frees. */
+char *gbt_shared_path(const char *rel, const char *test_name);
+/* Directory for test scratch files (created). */
+const char *gbt_tmp_dir(void);
+
+#endif

@@ -1,0 +1,17 @@
+/* The glassbox command line: one function per subcommand. */
+#ifndef GB_CLI_H
+#define GB_CLI_H
+
+/* Each subcommand gets argv after its own name and returns the exit code. On
+ * failure it prints one line to stderr ("glassbox NAME: message"). */
+typedef int (*gb_cli_fn)(int argc, char **argv);
+
+/* X-macro of subcommands: name, function, one-line help. */
+#define GB_CLI_COMMANDS(X)                                                   \
+    X(demo, gb_cli_demo, "a short tour of the tensor engine and autograd")
+
+#define GB__X(name, fn, help) int fn(int argc, char **argv);
+GB_CLI_COMMANDS(GB__X)
+#undef GB__X
+
+#endif
