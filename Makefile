@@ -35,9 +35,11 @@ HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)
 .PHONY: all check demo bench install clean
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox
 
-$(BUILD)/obj/%.o: %.c $(HEADERS)
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 $(BUILD)/libglassbox.a: $(LIB_OBJ)
 	@rm -f $@
@@ -55,7 +57,7 @@ $(BUILD)/tests/suites.h: $(TEST_SRC)
 	@mkdir -p $(dir $@)
 	@printf 'GB_SUITE(%s)\n' $(patsubst tests/test_%.c,%,$(TEST_SRC)) > $@
 
-$(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h $(HEADERS)
+$(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
@@ -67,7 +69,7 @@ $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 	@mkdir -p $(dir $@)
 	$(PYTHON) $< $@.tmp && mv $@.tmp $@
 
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libglassbox.a
+$(BUILD)/examples/%: examples/%.c $(HEADERS) $(BUILD)/libglassbox.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libglassbox.a $(LDLIBS)
 
