@@ -221,6 +221,9 @@ static void gb__storage_release(gb_storage *s) {
 
 void gb__bump_version(gb_tensor *t) { t->storage->version++; }
 
+static _Atomic int64_t gb__live;
+int64_t gb__live_tensors(void) { return gb__live; }
+
 static gb_tensor *gb__tensor_alloc(gb_dtype dt, int ndim, const int64_t *shape, const char *what) {
     if (ndim < 0 || ndim > GB_MAX_DIMS)
         return gb__fail_null(GB_ERR_SHAPE, "%s: %d dimensions requested, at most %d are supported", what, ndim,
@@ -234,6 +237,7 @@ static gb_tensor *gb__tensor_alloc(gb_dtype dt, int ndim, const int64_t *shape, 
         }
     gb_tensor *t = gb__calloc(1, sizeof *t, what);
     if (!t) return NULL;
+    gb__live++;
     t->refcount = 1;
     t->dtype = dt;
     t->ndim = ndim;
@@ -282,6 +286,7 @@ void gb_tensor_free(gb_tensor *t) {
     gb__storage_release(t->storage);
     free(t->name);
     free(t);
+    gb__live--;
 }
 
 /* Release the sources and saved values of t (called when autograd no longer

@@ -157,6 +157,9 @@ void gb__tensor_drop_graph(gb_tensor *t);
 /* Record an in-place write on t's storage (bumps the version). */
 void gb__bump_version(gb_tensor *t);
 
+/* Number of tensor structs alive in the process (tests check for growth). */
+int64_t gb__live_tensors(void);
+
 /* ---- shapes ------------------------------------------------------------- */
 
 int64_t gb__numel(int ndim, const int64_t *shape);

@@ -149,3 +149,56 @@ const char *gbt_tmp_dir(void) {
     }
     return dir;
 }
+
+/* L = sum(out * R) in double. */
+static double gbt_weighted_sum(const gb_tensor *out, const gb_tensor *r) {
+    gb_tensor *c = gb_contiguous((gb_tensor *)out);
+    const float *o = gb_tensor_f32(c), *w = gb_tensor_f32(r);
+    double s = 0;
+    for (int64_t i = 0; i < gb_tensor_numel(c); i++) s += (double)o[i] * (double)w[i];
+    gb_tensor_free(c);
+    return s;
+}
+
+void gbt_gradcheck_at(gbt_fn f, int n, gb_tensor *const *inputs, void *ctx, double eps, double rtol, double atol,
+                      const char *what, const char *file, int line) {
+    for (int i = 0; i < n; i++) gb_zero_grad(inputs[i]);
+    gb_tensor *out = f(inputs, ctx);
+    ck_assert_msg(out != NULL, "%s:%d: %s: forward failed: %s", file, line, what, gb_last_error());
+    gb_rng rng = gb_rng_seed(1234);
+    gb_tensor *r = gb_randn(&rng, gb_tensor_ndim(out), gb_tensor_shape(out), 0.0f, 1.0f);
+    ck_assert_msg(gb_backward(out, r, false) == GB_OK, "%s:%d: %s: backward failed: %s", file, line, what,
+                  gb_last_error());
+    gb_tensor_free(out);
+    gb_grad_mode m = gb_no_grad_begin();
+    for (int i = 0; i < n; i++) {
+        gb_tensor *x = inputs[i];
+        if (!gb_tensor_requires_grad(x)) continue;
+        ck_assert_msg(gb_tensor_is_contiguous(x) && gb_tensor_dtype(x) == GB_DTYPE_F32,
+                      "%s:%d: gradcheck inputs must be contiguous f32", file, line);
+        const gb_tensor *g = gb_tensor_grad(x);
+        ck_assert_msg(g != NULL, "%s:%d: %s: input %d received no gradient", file, line, what, i);
+        float *p = gb_tensor_data(x);
+        const float *ga = gb_tensor_data(g);
+        for (int64_t j = 0; j < gb_tensor_numel(x); j++) {
+            float keep = p[j];
+            p[j] = keep + (float)eps;
+            gb_tensor *o1 = f(inputs, ctx);
+            p[j] = keep - (float)eps;
+            gb_tensor *o2 = f(inputs, ctx);
+            p[j] = keep;
+            ck_assert_msg(o1 && o2, "%s:%d: %s: forward failed: %s", file, line, what, gb_last_error());
+            /* The perturbation is what was actually stored, not eps. */
+            double h = (double)(keep + (float)eps) - (double)(keep - (float)eps);
+            double num = (gbt_weighted_sum(o1, r) - gbt_weighted_sum(o2, r)) / h;
+            gb_tensor_free(o1);
+            gb_tensor_free(o2);
+            ck_assert_msg(fabs(ga[j] - num) <= atol + rtol * fabs(num),
+                          "%s:%d: %s: d/d input %d element %lld: analytic %.7g, numeric %.7g", file, line, what, i,
+                          (long long)j, (double)ga[j], num);
+        }
+    }
+    gb_grad_mode_end(m);
+    for (int i = 0; i < n; i++) gb_zero_grad(inputs[i]);
+    gb_tensor_free(r);
+}

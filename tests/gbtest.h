@@ -42,6 +42,18 @@ void gbt_assert_close_at(const gb_tensor *got, const gb_tensor *want, double rto
                       gb_last_error(), (needle));                                                             \
     } while (0)
 
+/* Gradient check by central differences. f maps the n inputs to one output
+ * (a new reference). The analytic gradient of L = sum(f(inputs) * R), R a
+ * fixed random tensor, comes from gb_backward; the numeric one perturbs each
+ * element of each input that requires grad (contiguous f32 leaves) by +-eps
+ * and evaluates L in double. Fails the test when |analytic - numeric| >
+ * atol + rtol*|numeric| for any element. Inputs' .grad are dropped after. */
+typedef gb_tensor *(*gbt_fn)(gb_tensor *const *inputs, void *ctx);
+void gbt_gradcheck_at(gbt_fn f, int n, gb_tensor *const *inputs, void *ctx, double eps, double rtol, double atol,
+                      const char *what, const char *file, int line);
+#define gbt_gradcheck(f, n, inputs, ctx, eps, rtol, atol, what) \
+    gbt_gradcheck_at((f), (n), (inputs), (ctx), (eps), (rtol), (atol), (what), __FILE__, __LINE__)
+
 /* Path of a file under ../shared, or NULL (and a visible SKIP line on
  * stderr naming the test) when the fixture is missing. Caller frees. */
 char *gbt_shared_path(const char *rel, const char *test_name);

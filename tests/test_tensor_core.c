@@ -143,6 +143,18 @@ START_TEST(test_rng_repeats) {
 }
 END_TEST
 
+/* Every status kind has its page in docs/errors/ (tests run from the repo root). */
+START_TEST(test_every_status_has_a_doc_page) {
+    for (int s = 0; s < GB_STATUS_COUNT; s++) {
+        char path[256];
+        snprintf(path, sizeof path, "docs/errors/%s.md", gb_status_name((gb_status)s));
+        FILE *f = fopen(path, "r");
+        ck_assert_msg(f != NULL, "missing %s", path);
+        fclose(f);
+    }
+}
+END_TEST
+
 Suite *gb_suite_tensor_core(void) {
     Suite *s = suite_create("tensor_core");
     TCase *tc = tcase_create("core");
@@ -153,6 +165,7 @@ Suite *gb_suite_tensor_core(void) {
     tcase_add_test(tc, test_to_dtype_and_copy);
     tcase_add_test(tc, test_errors_name_call_site);
     tcase_add_test(tc, test_rng_repeats);
+    tcase_add_test(tc, test_every_status_has_a_doc_page);
     suite_add_tcase(s, tc);
     return s;
 }
