@@ -1,0 +1,91 @@
+/* Optimisers and gradient clipping against torch.optim trajectories. */
+#include "gbtest.h"
+
+static gb_optim *make(const char *name, gb_tensor *p) {
+    gb_sgd_opts plain = {.lr = 0.1f};
+    gb_sgd_opts mom = {.lr = 0.05f, .momentum = 0.9f, .dampening = 0.1f, .weight_decay = 0.01f};
+    gb_sgd_opts nest = {.lr = 0.05f, .momentum = 0.8f, .nesterov = true, .weight_decay = 0.02f};
+    gb_adamw_opts custom = {.lr = 0.01f, .beta1 = 0.8f, .beta2 = 0.95f, .eps = 1e-6f, .weight_decay = 0.1f};
+    if (!strcmp(name, "sgd_plain")) return gb_sgd_new(1, &p, plain);
+    if (!strcmp(name, "sgd_momentum")) return gb_sgd_new(1, &p, mom);
+    if (!strcmp(name, "sgd_nesterov")) return gb_sgd_new(1, &p, nest);
+    if (!strcmp(name, "adamw_default")) return gb_adamw_new(1, &p, gb_adamw_defaults());
+    return gb_adamw_new(1, &p, custom);
+}
+
+static const char *const configs[] = {"sgd_plain", "sgd_momentum", "sgd_nesterov", "adamw_default", "adamw_custom"};
+
+START_TEST(test_trajectories_match_torch) {
+    gbt_oracle *o = gbt_oracle_load("optim");
+    const char *name = configs[_i];
+    gb_tensor *p0 = gbt_get(o, "p0");
+    gb_tensor *p = gb_clone(p0);
+    gbt_ok_status(gb_requires_grad_(p, true));
+    gb_optim *opt = make(name, p);
+    gbt_ok(opt);
+    for (int t = 0; t < 10; t++) {
+        gb_tensor *g = gbt_getf(o, "g%d", t);
+        gbt_ok_status(gb_set_grad(p, g));
+        gbt_ok_status(gb_optim_step(opt));
+        gb_tensor *want = gbt_getf(o, "%s.%d", name, t);
+        char what[64];
+        snprintf(what, sizeof what, "%s step %d", name, t);
+        gbt_assert_close(p, want, 1e-5, 1e-6, what);
+        gb_tensor_free(want);
+        gb_tensor_free(g);
+    }
+    gb_optim_zero_grad(opt);
+    ck_assert_ptr_null(gb_tensor_grad(p));
+    gb_optim_free(opt);
+    gb_tensor_free(p);
+    gb_tensor_free(p0);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+START_TEST(test_clip_grad_norm) {
+    gbt_oracle *o = gbt_oracle_load("optim");
+    gb_tensor *ga = gbt_get(o, "clip.ga"), *gbv = gbt_get(o, "clip.gb");
+    gb_tensor *a = gb_zeros(2, (int64_t[]){3, 3}, GB_DTYPE_F32), *b = gb_zeros(1, (int64_t[]){4}, GB_DTYPE_F32);
+    gb_requires_grad_(a, true);
+    gb_requires_grad_(b, true);
+    gb_tensor *ps[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        int max_norm = k ? 100 : 1;
+        gb_set_grad(a, ga);
+        gb_set_grad(b, gbv);
+        float total;
+        gbt_ok_status(gb_clip_grad_norm(2, ps, (float)max_norm, &total));
+        gb_tensor *wt = gbt_getf(o, "clip%d.total", max_norm), *wa = gbt_getf(o, "clip%d.a", max_norm),
+                  *wb = gbt_getf(o, "clip%d.b", max_norm);
+        ck_assert_float_eq_tol(total, gb_tensor_f32(wt)[0], 1e-5f * gb_tensor_f32(wt)[0]);
+        gbt_assert_close(gb_tensor_grad(a), wa, 1e-5, 1e-7, "clipped a");
+        gbt_assert_close(gb_tensor_grad(b), wb, 1e-5, 1e-7, "clipped b");
+        gb_tensor_free(wt), gb_tensor_free(wa), gb_tensor_free(wb);
+    }
+    gb_tensor_free(a), gb_tensor_free(b), gb_tensor_free(ga), gb_tensor_free(gbv);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+START_TEST(test_optim_errors) {
+    gb_tensor *p = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_F32);
+    gbt_fails_with(gb_sgd_new(1, &p, (gb_sgd_opts){.lr = 0.1f}) == NULL, GB_ERR_ARG, "requires grad");
+    gb_requires_grad_(p, true);
+    gbt_fails_with(gb_sgd_new(1, &p, (gb_sgd_opts){.lr = 0.1f, .nesterov = true}) == NULL, GB_ERR_ARG, "nesterov");
+    gb_adamw_opts bad = gb_adamw_defaults();
+    bad.beta1 = 1.0f;
+    gbt_fails_with(gb_adamw_new(1, &p, bad) == NULL, GB_ERR_ARG, "invalid betas");
+    gb_tensor_free(p);
+}
+END_TEST
+
+Suite *gb_suite_optim(void) {
+    Suite *s = suite_create("optim");
+    TCase *tc = tcase_create("optim");
+    tcase_add_loop_test(tc, test_trajectories_match_torch, 0, (int)(sizeof configs / sizeof configs[0]));
+    tcase_add_test(tc, test_clip_grad_norm);
+    tcase_add_test(tc, test_optim_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
