@@ -11,7 +11,8 @@ PYTHON  ?= /usr/bin/python3
 
 ARCH    := $(if $(NATIVE),-march=native,-march=x86-64-v2)
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -fopenmp $(ARCH) -I.
+# stb_ds's hash maps spell gcc's __typeof__ as typeof, a keyword only in gnu11.
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Dtypeof=__typeof__ -Wall -Wextra -Werror -fPIC -fopenmp $(ARCH) -I.
 LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -ldl
 BUILD   := build
 ifdef SANITIZE

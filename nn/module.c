@@ -1,0 +1,636 @@
+/* Module trees: naming and paths, lookup, repr, parameters, the run state,
+ * and gb_module_call, where events are emitted. */
+#include "nn_impl.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stb/stb_ds.h>
+
+/* ---- values ------------------------------------------------------------- */
+
+void gb_values_clear(gb_values *vs) {
+    for (int i = 0; i < vs->n; i++) gb_tensor_free(vs->v[i]);
+    memset(vs, 0, sizeof *vs);
+}
+
+gb_status gb_values_push(gb_values *vs, gb_tensor *t) {
+    if (vs->n >= GB_MAX_VALUES) {
+        gb_tensor_free(t);
+        return gb__fail(GB_ERR_ARG, "values: a tuple holds at most %d tensors", GB_MAX_VALUES);
+    }
+    vs->v[vs->n++] = t;
+    return GB_OK;
+}
+
+void gb_values_set(gb_values *vs, int i, gb_tensor *t) {
+    gb_tensor_free(vs->v[i]);
+    vs->v[i] = t;
+}
+
+/* ---- tree --------------------------------------------------------------- */
+
+static char *gb__strdup(const char *s, const char *what) {
+    char *c = gb__malloc(strlen(s) + 1, what);
+    if (c) strcpy(c, s);
+    return c;
+}
+
+gb_module *gb__module_new(const gb__module_type *type) {
+    gb_module *m = gb__calloc(1, sizeof *m, type->name);
+    if (!m) return NULL;
+    m->type = type;
+    m->name = gb__strdup("", type->name);
+    m->path = gb__strdup("", type->name);
+    if (!m->name || !m->path) {
+        gb_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+gb_module *gb__module_done(gb_module *m, gb_status st) {
+    if (st == GB_OK) return m;
+    gb_module_free(m);
+    return NULL;
+}
+
+void gb_module_free(gb_module *m) {
+    if (!m) return;
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) gb_module_free(m->children[i]);
+    arrfree(m->children);
+    for (ptrdiff_t i = 0; i < arrlen(m->params); i++) {
+        free(m->params[i].name);
+        gb_tensor_free(m->params[i].t);
+    }
+    arrfree(m->params);
+    free(m->config);
+    free(m->name);
+    free(m->path);
+    free(m);
+}
+
+/* Recompute the paths of m's subtree (a subtree is built bottom-up, so paths
+ * are known only once it is attached). */
+static gb_status gb__update_paths(gb_module *m) {
+    const char *pp = m->parent ? m->parent->path : "";
+    size_t n = strlen(pp) + strlen(m->name) + 2;
+    char *p = gb__malloc(n, "module path");
+    if (!p) return GB_ERR_ALLOC;
+    snprintf(p, n, "%s%s%s", pp, *pp ? "." : "", m->name);
+    free(m->path);
+    m->path = p;
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++)
+        if (gb__update_paths(m->children[i]) != GB_OK) return GB_ERR_ALLOC;
+    return GB_OK;
+}
+
+gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child) {
+    if (!child) return gb_last_status() ? gb_last_status() : GB_ERR_ARG;
+    char *nm = gb__strdup(name, "module child");
+    if (!nm) {
+        gb_module_free(child);
+        return GB_ERR_ALLOC;
+    }
+    free(child->name);
+    child->name = nm;
+    child->parent = m;
+    arrput(m->children, child);
+    return gb__update_paths(child);
+}
+
+gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer) {
+    gb_tensor *t = gb_zeros(ndim, shape, GB_DTYPE_F32);
+    char *nm = t ? gb__strdup(name, "module parameter") : NULL;
+    if (!nm) {
+        gb_tensor_free(t);
+        return GB_ERR_ALLOC;
+    }
+    gb__param p = {nm, t, buffer};
+    arrput(m->params, p);
+    return GB_OK;
+}
+
+const char *gb_module_name(const gb_module *m) { return m->name; }
+const char *gb_module_path(const gb_module *m) { return m->path; }
+const char *gb_module_type(const gb_module *m) { return m->type->name; }
+gb_module *gb_module_parent(const gb_module *m) { return m->parent; }
+int gb_module_num_children(const gb_module *m) { return (int)arrlen(m->children); }
+gb_module *gb_module_child(const gb_module *m, int i) {
+    return i >= 0 && i < arrlen(m->children) ? m->children[i] : NULL;
+}
+
+static bool gb__is_list(const gb_module *m) { return !strcmp(m->type->name, "ModuleList"); }
+
+/* Levenshtein distance, for "did you mean" lists. */
+static int gb__edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return 99;
+    int d[65][65];
+    for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+/* "nearest: mlp, ln_2, attn" — up to three children closest to name. */
+static void gb__nearest_names(const gb_module *m, const char *name, char *buf, size_t size) {
+    int n = (int)arrlen(m->children), best[3] = {-1, -1, -1};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < n; i++) {
+            if (i == best[0] || i == best[1]) continue;
+            if (best[k] < 0 || gb__edit_distance(name, m->children[i]->name) <
+                                   gb__edit_distance(name, m->children[best[k]]->name))
+                best[k] = i;
+        }
+    size_t len = 0;
+    buf[0] = 0;
+    for (int k = 0; k < 3 && best[k] >= 0 && len < size; k++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", k ? ", " : "", m->children[best[k]]->name);
+}
+
+gb_module *gb_module_find(gb_module *m, const char *path) {
+    gb_module *cur = m;
+    const char *p = path;
+    while (*p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        char part[256];
+        if (len == 0 || len >= sizeof part)
+            return gb__fail_null(GB_ERR_ARG, "module path '%s': empty or overlong component", path);
+        memcpy(part, p, len);
+        part[len] = 0;
+        gb_module *next = NULL;
+        char *end;
+        long idx = strtol(part, &end, 10);
+        if (gb__is_list(cur) && *end == 0) {
+            long n = (long)arrlen(cur->children);
+            if (idx < -n || idx >= n)
+                return gb__fail_null(GB_ERR_INDEX, "module path '%s': index %ld is out of range for '%s' (%s of %ld)",
+                                     path, idx, *cur->path ? cur->path : "<root>", cur->type->name, n);
+            next = cur->children[idx < 0 ? idx + n : idx];
+        } else {
+            for (ptrdiff_t i = 0; i < arrlen(cur->children); i++)
+                if (!strcmp(cur->children[i]->name, part)) next = cur->children[i];
+        }
+        if (!next) {
+            char near[256];
+            gb__nearest_names(cur, part, near, sizeof near);
+            return gb__fail_null(GB_ERR_NOT_FOUND, "module path '%s': '%s' (%s) has no submodule '%s'%s%s%s", path,
+                                 *cur->path ? cur->path : "<root>", cur->type->name, part,
+                                 *near ? "; nearest: " : "", near, arrlen(cur->children) ? "" : " (it has no children)");
+        }
+        cur = next;
+        p += len + (dot ? 1 : 0);
+        if (dot && !*p) return gb__fail_null(GB_ERR_ARG, "module path '%s' ends with '.'", path);
+    }
+    return cur;
+}
+
+/* ---- repr (PyTorch's Module.__repr__ and ModuleList.__repr__) ----------- */
+
+typedef struct {
+    char *s; /* stb_ds char array, NUL-terminated when done */
+} gb__buf;
+
+static void gb__puts(gb__buf *b, const char *s) {
+    size_t n = strlen(s);
+    memcpy(arraddnptr(b->s, n), s, n);
+}
+
+/* Append s with every line after the first indented by two spaces (_addindent). */
+static void gb__put_indented(gb__buf *b, const char *s) {
+    for (; *s; s++) {
+        arrput(b->s, *s);
+        if (*s == '\n') gb__puts(b, "  ");
+    }
+}
+
+static char *gb__repr(const gb_module *m);
+
+static char *gb__repr_list(const gb_module *m) {
+    gb__buf b = {0};
+    int n = (int)arrlen(m->children);
+    gb__puts(&b, m->type->name);
+    gb__puts(&b, "(");
+    char **reprs = calloc((size_t)n + 1, sizeof *reprs);
+    for (int i = 0; i < n; i++) reprs[i] = gb__repr(m->children[i]);
+    if (n > 0) gb__puts(&b, "\n  ");
+    for (int start = 0; start < n;) {
+        int end = start;
+        while (end + 1 < n && !strcmp(reprs[end + 1], reprs[start])) end++;
+        char head[64];
+        if (end == start) snprintf(head, sizeof head, "(%d): ", start);
+        else snprintf(head, sizeof head, "(%d-%d): %d x ", start, end, end - start + 1);
+        if (start > 0) gb__puts(&b, "\n  ");
+        gb__puts(&b, head);
+        gb__put_indented(&b, reprs[start]);
+        start = end + 1;
+    }
+    if (n > 0) gb__puts(&b, "\n");
+    gb__puts(&b, ")");
+    for (int i = 0; i < n; i++) free(reprs[i]);
+    free(reprs);
+    arrput(b.s, 0);
+    char *out = strdup(b.s);
+    arrfree(b.s);
+    return out;
+}
+
+static char *gb__repr(const gb_module *m) {
+    if (gb__is_list(m)) return gb__repr_list(m);
+    gb__buf b = {0};
+    char extra[512] = "";
+    if (m->type->extra_repr) m->type->extra_repr(m, extra, sizeof extra);
+    int nchild = (int)arrlen(m->children);
+    gb__puts(&b, m->type->name);
+    gb__puts(&b, "(");
+    if (*extra && nchild == 0 && !strchr(extra, '\n')) {
+        gb__puts(&b, extra);
+    } else if (*extra || nchild) {
+        if (*extra) {
+            gb__puts(&b, "\n  ");
+            gb__put_indented(&b, extra); /* multi-line extra_repr: each line indented */
+        }
+        for (int i = 0; i < nchild; i++) {
+            char *child = gb__repr(m->children[i]);
+            gb__puts(&b, "\n  (");
+            gb__puts(&b, m->children[i]->name);
+            gb__puts(&b, "): ");
+            gb__put_indented(&b, child);
+            free(child);
+        }
+        gb__puts(&b, "\n");
+    }
+    gb__puts(&b, ")");
+    arrput(b.s, 0);
+    char *out = strdup(b.s);
+    arrfree(b.s);
+    return out;
+}
+
+char *gb_module_repr(const gb_module *m) {
+    char *s = gb__repr(m);
+    if (!s) gb__fail(GB_ERR_ALLOC, "module_repr: out of memory");
+    return s;
+}
+
+/* ---- parameters --------------------------------------------------------- */
+
+int gb_module_num_params(const gb_module *m) { return (int)arrlen(m->params); }
+const char *gb_module_param_name(const gb_module *m, int i) {
+    return i >= 0 && i < arrlen(m->params) ? m->params[i].name : NULL;
+}
+
+static gb__param *gb__find_param(const gb_module *m, const char *name) {
+    for (ptrdiff_t i = 0; i < arrlen(m->params); i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+
+gb_tensor *gb_module_param(const gb_module *m, const char *name) {
+    gb__param *p = gb__find_param(m, name);
+    return p ? p->t : NULL;
+}
+
+gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t) {
+    gb__param *p = gb__find_param(m, name);
+    if (!p)
+        return gb__fail(GB_ERR_NOT_FOUND, "set_param: %s (%s) has no parameter '%s'", *m->path ? m->path : "<root>",
+                        m->type->name, name);
+    const gb_tensor *old = p->t;
+    if (gb_tensor_ndim(t) != old->ndim || memcmp(gb_tensor_shape(t), old->shape, sizeof(int64_t) * (size_t)old->ndim)) {
+        char b1[160];
+        return gb__fail(GB_ERR_SHAPE, "set_param: %s%s%s has shape %s, got a tensor of shape %s", m->path,
+                        *m->path ? "." : "", name, GB__SHAPE_STR(old),
+                        gb__shape_str(b1, 160, gb_tensor_ndim(t), gb_tensor_shape(t)));
+    }
+    gb_tensor_ref(t);
+    gb_tensor_free(p->t);
+    p->t = t;
+    return GB_OK;
+}
+
+gb_status gb_module_tie_param(gb_module *m, const char *name, gb_module *src, const char *src_name) {
+    gb_tensor *t = gb_module_param(src, src_name);
+    if (!t)
+        return gb__fail(GB_ERR_NOT_FOUND, "tie_param: %s has no parameter '%s'", *src->path ? src->path : "<root>",
+                        src_name);
+    return gb_module_set_param(m, name, t);
+}
+
+typedef struct {
+    const char **names;  /* stb_ds */
+    gb_tensor **params;  /* stb_ds */
+    char **owned_names;  /* stb_ds: full names we allocated */
+} gb__plist;
+
+static void gb__collect(gb_module *m, const char *prefix, gb__plist *l) {
+    for (ptrdiff_t i = 0; i < arrlen(m->params); i++) {
+        if (m->params[i].buffer) continue;
+        bool seen = false; /* tied parameters are listed once, as PyTorch does */
+        for (ptrdiff_t j = 0; j < arrlen(l->params); j++) seen |= l->params[j] == m->params[i].t;
+        if (seen) continue;
+        size_t n = strlen(prefix) + strlen(m->params[i].name) + 2;
+        char *full = malloc(n);
+        snprintf(full, n, "%s%s%s", prefix, *prefix ? "." : "", m->params[i].name);
+        arrput(l->owned_names, full);
+        arrput(l->names, full);
+        arrput(l->params, m->params[i].t);
+    }
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
+        size_t n = strlen(prefix) + strlen(m->children[i]->name) + 2;
+        char *p = malloc(n);
+        snprintf(p, n, "%s%s%s", prefix, *prefix ? "." : "", m->children[i]->name);
+        gb__collect(m->children[i], p, l);
+        free(p);
+    }
+}
+
+/* The names are kept alive in a per-module cache so callers free only the arrays. */
+int gb_module_parameters(gb_module *m, const char ***names, gb_tensor ***params) {
+    gb__plist l = {0};
+    gb__collect(m, "", &l);
+    int n = (int)arrlen(l.params);
+    /* One block: the pointer arrays, then the strings. */
+    size_t strbytes = 0;
+    for (int i = 0; i < n; i++) strbytes += strlen(l.names[i]) + 1;
+    char *block = malloc(sizeof(char *) * (size_t)n + strbytes + 1);
+    gb_tensor **ps = malloc(sizeof(gb_tensor *) * (size_t)(n ? n : 1));
+    if (!block || !ps) {
+        free(block), free(ps);
+        n = -1;
+        gb__fail(GB_ERR_ALLOC, "module_parameters: out of memory");
+    } else {
+        const char **ns = (const char **)(void *)block;
+        char *s = block + sizeof(char *) * (size_t)n;
+        for (int i = 0; i < n; i++) {
+            strcpy(s, l.names[i]);
+            ns[i] = s;
+            s += strlen(s) + 1;
+            ps[i] = l.params[i];
+        }
+        if (names) *names = ns;
+        else free(block);
+        if (params) *params = ps;
+        else free(ps);
+    }
+    for (ptrdiff_t i = 0; i < arrlen(l.owned_names); i++) free(l.owned_names[i]);
+    arrfree(l.owned_names);
+    arrfree(l.names);
+    arrfree(l.params);
+    return n;
+}
+
+int64_t gb_module_num_parameters(gb_module *m) {
+    gb_tensor **ps;
+    int n = gb_module_parameters(m, NULL, &ps);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += gb_tensor_numel(ps[i]);
+    if (n >= 0) free(ps);
+    return total;
+}
+
+gb_status gb_module_requires_grad_(gb_module *m, bool on) {
+    gb_tensor **ps;
+    int n = gb_module_parameters(m, NULL, &ps);
+    if (n < 0) return GB_ERR_ALLOC;
+    gb_status st = GB_OK;
+    for (int i = 0; i < n && st == GB_OK; i++) st = gb_requires_grad_(ps[i], on);
+    free(ps);
+    return st;
+}
+
+static void gb__init_rec(gb_module *m, gb_rng *rng) {
+    if (m->type->init) m->type->init(m, rng);
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) gb__init_rec(m->children[i], rng);
+}
+
+void gb_module_init(gb_module *m, uint64_t seed) {
+    gb_rng rng = gb_rng_seed(seed);
+    gb__init_rec(m, &rng);
+}
+
+/* ---- containers --------------------------------------------------------- */
+
+gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_values cur = {0}, next = {0};
+    for (int i = 0; i < in->n; i++) gb_values_push(&cur, gb_tensor_ref(in->v[i]));
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
+        gb_status st = gb_module_call(m->children[i], run, &cur, &next);
+        gb_values_clear(&cur);
+        if (st != GB_OK) {
+            *out = next; /* a stopped run keeps what it computed */
+            return st;
+        }
+        cur = next;
+        memset(&next, 0, sizeof next);
+    }
+    *out = cur;
+    return GB_OK;
+}
+
+static gb_status gb__forward_list(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run, (void)in, (void)out;
+    return gb__fail(GB_ERR_STATE, "%s: a ModuleList is not callable; its owner calls its items", m->path);
+}
+
+static const gb__module_type gb__type_sequential = {"Sequential", gb__forward_sequential, NULL, NULL};
+static const gb__module_type gb__type_list = {"ModuleList", gb__forward_list, NULL, NULL};
+
+static gb_module *gb__container(const gb__module_type *type, int n, const char *const *names,
+                                gb_module *const *children) {
+    gb_module *m = gb__module_new(type);
+    gb_status st = m ? GB_OK : GB_ERR_ALLOC;
+    for (int i = 0; i < n; i++) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%d", i);
+        if (st == GB_OK) st = gb__module_add_child(m, names ? names[i] : idx, children[i]);
+        else gb_module_free(children[i]);
+    }
+    return gb__module_done(m, st);
+}
+
+gb_module *gb_sequential(int n, const char *const *names, gb_module *const *children) {
+    return gb__container(&gb__type_sequential, n, names, children);
+}
+
+gb_module *gb_module_list(int n, gb_module *const *children) {
+    return gb__container(&gb__type_list, n, NULL, children);
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
+typedef struct {
+    const gb_module *key;
+    gb_tensor *k, *v;
+} gb__cache_entry;
+
+struct gb_run {
+    gb_observer_fn observer;
+    void *observer_ctx;
+    struct {
+        const gb_module *key;
+        int value;
+    } *calls; /* stb_ds hash map: module -> calls so far */
+    struct {
+        char *key;
+        int value;
+    } *point_calls; /* stb_ds string map: point path -> calls so far */
+    gb_tensor *attention_mask, *position_ids;
+    bool use_cache;
+    gb__cache_entry *cache; /* stb_ds hash map */
+    int64_t cache_len;
+};
+
+static const char *const gb__event_names[GB_EVENT_COUNT] = {
+#define GB__X(e, n) n,
+    GB_EVENT_LIST(GB__X)
+#undef GB__X
+};
+const char *gb_event_name(gb_event_kind k) { return (unsigned)k < GB_EVENT_COUNT ? gb__event_names[k] : "unknown"; }
+
+gb_run *gb_run_new(void) {
+    gb_run *r = gb__calloc(1, sizeof *r, "run_new");
+    if (r) sh_new_strdup(r->point_calls);
+    return r;
+}
+
+static void gb__cache_clear(gb_run *run) {
+    for (ptrdiff_t i = 0; i < hmlen(run->cache); i++) {
+        gb_tensor_free(run->cache[i].k);
+        gb_tensor_free(run->cache[i].v);
+    }
+    hmfree(run->cache);
+    run->cache_len = 0;
+}
+
+void gb_run_free(gb_run *run) {
+    if (!run) return;
+    hmfree(run->calls);
+    shfree(run->point_calls);
+    gb_tensor_free(run->attention_mask);
+    gb_tensor_free(run->position_ids);
+    gb__cache_clear(run);
+    free(run);
+}
+
+void gb_run_set_observer(gb_run *run, gb_observer_fn fn, void *ctx) {
+    run->observer = fn;
+    run->observer_ctx = ctx;
+}
+
+void gb_run_reset_calls(gb_run *run) {
+    hmfree(run->calls);
+    shfree(run->point_calls);
+    sh_new_strdup(run->point_calls);
+}
+
+void gb_run_set_attention_mask(gb_run *run, gb_tensor *mask) {
+    gb_tensor_free(run->attention_mask);
+    run->attention_mask = gb_tensor_ref(mask);
+}
+
+void gb_run_set_position_ids(gb_run *run, gb_tensor *pos) {
+    gb_tensor_free(run->position_ids);
+    run->position_ids = gb_tensor_ref(pos);
+}
+
+void gb_run_use_cache(gb_run *run, bool on) {
+    if (!on) gb__cache_clear(run);
+    run->use_cache = on;
+}
+
+int64_t gb_run_cache_length(const gb_run *run) { return run->cache_len; }
+gb_tensor *gb__run_attention_mask(const gb_run *run) { return run->attention_mask; }
+gb_tensor *gb__run_position_ids(const gb_run *run) { return run->position_ids; }
+bool gb__run_use_cache(const gb_run *run) { return run->use_cache; }
+
+void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v) {
+    ptrdiff_t i = hmgeti(run->cache, attn);
+    *k = i >= 0 ? run->cache[i].k : NULL;
+    *v = i >= 0 ? run->cache[i].v : NULL;
+}
+
+void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v) {
+    ptrdiff_t i = hmgeti(run->cache, attn);
+    if (i >= 0) {
+        gb_tensor_free(run->cache[i].k);
+        gb_tensor_free(run->cache[i].v);
+        run->cache[i].k = k;
+        run->cache[i].v = v;
+    } else {
+        gb__cache_entry e = {attn, k, v};
+        hmputs(run->cache, e);
+    }
+}
+
+void gb__run_cache_advance(gb_run *run, int64_t t) {
+    if (run->use_cache) run->cache_len += t;
+}
+
+/* ---- calling modules ---------------------------------------------------- */
+
+static int gb__next_call(gb_run *run, const gb_module *m) {
+    ptrdiff_t i = hmgeti(run->calls, m);
+    if (i < 0) {
+        hmput(run->calls, m, 1);
+        return 0;
+    }
+    return run->calls[i].value++;
+}
+
+gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    memset(out, 0, sizeof *out);
+    if (!run) return gb__fail(GB_ERR_ARG, "module_call: %s: run is NULL (use gb_run_new)", m->path);
+    if (!run->observer) return m->type->forward(m, run, in, out);
+
+    gb_values inputs = {0};
+    for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
+    int64_t batch = inputs.n > 0 && inputs.v[0] && gb_tensor_ndim(inputs.v[0]) > 0 ? gb_tensor_dim(inputs.v[0], 0) : 1;
+    gb_event ev = {GB_EVENT_INPUT, m, m->path, gb__next_call(run, m), 0, batch, &inputs, out, false};
+    gb_status st = run->observer(&ev, run->observer_ctx);
+    if (st == GB_OK && !ev.skip) st = m->type->forward(m, run, &inputs, out);
+    gb_values_clear(&inputs);
+    if (st != GB_OK) return st;
+    ev.kind = GB_EVENT_OUTPUT;
+    ev.values = out;
+    ev.output = NULL;
+    return run->observer(&ev, run->observer_ctx);
+}
+
+gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t) {
+    if (!run->observer) return GB_OK;
+    char path[512];
+    snprintf(path, sizeof path, "%s%s%s", m->path, *m->path ? "." : "", name);
+    ptrdiff_t i = shgeti(run->point_calls, path);
+    int call = i >= 0 ? run->point_calls[i].value : 0;
+    shput(run->point_calls, path, call + 1);
+    gb_values vs = {1, {*t}};
+    gb_event ev = {GB_EVENT_POINT, m, path, call, 0, gb_tensor_ndim(*t) ? gb_tensor_dim(*t, 0) : 1, &vs, NULL, false};
+    gb_status st = run->observer(&ev, run->observer_ctx);
+    *t = vs.v[0]; /* the observer may have replaced it (and released the old one) */
+    return st;
+}
+
+gb_status gb_module_run(gb_module *m, gb_run *run, gb_tensor *x, gb_tensor **y) {
+    *y = NULL;
+    gb_run *own = run ? NULL : gb_run_new();
+    if (!run && !own) return GB_ERR_ALLOC;
+    gb_values in = {1, {x}}, out = {0};
+    gb_status st = gb_module_call(m, run ? run : own, &in, &out);
+    if (out.n > 0) {
+        *y = out.v[0];
+        out.v[0] = NULL;
+    }
+    gb_values_clear(&out);
+    gb_run_free(own);
+    return st;
+}

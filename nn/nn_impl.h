@@ -1,0 +1,72 @@
+/* Private to glassbox: module layout, module types, and what module
+ * forwards use from a run (attention inputs, KV cache, named points). */
+#ifndef GB_NN_IMPL_H
+#define GB_NN_IMPL_H
+
+#include <stdio.h>
+
+#include "../tensor/tensor_impl.h"
+#include "nn.h"
+
+/* What a kind of module does. Each module points at its type (a vtable). */
+typedef struct gb__module_type {
+    const char *name; /* PyTorch class name, printed by repr: "Linear" */
+    /* Compute out from in. Call children through gb_module_call so they
+     * emit events; return any non-GB_OK status of a child unchanged. */
+    gb_status (*forward)(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
+    /* PyTorch's extra_repr(), e.g. "in_features=5, out_features=10, bias=True";
+     * NULL when empty. Writes at most size bytes. */
+    void (*extra_repr)(const gb_module *m, char *buf, size_t size);
+    /* reset_parameters() for m's own parameters; NULL if none. */
+    void (*init)(gb_module *m, gb_rng *rng);
+} gb__module_type;
+
+typedef struct gb__param {
+    char *name;
+    gb_tensor *t;
+    bool buffer;     /* a buffer, not a parameter (not in named_parameters) */
+} gb__param;
+
+struct gb_module {
+    const gb__module_type *type;
+    char *name;
+    char *path;
+    gb_module *parent;
+    gb_module **children; /* stb_ds array */
+    gb__param *params;    /* stb_ds array, in registration order */
+    int64_t iparam[8];    /* the type's sizes (in/out features, ...) */
+    float fparam[4];      /* the type's scalars (eps, p, ...) */
+    char sparam[32];      /* the type's string (activation name, ...) */
+    void *config;         /* model configs (gb_gpt2_config, ...), free()d */
+};
+
+/* Make a module of a type with no parameters and no children. */
+gb_module *gb__module_new(const gb__module_type *type);
+/* Add a child under name (taking ownership; on failure the child is freed). */
+gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child);
+/* Register a zero-filled f32 parameter (or buffer) of the given shape. */
+gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
+/* Build helper: frees m and returns NULL when st is not GB_OK. */
+gb_module *gb__module_done(gb_module *m, gb_status st);
+
+/* ---- run state used by forwards ----------------------------------------- */
+
+gb_tensor *gb__run_attention_mask(const gb_run *run); /* borrowed, may be NULL */
+gb_tensor *gb__run_position_ids(const gb_run *run);   /* borrowed, may be NULL */
+bool gb__run_use_cache(const gb_run *run);
+/* The cached keys and values of an attention module (borrowed; NULL when
+ * empty) and their replacement (the run takes the references). */
+void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v);
+void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v);
+/* Called by the whole-model forward after a pass over T new tokens. */
+void gb__run_cache_advance(gb_run *run, int64_t t);
+
+/* A named intermediate value inside m's forward (attention weights, ...).
+ * Emits GB_EVENT_POINT "<m's path>.<name>"; the observer may replace *t
+ * (the old reference is released). */
+gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t);
+
+/* Out-of-line forwards reused by several module types. */
+gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
+
+#endif
