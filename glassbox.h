@@ -6,6 +6,7 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "nn/nn.h"
+#include "hooks/hooks.h"
 #include "io/io.h"
 
 #endif

@@ -442,8 +442,8 @@ static gb_status gb__forward_list(gb_module *m, gb_run *run, const gb_values *in
     return gb__fail(GB_ERR_STATE, "%s: a ModuleList is not callable; its owner calls its items", m->path);
 }
 
-static const gb__module_type gb__type_sequential = {"Sequential", gb__forward_sequential, NULL, NULL};
-static const gb__module_type gb__type_list = {"ModuleList", gb__forward_list, NULL, NULL};
+static const gb__module_type gb__type_sequential = {.name = "Sequential", .forward = gb__forward_sequential};
+static const gb__module_type gb__type_list = {.name = "ModuleList", .forward = gb__forward_list};
 
 static gb_module *gb__container(const gb__module_type *type, int n, const char *const *names,
                                 gb_module *const *children) {
@@ -595,7 +595,8 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     gb_values inputs = {0};
     for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
     int64_t batch = inputs.n > 0 && inputs.v[0] && gb_tensor_ndim(inputs.v[0]) > 0 ? gb_tensor_dim(inputs.v[0], 0) : 1;
-    gb_event ev = {GB_EVENT_INPUT, m, m->path, gb__next_call(run, m), 0, batch, &inputs, out, false};
+    gb_event ev = {.kind = GB_EVENT_INPUT, .module = m, .path = m->path, .call = gb__next_call(run, m),
+                  .batch_len = batch, .values = &inputs, .output = out};
     gb_status st = run->observer(&ev, run->observer_ctx);
     if (st == GB_OK && !ev.skip) st = m->type->forward(m, run, &inputs, out);
     gb_values_clear(&inputs);
@@ -614,7 +615,8 @@ gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **
     int call = i >= 0 ? run->point_calls[i].value : 0;
     shput(run->point_calls, path, call + 1);
     gb_values vs = {1, {*t}};
-    gb_event ev = {GB_EVENT_POINT, m, path, call, 0, gb_tensor_ndim(*t) ? gb_tensor_dim(*t, 0) : 1, &vs, NULL, false};
+    gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = call,
+                  .batch_len = gb_tensor_ndim(*t) ? gb_tensor_dim(*t, 0) : 1, .values = &vs};
     gb_status st = run->observer(&ev, run->observer_ctx);
     *t = vs.v[0]; /* the observer may have replaced it (and released the old one) */
     return st;

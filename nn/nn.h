@@ -179,6 +179,7 @@ typedef struct gb_event {
      * run nothing (the module's forward and its children's events). */
     gb_values *output;
     bool skip;
+    int index;          /* grad events: which tensor of the module's tuple */
 } gb_event;
 
 /* Return GB_OK to continue, GB_STOPPED to end the run after this event, or

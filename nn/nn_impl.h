@@ -19,6 +19,10 @@ typedef struct gb__module_type {
     void (*extra_repr)(const gb_module *m, char *buf, size_t size);
     /* reset_parameters() for m's own parameters; NULL if none. */
     void (*init)(gb_module *m, gb_rng *rng);
+    /* The module returns a tuple in Hugging Face (GPT2Block, LlamaDecoderLayer):
+     * tracing then treats its output as a tuple, so "output[0]" is the
+     * hidden state as in nnsight. Single-tensor modules leave it false. */
+    bool returns_tuple;
 } gb__module_type;
 
 typedef struct gb__param {
