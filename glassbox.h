@@ -7,6 +7,7 @@
 #include "autograd/autograd.h"
 #include "nn/nn.h"
 #include "hooks/hooks.h"
+#include "trace/trace.h"
 #include "io/io.h"
 
 #endif

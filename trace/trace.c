@@ -1,0 +1,815 @@
+/* The tracing layer: an intervention graph of plain nodes, interleaved with
+ * one forward pass through hook events (hooks/), and a shape-only scan.
+ *
+ * Data flow of a run: gb_trace_run builds a hook registry with one hook per
+ * distinct point (module, event, call) that getters name, and runs the model.
+ * When a point's event fires, every getter of that point receives the event's
+ * values at once (so a node may both read and replace a point), then the
+ * pump executes, in definition order, every pending node whose inputs now
+ * exist. Gradient getters are armed with one autograd hook per tensor when
+ * their tensor exists and fire, the same way, during a backward started by
+ * a backward node. */
+#include "trace.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <stb/stb_ds.h>
+
+#include "../nn/nn_impl.h"
+
+#define GB__MAX_ARGS 8
+
+typedef enum gb__state {
+    GB__STATE_PENDING,
+    GB__STATE_DONE,
+    GB__STATE_SKIPPED, /* a condition was false, an input was skipped, or apply during scan */
+    GB__STATE_RUNNING,
+} gb__state;
+
+typedef struct gb__point gb__point;
+
+struct gb_val {
+    gb_trace *tr;
+    int id;
+    gb_trace_op op;
+    gb_val *arg[GB__MAX_ARGS];
+    int nargs;
+    gb_val *cond;      /* innermost enclosing gb_if */
+    char *text;        /* module path, index expression or log label */
+    gb_index_expr index;
+    int pick;          /* INDEX on a tuple: the element, else -1 */
+    int call, dim;
+    bool keepdim;
+    gb_tensor *constant;
+    gb_apply_fn fn;
+    void *ctx;
+    const char *file;
+    int line;
+    bool saved, poisoned;
+    char desc[256];
+
+    /* run state */
+    gb__state state;
+    gb_values value;
+    bool is_tuple;
+    int uses, uses_left;
+    gb__point *point;      /* getters and skips: their point */
+    gb_tensor *armed;      /* GRAD: the tensor whose gradient it waits for */
+    gb_tensor **live_grad; /* GRAD: the gradient slot while its hook runs */
+    int ndim;
+    int64_t shape[GB_MAX_DIMS];
+    bool has_shape;
+};
+
+/* A point of the model that getters name: one hook serves all its getters. */
+struct gb__point {
+    gb_trace *tr;
+    gb_module *module;
+    char *path;           /* for named points */
+    gb_event_kind kind;
+    int call;
+    gb_val **getters;     /* stb_ds array: getters and skips of this point */
+    gb_values *live;      /* the event's values while it is being handled */
+};
+
+struct gb_trace {
+    gb_module *model;
+    gb_tensor *input;
+    gb_val **nodes;       /* stb_ds array, definition order */
+    gb_val **conds;       /* stb_ds stack of open gb_if */
+    gb__point **points;   /* stb_ds array, rebuilt per run */
+    gb_tensor **armed;    /* stb_ds array: tensors carrying our gradient hook */
+    bool validate, scanning, stop;
+    FILE *log;
+    gb_status def_status; /* first definition error */
+    char *def_error;
+    gb_status run_status; /* first error during a run */
+    char *run_error;      /* its message: the model's own error paths may overwrite the thread's */
+};
+
+static const char *const gb__trace_op_names[GB_TRACE_OP_COUNT] = {
+#define GB__X(e, n) n,
+    GB_TRACE_OP_LIST(GB__X)
+#undef GB__X
+};
+
+/* ---- the trace ---------------------------------------------------------- */
+
+gb_trace *gb_trace_new(gb_module *model, gb_tensor *input) {
+    gb_trace *tr = gb__calloc(1, sizeof *tr, "trace_new");
+    if (!tr) return NULL;
+    tr->model = model;
+    tr->input = gb_tensor_ref(input);
+    tr->log = stdout;
+    return tr;
+}
+
+static void gb__reset_node(gb_val *v) {
+    gb_values_clear(&v->value);
+    v->state = v->op == GB_TRACE_OP_CONST ? GB__STATE_DONE : GB__STATE_PENDING;
+    if (v->op == GB_TRACE_OP_CONST) gb_values_push(&v->value, gb_tensor_ref(v->constant));
+    v->armed = NULL;
+    v->live_grad = NULL;
+    v->uses_left = v->uses;
+}
+
+static void gb__free_points(gb_trace *tr) {
+    for (ptrdiff_t i = 0; i < arrlen(tr->points); i++) {
+        arrfree(tr->points[i]->getters);
+        free(tr->points[i]->path);
+        free(tr->points[i]);
+    }
+    arrfree(tr->points);
+}
+
+void gb_trace_free(gb_trace *tr) {
+    if (!tr) return;
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
+        gb_val *v = tr->nodes[i];
+        gb_values_clear(&v->value);
+        gb_tensor_free(v->constant);
+        free(v->text);
+        free(v);
+    }
+    arrfree(tr->nodes);
+    arrfree(tr->conds);
+    arrfree(tr->armed);
+    gb__free_points(tr);
+    gb_tensor_free(tr->input);
+    free(tr->def_error);
+    free(tr->run_error);
+    free(tr);
+}
+
+void gb_trace_set_validate(gb_trace *tr, bool on) { tr->validate = on; }
+void gb_trace_set_log(gb_trace *tr, FILE *f) { tr->log = f; }
+
+/* ---- describing nodes --------------------------------------------------- */
+
+static const char *gb__getter_event(const gb_val *v) {
+    return v->op == GB_TRACE_OP_INPUT ? "input" : v->op == GB_TRACE_OP_OUTPUT ? "output" : NULL;
+}
+
+/* A Python-like expression for v, used in errors and graph dumps. */
+const char *gb_val_text(gb_val *v) {
+    if (v->desc[0]) return v->desc;
+    char *d = v->desc;
+    size_t n = sizeof v->desc;
+    const char *a = v->nargs > 0 ? gb_val_text(v->arg[0]) : "", *b = v->nargs > 1 ? gb_val_text(v->arg[1]) : "";
+    char idx[128] = "";
+    if (v->op == GB_TRACE_OP_INDEX || v->op == GB_TRACE_OP_SET_INDEX) gb_index_format(&v->index, idx, sizeof idx);
+    switch (v->op) {
+    case GB_TRACE_OP_OUTPUT:
+    case GB_TRACE_OP_INPUT:
+        if (v->call) snprintf(d, n, "%s%s%s[call %d]", *v->text ? v->text : "model", ".", gb__getter_event(v), v->call);
+        else snprintf(d, n, "%s.%s", *v->text ? v->text : "model", gb__getter_event(v));
+        break;
+    case GB_TRACE_OP_POINT: snprintf(d, n, "%s", v->text); break;
+    case GB_TRACE_OP_GRAD: snprintf(d, n, "%s.grad", a); break;
+    case GB_TRACE_OP_CONST: {
+        const gb_tensor *t = v->constant;
+        double x;
+        if (gb_tensor_numel(t) == 1 && gb_tensor_ndim(t) == 0 && gb_item(t, &x) == GB_OK) snprintf(d, n, "%g", x);
+        else snprintf(d, n, "tensor%s", gb__shape_str((char[160]){0}, 160, gb_tensor_ndim(t), gb_tensor_shape(t)));
+        break;
+    }
+    case GB_TRACE_OP_INDEX: snprintf(d, n, "%s%s", a, idx); break;
+    case GB_TRACE_OP_ADD: snprintf(d, n, "(%s + %s)", a, b); break;
+    case GB_TRACE_OP_SUB: snprintf(d, n, "(%s - %s)", a, b); break;
+    case GB_TRACE_OP_MUL: snprintf(d, n, "(%s * %s)", a, b); break;
+    case GB_TRACE_OP_DIV: snprintf(d, n, "(%s / %s)", a, b); break;
+    case GB_TRACE_OP_MATMUL: snprintf(d, n, "(%s @ %s)", a, b); break;
+    case GB_TRACE_OP_SUM:
+    case GB_TRACE_OP_MEAN:
+    case GB_TRACE_OP_MAX:
+    case GB_TRACE_OP_ARGMAX:
+        snprintf(d, n, "%s.%s(dim=%d%s)", a, gb__trace_op_names[v->op], v->dim, v->keepdim ? ", keepdim=True" : "");
+        break;
+    case GB_TRACE_OP_SUM_ALL: snprintf(d, n, "%s.sum()", a); break;
+    case GB_TRACE_OP_SOFTMAX: snprintf(d, n, "%s.softmax(dim=%d)", a, v->dim); break;
+    case GB_TRACE_OP_CLONE: snprintf(d, n, "%s.clone()", a); break;
+    case GB_TRACE_OP_APPLY: snprintf(d, n, "apply(%s%s)", a, v->nargs > 1 ? ", ..." : ""); break;
+    case GB_TRACE_OP_SET: snprintf(d, n, "%s = %s", a, b); break;
+    case GB_TRACE_OP_SET_INDEX: snprintf(d, n, "%s%s = %s", a, idx, b); break;
+    case GB_TRACE_OP_LOG: snprintf(d, n, "log(\"%s\", %s)", v->text ? v->text : "", a); break;
+    case GB_TRACE_OP_STOP: snprintf(d, n, "%s.stop()", a); break;
+    case GB_TRACE_OP_SKIP: snprintf(d, n, "%s.skip(%s)", *v->text ? v->text : "model", a); break;
+    case GB_TRACE_OP_REQUIRES_GRAD: snprintf(d, n, "%s.requires_grad = True", a); break;
+    case GB_TRACE_OP_BACKWARD: snprintf(d, n, "%s.backward()", a); break;
+    case GB_TRACE_OP_IF: snprintf(d, n, "if %s", a); break;
+    default: snprintf(d, n, "?"); break;
+    }
+    return d;
+}
+
+char *gb_trace_graph(const gb_trace *tr) {
+    char *out = NULL; /* stb_ds char array */
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
+        gb_val *v = tr->nodes[i];
+        char line[512];
+        int k = snprintf(line, sizeof line, "%%%d = %s", v->id, gb__trace_op_names[v->op]);
+        for (int j = 0; j < v->nargs && k < (int)sizeof line; j++) k += snprintf(line + k, sizeof line - (size_t)k, " %%%d", v->arg[j]->id);
+        if (k < (int)sizeof line && v->cond) k += snprintf(line + k, sizeof line - (size_t)k, " if %%%d", v->cond->id);
+        if (k < (int)sizeof line)
+            k += snprintf(line + k, sizeof line - (size_t)k, "%s  # %s  (%s:%d)\n", v->saved ? " saved" : "",
+                          gb_val_text(v), v->file, v->line);
+        memcpy(arraddnptr(out, strlen(line)), line, strlen(line));
+    }
+    arrput(out, 0);
+    char *s = strdup(out);
+    arrfree(out);
+    return s;
+}
+
+/* ---- definition --------------------------------------------------------- */
+
+/* Record the first definition error, with its site. */
+static void gb__def_fail(gb_val *v) {
+    gb_trace *tr = v->tr;
+    v->poisoned = true;
+    if (tr->def_status != GB_OK) return;
+    tr->def_status = gb_last_status() != GB_OK ? gb_last_status() : GB_ERR_ARG;
+    gb__error_prefix("%s:%d", v->file, v->line);
+    tr->def_error = strdup(gb_last_error());
+}
+
+static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *args, const char *file, int line) {
+    gb_val *v = calloc(1, sizeof *v);
+    if (!v) return NULL; /* out of memory: callers return NULL, the documented exception */
+    v->tr = tr;
+    v->id = (int)arrlen(tr->nodes);
+    v->op = op;
+    v->file = file;
+    v->line = line;
+    v->pick = -1;
+    v->cond = arrlen(tr->conds) ? arrlast(tr->conds) : NULL;
+    v->nargs = nargs;
+    for (int i = 0; i < nargs; i++) {
+        v->arg[i] = args[i];
+        args[i]->uses++;
+        if (args[i]->poisoned) v->poisoned = true;
+    }
+    if (v->cond) v->cond->uses++;
+    arrput(tr->nodes, v);
+    gb__reset_node(v);
+    return v;
+}
+
+static bool gb__same_trace(gb_val *a, gb_val *b) { return a && b && a->tr == b->tr; }
+
+gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const char *file, int line) {
+    gb_trace_op op = kind == 0 ? GB_TRACE_OP_OUTPUT : kind == 1 ? GB_TRACE_OP_INPUT : GB_TRACE_OP_POINT;
+    gb_val *v = gb__node(tr, op, 0, NULL, file, line);
+    if (!v) return NULL;
+    v->text = strdup(path);
+    v->call = call;
+    if (call < 0) {
+        gb__fail(GB_ERR_INDEX, "trace: call index %d is negative", call);
+        gb__def_fail(v);
+    } else if (op != GB_TRACE_OP_POINT) {
+        /* Unknown paths fail here, at the user's line, not during the run. */
+        if (!gb_module_find(tr->model, path)) gb__def_fail(v);
+    }
+    return v;
+}
+
+gb_val *gb_grad_at(gb_val *x, const char *file, int line) { return gb__node(x->tr, GB_TRACE_OP_GRAD, 1, &x, file, line); }
+
+gb_val *gb_val_index_at(gb_val *x, const char *expr, const char *file, int line) {
+    gb_val *v = gb__node(x->tr, GB_TRACE_OP_INDEX, 1, &x, file, line);
+    if (v && gb_index_parse(expr, &v->index) != GB_OK) gb__def_fail(v);
+    return v;
+}
+
+gb_val *gb_val_binary_at(gb_trace_op op, gb_val *a, gb_val *b, const char *file, int line) {
+    if (!gb__same_trace(a, b)) return NULL;
+    return gb__node(a->tr, op, 2, (gb_val *[]){a, b}, file, line);
+}
+
+gb_val *gb_val_reduce_at(gb_trace_op op, gb_val *x, int dim, bool keepdim, const char *file, int line) {
+    gb_val *v = gb__node(x->tr, op, 1, &x, file, line);
+    if (v) {
+        v->dim = dim;
+        v->keepdim = keepdim;
+    }
+    return v;
+}
+
+gb_val *gb_val_unary_at(gb_trace_op op, gb_val *x, int dim, const char *file, int line) {
+    return gb_val_reduce_at(op, x, dim, false, file, line);
+}
+
+gb_val *gb_const_at(gb_trace *tr, gb_tensor *t, const char *file, int line) {
+    gb_val *v = gb__node(tr, GB_TRACE_OP_CONST, 0, NULL, file, line);
+    if (!v) return NULL;
+    v->constant = gb_tensor_ref(t);
+    gb__reset_node(v);
+    return v;
+}
+
+gb_val *gb_scalar_at(gb_trace *tr, float x, const char *file, int line) {
+    gb_tensor *t = gb_scalar_tensor(x);
+    gb_val *v = t ? gb_const_at(tr, t, file, line) : NULL;
+    gb_tensor_free(t);
+    return v;
+}
+
+gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *const *args, const char *file,
+                    int line) {
+    if (nargs < 0 || nargs > GB__MAX_ARGS) nargs = GB__MAX_ARGS + 1;
+    gb_val *v = gb__node(tr, GB_TRACE_OP_APPLY, nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
+    if (!v) return NULL;
+    v->fn = fn;
+    v->ctx = ctx;
+    if (nargs > GB__MAX_ARGS || !fn) {
+        gb__fail(GB_ERR_ARG, "apply: needs a function and at most %d arguments", GB__MAX_ARGS);
+        gb__def_fail(v);
+    }
+    return v;
+}
+
+gb_val *gb_save(gb_val *v) {
+    if (v) v->saved = true;
+    return v;
+}
+
+gb_val *gb_set_at(gb_val *target, gb_val *value, const char *file, int line) {
+    if (!gb__same_trace(target, value)) return NULL;
+    return gb__node(target->tr, GB_TRACE_OP_SET, 2, (gb_val *[]){target, value}, file, line);
+}
+
+gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const char *file, int line) {
+    if (!gb__same_trace(target, value)) return NULL;
+    gb_val *v = gb__node(target->tr, GB_TRACE_OP_SET_INDEX, 2, (gb_val *[]){target, value}, file, line);
+    if (v && gb_index_parse(expr, &v->index) != GB_OK) gb__def_fail(v);
+    return v;
+}
+
+gb_val *gb_log_at(const char *label, gb_val *x, const char *file, int line) {
+    gb_val *v = gb__node(x->tr, GB_TRACE_OP_LOG, 1, &x, file, line);
+    if (v) v->text = strdup(label ? label : "");
+    return v;
+}
+
+gb_val *gb_stop_at(gb_val *x, const char *file, int line) { return gb__node(x->tr, GB_TRACE_OP_STOP, 1, &x, file, line); }
+
+gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *file, int line) {
+    gb_val *v = gb__node(tr, GB_TRACE_OP_SKIP, 1, &value, file, line);
+    if (!v) return NULL;
+    v->text = strdup(path);
+    if (!gb_module_find(tr->model, path)) gb__def_fail(v);
+    return v;
+}
+
+gb_val *gb_requires_grad_at(gb_val *x, const char *file, int line) {
+    return gb__node(x->tr, GB_TRACE_OP_REQUIRES_GRAD, 1, &x, file, line);
+}
+
+gb_val *gb_val_backward_at(gb_val *x, const char *file, int line) {
+    return gb__node(x->tr, GB_TRACE_OP_BACKWARD, 1, &x, file, line);
+}
+
+gb_val *gb_if_at(gb_trace *tr, gb_val *cond, const char *file, int line) {
+    gb_val *v = gb__node(tr, GB_TRACE_OP_IF, 1, &cond, file, line);
+    if (v) arrput(tr->conds, v);
+    return v;
+}
+
+void gb_end_if(gb_trace *tr) {
+    if (arrlen(tr->conds)) (void)arrpop(tr->conds);
+}
+
+/* ---- running nodes ------------------------------------------------------ */
+
+static gb_tensor *gb__tensor_of(gb_val *v) { return v->value.n > 0 ? v->value.v[0] : NULL; }
+
+/* Record shape (for gb_val_shape) and mark done. */
+static void gb__done(gb_val *v) {
+    v->state = GB__STATE_DONE;
+    gb_tensor *t = gb__tensor_of(v);
+    if (t) {
+        v->ndim = gb_tensor_ndim(t);
+        memcpy(v->shape, gb_tensor_shape(t), sizeof(int64_t) * (size_t)v->ndim);
+        v->has_shape = true;
+    }
+}
+
+/* A node failed: remember the first failure as "site: message (expression)". */
+static gb_status gb__node_fail(gb_val *v, gb_status st) {
+    gb_trace *tr = v->tr;
+    if (st == GB_OK) st = GB_ERR_STATE;
+    if (tr->run_status == GB_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", gb_last_error());
+        gb__fail(st, "%s:%d: %s (%s)", v->file, v->line, msg, gb_val_text(v));
+        tr->run_status = st;
+        free(tr->run_error);
+        tr->run_error = strdup(gb_last_error());
+    }
+    return tr->run_status;
+}
+
+/* Free a value once nothing later reads it, unless saved. */
+static void gb__release_use(gb_val *v) {
+    if (--v->uses_left <= 0 && !v->saved && v->op != GB_TRACE_OP_CONST) gb_values_clear(&v->value);
+}
+
+static gb_status gb__set_value(gb_val *v, gb_tensor *t) {
+    if (!t) return gb__node_fail(v, gb_last_status());
+    gb_values_clear(&v->value);
+    gb_values_push(&v->value, t);
+    gb__done(v);
+    return GB_OK;
+}
+
+/* The live slot a SET writes into: a getter's event value, a tuple element of
+ * it, or a gradient being propagated. */
+static gb_status gb__set_target(gb_val *set, gb_val *target, gb_tensor *value) {
+    gb_val *g = target;
+    int elem = 0;
+    if (g->op == GB_TRACE_OP_INDEX && g->pick >= 0) {
+        elem = g->pick;
+        g = g->arg[0];
+    } else if ((g->op == GB_TRACE_OP_OUTPUT && g->is_tuple)) {
+        gb__fail(GB_ERR_ARG, "set: %s is a tuple; set one of its elements, e.g. [0]", gb_val_text(g));
+        return gb__node_fail(set, GB_ERR_ARG);
+    }
+    if (g->op == GB_TRACE_OP_GRAD) {
+        if (!g->live_grad) {
+            gb__fail(GB_ERR_STATE, "set: the gradient %s is no longer flowing (value used before it can exist)",
+                     gb_val_text(g));
+            return gb__node_fail(set, GB_ERR_STATE);
+        }
+        gb_tensor_free(*g->live_grad);
+        *g->live_grad = gb_tensor_ref(value);
+        /* Gradient getters of the same tensor defined after this set read the new value. */
+        for (ptrdiff_t i = 0; i < arrlen(set->tr->nodes); i++) {
+            gb_val *o = set->tr->nodes[i];
+            if (o->op == GB_TRACE_OP_GRAD && o->armed == g->armed && o->id > set->id && o->value.n > 0)
+                gb_values_set(&o->value, 0, gb_tensor_ref(value));
+        }
+    } else if (g->op == GB_TRACE_OP_OUTPUT || g->op == GB_TRACE_OP_INPUT || g->op == GB_TRACE_OP_POINT) {
+        if (!g->point || !g->point->live) {
+            gb__fail(GB_ERR_STATE, "set: %s was already computed when the value became available (value used "
+                                   "before it can exist)", gb_val_text(g));
+            return gb__node_fail(set, GB_ERR_STATE);
+        }
+        if (elem >= g->point->live->n) {
+            gb__fail(GB_ERR_INDEX, "set: %s has %d elements, no element %d", gb_val_text(g), g->point->live->n, elem);
+            return gb__node_fail(set, GB_ERR_INDEX);
+        }
+        gb_values_set(g->point->live, elem, gb_tensor_ref(value));
+        /* Getters of the same point defined after this set read the new value. */
+        for (ptrdiff_t i = 0; i < arrlen(g->point->getters); i++) {
+            gb_val *o = g->point->getters[i];
+            if (o->id > set->id && o->value.n > elem) gb_values_set(&o->value, elem, gb_tensor_ref(value));
+        }
+    } else {
+        gb__fail(GB_ERR_ARG, "set: %s is not a module input, output, tuple element or gradient; use gb_set_index "
+                             "to edit a part of a value", gb_val_text(target));
+        return gb__node_fail(set, GB_ERR_ARG);
+    }
+    if (target->value.n > 0) gb_values_set(&target->value, 0, gb_tensor_ref(value));
+    return GB_OK;
+}
+
+static gb_status gb__trace_grad_hook(gb_tensor *t, gb_tensor **grad, void *ctx);
+
+/* Arm a gradient getter: one autograd hook per tensor serves all of them. */
+static gb_status gb__arm_grad(gb_val *v) {
+    gb_trace *tr = v->tr;
+    gb_tensor *t = gb__tensor_of(v->arg[0]);
+    if (!t) {
+        gb__fail(GB_ERR_ARG, "grad: %s is not a tensor", gb_val_text(v->arg[0]));
+        return gb__node_fail(v, GB_ERR_ARG);
+    }
+    if (tr->scanning) { /* shapes only: the gradient has its tensor's shape */
+        gb_tensor *g = gb_empty(gb_tensor_ndim(t), gb_tensor_shape(t), GB_DTYPE_F32);
+        return gb__set_value(v, g);
+    }
+    if (!gb_tensor_requires_grad(t)) {
+        gb__fail(GB_ERR_AUTOGRAD,
+                 "grad: %s does not require grad; call gb_requires_grad on it first (model parameters are "
+                 "frozen by default)", gb_val_text(v->arg[0]));
+        return gb__node_fail(v, GB_ERR_AUTOGRAD);
+    }
+    v->armed = t;
+    for (ptrdiff_t i = 0; i < arrlen(tr->armed); i++)
+        if (tr->armed[i] == t) return GB_OK;
+    if (!gb_grad_hook_add(t, gb__trace_grad_hook, tr)) return gb__node_fail(v, gb_last_status());
+    arrput(tr->armed, t);
+    return GB_OK;
+}
+
+static gb_status gb__binary(gb_val *v, gb_tensor *a, gb_tensor *b) {
+    switch (v->op) {
+    case GB_TRACE_OP_ADD: return gb__set_value(v, gb_add(a, b));
+    case GB_TRACE_OP_SUB: return gb__set_value(v, gb_sub(a, b));
+    case GB_TRACE_OP_MUL: return gb__set_value(v, gb_mul(a, b));
+    case GB_TRACE_OP_DIV: return gb__set_value(v, gb_div(a, b));
+    default: return gb__set_value(v, gb_matmul(a, b));
+    }
+}
+
+static gb_status gb__log(gb_val *v, gb_tensor *t) {
+    if (v->tr->scanning) return GB_OK;
+    char *s = gb_tensor_str(t);
+    if (!s) return gb__node_fail(v, gb_last_status());
+    fprintf(v->tr->log, "%s%s%s\n", v->text, *v->text ? " " : "", s);
+    free(s);
+    return GB_OK;
+}
+
+/* Execute one node whose inputs all exist. */
+static gb_status gb__exec(gb_val *v) {
+    gb_trace *tr = v->tr;
+    gb_val *a = v->nargs > 0 ? v->arg[0] : NULL;
+    gb_tensor *x = a ? gb__tensor_of(a) : NULL, *y = v->nargs > 1 ? gb__tensor_of(v->arg[1]) : NULL;
+    if (a && !x && !(v->op == GB_TRACE_OP_INDEX && a->is_tuple)) {
+        gb__fail(GB_ERR_STATE, "trace: %s has no value", gb_val_text(a));
+        return gb__node_fail(v, GB_ERR_STATE);
+    }
+    switch (v->op) {
+    case GB_TRACE_OP_INDEX:
+        if (a->is_tuple) {
+            if (v->index.n != 1 || v->index.item[0].kind != GB_INDEX_KIND_INT) {
+                gb__fail(GB_ERR_ARG, "index: %s is a tuple; pick an element with a single integer, e.g. [0]",
+                         gb_val_text(a));
+                return gb__node_fail(v, GB_ERR_ARG);
+            }
+            int64_t i = v->index.item[0].start, n = a->value.n;
+            if (i < -n || i >= n) {
+                gb__fail(GB_ERR_INDEX, "tuple index %lld out of range for a tuple of %lld", (long long)i, (long long)n);
+                return gb__node_fail(v, GB_ERR_INDEX);
+            }
+            v->pick = (int)(i < 0 ? i + n : i);
+            return gb__set_value(v, gb_tensor_ref(a->value.v[v->pick]));
+        }
+        return gb__set_value(v, gb_index_expr_apply(x, &v->index));
+    case GB_TRACE_OP_ADD:
+    case GB_TRACE_OP_SUB:
+    case GB_TRACE_OP_MUL:
+    case GB_TRACE_OP_DIV:
+    case GB_TRACE_OP_MATMUL: return gb__binary(v, x, y);
+    case GB_TRACE_OP_SUM: return gb__set_value(v, gb_sum(x, v->dim, v->keepdim));
+    case GB_TRACE_OP_MEAN: return gb__set_value(v, gb_mean(x, v->dim, v->keepdim));
+    case GB_TRACE_OP_MAX: return gb__set_value(v, gb_max(x, v->dim, v->keepdim));
+    case GB_TRACE_OP_ARGMAX: return gb__set_value(v, gb_argmax(x, v->dim, v->keepdim));
+    case GB_TRACE_OP_SUM_ALL: return gb__set_value(v, gb_sum_all(x));
+    case GB_TRACE_OP_SOFTMAX: return gb__set_value(v, gb_softmax(x, v->dim));
+    case GB_TRACE_OP_CLONE: return gb__set_value(v, gb_clone(x));
+    case GB_TRACE_OP_APPLY: {
+        if (tr->scanning) {
+            v->state = GB__STATE_SKIPPED;
+            return GB_OK;
+        }
+        gb_tensor *args[GB__MAX_ARGS];
+        for (int i = 0; i < v->nargs; i++) args[i] = gb__tensor_of(v->arg[i]);
+        return gb__set_value(v, v->fn(args, v->nargs, v->ctx));
+    }
+    case GB_TRACE_OP_SET: {
+        gb_status st = gb__set_target(v, a, y);
+        if (st == GB_OK) gb__done(v);
+        return st;
+    }
+    case GB_TRACE_OP_SET_INDEX:
+        if (gb_index_put_expr_(x, &v->index, y) != GB_OK) return gb__node_fail(v, gb_last_status());
+        gb__done(v);
+        return GB_OK;
+    case GB_TRACE_OP_LOG: {
+        gb_status st = gb__log(v, x);
+        if (st == GB_OK) gb__done(v);
+        return st;
+    }
+    case GB_TRACE_OP_STOP:
+        tr->stop = true;
+        gb__done(v);
+        return GB_OK;
+    case GB_TRACE_OP_REQUIRES_GRAD:
+        if (!tr->scanning && gb_requires_grad_(x, true) != GB_OK) return gb__node_fail(v, gb_last_status());
+        gb__done(v);
+        return GB_OK;
+    case GB_TRACE_OP_BACKWARD: {
+        if (tr->scanning) {
+            gb__done(v);
+            return GB_OK;
+        }
+        v->state = GB__STATE_RUNNING;
+        gb_grad_mode m = gb_enable_grad_begin();
+        gb_status st = gb_backward(x, NULL, false);
+        gb_grad_mode_end(m);
+        if (st != GB_OK && tr->run_status == GB_OK) return gb__node_fail(v, st);
+        if (st != GB_OK) return tr->run_status;
+        gb__done(v);
+        return GB_OK;
+    }
+    case GB_TRACE_OP_IF: {
+        double c = 1;
+        if (!tr->scanning && gb_item(x, &c) != GB_OK) return gb__node_fail(v, gb_last_status());
+        if (c != 0) gb__done(v);
+        else v->state = GB__STATE_SKIPPED;
+        return GB_OK;
+    }
+    default: return GB_OK; /* getters, skips and constants get their values elsewhere */
+    }
+}
+
+static bool gb__is_event_fed(gb_trace_op op) {
+    return op == GB_TRACE_OP_OUTPUT || op == GB_TRACE_OP_INPUT || op == GB_TRACE_OP_POINT || op == GB_TRACE_OP_CONST ||
+           op == GB_TRACE_OP_SKIP;
+}
+
+/* Run, in definition order, every pending node whose inputs exist. Nodes
+ * only read nodes defined before them, so one pass reaches a fixed point. */
+static gb_status gb__pump(gb_trace *tr) {
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes) && tr->run_status == GB_OK; i++) {
+        gb_val *v = tr->nodes[i];
+        if (v->state != GB__STATE_PENDING || gb__is_event_fed(v->op) || v->armed) continue;
+        bool ready = true, skipped = false;
+        for (int j = 0; j < v->nargs; j++) {
+            ready &= v->arg[j]->state == GB__STATE_DONE;
+            skipped |= v->arg[j]->state == GB__STATE_SKIPPED;
+        }
+        if (v->cond) {
+            ready &= v->cond->state == GB__STATE_DONE;
+            skipped |= v->cond->state == GB__STATE_SKIPPED;
+        }
+        if (skipped) v->state = GB__STATE_SKIPPED;
+        else if (!ready) continue;
+        else if (v->op == GB_TRACE_OP_GRAD) gb__arm_grad(v);
+        else gb__exec(v);
+        if (v->state != GB__STATE_PENDING && v->state != GB__STATE_RUNNING) {
+            for (int j = 0; j < v->nargs; j++) gb__release_use(v->arg[j]);
+            if (v->cond) gb__release_use(v->cond);
+        }
+    }
+    return tr->run_status;
+}
+
+static gb_status gb__trace_grad_hook(gb_tensor *t, gb_tensor **grad, void *ctx) {
+    gb_trace *tr = ctx;
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
+        gb_val *v = tr->nodes[i];
+        if (v->op != GB_TRACE_OP_GRAD || v->armed != t || v->state != GB__STATE_PENDING) continue;
+        v->live_grad = grad;
+        gb_values_clear(&v->value);
+        gb_values_push(&v->value, gb_tensor_ref(*grad));
+        gb__done(v);
+        for (int j = 0; j < v->nargs; j++) gb__release_use(v->arg[j]);
+    }
+    gb_status st = gb__pump(tr);
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++)
+        if (tr->nodes[i]->armed == t) tr->nodes[i]->live_grad = NULL;
+    return st;
+}
+
+/* The hook of one point: feed its getters, honour skips, pump, stop. */
+static gb_status gb__point_hook(gb_event *ev, void *ctx) {
+    gb__point *p = ctx;
+    gb_trace *tr = p->tr;
+    if (ev->call != p->call) return GB_OK;
+    p->live = ev->values;
+    for (ptrdiff_t i = 0; i < arrlen(p->getters); i++) {
+        gb_val *v = p->getters[i];
+        if (v->state != GB__STATE_PENDING) continue;
+        if (v->op == GB_TRACE_OP_SKIP) continue;
+        gb_values_clear(&v->value);
+        v->is_tuple = v->op == GB_TRACE_OP_OUTPUT && ev->module->type->returns_tuple;
+        int n = v->op == GB_TRACE_OP_INPUT ? (ev->values->n > 0) : ev->values->n;
+        for (int j = 0; j < n; j++) gb_values_push(&v->value, gb_tensor_ref(ev->values->v[j]));
+        gb__done(v);
+    }
+    gb_status st = gb__pump(tr);
+    for (ptrdiff_t i = 0; i < arrlen(p->getters) && st == GB_OK; i++) {
+        gb_val *v = p->getters[i];
+        if (v->op != GB_TRACE_OP_SKIP || v->state != GB__STATE_PENDING) continue;
+        gb_val *val = v->arg[0];
+        if (val->state != GB__STATE_DONE) {
+            gb__fail(GB_ERR_STATE, "skip: the replacement value %s does not exist yet when %s runs (value used "
+                                   "before it can exist)", gb_val_text(val), *v->text ? v->text : "model");
+            st = gb__node_fail(v, GB_ERR_STATE);
+            break;
+        }
+        ev->skip = true;
+        gb_values_clear(ev->output);
+        gb_values_push(ev->output, gb_tensor_ref(gb__tensor_of(val)));
+        gb__done(v);
+        gb__release_use(val);
+    }
+    p->live = NULL;
+    if (st == GB_OK && tr->stop) return GB_STOPPED;
+    return st;
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
+static gb__point *gb__point_for(gb_trace *tr, gb_module *m, const char *path, gb_event_kind kind, int call) {
+    for (ptrdiff_t i = 0; i < arrlen(tr->points); i++) {
+        gb__point *p = tr->points[i];
+        if (p->module == m && p->kind == kind && p->call == call && (!path || !strcmp(p->path, path))) return p;
+    }
+    gb__point *p = calloc(1, sizeof *p);
+    *p = (gb__point){tr, m, path ? strdup(path) : NULL, kind, call, NULL, NULL};
+    arrput(tr->points, p);
+    return p;
+}
+
+/* Group getters (and skips) by point and register one hook per point. */
+static gb_status gb__bind(gb_trace *tr, gb_hooks *hooks) {
+    gb__free_points(tr);
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
+        gb_val *v = tr->nodes[i];
+        gb_event_kind kind;
+        gb_module *m = NULL;
+        const char *point = NULL;
+        if (v->op == GB_TRACE_OP_OUTPUT) kind = GB_EVENT_OUTPUT;
+        else if (v->op == GB_TRACE_OP_INPUT || v->op == GB_TRACE_OP_SKIP) kind = GB_EVENT_INPUT;
+        else if (v->op == GB_TRACE_OP_POINT) kind = GB_EVENT_POINT, point = v->text;
+        else continue;
+        if (kind != GB_EVENT_POINT && !(m = gb_module_find(tr->model, v->text))) return GB_ERR_NOT_FOUND;
+        v->point = gb__point_for(tr, m, point, kind, v->op == GB_TRACE_OP_SKIP ? 0 : v->call);
+        arrput(v->point->getters, v);
+    }
+    for (ptrdiff_t i = 0; i < arrlen(tr->points); i++) {
+        gb__point *p = tr->points[i];
+        int id = p->kind == GB_EVENT_POINT ? gb_hook_add_point(hooks, p->path, gb__point_hook, p)
+                                           : gb_hook_add(hooks, p->module, p->kind, 0, gb__point_hook, p);
+        if (!id) return gb_last_status();
+    }
+    return GB_OK;
+}
+
+static gb_status gb__run(gb_trace *tr, bool scanning) {
+    if (tr->def_status != GB_OK) {
+        gb__fail(tr->def_status, "%s", tr->def_error);
+        return tr->def_status;
+    }
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) gb__reset_node(tr->nodes[i]);
+    /* Gradient hooks of an earlier run stay on tensors that may still be
+     * alive; they find no armed node and do nothing. */
+    arrfree(tr->armed);
+    tr->scanning = scanning;
+    tr->stop = false;
+    tr->run_status = GB_OK;
+
+    gb_hooks *hooks = gb_hooks_new(tr->model);
+    gb_run *run = gb_run_new();
+    gb_tensor *input = NULL;
+    gb_status st = hooks && run ? gb__bind(tr, hooks) : GB_ERR_ALLOC;
+    if (st == GB_OK) {
+        if (scanning) gb__meta_push();
+        input = scanning ? gb_empty(gb_tensor_ndim(tr->input), gb_tensor_shape(tr->input), gb_tensor_dtype(tr->input))
+                         : gb_tensor_ref(tr->input);
+        gb_hooks_attach(hooks, run);
+        gb_values in = {1, {input}}, out = {0};
+        st = gb__pump(tr); /* nodes that need no model value (constants, conditions on them) */
+        if (st == GB_OK) st = gb_module_call(tr->model, run, &in, &out);
+        gb_values_clear(&out);
+        if (scanning) gb__meta_pop();
+    }
+    if (st == GB_STOPPED) st = GB_OK;
+    if (st != GB_OK && tr->run_status != GB_OK) gb__fail(tr->run_status, "%s", tr->run_error);
+    gb_tensor_free(input);
+    gb_run_free(run);
+    gb_hooks_free(hooks);
+    tr->scanning = false;
+    return st;
+}
+
+gb_status gb_trace_scan(gb_trace *tr) { return gb__run(tr, true); }
+
+gb_status gb_trace_run(gb_trace *tr) {
+    if (tr->validate) {
+        gb_status st = gb_trace_scan(tr);
+        if (st != GB_OK) return st;
+    }
+    return gb__run(tr, false);
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static gb_tensor *gb__result(const gb_val *v, int i) {
+    if (!v->saved)
+        return gb__fail_null(GB_ERR_STATE, "value: %s was not saved; call gb_save on it inside the trace "
+                                           "(unsaved values are freed during the run)", gb_val_text((gb_val *)v));
+    if (v->state != GB__STATE_DONE)
+        return gb__fail_null(GB_ERR_STATE, "value: %s was never produced (the run stopped before it, its module "
+                                           "never ran, or a condition was false)", gb_val_text((gb_val *)v));
+    if (i >= v->value.n || !v->value.v[i])
+        return gb__fail_null(GB_ERR_INDEX, "value: %s has %d elements, no element %d", gb_val_text((gb_val *)v),
+                             v->value.n, i);
+    return v->value.v[i];
+}
+
+gb_tensor *gb_value(const gb_val *v) { return gb__result(v, 0); }
+gb_tensor *gb_value_at(const gb_val *v, int i) { return gb__result(v, i); }
+
+gb_status gb_val_shape(const gb_val *v, int *ndim, int64_t *shape) {
+    if (!v->has_shape)
+        return gb__fail(GB_ERR_STATE, "val_shape: the shape of %s is not known; run gb_trace_scan first",
+                        gb_val_text((gb_val *)v));
+    *ndim = v->ndim;
+    memcpy(shape, v->shape, sizeof(int64_t) * (size_t)v->ndim);
+    return GB_OK;
+}

@@ -1,0 +1,202 @@
+/* glassbox trace: nnsight's tracing context in C. Define interventions on a
+ * model first, then run them together with one forward pass.
+ *
+ * Usage (compiled as a test, tests/test_header_examples.c):
+ *
+ *     gb_trace *tr = gb_trace_new(model, input);
+ *     gb_val *h   = gb_output(tr, "layer1");                 // deferred: exists once layer1 ran
+ *     gb_val *old = gb_save(gb_val_clone(h));                // keep a copy of the original
+ *     gb_set_index(h, "[:, 0]", gb_scalar(tr, 0.0f));        // edit in place: layer1.output[:, 0] = 0
+ *     gb_val *ids = gb_save(gb_val_argmax(gb_output(tr, "layer2"), -1, false));
+ *     if (gb_trace_run(tr) != GB_OK) fprintf(stderr, "%s\n", gb_last_error());
+ *     gb_tensor *t = gb_value(ids);                          // borrowed until gb_trace_free
+ *     gb_trace_free(tr);
+ *
+ * The intervention graph. Every gb_val is a node of a graph that is plain
+ * data (gb_trace_graph prints it): getters name a point in the model (a
+ * module path — Hugging Face's dotted names, negative list indices allowed —
+ * an event and a call index), operations combine values, actions edit the
+ * model's values. When the model runs, each getter receives its value as
+ * the module reaches that point, and every node runs as soon as its inputs
+ * exist, in definition order. Values that were not saved are freed as soon
+ * as no later node needs them.
+ *
+ * Call sites. The functions below are macros that record __FILE__ and
+ * __LINE__ in the node, so an error — at definition time (an unknown module
+ * path, an index syntax error), during scan/validate, or during the run —
+ * reads "examples/setting.c:41: index 10 is out of bounds for dimension 1
+ * with size 10 (layer1.output[:, 10])". A definition error poisons the trace:
+ * definition calls keep returning usable handles, and gb_trace_run reports
+ * the first error without running anything.
+ *
+ * Ownership. The trace owns every gb_val; gb_value returns a tensor borrowed
+ * from the trace (take a reference with gb_tensor_ref to keep it longer).
+ * gb_const takes a new reference to its tensor. The model must outlive the
+ * trace.
+ */
+#ifndef GB_TRACE_H
+#define GB_TRACE_H
+
+#include <stdio.h>
+
+#include "../hooks/hooks.h"
+
+typedef struct gb_trace gb_trace;
+typedef struct gb_val gb_val;
+
+/* ---- the trace ---------------------------------------------------------- */
+
+/* A trace of model on one input (for language models: ids [B, T], i64). */
+gb_trace *gb_trace_new(gb_module *model, gb_tensor *input);
+void gb_trace_free(gb_trace *tr);
+/* Run the model once with every intervention. GB_OK, or the first error.
+ * A run that a gb_stop ended returns GB_OK: stopping is what was asked. */
+gb_status gb_trace_run(gb_trace *tr);
+/* Run on shapes only (no arithmetic, no weight reads, no big allocations):
+ * afterwards gb_val_shape knows every value's shape, and every intervention
+ * has been checked against those shapes. Returns the first problem found. */
+gb_status gb_trace_scan(gb_trace *tr);
+/* Scan before every gb_trace_run, and refuse to run when it fails. */
+void gb_trace_set_validate(gb_trace *tr, bool on);
+/* Where gb_log writes (default stdout). */
+void gb_trace_set_log(gb_trace *tr, FILE *f);
+/* The intervention graph as text, one node per line. Caller frees. */
+char *gb_trace_graph(const gb_trace *tr);
+
+/* ---- getters ------------------------------------------------------------ */
+
+/* Output / first input of the module at path, on its first call. A module
+ * that Hugging Face makes return a tuple (GPT2Block, LlamaDecoderLayer)
+ * gives a tuple: index it with "[0]" for the hidden states. */
+#define gb_output(tr, path) gb_getter_at((tr), (path), 0, 0, __FILE__, __LINE__)
+#define gb_input(tr, path) gb_getter_at((tr), (path), 1, 0, __FILE__, __LINE__)
+/* The same on the call-th call of the module (0 = first). */
+#define gb_output_call(tr, path, call) gb_getter_at((tr), (path), 0, (call), __FILE__, __LINE__)
+/* A named point inside a module's forward, e.g. "transformer.h.0.attn.attn_weights". */
+#define gb_point(tr, path) gb_getter_at((tr), (path), 2, 0, __FILE__, __LINE__)
+/* The gradient of v, available during a backward started in this trace. */
+#define gb_grad(v) gb_grad_at((v), __FILE__, __LINE__)
+
+/* ---- deferred operations ------------------------------------------------ */
+
+/* v[expr] with the string form of PyTorch indexing ("[:, -1, :]"); on a tuple,
+ * "[i]" picks an element. */
+#define gb_val_index(v, expr) gb_val_index_at((v), (expr), __FILE__, __LINE__)
+#define gb_val_add(a, b) gb_val_binary_at(GB_TRACE_OP_ADD, (a), (b), __FILE__, __LINE__)
+#define gb_val_sub(a, b) gb_val_binary_at(GB_TRACE_OP_SUB, (a), (b), __FILE__, __LINE__)
+#define gb_val_mul(a, b) gb_val_binary_at(GB_TRACE_OP_MUL, (a), (b), __FILE__, __LINE__)
+#define gb_val_div(a, b) gb_val_binary_at(GB_TRACE_OP_DIV, (a), (b), __FILE__, __LINE__)
+#define gb_val_matmul(a, b) gb_val_binary_at(GB_TRACE_OP_MATMUL, (a), (b), __FILE__, __LINE__)
+#define gb_val_sum(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_SUM, (v), (dim), (keepdim), __FILE__, __LINE__)
+#define gb_val_mean(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_MEAN, (v), (dim), (keepdim), __FILE__, __LINE__)
+#define gb_val_max(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_MAX, (v), (dim), (keepdim), __FILE__, __LINE__)
+#define gb_val_argmax(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_ARGMAX, (v), (dim), (keepdim), __FILE__, __LINE__)
+#define gb_val_sum_all(v) gb_val_unary_at(GB_TRACE_OP_SUM_ALL, (v), 0, __FILE__, __LINE__)
+#define gb_val_softmax(v, dim) gb_val_unary_at(GB_TRACE_OP_SOFTMAX, (v), (dim), __FILE__, __LINE__)
+#define gb_val_clone(v) gb_val_unary_at(GB_TRACE_OP_CLONE, (v), 0, __FILE__, __LINE__)
+/* A tensor constant (the trace takes a new reference) and a scalar. */
+#define gb_const(tr, t) gb_const_at((tr), (t), __FILE__, __LINE__)
+#define gb_scalar(tr, x) gb_scalar_at((tr), (x), __FILE__, __LINE__)
+
+/* nnsight's apply: run fn on the live values of args; its result (a new
+ * reference, or NULL with an error set) becomes a value of the graph. Not
+ * run during scan (its result has no known shape there). */
+typedef gb_tensor *(*gb_apply_fn)(gb_tensor *const *args, int nargs, void *ctx);
+#define gb_apply(tr, fn, ctx, nargs, args) gb_apply_at((tr), (fn), (ctx), (nargs), (args), __FILE__, __LINE__)
+
+/* ---- actions ------------------------------------------------------------ */
+
+/* Keep v's value after the run; returns v. */
+gb_val *gb_save(gb_val *v);
+/* Replace a module's input/output (or a tuple element of it, or a gradient)
+ * with value. */
+#define gb_set(target, value) gb_set_at((target), (value), __FILE__, __LINE__)
+/* target[expr] = value, in place, value broadcasting. */
+#define gb_set_index(target, expr, value) gb_set_index_at((target), (expr), (value), __FILE__, __LINE__)
+/* Print "label value" when the value exists (to gb_trace_set_log's file). */
+#define gb_log(label, v) gb_log_at((label), (v), __FILE__, __LINE__)
+/* End the forward pass right after v's module event. */
+#define gb_stop(v) gb_stop_at((v), __FILE__, __LINE__)
+/* Do not run the module at path; use value as its output. */
+#define gb_skip(tr, path, value) gb_skip_at((tr), (path), (value), __FILE__, __LINE__)
+/* requires_grad = True on v's tensor when it exists (as in the walkthrough). */
+#define gb_requires_grad(v) gb_requires_grad_at((v), __FILE__, __LINE__)
+/* Backpropagate from v (one element) when it exists. */
+#define gb_val_backward(v) gb_val_backward_at((v), __FILE__, __LINE__)
+
+/* Conditions: nodes defined between gb_if and gb_end_if run only if cond's
+ * value (one element) is nonzero. Nestable. */
+#define gb_if(tr, cond) gb_if_at((tr), (cond), __FILE__, __LINE__)
+void gb_end_if(gb_trace *tr);
+
+/* ---- results ------------------------------------------------------------ */
+
+/* The value of a saved node after the run (for a tuple, its element 0);
+ * NULL with GB_ERR_STATE when it was not saved or never produced. */
+gb_tensor *gb_value(const gb_val *v);
+/* Element i of a saved tuple value. */
+gb_tensor *gb_value_at(const gb_val *v, int i);
+/* Shape of v as seen by the last scan or run. */
+gb_status gb_val_shape(const gb_val *v, int *ndim, int64_t *shape);
+/* A readable expression for v, e.g. "layer1.output[:, 10]" (owned by the trace). */
+const char *gb_val_text(gb_val *v);
+
+/* ---- the functions behind the macros ------------------------------------ */
+
+#define GB_TRACE_OP_LIST(X)                                   \
+    X(GB_TRACE_OP_OUTPUT, "output")                           \
+    X(GB_TRACE_OP_INPUT, "input")                             \
+    X(GB_TRACE_OP_POINT, "point")                             \
+    X(GB_TRACE_OP_GRAD, "grad")                               \
+    X(GB_TRACE_OP_CONST, "const")                             \
+    X(GB_TRACE_OP_INDEX, "index")                             \
+    X(GB_TRACE_OP_ADD, "add")                                 \
+    X(GB_TRACE_OP_SUB, "sub")                                 \
+    X(GB_TRACE_OP_MUL, "mul")                                 \
+    X(GB_TRACE_OP_DIV, "div")                                 \
+    X(GB_TRACE_OP_MATMUL, "matmul")                           \
+    X(GB_TRACE_OP_SUM, "sum")                                 \
+    X(GB_TRACE_OP_MEAN, "mean")                               \
+    X(GB_TRACE_OP_MAX, "max")                                 \
+    X(GB_TRACE_OP_ARGMAX, "argmax")                           \
+    X(GB_TRACE_OP_SUM_ALL, "sum_all")                         \
+    X(GB_TRACE_OP_SOFTMAX, "softmax")                         \
+    X(GB_TRACE_OP_CLONE, "clone")                             \
+    X(GB_TRACE_OP_APPLY, "apply")                             \
+    X(GB_TRACE_OP_SET, "set")                                 \
+    X(GB_TRACE_OP_SET_INDEX, "set_index")                     \
+    X(GB_TRACE_OP_LOG, "log")                                 \
+    X(GB_TRACE_OP_STOP, "stop")                               \
+    X(GB_TRACE_OP_SKIP, "skip")                               \
+    X(GB_TRACE_OP_REQUIRES_GRAD, "requires_grad")             \
+    X(GB_TRACE_OP_BACKWARD, "backward")                       \
+    X(GB_TRACE_OP_IF, "if")
+
+typedef enum gb_trace_op {
+#define GB__X(e, n) e,
+    GB_TRACE_OP_LIST(GB__X)
+#undef GB__X
+    GB_TRACE_OP_COUNT
+} gb_trace_op;
+
+/* kind: 0 output, 1 input, 2 point */
+gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const char *file, int line);
+gb_val *gb_grad_at(gb_val *v, const char *file, int line);
+gb_val *gb_val_index_at(gb_val *v, const char *expr, const char *file, int line);
+gb_val *gb_val_binary_at(gb_trace_op op, gb_val *a, gb_val *b, const char *file, int line);
+gb_val *gb_val_reduce_at(gb_trace_op op, gb_val *v, int dim, bool keepdim, const char *file, int line);
+gb_val *gb_val_unary_at(gb_trace_op op, gb_val *v, int dim, const char *file, int line);
+gb_val *gb_const_at(gb_trace *tr, gb_tensor *t, const char *file, int line);
+gb_val *gb_scalar_at(gb_trace *tr, float x, const char *file, int line);
+gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *const *args, const char *file,
+                    int line);
+gb_val *gb_set_at(gb_val *target, gb_val *value, const char *file, int line);
+gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const char *file, int line);
+gb_val *gb_log_at(const char *label, gb_val *v, const char *file, int line);
+gb_val *gb_stop_at(gb_val *v, const char *file, int line);
+gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *file, int line);
+gb_val *gb_requires_grad_at(gb_val *v, const char *file, int line);
+gb_val *gb_val_backward_at(gb_val *v, const char *file, int line);
+gb_val *gb_if_at(gb_trace *tr, gb_val *cond, const char *file, int line);
+
+#endif
