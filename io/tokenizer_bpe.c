@@ -1,0 +1,356 @@
+/* The BPE model: a pre-token's characters become vocabulary ids, then the
+ * adjacent pair with the lowest merge rank is merged until none is left
+ * (a min-heap of candidate merges; stale entries are skipped when popped),
+ * exactly as Hugging Face's Word::merge_all. Results are cached per
+ * pre-token. */
+#include "tokenizer_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stb/stb_ds.h>
+
+/* The cache is dropped whole when it grows past these sizes. */
+#define GB__CACHE_MAX_ENTRIES 65536
+#define GB__CACHE_MAX_KEY 256
+
+/* ---- vocabulary and merges ---------------------------------------------- */
+
+int32_t gb__bpe_id(const gb__bpe *m, const char *tok) {
+    struct gb__vocab_kv *map = m->vocab; /* stb_ds lookups write to the map variable */
+    ptrdiff_t i = shgeti(map, tok);
+    return i < 0 ? -1 : map[i].value;
+}
+
+const char *gb__bpe_str(const gb__bpe *m, int32_t id) {
+    return id >= 0 && (size_t)id < arrlenu(m->id_str) ? m->id_str[id] : NULL;
+}
+
+size_t gb__bpe_count(const gb__bpe *m) { return (size_t)shlen(m->vocab); }
+
+static gb_status gb__bpe_add_token(gb__bpe *m, const char *tok, const gb__json *v, const char *ctx) {
+    long long id;
+    if (!gb__json_int(v, &id) || id < 0 || id >= INT32_MAX)
+        return gb__fail(GB_ERR_FORMAT, "%s: vocab: token '%s' has no valid id (a non-negative integer)", ctx, tok);
+    shput(m->vocab, tok, (int32_t)id);
+    return GB_OK;
+}
+
+/* After the vocabulary is in: id -> string and the byte-fallback ids. */
+static void gb__bpe_index(gb__bpe *m) {
+    for (ptrdiff_t i = 0; i < shlen(m->vocab); i++) {
+        int32_t id = m->vocab[i].value;
+        while (arrlenu(m->id_str) <= (size_t)id) arrput(m->id_str, NULL);
+        m->id_str[id] = m->vocab[i].key;
+    }
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        m->byte_id[b] = gb__bpe_id(m, name);
+    }
+}
+
+/* Merge number rank joins a and b (both NUL-terminated). */
+static gb_status gb__bpe_add_merge(gb__bpe *m, const char *a, const char *b, size_t rank, const char *ctx) {
+    int32_t ia = gb__bpe_id(m, a), ib = gb__bpe_id(m, b);
+    size_t pl = m->prefix ? strlen(m->prefix) : 0;
+    const char *missing = ia < 0 ? a : ib < 0 ? b : NULL;
+    if (missing)
+        return gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu ('%s' '%s') uses '%s', which is not in the vocabulary",
+                        ctx, rank, a, b, missing);
+    if (strlen(b) < pl)
+        return gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu: '%s' is shorter than continuing_subword_prefix", ctx,
+                        rank, b);
+    char *joined = NULL;
+    gb__bytes_add(&joined, a, strlen(a));
+    gb__bytes_add(&joined, b + pl, strlen(b + pl) + 1);
+    int32_t id = gb__bpe_id(m, joined);
+    if (id < 0) {
+        gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu ('%s' '%s') makes '%s', which is not in the vocabulary", ctx,
+                 rank, a, b, joined);
+        arrfree(joined);
+        return GB_ERR_FORMAT;
+    }
+    arrfree(joined);
+    uint64_t key = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
+    hmput(m->merges, key, (uint64_t)rank << 32 | (uint32_t)id); /* a repeated pair keeps its last rank */
+    return GB_OK;
+}
+
+/* A merge written "a b" (legacy): exactly one space. */
+static gb_status gb__bpe_add_merge_line(gb__bpe *m, const char *line, size_t len, size_t rank, const char *ctx) {
+    const char *sp = memchr(line, ' ', len);
+    if (!sp || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - line)))
+        return gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu ('%.*s') is not two tokens separated by one space", ctx,
+                        rank + 1, (int)(len > 200 ? 200 : len), line);
+    char *a = strndup(line, (size_t)(sp - line)), *b = strndup(sp + 1, len - (size_t)(sp + 1 - line));
+    gb_status st = a && b ? gb__bpe_add_merge(m, a, b, rank, ctx) : gb__fail(GB_ERR_ALLOC, "%s: out of memory", ctx);
+    free(a);
+    free(b);
+    return st;
+}
+
+static void gb__bpe_init(gb__bpe *m) {
+    memset(m, 0, sizeof *m);
+    sh_new_arena(m->vocab);
+    sh_new_strdup(m->cache);
+}
+
+gb_status gb__bpe_parse(gb__bpe *m, const gb__json *j, const char *ctx) {
+    gb__bpe_init(m);
+    const char *type = gb__json_string(gb__json_get(j, "type"));
+    if (type && strcmp(type, "BPE"))
+        return gb__fail(GB_ERR_UNSUPPORTED, "%s: model '%s' is not supported (only BPE)", ctx, type);
+    const gb__json *vocab = gb__json_get(j, "vocab"), *merges = gb__json_get(j, "merges");
+    if (!gb__json_is_object(vocab) || !gb__json_is_array(merges))
+        return gb__fail(GB_ERR_FORMAT, "%s: model: BPE needs a \"vocab\" object and a \"merges\" array", ctx);
+    double dropout = 0;
+    if (gb__json_number(gb__json_get(j, "dropout"), &dropout) && dropout > 0)
+        return gb__fail(GB_ERR_UNSUPPORTED, "%s: model: BPE dropout %g is not supported (encoding would be random)",
+                        ctx, dropout);
+    gb__json_bool(gb__json_get(j, "fuse_unk"), &m->fuse_unk);
+    gb__json_bool(gb__json_get(j, "byte_fallback"), &m->byte_fallback);
+    gb__json_bool(gb__json_get(j, "ignore_merges"), &m->ignore_merges);
+    const char *unk = gb__json_string(gb__json_get(j, "unk_token"));
+    const char *prefix = gb__json_string(gb__json_get(j, "continuing_subword_prefix"));
+    const char *suffix = gb__json_string(gb__json_get(j, "end_of_word_suffix"));
+    m->unk_token = unk ? strdup(unk) : NULL;
+    m->prefix = prefix && prefix[0] ? strdup(prefix) : NULL;
+    m->suffix = suffix && suffix[0] ? strdup(suffix) : NULL;
+    for (gb__json *e = gb__json_first(vocab); e; e = gb__json_next(e)) {
+        gb_status st = gb__bpe_add_token(m, gb__json_key(e), e, ctx);
+        if (st != GB_OK) return st;
+    }
+    gb__bpe_index(m);
+    size_t rank = 0;
+    for (gb__json *e = gb__json_first(merges); e; e = gb__json_next(e)) {
+        gb_status st;
+        const char *line = gb__json_string(e);
+        if (line) {
+            if (!strncmp(line, "#version", 8)) continue;
+            st = gb__bpe_add_merge_line(m, line, strlen(line), rank, ctx);
+        } else {
+            const char *a = gb__json_string(gb__json_at(e, 0)), *b = gb__json_string(gb__json_at(e, 1));
+            if (!gb__json_is_array(e) || gb__json_size(e) != 2 || !a || !b)
+                return gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu is neither \"a b\" nor [\"a\", \"b\"]", ctx, rank);
+            st = gb__bpe_add_merge(m, a, b, rank, ctx);
+        }
+        if (st != GB_OK) return st;
+        rank++;
+    }
+    return GB_OK;
+}
+
+gb_status gb__bpe_from_files(gb__bpe *m, const gb__json *vocab, const char *merges, size_t n, const char *vctx,
+                             const char *ctx) {
+    gb__bpe_init(m);
+    if (!gb__json_is_object(vocab)) return gb__fail(GB_ERR_FORMAT, "%s: not a JSON object of token: id", vctx);
+    for (gb__json *e = gb__json_first(vocab); e; e = gb__json_next(e)) {
+        gb_status st = gb__bpe_add_token(m, gb__json_key(e), e, vctx);
+        if (st != GB_OK) return st;
+    }
+    gb__bpe_index(m);
+    size_t rank = 0;
+    for (size_t at = 0; at < n;) {
+        const char *nl = memchr(merges + at, '\n', n - at);
+        size_t end = nl ? (size_t)(nl - merges) : n, len = end - at;
+        if (len && merges[at + len - 1] == '\r') len--;
+        if (!(len >= 8 && !memcmp(merges + at, "#version", 8))) {
+            gb_status st = gb__bpe_add_merge_line(m, merges + at, len, rank, ctx);
+            if (st != GB_OK) return st;
+            rank++;
+        }
+        at = end + 1;
+    }
+    return GB_OK;
+}
+
+static void gb__bpe_cache_clear(gb__bpe *m) {
+    shfree(m->cache);
+    arrfree(m->cache_ids);
+    sh_new_strdup(m->cache);
+}
+
+void gb__bpe_free(gb__bpe *m) {
+    shfree(m->vocab);
+    arrfree(m->id_str);
+    hmfree(m->merges);
+    shfree(m->cache);
+    arrfree(m->cache_ids);
+    arrfree(m->syms);
+    arrfree(m->heap);
+    arrfree(m->key);
+    free(m->unk_token);
+    free(m->prefix);
+    free(m->suffix);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- one word ----------------------------------------------------------- */
+
+static bool gb__merge_less(const struct gb__bpe_merge *a, const struct gb__bpe_merge *b) {
+    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+
+static void gb__heap_push(gb__bpe *m, struct gb__bpe_merge x) {
+    arrput(m->heap, x);
+    size_t i = arrlenu(m->heap) - 1;
+    while (i > 0 && gb__merge_less(&m->heap[i], &m->heap[(i - 1) / 2])) {
+        struct gb__bpe_merge t = m->heap[i];
+        m->heap[i] = m->heap[(i - 1) / 2];
+        m->heap[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static struct gb__bpe_merge gb__heap_pop(gb__bpe *m) {
+    struct gb__bpe_merge top = m->heap[0];
+    m->heap[0] = arrpop(m->heap);
+    size_t n = arrlenu(m->heap), i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, s = i;
+        if (l < n && gb__merge_less(&m->heap[l], &m->heap[s])) s = l;
+        if (r < n && gb__merge_less(&m->heap[r], &m->heap[s])) s = r;
+        if (s == i) break;
+        struct gb__bpe_merge t = m->heap[i];
+        m->heap[i] = m->heap[s];
+        m->heap[s] = t;
+        i = s;
+    }
+    return top;
+}
+
+/* Queue the merge of symbol pos with its right neighbour, if the pair has one. */
+static void gb__queue_pair(gb__bpe *m, int32_t pos) {
+    int32_t next = m->syms[pos].next;
+    if (next < 0) return;
+    uint64_t key = (uint64_t)(uint32_t)m->syms[pos].id << 32 | (uint32_t)m->syms[next].id;
+    ptrdiff_t k = hmgeti(m->merges, key);
+    if (k >= 0)
+        gb__heap_push(m, (struct gb__bpe_merge){(uint32_t)(m->merges[k].value >> 32), (uint32_t)pos,
+                                               (int32_t)(uint32_t)m->merges[k].value});
+}
+
+static void gb__add_sym(gb__bpe *m, int32_t id, size_t len) {
+    int32_t n = (int32_t)arrlen(m->syms);
+    if (n > 0) m->syms[n - 1].next = n;
+    arrput(m->syms, ((struct gb__bpe_sym){id, n - 1, -1, (uint32_t)len}));
+}
+
+/* The lookup key of the character s[i, i+len): with the subword prefix
+ * unless first, with the word suffix when last. */
+static const char *gb__char_key(gb__bpe *m, const char *s, size_t len, bool first, bool last) {
+    arrsetlen(m->key, 0);
+    if (!first && m->prefix) gb__bytes_add(&m->key, m->prefix, strlen(m->prefix));
+    gb__bytes_add(&m->key, s, len);
+    if (last && m->suffix) gb__bytes_add(&m->key, m->suffix, strlen(m->suffix));
+    arrput(m->key, 0);
+    return m->key;
+}
+
+static gb_status gb__bpe_word(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
+    arrsetlen(m->syms, 0);
+    arrsetlen(m->heap, 0);
+    int32_t unk_id = -1;
+    size_t unk_len = 0; /* a pending unknown run (fuse_unk joins them) */
+    for (size_t i = 0; i < n;) {
+        size_t bad = 0;
+        int cl = gb__utf8_char((const unsigned char *)s + i, n - i, &bad);
+        if (!cl) cl = 1; /* not for well-formed pieces */
+        const char *key = gb__char_key(m, s + i, (size_t)cl, i == 0, i + (size_t)cl == n);
+        size_t keylen = arrlenu(m->key) - 1;
+        /* a NUL in the piece cannot be a vocabulary key */
+        int32_t id = memchr(s + i, 0, (size_t)cl) ? -1 : gb__bpe_id(m, key);
+        i += (size_t)cl;
+        if (id >= 0) {
+            if (unk_id >= 0) gb__add_sym(m, unk_id, unk_len);
+            unk_id = -1;
+            gb__add_sym(m, id, (size_t)cl);
+            continue;
+        }
+        if (m->byte_fallback) {
+            bool all = true;
+            for (size_t b = 0; b < keylen; b++) all = all && m->byte_id[(unsigned char)key[b]] >= 0;
+            if (all) { /* as Hugging Face: a pending unknown is not flushed first */
+                for (size_t b = 0; b < keylen; b++) gb__add_sym(m, m->byte_id[(unsigned char)key[b]], 1);
+                continue;
+            }
+        }
+        if (!m->unk_token) continue; /* no unk token: the character is dropped */
+        int32_t uid = gb__bpe_id(m, m->unk_token);
+        if (uid < 0)
+            return gb__fail(GB_ERR_FORMAT, "tokenizer encode: unk_token '%s' is not in the vocabulary", m->unk_token);
+        if (unk_id >= 0 && m->fuse_unk) {
+            unk_len += (size_t)cl;
+            continue;
+        }
+        if (unk_id >= 0) gb__add_sym(m, unk_id, unk_len);
+        unk_id = uid;
+        unk_len = (size_t)cl;
+    }
+    if (unk_id >= 0) gb__add_sym(m, unk_id, unk_len);
+
+    for (int32_t p = 0; p + 1 < (int32_t)arrlen(m->syms); p++) gb__queue_pair(m, p);
+    while (arrlen(m->heap) > 0) {
+        struct gb__bpe_merge top = gb__heap_pop(m);
+        struct gb__bpe_sym *cur = &m->syms[top.pos];
+        if (cur->len == 0 || cur->next < 0) continue;
+        struct gb__bpe_sym right = m->syms[cur->next];
+        uint64_t key = (uint64_t)(uint32_t)cur->id << 32 | (uint32_t)right.id;
+        ptrdiff_t k = hmgeti(m->merges, key);
+        if (k < 0 || (int32_t)(uint32_t)m->merges[k].value != top.id) continue; /* stale */
+        m->syms[cur->next].len = 0;
+        cur->id = top.id;
+        cur->len += right.len;
+        cur->next = right.next;
+        if (right.next >= 0) m->syms[right.next].prev = (int32_t)top.pos;
+        if (cur->prev >= 0) gb__queue_pair(m, cur->prev);
+        gb__queue_pair(m, (int32_t)top.pos);
+    }
+    for (size_t i = 0; i < arrlenu(m->syms); i++)
+        if (m->syms[i].len) arrput(*ids, m->syms[i].id);
+    return GB_OK;
+}
+
+gb_status gb__bpe_tokenize(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
+    if (n == 0) return GB_OK;
+    bool has_nul = memchr(s, 0, n) != NULL;
+    bool cacheable = n < GB__CACHE_MAX_KEY && !has_nul;
+    char key[GB__CACHE_MAX_KEY];
+    if (cacheable || (m->ignore_merges && !has_nul)) {
+        char *k = cacheable ? key : NULL;
+        if (!k) { /* long piece: ignore_merges still needs a lookup key */
+            arrsetlen(m->key, 0);
+            gb__bytes_add(&m->key, s, n);
+            arrput(m->key, 0);
+            k = m->key;
+        } else {
+            memcpy(key, s, n);
+            key[n] = 0;
+        }
+        if (m->ignore_merges) {
+            int32_t id = gb__bpe_id(m, k);
+            if (id >= 0) {
+                arrput(*ids, id);
+                return GB_OK;
+            }
+        }
+        if (cacheable) {
+            ptrdiff_t c = shgeti(m->cache, key);
+            if (c >= 0) {
+                size_t off = (size_t)(m->cache[c].value >> 32), cnt = (size_t)(uint32_t)m->cache[c].value;
+                memcpy(arraddnptr(*ids, cnt), m->cache_ids + off, cnt * sizeof(int32_t));
+                return GB_OK;
+            }
+        }
+    }
+    size_t before = arrlenu(*ids);
+    gb_status st = gb__bpe_word(m, s, n, ids);
+    if (st != GB_OK || !cacheable) return st;
+    if (shlen(m->cache) >= GB__CACHE_MAX_ENTRIES) gb__bpe_cache_clear(m);
+    size_t cnt = arrlenu(*ids) - before, off = arrlenu(m->cache_ids);
+    if (cnt) memcpy(arraddnptr(m->cache_ids, cnt), *ids + before, cnt * sizeof(int32_t));
+    shput(m->cache, key, (uint64_t)off << 32 | cnt);
+    return GB_OK;
+}

@@ -1,0 +1,174 @@
+/* The attention core shared by GPT-2 and Llama: heads, the KV cache, the
+ * causal and padding mask, scaled dot-product softmax (with the
+ * "attn_weights" point), positions and token-id checks. */
+#include "modules_impl.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+gb_tensor *gb__split_heads(gb_tensor *x, int64_t heads, int64_t head_dim) {
+    gb_tensor *r = gb_reshape(x, 4, (int64_t[]){gb_tensor_dim(x, 0), gb_tensor_dim(x, 1), heads, head_dim});
+    gb_tensor *p = r ? gb_permute(r, (int[]){0, 2, 1, 3}) : NULL;
+    gb_tensor_free(r);
+    return p;
+}
+
+gb_tensor *gb__merge_heads(gb_tensor *x) {
+    gb_tensor *p = gb_permute(x, (int[]){0, 2, 1, 3}); /* [B, T, H, D] */
+    gb_tensor *r = p ? gb_reshape(p, 3, (int64_t[]){gb_tensor_dim(x, 0), gb_tensor_dim(x, 2),
+                                                    gb_tensor_dim(x, 1) * gb_tensor_dim(x, 3)})
+                     : NULL;
+    gb_tensor_free(p);
+    return r;
+}
+
+gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor **v) {
+    if (!gb__run_use_cache(run)) return GB_OK;
+    gb_tensor *pk, *pv;
+    gb__run_cache_get(run, attn, &pk, &pv);
+    gb_tensor *nk = gb_tensor_ref(*k), *nv = gb_tensor_ref(*v);
+    if (pk && pv) {
+        gb_tensor_free(nk), gb_tensor_free(nv);
+        nk = gb_cat(2, (gb_tensor *[]){pk, *k}, 2);
+        nv = nk ? gb_cat(2, (gb_tensor *[]){pv, *v}, 2) : NULL;
+        if (!nk || !nv) {
+            gb_tensor_free(nk), gb_tensor_free(nv);
+            gb__error_prefix("%s: appending to the KV cache (cached keys %s, new keys %s)", GB__LABEL(attn),
+                             GB__SHAPE_STR(pk), GB__SHAPE_STR(*k));
+            return gb_last_status();
+        }
+    }
+    gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv));
+    gb_tensor_free(*k), gb_tensor_free(*v);
+    *k = nk, *v = nv;
+    return GB_OK;
+}
+
+/* The mask [B or 1, 1, T, S] (bool, true = hidden) for T queries at the end
+ * of S keys, or NULL with GB_OK when nothing is hidden. */
+static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t T, int64_t S, bool meta,
+                               gb_tensor **mask) {
+    *mask = NULL;
+    gb_tensor *pad = gb__run_attention_mask(run);
+    if (pad && (gb_tensor_ndim(pad) != 2 || gb_tensor_dim(pad, 0) != B || gb_tensor_dim(pad, 1) != S))
+        return gb__fail(GB_ERR_SHAPE,
+                        "%s: attention_mask has shape %s, expected [%lld, %lld] (batch, cached + new tokens)",
+                        GB__LABEL(attn), GB__SHAPE_STR(pad), (long long)B, (long long)S);
+    if (!pad && T == 1) return GB_OK; /* one new query sees every key */
+    int64_t bm = pad ? B : 1;
+    gb_tensor *m = gb__nn_empty(4, (int64_t[]){bm, 1, T, S}, GB_DTYPE_BOOL, meta || (pad && gb__is_meta(pad)));
+    if (!m) return gb_last_status();
+    if (!gb__is_meta(m)) {
+        gb_tensor *pf = NULL; /* the padding mask as contiguous f32 */
+        if (pad) {
+            gb_tensor *c = gb_to_dtype(pad, GB_DTYPE_F32);
+            pf = c ? gb_contiguous(c) : NULL;
+            gb_tensor_free(c);
+            if (!pf) {
+                gb_tensor_free(m);
+                return gb_last_status();
+            }
+        }
+        const float *p = pf ? gb_tensor_data(pf) : NULL; /* [B, S] */
+        bool *h = gb_tensor_data(m);                       /* [bm, 1, T, S] */
+        for (int64_t b = 0; b < bm; b++)
+            for (int64_t i = 0; i < T; i++)
+                for (int64_t j = 0; j < S; j++)
+                    h[(b * T + i) * S + j] = j > S - T + i || (p && p[b * S + j] == 0.0f);
+        gb_tensor_free(pf);
+    }
+    *mask = m;
+    return GB_OK;
+}
+
+gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v,
+                        gb__attn_scale scale, gb_module *dropout, gb_tensor **out) {
+    *out = NULL;
+    int64_t B = gb_tensor_dim(q, 0), H = gb_tensor_dim(q, 1), T = gb_tensor_dim(q, 2), D = gb_tensor_dim(q, 3);
+    int64_t KV = gb_tensor_dim(k, 1), S = gb_tensor_dim(k, 2);
+    if (KV <= 0 || H % KV)
+        return gb__fail(GB_ERR_SHAPE, "%s: %lld query heads cannot share %lld key/value heads", GB__LABEL(attn),
+                        (long long)H, (long long)KV);
+    gb_status st = GB_OK;
+    gb_tensor *kr = NULL, *vr = NULL, *kt = NULL, *raw = NULL, *scores = NULL, *mask = NULL, *probs = NULL;
+    gb_values dr = {0};
+    if (KV != H) { /* repeat_kv: [B, KV, S, D] -> [B, KV, H/KV, S, D] -> [B, H, S, D] */
+        gb_tensor *src[2] = {k, v}, **dst[2] = {&kr, &vr};
+        for (int i = 0; i < 2; i++) {
+            gb_tensor *u = gb_unsqueeze(src[i], 2);
+            gb_tensor *e = u ? gb_expand(u, 5, (int64_t[]){B, KV, H / KV, S, D}) : NULL;
+            *dst[i] = e ? gb_reshape(e, 4, (int64_t[]){B, H, S, D}) : NULL;
+            gb_tensor_free(u), gb_tensor_free(e);
+        }
+    } else {
+        kr = gb_tensor_ref(k), vr = gb_tensor_ref(v);
+    }
+    if (!kr || !vr) goto op_failed;
+    kt = gb_transpose(kr, -1, -2);
+    raw = kt ? gb_matmul(q, kt) : NULL; /* [B, H, T, S] */
+    if (!raw) goto op_failed;
+    scores = scale == GB__ATTN_SCALE_DIV_SQRT ? gb_div_scalar(raw, (float)sqrt((double)D))
+                                              : gb_mul_scalar(raw, (float)pow((double)D, -0.5));
+    if (!scores) goto op_failed;
+    st = gb__attn_mask(attn, run, B, T, S, gb__nn_meta(scores), &mask);
+    if (st) goto done;
+    if (mask) {
+        gb_tensor *filled = gb_masked_fill(scores, mask, -FLT_MAX); /* torch.finfo(float32).min */
+        if (!filled) goto op_failed;
+        gb_tensor_free(scores);
+        scores = filled;
+    }
+    probs = gb_softmax(scores, -1);
+    if (!probs) goto op_failed;
+    st = gb__nn_point(run, attn, "attn_weights", &probs);
+    if (st) goto done;
+    if (dropout) {
+        st = gb__call(dropout, run, 1, &probs, &dr);
+        if (st) goto done;
+        gb_tensor_free(probs);
+        probs = gb_tensor_ref(dr.v[0]);
+    }
+    *out = gb_matmul(probs, vr); /* [B, H, T, D] */
+    if (!*out) goto op_failed;
+    goto done;
+op_failed:
+    gb__error_prefix("%s", GB__LABEL(attn));
+    st = gb_last_status();
+done:
+    gb_values_clear(&dr);
+    gb_tensor_free(kr), gb_tensor_free(vr), gb_tensor_free(kt), gb_tensor_free(raw);
+    gb_tensor_free(scores), gb_tensor_free(mask), gb_tensor_free(probs);
+    return st;
+}
+
+gb_tensor *gb__positions(gb_module *model, gb_run *run, int64_t B, int64_t T) {
+    gb_tensor *pos = gb__run_position_ids(run);
+    if (pos) {
+        gb_dtype dt = gb_tensor_dtype(pos);
+        if (dt != GB_DTYPE_I64 && dt != GB_DTYPE_I32)
+            return gb__fail_null(GB_ERR_DTYPE, "%s: position_ids must be int64 or int32, got %s", GB__LABEL(model),
+                                 gb_dtype_name(dt));
+        if (gb_tensor_ndim(pos) != 2 || gb_tensor_dim(pos, 1) != T ||
+            (gb_tensor_dim(pos, 0) != B && gb_tensor_dim(pos, 0) != 1))
+            return gb__fail_null(GB_ERR_SHAPE, "%s: position_ids has shape %s, expected [%lld, %lld] (batch, new tokens)",
+                                 GB__LABEL(model), GB__SHAPE_STR(pos), (long long)B, (long long)T);
+        return gb_tensor_ref(pos);
+    }
+    int64_t past = gb_run_cache_length(run);
+    gb_tensor *a = gb_arange_i64(past, past + T, 1);
+    gb_tensor *r = a ? gb_reshape(a, 2, (int64_t[]){1, T}) : NULL;
+    gb_tensor_free(a);
+    return r;
+}
+
+gb_status gb__check_ids(gb_module *m, const gb_tensor *ids) {
+    gb_dtype dt = gb_tensor_dtype(ids);
+    if (dt != GB_DTYPE_I64 && dt != GB_DTYPE_I32)
+        return gb__fail(GB_ERR_DTYPE, "%s: input_ids must be int64 or int32 token ids, got %s %s", GB__LABEL(m),
+                        gb_dtype_name(dt), GB__SHAPE_STR(ids));
+    if (gb_tensor_ndim(ids) != 2 || gb_tensor_dim(ids, 1) < 1)
+        return gb__fail(GB_ERR_SHAPE, "%s: input_ids must be [batch, seq_len] with seq_len >= 1, got shape %s",
+                        GB__LABEL(m), GB__SHAPE_STR(ids));
+    return GB_OK;
+}

@@ -1,0 +1,284 @@
+/* GPT-2 as Hugging Face transformers (>= 4.48) builds it: GPT2LMHeadModel
+ * > GPT2Model > GPT2Block > GPT2Attention / GPT2MLP, with the same module
+ * names, parameter names and shapes, printing and forward arithmetic
+ * (modeling_gpt2.py's eager attention). */
+#include "modules_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Children, in Hugging Face's registration order (that is also the order
+ * print(model) and named_parameters() list them). */
+enum { GB__ATTN_C_ATTN, GB__ATTN_C_PROJ, GB__ATTN_DROPOUT, GB__ATTN_RESID_DROPOUT };
+enum { GB__BLOCK_LN_1, GB__BLOCK_ATTN, GB__BLOCK_LN_2, GB__BLOCK_MLP };
+enum { GB__GPT2_WTE, GB__GPT2_WPE, GB__GPT2_DROP, GB__GPT2_H, GB__GPT2_LN_F };
+enum { GB__LM_TRANSFORMER, GB__LM_HEAD };
+/* GPT2Attention iparam */
+enum { GB__ATTN_HEADS, GB__ATTN_HEAD_DIM };
+
+/* ---- GPT2Attention ------------------------------------------------------ */
+
+/* (hidden_states [B, T, E]) -> (attn_output [B, T, E]) and, with a KV cache,
+ * (attn_output, key, value), key/value [B, heads, S, head_dim]. */
+static gb_status gb__gpt2_attn_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    int64_t H = m->iparam[GB__ATTN_HEADS], D = m->iparam[GB__ATTN_HEAD_DIM], E = H * D;
+    gb_tensor *x = gb__input(m, in, 0, "(hidden_states,)");
+    if (!x) return gb_last_status();
+    if (gb_tensor_ndim(x) != 3 || gb_tensor_dim(x, 2) != E)
+        return gb__fail(GB_ERR_SHAPE, "%s: hidden_states must be [batch, seq_len, %lld], got shape %s", GB__LABEL(m),
+                        (long long)E, GB__SHAPE_STR(x));
+    gb_values r = {0};
+    gb_tensor *qkv[3] = {0}, *a = NULL, *merged = NULL;
+    gb_status st = gb__call(m->children[GB__ATTN_C_ATTN], run, 1, &x, &r);
+    if (st) goto child_stopped;
+    for (int i = 0; i < 3; i++) { /* query, key, value = c_attn(x).split(E, dim=2) */
+        gb_tensor *part = gb_narrow(r.v[0], -1, i * E, E);
+        qkv[i] = part ? gb__split_heads(part, H, D) : NULL;
+        gb_tensor_free(part);
+        if (!qkv[i]) goto op_failed;
+    }
+    gb_values_clear(&r);
+    st = gb__attn_cache(run, m, &qkv[1], &qkv[2]);
+    if (st) goto done;
+    st = gb__attention(m, run, qkv[0], qkv[1], qkv[2], GB__ATTN_SCALE_DIV_SQRT, m->children[GB__ATTN_DROPOUT], &a);
+    if (st) goto done;
+    merged = gb__merge_heads(a);
+    if (!merged) goto op_failed;
+    st = gb__call(m->children[GB__ATTN_C_PROJ], run, 1, &merged, &r);
+    if (st) goto child_stopped;
+    gb_tensor *proj = gb_tensor_ref(r.v[0]);
+    gb_values_clear(&r);
+    st = gb__call(m->children[GB__ATTN_RESID_DROPOUT], run, 1, &proj, &r);
+    gb_tensor_free(proj);
+    if (st) goto child_stopped;
+    st = gb_values_push(out, gb_tensor_ref(r.v[0]));
+    if (st == GB_OK && gb__run_use_cache(run)) {
+        st = gb_values_push(out, gb_tensor_ref(qkv[1]));
+        if (st == GB_OK) st = gb_values_push(out, gb_tensor_ref(qkv[2]));
+    }
+    goto done;
+op_failed:
+    gb__error_prefix("%s", GB__LABEL(m));
+    st = gb_last_status();
+    goto done;
+child_stopped:
+    gb__values_move(out, &r);
+done:
+    gb_values_clear(&r);
+    for (int i = 0; i < 3; i++) gb_tensor_free(qkv[i]);
+    gb_tensor_free(a), gb_tensor_free(merged);
+    return st;
+}
+
+static const gb__module_type gb__type_gpt2_attn = {.name = "GPT2Attention", .forward = gb__gpt2_attn_forward, .returns_tuple = true};
+
+/* GPT2MLP: c_fc -> act -> c_proj -> dropout, one after the other. */
+static const gb__module_type gb__type_gpt2_mlp = {.name = "GPT2MLP", .forward = gb__forward_sequential};
+
+/* ---- GPT2Block ---------------------------------------------------------- */
+
+/* h + attn(ln_1(h)), then + mlp(ln_2(.)); returns (hidden_states,) or, with
+ * a KV cache, (hidden_states, key, value) from the attention. */
+static gb_status gb__gpt2_block_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *h = gb__input(m, in, 0, "(hidden_states,)");
+    if (!h) return gb_last_status();
+    gb_values ln = {0}, at = {0}, mlp = {0};
+    gb_tensor *h2 = NULL, *h3 = NULL;
+    gb_status st = gb__call(m->children[GB__BLOCK_LN_1], run, 1, &h, &ln);
+    if (st) goto ln_stopped;
+    st = gb__call(m->children[GB__BLOCK_ATTN], run, 1, &ln.v[0], &at);
+    if (st) {
+        gb__values_move(out, &at);
+        goto done;
+    }
+    h2 = gb_add(at.v[0], h); /* attn_output + residual */
+    if (!h2) goto op_failed;
+    gb_values_clear(&ln);
+    st = gb__call(m->children[GB__BLOCK_LN_2], run, 1, &h2, &ln);
+    if (st) goto ln_stopped;
+    st = gb__call(m->children[GB__BLOCK_MLP], run, 1, &ln.v[0], &mlp);
+    if (st) {
+        gb__values_move(out, &mlp);
+        goto done;
+    }
+    h3 = gb_add(h2, mlp.v[0]); /* residual + feed_forward_hidden_states */
+    if (!h3) goto op_failed;
+    st = gb_values_push(out, h3);
+    for (int i = 1; st == GB_OK && i < at.n; i++) st = gb_values_push(out, gb_tensor_ref(at.v[i]));
+    goto done;
+op_failed:
+    gb__error_prefix("%s", GB__LABEL(m));
+    st = gb_last_status();
+    goto done;
+ln_stopped:
+    gb__values_move(out, &ln);
+done:
+    gb_values_clear(&ln), gb_values_clear(&at), gb_values_clear(&mlp);
+    gb_tensor_free(h2);
+    return st;
+}
+
+static const gb__module_type gb__type_gpt2_block = {.name = "GPT2Block", .forward = gb__gpt2_block_forward, .returns_tuple = true};
+
+/* ---- GPT2Model and GPT2LMHeadModel -------------------------------------- */
+
+/* (input_ids [B, T]) -> (hidden_states [B, T, E]) after ln_f. Positions are
+ * the run's position ids or follow the cached tokens; the cache length
+ * advances by T once every block has run. */
+static gb_status gb__gpt2_model_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
+    if (!ids || gb__check_ids(m, ids)) return gb_last_status();
+    int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1);
+    gb_values tok = {0}, pe = {0}, cur = {0};
+    gb_tensor *sum = NULL, *pos = gb__positions(m, run, B, T);
+    gb_status st = pos ? GB_OK : gb_last_status();
+    if (st) goto done;
+    st = gb__call(m->children[GB__GPT2_WTE], run, 1, &ids, &tok);
+    if (st) {
+        gb__values_move(out, &tok);
+        goto done;
+    }
+    st = gb__call(m->children[GB__GPT2_WPE], run, 1, &pos, &pe);
+    if (st) {
+        gb__values_move(out, &pe);
+        goto done;
+    }
+    sum = gb_add(tok.v[0], pe.v[0]); /* inputs_embeds + position_embeds */
+    if (!sum) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        st = gb_last_status();
+        goto done;
+    }
+    st = gb__call(m->children[GB__GPT2_DROP], run, 1, &sum, &cur);
+    gb_module *h = m->children[GB__GPT2_H];
+    for (int i = 0; st == GB_OK && i < gb_module_num_children(h); i++) {
+        gb_values next = {0};
+        st = gb__call(gb_module_child(h, i), run, 1, &cur.v[0], &next);
+        gb__values_move(&cur, &next);
+    }
+    if (st == GB_OK) {
+        gb_values next = {0};
+        st = gb__call(m->children[GB__GPT2_LN_F], run, 1, &cur.v[0], &next);
+        gb__values_move(&cur, &next);
+    }
+    if (st == GB_OK) gb__run_cache_advance(run, T);
+    gb__values_move(out, &cur);
+done:
+    gb_values_clear(&tok), gb_values_clear(&pe), gb_values_clear(&cur);
+    gb_tensor_free(pos), gb_tensor_free(sum);
+    return st;
+}
+
+static const gb__module_type gb__type_gpt2_model = {.name = "GPT2Model", .forward = gb__gpt2_model_forward, .returns_tuple = true};
+
+/* (input_ids [B, T]) -> (logits [B, T, vocab]). */
+static gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
+    if (!ids) return gb_last_status();
+    gb_values h = {0};
+    gb_status st = gb__call(m->children[GB__LM_TRANSFORMER], run, 1, &ids, &h);
+    if (st == GB_OK) st = gb__call(m->children[GB__LM_HEAD], run, 1, &h.v[0], out);
+    else gb__values_move(out, &h);
+    gb_values_clear(&h);
+    return st;
+}
+
+static const gb__module_type gb__type_gpt2_lm = {.name = "GPT2LMHeadModel", .forward = gb__causal_lm_forward, .returns_tuple = true};
+
+/* ---- building ----------------------------------------------------------- */
+
+/* Add a child unless an earlier step failed (the child is freed then). */
+static gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child) {
+    if (st != GB_OK) {
+        gb_module_free(child);
+        return st;
+    }
+    return gb__module_add_child(m, name, child);
+}
+
+static gb_module *gb__gpt2_attn_new(const gb_gpt2_config *c) {
+    gb_module *m = gb__module_new(&gb__type_gpt2_attn);
+    if (!m) return NULL;
+    m->iparam[GB__ATTN_HEADS] = c->n_head;
+    m->iparam[GB__ATTN_HEAD_DIM] = c->n_embd / c->n_head;
+    gb_status st = gb__add(m, GB_OK, "c_attn", gb_nn_conv1d(3 * c->n_embd, c->n_embd));
+    st = gb__add(m, st, "c_proj", gb_nn_conv1d(c->n_embd, c->n_embd));
+    st = gb__add(m, st, "attn_dropout", gb_nn_dropout(c->attn_pdrop));
+    st = gb__add(m, st, "resid_dropout", gb_nn_dropout(c->resid_pdrop));
+    return gb__module_done(m, st);
+}
+
+static gb_module *gb__gpt2_mlp_new(const gb_gpt2_config *c) {
+    int64_t inner = c->n_inner ? c->n_inner : 4 * c->n_embd;
+    gb_module *m = gb__module_new(&gb__type_gpt2_mlp);
+    if (!m) return NULL;
+    gb_status st = gb__add(m, GB_OK, "c_fc", gb_nn_conv1d(inner, c->n_embd));
+    st = gb__add(m, st, "c_proj", gb_nn_conv1d(c->n_embd, inner));
+    st = gb__add(m, st, "act", gb_nn_activation(c->activation_function));
+    st = gb__add(m, st, "dropout", gb_nn_dropout(c->resid_pdrop));
+    return gb__module_done(m, st);
+}
+
+static gb_module *gb__gpt2_block_new(const gb_gpt2_config *c) {
+    gb_module *m = gb__module_new(&gb__type_gpt2_block);
+    if (!m) return NULL;
+    gb_status st = gb__add(m, GB_OK, "ln_1", gb_nn_layer_norm(c->n_embd, c->layer_norm_epsilon, true));
+    st = gb__add(m, st, "attn", gb__gpt2_attn_new(c));
+    st = gb__add(m, st, "ln_2", gb_nn_layer_norm(c->n_embd, c->layer_norm_epsilon, true));
+    st = gb__add(m, st, "mlp", gb__gpt2_mlp_new(c));
+    return gb__module_done(m, st);
+}
+
+static gb_status gb__gpt2_check(const gb_gpt2_config *c) {
+    if (c->vocab_size <= 0 || c->n_positions <= 0 || c->n_embd <= 0 || c->n_layer < 0 || c->n_head <= 0 ||
+        c->n_inner < 0)
+        return gb__fail(GB_ERR_ARG,
+                        "gpt2_new: sizes must be positive (vocab_size=%lld, n_positions=%lld, n_embd=%lld, n_layer=%lld, "
+                        "n_head=%lld, n_inner=%lld)",
+                        (long long)c->vocab_size, (long long)c->n_positions, (long long)c->n_embd,
+                        (long long)c->n_layer, (long long)c->n_head, (long long)c->n_inner);
+    if (c->n_embd % c->n_head)
+        return gb__fail(GB_ERR_ARG,
+                        "gpt2_new: `embed_dim` must be divisible by num_heads (got `embed_dim`: %lld and `num_heads`: %lld)",
+                        (long long)c->n_embd, (long long)c->n_head);
+    return GB_OK;
+}
+
+gb_module *gb_gpt2_new(const gb_gpt2_config *cfg) {
+    if (!cfg) return gb__fail_null(GB_ERR_ARG, "gpt2_new: config is NULL");
+    if (gb__gpt2_check(cfg)) return NULL;
+    gb_module *lm = gb__module_new(&gb__type_gpt2_lm);
+    gb_module *tr = gb__module_new(&gb__type_gpt2_model);
+    gb_module *h = gb_module_list(0, NULL);
+    gb_status st = lm && tr && h ? GB_OK : GB_ERR_ALLOC;
+    for (int64_t i = 0; st == GB_OK && i < cfg->n_layer; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "%lld", (long long)i);
+        st = gb__module_add_child(h, name, gb__gpt2_block_new(cfg));
+    }
+    if (st == GB_OK) {
+        st = gb__add(tr, st, "wte", gb_nn_embedding(cfg->vocab_size, cfg->n_embd));
+        st = gb__add(tr, st, "wpe", gb_nn_embedding(cfg->n_positions, cfg->n_embd));
+        st = gb__add(tr, st, "drop", gb_nn_dropout(cfg->embd_pdrop));
+        st = gb__add(tr, st, "h", h);
+        h = NULL;
+        st = gb__add(tr, st, "ln_f", gb_nn_layer_norm(cfg->n_embd, cfg->layer_norm_epsilon, true));
+        st = gb__add(lm, st, "transformer", tr);
+        tr = NULL;
+        st = gb__add(lm, st, "lm_head", gb_nn_linear(cfg->n_embd, cfg->vocab_size, false));
+    }
+    if (st == GB_OK) { /* lm_head.weight is transformer.wte.weight */
+        gb_module *head = lm->children[GB__LM_HEAD];
+        st = gb_module_tie_param(head, "weight", lm->children[GB__LM_TRANSFORMER]->children[GB__GPT2_WTE], "weight");
+        gb__linear_mark_tied(head);
+    }
+    if (st == GB_OK) {
+        lm->config = gb__malloc(sizeof *cfg, "gpt2_new");
+        if (lm->config) memcpy(lm->config, cfg, sizeof *cfg);
+        else st = GB_ERR_ALLOC;
+    }
+    gb_module_free(h);
+    gb_module_free(tr);
+    if (st) gb__error_prefix("gpt2_new");
+    return gb__module_done(lm, st);
+}

@@ -1,0 +1,438 @@
+/* Building blocks: Linear, Hugging Face's Conv1D, Embedding, LayerNorm,
+ * LlamaRMSNorm, Dropout and the activations of Hugging Face's ACT2FN, each
+ * printing and initialising like its PyTorch class; and the helpers the
+ * model files share (calling children, parameter init, Python's float repr). */
+#include "modules_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers shared by the module files --------------------------------- */
+
+void gb__values_move(gb_values *dst, gb_values *src) {
+    gb_values_clear(dst);
+    *dst = *src;
+    memset(src, 0, sizeof *src);
+}
+
+const char *gb__module_label(const gb_module *m, char *buf, size_t size) {
+    snprintf(buf, size, "%s (%s)", *gb_module_path(m) ? gb_module_path(m) : "<root>", gb_module_type(m));
+    return buf;
+}
+
+gb_status gb__call(gb_module *child, gb_run *run, int n, gb_tensor *const *xs, gb_values *out) {
+    gb_values in = {0};
+    in.n = n;
+    for (int i = 0; i < n; i++) in.v[i] = xs[i]; /* borrowed: gb_module_call does not consume */
+    gb_status st = gb_module_call(child, run, &in, out);
+    if (st == GB_OK && (out->n < 1 || !out->v[0])) {
+        gb_values_clear(out);
+        return gb__fail(GB_ERR_STATE, "%s returned no tensor (an observer replaced its output with nothing?)",
+                        GB__LABEL(child));
+    }
+    return st;
+}
+
+gb_tensor *gb__input(gb_module *m, const gb_values *in, int i, const char *expected) {
+    if (i < in->n && in->v[i]) return in->v[i];
+    return gb__fail_null(GB_ERR_ARG, "%s: expects %s, got %d input tensor%s", GB__LABEL(m), expected, in->n,
+                         in->n == 1 ? "" : "s");
+}
+
+bool gb__nn_meta(const gb_tensor *like) { return gb__meta_mode() || (like && gb__is_meta(like)); }
+
+gb_tensor *gb__nn_empty(int ndim, const int64_t *shape, gb_dtype dt, bool meta) {
+    if (meta) gb__meta_push();
+    gb_tensor *t = gb_empty(ndim, shape, dt);
+    if (meta) gb__meta_pop();
+    return t;
+}
+
+/* Copy the values of src (same shape) into m's parameter `name` in place. */
+static void gb__param_overwrite(gb_module *m, const char *name, gb_tensor *src) {
+    gb_tensor *p = gb_module_param(m, name);
+    if (p && src && !gb__is_meta(p) && !gb__is_meta(src)) {
+        memcpy(gb_tensor_data(p), gb_tensor_data(src), (size_t)gb_tensor_numel(p) * sizeof(float));
+        gb__bump_version(p);
+    }
+    gb_tensor_free(src);
+}
+
+void gb__param_uniform(gb_module *m, const char *name, gb_rng *rng, float low, float high) {
+    gb_tensor *p = gb_module_param(m, name);
+    if (p) gb__param_overwrite(m, name, gb_rand(rng, gb_tensor_ndim(p), gb_tensor_shape(p), low, high));
+}
+
+void gb__param_normal(gb_module *m, const char *name, gb_rng *rng, float mean, float std) {
+    gb_tensor *p = gb_module_param(m, name);
+    if (p) gb__param_overwrite(m, name, gb_randn(rng, gb_tensor_ndim(p), gb_tensor_shape(p), mean, std));
+}
+
+void gb__param_fill(gb_module *m, const char *name, float value) {
+    gb_tensor *p = gb_module_param(m, name);
+    if (p) gb__param_overwrite(m, name, gb_full(gb_tensor_ndim(p), gb_tensor_shape(p), value, GB_DTYPE_F32));
+}
+
+/* Python's float repr: the shortest digits that read back as the same f32,
+ * positional for exponents in [-4, 16), else d.ddde-XX. */
+char *gb__py_float(char *buf, size_t size, float v) {
+    if (isnan(v)) return snprintf(buf, size, "nan"), buf;
+    if (isinf(v)) return snprintf(buf, size, v < 0 ? "-inf" : "inf"), buf;
+    if (v == 0.0f) return snprintf(buf, size, signbit(v) ? "-0.0" : "0.0"), buf;
+    char sci[48];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(sci, sizeof sci, "%.*e", p - 1, (double)v);
+        if (strtof(sci, NULL) == v) break;
+    }
+    /* sci is "[-]d.ddde[+-]XX": split into sign, digits and exponent. */
+    const char *s = sci;
+    bool neg = *s == '-';
+    if (neg) s++;
+    char digits[32];
+    int nd = 0;
+    for (; *s && *s != 'e'; s++)
+        if (*s != '.') digits[nd++] = *s;
+    int e = atoi(s + 1);
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = 0;
+    char out[64];
+    int len = snprintf(out, sizeof out, "%s", neg ? "-" : "");
+    if (e >= -4 && e < 16) {
+        if (e >= 0) {
+            for (int i = 0; i <= e; i++) out[len++] = i < nd ? digits[i] : '0';
+            out[len++] = '.';
+            if (nd > e + 1)
+                for (int i = e + 1; i < nd; i++) out[len++] = digits[i];
+            else
+                out[len++] = '0';
+        } else {
+            out[len++] = '0';
+            out[len++] = '.';
+            for (int i = 0; i < -e - 1; i++) out[len++] = '0';
+            for (int i = 0; i < nd; i++) out[len++] = digits[i];
+        }
+        out[len] = 0;
+    } else {
+        out[len++] = digits[0];
+        if (nd > 1) {
+            out[len++] = '.';
+            for (int i = 1; i < nd; i++) out[len++] = digits[i];
+        }
+        snprintf(out + len, sizeof out - (size_t)len, "e%c%02d", e < 0 ? '-' : '+', abs(e));
+    }
+    snprintf(buf, size, "%s", out);
+    return buf;
+}
+
+/* Forward of a module that applies one tensor function to its one input. */
+static gb_status gb__unary_forward(gb_module *m, const gb_values *in, gb_values *out,
+                                   gb_tensor *(*fn)(gb_tensor *)) {
+    gb_tensor *x = gb__input(m, in, 0, "one input tensor");
+    if (!x) return gb_last_status();
+    gb_tensor *y = fn(x);
+    if (!y) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        return gb_last_status();
+    }
+    return gb_values_push(out, y);
+}
+
+/* ---- Linear ------------------------------------------------------------- */
+
+/* iparam: in_features, out_features, has bias, weight tied (init skips it) */
+enum { GB__LIN_IN, GB__LIN_OUT, GB__LIN_BIAS, GB__LIN_TIED };
+
+static gb_status gb__linear_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run;
+    gb_tensor *x = gb__input(m, in, 0, "one input tensor [..., in_features]");
+    if (!x) return gb_last_status();
+    gb_tensor *y = gb_linear(x, gb_module_param(m, "weight"), m->iparam[GB__LIN_BIAS] ? gb_module_param(m, "bias") : NULL);
+    if (!y) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        return gb_last_status();
+    }
+    return gb_values_push(out, y);
+}
+
+static void gb__linear_repr(const gb_module *m, char *buf, size_t size) {
+    snprintf(buf, size, "in_features=%lld, out_features=%lld, bias=%s", (long long)m->iparam[GB__LIN_IN],
+             (long long)m->iparam[GB__LIN_OUT], m->iparam[GB__LIN_BIAS] ? "True" : "False");
+}
+
+/* reset_parameters(): kaiming_uniform_(a=sqrt(5)) gives bound
+ * sqrt(6 / ((1 + 5) * fan_in)) = 1/sqrt(fan_in), the bias' bound too. */
+static void gb__linear_init(gb_module *m, gb_rng *rng) {
+    float bound = m->iparam[GB__LIN_IN] > 0 ? 1.0f / sqrtf((float)m->iparam[GB__LIN_IN]) : 0.0f;
+    if (!m->iparam[GB__LIN_TIED]) gb__param_uniform(m, "weight", rng, -bound, bound);
+    if (m->iparam[GB__LIN_BIAS]) gb__param_uniform(m, "bias", rng, -bound, bound);
+}
+
+static const gb__module_type gb__type_linear = {.name = "Linear", .forward = gb__linear_forward, .extra_repr = gb__linear_repr, .init = gb__linear_init};
+
+gb_module *gb_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
+    if (in_features < 0 || out_features < 0)
+        return gb__fail_null(GB_ERR_ARG, "Linear: in_features=%lld and out_features=%lld must be >= 0",
+                             (long long)in_features, (long long)out_features);
+    gb_module *m = gb__module_new(&gb__type_linear);
+    if (!m) return NULL;
+    m->iparam[GB__LIN_IN] = in_features;
+    m->iparam[GB__LIN_OUT] = out_features;
+    m->iparam[GB__LIN_BIAS] = bias;
+    gb_status st = gb__module_add_param(m, "weight", 2, (int64_t[]){out_features, in_features}, false);
+    if (st == GB_OK && bias) st = gb__module_add_param(m, "bias", 1, (int64_t[]){out_features}, false);
+    return gb__module_done(m, st);
+}
+
+void gb__linear_mark_tied(gb_module *linear) {
+    if (linear->type == &gb__type_linear) linear->iparam[GB__LIN_TIED] = 1;
+}
+
+/* ---- Conv1D (Hugging Face's pytorch_utils.Conv1D) ----------------------- */
+
+enum { GB__C1D_NF, GB__C1D_NX };
+
+/* y = x @ weight + bias with weight [nx, nf]: linear with weight^T, passed
+ * to sgemm as a transposed view (no copy). */
+static gb_status gb__conv1d_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run;
+    gb_tensor *x = gb__input(m, in, 0, "one input tensor [..., nx]");
+    if (!x) return gb_last_status();
+    int64_t nx = m->iparam[GB__C1D_NX];
+    if (gb_tensor_ndim(x) == 0 || gb_tensor_dim(x, -1) != nx)
+        return gb__fail(GB_ERR_SHAPE, "%s: input of shape %s does not end in nx=%lld features", GB__LABEL(m),
+                        GB__SHAPE_STR(x), (long long)nx);
+    gb_tensor *wt = gb_transpose(gb_module_param(m, "weight"), 0, 1);
+    gb_tensor *y = wt ? gb_linear(x, wt, gb_module_param(m, "bias")) : NULL;
+    gb_tensor_free(wt);
+    if (!y) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        return gb_last_status();
+    }
+    return gb_values_push(out, y);
+}
+
+/* transformers >= 4.48 defines Conv1D.__repr__ as "Conv1D(nf=..., nx=...)";
+ * with no children, an extra_repr prints the same. */
+static void gb__conv1d_repr(const gb_module *m, char *buf, size_t size) {
+    snprintf(buf, size, "nf=%lld, nx=%lld", (long long)m->iparam[GB__C1D_NF], (long long)m->iparam[GB__C1D_NX]);
+}
+
+/* Conv1D.__init__: weight normal(std=0.02), bias zeros. */
+static void gb__conv1d_init(gb_module *m, gb_rng *rng) {
+    gb__param_normal(m, "weight", rng, 0.0f, 0.02f);
+    gb__param_fill(m, "bias", 0.0f);
+}
+
+static const gb__module_type gb__type_conv1d = {.name = "Conv1D", .forward = gb__conv1d_forward, .extra_repr = gb__conv1d_repr, .init = gb__conv1d_init};
+
+gb_module *gb_nn_conv1d(int64_t nf, int64_t nx) {
+    if (nf < 0 || nx < 0)
+        return gb__fail_null(GB_ERR_ARG, "Conv1D: nf=%lld and nx=%lld must be >= 0", (long long)nf, (long long)nx);
+    gb_module *m = gb__module_new(&gb__type_conv1d);
+    if (!m) return NULL;
+    m->iparam[GB__C1D_NF] = nf;
+    m->iparam[GB__C1D_NX] = nx;
+    gb_status st = gb__module_add_param(m, "weight", 2, (int64_t[]){nx, nf}, false);
+    if (st == GB_OK) st = gb__module_add_param(m, "bias", 1, (int64_t[]){nf}, false);
+    return gb__module_done(m, st);
+}
+
+/* ---- Embedding ---------------------------------------------------------- */
+
+enum { GB__EMB_NUM, GB__EMB_DIM };
+
+static gb_status gb__embedding_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run;
+    gb_tensor *ids = gb__input(m, in, 0, "one tensor of ids (int64 or int32)");
+    if (!ids) return gb_last_status();
+    gb_tensor *y = gb_embedding(gb_module_param(m, "weight"), ids);
+    if (!y) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        return gb_last_status();
+    }
+    return gb_values_push(out, y);
+}
+
+static void gb__embedding_repr(const gb_module *m, char *buf, size_t size) {
+    snprintf(buf, size, "%lld, %lld", (long long)m->iparam[GB__EMB_NUM], (long long)m->iparam[GB__EMB_DIM]);
+}
+
+static void gb__embedding_init(gb_module *m, gb_rng *rng) { gb__param_normal(m, "weight", rng, 0.0f, 1.0f); }
+
+static const gb__module_type gb__type_embedding = {.name = "Embedding", .forward = gb__embedding_forward, .extra_repr = gb__embedding_repr, .init = gb__embedding_init};
+
+gb_module *gb_nn_embedding(int64_t num_embeddings, int64_t embedding_dim) {
+    if (num_embeddings < 0 || embedding_dim < 0)
+        return gb__fail_null(GB_ERR_ARG, "Embedding: num_embeddings=%lld and embedding_dim=%lld must be >= 0",
+                             (long long)num_embeddings, (long long)embedding_dim);
+    gb_module *m = gb__module_new(&gb__type_embedding);
+    if (!m) return NULL;
+    m->iparam[GB__EMB_NUM] = num_embeddings;
+    m->iparam[GB__EMB_DIM] = embedding_dim;
+    return gb__module_done(m, gb__module_add_param(m, "weight", 2, (int64_t[]){num_embeddings, embedding_dim}, false));
+}
+
+/* ---- LayerNorm and LlamaRMSNorm ----------------------------------------- */
+
+enum { GB__NORM_N, GB__NORM_AFFINE };
+
+/* PyTorch's wording for a normalized_shape that does not fit the input. */
+static gb_status gb__norm_check(gb_module *m, const gb_tensor *x) {
+    int64_t n = m->iparam[GB__NORM_N];
+    if (gb_tensor_ndim(x) > 0 && gb_tensor_dim(x, -1) == n) return GB_OK;
+    return gb__fail(GB_ERR_SHAPE, "%s: Given normalized_shape=[%lld], expected input with shape [*, %lld], but got input of size%s",
+                    GB__LABEL(m), (long long)n, (long long)n, GB__SHAPE_STR(x));
+}
+
+static gb_status gb__layer_norm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run;
+    gb_tensor *x = gb__input(m, in, 0, "one input tensor");
+    if (!x || gb__norm_check(m, x)) return gb_last_status();
+    bool affine = m->iparam[GB__NORM_AFFINE];
+    gb_tensor *y = gb_layer_norm(x, affine ? gb_module_param(m, "weight") : NULL,
+                                 affine ? gb_module_param(m, "bias") : NULL, m->fparam[0]);
+    if (!y) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        return gb_last_status();
+    }
+    return gb_values_push(out, y);
+}
+
+static void gb__layer_norm_repr(const gb_module *m, char *buf, size_t size) {
+    char eps[32];
+    snprintf(buf, size, "(%lld,), eps=%s, elementwise_affine=%s", (long long)m->iparam[GB__NORM_N],
+             gb__py_float(eps, sizeof eps, m->fparam[0]), m->iparam[GB__NORM_AFFINE] ? "True" : "False");
+}
+
+static void gb__layer_norm_init(gb_module *m, gb_rng *rng) {
+    (void)rng;
+    gb__param_fill(m, "weight", 1.0f);
+    gb__param_fill(m, "bias", 0.0f);
+}
+
+static const gb__module_type gb__type_layer_norm = {.name = "LayerNorm", .forward = gb__layer_norm_forward, .extra_repr = gb__layer_norm_repr, .init = gb__layer_norm_init};
+
+gb_module *gb_nn_layer_norm(int64_t n, float eps, bool elementwise_affine) {
+    if (n < 0) return gb__fail_null(GB_ERR_ARG, "LayerNorm: normalized_shape=%lld must be >= 0", (long long)n);
+    gb_module *m = gb__module_new(&gb__type_layer_norm);
+    if (!m) return NULL;
+    m->iparam[GB__NORM_N] = n;
+    m->iparam[GB__NORM_AFFINE] = elementwise_affine;
+    m->fparam[0] = eps;
+    gb_status st = GB_OK;
+    if (elementwise_affine) {
+        st = gb__module_add_param(m, "weight", 1, (int64_t[]){n}, false);
+        if (st == GB_OK) st = gb__module_add_param(m, "bias", 1, (int64_t[]){n}, false);
+    }
+    return gb__module_done(m, st);
+}
+
+static gb_status gb__rms_norm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run;
+    gb_tensor *x = gb__input(m, in, 0, "one input tensor");
+    if (!x || gb__norm_check(m, x)) return gb_last_status();
+    gb_tensor *y = gb_rms_norm(x, gb_module_param(m, "weight"), m->fparam[0]);
+    if (!y) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        return gb_last_status();
+    }
+    return gb_values_push(out, y);
+}
+
+/* LlamaRMSNorm.extra_repr (transformers >= 4.48): "(64,), eps=1e-05". */
+static void gb__rms_norm_repr(const gb_module *m, char *buf, size_t size) {
+    char eps[32];
+    snprintf(buf, size, "(%lld,), eps=%s", (long long)m->iparam[GB__NORM_N], gb__py_float(eps, sizeof eps, m->fparam[0]));
+}
+
+static void gb__rms_norm_init(gb_module *m, gb_rng *rng) {
+    (void)rng;
+    gb__param_fill(m, "weight", 1.0f);
+}
+
+static const gb__module_type gb__type_rms_norm = {.name = "LlamaRMSNorm", .forward = gb__rms_norm_forward, .extra_repr = gb__rms_norm_repr, .init = gb__rms_norm_init};
+
+gb_module *gb_nn_rms_norm(int64_t n, float eps) {
+    if (n < 0) return gb__fail_null(GB_ERR_ARG, "LlamaRMSNorm: hidden_size=%lld must be >= 0", (long long)n);
+    gb_module *m = gb__module_new(&gb__type_rms_norm);
+    if (!m) return NULL;
+    m->iparam[GB__NORM_N] = n;
+    m->fparam[0] = eps;
+    return gb__module_done(m, gb__module_add_param(m, "weight", 1, (int64_t[]){n}, false));
+}
+
+/* ---- Dropout ------------------------------------------------------------ */
+
+/* glassbox runs modules in eval mode, where dropout is the identity. The
+ * output is a new reference to the input, as PyTorch returns the input
+ * tensor itself in eval mode. */
+static gb_status gb__dropout_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run;
+    gb_tensor *x = gb__input(m, in, 0, "one input tensor");
+    if (!x) return gb_last_status();
+    return gb_values_push(out, gb_tensor_ref(x));
+}
+
+static void gb__dropout_repr(const gb_module *m, char *buf, size_t size) {
+    char p[32];
+    snprintf(buf, size, "p=%s, inplace=False", gb__py_float(p, sizeof p, m->fparam[0]));
+}
+
+static const gb__module_type gb__type_dropout = {.name = "Dropout", .forward = gb__dropout_forward, .extra_repr = gb__dropout_repr};
+
+gb_module *gb_nn_dropout(float p) {
+    if (!(p >= 0.0f && p <= 1.0f)) {
+        char ps[32];
+        return gb__fail_null(GB_ERR_ARG, "Dropout: dropout probability has to be between 0 and 1, but got %s",
+                             gb__py_float(ps, sizeof ps, p));
+    }
+    gb_module *m = gb__module_new(&gb__type_dropout);
+    if (m) m->fparam[0] = p;
+    return m;
+}
+
+/* ---- activations (Hugging Face's ACT2FN) -------------------------------- */
+
+/* X(id, Hugging Face name, PyTorch class printed, tensor function).
+ * "gelu" is GELUActivation (exact erf GELU), "gelu_new" NewGELUActivation
+ * (the tanh approximation); "silu" and "swish" are both nn.SiLU. */
+#define GB__ACTIVATION_LIST(X)                              \
+    X(gelu, "gelu", "GELUActivation", gb_gelu)              \
+    X(gelu_new, "gelu_new", "NewGELUActivation", gb_gelu_tanh) \
+    X(silu, "silu", "SiLU", gb_silu)                        \
+    X(swish, "swish", "SiLU", gb_silu)                      \
+    X(relu, "relu", "ReLU", gb_relu)
+
+#define GB__X(id, hf, cls, fn)                                                                        \
+    static gb_status gb__act_##id##_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) { \
+        (void)run;                                                                                    \
+        return gb__unary_forward(m, in, out, fn);                                                     \
+    }                                                                                                 \
+    static const gb__module_type gb__type_act_##id = {.name = cls, .forward = gb__act_##id##_forward};
+GB__ACTIVATION_LIST(GB__X)
+#undef GB__X
+
+static const struct {
+    const char *hf_name;
+    const gb__module_type *type;
+} gb__activations[] = {
+#define GB__X(id, hf, cls, fn) {hf, &gb__type_act_##id},
+    GB__ACTIVATION_LIST(GB__X)
+#undef GB__X
+};
+
+gb_module *gb_nn_activation(const char *hf_name) {
+    size_t n = sizeof gb__activations / sizeof gb__activations[0];
+    for (size_t i = 0; hf_name && i < n; i++)
+        if (!strcmp(hf_name, gb__activations[i].hf_name)) {
+            gb_module *m = gb__module_new(gb__activations[i].type);
+            if (m) snprintf(m->sparam, sizeof m->sparam, "%s", hf_name);
+            return m;
+        }
+    char known[256] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s'%s'", i ? ", " : "", gb__activations[i].hf_name);
+    return gb__fail_null(GB_ERR_UNSUPPORTED, "activation: function '%s' not found in ACT2FN mapping (glassbox has %s)",
+                         hf_name ? hf_name : "(null)", known);
+}

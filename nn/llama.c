@@ -1,0 +1,448 @@
+/* Llama as Hugging Face transformers (>= 4.48) builds it: LlamaForCausalLM >
+ * LlamaModel > LlamaDecoderLayer > LlamaAttention / LlamaMLP, with
+ * LlamaRMSNorm and LlamaRotaryEmbedding (default and "llama3" rope
+ * scaling), grouped-query attention and the KV cache (modeling_llama.py's
+ * eager attention). */
+#include "modules_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { GB__LATTN_Q, GB__LATTN_K, GB__LATTN_V, GB__LATTN_O };
+enum { GB__LMLP_GATE, GB__LMLP_UP, GB__LMLP_DOWN, GB__LMLP_ACT };
+enum { GB__LAYER_ATTN, GB__LAYER_MLP, GB__LAYER_IN_NORM, GB__LAYER_POST_NORM };
+enum { GB__LMODEL_EMBED, GB__LMODEL_LAYERS, GB__LMODEL_NORM, GB__LMODEL_ROTARY };
+enum { GB__LLM_MODEL, GB__LLM_HEAD };
+/* LlamaAttention iparam */
+enum { GB__LATTN_HEADS, GB__LATTN_KV_HEADS, GB__LATTN_HEAD_DIM };
+
+/* ---- LlamaRotaryEmbedding ----------------------------------------------- */
+
+/* (x, position_ids [B|1, T]) -> (cos, sin), each [B|1, T, head_dim]:
+ * freqs = inv_freq * position in f32, emb = cat(freqs, freqs), as
+ * LlamaRotaryEmbedding.forward (attention_scaling is 1 for the default and
+ * llama3 rope types). */
+static gb_status gb__rotary_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)run;
+    gb_tensor *x = gb__input(m, in, 0, "(hidden_states, position_ids)");
+    gb_tensor *pos = x ? gb__input(m, in, 1, "(hidden_states, position_ids)") : NULL;
+    if (!pos) return gb_last_status();
+    gb_dtype dt = gb_tensor_dtype(pos);
+    if ((dt != GB_DTYPE_I64 && dt != GB_DTYPE_I32) || gb_tensor_ndim(pos) != 2)
+        return gb__fail(GB_ERR_ARG, "%s: position_ids must be [batch, seq_len] int64 or int32, got %s %s",
+                        GB__LABEL(m), gb_dtype_name(dt), GB__SHAPE_STR(pos));
+    gb_tensor *inv = gb_module_param(m, "inv_freq"); /* [D/2] */
+    int64_t half = gb_tensor_dim(inv, 0), D = 2 * half;
+    int64_t B = gb_tensor_dim(pos, 0), T = gb_tensor_dim(pos, 1), shape[3] = {B, T, D};
+    bool meta = gb__nn_meta(x) || gb__is_meta(pos) || gb__is_meta(inv);
+    gb_tensor *c = gb__nn_empty(3, shape, GB_DTYPE_F32, meta), *s = gb__nn_empty(3, shape, GB_DTYPE_F32, meta);
+    gb_tensor *p64 = !meta && c && s ? gb_to_dtype(pos, GB_DTYPE_I64) : NULL;
+    gb_tensor *pc = p64 ? gb_contiguous(p64) : NULL;
+    gb_tensor_free(p64);
+    if (!c || !s || (!meta && !pc)) {
+        gb_tensor_free(c), gb_tensor_free(s), gb_tensor_free(pc);
+        return gb_last_status();
+    }
+    if (!meta) {
+        const int64_t *p = gb_tensor_data(pc); /* [B, T] */
+        const float *f = gb_tensor_data(inv);  /* [D/2] */
+        float *cv = gb_tensor_data(c), *sv = gb_tensor_data(s); /* [B, T, D] */
+        for (int64_t bt = 0; bt < B * T; bt++)
+            for (int64_t i = 0; i < half; i++) {
+                float a = f[i] * (float)p[bt];
+                cv[bt * D + i] = cv[bt * D + half + i] = cosf(a);
+                sv[bt * D + i] = sv[bt * D + half + i] = sinf(a);
+            }
+    }
+    gb_tensor_free(pc);
+    gb_status st = gb_values_push(out, c);
+    gb_status st2 = gb_values_push(out, s);
+    return st ? st : st2;
+}
+
+static const gb__module_type gb__type_rotary = {.name = "LlamaRotaryEmbedding", .forward = gb__rotary_forward, .returns_tuple = true};
+
+/* inv_freq in f32 as transformers' rope init functions compute it:
+ * 1 / theta^(2i/dim), then for "llama3" (_compute_llama3_parameters) low
+ * frequencies (wavelength > original_max / low_freq_factor) divided by
+ * factor, high ones (wavelength < original_max / high_freq_factor) kept, and
+ * the band between interpolated smoothly. */
+static void gb__rope_inv_freq(float *inv, int64_t dim, const gb_llama_config *c) {
+    for (int64_t i = 0; i < dim / 2; i++) {
+        float f = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)dim);
+        if (!strcmp(c->rope_type, "llama3")) {
+            double old = (double)c->rope_original_max_position_embeddings;
+            float factor = (float)c->rope_factor, low = (float)c->rope_low_freq_factor;
+            float low_wavelen = (float)(old / c->rope_low_freq_factor);
+            float high_wavelen = (float)(old / c->rope_high_freq_factor);
+            float wavelen = (float)(2.0 * M_PI) / f;
+            float fl = wavelen > low_wavelen ? f / factor : f;
+            float smooth = ((float)old / wavelen - low) / (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+            float smoothed = (1.0f - smooth) * fl / factor + smooth * fl;
+            bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+            f = medium ? smoothed : fl;
+        }
+        inv[i] = f;
+    }
+}
+
+static gb_module *gb__rotary_new(const gb_llama_config *c, int64_t head_dim) {
+    gb_module *m = gb__module_new(&gb__type_rotary);
+    if (!m) return NULL;
+    gb_status st = gb__module_add_param(m, "inv_freq", 1, (int64_t[]){head_dim / 2}, true);
+    gb_tensor *inv = st == GB_OK ? gb_module_param(m, "inv_freq") : NULL;
+    if (inv && !gb__is_meta(inv)) gb__rope_inv_freq(gb_tensor_data(inv), head_dim, c);
+    return gb__module_done(m, st);
+}
+
+/* ---- LlamaAttention ----------------------------------------------------- */
+
+/* x * cos + rotate_half(x) * sin for x [B, H, T, D] and cos, sin
+ * [B|1, T, D] (apply_rotary_pos_emb with unsqueeze_dim=1);
+ * rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]). */
+static gb_tensor *gb__apply_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin) {
+    int64_t D = gb_tensor_dim(x, 3);
+    gb_tensor *c = gb_unsqueeze(cos, 1), *s = gb_unsqueeze(sin, 1);
+    gb_tensor *x1 = gb_narrow(x, -1, 0, D / 2), *x2 = gb_narrow(x, -1, D / 2, D - D / 2);
+    gb_tensor *n2 = x2 ? gb_neg(x2) : NULL;
+    gb_tensor *rot = n2 && x1 ? gb_cat(2, (gb_tensor *[]){n2, x1}, -1) : NULL;
+    gb_tensor *a = c ? gb_mul(x, c) : NULL;
+    gb_tensor *b = rot && s ? gb_mul(rot, s) : NULL;
+    gb_tensor *y = a && b ? gb_add(a, b) : NULL;
+    gb_tensor_free(c), gb_tensor_free(s), gb_tensor_free(x1), gb_tensor_free(x2), gb_tensor_free(n2);
+    gb_tensor_free(rot), gb_tensor_free(a), gb_tensor_free(b);
+    return y;
+}
+
+/* (hidden_states [B, T, hidden], cos, sin) -> (attn_output [B, T, hidden])
+ * and, with a KV cache, (attn_output, key, value), key/value
+ * [B, kv_heads, S, head_dim] (before repeat_kv). */
+static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    const char *expect = "(hidden_states, cos, sin) (cos and sin from LlamaRotaryEmbedding)";
+    int64_t H = m->iparam[GB__LATTN_HEADS], KV = m->iparam[GB__LATTN_KV_HEADS], D = m->iparam[GB__LATTN_HEAD_DIM];
+    gb_tensor *x = gb__input(m, in, 0, expect);
+    gb_tensor *cos = x ? gb__input(m, in, 1, expect) : NULL;
+    gb_tensor *sin = cos ? gb__input(m, in, 2, expect) : NULL;
+    if (!sin) return gb_last_status();
+    if (gb_tensor_ndim(x) != 3)
+        return gb__fail(GB_ERR_SHAPE, "%s: hidden_states must be [batch, seq_len, hidden_size], got shape %s",
+                        GB__LABEL(m), GB__SHAPE_STR(x));
+    if (gb_tensor_ndim(cos) != 3 || gb_tensor_dim(cos, 1) != gb_tensor_dim(x, 1) || gb_tensor_dim(cos, 2) != D ||
+        !(gb_tensor_dim(cos, 0) == 1 || gb_tensor_dim(cos, 0) == gb_tensor_dim(x, 0)))
+        return gb__fail(GB_ERR_SHAPE, "%s: cos has shape %s, expected [%lld or 1, %lld, %lld] for hidden_states %s",
+                        GB__LABEL(m), GB__SHAPE_STR(cos), (long long)gb_tensor_dim(x, 0),
+                        (long long)gb_tensor_dim(x, 1), (long long)D, GB__SHAPE_STR(x));
+    gb_values r = {0};
+    gb_tensor *qkv[3] = {0}, *a = NULL, *merged = NULL;
+    const int64_t heads[3] = {H, KV, KV};
+    gb_status st = GB_OK;
+    for (int i = 0; i < 3; i++) { /* q_proj, k_proj, v_proj, then split into heads */
+        st = gb__call(m->children[GB__LATTN_Q + i], run, 1, &x, &r);
+        if (st) goto child_stopped;
+        qkv[i] = gb__split_heads(r.v[0], heads[i], D);
+        gb_values_clear(&r);
+        if (!qkv[i]) goto op_failed;
+    }
+    for (int i = 0; i < 2; i++) {
+        gb_tensor *rot = gb__apply_rope(qkv[i], cos, sin);
+        if (!rot) goto op_failed;
+        gb_tensor_free(qkv[i]);
+        qkv[i] = rot;
+    }
+    st = gb__attn_cache(run, m, &qkv[1], &qkv[2]);
+    if (st) goto done;
+    st = gb__attention(m, run, qkv[0], qkv[1], qkv[2], GB__ATTN_SCALE_MUL_RSQRT, NULL, &a);
+    if (st) goto done;
+    merged = gb__merge_heads(a);
+    if (!merged) goto op_failed;
+    st = gb__call(m->children[GB__LATTN_O], run, 1, &merged, &r);
+    if (st) goto child_stopped;
+    st = gb_values_push(out, gb_tensor_ref(r.v[0]));
+    if (st == GB_OK && gb__run_use_cache(run)) {
+        st = gb_values_push(out, gb_tensor_ref(qkv[1]));
+        if (st == GB_OK) st = gb_values_push(out, gb_tensor_ref(qkv[2]));
+    }
+    goto done;
+op_failed:
+    gb__error_prefix("%s", GB__LABEL(m));
+    st = gb_last_status();
+    goto done;
+child_stopped:
+    gb__values_move(out, &r);
+done:
+    gb_values_clear(&r);
+    for (int i = 0; i < 3; i++) gb_tensor_free(qkv[i]);
+    gb_tensor_free(a), gb_tensor_free(merged);
+    return st;
+}
+
+static const gb__module_type gb__type_llama_attn = {.name = "LlamaAttention", .forward = gb__llama_attn_forward, .returns_tuple = true};
+
+/* ---- LlamaMLP ----------------------------------------------------------- */
+
+/* down_proj(act_fn(gate_proj(x)) * up_proj(x)), children called in that
+ * order (Python evaluates act_fn(gate_proj(x)) before up_proj(x)). */
+static gb_status gb__llama_mlp_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *x = gb__input(m, in, 0, "(hidden_states,)");
+    if (!x) return gb_last_status();
+    gb_values g = {0}, a = {0}, u = {0};
+    gb_tensor *prod = NULL;
+    gb_values *stopped = &g;
+    gb_status st = gb__call(m->children[GB__LMLP_GATE], run, 1, &x, &g);
+    if (st == GB_OK) stopped = &a, st = gb__call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
+    if (st == GB_OK) stopped = &u, st = gb__call(m->children[GB__LMLP_UP], run, 1, &x, &u);
+    if (st) {
+        gb__values_move(out, stopped);
+        goto done;
+    }
+    prod = gb_mul(a.v[0], u.v[0]);
+    if (!prod) {
+        gb__error_prefix("%s", GB__LABEL(m));
+        st = gb_last_status();
+        goto done;
+    }
+    st = gb__call(m->children[GB__LMLP_DOWN], run, 1, &prod, out);
+done:
+    gb_values_clear(&g), gb_values_clear(&a), gb_values_clear(&u);
+    gb_tensor_free(prod);
+    return st;
+}
+
+static const gb__module_type gb__type_llama_mlp = {.name = "LlamaMLP", .forward = gb__llama_mlp_forward};
+
+/* ---- LlamaDecoderLayer -------------------------------------------------- */
+
+/* (hidden_states, cos, sin) -> h + self_attn(input_layernorm(h)), then
+ * + mlp(post_attention_layernorm(.)); returns (hidden_states,) or, with a
+ * KV cache, (hidden_states, key, value). */
+static gb_status gb__llama_layer_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    const char *expect = "(hidden_states, cos, sin) (cos and sin from LlamaRotaryEmbedding)";
+    gb_tensor *h = gb__input(m, in, 0, expect);
+    gb_tensor *cos = h ? gb__input(m, in, 1, expect) : NULL;
+    gb_tensor *sin = cos ? gb__input(m, in, 2, expect) : NULL;
+    if (!sin) return gb_last_status();
+    gb_values ln = {0}, at = {0}, mlp = {0};
+    gb_tensor *h2 = NULL, *h3 = NULL;
+    gb_status st = gb__call(m->children[GB__LAYER_IN_NORM], run, 1, &h, &ln);
+    if (st) goto ln_stopped;
+    st = gb__call(m->children[GB__LAYER_ATTN], run, 3, (gb_tensor *[]){ln.v[0], cos, sin}, &at);
+    if (st) {
+        gb__values_move(out, &at);
+        goto done;
+    }
+    h2 = gb_add(h, at.v[0]); /* residual + hidden_states */
+    if (!h2) goto op_failed;
+    gb_values_clear(&ln);
+    st = gb__call(m->children[GB__LAYER_POST_NORM], run, 1, &h2, &ln);
+    if (st) goto ln_stopped;
+    st = gb__call(m->children[GB__LAYER_MLP], run, 1, &ln.v[0], &mlp);
+    if (st) {
+        gb__values_move(out, &mlp);
+        goto done;
+    }
+    h3 = gb_add(h2, mlp.v[0]);
+    if (!h3) goto op_failed;
+    st = gb_values_push(out, h3);
+    for (int i = 1; st == GB_OK && i < at.n; i++) st = gb_values_push(out, gb_tensor_ref(at.v[i]));
+    goto done;
+op_failed:
+    gb__error_prefix("%s", GB__LABEL(m));
+    st = gb_last_status();
+    goto done;
+ln_stopped:
+    gb__values_move(out, &ln);
+done:
+    gb_values_clear(&ln), gb_values_clear(&at), gb_values_clear(&mlp);
+    gb_tensor_free(h2);
+    return st;
+}
+
+static const gb__module_type gb__type_llama_layer = {.name = "LlamaDecoderLayer", .forward = gb__llama_layer_forward, .returns_tuple = true};
+
+/* ---- LlamaModel and LlamaForCausalLM ------------------------------------ */
+
+/* (input_ids [B, T]) -> (hidden_states [B, T, hidden]) after norm. The
+ * rotary embedding runs once and every layer gets (h, cos, sin); the cache
+ * length advances by T once every layer has run. */
+static gb_status gb__llama_model_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
+    if (!ids || gb__check_ids(m, ids)) return gb_last_status();
+    int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1);
+    gb_values cur = {0}, rope = {0};
+    gb_tensor *pos = gb__positions(m, run, B, T);
+    gb_status st = pos ? GB_OK : gb_last_status();
+    if (st) goto done;
+    st = gb__call(m->children[GB__LMODEL_EMBED], run, 1, &ids, &cur);
+    if (st == GB_OK) {
+        st = gb__call(m->children[GB__LMODEL_ROTARY], run, 2, (gb_tensor *[]){cur.v[0], pos}, &rope);
+        if (st) {
+            gb__values_move(&cur, &rope);
+        } else if (rope.n < 2 || !rope.v[1]) {
+            st = gb__fail(GB_ERR_STATE, "%s returned %d tensor(s), expected (cos, sin)",
+                          GB__LABEL(m->children[GB__LMODEL_ROTARY]), rope.n);
+        }
+    }
+    gb_module *layers = m->children[GB__LMODEL_LAYERS];
+    for (int i = 0; st == GB_OK && i < gb_module_num_children(layers); i++) {
+        gb_values next = {0};
+        st = gb__call(gb_module_child(layers, i), run, 3, (gb_tensor *[]){cur.v[0], rope.v[0], rope.v[1]}, &next);
+        gb__values_move(&cur, &next);
+    }
+    if (st == GB_OK) {
+        gb_values next = {0};
+        st = gb__call(m->children[GB__LMODEL_NORM], run, 1, &cur.v[0], &next);
+        gb__values_move(&cur, &next);
+    }
+    if (st == GB_OK) gb__run_cache_advance(run, T);
+    gb__values_move(out, &cur);
+done:
+    gb_values_clear(&cur), gb_values_clear(&rope);
+    gb_tensor_free(pos);
+    return st;
+}
+
+static const gb__module_type gb__type_llama_model = {.name = "LlamaModel", .forward = gb__llama_model_forward, .returns_tuple = true};
+
+/* (input_ids [B, T]) -> (logits [B, T, vocab]). */
+static gb_status gb__llama_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
+    if (!ids) return gb_last_status();
+    gb_values h = {0};
+    gb_status st = gb__call(m->children[GB__LLM_MODEL], run, 1, &ids, &h);
+    if (st == GB_OK) st = gb__call(m->children[GB__LLM_HEAD], run, 1, &h.v[0], out);
+    else gb__values_move(out, &h);
+    gb_values_clear(&h);
+    return st;
+}
+
+static const gb__module_type gb__type_llama_lm = {.name = "LlamaForCausalLM", .forward = gb__llama_lm_forward, .returns_tuple = true};
+
+/* ---- building ----------------------------------------------------------- */
+
+static gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child) {
+    if (st != GB_OK) {
+        gb_module_free(child);
+        return st;
+    }
+    return gb__module_add_child(m, name, child);
+}
+
+/* The config with defaults filled in (num_key_value_heads, head_dim). */
+static gb_status gb__llama_check(const gb_llama_config *in, gb_llama_config *c) {
+    *c = *in;
+    if (c->num_key_value_heads == 0) c->num_key_value_heads = c->num_attention_heads;
+    if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->num_hidden_layers < 0 ||
+        c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim < 0 || c->max_position_embeddings <= 0)
+        return gb__fail(GB_ERR_ARG,
+                        "llama_new: sizes must be positive (vocab_size=%lld, hidden_size=%lld, intermediate_size=%lld, "
+                        "num_hidden_layers=%lld, num_attention_heads=%lld, num_key_value_heads=%lld, head_dim=%lld, "
+                        "max_position_embeddings=%lld)",
+                        (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->intermediate_size,
+                        (long long)c->num_hidden_layers, (long long)c->num_attention_heads,
+                        (long long)c->num_key_value_heads, (long long)c->head_dim,
+                        (long long)c->max_position_embeddings);
+    if (c->head_dim == 0) {
+        if (c->hidden_size % c->num_attention_heads)
+            return gb__fail(GB_ERR_ARG,
+                            "llama_new: hidden_size (%lld) is not divisible by num_attention_heads (%lld); set head_dim",
+                            (long long)c->hidden_size, (long long)c->num_attention_heads);
+        c->head_dim = c->hidden_size / c->num_attention_heads;
+    }
+    if (c->num_attention_heads % c->num_key_value_heads)
+        return gb__fail(GB_ERR_ARG, "llama_new: num_attention_heads (%lld) is not a multiple of num_key_value_heads (%lld)",
+                        (long long)c->num_attention_heads, (long long)c->num_key_value_heads);
+    if (c->head_dim % 2)
+        return gb__fail(GB_ERR_ARG, "llama_new: head_dim (%lld) must be even for rotary embeddings",
+                        (long long)c->head_dim);
+    if (!(c->rope_theta > 0))
+        return gb__fail(GB_ERR_ARG, "llama_new: rope_theta must be positive, got %g", c->rope_theta);
+    if (!strcmp(c->rope_type, "llama3")) {
+        if (!(c->rope_factor >= 1.0) || !(c->rope_low_freq_factor > 0) ||
+            !(c->rope_high_freq_factor > c->rope_low_freq_factor) || c->rope_original_max_position_embeddings <= 0)
+            return gb__fail(GB_ERR_ARG,
+                            "llama_new: rope_scaling llama3 needs factor >= 1, 0 < low_freq_factor < high_freq_factor "
+                            "and original_max_position_embeddings > 0 (got factor=%g, low_freq_factor=%g, "
+                            "high_freq_factor=%g, original_max_position_embeddings=%lld)",
+                            c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
+                            (long long)c->rope_original_max_position_embeddings);
+    } else if (c->rope_type[0] && strcmp(c->rope_type, "default")) {
+        return gb__fail(GB_ERR_UNSUPPORTED,
+                        "llama_new: rope_scaling type '%s' is not supported (glassbox has 'default' and 'llama3')",
+                        c->rope_type);
+    }
+    return GB_OK;
+}
+
+static gb_module *gb__llama_attn_new(const gb_llama_config *c) {
+    gb_module *m = gb__module_new(&gb__type_llama_attn);
+    if (!m) return NULL;
+    int64_t hd = c->head_dim, q = c->num_attention_heads * hd, kv = c->num_key_value_heads * hd;
+    m->iparam[GB__LATTN_HEADS] = c->num_attention_heads;
+    m->iparam[GB__LATTN_KV_HEADS] = c->num_key_value_heads;
+    m->iparam[GB__LATTN_HEAD_DIM] = hd;
+    gb_status st = gb__add(m, GB_OK, "q_proj", gb_nn_linear(c->hidden_size, q, c->attention_bias));
+    st = gb__add(m, st, "k_proj", gb_nn_linear(c->hidden_size, kv, c->attention_bias));
+    st = gb__add(m, st, "v_proj", gb_nn_linear(c->hidden_size, kv, c->attention_bias));
+    st = gb__add(m, st, "o_proj", gb_nn_linear(q, c->hidden_size, c->attention_bias));
+    return gb__module_done(m, st);
+}
+
+static gb_module *gb__llama_mlp_new(const gb_llama_config *c) {
+    gb_module *m = gb__module_new(&gb__type_llama_mlp);
+    if (!m) return NULL;
+    gb_status st = gb__add(m, GB_OK, "gate_proj", gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias));
+    st = gb__add(m, st, "up_proj", gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias));
+    st = gb__add(m, st, "down_proj", gb_nn_linear(c->intermediate_size, c->hidden_size, c->mlp_bias));
+    st = gb__add(m, st, "act_fn", gb_nn_activation(c->hidden_act));
+    return gb__module_done(m, st);
+}
+
+static gb_module *gb__llama_layer_new(const gb_llama_config *c) {
+    gb_module *m = gb__module_new(&gb__type_llama_layer);
+    if (!m) return NULL;
+    gb_status st = gb__add(m, GB_OK, "self_attn", gb__llama_attn_new(c));
+    st = gb__add(m, st, "mlp", gb__llama_mlp_new(c));
+    st = gb__add(m, st, "input_layernorm", gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps));
+    st = gb__add(m, st, "post_attention_layernorm", gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps));
+    return gb__module_done(m, st);
+}
+
+gb_module *gb_llama_new(const gb_llama_config *cfg) {
+    if (!cfg) return gb__fail_null(GB_ERR_ARG, "llama_new: config is NULL");
+    gb_llama_config c;
+    if (gb__llama_check(cfg, &c)) return NULL;
+    gb_module *lm = gb__module_new(&gb__type_llama_lm);
+    gb_module *model = gb__module_new(&gb__type_llama_model);
+    gb_module *layers = gb_module_list(0, NULL);
+    gb_status st = lm && model && layers ? GB_OK : GB_ERR_ALLOC;
+    for (int64_t i = 0; st == GB_OK && i < c.num_hidden_layers; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "%lld", (long long)i);
+        st = gb__module_add_child(layers, name, gb__llama_layer_new(&c));
+    }
+    if (st == GB_OK) {
+        st = gb__add(model, st, "embed_tokens", gb_nn_embedding(c.vocab_size, c.hidden_size));
+        st = gb__add(model, st, "layers", layers);
+        layers = NULL;
+        st = gb__add(model, st, "norm", gb_nn_rms_norm(c.hidden_size, c.rms_norm_eps));
+        st = gb__add(model, st, "rotary_emb", gb__rotary_new(&c, c.head_dim));
+        st = gb__add(lm, st, "model", model);
+        model = NULL;
+        st = gb__add(lm, st, "lm_head", gb_nn_linear(c.hidden_size, c.vocab_size, false));
+    }
+    if (st == GB_OK && c.tie_word_embeddings) {
+        gb_module *head = lm->children[GB__LLM_HEAD];
+        st = gb_module_tie_param(head, "weight", lm->children[GB__LLM_MODEL]->children[GB__LMODEL_EMBED], "weight");
+        gb__linear_mark_tied(head);
+    }
+    if (st == GB_OK) {
+        lm->config = gb__malloc(sizeof c, "llama_new");
+        if (lm->config) memcpy(lm->config, &c, sizeof c);
+        else st = GB_ERR_ALLOC;
+    }
+    gb_module_free(layers);
+    gb_module_free(model);
+    if (st) gb__error_prefix("llama_new");
+    return gb__module_done(lm, st);
+}

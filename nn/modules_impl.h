@@ -1,0 +1,90 @@
+/* Private to nn/'s module files (layers.c, attention.c, gpt2.c, llama.c):
+ * helpers for calling children, initialising parameters, printing like
+ * Python, and the attention core shared by GPT-2 and Llama. */
+#ifndef GB_MODULES_IMPL_H
+#define GB_MODULES_IMPL_H
+
+#include "nn_impl.h"
+
+/* ---- calling children --------------------------------------------------- */
+
+/* Call child with the n tensors xs (borrowed) through gb_module_call, so it
+ * emits events. On GB_OK, *out holds at least one tensor and out->v[0] is
+ * non-NULL (an observer that replaced the output with nothing is an error
+ * naming the child). Any other status is returned unchanged, with whatever
+ * the child produced left in *out. */
+gb_status gb__call(gb_module *child, gb_run *run, int n, gb_tensor *const *xs, gb_values *out);
+/* Move src into dst (dst is cleared first; src is left empty). */
+void gb__values_move(gb_values *dst, gb_values *src);
+/* in->v[i] when present, else an error naming m ("expects (hidden_states, cos, sin)"). */
+gb_tensor *gb__input(gb_module *m, const gb_values *in, int i, const char *expected);
+/* "transformer.h.0.attn (GPT2Attention)"; "<root> (Linear)" for a root. */
+const char *gb__module_label(const gb_module *m, char *buf, size_t size);
+#define GB__LABEL(m) gb__module_label((m), (char[320]){0}, 320)
+
+/* Whether tensors a module makes itself (masks, rotary tables) must be
+ * shape-only: meta mode is on, or the input they go with is meta. */
+bool gb__nn_meta(const gb_tensor *like);
+/* gb_empty that is shape-only when meta is true. */
+gb_tensor *gb__nn_empty(int ndim, const int64_t *shape, gb_dtype dt, bool meta);
+
+/* ---- parameters --------------------------------------------------------- */
+
+/* Overwrite m's parameter in place (ties stay tied) with values from the
+ * generator: uniform in [low, high), normal(mean, std), or a constant.
+ * Shape-only parameters are left alone. */
+void gb__param_uniform(gb_module *m, const char *name, gb_rng *rng, float low, float high);
+void gb__param_normal(gb_module *m, const char *name, gb_rng *rng, float mean, float std);
+void gb__param_fill(gb_module *m, const char *name, float value);
+
+/* Python's repr() of a float that was given as f32 (1e-05, 0.1, 1.0, 1e+16). */
+char *gb__py_float(char *buf, size_t size, float v);
+
+/* ---- layer internals used by the models --------------------------------- */
+
+/* Mark a Linear whose weight is tied to an embedding: its init leaves the
+ * weight alone (Hugging Face ties after initialising, so the embedding's
+ * values win). */
+void gb__linear_mark_tied(gb_module *linear);
+
+/* ---- attention ---------------------------------------------------------- */
+
+/* [B, T, heads*head_dim] -> [B, heads, T, head_dim] (a view when possible). */
+gb_tensor *gb__split_heads(gb_tensor *x, int64_t heads, int64_t head_dim);
+/* [B, heads, T, head_dim] -> [B, T, heads*head_dim], contiguous. */
+gb_tensor *gb__merge_heads(gb_tensor *x);
+
+/* With a KV cache in use: append the new keys/values [B, kv_heads, T, D] to
+ * attn's cached ones and store the result; *k and *v are replaced by the
+ * full keys/values [B, kv_heads, S, D] (S = past + T). Without a cache they
+ * are left as they are. */
+gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor **v);
+
+/* How the scores are scaled: GPT-2 divides by sqrt(head_dim) (a tensor in
+ * Hugging Face's eager code), Llama multiplies by head_dim^-0.5. */
+typedef enum gb__attn_scale {
+    GB__ATTN_SCALE_DIV_SQRT,
+    GB__ATTN_SCALE_MUL_RSQRT,
+} gb__attn_scale;
+
+/* softmax(q k^T * scale + mask) v for q [B, H, T, D] and k, v [B, H, S, D]
+ * (H a multiple of k's heads: grouped-query attention repeats each key/value
+ * head H/kv_heads times, as repeat_kv). The mask is causal (query i sits at
+ * absolute position S - T + i) and, when the run has an attention mask
+ * [B, S], hides padded keys; hidden scores are set to float32's lowest value,
+ * as Hugging Face's 4-D masks do, so a query that sees nothing attends
+ * uniformly. The probabilities are emitted as point "attn_weights" of attn
+ * and, when dropout is not NULL, passed through that module (an event).
+ * *out gets [B, H, T, D]. */
+gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v,
+                        gb__attn_scale scale, gb_module *dropout, gb_tensor **out);
+
+/* Positions for a model forward over T new tokens of a batch of B: the run's
+ * position ids ([B, T] or [1, T]) or arange(past, past + T) as [1, T] (i64),
+ * past being the run's cache length. */
+gb_tensor *gb__positions(gb_module *model, gb_run *run, int64_t B, int64_t T);
+
+/* Check token ids [B, T] (i64 or i32) given to model m. */
+gb_status gb__check_ids(gb_module *m, const gb_tensor *ids);
+
+#endif

@@ -1,0 +1,185 @@
+/* OpenBLAS, loaded at run time with a kernel chosen from the CPU's features;
+ * the thread count shared by OpenBLAS and glassbox's own OpenMP loops.
+ *
+ * Why dlopen and not -lopenblas. Debian's OpenBLAS is built with DYNAMIC_ARCH:
+ * it carries kernels for many CPUs and picks one in a constructor that runs
+ * when the library is loaded, from OPENBLAS_CORETYPE if set, else from its own
+ * CPU detection. 0.3.21 (Debian 12) detects some AVX-512 Xeons as "Prescott"
+ * and then runs SSE3 kernels, about 5x slower in sgemm. The choice is fixed
+ * once the constructor has run, so glassbox must set OPENBLAS_CORETYPE before
+ * the library loads, which only a run-time load can guarantee: a linked
+ * library would be loaded (and its kernel fixed) before main. So on first
+ * use, glassbox
+ *   1. if the user has not set OPENBLAS_CORETYPE, picks a core type from the
+ *      table below using __builtin_cpu_supports (which also checks that the
+ *      OS enables the AVX/AVX-512 register state, so a kernel the CPU or OS
+ *      cannot run is never forced), sets it, loads the library, and restores
+ *      the environment as it was (the variable is read only at load time);
+ *   2. dlopens libopenblas.so.0 (or libopenblas.so) and resolves the few
+ *      functions it uses, with the prototypes of <cblas.h>.
+ * A user's OPENBLAS_CORETYPE always wins. If the process already has OpenBLAS
+ * loaded (linked by someone else), dlopen returns that copy and its kernel is
+ * what gb_blas_kernel reports. A library that cannot be loaded is an error of
+ * the first op that needs it (GB_ERR_UNSUPPORTED), never a crash.
+ *
+ * Threads: one count for OpenBLAS and for glassbox's OpenMP loops (which pass
+ * num_threads(gb__threads())). The default is OpenMP's (OMP_NUM_THREADS, or
+ * all cores). */
+#include "blas.h"
+
+#include <dlfcn.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- CPU features and the kernel table ---------------------------------- */
+
+unsigned gb__cpu_features(void) {
+    unsigned f = 0;
+    __builtin_cpu_init();
+#define GB__X(e, s) \
+    if (__builtin_cpu_supports(s)) f |= GB__CPU(e);
+    GB__CPU_FEATURE_LIST(GB__X)
+#undef GB__X
+    return f;
+}
+
+/* Each row needs all the features of the rows below it that its kernels
+ * also use: OpenBLAS's SkylakeX and Cooperlake targets reuse Haswell's
+ * AVX2/FMA kernels for the routines they do not rewrite. First match wins. */
+#define GB__CORE_SANDYBRIDGE GB__CPU(AVX)
+#define GB__CORE_HASWELL (GB__CORE_SANDYBRIDGE | GB__CPU(AVX2) | GB__CPU(FMA))
+#define GB__CORE_SKYLAKEX \
+    (GB__CORE_HASWELL | GB__CPU(AVX512F) | GB__CPU(AVX512CD) | GB__CPU(AVX512BW) | GB__CPU(AVX512DQ) | GB__CPU(AVX512VL))
+#define GB__CORE_COOPERLAKE (GB__CORE_SKYLAKEX | GB__CPU(AVX512BF16))
+
+static const struct {
+    const char *coretype;
+    unsigned needs;
+} gb__blas_cores[] = {
+    {"Cooperlake", GB__CORE_COOPERLAKE},
+    {"SkylakeX", GB__CORE_SKYLAKEX},
+    {"Haswell", GB__CORE_HASWELL},
+    {"Sandybridge", GB__CORE_SANDYBRIDGE},
+};
+
+const char *gb__blas_coretype_for(unsigned features) {
+    for (size_t i = 0; i < sizeof gb__blas_cores / sizeof gb__blas_cores[0]; i++)
+        if ((features & gb__blas_cores[i].needs) == gb__blas_cores[i].needs) return gb__blas_cores[i].coretype;
+    return NULL; /* older CPUs: OpenBLAS's own detection is as good as ours */
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+gb_status gb__blas_open(const char *const *names, gb__blas *out) {
+    memset(out, 0, sizeof *out);
+    char tried[512] = "";
+    const char *why = "no library names given";
+    for (int i = 0; names[i] && !out->handle; i++) {
+        out->handle = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (out->handle) {
+            out->path = names[i];
+        } else {
+            why = dlerror();
+            size_t n = strlen(tried);
+            snprintf(tried + n, sizeof tried - n, "%s%s", n ? ", " : "", names[i]);
+        }
+    }
+    if (!out->handle)
+        return gb__fail(GB_ERR_UNSUPPORTED,
+                        "blas: cannot load OpenBLAS (tried %s): %s; install it (Debian: apt-get install libopenblas0)",
+                        tried, why ? why : "unknown dlopen error");
+    /* dlsym returns void*; POSIX guarantees it converts to a function pointer. */
+#define GB__SYM(field, sym)                                                                                       \
+    do {                                                                                                          \
+        void *p_ = dlsym(out->handle, sym);                                                                       \
+        if (!p_) {                                                                                                \
+            gb_status st_ = gb__fail(GB_ERR_UNSUPPORTED, "blas: %s has no symbol %s (is it OpenBLAS?)", out->path, \
+                                     sym);                                                                        \
+            gb__blas_close(out);                                                                                  \
+            return st_;                                                                                           \
+        }                                                                                                         \
+        memcpy(&out->field, &p_, sizeof p_);                                                                      \
+    } while (0)
+    GB__SYM(sgemm, "cblas_sgemm");
+    GB__SYM(set_num_threads, "openblas_set_num_threads");
+    GB__SYM(get_corename, "openblas_get_corename");
+    GB__SYM(get_config, "openblas_get_config");
+#undef GB__SYM
+    return GB_OK;
+}
+
+void gb__blas_close(gb__blas *b) {
+    if (b->handle) dlclose(b->handle);
+    memset(b, 0, sizeof *b);
+}
+
+static pthread_once_t gb__blas_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t gb__threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static gb__blas gb__blas_lib;
+static bool gb__blas_ok; /* written once inside pthread_once, read after it */
+static gb_status gb__blas_status;
+static char gb__blas_error[1024];
+
+static void gb__blas_load(void) {
+    static const char *const names[] = {"libopenblas.so.0", "libopenblas.so", NULL};
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    const char *core = user && *user ? NULL : gb__blas_coretype_for(gb__cpu_features());
+    char *saved = user ? strdup(user) : NULL; /* "" set by the user is restored as "" */
+    if (core) setenv("OPENBLAS_CORETYPE", core, 1);
+    gb_status st = gb__blas_open(names, &gb__blas_lib);
+    if (core) {
+        if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
+        else unsetenv("OPENBLAS_CORETYPE");
+    }
+    free(saved);
+    if (st != GB_OK) {
+        gb__blas_status = st;
+        snprintf(gb__blas_error, sizeof gb__blas_error, "%s", gb_last_error());
+        return;
+    }
+    if (core) snprintf(gb__blas_lib.coretype_set, sizeof gb__blas_lib.coretype_set, "%s", core);
+    pthread_mutex_lock(&gb__threads_lock);
+    gb__blas_ok = true;
+    gb__blas_lib.set_num_threads(gb__threads());
+    pthread_mutex_unlock(&gb__threads_lock);
+}
+
+const gb__blas *gb__blas_get(void) {
+    pthread_once(&gb__blas_once, gb__blas_load);
+    if (!gb__blas_ok) return gb__fail_null(gb__blas_status, "%s", gb__blas_error);
+    return &gb__blas_lib;
+}
+
+const char *gb_blas_kernel(void) {
+    const gb__blas *b = gb__blas_get();
+    return b ? b->get_corename() : NULL;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+static atomic_int gb__nthreads; /* 0 until first asked or set */
+
+int gb__threads(void) {
+    int n = atomic_load(&gb__nthreads);
+    if (n > 0) return n;
+    n = omp_get_max_threads();
+    if (n < 1) n = 1;
+    int expected = 0;
+    atomic_compare_exchange_strong(&gb__nthreads, &expected, n);
+    return atomic_load(&gb__nthreads);
+}
+
+void gb_set_num_threads(int n) {
+    if (n < 1) n = omp_get_num_procs();
+    pthread_mutex_lock(&gb__threads_lock);
+    atomic_store(&gb__nthreads, n);
+    omp_set_num_threads(n);
+    if (gb__blas_ok) gb__blas_lib.set_num_threads(n);
+    pthread_mutex_unlock(&gb__threads_lock);
+}
+
+int gb_get_num_threads(void) { return gb__threads(); }

@@ -1,0 +1,86 @@
+/* Private to glassbox: OpenBLAS, loaded at run time (see blas.c for why),
+ * the choice of its kernel, and the strided-matrix gemm the nn ops share.
+ * Users call gb_blas_kernel / gb_set_num_threads from tensor.h instead. */
+#ifndef GB_BLAS_H
+#define GB_BLAS_H
+
+#include "tensor_impl.h"
+
+#include <cblas.h> /* types and prototypes only: glassbox does not link -lopenblas */
+
+/* ---- CPU features and the kernel table ---------------------------------- */
+
+/* X-macro: name, the feature string __builtin_cpu_supports takes. */
+#define GB__CPU_FEATURE_LIST(X) \
+    X(AVX, "avx")               \
+    X(AVX2, "avx2")             \
+    X(FMA, "fma")               \
+    X(AVX512F, "avx512f")       \
+    X(AVX512CD, "avx512cd")     \
+    X(AVX512BW, "avx512bw")     \
+    X(AVX512DQ, "avx512dq")     \
+    X(AVX512VL, "avx512vl")     \
+    X(AVX512BF16, "avx512bf16")
+
+enum {
+#define GB__X(e, s) GB__CPU_BIT_##e,
+    GB__CPU_FEATURE_LIST(GB__X)
+#undef GB__X
+};
+#define GB__CPU(e) (1u << GB__CPU_BIT_##e)
+
+/* The features of this CPU that the OS also enables, as GB__CPU bits. */
+unsigned gb__cpu_features(void);
+/* The OPENBLAS_CORETYPE glassbox sets for a CPU with `features`, or NULL to
+ * leave the choice to OpenBLAS. A pure function of its argument. */
+const char *gb__blas_coretype_for(unsigned features);
+
+/* ---- the loaded library ------------------------------------------------- */
+
+typedef struct gb__blas {
+    void *handle;
+    const char *path; /* the name dlopen accepted */
+    __typeof__(cblas_sgemm) *sgemm;
+    __typeof__(openblas_set_num_threads) *set_num_threads;
+    __typeof__(openblas_get_corename) *get_corename;
+    __typeof__(openblas_get_config) *get_config;
+    char coretype_set[32]; /* what glassbox put in OPENBLAS_CORETYPE, "" if none */
+} gb__blas;
+
+/* The process-wide OpenBLAS, loaded on first call (thread-safe). NULL with
+ * GB_ERR_UNSUPPORTED (naming the library) when it cannot be loaded; every
+ * later call fails the same way. */
+const gb__blas *gb__blas_get(void);
+/* dlopen the first of `names` (NULL-terminated) that loads and resolve the
+ * symbols into *out. Only the loader: no environment, no threads. Used by
+ * gb__blas_get and by the tests of its error paths. */
+gb_status gb__blas_open(const char *const *names, gb__blas *out);
+void gb__blas_close(gb__blas *b);
+
+/* ---- strided batched gemm ----------------------------------------------- */
+
+/* One operand of a batched matrix product: a [rows, cols] matrix with element
+ * strides rs, cs, repeated over the broadcast batch shape with bstride (0 on
+ * a broadcast batch dim). */
+typedef struct gb__mat {
+    float *p;
+    int64_t rows, cols, rs, cs;
+    int64_t bstride[GB_MAX_DIMS];
+} gb__mat;
+
+/* Whether m can be handed to sgemm as is: as "N" (unit column stride) or "T"
+ * (unit row stride), with the leading dimension. */
+bool gb__mat_blas_layout(const gb__mat *m, CBLAS_TRANSPOSE *trans, int *ld);
+/* The transpose of m (a view: strides swapped). */
+gb__mat gb__mat_t(gb__mat m);
+/* C[b] = A[b] @ B[b] + beta * C[b] for every index b of the batch shape.
+ * A, B must pass gb__mat_blas_layout; C must have unit column stride. The
+ * batch loop runs in parallel only when no two batches write the same C. */
+gb_status gb__gemm(const char *op, const gb__mat *c, const gb__mat *a, const gb__mat *b, float beta, int nbatch_dims,
+                   const int64_t *batch_shape);
+
+/* A contiguous tensor with t's values (a new reference to t when it already
+ * is): plain data for kernels, without recording an op. */
+gb_tensor *gb__dense(const gb_tensor *t);
+
+#endif

@@ -1,0 +1,367 @@
+/* matmul and linear: strided batched sgemm through OpenBLAS.
+ *
+ * Every operand is described as a gb__mat: a [rows, cols] matrix with element
+ * strides, repeated over the broadcast batch shape. sgemm takes a matrix whose
+ * column stride is 1 ("N") or whose row stride is 1 ("T", a transposed view),
+ * so transposed views (x.mT, the weight of linear) go to OpenBLAS without a
+ * copy; anything else is copied once with gb__dense. When the right operand
+ * has no batch dims and the left one's batch dims are laid out like more rows
+ * ([B, S, in] @ [in, out]), the batch folds into a single large sgemm, which
+ * is what makes linear on activations fast. Backward is two more products:
+ * dA += dout @ B^T and dB += A^T @ dout, with beta = 1 accumulating both the
+ * gradient and, over broadcast batch dims, the batch reduction. */
+#include "blas.h"
+
+#include <limits.h>
+#include <string.h>
+
+gb_tensor *gb__dense(const gb_tensor *t) {
+    if (gb_tensor_is_contiguous(t)) return gb_tensor_ref((gb_tensor *)t);
+    gb_tensor *d = gb_empty(t->ndim, t->shape, t->dtype);
+    if (!d) return NULL;
+    gb__copy_into(d, t);
+    return d;
+}
+
+/* ---- strided batched gemm ----------------------------------------------- */
+
+gb__mat gb__mat_t(gb__mat m) {
+    int64_t r = m.rows, s = m.rs;
+    m.rows = m.cols, m.rs = m.cs;
+    m.cols = r, m.cs = s;
+    return m;
+}
+
+bool gb__mat_blas_layout(const gb__mat *m, CBLAS_TRANSPOSE *trans, int *ld) {
+    int64_t r = m->rows, c = m->cols, l;
+    /* Strides of size-1 dims are never followed, so they do not matter. */
+    if ((c <= 1 || m->cs == 1) && (r <= 1 || m->rs >= (c > 1 ? c : 1))) {
+        *trans = CblasNoTrans;
+        l = r <= 1 ? (c > 1 ? c : 1) : m->rs;
+    } else if ((r <= 1 || m->rs == 1) && (c <= 1 || m->cs >= (r > 1 ? r : 1))) {
+        *trans = CblasTrans; /* memory holds the row-major [cols, rows] matrix */
+        l = c <= 1 ? (r > 1 ? r : 1) : m->cs;
+    } else {
+        return false;
+    }
+    if (l > INT_MAX) return false;
+    *ld = (int)l;
+    return true;
+}
+
+/* OpenBLAS 0.3.21 runs an sgemm with m*n*k at most 65536 * 4 on the calling
+ * thread alone (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD); batches of
+ * such products are the ones worth spreading over threads ourselves. */
+#define GB__GEMM_SINGLE_THREADED (65536.0 * 4)
+
+static int64_t gb__batch_offset(int64_t i, int nbd, const int64_t *bshape, const int64_t *bstride) {
+    int64_t off = 0;
+    for (int d = nbd - 1; d >= 0; d--) {
+        off += (i % bshape[d]) * bstride[d];
+        i /= bshape[d];
+    }
+    return off;
+}
+
+gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const gb__mat *b_, float beta, int nbd,
+                   const int64_t *bshape) {
+    gb__mat c = *c_, a = *a_, b = *b_;
+    if (c.cols > 1 && c.cs != 1) { /* C^T = B^T A^T writes a column-major C row by row */
+        c = gb__mat_t(*c_);
+        a = gb__mat_t(*b_);
+        b = gb__mat_t(*a_);
+    }
+    int64_t m = c.rows, n = c.cols, k = a.cols, nb = gb__numel(nbd, bshape);
+    if (m == 0 || n == 0 || nb == 0) return GB_OK;
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
+        return gb__fail(GB_ERR_UNSUPPORTED, "%s: a %lldx%lld @ %lldx%lld product exceeds OpenBLAS's 32-bit sizes", op,
+                        (long long)m, (long long)k, (long long)k, (long long)n);
+    if (k == 0) { /* an empty sum: C = beta * C */
+        for (int64_t i = 0; i < nb && beta == 0; i++) {
+            float *cp = c.p + gb__batch_offset(i, nbd, bshape, c.bstride);
+            for (int64_t r = 0; r < m; r++) memset(cp + r * c.rs, 0, (size_t)n * sizeof(float));
+        }
+        return GB_OK;
+    }
+    const gb__blas *blas = gb__blas_get();
+    if (!blas) {
+        gb__error_prefix("%s", op);
+        return gb_last_status();
+    }
+    CBLAS_TRANSPOSE ta, tb, tc;
+    int lda, ldb, ldc;
+    if (!gb__mat_blas_layout(&a, &ta, &lda) || !gb__mat_blas_layout(&b, &tb, &ldb) ||
+        !gb__mat_blas_layout(&c, &tc, &ldc) || tc != CblasNoTrans)
+        return gb__fail(GB_ERR_STATE, "%s: internal error: operand strides not usable by sgemm", op);
+    /* Parallel batches need distinct outputs: no broadcast dim in C. */
+    bool reduces = false;
+    for (int d = 0; d < nbd; d++) reduces |= bshape[d] > 1 && c.bstride[d] == 0;
+    bool par = nb > 1 && !reduces && (double)m * (double)n * (double)k <= GB__GEMM_SINGLE_THREADED;
+#pragma omp parallel for num_threads(gb__threads()) if (par) schedule(static)
+    for (int64_t i = 0; i < nb; i++) {
+        blas->sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, a.p + gb__batch_offset(i, nbd, bshape, a.bstride),
+                    lda, b.p + gb__batch_offset(i, nbd, bshape, b.bstride), ldb, beta,
+                    c.p + gb__batch_offset(i, nbd, bshape, c.bstride), ldc);
+    }
+    return GB_OK;
+}
+
+/* ---- planning a (batched) product --------------------------------------- */
+
+/* One operand: its values' geometry and its gradient buffer's strides. */
+typedef struct gb__mm_arg {
+    int ndim;
+    int64_t shape[GB_MAX_DIMS], stride[GB_MAX_DIMS], gstride[GB_MAX_DIMS];
+    float *data, *grad;
+} gb__mm_arg;
+
+static gb__mm_arg gb__mm_arg_of(const gb_tensor *t, gb_tensor *grad) {
+    gb__mm_arg x = {.ndim = t->ndim, .data = gb_tensor_data(t), .grad = grad ? gb_tensor_data(grad) : NULL};
+    memcpy(x.shape, t->shape, sizeof x.shape);
+    memcpy(x.stride, t->stride, sizeof x.stride);
+    gb__contiguous_strides(t->ndim, t->shape, x.gstride);
+    return x;
+}
+
+/* w^T of a 2-D w, as a view (linear's weight); its gradient is dw^T. */
+static gb__mm_arg gb__mm_arg_t(const gb_tensor *w, gb_tensor *grad) {
+    gb__mm_arg x = gb__mm_arg_of(w, grad);
+    int64_t s;
+    s = x.shape[0], x.shape[0] = x.shape[1], x.shape[1] = s;
+    s = x.stride[0], x.stride[0] = x.stride[1], x.stride[1] = s;
+    s = x.gstride[0], x.gstride[0] = x.gstride[1], x.gstride[1] = s;
+    return x;
+}
+
+typedef struct gb__mm_plan {
+    int nbd;                      /* broadcast batch dims */
+    int64_t bshape[GB_MAX_DIMS];
+    gb__mat a, b, c, da, db;      /* c: the output, or dout in backward */
+} gb__mm_plan;
+
+/* A as [M, K] (1-D: [1, K]) or B as [K, N] (1-D: [K, 1]), batch dims aligned
+ * right against the nbd broadcast batch dims; `grad` picks gstride. */
+static gb__mat gb__mm_mat(const gb__mm_arg *x, bool left, bool grad, int nbd, const int64_t *bshape) {
+    const int64_t *st = grad ? x->gstride : x->stride;
+    int n = x->ndim;
+    gb__mat m = {.p = grad ? x->grad : x->data};
+    if (n >= 2) {
+        m.rows = x->shape[n - 2], m.cols = x->shape[n - 1], m.rs = st[n - 2], m.cs = st[n - 1];
+    } else if (left) {
+        m.rows = 1, m.cols = x->shape[0], m.rs = 0, m.cs = st[0];
+    } else {
+        m.rows = x->shape[0], m.cols = 1, m.rs = st[0], m.cs = 0;
+    }
+    int xb = n >= 2 ? n - 2 : 0;
+    for (int d = 0; d < nbd; d++) {
+        int i = d - (nbd - xb);
+        m.bstride[d] = i < 0 || (x->shape[i] == 1 && bshape[d] != 1) ? 0 : st[i];
+    }
+    return m;
+}
+
+/* Merge the batch dims of m into its rows, if its memory allows: the batch
+ * and row strides must form one arithmetic sequence. */
+static bool gb__fold_rows(gb__mat *m, int nbd, const int64_t *bshape) {
+    int64_t size[GB_MAX_DIMS + 1], stride[GB_MAX_DIMS + 1];
+    int np = 0;
+    for (int d = 0; d < nbd; d++)
+        if (bshape[d] > 1) size[np] = bshape[d], stride[np++] = m->bstride[d];
+    if (m->rows > 1) size[np] = m->rows, stride[np++] = m->rs;
+    for (int i = 0; i + 1 < np; i++)
+        if (stride[i] != stride[i + 1] * size[i + 1]) return false;
+    m->rows *= gb__numel(nbd, bshape);
+    if (np > 0) m->rs = stride[np - 1];
+    memset(m->bstride, 0, sizeof m->bstride);
+    return true;
+}
+
+static void gb__mm_plan_init(gb__mm_plan *p, const gb__mm_arg *a, const gb__mm_arg *b, float *c) {
+    int xa = a->ndim >= 2 ? a->ndim - 2 : 0, xb = b->ndim >= 2 ? b->ndim - 2 : 0;
+    p->nbd = xa > xb ? xa : xb;
+    for (int d = 0; d < p->nbd; d++) {
+        int ia = d - (p->nbd - xa), ib = d - (p->nbd - xb);
+        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        p->bshape[d] = sa == 1 ? sb : sa; /* gb_matmul checked they broadcast */
+    }
+    p->a = gb__mm_mat(a, true, false, p->nbd, p->bshape);
+    p->da = gb__mm_mat(a, true, true, p->nbd, p->bshape);
+    p->b = gb__mm_mat(b, false, false, p->nbd, p->bshape);
+    p->db = gb__mm_mat(b, false, true, p->nbd, p->bshape);
+    p->c = (gb__mat){.p = c, .rows = p->a.rows, .cols = p->b.cols, .rs = p->b.cols, .cs = 1};
+    int64_t s = p->c.rows * p->c.cols;
+    for (int d = p->nbd - 1; d >= 0; d--) {
+        p->c.bstride[d] = p->bshape[d] == 1 ? 0 : s;
+        s *= p->bshape[d];
+    }
+    /* Fold when B is the same matrix in every batch and A, dA, C all fold. */
+    bool b_shared = true;
+    for (int d = 0; d < p->nbd; d++) b_shared &= p->bshape[d] == 1 || p->b.bstride[d] == 0;
+    if (p->nbd == 0 || !b_shared) return;
+    gb__mat fa = p->a, fda = p->da, fc = p->c;
+    CBLAS_TRANSPOSE t;
+    int ld;
+    if (!gb__fold_rows(&fa, p->nbd, p->bshape) || !gb__fold_rows(&fda, p->nbd, p->bshape) ||
+        !gb__fold_rows(&fc, p->nbd, p->bshape) || !gb__mat_blas_layout(&fa, &t, &ld))
+        return;
+    p->a = fa, p->da = fda, p->c = fc;
+    p->nbd = 0;
+}
+
+/* Plan a @ b (b_t: b is a 2-D weight used as b^T), copying an operand with
+ * gb__dense only when sgemm cannot read its strides. *ad, *bd receive the
+ * tensors the plan points into (free them after use). */
+static gb_status gb__mm_prepare(gb__mm_plan *p, gb_tensor *a, gb_tensor *b, bool b_t, float *c, gb_tensor *da,
+                                gb_tensor *db, gb_tensor **ad, gb_tensor **bd) {
+    *ad = gb_tensor_ref(a);
+    *bd = gb_tensor_ref(b);
+    for (int pass = 0;; pass++) {
+        gb__mm_arg xa = gb__mm_arg_of(*ad, da), xb = b_t ? gb__mm_arg_t(*bd, db) : gb__mm_arg_of(*bd, db);
+        gb__mm_plan_init(p, &xa, &xb, c);
+        CBLAS_TRANSPOSE t;
+        int ld;
+        bool ok_a = gb__mat_blas_layout(&p->a, &t, &ld), ok_b = gb__mat_blas_layout(&p->b, &t, &ld);
+        if ((ok_a && ok_b) || pass == 1) return GB_OK; /* dense operands always pass */
+        gb_tensor **fix[2] = {ok_a ? NULL : ad, ok_b ? NULL : bd};
+        for (int i = 0; i < 2; i++) {
+            if (!fix[i]) continue;
+            gb_tensor *d = gb__dense(*fix[i]);
+            if (!d) return gb_last_status();
+            gb_tensor_free(*fix[i]);
+            *fix[i] = d;
+        }
+    }
+}
+
+static gb_status gb__mm_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
+                                gb_tensor *bias) {
+    gb__mm_plan p;
+    gb_tensor *ad = NULL, *bd = NULL, *biasd = NULL;
+    float *y = gb_tensor_data(out); /* [..., M, N] */
+    float beta = 0.0f;
+    gb_status st = gb__mm_prepare(&p, a, b, b_t, y, NULL, NULL, &ad, &bd);
+    if (st) goto done;
+    if (bias) { /* y starts as the bias in every row; sgemm adds x @ w^T */
+        biasd = gb__dense(bias);
+        if (!biasd) {
+            st = gb_last_status();
+            goto done;
+        }
+        const float *bv = gb_tensor_data(biasd); /* [N] */
+        int64_t n = p.b.cols, rows = n ? gb_tensor_numel(out) / n : 0;
+        for (int64_t r = 0; r < rows; r++) memcpy(y + r * n, bv, (size_t)n * sizeof(float));
+        beta = 1.0f;
+    }
+    st = gb__gemm(op, &p.c, &p.a, &p.b, beta, p.nbd, p.bshape);
+done:
+    gb_tensor_free(ad);
+    gb_tensor_free(bd);
+    gb_tensor_free(biasd);
+    return st;
+}
+
+static gb_status gb__mm_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
+                                 gb_tensor *da, gb_tensor *db) {
+    gb__mm_plan p;
+    gb_tensor *ad = NULL, *bd = NULL;
+    gb_status st = gb__mm_prepare(&p, a, b, b_t, gb_tensor_data(dout), da, db, &ad, &bd);
+    if (!st && da) st = gb__gemm(op, &p.da, &p.c, (gb__mat[]){gb__mat_t(p.b)}, 1.0f, p.nbd, p.bshape);
+    if (!st && db) st = gb__gemm(op, &p.db, (gb__mat[]){gb__mat_t(p.a)}, &p.c, 1.0f, p.nbd, p.bshape);
+    gb_tensor_free(ad);
+    gb_tensor_free(bd);
+    return st;
+}
+
+/* ---- matmul ------------------------------------------------------------- */
+
+gb_status gb__op_MATMUL_forward(gb_tensor *out) {
+    return gb__mm_forward("matmul", out, out->src[0], out->src[1], false, NULL);
+}
+
+gb_status gb__op_MATMUL_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    return gb__mm_backward("matmul", dout, out->src[0], out->src[1], false, dsrc[0], dsrc[1]);
+}
+
+static gb_status gb__check_f32(const char *op, const char *what, const gb_tensor *t) {
+    if (t->dtype == GB_DTYPE_F32) return GB_OK;
+    return gb__fail(GB_ERR_DTYPE, "%s: expected %s of dtype float32, got %s %s", op, what, gb_dtype_name(t->dtype),
+                    GB__SHAPE_STR(t));
+}
+
+gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b) {
+    char s1[160], s2[160];
+    if (gb__check_f32("matmul", "mat1", a) || gb__check_f32("matmul", "mat2", b)) return NULL;
+    int na = a->ndim, nb = b->ndim;
+    if (na == 0 || nb == 0)
+        return gb__fail_null(GB_ERR_SHAPE, "matmul: both arguments to matmul need to be at least 1D, but they are %dD and %dD",
+                             na, nb);
+    int64_t m = na >= 2 ? a->shape[na - 2] : 1, k = a->shape[na - 1];
+    int64_t kb = nb >= 2 ? b->shape[nb - 2] : b->shape[0], n = nb >= 2 ? b->shape[nb - 1] : 1;
+    if (na == 1 && nb == 1 && k != kb)
+        return gb__fail_null(GB_ERR_SHAPE,
+                             "matmul: inconsistent tensor size, expected tensor [%lld] and src [%lld] to have the same "
+                             "number of elements, but got %lld and %lld elements respectively",
+                             (long long)k, (long long)kb, (long long)k, (long long)kb);
+    if (k != kb)
+        return gb__fail_null(GB_ERR_SHAPE, "matmul: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld) (shapes %s and %s)",
+                             (long long)m, (long long)k, (long long)kb, (long long)n, GB__SHAPE_STR(a),
+                             GB__SHAPE_STR(b));
+    int xa = na >= 2 ? na - 2 : 0, xb = nb >= 2 ? nb - 2 : 0, nbd = xa > xb ? xa : xb, nd = 0;
+    int64_t shape[GB_MAX_DIMS];
+    for (int d = 0; d < nbd; d++) {
+        int ia = d - (nbd - xa), ib = d - (nbd - xb);
+        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1)
+            return gb__fail_null(GB_ERR_SHAPE,
+                                 "matmul: the size of tensor a (%lld) must match the size of tensor b (%lld) at "
+                                 "non-singleton dimension %d of the batch dimensions (shapes %s and %s)",
+                                 (long long)sa, (long long)sb, d, gb__shape_str(s1, 160, na, a->shape),
+                                 gb__shape_str(s2, 160, nb, b->shape));
+        shape[nd++] = sa == 1 ? sb : sa;
+    }
+    if (na >= 2) shape[nd++] = m;
+    if (nb >= 2) shape[nd++] = n;
+    gb_tensor *out = gb__op_new(GB_OP_MATMUL, "matmul", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
+    return out ? gb__op_run(out) : NULL;
+}
+
+/* ---- linear ------------------------------------------------------------- */
+
+gb_status gb__op_LINEAR_forward(gb_tensor *out) {
+    return gb__mm_forward("linear", out, out->src[0], out->src[1], true, out->nsrc > 2 ? out->src[2] : NULL);
+}
+
+gb_status gb__op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    gb_status st = gb__mm_backward("linear", dout, out->src[0], out->src[1], true, dsrc[0], dsrc[1]);
+    if (st || out->nsrc < 3 || !dsrc[2]) return st;
+    float *db = gb_tensor_data(dsrc[2]);     /* [N] */
+    const float *dy = gb_tensor_data(dout);  /* [R, N] */
+    int64_t n = out->shape[out->ndim - 1], rows = n ? gb_tensor_numel(out) / n : 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < n; j++) db[j] += dy[r * n + j];
+    return GB_OK;
+}
+
+gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias) {
+    if (gb__check_f32("linear", "input", x) || gb__check_f32("linear", "weight", w) ||
+        (bias && gb__check_f32("linear", "bias", bias)))
+        return NULL;
+    if (w->ndim != 2)
+        return gb__fail_null(GB_ERR_SHAPE, "linear: weight must be 2-D [out_features, in_features], got shape %s",
+                             GB__SHAPE_STR(w));
+    if (x->ndim == 0) return gb__fail_null(GB_ERR_SHAPE, "linear: input must be at least 1-D, got a 0-dim tensor");
+    int64_t in = x->shape[x->ndim - 1], rows = gb__numel(x->ndim - 1, x->shape);
+    if (in != w->shape[1])
+        return gb__fail_null(GB_ERR_SHAPE, "linear: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld) (input %s, weight %s)",
+                             (long long)rows, (long long)in, (long long)w->shape[1], (long long)w->shape[0],
+                             GB__SHAPE_STR(x), GB__SHAPE_STR(w));
+    if (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))
+        return gb__fail_null(GB_ERR_SHAPE, "linear: bias of shape %s does not match weight of shape %s (expected [%lld])",
+                             GB__SHAPE_STR(bias), GB__SHAPE_STR(w), (long long)w->shape[0]);
+    int64_t shape[GB_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = w->shape[0];
+    gb_tensor *out = gb__op_new(GB_OP_LINEAR, "linear", GB_DTYPE_F32, x->ndim, shape, bias ? 3 : 2,
+                                (gb_tensor *[]){x, w, bias});
+    return out ? gb__op_run(out) : NULL;
+}

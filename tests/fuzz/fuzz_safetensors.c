@@ -1,0 +1,31 @@
+/* libFuzzer entry point for the safetensors reader: the input is a whole
+ * file. Every input must either open (then every tensor loads, in both
+ * dtype modes, or fails cleanly) or fail with GB_ERR_FORMAT; crashes,
+ * sanitizer reports and leaks are bugs. Not part of `make check`; see
+ * docs/safetensors.md for how to build and run it. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "glassbox.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    gb_safetensors *st = gb__safetensors_open_memory(data, size, "<fuzz>");
+    if (!st) {
+        if (gb_last_status() != GB_ERR_FORMAT && gb_last_status() != GB_ERR_ALLOC) abort();
+        return 0;
+    }
+    for (int i = 0; i < gb_safetensors_count(st); i++) {
+        const char *name = gb_safetensors_name(st, i);
+        gb_tensor_free(gb_safetensors_get(st, name));
+        gb_tensor_free(gb_safetensors_get_stored(st, name));
+        int64_t shape[GB_MAX_DIMS];
+        (void)gb_safetensors_info(st, name, NULL, NULL, shape);
+    }
+    for (int i = 0; i < gb_safetensors_metadata_count(st); i++)
+        (void)gb_safetensors_metadata(st, gb_safetensors_metadata_key(st, i));
+    gb_safetensors_free(st);
+    return 0;
+}

@@ -1,0 +1,63 @@
+"""Oracle for tests/test_matmul.c: matmul and linear, values and gradients.
+
+For each case KEY: the leaf inputs KEY.NAME, the output KEY.y, a random
+KEY.r of y's shape and the gradients KEY.dNAME of sum(y * r). The C test
+rebuilds each case's operands from the same leaves with the same views
+(transposes, slices, expands), so strided operands are covered too.
+"""
+import torch
+import torch.nn.functional as F
+
+from common import oracle
+
+torch.manual_seed(0)
+o = oracle()
+
+
+def case(key, fn, **leaves):
+    xs = {n: t.clone().requires_grad_(True) for n, t in leaves.items()}
+    y = fn(**xs)
+    for n, t in leaves.items():
+        o.put(f"{key}.{n}", t)
+    o.put(f"{key}.y", y)
+    r = torch.randn(y.shape)
+    o.put(f"{key}.r", r)
+    (y * r).sum().backward()
+    for n, x in xs.items():
+        o.put(f"{key}.d{n}", x.grad)
+
+
+R = torch.randn
+
+# matmul: every rank combination of torch.matmul
+case("mm", lambda a, b: a @ b, a=R(3, 4), b=R(4, 5))
+case("vm", lambda a, b: a @ b, a=R(4), b=R(4, 5))
+case("mv", lambda a, b: a @ b, a=R(3, 4), b=R(4))
+case("dot", lambda a, b: a @ b, a=R(4), b=R(4))
+case("bcast", lambda a, b: a @ b, a=R(2, 1, 3, 4), b=R(5, 4, 2))
+case("fold", lambda a, b: a @ b, a=R(2, 3, 4), b=R(4, 5))
+case("vbatch", lambda a, b: a @ b, a=R(4), b=R(2, 4, 5))
+case("batchv", lambda a, b: a @ b, a=R(2, 3, 4), b=R(4))
+case("bcast_a", lambda a, b: a @ b, a=R(1, 3, 5), b=R(4, 5, 2))
+case("par", lambda a, b: a @ b, a=R(8, 16, 32), b=R(8, 32, 16))
+case("k0", lambda a, b: a @ b, a=R(3, 0), b=R(0, 4))
+# strided operands: transposed views (sgemm "T"), slices and expands
+case("at", lambda at, b: at.T @ b, at=R(4, 3), b=R(4, 5))
+case("bt", lambda a, bt: a @ bt.T, a=R(3, 4), bt=R(5, 4))
+case("batch_t", lambda at, bt: at.mT @ bt.mT, at=R(2, 4, 3), bt=R(2, 5, 4))
+case("fold_bt", lambda a, bt: a @ bt.T, a=R(3, 2, 4), bt=R(5, 4))
+case("strided", lambda x, b: x[:, ::2] @ b, x=R(3, 8), b=R(4, 5))
+case("expand", lambda x, b: x.expand(2, 3, 4) @ b, x=R(3, 4), b=R(2, 4, 5))
+case("perm", lambda x, b: x.permute(1, 0, 2) @ b, x=R(3, 2, 4), b=R(4, 5))
+# long sums: K = 200
+case("big", lambda a, b: a @ b, a=R(64, 200), b=R(200, 48))
+
+# linear: x @ w^T + bias
+case("linear", lambda x, w, bias: F.linear(x, w, bias), x=R(2, 3, 4), w=R(5, 4), bias=R(5))
+case("linear_nobias", lambda x, w: F.linear(x, w), x=R(4), w=R(5, 4))
+case("linear_xt", lambda xt, w, bias: F.linear(xt.T, w, bias), xt=R(4, 6), w=R(5, 4), bias=R(5))
+case("linear_wt", lambda x, wt: F.linear(x, wt.T), x=R(6, 4), wt=R(4, 5))
+case("linear_perm", lambda x, w, bias: F.linear(x.permute(1, 0, 2), w, bias), x=R(3, 2, 4), w=R(5, 4), bias=R(5))
+case("linear_big", lambda x, w, bias: F.linear(x, w, bias), x=R(4, 16, 96), w=R(80, 96), bias=R(80))
+
+o.save()
