@@ -88,8 +88,9 @@ $(BUILD)/bench: $(BENCH_SRC) $(BUILD)/libglassbox.a
 bench: $(BUILD)/bench
 	$(PYTHON) tools/bench/bench.py $(BUILD)/bench
 
+# The main job: a real small Llama (../shared's stories260k unless MODEL=...).
 demo: all
-	$(BUILD)/glassbox demo
+	$(BUILD)/glassbox demo $(MODEL)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox

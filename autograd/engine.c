@@ -127,6 +127,18 @@ gb_status gb_grad_hook_remove(gb_tensor *t, int id) {
 
 static _Atomic uint64_t gb__walk_epoch = 1;
 
+/* The node a recorded edge really points at. gb_index_put_ turns the written
+ * tensor itself into an INDEX_PUT node and moves its earlier history to a
+ * new node (src[0]); an op recorded before the write (its source version is
+ * older than the write) must reach that earlier history, not the write. Views
+ * share storage and see the written value, so they keep the edge as is. */
+static gb_tensor *gb__edge_target(const gb_tensor *t, int i) {
+    gb_tensor *s = t->src[i];
+    if (t->op == GB_OP_VIEW) return s;
+    while (s->op == GB_OP_INDEX_PUT && s->nsrc > 0 && t->src_version[i] < s->out_version) s = s->src[0];
+    return s;
+}
+
 /* Nodes reachable from root through tensors that require grad, in
  * topological order (every node after all of its sources). Iterative DFS so
  * deep graphs (long generations) cannot overflow the stack. The order holds
@@ -143,7 +155,13 @@ static gb_status gb__topo_sort(gb_tensor *root, gb_tensor ***order) {
     while (arrlen(stack) > 0) {
         struct frame *f = &arrlast(stack);
         if (f->next_src < f->t->nsrc) {
-            gb_tensor *s = f->t->src[f->next_src++];
+            int i = f->next_src++;
+            gb_tensor *s = gb__edge_target(f->t, i);
+            if (s != f->t->src[i]) { /* rewrite the edge for good: the graph may be released as we go */
+                gb_tensor_ref(s);
+                gb_tensor_free(f->t->src[i]);
+                f->t->src[i] = s;
+            }
             if (s->requires_grad && s->topo_mark != epoch) {
                 s->topo_mark = epoch;
                 arrput(stack, ((struct frame){s, 0}));

@@ -129,7 +129,9 @@ static bool gb__special(const gb_tokenizer *tok, const char *s) {
 }
 
 static const gb__added *gb__added_of(const gb_tokenizer *tok, int32_t id) {
-    struct gb__added_id_kv *map = tok->added_by_id; /* stb_ds lookups write to the map variable */
+    /* stb_ds lookups write to the map variable (and create a missing map) */
+    struct gb__added_id_kv *map = tok->added_by_id;
+    if (!map) return NULL;
     ptrdiff_t k = hmgeti(map, id);
     return k < 0 ? NULL : &tok->added[map[k].value];
 }

@@ -72,8 +72,28 @@ done:
 
 static const gb__module_type gb__type_gpt2_attn = {.name = "GPT2Attention", .forward = gb__gpt2_attn_forward, .returns_tuple = true};
 
-/* GPT2MLP: c_fc -> act -> c_proj -> dropout, one after the other. */
-static const gb__module_type gb__type_gpt2_mlp = {.name = "GPT2MLP", .forward = gb__forward_sequential};
+/* ---- GPT2MLP ------------------------------------------------------------ */
+
+enum { GB__MLP_C_FC, GB__MLP_C_PROJ, GB__MLP_ACT, GB__MLP_DROPOUT };
+
+/* dropout(c_proj(act(c_fc(x)))): registered c_fc, c_proj, act, dropout (the
+ * order print shows) but called in this order. */
+static gb_status gb__gpt2_mlp_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    static const int order[] = {GB__MLP_C_FC, GB__MLP_ACT, GB__MLP_C_PROJ, GB__MLP_DROPOUT};
+    gb_tensor *x = gb__input(m, in, 0, "(hidden_states,)");
+    if (!x) return gb_last_status();
+    gb_values cur = {0};
+    gb_status st = gb_values_push(&cur, gb_tensor_ref(x));
+    for (int i = 0; st == GB_OK && i < 4; i++) {
+        gb_values next = {0};
+        st = gb__call(m->children[order[i]], run, 1, &cur.v[0], &next);
+        gb__values_move(&cur, &next);
+    }
+    gb__values_move(out, &cur);
+    return st;
+}
+
+static const gb__module_type gb__type_gpt2_mlp = {.name = "GPT2MLP", .forward = gb__gpt2_mlp_forward};
 
 /* ---- GPT2Block ---------------------------------------------------------- */
 

@@ -130,7 +130,7 @@ static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_valu
                         GB__LABEL(m), GB__SHAPE_STR(x));
     if (gb_tensor_ndim(cos) != 3 || gb_tensor_dim(cos, 1) != gb_tensor_dim(x, 1) || gb_tensor_dim(cos, 2) != D ||
         !(gb_tensor_dim(cos, 0) == 1 || gb_tensor_dim(cos, 0) == gb_tensor_dim(x, 0)))
-        return gb__fail(GB_ERR_SHAPE, "%s: cos has shape %s, expected [%lld or 1, %lld, %lld] for hidden_states %s",
+        return gb__fail(GB_ERR_SHAPE, "%s: cos has shape %s, expected [%lld, %lld, %lld] (or batch 1) for hidden_states %s",
                         GB__LABEL(m), GB__SHAPE_STR(cos), (long long)gb_tensor_dim(x, 0),
                         (long long)gb_tensor_dim(x, 1), (long long)D, GB__SHAPE_STR(x));
     gb_values r = {0};

@@ -39,58 +39,58 @@ static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
 
 /* GB__UNARY(NAME, y, dy/dx): the expressions read x (the input element),
  * y (the output element, derivative only) and p (the op's fparam). */
-#define GB__UNARY(NAME, Y, DYDX)                                                                        \
-    static inline float gb__##NAME##_y(float x, const float *p) {                                       \
-        (void)p;                                                                                        \
-        return (Y);                                                                                     \
-    }                                                                                                   \
-    static inline float gb__##NAME##_dydx(float x, float y, const float *p) {                           \
-        (void)x, (void)y, (void)p;                                                                      \
-        return (DYDX);                                                                                  \
-    }                                                                                                   \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                 \
-        const gb_tensor *src = out->src[0];                                                             \
-        const float *x = gb_tensor_data(src); /* src's strides */                                       \
-        float *y = gb_tensor_data(out);       /* [n] */                                                 \
-        const float *p = out->fparam;                                                                   \
-        int64_t n = gb_tensor_numel(out);                                                               \
-        if (gb_tensor_is_contiguous(src)) {                                                             \
-            _Pragma("omp parallel for if (n > GB__PAR_MIN_WORK)")                                       \
-            for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(x[i], p);                             \
-            return GB_OK;                                                                               \
-        }                                                                                               \
-        _Pragma("omp parallel if (n > GB__PAR_MIN_WORK)")                                               \
-        {                                                                                               \
-            gb__iter it;                                                                                \
-            int64_t lo, hi;                                                                             \
-            gb__iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);  \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = gb__##NAME##_y(x[it.off[0]], p); \
-        }                                                                                               \
-        return GB_OK;                                                                                   \
-    }                                                                                                   \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {       \
-        if (!dsrc[0]) return GB_OK;                                                                     \
-        const gb_tensor *src = out->src[0];                                                             \
-        const float *x = gb_tensor_data(src);   /* src's strides */                                     \
-        const float *y = gb_tensor_data(out);   /* [n] */                                               \
-        const float *dy = gb_tensor_data(dout); /* [n] */                                               \
-        float *dx = gb_tensor_data(dsrc[0]);    /* [n] */                                               \
-        const float *p = out->fparam;                                                                   \
-        int64_t n = gb_tensor_numel(out);                                                               \
-        if (gb_tensor_is_contiguous(src)) {                                                             \
-            _Pragma("omp parallel for if (n > GB__PAR_MIN_WORK)")                                       \
-            for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * gb__##NAME##_dydx(x[i], y[i], p);          \
-            return GB_OK;                                                                               \
-        }                                                                                               \
-        _Pragma("omp parallel if (n > GB__PAR_MIN_WORK)")                                               \
-        {                                                                                               \
-            gb__iter it;                                                                                \
-            int64_t lo, hi;                                                                             \
-            gb__iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);  \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                       \
-                dx[i] += dy[i] * gb__##NAME##_dydx(x[it.off[0]], y[i], p);                              \
-        }                                                                                               \
-        return GB_OK;                                                                                   \
+#define GB__UNARY(NAME, Y, DYDX)                                                                                      \
+    static inline float gb__##NAME##_y(float x, const float *p) {                                                     \
+        (void)p;                                                                                                      \
+        return (Y);                                                                                                   \
+    }                                                                                                                 \
+    static inline float gb__##NAME##_dydx(float x, float y, const float *p) {                                         \
+        (void)x, (void)y, (void)p;                                                                                    \
+        return (DYDX);                                                                                                \
+    }                                                                                                                 \
+    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+        const gb_tensor *src = out->src[0];                                                                           \
+        const float *x = gb_tensor_data(src); /* src's strides */                                                     \
+        float *y = gb_tensor_data(out);       /* [n] */                                                               \
+        const float *p = out->fparam;                                                                                 \
+        int64_t n = gb_tensor_numel(out);                                                                             \
+        if (gb_tensor_is_contiguous(src)) {                                                                           \
+            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(x[i], p);                                           \
+            return GB_OK;                                                                                             \
+        }                                                                                                             \
+        _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
+        {                                                                                                             \
+            gb__iter it;                                                                                              \
+            int64_t lo, hi;                                                                                           \
+            gb__iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);                \
+            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = gb__##NAME##_y(x[it.off[0]], p);             \
+        }                                                                                                             \
+        return GB_OK;                                                                                                 \
+    }                                                                                                                 \
+    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+        if (!dsrc[0]) return GB_OK;                                                                                   \
+        const gb_tensor *src = out->src[0];                                                                           \
+        const float *x = gb_tensor_data(src);   /* src's strides */                                                   \
+        const float *y = gb_tensor_data(out);   /* [n] */                                                             \
+        const float *dy = gb_tensor_data(dout); /* [n] */                                                             \
+        float *dx = gb_tensor_data(dsrc[0]);    /* [n] */                                                             \
+        const float *p = out->fparam;                                                                                 \
+        int64_t n = gb_tensor_numel(out);                                                                             \
+        if (gb_tensor_is_contiguous(src)) {                                                                           \
+            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * gb__##NAME##_dydx(x[i], y[i], p);                        \
+            return GB_OK;                                                                                             \
+        }                                                                                                             \
+        _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
+        {                                                                                                             \
+            gb__iter it;                                                                                              \
+            int64_t lo, hi;                                                                                           \
+            gb__iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);                \
+            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                                     \
+                dx[i] += dy[i] * gb__##NAME##_dydx(x[it.off[0]], y[i], p);                                            \
+        }                                                                                                             \
+        return GB_OK;                                                                                                 \
     }
 
 /* sqrt(2/pi) and the cubic coefficient of the tanh approximation of gelu. */
@@ -105,6 +105,9 @@ static inline float gb__clampf(float x, float lo, float hi) { return x < lo ? lo
 /* torch's pow backward: no gradient where the exponent is 0 (even at x = 0). */
 static inline float gb__pow_dx(float x, float e) { return e == 0.0f ? 0.0f : e * powf(x, e - 1.0f); }
 
+static inline float gb__gelu_y(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+
+/* Phi(x) + x phi(x), Phi and phi the standard normal cdf and pdf. */
 static inline float gb__gelu_dx(float x) {
     float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
     float pdf = expf(-0.5f * x * x) * (float)(M_2_SQRTPI * M_SQRT1_2 * 0.5);
@@ -118,6 +121,11 @@ static inline float gb__gelu_tanh_y(float x) {
 static inline float gb__gelu_tanh_dx(float x) {
     float t = tanhf(GB__GELU_K * (x + GB__GELU_C * x * x * x));
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GB__GELU_K * (1.0f + 3.0f * GB__GELU_C * x * x);
+}
+
+static inline float gb__silu_dx(float x) {
+    float s = gb__sigmoidf(x);
+    return s * (1.0f + x * (1.0f - s));
 }
 
 /*        NAME          y                                  dy/dx */
@@ -137,9 +145,9 @@ GB__UNARY(SIGMOID,      gb__sigmoidf(x),                   y * (1.0f - y))
 GB__UNARY(ABS,          fabsf(x),                          (float)((x > 0.0f) - (x < 0.0f)))
 GB__UNARY(CLAMP,        gb__clampf(x, p[0], p[1]),         x >= p[0] && x <= p[1] ? 1.0f : 0.0f)
 GB__UNARY(RELU,         x > 0.0f || isnan(x) ? x : 0.0f,   y > 0.0f ? 1.0f : 0.0f)
-GB__UNARY(GELU,         0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)), gb__gelu_dx(x))
+GB__UNARY(GELU,         gb__gelu_y(x),                     gb__gelu_dx(x))
 GB__UNARY(GELU_TANH,    gb__gelu_tanh_y(x),                gb__gelu_tanh_dx(x))
-GB__UNARY(SILU,         x * gb__sigmoidf(x),               gb__sigmoidf(x) * (1.0f + x * (1.0f - gb__sigmoidf(x))))
+GB__UNARY(SILU,         x * gb__sigmoidf(x),               gb__silu_dx(x))
 
 static gb_tensor *gb__unary(gb_op op, gb_tensor *a, float p0, float p1) {
     const char *what = gb__ops[op].name;
@@ -174,73 +182,73 @@ gb_tensor *gb_silu(gb_tensor *a) { return gb__unary(GB_OP_SILU, a, 0, 0); }
 /* ---- binary ops, broadcasting ------------------------------------------- */
 
 /* GB__BINARY(NAME, y, dy/da, dy/db): the expressions read a and b. */
-#define GB__BINARY(NAME, Y, DYDA, DYDB)                                                                  \
-    static inline float gb__##NAME##_y(float a, float b) { return (Y); }                                 \
-    static inline float gb__##NAME##_dyda(float a, float b) {                                            \
-        (void)a, (void)b;                                                                                \
-        return (DYDA);                                                                                   \
-    }                                                                                                    \
-    static inline float gb__##NAME##_dydb(float a, float b) {                                            \
-        (void)a, (void)b;                                                                                \
-        return (DYDB);                                                                                   \
-    }                                                                                                    \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                  \
-        const gb_tensor *ta = out->src[0], *tb = out->src[1];                                            \
-        const float *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                \
-        float *y = gb_tensor_data(out);                               /* [n] */                          \
-        int64_t n = gb_tensor_numel(out);                                                                \
-        if (gb__same_flat(ta, out) && gb__same_flat(tb, out)) {                                          \
-            _Pragma("omp parallel for if (n > GB__PAR_MIN_WORK)")                                        \
-            for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(a[i], b[i]);                           \
-            return GB_OK;                                                                                \
-        }                                                                                                \
-        int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS];                                                        \
-        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                            \
-        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                            \
-        _Pragma("omp parallel if (n > GB__PAR_MIN_WORK)")                                                \
-        {                                                                                                \
-            gb__iter it;                                                                                 \
-            int64_t lo, hi;                                                                              \
-            gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);        \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                        \
-                y[i] = gb__##NAME##_y(a[it.off[0]], b[it.off[1]]);                                       \
-        }                                                                                                \
-        return GB_OK;                                                                                    \
-    }                                                                                                    \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {        \
-        const gb_tensor *ta = out->src[0], *tb = out->src[1];                                            \
-        const float *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                \
-        const float *dy = gb_tensor_data(dout);                       /* [n] */                          \
-        float *da = dsrc[0] ? gb_tensor_data(dsrc[0]) : NULL;         /* [numel a] */                    \
-        float *db = dsrc[1] ? gb_tensor_data(dsrc[1]) : NULL;         /* [numel b] */                    \
-        int64_t n = gb_tensor_numel(out);                                                                \
-        if (gb__same_flat(ta, out) && gb__same_flat(tb, out)) {                                          \
-            _Pragma("omp parallel for if (n > GB__PAR_MIN_WORK)")                                        \
-            for (int64_t i = 0; i < n; i++) {                                                            \
-                if (da) da[i] += dy[i] * gb__##NAME##_dyda(a[i], b[i]);                                  \
-                if (db) db[i] += dy[i] * gb__##NAME##_dydb(a[i], b[i]);                                  \
-            }                                                                                            \
-            return GB_OK;                                                                                \
-        }                                                                                                \
-        int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS], ga[GB_MAX_DIMS], gb[GB_MAX_DIMS];                      \
-        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                            \
-        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                            \
-        gb__grad_strides(ta, out, ga);                                                                   \
-        gb__grad_strides(tb, out, gb);                                                                   \
-        bool par = n > GB__PAR_MIN_WORK && (!da || gb_tensor_numel(ta) == n) &&                          \
-                   (!db || gb_tensor_numel(tb) == n);                                                    \
-        _Pragma("omp parallel if (par)")                                                                 \
-        {                                                                                                \
-            gb__iter it;                                                                                 \
-            int64_t lo, hi;                                                                              \
-            gb__iter_share(&it, out->ndim, out->shape, 4, (const int64_t *[]){sa, sb, ga, gb}, &lo, &hi); \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) {                                      \
-                float va = a[it.off[0]], vb = b[it.off[1]];                                              \
-                if (da) da[it.off[2]] += dy[i] * gb__##NAME##_dyda(va, vb);                              \
-                if (db) db[it.off[3]] += dy[i] * gb__##NAME##_dydb(va, vb);                              \
-            }                                                                                            \
-        }                                                                                                \
-        return GB_OK;                                                                                    \
+#define GB__BINARY(NAME, Y, DYDA, DYDB)                                                                               \
+    static inline float gb__##NAME##_y(float a, float b) { return (Y); }                                              \
+    static inline float gb__##NAME##_dyda(float a, float b) {                                                         \
+        (void)a, (void)b;                                                                                             \
+        return (DYDA);                                                                                                \
+    }                                                                                                                 \
+    static inline float gb__##NAME##_dydb(float a, float b) {                                                         \
+        (void)a, (void)b;                                                                                             \
+        return (DYDB);                                                                                                \
+    }                                                                                                                 \
+    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+        const gb_tensor *ta = out->src[0], *tb = out->src[1];                                                         \
+        const float *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                             \
+        float *y = gb_tensor_data(out);                               /* [n] */                                       \
+        int64_t n = gb_tensor_numel(out);                                                                             \
+        if (gb__same_flat(ta, out) && gb__same_flat(tb, out)) {                                                       \
+            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(a[i], b[i]);                                        \
+            return GB_OK;                                                                                             \
+        }                                                                                                             \
+        int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS];                                                                     \
+        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
+        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
+        _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
+        {                                                                                                             \
+            gb__iter it;                                                                                              \
+            int64_t lo, hi;                                                                                           \
+            gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);                     \
+            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                                     \
+                y[i] = gb__##NAME##_y(a[it.off[0]], b[it.off[1]]);                                                    \
+        }                                                                                                             \
+        return GB_OK;                                                                                                 \
+    }                                                                                                                 \
+    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+        const gb_tensor *ta = out->src[0], *tb = out->src[1];                                                         \
+        const float *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                             \
+        const float *dy = gb_tensor_data(dout);                       /* [n] */                                       \
+        float *da = dsrc[0] ? gb_tensor_data(dsrc[0]) : NULL;         /* [numel a] */                                 \
+        float *db = dsrc[1] ? gb_tensor_data(dsrc[1]) : NULL;         /* [numel b] */                                 \
+        int64_t n = gb_tensor_numel(out);                                                                             \
+        if (gb__same_flat(ta, out) && gb__same_flat(tb, out)) {                                                       \
+            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            for (int64_t i = 0; i < n; i++) {                                                                         \
+                if (da) da[i] += dy[i] * gb__##NAME##_dyda(a[i], b[i]);                                               \
+                if (db) db[i] += dy[i] * gb__##NAME##_dydb(a[i], b[i]);                                               \
+            }                                                                                                         \
+            return GB_OK;                                                                                             \
+        }                                                                                                             \
+        int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS], ga[GB_MAX_DIMS], gb[GB_MAX_DIMS];                                   \
+        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
+        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
+        gb__grad_strides(ta, out, ga);                                                                                \
+        gb__grad_strides(tb, out, gb);                                                                                \
+        bool par = n > GB__PAR_MIN_WORK && (!da || gb_tensor_numel(ta) == n) &&                                       \
+                   (!db || gb_tensor_numel(tb) == n);                                                                 \
+        _Pragma("omp parallel num_threads(gb__threads()) if (par)")                                                   \
+        {                                                                                                             \
+            gb__iter it;                                                                                              \
+            int64_t lo, hi;                                                                                           \
+            gb__iter_share(&it, out->ndim, out->shape, 4, (const int64_t *[]){sa, sb, ga, gb}, &lo, &hi);             \
+            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) {                                                   \
+                float va = a[it.off[0]], vb = b[it.off[1]];                                                           \
+                if (da) da[it.off[2]] += dy[i] * gb__##NAME##_dyda(va, vb);                                           \
+                if (db) db[it.off[3]] += dy[i] * gb__##NAME##_dydb(va, vb);                                           \
+            }                                                                                                         \
+        }                                                                                                             \
+        return GB_OK;                                                                                                 \
     }
 
 /* NaN wins, as in torch.maximum / torch.minimum. */
@@ -289,58 +297,58 @@ static gb_status gb__not_differentiable(const gb_tensor *out) {
                     GB__SHAPE_STR(out));
 }
 
-#define GB__COMPARE(NAME, OP)                                                                            \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                  \
-        const gb_tensor *ta = out->src[0], *tb = out->src[1];                                            \
-        const void *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                 \
-        uint8_t *y = gb_tensor_data(out);                            /* [n] */                           \
-        int64_t n = gb_tensor_numel(out);                                                                \
-        if (ta->dtype == GB_DTYPE_F32 && tb->dtype == GB_DTYPE_F32 && gb__same_flat(ta, out) &&          \
-            gb__same_flat(tb, out)) {                                                                    \
-            const float *fa = a, *fb = b;                                                                \
-            _Pragma("omp parallel for if (n > GB__PAR_MIN_WORK)")                                        \
-            for (int64_t i = 0; i < n; i++) y[i] = fa[i] OP fb[i];                                       \
-            return GB_OK;                                                                                \
-        }                                                                                                \
-        int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS];                                                        \
-        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                            \
-        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                            \
-        _Pragma("omp parallel if (n > GB__PAR_MIN_WORK)")                                                \
-        {                                                                                                \
-            gb__iter it;                                                                                 \
-            int64_t lo, hi;                                                                              \
-            gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);        \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                        \
-                y[i] = gb__load_any(a, ta->dtype, it.off[0]) OP gb__load_any(b, tb->dtype, it.off[1]);   \
-        }                                                                                                \
-        return GB_OK;                                                                                    \
-    }                                                                                                    \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {        \
-        (void)dout, (void)dsrc;                                                                          \
-        return gb__not_differentiable(out);                                                              \
+#define GB__COMPARE(NAME, OP)                                                                                         \
+    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+        const gb_tensor *ta = out->src[0], *tb = out->src[1];                                                         \
+        const void *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                              \
+        uint8_t *y = gb_tensor_data(out);                            /* [n] */                                        \
+        int64_t n = gb_tensor_numel(out);                                                                             \
+        if (ta->dtype == GB_DTYPE_F32 && tb->dtype == GB_DTYPE_F32 && gb__same_flat(ta, out) &&                       \
+            gb__same_flat(tb, out)) {                                                                                 \
+            const float *fa = a, *fb = b;                                                                             \
+            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            for (int64_t i = 0; i < n; i++) y[i] = fa[i] OP fb[i];                                                    \
+            return GB_OK;                                                                                             \
+        }                                                                                                             \
+        int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS];                                                                     \
+        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
+        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
+        _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
+        {                                                                                                             \
+            gb__iter it;                                                                                              \
+            int64_t lo, hi;                                                                                           \
+            gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);                     \
+            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                                     \
+                y[i] = gb__load_any(a, ta->dtype, it.off[0]) OP gb__load_any(b, tb->dtype, it.off[1]);                \
+        }                                                                                                             \
+        return GB_OK;                                                                                                 \
+    }                                                                                                                 \
+    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+        (void)dout, (void)dsrc;                                                                                       \
+        return gb__not_differentiable(out);                                                                           \
     }
 
 /* The scalar (fparam[0]) compares as float, as torch converts a Python
  * number to the tensor's float dtype. */
-#define GB__COMPARE_SCALAR(NAME, OP)                                                                     \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                  \
-        const gb_tensor *ta = out->src[0];                                                               \
-        const void *a = gb_tensor_data(ta); /* its strides */                                            \
-        uint8_t *y = gb_tensor_data(out);   /* [n] */                                                    \
-        double s = out->fparam[0];                                                                       \
-        int64_t n = gb_tensor_numel(out);                                                                \
-        _Pragma("omp parallel if (n > GB__PAR_MIN_WORK)")                                                \
-        {                                                                                                \
-            gb__iter it;                                                                                 \
-            int64_t lo, hi;                                                                              \
-            gb__iter_share(&it, ta->ndim, ta->shape, 1, (const int64_t *[]){ta->stride}, &lo, &hi);      \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = gb__load_any(a, ta->dtype, it.off[0]) OP s; \
-        }                                                                                                \
-        return GB_OK;                                                                                    \
-    }                                                                                                    \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {        \
-        (void)dout, (void)dsrc;                                                                          \
-        return gb__not_differentiable(out);                                                              \
+#define GB__COMPARE_SCALAR(NAME, OP)                                                                                  \
+    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+        const gb_tensor *ta = out->src[0];                                                                            \
+        const void *a = gb_tensor_data(ta); /* its strides */                                                         \
+        uint8_t *y = gb_tensor_data(out);   /* [n] */                                                                 \
+        double s = out->fparam[0];                                                                                    \
+        int64_t n = gb_tensor_numel(out);                                                                             \
+        _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
+        {                                                                                                             \
+            gb__iter it;                                                                                              \
+            int64_t lo, hi;                                                                                           \
+            gb__iter_share(&it, ta->ndim, ta->shape, 1, (const int64_t *[]){ta->stride}, &lo, &hi);                   \
+            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = gb__load_any(a, ta->dtype, it.off[0]) OP s;  \
+        }                                                                                                             \
+        return GB_OK;                                                                                                 \
+    }                                                                                                                 \
+    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+        (void)dout, (void)dsrc;                                                                                       \
+        return gb__not_differentiable(out);                                                                           \
     }
 
 GB__COMPARE(EQ, ==)
@@ -407,7 +415,7 @@ gb_status gb__op_WHERE_forward(gb_tensor *out) {
     gb__broadcast_strides(ta, out->ndim, out->shape, sa);
     gb__broadcast_strides(tb, out->ndim, out->shape, sb);
     int64_t n = gb_tensor_numel(out);
-#pragma omp parallel if (n > GB__PAR_MIN_WORK)
+#pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)
     {
         gb__iter it;
         int64_t lo, hi;
@@ -429,7 +437,7 @@ gb_status gb__op_WHERE_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor
     gb__grad_strides(tb, out, gb);
     int64_t n = gb_tensor_numel(out);
     bool par = n > GB__PAR_MIN_WORK && (!da || gb_tensor_numel(ta) == n) && (!db || gb_tensor_numel(tb) == n);
-#pragma omp parallel if (par)
+#pragma omp parallel num_threads(gb__threads()) if (par)
     {
         gb__iter it;
         int64_t lo, hi;
@@ -468,7 +476,7 @@ gb_status gb__op_MASKED_FILL_forward(gb_tensor *out) {
     gb__broadcast_strides(ta, out->ndim, out->shape, sa);
     gb__broadcast_strides(tm, out->ndim, out->shape, sm);
     int64_t n = gb_tensor_numel(out);
-#pragma omp parallel if (n > GB__PAR_MIN_WORK)
+#pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)
     {
         gb__iter it;
         int64_t lo, hi;
@@ -488,7 +496,7 @@ gb_status gb__op_MASKED_FILL_backward(gb_tensor *out, const gb_tensor *dout, gb_
     gb__broadcast_strides(tm, out->ndim, out->shape, sm);
     gb__grad_strides(ta, out, ga);
     int64_t n = gb_tensor_numel(out);
-#pragma omp parallel if (n > GB__PAR_MIN_WORK && gb_tensor_numel(ta) == n)
+#pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK && gb_tensor_numel(ta) == n)
     {
         gb__iter it;
         int64_t lo, hi;

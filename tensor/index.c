@@ -497,7 +497,7 @@ gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v)
     uint32_t *src_version = NULL;
     gb_index_expr *ctx = NULL;
     if (record) {
-        old = gb__calloc(1, sizeof *old, "index_put_");
+        old = gb__tensor_shell("index_put_");
         src = gb__calloc(2, sizeof *src, "index_put_");
         src_version = gb__calloc(2, sizeof *src_version, "index_put_");
         ctx = gb__malloc(sizeof *ctx, "index_put_");
@@ -566,7 +566,7 @@ gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v)
     return GB_OK;
 
 fail:
-    free(old);
+    gb_tensor_free(old);
     free(src);
     free(src_version);
     free(ctx);

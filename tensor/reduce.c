@@ -133,7 +133,7 @@ static gb_status gb__sum_forward(gb_tensor *out, bool mean) {
     float *y = gb_tensor_data(out);       /* [nout] */
     gb__reduction r;
     gb__reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
-#pragma omp parallel for if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
+#pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double s = gb__sum_of(x, &r, o);
         y[o] = (float)(mean ? s / (double)r.nin : s);
@@ -150,7 +150,7 @@ static gb_status gb__sum_backward(gb_tensor *out, const gb_tensor *dout, gb_tens
     int64_t sy[GB_MAX_DIMS];
     gb__dout_strides(src, (uint32_t)out->iparam[GB__RED_MASK], sy);
     int64_t n = gb_tensor_numel(src);
-#pragma omp parallel if (n > GB__PAR_MIN_WORK)
+#pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)
     {
         gb__iter it;
         int64_t lo, hi;
@@ -184,7 +184,7 @@ gb_status gb__op_VAR_forward(gb_tensor *out) {
     gb__reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
     double dof = (double)(r.nin - out->iparam[GB__RED_CORRECTION]);
     if (dof < 0) dof = 0;
-#pragma omp parallel for if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
+#pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double m = gb__sum_of(x, &r, o) / (double)r.nin;
         y[o] = (float)(gb__sqdev_of(x, &r, o, m) / dof);
@@ -209,7 +209,7 @@ gb_status gb__op_VAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor *
     int64_t sy[GB_MAX_DIMS];
     gb__dout_strides(src, mask, sy);
     int64_t n = gb_tensor_numel(src);
-#pragma omp parallel if (n > GB__PAR_MIN_WORK)
+#pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)
     {
         gb__iter it;
         int64_t lo, hi;
@@ -231,7 +231,7 @@ static gb_status gb__extreme_forward(gb_tensor *out, bool want_max) {
     bool values = out->dtype == GB_DTYPE_F32;
     float *y = gb_tensor_data(out);    /* [nout], values */
     int64_t *yi = gb_tensor_data(out); /* [nout], indices */
-#pragma omp parallel for if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
+#pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double v;
         int64_t k = gb__arg_extreme(x, src->dtype, &r, o, want_max, &v);
@@ -255,7 +255,7 @@ static gb_status gb__extreme_backward(gb_tensor *out, const gb_tensor *dout, gb_
     gb__reduction r, rc; /* reading src; writing dx */
     gb__reduction_plan(&r, src, src->stride, mask);
     gb__reduction_plan(&rc, src, cstride, mask);
-#pragma omp parallel for if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
+#pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double v;
         int64_t k = gb__arg_extreme(x, GB_DTYPE_F32, &r, o, want_max, &v);
@@ -294,25 +294,27 @@ gb_status gb__op_ARGMIN_backward(gb_tensor *out, const gb_tensor *dout, gb_tenso
  * all elements equal to the max (by all NaNs when the max is NaN). */
 gb_status gb__op_MAX_ALL_forward(gb_tensor *out) { return gb__extreme_forward(out, true); }
 
+static inline bool gb__is_max(float v, float max) { return v == max || (isnan(v) && isnan(max)); }
+
 gb_status gb__op_MAX_ALL_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     if (!dsrc[0]) return GB_OK;
     const gb_tensor *src = out->src[0];
     const float *x = gb_tensor_data(src);   /* src's strides */
-    const float m = *(const float *)gb_tensor_data(out);
+    const float *y = gb_tensor_data(out);   /* [1] */
     const float *dy = gb_tensor_data(dout); /* [1] */
     float *dx = gb_tensor_data(dsrc[0]);    /* [numel src] */
     gb__iter it;
     gb__iter_init(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride});
     int64_t ties = 0;
-    for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) ties += x[it.off[0]] == m || (isnan(x[it.off[0]]) && isnan(m));
+    for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) ties += gb__is_max(x[it.off[0]], y[0]);
     float g = dy[0] / (float)ties;
-#pragma omp parallel if (it.n > GB__PAR_MIN_WORK)
+#pragma omp parallel num_threads(gb__threads()) if (it.n > GB__PAR_MIN_WORK)
     {
         gb__iter jt;
         int64_t lo, hi;
         gb__iter_share(&jt, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);
         for (int64_t i = lo; i < hi; i++, gb__iter_next(&jt))
-            if (x[jt.off[0]] == m || (isnan(x[jt.off[0]]) && isnan(m))) dx[i] += g;
+            if (gb__is_max(x[jt.off[0]], y[0])) dx[i] += g;
     }
     return GB_OK;
 }

@@ -224,6 +224,15 @@ void gb__bump_version(gb_tensor *t) { t->storage->version++; }
 static _Atomic int64_t gb__live;
 int64_t gb__live_tensors(void) { return gb__live; }
 
+gb_tensor *gb__tensor_shell(const char *what) {
+    gb_tensor *t = gb__calloc(1, sizeof *t, what);
+    if (t) {
+        gb__live++;
+        t->refcount = 1;
+    }
+    return t;
+}
+
 static gb_tensor *gb__tensor_alloc(gb_dtype dt, int ndim, const int64_t *shape, const char *what) {
     if (ndim < 0 || ndim > GB_MAX_DIMS)
         return gb__fail_null(GB_ERR_SHAPE, "%s: %d dimensions requested, at most %d are supported", what, ndim,

@@ -157,6 +157,9 @@ void gb__tensor_drop_graph(gb_tensor *t);
 /* Record an in-place write on t's storage (bumps the version). */
 void gb__bump_version(gb_tensor *t);
 
+/* A zeroed tensor struct with one reference and no storage (for ops that
+ * build a node by hand, like gb_index_put_'s rebase). */
+gb_tensor *gb__tensor_shell(const char *what);
 /* Number of tensor structs alive in the process (tests check for growth). */
 int64_t gb__live_tensors(void);
 

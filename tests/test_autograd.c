@@ -178,6 +178,27 @@ START_TEST(test_loop_does_not_grow) {
 }
 END_TEST
 
+/* An op recorded before an in-place write keeps reading the value it saw:
+ *   y = 2x; z = y + 1; y[:, 0] = v; L = sum(z * R1) + sum(y * R2)
+ * so dL/dx = 2 R1 + 2 R2 with column 0 of the second term zeroed (the write
+ * replaced it), and dL/dv = R2[:, 0]. */
+START_TEST(test_consumer_before_index_put) {
+    gb_tensor *x = leaf(2, (int64_t[]){2, 3}, 9), *v = leaf(1, (int64_t[]){2}, 10);
+    gb_tensor *y = gb_mul_scalar(x, 2.0f), *z = gb_add_scalar(y, 1.0f);
+    gbt_ok_status(gb_index_put_(y, "[:, 0]", v));
+    const float r1d[] = {1, 2, 3, 4, 5, 6}, r2d[] = {10, 20, 30, 40, 50, 60};
+    gb_tensor *r1 = gb_from_data(r1d, 2, (int64_t[]){2, 3}, GB_DTYPE_F32), *r2 = gb_from_data(r2d, 2, (int64_t[]){2, 3}, GB_DTYPE_F32);
+    gb_tensor *a = gb_mul(z, r1), *b = gb_mul(y, r2), *la = gb_sum_all(a), *lb = gb_sum_all(b), *l = gb_add(la, lb);
+    gbt_ok_status(gb_backward(l, NULL, false));
+    const float *gx = gb_tensor_f32(gb_tensor_grad(x)), *gv = gb_tensor_f32(gb_tensor_grad(v));
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(gx[i], 2 * r1d[i] + (i % 3 ? 2 * r2d[i] : 0));
+    ck_assert_float_eq(gv[0], 10);
+    ck_assert_float_eq(gv[1], 40);
+    gb_tensor *all[] = {x, v, y, z, r1, r2, a, b, la, lb, l};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gb_tensor_free(all[i]);
+}
+END_TEST
+
 Suite *gb_suite_autograd(void) {
     Suite *s = suite_create("autograd");
     TCase *tc = tcase_create("engine");
@@ -189,6 +210,7 @@ Suite *gb_suite_autograd(void) {
     tcase_add_test(tc, test_grad_hooks);
     tcase_add_test(tc, test_retain_grad_and_detach);
     tcase_add_test(tc, test_loop_does_not_grow);
+    tcase_add_test(tc, test_consumer_before_index_put);
     suite_add_tcase(s, tc);
     return s;
 }

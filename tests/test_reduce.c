@@ -339,6 +339,45 @@ START_TEST(test_large_inputs) {
 }
 END_TEST
 
+/* Each output element is summed by one thread in a fixed order: results are
+ * bitwise the same with 1 and 2 threads (what PyTorch computes is tested
+ * above; this checks determinism only). */
+static gb_tensor *reduce_twice(gb_tensor *x, int threads, int which) {
+    gb_set_num_threads(threads);
+    switch (which) {
+    case 0: return gb_sum(x, 0, false);
+    case 1: return gb_sum(x, 1, true);
+    case 2: return gb_var(x, 0, 1, false);
+    case 3: return gb_mean_all(x);
+    default: return gb_max(x, 1, false);
+    }
+}
+
+START_TEST(test_thread_count_independent) {
+    gbt_oracle *o = gbt_oracle_load("reduce_big");
+    gb_tensor *x = gbt_get(o, "x");
+    int saved = gb_get_num_threads();
+    for (int which = 0; which < 5; which++) {
+        gb_tensor *y[2], *g[2];
+        for (int t = 0; t < 2; t++) {
+            gb_tensor *xl = gb_clone(x);
+            gb_requires_grad_(xl, true);
+            y[t] = reduce_twice(xl, t + 1, which);
+            gb_tensor *r = gb_ones(gb_tensor_ndim(y[t]), gb_tensor_shape(y[t]), GB_DTYPE_F32);
+            gbt_ok_status(gb_backward(y[t], r, false));
+            g[t] = gb_tensor_ref(gb_tensor_grad(xl));
+            gb_tensor_free(r), gb_tensor_free(xl);
+        }
+        gbt_assert_close(y[0], y[1], 0, 0, "1 thread vs 2: values");
+        gbt_assert_close(g[0], g[1], 0, 0, "1 thread vs 2: gradients");
+        gb_tensor_free(y[0]), gb_tensor_free(y[1]), gb_tensor_free(g[0]), gb_tensor_free(g[1]);
+    }
+    gb_set_num_threads(saved);
+    gb_tensor_free(x);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 /* argmax and argmin read any dtype; the values: [3, 9, 2, 9] -> first max
  * at 1, min at 2. */
 START_TEST(test_arg_other_dtypes) {
@@ -419,6 +458,7 @@ Suite *gb_suite_reduce(void) {
     tcase_add_test(tc, test_nan);
     tcase_add_test(tc, test_reduce_gradcheck);
     tcase_add_test(tc, test_large_inputs);
+    tcase_add_test(tc, test_thread_count_independent);
     tcase_add_test(tc, test_arg_other_dtypes);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);

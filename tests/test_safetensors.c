@@ -7,6 +7,7 @@
  * test_writer_matches_reference_bytes are the reference implementation's own
  * expected outputs (its tests test_serialization, test_empty and
  * test_serialization_forced_alignement). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -333,6 +334,61 @@ START_TEST(test_reads_sharded_checkpoint) {
             gb_tensor_free(got[i]);
         }
     }
+    gbt_oracle_free(o);
+}
+END_TEST
+
+START_TEST(test_reads_generated_hf_checkpoints) {
+    /* Every checkpoint tests/fixtures/make_models.py made (through
+     * tests/oracle/models.py): found as a model directory, all names and
+     * shapes as the generator wrote them, block 0's values exact. */
+    gbt_oracle *o = gbt_oracle_load("models");
+    char root[4096];
+    snprintf(root, sizeof root, "%s/models", oracle_dir());
+    DIR *d = opendir(root);
+    ck_assert_msg(d != NULL, "%s is missing (tests/oracle/models.py makes it)", root);
+    int variants = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (de->d_name[0] == '.') continue;
+        const char *var = de->d_name;
+        char dir[8192];
+        snprintf(dir, sizeof dir, "%s/%s", root, var);
+        gb_hf_files f;
+        gbt_ok_status(gb_hf_resolve(dir, &f));
+        gb_safetensors *st = gb_safetensors_open(f.weights);
+        gbt_ok(st);
+        gb_tensor *count = gbt_getf(o, "%s.count", var);
+        double n;
+        gb_item(count, &n);
+        ck_assert_int_eq(gb_safetensors_count(st), (int)n);
+        for (int i = 0; i < gb_safetensors_count(st); i++) {
+            const char *name = gb_safetensors_name(st, i);
+            gb_tensor *shape = gbt_getf(o, "%s.shape.%s", var, name), *t = must_get(st, name);
+            ck_assert_int_eq(gb_tensor_dtype(t), GB_DTYPE_F32);
+            int64_t dims[GB_MAX_DIMS];
+            for (int k = 0; k < gb_tensor_ndim(t); k++) dims[k] = gb_tensor_dim(t, k);
+            gb_tensor *got = gb_from_data(dims, 1, (int64_t[]){gb_tensor_ndim(t)}, GB_DTYPE_I64);
+            gbt_assert_close(got, shape, 0, 0, name);
+            if (strstr(name, ".0.")) {
+                gb_tensor *want = gbt_getf(o, "%s.weight.%s", var, name);
+                gb_tensor *raw = gb_safetensors_get_stored(st, name);
+                gbt_ok(raw);
+                ck_assert_int_eq(gb_tensor_dtype(raw), gb_tensor_dtype(want));
+                gbt_assert_close(t, want, 0, 0, name);
+                gb_tensor_free(raw);
+                gb_tensor_free(want);
+            }
+            gb_tensor_free(got);
+            gb_tensor_free(t);
+            gb_tensor_free(shape);
+        }
+        gb_tensor_free(count);
+        gb_safetensors_free(st);
+        gb_hf_files_free(&f);
+        variants++;
+    }
+    closedir(d);
+    ck_assert_int_ge(variants, 6);
     gbt_oracle_free(o);
 }
 END_TEST
@@ -987,6 +1043,7 @@ Suite *gb_suite_safetensors(void) {
     tcase_add_test(tc, test_reads_every_dtype);
     tcase_add_test(tc, test_reads_unaligned_data);
     tcase_add_test(tc, test_reads_sharded_checkpoint);
+    tcase_add_test(tc, test_reads_generated_hf_checkpoints);
     tcase_add_test(tc, test_roundtrip_f32);
     tcase_add_test(tc, test_roundtrip_f16);
     tcase_add_test(tc, test_roundtrip_bf16);

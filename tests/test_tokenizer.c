@@ -129,11 +129,10 @@ START_TEST(test_known_stories260k) {
     gb_tokenizer *tok = open_shared("models/stories260k", "test_known_stories260k");
     if (!tok) return;
     assert_ids(tok, "Once upon a time", true, IDS(1, 403, 407, 261, 378));
-    /* The greedy continuation in ../shared/README.md and its text. */
-    assert_decodes(tok,
-                   IDS(1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396,
-                       267, 337),
-                   true, "Once upon a time, there was a little girl named Lily.");
+    /* The greedy continuation in ../shared/README.md: its sentence is the
+     * first 16 ids (the last five go on with " She loved to play"). */
+    assert_decodes(tok, IDS(1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426), true,
+                   "Once upon a time, there was a little girl named Lily.");
     /* BOS 1 and EOS 2 come from config.json beside the tokenizer */
     ck_assert_int_eq(gb_tokenizer_bos_id(tok), 1);
     ck_assert_int_eq(gb_tokenizer_eos_id(tok), 2);
@@ -339,7 +338,6 @@ START_TEST(test_call_errors) {
     ck_assert_uint_eq(n, 0);
     free(ids);
     char *text = (char *)1;
-    gbt_fails_with(gb_tokenizer_decode(tok, IDS(2, 9)) == GB_OK ? false : true, GB_ERR_INDEX, "");
     size_t len = 5;
     gbt_fails_with(gb_tokenizer_decode(tok, (const int32_t[]){2, 9}, 2, false, &text, &len) != GB_OK, GB_ERR_INDEX,
                    "id 9 at position 1 is not in the vocabulary");
@@ -1015,9 +1013,10 @@ START_TEST(test_oracle_metaspace_always) {
         "\"type_id\":0}}],\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\","
         "\"type_id\":1}}],\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[1],\"tokens\":[\"<s>\"]},"
         "\"</s>\":{\"id\":\"</s>\",\"ids\":[2],\"tokens\":[\"</s>\"]}}},"
+        /* Strip's stop must stay 0: Hugging Face's Strip panics on an empty token when stop > 0 */
         "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"ByteFallback\"},{\"type\":\"Metaspace\","
         "\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"always\",\"split\":true},{\"type\":\"Strip\","
-        "\"content\":\" \",\"start\":0,\"stop\":1}]},"
+        "\"content\":\" \",\"start\":1,\"stop\":0},{\"type\":\"Fuse\"}]},"
         "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":\"<unk>\",\"continuing_subword_prefix\":null,"
         "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":true,\"ignore_merges\":false,\"vocab\":";
     char *path = write_variant(stories, "tok_metaspace_always.json", head, ",\"merges\":", "}}", false);
@@ -1130,12 +1129,21 @@ START_TEST(test_sentencepiece_llama2) {
     char *text = read_file(out, NULL);
     ck_assert(text != NULL);
     sbuf b = {0};
-    int bad = 0;
+    int bad = 0, skipped = 0;
     char *line = text;
     for (int i = 0; i < c.n; i++) {
         char *nl = strchr(line, '\n');
         ck_assert(nl != NULL);
         *nl = 0;
+        /* SentencePiece reads "<s>" written in the text as characters, where
+         * tokenizer.json matches the special token: those strings differ by
+         * design and are checked against Hugging Face instead. */
+        if (memmem(c.text[i], c.len[i], "<s>", 3) || memmem(c.text[i], c.len[i], "</s>", 4) ||
+            memmem(c.text[i], c.len[i], "<unk>", 5)) {
+            line = nl + 1;
+            skipped++;
+            continue;
+        }
         int32_t *ids = NULL;
         size_t n = 0;
         gbt_ok_status(gb_tokenizer_encode(tok, c.text[i], c.len[i], true, &ids, &n));
@@ -1156,7 +1164,8 @@ START_TEST(test_sentencepiece_llama2) {
         free(dec);
         line = nl + 1;
     }
-    ck_assert_msg(bad == 0, "%d of %d strings differ from SentencePiece (first ones above)", bad, c.n);
+    ck_assert_msg(bad == 0, "%d of %d strings differ from SentencePiece (first ones above)", bad, c.n - skipped);
+    ck_assert_msg(skipped < c.n / 2, "only %d strings compared", c.n - skipped);
     free(b.s);
     free(text);
     free(out);
@@ -1220,7 +1229,7 @@ START_TEST(test_cli) {
     ck_assert_int_eq(code, 0);
     ck_assert_str_eq(out, "The Eiffel Tower is in the city of\n");
     free(out);
-    snprintf(args, sizeof args, "detokenize '%s' '[464, 412, 733]'", gpt2);
+    snprintf(args, sizeof args, "detokenize '%s' '[464, 412, 733, 417]'", gpt2);
     out = run_cli(args, &code);
     ck_assert_str_eq(out, "The Eiffel\n");
     free(out);

@@ -57,8 +57,11 @@ def draw(model, std=0.4):
 
 
 def put_params(prefix, model):
-    for name, p in model.named_parameters():
+    """Every parameter (tied ones once, as named_parameters() lists them), and their count."""
+    params = list(model.named_parameters())
+    for name, p in params:
         o.put(f"{prefix}.{name}", p)
+    o.put(f"{prefix}.__count", torch.tensor([len(params), sum(p.numel() for _, p in params)]))
 
 
 def call_order(model, fn):
@@ -425,7 +428,7 @@ class LlamaForCausalLM(nn.Module):
 
 # Small config (n_inner left at 4 * n_embd); test_nn_models.c builds the same.
 gcfg = GPT2Config(vocab_size=48, n_positions=40, n_embd=32, n_layer=2, n_head=4)
-gpt2 = GPT2LMHeadModel(gcfg)
+gpt2 = GPT2LMHeadModel(gcfg).eval()  # eval: dropout is the identity, as in glassbox
 draw(gpt2, std=0.4)
 put_params("gpt2", gpt2)
 put_str("gpt2.repr", repr(gpt2))
@@ -463,7 +466,7 @@ for name, p in block.named_parameters():
 
 lcfg = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
                    num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0)
-llama = LlamaForCausalLM(lcfg)
+llama = LlamaForCausalLM(lcfg).eval()
 draw(llama, std=0.4)
 put_params("llama", llama)
 put_str("llama.repr", repr(llama))
@@ -505,7 +508,7 @@ rcfg = LlamaConfig(vocab_size=40, hidden_size=64, intermediate_size=64, num_hidd
                    num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-6, rope_theta=10000.0,
                    rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
-long = LlamaForCausalLM(rcfg)
+long = LlamaForCausalLM(rcfg).eval()
 draw(long, std=0.4)
 put_params("long", long)
 ids = torch.randint(0, rcfg.vocab_size, (1, 300))

@@ -14,8 +14,8 @@
 //
 // encode writes per string, tab-separated: ids with special tokens, ids
 // without (both comma-separated), decode(ids with special, keep special) as
-// hex, decode(..., skip special) as hex, and the tokens as hex joined by
-// commas. batch writes per row: padded ids and attention mask (left padding,
+// hex, decode(..., skip special) as hex, and each id's token string
+// (idToToken) as hex, joined by commas. batch writes per row: padded ids and attention mask (left padding,
 // PAD_ID). vocab writes the vocabulary size (added tokens included), then
 // per id the token as hex, or "-" for none.
 'use strict';
@@ -44,7 +44,7 @@ async function main() {
           plain.getIds().join(','),
           hex(await tok.decode(ids, false)),
           hex(await tok.decode(ids, true)),
-          withSpecial.getTokens().map(hex).join(','),
+          ids.map((id) => hex(tok.idToToken(id))).join(','),
         ].join('\t'),
       );
     }

@@ -8,7 +8,7 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
 
 /* X-macro of subcommands: name, function, one-line help. */
 #define GB_CLI_COMMANDS(X)                                                   \
-    X(demo, gb_cli_demo, "a short tour of the tensor engine and autograd") \
+    X(demo, gb_cli_demo, "[MODEL]: generate, then look inside (default: the stories260k fixture)") \
     X(info, gb_cli_info, "MODEL: print the module tree, parameter count and config") \
     X(run, gb_cli_run, "MODEL (--ids 1,2,3 | -p TEXT) --out F.safetensors [--hidden]: one forward pass") \
     X(generate, gb_cli_generate, "MODEL [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out]: greedy decoding") \

@@ -1,0 +1,224 @@
+/* Opening Hugging Face checkpoints: the real stories260k Llama end to end,
+ * both GPT-2 tensor namings, sharding-independent loading, and every error
+ * path of the loader. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gbtest.h"
+
+/* Greedy decoding with the KV cache, as `glassbox generate` does. */
+static int64_t greedy(gb_model *m, const int64_t *prompt, int64_t n, int64_t total, int64_t *seq) {
+    memcpy(seq, prompt, sizeof *seq * (size_t)n);
+    gb_run *run = gb_run_new();
+    gb_run_use_cache(run, true);
+    int64_t len = n, fed = 0;
+    while (len < total) {
+        gb_tensor *in = gb_from_data(seq + fed, 2, (int64_t[]){1, len - fed}, GB_DTYPE_I64), *logits;
+        gbt_ok_status(gb_module_run(gb_model_module(m), run, in, &logits));
+        fed = len;
+        gb_tensor *last = gb_select(logits, 1, -1), *next = gb_argmax(last, -1, false);
+        double id;
+        gbt_ok_status(gb_item(next, &id));
+        seq[len++] = (int64_t)id;
+        gb_tensor_free(next), gb_tensor_free(last), gb_tensor_free(logits), gb_tensor_free(in);
+    }
+    gb_run_free(run);
+    return len;
+}
+
+/* Known values from ../shared/README.md. */
+START_TEST(test_stories260k_greedy_from_bos) {
+    char *dir = gbt_shared_path("models/stories260k", "test_stories260k_greedy_from_bos");
+    if (!dir) return;
+    gb_model *m = gb_model_open(dir, NULL);
+    gbt_ok(m);
+    ck_assert_str_eq(gb_model_type(m), "llama");
+    ck_assert_int_eq(gb_model_bos_id(m), 1);
+    ck_assert(gb_model_is_eos(m, 2));
+    const int64_t want[] = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298,
+                            315, 421, 395, 317, 426, 338, 401, 396, 267, 337};
+    int64_t seq[21];
+    greedy(m, want, 1, 21, seq);
+    for (int i = 0; i < 21; i++) ck_assert_int_eq(seq[i], want[i]);
+    /* Back to the known text: the first 16 tokens end at "Lily." (the rest
+     * are " She loved to play", as Hugging Face's decoder also says). */
+    gb_tokenizer *tok = gb_tokenizer_open(gb_model_dir(m));
+    gbt_ok(tok);
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++) ids[i] = (int32_t)seq[i];
+    char *text;
+    gbt_ok_status(gb_tokenizer_decode(tok, ids, 16, true, &text, NULL));
+    ck_assert_str_eq(text, "Once upon a time, there was a little girl named Lily.");
+    free(text);
+    gb_tokenizer_free(tok);
+    gb_model_free(m);
+    free(dir);
+}
+END_TEST
+
+/* A full forward over the prefix gives the same next-token logits as the
+ * cached step by step path. */
+START_TEST(test_stories260k_cache_equals_recompute) {
+    char *dir = gbt_shared_path("models/stories260k", "test_stories260k_cache_equals_recompute");
+    if (!dir) return;
+    gb_model *m = gb_model_open(dir, NULL);
+    gbt_ok(m);
+    const int64_t ids[] = {1, 403, 407, 261, 378, 432, 383, 286};
+    gb_tensor *all = gb_from_data(ids, 2, (int64_t[]){1, 8}, GB_DTYPE_I64), *full;
+    gbt_ok_status(gb_module_run(gb_model_module(m), NULL, all, &full));
+    gb_run *run = gb_run_new();
+    gb_run_use_cache(run, true);
+    for (int t = 0; t < 8; t++) {
+        gb_tensor *in = gb_from_data(ids + t, 2, (int64_t[]){1, 1}, GB_DTYPE_I64), *step;
+        gbt_ok_status(gb_module_run(gb_model_module(m), run, in, &step));
+        gb_tensor *want = gb_narrow(full, 1, t, 1);
+        gbt_assert_close(step, want, 1e-4, 1e-5, "cached step vs full forward");
+        gb_tensor_free(want), gb_tensor_free(step), gb_tensor_free(in);
+    }
+    ck_assert_int_eq(gb_run_cache_length(run), 8);
+    gb_run_free(run);
+    gb_tensor_free(full), gb_tensor_free(all);
+    gb_model_free(m);
+    free(dir);
+}
+END_TEST
+
+/* ---- synthetic checkpoints ---------------------------------------------- */
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A fresh scratch directory (files of an earlier run removed). */
+static char *scratch(const char *name) {
+    char *dir = malloc(4096), path[4200];
+    snprintf(dir, 4096, "%s/model_%s", gbt_tmp_dir(), name);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    return dir;
+}
+
+static const char *gpt2_config =
+    "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8, \"n_layer\": 2,"
+    " \"n_head\": 2, \"layer_norm_epsilon\": 1e-5, \"activation_function\": \"gelu_new\"}";
+
+/* Save every parameter of net under its name, with `drop` removed from the
+ * front when it starts with it, plus any extra tensors. */
+static void save_params(gb_module *net, const char *path, const char *drop, int nextra, const char **extra_names,
+                        gb_tensor **extra) {
+    const char **names;
+    gb_tensor **params;
+    int n = gb_module_parameters(net, &names, &params);
+    const char **nm = malloc(sizeof *nm * (size_t)(n + nextra));
+    gb_tensor **ts = malloc(sizeof *ts * (size_t)(n + nextra));
+    for (int i = 0; i < n; i++) {
+        size_t k = drop ? strlen(drop) : 0;
+        nm[i] = drop && !strncmp(names[i], drop, k) ? names[i] + k : names[i];
+        ts[i] = params[i];
+    }
+    for (int i = 0; i < nextra; i++) nm[n + i] = extra_names[i], ts[n + i] = extra[i];
+    gbt_ok_status(gb_safetensors_save(path, n + nextra, nm, ts, GB_DTYPE_F32, NULL));
+    free(nm), free(ts), free(names), free(params);
+}
+
+static gb_tensor *logits_of(gb_model *m) {
+    const int64_t ids[] = {3, 14, 15, 9, 26};
+    gb_tensor *in = gb_from_data(ids, 2, (int64_t[]){1, 5}, GB_DTYPE_I64), *y;
+    gbt_ok_status(gb_module_run(gb_model_module(m), NULL, in, &y));
+    gb_tensor_free(in);
+    return y;
+}
+
+/* The original openai-community/gpt2 files name tensors without the
+ * "transformer." prefix and carry attn.bias buffers; both namings load the
+ * same weights. */
+START_TEST(test_gpt2_both_namings) {
+    gb_gpt2_config cfg = {.vocab_size = 50, .n_positions = 16, .n_embd = 8, .n_layer = 2, .n_head = 2,
+                          .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
+    gb_module *net = gb_gpt2_new(&cfg);
+    gbt_ok(net);
+    gb_module_init(net, 5);
+    char *a = scratch("gpt2_prefixed"), *b = scratch("gpt2_bare"), path[4200];
+    snprintf(path, sizeof path, "%s/config.json", a);
+    write_text(path, gpt2_config);
+    snprintf(path, sizeof path, "%s/config.json", b);
+    write_text(path, gpt2_config);
+    snprintf(path, sizeof path, "%s/model.safetensors", a);
+    save_params(net, path, NULL, 0, NULL, NULL);
+    gb_tensor *mask = gb_ones(4, (int64_t[]){1, 1, 16, 16}, GB_DTYPE_F32);
+    snprintf(path, sizeof path, "%s/model.safetensors", b);
+    save_params(net, path, "transformer.", 2, (const char *[]){"h.0.attn.bias", "h.1.attn.bias"},
+                (gb_tensor *[]){mask, mask});
+    gb_model *ma = gb_model_open(a, NULL), *mb = gb_model_open(b, NULL);
+    gbt_ok(ma);
+    gbt_ok(mb);
+    gb_tensor *ya = logits_of(ma), *yb = logits_of(mb);
+    gbt_assert_close(ya, yb, 0, 0, "logits from both namings");
+    /* lm_head is tied to wte, as in Hugging Face */
+    ck_assert_ptr_eq(gb_module_param(gb_module_find(gb_model_module(ma), "lm_head"), "weight"),
+                     gb_module_param(gb_module_find(gb_model_module(ma), "transformer.wte"), "weight"));
+    gb_tensor_free(ya), gb_tensor_free(yb), gb_tensor_free(mask);
+    gb_model_free(ma), gb_model_free(mb), gb_module_free(net);
+    free(a), free(b);
+}
+END_TEST
+
+START_TEST(test_loader_errors) {
+    gb_gpt2_config cfg = {.vocab_size = 50, .n_positions = 16, .n_embd = 8, .n_layer = 2, .n_head = 2,
+                          .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
+    gb_module *net = gb_gpt2_new(&cfg);
+    char *d = scratch("errors"), path[4200], cfgpath[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", d);
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_NOT_FOUND, "config.json");
+
+    save_params(net, path, NULL, 0, NULL, NULL);
+    write_text(cfgpath, "{\"model_type\": \"bert\"}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_UNSUPPORTED, "model_type 'bert' is not supported");
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", ");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, "invalid JSON");
+    write_text(cfgpath, "{\"model_type\": \"llama\", \"hidden_size\": 8, \"intermediate_size\": 16,"
+                        " \"num_hidden_layers\": 1, \"num_attention_heads\": 2,"
+                        " \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_UNSUPPORTED, "rope_scaling of type 'yarn'");
+
+    /* n_embd 16 in the config, 8 in the file */
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 16,"
+                        " \"n_layer\": 2, \"n_head\": 2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_SHAPE, "has shape [50, 8] but the config implies [50, 16]");
+
+    /* one layer more in the config than in the file */
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8,"
+                        " \"n_layer\": 3, \"n_head\": 2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_NOT_FOUND, "tensor 'transformer.h.2.ln_1.weight' is missing");
+
+    /* a tensor the model does not have */
+    write_text(cfgpath, gpt2_config);
+    gb_tensor *extra = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_F32);
+    save_params(net, path, NULL, 1, (const char *[]){"transformer.h.0.mlp.gate.weight"}, &extra);
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, "unexpected tensor 'transformer.h.0.mlp.gate.weight'");
+    gb_tensor_free(extra);
+    gb_module_free(net);
+    free(d);
+}
+END_TEST
+
+Suite *gb_suite_model(void) {
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("model");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_stories260k_greedy_from_bos);
+    tcase_add_test(tc, test_stories260k_cache_equals_recompute);
+    tcase_add_test(tc, test_gpt2_both_namings);
+    tcase_add_test(tc, test_loader_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}

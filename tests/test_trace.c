@@ -1,0 +1,928 @@
+/* The tracing layer's semantics, one rule per test: getters (output, input,
+ * call index), tuples and "[i]" picking, set vs set_index, later getters
+ * seeing a set, unsaved and never-produced values, stop, skip, values used
+ * before they can exist, definition-time errors, scan and validate,
+ * gradients with edits, conditions, log and graph text, repeated runs.
+ *
+ * Numbers on the walkthrough's tiny network come from PyTorch
+ * (tests/oracle/trace.py: forward hooks and tensor hooks, no nnsight).
+ * Test-local modules (Twice, AddOne, Pair, Copy) compute exact values whose
+ * derivation is written beside each check. Tests named test_bug_* show
+ * defects of trace/trace.c that are reported to its owner: they fail until
+ * it is fixed. */
+#include <stdlib.h>
+
+#include <stb/stb_ds.h>
+
+#include "gbtest.h"
+#include "nn/nn_impl.h"
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+/* Sequential(layer1: Linear(5, 10), layer2: Linear(10, 2)) with the oracle's weights. */
+static gb_module *tiny_net(gbt_oracle *o) {
+    gb_module *net = gb_sequential(2, (const char *[]){"layer1", "layer2"},
+                                   (gb_module *[]){gb_nn_linear(5, 10, true), gb_nn_linear(10, 2, true)});
+    gbt_ok(net);
+    const char *layers[] = {"layer1", "layer2"}, *params[] = {"weight", "bias"};
+    for (int l = 0; l < 2; l++)
+        for (int p = 0; p < 2; p++) {
+            gb_tensor *t = gbt_getf(o, "%s.%s", layers[l], params[p]);
+            gbt_ok_status(gb_module_set_param(gb_module_find(net, layers[l]), params[p], t));
+            gb_tensor_free(t);
+        }
+    return net;
+}
+
+typedef struct {
+    gbt_oracle *o;
+    gb_module *net;
+    gb_tensor *x;
+} tiny;
+
+static tiny tiny_open(void) {
+    tiny t;
+    t.o = gbt_oracle_load("trace");
+    t.net = tiny_net(t.o);
+    t.x = gbt_get(t.o, "input");
+    return t;
+}
+
+static void tiny_close(tiny *t) {
+    gb_tensor_free(t->x);
+    gb_module_free(t->net);
+    gbt_oracle_free(t->o);
+}
+
+/* v's saved value against the oracle's key. */
+#define expect_value(v, o, key) expect_value_at((v), (o), (key), __LINE__)
+static void expect_value_at(const gb_val *v, gbt_oracle *o, const char *key, int line) {
+    gb_tensor *got = gb_value(v);
+    ck_assert_msg(got != NULL, "line %d: %s: %s", line, key, gb_last_error());
+    gb_tensor *want = gbt_get(o, key);
+    gbt_assert_close_at(got, want, 1e-5, 1e-6, key, __FILE__, line);
+    gb_tensor_free(want);
+}
+
+/* The exact value list of a small f32 tensor. */
+#define expect_floats(t, n, ...) expect_floats_at((t), (n), (const float[]){__VA_ARGS__}, __LINE__)
+static void expect_floats_at(gb_tensor *t, int n, const float *want, int line) {
+    ck_assert_msg(t != NULL, "line %d: %s", line, gb_last_error());
+    ck_assert_msg(gb_tensor_numel(t) == n, "line %d: %lld elements, expected %d", line,
+                  (long long)gb_tensor_numel(t), n);
+    gb_tensor *c = gb_contiguous(t);
+    const float *p = gb_tensor_f32(c);
+    for (int i = 0; i < n; i++) ck_assert_msg(p[i] == want[i], "line %d: [%d] = %g, expected %g", line, i, p[i], want[i]);
+    gb_tensor_free(c);
+}
+
+/* The run fails with status and a message that starts with this file's
+ * line `line` and contains needle. */
+static void expect_run_fails_at(gb_status got, gb_status status, int line, const char *needle) {
+    char site[128];
+    snprintf(site, sizeof site, "%s:%d: ", __FILE__, line);
+    ck_assert_msg(got == status, "run returned %s, expected %s (%s)", gb_status_name(got), gb_status_name(status),
+                  gb_last_error());
+    ck_assert_msg(gb_last_status() == status, "last status %s", gb_status_name(gb_last_status()));
+    ck_assert_msg(!strncmp(gb_last_error(), site, strlen(site)), "message '%s' does not start with '%s'",
+                  gb_last_error(), site);
+    ck_assert_msg(strstr(gb_last_error(), needle) != NULL, "message '%s' does not contain '%s'", gb_last_error(),
+                  needle);
+}
+
+/* What a log file holds (caller frees). */
+static char *file_text(FILE *f) {
+    fflush(f);
+    long n = ftell(f);
+    char *s = calloc(1, (size_t)n + 1);
+    rewind(f);
+    ck_assert_int_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+    return s;
+}
+
+/* An apply function that counts its calls and returns a copy of its first argument. */
+static gb_tensor *counting_copy(gb_tensor *const *args, int nargs, void *ctx) {
+    (void)nargs;
+    (*(int *)ctx)++;
+    return gb_clone(args[0]);
+}
+
+/* Test-local modules. AddOne: y = x + 1. Twice: calls its child "f" twice,
+ * y = f(f(x)). Pair: returns the tuple (2x, 3x), as Hugging Face blocks
+ * return tuples. Copy: y = x (a copy of the first input). */
+static gb_status add_one_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)m, (void)run;
+    gb_tensor *y = gb_add_scalar(in->v[0], 1.0f);
+    return y ? gb_values_push(out, y) : gb_last_status();
+}
+static const gb__module_type add_one_type = {.name = "AddOne", .forward = add_one_forward};
+
+static gb_status twice_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_values mid;
+    gb_status st = gb_module_call(gb_module_child(m, 0), run, in, &mid);
+    if (st == GB_OK) st = gb_module_call(gb_module_child(m, 0), run, &mid, out);
+    gb_values_clear(&mid);
+    return st;
+}
+static const gb__module_type twice_type = {.name = "Twice", .forward = twice_forward};
+
+static gb_status pair_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)m, (void)run;
+    gb_status st = gb_values_push(out, gb_mul_scalar(in->v[0], 2.0f));
+    return st == GB_OK ? gb_values_push(out, gb_mul_scalar(in->v[0], 3.0f)) : st;
+}
+static const gb__module_type pair_type = {.name = "Pair", .forward = pair_forward, .returns_tuple = true};
+
+static gb_status copy_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)m, (void)run;
+    gb_tensor *y = gb_clone(in->v[0]);
+    return y ? gb_values_push(out, y) : gb_last_status();
+}
+static const gb__module_type copy_type = {.name = "Copy", .forward = copy_forward};
+
+static gb_module *twice_net(void) {
+    gb_module *m = gb__module_new(&twice_type);
+    gbt_ok_status(gb__module_add_child(m, "f", gb__module_new(&add_one_type)));
+    return m;
+}
+
+/* Sequential(pair: Pair, after: Copy) */
+static gb_module *pair_net(void) {
+    return gb_sequential(2, (const char *[]){"pair", "after"},
+                         (gb_module *[]){gb__module_new(&pair_type), gb__module_new(&copy_type)});
+}
+
+/* ---- getters ------------------------------------------------------------ */
+
+START_TEST(test_getters) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_save(gb_output(tr, "layer1"));
+    gb_val *l2_in = gb_save(gb_input(tr, "layer2"));
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gb_val *in = gb_save(gb_input(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(l1, t.o, "l1");
+    expect_value(l2_in, t.o, "l1"); /* layer2's input is layer1's output */
+    expect_value(out, t.o, "out");
+    expect_value(in, t.o, "input");
+    ck_assert_ptr_eq(gb_value(l1), gb_value(l1)); /* borrowed from the trace */
+    ck_assert_str_eq(gb_val_text(l1), "layer1.output");
+    ck_assert_str_eq(gb_val_text(l2_in), "layer2.input");
+    ck_assert_str_eq(gb_val_text(out), "model.output");
+    /* A value kept past the trace: take a reference. */
+    gb_tensor *kept = gb_tensor_ref(gb_value(out));
+    gb_trace_free(tr);
+    gb_tensor *want = gbt_get(t.o, "out");
+    gbt_assert_close(kept, want, 1e-5, 1e-6, "output kept after gb_trace_free");
+    gb_tensor_free(want);
+    gb_tensor_free(kept);
+    tiny_close(&t);
+}
+END_TEST
+
+/* Twice calls f twice: f's call 0 maps x to x + 1, call 1 maps x + 1 to x + 2. */
+START_TEST(test_call_index) {
+    gb_module *net = twice_net();
+    gb_tensor *x = gb_arange(0, 3, 1); /* [0, 1, 2] */
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_val *first = gb_save(gb_output(tr, "f"));
+    gb_val *second = gb_save(gb_output_call(tr, "f", 1));
+    gb_val *second_in = gb_save(gb_getter_at(tr, "f", 1, 1, __FILE__, __LINE__));
+    gb_val *third = gb_save(gb_output_call(tr, "f", 2)); /* f runs twice only */
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_floats(gb_value(first), 3, 1, 2, 3);
+    expect_floats(gb_value(second), 3, 2, 3, 4);
+    expect_floats(gb_value(second_in), 3, 1, 2, 3);
+    expect_floats(gb_value(out), 3, 2, 3, 4);
+    gbt_fails_with(gb_value(third) == NULL, GB_ERR_STATE, "f.output[call 2] was never produced");
+    ck_assert_str_eq(gb_val_text(second), "f.output[call 1]");
+    gb_trace_free(tr);
+
+    /* A negative call index is a definition error, at its line. */
+    tr = gb_trace_new(net, x);
+    gb_save(gb_output_call(tr, "f", -1)); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_INDEX, line, "call index -1 is negative");
+    gb_trace_free(tr);
+    gb_tensor_free(x);
+    gb_module_free(net);
+}
+END_TEST
+
+/* Pair returns (2x, 3x) on x = [0, 1, 2]: ([0, 2, 4], [0, 3, 6]). */
+START_TEST(test_tuple_outputs) {
+    gb_module *net = pair_net();
+    gb_tensor *x = gb_arange(0, 3, 1);
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_val *pair = gb_save(gb_output(tr, "pair"));
+    gb_val *first = gb_save(gb_val_index(pair, "[0]"));
+    gb_val *last = gb_save(gb_val_index(pair, "[-1]"));
+    /* Replace element 0 with 10 * element 1: Copy then copies [0, 30, 60]. */
+    gb_set(gb_val_index(gb_output(tr, "pair"), "[0]"), gb_val_mul(last, gb_scalar(tr, 10)));
+    gb_val *pair_after = gb_save(gb_output(tr, "pair"));
+    gb_val *after = gb_save(gb_output(tr, "after"));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_floats(gb_value(pair), 3, 0, 2, 4); /* a tuple's gb_value is its element 0 */
+    expect_floats(gb_value_at(pair, 1), 3, 0, 3, 6);
+    gbt_fails_with(gb_value_at(pair, 2) == NULL, GB_ERR_INDEX, "pair.output has 2 elements, no element 2");
+    expect_floats(gb_value(first), 3, 0, 2, 4);
+    expect_floats(gb_value(last), 3, 0, 3, 6);
+    expect_floats(gb_value(pair_after), 3, 0, 30, 60);
+    expect_floats(gb_value_at(pair_after, 1), 3, 0, 3, 6);
+    expect_floats(gb_value(after), 3, 0, 30, 60);
+    ck_assert_str_eq(gb_val_text(last), "pair.output[-1]");
+    gb_trace_free(tr);
+
+    /* A tensor index on a tuple, an element past its end, a set of the whole tuple. */
+    tr = gb_trace_new(net, x);
+    gb_val_index(gb_output(tr, "pair"), "[:, 0]"); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_ARG, line, "pair.output is a tuple; pick an element");
+    gb_trace_free(tr);
+    tr = gb_trace_new(net, x);
+    gb_val_index(gb_output(tr, "pair"), "[2]"); line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_INDEX, line, "tuple index 2 out of range for a tuple of 2");
+    gb_trace_free(tr);
+    tr = gb_trace_new(net, x);
+    gb_set(gb_output(tr, "pair"), gb_scalar(tr, 1)); line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_ARG, line, "set: pair.output is a tuple; set one of its elements");
+    gb_trace_free(tr);
+    gb_tensor_free(x);
+    gb_module_free(net);
+}
+END_TEST
+
+/* ---- setting ------------------------------------------------------------ */
+
+/* gb_set replaces the value: getters defined before keep the old tensor,
+ * the target and getters defined after see the new one, and so does the
+ * rest of the model. */
+START_TEST(test_set_replaces) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *old = gb_save(gb_output(tr, "layer1"));
+    gb_val *target = gb_save(gb_output(tr, "layer1"));
+    gb_set(target, gb_val_mul(target, gb_scalar(tr, 2)));
+    gb_val *later = gb_save(gb_output(tr, "layer1"));
+    gb_val *l2_in = gb_save(gb_input(tr, "layer2"));
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(old, t.o, "l1");
+    gb_tensor *l1 = gbt_get(t.o, "l1"), *twice = gb_mul_scalar(l1, 2);
+    gbt_assert_close(gb_value(target), twice, 1e-6, 0, "the set target");
+    gbt_assert_close(gb_value(later), twice, 1e-6, 0, "a getter defined after the set");
+    gbt_assert_close(gb_value(l2_in), twice, 1e-6, 0, "layer2's input");
+    expect_value(out, t.o, "set.out");
+    gb_tensor_free(twice);
+    gb_tensor_free(l1);
+    gb_trace_free(tr);
+
+    /* Replacing an input: layer2 runs on ones. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_tensor *ones = gb_ones(2, (int64_t[]){1, 10}, GB_DTYPE_F32);
+    gb_set(gb_input(tr, "layer2"), gb_const(tr, ones));
+    gb_tensor_free(ones);
+    out = gb_save(gb_output(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(out, t.o, "input_set.out");
+    gb_trace_free(tr);
+
+    /* gb_set needs a module value to replace; an operation's result is not one. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_set(gb_val_sum_all(gb_output(tr, "layer1")), gb_scalar(tr, 0)); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_ARG, line, "is not a module input, output, tuple element or gradient");
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* gb_set_index edits in place: every getter of the point holds the same
+ * tensor and shows the edit, a clone taken before does not. */
+START_TEST(test_set_index_in_place) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *before = gb_save(gb_output(tr, "layer1"));
+    gb_val *clone = gb_save(gb_val_clone(gb_output(tr, "layer1")));
+    gb_set_index(gb_output(tr, "layer1"), "[:, 0:3]", gb_scalar(tr, -1));
+    gb_val *after = gb_save(gb_output(tr, "layer1"));
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(clone, t.o, "l1");
+    expect_value(before, t.o, "set_index.l1");
+    expect_value(after, t.o, "set_index.l1");
+    expect_value(out, t.o, "set_index.out");
+    gb_trace_free(tr);
+
+    /* An index past the end fails during the run, naming the line and the edit. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_set_index(gb_output(tr, "layer1"), "[:, 10]", gb_scalar(tr, 0)); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_INDEX, line,
+                        "index 10 is out of bounds for dimension 1 with size 10");
+    ck_assert_msg(strstr(gb_last_error(), "(layer1.output[:, 10] = 0)") != NULL, "%s", gb_last_error());
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* ---- reading values ----------------------------------------------------- */
+
+START_TEST(test_unsaved_value) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_val *sum = gb_save(gb_val_sum_all(l1));
+    gbt_ok_status(gb_trace_run(tr));
+    gbt_fails_with(gb_value(l1) == NULL, GB_ERR_STATE,
+                   "value: layer1.output was not saved; call gb_save on it inside the trace");
+    gb_tensor *l1_want = gbt_get(t.o, "l1"), *want = gb_sum_all(l1_want);
+    gbt_assert_close(gb_value(sum), want, 1e-5, 1e-6, "saved sum of an unsaved getter");
+    gb_tensor_free(want);
+    gb_tensor_free(l1_want);
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* ---- stop and skip ------------------------------------------------------ */
+
+START_TEST(test_stop) {
+    tiny t = tiny_open();
+    FILE *log = tmpfile();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_log(tr, log);
+    gb_val *l2 = gb_save(gb_output(tr, "layer2")); /* defined first, still never produced */
+    gb_val *l1 = gb_save(gb_output(tr, "layer1"));
+    gb_log("layer2:", gb_output(tr, "layer2"));
+    gb_stop(gb_output(tr, "layer1"));
+    gbt_ok_status(gb_trace_run(tr)); /* stopping is not an error */
+    expect_value(l1, t.o, "l1");
+    gbt_fails_with(gb_value(l2) == NULL, GB_ERR_STATE, "value: layer2.output was never produced");
+    char *text = file_text(log);
+    ck_assert_str_eq(text, "");
+    free(text);
+    gb_trace_free(tr);
+
+    /* Stopping at an input event: the module itself does not run. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_val *l1_in = gb_save(gb_input(tr, "layer1"));
+    l1 = gb_save(gb_output(tr, "layer1"));
+    gb_stop(gb_input(tr, "layer1"));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(l1_in, t.o, "input");
+    gbt_fails_with(gb_value(l1) == NULL, GB_ERR_STATE, "value: layer1.output was never produced");
+    gb_trace_free(tr);
+    fclose(log);
+    tiny_close(&t);
+}
+END_TEST
+
+START_TEST(test_skip) {
+    tiny t = tiny_open();
+    gb_tensor *half = gb_full(2, (int64_t[]){1, 10}, 0.5f, GB_DTYPE_F32);
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_skip(tr, "layer1", gb_const(tr, half));
+    gb_val *l1_in = gb_save(gb_input(tr, "layer1"));
+    gb_val *l1 = gb_save(gb_output(tr, "layer1"));
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(l1_in, t.o, "input");      /* the input event still happens */
+    gbt_assert_close(gb_value(l1), half, 0, 0, "a skipped module's output is the value given");
+    expect_value(out, t.o, "skip.out");
+    gb_trace_free(tr);
+
+    /* The replacement must exist when the module is reached. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_skip(tr, "layer1", gb_output(tr, "layer2")); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_STATE, line,
+                        "skip: the replacement value layer2.output does not exist yet when layer1 runs");
+    gb_trace_free(tr);
+
+    /* An unknown module to skip is a definition error. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_skip(tr, "layer9", gb_const(tr, half)); line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_NOT_FOUND, line, "no submodule 'layer9'");
+    gb_trace_free(tr);
+    gb_tensor_free(half);
+    tiny_close(&t);
+}
+END_TEST
+
+/* A value computed from layer2 cannot replace layer1's output: layer1 has
+ * already run when it exists. */
+START_TEST(test_value_used_before_it_exists) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_set(l1, gb_val_mul(gb_output(tr, "layer2"), gb_scalar(tr, 2))); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_STATE, line,
+                        "set: layer1.output was already computed when the value became available (value used "
+                        "before it can exist)");
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* BUG (trace/trace.c, SET_INDEX): the same mistake through gb_set_index is
+ * silently accepted: the edit lands on layer1's output tensor after layer2
+ * has consumed it, the model's output is unchanged, and the run returns
+ * GB_OK. It should fail like gb_set. */
+START_TEST(test_bug_set_index_used_before_it_exists) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_set_index(gb_output(tr, "layer1"), "[:]", gb_val_sum_all(gb_output(tr, "layer2"))); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_STATE, line, "value used before it can exist");
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* ---- definition-time errors ------------------------------------------------ */
+
+START_TEST(test_definition_errors) {
+    tiny t = tiny_open();
+    int calls = 0;
+    FILE *log = tmpfile();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_log(tr, log);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_log("layer1:", l1);
+    gb_apply(tr, counting_copy, &calls, 1, &l1);
+    gb_val *bad = gb_output(tr, "layer3"); int line = __LINE__;
+    ck_assert_ptr_nonnull(bad); /* usable handles, so the code that follows needs no checks */
+    gb_val *derived = gb_save(gb_val_sum_all(bad));
+    ck_assert_ptr_nonnull(derived);
+    gb_val_index(l1, "[:, "); /* a second error: the first one is reported */
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_NOT_FOUND, line,
+                        "module path 'layer3': '<root>' (Sequential) has no submodule 'layer3'; nearest: layer1, "
+                        "layer2");
+    expect_run_fails_at(gb_trace_scan(tr), GB_ERR_NOT_FOUND, line, "no submodule 'layer3'");
+    ck_assert_int_eq(calls, 0); /* nothing ran */
+    char *text = file_text(log);
+    ck_assert_str_eq(text, "");
+    free(text);
+    gbt_fails_with(gb_value(derived) == NULL, GB_ERR_STATE, "never produced");
+    gb_trace_free(tr);
+
+    /* Index syntax. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_val_index(gb_output(tr, "layer1"), "[:, "); line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_ARG, line, "unexpected end of text");
+    gb_trace_free(tr);
+    tr = gb_trace_new(t.net, t.x);
+    gb_set_index(gb_output(tr, "layer1"), "[:, x]", gb_scalar(tr, 0)); line = __LINE__;
+    ck_assert_int_ne(gb_trace_run(tr), GB_OK);
+    expect_run_fails_at(gb_last_status(), GB_ERR_ARG, line, "[:, x]");
+    gb_trace_free(tr);
+
+    /* A path below a leaf. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_input(tr, "layer2.foo"); line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_NOT_FOUND, line, "'layer2' (Linear) has no submodule 'foo'");
+    gb_trace_free(tr);
+
+    /* Too many apply arguments. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_val *many[9];
+    for (int i = 0; i < 9; i++) many[i] = gb_scalar(tr, (float)i);
+    gb_apply(tr, counting_copy, &calls, 9, many); line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_ARG, line, "apply: needs a function and at most 8 arguments");
+    gb_trace_free(tr);
+    fclose(log);
+    tiny_close(&t);
+}
+END_TEST
+
+/* BUG (trace/trace.c, gb_val_binary_at / gb_set_at / gb_set_index_at):
+ * combining values of two traces returns NULL without setting an error (the
+ * house rule: every failure names itself), and a NULL handle then crashes
+ * the next definition call that dereferences it. */
+START_TEST(test_bug_values_of_two_traces) {
+    tiny t = tiny_open();
+    gb_trace *a = gb_trace_new(t.net, t.x), *b = gb_trace_new(t.net, t.x);
+    gb_val *va = gb_output(a, "layer1"), *vb = gb_output(b, "layer1");
+    gb_clear_error();
+    gb_val *sum = gb_val_add(va, vb);
+    ck_assert_msg(sum != NULL || gb_last_status() == GB_ERR_ARG,
+                  "gb_val_add of two traces' values returned NULL with no error (status %s, message '%s')",
+                  gb_status_name(gb_last_status()), gb_last_error());
+    gb_trace_free(b);
+    gb_trace_free(a);
+    tiny_close(&t);
+}
+END_TEST
+
+/* ---- scan and validate -------------------------------------------------- */
+
+START_TEST(test_scan_shapes_without_running) {
+    tiny t = tiny_open();
+    int calls = 0, ndim;
+    int64_t shape[GB_MAX_DIMS];
+    FILE *log = tmpfile();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_log(tr, log);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gbt_fails_with(gb_val_shape(l1, &ndim, shape) != GB_OK, GB_ERR_STATE,
+                   "val_shape: the shape of layer1.output is not known; run gb_trace_scan first");
+    gb_requires_grad(l1);
+    gb_val *amax = gb_val_argmax(l1, 1, false);
+    gb_val *total = gb_val_sum_all(l1);
+    gb_val *part = gb_val_index(l1, "[:, :3]");
+    gb_val *grad = gb_grad(l1);
+    gb_val *applied = gb_apply(tr, counting_copy, &calls, 1, &l1);
+    gb_val *after_apply = gb_val_sum_all(applied);
+    gb_log("layer1:", l1);
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gb_val_backward(gb_val_sum_all(out));
+    gbt_ok_status(gb_trace_scan(tr));
+    struct {
+        gb_val *v;
+        int ndim;
+        int64_t shape[2];
+    } want[] = {{l1, 2, {1, 10}}, {amax, 1, {1}}, {total, 0, {0}}, {part, 2, {1, 3}}, {grad, 2, {1, 10}},
+                {out, 2, {1, 2}}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        gbt_ok_status(gb_val_shape(want[i].v, &ndim, shape));
+        ck_assert_msg(ndim == want[i].ndim, "%s: ndim %d", gb_val_text(want[i].v), ndim);
+        for (int d = 0; d < ndim; d++) ck_assert_int_eq(shape[d], want[i].shape[d]);
+    }
+    /* No arithmetic: the custom function never ran and the log printed
+     * nothing; what depends on apply has no known shape. */
+    ck_assert_int_eq(calls, 0);
+    gbt_fails_with(gb_val_shape(applied, &ndim, shape) != GB_OK, GB_ERR_STATE, "is not known");
+    gbt_fails_with(gb_val_shape(after_apply, &ndim, shape) != GB_OK, GB_ERR_STATE, "is not known");
+    char *text = file_text(log);
+    ck_assert_str_eq(text, "");
+    free(text);
+
+    /* The same trace then runs for real. */
+    gbt_ok_status(gb_trace_run(tr));
+    ck_assert_int_eq(calls, 1);
+    expect_value(out, t.o, "out");
+    gb_trace_free(tr);
+    fclose(log);
+    tiny_close(&t);
+}
+END_TEST
+
+START_TEST(test_validate) {
+    tiny t = tiny_open();
+    int calls = 0;
+    FILE *log = tmpfile();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_log(tr, log);
+    gb_trace_set_validate(tr, true);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_log("layer1:", l1);
+    gb_apply(tr, counting_copy, &calls, 1, &l1);
+    gb_set_index(gb_output(tr, "layer1"), "[:, 10]", gb_scalar(tr, 0)); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_INDEX, line, "index 10 is out of bounds for dimension 1 with size 10");
+    ck_assert_int_eq(calls, 0); /* refused before running */
+    char *text = file_text(log);
+    ck_assert_str_eq(text, "");
+    free(text);
+    gb_trace_free(tr);
+
+    /* A trace that validates runs normally. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_validate(tr, true);
+    gb_set_index(gb_output(tr, "layer1"), "[:, 0:3]", gb_scalar(tr, -1));
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(out, t.o, "set_index.out");
+    gb_trace_free(tr);
+    fclose(log);
+    tiny_close(&t);
+}
+END_TEST
+
+/* BUG (trace/trace.c, gb__set_target): during a scan a gradient getter gets
+ * its shape at once and no gradient ever flows, so gb_set on a gradient
+ * finds no live gradient and fails "no longer flowing": validate refuses
+ * the walkthrough's own `layer2.output.grad = layer2.output.grad * 2`,
+ * which runs fine without validate. */
+START_TEST(test_bug_validate_gradient_set) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_validate(tr, true);
+    gb_val *l2_grad = gb_grad(gb_output(tr, "layer2"));
+    gb_requires_grad(gb_output(tr, "layer1"));
+    gb_set(l2_grad, gb_val_mul(l2_grad, gb_scalar(tr, 2)));
+    gb_val *saved = gb_save(gb_grad(gb_output(tr, "layer2")));
+    gb_val_backward(gb_val_sum_all(gb_output(tr, "")));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_floats(gb_value(saved), 2, 2, 2); /* d sum / d output = 1, doubled */
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* ---- gradients ---------------------------------------------------------- */
+
+/* With the parameters requiring grad: double layer2's output gradient and
+ * read layer1's; the parameters' gradients carry the edit. */
+START_TEST(test_gradients_with_edits) {
+    tiny t = tiny_open();
+    gbt_ok_status(gb_module_requires_grad_(t.net, true));
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l2 = gb_output(tr, "layer2");
+    gb_val *l2_grad = gb_grad(l2);
+    gb_set(l2_grad, gb_val_mul(l2_grad, gb_scalar(tr, 2)));
+    gb_val *l1_grad = gb_save(gb_grad(gb_output(tr, "layer1")));
+    gb_val_backward(gb_val_sum_all(gb_output(tr, "")));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(l1_grad, t.o, "grad.l1");
+    const char **names;
+    gb_tensor **params;
+    int n = gb_module_parameters(t.net, &names, &params);
+    for (int i = 0; i < n; i++) {
+        gb_tensor *want = gbt_getf(t.o, "grad.%s", names[i]);
+        gbt_assert_close(gb_tensor_grad(params[i]), want, 1e-5, 1e-6, names[i]);
+        gb_tensor_free(want);
+        gb_zero_grad(params[i]);
+    }
+    free(names);
+    free(params);
+    gb_trace_free(tr);
+    gbt_ok_status(gb_module_requires_grad_(t.net, false));
+
+    /* Zeroing a gradient in place (grad[:] = 0). */
+    tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_requires_grad(l1);
+    gb_set_index(gb_grad(l1), "[:]", gb_scalar(tr, 0));
+    l1_grad = gb_save(gb_grad(l1));
+    gb_val_backward(gb_val_sum_all(gb_output(tr, "")));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_floats(gb_value(l1_grad), 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+START_TEST(test_gradient_errors) {
+    tiny t = tiny_open();
+    /* Parameters are frozen and layer1's output was not marked. */
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *g = gb_save(gb_grad(gb_output(tr, "layer1"))); int line = __LINE__;
+    gb_val_backward(gb_val_sum_all(gb_output(tr, "")));
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_AUTOGRAD, line,
+                        "grad: layer1.output does not require grad; call gb_requires_grad on it first");
+    gbt_fails_with(gb_value(g) == NULL, GB_ERR_STATE, "never produced");
+    gb_trace_free(tr);
+
+    /* backward needs one element. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_requires_grad(gb_output(tr, "layer1"));
+    gb_val_backward(gb_output(tr, "")); line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_AUTOGRAD, line, "only for scalar outputs");
+    gb_trace_free(tr);
+
+    /* Without a backward the gradient never comes. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_requires_grad(gb_output(tr, "layer1"));
+    g = gb_save(gb_grad(gb_output(tr, "layer1")));
+    gbt_ok_status(gb_trace_run(tr));
+    gbt_fails_with(gb_value(g) == NULL, GB_ERR_STATE, "layer1.output.grad was never produced");
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* BUG (trace/trace.c, gb__arm_grad / gb_trace_free / gb__run): the
+ * gradient hooks a trace puts on tensors are never removed. A tensor kept
+ * past gb_trace_free (a reference taken to a saved value, as trace.h
+ * invites) still calls gb__trace_grad_hook with the freed trace in its next
+ * backward: a use after free (ASan: heap-use-after-free in
+ * gb__trace_grad_hook). Checked here through the tensor's hook list, so the
+ * test fails without ASan too. */
+START_TEST(test_bug_grad_hook_outlives_trace) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_save(gb_output(tr, "layer1"));
+    gb_requires_grad(l1);
+    gb_save(gb_grad(l1));
+    gbt_ok_status(gb_trace_run(tr));
+    gb_tensor *kept = gb_tensor_ref(gb_value(l1));
+    gb_trace_free(tr);
+    ck_assert_msg(arrlen(kept->hooks) == 0, "%d gradient hook(s) of the freed trace remain on layer1's output",
+                  (int)arrlen(kept->hooks));
+    gb_tensor_free(kept);
+    tiny_close(&t);
+}
+END_TEST
+
+/* ---- conditions --------------------------------------------------------- */
+
+START_TEST(test_conditions) {
+    tiny t = tiny_open();
+    int calls = 0;
+    FILE *log = tmpfile();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_log(tr, log);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_if(tr, gb_scalar(tr, 0));
+    gb_log("false", l1);
+    gb_val *in_false = gb_save(gb_val_sum_all(l1));
+    gb_apply(tr, counting_copy, &calls, 1, &l1); /* never called */
+    gb_if(tr, gb_scalar(tr, 1));
+    gb_log("false>true", l1);
+    gb_end_if(tr);
+    gb_end_if(tr);
+    gb_if(tr, gb_scalar(tr, 1));
+    gb_if(tr, gb_scalar(tr, 0));
+    gb_log("true>false", l1);
+    gb_end_if(tr);
+    gb_if(tr, gb_scalar(tr, 2)); /* any nonzero value is true */
+    gb_log("true>true", gb_scalar(tr, 7));
+    gb_end_if(tr);
+    gb_end_if(tr);
+    gb_val *after = gb_save(gb_val_sum_all(l1)); /* after gb_end_if: unconditional */
+    /* On the model's own value: argmax of layer2's output, nonzero for class 1. */
+    gb_if(tr, gb_val_argmax(gb_output(tr, "layer2"), 1, false));
+    gb_log("class 1", gb_scalar(tr, 1));
+    gb_end_if(tr);
+    gbt_ok_status(gb_trace_run(tr));
+    gb_tensor *out = gbt_get(t.o, "out");
+    double o0, o1;
+    gb_tensor_get(out, (int64_t[]){0, 0}, &o0);
+    gb_tensor_get(out, (int64_t[]){0, 1}, &o1);
+    char *text = file_text(log);
+    ck_assert_str_eq(text, o1 > o0 ? "true>true tensor(7.)\nclass 1 tensor(1.)\n" : "true>true tensor(7.)\n");
+    free(text);
+    ck_assert_int_eq(calls, 0);
+    gbt_fails_with(gb_value(in_false) == NULL, GB_ERR_STATE, "was never produced");
+    ck_assert_ptr_nonnull(gb_value(after));
+    gb_tensor_free(out);
+    gb_trace_free(tr);
+
+    /* A condition has one element. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_if(tr, gb_output(tr, "layer1")); int line = __LINE__;
+    gb_end_if(tr);
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_SHAPE, line, "a tensor with 10 elements cannot be converted");
+    gb_trace_free(tr);
+    fclose(log);
+    tiny_close(&t);
+}
+END_TEST
+
+/* BUG (trace/trace.c, gb__point_hook): getters and skips are fed by module
+ * events without looking at their condition. Inside a false gb_if, a saved
+ * getter is still produced and, worse, gb_skip still skips the module. */
+START_TEST(test_bug_false_condition_getters_and_skips) {
+    tiny t = tiny_open();
+    gb_tensor *half = gb_full(2, (int64_t[]){1, 10}, 0.5f, GB_DTYPE_F32);
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_if(tr, gb_scalar(tr, 0));
+    gb_skip(tr, "layer1", gb_const(tr, half));
+    gb_val *inside = gb_save(gb_output(tr, "layer2"));
+    gb_end_if(tr);
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_value(out, t.o, "out"); /* layer1 ran: the skip was under a false condition */
+    ck_assert_msg(gb_value(inside) == NULL, "a getter under a false condition was produced");
+    gb_tensor_free(half);
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* ---- apply, log, graph, repeated runs ------------------------------------ */
+
+/* a + k*b: arguments are borrowed, the result is a new reference. */
+static gb_tensor *weighted_sum(gb_tensor *const *args, int nargs, void *ctx) {
+    ck_assert_int_eq(nargs, 2);
+    gb_tensor *kb = gb_mul_scalar(args[1], *(float *)ctx);
+    gb_tensor *y = kb ? gb_add(args[0], kb) : NULL;
+    gb_tensor_free(kb);
+    return y;
+}
+
+static gb_tensor *failing(gb_tensor *const *args, int nargs, void *ctx) {
+    (void)args, (void)nargs, (void)ctx;
+    return gb__fail_null(GB_ERR_UNSUPPORTED, "failing: this function always fails");
+}
+
+START_TEST(test_apply) {
+    tiny t = tiny_open();
+    float k = 10;
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *args[] = {gb_output(tr, "layer2"), gb_val_sum_all(gb_output(tr, "layer1"))};
+    gb_val *y = gb_save(gb_apply(tr, weighted_sum, &k, 2, args));
+    gbt_ok_status(gb_trace_run(tr));
+    gb_tensor *out = gbt_get(t.o, "out"), *l1 = gbt_get(t.o, "l1"), *s = gb_sum_all(l1), *ks = gb_mul_scalar(s, k);
+    gb_tensor *want = gb_add(out, ks);
+    gbt_assert_close(gb_value(y), want, 1e-5, 1e-6, "apply(layer2.output, layer1.output.sum())");
+    gb_tensor_free(want), gb_tensor_free(ks), gb_tensor_free(s), gb_tensor_free(l1), gb_tensor_free(out);
+    gb_trace_free(tr);
+
+    /* A failing function fails the run with its message, at its line. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_val *l1v = gb_output(tr, "layer1");
+    gb_apply(tr, failing, NULL, 1, &l1v); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_UNSUPPORTED, line, "failing: this function always fails");
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+START_TEST(test_log) {
+    tiny t = tiny_open();
+    FILE *log = tmpfile();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_trace_set_log(tr, log);
+    gb_log("layer1:", gb_output(tr, "layer1"));
+    gb_log("", gb_scalar(tr, 3)); /* no label, no leading space; a constant: logged before the model runs */
+    gbt_ok_status(gb_trace_run(tr));
+    char *text = file_text(log);
+    gb_tensor *bytes = gbt_get(t.o, "log"); /* "layer1: " + str(layer1 output) + "\n" from PyTorch */
+    size_t n = (size_t)gb_tensor_numel(bytes);
+    char *want = calloc(1, n + 32);
+    strcpy(want, "tensor(3.)\n");
+    memcpy(want + strlen(want), gb_tensor_data(bytes), n);
+    ck_assert_str_eq(text, want);
+    free(want);
+    free(text);
+    gb_tensor_free(bytes);
+    gb_trace_free(tr);
+    fclose(log);
+    tiny_close(&t);
+}
+END_TEST
+
+START_TEST(test_graph_text) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_output(tr, "layer1"); int a = __LINE__;
+    gb_val *s = gb_save(gb_val_sum_all(l1)); int b = __LINE__;
+    gb_if(tr, s); int c = __LINE__;
+    gb_set_index(l1, "[:, 0]", gb_scalar(tr, 2)); int d = __LINE__;
+    gb_end_if(tr);
+    char *g = gb_trace_graph(tr);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "%%0 = output  # layer1.output  (%s:%d)\n"
+             "%%1 = sum_all %%0 saved  # layer1.output.sum()  (%s:%d)\n"
+             "%%2 = if %%1  # if layer1.output.sum()  (%s:%d)\n"
+             "%%3 = const if %%2  # 2  (%s:%d)\n"
+             "%%4 = set_index %%0 %%3 if %%2  # layer1.output[:, 0] = 2  (%s:%d)\n",
+             __FILE__, a, __FILE__, b, __FILE__, c, __FILE__, d, __FILE__, d);
+    ck_assert_str_eq(g, want);
+    free(g);
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+/* One trace runs as often as wanted; each run starts afresh. */
+START_TEST(test_run_twice) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_set_index(l1, "[:, 0:3]", gb_scalar(tr, -1));
+    gb_val *out = gb_save(gb_output(tr, ""));
+    gb_requires_grad(l1); /* before gb_grad: nodes run in definition order */
+    gb_val *g = gb_save(gb_grad(l1));
+    gb_val_backward(gb_val_sum_all(gb_output(tr, "")));
+    for (int i = 0; i < 2; i++) {
+        gbt_ok_status(gb_trace_run(tr));
+        expect_value(out, t.o, "set_index.out");
+        ck_assert_ptr_nonnull(gb_value(g));
+    }
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
+Suite *gb_suite_trace(void) {
+    Suite *s = suite_create("trace");
+    TCase *tc = tcase_create("semantics");
+    tcase_add_test(tc, test_getters);
+    tcase_add_test(tc, test_call_index);
+    tcase_add_test(tc, test_tuple_outputs);
+    tcase_add_test(tc, test_set_replaces);
+    tcase_add_test(tc, test_set_index_in_place);
+    tcase_add_test(tc, test_unsaved_value);
+    tcase_add_test(tc, test_stop);
+    tcase_add_test(tc, test_skip);
+    tcase_add_test(tc, test_value_used_before_it_exists);
+    tcase_add_test(tc, test_definition_errors);
+    tcase_add_test(tc, test_scan_shapes_without_running);
+    tcase_add_test(tc, test_validate);
+    tcase_add_test(tc, test_gradients_with_edits);
+    tcase_add_test(tc, test_gradient_errors);
+    tcase_add_test(tc, test_conditions);
+    tcase_add_test(tc, test_apply);
+    tcase_add_test(tc, test_log);
+    tcase_add_test(tc, test_graph_text);
+    tcase_add_test(tc, test_run_twice);
+    suite_add_tcase(s, tc);
+    TCase *bugs = tcase_create("reported bugs");
+    tcase_add_test(bugs, test_bug_set_index_used_before_it_exists);
+    tcase_add_test(bugs, test_bug_values_of_two_traces);
+    tcase_add_test(bugs, test_bug_validate_gradient_set);
+    tcase_add_test(bugs, test_bug_grad_hook_outlives_trace);
+    tcase_add_test(bugs, test_bug_false_condition_getters_and_skips);
+    suite_add_tcase(s, bugs);
+    return s;
+}
