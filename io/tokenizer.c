@@ -129,9 +129,10 @@ static bool gb__special(const gb_tokenizer *tok, const char *s) {
 }
 
 static const gb__added *gb__added_of(const gb_tokenizer *tok, int32_t id) {
-    /* stb_ds lookups write to the map variable (and create a missing map) */
+    /* stb_ds lookups write to the map variable (and create a missing map);
+     * its hash of a 4-byte key shifts the top byte into the sign bit */
     struct gb__added_id_kv *map = tok->added_by_id;
-    if (!map) return NULL;
+    if (!map || id < 0) return NULL;
     ptrdiff_t k = hmgeti(map, id);
     return k < 0 ? NULL : &tok->added[map[k].value];
 }
@@ -208,6 +209,7 @@ static gb_status gb__parse_added(gb_tokenizer *tok, const gb__json *list, const 
      * vocabulary keeps that id; a new one takes the next free id. */
     gb__added *order = NULL; /* specials, then the others, for matching */
     gb__added *classic = NULL;
+    int32_t max_id = -1;     /* the largest id given to an added token */
     for (int i = 0; i < gb__json_size(list); i++) {
         const gb__json *e = gb__json_at(list, i);
         const char *content = gb__json_string(gb__json_get(e, "content"));
@@ -228,21 +230,19 @@ static gb_status gb__parse_added(gb_tokenizer *tok, const gb__json *list, const 
             shput(tok->special, content, 1);
             arrput(order, a);
         }
-        bool same = false; /* an identical token was added before */
-        for (size_t k = 0; k < arrlenu(tok->added) && !same; k++) {
-            const gb__added *b = &tok->added[k];
-            same = !strcmp(b->content, a.content) && b->special == a.special && b->single_word == a.single_word &&
-                   b->lstrip == a.lstrip && b->rstrip == a.rstrip && b->normalized == a.normalized;
-        }
-        if (same) continue;
+        /* an identical token added before is skipped (only the entry under
+         * the content's id can be identical) */
+        ptrdiff_t prev = shgeti(tok->added_ids, content);
+        const gb__added *b = prev >= 0 ? gb__added_of(tok, tok->added_ids[prev].value) : NULL;
+        if (b && !strcmp(b->content, a.content) && b->special == a.special && b->single_word == a.single_word &&
+            b->lstrip == a.lstrip && b->rstrip == a.rstrip && b->normalized == a.normalized)
+            continue;
         int32_t id = gb__lookup_id(tok, content);
         if (id < 0) {
-            int32_t max = -1;
-            for (ptrdiff_t k = 0; k < shlen(tok->added_ids); k++)
-                if (tok->added_ids[k].value > max) max = tok->added_ids[k].value;
             int32_t count = (int32_t)gb__bpe_count(&tok->bpe);
-            id = max < 0 ? count : (max >= count || count == 0) ? max + 1 : count;
+            id = max_id < 0 ? count : (max_id >= count || count == 0) ? max_id + 1 : count;
         }
+        if (id > max_id) max_id = id;
         shput(tok->added_ids, content, id);
         a.content = strdup(content);
         a.id = id;

@@ -127,12 +127,37 @@ static int64_t gb__arg_extreme(const void *x, gb_dtype dt, const gb__reduction *
 
 /* ---- sum and mean ------------------------------------------------------- */
 
+/* Sums over leading rows of contiguous columns (dim 0 of [N, D]): walking
+ * the rows in order and adding each into D running sums reads memory in
+ * order, where gb__sum_of would stride down each column; each sum still
+ * adds its elements in the same order. False when the layout is not that,
+ * or without memory for the sums (the general loop then runs). */
+static bool gb__sum_rows(const float *x, const gb__reduction *r, float *y, bool mean) {
+    if (r->nkeep != 1 || r->kstride[0] != 1 || r->nred != 1) return false;
+    int64_t D = r->nout, N = r->nin, row_stride = r->rstride[0];
+    double *acc = calloc((size_t)D, sizeof *acc); /* [D] */
+    if (!acc) return false;
+#pragma omp parallel num_threads(gb__threads()) if (D > 1 && D * N > GB__PAR_MIN_WORK)
+    {
+        int64_t lo, hi;
+        gb__thread_range(D, &lo, &hi);
+        for (int64_t k = 0; k < N; k++) {
+            const float *row = x + k * row_stride;
+            for (int64_t j = lo; j < hi; j++) acc[j] += row[j];
+        }
+    }
+    for (int64_t j = 0; j < D; j++) y[j] = (float)(mean ? acc[j] / (double)N : acc[j]);
+    free(acc);
+    return true;
+}
+
 static gb_status gb__sum_forward(gb_tensor *out, bool mean) {
     const gb_tensor *src = out->src[0];
     const float *x = gb_tensor_data(src); /* src's strides */
     float *y = gb_tensor_data(out);       /* [nout] */
     gb__reduction r;
     gb__reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
+    if (gb__sum_rows(x, &r, y, mean)) return GB_OK;
 #pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double s = gb__sum_of(x, &r, o);
@@ -348,9 +373,9 @@ static gb_tensor *gb__reduce(gb_op op, gb_tensor *a, int ndims, const int *dims,
     if (arg ? gb__check_input(what, "a", a) : gb__check_f32(what, "a", a)) return NULL;
     uint32_t mask;
     if (gb__dims_mask(what, a, ndims, dims, &mask)) return NULL;
-    bool extreme = arg || op == GB_OP_MAX || op == GB_OP_MIN || op == GB_OP_MAX_ALL;
-    int dim = mask ? __builtin_ctz(mask) : 0; /* the one dim of max, min, argmax, argmin */
-    if (extreme && op != GB_OP_MAX_ALL && a->ndim > 0 && a->shape[dim] == 0)
+    bool one_dim_extreme = arg || op == GB_OP_MAX || op == GB_OP_MIN;
+    int dim = mask ? __builtin_ctz(mask) : 0; /* their one dim */
+    if (one_dim_extreme && a->ndim > 0 && a->shape[dim] == 0)
         return gb__fail_null(GB_ERR_SHAPE, "%s: expected reduction dim %d to have non-zero size (input shape %s)", what,
                              dim, GB__SHAPE_STR(a));
     if (op == GB_OP_MAX_ALL && gb_tensor_numel(a) == 0)

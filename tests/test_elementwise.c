@@ -441,6 +441,11 @@ START_TEST(test_compare) {
     y = COMPARE[_i].f(a, ci);
     gbt_assert_close(y, want, 0, 0, n);
     gb_tensor_free(y), gb_tensor_free(want);
+    want = gbt_getf(o, "cmp.%s.zero", n); /* 0-dim 1.0 with [3, 4] */
+    gb_tensor *one = gb_scalar_tensor(1.0f);
+    y = COMPARE[_i].f(one, a);
+    gbt_assert_close(y, want, 0, 0, n);
+    gb_tensor_free(y), gb_tensor_free(one), gb_tensor_free(want);
     gb_tensor_free(ci), gb_tensor_free(c2), gb_tensor_free(c3), gb_tensor_free(b), gb_tensor_free(a);
     gbt_oracle_free(o);
 }

@@ -21,6 +21,15 @@
 
 /* ---- oracle cases ------------------------------------------------------- */
 
+/* Loaded once, before the tests fork (an unchecked fixture runs in the
+ * runner's process): parsing it per test is slow under valgrind. */
+static gbt_oracle *oracle;
+static void oracle_setup(void) { oracle = gbt_oracle_load("matmul"); }
+static void oracle_teardown(void) {
+    gbt_oracle_free(oracle);
+    oracle = NULL;
+}
+
 /* Builds the case's output from its leaves x[] (the same views as the oracle). */
 typedef gb_tensor *(*recipe_fn)(gb_tensor **x);
 
@@ -123,7 +132,9 @@ static void run_case(gbt_oracle *o, const mm_case *c) {
     gb_tensor *x[3] = {0};
     int n = 0;
     for (; n < 3 && c->leaves[n]; n++) {
-        x[n] = gbt_getf(o, "%s.%s", c->key, c->leaves[n]);
+        gb_tensor *shared = gbt_getf(o, "%s.%s", c->key, c->leaves[n]);
+        x[n] = gb_detach(shared); /* a leaf of our own: .grad must not outlive this case */
+        gb_tensor_free(shared);
         gbt_ok_status(gb_requires_grad_(x[n], true));
     }
     gb_tensor *y = c->fn(x), *want = gbt_getf(o, "%s.y", c->key), *r = gbt_getf(o, "%s.r", c->key);
@@ -141,9 +152,8 @@ static void run_case(gbt_oracle *o, const mm_case *c) {
 }
 
 START_TEST(test_oracle_case) {
-    gbt_oracle *o = gbt_oracle_load("matmul");
+    gbt_oracle *o = oracle;
     run_case(o, &mm_cases[_i]);
-    gbt_oracle_free(o);
 }
 END_TEST
 
@@ -154,14 +164,13 @@ START_TEST(test_threads) {
     ck_assert_int_ge(before, 1);
     gb_set_num_threads(1);
     ck_assert_int_eq(gb_get_num_threads(), 1);
-    gbt_oracle *o = gbt_oracle_load("matmul");
+    gbt_oracle *o = oracle;
     for (int i = 0; i < NCASES; i++)
         if (!strcmp(mm_cases[i].key, "par") || !strcmp(mm_cases[i].key, "bcast")) run_case(o, &mm_cases[i]);
     gb_set_num_threads(0); /* 0: all cores */
     ck_assert_int_eq(gb_get_num_threads(), omp_get_num_procs());
     gb_set_num_threads(before);
     ck_assert_int_eq(gb_get_num_threads(), before);
-    gbt_oracle_free(o);
 }
 END_TEST
 
@@ -362,6 +371,7 @@ Suite *gb_suite_matmul(void) {
     Suite *s = suite_create("matmul");
     TCase *tc = tcase_create("matmul");
     tcase_set_timeout(tc, 60);
+    tcase_add_unchecked_fixture(tc, oracle_setup, oracle_teardown);
     tcase_add_loop_test(tc, test_oracle_case, 0, NCASES);
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_gradcheck);

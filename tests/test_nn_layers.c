@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gbtest.h"
+#include "tensor/tensor_impl.h" /* gb__meta_push/pop: shape-only modules */
 
 /* A string stored by the oracle as the uint8 tensor of its bytes. */
 static char *oracle_str(gbt_oracle *o, const char *key) {
@@ -28,6 +29,7 @@ static void assert_repr(gb_module *m, gbt_oracle *o, const char *key) {
 
 START_TEST(test_repr_matches_torch) {
     gbt_oracle *o = gbt_oracle_load("nn_layers");
+    gb__meta_push(); /* shape-only parameters: GPT-2 sized layers without allocating them */
     /* The walkthrough's tiny model (the oracle's text is real torch's print). */
     assert_repr(gb_sequential(2, (const char *[]){"layer1", "layer2"},
                               (gb_module *[]){gb_nn_linear(5, 10, true), gb_nn_linear(10, 2, true)}),
@@ -49,6 +51,7 @@ START_TEST(test_repr_matches_torch) {
         snprintf(key, sizeof key, "repr.act_%s", acts[i]);
         assert_repr(gb_nn_activation(acts[i]), o, key);
     }
+    gb__meta_pop();
     gbt_oracle_free(o);
 }
 END_TEST

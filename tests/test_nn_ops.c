@@ -14,6 +14,15 @@
 
 /* ---- oracle cases ------------------------------------------------------- */
 
+/* Loaded once, before the tests fork (an unchecked fixture runs in the
+ * runner's process): parsing it per test is slow under valgrind. */
+static gbt_oracle *oracle;
+static void oracle_setup(void) { oracle = gbt_oracle_load("nn_ops"); }
+static void oracle_teardown(void) {
+    gbt_oracle_free(oracle);
+    oracle = NULL;
+}
+
 typedef gb_tensor *(*recipe_fn)(gb_tensor **x, const void *arg);
 
 typedef struct nn_case {
@@ -175,11 +184,13 @@ static const nn_case nn_cases[] = {
 
 START_TEST(test_oracle_case) {
     const nn_case *c = &nn_cases[_i];
-    gbt_oracle *o = gbt_oracle_load("nn_ops");
+    gbt_oracle *o = oracle;
     gb_tensor *x[3] = {0};
     int n = 0;
     for (; n < 3 && c->inputs[n]; n++) {
-        x[n] = gbt_getf(o, "%s.%s", c->key, c->inputs[n]);
+        gb_tensor *shared = gbt_getf(o, "%s.%s", c->key, c->inputs[n]);
+        x[n] = gb_detach(shared); /* a leaf of our own: .grad must not outlive this case */
+        gb_tensor_free(shared);
         if (gb_tensor_dtype(x[n]) == GB_DTYPE_F32) gbt_ok_status(gb_requires_grad_(x[n], true));
     }
     gb_tensor *y = c->fn(x, c), *want = gbt_getf(o, "%s.y", c->key);
@@ -200,7 +211,6 @@ START_TEST(test_oracle_case) {
     }
     gb_tensor_free(y), gb_tensor_free(want);
     for (int i = 0; i < n; i++) gb_tensor_free(x[i]);
-    gbt_oracle_free(o);
 }
 END_TEST
 
@@ -397,6 +407,7 @@ Suite *gb_suite_nn_ops(void) {
     Suite *s = suite_create("nn_ops");
     TCase *tc = tcase_create("nn_ops");
     tcase_set_timeout(tc, 60);
+    tcase_add_unchecked_fixture(tc, oracle_setup, oracle_teardown);
     tcase_add_loop_test(tc, test_oracle_case, 0, NCASES);
     tcase_add_test(tc, test_gradcheck);
     tcase_add_test(tc, test_softmax_saves_output);

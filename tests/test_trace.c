@@ -894,6 +894,143 @@ START_TEST(test_run_twice) {
 }
 END_TEST
 
+/* ---- GPT-2 and Llama ------------------------------------------------------ */
+
+/* The walkthrough's getting, setting and gradient steps on small random
+ * GPT-2 and Llama models, against reference forwards written with
+ * torch.nn.functional (tests/oracle/trace_models.py, same configs).
+ * Hidden states reach tens, hence the looser tolerances. */
+static const gb_gpt2_config trace_gpt2 = {
+    .vocab_size = 48, .n_positions = 40, .n_embd = 32, .n_layer = 2, .n_head = 4, .n_inner = 0,
+    .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
+static const gb_llama_config trace_llama = {
+    .vocab_size = 40, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
+    .num_attention_heads = 4, .num_key_value_heads = 2, .max_position_embeddings = 64,
+    .rms_norm_eps = 1e-5f, .rope_theta = 10000.0, .hidden_act = "silu"};
+
+static const struct {
+    const char *prefix;
+    const char *first, *last; /* the first block, and the last one by a negative index */
+    const char *first_mlp, *last_mlp;
+} model_cases[] = {
+    {"gpt2", "transformer.h.0", "transformer.h.-1", "transformer.h.0.mlp", "transformer.h.-1.mlp"},
+    {"llama", "model.layers.0", "model.layers.-1", "model.layers.0.mlp", "model.layers.-1.mlp"},
+};
+
+typedef struct {
+    gbt_oracle *o;
+    gb_module *model;
+    gb_tensor *ids;
+    const char *prefix;
+} model_fixture;
+
+static model_fixture model_open(int i) {
+    model_fixture f = {gbt_oracle_load("trace_models"), NULL, NULL, model_cases[i].prefix};
+    f.model = i == 0 ? gb_gpt2_new(&trace_gpt2) : gb_llama_new(&trace_llama);
+    gbt_ok(f.model);
+    const char **names;
+    gb_tensor **params;
+    int n = gb_module_parameters(f.model, &names, &params);
+    gb_tensor *count = gbt_getf(f.o, "%s.count", f.prefix);
+    ck_assert_int_eq(n, ((const int64_t *)gb_tensor_data(count))[0]);
+    gb_tensor_free(count);
+    for (int k = 0; k < n; k++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s", names[k]);
+        char *dot = strrchr(path, '.');
+        *dot = 0;
+        gb_tensor *t = gbt_getf(f.o, "%s.param.%s", f.prefix, names[k]);
+        gbt_ok_status(gb_module_set_param(gb_module_find(f.model, path), dot + 1, t));
+        gb_tensor_free(t);
+    }
+    free(names);
+    free(params);
+    if (i == 0) /* GPT-2's lm_head is the token embedding (Hugging Face's tie_weights) */
+        gbt_ok_status(gb_module_tie_param(gb_module_find(f.model, "lm_head"), "weight",
+                                          gb_module_find(f.model, "transformer.wte"), "weight"));
+    f.ids = gbt_getf(f.o, "%s.ids", f.prefix);
+    return f;
+}
+
+static void model_close(model_fixture *f) {
+    gb_tensor_free(f->ids);
+    gb_module_free(f->model);
+    gbt_oracle_free(f->o);
+}
+
+#define expect_model_value(v, f, key) expect_model_value_at((v), (f), (key), __LINE__)
+static void expect_model_value_at(const gb_val *v, model_fixture *f, const char *key, int line) {
+    gb_tensor *got = gb_value(v);
+    ck_assert_msg(got != NULL, "line %d: %s.%s: %s", line, f->prefix, key, gb_last_error());
+    char what[128];
+    snprintf(what, sizeof what, "%s.%s", f->prefix, key);
+    gb_tensor *want = gbt_get(f->o, what);
+    gbt_assert_close_at(got, want, 1e-4, 1e-4, what, __FILE__, line);
+    gb_tensor_free(want);
+}
+
+/* The logits: element 0 of the model's output tuple. */
+static gb_val *logits_of(gb_trace *tr) { return gb_val_index(gb_output(tr, ""), "[0]"); }
+
+START_TEST(test_models_getting) {
+    model_fixture f = model_open(_i);
+    gb_trace *tr = gb_trace_new(f.model, f.ids);
+    gb_val *first = gb_save(gb_val_index(gb_output(tr, model_cases[_i].first), "[0]"));
+    gb_val *last = gb_save(gb_val_index(gb_output(tr, model_cases[_i].last), "[0]"));
+    gb_val *mlp = gb_save(gb_output(tr, model_cases[_i].first_mlp));
+    gb_val *logits = gb_save(logits_of(tr));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_model_value(first, &f, "get.first");
+    expect_model_value(last, &f, "get.last");
+    expect_model_value(mlp, &f, "get.mlp");
+    expect_model_value(logits, &f, "get.logits");
+    gb_trace_free(tr);
+    model_close(&f);
+}
+END_TEST
+
+START_TEST(test_models_setting) {
+    model_fixture f = model_open(_i);
+    /* In place: the first block's hidden state at the last position is zeroed. */
+    gb_trace *tr = gb_trace_new(f.model, f.ids);
+    gb_set_index(gb_val_index(gb_output(tr, model_cases[_i].first), "[0]"), "[:, -1, :]", gb_scalar(tr, 0));
+    gb_val *logits = gb_save(logits_of(tr));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_model_value(logits, &f, "set_index.logits");
+    gb_trace_free(tr);
+
+    /* Replaced: the last block's MLP output doubled. */
+    tr = gb_trace_new(f.model, f.ids);
+    gb_val *mlp = gb_output(tr, model_cases[_i].last_mlp);
+    gb_set(mlp, gb_val_mul(mlp, gb_scalar(tr, 2)));
+    logits = gb_save(logits_of(tr));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_model_value(logits, &f, "set.logits");
+    gb_trace_free(tr);
+    model_close(&f);
+}
+END_TEST
+
+START_TEST(test_models_gradients) {
+    model_fixture f = model_open(_i);
+    for (int edit = 0; edit < 2; edit++) {
+        gb_trace *tr = gb_trace_new(f.model, f.ids);
+        gb_val *first = gb_val_index(gb_output(tr, model_cases[_i].first), "[0]");
+        gb_requires_grad(first);
+        if (edit) { /* double the gradient leaving the last MLP */
+            gb_val *g = gb_grad(gb_output(tr, model_cases[_i].last_mlp));
+            gb_set(g, gb_val_mul(g, gb_scalar(tr, 2)));
+        }
+        gb_val *grad = gb_save(gb_grad(first));
+        gb_val_backward(gb_val_index(logits_of(tr), "[0, -1, 3]"));
+        gbt_ok_status(gb_trace_run(tr));
+        expect_model_value(grad, &f, edit ? "grad_edit.first" : "grad.first");
+        gb_trace_free(tr);
+    }
+    model_close(&f);
+}
+END_TEST
+
 Suite *gb_suite_trace(void) {
     Suite *s = suite_create("trace");
     TCase *tc = tcase_create("semantics");
@@ -917,6 +1054,12 @@ Suite *gb_suite_trace(void) {
     tcase_add_test(tc, test_graph_text);
     tcase_add_test(tc, test_run_twice);
     suite_add_tcase(s, tc);
+    TCase *models = tcase_create("models");
+    tcase_set_timeout(models, 60);
+    tcase_add_loop_test(models, test_models_getting, 0, 2);
+    tcase_add_loop_test(models, test_models_setting, 0, 2);
+    tcase_add_loop_test(models, test_models_gradients, 0, 2);
+    suite_add_tcase(s, models);
     TCase *bugs = tcase_create("reported bugs");
     tcase_add_test(bugs, test_bug_set_index_used_before_it_exists);
     tcase_add_test(bugs, test_bug_values_of_two_traces);

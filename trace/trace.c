@@ -79,7 +79,8 @@ struct gb_trace {
     gb_val **nodes;       /* stb_ds array, definition order */
     gb_val **conds;       /* stb_ds stack of open gb_if */
     gb__point **points;   /* stb_ds array, rebuilt per run */
-    gb_tensor **armed;    /* stb_ds array: tensors carrying our gradient hook */
+    gb_tensor **armed;    /* stb_ds array: tensors carrying our gradient hook (referenced) */
+    int *armed_hook;      /* stb_ds array: the hook id on each */
     bool validate, scanning, stop;
     FILE *log;
     gb_status def_status; /* first definition error */
@@ -114,6 +115,17 @@ static void gb__reset_node(gb_val *v) {
     v->uses_left = v->uses;
 }
 
+/* Take our gradient hooks off the tensors of an earlier run: they may
+ * outlive the trace, and a later backward must not call into it. */
+static void gb__disarm(gb_trace *tr) {
+    for (ptrdiff_t i = 0; i < arrlen(tr->armed); i++) {
+        gb_grad_hook_remove(tr->armed[i], tr->armed_hook[i]);
+        gb_tensor_free(tr->armed[i]);
+    }
+    arrfree(tr->armed);
+    arrfree(tr->armed_hook);
+}
+
 static void gb__free_points(gb_trace *tr) {
     for (ptrdiff_t i = 0; i < arrlen(tr->points); i++) {
         arrfree(tr->points[i]->getters);
@@ -134,7 +146,7 @@ void gb_trace_free(gb_trace *tr) {
     }
     arrfree(tr->nodes);
     arrfree(tr->conds);
-    arrfree(tr->armed);
+    gb__disarm(tr);
     gb__free_points(tr);
     gb_tensor_free(tr->input);
     free(tr->def_error);
@@ -256,7 +268,13 @@ static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *
     return v;
 }
 
-static bool gb__same_trace(gb_val *a, gb_val *b) { return a && b && a->tr == b->tr; }
+/* Values combine only within one trace; NULL (with an error) otherwise. */
+static bool gb__same_trace(gb_val *a, gb_val *b) {
+    if (a && b && a->tr == b->tr) return true;
+    gb__fail(GB_ERR_ARG, "trace: %s", !a || !b ? "a value handle is NULL (an earlier definition failed to allocate)"
+                                                : "values of two different traces cannot be combined");
+    return false;
+}
 
 gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const char *file, int line) {
     gb_trace_op op = kind == 0 ? GB_TRACE_OP_OUTPUT : kind == 1 ? GB_TRACE_OP_INPUT : GB_TRACE_OP_POINT;
@@ -423,6 +441,17 @@ static gb_status gb__set_value(gb_val *v, gb_tensor *t) {
     return GB_OK;
 }
 
+/* Whether an in-place edit of v still reaches the model: v is (a view of) a
+ * module value whose event is being handled, or of a gradient flowing now. */
+static bool gb__edit_is_live(gb_val *v) {
+    while (v->op == GB_TRACE_OP_INDEX) v = v->arg[0];
+    if (v->tr->scanning) return true;
+    if (v->op == GB_TRACE_OP_GRAD) return v->live_grad != NULL;
+    if (v->op == GB_TRACE_OP_OUTPUT || v->op == GB_TRACE_OP_INPUT || v->op == GB_TRACE_OP_POINT)
+        return v->point && v->point->live;
+    return true; /* a value of the graph's own (a clone, a sum): editing it affects only the graph */
+}
+
 /* The live slot a SET writes into: a getter's event value, a tuple element of
  * it, or a gradient being propagated. */
 static gb_status gb__set_target(gb_val *set, gb_val *target, gb_tensor *value) {
@@ -435,7 +464,9 @@ static gb_status gb__set_target(gb_val *set, gb_val *target, gb_tensor *value) {
         gb__fail(GB_ERR_ARG, "set: %s is a tuple; set one of its elements, e.g. [0]", gb_val_text(g));
         return gb__node_fail(set, GB_ERR_ARG);
     }
-    if (g->op == GB_TRACE_OP_GRAD) {
+    if (g->op == GB_TRACE_OP_GRAD && set->tr->scanning) {
+        /* shapes only: nothing flows during a scan */
+    } else if (g->op == GB_TRACE_OP_GRAD) {
         if (!g->live_grad) {
             gb__fail(GB_ERR_STATE, "set: the gradient %s is no longer flowing (value used before it can exist)",
                      gb_val_text(g));
@@ -497,8 +528,10 @@ static gb_status gb__arm_grad(gb_val *v) {
     v->armed = t;
     for (ptrdiff_t i = 0; i < arrlen(tr->armed); i++)
         if (tr->armed[i] == t) return GB_OK;
-    if (!gb_grad_hook_add(t, gb__trace_grad_hook, tr)) return gb__node_fail(v, gb_last_status());
-    arrput(tr->armed, t);
+    int id = gb_grad_hook_add(t, gb__trace_grad_hook, tr);
+    if (!id) return gb__node_fail(v, gb_last_status());
+    arrput(tr->armed, gb_tensor_ref(t));
+    arrput(tr->armed_hook, id);
     return GB_OK;
 }
 
@@ -574,6 +607,11 @@ static gb_status gb__exec(gb_val *v) {
         return st;
     }
     case GB_TRACE_OP_SET_INDEX:
+        if (!gb__edit_is_live(a)) {
+            gb__fail(GB_ERR_STATE, "set: %s was already computed when the value became available (value used "
+                                   "before it can exist)", gb_val_text(a));
+            return gb__node_fail(v, GB_ERR_STATE);
+        }
         if (gb_index_put_expr_(x, &v->index, y) != GB_OK) return gb__node_fail(v, gb_last_status());
         gb__done(v);
         return GB_OK;
@@ -664,6 +702,12 @@ static gb_status gb__trace_grad_hook(gb_tensor *t, gb_tensor **grad, void *ctx) 
     return st;
 }
 
+/* The state of v's condition chain: DONE (true or none), SKIPPED (false) or
+ * PENDING (not known yet). */
+static gb__state gb__cond_state(const gb_val *v) {
+    return v->cond ? v->cond->state == GB__STATE_DONE ? GB__STATE_DONE : v->cond->state : GB__STATE_DONE;
+}
+
 /* The hook of one point: feed its getters, honour skips, pump, stop. */
 static gb_status gb__point_hook(gb_event *ev, void *ctx) {
     gb__point *p = ctx;
@@ -674,6 +718,10 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
         gb_val *v = p->getters[i];
         if (v->state != GB__STATE_PENDING) continue;
         if (v->op == GB_TRACE_OP_SKIP) continue;
+        if (gb__cond_state(v) == GB__STATE_SKIPPED) { /* under a false condition */
+            v->state = GB__STATE_SKIPPED;
+            continue;
+        }
         gb_values_clear(&v->value);
         v->is_tuple = v->op == GB_TRACE_OP_OUTPUT && ev->module->type->returns_tuple;
         int n = v->op == GB_TRACE_OP_INPUT ? (ev->values->n > 0) : ev->values->n;
@@ -684,7 +732,18 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
     for (ptrdiff_t i = 0; i < arrlen(p->getters) && st == GB_OK; i++) {
         gb_val *v = p->getters[i];
         if (v->op != GB_TRACE_OP_SKIP || v->state != GB__STATE_PENDING) continue;
+        gb__state cs = gb__cond_state(v);
+        if (cs == GB__STATE_SKIPPED) {
+            v->state = GB__STATE_SKIPPED;
+            continue;
+        }
         gb_val *val = v->arg[0];
+        if (cs == GB__STATE_PENDING) {
+            gb__fail(GB_ERR_STATE, "skip: the condition of %s is not known yet when %s runs (value used before "
+                                   "it can exist)", gb_val_text(v), *v->text ? v->text : "model");
+            st = gb__node_fail(v, GB_ERR_STATE);
+            break;
+        }
         if (val->state != GB__STATE_DONE) {
             gb__fail(GB_ERR_STATE, "skip: the replacement value %s does not exist yet when %s runs (value used "
                                    "before it can exist)", gb_val_text(val), *v->text ? v->text : "model");
@@ -746,9 +805,7 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
         return tr->def_status;
     }
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) gb__reset_node(tr->nodes[i]);
-    /* Gradient hooks of an earlier run stay on tensors that may still be
-     * alive; they find no armed node and do nothing. */
-    arrfree(tr->armed);
+    gb__disarm(tr);
     tr->scanning = scanning;
     tr->stop = false;
     tr->run_status = GB_OK;
@@ -769,6 +826,15 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
         if (scanning) gb__meta_pop();
     }
     if (st == GB_STOPPED) st = GB_OK;
+    /* A getter read before its condition was known, which then was false,
+     * was never produced. */
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
+        gb_val *v = tr->nodes[i];
+        if (v->state == GB__STATE_DONE && gb__cond_state(v) != GB__STATE_DONE) {
+            v->state = GB__STATE_SKIPPED;
+            gb_values_clear(&v->value);
+        }
+    }
     if (st != GB_OK && tr->run_status != GB_OK) gb__fail(tr->run_status, "%s", tr->run_error);
     gb_tensor_free(input);
     gb_run_free(run);

@@ -143,6 +143,7 @@ for name, fn in CMP.items():
     o.put(f"cmp.{name}.same", fn(ca, cb))
     o.put(f"cmp.{name}.bcast", fn(c3, c2))
     o.put(f"cmp.{name}.mixed", fn(ca, ci))  # f32 with i64
+    o.put(f"cmp.{name}.zero", fn(torch.tensor(1.0), ca))  # 0-dim with [3, 4]
 o.put("cmp.eq_scalar", torch.eq(ca, 1.0))
 o.put("cmp.gt_scalar", torch.gt(ca, 0.5))
 o.put("cmp.lt_scalar", torch.lt(ca, -1.0))

@@ -50,7 +50,7 @@ case("strided", lambda x, b: x[:, ::2] @ b, x=R(3, 8), b=R(4, 5))
 case("expand", lambda x, b: x.expand(2, 3, 4) @ b, x=R(3, 4), b=R(2, 4, 5))
 case("perm", lambda x, b: x.permute(1, 0, 2) @ b, x=R(3, 2, 4), b=R(4, 5))
 # long sums: K = 200
-case("big", lambda a, b: a @ b, a=R(64, 200), b=R(200, 48))
+case("big", lambda a, b: a @ b, a=R(32, 200), b=R(200, 24))
 
 # linear: x @ w^T + bias
 case("linear", lambda x, w, bias: F.linear(x, w, bias), x=R(2, 3, 4), w=R(5, 4), bias=R(5))
@@ -58,6 +58,7 @@ case("linear_nobias", lambda x, w: F.linear(x, w), x=R(4), w=R(5, 4))
 case("linear_xt", lambda xt, w, bias: F.linear(xt.T, w, bias), xt=R(4, 6), w=R(5, 4), bias=R(5))
 case("linear_wt", lambda x, wt: F.linear(x, wt.T), x=R(6, 4), wt=R(4, 5))
 case("linear_perm", lambda x, w, bias: F.linear(x.permute(1, 0, 2), w, bias), x=R(3, 2, 4), w=R(5, 4), bias=R(5))
-case("linear_big", lambda x, w, bias: F.linear(x, w, bias), x=R(4, 16, 96), w=R(80, 96), bias=R(80))
+# m*n*k = 48*96*72 is above OpenBLAS's single-thread threshold: its own threads run
+case("linear_big", lambda x, w, bias: F.linear(x, w, bias), x=R(2, 24, 72), w=R(96, 72), bias=R(96))
 
 o.save()
