@@ -62,6 +62,16 @@ $(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
+# The usage examples of the public headers, as functions (see the script).
+PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h
+$(BUILD)/tests/header_examples.inc: tools/extract_examples.py $(PUBLIC_HEADERS)
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/extract_examples.py $@ $(PUBLIC_HEADERS)
+
+$(BUILD)/obj/tests/test_header_examples.o: tests/test_header_examples.c $(BUILD)/tests/header_examples.inc
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(BUILD)/tests -MMD -MP -c $< -o $@
+
 $(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libglassbox.a
 	$(CC) $(LDFLAGS) -fopenmp -o $@ $(TEST_OBJ) $(BUILD)/libglassbox.a $(LDLIBS) $$(pkg-config --libs check)
 
@@ -69,6 +79,9 @@ $(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libglassbox.a
 $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 	@mkdir -p $(dir $@)
 	$(PYTHON) $< $@.tmp && mv $@.tmp $@
+
+# The model fixtures are written by the generator that models.py runs.
+$(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
 
 $(BUILD)/examples/%: examples/%.c $(HEADERS) $(BUILD)/libglassbox.a
 	@mkdir -p $(dir $@)

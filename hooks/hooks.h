@@ -2,13 +2,14 @@
  * through handles, on one module or a whole subtree, including gradient
  * events in backward.
  *
- * Usage (compiled as a test, tests/test_header_examples.c):
+ * Usage (compiled as a test, tests/test_header_examples.c), with a hook
+ * that edits an output in place:
  *
- *     static gb_status zero_first(gb_event *ev, void *ctx) {   // replace an output in place
- *         (void)ctx;
- *         return gb_index_fill_(ev->values->v[0], "[:, 0]", 0.0f);
- *     }
- *     ...
+ *   static gb_status zero_first(gb_event *ev, void *ctx) {
+ *       (void)ctx;
+ *       return gb_index_fill_(ev->values->v[0], "[:, 0]", 0.0f);
+ *   }
+ *
  *     gb_hooks *hooks = gb_hooks_new(net);
  *     int id = gb_hook_add(hooks, gb_module_find(net, "layer1"), GB_EVENT_OUTPUT, 0, zero_first, NULL);
  *     gb_run *run = gb_run_new();

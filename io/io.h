@@ -94,10 +94,10 @@ gb_status gb_tokenizer_set_pad_id(gb_tokenizer *tok, int32_t id);
  *     gb_hf_files f;                                  // config.json + weights
  *     if (gb_hf_resolve("openai-community/gpt2", &f) != GB_OK) {
  *         fprintf(stderr, "%s\n", gb_last_error());   // names what it looked for, and where
- *         return;
+ *         return 1;
  *     }
  *     gb_safetensors *st = gb_safetensors_open(f.weights); // file, index or directory
- *     if (!st) { fprintf(stderr, "%s\n", gb_last_error()); gb_hf_files_free(&f); return; }
+ *     if (!st) { fprintf(stderr, "%s\n", gb_last_error()); gb_hf_files_free(&f); return 1; }
  *     for (int i = 0; i < gb_safetensors_count(st); i++)
  *         printf("%s %s\n", gb_safetensors_name(st, i),
  *                gb_safetensors_stored_dtype(st, gb_safetensors_name(st, i)));

@@ -795,7 +795,7 @@ static gb_tensor *gb__st_load(gb_safetensors *st, const char *name, bool to_f32)
         t = gb_empty(e->ndim, shape, GB_DTYPE_F32);
         float *out = t ? gb_tensor_data(t) : NULL; /* [numel] */
         int64_t n = gb__numel(e->ndim, shape);
-        float (*cvt)(uint16_t) = stored == GB_DTYPE_F16 ? gb_bf16_to_f32 : gb_bf16_to_f32;
+        float (*cvt)(uint16_t) = stored == GB_DTYPE_F16 ? gb_f16_to_f32 : gb_bf16_to_f32;
         if (out) {
 #pragma omp parallel for if (n > GB__PAR_MIN_WORK) num_threads(gb__threads())
             for (int64_t i = 0; i < n; i++) {

@@ -15,10 +15,9 @@ gb_tensor *gb__split_heads(gb_tensor *x, int64_t heads, int64_t head_dim) {
 }
 
 gb_tensor *gb__merge_heads(gb_tensor *x) {
+    int64_t B = gb_tensor_dim(x, 0), H = gb_tensor_dim(x, 1), T = gb_tensor_dim(x, 2), D = gb_tensor_dim(x, 3);
     gb_tensor *p = gb_permute(x, (int[]){0, 2, 1, 3}); /* [B, T, H, D] */
-    gb_tensor *r = p ? gb_reshape(p, 3, (int64_t[]){gb_tensor_dim(x, 0), gb_tensor_dim(x, 2),
-                                                    gb_tensor_dim(x, 1) * gb_tensor_dim(x, 3)})
-                     : NULL;
+    gb_tensor *r = p ? gb_reshape(p, 3, (int64_t[]){B, T, H * D}) : NULL;
     gb_tensor_free(p);
     return r;
 }
@@ -71,19 +70,18 @@ static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t 
             }
         }
         const float *p = pf ? gb_tensor_data(pf) : NULL; /* [B, S] */
-        bool *h = gb_tensor_data(m);                       /* [bm, 1, T, S] */
+        bool *h = gb_tensor_data(m);                     /* [bm, 1, T, S] */
         for (int64_t b = 0; b < bm; b++)
             for (int64_t i = 0; i < T; i++)
-                for (int64_t j = 0; j < S; j++)
-                    h[(b * T + i) * S + j] = j > S - T + i || (p && p[b * S + j] == 0.0f);
+                for (int64_t j = 0; j < S; j++) h[(b * T + i) * S + j] = j > S - T + i || (p && p[b * S + j] == 0.0f);
         gb_tensor_free(pf);
     }
     *mask = m;
     return GB_OK;
 }
 
-gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v,
-                        gb__attn_scale scale, gb_module *dropout, gb_tensor **out) {
+gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__attn_scale scale,
+                        gb_module *dropout, gb_tensor **out) {
     *out = NULL;
     int64_t B = gb_tensor_dim(q, 0), H = gb_tensor_dim(q, 1), T = gb_tensor_dim(q, 2), D = gb_tensor_dim(q, 3);
     int64_t KV = gb_tensor_dim(k, 1), S = gb_tensor_dim(k, 2);
@@ -151,7 +149,8 @@ gb_tensor *gb__positions(gb_module *model, gb_run *run, int64_t B, int64_t T) {
                                  gb_dtype_name(dt));
         if (gb_tensor_ndim(pos) != 2 || gb_tensor_dim(pos, 1) != T ||
             (gb_tensor_dim(pos, 0) != B && gb_tensor_dim(pos, 0) != 1))
-            return gb__fail_null(GB_ERR_SHAPE, "%s: position_ids has shape %s, expected [%lld, %lld] (batch, new tokens)",
+            return gb__fail_null(GB_ERR_SHAPE,
+                                 "%s: position_ids has shape %s, expected [%lld, %lld] (batch, new tokens)",
                                  GB__LABEL(model), GB__SHAPE_STR(pos), (long long)B, (long long)T);
         return gb_tensor_ref(pos);
     }

@@ -70,7 +70,8 @@ done:
     return st;
 }
 
-static const gb__module_type gb__type_gpt2_attn = {.name = "GPT2Attention", .forward = gb__gpt2_attn_forward, .returns_tuple = true};
+static const gb__module_type gb__type_gpt2_attn = {
+    .name = "GPT2Attention", .forward = gb__gpt2_attn_forward, .returns_tuple = true};
 
 /* ---- GPT2MLP ------------------------------------------------------------ */
 
@@ -138,7 +139,8 @@ done:
     return st;
 }
 
-static const gb__module_type gb__type_gpt2_block = {.name = "GPT2Block", .forward = gb__gpt2_block_forward, .returns_tuple = true};
+static const gb__module_type gb__type_gpt2_block = {
+    .name = "GPT2Block", .forward = gb__gpt2_block_forward, .returns_tuple = true};
 
 /* ---- GPT2Model and GPT2LMHeadModel -------------------------------------- */
 
@@ -189,7 +191,8 @@ done:
     return st;
 }
 
-static const gb__module_type gb__type_gpt2_model = {.name = "GPT2Model", .forward = gb__gpt2_model_forward, .returns_tuple = true};
+static const gb__module_type gb__type_gpt2_model = {
+    .name = "GPT2Model", .forward = gb__gpt2_model_forward, .returns_tuple = true};
 
 /* (input_ids [B, T]) -> (logits [B, T, vocab]). */
 static gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
@@ -197,13 +200,16 @@ static gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_value
     if (!ids) return gb_last_status();
     gb_values h = {0};
     gb_status st = gb__call(m->children[GB__LM_TRANSFORMER], run, 1, &ids, &h);
-    if (st == GB_OK) st = gb__call(m->children[GB__LM_HEAD], run, 1, &h.v[0], out);
-    else gb__values_move(out, &h);
+    if (st == GB_OK)
+        st = gb__call(m->children[GB__LM_HEAD], run, 1, &h.v[0], out);
+    else
+        gb__values_move(out, &h);
     gb_values_clear(&h);
     return st;
 }
 
-static const gb__module_type gb__type_gpt2_lm = {.name = "GPT2LMHeadModel", .forward = gb__causal_lm_forward, .returns_tuple = true};
+static const gb__module_type gb__type_gpt2_lm = {
+    .name = "GPT2LMHeadModel", .forward = gb__causal_lm_forward, .returns_tuple = true};
 
 /* ---- building ----------------------------------------------------------- */
 
@@ -252,15 +258,17 @@ static gb_module *gb__gpt2_block_new(const gb_gpt2_config *c) {
 static gb_status gb__gpt2_check(const gb_gpt2_config *c) {
     if (c->vocab_size <= 0 || c->n_positions <= 0 || c->n_embd <= 0 || c->n_layer < 0 || c->n_head <= 0 ||
         c->n_inner < 0)
-        return gb__fail(GB_ERR_ARG,
-                        "gpt2_new: sizes must be positive (vocab_size=%lld, n_positions=%lld, n_embd=%lld, n_layer=%lld, "
-                        "n_head=%lld, n_inner=%lld)",
-                        (long long)c->vocab_size, (long long)c->n_positions, (long long)c->n_embd,
-                        (long long)c->n_layer, (long long)c->n_head, (long long)c->n_inner);
+        return gb__fail(
+            GB_ERR_ARG,
+            "gpt2_new: sizes must be positive (vocab_size=%lld, n_positions=%lld, n_embd=%lld, n_layer=%lld, "
+            "n_head=%lld, n_inner=%lld)",
+            (long long)c->vocab_size, (long long)c->n_positions, (long long)c->n_embd, (long long)c->n_layer,
+            (long long)c->n_head, (long long)c->n_inner);
     if (c->n_embd % c->n_head)
-        return gb__fail(GB_ERR_ARG,
-                        "gpt2_new: `embed_dim` must be divisible by num_heads (got `embed_dim`: %lld and `num_heads`: %lld)",
-                        (long long)c->n_embd, (long long)c->n_head);
+        return gb__fail(
+            GB_ERR_ARG,
+            "gpt2_new: `embed_dim` must be divisible by num_heads (got `embed_dim`: %lld and `num_heads`: %lld)",
+            (long long)c->n_embd, (long long)c->n_head);
     return GB_OK;
 }
 
@@ -294,8 +302,10 @@ gb_module *gb_gpt2_new(const gb_gpt2_config *cfg) {
     }
     if (st == GB_OK) {
         lm->config = gb__malloc(sizeof *cfg, "gpt2_new");
-        if (lm->config) memcpy(lm->config, cfg, sizeof *cfg);
-        else st = GB_ERR_ALLOC;
+        if (lm->config)
+            memcpy(lm->config, cfg, sizeof *cfg);
+        else
+            st = GB_ERR_ALLOC;
     }
     gb_module_free(h);
     gb_module_free(tr);

@@ -126,8 +126,7 @@ char *gb__py_float(char *buf, size_t size, float v) {
 }
 
 /* Forward of a module that applies one tensor function to its one input. */
-static gb_status gb__unary_forward(gb_module *m, const gb_values *in, gb_values *out,
-                                   gb_tensor *(*fn)(gb_tensor *)) {
+static gb_status gb__unary_forward(gb_module *m, const gb_values *in, gb_values *out, gb_tensor *(*fn)(gb_tensor *)) {
     gb_tensor *x = gb__input(m, in, 0, "one input tensor");
     if (!x) return gb_last_status();
     gb_tensor *y = fn(x);
@@ -147,7 +146,8 @@ static gb_status gb__linear_forward(gb_module *m, gb_run *run, const gb_values *
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor [..., in_features]");
     if (!x) return gb_last_status();
-    gb_tensor *y = gb_linear(x, gb_module_param(m, "weight"), m->iparam[GB__LIN_BIAS] ? gb_module_param(m, "bias") : NULL);
+    gb_tensor *y =
+        gb_linear(x, gb_module_param(m, "weight"), m->iparam[GB__LIN_BIAS] ? gb_module_param(m, "bias") : NULL);
     if (!y) {
         gb__error_prefix("%s", GB__LABEL(m));
         return gb_last_status();
@@ -168,7 +168,8 @@ static void gb__linear_init(gb_module *m, gb_rng *rng) {
     if (m->iparam[GB__LIN_BIAS]) gb__param_uniform(m, "bias", rng, -bound, bound);
 }
 
-static const gb__module_type gb__type_linear = {.name = "Linear", .forward = gb__linear_forward, .extra_repr = gb__linear_repr, .init = gb__linear_init};
+static const gb__module_type gb__type_linear = {
+    .name = "Linear", .forward = gb__linear_forward, .extra_repr = gb__linear_repr, .init = gb__linear_init};
 
 gb_module *gb_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
     if (in_features < 0 || out_features < 0)
@@ -224,7 +225,8 @@ static void gb__conv1d_init(gb_module *m, gb_rng *rng) {
     gb__param_fill(m, "bias", 0.0f);
 }
 
-static const gb__module_type gb__type_conv1d = {.name = "Conv1D", .forward = gb__conv1d_forward, .extra_repr = gb__conv1d_repr, .init = gb__conv1d_init};
+static const gb__module_type gb__type_conv1d = {
+    .name = "Conv1D", .forward = gb__conv1d_forward, .extra_repr = gb__conv1d_repr, .init = gb__conv1d_init};
 
 gb_module *gb_nn_conv1d(int64_t nf, int64_t nx) {
     if (nf < 0 || nx < 0)
@@ -260,7 +262,10 @@ static void gb__embedding_repr(const gb_module *m, char *buf, size_t size) {
 
 static void gb__embedding_init(gb_module *m, gb_rng *rng) { gb__param_normal(m, "weight", rng, 0.0f, 1.0f); }
 
-static const gb__module_type gb__type_embedding = {.name = "Embedding", .forward = gb__embedding_forward, .extra_repr = gb__embedding_repr, .init = gb__embedding_init};
+static const gb__module_type gb__type_embedding = {.name = "Embedding",
+                                                   .forward = gb__embedding_forward,
+                                                   .extra_repr = gb__embedding_repr,
+                                                   .init = gb__embedding_init};
 
 gb_module *gb_nn_embedding(int64_t num_embeddings, int64_t embedding_dim) {
     if (num_embeddings < 0 || embedding_dim < 0)
@@ -281,7 +286,8 @@ enum { GB__NORM_N, GB__NORM_AFFINE };
 static gb_status gb__norm_check(gb_module *m, const gb_tensor *x) {
     int64_t n = m->iparam[GB__NORM_N];
     if (gb_tensor_ndim(x) > 0 && gb_tensor_dim(x, -1) == n) return GB_OK;
-    return gb__fail(GB_ERR_SHAPE, "%s: Given normalized_shape=[%lld], expected input with shape [*, %lld], but got input of size%s",
+    return gb__fail(GB_ERR_SHAPE,
+                    "%s: Given normalized_shape=[%lld], expected input with shape [*, %lld], but got input of size%s",
                     GB__LABEL(m), (long long)n, (long long)n, GB__SHAPE_STR(x));
 }
 
@@ -311,7 +317,10 @@ static void gb__layer_norm_init(gb_module *m, gb_rng *rng) {
     gb__param_fill(m, "bias", 0.0f);
 }
 
-static const gb__module_type gb__type_layer_norm = {.name = "LayerNorm", .forward = gb__layer_norm_forward, .extra_repr = gb__layer_norm_repr, .init = gb__layer_norm_init};
+static const gb__module_type gb__type_layer_norm = {.name = "LayerNorm",
+                                                    .forward = gb__layer_norm_forward,
+                                                    .extra_repr = gb__layer_norm_repr,
+                                                    .init = gb__layer_norm_init};
 
 gb_module *gb_nn_layer_norm(int64_t n, float eps, bool elementwise_affine) {
     if (n < 0) return gb__fail_null(GB_ERR_ARG, "LayerNorm: normalized_shape=%lld must be >= 0", (long long)n);
@@ -343,7 +352,8 @@ static gb_status gb__rms_norm_forward(gb_module *m, gb_run *run, const gb_values
 /* LlamaRMSNorm.extra_repr (transformers >= 4.48): "(64,), eps=1e-05". */
 static void gb__rms_norm_repr(const gb_module *m, char *buf, size_t size) {
     char eps[32];
-    snprintf(buf, size, "(%lld,), eps=%s", (long long)m->iparam[GB__NORM_N], gb__py_float(eps, sizeof eps, m->fparam[0]));
+    snprintf(buf, size, "(%lld,), eps=%s", (long long)m->iparam[GB__NORM_N],
+             gb__py_float(eps, sizeof eps, m->fparam[0]));
 }
 
 static void gb__rms_norm_init(gb_module *m, gb_rng *rng) {
@@ -351,7 +361,10 @@ static void gb__rms_norm_init(gb_module *m, gb_rng *rng) {
     gb__param_fill(m, "weight", 1.0f);
 }
 
-static const gb__module_type gb__type_rms_norm = {.name = "LlamaRMSNorm", .forward = gb__rms_norm_forward, .extra_repr = gb__rms_norm_repr, .init = gb__rms_norm_init};
+static const gb__module_type gb__type_rms_norm = {.name = "LlamaRMSNorm",
+                                                  .forward = gb__rms_norm_forward,
+                                                  .extra_repr = gb__rms_norm_repr,
+                                                  .init = gb__rms_norm_init};
 
 gb_module *gb_nn_rms_norm(int64_t n, float eps) {
     if (n < 0) return gb__fail_null(GB_ERR_ARG, "LlamaRMSNorm: hidden_size=%lld must be >= 0", (long long)n);
@@ -379,7 +392,8 @@ static void gb__dropout_repr(const gb_module *m, char *buf, size_t size) {
     snprintf(buf, size, "p=%s, inplace=False", gb__py_float(p, sizeof p, m->fparam[0]));
 }
 
-static const gb__module_type gb__type_dropout = {.name = "Dropout", .forward = gb__dropout_forward, .extra_repr = gb__dropout_repr};
+static const gb__module_type gb__type_dropout = {
+    .name = "Dropout", .forward = gb__dropout_forward, .extra_repr = gb__dropout_repr};
 
 gb_module *gb_nn_dropout(float p) {
     if (!(p >= 0.0f && p <= 1.0f)) {
@@ -397,18 +411,18 @@ gb_module *gb_nn_dropout(float p) {
 /* X(id, Hugging Face name, PyTorch class printed, tensor function).
  * "gelu" is GELUActivation (exact erf GELU), "gelu_new" NewGELUActivation
  * (the tanh approximation); "silu" and "swish" are both nn.SiLU. */
-#define GB__ACTIVATION_LIST(X)                              \
-    X(gelu, "gelu", "GELUActivation", gb_gelu)              \
-    X(gelu_new, "gelu_new", "NewGELUActivation", gb_gelu_tanh) \
-    X(silu, "silu", "SiLU", gb_silu)                        \
-    X(swish, "swish", "SiLU", gb_silu)                      \
+#define GB__ACTIVATION_LIST(X)                                                                                         \
+    X(gelu, "gelu", "GELUActivation", gb_gelu)                                                                         \
+    X(gelu_new, "gelu_new", "NewGELUActivation", gb_gelu_tanh)                                                         \
+    X(silu, "silu", "SiLU", gb_silu)                                                                                   \
+    X(swish, "swish", "SiLU", gb_silu)                                                                                 \
     X(relu, "relu", "ReLU", gb_relu)
 
-#define GB__X(id, hf, cls, fn)                                                                        \
-    static gb_status gb__act_##id##_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) { \
-        (void)run;                                                                                    \
-        return gb__unary_forward(m, in, out, fn);                                                     \
-    }                                                                                                 \
+#define GB__X(id, hf, cls, fn)                                                                                         \
+    static gb_status gb__act_##id##_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {          \
+        (void)run;                                                                                                     \
+        return gb__unary_forward(m, in, out, fn);                                                                      \
+    }                                                                                                                  \
     static const gb__module_type gb__type_act_##id = {.name = cls, .forward = gb__act_##id##_forward};
 GB__ACTIVATION_LIST(GB__X)
 #undef GB__X
@@ -432,7 +446,8 @@ gb_module *gb_nn_activation(const char *hf_name) {
         }
     char known[256] = "";
     for (size_t i = 0; i < n; i++)
-        snprintf(known + strlen(known), sizeof known - strlen(known), "%s'%s'", i ? ", " : "", gb__activations[i].hf_name);
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s'%s'", i ? ", " : "",
+                 gb__activations[i].hf_name);
     return gb__fail_null(GB_ERR_UNSUPPORTED, "activation: function '%s' not found in ACT2FN mapping (glassbox has %s)",
                          hf_name ? hf_name : "(null)", known);
 }

@@ -30,8 +30,8 @@ static gb_status gb__rotary_forward(gb_module *m, gb_run *run, const gb_values *
     if (!pos) return gb_last_status();
     gb_dtype dt = gb_tensor_dtype(pos);
     if ((dt != GB_DTYPE_I64 && dt != GB_DTYPE_I32) || gb_tensor_ndim(pos) != 2)
-        return gb__fail(GB_ERR_ARG, "%s: position_ids must be [batch, seq_len] int64 or int32, got %s %s",
-                        GB__LABEL(m), gb_dtype_name(dt), GB__SHAPE_STR(pos));
+        return gb__fail(GB_ERR_ARG, "%s: position_ids must be [batch, seq_len] int64 or int32, got %s %s", GB__LABEL(m),
+                        gb_dtype_name(dt), GB__SHAPE_STR(pos));
     gb_tensor *inv = gb_module_param(m, "inv_freq"); /* [D/2] */
     int64_t half = gb_tensor_dim(inv, 0), D = 2 * half;
     int64_t B = gb_tensor_dim(pos, 0), T = gb_tensor_dim(pos, 1), shape[3] = {B, T, D};
@@ -45,8 +45,8 @@ static gb_status gb__rotary_forward(gb_module *m, gb_run *run, const gb_values *
         return gb_last_status();
     }
     if (!meta) {
-        const int64_t *p = gb_tensor_data(pc); /* [B, T] */
-        const float *f = gb_tensor_data(inv);  /* [D/2] */
+        const int64_t *p = gb_tensor_data(pc);                  /* [B, T] */
+        const float *f = gb_tensor_data(inv);                   /* [D/2] */
         float *cv = gb_tensor_data(c), *sv = gb_tensor_data(s); /* [B, T, D] */
         for (int64_t bt = 0; bt < B * T; bt++)
             for (int64_t i = 0; i < half; i++) {
@@ -61,7 +61,8 @@ static gb_status gb__rotary_forward(gb_module *m, gb_run *run, const gb_values *
     return st ? st : st2;
 }
 
-static const gb__module_type gb__type_rotary = {.name = "LlamaRotaryEmbedding", .forward = gb__rotary_forward, .returns_tuple = true};
+static const gb__module_type gb__type_rotary = {
+    .name = "LlamaRotaryEmbedding", .forward = gb__rotary_forward, .returns_tuple = true};
 
 /* inv_freq in f32 as transformers' rope init functions compute it:
  * 1 / theta^(2i/dim), then for "llama3" (_compute_llama3_parameters) low
@@ -130,7 +131,8 @@ static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_valu
                         GB__LABEL(m), GB__SHAPE_STR(x));
     if (gb_tensor_ndim(cos) != 3 || gb_tensor_dim(cos, 1) != gb_tensor_dim(x, 1) || gb_tensor_dim(cos, 2) != D ||
         !(gb_tensor_dim(cos, 0) == 1 || gb_tensor_dim(cos, 0) == gb_tensor_dim(x, 0)))
-        return gb__fail(GB_ERR_SHAPE, "%s: cos has shape %s, expected [%lld, %lld, %lld] (or batch 1) for hidden_states %s",
+        return gb__fail(GB_ERR_SHAPE,
+                        "%s: cos has shape %s, expected [%lld, %lld, %lld] (or batch 1) for hidden_states %s",
                         GB__LABEL(m), GB__SHAPE_STR(cos), (long long)gb_tensor_dim(x, 0),
                         (long long)gb_tensor_dim(x, 1), (long long)D, GB__SHAPE_STR(x));
     gb_values r = {0};
@@ -177,7 +179,8 @@ done:
     return st;
 }
 
-static const gb__module_type gb__type_llama_attn = {.name = "LlamaAttention", .forward = gb__llama_attn_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_attn = {
+    .name = "LlamaAttention", .forward = gb__llama_attn_forward, .returns_tuple = true};
 
 /* ---- LlamaMLP ----------------------------------------------------------- */
 
@@ -258,7 +261,8 @@ done:
     return st;
 }
 
-static const gb__module_type gb__type_llama_layer = {.name = "LlamaDecoderLayer", .forward = gb__llama_layer_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_layer = {
+    .name = "LlamaDecoderLayer", .forward = gb__llama_layer_forward, .returns_tuple = true};
 
 /* ---- LlamaModel and LlamaForCausalLM ------------------------------------ */
 
@@ -302,7 +306,8 @@ done:
     return st;
 }
 
-static const gb__module_type gb__type_llama_model = {.name = "LlamaModel", .forward = gb__llama_model_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_model = {
+    .name = "LlamaModel", .forward = gb__llama_model_forward, .returns_tuple = true};
 
 /* (input_ids [B, T]) -> (logits [B, T, vocab]). */
 static gb_status gb__llama_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
@@ -310,13 +315,16 @@ static gb_status gb__llama_lm_forward(gb_module *m, gb_run *run, const gb_values
     if (!ids) return gb_last_status();
     gb_values h = {0};
     gb_status st = gb__call(m->children[GB__LLM_MODEL], run, 1, &ids, &h);
-    if (st == GB_OK) st = gb__call(m->children[GB__LLM_HEAD], run, 1, &h.v[0], out);
-    else gb__values_move(out, &h);
+    if (st == GB_OK)
+        st = gb__call(m->children[GB__LLM_HEAD], run, 1, &h.v[0], out);
+    else
+        gb__values_move(out, &h);
     gb_values_clear(&h);
     return st;
 }
 
-static const gb__module_type gb__type_llama_lm = {.name = "LlamaForCausalLM", .forward = gb__llama_lm_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_lm = {
+    .name = "LlamaForCausalLM", .forward = gb__llama_lm_forward, .returns_tuple = true};
 
 /* ---- building ----------------------------------------------------------- */
 
@@ -333,7 +341,8 @@ static gb_status gb__llama_check(const gb_llama_config *in, gb_llama_config *c) 
     *c = *in;
     if (c->num_key_value_heads == 0) c->num_key_value_heads = c->num_attention_heads;
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->num_hidden_layers < 0 ||
-        c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim < 0 || c->max_position_embeddings <= 0)
+        c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim < 0 ||
+        c->max_position_embeddings <= 0)
         return gb__fail(GB_ERR_ARG,
                         "llama_new: sizes must be positive (vocab_size=%lld, hidden_size=%lld, intermediate_size=%lld, "
                         "num_hidden_layers=%lld, num_attention_heads=%lld, num_key_value_heads=%lld, head_dim=%lld, "
@@ -344,13 +353,15 @@ static gb_status gb__llama_check(const gb_llama_config *in, gb_llama_config *c) 
                         (long long)c->max_position_embeddings);
     if (c->head_dim == 0) {
         if (c->hidden_size % c->num_attention_heads)
-            return gb__fail(GB_ERR_ARG,
-                            "llama_new: hidden_size (%lld) is not divisible by num_attention_heads (%lld); set head_dim",
-                            (long long)c->hidden_size, (long long)c->num_attention_heads);
+            return gb__fail(
+                GB_ERR_ARG,
+                "llama_new: hidden_size (%lld) is not divisible by num_attention_heads (%lld); set head_dim",
+                (long long)c->hidden_size, (long long)c->num_attention_heads);
         c->head_dim = c->hidden_size / c->num_attention_heads;
     }
     if (c->num_attention_heads % c->num_key_value_heads)
-        return gb__fail(GB_ERR_ARG, "llama_new: num_attention_heads (%lld) is not a multiple of num_key_value_heads (%lld)",
+        return gb__fail(GB_ERR_ARG,
+                        "llama_new: num_attention_heads (%lld) is not a multiple of num_key_value_heads (%lld)",
                         (long long)c->num_attention_heads, (long long)c->num_key_value_heads);
     if (c->head_dim % 2)
         return gb__fail(GB_ERR_ARG, "llama_new: head_dim (%lld) must be even for rotary embeddings",
@@ -438,8 +449,10 @@ gb_module *gb_llama_new(const gb_llama_config *cfg) {
     }
     if (st == GB_OK) {
         lm->config = gb__malloc(sizeof c, "llama_new");
-        if (lm->config) memcpy(lm->config, &c, sizeof c);
-        else st = GB_ERR_ALLOC;
+        if (lm->config)
+            memcpy(lm->config, &c, sizeof c);
+        else
+            st = GB_ERR_ALLOC;
     }
     gb_module_free(layers);
     gb_module_free(model);

@@ -76,8 +76,8 @@ typedef enum gb__attn_scale {
  * uniformly. The probabilities are emitted as point "attn_weights" of attn
  * and, when dropout is not NULL, passed through that module (an event).
  * *out gets [B, H, T, D]. */
-gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v,
-                        gb__attn_scale scale, gb_module *dropout, gb_tensor **out);
+gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__attn_scale scale,
+                        gb_module *dropout, gb_tensor **out);
 
 /* Positions for a model forward over T new tokens of a batch of B: the run's
  * position ids ([B, T] or [1, T]) or arange(past, past + T) as [1, T] (i64),

@@ -111,10 +111,13 @@ gb_status gb__op_LAYER_NORM_forward(gb_tensor *out) {
         const float *xr = x + r * n;
         float *yr = y + r * n;
         double sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < n; j++) sum += xr[j];
         double mean = sum / (double)n;
+#pragma omp simd reduction(+ : sq)
         for (int64_t j = 0; j < n; j++) sq += ((double)xr[j] - mean) * ((double)xr[j] - mean);
         float hi = (float)mean, lo = (float)(mean - hi), rstd = (float)(1.0 / sqrt(sq / (double)n + eps));
+#pragma omp simd
         for (int64_t j = 0; j < n; j++) {
             float v = ((xr[j] - hi) - lo) * rstd;
             yr[j] = v * (w ? w[j] : 1.0f) + (b ? b[j] : 0.0f);
@@ -145,12 +148,14 @@ gb_status gb__op_LAYER_NORM_backward(gb_tensor *out, const gb_tensor *dout, gb_t
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = x + r * n, *dyr = dy + r * n;
             double sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
             for (int64_t j = 0; j < n; j++) {
                 float g = dyr[j] * (w ? w[j] : 1.0f), xh = ((xr[j] - mean[2 * r]) - mean[2 * r + 1]) * rstd[r];
                 sg += g;
                 sgx += (double)g * xh;
             }
             float mg = (float)(sg / (double)n), mgx = (float)(sgx / (double)n);
+#pragma omp simd
             for (int64_t j = 0; j < n; j++) {
                 float g = dyr[j] * (w ? w[j] : 1.0f), xh = ((xr[j] - mean[2 * r]) - mean[2 * r + 1]) * rstd[r];
                 dx[r * n + j] += rstd[r] * (g - mg - xh * mgx);
@@ -199,8 +204,10 @@ gb_status gb__op_RMS_NORM_forward(gb_tensor *out) {
         const float *xr = x + r * n;
         float *yr = y + r * n;
         double sq = 0;
+#pragma omp simd reduction(+ : sq)
         for (int64_t j = 0; j < n; j++) sq += (double)xr[j] * xr[j];
         float rstd = (float)(1.0 / sqrt((double)(float)(sq / (double)n) + eps));
+#pragma omp simd
         for (int64_t j = 0; j < n; j++) {
             float h = xr[j] * rstd;
             yr[j] = w ? w[j] * h : h;
@@ -228,8 +235,10 @@ gb_status gb__op_RMS_NORM_backward(gb_tensor *out, const gb_tensor *dout, gb_ten
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = x + r * n, *dyr = dy + r * n;
             double sgx = 0;
+#pragma omp simd reduction(+ : sgx)
             for (int64_t j = 0; j < n; j++) sgx += (double)dyr[j] * (w ? w[j] : 1.0f) * xr[j];
             float rs = rstd[r], c = (float)(sgx / (double)n) * rs * rs * rs;
+#pragma omp simd
             for (int64_t j = 0; j < n; j++) dx[r * n + j] += rs * dyr[j] * (w ? w[j] : 1.0f) - xr[j] * c;
         }
     }

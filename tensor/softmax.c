@@ -7,6 +7,7 @@
 #include "blas.h"
 
 #include <math.h>
+#include <string.h>
 
 static gb_status gb__check_f32(const char *op, const gb_tensor *t) {
     if (t->dtype == GB_DTYPE_F32) return GB_OK;
@@ -21,21 +22,69 @@ static void gb__split_dim(const gb_tensor *t, int dim, int64_t *outer, int64_t *
     *inner = t->ndim ? gb__numel(t->ndim - dim - 1, t->shape + dim + 1) : 1;
 }
 
-/* y[j] = softmax(x)[j] or log_softmax(x)[j] of one row of n, `s` apart. */
-static void gb__softmax_row(float *y, const float *x, int64_t n, int64_t s, bool logsm) {
+/* exp(x) in plain arithmetic the compiler vectorises, unlike a call to
+ * libm's expf (which made softmax 5x slower than PyTorch). Cephes' expf:
+ * x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-7 polynomial, 2^n
+ * written into the exponent bits; within 1 ulp of exp for -87.3 <= x <= 88
+ * (checked over every float in that range). Below -87.3, where expf turns
+ * subnormal, the result is 0 (so a masked -inf gives 0); above 88 it is inf
+ * (exact from 88.73 on; softmax only asks for x <= 0); NaN stays NaN. The
+ * special cases are bit masks, not branches: a float comparison would keep
+ * GCC from if-converting the loop under the default -ftrapping-math. */
+static inline float gb__exp(float x) {
+    uint32_t ux;
+    memcpy(&ux, &x, sizeof ux);
+    uint32_t ax = ux & 0x7fffffffu, neg = ux >> 31;
+    uint32_t nan = -(uint32_t)(ax > 0x7f800000u);                                   /* all ones if NaN */
+    uint32_t tiny = -(uint32_t)(neg & (ax > 0x42ae999au));                          /* x < -87.3 */
+    uint32_t big = -(uint32_t)((neg ^ 1u) & (ax > 0x42b00000u) & (ax <= 0x7f800000u)); /* x > 88 */
+    uint32_t special = nan | tiny | big, uxc = ux & ~special;                       /* those compute exp(0) */
+    float xc;
+    memcpy(&xc, &uxc, sizeof xc);
+    /* round to nearest by adding and removing 1.5 * 2^23 (floorf would stop
+     * the vectoriser) */
+    float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    uint32_t scale_bits = (uint32_t)((int32_t)fn + 127) << 23, ue;
+    float scale, e;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    e = p * scale;
+    memcpy(&ue, &e, sizeof ue);
+    ue = (ue & ~special) | (ux & nan) | (0x7f800000u & big);
+    memcpy(&e, &ue, sizeof e);
+    return e;
+}
+
+/* y[j] = softmax(x)[j] or log_softmax(x)[j] of one row of n, `s` apart.
+ * Inlined with s = 1 for rows along the last dim, where the loops vectorise;
+ * sums run in double lanes. A NaN anywhere in a row makes the row NaN. */
+static inline void gb__softmax_row(float *y, const float *x, int64_t n, int64_t s, bool logsm) {
     float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, x[j * s]);
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < n; j++) mx = x[j * s] > mx ? x[j * s] : mx;
     double sum = 0;
-    for (int64_t j = 0; j < n; j++) {
-        float e = expf(x[j * s] - mx);
-        if (!logsm) y[j * s] = e;
-        sum += e;
-    }
-    if (logsm) { /* x - max is exact for nearby values; adding max back would round */
-        float ls = (float)log(sum);
+    if (logsm) {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < n; j++) sum += gb__exp(x[j * s] - mx);
+        float ls = (float)log(sum); /* x - max is exact for nearby values; adding max back would round */
+#pragma omp simd
         for (int64_t j = 0; j < n; j++) y[j * s] = (x[j * s] - mx) - ls;
     } else {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < n; j++) {
+            float e = gb__exp(x[j * s] - mx);
+            y[j * s] = e;
+            sum += e;
+        }
         float inv = (float)(1.0 / sum);
+#pragma omp simd
         for (int64_t j = 0; j < n; j++) y[j * s] *= inv;
     }
 }
@@ -51,13 +100,30 @@ static gb_status gb__softmax_forward(gb_tensor *out, bool logsm) {
 #pragma omp parallel for num_threads(gb__threads()) if (rows * n >= GB__PAR_MIN_WORK) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int64_t base = (r / inner) * n * inner + r % inner;
-        gb__softmax_row(y + base, x + base, n, inner, logsm);
+        if (inner == 1) gb__softmax_row(y + base, x + base, n, 1, logsm);
+        else gb__softmax_row(y + base, x + base, n, inner, logsm);
     }
     gb_tensor_free(xd);
     return GB_OK;
 }
 
 /* softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy). */
+static inline void gb__softmax_row_backward(float *dx, const float *y, const float *dy, int64_t n, int64_t s,
+                                            bool logsm) {
+    double dot = 0;
+    if (logsm) {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < n; j++) dot += dy[j * s];
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) dx[j * s] += dy[j * s] - gb__exp(y[j * s]) * (float)dot;
+    } else {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < n; j++) dot += (double)dy[j * s] * y[j * s];
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) dx[j * s] += y[j * s] * (dy[j * s] - (float)dot);
+    }
+}
+
 static gb_status gb__softmax_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc, bool logsm) {
     if (!dsrc[0]) return GB_OK;
     float *dx = gb_tensor_data(dsrc[0]);    /* [outer, n, inner] */
@@ -69,13 +135,8 @@ static gb_status gb__softmax_backward(gb_tensor *out, const gb_tensor *dout, gb_
 #pragma omp parallel for num_threads(gb__threads()) if (rows * n >= GB__PAR_MIN_WORK) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int64_t base = (r / inner) * n * inner + r % inner;
-        const float *yr = y + base, *dyr = dy + base;
-        float *dxr = dx + base;
-        double dot = 0;
-        for (int64_t j = 0; j < n; j++) dot += logsm ? dyr[j * inner] : (double)dyr[j * inner] * yr[j * inner];
-        for (int64_t j = 0; j < n; j++)
-            dxr[j * inner] += logsm ? dyr[j * inner] - expf(yr[j * inner]) * (float)dot
-                                  : yr[j * inner] * (dyr[j * inner] - (float)dot);
+        if (inner == 1) gb__softmax_row_backward(dx + base, y + base, dy + base, n, 1, logsm);
+        else gb__softmax_row_backward(dx + base, y + base, dy + base, n, inner, logsm);
     }
     return GB_OK;
 }
@@ -141,9 +202,11 @@ gb_status gb__op_CROSS_ENTROPY_forward(gb_tensor *out) {
     for (int64_t i = 0; i < nrow; i++) {
         const float *xr = x + i * c;
         float m = -INFINITY;
-        for (int64_t j = 0; j < c; j++) m = fmaxf(m, xr[j]);
+#pragma omp simd reduction(max : m)
+        for (int64_t j = 0; j < c; j++) m = xr[j] > m ? xr[j] : m;
         double sum = 0;
-        for (int64_t j = 0; j < c; j++) sum += expf(xr[j] - m);
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < c; j++) sum += gb__exp(xr[j] - m);
         mx[i] = m, ls[i] = (float)log(sum);
     }
     double loss = 0;
@@ -182,8 +245,11 @@ gb_status gb__op_CROSS_ENTROPY_backward(gb_tensor *out, const gb_tensor *dout, g
     for (int64_t i = 0; i < nrow; i++) {
         int64_t t = gb__target(td, tg, i);
         if (t == ignore) continue;
-        for (int64_t j = 0; j < c; j++)
-            dx[i * c + j] += g * (expf((x[i * c + j] - mx[i]) - ls[i]) - (j == t ? 1.0f : 0.0f));
+        float *dxr = dx + i * c;
+        const float *xr = x + i * c;
+#pragma omp simd
+        for (int64_t j = 0; j < c; j++) dxr[j] += g * gb__exp((xr[j] - mx[i]) - ls[i]);
+        dxr[t] -= g;
     }
     gb_tensor_free(xd);
     gb_tensor_free(td);

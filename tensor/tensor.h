@@ -165,7 +165,7 @@ gb_tensor *gb_arange_i64(int64_t start, int64_t end, int64_t step);
 /* The generator is PCG32 (O'Neill's pcg32, XSH-RR 64/32, increment 1442695040888963407).
  * uniform: u = (next() >> 8) * 2^-24 in [0,1), then low + u*(high-low).
  * normal: Box-Muller on two uniforms, u1 taken as 1-u so log() never sees 0;
- *         each pair gives two samples (cos, then sin).
+ * each pair gives two samples (cos, then sin).
  * randint: next() % (high-low) + low (for ranges < 2^32).
  * A gb_rng is a plain value; seeding the same seed repeats the same stream. */
 typedef struct gb_rng {
@@ -239,21 +239,29 @@ typedef struct gb_index_expr {
     gb_index_item item[GB_MAX_INDEX_ITEMS];
 } gb_index_expr;
 
-/* Parse "[:, -1, ::2, ..., None, 3:5]" (the brackets are optional). */
+/* Parse "[:, -1, ::2, ..., None, 3:5]": brackets optional, whitespace and
+ * a trailing comma allowed, signed integers; "" or "[]" is x[()]. Syntax
+ * errors name the column (from 1) in the text as given. One ellipsis at
+ * most. */
 gb_status gb_index_parse(const char *text, gb_index_expr *out);
 /* Print an expression back in the same syntax, e.g. "[:, -1]". Returns the
  * length it needs, like snprintf. */
 int gb_index_format(const gb_index_expr *e, char *buf, size_t size);
 /* The view t[expr]. Out-of-range integer indices fail with GB_ERR_INDEX, e.g.
- * "index 10 is out of bounds for dimension 1 with size 10". */
+ * "index 10 is out of bounds for dimension 1 with size 10 (indexing shape
+ * [2, 10] with [:, 10])"; as in torch, the dimension is the item's position
+ * in the index. */
 gb_tensor *gb_index_expr_apply(gb_tensor *t, const gb_index_expr *e);
 /* gb_index_expr_apply after gb_index_parse. */
 gb_tensor *gb_index(gb_tensor *t, const char *expr);
-/* The result shape of t[expr] without touching data (for scan/validate). */
+/* The result shape of t[expr] without touching data (for scan/validate);
+ * *out_ndim = 0 on failure. */
 gb_status gb_index_shape(int ndim, const int64_t *shape, const gb_index_expr *e,
                          int *out_ndim, int64_t *out_shape);
-/* In place: t[expr] = v, v broadcasting to the indexed shape. Records the
- * assignment for autograd when t or v requires grad. */
+/* In place: t[expr] = v, v broadcasting to the indexed shape (leading 1s of
+ * v dropped, as torch's setitem). Records the assignment for autograd when t
+ * or v requires grad; refuses (GB_ERR_AUTOGRAD) a leaf that requires grad
+ * and a view of a tensor that requires grad. Nothing is written on failure. */
 gb_status gb_index_put_(gb_tensor *t, const char *expr, gb_tensor *v);
 gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v);
 /* In place: t[expr] = value. */
@@ -287,7 +295,8 @@ gb_tensor *gb_relu(gb_tensor *a);
 gb_tensor *gb_gelu(gb_tensor *a);      /* exact: x/2 (1 + erf(x/sqrt 2)) */
 gb_tensor *gb_gelu_tanh(gb_tensor *a); /* gelu_new: tanh approximation */
 gb_tensor *gb_silu(gb_tensor *a);
-/* Comparisons give GB_DTYPE_BOOL tensors (no gradient). */
+/* Comparisons give GB_DTYPE_BOOL tensors (no gradient); any dtypes,
+ * compared by value. */
 gb_tensor *gb_eq(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_ne(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_lt(gb_tensor *a, gb_tensor *b);
@@ -299,7 +308,7 @@ gb_tensor *gb_gt_scalar(gb_tensor *a, float s);
 gb_tensor *gb_lt_scalar(gb_tensor *a, float s);
 /* cond ? a : b, cond a bool tensor; all three broadcast. */
 gb_tensor *gb_where(gb_tensor *cond, gb_tensor *a, gb_tensor *b);
-/* a with value where mask (bool, broadcast to a) is true. */
+/* a with value where mask (bool) is true; a and mask broadcast together, as torch. */
 gb_tensor *gb_masked_fill(gb_tensor *a, gb_tensor *mask, float value);
 
 /* ---- reductions --------------------------------------------------------- */
@@ -307,16 +316,18 @@ gb_tensor *gb_masked_fill(gb_tensor *a, gb_tensor *mask, float value);
 /* Over one dim, keeping it as size 1 when keepdim. */
 gb_tensor *gb_sum(gb_tensor *a, int dim, bool keepdim);
 gb_tensor *gb_mean(gb_tensor *a, int dim, bool keepdim);
-gb_tensor *gb_max(gb_tensor *a, int dim, bool keepdim); /* values */
+gb_tensor *gb_max(gb_tensor *a, int dim, bool keepdim); /* values; gradient to the first extreme */
 gb_tensor *gb_min(gb_tensor *a, int dim, bool keepdim);
-gb_tensor *gb_argmax(gb_tensor *a, int dim, bool keepdim); /* i64, first max */
+gb_tensor *gb_argmax(gb_tensor *a, int dim, bool keepdim); /* i64, first max; any dtype */
 gb_tensor *gb_argmin(gb_tensor *a, int dim, bool keepdim);
-/* Variance with Bessel's correction when correction = 1 (torch's default). */
+/* Variance with Bessel's correction when correction = 1 (torch's default);
+ * correction >= n gives inf/nan, as torch. */
 gb_tensor *gb_var(gb_tensor *a, int dim, int correction, bool keepdim);
 /* Over several dims (ndims entries; ndims = 0 means all: a 0-dim result). */
 gb_tensor *gb_sum_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim);
 gb_tensor *gb_mean_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim);
-/* Sum / mean / max of all elements: 0-dim. */
+/* Sum / mean / max of all elements: 0-dim. max_all's gradient is shared
+ * evenly by tied maxima, as torch's max() with no dim. */
 gb_tensor *gb_sum_all(gb_tensor *a);
 gb_tensor *gb_mean_all(gb_tensor *a);
 gb_tensor *gb_max_all(gb_tensor *a);

@@ -233,7 +233,8 @@ START_TEST(test_errors) {
                    "layer1 (Linear): linear: mat1 and mat2 shapes cannot be multiplied (1x3 and 5x10)");
     ck_assert_ptr_null(y);
     gb_tensor *xi = gb_arange_i64(0, 5, 1);
-    gbt_fails_with(gb_module_run(net, NULL, xi, &y) != GB_OK, GB_ERR_DTYPE, "layer1 (Linear): linear: expected input of dtype float32, got int64");
+    gbt_fails_with(gb_module_run(net, NULL, xi, &y) != GB_OK, GB_ERR_DTYPE,
+                   "layer1 (Linear): linear: expected input of dtype float32, got int64");
 
     gb_module *conv = gb_nn_conv1d(6, 4);
     gbt_fails_with(gb_module_run(conv, NULL, x3, &y) != GB_OK, GB_ERR_SHAPE,
@@ -242,9 +243,11 @@ START_TEST(test_errors) {
     gbt_fails_with(gb_module_run(ln, NULL, x3, &y) != GB_OK, GB_ERR_SHAPE,
                    "Given normalized_shape=[4], expected input with shape [*, 4], but got input of size[1, 3]");
     gb_module *rms = gb_nn_rms_norm(4, 1e-5f);
-    gbt_fails_with(gb_module_run(rms, NULL, x3, &y) != GB_OK, GB_ERR_SHAPE, "<root> (LlamaRMSNorm): Given normalized_shape=[4]");
+    gbt_fails_with(gb_module_run(rms, NULL, x3, &y) != GB_OK, GB_ERR_SHAPE,
+                   "<root> (LlamaRMSNorm): Given normalized_shape=[4]");
     gb_module *emb = gb_nn_embedding(5, 2);
-    gbt_fails_with(gb_module_run(emb, NULL, x3, &y) != GB_OK, GB_ERR_DTYPE, "<root> (Embedding): embedding: expected ids of dtype int64 or int32");
+    gbt_fails_with(gb_module_run(emb, NULL, x3, &y) != GB_OK, GB_ERR_DTYPE,
+                   "<root> (Embedding): embedding: expected ids of dtype int64 or int32");
     gb_tensor *big = gb_full(1, (int64_t[]){2}, 5.0f, GB_DTYPE_I64);
     gbt_fails_with(gb_module_run(emb, NULL, big, &y) != GB_OK, GB_ERR_INDEX, "<root> (Embedding): embedding");
     gb_module *act = gb_nn_activation("relu");
@@ -252,7 +255,8 @@ START_TEST(test_errors) {
     /* No input at all. */
     gb_run *run = gb_run_new();
     gb_values none = {0}, out = {0};
-    gbt_fails_with(gb_module_call(ln, run, &none, &out) != GB_OK, GB_ERR_ARG, "<root> (LayerNorm): expects one input tensor, got 0 input tensors");
+    gbt_fails_with(gb_module_call(ln, run, &none, &out) != GB_OK, GB_ERR_ARG,
+                   "<root> (LayerNorm): expects one input tensor, got 0 input tensors");
     /* set_param checks the shape. */
     gbt_fails_with(gb_module_set_param(conv, "weight", x3) != GB_OK, GB_ERR_SHAPE, "weight has shape [4, 6]");
     gb_run_free(run);

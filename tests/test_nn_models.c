@@ -12,34 +12,70 @@
 
 /* ---- configs (the oracle builds the same) ------------------------------- */
 
-static const gb_gpt2_config gpt2_small = {
-    .vocab_size = 48, .n_positions = 40, .n_embd = 32, .n_layer = 2, .n_head = 4, .n_inner = 0,
-    .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new",
-    .attn_pdrop = 0.1f, .embd_pdrop = 0.1f, .resid_pdrop = 0.1f};
+static const gb_gpt2_config gpt2_small = {.vocab_size = 48,
+                                          .n_positions = 40,
+                                          .n_embd = 32,
+                                          .n_layer = 2,
+                                          .n_head = 4,
+                                          .n_inner = 0,
+                                          .layer_norm_epsilon = 1e-5f,
+                                          .activation_function = "gelu_new",
+                                          .attn_pdrop = 0.1f,
+                                          .embd_pdrop = 0.1f,
+                                          .resid_pdrop = 0.1f};
 
 /* openai-community/gpt2's config.json */
-static const gb_gpt2_config gpt2_124m = {
-    .vocab_size = 50257, .n_positions = 1024, .n_embd = 768, .n_layer = 12, .n_head = 12, .n_inner = 0,
-    .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new",
-    .attn_pdrop = 0.1f, .embd_pdrop = 0.1f, .resid_pdrop = 0.1f};
+static const gb_gpt2_config gpt2_124m = {.vocab_size = 50257,
+                                         .n_positions = 1024,
+                                         .n_embd = 768,
+                                         .n_layer = 12,
+                                         .n_head = 12,
+                                         .n_inner = 0,
+                                         .layer_norm_epsilon = 1e-5f,
+                                         .activation_function = "gelu_new",
+                                         .attn_pdrop = 0.1f,
+                                         .embd_pdrop = 0.1f,
+                                         .resid_pdrop = 0.1f};
 
-static const gb_llama_config llama_small = {
-    .vocab_size = 40, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
-    .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 0, .max_position_embeddings = 64,
-    .rms_norm_eps = 1e-5f, .rope_theta = 10000.0, .hidden_act = "silu"};
+static const gb_llama_config llama_small = {.vocab_size = 40,
+                                            .hidden_size = 32,
+                                            .intermediate_size = 48,
+                                            .num_hidden_layers = 2,
+                                            .num_attention_heads = 4,
+                                            .num_key_value_heads = 2,
+                                            .head_dim = 0,
+                                            .max_position_embeddings = 64,
+                                            .rms_norm_eps = 1e-5f,
+                                            .rope_theta = 10000.0,
+                                            .hidden_act = "silu"};
 
-static const gb_llama_config llama_long = {
-    .vocab_size = 40, .hidden_size = 64, .intermediate_size = 64, .num_hidden_layers = 1,
-    .num_attention_heads = 4, .num_key_value_heads = 2, .max_position_embeddings = 512,
-    .rms_norm_eps = 1e-6f, .rope_theta = 10000.0, .hidden_act = "silu", .rope_type = "llama3",
-    .rope_factor = 8.0, .rope_low_freq_factor = 1.0, .rope_high_freq_factor = 4.0,
-    .rope_original_max_position_embeddings = 64};
+static const gb_llama_config llama_long = {.vocab_size = 40,
+                                           .hidden_size = 64,
+                                           .intermediate_size = 64,
+                                           .num_hidden_layers = 1,
+                                           .num_attention_heads = 4,
+                                           .num_key_value_heads = 2,
+                                           .max_position_embeddings = 512,
+                                           .rms_norm_eps = 1e-6f,
+                                           .rope_theta = 10000.0,
+                                           .hidden_act = "silu",
+                                           .rope_type = "llama3",
+                                           .rope_factor = 8.0,
+                                           .rope_low_freq_factor = 1.0,
+                                           .rope_high_freq_factor = 4.0,
+                                           .rope_original_max_position_embeddings = 64};
 
 /* meta-llama/Llama-2-7b-hf's config.json */
-static const gb_llama_config llama2_7b = {
-    .vocab_size = 32000, .hidden_size = 4096, .intermediate_size = 11008, .num_hidden_layers = 32,
-    .num_attention_heads = 32, .num_key_value_heads = 32, .max_position_embeddings = 4096,
-    .rms_norm_eps = 1e-5f, .rope_theta = 10000.0, .hidden_act = "silu"};
+static const gb_llama_config llama2_7b = {.vocab_size = 32000,
+                                          .hidden_size = 4096,
+                                          .intermediate_size = 11008,
+                                          .num_hidden_layers = 32,
+                                          .num_attention_heads = 32,
+                                          .num_key_value_heads = 32,
+                                          .max_position_embeddings = 4096,
+                                          .rms_norm_eps = 1e-5f,
+                                          .rope_theta = 10000.0,
+                                          .hidden_act = "silu"};
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -413,8 +449,8 @@ END_TEST
 /* Feed the prompt and then tokens one at a time with the cache; each step's
  * logits equal the full forward's (computed by torch without a cache).
  * With a mask, the mask grows with the tokens. */
-static void cache_steps(gb_module *m, gbt_oracle *o, const char *prefix, const char *logits_key,
-                        const char *mask_key, int prompt, const char *block_path) {
+static void cache_steps(gb_module *m, gbt_oracle *o, const char *prefix, const char *logits_key, const char *mask_key,
+                        int prompt, const char *block_path) {
     gb_tensor *ids = gbt_getf(o, "%s.ids", prefix), *full = gbt_getf(o, "%s.%s", prefix, logits_key);
     gb_tensor *mask = mask_key ? gbt_getf(o, "%s.%s", prefix, mask_key) : NULL;
     int64_t T = gb_tensor_dim(ids, 1);
@@ -781,7 +817,8 @@ START_TEST(test_errors) {
                    "`embed_dim` must be divisible by num_heads (got `embed_dim`: 32 and `num_heads`: 5)");
     gc = gpt2_small;
     snprintf(gc.activation_function, sizeof gc.activation_function, "gelu_fast");
-    gbt_fails_with(gb_gpt2_new(&gc) == NULL, GB_ERR_UNSUPPORTED, "gpt2_new: activation: function 'gelu_fast' not found");
+    gbt_fails_with(gb_gpt2_new(&gc) == NULL, GB_ERR_UNSUPPORTED,
+                   "gpt2_new: activation: function 'gelu_fast' not found");
     gc = gpt2_small;
     gc.n_layer = -1;
     gbt_fails_with(gb_gpt2_new(&gc) == NULL, GB_ERR_ARG, "n_layer=-1");
@@ -790,7 +827,8 @@ START_TEST(test_errors) {
     gb_llama_config lc = llama_small;
     lc.num_attention_heads = 5;
     lc.num_key_value_heads = 5;
-    gbt_fails_with(gb_llama_new(&lc) == NULL, GB_ERR_ARG, "hidden_size (32) is not divisible by num_attention_heads (5)");
+    gbt_fails_with(gb_llama_new(&lc) == NULL, GB_ERR_ARG,
+                   "hidden_size (32) is not divisible by num_attention_heads (5)");
     lc = llama_small;
     lc.num_key_value_heads = 3;
     gbt_fails_with(gb_llama_new(&lc) == NULL, GB_ERR_ARG,
@@ -810,7 +848,8 @@ START_TEST(test_errors) {
     gb_tensor *fids = gb_zeros(2, (int64_t[]){1, 3}, GB_DTYPE_F32);
     gbt_fails_with(gb_module_run(g, NULL, fids, &y) != GB_OK, GB_ERR_DTYPE,
                    "transformer (GPT2Model): input_ids must be int64 or int32 token ids, got float32 [1, 3]");
-    gbt_fails_with(gb_module_run(l, NULL, fids, &y) != GB_OK, GB_ERR_DTYPE, "model (LlamaModel): input_ids must be int64");
+    gbt_fails_with(gb_module_run(l, NULL, fids, &y) != GB_OK, GB_ERR_DTYPE,
+                   "model (LlamaModel): input_ids must be int64");
     gb_tensor *flat = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_I64);
     gbt_fails_with(gb_module_run(g, NULL, flat, &y) != GB_OK, GB_ERR_SHAPE, "input_ids must be [batch, seq_len]");
     /* Past n_positions: wpe names itself. */
@@ -822,20 +861,25 @@ START_TEST(test_errors) {
     gb_run_set_attention_mask(run, mask);
     gbt_fails_with(gb_module_run(g, run, ids, &y) != GB_OK, GB_ERR_SHAPE,
                    "transformer.h.0.attn (GPT2Attention): attention_mask has shape [2, 4], expected [2, 3]");
-    gbt_fails_with(gb_module_run(l, run, ids, &y) != GB_OK, GB_ERR_SHAPE, "model.layers.0.self_attn (LlamaAttention): attention_mask");
+    gbt_fails_with(gb_module_run(l, run, ids, &y) != GB_OK, GB_ERR_SHAPE,
+                   "model.layers.0.self_attn (LlamaAttention): attention_mask");
     gb_run_set_attention_mask(run, NULL);
     gb_tensor *pos = gb_zeros(2, (int64_t[]){2, 5}, GB_DTYPE_I64);
     gb_run_set_position_ids(run, pos);
-    gbt_fails_with(gb_module_run(l, run, ids, &y) != GB_OK, GB_ERR_SHAPE, "position_ids has shape [2, 5], expected [2, 3]");
+    gbt_fails_with(gb_module_run(l, run, ids, &y) != GB_OK, GB_ERR_SHAPE,
+                   "position_ids has shape [2, 5], expected [2, 3]");
     gb_run_set_position_ids(run, NULL);
     /* Blocks called with the wrong inputs. */
-    gb_tensor *h = gb_zeros(3, (int64_t[]){1, 3, 32}, GB_DTYPE_F32), *h7 = gb_zeros(3, (int64_t[]){1, 3, 7}, GB_DTYPE_F32);
+    gb_tensor *h = gb_zeros(3, (int64_t[]){1, 3, 32}, GB_DTYPE_F32),
+              *h7 = gb_zeros(3, (int64_t[]){1, 3, 7}, GB_DTYPE_F32);
     gb_values out = {0};
     gbt_fails_with(call(gb_module_find(l, "model.layers.0"), run, 1, &h, &out) != GB_OK, GB_ERR_ARG,
                    "model.layers.0 (LlamaDecoderLayer): expects (hidden_states, cos, sin)");
-    gbt_fails_with(call(gb_module_find(g, "transformer.h.0.attn"), run, 1, &h7, &out) != GB_OK, GB_ERR_SHAPE,
-                   "transformer.h.0.attn (GPT2Attention): hidden_states must be [batch, seq_len, 32], got shape [1, 3, 7]");
-    gbt_fails_with(call(gb_module_find(l, "model.layers.0.self_attn"), run, 3, (gb_tensor *[]){h, h7, h7}, &out) != GB_OK,
+    gbt_fails_with(
+        call(gb_module_find(g, "transformer.h.0.attn"), run, 1, &h7, &out) != GB_OK, GB_ERR_SHAPE,
+        "transformer.h.0.attn (GPT2Attention): hidden_states must be [batch, seq_len, 32], got shape [1, 3, 7]");
+    gbt_fails_with(call(gb_module_find(l, "model.layers.0.self_attn"), run, 3, (gb_tensor *[]){h, h7, h7}, &out) !=
+                       GB_OK,
                    GB_ERR_SHAPE, "cos has shape [1, 3, 7], expected [1, 3, 8] (or batch 1)");
     gbt_fails_with(gb_module_run(gb_module_find(g, "transformer.h"), run, h, &y) != GB_OK, GB_ERR_STATE,
                    "a ModuleList is not callable");

@@ -7,9 +7,7 @@
  * Numbers on the walkthrough's tiny network come from PyTorch
  * (tests/oracle/trace.py: forward hooks and tensor hooks, no nnsight).
  * Test-local modules (Twice, AddOne, Pair, Copy) compute exact values whose
- * derivation is written beside each check. Tests named test_bug_* show
- * defects of trace/trace.c that are reported to its owner: they fail until
- * it is fixed. */
+ * derivation is written beside each check. */
 #include <stdlib.h>
 
 #include <stb/stb_ds.h>
@@ -422,11 +420,9 @@ START_TEST(test_value_used_before_it_exists) {
 }
 END_TEST
 
-/* BUG (trace/trace.c, SET_INDEX): the same mistake through gb_set_index is
- * silently accepted: the edit lands on layer1's output tensor after layer2
- * has consumed it, the model's output is unchanged, and the run returns
- * GB_OK. It should fail like gb_set. */
-START_TEST(test_bug_set_index_used_before_it_exists) {
+/* The same mistake through gb_set_index: the edit would land on layer1's
+ * output tensor after layer2 consumed it, changing nothing, so it fails too. */
+START_TEST(test_set_index_used_before_it_exists) {
     tiny t = tiny_open();
     gb_trace *tr = gb_trace_new(t.net, t.x);
     gb_set_index(gb_output(tr, "layer1"), "[:]", gb_val_sum_all(gb_output(tr, "layer2"))); int line = __LINE__;
@@ -492,19 +488,14 @@ START_TEST(test_definition_errors) {
 }
 END_TEST
 
-/* BUG (trace/trace.c, gb_val_binary_at / gb_set_at / gb_set_index_at):
- * combining values of two traces returns NULL without setting an error (the
- * house rule: every failure names itself), and a NULL handle then crashes
- * the next definition call that dereferences it. */
-START_TEST(test_bug_values_of_two_traces) {
+/* Values of two traces do not combine: NULL with an error, at once. */
+START_TEST(test_values_of_two_traces) {
     tiny t = tiny_open();
     gb_trace *a = gb_trace_new(t.net, t.x), *b = gb_trace_new(t.net, t.x);
     gb_val *va = gb_output(a, "layer1"), *vb = gb_output(b, "layer1");
-    gb_clear_error();
-    gb_val *sum = gb_val_add(va, vb);
-    ck_assert_msg(sum != NULL || gb_last_status() == GB_ERR_ARG,
-                  "gb_val_add of two traces' values returned NULL with no error (status %s, message '%s')",
-                  gb_status_name(gb_last_status()), gb_last_error());
+    gbt_fails_with(gb_val_add(va, vb) == NULL, GB_ERR_ARG, "values of two different traces cannot be combined");
+    gbt_fails_with(gb_set(va, vb) == NULL, GB_ERR_ARG, "values of two different traces cannot be combined");
+    gbt_fails_with(gb_set_index(va, "[:]", vb) == NULL, GB_ERR_ARG, "different traces");
     gb_trace_free(b);
     gb_trace_free(a);
     tiny_close(&t);
@@ -595,12 +586,9 @@ START_TEST(test_validate) {
 }
 END_TEST
 
-/* BUG (trace/trace.c, gb__set_target): during a scan a gradient getter gets
- * its shape at once and no gradient ever flows, so gb_set on a gradient
- * finds no live gradient and fails "no longer flowing": validate refuses
- * the walkthrough's own `layer2.output.grad = layer2.output.grad * 2`,
- * which runs fine without validate. */
-START_TEST(test_bug_validate_gradient_set) {
+/* No gradient flows during a scan, yet a gradient edit is valid there: the
+ * walkthrough's `layer2.output.grad = layer2.output.grad * 2` validates. */
+START_TEST(test_validate_gradient_set) {
     tiny t = tiny_open();
     gb_trace *tr = gb_trace_new(t.net, t.x);
     gb_trace_set_validate(tr, true);
@@ -688,14 +676,12 @@ START_TEST(test_gradient_errors) {
 }
 END_TEST
 
-/* BUG (trace/trace.c, gb__arm_grad / gb_trace_free / gb__run): the
- * gradient hooks a trace puts on tensors are never removed. A tensor kept
- * past gb_trace_free (a reference taken to a saved value, as trace.h
- * invites) still calls gb__trace_grad_hook with the freed trace in its next
- * backward: a use after free (ASan: heap-use-after-free in
- * gb__trace_grad_hook). Checked here through the tensor's hook list, so the
- * test fails without ASan too. */
-START_TEST(test_bug_grad_hook_outlives_trace) {
+/* The gradient hooks a trace puts on tensors leave with it: a tensor kept
+ * past gb_trace_free (a reference to a saved value, as trace.h invites)
+ * must not call into the freed trace in a later backward. Checked through
+ * the tensor's hook list (an internal), then by that backward (under ASan,
+ * a use after free if a hook remained). */
+START_TEST(test_grad_hooks_leave_with_the_trace) {
     tiny t = tiny_open();
     gb_trace *tr = gb_trace_new(t.net, t.x);
     gb_val *l1 = gb_save(gb_output(tr, "layer1"));
@@ -706,6 +692,10 @@ START_TEST(test_bug_grad_hook_outlives_trace) {
     gb_trace_free(tr);
     ck_assert_msg(arrlen(kept->hooks) == 0, "%d gradient hook(s) of the freed trace remain on layer1's output",
                   (int)arrlen(kept->hooks));
+    gb_tensor *total = gb_sum_all(kept);
+    gbt_ok_status(gb_backward(total, NULL, false));
+    expect_floats(gb_tensor_grad(kept), 10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1); /* d sum / d x = 1 */
+    gb_tensor_free(total);
     gb_tensor_free(kept);
     tiny_close(&t);
 }
@@ -766,10 +756,9 @@ START_TEST(test_conditions) {
 }
 END_TEST
 
-/* BUG (trace/trace.c, gb__point_hook): getters and skips are fed by module
- * events without looking at their condition. Inside a false gb_if, a saved
- * getter is still produced and, worse, gb_skip still skips the module. */
-START_TEST(test_bug_false_condition_getters_and_skips) {
+/* Getters and skips obey their condition too: under a false gb_if a saved
+ * getter is never produced and gb_skip does not skip. */
+START_TEST(test_false_condition_getters_and_skips) {
     tiny t = tiny_open();
     gb_tensor *half = gb_full(2, (int64_t[]){1, 10}, 0.5f, GB_DTYPE_F32);
     gb_trace *tr = gb_trace_new(t.net, t.x);
@@ -781,8 +770,37 @@ START_TEST(test_bug_false_condition_getters_and_skips) {
     gbt_ok_status(gb_trace_run(tr));
     expect_value(out, t.o, "out"); /* layer1 ran: the skip was under a false condition */
     ck_assert_msg(gb_value(inside) == NULL, "a getter under a false condition was produced");
-    gb_tensor_free(half);
     gb_trace_free(tr);
+
+    /* A condition known only later (from layer2): a getter of layer1 under
+     * it is produced only if the condition turns out true ... */
+    gb_tensor *out_want = gbt_get(t.o, "out");
+    double o0, o1;
+    gb_tensor_get(out_want, (int64_t[]){0, 0}, &o0);
+    gb_tensor_get(out_want, (int64_t[]){0, 1}, &o1);
+    gb_tensor_free(out_want);
+    for (int flip = 0; flip < 2; flip++) {
+        tr = gb_trace_new(t.net, t.x);
+        gb_val *l2 = gb_output(tr, "layer2");
+        /* argmax of the output: 1 when class 1 wins; of its negation: 1 when class 0 wins */
+        gb_if(tr, gb_val_argmax(flip ? gb_val_mul(l2, gb_scalar(tr, -1)) : l2, 1, false));
+        inside = gb_save(gb_output(tr, "layer1"));
+        gb_end_if(tr);
+        gbt_ok_status(gb_trace_run(tr));
+        bool taken = flip ? !(o1 > o0) : o1 > o0;
+        if (taken) expect_value(inside, t.o, "l1");
+        else gbt_fails_with(gb_value(inside) == NULL, GB_ERR_STATE, "never produced");
+        gb_trace_free(tr);
+    }
+
+    /* ... but a skip cannot wait for it: the module runs before it is known. */
+    tr = gb_trace_new(t.net, t.x);
+    gb_if(tr, gb_val_argmax(gb_output(tr, "layer2"), 1, false));
+    gb_skip(tr, "layer1", gb_const(tr, half)); int line = __LINE__;
+    gb_end_if(tr);
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_STATE, line, "is not known yet when layer1 runs");
+    gb_trace_free(tr);
+    gb_tensor_free(half);
     tiny_close(&t);
 }
 END_TEST
@@ -1053,6 +1071,11 @@ Suite *gb_suite_trace(void) {
     tcase_add_test(tc, test_log);
     tcase_add_test(tc, test_graph_text);
     tcase_add_test(tc, test_run_twice);
+    tcase_add_test(tc, test_set_index_used_before_it_exists);
+    tcase_add_test(tc, test_values_of_two_traces);
+    tcase_add_test(tc, test_validate_gradient_set);
+    tcase_add_test(tc, test_grad_hooks_leave_with_the_trace);
+    tcase_add_test(tc, test_false_condition_getters_and_skips);
     suite_add_tcase(s, tc);
     TCase *models = tcase_create("models");
     tcase_set_timeout(models, 60);
@@ -1060,12 +1083,5 @@ Suite *gb_suite_trace(void) {
     tcase_add_loop_test(models, test_models_setting, 0, 2);
     tcase_add_loop_test(models, test_models_gradients, 0, 2);
     suite_add_tcase(s, models);
-    TCase *bugs = tcase_create("reported bugs");
-    tcase_add_test(bugs, test_bug_set_index_used_before_it_exists);
-    tcase_add_test(bugs, test_bug_values_of_two_traces);
-    tcase_add_test(bugs, test_bug_validate_gradient_set);
-    tcase_add_test(bugs, test_bug_grad_hook_outlives_trace);
-    tcase_add_test(bugs, test_bug_false_condition_getters_and_skips);
-    suite_add_tcase(s, bugs);
     return s;
 }

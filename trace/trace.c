@@ -75,7 +75,7 @@ struct gb__point {
 
 struct gb_trace {
     gb_module *model;
-    gb_tensor *input;
+    gb_tensor *input, *mask, *pos;
     gb_val **nodes;       /* stb_ds array, definition order */
     gb_val **conds;       /* stb_ds stack of open gb_if */
     gb__point **points;   /* stb_ds array, rebuilt per run */
@@ -149,12 +149,24 @@ void gb_trace_free(gb_trace *tr) {
     gb__disarm(tr);
     gb__free_points(tr);
     gb_tensor_free(tr->input);
+    gb_tensor_free(tr->mask);
+    gb_tensor_free(tr->pos);
     free(tr->def_error);
     free(tr->run_error);
     free(tr);
 }
 
 void gb_trace_set_validate(gb_trace *tr, bool on) { tr->validate = on; }
+
+void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask) {
+    gb_tensor_free(tr->mask);
+    tr->mask = gb_tensor_ref(mask);
+}
+
+void gb_trace_set_position_ids(gb_trace *tr, gb_tensor *pos) {
+    gb_tensor_free(tr->pos);
+    tr->pos = gb_tensor_ref(pos);
+}
 void gb_trace_set_log(gb_trace *tr, FILE *f) { tr->log = f; }
 
 /* ---- describing nodes --------------------------------------------------- */
@@ -819,6 +831,8 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
         input = scanning ? gb_empty(gb_tensor_ndim(tr->input), gb_tensor_shape(tr->input), gb_tensor_dtype(tr->input))
                          : gb_tensor_ref(tr->input);
         gb_hooks_attach(hooks, run);
+        gb_run_set_attention_mask(run, tr->mask);
+        gb_run_set_position_ids(run, tr->pos);
         gb_values in = {1, {input}}, out = {0};
         st = gb__pump(tr); /* nodes that need no model value (constants, conditions on them) */
         if (st == GB_OK) st = gb_module_call(tr->model, run, &in, &out);

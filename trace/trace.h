@@ -58,6 +58,10 @@ gb_status gb_trace_run(gb_trace *tr);
 gb_status gb_trace_scan(gb_trace *tr);
 /* Scan before every gb_trace_run, and refuse to run when it fails. */
 void gb_trace_set_validate(gb_trace *tr, bool on);
+/* Hugging Face's attention_mask ([B, T], 1 = token, 0 = padding) and
+ * position_ids ([B, T] i64) for the run (the trace takes references). */
+void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask);
+void gb_trace_set_position_ids(gb_trace *tr, gb_tensor *pos);
 /* Where gb_log writes (default stdout). */
 void gb_trace_set_log(gb_trace *tr, FILE *f);
 /* The intervention graph as text, one node per line. Caller frees. */

@@ -1,0 +1,134 @@
+/* Tiny GPT-2 and Llama checkpoints in Hugging Face layout (f32, f16, bf16,
+ * single file and sharded, both GPT-2 namings, Llama 3 GQA + rope scaling),
+ * opened with gb_model_open and compared block by block with the PyTorch
+ * reference forward of tests/fixtures/make_models.py (see docs/fixtures.md). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gbtest.h"
+
+static const char *const variants[] = {"gpt2", "gpt2-openai", "gpt2-f16-sharded", "llama", "llama3-bf16-sharded",
+                                       "llama3-f16"};
+enum { NVARIANTS = sizeof variants / sizeof variants[0], NCASES = 3 };
+static const char *const cases[NCASES] = {"single", "batch", "batch_nopos"};
+
+/* The residual streams of these large-weight fixtures grow to ~100, so f32
+ * rounding shows up as absolute errors of ~1e-4 there: the absolute
+ * tolerance is 1e-5 of the tensor's largest magnitude. For the logits
+ * (largest ~12) that is ~1.2e-4, still 20x under the 2.5e-3 that an
+ * exact-GELU mistake causes (docs/fixtures.md). */
+#define RTOL 1e-5
+#define ATOL_SCALE 1e-5
+
+static double max_abs(const gb_tensor *t) {
+    gb_tensor *a = gb_abs((gb_tensor *)t), *m = gb_max_all(a);
+    double v = 0;
+    gb_item(m, &v);
+    gb_tensor_free(m), gb_tensor_free(a);
+    return v;
+}
+
+/* Compare rows: row 0 fully; in batches, row 1 only where the mask is 1
+ * (its last 4 positions: padded queries have no meaningful output). */
+static void compare(gb_tensor *got, gb_tensor *want, bool batch, const char *what) {
+    double ATOL = ATOL_SCALE * max_abs(want);
+    if (!batch) {
+        gbt_assert_close(got, want, RTOL, ATOL, what);
+        return;
+    }
+    gb_tensor *g0 = gb_narrow(got, 0, 0, 1), *w0 = gb_narrow(want, 0, 0, 1);
+    gb_tensor *g1r = gb_narrow(got, 0, 1, 1), *w1r = gb_narrow(want, 0, 1, 1);
+    gb_tensor *g1 = gb_narrow(g1r, 1, 3, 4), *w1 = gb_narrow(w1r, 1, 3, 4);
+    gbt_assert_close(g0, w0, RTOL, ATOL, what);
+    gbt_assert_close(g1, w1, RTOL, ATOL, what);
+    gb_tensor *all[] = {g0, w0, g1r, w1r, g1, w1};
+    for (int i = 0; i < 6; i++) gb_tensor_free(all[i]);
+}
+
+START_TEST(test_fixture_matches_pytorch) {
+    const char *variant = variants[_i / NCASES], *cs = cases[_i % NCASES];
+    bool gpt2 = !strncmp(variant, "gpt2", 4), batch = strcmp(cs, "single") != 0;
+    gbt_oracle *o = gbt_oracle_load("models");
+    const char *odir = getenv("GB_ORACLE_DIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/%s", odir ? odir : "build/oracle", variant);
+    gb_model *m = gb_model_open(dir, NULL);
+    gbt_ok(m);
+    gb_tensor *ids = gbt_getf(o, batch ? "%s.batch.ids" : "%s.ids", variant);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), ids);
+    gb_tensor *mask = NULL, *pos = NULL;
+    if (batch) {
+        mask = gbt_getf(o, "%s.batch.mask", variant);
+        gb_trace_set_attention_mask(tr, mask);
+        if (!strcmp(cs, "batch")) {
+            pos = gbt_getf(o, "%s.batch.pos", variant);
+            gb_trace_set_position_ids(tr, pos);
+        }
+    }
+    const char *blocks = gpt2 ? "transformer.h" : "model.layers";
+    int64_t nlayers = gpt2 ? gb_model_gpt2_config(m)->n_layer : gb_model_llama_config(m)->num_hidden_layers;
+    char path[64];
+    snprintf(path, sizeof path, "%s.0", blocks);
+    gb_val *embed = gb_save(gb_input(tr, path));
+    gb_val *block[8];
+    for (int64_t i = 0; i < nlayers && i < 8; i++) {
+        snprintf(path, sizeof path, "%s.%lld", blocks, (long long)i);
+        block[i] = gb_save(gb_val_index(gb_output(tr, path), "[0]"));
+    }
+    gb_val *final = gb_save(gb_output(tr, gpt2 ? "transformer.ln_f" : "model.norm"));
+    gb_val *logits = gb_save(gb_output(tr, "lm_head"));
+    gbt_ok_status(gb_trace_run(tr));
+
+    char what[128];
+    gb_tensor *want = gbt_getf(o, "%s.%s.embed", variant, cs);
+    snprintf(what, sizeof what, "%s %s embed", variant, cs);
+    compare(gb_value(embed), want, batch, what);
+    gb_tensor_free(want);
+    for (int64_t i = 0; i < nlayers && i < 8; i++) {
+        want = gbt_getf(o, "%s.%s.block.%lld", variant, cs, (long long)i);
+        snprintf(what, sizeof what, "%s %s block %lld", variant, cs, (long long)i);
+        compare(gb_value(block[i]), want, batch, what);
+        gb_tensor_free(want);
+    }
+    want = gbt_getf(o, "%s.%s.final", variant, cs);
+    snprintf(what, sizeof what, "%s %s final norm", variant, cs);
+    compare(gb_value(final), want, batch, what);
+    gb_tensor_free(want);
+    want = gbt_getf(o, "%s.%s.logits", variant, cs);
+    snprintf(what, sizeof what, "%s %s logits", variant, cs);
+    compare(gb_value(logits), want, batch, what);
+    gb_tensor_free(want);
+
+    gb_trace_free(tr);
+    gb_tensor_free(pos), gb_tensor_free(mask), gb_tensor_free(ids);
+    gb_model_free(m);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* The config's token ids, an int or a list, reach the model. */
+START_TEST(test_fixture_token_ids) {
+    const char *odir = getenv("GB_ORACLE_DIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/llama3-bf16-sharded", odir ? odir : "build/oracle");
+    gb_model *m = gb_model_open(dir, NULL);
+    gbt_ok(m);
+    ck_assert_int_eq(gb_model_bos_id(m), 1);
+    ck_assert(gb_model_is_eos(m, 2) && gb_model_is_eos(m, 3) && !gb_model_is_eos(m, 4));
+    const gb_llama_config *c = gb_model_llama_config(m);
+    ck_assert_int_eq(c->num_key_value_heads, 2);
+    ck_assert_int_eq(c->head_dim, 16);
+    ck_assert_str_eq(c->rope_type, "llama3");
+    gb_model_free(m);
+}
+END_TEST
+
+Suite *gb_suite_model_fixtures(void) {
+    Suite *s = suite_create("model_fixtures");
+    TCase *tc = tcase_create("fixtures");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_fixture_matches_pytorch, 0, NVARIANTS * NCASES);
+    tcase_add_test(tc, test_fixture_token_ids);
+    suite_add_tcase(s, tc);
+    return s;
+}
