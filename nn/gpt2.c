@@ -12,6 +12,7 @@
 enum { GB__ATTN_C_ATTN, GB__ATTN_C_PROJ, GB__ATTN_DROPOUT, GB__ATTN_RESID_DROPOUT };
 enum { GB__BLOCK_LN_1, GB__BLOCK_ATTN, GB__BLOCK_LN_2, GB__BLOCK_MLP };
 enum { GB__GPT2_WTE, GB__GPT2_WPE, GB__GPT2_DROP, GB__GPT2_H, GB__GPT2_LN_F };
+/* Children of the LM in order: body, then head (gb__causal_lm_forward relies on it). */
 enum { GB__LM_TRANSFORMER, GB__LM_HEAD };
 /* GPT2Attention iparam */
 enum { GB__ATTN_HEADS, GB__ATTN_HEAD_DIM };
@@ -194,33 +195,10 @@ done:
 static const gb__module_type gb__type_gpt2_model = {
     .name = "GPT2Model", .forward = gb__gpt2_model_forward, .returns_tuple = true};
 
-/* (input_ids [B, T]) -> (logits [B, T, vocab]). */
-static gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
-    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
-    if (!ids) return gb_last_status();
-    gb_values h = {0};
-    gb_status st = gb__call(m->children[GB__LM_TRANSFORMER], run, 1, &ids, &h);
-    if (st == GB_OK)
-        st = gb__call(m->children[GB__LM_HEAD], run, 1, &h.v[0], out);
-    else
-        gb__values_move(out, &h);
-    gb_values_clear(&h);
-    return st;
-}
-
 static const gb__module_type gb__type_gpt2_lm = {
     .name = "GPT2LMHeadModel", .forward = gb__causal_lm_forward, .returns_tuple = true};
 
 /* ---- building ----------------------------------------------------------- */
-
-/* Add a child unless an earlier step failed (the child is freed then). */
-static gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child) {
-    if (st != GB_OK) {
-        gb_module_free(child);
-        return st;
-    }
-    return gb__module_add_child(m, name, child);
-}
 
 static gb_module *gb__gpt2_attn_new(const gb_gpt2_config *c) {
     gb_module *m = gb__module_new(&gb__type_gpt2_attn);

@@ -451,3 +451,22 @@ gb_module *gb_nn_activation(const char *hf_name) {
     return gb__fail_null(GB_ERR_UNSUPPORTED, "activation: function '%s' not found in ACT2FN mapping (glassbox has %s)",
                          hf_name ? hf_name : "(null)", known);
 }
+
+gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child) {
+    if (st != GB_OK) {
+        gb_module_free(child);
+        return st;
+    }
+    return gb__module_add_child(m, name, child);
+}
+
+gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
+    if (!ids) return gb_last_status();
+    gb_values h = {0};
+    gb_status st = gb__call(m->children[0], run, 1, &ids, &h);
+    if (st == GB_OK) st = gb__call(m->children[1], run, 1, &h.v[0], out);
+    else gb__values_move(out, &h);
+    gb_values_clear(&h);
+    return st;
+}

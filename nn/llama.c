@@ -13,6 +13,7 @@ enum { GB__LATTN_Q, GB__LATTN_K, GB__LATTN_V, GB__LATTN_O };
 enum { GB__LMLP_GATE, GB__LMLP_UP, GB__LMLP_DOWN, GB__LMLP_ACT };
 enum { GB__LAYER_ATTN, GB__LAYER_MLP, GB__LAYER_IN_NORM, GB__LAYER_POST_NORM };
 enum { GB__LMODEL_EMBED, GB__LMODEL_LAYERS, GB__LMODEL_NORM, GB__LMODEL_ROTARY };
+/* Children of the LM in order: body, then head (gb__causal_lm_forward relies on it). */
 enum { GB__LLM_MODEL, GB__LLM_HEAD };
 /* LlamaAttention iparam */
 enum { GB__LATTN_HEADS, GB__LATTN_KV_HEADS, GB__LATTN_HEAD_DIM };
@@ -309,32 +310,10 @@ done:
 static const gb__module_type gb__type_llama_model = {
     .name = "LlamaModel", .forward = gb__llama_model_forward, .returns_tuple = true};
 
-/* (input_ids [B, T]) -> (logits [B, T, vocab]). */
-static gb_status gb__llama_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
-    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
-    if (!ids) return gb_last_status();
-    gb_values h = {0};
-    gb_status st = gb__call(m->children[GB__LLM_MODEL], run, 1, &ids, &h);
-    if (st == GB_OK)
-        st = gb__call(m->children[GB__LLM_HEAD], run, 1, &h.v[0], out);
-    else
-        gb__values_move(out, &h);
-    gb_values_clear(&h);
-    return st;
-}
-
 static const gb__module_type gb__type_llama_lm = {
-    .name = "LlamaForCausalLM", .forward = gb__llama_lm_forward, .returns_tuple = true};
+    .name = "LlamaForCausalLM", .forward = gb__causal_lm_forward, .returns_tuple = true};
 
 /* ---- building ----------------------------------------------------------- */
-
-static gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child) {
-    if (st != GB_OK) {
-        gb_module_free(child);
-        return st;
-    }
-    return gb__module_add_child(m, name, child);
-}
 
 /* The config with defaults filled in (num_key_value_heads, head_dim). */
 static gb_status gb__llama_check(const gb_llama_config *in, gb_llama_config *c) {

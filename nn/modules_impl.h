@@ -14,6 +14,13 @@
  * naming the child). Any other status is returned unchanged, with whatever
  * the child produced left in *out. */
 gb_status gb__call(gb_module *child, gb_run *run, int n, gb_tensor *const *xs, gb_values *out);
+/* Add a child unless an earlier step failed (the child is freed then), so a
+ * builder can chain additions and check once. */
+gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child);
+/* The forward of GPT2LMHeadModel and LlamaForCausalLM: child 0 (the body),
+ * then child 1 (lm_head) on its hidden state: (input_ids [B, T]) ->
+ * (logits [B, T, vocab]). */
+gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
 /* Move src into dst (dst is cleared first; src is left empty). */
 void gb__values_move(gb_values *dst, gb_values *src);
 /* in->v[i] when present, else an error naming m ("expects (hidden_states, cos, sin)"). */

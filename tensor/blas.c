@@ -166,6 +166,9 @@ static atomic_int gb__nthreads; /* 0 until first asked or set */
 int gb__threads(void) {
     int n = atomic_load(&gb__nthreads);
     if (n > 0) return n;
+    /* Inside a user's parallel region omp_get_max_threads describes that
+     * region's nesting, not the machine: answer without remembering it. */
+    if (omp_in_parallel()) return omp_get_num_procs();
     n = omp_get_max_threads();
     if (n < 1) n = 1;
     int expected = 0;
