@@ -89,7 +89,7 @@ $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 # The model fixtures are written by the generator that models.py runs.
 $(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
 
-$(BUILD)/examples/%: examples/%.c $(HEADERS) $(BUILD)/libglassbox.a
+$(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) $(HEADERS) $(BUILD)/libglassbox.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libglassbox.a $(LDLIBS)
 

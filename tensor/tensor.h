@@ -344,13 +344,16 @@ gb_tensor *gb_softmax(gb_tensor *a, int dim);
 gb_tensor *gb_log_softmax(gb_tensor *a, int dim);
 /* Over the last dim; weight and bias [n] may be NULL. */
 gb_tensor *gb_layer_norm(gb_tensor *x, gb_tensor *weight, gb_tensor *bias, float eps);
-/* x * rsqrt(mean(x^2) + eps) * weight over the last dim (HF LlamaRMSNorm). */
+/* x * rsqrt(mean(x^2) + eps) * weight over the last dim (HF LlamaRMSNorm);
+ * weight may be NULL (no scaling). */
 gb_tensor *gb_rms_norm(gb_tensor *x, gb_tensor *weight, float eps);
-/* weight[ids]: ids i64 or i32 of any shape, result shape ids.shape + [dim]. */
+/* weight[ids]: ids i64 or i32 of any shape, result shape ids.shape + [dim];
+ * an id outside [0, rows) fails with GB_ERR_INDEX naming it. */
 gb_tensor *gb_embedding(gb_tensor *weight, gb_tensor *ids);
-/* Mean cross-entropy of logits [N, C] against targets [N] (i64); targets equal
- * to ignore_index do not count (torch's default is -100). */
+/* Mean cross-entropy of logits [N, C] against targets [N] (i64 or i32);
+ * targets equal to ignore_index do not count (torch's default is -100). */
 gb_tensor *gb_cross_entropy(gb_tensor *logits, gb_tensor *targets, int64_t ignore_index);
+/* cat, stack, tril and triu work on any dtype; cat needs one dtype for all. */
 gb_tensor *gb_cat(int n, gb_tensor *const *ts, int dim);
 gb_tensor *gb_stack(int n, gb_tensor *const *ts, int dim);
 /* Zero the elements above (tril) / below (triu) diagonal k of the last two dims. */
@@ -373,7 +376,7 @@ char *gb_tensor_describe(const gb_tensor *t);
 /* Name of the BLAS kernel in use, e.g. "SkylakeX" (loads OpenBLAS if needed),
  * or NULL with an error when OpenBLAS cannot be loaded. */
 const char *gb_blas_kernel(void);
-/* Threads used by BLAS and by glassbox's own loops (default: all cores). */
+/* Threads used by BLAS and by glassbox's own loops (default, or n < 1: all cores). */
 void gb_set_num_threads(int n);
 int gb_get_num_threads(void);
 

@@ -24,8 +24,10 @@
  * Call sites. The functions below are macros that record __FILE__ and
  * __LINE__ in the node, so an error — at definition time (an unknown module
  * path, an index syntax error), during scan/validate, or during the run —
- * reads "examples/setting.c:41: index 10 is out of bounds for dimension 1
- * with size 10 (layer1.output[:, 10])". A definition error poisons the trace:
+ * reads "examples/setting.c:21: index 10 is out of bounds for dimension 1
+ * with size 10 (indexing shape [1, 10] with [:, 10]) (layer1.output[:, 10] = 0)":
+ * the site, the failing operation's message, then the intervention as an
+ * expression. A definition error poisons the trace:
  * definition calls keep returning usable handles, and gb_trace_run reports
  * the first error without running anything.
  *
