@@ -242,6 +242,10 @@ START_TEST(test_tuple_outputs) {
     expect_run_fails_at(gb_trace_run(tr), GB_ERR_INDEX, line, "tuple index 2 out of range for a tuple of 2");
     gb_trace_free(tr);
     tr = gb_trace_new(net, x);
+    gb_val_sum_all(gb_output(tr, "pair")); line = __LINE__; /* nnsight raises too: a tuple has no sum */
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_ARG, line, "sum_all: pair.output is a tuple; pick an element first");
+    gb_trace_free(tr);
+    tr = gb_trace_new(net, x);
     gb_set(gb_output(tr, "pair"), gb_scalar(tr, 1)); line = __LINE__;
     expect_run_fails_at(gb_trace_run(tr), GB_ERR_ARG, line, "set: pair.output is a tuple; set one of its elements");
     gb_trace_free(tr);
@@ -807,6 +811,36 @@ END_TEST
 
 /* ---- apply, log, graph, repeated runs ------------------------------------ */
 
+static gb_tensor *returns_null(gb_tensor *const *args, int nargs, void *ctx) {
+    (void)args, (void)nargs, (void)ctx;
+    return NULL;
+}
+
+/* An apply that fails without a message gets one; a scanned value has a
+ * shape but no data, and gb_value says so instead of handing it out. */
+START_TEST(test_apply_null_and_scanned_values) {
+    tiny t = tiny_open();
+    gb_trace *tr = gb_trace_new(t.net, t.x);
+    gb_val *l1 = gb_output(tr, "layer1");
+    gb_apply(tr, returns_null, NULL, 1, &l1); int line = __LINE__;
+    expect_run_fails_at(gb_trace_run(tr), GB_ERR_STATE, line, "apply: the function returned NULL without setting an error");
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(t.net, t.x);
+    gb_val *saved = gb_save(gb_output(tr, "layer1"));
+    gbt_ok_status(gb_trace_scan(tr));
+    int nd;
+    int64_t shape[GB_MAX_DIMS];
+    gbt_ok_status(gb_val_shape(saved, &nd, shape));
+    ck_assert(nd == 2 && shape[0] == 1 && shape[1] == 10);
+    gbt_fails_with(gb_value(saved) == NULL, GB_ERR_STATE, "comes from a scan and has a shape but no data");
+    gbt_ok_status(gb_trace_run(tr));
+    ck_assert_ptr_nonnull(gb_value(saved));
+    gb_trace_free(tr);
+    tiny_close(&t);
+}
+END_TEST
+
 /* a + k*b: arguments are borrowed, the result is a new reference. */
 static gb_tensor *weighted_sum(gb_tensor *const *args, int nargs, void *ctx) {
     ck_assert_int_eq(nargs, 2);
@@ -1076,6 +1110,7 @@ Suite *gb_suite_trace(void) {
     tcase_add_test(tc, test_validate_gradient_set);
     tcase_add_test(tc, test_grad_hooks_leave_with_the_trace);
     tcase_add_test(tc, test_false_condition_getters_and_skips);
+    tcase_add_test(tc, test_apply_null_and_scanned_values);
     suite_add_tcase(s, tc);
     TCase *models = tcase_create("models");
     tcase_set_timeout(models, 60);

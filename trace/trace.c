@@ -571,6 +571,17 @@ static gb_status gb__exec(gb_val *v) {
     gb_trace *tr = v->tr;
     gb_val *a = v->nargs > 0 ? v->arg[0] : NULL;
     gb_tensor *x = a ? gb__tensor_of(a) : NULL, *y = v->nargs > 1 ? gb__tensor_of(v->arg[1]) : NULL;
+    /* A tuple (a block's output) must be indexed first, as in nnsight;
+     * only picking an element, setting one, logging or stopping take it whole. */
+    for (int j = 0; j < v->nargs; j++) {
+        bool whole_ok = j == 0 && (v->op == GB_TRACE_OP_INDEX || v->op == GB_TRACE_OP_SET ||
+                                   v->op == GB_TRACE_OP_LOG || v->op == GB_TRACE_OP_STOP);
+        if (v->arg[j]->is_tuple && !whole_ok) {
+            gb__fail(GB_ERR_ARG, "%s: %s is a tuple; pick an element first, e.g. [0]", gb__trace_op_names[v->op],
+                     gb_val_text(v->arg[j]));
+            return gb__node_fail(v, GB_ERR_ARG);
+        }
+    }
     if (a && !x && !(v->op == GB_TRACE_OP_INDEX && a->is_tuple)) {
         gb__fail(GB_ERR_STATE, "trace: %s has no value", gb_val_text(a));
         return gb__node_fail(v, GB_ERR_STATE);
@@ -611,7 +622,11 @@ static gb_status gb__exec(gb_val *v) {
         }
         gb_tensor *args[GB__MAX_ARGS];
         for (int i = 0; i < v->nargs; i++) args[i] = gb__tensor_of(v->arg[i]);
-        return gb__set_value(v, v->fn(args, v->nargs, v->ctx));
+        gb_clear_error();
+        gb_tensor *r = v->fn(args, v->nargs, v->ctx);
+        if (!r && gb_last_status() == GB_OK)
+            gb__fail(GB_ERR_STATE, "apply: the function returned NULL without setting an error");
+        return gb__set_value(v, r);
     }
     case GB_TRACE_OP_SET: {
         gb_status st = gb__set_target(v, a, y);
@@ -879,6 +894,9 @@ static gb_tensor *gb__result(const gb_val *v, int i) {
     if (i >= v->value.n || !v->value.v[i])
         return gb__fail_null(GB_ERR_INDEX, "value: %s has %d elements, no element %d", gb_val_text((gb_val *)v),
                              v->value.n, i);
+    if (!gb_tensor_data(v->value.v[i]))
+        return gb__fail_null(GB_ERR_STATE, "value: %s comes from a scan and has a shape but no data; use "
+                                           "gb_val_shape, or gb_trace_run for values", gb_val_text((gb_val *)v));
     return v->value.v[i];
 }
 
