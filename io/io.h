@@ -216,6 +216,11 @@ typedef struct gb_model_opts {
      * f32 (most ops compute in f32 and will reject them until bf16 compute
      * lands; useful for inspecting or re-saving weights). */
     bool keep_dtype;
+    /* Called after each tensor is loaded with the bytes of the weight files
+     * read so far and in all (for a progress bar; the library prints
+     * nothing). May be NULL. */
+    void (*progress)(uint64_t done, uint64_t total, void *ctx);
+    void *progress_ctx;
 } gb_model_opts;
 
 /* Open a model directory, a .safetensors file (config.json beside it) or a

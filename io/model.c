@@ -166,7 +166,8 @@ static const char *gb__stored_name(gb_safetensors *st, const char *name, bool gp
     return NULL;
 }
 
-static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_model_opts *opts) {
+static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_model_opts *opts, uint64_t total) {
+    uint64_t done = 0;
     bool gpt2 = m->gpt2 != NULL;
     const char **names = NULL;
     gb_tensor **params = NULL;
@@ -209,8 +210,11 @@ static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_mode
         snprintf(path, sizeof path, "%.*s", dot ? (int)(dot - names[i]) : 0, names[i]);
         gb_module *owner = gb_module_find(m->module, path);
         s = owner ? gb_module_set_param(owner, dot ? dot + 1 : names[i], t) : gb_last_status();
+        done += (uint64_t)gb__numel(nd, shape) * gb_dtype_size(dt);
+        if (opts && opts->progress) opts->progress(done < total ? done : total, total, opts->progress_ctx);
         gb_tensor_free(t);
     }
+    if (s == GB_OK && opts && opts->progress) opts->progress(total, total, opts->progress_ctx); /* headers too */
     /* Tied output embeddings read the loaded input embeddings. */
     if (s == GB_OK) {
         gb_module *head = gb_module_find(m->module, "lm_head");
@@ -308,8 +312,8 @@ gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
     }
     gb__token_ids(&c, m);
     if (!(st = gb_safetensors_open(f.weights))) goto fail;
-    if (gb__load_weights(m, st, opts) != GB_OK) goto fail;
     m->file_bytes = gb__file_bytes(f.weights);
+    if (gb__load_weights(m, st, opts, m->file_bytes) != GB_OK) goto fail;
     m->dir = f.dir;
     f.dir = NULL;
     gb_safetensors_free(st); /* the tensors keep their mappings */

@@ -58,6 +58,35 @@ START_TEST(test_stories260k_greedy_from_bos) {
 }
 END_TEST
 
+typedef struct {
+    int calls;
+    uint64_t last, total;
+    bool monotone;
+} progress_log;
+
+static void record_progress(uint64_t done, uint64_t total, void *ctx) {
+    progress_log *p = ctx;
+    p->monotone &= done >= p->last && done <= total;
+    p->calls++, p->last = done, p->total = total;
+}
+
+/* The loader reports progress through the callback, ending at the total. */
+START_TEST(test_progress_callback) {
+    char *dir = gbt_shared_path("models/stories260k", "test_progress_callback");
+    if (!dir) return;
+    progress_log p = {.monotone = true};
+    gb_model_opts opts = {.progress = record_progress, .progress_ctx = &p};
+    gb_model *m = gb_model_open(dir, &opts);
+    gbt_ok(m);
+    ck_assert(p.calls > 10 && p.monotone);
+    ck_assert_uint_eq(p.last, p.total);
+    ck_assert_uint_eq(p.total, gb_model_file_bytes(m));
+    ck_assert_uint_eq(p.total, 1044992); /* the size of ../shared's model.safetensors */
+    gb_model_free(m);
+    free(dir);
+}
+END_TEST
+
 /* A full forward over the prefix gives the same next-token logits as the
  * cached step by step path. */
 START_TEST(test_stories260k_cache_equals_recompute) {
@@ -217,6 +246,7 @@ Suite *gb_suite_model(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_stories260k_greedy_from_bos);
     tcase_add_test(tc, test_stories260k_cache_equals_recompute);
+    tcase_add_test(tc, test_progress_callback);
     tcase_add_test(tc, test_gpt2_both_namings);
     tcase_add_test(tc, test_loader_errors);
     suite_add_tcase(s, tc);

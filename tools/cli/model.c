@@ -8,6 +8,22 @@
 #include "cli.h"
 #include "glassbox.h"
 
+/* A progress bar on stderr while a model over ~100 MB loads. */
+static void progress_bar(uint64_t done, uint64_t total, void *ctx) {
+    (void)ctx;
+    if (total < (100u << 20)) return;
+    int width = 40, filled = (int)(width * done / total);
+    fprintf(stderr, "\rloading [%.*s%*s] %3d%% of %llu MB", filled, "########################################",
+            width - filled, "", (int)(100 * done / total), (unsigned long long)(total >> 20));
+    if (done >= total) fputc('\n', stderr);
+}
+
+/* Open a model, with a progress bar when stderr is a terminal. */
+static gb_model *open_model(const char *path) {
+    gb_model_opts opts = {.progress = isatty(STDERR_FILENO) ? progress_bar : NULL};
+    return gb_model_open(path, &opts);
+}
+
 static int fail(const char *cmd, const char *msg) {
     fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
     return 1;
@@ -77,7 +93,7 @@ static int64_t *prompt_ids(const char *cmd, gb_model *m, const char *ids_arg, co
 
 int gb_cli_info(int argc, char **argv) {
     if (argc != 1) return fail("info", "usage: glassbox info MODEL");
-    gb_model *m = gb_model_open(argv[0], NULL);
+    gb_model *m = open_model(argv[0]);
     if (!m) return fail("info", gb_last_error());
     char *repr = gb_module_repr(gb_model_module(m));
     printf("%s\n\n", repr);
@@ -140,7 +156,7 @@ int gb_cli_run(int argc, char **argv) {
     int rc = parse_opts("run", argc, argv, &o);
     if (rc) return rc;
     if (!o.out) return fail("run", "missing --out FILE.safetensors");
-    gb_model *m = gb_model_open(o.model, NULL);
+    gb_model *m = open_model(o.model);
     if (!m) return fail("run", gb_last_error());
     int64_t n = 0, *ids = prompt_ids("run", m, o.ids, o.text, false, &n);
     if (!ids) {
@@ -192,7 +208,7 @@ int gb_cli_generate(int argc, char **argv) {
     int rc = parse_opts("generate", argc, argv, &o);
     if (rc) return rc;
     if (o.max_new < 0) return fail("generate", "-n must be >= 0");
-    gb_model *m = gb_model_open(o.model, NULL);
+    gb_model *m = open_model(o.model);
     if (!m) return fail("generate", gb_last_error());
     int64_t n = 0, *prompt = prompt_ids("generate", m, o.ids, o.text, true, &n);
     if (!prompt) {

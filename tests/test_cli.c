@@ -1,0 +1,164 @@
+/* The glassbox command line: info, run, generate, on the real stories260k
+ * model; errors exit non-zero with one line on stderr. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "gbtest.h"
+
+typedef struct {
+    int status;
+    char *out, *err;
+} cli_result;
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char *buf = calloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* Run build/glassbox with args (a shell fragment), capturing both streams. */
+static cli_result cli(const char *args) {
+    const char *b = getenv("GB_BUILD_DIR");
+    char cmd[4096], out[512], err[512];
+    snprintf(out, sizeof out, "%s/cli.out", gbt_tmp_dir());
+    snprintf(err, sizeof err, "%s/cli.err", gbt_tmp_dir());
+    snprintf(cmd, sizeof cmd, "%s/glassbox %s >%s 2>%s", b ? b : "build", args, out, err);
+    int st = system(cmd);
+    cli_result r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, slurp(out), slurp(err)};
+    return r;
+}
+
+static void cli_free(cli_result *r) { free(r->out), free(r->err); }
+
+/* Exactly one line on stderr, starting with prefix. */
+static void one_error_line(const cli_result *r, const char *prefix) {
+    ck_assert_msg(!strncmp(r->err, prefix, strlen(prefix)), "stderr '%s' does not start with '%s'", r->err, prefix);
+    char *nl = strchr(r->err, '\n');
+    ck_assert_msg(nl && nl[1] == 0, "stderr is not one line: '%s'", r->err);
+}
+
+/* ../shared/README.md: greedy decoding from BOS. */
+START_TEST(test_generate_ids) {
+    char *dir = gbt_shared_path("models/stories260k", "test_generate_ids");
+    if (!dir) return;
+    char args[4200];
+    snprintf(args, sizeof args, "generate %s -n 20 --ids-out", dir);
+    cli_result r = cli(args);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "[1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, "
+                            "396, 267, 337]\n");
+    cli_free(&r);
+    /* The prompt through the tokenizer: "Once upon a time" is [1, 403, 407, 261, 378]. */
+    snprintf(args, sizeof args, "generate %s -p 'Once upon a time' -n 3 --ids-out", dir);
+    r = cli(args);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "[1, 403, 407, 261, 378, 432, 383, 286]\n");
+    cli_free(&r);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_info) {
+    char *dir = gbt_shared_path("models/stories260k", "test_info");
+    if (!dir) return;
+    char args[4200];
+    snprintf(args, sizeof args, "info %s", dir);
+    cli_result r = cli(args);
+    ck_assert_int_eq(r.status, 0);
+    gb_model *m = gb_model_open(dir, NULL);
+    char *tree = gb_module_repr(gb_model_module(m)), want[256];
+    ck_assert_msg(!strncmp(r.out, tree, strlen(tree)), "info does not start with the module tree");
+    snprintf(want, sizeof want, "\nparameters: %lld\n", (long long)gb_module_num_parameters(gb_model_module(m)));
+    ck_assert_msg(strstr(r.out, want) != NULL, "no '%s' in info", want);
+    ck_assert(strstr(r.out, "num_key_value_heads: 4\n") != NULL); /* config.json of stories260k */
+    free(tree);
+    gb_model_free(m);
+    cli_free(&r);
+    free(dir);
+}
+END_TEST
+
+/* run --hidden writes the logits and every hidden state; the logits equal an
+ * in-process forward on the same ids. */
+START_TEST(test_run_writes_safetensors) {
+    char *dir = gbt_shared_path("models/stories260k", "test_run_writes_safetensors");
+    if (!dir) return;
+    char args[4400], path[512];
+    snprintf(path, sizeof path, "%s/cli_run.safetensors", gbt_tmp_dir());
+    snprintf(args, sizeof args, "run %s --ids 1,403,407,261 --out %s --hidden", dir, path);
+    cli_result r = cli(args);
+    ck_assert_msg(r.status == 0, "run failed: %s", r.err);
+    gb_safetensors *st = gb_safetensors_open(path);
+    gbt_ok(st);
+    ck_assert_int_eq(gb_safetensors_count(st), 1 + 5 + 1); /* logits, hidden.0-4, hidden.final */
+    gb_tensor *logits = gb_safetensors_get(st, "logits"), *h4 = gb_safetensors_get(st, "hidden.4"),
+              *fin = gb_safetensors_get(st, "hidden.final");
+    gbt_ok(logits), gbt_ok(h4), gbt_ok(fin);
+    ck_assert(gb_tensor_ndim(h4) == 3 && gb_tensor_dim(h4, 2) == 64);
+    gb_model *m = gb_model_open(dir, NULL);
+    const int64_t ids[] = {1, 403, 407, 261};
+    gb_tensor *in = gb_from_data(ids, 2, (int64_t[]){1, 4}, GB_DTYPE_I64), *want;
+    gbt_ok_status(gb_module_run(gb_model_module(m), NULL, in, &want));
+    gbt_assert_close(logits, want, 0, 0, "logits written by glassbox run");
+    gb_tensor_free(want), gb_tensor_free(in), gb_tensor_free(logits), gb_tensor_free(h4), gb_tensor_free(fin);
+    gb_safetensors_free(st);
+    gb_model_free(m);
+    cli_free(&r);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_cli_errors) {
+    cli_result r = cli("info /nonexistent/model");
+    ck_assert_int_eq(r.status, 1);
+    one_error_line(&r, "glassbox info: hub: /nonexistent/model");
+    cli_free(&r);
+    char *dir = gbt_shared_path("models/stories260k", "test_cli_errors");
+    if (dir) {
+        char args[4200];
+        snprintf(args, sizeof args, "run %s --ids 1,x --out /dev/null", dir);
+        r = cli(args);
+        ck_assert_int_eq(r.status, 1);
+        one_error_line(&r, "glassbox run: --ids: '1,x' is not a comma-separated list of token ids");
+        cli_free(&r);
+        snprintf(args, sizeof args, "run %s --ids 1,2", dir);
+        r = cli(args);
+        ck_assert_int_eq(r.status, 1);
+        one_error_line(&r, "glassbox run: missing --out");
+        cli_free(&r);
+        snprintf(args, sizeof args, "generate %s --ids 1,600 --ids-out", dir); /* vocabulary is 512 */
+        r = cli(args);
+        ck_assert_int_eq(r.status, 1);
+        one_error_line(&r, "glassbox generate: ");
+        ck_assert(strstr(r.err, "600") != NULL);
+        cli_free(&r);
+        free(dir);
+    }
+    r = cli("generate --bogus");
+    ck_assert_int_eq(r.status, 2);
+    one_error_line(&r, "glassbox generate: unknown or incomplete option '--bogus'");
+    cli_free(&r);
+    r = cli("frobnicate");
+    ck_assert_int_eq(r.status, 2);
+    ck_assert(strstr(r.err, "unknown command 'frobnicate'") != NULL);
+    cli_free(&r);
+}
+END_TEST
+
+Suite *gb_suite_cli(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_generate_ids);
+    tcase_add_test(tc, test_info);
+    tcase_add_test(tc, test_run_writes_safetensors);
+    tcase_add_test(tc, test_cli_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
