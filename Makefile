@@ -115,7 +115,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox
 	install -m 644 $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
-	for h in $(filter-out %_impl.h %.def,$(HEADERS)); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
+	for h in glassbox.h $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' tools/glassbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/glassbox.pc
 
 clean:
