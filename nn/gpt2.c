@@ -104,40 +104,8 @@ static const gb__module_type gb__type_gpt2_mlp = {.name = "GPT2MLP", .forward = 
 static gb_status gb__gpt2_block_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     gb_tensor *h = gb__input(m, in, 0, "(hidden_states,)");
     if (!h) return gb_last_status();
-    gb_values ln = {0}, at = {0}, mlp = {0};
-    gb_tensor *h2 = NULL, *h3 = NULL;
-    gb_status st = gb__call(m->children[GB__BLOCK_LN_1], run, 1, &h, &ln);
-    if (st) goto ln_stopped;
-    st = gb__call(m->children[GB__BLOCK_ATTN], run, 1, &ln.v[0], &at);
-    if (st) {
-        gb__values_move(out, &at);
-        goto done;
-    }
-    h2 = gb_add(at.v[0], h); /* attn_output + residual */
-    if (!h2) goto op_failed;
-    gb_values_clear(&ln);
-    st = gb__call(m->children[GB__BLOCK_LN_2], run, 1, &h2, &ln);
-    if (st) goto ln_stopped;
-    st = gb__call(m->children[GB__BLOCK_MLP], run, 1, &ln.v[0], &mlp);
-    if (st) {
-        gb__values_move(out, &mlp);
-        goto done;
-    }
-    h3 = gb_add(h2, mlp.v[0]); /* residual + feed_forward_hidden_states */
-    if (!h3) goto op_failed;
-    st = gb_values_push(out, h3);
-    for (int i = 1; st == GB_OK && i < at.n; i++) st = gb_values_push(out, gb_tensor_ref(at.v[i]));
-    goto done;
-op_failed:
-    gb__error_prefix("%s", GB__LABEL(m));
-    st = gb_last_status();
-    goto done;
-ln_stopped:
-    gb__values_move(out, &ln);
-done:
-    gb_values_clear(&ln), gb_values_clear(&at), gb_values_clear(&mlp);
-    gb_tensor_free(h2);
-    return st;
+    return gb__prenorm_block(m, run, h, 0, NULL, (const int[]){GB__BLOCK_LN_1, GB__BLOCK_ATTN, GB__BLOCK_LN_2, GB__BLOCK_MLP},
+                             out);
 }
 
 static const gb__module_type gb__type_gpt2_block = {

@@ -470,3 +470,45 @@ gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, 
     gb_values_clear(&h);
     return st;
 }
+
+gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra, gb_tensor *const *extra,
+                            const int child[4], gb_values *out) {
+    enum { LN1, ATTN, LN2, MLP };
+    gb_values ln = {0}, at = {0}, mlp = {0};
+    gb_tensor *h2 = NULL, *h3 = NULL, *ain[GB_MAX_VALUES] = {0}; /* the attention's inputs */
+    gb_status st = gb__call(m->children[child[LN1]], run, 1, &h, &ln);
+    if (st) goto ln_stopped;
+    ain[0] = ln.v[0];
+    for (int i = 0; i < nextra && i + 1 < GB_MAX_VALUES; i++) ain[i + 1] = extra[i];
+    st = gb__call(m->children[child[ATTN]], run, 1 + nextra, ain, &at);
+    if (st) {
+        gb__values_move(out, &at);
+        goto done;
+    }
+    h2 = gb_add(h, at.v[0]); /* residual + attention */
+    if (!h2) goto op_failed;
+    gb_values_clear(&ln);
+    st = gb__call(m->children[child[LN2]], run, 1, &h2, &ln);
+    if (st) goto ln_stopped;
+    st = gb__call(m->children[child[MLP]], run, 1, &ln.v[0], &mlp);
+    if (st) {
+        gb__values_move(out, &mlp);
+        goto done;
+    }
+    h3 = gb_add(h2, mlp.v[0]); /* residual + MLP */
+    if (!h3) goto op_failed;
+    st = gb_values_push(out, h3);
+    for (int i = 1; st == GB_OK && i < at.n; i++) st = gb_values_push(out, gb_tensor_ref(at.v[i]));
+    goto done;
+op_failed:
+    gb__error_prefix("%s", GB__LABEL(m));
+    st = gb_last_status();
+    goto done;
+ln_stopped:
+    gb__values_move(out, &ln);
+done:
+    gb_values_clear(&ln), gb_values_clear(&at), gb_values_clear(&mlp);
+    gb_tensor_free(h2);
+    return st;
+}
+

@@ -226,40 +226,8 @@ static gb_status gb__llama_layer_forward(gb_module *m, gb_run *run, const gb_val
     gb_tensor *cos = h ? gb__input(m, in, 1, expect) : NULL;
     gb_tensor *sin = cos ? gb__input(m, in, 2, expect) : NULL;
     if (!sin) return gb_last_status();
-    gb_values ln = {0}, at = {0}, mlp = {0};
-    gb_tensor *h2 = NULL, *h3 = NULL;
-    gb_status st = gb__call(m->children[GB__LAYER_IN_NORM], run, 1, &h, &ln);
-    if (st) goto ln_stopped;
-    st = gb__call(m->children[GB__LAYER_ATTN], run, 3, (gb_tensor *[]){ln.v[0], cos, sin}, &at);
-    if (st) {
-        gb__values_move(out, &at);
-        goto done;
-    }
-    h2 = gb_add(h, at.v[0]); /* residual + hidden_states */
-    if (!h2) goto op_failed;
-    gb_values_clear(&ln);
-    st = gb__call(m->children[GB__LAYER_POST_NORM], run, 1, &h2, &ln);
-    if (st) goto ln_stopped;
-    st = gb__call(m->children[GB__LAYER_MLP], run, 1, &ln.v[0], &mlp);
-    if (st) {
-        gb__values_move(out, &mlp);
-        goto done;
-    }
-    h3 = gb_add(h2, mlp.v[0]);
-    if (!h3) goto op_failed;
-    st = gb_values_push(out, h3);
-    for (int i = 1; st == GB_OK && i < at.n; i++) st = gb_values_push(out, gb_tensor_ref(at.v[i]));
-    goto done;
-op_failed:
-    gb__error_prefix("%s", GB__LABEL(m));
-    st = gb_last_status();
-    goto done;
-ln_stopped:
-    gb__values_move(out, &ln);
-done:
-    gb_values_clear(&ln), gb_values_clear(&at), gb_values_clear(&mlp);
-    gb_tensor_free(h2);
-    return st;
+    return gb__prenorm_block(m, run, h, 2, (gb_tensor *[]){cos, sin},
+                             (const int[]){GB__LAYER_IN_NORM, GB__LAYER_ATTN, GB__LAYER_POST_NORM, GB__LAYER_MLP}, out);
 }
 
 static const gb__module_type gb__type_llama_layer = {

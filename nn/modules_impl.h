@@ -17,6 +17,12 @@ gb_status gb__call(gb_module *child, gb_run *run, int n, gb_tensor *const *xs, g
 /* Add a child unless an earlier step failed (the child is freed then), so a
  * builder can chain additions and check once. */
 gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child);
+/* The pre-norm residual block of GPT2Block and LlamaDecoderLayer:
+ * h + attn(ln1(h), extra...), then + mlp(ln2(.)). child[] gives the indices of
+ * ln1, attn, ln2 and mlp among m's children. Returns (hidden_states,) plus
+ * the attention's further outputs (key, value when a KV cache is in use). */
+gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra, gb_tensor *const *extra,
+                            const int child[4], gb_values *out);
 /* The forward of GPT2LMHeadModel and LlamaForCausalLM: child 0 (the body),
  * then child 1 (lm_head) on its hidden state: (input_ids [B, T]) ->
  * (logits [B, T, vocab]). */
