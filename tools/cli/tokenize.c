@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "glassbox.h"
@@ -52,6 +53,18 @@ static void gb__print_json_string(const char *s) {
     putchar('"');
 }
 
+/* MODEL as a path (directory or tokenizer file), or else a Hub id in the
+ * local Hugging Face cache (its snapshot directory). */
+static gb_tokenizer *open_tokenizer(const char *model) {
+    struct stat sb;
+    if (stat(model, &sb) == 0) return gb_tokenizer_open(model);
+    gb_hf_files f;
+    if (gb_hf_resolve(model, &f) != GB_OK) return NULL;
+    gb_tokenizer *tok = gb_tokenizer_open(f.dir);
+    gb_hf_files_free(&f);
+    return tok;
+}
+
 int gb_cli_tokenize(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *file = NULL;
     bool special = true, tokens = false;
@@ -88,7 +101,7 @@ int gb_cli_tokenize(int argc, char **argv) {
             return 1;
         }
     }
-    gb_tokenizer *tok = gb_tokenizer_open(model);
+    gb_tokenizer *tok = open_tokenizer(model);
     int32_t *ids = NULL;
     size_t n = 0;
     if (!tok || gb_tokenizer_encode(tok, input ? input : text, input ? len : strlen(text), special, &ids, &n) != GB_OK) {
@@ -166,7 +179,7 @@ int gb_cli_detokenize(int argc, char **argv) {
         fprintf(stderr, "glassbox detokenize: '%s' is not a list of token ids (at '%s')\n", list, bad ? bad : "");
         return 1;
     }
-    gb_tokenizer *tok = gb_tokenizer_open(model);
+    gb_tokenizer *tok = open_tokenizer(model);
     char *text = NULL;
     size_t len = 0;
     if (!tok || gb_tokenizer_decode(tok, ids, n, skip, &text, &len) != GB_OK) {
