@@ -16,6 +16,7 @@
  * loop runs on one thread; every other loop splits its elements across
  * threads, each element computed by one thread in a fixed order. */
 #include "elementwise_impl.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -55,7 +56,7 @@ static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
         const float *p = out->fparam;                                                                                 \
         int64_t n = gb_tensor_numel(out);                                                                             \
         if (gb_tensor_is_contiguous(src)) {                                                                           \
-            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            _Pragma("omp parallel for simd num_threads(gb__threads()) if (parallel : n > GB__PAR_MIN_WORK)")          \
             for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(x[i], p);                                           \
             return GB_OK;                                                                                             \
         }                                                                                                             \
@@ -78,7 +79,7 @@ static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
         const float *p = out->fparam;                                                                                 \
         int64_t n = gb_tensor_numel(out);                                                                             \
         if (gb_tensor_is_contiguous(src)) {                                                                           \
-            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            _Pragma("omp parallel for simd num_threads(gb__threads()) if (parallel : n > GB__PAR_MIN_WORK)")          \
             for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * gb__##NAME##_dydx(x[i], y[i], p);                        \
             return GB_OK;                                                                                             \
         }                                                                                                             \
@@ -93,40 +94,11 @@ static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
         return GB_OK;                                                                                                 \
     }
 
-/* sqrt(2/pi) and the cubic coefficient of the tanh approximation of gelu. */
-#define GB__GELU_K 0.7978845608028654f
-#define GB__GELU_C 0.044715f
-
-static inline float gb__sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 /* NaN passes through, as torch.clamp does (fmaxf would drop it). */
 static inline float gb__clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 /* torch's pow backward: no gradient where the exponent is 0 (even at x = 0). */
 static inline float gb__pow_dx(float x, float e) { return e == 0.0f ? 0.0f : e * powf(x, e - 1.0f); }
-
-static inline float gb__gelu_y(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
-
-/* Phi(x) + x phi(x), Phi and phi the standard normal cdf and pdf. */
-static inline float gb__gelu_dx(float x) {
-    float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
-    float pdf = expf(-0.5f * x * x) * (float)(M_2_SQRTPI * M_SQRT1_2 * 0.5);
-    return cdf + x * pdf;
-}
-
-static inline float gb__gelu_tanh_y(float x) {
-    return 0.5f * x * (1.0f + tanhf(GB__GELU_K * (x + GB__GELU_C * x * x * x)));
-}
-
-static inline float gb__gelu_tanh_dx(float x) {
-    float t = tanhf(GB__GELU_K * (x + GB__GELU_C * x * x * x));
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GB__GELU_K * (1.0f + 3.0f * GB__GELU_C * x * x);
-}
-
-static inline float gb__silu_dx(float x) {
-    float s = gb__sigmoidf(x);
-    return s * (1.0f + x * (1.0f - s));
-}
 
 /*        NAME          y                                  dy/dx */
 GB__UNARY(ADD_SCALAR,   x + p[0],                          1.0f)
@@ -136,18 +108,18 @@ GB__UNARY(MUL_SCALAR,   x * p[0],                          p[0])
 GB__UNARY(DIV_SCALAR,   x / p[0],                          1.0f / p[0])
 GB__UNARY(POW_SCALAR,   powf(x, p[0]),                     gb__pow_dx(x, p[0]))
 GB__UNARY(NEG,          -x,                                -1.0f)
-GB__UNARY(EXP,          expf(x),                           y)
+GB__UNARY(EXP,          gb__exp(x),                        y)
 GB__UNARY(LOG,          logf(x),                           1.0f / x)
 GB__UNARY(SQRT,         sqrtf(x),                          0.5f / y)
 GB__UNARY(RSQRT,        1.0f / sqrtf(x),                   -0.5f * y * y * y)
-GB__UNARY(TANH,         tanhf(x),                          1.0f - y * y)
-GB__UNARY(SIGMOID,      gb__sigmoidf(x),                   y * (1.0f - y))
+GB__UNARY(TANH,         gb__tanh(x),                       1.0f - y * y)
+GB__UNARY(SIGMOID,      gb__sigmoid(x),                    y * (1.0f - y))
 GB__UNARY(ABS,          fabsf(x),                          (float)((x > 0.0f) - (x < 0.0f)))
 GB__UNARY(CLAMP,        gb__clampf(x, p[0], p[1]),         x >= p[0] && x <= p[1] ? 1.0f : 0.0f)
 GB__UNARY(RELU,         x > 0.0f || isnan(x) ? x : 0.0f,   y > 0.0f ? 1.0f : 0.0f)
-GB__UNARY(GELU,         gb__gelu_y(x),                     gb__gelu_dx(x))
-GB__UNARY(GELU_TANH,    gb__gelu_tanh_y(x),                gb__gelu_tanh_dx(x))
-GB__UNARY(SILU,         x * gb__sigmoidf(x),               gb__silu_dx(x))
+GB__UNARY(GELU,         gb__gelu(x),                       gb__gelu_dx(x))
+GB__UNARY(GELU_TANH,    gb__gelu_tanh(x),                  gb__gelu_tanh_dx(x))
+GB__UNARY(SILU,         gb__silu(x),                       gb__silu_dx(x))
 
 static gb_tensor *gb__unary(gb_op op, gb_tensor *a, float p0, float p1) {
     const char *what = gb__ops[op].name;
@@ -198,7 +170,7 @@ gb_tensor *gb_silu(gb_tensor *a) { return gb__unary(GB_OP_SILU, a, 0, 0); }
         float *y = gb_tensor_data(out);                               /* [n] */                                       \
         int64_t n = gb_tensor_numel(out);                                                                             \
         if (gb__same_flat(ta, out) && gb__same_flat(tb, out)) {                                                       \
-            _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
+            _Pragma("omp parallel for simd num_threads(gb__threads()) if (parallel : n > GB__PAR_MIN_WORK)")          \
             for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(a[i], b[i]);                                        \
             return GB_OK;                                                                                             \
         }                                                                                                             \

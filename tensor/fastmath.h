@@ -59,7 +59,7 @@ static inline float gb__select(uint32_t mask, float a, float b) {
 static inline void gb__exp_parts(float hi, float lo, float *m, float *s) {
     uint32_t ux = gb__f2u(hi), ax = ux & 0x7fffffffu, neg = ux >> 31;
     uint32_t nan = -(uint32_t)(ax > 0x7f800000u);
-    uint32_t tiny = -(uint32_t)(neg & (ax > 0x42d00000u));                            /* hi < -104 */
+    uint32_t tiny = -(uint32_t)(neg & (ax > 0x43000000u));                            /* hi < -128 */
     uint32_t big = -(uint32_t)((neg ^ 1u) & (ax > 0x42b20000u) & (ax <= 0x7f800000u)); /* hi > 89 */
     uint32_t special = nan | tiny | big;
     float xh = gb__u2f(ux & ~special), xl = gb__u2f(gb__f2u(lo) & ~special);
@@ -72,7 +72,7 @@ static inline void gb__exp_parts(float hi, float lo, float *m, float *s) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    int32_t n = (int32_t)fn, n1 = n >> 1, n2 = n - n1; /* n in [-151, 129]: 2^n1, 2^n2 normal */
+    int32_t n = (int32_t)fn, n1 = n >> 1, n2 = n - n1; /* n in [-185, 129]: 2^n1, 2^n2 normal */
     float mm = p * gb__u2f((uint32_t)(n1 + 127) << 23), ss = gb__u2f((uint32_t)(n2 + 127) << 23);
     *m = gb__u2f((gb__f2u(mm) & ~special) | ((ux | 0x00400000u) & nan) | (0x7f800000u & big));
     *s = gb__u2f((gb__f2u(ss) & ~special) | (0x3f800000u & special));

@@ -1248,7 +1248,7 @@ START_TEST(test_cli) {
     /* errors: one line on stderr, non-zero exit */
     out = run_cli("tokenize /nonexistent/model hello", &code);
     ck_assert_int_eq(code, 1);
-    ck_assert_str_eq(out, "glassbox tokenize: tokenizer_open: cannot open /nonexistent/model: No such file or directory\n");
+    ck_assert_str_eq(out, "glassbox tokenize: hub: /nonexistent/model: no such file or directory, and not a Hub id (org/name)\n");
     free(out);
     snprintf(args, sizeof args, "detokenize '%s' 1,x", gpt2);
     out = run_cli(args, &code);
