@@ -17,28 +17,32 @@
  * if-converted); no integer conversion of a value that may be out of range
  * (undefined behaviour); rounding by the 1.5 * 2^23 trick, not floorf.
  * Results do not depend on the vector width: no FMA contraction happens
- * (ISO C mode defaults to -ffp-contract=off), so a vectorised loop gives the
- * same bits as a scalar call. */
+ * (-std=c11 implies -ffp-contract=off), so a vectorised loop gives the same
+ * bits as a scalar call; the error bounds hold with contraction too. */
 #ifndef GB_FASTMATH_H
 #define GB_FASTMATH_H
 
 #include <stdint.h>
 #include <string.h>
 
-static inline uint32_t gb__f2u(float f) {
+/* Forced inline: a loop only vectorises when every call in it is inlined,
+ * and GCC's -O2 heuristics stop inlining gb__exp_parts after a few callers. */
+#define GB__FASTMATH static inline __attribute__((always_inline))
+
+GB__FASTMATH uint32_t gb__f2u(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
 
-static inline float gb__u2f(uint32_t u) {
+GB__FASTMATH float gb__u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
 
 /* mask ? a : b, for a mask of all ones or all zeros. */
-static inline float gb__select(uint32_t mask, float a, float b) {
+GB__FASTMATH float gb__select(uint32_t mask, float a, float b) {
     return gb__u2f((gb__f2u(a) & mask) | (gb__f2u(b) & ~mask));
 }
 
@@ -47,21 +51,20 @@ static inline float gb__select(uint32_t mask, float a, float b) {
  * n ln2 + r with |r| <= ln2/2 (ln2 in two parts, the first with 9 bits so
  * that hi - n*C1 is exact), exp(r) by its degree-7 polynomial, and 2^n in two
  * halves, 2^n1 folded into *m and 2^n2 left in *s: m stays a normal number
- * and the single rounding of m * s gives subnormal results correctly (one
- * 2^n factor alone would have to be a subnormal or overflow). Callers that
- * multiply exp by something first do it on m, then scale by s.
+ * and the single rounding of m * s gives subnormal results, 0 and overflow
+ * to inf correctly (one 2^n factor alone would be subnormal or overflow for
+ * |n| > 126). Callers that multiply exp by something first do it on m, then
+ * scale by s: exp(-120) is 0 in float, but x * exp(-120) with x = 1e10 is not.
  *
- * Special cases, decided on hi: NaN gives m = NaN (quiet); hi < -104 (where
- * exp < 2^-150 rounds to 0, -inf included) gives m = 0; hi > 89 (exp
- * overflows from 88.73, +inf included) gives m = inf; all three give s = 1.
- * Those lanes compute exp(0) and then replace the result, so no float to
- * int conversion ever sees an out-of-range value. */
-static inline void gb__exp_parts(float hi, float lo, float *m, float *s) {
-    uint32_t ux = gb__f2u(hi), ax = ux & 0x7fffffffu, neg = ux >> 31;
-    uint32_t nan = -(uint32_t)(ax > 0x7f800000u);
-    uint32_t tiny = -(uint32_t)(neg & (ax > 0x43000000u));                            /* hi < -128 */
-    uint32_t big = -(uint32_t)((neg ^ 1u) & (ax > 0x42b20000u) & (ax <= 0x7f800000u)); /* hi > 89 */
-    uint32_t special = nan | tiny | big;
+ * Past |hi| > 128 (inf included) *m is the limit, 0 or inf, and NaN gives a
+ * quiet NaN, with *s = 1. Those lanes compute exp(0) and then replace the
+ * result, so no float to int conversion sees an out-of-range value. */
+GB__FASTMATH void gb__exp_parts(float hi, float lo, float *m, float *s) {
+    uint32_t ux = gb__f2u(hi);
+    int32_t ax = (int32_t)(ux & 0x7fffffffu);          /* signed compares: one instruction each */
+    uint32_t special = -(uint32_t)(ax > 0x43000000);   /* |hi| > 128 or NaN */
+    uint32_t nan = -(uint32_t)(ax > 0x7f800000);
+    uint32_t limit = (nan & (ux | 0x00400000u)) | (~nan & ((ux >> 31) - 1u) & 0x7f800000u); /* NaN, 0 or inf */
     float xh = gb__u2f(ux & ~special), xl = gb__u2f(gb__f2u(lo) & ~special);
     float fn = (xh * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
     float r = (xh - fn * 0.693359375f) + (xl + fn * 2.12194440e-4f);
@@ -72,14 +75,14 @@ static inline void gb__exp_parts(float hi, float lo, float *m, float *s) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    int32_t n = (int32_t)fn, n1 = n >> 1, n2 = n - n1; /* n in [-185, 129]: 2^n1, 2^n2 normal */
+    int32_t n = (int32_t)fn, n1 = n >> 1, n2 = n - n1; /* |n| <= 185: 2^n1, 2^n2 normal */
     float mm = p * gb__u2f((uint32_t)(n1 + 127) << 23), ss = gb__u2f((uint32_t)(n2 + 127) << 23);
-    *m = gb__u2f((gb__f2u(mm) & ~special) | ((ux | 0x00400000u) & nan) | (0x7f800000u & big));
+    *m = gb__u2f((gb__f2u(mm) & ~special) | (limit & special));
     *s = gb__u2f((gb__f2u(ss) & ~special) | (0x3f800000u & special));
 }
 
-/* exp(x), within 1 ulp of the correctly rounded result for every float. */
-static inline float gb__exp(float x) {
+/* exp(x), within 1 ulp of the exact value for every float. */
+GB__FASTMATH float gb__exp(float x) {
     float m, s;
     gb__exp_parts(x, 0.0f, &m, &s);
     return m * s;
@@ -87,44 +90,46 @@ static inline float gb__exp(float x) {
 
 /* x * sigmoid(v), given exp(-|v|) = m * s and neg = all ones when v < 0:
  * x / (1 + e) for v >= 0 and x e / (1 + e) for v < 0, e = exp(-|v|) <= 1,
- * so nothing overflows and there is no cancellation; x * m is formed before
- * the scaling by s so that subnormal results are rounded once. */
-static inline float gb__mul_sigmoid(float x, float m, float s, uint32_t neg) {
-    float e = m * s;
-    float num = gb__select(neg, x * m, x), scale = gb__select(neg, s, 1.0f);
-    return num / (1.0f + e) * scale;
+ * so nothing overflows and there is no cancellation. In double, where
+ * x * m and m * s are exact, so the result is rounded once (then scaled
+ * by s, exactly unless it is subnormal): within 1.5 ulp where float
+ * arithmetic would give 3. */
+GB__FASTMATH float gb__mul_sigmoid(float x, float m, float s, uint32_t neg) {
+    double e = (double)m * (double)s, num = (double)x * (double)gb__select(neg, m, 1.0f);
+    return (float)(num / (1.0 + e)) * gb__select(neg, s, 1.0f);
 }
 
-static inline float gb__sigmoid(float x) {
+GB__FASTMATH float gb__sigmoid(float x) {
     uint32_t ux = gb__f2u(x);
     float m, s;
     gb__exp_parts(gb__u2f(ux | 0x80000000u), 0.0f, &m, &s);
     return gb__mul_sigmoid(1.0f, m, s, -(ux >> 31));
 }
 
-static inline float gb__silu(float x) {
+GB__FASTMATH float gb__silu(float x) {
     uint32_t ux = gb__f2u(x);
     float m, s;
     gb__exp_parts(gb__u2f(ux | 0x80000000u), 0.0f, &m, &s);
     return gb__mul_sigmoid(x, m, s, -(ux >> 31));
 }
 
-/* d silu / dx = sigmoid(x) (1 + x sigmoid(-x)), in the same two halves. */
-static inline float gb__silu_dx(float x) {
-    uint32_t ux = gb__f2u(x), neg = -(ux >> 31);
+/* d silu / dx = sigmoid(x) (1 + x sigmoid(-x)), in the same two halves,
+ * in double (like gb__mul_sigmoid). */
+GB__FASTMATH float gb__silu_dx(float x) {
+    uint32_t ux = gb__f2u(x);
     float m, s;
     gb__exp_parts(gb__u2f(ux | 0x80000000u), 0.0f, &m, &s);
-    float e = m * s, inv = 1.0f / (1.0f + e);
-    float pos = (1.0f + x * e * inv) * inv;        /* x >= 0: s(x) = 1/(1+e), s(-x) = e/(1+e) */
-    float negv = (m * inv) * (1.0f + x * inv) * s; /* x < 0:  s(x) = e/(1+e), s(-x) = 1/(1+e) */
-    return gb__select(neg, negv, pos);
+    double xd = x, md = m, e = md * (double)s, inv = 1.0 / (1.0 + e);
+    float pos = (float)((1.0 + xd * e * inv) * inv);       /* x >= 0: s(x) = 1/(1+e), s(-x) = e/(1+e) */
+    float neg = (float)(md * inv * (1.0 + xd * inv)) * s;  /* x < 0:  s(x) = e/(1+e), s(-x) = 1/(1+e) */
+    return gb__select(-(ux >> 31), neg, pos);
 }
 
 /* tanh: odd, so computed on |x| with x's sign put back (tanh(-0) = -0).
  * Below 0.625, Cephes' tanhf polynomial (relative error 1.3e-7); above,
  * (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29, which has no cancellation
  * there and reaches exactly 1 from 9.01 on. */
-static inline float gb__tanh(float x) {
+GB__FASTMATH float gb__tanh(float x) {
     uint32_t ux = gb__f2u(x), ax = ux & 0x7fffffffu;
     float a = gb__u2f(ax), z = a * a;
     float p = -5.70498872745e-3f;
@@ -136,7 +141,7 @@ static inline float gb__tanh(float x) {
     float m, s;
     gb__exp_parts(-2.0f * a, 0.0f, &m, &s);
     float e = m * s, large = (1.0f - e) / (1.0f + e);
-    float t = gb__select(-(uint32_t)(ax < 0x3f200000u), small, large); /* |x| < 0.625 */
+    float t = gb__select(-(uint32_t)((int32_t)ax < 0x3f200000), small, large); /* |x| < 0.625 */
     return gb__u2f(gb__f2u(t) | (ux & 0x80000000u));
 }
 
@@ -153,8 +158,9 @@ static inline float gb__tanh(float x) {
  * Q is a rational minimax fit of degree 4/5 on [0, 15] (relative error
  * 6.4e-9; Lawson's algorithm against mpmath), evaluated in double: in float
  * the Horner steps alone would cost 3 ulp. */
-static inline double gb__gelu_q(float a) {
-    double t = a < 15.0f ? a : 15.0f; /* past 15, exp(-a^2/2) is 0 anyway */
+GB__FASTMATH double gb__gelu_q(float a) {
+    /* past 15 (and for NaN) gelu's tail is far below the smallest float */
+    double t = gb__select(-(uint32_t)((int32_t)gb__f2u(a) > 0x41700000), 15.0f, a);
     double num = 8.306856267e-03;
     num = num * t + 8.176522702e-02;
     num = num * t + 3.679474890e-01;
@@ -170,31 +176,31 @@ static inline double gb__gelu_q(float a) {
 }
 
 /* exp(-x^2/2) = *m * *s (see gb__exp_parts), exactly in its argument. */
-static inline void gb__exp_half_square(float x, float *m, float *s) {
+GB__FASTMATH void gb__exp_half_square(float x, float *m, float *s) {
     float a = gb__u2f(gb__f2u(x) & 0x7fffffffu);
     float ah = gb__u2f(gb__f2u(a) & 0xfffff000u), al = a - ah; /* ah*ah, ah*al exact */
     gb__exp_parts(-0.5f * (ah * ah), -(ah * al + 0.5f * (al * al)), m, s);
 }
 
-static inline float gb__gelu(float x) {
+GB__FASTMATH float gb__gelu(float x) {
     uint32_t neg = -(gb__f2u(x) >> 31);
     float m, s;
     gb__exp_half_square(x, &m, &s);
     double q = gb__gelu_q(gb__u2f(gb__f2u(x) & 0x7fffffffu));
     float yneg = (float)(0.5 * (double)x * (double)m * q) * s; /* x Phi(-a) */
-    float ypos = x * (float)(1.0 - 0.5 * (double)(m * s) * q); /* x (1 - Phi(-a)) */
+    float ypos = (float)((double)x * (1.0 - 0.5 * (double)m * (double)s * q)); /* x (1 - Phi(-a)) */
     return gb__select(neg, yneg, ypos);
 }
 
 /* d gelu / dx = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi). */
-static inline float gb__gelu_dx(float x) {
+GB__FASTMATH float gb__gelu_dx(float x) {
     const double c = 0.3989422804014327; /* 1 / sqrt(2 pi) */
     uint32_t neg = -(gb__f2u(x) >> 31);
     float m, s;
     gb__exp_half_square(x, &m, &s);
     double q = gb__gelu_q(gb__u2f(gb__f2u(x) & 0x7fffffffu));
     float dneg = (float)((double)m * (0.5 * q + (double)x * c)) * s;
-    float dpos = (float)(1.0 + (double)(m * s) * ((double)x * c - 0.5 * q));
+    float dpos = (float)(1.0 + (double)m * (double)s * ((double)x * c - 0.5 * q));
     return gb__select(neg, dneg, dpos);
 }
 
@@ -204,30 +210,30 @@ static inline float gb__gelu_dx(float x) {
  * x sigmoid(v) with v = 2u: no cancellation for negative x. v is computed in
  * double and passed to exp as two floats, because its rounding in float
  * would be multiplied by |v| (up to 104) in the result. */
-static inline void gb__gelu_tanh_v(float x, double *v, float *m, float *s) {
-    double xd = x;
-    *v = 1.5957691216057308 * xd * (1.0 + 0.044715 * xd * xd); /* 2 sqrt(2/pi) */
-    double nv = *v < 0.0 ? *v : -*v;
-    nv = nv < -1000.0 ? -1000.0 : nv; /* keeps the conversion to float in range; NaN passes */
+GB__FASTMATH void gb__gelu_tanh_v(float x, float *m, float *s) {
+    /* |x| clamped to 64 (NaN too), where exp(-|v|) is long 0: keeps -|v| in
+     * float range; x itself is used in the product, so +-inf and NaN give
+     * what the formula gives. */
+    uint32_t ax = gb__f2u(x) & 0x7fffffffu;
+    double a = gb__select(-(uint32_t)((int32_t)ax > 0x42800000), 64.0f, gb__u2f(ax));
+    double nv = -1.5957691216057308 * a * (1.0 + 0.044715 * a * a); /* -|v|, 2 sqrt(2/pi) */
     float hi = (float)nv;
     gb__exp_parts(hi, (float)(nv - (double)hi), m, s);
 }
 
-static inline float gb__gelu_tanh(float x) {
-    double v;
+GB__FASTMATH float gb__gelu_tanh(float x) {
     float m, s;
-    gb__gelu_tanh_v(x, &v, &m, &s);
+    gb__gelu_tanh_v(x, &m, &s);
     return gb__mul_sigmoid(x, m, s, -(gb__f2u(x) >> 31));
 }
 
 /* d/dx x sigmoid(v) = sigmoid(v) (1 + x v' sigmoid(-v)), v' = 2 sqrt(2/pi)
  * (1 + 3 * 0.044715 x^2); in double, where x v' cannot overflow. */
-static inline float gb__gelu_tanh_dx(float x) {
-    double v;
+GB__FASTMATH float gb__gelu_tanh_dx(float x) {
     float m, s;
-    gb__gelu_tanh_v(x, &v, &m, &s);
+    gb__gelu_tanh_v(x, &m, &s);
     double xd = x, xv = xd * 1.5957691216057308 * (1.0 + 3.0 * 0.044715 * xd * xd);
-    double e = (double)(m * s), inv = 1.0 / (1.0 + e);
+    double e = (double)m * (double)s, inv = 1.0 / (1.0 + e);
     float pos = (float)((1.0 + xv * e * inv) * inv);
     float negv = (float)((double)m * inv * (1.0 + xv * inv)) * s;
     return gb__select(-(gb__f2u(x) >> 31), negv, pos);

@@ -5,9 +5,9 @@
  * subtracts its max before exp, so large logits do not overflow; sums are
  * kept in double. */
 #include "blas.h"
+#include "fastmath.h" /* gb__exp: vectorisable, unlike a call to expf (5x slower) */
 
 #include <math.h>
-#include <string.h>
 
 static gb_status gb__check_f32(const char *op, const gb_tensor *t) {
     if (t->dtype == GB_DTYPE_F32) return GB_OK;
@@ -20,46 +20,6 @@ static void gb__split_dim(const gb_tensor *t, int dim, int64_t *outer, int64_t *
     *outer = t->ndim ? gb__numel(dim, t->shape) : 1;
     *n = t->ndim ? t->shape[dim] : 1;
     *inner = t->ndim ? gb__numel(t->ndim - dim - 1, t->shape + dim + 1) : 1;
-}
-
-/* exp(x) in plain arithmetic the compiler vectorises, unlike a call to
- * libm's expf (which made softmax 5x slower than PyTorch). Cephes' expf:
- * x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-7 polynomial, 2^n
- * written into the exponent bits; within 1 ulp of exp for -87.3 <= x <= 88
- * (checked over every float in that range). Below -87.3, where expf turns
- * subnormal, the result is 0 (so a masked -inf gives 0); above 88 it is inf
- * (exact from 88.73 on; softmax only asks for x <= 0); NaN stays NaN. The
- * special cases are bit masks, not branches: a float comparison would keep
- * GCC from if-converting the loop under the default -ftrapping-math. */
-static inline float gb__exp(float x) {
-    uint32_t ux;
-    memcpy(&ux, &x, sizeof ux);
-    uint32_t ax = ux & 0x7fffffffu, neg = ux >> 31;
-    uint32_t nan = -(uint32_t)(ax > 0x7f800000u);                                   /* all ones if NaN */
-    uint32_t tiny = -(uint32_t)(neg & (ax > 0x42ae999au));                          /* x < -87.3 */
-    uint32_t big = -(uint32_t)((neg ^ 1u) & (ax > 0x42b00000u) & (ax <= 0x7f800000u)); /* x > 88 */
-    uint32_t special = nan | tiny | big, uxc = ux & ~special;                       /* those compute exp(0) */
-    float xc;
-    memcpy(&xc, &uxc, sizeof xc);
-    /* round to nearest by adding and removing 1.5 * 2^23 (floorf would stop
-     * the vectoriser) */
-    float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    uint32_t scale_bits = (uint32_t)((int32_t)fn + 127) << 23, ue;
-    float scale, e;
-    memcpy(&scale, &scale_bits, sizeof scale);
-    e = p * scale;
-    memcpy(&ue, &e, sizeof ue);
-    ue = (ue & ~special) | (ux & nan) | (0x7f800000u & big);
-    memcpy(&e, &ue, sizeof e);
-    return e;
 }
 
 /* y[j] = softmax(x)[j] or log_softmax(x)[j] of one row of n, `s` apart.

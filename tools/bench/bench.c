@@ -1,33 +1,26 @@
 /* glassbox benchmark (run through `make bench`, which compares it with
- * PyTorch in tools/bench/bench.py).
+ * PyTorch in tools/bench/bench.py). Output format: tools/bench/bench.h.
  *
- * Prints tab-separated lines on stdout:
- *   info <key> <value>                   kernel, threads, OpenBLAS config
- *   row  <name> <unit> <value> <what>    best of N timed runs after warmup
- * Units: GFLOP/s (2*M*N*K per product) or GB/s (bytes read + written once).
+ * usage: bench [--data DIR] [--shared DIR] [reps] [part ...]
+ *   reps   timed runs per measurement, best taken (default 10)
+ *   parts  kernels autograd gpt2 io (default: all)
+ *   DIR    generated inputs (default build/bench-data), fixtures (../shared)
  *
- * usage: bench [reps]    (default 10)
- *
- * "raw" rows call the same OpenBLAS cblas_sgemm glassbox loaded (with the
- * kernel it chose) on preallocated buffers: the ceiling for gb_matmul, which
- * also allocates its output each call. */
-#include <stdio.h>
-#include <stdlib.h>
+ * This file holds the kernels: sgemm, elementwise ops, softmax and
+ * layer_norm, in GFLOP/s (2*M*N*K per product) or GB/s (bytes read +
+ * written once). "raw" rows call the same OpenBLAS cblas_sgemm glassbox
+ * loaded (with the kernel it chose) on preallocated buffers: the ceiling for
+ * gb_matmul, which also allocates its output each call. */
 #include <string.h>
-#include <time.h>
 
-#include "glassbox.h"
+#include "bench.h"
 #include "tensor/blas.h"
 
-static int reps = 10;
+int bench_reps = 10;
+const char *bench_data_dir = "build/bench-data";
+const char *bench_shared_dir = "../shared";
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* One timed call; fails the whole bench (this is a tool) on error. */
+/* One timed call. */
 typedef struct job {
     gb_tensor *(*op)(struct job *j); /* returns the result to free */
     void (*raw)(struct job *j);      /* or a plain call */
@@ -36,42 +29,28 @@ typedef struct job {
     float *pa, *pb, *pc;
 } job;
 
-static void run_once(job *j) {
+static void run_once(void *ctx) {
+    job *j = ctx;
     if (j->raw) {
         j->raw(j);
         return;
     }
     gb_tensor *y = j->op(j);
-    if (!y) {
-        fprintf(stderr, "bench: %s\n", gb_last_error());
-        exit(1);
-    }
+    BENCH_CHECK(y, "kernels");
     gb_tensor_free(y);
 }
 
-/* Best wall time of `reps` runs after two warmup runs. */
-static double best_time(job *j) {
-    for (int i = 0; i < 2; i++) run_once(j);
-    double best = 1e30;
-    for (int i = 0; i < reps; i++) {
-        double t0 = now();
-        run_once(j);
-        double t = now() - t0;
-        if (t < best) best = t;
-    }
-    return best;
-}
-
-static void row(const char *name, const char *unit, double value, const char *what) {
-    printf("row\t%s\t%s\t%.2f\t%s\n", name, unit, value, what);
-    fflush(stdout);
-}
+static double best_time(job *j) { return bench_best(run_once, j); }
 
 static gb_tensor *op_matmul(job *j) { return gb_matmul(j->a, j->b); }
 static gb_tensor *op_linear(job *j) { return gb_linear(j->a, j->b, NULL); }
 static gb_tensor *op_add(job *j) { return gb_add(j->a, j->b); }
 static gb_tensor *op_mul(job *j) { return gb_mul(j->a, j->b); }
 static gb_tensor *op_gelu(job *j) { return gb_gelu(j->a); }
+static gb_tensor *op_gelu_tanh(job *j) { return gb_gelu_tanh(j->a); }
+static gb_tensor *op_silu(job *j) { return gb_silu(j->a); }
+static gb_tensor *op_tanh(job *j) { return gb_tanh(j->a); }
+static gb_tensor *op_sigmoid(job *j) { return gb_sigmoid(j->a); }
 static gb_tensor *op_exp(job *j) { return gb_exp(j->a); }
 static gb_tensor *op_softmax(job *j) { return gb_softmax(j->a, -1); }
 static gb_tensor *op_layer_norm(job *j) { return gb_layer_norm(j->a, j->b, j->c, 1e-5f); }
@@ -85,10 +64,7 @@ static void raw_sgemm(job *j) {
 
 static gb_tensor *randn(gb_rng *r, int nd, const int64_t *shape) {
     gb_tensor *t = gb_randn(r, nd, shape, 0.0f, 1.0f);
-    if (!t) {
-        fprintf(stderr, "bench: %s\n", gb_last_error());
-        exit(1);
-    }
+    BENCH_CHECK(t, "randn");
     return t;
 }
 
@@ -102,14 +78,14 @@ static void bench_gemm(gb_rng *r, int m, int k, int n, bool linear) {
     j.b = randn(r, 2, (int64_t[]){k, n});
     snprintf(name, sizeof name, "sgemm_%dx%dx%d", m, k, n);
     snprintf(what, sizeof what, "gb_matmul [%d, %d] @ [%d, %d]", m, k, k, n);
-    row(name, "GFLOP/s", flop / best_time(&j) * 1e-9, what);
+    bench_row(name, "GFLOP/s", flop / best_time(&j) * 1e-9, what);
 
     j.c = gb_empty(2, (int64_t[]){m, n}, GB_DTYPE_F32);
     j.pa = gb_tensor_f32(j.a), j.pb = gb_tensor_f32(j.b), j.pc = gb_tensor_f32(j.c);
     j.raw = raw_sgemm;
     snprintf(name, sizeof name, "raw_sgemm_%dx%dx%d", m, k, n);
     snprintf(what, sizeof what, "cblas_sgemm, same kernel, preallocated C");
-    row(name, "GFLOP/s", flop / best_time(&j) * 1e-9, what);
+    bench_row(name, "GFLOP/s", flop / best_time(&j) * 1e-9, what);
     j.raw = NULL;
     gb_tensor_free(j.b), gb_tensor_free(j.c);
     j.b = j.c = NULL;
@@ -119,25 +95,13 @@ static void bench_gemm(gb_rng *r, int m, int k, int n, bool linear) {
         j.b = randn(r, 2, (int64_t[]){n, k});
         snprintf(name, sizeof name, "linear_%dx%dx%d", m, k, n);
         snprintf(what, sizeof what, "gb_linear x [%d, %d], w [%d, %d] (w^T as sgemm T)", m, k, n, k);
-        row(name, "GFLOP/s", flop / best_time(&j) * 1e-9, what);
+        bench_row(name, "GFLOP/s", flop / best_time(&j) * 1e-9, what);
         gb_tensor_free(j.b);
     }
     gb_tensor_free(j.a);
 }
 
-int main(int argc, char **argv) {
-    if (argc > 1) reps = atoi(argv[1]) > 0 ? atoi(argv[1]) : reps;
-    blas = gb__blas_get();
-    if (!blas) {
-        fprintf(stderr, "bench: %s\n", gb_last_error());
-        return 1;
-    }
-    printf("info\tkernel\t%s\n", gb_blas_kernel());
-    printf("info\tthreads\t%d\n", gb_get_num_threads());
-    printf("info\topenblas\t%s\n", blas->get_config());
-    printf("info\treps\t%d\n", reps);
-    fflush(stdout);
-
+void bench_kernels(void) {
     gb_rng r = gb_rng_seed(1);
     bench_gemm(&r, 1024, 1024, 1024, false);
     bench_gemm(&r, 128, 768, 3072, true);
@@ -155,23 +119,73 @@ int main(int argc, char **argv) {
         {"add_16M", op_add, 3, "gb_add, 16M floats"},
         {"mul_16M", op_mul, 3, "gb_mul, 16M floats"},
         {"gelu_16M", op_gelu, 2, "gb_gelu (erf), 16M floats"},
+        {"gelu_tanh_16M", op_gelu_tanh, 2, "gb_gelu_tanh (gelu_new), 16M floats"},
+        {"silu_16M", op_silu, 2, "gb_silu, 16M floats"},
+        {"tanh_16M", op_tanh, 2, "gb_tanh, 16M floats"},
+        {"sigmoid_16M", op_sigmoid, 2, "gb_sigmoid, 16M floats"},
         {"exp_16M", op_exp, 2, "gb_exp, 16M floats"},
     };
     for (size_t i = 0; i < sizeof ew / sizeof ew[0]; i++) {
         j.op = ew[i].op;
-        row(ew[i].name, "GB/s", (double)ew[i].arrays * (double)n * 4 / best_time(&j) * 1e-9, ew[i].what);
+        bench_row(ew[i].name, "GB/s", (double)ew[i].arrays * (double)n * 4 / best_time(&j) * 1e-9, ew[i].what);
     }
     gb_tensor_free(j.a), gb_tensor_free(j.b);
 
     const int64_t rows = 4096, cols = 1024;
     j = (job){.op = op_softmax};
     j.a = randn(&r, 2, (int64_t[]){rows, cols});
-    row("softmax_4096x1024", "GB/s", 2.0 * rows * cols * 4 / best_time(&j) * 1e-9, "gb_softmax over rows of 1024");
+    bench_row("softmax_4096x1024", "GB/s", 2.0 * rows * cols * 4 / best_time(&j) * 1e-9,
+              "gb_softmax over rows of 1024");
     j.op = op_layer_norm;
     j.b = randn(&r, 1, &cols);
     j.c = randn(&r, 1, &cols);
-    row("layer_norm_4096x1024", "GB/s", 2.0 * rows * cols * 4 / best_time(&j) * 1e-9,
+    bench_row("layer_norm_4096x1024", "GB/s", 2.0 * rows * cols * 4 / best_time(&j) * 1e-9,
         "gb_layer_norm over rows of 1024, weight and bias");
     gb_tensor_free(j.a), gb_tensor_free(j.b), gb_tensor_free(j.c);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(void);
+} PARTS[] = {{"kernels", bench_kernels}, {"autograd", bench_autograd}, {"gpt2", bench_gpt2}, {"io", bench_io}};
+#define NPARTS (int)(sizeof PARTS / sizeof PARTS[0])
+
+int main(int argc, char **argv) {
+    bool want[NPARTS] = {0}, any = false;
+    for (int i = 1; i < argc; i++) {
+        int p = 0;
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+            bench_data_dir = argv[++i];
+            continue;
+        }
+        if (!strcmp(argv[i], "--shared") && i + 1 < argc) {
+            bench_shared_dir = argv[++i];
+            continue;
+        }
+        if (atoi(argv[i]) > 0) {
+            bench_reps = atoi(argv[i]);
+            continue;
+        }
+        while (p < NPARTS && strcmp(argv[i], PARTS[p].name)) p++;
+        if (p == NPARTS) {
+            fprintf(stderr, "usage: bench [--data DIR] [--shared DIR] [reps] [kernels|autograd|gpt2|io ...]\n");
+            return 2;
+        }
+        want[p] = any = true;
+    }
+    blas = gb__blas_get();
+    BENCH_CHECK(blas, "loading OpenBLAS");
+    char buf[32];
+    bench_info("kernel", gb_blas_kernel());
+    snprintf(buf, sizeof buf, "%d", gb_get_num_threads());
+    bench_info("threads", buf);
+    bench_info("openblas", blas->get_config());
+    snprintf(buf, sizeof buf, "%d", bench_reps);
+    bench_info("reps", buf);
+    for (int p = 0; p < NPARTS; p++)
+        if (!any || want[p]) {
+            bench_info("part", PARTS[p].name);
+            PARTS[p].run();
+        }
     return 0;
 }

@@ -1,34 +1,50 @@
-"""`make bench`: runs glassbox's C benchmark and the same workloads in PyTorch,
-in the same run, and prints one table.
+"""`make bench`: runs glassbox's C benchmark and the same workloads in PyTorch
+(and Hugging Face's tokenizers, through Node) in the same run, and prints
+one table.
 
 usage: bench.py BENCH_BINARY [reps]
 
-The C benchmark (tools/bench/bench.c) prints `info` and `row` lines; this
-script times the same shapes with torch (best of `reps` after two warmup
-runs, the same thread count) and prints, per workload, glassbox's rate,
-PyTorch's and their ratio, then how close gb_matmul comes to calling
-OpenBLAS's sgemm directly with the kernel glassbox chose.
+The C benchmark (tools/bench/*.c; output format in bench.h) prints `info`,
+`row` and `note` lines; this script times the same workloads with torch
+(best of `reps` after two warmup runs, the same thread count) and prints,
+per workload, glassbox's number, the reference's and their ratio: how many
+times faster glassbox is (reference time / glassbox time, or glassbox rate /
+reference rate), so above 1 is better for glassbox. Rows without a
+reference say why under the table.
+
+Generated inputs (the GPT-2 checkpoint, the tokenizer's text) go to
+bench-data/ beside the binary; fixtures come from ../shared.
 """
 import ctypes
+import json
+import math
+import os
 import subprocess
 import sys
 import time
 
 BYTES = 4
+TIME_UNITS = {"ns", "us", "ms", "s"}
+SEQ = 16  # tokens in the GPT-2 rows, as in bench_gpt2.c
 
 
-def run_c(binary, reps):
-    out = subprocess.run([binary, str(reps)], check=False, capture_output=True, text=True)
+def run_c(binary, reps, data_dir, shared_dir):
+    cmd = [binary, "--data", data_dir, "--shared", shared_dir, str(reps)]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"bench: {binary} failed ({out.returncode}): {out.stderr.strip()}")
-    info, rows = {}, {}
+    info, rows, notes = {}, [], []
     for line in out.stdout.splitlines():
         f = line.split("\t")
-        if f[0] == "info":
+        if f[0] == "info" and f[1] == "part":
+            rows.append(("part", f[2]))
+        elif f[0] == "info":
             info[f[1]] = f[2]
         elif f[0] == "row":
-            rows[f[1]] = (f[2], float(f[3]), f[4])
-    return info, rows
+            rows.append((f[1], (f[2], float(f[3]), f[4])))
+        elif f[0] == "note":
+            notes.append(f[1])
+    return info, rows, notes
 
 
 def best(fn, reps):
@@ -42,13 +58,10 @@ def best(fn, reps):
     return t
 
 
-def torch_rows(threads, reps):
-    import torch
-    import torch.nn.functional as F
+# ---- kernels ---------------------------------------------------------------
 
-    torch.set_num_threads(threads)
+def torch_kernels(torch, F, reps, rows):
     torch.manual_seed(1)
-    rows = {}
 
     def gemm(m, k, n):
         a, b = torch.randn(m, k), torch.randn(k, n)
@@ -64,14 +77,200 @@ def torch_rows(threads, reps):
     n = 16 * 1024 * 1024
     a, b = torch.randn(n), torch.randn(n)
     for name, fn, arrays in (("add", lambda: a + b, 3), ("mul", lambda: a * b, 3),
-                             ("gelu", lambda: F.gelu(a), 2), ("exp", lambda: torch.exp(a), 2)):
+                             ("gelu", lambda: F.gelu(a), 2),
+                             ("gelu_tanh", lambda: F.gelu(a, approximate="tanh"), 2),
+                             ("silu", lambda: F.silu(a), 2), ("tanh", lambda: torch.tanh(a), 2),
+                             ("sigmoid", lambda: torch.sigmoid(a), 2), ("exp", lambda: torch.exp(a), 2)):
         rows[f"{name}_16M"] = arrays * n * BYTES / best(fn, reps) * 1e-9
     x = torch.randn(4096, 1024)
     w, bias = torch.randn(1024), torch.randn(1024)
     rows["softmax_4096x1024"] = 2 * x.numel() * BYTES / best(lambda: torch.softmax(x, -1), reps) * 1e-9
     rows["layer_norm_4096x1024"] = 2 * x.numel() * BYTES / best(
         lambda: F.layer_norm(x, (1024,), w, bias, 1e-5), reps) * 1e-9
-    return torch.__version__, torch.get_num_threads(), rows
+
+
+# ---- autograd: the MLP of bench_autograd.c ---------------------------------
+
+def torch_mlp(torch, F, reps, rows, threads):
+    torch.manual_seed(2)
+    bound = 1.0 / 32.0
+    ws = [((torch.rand(1024, 1024) * 2 - 1) * bound).requires_grad_() for _ in range(4)]
+    bs = [((torch.rand(1024) * 2 - 1) * bound).requires_grad_() for _ in range(4)]
+    x = torch.randn(64, 1024)
+    target = torch.randint(0, 1024, (64,))
+
+    def step():
+        h = x
+        for i in range(4):
+            h = F.linear(h, ws[i], bs[i])
+            if i < 3:
+                h = F.gelu(h)
+        F.cross_entropy(h, target).backward()
+        for p in ws + bs:
+            p.grad = None
+
+    for t in threads:
+        torch.set_num_threads(t)
+        rows[f"mlp_fwd_bwd_{t}t"] = best(step, reps) * 1e3
+
+
+# ---- GPT-2 with Hugging Face's module tree ---------------------------------
+
+def torch_gpt2(torch, cfg):
+    """GPT2LMHeadModel's module tree and eager arithmetic, written out
+    (transformers is not installed): the same modules, so the same 163
+    forward hooks fire per forward pass as in glassbox."""
+    nn = torch.nn
+    E, H, V, P, L = cfg["n_embd"], cfg["n_head"], cfg["vocab_size"], cfg["n_positions"], cfg["n_layer"]
+    D = E // H
+
+    class Conv1D(nn.Module):
+        def __init__(self, nf, nx):
+            super().__init__()
+            self.nf = nf
+            self.weight = nn.Parameter(torch.empty(nx, nf).normal_(std=0.02))
+            self.bias = nn.Parameter(torch.zeros(nf))
+
+        def forward(self, x):
+            out = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+            return out.view(x.size()[:-1] + (self.nf,))
+
+    class NewGELUActivation(nn.Module):
+        def forward(self, x):
+            return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+    class GPT2Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("bias", torch.tril(torch.ones(P, P, dtype=torch.bool)).view(1, 1, P, P),
+                                 persistent=False)
+            self.c_attn = Conv1D(3 * E, E)
+            self.c_proj = Conv1D(E, E)
+            self.attn_dropout = nn.Dropout(0.1)
+            self.resid_dropout = nn.Dropout(0.1)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in self.c_attn(x).split(E, dim=2))
+            w = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(D)
+            w = torch.where(self.bias[:, :, :T, :T], w, torch.tensor(torch.finfo(w.dtype).min))
+            w = self.attn_dropout(torch.softmax(w, dim=-1))
+            a = torch.matmul(w, v).transpose(1, 2).reshape(B, T, E)
+            return (self.resid_dropout(self.c_proj(a)),)
+
+    class GPT2MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc = Conv1D(4 * E, E)
+            self.c_proj = Conv1D(E, 4 * E)
+            self.act = NewGELUActivation()
+            self.dropout = nn.Dropout(0.1)
+
+        def forward(self, x):
+            return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+    class GPT2Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(E, eps=1e-5)
+            self.attn = GPT2Attention()
+            self.ln_2 = nn.LayerNorm(E, eps=1e-5)
+            self.mlp = GPT2MLP()
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))[0]
+            return (x + self.mlp(self.ln_2(x)),)
+
+    class GPT2Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(V, E)
+            self.wpe = nn.Embedding(P, E)
+            self.drop = nn.Dropout(0.1)
+            self.h = nn.ModuleList([GPT2Block() for _ in range(L)])
+            self.ln_f = nn.LayerNorm(E, eps=1e-5)
+
+        def forward(self, ids):
+            x = self.drop(self.wte(ids) + self.wpe(torch.arange(ids.shape[1]).unsqueeze(0)))
+            for block in self.h:
+                x = block(x)[0]
+            return self.ln_f(x)
+
+    class GPT2LMHeadModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = GPT2Model()
+            self.lm_head = nn.Linear(E, V, bias=False)
+            self.lm_head.weight = self.transformer.wte.weight
+
+        def forward(self, ids):
+            return self.lm_head(self.transformer(ids))
+
+    return GPT2LMHeadModel().eval()
+
+
+def torch_hooks(torch, reps, rows, info):
+    """The hook rows of bench_gpt2.c: plain forward, and a no-op forward
+    hook on every module (PyTorch has no separate registry to attach)."""
+    big = {"n_embd": 768, "n_head": 12, "vocab_size": 50257, "n_positions": 1024, "n_layer": 12}
+    tiny = dict(big, n_embd=64, n_head=4, vocab_size=1024)
+    for tag, cfg in (("gpt2_124m", big), ("gpt2_tiny", tiny)):
+        torch.manual_seed(3)
+        model = torch_gpt2(torch, cfg)
+        ids = torch.randint(0, cfg["vocab_size"], (1, SEQ))
+        count = [0]
+
+        def hook(module, args, output):
+            count[0] += 1
+
+        def forward():
+            with torch.no_grad():
+                model(ids)
+
+        handles = []
+
+        def attach():
+            handles.extend(m.register_forward_hook(hook) for m in model.modules())
+
+        def detach():
+            for h in handles:
+                h.remove()
+            handles.clear()
+
+        attach()
+        forward()
+        events = count[0]
+        info[f"torch_{tag}_events_per_forward"] = str(events)
+        # interleaved, like the C side: each repetition runs both variants
+        t_plain = t_hooked = float("inf")
+        detach()
+        forward(), forward()
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            forward()
+            t_plain = min(t_plain, time.perf_counter() - t0)
+            attach()
+            t0 = time.perf_counter()
+            forward()
+            t_hooked = min(t_hooked, time.perf_counter() - t0)
+            detach()
+        rows[f"{tag}_fwd"] = t_plain * 1e3
+        rows[f"{tag}_fwd_hooked"] = t_hooked * 1e3
+        rows[f"{tag}_hook_per_event"] = (t_hooked - t_plain) / events * 1e9
+        del model
+
+
+def torch_rows(threads, reps):
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    rows, info = {}, {}
+    torch_kernels(torch, F, reps, rows)
+    torch_mlp(torch, F, reps, rows, (1, 2) if threads >= 2 else (1,))
+    torch.set_num_threads(threads)
+    torch_hooks(torch, reps, rows, info)
+    return torch.__version__, torch.get_num_threads(), rows, info
 
 
 def torch_blas_kernel():
@@ -84,32 +283,126 @@ def torch_blas_kernel():
         return "unknown (not OpenBLAS)"
 
 
+# ---- tokenizer: Hugging Face's tokenizers through Node ---------------------
+
+def fnv1a(text):
+    h = 1469598103934665603
+    for byte in text.encode():
+        h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def node_tokenizer(info, reps, rows, why):
+    tok, text = info.get("tokenizer_json"), info.get("tokenizer_text")
+    here = os.path.dirname(os.path.abspath(__file__))
+    modules = os.path.join(os.path.dirname(os.path.dirname(here)), "build", "oracle-node", "node_modules")
+    if not tok or not text:
+        return
+    if not os.path.isdir(os.path.join(modules, "tokenizers")):
+        why["tokenizer_gpt2_1MB"] = f"Hugging Face tokenizers for Node not installed in {modules}"
+        return
+    env = dict(os.environ, NODE_PATH=modules)
+    out = subprocess.run(["node", os.path.join(here, "tokenize.js"), tok, text, str(min(reps, 3))],
+                         capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        why["tokenizer_gpt2_1MB"] = f"node failed: {out.stderr.strip()[:200]}"
+        return
+    r = json.loads(out.stdout)
+    rows["tokenizer_gpt2_1MB"] = r["bytes"] / 1e6 / r["seconds"]
+    same = (str(len(r["ids"])) == info.get("tokenizer_tokens")
+            and fnv1a(",".join(map(str, r["ids"]))) == info.get("tokenizer_ids_fnv1a"))
+    info["tokenizer_same_ids"] = "yes" if same else "NO"
+
+
+# ---- the table -------------------------------------------------------------
+
+PART_TITLE = {
+    "kernels": "kernels",
+    "autograd": "autograd: MLP forward + backward",
+    "gpt2": "hooks and tracing: GPT-2 forward, 16 tokens",
+    "io": "model opening and tokenizer",
+}
+REFERENCE_NAME = {"tokenizer_gpt2_1MB": "HF tokenizers (Node)"}
+NO_REFERENCE = {
+    "raw_sgemm": None,
+    "_fwd_registry": "PyTorch modules always carry their hook dicts: no registry to attach",
+    "_registry_per_call": "PyTorch modules always carry their hook dicts: no registry to attach",
+    "_trace_": "nnsight is not installed; its published figures are in the notes",
+    "_write_checkpoint": "one-time setup",
+    "_model_open": "no equivalent in this environment (safetensors and transformers are not installed)",
+}
+
+
+def ratio(unit, gb, ref):
+    if ref is None or gb <= 0 or ref <= 0:
+        return None
+    return ref / gb if unit in TIME_UNITS else gb / ref
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    a = abs(v)
+    return f"{v:.0f}" if a >= 1000 else f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 1 else f"{v:.3g}"
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     binary = sys.argv[1]
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    info, gb = run_c(binary, reps)
+    data_dir = os.path.join(os.path.dirname(binary) or ".", "bench-data")
+    t_start = time.time()
+    info, gb, notes = run_c(binary, reps, data_dir, "../shared")
     threads = int(info["threads"])
-    version, tthreads, th = torch_rows(threads, reps)
+    version, tthreads, th, tinfo = torch_rows(threads, reps)
+    why = {}
+    node_tokenizer(info, reps, th, why)
 
     print(f"glassbox: OpenBLAS kernel {info['kernel']}, {threads} threads ({info['openblas']})")
     print(f"PyTorch {version}: OpenBLAS kernel {torch_blas_kernel()}, {tthreads} threads")
-    print(f"best of {reps} runs after 2 warmup runs; ratio = glassbox / PyTorch (higher is better for glassbox)\n")
-    head = f"{'workload':<24} {'unit':<8} {'glassbox':>10} {'PyTorch':>10} {'ratio':>7}  what (glassbox side)"
-    print(head)
-    print("-" * len(head))
-    for name, (unit, value, what) in gb.items():
-        t = th.get(name)
-        ts = f"{t:10.2f}" if t else f"{'-':>10}"
-        ratio = f"{value / t:7.2f}" if t else f"{'-':>7}"
-        print(f"{name:<24} {unit:<8} {value:10.2f} {ts} {ratio}  {what}")
+    print(f"best of {reps} runs after 2 warmup runs (checkpoint opening: best of 5; tokenizer: best of 3); "
+          f"ratio = how many times faster glassbox is (above 1: glassbox is faster)")
+    head = f"{'workload':<28} {'unit':<8} {'glassbox':>9} {'reference':>10} {'ratio':>6}  what (glassbox side)"
+    for name, row in gb:
+        if name == "part":
+            print(f"\n[{PART_TITLE.get(row, row)}]")
+            print(head)
+            print("-" * len(head))
+            continue
+        unit, value, what = row
+        ref = th.get(name)
+        r = ratio(unit, value, ref)
+        print(f"{name:<28} {unit:<8} {fmt(value):>9} {fmt(ref):>10} {fmt(r):>6}  {what}")
     print()
     for shape in ("1024x1024x1024", "128x768x3072"):
-        mm, raw = gb.get(f"sgemm_{shape}"), gb.get(f"raw_sgemm_{shape}")
+        mm = next((r for n, r in gb if n == f"sgemm_{shape}"), None)
+        raw = next((r for n, r in gb if n == f"raw_sgemm_{shape}"), None)
         if mm and raw:
             print(f"gb_matmul {shape}: {100.0 * mm[1] / raw[1]:.0f}% of raw cblas_sgemm with kernel {info['kernel']}")
-    print("(PyTorch's raw_sgemm row is torch.matmul with out=, i.e. without allocating the result.)")
+    print("Reference: PyTorch unless named here. PyTorch's raw_sgemm row is torch.matmul with out=, i.e. without "
+          "allocating the result.")
+    for tag in ("gpt2_124m", "gpt2_tiny"):
+        if f"{tag}_events_per_forward" in info:
+            print(f"{tag}: {info[f'{tag}_events_per_forward']} module events per forward in glassbox, "
+                  f"{tinfo.get(f'torch_{tag}_events_per_forward', '-')} forward-hook calls in PyTorch "
+                  "(GPT2LMHeadModel's module tree written out in bench.py; transformers is not installed).")
+    for n, what in REFERENCE_NAME.items():
+        if n in th:
+            print(f"{n}: reference is {what}; same ids as glassbox: {info.get('tokenizer_same_ids', '-')} "
+                  f"({info.get('tokenizer_tokens', '?')} tokens).")
+    for n, w in why.items():
+        print(f"{n}: no reference: {w}")
+    shown = set()
+    for key, w in NO_REFERENCE.items():
+        if w and w not in shown and any(key in n for n, _ in gb if n != "part"):
+            print(f"rows matching '{key}': no reference: {w}")
+            shown.add(w)
+    if "checkpoint" in info:
+        print(f"checkpoint: {info['checkpoint']} ({info.get('checkpoint_mb', '?')} MB, written once and reused)")
+    for note in notes:
+        print(note)
+    print(f"total time of this benchmark: {time.time() - t_start:.0f} s")
 
 
 if __name__ == "__main__":

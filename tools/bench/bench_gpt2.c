@@ -1,0 +1,146 @@
+/* Hooks and tracing on a GPT-2 forward pass: what the machinery costs on
+ * top of the model's own arithmetic.
+ *
+ * Two models with the same module tree (GPT2LMHeadModel, 12 blocks, random
+ * init): GPT-2 124M as asked of glassbox, and a tiny one (n_embd 64, vocab
+ * 1024) whose forward is short enough that per-event and per-trace costs
+ * stand out of the timing noise. Input: one sequence of 16 tokens.
+ *
+ * Hooks: a forward with a run that has no observer, with a gb_hooks
+ * registry attached but no hooks, and with a no-op hook on every module's
+ * output (GB_HOOK_SUBTREE on the root; it counts the events). Tracing:
+ * gb_trace_new + gb_output/gb_save of 0, 1 or 12 block outputs +
+ * gb_trace_run + gb_trace_free, against the plain forward. The variants of
+ * one model are timed interleaved (each repetition runs every variant once)
+ * so that a slow phase of a shared machine hits all of them alike. */
+#include <string.h>
+
+#include "bench.h"
+
+enum { SEQ = 16, NVARIANTS = 6 };
+
+typedef struct fwd_ctx {
+    gb_module *model;
+    gb_tensor *ids;  /* [1, SEQ] i64 */
+    gb_run *run;     /* plain and registry variants */
+    int64_t *events; /* the hooked variant's counter */
+    int saves;       /* trace variants */
+} fwd_ctx;
+
+static void forward(void *ctx) {
+    fwd_ctx *c = ctx;
+    gb_tensor *y = NULL;
+    gb_run_reset_calls(c->run);
+    BENCH_CHECK(gb_module_run(c->model, c->run, c->ids, &y) == GB_OK, "gpt2: forward");
+    gb_tensor_free(y);
+}
+
+static void traced(void *ctx) {
+    fwd_ctx *c = ctx;
+    gb_trace *tr = gb_trace_new(c->model, c->ids);
+    BENCH_CHECK(tr, "gpt2: gb_trace_new");
+    gb_val *saved[12];
+    for (int i = 0; i < c->saves; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "transformer.h.%d", i);
+        saved[i] = gb_save(gb_output(tr, path));
+    }
+    BENCH_CHECK(gb_trace_run(tr) == GB_OK, "gpt2: gb_trace_run");
+    for (int i = 0; i < c->saves; i++) BENCH_CHECK(gb_value(saved[i]), "gpt2: a saved value");
+    gb_trace_free(tr);
+}
+
+static gb_status noop_hook(gb_event *ev, void *ctx) {
+    (void)ev;
+    ++*(int64_t *)ctx;
+    return GB_OK;
+}
+
+/* Best time of each variant, the variants interleaved (see the file comment). */
+static void best_interleaved(int n, void (*const *fn)(void *), void *const *ctx, double *best) {
+    for (int v = 0; v < n; v++) {
+        fn[v](ctx[v]);
+        best[v] = 1e30;
+    }
+    for (int rep = 0; rep < bench_reps; rep++)
+        for (int v = 0; v < n; v++) {
+            double t0 = bench_now();
+            fn[v](ctx[v]);
+            double t = bench_now() - t0;
+            if (t < best[v]) best[v] = t;
+        }
+}
+
+static void bench_model(const char *tag, const char *label, const gb_gpt2_config *cfg) {
+    gb_module *model = gb_gpt2_new(cfg);
+    BENCH_CHECK(model, "gpt2: gb_gpt2_new");
+    gb_module_init(model, 3);
+    gb_rng r = gb_rng_seed(4);
+    gb_tensor *ids = gb_randint(&r, 2, (int64_t[]){1, SEQ}, 0, cfg->vocab_size);
+    gb_run *plain = gb_run_new(), *observed = gb_run_new(), *hooked = gb_run_new();
+    gb_hooks *empty = gb_hooks_new(model), *all = gb_hooks_new(model);
+    BENCH_CHECK(ids && plain && observed && hooked && empty && all, "gpt2: setup");
+    int64_t events = 0;
+    BENCH_CHECK(gb_hook_add(all, model, GB_EVENT_OUTPUT, GB_HOOK_SUBTREE, noop_hook, &events) > 0, "gpt2: hook");
+    gb_hooks_attach(empty, observed);
+    gb_hooks_attach(all, hooked);
+
+    /* events per forward */
+    fwd_ctx c[NVARIANTS] = {
+        {model, ids, plain, NULL, 0},  {model, ids, observed, NULL, 0}, {model, ids, hooked, &events, 0},
+        {model, ids, NULL, NULL, 0},   {model, ids, NULL, NULL, 1},     {model, ids, NULL, NULL, 12},
+    };
+    forward(&c[2]);
+    int64_t per_forward = events;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%lld", (long long)per_forward);
+    char key[64];
+    snprintf(key, sizeof key, "%s_events_per_forward", tag);
+    bench_info(key, buf);
+
+    void (*const fn[NVARIANTS])(void *) = {forward, forward, forward, traced, traced, traced};
+    void *ctx[NVARIANTS] = {&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]};
+    double t[NVARIANTS];
+    best_interleaved(NVARIANTS, fn, ctx, t);
+
+    char name[64], what[200];
+    static const char *const variant[] = {"fwd", "fwd_registry", "fwd_hooked", "trace_0_saves", "trace_1_save",
+                                          "trace_12_saves"};
+    static const char *const desc[] = {
+        "gb_module_run, run without observer",
+        "run with a gb_hooks registry attached, no hooks",
+        "no-op hook on every module's output (GB_HOOK_SUBTREE on the root)",
+        "gb_trace_new + gb_trace_run + gb_trace_free, nothing saved",
+        "trace saving transformer.h.0's output",
+        "trace saving the output of each of the 12 blocks",
+    };
+    for (int v = 0; v < NVARIANTS; v++) {
+        snprintf(name, sizeof name, "%s_%s", tag, variant[v]);
+        snprintf(what, sizeof what, "%s, %d tokens: %s", label, SEQ, desc[v]);
+        bench_row(name, "ms", t[v] * 1e3, what);
+    }
+    snprintf(name, sizeof name, "%s_registry_per_call", tag);
+    snprintf(what, sizeof what, "(fwd_registry - fwd) / %lld module calls", (long long)per_forward);
+    bench_row(name, "ns", (t[1] - t[0]) / (double)per_forward * 1e9, what);
+    snprintf(name, sizeof name, "%s_hook_per_event", tag);
+    snprintf(what, sizeof what, "(fwd_hooked - fwd) / %lld events", (long long)per_forward);
+    bench_row(name, "ns", (t[2] - t[0]) / (double)per_forward * 1e9, what);
+    snprintf(name, sizeof name, "%s_trace_overhead", tag);
+    bench_row(name, "us", (t[3] - t[0]) * 1e6, "trace_0_saves - fwd: cost of one trace");
+    snprintf(name, sizeof name, "%s_trace_per_save", tag);
+    bench_row(name, "us", (t[5] - t[3]) / 12.0 * 1e6, "(trace_12_saves - trace_0_saves) / 12: cost per saved value");
+
+    gb_hooks_free(all), gb_hooks_free(empty);
+    gb_run_free(hooked), gb_run_free(observed), gb_run_free(plain);
+    gb_tensor_free(ids);
+    gb_module_free(model);
+}
+
+void bench_gpt2(void) {
+    gb_gpt2_config big = bench_gpt2_124m(), tiny = big;
+    tiny.n_embd = 64, tiny.n_head = 4, tiny.vocab_size = 1024;
+    bench_model("gpt2_124m", "GPT-2 124M", &big);
+    bench_model("gpt2_tiny", "GPT-2 tree, n_embd 64, vocab 1024", &tiny);
+    bench_note("nnsight's published tracing overhead (not measured here): about 300 us per trace plus 30-80 us per "
+               "saved value.");
+}
