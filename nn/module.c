@@ -97,6 +97,9 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
     child->name = nm;
     child->parent = m;
     arrput(m->children, child);
+    gb_module *root = m;
+    while (root->parent) root = root->parent;
+    root->tree_size = 0; /* the tree changed: number it again when a run needs it */
     return gb__update_paths(child);
 }
 
@@ -476,10 +479,15 @@ typedef struct {
 struct gb_run {
     gb_observer_fn observer;
     void *observer_ctx;
+    /* Calls so far per module: an array indexed by tree_index for the tree
+     * of the first module called (no hashing on the hot path), and a hash
+     * map for modules of any other tree. */
+    const gb_module *calls_root;
+    int *calls, ncalls;
     struct {
         const gb_module *key;
         int value;
-    } *calls; /* stb_ds hash map: module -> calls so far */
+    } *other_calls; /* stb_ds hash map */
     struct {
         char *key;
         int value;
@@ -514,7 +522,8 @@ static void gb__cache_clear(gb_run *run) {
 
 void gb_run_free(gb_run *run) {
     if (!run) return;
-    hmfree(run->calls);
+    free(run->calls);
+    hmfree(run->other_calls);
     shfree(run->point_calls);
     gb_tensor_free(run->attention_mask);
     gb_tensor_free(run->position_ids);
@@ -528,7 +537,11 @@ void gb_run_set_observer(gb_run *run, gb_observer_fn fn, void *ctx) {
 }
 
 void gb_run_reset_calls(gb_run *run) {
-    hmfree(run->calls);
+    free(run->calls);
+    run->calls = NULL;
+    run->calls_root = NULL;
+    run->ncalls = 0;
+    hmfree(run->other_calls);
     shfree(run->point_calls);
     sh_new_strdup(run->point_calls);
 }
@@ -578,13 +591,32 @@ void gb__run_cache_advance(gb_run *run, int64_t t) {
 
 /* ---- calling modules ---------------------------------------------------- */
 
-static int gb__next_call(gb_run *run, const gb_module *m) {
-    ptrdiff_t i = hmgeti(run->calls, m);
+/* Number a tree depth-first (tree_index), recording its size in the root. */
+static int gb__number(gb_module *m, int next) {
+    m->tree_index = next++;
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) next = gb__number(m->children[i], next);
+    return next;
+}
+
+static int gb__next_call(gb_run *run, gb_module *m) {
+    gb_module *root = m;
+    while (root->parent) root = root->parent;
+    if (!root->tree_size) root->tree_size = gb__number(root, 0);
+    if (!run->calls_root) {
+        int *calls = calloc((size_t)root->tree_size, sizeof *calls);
+        if (calls) {
+            run->calls_root = root;
+            run->calls = calls;
+            run->ncalls = root->tree_size;
+        }
+    }
+    if (root == run->calls_root && root->tree_size == run->ncalls) return run->calls[m->tree_index]++;
+    ptrdiff_t i = hmgeti(run->other_calls, m); /* another tree, or this one changed shape */
     if (i < 0) {
-        hmput(run->calls, m, 1);
+        hmput(run->other_calls, m, 1);
         return 0;
     }
-    return run->calls[i].value++;
+    return run->other_calls[i].value++;
 }
 
 gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {

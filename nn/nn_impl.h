@@ -42,6 +42,8 @@ struct gb_module {
     float fparam[4];      /* the type's scalars (eps, p, ...) */
     char sparam[32];      /* the type's string (activation name, ...) */
     void *config;         /* model configs (gb_gpt2_config, ...), free()d */
+    int tree_index;       /* depth-first position under its root: where runs count its calls */
+    int tree_size;        /* roots only: modules in the tree, 0 until numbered */
 };
 
 /* Make a module of a type with no parameters and no children. */
