@@ -101,7 +101,7 @@ endif
 check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES)
 	$(TEST_ENV) $(TEST_RUN) $(BUILD)/tests/run
 
-$(BUILD)/bench: $(BENCH_SRC) $(BUILD)/libglassbox.a
+$(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libglassbox.a $(LDLIBS)
 
 bench: $(BUILD)/bench

@@ -167,9 +167,9 @@ int main(int argc, char **argv) {
             continue;
         }
         while (p < NPARTS && strcmp(argv[i], PARTS[p].name)) p++;
-        if (p == NPARTS) {
+        if (p == NPARTS || !strcmp(argv[i], "--help")) {
             fprintf(stderr, "usage: bench [--data DIR] [--shared DIR] [reps] [kernels|autograd|gpt2|io ...]\n");
-            return 2;
+            return strcmp(argv[i], "--help") ? 2 : 0;
         }
         want[p] = any = true;
     }

@@ -5,8 +5,9 @@ one table.
 usage: bench.py BENCH_BINARY [reps]
 
 The C benchmark (tools/bench/*.c; output format in bench.h) prints `info`,
-`row` and `note` lines; this script times the same workloads with torch
-(best of `reps` after two warmup runs, the same thread count) and prints,
+`row` and `note` lines; this script times the same workloads with torch, in
+a process of its own (best of `reps` after two warmup runs, the same thread
+count; the large-array kernels in a second round too), and prints,
 per workload, glassbox's number, the reference's and their ratio: how many
 times faster glassbox is (reference time / glassbox time, or glassbox rate /
 reference rate), so above 1 is better for glassbox. Rows without a
@@ -28,9 +29,10 @@ TIME_UNITS = {"ns", "us", "ms", "s"}
 SEQ = 16  # tokens in the GPT-2 rows, as in bench_gpt2.c
 
 
-def run_c(binary, reps, data_dir, shared_dir):
-    cmd = [binary, "--data", data_dir, "--shared", shared_dir, str(reps)]
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True)
+def run_c(binary, reps, data_dir, shared_dir, parts=(), env=None):
+    cmd = [binary, "--data", data_dir, "--shared", shared_dir, str(reps), *parts]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                         env=dict(os.environ, **env) if env else None)
     if out.returncode != 0:
         sys.exit(f"bench: {binary} failed ({out.returncode}): {out.stderr.strip()}")
     info, rows, notes = {}, [], []
@@ -260,17 +262,31 @@ def torch_hooks(torch, reps, rows, info):
         del model
 
 
-def torch_rows(threads, reps):
+def torch_rows(parts, threads, reps):
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     rows, info = {}, {}
-    torch_kernels(torch, F, reps, rows)
-    torch_mlp(torch, F, reps, rows, (1, 2) if threads >= 2 else (1,))
-    torch.set_num_threads(threads)
-    torch_hooks(torch, reps, rows, info)
-    return torch.__version__, torch.get_num_threads(), rows, info
+    if "kernels" in parts:
+        torch_kernels(torch, F, reps, rows)
+    if "autograd" in parts:
+        torch_mlp(torch, F, reps, rows, (1, 2) if threads >= 2 else (1,))
+        torch.set_num_threads(threads)
+    if "gpt2" in parts:
+        torch_hooks(torch, reps, rows, info)
+    return {"version": torch.__version__, "threads": torch.get_num_threads(), "rows": rows, "info": info}
+
+
+def torch_subprocess(parts, threads, reps, env=None):
+    """PyTorch's side in a process of its own, so that it can get its own
+    environment (OMP_WAIT_POLICY is read once, when libgomp loads)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch", ",".join(parts), str(threads), str(reps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                         env=dict(os.environ, **env) if env else None)
+    if out.returncode != 0:
+        sys.exit(f"bench: PyTorch side failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def torch_blas_kernel():
@@ -321,7 +337,12 @@ PART_TITLE = {
     "autograd": "autograd: MLP forward + backward",
     "gpt2": "hooks and tracing: GPT-2 forward, 16 tokens",
     "io": "model opening and tokenizer",
+    "passive": "autograd and GPT-2 again, both sides with OMP_WAIT_POLICY=passive",
 }
+PASSIVE_NOTE = ("OMP_WAIT_POLICY=passive: glassbox's own loops run on libgomp's threads and OpenBLAS on its own "
+                "pthreads; by default an idle libgomp thread spins on its core for a while, which starves the "
+                "OpenBLAS thread that needs that core next. With passive waiting the two pools stop competing. "
+                "PyTorch (also OpenMP + OpenBLAS's pthreads here) is measured the same way in each section.")
 REFERENCE_NAME = {"tokenizer_gpt2_1MB": "HF tokenizers (Node)"}
 NO_REFERENCE = {
     "raw_sgemm": None,
@@ -331,6 +352,14 @@ NO_REFERENCE = {
     "_write_checkpoint": "one-time setup",
     "_model_open": "no equivalent in this environment (safetensors and transformers are not installed)",
 }
+
+
+def keep_best(row, other):
+    """The better of two measurements of one row (unit, value, what)."""
+    if other is None:
+        return row
+    better = min if row[0] in TIME_UNITS else max
+    return (row[0], better(row[1], other[1]), row[2])
 
 
 def ratio(unit, gb, ref):
@@ -347,6 +376,9 @@ def fmt(v):
 
 
 def main():
+    if len(sys.argv) >= 5 and sys.argv[1] == "--torch":
+        print(json.dumps(torch_rows(sys.argv[2].split(","), int(sys.argv[3]), int(sys.argv[4]))))
+        return
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     binary = sys.argv[1]
@@ -355,25 +387,46 @@ def main():
     t_start = time.time()
     info, gb, notes = run_c(binary, reps, data_dir, "../shared")
     threads = int(info["threads"])
-    version, tthreads, th, tinfo = torch_rows(threads, reps)
+    torch_side = torch_subprocess(("kernels", "autograd", "gpt2"), threads, reps)
+    version, tthreads, th, tinfo = torch_side["version"], torch_side["threads"], torch_side["rows"], torch_side["info"]
+    # The large-array kernels mostly measure page faults and memory, whose
+    # speed drifts on a shared VM: both sides run them a second time, after
+    # each other, and keep their best.
+    _, again, _ = run_c(binary, reps, data_dir, "../shared", ("kernels",))
+    best_c = {n: r for n, r in again if n != "part"}
+    gb = [(n, keep_best(r, best_c.get(n))) if n != "part" else (n, r) for n, r in gb]
+    for n, v in torch_subprocess(("kernels",), threads, reps)["rows"].items():
+        th[n] = max(th[n], v) if n in th else v
+    ref = {"default": th}
+    # Autograd and GPT-2 again with libgomp's idle threads sleeping instead
+    # of spinning, on both sides (see PASSIVE_NOTE).
+    if "OMP_WAIT_POLICY" not in os.environ:
+        passive_env = {"OMP_WAIT_POLICY": "passive"}
+        _, passive, passive_notes = run_c(binary, reps, data_dir, "../shared", ("autograd", "gpt2"), passive_env)
+        notes += [f"(OMP_WAIT_POLICY=passive) {n}" for n in passive_notes if "nnsight" not in n]
+        gb.append(("part", "passive"))
+        gb.extend((n, r) for n, r in passive if n != "part")
+        ref["passive"] = torch_subprocess(("autograd", "gpt2"), threads, reps, passive_env)["rows"]
     why = {}
     node_tokenizer(info, reps, th, why)
 
     print(f"glassbox: OpenBLAS kernel {info['kernel']}, {threads} threads ({info['openblas']})")
     print(f"PyTorch {version}: OpenBLAS kernel {torch_blas_kernel()}, {tthreads} threads")
-    print(f"best of {reps} runs after 2 warmup runs (checkpoint opening: best of 5; tokenizer: best of 3); "
-          f"ratio = how many times faster glassbox is (above 1: glassbox is faster)")
+    print(f"best of {reps} runs after 2 warmup runs (kernels: of 2 rounds of {reps}; checkpoint opening: of 5; "
+          "tokenizer: of 3); ratio = how many times faster glassbox is (above 1: glassbox is faster)")
     head = f"{'workload':<28} {'unit':<8} {'glassbox':>9} {'reference':>10} {'ratio':>6}  what (glassbox side)"
+    part_ref = th
     for name, row in gb:
         if name == "part":
             print(f"\n[{PART_TITLE.get(row, row)}]")
             print(head)
             print("-" * len(head))
+            part_ref = ref.get(row, th)
             continue
         unit, value, what = row
-        ref = th.get(name)
-        r = ratio(unit, value, ref)
-        print(f"{name:<28} {unit:<8} {fmt(value):>9} {fmt(ref):>10} {fmt(r):>6}  {what}")
+        reference = part_ref.get(name)
+        r = ratio(unit, value, reference)
+        print(f"{name:<28} {unit:<8} {fmt(value):>9} {fmt(reference):>10} {fmt(r):>6}  {what}")
     print()
     for shape in ("1024x1024x1024", "128x768x3072"):
         mm = next((r for n, r in gb if n == f"sgemm_{shape}"), None)
@@ -402,6 +455,8 @@ def main():
         print(f"checkpoint: {info['checkpoint']} ({info.get('checkpoint_mb', '?')} MB, written once and reused)")
     for note in notes:
         print(note)
+    if any(n == "part" and r == "passive" for n, r in gb):
+        print(PASSIVE_NOTE)
     print(f"total time of this benchmark: {time.time() - t_start:.0f} s")
 
 
