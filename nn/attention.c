@@ -131,12 +131,42 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
     if (!*out) goto op_failed;
     goto done;
 op_failed:
-    gb__error_prefix("%s", GB__LABEL(attn));
-    st = gb_last_status();
+    st = gb__op_failed(attn);
 done:
     gb_values_clear(&dr);
     gb_tensor_free(kr), gb_tensor_free(vr), gb_tensor_free(kt), gb_tensor_free(raw);
     gb_tensor_free(scores), gb_tensor_free(mask), gb_tensor_free(probs);
+    return st;
+}
+
+gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, gb_module *dropout,
+                          int nproj, const int *proj, gb_values *out) {
+    gb_values cur = {0};
+    gb_tensor *a = NULL;
+    gb_status st = qkv[0] && qkv[1] && qkv[2] ? GB_OK : gb__op_failed(attn);
+    if (st == GB_OK) st = gb__attn_cache(run, attn, &qkv[1], &qkv[2]);
+    if (st == GB_OK) st = gb__attention(attn, run, qkv[0], qkv[1], qkv[2], scale, dropout, &a);
+    if (st) goto done;
+    gb_tensor *merged = gb__merge_heads(a);
+    if (!merged) {
+        st = gb__op_failed(attn);
+        goto done;
+    }
+    cur.v[cur.n++] = merged;
+    for (int i = 0; st == GB_OK && i < nproj; i++) st = gb__call_into(attn->children[proj[i]], run, &cur, 0, NULL);
+    if (st) { /* a child stopped or failed: pass on what it returned */
+        gb__values_move(out, &cur);
+        goto done;
+    }
+    st = gb_values_push(out, gb_tensor_ref(cur.v[0]));
+    if (st == GB_OK && gb__run_use_cache(run)) {
+        st = gb_values_push(out, gb_tensor_ref(qkv[1]));
+        if (st == GB_OK) st = gb_values_push(out, gb_tensor_ref(qkv[2]));
+    }
+done:
+    gb_values_clear(&cur);
+    for (int i = 0; i < 3; i++) gb_tensor_free(qkv[i]), qkv[i] = NULL;
+    gb_tensor_free(a);
     return st;
 }
 

@@ -4,16 +4,11 @@
  * (modeling_gpt2.py's eager attention). */
 #include "modules_impl.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 /* Children, in Hugging Face's registration order (that is also the order
  * print(model) and named_parameters() list them). */
 enum { GB__ATTN_C_ATTN, GB__ATTN_C_PROJ, GB__ATTN_DROPOUT, GB__ATTN_RESID_DROPOUT };
 enum { GB__BLOCK_LN_1, GB__BLOCK_ATTN, GB__BLOCK_LN_2, GB__BLOCK_MLP };
 enum { GB__GPT2_WTE, GB__GPT2_WPE, GB__GPT2_DROP, GB__GPT2_H, GB__GPT2_LN_F };
-/* Children of the LM in order: body, then head (gb__causal_lm_forward relies on it). */
-enum { GB__LM_TRANSFORMER, GB__LM_HEAD };
 /* GPT2Attention iparam */
 enum { GB__ATTN_HEADS, GB__ATTN_HEAD_DIM };
 
@@ -29,46 +24,21 @@ static gb_status gb__gpt2_attn_forward(gb_module *m, gb_run *run, const gb_value
         return gb__fail(GB_ERR_SHAPE, "%s: hidden_states must be [batch, seq_len, %lld], got shape %s", GB__LABEL(m),
                         (long long)E, GB__SHAPE_STR(x));
     gb_values r = {0};
-    gb_tensor *qkv[3] = {0}, *a = NULL, *merged = NULL;
     gb_status st = gb__call(m->children[GB__ATTN_C_ATTN], run, 1, &x, &r);
-    if (st) goto child_stopped;
+    if (st) {
+        gb__values_move(out, &r);
+        return st;
+    }
+    gb_tensor *qkv[3] = {0};
     for (int i = 0; i < 3; i++) { /* query, key, value = c_attn(x).split(E, dim=2) */
         gb_tensor *part = gb_narrow(r.v[0], -1, i * E, E);
         qkv[i] = part ? gb__split_heads(part, H, D) : NULL;
         gb_tensor_free(part);
-        if (!qkv[i]) goto op_failed;
+        if (!qkv[i]) break; /* gb__attn_finish reports it */
     }
     gb_values_clear(&r);
-    st = gb__attn_cache(run, m, &qkv[1], &qkv[2]);
-    if (st) goto done;
-    st = gb__attention(m, run, qkv[0], qkv[1], qkv[2], GB__ATTN_SCALE_DIV_SQRT, m->children[GB__ATTN_DROPOUT], &a);
-    if (st) goto done;
-    merged = gb__merge_heads(a);
-    if (!merged) goto op_failed;
-    st = gb__call(m->children[GB__ATTN_C_PROJ], run, 1, &merged, &r);
-    if (st) goto child_stopped;
-    gb_tensor *proj = gb_tensor_ref(r.v[0]);
-    gb_values_clear(&r);
-    st = gb__call(m->children[GB__ATTN_RESID_DROPOUT], run, 1, &proj, &r);
-    gb_tensor_free(proj);
-    if (st) goto child_stopped;
-    st = gb_values_push(out, gb_tensor_ref(r.v[0]));
-    if (st == GB_OK && gb__run_use_cache(run)) {
-        st = gb_values_push(out, gb_tensor_ref(qkv[1]));
-        if (st == GB_OK) st = gb_values_push(out, gb_tensor_ref(qkv[2]));
-    }
-    goto done;
-op_failed:
-    gb__error_prefix("%s", GB__LABEL(m));
-    st = gb_last_status();
-    goto done;
-child_stopped:
-    gb__values_move(out, &r);
-done:
-    gb_values_clear(&r);
-    for (int i = 0; i < 3; i++) gb_tensor_free(qkv[i]);
-    gb_tensor_free(a), gb_tensor_free(merged);
-    return st;
+    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_DIV_SQRT, m->children[GB__ATTN_DROPOUT], 2,
+                           (const int[]){GB__ATTN_C_PROJ, GB__ATTN_RESID_DROPOUT}, out);
 }
 
 static const gb__module_type gb__type_gpt2_attn = {
@@ -86,11 +56,7 @@ static gb_status gb__gpt2_mlp_forward(gb_module *m, gb_run *run, const gb_values
     if (!x) return gb_last_status();
     gb_values cur = {0};
     gb_status st = gb_values_push(&cur, gb_tensor_ref(x));
-    for (int i = 0; st == GB_OK && i < 4; i++) {
-        gb_values next = {0};
-        st = gb__call(m->children[order[i]], run, 1, &cur.v[0], &next);
-        gb__values_move(&cur, &next);
-    }
+    for (int i = 0; st == GB_OK && i < 4; i++) st = gb__call_into(m->children[order[i]], run, &cur, 0, NULL);
     gb__values_move(out, &cur);
     return st;
 }
@@ -104,8 +70,8 @@ static const gb__module_type gb__type_gpt2_mlp = {.name = "GPT2MLP", .forward = 
 static gb_status gb__gpt2_block_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     gb_tensor *h = gb__input(m, in, 0, "(hidden_states,)");
     if (!h) return gb_last_status();
-    return gb__prenorm_block(m, run, h, 0, NULL, (const int[]){GB__BLOCK_LN_1, GB__BLOCK_ATTN, GB__BLOCK_LN_2, GB__BLOCK_MLP},
-                             out);
+    return gb__prenorm_block(m, run, h, 0, NULL,
+                             (const int[]){GB__BLOCK_LN_1, GB__BLOCK_ATTN, GB__BLOCK_LN_2, GB__BLOCK_MLP}, out);
 }
 
 static const gb__module_type gb__type_gpt2_block = {
@@ -136,22 +102,14 @@ static gb_status gb__gpt2_model_forward(gb_module *m, gb_run *run, const gb_valu
     }
     sum = gb_add(tok.v[0], pe.v[0]); /* inputs_embeds + position_embeds */
     if (!sum) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        st = gb_last_status();
+        st = gb__op_failed(m);
         goto done;
     }
     st = gb__call(m->children[GB__GPT2_DROP], run, 1, &sum, &cur);
     gb_module *h = m->children[GB__GPT2_H];
-    for (int i = 0; st == GB_OK && i < gb_module_num_children(h); i++) {
-        gb_values next = {0};
-        st = gb__call(gb_module_child(h, i), run, 1, &cur.v[0], &next);
-        gb__values_move(&cur, &next);
-    }
-    if (st == GB_OK) {
-        gb_values next = {0};
-        st = gb__call(m->children[GB__GPT2_LN_F], run, 1, &cur.v[0], &next);
-        gb__values_move(&cur, &next);
-    }
+    for (int i = 0; st == GB_OK && i < gb_module_num_children(h); i++)
+        st = gb__call_into(gb_module_child(h, i), run, &cur, 0, NULL);
+    if (st == GB_OK) st = gb__call_into(m->children[GB__GPT2_LN_F], run, &cur, 0, NULL);
     if (st == GB_OK) gb__run_cache_advance(run, T);
     gb__values_move(out, &cur);
 done:
@@ -241,20 +199,8 @@ gb_module *gb_gpt2_new(const gb_gpt2_config *cfg) {
         tr = NULL;
         st = gb__add(lm, st, "lm_head", gb_nn_linear(cfg->n_embd, cfg->vocab_size, false));
     }
-    if (st == GB_OK) { /* lm_head.weight is transformer.wte.weight */
-        gb_module *head = lm->children[GB__LM_HEAD];
-        st = gb_module_tie_param(head, "weight", lm->children[GB__LM_TRANSFORMER]->children[GB__GPT2_WTE], "weight");
-        gb__linear_mark_tied(head);
-    }
-    if (st == GB_OK) {
-        lm->config = gb__malloc(sizeof *cfg, "gpt2_new");
-        if (lm->config)
-            memcpy(lm->config, cfg, sizeof *cfg);
-        else
-            st = GB_ERR_ALLOC;
-    }
     gb_module_free(h);
     gb_module_free(tr);
-    if (st) gb__error_prefix("gpt2_new");
-    return gb__module_done(lm, st);
+    /* lm_head.weight is transformer.wte.weight */
+    return gb__causal_lm_done(lm, st, true, GB__GPT2_WTE, cfg, sizeof *cfg, "gpt2_new");
 }

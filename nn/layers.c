@@ -34,6 +34,26 @@ gb_status gb__call(gb_module *child, gb_run *run, int n, gb_tensor *const *xs, g
     return st;
 }
 
+gb_status gb__call_into(gb_module *child, gb_run *run, gb_values *cur, int nextra, gb_tensor *const *extra) {
+    gb_tensor *xs[GB_MAX_VALUES] = {cur->v[0]};
+    int n = 1;
+    for (; n <= nextra && n < GB_MAX_VALUES; n++) xs[n] = extra[n - 1];
+    gb_values next = {0};
+    gb_status st = gb__call(child, run, n, xs, &next);
+    gb__values_move(cur, &next);
+    return st;
+}
+
+gb_status gb__op_failed(gb_module *m) {
+    gb__error_prefix("%s", GB__LABEL(m));
+    return gb_last_status();
+}
+
+/* Push y, the result of m's tensor op, or report that the op failed. */
+static gb_status gb__push_result(gb_module *m, gb_tensor *y, gb_values *out) {
+    return y ? gb_values_push(out, y) : gb__op_failed(m);
+}
+
 gb_tensor *gb__input(gb_module *m, const gb_values *in, int i, const char *expected) {
     if (i < in->n && in->v[i]) return in->v[i];
     return gb__fail_null(GB_ERR_ARG, "%s: expects %s, got %d input tensor%s", GB__LABEL(m), expected, in->n,
@@ -129,12 +149,7 @@ char *gb__py_float(char *buf, size_t size, float v) {
 static gb_status gb__unary_forward(gb_module *m, const gb_values *in, gb_values *out, gb_tensor *(*fn)(gb_tensor *)) {
     gb_tensor *x = gb__input(m, in, 0, "one input tensor");
     if (!x) return gb_last_status();
-    gb_tensor *y = fn(x);
-    if (!y) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        return gb_last_status();
-    }
-    return gb_values_push(out, y);
+    return gb__push_result(m, fn(x), out);
 }
 
 /* ---- Linear ------------------------------------------------------------- */
@@ -146,13 +161,8 @@ static gb_status gb__linear_forward(gb_module *m, gb_run *run, const gb_values *
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor [..., in_features]");
     if (!x) return gb_last_status();
-    gb_tensor *y =
-        gb_linear(x, gb_module_param(m, "weight"), m->iparam[GB__LIN_BIAS] ? gb_module_param(m, "bias") : NULL);
-    if (!y) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        return gb_last_status();
-    }
-    return gb_values_push(out, y);
+    gb_tensor *bias = m->iparam[GB__LIN_BIAS] ? gb_module_param(m, "bias") : NULL;
+    return gb__push_result(m, gb_linear(x, gb_module_param(m, "weight"), bias), out);
 }
 
 static void gb__linear_repr(const gb_module *m, char *buf, size_t size) {
@@ -206,11 +216,7 @@ static gb_status gb__conv1d_forward(gb_module *m, gb_run *run, const gb_values *
     gb_tensor *wt = gb_transpose(gb_module_param(m, "weight"), 0, 1);
     gb_tensor *y = wt ? gb_linear(x, wt, gb_module_param(m, "bias")) : NULL;
     gb_tensor_free(wt);
-    if (!y) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        return gb_last_status();
-    }
-    return gb_values_push(out, y);
+    return gb__push_result(m, y, out);
 }
 
 /* transformers >= 4.48 defines Conv1D.__repr__ as "Conv1D(nf=..., nx=...)";
@@ -248,12 +254,7 @@ static gb_status gb__embedding_forward(gb_module *m, gb_run *run, const gb_value
     (void)run;
     gb_tensor *ids = gb__input(m, in, 0, "one tensor of ids (int64 or int32)");
     if (!ids) return gb_last_status();
-    gb_tensor *y = gb_embedding(gb_module_param(m, "weight"), ids);
-    if (!y) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        return gb_last_status();
-    }
-    return gb_values_push(out, y);
+    return gb__push_result(m, gb_embedding(gb_module_param(m, "weight"), ids), out);
 }
 
 static void gb__embedding_repr(const gb_module *m, char *buf, size_t size) {
@@ -298,11 +299,7 @@ static gb_status gb__layer_norm_forward(gb_module *m, gb_run *run, const gb_valu
     bool affine = m->iparam[GB__NORM_AFFINE];
     gb_tensor *y = gb_layer_norm(x, affine ? gb_module_param(m, "weight") : NULL,
                                  affine ? gb_module_param(m, "bias") : NULL, m->fparam[0]);
-    if (!y) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        return gb_last_status();
-    }
-    return gb_values_push(out, y);
+    return gb__push_result(m, y, out);
 }
 
 static void gb__layer_norm_repr(const gb_module *m, char *buf, size_t size) {
@@ -341,12 +338,7 @@ static gb_status gb__rms_norm_forward(gb_module *m, gb_run *run, const gb_values
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor");
     if (!x || gb__norm_check(m, x)) return gb_last_status();
-    gb_tensor *y = gb_rms_norm(x, gb_module_param(m, "weight"), m->fparam[0]);
-    if (!y) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        return gb_last_status();
-    }
-    return gb_values_push(out, y);
+    return gb__push_result(m, gb_rms_norm(x, gb_module_param(m, "weight"), m->fparam[0]), out);
 }
 
 /* LlamaRMSNorm.extra_repr (transformers >= 4.48): "(64,), eps=1e-05". */
@@ -464,11 +456,29 @@ gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, 
     gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
     if (!ids) return gb_last_status();
     gb_values h = {0};
-    gb_status st = gb__call(m->children[0], run, 1, &ids, &h);
-    if (st == GB_OK) st = gb__call(m->children[1], run, 1, &h.v[0], out);
+    gb_status st = gb__call(m->children[GB__LM_BODY], run, 1, &ids, &h);
+    if (st == GB_OK) st = gb__call(m->children[GB__LM_HEAD], run, 1, &h.v[0], out);
     else gb__values_move(out, &h);
     gb_values_clear(&h);
     return st;
+}
+
+gb_module *gb__causal_lm_done(gb_module *lm, gb_status st, bool tie, int embed, const void *config, size_t size,
+                              const char *op) {
+    if (st == GB_OK && tie) {
+        gb_module *head = lm->children[GB__LM_HEAD];
+        st = gb_module_tie_param(head, "weight", lm->children[GB__LM_BODY]->children[embed], "weight");
+        gb__linear_mark_tied(head);
+    }
+    if (st == GB_OK) {
+        lm->config = gb__malloc(size, op);
+        if (lm->config)
+            memcpy(lm->config, config, size);
+        else
+            st = GB_ERR_ALLOC;
+    }
+    if (st) gb__error_prefix("%s", op);
+    return gb__module_done(lm, st);
 }
 
 gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra, gb_tensor *const *extra,
@@ -486,7 +496,10 @@ gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra,
         goto done;
     }
     h2 = gb_add(h, at.v[0]); /* residual + attention */
-    if (!h2) goto op_failed;
+    if (!h2) {
+        st = gb__op_failed(m);
+        goto done;
+    }
     gb_values_clear(&ln);
     st = gb__call(m->children[child[LN2]], run, 1, &h2, &ln);
     if (st) goto ln_stopped;
@@ -496,13 +509,8 @@ gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra,
         goto done;
     }
     h3 = gb_add(h2, mlp.v[0]); /* residual + MLP */
-    if (!h3) goto op_failed;
-    st = gb_values_push(out, h3);
+    st = gb__push_result(m, h3, out);
     for (int i = 1; st == GB_OK && i < at.n; i++) st = gb_values_push(out, gb_tensor_ref(at.v[i]));
-    goto done;
-op_failed:
-    gb__error_prefix("%s", GB__LABEL(m));
-    st = gb_last_status();
     goto done;
 ln_stopped:
     gb__values_move(out, &ln);

@@ -13,8 +13,6 @@ enum { GB__LATTN_Q, GB__LATTN_K, GB__LATTN_V, GB__LATTN_O };
 enum { GB__LMLP_GATE, GB__LMLP_UP, GB__LMLP_DOWN, GB__LMLP_ACT };
 enum { GB__LAYER_ATTN, GB__LAYER_MLP, GB__LAYER_IN_NORM, GB__LAYER_POST_NORM };
 enum { GB__LMODEL_EMBED, GB__LMODEL_LAYERS, GB__LMODEL_NORM, GB__LMODEL_ROTARY };
-/* Children of the LM in order: body, then head (gb__causal_lm_forward relies on it). */
-enum { GB__LLM_MODEL, GB__LLM_HEAD };
 /* LlamaAttention iparam */
 enum { GB__LATTN_HEADS, GB__LATTN_KV_HEADS, GB__LATTN_HEAD_DIM };
 
@@ -136,48 +134,27 @@ static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_valu
                         "%s: cos has shape %s, expected [%lld, %lld, %lld] (or batch 1) for hidden_states %s",
                         GB__LABEL(m), GB__SHAPE_STR(cos), (long long)gb_tensor_dim(x, 0),
                         (long long)gb_tensor_dim(x, 1), (long long)D, GB__SHAPE_STR(x));
-    gb_values r = {0};
-    gb_tensor *qkv[3] = {0}, *a = NULL, *merged = NULL;
+    gb_tensor *qkv[3] = {0};
     const int64_t heads[3] = {H, KV, KV};
-    gb_status st = GB_OK;
     for (int i = 0; i < 3; i++) { /* q_proj, k_proj, v_proj, then split into heads */
-        st = gb__call(m->children[GB__LATTN_Q + i], run, 1, &x, &r);
-        if (st) goto child_stopped;
+        gb_values r = {0};
+        gb_status st = gb__call(m->children[GB__LATTN_Q + i], run, 1, &x, &r);
+        if (st) {
+            gb__values_move(out, &r);
+            for (int j = 0; j < i; j++) gb_tensor_free(qkv[j]);
+            return st;
+        }
         qkv[i] = gb__split_heads(r.v[0], heads[i], D);
         gb_values_clear(&r);
-        if (!qkv[i]) goto op_failed;
+        if (!qkv[i]) break; /* gb__attn_finish reports it */
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && qkv[2]; i++) { /* queries and keys */
         gb_tensor *rot = gb__apply_rope(qkv[i], cos, sin);
-        if (!rot) goto op_failed;
         gb_tensor_free(qkv[i]);
         qkv[i] = rot;
+        if (!rot) break;
     }
-    st = gb__attn_cache(run, m, &qkv[1], &qkv[2]);
-    if (st) goto done;
-    st = gb__attention(m, run, qkv[0], qkv[1], qkv[2], GB__ATTN_SCALE_MUL_RSQRT, NULL, &a);
-    if (st) goto done;
-    merged = gb__merge_heads(a);
-    if (!merged) goto op_failed;
-    st = gb__call(m->children[GB__LATTN_O], run, 1, &merged, &r);
-    if (st) goto child_stopped;
-    st = gb_values_push(out, gb_tensor_ref(r.v[0]));
-    if (st == GB_OK && gb__run_use_cache(run)) {
-        st = gb_values_push(out, gb_tensor_ref(qkv[1]));
-        if (st == GB_OK) st = gb_values_push(out, gb_tensor_ref(qkv[2]));
-    }
-    goto done;
-op_failed:
-    gb__error_prefix("%s", GB__LABEL(m));
-    st = gb_last_status();
-    goto done;
-child_stopped:
-    gb__values_move(out, &r);
-done:
-    gb_values_clear(&r);
-    for (int i = 0; i < 3; i++) gb_tensor_free(qkv[i]);
-    gb_tensor_free(a), gb_tensor_free(merged);
-    return st;
+    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_MUL_RSQRT, NULL, 1, (const int[]){GB__LATTN_O}, out);
 }
 
 static const gb__module_type gb__type_llama_attn = {
@@ -202,8 +179,7 @@ static gb_status gb__llama_mlp_forward(gb_module *m, gb_run *run, const gb_value
     }
     prod = gb_mul(a.v[0], u.v[0]);
     if (!prod) {
-        gb__error_prefix("%s", GB__LABEL(m));
-        st = gb_last_status();
+        st = gb__op_failed(m);
         goto done;
     }
     st = gb__call(m->children[GB__LMLP_DOWN], run, 1, &prod, out);
@@ -257,16 +233,9 @@ static gb_status gb__llama_model_forward(gb_module *m, gb_run *run, const gb_val
         }
     }
     gb_module *layers = m->children[GB__LMODEL_LAYERS];
-    for (int i = 0; st == GB_OK && i < gb_module_num_children(layers); i++) {
-        gb_values next = {0};
-        st = gb__call(gb_module_child(layers, i), run, 3, (gb_tensor *[]){cur.v[0], rope.v[0], rope.v[1]}, &next);
-        gb__values_move(&cur, &next);
-    }
-    if (st == GB_OK) {
-        gb_values next = {0};
-        st = gb__call(m->children[GB__LMODEL_NORM], run, 1, &cur.v[0], &next);
-        gb__values_move(&cur, &next);
-    }
+    for (int i = 0; st == GB_OK && i < gb_module_num_children(layers); i++)
+        st = gb__call_into(gb_module_child(layers, i), run, &cur, 2, rope.v); /* (h, cos, sin) */
+    if (st == GB_OK) st = gb__call_into(m->children[GB__LMODEL_NORM], run, &cur, 0, NULL);
     if (st == GB_OK) gb__run_cache_advance(run, T);
     gb__values_move(out, &cur);
 done:
@@ -389,20 +358,7 @@ gb_module *gb_llama_new(const gb_llama_config *cfg) {
         model = NULL;
         st = gb__add(lm, st, "lm_head", gb_nn_linear(c.hidden_size, c.vocab_size, false));
     }
-    if (st == GB_OK && c.tie_word_embeddings) {
-        gb_module *head = lm->children[GB__LLM_HEAD];
-        st = gb_module_tie_param(head, "weight", lm->children[GB__LLM_MODEL]->children[GB__LMODEL_EMBED], "weight");
-        gb__linear_mark_tied(head);
-    }
-    if (st == GB_OK) {
-        lm->config = gb__malloc(sizeof c, "llama_new");
-        if (lm->config)
-            memcpy(lm->config, &c, sizeof c);
-        else
-            st = GB_ERR_ALLOC;
-    }
     gb_module_free(layers);
     gb_module_free(model);
-    if (st) gb__error_prefix("llama_new");
-    return gb__module_done(lm, st);
+    return gb__causal_lm_done(lm, st, c.tie_word_embeddings, GB__LMODEL_EMBED, &c, sizeof c, "llama_new");
 }

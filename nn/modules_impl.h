@@ -14,6 +14,13 @@
  * naming the child). Any other status is returned unchanged, with whatever
  * the child produced left in *out. */
 gb_status gb__call(gb_module *child, gb_run *run, int n, gb_tensor *const *xs, gb_values *out);
+/* One step of a chain of modules: call child on cur->v[0] and the nextra
+ * tensors extra (borrowed), then replace *cur by what the child returned,
+ * whatever the status (a stopped run keeps the child's output). */
+gb_status gb__call_into(gb_module *child, gb_run *run, gb_values *cur, int nextra, gb_tensor *const *extra);
+/* The status of a tensor op that just failed inside m's forward, its
+ * message prefixed with m's label. */
+gb_status gb__op_failed(gb_module *m);
 /* Add a child unless an earlier step failed (the child is freed then), so a
  * builder can chain additions and check once. */
 gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child);
@@ -23,10 +30,17 @@ gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child
  * the attention's further outputs (key, value when a KV cache is in use). */
 gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra, gb_tensor *const *extra,
                             const int child[4], gb_values *out);
-/* The forward of GPT2LMHeadModel and LlamaForCausalLM: child 0 (the body),
- * then child 1 (lm_head) on its hidden state: (input_ids [B, T]) ->
- * (logits [B, T, vocab]). */
+/* The children of GPT2LMHeadModel and LlamaForCausalLM, in order. */
+enum { GB__LM_BODY, GB__LM_HEAD };
+/* The forward of GPT2LMHeadModel and LlamaForCausalLM: the body, then
+ * lm_head on its hidden state: (input_ids [B, T]) -> (logits [B, T, vocab]). */
 gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
+/* The end of building either model: when tie, lm_head's weight becomes the
+ * weight of the body's child embed (and init leaves it alone); lm keeps a
+ * copy of the size bytes of config. When st is not GB_OK, or this fails,
+ * lm is freed, the error is prefixed with op, and the result is NULL. */
+gb_module *gb__causal_lm_done(gb_module *lm, gb_status st, bool tie, int embed, const void *config, size_t size,
+                              const char *op);
 /* Move src into dst (dst is cleared first; src is left empty). */
 void gb__values_move(gb_values *dst, gb_values *src);
 /* in->v[i] when present, else an error naming m ("expects (hidden_states, cos, sin)"). */
@@ -91,6 +105,18 @@ typedef enum gb__attn_scale {
  * *out gets [B, H, T, D]. */
 gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__attn_scale scale,
                         gb_module *dropout, gb_tensor **out);
+
+/* The rest of GPT2Attention's and LlamaAttention's forwards once the
+ * queries, keys and values are split into heads, qkv [B, heads, T, D] (the
+ * references are taken; a NULL among them means making it failed, and that
+ * error is returned prefixed with attn's label): keys and values go through
+ * the KV cache (gb__attn_cache), then gb__attention; the merged heads pass
+ * through attn's children proj[0..nproj) in turn. *out gets
+ * (attn_output,) or, with a KV cache, (attn_output, key, value), key and
+ * value [B, kv_heads, S, D] (before repeat_kv). A child's stop or error is
+ * returned with what it produced in *out. */
+gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, gb_module *dropout,
+                          int nproj, const int *proj, gb_values *out);
 
 /* Positions for a model forward over T new tokens of a batch of B: the run's
  * position ids ([B, T] or [1, T]) or arange(past, past + T) as [1, T] (i64),

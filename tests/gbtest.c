@@ -18,7 +18,7 @@ struct gbt_oracle {
     } *map; /* stb_ds string hash map */
 };
 
-static char *gbt_read_file(const char *path, size_t *len) {
+char *gbt_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -95,6 +95,16 @@ gb_tensor *gbt_getf(gbt_oracle *o, const char *fmt, ...) {
     vsnprintf(key, sizeof key, fmt, ap);
     va_end(ap);
     return gbt_get(o, key);
+}
+
+char *gbt_get_str(gbt_oracle *o, const char *key) {
+    gb_tensor *t = gbt_get(o, key);
+    int64_t n = gb_tensor_numel(t);
+    char *s = malloc((size_t)n + 1);
+    memcpy(s, gb_tensor_data(t), (size_t)n);
+    s[n] = 0;
+    gb_tensor_free(t);
+    return s;
 }
 
 void gbt_oracle_free(gbt_oracle *o) {

@@ -19,6 +19,9 @@ gbt_oracle *gbt_oracle_load(const char *name);
 gb_tensor *gbt_get(gbt_oracle *o, const char *key);
 /* Formatted key: gbt_getf(o, "%s.out", case_name). */
 gb_tensor *gbt_getf(gbt_oracle *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A string stored under key as the uint8 tensor of its bytes, NUL-terminated
+ * (caller frees); fails the test if absent. */
+char *gbt_get_str(gbt_oracle *o, const char *key);
 void gbt_oracle_free(gbt_oracle *o);
 
 /* Fail the test unless got has want's shape and |got - want| <= atol + rtol*|want|
@@ -59,5 +62,8 @@ void gbt_gradcheck_at(gbt_fn f, int n, gb_tensor *const *inputs, void *ctx, doub
 char *gbt_shared_path(const char *rel, const char *test_name);
 /* Directory for test scratch files (created). */
 const char *gbt_tmp_dir(void);
+/* The whole file, NUL-terminated (caller frees), its length in *len when
+ * len is not NULL; NULL when it cannot be read. */
+char *gbt_read_file(const char *path, size_t *len);
 
 #endif

@@ -9,19 +9,9 @@
 #include "tensor/tensor_impl.h" /* gb__meta_push/pop: shape-only modules */
 
 /* A string stored by the oracle as the uint8 tensor of its bytes. */
-static char *oracle_str(gbt_oracle *o, const char *key) {
-    gb_tensor *t = gbt_get(o, key);
-    int64_t n = gb_tensor_numel(t);
-    char *s = malloc((size_t)n + 1);
-    memcpy(s, gb_tensor_data(t), (size_t)n);
-    s[n] = 0;
-    gb_tensor_free(t);
-    return s;
-}
-
 static void assert_repr(gb_module *m, gbt_oracle *o, const char *key) {
     gbt_ok(m);
-    char *want = oracle_str(o, key), *got = gb_module_repr(m);
+    char *want = gbt_get_str(o, key), *got = gb_module_repr(m);
     ck_assert_msg(!strcmp(got, want), "%s:\n got: %s\nwant: %s", key, got, want);
     free(want), free(got);
     gb_module_free(m);

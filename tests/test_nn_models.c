@@ -12,30 +12,17 @@
 
 /* ---- configs (the oracle builds the same) ------------------------------- */
 
-static const gb_gpt2_config gpt2_small = {.vocab_size = 48,
-                                          .n_positions = 40,
-                                          .n_embd = 32,
-                                          .n_layer = 2,
-                                          .n_head = 4,
-                                          .n_inner = 0,
-                                          .layer_norm_epsilon = 1e-5f,
-                                          .activation_function = "gelu_new",
-                                          .attn_pdrop = 0.1f,
-                                          .embd_pdrop = 0.1f,
-                                          .resid_pdrop = 0.1f};
+/* What both GPT-2 configs keep of GPT2Config's defaults. */
+#define GPT2_DEFAULTS                                                                                                  \
+    .n_inner = 0, .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new", .attn_pdrop = 0.1f,                 \
+    .embd_pdrop = 0.1f, .resid_pdrop = 0.1f
+
+static const gb_gpt2_config gpt2_small = {
+    .vocab_size = 48, .n_positions = 40, .n_embd = 32, .n_layer = 2, .n_head = 4, GPT2_DEFAULTS};
 
 /* openai-community/gpt2's config.json */
-static const gb_gpt2_config gpt2_124m = {.vocab_size = 50257,
-                                         .n_positions = 1024,
-                                         .n_embd = 768,
-                                         .n_layer = 12,
-                                         .n_head = 12,
-                                         .n_inner = 0,
-                                         .layer_norm_epsilon = 1e-5f,
-                                         .activation_function = "gelu_new",
-                                         .attn_pdrop = 0.1f,
-                                         .embd_pdrop = 0.1f,
-                                         .resid_pdrop = 0.1f};
+static const gb_gpt2_config gpt2_124m = {
+    .vocab_size = 50257, .n_positions = 1024, .n_embd = 768, .n_layer = 12, .n_head = 12, GPT2_DEFAULTS};
 
 static const gb_llama_config llama_small = {.vocab_size = 40,
                                             .hidden_size = 32,
@@ -78,16 +65,6 @@ static const gb_llama_config llama2_7b = {.vocab_size = 32000,
                                           .hidden_act = "silu"};
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static char *oracle_str(gbt_oracle *o, const char *key) {
-    gb_tensor *t = gbt_get(o, key);
-    int64_t n = gb_tensor_numel(t);
-    char *s = malloc((size_t)n + 1);
-    memcpy(s, gb_tensor_data(t), (size_t)n);
-    s[n] = 0;
-    gb_tensor_free(t);
-    return s;
-}
 
 static void assert_str(const char *got, const char *want, const char *what) {
     ck_assert_msg(!strcmp(got, want), "%s:\n--- got\n%s\n--- want\n%s", what, got, want);
@@ -168,6 +145,73 @@ static gb_status watch_fn(gb_event *ev, void *ctx) {
         w->nvalues = ev->values->n;
     }
     return GB_OK;
+}
+
+/* A new run observed by w. */
+static gb_run *watched_run(watch *w) {
+    gb_run *run = gb_run_new();
+    gb_run_set_observer(run, watch_fn, w);
+    return run;
+}
+
+/* A block's parts, {module path, oracle key of its output, how many of the
+ * inputs xs it takes}, each on xs against the oracle; the first part is the
+ * attention, whose probabilities w keeps (the point "attn_weights"):
+ * compared with weights_key. */
+typedef struct {
+    const char *path, *key;
+    int n;
+} part;
+
+static void check_parts(gb_module *m, gbt_oracle *o, gb_run *run, const watch *w, const char *weights_key,
+                        const part *parts, int nparts, gb_tensor *const *xs) {
+    gb_values out = {0};
+    for (int i = 0; i < nparts; i++) {
+        gbt_ok_status(call(gb_module_find(m, parts[i].path), run, parts[i].n, xs, &out));
+        ck_assert_int_eq(out.n, 1); /* (hidden_states,) without a cache */
+        gb_tensor *want = gbt_get(o, parts[i].key);
+        gbt_assert_close(out.v[0], want, 1e-4, 1e-5, parts[i].key);
+        gb_tensor_free(want);
+        gb_values_clear(&out);
+        if (i == 0) { /* the probabilities, [B, heads (not kv heads), T, T] */
+            want = gbt_get(o, weights_key);
+            gbt_assert_close(w->got, want, 1e-4, 1e-6, "attn_weights point");
+            gb_tensor_free(want);
+        }
+    }
+}
+
+/* The whole model on prefix.ids against prefix.logits, every submodule
+ * emitting events in the order torch calls them; then with left padding (a
+ * [B, T] 1/0 mask; padded rows attend uniformly, as in Hugging Face). */
+static void check_model_and_padding(gb_module *m, gbt_oracle *o, const char *prefix, const char *name) {
+    gb_tensor *ids = gbt_getf(o, "%s.ids", prefix), *want = gbt_getf(o, "%s.logits", prefix);
+    watch w = {0};
+    gb_run *run = watched_run(&w);
+    gb_values out = {0};
+    char what[96];
+    gbt_ok_status(call(m, run, 1, &ids, &out));
+    ck_assert_int_eq(out.n, 1);
+    snprintf(what, sizeof what, "%s logits", name);
+    gbt_assert_close(out.v[0], want, 1e-4, 1e-4, what);
+    char key[64];
+    snprintf(key, sizeof key, "%s.call_order", prefix);
+    char *order = gbt_get_str(o, key);
+    snprintf(what, sizeof what, "%s module call order", name);
+    assert_str(w.order, order, what);
+    free(order);
+    gb_values_clear(&out);
+    gb_tensor_free(want);
+
+    gb_tensor *mask = gbt_getf(o, "%s.pad_mask", prefix);
+    want = gbt_getf(o, "%s.pad_logits", prefix);
+    gb_run_set_attention_mask(run, mask);
+    gbt_ok_status(call(m, run, 1, &ids, &out));
+    snprintf(what, sizeof what, "%s logits with left padding", name);
+    gbt_assert_close(out.v[0], want, 1e-4, 1e-4, what);
+    gb_values_clear(&out);
+    gb_tensor_free(mask), gb_tensor_free(want), gb_tensor_free(ids);
+    gb_run_free(run);
 }
 
 /* ---- print(model) ------------------------------------------------------- */
@@ -299,7 +343,7 @@ static const char llama_small_repr[] =
 
 START_TEST(test_repr_and_sizes) {
     gbt_oracle *o = gbt_oracle_load("nn_models");
-    char *want = oracle_str(o, "gpt2.repr");
+    char *want = gbt_get_str(o, "gpt2.repr");
     assert_str(gpt2_small_repr, want, "quoted GPT-2 text vs torch's print of the reference");
     gb_module *m = gb_gpt2_new(&gpt2_small);
     char *got = gb_module_repr(m);
@@ -307,7 +351,7 @@ START_TEST(test_repr_and_sizes) {
     free(got), free(want);
     gb_module_free(m);
 
-    want = oracle_str(o, "llama.repr");
+    want = gbt_get_str(o, "llama.repr");
     assert_str(llama_small_repr, want, "quoted Llama text vs torch's print of the reference");
     m = gb_llama_new(&llama_small);
     got = gb_module_repr(m);
@@ -385,28 +429,12 @@ START_TEST(test_gpt2_blocks) {
     gbt_oracle *o = gbt_oracle_load("nn_models");
     gb_module *m = gpt2_loaded(o);
     gb_tensor *x = gbt_get(o, "gpt2.x");
-    gb_run *run = gb_run_new();
     watch w = {.path = "transformer.h.0.attn.attn_weights", .kind = GB_EVENT_POINT};
-    gb_run_set_observer(run, watch_fn, &w);
-    gb_values out = {0};
-    static const struct {
-        const char *path, *key;
-    } parts[] = {{"transformer.h.0.attn", "gpt2.attn_out"},
-                 {"transformer.h.0.mlp", "gpt2.mlp_out"},
-                 {"transformer.h.0", "gpt2.block_out"}};
-    for (int i = 0; i < 3; i++) {
-        gbt_ok_status(call(gb_module_find(m, parts[i].path), run, 1, &x, &out));
-        ck_assert_int_eq(out.n, 1); /* (hidden_states,) without a cache */
-        gb_tensor *want = gbt_get(o, parts[i].key);
-        gbt_assert_close(out.v[0], want, 1e-4, 1e-5, parts[i].key);
-        gb_tensor_free(want);
-        gb_values_clear(&out);
-        if (i == 0) { /* the attention's probabilities [B, heads, T, T], emitted as a point */
-            want = gbt_get(o, "gpt2.attn_weights");
-            gbt_assert_close(w.got, want, 1e-4, 1e-6, "attn_weights point");
-            gb_tensor_free(want);
-        }
-    }
+    gb_run *run = watched_run(&w);
+    static const part parts[] = {{"transformer.h.0.attn", "gpt2.attn_out", 1},
+                                 {"transformer.h.0.mlp", "gpt2.mlp_out", 1},
+                                 {"transformer.h.0", "gpt2.block_out", 1}};
+    check_parts(m, o, run, &w, "gpt2.attn_weights", parts, 3, &x);
     gb_tensor_free(w.got), gb_tensor_free(x);
     gb_run_free(run);
     gb_module_free(m);
@@ -417,30 +445,7 @@ END_TEST
 START_TEST(test_gpt2_model_and_padding) {
     gbt_oracle *o = gbt_oracle_load("nn_models");
     gb_module *m = gpt2_loaded(o);
-    gb_tensor *ids = gbt_get(o, "gpt2.ids"), *want = gbt_get(o, "gpt2.logits");
-    gb_run *run = gb_run_new();
-    watch w = {0};
-    gb_run_set_observer(run, watch_fn, &w);
-    gb_values out = {0};
-    gbt_ok_status(call(m, run, 1, &ids, &out));
-    ck_assert_int_eq(out.n, 1);
-    gbt_assert_close(out.v[0], want, 1e-4, 1e-4, "GPT-2 logits");
-    /* Every submodule emitted events, in the order torch calls them. */
-    char *order = oracle_str(o, "gpt2.call_order");
-    assert_str(w.order, order, "GPT-2 module call order");
-    free(order);
-    gb_values_clear(&out);
-    gb_tensor_free(want);
-
-    /* Left padding: [B, T] 1/0 mask; padded rows attend uniformly, as in Hugging Face. */
-    gb_tensor *mask = gbt_get(o, "gpt2.pad_mask");
-    want = gbt_get(o, "gpt2.pad_logits");
-    gb_run_set_attention_mask(run, mask);
-    gbt_ok_status(call(m, run, 1, &ids, &out));
-    gbt_assert_close(out.v[0], want, 1e-4, 1e-4, "GPT-2 logits with left padding");
-    gb_values_clear(&out);
-    gb_tensor_free(mask), gb_tensor_free(want), gb_tensor_free(ids);
-    gb_run_free(run);
+    check_model_and_padding(m, o, "gpt2", "GPT-2");
     gb_module_free(m);
     gbt_oracle_free(o);
 }
@@ -454,9 +459,8 @@ static void cache_steps(gb_module *m, gbt_oracle *o, const char *prefix, const c
     gb_tensor *ids = gbt_getf(o, "%s.ids", prefix), *full = gbt_getf(o, "%s.%s", prefix, logits_key);
     gb_tensor *mask = mask_key ? gbt_getf(o, "%s.%s", prefix, mask_key) : NULL;
     int64_t T = gb_tensor_dim(ids, 1);
-    gb_run *run = gb_run_new();
     watch w = {.path = block_path, .kind = GB_EVENT_OUTPUT};
-    gb_run_set_observer(run, watch_fn, &w);
+    gb_run *run = watched_run(&w);
     gb_run_use_cache(run, true);
     for (int64_t t = 0; t < T;) {
         int64_t len = t == 0 ? prompt : 1;
@@ -588,9 +592,8 @@ START_TEST(test_llama_blocks) {
     gbt_oracle *o = gbt_oracle_load("nn_models");
     gb_module *m = llama_loaded(o, &llama_small, "llama");
     gb_tensor *x = gbt_get(o, "llama.x"), *cos = gbt_get(o, "llama.cos"), *sin = gbt_get(o, "llama.sin");
-    gb_run *run = gb_run_new();
     watch w = {.path = "model.layers.0.self_attn.attn_weights", .kind = GB_EVENT_POINT};
-    gb_run_set_observer(run, watch_fn, &w);
+    gb_run *run = watched_run(&w);
     gb_values out = {0};
     /* LlamaRotaryEmbedding(x, position_ids) -> (cos, sin) */
     gb_tensor *pos = gb_arange_i64(0, 5, 1), *pos2 = gb_reshape(pos, 2, (int64_t[]){1, 5});
@@ -599,25 +602,10 @@ START_TEST(test_llama_blocks) {
     gbt_assert_close(out.v[0], cos, 1e-5, 1e-6, "cos");
     gbt_assert_close(out.v[1], sin, 1e-5, 1e-6, "sin");
     gb_values_clear(&out);
-    static const struct {
-        const char *path, *key;
-        int n;
-    } parts[] = {{"model.layers.0.self_attn", "llama.attn_out", 3},
-                 {"model.layers.0.mlp", "llama.mlp_out", 1},
-                 {"model.layers.0", "llama.layer_out", 3}};
-    for (int i = 0; i < 3; i++) {
-        gbt_ok_status(call(gb_module_find(m, parts[i].path), run, parts[i].n, (gb_tensor *[]){x, cos, sin}, &out));
-        ck_assert_int_eq(out.n, 1);
-        gb_tensor *want = gbt_get(o, parts[i].key);
-        gbt_assert_close(out.v[0], want, 1e-4, 1e-5, parts[i].key);
-        gb_tensor_free(want);
-        gb_values_clear(&out);
-        if (i == 0) { /* [B, heads (not kv heads), T, T] */
-            want = gbt_get(o, "llama.attn_weights");
-            gbt_assert_close(w.got, want, 1e-4, 1e-6, "attn_weights point");
-            gb_tensor_free(want);
-        }
-    }
+    static const part parts[] = {{"model.layers.0.self_attn", "llama.attn_out", 3},
+                                 {"model.layers.0.mlp", "llama.mlp_out", 1},
+                                 {"model.layers.0", "llama.layer_out", 3}};
+    check_parts(m, o, run, &w, "llama.attn_weights", parts, 3, (gb_tensor *[]){x, cos, sin});
     gb_tensor_free(w.got);
     gb_tensor_free(pos), gb_tensor_free(pos2), gb_tensor_free(x), gb_tensor_free(cos), gb_tensor_free(sin);
     gb_run_free(run);
@@ -629,27 +617,15 @@ END_TEST
 START_TEST(test_llama_model_and_padding) {
     gbt_oracle *o = gbt_oracle_load("nn_models");
     gb_module *m = llama_loaded(o, &llama_small, "llama");
-    gb_tensor *ids = gbt_get(o, "llama.ids"), *want = gbt_get(o, "llama.logits");
-    gb_run *run = gb_run_new();
-    watch w = {0};
-    gb_run_set_observer(run, watch_fn, &w);
-    gb_values out = {0};
-    gbt_ok_status(call(m, run, 1, &ids, &out));
-    gbt_assert_close(out.v[0], want, 1e-4, 1e-4, "Llama logits");
-    char *order = oracle_str(o, "llama.call_order");
-    assert_str(w.order, order, "Llama module call order");
-    free(order);
-    gb_values_clear(&out);
-    gb_tensor_free(want);
-    gb_tensor *mask = gbt_get(o, "llama.pad_mask");
-    want = gbt_get(o, "llama.pad_logits");
-    gb_run_set_attention_mask(run, mask);
-    gbt_ok_status(call(m, run, 1, &ids, &out));
-    gbt_assert_close(out.v[0], want, 1e-4, 1e-4, "Llama logits with left padding");
-    gb_values_clear(&out);
+    check_model_and_padding(m, o, "llama", "Llama");
     /* Explicit position ids equal to the default arange give the same logits. */
+    gb_tensor *ids = gbt_get(o, "llama.ids"), *mask = gbt_get(o, "llama.pad_mask");
+    gb_tensor *want = gbt_get(o, "llama.pad_logits");
     gb_tensor *p = gb_arange_i64(0, 6, 1), *p2 = gb_reshape(p, 2, (int64_t[]){1, 6});
+    gb_run *run = gb_run_new();
+    gb_run_set_attention_mask(run, mask);
     gb_run_set_position_ids(run, p2);
+    gb_values out = {0};
     gbt_ok_status(call(m, run, 1, &ids, &out));
     gbt_assert_close(out.v[0], want, 1e-4, 1e-4, "Llama logits with position ids");
     gb_values_clear(&out);

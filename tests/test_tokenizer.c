@@ -10,6 +10,7 @@
  * exactly what glassbox does with such bytes, so ids and decoded text must
  * match byte for byte. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,27 +50,27 @@ static void write_file(const char *path, const char *text) {
     fclose(f);
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    buf[got] = 0;
-    if (len) *len = got;
-    return buf;
+/* Write text as name in the scratch directory and open it; *path (when
+ * not NULL) gets the file's path, for the caller to free. */
+static gb_tokenizer *open_written(const char *name, const char *text, char **path) {
+    char *p = tmp_path(name);
+    write_file(p, text);
+    gb_tokenizer *tok = gb_tokenizer_open(p);
+    ck_assert_msg(tok != NULL, "%s: %s", p, gb_last_error());
+    if (path) *path = p;
+    else free(p);
+    return tok;
 }
 
-/* Open ../shared/rel, or NULL after a visible SKIP line. */
-static gb_tokenizer *open_shared(const char *rel, const char *test) {
+/* Open ../shared/rel, or NULL after a visible SKIP line; *path (when not
+ * NULL) gets the fixture's path, for the caller to free. */
+static gb_tokenizer *open_shared(const char *rel, const char *test, char **path) {
     char *p = gbt_shared_path(rel, test);
     if (!p) return NULL;
     gb_tokenizer *tok = gb_tokenizer_open(p);
     ck_assert_msg(tok != NULL, "%s: %s", p, gb_last_error());
-    free(p);
+    if (path) *path = p;
+    else free(p);
     return tok;
 }
 
@@ -106,7 +107,7 @@ START_TEST(test_known_gpt2) {
     const char *paths[] = {"tokenizers/gpt2/tokenizer.json", "tokenizers/gpt2/vocab.json", "tokenizers/gpt2/merges.txt",
                            "tokenizers/gpt2"};
     for (int p = 0; p < 4; p++) {
-        gb_tokenizer *tok = open_shared(paths[p], "test_known_gpt2");
+        gb_tokenizer *tok = open_shared(paths[p], "test_known_gpt2", NULL);
         if (!tok) return;
         assert_ids(tok, eiffel, true, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
         assert_ids(tok, eiffel, false, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
@@ -124,7 +125,7 @@ START_TEST(test_known_gpt2) {
 END_TEST
 
 START_TEST(test_known_llama2) {
-    gb_tokenizer *tok = open_shared("tokenizers/llama2", "test_known_llama2");
+    gb_tokenizer *tok = open_shared("tokenizers/llama2", "test_known_llama2", NULL);
     if (!tok) return;
     assert_ids(tok, eiffel, true, IDS(1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
     /* without special tokens the template's BOS (id 1) is not added */
@@ -138,7 +139,7 @@ START_TEST(test_known_llama2) {
 END_TEST
 
 START_TEST(test_known_stories260k) {
-    gb_tokenizer *tok = open_shared("models/stories260k", "test_known_stories260k");
+    gb_tokenizer *tok = open_shared("models/stories260k", "test_known_stories260k", NULL);
     if (!tok) return;
     assert_ids(tok, "Once upon a time", true, IDS(1, 403, 407, 261, 378));
     /* The greedy continuation in ../shared/README.md: its sentence is the
@@ -179,11 +180,7 @@ static const char tiny_affix_json[] =
     "\"##b</w>\":8},\"merges\":[[\"a\",\"##b\"],[\"ab\",\"##c</w>\"]]}}";
 
 START_TEST(test_tiny_derivations) {
-    char *p = tmp_path("tok_tiny.json"), *q = tmp_path("tok_tiny_affix.json");
-    write_file(p, tiny_json);
-    write_file(q, tiny_affix_json);
-    gb_tokenizer *tok = gb_tokenizer_open(p);
-    gbt_ok(tok);
+    gb_tokenizer *tok = open_written("tok_tiny.json", tiny_json, NULL);
     /* "abc": (b,c) has rank 0, (a,b) rank 1: b+c first, then (a,bc) has no merge */
     assert_ids(tok, "abc", true, IDS(2, 6));
     assert_ids(tok, "ab", true, IDS(5));
@@ -203,8 +200,7 @@ START_TEST(test_tiny_derivations) {
     ck_assert_int_eq(gb_tokenizer_eos_id(tok), -1);  /* none */
     gb_tokenizer_free(tok);
 
-    tok = gb_tokenizer_open(q);
-    gbt_ok(tok);
+    tok = open_written("tok_tiny_affix.json", tiny_affix_json, NULL);
     /* a, ##b, ##c</w> -> ab (a + "##b" without its prefix), then abc</w> */
     assert_ids(tok, "abc", true, IDS(5));
     /* one character: both first and last, so "b</w>" */
@@ -215,8 +211,6 @@ START_TEST(test_tiny_derivations) {
     assert_ids(tok, "axb", true, IDS(1, 0, 8));
     assert_ids(tok, "xx", true, IDS(0, 0));
     gb_tokenizer_free(tok);
-    free(p);
-    free(q);
 }
 END_TEST
 
@@ -335,10 +329,7 @@ START_TEST(test_open_errors) {
 END_TEST
 
 START_TEST(test_call_errors) {
-    char *p = tmp_path("tok_tiny.json");
-    write_file(p, tiny_json);
-    gb_tokenizer *tok = gb_tokenizer_open(p);
-    gbt_ok(tok);
+    gb_tokenizer *tok = open_written("tok_tiny.json", tiny_json, NULL);
     int32_t *ids = (int32_t *)1;
     size_t n = 7;
     gbt_fails_with(gb_tokenizer_encode(NULL, "a", 1, true, &ids, &n) != GB_OK, GB_ERR_ARG, "the tokenizer is NULL");
@@ -377,54 +368,49 @@ START_TEST(test_call_errors) {
 
     /* an unk_token missing from the vocabulary fails when it is needed */
     char *s = tiny_with("\"unk_token\":\"<unk>\"", "\"unk_token\":\"<missing>\"");
-    write_file(p, s);
+    tok = open_written("tok_tiny.json", s, NULL);
     free(s);
-    tok = gb_tokenizer_open(p);
-    gbt_ok(tok);
     assert_ids(tok, "ab", true, IDS(5));
     gbt_fails_with(gb_tokenizer_encode(tok, "x", 1, true, &ids, &n) != GB_OK, GB_ERR_FORMAT,
                    "unk_token '<missing>' is not in the vocabulary");
     ck_assert(ids == NULL);
     gb_tokenizer_free(tok);
     gb_tokenizer_free(NULL);
-    free(p);
 }
 END_TEST
 
 /* ---- batches ------------------------------------------------------------ */
 
-START_TEST(test_batch_padding) {
-    char *p = tmp_path("tok_tiny.json");
-    write_file(p, tiny_json);
-    gb_tokenizer *tok = gb_tokenizer_open(p);
-    gbt_ok(tok);
-    const char *texts[] = {"abc ab", "ab", "xx"};
+/* Encode the n texts (lens as gb_tokenizer_encode_batch takes them) as one
+ * batch of width T and require the ids and mask want_ids, want_mask
+ * ([n, T] i64); `what` names the padding. */
+static void assert_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens, gb_pad_side side,
+                         int64_t T, const int64_t *want_ids, const int64_t *want_mask, const char *what) {
     gb_tensor *ids = NULL, *mask = NULL;
-    /* no pad or eos token: pads with 0. Rows: [2,6,5], [5], [0] */
-    gbt_ok_status(gb_tokenizer_encode_batch(tok, 3, texts, NULL, true, GB_PAD_SIDE_LEFT, &ids, &mask));
-    gb_tensor *want_ids = gb_from_data((int64_t[]){2, 6, 5, 0, 0, 5, 0, 0, 0}, 2, (int64_t[]){3, 3}, GB_DTYPE_I64);
-    gb_tensor *want_mask = gb_from_data((int64_t[]){1, 1, 1, 0, 0, 1, 0, 0, 1}, 2, (int64_t[]){3, 3}, GB_DTYPE_I64);
+    gbt_ok_status(gb_tokenizer_encode_batch(tok, n, texts, lens, true, side, &ids, &mask));
+    gb_tensor *wi = gb_from_data(want_ids, 2, (int64_t[]){n, T}, GB_DTYPE_I64);
+    gb_tensor *wm = gb_from_data(want_mask, 2, (int64_t[]){n, T}, GB_DTYPE_I64);
+    char msg[64];
     ck_assert_int_eq(gb_tensor_dtype(ids), GB_DTYPE_I64);
-    gbt_assert_close(ids, want_ids, 0, 0, "left-padded ids");
-    gbt_assert_close(mask, want_mask, 0, 0, "left-padded mask");
-    gb_tensor_free(ids);
-    gb_tensor_free(mask);
-    gb_tensor_free(want_ids);
-    gb_tensor_free(want_mask);
-    /* right padding with an explicit pad id, lengths given */
+    snprintf(msg, sizeof msg, "%s ids", what);
+    gbt_assert_close(ids, wi, 0, 0, msg);
+    snprintf(msg, sizeof msg, "%s mask", what);
+    gbt_assert_close(mask, wm, 0, 0, msg);
+    gb_tensor_free(ids), gb_tensor_free(mask), gb_tensor_free(wi), gb_tensor_free(wm);
+}
+
+START_TEST(test_batch_padding) {
+    gb_tokenizer *tok = open_written("tok_tiny.json", tiny_json, NULL);
+    const char *texts[] = {"abc ab", "ab", "xx"};
+    /* no pad or eos token: pads with 0. Rows: [2,6,5], [5], [0] */
+    assert_batch(tok, 3, texts, NULL, GB_PAD_SIDE_LEFT, 3, (int64_t[]){2, 6, 5, 0, 0, 5, 0, 0, 0},
+                 (int64_t[]){1, 1, 1, 0, 0, 1, 0, 0, 1}, "left-padded");
+    /* right padding with an explicit pad id, lengths given: "abc" and "a" */
     gbt_ok_status(gb_tokenizer_set_pad_id(tok, 8));
     ck_assert_int_eq(gb_tokenizer_pad_id(tok), 8);
-    gbt_ok_status(gb_tokenizer_encode_batch(tok, 2, texts, (const size_t[]){3, 1}, true, GB_PAD_SIDE_RIGHT, &ids, &mask));
-    want_ids = gb_from_data((int64_t[]){2, 6, 2, 8}, 2, (int64_t[]){2, 2}, GB_DTYPE_I64); /* "abc" and "a" */
-    want_mask = gb_from_data((int64_t[]){1, 1, 1, 0}, 2, (int64_t[]){2, 2}, GB_DTYPE_I64);
-    gbt_assert_close(ids, want_ids, 0, 0, "right-padded ids");
-    gbt_assert_close(mask, want_mask, 0, 0, "right-padded mask");
-    gb_tensor_free(ids);
-    gb_tensor_free(mask);
-    gb_tensor_free(want_ids);
-    gb_tensor_free(want_mask);
+    assert_batch(tok, 2, texts, (const size_t[]){3, 1}, GB_PAD_SIDE_RIGHT, 2, (int64_t[]){2, 6, 2, 8},
+                 (int64_t[]){1, 1, 1, 0}, "right-padded");
     gb_tokenizer_free(tok);
-    free(p);
 }
 END_TEST
 
@@ -696,7 +682,7 @@ static char **hf_oracle(const char *mode, const char *tokenizer_json, const char
     if (!strcmp(mode, "vocab"))
         snprintf(cmd, sizeof cmd, "node tests/tokenizer/hf_oracle.js vocab '%s' '%s'", tokenizer_json, out);
     run(cmd);
-    char *text = read_file(out, NULL);
+    char *text = gbt_read_file(out, NULL);
     ck_assert_msg(text != NULL, "oracle wrote no %s", out);
     free(out);
     int cap = 1024, n = 0;
@@ -730,6 +716,10 @@ typedef struct sbuf {
 } sbuf;
 
 static void sb_add(sbuf *b, const char *p, size_t len) { add(&b->s, &b->n, &b->cap, p, len); b->s[b->n] = 0; }
+static void sb_clear(sbuf *b) {
+    b->n = 0;
+    sb_add(b, "", 0);
+}
 static void sb_hex(sbuf *b, const char *s, size_t n) {
     char h[3];
     for (size_t i = 0; i < n; i++) {
@@ -744,11 +734,17 @@ static void sb_ids(sbuf *b, const int32_t *ids, size_t n) {
         sb_add(b, num, strlen(num));
     }
 }
+static void sb_i64s(sbuf *b, const int64_t *v, int64_t n) {
+    char num[24];
+    for (int64_t i = 0; i < n; i++) {
+        snprintf(num, sizeof num, i ? ",%lld" : "%lld", (long long)v[i]);
+        sb_add(b, num, strlen(num));
+    }
+}
 
 /* glassbox's line in hf_oracle.js's encode format. */
 static void glassbox_line(gb_tokenizer *tok, const char *text, size_t len, sbuf *b) {
-    b->n = 0;
-    sb_add(b, "", 0);
+    sb_clear(b);
     int32_t *ids = NULL, *plain = NULL;
     size_t n = 0, np = 0;
     gbt_ok_status(gb_tokenizer_encode(tok, text, len, true, &ids, &n));
@@ -820,7 +816,7 @@ static void diff_fixture(const char *rel, const char *oracle_rel, uint64_t seed,
     if (!have_node_oracle(test)) return;
     char *oracle = gbt_shared_path(oracle_rel, test);
     if (!oracle) return;
-    gb_tokenizer *tok = open_shared(rel, test);
+    gb_tokenizer *tok = open_shared(rel, test, NULL);
     if (tok) compare_with_hf(tok, oracle, seed, GBT_CORPUS_SIZE, name);
     gb_tokenizer_free(tok);
     free(oracle);
@@ -854,12 +850,9 @@ START_TEST(test_oracle_tiny) {
     if (!have_node_oracle("test_oracle_tiny")) return;
     const char *jsons[] = {tiny_json, tiny_affix_json};
     for (int k = 0; k < 2; k++) {
-        char name[64];
+        char name[64], *p = NULL;
         snprintf(name, sizeof name, "tok_tiny_%d.json", k);
-        char *p = tmp_path(name);
-        write_file(p, jsons[k]);
-        gb_tokenizer *tok = gb_tokenizer_open(p);
-        gbt_ok(tok);
+        gb_tokenizer *tok = open_written(name, jsons[k], &p);
         snprintf(name, sizeof name, "tiny%d", k);
         compare_with_hf(tok, p, 10 + (uint64_t)k, 500, name);
         gb_tokenizer_free(tok);
@@ -870,12 +863,17 @@ END_TEST
 
 /* ---- differential tests: variants built from the fixtures --------------- */
 
-/* A tokenizer.json: head, the fixture's vocab, mid, its merges (as "a b"
- * strings when legacy), tail. */
-static char *write_variant(const char *fixture, const char *name, const char *head, const char *mid,
-                           const char *tail, bool legacy_merges) {
+/* For the differential tests: a variant of the fixture rel written as
+ * tok_NAME.json (head, the fixture's vocab, then its merges, as "a b"
+ * strings when legacy_merges) and opened; *path gets the file. NULL after a
+ * SKIP line when node or the fixture is missing. */
+static gb_tokenizer *open_variant(const char *rel, const char *test, const char *name, const char *head,
+                                  bool legacy_merges, char **path) {
+    if (!have_node_oracle(test)) return NULL;
+    char *fixture = gbt_shared_path(rel, test);
+    if (!fixture) return NULL;
     size_t len = 0;
-    char *text = read_file(fixture, &len);
+    char *text = gbt_read_file(fixture, &len);
     ck_assert_msg(text != NULL, "cannot read %s", fixture);
     gb__json *root = gb__json_parse(text, len, fixture);
     gbt_ok(root);
@@ -892,21 +890,19 @@ static char *write_variant(const char *fixture, const char *name, const char *he
         }
     }
     char *mtext = gb__json_print(strings ? strings : merges);
-    char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    fputs(head, f);
-    fputs(vocab, f);
-    fputs(mid, f);
-    fputs(mtext, f);
-    fputs(tail, f);
-    fclose(f);
+    size_t n = strlen(head) + strlen(vocab) + strlen(mtext) + 16;
+    char *json = malloc(n), file[256];
+    snprintf(json, n, "%s%s,\"merges\":%s}}", head, vocab, mtext);
+    snprintf(file, sizeof file, "tok_%s.json", name);
+    gb_tokenizer *tok = open_written(file, json, path);
+    free(json);
     free(vocab);
     free(mtext);
     gb__json_free(strings);
     gb__json_free(root);
     free(text);
-    return path;
+    free(fixture);
+    return tok;
 }
 
 #define GBT_ADDED(id, content, sw, ls, rs, norm, special)                                                    \
@@ -922,10 +918,6 @@ START_TEST(test_oracle_llama3_style) {
     /* Llama 3's layout (Split with its regex, then ByteLevel without regex;
      * ignore_merges; BOS by a template after a ByteLevel post-processor) on
      * GPT-2's vocabulary, with reserved special tokens after it. */
-    const char *test = "test_oracle_llama3_style";
-    if (!have_node_oracle(test)) return;
-    char *gpt2 = gbt_shared_path("tokenizers/gpt2/tokenizer.json", test);
-    if (!gpt2) return;
     const char *head =
         "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":["
         GBT_ADDED(50256, "<|endoftext|>", false, false, false, false, true) ","
@@ -947,16 +939,16 @@ START_TEST(test_oracle_llama3_style) {
         "\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true},"
         "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":null,"
         "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":true,\"vocab\":";
-    char *path = write_variant(gpt2, "tok_llama3_style.json", head, ",\"merges\":", "}}", false);
-    gb_tokenizer *tok = gb_tokenizer_open(path);
-    gbt_ok(tok);
+    char *path = NULL;
+    gb_tokenizer *tok =
+        open_variant("tokenizers/gpt2/tokenizer.json", "test_oracle_llama3_style", "llama3_style", head, false, &path);
+    if (!tok) return;
     ck_assert_int_eq(gb_tokenizer_vocab_size(tok), 50261);
     ck_assert_int_eq(gb_tokenizer_bos_id(tok), 50257); /* the template's first token */
     ck_assert_int_eq(gb_tokenizer_eos_id(tok), 50256); /* <|endoftext|> comes first among the known names */
     compare_with_hf(tok, path, 5, GBT_CORPUS_SIZE, "llama3_style");
     gb_tokenizer_free(tok);
     free(path);
-    free(gpt2);
 }
 END_TEST
 
@@ -976,10 +968,6 @@ START_TEST(test_oracle_metaspace_first) {
     /* transformers' newer Llama layout: Metaspace with prepend_scheme
      * "first" (no "▁" after a special token), an NFC normalizer, merges as
      * "a b" strings, and added tokens with lstrip/rstrip and normalized. */
-    const char *test = "test_oracle_metaspace_first";
-    if (!have_node_oracle(test)) return;
-    char *llama = gbt_shared_path("tokenizers/llama2/tokenizer.json", test);
-    if (!llama) return;
     const char *head =
         "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[" GBT_LLAMA_SPECIALS ","
         GBT_ADDED(32000, "<mask>", false, true, true, true, false) ","
@@ -992,14 +980,14 @@ START_TEST(test_oracle_metaspace_first) {
         "\"prepend_scheme\":\"first\",\"split\":false},{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"}]},"
         "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":\"<unk>\",\"continuing_subword_prefix\":null,"
         "\"end_of_word_suffix\":null,\"fuse_unk\":true,\"byte_fallback\":true,\"ignore_merges\":false,\"vocab\":";
-    char *path = write_variant(llama, "tok_metaspace_first.json", head, ",\"merges\":", "}}", true);
-    gb_tokenizer *tok = gb_tokenizer_open(path);
-    gbt_ok(tok);
+    char *path = NULL;
+    gb_tokenizer *tok = open_variant("tokenizers/llama2/tokenizer.json", "test_oracle_metaspace_first",
+                                     "metaspace_first", head, true, &path);
+    if (!tok) return;
     ck_assert_int_eq(gb_tokenizer_vocab_size(tok), 32002);
     compare_with_hf(tok, path, 6, GBT_CORPUS_SIZE, "metaspace_first");
     gb_tokenizer_free(tok);
     free(path);
-    free(llama);
 }
 END_TEST
 
@@ -1008,10 +996,6 @@ START_TEST(test_oracle_metaspace_always) {
      * regex Replace normalizer; a single_word added token; BOS and EOS by
      * template; left truncation to 24 ids; ByteFallback then Metaspace
      * decoding. */
-    const char *test = "test_oracle_metaspace_always";
-    if (!have_node_oracle(test)) return;
-    char *stories = gbt_shared_path("models/stories260k/tokenizer.json", test);
-    if (!stories) return;
     const char *head =
         "{\"version\":\"1.0\",\"truncation\":{\"direction\":\"Left\",\"max_length\":24,\"strategy\":\"LongestFirst\","
         "\"stride\":0},\"padding\":null,\"added_tokens\":[" GBT_LLAMA_SPECIALS ","
@@ -1031,13 +1015,13 @@ START_TEST(test_oracle_metaspace_always) {
         "\"content\":\" \",\"start\":1,\"stop\":0},{\"type\":\"Fuse\"}]},"
         "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":\"<unk>\",\"continuing_subword_prefix\":null,"
         "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":true,\"ignore_merges\":false,\"vocab\":";
-    char *path = write_variant(stories, "tok_metaspace_always.json", head, ",\"merges\":", "}}", false);
-    gb_tokenizer *tok = gb_tokenizer_open(path);
-    gbt_ok(tok);
+    char *path = NULL;
+    gb_tokenizer *tok = open_variant("models/stories260k/tokenizer.json", "test_oracle_metaspace_always",
+                                     "metaspace_always", head, false, &path);
+    if (!tok) return;
     compare_with_hf(tok, path, 7, GBT_CORPUS_SIZE, "metaspace_always");
     gb_tokenizer_free(tok);
     free(path);
-    free(stories);
 }
 END_TEST
 
@@ -1046,10 +1030,9 @@ END_TEST
 START_TEST(test_oracle_batch_left_padding) {
     const char *test = "test_oracle_batch_left_padding";
     if (!have_node_oracle(test)) return;
-    char *path = gbt_shared_path("tokenizers/llama2/tokenizer.json", test);
-    if (!path) return;
-    gb_tokenizer *tok = gb_tokenizer_open(path);
-    gbt_ok(tok);
+    char *path = NULL;
+    gb_tokenizer *tok = open_shared("tokenizers/llama2/tokenizer.json", test, &path);
+    if (!tok) return;
     corpus c = make_corpus(8, 16);
     char *cpath = write_corpus(&c, "tok_corpus_batch.txt");
     gbt_ok_status(gb_tokenizer_set_pad_id(tok, 2));
@@ -1063,18 +1046,10 @@ START_TEST(test_oracle_batch_left_padding) {
     const int64_t *iv = gb_tensor_data(ids), *mv = gb_tensor_data(mask);
     sbuf b = {0};
     for (int i = 0; i < c.n; i++) {
-        b.n = 0;
-        sb_add(&b, "", 0);
-        char num[24];
-        for (int64_t t = 0; t < T; t++) {
-            snprintf(num, sizeof num, t ? ",%lld" : "%lld", (long long)iv[i * T + t]);
-            sb_add(&b, num, strlen(num));
-        }
+        sb_clear(&b);
+        sb_i64s(&b, iv + i * T, T);
         sb_add(&b, "\t", 1);
-        for (int64_t t = 0; t < T; t++) {
-            snprintf(num, sizeof num, t ? ",%lld" : "%lld", (long long)mv[i * T + t]);
-            sb_add(&b, num, strlen(num));
-        }
+        sb_i64s(&b, mv + i * T, T);
         ck_assert_msg(!strcmp(b.s, lines[i]), "batch row %d:\n  glassbox: %s\n  hf:       %s", i, b.s, lines[i]);
     }
     free(b.s);
@@ -1095,10 +1070,9 @@ START_TEST(test_oracle_vocab) {
     const char *rels[] = {"tokenizers/gpt2/tokenizer.json", "tokenizers/llama2/tokenizer.json",
                           "models/stories260k/tokenizer.json"};
     for (int k = 0; k < 3; k++) {
-        char *path = gbt_shared_path(rels[k], test);
-        if (!path) continue;
-        gb_tokenizer *tok = gb_tokenizer_open(path);
-        gbt_ok(tok);
+        char *path = NULL;
+        gb_tokenizer *tok = open_shared(rels[k], test, &path);
+        if (!tok) continue;
         int nlines = 0;
         char **lines = hf_oracle("vocab", path, NULL, NULL, &nlines, "tok_oracle_vocab.txt");
         ck_assert_int_eq(nlines, gb_tokenizer_vocab_size(tok) + 1);
@@ -1106,8 +1080,7 @@ START_TEST(test_oracle_vocab) {
         sbuf b = {0};
         for (int id = 0; id < gb_tokenizer_vocab_size(tok); id++) {
             const char *t = gb_tokenizer_token_to_string(tok, id);
-            b.n = 0;
-            sb_add(&b, "", 0);
+            sb_clear(&b);
             if (t) sb_hex(&b, t, strlen(t));
             else sb_add(&b, "-", 1);
             ck_assert_msg(!strcmp(b.s, lines[id + 1]), "%s: id %d is %s, Hugging Face has %s", rels[k], id, b.s,
@@ -1131,14 +1104,14 @@ START_TEST(test_sentencepiece_llama2) {
     }
     char *model = gbt_shared_path("tokenizers/llama2/tokenizer.model", test);
     if (!model) return;
-    gb_tokenizer *tok = open_shared("tokenizers/llama2/tokenizer.json", test);
+    gb_tokenizer *tok = open_shared("tokenizers/llama2/tokenizer.json", test, NULL);
     corpus c = make_corpus(9, GBT_CORPUS_SIZE);
     char *cpath = write_corpus(&c, "tok_corpus_sp.txt");
     char *out = tmp_path("tok_oracle_sp.txt");
     char cmd[16384];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/tokenizer/sp_oracle.py '%s' '%s' '%s'", model, cpath, out);
     run(cmd);
-    char *text = read_file(out, NULL);
+    char *text = gbt_read_file(out, NULL);
     ck_assert(text != NULL);
     sbuf b = {0};
     int bad = 0, skipped = 0;
@@ -1162,8 +1135,7 @@ START_TEST(test_sentencepiece_llama2) {
         char *dec = NULL;
         size_t dl = 0;
         gbt_ok_status(gb_tokenizer_decode(tok, ids, n, true, &dec, &dl));
-        b.n = 0;
-        sb_add(&b, "", 0);
+        sb_clear(&b);
         sb_ids(&b, ids, n);
         sb_add(&b, "\t", 1);
         sb_hex(&b, dec, dl);
@@ -1210,6 +1182,22 @@ static char *run_cli(const char *args, int *code) {
     return out;
 }
 
+/* Run the glassbox binary with args (printf-style) and require its exit
+ * code and exactly the output want. */
+static void assert_cli(int want_code, const char *want, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void assert_cli(int want_code, const char *want, const char *fmt, ...) {
+    char args[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int code;
+    char *out = run_cli(args, &code);
+    ck_assert_msg(code == want_code, "glassbox %s: exit code %d, expected %d (output: %s)", args, code, want_code, out);
+    ck_assert_str_eq(out, want);
+    free(out);
+}
+
 START_TEST(test_cli) {
     char *gpt2 = gbt_shared_path("tokenizers/gpt2", "test_cli");
     char *llama = gbt_shared_path("tokenizers/llama2", "test_cli");
@@ -1218,45 +1206,26 @@ START_TEST(test_cli) {
         free(llama);
         return;
     }
+    assert_cli(0,
+               "[464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286]\n"
+               "[\"The\", \"\xc4\xa0" "E\", \"iff\", \"el\", \"\xc4\xa0Tower\", \"\xc4\xa0is\", "
+               "\"\xc4\xa0in\", \"\xc4\xa0the\", \"\xc4\xa0" "city\", \"\xc4\xa0of\"]\n",
+               "tokenize '%s' '%s' --tokens", gpt2, eiffel);
+    assert_cli(0, "[1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310]\n", "tokenize '%s' '%s'", llama, eiffel);
+    assert_cli(0, "[450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310]\n", "tokenize '%s' '%s' --no-special", llama,
+               eiffel);
+    assert_cli(0, "The Eiffel Tower is in the city of\n",
+               "detokenize '%s' 1,450,382,2593,295,23615,338,297,278,4272,310 --skip-special", llama);
+    assert_cli(0, "The Eiffel\n", "detokenize '%s' '[464, 412, 733, 417]'", gpt2);
+    /* errors: one line on stderr, non-zero exit */
+    assert_cli(1,
+               "glassbox tokenize: hub: /nonexistent/model: no such file or directory, and not a Hub id (org/name)\n",
+               "tokenize /nonexistent/model hello");
+    assert_cli(1, "glassbox detokenize: '1,x' is not a list of token ids (at 'x')\n", "detokenize '%s' 1,x", gpt2);
     char args[8192];
     int code;
-    snprintf(args, sizeof args, "tokenize '%s' '%s' --tokens", gpt2, eiffel);
-    char *out = run_cli(args, &code);
-    ck_assert_int_eq(code, 0);
-    ck_assert_str_eq(out, "[464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286]\n"
-                          "[\"The\", \"\xc4\xa0" "E\", \"iff\", \"el\", \"\xc4\xa0Tower\", \"\xc4\xa0is\", "
-                          "\"\xc4\xa0in\", \"\xc4\xa0the\", \"\xc4\xa0" "city\", \"\xc4\xa0of\"]\n");
-    free(out);
-    snprintf(args, sizeof args, "tokenize '%s' '%s'", llama, eiffel);
-    out = run_cli(args, &code);
-    ck_assert_int_eq(code, 0);
-    ck_assert_str_eq(out, "[1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310]\n");
-    free(out);
-    snprintf(args, sizeof args, "tokenize '%s' '%s' --no-special", llama, eiffel);
-    out = run_cli(args, &code);
-    ck_assert_str_eq(out, "[450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310]\n");
-    free(out);
-    snprintf(args, sizeof args, "detokenize '%s' 1,450,382,2593,295,23615,338,297,278,4272,310 --skip-special", llama);
-    out = run_cli(args, &code);
-    ck_assert_int_eq(code, 0);
-    ck_assert_str_eq(out, "The Eiffel Tower is in the city of\n");
-    free(out);
-    snprintf(args, sizeof args, "detokenize '%s' '[464, 412, 733, 417]'", gpt2);
-    out = run_cli(args, &code);
-    ck_assert_str_eq(out, "The Eiffel\n");
-    free(out);
-    /* errors: one line on stderr, non-zero exit */
-    out = run_cli("tokenize /nonexistent/model hello", &code);
-    ck_assert_int_eq(code, 1);
-    ck_assert_str_eq(out, "glassbox tokenize: hub: /nonexistent/model: no such file or directory, and not a Hub id (org/name)\n");
-    free(out);
-    snprintf(args, sizeof args, "detokenize '%s' 1,x", gpt2);
-    out = run_cli(args, &code);
-    ck_assert_int_eq(code, 1);
-    ck_assert_str_eq(out, "glassbox detokenize: '1,x' is not a list of token ids (at 'x')\n");
-    free(out);
     snprintf(args, sizeof args, "detokenize '%s' 50257", gpt2);
-    out = run_cli(args, &code);
+    char *out = run_cli(args, &code);
     ck_assert_int_eq(code, 1);
     ck_assert_msg(strstr(out, "glassbox detokenize: tokenizer_decode: id 50257 at position 0 is not in the vocabulary") ==
                       out && strchr(out, '\n') == out + strlen(out) - 1,
