@@ -11,6 +11,7 @@
 
 typedef struct gb__hook {
     int id;
+    bool removed;       /* removed during a dispatch: freed when it ends */
     gb_module *module;  /* NULL for point hooks */
     char *point;        /* point hooks: full path */
     gb_event_kind kind;
@@ -28,12 +29,31 @@ typedef struct gb__grad_site {
     int64_t batch;
 } gb__grad_site;
 
+/* A list that stays where it is while the map holding it grows. */
+typedef struct gb__hook_list {
+    gb__hook **v; /* stb_ds array, registration order */
+} gb__hook_list;
+
+/* Hooks are indexed so that an event costs the hooks that may match it, not
+ * every hook registered: a module's own hooks (by tree position), subtree
+ * hooks, point hooks. Every list is in registration order and only grows
+ * while a dispatch walks it (a hook added by a hook is appended; a removed
+ * hook is only marked until the dispatch ends), so a dispatch walks lists by
+ * index while hooks run. The interest mask, built with the index, tells
+ * runs which module events to build at all (and us which modules have
+ * gradient hooks). Events of a module outside the indexed tree (another
+ * model, or the tree changed shape during a dispatch) walk every hook. */
 struct gb_hooks {
     gb_module *root;
-    gb__hook *hooks;            /* stb_ds array, registration order */
-    gb__grad_site **sites;      /* stb_ds array of owned trampoline contexts */
+    gb__hook_list all;         /* every hook, registration order, owned */
+    gb__hook_list *at;         /* [interest.size] (or NULL): hooks on exactly that module */
+    gb__hook_list subtree;     /* GB_HOOK_SUBTREE hooks */
+    gb__hook_list points;      /* point hooks */
+    gb__grad_site **sites;     /* stb_ds array of owned trampoline contexts */
     int next_id;
-    int nkind[GB_EVENT_COUNT];  /* registered hooks per kind: skip work fast */
+    int dispatching;           /* nesting depth of dispatches */
+    bool dirty;                /* hooks were removed during a dispatch */
+    gb__interest interest;     /* what runs must build for us */
 };
 
 gb_hooks *gb_hooks_new(gb_module *root) {
@@ -45,20 +65,127 @@ gb_hooks *gb_hooks_new(gb_module *root) {
     return h;
 }
 
+static void gb__index_free(gb_hooks *h) {
+    for (int i = 0; h->at && i < h->interest.size; i++) arrfree(h->at[i].v);
+    free(h->at);
+    h->at = NULL;
+    arrfree(h->subtree.v);
+    arrfree(h->points.v);
+    free(h->interest.mask);
+    h->interest = (gb__interest){0};
+}
+
+static void gb__hook_free(gb__hook *hk) {
+    free(hk->point);
+    free(hk);
+}
+
 void gb_hooks_free(gb_hooks *h) {
     if (!h) return;
-    for (ptrdiff_t i = 0; i < arrlen(h->hooks); i++) free(h->hooks[i].point);
-    arrfree(h->hooks);
+    gb__index_free(h);
+    for (ptrdiff_t i = 0; i < arrlen(h->all.v); i++) gb__hook_free(h->all.v[i]);
+    arrfree(h->all.v);
     for (ptrdiff_t i = 0; i < arrlen(h->sites); i++) free(h->sites[i]);
     arrfree(h->sites);
     free(h);
 }
 
-static int gb__add(gb_hooks *h, gb__hook hk) {
-    hk.id = h->next_id++;
-    arrput(h->hooks, hk);
-    h->nkind[hk.kind]++;
-    return hk.id;
+/* ---- the index ---------------------------------------------------------- */
+
+/* The mask bits a hook sets: its own kind (so that we know which modules
+ * have gradient hooks) and the module event a run must build for it
+ * (gradient events are armed in the forward events of the same module). */
+static uint8_t gb__wants_bits(gb_event_kind kind) {
+    unsigned forward = kind == GB_EVENT_GRAD_INPUT ? GB_EVENT_INPUT : kind == GB_EVENT_GRAD_OUTPUT ? GB_EVENT_OUTPUT : kind;
+    return (uint8_t)(1u << kind | 1u << forward);
+}
+
+static bool gb__index_stale(const gb_hooks *h) {
+    const gb_module *root = h->interest.root;
+    return !root || h->interest.gen != root->tree_gen || h->interest.size != root->tree_size;
+}
+
+/* Whether m is a module of the indexed tree (at its current shape). */
+static bool gb__indexed(const gb_hooks *h, const gb_module *m) {
+    return h->at && m->root == h->interest.root && !gb__index_stale(h);
+}
+
+/* Index one hook: append it to its list and mark what it needs. While the
+ * index is stale the hook waits for the rebuild, which takes every hook. */
+static gb_status gb__index_add(gb_hooks *h, gb__hook *hk) {
+    gb__interest *in = &h->interest;
+    if (gb__index_stale(h)) return GB_OK;
+    uint8_t bits = gb__wants_bits(hk->kind);
+    if (hk->kind == GB_EVENT_POINT) {
+        arrput(h->points.v, hk);
+        in->all |= bits;
+        return GB_OK;
+    }
+    /* A module of another tree: its events come from runs of that tree,
+     * which never use this mask (their root differs) and walk every hook. */
+    if (hk->module->root != in->root) return GB_OK;
+    if (!h->at) {
+        h->at = calloc((size_t)in->size, sizeof *h->at);
+        in->mask = calloc((size_t)in->size, 1);
+        if (!h->at || !in->mask) {
+            free(h->at), free(in->mask);
+            h->at = NULL, in->mask = NULL;
+            return gb__fail(GB_ERR_ALLOC, "hook_add: out of memory indexing the hook");
+        }
+    }
+    int i = hk->module->tree_index, end = i + 1;
+    if (hk->flags & GB_HOOK_SUBTREE) {
+        arrput(h->subtree.v, hk);
+        end = hk->module->tree_end;
+    } else {
+        arrput(h->at[i].v, hk);
+    }
+    for (; i < end; i++) in->mask[i] |= bits;
+    return GB_OK;
+}
+
+/* Index every hook again: after removals, or when the tree changed shape. */
+static void gb__index_build(gb_hooks *h) {
+    gb__index_free(h);
+    gb_module *root = h->root->root;
+    h->interest = (gb__interest){root, root->tree_gen, gb__module_tree(root), NULL, 0};
+    for (ptrdiff_t i = 0; i < arrlen(h->all.v); i++)
+        if (gb__index_add(h, h->all.v[i]) != GB_OK) { /* runs deliver every event; we walk every hook */
+            gb__index_free(h);
+            h->interest.all = 0xff;
+            return;
+        }
+}
+
+/* Free hooks removed during a dispatch, once no dispatch walks the lists,
+ * and index the rest again. */
+static void gb__collect(gb_hooks *h) {
+    if (h->dispatching || !h->dirty) return;
+    ptrdiff_t k = 0;
+    for (ptrdiff_t i = 0; i < arrlen(h->all.v); i++) {
+        if (h->all.v[i]->removed) gb__hook_free(h->all.v[i]);
+        else h->all.v[k++] = h->all.v[i];
+    }
+    arrsetlen(h->all.v, k);
+    h->dirty = false;
+    gb__index_build(h);
+}
+
+static int gb__add(gb_hooks *h, gb__hook proto) {
+    gb__hook *hk = gb__malloc(sizeof *hk, "hook_add");
+    if (!hk) {
+        free(proto.point);
+        return 0;
+    }
+    *hk = proto;
+    hk->id = h->next_id++;
+    if (gb__index_stale(h) && !h->dispatching) gb__index_build(h);
+    if (gb__index_add(h, hk) != GB_OK) {
+        gb__hook_free(hk);
+        return 0;
+    }
+    arrput(h->all.v, hk);
+    return hk->id;
 }
 
 int gb_hook_add(gb_hooks *h, gb_module *m, gb_event_kind kind, unsigned flags, gb_hook_fn fn, void *ctx) {
@@ -67,7 +194,7 @@ int gb_hook_add(gb_hooks *h, gb_module *m, gb_event_kind kind, unsigned flags, g
                  gb_event_name(kind));
         return 0;
     }
-    return gb__add(h, (gb__hook){0, m, NULL, kind, flags, fn, ctx});
+    return gb__add(h, (gb__hook){0, false, m, NULL, kind, flags, fn, ctx});
 }
 
 int gb_hook_add_point(gb_hooks *h, const char *path, gb_hook_fn fn, void *ctx) {
@@ -76,41 +203,60 @@ int gb_hook_add_point(gb_hooks *h, const char *path, gb_hook_fn fn, void *ctx) {
         gb__fail(GB_ERR_ARG, "hook_add_point: needs a point path and a function");
         return 0;
     }
-    return gb__add(h, (gb__hook){0, NULL, p, GB_EVENT_POINT, 0, fn, ctx});
+    return gb__add(h, (gb__hook){0, false, NULL, p, GB_EVENT_POINT, 0, fn, ctx});
 }
 
 gb_status gb_hook_remove(gb_hooks *h, int id) {
-    for (ptrdiff_t i = 0; i < arrlen(h->hooks); i++)
-        if (h->hooks[i].id == id) {
-            h->nkind[h->hooks[i].kind]--;
-            free(h->hooks[i].point);
-            arrdel(h->hooks, i);
-            return GB_OK;
-        }
+    for (ptrdiff_t i = 0; i < arrlen(h->all.v); i++) {
+        gb__hook *hk = h->all.v[i];
+        if (hk->id != id || hk->removed) continue;
+        hk->removed = true;
+        h->dirty = true;
+        gb__collect(h);
+        return GB_OK;
+    }
     return gb__fail(GB_ERR_NOT_FOUND, "hook_remove: no hook with handle %d (already removed?)", id);
 }
 
+/* ---- dispatch ----------------------------------------------------------- */
+
 static bool gb__matches(const gb__hook *hk, const gb_event *ev) {
-    if (hk->kind != ev->kind) return false;
+    if (hk->removed || hk->kind != ev->kind) return false;
     if (hk->kind == GB_EVENT_POINT) return !strcmp(hk->point, ev->path);
     for (const gb_module *m = ev->module; m; m = (hk->flags & GB_HOOK_SUBTREE) ? gb_module_parent(m) : NULL)
         if (m == hk->module) return true;
     return false;
 }
 
-/* Run every matching hook in registration order. A hook may remove hooks;
- * ids make the walk robust to that. */
+/* The two lists that may hold hooks matching an event (the second may be
+ * NULL): point hooks; m's own hooks and the subtree hooks; or, for a module
+ * the index does not cover, every hook. */
+static void gb__candidates(gb_hooks *h, gb_module *m, gb_event_kind kind, gb__hook_list **a, gb__hook_list **b) {
+    static gb__hook_list none;
+    *b = NULL;
+    if (kind == GB_EVENT_POINT && !gb__index_stale(h)) *a = &h->points;
+    else if (kind == GB_EVENT_POINT || !gb__indexed(h, m)) *a = &h->all;
+    else if (h->interest.mask[m->tree_index] & (1u << kind)) *a = &h->subtree, *b = &h->at[m->tree_index];
+    else *a = &none; /* nothing on m or above it wants this kind */
+}
+
+/* Run every matching hook in registration order (merging the two lists by
+ * id). Hooks added meanwhile (appended past the lengths taken here) wait
+ * for the next event. */
 static gb_status gb__dispatch(gb_hooks *h, gb_event *ev) {
-    if (h->nkind[ev->kind] == 0) return GB_OK;
-    int last_id = h->next_id;
-    for (ptrdiff_t i = 0; i < arrlen(h->hooks); i++) {
-        gb__hook hk = h->hooks[i];
-        if (hk.id >= last_id || !gb__matches(&hk, ev)) continue;
-        gb_status st = hk.fn(ev, hk.ctx);
-        if (st != GB_OK) return st;
-        while (i >= 0 && (i >= arrlen(h->hooks) || h->hooks[i].id != hk.id)) i--; /* removed: step back */
+    gb__hook_list *la, *lb;
+    gb__candidates(h, ev->module, ev->kind, &la, &lb);
+    ptrdiff_t na = arrlen(la->v), nb = lb ? arrlen(lb->v) : 0, i = 0, j = 0;
+    gb_status st = GB_OK;
+    h->dispatching++;
+    while (st == GB_OK && (i < na || j < nb)) {
+        gb__hook *a = i < na ? la->v[i] : NULL, *b = j < nb ? lb->v[j] : NULL;
+        gb__hook *hk = !b || (a && a->id < b->id) ? (i++, a) : (j++, b);
+        if (gb__matches(hk, ev)) st = hk->fn(ev, hk->ctx);
     }
-    return GB_OK;
+    h->dispatching--;
+    gb__collect(h);
+    return st;
 }
 
 static gb_status gb__grad_trampoline(gb_tensor *t, gb_tensor **grad, void *ctx) {
@@ -125,11 +271,13 @@ static gb_status gb__grad_trampoline(gb_tensor *t, gb_tensor **grad, void *ctx) 
 }
 
 static bool gb__any_match(gb_hooks *h, gb_event_kind kind, const gb_event *ev) {
-    if (h->nkind[kind] == 0) return false;
     gb_event probe = *ev;
     probe.kind = kind;
-    for (ptrdiff_t i = 0; i < arrlen(h->hooks); i++)
-        if (gb__matches(&h->hooks[i], &probe)) return true;
+    gb__hook_list *l[2];
+    gb__candidates(h, ev->module, kind, &l[0], &l[1]);
+    for (int k = 0; k < 2; k++)
+        for (ptrdiff_t i = 0; l[k] && i < arrlen(l[k]->v); i++)
+            if (gb__matches(l[k]->v[i], &probe)) return true;
     return false;
 }
 
@@ -143,6 +291,8 @@ static gb_status gb__watch_grad(gb_hooks *h, const gb_event *ev, gb_event_kind k
 
 static gb_status gb__observe(gb_event *ev, void *ctx) {
     gb_hooks *h = ctx;
+    /* The run delivers every event while our mask is out of date. */
+    if (gb__index_stale(h) && !h->dispatching) gb__index_build(h);
     gb_status st = gb__dispatch(h, ev);
     if (st != GB_OK) return st;
     if (ev->kind == GB_EVENT_INPUT && !ev->skip && gb__any_match(h, GB_EVENT_GRAD_INPUT, ev)) {
@@ -164,4 +314,8 @@ static gb_status gb__observe(gb_event *ev, void *ctx) {
     return st;
 }
 
-void gb_hooks_attach(gb_hooks *h, gb_run *run) { gb_run_set_observer(run, gb__observe, h); }
+void gb_hooks_attach(gb_hooks *h, gb_run *run) {
+    gb_run_set_observer(run, gb__observe, h);
+    if (gb__index_stale(h) && !h->dispatching) gb__index_build(h);
+    gb__run_set_interest(run, &h->interest);
+}

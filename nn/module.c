@@ -41,6 +41,7 @@ gb_module *gb__module_new(const gb__module_type *type) {
     gb_module *m = gb__calloc(1, sizeof *m, type->name);
     if (!m) return NULL;
     m->type = type;
+    m->root = m;
     m->name = gb__strdup("", type->name);
     m->path = gb__strdup("", type->name);
     if (!m->name || !m->path) {
@@ -71,9 +72,10 @@ void gb_module_free(gb_module *m) {
     free(m);
 }
 
-/* Recompute the paths of m's subtree (a subtree is built bottom-up, so paths
- * are known only once it is attached). */
+/* Recompute the paths and roots of m's subtree (a subtree is built
+ * bottom-up, so they are known only once it is attached). */
 static gb_status gb__update_paths(gb_module *m) {
+    m->root = m->parent ? m->parent->root : m;
     const char *pp = m->parent ? m->parent->path : "";
     size_t n = strlen(pp) + strlen(m->name) + 2;
     char *p = gb__malloc(n, "module path");
@@ -97,9 +99,9 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
     child->name = nm;
     child->parent = m;
     arrput(m->children, child);
-    gb_module *root = m;
-    while (root->parent) root = root->parent;
+    gb_module *root = gb__module_root(m);
     root->tree_size = 0; /* the tree changed: number it again when a run needs it */
+    root->tree_gen++;
     return gb__update_paths(child);
 }
 
@@ -118,6 +120,7 @@ gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const i
 const char *gb_module_name(const gb_module *m) { return m->name; }
 const char *gb_module_path(const gb_module *m) { return m->path; }
 const char *gb_module_type(const gb_module *m) { return m->type->name; }
+bool gb_module_returns_tuple(const gb_module *m) { return m->type->returns_tuple; }
 gb_module *gb_module_parent(const gb_module *m) { return m->parent; }
 int gb_module_num_children(const gb_module *m) { return (int)arrlen(m->children); }
 gb_module *gb_module_child(const gb_module *m, int i) {
@@ -159,32 +162,43 @@ static void gb__nearest_names(const gb_module *m, const char *name, char *buf, s
         len += (size_t)snprintf(buf + len, size - len, "%s%s", k ? ", " : "", m->children[best[k]]->name);
 }
 
+/* A path component that is a list index: [-]digits, nothing else. */
+static bool gb__parse_index_part(const char *p, size_t len, long *out) {
+    size_t i = p[0] == '-';
+    if (len <= i || len - i > 9) return false;
+    long v = 0;
+    for (; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') return false;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = p[0] == '-' ? -v : v;
+    return true;
+}
+
 gb_module *gb_module_find(gb_module *m, const char *path) {
     gb_module *cur = m;
     const char *p = path;
     while (*p) {
         const char *dot = strchr(p, '.');
         size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        char part[256];
-        if (len == 0 || len >= sizeof part)
+        if (len == 0 || len >= 256)
             return gb__fail_null(GB_ERR_ARG, "module path '%s': empty or overlong component", path);
-        memcpy(part, p, len);
-        part[len] = 0;
         gb_module *next = NULL;
-        char *end;
-        long idx = strtol(part, &end, 10);
-        if (gb__is_list(cur) && *end == 0) {
+        long idx;
+        if (gb__is_list(cur) && gb__parse_index_part(p, len, &idx)) {
             long n = (long)arrlen(cur->children);
             if (idx < -n || idx >= n)
                 return gb__fail_null(GB_ERR_INDEX, "module path '%s': index %ld is out of range for '%s' (%s of %ld)",
                                      path, idx, *cur->path ? cur->path : "<root>", cur->type->name, n);
             next = cur->children[idx < 0 ? idx + n : idx];
         } else {
-            for (ptrdiff_t i = 0; i < arrlen(cur->children); i++)
-                if (!strcmp(cur->children[i]->name, part)) next = cur->children[i];
+            for (ptrdiff_t i = 0; i < arrlen(cur->children) && !next; i++)
+                if (!strncmp(cur->children[i]->name, p, len) && !cur->children[i]->name[len]) next = cur->children[i];
         }
         if (!next) {
-            char near[256];
+            char part[256], near[256];
+            memcpy(part, p, len);
+            part[len] = 0;
             gb__nearest_names(cur, part, near, sizeof near);
             return gb__fail_null(GB_ERR_NOT_FOUND, "module path '%s': '%s' (%s) has no submodule '%s'%s%s%s", path,
                                  *cur->path ? cur->path : "<root>", cur->type->name, part,
@@ -488,10 +502,7 @@ struct gb_run {
         const gb_module *key;
         int value;
     } *other_calls; /* stb_ds hash map */
-    struct {
-        char *key;
-        int value;
-    } *point_calls; /* stb_ds string map: point path -> calls so far */
+    const gb__interest *interest; /* the observer's, or NULL: every event */
     gb_tensor *attention_mask, *position_ids;
     bool use_cache;
     gb__cache_entry *cache; /* stb_ds hash map */
@@ -505,11 +516,7 @@ static const char *const gb__event_names[GB_EVENT_COUNT] = {
 };
 const char *gb_event_name(gb_event_kind k) { return (unsigned)k < GB_EVENT_COUNT ? gb__event_names[k] : "unknown"; }
 
-gb_run *gb_run_new(void) {
-    gb_run *r = gb__calloc(1, sizeof *r, "run_new");
-    if (r) sh_new_strdup(r->point_calls);
-    return r;
-}
+gb_run *gb_run_new(void) { return gb__calloc(1, sizeof(gb_run), "run_new"); }
 
 static void gb__cache_clear(gb_run *run) {
     for (ptrdiff_t i = 0; i < hmlen(run->cache); i++) {
@@ -524,7 +531,6 @@ void gb_run_free(gb_run *run) {
     if (!run) return;
     free(run->calls);
     hmfree(run->other_calls);
-    shfree(run->point_calls);
     gb_tensor_free(run->attention_mask);
     gb_tensor_free(run->position_ids);
     gb__cache_clear(run);
@@ -534,7 +540,10 @@ void gb_run_free(gb_run *run) {
 void gb_run_set_observer(gb_run *run, gb_observer_fn fn, void *ctx) {
     run->observer = fn;
     run->observer_ctx = ctx;
+    run->interest = NULL;
 }
+
+void gb__run_set_interest(gb_run *run, const gb__interest *interest) { run->interest = interest; }
 
 void gb_run_reset_calls(gb_run *run) {
     free(run->calls);
@@ -542,8 +551,6 @@ void gb_run_reset_calls(gb_run *run) {
     run->calls_root = NULL;
     run->ncalls = 0;
     hmfree(run->other_calls);
-    shfree(run->point_calls);
-    sh_new_strdup(run->point_calls);
 }
 
 void gb_run_set_attention_mask(gb_run *run, gb_tensor *mask) {
@@ -591,32 +598,66 @@ void gb__run_cache_advance(gb_run *run, int64_t t) {
 
 /* ---- calling modules ---------------------------------------------------- */
 
-/* Number a tree depth-first (tree_index), recording its size in the root. */
+/* Number a subtree depth-first from next; returns one past its last index. */
 static int gb__number(gb_module *m, int next) {
     m->tree_index = next++;
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) next = gb__number(m->children[i], next);
-    return next;
+    return m->tree_end = next;
 }
 
-static int gb__next_call(gb_run *run, gb_module *m) {
-    gb_module *root = m;
-    while (root->parent) root = root->parent;
+gb_module *gb__module_root(gb_module *m) { return m->root; }
+
+int gb__module_tree(gb_module *root) {
     if (!root->tree_size) root->tree_size = gb__number(root, 0);
+    return root->tree_size;
+}
+
+/* m's call counter in this run: an array slot for the tree of the first
+ * module called, a hash map entry for any other tree (or a changed one). */
+static int *gb__call_slot_slow(gb_run *run, gb_module *root, gb_module *m) {
+    int size = gb__module_tree(root);
     if (!run->calls_root) {
-        int *calls = calloc((size_t)root->tree_size, sizeof *calls);
+        int *calls = calloc((size_t)size, sizeof *calls);
         if (calls) {
             run->calls_root = root;
             run->calls = calls;
-            run->ncalls = root->tree_size;
+            run->ncalls = size;
         }
     }
-    if (root == run->calls_root && root->tree_size == run->ncalls) return run->calls[m->tree_index]++;
-    ptrdiff_t i = hmgeti(run->other_calls, m); /* another tree, or this one changed shape */
+    if (root == run->calls_root && size == run->ncalls) return &run->calls[m->tree_index];
+    ptrdiff_t i = hmgeti(run->other_calls, m);
     if (i < 0) {
-        hmput(run->other_calls, m, 1);
-        return 0;
+        hmput(run->other_calls, m, 0);
+        i = hmgeti(run->other_calls, m);
     }
-    return run->other_calls[i].value++;
+    return &run->other_calls[i].value;
+}
+
+static inline int *gb__call_slot(gb_run *run, gb_module *m) {
+    const gb_module *root = m->root;
+    if (root == run->calls_root && root->tree_size == run->ncalls) return &run->calls[m->tree_index];
+    return gb__call_slot_slow(run, m->root, m);
+}
+
+/* Whether the observer wants events of this kind from module m. */
+static inline bool gb__wants(const gb_run *run, const gb_module *m, gb_event_kind kind) {
+    const gb__interest *in = run->interest;
+    const gb_module *root = m->root;
+    if (!in || in->root != root || in->gen != root->tree_gen || in->size != root->tree_size) return true;
+    return ((in->mask ? in->mask[m->tree_index] : 0) | in->all) & (1u << kind);
+}
+
+/* Deliver one event of module m about values; in gives the batch size; out
+ * is the output tuple for input events, where the observer may put an
+ * output and skip the forward. */
+static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int call, const gb_values *in,
+                          gb_values *values, gb_values *out, bool *skip) {
+    int64_t batch = in->n > 0 && in->v[0] && gb_tensor_ndim(in->v[0]) > 0 ? gb_tensor_dim(in->v[0], 0) : 1;
+    gb_event ev = {.kind = kind, .module = m, .path = m->path, .call = call, .batch_len = batch, .values = values,
+                  .output = out};
+    gb_status st = run->observer(&ev, run->observer_ctx);
+    if (skip) *skip = ev.skip;
+    return st;
 }
 
 gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
@@ -624,30 +665,31 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     if (!run) return gb__fail(GB_ERR_ARG, "module_call: %s: run is NULL (use gb_run_new)", m->path);
     if (!run->observer) return m->type->forward(m, run, in, out);
 
-    gb_values inputs = {0};
-    for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
-    int64_t batch = inputs.n > 0 && inputs.v[0] && gb_tensor_ndim(inputs.v[0]) > 0 ? gb_tensor_dim(inputs.v[0], 0) : 1;
-    gb_event ev = {.kind = GB_EVENT_INPUT, .module = m, .path = m->path, .call = gb__next_call(run, m),
-                  .batch_len = batch, .values = &inputs, .output = out};
-    gb_status st = run->observer(&ev, run->observer_ctx);
-    if (st == GB_OK && !ev.skip) st = m->type->forward(m, run, &inputs, out);
-    gb_values_clear(&inputs);
-    if (st != GB_OK) return st;
-    ev.kind = GB_EVENT_OUTPUT;
-    ev.values = out;
-    ev.output = NULL;
-    return run->observer(&ev, run->observer_ctx);
+    int call = (*gb__call_slot(run, m))++;
+    gb_status st;
+    if (gb__wants(run, m, GB_EVENT_INPUT)) {
+        /* The observer may replace the inputs: hand it a tuple of our own. */
+        gb_values inputs = {0};
+        for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
+        bool skip = false;
+        st = gb__emit(run, m, GB_EVENT_INPUT, call, in, &inputs, out, &skip);
+        if (st == GB_OK && !skip) st = m->type->forward(m, run, &inputs, out);
+        gb_values_clear(&inputs);
+    } else {
+        st = m->type->forward(m, run, in, out);
+    }
+    /* Asked now: a hook added by the input event or inside the forward counts. */
+    if (st != GB_OK || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
+    return gb__emit(run, m, GB_EVENT_OUTPUT, call, in, out, NULL, NULL);
 }
 
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t) {
     if (!run->observer) return GB_OK;
+    if (!gb__wants(run, m, GB_EVENT_POINT)) return GB_OK;
     char path[512];
     snprintf(path, sizeof path, "%s%s%s", m->path, *m->path ? "." : "", name);
-    ptrdiff_t i = shgeti(run->point_calls, path);
-    int call = i >= 0 ? run->point_calls[i].value : 0;
-    shput(run->point_calls, path, call + 1);
     gb_values vs = {1, {*t}};
-    gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = call,
+    gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = *gb__call_slot(run, m) - 1,
                   .batch_len = gb_tensor_ndim(*t) ? gb_tensor_dim(*t, 0) : 1, .values = &vs};
     gb_status st = run->observer(&ev, run->observer_ctx);
     *t = vs.v[0]; /* the observer may have replaced it (and released the old one) */

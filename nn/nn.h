@@ -71,6 +71,9 @@ const char *gb_module_name(const gb_module *m); /* "c_fc"; "" for a root */
 const char *gb_module_path(const gb_module *m); /* "transformer.h.0.mlp.c_fc"; "" for a root */
 const char *gb_module_type(const gb_module *m); /* "Conv1D" */
 gb_module *gb_module_parent(const gb_module *m);
+/* Whether m returns a tuple in Hugging Face (GPT2Block, LlamaDecoderLayer
+ * return (hidden_states, ...)): its output is indexed with [0]. */
+bool gb_module_returns_tuple(const gb_module *m);
 int gb_module_num_children(const gb_module *m);
 gb_module *gb_module_child(const gb_module *m, int i);
 /* The module at a dotted path below m ("" is m itself). Unknown paths fail

@@ -36,6 +36,7 @@ struct gb_module {
     char *name;
     char *path;
     gb_module *parent;
+    gb_module *root;      /* the root of its tree: itself until attached */
     gb_module **children; /* stb_ds array */
     gb__param *params;    /* stb_ds array, in registration order */
     int64_t iparam[8];    /* the type's sizes (in/out features, ...) */
@@ -43,7 +44,9 @@ struct gb_module {
     char sparam[32];      /* the type's string (activation name, ...) */
     void *config;         /* model configs (gb_gpt2_config, ...), free()d */
     int tree_index;       /* depth-first position under its root: where runs count its calls */
+    int tree_end;         /* one past the last tree_index of m's subtree */
     int tree_size;        /* roots only: modules in the tree, 0 until numbered */
+    unsigned tree_gen;    /* roots only: bumped whenever the tree changes shape */
 };
 
 /* Make a module of a type with no parameters and no children. */
@@ -68,9 +71,34 @@ void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tens
 void gb__run_cache_advance(gb_run *run, int64_t t);
 
 /* A named intermediate value inside m's forward (attention weights, ...).
- * Emits GB_EVENT_POINT "<m's path>.<name>"; the observer may replace *t
- * (the old reference is released). */
+ * Emits GB_EVENT_POINT "<m's path>.<name>" with m's call index: a forward
+ * emits each of its points at most once per call. The observer may replace
+ * *t (the old reference is released). */
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t);
+
+/* The root of m's tree. */
+gb_module *gb__module_root(gb_module *m);
+/* Number root's tree depth-first (tree_index, tree_end) if it changed since
+ * it was last numbered; returns the number of modules in it. */
+int gb__module_tree(gb_module *root);
+
+/* Which events an observer wants, so that a run skips building events
+ * nobody listens to: bit (1u << kind) of mask[m->tree_index] for module m
+ * (GB_EVENT_INPUT or GB_EVENT_OUTPUT), and of `all` for every module (named
+ * points are wanted through `all` only). The observer's owner keeps it
+ * current as listeners come and go, including during a run. A run given
+ * no interest, or one built for another tree or an older shape of this one
+ * (root, gen), delivers every event; the owner rebuilds it when it sees that. */
+typedef struct gb__interest {
+    const gb_module *root;
+    unsigned gen;  /* root->tree_gen it was built for */
+    int size;      /* entries in mask */
+    uint8_t *mask;
+    uint8_t all;
+} gb__interest;
+/* Attach (or with NULL detach) the observer's interest; borrowed, it must
+ * outlive the run's use of the observer. */
+void gb__run_set_interest(gb_run *run, const gb__interest *interest);
 
 /* Out-of-line forwards reused by several module types. */
 gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);

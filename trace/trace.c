@@ -16,7 +16,7 @@
 
 #include <stb/stb_ds.h>
 
-#include "../nn/nn_impl.h"
+#include "../tensor/tensor_impl.h"
 
 #define GB__MAX_ARGS 8
 
@@ -37,7 +37,8 @@ struct gb_val {
     int nargs;
     gb_val *cond;      /* innermost enclosing gb_if */
     char *text;        /* module path, index expression or log label */
-    gb_index_expr index;
+    gb_module *module; /* getters and skips: the module text names */
+    gb_index_expr *index; /* INDEX and SET_INDEX */
     int pick;          /* INDEX on a tuple: the element, else -1 */
     int call, dim;
     bool keepdim;
@@ -47,7 +48,8 @@ struct gb_val {
     const char *file;
     int line;
     bool saved, poisoned;
-    char desc[256];
+    char *desc;        /* gb_val_text's, made when first asked */
+    gb_val **users;    /* stb_ds array: nodes reading this one (as input or condition) */
 
     /* run state */
     gb__state state;
@@ -55,6 +57,7 @@ struct gb_val {
     bool is_tuple;
     int uses, uses_left;
     gb__point *point;      /* getters and skips: their point */
+    gb_val *next_getter;   /* the next getter or skip of the same point */
     gb_tensor *armed;      /* GRAD: the tensor whose gradient it waits for */
     gb_tensor **live_grad; /* GRAD: the gradient slot while its hook runs */
     int ndim;
@@ -63,22 +66,42 @@ struct gb_val {
 };
 
 /* A point of the model that getters name: one hook serves all its getters. */
+typedef struct gb__point_key {
+    gb_module *module;
+    int kind, call;
+} gb__point_key;
+
 struct gb__point {
     gb_trace *tr;
     gb_module *module;
     char *path;           /* for named points */
     gb_event_kind kind;
     int call;
-    gb_val **getters;     /* stb_ds array: getters and skips of this point */
+    gb_val *getters, *last; /* its getters and skips, definition order (next_getter) */
     gb_values *live;      /* the event's values while it is being handled */
 };
+
+/* Nodes are carved from blocks: a trace often defines hundreds. */
+enum { GB__BLOCK_NODES = 64 };
+typedef struct gb__block {
+    struct gb__block *next;
+    int used;
+    gb_val node[GB__BLOCK_NODES];
+} gb__block;
 
 struct gb_trace {
     gb_module *model;
     gb_tensor *input, *mask, *pos;
     gb_val **nodes;       /* stb_ds array, definition order */
+    gb__block *blocks;    /* the nodes' storage, newest first */
+    gb_val **ready;       /* stb_ds array: binary min-heap by id of nodes to look at */
     gb_val **conds;       /* stb_ds stack of open gb_if */
-    gb__point **points;   /* stb_ds array, rebuilt per run */
+    gb__point *points;    /* [npoints], rebuilt per run */
+    int npoints;
+    struct {
+        gb__point_key key;
+        gb__point *value;
+    } *point_at;          /* stb_ds hash map: the module points among them */
     gb_tensor **armed;    /* stb_ds array: tensors carrying our gradient hook (referenced) */
     int *armed_hook;      /* stb_ds array: the hook id on each */
     bool validate, scanning, stop;
@@ -127,12 +150,11 @@ static void gb__disarm(gb_trace *tr) {
 }
 
 static void gb__free_points(gb_trace *tr) {
-    for (ptrdiff_t i = 0; i < arrlen(tr->points); i++) {
-        arrfree(tr->points[i]->getters);
-        free(tr->points[i]->path);
-        free(tr->points[i]);
-    }
-    arrfree(tr->points);
+    for (int i = 0; i < tr->npoints; i++) free(tr->points[i].path);
+    free(tr->points);
+    tr->points = NULL;
+    tr->npoints = 0;
+    hmfree(tr->point_at);
 }
 
 void gb_trace_free(gb_trace *tr) {
@@ -142,9 +164,16 @@ void gb_trace_free(gb_trace *tr) {
         gb_values_clear(&v->value);
         gb_tensor_free(v->constant);
         free(v->text);
-        free(v);
+        free(v->desc);
+        free(v->index);
+        arrfree(v->users);
     }
     arrfree(tr->nodes);
+    for (gb__block *b = tr->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    arrfree(tr->ready);
     arrfree(tr->conds);
     gb__disarm(tr);
     gb__free_points(tr);
@@ -177,12 +206,13 @@ static const char *gb__getter_event(const gb_val *v) {
 
 /* A Python-like expression for v, used in errors and graph dumps. */
 const char *gb_val_text(gb_val *v) {
-    if (v->desc[0]) return v->desc;
-    char *d = v->desc;
-    size_t n = sizeof v->desc;
+    if (v->desc) return v->desc;
+    char d[256];
+    size_t n = sizeof d;
     const char *a = v->nargs > 0 ? gb_val_text(v->arg[0]) : "", *b = v->nargs > 1 ? gb_val_text(v->arg[1]) : "";
     char idx[128] = "";
-    if (v->op == GB_TRACE_OP_INDEX || v->op == GB_TRACE_OP_SET_INDEX) gb_index_format(&v->index, idx, sizeof idx);
+    if ((v->op == GB_TRACE_OP_INDEX || v->op == GB_TRACE_OP_SET_INDEX) && v->index)
+        gb_index_format(v->index, idx, sizeof idx);
     switch (v->op) {
     case GB_TRACE_OP_OUTPUT:
     case GB_TRACE_OP_INPUT:
@@ -224,7 +254,8 @@ const char *gb_val_text(gb_val *v) {
     case GB_TRACE_OP_IF: snprintf(d, n, "if %s", a); break;
     default: snprintf(d, n, "?"); break;
     }
-    return d;
+    v->desc = strdup(d);
+    return v->desc ? v->desc : "(out of memory)";
 }
 
 char *gb_trace_graph(const gb_trace *tr) {
@@ -259,8 +290,15 @@ static void gb__def_fail(gb_val *v) {
 }
 
 static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *args, const char *file, int line) {
-    gb_val *v = calloc(1, sizeof *v);
-    if (!v) return NULL; /* out of memory: callers return NULL, the documented exception */
+    if (!tr->blocks || tr->blocks->used == GB__BLOCK_NODES) {
+        gb__block *b = malloc(sizeof *b);
+        if (!b) return NULL; /* out of memory: callers return NULL, the documented exception */
+        b->next = tr->blocks;
+        b->used = 0;
+        tr->blocks = b;
+    }
+    gb_val *v = &tr->blocks->node[tr->blocks->used++];
+    memset(v, 0, sizeof *v);
     v->tr = tr;
     v->id = (int)arrlen(tr->nodes);
     v->op = op;
@@ -272,9 +310,13 @@ static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *
     for (int i = 0; i < nargs; i++) {
         v->arg[i] = args[i];
         args[i]->uses++;
+        arrput(args[i]->users, v);
         if (args[i]->poisoned) v->poisoned = true;
     }
-    if (v->cond) v->cond->uses++;
+    if (v->cond) {
+        v->cond->uses++;
+        arrput(v->cond->users, v);
+    }
     arrput(tr->nodes, v);
     gb__reset_node(v);
     return v;
@@ -299,16 +341,21 @@ gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const c
         gb__def_fail(v);
     } else if (op != GB_TRACE_OP_POINT) {
         /* Unknown paths fail here, at the user's line, not during the run. */
-        if (!gb_module_find(tr->model, path)) gb__def_fail(v);
+        if (!(v->module = gb_module_find(tr->model, path))) gb__def_fail(v);
     }
     return v;
+}
+
+static gb_status gb__parse_index(gb_val *v, const char *expr) {
+    v->index = gb__malloc(sizeof *v->index, "trace: index expression");
+    return v->index ? gb_index_parse(expr, v->index) : GB_ERR_ALLOC;
 }
 
 gb_val *gb_grad_at(gb_val *x, const char *file, int line) { return gb__node(x->tr, GB_TRACE_OP_GRAD, 1, &x, file, line); }
 
 gb_val *gb_val_index_at(gb_val *x, const char *expr, const char *file, int line) {
     gb_val *v = gb__node(x->tr, GB_TRACE_OP_INDEX, 1, &x, file, line);
-    if (v && gb_index_parse(expr, &v->index) != GB_OK) gb__def_fail(v);
+    if (v && gb__parse_index(v, expr) != GB_OK) gb__def_fail(v);
     return v;
 }
 
@@ -372,7 +419,7 @@ gb_val *gb_set_at(gb_val *target, gb_val *value, const char *file, int line) {
 gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const char *file, int line) {
     if (!gb__same_trace(target, value)) return NULL;
     gb_val *v = gb__node(target->tr, GB_TRACE_OP_SET_INDEX, 2, (gb_val *[]){target, value}, file, line);
-    if (v && gb_index_parse(expr, &v->index) != GB_OK) gb__def_fail(v);
+    if (v && gb__parse_index(v, expr) != GB_OK) gb__def_fail(v);
     return v;
 }
 
@@ -388,7 +435,7 @@ gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *fi
     gb_val *v = gb__node(tr, GB_TRACE_OP_SKIP, 1, &value, file, line);
     if (!v) return NULL;
     v->text = strdup(path);
-    if (!gb_module_find(tr->model, path)) gb__def_fail(v);
+    if (!(v->module = gb_module_find(tr->model, path))) gb__def_fail(v);
     return v;
 }
 
@@ -504,8 +551,7 @@ static gb_status gb__set_target(gb_val *set, gb_val *target, gb_tensor *value) {
         }
         gb_values_set(g->point->live, elem, gb_tensor_ref(value));
         /* Getters of the same point defined after this set read the new value. */
-        for (ptrdiff_t i = 0; i < arrlen(g->point->getters); i++) {
-            gb_val *o = g->point->getters[i];
+        for (gb_val *o = g->point->getters; o; o = o->next_getter) {
             if (o->id > set->id && o->value.n > elem) gb_values_set(&o->value, elem, gb_tensor_ref(value));
         }
     } else {
@@ -589,12 +635,12 @@ static gb_status gb__exec(gb_val *v) {
     switch (v->op) {
     case GB_TRACE_OP_INDEX:
         if (a->is_tuple) {
-            if (v->index.n != 1 || v->index.item[0].kind != GB_INDEX_KIND_INT) {
+            if (v->index->n != 1 || v->index->item[0].kind != GB_INDEX_KIND_INT) {
                 gb__fail(GB_ERR_ARG, "index: %s is a tuple; pick an element with a single integer, e.g. [0]",
                          gb_val_text(a));
                 return gb__node_fail(v, GB_ERR_ARG);
             }
-            int64_t i = v->index.item[0].start, n = a->value.n;
+            int64_t i = v->index->item[0].start, n = a->value.n;
             if (i < -n || i >= n) {
                 gb__fail(GB_ERR_INDEX, "tuple index %lld out of range for a tuple of %lld", (long long)i, (long long)n);
                 return gb__node_fail(v, GB_ERR_INDEX);
@@ -602,7 +648,7 @@ static gb_status gb__exec(gb_val *v) {
             v->pick = (int)(i < 0 ? i + n : i);
             return gb__set_value(v, gb_tensor_ref(a->value.v[v->pick]));
         }
-        return gb__set_value(v, gb_index_expr_apply(x, &v->index));
+        return gb__set_value(v, gb_index_expr_apply(x, v->index));
     case GB_TRACE_OP_ADD:
     case GB_TRACE_OP_SUB:
     case GB_TRACE_OP_MUL:
@@ -639,7 +685,7 @@ static gb_status gb__exec(gb_val *v) {
                                    "before it can exist)", gb_val_text(a));
             return gb__node_fail(v, GB_ERR_STATE);
         }
-        if (gb_index_put_expr_(x, &v->index, y) != GB_OK) return gb__node_fail(v, gb_last_status());
+        if (gb_index_put_expr_(x, v->index, y) != GB_OK) return gb__node_fail(v, gb_last_status());
         gb__done(v);
         return GB_OK;
     case GB_TRACE_OP_LOG: {
@@ -685,11 +731,50 @@ static bool gb__is_event_fed(gb_trace_op op) {
            op == GB_TRACE_OP_SKIP;
 }
 
-/* Run, in definition order, every pending node whose inputs exist. Nodes
- * only read nodes defined before them, so one pass reaches a fixed point. */
+/* ---- the pump ----------------------------------------------------------- */
+
+/* The ready heap holds nodes that may have become runnable (an input or
+ * their condition finished), smallest id on top: nodes run in definition
+ * order, and an event costs the nodes that read what it produced rather
+ * than a walk over the whole graph. */
+static void gb__ready_push(gb_trace *tr, gb_val *v) {
+    arrput(tr->ready, v);
+    gb_val **h = tr->ready;
+    for (ptrdiff_t i = arrlen(h) - 1; i > 0;) {
+        ptrdiff_t up = (i - 1) / 2;
+        if (h[up]->id <= h[i]->id) break;
+        gb_val *t = h[up];
+        h[up] = h[i], h[i] = t;
+        i = up;
+    }
+}
+
+static gb_val *gb__ready_pop(gb_trace *tr) {
+    gb_val **h = tr->ready, *top = h[0];
+    ptrdiff_t n = arrlen(h) - 1;
+    h[0] = h[n];
+    arrsetlen(tr->ready, n);
+    for (ptrdiff_t i = 0;;) {
+        ptrdiff_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1]->id < h[c]->id) c++;
+        if (h[i]->id <= h[c]->id) break;
+        gb_val *t = h[c];
+        h[c] = h[i], h[i] = t;
+        i = c;
+    }
+    return top;
+}
+
+/* v has its value, or was skipped: wake the nodes that read it. */
+static void gb__finished(gb_val *v) {
+    for (ptrdiff_t i = 0; i < arrlen(v->users); i++) gb__ready_push(v->tr, v->users[i]);
+}
+
+/* Run every woken node whose inputs now exist, in definition order. */
 static gb_status gb__pump(gb_trace *tr) {
-    for (ptrdiff_t i = 0; i < arrlen(tr->nodes) && tr->run_status == GB_OK; i++) {
-        gb_val *v = tr->nodes[i];
+    while (arrlen(tr->ready) && tr->run_status == GB_OK) {
+        gb_val *v = gb__ready_pop(tr);
         if (v->state != GB__STATE_PENDING || gb__is_event_fed(v->op) || v->armed) continue;
         bool ready = true, skipped = false;
         for (int j = 0; j < v->nargs; j++) {
@@ -707,6 +792,7 @@ static gb_status gb__pump(gb_trace *tr) {
         if (v->state != GB__STATE_PENDING && v->state != GB__STATE_RUNNING) {
             for (int j = 0; j < v->nargs; j++) gb__release_use(v->arg[j]);
             if (v->cond) gb__release_use(v->cond);
+            gb__finished(v);
         }
     }
     return tr->run_status;
@@ -722,6 +808,7 @@ static gb_status gb__trace_grad_hook(gb_tensor *t, gb_tensor **grad, void *ctx) 
         gb_values_push(&v->value, gb_tensor_ref(*grad));
         gb__done(v);
         for (int j = 0; j < v->nargs; j++) gb__release_use(v->arg[j]);
+        gb__finished(v);
     }
     gb_status st = gb__pump(tr);
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++)
@@ -741,27 +828,28 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
     gb_trace *tr = p->tr;
     if (ev->call != p->call) return GB_OK;
     p->live = ev->values;
-    for (ptrdiff_t i = 0; i < arrlen(p->getters); i++) {
-        gb_val *v = p->getters[i];
+    for (gb_val *v = p->getters; v; v = v->next_getter) {
         if (v->state != GB__STATE_PENDING) continue;
         if (v->op == GB_TRACE_OP_SKIP) continue;
         if (gb__cond_state(v) == GB__STATE_SKIPPED) { /* under a false condition */
             v->state = GB__STATE_SKIPPED;
+            gb__finished(v);
             continue;
         }
         gb_values_clear(&v->value);
-        v->is_tuple = v->op == GB_TRACE_OP_OUTPUT && ev->module->type->returns_tuple;
+        v->is_tuple = v->op == GB_TRACE_OP_OUTPUT && gb_module_returns_tuple(ev->module);
         int n = v->op == GB_TRACE_OP_INPUT ? (ev->values->n > 0) : ev->values->n;
         for (int j = 0; j < n; j++) gb_values_push(&v->value, gb_tensor_ref(ev->values->v[j]));
         gb__done(v);
+        gb__finished(v);
     }
     gb_status st = gb__pump(tr);
-    for (ptrdiff_t i = 0; i < arrlen(p->getters) && st == GB_OK; i++) {
-        gb_val *v = p->getters[i];
+    for (gb_val *v = p->getters; v && st == GB_OK; v = v->next_getter) {
         if (v->op != GB_TRACE_OP_SKIP || v->state != GB__STATE_PENDING) continue;
         gb__state cs = gb__cond_state(v);
         if (cs == GB__STATE_SKIPPED) {
             v->state = GB__STATE_SKIPPED;
+            gb__finished(v);
             continue;
         }
         gb_val *val = v->arg[0];
@@ -782,7 +870,9 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
         gb_values_push(ev->output, gb_tensor_ref(gb__tensor_of(val)));
         gb__done(v);
         gb__release_use(val);
+        gb__finished(v);
     }
+    if (st == GB_OK) st = gb__pump(tr); /* nodes reading a skip's handle */
     p->live = NULL;
     if (st == GB_OK && tr->stop) return GB_STOPPED;
     return st;
@@ -790,35 +880,51 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
 
 /* ---- runs --------------------------------------------------------------- */
 
-static gb__point *gb__point_for(gb_trace *tr, gb_module *m, const char *path, gb_event_kind kind, int call) {
-    for (ptrdiff_t i = 0; i < arrlen(tr->points); i++) {
-        gb__point *p = tr->points[i];
-        if (p->module == m && p->kind == kind && p->call == call && (!path || !strcmp(p->path, path))) return p;
+/* The point a getter or skip waits on: one per (module, event, call), or
+ * per named point path. */
+static gb__point *gb__point_for(gb_trace *tr, gb_val *v) {
+    gb__point_key key;
+    memset(&key, 0, sizeof key); /* hashed as bytes */
+    key.module = v->module;
+    key.kind = v->op == GB_TRACE_OP_OUTPUT ? GB_EVENT_OUTPUT : v->op == GB_TRACE_OP_POINT ? GB_EVENT_POINT : GB_EVENT_INPUT;
+    key.call = v->op == GB_TRACE_OP_SKIP ? 0 : v->call;
+    const char *path = v->op == GB_TRACE_OP_POINT ? v->text : NULL;
+    if (!path) {
+        ptrdiff_t i = hmgeti(tr->point_at, key);
+        if (i >= 0) return tr->point_at[i].value;
+    } else {
+        for (int i = 0; i < tr->npoints; i++) {
+            gb__point *p = &tr->points[i];
+            if (p->path && p->call == key.call && !strcmp(p->path, path)) return p;
+        }
     }
-    gb__point *p = calloc(1, sizeof *p);
-    *p = (gb__point){tr, m, path ? strdup(path) : NULL, kind, call, NULL, NULL};
-    arrput(tr->points, p);
+    char *copy = path ? strdup(path) : NULL;
+    if (path && !copy) return NULL;
+    gb__point *p = &tr->points[tr->npoints++]; /* bind sized the array */
+    *p = (gb__point){tr, key.module, copy, key.kind, key.call, NULL, NULL, NULL};
+    if (!path) hmput(tr->point_at, key, p);
     return p;
 }
 
 /* Group getters (and skips) by point and register one hook per point. */
+static bool gb__is_getter(gb_trace_op op) { return gb__is_event_fed(op) && op != GB_TRACE_OP_CONST; }
+
 static gb_status gb__bind(gb_trace *tr, gb_hooks *hooks) {
     gb__free_points(tr);
+    ptrdiff_t n = 0;
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) n += gb__is_getter(tr->nodes[i]->op);
+    if (n && !(tr->points = gb__malloc((size_t)n * sizeof *tr->points, "trace: points"))) return GB_ERR_ALLOC;
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
         gb_val *v = tr->nodes[i];
-        gb_event_kind kind;
-        gb_module *m = NULL;
-        const char *point = NULL;
-        if (v->op == GB_TRACE_OP_OUTPUT) kind = GB_EVENT_OUTPUT;
-        else if (v->op == GB_TRACE_OP_INPUT || v->op == GB_TRACE_OP_SKIP) kind = GB_EVENT_INPUT;
-        else if (v->op == GB_TRACE_OP_POINT) kind = GB_EVENT_POINT, point = v->text;
-        else continue;
-        if (kind != GB_EVENT_POINT && !(m = gb_module_find(tr->model, v->text))) return GB_ERR_NOT_FOUND;
-        v->point = gb__point_for(tr, m, point, kind, v->op == GB_TRACE_OP_SKIP ? 0 : v->call);
-        arrput(v->point->getters, v);
+        if (!gb__is_getter(v->op)) continue;
+        if (!(v->point = gb__point_for(tr, v))) return GB_ERR_ALLOC;
+        v->next_getter = NULL;
+        if (v->point->last) v->point->last->next_getter = v;
+        else v->point->getters = v;
+        v->point->last = v;
     }
-    for (ptrdiff_t i = 0; i < arrlen(tr->points); i++) {
-        gb__point *p = tr->points[i];
+    for (int i = 0; i < tr->npoints; i++) {
+        gb__point *p = &tr->points[i];
         int id = p->kind == GB_EVENT_POINT ? gb_hook_add_point(hooks, p->path, gb__point_hook, p)
                                            : gb_hook_add(hooks, p->module, p->kind, 0, gb__point_hook, p);
         if (!id) return gb_last_status();
@@ -831,7 +937,11 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
         gb__fail(tr->def_status, "%s", tr->def_error);
         return tr->def_status;
     }
-    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) gb__reset_node(tr->nodes[i]);
+    arrsetlen(tr->ready, 0);
+    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
+        gb__reset_node(tr->nodes[i]);
+        if (!gb__is_event_fed(tr->nodes[i]->op)) gb__ready_push(tr, tr->nodes[i]);
+    }
     gb__disarm(tr);
     tr->scanning = scanning;
     tr->stop = false;

@@ -16,8 +16,9 @@
 #include <string.h>
 
 #include "bench.h"
+#include "tensor/tensor_impl.h"
 
-enum { SEQ = 16, NVARIANTS = 6 };
+enum { SEQ = 16, NVARIANTS = 10 };
 
 typedef struct fwd_ctx {
     gb_module *model;
@@ -25,29 +26,38 @@ typedef struct fwd_ctx {
     gb_run *run;     /* plain and registry variants */
     int64_t *events; /* the hooked variant's counter */
     int saves;       /* trace variants */
+    bool meta;       /* shape-only forward: no arithmetic, so no arithmetic noise */
 } fwd_ctx;
 
 static void forward(void *ctx) {
     fwd_ctx *c = ctx;
     gb_tensor *y = NULL;
+    if (c->meta) gb__meta_push();
     gb_run_reset_calls(c->run);
     BENCH_CHECK(gb_module_run(c->model, c->run, c->ids, &y) == GB_OK, "gpt2: forward");
     gb_tensor_free(y);
+    if (c->meta) gb__meta_pop();
 }
 
 static void traced(void *ctx) {
     fwd_ctx *c = ctx;
+    if (c->meta) gb__meta_push();
     gb_trace *tr = gb_trace_new(c->model, c->ids);
     BENCH_CHECK(tr, "gpt2: gb_trace_new");
+    /* Paths as a user writes them: literals, not formatted in the timed loop. */
+    static const char *const path[12] = {"transformer.h.0", "transformer.h.1", "transformer.h.2",  "transformer.h.3",
+                                         "transformer.h.4", "transformer.h.5", "transformer.h.6",  "transformer.h.7",
+                                         "transformer.h.8", "transformer.h.9", "transformer.h.10", "transformer.h.11"};
     gb_val *saved[12];
-    for (int i = 0; i < c->saves; i++) {
-        char path[32];
-        snprintf(path, sizeof path, "transformer.h.%d", i);
-        saved[i] = gb_save(gb_output(tr, path));
-    }
+    for (int i = 0; i < c->saves; i++) saved[i] = gb_save(gb_output(tr, path[i]));
     BENCH_CHECK(gb_trace_run(tr) == GB_OK, "gpt2: gb_trace_run");
-    for (int i = 0; i < c->saves; i++) BENCH_CHECK(gb_value(saved[i]), "gpt2: a saved value");
+    int nd;
+    int64_t shape[GB_MAX_DIMS];
+    for (int i = 0; i < c->saves; i++)
+        BENCH_CHECK(c->meta ? gb_val_shape(saved[i], &nd, shape) == GB_OK : gb_value(saved[i]) != NULL,
+                    "gpt2: a saved value");
     gb_trace_free(tr);
+    if (c->meta) gb__meta_pop();
 }
 
 static gb_status noop_hook(gb_event *ev, void *ctx) {
@@ -100,8 +110,11 @@ static void bench_model(const char *tag, const char *label, const gb_gpt2_config
 
     /* events per forward */
     fwd_ctx c[NVARIANTS] = {
-        {model, ids, plain, NULL, 0},  {model, ids, observed, NULL, 0}, {model, ids, hooked, &events, 0},
-        {model, ids, NULL, NULL, 0},   {model, ids, NULL, NULL, 1},     {model, ids, NULL, NULL, 12},
+        {model, ids, plain, NULL, 0, false},  {model, ids, observed, NULL, 0, false},
+        {model, ids, hooked, &events, 0, false}, {model, ids, NULL, NULL, 0, false},
+        {model, ids, NULL, NULL, 1, false},   {model, ids, NULL, NULL, 12, false},
+        {model, ids, plain, NULL, 0, true},   {model, ids, NULL, NULL, 0, true},
+        {model, ids, NULL, NULL, 1, true},    {model, ids, NULL, NULL, 12, true},
     };
     forward(&c[2]);
     int64_t per_forward = events;
@@ -111,14 +124,17 @@ static void bench_model(const char *tag, const char *label, const gb_gpt2_config
     snprintf(key, sizeof key, "%s_events_per_forward", tag);
     bench_info(key, buf);
 
-    void (*const fn[NVARIANTS])(void *) = {forward, forward, forward, traced, traced, traced};
-    void *ctx[NVARIANTS] = {&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]};
+    void (*const fn[NVARIANTS])(void *) = {forward, forward, forward, traced, traced,
+                                           traced,  forward, traced,  traced, traced};
+    void *ctx[NVARIANTS];
+    for (int v = 0; v < NVARIANTS; v++) ctx[v] = &c[v];
     double t[NVARIANTS], spread;
     best_interleaved(NVARIANTS, fn, ctx, t, &spread);
 
     char name[64], what[200];
-    static const char *const variant[] = {"fwd", "fwd_registry", "fwd_hooked", "trace_0_saves", "trace_1_save",
-                                          "trace_12_saves"};
+    static const char *const variant[] = {"fwd",          "fwd_registry",        "fwd_hooked",       "trace_0_saves",
+                                          "trace_1_save", "trace_12_saves",      "meta_fwd",         "meta_trace_0_saves",
+                                          "meta_trace_1_save", "meta_trace_12_saves"};
     static const char *const desc[] = {
         "gb_module_run, run without observer",
         "run with a gb_hooks registry attached, no hooks",
@@ -126,7 +142,13 @@ static void bench_model(const char *tag, const char *label, const gb_gpt2_config
         "gb_trace_new + gb_trace_run + gb_trace_free, nothing saved",
         "trace saving transformer.h.0's output",
         "trace saving the output of each of the 12 blocks",
+        "shape-only forward (meta tensors: every op and event, no arithmetic)",
+        "shape-only trace, nothing saved",
+        "shape-only trace saving transformer.h.0's output",
+        "shape-only trace saving the output of each of the 12 blocks",
     };
+    _Static_assert(sizeof variant / sizeof *variant == NVARIANTS, "one name per variant");
+    _Static_assert(sizeof desc / sizeof *desc == NVARIANTS, "one description per variant");
     for (int v = 0; v < NVARIANTS; v++) {
         snprintf(name, sizeof name, "%s_%s", tag, variant[v]);
         snprintf(what, sizeof what, "%s, %d tokens: %s", label, SEQ, desc[v]);
@@ -139,9 +161,10 @@ static void bench_model(const char *tag, const char *label, const gb_gpt2_config
     snprintf(what, sizeof what, "(fwd_hooked - fwd) / %lld events", (long long)per_forward);
     bench_row(name, "ns", (t[2] - t[0]) / (double)per_forward * 1e9, what);
     snprintf(name, sizeof name, "%s_trace_overhead", tag);
-    bench_row(name, "us", (t[3] - t[0]) * 1e6, "trace_0_saves - fwd: cost of one trace");
+    bench_row(name, "us", (t[7] - t[6]) * 1e6, "meta_trace_0_saves - meta_fwd: cost of one trace");
     snprintf(name, sizeof name, "%s_trace_per_save", tag);
-    bench_row(name, "us", (t[5] - t[3]) / 12.0 * 1e6, "(trace_12_saves - trace_0_saves) / 12: cost per saved value");
+    bench_row(name, "us", (t[9] - t[7]) / 12.0 * 1e6,
+              "(meta_trace_12_saves - meta_trace_0_saves) / 12: cost per saved value");
     snprintf(what, sizeof what,
              "%s: the plain forward's median is %.3f ms above its best; differences between the variants smaller "
              "than that are noise (per event: %.0f ns, per trace: %.0f us).",
