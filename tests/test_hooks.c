@@ -174,6 +174,108 @@ START_TEST(test_gradient_events) {
 }
 END_TEST
 
+/* A hook that logs with a tag, to see the order hooks of different lists run in. */
+typedef struct {
+    trail *t;
+    const char *tag;
+} tagged;
+
+static gb_status tag_hook(gb_event *ev, void *ctx) {
+    tagged *g = ctx;
+    char item[64];
+    snprintf(item, sizeof item, "%s%s#%d", *g->t->log ? " " : "", g->tag, ev->call);
+    strncat(g->t->log, item, sizeof g->t->log - strlen(g->t->log) - 1);
+    return GB_OK;
+}
+
+START_TEST(test_registration_order_across_subtree_and_module_hooks) {
+    gb_module *net = make_net();
+    gb_module *b = gb_module_find(net, "inner.b");
+    gb_hooks *h = gb_hooks_new(net);
+    trail t = {0};
+    tagged one = {&t, "b1"}, two = {&t, "inner-subtree"}, three = {&t, "b3"}, four = {&t, "root-subtree"};
+    gb_hook_add(h, b, GB_EVENT_OUTPUT, 0, tag_hook, &one);
+    gb_hook_add(h, gb_module_find(net, "inner"), GB_EVENT_OUTPUT, GB_HOOK_SUBTREE, tag_hook, &two);
+    gb_hook_add(h, b, GB_EVENT_OUTPUT, 0, tag_hook, &three);
+    gb_hook_add(h, net, GB_EVENT_OUTPUT, GB_HOOK_SUBTREE, tag_hook, &four);
+    gb_run *run = gb_run_new();
+    gb_hooks_attach(h, run);
+    gb_tensor *x = input3(), *y;
+    gbt_ok_status(gb_module_run(net, run, x, &y));
+    /* Events in model order (a, b, c, inner, root); on b, the four hooks in
+     * the order they were registered. */
+    ck_assert_str_eq(t.log, "root-subtree#0 b1#0 inner-subtree#0 b3#0 root-subtree#0 inner-subtree#0 root-subtree#0 "
+                            "inner-subtree#0 root-subtree#0 root-subtree#0");
+    gb_tensor_free(y), gb_tensor_free(x);
+    gb_run_free(run), gb_hooks_free(h), gb_module_free(net);
+}
+END_TEST
+
+/* A hook that, the first time it runs, adds a logging hook on the same event
+ * and on a later module, and removes itself. */
+typedef struct {
+    gb_hooks *h;
+    gb_module *later;
+    trail *t;
+    int self, calls;
+} rewirer;
+
+static gb_status rewire_hook(gb_event *ev, void *ctx) {
+    rewirer *r = ctx;
+    r->calls++;
+    ck_assert_int_gt(gb_hook_add(r->h, ev->module, ev->kind, 0, log_hook, r->t), 0);
+    ck_assert_int_gt(gb_hook_add(r->h, r->later, GB_EVENT_OUTPUT, 0, log_hook, r->t), 0);
+    gbt_ok_status(gb_hook_remove(r->h, r->self));
+    return GB_OK;
+}
+
+START_TEST(test_hooks_added_and_removed_by_hooks) {
+    gb_module *net = make_net();
+    gb_hooks *h = gb_hooks_new(net);
+    trail t = {0};
+    rewirer r = {h, gb_module_find(net, "inner.c"), &t, 0, 0};
+    r.self = gb_hook_add(h, gb_module_find(net, "a"), GB_EVENT_OUTPUT, 0, rewire_hook, &r);
+    gb_run *run = gb_run_new();
+    gb_hooks_attach(h, run);
+    gb_tensor *x = input3(), *y;
+    gbt_ok_status(gb_module_run(net, run, x, &y));
+    /* The hook added on a's output waits for the next event; the one on c
+     * fires in this very run. */
+    ck_assert_str_eq(t.log, "inner.c:output#0");
+    gb_tensor_free(y);
+    t.log[0] = 0;
+    gbt_ok_status(gb_module_run(net, run, x, &y));
+    ck_assert_int_eq(r.calls, 1); /* removed itself */
+    ck_assert_str_eq(t.log, "a:output#1 inner.c:output#1");
+    gb_tensor_free(y), gb_tensor_free(x);
+    gb_run_free(run), gb_hooks_free(h), gb_module_free(net);
+}
+END_TEST
+
+START_TEST(test_hooks_follow_the_tree) {
+    /* A registry made on a lone module that later becomes part of a bigger
+     * tree, and a hook on a module of another tree: both still fire. */
+    gb_module *leaf = gb__module_new(&copy_type);
+    gb_hooks *h = gb_hooks_new(leaf);
+    trail t = {0};
+    gb_hook_add(h, leaf, GB_EVENT_OUTPUT, 0, log_hook, &t);
+    gb_run *run = gb_run_new();
+    gb_hooks_attach(h, run);
+    gb_tensor *x = input3(), *y;
+    gbt_ok_status(gb_module_run(leaf, run, x, &y));
+    gb_tensor_free(y);
+    gb_module *net = gb_sequential(2, (const char *[]){"first", "leaf"}, (gb_module *[]){gb__module_new(&copy_type), leaf});
+    gb_module *other = make_net();
+    gb_hook_add(h, gb_module_find(other, "inner.c"), GB_EVENT_OUTPUT, 0, log_hook, &t);
+    gbt_ok_status(gb_module_run(net, run, x, &y));
+    gb_tensor_free(y);
+    gbt_ok_status(gb_module_run(other, run, x, &y));
+    ck_assert_str_eq(t.log, ":output#0 leaf:output#0 inner.c:output#0");
+    gb_tensor_free(y), gb_tensor_free(x);
+    gb_run_free(run), gb_hooks_free(h), gb_module_free(net), gb_module_free(other);
+}
+END_TEST
+
 START_TEST(test_hook_errors) {
     gb_module *net = make_net();
     gb_hooks *h = gb_hooks_new(net);
@@ -192,6 +294,9 @@ Suite *gb_suite_hooks(void) {
     tcase_add_test(tc, test_replace_in_registration_order_and_remove);
     tcase_add_test(tc, test_skip_and_stop);
     tcase_add_test(tc, test_gradient_events);
+    tcase_add_test(tc, test_registration_order_across_subtree_and_module_hooks);
+    tcase_add_test(tc, test_hooks_added_and_removed_by_hooks);
+    tcase_add_test(tc, test_hooks_follow_the_tree);
     tcase_add_test(tc, test_hook_errors);
     suite_add_tcase(s, tc);
     return s;
