@@ -1,4 +1,4 @@
-/* The glassbox command line: info, run, generate, on the real stories260k
+/* The glassbox command line: info, run, generate, trace, on the real stories260k
  * model; errors exit non-zero with one line on stderr. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +114,65 @@ START_TEST(test_run_writes_safetensors) {
 }
 END_TEST
 
+/* Interventions as statements. Expected values: the greedy continuation in
+ * ../shared/README.md (each position's argmax is the next greedy token:
+ * 1 -> 403 -> 407 -> 261 -> 378 -> 432), and a derivation for the edit. */
+START_TEST(test_trace_statements) {
+    char *dir = gbt_shared_path("models/stories260k", "test_trace_statements");
+    if (!dir) return;
+    char args[4400], path[512];
+    snprintf(args, sizeof args, "trace %s --ids 1,403,407,261,378 -e 'top = lm_head.output[0].argmax(-1).save()'", dir);
+    cli_result r = cli(args);
+    ck_assert_msg(r.status == 0, "trace failed: %s", r.err);
+    ck_assert_str_eq(r.out, "top = tensor([403, 407, 261, 378, 432])\n");
+    cli_free(&r);
+
+    /* Zeroing the last layer's hidden state zeroes the logits: RMSNorm(0) = 0
+     * and lm_head has no bias. nnsight's model.model.layers is the same module. */
+    snprintf(args, sizeof args,
+             "trace %s --ids 1,403 -e 'model.model.layers[-1].output[0][:] = 0' -e 'lm_head.output.sum().save()'", dir);
+    r = cli(args);
+    ck_assert_msg(r.status == 0, "trace failed: %s", r.err);
+    ck_assert_str_eq(r.out, "lm_head.output.sum().save() = tensor(0.)\n");
+    cli_free(&r);
+
+    /* Shapes only: 5 ids, a vocabulary of 512, hidden size 64 (config.json). */
+    snprintf(args, sizeof args, "trace %s --ids 1,403,407,261,378 --scan -e 'l = lm_head.output' -e 'h = model.layers[0].output[0]'", dir);
+    r = cli(args);
+    ck_assert_msg(r.status == 0, "scan failed: %s", r.err);
+    ck_assert_str_eq(r.out, "l: [1, 5, 512]\nh: [1, 5, 64]\n");
+    cli_free(&r);
+
+    snprintf(path, sizeof path, "%s/cli_trace.safetensors", gbt_tmp_dir());
+    snprintf(args, sizeof args, "trace %s --ids 1,403 --out %s -e 'top = lm_head.output[0].argmax(-1).save()'", dir, path);
+    r = cli(args);
+    ck_assert_msg(r.status == 0, "trace --out failed: %s", r.err);
+    ck_assert_str_eq(r.out, "");
+    gb_safetensors *st = gb_safetensors_open(path);
+    gbt_ok(st);
+    gb_tensor *top = gb_safetensors_get(st, "top");
+    gbt_ok(top);
+    ck_assert_int_eq(gb_tensor_dtype(top), GB_DTYPE_I64); /* ids keep their dtype */
+    const int64_t *got = gb_tensor_data(top);
+    ck_assert(gb_tensor_numel(top) == 2 && got[0] == 403 && got[1] == 407);
+    gb_tensor_free(top);
+    gb_safetensors_free(st);
+    cli_free(&r);
+
+    snprintf(args, sizeof args, "trace %s --ids 1 -e 'lm_head.output[0' ", dir);
+    r = cli(args);
+    ck_assert_int_eq(r.status, 1);
+    one_error_line(&r, "glassbox trace: -e:1: unclosed '['");
+    cli_free(&r);
+    snprintf(args, sizeof args, "trace %s --ids 1 -e 'model.layers[9].output.save()' ", dir);
+    r = cli(args);
+    ck_assert_int_eq(r.status, 1);
+    one_error_line(&r, "glassbox trace: -e:1: module path 'model.layers.9': index 9 is out of range");
+    cli_free(&r);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_cli_errors) {
     cli_result r = cli("info /nonexistent/model");
     ck_assert_int_eq(r.status, 1);
@@ -158,6 +217,7 @@ Suite *gb_suite_cli(void) {
     tcase_add_test(tc, test_generate_ids);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_run_writes_safetensors);
+    tcase_add_test(tc, test_trace_statements);
     tcase_add_test(tc, test_cli_errors);
     suite_add_tcase(s, tc);
     return s;

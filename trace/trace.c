@@ -9,7 +9,7 @@
  * exist. Gradient getters are armed with one autograd hook per tensor when
  * their tensor exists and fire, the same way, during a backward started by
  * a backward node. */
-#include "trace.h"
+#include "trace_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +106,10 @@ struct gb_trace {
     int *armed_hook;      /* stb_ds array: the hook id on each */
     bool validate, scanning, stop;
     FILE *log;
+    struct {
+        char *key;
+        gb_val *value;
+    } *names;             /* stb_ds string map: names bound by statements */
     gb_status def_status; /* first definition error */
     char *def_error;
     gb_status run_status; /* first error during a run */
@@ -180,12 +184,31 @@ void gb_trace_free(gb_trace *tr) {
     gb_tensor_free(tr->input);
     gb_tensor_free(tr->mask);
     gb_tensor_free(tr->pos);
+    shfree(tr->names);
     free(tr->def_error);
     free(tr->run_error);
     free(tr);
 }
 
 void gb_trace_set_validate(gb_trace *tr, bool on) { tr->validate = on; }
+
+gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len) {
+    char key[64];
+    if (!tr->names || len >= sizeof key) return NULL;
+    memcpy(key, name, len);
+    key[len] = 0;
+    return shget(tr->names, key);
+}
+
+gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v) {
+    if (!tr->names) sh_new_strdup(tr->names);
+    shput(tr->names, name, v);
+    return GB_OK;
+}
+
+gb_module *gb__trace_model(const gb_trace *tr) { return tr->model; }
+gb_status gb__trace_def_status(const gb_trace *tr) { return tr->def_status; }
+gb_status gb__trace_def_error(const gb_trace *tr) { return gb__fail(tr->def_status, "%s", tr->def_error); }
 
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask) {
     gb_tensor_free(tr->mask);

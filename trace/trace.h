@@ -135,6 +135,31 @@ gb_val *gb_save(gb_val *v);
 #define gb_if(tr, cond) gb_if_at((tr), (cond), __FILE__, __LINE__)
 void gb_end_if(gb_trace *tr);
 
+/* ---- statements --------------------------------------------------------- */
+
+/* Define interventions from one statement in nnsight's Python syntax; it
+ * builds the same nodes as the C calls above:
+ *
+ *   transformer.h[-1].mlp.output[:, -1, :] = 0          gb_set_index
+ *   h = transformer.h[5].output[0]                      a name for later statements
+ *   transformer.h[6].output[0][:] = h * 2               gb_set_index of a product
+ *   logits = lm_head.output[:, -1].softmax(-1).save()   gb_save
+ *   model.layer1.output.grad[:] = 0                     "model." is optional
+ *   transformer.h[3].skip(transformer.h[2].output[0])   gb_skip
+ *   log("layer 1", layer1.output)                       gb_log (also print)
+ *
+ * Values: module .output/.input (h[-1] indexes a ModuleList), names,
+ * numbers, + - * / @, unary minus, parentheses, [index] in the string form,
+ * .grad, and the methods save, clone, sum, mean, max, argmax, softmax (dim,
+ * keepdim by position or name; sum() sums everything), stop, backward,
+ * requires_grad_. site and line name the statement in errors
+ * ("site:line: ..."; site must outlive the trace). A syntax error defines
+ * nothing and is returned at once; other definition errors (an unknown
+ * module) poison the trace as with the C calls, and are returned too.
+ * *out, if not NULL, receives the statement's value (an assignment's
+ * right-hand side's node for names, the set node otherwise). */
+gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out);
+
 /* ---- results ------------------------------------------------------------ */
 
 /* The value of a saved node after the run (for a tuple, its element 0);

@@ -1,4 +1,4 @@
-/* `glassbox info | run | generate`: a model from the command line. */
+/* `glassbox info | run | generate | trace`: a model from the command line. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,8 +121,10 @@ int gb_cli_info(int argc, char **argv) {
 
 typedef struct {
     const char *model, *ids, *text, *out;
-    bool hidden, ids_out;
+    bool hidden, ids_out, scan, graph;
     long max_new;
+    const char **stmts; /* trace: -e STATEMENT, in order */
+    int nstmts;
 } opts;
 
 static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
@@ -135,6 +137,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "-n") && has_next) o->max_new = strtol(argv[++i], NULL, 10);
         else if (!strcmp(a, "--hidden")) o->hidden = true;
         else if (!strcmp(a, "--ids-out")) o->ids_out = true;
+        else if (!strcmp(a, "--scan")) o->scan = true;
+        else if (!strcmp(a, "--graph")) o->graph = true;
+        else if (!strcmp(a, "-e") && has_next && o->stmts) o->stmts[o->nstmts++] = argv[++i];
         else if (a[0] != '-' && !o->model) o->model = a;
         else {
             char msg[256];
@@ -259,6 +264,77 @@ int gb_cli_generate(int argc, char **argv) {
     }
     gb_run_free(run);
     free(seq);
+    gb_model_free(m);
+    return rc;
+}
+
+/* The name a statement binds ("logits = ..."), or NULL. */
+static char *bound_name(const char *stmt) {
+    const char *p = stmt;
+    while (*p == ' ') p++;
+    const char *start = p;
+    while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (p > start && *p >= '0' && *p <= '9')) p++;
+    size_t n = (size_t)(p - start);
+    while (*p == ' ') p++;
+    if (!n || *p != '=' || p[1] == '=') return NULL;
+    return strndup(start, n);
+}
+
+/* Interventions written as nnsight statements, run with one forward pass;
+ * saved values are printed (or written with --out). */
+int gb_cli_trace(int argc, char **argv) {
+    opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *))};
+    int rc = parse_opts("trace", argc, argv, &o);
+    gb_model *m = rc ? NULL : open_model(o.model);
+    if (!rc && !m) rc = fail("trace", gb_last_error());
+    int64_t n = 0, *ids = rc ? NULL : prompt_ids("trace", m, o.ids, o.text, false, &n);
+    if (!rc && !ids) rc = 1;
+    gb_tensor *input = ids ? gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64) : NULL;
+    gb_trace *tr = input ? gb_trace_new(gb_model_module(m), input) : NULL;
+    gb_val **vals = calloc((size_t)o.nstmts + 1, sizeof *vals);
+    gb_status st = GB_OK;
+    for (int i = 0; tr && st == GB_OK && i < o.nstmts; i++) st = gb_trace_statement(tr, o.stmts[i], "-e", i + 1, &vals[i]);
+    if (tr && st == GB_OK && o.graph) {
+        char *g = gb_trace_graph(tr);
+        printf("%s", g);
+        free(g);
+    }
+    if (tr && st == GB_OK) st = o.scan ? gb_trace_scan(tr) : gb_trace_run(tr);
+    if (tr && st != GB_OK) rc = fail("trace", gb_last_error());
+
+    /* Each statement's saved value, under its name or its text. */
+    const char **names = calloc((size_t)o.nstmts + 1, sizeof *names);
+    gb_tensor **ts = calloc((size_t)o.nstmts + 1, sizeof *ts);
+    int nsaved = 0;
+    for (int i = 0; tr && !rc && i < o.nstmts; i++) {
+        char *name = bound_name(o.stmts[i]);
+        int nd;
+        int64_t shape[GB_MAX_DIMS];
+        if (o.scan && vals[i] && gb_val_shape(vals[i], &nd, shape) == GB_OK) {
+            printf("%s: [", name ? name : o.stmts[i]);
+            for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
+            printf("]\n");
+        } else if (!o.scan && (ts[nsaved] = gb_value(vals[i]))) {
+            if (!o.out) {
+                char *str = gb_tensor_str(ts[nsaved]);
+                printf("%s = %s\n", name ? name : o.stmts[i], str);
+                free(str);
+            }
+            if (!name) {
+                name = malloc(32);
+                snprintf(name, 32, "statement.%d", i + 1);
+            }
+            names[nsaved++] = name;
+            continue;
+        }
+        free(name);
+    }
+    if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
+        rc = fail("trace", gb_last_error());
+    for (int i = 0; i < nsaved; i++) free((char *)names[i]);
+    free(names), free(ts), free(vals), free(o.stmts), free(ids);
+    gb_trace_free(tr);
+    gb_tensor_free(input);
     gb_model_free(m);
     return rc;
 }

@@ -1,0 +1,223 @@
+/* Statements in nnsight's syntax (gb_trace_statement): each builds exactly
+ * the graph of its C spelling (the graphs' text, call sites included, must
+ * be identical), runs with the PyTorch oracle's numbers on the walkthrough's
+ * tiny network (tests/oracle/trace.py), and fails clearly. */
+#include <stdlib.h>
+
+#include "gbtest.h"
+
+#define SITE "stmt"
+
+/* A GPT-2 tree small enough to build in a test: paths only, never run. */
+static gb_module *small_gpt2(void) {
+    gb_gpt2_config cfg = {.vocab_size = 16, .n_positions = 8, .n_embd = 8, .n_layer = 2, .n_head = 2,
+                          .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
+    gb_module *m = gb_gpt2_new(&cfg);
+    gbt_ok(m);
+    return m;
+}
+
+static void define(gb_trace *tr, int line, const char *text) {
+    gb_status st = gb_trace_statement(tr, text, SITE, line, NULL);
+    ck_assert_msg(st == GB_OK, "'%s': %s", text, gb_last_error());
+}
+
+/* Every construct of the syntax against the C calls it stands for. */
+START_TEST(test_statements_build_the_c_graph) {
+    gb_module *model = small_gpt2();
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, 4}, GB_DTYPE_I64);
+    gb_trace *s = gb_trace_new(model, ids), *c = gb_trace_new(model, ids);
+
+    define(s, 1, "transformer.h[-1].mlp.output[:, -1, :] = 0");
+    /* C leaves the order of argument evaluation open; statements build left
+     * to right, so the C side sequences its calls the same way. */
+    gb_val *mlp = gb_getter_at(c, "transformer.h.-1.mlp", 0, 0, SITE, 1);
+    gb_set_index_at(mlp, "[:, -1, :]", gb_scalar_at(c, 0, SITE, 1), SITE, 1);
+
+    define(s, 2, "h = model.transformer.h[0].output[0]");
+    gb_val *h = gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 2), "[0]", SITE, 2);
+
+    define(s, 3, "transformer.h[1].output[0][:] = h * 2 + -1.5");
+    gb_val *h1 = gb_val_index_at(gb_getter_at(c, "transformer.h.1", 0, 0, SITE, 3), "[0]", SITE, 3);
+    gb_val *twice = gb_val_binary_at(GB_TRACE_OP_MUL, h, gb_scalar_at(c, 2, SITE, 3), SITE, 3);
+    gb_val *rhs = gb_val_binary_at(GB_TRACE_OP_ADD, twice, gb_scalar_at(c, -1.5f, SITE, 3), SITE, 3);
+    gb_set_index_at(h1, "[:]", rhs, SITE, 3);
+
+    define(s, 4, "p = lm_head.output[:, -1].softmax(dim=-1).save()");
+    gb_val *p = gb_save(gb_val_unary_at(
+        GB_TRACE_OP_SOFTMAX, gb_val_index_at(gb_getter_at(c, "lm_head", 0, 0, SITE, 4), "[:, -1]", SITE, 4), -1, SITE, 4));
+
+    define(s, 5, "top = p.argmax(-1, keepdim=True).save()");
+    gb_save(gb_val_reduce_at(GB_TRACE_OP_ARGMAX, p, -1, true, SITE, 5));
+
+    define(s, 6, "(h.mean(1) - h.max(-1)).sum().save()");
+    gb_val *mean = gb_val_reduce_at(GB_TRACE_OP_MEAN, h, 1, false, SITE, 6);
+    gb_val *max = gb_val_reduce_at(GB_TRACE_OP_MAX, h, -1, false, SITE, 6);
+    gb_save(gb_val_unary_at(GB_TRACE_OP_SUM_ALL, gb_val_binary_at(GB_TRACE_OP_SUB, mean, max, SITE, 6), 0, SITE, 6));
+
+    define(s, 7, "transformer.wte.output.requires_grad_()");
+    gb_val *wte = gb_getter_at(c, "transformer.wte", 0, 0, SITE, 7);
+    gb_requires_grad_at(wte, SITE, 7);
+
+    define(s, 8, "g = transformer.wte.output.grad.clone().save()");
+    gb_save(gb_val_unary_at(GB_TRACE_OP_CLONE, gb_grad_at(gb_getter_at(c, "transformer.wte", 0, 0, SITE, 8), SITE, 8),
+                            0, SITE, 8));
+
+    define(s, 9, "transformer.h[0].output[0].grad = -transformer.h[0].output[0].grad");
+    gb_val *g0 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
+    gb_val *g1 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
+    gb_val *minus = gb_scalar_at(c, -1, SITE, 9);
+    gb_set_at(g0, gb_val_binary_at(GB_TRACE_OP_MUL, minus, g1, SITE, 9), SITE, 9);
+
+    define(s, 10, "lm_head.output.sum().backward()");
+    gb_val_backward_at(gb_val_unary_at(GB_TRACE_OP_SUM_ALL, gb_getter_at(c, "lm_head", 0, 0, SITE, 10), 0, SITE, 10),
+                       SITE, 10);
+
+    define(s, 11, "transformer.h[1].skip(transformer.h[0].output[0] / 4)");
+    gb_val *h0 = gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 11), "[0]", SITE, 11);
+    gb_skip_at(c, "transformer.h.1", gb_val_binary_at(GB_TRACE_OP_DIV, h0, gb_scalar_at(c, 4, SITE, 11), SITE, 11),
+               SITE, 11);
+
+    define(s, 12, "log('hidden', transformer.ln_f.input)");
+    gb_log_at("hidden", gb_getter_at(c, "transformer.ln_f", 1, 0, SITE, 12), SITE, 12);
+
+    define(s, 13, "print(model.output @ model.output)");
+    gb_val *left = gb_getter_at(c, "", 0, 0, SITE, 13);
+    gb_log_at("", gb_val_binary_at(GB_TRACE_OP_MATMUL, left, gb_getter_at(c, "", 0, 0, SITE, 13), SITE, 13), SITE, 13);
+
+    define(s, 14, "transformer.h[0].attn.c_attn.output.stop()");
+    gb_stop_at(gb_getter_at(c, "transformer.h.0.attn.c_attn", 0, 0, SITE, 14), SITE, 14);
+
+    char *gs = gb_trace_graph(s), *gc = gb_trace_graph(c);
+    if (strcmp(gs, gc)) fprintf(stderr, "statements:\n%s\nC:\n%s\n", gs, gc);
+    ck_assert_msg(!strcmp(gs, gc), "the graphs differ (printed above)");
+    free(gs), free(gc);
+    gb_trace_free(s), gb_trace_free(c);
+    gb_tensor_free(ids);
+    gb_module_free(model);
+}
+END_TEST
+
+/* Sequential(layer1: Linear(5, 10), layer2: Linear(10, 2)) with the oracle's weights. */
+static gb_module *tiny_net(gbt_oracle *o) {
+    gb_module *net = gb_sequential(2, (const char *[]){"layer1", "layer2"},
+                                   (gb_module *[]){gb_nn_linear(5, 10, true), gb_nn_linear(10, 2, true)});
+    gbt_ok(net);
+    const char *layers[] = {"layer1", "layer2"}, *params[] = {"weight", "bias"};
+    for (int l = 0; l < 2; l++)
+        for (int p = 0; p < 2; p++) {
+            gb_tensor *t = gbt_getf(o, "%s.%s", layers[l], params[p]);
+            gbt_ok_status(gb_module_set_param(gb_module_find(net, layers[l]), params[p], t));
+            gb_tensor_free(t);
+        }
+    return net;
+}
+
+static void expect_close(gb_val *v, gbt_oracle *o, const char *key) {
+    gb_tensor *got = gb_value(v), *want = gbt_get(o, key);
+    ck_assert_msg(got != NULL, "%s: %s", key, gb_last_error());
+    gbt_assert_close(got, want, 1e-5, 1e-6, key);
+    gb_tensor_free(want);
+}
+
+/* The walkthrough's setting steps, written as statements, against PyTorch
+ * forward hooks doing the same edits. */
+START_TEST(test_statements_run_with_oracle_numbers) {
+    gbt_oracle *o = gbt_oracle_load("trace");
+    gb_module *net = tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input");
+
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_val *out;
+    define(tr, 1, "layer1.output = layer1.output * 2");
+    gbt_ok_status(gb_trace_statement(tr, "model.output.save()", SITE, 2, &out));
+    gbt_ok_status(gb_trace_run(tr));
+    expect_close(out, o, "set.out");
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(net, x);
+    gb_val *l1;
+    define(tr, 1, "layer1.output[:, 0:3] = -1");
+    gbt_ok_status(gb_trace_statement(tr, "l1 = layer1.output.save()", SITE, 2, &l1));
+    gbt_ok_status(gb_trace_statement(tr, "layer2.output.save()", SITE, 3, &out));
+    FILE *log = tmpfile();
+    gb_trace_set_log(tr, log);
+    define(tr, 4, "log(\"layer1:\", l1)");
+    gbt_ok_status(gb_trace_run(tr));
+    expect_close(l1, o, "set_index.l1");
+    expect_close(out, o, "set_index.out");
+    fclose(log);
+    gb_trace_free(tr);
+
+    /* The unedited log line, byte for byte as Python prints it. */
+    tr = gb_trace_new(net, x);
+    log = tmpfile();
+    gb_trace_set_log(tr, log);
+    define(tr, 1, "print('layer1:', layer1.output)");
+    gbt_ok_status(gb_trace_run(tr));
+    fflush(log);
+    long n = ftell(log);
+    char *text = calloc(1, (size_t)n + 1);
+    rewind(log);
+    ck_assert_int_eq(fread(text, 1, (size_t)n, log), (size_t)n);
+    gb_tensor *want = gbt_get(o, "log");
+    ck_assert_int_eq(gb_tensor_numel(want), n);
+    ck_assert(!memcmp(text, gb_tensor_data(want), (size_t)n));
+    gb_tensor_free(want);
+    free(text);
+    fclose(log);
+    gb_trace_free(tr);
+
+    gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* A statement that fails: status, message (site, line, column, what), and
+ * for syntax errors an untouched graph. */
+static void expect_fails(gb_trace *tr, const char *text, gb_status status, const char *needle) {
+    char *before = gb_trace_graph(tr);
+    gb_val *v = (gb_val *)1;
+    gb_status st = gb_trace_statement(tr, text, SITE, 7, &v);
+    ck_assert_msg(st == status, "'%s' returned %s (%s)", text, gb_status_name(st), gb_last_error());
+    ck_assert_ptr_null(v);
+    ck_assert_msg(!strncmp(gb_last_error(), SITE ":7: ", 8), "'%s' does not start with the site", gb_last_error());
+    ck_assert_msg(strstr(gb_last_error(), needle), "'%s' does not contain '%s'", gb_last_error(), needle);
+    char *after = gb_trace_graph(tr);
+    if (status == GB_ERR_ARG) ck_assert_str_eq(before, after); /* syntax errors define nothing */
+    free(before), free(after);
+}
+
+START_TEST(test_statement_errors) {
+    gb_module *model = small_gpt2();
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, 4}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(model, ids);
+    define(tr, 1, "h = transformer.h[0].output[0]");
+    expect_fails(tr, "transformer.h[0].output[0] +", GB_ERR_ARG, "expected a module path, a name or a number at column 29");
+    expect_fails(tr, "transformer.h[0]", GB_ERR_ARG, "a module is not a value: add .output or .input");
+    expect_fails(tr, "h.frobnicate()", GB_ERR_ARG, "unknown method (save, clone");
+    expect_fails(tr, "h.sum(keepdim=1)", GB_ERR_ARG, "keepdim is True or False");
+    expect_fails(tr, "h.mean()", GB_ERR_ARG, "this method needs a dim");
+    expect_fails(tr, "h[0, 1", GB_ERR_ARG, "unclosed '['");
+    expect_fails(tr, "transformer.h[x].output", GB_ERR_ARG, "expected an integer index into a module list");
+    expect_fails(tr, "h.save() h", GB_ERR_ARG, "unexpected 'h' at column 10");
+    expect_fails(tr, "h.shape", GB_ERR_ARG, "expected .grad or a method call on a value at column 3");
+    expect_fails(tr, "h.save() = 1", GB_ERR_ARG, "cannot assign to this: assign to .output, .input, .grad or [index]");
+    /* Not syntax: the C API's definition errors, which poison the trace. */
+    expect_fails(tr, "transformer.hh[0].output.save()", GB_ERR_NOT_FOUND, "has no submodule 'hh'; nearest: h");
+    gb_trace_free(tr);
+    gb_tensor_free(ids);
+    gb_module_free(model);
+}
+END_TEST
+
+Suite *gb_suite_statement(void) {
+    Suite *s = suite_create("statement");
+    TCase *tc = tcase_create("statement");
+    tcase_add_test(tc, test_statements_build_the_c_graph);
+    tcase_add_test(tc, test_statements_run_with_oracle_numbers);
+    tcase_add_test(tc, test_statement_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
