@@ -627,7 +627,7 @@ static gb_status gb__binary(gb_val *v, gb_tensor *a, gb_tensor *b) {
 }
 
 static gb_status gb__log(gb_val *v, gb_tensor *t) {
-    if (v->tr->scanning) return GB_OK;
+    if (v->tr->scanning || !v->tr->log) return GB_OK;
     char *s = gb_tensor_str(t);
     if (!s) return gb__node_fail(v, gb_last_status());
     fprintf(v->tr->log, "%s%s%s\n", v->text, *v->text ? " " : "", s);

@@ -64,7 +64,7 @@ void gb_trace_set_validate(gb_trace *tr, bool on);
  * position_ids ([B, T] i64) for the run (the trace takes references). */
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask);
 void gb_trace_set_position_ids(gb_trace *tr, gb_tensor *pos);
-/* Where gb_log writes (default stdout). */
+/* Where gb_log writes (default stdout; NULL discards). */
 void gb_trace_set_log(gb_trace *tr, FILE *f);
 /* The intervention graph as text, one node per line. Caller frees. */
 char *gb_trace_graph(const gb_trace *tr);
