@@ -159,6 +159,20 @@ START_TEST(test_trace_statements) {
     gb_safetensors_free(st);
     cli_free(&r);
 
+    /* Generation, one edit at step 2: step k chooses token k + 1, and a logit
+     * of 1e9 wins; step 1 chose 407, as in the greedy run. */
+    snprintf(args, sizeof args,
+             "trace %s --ids 1 -n 4 -e 'lm_head.next().next().output[0, -1, 42] = 1e9' "
+             "-e 'lm_head.next().output[0, -1].argmax(-1).save()'", dir);
+    r = cli(args);
+    ck_assert_msg(r.status == 0, "trace -n failed: %s", r.err);
+    /* The token after the edit is the model's own business: only its place is checked. */
+    const char *want = "lm_head.next().output[0, -1].argmax(-1).save() = tensor(407)\n"
+                       "generator.output = tensor([[  1, 403, 407,  42, ";
+    ck_assert_msg(!strncmp(r.out, want, strlen(want)), "stdout: %s", r.out);
+    ck_assert_msg(strlen(r.out) == strlen(want) + strlen("NNN]])\n"), "stdout: %s", r.out);
+    cli_free(&r);
+
     snprintf(args, sizeof args, "trace %s --ids 1 -e 'lm_head.output[0' ", dir);
     r = cli(args);
     ck_assert_int_eq(r.status, 1);

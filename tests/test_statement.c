@@ -88,6 +88,9 @@ START_TEST(test_statements_build_the_c_graph) {
     define(s, 14, "transformer.h[0].attn.c_attn.output.stop()");
     gb_stop_at(gb_getter_at(c, "transformer.h.0.attn.c_attn", 0, 0, SITE, 14), SITE, 14);
 
+    define(s, 15, "transformer.h[0].next().next().output[0].save()");
+    gb_save(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 2, SITE, 15), "[0]", SITE, 15));
+
     char *gs = gb_trace_graph(s), *gc = gb_trace_graph(c);
     if (strcmp(gs, gc)) fprintf(stderr, "statements:\n%s\nC:\n%s\n", gs, gc);
     ck_assert_msg(!strcmp(gs, gc), "the graphs differ (printed above)");

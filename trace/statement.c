@@ -11,7 +11,7 @@
  *   call      := ('log' | 'print') '(' [string ','] expr ')'
  *   chain     := ['model' '.'] (module | name) step*
  *   module    := ident ('.' ident | '[' int ']')*     a module path, h[-1] = h.-1
- *   step      := '.output' | '.input' | '.skip(' expr ')'      on a module
+ *   step      := '.next()' | '.output' | '.input' | '.skip(' expr ')'   on a module
  *              | '[' index ']' | '.grad' | '.' method '(' args ')'   on a value
  *
  * Methods: save, clone, sum, mean, max, argmax, softmax (dim, keepdim by
@@ -265,6 +265,7 @@ static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
     memcpy(path, ps->p, len);
     path[plen = len] = 0;
     ps->p += len;
+    int call = 0; /* .next() per generation step */
     for (;;) {
         if (gb__accept(ps, '[')) {
             char *end;
@@ -277,9 +278,14 @@ static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
             const char *name = ps->p;
             if (!n) return gb__syntax(ps, "%s", "expected a name after '.'");
             ps->p += n;
+            if (gb__is_word(name, n, "next") && gb__accept(ps, '(')) {
+                if (!gb__expect(ps, ')')) return NULL;
+                call++;
+                continue;
+            }
             if (gb__is_word(name, n, "output") || gb__is_word(name, n, "input")) {
                 int kind = name[0] == 'o' ? 0 : 1;
-                gb_val *v = ps->build ? gb_getter_at(ps->tr, path, kind, 0, ps->site, ps->line) : gb__dry;
+                gb_val *v = ps->build ? gb_getter_at(ps->tr, path, kind, call, ps->site, ps->line) : gb__dry;
                 return v ? gb__steps(ps, v, true, lv) : NULL;
             }
             if (gb__is_word(name, n, "skip") && gb__accept(ps, '(')) {

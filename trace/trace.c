@@ -112,6 +112,8 @@ struct gb_trace {
     } *names;             /* stb_ds string map: names bound by statements */
     gb_status def_status; /* first definition error */
     char *def_error;
+    int max_new;          /* gb_trace_generate: tokens to add */
+    gb_tensor *generated; /* its result, [B, T + max_new] i64 */
     gb_status run_status; /* first error during a run */
     char *run_error;      /* its message: the model's own error paths may overwrite the thread's */
 };
@@ -182,6 +184,7 @@ void gb_trace_free(gb_trace *tr) {
     gb__disarm(tr);
     gb__free_points(tr);
     gb_tensor_free(tr->input);
+    gb_tensor_free(tr->generated);
     gb_tensor_free(tr->mask);
     gb_tensor_free(tr->pos);
     shfree(tr->names);
@@ -955,6 +958,91 @@ static gb_status gb__bind(gb_trace *tr, gb_hooks *hooks) {
     return GB_OK;
 }
 
+/* ---- generation --------------------------------------------------------- */
+
+/* Position ids as Hugging Face's generate makes them from a [B, T] mask:
+ * count the real tokens before each one; padding gets 1. */
+static gb_tensor *gb__positions_from_mask(gb_tensor *mask) {
+    gb_tensor *m = gb_to_dtype(mask, GB_DTYPE_I64);
+    gb_tensor *c = m ? gb_contiguous(m) : NULL;
+    gb_tensor_free(m);
+    if (!c) return NULL;
+    int64_t B = gb_tensor_dim(c, 0), T = gb_tensor_dim(c, 1);
+    gb_tensor *pos = gb_empty(2, (int64_t[]){B, T}, GB_DTYPE_I64);
+    const int64_t *mk = gb_tensor_data(c); /* [B, T] */
+    int64_t *p = pos ? gb_tensor_data(pos) : NULL; /* [B, T] */
+    for (int64_t b = 0; p && b < B; b++)
+        for (int64_t t = 0, seen = 0; t < T; t++) {
+            seen += mk[b * T + t] != 0;
+            p[b * T + t] = mk[b * T + t] ? seen - 1 : 1;
+        }
+    gb_tensor_free(c);
+    return pos;
+}
+
+/* The last column of position ids x [B, T], plus one, as [B, 1] int64
+ * (through f32: exact for positions below 2^24). */
+static gb_tensor *gb__next_positions(gb_tensor *x) {
+    gb_tensor *last = gb_narrow(x, 1, -1, 1);
+    gb_tensor *f = last ? gb_to_dtype(last, GB_DTYPE_F32) : NULL;
+    gb_tensor *r = f ? gb_add_scalar(f, 1.0f) : NULL;
+    gb_tensor *i = r ? gb_to_dtype(r, GB_DTYPE_I64) : NULL;
+    gb_tensor_free(last), gb_tensor_free(f), gb_tensor_free(r);
+    return i;
+}
+
+/* Greedy decoding after the prompt pass (whose outputs are in *out): each
+ * chosen token is fed back alone through the same run, the KV cache
+ * holding the past, so module call k is generation step k (nnsight's
+ * .next()). Stops after max_new tokens, or when a stop ends a pass. */
+static gb_status gb__generate(gb_trace *tr, gb_run *run, gb_values *out) {
+    gb_tensor *seq = gb_to_dtype(tr->input, GB_DTYPE_I64);
+    gb_tensor *mask = tr->mask ? gb_tensor_ref(tr->mask) : NULL;
+    gb_tensor *pos = tr->pos ? gb_tensor_ref(tr->pos) : mask ? gb__positions_from_mask(mask) : NULL;
+    gb_status st = seq && (!mask || pos) ? GB_OK : gb_last_status();
+    for (int k = 0; st == GB_OK && k < tr->max_new; k++) {
+        gb_tensor *logits = out->n > 0 ? out->v[0] : NULL; /* [B, t, V] */
+        gb_tensor *last = logits ? gb_select(logits, 1, -1) : NULL;
+        gb_tensor *next = last ? gb_argmax(last, -1, true) : NULL; /* [B, 1] */
+        gb_tensor *grown = next ? gb_cat(2, (gb_tensor *[]){seq, next}, 1) : NULL;
+        gb_tensor_free(last);
+        gb_values_clear(out);
+        if (!grown) {
+            gb_tensor_free(next);
+            st = logits ? gb_last_status() : gb__fail(GB_ERR_STATE, "generate: the model returned no logits");
+            break;
+        }
+        gb_tensor_free(seq);
+        seq = grown;
+        if (k + 1 == tr->max_new) { /* the last token needs no forward */
+            gb_tensor_free(next);
+            break;
+        }
+        if (mask) { /* the new token is real */
+            gb_tensor *ones = gb_ones(2, (int64_t[]){gb_tensor_dim(mask, 0), 1}, gb_tensor_dtype(mask));
+            gb_tensor *m2 = ones ? gb_cat(2, (gb_tensor *[]){mask, ones}, 1) : NULL;
+            gb_tensor_free(ones);
+            gb_tensor_free(mask);
+            if (!(mask = m2)) st = gb_last_status();
+            gb_run_set_attention_mask(run, mask);
+        }
+        if (pos && st == GB_OK) { /* one past each row's last position */
+            gb_tensor *p2 = gb__next_positions(pos);
+            gb_tensor_free(pos);
+            if (!(pos = p2)) st = gb_last_status();
+            gb_run_set_position_ids(run, pos);
+        }
+        gb_values in = {1, {next}};
+        if (st == GB_OK) st = gb_module_call(tr->model, run, &in, out);
+        gb_tensor_free(next);
+    }
+    gb_tensor_free(mask), gb_tensor_free(pos);
+    gb_tensor_free(tr->generated);
+    tr->generated = st == GB_OK || st == GB_STOPPED ? seq : NULL;
+    if (!tr->generated) gb_tensor_free(seq);
+    return st;
+}
+
 static gb_status gb__run(gb_trace *tr, bool scanning) {
     if (tr->def_status != GB_OK) {
         gb__fail(tr->def_status, "%s", tr->def_error);
@@ -979,11 +1067,16 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
         input = scanning ? gb_empty(gb_tensor_ndim(tr->input), gb_tensor_shape(tr->input), gb_tensor_dtype(tr->input))
                          : gb_tensor_ref(tr->input);
         gb_hooks_attach(hooks, run);
+        bool generating = tr->max_new > 0 && !scanning;
+        gb_tensor *pos = generating && tr->mask && !tr->pos ? gb__positions_from_mask(tr->mask) : NULL;
         gb_run_set_attention_mask(run, tr->mask);
-        gb_run_set_position_ids(run, tr->pos);
+        gb_run_set_position_ids(run, pos ? pos : tr->pos);
+        gb_tensor_free(pos);
+        gb_run_use_cache(run, generating);
         gb_values in = {1, {input}}, out = {0};
         st = gb__pump(tr); /* nodes that need no model value (constants, conditions on them) */
         if (st == GB_OK) st = gb_module_call(tr->model, run, &in, &out);
+        if (st == GB_OK && generating) st = gb__generate(tr, run, &out);
         gb_values_clear(&out);
         if (scanning) gb__meta_pop();
     }
@@ -1003,6 +1096,20 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
     gb_hooks_free(hooks);
     tr->scanning = false;
     return st;
+}
+
+gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) {
+    if (max_new_tokens < 1)
+        return gb__fail(GB_ERR_ARG, "trace_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
+    tr->max_new = max_new_tokens;
+    gb_status st = gb_trace_run(tr);
+    tr->max_new = 0;
+    return st;
+}
+
+gb_tensor *gb_trace_generated(const gb_trace *tr) {
+    if (!tr->generated) return gb__fail_null(GB_ERR_STATE, "trace_generated: no gb_trace_generate has completed");
+    return tr->generated;
 }
 
 gb_status gb_trace_scan(gb_trace *tr) { return gb__run(tr, true); }

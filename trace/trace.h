@@ -58,6 +58,16 @@ gb_status gb_trace_run(gb_trace *tr);
  * afterwards gb_val_shape knows every value's shape, and every intervention
  * has been checked against those shapes. Returns the first problem found. */
 gb_status gb_trace_scan(gb_trace *tr);
+/* Greedy generation with the interventions, nnsight's model.generate: the
+ * prompt pass, then max_new_tokens - 1 more passes of one token each with
+ * a KV cache. Module call k is step k: gb_output_call(tr, path, k) (a
+ * statement's .next()) reads or edits step k; plain getters see the prompt
+ * pass. With an attention mask and no position ids, positions come from
+ * the mask, as in Hugging Face's generate. A stop ends generation. */
+gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens);
+/* The ids after gb_trace_generate: prompt and new tokens, [B, T + n] int64
+ * (borrowed from the trace; nnsight's generator.output). */
+gb_tensor *gb_trace_generated(const gb_trace *tr);
 /* Scan before every gb_trace_run, and refuse to run when it fails. */
 void gb_trace_set_validate(gb_trace *tr, bool on);
 /* Hugging Face's attention_mask ([B, T], 1 = token, 0 = padding) and
@@ -146,9 +156,11 @@ void gb_end_if(gb_trace *tr);
  *   logits = lm_head.output[:, -1].softmax(-1).save()   gb_save
  *   model.layer1.output.grad[:] = 0                     "model." is optional
  *   transformer.h[3].skip(transformer.h[2].output[0])   gb_skip
+ *   lm_head.next().output[0, -1].argmax(-1).save()      gb_output_call(tr, "lm_head", 1): generation step 1
  *   log("layer 1", layer1.output)                       gb_log (also print)
  *
- * Values: module .output/.input (h[-1] indexes a ModuleList), names,
+ * Values: module .output/.input (h[-1] indexes a ModuleList; each .next()
+ * before them moves to the next call, i.e. generation step), names,
  * numbers, + - * / @, unary minus, parentheses, [index] in the string form,
  * .grad, and the methods save, clone, sum, mean, max, argmax, softmax (dim,
  * keepdim by position or name; sum() sums everything), stop, backward,

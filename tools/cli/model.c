@@ -280,8 +280,9 @@ static char *bound_name(const char *stmt) {
     return strndup(start, n);
 }
 
-/* Interventions written as nnsight statements, run with one forward pass;
- * saved values are printed (or written with --out). */
+/* Interventions written as nnsight statements, run with one forward pass
+ * (or, with -n N, greedy generation of N tokens); saved values are printed
+ * (or written with --out). */
 int gb_cli_trace(int argc, char **argv) {
     opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *))};
     int rc = parse_opts("trace", argc, argv, &o);
@@ -299,12 +300,12 @@ int gb_cli_trace(int argc, char **argv) {
         printf("%s", g);
         free(g);
     }
-    if (tr && st == GB_OK) st = o.scan ? gb_trace_scan(tr) : gb_trace_run(tr);
+    if (tr && st == GB_OK) st = o.scan ? gb_trace_scan(tr) : o.max_new > 0 ? gb_trace_generate(tr, (int)o.max_new) : gb_trace_run(tr);
     if (tr && st != GB_OK) rc = fail("trace", gb_last_error());
 
     /* Each statement's saved value, under its name or its text. */
-    const char **names = calloc((size_t)o.nstmts + 1, sizeof *names);
-    gb_tensor **ts = calloc((size_t)o.nstmts + 1, sizeof *ts);
+    const char **names = calloc((size_t)o.nstmts + 2, sizeof *names);
+    gb_tensor **ts = calloc((size_t)o.nstmts + 2, sizeof *ts);
     int nsaved = 0;
     for (int i = 0; tr && !rc && i < o.nstmts; i++) {
         char *name = bound_name(o.stmts[i]);
@@ -328,6 +329,15 @@ int gb_cli_trace(int argc, char **argv) {
             continue;
         }
         free(name);
+    }
+    if (!rc && !o.scan && o.max_new > 0) { /* nnsight's generator.output */
+        ts[nsaved] = gb_trace_generated(tr);
+        if (!o.out) {
+            char *str = gb_tensor_str(ts[nsaved]);
+            printf("generator.output = %s\n", str);
+            free(str);
+        }
+        names[nsaved++] = strdup("generator.output");
     }
     if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = fail("trace", gb_last_error());
