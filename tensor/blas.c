@@ -1,5 +1,5 @@
-/* OpenBLAS, loaded at run time with a kernel chosen from the CPU's features;
- * the thread count shared by OpenBLAS and glassbox's own OpenMP loops.
+/* OpenBLAS, loaded at run time with a kernel chosen from the CPU's features
+ * and kept on one thread; the thread count of glassbox's OpenMP loops.
  *
  * Why dlopen and not -lopenblas. Debian's OpenBLAS is built with DYNAMIC_ARCH:
  * it carries kernels for many CPUs and picks one in a constructor that runs
@@ -13,8 +13,9 @@
  *   1. if the user has not set OPENBLAS_CORETYPE, picks a core type from the
  *      table below using __builtin_cpu_supports (which also checks that the
  *      OS enables the AVX/AVX-512 register state, so a kernel the CPU or OS
- *      cannot run is never forced), sets it, loads the library, and restores
- *      the environment as it was (the variable is read only at load time);
+ *      cannot run is never forced), and if the user has not set
+ *      OPENBLAS_NUM_THREADS, sets it to 1 (see Threads); loads the library;
+ *      and restores the environment as it was (both are read only at load);
  *   2. dlopens libopenblas.so.0 (or libopenblas.so) and resolves the few
  *      functions it uses, with the prototypes of <cblas.h>.
  * A user's OPENBLAS_CORETYPE always wins. If the process already has OpenBLAS
@@ -22,9 +23,35 @@
  * what gb_blas_kernel reports. A library that cannot be loaded is an error of
  * the first op that needs it (GB_ERR_UNSUPPORTED), never a crash.
  *
- * Threads: one count for OpenBLAS and for glassbox's OpenMP loops (which pass
- * num_threads(gb__threads())). The default is OpenMP's (OMP_NUM_THREADS, or
- * all cores). */
+ * Threads: one pool, libgomp's. glassbox's own loops are OpenMP (libgomp).
+ * Debian's default OpenBLAS (libopenblas0-pthread) has a thread pool of its
+ * own, and on a machine with as many threads as cores the two starve each
+ * other: after a parallel region libgomp's idle workers spin for a few
+ * milliseconds (OMP_WAIT_POLICY unset) on the cores OpenBLAS's workers need
+ * next. Measured on the project's 2-core VM, GPT-2 124M forward of 16 tokens
+ * (best of 10-15; interleaved runs):
+ *   - both pools, as before: 99-141 ms (55-66 ms with OMP_WAIT_POLICY=passive);
+ *   - Debian's OpenMP build of OpenBLAS (libopenblas0-openmp), which threads
+ *     on libgomp's pool too: 190-230 ms, worse (not investigated further);
+ *   - OpenBLAS on one thread, each large product split by glassbox over its
+ *     OpenMP threads into blocks of rows or columns (gb__gemm, matmul.c):
+ *     50-58 ms, with no environment variable and no extra package. sgemm
+ *     1024^3 at 2 threads: 180-195 GFLOP/s against OpenBLAS's own threading's
+ *     193-203 (each block repacks the operand it reads whole); a 4x1024 MLP's
+ *     training step at 2 threads: 12-15 ms, was 21-90 ms.
+ * glassbox does the last: at load it keeps OpenBLAS from starting workers
+ * (OPENBLAS_NUM_THREADS=1 unless the user set it) and sets its thread count
+ * to 1, which also holds for the OpenMP build (gb__gemm keeps that build
+ * single-threaded outside parallel regions as well; see matmul.c). A user's
+ * OPENBLAS_NUM_THREADS still decides how many workers OpenBLAS creates, but
+ * glassbox does not use them; an OpenBLAS shared with other code in the
+ * process is left on one thread. What remains is OpenMP's own spinning when
+ * another process keeps a core busy: the same forward then takes 109-125 ms
+ * (104-119 passive, 115-144 on one thread, 127-153 before this change).
+ *
+ * The count: gb_set_num_threads sets glassbox's count and this thread's
+ * OpenMP count (omp_set_num_threads); loops pass num_threads(gb__threads()).
+ * The default is OpenMP's (OMP_NUM_THREADS, or all cores). */
 #include "blas.h"
 
 #include <dlfcn.h>
@@ -106,9 +133,12 @@ gb_status gb__blas_open(const char *const *names, gb__blas *out) {
     } while (0)
     GB__SYM(sgemm, "cblas_sgemm");
     GB__SYM(set_num_threads, "openblas_set_num_threads");
+    GB__SYM(get_num_threads, "openblas_get_num_threads");
     GB__SYM(get_corename, "openblas_get_corename");
     GB__SYM(get_config, "openblas_get_config");
 #undef GB__SYM
+    const char *config = out->get_config();
+    out->openmp = config && strstr(config, "USE_OPENMP");
     return GB_OK;
 }
 
@@ -118,34 +148,51 @@ void gb__blas_close(gb__blas *b) {
 }
 
 static pthread_once_t gb__blas_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t gb__threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static gb__blas gb__blas_lib;
 static bool gb__blas_ok; /* written once inside pthread_once, read after it */
 static gb_status gb__blas_status;
 static char gb__blas_error[1024];
 
+/* An environment variable glassbox sets for OpenBLAS's constructor when the
+ * user has not (an empty value counts as not set), and puts back after. */
+typedef struct gb__env_default {
+    const char *name;
+    char *user; /* the user's value, restored as it was (even ""), or NULL */
+    bool set;
+} gb__env_default;
+
+static gb__env_default gb__env_push(const char *name, const char *value) {
+    const char *user = getenv(name);
+    gb__env_default e = {name, user ? strdup(user) : NULL, false};
+    if (value && !(user && *user)) e.set = setenv(name, value, 1) == 0;
+    return e;
+}
+
+static void gb__env_pop(gb__env_default *e) {
+    if (e->set && e->user) setenv(e->name, e->user, 1);
+    else if (e->set) unsetenv(e->name);
+    free(e->user);
+}
+
 static void gb__blas_load(void) {
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so", NULL};
-    const char *user = getenv("OPENBLAS_CORETYPE");
-    const char *core = user && *user ? NULL : gb__blas_coretype_for(gb__cpu_features());
-    char *saved = user ? strdup(user) : NULL; /* "" set by the user is restored as "" */
-    if (core) setenv("OPENBLAS_CORETYPE", core, 1);
+    const char *core = gb__blas_coretype_for(gb__cpu_features());
+    gb__env_default env[] = {gb__env_push("OPENBLAS_CORETYPE", core), gb__env_push("OPENBLAS_NUM_THREADS", "1")};
     gb_status st = gb__blas_open(names, &gb__blas_lib);
-    if (core) {
-        if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
-        else unsetenv("OPENBLAS_CORETYPE");
-    }
-    free(saved);
+    bool core_set = env[0].set;
+    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++) gb__env_pop(&env[i]);
     if (st != GB_OK) {
         gb__blas_status = st;
         snprintf(gb__blas_error, sizeof gb__blas_error, "%s", gb_last_error());
         return;
     }
-    if (core) snprintf(gb__blas_lib.coretype_set, sizeof gb__blas_lib.coretype_set, "%s", core);
-    pthread_mutex_lock(&gb__threads_lock);
+    if (core_set) snprintf(gb__blas_lib.coretype_set, sizeof gb__blas_lib.coretype_set, "%s", core);
+    /* The OpenMP build's openblas_set_num_threads also sets this thread's
+     * OpenMP thread count: put the caller's back. */
+    int icv = omp_get_max_threads();
+    gb__blas_lib.set_num_threads(1);
+    omp_set_num_threads(icv);
     gb__blas_ok = true;
-    gb__blas_lib.set_num_threads(gb__threads());
-    pthread_mutex_unlock(&gb__threads_lock);
 }
 
 const gb__blas *gb__blas_get(void) {
@@ -178,11 +225,8 @@ int gb__threads(void) {
 
 void gb_set_num_threads(int n) {
     if (n < 1) n = omp_get_num_procs();
-    pthread_mutex_lock(&gb__threads_lock);
     atomic_store(&gb__nthreads, n);
     omp_set_num_threads(n);
-    if (gb__blas_ok) gb__blas_lib.set_num_threads(n);
-    pthread_mutex_unlock(&gb__threads_lock);
 }
 
 int gb_get_num_threads(void) { return gb__threads(); }

@@ -42,14 +42,17 @@ typedef struct gb__blas {
     const char *path; /* the name dlopen accepted */
     __typeof__(cblas_sgemm) *sgemm;
     __typeof__(openblas_set_num_threads) *set_num_threads;
+    __typeof__(openblas_get_num_threads) *get_num_threads;
     __typeof__(openblas_get_corename) *get_corename;
     __typeof__(openblas_get_config) *get_config;
+    bool openmp;           /* built with USE_OPENMP: threads follow the caller's omp ICV */
     char coretype_set[32]; /* what glassbox put in OPENBLAS_CORETYPE, "" if none */
 } gb__blas;
 
-/* The process-wide OpenBLAS, loaded on first call (thread-safe). NULL with
- * GB_ERR_UNSUPPORTED (naming the library) when it cannot be loaded; every
- * later call fails the same way. */
+/* The process-wide OpenBLAS, loaded on first call (thread-safe) and kept
+ * single-threaded: glassbox splits products over its own OpenMP threads
+ * (gb__gemm). NULL with GB_ERR_UNSUPPORTED (naming the library) when it
+ * cannot be loaded; every later call fails the same way. */
 const gb__blas *gb__blas_get(void);
 /* dlopen the first of `names` (NULL-terminated) that loads and resolve the
  * symbols into *out. Only the loader: no environment, no threads. Used by
@@ -73,9 +76,11 @@ typedef struct gb__mat {
 bool gb__mat_blas_layout(const gb__mat *m, CBLAS_TRANSPOSE *trans, int *ld);
 /* The transpose of m (a view: strides swapped). */
 gb__mat gb__mat_t(gb__mat m);
-/* C[b] = A[b] @ B[b] + beta * C[b] for every index b of the batch shape.
- * A, B must pass gb__mat_blas_layout; C must have unit column stride. The
- * batch loop runs in parallel only when no two batches write the same C. */
+/* C[b] = A[b] @ B[b] + beta * C[b] for every index b of the batch shape;
+ * batches that share a C (a stride-0 batch dim of C) add up into it, the
+ * first with beta. A, B must pass gb__mat_blas_layout; C must have unit
+ * column or unit row stride. Runs on gb__threads() threads: whole products,
+ * or blocks of C's rows or columns, one sgemm each. */
 gb_status gb__gemm(const char *op, const gb__mat *c, const gb__mat *a, const gb__mat *b, float beta, int nbatch_dims,
                    const int64_t *batch_shape);
 

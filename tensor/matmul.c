@@ -9,10 +9,15 @@
  * ([B, S, in] @ [in, out]), the batch folds into a single large sgemm, which
  * is what makes linear on activations fast. Backward is two more products:
  * dA += dout @ B^T and dB += A^T @ dout, with beta = 1 accumulating both the
- * gradient and, over broadcast batch dims, the batch reduction. */
+ * gradient and, over broadcast batch dims, the batch reduction.
+ *
+ * Threads are glassbox's, not OpenBLAS's (which runs on one; blas.c says
+ * why): gb__gemm hands each OpenMP thread whole products of a batch, or a
+ * block of rows or columns of one product, each one single-threaded sgemm. */
 #include "blas.h"
 
 #include <limits.h>
+#include <omp.h>
 #include <string.h>
 
 gb_tensor *gb__dense(const gb_tensor *t) {
@@ -49,10 +54,14 @@ bool gb__mat_blas_layout(const gb__mat *m, CBLAS_TRANSPOSE *trans, int *ld) {
     return true;
 }
 
-/* OpenBLAS 0.3.21 runs an sgemm with m*n*k at most 65536 * 4 on the calling
- * thread alone (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD); batches of
- * such products are the ones worth spreading over threads ourselves. */
-#define GB__GEMM_SINGLE_THREADED (65536.0 * 4)
+/* Products below this many multiply-adds (m*n*k over the whole batch) run
+ * on the calling thread: waking a second thread costs about as much as
+ * they take. OpenBLAS 0.3.21's own cut-off is the same (SMP_THRESHOLD_MIN *
+ * GEMM_MULTITHREAD_THRESHOLD). */
+#define GB__GEMM_PAR_MIN (65536.0 * 4)
+/* Blocks of a split product are multiples of this many rows or columns: a
+ * 64-byte line of C, and a multiple of OpenBLAS's sgemm unrolls. */
+#define GB__GEMM_BLOCK 16
 
 static int64_t gb__batch_offset(int64_t i, int nbd, const int64_t *bshape, const int64_t *bstride) {
     int64_t off = 0;
@@ -61,6 +70,63 @@ static int64_t gb__batch_offset(int64_t i, int nbd, const int64_t *bshape, const
         i /= bshape[d];
     }
     return off;
+}
+
+/* Whether batch i is the first to write its C: every dim that C broadcasts
+ * over (a reduction) is at index 0. Later batches add to what it wrote. */
+static bool gb__batch_first(int64_t i, int nbd, const int64_t *bshape, const int64_t *cstride) {
+    for (int d = nbd - 1; d >= 0; d--) {
+        if (cstride[d] == 0 && i % bshape[d] != 0) return false;
+        i /= bshape[d];
+    }
+    return true;
+}
+
+/* A product split into tasks: task t is block t % nsplit (of nsplit along
+ * M when by_rows, else along N) of batch t / nsplit, or, when the batches
+ * reduce into one C, of every batch in order. Blocks of C are disjoint, so
+ * tasks run in parallel. */
+typedef struct gb__gemm_job {
+    const gb__blas *blas;
+    CBLAS_TRANSPOSE ta, tb;
+    int lda, ldb, ldc;
+    int64_t m, n, k;
+    gb__mat a, b, c;
+    float beta;
+    int nbd;
+    const int64_t *bshape;
+    int64_t nb;
+    bool reduces, by_rows;
+    int64_t nsplit;
+} gb__gemm_job;
+
+/* Block s of batch i: one sgemm. */
+static void gb__gemm_block(const gb__gemm_job *j, int64_t i, int64_t s) {
+    int64_t len = j->by_rows ? j->m : j->n, nblk = (len + GB__GEMM_BLOCK - 1) / GB__GEMM_BLOCK;
+    int64_t lo = s * nblk / j->nsplit * GB__GEMM_BLOCK, hi = (s + 1) * nblk / j->nsplit * GB__GEMM_BLOCK;
+    if (hi > len) hi = len;
+    if (lo >= hi) return;
+    const float *a = j->a.p + gb__batch_offset(i, j->nbd, j->bshape, j->a.bstride);
+    const float *b = j->b.p + gb__batch_offset(i, j->nbd, j->bshape, j->b.bstride);
+    float *c = j->c.p + gb__batch_offset(i, j->nbd, j->bshape, j->c.bstride);
+    int64_t m = j->m, n = j->n;
+    if (j->by_rows) { /* rows lo..hi of A and C; a transposed A holds them as columns */
+        a += j->ta == CblasNoTrans ? lo * j->lda : lo;
+        c += lo * j->ldc;
+        m = hi - lo;
+    } else { /* columns lo..hi of B and C; a transposed B holds them as rows */
+        b += j->tb == CblasNoTrans ? lo : lo * j->ldb;
+        c += lo;
+        n = hi - lo;
+    }
+    float beta = j->beta == 1.0f || gb__batch_first(i, j->nbd, j->bshape, j->c.bstride) ? j->beta : 1.0f;
+    j->blas->sgemm(CblasRowMajor, j->ta, j->tb, (int)m, (int)n, (int)j->k, 1.0f, a, j->lda, b, j->ldb, beta, c,
+                   j->ldc);
+}
+
+static void gb__gemm_run(const gb__gemm_job *j, int64_t t) {
+    int64_t i0 = j->reduces ? 0 : t / j->nsplit, i1 = j->reduces ? j->nb : i0 + 1;
+    for (int64_t i = i0; i < i1; i++) gb__gemm_block(j, i, t % j->nsplit);
 }
 
 gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const gb__mat *b_, float beta, int nbd,
@@ -88,21 +154,33 @@ gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const g
         gb__error_prefix("%s", op);
         return gb_last_status();
     }
-    CBLAS_TRANSPOSE ta, tb, tc;
-    int lda, ldb, ldc;
-    if (!gb__mat_blas_layout(&a, &ta, &lda) || !gb__mat_blas_layout(&b, &tb, &ldb) ||
-        !gb__mat_blas_layout(&c, &tc, &ldc) || tc != CblasNoTrans)
+    gb__gemm_job j = {.blas = blas, .m = m, .n = n, .k = k, .a = a, .b = b, .c = c, .beta = beta, .nbd = nbd,
+                      .bshape = bshape, .nb = nb, .by_rows = m > n, .nsplit = 1};
+    CBLAS_TRANSPOSE tc;
+    if (!gb__mat_blas_layout(&a, &j.ta, &j.lda) || !gb__mat_blas_layout(&b, &j.tb, &j.ldb) ||
+        !gb__mat_blas_layout(&c, &tc, &j.ldc) || tc != CblasNoTrans)
         return gb__fail(GB_ERR_STATE, "%s: internal error: operand strides not usable by sgemm", op);
-    /* Parallel batches need distinct outputs: no broadcast dim in C. */
-    bool reduces = false;
-    for (int d = 0; d < nbd; d++) reduces |= bshape[d] > 1 && c.bstride[d] == 0;
-    bool par = nb > 1 && !reduces && (double)m * (double)n * (double)k <= GB__GEMM_SINGLE_THREADED;
-#pragma omp parallel for num_threads(gb__threads()) if (par) schedule(static)
-    for (int64_t i = 0; i < nb; i++) {
-        blas->sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, a.p + gb__batch_offset(i, nbd, bshape, a.bstride),
-                    lda, b.p + gb__batch_offset(i, nbd, bshape, b.bstride), ldb, beta,
-                    c.p + gb__batch_offset(i, nbd, bshape, c.bstride), ldc);
-    }
+
+    /* Tasks: whole products when the batch shares out evenly (or nearly)
+     * over the threads, else each product in blocks along its larger side
+     * (OpenBLAS packs the operand that every block reads whole once per
+     * block: the smaller one). Batches that reduce into one C run in order. */
+    int threads = gb__threads();
+    for (int d = 0; d < nbd; d++) j.reduces |= bshape[d] > 1 && c.bstride[d] == 0;
+    int64_t nbatch_tasks = j.reduces ? 1 : nb, blocks = ((m > n ? m : n) + GB__GEMM_BLOCK - 1) / GB__GEMM_BLOCK;
+    bool par = threads > 1 && (double)nb * (double)m * (double)n * (double)k > GB__GEMM_PAR_MIN;
+    if (par && (nbatch_tasks < threads || (nbatch_tasks % threads != 0 && nbatch_tasks < 8 * threads)))
+        j.nsplit = blocks < threads ? blocks : threads;
+    int64_t ntasks = nbatch_tasks * j.nsplit;
+    par &= ntasks > 1;
+    /* OpenBLAS's OpenMP build threads a call made outside a parallel region
+     * by the caller's OpenMP count: hold that at one for the call. */
+    int icv = omp_get_max_threads();
+    bool pin = !par && blas->openmp && !omp_in_parallel();
+    if (pin) omp_set_num_threads(1);
+#pragma omp parallel for num_threads(threads) if (par) schedule(static)
+    for (int64_t t = 0; t < ntasks; t++) gb__gemm_run(&j, t);
+    if (pin) omp_set_num_threads(icv);
     return GB_OK;
 }
 
