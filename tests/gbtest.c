@@ -214,3 +214,23 @@ void gbt_gradcheck_at(gbt_fn f, int n, gb_tensor *const *inputs, void *ctx, doub
     for (int i = 0; i < n; i++) gb_zero_grad(inputs[i]);
     gb_tensor_free(r);
 }
+
+gb_module *gbt_tiny_net(gbt_oracle *o) {
+    gb_module *net = gb_sequential(2, (const char *[]){"layer1", "layer2"},
+                                   (gb_module *[]){gb_nn_linear(5, 10, true), gb_nn_linear(10, 2, true)});
+    gbt_ok(net);
+    const char *layers[] = {"layer1", "layer2"}, *params[] = {"weight", "bias"};
+    for (int l = 0; l < 2; l++)
+        for (int p = 0; p < 2; p++) {
+            gb_tensor *t = gbt_getf(o, "%s.%s", layers[l], params[p]);
+            gbt_ok_status(gb_module_set_param(gb_module_find(net, layers[l]), params[p], t));
+            gb_tensor_free(t);
+        }
+    return net;
+}
+
+const char *gbt_fixture_dir(char *buf, size_t size, const char *variant) {
+    const char *odir = getenv("GB_ORACLE_DIR");
+    snprintf(buf, size, "%s/models/%s", odir ? odir : "build/oracle", variant);
+    return buf;
+}

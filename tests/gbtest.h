@@ -60,6 +60,13 @@ void gbt_gradcheck_at(gbt_fn f, int n, gb_tensor *const *inputs, void *ctx, doub
 /* Path of a file under ../shared, or NULL (and a visible SKIP line on
  * stderr naming the test) when the fixture is missing. Caller frees. */
 char *gbt_shared_path(const char *rel, const char *test_name);
+/* The walkthrough's tiny network, Sequential(layer1: Linear(5, 10),
+ * layer2: Linear(10, 2)), with the weights an oracle stores under
+ * "layer1.weight", ... (tests/oracle/trace.py, walkthrough.py). */
+gb_module *gbt_tiny_net(gbt_oracle *o);
+/* The directory of a generated Hugging Face fixture (docs/fixtures.md),
+ * e.g. "gpt2", written into buf. */
+const char *gbt_fixture_dir(char *buf, size_t size, const char *variant);
 /* Directory for test scratch files (created). */
 const char *gbt_tmp_dir(void);
 /* The whole file, NUL-terminated (caller frees), its length in *len when

@@ -36,6 +36,14 @@ static cli_result cli(const char *args) {
 
 static void cli_free(cli_result *r) { free(r->out), free(r->err); }
 
+/* The command succeeds and prints exactly want. */
+static void cli_prints(const char *args, const char *want) {
+    cli_result r = cli(args);
+    ck_assert_msg(r.status == 0, "glassbox %s: failed: %s", args, r.err);
+    ck_assert_str_eq(r.out, want);
+    cli_free(&r);
+}
+
 /* Exactly one line on stderr, starting with prefix. */
 static void one_error_line(const cli_result *r, const char *prefix) {
     ck_assert_msg(!strncmp(r->err, prefix, strlen(prefix)), "stderr '%s' does not start with '%s'", r->err, prefix);
@@ -122,32 +130,22 @@ START_TEST(test_trace_statements) {
     if (!dir) return;
     char args[4400], path[512];
     snprintf(args, sizeof args, "trace %s --ids 1,403,407,261,378 -e 'top = lm_head.output[0].argmax(-1).save()'", dir);
-    cli_result r = cli(args);
-    ck_assert_msg(r.status == 0, "trace failed: %s", r.err);
-    ck_assert_str_eq(r.out, "top = tensor([403, 407, 261, 378, 432])\n");
-    cli_free(&r);
+    cli_prints(args, "top = tensor([403, 407, 261, 378, 432])\n");
 
     /* Zeroing the last layer's hidden state zeroes the logits: RMSNorm(0) = 0
      * and lm_head has no bias. nnsight's model.model.layers is the same module. */
     snprintf(args, sizeof args,
              "trace %s --ids 1,403 -e 'model.model.layers[-1].output[0][:] = 0' -e 'lm_head.output.sum().save()'", dir);
-    r = cli(args);
-    ck_assert_msg(r.status == 0, "trace failed: %s", r.err);
-    ck_assert_str_eq(r.out, "lm_head.output.sum().save() = tensor(0.)\n");
-    cli_free(&r);
+    cli_prints(args, "lm_head.output.sum().save() = tensor(0.)\n");
 
     /* Shapes only: 5 ids, a vocabulary of 512, hidden size 64 (config.json). */
-    snprintf(args, sizeof args, "trace %s --ids 1,403,407,261,378 --scan -e 'l = lm_head.output' -e 'h = model.layers[0].output[0]'", dir);
-    r = cli(args);
-    ck_assert_msg(r.status == 0, "scan failed: %s", r.err);
-    ck_assert_str_eq(r.out, "l: [1, 5, 512]\nh: [1, 5, 64]\n");
-    cli_free(&r);
+    snprintf(args, sizeof args,
+             "trace %s --ids 1,403,407,261,378 --scan -e 'l = lm_head.output' -e 'h = model.layers[0].output[0]'", dir);
+    cli_prints(args, "l: [1, 5, 512]\nh: [1, 5, 64]\n");
 
     snprintf(path, sizeof path, "%s/cli_trace.safetensors", gbt_tmp_dir());
     snprintf(args, sizeof args, "trace %s --ids 1,403 --out %s -e 'top = lm_head.output[0].argmax(-1).save()'", dir, path);
-    r = cli(args);
-    ck_assert_msg(r.status == 0, "trace --out failed: %s", r.err);
-    ck_assert_str_eq(r.out, "");
+    cli_prints(args, "");
     gb_safetensors *st = gb_safetensors_open(path);
     gbt_ok(st);
     gb_tensor *top = gb_safetensors_get(st, "top");
@@ -157,14 +155,13 @@ START_TEST(test_trace_statements) {
     ck_assert(gb_tensor_numel(top) == 2 && got[0] == 403 && got[1] == 407);
     gb_tensor_free(top);
     gb_safetensors_free(st);
-    cli_free(&r);
 
     /* Generation, one edit at step 2: step k chooses token k + 1, and a logit
      * of 1e9 wins; step 1 chose 407, as in the greedy run. */
     snprintf(args, sizeof args,
              "trace %s --ids 1 -n 4 -e 'lm_head.next().next().output[0, -1, 42] = 1e9' "
              "-e 'lm_head.next().output[0, -1].argmax(-1).save()'", dir);
-    r = cli(args);
+    cli_result r = cli(args);
     ck_assert_msg(r.status == 0, "trace -n failed: %s", r.err);
     /* The token after the edit is the model's own business: only its place is checked. */
     const char *want = "lm_head.next().output[0, -1].argmax(-1).save() = tensor(407)\n"

@@ -97,10 +97,8 @@ END_TEST
  * what its real tokens generate alone, which needs the positions counted
  * from the mask. The fixture is random (tests/oracle/models.py). */
 START_TEST(test_generate_left_padded_gpt2) {
-    const char *odir = getenv("GB_ORACLE_DIR");
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/models/gpt2", odir ? odir : "build/oracle");
-    gb_model *m = gb_model_open(dir, NULL);
+    gb_model *m = gb_model_open(gbt_fixture_dir(dir, sizeof dir, "gpt2"), NULL);
     gbt_ok(m);
     gb_tensor *alone = gb_from_data((int64_t[]){5, 6, 7}, 2, (int64_t[]){1, 3}, GB_DTYPE_I64);
     gb_trace *tr = gb_trace_new(gb_model_module(m), alone);

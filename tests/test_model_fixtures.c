@@ -49,9 +49,8 @@ START_TEST(test_fixture_matches_pytorch) {
     const char *variant = variants[_i / NCASES], *cs = cases[_i % NCASES];
     bool gpt2 = !strncmp(variant, "gpt2", 4), batch = strcmp(cs, "single") != 0;
     gbt_oracle *o = gbt_oracle_load("models");
-    const char *odir = getenv("GB_ORACLE_DIR");
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/models/%s", odir ? odir : "build/oracle", variant);
+    gbt_fixture_dir(dir, sizeof dir, variant);
     gb_model *m = gb_model_open(dir, NULL);
     gbt_ok(m);
     gb_tensor *ids = gbt_getf(o, batch ? "%s.batch.ids" : "%s.ids", variant);
@@ -108,10 +107,8 @@ END_TEST
 
 /* The config's token ids, an int or a list, reach the model. */
 START_TEST(test_fixture_token_ids) {
-    const char *odir = getenv("GB_ORACLE_DIR");
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/models/llama3-bf16-sharded", odir ? odir : "build/oracle");
-    gb_model *m = gb_model_open(dir, NULL);
+    gb_model *m = gb_model_open(gbt_fixture_dir(dir, sizeof dir, "llama3-bf16-sharded"), NULL);
     gbt_ok(m);
     ck_assert_int_eq(gb_model_bos_id(m), 1);
     ck_assert(gb_model_is_eos(m, 2) && gb_model_is_eos(m, 3) && !gb_model_is_eos(m, 4));

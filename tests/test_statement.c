@@ -101,21 +101,6 @@ START_TEST(test_statements_build_the_c_graph) {
 }
 END_TEST
 
-/* Sequential(layer1: Linear(5, 10), layer2: Linear(10, 2)) with the oracle's weights. */
-static gb_module *tiny_net(gbt_oracle *o) {
-    gb_module *net = gb_sequential(2, (const char *[]){"layer1", "layer2"},
-                                   (gb_module *[]){gb_nn_linear(5, 10, true), gb_nn_linear(10, 2, true)});
-    gbt_ok(net);
-    const char *layers[] = {"layer1", "layer2"}, *params[] = {"weight", "bias"};
-    for (int l = 0; l < 2; l++)
-        for (int p = 0; p < 2; p++) {
-            gb_tensor *t = gbt_getf(o, "%s.%s", layers[l], params[p]);
-            gbt_ok_status(gb_module_set_param(gb_module_find(net, layers[l]), params[p], t));
-            gb_tensor_free(t);
-        }
-    return net;
-}
-
 static void expect_close(gb_val *v, gbt_oracle *o, const char *key) {
     gb_tensor *got = gb_value(v), *want = gbt_get(o, key);
     ck_assert_msg(got != NULL, "%s: %s", key, gb_last_error());
@@ -127,7 +112,7 @@ static void expect_close(gb_val *v, gbt_oracle *o, const char *key) {
  * forward hooks doing the same edits. */
 START_TEST(test_statements_run_with_oracle_numbers) {
     gbt_oracle *o = gbt_oracle_load("trace");
-    gb_module *net = tiny_net(o);
+    gb_module *net = gbt_tiny_net(o);
     gb_tensor *x = gbt_get(o, "input");
 
     gb_trace *tr = gb_trace_new(net, x);

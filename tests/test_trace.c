@@ -17,21 +17,6 @@
 
 /* ---- fixtures ----------------------------------------------------------- */
 
-/* Sequential(layer1: Linear(5, 10), layer2: Linear(10, 2)) with the oracle's weights. */
-static gb_module *tiny_net(gbt_oracle *o) {
-    gb_module *net = gb_sequential(2, (const char *[]){"layer1", "layer2"},
-                                   (gb_module *[]){gb_nn_linear(5, 10, true), gb_nn_linear(10, 2, true)});
-    gbt_ok(net);
-    const char *layers[] = {"layer1", "layer2"}, *params[] = {"weight", "bias"};
-    for (int l = 0; l < 2; l++)
-        for (int p = 0; p < 2; p++) {
-            gb_tensor *t = gbt_getf(o, "%s.%s", layers[l], params[p]);
-            gbt_ok_status(gb_module_set_param(gb_module_find(net, layers[l]), params[p], t));
-            gb_tensor_free(t);
-        }
-    return net;
-}
-
 typedef struct {
     gbt_oracle *o;
     gb_module *net;
@@ -41,7 +26,7 @@ typedef struct {
 static tiny tiny_open(void) {
     tiny t;
     t.o = gbt_oracle_load("trace");
-    t.net = tiny_net(t.o);
+    t.net = gbt_tiny_net(t.o);
     t.x = gbt_get(t.o, "input");
     return t;
 }
