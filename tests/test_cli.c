@@ -51,6 +51,14 @@ static void one_error_line(const cli_result *r, const char *prefix) {
     ck_assert_msg(nl && nl[1] == 0, "stderr is not one line: '%s'", r->err);
 }
 
+/* The command exits with status and one error line starting with prefix. */
+static void cli_fails(const char *args, int status, const char *prefix) {
+    cli_result r = cli(args);
+    ck_assert_int_eq(r.status, status);
+    one_error_line(&r, prefix);
+    cli_free(&r);
+}
+
 /* ../shared/README.md: greedy decoding from BOS. */
 START_TEST(test_generate_ids) {
     char *dir = gbt_shared_path("models/stories260k", "test_generate_ids");
@@ -171,37 +179,23 @@ START_TEST(test_trace_statements) {
     cli_free(&r);
 
     snprintf(args, sizeof args, "trace %s --ids 1 -e 'lm_head.output[0' ", dir);
-    r = cli(args);
-    ck_assert_int_eq(r.status, 1);
-    one_error_line(&r, "glassbox trace: -e:1: unclosed '['");
-    cli_free(&r);
+    cli_fails(args, 1, "glassbox trace: -e:1: unclosed '['");
     snprintf(args, sizeof args, "trace %s --ids 1 -e 'model.layers[9].output.save()' ", dir);
-    r = cli(args);
-    ck_assert_int_eq(r.status, 1);
-    one_error_line(&r, "glassbox trace: -e:1: module path 'model.layers.9': index 9 is out of range");
-    cli_free(&r);
+    cli_fails(args, 1, "glassbox trace: -e:1: module path 'model.layers.9': index 9 is out of range");
     free(dir);
 }
 END_TEST
 
 START_TEST(test_cli_errors) {
-    cli_result r = cli("info /nonexistent/model");
-    ck_assert_int_eq(r.status, 1);
-    one_error_line(&r, "glassbox info: hub: /nonexistent/model");
-    cli_free(&r);
+    cli_fails("info /nonexistent/model", 1, "glassbox info: hub: /nonexistent/model");
+    cli_result r;
     char *dir = gbt_shared_path("models/stories260k", "test_cli_errors");
     if (dir) {
         char args[4200];
         snprintf(args, sizeof args, "run %s --ids 1,x --out /dev/null", dir);
-        r = cli(args);
-        ck_assert_int_eq(r.status, 1);
-        one_error_line(&r, "glassbox run: --ids: '1,x' is not a comma-separated list of token ids");
-        cli_free(&r);
+        cli_fails(args, 1, "glassbox run: --ids: '1,x' is not a comma-separated list of token ids");
         snprintf(args, sizeof args, "run %s --ids 1,2", dir);
-        r = cli(args);
-        ck_assert_int_eq(r.status, 1);
-        one_error_line(&r, "glassbox run: missing --out");
-        cli_free(&r);
+        cli_fails(args, 1, "glassbox run: missing --out");
         snprintf(args, sizeof args, "generate %s --ids 1,600 --ids-out", dir); /* vocabulary is 512 */
         r = cli(args);
         ck_assert_int_eq(r.status, 1);
@@ -210,10 +204,7 @@ START_TEST(test_cli_errors) {
         cli_free(&r);
         free(dir);
     }
-    r = cli("generate --bogus");
-    ck_assert_int_eq(r.status, 2);
-    one_error_line(&r, "glassbox generate: unknown or incomplete option '--bogus'");
-    cli_free(&r);
+    cli_fails("generate --bogus", 2, "glassbox generate: unknown or incomplete option '--bogus'");
     r = cli("frobnicate");
     ck_assert_int_eq(r.status, 2);
     ck_assert(strstr(r.err, "unknown command 'frobnicate'") != NULL);
