@@ -128,6 +128,29 @@ int gb_cli_demo(int argc, char **argv) {
     }
     gb_tensor_free(score), gb_tensor_free(prod);
     gb_trace_free(tr);
+
+    /* 4. Generation with an intervention at one step, written as an nnsight
+     *    statement: at the step that chooses the name, make it "Tim". */
+    if (gb_tokenizer_encode(tok, "Tim", 3, false, &ids32, &n) != GB_OK || n != 1) return demo_fail();
+    char stmt[96];
+    snprintf(stmt, sizeof stmt, "lm_head.output[0, -1, %d] = 100", (int)ids32[0]);
+    free(ids32);
+    printf("\n== generation from the prompt, then with %s:\n", stmt);
+    for (int steer = 0; steer < 2; steer++) {
+        tr = gb_trace_new(net, input);
+        if (steer && gb_trace_statement(tr, stmt, "demo", 1, NULL) != GB_OK) return demo_fail();
+        if (gb_trace_generate(tr, 16) != GB_OK) return demo_fail();
+        gb_tensor *ids = gb_trace_generated(tr);
+        const int64_t *p = gb_tensor_data(ids);
+        int64_t total = gb_tensor_dim(ids, 1);
+        int32_t gen32[128];
+        for (int64_t i = 0; i < total && i < 128; i++) gen32[i] = (int32_t)p[i];
+        if (gb_tokenizer_decode(tok, gen32, (size_t)(total < 128 ? total : 128), true, &text, NULL) != GB_OK)
+            return demo_fail();
+        printf("  %s\n", text);
+        free(text);
+        gb_trace_free(tr);
+    }
     gb_tensor_free(input);
     gb_tokenizer_free(tok);
     gb_model_free(m);
