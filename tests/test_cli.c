@@ -186,6 +186,25 @@ START_TEST(test_trace_statements) {
 }
 END_TEST
 
+/* The README's main command: it runs, and what it prints follows from
+ * ../shared/README.md's greedy story and from the steering edit (a logit of
+ * 100 at the step that chooses the name). */
+START_TEST(test_demo) {
+    char *dir = gbt_shared_path("models/stories260k", "test_demo");
+    if (!dir) return;
+    char args[4200];
+    snprintf(args, sizeof args, "demo %s", dir);
+    cli_result r = cli(args);
+    ck_assert_msg(r.status == 0, "demo failed: %s", r.err);
+    ck_assert_str_eq(r.err, "");
+    ck_assert(strstr(r.out, "== greedy story from \"Once upon a time\":\n  Once upon a time, there was a little girl "
+                            "named Lily.") != NULL);
+    ck_assert(strstr(r.out, "  Once upon a time, there was a little girl named Tim.") != NULL);
+    cli_free(&r);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_cli_errors) {
     cli_fails("info /nonexistent/model", 1, "glassbox info: hub: /nonexistent/model");
     cli_result r;
@@ -220,6 +239,7 @@ Suite *gb_suite_cli(void) {
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_run_writes_safetensors);
     tcase_add_test(tc, test_trace_statements);
+    tcase_add_test(tc, test_demo);
     tcase_add_test(tc, test_cli_errors);
     suite_add_tcase(s, tc);
     return s;
