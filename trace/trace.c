@@ -49,7 +49,8 @@ struct gb_val {
     int line;
     bool saved, poisoned;
     char *desc;        /* gb_val_text's, made when first asked */
-    gb_val **users;    /* stb_ds array: nodes reading this one (as input or condition) */
+    gb_val **users;    /* nodes reading this one (as input or condition): nusers in the trace's user list */
+    int nusers;
 
     /* run state */
     gb__state state;
@@ -81,19 +82,28 @@ struct gb__point {
     gb_values *live;      /* the event's values while it is being handled */
 };
 
-/* Nodes are carved from blocks: a trace often defines hundreds. */
-enum { GB__BLOCK_NODES = 64 };
+/* Nodes, and the small things they own (paths, index expressions), are
+ * carved from blocks freed with the trace: a trace often defines hundreds,
+ * and a malloc each was most of a definition's cost. */
+enum { GB__BLOCK_NODES = 64, GB__CHUNK_BYTES = 8192 };
 typedef struct gb__block {
     struct gb__block *next;
     int used;
     gb_val node[GB__BLOCK_NODES];
 } gb__block;
+typedef struct gb__chunk {
+    struct gb__chunk *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+} gb__chunk;
 
 struct gb_trace {
     gb_module *model;
     gb_tensor *input, *mask, *pos;
     gb_val **nodes;       /* stb_ds array, definition order */
     gb__block *blocks;    /* the nodes' storage, newest first */
+    gb__chunk *chunks;    /* the nodes' strings and index expressions, newest first */
+    gb_val **user_list;   /* every node's users, one run of it per node (built per run) */
     gb_val **ready;       /* stb_ds array: binary min-heap by id of nodes to look at */
     gb_val **conds;       /* stb_ds stack of open gb_if */
     gb__point *points;    /* [npoints], rebuilt per run */
@@ -169,16 +179,18 @@ void gb_trace_free(gb_trace *tr) {
         gb_val *v = tr->nodes[i];
         gb_values_clear(&v->value);
         gb_tensor_free(v->constant);
-        free(v->text);
         free(v->desc);
-        free(v->index);
-        arrfree(v->users);
     }
     arrfree(tr->nodes);
     for (gb__block *b = tr->blocks, *next; b; b = next) {
         next = b->next;
         free(b);
     }
+    for (gb__chunk *c = tr->chunks, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(tr->user_list);
     arrfree(tr->ready);
     arrfree(tr->conds);
     gb__disarm(tr);
@@ -315,6 +327,27 @@ static void gb__def_fail(gb_val *v) {
     tr->def_error = strdup(gb_last_error());
 }
 
+/* n bytes (16-aligned) that live as long as the trace. */
+static void *gb__trace_alloc(gb_trace *tr, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    if (!tr->chunks || tr->chunks->size - tr->chunks->used < n) {
+        size_t size = n > GB__CHUNK_BYTES ? n : GB__CHUNK_BYTES;
+        gb__chunk *c = malloc(sizeof *c + size);
+        if (!c) return NULL;
+        *c = (gb__chunk){tr->chunks, 0, size};
+        tr->chunks = c;
+    }
+    void *p = tr->chunks->data + tr->chunks->used;
+    tr->chunks->used += n;
+    return p;
+}
+
+static char *gb__trace_strdup(gb_trace *tr, const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = gb__trace_alloc(tr, n);
+    return d ? memcpy(d, s, n) : NULL;
+}
+
 static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *args, const char *file, int line) {
     if (!tr->blocks || tr->blocks->used == GB__BLOCK_NODES) {
         gb__block *b = malloc(sizeof *b);
@@ -336,13 +369,9 @@ static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *
     for (int i = 0; i < nargs; i++) {
         v->arg[i] = args[i];
         args[i]->uses++;
-        arrput(args[i]->users, v);
         if (args[i]->poisoned) v->poisoned = true;
     }
-    if (v->cond) {
-        v->cond->uses++;
-        arrput(v->cond->users, v);
-    }
+    if (v->cond) v->cond->uses++;
     arrput(tr->nodes, v);
     gb__reset_node(v);
     return v;
@@ -360,7 +389,7 @@ gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const c
     gb_trace_op op = kind == 0 ? GB_TRACE_OP_OUTPUT : kind == 1 ? GB_TRACE_OP_INPUT : GB_TRACE_OP_POINT;
     gb_val *v = gb__node(tr, op, 0, NULL, file, line);
     if (!v) return NULL;
-    v->text = strdup(path);
+    v->text = gb__trace_strdup(tr, path);
     v->call = call;
     if (call < 0) {
         gb__fail(GB_ERR_INDEX, "trace: call index %d is negative", call);
@@ -373,7 +402,8 @@ gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const c
 }
 
 static gb_status gb__parse_index(gb_val *v, const char *expr) {
-    v->index = gb__malloc(sizeof *v->index, "trace: index expression");
+    v->index = gb__trace_alloc(v->tr, sizeof *v->index);
+    if (!v->index) return gb__fail(GB_ERR_ALLOC, "trace: out of memory for an index expression");
     return v->index ? gb_index_parse(expr, v->index) : GB_ERR_ALLOC;
 }
 
@@ -451,7 +481,7 @@ gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const c
 
 gb_val *gb_log_at(const char *label, gb_val *x, const char *file, int line) {
     gb_val *v = gb__node(x->tr, GB_TRACE_OP_LOG, 1, &x, file, line);
-    if (v) v->text = strdup(label ? label : "");
+    if (v) v->text = gb__trace_strdup(v->tr, label ? label : "");
     return v;
 }
 
@@ -460,7 +490,7 @@ gb_val *gb_stop_at(gb_val *x, const char *file, int line) { return gb__node(x->t
 gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *file, int line) {
     gb_val *v = gb__node(tr, GB_TRACE_OP_SKIP, 1, &value, file, line);
     if (!v) return NULL;
-    v->text = strdup(path);
+    v->text = gb__trace_strdup(tr, path);
     if (!(v->module = gb_module_find(tr->model, path))) gb__def_fail(v);
     return v;
 }
@@ -794,7 +824,7 @@ static gb_val *gb__ready_pop(gb_trace *tr) {
 
 /* v has its value, or was skipped: wake the nodes that read it. */
 static void gb__finished(gb_val *v) {
-    for (ptrdiff_t i = 0; i < arrlen(v->users); i++) gb__ready_push(v->tr, v->users[i]);
+    for (int i = 0; i < v->nusers; i++) gb__ready_push(v->tr, v->users[i]);
 }
 
 /* Run every woken node whose inputs now exist, in definition order. */
@@ -958,6 +988,37 @@ static gb_status gb__bind(gb_trace *tr, gb_hooks *hooks) {
     return GB_OK;
 }
 
+/* Each node's users (the nodes reading it as an input or a condition), as
+ * runs of one array in definition order, for the pump's wake-ups. */
+static gb_status gb__link_users(gb_trace *tr) {
+    ptrdiff_t n = arrlen(tr->nodes), edges = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        gb_val *v = tr->nodes[i];
+        v->nusers = 0;
+        edges += v->nargs + (v->cond != NULL);
+    }
+    free(tr->user_list);
+    tr->user_list = malloc(sizeof *tr->user_list * (size_t)(edges ? edges : 1));
+    if (!tr->user_list) return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory linking %lld nodes", (long long)n);
+    for (ptrdiff_t i = 0; i < n; i++) {
+        gb_val *v = tr->nodes[i];
+        for (int j = 0; j < v->nargs; j++) v->arg[j]->nusers++;
+        if (v->cond) v->cond->nusers++;
+    }
+    gb_val **next = tr->user_list;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        tr->nodes[i]->users = next;
+        next += tr->nodes[i]->nusers;
+        tr->nodes[i]->nusers = 0;
+    }
+    for (ptrdiff_t i = 0; i < n; i++) {
+        gb_val *v = tr->nodes[i];
+        for (int j = 0; j < v->nargs; j++) v->arg[j]->users[v->arg[j]->nusers++] = v;
+        if (v->cond) v->cond->users[v->cond->nusers++] = v;
+    }
+    return GB_OK;
+}
+
 /* ---- generation --------------------------------------------------------- */
 
 /* Position ids as Hugging Face's generate makes them from a [B, T] mask:
@@ -1048,6 +1109,7 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
         gb__fail(tr->def_status, "%s", tr->def_error);
         return tr->def_status;
     }
+    if (gb__link_users(tr) != GB_OK) return GB_ERR_ALLOC;
     arrsetlen(tr->ready, 0);
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
         gb__reset_node(tr->nodes[i]);
