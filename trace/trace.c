@@ -38,6 +38,7 @@ struct gb_val {
     gb_val *cond;      /* innermost enclosing gb_if */
     char *text;        /* module path, index expression or log label */
     gb_module *module; /* getters and skips: the module text names */
+    int invoke;        /* getters: the invoke whose batch rows they see, -1 for all */
     gb_index_expr *index; /* INDEX and SET_INDEX */
     int pick;          /* INDEX on a tuple: the element, else -1 */
     int call, dim;
@@ -100,6 +101,11 @@ typedef struct gb__chunk {
 struct gb_trace {
     gb_module *model;
     gb_tensor *input, *mask, *pos;
+    gb_tensor **invokes;  /* stb_ds array: each invoke's ids [b, t] (referenced) */
+    int cur_invoke;       /* the open invoke, or -1 */
+    int64_t pad_id;       /* left padding of shorter invokes */
+    gb_tensor *run_input, *run_mask; /* what the current run feeds: the input, or the invokes batched */
+    int64_t batch;        /* rows of run_input */
     gb_val **nodes;       /* stb_ds array, definition order */
     gb__block *blocks;    /* the nodes' storage, newest first */
     gb__chunk *chunks;    /* the nodes' strings and index expressions, newest first */
@@ -141,6 +147,7 @@ gb_trace *gb_trace_new(gb_module *model, gb_tensor *input) {
     if (!tr) return NULL;
     tr->model = model;
     tr->input = gb_tensor_ref(input);
+    tr->cur_invoke = -1;
     tr->log = stdout;
     return tr;
 }
@@ -196,6 +203,10 @@ void gb_trace_free(gb_trace *tr) {
     gb__disarm(tr);
     gb__free_points(tr);
     gb_tensor_free(tr->input);
+    for (ptrdiff_t i = 0; i < arrlen(tr->invokes); i++) gb_tensor_free(tr->invokes[i]);
+    arrfree(tr->invokes);
+    gb_tensor_free(tr->run_input);
+    gb_tensor_free(tr->run_mask);
     gb_tensor_free(tr->generated);
     gb_tensor_free(tr->mask);
     gb_tensor_free(tr->pos);
@@ -364,6 +375,7 @@ static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *
     v->file = file;
     v->line = line;
     v->pick = -1;
+    v->invoke = tr->cur_invoke;
     v->cond = arrlen(tr->conds) ? arrlast(tr->conds) : NULL;
     v->nargs = nargs;
     for (int i = 0; i < nargs; i++) {
@@ -513,6 +525,132 @@ void gb_end_if(gb_trace *tr) {
     if (arrlen(tr->conds)) (void)arrpop(tr->conds);
 }
 
+gb_status gb_invoke_at(gb_trace *tr, gb_tensor *ids, const char *file, int line) {
+    gb_status st = GB_OK;
+    if (tr->input)
+        st = gb__fail(GB_ERR_ARG, "invoke: this trace was made with an input; make it with gb_trace_new(model, NULL) "
+                                  "to batch invokes");
+    else if (!ids || gb_tensor_ndim(ids) < 1 || gb_tensor_dim(ids, 0) < 1)
+        st = gb__fail(GB_ERR_SHAPE, "invoke: an input needs a batch dimension (ids [batch, seq_len]), got %s",
+                      ids ? gb__shape_str((char[160]){0}, 160, gb_tensor_ndim(ids), gb_tensor_shape(ids)) : "NULL");
+    else if (tr->cur_invoke >= 0)
+        st = gb__fail(GB_ERR_STATE, "invoke: invoke %d is still open; end it with gb_invoke_end", tr->cur_invoke);
+    if (st != GB_OK) {
+        if (tr->def_status == GB_OK) {
+            tr->def_status = st;
+            gb__error_prefix("%s:%d", file, line);
+            tr->def_error = strdup(gb_last_error());
+        }
+        return st;
+    }
+    tr->cur_invoke = (int)arrlen(tr->invokes);
+    arrput(tr->invokes, gb_tensor_ref(ids));
+    return GB_OK;
+}
+
+void gb_invoke_end(gb_trace *tr) { tr->cur_invoke = -1; }
+
+void gb_trace_set_pad_id(gb_trace *tr, int64_t id) { tr->pad_id = id; }
+
+/* The rows [start, start + n) of the batch that invoke i occupies. */
+static void gb__invoke_rows(const gb_trace *tr, int i, int64_t *start, int64_t *n) {
+    *start = 0;
+    for (int k = 0; k < i; k++) *start += gb_tensor_dim(tr->invokes[k], 0);
+    *n = gb_tensor_dim(tr->invokes[i], 0);
+}
+
+/* The run's input: the trace's, or its invokes' ids stacked along the batch
+ * and left-padded to the longest (with a mask of the real tokens, as a
+ * tokenizer pads for a language model). */
+static gb_status gb__batch_inputs(gb_trace *tr) {
+    gb_tensor_free(tr->run_input), gb_tensor_free(tr->run_mask);
+    tr->run_input = tr->run_mask = NULL;
+    if (!arrlen(tr->invokes)) {
+        if (!tr->input) return gb__fail(GB_ERR_ARG, "trace_run: no input: give one to gb_trace_new, or add invokes");
+        tr->run_input = gb_tensor_ref(tr->input);
+        tr->run_mask = gb_tensor_ref(tr->mask);
+        tr->batch = gb_tensor_ndim(tr->input) ? gb_tensor_dim(tr->input, 0) : 1;
+        return GB_OK;
+    }
+    if (tr->mask || tr->pos)
+        return gb__fail(GB_ERR_ARG, "trace_run: invokes make the attention mask themselves; do not set a mask or "
+                                    "position ids on a trace with invokes");
+    int64_t B = 0, T = 0;
+    bool same = true, ids_like = true;
+    for (ptrdiff_t i = 0; i < arrlen(tr->invokes); i++) {
+        gb_tensor *x = tr->invokes[i];
+        B += gb_tensor_dim(x, 0);
+        if (gb_tensor_ndim(x) > 1 && gb_tensor_dim(x, 1) > T) T = gb_tensor_dim(x, 1);
+        same &= gb_tensor_ndim(x) == gb_tensor_ndim(tr->invokes[0]) && gb_tensor_dtype(x) == gb_tensor_dtype(tr->invokes[0]) &&
+                !memcmp(gb_tensor_shape(x) + 1, gb_tensor_shape(tr->invokes[0]) + 1,
+                        sizeof(int64_t) * (size_t)(gb_tensor_ndim(x) - 1));
+        ids_like &= gb_tensor_ndim(x) == 2 && (gb_tensor_dtype(x) == GB_DTYPE_I64 || gb_tensor_dtype(x) == GB_DTYPE_I32);
+    }
+    if (same) { /* stack as they are: no padding needed */
+        tr->run_input = gb_cat((int)arrlen(tr->invokes), tr->invokes, 0);
+        tr->batch = B;
+        return tr->run_input ? GB_OK : gb_last_status();
+    }
+    if (!ids_like)
+        return gb__fail(GB_ERR_SHAPE, "trace_run: invokes of different shapes can be batched only as token ids "
+                                      "[batch, seq_len] (left-padded); these differ beyond the batch dimension");
+    gb_tensor *ids = gb_full(2, (int64_t[]){B, T}, 0, GB_DTYPE_I64), *mask = gb_zeros(2, (int64_t[]){B, T}, GB_DTYPE_I64);
+    if (!ids || !mask) {
+        gb_tensor_free(ids), gb_tensor_free(mask);
+        return gb_last_status();
+    }
+    int64_t *pid = gb_tensor_data(ids), *pm = gb_tensor_data(mask); /* [B, T] */
+    bool padded = false;
+    for (ptrdiff_t i = 0, row = 0; i < arrlen(tr->invokes); i++) {
+        gb_tensor *x = gb_to_dtype(tr->invokes[i], GB_DTYPE_I64), *c = x ? gb_contiguous(x) : NULL;
+        gb_tensor_free(x);
+        if (!c) {
+            gb_tensor_free(ids), gb_tensor_free(mask);
+            return gb_last_status();
+        }
+        int64_t b = gb_tensor_dim(c, 0), t = gb_tensor_dim(c, 1);
+        const int64_t *px = gb_tensor_data(c); /* [b, t] */
+        for (int64_t r = 0; r < b; r++, row++)
+            for (int64_t j = 0; j < T; j++) {
+                bool real = j >= T - t;
+                pid[row * T + j] = real ? px[r * t + j - (T - t)] : tr->pad_id;
+                pm[row * T + j] = real;
+            }
+        padded |= t < T;
+        gb_tensor_free(c);
+    }
+    tr->run_input = ids;
+    tr->run_mask = padded ? mask : NULL;
+    if (!padded) gb_tensor_free(mask);
+    tr->batch = B;
+    return GB_OK;
+}
+
+/* Invoke i's rows of a batch value: a view, or t itself when t is not
+ * batched (its first dimension is not the batch's). */
+static gb_tensor *gb__invoke_view(const gb_trace *tr, int i, gb_tensor *t) {
+    if (i < 0 || !t || gb_tensor_ndim(t) == 0 || gb_tensor_dim(t, 0) != tr->batch) return gb_tensor_ref(t);
+    int64_t start, n;
+    gb__invoke_rows(tr, i, &start, &n);
+    return gb_narrow(t, 0, start, n);
+}
+
+/* live with invoke i's rows replaced by value (broadcast to them): a new
+ * tensor, so that values read before the set keep what they read. */
+static gb_tensor *gb__invoke_replace(const gb_trace *tr, int i, gb_tensor *live, gb_tensor *value) {
+    if (i < 0 || gb_tensor_ndim(live) == 0 || gb_tensor_dim(live, 0) != tr->batch) return gb_tensor_ref(value);
+    int64_t start, n;
+    gb__invoke_rows(tr, i, &start, &n);
+    gb_index_expr rows = {1, {{.kind = GB_INDEX_KIND_SLICE, .start = start, .stop = start + n, .step = 1,
+                               .has_start = true, .has_stop = true}}};
+    gb_tensor *copy = gb_clone(live);
+    if (copy && gb_index_put_expr_(copy, &rows, value) != GB_OK) {
+        gb_tensor_free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
 /* ---- running nodes ------------------------------------------------------ */
 
 static gb_tensor *gb__tensor_of(gb_val *v) { return v->value.n > 0 ? v->value.v[0] : NULL; }
@@ -605,10 +743,13 @@ static gb_status gb__set_target(gb_val *set, gb_val *target, gb_tensor *value) {
             gb__fail(GB_ERR_INDEX, "set: %s has %d elements, no element %d", gb_val_text(g), g->point->live->n, elem);
             return gb__node_fail(set, GB_ERR_INDEX);
         }
-        gb_values_set(g->point->live, elem, gb_tensor_ref(value));
+        gb_tensor *whole = gb__invoke_replace(set->tr, g->invoke, g->point->live->v[elem], value);
+        if (!whole) return gb__node_fail(set, gb_last_status());
+        gb_values_set(g->point->live, elem, whole);
         /* Getters of the same point defined after this set read the new value. */
         for (gb_val *o = g->point->getters; o; o = o->next_getter) {
-            if (o->id > set->id && o->value.n > elem) gb_values_set(&o->value, elem, gb_tensor_ref(value));
+            if (o->id > set->id && o->value.n > elem)
+                gb_values_set(&o->value, elem, gb__invoke_view(set->tr, o->invoke, whole));
         }
     } else {
         gb__fail(GB_ERR_ARG, "set: %s is not a module input, output, tuple element or gradient; use gb_set_index "
@@ -621,9 +762,25 @@ static gb_status gb__set_target(gb_val *set, gb_val *target, gb_tensor *value) {
 
 static gb_status gb__trace_grad_hook(gb_tensor *t, gb_tensor **grad, void *ctx);
 
+static bool gb__is_event_fed(gb_trace_op op) {
+    return op == GB_TRACE_OP_OUTPUT || op == GB_TRACE_OP_INPUT || op == GB_TRACE_OP_POINT || op == GB_TRACE_OP_CONST ||
+           op == GB_TRACE_OP_SKIP;
+}
+
+/* The invoke whose rows v reads (through index nodes), or -1. */
+static int gb__invoke_of(const gb_val *v) {
+    while (v->op == GB_TRACE_OP_INDEX) v = v->arg[0];
+    return gb__is_event_fed(v->op) ? v->invoke : -1;
+}
+
 /* Arm a gradient getter: one autograd hook per tensor serves all of them. */
 static gb_status gb__arm_grad(gb_val *v) {
     gb_trace *tr = v->tr;
+    if (gb__invoke_of(v->arg[0]) >= 0) {
+        gb__fail(GB_ERR_UNSUPPORTED, "grad: gradients of an invoke's values are not supported yet (%s); trace that "
+                                     "input alone", gb_val_text(v->arg[0]));
+        return gb__node_fail(v, GB_ERR_UNSUPPORTED);
+    }
     gb_tensor *t = gb__tensor_of(v->arg[0]);
     if (!t) {
         gb__fail(GB_ERR_ARG, "grad: %s is not a tensor", gb_val_text(v->arg[0]));
@@ -754,6 +911,11 @@ static gb_status gb__exec(gb_val *v) {
         gb__done(v);
         return GB_OK;
     case GB_TRACE_OP_REQUIRES_GRAD:
+        if (gb__invoke_of(a) >= 0) {
+            gb__fail(GB_ERR_UNSUPPORTED, "requires_grad: gradients of an invoke's values are not supported yet (%s); "
+                                         "trace that input alone", gb_val_text(a));
+            return gb__node_fail(v, GB_ERR_UNSUPPORTED);
+        }
         if (!tr->scanning && gb_requires_grad_(x, true) != GB_OK) return gb__node_fail(v, gb_last_status());
         gb__done(v);
         return GB_OK;
@@ -782,10 +944,6 @@ static gb_status gb__exec(gb_val *v) {
     }
 }
 
-static bool gb__is_event_fed(gb_trace_op op) {
-    return op == GB_TRACE_OP_OUTPUT || op == GB_TRACE_OP_INPUT || op == GB_TRACE_OP_POINT || op == GB_TRACE_OP_CONST ||
-           op == GB_TRACE_OP_SKIP;
-}
 
 /* ---- the pump ----------------------------------------------------------- */
 
@@ -895,7 +1053,7 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
         gb_values_clear(&v->value);
         v->is_tuple = v->op == GB_TRACE_OP_OUTPUT && gb_module_returns_tuple(ev->module);
         int n = v->op == GB_TRACE_OP_INPUT ? (ev->values->n > 0) : ev->values->n;
-        for (int j = 0; j < n; j++) gb_values_push(&v->value, gb_tensor_ref(ev->values->v[j]));
+        for (int j = 0; j < n; j++) gb_values_push(&v->value, gb__invoke_view(tr, v->invoke, ev->values->v[j]));
         gb__done(v);
         gb__finished(v);
     }
@@ -1057,8 +1215,8 @@ static gb_tensor *gb__next_positions(gb_tensor *x) {
  * holding the past, so module call k is generation step k (nnsight's
  * .next()). Stops after max_new tokens, or when a stop ends a pass. */
 static gb_status gb__generate(gb_trace *tr, gb_run *run, gb_values *out) {
-    gb_tensor *seq = gb_to_dtype(tr->input, GB_DTYPE_I64);
-    gb_tensor *mask = tr->mask ? gb_tensor_ref(tr->mask) : NULL;
+    gb_tensor *seq = gb_to_dtype(tr->run_input, GB_DTYPE_I64);
+    gb_tensor *mask = tr->run_mask ? gb_tensor_ref(tr->run_mask) : NULL;
     gb_tensor *pos = tr->pos ? gb_tensor_ref(tr->pos) : mask ? gb__positions_from_mask(mask) : NULL;
     gb_status st = seq && (!mask || pos) ? GB_OK : gb_last_status();
     for (int k = 0; st == GB_OK && k < tr->max_new; k++) {
@@ -1123,15 +1281,16 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
     gb_hooks *hooks = gb_hooks_new(tr->model);
     gb_run *run = gb_run_new();
     gb_tensor *input = NULL;
-    gb_status st = hooks && run ? gb__bind(tr, hooks) : GB_ERR_ALLOC;
+    gb_status st = hooks && run ? gb__batch_inputs(tr) : GB_ERR_ALLOC;
+    if (st == GB_OK) st = gb__bind(tr, hooks);
     if (st == GB_OK) {
         if (scanning) gb__meta_push();
-        input = scanning ? gb_empty(gb_tensor_ndim(tr->input), gb_tensor_shape(tr->input), gb_tensor_dtype(tr->input))
-                         : gb_tensor_ref(tr->input);
+        gb_tensor *in0 = tr->run_input;
+        input = scanning ? gb_empty(gb_tensor_ndim(in0), gb_tensor_shape(in0), gb_tensor_dtype(in0)) : gb_tensor_ref(in0);
         gb_hooks_attach(hooks, run);
         bool generating = tr->max_new > 0 && !scanning;
-        gb_tensor *pos = generating && tr->mask && !tr->pos ? gb__positions_from_mask(tr->mask) : NULL;
-        gb_run_set_attention_mask(run, tr->mask);
+        gb_tensor *pos = generating && tr->run_mask && !tr->pos ? gb__positions_from_mask(tr->run_mask) : NULL;
+        gb_run_set_attention_mask(run, tr->run_mask);
         gb_run_set_position_ids(run, pos ? pos : tr->pos);
         gb_tensor_free(pos);
         gb_run_use_cache(run, generating);

@@ -48,7 +48,8 @@ typedef struct gb_val gb_val;
 
 /* ---- the trace ---------------------------------------------------------- */
 
-/* A trace of model on one input (for language models: ids [B, T], i64). */
+/* A trace of model on one input (for language models: ids [B, T], i64), or
+ * on the invokes added to it when input is NULL. */
 gb_trace *gb_trace_new(gb_module *model, gb_tensor *input);
 void gb_trace_free(gb_trace *tr);
 /* Run the model once with every intervention. GB_OK, or the first error.
@@ -78,6 +79,21 @@ void gb_trace_set_position_ids(gb_trace *tr, gb_tensor *pos);
 void gb_trace_set_log(gb_trace *tr, FILE *f);
 /* The intervention graph as text, one node per line. Caller frees. */
 char *gb_trace_graph(const gb_trace *tr);
+
+/* ---- invokes: several inputs in one batch -------------------------------- */
+
+/* nnsight's tracer.invoke: on a trace made with gb_trace_new(model, NULL),
+ * each invoke adds its ids ([b, t]) as rows of one batch, and getters
+ * defined until gb_invoke_end see only those rows (a view: setting a whole
+ * value replaces those rows; gb_set_index edits them in place). Values of
+ * one invoke may be used in another. Shorter invokes are left-padded (pad
+ * id 0 unless gb_trace_set_pad_id) under an attention mask, as a tokenizer
+ * pads for a language model; positions stay 0..T-1 as in a Hugging Face
+ * forward without position_ids (so padded GPT-2 rows see shifted
+ * positions, as in nnsight; gb_trace_generate counts them from the mask). */
+#define gb_invoke(tr, ids) gb_invoke_at((tr), (ids), __FILE__, __LINE__)
+void gb_invoke_end(gb_trace *tr);
+void gb_trace_set_pad_id(gb_trace *tr, int64_t id);
 
 /* ---- getters ------------------------------------------------------------ */
 
@@ -241,5 +257,6 @@ gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *fi
 gb_val *gb_requires_grad_at(gb_val *v, const char *file, int line);
 gb_val *gb_val_backward_at(gb_val *v, const char *file, int line);
 gb_val *gb_if_at(gb_trace *tr, gb_val *cond, const char *file, int line);
+gb_status gb_invoke_at(gb_trace *tr, gb_tensor *ids, const char *file, int line);
 
 #endif

@@ -1,0 +1,170 @@
+/* Invokes: several inputs batched in one forward pass, each with its own
+ * interventions (nnsight's tracer.invoke). Numbers on the walkthrough's tiny
+ * network come from PyTorch (tests/oracle/trace.py: each experiment run on
+ * its own with forward hooks), so an invoke must give exactly what its
+ * input gives alone; on the real stories260k Llama, the expected ids are
+ * the greedy continuation in ../shared/README.md. */
+#include <stdlib.h>
+
+#include "gbtest.h"
+
+static void expect_close(gb_val *v, gbt_oracle *o, const char *key) {
+    gb_tensor *got = gb_value(v), *want = gbt_get(o, key);
+    ck_assert_msg(got != NULL, "%s: %s", key, gb_last_error());
+    gbt_assert_close(got, want, 1e-5, 1e-6, key);
+    gb_tensor_free(want);
+}
+
+START_TEST(test_invokes_edit_only_their_rows) {
+    gbt_oracle *o = gbt_oracle_load("trace");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input");
+    gb_trace *tr = gb_trace_new(net, NULL);
+
+    gbt_ok_status(gb_invoke(tr, x)); /* layer1.output = layer1.output * 2 */
+    gb_set(gb_output(tr, "layer1"), gb_val_mul(gb_output(tr, "layer1"), gb_scalar(tr, 2)));
+    gb_val *doubled = gb_save(gb_output(tr, "layer2"));
+    gb_invoke_end(tr);
+
+    gbt_ok_status(gb_invoke(tr, x)); /* layer1.output[:, 0:3] = -1 */
+    gb_set_index(gb_output(tr, "layer1"), "[:, 0:3]", gb_scalar(tr, -1));
+    gb_val *edited_l1 = gb_save(gb_output(tr, "layer1"));
+    gb_val *edited = gb_save(gb_output(tr, "layer2"));
+    gb_invoke_end(tr);
+
+    gbt_ok_status(gb_invoke(tr, x)); /* untouched */
+    gb_val *plain_l1 = gb_save(gb_output(tr, "layer1"));
+    gb_val *plain = gb_save(gb_output(tr, "layer2"));
+    gb_invoke_end(tr);
+
+    gbt_ok_status(gb_trace_run(tr));
+    expect_close(doubled, o, "set.out");
+    expect_close(edited_l1, o, "set_index.l1");
+    expect_close(edited, o, "set_index.out");
+    expect_close(plain_l1, o, "l1");
+    expect_close(plain, o, "out");
+    ck_assert_int_eq(gb_tensor_dim(gb_value(plain), 0), 1); /* its own row only */
+    gb_trace_free(tr);
+    gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* The walkthrough's transfer: a value of one invoke replaces a value of
+ * another, which then computes what the first input computes. */
+START_TEST(test_values_cross_invokes) {
+    gbt_oracle *o = gbt_oracle_load("trace");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input"), *zeros = gb_zeros(2, (int64_t[]){1, 5}, GB_DTYPE_F32);
+    gb_trace *tr = gb_trace_new(net, NULL);
+    gbt_ok_status(gb_invoke(tr, x));
+    gb_val *h = gb_output(tr, "layer1");
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_invoke(tr, zeros));
+    gb_set(gb_output(tr, "layer1"), h);
+    gb_val *out = gb_save(gb_output(tr, "layer2"));
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_trace_run(tr));
+    expect_close(out, o, "out");
+    gb_trace_free(tr);
+    gb_tensor_free(zeros), gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* ../shared/README.md: greedy decoding from BOS. */
+static const int64_t greedy[8] = {1, 403, 407, 261, 378, 432, 383, 286};
+
+START_TEST(test_invokes_of_different_lengths) {
+    char *dir = gbt_shared_path("models/stories260k", "test_invokes_of_different_lengths");
+    if (!dir) return;
+    gb_model *m = gb_model_open(dir, NULL);
+    gbt_ok(m);
+    gb_tensor *a = gb_from_data(greedy, 2, (int64_t[]){1, 3}, GB_DTYPE_I64);
+    gb_tensor *b = gb_from_data(greedy, 2, (int64_t[]){1, 2}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), NULL);
+    gbt_ok_status(gb_invoke(tr, a));
+    gb_val *next_a = gb_save(gb_val_argmax(gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"), -1, false));
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_invoke(tr, b)); /* left-padded to 3 under the mask */
+    gb_val *next_b = gb_save(gb_val_argmax(gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"), -1, false));
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_trace_run(tr));
+    double got;
+    gbt_ok_status(gb_item(gb_value(next_a), &got));
+    ck_assert_int_eq((int64_t)got, greedy[3]);
+    gbt_ok_status(gb_item(gb_value(next_b), &got));
+    ck_assert_int_eq((int64_t)got, greedy[2]);
+    gb_trace_free(tr);
+
+    /* Generation continues each invoke's row on its own. */
+    tr = gb_trace_new(gb_model_module(m), NULL);
+    gbt_ok_status(gb_invoke(tr, b));
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_invoke(tr, a));
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_trace_generate(tr, 3));
+    gb_tensor *ids = gb_trace_generated(tr);
+    ck_assert(gb_tensor_dim(ids, 0) == 2 && gb_tensor_dim(ids, 1) == 6);
+    const int64_t *p = gb_tensor_data(ids); /* [2, 6]: row 0 is b left-padded by one */
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(p[3 + k], greedy[2 + k]);
+        ck_assert_int_eq(p[6 + 3 + k], greedy[3 + k]);
+    }
+    gb_trace_free(tr);
+    gb_tensor_free(a), gb_tensor_free(b);
+    gb_model_free(m);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_invoke_errors) {
+    gbt_oracle *o = gbt_oracle_load("trace");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input");
+
+    gb_trace *tr = gb_trace_new(net, x);
+    gbt_fails_with(gb_invoke(tr, x) != GB_OK, GB_ERR_ARG, "this trace was made with an input");
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_ARG, "test_invoke.c:");
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(net, NULL);
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_ARG, "no input: give one to gb_trace_new, or add invokes");
+    gbt_fails_with(gb_invoke(tr, NULL) != GB_OK, GB_ERR_SHAPE, "invoke: an input needs a batch dimension");
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(net, NULL);
+    gbt_ok_status(gb_invoke(tr, x));
+    gb_val *g = gb_save(gb_grad(gb_output(tr, "layer1")));
+    gb_val_backward(gb_val_sum_all(gb_output(tr, "layer2")));
+    gb_invoke_end(tr);
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_UNSUPPORTED, "gradients of an invoke's values are not supported");
+    (void)g;
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(net, NULL);
+    gbt_ok_status(gb_invoke(tr, x));
+    gb_invoke_end(tr);
+    gb_trace_set_attention_mask(tr, x);
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_ARG, "invokes make the attention mask themselves");
+    gb_trace_free(tr);
+
+    gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+Suite *gb_suite_invoke(void) {
+    Suite *s = suite_create("invoke");
+    TCase *tc = tcase_create("invoke");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_invokes_edit_only_their_rows);
+    tcase_add_test(tc, test_values_cross_invokes);
+    tcase_add_test(tc, test_invokes_of_different_lengths);
+    tcase_add_test(tc, test_invoke_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
