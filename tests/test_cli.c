@@ -164,12 +164,27 @@ START_TEST(test_trace_statements) {
     gb_tensor_free(top);
     gb_safetensors_free(st);
 
+    /* Two prompts are invokes, each with the statements after it: the
+     * greedy next tokens of [1, 403, 407] and of [1, 403] (left-padded), and
+     * an ablation that zeroes only the first prompt's logits. */
+    snprintf(args, sizeof args,
+             "trace %s --ids 1,403,407 -e 'a = lm_head.output[0, -1].argmax(-1).save()' "
+             "--ids 1,403 -e 'b = lm_head.output[0, -1].argmax(-1).save()'", dir);
+    cli_prints(args, "a = tensor(261)\nb = tensor(407)\n");
+    snprintf(args, sizeof args,
+             "trace %s --ids 1,403 -e 'model.layers[-1].output[0][:] = 0' -e 'x = lm_head.output.sum().save()' "
+             "--ids 1,403 -e 'y = lm_head.output.sum().save()'", dir);
+    cli_result r = cli(args);
+    ck_assert_msg(!strncmp(r.out, "x = tensor(0.)\ny = tensor(", strlen("x = tensor(0.)\ny = tensor(")), "%s", r.out);
+    ck_assert_msg(strstr(r.out, "y = tensor(0.)") == NULL, "%s", r.out); /* the second prompt is untouched */
+    cli_free(&r);
+
     /* Generation, one edit at step 2: step k chooses token k + 1, and a logit
      * of 1e9 wins; step 1 chose 407, as in the greedy run. */
     snprintf(args, sizeof args,
              "trace %s --ids 1 -n 4 -e 'lm_head.next().next().output[0, -1, 42] = 1e9' "
              "-e 'lm_head.next().output[0, -1].argmax(-1).save()'", dir);
-    cli_result r = cli(args);
+    r = cli(args);
     ck_assert_msg(r.status == 0, "trace -n failed: %s", r.err);
     /* The token after the edit is the model's own business: only its place is checked. */
     const char *want = "lm_head.next().output[0, -1].argmax(-1).save() = tensor(407)\n"

@@ -12,8 +12,8 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
     X(info, gb_cli_info, "MODEL: print the module tree, parameter count and config") \
     X(run, gb_cli_run, "MODEL (--ids 1,2,3 | -p TEXT) --out F.safetensors [--hidden]: one forward pass") \
     X(generate, gb_cli_generate, "MODEL [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out]: greedy decoding") \
-    X(trace, gb_cli_trace, "MODEL (--ids 1,2,3 | -p TEXT) -e STATEMENT... [-n N] [--scan] [--graph] [--out F.safetensors]: " \
-                           "interventions in nnsight's syntax") \
+    X(trace, gb_cli_trace, "MODEL (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
+                           "[-n N] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
     X(tokenize, gb_cli_tokenize, "MODEL TEXT: print the token ids of TEXT") \
     X(detokenize, gb_cli_detokenize, "MODEL 1,2,3: print the text of token ids")
 

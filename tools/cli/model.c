@@ -125,12 +125,26 @@ typedef struct {
     long max_new;
     const char **stmts; /* trace: -e STATEMENT, in order */
     int nstmts;
+    /* trace: each prompt (--ids or -p) and the index of the first statement
+     * after it; several prompts are invokes, each with the statements that
+     * follow it. */
+    struct {
+        const char *ids, *text;
+        int first;
+    } *prompts;
+    int nprompts;
 } opts;
 
 static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has_next = i + 1 < argc;
+        if ((!strcmp(a, "--ids") || !strcmp(a, "-p")) && has_next && o->prompts) {
+            bool ids = a[1] == '-';
+            o->prompts[o->nprompts].ids = ids ? argv[i + 1] : NULL;
+            o->prompts[o->nprompts].text = ids ? NULL : argv[i + 1];
+            o->prompts[o->nprompts++].first = o->nstmts;
+        }
         if (!strcmp(a, "--ids") && has_next) o->ids = argv[++i];
         else if (!strcmp(a, "-p") && has_next) o->text = argv[++i];
         else if (!strcmp(a, "--out") && has_next) o->out = argv[++i];
@@ -282,25 +296,45 @@ static char *bound_name(const char *stmt) {
 
 /* Interventions written as nnsight statements, run with one forward pass
  * (or, with -n N, greedy generation of N tokens); saved values are printed
- * (or written with --out). */
+ * (or written with --out). Several prompts are batched as invokes, each
+ * prompt's statements applying to its rows. */
 int gb_cli_trace(int argc, char **argv) {
-    opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *))};
+    opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts)};
     int rc = parse_opts("trace", argc, argv, &o);
+    if (!rc && !o.nprompts) rc = fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
     gb_model *m = rc ? NULL : open_model(o.model);
     if (!rc && !m) rc = fail("trace", gb_last_error());
-    int64_t n = 0, *ids = rc ? NULL : prompt_ids("trace", m, o.ids, o.text, false, &n);
-    if (!rc && !ids) rc = 1;
-    gb_tensor *input = ids ? gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64) : NULL;
-    gb_trace *tr = input ? gb_trace_new(gb_model_module(m), input) : NULL;
+    gb_tensor **inputs = calloc((size_t)o.nprompts + 1, sizeof *inputs);
+    for (int i = 0; !rc && i < o.nprompts; i++) {
+        int64_t n = 0, *ids = prompt_ids("trace", m, o.prompts[i].ids, o.prompts[i].text, false, &n);
+        if (!ids) rc = 1;
+        else inputs[i] = gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64);
+        free(ids);
+    }
+    bool batched = o.nprompts > 1;
+    gb_trace *tr = rc ? NULL : gb_trace_new(gb_model_module(m), batched ? NULL : inputs[0]);
     gb_val **vals = calloc((size_t)o.nstmts + 1, sizeof *vals);
     gb_status st = GB_OK;
-    for (int i = 0; tr && st == GB_OK && i < o.nstmts; i++) st = gb_trace_statement(tr, o.stmts[i], "-e", i + 1, &vals[i]);
+    for (int i = 0, p = 0; tr && st == GB_OK && i < o.nstmts; i++) {
+        while (batched && p < o.nprompts && o.prompts[p].first == i) {
+            gb_invoke_end(tr);
+            st = gb_invoke(tr, inputs[p++]);
+        }
+        if (st == GB_OK) st = gb_trace_statement(tr, o.stmts[i], "-e", i + 1, &vals[i]);
+    }
+    if (tr) gb_invoke_end(tr);
+    for (int p = 0; tr && batched && st == GB_OK && p < o.nprompts; p++) /* prompts after the last statement */
+        if (o.prompts[p].first == o.nstmts) {
+            st = gb_invoke(tr, inputs[p]);
+            gb_invoke_end(tr);
+        }
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
         printf("%s", g);
         free(g);
     }
-    if (tr && st == GB_OK) st = o.scan ? gb_trace_scan(tr) : o.max_new > 0 ? gb_trace_generate(tr, (int)o.max_new) : gb_trace_run(tr);
+    if (tr && st == GB_OK)
+        st = o.scan ? gb_trace_scan(tr) : o.max_new > 0 ? gb_trace_generate(tr, (int)o.max_new) : gb_trace_run(tr);
     if (tr && st != GB_OK) rc = fail("trace", gb_last_error());
 
     /* Each statement's saved value, under its name or its text. */
@@ -342,9 +376,10 @@ int gb_cli_trace(int argc, char **argv) {
     if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = fail("trace", gb_last_error());
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
-    free(names), free(ts), free(vals), free(o.stmts), free(ids);
+    free(names), free(ts), free(vals), free(o.stmts), free(o.prompts);
     gb_trace_free(tr);
-    gb_tensor_free(input);
+    for (int i = 0; i < o.nprompts; i++) gb_tensor_free(inputs[i]);
+    free(inputs);
     gb_model_free(m);
     return rc;
 }
