@@ -128,6 +128,7 @@ struct gb_trace {
     } *names;             /* stb_ds string map: names bound by statements */
     gb_status def_status; /* first definition error */
     char *def_error;
+    gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
     int max_new;          /* gb_trace_generate: tokens to add */
     gb_tensor *generated; /* its result, [B, T + max_new] i64 */
     gb_status run_status; /* first error during a run */
@@ -1262,26 +1263,50 @@ static gb_status gb__generate(gb_trace *tr, gb_run *run, gb_values *out) {
     return st;
 }
 
+/* Make t's graph ready for a run: definition errors reported, nodes reset,
+ * users linked, every node that needs no event queued. */
+static gb_status gb__prepare(gb_trace *t, bool scanning) {
+    if (t->def_status != GB_OK) return gb__fail(t->def_status, "%s", t->def_error);
+    if (gb__link_users(t) != GB_OK) return GB_ERR_ALLOC;
+    arrsetlen(t->ready, 0);
+    for (ptrdiff_t i = 0; i < arrlen(t->nodes); i++) {
+        gb__reset_node(t->nodes[i]);
+        if (!gb__is_event_fed(t->nodes[i]->op)) gb__ready_push(t, t->nodes[i]);
+    }
+    gb__disarm(t);
+    t->scanning = scanning;
+    t->stop = false;
+    t->run_status = GB_OK;
+    return GB_OK;
+}
+
+/* After a run: a getter read before its condition was known, which then
+ * was false, was never produced. */
+static void gb__finish(gb_trace *t) {
+    for (ptrdiff_t i = 0; i < arrlen(t->nodes); i++) {
+        gb_val *v = t->nodes[i];
+        if (v->state == GB__STATE_DONE && gb__cond_state(v) != GB__STATE_DONE) {
+            v->state = GB__STATE_SKIPPED;
+            gb_values_clear(&v->value);
+        }
+    }
+    t->scanning = false;
+}
+
 static gb_status gb__run(gb_trace *tr, bool scanning) {
-    if (tr->def_status != GB_OK) {
-        gb__fail(tr->def_status, "%s", tr->def_error);
-        return tr->def_status;
+    gb_trace *ed = tr->edits;
+    gb_status st = gb__prepare(tr, scanning);
+    if (st == GB_OK && ed) {
+        st = gb__prepare(ed, scanning);
+        ed->batch = 0; /* an editor's getters see the whole batch */
     }
-    if (gb__link_users(tr) != GB_OK) return GB_ERR_ALLOC;
-    arrsetlen(tr->ready, 0);
-    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
-        gb__reset_node(tr->nodes[i]);
-        if (!gb__is_event_fed(tr->nodes[i]->op)) gb__ready_push(tr, tr->nodes[i]);
-    }
-    gb__disarm(tr);
-    tr->scanning = scanning;
-    tr->stop = false;
-    tr->run_status = GB_OK;
+    if (st != GB_OK) return st;
 
     gb_hooks *hooks = gb_hooks_new(tr->model);
     gb_run *run = gb_run_new();
     gb_tensor *input = NULL;
-    gb_status st = hooks && run ? gb__batch_inputs(tr) : GB_ERR_ALLOC;
+    st = hooks && run ? gb__batch_inputs(tr) : GB_ERR_ALLOC;
+    if (st == GB_OK && ed) st = gb__bind(ed, hooks); /* first: edits are part of the model */
     if (st == GB_OK) st = gb__bind(tr, hooks);
     if (st == GB_OK) {
         if (scanning) gb__meta_push();
@@ -1295,28 +1320,31 @@ static gb_status gb__run(gb_trace *tr, bool scanning) {
         gb_tensor_free(pos);
         gb_run_use_cache(run, generating);
         gb_values in = {1, {input}}, out = {0};
-        st = gb__pump(tr); /* nodes that need no model value (constants, conditions on them) */
+        /* nodes that need no model value (constants, conditions on them) */
+        st = ed ? gb__pump(ed) : GB_OK;
+        if (st == GB_OK) st = gb__pump(tr);
         if (st == GB_OK) st = gb_module_call(tr->model, run, &in, &out);
         if (st == GB_OK && generating) st = gb__generate(tr, run, &out);
         gb_values_clear(&out);
         if (scanning) gb__meta_pop();
     }
     if (st == GB_STOPPED) st = GB_OK;
-    /* A getter read before its condition was known, which then was false,
-     * was never produced. */
-    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
-        gb_val *v = tr->nodes[i];
-        if (v->state == GB__STATE_DONE && gb__cond_state(v) != GB__STATE_DONE) {
-            v->state = GB__STATE_SKIPPED;
-            gb_values_clear(&v->value);
-        }
-    }
-    if (st != GB_OK && tr->run_status != GB_OK) gb__fail(tr->run_status, "%s", tr->run_error);
+    if (ed) gb__finish(ed);
+    gb__finish(tr);
+    if (st != GB_OK && ed && ed->run_status != GB_OK) gb__fail(ed->run_status, "edits: %s", ed->run_error);
+    else if (st != GB_OK && tr->run_status != GB_OK) gb__fail(tr->run_status, "%s", tr->run_error);
     gb_tensor_free(input);
     gb_run_free(run);
     gb_hooks_free(hooks);
-    tr->scanning = false;
     return st;
+}
+
+gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits) {
+    if (edits && (edits->input || arrlen(edits->invokes) || edits->model != tr->model || edits == tr || edits->edits))
+        return gb__fail(GB_ERR_ARG, "trace_use_edits: an editor is a trace of the same model made without an input, "
+                                    "with no invokes and no edits of its own");
+    tr->edits = edits;
+    return GB_OK;
 }
 
 gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) {

@@ -95,6 +95,17 @@ char *gb_trace_graph(const gb_trace *tr);
 void gb_invoke_end(gb_trace *tr);
 void gb_trace_set_pad_id(gb_trace *tr, int64_t id);
 
+/* ---- persistent edits ---------------------------------------------------- */
+
+/* nnsight's model.edit(): interventions kept apart and applied to later
+ * traces of the model. Make an editor with gb_trace_new(model, NULL), define
+ * interventions on it as on any trace (it is never run itself), and attach
+ * it to each trace that should see the edited model; its interventions run
+ * before the trace's own at every point, and its saved values hold what the
+ * last run gave them. Attaching NULL clears the edits (clear_edits()). The
+ * editor must outlive the traces that use it. */
+gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
+
 /* ---- getters ------------------------------------------------------------ */
 
 /* Output / first input of the module at path, on its first call. A module

@@ -44,6 +44,11 @@ def main():
     o.put("set_index.l1", run(net.layer1, x, [(net.layer1, edit, False)]))
     o.put("set_index.out", run(net, x, [(net.layer1, edit, False)]))
 
+    # An edit (layer1.output doubled) under the trace's own in-place edit:
+    # the edit's hook is registered first, as edits are part of the model.
+    o.put("edit_then_set.out", run(net, x, [(net.layer1, lambda m, i, out: out * 2, False),
+                                            (net.layer1, edit, False)]))
+
     # layer2.input = ones (a pre-hook replacing the input).
     ones = torch.ones(1, 10)
     o.put("input_set.out", run(net, x, [(net.layer2, lambda m, i: (ones,), True)]))
