@@ -187,6 +187,7 @@ START_TEST(test_statement_errors) {
     expect_fails(tr, "h.frobnicate()", GB_ERR_ARG, "unknown method (save, clone");
     expect_fails(tr, "h.sum(keepdim=1)", GB_ERR_ARG, "keepdim is True or False");
     expect_fails(tr, "h.mean()", GB_ERR_ARG, "this method needs a dim");
+    expect_fails(tr, "h.sum(0, True, 1)", GB_ERR_ARG, "too many arguments (dim, keepdim)");
     expect_fails(tr, "h[0, 1", GB_ERR_ARG, "unclosed '['");
     expect_fails(tr, "transformer.h[x].output", GB_ERR_ARG, "expected an integer index into a module list");
     expect_fails(tr, "h.save() h", GB_ERR_ARG, "unexpected 'h' at column 10");

@@ -9,7 +9,9 @@
  *   unary     := '-' unary | primary
  *   primary   := number | '(' expr ')' | call | chain
  *   call      := ('log' | 'print') '(' [string ','] expr ')'
- *   chain     := ['model' '.'] (module | name) step*
+ *   chain     := ['model' '.'] (module | name) step*   ('model' alone: the root;
+ *                on Llama, whose root has a child "model", model.layers is
+ *                that child's path and so is nnsight's model.model.layers)
  *   module    := ident ('.' ident | '[' int ']')*     a module path, h[-1] = h.-1
  *   step      := '.next()' | '.output' | '.input' | '.skip(' expr ')'   on a module
  *              | '[' index ']' | '.grad' | '.' method '(' args ')'   on a value
@@ -111,6 +113,7 @@ static int gb__dim_args(gb__parser *ps, int *dim, bool *keepdim) {
     int n = 0;
     while (!gb__accept(ps, ')')) {
         if (n && !gb__expect(ps, ',')) return -1;
+        if (n == 2) return gb__syntax(ps, "%s", "too many arguments (dim, keepdim)"), -1;
         size_t len = gb__ident_len(ps);
         bool is_keepdim = n == 1;
         if (len && ps->p[len + strspn(ps->p + len, " ")] == '=') {
