@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <stb/stb_ds.h>
 
@@ -198,61 +197,12 @@ static gb_status gb__check_versions(gb_tensor *t) {
 
 /* ---- gradient buffers --------------------------------------------------- */
 
-/* A large gradient (a weight's) is written all over within one backward and
- * then, with set-to-none zero_grad, freed and allocated again every step.
- * From malloc that memory is usually fresh pages each time (glibc returns a
- * freed top of heap to the OS), faulted in 4 KB at a time: about 2 ms per
- * 4 MB on this project's VM, so a quarter of a 4x1024 MLP's training step
- * (32 ms at one thread; 22 ms with this). Mapped on 2 MB boundaries with
- * MADV_HUGEPAGE, the same 4 MB faults in 2 MB pages in about 0.15 ms and
- * arrives zeroed. Without transparent huge pages the advice is ignored and
- * the pages are plain. Small gradients stay on malloc. */
-#define GB__HUGE_PAGE ((size_t)2 << 20)
-
-typedef struct gb__grad_map {
-    void *p;
-    size_t len;
-} gb__grad_map;
-
-static void gb__grad_unmap(void *ctx) {
-    gb__grad_map *m = ctx;
-    munmap(m->p, m->len);
-    free(m);
-}
-
-/* A zeroed f32 tensor of t's shape in its own 2 MB-aligned mapping, or NULL
- * when that fails (the caller falls back to malloc). */
-static gb_tensor *gb__grad_mapped(const gb_tensor *t, size_t nbytes) {
-    size_t len = (nbytes + 4095) & ~(size_t)4095, span = len + GB__HUGE_PAGE;
-    gb__grad_map *m = malloc(sizeof *m);
-    char *base = m ? mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
-    if (base == MAP_FAILED) {
-        free(m);
-        return NULL;
-    }
-    char *p = (char *)(((uintptr_t)base + GB__HUGE_PAGE - 1) & ~(uintptr_t)(GB__HUGE_PAGE - 1));
-    if (p > base) munmap(base, (size_t)(p - base));
-    if (base + span > p + len) munmap(p + len, (size_t)(base + span - (p + len)));
-    madvise(p, len, MADV_HUGEPAGE);
-    *m = (gb__grad_map){p, len};
-    gb_tensor *g = gb_from_blob(p, t->ndim, t->shape, GB_DTYPE_F32, gb__grad_unmap, m);
-    if (!g) gb__grad_unmap(m);
-    return g;
-}
-
-/* The accumulating gradient of t for this backward, made zero on first use.
- * A small one is zeroed by writing, not by calloc: calloc's fresh pages map
- * the shared zero page on the first read, so a backward accumulating into
- * them (read, then write) took two page faults per page instead of one. */
+/* The accumulating gradient of t for this backward, zero on first use. A
+ * large one (a weight's, written all over and, with set-to-none zero_grad,
+ * allocated again every step) comes in 2 MB pages from the storage
+ * allocator (tensor.c), which is what makes that cheap. */
 static gb_tensor *gb__grad_acc(gb_tensor *t) {
-    if (t->grad_acc) return t->grad_acc;
-    size_t nbytes = (size_t)gb_tensor_numel(t) * sizeof(float);
-    if (nbytes >= GB__HUGE_PAGE && !gb__meta_mode()) t->grad_acc = gb__grad_mapped(t, nbytes);
-    if (!t->grad_acc) {
-        t->grad_acc = gb_empty(t->ndim, t->shape, GB_DTYPE_F32);
-        void *d = t->grad_acc ? gb_tensor_data(t->grad_acc) : NULL;
-        if (d) memset(d, 0, nbytes);
-    }
+    if (!t->grad_acc) t->grad_acc = gb_zeros(t->ndim, t->shape, GB_DTYPE_F32);
     return t->grad_acc;
 }
 

@@ -15,7 +15,7 @@ typedef struct gb_storage {
     int refcount;
     uint32_t version;           /* bumped by every in-place write: autograd
                                    compares it with the value seen at record time */
-    void (*release)(void *ctx); /* foreign memory (gb_from_blob, mmap) */
+    void (*release)(void *ctx); /* memory not from malloc: gb_from_blob, safetensors mmap, large storages */
     void *release_ctx;
     bool owned;                 /* data was malloc'd by glassbox */
 } gb_storage;

@@ -1,5 +1,6 @@
 /* Tensor core: storage, views, copies, dtypes, errors. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,71 @@ START_TEST(test_rng_repeats) {
 }
 END_TEST
 
+/* Storages of 2 MB or more are 2 MB-aligned mappings, kept for reuse after
+ * release: a zeros tensor is zero even in memory a freed tensor dirtied, views
+ * and borrowed (from_blob) tensors of it read and write the same memory, and
+ * releasing them all gives the memory back. */
+static bool all_equal(const float *p, int64_t n, float v) {
+    for (int64_t i = 0; i < n; i++)
+        if (p[i] != v) return false;
+    return true;
+}
+
+static long vm_size_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %ld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb;
+}
+
+START_TEST(test_large_storage) {
+    const int64_t shape[2] = {3, 262145}; /* 3 MB + 12 bytes: not a whole number of pages */
+    const int64_t n = shape[0] * shape[1];
+    for (int round = 0; round < 2; round++) { /* the second round reuses the first's dirtied mapping */
+        gb_tensor *z = gb_zeros(2, shape, GB_DTYPE_F32);
+        gbt_ok(z);
+        float *p = gb_tensor_f32(z);
+        ck_assert_uint_eq((uintptr_t)p % (2u << 20), 0); /* mapped, not the malloc fallback */
+        ck_assert(all_equal(p, n, 0.0f));
+        for (int64_t i = 0; i < n; i++) p[i] = 7.0f;
+
+        gb_tensor *row = gb_select(z, 0, 2);
+        gb_tensor *blob = gb_from_blob(p + n - 4, 1, (int64_t[]){4}, GB_DTYPE_F32, NULL, NULL); /* borrowed */
+        gbt_ok(row), gbt_ok(blob);
+        ck_assert(gb_tensor_shares_storage(row, z));
+        gb_tensor_free(z); /* the view keeps the mapping alive */
+        gb_tensor_f32(blob)[3] = -1.0f;
+        gb_tensor_free(blob); /* and a borrowed tensor leaves it alone */
+        ck_assert_float_eq(gb_tensor_f32(row)[shape[1] - 1], -1.0f);
+        ck_assert(all_equal(gb_tensor_f32(row), shape[1] - 1, 7.0f));
+        gb_tensor_free(row);
+    }
+    gb_tensor *e = gb_empty(2, shape, GB_DTYPE_F32);
+    gbt_ok(e);
+    gbt_ok_status(gb_fill_(e, 2.0f));
+    ck_assert(all_equal(gb_tensor_f32(e), n, 2.0f));
+    gb_tensor_free(e);
+
+    /* 32 tensors of distinct sizes, 8 MB each, and one of 512 MB (too large
+     * to keep): at most a few stay mapped for reuse, so the address space
+     * grows by far less than the 768 MB they would hold if released storages
+     * stayed mapped. */
+    long before = vm_size_kb();
+    if (before < 0) return; /* no /proc */
+    for (int i = 0; i <= 32; i++) {
+        gb_tensor *t = gb_zeros(1, (int64_t[]){i < 32 ? (2 << 20) + 1024 * i : 128 << 20}, GB_DTYPE_F32);
+        gbt_ok(t);
+        gb_tensor_f32(t)[1024 * i] = 1.0f;
+        gb_tensor_free(t);
+    }
+    long grown = vm_size_kb() - before;
+    ck_assert_msg(grown < 128 * 1024, "address space grew by %ld kB over 33 released tensors", grown);
+}
+END_TEST
+
 /* Every status kind has its page in docs/errors/ (tests run from the repo root). */
 START_TEST(test_every_status_has_a_doc_page) {
     for (int s = 0; s < GB_STATUS_COUNT; s++) {
@@ -166,6 +232,7 @@ Suite *gb_suite_tensor_core(void) {
     tcase_add_test(tc, test_errors_name_call_site);
     tcase_add_test(tc, test_rng_repeats);
     tcase_add_test(tc, test_every_status_has_a_doc_page);
+    tcase_add_test(tc, test_large_storage);
     suite_add_tcase(s, tc);
     return s;
 }
