@@ -17,31 +17,16 @@
  * threads, each element computed by one thread in a fixed order.
  *
  * The contiguous loops are `omp simd` (GCC's -O2 cost model vectorises
- * nothing without it) and every function they call is forced inline, so
+ * nothing without it), compiled for AVX-512, AVX2 and the baseline
+ * (GB__CLONES, simd.h), and every function they call is forced inline, so
  * they vectorise; exp, tanh, sigmoid, silu and the gelus come from
  * fastmath.h rather than libm for the same reason. */
 #include "elementwise_impl.h"
 #include "fastmath.h"
+#include "simd.h" /* GB__CLONES: AVX-512 / AVX2 / baseline versions of the contiguous loops */
 
 #include <math.h>
 #include <string.h>
-
-/* A loop vectorises only if every call in it is inlined; -O2 stops
- * inlining after a few callers. */
-#define GB__INLINE inline __attribute__((always_inline))
-
-/* The contiguous loops are compiled three times, for AVX-512
- * (x86-64-v4), AVX2 (v3) and the build's baseline, and the dynamic loader
- * picks the best the CPU runs (GCC's target_clones): the default build
- * targets x86-64-v2 (SSE4.2, 4 floats per instruction), where exp runs 3x
- * slower than with AVX-512. Results are the same bits on every path (no
- * FMA contraction under -std=c11). A -march=native build with AVX-512 needs
- * no clones. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__)
-#define GB__CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define GB__CLONES
-#endif
 
 /* Strides that walk a contiguous gradient of src's shape while iterating
  * out's shape (0 on broadcast dims). */

@@ -21,8 +21,8 @@
  * (undefined behaviour); rounding by the 1.5 * 2^23 trick, not floorf.
  * Results do not depend on the vector width or the instruction set: no FMA
  * contraction happens (-std=c11 implies -ffp-contract=off), so a vectorised
- * loop, each of elementwise.c's AVX2/AVX-512 clones and a scalar call give
- * the same bits. */
+ * loop, each AVX2/AVX-512 version of a GB__CLONES function (simd.h) and a
+ * scalar call give the same bits. */
 #ifndef GB_FASTMATH_H
 #define GB_FASTMATH_H
 

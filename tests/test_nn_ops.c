@@ -1,6 +1,7 @@
 /* softmax, log_softmax, layer_norm, rms_norm, embedding, cross_entropy, cat,
  * stack, tril, triu: values and gradients against PyTorch (tests/oracle/
- * nn_ops.py), finite-difference gradient checks, and every error path.
+ * nn_ops.py, and nn_ops_big.py for the threaded paths of softmax and the
+ * norms), finite-difference gradient checks, and every error path.
  *
  * Tolerance: rtol 1e-5 on values. atol 1e-6 absorbs values that are ~0 by
  * cancellation (a normalised element near the mean, a gradient row that sums
@@ -132,6 +133,16 @@ static const nn_case nn_cases[] = {
     {"log_softmax.large", r_log_softmax, {"x"}, -1, 0},
     {"log_softmax.masked", r_log_softmax, {"x"}, -1, 0},
     {"log_softmax.s0", r_log_softmax, {"x"}, 0, 0},
+    {"softmax.long", r_softmax, {"x"}, -1, 0},
+    {"softmax.long_large", r_softmax, {"x"}, -1, 0},
+    {"softmax.long_masked", r_softmax, {"x"}, -1, 0},
+    {"softmax.cols", r_softmax, {"x"}, 1, 0},
+    {"softmax.cols0", r_softmax, {"x"}, 0, 0},
+    {"log_softmax.long", r_log_softmax, {"x"}, -1, 0},
+    {"log_softmax.long_large", r_log_softmax, {"x"}, -1, 0},
+    {"log_softmax.long_masked", r_log_softmax, {"x"}, -1, 0},
+    {"log_softmax.cols", r_log_softmax, {"x"}, 1, 0},
+    {"log_softmax.cols0", r_log_softmax, {"x"}, 0, 0},
     {"layer_norm.wb", r_ln_wb, {"x", "w", "b"}, 0, 1e-5f},
     {"layer_norm.none", r_ln_none, {"x"}, 0, 1e-5f},
     {"layer_norm.w", r_ln_w, {"x", "w"}, 0, 1e-5f},
@@ -143,6 +154,15 @@ static const nn_case nn_cases[] = {
     {"rms_norm.none", r_rms_none, {"x"}, 0, 1e-6f},
     {"rms_norm.t", r_rms_t, {"xt", "w"}, 0, 1e-5f},
     {"rms_norm.eps", r_rms_w, {"x", "w"}, 0, 0.5f},
+    {"layer_norm.long_wb", r_ln_wb, {"x", "w", "b"}, 0, 1e-5f},
+    {"layer_norm.long_none", r_ln_none, {"x"}, 0, 1e-5f},
+    {"layer_norm.long_w", r_ln_w, {"x", "w"}, 0, 1e-5f},
+    {"layer_norm.long_b", r_ln_b, {"x", "b"}, 0, 1e-5f},
+    {"layer_norm.long_shift", r_ln_wb, {"x", "w", "b"}, 0, 1e-5f},
+    {"rms_norm.long_w", r_rms_w, {"x", "w"}, 0, 1e-6f},
+    {"rms_norm.long_none", r_rms_none, {"x"}, 0, 1e-6f},
+    {"layer_norm.blocks", r_ln_wb, {"x", "w", "b"}, 0, 1e-5f},
+    {"rms_norm.blocks", r_rms_w, {"x", "w"}, 0, 1e-6f},
     {"embedding.i64", r_embedding, {"w", "ids"}, 0, 0},
     {"embedding.i32", r_embedding, {"w", "ids"}, 0, 0},
     {"embedding.s0", r_embedding, {"w", "ids"}, 0, 0},
@@ -211,6 +231,67 @@ START_TEST(test_oracle_case) {
     }
     gb_tensor_free(y), gb_tensor_free(want);
     for (int i = 0; i < n; i++) gb_tensor_free(x[i]);
+}
+END_TEST
+
+/* ---- large inputs: the threaded loops ----------------------------------- */
+
+/* The cases of nn_ops_big.py: x [33, 1000], and the weight and bias. */
+static const struct {
+    const char *key;
+    int nparams;
+} BIG[] = {{"softmax", 0}, {"softmax0", 0}, {"layer_norm", 2}, {"rms_norm", 1}};
+#define NBIG ((int)(sizeof BIG / sizeof BIG[0]))
+
+/* With `threads` threads: out[0] = case c's y, out[1 + k] = the gradient of
+ * sum(y * r) for input k (x, then the parameters); new references. */
+static void big_run(int c, gb_tensor *const *in, gb_tensor *r, int threads, gb_tensor **out) {
+    gb_set_num_threads(threads);
+    gb_tensor *leaf[3] = {0};
+    for (int k = 0; k < 1 + BIG[c].nparams; k++) {
+        leaf[k] = gb_clone(in[k]);
+        gbt_ok_status(gb_requires_grad_(leaf[k], true));
+    }
+    gb_tensor *y = c == 0 ? gb_softmax(leaf[0], -1)
+                   : c == 1 ? gb_softmax(leaf[0], 0)
+                   : c == 2 ? gb_layer_norm(leaf[0], leaf[1], leaf[2], 1e-5f)
+                            : gb_rms_norm(leaf[0], leaf[1], 1e-6f);
+    gbt_ok(y);
+    gbt_ok_status(gb_backward(y, r, false));
+    out[0] = y;
+    for (int k = 0; k < 1 + BIG[c].nparams; k++) {
+        out[1 + k] = gb_tensor_ref(gb_tensor_grad(leaf[k]));
+        gb_tensor_free(leaf[k]);
+    }
+}
+
+/* Against PyTorch with 3 threads (uneven shares of the rows, and of the
+ * blocks of rows whose partial sums make the weight and bias gradients),
+ * and bitwise the same with 1 thread: each row, and each partial sum, is
+ * computed by one thread in a fixed order. */
+START_TEST(test_large_inputs) {
+    static const char *const names[] = {"y", "dx", "dw", "db"};
+    gbt_oracle *o = gbt_oracle_load("nn_ops_big");
+    gb_tensor *in[3] = {gbt_get(o, "x"), gbt_get(o, "w"), gbt_get(o, "b")}, *r = gbt_get(o, "r");
+    ck_assert_int_gt(gb_tensor_numel(in[0]), 32768);
+    int saved = gb_get_num_threads();
+    for (int c = 0; c < NBIG; c++) {
+        gb_tensor *got3[4] = {0}, *got1[4] = {0};
+        big_run(c, in, r, 3, got3);
+        big_run(c, in, r, 1, got1);
+        for (int k = 0; k < 2 + BIG[c].nparams; k++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s.%s", BIG[c].key, names[k]);
+            gb_tensor *want = gbt_get(o, what);
+            gbt_assert_close(got3[k], want, NN_RTOL, NN_ATOL, what);
+            gbt_assert_close(got3[k], got1[k], 0, 0, "3 threads vs 1");
+            gb_tensor_free(want), gb_tensor_free(got3[k]), gb_tensor_free(got1[k]);
+        }
+    }
+    gb_set_num_threads(saved);
+    for (int k = 0; k < 3; k++) gb_tensor_free(in[k]);
+    gb_tensor_free(r);
+    gbt_oracle_free(o);
 }
 END_TEST
 
@@ -409,6 +490,7 @@ Suite *gb_suite_nn_ops(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_unchecked_fixture(tc, oracle_setup, oracle_teardown);
     tcase_add_loop_test(tc, test_oracle_case, 0, NCASES);
+    tcase_add_test(tc, test_large_inputs);
     tcase_add_test(tc, test_gradcheck);
     tcase_add_test(tc, test_softmax_saves_output);
     tcase_add_test(tc, test_layer_norm_saves_input);

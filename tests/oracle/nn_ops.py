@@ -56,6 +56,20 @@ for name, fn in (("softmax", torch.softmax), ("log_softmax", torch.log_softmax))
     case(f"{name}.masked", lambda x: fn(x, -1), x=masked)
     case(f"{name}.s0", lambda x: fn(x, 0), x=torch.tensor(0.75))
 
+# Long enough for the vector loops and their tails: 301 = 18 * 16 + 13 = 37 * 8 + 5
+# (AVX-512 and AVX2 floats per vector); along another dim softmax.c takes up
+# to 128 rows side by side: 150 = 128 + 22, and 70.
+long_masked = R(5, 301) * 5
+long_masked[0, 100:] = float("-inf")  # a causal-mask row
+long_masked[1, :] = float("-inf")     # fully masked: NaN, as in torch
+long_masked[2, 7] = float("nan")      # one NaN makes the row NaN
+for name, fn in (("softmax", torch.softmax), ("log_softmax", torch.log_softmax)):
+    case(f"{name}.long", lambda x: fn(x, -1), x=R(3, 301) * 3)
+    case(f"{name}.long_large", lambda x: fn(x, -1), x=R(2, 301) * 50 + 1000)
+    case(f"{name}.long_masked", lambda x: fn(x, -1), x=long_masked)
+    case(f"{name}.cols", lambda x: fn(x, 1), x=R(3, 5, 150) * 3)
+    case(f"{name}.cols0", lambda x: fn(x, 0), x=R(37, 70) * 3)
+
 # ---- layer_norm / rms_norm ------------------------------------------------
 case("layer_norm.wb", lambda x, w, b: F.layer_norm(x, (8,), w, b, 1e-5), x=R(2, 3, 8), w=R(8), b=R(8))
 case("layer_norm.none", lambda x: F.layer_norm(x, (6,), None, None, 1e-5), x=R(4, 6))
@@ -71,6 +85,19 @@ case("rms_norm.w", lambda x, w: llama_rms_norm(x, w, 1e-6), x=R(2, 3, 8), w=R(8)
 case("rms_norm.none", lambda x: llama_rms_norm(x, None, 1e-6), x=R(4, 6))
 case("rms_norm.t", lambda xt, w: llama_rms_norm(xt.T, w, 1e-5), xt=R(8, 3), w=R(8))
 case("rms_norm.eps", lambda x, w: llama_rms_norm(x, w, 0.5), x=R(2, 5) * 0.1, w=R(5))
+# rows of 301 (see softmax.long), with and without each parameter
+N = 301
+case("layer_norm.long_wb", lambda x, w, b: F.layer_norm(x, (N,), w, b, 1e-5), x=R(3, N), w=R(N), b=R(N))
+case("layer_norm.long_none", lambda x: F.layer_norm(x, (N,), None, None, 1e-5), x=R(3, N))
+case("layer_norm.long_w", lambda x, w: F.layer_norm(x, (N,), w, None, 1e-5), x=R(3, N), w=R(N))
+case("layer_norm.long_b", lambda x, b: F.layer_norm(x, (N,), None, b, 1e-5), x=R(3, N), b=R(N))
+case("layer_norm.long_shift", lambda x, w, b: F.layer_norm(x, (N,), w, b, 1e-5), precise=True,
+     x=R(3, N) + 100, w=R(N), b=R(N))
+case("rms_norm.long_w", lambda x, w: llama_rms_norm(x, w, 1e-6), x=R(3, N), w=R(N))
+case("rms_norm.long_none", lambda x: llama_rms_norm(x, None, 1e-6), x=R(3, N))
+# 20 rows: the weight and bias gradients add partial sums of blocks of 8 rows (norm.c)
+case("layer_norm.blocks", lambda x, w, b: F.layer_norm(x, (40,), w, b, 1e-5), x=R(20, 40), w=R(40), b=R(40))
+case("rms_norm.blocks", lambda x, w: llama_rms_norm(x, w, 1e-6), x=R(20, 40), w=R(40))
 
 # ---- embedding ------------------------------------------------------------
 case("embedding.i64", lambda w, ids: F.embedding(ids, w), w=R(10, 4), ids=torch.tensor([[1, 3, 3], [9, 0, 1]]))

@@ -6,11 +6,15 @@
  *   parts  kernels autograd gpt2 io (default: all)
  *   DIR    generated inputs (default build/bench-data), fixtures (../shared)
  *
- * This file holds the kernels: sgemm, elementwise ops, softmax and
- * layer_norm, in GFLOP/s (2*M*N*K per product) or GB/s (bytes read +
- * written once). "raw" rows call the same OpenBLAS cblas_sgemm glassbox
- * loaded (with the kernel it chose) on preallocated buffers: the ceiling for
- * gb_matmul, which also allocates its output each call. */
+ * This file holds the kernels: sgemm, elementwise ops, softmax,
+ * log_softmax, layer_norm and rms_norm, in GFLOP/s (2*M*N*K per product) or
+ * GB/s (bytes read + written once). "raw" rows call the same OpenBLAS
+ * cblas_sgemm glassbox loaded (with the kernel it chose) on preallocated
+ * buffers: the ceiling for gb_matmul, which also allocates its output each
+ * call. "_bwd" rows call the op's backward kernel as autograd does, into
+ * preallocated gradients it accumulates into, without autograd's own work
+ * (copying the output gradient, zeroing, storing .grad), as PyTorch's rows
+ * call its backward kernels directly. */
 #include <string.h>
 
 #include "bench.h"
@@ -25,8 +29,9 @@ typedef struct job {
     gb_tensor *(*op)(struct job *j); /* returns the result to free */
     void (*raw)(struct job *j);      /* or a plain call */
     gb_tensor *a, *b, *c;
-    int m, n, k;
+    int m, n, k, dim;
     float *pa, *pb, *pc;
+    gb_tensor *y, *dy, *d[3]; /* backward: a recorded result, its gradient, the sources' gradients */
 } job;
 
 static void run_once(void *ctx) {
@@ -52,8 +57,15 @@ static gb_tensor *op_silu(job *j) { return gb_silu(j->a); }
 static gb_tensor *op_tanh(job *j) { return gb_tanh(j->a); }
 static gb_tensor *op_sigmoid(job *j) { return gb_sigmoid(j->a); }
 static gb_tensor *op_exp(job *j) { return gb_exp(j->a); }
-static gb_tensor *op_softmax(job *j) { return gb_softmax(j->a, -1); }
+static gb_tensor *op_softmax(job *j) { return gb_softmax(j->a, j->dim); }
+static gb_tensor *op_log_softmax(job *j) { return gb_log_softmax(j->a, j->dim); }
 static gb_tensor *op_layer_norm(job *j) { return gb_layer_norm(j->a, j->b, j->c, 1e-5f); }
+static gb_tensor *op_rms_norm(job *j) { return gb_rms_norm(j->a, j->b, 1e-6f); }
+
+/* The backward kernel of j->y's op, called as autograd calls it. */
+static void raw_backward(job *j) {
+    BENCH_CHECK(gb__ops[j->y->op].backward(j->y, j->dy, j->d) == GB_OK, "kernels: backward");
+}
 
 static const gb__blas *blas;
 
@@ -101,6 +113,62 @@ static void bench_gemm(gb_rng *r, int m, int k, int n, bool linear) {
     gb_tensor_free(j.a);
 }
 
+/* softmax and the norms over [4096, 1024]: each op forward (the public
+ * call, on an input that does not require grad), then backward (raw_backward
+ * on a result recorded from inputs that do). GB/s counts 2 arrays forward
+ * (x, y) and 3 backward (dy and x or y read, dx written). */
+static void bench_softmax_norm(gb_rng *r) {
+    const int64_t rows = 4096, cols = 1024;
+    const struct {
+        const char *name;
+        gb_tensor *(*op)(job *);
+        int dim, params; /* softmax dim; weight (and bias) */
+        const char *what, *what_bwd;
+    } ops[] = {
+        {"softmax", op_softmax, -1, 0, "gb_softmax over rows of 1024", "its backward kernel (dx)"},
+        {"softmax_dim0", op_softmax, 0, 0, "gb_softmax over dim 0 (columns of 4096, 1024 apart)",
+         "its backward kernel (dx)"},
+        {"log_softmax", op_log_softmax, -1, 0, "gb_log_softmax over rows of 1024", "its backward kernel (dx)"},
+        {"layer_norm", op_layer_norm, 0, 2, "gb_layer_norm over rows of 1024, weight and bias",
+         "its backward kernel (dx, dweight, dbias)"},
+        {"rms_norm", op_rms_norm, 0, 1, "gb_rms_norm over rows of 1024, weight", "its backward kernel (dx, dweight)"},
+    };
+    gb_tensor *x = randn(r, 2, (int64_t[]){rows, cols}), *dy = randn(r, 2, (int64_t[]){rows, cols});
+    gb_tensor *p[2] = {randn(r, 1, &cols), randn(r, 1, &cols)};
+    double bytes = (double)rows * cols * 4;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        char name[64];
+        job j = {.op = ops[i].op, .dim = ops[i].dim, .a = x, .dy = dy};
+        j.b = ops[i].params > 0 ? p[0] : NULL;
+        j.c = ops[i].params > 1 ? p[1] : NULL;
+        snprintf(name, sizeof name, "%s_%lldx%lld", ops[i].name, (long long)rows, (long long)cols);
+        bench_row(name, "GB/s", 2.0 * bytes / best_time(&j) * 1e-9, ops[i].what);
+
+        gb_tensor *in[3] = {x, j.b, j.c};
+        int nin = 1 + ops[i].params;
+        for (int k = 0; k < nin; k++) {
+            BENCH_CHECK(gb_requires_grad_(in[k], true) == GB_OK, "kernels: requires_grad");
+            j.d[k] = gb_zeros(in[k]->ndim, in[k]->shape, GB_DTYPE_F32);
+            BENCH_CHECK(j.d[k], "kernels: zeros");
+        }
+        j.y = ops[i].op(&j);
+        BENCH_CHECK(j.y, "kernels: forward");
+        j.raw = raw_backward;
+        snprintf(name, sizeof name, "%s_bwd_%lldx%lld", ops[i].name, (long long)rows, (long long)cols);
+        bench_row(name, "GB/s", 3.0 * bytes / best_time(&j) * 1e-9, ops[i].what_bwd);
+        gb_tensor_free(j.y);
+        for (int k = 0; k < nin; k++) {
+            gb_tensor_free(j.d[k]);
+            BENCH_CHECK(gb_requires_grad_(in[k], false) == GB_OK, "kernels: requires_grad");
+        }
+    }
+    gb_tensor_free(x), gb_tensor_free(dy), gb_tensor_free(p[0]), gb_tensor_free(p[1]);
+    bench_note("*_bwd_4096x1024: the op's backward kernel alone on both sides (PyTorch's aten *_backward op, "
+               "which writes a new gradient; glassbox's adds into one, reading it too)");
+    bench_note("rms_norm_*: PyTorch 1.13 has no rms_norm; the reference is Hugging Face's LlamaRMSNorm "
+               "arithmetic (pow, mean, rsqrt, two multiplies) and autograd's backward through it");
+}
+
 void bench_kernels(void) {
     gb_rng r = gb_rng_seed(1);
     bench_gemm(&r, 1024, 1024, 1024, false);
@@ -131,17 +199,7 @@ void bench_kernels(void) {
     }
     gb_tensor_free(j.a), gb_tensor_free(j.b);
 
-    const int64_t rows = 4096, cols = 1024;
-    j = (job){.op = op_softmax};
-    j.a = randn(&r, 2, (int64_t[]){rows, cols});
-    bench_row("softmax_4096x1024", "GB/s", 2.0 * rows * cols * 4 / best_time(&j) * 1e-9,
-              "gb_softmax over rows of 1024");
-    j.op = op_layer_norm;
-    j.b = randn(&r, 1, &cols);
-    j.c = randn(&r, 1, &cols);
-    bench_row("layer_norm_4096x1024", "GB/s", 2.0 * rows * cols * 4 / best_time(&j) * 1e-9,
-        "gb_layer_norm over rows of 1024, weight and bias");
-    gb_tensor_free(j.a), gb_tensor_free(j.b), gb_tensor_free(j.c);
+    bench_softmax_norm(&r);
 }
 
 static const struct {

@@ -84,11 +84,38 @@ def torch_kernels(torch, F, reps, rows):
                              ("silu", lambda: F.silu(a), 2), ("tanh", lambda: torch.tanh(a), 2),
                              ("sigmoid", lambda: torch.sigmoid(a), 2), ("exp", lambda: torch.exp(a), 2)):
         rows[f"{name}_16M"] = arrays * n * BYTES / best(fn, reps) * 1e-9
-    x = torch.randn(4096, 1024)
+    torch_softmax_norm(torch, F, reps, rows)
+
+
+def torch_softmax_norm(torch, F, reps, rows):
+    """bench_softmax_norm's rows: forward, and backward through the op's own
+    backward kernel as autograd calls it (aten's *_backward ops; rms_norm has
+    none in torch 1.13, so Hugging Face's LlamaRMSNorm arithmetic and
+    autograd's backward through it, which is what Llama runs in PyTorch)."""
+    x, dy = torch.randn(4096, 1024), torch.randn(4096, 1024)
     w, bias = torch.randn(1024), torch.randn(1024)
-    rows["softmax_4096x1024"] = 2 * x.numel() * BYTES / best(lambda: torch.softmax(x, -1), reps) * 1e-9
-    rows["layer_norm_4096x1024"] = 2 * x.numel() * BYTES / best(
-        lambda: F.layer_norm(x, (1024,), w, bias, 1e-5), reps) * 1e-9
+    aten = torch.ops.aten
+
+    def rms_norm(x, w):
+        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y_rms = rms_norm(xg, wg)
+    y_ln, mean, rstd = aten.native_layer_norm(x, [1024], w, bias, 1e-5)
+    y_sm0, y_sm, y_lsm = torch.softmax(x, 0), torch.softmax(x, -1), torch.log_softmax(x, -1)
+    for name, fwd, bwd in (
+            ("softmax", lambda: torch.softmax(x, -1),
+             lambda: aten._softmax_backward_data(dy, y_sm, -1, torch.float32)),
+            ("softmax_dim0", lambda: torch.softmax(x, 0),
+             lambda: aten._softmax_backward_data(dy, y_sm0, 0, torch.float32)),
+            ("log_softmax", lambda: torch.log_softmax(x, -1),
+             lambda: aten._log_softmax_backward_data(dy, y_lsm, -1, torch.float32)),
+            ("layer_norm", lambda: F.layer_norm(x, (1024,), w, bias, 1e-5),
+             lambda: aten.native_layer_norm_backward(dy, x, [1024], mean, rstd, w, bias, [True, True, True])),
+            ("rms_norm", lambda: rms_norm(x, w),
+             lambda: torch.autograd.grad(y_rms, (xg, wg), dy, retain_graph=True))):
+        rows[f"{name}_4096x1024"] = 2 * x.numel() * BYTES / best(fwd, reps) * 1e-9
+        rows[f"{name}_bwd_4096x1024"] = 3 * x.numel() * BYTES / best(bwd, reps) * 1e-9
 
 
 # ---- autograd: the MLP of bench_autograd.c ---------------------------------
