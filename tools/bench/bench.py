@@ -140,7 +140,19 @@ def torch_mlp(torch, F, reps, rows, threads):
 
     for t in threads:
         torch.set_num_threads(t)
+        set_openblas_threads(t)
         rows[f"mlp_fwd_bwd_{t}t"] = best(step, reps) * 1e3
+    set_openblas_threads(max(threads))
+
+
+def set_openblas_threads(n):
+    """torch.set_num_threads does not reach the OpenBLAS Debian's torch calls
+    for matmul: without this, PyTorch's "1 thread" MLP row ran OpenBLAS on
+    every core."""
+    try:
+        ctypes.CDLL("libblas.so.3").openblas_set_num_threads(n)
+    except (OSError, AttributeError):
+        pass
 
 
 # ---- GPT-2 with Hugging Face's module tree ---------------------------------
@@ -366,10 +378,10 @@ PART_TITLE = {
     "io": "model opening and tokenizer",
     "passive": "autograd and GPT-2 again, both sides with OMP_WAIT_POLICY=passive",
 }
-PASSIVE_NOTE = ("OMP_WAIT_POLICY=passive: glassbox's own loops run on libgomp's threads and OpenBLAS on its own "
-                "pthreads; by default an idle libgomp thread spins on its core for a while, which starves the "
-                "OpenBLAS thread that needs that core next. With passive waiting the two pools stop competing. "
-                "PyTorch (also OpenMP + OpenBLAS's pthreads here) is measured the same way in each section.")
+PASSIVE_NOTE = ("OMP_WAIT_POLICY=passive: glassbox runs everything on one pool (libgomp; OpenBLAS is kept "
+                "single-threaded and glassbox splits products), so passive waiting only changes how its idle threads "
+                "wait. PyTorch here runs OpenMP and OpenBLAS's pthreads side by side, where an idle libgomp thread "
+                "spinning on its core starves the OpenBLAS thread that needs it; it is measured the same way.")
 REFERENCE_NAME = {"tokenizer_gpt2_1MB": "HF tokenizers (Node)"}
 NO_REFERENCE = {
     "raw_sgemm": None,
