@@ -280,9 +280,11 @@ static gb_storage *gb__storage_new(size_t nbytes, bool zero, const char *what) {
     if (gb__meta_mode()) return s; /* shape only: no data */
     if (nbytes >= GB__HUGE_PAGE) {
         size_t len = gb__map_len(nbytes);
-        if ((s->data = gb__map_reuse(len))) {
-            if (zero) memset(s->data, 0, nbytes);
-        } else s->data = gb__map(len);
+        /* Zeros come fresh from the kernel: zeroing a kept mapping would
+         * write every page, where a fresh one faults in only the pages used
+         * (parameters made as zeros and then loaded are never touched). */
+        s->data = zero ? NULL : gb__map_reuse(len);
+        if (!s->data) s->data = gb__map(len);
         if (s->data) {
             s->owned = false; /* not malloc's: freed through release */
             s->release = gb__unmap;

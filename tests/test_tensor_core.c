@@ -145,7 +145,8 @@ START_TEST(test_rng_repeats) {
 END_TEST
 
 /* Storages of 2 MB or more are 2 MB-aligned mappings, kept for reuse after
- * release: a zeros tensor is zero even in memory a freed tensor dirtied, views
+ * release: a zeros tensor is zero even after a freed tensor of its size
+ * dirtied a kept mapping, an empty one reuses it, views
  * and borrowed (from_blob) tensors of it read and write the same memory, and
  * releasing them all gives the memory back. */
 static bool all_equal(const float *p, int64_t n, float v) {
@@ -167,7 +168,7 @@ static long vm_size_kb(void) {
 START_TEST(test_large_storage) {
     const int64_t shape[2] = {3, 262145}; /* 3 MB + 12 bytes: not a whole number of pages */
     const int64_t n = shape[0] * shape[1];
-    for (int round = 0; round < 2; round++) { /* the second round reuses the first's dirtied mapping */
+    for (int round = 0; round < 2; round++) { /* the second round follows a dirtied, kept mapping */
         gb_tensor *z = gb_zeros(2, shape, GB_DTYPE_F32);
         gbt_ok(z);
         float *p = gb_tensor_f32(z);
