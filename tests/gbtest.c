@@ -234,3 +234,11 @@ const char *gbt_fixture_dir(char *buf, size_t size, const char *variant) {
     snprintf(buf, size, "%s/models/%s", odir ? odir : "build/oracle", variant);
     return buf;
 }
+
+void gbt_assert_saved_close_at(const gb_val *v, gbt_oracle *o, const char *key, const char *file, int line) {
+    gb_tensor *got = gb_value(v);
+    ck_assert_msg(got != NULL, "%s:%d: %s: %s", file, line, key, gb_last_error());
+    gb_tensor *want = gbt_get(o, key);
+    gbt_assert_close_at(got, want, 1e-5, 1e-6, key, file, line);
+    gb_tensor_free(want);
+}

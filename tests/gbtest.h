@@ -32,6 +32,11 @@ void gbt_assert_close_at(const gb_tensor *got, const gb_tensor *want, double rto
 #define gbt_assert_close(got, want, rtol, atol, what) \
     gbt_assert_close_at((got), (want), (rtol), (atol), (what), __FILE__, __LINE__)
 
+/* Fail unless the saved trace value v is close (rtol 1e-5, atol 1e-6) to
+ * the oracle's tensor under key. */
+void gbt_assert_saved_close_at(const gb_val *v, gbt_oracle *o, const char *key, const char *file, int line);
+#define gbt_assert_saved_close(v, o, key) gbt_assert_saved_close_at((v), (o), (key), __FILE__, __LINE__)
+
 /* Fail unless ptr is non-NULL, printing gb_last_error() when it is NULL. */
 #define gbt_ok(ptr) ck_assert_msg((ptr) != NULL, "unexpected failure: %s", gb_last_error())
 #define gbt_ok_status(st) ck_assert_msg((st) == GB_OK, "unexpected failure: %s", gb_last_error())

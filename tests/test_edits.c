@@ -6,13 +6,6 @@
 
 #include "gbtest.h"
 
-static void expect_close(gb_val *v, gbt_oracle *o, const char *key) {
-    gb_tensor *got = gb_value(v), *want = gbt_get(o, key);
-    ck_assert_msg(got != NULL, "%s: %s", key, gb_last_error());
-    gbt_assert_close(got, want, 1e-5, 1e-6, key);
-    gb_tensor_free(want);
-}
-
 /* One traced forward of the tiny network: layer2's output, with the
  * editor attached (or not) and the trace's own in-place edit (or not). */
 static void run_tiny(gb_module *net, gb_tensor *x, gb_trace *editor, bool own_edit, gbt_oracle *o, const char *key) {
@@ -21,7 +14,7 @@ static void run_tiny(gb_module *net, gb_tensor *x, gb_trace *editor, bool own_ed
     if (own_edit) gb_set_index(gb_output(tr, "layer1"), "[:, 0:3]", gb_scalar(tr, -1));
     gb_val *out = gb_save(gb_output(tr, "layer2"));
     gbt_ok_status(gb_trace_run(tr));
-    expect_close(out, o, key);
+    gbt_assert_saved_close(out, o, key);
     gb_trace_free(tr);
 }
 

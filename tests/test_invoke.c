@@ -8,13 +8,6 @@
 
 #include "gbtest.h"
 
-static void expect_close(gb_val *v, gbt_oracle *o, const char *key) {
-    gb_tensor *got = gb_value(v), *want = gbt_get(o, key);
-    ck_assert_msg(got != NULL, "%s: %s", key, gb_last_error());
-    gbt_assert_close(got, want, 1e-5, 1e-6, key);
-    gb_tensor_free(want);
-}
-
 START_TEST(test_invokes_edit_only_their_rows) {
     gbt_oracle *o = gbt_oracle_load("trace");
     gb_module *net = gbt_tiny_net(o);
@@ -38,11 +31,11 @@ START_TEST(test_invokes_edit_only_their_rows) {
     gb_invoke_end(tr);
 
     gbt_ok_status(gb_trace_run(tr));
-    expect_close(doubled, o, "set.out");
-    expect_close(edited_l1, o, "set_index.l1");
-    expect_close(edited, o, "set_index.out");
-    expect_close(plain_l1, o, "l1");
-    expect_close(plain, o, "out");
+    gbt_assert_saved_close(doubled, o, "set.out");
+    gbt_assert_saved_close(edited_l1, o, "set_index.l1");
+    gbt_assert_saved_close(edited, o, "set_index.out");
+    gbt_assert_saved_close(plain_l1, o, "l1");
+    gbt_assert_saved_close(plain, o, "out");
     ck_assert_int_eq(gb_tensor_dim(gb_value(plain), 0), 1); /* its own row only */
     gb_trace_free(tr);
     gb_tensor_free(x);
@@ -66,7 +59,7 @@ START_TEST(test_values_cross_invokes) {
     gb_val *out = gb_save(gb_output(tr, "layer2"));
     gb_invoke_end(tr);
     gbt_ok_status(gb_trace_run(tr));
-    expect_close(out, o, "out");
+    gbt_assert_saved_close(out, o, "out");
     gb_trace_free(tr);
     gb_tensor_free(zeros), gb_tensor_free(x);
     gb_module_free(net);

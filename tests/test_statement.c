@@ -101,13 +101,6 @@ START_TEST(test_statements_build_the_c_graph) {
 }
 END_TEST
 
-static void expect_close(gb_val *v, gbt_oracle *o, const char *key) {
-    gb_tensor *got = gb_value(v), *want = gbt_get(o, key);
-    ck_assert_msg(got != NULL, "%s: %s", key, gb_last_error());
-    gbt_assert_close(got, want, 1e-5, 1e-6, key);
-    gb_tensor_free(want);
-}
-
 /* The walkthrough's setting steps, written as statements, against PyTorch
  * forward hooks doing the same edits. */
 START_TEST(test_statements_run_with_oracle_numbers) {
@@ -120,7 +113,7 @@ START_TEST(test_statements_run_with_oracle_numbers) {
     define(tr, 1, "layer1.output = layer1.output * 2");
     gbt_ok_status(gb_trace_statement(tr, "model.output.save()", SITE, 2, &out));
     gbt_ok_status(gb_trace_run(tr));
-    expect_close(out, o, "set.out");
+    gbt_assert_saved_close(out, o, "set.out");
     gb_trace_free(tr);
 
     tr = gb_trace_new(net, x);
@@ -132,8 +125,8 @@ START_TEST(test_statements_run_with_oracle_numbers) {
     gb_trace_set_log(tr, log);
     define(tr, 4, "log(\"layer1:\", l1)");
     gbt_ok_status(gb_trace_run(tr));
-    expect_close(l1, o, "set_index.l1");
-    expect_close(out, o, "set_index.out");
+    gbt_assert_saved_close(l1, o, "set_index.l1");
+    gbt_assert_saved_close(out, o, "set_index.out");
     fclose(log);
     gb_trace_free(tr);
 
