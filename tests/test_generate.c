@@ -119,6 +119,36 @@ START_TEST(test_generate_left_padded_gpt2) {
 }
 END_TEST
 
+static bool is_261(int64_t id, void *ctx) {
+    (void)ctx;
+    return id == 261;
+}
+
+/* Stop tokens: a finished row is padded while the others go on, and
+ * generation ends when every row has finished (here on token 261, which
+ * greedy decoding reaches 3 tokens after [1] and 2 after [1, 403]). */
+START_TEST(test_generate_stop_tokens) {
+    gb_model *m = open_stories("test_generate_stop_tokens");
+    if (!m) return;
+    gb_tensor *a = gb_from_data(greedy, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
+    gb_tensor *b = gb_from_data(greedy, 2, (int64_t[]){1, 2}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), NULL);
+    gbt_ok_status(gb_invoke(tr, a));
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_invoke(tr, b));
+    gb_invoke_end(tr);
+    gb_trace_set_stop_tokens(tr, is_261, NULL);
+    gbt_ok_status(gb_trace_generate(tr, 20));
+    gb_tensor *ids = gb_trace_generated(tr);
+    ck_assert(gb_tensor_dim(ids, 0) == 2 && gb_tensor_dim(ids, 1) == 5); /* 2 prompt columns + 3 steps */
+    expect_ids(ids, 0, 0, 5, (int64_t[]){0, 1, 403, 407, 261});
+    expect_ids(ids, 1, 0, 5, (int64_t[]){1, 403, 407, 261, 0}); /* padded after its stop token */
+    gb_trace_free(tr);
+    gb_tensor_free(a), gb_tensor_free(b);
+    gb_model_free(m);
+}
+END_TEST
+
 START_TEST(test_generate_errors) {
     gb_module *net = gb_nn_linear(2, 2, true);
     gb_tensor *x = gb_zeros(2, (int64_t[]){1, 2}, GB_DTYPE_F32);
@@ -139,6 +169,7 @@ Suite *gb_suite_generate(void) {
     tcase_add_test(tc, test_generate_with_an_edit_at_one_step);
     tcase_add_test(tc, test_generate_left_padded_batch);
     tcase_add_test(tc, test_generate_left_padded_gpt2);
+    tcase_add_test(tc, test_generate_stop_tokens);
     tcase_add_test(tc, test_generate_errors);
     suite_add_tcase(s, tc);
     return s;

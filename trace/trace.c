@@ -130,6 +130,8 @@ struct gb_trace {
     char *def_error;
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
     int max_new;          /* gb_trace_generate: tokens to add */
+    bool (*is_stop)(int64_t id, void *ctx); /* end-of-sequence tokens, or NULL */
+    void *stop_ctx;
     gb_tensor *generated; /* its result, [B, T + max_new] i64 */
     gb_status run_status; /* first error during a run */
     char *run_error;      /* its message: the model's own error paths may overwrite the thread's */
@@ -1211,6 +1213,21 @@ static gb_tensor *gb__next_positions(gb_tensor *x) {
     return i;
 }
 
+/* Rows that produced a stop token get the pad id from then on, as Hugging
+ * Face's generate pads finished rows; returns whether every row is done.
+ * next: [B, 1] int64, the tokens just chosen (rewritten in place). */
+static bool gb__finish_rows(const gb_trace *tr, gb_tensor *next, bool *done) {
+    if (!tr->is_stop) return false;
+    int64_t *id = gb_tensor_data(next); /* [B, 1] */
+    bool all = true;
+    for (int64_t b = 0; b < gb_tensor_dim(next, 0); b++) {
+        if (done[b]) id[b] = tr->pad_id;
+        else done[b] = tr->is_stop(id[b], tr->stop_ctx);
+        all &= done[b];
+    }
+    return all;
+}
+
 /* Greedy decoding after the prompt pass (whose outputs are in *out): each
  * chosen token is fed back alone through the same run, the KV cache
  * holding the past, so module call k is generation step k (nnsight's
@@ -1219,11 +1236,13 @@ static gb_status gb__generate(gb_trace *tr, gb_run *run, gb_values *out) {
     gb_tensor *seq = gb_to_dtype(tr->run_input, GB_DTYPE_I64);
     gb_tensor *mask = tr->run_mask ? gb_tensor_ref(tr->run_mask) : NULL;
     gb_tensor *pos = tr->pos ? gb_tensor_ref(tr->pos) : mask ? gb__positions_from_mask(mask) : NULL;
-    gb_status st = seq && (!mask || pos) ? GB_OK : gb_last_status();
+    bool *done = calloc((size_t)tr->batch + 1, sizeof *done); /* rows that produced a stop token */
+    gb_status st = seq && (!mask || pos) && done ? GB_OK : gb_last_status();
     for (int k = 0; st == GB_OK && k < tr->max_new; k++) {
         gb_tensor *logits = out->n > 0 ? out->v[0] : NULL; /* [B, t, V] */
         gb_tensor *last = logits ? gb_select(logits, 1, -1) : NULL;
         gb_tensor *next = last ? gb_argmax(last, -1, true) : NULL; /* [B, 1] */
+        bool all_done = next && gb__finish_rows(tr, next, done);
         gb_tensor *grown = next ? gb_cat(2, (gb_tensor *[]){seq, next}, 1) : NULL;
         gb_tensor_free(last);
         gb_values_clear(out);
@@ -1234,7 +1253,7 @@ static gb_status gb__generate(gb_trace *tr, gb_run *run, gb_values *out) {
         }
         gb_tensor_free(seq);
         seq = grown;
-        if (k + 1 == tr->max_new) { /* the last token needs no forward */
+        if (k + 1 == tr->max_new || all_done) { /* the last token needs no forward */
             gb_tensor_free(next);
             break;
         }
@@ -1257,6 +1276,7 @@ static gb_status gb__generate(gb_trace *tr, gb_run *run, gb_values *out) {
         gb_tensor_free(next);
     }
     gb_tensor_free(mask), gb_tensor_free(pos);
+    free(done);
     gb_tensor_free(tr->generated);
     tr->generated = st == GB_OK || st == GB_STOPPED ? seq : NULL;
     if (!tr->generated) gb_tensor_free(seq);
@@ -1354,6 +1374,11 @@ gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) {
     gb_status st = gb_trace_run(tr);
     tr->max_new = 0;
     return st;
+}
+
+void gb_trace_set_stop_tokens(gb_trace *tr, bool (*is_stop)(int64_t id, void *ctx), void *ctx) {
+    tr->is_stop = is_stop;
+    tr->stop_ctx = ctx;
 }
 
 gb_tensor *gb_trace_generated(const gb_trace *tr) {

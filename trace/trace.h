@@ -64,8 +64,14 @@ gb_status gb_trace_scan(gb_trace *tr);
  * a KV cache. Module call k is step k: gb_output_call(tr, path, k) (a
  * statement's .next()) reads or edits step k; plain getters see the prompt
  * pass. With an attention mask and no position ids, positions come from
- * the mask, as in Hugging Face's generate. A stop ends generation. */
+ * the mask, as in Hugging Face's generate. A stop ends generation, and so
+ * do stop tokens (gb_trace_set_stop_tokens). */
 gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens);
+/* End-of-sequence tokens for gb_trace_generate: a row that produces one is
+ * padded (gb_trace_set_pad_id) from then on, and generation ends early when
+ * every row has (NULL: always max_new_tokens). For a loaded model pass
+ * gb_model_is_eos through a small wrapper. */
+void gb_trace_set_stop_tokens(gb_trace *tr, bool (*is_stop)(int64_t id, void *ctx), void *ctx);
 /* The ids after gb_trace_generate: prompt and new tokens, [B, T + n] int64
  * (borrowed from the trace; nnsight's generator.output). */
 gb_tensor *gb_trace_generated(const gb_trace *tr);

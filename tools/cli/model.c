@@ -294,6 +294,8 @@ static char *bound_name(const char *stmt) {
     return strndup(start, n);
 }
 
+static bool model_eos(int64_t id, void *ctx) { return gb_model_is_eos(ctx, id); }
+
 /* Interventions written as nnsight statements, run with one forward pass
  * (or, with -n N, greedy generation of N tokens); saved values are printed
  * (or written with --out). Several prompts are batched as invokes, each
@@ -328,6 +330,7 @@ int gb_cli_trace(int argc, char **argv) {
             st = gb_invoke(tr, inputs[p]);
             gb_invoke_end(tr);
         }
+    if (tr) gb_trace_set_stop_tokens(tr, model_eos, m);
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
         printf("%s", g);
