@@ -119,6 +119,47 @@ START_TEST(test_generate_left_padded_gpt2) {
 }
 END_TEST
 
+static gb_tensor *count_calls(gb_tensor *const *args, int nargs, void *ctx) {
+    (void)nargs;
+    ++*(int *)ctx;
+    return gb_clone(args[0]);
+}
+
+/* Getters of every call (nnsight's .all()): an edit at every step makes
+ * every new token 42 (a logit of 1e9 wins); what depends on such a getter
+ * runs once per forward pass (n new tokens: n passes) and keeps the last
+ * pass's value; a value of one call read at every step stays available. */
+START_TEST(test_generate_every_step) {
+    gb_model *m = open_stories("test_generate_every_step");
+    if (!m) return;
+    gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
+    int calls = 0;
+    gb_val *all = gb_output_all(tr, "lm_head");
+    gb_val *counted = gb_save(gb_apply(tr, count_calls, &calls, 1, &all));
+    gb_set_index(all, "[:, -1, 42]", gb_scalar(tr, 1e9f));
+    gbt_ok_status(gb_trace_generate(tr, 6));
+    expect_ids(gb_trace_generated(tr), 0, 0, 7, (int64_t[]){1, 42, 42, 42, 42, 42, 42});
+    ck_assert_int_eq(calls, 6);
+    ck_assert_int_eq(gb_tensor_dim(gb_value(counted), 1), 1); /* the last pass fed one token */
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(gb_model_module(m), bos);
+    all = gb_output_all(tr, "lm_head");
+    gb_val *last = gb_save(gb_val_clone(gb_val_index(all, "[0, -1]")));
+    gb_val *prompt = gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"); /* not saved: kept for the repeats */
+    gb_val *first = gb_save(gb_val_clone(prompt));
+    gb_val *diff = gb_save(gb_val_sub(gb_val_index(all, "[0, -1]"), prompt));
+    gbt_ok_status(gb_trace_generate(tr, 4));
+    gb_tensor *want = gb_sub(gb_value(last), gb_value(first));
+    gbt_assert_close(gb_value(diff), want, 0, 0, "last pass minus prompt pass");
+    gb_tensor_free(want);
+    gb_trace_free(tr);
+    gb_tensor_free(bos);
+    gb_model_free(m);
+}
+END_TEST
+
 static bool is_261(int64_t id, void *ctx) {
     (void)ctx;
     return id == 261;
@@ -170,6 +211,7 @@ Suite *gb_suite_generate(void) {
     tcase_add_test(tc, test_generate_left_padded_batch);
     tcase_add_test(tc, test_generate_left_padded_gpt2);
     tcase_add_test(tc, test_generate_stop_tokens);
+    tcase_add_test(tc, test_generate_every_step);
     tcase_add_test(tc, test_generate_errors);
     suite_add_tcase(s, tc);
     return s;

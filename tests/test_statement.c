@@ -91,6 +91,10 @@ START_TEST(test_statements_build_the_c_graph) {
     define(s, 15, "transformer.h[0].next().next().output[0].save()");
     gb_save(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 2, SITE, 15), "[0]", SITE, 15));
 
+    define(s, 16, "transformer.h[1].all().output[0][:, 0] = 0");
+    gb_val *every = gb_val_index_at(gb_getter_at(c, "transformer.h.1", 0, GB_CALL_ALL, SITE, 16), "[0]", SITE, 16);
+    gb_set_index_at(every, "[:, 0]", gb_scalar_at(c, 0, SITE, 16), SITE, 16);
+
     char *gs = gb_trace_graph(s), *gc = gb_trace_graph(c);
     if (strcmp(gs, gc)) fprintf(stderr, "statements:\n%s\nC:\n%s\n", gs, gc);
     ck_assert_msg(!strcmp(gs, gc), "the graphs differ (printed above)");

@@ -13,7 +13,7 @@
  *                on Llama, whose root has a child "model", model.layers is
  *                that child's path and so is nnsight's model.model.layers)
  *   module    := ident ('.' ident | '[' int ']')*     a module path, h[-1] = h.-1
- *   step      := '.next()' | '.output' | '.input' | '.skip(' expr ')'   on a module
+ *   step      := '.next()' | '.all()' | '.output' | '.input' | '.skip(' expr ')'   on a module
  *              | '[' index ']' | '.grad' | '.' method '(' args ')'   on a value
  *
  * Methods: save, clone, sum, mean, max, argmax, softmax (dim, keepdim by
@@ -283,7 +283,12 @@ static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
             ps->p += n;
             if (gb__is_word(name, n, "next") && gb__accept(ps, '(')) {
                 if (!gb__expect(ps, ')')) return NULL;
-                call++;
+                if (call != GB_CALL_ALL) call++;
+                continue;
+            }
+            if (gb__is_word(name, n, "all") && gb__accept(ps, '(')) {
+                if (!gb__expect(ps, ')')) return NULL;
+                call = GB_CALL_ALL;
                 continue;
             }
             if (gb__is_word(name, n, "output") || gb__is_word(name, n, "input")) {

@@ -49,6 +49,8 @@ struct gb_val {
     const char *file;
     int line;
     bool saved, poisoned;
+    bool repeats;      /* downstream of a getter of every call (GB_CALL_ALL): runs again at each */
+    bool pinned;       /* read by a node that repeats: kept for it */
     char *desc;        /* gb_val_text's, made when first asked */
     gb_val **users;    /* nodes reading this one (as input or condition): nusers in the trace's user list */
     int nusers;
@@ -268,7 +270,8 @@ const char *gb_val_text(gb_val *v) {
     switch (v->op) {
     case GB_TRACE_OP_OUTPUT:
     case GB_TRACE_OP_INPUT:
-        if (v->call) snprintf(d, n, "%s%s%s[call %d]", *v->text ? v->text : "model", ".", gb__getter_event(v), v->call);
+        if (v->call == GB_CALL_ALL) snprintf(d, n, "%s.%s[every call]", *v->text ? v->text : "model", gb__getter_event(v));
+        else if (v->call) snprintf(d, n, "%s%s%s[call %d]", *v->text ? v->text : "model", ".", gb__getter_event(v), v->call);
         else snprintf(d, n, "%s.%s", *v->text ? v->text : "model", gb__getter_event(v));
         break;
     case GB_TRACE_OP_POINT: snprintf(d, n, "%s", v->text); break;
@@ -406,8 +409,8 @@ gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const c
     if (!v) return NULL;
     v->text = gb__trace_strdup(tr, path);
     v->call = call;
-    if (call < 0) {
-        gb__fail(GB_ERR_INDEX, "trace: call index %d is negative", call);
+    if (call < 0 && call != GB_CALL_ALL) {
+        gb__fail(GB_ERR_INDEX, "trace: call index %d is negative (GB_CALL_ALL is every call)", call);
         gb__def_fail(v);
     } else if (op != GB_TRACE_OP_POINT) {
         /* Unknown paths fail here, at the user's line, not during the run. */
@@ -686,7 +689,7 @@ static gb_status gb__node_fail(gb_val *v, gb_status st) {
 
 /* Free a value once nothing later reads it, unless saved. */
 static void gb__release_use(gb_val *v) {
-    if (--v->uses_left <= 0 && !v->saved && v->op != GB_TRACE_OP_CONST) gb_values_clear(&v->value);
+    if (--v->uses_left <= 0 && !v->saved && !v->pinned && v->op != GB_TRACE_OP_CONST) gb_values_clear(&v->value);
 }
 
 static gb_status gb__set_value(gb_val *v, gb_tensor *t) {
@@ -1039,11 +1042,33 @@ static gb__state gb__cond_state(const gb_val *v) {
     return v->cond ? v->cond->state == GB__STATE_DONE ? GB__STATE_DONE : v->cond->state : GB__STATE_DONE;
 }
 
+/* A point of every call fires again: its getters and everything downstream
+ * of them go back to pending, to run on this call's values. */
+static void gb__rearm(gb__point *p) {
+    bool fired = false;
+    for (gb_val *v = p->getters; v; v = v->next_getter) fired |= v->state != GB__STATE_PENDING;
+    if (!fired) return;
+    gb_val **stack = NULL; /* stb_ds array */
+    for (gb_val *v = p->getters; v; v = v->next_getter) arrput(stack, v);
+    while (arrlen(stack)) {
+        gb_val *v = arrpop(stack);
+        if (v->state == GB__STATE_PENDING && !v->armed && v->value.n == 0) continue; /* already reset */
+        v->state = GB__STATE_PENDING;
+        v->armed = NULL;
+        v->live_grad = NULL;
+        v->uses_left = v->uses;
+        gb_values_clear(&v->value);
+        for (int i = 0; i < v->nusers; i++) arrput(stack, v->users[i]);
+    }
+    arrfree(stack);
+}
+
 /* The hook of one point: feed its getters, honour skips, pump, stop. */
 static gb_status gb__point_hook(gb_event *ev, void *ctx) {
     gb__point *p = ctx;
     gb_trace *tr = p->tr;
-    if (ev->call != p->call) return GB_OK;
+    if (p->call != GB_CALL_ALL && ev->call != p->call) return GB_OK;
+    if (p->call == GB_CALL_ALL) gb__rearm(p);
     p->live = ev->values;
     for (gb_val *v = p->getters; v; v = v->next_getter) {
         if (v->state != GB__STATE_PENDING) continue;
@@ -1176,6 +1201,21 @@ static gb_status gb__link_users(gb_trace *tr) {
         gb_val *v = tr->nodes[i];
         for (int j = 0; j < v->nargs; j++) v->arg[j]->users[v->arg[j]->nusers++] = v;
         if (v->cond) v->cond->users[v->cond->nusers++] = v;
+    }
+    /* Nodes read only earlier nodes: one pass in definition order finds
+     * what repeats, and pins what a repeating node reads. */
+    for (ptrdiff_t i = 0; i < n; i++) {
+        gb_val *v = tr->nodes[i];
+        v->repeats = gb__is_event_fed(v->op) && v->op != GB_TRACE_OP_CONST && v->call == GB_CALL_ALL;
+        for (int j = 0; j < v->nargs; j++) v->repeats |= v->arg[j]->repeats;
+        if (v->cond) v->repeats |= v->cond->repeats;
+        v->pinned = false;
+    }
+    for (ptrdiff_t i = 0; i < n; i++) {
+        gb_val *v = tr->nodes[i];
+        if (!v->repeats) continue;
+        for (int j = 0; j < v->nargs; j++) v->arg[j]->pinned = true;
+        if (v->cond) v->cond->pinned = true;
     }
     return GB_OK;
 }

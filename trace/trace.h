@@ -121,6 +121,12 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 #define gb_input(tr, path) gb_getter_at((tr), (path), 1, 0, __FILE__, __LINE__)
 /* The same on the call-th call of the module (0 = first). */
 #define gb_output_call(tr, path, call) gb_getter_at((tr), (path), 0, (call), __FILE__, __LINE__)
+/* The same on every call (nnsight's .all()): in generation, every step.
+ * Each call runs the getter and everything downstream of it again, so an
+ * edit applies at every step and a saved value holds the last call's. */
+#define GB_CALL_ALL (-1)
+#define gb_output_all(tr, path) gb_getter_at((tr), (path), 0, GB_CALL_ALL, __FILE__, __LINE__)
+#define gb_input_all(tr, path) gb_getter_at((tr), (path), 1, GB_CALL_ALL, __FILE__, __LINE__)
 /* A named point inside a module's forward, e.g. "transformer.h.0.attn.attn_weights". */
 #define gb_point(tr, path) gb_getter_at((tr), (path), 2, 0, __FILE__, __LINE__)
 /* The gradient of v, available during a backward started in this trace. */
@@ -190,6 +196,7 @@ void gb_end_if(gb_trace *tr);
  *   model.layer1.output.grad[:] = 0                     "model." is optional
  *   transformer.h[3].skip(transformer.h[2].output[0])   gb_skip
  *   lm_head.next().output[0, -1].argmax(-1).save()      gb_output_call(tr, "lm_head", 1): generation step 1
+ *   model.layers[0].all().output[0][:] = 0             gb_output_all: at every step
  *   log("layer 1", layer1.output)                       gb_log (also print)
  *
  * Values: module .output/.input (h[-1] indexes a ModuleList; each .next()
