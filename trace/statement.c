@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tensor/tensor_impl.h"
 #include "trace_impl.h"
 
 typedef struct gb__parser {
