@@ -100,10 +100,7 @@ static uint8_t gb__wants_bits(gb_event_kind kind) {
     return (uint8_t)(1u << kind | 1u << forward);
 }
 
-static bool gb__index_stale(const gb_hooks *h) {
-    const gb_module *root = h->interest.root;
-    return !root || h->interest.gen != root->tree_gen || h->interest.size != root->tree_size;
-}
+static bool gb__index_stale(const gb_hooks *h) { return !gb__interest_current(&h->interest); }
 
 /* Whether m is a module of the indexed tree (at its current shape). */
 static bool gb__indexed(const gb_hooks *h, const gb_module *m) {

@@ -642,8 +642,7 @@ static inline int *gb__call_slot(gb_run *run, gb_module *m) {
 /* Whether the observer wants events of this kind from module m. */
 static inline bool gb__wants(const gb_run *run, const gb_module *m, gb_event_kind kind) {
     const gb__interest *in = run->interest;
-    const gb_module *root = m->root;
-    if (!in || in->root != root || in->gen != root->tree_gen || in->size != root->tree_size) return true;
+    if (!in || in->root != m->root || !gb__interest_current(in)) return true;
     return ((in->mask ? in->mask[m->tree_index] : 0) | in->all) & (1u << kind);
 }
 

@@ -96,6 +96,12 @@ typedef struct gb__interest {
     uint8_t *mask;
     uint8_t all;
 } gb__interest;
+/* Whether in describes its root's tree as it is now (its shape unchanged
+ * since the mask was built). */
+static inline bool gb__interest_current(const gb__interest *in) {
+    const gb_module *root = in->root;
+    return root && in->gen == root->tree_gen && in->size == root->tree_size;
+}
 /* Attach (or with NULL detach) the observer's interest; borrowed, it must
  * outlive the run's use of the observer. */
 void gb__run_set_interest(gb_run *run, const gb__interest *interest);

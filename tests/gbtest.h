@@ -72,6 +72,9 @@ gb_module *gbt_tiny_net(gbt_oracle *o);
 /* The directory of a generated Hugging Face fixture (docs/fixtures.md),
  * e.g. "gpt2", written into buf. */
 const char *gbt_fixture_dir(char *buf, size_t size, const char *variant);
+/* The stories260k Llama of ../shared, opened; NULL (with the visible SKIP
+ * line) when the fixture is missing. */
+gb_model *gbt_open_stories(const char *test_name);
 /* Directory for test scratch files (created). */
 const char *gbt_tmp_dir(void);
 /* The whole file, NUL-terminated (caller frees), its length in *len when

@@ -42,10 +42,8 @@ END_TEST
  * predict A's next token (the final norm and lm_head act per position, so
  * equal hidden states give equal logits there). */
 START_TEST(test_edit_transplants_a_prediction) {
-    char *dir = gbt_shared_path("models/stories260k", "test_edit_transplants_a_prediction");
-    if (!dir) return;
-    gb_model *m = gb_model_open(dir, NULL);
-    gbt_ok(m);
+    gb_model *m = gbt_open_stories("test_edit_transplants_a_prediction");
+    if (!m) return;
     gb_module *net = gb_model_module(m);
     /* ../shared/README.md: after [1, 403, 407] greedy decoding chooses 261. */
     gb_tensor *a = gb_from_data((int64_t[]){1, 403, 407}, 2, (int64_t[]){1, 3}, GB_DTYPE_I64);
@@ -72,7 +70,6 @@ START_TEST(test_edit_transplants_a_prediction) {
     gb_trace_free(tb), gb_trace_free(editor), gb_trace_free(tr);
     gb_tensor_free(b), gb_tensor_free(a);
     gb_model_free(m);
-    free(dir);
 }
 END_TEST
 

@@ -11,15 +11,6 @@
 static const int64_t greedy[21] = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298,
                                    315, 421, 395, 317, 426, 338, 401, 396, 267, 337};
 
-static gb_model *open_stories(const char *test) {
-    char *dir = gbt_shared_path("models/stories260k", test);
-    if (!dir) return NULL;
-    gb_model *m = gb_model_open(dir, NULL);
-    gbt_ok(m);
-    free(dir);
-    return m;
-}
-
 static void expect_ids(const gb_tensor *t, int64_t row, int64_t from, int64_t n, const int64_t *want) {
     ck_assert_int_eq(gb_tensor_dtype(t), GB_DTYPE_I64);
     const int64_t *got = gb_tensor_data(t);
@@ -30,7 +21,7 @@ static void expect_ids(const gb_tensor *t, int64_t row, int64_t from, int64_t n,
 }
 
 START_TEST(test_generate_matches_greedy_and_reads_each_step) {
-    gb_model *m = open_stories("test_generate_matches_greedy_and_reads_each_step");
+    gb_model *m = gbt_open_stories("test_generate_matches_greedy_and_reads_each_step");
     if (!m) return;
     gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
     gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
@@ -55,7 +46,7 @@ START_TEST(test_generate_matches_greedy_and_reads_each_step) {
 END_TEST
 
 START_TEST(test_generate_with_an_edit_at_one_step) {
-    gb_model *m = open_stories("test_generate_with_an_edit_at_one_step");
+    gb_model *m = gbt_open_stories("test_generate_with_an_edit_at_one_step");
     if (!m) return;
     gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
     gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
@@ -75,7 +66,7 @@ END_TEST
 /* Left padding: with the attention mask (extended by one real token per
  * step), a padded row continues exactly as the same tokens would alone. */
 START_TEST(test_generate_left_padded_batch) {
-    gb_model *m = open_stories("test_generate_left_padded_batch");
+    gb_model *m = gbt_open_stories("test_generate_left_padded_batch");
     if (!m) return;
     gb_tensor *ids = gb_from_data((int64_t[]){0, 1, 403, 1, 403, 407}, 2, (int64_t[]){2, 3}, GB_DTYPE_I64);
     gb_tensor *mask = gb_from_data((int64_t[]){0, 1, 1, 1, 1, 1}, 2, (int64_t[]){2, 3}, GB_DTYPE_I64);
@@ -130,7 +121,7 @@ static gb_tensor *count_calls(gb_tensor *const *args, int nargs, void *ctx) {
  * runs once per forward pass (n new tokens: n passes) and keeps the last
  * pass's value; a value of one call read at every step stays available. */
 START_TEST(test_generate_every_step) {
-    gb_model *m = open_stories("test_generate_every_step");
+    gb_model *m = gbt_open_stories("test_generate_every_step");
     if (!m) return;
     gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
     gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
@@ -169,7 +160,7 @@ static bool is_261(int64_t id, void *ctx) {
  * generation ends when every row has finished (here on token 261, which
  * greedy decoding reaches 3 tokens after [1] and 2 after [1, 403]). */
 START_TEST(test_generate_stop_tokens) {
-    gb_model *m = open_stories("test_generate_stop_tokens");
+    gb_model *m = gbt_open_stories("test_generate_stop_tokens");
     if (!m) return;
     gb_tensor *a = gb_from_data(greedy, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
     gb_tensor *b = gb_from_data(greedy, 2, (int64_t[]){1, 2}, GB_DTYPE_I64);

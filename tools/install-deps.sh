@@ -7,9 +7,11 @@ set -eu
 # Build: compiler toolchain, BLAS, stb, cJSON, PCRE2, utf8proc, Check.
 # Test oracles: Debian's PyTorch and NumPy (numbers and gradients),
 # sentencepiece (Llama 2 tokenizer), Node.js + npm (Hugging Face tokenizers).
+# libopenblas0-openmp: tests check that glassbox recognises OpenBLAS's OpenMP
+# build too; the pthread build stays the system's default (higher priority).
 PKGS="gcc make pkg-config libc6-dev
 libopenblas-dev libstb-dev libcjson-dev libpcre2-dev libutf8proc-dev
-check libsubunit-dev
+libopenblas0-openmp check libsubunit-dev
 python3 python3-torch python3-numpy python3-sentencepiece
 valgrind"
 # Machines that already carry Node.js (with its bundled npm) keep it: Debian's npm

@@ -29,6 +29,8 @@ gb_status gb_invoke_at(gb_trace *tr, gb_tensor *ids, const char *file, int line)
         return st;
     }
     tr->cur_invoke = (int)arrlen(tr->invokes);
+    int64_t start = tr->cur_invoke ? arrlast(tr->invoke_start) + gb_tensor_dim(arrlast(tr->invokes), 0) : 0;
+    arrput(tr->invoke_start, start);
     arrput(tr->invokes, gb_tensor_ref(ids));
     return GB_OK;
 }
@@ -39,8 +41,7 @@ void gb_trace_set_pad_id(gb_trace *tr, int64_t id) { tr->pad_id = id; }
 
 /* The rows [start, start + n) of the batch that invoke i occupies. */
 static void gb__invoke_rows(const gb_trace *tr, int i, int64_t *start, int64_t *n) {
-    *start = 0;
-    for (int k = 0; k < i; k++) *start += gb_tensor_dim(tr->invokes[k], 0);
+    *start = tr->invoke_start[i];
     *n = gb_tensor_dim(tr->invokes[i], 0);
 }
 
@@ -66,9 +67,9 @@ gb_status gb__batch_inputs(gb_trace *tr) {
         gb_tensor *x = tr->invokes[i];
         B += gb_tensor_dim(x, 0);
         if (gb_tensor_ndim(x) > 1 && gb_tensor_dim(x, 1) > T) T = gb_tensor_dim(x, 1);
-        same &= gb_tensor_ndim(x) == gb_tensor_ndim(tr->invokes[0]) && gb_tensor_dtype(x) == gb_tensor_dtype(tr->invokes[0]) &&
-                !memcmp(gb_tensor_shape(x) + 1, gb_tensor_shape(tr->invokes[0]) + 1,
-                        sizeof(int64_t) * (size_t)(gb_tensor_ndim(x) - 1));
+        const gb_tensor *x0 = tr->invokes[0];
+        same &= gb_tensor_ndim(x) == gb_tensor_ndim(x0) && gb_tensor_dtype(x) == gb_tensor_dtype(x0) &&
+                !memcmp(gb_tensor_shape(x) + 1, gb_tensor_shape(x0) + 1, sizeof(int64_t) * (size_t)(gb_tensor_ndim(x) - 1));
         ids_like &= gb_tensor_ndim(x) == 2 && (gb_tensor_dtype(x) == GB_DTYPE_I64 || gb_tensor_dtype(x) == GB_DTYPE_I32);
     }
     if (same) { /* stack as they are: no padding needed */

@@ -88,6 +88,7 @@ void gb_trace_free(gb_trace *tr) {
     gb_tensor_free(tr->input);
     for (ptrdiff_t i = 0; i < arrlen(tr->invokes); i++) gb_tensor_free(tr->invokes[i]);
     arrfree(tr->invokes);
+    arrfree(tr->invoke_start);
     gb_tensor_free(tr->run_input);
     gb_tensor_free(tr->run_mask);
     gb_tensor_free(tr->generated);
@@ -805,11 +806,7 @@ static void gb__rearm(gb__point *p) {
     while (arrlen(stack)) {
         gb_val *v = arrpop(stack);
         if (v->state == GB__STATE_PENDING && !v->armed && v->value.n == 0) continue; /* already reset */
-        v->state = GB__STATE_PENDING;
-        v->armed = NULL;
-        v->live_grad = NULL;
-        v->uses_left = v->uses;
-        gb_values_clear(&v->value);
+        gb__reset_node(v); /* never a constant: constants read nothing */
         for (int i = 0; i < v->nusers; i++) arrput(stack, v->users[i]);
     }
     arrfree(stack);
@@ -1005,10 +1002,7 @@ static void gb__finish(gb_trace *t) {
 static gb_status gb__run(gb_trace *tr, bool scanning) {
     gb_trace *ed = tr->edits;
     gb_status st = gb__prepare(tr, scanning);
-    if (st == GB_OK && ed) {
-        st = gb__prepare(ed, scanning);
-        ed->batch = 0; /* an editor's getters see the whole batch */
-    }
+    if (st == GB_OK && ed) st = gb__prepare(ed, scanning);
     if (st != GB_OK) return st;
 
     gb_hooks *hooks = gb_hooks_new(tr->model);

@@ -92,6 +92,7 @@ struct gb_trace {
     gb_module *model;
     gb_tensor *input, *mask, *pos;
     gb_tensor **invokes;  /* stb_ds array: each invoke's ids [b, t] (referenced) */
+    int64_t *invoke_start; /* stb_ds array: each invoke's first row in the batch */
     int cur_invoke;       /* the open invoke, or -1 */
     int64_t pad_id;       /* left padding of shorter invokes */
     gb_tensor *run_input, *run_mask; /* what the current run feeds: the input, or the invokes batched */
