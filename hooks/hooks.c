@@ -29,7 +29,8 @@ typedef struct gb__grad_site {
     int64_t batch;
 } gb__grad_site;
 
-/* A list that stays where it is while the map holding it grows. */
+/* One list of hooks; a dispatch holds a pointer to it while appends may
+ * move its array. */
 typedef struct gb__hook_list {
     gb__hook **v; /* stb_ds array, registration order */
 } gb__hook_list;

@@ -99,7 +99,7 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
     child->name = nm;
     child->parent = m;
     arrput(m->children, child);
-    gb_module *root = gb__module_root(m);
+    gb_module *root = m->root;
     root->tree_size = 0; /* the tree changed: number it again when a run needs it */
     root->tree_gen++;
     return gb__update_paths(child);
@@ -604,8 +604,6 @@ static int gb__number(gb_module *m, int next) {
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) next = gb__number(m->children[i], next);
     return m->tree_end = next;
 }
-
-gb_module *gb__module_root(gb_module *m) { return m->root; }
 
 int gb__module_tree(gb_module *root) {
     if (!root->tree_size) root->tree_size = gb__number(root, 0);

@@ -76,8 +76,6 @@ void gb__run_cache_advance(gb_run *run, int64_t t);
  * *t (the old reference is released). */
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t);
 
-/* The root of m's tree. */
-gb_module *gb__module_root(gb_module *m);
 /* Number root's tree depth-first (tree_index, tree_end) if it changed since
  * it was last numbered; returns the number of modules in it. */
 int gb__module_tree(gb_module *root);
