@@ -115,6 +115,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox
 	install -m 644 $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
+	for f in models/*/*; do install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/glassbox/$$f; done
 	for h in glassbox.h $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' tools/glassbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/glassbox.pc
 

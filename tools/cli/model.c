@@ -92,8 +92,10 @@ static int64_t *prompt_ids(const char *cmd, gb_model *m, const char *ids_arg, co
 }
 
 int gb_cli_info(int argc, char **argv) {
-    if (argc != 1) return fail("info", "usage: glassbox info MODEL");
-    gb_model *m = open_model(argv[0]);
+    if (argc > 1) return fail("info", "usage: glassbox info [MODEL]");
+    const char *path = gb_cli_model("info", argc ? argv[0] : NULL);
+    if (!path) return 1;
+    gb_model *m = open_model(path);
     if (!m) return fail("info", gb_last_error());
     char *repr = gb_module_repr(gb_model_module(m));
     printf("%s\n\n", repr);
@@ -162,11 +164,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
             return 2;
         }
     }
-    if (!o->model) {
-        fail(cmd, "missing MODEL (a directory, a .safetensors file or a Hub id in the local cache)");
-        return 2;
-    }
-    return 0;
+    o->model = gb_cli_model(cmd, o->model);
+    return o->model ? 0 : 1;
 }
 
 /* Each block's hidden state and the final norm's output, through a trace. */
