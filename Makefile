@@ -21,7 +21,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LAYERS  := tensor autograd nn hooks trace io
+LAYERS  := tensor autograd nn hooks trace io lm
 LIB_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC := $(wildcard tools/cli/*.c)
@@ -69,7 +69,7 @@ $(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
 # The usage examples of the public headers, as functions (see the script).
-PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h
+PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h lm/lm.h
 $(BUILD)/tests/header_examples.inc: tools/extract_examples.py $(PUBLIC_HEADERS)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/extract_examples.py $@ $(PUBLIC_HEADERS)
