@@ -3,7 +3,7 @@
  *
  * usage: bench [--data DIR] [--shared DIR] [reps] [part ...]
  *   reps   timed runs per measurement, best taken (default 10)
- *   parts  kernels autograd gpt2 io (default: all)
+ *   parts  kernels lowp autograd gpt2 io (default: all)
  *   DIR    generated inputs (default build/bench-data), fixtures (../shared)
  *
  * This file holds the kernels: sgemm, elementwise ops, softmax,
@@ -207,7 +207,8 @@ void bench_kernels(void) {
 static const struct {
     const char *name;
     void (*run)(void);
-} PARTS[] = {{"kernels", bench_kernels}, {"autograd", bench_autograd}, {"gpt2", bench_gpt2}, {"io", bench_io}};
+} PARTS[] = {{"kernels", bench_kernels}, {"lowp", bench_lowp}, {"autograd", bench_autograd}, {"gpt2", bench_gpt2},
+             {"io", bench_io}};
 #define NPARTS (int)(sizeof PARTS / sizeof PARTS[0])
 
 int main(int argc, char **argv) {
@@ -228,7 +229,7 @@ int main(int argc, char **argv) {
         }
         while (p < NPARTS && strcmp(argv[i], PARTS[p].name)) p++;
         if (p == NPARTS || !strcmp(argv[i], "--help")) {
-            fprintf(stderr, "usage: bench [--data DIR] [--shared DIR] [reps] [kernels|autograd|gpt2|io ...]\n");
+            fprintf(stderr, "usage: bench [--data DIR] [--shared DIR] [reps] [kernels|lowp|autograd|gpt2|io ...]\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
         want[p] = any = true;

@@ -78,5 +78,6 @@ void bench_kernels(void);
 void bench_autograd(void);
 void bench_gpt2(void); /* hooks and tracing */
 void bench_io(void);   /* model opening and the tokenizer */
+void bench_lowp(void); /* bf16 weights as stored */
 
 #endif
