@@ -556,7 +556,7 @@ gb_status gb__lowp_frozen(const char *op, const char *what, const gb_tensor *t, 
     const char *name = gb_tensor_name(t);
     return gb__fail(GB_ERR_AUTOGRAD,
                     "%s: %s%s%s%s (%s %s) requires grad, but gradients of float16 and bfloat16 tensors are not "
-                    "computed; open the model with float32 weights (gb_model_opts.f32) or use a float32 copy "
+                    "computed; open the model with float32 weights (gb_model_opts.f32_weights) or use a float32 copy "
                     "(gb_to_dtype)",
                     op, what, *name ? " '" : "", name, *name ? "'" : "", gb_dtype_name(t->dtype), GB__SHAPE_STR(t));
 }

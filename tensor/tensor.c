@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,25 @@ static void gb__unmap(void *ctx) {
     gb__kept_next = (i + 1) % GB__MAP_KEEP;
     pthread_mutex_unlock(&gb__kept_lock);
 }
+
+/* Linux's estimate of the memory a new allocation can get without
+ * swapping (MemAvailable: free memory plus reclaimable caches). */
+static _Atomic uint64_t gb__mem_override;
+
+uint64_t gb__mem_available(void) {
+    uint64_t v = atomic_load(&gb__mem_override);
+    if (v) return v;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb;
+    v = UINT64_MAX;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) v = (uint64_t)kb << 10;
+    if (f) fclose(f);
+    return v;
+}
+
+void gb__mem_available_set(uint64_t bytes) { atomic_store(&gb__mem_override, bytes); }
 
 static gb_storage *gb__storage_new(size_t nbytes, bool zero, const char *what) {
     gb_storage *s = gb__calloc(1, sizeof *s, what);
