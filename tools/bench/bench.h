@@ -73,6 +73,10 @@ static inline gb_gpt2_config bench_gpt2_124m(void) {
                             .embd_pdrop = 0.1f, .resid_pdrop = 0.1f};
 }
 
+/* A random GPT-2 124M checkpoint (config.json + model.safetensors with its
+ * weights in dt) in dir, written unless an earlier run left it there. */
+void bench_gpt2_checkpoint(const char *dir, gb_dtype dt);
+
 /* The parts, each printing its rows. */
 void bench_kernels(void);
 void bench_autograd(void);

@@ -425,6 +425,8 @@ NO_REFERENCE = {
     "raw_sgemm": None,
     "memory_read": "the machine's own figure: the ceiling of the GEMV rows",
     "gemv_dpbf16": "a glassbox kernel variant",
+    "gpt2_124m_bf16": "compare with glassbox's own f32 rows below it",
+    "gpt2_124m_f32_": "transformers is not installed (GPT-2 forward rows in the gpt2 part)",
     "_fwd_registry": "PyTorch modules always carry their hook dicts: no registry to attach",
     "_registry_per_call": "PyTorch modules always carry their hook dicts: no registry to attach",
     "_trace_": "nnsight is not installed; its published figures are in the notes",

@@ -61,6 +61,50 @@ static void run_read(void *ctx) {
     rd->sink += s;
 }
 
+/* GPT-2 124M from a checkpoint: a 16-token prompt's forward, and greedy
+ * decoding with the KV cache after it. */
+typedef struct gen {
+    gb_module *net;
+    gb_tensor *ids;
+    int steps;
+} gen;
+
+static void run_generate(void *ctx) {
+    gen *g = ctx;
+    gb_trace *tr = gb_trace_new(g->net, g->ids);
+    BENCH_CHECK(tr && gb_trace_generate(tr, g->steps) == GB_OK, "lowp: generate");
+    gb_trace_free(tr);
+}
+
+static void bench_gpt2_dtypes(void) {
+    static const gb_dtype dts[2] = {GB_DTYPE_BF16, GB_DTYPE_F32};
+    static const char *const dirs[2] = {"gpt2-124m-bf16", "gpt2-124m"};
+    int64_t tok[16];
+    for (int i = 0; i < 16; i++) tok[i] = (i * 7919 + 13) % 50257;
+    gen g = {.ids = gb_from_data(tok, 2, (int64_t[]){1, 16}, GB_DTYPE_I64)};
+    for (int d = 0; d < 2; d++) {
+        char dir[1024], name[64], what[160];
+        snprintf(dir, sizeof dir, "%s/%s", bench_data_dir, dirs[d]);
+        bench_gpt2_checkpoint(dir, dts[d]);
+        gb_model *m = gb_model_open(dir, NULL);
+        BENCH_CHECK(m, "lowp: gb_model_open");
+        g.net = gb_model_module(m);
+        g.steps = 1;
+        double prompt = bench_best(run_generate, &g);
+        g.steps = 33;
+        double all = bench_best(run_generate, &g);
+        const char *dn = d ? "f32" : "bf16";
+        snprintf(name, sizeof name, "gpt2_124m_%s_prompt16", dn);
+        snprintf(what, sizeof what, "GPT-2 124M, %s weights as stored: the forward of a 16-token prompt", gb_dtype_name(dts[d]));
+        bench_row(name, "ms", prompt * 1e3, what);
+        snprintf(name, sizeof name, "gpt2_124m_%s_decode", dn);
+        snprintf(what, sizeof what, "the same: greedy decoding with the KV cache, per token (32 tokens)");
+        bench_row(name, "ms", (all - prompt) / 32 * 1e3, what);
+        gb_model_free(m);
+    }
+    gb_tensor_free(g.ids);
+}
+
 void bench_lowp(void) {
     char name[64], what[160];
     static const gb_dtype dts[2] = {GB_DTYPE_BF16, GB_DTYPE_F32};
@@ -104,6 +148,8 @@ void bench_lowp(void) {
                   "gemv_bf16_4096x14336 with vdpbf16ps on split activations (not the default)");
         gb__lowp_isa_set(was);
     }
+
+    bench_gpt2_dtypes();
 
     const int64_t n = (int64_t)2 << 30 >> 3; /* 2 GB */
     reader rd = {.n = n};
