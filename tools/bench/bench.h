@@ -22,6 +22,9 @@ extern int bench_reps;
 /* Where the benchmark keeps generated inputs (checkpoint, text), and ../shared. */
 extern const char *bench_data_dir;
 extern const char *bench_shared_dir;
+/* The big part's checkpoint directory and the CLI it runs (bench --big DIR --cli PATH). */
+extern const char *bench_big_dir;
+extern const char *bench_cli;
 
 static inline double bench_now(void) {
     struct timespec t;
@@ -83,5 +86,8 @@ void bench_autograd(void);
 void bench_gpt2(void); /* hooks and tracing */
 void bench_io(void);   /* model opening and the tokenizer */
 void bench_lowp(void); /* bf16 weights as stored */
+void bench_big(void);  /* a Llama-3-8B-shaped bf16 checkpoint: only when asked for */
+/* Memory read bandwidth (GB/s): the sum of a 2 GB array on glassbox's threads. */
+double bench_memory_bandwidth(void);
 
 #endif

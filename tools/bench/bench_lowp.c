@@ -105,6 +105,18 @@ static void bench_gpt2_dtypes(void) {
     gb_tensor_free(g.ids);
 }
 
+double bench_memory_bandwidth(void) {
+    const int64_t n = (int64_t)2 << 30 >> 3; /* 2 GB */
+    reader rd = {.n = n};
+    uint64_t *p = malloc((size_t)n * sizeof *p);
+    BENCH_CHECK(p, "2 GB for the memory read bandwidth");
+    for (int64_t i = 0; i < n; i++) p[i] = (uint64_t)i;
+    rd.p = p;
+    double bw = (double)n * 8 / bench_best(run_read, &rd) * 1e-9;
+    free(p);
+    return bw;
+}
+
 void bench_lowp(void) {
     char name[64], what[160];
     static const gb_dtype dts[2] = {GB_DTYPE_BF16, GB_DTYPE_F32};
@@ -151,15 +163,8 @@ void bench_lowp(void) {
 
     bench_gpt2_dtypes();
 
-    const int64_t n = (int64_t)2 << 30 >> 3; /* 2 GB */
-    reader rd = {.n = n};
-    uint64_t *p = malloc((size_t)n * sizeof *p);
-    BENCH_CHECK(p, "lowp: 2 GB for the read row");
-    for (int64_t i = 0; i < n; i++) p[i] = (uint64_t)i;
-    rd.p = p;
-    bench_row("memory_read_2GB", "GB/s", (double)n * 8 / bench_best(run_read, &rd) * 1e-9,
+    bench_row("memory_read_2GB", "GB/s", bench_memory_bandwidth(),
               "sum of 2 GB of uint64 (OpenMP, glassbox's threads): the memory bandwidth GEMV can reach");
-    free(p);
     bench_note("linear_bf16_*, gemv_bf16_*: PyTorch's rows compute in bfloat16 (F.linear on bfloat16 x and w: "
                "oneDNN, activations rounded to bf16); glassbox keeps f32 activations and f32 sums");
 }
