@@ -595,6 +595,8 @@ gb__lmat gb__lmat_t(gb__lmat w) {
 /* Bytes of f32 weights per panel: within a core's L2 cache with sgemm's
  * own packed copies. */
 #define GB__LOWP_PANEL_BYTES ((int64_t)512 << 10)
+/* Chunks of output columns per thread in the direct kernels. */
+#define GB__LOWP_CHUNKS 8
 /* Products below this many multiply-adds stay on the calling thread. */
 #define GB__LOWP_PAR_MIN (65536.0 * 4)
 
@@ -610,13 +612,15 @@ static gb_status gb__lowp_direct(const char *op, gb__lowp_task *t, const gb__low
         kern = kr->dot_bf16;
 #endif
     }
+    /* Threads take chunks of blocks as they go (a thread the machine
+     * delays leaves its share to the others); GB__LOWP_CHUNKS per thread. */
     int64_t blk = dot ? kr->dot_block : kr->axpy_block, nblk = (t->n + blk - 1) / blk;
     int threads = gb__threads();
     bool par = threads > 1 && nblk > 1 && (double)t->m * (double)t->n * (double)t->k > GB__LOWP_PAR_MIN;
-#pragma omp parallel num_threads(threads) if (par)
-    {
-        int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t n0 = nblk * id / nt * blk, n1 = nblk * (id + 1) / nt * blk;
+    int64_t nchunk = par ? (nblk < threads * GB__LOWP_CHUNKS ? nblk : threads * GB__LOWP_CHUNKS) : 1;
+#pragma omp parallel for num_threads(threads) if (par) schedule(dynamic)
+    for (int64_t c = 0; c < nchunk; c++) {
+        int64_t n0 = nblk * c / nchunk * blk, n1 = nblk * (c + 1) / nchunk * blk;
         if (n1 > t->n) n1 = t->n;
         if (n0 < n1) kern(t, n0, n1);
     }
@@ -646,7 +650,7 @@ static gb_status gb__lowp_panels(const char *op, const gb__lowp_task *t, const g
     {
         float *buf = malloc((size_t)(np * K) * sizeof *buf); /* [np, K] (dot) or [K, np] */
         if (!buf) atomic_store(&failed, true);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int64_t p = 0; p < npanel; p++) {
             if (!buf) continue;
             int64_t n0 = p * np, nn = N - n0 < np ? N - n0 : np;
