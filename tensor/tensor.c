@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <stb/stb_ds.h>
 
@@ -290,6 +292,23 @@ uint64_t gb__mem_available(void) {
 }
 
 void gb__mem_available_set(uint64_t bytes) { atomic_store(&gb__mem_override, bytes); }
+
+static _Atomic uint64_t gb__space_override;
+
+void gb__address_space_set(uint64_t bytes) { atomic_store(&gb__space_override, bytes); }
+
+uint64_t gb__address_space_left(void) {
+    uint64_t v = atomic_load(&gb__space_override);
+    if (v) return v;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (!f || fscanf(f, "%llu", &pages) != 1) pages = 0;
+    if (f) fclose(f);
+    uint64_t used = (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+    return rl.rlim_cur > used ? (uint64_t)rl.rlim_cur - used : 0;
+}
 
 static gb_storage *gb__storage_new(size_t nbytes, bool zero, const char *what) {
     gb_storage *s = gb__calloc(1, sizeof *s, what);

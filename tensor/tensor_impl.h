@@ -232,6 +232,10 @@ void *gb__calloc(size_t n, size_t size, const char *what);
  * gb__mem_available_set makes it a fixed figure (tests), 0 the real one. */
 uint64_t gb__mem_available(void);
 void gb__mem_available_set(uint64_t bytes);
+/* Address space this process may still map under its limit (ulimit -v,
+ * RLIMIT_AS), UINT64_MAX without one; gb__address_space_set as above. */
+uint64_t gb__address_space_left(void);
+void gb__address_space_set(uint64_t bytes);
 
 /* Threads for glassbox's own OpenMP loops. */
 int gb__threads(void);

@@ -248,7 +248,8 @@ START_TEST(test_fixture_lowp_runs_as_f32) {
 END_TEST
 
 /* Converting to f32 is refused, before allocating, when it would not fit;
- * the weights as stored need no memory of their own. */
+ * the weights as stored need no memory of their own; an address-space
+ * limit is checked too. */
 START_TEST(test_fixture_f32_conversion_checks_memory) {
     char dir[4096];
     gbt_fixture_dir(dir, sizeof dir, "llama3-bf16-sharded");
@@ -262,6 +263,14 @@ START_TEST(test_fixture_f32_conversion_checks_memory) {
     gb__mem_available_set(0);
     gbt_ok(m);
     gb_model_free(m);
+    /* under an address-space limit, the f32 parameters the tree is built
+     * with count too (4 bytes for each of the 68688) */
+    gb__address_space_set(4096);
+    gbt_fails_with(gb_model_open(dir, NULL) == NULL, GB_ERR_ALLOC,
+                   "opening needs 0.3 MiB more address space (the float32 parameters the module is built with before "
+                   "the weights replace them), but the process's limit (ulimit -v) leaves 0.0 MiB beside the 0.1 MiB "
+                   "of weight files it has mapped");
+    gb__address_space_set(0);
 }
 END_TEST
 
