@@ -13,7 +13,8 @@
  * in either layout a model stores: rows of W contiguous (nn.Linear's
  * [out, in]: dot products, "dot") or columns contiguous (GPT-2's Conv1D
  * weight [in, out], read transposed: "axpy", x[k] times a row of the
- * stored matrix). Threads take blocks of W's rows (of y's columns).
+ * stored matrix). Threads take chunks of W's rows (y's columns) as they
+ * go.
  *
  * Many rows: weights are converted a panel of rows at a time into a
  * per-thread f32 buffer of about 512 KB and each panel goes to OpenBLAS's
@@ -27,11 +28,14 @@
  * bf16 parts (8 significant bits each, so exact for normal x), and every
  * product w * part is exact in f32: three vdpbf16ps give the f32 product
  * with the rounding of f32 sums. One instruction does 32 multiply-adds
- * against the conversion path's 16 per fused multiply-add plus the
- * conversion, so it is used where the weight's conversion is the cost:
- * bf16 dot-layout products with one or two rows (generation). Inputs and
- * results below 2^-126 flush to zero in vdpbf16ps (its DAZ/FTZ), a
- * difference from the f32 path only at magnitudes no model reaches.
+ * against 16 per fused multiply-add (plus the conversion) on the other
+ * path, but three are needed per pair and row: on this project's machine
+ * it ran at half the conversion path's speed on weights in cache and at
+ * the same speed from memory (tools/bench, lowp: gemv_dpbf16_*), so it is
+ * not the default; gb__lowp_isa_set(GB__LOWP_ISA_AVX512BF16) turns it on
+ * for bf16 dot-layout products of one or two rows. Inputs and results
+ * below 2^-126 flush to zero in vdpbf16ps (its DAZ/FTZ), a difference
+ * from the f32 path only at magnitudes no model reaches.
  *
  * The kernels exist for AVX-512 (+AVX512_BF16), AVX2 + FMA + F16C and
  * baseline C, picked once from the CPU's features (the default build

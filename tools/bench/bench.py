@@ -123,7 +123,7 @@ def torch_softmax_norm(torch, F, reps, rows):
 def torch_lowp(torch, F, reps, rows):
     """PyTorch computing in bfloat16 (its CPU path for bfloat16 weights:
     oneDNN, activations rounded to bfloat16), and in float32 for the f32
-    GEMV rows. Llama-sized weights cycle through 8 matrices, as on the C
+    GEMV rows. Llama-sized weights cycle through 16 matrices, as on the C
     side, so that each call reads from memory."""
     torch.manual_seed(7)
     bf = torch.bfloat16
@@ -141,7 +141,7 @@ def torch_lowp(torch, F, reps, rows):
     flop = 2.0 * 128 * 768 * 3072
     rows["linear_bf16_128x768x3072"] = flop / timed(lambda w: F.linear(x, w), [w]) * 1e-9
     rows["linear_t_bf16_128x768x3072"] = flop / timed(lambda wt: x @ wt, [wt]) * 1e-9
-    for k, n, nw in ((768, 3072, 1), (4096, 14336, 8)):
+    for k, n, nw in ((768, 3072, 1), (4096, 14336, 16)):
         x1 = torch.randn(1, k)
         ws = [torch.randn(n, k) * 0.02 for _ in range(nw)]
         rows[f"gemv_{k}x{n}"] = k * n * 4 / timed(lambda w: F.linear(x1, w), ws) * 1e-9
