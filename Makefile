@@ -34,7 +34,7 @@ BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
 .PHONY: all check demo bench install clean
-all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox
+all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -57,6 +57,12 @@ $(BUILD)/libglassbox.so: $(LIB_OBJ)
 
 $(BUILD)/glassbox: $(CLI_OBJ) $(BUILD)/libglassbox.a
 	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CLI_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
+
+# The language-model corpus generator (tools/corpus/corpus.c); it uses the
+# library's PCG32 only.
+CORPUS_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/corpus/*.c))
+$(BUILD)/corpus: $(CORPUS_OBJ) $(BUILD)/libglassbox.a
+	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CORPUS_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
 
 # Tests: every tests/test_NAME.c defines `Suite *gb_suite_NAME(void)`; the
 # runner's list of suites is generated from the file names.
