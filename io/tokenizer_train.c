@@ -12,11 +12,12 @@
  *    then the smaller right id) becomes a new token; it is merged, left to
  *    right, in the words listed for it, and only the pairs next to each
  *    merge change count. A max-heap holds (count, pair) entries that may be
- *    stale: counts of old pairs only fall, so an entry whose count is no
- *    longer current is pushed back with its current count when it reaches
- *    the top, and an entry that is current at the top is the true maximum.
- *    New pairs (all of which contain the new token) are pushed once, after
- *    the merge. This is the algorithm of Hugging Face's BpeTrainer.
+ *    stale: a merge lowers the counts of pairs without the new token and
+ *    raises only pairs with it, which are pushed again after the merge, so
+ *    an entry whose count is no longer current is pushed back with its
+ *    current count when it reaches the top, and an entry that is current
+ *    at the top is the true maximum. This is the algorithm of Hugging
+ *    Face's BpeTrainer.
  * 4. Files: tokenizer.json as GPT-2's, vocab.json + merges.txt, and the two
  *    small config files, each written atomically (file.h). */
 #include "tokenizer_impl.h"
@@ -62,7 +63,7 @@ typedef struct gb__trainer {
         gb__pair_info value;
     } *pairs;           /* stb_ds hash map */
     gb__heap_item *heap; /* stb_ds array, a binary max-heap */
-    uint64_t *fresh;    /* stb_ds array: pairs made by the current merge */
+    uint64_t *grown;    /* stb_ds array: pairs whose count the current merge raised (with repeats) */
     char **tokens;      /* stb_ds array: id -> token (malloc'd, GPT-2's characters) */
     struct gb__tok_kv {
         char *key;
@@ -110,19 +111,22 @@ static gb__heap_item gb__heap_pop(gb__trainer *t) {
 
 /* ---- words and pairs ---------------------------------------------------- */
 
-/* Add delta to pair's count; a positive delta lists word w for it. Words
- * arrive in ascending order, so comparing with the last one listed keeps
- * the list free of repeats. */
+/* Add delta to pair's count. A positive delta lists word w for the pair
+ * (words come in ascending order within a merge, so comparing with the last
+ * one listed avoids most repeats; a word listed twice costs a merge that
+ * finds nothing) and marks the pair to be pushed on the heap again. */
 static void gb__pair_add(gb__trainer *t, uint64_t pair, int64_t delta, int32_t w) {
     ptrdiff_t k = hmgeti(t->pairs, pair);
     if (k < 0) {
         hmput(t->pairs, pair, ((gb__pair_info){0, NULL}));
         k = hmgeti(t->pairs, pair);
-        arrput(t->fresh, pair);
     }
     gb__pair_info *p = &t->pairs[k].value;
     p->count += delta;
-    if (delta > 0 && (arrlenu(p->where) == 0 || arrlast(p->where) != w)) arrput(p->where, w);
+    if (delta > 0) {
+        if (arrlenu(p->where) == 0 || arrlast(p->where) != w) arrput(p->where, w);
+        arrput(t->grown, pair);
+    }
 }
 
 static void gb__pair_drop(gb__trainer *t, uint64_t pair) {
@@ -259,6 +263,11 @@ static void gb__merge_word(gb__trainer *t, int32_t w, int32_t a, int32_t b, int3
     t->words[w].len = j;
 }
 
+static int gb__cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static gb_status gb__train(gb__trainer *t, int target) {
     for (size_t w = 0; w < arrlenu(t->words); w++) {
         const int32_t *s = t->syms + t->words[w].off;
@@ -266,13 +275,13 @@ static gb_status gb__train(gb__trainer *t, int target) {
             gb__pair_add(t, gb__pair(s[i], s[i + 1]), t->words[w].count, (int32_t)w);
     }
     for (size_t i = 0; i < hmlenu(t->pairs); i++) gb__heap_push(t, t->pairs[i].value.count, t->pairs[i].key);
-    arrsetlen(t->fresh, 0);
     while ((int)arrlen(t->tokens) < target && arrlenu(t->heap)) {
         gb__heap_item top = gb__heap_pop(t);
         ptrdiff_t k = hmgeti(t->pairs, top.pair);
         int64_t now = k < 0 ? 0 : t->pairs[k].value.count;
         if (now != top.count) {
             if (now > 0) gb__heap_push(t, now, top.pair);
+            else gb__pair_drop(t, top.pair);
             continue;
         }
         int32_t a = gb__pair_left(top.pair), b = gb__pair_right(top.pair);
@@ -281,7 +290,8 @@ static gb_status gb__train(gb__trainer *t, int target) {
         if (!tok) return GB_ERR_ALLOC;
         memcpy(tok, t->tokens[a], la);
         memcpy(tok + la, t->tokens[b], lb + 1);
-        /* two merges may spell the same token ("ab"+"c", "a"+"bc"): one id */
+        /* Two merges may spell the same token ("ab"+"c", "a"+"bc"): they
+         * share its id. Pairs with it may then exist already and grow. */
         ptrdiff_t same = shgeti(t->token_ids, tok);
         int32_t c = same >= 0 ? t->token_ids[same].value : (int32_t)arrlen(t->tokens);
         if (same >= 0) free(tok);
@@ -290,13 +300,16 @@ static gb_status gb__train(gb__trainer *t, int target) {
         int32_t *where = t->pairs[k].value.where;
         t->pairs[k].value.where = NULL;
         gb__pair_drop(t, top.pair);
-        arrsetlen(t->fresh, 0);
+        arrsetlen(t->grown, 0);
         for (size_t i = 0; i < arrlenu(where); i++) gb__merge_word(t, where[i], a, b, c);
         arrfree(where);
-        for (size_t i = 0; i < arrlenu(t->fresh); i++) {
-            ptrdiff_t f = hmgeti(t->pairs, t->fresh[i]);
-            if (f >= 0 && t->pairs[f].value.count > 0) gb__heap_push(t, t->pairs[f].value.count, t->fresh[i]);
-            else gb__pair_drop(t, t->fresh[i]);
+        /* every pair that grew (each contains c) goes on the heap once, with its count now */
+        qsort(t->grown, arrlenu(t->grown), sizeof *t->grown, gb__cmp_u64);
+        for (size_t i = 0; i < arrlenu(t->grown); i++) {
+            if (i > 0 && t->grown[i] == t->grown[i - 1]) continue;
+            ptrdiff_t f = hmgeti(t->pairs, t->grown[i]);
+            if (f >= 0 && t->pairs[f].value.count > 0) gb__heap_push(t, t->pairs[f].value.count, t->grown[i]);
+            else gb__pair_drop(t, t->grown[i]);
         }
     }
     return GB_OK;
@@ -308,7 +321,7 @@ static void gb__trainer_free(gb__trainer *t) {
     for (size_t i = 0; i < hmlenu(t->pairs); i++) arrfree(t->pairs[i].value.where);
     hmfree(t->pairs);
     arrfree(t->heap);
-    arrfree(t->fresh);
+    arrfree(t->grown);
     for (size_t i = 0; i < arrlenu(t->tokens); i++) free(t->tokens[i]);
     arrfree(t->tokens);
     shfree(t->token_ids);

@@ -35,7 +35,8 @@ int gb_cli_train_tokenizer(int argc, char **argv) {
             errno = 0;
             long v = strtol(argv[++i], &end, 10);
             if (errno || end == argv[i] || *end || v < 0 || v > 1 << 30) {
-                fprintf(stderr, "glassbox train-tokenizer: --vocab '%s' is not a vocabulary size\n", argv[i]);
+                fprintf(stderr, "glassbox train-tokenizer: --vocab '%s' is not a vocabulary size\n%s", argv[i],
+                        gb__train_tokenizer_usage);
                 goto done;
             }
             vocab = (int)v;
