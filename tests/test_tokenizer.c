@@ -61,7 +61,7 @@ static gb_tokenizer *open_shared(const char *rel, const char *test, char **path)
     return tok;
 }
 
-static void assert_ids(gb_tokenizer *tok, const char *text, bool special, const int32_t *want, size_t nwant) {
+void gbt_assert_ids(gb_tokenizer *tok, const char *text, bool special, const int32_t *want, size_t nwant) {
     int32_t *ids = NULL;
     size_t n = 0;
     gbt_ok_status(gb_tokenizer_encode(tok, text, strlen(text), special, &ids, &n));
@@ -82,8 +82,6 @@ static void assert_decodes(gb_tokenizer *tok, const int32_t *ids, size_t n, bool
     free(text);
 }
 
-#define IDS(...) ((const int32_t[]){__VA_ARGS__}), (sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t))
-
 /* ---- known values (../shared/README.md) --------------------------------- */
 
 static const char eiffel[] = "The Eiffel Tower is in the city of";
@@ -96,8 +94,8 @@ START_TEST(test_known_gpt2) {
     for (int p = 0; p < 4; p++) {
         gb_tokenizer *tok = open_shared(paths[p], "test_known_gpt2", NULL);
         if (!tok) return;
-        assert_ids(tok, eiffel, true, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
-        assert_ids(tok, eiffel, false, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
+        gbt_assert_ids(tok, eiffel, true, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
+        gbt_assert_ids(tok, eiffel, false, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
         assert_decodes(tok, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286), false, eiffel);
         ck_assert_str_eq(gb_tokenizer_token_to_string(tok, 412), "\xc4\xa0" "E"); /* "ĠE": Ġ stands for the space */
         ck_assert_int_eq(gb_tokenizer_token_to_id(tok, "\xc4\xa0" "Tower"), 8765);
@@ -114,9 +112,9 @@ END_TEST
 START_TEST(test_known_llama2) {
     gb_tokenizer *tok = open_shared("tokenizers/llama2", "test_known_llama2", NULL);
     if (!tok) return;
-    assert_ids(tok, eiffel, true, IDS(1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
+    gbt_assert_ids(tok, eiffel, true, IDS(1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
     /* without special tokens the template's BOS (id 1) is not added */
-    assert_ids(tok, eiffel, false, IDS(450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
+    gbt_assert_ids(tok, eiffel, false, IDS(450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
     assert_decodes(tok, IDS(1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310), true, eiffel);
     ck_assert_int_eq(gb_tokenizer_vocab_size(tok), 32000);
     ck_assert_int_eq(gb_tokenizer_bos_id(tok), 1);
@@ -128,7 +126,7 @@ END_TEST
 START_TEST(test_known_stories260k) {
     gb_tokenizer *tok = open_shared("models/stories260k", "test_known_stories260k", NULL);
     if (!tok) return;
-    assert_ids(tok, "Once upon a time", true, IDS(1, 403, 407, 261, 378));
+    gbt_assert_ids(tok, "Once upon a time", true, IDS(1, 403, 407, 261, 378));
     /* The greedy continuation in ../shared/README.md: its sentence is the
      * first 16 ids (the last five go on with " She loved to play"). */
     assert_decodes(tok, IDS(1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426), true,
@@ -169,16 +167,16 @@ static const char tiny_affix_json[] =
 START_TEST(test_tiny_derivations) {
     gb_tokenizer *tok = open_written("tok_tiny.json", tiny_json, NULL);
     /* "abc": (b,c) has rank 0, (a,b) rank 1: b+c first, then (a,bc) has no merge */
-    assert_ids(tok, "abc", true, IDS(2, 6));
-    assert_ids(tok, "ab", true, IDS(5));
+    gbt_assert_ids(tok, "abc", true, IDS(2, 6));
+    gbt_assert_ids(tok, "ab", true, IDS(5));
     /* "ccc": both (c,c) pairs have rank 3; the leftmost merges first */
-    assert_ids(tok, "ccc", true, IDS(8, 4));
+    gbt_assert_ids(tok, "ccc", true, IDS(8, 4));
     /* "xxa": x is not in the vocabulary; with fuse_unk the two x are one <unk> */
-    assert_ids(tok, "xxa", true, IDS(0, 2));
+    gbt_assert_ids(tok, "xxa", true, IDS(0, 2));
     /* "a b": split on the space, which is removed */
-    assert_ids(tok, "a b", true, IDS(2, 3));
+    gbt_assert_ids(tok, "a b", true, IDS(2, 3));
     /* "<s>a": the special token is matched in the text before the model runs */
-    assert_ids(tok, "<s>a", false, IDS(1, 2));
+    gbt_assert_ids(tok, "<s>a", false, IDS(1, 2));
     /* no decoder: tokens joined with spaces; skip_special drops <s> */
     assert_decodes(tok, IDS(1, 2, 6), false, "<s> a bc");
     assert_decodes(tok, IDS(1, 2, 6), true, "a bc");
@@ -189,14 +187,14 @@ START_TEST(test_tiny_derivations) {
 
     tok = open_written("tok_tiny_affix.json", tiny_affix_json, NULL);
     /* a, ##b, ##c</w> -> ab (a + "##b" without its prefix), then abc</w> */
-    assert_ids(tok, "abc", true, IDS(5));
+    gbt_assert_ids(tok, "abc", true, IDS(5));
     /* one character: both first and last, so "b</w>" */
-    assert_ids(tok, "b", true, IDS(6));
+    gbt_assert_ids(tok, "b", true, IDS(6));
     /* a, ##b</w>: no merge for that pair */
-    assert_ids(tok, "ab", true, IDS(1, 8));
+    gbt_assert_ids(tok, "ab", true, IDS(1, 8));
     /* ##x is unknown; without fuse_unk each unknown is its own <unk> */
-    assert_ids(tok, "axb", true, IDS(1, 0, 8));
-    assert_ids(tok, "xx", true, IDS(0, 0));
+    gbt_assert_ids(tok, "axb", true, IDS(1, 0, 8));
+    gbt_assert_ids(tok, "xx", true, IDS(0, 0));
     gb_tokenizer_free(tok);
 }
 END_TEST
@@ -302,7 +300,7 @@ START_TEST(test_open_errors) {
     gb_tokenizer *tok = gb_tokenizer_open(dir);
     gbt_ok(tok);
     /* GPT-2 layout: byte-level; "aba" -> ab (merge 0) + a */
-    assert_ids(tok, "aba", true, IDS(2, 0));
+    gbt_assert_ids(tok, "aba", true, IDS(2, 0));
     gb_tokenizer_free(tok);
     remove(merges);
     remove(vocab);
@@ -357,7 +355,7 @@ START_TEST(test_call_errors) {
     char *s = tiny_with("\"unk_token\":\"<unk>\"", "\"unk_token\":\"<missing>\"");
     tok = open_written("tok_tiny.json", s, NULL);
     free(s);
-    assert_ids(tok, "ab", true, IDS(5));
+    gbt_assert_ids(tok, "ab", true, IDS(5));
     gbt_fails_with(gb_tokenizer_encode(tok, "x", 1, true, &ids, &n) != GB_OK, GB_ERR_FORMAT,
                    "unk_token '<missing>' is not in the vocabulary");
     ck_assert(ids == NULL);

@@ -34,6 +34,11 @@ typedef struct gbt_corpus {
 gbt_corpus gbt_make_corpus(uint64_t seed, int n);
 void gbt_free_corpus(gbt_corpus *c);
 
+/* Fail unless text encodes (with special tokens when special) as the nwant
+ * ids want; IDS(1, 2, 3) gives both arguments. */
+void gbt_assert_ids(gb_tokenizer *tok, const char *text, bool special, const int32_t *want, size_t nwant);
+#define IDS(...) ((const int32_t[]){__VA_ARGS__}), (sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t))
+
 /* Whether node and Hugging Face's binding are installed; a SKIP line naming
  * test if not. */
 bool gbt_have_node_oracle(const char *test);

@@ -77,19 +77,6 @@ static gb_tokenizer *open_dir(const char *dir, const char *file) {
     return tok;
 }
 
-static void assert_ids(gb_tokenizer *tok, const char *text, const int32_t *want, size_t nwant) {
-    int32_t *ids = NULL;
-    size_t n = 0;
-    gbt_ok_status(gb_tokenizer_encode(tok, text, strlen(text), true, &ids, &n));
-    bool same = n == nwant;
-    for (size_t i = 0; same && i < n; i++) same = ids[i] == want[i];
-    ck_assert_msg(same, "'%s' encodes as %zu ids starting %d, expected %zu starting %d", text, n, n ? ids[0] : -1,
-                  nwant, nwant ? want[0] : -1);
-    free(ids);
-}
-
-#define IDS(...) ((const int32_t[]){__VA_ARGS__}), (sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t))
-
 /* ---- merges derived by hand --------------------------------------------- */
 
 /* Ids: GPT-2's byte ids ('a' 64, 'b' 65, 'c' 66, 'd' 67, 'e' 68, ' ' as "Ġ"
@@ -127,7 +114,7 @@ START_TEST(test_derived_merges) {
         ck_assert_int_eq(gb_tokenizer_eos_id(tok), 262);
         /* "abc": a b c -> ab c (rank 0) -> abc (rank 5). " abc": Ġ a b c -> Ġ ab c
          * -> Ġab c (rank 1 beats (ab,c)'s 5) -> Ġabc (rank 4). " dee": Ġde e. */
-        assert_ids(tok, "abc abc dee<|endoftext|>", IDS(261, 260, 259, 68, 262));
+        gbt_assert_ids(tok, "abc abc dee<|endoftext|>", true, IDS(261, 260, 259, 68, 262));
         gb_tokenizer_free(tok);
     }
     free(dir);
