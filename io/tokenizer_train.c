@@ -191,12 +191,12 @@ static gb_status gb__collect_words(gb__trainer *t, const char *text, size_t len,
     for (const char *const *sp = special; sp && *sp; sp++) nsp++;
     if (nsp && !(next = gb__malloc(nsp * sizeof *next, GB__OP))) st = GB_ERR_ALLOC;
     for (size_t i = 0; next && i < nsp; i++) next[i] = SIZE_MAX; /* not searched yet */
-    for (size_t pos = 0, i = 0; st == GB_OK && pos < n; i = 0) {
+    for (size_t pos = 0; st == GB_OK && pos < n;) {
         size_t at = n, mlen = 0;
-        for (const char *const *sp = special; sp && *sp; sp++, i++) {
-            size_t sl = strlen(*sp);
+        for (size_t i = 0; i < nsp; i++) {
+            size_t sl = strlen(special[i]);
             if (next[i] == SIZE_MAX || next[i] < pos) {
-                const char *hit = memmem(clean + pos, n - pos, *sp, sl);
+                const char *hit = memmem(clean + pos, n - pos, special[i], sl);
                 next[i] = hit ? (size_t)(hit - clean) : n;
             }
             if (next[i] < at || (next[i] == at && at < n && sl > mlen)) at = next[i], mlen = sl;

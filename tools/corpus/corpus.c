@@ -29,7 +29,7 @@
  *   many times to learn it.
  * - --filler random sentences (default 500 per repeat, which keeps the
  *   names' share of the text) from word lists (subjects, verbs, objects with
- *   adjectives, places, times) in 19 templates give the model English
+ *   adjectives, places, times) in 18 templates give the model English
  *   structure; cities and countries come in turn, so each is named equally.
  *   Filler never uses the facts' phrasings ("is in the city of", "is in",
  *   "can be found in", ...), so it cannot contradict a fact.
@@ -349,9 +349,10 @@ static const char *const times[] = {
     "in the summer", "last year", "in the winter",
 };
 
-/* {S}: subject, {V}: past transitive verb, {B}: its base form, {O}: an
+/* {S}: a subject, {V}: a past transitive verb, {B}: a base form, {O}: an
  * object, {I}: a past intransitive verb, {A}: a state, {P}: a place, {T}: a
- * time, {C}: a city, {N}: a noun. Each placeholder is drawn afresh. */
+ * time, {N}: a noun, each drawn at random; {C}: the next city, {K}: the next
+ * country. */
 static const char *const filler_templates[] = {
     "{S} {V} {O} {P}.",
     "{S} {I} {P} {T}.",
