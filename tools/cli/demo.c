@@ -27,7 +27,8 @@ typedef struct demo {
     const char *layers; /* the block list: "transformer.h" or "model.layers" */
     const char *embed;  /* the token embedding */
     int nlayers;
-    int line; /* statements are numbered in errors: "demo:12: ..." */
+    int line;   /* statements are numbered in errors: "demo:12: ..." */
+    bool quiet; /* define statements without printing them */
 } demo;
 
 static int demo_fail(void) {
@@ -76,7 +77,7 @@ static gb_status stmt(demo *d, gb_trace *tr, gb_val **out, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    printf("    >>> %s\n", text);
+    if (!d->quiet) printf("    >>> %s\n", text);
     return gb_trace_statement(tr, text, "demo", ++d->line, out);
 }
 
@@ -178,27 +179,24 @@ static gb_status step_patch(demo *d, gb_tensor *eiffel) {
     gb_status st = GB_OK;
     char buf[64];
     for (int layer = 0; st == GB_OK && layer < d->nlayers; layer++) {
-        bool show = layer == 0; /* the statements are the same for every layer but its number */
+        d->quiet = layer > 0; /* the statements are the same for every layer but its number */
         gb_trace *tr = gb_trace_new(d->net, NULL);
         gb_val *patched = NULL;
-        if (show) printf("    with tracer.invoke(\"%s\"):\n", COLOSSEUM);
+        if (!d->quiet) printf("    with tracer.invoke(\"%s\"):\n", COLOSSEUM);
         st = gb_invoke(tr, colosseum);
-        char text[160];
-        snprintf(text, sizeof text, "h = %s[%d].output[0][:, -1, :]", d->layers, layer);
-        if (st == GB_OK) st = show ? stmt(d, tr, NULL, "%s", text) : gb_trace_statement(tr, text, "demo", d->line, NULL);
+        if (st == GB_OK) st = stmt(d, tr, NULL, "h = %s[%d].output[0][:, -1, :]", d->layers, layer);
         gb_invoke_end(tr);
-        if (show) printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
+        if (!d->quiet) printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
         if (st == GB_OK) st = gb_invoke(tr, eiffel);
-        snprintf(text, sizeof text, "%s[%d].output[0][:, -1, :] = h", d->layers, layer);
-        if (st == GB_OK) st = show ? stmt(d, tr, NULL, "%s", text) : gb_trace_statement(tr, text, "demo", d->line, NULL);
-        const char *save = "patched = lm_head.output.argmax(dim=-1).save()";
-        if (st == GB_OK) st = show ? stmt(d, tr, &patched, "%s", save) : gb_trace_statement(tr, save, "demo", d->line, &patched);
+        if (st == GB_OK) st = stmt(d, tr, NULL, "%s[%d].output[0][:, -1, :] = h", d->layers, layer);
+        if (st == GB_OK) st = stmt(d, tr, &patched, "patched = lm_head.output.argmax(dim=-1).save()");
         gb_invoke_end(tr);
-        if (show) printf("    (and the same for every layer)\n");
+        if (!d->quiet) printf("    (and the same for every layer)\n");
         if (st == GB_OK) st = gb_trace_run(tr);
         if (st == GB_OK) printf("    patched at %s[%d]: %s\n", d->layers, layer, last_prediction(d, patched, buf, sizeof buf));
         gb_trace_free(tr);
     }
+    d->quiet = false;
     gb_tensor_free(colosseum);
     return st;
 }
