@@ -63,7 +63,7 @@ typedef enum gb_pad_side {
 
 /* Encode n >= 1 texts (lens[i] bytes each; lens NULL: NUL-terminated) into
  * *ids, an i64 tensor [n, T] with T the longest encoding, padded with
- * gb_tokenizer_pad_id (or EOS when there is no pad token, or 0), and *mask,
+ * gb_tokenizer_padding_id, and *mask,
  * i64 [n, T], 1 on real tokens and 0 on padding. */
 gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens,
                                     bool add_special, gb_pad_side side, gb_tensor **ids, gb_tensor **mask);
@@ -82,6 +82,8 @@ int32_t gb_tokenizer_vocab_size(const gb_tokenizer *tok);
 int32_t gb_tokenizer_bos_id(const gb_tokenizer *tok);
 int32_t gb_tokenizer_eos_id(const gb_tokenizer *tok);
 int32_t gb_tokenizer_pad_id(const gb_tokenizer *tok);
+/* The id gb_tokenizer_encode_batch pads with: the pad token, else EOS, else 0. */
+int32_t gb_tokenizer_padding_id(const gb_tokenizer *tok);
 /* Use id for padding in gb_tokenizer_encode_batch (GB_ERR_INDEX if out of range). */
 gb_status gb_tokenizer_set_pad_id(gb_tokenizer *tok, int32_t id);
 

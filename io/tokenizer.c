@@ -596,6 +596,8 @@ gb_status gb_tokenizer_encode(gb_tokenizer *tok, const char *text, size_t len, b
     return st;
 }
 
+int32_t gb_tokenizer_padding_id(const gb_tokenizer *tok) { return tok->pad >= 0 ? tok->pad : tok->eos >= 0 ? tok->eos : 0; }
+
 gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens,
                                     bool add_special, gb_pad_side side, gb_tensor **ids, gb_tensor **mask) {
     if (ids) *ids = NULL;
@@ -625,7 +627,7 @@ gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const 
         if (!idv || !mv) st = GB_ERR_ALLOC;
     }
     if (st == GB_OK) {
-        int32_t pad = tok->pad >= 0 ? tok->pad : tok->eos >= 0 ? tok->eos : 0;
+        int32_t pad = gb_tokenizer_padding_id(tok);
         for (int i = 0; i < n; i++) {
             size_t len = arrlenu(rows[i]), off = side == GB_PAD_SIDE_LEFT ? T - len : 0;
             for (size_t t = 0; t < T; t++) {

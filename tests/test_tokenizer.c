@@ -1212,7 +1212,7 @@ START_TEST(test_cli) {
     free(out);
     out = run_cli("tokenize", &code);
     ck_assert_int_eq(code, 2);
-    ck_assert_msg(strncmp(out, "glassbox tokenize: give MODEL", 29) == 0, "got: %s", out);
+    ck_assert_msg(strncmp(out, "glassbox tokenize: give one of TEXT", 32) == 0, "got: %s", out);
     free(out);
     free(gpt2);
     free(llama);
