@@ -15,7 +15,8 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
     X(trace, gb_cli_trace, "MODEL (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
                            "[-n N] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
     X(tokenize, gb_cli_tokenize, "MODEL TEXT: print the token ids of TEXT") \
-    X(detokenize, gb_cli_detokenize, "MODEL 1,2,3: print the text of token ids")
+    X(detokenize, gb_cli_detokenize, "MODEL 1,2,3: print the text of token ids") \
+    X(train, gb_cli_train, "--corpus FILE --tokenizer DIR --out DIR [options]: train a GPT-2 from scratch (--help)")
 
 #define GB__X(name, fn, help) int fn(int argc, char **argv);
 GB_CLI_COMMANDS(GB__X)
