@@ -24,9 +24,10 @@ static void train(gbt_oracle *o, const char *name, const char *extra) {
     char dir[4200], args[16384];
     char *run = gbt_get_str(o, "args");
     const char *tmp = gbt_tmp_dir(), *d = oracle_dir(dir, sizeof dir);
-    snprintf(args, sizeof args,
-             "train --corpus %s/corpus.txt --tokenizer %s/tok %s --threads 2 --out %s/train/%s --log %s/train/%s.csv %s",
-             d, d, run, tmp, name, tmp, name, extra);
+    snprintf(
+        args, sizeof args,
+        "train --corpus %s/corpus.txt --tokenizer %s/tok %s --threads 2 --out %s/train/%s --log %s/train/%s.csv %s", d,
+        d, run, tmp, name, tmp, name, extra);
     gbt_cli_result r = gbt_cli(args);
     ck_assert_msg(r.status == 0, "glassbox %s: exit %d: %s", args, r.status, r.err);
     ck_assert_msg(!*r.out && !*r.err, "glassbox train printed '%s' '%s'", r.out, r.err);
@@ -170,12 +171,26 @@ START_TEST(test_resume) {
     same_file("r/checkpoint-20/model.safetensors", "r/model.safetensors");
     char args[16384];
     const char *tmp = gbt_tmp_dir();
-    snprintf(args, sizeof args, "train --resume %s/train/r/checkpoint-10 --out %s/train/r2 --threads 2 --log %s/train/r2.csv",
-             tmp, tmp, tmp);
+    snprintf(args, sizeof args,
+             "train --resume %s/train/r/checkpoint-10 --out %s/train/r2 --threads 2 --log %s/train/r2.csv", tmp, tmp,
+             tmp);
     gbt_cli_result r = gbt_cli(args);
     ck_assert_msg(r.status == 0 && !*r.err, "glassbox %s: %s", args, r.err);
     gbt_cli_free(&r);
     same_file("r/model.safetensors", "r2/model.safetensors");
+    /* Another corpus would change the data order: refused. */
+    char *other = tmp_file("%s", "other.txt");
+    FILE *f = fopen(other, "w");
+    fputs("Another text.\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "train --resume %s/train/r/checkpoint-10 --out %s/train/r3 --corpus %s", tmp, tmp,
+             other);
+    gbt_cli_fails(args, 1, "glassbox train: --resume: the corpus ");
+    r = gbt_cli(args);
+    ck_assert_msg(strstr(r.err, "has 14 tokens, 1 lines; the checkpoint was trained on 397 tokens, 11 lines"), "%s",
+                  r.err);
+    gbt_cli_free(&r);
+    free(other);
     gb_tensor *all = csv_column("r", 2, 0, 20), *rest = csv_column("r2", 2, 10, 10);
     ck_assert_mem_eq(gb_tensor_f32(all) + 10, gb_tensor_f32(rest), 10 * sizeof(float));
     gb_tensor_free(all), gb_tensor_free(rest);
@@ -218,7 +233,8 @@ START_TEST(test_checkpoint_layout) {
     char *p = tmp_file("%s/model.safetensors", "h");
     gb_safetensors *st = gb_safetensors_open(p);
     gbt_ok(st);
-    ck_assert(gb_safetensors_has(st, "transformer.h.1.attn.c_attn.weight") && !gb_safetensors_has(st, "lm_head.weight"));
+    ck_assert(gb_safetensors_has(st, "transformer.h.1.attn.c_attn.weight") &&
+              !gb_safetensors_has(st, "lm_head.weight"));
     ck_assert_str_eq(gb_safetensors_metadata(st, "format"), "pt");
     gb_safetensors_free(st);
     free(p);
@@ -301,8 +317,8 @@ START_TEST(test_errors) {
     gbt_cli_result r = gbt_cli(args);
     ck_assert_int_eq(r.status, 1);
     gbt_one_error_line(&r, "glassbox train: ");
-    ck_assert_msg(strstr(r.err, "tensor 'transformer.wte.weight' is float32[257, 32]") && strstr(r.err, "[257, 64]"), "%s",
-                  r.err);
+    ck_assert_msg(strstr(r.err, "tensor 'transformer.wte.weight' is float32[257, 32]") && strstr(r.err, "[257, 64]"),
+                  "%s", r.err);
     gbt_cli_free(&r);
     snprintf(args, sizeof args, "train --corpus /nonexistent --tokenizer %.4000s/tok --out /tmp/x", d);
     gbt_cli_fails(args, 1, "glassbox train: cannot read the corpus /nonexistent");

@@ -3,6 +3,7 @@
  * order, initialisation, schedule, determinism and resuming. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,8 @@ static const struct {
     const char *meta, *help, *dflt;
 } options[] = {
 #define X(flag, field, kind, dflt, lowest, saved, meta, help) \
-    {flag, OPT_##kind, offsetof(train_opts, field), offsetof(train_opts, given.field), lowest, saved, meta, help, #dflt},
+    {flag, OPT_##kind, offsetof(train_opts, field), offsetof(train_opts, given.field), lowest, saved, meta, help, \
+     #dflt},
     TRAIN_OPTIONS(X)
 #undef X
 };
@@ -85,15 +87,16 @@ static void defaults(train_opts *o) {
 #undef X
 }
 
-static int fail(const char *msg) {
-    fprintf(stderr, "glassbox train: %s\n", msg);
+/* One line on stderr; returns 1 (usage errors return 2 themselves). */
+static int failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int failf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("glassbox train: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
     return 1;
-}
-
-static int failf(const char *fmt, const char *a, const char *b) {
-    char msg[1024];
-    snprintf(msg, sizeof msg, fmt, a, b);
-    return fail(msg);
 }
 
 static void usage(FILE *f) {
@@ -151,10 +154,10 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         }
         int i = strncmp(argv[a], "--", 2) ? -1 : find_option(argv[a] + 2);
         if (i < 0 || a + 1 >= argc) {
-            failf("unknown or incomplete option '%s' (see glassbox train --help)", argv[a], "");
+            failf("unknown or incomplete option '%s' (see glassbox train --help)", argv[a]);
             return 2;
         }
-        if (!set_option(o, i, argv[++a], err, sizeof err)) return fail(err), 2;
+        if (!set_option(o, i, argv[++a], err, sizeof err)) return failf("%s", err), 2;
         *((bool *)(void *)((char *)o + options[i].given_off)) = true;
     }
     return 0;
@@ -163,8 +166,10 @@ static int parse_args(int argc, char **argv, train_opts *o) {
 /* An option's value as text, for a checkpoint's metadata. */
 static void option_text(const train_opts *o, int i, char *buf, size_t size) {
     const char *base = (const char *)o;
-    if (options[i].kind == OPT_INT) snprintf(buf, size, "%lld", *(const opt_INT *)(const void *)(base + options[i].off));
-    else if (options[i].kind == OPT_NUM) snprintf(buf, size, "%.17g", *(const opt_NUM *)(const void *)(base + options[i].off));
+    if (options[i].kind == OPT_INT)
+        snprintf(buf, size, "%lld", *(const opt_INT *)(const void *)(base + options[i].off));
+    else if (options[i].kind == OPT_NUM)
+        snprintf(buf, size, "%.17g", *(const opt_NUM *)(const void *)(base + options[i].off));
     else snprintf(buf, size, "%s", *(const char *const *)(const void *)(base + options[i].off));
 }
 
@@ -229,6 +234,12 @@ typedef struct {
 
 static void corpus_free(corpus *c) { free(c->tok), free(c->start); }
 
+/* "N tokens, M lines": what a checkpoint records of its corpus. */
+static const char *corpus_size(const corpus *c, char *buf, size_t size) {
+    snprintf(buf, size, "%lld tokens, %lld lines", (long long)c->ntok, (long long)c->nstart);
+    return buf;
+}
+
 static bool corpus_load(corpus *c, const char *path, gb_tokenizer *tok, int32_t eos, char *err, size_t errsize) {
     size_t len = 0, cap = 1024, scap = 64;
     char *text = read_all(path, &len);
@@ -248,9 +259,13 @@ static bool corpus_load(corpus *c, const char *path, gb_tokenizer *tok, int32_t 
                 ok = false;
                 break;
             }
-            while ((size_t)c->ntok + k + 1 > cap) c->tok = realloc(c->tok, (cap *= 2) * sizeof *c->tok);
-            if ((size_t)c->nstart == scap) c->start = realloc(c->start, (scap *= 2) * sizeof *c->start);
-            if (!c->tok || !c->start) ok = false;
+            while ((size_t)c->ntok + k + 1 > cap) cap *= 2;
+            if ((size_t)c->nstart == scap) scap *= 2;
+            int32_t *t2 = realloc(c->tok, cap * sizeof *c->tok);
+            int64_t *s2 = t2 ? realloc(c->start, scap * sizeof *c->start) : NULL;
+            if (t2) c->tok = t2;
+            if (s2) c->start = s2;
+            if (!t2 || !s2) ok = false;
             else {
                 c->start[c->nstart++] = c->ntok;
                 memcpy(c->tok + c->ntok, ids, k * sizeof *ids);
@@ -377,7 +392,8 @@ static bool load_weights(trainer *t, const char *path, char *err, size_t errsize
             const char *name = gb_safetensors_name(st, i);
             bool known = !strcmp(name, "lm_head.weight");
             for (int j = 0; !known && j < t->n; j++)
-                known = !strcmp(name, t->names[j]) || !strcmp(name, t->names[j] + 12);
+                known = !strcmp(name, t->names[j]) ||
+                        (!strncmp(t->names[j], "transformer.", 12) && !strcmp(name, t->names[j] + 12));
             if (!known) snprintf(err, errsize, "%s: unexpected tensor '%s'", path, name), ok = false;
         }
     gb_safetensors_free(st);
@@ -520,9 +536,9 @@ static bool save_checkpoint(const trainer *t, const char *dir, bool with_state, 
     if (st) return snprintf(err, errsize, "%s", gb_last_error()), false;
     if (!with_state) return true;
     int nt = 2 * t->n;
-    char **names = calloc((size_t)nt, sizeof *names), (*text)[64] = calloc(NOPTIONS + 1, sizeof *text);
+    char **names = calloc((size_t)nt, sizeof *names), (*text)[64] = calloc(NOPTIONS + 2, sizeof *text);
     gb_tensor **ts = calloc((size_t)nt, sizeof *ts);
-    const char **meta = calloc(2 * (NOPTIONS + 2) + 1, sizeof *meta);
+    const char **meta = calloc(2 * (NOPTIONS + 3) + 1, sizeof *meta);
     bool ok = names && text && ts && meta;
     for (int i = 0; ok && i < t->n; i++)
         for (int k = 0; k < 2; k++) {
@@ -538,7 +554,9 @@ static bool save_checkpoint(const trainer *t, const char *dir, bool with_state, 
     int m = 0;
     if (ok) {
         snprintf(text[NOPTIONS], sizeof text[0], "%lld", (long long)t->step);
+        corpus_size(&t->data, text[NOPTIONS + 1], sizeof text[0]);
         meta[m++] = "format", meta[m++] = "glassbox-train", meta[m++] = "step", meta[m++] = text[NOPTIONS];
+        meta[m++] = "corpus_size", meta[m++] = text[NOPTIONS + 1];
         for (int i = 0; i < NOPTIONS; i++)
             if (options[i].saved) {
                 option_text(&t->o, i, text[i], sizeof text[i]);
@@ -627,7 +645,8 @@ static bool plot_losses(const char *path, const double *x, const double *loss, i
     double *ema = malloc(sizeof(double) * (size_t)(n ? n : 1));
     if (!ema) return false;
     for (int64_t i = 0; i < n; i++) ema[i] = i ? 0.95 * ema[i - 1] + 0.05 * loss[i] : loss[i];
-    gb_series s[2] = {{"loss", x, loss, (int)n, {165, 195, 235}, 1}, {"moving average", x, ema, (int)n, {25, 65, 165}, 2}};
+    gb_series s[2] = {{"loss", x, loss, (int)n, {165, 195, 235}, 1},
+                      {"moving average", x, ema, (int)n, {25, 65, 165}, 2}};
     bool ok = gb_plot_lines(path, 800, 500, "glassbox train: training loss", "step", "loss", 2, s);
     free(ema);
     return ok;
@@ -670,11 +689,11 @@ static int run(trainer *t) {
     sampler smp = {&t->data, (uint64_t)o->seed, -1, malloc(sizeof(int64_t) * (size_t)t->data.nstart)};
     int rc = 1;
     if (!ids || !targets || !xs || !losses || !smp.order) {
-        fail("out of memory");
+        failf("out of memory");
         goto done;
     }
     if (o->log && (!(csv = fopen(o->log, "w")) || fprintf(csv, "step,lr,loss,grad_norm,tokens_per_s\n") < 0)) {
-        failf("cannot write the log %s%s", o->log, "");
+        failf("cannot write the log %s", o->log);
         goto done;
     }
     double t0 = now();
@@ -700,21 +719,21 @@ static int run(trainer *t) {
     }
     if (tty && n) fputc('\n', stderr);
     if (*err) {
-        fail(err);
+        failf("%s", err);
         goto done;
     }
     if (csv && fclose(csv) != 0) {
         csv = NULL;
-        failf("cannot write the log %s%s", o->log, "");
+        failf("cannot write the log %s", o->log);
         goto done;
     }
     csv = NULL;
     if (!save_checkpoint(t, o->out, false, err, sizeof err)) {
-        fail(err);
+        failf("%s", err);
         goto done;
     }
     if (o->plot && !plot_losses(o->plot, xs, losses, n)) {
-        failf("cannot write the plot %s%s", o->plot, "");
+        failf("cannot write the plot %s", o->plot);
         goto done;
     }
     rc = 0;
@@ -732,27 +751,36 @@ int gb_cli_train(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     train_opts *o = &t.o;
     gb_safetensors *state = NULL;
-    if (o->resume && o->init) return fail("--resume and --init exclude each other"), 2;
-    if (o->resume && !(state = open_state(o, &t.step, err, sizeof err))) return fail(err);
+    if (o->resume && o->init) return failf("--resume and --init exclude each other"), 2;
+    if (o->resume && !(state = open_state(o, &t.step, err, sizeof err))) return failf("%s", err);
     if (o->resume && !o->tokenizer) o->tokenizer = o->resume;
     if (!o->corpus || !o->tokenizer || !o->out)
-        return failf("missing --%s (see glassbox train --help)", !o->corpus ? "corpus" : !o->tokenizer ? "tokenizer" : "out",
-                     ""),
+        return failf("missing --%s (see glassbox train --help)",
+                     !o->corpus ? "corpus" : !o->tokenizer ? "tokenizer" : "out"),
                2;
     rc = 1;
     if (o->threads > 0) gb_set_num_threads((int)o->threads);
     if (!(t.tok = gb_tokenizer_open(o->tokenizer))) {
-        fail(gb_last_error());
+        failf("%s", gb_last_error());
         goto done;
     }
     t.eos = gb_tokenizer_eos_id(t.tok);
     if (t.eos < 0) {
-        failf("the tokenizer %s has no <|endoftext|> (end-of-text) token%s", o->tokenizer, "");
+        failf("the tokenizer %s has no <|endoftext|> (end-of-text) token", o->tokenizer);
         goto done;
     }
     if (!corpus_load(&t.data, o->corpus, t.tok, t.eos, err, sizeof err) || !build(&t, err, sizeof err)) {
-        fail(err);
+        failf("%s", err);
         goto done;
+    }
+    if (state) { /* the data order is only the same over the same lines */
+        char have[64];
+        const char *want = gb_safetensors_metadata(state, "corpus_size");
+        if (strcmp(want ? want : "", corpus_size(&t.data, have, sizeof have))) {
+            failf("--resume: the corpus %s has %s; the checkpoint was trained on %s", o->corpus, have,
+                  want ? want : "(unknown)");
+            goto done;
+        }
     }
     const char *weights = o->init;
     char *resumed = o->resume ? path_join(o->resume, "model.safetensors") : NULL;
@@ -762,7 +790,7 @@ int gb_cli_train(int argc, char **argv) {
     if (ok) ok = make_optimisers(&t, err, sizeof err);
     if (ok && state) ok = load_state(&t, state, err, sizeof err);
     if (!ok) {
-        fail(*err ? err : gb_last_error());
+        failf("%s", *err ? err : gb_last_error());
         goto done;
     }
     rc = run(&t);
