@@ -31,7 +31,7 @@
     X("heads", heads, INT, 4, 1, 1, "H", "attention heads (n_head; must divide the width)")                     \
     X("ctx", ctx, INT, 64, 2, 1, "T", "tokens per training window (n_positions)")                               \
     X("batch", batch, INT, 16, 1, 1, "B", "windows per step")                                                   \
-    X("steps", steps, INT, 2000, 0, 1, "N", "optimiser steps")                                                  \
+    X("steps", steps, INT, 1500, 0, 1, "N", "optimiser steps")                                                  \
     X("lr", lr, NUM, 3e-3, 0, 1, "X", "peak learning rate")                                                     \
     X("warmup", warmup, INT, 100, 0, 1, "N", "steps of linear warmup")                                          \
     X("min-lr", min_lr, NUM, 3e-4, 0, 1, "X", "learning rate at the end of the cosine decay")                   \
@@ -640,11 +640,15 @@ static void progress(int64_t done, int64_t first, int64_t total, double loss, do
     fflush(stderr);
 }
 
-/* The loss curve: every step, and an exponential moving average (0.95). */
+/* The loss curve: every step, and an exponential moving average (0.95,
+ * bias-corrected as Adam's moments are, so it does not lag at the start). */
 static bool plot_losses(const char *path, const double *x, const double *loss, int64_t n) {
-    double *ema = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double *ema = malloc(sizeof(double) * (size_t)(n ? n : 1)), m = 0, decay = 1;
     if (!ema) return false;
-    for (int64_t i = 0; i < n; i++) ema[i] = i ? 0.95 * ema[i - 1] + 0.05 * loss[i] : loss[i];
+    for (int64_t i = 0; i < n; i++) {
+        m = 0.95 * m + 0.05 * loss[i], decay *= 0.95;
+        ema[i] = m / (1 - decay);
+    }
     gb_series s[2] = {{"loss", x, loss, (int)n, {165, 195, 235}, 1},
                       {"moving average", x, ema, (int)n, {25, 65, 165}, 2}};
     bool ok = gb_plot_lines(path, 800, 500, "glassbox train: training loss", "step", "loss", 2, s);
