@@ -94,6 +94,8 @@ $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 
 # The model fixtures are written by the generator that models.py runs.
 $(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
+# train.py writes its init.safetensors with safetensors.py's writer.
+$(BUILD)/oracle/train.txt: tests/oracle/safetensors.py
 
 $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) $(HEADERS) $(BUILD)/libglassbox.a
 	@mkdir -p $(dir $@)

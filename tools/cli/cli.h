@@ -20,7 +20,8 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
                            "[-n N] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
     X(tokenize, gb_cli_tokenize, "[MODEL] TEXT: print the token ids of TEXT") \
     X(detokenize, gb_cli_detokenize, "[MODEL] 1,2,3: print the text of token ids") \
-    X(train-tokenizer, gb_cli_train_tokenizer, "CORPUS --vocab N --out DIR: train a byte-level BPE tokenizer")
+    X(train-tokenizer, gb_cli_train_tokenizer, "CORPUS --vocab N --out DIR: train a byte-level BPE tokenizer") \
+    X(train, gb_cli_train, "--corpus FILE --tokenizer DIR --out DIR [options]: train a GPT-2 from scratch (--help)")
 
 /* The bundled model's directory name under models/. */
 #define GB_CLI_MODEL_NAME "gpt2-facts"
