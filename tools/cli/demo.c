@@ -29,6 +29,7 @@ typedef struct demo {
     int nlayers;
     int line;   /* statements are numbered in errors: "demo:12: ..." */
     bool quiet; /* define statements without printing them */
+    int step;   /* the demo's sections are numbered as they print */
 } demo;
 
 static int demo_fail(void) {
@@ -81,6 +82,18 @@ static gb_status stmt(demo *d, gb_trace *tr, gb_val **out, const char *fmt, ...)
     return gb_trace_statement(tr, text, "demo", ++d->line, out);
 }
 
+/* A numbered section header. */
+static void section(demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void section(demo *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    d->step++;
+    printf("%s== %d. ", d->step > 1 ? "\n" : "", d->step);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+}
+
 /* The last position's prediction of saved argmax ids [1, T] as text. */
 static const char *last_prediction(demo *d, gb_val *ids, char *buf, size_t size) {
     gb_tensor *t = gb_value(ids);
@@ -119,13 +132,11 @@ static void show_ids(demo *d, gb_tensor *ids, int64_t from) {
     free(ids32);
 }
 
-static gb_status run_or_generate(gb_trace *tr, int max_new) {
-    return max_new ? gb_trace_generate(tr, max_new) : gb_trace_run(tr);
-}
+static bool model_eos(int64_t id, void *m) { return gb_model_is_eos(m, id); }
 
-/* 1. The prediction, and the last MLP ablated (walkthrough cell 90). */
+/* 1-2. The prediction, and an MLP ablated (walkthrough cell 90). */
 static gb_status step_predict(demo *d, gb_tensor *eiffel) {
-    printf("== 1. What comes next? \"%s\"\n", EIFFEL);
+    section(d, "What comes next? \"%s\"", EIFFEL);
     gb_trace *tr = gb_trace_new(d->net, eiffel);
     gb_val *logits = NULL;
     gb_status st = stmt(d, tr, &logits, "logits = lm_head.output[0, -1].save()");
@@ -134,26 +145,32 @@ static gb_status step_predict(demo *d, gb_tensor *eiffel) {
     gb_trace_free(tr);
     if (st != GB_OK) return st;
 
-    printf("\n== 2. Ablate the last layer's MLP\n");
-    tr = gb_trace_new(d->net, eiffel);
-    gb_val *ids = NULL;
-    st = stmt(d, tr, NULL, "%s[-1].mlp.output[0][:] = 0", d->layers);
-    if (st == GB_OK) st = stmt(d, tr, &ids, "token_ids = lm_head.output.argmax(dim=-1).save()");
-    if (st == GB_OK) st = gb_trace_run(tr);
-    char buf[64];
-    if (st == GB_OK) printf("    prediction with the MLP ablated: %s\n", last_prediction(d, ids, buf, sizeof buf));
-    gb_trace_free(tr);
+    /* The walkthrough ablates the last MLP; on the bundled model the fact is
+     * stored earlier, and ablating the first MLP is what moves it. */
+    static const char *const which[] = {"-1", "0"};
+    for (int i = 0; st == GB_OK && i < 2; i++) {
+        section(d, "Ablate the %s layer's MLP", i ? "first" : "last");
+        tr = gb_trace_new(d->net, eiffel);
+        gb_val *ids = NULL;
+        st = stmt(d, tr, NULL, "%s[%s].mlp.output[0][:] = 0", d->layers, which[i]);
+        if (st == GB_OK) st = stmt(d, tr, &ids, "token_ids = lm_head.output.argmax(dim=-1).save()");
+        if (st == GB_OK) st = gb_trace_run(tr);
+        char buf[64];
+        if (st == GB_OK)
+            printf("    prediction with the %s MLP ablated: %s\n", i ? "first" : "last", last_prediction(d, ids, buf, sizeof buf));
+        gb_trace_free(tr);
+    }
     return st;
 }
 
 /* 3. Two invokes in one batch: the ablation and its control (cell 91). */
 static gb_status step_invokes(demo *d, gb_tensor *eiffel) {
-    printf("\n== 3. Two invokes, one forward pass: the ablation and a control\n");
+    section(d, "Two invokes, one forward pass: the first MLP ablated, and a control");
     gb_trace *tr = gb_trace_new(d->net, NULL);
     gb_val *ablated = NULL, *original = NULL;
     printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
     gb_status st = gb_invoke(tr, eiffel);
-    if (st == GB_OK) st = stmt(d, tr, NULL, "%s[-1].mlp.output[0][:] = 0", d->layers);
+    if (st == GB_OK) st = stmt(d, tr, NULL, "%s[0].mlp.output[0][:] = 0", d->layers);
     if (st == GB_OK) st = stmt(d, tr, &ablated, "token_ids_intervention = lm_head.output.argmax(dim=-1).save()");
     gb_invoke_end(tr);
     printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
@@ -175,7 +192,7 @@ static gb_status step_invokes(demo *d, gb_tensor *eiffel) {
 static gb_status step_patch(demo *d, gb_tensor *eiffel) {
     gb_tensor *colosseum = encode(d, COLOSSEUM);
     if (!colosseum) return gb_last_status();
-    printf("\n== 4. Patch \"%s\" into \"%s\", one layer at a time\n", COLOSSEUM, EIFFEL);
+    section(d, "Patch \"%s\" into \"%s\", one layer at a time", COLOSSEUM, EIFFEL);
     gb_status st = GB_OK;
     char buf[64];
     for (int layer = 0; st == GB_OK && layer < d->nlayers; layer++) {
@@ -204,7 +221,7 @@ static gb_status step_patch(demo *d, gb_tensor *eiffel) {
 /* 5. Gradients of the answer's logit with respect to each layer's output. */
 static gb_status step_gradients(demo *d, gb_tensor *eiffel, int64_t answer) {
     char buf[64];
-    printf("\n== 5. Gradient of the logit of %s with respect to each layer's output\n",
+    section(d, "Gradient of the logit of %s with respect to each layer's output",
            token_text(d, answer, buf, sizeof buf));
     gb_trace *tr = gb_trace_new(d->net, eiffel);
     gb_val **grads = calloc((size_t)d->nlayers, sizeof *grads);
@@ -227,7 +244,7 @@ static gb_status step_gradients(demo *d, gb_tensor *eiffel, int64_t answer) {
 
 /* 6. Early stop: run up to layer 0 only. */
 static gb_status step_stop(demo *d, gb_tensor *eiffel) {
-    printf("\n== 6. Stop after the first layer\n");
+    section(d, "Stop after the first layer");
     gb_trace *tr = gb_trace_new(d->net, eiffel);
     gb_val *h0 = NULL, *logits = NULL;
     gb_status st = stmt(d, tr, &h0, "h0 = %s[0].output[0].save()", d->layers);
@@ -249,20 +266,21 @@ static gb_status step_generate(demo *d, gb_tensor *eiffel, int64_t forced) {
     enum { NEW = 6 };
     int64_t prompt_len = gb_tensor_dim(eiffel, 1);
     char buf[64];
-    printf("\n== 7. Generation, %d new tokens\n", NEW);
+    section(d, "Generation, up to %d new tokens", NEW);
     gb_status st = GB_OK;
     for (int variant = 0; st == GB_OK && variant < 3; variant++) {
         gb_trace *tr = gb_trace_new(d->net, eiffel);
+        gb_trace_set_stop_tokens(tr, model_eos, d->m);
         if (variant == 0) printf("    plain:\n");
         if (variant == 1) {
             printf("    at the second step only, push %s up:\n", token_text(d, forced, buf, sizeof buf));
             st = stmt(d, tr, NULL, "lm_head.next().output[0, -1, %lld] = 100", (long long)forced);
         }
         if (variant == 2) {
-            printf("    at every step, ablate the last MLP:\n");
-            st = stmt(d, tr, NULL, "%s[-1].mlp.all().output[0][:] = 0", d->layers);
+            printf("    at every step, ablate the first MLP:\n");
+            st = stmt(d, tr, NULL, "%s[0].mlp.all().output[0][:] = 0", d->layers);
         }
-        if (st == GB_OK) st = run_or_generate(tr, NEW);
+        if (st == GB_OK) st = gb_trace_generate(tr, NEW);
         if (st == GB_OK) {
             printf("      ");
             show_ids(d, gb_trace_generated(tr), prompt_len);
@@ -275,7 +293,7 @@ static gb_status step_generate(demo *d, gb_tensor *eiffel, int64_t forced) {
 /* 8. Persistent edits (cells 96-98): the last hidden state of a Paris
  *    prompt written into every run of the edited model. */
 static gb_status step_edit(demo *d) {
-    printf("\n== 8. A persistent edit\n");
+    section(d, "A persistent edit");
     gb_tensor *located = encode(d, EIFFEL_LOCATED), *vatican = encode(d, VATICAN);
     gb_trace *src = located ? gb_trace_new(d->net, located) : NULL, *editor = NULL, *tr = NULL;
     gb_val *hs = NULL, *ids = NULL;
