@@ -550,9 +550,12 @@ static gb_status gb__exec_fit(gb_exec *ex) {
     for (int i = 0; i < tr->npoints; i++) {
         const gb__point *p = &tr->points[i];
         gb_module *m = p->module;
-        if (m && ex->model != tr->model && !(m = gb_module_find(ex->model, p->path)))
+        if (m && ex->model != tr->model && !(m = gb_module_find(ex->model, p->path))) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", gb_last_error());
             return gb__fail(gb_last_status(), "exec_new: the model has no module %s, which the trace names (%s)",
-                            *p->path ? p->path : "model", gb_last_error());
+                            *p->path ? p->path : "model", why);
+        }
         ex->points[i] = (gb__xpoint){ex, p, m, NULL};
     }
     ex->npoints = tr->npoints;
