@@ -225,6 +225,7 @@ START_TEST(test_execution_errors) {
     gbt_fails_with(gb_exec_end(ex) != GB_OK, GB_ERR_STATE, "exec_end: no run is under way");
     gbt_ok_status(gb_exec_begin(ex, NULL, false));
     gbt_fails_with(gb_exec_begin(ex, NULL, false) != GB_OK, GB_ERR_STATE, "exec_begin: a run is under way");
+    gbt_fails_with(gb_exec_pass(ex, NULL, NULL, NULL, NULL) != GB_OK, GB_ERR_ARG, "exec_pass: no input ids");
     gbt_ok_status(gb_exec_end(ex));
     gbt_fails_with(gb_exec_generate(ex, NULL, 0) != GB_OK, GB_ERR_ARG, "max_new_tokens must be >= 1, got 0");
 
@@ -251,6 +252,16 @@ START_TEST(test_execution_errors) {
     gbt_ok_status(gb_exec_run(ex, NULL));
     gb_exec_free(ex);
     gb_trace_free(inv);
+
+    /* Invokes added after the execution was made (no node changed). */
+    gb_trace *late = gb_trace_new(net, NULL);
+    gb_save(gb_output(late, "layer1"));
+    gbt_ok(ex = gb_exec_new(late, NULL));
+    gbt_ok_status(gb_invoke(late, x));
+    gb_invoke_end(late);
+    gbt_fails_with(gb_exec_run(ex, NULL) != GB_OK, GB_ERR_STATE, "invokes changed after this execution was made");
+    gb_exec_free(ex);
+    gb_trace_free(late);
 
     /* No input anywhere. */
     gb_trace *bare = gb_trace_new(net, NULL);

@@ -536,16 +536,17 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
 static gb_status gb__exec_fit(gb_exec *ex) {
     gb_trace *tr = ex->tr;
     ptrdiff_t n = tr->compiled;
-    if (n != ex->nslots) {
-        gb__slot *slot = realloc(ex->slot, sizeof *slot * (size_t)(n ? n : 1));
+    if (n > ex->nslots) { /* nodes are only ever added */
+        gb__slot *slot = realloc(ex->slot, sizeof *slot * (size_t)n);
         if (!slot) return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory for the state of %lld nodes", (long long)n);
-        if (n > ex->nslots) memset(slot + ex->nslots, 0, sizeof *slot * (size_t)(n - ex->nslots));
+        memset(slot + ex->nslots, 0, sizeof *slot * (size_t)(n - ex->nslots));
         ex->slot = slot;
         ex->nslots = n;
     }
     free(ex->points);
+    ex->points = NULL;
     ex->npoints = 0;
-    if (!(ex->points = gb__calloc((size_t)(tr->npoints ? tr->npoints : 1), sizeof *ex->points, "trace: points")))
+    if (tr->npoints && !(ex->points = gb__malloc((size_t)tr->npoints * sizeof *ex->points, "trace: points")))
         return GB_ERR_ALLOC;
     for (int i = 0; i < tr->npoints; i++) {
         const gb__point *p = &tr->points[i];

@@ -401,11 +401,6 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits) {
 
 /* ---- compiling: what every run needs, derived once ------------------------ */
 
-bool gb__is_event_fed(gb_trace_op op) {
-    return op == GB_TRACE_OP_OUTPUT || op == GB_TRACE_OP_INPUT || op == GB_TRACE_OP_POINT || op == GB_TRACE_OP_CONST ||
-           op == GB_TRACE_OP_SKIP;
-}
-
 static bool gb__is_getter(gb_trace_op op) { return gb__is_event_fed(op) && op != GB_TRACE_OP_CONST; }
 
 /* Each node's users (the nodes reading it as an input or a condition), as
@@ -418,8 +413,8 @@ static gb_status gb__link_users(gb_trace *tr) {
         v->nusers = 0;
         edges += v->nargs + (v->cond != NULL);
     }
-    tr->user_list = malloc(sizeof *tr->user_list * (size_t)(edges ? edges : 1));
-    if (!tr->user_list) return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory linking %lld nodes", (long long)n);
+    if (edges && !(tr->user_list = malloc(sizeof *tr->user_list * (size_t)edges)))
+        return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory linking %lld nodes", (long long)n);
     for (ptrdiff_t i = 0; i < n; i++) {
         gb_val *v = tr->nodes[i];
         for (int j = 0; j < v->nargs; j++) v->arg[j]->nusers++;
@@ -427,9 +422,10 @@ static gb_status gb__link_users(gb_trace *tr) {
     }
     gb_val **next = tr->user_list;
     for (ptrdiff_t i = 0; i < n; i++) {
-        tr->nodes[i]->users = next;
-        next += tr->nodes[i]->nusers;
-        tr->nodes[i]->nusers = 0;
+        gb_val *v = tr->nodes[i];
+        v->users = v->nusers ? next : NULL; /* no edges, no list */
+        if (v->nusers) next += v->nusers;
+        v->nusers = 0;
     }
     for (ptrdiff_t i = 0; i < n; i++) {
         gb_val *v = tr->nodes[i];

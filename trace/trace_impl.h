@@ -210,8 +210,12 @@ struct gb_trace {
 gb_status gb__graph_compile(gb_trace *tr);
 /* Free what the graph owns (not its execution). */
 void gb__graph_free(gb_trace *tr);
-/* Whether op's nodes get their value from an event (or are constants). */
-bool gb__is_event_fed(gb_trace_op op);
+/* Whether op's nodes get their value from an event (or are constants);
+ * asked per node on the pump's path, hence inline. */
+static inline bool gb__is_event_fed(gb_trace_op op) {
+    return op == GB_TRACE_OP_OUTPUT || op == GB_TRACE_OP_INPUT || op == GB_TRACE_OP_POINT || op == GB_TRACE_OP_CONST ||
+           op == GB_TRACE_OP_SKIP;
+}
 /* The trace's first definition error (GB_OK if none), and that error made
  * the thread's current one again (returns its status). */
 gb_status gb__trace_def_status(const gb_trace *tr);
