@@ -605,15 +605,29 @@ static int gb__number(gb_module *m, int next) {
     return m->tree_end = next;
 }
 
-int gb__module_tree(gb_module *root) {
+int gb__tree_number(gb_module *root) {
     if (!root->tree_size) root->tree_size = gb__number(root, 0);
     return root->tree_size;
 }
 
+gb_module *gb__tree_root(const gb_module *m) { return m->root; }
+int gb__tree_index(const gb_module *m) { return m->tree_index; }
+int gb__tree_end(const gb_module *m) { return m->tree_end; }
+unsigned gb__tree_gen(const gb_module *root) { return root->tree_gen; }
+
+/* The one staleness rule: the mask was built for the root's tree at its
+ * present generation and size. Inline here, where every observed call asks. */
+static inline bool gb__current(const gb__interest *in) {
+    const gb_module *root = in->root;
+    return root && in->gen == root->tree_gen && in->size == root->tree_size;
+}
+
+bool gb__interest_current(const gb__interest *in) { return gb__current(in); }
+
 /* m's call counter in this run: an array slot for the tree of the first
  * module called, a hash map entry for any other tree (or a changed one). */
 static int *gb__call_slot_slow(gb_run *run, gb_module *root, gb_module *m) {
-    int size = gb__module_tree(root);
+    int size = gb__tree_number(root);
     if (!run->calls_root) {
         int *calls = calloc((size_t)size, sizeof *calls);
         if (calls) {
@@ -640,18 +654,15 @@ static inline int *gb__call_slot(gb_run *run, gb_module *m) {
 /* Whether the observer wants events of this kind from module m. */
 static inline bool gb__wants(const gb_run *run, const gb_module *m, gb_event_kind kind) {
     const gb__interest *in = run->interest;
-    if (!in || in->root != m->root || !gb__interest_current(in)) return true;
+    if (!in || in->root != m->root || !gb__current(in)) return true;
     return ((in->mask ? in->mask[m->tree_index] : 0) | in->all) & (1u << kind);
 }
 
-/* Deliver one event of module m about values; in gives the batch size; out
- * is the output tuple for input events, where the observer may put an
- * output and skip the forward. */
-static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int call, const gb_values *in,
-                          gb_values *values, gb_values *out, bool *skip) {
-    int64_t batch = in->n > 0 && in->v[0] && gb_tensor_ndim(in->v[0]) > 0 ? gb_tensor_dim(in->v[0], 0) : 1;
-    gb_event ev = {.kind = kind, .module = m, .path = m->path, .call = call, .batch_len = batch, .values = values,
-                  .output = out};
+/* Deliver one event of module m about values; out is the output tuple for
+ * input events, where the observer may put an output and skip the forward. */
+static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int call, gb_values *values, gb_values *out,
+                          bool *skip) {
+    gb_event ev = {.kind = kind, .module = m, .path = m->path, .call = call, .values = values, .output = out};
     gb_status st = run->observer(&ev, run->observer_ctx);
     if (skip) *skip = ev.skip;
     return st;
@@ -669,7 +680,7 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
         gb_values inputs = {0};
         for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
         bool skip = false;
-        st = gb__emit(run, m, GB_EVENT_INPUT, call, in, &inputs, out, &skip);
+        st = gb__emit(run, m, GB_EVENT_INPUT, call, &inputs, out, &skip);
         if (st == GB_OK && !skip) st = m->type->forward(m, run, &inputs, out);
         gb_values_clear(&inputs);
     } else {
@@ -677,7 +688,7 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     }
     /* Asked now: a hook added by the input event or inside the forward counts. */
     if (st != GB_OK || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
-    return gb__emit(run, m, GB_EVENT_OUTPUT, call, in, out, NULL, NULL);
+    return gb__emit(run, m, GB_EVENT_OUTPUT, call, out, NULL, NULL);
 }
 
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t) {
@@ -687,7 +698,7 @@ gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **
     snprintf(path, sizeof path, "%s%s%s", m->path, *m->path ? "." : "", name);
     gb_values vs = {1, {*t}};
     gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = *gb__call_slot(run, m) - 1,
-                  .batch_len = gb_tensor_ndim(*t) ? gb_tensor_dim(*t, 0) : 1, .values = &vs};
+                  .values = &vs};
     gb_status st = run->observer(&ev, run->observer_ctx);
     *t = vs.v[0]; /* the observer may have replaced it (and released the old one) */
     return st;

@@ -7,6 +7,7 @@
 
 #include "../tensor/tensor_impl.h"
 #include "nn.h"
+#include "observer.h"
 
 /* What a kind of module does. Each module points at its type (a vtable). */
 typedef struct gb__module_type {
@@ -75,34 +76,6 @@ void gb__run_cache_advance(gb_run *run, int64_t t);
  * emits each of its points at most once per call. The observer may replace
  * *t (the old reference is released). */
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t);
-
-/* Number root's tree depth-first (tree_index, tree_end) if it changed since
- * it was last numbered; returns the number of modules in it. */
-int gb__module_tree(gb_module *root);
-
-/* Which events an observer wants, so that a run skips building events
- * nobody listens to: bit (1u << kind) of mask[m->tree_index] for module m
- * (GB_EVENT_INPUT or GB_EVENT_OUTPUT), and of `all` for every module (named
- * points are wanted through `all` only). The observer's owner keeps it
- * current as listeners come and go, including during a run. A run given
- * no interest, or one built for another tree or an older shape of this one
- * (root, gen), delivers every event; the owner rebuilds it when it sees that. */
-typedef struct gb__interest {
-    const gb_module *root;
-    unsigned gen;  /* root->tree_gen it was built for */
-    int size;      /* entries in mask */
-    uint8_t *mask;
-    uint8_t all;
-} gb__interest;
-/* Whether in describes its root's tree as it is now (its shape unchanged
- * since the mask was built). */
-static inline bool gb__interest_current(const gb__interest *in) {
-    const gb_module *root = in->root;
-    return root && in->gen == root->tree_gen && in->size == root->tree_size;
-}
-/* Attach (or with NULL detach) the observer's interest; borrowed, it must
- * outlive the run's use of the observer. */
-void gb__run_set_interest(gb_run *run, const gb__interest *interest);
 
 /* Out-of-line forwards reused by several module types. */
 gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
