@@ -9,12 +9,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { GB__LATTN_Q, GB__LATTN_K, GB__LATTN_V, GB__LATTN_O };
-enum { GB__LMLP_GATE, GB__LMLP_UP, GB__LMLP_DOWN, GB__LMLP_ACT };
-enum { GB__LAYER_ATTN, GB__LAYER_MLP, GB__LAYER_IN_NORM, GB__LAYER_POST_NORM };
-enum { GB__LMODEL_EMBED, GB__LMODEL_LAYERS, GB__LMODEL_NORM, GB__LMODEL_ROTARY };
-/* LlamaAttention iparam */
-enum { GB__LATTN_HEADS, GB__LATTN_KV_HEADS, GB__LATTN_HEAD_DIM };
+/* Children, in Hugging Face's registration order (GB__CHILDREN). */
+#define GB__LLAMA_ATTN_CHILDREN(X)                                                                                     \
+    X(GB__LATTN_Q, "q_proj")                                                                                           \
+    X(GB__LATTN_K, "k_proj")                                                                                           \
+    X(GB__LATTN_V, "v_proj")                                                                                           \
+    X(GB__LATTN_O, "o_proj")
+#define GB__LLAMA_MLP_CHILDREN(X)                                                                                      \
+    X(GB__LMLP_GATE, "gate_proj")                                                                                      \
+    X(GB__LMLP_UP, "up_proj")                                                                                          \
+    X(GB__LMLP_DOWN, "down_proj")                                                                                      \
+    X(GB__LMLP_ACT, "act_fn")
+#define GB__LLAMA_LAYER_CHILDREN(X)                                                                                    \
+    X(GB__LAYER_ATTN, "self_attn")                                                                                     \
+    X(GB__LAYER_MLP, "mlp")                                                                                            \
+    X(GB__LAYER_IN_NORM, "input_layernorm")                                                                            \
+    X(GB__LAYER_POST_NORM, "post_attention_layernorm")
+#define GB__LLAMA_MODEL_CHILDREN(X)                                                                                    \
+    X(GB__LMODEL_EMBED, "embed_tokens")                                                                                \
+    X(GB__LMODEL_LAYERS, "layers")                                                                                     \
+    X(GB__LMODEL_NORM, "norm")                                                                                         \
+    X(GB__LMODEL_ROTARY, "rotary_emb")
+GB__CHILDREN(GB__LLAMA_ATTN_CHILDREN, GB__LATTN_COUNT, gb__llama_attn_children);
+GB__CHILDREN(GB__LLAMA_MLP_CHILDREN, GB__LMLP_COUNT, gb__llama_mlp_children);
+GB__CHILDREN(GB__LLAMA_LAYER_CHILDREN, GB__LAYER_COUNT, gb__llama_layer_children);
+GB__CHILDREN(GB__LLAMA_MODEL_CHILDREN, GB__LMODEL_COUNT, gb__llama_model_children);
+
+typedef struct gb__llama_attn_settings {
+    int64_t heads, kv_heads, head_dim;
+} gb__llama_attn_settings;
 
 /* ---- LlamaRotaryEmbedding ----------------------------------------------- */
 
@@ -120,7 +143,8 @@ static gb_tensor *gb__apply_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin) {
  * [B, kv_heads, S, head_dim] (before repeat_kv). */
 static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     const char *expect = "(hidden_states, cos, sin) (cos and sin from LlamaRotaryEmbedding)";
-    int64_t H = m->iparam[GB__LATTN_HEADS], KV = m->iparam[GB__LATTN_KV_HEADS], D = m->iparam[GB__LATTN_HEAD_DIM];
+    const gb__llama_attn_settings *s = GB__SETTINGS(m, gb__llama_attn_settings);
+    int64_t H = s->heads, KV = s->kv_heads, D = s->head_dim;
     gb_tensor *x = gb__input(m, in, 0, expect);
     gb_tensor *cos = x ? gb__input(m, in, 1, expect) : NULL;
     gb_tensor *sin = cos ? gb__input(m, in, 2, expect) : NULL;
@@ -157,8 +181,10 @@ static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_valu
     return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_MUL_RSQRT, NULL, 1, (const int[]){GB__LATTN_O}, out);
 }
 
-static const gb__module_type gb__type_llama_attn = {
-    .name = "LlamaAttention", .forward = gb__llama_attn_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_attn = {.name = "LlamaAttention",
+                                                    .forward = gb__llama_attn_forward,
+                                                    .returns_tuple = true,
+                                                    .settings = sizeof(gb__llama_attn_settings)};
 
 /* ---- LlamaMLP ----------------------------------------------------------- */
 
@@ -247,8 +273,10 @@ done:
 static const gb__module_type gb__type_llama_model = {
     .name = "LlamaModel", .forward = gb__llama_model_forward, .returns_tuple = true};
 
-static const gb__module_type gb__type_llama_lm = {
-    .name = "LlamaForCausalLM", .forward = gb__causal_lm_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_lm = {.name = "LlamaForCausalLM",
+                                                  .forward = gb__causal_lm_forward,
+                                                  .returns_tuple = true,
+                                                  .settings = sizeof(gb_llama_config)};
 
 /* ---- building ----------------------------------------------------------- */
 
@@ -303,62 +331,52 @@ static gb_status gb__llama_check(const gb_llama_config *in, gb_llama_config *c) 
 
 static gb_module *gb__llama_attn_new(const gb_llama_config *c) {
     gb_module *m = gb__module_new(&gb__type_llama_attn);
-    if (!m) return NULL;
     int64_t hd = c->head_dim, q = c->num_attention_heads * hd, kv = c->num_key_value_heads * hd;
-    m->iparam[GB__LATTN_HEADS] = c->num_attention_heads;
-    m->iparam[GB__LATTN_KV_HEADS] = c->num_key_value_heads;
-    m->iparam[GB__LATTN_HEAD_DIM] = hd;
-    gb_status st = gb__add(m, GB_OK, "q_proj", gb_nn_linear(c->hidden_size, q, c->attention_bias));
-    st = gb__add(m, st, "k_proj", gb_nn_linear(c->hidden_size, kv, c->attention_bias));
-    st = gb__add(m, st, "v_proj", gb_nn_linear(c->hidden_size, kv, c->attention_bias));
-    st = gb__add(m, st, "o_proj", gb_nn_linear(q, c->hidden_size, c->attention_bias));
-    return gb__module_done(m, st);
+    if (m)
+        *GB__SETTINGS(m, gb__llama_attn_settings) =
+            (gb__llama_attn_settings){c->num_attention_heads, c->num_key_value_heads, hd};
+    gb_module *kids[GB__LATTN_COUNT] = {
+        [GB__LATTN_Q] = gb_nn_linear(c->hidden_size, q, c->attention_bias),
+        [GB__LATTN_K] = gb_nn_linear(c->hidden_size, kv, c->attention_bias),
+        [GB__LATTN_V] = gb_nn_linear(c->hidden_size, kv, c->attention_bias),
+        [GB__LATTN_O] = gb_nn_linear(q, c->hidden_size, c->attention_bias),
+    };
+    return gb__module_with(m, GB__LATTN_COUNT, gb__llama_attn_children, kids);
 }
 
 static gb_module *gb__llama_mlp_new(const gb_llama_config *c) {
-    gb_module *m = gb__module_new(&gb__type_llama_mlp);
-    if (!m) return NULL;
-    gb_status st = gb__add(m, GB_OK, "gate_proj", gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias));
-    st = gb__add(m, st, "up_proj", gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias));
-    st = gb__add(m, st, "down_proj", gb_nn_linear(c->intermediate_size, c->hidden_size, c->mlp_bias));
-    st = gb__add(m, st, "act_fn", gb_nn_activation(c->hidden_act));
-    return gb__module_done(m, st);
+    gb_module *kids[GB__LMLP_COUNT] = {
+        [GB__LMLP_GATE] = gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias),
+        [GB__LMLP_UP] = gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias),
+        [GB__LMLP_DOWN] = gb_nn_linear(c->intermediate_size, c->hidden_size, c->mlp_bias),
+        [GB__LMLP_ACT] = gb_nn_activation(c->hidden_act),
+    };
+    return gb__module_with(gb__module_new(&gb__type_llama_mlp), GB__LMLP_COUNT, gb__llama_mlp_children, kids);
 }
 
-static gb_module *gb__llama_layer_new(const gb_llama_config *c) {
-    gb_module *m = gb__module_new(&gb__type_llama_layer);
-    if (!m) return NULL;
-    gb_status st = gb__add(m, GB_OK, "self_attn", gb__llama_attn_new(c));
-    st = gb__add(m, st, "mlp", gb__llama_mlp_new(c));
-    st = gb__add(m, st, "input_layernorm", gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps));
-    st = gb__add(m, st, "post_attention_layernorm", gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps));
-    return gb__module_done(m, st);
+static gb_module *gb__llama_layer_new(const void *cfg) {
+    const gb_llama_config *c = cfg;
+    gb_module *kids[GB__LAYER_COUNT] = {
+        [GB__LAYER_ATTN] = gb__llama_attn_new(c),
+        [GB__LAYER_MLP] = gb__llama_mlp_new(c),
+        [GB__LAYER_IN_NORM] = gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps),
+        [GB__LAYER_POST_NORM] = gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps),
+    };
+    return gb__module_with(gb__module_new(&gb__type_llama_layer), GB__LAYER_COUNT, gb__llama_layer_children, kids);
 }
 
 gb_module *gb_llama_new(const gb_llama_config *cfg) {
     if (!cfg) return gb__fail_null(GB_ERR_ARG, "llama_new: config is NULL");
     gb_llama_config c;
     if (gb__llama_check(cfg, &c)) return NULL;
-    gb_module *lm = gb__module_new(&gb__type_llama_lm);
-    gb_module *model = gb__module_new(&gb__type_llama_model);
-    gb_module *layers = gb_module_list(0, NULL);
-    gb_status st = lm && model && layers ? GB_OK : GB_ERR_ALLOC;
-    for (int64_t i = 0; st == GB_OK && i < c.num_hidden_layers; i++) {
-        char name[24];
-        snprintf(name, sizeof name, "%lld", (long long)i);
-        st = gb__module_add_child(layers, name, gb__llama_layer_new(&c));
-    }
-    if (st == GB_OK) {
-        st = gb__add(model, st, "embed_tokens", gb_nn_embedding(c.vocab_size, c.hidden_size));
-        st = gb__add(model, st, "layers", layers);
-        layers = NULL;
-        st = gb__add(model, st, "norm", gb_nn_rms_norm(c.hidden_size, c.rms_norm_eps));
-        st = gb__add(model, st, "rotary_emb", gb__rotary_new(&c, c.head_dim));
-        st = gb__add(lm, st, "model", model);
-        model = NULL;
-        st = gb__add(lm, st, "lm_head", gb_nn_linear(c.hidden_size, c.vocab_size, false));
-    }
-    gb_module_free(layers);
-    gb_module_free(model);
-    return gb__causal_lm_done(lm, st, c.tie_word_embeddings, GB__LMODEL_EMBED, &c, sizeof c, "llama_new");
+    gb_module *kids[GB__LMODEL_COUNT] = {
+        [GB__LMODEL_EMBED] = gb_nn_embedding(c.vocab_size, c.hidden_size),
+        [GB__LMODEL_LAYERS] = gb__module_repeat(c.num_hidden_layers, gb__llama_layer_new, &c),
+        [GB__LMODEL_NORM] = gb_nn_rms_norm(c.hidden_size, c.rms_norm_eps),
+        [GB__LMODEL_ROTARY] = gb__rotary_new(&c, c.head_dim),
+    };
+    gb_module *body =
+        gb__module_with(gb__module_new(&gb__type_llama_model), GB__LMODEL_COUNT, gb__llama_model_children, kids);
+    return gb__causal_lm(&gb__type_llama_lm, &c, "model", body, c.hidden_size, c.vocab_size, c.tie_word_embeddings,
+                         GB__LMODEL_EMBED, "llama_new");
 }

@@ -38,7 +38,7 @@ static char *gb__strdup(const char *s, const char *what) {
 }
 
 gb_module *gb__module_new(const gb__module_type *type) {
-    gb_module *m = gb__calloc(1, sizeof *m, type->name);
+    gb_module *m = gb__calloc(1, sizeof *m + type->settings, type->name);
     if (!m) return NULL;
     m->type = type;
     m->root = m;
@@ -66,7 +66,6 @@ void gb_module_free(gb_module *m) {
         gb_tensor_free(m->params[i].t);
     }
     arrfree(m->params);
-    free(m->config);
     free(m->name);
     free(m->path);
     free(m);
@@ -127,7 +126,8 @@ gb_module *gb_module_child(const gb_module *m, int i) {
     return i >= 0 && i < arrlen(m->children) ? m->children[i] : NULL;
 }
 
-static bool gb__is_list(const gb_module *m) { return !strcmp(m->type->name, "ModuleList"); }
+static const gb__module_type gb__type_list;
+static bool gb__is_list(const gb_module *m) { return m->type == &gb__type_list; }
 
 /* Levenshtein distance, for "did you mean" lists. */
 static int gb__edit_distance(const char *a, const char *b) {

@@ -21,26 +21,46 @@ gb_status gb__call_into(gb_module *child, gb_run *run, gb_values *cur, int nextr
 /* The status of a tensor op that just failed inside m's forward, its
  * message prefixed with m's label. */
 gb_status gb__op_failed(gb_module *m);
-/* Add a child unless an earlier step failed (the child is freed then), so a
- * builder can chain additions and check once. */
-gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child);
+/* ---- building ----------------------------------------------------------- */
+
+/* A module type's children, from one X-macro list X(SLOT, "name") in
+ * Hugging Face's registration order (the order print(model) and
+ * named_parameters() follow): GB__CHILDREN(LIST, COUNT, NAMES) declares the
+ * enum of slots ending with COUNT and NAMES[COUNT]. A builder fills
+ * kids[SLOT] and hands them to gb__module_with; forwards call
+ * m->children[SLOT]. */
+#define GB__CHILD_SLOT(slot, name) slot,
+#define GB__CHILD_NAME(slot, name) name,
+#define GB__CHILDREN(LIST, COUNT, NAMES)                                                                               \
+    enum { LIST(GB__CHILD_SLOT) COUNT };                                                                               \
+    static const char *const NAMES[COUNT] = {LIST(GB__CHILD_NAME)}
+/* The end of a builder: m with kids[0..n) added under names[0..n), in that
+ * order. When m or a kid is NULL (a failed build, whose error stands) or
+ * adding fails, m and every kid are freed and the result is NULL. */
+gb_module *gb__module_with(gb_module *m, int n, const char *const *names, gb_module *const *kids);
+/* A ModuleList of n modules made by make(ctx), named "0", "1", ...; NULL
+ * (and everything freed) when one fails. */
+gb_module *gb__module_repeat(int64_t n, gb_module *(*make)(const void *ctx), const void *ctx);
 /* The pre-norm residual block of GPT2Block and LlamaDecoderLayer:
  * h + attn(ln1(h), extra...), then + mlp(ln2(.)). child[] gives the indices of
  * ln1, attn, ln2 and mlp among m's children. Returns (hidden_states,) plus
  * the attention's further outputs (key, value when a KV cache is in use). */
 gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra, gb_tensor *const *extra,
                             const int child[4], gb_values *out);
-/* The children of GPT2LMHeadModel and LlamaForCausalLM, in order. */
-enum { GB__LM_BODY, GB__LM_HEAD };
+/* The children of GPT2LMHeadModel and LlamaForCausalLM, in order: the body
+ * (named by the model: "transformer", "model") and lm_head. */
+enum { GB__LM_BODY, GB__LM_HEAD, GB__LM_COUNT };
 /* The forward of GPT2LMHeadModel and LlamaForCausalLM: the body, then
  * lm_head on its hidden state: (input_ids [B, T]) -> (logits [B, T, vocab]). */
 gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
-/* The end of building either model: when tie, lm_head's weight becomes the
- * weight of the body's child embed (and init leaves it alone); lm keeps a
- * copy of the size bytes of config. When st is not GB_OK, or this fails,
- * lm is freed, the error is prefixed with op, and the result is NULL. */
-gb_module *gb__causal_lm_done(gb_module *lm, gb_status st, bool tie, int embed, const void *config, size_t size,
-                              const char *op);
+/* GPT2LMHeadModel or LlamaForCausalLM: a module of type (whose settings
+ * are the model's config, copied from config) with the body under
+ * body_name and lm_head = Linear(hidden, vocab, bias=False). When tie,
+ * lm_head's weight becomes the weight of the body's child embed (and init
+ * leaves it alone). When body is NULL or this fails, everything is freed,
+ * the error is prefixed with op, and the result is NULL. */
+gb_module *gb__causal_lm(const gb__module_type *type, const void *config, const char *body_name, gb_module *body,
+                         int64_t hidden, int64_t vocab, bool tie, int embed, const char *op);
 /* Move src into dst (dst is cleared first; src is left empty). */
 void gb__values_move(gb_values *dst, gb_values *src);
 /* in->v[i] when present, else an error naming m ("expects (hidden_states, cos, sin)"). */

@@ -3,6 +3,7 @@
 #ifndef GB_NN_IMPL_H
 #define GB_NN_IMPL_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "../tensor/tensor_impl.h"
@@ -24,6 +25,10 @@ typedef struct gb__module_type {
      * tracing then treats its output as a tuple, so "output[0]" is the
      * hidden state as in nnsight. Single-tensor modules leave it false. */
     bool returns_tuple;
+    /* Bytes of the type's settings: a struct defined beside the type
+     * (gb__linear_settings: in_features, out_features, bias, ...), zeroed
+     * when a module is made; 0 for none. */
+    size_t settings;
 } gb__module_type;
 
 typedef struct gb__param {
@@ -40,15 +45,15 @@ struct gb_module {
     gb_module *root;      /* the root of its tree: itself until attached */
     gb_module **children; /* stb_ds array */
     gb__param *params;    /* stb_ds array, in registration order */
-    int64_t iparam[8];    /* the type's sizes (in/out features, ...) */
-    float fparam[4];      /* the type's scalars (eps, p, ...) */
-    char sparam[32];      /* the type's string (activation name, ...) */
-    void *config;         /* model configs (gb_gpt2_config, ...), free()d */
     int tree_index;       /* depth-first position under its root: where runs count its calls */
     int tree_end;         /* one past the last tree_index of m's subtree */
     int tree_size;        /* roots only: modules in the tree, 0 until numbered */
     unsigned tree_gen;    /* roots only: bumped whenever the tree changes shape */
+    _Alignas(max_align_t) unsigned char settings[]; /* the type's settings, type->settings bytes (GB__SETTINGS) */
 };
+
+/* m's settings as the struct T its type defines: GB__SETTINGS(m, gb__linear_settings)->bias. */
+#define GB__SETTINGS(m, T) ((T *)(void *)(m)->settings)
 
 /* Make a module of a type with no parameters and no children. */
 gb_module *gb__module_new(const gb__module_type *type);
