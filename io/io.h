@@ -240,9 +240,14 @@ int64_t gb_model_max_positions(const gb_model *m);
 int64_t gb_model_bos_id(const gb_model *m);
 /* Whether id is one of the config's EOS ids (an int or a list in config.json). */
 bool gb_model_is_eos(const gb_model *m, int64_t id);
-/* Configs as parsed (NULL when the model is of the other type). */
+/* Configs as parsed: GPT-2's, or a Llama-family model's (NULL when the
+ * model is of the other kind). */
 const gb_gpt2_config *gb_model_gpt2_config(const gb_model *m);
 const gb_llama_config *gb_model_llama_config(const gb_model *m);
+/* The config as `glassbox info` prints it, whatever the architecture:
+ * "model_type: gpt2\n" and one "name: value\n" line per field the
+ * architecture shows. Caller frees; NULL with GB_ERR_ALLOC. */
+char *gb_model_config_str(const gb_model *m);
 /* Total bytes of the weight files. */
 uint64_t gb_model_file_bytes(const gb_model *m);
 

@@ -31,6 +31,9 @@ GB__CHILDREN(GB__GPT2_MLP_CHILDREN, GB__MLP_COUNT, gb__gpt2_mlp_children);
 GB__CHILDREN(GB__GPT2_BLOCK_CHILDREN, GB__BLOCK_COUNT, gb__gpt2_block_children);
 GB__CHILDREN(GB__GPT2_MODEL_CHILDREN, GB__GPT2_COUNT, gb__gpt2_model_children);
 
+/* lm_head.weight is transformer.wte.weight (GPT-2 always ties them). */
+static const gb__tie gb__gpt2_tie = {"lm_head.weight", "transformer.wte.weight"};
+
 typedef struct gb__gpt2_attn_settings {
     int64_t heads, head_dim;
 } gb__gpt2_attn_settings;
@@ -215,7 +218,54 @@ gb_module *gb_gpt2_new(const gb_gpt2_config *cfg) {
     };
     gb_module *body =
         gb__module_with(gb__module_new(&gb__type_gpt2_model), GB__GPT2_COUNT, gb__gpt2_model_children, kids);
-    /* lm_head.weight is transformer.wte.weight */
-    return gb__causal_lm(&gb__type_gpt2_lm, cfg, "transformer", body, cfg->n_embd, cfg->vocab_size, true, GB__GPT2_WTE,
+    return gb__causal_lm(&gb__type_gpt2_lm, cfg, "transformer", body, cfg->n_embd, cfg->vocab_size, &gb__gpt2_tie,
                          "gpt2_new");
 }
+
+/* ---- the architecture: config.json, checkpoints, info ------------------- */
+
+/* GPT2Config's defaults; n_positions falls back to the older n_ctx. */
+static void gb__gpt2_read(gb__config *c, void *cfg) {
+    gb_gpt2_config *g = cfg;
+    g->vocab_size = gb__cfg_int(c, "vocab_size", &(int64_t){50257});
+    int64_t ctx = gb__cfg_int(c, "n_ctx", &(int64_t){1024});
+    g->n_positions = gb__cfg_int(c, "n_positions", &ctx);
+    g->n_embd = gb__cfg_int(c, "n_embd", &(int64_t){768});
+    g->n_layer = gb__cfg_int(c, "n_layer", &(int64_t){12});
+    g->n_head = gb__cfg_int(c, "n_head", &(int64_t){12});
+    g->n_inner = gb__cfg_int(c, "n_inner", &(int64_t){0});
+    g->layer_norm_epsilon = (float)gb__cfg_num(c, "layer_norm_epsilon", 1e-5);
+    gb__cfg_str(c, "activation_function", "gelu_new", g->activation_function, sizeof g->activation_function);
+    g->attn_pdrop = (float)gb__cfg_num(c, "attn_pdrop", 0.1);
+    g->embd_pdrop = (float)gb__cfg_num(c, "embd_pdrop", 0.1);
+    g->resid_pdrop = (float)gb__cfg_num(c, "resid_pdrop", 0.1);
+}
+
+static gb_module *gb__gpt2_build(const void *cfg) { return gb_gpt2_new(cfg); }
+
+static const gb__config_field gb__gpt2_fields[] = {
+    GB__FIELD(gb_gpt2_config, INT, vocab_size),
+    GB__FIELD(gb_gpt2_config, INT, n_embd),
+    GB__FIELD(gb_gpt2_config, INT, n_layer),
+    GB__FIELD(gb_gpt2_config, INT, n_head),
+    GB__FIELD(gb_gpt2_config, INT, n_positions),
+    GB__FIELD(gb_gpt2_config, STRING, activation_function),
+    GB__FIELD(gb_gpt2_config, FLOAT, layer_norm_epsilon),
+};
+
+const gb__arch gb__arch_gpt2 = {
+    .model_type = "gpt2",
+    .config_size = sizeof(gb_gpt2_config),
+    .read = gb__gpt2_read,
+    .build = gb__gpt2_build,
+    /* files saved before transformers added the "transformer." prefix */
+    .aliases = (const gb__alias[]){{"transformer.", ""}, {NULL, NULL}},
+    /* the causal-mask buffers of older files */
+    .ignored = (const char *const[]){".attn.bias", ".attn.masked_bias", NULL},
+    .tie = &gb__gpt2_tie,
+    .fields = gb__gpt2_fields,
+    .nfields = sizeof gb__gpt2_fields / sizeof gb__gpt2_fields[0],
+    .public_config = GB__ARCH_CONFIG_GPT2,
+    .vocab_at = offsetof(gb_gpt2_config, vocab_size),
+    .positions_at = offsetof(gb_gpt2_config, n_positions),
+};

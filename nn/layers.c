@@ -500,18 +500,14 @@ gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, 
 }
 
 gb_module *gb__causal_lm(const gb__module_type *type, const void *config, const char *body_name, gb_module *body,
-                         int64_t hidden, int64_t vocab, bool tie, int embed, const char *op) {
+                         int64_t hidden, int64_t vocab, const gb__tie *tie, const char *op) {
     gb_module *lm = gb__module_new(type);
     if (lm) memcpy(lm->settings, config, type->settings);
     gb_module *kids[GB__LM_COUNT] = {[GB__LM_BODY] = body, [GB__LM_HEAD] = gb_nn_linear(hidden, vocab, false)};
     const char *names[GB__LM_COUNT] = {[GB__LM_BODY] = body_name, [GB__LM_HEAD] = "lm_head"};
     lm = gb__module_with(lm, GB__LM_COUNT, names, kids);
     gb_status st = lm ? GB_OK : gb_last_status();
-    if (lm && tie) {
-        gb_module *head = lm->children[GB__LM_HEAD];
-        st = gb_module_tie_param(head, "weight", lm->children[GB__LM_BODY]->children[embed], "weight");
-        gb__linear_mark_tied(head);
-    }
+    if (lm && tie) st = gb__tie_apply(lm, tie);
     if (st == GB_OK) return lm;
     gb__error_prefix("%s", op);
     gb_module_free(lm);

@@ -35,6 +35,9 @@ GB__CHILDREN(GB__LLAMA_MLP_CHILDREN, GB__LMLP_COUNT, gb__llama_mlp_children);
 GB__CHILDREN(GB__LLAMA_LAYER_CHILDREN, GB__LAYER_COUNT, gb__llama_layer_children);
 GB__CHILDREN(GB__LLAMA_MODEL_CHILDREN, GB__LMODEL_COUNT, gb__llama_model_children);
 
+/* With tie_word_embeddings, lm_head.weight is model.embed_tokens.weight. */
+static const gb__tie gb__llama_tie = {"lm_head.weight", "model.embed_tokens.weight"};
+
 typedef struct gb__llama_attn_settings {
     int64_t heads, kv_heads, head_dim;
 } gb__llama_attn_settings;
@@ -377,6 +380,79 @@ gb_module *gb_llama_new(const gb_llama_config *cfg) {
     };
     gb_module *body =
         gb__module_with(gb__module_new(&gb__type_llama_model), GB__LMODEL_COUNT, gb__llama_model_children, kids);
-    return gb__causal_lm(&gb__type_llama_lm, &c, "model", body, c.hidden_size, c.vocab_size, c.tie_word_embeddings,
-                         GB__LMODEL_EMBED, "llama_new");
+    return gb__causal_lm(&gb__type_llama_lm, &c, "model", body, c.hidden_size, c.vocab_size,
+                         c.tie_word_embeddings ? &gb__llama_tie : NULL, "llama_new");
 }
+
+/* ---- the architecture: config.json, checkpoints, info ------------------- */
+
+/* LlamaConfig's defaults, except that the sizes are required; rope_scaling
+ * must be llama3 (under "rope_type" or the older "type") or absent. */
+static void gb__llama_read(gb__config *c, void *cfg) {
+    gb_llama_config *l = cfg;
+    l->vocab_size = gb__cfg_int(c, "vocab_size", &(int64_t){32000});
+    l->hidden_size = gb__cfg_int(c, "hidden_size", NULL);
+    l->intermediate_size = gb__cfg_int(c, "intermediate_size", NULL);
+    l->num_hidden_layers = gb__cfg_int(c, "num_hidden_layers", NULL);
+    l->num_attention_heads = gb__cfg_int(c, "num_attention_heads", NULL);
+    l->num_key_value_heads = gb__cfg_int(c, "num_key_value_heads", &l->num_attention_heads);
+    int64_t hd = l->num_attention_heads ? l->hidden_size / l->num_attention_heads : 0;
+    l->head_dim = gb__cfg_int(c, "head_dim", &hd);
+    l->max_position_embeddings = gb__cfg_int(c, "max_position_embeddings", &(int64_t){2048});
+    l->rms_norm_eps = (float)gb__cfg_num(c, "rms_norm_eps", 1e-6);
+    l->rope_theta = gb__cfg_num(c, "rope_theta", 10000.0);
+    l->tie_word_embeddings = gb__cfg_bool(c, "tie_word_embeddings", false);
+    l->attention_bias = gb__cfg_bool(c, "attention_bias", false);
+    l->mlp_bias = gb__cfg_bool(c, "mlp_bias", false);
+    gb__cfg_str(c, "hidden_act", "silu", l->hidden_act, sizeof l->hidden_act);
+    gb__cfg_value rs = gb__cfg_get(c, "rope_scaling");
+    if (rs.kind == GB__CFG_ABSENT || rs.kind == GB__CFG_NULL || c->st != GB_OK) return;
+    gb__config sub = {c->get, rs.obj, c->path, GB_OK};
+    gb__cfg_value type = gb__cfg_get(&sub, "rope_type");
+    if (type.kind != GB__CFG_STRING) type = gb__cfg_get(&sub, "type");
+    if (type.kind != GB__CFG_STRING || strcmp(type.s, "llama3") != 0) {
+        c->st = gb__fail(GB_ERR_UNSUPPORTED,
+                         "model: %s: rope_scaling of type '%s' is not supported (glassbox supports 'llama3')", c->path,
+                         type.kind == GB__CFG_STRING ? type.s : "(none)");
+        return;
+    }
+    snprintf(l->rope_type, sizeof l->rope_type, "llama3");
+    l->rope_factor = gb__cfg_num(&sub, "factor", 8.0);
+    l->rope_low_freq_factor = gb__cfg_num(&sub, "low_freq_factor", 1.0);
+    l->rope_high_freq_factor = gb__cfg_num(&sub, "high_freq_factor", 4.0);
+    l->rope_original_max_position_embeddings = gb__cfg_int(&sub, "original_max_position_embeddings", &(int64_t){8192});
+    if (sub.st != GB_OK) c->st = sub.st;
+}
+
+static gb_module *gb__llama_build(const void *cfg) { return gb_llama_new(cfg); }
+static bool gb__llama_tied(const void *cfg) { return ((const gb_llama_config *)cfg)->tie_word_embeddings; }
+
+static const gb__config_field gb__llama_fields[] = {
+    GB__FIELD(gb_llama_config, INT, vocab_size),
+    GB__FIELD(gb_llama_config, INT, hidden_size),
+    GB__FIELD(gb_llama_config, INT, intermediate_size),
+    GB__FIELD(gb_llama_config, INT, num_hidden_layers),
+    GB__FIELD(gb_llama_config, INT, num_attention_heads),
+    GB__FIELD(gb_llama_config, INT, num_key_value_heads),
+    GB__FIELD(gb_llama_config, INT, head_dim),
+    GB__FIELD(gb_llama_config, FLOAT, rms_norm_eps),
+    GB__FIELD(gb_llama_config, DOUBLE, rope_theta),
+    {"rope_scaling", GB__FIELD_STRING, offsetof(gb_llama_config, rope_type), "none"},
+    GB__FIELD(gb_llama_config, INT, max_position_embeddings),
+    GB__FIELD(gb_llama_config, BOOL, tie_word_embeddings),
+};
+
+const gb__arch gb__arch_llama = {
+    .model_type = "llama",
+    .config_size = sizeof(gb_llama_config),
+    .read = gb__llama_read,
+    .build = gb__llama_build,
+    .ignored = (const char *const[]){"rotary_emb.inv_freq", NULL},
+    .tie = &gb__llama_tie,
+    .tied = gb__llama_tied,
+    .fields = gb__llama_fields,
+    .nfields = sizeof gb__llama_fields / sizeof gb__llama_fields[0],
+    .public_config = GB__ARCH_CONFIG_LLAMA,
+    .vocab_at = offsetof(gb_llama_config, vocab_size),
+    .positions_at = offsetof(gb_llama_config, max_position_embeddings),
+};

@@ -4,6 +4,7 @@
 #ifndef GB_MODULES_IMPL_H
 #define GB_MODULES_IMPL_H
 
+#include "arch.h"
 #include "nn_impl.h"
 
 /* ---- calling children --------------------------------------------------- */
@@ -55,12 +56,12 @@ enum { GB__LM_BODY, GB__LM_HEAD, GB__LM_COUNT };
 gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
 /* GPT2LMHeadModel or LlamaForCausalLM: a module of type (whose settings
  * are the model's config, copied from config) with the body under
- * body_name and lm_head = Linear(hidden, vocab, bias=False). When tie,
- * lm_head's weight becomes the weight of the body's child embed (and init
- * leaves it alone). When body is NULL or this fails, everything is freed,
- * the error is prefixed with op, and the result is NULL. */
+ * body_name and lm_head = Linear(hidden, vocab, bias=False), its weight
+ * tied as tie says (NULL: untied). When body is NULL or this fails,
+ * everything is freed, the error is prefixed with op, and the result is
+ * NULL. */
 gb_module *gb__causal_lm(const gb__module_type *type, const void *config, const char *body_name, gb_module *body,
-                         int64_t hidden, int64_t vocab, bool tie, int embed, const char *op);
+                         int64_t hidden, int64_t vocab, const gb__tie *tie, const char *op);
 /* Move src into dst (dst is cleared first; src is left empty). */
 void gb__values_move(gb_values *dst, gb_values *src);
 /* in->v[i] when present, else an error naming m ("expects (hidden_states, cos, sin)"). */

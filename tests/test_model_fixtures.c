@@ -120,12 +120,38 @@ START_TEST(test_fixture_token_ids) {
 }
 END_TEST
 
+/* What `glassbox info` prints of a config: the values of the fixtures'
+ * config.json (tests/fixtures/make_models.py, docs/fixtures.md). */
+static const struct {
+    const char *variant, *want;
+} config_strs[] = {
+    {"gpt2", "model_type: gpt2\nvocab_size: 96\nn_embd: 32\nn_layer: 3\nn_head: 4\nn_positions: 32\n"
+             "activation_function: gelu_new\nlayer_norm_epsilon: 1e-05\n"},
+    {"llama3-bf16-sharded",
+     "model_type: llama\nvocab_size: 128\nhidden_size: 48\nintermediate_size: 80\nnum_hidden_layers: 3\n"
+     "num_attention_heads: 4\nnum_key_value_heads: 2\nhead_dim: 16\nrms_norm_eps: 1e-05\nrope_theta: 500000\n"
+     "rope_scaling: llama3\nmax_position_embeddings: 128\ntie_word_embeddings: true\n"},
+};
+
+START_TEST(test_fixture_config_str) {
+    char dir[4096];
+    gb_model *m = gb_model_open(gbt_fixture_dir(dir, sizeof dir, config_strs[_i].variant), NULL);
+    gbt_ok(m);
+    char *got = gb_model_config_str(m);
+    gbt_ok(got);
+    ck_assert_str_eq(got, config_strs[_i].want);
+    free(got);
+    gb_model_free(m);
+}
+END_TEST
+
 Suite *gb_suite_model_fixtures(void) {
     Suite *s = suite_create("model_fixtures");
     TCase *tc = tcase_create("fixtures");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_fixture_matches_pytorch, 0, NVARIANTS * NCASES);
     tcase_add_test(tc, test_fixture_token_ids);
+    tcase_add_loop_test(tc, test_fixture_config_str, 0, sizeof config_strs / sizeof config_strs[0]);
     suite_add_tcase(s, tc);
     return s;
 }
