@@ -15,7 +15,7 @@
 
 /* Every architecture the loader opens, one line each: the descriptors
  * (nn/arch.h) live beside their modules, in nn/<name>.c. */
-#define GB__ARCHS(X) X(gpt2) X(llama)
+#define GB__ARCHS(X) X(gpt2) X(llama) X(mistral)
 
 #define GB__X(name) extern const gb__arch gb__arch_##name;
 GB__ARCHS(GB__X)

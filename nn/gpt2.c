@@ -64,7 +64,7 @@ static gb_status gb__gpt2_attn_forward(gb_module *m, gb_run *run, const gb_value
         if (!qkv[i]) break; /* gb__attn_finish reports it */
     }
     gb_values_clear(&r);
-    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_DIV_SQRT, m->children[GB__ATTN_DROPOUT], 2,
+    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_DIV_SQRT, 0, m->children[GB__ATTN_DROPOUT], 2,
                            (const int[]){GB__ATTN_C_PROJ, GB__ATTN_RESID_DROPOUT}, out);
 }
 
@@ -241,7 +241,7 @@ static void gb__gpt2_read(gb__config *c, void *cfg) {
     g->resid_pdrop = (float)gb__cfg_num(c, "resid_pdrop", 0.1);
 }
 
-static gb_module *gb__gpt2_build(const void *cfg) { return gb_gpt2_new(cfg); }
+static gb_module *gb__gpt2_new_from(const void *cfg) { return gb_gpt2_new(cfg); }
 
 static const gb__config_field gb__gpt2_fields[] = {
     GB__FIELD(gb_gpt2_config, INT, vocab_size),
@@ -257,7 +257,7 @@ const gb__arch gb__arch_gpt2 = {
     .model_type = "gpt2",
     .config_size = sizeof(gb_gpt2_config),
     .read = gb__gpt2_read,
-    .build = gb__gpt2_build,
+    .build = gb__gpt2_new_from,
     /* files saved before transformers added the "transformer." prefix */
     .aliases = (const gb__alias[]){{"transformer.", ""}, {NULL, NULL}},
     /* the causal-mask buffers of older files */

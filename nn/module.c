@@ -41,6 +41,7 @@ gb_module *gb__module_new(const gb__module_type *type) {
     gb_module *m = gb__calloc(1, sizeof *m + type->settings, type->name);
     if (!m) return NULL;
     m->type = type;
+    m->cls = type->name;
     m->root = m;
     m->name = gb__strdup("", type->name);
     m->path = gb__strdup("", type->name);
@@ -55,6 +56,11 @@ gb_module *gb__module_done(gb_module *m, gb_status st) {
     if (st == GB_OK) return m;
     gb_module_free(m);
     return NULL;
+}
+
+gb_module *gb__module_class(gb_module *m, const char *cls) {
+    if (m) m->cls = cls;
+    return m;
 }
 
 void gb_module_free(gb_module *m) {
@@ -118,7 +124,7 @@ gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const i
 
 const char *gb_module_name(const gb_module *m) { return m->name; }
 const char *gb_module_path(const gb_module *m) { return m->path; }
-const char *gb_module_type(const gb_module *m) { return m->type->name; }
+const char *gb_module_type(const gb_module *m) { return m->cls; }
 bool gb_module_returns_tuple(const gb_module *m) { return m->type->returns_tuple; }
 gb_module *gb_module_parent(const gb_module *m) { return m->parent; }
 int gb_module_num_children(const gb_module *m) { return (int)arrlen(m->children); }
@@ -189,7 +195,7 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
             long n = (long)arrlen(cur->children);
             if (idx < -n || idx >= n)
                 return gb__fail_null(GB_ERR_INDEX, "module path '%s': index %ld is out of range for '%s' (%s of %ld)",
-                                     path, idx, *cur->path ? cur->path : "<root>", cur->type->name, n);
+                                     path, idx, *cur->path ? cur->path : "<root>", cur->cls, n);
             next = cur->children[idx < 0 ? idx + n : idx];
         } else {
             for (ptrdiff_t i = 0; i < arrlen(cur->children) && !next; i++)
@@ -201,7 +207,7 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
             part[len] = 0;
             gb__nearest_names(cur, part, near, sizeof near);
             return gb__fail_null(GB_ERR_NOT_FOUND, "module path '%s': '%s' (%s) has no submodule '%s'%s%s%s", path,
-                                 *cur->path ? cur->path : "<root>", cur->type->name, part,
+                                 *cur->path ? cur->path : "<root>", cur->cls, part,
                                  *near ? "; nearest: " : "", near, arrlen(cur->children) ? "" : " (it has no children)");
         }
         cur = next;
@@ -235,7 +241,7 @@ static char *gb__repr(const gb_module *m);
 static char *gb__repr_list(const gb_module *m) {
     gb__buf b = {0};
     int n = (int)arrlen(m->children);
-    gb__puts(&b, m->type->name);
+    gb__puts(&b, m->cls);
     gb__puts(&b, "(");
     char **reprs = calloc((size_t)n + 1, sizeof *reprs);
     for (int i = 0; i < n; i++) reprs[i] = gb__repr(m->children[i]);
@@ -267,7 +273,7 @@ static char *gb__repr(const gb_module *m) {
     char extra[512] = "";
     if (m->type->extra_repr) m->type->extra_repr(m, extra, sizeof extra);
     int nchild = (int)arrlen(m->children);
-    gb__puts(&b, m->type->name);
+    gb__puts(&b, m->cls);
     gb__puts(&b, "(");
     if (*extra && nchild == 0 && !strchr(extra, '\n')) {
         gb__puts(&b, extra);
@@ -321,7 +327,7 @@ gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t) {
     gb__param *p = gb__find_param(m, name);
     if (!p)
         return gb__fail(GB_ERR_NOT_FOUND, "set_param: %s (%s) has no parameter '%s'", *m->path ? m->path : "<root>",
-                        m->type->name, name);
+                        m->cls, name);
     const gb_tensor *old = p->t;
     if (gb_tensor_ndim(t) != old->ndim || memcmp(gb_tensor_shape(t), old->shape, sizeof(int64_t) * (size_t)old->ndim)) {
         char b1[160];

@@ -118,14 +118,16 @@ typedef enum gb__attn_scale {
 /* softmax(q k^T * scale + mask) v for q [B, H, T, D] and k, v [B, H, S, D]
  * (H a multiple of k's heads: grouped-query attention repeats each key/value
  * head H/kv_heads times, as repeat_kv). The mask is causal (query i sits at
- * absolute position S - T + i) and, when the run has an attention mask
- * [B, S], hides padded keys; hidden scores are set to float32's lowest value,
+ * key index S - T + i), with a sliding window of window > 0 keys also hides
+ * keys window or more places back (a query sees itself and the window - 1
+ * keys before it, as Hugging Face's sliding_window does), and, when the run
+ * has an attention mask [B, S], hides padded keys; hidden scores are set to float32's lowest value,
  * as Hugging Face's 4-D masks do, so a query that sees nothing attends
  * uniformly. The probabilities are emitted as point "attn_weights" of attn
  * and, when dropout is not NULL, passed through that module (an event).
  * *out gets [B, H, T, D]. */
 gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__attn_scale scale,
-                        gb_module *dropout, gb_tensor **out);
+                        int64_t window, gb_module *dropout, gb_tensor **out);
 
 /* The rest of GPT2Attention's and LlamaAttention's forwards once the
  * queries, keys and values are split into heads, qkv [B, heads, T, D] (the
@@ -136,8 +138,57 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
  * (attn_output,) or, with a KV cache, (attn_output, key, value), key and
  * value [B, kv_heads, S, D] (before repeat_kv). A child's stop or error is
  * returned with what it produced in *out. */
-gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, gb_module *dropout,
-                          int nproj, const int *proj, gb_values *out);
+gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, int64_t window,
+                          gb_module *dropout, int nproj, const int *proj, gb_values *out);
+
+/* ---- the Llama family (llama.c; mistral.c is a member) ----------------- */
+
+/* The classes of a Llama-family model, by what follows the family's name
+ * ("Llama" "ForCausalLM"). */
+#define GB__LLAMA_CLASSES(X)                                                                                           \
+    X(GB__LLAMA_LM, "ForCausalLM")                                                                                     \
+    X(GB__LLAMA_MODEL, "Model")                                                                                        \
+    X(GB__LLAMA_LAYER, "DecoderLayer")                                                                                 \
+    X(GB__LLAMA_ATTN, "Attention")                                                                                     \
+    X(GB__LLAMA_MLP, "MLP")                                                                                            \
+    X(GB__LLAMA_NORM, "RMSNorm")                                                                                       \
+    X(GB__LLAMA_ROTARY, "RotaryEmbedding")
+enum { GB__LLAMA_CLASSES(GB__CHILD_SLOT) GB__LLAMA_NCLASSES };
+
+/* A member of the family: Llama's modules, tree and arithmetic under the
+ * member's class names (transformers' modular files derive Mistral's
+ * classes from Llama's in the same way). */
+typedef struct gb__llama_family {
+    const char *op;                      /* "llama_new": errors start with it */
+    const char *cls[GB__LLAMA_NCLASSES]; /* "LlamaForCausalLM", ... */
+} gb__llama_family;
+
+/* A member's model from a Llama config (checked and completed as
+ * gb_llama_new does), with sliding-window attention over sliding_window
+ * keys (0: none; see gb__attention). */
+gb_module *gb__llama_family_new(const gb__llama_family *f, const gb_llama_config *cfg, int64_t sliding_window);
+/* LlamaConfig's fields of config.json (the sizes required, rope_scaling
+ * llama3 or absent). */
+void gb__llama_read_config(gb__config *c, gb_llama_config *l);
+/* lm_head.weight is model.embed_tokens.weight when tied(cfg), for cfg a
+ * config that begins with a gb_llama_config. */
+extern const gb__tie gb__llama_tie;
+bool gb__llama_tied(const void *cfg);
+/* What `glassbox info` prints of a Llama config, in order:
+ * X(name, GB__FIELD kind, gb_llama_config field, printed when unset). */
+#define GB__LLAMA_PRINTED(X)                                                                                           \
+    X("vocab_size", INT, vocab_size, NULL)                                                                             \
+    X("hidden_size", INT, hidden_size, NULL)                                                                           \
+    X("intermediate_size", INT, intermediate_size, NULL)                                                               \
+    X("num_hidden_layers", INT, num_hidden_layers, NULL)                                                               \
+    X("num_attention_heads", INT, num_attention_heads, NULL)                                                           \
+    X("num_key_value_heads", INT, num_key_value_heads, NULL)                                                           \
+    X("head_dim", INT, head_dim, NULL)                                                                                 \
+    X("rms_norm_eps", FLOAT, rms_norm_eps, NULL)                                                                       \
+    X("rope_theta", DOUBLE, rope_theta, NULL)                                                                          \
+    X("rope_scaling", STRING, rope_type, "none")                                                                       \
+    X("max_position_embeddings", INT, max_position_embeddings, NULL)                                                   \
+    X("tie_word_embeddings", BOOL, tie_word_embeddings, NULL)
 
 /* Positions for a model forward over T new tokens of a batch of B: the run's
  * position ids ([B, T] or [1, T]) or arange(past, past + T) as [1, T] (i64),

@@ -39,6 +39,10 @@ typedef struct gb__param {
 
 struct gb_module {
     const gb__module_type *type;
+    /* The class name printed and reported: the type's, or the one a model
+     * family gives it (Mistral's modules are Llama's under Mistral's names,
+     * as transformers' modular files derive them). A static string. */
+    const char *cls;
     char *name;
     char *path;
     gb_module *parent;
@@ -63,6 +67,8 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
 gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
 /* Build helper: frees m and returns NULL when st is not GB_OK. */
 gb_module *gb__module_done(gb_module *m, gb_status st);
+/* Give m the class name cls (a static string); returns m (NULL stays NULL). */
+gb_module *gb__module_class(gb_module *m, const char *cls);
 
 /* ---- run state used by forwards ----------------------------------------- */
 
