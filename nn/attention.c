@@ -74,9 +74,9 @@ static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t 
         bool *h = gb_tensor_data(m);                     /* [bm, 1, T, S] */
         for (int64_t b = 0; b < bm; b++)
             for (int64_t i = 0; i < T; i++) {
-                int64_t q = S - T + i; /* the query's index among the keys */
+                int64_t q = S - T + i, old = window ? q - window : -1; /* the query's index; the last key too old */
                 for (int64_t j = 0; j < S; j++)
-                    h[(b * T + i) * S + j] = j > q || (window && j <= q - window) || (p && p[b * S + j] == 0.0f);
+                    h[(b * T + i) * S + j] = j > q || j <= old || (p && p[b * S + j] == 0.0f);
             }
         gb_tensor_free(pf);
     }
