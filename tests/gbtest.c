@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <stb/stb_ds.h>
 
@@ -160,6 +161,36 @@ const char *gbt_tmp_dir(void) {
         if (mkdir(dir, 0755) != 0 && errno != EEXIST) ck_abort_msg("cannot create %s", dir);
     }
     return dir;
+}
+
+gbt_cli_result gbt_cli(const char *args) {
+    const char *b = getenv("GB_BUILD_DIR");
+    size_t n = strlen(args) + 2 * 4096 + 64;
+    char *cmd = malloc(n), out[4200], err[4200];
+    snprintf(out, sizeof out, "%s/cli.out", gbt_tmp_dir());
+    snprintf(err, sizeof err, "%s/cli.err", gbt_tmp_dir());
+    snprintf(cmd, n, "%s/glassbox %s >%s 2>%s", b ? b : "build", args, out, err);
+    int st = system(cmd);
+    free(cmd);
+    gbt_cli_result r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, gbt_read_file(out, NULL), gbt_read_file(err, NULL)};
+    ck_assert_msg(r.out && r.err, "cannot read the output of glassbox %s", args);
+    return r;
+}
+
+void gbt_cli_free(gbt_cli_result *r) { free(r->out), free(r->err); }
+
+void gbt_one_error_line(const gbt_cli_result *r, const char *prefix) {
+    ck_assert_msg(!strncmp(r->err, prefix, strlen(prefix)), "stderr '%s' does not start with '%s'", r->err, prefix);
+    char *nl = strchr(r->err, '\n');
+    ck_assert_msg(nl && nl[1] == 0, "stderr is not one line: '%s'", r->err);
+}
+
+void gbt_cli_fails(const char *args, int status, const char *prefix) {
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == status, "glassbox %s: exit status %d, expected %d (stderr: %s)", args, r.status, status,
+                  r.err);
+    gbt_one_error_line(&r, prefix);
+    gbt_cli_free(&r);
 }
 
 /* L = sum(out * R) in double. */

@@ -75,6 +75,18 @@ const char *gbt_fixture_dir(char *buf, size_t size, const char *variant);
 /* The stories260k Llama of ../shared, opened; NULL (with the visible SKIP
  * line) when the fixture is missing. */
 gb_model *gbt_open_stories(const char *test_name);
+/* Run the CLI ($GB_BUILD_DIR/glassbox) with args, a shell fragment, and
+ * capture its exit status and both streams (free with gbt_cli_free). */
+typedef struct {
+    int status;
+    char *out, *err;
+} gbt_cli_result;
+gbt_cli_result gbt_cli(const char *args);
+void gbt_cli_free(gbt_cli_result *r);
+/* Fail unless stderr is exactly one line starting with prefix. */
+void gbt_one_error_line(const gbt_cli_result *r, const char *prefix);
+/* The command exits with status and one error line starting with prefix. */
+void gbt_cli_fails(const char *args, int status, const char *prefix);
 /* Directory for test scratch files (created). */
 const char *gbt_tmp_dir(void);
 /* The whole file, NUL-terminated (caller frees), its length in *len when
