@@ -51,18 +51,9 @@ static void has_generation(const char *out, const char *label, gb_tensor *ids) {
 }
 
 START_TEST(test_demo_bundled_model) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/demo.txt", getenv("GB_ORACLE_DIR") ? getenv("GB_ORACLE_DIR") : "build/oracle");
-    char *raw = gbt_read_file(path, NULL);
-    bool empty = !raw || !*raw;
-    free(raw);
-    if (empty) { /* the oracle wrote nothing: no model, or no Node oracle */
-        fprintf(stderr, "SKIP test_demo_bundled_model: tests/oracle/demo.py had no models/gpt2-facts or no Node "
-                        "tokenizers (sh tools/install-deps.sh)\n");
-        return;
-    }
-    gbt_oracle *o = gbt_oracle_load("demo");
-    tok = gb_tokenizer_open("models/gpt2-facts");
+    gbt_oracle *o = gbt_oracle_load_or_skip("demo", "test_demo_bundled_model");
+    if (!o) return;
+    tok = gb_tokenizer_open(GBT_BUNDLED);
     gbt_ok(tok);
     gbt_cli_result r = gbt_cli("demo"); /* no MODEL: the bundled one */
     int64_t paris = gb_tokenizer_token_to_id(tok, "\xc4\xa0Paris"), rome = gb_tokenizer_token_to_id(tok, "\xc4\xa0Rome");
@@ -144,17 +135,9 @@ END_TEST
 /* The committed checkpoint gives PyTorch's logits (train.py's independent
  * GPT-2 on the same file, tests/oracle/demo.py). */
 START_TEST(test_bundled_logits) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/demo.txt", getenv("GB_ORACLE_DIR") ? getenv("GB_ORACLE_DIR") : "build/oracle");
-    char *raw = gbt_read_file(path, NULL);
-    bool empty = !raw || !*raw;
-    free(raw);
-    if (empty) {
-        fprintf(stderr, "SKIP test_bundled_logits: tests/oracle/demo.py had no models/gpt2-facts or no Node tokenizers\n");
-        return;
-    }
-    gbt_oracle *o = gbt_oracle_load("demo");
-    gb_lm *lm = gb_lm_open("models/gpt2-facts", NULL);
+    gbt_oracle *o = gbt_oracle_load_or_skip("demo", "test_bundled_logits");
+    if (!o) return;
+    gb_lm *lm = gb_lm_open(GBT_BUNDLED, NULL);
     gbt_ok(lm);
     gb_tensor *ids = NULL, *mask = NULL, *logits = NULL, *want = gbt_get(o, "logits");
     gbt_ok_status(gb_lm_encode(lm, 1, (const char *[]){"The Eiffel Tower is in the city of"}, &ids, &mask));
@@ -174,7 +157,7 @@ START_TEST(test_bundled_facts) {
     snprintf(cmd, sizeof cmd, "%s/corpus --facts", getenv("GB_BUILD_DIR") ? getenv("GB_BUILD_DIR") : "build");
     FILE *f = popen(cmd, "r");
     ck_assert_ptr_nonnull(f);
-    gb_lm *lm = gb_lm_open("models/gpt2-facts", NULL);
+    gb_lm *lm = gb_lm_open(GBT_BUNDLED, NULL);
     gbt_ok(lm);
     int total = 0, right = 0;
     char first_wrong[512] = "";

@@ -3,8 +3,8 @@
  *
  * Expected values: on the walkthrough's tiny network, PyTorch's
  * (tests/oracle/trace.py) for its input, and for a zero input the
- * derivation layer1(0) = layer1.bias; on the stories260k Llama, the greedy
- * continuation in ../shared/README.md. The threads test compares each
+ * derivation layer1(0) = layer1.bias; on the bundled model, PyTorch's
+ * greedy continuation (tests/oracle/bundled.py). The threads test compares each
  * thread's results with the same graph run before on one thread: an
  * execution must give exactly what the trace's own run gives (same model
  * weights, same input, same operations, same thread counts). */
@@ -282,48 +282,51 @@ END_TEST
 
 /* ---- stepping ------------------------------------------------------------ */
 
-/* ../shared/README.md: greedy decoding from BOS begins 1, 403, 407, 261. */
+/* The prompt pass and one pass of one token: PyTorch's first two greedy tokens. */
 START_TEST(test_stepping_passes) {
-    gb_model *m = gbt_open_stories("test_stepping_passes");
-    if (!m) return;
-    gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    gb_tensor *tok = gb_from_data((int64_t[]){403}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_stepping_passes");
+    if (!o) return;
+    gb_model *m = gb_model_open(GBT_BUNDLED, NULL);
+    gbt_ok(m);
+    gb_tensor *prompt = gbt_get(o, "ids.eiffel"), *greedy = gbt_get(o, "greedy.eiffel");
+    gb_tensor *tok = gb_from_data(gb_tensor_data(greedy), 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), prompt);
     gb_val *first = gb_save(gb_val_argmax(gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"), -1, false));
     gb_val *second = gb_save(gb_val_argmax(gb_val_index(gb_output_call(tr, "lm_head", 1), "[0, -1]"), -1, false));
     gb_exec *ex = gb_trace_exec(tr); /* the trace's own: gb_value reads it */
     gbt_ok_status(gb_exec_begin(ex, NULL, true));
     gb_tensor *ids;
     gb_exec_batch(ex, &ids, NULL, NULL);
-    ck_assert_ptr_eq(ids, bos);
+    ck_assert_ptr_eq(ids, prompt);
     gb_values out = {0};
     gbt_ok_status(gb_exec_pass(ex, ids, NULL, NULL, &out));
-    ck_assert_int_eq(out.n > 0 ? gb_tensor_dim(out.v[0], 1) : -1, 1); /* the prompt's logits */
+    ck_assert_int_eq(out.n > 0 ? gb_tensor_dim(out.v[0], 1) : -1, gb_tensor_dim(prompt, 1)); /* the prompt's logits */
     gb_values_clear(&out);
-    gbt_ok_status(gb_exec_pass(ex, tok, NULL, NULL, NULL)); /* call 1, the cache holding BOS */
+    gbt_ok_status(gb_exec_pass(ex, tok, NULL, NULL, NULL)); /* call 1, the cache holding the prompt */
     gbt_ok_status(gb_exec_end(ex));
     double got;
     gbt_ok_status(gb_item(gb_value(first), &got));
-    ck_assert_int_eq((int64_t)got, 403);
+    ck_assert_int_eq((int64_t)got, gbt_i64(greedy, 0));
     gbt_ok_status(gb_item(gb_value(second), &got));
-    ck_assert_int_eq((int64_t)got, 407);
+    ck_assert_int_eq((int64_t)got, gbt_i64(greedy, 1));
     gb_trace_free(tr);
 
     /* A stop ends the run: later passes do not run, and the end is not an error. */
-    tr = gb_trace_new(gb_model_module(m), bos);
-    gb_stop(gb_output(tr, "model.layers.0"));
+    tr = gb_trace_new(gb_model_module(m), prompt);
+    gb_stop(gb_output(tr, "transformer.h.0"));
     gb_val *after = gb_save(gb_output(tr, "lm_head"));
     ex = gb_exec_new(tr, NULL);
     gbt_ok(ex);
     gbt_ok_status(gb_exec_begin(ex, NULL, true));
-    ck_assert_int_eq(gb_exec_pass(ex, bos, NULL, NULL, NULL), GB_STOPPED);
+    ck_assert_int_eq(gb_exec_pass(ex, prompt, NULL, NULL, NULL), GB_STOPPED);
     ck_assert_int_eq(gb_exec_pass(ex, tok, NULL, NULL, NULL), GB_STOPPED);
     gbt_ok_status(gb_exec_end(ex));
     gbt_fails_with(gb_exec_value(ex, after) == NULL, GB_ERR_STATE, "was never produced");
     gb_exec_free(ex);
     gb_trace_free(tr);
-    gb_tensor_free(tok), gb_tensor_free(bos);
+    gb_tensor_free(tok), gb_tensor_free(greedy), gb_tensor_free(prompt);
     gb_model_free(m);
+    gbt_oracle_free(o);
 }
 END_TEST
 

@@ -266,7 +266,7 @@ END_TEST
  * the loss and tokens/s. */
 START_TEST(test_progress_on_terminal) {
     if (system("script -qec true /dev/null >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP test_progress_on_terminal: script(1) cannot run\n");
+        gbt_skip("test_progress_on_terminal", "script(1) cannot run");
         return;
     }
     gbt_oracle *o = gbt_oracle_load("train");

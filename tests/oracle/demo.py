@@ -30,21 +30,29 @@ PROMPTS = {
 NEW = 6  # tokens the demo generates
 
 
-def hf_ids(texts):
+def hf_encode(texts, path=MODEL):
+    """{key: {"ids": [...], "tokens": [...]}} of Hugging Face's tokenizer in path
+    for {key: text} (special tokens added); None when Node's oracle is missing."""
     node_dir = os.environ.get("GB_NODE_ORACLE", "build/oracle-node")
     script = (
         "const {Tokenizer} = require('tokenizers');"
         "(async () => { const t = Tokenizer.fromFile(process.argv[1]); const out = {};"
-        " for (const [k, s] of Object.entries(JSON.parse(process.argv[2])))"
-        "   out[k] = (await t.encode(s, null, {addSpecialTokens: true})).getIds();"
+        " for (const [k, s] of Object.entries(JSON.parse(process.argv[2]))) {"
+        "   const e = await t.encode(s, null, {addSpecialTokens: true});"
+        "   out[k] = {ids: e.getIds(), tokens: e.getTokens()}; }"
         " console.log(JSON.stringify(out)); })();"
     )
     env = dict(os.environ, NODE_PATH=os.path.join(os.path.abspath(node_dir), "node_modules"))
-    r = subprocess.run(["node", "-e", script, os.path.join(MODEL, "tokenizer.json"), json.dumps(texts)],
+    r = subprocess.run(["node", "-e", script, os.path.join(path, "tokenizer.json"), json.dumps(texts)],
                        capture_output=True, text=True, env=env, timeout=60)
     if r.returncode != 0:
         return None
     return json.loads(r.stdout)
+
+
+def hf_ids(texts):
+    enc = hf_encode(texts)
+    return None if enc is None else {k: v["ids"] for k, v in enc.items()}
 
 
 def run(model, ids, hooks=()):
