@@ -355,12 +355,3 @@ void gbt_assert_saved_close_at(const gb_val *v, gbt_oracle *o, const char *key, 
     gbt_assert_close_at(got, want, 1e-5, 1e-6, key, file, line);
     gb_tensor_free(want);
 }
-
-gb_model *gbt_open_stories(const char *test_name) {
-    char *dir = gbt_shared_path("models/stories260k", test_name);
-    if (!dir) return NULL;
-    gb_model *m = gb_model_open(dir, NULL);
-    gbt_ok(m);
-    free(dir);
-    return m;
-}

@@ -87,9 +87,6 @@ gb_module *gbt_tiny_net(gbt_oracle *o);
 /* The directory of a generated Hugging Face fixture (docs/fixtures.md),
  * e.g. "gpt2", written into buf. */
 const char *gbt_fixture_dir(char *buf, size_t size, const char *variant);
-/* The stories260k Llama of ../shared, opened; NULL (with the visible SKIP
- * line) when the fixture is missing. */
-gb_model *gbt_open_stories(const char *test_name);
 /* Run the CLI ($GB_BUILD_DIR/glassbox) with args, a shell fragment, and
  * capture its exit status and both streams (free with gbt_cli_free). */
 typedef struct {

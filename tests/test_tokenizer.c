@@ -1,7 +1,9 @@
 /* Tokenizers: known ids from ../shared, derivations on tiny hand-made
  * tokenizers, every error path, and a differential test against Hugging
  * Face's own library (Node binding) and SentencePiece on thousands of
- * generated strings.
+ * generated strings: on ../shared's tokenizers, and on the bundled model's
+ * (models/gpt2-facts) and variants built from it, which need nothing beside
+ * the repository.
  *
  * The oracles run as child processes (tests/tokenizer/hf_oracle.js,
  * tests/tokenizer/sp_oracle.py) on a corpus written under gbt_tmp_dir().
