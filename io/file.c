@@ -101,3 +101,13 @@ gb_status gb__file_write(const char *path, const void *data, size_t len, const c
     }
     return gb__file_commit(&out, op);
 }
+
+bool gb__file_is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+bool gb__file_is_regular(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}

@@ -263,8 +263,11 @@ static bool gb__same_trace(gb_val *a, gb_val *b) {
     return false;
 }
 
-gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const char *file, int line) {
-    gb_trace_op op = kind == 0 ? GB_TRACE_OP_OUTPUT : kind == 1 ? GB_TRACE_OP_INPUT : GB_TRACE_OP_POINT;
+gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, const char *file, int line) {
+    if (op != GB_TRACE_OP_OUTPUT && op != GB_TRACE_OP_INPUT && op != GB_TRACE_OP_POINT) {
+        gb__fail(GB_ERR_ARG, "trace: getter op %d is none of output, input and point", (int)op);
+        return NULL;
+    }
     gb_val *v = gb__node(tr, op, 0, NULL, file, line);
     if (!v) return NULL;
     v->text = gb__trace_strdup(tr, path);
