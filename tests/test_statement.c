@@ -79,7 +79,7 @@ START_TEST(test_statements_build_the_c_graph) {
                SITE, 11);
 
     define(s, 12, "log('hidden', transformer.ln_f.input)");
-    gb_log_at("hidden", gb_getter_at(c, "transformer.ln_f", 1, 0, SITE, 12), SITE, 12);
+    gb_log_at("hidden", gb_getter_at(c, "transformer.ln_f", GB_TRACE_OP_INPUT, 0, SITE, 12), SITE, 12);
 
     define(s, 13, "print(model.output @ model.output)");
     gb_val *left = gb_getter_at(c, "", GB_TRACE_OP_OUTPUT, 0, SITE, 13);
@@ -89,10 +89,10 @@ START_TEST(test_statements_build_the_c_graph) {
     gb_stop_at(gb_getter_at(c, "transformer.h.0.attn.c_attn", GB_TRACE_OP_OUTPUT, 0, SITE, 14), SITE, 14);
 
     define(s, 15, "transformer.h[0].next().next().output[0].save()");
-    gb_save(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 2, SITE, 15), "[0]", SITE, 15));
+    gb_save(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 2, SITE, 15), "[0]", SITE, 15));
 
     define(s, 16, "transformer.h[1].all().output[0][:, 0] = 0");
-    gb_val *every = gb_val_index_at(gb_getter_at(c, "transformer.h.1", 0, GB_CALL_ALL, SITE, 16), "[0]", SITE, 16);
+    gb_val *every = gb_val_index_at(gb_getter_at(c, "transformer.h.1", GB_TRACE_OP_OUTPUT, GB_CALL_ALL, SITE, 16), "[0]", SITE, 16);
     gb_set_index_at(every, "[:, 0]", gb_scalar_at(c, 0, SITE, 16), SITE, 16);
 
     char *gs = gb_trace_graph(s), *gc = gb_trace_graph(c);
