@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 
 char *gb__file_read(const char *path, size_t *len, const char *op) {
     FILE *f = fopen(path, "rb");

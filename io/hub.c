@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "file.h"
 
 /* printf into a new string (NULL with GB_ERR_ALLOC). */
