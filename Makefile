@@ -21,7 +21,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LAYERS  := tensor autograd nn hooks trace io
+LAYERS  := tensor autograd nn hooks trace io lm
 LIB_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC := $(wildcard tools/cli/*.c)
@@ -33,8 +33,8 @@ ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench install clean
-all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox
+.PHONY: all check demo bench install clean model
+all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -58,6 +58,12 @@ $(BUILD)/libglassbox.so: $(LIB_OBJ)
 $(BUILD)/glassbox: $(CLI_OBJ) $(BUILD)/libglassbox.a
 	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CLI_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
 
+# The language-model corpus generator (tools/corpus/corpus.c); it uses the
+# library's PCG32 only.
+CORPUS_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/corpus/*.c))
+$(BUILD)/corpus: $(CORPUS_OBJ) $(BUILD)/libglassbox.a
+	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CORPUS_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
+
 # Tests: every tests/test_NAME.c defines `Suite *gb_suite_NAME(void)`; the
 # runner's list of suites is generated from the file names.
 $(BUILD)/tests/suites.h: $(TEST_SRC)
@@ -69,7 +75,7 @@ $(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
 # The usage examples of the public headers, as functions (see the script).
-PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h
+PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h lm/lm.h
 $(BUILD)/tests/header_examples.inc: tools/extract_examples.py $(PUBLIC_HEADERS)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/extract_examples.py $@ $(PUBLIC_HEADERS)
@@ -85,6 +91,9 @@ $(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libglassbox.a
 $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 	@mkdir -p $(dir $@)
 	$(PYTHON) $< $@.tmp && mv $@.tmp $@
+
+# The demo's oracle runs train.py's GPT-2 on the bundled model.
+$(BUILD)/oracle/demo.txt: tests/oracle/train.py $(wildcard models/gpt2-facts/*)
 
 # The model fixtures are written by the generator that models.py runs.
 $(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
@@ -109,7 +118,18 @@ $(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a
 bench: $(BUILD)/bench
 	$(PYTHON) tools/bench/bench.py $(BUILD)/bench
 
-# The main job: a real small Llama (../shared's stories260k unless MODEL=...).
+# The bundled model, from nothing: corpus, tokenizer, training (docs/training.md).
+# One training thread: at a fixed thread count the output is the same bytes,
+# and models/gpt2-facts is exactly what this target writes.
+MODEL_OUT := models/gpt2-facts
+model: $(BUILD)/glassbox $(BUILD)/corpus
+	@mkdir -p $(BUILD)/model
+	$(BUILD)/corpus -o $(BUILD)/model/corpus.txt
+	$(BUILD)/glassbox train-tokenizer $(BUILD)/model/corpus.txt --vocab 1024 --out $(BUILD)/model/tokenizer
+	$(BUILD)/glassbox train --corpus $(BUILD)/model/corpus.txt --tokenizer $(BUILD)/model/tokenizer \
+	    --out $(MODEL_OUT) --threads 1 --log $(BUILD)/model/loss.csv --plot $(MODEL_OUT)/loss.png
+
+# The main job: the walkthrough on the bundled model (or MODEL=dir: any GPT-2 or Llama).
 demo: all
 	$(BUILD)/glassbox demo $(MODEL)
 
@@ -117,6 +137,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox
 	install -m 644 $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
+	for f in models/*/*; do install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/glassbox/$$f; done
 	for h in glassbox.h $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' tools/glassbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/glassbox.pc
 

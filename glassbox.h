@@ -9,5 +9,6 @@
 #include "hooks/hooks.h"
 #include "trace/trace.h"
 #include "io/io.h"
+#include "lm/lm.h"
 
 #endif

@@ -63,7 +63,7 @@ typedef enum gb_pad_side {
 
 /* Encode n >= 1 texts (lens[i] bytes each; lens NULL: NUL-terminated) into
  * *ids, an i64 tensor [n, T] with T the longest encoding, padded with
- * gb_tokenizer_pad_id (or EOS when there is no pad token, or 0), and *mask,
+ * gb_tokenizer_padding_id, and *mask,
  * i64 [n, T], 1 on real tokens and 0 on padding. */
 gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens,
                                     bool add_special, gb_pad_side side, gb_tensor **ids, gb_tensor **mask);
@@ -82,8 +82,38 @@ int32_t gb_tokenizer_vocab_size(const gb_tokenizer *tok);
 int32_t gb_tokenizer_bos_id(const gb_tokenizer *tok);
 int32_t gb_tokenizer_eos_id(const gb_tokenizer *tok);
 int32_t gb_tokenizer_pad_id(const gb_tokenizer *tok);
+/* The id gb_tokenizer_encode_batch pads with: the pad token, else EOS, else 0. */
+int32_t gb_tokenizer_padding_id(const gb_tokenizer *tok);
 /* Use id for padding in gb_tokenizer_encode_batch (GB_ERR_INDEX if out of range). */
 gb_status gb_tokenizer_set_pad_id(gb_tokenizer *tok, int32_t id);
+
+/* Train a byte-level BPE tokenizer with GPT-2's layout on len bytes of text
+ * and write it into out_dir (created when missing): tokenizer.json (GPT-2's
+ * structure: ByteLevel pre-tokenizer, post-processor and decoder, a BPE
+ * model, the special tokens as added tokens), vocab.json + merges.txt,
+ * tokenizer_config.json and special_tokens_map.json. Each file is written
+ * beside its name and renamed into place. gb_tokenizer_open(out_dir) and
+ * Hugging Face's tokenizers load the result.
+ *
+ * The text is read as gb_tokenizer_encode reads it (ill-formed UTF-8 as
+ * U+FFFD), cut at the special tokens written in it (they are not learned
+ * from) and pre-tokenized with GPT-2's pattern. Ids 0-255 are the 256 bytes
+ * (GPT-2's ids for them), then one id per new token in the order the merges
+ * made it, then special_tokens (a NULL-terminated list, or NULL for none):
+ * vocab_size counts all of them. Each step merges the adjacent pair with the
+ * highest count over the text; equal counts go to the pair with the smaller
+ * left id, then the smaller right id, so training is deterministic. It
+ * stops at vocab_size tokens, or earlier when no pair is left (the text is
+ * too small for the vocabulary). The first special token is BOS, EOS and UNK
+ * in tokenizer_config.json, as GPT-2's <|endoftext|> is. vocab.json and
+ * merges.txt hold the special tokens in the vocabulary, but only
+ * <|endoftext|> is special when a tokenizer is opened from them (GPT-2's
+ * convention). Fails with GB_ERR_ARG (vocab_size below 256 + the special
+ * tokens, an empty or repeated special token, a special token that is also
+ * a learned token, NULL text or directory) or GB_ERR_IO naming the
+ * directory or file that cannot be made or written. */
+gb_status gb_tokenizer_train_bpe(const char *text, size_t len, int vocab_size, const char *const *special_tokens,
+                                 const char *out_dir);
 
 /* ==== end tokenizers ===================================================== */
 

@@ -10,6 +10,7 @@
 #include <stb/stb_ds.h>
 
 #include "../tensor/tensor_impl.h"
+#include "file.h"
 #include "json.h"
 
 struct gb_model {
@@ -237,24 +238,6 @@ static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_mode
 
 /* ---- opening ------------------------------------------------------------ */
 
-static char *gb__read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gb__fail_null(GB_ERR_IO, "model: cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return gb__fail_null(GB_ERR_IO, "model: cannot read %s", path);
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = (size_t)n;
-    return buf;
-}
-
 /* Size of the weights: the file, or for a sharded checkpoint every
  * .safetensors file beside its index. */
 static uint64_t gb__file_bytes(const char *path) {
@@ -285,7 +268,7 @@ gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
     char *text = NULL;
     size_t len = 0;
     if (gb_hf_resolve(model, &f) != GB_OK) goto fail;
-    if (!(text = gb__read_text(f.config, &len))) goto fail;
+    if (!(text = gb__file_read(f.config, &len, "model"))) goto fail;
     if (!(root = gb__json_parse(text, len, f.config))) goto fail;
     if (!(m = gb__calloc(1, sizeof *m, "model_open"))) goto fail;
     gb__cfg c = {root, f.config, GB_OK};

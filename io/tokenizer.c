@@ -12,39 +12,9 @@
 
 #include <stb/stb_ds.h>
 
-/* ---- files -------------------------------------------------------------- */
+#include "file.h"
 
-static char *gb__read_all(const char *path, size_t *len, const char *op) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gb__fail_null(GB_ERR_IO, "%s: cannot open %s: %s", op, path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return gb__fail_null(GB_ERR_ALLOC, "%s: out of memory reading %s", op, path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool err = ferror(f);
-    int e = errno;
-    fclose(f);
-    if (err) {
-        free(buf);
-        return gb__fail_null(GB_ERR_IO, "%s: cannot read %s: %s", op, path, strerror(e));
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
+/* ---- files -------------------------------------------------------------- */
 
 static bool gb__is_dir(const char *p) {
     struct stat st;
@@ -78,7 +48,7 @@ static const char *gb__basename(const char *path) {
 
 static gb__json *gb__read_json(const char *path, const char *ctx) {
     size_t len = 0;
-    char *text = gb__read_all(path, &len, "tokenizer_open");
+    char *text = gb__file_read(path, &len, "tokenizer_open");
     if (!text) return NULL;
     gb__json *j = gb__json_parse(text, len, ctx);
     free(text);
@@ -350,7 +320,7 @@ static gb_status gb__load_vocab_merges(gb_tokenizer *tok, const char *vocab_path
     snprintf(mctx, sizeof mctx, "tokenizer_open: %s", merges_path);
     size_t mlen = 0;
     gb__json *vocab = gb__read_json(vocab_path, vctx);
-    char *merges = vocab ? gb__read_all(merges_path, &mlen, "tokenizer_open") : NULL;
+    char *merges = vocab ? gb__file_read(merges_path, &mlen, "tokenizer_open") : NULL;
     gb_status st = merges ? gb__bpe_from_files(&tok->bpe, vocab, merges, mlen, vctx, mctx) : gb_last_status();
     gb__json_free(vocab);
     free(merges);
@@ -626,6 +596,8 @@ gb_status gb_tokenizer_encode(gb_tokenizer *tok, const char *text, size_t len, b
     return st;
 }
 
+int32_t gb_tokenizer_padding_id(const gb_tokenizer *tok) { return tok->pad >= 0 ? tok->pad : tok->eos >= 0 ? tok->eos : 0; }
+
 gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens,
                                     bool add_special, gb_pad_side side, gb_tensor **ids, gb_tensor **mask) {
     if (ids) *ids = NULL;
@@ -655,7 +627,7 @@ gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const 
         if (!idv || !mv) st = GB_ERR_ALLOC;
     }
     if (st == GB_OK) {
-        int32_t pad = tok->pad >= 0 ? tok->pad : tok->eos >= 0 ? tok->eos : 0;
+        int32_t pad = gb_tokenizer_padding_id(tok);
         for (int i = 0; i < n; i++) {
             size_t len = arrlenu(rows[i]), off = side == GB_PAD_SIDE_LEFT ? T - len : 0;
             for (size_t t = 0; t < T; t++) {

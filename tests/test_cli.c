@@ -154,20 +154,18 @@ START_TEST(test_trace_statements) {
 }
 END_TEST
 
-/* The README's main command: it runs, and what it prints follows from
- * ../shared/README.md's greedy story and from the steering edit (a logit of
- * 100 at the step that chooses the name). */
-START_TEST(test_demo) {
-    char *dir = gbt_shared_path("models/stories260k", "test_demo");
+/* The demo also runs on a Llama (stories260k): every step, no error. What
+ * it shows on the bundled model is checked in test_demo.c. */
+START_TEST(test_demo_llama) {
+    char *dir = gbt_shared_path("models/stories260k", "test_demo_llama");
     if (!dir) return;
     char args[4200];
     snprintf(args, sizeof args, "demo %s", dir);
     gbt_cli_result r = gbt_cli(args);
     ck_assert_msg(r.status == 0, "demo failed: %s", r.err);
     ck_assert_str_eq(r.err, "");
-    ck_assert(strstr(r.out, "== greedy story from \"Once upon a time\":\n  Once upon a time, there was a little girl "
-                            "named Lily.") != NULL);
-    ck_assert(strstr(r.out, "  Once upon a time, there was a little girl named Tim.") != NULL);
+    ck_assert(strstr(r.out, "== 8. A persistent edit\n") != NULL);
+    ck_assert(strstr(r.out, ">>> model.layers[-1].mlp.output[0][:] = 0\n") != NULL);
     gbt_cli_free(&r);
     free(dir);
 }
@@ -207,7 +205,7 @@ Suite *gb_suite_cli(void) {
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_run_writes_safetensors);
     tcase_add_test(tc, test_trace_statements);
-    tcase_add_test(tc, test_demo);
+    tcase_add_test(tc, test_demo_llama);
     tcase_add_test(tc, test_cli_errors);
     suite_add_tcase(s, tc);
     return s;

@@ -210,15 +210,21 @@ START_TEST(test_large_storage) {
 }
 END_TEST
 
-/* Every status kind has its page in docs/errors/ (tests run from the repo root). */
+/* Every status kind has its page in docs/errors/ and its line in the
+ * index page, docs/errors/README.md (tests run from the repo root). */
 START_TEST(test_every_status_has_a_doc_page) {
+    char *index = gbt_read_file("docs/errors/README.md", NULL);
+    ck_assert_msg(index != NULL, "missing docs/errors/README.md");
     for (int s = 0; s < GB_STATUS_COUNT; s++) {
-        char path[256];
+        char path[256], link[128];
         snprintf(path, sizeof path, "docs/errors/%s.md", gb_status_name((gb_status)s));
         FILE *f = fopen(path, "r");
         ck_assert_msg(f != NULL, "missing %s", path);
         fclose(f);
+        snprintf(link, sizeof link, "](%s.md)", gb_status_name((gb_status)s));
+        ck_assert_msg(strstr(index, link) != NULL, "docs/errors/README.md does not link %s.md", gb_status_name((gb_status)s));
     }
+    free(index);
 }
 END_TEST
 

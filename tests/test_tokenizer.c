@@ -20,20 +20,7 @@
 
 #include "gbtest.h"
 #include "io/json.h" /* to build variant tokenizer.json files from the fixtures */
-
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
-
-/* Strings per differential test. Under valgrind (make check VALGRIND=1),
- * which looks for memory errors rather than wrong ids, a smaller corpus
- * walks the same code paths in a few minutes instead of a quarter hour. */
-#define GBT_CORPUS_SIZE (RUNNING_ON_VALGRIND ? 400 : 2000)
+#include "test_tokenizer.h"
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -74,7 +61,7 @@ static gb_tokenizer *open_shared(const char *rel, const char *test, char **path)
     return tok;
 }
 
-static void assert_ids(gb_tokenizer *tok, const char *text, bool special, const int32_t *want, size_t nwant) {
+void gbt_assert_ids(gb_tokenizer *tok, const char *text, bool special, const int32_t *want, size_t nwant) {
     int32_t *ids = NULL;
     size_t n = 0;
     gbt_ok_status(gb_tokenizer_encode(tok, text, strlen(text), special, &ids, &n));
@@ -95,8 +82,6 @@ static void assert_decodes(gb_tokenizer *tok, const int32_t *ids, size_t n, bool
     free(text);
 }
 
-#define IDS(...) ((const int32_t[]){__VA_ARGS__}), (sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t))
-
 /* ---- known values (../shared/README.md) --------------------------------- */
 
 static const char eiffel[] = "The Eiffel Tower is in the city of";
@@ -109,8 +94,8 @@ START_TEST(test_known_gpt2) {
     for (int p = 0; p < 4; p++) {
         gb_tokenizer *tok = open_shared(paths[p], "test_known_gpt2", NULL);
         if (!tok) return;
-        assert_ids(tok, eiffel, true, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
-        assert_ids(tok, eiffel, false, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
+        gbt_assert_ids(tok, eiffel, true, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
+        gbt_assert_ids(tok, eiffel, false, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286));
         assert_decodes(tok, IDS(464, 412, 733, 417, 8765, 318, 287, 262, 1748, 286), false, eiffel);
         ck_assert_str_eq(gb_tokenizer_token_to_string(tok, 412), "\xc4\xa0" "E"); /* "ĠE": Ġ stands for the space */
         ck_assert_int_eq(gb_tokenizer_token_to_id(tok, "\xc4\xa0" "Tower"), 8765);
@@ -127,9 +112,9 @@ END_TEST
 START_TEST(test_known_llama2) {
     gb_tokenizer *tok = open_shared("tokenizers/llama2", "test_known_llama2", NULL);
     if (!tok) return;
-    assert_ids(tok, eiffel, true, IDS(1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
+    gbt_assert_ids(tok, eiffel, true, IDS(1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
     /* without special tokens the template's BOS (id 1) is not added */
-    assert_ids(tok, eiffel, false, IDS(450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
+    gbt_assert_ids(tok, eiffel, false, IDS(450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310));
     assert_decodes(tok, IDS(1, 450, 382, 2593, 295, 23615, 338, 297, 278, 4272, 310), true, eiffel);
     ck_assert_int_eq(gb_tokenizer_vocab_size(tok), 32000);
     ck_assert_int_eq(gb_tokenizer_bos_id(tok), 1);
@@ -141,7 +126,7 @@ END_TEST
 START_TEST(test_known_stories260k) {
     gb_tokenizer *tok = open_shared("models/stories260k", "test_known_stories260k", NULL);
     if (!tok) return;
-    assert_ids(tok, "Once upon a time", true, IDS(1, 403, 407, 261, 378));
+    gbt_assert_ids(tok, "Once upon a time", true, IDS(1, 403, 407, 261, 378));
     /* The greedy continuation in ../shared/README.md: its sentence is the
      * first 16 ids (the last five go on with " She loved to play"). */
     assert_decodes(tok, IDS(1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426), true,
@@ -182,16 +167,16 @@ static const char tiny_affix_json[] =
 START_TEST(test_tiny_derivations) {
     gb_tokenizer *tok = open_written("tok_tiny.json", tiny_json, NULL);
     /* "abc": (b,c) has rank 0, (a,b) rank 1: b+c first, then (a,bc) has no merge */
-    assert_ids(tok, "abc", true, IDS(2, 6));
-    assert_ids(tok, "ab", true, IDS(5));
+    gbt_assert_ids(tok, "abc", true, IDS(2, 6));
+    gbt_assert_ids(tok, "ab", true, IDS(5));
     /* "ccc": both (c,c) pairs have rank 3; the leftmost merges first */
-    assert_ids(tok, "ccc", true, IDS(8, 4));
+    gbt_assert_ids(tok, "ccc", true, IDS(8, 4));
     /* "xxa": x is not in the vocabulary; with fuse_unk the two x are one <unk> */
-    assert_ids(tok, "xxa", true, IDS(0, 2));
+    gbt_assert_ids(tok, "xxa", true, IDS(0, 2));
     /* "a b": split on the space, which is removed */
-    assert_ids(tok, "a b", true, IDS(2, 3));
+    gbt_assert_ids(tok, "a b", true, IDS(2, 3));
     /* "<s>a": the special token is matched in the text before the model runs */
-    assert_ids(tok, "<s>a", false, IDS(1, 2));
+    gbt_assert_ids(tok, "<s>a", false, IDS(1, 2));
     /* no decoder: tokens joined with spaces; skip_special drops <s> */
     assert_decodes(tok, IDS(1, 2, 6), false, "<s> a bc");
     assert_decodes(tok, IDS(1, 2, 6), true, "a bc");
@@ -202,14 +187,14 @@ START_TEST(test_tiny_derivations) {
 
     tok = open_written("tok_tiny_affix.json", tiny_affix_json, NULL);
     /* a, ##b, ##c</w> -> ab (a + "##b" without its prefix), then abc</w> */
-    assert_ids(tok, "abc", true, IDS(5));
+    gbt_assert_ids(tok, "abc", true, IDS(5));
     /* one character: both first and last, so "b</w>" */
-    assert_ids(tok, "b", true, IDS(6));
+    gbt_assert_ids(tok, "b", true, IDS(6));
     /* a, ##b</w>: no merge for that pair */
-    assert_ids(tok, "ab", true, IDS(1, 8));
+    gbt_assert_ids(tok, "ab", true, IDS(1, 8));
     /* ##x is unknown; without fuse_unk each unknown is its own <unk> */
-    assert_ids(tok, "axb", true, IDS(1, 0, 8));
-    assert_ids(tok, "xx", true, IDS(0, 0));
+    gbt_assert_ids(tok, "axb", true, IDS(1, 0, 8));
+    gbt_assert_ids(tok, "xx", true, IDS(0, 0));
     gb_tokenizer_free(tok);
 }
 END_TEST
@@ -315,7 +300,7 @@ START_TEST(test_open_errors) {
     gb_tokenizer *tok = gb_tokenizer_open(dir);
     gbt_ok(tok);
     /* GPT-2 layout: byte-level; "aba" -> ab (merge 0) + a */
-    assert_ids(tok, "aba", true, IDS(2, 0));
+    gbt_assert_ids(tok, "aba", true, IDS(2, 0));
     gb_tokenizer_free(tok);
     remove(merges);
     remove(vocab);
@@ -370,7 +355,7 @@ START_TEST(test_call_errors) {
     char *s = tiny_with("\"unk_token\":\"<unk>\"", "\"unk_token\":\"<missing>\"");
     tok = open_written("tok_tiny.json", s, NULL);
     free(s);
-    assert_ids(tok, "ab", true, IDS(5));
+    gbt_assert_ids(tok, "ab", true, IDS(5));
     gbt_fails_with(gb_tokenizer_encode(tok, "x", 1, true, &ids, &n) != GB_OK, GB_ERR_FORMAT,
                    "unk_token '<missing>' is not in the vocabulary");
     ck_assert(ids == NULL);
@@ -598,17 +583,9 @@ static void add_piece(gb_rng *r, char **s, size_t *n, size_t *cap) {
     }
 }
 
-typedef struct corpus {
-    int n;
-    char **text;
-    size_t *len;
-} corpus;
-
-/* n strings from seed: the first is empty, a few are long, the rest mix 1-10
- * pieces, joined by a space or nothing. */
-static corpus make_corpus(uint64_t seed, int n) {
+gbt_corpus gbt_make_corpus(uint64_t seed, int n) {
     gb_rng r = gb_rng_seed(seed);
-    corpus c = {n, calloc((size_t)n, sizeof(char *)), calloc((size_t)n, sizeof(size_t))};
+    gbt_corpus c = {n, calloc((size_t)n, sizeof(char *)), calloc((size_t)n, sizeof(size_t))};
     for (int i = 0; i < n; i++) {
         size_t len = 0, cap = 64;
         char *s = malloc(cap);
@@ -625,7 +602,7 @@ static corpus make_corpus(uint64_t seed, int n) {
     return c;
 }
 
-static void free_corpus(corpus *c) {
+void gbt_free_corpus(gbt_corpus *c) {
     for (int i = 0; i < c->n; i++) free(c->text[i]);
     free(c->text);
     free(c->len);
@@ -635,7 +612,7 @@ static void put_hex(FILE *f, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) fprintf(f, "%02x", (unsigned char)s[i]);
 }
 
-static char *write_corpus(const corpus *c, const char *name) {
+static char *write_corpus(const gbt_corpus *c, const char *name) {
     char *path = tmp_path(name);
     FILE *f = fopen(path, "wb");
     ck_assert_msg(f != NULL, "cannot write %s", path);
@@ -649,8 +626,7 @@ static char *write_corpus(const corpus *c, const char *name) {
 
 /* ---- oracles ------------------------------------------------------------ */
 
-/* Whether node and Hugging Face's binding are installed; a SKIP line if not. */
-static bool have_node_oracle(const char *test) {
+bool gbt_have_node_oracle(const char *test) {
     const char *dir = getenv("GB_NODE_ORACLE");
     char path[4096];
     snprintf(path, sizeof path, "%s/node_modules/tokenizers/package.json", dir ? dir : "build/oracle-node");
@@ -771,23 +747,20 @@ static void glassbox_line(gb_tokenizer *tok, const char *text, size_t len, sbuf 
     free(plain);
 }
 
-/* Encode and decode every corpus string with tok and require hf_oracle.js's
- * exact line for it (oracle_json: the file Hugging Face loads). */
-static void compare_with_hf(gb_tokenizer *tok, const char *oracle_json, uint64_t seed, int n, const char *name) {
-    corpus c = make_corpus(seed, n);
+void gbt_compare_with_hf(gb_tokenizer *tok, const char *oracle_json, const gbt_corpus *c, const char *name) {
     char cname[256], oname[256];
     snprintf(cname, sizeof cname, "tok_corpus_%s.txt", name);
     snprintf(oname, sizeof oname, "tok_oracle_%s.txt", name);
-    char *cpath = write_corpus(&c, cname);
+    char *cpath = write_corpus(c, cname);
     int nlines = 0;
     char **lines = hf_oracle("encode", oracle_json, cpath, NULL, &nlines, oname);
-    ck_assert_int_eq(nlines, c.n);
+    ck_assert_int_eq(nlines, c->n);
     static const char *const fields[] = {"ids with special tokens", "ids without", "decoded text",
                                          "decoded text skipping special tokens", "token strings"};
     sbuf b = {0};
     int bad = 0;
-    for (int i = 0; i < c.n; i++) {
-        glassbox_line(tok, c.text[i], c.len[i], &b);
+    for (int i = 0; i < c->n; i++) {
+        glassbox_line(tok, c->text[i], c->len[i], &b);
         if (!strcmp(b.s, lines[i])) continue;
         if (bad++ < 5) {
             /* name the first field that differs */
@@ -798,22 +771,28 @@ static void compare_with_hf(gb_tokenizer *tok, const char *oracle_json, uint64_t
                 g++, o++;
             }
             fprintf(stderr, "%s: string %d (hex ", name, i);
-            put_hex(stderr, c.text[i], c.len[i]);
+            put_hex(stderr, c->text[i], c->len[i]);
             fprintf(stderr, "): %s differ\n  glassbox: %s\n  hf:       %s\n", fields[f < 5 ? f : 4], b.s, lines[i]);
         }
     }
     ck_assert_msg(bad == 0, "%s: %d of %d strings differ from Hugging Face tokenizers (first ones above)", name, bad,
-                  c.n);
+                  c->n);
     free(b.s);
     free_lines(lines, nlines);
     free(cpath);
-    free_corpus(&c);
+}
+
+/* gbt_compare_with_hf on n strings generated from seed. */
+static void compare_with_hf(gb_tokenizer *tok, const char *oracle_json, uint64_t seed, int n, const char *name) {
+    gbt_corpus c = gbt_make_corpus(seed, n);
+    gbt_compare_with_hf(tok, oracle_json, &c, name);
+    gbt_free_corpus(&c);
 }
 
 /* ---- differential tests: the fixtures ----------------------------------- */
 
 static void diff_fixture(const char *rel, const char *oracle_rel, uint64_t seed, const char *name, const char *test) {
-    if (!have_node_oracle(test)) return;
+    if (!gbt_have_node_oracle(test)) return;
     char *oracle = gbt_shared_path(oracle_rel, test);
     if (!oracle) return;
     gb_tokenizer *tok = open_shared(rel, test, NULL);
@@ -847,7 +826,7 @@ START_TEST(test_oracle_stories260k) {
 END_TEST
 
 START_TEST(test_oracle_tiny) {
-    if (!have_node_oracle("test_oracle_tiny")) return;
+    if (!gbt_have_node_oracle("test_oracle_tiny")) return;
     const char *jsons[] = {tiny_json, tiny_affix_json};
     for (int k = 0; k < 2; k++) {
         char name[64], *p = NULL;
@@ -869,7 +848,7 @@ END_TEST
  * SKIP line when node or the fixture is missing. */
 static gb_tokenizer *open_variant(const char *rel, const char *test, const char *name, const char *head,
                                   bool legacy_merges, char **path) {
-    if (!have_node_oracle(test)) return NULL;
+    if (!gbt_have_node_oracle(test)) return NULL;
     char *fixture = gbt_shared_path(rel, test);
     if (!fixture) return NULL;
     size_t len = 0;
@@ -1029,11 +1008,11 @@ END_TEST
 
 START_TEST(test_oracle_batch_left_padding) {
     const char *test = "test_oracle_batch_left_padding";
-    if (!have_node_oracle(test)) return;
+    if (!gbt_have_node_oracle(test)) return;
     char *path = NULL;
     gb_tokenizer *tok = open_shared("tokenizers/llama2/tokenizer.json", test, &path);
     if (!tok) return;
-    corpus c = make_corpus(8, 16);
+    gbt_corpus c = gbt_make_corpus(8, 16);
     char *cpath = write_corpus(&c, "tok_corpus_batch.txt");
     gbt_ok_status(gb_tokenizer_set_pad_id(tok, 2));
     int nlines = 0;
@@ -1057,7 +1036,7 @@ START_TEST(test_oracle_batch_left_padding) {
     gb_tensor_free(mask);
     free_lines(lines, nlines);
     free(cpath);
-    free_corpus(&c);
+    gbt_free_corpus(&c);
     gb_tokenizer_free(tok);
     free(path);
 }
@@ -1066,7 +1045,7 @@ END_TEST
 START_TEST(test_oracle_vocab) {
     /* Every id's token string, and the vocabulary size, as Hugging Face has them. */
     const char *test = "test_oracle_vocab";
-    if (!have_node_oracle(test)) return;
+    if (!gbt_have_node_oracle(test)) return;
     const char *rels[] = {"tokenizers/gpt2/tokenizer.json", "tokenizers/llama2/tokenizer.json",
                           "models/stories260k/tokenizer.json"};
     for (int k = 0; k < 3; k++) {
@@ -1105,7 +1084,7 @@ START_TEST(test_sentencepiece_llama2) {
     char *model = gbt_shared_path("tokenizers/llama2/tokenizer.model", test);
     if (!model) return;
     gb_tokenizer *tok = open_shared("tokenizers/llama2/tokenizer.json", test, NULL);
-    corpus c = make_corpus(9, GBT_CORPUS_SIZE);
+    gbt_corpus c = gbt_make_corpus(9, GBT_CORPUS_SIZE);
     char *cpath = write_corpus(&c, "tok_corpus_sp.txt");
     char *out = tmp_path("tok_oracle_sp.txt");
     char cmd[16384];
@@ -1154,7 +1133,7 @@ START_TEST(test_sentencepiece_llama2) {
     free(text);
     free(out);
     free(cpath);
-    free_corpus(&c);
+    gbt_free_corpus(&c);
     gb_tokenizer_free(tok);
     free(model);
 }
@@ -1233,7 +1212,7 @@ START_TEST(test_cli) {
     free(out);
     out = run_cli("tokenize", &code);
     ck_assert_int_eq(code, 2);
-    ck_assert_msg(strncmp(out, "glassbox tokenize: give MODEL", 29) == 0, "got: %s", out);
+    ck_assert_msg(strncmp(out, "glassbox tokenize: give one of TEXT", 32) == 0, "got: %s", out);
     free(out);
     free(gpt2);
     free(llama);

@@ -18,10 +18,17 @@ static void progress_bar(uint64_t done, uint64_t total, void *ctx) {
     if (done >= total) fputc('\n', stderr);
 }
 
-/* Open a model, with a progress bar when stderr is a terminal. */
+/* Opening options: a progress bar when stderr is a terminal. */
+static gb_model_opts open_opts(void) { return (gb_model_opts){.progress = isatty(STDERR_FILENO) ? progress_bar : NULL}; }
+
 static gb_model *open_model(const char *path) {
-    gb_model_opts opts = {.progress = isatty(STDERR_FILENO) ? progress_bar : NULL};
+    gb_model_opts opts = open_opts();
     return gb_model_open(path, &opts);
+}
+
+static gb_lm *open_lm(const char *path) {
+    gb_model_opts opts = open_opts();
+    return gb_lm_open(path, &opts);
 }
 
 static int fail(const char *cmd, const char *msg) {
@@ -55,45 +62,35 @@ static int64_t *parse_ids(const char *s, int64_t *n, char *err, size_t errsize) 
     return ids;
 }
 
-/* The prompt as ids: --ids directly, -p through the model's tokenizer, or
- * (allow_empty) the BOS token alone. */
-static int64_t *prompt_ids(const char *cmd, gb_model *m, const char *ids_arg, const char *text, bool allow_empty,
-                           int64_t *n) {
+/* The prompt as ids [1, T]: --ids directly, -p through the model's
+ * tokenizer, or (allow_empty) the BOS token alone. */
+static gb_tensor *prompt_ids(const char *cmd, gb_lm *lm, const char *ids_arg, const char *text, bool allow_empty) {
     char err[512];
     if (ids_arg) {
-        int64_t *ids = parse_ids(ids_arg, n, err, sizeof err);
+        int64_t n = 0, *ids = parse_ids(ids_arg, &n, err, sizeof err);
+        gb_tensor *t = ids ? gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64) : NULL;
         if (!ids) fail(cmd, err);
-        return ids;
+        else if (!t) fail(cmd, gb_last_error());
+        free(ids);
+        return t;
     }
     if (text) {
-        gb_tokenizer *tok = gb_tokenizer_open(gb_model_dir(m));
-        int32_t *t32 = NULL;
-        size_t k = 0;
-        if (!tok || gb_tokenizer_encode(tok, text, strlen(text), true, &t32, &k) != GB_OK) {
-            fail(cmd, gb_last_error());
-            gb_tokenizer_free(tok);
-            return NULL;
-        }
-        int64_t *ids = malloc(sizeof *ids * (k ? k : 1));
-        for (size_t i = 0; i < k; i++) ids[i] = t32[i];
-        free(t32);
-        gb_tokenizer_free(tok);
-        *n = (int64_t)k;
+        gb_tensor *ids = NULL, *mask = NULL;
+        if (gb_lm_encode(lm, 1, &text, &ids, &mask) != GB_OK) fail(cmd, gb_last_error());
+        gb_tensor_free(mask);
         return ids;
     }
-    if (allow_empty && gb_model_bos_id(m) >= 0) {
-        int64_t *ids = malloc(sizeof *ids);
-        ids[0] = gb_model_bos_id(m);
-        *n = 1;
-        return ids;
-    }
+    int64_t bos = gb_model_bos_id(gb_lm_model(lm));
+    if (allow_empty && bos >= 0) return gb_from_data(&bos, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
     fail(cmd, "give a prompt with --ids 1,2,3 or -p TEXT");
     return NULL;
 }
 
 int gb_cli_info(int argc, char **argv) {
-    if (argc != 1) return fail("info", "usage: glassbox info MODEL");
-    gb_model *m = open_model(argv[0]);
+    if (argc > 1) return fail("info", "usage: glassbox info [MODEL]");
+    const char *path = gb_cli_model("info", argc ? argv[0] : NULL);
+    if (!path) return 1;
+    gb_model *m = open_model(path);
     if (!m) return fail("info", gb_last_error());
     char *repr = gb_module_repr(gb_model_module(m));
     printf("%s\n\n", repr);
@@ -162,11 +159,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
             return 2;
         }
     }
-    if (!o->model) {
-        fail(cmd, "missing MODEL (a directory, a .safetensors file or a Hub id in the local cache)");
-        return 2;
-    }
-    return 0;
+    o->model = gb_cli_model(cmd, o->model);
+    return o->model ? 0 : 1;
 }
 
 /* Each block's hidden state and the final norm's output, through a trace. */
@@ -175,15 +169,14 @@ int gb_cli_run(int argc, char **argv) {
     int rc = parse_opts("run", argc, argv, &o);
     if (rc) return rc;
     if (!o.out) return fail("run", "missing --out FILE.safetensors");
-    gb_model *m = open_model(o.model);
-    if (!m) return fail("run", gb_last_error());
-    int64_t n = 0, *ids = prompt_ids("run", m, o.ids, o.text, false, &n);
-    if (!ids) {
-        gb_model_free(m);
+    gb_lm *lm = open_lm(o.model);
+    if (!lm) return fail("run", gb_last_error());
+    gb_model *m = gb_lm_model(lm);
+    gb_tensor *input = prompt_ids("run", lm, o.ids, o.text, false);
+    if (!input) {
+        gb_lm_free(lm);
         return 1;
     }
-    gb_tensor *input = gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64);
-    free(ids);
     bool gpt2 = !strcmp(gb_model_type(m), "gpt2");
     int64_t layers = gpt2 ? gb_model_gpt2_config(m)->n_layer : gb_model_llama_config(m)->num_hidden_layers;
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
@@ -217,7 +210,7 @@ int gb_cli_run(int argc, char **argv) {
     free(vals);
     gb_trace_free(tr);
     gb_tensor_free(input);
-    gb_model_free(m);
+    gb_lm_free(lm);
     return rc;
 }
 
@@ -227,58 +220,26 @@ int gb_cli_generate(int argc, char **argv) {
     int rc = parse_opts("generate", argc, argv, &o);
     if (rc) return rc;
     if (o.max_new < 0) return fail("generate", "-n must be >= 0");
-    gb_model *m = open_model(o.model);
-    if (!m) return fail("generate", gb_last_error());
-    int64_t n = 0, *prompt = prompt_ids("generate", m, o.ids, o.text, true, &n);
-    if (!prompt) {
-        gb_model_free(m);
-        return 1;
-    }
-    int64_t total = n + o.max_new, max_pos = gb_model_max_positions(m);
-    if (total > max_pos) total = max_pos > n ? max_pos : n;
-    int64_t *seq = malloc(sizeof *seq * (size_t)total);
-    memcpy(seq, prompt, sizeof *seq * (size_t)n);
-    free(prompt);
-    gb_run *run = gb_run_new();
-    gb_run_use_cache(run, true);
-    gb_status st = GB_OK;
-    int64_t len = n, fed = 0;
-    gb_grad_mode gm = gb_no_grad_begin();
-    while (st == GB_OK && len < total) {
-        gb_tensor *input = gb_from_data(seq + fed, 2, (int64_t[]){1, len - fed}, GB_DTYPE_I64), *logits = NULL;
-        st = gb_module_run(gb_model_module(m), run, input, &logits);
-        gb_tensor_free(input);
-        if (st != GB_OK) break;
-        fed = len;
-        gb_tensor *last = gb_select(logits, 1, -1);
-        gb_tensor *next = last ? gb_argmax(last, -1, false) : NULL;
-        double id = 0;
-        st = next ? gb_item(next, &id) : gb_last_status();
-        gb_tensor_free(next), gb_tensor_free(last), gb_tensor_free(logits);
-        if (st != GB_OK) break;
-        seq[len++] = (int64_t)id;
-        if (gb_model_is_eos(m, (int64_t)id)) break;
-    }
-    gb_grad_mode_end(gm);
-    if (st != GB_OK) rc = fail("generate", gb_last_error());
+    gb_lm *lm = open_lm(o.model);
+    if (!lm) return fail("generate", gb_last_error());
+    gb_tensor *prompt = prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
+    gb_decode_opts d = gb_lm_decode_defaults(lm);
+    d.max_new_tokens = (int)o.max_new;
+    if (!prompt) rc = 1;
+    else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = fail("generate", gb_last_error());
     else if (o.ids_out) {
+        const int64_t *p = gb_tensor_data(out);
         printf("[");
-        for (int64_t i = 0; i < len; i++) printf("%s%lld", i ? ", " : "", (long long)seq[i]);
+        for (int64_t i = 0; i < gb_tensor_dim(out, 1); i++) printf("%s%lld", i ? ", " : "", (long long)p[i]);
         printf("]\n");
     } else {
-        gb_tokenizer *tok = gb_tokenizer_open(gb_model_dir(m));
-        int32_t *ids = malloc(sizeof *ids * (size_t)len);
-        for (int64_t i = 0; i < len; i++) ids[i] = (int32_t)seq[i];
         char *text = NULL;
-        if (!tok || gb_tokenizer_decode(tok, ids, (size_t)len, true, &text, NULL) != GB_OK)
-            rc = fail("generate", gb_last_error());
+        if (gb_lm_text(lm, out, 0, 0, &text) != GB_OK) rc = fail("generate", gb_last_error());
         else printf("%s\n", text);
-        free(text), free(ids);
-        gb_tokenizer_free(tok);
+        free(text);
     }
-    gb_run_free(run);
-    free(seq);
-    gb_model_free(m);
+    gb_tensor_free(out), gb_tensor_free(prompt);
+    gb_lm_free(lm);
     return rc;
 }
 
@@ -304,15 +265,12 @@ int gb_cli_trace(int argc, char **argv) {
     opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts)};
     int rc = parse_opts("trace", argc, argv, &o);
     if (!rc && !o.nprompts) rc = fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
-    gb_model *m = rc ? NULL : open_model(o.model);
-    if (!rc && !m) rc = fail("trace", gb_last_error());
+    gb_lm *lm = rc ? NULL : open_lm(o.model);
+    if (!rc && !lm) rc = fail("trace", gb_last_error());
+    gb_model *m = lm ? gb_lm_model(lm) : NULL;
     gb_tensor **inputs = calloc((size_t)o.nprompts + 1, sizeof *inputs);
-    for (int i = 0; !rc && i < o.nprompts; i++) {
-        int64_t n = 0, *ids = prompt_ids("trace", m, o.prompts[i].ids, o.prompts[i].text, false, &n);
-        if (!ids) rc = 1;
-        else inputs[i] = gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64);
-        free(ids);
-    }
+    for (int i = 0; !rc && i < o.nprompts; i++)
+        if (!(inputs[i] = prompt_ids("trace", lm, o.prompts[i].ids, o.prompts[i].text, false))) rc = 1;
     bool batched = o.nprompts > 1;
     gb_trace *tr = rc ? NULL : gb_trace_new(gb_model_module(m), batched ? NULL : inputs[0]);
     gb_val **vals = calloc((size_t)o.nstmts + 1, sizeof *vals);
@@ -383,6 +341,6 @@ int gb_cli_trace(int argc, char **argv) {
     gb_trace_free(tr);
     for (int i = 0; i < o.nprompts; i++) gb_tensor_free(inputs[i]);
     free(inputs);
-    gb_model_free(m);
+    gb_lm_free(lm);
     return rc;
 }

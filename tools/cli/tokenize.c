@@ -10,23 +10,24 @@
 #include "glassbox.h"
 
 static const char gb__tokenize_usage[] =
-    "usage: glassbox tokenize MODEL TEXT [--no-special] [--tokens]\n"
-    "       glassbox tokenize MODEL --file PATH [--no-special] [--tokens]\n"
-    "MODEL is a model directory or a tokenizer file (tokenizer.json, or vocab.json with merges.txt).\n"
+    "usage: glassbox tokenize [MODEL] TEXT [--no-special] [--tokens]\n"
+    "       glassbox tokenize [MODEL] --file PATH [--no-special] [--tokens]\n"
+    "MODEL is a model directory or a tokenizer file (tokenizer.json, or vocab.json with merges.txt);\n"
+    "without it, the bundled model's tokenizer.\n"
     "TEXT '-' reads standard input. Prints the ids as a JSON array; --tokens adds a line with the\n"
     "token strings; --no-special leaves out the special tokens the tokenizer adds (e.g. BOS).\n";
 
 static const char gb__detokenize_usage[] =
-    "usage: glassbox detokenize MODEL IDS [--skip-special]\n"
+    "usage: glassbox detokenize [MODEL] IDS [--skip-special]\n"
+    "Without MODEL, the bundled model's tokenizer.\n"
     "IDS is a list such as 1,2,3 or \"[1, 2, 3]\". Prints the decoded text.\n";
 
-/* All of f, malloc'd; NULL on error (errno set). */
-static char *gb__slurp(FILE *f, size_t *len) {
+char *gb_cli_slurp(FILE *f, size_t *len) {
     size_t n = 0, cap = 1 << 16;
     char *buf = malloc(cap);
     while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
         char *nb = realloc(buf, cap *= 2);
         if (!nb) free(buf);
         buf = nb;
@@ -35,6 +36,7 @@ static char *gb__slurp(FILE *f, size_t *len) {
         free(buf);
         buf = NULL;
     }
+    if (buf) buf[n] = 0;
     *len = n;
     return buf;
 }
@@ -85,15 +87,17 @@ int gb_cli_tokenize(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model || (!text) == (!file)) {
-        fprintf(stderr, "glassbox tokenize: give MODEL and one of TEXT or --file PATH\n%s", gb__tokenize_usage);
+    if (model && !text && !file) text = model, model = NULL; /* one argument: the text */
+    if (!text == !file) {
+        fprintf(stderr, "glassbox tokenize: give one of TEXT or --file PATH\n%s", gb__tokenize_usage);
         return 2;
     }
+    if (!(model = gb_cli_model("tokenize", model))) return 1;
     char *input = NULL;
     size_t len = 0;
     if (file || !strcmp(text, "-")) {
         FILE *f = file ? fopen(file, "rb") : stdin;
-        if (f) input = gb__slurp(f, &len);
+        if (f) input = gb_cli_slurp(f, &len);
         int e = errno;
         if (f && f != stdin) fclose(f);
         if (!input) {
@@ -168,10 +172,12 @@ int gb_cli_detokenize(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model || !list) {
-        fprintf(stderr, "glassbox detokenize: give MODEL and IDS\n%s", gb__detokenize_usage);
+    if (model && !list) list = model, model = NULL; /* one argument: the ids */
+    if (!list) {
+        fprintf(stderr, "glassbox detokenize: give IDS\n%s", gb__detokenize_usage);
         return 2;
     }
+    if (!(model = gb_cli_model("detokenize", model))) return 1;
     size_t n = 0;
     const char *bad = NULL;
     int32_t *ids = gb__parse_ids(list, &n, &bad);
