@@ -226,10 +226,11 @@ gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const 
 
 /* ==== models ============================================================ */
 
-/* Hugging Face checkpoints as glassbox modules: GPT2LMHeadModel and
- * LlamaForCausalLM (Llama 2, 3, 3.1, 3.2), built from config.json with the
- * module tree and parameter names transformers builds, and filled from
- * safetensors without conversion (f32 weights are used from the mapping).
+/* Hugging Face checkpoints as glassbox modules: GPT2LMHeadModel,
+ * LlamaForCausalLM (Llama 2, 3, 3.1, 3.2) and MistralForCausalLM, built from
+ * config.json with the module tree and parameter names transformers builds,
+ * and filled from safetensors without conversion (f32 weights are used from
+ * the mapping).
  *
  *     gb_model *m = gb_model_open("openai-community/gpt2", NULL); // dir, file or Hub id
  *     if (!m) { fprintf(stderr, "%s\n", gb_last_error()); return 1; }
@@ -262,7 +263,7 @@ typedef struct gb_model_opts {
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts);
 void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);
-const char *gb_model_type(const gb_model *m); /* "gpt2" or "llama" */
+const char *gb_model_type(const gb_model *m); /* config.json's model_type: "gpt2", "llama", "mistral" */
 const char *gb_model_dir(const gb_model *m);  /* where config.json (and the tokenizer) are */
 int64_t gb_model_vocab_size(const gb_model *m);
 int64_t gb_model_max_positions(const gb_model *m);
@@ -270,9 +271,14 @@ int64_t gb_model_max_positions(const gb_model *m);
 int64_t gb_model_bos_id(const gb_model *m);
 /* Whether id is one of the config's EOS ids (an int or a list in config.json). */
 bool gb_model_is_eos(const gb_model *m, int64_t id);
-/* Configs as parsed (NULL when the model is of the other type). */
+/* Configs as parsed: GPT-2's, or a Llama-family model's (NULL when the
+ * model is of the other kind). */
 const gb_gpt2_config *gb_model_gpt2_config(const gb_model *m);
 const gb_llama_config *gb_model_llama_config(const gb_model *m);
+/* The config as `glassbox info` prints it, whatever the architecture:
+ * "model_type: gpt2\n" and one "name: value\n" line per field the
+ * architecture shows. Caller frees; NULL with GB_ERR_ALLOC. */
+char *gb_model_config_str(const gb_model *m);
 /* Total bytes of the weight files. */
 uint64_t gb_model_file_bytes(const gb_model *m);
 

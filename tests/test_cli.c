@@ -164,7 +164,7 @@ START_TEST(test_demo_llama) {
     gbt_cli_result r = gbt_cli(args);
     ck_assert_msg(r.status == 0, "demo failed: %s", r.err);
     ck_assert_str_eq(r.err, "");
-    ck_assert(strstr(r.out, "== 8. A persistent edit\n") != NULL);
+    ck_assert(strstr(r.out, "== 9. A persistent edit\n") != NULL);
     ck_assert(strstr(r.out, ">>> model.layers[-1].mlp.output[0][:] = 0\n") != NULL);
     gbt_cli_free(&r);
     free(dir);

@@ -240,6 +240,39 @@ START_TEST(test_loader_errors) {
 }
 END_TEST
 
+/* Mistral's config: sliding_window must be a positive integer, null (none)
+ * or absent (4096); what Llama refuses, Mistral refuses too. */
+START_TEST(test_mistral_config_errors) {
+    char *d = scratch("mistral-errors"), cfgpath[4200], path[4200];
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", d);
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    gb_tensor *x = gb_zeros(1, (int64_t[]){1}, GB_DTYPE_F32); /* a weights file, so that the config is read */
+    gbt_ok_status(gb_safetensors_save(path, 1, (const char *[]){"x"}, &x, GB_DTYPE_F32, NULL));
+    gb_tensor_free(x);
+    const char *sizes = "\"model_type\": \"mistral\", \"hidden_size\": 8, \"intermediate_size\": 16,"
+                        " \"num_hidden_layers\": 1, \"num_attention_heads\": 2";
+    const char *bad[] = {"0", "-1", "\"4096\"", "2.5", "[4096]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{%s, \"sliding_window\": %s}", sizes, bad[i]);
+        write_text(cfgpath, text);
+        gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT,
+                       "field 'sliding_window' must be a positive integer or null");
+    }
+    char text[512];
+    snprintf(text, sizeof text, "{%s, \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}", sizes);
+    write_text(cfgpath, text);
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_UNSUPPORTED, "rope_scaling of type 'dynamic'");
+    snprintf(text, sizeof text, "{%s, \"head_dim\": 3}", sizes);
+    write_text(cfgpath, text);
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_ARG, "mistral_new: head_dim (3) must be even");
+    write_text(cfgpath, "{\"model_type\": \"qwen2\"}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_UNSUPPORTED,
+                   "model_type 'qwen2' is not supported (glassbox loads gpt2, llama and mistral)");
+    free(d);
+}
+END_TEST
+
 Suite *gb_suite_model(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
@@ -249,6 +282,7 @@ Suite *gb_suite_model(void) {
     tcase_add_test(tc, test_progress_callback);
     tcase_add_test(tc, test_gpt2_both_namings);
     tcase_add_test(tc, test_loader_errors);
+    tcase_add_test(tc, test_mistral_config_errors);
     suite_add_tcase(s, tc);
     return s;
 }

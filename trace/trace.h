@@ -59,14 +59,10 @@ gb_status gb_trace_run(gb_trace *tr);
  * afterwards gb_val_shape knows every value's shape, and every intervention
  * has been checked against those shapes. Returns the first problem found. */
 gb_status gb_trace_scan(gb_trace *tr);
-/* Greedy generation with the interventions, nnsight's model.generate: the
- * prompt pass, then max_new_tokens - 1 more passes of one token each with
- * a KV cache. Module call k is step k: gb_output_call(tr, path, k) (a
- * statement's .next()) reads or edits step k; plain getters see the prompt
- * pass. With an attention mask and no position ids, positions come from
- * the mask, as in Hugging Face's generate. A stop ends generation, and so
- * do stop tokens (gb_trace_set_stop_tokens). */
-gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens);
+/* Generation with the interventions (nnsight's model.generate) is
+ * gb_trace_generate in lm/lm.h: the decoding loop lives above trace and
+ * drives an execution pass by pass (gb_exec_begin below). What it reads
+ * from the trace is set here. */
 /* End-of-sequence tokens for gb_trace_generate: a row that produces one is
  * padded (gb_trace_set_pad_id) from then on, and generation ends early when
  * every row has (NULL: always max_new_tokens). For a loaded model pass
@@ -268,13 +264,13 @@ gb_exec *gb_trace_exec(gb_trace *tr);
  * gb_exec_run, _scan, _generate or _begin (the execution takes references). */
 void gb_exec_set_attention_mask(gb_exec *ex, gb_tensor *mask);
 void gb_exec_set_position_ids(gb_exec *ex, gb_tensor *pos);
-/* gb_trace_run, gb_trace_scan and gb_trace_generate in this execution, on
+/* gb_trace_run and gb_trace_scan in this execution (gb_exec_generate, in
+ * lm/lm.h, generates in it), on
  * input (with gb_exec_set_*'s mask and positions) or, when input is NULL,
  * on the trace's input, mask and positions or its invokes. A trace with
  * invokes takes no other input. gb_exec_run does not scan first. */
 gb_status gb_exec_run(gb_exec *ex, gb_tensor *input);
 gb_status gb_exec_scan(gb_exec *ex, gb_tensor *input);
-gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
 /* gb_value, gb_value_at, gb_val_shape and gb_trace_generated of this
  * execution (v may also be a node of the trace's editor); same errors. */
 gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v);
@@ -301,6 +297,16 @@ gb_status gb_exec_begin(gb_exec *ex, gb_tensor *input, bool kv_cache);
 void gb_exec_batch(const gb_exec *ex, gb_tensor **ids, gb_tensor **mask, gb_tensor **pos);
 gb_status gb_exec_pass(gb_exec *ex, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos, gb_values *out);
 gb_status gb_exec_end(gb_exec *ex);
+
+/* For a decoding loop driving an execution (lm/): the execution's trace,
+ * the trace's stop tokens, pad id and validation setting, and where the
+ * loop leaves its ids (the execution takes the reference; read back with
+ * gb_exec_generated). */
+gb_trace *gb_exec_trace(const gb_exec *ex);
+void gb_trace_stop_tokens(const gb_trace *tr, bool (**is_stop)(int64_t id, void *ctx), void **ctx);
+int64_t gb_trace_pad_id(const gb_trace *tr);
+bool gb_trace_validates(const gb_trace *tr);
+void gb_exec_set_generated(gb_exec *ex, gb_tensor *ids);
 
 /* ---- the functions behind the macros ------------------------------------ */
 
