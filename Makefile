@@ -33,7 +33,7 @@ ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench install clean model
+.PHONY: all check demo bench bench-big install clean model
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
@@ -129,6 +129,17 @@ model: $(BUILD)/glassbox $(BUILD)/corpus
 	$(BUILD)/glassbox train --corpus $(BUILD)/model/corpus.txt --tokenizer $(BUILD)/model/tokenizer \
 	    --out $(MODEL_OUT) --threads 1 --log $(BUILD)/model/loss.csv --plot $(MODEL_OUT)/loss.png
 
+# A Llama-3-8B-shaped bf16 checkpoint (16 GB, written once into BIG_DIR and
+# kept there for later runs; rm -r it when done) and the big part of the
+# benchmark on it. Not part of `make check` or `make bench`.
+BIG_DIR ?= /tmp/glassbox-llama8b
+$(BUILD)/make-llama: tools/bigmodel/make_llama.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+bench-big: $(BUILD)/bench $(BUILD)/make-llama $(BUILD)/glassbox
+	$(BUILD)/make-llama $(BIG_DIR)
+	$(BUILD)/bench --big $(BIG_DIR) --cli $(BUILD)/glassbox big
+
 # The main job: the walkthrough on the bundled model (or MODEL=dir: any GPT-2 or Llama).
 demo: all
 	$(BUILD)/glassbox demo $(MODEL)
@@ -142,4 +153,4 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' tools/glassbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/glassbox.pc
 
 clean:
-	rm -rf build/obj build/san build/tests build/examples build/oracle build/bench build/glassbox build/libglassbox.*
+	rm -rf build/obj build/san build/tests build/examples build/oracle build/bench build/make-llama build/glassbox build/libglassbox.*

@@ -229,8 +229,9 @@ gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const 
 /* Hugging Face checkpoints as glassbox modules: GPT2LMHeadModel,
  * LlamaForCausalLM (Llama 2, 3, 3.1, 3.2) and MistralForCausalLM, built from
  * config.json with the module tree and parameter names transformers builds,
- * and filled from safetensors without conversion (f32 weights are used from
- * the mapping).
+ * and filled from safetensors without conversion: f32, f16 and bf16 weights
+ * are used from the files' mapping as stored (see gb_model_opts to convert
+ * to f32).
  *
  *     gb_model *m = gb_model_open("openai-community/gpt2", NULL); // dir, file or Hub id
  *     if (!m) { fprintf(stderr, "%s\n", gb_last_error()); return 1; }
@@ -243,10 +244,14 @@ gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const 
 typedef struct gb_model gb_model;
 
 typedef struct gb_model_opts {
-    /* Keep f16/bf16 weights in their stored dtype instead of converting to
-     * f32 (most ops compute in f32 and will reject them until bf16 compute
-     * lands; useful for inspecting or re-saving weights). */
-    bool keep_dtype;
+    /* Convert f16/bf16 weights to float32 when opening: a copy in memory,
+     * twice the size of bf16 files, needed only to take gradients of the
+     * weights themselves (training). By default every weight keeps its
+     * stored dtype and is used from the files' mapping without a copy; ops
+     * read f16/bf16 weights with f32 activations and f32 arithmetic. An open
+     * whose conversion would not fit in the memory available fails
+     * (GB_ERR_ALLOC) before allocating it. */
+    bool f32_weights;
     /* Called after each tensor is loaded with the bytes of the weight files
      * read so far and in all (for a progress bar; the library prints
      * nothing). May be NULL. */

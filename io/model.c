@@ -139,7 +139,7 @@ static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_mode
                          gb__shape_str(b2, 160, gb_tensor_ndim(p), gb_tensor_shape(p)));
             break;
         }
-        gb_tensor *t = opts && opts->keep_dtype ? gb_safetensors_get_stored(st, stored) : gb_safetensors_get(st, stored);
+        gb_tensor *t = opts && opts->f32_weights ? gb_safetensors_get(st, stored) : gb_safetensors_get_stored(st, stored);
         if (!t) {
             s = gb_last_status();
             break;
@@ -196,6 +196,50 @@ static uint64_t gb__file_bytes(const char *path) {
     return total;
 }
 
+static const char *gb__bytes_str(char buf[32], uint64_t n) {
+    if (n >= (uint64_t)1 << 30) snprintf(buf, 32, "%.1f GiB", (double)n / (1 << 30));
+    else snprintf(buf, 32, "%.1f MiB", (double)n / (1 << 20));
+    return buf;
+}
+
+/* What opening needs, against what is available, before it allocates
+ * anything (the files are mapped, not read): a clear failure instead of
+ * the kernel's out-of-memory killer halfway. Memory: the weights converted
+ * to f32 when asked. Address space, under a limit (ulimit -v): also the f32
+ * parameters the module tree is built with before the loaded weights
+ * replace them (untouched zero pages: address space, not memory). */
+static gb_status gb__check_memory(gb_safetensors *st, const char *weights, const gb_model_opts *opts) {
+    uint64_t elems = 0, convert = 0, stored = 0;
+    for (int i = 0; i < gb_safetensors_count(st); i++) {
+        gb_dtype dt;
+        int nd;
+        int64_t shape[GB_MAX_DIMS];
+        if (gb_safetensors_info(st, gb_safetensors_name(st, i), &dt, &nd, shape) != GB_OK) return gb_last_status();
+        uint64_t n = (uint64_t)gb__numel(nd, shape);
+        elems += n;
+        if (opts && opts->f32_weights && (dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16)) convert += n * 4, stored += n * 2;
+    }
+    char b1[32], b2[32], b3[32];
+    uint64_t avail = gb__mem_available();
+    if (convert > avail)
+        return gb__fail(GB_ERR_ALLOC,
+                        "model: %s: converting its float16/bfloat16 weights to float32 needs %s of memory, but %s is "
+                        "available; open it without f32_weights (gb_model_opts) to use the %s of weights as stored, "
+                        "mapped from the files without a copy",
+                        gb_safetensors_path(st), gb__bytes_str(b1, convert), gb__bytes_str(b2, avail),
+                        gb__bytes_str(b3, stored));
+    uint64_t space = elems * 4 + convert, left = gb__address_space_left();
+    if (space > left)
+        return gb__fail(GB_ERR_ALLOC,
+                        "model: %s: opening needs %s more address space (the float32 parameters the module is built "
+                        "with before the weights replace them%s), but the process's limit (ulimit -v) leaves %s "
+                        "beside the %s of weight files it has mapped",
+                        gb_safetensors_path(st), gb__bytes_str(b1, space),
+                        convert ? ", and the weights converted to float32" : "", gb__bytes_str(b2, left),
+                        gb__bytes_str(b3, gb__file_bytes(weights)));
+    return GB_OK;
+}
+
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
     gb_hf_files f = {0};
     gb_model *m = NULL;
@@ -222,7 +266,7 @@ gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
         goto fail;
     }
     gb__token_ids(root, m);
-    if (!(st = gb_safetensors_open(f.weights))) goto fail;
+    if (!(st = gb_safetensors_open(f.weights)) || gb__check_memory(st, f.weights, opts) != GB_OK) goto fail;
     m->file_bytes = gb__file_bytes(f.weights);
     if (gb__load_weights(m, st, opts, m->file_bytes) != GB_OK) goto fail;
     m->dir = f.dir;

@@ -15,6 +15,7 @@
     X(AVX, "avx")               \
     X(AVX2, "avx2")             \
     X(FMA, "fma")               \
+    X(F16C, "f16c")             \
     X(AVX512F, "avx512f")       \
     X(AVX512CD, "avx512cd")     \
     X(AVX512BW, "avx512bw")     \
@@ -84,8 +85,17 @@ gb__mat gb__mat_t(gb__mat m);
 gb_status gb__gemm(const char *op, const gb__mat *c, const gb__mat *a, const gb__mat *b, float beta, int nbatch_dims,
                    const int64_t *batch_shape);
 
+/* OpenBLAS's OpenMP build threads a call made outside a parallel region
+ * by the caller's OpenMP thread count: a caller about to call sgemm outside
+ * one (par false) holds that count at one with gb__blas_pin, which returns
+ * what gb__blas_unpin restores (0: nothing to restore). */
+int gb__blas_pin(const gb__blas *blas, bool par);
+void gb__blas_unpin(int pinned);
+
 /* A contiguous tensor with t's values (a new reference to t when it already
  * is): plain data for kernels, without recording an op. */
 gb_tensor *gb__dense(const gb_tensor *t);
+/* The same as a contiguous f32 tensor (f16/bf16 converted). */
+gb_tensor *gb__dense_f32(const gb_tensor *t);
 
 #endif

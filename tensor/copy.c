@@ -1,5 +1,5 @@
 /* Copies, dtype conversion, in-place fill, element access. */
-#include "tensor_impl.h"
+#include "lowp.h"
 
 #include <string.h>
 
@@ -9,6 +9,11 @@ gb_status gb__copy_into(gb_tensor *dst, const gb_tensor *src) {
     if (dst->dtype == src->dtype && gb_tensor_is_contiguous(dst) && gb_tensor_is_contiguous(src) &&
         gb_tensor_numel(src) == n) {
         memmove(gb_tensor_data(dst), gb_tensor_data(src), (size_t)n * gb_dtype_size(dst->dtype));
+        return GB_OK;
+    }
+    if (dst->dtype == GB_DTYPE_F32 && gb__is_lowp(src->dtype) && gb_tensor_is_contiguous(dst) &&
+        gb_tensor_is_contiguous(src) && gb_tensor_numel(src) == n) {
+        gb__lowp_to_f32(gb_tensor_data(dst), gb_tensor_data(src), n, src->dtype);
         return GB_OK;
     }
     int64_t sstride[GB_MAX_DIMS];

@@ -1,6 +1,7 @@
 /* embedding: rows of a weight table picked by integer ids; backward
- * scatter-adds the output gradient into the rows it read. */
-#include "blas.h"
+ * scatter-adds the output gradient into the rows it read. An f16/bf16
+ * table is read as stored, each row converted to f32 as it is copied. */
+#include "lowp.h"
 
 #include <string.h>
 
@@ -16,10 +17,11 @@ gb_status gb__op_EMBEDDING_forward(gb_tensor *out) {
         st = gb_last_status();
         goto done;
     }
-    const float *w = gb_tensor_data(wd);  /* [V, D] */
+    const char *w = gb_tensor_data(wd);   /* [V, D] */
     const void *ids = gb_tensor_data(idd); /* [n] */
     float *y = gb_tensor_data(out);       /* [n, D] */
     int64_t v = wd->shape[0], d = wd->shape[1], n = gb_tensor_numel(idd);
+    size_t es = gb_dtype_size(wd->dtype);
     for (int64_t i = 0; i < n; i++) {
         int64_t id = gb__id(idd, ids, i);
         if (id < 0 || id >= v) {
@@ -28,7 +30,8 @@ gb_status gb__op_EMBEDDING_forward(gb_tensor *out) {
                           (long long)id, (long long)i, GB__SHAPE_STR(idd), (long long)v);
             goto done;
         }
-        memcpy(y + i * d, w + id * d, (size_t)d * sizeof(float));
+        if (gb__is_lowp(wd->dtype)) gb__lowp_to_f32(y + i * d, (const uint16_t *)(const void *)(w + id * d * es), d, wd->dtype);
+        else memcpy(y + i * d, w + id * d * es, (size_t)d * sizeof(float));
     }
 done:
     gb_tensor_free(wd);
@@ -38,6 +41,8 @@ done:
 
 gb_status gb__op_EMBEDDING_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     if (!dsrc[0]) return GB_OK;
+    gb_status st = gb__lowp_frozen("embedding", "weight", out->src[0], true);
+    if (st) return st;
     gb_tensor *idd = gb__dense(out->src[1]);
     if (!idd) return gb_last_status();
     float *dw = gb_tensor_data(dsrc[0]);    /* [V, D] */
@@ -54,9 +59,10 @@ gb_status gb__op_EMBEDDING_backward(gb_tensor *out, const gb_tensor *dout, gb_te
 }
 
 gb_tensor *gb_embedding(gb_tensor *weight, gb_tensor *ids) {
-    if (weight->dtype != GB_DTYPE_F32)
-        return gb__fail_null(GB_ERR_DTYPE, "embedding: expected weight of dtype float32, got %s %s",
+    if (weight->dtype != GB_DTYPE_F32 && !gb__is_lowp(weight->dtype))
+        return gb__fail_null(GB_ERR_DTYPE, "embedding: expected weight of dtype float32 (or float16, bfloat16), got %s %s",
                              gb_dtype_name(weight->dtype), GB__SHAPE_STR(weight));
+    if (gb__lowp_frozen("embedding", "weight", weight, weight->requires_grad && gb__grad_mode())) return NULL;
     if (ids->dtype != GB_DTYPE_I64 && ids->dtype != GB_DTYPE_I32)
         return gb__fail_null(GB_ERR_DTYPE, "embedding: expected ids of dtype int64 or int32, got %s %s",
                              gb_dtype_name(ids->dtype), GB__SHAPE_STR(ids));

@@ -14,7 +14,7 @@
  * Threads are glassbox's, not OpenBLAS's (which runs on one; blas.c says
  * why): gb__gemm hands each OpenMP thread whole products of a batch, or a
  * block of rows or columns of one product, each one single-threaded sgemm. */
-#include "blas.h"
+#include "lowp.h"
 
 #include <limits.h>
 #include <omp.h>
@@ -26,6 +26,25 @@ gb_tensor *gb__dense(const gb_tensor *t) {
     if (!d) return NULL;
     gb__copy_into(d, t);
     return d;
+}
+
+gb_tensor *gb__dense_f32(const gb_tensor *t) {
+    if (t->dtype == GB_DTYPE_F32) return gb__dense(t);
+    gb_tensor *d = gb_empty(t->ndim, t->shape, GB_DTYPE_F32);
+    if (!d) return NULL;
+    gb__copy_into(d, t);
+    return d;
+}
+
+int gb__blas_pin(const gb__blas *blas, bool par) {
+    if (par || !blas->openmp || omp_in_parallel()) return 0;
+    int icv = omp_get_max_threads();
+    omp_set_num_threads(1);
+    return icv;
+}
+
+void gb__blas_unpin(int pinned) {
+    if (pinned > 0) omp_set_num_threads(pinned);
 }
 
 /* ---- strided batched gemm ----------------------------------------------- */
@@ -173,14 +192,10 @@ gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const g
         j.nsplit = blocks < threads ? blocks : threads;
     int64_t ntasks = nbatch_tasks * j.nsplit;
     par &= ntasks > 1;
-    /* OpenBLAS's OpenMP build threads a call made outside a parallel region
-     * by the caller's OpenMP count: hold that at one for the call. */
-    int icv = omp_get_max_threads();
-    bool pin = !par && blas->openmp && !omp_in_parallel();
-    if (pin) omp_set_num_threads(1);
+    int pinned = gb__blas_pin(blas, par);
 #pragma omp parallel for num_threads(threads) if (par) schedule(static)
     for (int64_t t = 0; t < ntasks; t++) gb__gemm_run(&j, t);
-    if (pin) omp_set_num_threads(icv);
+    gb__blas_unpin(pinned);
     return GB_OK;
 }
 
@@ -311,35 +326,44 @@ static gb_status gb__mm_prepare(gb__mm_plan *p, gb_tensor *a, gb_tensor *b, bool
     }
 }
 
+/* y [rows, n] = the bias [n] (any float dtype) in every row: the product
+ * then adds x @ w^T. */
+static gb_status gb__fill_bias(float *y, const gb_tensor *bias, int64_t rows, int64_t n) {
+    gb_tensor *bd = gb__dense_f32(bias);
+    if (!bd) return gb_last_status();
+    const float *bv = gb_tensor_data(bd); /* [n] */
+    for (int64_t r = 0; r < rows; r++) memcpy(y + r * n, bv, (size_t)n * sizeof(float));
+    gb_tensor_free(bd);
+    return GB_OK;
+}
+
+static bool gb__mm_any_lowp(const gb_tensor *a, const gb_tensor *b, const gb_tensor *bias) {
+    return gb__is_lowp(a->dtype) || gb__is_lowp(b->dtype) || (bias && gb__is_lowp(bias->dtype));
+}
+
+static gb_status gb__mm_lowp_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
+                                     gb_tensor *bias);
+static gb_status gb__mm_lowp_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
+                                      gb_tensor *da, gb_tensor *db);
+
 static gb_status gb__mm_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
                                 gb_tensor *bias) {
+    if (gb__mm_any_lowp(a, b, bias)) return gb__mm_lowp_forward(op, out, a, b, b_t, bias);
     gb__mm_plan p;
-    gb_tensor *ad = NULL, *bd = NULL, *biasd = NULL;
+    gb_tensor *ad = NULL, *bd = NULL;
     float *y = gb_tensor_data(out); /* [..., M, N] */
-    float beta = 0.0f;
     gb_status st = gb__mm_prepare(&p, a, b, b_t, y, NULL, NULL, &ad, &bd);
-    if (st) goto done;
-    if (bias) { /* y starts as the bias in every row; sgemm adds x @ w^T */
-        biasd = gb__dense(bias);
-        if (!biasd) {
-            st = gb_last_status();
-            goto done;
-        }
-        const float *bv = gb_tensor_data(biasd); /* [N] */
-        int64_t n = p.b.cols, rows = n ? gb_tensor_numel(out) / n : 0;
-        for (int64_t r = 0; r < rows; r++) memcpy(y + r * n, bv, (size_t)n * sizeof(float));
-        beta = 1.0f;
-    }
-    st = gb__gemm(op, &p.c, &p.a, &p.b, beta, p.nbd, p.bshape);
-done:
+    int64_t n = p.b.cols, rows = n ? gb_tensor_numel(out) / n : 0;
+    if (!st && bias) st = gb__fill_bias(y, bias, rows, n);
+    if (!st) st = gb__gemm(op, &p.c, &p.a, &p.b, bias ? 1.0f : 0.0f, p.nbd, p.bshape);
     gb_tensor_free(ad);
     gb_tensor_free(bd);
-    gb_tensor_free(biasd);
     return st;
 }
 
 static gb_status gb__mm_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
                                  gb_tensor *da, gb_tensor *db) {
+    if (gb__mm_any_lowp(a, b, NULL)) return gb__mm_lowp_backward(op, dout, a, b, b_t, da, db);
     gb__mm_plan p;
     gb_tensor *ad = NULL, *bd = NULL;
     gb_status st = gb__mm_prepare(&p, a, b, b_t, gb_tensor_data(dout), da, db, &ad, &bd);
@@ -347,6 +371,58 @@ static gb_status gb__mm_backward(const char *op, const gb_tensor *dout, gb_tenso
     if (!st && db) st = gb__gemm(op, &p.db, (gb__mat[]){gb__mat_t(p.a)}, &p.c, 1.0f, p.nbd, p.bshape);
     gb_tensor_free(ad);
     gb_tensor_free(bd);
+    return st;
+}
+
+/* ---- f16/bf16 operands ------------------------------------------------- */
+
+/* The product of an f32 input with a 2-D f16/bf16 weight that has a unit
+ * stride (linear's w [N, K], or matmul's b [K, N], its transpose) reads the
+ * weight as stored (lowp.c); any other product with an f16/bf16 operand
+ * converts it to f32 and takes the sgemm path. */
+static bool gb__mm_lowp_weight(const gb_tensor *a, const gb_tensor *b, bool b_t, gb__lmat *w) {
+    if (gb__is_lowp(a->dtype) || !gb__lowp_mat_of(b, w)) return false;
+    if (!b_t) *w = gb__lmat_t(*w);
+    return true;
+}
+
+static gb_status gb__mm_lowp_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
+                                     gb_tensor *bias) {
+    gb__lmat w;
+    gb_tensor *d[3] = {0}, *src[3] = {a, b, bias};
+    gb_status st = GB_OK;
+    if (gb__mm_lowp_weight(a, b, b_t, &w)) {
+        float *y = gb_tensor_data(out); /* [M, N] */
+        int64_t n = w.rows, k = w.cols, m = n ? gb_tensor_numel(out) / n : 0;
+        if (!(d[0] = gb__dense(a))) return gb_last_status();
+        if (bias) st = gb__fill_bias(y, bias, m, n);
+        if (!st) st = gb__lowp_gemm(op, y, n, gb_tensor_data(d[0]) /* [M, K] */, k, m, &w, bias != NULL);
+    } else {
+        for (int i = 0; i < 3 && !st; i++)
+            if (src[i] && !(d[i] = gb__dense_f32(src[i]))) st = gb_last_status();
+        if (!st) st = gb__mm_forward(op, out, d[0], d[1], b_t, d[2]);
+    }
+    for (int i = 0; i < 3; i++) gb_tensor_free(d[i]);
+    return st;
+}
+
+static gb_status gb__mm_lowp_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
+                                      gb_tensor *da, gb_tensor *db) {
+    gb_status st = gb__lowp_frozen(op, "mat1", a, da != NULL);
+    if (!st) st = gb__lowp_frozen(op, "weight", b, db != NULL);
+    if (st) return st;
+    gb__lmat w;
+    if (gb__mm_lowp_weight(a, b, b_t, &w)) { /* dx += dy @ W; no dW (b is f16/bf16) */
+        int64_t n = w.rows, k = w.cols, m = k ? gb_tensor_numel(da) / k : 0;
+        if (!da) return GB_OK;
+        gb__lmat wt = gb__lmat_t(w);
+        return gb__lowp_gemm(op, gb_tensor_data(da) /* [M, K] */, k, gb_tensor_data(dout) /* [M, N] */, n, m, &wt,
+                             true);
+    }
+    gb_tensor *af = gb__dense_f32(a), *bf = af ? gb__dense_f32(b) : NULL;
+    st = bf ? gb__mm_backward(op, dout, af, bf, b_t, da, db) : gb_last_status();
+    gb_tensor_free(af);
+    gb_tensor_free(bf);
     return st;
 }
 
@@ -360,15 +436,18 @@ gb_status gb__op_MATMUL_backward(gb_tensor *out, const gb_tensor *dout, gb_tenso
     return gb__mm_backward("matmul", dout, out->src[0], out->src[1], false, dsrc[0], dsrc[1]);
 }
 
-static gb_status gb__check_f32(const char *op, const char *what, const gb_tensor *t) {
-    if (t->dtype == GB_DTYPE_F32) return GB_OK;
-    return gb__fail(GB_ERR_DTYPE, "%s: expected %s of dtype float32, got %s %s", op, what, gb_dtype_name(t->dtype),
-                    GB__SHAPE_STR(t));
+/* Operands are f32, or f16/bf16 read as f32 (weights as stored) that no
+ * gradient is asked of. */
+static gb_status gb__check_float(const char *op, const char *what, const gb_tensor *t) {
+    if (t->dtype != GB_DTYPE_F32 && !gb__is_lowp(t->dtype))
+        return gb__fail(GB_ERR_DTYPE, "%s: expected %s of dtype float32 (or float16, bfloat16), got %s %s", op, what,
+                        gb_dtype_name(t->dtype), GB__SHAPE_STR(t));
+    return gb__lowp_frozen(op, what, t, t->requires_grad && gb__grad_mode());
 }
 
 gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b) {
     char s1[160], s2[160];
-    if (gb__check_f32("matmul", "mat1", a) || gb__check_f32("matmul", "mat2", b)) return NULL;
+    if (gb__check_float("matmul", "mat1", a) || gb__check_float("matmul", "mat2", b)) return NULL;
     int na = a->ndim, nb = b->ndim;
     if (na == 0 || nb == 0)
         return gb__fail_null(GB_ERR_SHAPE, "matmul: both arguments to matmul need to be at least 1D, but they are %dD and %dD",
@@ -412,6 +491,7 @@ gb_status gb__op_LINEAR_forward(gb_tensor *out) {
 gb_status gb__op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     gb_status st = gb__mm_backward("linear", dout, out->src[0], out->src[1], true, dsrc[0], dsrc[1]);
     if (st || out->nsrc < 3 || !dsrc[2]) return st;
+    if ((st = gb__lowp_frozen("linear", "bias", out->src[2], true))) return st;
     float *db = gb_tensor_data(dsrc[2]);     /* [N] */
     const float *dy = gb_tensor_data(dout);  /* [R, N] */
     int64_t n = out->shape[out->ndim - 1], rows = n ? gb_tensor_numel(out) / n : 0;
@@ -421,8 +501,8 @@ gb_status gb__op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tenso
 }
 
 gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias) {
-    if (gb__check_f32("linear", "input", x) || gb__check_f32("linear", "weight", w) ||
-        (bias && gb__check_f32("linear", "bias", bias)))
+    if (gb__check_float("linear", "input", x) || gb__check_float("linear", "weight", w) ||
+        (bias && gb__check_float("linear", "bias", bias)))
         return NULL;
     if (w->ndim != 2)
         return gb__fail_null(GB_ERR_SHAPE, "linear: weight must be 2-D [out_features, in_features], got shape %s",

@@ -14,7 +14,7 @@
  * order in double. The blocks depend on the shape only, so results do not
  * depend on the number of threads. (Partials in double made layer_norm's
  * backward 15% slower than PyTorch's, which sums in float throughout.) */
-#include "blas.h"
+#include "lowp.h"
 #include "simd.h"
 
 #include <math.h>
@@ -29,15 +29,22 @@
 #define GB__NORM_W 0
 #define GB__NORM_B 1
 
+/* x is f32; the weight and bias may be f16/bf16 (a checkpoint's, as
+ * stored: converted to f32 per call, they are [n]) that no gradient is
+ * asked of. */
 static gb_status gb__check_norm_args(const char *op, const gb_tensor *x, const gb_tensor *w, const gb_tensor *b) {
     const gb_tensor *all[3] = {x, w, b};
-    for (int i = 0; i < 3; i++)
-        if (all[i] && all[i]->dtype != GB_DTYPE_F32)
+    const char *names[2] = {"weight", "bias"};
+    for (int i = 0; i < 3; i++) {
+        if (!all[i] || all[i]->dtype == GB_DTYPE_F32) continue;
+        if (i == 0 || !gb__is_lowp(all[i]->dtype))
             return gb__fail(GB_ERR_DTYPE, "%s: expected float32 tensors, got %s %s", op, gb_dtype_name(all[i]->dtype),
                             GB__SHAPE_STR(all[i]));
+        gb_status st = gb__lowp_frozen(op, names[i - 1], all[i], all[i]->requires_grad && gb__grad_mode());
+        if (st) return st;
+    }
     if (x->ndim == 0) return gb__fail(GB_ERR_SHAPE, "%s: input must be at least 1-D, got a 0-dim tensor", op);
     int64_t n = x->shape[x->ndim - 1];
-    const char *names[2] = {"weight", "bias"};
     for (int i = 0; i < 2; i++) {
         const gb_tensor *p = all[i + 1];
         if (p && (p->ndim != 1 || p->shape[0] != n))
@@ -81,8 +88,8 @@ static gb_status gb__norm_in_get(gb__norm_in *in, const gb_tensor *out) {
     *in = (gb__norm_in){0};
     int64_t wi = out->iparam[GB__NORM_W], bi = out->iparam[GB__NORM_B];
     in->x = gb__dense(out->src[0]);
-    if (in->x && wi >= 0) in->w = gb__dense(out->src[wi]);
-    if (in->x && bi >= 0 && (wi < 0 || in->w)) in->b = gb__dense(out->src[bi]);
+    if (in->x && wi >= 0) in->w = gb__dense_f32(out->src[wi]);
+    if (in->x && bi >= 0 && (wi < 0 || in->w)) in->b = gb__dense_f32(out->src[bi]);
     if (!in->x || (wi >= 0 && !in->w) || (bi >= 0 && !in->b)) {
         gb__norm_in_free(in);
         return gb_last_status();
@@ -90,6 +97,13 @@ static gb_status gb__norm_in_get(gb__norm_in *in, const gb_tensor *out) {
     in->n = out->shape[out->ndim - 1];
     in->rows = in->n ? gb_tensor_numel(out) / in->n : 0;
     return GB_OK;
+}
+
+/* The weight and bias gradients asked of f16/bf16 sources are refused. */
+static gb_status gb__norm_frozen(const char *op, const gb_tensor *out, gb_tensor **dsrc) {
+    int64_t wi = out->iparam[GB__NORM_W], bi = out->iparam[GB__NORM_B];
+    gb_status st = wi >= 0 ? gb__lowp_frozen(op, "weight", out->src[wi], dsrc[wi] != NULL) : GB_OK;
+    return st || bi < 0 ? st : gb__lowp_frozen(op, "bias", out->src[bi], dsrc[bi] != NULL);
 }
 
 /* Per-row statistics tensors for backward, NULL when no gradient is needed. */
@@ -240,7 +254,8 @@ static GB__CLONES void gb__layer_norm_row_backward(float *dx, float *pw, float *
  * its partials (float, at most 64 terms), which are then added in double. */
 gb_status gb__op_LAYER_NORM_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     gb__norm_in in;
-    gb_status st = gb__norm_in_get(&in, out);
+    gb_status st = gb__norm_frozen("layer_norm", out, dsrc);
+    if (!st) st = gb__norm_in_get(&in, out);
     if (st) return st;
     int64_t wi = out->iparam[GB__NORM_W], bi = out->iparam[GB__NORM_B], rows = in.rows, n = in.n;
     const float *x = gb_tensor_data(in.x);                             /* [rows, n] */
@@ -354,7 +369,8 @@ static GB__CLONES void gb__rms_norm_row_backward(float *dx, float *pw, const flo
 /* dw += sum_rows dy * x * rstd, through partials as in layer_norm's backward. */
 gb_status gb__op_RMS_NORM_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     gb__norm_in in;
-    gb_status st = gb__norm_in_get(&in, out);
+    gb_status st = gb__norm_frozen("rms_norm", out, dsrc);
+    if (!st) st = gb__norm_in_get(&in, out);
     if (st) return st;
     int64_t wi = out->iparam[GB__NORM_W], rows = in.rows, n = in.n;
     const float *x = gb_tensor_data(in.x);                             /* [rows, n] */

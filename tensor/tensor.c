@@ -4,10 +4,13 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <stb/stb_ds.h>
 
@@ -269,6 +272,42 @@ static void gb__unmap(void *ctx) {
     gb__kept_bytes += len;
     gb__kept_next = (i + 1) % GB__MAP_KEEP;
     pthread_mutex_unlock(&gb__kept_lock);
+}
+
+/* Linux's estimate of the memory a new allocation can get without
+ * swapping (MemAvailable: free memory plus reclaimable caches). */
+static _Atomic uint64_t gb__mem_override;
+
+uint64_t gb__mem_available(void) {
+    uint64_t v = atomic_load(&gb__mem_override);
+    if (v) return v;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb;
+    v = UINT64_MAX;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) v = (uint64_t)kb << 10;
+    if (f) fclose(f);
+    return v;
+}
+
+void gb__mem_available_set(uint64_t bytes) { atomic_store(&gb__mem_override, bytes); }
+
+static _Atomic uint64_t gb__space_override;
+
+void gb__address_space_set(uint64_t bytes) { atomic_store(&gb__space_override, bytes); }
+
+uint64_t gb__address_space_left(void) {
+    uint64_t v = atomic_load(&gb__space_override);
+    if (v) return v;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (!f || fscanf(f, "%llu", &pages) != 1) pages = 0;
+    if (f) fclose(f);
+    uint64_t used = (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+    return rl.rlim_cur > used ? (uint64_t)rl.rlim_cur - used : 0;
 }
 
 static gb_storage *gb__storage_new(size_t nbytes, bool zero, const char *what) {

@@ -23,8 +23,12 @@
  * GB_AT(...) prefixes that message with the caller's file and line. No
  * function here aborts, exits or prints.
  *
- * Compute is f32. f16/bf16 are storage formats: gb_to_dtype converts.
- * Ops on other dtypes say so in their comment; the rest reject them with
+ * Compute is f32. f16/bf16 are storage formats: gb_to_dtype converts, and
+ * the ops that read a model's weights (matmul, linear, embedding, the
+ * weight and bias of the norms) take f16/bf16 weights as stored, widening
+ * them to f32 as they read; they give f32 results, and refuse
+ * (GB_ERR_AUTOGRAD) to record a gradient of an f16/bf16 tensor. Ops on
+ * other dtypes say so in their comment; the rest reject them with
  * GB_ERR_DTYPE. Unless said otherwise, binary ops broadcast like PyTorch and
  * accept any strides. Dims may be negative (-1 is the last).
  */
@@ -336,19 +340,24 @@ gb_tensor *gb_max_all(gb_tensor *a);
 
 /* torch.matmul: 1-D and 2-D operands and batched (broadcast batch dims)
  * through OpenBLAS sgemm; transposed views are passed to sgemm as transposes,
- * not copied. */
+ * not copied. An f16/bf16 2-D b (a weight) is read as stored by kernels of
+ * glassbox's own (one pass over it for up to 32 rows of a) or converted in
+ * panels for sgemm; other f16/bf16 operands are converted. The result is f32. */
 gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b);
-/* x @ w^T + b (torch.nn.functional.linear); bias may be NULL. */
+/* x @ w^T + b (torch.nn.functional.linear); bias may be NULL. w and bias may
+ * be f16/bf16 (as in matmul; w or its transpose needs a unit stride to be
+ * read without a copy). */
 gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias);
 gb_tensor *gb_softmax(gb_tensor *a, int dim);
 gb_tensor *gb_log_softmax(gb_tensor *a, int dim);
-/* Over the last dim; weight and bias [n] may be NULL. */
+/* Over the last dim; weight and bias [n] may be NULL, and f16/bf16. */
 gb_tensor *gb_layer_norm(gb_tensor *x, gb_tensor *weight, gb_tensor *bias, float eps);
 /* x * rsqrt(mean(x^2) + eps) * weight over the last dim (HF LlamaRMSNorm);
- * weight may be NULL (no scaling). */
+ * weight may be NULL (no scaling), and f16/bf16. */
 gb_tensor *gb_rms_norm(gb_tensor *x, gb_tensor *weight, float eps);
-/* weight[ids]: ids i64 or i32 of any shape, result shape ids.shape + [dim];
- * an id outside [0, rows) fails with GB_ERR_INDEX naming it. */
+/* weight[ids]: ids i64 or i32 of any shape, result shape ids.shape + [dim]
+ * (f32; an f16/bf16 weight's rows are converted); an id outside [0, rows)
+ * fails with GB_ERR_INDEX naming it. */
 gb_tensor *gb_embedding(gb_tensor *weight, gb_tensor *ids);
 /* Mean cross-entropy of logits [N, C] against targets [N] (i64 or i32);
  * targets equal to ignore_index do not count (torch's default is -100). */

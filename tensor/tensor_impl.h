@@ -227,6 +227,16 @@ void gb__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 void *gb__malloc(size_t n, const char *what);
 void *gb__calloc(size_t n, size_t size, const char *what);
 
+/* Bytes of memory available to new allocations (Linux's MemAvailable;
+ * UINT64_MAX when unknown), for refusing clearly what cannot fit.
+ * gb__mem_available_set makes it a fixed figure (tests), 0 the real one. */
+uint64_t gb__mem_available(void);
+void gb__mem_available_set(uint64_t bytes);
+/* Address space this process may still map under its limit (ulimit -v,
+ * RLIMIT_AS), UINT64_MAX without one; gb__address_space_set as above. */
+uint64_t gb__address_space_left(void);
+void gb__address_space_set(uint64_t bytes);
+
 /* Threads for glassbox's own OpenMP loops. */
 int gb__threads(void);
 /* Use OpenMP for a loop of n elements of roughly `cost` flops each? */

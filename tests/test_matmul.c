@@ -246,7 +246,7 @@ START_TEST(test_matmul_errors) {
     gbt_fails_with(gb_matmul(b1023, b1045) == NULL, GB_ERR_SHAPE, "(2x3 and 4x5) (shapes [10, 2, 3] and [10, 4, 5])");
     gbt_fails_with(gb_matmul(c2334, c542) == NULL, GB_ERR_SHAPE,
                    "the size of tensor a (3) must match the size of tensor b (5) at non-singleton dimension 1");
-    gbt_fails_with(gb_matmul(i34, m45) == NULL, GB_ERR_DTYPE, "matmul: expected mat1 of dtype float32, got int64");
+    gbt_fails_with(gb_matmul(i34, m45) == NULL, GB_ERR_DTYPE, "matmul: expected mat1 of dtype float32 (or float16, bfloat16), got int64");
     /* linear */
     gb_tensor *x234 = gb_zeros(3, (int64_t[]){2, 3, 4}, GB_DTYPE_F32), *w53 = gb_zeros(2, (int64_t[]){5, 3}, GB_DTYPE_F32),
               *w54 = gb_zeros(2, (int64_t[]){5, 4}, GB_DTYPE_F32);

@@ -224,7 +224,7 @@ START_TEST(test_errors) {
     ck_assert_ptr_null(y);
     gb_tensor *xi = gb_arange_i64(0, 5, 1);
     gbt_fails_with(gb_module_run(net, NULL, xi, &y) != GB_OK, GB_ERR_DTYPE,
-                   "layer1 (Linear): linear: expected input of dtype float32, got int64");
+                   "layer1 (Linear): linear: expected input of dtype float32 (or float16, bfloat16), got int64");
 
     gb_module *conv = gb_nn_conv1d(6, 4);
     gbt_fails_with(gb_module_run(conv, NULL, x3, &y) != GB_OK, GB_ERR_SHAPE,

@@ -410,7 +410,7 @@ START_TEST(test_norm_errors) {
     gbt_fails_with(gb_layer_norm(s, NULL, NULL, 1e-5f) == NULL, GB_ERR_SHAPE, "layer_norm: input must be at least 1-D");
     gbt_fails_with(gb_layer_norm(h, NULL, NULL, 1e-5f) == NULL, GB_ERR_DTYPE, "layer_norm: expected float32 tensors, got float16");
     gbt_fails_with(gb_rms_norm(x, w3, 1e-6f) == NULL, GB_ERR_SHAPE, "rms_norm: Expected weight");
-    gbt_fails_with(gb_rms_norm(x, h, 1e-6f) == NULL, GB_ERR_DTYPE, "rms_norm: expected float32");
+    gbt_fails_with(gb_rms_norm(h, w4, 1e-6f) == NULL, GB_ERR_DTYPE, "rms_norm: expected float32");
     gb_tensor *all[] = {x, w3, w4, s, h};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gb_tensor_free(all[i]);
 }

@@ -1,10 +1,12 @@
 /* glassbox benchmark (run through `make bench`, which compares it with
  * PyTorch in tools/bench/bench.py). Output format: tools/bench/bench.h.
  *
- * usage: bench [--data DIR] [--shared DIR] [reps] [part ...]
+ * usage: bench [--data DIR] [--shared DIR] [--big DIR] [--cli PATH] [reps] [part ...]
  *   reps   timed runs per measurement, best taken (default 10)
- *   parts  kernels autograd gpt2 io (default: all)
- *   DIR    generated inputs (default build/bench-data), fixtures (../shared)
+ *   parts  kernels lowp autograd gpt2 io (default: all), big (only when
+ *          named: `make bench-big`)
+ *   DIR    generated inputs (default build/bench-data), fixtures (../shared),
+ *          the big part's checkpoint (/tmp/glassbox-llama8b); PATH the CLI
  *
  * This file holds the kernels: sgemm, elementwise ops, softmax,
  * log_softmax, layer_norm and rms_norm, in GFLOP/s (2*M*N*K per product) or
@@ -207,7 +209,9 @@ void bench_kernels(void) {
 static const struct {
     const char *name;
     void (*run)(void);
-} PARTS[] = {{"kernels", bench_kernels}, {"autograd", bench_autograd}, {"gpt2", bench_gpt2}, {"io", bench_io}};
+    bool asked; /* run only when named */
+} PARTS[] = {{"kernels", bench_kernels, false}, {"lowp", bench_lowp, false}, {"autograd", bench_autograd, false},
+             {"gpt2", bench_gpt2, false},       {"io", bench_io, false},       {"big", bench_big, true}};
 #define NPARTS (int)(sizeof PARTS / sizeof PARTS[0])
 
 int main(int argc, char **argv) {
@@ -222,13 +226,22 @@ int main(int argc, char **argv) {
             bench_shared_dir = argv[++i];
             continue;
         }
+        if (!strcmp(argv[i], "--big") && i + 1 < argc) {
+            bench_big_dir = argv[++i];
+            continue;
+        }
+        if (!strcmp(argv[i], "--cli") && i + 1 < argc) {
+            bench_cli = argv[++i];
+            continue;
+        }
         if (atoi(argv[i]) > 0) {
             bench_reps = atoi(argv[i]);
             continue;
         }
         while (p < NPARTS && strcmp(argv[i], PARTS[p].name)) p++;
         if (p == NPARTS || !strcmp(argv[i], "--help")) {
-            fprintf(stderr, "usage: bench [--data DIR] [--shared DIR] [reps] [kernels|autograd|gpt2|io ...]\n");
+            fprintf(stderr, "usage: bench [--data DIR] [--shared DIR] [--big DIR] [--cli PATH] [reps] "
+                            "[kernels|lowp|autograd|gpt2|io|big ...]\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
         want[p] = any = true;
@@ -243,7 +256,7 @@ int main(int argc, char **argv) {
     snprintf(buf, sizeof buf, "%d", bench_reps);
     bench_info("reps", buf);
     for (int p = 0; p < NPARTS; p++)
-        if (!any || want[p]) {
+        if (want[p] || (!any && !PARTS[p].asked)) {
             bench_info("part", PARTS[p].name);
             PARTS[p].run();
         }

@@ -22,6 +22,9 @@ extern int bench_reps;
 /* Where the benchmark keeps generated inputs (checkpoint, text), and ../shared. */
 extern const char *bench_data_dir;
 extern const char *bench_shared_dir;
+/* The big part's checkpoint directory and the CLI it runs (bench --big DIR --cli PATH). */
+extern const char *bench_big_dir;
+extern const char *bench_cli;
 
 static inline double bench_now(void) {
     struct timespec t;
@@ -73,10 +76,18 @@ static inline gb_gpt2_config bench_gpt2_124m(void) {
                             .embd_pdrop = 0.1f, .resid_pdrop = 0.1f};
 }
 
+/* A random GPT-2 124M checkpoint (config.json + model.safetensors with its
+ * weights in dt) in dir, written unless an earlier run left it there. */
+void bench_gpt2_checkpoint(const char *dir, gb_dtype dt);
+
 /* The parts, each printing its rows. */
 void bench_kernels(void);
 void bench_autograd(void);
 void bench_gpt2(void); /* hooks and tracing */
 void bench_io(void);   /* model opening and the tokenizer */
+void bench_lowp(void); /* bf16 weights as stored */
+void bench_big(void);  /* a Llama-3-8B-shaped bf16 checkpoint: only when asked for */
+/* Memory read bandwidth (GB/s): the sum of a 2 GB array on glassbox's threads. */
+double bench_memory_bandwidth(void);
 
 #endif

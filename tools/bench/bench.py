@@ -118,6 +118,41 @@ def torch_softmax_norm(torch, F, reps, rows):
         rows[f"{name}_bwd_4096x1024"] = 3 * x.numel() * BYTES / best(bwd, reps) * 1e-9
 
 
+# ---- bf16 weights: the rows of bench_lowp.c ---------------------------------
+
+def torch_lowp(torch, F, reps, rows):
+    """PyTorch computing in bfloat16 (its CPU path for bfloat16 weights:
+    oneDNN, activations rounded to bfloat16), and in float32 for the f32
+    GEMV rows. Llama-sized weights cycle through 8 matrices, as on the C
+    side, so that each call reads from memory."""
+    torch.manual_seed(7)
+    bf = torch.bfloat16
+
+    def timed(fn, ws):
+        it = [0]
+
+        def call():
+            fn(ws[it[0] % len(ws)])
+            it[0] += 1
+        return best(call, reps)
+
+    x = torch.randn(128, 768).to(bf)
+    w, wt = (torch.randn(3072, 768) * 0.02).to(bf), (torch.randn(768, 3072) * 0.02).to(bf)
+    flop = 2.0 * 128 * 768 * 3072
+    rows["linear_bf16_128x768x3072"] = flop / timed(lambda w: F.linear(x, w), [w]) * 1e-9
+    rows["linear_t_bf16_128x768x3072"] = flop / timed(lambda wt: x @ wt, [wt]) * 1e-9
+    for k, n, nw in ((768, 3072, 1), (4096, 14336, 8)):
+        x1 = torch.randn(1, k)
+        ws = [torch.randn(n, k) * 0.02 for _ in range(nw)]
+        rows[f"gemv_{k}x{n}"] = k * n * 4 / timed(lambda w: F.linear(x1, w), ws) * 1e-9
+        ws = [w.to(bf) for w in ws]
+        x1 = x1.to(bf)
+        rows[f"gemv_bf16_{k}x{n}"] = k * n * 2 / timed(lambda w: F.linear(x1, w), ws) * 1e-9
+        ws = [w.t().contiguous() for w in ws]
+        rows[f"gemv_t_bf16_{k}x{n}"] = k * n * 2 / timed(lambda wt: x1 @ wt, ws) * 1e-9
+        del ws
+
+
 # ---- autograd: the MLP of bench_autograd.c ---------------------------------
 
 def torch_mlp(torch, F, reps, rows, threads):
@@ -309,6 +344,8 @@ def torch_rows(parts, threads, reps):
     rows, info = {}, {}
     if "kernels" in parts:
         torch_kernels(torch, F, reps, rows)
+    if "lowp" in parts:
+        torch_lowp(torch, F, reps, rows)
     if "autograd" in parts:
         torch_mlp(torch, F, reps, rows, (1, 2) if threads >= 2 else (1,))
         torch.set_num_threads(threads)
@@ -373,6 +410,7 @@ def node_tokenizer(info, reps, rows, why):
 
 PART_TITLE = {
     "kernels": "kernels",
+    "lowp": "bf16 weights as stored (GEMV: GB/s of weights read)",
     "autograd": "autograd: MLP forward + backward",
     "gpt2": "hooks and tracing: GPT-2 forward, 16 tokens",
     "io": "model opening and tokenizer",
@@ -385,6 +423,10 @@ PASSIVE_NOTE = ("OMP_WAIT_POLICY=passive: glassbox runs everything on one pool (
 REFERENCE_NAME = {"tokenizer_gpt2_1MB": "HF tokenizers (Node)"}
 NO_REFERENCE = {
     "raw_sgemm": None,
+    "memory_read": "the machine's own figure: the ceiling of the GEMV rows",
+    "gemv_dpbf16": "a glassbox kernel variant",
+    "gpt2_124m_bf16": "compare with glassbox's own f32 rows below it",
+    "gpt2_124m_f32_": "transformers is not installed (GPT-2 forward rows in the gpt2 part)",
     "_fwd_registry": "PyTorch modules always carry their hook dicts: no registry to attach",
     "_registry_per_call": "PyTorch modules always carry their hook dicts: no registry to attach",
     "_trace_": "nnsight is not installed; its published figures are in the notes",
@@ -426,7 +468,7 @@ def main():
     t_start = time.time()
     info, gb, notes = run_c(binary, reps, data_dir, "../shared")
     threads = int(info["threads"])
-    torch_side = torch_subprocess(("kernels", "autograd", "gpt2"), threads, reps)
+    torch_side = torch_subprocess(("kernels", "lowp", "autograd", "gpt2"), threads, reps)
     version, tthreads, th, tinfo = torch_side["version"], torch_side["threads"], torch_side["rows"], torch_side["info"]
     # The large-array kernels mostly measure page faults and memory, whose
     # speed drifts on a shared VM: both sides run them a second time, after
@@ -472,6 +514,10 @@ def main():
         raw = next((r for n, r in gb if n == f"raw_sgemm_{shape}"), None)
         if mm and raw:
             print(f"gb_matmul {shape}: {100.0 * mm[1] / raw[1]:.0f}% of raw cblas_sgemm with kernel {info['kernel']}")
+    read = next((r for n, r in gb if n == "memory_read_2GB"), None)
+    for n, r in gb:
+        if read and n != "part" and n.startswith("gemv") and n.endswith("4096x14336"):
+            print(f"{n}: {100.0 * r[1] / read[1]:.0f}% of the memory bandwidth measured (memory_read_2GB)")
     print("Reference: PyTorch unless named here. PyTorch's raw_sgemm row is torch.matmul with out=, i.e. without "
           "allocating the result.")
     for tag in ("gpt2_124m", "gpt2_tiny"):

@@ -47,9 +47,15 @@ static void write_file(const char *path, const char *text, size_t len) {
 
 /* ---- model opening ------------------------------------------------------ */
 
-static void write_checkpoint(const char *dir) {
+void bench_gpt2_checkpoint(const char *dir, gb_dtype dt) {
+    gb_model *m = gb_model_open(dir, NULL); /* a checkpoint of an earlier run? */
+    if (m) {
+        gb_model_free(m);
+        return;
+    }
+    mkdirs(dir);
     gb_gpt2_config cfg = bench_gpt2_124m();
-    char path[1200], json[1024];
+    char path[1200], json[1024], what[128];
     double t0 = bench_now();
     gb_module *model = gb_gpt2_new(&cfg);
     BENCH_CHECK(model, "open: gb_gpt2_new");
@@ -58,8 +64,7 @@ static void write_checkpoint(const char *dir) {
     gb_tensor **params;
     int n = gb_module_parameters(model, &names, &params);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    BENCH_CHECK(gb_safetensors_save(path, n, names, params, GB_DTYPE_F32, (const char *[]){"format", "pt", NULL}) ==
-                    GB_OK,
+    BENCH_CHECK(gb_safetensors_save(path, n, names, params, dt, (const char *[]){"format", "pt", NULL}) == GB_OK,
                 "open: gb_safetensors_save");
     free(names), free(params);
     gb_module_free(model);
@@ -72,8 +77,10 @@ static void write_checkpoint(const char *dir) {
                        (long long)cfg.n_embd, (long long)cfg.n_layer, (long long)cfg.n_head);
     snprintf(path, sizeof path, "%s/config.json", dir);
     write_file(path, json, (size_t)len);
-    bench_row("gpt2_124m_write_checkpoint", "s", bench_now() - t0,
-              "one-time setup: gb_gpt2_new + init + gb_safetensors_save (f32) + config.json");
+    snprintf(what, sizeof what, "one-time setup: gb_gpt2_new + init + gb_safetensors_save (%s) + config.json",
+             gb_dtype_name(dt));
+    bench_row(dt == GB_DTYPE_F32 ? "gpt2_124m_write_checkpoint" : "gpt2_124m_bf16_write_checkpoint", "s",
+              bench_now() - t0, what);
 }
 
 static void open_model(void *ctx) {
@@ -85,13 +92,9 @@ static void open_model(void *ctx) {
 static void bench_open(void) {
     char dir[1024], buf[64];
     snprintf(dir, sizeof dir, "%s/gpt2-124m", bench_data_dir);
-    mkdirs(dir);
-    gb_model *m = gb_model_open(dir, NULL); /* a checkpoint of an earlier run? */
-    if (!m) {
-        write_checkpoint(dir);
-        m = gb_model_open(dir, NULL);
-        BENCH_CHECK(m, "open: gb_model_open");
-    }
+    bench_gpt2_checkpoint(dir, GB_DTYPE_F32);
+    gb_model *m = gb_model_open(dir, NULL);
+    BENCH_CHECK(m, "open: gb_model_open");
     snprintf(buf, sizeof buf, "%.0f", (double)gb_model_file_bytes(m) / 1e6);
     bench_info("checkpoint_mb", buf);
     bench_info("checkpoint", dir);
