@@ -50,18 +50,25 @@ static void has_generation(const char *out, const char *label, gb_tensor *ids) {
     free(want), free(text);
 }
 
-START_TEST(test_demo_bundled_model) {
+/* tests/oracle/demo.py's results, or NULL (with a visible SKIP line) when
+ * it wrote nothing: no models/gpt2-facts, or no Node tokenizers. */
+static gbt_oracle *demo_oracle(const char *test) {
     char path[512];
     snprintf(path, sizeof path, "%s/demo.txt", getenv("GB_ORACLE_DIR") ? getenv("GB_ORACLE_DIR") : "build/oracle");
     char *raw = gbt_read_file(path, NULL);
     bool empty = !raw || !*raw;
     free(raw);
-    if (empty) { /* the oracle wrote nothing: no model, or no Node oracle */
-        fprintf(stderr, "SKIP test_demo_bundled_model: tests/oracle/demo.py had no models/gpt2-facts or no Node "
-                        "tokenizers (sh tools/install-deps.sh)\n");
-        return;
+    if (empty) {
+        fprintf(stderr, "SKIP %s: tests/oracle/demo.py had no models/gpt2-facts or no Node tokenizers "
+                        "(sh tools/install-deps.sh)\n", test);
+        return NULL;
     }
-    gbt_oracle *o = gbt_oracle_load("demo");
+    return gbt_oracle_load("demo");
+}
+
+START_TEST(test_demo_bundled_model) {
+    gbt_oracle *o = demo_oracle("test_demo_bundled_model");
+    if (!o) return;
     tok = gb_tokenizer_open("models/gpt2-facts");
     gbt_ok(tok);
     gbt_cli_result r = gbt_cli("demo"); /* no MODEL: the bundled one */
@@ -144,16 +151,8 @@ END_TEST
 /* The committed checkpoint gives PyTorch's logits (train.py's independent
  * GPT-2 on the same file, tests/oracle/demo.py). */
 START_TEST(test_bundled_logits) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/demo.txt", getenv("GB_ORACLE_DIR") ? getenv("GB_ORACLE_DIR") : "build/oracle");
-    char *raw = gbt_read_file(path, NULL);
-    bool empty = !raw || !*raw;
-    free(raw);
-    if (empty) {
-        fprintf(stderr, "SKIP test_bundled_logits: tests/oracle/demo.py had no models/gpt2-facts or no Node tokenizers\n");
-        return;
-    }
-    gbt_oracle *o = gbt_oracle_load("demo");
+    gbt_oracle *o = demo_oracle("test_bundled_logits");
+    if (!o) return;
     gb_lm *lm = gb_lm_open("models/gpt2-facts", NULL);
     gbt_ok(lm);
     gb_tensor *ids = NULL, *mask = NULL, *logits = NULL, *want = gbt_get(o, "logits");
