@@ -8,7 +8,7 @@
 #include <stb/stb_ds.h>
 
 #include "../nn/observer.h"
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 
 typedef struct gb__hook {
     int id;

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 
 char *gb__file_read(const char *path, size_t *len, const char *op) {
     FILE *f = fopen(path, "rb");
@@ -100,4 +100,14 @@ gb_status gb__file_write(const char *path, const void *data, size_t len, const c
         return s;
     }
     return gb__file_commit(&out, op);
+}
+
+bool gb__file_is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+bool gb__file_is_regular(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }

@@ -4,9 +4,14 @@
 #ifndef GB_FILE_H
 #define GB_FILE_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "../tensor/tensor.h"
+
+/* Whether path names a directory / a regular file (after symbolic links). */
+bool gb__file_is_dir(const char *path);
+bool gb__file_is_regular(const char *path);
 
 /* The whole file at path, NUL-terminated (caller frees; it may hold other
  * NUL bytes), its length in *len. NULL with GB_ERR_IO ("op: cannot open

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 
 #define C(j) ((cJSON *)(j))
 #define J(c) ((gb__json *)(c))

@@ -16,16 +16,6 @@
 
 /* ---- files -------------------------------------------------------------- */
 
-static bool gb__is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool gb__is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* dir/name, malloc'd. */
 static char *gb__join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -370,7 +360,7 @@ static void gb__find_special_ids(gb_tokenizer *tok, const char *dir) {
     static const char *const files[] = {"tokenizer_config.json", "generation_config.json", "config.json"};
     for (int f = 0; f < 3; f++) {
         char *path = gb__join(dir, files[f]);
-        gb__json *cfg = path && gb__is_file(path) ? gb__read_json(path, "tokenizer_open") : NULL;
+        gb__json *cfg = path && gb__file_is_regular(path) ? gb__read_json(path, "tokenizer_open") : NULL;
         if (cfg && f == 0) {
             if (tok->bos < 0) tok->bos = gb__config_token(tok, cfg, "bos_token");
             if (tok->eos < 0) tok->eos = gb__config_token(tok, cfg, "eos_token");
@@ -396,18 +386,18 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
     if (!path) return gb__fail_null(GB_ERR_ARG, "tokenizer_open: path is NULL");
     char *json = NULL, *vocab = NULL, *merges = NULL, *dir = NULL;
     gb_tokenizer *tok = NULL;
-    if (gb__is_dir(path)) {
+    if (gb__file_is_dir(path)) {
         dir = strdup(path);
         json = gb__join(path, "tokenizer.json");
-        if (json && !gb__is_file(json)) {
+        if (json && !gb__file_is_regular(json)) {
             free(json);
             json = NULL;
             vocab = gb__join(path, "vocab.json");
             merges = gb__join(path, "merges.txt");
             if (!vocab || !merges) goto fail;
-            if (!gb__is_file(vocab) || !gb__is_file(merges)) {
+            if (!gb__file_is_regular(vocab) || !gb__file_is_regular(merges)) {
                 char *sp = gb__join(path, "tokenizer.model");
-                bool has_sp = sp && gb__is_file(sp);
+                bool has_sp = sp && gb__file_is_regular(sp);
                 free(sp);
                 if (has_sp)
                     gb__fail(GB_ERR_UNSUPPORTED,
@@ -420,14 +410,14 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
                 goto fail;
             }
         }
-    } else if (gb__is_file(path)) {
+    } else if (gb__file_is_regular(path)) {
         dir = gb__dirname(path);
         const char *base = gb__basename(path);
         if (!strcmp(base, "vocab.json") || !strcmp(base, "merges.txt")) {
             vocab = gb__join(dir, "vocab.json");
             merges = gb__join(dir, "merges.txt");
             const char *other = !strcmp(base, "vocab.json") ? merges : vocab;
-            if (other && !gb__is_file(other)) {
+            if (other && !gb__file_is_regular(other)) {
                 gb__fail(GB_ERR_NOT_FOUND, "tokenizer_open: %s needs %s beside it", path, other);
                 goto fail;
             }

@@ -1,7 +1,7 @@
 /* Generation with interventions (nnsight's model.generate): the decoding
  * loop (gb_decode) driving a trace's execution pass by pass, so module call
  * k is generation step k and .next()/.all() interventions fire per step. */
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "lm.h"
 
 typedef struct gb__traced {

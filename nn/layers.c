@@ -3,6 +3,7 @@
  * printing and initialising like its PyTorch class; and the helpers the
  * model files share (calling children, parameter init, Python's float repr). */
 #include "modules_impl.h"
+#include "../tensor/tensor_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

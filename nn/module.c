@@ -1,6 +1,7 @@
 /* Module trees: naming and paths, lookup, repr, parameters, the run state,
  * and gb_module_call, where events are emitted. */
 #include "nn_impl.h"
+#include "../tensor/tensor_impl.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "nn.h"
 #include "observer.h"
 

@@ -531,23 +531,26 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
 /* ---- making executions ---------------------------------------------------- */
 
 /* Size ex's slots and points for the graph's nodes [0, tr->compiled), each
- * point's module found in ex's model. Slots kept from before keep their
- * shapes (gb_val_shape reports the last scan's until a run replaces them). */
+ * point's module found in ex's model: one block, slots then points. Slots
+ * kept from before keep their state (gb_val_shape reports the last scan's
+ * until a run replaces it); new ones are pending, with no value. */
 static gb_status gb__exec_fit(gb_exec *ex) {
     gb_trace *tr = ex->tr;
-    ptrdiff_t n = tr->compiled;
-    if (n > ex->nslots) { /* nodes are only ever added */
-        gb__slot *slot = realloc(ex->slot, sizeof *slot * (size_t)n);
-        if (!slot) return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory for the state of %lld nodes", (long long)n);
-        memset(slot + ex->nslots, 0, sizeof *slot * (size_t)(n - ex->nslots));
-        ex->slot = slot;
-        ex->nslots = n;
+    ptrdiff_t n = tr->compiled > ex->nslots ? tr->compiled : ex->nslots; /* nodes are only ever added */
+    size_t bytes = (size_t)n * sizeof *ex->slot + (size_t)tr->npoints * sizeof *ex->points;
+    gb__slot *slot = bytes ? realloc(ex->slot, bytes) : ex->slot;
+    if (bytes && !slot)
+        return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory for the state of %lld nodes", (long long)n);
+    for (ptrdiff_t i = ex->nslots; i < n; i++) {
+        slot[i].state = GB__STATE_PENDING;
+        slot[i].value.n = 0;
+        slot[i].has_shape = false;
+        slot[i].constant = NULL;
     }
-    free(ex->points);
-    ex->points = NULL;
+    ex->slot = slot;
+    ex->nslots = n;
+    ex->points = slot ? (gb__xpoint *)(slot + n) : NULL;
     ex->npoints = 0;
-    if (tr->npoints && !(ex->points = gb__malloc((size_t)tr->npoints * sizeof *ex->points, "trace: points")))
-        return GB_ERR_ALLOC;
     for (int i = 0; i < tr->npoints; i++) {
         const gb__point *p = &tr->points[i];
         gb_module *m = p->module;
@@ -580,10 +583,9 @@ static void gb__exec_clear(gb_exec *ex) {
         gb_values_clear(&ex->slot[i].value);
         gb_tensor_free(ex->slot[i].constant);
     }
-    free(ex->slot);
+    free(ex->slot); /* and the points after the slots */
     ex->slot = NULL;
     ex->nslots = 0;
-    free(ex->points);
     ex->points = NULL;
     ex->npoints = 0;
     gb_tensor_free(ex->base_input), gb_tensor_free(ex->base_mask), gb_tensor_free(ex->base_pos);

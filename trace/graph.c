@@ -38,9 +38,8 @@ gb_trace *gb_trace_new(gb_module *model, gb_tensor *input) {
 }
 
 static void gb__free_compiled(gb_trace *tr) {
-    free(tr->user_list);
+    free(tr->points); /* the user list shares its block */
     tr->user_list = NULL;
-    free(tr->points);
     tr->points = NULL;
     tr->npoints = 0;
     arrfree(tr->grads);
@@ -263,8 +262,11 @@ static bool gb__same_trace(gb_val *a, gb_val *b) {
     return false;
 }
 
-gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const char *file, int line) {
-    gb_trace_op op = kind == 0 ? GB_TRACE_OP_OUTPUT : kind == 1 ? GB_TRACE_OP_INPUT : GB_TRACE_OP_POINT;
+gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, const char *file, int line) {
+    if (op != GB_TRACE_OP_OUTPUT && op != GB_TRACE_OP_INPUT && op != GB_TRACE_OP_POINT) {
+        gb__fail(GB_ERR_ARG, "trace: getter op %d is none of output, input and point", (int)op);
+        return NULL;
+    }
     gb_val *v = gb__node(tr, op, 0, NULL, file, line);
     if (!v) return NULL;
     v->text = gb__trace_strdup(tr, path);
@@ -404,17 +406,11 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits) {
 static bool gb__is_getter(gb_trace_op op) { return gb__is_event_fed(op) && op != GB_TRACE_OP_CONST; }
 
 /* Each node's users (the nodes reading it as an input or a condition), as
- * runs of one array in definition order, for the pump's wake-ups; and what
- * repeats at every call of a GB_CALL_ALL getter. */
-static gb_status gb__link_users(gb_trace *tr) {
-    ptrdiff_t n = arrlen(tr->nodes), edges = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {
-        gb_val *v = tr->nodes[i];
-        v->nusers = 0;
-        edges += v->nargs + (v->cond != NULL);
-    }
-    if (edges && !(tr->user_list = malloc(sizeof *tr->user_list * (size_t)edges)))
-        return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory linking %lld nodes", (long long)n);
+ * runs of tr->user_list (sized by the caller) in definition order, for the
+ * pump's wake-ups; and what repeats at every call of a GB_CALL_ALL getter. */
+static void gb__link_users(gb_trace *tr) {
+    ptrdiff_t n = arrlen(tr->nodes);
+    for (ptrdiff_t i = 0; i < n; i++) tr->nodes[i]->nusers = 0;
     for (ptrdiff_t i = 0; i < n; i++) {
         gb_val *v = tr->nodes[i];
         for (int j = 0; j < v->nargs; j++) v->arg[j]->nusers++;
@@ -447,7 +443,6 @@ static gb_status gb__link_users(gb_trace *tr) {
         for (int j = 0; j < v->nargs; j++) v->arg[j]->pinned = true;
         if (v->cond) v->cond->pinned = true;
     }
-    return GB_OK;
 }
 
 /* A point of the model that getters name: one per (module, event, call), or
@@ -483,11 +478,9 @@ static int gb__point_for(gb_trace *tr, gb_val *v, gb__point_entry **point_at) {
     return tr->npoints++;
 }
 
-/* Group getters (and skips) by point, in definition order. */
-static gb_status gb__group_points(gb_trace *tr) {
-    ptrdiff_t n = 0;
-    for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) n += gb__is_getter(tr->nodes[i]->op);
-    if (n && !(tr->points = gb__malloc((size_t)n * sizeof *tr->points, "trace: points"))) return GB_ERR_ALLOC;
+/* Group getters (and skips) by point, in definition order, into
+ * tr->points (sized by the caller for one point per getter). */
+static void gb__group_points(gb_trace *tr) {
     gb__point_entry *point_at = NULL; /* stb_ds hash map: the module points among them */
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
         gb_val *v = tr->nodes[i];
@@ -499,20 +492,27 @@ static gb_status gb__group_points(gb_trace *tr) {
         p->last = v;
     }
     hmfree(point_at);
-    return GB_OK;
 }
 
 gb_status gb__graph_compile(gb_trace *tr) {
     if (tr->compiled == arrlen(tr->nodes)) return GB_OK;
     gb__free_compiled(tr);
-    gb_status st = gb__link_users(tr);
-    if (st == GB_OK) st = gb__group_points(tr);
-    for (ptrdiff_t i = 0; st == GB_OK && i < arrlen(tr->nodes); i++)
-        if (tr->nodes[i]->op == GB_TRACE_OP_GRAD) arrput(tr->grads, tr->nodes[i]);
-    if (st != GB_OK) {
-        gb__free_compiled(tr);
-        return st;
+    ptrdiff_t n = arrlen(tr->nodes), edges = 0, getters = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        gb_val *v = tr->nodes[i];
+        edges += v->nargs + (v->cond != NULL);
+        getters += gb__is_getter(v->op);
+        if (v->op == GB_TRACE_OP_GRAD) arrput(tr->grads, v);
     }
-    tr->compiled = arrlen(tr->nodes);
+    /* One block: at most a point per getter, then the users lists. */
+    size_t bytes = (size_t)getters * sizeof *tr->points + (size_t)edges * sizeof *tr->user_list;
+    if (bytes && !(tr->points = malloc(bytes))) {
+        gb__free_compiled(tr);
+        return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory linking %lld nodes", (long long)n);
+    }
+    tr->user_list = tr->points ? (gb_val **)(tr->points + getters) : NULL;
+    gb__link_users(tr);
+    gb__group_points(tr);
+    tr->compiled = n;
     return GB_OK;
 }

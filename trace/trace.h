@@ -113,18 +113,18 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 /* Output / first input of the module at path, on its first call. A module
  * that Hugging Face makes return a tuple (GPT2Block, LlamaDecoderLayer)
  * gives a tuple: index it with "[0]" for the hidden states. */
-#define gb_output(tr, path) gb_getter_at((tr), (path), 0, 0, __FILE__, __LINE__)
-#define gb_input(tr, path) gb_getter_at((tr), (path), 1, 0, __FILE__, __LINE__)
+#define gb_output(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_OUTPUT, 0, __FILE__, __LINE__)
+#define gb_input(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_INPUT, 0, __FILE__, __LINE__)
 /* The same on the call-th call of the module (0 = first). */
-#define gb_output_call(tr, path, call) gb_getter_at((tr), (path), 0, (call), __FILE__, __LINE__)
+#define gb_output_call(tr, path, call) gb_getter_at((tr), (path), GB_TRACE_OP_OUTPUT, (call), __FILE__, __LINE__)
 /* The same on every call (nnsight's .all()): in generation, every step.
  * Each call runs the getter and everything downstream of it again, so an
  * edit applies at every step and a saved value holds the last call's. */
 #define GB_CALL_ALL (-1)
-#define gb_output_all(tr, path) gb_getter_at((tr), (path), 0, GB_CALL_ALL, __FILE__, __LINE__)
-#define gb_input_all(tr, path) gb_getter_at((tr), (path), 1, GB_CALL_ALL, __FILE__, __LINE__)
+#define gb_output_all(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_OUTPUT, GB_CALL_ALL, __FILE__, __LINE__)
+#define gb_input_all(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_INPUT, GB_CALL_ALL, __FILE__, __LINE__)
 /* A named point inside a module's forward, e.g. "transformer.h.0.attn.attn_weights". */
-#define gb_point(tr, path) gb_getter_at((tr), (path), 2, 0, __FILE__, __LINE__)
+#define gb_point(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_POINT, 0, __FILE__, __LINE__)
 /* The gradient of v, available during a backward started in this trace. */
 #define gb_grad(v) gb_grad_at((v), __FILE__, __LINE__)
 
@@ -348,7 +348,8 @@ typedef enum gb_trace_op {
 } gb_trace_op;
 
 /* kind: 0 output, 1 input, 2 point */
-gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const char *file, int line);
+/* op: GB_TRACE_OP_OUTPUT, _INPUT or _POINT. */
+gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, const char *file, int line);
 gb_val *gb_grad_at(gb_val *v, const char *file, int line);
 gb_val *gb_val_index_at(gb_val *v, const char *expr, const char *file, int line);
 gb_val *gb_val_binary_at(gb_trace_op op, gb_val *a, gb_val *b, const char *file, int line);

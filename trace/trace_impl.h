@@ -19,7 +19,7 @@
 
 #include <stdatomic.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "trace.h"
 
 #define GB__MAX_ARGS 8

@@ -21,9 +21,9 @@ static const char EIFFEL_LOCATED[] = "The Eiffel Tower is located in the city of
 static const char VATICAN[] = "Vatican is located in the city of";
 
 typedef struct demo {
-    gb_model *m;
+    gb_lm *lm;
     gb_module *net;
-    gb_tokenizer *tok;
+    gb_tokenizer *tok; /* the lm's */
     const char *layers; /* the block list: "transformer.h" or "model.layers" */
     const char *embed;  /* the token embedding */
     int nlayers;
@@ -59,15 +59,10 @@ static int64_t first_token(demo *d, const char *text) {
 
 /* text as ids [1, T], i64. */
 static gb_tensor *encode(demo *d, const char *text) {
-    int32_t *ids32 = NULL;
-    size_t n = 0;
-    if (gb_tokenizer_encode(d->tok, text, strlen(text), true, &ids32, &n) != GB_OK) return NULL;
-    int64_t *ids = malloc(sizeof *ids * (n ? n : 1));
-    for (size_t i = 0; ids && i < n; i++) ids[i] = ids32[i];
-    free(ids32);
-    gb_tensor *t = ids ? gb_from_data(ids, 2, (int64_t[]){1, (int64_t)n}, GB_DTYPE_I64) : NULL;
-    free(ids);
-    return t;
+    gb_tensor *ids = NULL, *mask = NULL;
+    gb_lm_encode(d->lm, 1, &text, &ids, &mask);
+    gb_tensor_free(mask);
+    return ids;
 }
 
 /* Print and define one statement; its value in *out (may be NULL). */
@@ -121,18 +116,13 @@ static void show_top(demo *d, gb_tensor *logits, int k) {
 
 /* Decode generated ids [1, T] from position `from` on. */
 static void show_ids(demo *d, gb_tensor *ids, int64_t from) {
-    const int64_t *p = gb_tensor_data(ids);
-    int64_t n = gb_tensor_dim(ids, 1) - from;
-    int32_t *ids32 = malloc(sizeof *ids32 * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; ids32 && i < n; i++) ids32[i] = (int32_t)p[from + i];
     char *text = NULL;
-    if (ids32 && gb_tokenizer_decode(d->tok, ids32, (size_t)n, true, &text, NULL) == GB_OK) printf("'%s'\n", text);
+    if (gb_lm_text(d->lm, ids, 0, from, &text) == GB_OK) printf("'%s'\n", text);
     else printf("(cannot decode: %s)\n", gb_last_error());
     free(text);
-    free(ids32);
 }
 
-static bool model_eos(int64_t id, void *m) { return gb_model_is_eos(m, id); }
+static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
 /* 1-2. The prediction, and an MLP ablated (walkthrough cell 90). */
 static gb_status step_predict(demo *d, gb_tensor *eiffel) {
@@ -270,7 +260,7 @@ static gb_status step_generate(demo *d, gb_tensor *eiffel, int64_t forced) {
     gb_status st = GB_OK;
     for (int variant = 0; st == GB_OK && variant < 3; variant++) {
         gb_trace *tr = gb_trace_new(d->net, eiffel);
-        gb_trace_set_stop_tokens(tr, model_eos, d->m);
+        gb_trace_set_stop_tokens(tr, lm_eos, d->lm);
         if (variant == 0) printf("    plain:\n");
         if (variant == 1) {
             printf("    at the second step only, push %s up:\n", token_text(d, forced, buf, sizeof buf));
@@ -339,14 +329,18 @@ int gb_cli_demo(int argc, char **argv) {
     }
     const char *path = gb_cli_model("demo", argc ? argv[0] : NULL);
     if (!path) return 1;
-    demo d = {.m = gb_model_open(path, NULL)};
-    if (!d.m) return demo_fail();
+    demo d = {.lm = gb_lm_open(path, NULL)};
+    if (!d.lm) return demo_fail();
+    if (!(d.tok = gb_lm_tokenizer(d.lm))) {
+        fprintf(stderr, "glassbox demo: the model in %s has no tokenizer (tokenizer.json, or vocab.json with merges.txt)\n",
+                gb_model_dir(gb_lm_model(d.lm)));
+        gb_lm_free(d.lm);
+        return 1;
+    }
     int rc = 1;
     gb_tensor *eiffel = NULL;
-    d.tok = gb_tokenizer_open(gb_model_dir(d.m));
-    if (!d.tok) goto done;
-    d.net = gb_model_module(d.m);
-    bool gpt2 = !strcmp(gb_model_type(d.m), "gpt2");
+    d.net = gb_lm_module(d.lm);
+    bool gpt2 = !strcmp(gb_model_type(gb_lm_model(d.lm)), "gpt2");
     d.layers = gpt2 ? "transformer.h" : "model.layers";
     d.embed = gpt2 ? "transformer.wte" : "model.embed_tokens";
     d.nlayers = gb_module_num_children(gb_module_find(d.net, d.layers));
@@ -365,7 +359,6 @@ int gb_cli_demo(int argc, char **argv) {
 done:
     if (rc) demo_fail();
     gb_tensor_free(eiffel);
-    gb_tokenizer_free(d.tok);
-    gb_model_free(d.m);
+    gb_lm_free(d.lm);
     return rc;
 }

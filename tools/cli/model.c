@@ -242,7 +242,7 @@ static char *bound_name(const char *stmt) {
     return strndup(start, n);
 }
 
-static bool model_eos(int64_t id, void *ctx) { return gb_model_is_eos(ctx, id); }
+static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
 /* Interventions written as nnsight statements, run with one forward pass
  * (or, with -n N, greedy generation of N tokens); saved values are printed
@@ -275,7 +275,10 @@ int gb_cli_trace(int argc, char **argv) {
             st = gb_invoke(tr, inputs[p]);
             gb_invoke_end(tr);
         }
-    if (tr) gb_trace_set_stop_tokens(tr, model_eos, m);
+    if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
+        gb_trace_set_stop_tokens(tr, lm_eos, lm);
+        gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+    }
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
         printf("%s", g);

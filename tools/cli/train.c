@@ -259,13 +259,15 @@ static bool corpus_load(corpus *c, const char *path, gb_tokenizer *tok, int32_t 
                 ok = false;
                 break;
             }
-            while ((size_t)c->ntok + k + 1 > cap) cap *= 2;
-            if ((size_t)c->nstart == scap) scap *= 2;
-            int32_t *t2 = realloc(c->tok, cap * sizeof *c->tok);
-            int64_t *s2 = t2 ? realloc(c->start, scap * sizeof *c->start) : NULL;
-            if (t2) c->tok = t2;
-            if (s2) c->start = s2;
-            if (!t2 || !s2) ok = false;
+            size_t need = (size_t)c->ntok + k + 1, old = cap;
+            while (need > cap) cap *= 2;
+            int32_t *grown = cap > old ? realloc(c->tok, cap * sizeof *c->tok) : c->tok;
+            if (grown) c->tok = grown;
+            if ((size_t)c->nstart == scap) {
+                int64_t *more = realloc(c->start, 2 * scap * sizeof *c->start);
+                if (more) c->start = more, scap *= 2;
+            }
+            if (!grown || (size_t)c->nstart == scap) ok = false;
             else {
                 c->start[c->nstart++] = c->ntok;
                 memcpy(c->tok + c->ntok, ids, k * sizeof *ids);
