@@ -6,11 +6,12 @@ model layer (test_lm.c).
 
 The model is train.py's independent GPT-2 loading the checkpoint, run with
 forward hooks (demo.py's run); prompts are tokenized by Hugging Face's
-tokenizers through Node (demo.py's hf_encode). Generation recomputes the
-whole sequence at each step (no KV cache). A batch of prompts of different
-lengths is left-padded under an attention mask with positions 0..T-1 for
-every row, which is what Hugging Face's GPT-2 does without position_ids
-(and what a trace's invokes do, as in nnsight). Writes nothing (an empty
+tokenizers through Node (demo.py's load), and generation is demo.py's
+greedy, which recomputes the whole sequence at each step (no KV cache). A
+batch of prompts of different lengths is left-padded under an attention
+mask with positions 0..T-1 for every row, which is what Hugging Face's
+GPT-2 does without position_ids (and what a trace's invokes do, as in
+nnsight). Writes nothing (an empty
 file) when the model or the Node oracle is missing; the tests then skip.
 
 Keys (ids are int64; prompts [1, T], new tokens [n]):
@@ -26,7 +27,6 @@ Keys (ids are int64; prompts [1, T], new tokens [n]):
     edit2.step1.repr: step 1's token; edit2.cli.repr: the prompt and the
     first 4, as [1, T + 4] (generator.output)
 """
-import json
 import os
 import sys
 
@@ -34,8 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import oracle  # noqa: E402
-from demo import MODEL, hf_encode, run  # noqa: E402
-from train import load_pretrained  # noqa: E402
+from demo import greedy, load, run  # noqa: E402
 
 PROMPTS = {
     "eiffel": "The Eiffel Tower is in the city of",
@@ -45,15 +44,9 @@ PROMPTS = {
 FORCED = 42  # the token an edit forces
 
 
-def greedy(model, ids, n, hooks_at=lambda step: [], eos=None):
-    """n greedy new tokens after ids (a list), the hooks of step k attached
-    at step k; stops after the first eos when eos is given."""
-    seq = list(ids)
-    for step in range(n):
-        seq.append(int(run(model, seq, hooks_at(step))[0, -1].argmax(-1)))
-        if seq[-1] == eos:
-            break
-    return seq[len(ids):]
+def put_str(o, key, text):
+    """A string as the uint8 tensor of its bytes (gbt_get_str reads it)."""
+    o.put(key, torch.tensor(list(text.encode()), dtype=torch.uint8))
 
 
 def forward_padded(model, rows, pad_id=0):
@@ -80,18 +73,16 @@ def forward_padded(model, rows, pad_id=0):
 
 def main():
     o = oracle()
-    enc = hf_encode(PROMPTS) if os.path.isdir(MODEL) else None
-    if enc is None:
+    loaded = load(PROMPTS)
+    if loaded is None:
         o.save()  # empty: the tests skip, saying why
         return
-    model = load_pretrained(MODEL)
+    model, eos, enc = loaded
     blocks = model.transformer.h
-    with open(os.path.join(MODEL, "config.json")) as f:
-        eos = json.load(f)["eos_token_id"]
     ids = {k: v["ids"] for k, v in enc.items()}
     for k, v in enc.items():
         o.put(f"ids.{k}", torch.tensor([v["ids"]]))
-        o.put(f"tokens.{k}", torch.tensor(list("\n".join(v["tokens"]).encode()), dtype=torch.uint8))
+        put_str(o, f"tokens.{k}", "\n".join(v["tokens"]))
     eiffel = ids["eiffel"]
 
     with torch.no_grad():
@@ -109,7 +100,7 @@ def main():
             o.put(f"hidden.eiffel.{name}", h)
         top = logits[0].argmax(-1)
         o.put("argmax.eiffel", top)
-        o.put("argmax.eiffel.repr", torch.tensor(list(repr(top).encode()), dtype=torch.uint8))
+        put_str(o, "argmax.eiffel.repr", repr(top))
         # the padded row really is computed under the mask: a row of ones gives the plain forward
         assert torch.allclose(forward_padded(model, [eiffel]), logits, atol=1e-5)
 
@@ -122,7 +113,7 @@ def main():
         padded = last.argmax(-1)
         o.put("padded.next", padded)
         for row, name in enumerate("ab"):
-            o.put(f"padded.next.{name}.repr", torch.tensor(list(repr(padded[row]).encode()), dtype=torch.uint8))
+            put_str(o, f"padded.next.{name}.repr", repr(padded[row]))
 
         def force(module, inputs, output):  # lm_head.next().next().output[0, -1, 42] = 1e9
             output = output.clone()
@@ -132,9 +123,8 @@ def main():
         edit2 = greedy(model, eiffel, 5, lambda step: [(model.lm_head, force)] if step == 2 else [])
         assert edit2[2] == FORCED and eos not in edit2[:3]  # the CLI (which stops at EOS) runs 4 steps
         o.put("edit2", torch.tensor(edit2))
-        o.put("edit2.step1.repr", torch.tensor(list(repr(torch.tensor(edit2[1])).encode()), dtype=torch.uint8))
-        cli = repr(torch.tensor([eiffel + edit2[:4]]))
-        o.put("edit2.cli.repr", torch.tensor(list(cli.encode()), dtype=torch.uint8))
+        put_str(o, "edit2.step1.repr", repr(torch.tensor(edit2[1])))
+        put_str(o, "edit2.cli.repr", repr(torch.tensor([eiffel + edit2[:4]])))
     o.save()
 
 

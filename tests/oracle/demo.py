@@ -30,9 +30,9 @@ PROMPTS = {
 NEW = 6  # tokens the demo generates
 
 
-def hf_encode(texts, path=MODEL):
-    """{key: {"ids": [...], "tokens": [...]}} of Hugging Face's tokenizer in path
-    for {key: text} (special tokens added); None when Node's oracle is missing."""
+def hf_encode(texts):
+    """{key: {"ids": [...], "tokens": [...]}} of Hugging Face's tokenizer of the
+    model for {key: text} (special tokens added); None when Node's oracle is missing."""
     node_dir = os.environ.get("GB_NODE_ORACLE", "build/oracle-node")
     script = (
         "const {Tokenizer} = require('tokenizers');"
@@ -43,16 +43,22 @@ def hf_encode(texts, path=MODEL):
         " console.log(JSON.stringify(out)); })();"
     )
     env = dict(os.environ, NODE_PATH=os.path.join(os.path.abspath(node_dir), "node_modules"))
-    r = subprocess.run(["node", "-e", script, os.path.join(path, "tokenizer.json"), json.dumps(texts)],
+    r = subprocess.run(["node", "-e", script, os.path.join(MODEL, "tokenizer.json"), json.dumps(texts)],
                        capture_output=True, text=True, env=env, timeout=60)
     if r.returncode != 0:
         return None
     return json.loads(r.stdout)
 
 
-def hf_ids(texts):
-    enc = hf_encode(texts)
-    return None if enc is None else {k: v["ids"] for k, v in enc.items()}
+def load(prompts):
+    """(model, its EOS id, hf_encode(prompts)), or None when the model or
+    Node's oracle is missing."""
+    enc = hf_encode(prompts) if os.path.isdir(MODEL) else None
+    if enc is None:
+        return None
+    with open(os.path.join(MODEL, "config.json")) as f:
+        eos = json.load(f)["eos_token_id"]
+    return load_pretrained(MODEL), eos, enc
 
 
 def run(model, ids, hooks=()):
@@ -65,18 +71,28 @@ def run(model, ids, hooks=()):
             h.remove()
 
 
+def greedy(model, ids, n, hooks_at=lambda step: [], eos=None):
+    """n greedy new tokens after ids (a list), the hooks of step k attached
+    at step k; stops after the first eos when eos is given."""
+    seq = list(ids)
+    for step in range(n):
+        seq.append(int(run(model, seq, hooks_at(step))[0, -1].argmax(-1)))
+        if seq[-1] == eos:
+            break
+    return seq[len(ids):]
+
+
 def main():
     o = oracle()
-    toks = hf_ids(PROMPTS) if os.path.isdir(MODEL) else None
-    if toks is None:
+    loaded = load(PROMPTS)
+    if loaded is None:
         o.save()  # empty: the test skips, saying why
         return
-    model = load_pretrained(MODEL)
+    model, eos, enc = loaded
+    toks = {k: v["ids"] for k, v in enc.items()}
     blocks = model.transformer.h
     last_mlp, first_mlp = blocks[-1].mlp, blocks[0].mlp
     eiffel, paris, rome = toks["eiffel"], toks["paris"][0], toks["rome"][0]
-    with open(os.path.join(MODEL, "config.json")) as f:
-        eos = json.load(f)["eos_token_id"]
 
     def ablate(module, inputs, output):  # mlp.output[0][:] = 0
         output = output.clone()
@@ -130,12 +146,7 @@ def main():
     with torch.no_grad():
         # 8. generation until EOS: plain, `lm_head.next().output[0, -1, rome] = 100`, the first MLP ablated at every step
         def generate(hooks_at):
-            seq = list(eiffel)
-            for step in range(NEW):
-                seq.append(int(run(model, seq, hooks_at(step))[0, -1].argmax(-1)))
-                if seq[-1] == eos:
-                    break
-            return torch.tensor(seq[len(eiffel):])
+            return torch.tensor(greedy(model, eiffel, NEW, hooks_at, eos))
 
         def force_rome(module, inputs, output):
             output = output.clone()
