@@ -33,8 +33,8 @@ ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench bench-big install clean
-all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox
+.PHONY: all check demo bench bench-big install clean model
+all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -57,6 +57,12 @@ $(BUILD)/libglassbox.so: $(LIB_OBJ)
 
 $(BUILD)/glassbox: $(CLI_OBJ) $(BUILD)/libglassbox.a
 	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CLI_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
+
+# The language-model corpus generator (tools/corpus/corpus.c); it uses the
+# library's PCG32 only.
+CORPUS_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/corpus/*.c))
+$(BUILD)/corpus: $(CORPUS_OBJ) $(BUILD)/libglassbox.a
+	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CORPUS_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
 
 # Tests: every tests/test_NAME.c defines `Suite *gb_suite_NAME(void)`; the
 # runner's list of suites is generated from the file names.
@@ -86,8 +92,14 @@ $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 	@mkdir -p $(dir $@)
 	$(PYTHON) $< $@.tmp && mv $@.tmp $@
 
+# The demo's and the bundled model's oracles run train.py's GPT-2 on it.
+$(BUILD)/oracle/demo.txt: tests/oracle/train.py $(wildcard models/gpt2-facts/*)
+$(BUILD)/oracle/bundled.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
+
 # The model fixtures are written by the generator that models.py runs.
 $(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
+# train.py writes its init.safetensors with safetensors.py's writer.
+$(BUILD)/oracle/train.txt: tests/oracle/safetensors.py
 
 $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) $(HEADERS) $(BUILD)/libglassbox.a
 	@mkdir -p $(dir $@)
@@ -107,6 +119,17 @@ $(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a
 bench: $(BUILD)/bench
 	$(PYTHON) tools/bench/bench.py $(BUILD)/bench
 
+# The bundled model, from nothing: corpus, tokenizer, training (docs/training.md).
+# One training thread: at a fixed thread count the output is the same bytes,
+# and models/gpt2-facts is exactly what this target writes.
+MODEL_OUT := models/gpt2-facts
+model: $(BUILD)/glassbox $(BUILD)/corpus
+	@mkdir -p $(BUILD)/model
+	$(BUILD)/corpus -o $(BUILD)/model/corpus.txt
+	$(BUILD)/glassbox train-tokenizer $(BUILD)/model/corpus.txt --vocab 1024 --out $(BUILD)/model/tokenizer
+	$(BUILD)/glassbox train --corpus $(BUILD)/model/corpus.txt --tokenizer $(BUILD)/model/tokenizer \
+	    --out $(MODEL_OUT) --threads 1 --log $(BUILD)/model/loss.csv --plot $(MODEL_OUT)/loss.png
+
 # A Llama-3-8B-shaped bf16 checkpoint (16 GB, written once into BIG_DIR and
 # kept there for later runs; rm -r it when done) and the big part of the
 # benchmark on it. Not part of `make check` or `make bench`.
@@ -118,7 +141,7 @@ bench-big: $(BUILD)/bench $(BUILD)/make-llama $(BUILD)/glassbox
 	$(BUILD)/make-llama $(BIG_DIR)
 	$(BUILD)/bench --big $(BIG_DIR) --cli $(BUILD)/glassbox big
 
-# The main job: a real small Llama (../shared's stories260k unless MODEL=...).
+# The main job: the walkthrough on the bundled model (or MODEL=dir: any GPT-2 or Llama).
 demo: all
 	$(BUILD)/glassbox demo $(MODEL)
 

@@ -113,6 +113,18 @@ gb_status gb_optim_step(gb_optim *o);
 /* Drop the .grad of every parameter. */
 void gb_optim_zero_grad(gb_optim *o);
 void gb_optim_set_lr(gb_optim *o, float lr);
+/* Checkpoints. The steps taken (AdamW's bias correction counts them), and
+ * parameter i's state by the names of torch's state_dict(): "exp_avg" and
+ * "exp_avg_sq" (AdamW), "momentum_buffer" (SGD). gb_optim_state returns it
+ * borrowed, or NULL: GB_ERR_NOT_FOUND for a name the optimiser does not keep,
+ * GB_ERR_STATE before a step has made it. gb_optim_set_state copies value
+ * in (parameter i's shape; f32); AdamW's other moment starts at zero if it
+ * did not exist. Restoring every state and the step count resumes the exact
+ * trajectory. */
+int64_t gb_optim_steps(const gb_optim *o);
+void gb_optim_set_steps(gb_optim *o, int64_t steps);
+gb_tensor *gb_optim_state(gb_optim *o, int i, const char *name);
+gb_status gb_optim_set_state(gb_optim *o, int i, const char *name, gb_tensor *value);
 void gb_optim_free(gb_optim *o);
 
 /* Scale all gradients so their global L2 norm is at most max_norm

@@ -117,6 +117,53 @@ gb_status gb_optim_step(gb_optim *o) {
     return GB_OK;
 }
 
+/* The state torch's state_dict() keeps per parameter, by its names. */
+static const struct {
+    gb__optim_kind kind;
+    const char *name;
+    bool second; /* buf2, else buf1 */
+} gb__optim_states[] = {
+    {GB__OPTIM_KIND_SGD, "momentum_buffer", false},
+    {GB__OPTIM_KIND_ADAMW, "exp_avg", false},
+    {GB__OPTIM_KIND_ADAMW, "exp_avg_sq", true},
+};
+
+/* Where parameter i's state `name` lives, or NULL with an error. */
+static gb_tensor **gb__optim_slot(gb_optim *o, int i, const char *name, const char *what) {
+    if (i < 0 || i >= o->n)
+        return gb__fail_null(GB_ERR_INDEX, "%s: parameter %d is out of range (the optimiser has %d)", what, i, o->n);
+    for (size_t k = 0; k < sizeof gb__optim_states / sizeof gb__optim_states[0]; k++)
+        if (gb__optim_states[k].kind == o->kind && name && !strcmp(gb__optim_states[k].name, name))
+            return gb__optim_states[k].second ? &o->buf2[i] : &o->buf1[i];
+    return gb__fail_null(GB_ERR_NOT_FOUND, "%s: %s has no state named '%s'", what,
+                         o->kind == GB__OPTIM_KIND_SGD ? "SGD" : "AdamW", name ? name : "(null)");
+}
+
+int64_t gb_optim_steps(const gb_optim *o) { return o->step; }
+void gb_optim_set_steps(gb_optim *o, int64_t steps) { o->step = steps; }
+
+gb_tensor *gb_optim_state(gb_optim *o, int i, const char *name) {
+    gb_tensor **slot = gb__optim_slot(o, i, name, "optim_state");
+    if (slot && !*slot)
+        return gb__fail_null(GB_ERR_STATE, "optim_state: parameter %d has no '%s' yet (no step has updated it)", i,
+                             name);
+    return slot ? *slot : NULL;
+}
+
+gb_status gb_optim_set_state(gb_optim *o, int i, const char *name, gb_tensor *value) {
+    gb_tensor **slot = gb__optim_slot(o, i, name, "optim_set_state");
+    if (!slot) return gb_last_status();
+    gb_tensor *p = o->params[i];
+    if (value->ndim != p->ndim || memcmp(value->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim))
+        return gb__fail(GB_ERR_SHAPE, "optim_set_state: '%s' of parameter %d must have its shape %s, got %s", name, i,
+                        GB__SHAPE_STR(p), GB__SHAPE_STR(value));
+    /* Adam's two moments come into being together (a step tests the first). */
+    gb_tensor **both[2] = {&o->buf1[i], o->kind == GB__OPTIM_KIND_ADAMW ? &o->buf2[i] : NULL};
+    for (int k = 0; k < 2; k++)
+        if (both[k] && !*both[k] && !(*both[k] = gb_zeros(p->ndim, p->shape, GB_DTYPE_F32))) return GB_ERR_ALLOC;
+    return gb_copy_(*slot, value);
+}
+
 void gb_optim_zero_grad(gb_optim *o) {
     for (int i = 0; i < o->n; i++) gb_zero_grad(o->params[i]);
 }

@@ -7,7 +7,8 @@
 
 #include <stb/stb_ds.h>
 
-#include "../nn/nn_impl.h"
+#include "../nn/observer.h"
+#include "../tensor/base.h"
 
 typedef struct gb__hook {
     int id;
@@ -20,14 +21,23 @@ typedef struct gb__hook {
     void *ctx;
 } gb__hook;
 
+/* Every kind a hook may be registered for: nn's and our gradient events. */
+#define GB__HOOK_KINDS (GB_EVENT_COUNT + 2)
+
 /* What a gradient trampoline needs to rebuild its event in backward. */
 typedef struct gb__grad_site {
     gb_hooks *h;
     gb_module *module;
     gb_event_kind kind;
     int call, index;
-    int64_t batch;
 } gb__grad_site;
+
+/* The event a gradient hook receives: nn's event, and which tensor of the
+ * tuple the gradient is of (gb_hook_grad_index reads it). */
+typedef struct gb__grad_event {
+    gb_event ev; /* first: hooks get &ge->ev */
+    int index;
+} gb__grad_event;
 
 /* One list of hooks; a dispatch holds a pointer to it while appends may
  * move its array. */
@@ -105,7 +115,7 @@ static bool gb__index_stale(const gb_hooks *h) { return !gb__interest_current(&h
 
 /* Whether m is a module of the indexed tree (at its current shape). */
 static bool gb__indexed(const gb_hooks *h, const gb_module *m) {
-    return h->at && m->root == h->interest.root && !gb__index_stale(h);
+    return h->at && gb__tree_root(m) == h->interest.root && !gb__index_stale(h);
 }
 
 /* Index one hook: append it to its list and mark what it needs. While the
@@ -121,7 +131,7 @@ static gb_status gb__index_add(gb_hooks *h, gb__hook *hk) {
     }
     /* A module of another tree: its events come from runs of that tree,
      * which never use this mask (their root differs) and walk every hook. */
-    if (hk->module->root != in->root) return GB_OK;
+    if (gb__tree_root(hk->module) != in->root) return GB_OK;
     if (!h->at) {
         h->at = calloc((size_t)in->size, sizeof *h->at);
         in->mask = calloc((size_t)in->size, 1);
@@ -131,10 +141,10 @@ static gb_status gb__index_add(gb_hooks *h, gb__hook *hk) {
             return gb__fail(GB_ERR_ALLOC, "hook_add: out of memory indexing the hook");
         }
     }
-    int i = hk->module->tree_index, end = i + 1;
+    int i = gb__tree_index(hk->module), end = i + 1;
     if (hk->flags & GB_HOOK_SUBTREE) {
         arrput(h->subtree.v, hk);
-        end = hk->module->tree_end;
+        end = gb__tree_end(hk->module);
     } else {
         arrput(h->at[i].v, hk);
     }
@@ -145,8 +155,8 @@ static gb_status gb__index_add(gb_hooks *h, gb__hook *hk) {
 /* Index every hook again: after removals, or when the tree changed shape. */
 static void gb__index_build(gb_hooks *h) {
     gb__index_free(h);
-    gb_module *root = h->root->root;
-    h->interest = (gb__interest){root, root->tree_gen, gb__module_tree(root), NULL, 0};
+    gb_module *root = gb__tree_root(h->root);
+    h->interest = (gb__interest){root, gb__tree_gen(root), gb__tree_number(root), NULL, 0};
     for (ptrdiff_t i = 0; i < arrlen(h->all.v); i++)
         if (gb__index_add(h, h->all.v[i]) != GB_OK) { /* runs deliver every event; we walk every hook */
             gb__index_free(h);
@@ -187,7 +197,7 @@ static int gb__add(gb_hooks *h, gb__hook proto) {
 }
 
 int gb_hook_add(gb_hooks *h, gb_module *m, gb_event_kind kind, unsigned flags, gb_hook_fn fn, void *ctx) {
-    if (!m || !fn || kind == GB_EVENT_POINT || (unsigned)kind >= GB_EVENT_COUNT) {
+    if (!m || !fn || kind == GB_EVENT_POINT || (unsigned)kind >= GB__HOOK_KINDS) {
         gb__fail(GB_ERR_ARG, "hook_add: needs a module, a function and a module event kind (got %s)",
                  gb_event_name(kind));
         return 0;
@@ -234,7 +244,7 @@ static void gb__candidates(gb_hooks *h, gb_module *m, gb_event_kind kind, gb__ho
     *b = NULL;
     if (kind == GB_EVENT_POINT && !gb__index_stale(h)) *a = &h->points;
     else if (kind == GB_EVENT_POINT || !gb__indexed(h, m)) *a = &h->all;
-    else if (h->interest.mask[m->tree_index] & (1u << kind)) *a = &h->subtree, *b = &h->at[m->tree_index];
+    else if (h->interest.mask[gb__tree_index(m)] & (1u << kind)) *a = &h->subtree, *b = &h->at[gb__tree_index(m)];
     else *a = &none; /* nothing on m or above it wants this kind */
 }
 
@@ -261,11 +271,17 @@ static gb_status gb__grad_trampoline(gb_tensor *t, gb_tensor **grad, void *ctx) 
     (void)t;
     gb__grad_site *s = ctx;
     gb_values vs = {1, {*grad}};
-    gb_event ev = {.kind = s->kind, .module = s->module, .path = gb_module_path(s->module), .call = s->call,
-                  .batch_len = s->batch, .values = &vs, .index = s->index};
-    gb_status st = gb__dispatch(s->h, &ev);
+    gb__grad_event ge = {{.kind = s->kind, .module = s->module, .path = gb_module_path(s->module), .call = s->call,
+                          .values = &vs},
+                         s->index};
+    gb_status st = gb__dispatch(s->h, &ge.ev);
     *grad = vs.v[0];
     return st;
+}
+
+int gb_hook_grad_index(const gb_event *ev) {
+    bool grad = ev->kind == GB_EVENT_GRAD_OUTPUT || ev->kind == GB_EVENT_GRAD_INPUT;
+    return grad ? ((const gb__grad_event *)ev)->index : -1;
 }
 
 static bool gb__any_match(gb_hooks *h, gb_event_kind kind, const gb_event *ev) {
@@ -282,7 +298,7 @@ static bool gb__any_match(gb_hooks *h, gb_event_kind kind, const gb_event *ev) {
 static gb_status gb__watch_grad(gb_hooks *h, const gb_event *ev, gb_event_kind kind, int index, gb_tensor *t) {
     gb__grad_site *s = gb__malloc(sizeof *s, "hooks: gradient event");
     if (!s) return GB_ERR_ALLOC;
-    *s = (gb__grad_site){h, ev->module, kind, ev->call, index, ev->batch_len};
+    *s = (gb__grad_site){h, ev->module, kind, ev->call, index};
     arrput(h->sites, s);
     return gb_grad_hook_add(t, gb__grad_trampoline, s) ? GB_OK : gb_last_status();
 }

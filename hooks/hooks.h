@@ -19,11 +19,13 @@
  *     gb_hook_remove(hooks, id);
  *     gb_run_free(run); gb_hooks_free(hooks); gb_tensor_free(y);
  *
- * Events (nn/nn.h): GB_EVENT_INPUT and GB_EVENT_OUTPUT come from the module
- * call itself; GB_EVENT_GRAD_OUTPUT fires in backward with the gradient of
- * one of the module's outputs (ev->index says which) and GB_EVENT_GRAD_INPUT
- * with the gradient of one of its inputs that flows through this module
- * (PyTorch's full backward hooks). Gradient events need the value to
+ * Events: GB_EVENT_INPUT and GB_EVENT_OUTPUT come from the module call
+ * itself (nn/nn.h); the registry adds gradient events of its own, made from
+ * autograd's tensor hooks: GB_EVENT_GRAD_OUTPUT fires in backward with the
+ * gradient of one of the module's outputs and GB_EVENT_GRAD_INPUT with the
+ * gradient of one of its inputs that flows through this module (PyTorch's
+ * full backward hooks), in ev->values->v[0]; gb_hook_grad_index says which
+ * tensor of the tuple it belongs to. Gradient events need the value to
  * require grad when the module runs. In every event a hook may replace the
  * values (free the old reference, store a new one of the same shape);
  * returning GB_STOPPED ends the forward pass after the current event.
@@ -42,6 +44,16 @@ typedef gb_status (*gb_hook_fn)(gb_event *ev, void *ctx);
 
 /* The hook also fires for every module below m. */
 #define GB_HOOK_SUBTREE 1u
+
+/* Gradient events: the registry's own event kinds, numbered after nn's
+ * (nn/nn.h lets observers do that), carried in gb_event.kind. */
+#define GB_EVENT_GRAD_OUTPUT ((gb_event_kind)(GB_EVENT_COUNT + 0))
+#define GB_EVENT_GRAD_INPUT ((gb_event_kind)(GB_EVENT_COUNT + 1))
+
+/* In a gradient event, which tensor of the module's output tuple
+ * (GB_EVENT_GRAD_OUTPUT) or input tuple (GB_EVENT_GRAD_INPUT) the gradient
+ * is of; -1 for any other event. */
+int gb_hook_grad_index(const gb_event *ev);
 
 gb_hooks *gb_hooks_new(gb_module *root);
 void gb_hooks_free(gb_hooks *h);

@@ -10,7 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
+#include "file.h"
 
 /* printf into a new string (NULL with GB_ERR_ALLOC). */
 static char *gb__hub_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -25,16 +26,6 @@ static char *gb__hub_fmt(const char *fmt, ...) {
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return s;
-}
-
-static bool gb__hub_is_dir(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static bool gb__hub_is_file(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
 static const char *gb__hub_env(const char *name) {
@@ -80,14 +71,14 @@ static gb_status gb__hub_from_dir(const char *dir, const char *what, gb_hf_files
         s = GB_ERR_ALLOC;
         goto done;
     }
-    if (!gb__hub_is_file(config)) {
+    if (!gb__file_is_regular(config)) {
         s = gb__fail(GB_ERR_NOT_FOUND, "hub: %s: no config.json in %s", what, dir);
         goto done;
     }
-    char **weights = gb__hub_is_file(single) ? &single : gb__hub_is_file(index) ? &index : NULL;
+    char **weights = gb__file_is_regular(single) ? &single : gb__file_is_regular(index) ? &index : NULL;
     if (!weights) {
         s = gb__fail(GB_ERR_NOT_FOUND, "hub: %s: no model.safetensors or model.safetensors.index.json in %s%s", what,
-                     dir, gb__hub_is_file(pickle) ? " (only pytorch_model.bin, a pickle, which glassbox does not read)"
+                     dir, gb__file_is_regular(pickle) ? " (only pytorch_model.bin, a pickle, which glassbox does not read)"
                                                   : "");
         goto done;
     }
@@ -162,7 +153,7 @@ static gb_status gb__hub_snapshot(const char *model, const char *repo, const cha
             free(ref);
             return GB_ERR_ALLOC;
         }
-        if (gb__hub_is_dir(snap)) {
+        if (gb__file_is_dir(snap)) {
             snprintf(commit, sizeof commit, "%s", rev);
             have = true;
         }
@@ -177,7 +168,7 @@ static gb_status gb__hub_snapshot(const char *model, const char *repo, const cha
     free(ref);
     *out = gb__hub_fmt("%s/snapshots/%s", repo, commit);
     if (!*out) return GB_ERR_ALLOC;
-    if (!gb__hub_is_dir(*out)) {
+    if (!gb__file_is_dir(*out)) {
         gb_status s = gb__fail(GB_ERR_NOT_FOUND, "hub: %s: revision '%s' is commit %s, but %s is missing", model, rev,
                                commit, *out);
         free(*out);
@@ -209,7 +200,7 @@ gb_status gb_hf_resolve(const char *model, gb_hf_files *out) {
             free(weights);
             return gb__fail(GB_ERR_ALLOC, "hub: out of memory");
         }
-        if (!gb__hub_is_file(config)) {
+        if (!gb__file_is_regular(config)) {
             gb_status s = gb__fail(GB_ERR_NOT_FOUND, "hub: %s: no config.json beside it (looked for %s)", model,
                                    config);
             free(dir);
@@ -230,7 +221,7 @@ gb_status gb_hf_resolve(const char *model, gb_hf_files *out) {
     free(cache);
     if (!repo) return GB_ERR_ALLOC;
     gb_status s;
-    if (!gb__hub_is_dir(repo)) {
+    if (!gb__file_is_dir(repo)) {
         s = gb__fail(GB_ERR_NOT_FOUND, "hub: %s: not a local path, and not in the Hugging Face cache (looked for %s; "
                      "set HF_HUB_CACHE or HF_HOME, or pass a directory: glassbox does not download)", model, repo);
         free(repo);

@@ -87,6 +87,34 @@ int32_t gb_tokenizer_padding_id(const gb_tokenizer *tok);
 /* Use id for padding in gb_tokenizer_encode_batch (GB_ERR_INDEX if out of range). */
 gb_status gb_tokenizer_set_pad_id(gb_tokenizer *tok, int32_t id);
 
+/* Train a byte-level BPE tokenizer with GPT-2's layout on len bytes of text
+ * and write it into out_dir (created when missing): tokenizer.json (GPT-2's
+ * structure: ByteLevel pre-tokenizer, post-processor and decoder, a BPE
+ * model, the special tokens as added tokens), vocab.json + merges.txt,
+ * tokenizer_config.json and special_tokens_map.json. Each file is written
+ * beside its name and renamed into place. gb_tokenizer_open(out_dir) and
+ * Hugging Face's tokenizers load the result.
+ *
+ * The text is read as gb_tokenizer_encode reads it (ill-formed UTF-8 as
+ * U+FFFD), cut at the special tokens written in it (they are not learned
+ * from) and pre-tokenized with GPT-2's pattern. Ids 0-255 are the 256 bytes
+ * (GPT-2's ids for them), then one id per new token in the order the merges
+ * made it, then special_tokens (a NULL-terminated list, or NULL for none):
+ * vocab_size counts all of them. Each step merges the adjacent pair with the
+ * highest count over the text; equal counts go to the pair with the smaller
+ * left id, then the smaller right id, so training is deterministic. It
+ * stops at vocab_size tokens, or earlier when no pair is left (the text is
+ * too small for the vocabulary). The first special token is BOS, EOS and UNK
+ * in tokenizer_config.json, as GPT-2's <|endoftext|> is. vocab.json and
+ * merges.txt hold the special tokens in the vocabulary, but only
+ * <|endoftext|> is special when a tokenizer is opened from them (GPT-2's
+ * convention). Fails with GB_ERR_ARG (vocab_size below 256 + the special
+ * tokens, an empty or repeated special token, a special token that is also
+ * a learned token, NULL text or directory) or GB_ERR_IO naming the
+ * directory or file that cannot be made or written. */
+gb_status gb_tokenizer_train_bpe(const char *text, size_t len, int vocab_size, const char *const *special_tokens,
+                                 const char *out_dir);
+
 /* ==== end tokenizers ===================================================== */
 
 /* ==== safetensors ======================================================== */
@@ -198,11 +226,12 @@ gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const 
 
 /* ==== models ============================================================ */
 
-/* Hugging Face checkpoints as glassbox modules: GPT2LMHeadModel and
- * LlamaForCausalLM (Llama 2, 3, 3.1, 3.2), built from config.json with the
- * module tree and parameter names transformers builds, and filled from
- * safetensors without conversion: f32, f16 and bf16 weights are used from
- * the files' mapping as stored (see gb_model_opts to convert to f32).
+/* Hugging Face checkpoints as glassbox modules: GPT2LMHeadModel,
+ * LlamaForCausalLM (Llama 2, 3, 3.1, 3.2) and MistralForCausalLM, built from
+ * config.json with the module tree and parameter names transformers builds,
+ * and filled from safetensors without conversion: f32, f16 and bf16 weights
+ * are used from the files' mapping as stored (see gb_model_opts to convert
+ * to f32).
  *
  *     gb_model *m = gb_model_open("openai-community/gpt2", NULL); // dir, file or Hub id
  *     if (!m) { fprintf(stderr, "%s\n", gb_last_error()); return 1; }
@@ -239,7 +268,7 @@ typedef struct gb_model_opts {
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts);
 void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);
-const char *gb_model_type(const gb_model *m); /* "gpt2" or "llama" */
+const char *gb_model_type(const gb_model *m); /* config.json's model_type: "gpt2", "llama", "mistral" */
 const char *gb_model_dir(const gb_model *m);  /* where config.json (and the tokenizer) are */
 int64_t gb_model_vocab_size(const gb_model *m);
 int64_t gb_model_max_positions(const gb_model *m);
@@ -247,9 +276,14 @@ int64_t gb_model_max_positions(const gb_model *m);
 int64_t gb_model_bos_id(const gb_model *m);
 /* Whether id is one of the config's EOS ids (an int or a list in config.json). */
 bool gb_model_is_eos(const gb_model *m, int64_t id);
-/* Configs as parsed (NULL when the model is of the other type). */
+/* Configs as parsed: GPT-2's, or a Llama-family model's (NULL when the
+ * model is of the other kind). */
 const gb_gpt2_config *gb_model_gpt2_config(const gb_model *m);
 const gb_llama_config *gb_model_llama_config(const gb_model *m);
+/* The config as `glassbox info` prints it, whatever the architecture:
+ * "model_type: gpt2\n" and one "name: value\n" line per field the
+ * architecture shows. Caller frees; NULL with GB_ERR_ALLOC. */
+char *gb_model_config_str(const gb_model *m);
 /* Total bytes of the weight files. */
 uint64_t gb_model_file_bytes(const gb_model *m);
 

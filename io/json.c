@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 
 #define C(j) ((cJSON *)(j))
 #define J(c) ((gb__json *)(c))
@@ -64,6 +64,8 @@ gb__json *gb__json_new_object(void) { return J(cJSON_CreateObject()); }
 gb__json *gb__json_new_array(void) { return J(cJSON_CreateArray()); }
 gb__json *gb__json_new_string(const char *s) { return J(cJSON_CreateString(s)); }
 gb__json *gb__json_new_number(double v) { return J(cJSON_CreateNumber(v)); }
+gb__json *gb__json_new_bool(bool v) { return J(cJSON_CreateBool(v)); }
+gb__json *gb__json_new_null(void) { return J(cJSON_CreateNull()); }
 
 bool gb__json_set(gb__json *obj, const char *key, gb__json *value) {
     if (!value) return false;

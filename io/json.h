@@ -44,6 +44,8 @@ gb__json *gb__json_new_object(void);
 gb__json *gb__json_new_array(void);
 gb__json *gb__json_new_string(const char *s);
 gb__json *gb__json_new_number(double v);
+gb__json *gb__json_new_bool(bool v);
+gb__json *gb__json_new_null(void);
 bool gb__json_set(gb__json *obj, const char *key, gb__json *value);
 bool gb__json_push(gb__json *arr, gb__json *value);
 /* Compact text, caller frees with free(). */

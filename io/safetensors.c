@@ -19,6 +19,7 @@
 #include <stb/stb_ds.h>
 
 #include "../tensor/tensor_impl.h"
+#include "file.h"
 #include "json.h"
 
 /* Tensor bytes are used in place: the format is little-endian. */
@@ -987,8 +988,8 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
                               gb_dtype dtype, const char *const *metadata) {
     gb__st_out *out = gb__calloc(n > 0 ? (size_t)n : 1, sizeof *out, "safetensors save");
     if (!out) return GB_ERR_ALLOC;
-    char *header = NULL, *tmp = NULL;
-    FILE *fp = NULL;
+    char *header = NULL;
+    gb__file_out file = {0};
     bool grad = gb__grad_mode();
     gb__set_grad_mode(false); /* conversions here are not part of any graph */
     gb_status s = gb__st_save_args(path, n, names, tensors, dtype, metadata, out);
@@ -998,54 +999,19 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
 
     /* Written beside the target and renamed over it: a failed save leaves no
      * half-written file behind. */
-    size_t tlen = strlen(path) + 16;
-    tmp = gb__malloc(tlen, "safetensors save");
-    if (!tmp) {
-        s = GB_ERR_ALLOC;
-        goto done;
-    }
-    snprintf(tmp, tlen, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        s = gb__fail(GB_ERR_IO, "safetensors save: %s: cannot create: %s", path, strerror(errno));
-        free(tmp);
-        tmp = NULL;
-        goto done;
-    }
-    fchmod(fd, 0644);
-    fp = fdopen(fd, "wb");
-    if (!fp) {
-        close(fd);
-        s = gb__fail(GB_ERR_IO, "safetensors save: %s: %s", path, strerror(errno));
-        goto done;
-    }
+    if ((s = gb__file_create(&file, path, "safetensors save")) != GB_OK) goto done;
     uint8_t len8[8];
     uint64_t hn = (uint64_t)arrlen(header);
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hn >> (8 * i));
-    if (fwrite(len8, 1, 8, fp) != 8 || fwrite(header, 1, (size_t)hn, fp) != hn) {
+    if (fwrite(len8, 1, 8, file.fp) != 8 || fwrite(header, 1, (size_t)hn, file.fp) != hn) {
         s = gb__fail(GB_ERR_IO, "safetensors save: %s: writing the header: %s", path, strerror(errno));
         goto done;
     }
-    for (int i = 0; i < n && s == GB_OK; i++) s = gb__st_write_tensor(fp, path, &out[i]);
+    for (int i = 0; i < n && s == GB_OK; i++) s = gb__st_write_tensor(file.fp, path, &out[i]);
     if (s != GB_OK) goto done;
-    int rc = fclose(fp);
-    fp = NULL;
-    if (rc != 0) {
-        s = gb__fail(GB_ERR_IO, "safetensors save: %s: %s", path, strerror(errno));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        s = gb__fail(GB_ERR_IO, "safetensors save: %s: cannot replace: %s", path, strerror(errno));
-        goto done;
-    }
-    free(tmp);
-    tmp = NULL;
+    s = gb__file_commit(&file, "safetensors save");
 done:
-    if (fp) fclose(fp);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
+    gb__file_discard(&file);
     arrfree(header);
     free(out);
     gb__set_grad_mode(grad);

@@ -12,49 +12,9 @@
 
 #include <stb/stb_ds.h>
 
+#include "file.h"
+
 /* ---- files -------------------------------------------------------------- */
-
-static char *gb__read_all(const char *path, size_t *len, const char *op) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gb__fail_null(GB_ERR_IO, "%s: cannot open %s: %s", op, path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return gb__fail_null(GB_ERR_ALLOC, "%s: out of memory reading %s", op, path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool err = ferror(f);
-    int e = errno;
-    fclose(f);
-    if (err) {
-        free(buf);
-        return gb__fail_null(GB_ERR_IO, "%s: cannot read %s: %s", op, path, strerror(e));
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-static bool gb__is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool gb__is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 /* dir/name, malloc'd. */
 static char *gb__join(const char *dir, const char *name) {
@@ -78,7 +38,7 @@ static const char *gb__basename(const char *path) {
 
 static gb__json *gb__read_json(const char *path, const char *ctx) {
     size_t len = 0;
-    char *text = gb__read_all(path, &len, "tokenizer_open");
+    char *text = gb__file_read(path, &len, "tokenizer_open");
     if (!text) return NULL;
     gb__json *j = gb__json_parse(text, len, ctx);
     free(text);
@@ -350,7 +310,7 @@ static gb_status gb__load_vocab_merges(gb_tokenizer *tok, const char *vocab_path
     snprintf(mctx, sizeof mctx, "tokenizer_open: %s", merges_path);
     size_t mlen = 0;
     gb__json *vocab = gb__read_json(vocab_path, vctx);
-    char *merges = vocab ? gb__read_all(merges_path, &mlen, "tokenizer_open") : NULL;
+    char *merges = vocab ? gb__file_read(merges_path, &mlen, "tokenizer_open") : NULL;
     gb_status st = merges ? gb__bpe_from_files(&tok->bpe, vocab, merges, mlen, vctx, mctx) : gb_last_status();
     gb__json_free(vocab);
     free(merges);
@@ -400,7 +360,7 @@ static void gb__find_special_ids(gb_tokenizer *tok, const char *dir) {
     static const char *const files[] = {"tokenizer_config.json", "generation_config.json", "config.json"};
     for (int f = 0; f < 3; f++) {
         char *path = gb__join(dir, files[f]);
-        gb__json *cfg = path && gb__is_file(path) ? gb__read_json(path, "tokenizer_open") : NULL;
+        gb__json *cfg = path && gb__file_is_regular(path) ? gb__read_json(path, "tokenizer_open") : NULL;
         if (cfg && f == 0) {
             if (tok->bos < 0) tok->bos = gb__config_token(tok, cfg, "bos_token");
             if (tok->eos < 0) tok->eos = gb__config_token(tok, cfg, "eos_token");
@@ -426,18 +386,18 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
     if (!path) return gb__fail_null(GB_ERR_ARG, "tokenizer_open: path is NULL");
     char *json = NULL, *vocab = NULL, *merges = NULL, *dir = NULL;
     gb_tokenizer *tok = NULL;
-    if (gb__is_dir(path)) {
+    if (gb__file_is_dir(path)) {
         dir = strdup(path);
         json = gb__join(path, "tokenizer.json");
-        if (json && !gb__is_file(json)) {
+        if (json && !gb__file_is_regular(json)) {
             free(json);
             json = NULL;
             vocab = gb__join(path, "vocab.json");
             merges = gb__join(path, "merges.txt");
             if (!vocab || !merges) goto fail;
-            if (!gb__is_file(vocab) || !gb__is_file(merges)) {
+            if (!gb__file_is_regular(vocab) || !gb__file_is_regular(merges)) {
                 char *sp = gb__join(path, "tokenizer.model");
-                bool has_sp = sp && gb__is_file(sp);
+                bool has_sp = sp && gb__file_is_regular(sp);
                 free(sp);
                 if (has_sp)
                     gb__fail(GB_ERR_UNSUPPORTED,
@@ -450,14 +410,14 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
                 goto fail;
             }
         }
-    } else if (gb__is_file(path)) {
+    } else if (gb__file_is_regular(path)) {
         dir = gb__dirname(path);
         const char *base = gb__basename(path);
         if (!strcmp(base, "vocab.json") || !strcmp(base, "merges.txt")) {
             vocab = gb__join(dir, "vocab.json");
             merges = gb__join(dir, "merges.txt");
             const char *other = !strcmp(base, "vocab.json") ? merges : vocab;
-            if (other && !gb__is_file(other)) {
+            if (other && !gb__file_is_regular(other)) {
                 gb__fail(GB_ERR_NOT_FOUND, "tokenizer_open: %s needs %s beside it", path, other);
                 goto fail;
             }

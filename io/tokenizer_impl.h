@@ -13,7 +13,7 @@
 #ifndef GB_TOKENIZER_IMPL_H
 #define GB_TOKENIZER_IMPL_H
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "io.h"
 #include "json.h"
 

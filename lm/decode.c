@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "lm.h"
 
 gb_decode_opts gb_decode_defaults(void) {

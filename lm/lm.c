@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "lm.h"
 
 struct gb_lm {

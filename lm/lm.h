@@ -122,4 +122,23 @@ gb_decode_opts gb_lm_decode_defaults(const gb_lm *lm);
  * gb_lm_decode_defaults(lm). */
 gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_decode_opts *opts, gb_tensor **out);
 
+/* ---- generation with interventions ----------------------------------------- */
+
+/* Generation in a trace (nnsight's model.generate): greedy, the prompt pass
+ * then max_new_tokens - 1 more passes of one token each with a KV cache,
+ * in the trace's own execution. Module call k is step k:
+ * gb_output_call(tr, path, k) (a statement's .next()) reads or edits step
+ * k, gb_output_all every step, plain getters the prompt pass. With an
+ * attention mask and no position ids, positions come from the mask, as in
+ * Hugging Face's generate. A stop ends generation, and so do the trace's
+ * stop tokens (gb_trace_set_stop_tokens; finished rows get the trace's pad
+ * id). The ids are read with gb_trace_generated. Scans first when the
+ * trace validates. */
+gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens);
+/* The same in an execution (gb_exec_new), on input or the trace's. */
+gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
+/* The same with every decoding option (sampling, stop tokens, pad id,
+ * max_length, a per-step callback) given by opts. */
+gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *opts);
+
 #endif

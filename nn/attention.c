@@ -45,8 +45,9 @@ gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor 
 }
 
 /* The mask [B or 1, 1, T, S] (bool, true = hidden) for T queries at the end
- * of S keys, or NULL with GB_OK when nothing is hidden. */
-static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t T, int64_t S, bool meta,
+ * of S keys, seeing at most window keys each (0: all), or NULL with GB_OK
+ * when nothing is hidden. */
+static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t T, int64_t S, int64_t window, bool meta,
                                gb_tensor **mask) {
     *mask = NULL;
     gb_tensor *pad = gb__run_attention_mask(run);
@@ -54,7 +55,7 @@ static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t 
         return gb__fail(GB_ERR_SHAPE,
                         "%s: attention_mask has shape %s, expected [%lld, %lld] (batch, cached + new tokens)",
                         GB__LABEL(attn), GB__SHAPE_STR(pad), (long long)B, (long long)S);
-    if (!pad && T == 1) return GB_OK; /* one new query sees every key */
+    if (!pad && T == 1 && (!window || S <= window)) return GB_OK; /* one new query sees every key it has */
     int64_t bm = pad ? B : 1;
     gb_tensor *m = gb__nn_empty(4, (int64_t[]){bm, 1, T, S}, GB_DTYPE_BOOL, meta || (pad && gb__is_meta(pad)));
     if (!m) return gb_last_status();
@@ -72,8 +73,11 @@ static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t 
         const float *p = pf ? gb_tensor_data(pf) : NULL; /* [B, S] */
         bool *h = gb_tensor_data(m);                     /* [bm, 1, T, S] */
         for (int64_t b = 0; b < bm; b++)
-            for (int64_t i = 0; i < T; i++)
-                for (int64_t j = 0; j < S; j++) h[(b * T + i) * S + j] = j > S - T + i || (p && p[b * S + j] == 0.0f);
+            for (int64_t i = 0; i < T; i++) {
+                int64_t q = S - T + i, old = window ? q - window : -1; /* the query's index; the last key too old */
+                for (int64_t j = 0; j < S; j++)
+                    h[(b * T + i) * S + j] = j > q || j <= old || (p && p[b * S + j] == 0.0f);
+            }
         gb_tensor_free(pf);
     }
     *mask = m;
@@ -81,7 +85,7 @@ static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t 
 }
 
 gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__attn_scale scale,
-                        gb_module *dropout, gb_tensor **out) {
+                        int64_t window, gb_module *dropout, gb_tensor **out) {
     *out = NULL;
     int64_t B = gb_tensor_dim(q, 0), H = gb_tensor_dim(q, 1), T = gb_tensor_dim(q, 2), D = gb_tensor_dim(q, 3);
     int64_t KV = gb_tensor_dim(k, 1), S = gb_tensor_dim(k, 2);
@@ -109,7 +113,7 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
     scores = scale == GB__ATTN_SCALE_DIV_SQRT ? gb_div_scalar(raw, (float)sqrt((double)D))
                                               : gb_mul_scalar(raw, (float)pow((double)D, -0.5));
     if (!scores) goto op_failed;
-    st = gb__attn_mask(attn, run, B, T, S, gb__nn_meta(scores), &mask);
+    st = gb__attn_mask(attn, run, B, T, S, window, gb__nn_meta(scores), &mask);
     if (st) goto done;
     if (mask) {
         gb_tensor *filled = gb_masked_fill(scores, mask, -FLT_MAX); /* torch.finfo(float32).min */
@@ -139,13 +143,13 @@ done:
     return st;
 }
 
-gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, gb_module *dropout,
-                          int nproj, const int *proj, gb_values *out) {
+gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, int64_t window,
+                          gb_module *dropout, int nproj, const int *proj, gb_values *out) {
     gb_values cur = {0};
     gb_tensor *a = NULL;
     gb_status st = qkv[0] && qkv[1] && qkv[2] ? GB_OK : gb__op_failed(attn);
     if (st == GB_OK) st = gb__attn_cache(run, attn, &qkv[1], &qkv[2]);
-    if (st == GB_OK) st = gb__attention(attn, run, qkv[0], qkv[1], qkv[2], scale, dropout, &a);
+    if (st == GB_OK) st = gb__attention(attn, run, qkv[0], qkv[1], qkv[2], scale, window, dropout, &a);
     if (st) goto done;
     gb_tensor *merged = gb__merge_heads(a);
     if (!merged) {

@@ -4,20 +4,47 @@
  * (modeling_gpt2.py's eager attention). */
 #include "modules_impl.h"
 
-/* Children, in Hugging Face's registration order (that is also the order
- * print(model) and named_parameters() list them). */
-enum { GB__ATTN_C_ATTN, GB__ATTN_C_PROJ, GB__ATTN_DROPOUT, GB__ATTN_RESID_DROPOUT };
-enum { GB__BLOCK_LN_1, GB__BLOCK_ATTN, GB__BLOCK_LN_2, GB__BLOCK_MLP };
-enum { GB__GPT2_WTE, GB__GPT2_WPE, GB__GPT2_DROP, GB__GPT2_H, GB__GPT2_LN_F };
-/* GPT2Attention iparam */
-enum { GB__ATTN_HEADS, GB__ATTN_HEAD_DIM };
+/* Children, in Hugging Face's registration order (GB__CHILDREN). */
+#define GB__GPT2_ATTN_CHILDREN(X)                                                                                      \
+    X(GB__ATTN_C_ATTN, "c_attn")                                                                                       \
+    X(GB__ATTN_C_PROJ, "c_proj")                                                                                       \
+    X(GB__ATTN_DROPOUT, "attn_dropout")                                                                                \
+    X(GB__ATTN_RESID_DROPOUT, "resid_dropout")
+#define GB__GPT2_MLP_CHILDREN(X)                                                                                       \
+    X(GB__MLP_C_FC, "c_fc")                                                                                            \
+    X(GB__MLP_C_PROJ, "c_proj")                                                                                        \
+    X(GB__MLP_ACT, "act")                                                                                              \
+    X(GB__MLP_DROPOUT, "dropout")
+#define GB__GPT2_BLOCK_CHILDREN(X)                                                                                     \
+    X(GB__BLOCK_LN_1, "ln_1")                                                                                          \
+    X(GB__BLOCK_ATTN, "attn")                                                                                          \
+    X(GB__BLOCK_LN_2, "ln_2")                                                                                          \
+    X(GB__BLOCK_MLP, "mlp")
+#define GB__GPT2_MODEL_CHILDREN(X)                                                                                     \
+    X(GB__GPT2_WTE, "wte")                                                                                             \
+    X(GB__GPT2_WPE, "wpe")                                                                                             \
+    X(GB__GPT2_DROP, "drop")                                                                                           \
+    X(GB__GPT2_H, "h")                                                                                                 \
+    X(GB__GPT2_LN_F, "ln_f")
+GB__CHILDREN(GB__GPT2_ATTN_CHILDREN, GB__ATTN_COUNT, gb__gpt2_attn_children);
+GB__CHILDREN(GB__GPT2_MLP_CHILDREN, GB__MLP_COUNT, gb__gpt2_mlp_children);
+GB__CHILDREN(GB__GPT2_BLOCK_CHILDREN, GB__BLOCK_COUNT, gb__gpt2_block_children);
+GB__CHILDREN(GB__GPT2_MODEL_CHILDREN, GB__GPT2_COUNT, gb__gpt2_model_children);
+
+/* lm_head.weight is transformer.wte.weight (GPT-2 always ties them). */
+static const gb__tie gb__gpt2_tie = {"lm_head.weight", "transformer.wte.weight"};
+
+typedef struct gb__gpt2_attn_settings {
+    int64_t heads, head_dim;
+} gb__gpt2_attn_settings;
 
 /* ---- GPT2Attention ------------------------------------------------------ */
 
 /* (hidden_states [B, T, E]) -> (attn_output [B, T, E]) and, with a KV cache,
  * (attn_output, key, value), key/value [B, heads, S, head_dim]. */
 static gb_status gb__gpt2_attn_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
-    int64_t H = m->iparam[GB__ATTN_HEADS], D = m->iparam[GB__ATTN_HEAD_DIM], E = H * D;
+    const gb__gpt2_attn_settings *s = GB__SETTINGS(m, gb__gpt2_attn_settings);
+    int64_t H = s->heads, D = s->head_dim, E = H * D;
     gb_tensor *x = gb__input(m, in, 0, "(hidden_states,)");
     if (!x) return gb_last_status();
     if (gb_tensor_ndim(x) != 3 || gb_tensor_dim(x, 2) != E)
@@ -37,16 +64,16 @@ static gb_status gb__gpt2_attn_forward(gb_module *m, gb_run *run, const gb_value
         if (!qkv[i]) break; /* gb__attn_finish reports it */
     }
     gb_values_clear(&r);
-    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_DIV_SQRT, m->children[GB__ATTN_DROPOUT], 2,
+    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_DIV_SQRT, 0, m->children[GB__ATTN_DROPOUT], 2,
                            (const int[]){GB__ATTN_C_PROJ, GB__ATTN_RESID_DROPOUT}, out);
 }
 
-static const gb__module_type gb__type_gpt2_attn = {
-    .name = "GPT2Attention", .forward = gb__gpt2_attn_forward, .returns_tuple = true};
+static const gb__module_type gb__type_gpt2_attn = {.name = "GPT2Attention",
+                                                   .forward = gb__gpt2_attn_forward,
+                                                   .returns_tuple = true,
+                                                   .settings = sizeof(gb__gpt2_attn_settings)};
 
 /* ---- GPT2MLP ------------------------------------------------------------ */
-
-enum { GB__MLP_C_FC, GB__MLP_C_PROJ, GB__MLP_ACT, GB__MLP_DROPOUT };
 
 /* dropout(c_proj(act(c_fc(x)))): registered c_fc, c_proj, act, dropout (the
  * order print shows) but called in this order. */
@@ -121,42 +148,45 @@ done:
 static const gb__module_type gb__type_gpt2_model = {
     .name = "GPT2Model", .forward = gb__gpt2_model_forward, .returns_tuple = true};
 
-static const gb__module_type gb__type_gpt2_lm = {
-    .name = "GPT2LMHeadModel", .forward = gb__causal_lm_forward, .returns_tuple = true};
+static const gb__module_type gb__type_gpt2_lm = {.name = "GPT2LMHeadModel",
+                                                 .forward = gb__causal_lm_forward,
+                                                 .returns_tuple = true,
+                                                 .settings = sizeof(gb_gpt2_config)};
 
 /* ---- building ----------------------------------------------------------- */
 
 static gb_module *gb__gpt2_attn_new(const gb_gpt2_config *c) {
     gb_module *m = gb__module_new(&gb__type_gpt2_attn);
-    if (!m) return NULL;
-    m->iparam[GB__ATTN_HEADS] = c->n_head;
-    m->iparam[GB__ATTN_HEAD_DIM] = c->n_embd / c->n_head;
-    gb_status st = gb__add(m, GB_OK, "c_attn", gb_nn_conv1d(3 * c->n_embd, c->n_embd));
-    st = gb__add(m, st, "c_proj", gb_nn_conv1d(c->n_embd, c->n_embd));
-    st = gb__add(m, st, "attn_dropout", gb_nn_dropout(c->attn_pdrop));
-    st = gb__add(m, st, "resid_dropout", gb_nn_dropout(c->resid_pdrop));
-    return gb__module_done(m, st);
+    if (m) *GB__SETTINGS(m, gb__gpt2_attn_settings) = (gb__gpt2_attn_settings){c->n_head, c->n_embd / c->n_head};
+    gb_module *kids[GB__ATTN_COUNT] = {
+        [GB__ATTN_C_ATTN] = gb_nn_conv1d(3 * c->n_embd, c->n_embd),
+        [GB__ATTN_C_PROJ] = gb_nn_conv1d(c->n_embd, c->n_embd),
+        [GB__ATTN_DROPOUT] = gb_nn_dropout(c->attn_pdrop),
+        [GB__ATTN_RESID_DROPOUT] = gb_nn_dropout(c->resid_pdrop),
+    };
+    return gb__module_with(m, GB__ATTN_COUNT, gb__gpt2_attn_children, kids);
 }
 
 static gb_module *gb__gpt2_mlp_new(const gb_gpt2_config *c) {
     int64_t inner = c->n_inner ? c->n_inner : 4 * c->n_embd;
-    gb_module *m = gb__module_new(&gb__type_gpt2_mlp);
-    if (!m) return NULL;
-    gb_status st = gb__add(m, GB_OK, "c_fc", gb_nn_conv1d(inner, c->n_embd));
-    st = gb__add(m, st, "c_proj", gb_nn_conv1d(c->n_embd, inner));
-    st = gb__add(m, st, "act", gb_nn_activation(c->activation_function));
-    st = gb__add(m, st, "dropout", gb_nn_dropout(c->resid_pdrop));
-    return gb__module_done(m, st);
+    gb_module *kids[GB__MLP_COUNT] = {
+        [GB__MLP_C_FC] = gb_nn_conv1d(inner, c->n_embd),
+        [GB__MLP_C_PROJ] = gb_nn_conv1d(c->n_embd, inner),
+        [GB__MLP_ACT] = gb_nn_activation(c->activation_function),
+        [GB__MLP_DROPOUT] = gb_nn_dropout(c->resid_pdrop),
+    };
+    return gb__module_with(gb__module_new(&gb__type_gpt2_mlp), GB__MLP_COUNT, gb__gpt2_mlp_children, kids);
 }
 
-static gb_module *gb__gpt2_block_new(const gb_gpt2_config *c) {
-    gb_module *m = gb__module_new(&gb__type_gpt2_block);
-    if (!m) return NULL;
-    gb_status st = gb__add(m, GB_OK, "ln_1", gb_nn_layer_norm(c->n_embd, c->layer_norm_epsilon, true));
-    st = gb__add(m, st, "attn", gb__gpt2_attn_new(c));
-    st = gb__add(m, st, "ln_2", gb_nn_layer_norm(c->n_embd, c->layer_norm_epsilon, true));
-    st = gb__add(m, st, "mlp", gb__gpt2_mlp_new(c));
-    return gb__module_done(m, st);
+static gb_module *gb__gpt2_block_new(const void *cfg) {
+    const gb_gpt2_config *c = cfg;
+    gb_module *kids[GB__BLOCK_COUNT] = {
+        [GB__BLOCK_LN_1] = gb_nn_layer_norm(c->n_embd, c->layer_norm_epsilon, true),
+        [GB__BLOCK_ATTN] = gb__gpt2_attn_new(c),
+        [GB__BLOCK_LN_2] = gb_nn_layer_norm(c->n_embd, c->layer_norm_epsilon, true),
+        [GB__BLOCK_MLP] = gb__gpt2_mlp_new(c),
+    };
+    return gb__module_with(gb__module_new(&gb__type_gpt2_block), GB__BLOCK_COUNT, gb__gpt2_block_children, kids);
 }
 
 static gb_status gb__gpt2_check(const gb_gpt2_config *c) {
@@ -179,28 +209,63 @@ static gb_status gb__gpt2_check(const gb_gpt2_config *c) {
 gb_module *gb_gpt2_new(const gb_gpt2_config *cfg) {
     if (!cfg) return gb__fail_null(GB_ERR_ARG, "gpt2_new: config is NULL");
     if (gb__gpt2_check(cfg)) return NULL;
-    gb_module *lm = gb__module_new(&gb__type_gpt2_lm);
-    gb_module *tr = gb__module_new(&gb__type_gpt2_model);
-    gb_module *h = gb_module_list(0, NULL);
-    gb_status st = lm && tr && h ? GB_OK : GB_ERR_ALLOC;
-    for (int64_t i = 0; st == GB_OK && i < cfg->n_layer; i++) {
-        char name[24];
-        snprintf(name, sizeof name, "%lld", (long long)i);
-        st = gb__module_add_child(h, name, gb__gpt2_block_new(cfg));
-    }
-    if (st == GB_OK) {
-        st = gb__add(tr, st, "wte", gb_nn_embedding(cfg->vocab_size, cfg->n_embd));
-        st = gb__add(tr, st, "wpe", gb_nn_embedding(cfg->n_positions, cfg->n_embd));
-        st = gb__add(tr, st, "drop", gb_nn_dropout(cfg->embd_pdrop));
-        st = gb__add(tr, st, "h", h);
-        h = NULL;
-        st = gb__add(tr, st, "ln_f", gb_nn_layer_norm(cfg->n_embd, cfg->layer_norm_epsilon, true));
-        st = gb__add(lm, st, "transformer", tr);
-        tr = NULL;
-        st = gb__add(lm, st, "lm_head", gb_nn_linear(cfg->n_embd, cfg->vocab_size, false));
-    }
-    gb_module_free(h);
-    gb_module_free(tr);
-    /* lm_head.weight is transformer.wte.weight */
-    return gb__causal_lm_done(lm, st, true, GB__GPT2_WTE, cfg, sizeof *cfg, "gpt2_new");
+    gb_module *kids[GB__GPT2_COUNT] = {
+        [GB__GPT2_WTE] = gb_nn_embedding(cfg->vocab_size, cfg->n_embd),
+        [GB__GPT2_WPE] = gb_nn_embedding(cfg->n_positions, cfg->n_embd),
+        [GB__GPT2_DROP] = gb_nn_dropout(cfg->embd_pdrop),
+        [GB__GPT2_H] = gb__module_repeat(cfg->n_layer, gb__gpt2_block_new, cfg),
+        [GB__GPT2_LN_F] = gb_nn_layer_norm(cfg->n_embd, cfg->layer_norm_epsilon, true),
+    };
+    gb_module *body =
+        gb__module_with(gb__module_new(&gb__type_gpt2_model), GB__GPT2_COUNT, gb__gpt2_model_children, kids);
+    return gb__causal_lm(&gb__type_gpt2_lm, cfg, "transformer", body, cfg->n_embd, cfg->vocab_size, &gb__gpt2_tie,
+                         "gpt2_new");
 }
+
+/* ---- the architecture: config.json, checkpoints, info ------------------- */
+
+/* GPT2Config's defaults; n_positions falls back to the older n_ctx. */
+static void gb__gpt2_read(gb__config *c, void *cfg) {
+    gb_gpt2_config *g = cfg;
+    g->vocab_size = gb__cfg_int(c, "vocab_size", &(int64_t){50257});
+    int64_t ctx = gb__cfg_int(c, "n_ctx", &(int64_t){1024});
+    g->n_positions = gb__cfg_int(c, "n_positions", &ctx);
+    g->n_embd = gb__cfg_int(c, "n_embd", &(int64_t){768});
+    g->n_layer = gb__cfg_int(c, "n_layer", &(int64_t){12});
+    g->n_head = gb__cfg_int(c, "n_head", &(int64_t){12});
+    g->n_inner = gb__cfg_int(c, "n_inner", &(int64_t){0});
+    g->layer_norm_epsilon = (float)gb__cfg_num(c, "layer_norm_epsilon", 1e-5);
+    gb__cfg_str(c, "activation_function", "gelu_new", g->activation_function, sizeof g->activation_function);
+    g->attn_pdrop = (float)gb__cfg_num(c, "attn_pdrop", 0.1);
+    g->embd_pdrop = (float)gb__cfg_num(c, "embd_pdrop", 0.1);
+    g->resid_pdrop = (float)gb__cfg_num(c, "resid_pdrop", 0.1);
+}
+
+static gb_module *gb__gpt2_new_from(const void *cfg) { return gb_gpt2_new(cfg); }
+
+static const gb__config_field gb__gpt2_fields[] = {
+    GB__FIELD(gb_gpt2_config, INT, vocab_size),
+    GB__FIELD(gb_gpt2_config, INT, n_embd),
+    GB__FIELD(gb_gpt2_config, INT, n_layer),
+    GB__FIELD(gb_gpt2_config, INT, n_head),
+    GB__FIELD(gb_gpt2_config, INT, n_positions),
+    GB__FIELD(gb_gpt2_config, STRING, activation_function),
+    GB__FIELD(gb_gpt2_config, FLOAT, layer_norm_epsilon),
+};
+
+const gb__arch gb__arch_gpt2 = {
+    .model_type = "gpt2",
+    .config_size = sizeof(gb_gpt2_config),
+    .read = gb__gpt2_read,
+    .build = gb__gpt2_new_from,
+    /* files saved before transformers added the "transformer." prefix */
+    .aliases = (const gb__alias[]){{"transformer.", ""}, {NULL, NULL}},
+    /* the causal-mask buffers of older files */
+    .ignored = (const char *const[]){".attn.bias", ".attn.masked_bias", NULL},
+    .tie = &gb__gpt2_tie,
+    .fields = gb__gpt2_fields,
+    .nfields = sizeof gb__gpt2_fields / sizeof gb__gpt2_fields[0],
+    .public_config = GB__ARCH_CONFIG_GPT2,
+    .vocab_at = offsetof(gb_gpt2_config, vocab_size),
+    .positions_at = offsetof(gb_gpt2_config, n_positions),
+};

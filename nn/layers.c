@@ -3,6 +3,7 @@
  * printing and initialising like its PyTorch class; and the helpers the
  * model files share (calling children, parameter init, Python's float repr). */
 #include "modules_impl.h"
+#include "../tensor/tensor_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -154,32 +155,40 @@ static gb_status gb__unary_forward(gb_module *m, const gb_values *in, gb_values 
 
 /* ---- Linear ------------------------------------------------------------- */
 
-/* iparam: in_features, out_features, has bias, weight tied (init skips it) */
-enum { GB__LIN_IN, GB__LIN_OUT, GB__LIN_BIAS, GB__LIN_TIED };
+typedef struct gb__linear_settings {
+    int64_t in_features, out_features;
+    bool bias;
+    bool tied; /* the weight is an embedding's: init leaves it alone */
+} gb__linear_settings;
 
 static gb_status gb__linear_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor [..., in_features]");
     if (!x) return gb_last_status();
-    gb_tensor *bias = m->iparam[GB__LIN_BIAS] ? gb_module_param(m, "bias") : NULL;
+    gb_tensor *bias = GB__SETTINGS(m, gb__linear_settings)->bias ? gb_module_param(m, "bias") : NULL;
     return gb__push_result(m, gb_linear(x, gb_module_param(m, "weight"), bias), out);
 }
 
 static void gb__linear_repr(const gb_module *m, char *buf, size_t size) {
-    snprintf(buf, size, "in_features=%lld, out_features=%lld, bias=%s", (long long)m->iparam[GB__LIN_IN],
-             (long long)m->iparam[GB__LIN_OUT], m->iparam[GB__LIN_BIAS] ? "True" : "False");
+    const gb__linear_settings *s = GB__SETTINGS(m, gb__linear_settings);
+    snprintf(buf, size, "in_features=%lld, out_features=%lld, bias=%s", (long long)s->in_features,
+             (long long)s->out_features, s->bias ? "True" : "False");
 }
 
 /* reset_parameters(): kaiming_uniform_(a=sqrt(5)) gives bound
  * sqrt(6 / ((1 + 5) * fan_in)) = 1/sqrt(fan_in), the bias' bound too. */
 static void gb__linear_init(gb_module *m, gb_rng *rng) {
-    float bound = m->iparam[GB__LIN_IN] > 0 ? 1.0f / sqrtf((float)m->iparam[GB__LIN_IN]) : 0.0f;
-    if (!m->iparam[GB__LIN_TIED]) gb__param_uniform(m, "weight", rng, -bound, bound);
-    if (m->iparam[GB__LIN_BIAS]) gb__param_uniform(m, "bias", rng, -bound, bound);
+    const gb__linear_settings *s = GB__SETTINGS(m, gb__linear_settings);
+    float bound = s->in_features > 0 ? 1.0f / sqrtf((float)s->in_features) : 0.0f;
+    if (!s->tied) gb__param_uniform(m, "weight", rng, -bound, bound);
+    if (s->bias) gb__param_uniform(m, "bias", rng, -bound, bound);
 }
 
-static const gb__module_type gb__type_linear = {
-    .name = "Linear", .forward = gb__linear_forward, .extra_repr = gb__linear_repr, .init = gb__linear_init};
+static const gb__module_type gb__type_linear = {.name = "Linear",
+                                                .forward = gb__linear_forward,
+                                                .extra_repr = gb__linear_repr,
+                                                .init = gb__linear_init,
+                                                .settings = sizeof(gb__linear_settings)};
 
 gb_module *gb_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
     if (in_features < 0 || out_features < 0)
@@ -187,21 +196,21 @@ gb_module *gb_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
                              (long long)in_features, (long long)out_features);
     gb_module *m = gb__module_new(&gb__type_linear);
     if (!m) return NULL;
-    m->iparam[GB__LIN_IN] = in_features;
-    m->iparam[GB__LIN_OUT] = out_features;
-    m->iparam[GB__LIN_BIAS] = bias;
+    *GB__SETTINGS(m, gb__linear_settings) = (gb__linear_settings){in_features, out_features, bias, false};
     gb_status st = gb__module_add_param(m, "weight", 2, (int64_t[]){out_features, in_features}, false);
     if (st == GB_OK && bias) st = gb__module_add_param(m, "bias", 1, (int64_t[]){out_features}, false);
     return gb__module_done(m, st);
 }
 
 void gb__linear_mark_tied(gb_module *linear) {
-    if (linear->type == &gb__type_linear) linear->iparam[GB__LIN_TIED] = 1;
+    if (linear->type == &gb__type_linear) GB__SETTINGS(linear, gb__linear_settings)->tied = true;
 }
 
 /* ---- Conv1D (Hugging Face's pytorch_utils.Conv1D) ----------------------- */
 
-enum { GB__C1D_NF, GB__C1D_NX };
+typedef struct gb__conv1d_settings {
+    int64_t nf, nx;
+} gb__conv1d_settings;
 
 /* y = x @ weight + bias with weight [nx, nf]: linear with weight^T, passed
  * to sgemm as a transposed view (no copy). */
@@ -209,7 +218,7 @@ static gb_status gb__conv1d_forward(gb_module *m, gb_run *run, const gb_values *
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor [..., nx]");
     if (!x) return gb_last_status();
-    int64_t nx = m->iparam[GB__C1D_NX];
+    int64_t nx = GB__SETTINGS(m, gb__conv1d_settings)->nx;
     if (gb_tensor_ndim(x) == 0 || gb_tensor_dim(x, -1) != nx)
         return gb__fail(GB_ERR_SHAPE, "%s: input of shape %s does not end in nx=%lld features", GB__LABEL(m),
                         GB__SHAPE_STR(x), (long long)nx);
@@ -222,7 +231,8 @@ static gb_status gb__conv1d_forward(gb_module *m, gb_run *run, const gb_values *
 /* transformers >= 4.48 defines Conv1D.__repr__ as "Conv1D(nf=..., nx=...)";
  * with no children, an extra_repr prints the same. */
 static void gb__conv1d_repr(const gb_module *m, char *buf, size_t size) {
-    snprintf(buf, size, "nf=%lld, nx=%lld", (long long)m->iparam[GB__C1D_NF], (long long)m->iparam[GB__C1D_NX]);
+    const gb__conv1d_settings *s = GB__SETTINGS(m, gb__conv1d_settings);
+    snprintf(buf, size, "nf=%lld, nx=%lld", (long long)s->nf, (long long)s->nx);
 }
 
 /* Conv1D.__init__: weight normal(std=0.02), bias zeros. */
@@ -231,16 +241,18 @@ static void gb__conv1d_init(gb_module *m, gb_rng *rng) {
     gb__param_fill(m, "bias", 0.0f);
 }
 
-static const gb__module_type gb__type_conv1d = {
-    .name = "Conv1D", .forward = gb__conv1d_forward, .extra_repr = gb__conv1d_repr, .init = gb__conv1d_init};
+static const gb__module_type gb__type_conv1d = {.name = "Conv1D",
+                                                .forward = gb__conv1d_forward,
+                                                .extra_repr = gb__conv1d_repr,
+                                                .init = gb__conv1d_init,
+                                                .settings = sizeof(gb__conv1d_settings)};
 
 gb_module *gb_nn_conv1d(int64_t nf, int64_t nx) {
     if (nf < 0 || nx < 0)
         return gb__fail_null(GB_ERR_ARG, "Conv1D: nf=%lld and nx=%lld must be >= 0", (long long)nf, (long long)nx);
     gb_module *m = gb__module_new(&gb__type_conv1d);
     if (!m) return NULL;
-    m->iparam[GB__C1D_NF] = nf;
-    m->iparam[GB__C1D_NX] = nx;
+    *GB__SETTINGS(m, gb__conv1d_settings) = (gb__conv1d_settings){nf, nx};
     gb_status st = gb__module_add_param(m, "weight", 2, (int64_t[]){nx, nf}, false);
     if (st == GB_OK) st = gb__module_add_param(m, "bias", 1, (int64_t[]){nf}, false);
     return gb__module_done(m, st);
@@ -248,7 +260,9 @@ gb_module *gb_nn_conv1d(int64_t nf, int64_t nx) {
 
 /* ---- Embedding ---------------------------------------------------------- */
 
-enum { GB__EMB_NUM, GB__EMB_DIM };
+typedef struct gb__embedding_settings {
+    int64_t num_embeddings, embedding_dim;
+} gb__embedding_settings;
 
 static gb_status gb__embedding_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)run;
@@ -258,7 +272,8 @@ static gb_status gb__embedding_forward(gb_module *m, gb_run *run, const gb_value
 }
 
 static void gb__embedding_repr(const gb_module *m, char *buf, size_t size) {
-    snprintf(buf, size, "%lld, %lld", (long long)m->iparam[GB__EMB_NUM], (long long)m->iparam[GB__EMB_DIM]);
+    const gb__embedding_settings *s = GB__SETTINGS(m, gb__embedding_settings);
+    snprintf(buf, size, "%lld, %lld", (long long)s->num_embeddings, (long long)s->embedding_dim);
 }
 
 static void gb__embedding_init(gb_module *m, gb_rng *rng) { gb__param_normal(m, "weight", rng, 0.0f, 1.0f); }
@@ -266,7 +281,8 @@ static void gb__embedding_init(gb_module *m, gb_rng *rng) { gb__param_normal(m, 
 static const gb__module_type gb__type_embedding = {.name = "Embedding",
                                                    .forward = gb__embedding_forward,
                                                    .extra_repr = gb__embedding_repr,
-                                                   .init = gb__embedding_init};
+                                                   .init = gb__embedding_init,
+                                                   .settings = sizeof(gb__embedding_settings)};
 
 gb_module *gb_nn_embedding(int64_t num_embeddings, int64_t embedding_dim) {
     if (num_embeddings < 0 || embedding_dim < 0)
@@ -274,18 +290,22 @@ gb_module *gb_nn_embedding(int64_t num_embeddings, int64_t embedding_dim) {
                              (long long)num_embeddings, (long long)embedding_dim);
     gb_module *m = gb__module_new(&gb__type_embedding);
     if (!m) return NULL;
-    m->iparam[GB__EMB_NUM] = num_embeddings;
-    m->iparam[GB__EMB_DIM] = embedding_dim;
+    *GB__SETTINGS(m, gb__embedding_settings) = (gb__embedding_settings){num_embeddings, embedding_dim};
     return gb__module_done(m, gb__module_add_param(m, "weight", 2, (int64_t[]){num_embeddings, embedding_dim}, false));
 }
 
 /* ---- LayerNorm and LlamaRMSNorm ----------------------------------------- */
 
-enum { GB__NORM_N, GB__NORM_AFFINE };
+/* LayerNorm's and LlamaRMSNorm's (which has no affine flag: always a weight). */
+typedef struct gb__norm_settings {
+    int64_t n; /* normalized_shape (n,) */
+    float eps;
+    bool affine;
+} gb__norm_settings;
 
 /* PyTorch's wording for a normalized_shape that does not fit the input. */
 static gb_status gb__norm_check(gb_module *m, const gb_tensor *x) {
-    int64_t n = m->iparam[GB__NORM_N];
+    int64_t n = GB__SETTINGS(m, gb__norm_settings)->n;
     if (gb_tensor_ndim(x) > 0 && gb_tensor_dim(x, -1) == n) return GB_OK;
     return gb__fail(GB_ERR_SHAPE,
                     "%s: Given normalized_shape=[%lld], expected input with shape [*, %lld], but got input of size%s",
@@ -296,16 +316,17 @@ static gb_status gb__layer_norm_forward(gb_module *m, gb_run *run, const gb_valu
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor");
     if (!x || gb__norm_check(m, x)) return gb_last_status();
-    bool affine = m->iparam[GB__NORM_AFFINE];
-    gb_tensor *y = gb_layer_norm(x, affine ? gb_module_param(m, "weight") : NULL,
-                                 affine ? gb_module_param(m, "bias") : NULL, m->fparam[0]);
+    const gb__norm_settings *s = GB__SETTINGS(m, gb__norm_settings);
+    gb_tensor *y = gb_layer_norm(x, s->affine ? gb_module_param(m, "weight") : NULL,
+                                 s->affine ? gb_module_param(m, "bias") : NULL, s->eps);
     return gb__push_result(m, y, out);
 }
 
 static void gb__layer_norm_repr(const gb_module *m, char *buf, size_t size) {
+    const gb__norm_settings *s = GB__SETTINGS(m, gb__norm_settings);
     char eps[32];
-    snprintf(buf, size, "(%lld,), eps=%s, elementwise_affine=%s", (long long)m->iparam[GB__NORM_N],
-             gb__py_float(eps, sizeof eps, m->fparam[0]), m->iparam[GB__NORM_AFFINE] ? "True" : "False");
+    snprintf(buf, size, "(%lld,), eps=%s, elementwise_affine=%s", (long long)s->n,
+             gb__py_float(eps, sizeof eps, s->eps), s->affine ? "True" : "False");
 }
 
 static void gb__layer_norm_init(gb_module *m, gb_rng *rng) {
@@ -317,15 +338,14 @@ static void gb__layer_norm_init(gb_module *m, gb_rng *rng) {
 static const gb__module_type gb__type_layer_norm = {.name = "LayerNorm",
                                                     .forward = gb__layer_norm_forward,
                                                     .extra_repr = gb__layer_norm_repr,
-                                                    .init = gb__layer_norm_init};
+                                                    .init = gb__layer_norm_init,
+                                                    .settings = sizeof(gb__norm_settings)};
 
 gb_module *gb_nn_layer_norm(int64_t n, float eps, bool elementwise_affine) {
     if (n < 0) return gb__fail_null(GB_ERR_ARG, "LayerNorm: normalized_shape=%lld must be >= 0", (long long)n);
     gb_module *m = gb__module_new(&gb__type_layer_norm);
     if (!m) return NULL;
-    m->iparam[GB__NORM_N] = n;
-    m->iparam[GB__NORM_AFFINE] = elementwise_affine;
-    m->fparam[0] = eps;
+    *GB__SETTINGS(m, gb__norm_settings) = (gb__norm_settings){n, eps, elementwise_affine};
     gb_status st = GB_OK;
     if (elementwise_affine) {
         st = gb__module_add_param(m, "weight", 1, (int64_t[]){n}, false);
@@ -338,14 +358,15 @@ static gb_status gb__rms_norm_forward(gb_module *m, gb_run *run, const gb_values
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor");
     if (!x || gb__norm_check(m, x)) return gb_last_status();
-    return gb__push_result(m, gb_rms_norm(x, gb_module_param(m, "weight"), m->fparam[0]), out);
+    float eps = GB__SETTINGS(m, gb__norm_settings)->eps;
+    return gb__push_result(m, gb_rms_norm(x, gb_module_param(m, "weight"), eps), out);
 }
 
 /* LlamaRMSNorm.extra_repr (transformers >= 4.48): "(64,), eps=1e-05". */
 static void gb__rms_norm_repr(const gb_module *m, char *buf, size_t size) {
+    const gb__norm_settings *s = GB__SETTINGS(m, gb__norm_settings);
     char eps[32];
-    snprintf(buf, size, "(%lld,), eps=%s", (long long)m->iparam[GB__NORM_N],
-             gb__py_float(eps, sizeof eps, m->fparam[0]));
+    snprintf(buf, size, "(%lld,), eps=%s", (long long)s->n, gb__py_float(eps, sizeof eps, s->eps));
 }
 
 static void gb__rms_norm_init(gb_module *m, gb_rng *rng) {
@@ -356,18 +377,22 @@ static void gb__rms_norm_init(gb_module *m, gb_rng *rng) {
 static const gb__module_type gb__type_rms_norm = {.name = "LlamaRMSNorm",
                                                   .forward = gb__rms_norm_forward,
                                                   .extra_repr = gb__rms_norm_repr,
-                                                  .init = gb__rms_norm_init};
+                                                  .init = gb__rms_norm_init,
+                                                  .settings = sizeof(gb__norm_settings)};
 
 gb_module *gb_nn_rms_norm(int64_t n, float eps) {
     if (n < 0) return gb__fail_null(GB_ERR_ARG, "LlamaRMSNorm: hidden_size=%lld must be >= 0", (long long)n);
     gb_module *m = gb__module_new(&gb__type_rms_norm);
     if (!m) return NULL;
-    m->iparam[GB__NORM_N] = n;
-    m->fparam[0] = eps;
+    *GB__SETTINGS(m, gb__norm_settings) = (gb__norm_settings){n, eps, true};
     return gb__module_done(m, gb__module_add_param(m, "weight", 1, (int64_t[]){n}, false));
 }
 
 /* ---- Dropout ------------------------------------------------------------ */
+
+typedef struct gb__dropout_settings {
+    float p; /* only printed: eval mode */
+} gb__dropout_settings;
 
 /* glassbox runs modules in eval mode, where dropout is the identity. The
  * output is a new reference to the input, as PyTorch returns the input
@@ -381,11 +406,13 @@ static gb_status gb__dropout_forward(gb_module *m, gb_run *run, const gb_values 
 
 static void gb__dropout_repr(const gb_module *m, char *buf, size_t size) {
     char p[32];
-    snprintf(buf, size, "p=%s, inplace=False", gb__py_float(p, sizeof p, m->fparam[0]));
+    snprintf(buf, size, "p=%s, inplace=False", gb__py_float(p, sizeof p, GB__SETTINGS(m, gb__dropout_settings)->p));
 }
 
-static const gb__module_type gb__type_dropout = {
-    .name = "Dropout", .forward = gb__dropout_forward, .extra_repr = gb__dropout_repr};
+static const gb__module_type gb__type_dropout = {.name = "Dropout",
+                                                 .forward = gb__dropout_forward,
+                                                 .extra_repr = gb__dropout_repr,
+                                                 .settings = sizeof(gb__dropout_settings)};
 
 gb_module *gb_nn_dropout(float p) {
     if (!(p >= 0.0f && p <= 1.0f)) {
@@ -394,7 +421,7 @@ gb_module *gb_nn_dropout(float p) {
                              gb__py_float(ps, sizeof ps, p));
     }
     gb_module *m = gb__module_new(&gb__type_dropout);
-    if (m) m->fparam[0] = p;
+    if (m) GB__SETTINGS(m, gb__dropout_settings)->p = p;
     return m;
 }
 
@@ -432,9 +459,7 @@ gb_module *gb_nn_activation(const char *hf_name) {
     size_t n = sizeof gb__activations / sizeof gb__activations[0];
     for (size_t i = 0; hf_name && i < n; i++)
         if (!strcmp(hf_name, gb__activations[i].hf_name)) {
-            gb_module *m = gb__module_new(gb__activations[i].type);
-            if (m) snprintf(m->sparam, sizeof m->sparam, "%s", hf_name);
-            return m;
+            return gb__module_new(gb__activations[i].type);
         }
     char known[256] = "";
     for (size_t i = 0; i < n; i++)
@@ -444,12 +469,24 @@ gb_module *gb_nn_activation(const char *hf_name) {
                          hf_name ? hf_name : "(null)", known);
 }
 
-gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child) {
-    if (st != GB_OK) {
-        gb_module_free(child);
-        return st;
+gb_module *gb__module_with(gb_module *m, int n, const char *const *names, gb_module *const *kids) {
+    gb_status st = m ? GB_OK : GB_ERR_ALLOC;
+    for (int i = 0; i < n; i++) {
+        if (st == GB_OK) st = gb__module_add_child(m, names[i], kids[i]); /* frees the kid on failure */
+        else gb_module_free(kids[i]);
     }
-    return gb__module_add_child(m, name, child);
+    return gb__module_done(m, st);
+}
+
+gb_module *gb__module_repeat(int64_t n, gb_module *(*make)(const void *ctx), const void *ctx) {
+    gb_module *list = gb_module_list(0, NULL);
+    gb_status st = list ? GB_OK : GB_ERR_ALLOC;
+    for (int64_t i = 0; st == GB_OK && i < n; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "%lld", (long long)i);
+        st = gb__module_add_child(list, name, make(ctx));
+    }
+    return gb__module_done(list, st);
 }
 
 gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
@@ -463,22 +500,19 @@ gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, 
     return st;
 }
 
-gb_module *gb__causal_lm_done(gb_module *lm, gb_status st, bool tie, int embed, const void *config, size_t size,
-                              const char *op) {
-    if (st == GB_OK && tie) {
-        gb_module *head = lm->children[GB__LM_HEAD];
-        st = gb_module_tie_param(head, "weight", lm->children[GB__LM_BODY]->children[embed], "weight");
-        gb__linear_mark_tied(head);
-    }
-    if (st == GB_OK) {
-        lm->config = gb__malloc(size, op);
-        if (lm->config)
-            memcpy(lm->config, config, size);
-        else
-            st = GB_ERR_ALLOC;
-    }
-    if (st) gb__error_prefix("%s", op);
-    return gb__module_done(lm, st);
+gb_module *gb__causal_lm(const gb__module_type *type, const void *config, const char *body_name, gb_module *body,
+                         int64_t hidden, int64_t vocab, const gb__tie *tie, const char *op) {
+    gb_module *lm = gb__module_new(type);
+    if (lm) memcpy(lm->settings, config, type->settings);
+    gb_module *kids[GB__LM_COUNT] = {[GB__LM_BODY] = body, [GB__LM_HEAD] = gb_nn_linear(hidden, vocab, false)};
+    const char *names[GB__LM_COUNT] = {[GB__LM_BODY] = body_name, [GB__LM_HEAD] = "lm_head"};
+    lm = gb__module_with(lm, GB__LM_COUNT, names, kids);
+    gb_status st = lm ? GB_OK : gb_last_status();
+    if (lm && tie) st = gb__tie_apply(lm, tie);
+    if (st == GB_OK) return lm;
+    gb__error_prefix("%s", op);
+    gb_module_free(lm);
+    return NULL;
 }
 
 gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra, gb_tensor *const *extra,

@@ -9,12 +9,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { GB__LATTN_Q, GB__LATTN_K, GB__LATTN_V, GB__LATTN_O };
-enum { GB__LMLP_GATE, GB__LMLP_UP, GB__LMLP_DOWN, GB__LMLP_ACT };
-enum { GB__LAYER_ATTN, GB__LAYER_MLP, GB__LAYER_IN_NORM, GB__LAYER_POST_NORM };
-enum { GB__LMODEL_EMBED, GB__LMODEL_LAYERS, GB__LMODEL_NORM, GB__LMODEL_ROTARY };
-/* LlamaAttention iparam */
-enum { GB__LATTN_HEADS, GB__LATTN_KV_HEADS, GB__LATTN_HEAD_DIM };
+/* Children, in Hugging Face's registration order (GB__CHILDREN). */
+#define GB__LLAMA_ATTN_CHILDREN(X)                                                                                     \
+    X(GB__LATTN_Q, "q_proj")                                                                                           \
+    X(GB__LATTN_K, "k_proj")                                                                                           \
+    X(GB__LATTN_V, "v_proj")                                                                                           \
+    X(GB__LATTN_O, "o_proj")
+#define GB__LLAMA_MLP_CHILDREN(X)                                                                                      \
+    X(GB__LMLP_GATE, "gate_proj")                                                                                      \
+    X(GB__LMLP_UP, "up_proj")                                                                                          \
+    X(GB__LMLP_DOWN, "down_proj")                                                                                      \
+    X(GB__LMLP_ACT, "act_fn")
+#define GB__LLAMA_LAYER_CHILDREN(X)                                                                                    \
+    X(GB__LAYER_ATTN, "self_attn")                                                                                     \
+    X(GB__LAYER_MLP, "mlp")                                                                                            \
+    X(GB__LAYER_IN_NORM, "input_layernorm")                                                                            \
+    X(GB__LAYER_POST_NORM, "post_attention_layernorm")
+#define GB__LLAMA_MODEL_CHILDREN(X)                                                                                    \
+    X(GB__LMODEL_EMBED, "embed_tokens")                                                                                \
+    X(GB__LMODEL_LAYERS, "layers")                                                                                     \
+    X(GB__LMODEL_NORM, "norm")                                                                                         \
+    X(GB__LMODEL_ROTARY, "rotary_emb")
+GB__CHILDREN(GB__LLAMA_ATTN_CHILDREN, GB__LATTN_COUNT, gb__llama_attn_children);
+GB__CHILDREN(GB__LLAMA_MLP_CHILDREN, GB__LMLP_COUNT, gb__llama_mlp_children);
+GB__CHILDREN(GB__LLAMA_LAYER_CHILDREN, GB__LAYER_COUNT, gb__llama_layer_children);
+GB__CHILDREN(GB__LLAMA_MODEL_CHILDREN, GB__LMODEL_COUNT, gb__llama_model_children);
+
+const gb__tie gb__llama_tie = {"lm_head.weight", "model.embed_tokens.weight"};
+
+typedef struct gb__llama_attn_settings {
+    int64_t heads, kv_heads, head_dim;
+    int64_t sliding_window; /* 0: every earlier key (nn/modules_impl.h, gb__attention) */
+} gb__llama_attn_settings;
 
 /* ---- LlamaRotaryEmbedding ----------------------------------------------- */
 
@@ -87,15 +113,6 @@ static void gb__rope_inv_freq(float *inv, int64_t dim, const gb_llama_config *c)
     }
 }
 
-static gb_module *gb__rotary_new(const gb_llama_config *c, int64_t head_dim) {
-    gb_module *m = gb__module_new(&gb__type_rotary);
-    if (!m) return NULL;
-    gb_status st = gb__module_add_param(m, "inv_freq", 1, (int64_t[]){head_dim / 2}, true);
-    gb_tensor *inv = st == GB_OK ? gb_module_param(m, "inv_freq") : NULL;
-    if (inv && !gb__is_meta(inv)) gb__rope_inv_freq(gb_tensor_data(inv), head_dim, c);
-    return gb__module_done(m, st);
-}
-
 /* ---- LlamaAttention ----------------------------------------------------- */
 
 /* x * cos + rotate_half(x) * sin for x [B, H, T, D] and cos, sin
@@ -120,7 +137,8 @@ static gb_tensor *gb__apply_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin) {
  * [B, kv_heads, S, head_dim] (before repeat_kv). */
 static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     const char *expect = "(hidden_states, cos, sin) (cos and sin from LlamaRotaryEmbedding)";
-    int64_t H = m->iparam[GB__LATTN_HEADS], KV = m->iparam[GB__LATTN_KV_HEADS], D = m->iparam[GB__LATTN_HEAD_DIM];
+    const gb__llama_attn_settings *s = GB__SETTINGS(m, gb__llama_attn_settings);
+    int64_t H = s->heads, KV = s->kv_heads, D = s->head_dim;
     gb_tensor *x = gb__input(m, in, 0, expect);
     gb_tensor *cos = x ? gb__input(m, in, 1, expect) : NULL;
     gb_tensor *sin = cos ? gb__input(m, in, 2, expect) : NULL;
@@ -154,11 +172,14 @@ static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_valu
         qkv[i] = rot;
         if (!rot) break;
     }
-    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_MUL_RSQRT, NULL, 1, (const int[]){GB__LATTN_O}, out);
+    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_MUL_RSQRT, s->sliding_window, NULL, 1,
+                           (const int[]){GB__LATTN_O}, out);
 }
 
-static const gb__module_type gb__type_llama_attn = {
-    .name = "LlamaAttention", .forward = gb__llama_attn_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_attn = {.name = "LlamaAttention",
+                                                    .forward = gb__llama_attn_forward,
+                                                    .returns_tuple = true,
+                                                    .settings = sizeof(gb__llama_attn_settings)};
 
 /* ---- LlamaMLP ----------------------------------------------------------- */
 
@@ -247,22 +268,25 @@ done:
 static const gb__module_type gb__type_llama_model = {
     .name = "LlamaModel", .forward = gb__llama_model_forward, .returns_tuple = true};
 
-static const gb__module_type gb__type_llama_lm = {
-    .name = "LlamaForCausalLM", .forward = gb__causal_lm_forward, .returns_tuple = true};
+static const gb__module_type gb__type_llama_lm = {.name = "LlamaForCausalLM",
+                                                  .forward = gb__causal_lm_forward,
+                                                  .returns_tuple = true,
+                                                  .settings = sizeof(gb_llama_config)};
 
 /* ---- building ----------------------------------------------------------- */
 
-/* The config with defaults filled in (num_key_value_heads, head_dim). */
-static gb_status gb__llama_check(const gb_llama_config *in, gb_llama_config *c) {
+/* The config with defaults filled in (num_key_value_heads, head_dim);
+ * errors start with op. */
+static gb_status gb__llama_check(const char *op, const gb_llama_config *in, gb_llama_config *c) {
     *c = *in;
     if (c->num_key_value_heads == 0) c->num_key_value_heads = c->num_attention_heads;
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->num_hidden_layers < 0 ||
         c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim < 0 ||
         c->max_position_embeddings <= 0)
         return gb__fail(GB_ERR_ARG,
-                        "llama_new: sizes must be positive (vocab_size=%lld, hidden_size=%lld, intermediate_size=%lld, "
+                        "%s: sizes must be positive (vocab_size=%lld, hidden_size=%lld, intermediate_size=%lld, "
                         "num_hidden_layers=%lld, num_attention_heads=%lld, num_key_value_heads=%lld, head_dim=%lld, "
-                        "max_position_embeddings=%lld)",
+                        "max_position_embeddings=%lld)", op,
                         (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->intermediate_size,
                         (long long)c->num_hidden_layers, (long long)c->num_attention_heads,
                         (long long)c->num_key_value_heads, (long long)c->head_dim,
@@ -271,94 +295,189 @@ static gb_status gb__llama_check(const gb_llama_config *in, gb_llama_config *c) 
         if (c->hidden_size % c->num_attention_heads)
             return gb__fail(
                 GB_ERR_ARG,
-                "llama_new: hidden_size (%lld) is not divisible by num_attention_heads (%lld); set head_dim",
+                "%s: hidden_size (%lld) is not divisible by num_attention_heads (%lld); set head_dim", op,
                 (long long)c->hidden_size, (long long)c->num_attention_heads);
         c->head_dim = c->hidden_size / c->num_attention_heads;
     }
     if (c->num_attention_heads % c->num_key_value_heads)
         return gb__fail(GB_ERR_ARG,
-                        "llama_new: num_attention_heads (%lld) is not a multiple of num_key_value_heads (%lld)",
+                        "%s: num_attention_heads (%lld) is not a multiple of num_key_value_heads (%lld)", op,
                         (long long)c->num_attention_heads, (long long)c->num_key_value_heads);
     if (c->head_dim % 2)
-        return gb__fail(GB_ERR_ARG, "llama_new: head_dim (%lld) must be even for rotary embeddings",
+        return gb__fail(GB_ERR_ARG, "%s: head_dim (%lld) must be even for rotary embeddings", op,
                         (long long)c->head_dim);
     if (!(c->rope_theta > 0))
-        return gb__fail(GB_ERR_ARG, "llama_new: rope_theta must be positive, got %g", c->rope_theta);
+        return gb__fail(GB_ERR_ARG, "%s: rope_theta must be positive, got %g", op, c->rope_theta);
     if (!strcmp(c->rope_type, "llama3")) {
         if (!(c->rope_factor >= 1.0) || !(c->rope_low_freq_factor > 0) ||
             !(c->rope_high_freq_factor > c->rope_low_freq_factor) || c->rope_original_max_position_embeddings <= 0)
             return gb__fail(GB_ERR_ARG,
-                            "llama_new: rope_scaling llama3 needs factor >= 1, 0 < low_freq_factor < high_freq_factor "
+                            "%s: rope_scaling llama3 needs factor >= 1, 0 < low_freq_factor < high_freq_factor "
                             "and original_max_position_embeddings > 0 (got factor=%g, low_freq_factor=%g, "
-                            "high_freq_factor=%g, original_max_position_embeddings=%lld)",
+                            "high_freq_factor=%g, original_max_position_embeddings=%lld)", op,
                             c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
                             (long long)c->rope_original_max_position_embeddings);
     } else if (c->rope_type[0] && strcmp(c->rope_type, "default")) {
         return gb__fail(GB_ERR_UNSUPPORTED,
-                        "llama_new: rope_scaling type '%s' is not supported (glassbox has 'default' and 'llama3')",
+                        "%s: rope_scaling type '%s' is not supported (glassbox has 'default' and 'llama3')", op,
                         c->rope_type);
     }
     return GB_OK;
 }
 
-static gb_module *gb__llama_attn_new(const gb_llama_config *c) {
-    gb_module *m = gb__module_new(&gb__type_llama_attn);
+/* What every builder of a family member's modules needs. */
+typedef struct gb__llama_build {
+    const gb__llama_family *f;
+    const gb_llama_config *c; /* defaults filled in */
+    int64_t sliding_window;
+} gb__llama_build;
+
+/* A module of type under the family's name for class cls. */
+static gb_module *gb__llama_module(const gb__llama_build *b, const gb__module_type *type, int cls) {
+    return gb__module_class(gb__module_new(type), b->f->cls[cls]);
+}
+
+static gb_module *gb__rotary_new(const gb__llama_build *b) {
+    const gb_llama_config *c = b->c;
+    gb_module *m = gb__llama_module(b, &gb__type_rotary, GB__LLAMA_ROTARY);
     if (!m) return NULL;
+    gb_status st = gb__module_add_param(m, "inv_freq", 1, (int64_t[]){c->head_dim / 2}, true);
+    gb_tensor *inv = st == GB_OK ? gb_module_param(m, "inv_freq") : NULL;
+    if (inv && !gb__is_meta(inv)) gb__rope_inv_freq(gb_tensor_data(inv), c->head_dim, c);
+    return gb__module_done(m, st);
+}
+
+static gb_module *gb__llama_attn_new(const gb__llama_build *b) {
+    const gb_llama_config *c = b->c;
+    gb_module *m = gb__llama_module(b, &gb__type_llama_attn, GB__LLAMA_ATTN);
     int64_t hd = c->head_dim, q = c->num_attention_heads * hd, kv = c->num_key_value_heads * hd;
-    m->iparam[GB__LATTN_HEADS] = c->num_attention_heads;
-    m->iparam[GB__LATTN_KV_HEADS] = c->num_key_value_heads;
-    m->iparam[GB__LATTN_HEAD_DIM] = hd;
-    gb_status st = gb__add(m, GB_OK, "q_proj", gb_nn_linear(c->hidden_size, q, c->attention_bias));
-    st = gb__add(m, st, "k_proj", gb_nn_linear(c->hidden_size, kv, c->attention_bias));
-    st = gb__add(m, st, "v_proj", gb_nn_linear(c->hidden_size, kv, c->attention_bias));
-    st = gb__add(m, st, "o_proj", gb_nn_linear(q, c->hidden_size, c->attention_bias));
-    return gb__module_done(m, st);
+    if (m)
+        *GB__SETTINGS(m, gb__llama_attn_settings) =
+            (gb__llama_attn_settings){c->num_attention_heads, c->num_key_value_heads, hd, b->sliding_window};
+    gb_module *kids[GB__LATTN_COUNT] = {
+        [GB__LATTN_Q] = gb_nn_linear(c->hidden_size, q, c->attention_bias),
+        [GB__LATTN_K] = gb_nn_linear(c->hidden_size, kv, c->attention_bias),
+        [GB__LATTN_V] = gb_nn_linear(c->hidden_size, kv, c->attention_bias),
+        [GB__LATTN_O] = gb_nn_linear(q, c->hidden_size, c->attention_bias),
+    };
+    return gb__module_with(m, GB__LATTN_COUNT, gb__llama_attn_children, kids);
 }
 
-static gb_module *gb__llama_mlp_new(const gb_llama_config *c) {
-    gb_module *m = gb__module_new(&gb__type_llama_mlp);
-    if (!m) return NULL;
-    gb_status st = gb__add(m, GB_OK, "gate_proj", gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias));
-    st = gb__add(m, st, "up_proj", gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias));
-    st = gb__add(m, st, "down_proj", gb_nn_linear(c->intermediate_size, c->hidden_size, c->mlp_bias));
-    st = gb__add(m, st, "act_fn", gb_nn_activation(c->hidden_act));
-    return gb__module_done(m, st);
+static gb_module *gb__llama_mlp_new(const gb__llama_build *b) {
+    const gb_llama_config *c = b->c;
+    gb_module *kids[GB__LMLP_COUNT] = {
+        [GB__LMLP_GATE] = gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias),
+        [GB__LMLP_UP] = gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias),
+        [GB__LMLP_DOWN] = gb_nn_linear(c->intermediate_size, c->hidden_size, c->mlp_bias),
+        [GB__LMLP_ACT] = gb_nn_activation(c->hidden_act),
+    };
+    return gb__module_with(gb__llama_module(b, &gb__type_llama_mlp, GB__LLAMA_MLP), GB__LMLP_COUNT,
+                           gb__llama_mlp_children, kids);
 }
 
-static gb_module *gb__llama_layer_new(const gb_llama_config *c) {
-    gb_module *m = gb__module_new(&gb__type_llama_layer);
-    if (!m) return NULL;
-    gb_status st = gb__add(m, GB_OK, "self_attn", gb__llama_attn_new(c));
-    st = gb__add(m, st, "mlp", gb__llama_mlp_new(c));
-    st = gb__add(m, st, "input_layernorm", gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps));
-    st = gb__add(m, st, "post_attention_layernorm", gb_nn_rms_norm(c->hidden_size, c->rms_norm_eps));
-    return gb__module_done(m, st);
+static gb_module *gb__llama_norm_new(const gb__llama_build *b) {
+    return gb__module_class(gb_nn_rms_norm(b->c->hidden_size, b->c->rms_norm_eps), b->f->cls[GB__LLAMA_NORM]);
 }
 
-gb_module *gb_llama_new(const gb_llama_config *cfg) {
-    if (!cfg) return gb__fail_null(GB_ERR_ARG, "llama_new: config is NULL");
+static gb_module *gb__llama_layer_new(const void *ctx) {
+    const gb__llama_build *b = ctx;
+    gb_module *kids[GB__LAYER_COUNT] = {
+        [GB__LAYER_ATTN] = gb__llama_attn_new(b),
+        [GB__LAYER_MLP] = gb__llama_mlp_new(b),
+        [GB__LAYER_IN_NORM] = gb__llama_norm_new(b),
+        [GB__LAYER_POST_NORM] = gb__llama_norm_new(b),
+    };
+    return gb__module_with(gb__llama_module(b, &gb__type_llama_layer, GB__LLAMA_LAYER), GB__LAYER_COUNT,
+                           gb__llama_layer_children, kids);
+}
+
+gb_module *gb__llama_family_new(const gb__llama_family *f, const gb_llama_config *cfg, int64_t sliding_window) {
+    if (!cfg) return gb__fail_null(GB_ERR_ARG, "%s: config is NULL", f->op);
     gb_llama_config c;
-    if (gb__llama_check(cfg, &c)) return NULL;
-    gb_module *lm = gb__module_new(&gb__type_llama_lm);
-    gb_module *model = gb__module_new(&gb__type_llama_model);
-    gb_module *layers = gb_module_list(0, NULL);
-    gb_status st = lm && model && layers ? GB_OK : GB_ERR_ALLOC;
-    for (int64_t i = 0; st == GB_OK && i < c.num_hidden_layers; i++) {
-        char name[24];
-        snprintf(name, sizeof name, "%lld", (long long)i);
-        st = gb__module_add_child(layers, name, gb__llama_layer_new(&c));
-    }
-    if (st == GB_OK) {
-        st = gb__add(model, st, "embed_tokens", gb_nn_embedding(c.vocab_size, c.hidden_size));
-        st = gb__add(model, st, "layers", layers);
-        layers = NULL;
-        st = gb__add(model, st, "norm", gb_nn_rms_norm(c.hidden_size, c.rms_norm_eps));
-        st = gb__add(model, st, "rotary_emb", gb__rotary_new(&c, c.head_dim));
-        st = gb__add(lm, st, "model", model);
-        model = NULL;
-        st = gb__add(lm, st, "lm_head", gb_nn_linear(c.hidden_size, c.vocab_size, false));
-    }
-    gb_module_free(layers);
-    gb_module_free(model);
-    return gb__causal_lm_done(lm, st, c.tie_word_embeddings, GB__LMODEL_EMBED, &c, sizeof c, "llama_new");
+    if (gb__llama_check(f->op, cfg, &c)) return NULL;
+    gb__llama_build b = {f, &c, sliding_window};
+    gb_module *kids[GB__LMODEL_COUNT] = {
+        [GB__LMODEL_EMBED] = gb_nn_embedding(c.vocab_size, c.hidden_size),
+        [GB__LMODEL_LAYERS] = gb__module_repeat(c.num_hidden_layers, gb__llama_layer_new, &b),
+        [GB__LMODEL_NORM] = gb__llama_norm_new(&b),
+        [GB__LMODEL_ROTARY] = gb__rotary_new(&b),
+    };
+    gb_module *body = gb__module_with(gb__llama_module(&b, &gb__type_llama_model, GB__LLAMA_MODEL), GB__LMODEL_COUNT,
+                                      gb__llama_model_children, kids);
+    return gb__module_class(gb__causal_lm(&gb__type_llama_lm, &c, "model", body, c.hidden_size, c.vocab_size,
+                                          c.tie_word_embeddings ? &gb__llama_tie : NULL, f->op),
+                            f->cls[GB__LLAMA_LM]);
 }
+
+static const gb__llama_family gb__llama = {
+    .op = "llama_new",
+#define GB__X(slot, suffix) [slot] = "Llama" suffix,
+    .cls = {GB__LLAMA_CLASSES(GB__X)},
+#undef GB__X
+};
+
+gb_module *gb_llama_new(const gb_llama_config *cfg) { return gb__llama_family_new(&gb__llama, cfg, 0); }
+
+/* ---- the architecture: config.json, checkpoints, info ------------------- */
+
+/* LlamaConfig's defaults, except that the sizes are required; rope_scaling
+ * must be llama3 (under "rope_type" or the older "type") or absent. */
+void gb__llama_read_config(gb__config *c, gb_llama_config *l) {
+    l->vocab_size = gb__cfg_int(c, "vocab_size", &(int64_t){32000});
+    l->hidden_size = gb__cfg_int(c, "hidden_size", NULL);
+    l->intermediate_size = gb__cfg_int(c, "intermediate_size", NULL);
+    l->num_hidden_layers = gb__cfg_int(c, "num_hidden_layers", NULL);
+    l->num_attention_heads = gb__cfg_int(c, "num_attention_heads", NULL);
+    l->num_key_value_heads = gb__cfg_int(c, "num_key_value_heads", &l->num_attention_heads);
+    int64_t hd = l->num_attention_heads ? l->hidden_size / l->num_attention_heads : 0;
+    l->head_dim = gb__cfg_int(c, "head_dim", &hd);
+    l->max_position_embeddings = gb__cfg_int(c, "max_position_embeddings", &(int64_t){2048});
+    l->rms_norm_eps = (float)gb__cfg_num(c, "rms_norm_eps", 1e-6);
+    l->rope_theta = gb__cfg_num(c, "rope_theta", 10000.0);
+    l->tie_word_embeddings = gb__cfg_bool(c, "tie_word_embeddings", false);
+    l->attention_bias = gb__cfg_bool(c, "attention_bias", false);
+    l->mlp_bias = gb__cfg_bool(c, "mlp_bias", false);
+    gb__cfg_str(c, "hidden_act", "silu", l->hidden_act, sizeof l->hidden_act);
+    gb__cfg_value rs = gb__cfg_get(c, "rope_scaling");
+    if (rs.kind == GB__CFG_ABSENT || rs.kind == GB__CFG_NULL || c->st != GB_OK) return;
+    gb__config sub = {c->get, rs.obj, c->path, GB_OK};
+    gb__cfg_value type = gb__cfg_get(&sub, "rope_type");
+    if (type.kind != GB__CFG_STRING) type = gb__cfg_get(&sub, "type");
+    if (type.kind != GB__CFG_STRING || strcmp(type.s, "llama3") != 0) {
+        c->st = gb__fail(GB_ERR_UNSUPPORTED,
+                         "model: %s: rope_scaling of type '%s' is not supported (glassbox supports 'llama3')", c->path,
+                         type.kind == GB__CFG_STRING ? type.s : "(none)");
+        return;
+    }
+    snprintf(l->rope_type, sizeof l->rope_type, "llama3");
+    l->rope_factor = gb__cfg_num(&sub, "factor", 8.0);
+    l->rope_low_freq_factor = gb__cfg_num(&sub, "low_freq_factor", 1.0);
+    l->rope_high_freq_factor = gb__cfg_num(&sub, "high_freq_factor", 4.0);
+    l->rope_original_max_position_embeddings = gb__cfg_int(&sub, "original_max_position_embeddings", &(int64_t){8192});
+    if (sub.st != GB_OK) c->st = sub.st;
+}
+
+static void gb__llama_read(gb__config *c, void *cfg) { gb__llama_read_config(c, cfg); }
+static gb_module *gb__llama_new_from(const void *cfg) { return gb_llama_new(cfg); }
+bool gb__llama_tied(const void *cfg) { return ((const gb_llama_config *)cfg)->tie_word_embeddings; }
+
+static const gb__config_field gb__llama_fields[] = {
+#define GB__X(name, kind, field, unset) {name, GB__FIELD_##kind, offsetof(gb_llama_config, field), unset},
+    GB__LLAMA_PRINTED(GB__X)
+#undef GB__X
+};
+
+const gb__arch gb__arch_llama = {
+    .model_type = "llama",
+    .config_size = sizeof(gb_llama_config),
+    .read = gb__llama_read,
+    .build = gb__llama_new_from,
+    .ignored = (const char *const[]){"rotary_emb.inv_freq", NULL},
+    .tie = &gb__llama_tie,
+    .tied = gb__llama_tied,
+    .fields = gb__llama_fields,
+    .nfields = sizeof gb__llama_fields / sizeof gb__llama_fields[0],
+    .public_config = GB__ARCH_CONFIG_LLAMA,
+    .vocab_at = offsetof(gb_llama_config, vocab_size),
+    .positions_at = offsetof(gb_llama_config, max_position_embeddings),
+};

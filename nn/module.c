@@ -1,6 +1,7 @@
 /* Module trees: naming and paths, lookup, repr, parameters, the run state,
  * and gb_module_call, where events are emitted. */
 #include "nn_impl.h"
+#include "../tensor/tensor_impl.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -38,9 +39,10 @@ static char *gb__strdup(const char *s, const char *what) {
 }
 
 gb_module *gb__module_new(const gb__module_type *type) {
-    gb_module *m = gb__calloc(1, sizeof *m, type->name);
+    gb_module *m = gb__calloc(1, sizeof *m + type->settings, type->name);
     if (!m) return NULL;
     m->type = type;
+    m->cls = type->name;
     m->root = m;
     m->name = gb__strdup("", type->name);
     m->path = gb__strdup("", type->name);
@@ -57,6 +59,11 @@ gb_module *gb__module_done(gb_module *m, gb_status st) {
     return NULL;
 }
 
+gb_module *gb__module_class(gb_module *m, const char *cls) {
+    if (m) m->cls = cls;
+    return m;
+}
+
 void gb_module_free(gb_module *m) {
     if (!m) return;
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) gb_module_free(m->children[i]);
@@ -66,7 +73,6 @@ void gb_module_free(gb_module *m) {
         gb_tensor_free(m->params[i].t);
     }
     arrfree(m->params);
-    free(m->config);
     free(m->name);
     free(m->path);
     free(m);
@@ -119,7 +125,7 @@ gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const i
 
 const char *gb_module_name(const gb_module *m) { return m->name; }
 const char *gb_module_path(const gb_module *m) { return m->path; }
-const char *gb_module_type(const gb_module *m) { return m->type->name; }
+const char *gb_module_type(const gb_module *m) { return m->cls; }
 bool gb_module_returns_tuple(const gb_module *m) { return m->type->returns_tuple; }
 gb_module *gb_module_parent(const gb_module *m) { return m->parent; }
 int gb_module_num_children(const gb_module *m) { return (int)arrlen(m->children); }
@@ -127,7 +133,8 @@ gb_module *gb_module_child(const gb_module *m, int i) {
     return i >= 0 && i < arrlen(m->children) ? m->children[i] : NULL;
 }
 
-static bool gb__is_list(const gb_module *m) { return !strcmp(m->type->name, "ModuleList"); }
+static const gb__module_type gb__type_list;
+static bool gb__is_list(const gb_module *m) { return m->type == &gb__type_list; }
 
 /* Levenshtein distance, for "did you mean" lists. */
 static int gb__edit_distance(const char *a, const char *b) {
@@ -189,7 +196,7 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
             long n = (long)arrlen(cur->children);
             if (idx < -n || idx >= n)
                 return gb__fail_null(GB_ERR_INDEX, "module path '%s': index %ld is out of range for '%s' (%s of %ld)",
-                                     path, idx, *cur->path ? cur->path : "<root>", cur->type->name, n);
+                                     path, idx, *cur->path ? cur->path : "<root>", cur->cls, n);
             next = cur->children[idx < 0 ? idx + n : idx];
         } else {
             for (ptrdiff_t i = 0; i < arrlen(cur->children) && !next; i++)
@@ -201,7 +208,7 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
             part[len] = 0;
             gb__nearest_names(cur, part, near, sizeof near);
             return gb__fail_null(GB_ERR_NOT_FOUND, "module path '%s': '%s' (%s) has no submodule '%s'%s%s%s", path,
-                                 *cur->path ? cur->path : "<root>", cur->type->name, part,
+                                 *cur->path ? cur->path : "<root>", cur->cls, part,
                                  *near ? "; nearest: " : "", near, arrlen(cur->children) ? "" : " (it has no children)");
         }
         cur = next;
@@ -235,7 +242,7 @@ static char *gb__repr(const gb_module *m);
 static char *gb__repr_list(const gb_module *m) {
     gb__buf b = {0};
     int n = (int)arrlen(m->children);
-    gb__puts(&b, m->type->name);
+    gb__puts(&b, m->cls);
     gb__puts(&b, "(");
     char **reprs = calloc((size_t)n + 1, sizeof *reprs);
     for (int i = 0; i < n; i++) reprs[i] = gb__repr(m->children[i]);
@@ -267,7 +274,7 @@ static char *gb__repr(const gb_module *m) {
     char extra[512] = "";
     if (m->type->extra_repr) m->type->extra_repr(m, extra, sizeof extra);
     int nchild = (int)arrlen(m->children);
-    gb__puts(&b, m->type->name);
+    gb__puts(&b, m->cls);
     gb__puts(&b, "(");
     if (*extra && nchild == 0 && !strchr(extra, '\n')) {
         gb__puts(&b, extra);
@@ -321,7 +328,7 @@ gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t) {
     gb__param *p = gb__find_param(m, name);
     if (!p)
         return gb__fail(GB_ERR_NOT_FOUND, "set_param: %s (%s) has no parameter '%s'", *m->path ? m->path : "<root>",
-                        m->type->name, name);
+                        m->cls, name);
     const gb_tensor *old = p->t;
     if (gb_tensor_ndim(t) != old->ndim || memcmp(gb_tensor_shape(t), old->shape, sizeof(int64_t) * (size_t)old->ndim)) {
         char b1[160];
@@ -605,15 +612,29 @@ static int gb__number(gb_module *m, int next) {
     return m->tree_end = next;
 }
 
-int gb__module_tree(gb_module *root) {
+int gb__tree_number(gb_module *root) {
     if (!root->tree_size) root->tree_size = gb__number(root, 0);
     return root->tree_size;
 }
 
+gb_module *gb__tree_root(const gb_module *m) { return m->root; }
+int gb__tree_index(const gb_module *m) { return m->tree_index; }
+int gb__tree_end(const gb_module *m) { return m->tree_end; }
+unsigned gb__tree_gen(const gb_module *root) { return root->tree_gen; }
+
+/* The one staleness rule: the mask was built for the root's tree at its
+ * present generation and size. Inline here, where every observed call asks. */
+static inline bool gb__current(const gb__interest *in) {
+    const gb_module *root = in->root;
+    return root && in->gen == root->tree_gen && in->size == root->tree_size;
+}
+
+bool gb__interest_current(const gb__interest *in) { return gb__current(in); }
+
 /* m's call counter in this run: an array slot for the tree of the first
  * module called, a hash map entry for any other tree (or a changed one). */
 static int *gb__call_slot_slow(gb_run *run, gb_module *root, gb_module *m) {
-    int size = gb__module_tree(root);
+    int size = gb__tree_number(root);
     if (!run->calls_root) {
         int *calls = calloc((size_t)size, sizeof *calls);
         if (calls) {
@@ -640,18 +661,15 @@ static inline int *gb__call_slot(gb_run *run, gb_module *m) {
 /* Whether the observer wants events of this kind from module m. */
 static inline bool gb__wants(const gb_run *run, const gb_module *m, gb_event_kind kind) {
     const gb__interest *in = run->interest;
-    if (!in || in->root != m->root || !gb__interest_current(in)) return true;
+    if (!in || in->root != m->root || !gb__current(in)) return true;
     return ((in->mask ? in->mask[m->tree_index] : 0) | in->all) & (1u << kind);
 }
 
-/* Deliver one event of module m about values; in gives the batch size; out
- * is the output tuple for input events, where the observer may put an
- * output and skip the forward. */
-static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int call, const gb_values *in,
-                          gb_values *values, gb_values *out, bool *skip) {
-    int64_t batch = in->n > 0 && in->v[0] && gb_tensor_ndim(in->v[0]) > 0 ? gb_tensor_dim(in->v[0], 0) : 1;
-    gb_event ev = {.kind = kind, .module = m, .path = m->path, .call = call, .batch_len = batch, .values = values,
-                  .output = out};
+/* Deliver one event of module m about values; out is the output tuple for
+ * input events, where the observer may put an output and skip the forward. */
+static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int call, gb_values *values, gb_values *out,
+                          bool *skip) {
+    gb_event ev = {.kind = kind, .module = m, .path = m->path, .call = call, .values = values, .output = out};
     gb_status st = run->observer(&ev, run->observer_ctx);
     if (skip) *skip = ev.skip;
     return st;
@@ -669,7 +687,7 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
         gb_values inputs = {0};
         for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
         bool skip = false;
-        st = gb__emit(run, m, GB_EVENT_INPUT, call, in, &inputs, out, &skip);
+        st = gb__emit(run, m, GB_EVENT_INPUT, call, &inputs, out, &skip);
         if (st == GB_OK && !skip) st = m->type->forward(m, run, &inputs, out);
         gb_values_clear(&inputs);
     } else {
@@ -677,7 +695,7 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     }
     /* Asked now: a hook added by the input event or inside the forward counts. */
     if (st != GB_OK || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
-    return gb__emit(run, m, GB_EVENT_OUTPUT, call, in, out, NULL, NULL);
+    return gb__emit(run, m, GB_EVENT_OUTPUT, call, out, NULL, NULL);
 }
 
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t) {
@@ -687,7 +705,7 @@ gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **
     snprintf(path, sizeof path, "%s%s%s", m->path, *m->path ? "." : "", name);
     gb_values vs = {1, {*t}};
     gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = *gb__call_slot(run, m) - 1,
-                  .batch_len = gb_tensor_ndim(*t) ? gb_tensor_dim(*t, 0) : 1, .values = &vs};
+                  .values = &vs};
     gb_status st = run->observer(&ev, run->observer_ctx);
     *t = vs.v[0]; /* the observer may have replaced it (and released the old one) */
     return st;

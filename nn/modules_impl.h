@@ -4,6 +4,7 @@
 #ifndef GB_MODULES_IMPL_H
 #define GB_MODULES_IMPL_H
 
+#include "arch.h"
 #include "nn_impl.h"
 
 /* ---- calling children --------------------------------------------------- */
@@ -21,26 +22,46 @@ gb_status gb__call_into(gb_module *child, gb_run *run, gb_values *cur, int nextr
 /* The status of a tensor op that just failed inside m's forward, its
  * message prefixed with m's label. */
 gb_status gb__op_failed(gb_module *m);
-/* Add a child unless an earlier step failed (the child is freed then), so a
- * builder can chain additions and check once. */
-gb_status gb__add(gb_module *m, gb_status st, const char *name, gb_module *child);
+/* ---- building ----------------------------------------------------------- */
+
+/* A module type's children, from one X-macro list X(SLOT, "name") in
+ * Hugging Face's registration order (the order print(model) and
+ * named_parameters() follow): GB__CHILDREN(LIST, COUNT, NAMES) declares the
+ * enum of slots ending with COUNT and NAMES[COUNT]. A builder fills
+ * kids[SLOT] and hands them to gb__module_with; forwards call
+ * m->children[SLOT]. */
+#define GB__CHILD_SLOT(slot, name) slot,
+#define GB__CHILD_NAME(slot, name) name,
+#define GB__CHILDREN(LIST, COUNT, NAMES)                                                                               \
+    enum { LIST(GB__CHILD_SLOT) COUNT };                                                                               \
+    static const char *const NAMES[COUNT] = {LIST(GB__CHILD_NAME)}
+/* The end of a builder: m with kids[0..n) added under names[0..n), in that
+ * order. When m or a kid is NULL (a failed build, whose error stands) or
+ * adding fails, m and every kid are freed and the result is NULL. */
+gb_module *gb__module_with(gb_module *m, int n, const char *const *names, gb_module *const *kids);
+/* A ModuleList of n modules made by make(ctx), named "0", "1", ...; NULL
+ * (and everything freed) when one fails. */
+gb_module *gb__module_repeat(int64_t n, gb_module *(*make)(const void *ctx), const void *ctx);
 /* The pre-norm residual block of GPT2Block and LlamaDecoderLayer:
  * h + attn(ln1(h), extra...), then + mlp(ln2(.)). child[] gives the indices of
  * ln1, attn, ln2 and mlp among m's children. Returns (hidden_states,) plus
  * the attention's further outputs (key, value when a KV cache is in use). */
 gb_status gb__prenorm_block(gb_module *m, gb_run *run, gb_tensor *h, int nextra, gb_tensor *const *extra,
                             const int child[4], gb_values *out);
-/* The children of GPT2LMHeadModel and LlamaForCausalLM, in order. */
-enum { GB__LM_BODY, GB__LM_HEAD };
+/* The children of GPT2LMHeadModel and LlamaForCausalLM, in order: the body
+ * (named by the model: "transformer", "model") and lm_head. */
+enum { GB__LM_BODY, GB__LM_HEAD, GB__LM_COUNT };
 /* The forward of GPT2LMHeadModel and LlamaForCausalLM: the body, then
  * lm_head on its hidden state: (input_ids [B, T]) -> (logits [B, T, vocab]). */
 gb_status gb__causal_lm_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
-/* The end of building either model: when tie, lm_head's weight becomes the
- * weight of the body's child embed (and init leaves it alone); lm keeps a
- * copy of the size bytes of config. When st is not GB_OK, or this fails,
- * lm is freed, the error is prefixed with op, and the result is NULL. */
-gb_module *gb__causal_lm_done(gb_module *lm, gb_status st, bool tie, int embed, const void *config, size_t size,
-                              const char *op);
+/* GPT2LMHeadModel or LlamaForCausalLM: a module of type (whose settings
+ * are the model's config, copied from config) with the body under
+ * body_name and lm_head = Linear(hidden, vocab, bias=False), its weight
+ * tied as tie says (NULL: untied). When body is NULL or this fails,
+ * everything is freed, the error is prefixed with op, and the result is
+ * NULL. */
+gb_module *gb__causal_lm(const gb__module_type *type, const void *config, const char *body_name, gb_module *body,
+                         int64_t hidden, int64_t vocab, const gb__tie *tie, const char *op);
 /* Move src into dst (dst is cleared first; src is left empty). */
 void gb__values_move(gb_values *dst, gb_values *src);
 /* in->v[i] when present, else an error naming m ("expects (hidden_states, cos, sin)"). */
@@ -97,14 +118,16 @@ typedef enum gb__attn_scale {
 /* softmax(q k^T * scale + mask) v for q [B, H, T, D] and k, v [B, H, S, D]
  * (H a multiple of k's heads: grouped-query attention repeats each key/value
  * head H/kv_heads times, as repeat_kv). The mask is causal (query i sits at
- * absolute position S - T + i) and, when the run has an attention mask
- * [B, S], hides padded keys; hidden scores are set to float32's lowest value,
+ * key index S - T + i), with a sliding window of window > 0 keys also hides
+ * keys window or more places back (a query sees itself and the window - 1
+ * keys before it, as Hugging Face's sliding_window does), and, when the run
+ * has an attention mask [B, S], hides padded keys; hidden scores are set to float32's lowest value,
  * as Hugging Face's 4-D masks do, so a query that sees nothing attends
  * uniformly. The probabilities are emitted as point "attn_weights" of attn
  * and, when dropout is not NULL, passed through that module (an event).
  * *out gets [B, H, T, D]. */
 gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__attn_scale scale,
-                        gb_module *dropout, gb_tensor **out);
+                        int64_t window, gb_module *dropout, gb_tensor **out);
 
 /* The rest of GPT2Attention's and LlamaAttention's forwards once the
  * queries, keys and values are split into heads, qkv [B, heads, T, D] (the
@@ -115,8 +138,57 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
  * (attn_output,) or, with a KV cache, (attn_output, key, value), key and
  * value [B, kv_heads, S, D] (before repeat_kv). A child's stop or error is
  * returned with what it produced in *out. */
-gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, gb_module *dropout,
-                          int nproj, const int *proj, gb_values *out);
+gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, int64_t window,
+                          gb_module *dropout, int nproj, const int *proj, gb_values *out);
+
+/* ---- the Llama family (llama.c; mistral.c is a member) ----------------- */
+
+/* The classes of a Llama-family model, by what follows the family's name
+ * ("Llama" "ForCausalLM"). */
+#define GB__LLAMA_CLASSES(X)                                                                                           \
+    X(GB__LLAMA_LM, "ForCausalLM")                                                                                     \
+    X(GB__LLAMA_MODEL, "Model")                                                                                        \
+    X(GB__LLAMA_LAYER, "DecoderLayer")                                                                                 \
+    X(GB__LLAMA_ATTN, "Attention")                                                                                     \
+    X(GB__LLAMA_MLP, "MLP")                                                                                            \
+    X(GB__LLAMA_NORM, "RMSNorm")                                                                                       \
+    X(GB__LLAMA_ROTARY, "RotaryEmbedding")
+enum { GB__LLAMA_CLASSES(GB__CHILD_SLOT) GB__LLAMA_NCLASSES };
+
+/* A member of the family: Llama's modules, tree and arithmetic under the
+ * member's class names (transformers' modular files derive Mistral's
+ * classes from Llama's in the same way). */
+typedef struct gb__llama_family {
+    const char *op;                      /* "llama_new": errors start with it */
+    const char *cls[GB__LLAMA_NCLASSES]; /* "LlamaForCausalLM", ... */
+} gb__llama_family;
+
+/* A member's model from a Llama config (checked and completed as
+ * gb_llama_new does), with sliding-window attention over sliding_window
+ * keys (0: none; see gb__attention). */
+gb_module *gb__llama_family_new(const gb__llama_family *f, const gb_llama_config *cfg, int64_t sliding_window);
+/* LlamaConfig's fields of config.json (the sizes required, rope_scaling
+ * llama3 or absent). */
+void gb__llama_read_config(gb__config *c, gb_llama_config *l);
+/* lm_head.weight is model.embed_tokens.weight when tied(cfg), for cfg a
+ * config that begins with a gb_llama_config. */
+extern const gb__tie gb__llama_tie;
+bool gb__llama_tied(const void *cfg);
+/* What `glassbox info` prints of a Llama config, in order:
+ * X(name, GB__FIELD kind, gb_llama_config field, printed when unset). */
+#define GB__LLAMA_PRINTED(X)                                                                                           \
+    X("vocab_size", INT, vocab_size, NULL)                                                                             \
+    X("hidden_size", INT, hidden_size, NULL)                                                                           \
+    X("intermediate_size", INT, intermediate_size, NULL)                                                               \
+    X("num_hidden_layers", INT, num_hidden_layers, NULL)                                                               \
+    X("num_attention_heads", INT, num_attention_heads, NULL)                                                           \
+    X("num_key_value_heads", INT, num_key_value_heads, NULL)                                                           \
+    X("head_dim", INT, head_dim, NULL)                                                                                 \
+    X("rms_norm_eps", FLOAT, rms_norm_eps, NULL)                                                                       \
+    X("rope_theta", DOUBLE, rope_theta, NULL)                                                                          \
+    X("rope_scaling", STRING, rope_type, "none")                                                                       \
+    X("max_position_embeddings", INT, max_position_embeddings, NULL)                                                   \
+    X("tie_word_embeddings", BOOL, tie_word_embeddings, NULL)
 
 /* Positions for a model forward over T new tokens of a batch of B: the run's
  * position ids ([B, T] or [1, T]) or arange(past, past + T) as [1, T] (i64),

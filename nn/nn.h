@@ -155,12 +155,11 @@ gb_module *gb_llama_new(const gb_llama_config *cfg);
 
 /* ---- running ------------------------------------------------------------ */
 
-/* Event kinds (see the file comment). */
+/* Event kinds (see the file comment). Observers may number kinds of their
+ * own from GB_EVENT_COUNT up (hooks/hooks.h's gradient events). */
 #define GB_EVENT_LIST(X)                                                   \
     X(GB_EVENT_INPUT, "input")                                             \
     X(GB_EVENT_OUTPUT, "output")                                           \
-    X(GB_EVENT_GRAD_OUTPUT, "grad_output") /* emitted by hooks/ */        \
-    X(GB_EVENT_GRAD_INPUT, "grad_input")   /* emitted by hooks/ */        \
     X(GB_EVENT_POINT, "point")
 
 typedef enum gb_event_kind {
@@ -169,6 +168,7 @@ typedef enum gb_event_kind {
 #undef GB__X
     GB_EVENT_COUNT
 } gb_event_kind;
+/* "input", "output", "point"; "unknown" for any other value. */
 const char *gb_event_name(gb_event_kind k);
 
 typedef struct gb_event {
@@ -176,13 +176,11 @@ typedef struct gb_event {
     gb_module *module;
     const char *path;   /* module path, or "<module path>.<point>" for points */
     int call;           /* n-th call of this module (or point) in this run, from 0 */
-    int64_t batch_start, batch_len; /* rows of the batch the values concern */
-    gb_values *values;  /* inputs / outputs / gradients; replaceable in place */
+    gb_values *values;  /* inputs / outputs / the point's value; replaceable in place */
     /* GB_EVENT_INPUT only: put the module's output here and set skip to
      * run nothing (the module's forward and its children's events). */
     gb_values *output;
     bool skip;
-    int index;          /* grad events: which tensor of the module's tuple */
 } gb_event;
 
 /* Return GB_OK to continue, GB_STOPPED to end the run after this event, or

@@ -3,10 +3,12 @@
 #ifndef GB_NN_IMPL_H
 #define GB_NN_IMPL_H
 
+#include <stddef.h>
 #include <stdio.h>
 
-#include "../tensor/tensor_impl.h"
+#include "../tensor/base.h"
 #include "nn.h"
+#include "observer.h"
 
 /* What a kind of module does. Each module points at its type (a vtable). */
 typedef struct gb__module_type {
@@ -23,6 +25,10 @@ typedef struct gb__module_type {
      * tracing then treats its output as a tuple, so "output[0]" is the
      * hidden state as in nnsight. Single-tensor modules leave it false. */
     bool returns_tuple;
+    /* Bytes of the type's settings: a struct defined beside the type
+     * (gb__linear_settings: in_features, out_features, bias, ...), zeroed
+     * when a module is made; 0 for none. */
+    size_t settings;
 } gb__module_type;
 
 typedef struct gb__param {
@@ -33,21 +39,25 @@ typedef struct gb__param {
 
 struct gb_module {
     const gb__module_type *type;
+    /* The class name printed and reported: the type's, or the one a model
+     * family gives it (Mistral's modules are Llama's under Mistral's names,
+     * as transformers' modular files derive them). A static string. */
+    const char *cls;
     char *name;
     char *path;
     gb_module *parent;
     gb_module *root;      /* the root of its tree: itself until attached */
     gb_module **children; /* stb_ds array */
     gb__param *params;    /* stb_ds array, in registration order */
-    int64_t iparam[8];    /* the type's sizes (in/out features, ...) */
-    float fparam[4];      /* the type's scalars (eps, p, ...) */
-    char sparam[32];      /* the type's string (activation name, ...) */
-    void *config;         /* model configs (gb_gpt2_config, ...), free()d */
     int tree_index;       /* depth-first position under its root: where runs count its calls */
     int tree_end;         /* one past the last tree_index of m's subtree */
     int tree_size;        /* roots only: modules in the tree, 0 until numbered */
     unsigned tree_gen;    /* roots only: bumped whenever the tree changes shape */
+    _Alignas(max_align_t) unsigned char settings[]; /* the type's settings, type->settings bytes (GB__SETTINGS) */
 };
+
+/* m's settings as the struct T its type defines: GB__SETTINGS(m, gb__linear_settings)->bias. */
+#define GB__SETTINGS(m, T) ((T *)(void *)(m)->settings)
 
 /* Make a module of a type with no parameters and no children. */
 gb_module *gb__module_new(const gb__module_type *type);
@@ -57,6 +67,8 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
 gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
 /* Build helper: frees m and returns NULL when st is not GB_OK. */
 gb_module *gb__module_done(gb_module *m, gb_status st);
+/* Give m the class name cls (a static string); returns m (NULL stays NULL). */
+gb_module *gb__module_class(gb_module *m, const char *cls);
 
 /* ---- run state used by forwards ----------------------------------------- */
 
@@ -75,34 +87,6 @@ void gb__run_cache_advance(gb_run *run, int64_t t);
  * emits each of its points at most once per call. The observer may replace
  * *t (the old reference is released). */
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t);
-
-/* Number root's tree depth-first (tree_index, tree_end) if it changed since
- * it was last numbered; returns the number of modules in it. */
-int gb__module_tree(gb_module *root);
-
-/* Which events an observer wants, so that a run skips building events
- * nobody listens to: bit (1u << kind) of mask[m->tree_index] for module m
- * (GB_EVENT_INPUT or GB_EVENT_OUTPUT), and of `all` for every module (named
- * points are wanted through `all` only). The observer's owner keeps it
- * current as listeners come and go, including during a run. A run given
- * no interest, or one built for another tree or an older shape of this one
- * (root, gen), delivers every event; the owner rebuilds it when it sees that. */
-typedef struct gb__interest {
-    const gb_module *root;
-    unsigned gen;  /* root->tree_gen it was built for */
-    int size;      /* entries in mask */
-    uint8_t *mask;
-    uint8_t all;
-} gb__interest;
-/* Whether in describes its root's tree as it is now (its shape unchanged
- * since the mask was built). */
-static inline bool gb__interest_current(const gb__interest *in) {
-    const gb_module *root = in->root;
-    return root && in->gen == root->tree_gen && in->size == root->tree_size;
-}
-/* Attach (or with NULL detach) the observer's interest; borrowed, it must
- * outlive the run's use of the observer. */
-void gb__run_set_interest(gb_run *run, const gb__interest *interest);
 
 /* Out-of-line forwards reused by several module types. */
 gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);

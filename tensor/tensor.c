@@ -558,7 +558,9 @@ gb_tensor *gb_arange_i64(int64_t start, int64_t end, int64_t step) {
 #define GB__PCG_INC 1442695040888963407ULL
 
 gb_rng gb_rng_seed(uint64_t seed) {
-    /* pcg32_srandom with a fixed stream: state = 0; step; state += seed; step. */
+    /* state = 0, two steps, state += seed, one step (pcg32_srandom takes one
+     * step before adding the seed; this generator has always taken two, and
+     * tests/oracle/train.py reproduces it as it is). */
     gb_rng r = {0};
     r.state = GB__PCG_INC;
     r.state = r.state * GB__PCG_MULT + GB__PCG_INC;

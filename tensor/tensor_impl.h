@@ -3,6 +3,7 @@
 #ifndef GB_TENSOR_IMPL_H
 #define GB_TENSOR_IMPL_H
 
+#include "base.h"
 #include "tensor.h"
 
 #include <stdarg.h>
@@ -143,10 +144,6 @@ gb_tensor *gb__op_run(gb_tensor *out);
 bool gb__grad_mode(void);
 void gb__set_grad_mode(bool on);
 /* Meta mode: ops compute shapes only (thread-local, nestable counter). */
-bool gb__meta_mode(void);
-void gb__meta_push(void);
-void gb__meta_pop(void);
-bool gb__is_meta(const gb_tensor *t);
 
 /* Copy src (broadcast to dst's shape, any dtypes, any strides) into dst's
  * data. No autograd, no version bump: for op implementations. */
@@ -176,8 +173,6 @@ gb_status gb__broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
  * t must broadcast to the shape (checked by gb__broadcast_shapes). */
 void gb__broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride);
 /* Format "[2, 3]" into buf (at least 128 bytes recommended); returns buf. */
-char *gb__shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
-#define GB__SHAPE_STR(t) gb__shape_str((char[160]){0}, 160, (t)->ndim, (t)->shape)
 
 /* ---- strided iteration -------------------------------------------------- */
 
@@ -210,36 +205,5 @@ static inline void gb__iter_next(gb__iter *it) {
 /* Load / store one element of any dtype as float (f32 compute). */
 float gb__load_f32(const void *base, gb_dtype dt, int64_t i);
 void gb__store_f32(void *base, gb_dtype dt, int64_t i, float v);
-
-/* ---- errors ------------------------------------------------------------- */
-
-/* Set the thread's error (printf-style) and return status, so that
- * `return gb__fail(GB_ERR_SHAPE, "add: ...")` reads as one statement. The
- * message starts with the op name; GB_AT sites are prefixed automatically. */
-gb_status gb__fail(gb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Same, returning NULL for pointer-returning functions. */
-void *gb__fail_null(gb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Prefix the current message with "ctx: " (used when a lower layer's error
- * should name the higher-level operation too). */
-void gb__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Allocation that sets GB_ERR_ALLOC naming `what` on failure. */
-void *gb__malloc(size_t n, const char *what);
-void *gb__calloc(size_t n, size_t size, const char *what);
-
-/* Bytes of memory available to new allocations (Linux's MemAvailable;
- * UINT64_MAX when unknown), for refusing clearly what cannot fit.
- * gb__mem_available_set makes it a fixed figure (tests), 0 the real one. */
-uint64_t gb__mem_available(void);
-void gb__mem_available_set(uint64_t bytes);
-/* Address space this process may still map under its limit (ulimit -v,
- * RLIMIT_AS), UINT64_MAX without one; gb__address_space_set as above. */
-uint64_t gb__address_space_left(void);
-void gb__address_space_set(uint64_t bytes);
-
-/* Threads for glassbox's own OpenMP loops. */
-int gb__threads(void);
-/* Use OpenMP for a loop of n elements of roughly `cost` flops each? */
-#define GB__PAR_MIN_WORK 32768
 
 #endif

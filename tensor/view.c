@@ -53,10 +53,19 @@ gb_status gb__op_VIEW_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor 
     float *ds = gb_tensor_data(dsrc[0]);                 /* [src numel] */
     const float *dy = gb_tensor_data(dout);              /* [out numel] */
     const int64_t *lstride = out->iparam;
+    int nd = out->ndim;
+    int64_t inner = nd > 0 && lstride[nd - 1] == 1 ? out->shape[nd - 1] : 1;
     gb__iter it;
-    gb__iter_init(&it, out->ndim, out->shape, 1, (const int64_t *[]){lstride});
     ds += out->iparam[GB__VIEW_LOFF];
-    for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) ds[it.off[0]] += dy[i];
+    /* Rows of the last dim are contiguous in the source too (head splits,
+     * transposes of them, narrow): walk the outer dims only and add whole
+     * rows, the same additions in the same order as element by element. */
+    gb__iter_init(&it, inner > 1 ? nd - 1 : nd, out->shape, 1, (const int64_t *[]){lstride});
+    for (int64_t r = 0; r < it.n; r++, gb__iter_next(&it)) {
+        float *d = ds + it.off[0];          /* [inner] */
+        const float *g = dy + r * inner;    /* [inner] */
+        for (int64_t j = 0; j < inner; j++) d[j] += g[j];
+    }
     return GB_OK;
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <stb/stb_ds.h>
 
@@ -140,16 +142,97 @@ void gbt_assert_close_at(const gb_tensor *got, const gb_tensor *want, double rto
     free(dw);
 }
 
+/* Tests run in forked children: the names go through a file. */
+static const char *gbt_skips_file(void) {
+    static char path[4096];
+    const char *b = getenv("GB_BUILD_DIR");
+    snprintf(path, sizeof path, "%s/tmp/skipped.txt", b ? b : "build");
+    return path;
+}
+
+void gbt_skip(const char *test_name, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "SKIP %s: ", test_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    gbt_tmp_dir();
+    FILE *f = fopen(gbt_skips_file(), "a");
+    ck_assert_msg(f != NULL, "cannot append to %s", gbt_skips_file());
+    fprintf(f, "%s\n", test_name);
+    fclose(f);
+}
+
+void gbt_skips_reset(void) { unlink(gbt_skips_file()); }
+
+int gbt_skips_report(void) {
+    char *text = gbt_read_file(gbt_skips_file(), NULL); /* NULL: no test skipped */
+    char **names = NULL; /* stb_ds array, first appearances in order */
+    char *save = NULL;
+    for (char *name = text ? strtok_r(text, "\n", &save) : NULL; name; name = strtok_r(NULL, "\n", &save)) {
+        bool seen = false;
+        for (ptrdiff_t i = 0; i < arrlen(names) && !seen; i++) seen = !strcmp(names[i], name);
+        if (!seen) arrput(names, name);
+    }
+    int n = (int)arrlen(names);
+    printf("Skipped: %d test%s%s", n, n == 1 ? "" : "s", n ? " (" : "\n");
+    for (int i = 0; i < n; i++) printf("%s%s", i ? ", " : "", names[i]);
+    if (n) printf(")\n");
+    arrfree(names);
+    free(text);
+    return n;
+}
+
 char *gbt_shared_path(const char *rel, const char *test_name) {
     const char *dir = getenv("GB_SHARED_DIR");
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir ? dir : "../shared", rel);
     struct stat st;
     if (stat(path, &st) != 0) {
-        fprintf(stderr, "SKIP %s: fixture %s is missing\n", test_name, path);
+        gbt_skip(test_name, "fixture %s is missing", path);
         return NULL;
     }
     return strdup(path);
+}
+
+gbt_oracle *gbt_oracle_load_or_skip(const char *name, const char *test_name) {
+    const char *dir = getenv("GB_ORACLE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.txt", dir ? dir : "build/oracle", name);
+    char *text = gbt_read_file(path, NULL);
+    bool empty = !text || !*text;
+    free(text);
+    if (empty) {
+        gbt_skip(test_name, "tests/oracle/%s.py wrote nothing: no %s, or no Node tokenizers (sh tools/install-deps.sh)",
+                 name, GBT_BUNDLED);
+        return NULL;
+    }
+    return gbt_oracle_load(name);
+}
+
+int64_t gbt_i64(const gb_tensor *t, int64_t i) {
+    ck_assert_msg(gb_tensor_dtype(t) == GB_DTYPE_I64 && i >= 0 && i < gb_tensor_numel(t),
+                  "gbt_i64: element %lld of a %s tensor of %lld", (long long)i, gb_dtype_name(gb_tensor_dtype(t)),
+                  (long long)gb_tensor_numel(t));
+    return ((const int64_t *)gb_tensor_data(t))[i];
+}
+
+void gbt_save_params(gb_module *net, const char *path, const char *drop, int nextra, const char **extra_names,
+                     gb_tensor **extra) {
+    const char **names;
+    gb_tensor **params;
+    int n = gb_module_parameters(net, &names, &params);
+    const char **nm = malloc(sizeof *nm * (size_t)(n + nextra));
+    gb_tensor **ts = malloc(sizeof *ts * (size_t)(n + nextra));
+    for (int i = 0; i < n; i++) {
+        size_t k = drop ? strlen(drop) : 0;
+        nm[i] = drop && !strncmp(names[i], drop, k) ? names[i] + k : names[i];
+        ts[i] = params[i];
+    }
+    for (int i = 0; i < nextra; i++) nm[n + i] = extra_names[i], ts[n + i] = extra[i];
+    gbt_ok_status(gb_safetensors_save(path, n + nextra, nm, ts, GB_DTYPE_F32, NULL));
+    free(nm), free(ts), free(names), free(params);
 }
 
 const char *gbt_tmp_dir(void) {
@@ -160,6 +243,36 @@ const char *gbt_tmp_dir(void) {
         if (mkdir(dir, 0755) != 0 && errno != EEXIST) ck_abort_msg("cannot create %s", dir);
     }
     return dir;
+}
+
+gbt_cli_result gbt_cli(const char *args) {
+    const char *b = getenv("GB_BUILD_DIR");
+    size_t n = strlen(args) + 2 * 4096 + 64;
+    char *cmd = malloc(n), out[4200], err[4200];
+    snprintf(out, sizeof out, "%s/cli.out", gbt_tmp_dir());
+    snprintf(err, sizeof err, "%s/cli.err", gbt_tmp_dir());
+    snprintf(cmd, n, "%s/glassbox %s >%s 2>%s", b ? b : "build", args, out, err);
+    int st = system(cmd);
+    free(cmd);
+    gbt_cli_result r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, gbt_read_file(out, NULL), gbt_read_file(err, NULL)};
+    ck_assert_msg(r.out && r.err, "cannot read the output of glassbox %s", args);
+    return r;
+}
+
+void gbt_cli_free(gbt_cli_result *r) { free(r->out), free(r->err); }
+
+void gbt_one_error_line(const gbt_cli_result *r, const char *prefix) {
+    ck_assert_msg(!strncmp(r->err, prefix, strlen(prefix)), "stderr '%s' does not start with '%s'", r->err, prefix);
+    char *nl = strchr(r->err, '\n');
+    ck_assert_msg(nl && nl[1] == 0, "stderr is not one line: '%s'", r->err);
+}
+
+void gbt_cli_fails(const char *args, int status, const char *prefix) {
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == status, "glassbox %s: exit status %d, expected %d (stderr: %s)", args, r.status, status,
+                  r.err);
+    gbt_one_error_line(&r, prefix);
+    gbt_cli_free(&r);
 }
 
 /* L = sum(out * R) in double. */
@@ -241,13 +354,4 @@ void gbt_assert_saved_close_at(const gb_val *v, gbt_oracle *o, const char *key, 
     gb_tensor *want = gbt_get(o, key);
     gbt_assert_close_at(got, want, 1e-5, 1e-6, key, file, line);
     gb_tensor_free(want);
-}
-
-gb_model *gbt_open_stories(const char *test_name) {
-    char *dir = gbt_shared_path("models/stories260k", test_name);
-    if (!dir) return NULL;
-    gb_model *m = gb_model_open(dir, NULL);
-    gbt_ok(m);
-    free(dir);
-    return m;
 }

@@ -62,9 +62,24 @@ void gbt_gradcheck_at(gbt_fn f, int n, gb_tensor *const *inputs, void *ctx, doub
 #define gbt_gradcheck(f, n, inputs, ctx, eps, rtol, atol, what) \
     gbt_gradcheck_at((f), (n), (inputs), (ctx), (eps), (rtol), (atol), (what), __FILE__, __LINE__)
 
-/* Path of a file under ../shared, or NULL (and a visible SKIP line on
- * stderr naming the test) when the fixture is missing. Caller frees. */
+/* A visible skip: "SKIP test_name: why" on stderr, and test_name added to
+ * the runner's list of skipped tests (gbt_skips_report). */
+void gbt_skip(const char *test_name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The runner's list: emptied before the suites run; afterwards the number
+ * of distinct tests that skipped, printed with their names. */
+void gbt_skips_reset(void);
+int gbt_skips_report(void);
+/* Path of a file under ../shared, or NULL (after gbt_skip) when the
+ * fixture is missing. Caller frees. */
 char *gbt_shared_path(const char *rel, const char *test_name);
+/* The model the repository ships (make model), relative to the root the
+ * tests run from; its oracle is tests/oracle/bundled.py. */
+#define GBT_BUNDLED "models/gpt2-facts"
+/* NAME.txt, or NULL (after gbt_skip) when its script wrote nothing because
+ * the bundled model or Node's tokenizers were missing (bundled.py, demo.py). */
+gbt_oracle *gbt_oracle_load_or_skip(const char *name, const char *test_name);
+/* Element i (row-major) of an int64 oracle tensor. */
+int64_t gbt_i64(const gb_tensor *t, int64_t i);
 /* The walkthrough's tiny network, Sequential(layer1: Linear(5, 10),
  * layer2: Linear(10, 2)), with the weights an oracle stores under
  * "layer1.weight", ... (tests/oracle/trace.py, walkthrough.py). */
@@ -72,9 +87,22 @@ gb_module *gbt_tiny_net(gbt_oracle *o);
 /* The directory of a generated Hugging Face fixture (docs/fixtures.md),
  * e.g. "gpt2", written into buf. */
 const char *gbt_fixture_dir(char *buf, size_t size, const char *variant);
-/* The stories260k Llama of ../shared, opened; NULL (with the visible SKIP
- * line) when the fixture is missing. */
-gb_model *gbt_open_stories(const char *test_name);
+/* Run the CLI ($GB_BUILD_DIR/glassbox) with args, a shell fragment, and
+ * capture its exit status and both streams (free with gbt_cli_free). */
+typedef struct {
+    int status;
+    char *out, *err;
+} gbt_cli_result;
+gbt_cli_result gbt_cli(const char *args);
+void gbt_cli_free(gbt_cli_result *r);
+/* Fail unless stderr is exactly one line starting with prefix. */
+void gbt_one_error_line(const gbt_cli_result *r, const char *prefix);
+/* The command exits with status and one error line starting with prefix. */
+void gbt_cli_fails(const char *args, int status, const char *prefix);
+/* Save every parameter of net under its name, with `drop` removed from the
+ * front when it starts with it (NULL: none), plus nextra extra tensors. */
+void gbt_save_params(gb_module *net, const char *path, const char *drop, int nextra, const char **extra_names,
+                     gb_tensor **extra);
 /* Directory for test scratch files (created). */
 const char *gbt_tmp_dir(void);
 /* The whole file, NUL-terminated (caller frees), its length in *len when

@@ -164,7 +164,7 @@ END_TEST
 START_TEST(test_openmp_build_detected) {
     static const char path[] = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0";
     if (access(path, R_OK) != 0) {
-        fprintf(stderr, "SKIP test_openmp_build_detected: %s is not installed\n", path);
+        gbt_skip("test_openmp_build_detected", "%s is not installed", path);
         return;
     }
     gb__blas b;

@@ -1,7 +1,8 @@
 /* Persistent edits (gb_trace_use_edits, nnsight's model.edit()). Numbers
  * on the walkthrough's tiny network come from PyTorch (tests/oracle/trace.py:
  * the edit and the trace's own intervention as forward hooks in that order);
- * on the real stories260k Llama, from a derivation written beside it. */
+ * on the bundled model, from a derivation written beside it and PyTorch's
+ * next tokens of its prompts (tests/oracle/bundled.py). */
 #include <stdlib.h>
 
 #include "gbtest.h"
@@ -40,36 +41,42 @@ END_TEST
 /* The walkthrough's example: the last layer's hidden state at the last
  * position of prompt A, written into every later run, makes any prompt
  * predict A's next token (the final norm and lm_head act per position, so
- * equal hidden states give equal logits there). */
+ * equal hidden states give equal logits there). A: the Eiffel Tower's
+ * prompt (next token " Paris"), B: the Vatican's (" Rome"). */
 START_TEST(test_edit_transplants_a_prediction) {
-    gb_model *m = gbt_open_stories("test_edit_transplants_a_prediction");
-    if (!m) return;
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_edit_transplants_a_prediction");
+    if (!o) return;
+    gb_model *m = gb_model_open(GBT_BUNDLED, NULL);
+    gbt_ok(m);
     gb_module *net = gb_model_module(m);
-    /* ../shared/README.md: after [1, 403, 407] greedy decoding chooses 261. */
-    gb_tensor *a = gb_from_data((int64_t[]){1, 403, 407}, 2, (int64_t[]){1, 3}, GB_DTYPE_I64);
-    gb_tensor *b = gb_from_data((int64_t[]){1, 261, 261, 261, 261}, 2, (int64_t[]){1, 5}, GB_DTYPE_I64);
+    gb_tensor *a = gbt_get(o, "ids.eiffel_located"), *b = gbt_get(o, "ids.vatican");
+    gb_tensor *greedy_a = gbt_get(o, "greedy.eiffel_located"), *greedy_b = gbt_get(o, "greedy.vatican");
+    int64_t next_a = gbt_i64(greedy_a, 0), next_b = gbt_i64(greedy_b, 0);
+    ck_assert_int_ne(next_a, next_b);
     gb_trace *tr = gb_trace_new(net, a);
-    gb_val *hs = gb_save(gb_val_clone(gb_val_index(gb_val_index(gb_output(tr, "model.layers.-1"), "[0]"), "[:, -1, :]")));
+    gb_val *hs =
+        gb_save(gb_val_clone(gb_val_index(gb_val_index(gb_output(tr, "transformer.h.-1"), "[0]"), "[:, -1, :]")));
     gbt_ok_status(gb_trace_run(tr));
 
     gb_trace *editor = gb_trace_new(net, NULL);
-    gb_set_index(gb_val_index(gb_output(editor, "model.layers.-1"), "[0]"), "[:, -1, :]", gb_const(editor, gb_value(hs)));
+    gb_set_index(gb_val_index(gb_output(editor, "transformer.h.-1"), "[0]"), "[:, -1, :]", gb_const(editor, gb_value(hs)));
     gb_trace *tb = gb_trace_new(net, b);
     gbt_ok_status(gb_trace_use_edits(tb, editor));
     gb_val *next = gb_save(gb_val_argmax(gb_val_index(gb_output(tb, "lm_head"), "[0, -1]"), -1, false));
     gbt_ok_status(gb_trace_run(tb));
     double id;
     gbt_ok_status(gb_item(gb_value(next), &id));
-    ck_assert_int_eq((int64_t)id, 261);
-    /* Cleared, prompt B predicts something else: the edit did the work. */
+    ck_assert_int_eq((int64_t)id, next_a);
+    /* Cleared, prompt B predicts its own token again: the edit did the work. */
     gbt_ok_status(gb_trace_use_edits(tb, NULL));
     gbt_ok_status(gb_trace_run(tb));
     gbt_ok_status(gb_item(gb_value(next), &id));
-    ck_assert_int_ne((int64_t)id, 261);
+    ck_assert_int_eq((int64_t)id, next_b);
 
     gb_trace_free(tb), gb_trace_free(editor), gb_trace_free(tr);
-    gb_tensor_free(b), gb_tensor_free(a);
+    gb_tensor_free(greedy_b), gb_tensor_free(greedy_a), gb_tensor_free(b), gb_tensor_free(a);
     gb_model_free(m);
+    gbt_oracle_free(o);
 }
 END_TEST
 

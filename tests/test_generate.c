@@ -1,15 +1,12 @@
-/* Generation with interventions per step (gb_trace_generate), on the real
- * stories260k Llama. Expected ids: the greedy continuation from BOS in
- * ../shared/README.md, and derivations written beside each check (step k's
- * logits choose token k + 1; a logit of 1e9 wins the argmax). */
+/* Generation with interventions per step (gb_trace_generate), on the
+ * bundled model (models/gpt2-facts). Expected ids: PyTorch's greedy decoding
+ * of the same checkpoint with forward hooks (tests/oracle/bundled.py), and
+ * derivations written beside each check (step k's logits choose new token
+ * k; a logit of 1e9 wins the argmax). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "gbtest.h"
-
-/* ../shared/README.md: greedy decoding from BOS. */
-static const int64_t greedy[21] = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298,
-                                   315, 421, 395, 317, 426, 338, 401, 396, 267, 337};
 
 static void expect_ids(const gb_tensor *t, int64_t row, int64_t from, int64_t n, const int64_t *want) {
     ck_assert_int_eq(gb_tensor_dtype(t), GB_DTYPE_I64);
@@ -20,66 +17,94 @@ static void expect_ids(const gb_tensor *t, int64_t row, int64_t from, int64_t n,
                       (long long)row, (long long)(from + i), (long long)got[row * T + from + i], (long long)want[i]);
 }
 
+static gb_model *open_bundled(void) {
+    gb_model *m = gb_model_open(GBT_BUNDLED, NULL);
+    gbt_ok(m);
+    return m;
+}
+
 START_TEST(test_generate_matches_greedy_and_reads_each_step) {
-    gb_model *m = gbt_open_stories("test_generate_matches_greedy_and_reads_each_step");
-    if (!m) return;
-    gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_generate_matches_greedy_and_reads_each_step");
+    if (!o) return;
+    gb_model *m = open_bundled();
+    gb_tensor *prompt = gbt_get(o, "ids.eiffel"), *greedy = gbt_get(o, "greedy.eiffel");
+    int64_t T = gb_tensor_dim(prompt, 1);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), prompt);
     gb_val *prompt_logits = gb_save(gb_output(tr, "lm_head"));
     gb_val *step3 = gb_save(gb_val_argmax(gb_val_index(gb_output_call(tr, "lm_head", 3), "[0, -1]"), -1, false));
     gb_val *never = gb_save(gb_output_call(tr, "lm_head", 20)); /* 20 new tokens: calls 0..19 */
     gbt_ok_status(gb_trace_generate(tr, 20));
     gb_tensor *ids = gb_trace_generated(tr);
     gbt_ok(ids);
-    ck_assert(gb_tensor_ndim(ids) == 2 && gb_tensor_dim(ids, 0) == 1 && gb_tensor_dim(ids, 1) == 21);
-    expect_ids(ids, 0, 0, 21, greedy);
-    /* The prompt pass saw the one BOS token; step 3 chose token 4. */
-    ck_assert_int_eq(gb_tensor_dim(gb_value(prompt_logits), 1), 1);
+    ck_assert(gb_tensor_ndim(ids) == 2 && gb_tensor_dim(ids, 0) == 1 && gb_tensor_dim(ids, 1) == T + 20);
+    expect_ids(ids, 0, 0, T, gb_tensor_data(prompt));
+    expect_ids(ids, 0, T, 20, gb_tensor_data(greedy));
+    /* The prompt pass saw the whole prompt; step 3 chose new token 3. */
+    ck_assert_int_eq(gb_tensor_dim(gb_value(prompt_logits), 1), T);
     double got;
     gbt_ok_status(gb_item(gb_value(step3), &got));
-    ck_assert_int_eq((int64_t)got, greedy[4]);
+    ck_assert_int_eq((int64_t)got, gbt_i64(greedy, 3));
     gbt_fails_with(gb_value(never) == NULL, GB_ERR_STATE, "was never produced");
     gb_trace_free(tr);
-    gb_tensor_free(bos);
+    gb_tensor_free(greedy), gb_tensor_free(prompt);
     gb_model_free(m);
+    gbt_oracle_free(o);
 }
 END_TEST
 
 START_TEST(test_generate_with_an_edit_at_one_step) {
-    gb_model *m = gbt_open_stories("test_generate_with_an_edit_at_one_step");
-    if (!m) return;
-    gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
-    /* Step 2 chooses token 3: make it 42. Steps before are untouched. */
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_generate_with_an_edit_at_one_step");
+    if (!o) return;
+    gb_model *m = open_bundled();
+    gb_tensor *prompt = gbt_get(o, "ids.eiffel"), *greedy = gbt_get(o, "greedy.eiffel"), *edited = gbt_get(o, "edit2");
+    int64_t T = gb_tensor_dim(prompt, 1);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), prompt);
+    /* Step 2 chooses new token 2: make it 42. Steps before are untouched;
+     * after it, PyTorch with the same edit says what follows. */
     gb_set_index(gb_output_call(tr, "lm_head", 2), "[:, -1, 42]", gb_scalar(tr, 1e9f));
     gbt_ok_status(gb_trace_generate(tr, 5));
     gb_tensor *ids = gb_trace_generated(tr);
-    expect_ids(ids, 0, 0, 3, greedy);
-    expect_ids(ids, 0, 3, 1, (int64_t[]){42});
-    ck_assert_int_eq(gb_tensor_dim(ids, 1), 6);
+    ck_assert_int_eq(gb_tensor_dim(ids, 1), T + 5);
+    expect_ids(ids, 0, T, 2, gb_tensor_data(greedy));
+    expect_ids(ids, 0, T + 2, 1, (int64_t[]){42});
+    expect_ids(ids, 0, T, 5, gb_tensor_data(edited));
     gb_trace_free(tr);
-    gb_tensor_free(bos);
+    gb_tensor_free(edited), gb_tensor_free(greedy), gb_tensor_free(prompt);
     gb_model_free(m);
+    gbt_oracle_free(o);
 }
 END_TEST
 
 /* Left padding: with the attention mask (extended by one real token per
- * step), a padded row continues exactly as the same tokens would alone. */
+ * step), a padded row continues exactly as the same tokens would alone
+ * (positions counted from the mask, as Hugging Face's generate does). */
 START_TEST(test_generate_left_padded_batch) {
-    gb_model *m = gbt_open_stories("test_generate_left_padded_batch");
-    if (!m) return;
-    gb_tensor *ids = gb_from_data((int64_t[]){0, 1, 403, 1, 403, 407}, 2, (int64_t[]){2, 3}, GB_DTYPE_I64);
-    gb_tensor *mask = gb_from_data((int64_t[]){0, 1, 1, 1, 1, 1}, 2, (int64_t[]){2, 3}, GB_DTYPE_I64);
-    gb_trace *tr = gb_trace_new(gb_model_module(m), ids);
-    gb_trace_set_attention_mask(tr, mask);
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_generate_left_padded_batch");
+    if (!o) return;
+    gb_model *m = open_bundled();
+    gb_tensor *shorter = gbt_get(o, "ids.vatican"), *longer = gbt_get(o, "ids.eiffel");
+    gb_tensor *want_short = gbt_get(o, "greedy.vatican"), *want_long = gbt_get(o, "greedy.eiffel");
+    int64_t T = gb_tensor_dim(longer, 1), pad = T - gb_tensor_dim(shorter, 1);
+    ck_assert_int_gt(pad, 0);
+    int64_t *ids = calloc(2 * (size_t)T, sizeof *ids), *mask = calloc(2 * (size_t)T, sizeof *mask);
+    memcpy(ids + pad, gb_tensor_data(shorter), (size_t)(T - pad) * sizeof *ids); /* pad id 0 before it */
+    memcpy(ids + T, gb_tensor_data(longer), (size_t)T * sizeof *ids);
+    for (int64_t i = 0; i < 2 * T; i++) mask[i] = i >= pad;
+    gb_tensor *tids = gb_from_data(ids, 2, (int64_t[]){2, T}, GB_DTYPE_I64);
+    gb_tensor *tmask = gb_from_data(mask, 2, (int64_t[]){2, T}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), tids);
+    gb_trace_set_attention_mask(tr, tmask);
     gbt_ok_status(gb_trace_generate(tr, 4));
     gb_tensor *out = gb_trace_generated(tr);
-    ck_assert(gb_tensor_dim(out, 0) == 2 && gb_tensor_dim(out, 1) == 7);
-    expect_ids(out, 0, 3, 4, greedy + 2); /* after [1, 403]: 407, 261, 378, 432 */
-    expect_ids(out, 1, 3, 4, greedy + 3); /* after [1, 403, 407]: 261, 378, 432, 383 */
+    ck_assert(gb_tensor_dim(out, 0) == 2 && gb_tensor_dim(out, 1) == T + 4);
+    expect_ids(out, 0, T, 4, gb_tensor_data(want_short));
+    expect_ids(out, 1, T, 4, gb_tensor_data(want_long));
     gb_trace_free(tr);
-    gb_tensor_free(mask), gb_tensor_free(ids);
+    gb_tensor_free(tmask), gb_tensor_free(tids);
+    free(mask), free(ids);
+    gb_tensor_free(want_long), gb_tensor_free(want_short), gb_tensor_free(longer), gb_tensor_free(shorter);
     gb_model_free(m);
+    gbt_oracle_free(o);
 }
 END_TEST
 
@@ -121,16 +146,15 @@ static gb_tensor *count_calls(gb_tensor *const *args, int nargs, void *ctx) {
  * runs once per forward pass (n new tokens: n passes) and keeps the last
  * pass's value; a value of one call read at every step stays available. */
 START_TEST(test_generate_every_step) {
-    gb_model *m = gbt_open_stories("test_generate_every_step");
-    if (!m) return;
-    gb_tensor *bos = gb_from_data((int64_t[]){1}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
+    gb_model *m = open_bundled();
+    gb_tensor *bos = gb_from_data((int64_t[]){1023}, 2, (int64_t[]){1, 1}, GB_DTYPE_I64); /* <|endoftext|> */
     gb_trace *tr = gb_trace_new(gb_model_module(m), bos);
     int calls = 0;
     gb_val *all = gb_output_all(tr, "lm_head");
     gb_val *counted = gb_save(gb_apply(tr, count_calls, &calls, 1, &all));
     gb_set_index(all, "[:, -1, 42]", gb_scalar(tr, 1e9f));
     gbt_ok_status(gb_trace_generate(tr, 6));
-    expect_ids(gb_trace_generated(tr), 0, 0, 7, (int64_t[]){1, 42, 42, 42, 42, 42, 42});
+    expect_ids(gb_trace_generated(tr), 0, 0, 7, (int64_t[]){1023, 42, 42, 42, 42, 42, 42});
     ck_assert_int_eq(calls, 6);
     ck_assert_int_eq(gb_tensor_dim(gb_value(counted), 1), 1); /* the last pass fed one token */
     gb_trace_free(tr);
@@ -151,33 +175,42 @@ START_TEST(test_generate_every_step) {
 }
 END_TEST
 
-static bool is_261(int64_t id, void *ctx) {
-    (void)ctx;
-    return id == 261;
-}
+static bool is_stop(int64_t id, void *ctx) { return id == *(const int64_t *)ctx; }
 
 /* Stop tokens: a finished row is padded while the others go on, and
- * generation ends when every row has finished (here on token 261, which
- * greedy decoding reaches 3 tokens after [1] and 2 after [1, 403]). */
+ * generation ends when every row has finished. The rows: the Eiffel prompt
+ * without its last token and the whole prompt. Greedy decoding after the
+ * first chooses that last token (PyTorch's argmax there), so the two go on
+ * alike; the stop token is the whole prompt's second greedy token, reached
+ * 3 tokens after the first row and 2 after the second. */
 START_TEST(test_generate_stop_tokens) {
-    gb_model *m = gbt_open_stories("test_generate_stop_tokens");
-    if (!m) return;
-    gb_tensor *a = gb_from_data(greedy, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    gb_tensor *b = gb_from_data(greedy, 2, (int64_t[]){1, 2}, GB_DTYPE_I64);
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_generate_stop_tokens");
+    if (!o) return;
+    gb_model *m = open_bundled();
+    gb_tensor *prompt = gbt_get(o, "ids.eiffel"), *top = gbt_get(o, "argmax.eiffel"), *greedy = gbt_get(o, "greedy.eiffel");
+    int64_t T = gb_tensor_dim(prompt, 1), last = gbt_i64(prompt, T - 1), g0 = gbt_i64(greedy, 0), stop = gbt_i64(greedy, 1);
+    ck_assert_int_eq(gbt_i64(top, T - 2), last);
+    ck_assert(stop != last && stop != g0);
+    gb_tensor *a = gb_from_data(gb_tensor_data(prompt), 2, (int64_t[]){1, T - 1}, GB_DTYPE_I64);
     gb_trace *tr = gb_trace_new(gb_model_module(m), NULL);
     gbt_ok_status(gb_invoke(tr, a));
     gb_invoke_end(tr);
-    gbt_ok_status(gb_invoke(tr, b));
+    gbt_ok_status(gb_invoke(tr, prompt));
     gb_invoke_end(tr);
-    gb_trace_set_stop_tokens(tr, is_261, NULL);
+    gb_trace_set_stop_tokens(tr, is_stop, &stop);
     gbt_ok_status(gb_trace_generate(tr, 20));
     gb_tensor *ids = gb_trace_generated(tr);
-    ck_assert(gb_tensor_dim(ids, 0) == 2 && gb_tensor_dim(ids, 1) == 5); /* 2 prompt columns + 3 steps */
-    expect_ids(ids, 0, 0, 5, (int64_t[]){0, 1, 403, 407, 261});
-    expect_ids(ids, 1, 0, 5, (int64_t[]){1, 403, 407, 261, 0}); /* padded after its stop token */
+    ck_assert(gb_tensor_dim(ids, 0) == 2 && gb_tensor_dim(ids, 1) == T + 3); /* T prompt columns + 3 steps */
+    expect_ids(ids, 0, 0, 1, (int64_t[]){0});                                /* left-padded by one (pad id 0) */
+    expect_ids(ids, 0, 1, T, gb_tensor_data(prompt));
+    expect_ids(ids, 0, T + 1, 2, (int64_t[]){g0, stop});
+    expect_ids(ids, 1, 0, T, gb_tensor_data(prompt));
+    expect_ids(ids, 1, T, 3, (int64_t[]){g0, stop, 0}); /* padded after its stop token */
     gb_trace_free(tr);
-    gb_tensor_free(a), gb_tensor_free(b);
+    gb_tensor_free(a);
+    gb_tensor_free(greedy), gb_tensor_free(top), gb_tensor_free(prompt);
     gb_model_free(m);
+    gbt_oracle_free(o);
 }
 END_TEST
 

@@ -174,6 +174,62 @@ START_TEST(test_gradient_events) {
 }
 END_TEST
 
+/* Pair: x -> (x, 2x); Sum2: (a, b) -> a + b. */
+static gb_status pair_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)m, (void)run;
+    gb_status st = gb_values_push(out, gb_clone(in->v[0]));
+    return st ? st : gb_values_push(out, gb_mul_scalar(in->v[0], 2.0f));
+}
+static const gb__module_type pair_type = {.name = "Pair", .forward = pair_forward, .returns_tuple = true};
+static gb_status sum2_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    (void)m, (void)run;
+    return gb_values_push(out, gb_add(in->v[0], in->v[1]));
+}
+static const gb__module_type sum2_type = {.name = "Sum2", .forward = sum2_forward};
+
+/* Which tensor of the tuple each gradient event is of, in firing order. */
+typedef struct {
+    int n, index[4];
+    float first[4];
+} grad_indices;
+
+static gb_status index_hook(gb_event *ev, void *ctx) {
+    grad_indices *g = ctx;
+    if (g->n < 4) {
+        g->first[g->n] = gb_tensor_f32(ev->values->v[0])[0];
+        g->index[g->n++] = gb_hook_grad_index(ev);
+    }
+    return GB_OK;
+}
+
+START_TEST(test_gradient_event_index) {
+    gb_module *net = gb_sequential(2, (const char *[]){"p", "s"},
+                                   (gb_module *[]){gb__module_new(&pair_type), gb__module_new(&sum2_type)});
+    gb_hooks *h = gb_hooks_new(net);
+    grad_indices gi = {0}, fwd = {0};
+    gb_hook_add(h, gb_module_find(net, "s"), GB_EVENT_GRAD_INPUT, 0, index_hook, &gi);
+    gb_hook_add(h, gb_module_find(net, "s"), GB_EVENT_OUTPUT, 0, index_hook, &fwd);
+    gb_run *run = gb_run_new();
+    gb_hooks_attach(h, run);
+    gb_tensor *x = input3(), *y;
+    gb_requires_grad_(x, true);
+    gbt_ok_status(gb_module_run(net, run, x, &y));
+    ck_assert_int_eq(fwd.n, 1);
+    ck_assert_int_eq(fwd.index[0], -1); /* not a gradient event */
+    gb_tensor *seed = gb_full(1, (int64_t[]){3}, 5.0f, GB_DTYPE_F32);
+    gbt_ok_status(gb_backward(y, seed, false));
+    /* y = a + b: both inputs of s get the seed; each event names its input */
+    ck_assert_int_eq(gi.n, 2);
+    ck_assert_int_eq(gi.index[0] + gi.index[1], 1);
+    ck_assert_int_ne(gi.index[0], gi.index[1]);
+    ck_assert_float_eq(gi.first[0], 5.0f);
+    ck_assert_float_eq(gi.first[1], 5.0f);
+    ck_assert_float_eq(gb_tensor_f32(gb_tensor_grad(x))[0], 15.0f); /* d(x + 2x)/dx * 5 */
+    gb_tensor_free(seed), gb_tensor_free(y), gb_tensor_free(x);
+    gb_run_free(run), gb_hooks_free(h), gb_module_free(net);
+}
+END_TEST
+
 /* A hook that logs with a tag, to see the order hooks of different lists run in. */
 typedef struct {
     trail *t;
@@ -294,6 +350,7 @@ Suite *gb_suite_hooks(void) {
     tcase_add_test(tc, test_replace_in_registration_order_and_remove);
     tcase_add_test(tc, test_skip_and_stop);
     tcase_add_test(tc, test_gradient_events);
+    tcase_add_test(tc, test_gradient_event_index);
     tcase_add_test(tc, test_registration_order_across_subtree_and_module_hooks);
     tcase_add_test(tc, test_hooks_added_and_removed_by_hooks);
     tcase_add_test(tc, test_hooks_follow_the_tree);

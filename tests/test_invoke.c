@@ -2,8 +2,8 @@
  * interventions (nnsight's tracer.invoke). Numbers on the walkthrough's tiny
  * network come from PyTorch (tests/oracle/trace.py: each experiment run on
  * its own with forward hooks), so an invoke must give exactly what its
- * input gives alone; on the real stories260k Llama, the expected ids are
- * the greedy continuation in ../shared/README.md. */
+ * input gives alone; on the bundled model (models/gpt2-facts), PyTorch's
+ * next tokens and greedy continuations (tests/oracle/bundled.py). */
 #include <stdlib.h>
 
 #include "gbtest.h"
@@ -67,27 +67,39 @@ START_TEST(test_values_cross_invokes) {
 }
 END_TEST
 
-/* ../shared/README.md: greedy decoding from BOS. */
-static const int64_t greedy[8] = {1, 403, 407, 261, 378, 432, 383, 286};
-
+/* Two prompts of different lengths in one pass: the shorter is left-padded
+ * under the mask and, as in Hugging Face's GPT-2 without position_ids (and
+ * nnsight), keeps positions 0..T-1; PyTorch computes the same batch. In
+ * generation, positions come from the mask, so each row continues as its
+ * prompt does alone. */
 START_TEST(test_invokes_of_different_lengths) {
-    gb_model *m = gbt_open_stories("test_invokes_of_different_lengths");
-    if (!m) return;
-    gb_tensor *a = gb_from_data(greedy, 2, (int64_t[]){1, 3}, GB_DTYPE_I64);
-    gb_tensor *b = gb_from_data(greedy, 2, (int64_t[]){1, 2}, GB_DTYPE_I64);
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_invokes_of_different_lengths");
+    if (!o) return;
+    gb_model *m = gb_model_open(GBT_BUNDLED, NULL);
+    gbt_ok(m);
+    gb_tensor *a = gbt_get(o, "ids.eiffel"), *b = gbt_get(o, "ids.vatican"), *next = gbt_get(o, "padded.next");
+    gb_tensor *greedy_a = gbt_get(o, "greedy.eiffel"), *greedy_b = gbt_get(o, "greedy.vatican");
+    int64_t T = gb_tensor_dim(a, 1), pad = T - gb_tensor_dim(b, 1);
+    ck_assert_int_gt(pad, 0);
     gb_trace *tr = gb_trace_new(gb_model_module(m), NULL);
     gbt_ok_status(gb_invoke(tr, a));
-    gb_val *next_a = gb_save(gb_val_argmax(gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"), -1, false));
+    gb_val *last_a = gb_save(gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"));
+    gb_val *next_a = gb_save(gb_val_argmax(last_a, -1, false));
     gb_invoke_end(tr);
-    gbt_ok_status(gb_invoke(tr, b)); /* left-padded to 3 under the mask */
-    gb_val *next_b = gb_save(gb_val_argmax(gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"), -1, false));
+    gbt_ok_status(gb_invoke(tr, b)); /* left-padded to T under the mask */
+    gb_val *last_b = gb_save(gb_val_index(gb_output(tr, "lm_head"), "[0, -1]"));
+    gb_val *next_b = gb_save(gb_val_argmax(last_b, -1, false));
     gb_invoke_end(tr);
     gbt_ok_status(gb_trace_run(tr));
+    gb_tensor *logits = gbt_get(o, "padded.logits"), *want_a = gb_select(logits, 0, 0), *want_b = gb_select(logits, 0, 1);
+    gbt_assert_close(gb_value(last_a), want_a, 1e-5, 1e-5, "first invoke's last logits");
+    gbt_assert_close(gb_value(last_b), want_b, 1e-5, 1e-5, "padded invoke's last logits"); /* shifted positions count */
+    gb_tensor_free(want_b), gb_tensor_free(want_a), gb_tensor_free(logits);
     double got;
     gbt_ok_status(gb_item(gb_value(next_a), &got));
-    ck_assert_int_eq((int64_t)got, greedy[3]);
+    ck_assert_int_eq((int64_t)got, gbt_i64(next, 0));
     gbt_ok_status(gb_item(gb_value(next_b), &got));
-    ck_assert_int_eq((int64_t)got, greedy[2]);
+    ck_assert_int_eq((int64_t)got, gbt_i64(next, 1));
     gb_trace_free(tr);
 
     /* Generation continues each invoke's row on its own. */
@@ -98,15 +110,16 @@ START_TEST(test_invokes_of_different_lengths) {
     gb_invoke_end(tr);
     gbt_ok_status(gb_trace_generate(tr, 3));
     gb_tensor *ids = gb_trace_generated(tr);
-    ck_assert(gb_tensor_dim(ids, 0) == 2 && gb_tensor_dim(ids, 1) == 6);
-    const int64_t *p = gb_tensor_data(ids); /* [2, 6]: row 0 is b left-padded by one */
+    ck_assert(gb_tensor_dim(ids, 0) == 2 && gb_tensor_dim(ids, 1) == T + 3);
+    const int64_t *p = gb_tensor_data(ids); /* [2, T + 3]: row 0 is b left-padded */
     for (int k = 0; k < 3; k++) {
-        ck_assert_int_eq(p[3 + k], greedy[2 + k]);
-        ck_assert_int_eq(p[6 + 3 + k], greedy[3 + k]);
+        ck_assert_int_eq(p[T + k], gbt_i64(greedy_b, k));
+        ck_assert_int_eq(p[(T + 3) + T + k], gbt_i64(greedy_a, k));
     }
     gb_trace_free(tr);
-    gb_tensor_free(a), gb_tensor_free(b);
+    gb_tensor_free(greedy_b), gb_tensor_free(greedy_a), gb_tensor_free(next), gb_tensor_free(b), gb_tensor_free(a);
     gb_model_free(m);
+    gbt_oracle_free(o);
 }
 END_TEST
 

@@ -1,6 +1,6 @@
 /* The language-model layer: text <-> ids, and the one decoding loop, greedy
- * (against ../shared's known greedy ids) and sampled (against the softmax
- * it samples from, by derivation). */
+ * (against ../shared's known greedy ids and PyTorch's on the bundled model)
+ * and sampled (against the softmax it samples from, by derivation). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -49,12 +49,18 @@ START_TEST(test_lm_greedy_story) {
 }
 END_TEST
 
-/* Left padding: a short prompt batched beside a long one continues exactly
- * as it does alone (the mask hides the padding, positions count real tokens). */
+/* Left padding on the bundled model: a short prompt batched beside a long
+ * one continues exactly as it does alone (the mask hides the padding,
+ * positions count real tokens), and a row that has finished is padded.
+ * Alone, each prompt continues as PyTorch's greedy decoding up to and with
+ * EOS (tests/oracle/bundled.py). */
 START_TEST(test_lm_padded_batch) {
-    gb_lm *lm = open_stories_lm("test_lm_padded_batch");
-    if (!lm) return;
-    const char *texts[] = {"Once upon a time", "Once upon a time, there was a little"};
+    gbt_oracle *oracle = gbt_oracle_load_or_skip("bundled", "test_lm_padded_batch");
+    if (!oracle) return;
+    gb_lm *lm = gb_lm_open(GBT_BUNDLED, NULL);
+    gbt_ok(lm);
+    const char *texts[] = {"Vatican is located in the city of", "The Eiffel Tower is in the city of"};
+    const char *keys[] = {"eos.vatican", "eos.eiffel"};
     gb_tensor *ids = NULL, *mask = NULL, *both = NULL;
     gbt_ok_status(gb_lm_encode(lm, 2, texts, &ids, &mask));
     ck_assert_int_eq(gb_tensor_dim(ids, 0), 2);
@@ -66,19 +72,27 @@ START_TEST(test_lm_padded_batch) {
     gb_decode_opts o = gb_lm_decode_defaults(lm);
     o.max_new_tokens = 6;
     gbt_ok_status(gb_lm_generate(lm, ids, mask, &o, &both));
-    int64_t T = gb_tensor_dim(ids, 1);
+    int64_t T = gb_tensor_dim(ids, 1), nboth = gb_tensor_dim(both, 1) - T;
+    const int64_t *pb = gb_tensor_data(both);
     for (int r = 0; r < 2; r++) {
-        gb_tensor *one = NULL, *mone = NULL, *alone = NULL;
+        gb_tensor *one = NULL, *mone = NULL, *alone = NULL, *want = gbt_get(oracle, keys[r]);
         gbt_ok_status(gb_lm_encode(lm, 1, &texts[r], &one, &mone));
         gbt_ok_status(gb_lm_generate(lm, one, mone, &o, &alone));
-        gb_tensor *brow = gb_select(both, 0, r), *arow = gb_select(alone, 0, 0);
-        gb_tensor *bnew = gb_narrow(brow, 0, T, 6), *anew = gb_narrow(arow, 0, gb_tensor_dim(one, 1), 6);
-        gbt_assert_close(bnew, anew, 0, 0, "batched row vs alone");
-        gb_tensor_free(bnew), gb_tensor_free(anew), gb_tensor_free(brow), gb_tensor_free(arow);
-        gb_tensor_free(alone), gb_tensor_free(mone), gb_tensor_free(one);
+        int64_t n = gb_tensor_numel(want), t1 = gb_tensor_dim(one, 1);
+        ck_assert_int_eq(gb_tensor_dim(alone, 1) - t1, n);
+        ck_assert_int_le(n, nboth);
+        const int64_t *pa = gb_tensor_data(alone);
+        for (int64_t k = 0; k < nboth; k++) {
+            int64_t expect = k < n ? gbt_i64(want, k) : gb_lm_pad_id(lm);
+            if (k < n) ck_assert_int_eq(pa[t1 + k], expect);
+            ck_assert_msg(pb[r * (T + nboth) + T + k] == expect, "row %d new token %lld: %lld, expected %lld", r,
+                          (long long)k, (long long)pb[r * (T + nboth) + T + k], (long long)expect);
+        }
+        gb_tensor_free(want), gb_tensor_free(alone), gb_tensor_free(mone), gb_tensor_free(one);
     }
     gb_tensor_free(both), gb_tensor_free(mask), gb_tensor_free(ids);
     gb_lm_free(lm);
+    gbt_oracle_free(oracle);
 }
 END_TEST
 

@@ -1,6 +1,6 @@
 /* Opening Hugging Face checkpoints: the real stories260k Llama end to end,
- * both GPT-2 tensor namings, sharding-independent loading, and every error
- * path of the loader. */
+ * the bundled GPT-2, both GPT-2 tensor namings, sharding-independent
+ * loading, and every error path of the loader. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -70,47 +70,51 @@ static void record_progress(uint64_t done, uint64_t total, void *ctx) {
     p->calls++, p->last = done, p->total = total;
 }
 
-/* The loader reports progress through the callback, ending at the total. */
+/* The loader reports progress through the callback, ending at the total:
+ * the size of the bundled model's model.safetensors. */
 START_TEST(test_progress_callback) {
-    char *dir = gbt_shared_path("models/stories260k", "test_progress_callback");
-    if (!dir) return;
     progress_log p = {.monotone = true};
     gb_model_opts opts = {.progress = record_progress, .progress_ctx = &p};
-    gb_model *m = gb_model_open(dir, &opts);
+    gb_model *m = gb_model_open(GBT_BUNDLED, &opts);
     gbt_ok(m);
+    struct stat st;
+    ck_assert_int_eq(stat(GBT_BUNDLED "/model.safetensors", &st), 0);
     ck_assert(p.calls > 10 && p.monotone);
     ck_assert_uint_eq(p.last, p.total);
     ck_assert_uint_eq(p.total, gb_model_file_bytes(m));
-    ck_assert_uint_eq(p.total, 1044992); /* the size of ../shared's model.safetensors */
+    ck_assert_uint_eq(p.total, (uint64_t)st.st_size);
     gb_model_free(m);
-    free(dir);
 }
 END_TEST
 
 /* A full forward over the prefix gives the same next-token logits as the
- * cached step by step path. */
-START_TEST(test_stories260k_cache_equals_recompute) {
-    char *dir = gbt_shared_path("models/stories260k", "test_stories260k_cache_equals_recompute");
-    if (!dir) return;
-    gb_model *m = gb_model_open(dir, NULL);
-    gbt_ok(m);
-    const int64_t ids[] = {1, 403, 407, 261, 378, 432, 383, 286};
-    gb_tensor *all = gb_from_data(ids, 2, (int64_t[]){1, 8}, GB_DTYPE_I64), *full;
-    gbt_ok_status(gb_module_run(gb_model_module(m), NULL, all, &full));
-    gb_run *run = gb_run_new();
-    gb_run_use_cache(run, true);
-    for (int t = 0; t < 8; t++) {
-        gb_tensor *in = gb_from_data(ids + t, 2, (int64_t[]){1, 1}, GB_DTYPE_I64), *step;
-        gbt_ok_status(gb_module_run(gb_model_module(m), run, in, &step));
-        gb_tensor *want = gb_narrow(full, 1, t, 1);
-        gbt_assert_close(step, want, 1e-4, 1e-5, "cached step vs full forward");
-        gb_tensor_free(want), gb_tensor_free(step), gb_tensor_free(in);
+ * cached step by step path: on the bundled GPT-2 (learned positions) and on
+ * the random Llama fixture (rotary positions). */
+START_TEST(test_cache_equals_recompute) {
+    char fixture[4096];
+    const char *dirs[] = {GBT_BUNDLED, gbt_fixture_dir(fixture, sizeof fixture, "llama")};
+    const int64_t ids[] = {1, 103, 107, 61, 78, 32, 83, 86}; /* below both vocabularies (1024, 128) */
+    for (int d = 0; d < 2; d++) {
+        gb_model *m = gb_model_open(dirs[d], NULL);
+        gbt_ok(m);
+        gb_tensor *all = gb_from_data(ids, 2, (int64_t[]){1, 8}, GB_DTYPE_I64), *full;
+        gbt_ok_status(gb_module_run(gb_model_module(m), NULL, all, &full));
+        gb_run *run = gb_run_new();
+        gb_run_use_cache(run, true);
+        for (int t = 0; t < 8; t++) {
+            gb_tensor *in = gb_from_data(ids + t, 2, (int64_t[]){1, 1}, GB_DTYPE_I64), *step;
+            gbt_ok_status(gb_module_run(gb_model_module(m), run, in, &step));
+            gb_tensor *want = gb_narrow(full, 1, t, 1);
+            /* One row against T rows sums in another order: rounding only,
+             * where a wrong position or a stale cache moves logits by far more. */
+            gbt_assert_close(step, want, 1e-4, 1e-4, dirs[d]);
+            gb_tensor_free(want), gb_tensor_free(step), gb_tensor_free(in);
+        }
+        ck_assert_int_eq(gb_run_cache_length(run), 8);
+        gb_run_free(run);
+        gb_tensor_free(full), gb_tensor_free(all);
+        gb_model_free(m);
     }
-    ck_assert_int_eq(gb_run_cache_length(run), 8);
-    gb_run_free(run);
-    gb_tensor_free(full), gb_tensor_free(all);
-    gb_model_free(m);
-    free(dir);
 }
 END_TEST
 
@@ -139,25 +143,6 @@ static const char *gpt2_config =
     "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8, \"n_layer\": 2,"
     " \"n_head\": 2, \"layer_norm_epsilon\": 1e-5, \"activation_function\": \"gelu_new\"}";
 
-/* Save every parameter of net under its name, with `drop` removed from the
- * front when it starts with it, plus any extra tensors. */
-static void save_params(gb_module *net, const char *path, const char *drop, int nextra, const char **extra_names,
-                        gb_tensor **extra) {
-    const char **names;
-    gb_tensor **params;
-    int n = gb_module_parameters(net, &names, &params);
-    const char **nm = malloc(sizeof *nm * (size_t)(n + nextra));
-    gb_tensor **ts = malloc(sizeof *ts * (size_t)(n + nextra));
-    for (int i = 0; i < n; i++) {
-        size_t k = drop ? strlen(drop) : 0;
-        nm[i] = drop && !strncmp(names[i], drop, k) ? names[i] + k : names[i];
-        ts[i] = params[i];
-    }
-    for (int i = 0; i < nextra; i++) nm[n + i] = extra_names[i], ts[n + i] = extra[i];
-    gbt_ok_status(gb_safetensors_save(path, n + nextra, nm, ts, GB_DTYPE_F32, NULL));
-    free(nm), free(ts), free(names), free(params);
-}
-
 static gb_tensor *logits_of(gb_model *m) {
     const int64_t ids[] = {3, 14, 15, 9, 26};
     gb_tensor *in = gb_from_data(ids, 2, (int64_t[]){1, 5}, GB_DTYPE_I64), *y;
@@ -181,10 +166,10 @@ START_TEST(test_gpt2_both_namings) {
     snprintf(path, sizeof path, "%s/config.json", b);
     write_text(path, gpt2_config);
     snprintf(path, sizeof path, "%s/model.safetensors", a);
-    save_params(net, path, NULL, 0, NULL, NULL);
+    gbt_save_params(net, path, NULL, 0, NULL, NULL);
     gb_tensor *mask = gb_ones(4, (int64_t[]){1, 1, 16, 16}, GB_DTYPE_F32);
     snprintf(path, sizeof path, "%s/model.safetensors", b);
-    save_params(net, path, "transformer.", 2, (const char *[]){"h.0.attn.bias", "h.1.attn.bias"},
+    gbt_save_params(net, path, "transformer.", 2, (const char *[]){"h.0.attn.bias", "h.1.attn.bias"},
                 (gb_tensor *[]){mask, mask});
     gb_model *ma = gb_model_open(a, NULL), *mb = gb_model_open(b, NULL);
     gbt_ok(ma);
@@ -209,7 +194,7 @@ START_TEST(test_loader_errors) {
     snprintf(cfgpath, sizeof cfgpath, "%s/config.json", d);
     gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_NOT_FOUND, "config.json");
 
-    save_params(net, path, NULL, 0, NULL, NULL);
+    gbt_save_params(net, path, NULL, 0, NULL, NULL);
     write_text(cfgpath, "{\"model_type\": \"bert\"}");
     gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_UNSUPPORTED, "model_type 'bert' is not supported");
     write_text(cfgpath, "{\"model_type\": \"gpt2\", ");
@@ -232,10 +217,43 @@ START_TEST(test_loader_errors) {
     /* a tensor the model does not have */
     write_text(cfgpath, gpt2_config);
     gb_tensor *extra = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_F32);
-    save_params(net, path, NULL, 1, (const char *[]){"transformer.h.0.mlp.gate.weight"}, &extra);
+    gbt_save_params(net, path, NULL, 1, (const char *[]){"transformer.h.0.mlp.gate.weight"}, &extra);
     gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, "unexpected tensor 'transformer.h.0.mlp.gate.weight'");
     gb_tensor_free(extra);
     gb_module_free(net);
+    free(d);
+}
+END_TEST
+
+/* Mistral's config: sliding_window must be a positive integer, null (none)
+ * or absent (4096); what Llama refuses, Mistral refuses too. */
+START_TEST(test_mistral_config_errors) {
+    char *d = scratch("mistral-errors"), cfgpath[4200], path[4200];
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", d);
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    gb_tensor *x = gb_zeros(1, (int64_t[]){1}, GB_DTYPE_F32); /* a weights file, so that the config is read */
+    gbt_ok_status(gb_safetensors_save(path, 1, (const char *[]){"x"}, &x, GB_DTYPE_F32, NULL));
+    gb_tensor_free(x);
+    const char *sizes = "\"model_type\": \"mistral\", \"hidden_size\": 8, \"intermediate_size\": 16,"
+                        " \"num_hidden_layers\": 1, \"num_attention_heads\": 2";
+    const char *bad[] = {"0", "-1", "\"4096\"", "2.5", "[4096]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{%s, \"sliding_window\": %s}", sizes, bad[i]);
+        write_text(cfgpath, text);
+        gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT,
+                       "field 'sliding_window' must be a positive integer or null");
+    }
+    char text[512];
+    snprintf(text, sizeof text, "{%s, \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}", sizes);
+    write_text(cfgpath, text);
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_UNSUPPORTED, "rope_scaling of type 'dynamic'");
+    snprintf(text, sizeof text, "{%s, \"head_dim\": 3}", sizes);
+    write_text(cfgpath, text);
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_ARG, "mistral_new: head_dim (3) must be even");
+    write_text(cfgpath, "{\"model_type\": \"qwen2\"}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_UNSUPPORTED,
+                   "model_type 'qwen2' is not supported (glassbox loads gpt2, llama and mistral)");
     free(d);
 }
 END_TEST
@@ -245,10 +263,11 @@ Suite *gb_suite_model(void) {
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_stories260k_greedy_from_bos);
-    tcase_add_test(tc, test_stories260k_cache_equals_recompute);
+    tcase_add_test(tc, test_cache_equals_recompute);
     tcase_add_test(tc, test_progress_callback);
     tcase_add_test(tc, test_gpt2_both_namings);
     tcase_add_test(tc, test_loader_errors);
+    tcase_add_test(tc, test_mistral_config_errors);
     suite_add_tcase(s, tc);
     return s;
 }

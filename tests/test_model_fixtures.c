@@ -1,20 +1,22 @@
-/* Tiny GPT-2 and Llama checkpoints in Hugging Face layout (f32, f16, bf16,
- * single file and sharded, both GPT-2 namings, Llama 3 GQA + rope scaling),
- * opened with gb_model_open (f16/bf16 weights kept as stored) and compared
- * block by block, in activation gradients and in greedy decoding with the
- * PyTorch reference forward of tests/fixtures/make_models.py, which
- * upcasts the stored weights (see docs/fixtures.md); and the f16/bf16 ones
- * through traces, invokes, generation and edits as stored and converted to
- * f32 at opening. */
+/* Tiny GPT-2, Llama and Mistral checkpoints in Hugging Face layout (f32,
+ * f16, bf16, single file and sharded, both GPT-2 namings, Llama 3 GQA + rope
+ * scaling, Mistral's sliding window), opened with gb_model_open (f16/bf16
+ * weights kept as stored) and compared block by block, in activation
+ * gradients and in greedy decoding with the PyTorch reference forward of
+ * tests/fixtures/make_models.py, which upcasts the stored weights (see
+ * docs/fixtures.md); and the f16/bf16 ones through traces, invokes,
+ * generation and edits as stored and converted to f32 at opening. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "gbtest.h"
 #include "tensor/tensor_impl.h"
 
-static const char *const variants[] = {"gpt2", "gpt2-openai", "gpt2-f16-sharded", "gpt2-bf16",
-                                       "llama", "llama3-bf16-sharded", "llama3-f16"};
-static const char *const lowp_variants[] = {"gpt2-f16-sharded", "gpt2-bf16", "llama3-bf16-sharded", "llama3-f16"};
+static const char *const variants[] = {"gpt2",  "gpt2-openai",         "gpt2-f16-sharded", "gpt2-bf16",
+                                       "llama", "llama3-bf16-sharded", "llama3-f16",       "mistral",
+                                       "mistral-nowindow-bf16"};
+static const char *const lowp_variants[] = {"gpt2-f16-sharded", "gpt2-bf16", "llama3-bf16-sharded", "llama3-f16",
+                                            "mistral-nowindow-bf16"};
 enum {
     NVARIANTS = sizeof variants / sizeof variants[0],
     NLOWP = sizeof lowp_variants / sizeof lowp_variants[0],
@@ -289,6 +291,113 @@ START_TEST(test_fixture_token_ids) {
 }
 END_TEST
 
+/* What `glassbox info` prints of a config: the values of the fixtures'
+ * config.json (tests/fixtures/make_models.py, docs/fixtures.md). */
+static const struct {
+    const char *variant, *want;
+} config_strs[] = {
+    {"gpt2", "model_type: gpt2\nvocab_size: 96\nn_embd: 32\nn_layer: 3\nn_head: 4\nn_positions: 32\n"
+             "activation_function: gelu_new\nlayer_norm_epsilon: 1e-05\n"},
+    {"llama3-bf16-sharded",
+     "model_type: llama\nvocab_size: 128\nhidden_size: 48\nintermediate_size: 80\nnum_hidden_layers: 3\n"
+     "num_attention_heads: 4\nnum_key_value_heads: 2\nhead_dim: 16\nrms_norm_eps: 1e-05\nrope_theta: 500000\n"
+     "rope_scaling: llama3\nmax_position_embeddings: 128\ntie_word_embeddings: true\n"},
+    {"mistral",
+     "model_type: mistral\nvocab_size: 128\nhidden_size: 48\nintermediate_size: 80\nnum_hidden_layers: 3\n"
+     "num_attention_heads: 4\nnum_key_value_heads: 2\nhead_dim: 12\nrms_norm_eps: 1e-05\nrope_theta: 10000\n"
+     "rope_scaling: none\nmax_position_embeddings: 128\ntie_word_embeddings: false\nsliding_window: 4\n"},
+    {"mistral-nowindow-bf16",
+     "model_type: mistral\nvocab_size: 128\nhidden_size: 48\nintermediate_size: 80\nnum_hidden_layers: 3\n"
+     "num_attention_heads: 4\nnum_key_value_heads: 2\nhead_dim: 16\nrms_norm_eps: 1e-05\nrope_theta: 10000\n"
+     "rope_scaling: none\nmax_position_embeddings: 128\ntie_word_embeddings: true\nsliding_window: none\n"},
+};
+
+START_TEST(test_fixture_config_str) {
+    char dir[4096];
+    gb_model *m = gb_model_open(gbt_fixture_dir(dir, sizeof dir, config_strs[_i].variant), NULL);
+    gbt_ok(m);
+    char *got = gb_model_config_str(m);
+    gbt_ok(got);
+    ck_assert_str_eq(got, config_strs[_i].want);
+    free(got);
+    gb_model_free(m);
+}
+END_TEST
+
+/* MistralForCausalLM as transformers >= 4.48 prints it for the "mistral"
+ * fixture's sizes (modular_mistral.py: Llama's modules under Mistral's class
+ * names, no biases). */
+static const char mistral_repr[] =
+    "MistralForCausalLM(\n"
+    "  (model): MistralModel(\n"
+    "    (embed_tokens): Embedding(128, 48)\n"
+    "    (layers): ModuleList(\n"
+    "      (0-2): 3 x MistralDecoderLayer(\n"
+    "        (self_attn): MistralAttention(\n"
+    "          (q_proj): Linear(in_features=48, out_features=48, bias=False)\n"
+    "          (k_proj): Linear(in_features=48, out_features=24, bias=False)\n"
+    "          (v_proj): Linear(in_features=48, out_features=24, bias=False)\n"
+    "          (o_proj): Linear(in_features=48, out_features=48, bias=False)\n"
+    "        )\n"
+    "        (mlp): MistralMLP(\n"
+    "          (gate_proj): Linear(in_features=48, out_features=80, bias=False)\n"
+    "          (up_proj): Linear(in_features=48, out_features=80, bias=False)\n"
+    "          (down_proj): Linear(in_features=80, out_features=48, bias=False)\n"
+    "          (act_fn): SiLU()\n"
+    "        )\n"
+    "        (input_layernorm): MistralRMSNorm((48,), eps=1e-05)\n"
+    "        (post_attention_layernorm): MistralRMSNorm((48,), eps=1e-05)\n"
+    "      )\n"
+    "    )\n"
+    "    (norm): MistralRMSNorm((48,), eps=1e-05)\n"
+    "    (rotary_emb): MistralRotaryEmbedding()\n"
+    "  )\n"
+    "  (lm_head): Linear(in_features=48, out_features=128, bias=False)\n"
+    ")";
+
+START_TEST(test_mistral_repr) {
+    gbt_oracle *o = gbt_oracle_load("nn_models");
+    char *want = gbt_get_str(o, "mistral.repr");
+    ck_assert_str_eq(mistral_repr, want); /* the quoted text is torch's print of the reference */
+    char dir[4096];
+    gb_model *m = gb_model_open(gbt_fixture_dir(dir, sizeof dir, "mistral"), NULL);
+    gbt_ok(m);
+    char *got = gb_module_repr(gb_model_module(m));
+    ck_assert_str_eq(got, mistral_repr);
+    ck_assert_str_eq(gb_model_type(m), "mistral");
+    free(got), free(want);
+    gb_model_free(m);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* One token at a time with the KV cache, past the sliding window of 4: each
+ * step's logits are those of the whole 7-token prompt at that position
+ * (where queries 4..6 no longer see the first keys). */
+START_TEST(test_mistral_cache_past_window) {
+    gbt_oracle *o = gbt_oracle_load("models");
+    char dir[4096];
+    gb_model *m = gb_model_open(gbt_fixture_dir(dir, sizeof dir, "mistral"), NULL);
+    gbt_ok(m);
+    gb_tensor *ids = gbt_getf(o, "mistral.ids"), *want = gbt_getf(o, "mistral.single.logits");
+    gb_run *run = gb_run_new();
+    gb_run_use_cache(run, true);
+    for (int64_t t = 0; t < gb_tensor_dim(ids, 1); t++) {
+        gb_tensor *x = gb_narrow(ids, 1, t, 1), *y = NULL, *w = gb_narrow(want, 1, t, 1);
+        gbt_ok_status(gb_module_run(gb_model_module(m), run, x, &y));
+        char what[64];
+        snprintf(what, sizeof what, "mistral cached step %lld", (long long)t);
+        compare(y, w, false, what);
+        gb_tensor_free(x), gb_tensor_free(y), gb_tensor_free(w);
+    }
+    ck_assert_int_eq(gb_run_cache_length(run), gb_tensor_dim(ids, 1));
+    gb_run_free(run);
+    gb_tensor_free(ids), gb_tensor_free(want);
+    gb_model_free(m);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 Suite *gb_suite_model_fixtures(void) {
     Suite *s = suite_create("model_fixtures");
     TCase *tc = tcase_create("fixtures");
@@ -299,6 +408,9 @@ Suite *gb_suite_model_fixtures(void) {
     tcase_add_loop_test(tc, test_fixture_lowp_runs_as_f32, 0, NLOWP);
     tcase_add_test(tc, test_fixture_f32_conversion_checks_memory);
     tcase_add_test(tc, test_fixture_token_ids);
+    tcase_add_loop_test(tc, test_fixture_config_str, 0, sizeof config_strs / sizeof config_strs[0]);
+    tcase_add_test(tc, test_mistral_repr);
+    tcase_add_test(tc, test_mistral_cache_past_window);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -31,21 +31,21 @@ START_TEST(test_statements_build_the_c_graph) {
     define(s, 1, "transformer.h[-1].mlp.output[:, -1, :] = 0");
     /* C leaves the order of argument evaluation open; statements build left
      * to right, so the C side sequences its calls the same way. */
-    gb_val *mlp = gb_getter_at(c, "transformer.h.-1.mlp", 0, 0, SITE, 1);
+    gb_val *mlp = gb_getter_at(c, "transformer.h.-1.mlp", GB_TRACE_OP_OUTPUT, 0, SITE, 1);
     gb_set_index_at(mlp, "[:, -1, :]", gb_scalar_at(c, 0, SITE, 1), SITE, 1);
 
     define(s, 2, "h = model.transformer.h[0].output[0]");
-    gb_val *h = gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 2), "[0]", SITE, 2);
+    gb_val *h = gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 2), "[0]", SITE, 2);
 
     define(s, 3, "transformer.h[1].output[0][:] = h * 2 + -1.5");
-    gb_val *h1 = gb_val_index_at(gb_getter_at(c, "transformer.h.1", 0, 0, SITE, 3), "[0]", SITE, 3);
+    gb_val *h1 = gb_val_index_at(gb_getter_at(c, "transformer.h.1", GB_TRACE_OP_OUTPUT, 0, SITE, 3), "[0]", SITE, 3);
     gb_val *twice = gb_val_binary_at(GB_TRACE_OP_MUL, h, gb_scalar_at(c, 2, SITE, 3), SITE, 3);
     gb_val *rhs = gb_val_binary_at(GB_TRACE_OP_ADD, twice, gb_scalar_at(c, -1.5f, SITE, 3), SITE, 3);
     gb_set_index_at(h1, "[:]", rhs, SITE, 3);
 
     define(s, 4, "p = lm_head.output[:, -1].softmax(dim=-1).save()");
     gb_val *p = gb_save(gb_val_unary_at(
-        GB_TRACE_OP_SOFTMAX, gb_val_index_at(gb_getter_at(c, "lm_head", 0, 0, SITE, 4), "[:, -1]", SITE, 4), -1, SITE, 4));
+        GB_TRACE_OP_SOFTMAX, gb_val_index_at(gb_getter_at(c, "lm_head", GB_TRACE_OP_OUTPUT, 0, SITE, 4), "[:, -1]", SITE, 4), -1, SITE, 4));
 
     define(s, 5, "top = p.argmax(-1, keepdim=True).save()");
     gb_save(gb_val_reduce_at(GB_TRACE_OP_ARGMAX, p, -1, true, SITE, 5));
@@ -56,43 +56,43 @@ START_TEST(test_statements_build_the_c_graph) {
     gb_save(gb_val_unary_at(GB_TRACE_OP_SUM_ALL, gb_val_binary_at(GB_TRACE_OP_SUB, mean, max, SITE, 6), 0, SITE, 6));
 
     define(s, 7, "transformer.wte.output.requires_grad_()");
-    gb_val *wte = gb_getter_at(c, "transformer.wte", 0, 0, SITE, 7);
+    gb_val *wte = gb_getter_at(c, "transformer.wte", GB_TRACE_OP_OUTPUT, 0, SITE, 7);
     gb_requires_grad_at(wte, SITE, 7);
 
     define(s, 8, "g = transformer.wte.output.grad.clone().save()");
-    gb_save(gb_val_unary_at(GB_TRACE_OP_CLONE, gb_grad_at(gb_getter_at(c, "transformer.wte", 0, 0, SITE, 8), SITE, 8),
+    gb_save(gb_val_unary_at(GB_TRACE_OP_CLONE, gb_grad_at(gb_getter_at(c, "transformer.wte", GB_TRACE_OP_OUTPUT, 0, SITE, 8), SITE, 8),
                             0, SITE, 8));
 
     define(s, 9, "transformer.h[0].output[0].grad = -transformer.h[0].output[0].grad");
-    gb_val *g0 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
-    gb_val *g1 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
+    gb_val *g0 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
+    gb_val *g1 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
     gb_val *minus = gb_scalar_at(c, -1, SITE, 9);
     gb_set_at(g0, gb_val_binary_at(GB_TRACE_OP_MUL, minus, g1, SITE, 9), SITE, 9);
 
     define(s, 10, "lm_head.output.sum().backward()");
-    gb_val_backward_at(gb_val_unary_at(GB_TRACE_OP_SUM_ALL, gb_getter_at(c, "lm_head", 0, 0, SITE, 10), 0, SITE, 10),
+    gb_val_backward_at(gb_val_unary_at(GB_TRACE_OP_SUM_ALL, gb_getter_at(c, "lm_head", GB_TRACE_OP_OUTPUT, 0, SITE, 10), 0, SITE, 10),
                        SITE, 10);
 
     define(s, 11, "transformer.h[1].skip(transformer.h[0].output[0] / 4)");
-    gb_val *h0 = gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 0, SITE, 11), "[0]", SITE, 11);
+    gb_val *h0 = gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 11), "[0]", SITE, 11);
     gb_skip_at(c, "transformer.h.1", gb_val_binary_at(GB_TRACE_OP_DIV, h0, gb_scalar_at(c, 4, SITE, 11), SITE, 11),
                SITE, 11);
 
     define(s, 12, "log('hidden', transformer.ln_f.input)");
-    gb_log_at("hidden", gb_getter_at(c, "transformer.ln_f", 1, 0, SITE, 12), SITE, 12);
+    gb_log_at("hidden", gb_getter_at(c, "transformer.ln_f", GB_TRACE_OP_INPUT, 0, SITE, 12), SITE, 12);
 
     define(s, 13, "print(model.output @ model.output)");
-    gb_val *left = gb_getter_at(c, "", 0, 0, SITE, 13);
-    gb_log_at("", gb_val_binary_at(GB_TRACE_OP_MATMUL, left, gb_getter_at(c, "", 0, 0, SITE, 13), SITE, 13), SITE, 13);
+    gb_val *left = gb_getter_at(c, "", GB_TRACE_OP_OUTPUT, 0, SITE, 13);
+    gb_log_at("", gb_val_binary_at(GB_TRACE_OP_MATMUL, left, gb_getter_at(c, "", GB_TRACE_OP_OUTPUT, 0, SITE, 13), SITE, 13), SITE, 13);
 
     define(s, 14, "transformer.h[0].attn.c_attn.output.stop()");
-    gb_stop_at(gb_getter_at(c, "transformer.h.0.attn.c_attn", 0, 0, SITE, 14), SITE, 14);
+    gb_stop_at(gb_getter_at(c, "transformer.h.0.attn.c_attn", GB_TRACE_OP_OUTPUT, 0, SITE, 14), SITE, 14);
 
     define(s, 15, "transformer.h[0].next().next().output[0].save()");
-    gb_save(gb_val_index_at(gb_getter_at(c, "transformer.h.0", 0, 2, SITE, 15), "[0]", SITE, 15));
+    gb_save(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 2, SITE, 15), "[0]", SITE, 15));
 
     define(s, 16, "transformer.h[1].all().output[0][:, 0] = 0");
-    gb_val *every = gb_val_index_at(gb_getter_at(c, "transformer.h.1", 0, GB_CALL_ALL, SITE, 16), "[0]", SITE, 16);
+    gb_val *every = gb_val_index_at(gb_getter_at(c, "transformer.h.1", GB_TRACE_OP_OUTPUT, GB_CALL_ALL, SITE, 16), "[0]", SITE, 16);
     gb_set_index_at(every, "[:, 0]", gb_scalar_at(c, 0, SITE, 16), SITE, 16);
 
     char *gs = gb_trace_graph(s), *gc = gb_trace_graph(c);

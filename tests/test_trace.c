@@ -14,6 +14,7 @@
 
 #include "gbtest.h"
 #include "nn/nn_impl.h"
+#include "tensor/tensor_impl.h" /* tensor layout: what the test inspects */
 
 /* ---- fixtures ----------------------------------------------------------- */
 

@@ -291,8 +291,8 @@ static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
                 continue;
             }
             if (gb__is_word(name, n, "output") || gb__is_word(name, n, "input")) {
-                int kind = name[0] == 'o' ? 0 : 1;
-                gb_val *v = ps->build ? gb_getter_at(ps->tr, path, kind, call, ps->site, ps->line) : gb__dry;
+                gb_trace_op op = name[0] == 'o' ? GB_TRACE_OP_OUTPUT : GB_TRACE_OP_INPUT;
+                gb_val *v = ps->build ? gb_getter_at(ps->tr, path, op, call, ps->site, ps->line) : gb__dry;
                 return v ? gb__steps(ps, v, true, lv) : NULL;
             }
             if (gb__is_word(name, n, "skip") && gb__accept(ps, '(')) {

@@ -59,14 +59,10 @@ gb_status gb_trace_run(gb_trace *tr);
  * afterwards gb_val_shape knows every value's shape, and every intervention
  * has been checked against those shapes. Returns the first problem found. */
 gb_status gb_trace_scan(gb_trace *tr);
-/* Greedy generation with the interventions, nnsight's model.generate: the
- * prompt pass, then max_new_tokens - 1 more passes of one token each with
- * a KV cache. Module call k is step k: gb_output_call(tr, path, k) (a
- * statement's .next()) reads or edits step k; plain getters see the prompt
- * pass. With an attention mask and no position ids, positions come from
- * the mask, as in Hugging Face's generate. A stop ends generation, and so
- * do stop tokens (gb_trace_set_stop_tokens). */
-gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens);
+/* Generation with the interventions (nnsight's model.generate) is
+ * gb_trace_generate in lm/lm.h: the decoding loop lives above trace and
+ * drives an execution pass by pass (gb_exec_begin below). What it reads
+ * from the trace is set here. */
 /* End-of-sequence tokens for gb_trace_generate: a row that produces one is
  * padded (gb_trace_set_pad_id) from then on, and generation ends early when
  * every row has (NULL: always max_new_tokens). For a loaded model pass
@@ -117,18 +113,18 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 /* Output / first input of the module at path, on its first call. A module
  * that Hugging Face makes return a tuple (GPT2Block, LlamaDecoderLayer)
  * gives a tuple: index it with "[0]" for the hidden states. */
-#define gb_output(tr, path) gb_getter_at((tr), (path), 0, 0, __FILE__, __LINE__)
-#define gb_input(tr, path) gb_getter_at((tr), (path), 1, 0, __FILE__, __LINE__)
+#define gb_output(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_OUTPUT, 0, __FILE__, __LINE__)
+#define gb_input(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_INPUT, 0, __FILE__, __LINE__)
 /* The same on the call-th call of the module (0 = first). */
-#define gb_output_call(tr, path, call) gb_getter_at((tr), (path), 0, (call), __FILE__, __LINE__)
+#define gb_output_call(tr, path, call) gb_getter_at((tr), (path), GB_TRACE_OP_OUTPUT, (call), __FILE__, __LINE__)
 /* The same on every call (nnsight's .all()): in generation, every step.
  * Each call runs the getter and everything downstream of it again, so an
  * edit applies at every step and a saved value holds the last call's. */
 #define GB_CALL_ALL (-1)
-#define gb_output_all(tr, path) gb_getter_at((tr), (path), 0, GB_CALL_ALL, __FILE__, __LINE__)
-#define gb_input_all(tr, path) gb_getter_at((tr), (path), 1, GB_CALL_ALL, __FILE__, __LINE__)
+#define gb_output_all(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_OUTPUT, GB_CALL_ALL, __FILE__, __LINE__)
+#define gb_input_all(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_INPUT, GB_CALL_ALL, __FILE__, __LINE__)
 /* A named point inside a module's forward, e.g. "transformer.h.0.attn.attn_weights". */
-#define gb_point(tr, path) gb_getter_at((tr), (path), 2, 0, __FILE__, __LINE__)
+#define gb_point(tr, path) gb_getter_at((tr), (path), GB_TRACE_OP_POINT, 0, __FILE__, __LINE__)
 /* The gradient of v, available during a backward started in this trace. */
 #define gb_grad(v) gb_grad_at((v), __FILE__, __LINE__)
 
@@ -224,46 +220,136 @@ gb_status gb_val_shape(const gb_val *v, int *ndim, int64_t *shape);
 /* A readable expression for v, e.g. "layer1.output[:, 10]" (owned by the trace). */
 const char *gb_val_text(gb_val *v);
 
+/* ---- executions: one graph, several runs -------------------------------- */
+
+/* A trace is a graph, what the definitions above build, and the state of
+ * its runs, kept apart: the graph is plain data that runs only read, and an
+ * execution holds everything a run writes (each node's value and state,
+ * the events being handled, armed gradients, the batched input).
+ * gb_trace_run, gb_value and the other calls above use the trace's own
+ * execution (gb_trace_exec); gb_exec_new makes more, so that one graph can
+ * run several times at once:
+ *
+ *     gb_trace *tr = gb_trace_new(model, input);
+ *     gb_val *y = gb_save(gb_output(tr, "layer2"));
+ *     gb_exec *ex = gb_exec_new(tr, NULL);           // or on another instance of the model
+ *     if (ex && gb_exec_run(ex, NULL) == GB_OK) {    // NULL: the trace's input
+ *         gb_tensor *t = gb_exec_value(ex, y);       // borrowed until gb_exec_free
+ *     }
+ *     gb_exec_free(ex);
+ *     gb_trace_free(tr);
+ *
+ * Threads. Only definitions write the graph (and the first run or
+ * gb_exec_new after them, which derives its tables once). So: define,
+ * make the executions (gb_exec_new, on one thread at a time), then run
+ * them in as many threads, each on its own model instance (a model's
+ * tensors cannot be shared between threads yet); the trace's own
+ * execution counts as one of them. An execution is made for the graph as
+ * it is: after further definitions, or a change of the trace's edits, it
+ * refuses to run. A graph validated once (gb_trace_scan) need not be
+ * scanned by each execution. */
+typedef struct gb_exec gb_exec;
+
+/* An execution of tr's graph on model, a module tree shaped as the trace's
+ * (NULL: the trace's model); getters find their modules in it by path. It
+ * takes its own copies of the graph's constants and of the trace's input
+ * (or its invokes, batched). NULL with an error when a module path names
+ * nothing in model or the invokes cannot be batched. */
+gb_exec *gb_exec_new(gb_trace *tr, gb_module *model);
+/* Frees an execution of gb_exec_new (the trace's own goes with the trace). */
+void gb_exec_free(gb_exec *ex);
+/* The trace's own execution (borrowed): gb_trace_run's and gb_value's. */
+gb_exec *gb_trace_exec(gb_trace *tr);
+/* The attention mask and position ids that go with an input given to
+ * gb_exec_run, _scan, _generate or _begin (the execution takes references). */
+void gb_exec_set_attention_mask(gb_exec *ex, gb_tensor *mask);
+void gb_exec_set_position_ids(gb_exec *ex, gb_tensor *pos);
+/* gb_trace_run and gb_trace_scan in this execution (gb_exec_generate, in
+ * lm/lm.h, generates in it), on
+ * input (with gb_exec_set_*'s mask and positions) or, when input is NULL,
+ * on the trace's input, mask and positions or its invokes. A trace with
+ * invokes takes no other input. gb_exec_run does not scan first. */
+gb_status gb_exec_run(gb_exec *ex, gb_tensor *input);
+gb_status gb_exec_scan(gb_exec *ex, gb_tensor *input);
+/* gb_value, gb_value_at, gb_val_shape and gb_trace_generated of this
+ * execution (v may also be a node of the trace's editor); same errors. */
+gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v);
+gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i);
+gb_status gb_exec_shape(const gb_exec *ex, const gb_val *v, int *ndim, int64_t *shape);
+gb_tensor *gb_exec_generated(const gb_exec *ex);
+
+/* Stepping: one run made of several forward passes, as a decoding loop
+ * drives it. The passes share one gb_run (call counters, and a KV cache
+ * when kv_cache is set), so module call k happens in pass k: getters of
+ * call k (nnsight's .next()) fire then, getters of every call at each.
+ *
+ * gb_exec_begin starts the run on an input chosen as by gb_exec_run (read
+ * back, batched, with gb_exec_batch: borrowed, NULL when absent) and runs
+ * the nodes that need no model value. gb_exec_pass runs the model once on
+ * ids with mask and positions (NULL: none) while the interventions fire,
+ * and moves the model's outputs into *out (which must be empty; NULL drops
+ * them). It returns GB_STOPPED when a gb_stop ended the pass (the run is
+ * over: later passes return GB_STOPPED without running), or the run's first
+ * error. gb_exec_end finishes the run: GB_OK, also after a stop, or the
+ * first error. gb_trace_run is begin, one pass, end; gb_trace_generate is
+ * begin with a cache, a pass for the prompt and one per new token, end. */
+gb_status gb_exec_begin(gb_exec *ex, gb_tensor *input, bool kv_cache);
+void gb_exec_batch(const gb_exec *ex, gb_tensor **ids, gb_tensor **mask, gb_tensor **pos);
+gb_status gb_exec_pass(gb_exec *ex, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos, gb_values *out);
+gb_status gb_exec_end(gb_exec *ex);
+
+/* For a decoding loop driving an execution (lm/): the execution's trace,
+ * the trace's stop tokens, pad id and validation setting, and where the
+ * loop leaves its ids (the execution takes the reference; read back with
+ * gb_exec_generated). */
+gb_trace *gb_exec_trace(const gb_exec *ex);
+void gb_trace_stop_tokens(const gb_trace *tr, bool (**is_stop)(int64_t id, void *ctx), void **ctx);
+int64_t gb_trace_pad_id(const gb_trace *tr);
+bool gb_trace_validates(const gb_trace *tr);
+void gb_exec_set_generated(gb_exec *ex, gb_tensor *ids);
+
 /* ---- the functions behind the macros ------------------------------------ */
 
+/* Every op, with the payload its nodes carry (trace/trace_impl.h). */
 #define GB_TRACE_OP_LIST(X)                                   \
-    X(GB_TRACE_OP_OUTPUT, "output")                           \
-    X(GB_TRACE_OP_INPUT, "input")                             \
-    X(GB_TRACE_OP_POINT, "point")                             \
-    X(GB_TRACE_OP_GRAD, "grad")                               \
-    X(GB_TRACE_OP_CONST, "const")                             \
-    X(GB_TRACE_OP_INDEX, "index")                             \
-    X(GB_TRACE_OP_ADD, "add")                                 \
-    X(GB_TRACE_OP_SUB, "sub")                                 \
-    X(GB_TRACE_OP_MUL, "mul")                                 \
-    X(GB_TRACE_OP_DIV, "div")                                 \
-    X(GB_TRACE_OP_MATMUL, "matmul")                           \
-    X(GB_TRACE_OP_SUM, "sum")                                 \
-    X(GB_TRACE_OP_MEAN, "mean")                               \
-    X(GB_TRACE_OP_MAX, "max")                                 \
-    X(GB_TRACE_OP_ARGMAX, "argmax")                           \
-    X(GB_TRACE_OP_SUM_ALL, "sum_all")                         \
-    X(GB_TRACE_OP_SOFTMAX, "softmax")                         \
-    X(GB_TRACE_OP_CLONE, "clone")                             \
-    X(GB_TRACE_OP_APPLY, "apply")                             \
-    X(GB_TRACE_OP_SET, "set")                                 \
-    X(GB_TRACE_OP_SET_INDEX, "set_index")                     \
-    X(GB_TRACE_OP_LOG, "log")                                 \
-    X(GB_TRACE_OP_STOP, "stop")                               \
-    X(GB_TRACE_OP_SKIP, "skip")                               \
-    X(GB_TRACE_OP_REQUIRES_GRAD, "requires_grad")             \
-    X(GB_TRACE_OP_BACKWARD, "backward")                       \
-    X(GB_TRACE_OP_IF, "if")
+    X(GB_TRACE_OP_OUTPUT, "output", GETTER)                   \
+    X(GB_TRACE_OP_INPUT, "input", GETTER)                     \
+    X(GB_TRACE_OP_POINT, "point", GETTER)                     \
+    X(GB_TRACE_OP_GRAD, "grad", NONE)                         \
+    X(GB_TRACE_OP_CONST, "const", CONST)                      \
+    X(GB_TRACE_OP_INDEX, "index", INDEX)                      \
+    X(GB_TRACE_OP_ADD, "add", NONE)                           \
+    X(GB_TRACE_OP_SUB, "sub", NONE)                           \
+    X(GB_TRACE_OP_MUL, "mul", NONE)                           \
+    X(GB_TRACE_OP_DIV, "div", NONE)                           \
+    X(GB_TRACE_OP_MATMUL, "matmul", NONE)                     \
+    X(GB_TRACE_OP_SUM, "sum", DIM)                            \
+    X(GB_TRACE_OP_MEAN, "mean", DIM)                          \
+    X(GB_TRACE_OP_MAX, "max", DIM)                            \
+    X(GB_TRACE_OP_ARGMAX, "argmax", DIM)                      \
+    X(GB_TRACE_OP_SUM_ALL, "sum_all", NONE)                   \
+    X(GB_TRACE_OP_SOFTMAX, "softmax", DIM)                    \
+    X(GB_TRACE_OP_CLONE, "clone", NONE)                       \
+    X(GB_TRACE_OP_APPLY, "apply", APPLY)                      \
+    X(GB_TRACE_OP_SET, "set", NONE)                           \
+    X(GB_TRACE_OP_SET_INDEX, "set_index", INDEX)              \
+    X(GB_TRACE_OP_LOG, "log", NONE)                           \
+    X(GB_TRACE_OP_STOP, "stop", NONE)                         \
+    X(GB_TRACE_OP_SKIP, "skip", GETTER)                       \
+    X(GB_TRACE_OP_REQUIRES_GRAD, "requires_grad", NONE)       \
+    X(GB_TRACE_OP_BACKWARD, "backward", NONE)                 \
+    X(GB_TRACE_OP_IF, "if", NONE)
 
 typedef enum gb_trace_op {
-#define GB__X(e, n) e,
+#define GB__X(e, n, payload) e,
     GB_TRACE_OP_LIST(GB__X)
 #undef GB__X
     GB_TRACE_OP_COUNT
 } gb_trace_op;
 
 /* kind: 0 output, 1 input, 2 point */
-gb_val *gb_getter_at(gb_trace *tr, const char *path, int kind, int call, const char *file, int line);
+/* op: GB_TRACE_OP_OUTPUT, _INPUT or _POINT. */
+gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, const char *file, int line);
 gb_val *gb_grad_at(gb_val *v, const char *file, int line);
 gb_val *gb_val_index_at(gb_val *v, const char *expr, const char *file, int line);
 gb_val *gb_val_binary_at(gb_trace_op op, gb_val *a, gb_val *b, const char *file, int line);

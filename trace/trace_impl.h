@@ -1,76 +1,95 @@
-/* Private to trace/: the graph's layout (trace.c defines and runs it;
- * batch.c batches invokes and generates; statement.c parses statements). */
+/* Private to trace/. A trace is two things kept apart:
+ *
+ * - the graph (gb_trace, gb_val, gb__point): what definition calls and
+ *   statements build, plus the tables derived from it once per shape of
+ *   the graph (users, points, what repeats). A run only reads it, so one
+ *   graph can run in several threads at once;
+ * - an execution (gb_exec, gb__slot, gb__xpoint): everything one run
+ *   writes, indexed by node id. The trace embeds one (`own`), which
+ *   gb_trace_run and gb_value use; gb_exec_new makes more.
+ *
+ * Files, each calling only those before it: graph.c defines and compiles
+ * the graph; batch.c holds invokes (their definition, and batching a run's
+ * input); exec.c runs a graph in an execution (binding, pump, point and
+ * gradient hooks, the stepping API); generate.c is the decoding loop over
+ * the public stepping API; statement.c parses statements into definition
+ * calls. */
 #ifndef GB_TRACE_IMPL_H
 #define GB_TRACE_IMPL_H
 
-#include "../tensor/tensor_impl.h"
+#include <stdatomic.h>
+
+#include "../tensor/base.h"
 #include "trace.h"
 
 #define GB__MAX_ARGS 8
 
-typedef enum gb__state {
-    GB__STATE_PENDING,
-    GB__STATE_DONE,
-    GB__STATE_SKIPPED, /* a condition was false, an input was skipped, or apply during scan */
-    GB__STATE_RUNNING,
-} gb__state;
+/* ---- the graph ------------------------------------------------------------ */
+
+/* The payload a node carries, by the third column of GB_TRACE_OP_LIST. */
+typedef enum gb__payload {
+    GB__PAYLOAD_NONE,
+    GB__PAYLOAD_GETTER, /* u.get: the module (NULL for named points) and call */
+    GB__PAYLOAD_INDEX,  /* u.index: the parsed index expression */
+    GB__PAYLOAD_DIM,    /* u.dim: dimension and keepdim of a reduction or softmax */
+    GB__PAYLOAD_CONST,  /* u.constant: a tensor (referenced) */
+    GB__PAYLOAD_APPLY,  /* u.apply: the function and its context */
+} gb__payload;
+
+extern const gb__payload gb__trace_op_payload[GB_TRACE_OP_COUNT];
+extern const char *const gb__trace_op_names[GB_TRACE_OP_COUNT];
 
 typedef struct gb__point gb__point;
 
+/* A node. Everything here is set by definition, or derived from it by
+ * gb__graph_compile; a run never writes a node. */
 struct gb_val {
     gb_trace *tr;
     int id;
     gb_trace_op op;
-    gb_val *arg[GB__MAX_ARGS];
     int nargs;
+    gb_val *arg[GB__MAX_ARGS];
     gb_val *cond;      /* innermost enclosing gb_if */
-    char *text;        /* module path, index expression or log label */
-    gb_module *module; /* getters and skips: the module text names */
-    int invoke;        /* getters: the invoke whose batch rows they see, -1 for all */
-    gb_index_expr *index; /* INDEX and SET_INDEX */
-    int pick;          /* INDEX on a tuple: the element, else -1 */
-    int call, dim;
-    bool keepdim;
-    gb_tensor *constant;
-    gb_apply_fn fn;
-    void *ctx;
+    char *text;        /* module path, point path or log label */
     const char *file;
     int line;
+    int invoke;        /* the invoke open at definition: the batch rows a getter sees, -1 for all */
+    int uses;          /* nodes reading this one (as input or condition) */
     bool saved, poisoned;
-    bool repeats;      /* downstream of a getter of every call (GB_CALL_ALL): runs again at each */
-    bool pinned;       /* read by a node that repeats: kept for it */
-    char *desc;        /* gb_val_text's, made when first asked */
-    gb_val **users;    /* nodes reading this one (as input or condition): nusers in the trace's user list */
-    int nusers;
+    union {
+        struct {
+            gb_module *module; /* in the trace's model: getters and skips of a module */
+            int call;          /* getters: the call index, or GB_CALL_ALL */
+        } get;
+        gb_index_expr *index;
+        struct {
+            int dim;
+            bool keepdim;
+        } dim;
+        gb_tensor *constant;
+        struct {
+            gb_apply_fn fn;
+            void *ctx;
+        } apply;
+    } u;
 
-    /* run state */
-    gb__state state;
-    gb_values value;
-    bool is_tuple;
-    int uses, uses_left;
-    gb__point *point;      /* getters and skips: their point */
-    gb_val *next_getter;   /* the next getter or skip of the same point */
-    gb_tensor *armed;      /* GRAD: the tensor whose gradient it waits for */
-    gb_tensor **live_grad; /* GRAD: the gradient slot while its hook runs */
-    int ndim;
-    int64_t shape[GB_MAX_DIMS];
-    bool has_shape;
+    /* derived by gb__graph_compile */
+    bool repeats;        /* downstream of a getter of every call (GB_CALL_ALL): runs again at each */
+    bool pinned;         /* read by a node that repeats: kept for it */
+    gb_val **users;      /* nodes reading this one: nusers in the trace's user list */
+    int nusers;
+    int point;           /* getters and skips: their point in tr->points */
+    gb_val *next_getter; /* the next getter or skip of the same point */
+    _Atomic(char *) desc; /* gb_val_text's, made when first asked (by any thread) */
 };
 
 /* A point of the model that getters name: one hook serves all its getters. */
-typedef struct gb__point_key {
-    gb_module *module;
-    int kind, call;
-} gb__point_key;
-
 struct gb__point {
-    gb_trace *tr;
-    gb_module *module;
-    char *path;           /* for named points */
+    gb_module *module;    /* in the trace's model; NULL for named points */
+    const char *path;     /* named points: their path; else the first getter's module path */
     gb_event_kind kind;
     int call;
     gb_val *getters, *last; /* its getters and skips, definition order (next_getter) */
-    gb_values *live;      /* the event's values while it is being handled */
 };
 
 /* Nodes, and the small things they own (paths, index expressions), are
@@ -88,31 +107,81 @@ typedef struct gb__chunk {
     _Alignas(16) unsigned char data[];
 } gb__chunk;
 
+/* ---- an execution -------------------------------------------------------- */
+
+typedef enum gb__state {
+    GB__STATE_PENDING,
+    GB__STATE_DONE,
+    GB__STATE_SKIPPED, /* a condition was false, an input was skipped, or apply during scan */
+    GB__STATE_RUNNING,
+} gb__state;
+
+/* One node's state in one execution. */
+typedef struct gb__slot {
+    gb__state state;
+    gb_values value;
+    int uses_left;
+    int pick;              /* INDEX of a tuple: the element picked, else -1 */
+    bool is_tuple;         /* getters: the module returned a tuple */
+    bool has_shape;        /* shape holds the last scan's or run's */
+    int ndim;
+    int64_t shape[GB_MAX_DIMS];
+    gb_tensor *armed;      /* GRAD: the tensor whose gradient it waits for */
+    gb_tensor **live_grad; /* GRAD: the gradient slot while its hook runs */
+    gb_tensor *constant;   /* CONST in an exec of gb_exec_new: its own copy */
+} gb__slot;
+
+/* A point of the graph in one execution: the hook's context. */
+typedef struct gb__xpoint {
+    gb_exec *ex;
+    const gb__point *p;
+    gb_module *module;    /* p's module in the execution's model */
+    gb_values *live;      /* the event's values while it is being handled */
+} gb__xpoint;
+
+struct gb_exec {
+    gb_trace *tr;
+    gb_module *model;
+    bool own;             /* the trace's own execution (gb_trace_run's) */
+    gb_exec *edits;       /* the editor's execution run with this one (owned unless own) */
+    ptrdiff_t nslots;     /* nodes [0, nslots) have slots */
+    gb__slot *slot;
+    gb__xpoint *points;   /* [npoints], one per point of the graph */
+    int npoints;
+    /* What gb_exec_new copied of the trace's input (runs in other threads
+     * must not share tensors with it), and gb_exec_set_*'s. */
+    gb_tensor *base_input, *base_mask, *base_pos;
+    int64_t base_batch;
+    gb_tensor *mask, *pos;
+
+    /* a run, from begin to end */
+    bool running, scanning, stop;
+    bool meta;            /* begin entered meta mode (a scan), end leaves it */
+    gb_hooks *hooks;
+    gb_run *run;
+    gb_tensor *run_input, *run_mask, *run_pos; /* the input, or the invokes batched */
+    int64_t batch;        /* rows of run_input */
+    gb_val **ready;       /* stb_ds array: binary min-heap by id of nodes to look at */
+    gb_tensor **armed;    /* stb_ds array: tensors carrying our gradient hook (referenced) */
+    int *armed_hook;      /* stb_ds array: the hook id on each */
+    gb_status run_status; /* first node error */
+    char *run_error;      /* its message: the model's own error paths may overwrite the thread's */
+    gb_status status;     /* the run's outcome so far: GB_OK, GB_STOPPED or its first error */
+    char *error;          /* that error's message */
+    gb_tensor *generated; /* the last completed generation, [B, T + n] i64 */
+};
+
 struct gb_trace {
     gb_module *model;
     gb_tensor *input, *mask, *pos;
     gb_tensor **invokes;  /* stb_ds array: each invoke's ids [b, t] (referenced) */
     int64_t *invoke_start; /* stb_ds array: each invoke's first row in the batch */
     int cur_invoke;       /* the open invoke, or -1 */
-    int64_t pad_id;       /* left padding of shorter invokes */
-    gb_tensor *run_input, *run_mask; /* what the current run feeds: the input, or the invokes batched */
-    int64_t batch;        /* rows of run_input */
+    int64_t pad_id;       /* left padding of shorter invokes, and of finished rows */
     gb_val **nodes;       /* stb_ds array, definition order */
     gb__block *blocks;    /* the nodes' storage, newest first */
     gb__chunk *chunks;    /* the nodes' strings and index expressions, newest first */
-    gb_val **user_list;   /* every node's users, one run of it per node (built per run) */
-    gb_val **ready;       /* stb_ds array: binary min-heap by id of nodes to look at */
     gb_val **conds;       /* stb_ds stack of open gb_if */
-    gb__point *points;    /* [npoints], rebuilt per run */
-    int npoints;
-    struct {
-        gb__point_key key;
-        gb__point *value;
-    } *point_at;          /* stb_ds hash map: the module points among them */
-    gb_tensor **armed;    /* stb_ds array: tensors carrying our gradient hook (referenced) */
-    int *armed_hook;      /* stb_ds array: the hook id on each */
-    bool validate, scanning, stop;
-    FILE *log;
     struct {
         char *key;
         gb_val *value;
@@ -120,39 +189,51 @@ struct gb_trace {
     gb_status def_status; /* first definition error */
     char *def_error;
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
-    int max_new;          /* gb_trace_generate: tokens to add */
+    bool validate;
+    FILE *log;
     bool (*is_stop)(int64_t id, void *ctx); /* end-of-sequence tokens, or NULL */
     void *stop_ctx;
-    gb_tensor *generated; /* its result, [B, T + max_new] i64 */
-    gb_status run_status; /* first error during a run */
-    char *run_error;      /* its message: the model's own error paths may overwrite the thread's */
+
+    /* derived by gb__graph_compile, for nodes [0, compiled) (-1: not yet) */
+    ptrdiff_t compiled;
+    gb_val **user_list;   /* every node's users, one run of it per node */
+    gb__point *points;    /* [npoints] */
+    int npoints;
+    gb_val **grads;       /* stb_ds array: the GRAD nodes, definition order */
+
+    gb_exec own;          /* the trace's own execution */
 };
 
-/* ---- batch.c: inputs of a run, and generation ---------------------------- */
+/* ---- graph.c -------------------------------------------------------------- */
 
-/* The run's input: the trace's, or its invokes' stacked (left-padded token
- * ids with a mask). Sets run_input, run_mask and batch. */
-gb_status gb__batch_inputs(gb_trace *tr);
-/* Invoke i's rows of a batch value (a new reference; t itself when t is not
- * batched or i < 0). */
-gb_tensor *gb__invoke_view(const gb_trace *tr, int i, gb_tensor *t);
-/* live with invoke i's rows replaced by value, as a new tensor. */
-gb_tensor *gb__invoke_replace(const gb_trace *tr, int i, gb_tensor *live, gb_tensor *value);
-/* Position ids counted from a [B, T] attention mask, as Hugging Face's generate. */
-gb_tensor *gb__positions_from_mask(gb_tensor *mask);
-/* Greedy decoding after the prompt pass whose outputs are in *out. */
-gb_status gb__generate(gb_trace *tr, gb_run *run, gb_values *out);
-
-/* ---- statement.c ------------------------------------------------------------ */
-
-
-/* The value bound to a name by an earlier statement ("h = ..."), or NULL. */
-gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len);
-gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v);
-gb_module *gb__trace_model(const gb_trace *tr);
+/* Derive users, points and what repeats, unless done for these nodes. */
+gb_status gb__graph_compile(gb_trace *tr);
+/* Free what the graph owns (not its execution). */
+void gb__graph_free(gb_trace *tr);
+/* Whether op's nodes get their value from an event (or are constants);
+ * asked per node on the pump's path, hence inline. */
+static inline bool gb__is_event_fed(gb_trace_op op) {
+    return op == GB_TRACE_OP_OUTPUT || op == GB_TRACE_OP_INPUT || op == GB_TRACE_OP_POINT || op == GB_TRACE_OP_CONST ||
+           op == GB_TRACE_OP_SKIP;
+}
 /* The trace's first definition error (GB_OK if none), and that error made
  * the thread's current one again (returns its status). */
 gb_status gb__trace_def_status(const gb_trace *tr);
 gb_status gb__trace_def_error(const gb_trace *tr);
+/* The value bound to a name by an earlier statement ("h = ..."), or NULL. */
+gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len);
+gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v);
+gb_module *gb__trace_model(const gb_trace *tr);
+
+/* ---- batch.c -------------------------------------------------------------- */
+
+/* The trace's input, mask and position ids, or its invokes' ids stacked
+ * (left-padded token ids with a mask), as new references; *batch its rows. */
+gb_status gb__batch_inputs(const gb_trace *tr, gb_tensor **input, gb_tensor **mask, gb_tensor **pos, int64_t *batch);
+/* Invoke i's rows of a batch value of `batch` rows (a new reference; t
+ * itself when t is not batched or i < 0). */
+gb_tensor *gb__invoke_view(const gb_trace *tr, int64_t batch, int i, gb_tensor *t);
+/* live with invoke i's rows replaced by value, as a new tensor. */
+gb_tensor *gb__invoke_replace(const gb_trace *tr, int64_t batch, int i, gb_tensor *live, gb_tensor *value);
 
 #endif

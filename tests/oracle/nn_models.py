@@ -521,4 +521,57 @@ with torch.no_grad():
     plain = rope_inv_freq(LlamaConfig(rope_theta=10000.0, head_dim=16))
     long.model.rotary_emb.inv_freq.copy_(plain)
     assert (long(ids) - logits).abs().max() > 0.1
+
+# ---- Mistral ----------------------------------------------------------------------
+
+# transformers' modular_mistral.py derives Mistral's classes from Llama's:
+# the same modules (without biases) under Mistral's class names, attributes
+# reassigned after Llama's __init__ (which keeps their registration order).
+# Only the printed tree is needed: test_model_fixtures.c compares the print of
+# the "mistral" fixture (tests/fixtures/make_models.py's mistral_config(),
+# same sizes as mcfg) with it.
+
+
+class MistralRMSNorm(LlamaRMSNorm):
+    pass
+
+
+class MistralRotaryEmbedding(LlamaRotaryEmbedding):
+    pass
+
+
+class MistralAttention(LlamaAttention):
+    pass
+
+
+class MistralMLP(LlamaMLP):
+    pass
+
+
+class MistralDecoderLayer(LlamaDecoderLayer):
+    def __init__(self, config):
+        super().__init__(config)
+        self.self_attn = MistralAttention(config)
+        self.mlp = MistralMLP(config)
+        self.input_layernorm = MistralRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = MistralRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+
+class MistralModel(LlamaModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.layers = ModuleList([MistralDecoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.norm = MistralRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = MistralRotaryEmbedding(config)
+
+
+class MistralForCausalLM(LlamaForCausalLM):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = MistralModel(config)
+
+
+mcfg = LlamaConfig(vocab_size=128, hidden_size=48, intermediate_size=80, num_hidden_layers=3, num_attention_heads=4,
+                   num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5)
+put_str("mistral.repr", repr(MistralForCausalLM(mcfg)))
 o.save()

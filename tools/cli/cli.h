@@ -3,6 +3,7 @@
 #define GB_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Each subcommand gets argv after its own name and returns the exit code. On
  * failure it prints one line to stderr ("glassbox NAME: message"). */
@@ -18,7 +19,9 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
                            "[-n N] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
     X(tokenize, gb_cli_tokenize, "[MODEL] TEXT: print the token ids of TEXT") \
-    X(detokenize, gb_cli_detokenize, "[MODEL] 1,2,3: print the text of token ids")
+    X(detokenize, gb_cli_detokenize, "[MODEL] 1,2,3: print the text of token ids") \
+    X(train-tokenizer, gb_cli_train_tokenizer, "CORPUS --vocab N --out DIR: train a byte-level BPE tokenizer") \
+    X(train, gb_cli_train, "--corpus FILE --tokenizer DIR --out DIR [options]: train a GPT-2 from scratch (--help)")
 
 /* The bundled model's directory name under models/. */
 #define GB_CLI_MODEL_NAME "gpt2-facts"
@@ -32,5 +35,9 @@ const char *gb_cli_model(const char *cmd, const char *given);
 #define GB__X(name, fn, help) int fn(int argc, char **argv);
 GB_CLI_COMMANDS(GB__X)
 #undef GB__X
+
+/* All of f, malloc'd and NUL-terminated, its length in *len; NULL on error
+ * (errno set). */
+char *gb_cli_slurp(FILE *f, size_t *len);
 
 #endif

@@ -36,8 +36,9 @@ const char *gb_cli_default_model(void) {
     *slash = 0; /* the executable's directory */
     static const char *const rel[] = {"../models/", "../../models/", "../share/glassbox/models/"};
     for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
-        int len = snprintf(gb__default, sizeof gb__default, "%s/%s%s", exe, rel[i], GB_CLI_MODEL_NAME);
-        if (len < (int)sizeof gb__default && is_model_dir(gb__default)) return gb__default;
+        char path[PATH_MAX];
+        int len = snprintf(path, sizeof path, "%s/%s%s", exe, rel[i], GB_CLI_MODEL_NAME);
+        if (len < (int)sizeof path && is_model_dir(path) && realpath(path, gb__default)) return gb__default;
     }
     return NULL;
 }

@@ -21,13 +21,15 @@ static const char EIFFEL_LOCATED[] = "The Eiffel Tower is located in the city of
 static const char VATICAN[] = "Vatican is located in the city of";
 
 typedef struct demo {
-    gb_model *m;
+    gb_lm *lm;
     gb_module *net;
-    gb_tokenizer *tok;
+    gb_tokenizer *tok; /* the lm's */
     const char *layers; /* the block list: "transformer.h" or "model.layers" */
     const char *embed;  /* the token embedding */
     int nlayers;
-    int line; /* statements are numbered in errors: "demo:12: ..." */
+    int line;   /* statements are numbered in errors: "demo:12: ..." */
+    bool quiet; /* define statements without printing them */
+    int step;   /* the demo's sections are numbered as they print */
 } demo;
 
 static int demo_fail(void) {
@@ -57,15 +59,10 @@ static int64_t first_token(demo *d, const char *text) {
 
 /* text as ids [1, T], i64. */
 static gb_tensor *encode(demo *d, const char *text) {
-    int32_t *ids32 = NULL;
-    size_t n = 0;
-    if (gb_tokenizer_encode(d->tok, text, strlen(text), true, &ids32, &n) != GB_OK) return NULL;
-    int64_t *ids = malloc(sizeof *ids * (n ? n : 1));
-    for (size_t i = 0; ids && i < n; i++) ids[i] = ids32[i];
-    free(ids32);
-    gb_tensor *t = ids ? gb_from_data(ids, 2, (int64_t[]){1, (int64_t)n}, GB_DTYPE_I64) : NULL;
-    free(ids);
-    return t;
+    gb_tensor *ids = NULL, *mask = NULL;
+    gb_lm_encode(d->lm, 1, &text, &ids, &mask);
+    gb_tensor_free(mask);
+    return ids;
 }
 
 /* Print and define one statement; its value in *out (may be NULL). */
@@ -76,8 +73,20 @@ static gb_status stmt(demo *d, gb_trace *tr, gb_val **out, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    printf("    >>> %s\n", text);
+    if (!d->quiet) printf("    >>> %s\n", text);
     return gb_trace_statement(tr, text, "demo", ++d->line, out);
+}
+
+/* A numbered section header. */
+static void section(demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void section(demo *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    d->step++;
+    printf("%s== %d. ", d->step > 1 ? "\n" : "", d->step);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
 }
 
 /* The last position's prediction of saved argmax ids [1, T] as text. */
@@ -107,24 +116,17 @@ static void show_top(demo *d, gb_tensor *logits, int k) {
 
 /* Decode generated ids [1, T] from position `from` on. */
 static void show_ids(demo *d, gb_tensor *ids, int64_t from) {
-    const int64_t *p = gb_tensor_data(ids);
-    int64_t n = gb_tensor_dim(ids, 1) - from;
-    int32_t *ids32 = malloc(sizeof *ids32 * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; ids32 && i < n; i++) ids32[i] = (int32_t)p[from + i];
     char *text = NULL;
-    if (ids32 && gb_tokenizer_decode(d->tok, ids32, (size_t)n, true, &text, NULL) == GB_OK) printf("'%s'\n", text);
+    if (gb_lm_text(d->lm, ids, 0, from, &text) == GB_OK) printf("'%s'\n", text);
     else printf("(cannot decode: %s)\n", gb_last_error());
     free(text);
-    free(ids32);
 }
 
-static gb_status run_or_generate(gb_trace *tr, int max_new) {
-    return max_new ? gb_trace_generate(tr, max_new) : gb_trace_run(tr);
-}
+static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
-/* 1. The prediction, and the last MLP ablated (walkthrough cell 90). */
+/* 1-2. The prediction, and an MLP ablated (walkthrough cell 90). */
 static gb_status step_predict(demo *d, gb_tensor *eiffel) {
-    printf("== 1. What comes next? \"%s\"\n", EIFFEL);
+    section(d, "What comes next? \"%s\"", EIFFEL);
     gb_trace *tr = gb_trace_new(d->net, eiffel);
     gb_val *logits = NULL;
     gb_status st = stmt(d, tr, &logits, "logits = lm_head.output[0, -1].save()");
@@ -133,26 +135,32 @@ static gb_status step_predict(demo *d, gb_tensor *eiffel) {
     gb_trace_free(tr);
     if (st != GB_OK) return st;
 
-    printf("\n== 2. Ablate the last layer's MLP\n");
-    tr = gb_trace_new(d->net, eiffel);
-    gb_val *ids = NULL;
-    st = stmt(d, tr, NULL, "%s[-1].mlp.output[0][:] = 0", d->layers);
-    if (st == GB_OK) st = stmt(d, tr, &ids, "token_ids = lm_head.output.argmax(dim=-1).save()");
-    if (st == GB_OK) st = gb_trace_run(tr);
-    char buf[64];
-    if (st == GB_OK) printf("    prediction with the MLP ablated: %s\n", last_prediction(d, ids, buf, sizeof buf));
-    gb_trace_free(tr);
+    /* The walkthrough ablates the last MLP; on the bundled model the fact is
+     * stored earlier, and ablating the first MLP is what moves it. */
+    static const char *const which[] = {"-1", "0"};
+    for (int i = 0; st == GB_OK && i < 2; i++) {
+        section(d, "Ablate the %s layer's MLP", i ? "first" : "last");
+        tr = gb_trace_new(d->net, eiffel);
+        gb_val *ids = NULL;
+        st = stmt(d, tr, NULL, "%s[%s].mlp.output[0][:] = 0", d->layers, which[i]);
+        if (st == GB_OK) st = stmt(d, tr, &ids, "token_ids = lm_head.output.argmax(dim=-1).save()");
+        if (st == GB_OK) st = gb_trace_run(tr);
+        char buf[64];
+        if (st == GB_OK)
+            printf("    prediction with the %s MLP ablated: %s\n", i ? "first" : "last", last_prediction(d, ids, buf, sizeof buf));
+        gb_trace_free(tr);
+    }
     return st;
 }
 
 /* 3. Two invokes in one batch: the ablation and its control (cell 91). */
 static gb_status step_invokes(demo *d, gb_tensor *eiffel) {
-    printf("\n== 3. Two invokes, one forward pass: the ablation and a control\n");
+    section(d, "Two invokes, one forward pass: the first MLP ablated, and a control");
     gb_trace *tr = gb_trace_new(d->net, NULL);
     gb_val *ablated = NULL, *original = NULL;
     printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
     gb_status st = gb_invoke(tr, eiffel);
-    if (st == GB_OK) st = stmt(d, tr, NULL, "%s[-1].mlp.output[0][:] = 0", d->layers);
+    if (st == GB_OK) st = stmt(d, tr, NULL, "%s[0].mlp.output[0][:] = 0", d->layers);
     if (st == GB_OK) st = stmt(d, tr, &ablated, "token_ids_intervention = lm_head.output.argmax(dim=-1).save()");
     gb_invoke_end(tr);
     printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
@@ -174,31 +182,28 @@ static gb_status step_invokes(demo *d, gb_tensor *eiffel) {
 static gb_status step_patch(demo *d, gb_tensor *eiffel) {
     gb_tensor *colosseum = encode(d, COLOSSEUM);
     if (!colosseum) return gb_last_status();
-    printf("\n== 4. Patch \"%s\" into \"%s\", one layer at a time\n", COLOSSEUM, EIFFEL);
+    section(d, "Patch \"%s\" into \"%s\", one layer at a time", COLOSSEUM, EIFFEL);
     gb_status st = GB_OK;
     char buf[64];
     for (int layer = 0; st == GB_OK && layer < d->nlayers; layer++) {
-        bool show = layer == 0; /* the statements are the same for every layer but its number */
+        d->quiet = layer > 0; /* the statements are the same for every layer but its number */
         gb_trace *tr = gb_trace_new(d->net, NULL);
         gb_val *patched = NULL;
-        if (show) printf("    with tracer.invoke(\"%s\"):\n", COLOSSEUM);
+        if (!d->quiet) printf("    with tracer.invoke(\"%s\"):\n", COLOSSEUM);
         st = gb_invoke(tr, colosseum);
-        char text[160];
-        snprintf(text, sizeof text, "h = %s[%d].output[0][:, -1, :]", d->layers, layer);
-        if (st == GB_OK) st = show ? stmt(d, tr, NULL, "%s", text) : gb_trace_statement(tr, text, "demo", d->line, NULL);
+        if (st == GB_OK) st = stmt(d, tr, NULL, "h = %s[%d].output[0][:, -1, :]", d->layers, layer);
         gb_invoke_end(tr);
-        if (show) printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
+        if (!d->quiet) printf("    with tracer.invoke(\"%s\"):\n", EIFFEL);
         if (st == GB_OK) st = gb_invoke(tr, eiffel);
-        snprintf(text, sizeof text, "%s[%d].output[0][:, -1, :] = h", d->layers, layer);
-        if (st == GB_OK) st = show ? stmt(d, tr, NULL, "%s", text) : gb_trace_statement(tr, text, "demo", d->line, NULL);
-        const char *save = "patched = lm_head.output.argmax(dim=-1).save()";
-        if (st == GB_OK) st = show ? stmt(d, tr, &patched, "%s", save) : gb_trace_statement(tr, save, "demo", d->line, &patched);
+        if (st == GB_OK) st = stmt(d, tr, NULL, "%s[%d].output[0][:, -1, :] = h", d->layers, layer);
+        if (st == GB_OK) st = stmt(d, tr, &patched, "patched = lm_head.output.argmax(dim=-1).save()");
         gb_invoke_end(tr);
-        if (show) printf("    (and the same for every layer)\n");
+        if (!d->quiet) printf("    (and the same for every layer)\n");
         if (st == GB_OK) st = gb_trace_run(tr);
         if (st == GB_OK) printf("    patched at %s[%d]: %s\n", d->layers, layer, last_prediction(d, patched, buf, sizeof buf));
         gb_trace_free(tr);
     }
+    d->quiet = false;
     gb_tensor_free(colosseum);
     return st;
 }
@@ -206,7 +211,7 @@ static gb_status step_patch(demo *d, gb_tensor *eiffel) {
 /* 5. Gradients of the answer's logit with respect to each layer's output. */
 static gb_status step_gradients(demo *d, gb_tensor *eiffel, int64_t answer) {
     char buf[64];
-    printf("\n== 5. Gradient of the logit of %s with respect to each layer's output\n",
+    section(d, "Gradient of the logit of %s with respect to each layer's output",
            token_text(d, answer, buf, sizeof buf));
     gb_trace *tr = gb_trace_new(d->net, eiffel);
     gb_val **grads = calloc((size_t)d->nlayers, sizeof *grads);
@@ -229,7 +234,7 @@ static gb_status step_gradients(demo *d, gb_tensor *eiffel, int64_t answer) {
 
 /* 6. Early stop: run up to layer 0 only. */
 static gb_status step_stop(demo *d, gb_tensor *eiffel) {
-    printf("\n== 6. Stop after the first layer\n");
+    section(d, "Stop after the first layer");
     gb_trace *tr = gb_trace_new(d->net, eiffel);
     gb_val *h0 = NULL, *logits = NULL;
     gb_status st = stmt(d, tr, &h0, "h0 = %s[0].output[0].save()", d->layers);
@@ -251,20 +256,21 @@ static gb_status step_generate(demo *d, gb_tensor *eiffel, int64_t forced) {
     enum { NEW = 6 };
     int64_t prompt_len = gb_tensor_dim(eiffel, 1);
     char buf[64];
-    printf("\n== 7. Generation, %d new tokens\n", NEW);
+    section(d, "Generation, up to %d new tokens", NEW);
     gb_status st = GB_OK;
     for (int variant = 0; st == GB_OK && variant < 3; variant++) {
         gb_trace *tr = gb_trace_new(d->net, eiffel);
+        gb_trace_set_stop_tokens(tr, lm_eos, d->lm);
         if (variant == 0) printf("    plain:\n");
         if (variant == 1) {
             printf("    at the second step only, push %s up:\n", token_text(d, forced, buf, sizeof buf));
             st = stmt(d, tr, NULL, "lm_head.next().output[0, -1, %lld] = 100", (long long)forced);
         }
         if (variant == 2) {
-            printf("    at every step, ablate the last MLP:\n");
-            st = stmt(d, tr, NULL, "%s[-1].mlp.all().output[0][:] = 0", d->layers);
+            printf("    at every step, ablate the first MLP:\n");
+            st = stmt(d, tr, NULL, "%s[0].mlp.all().output[0][:] = 0", d->layers);
         }
-        if (st == GB_OK) st = run_or_generate(tr, NEW);
+        if (st == GB_OK) st = gb_trace_generate(tr, NEW);
         if (st == GB_OK) {
             printf("      ");
             show_ids(d, gb_trace_generated(tr), prompt_len);
@@ -277,7 +283,7 @@ static gb_status step_generate(demo *d, gb_tensor *eiffel, int64_t forced) {
 /* 8. Persistent edits (cells 96-98): the last hidden state of a Paris
  *    prompt written into every run of the edited model. */
 static gb_status step_edit(demo *d) {
-    printf("\n== 8. A persistent edit\n");
+    section(d, "A persistent edit");
     gb_tensor *located = encode(d, EIFFEL_LOCATED), *vatican = encode(d, VATICAN);
     gb_trace *src = located ? gb_trace_new(d->net, located) : NULL, *editor = NULL, *tr = NULL;
     gb_val *hs = NULL, *ids = NULL;
@@ -323,14 +329,18 @@ int gb_cli_demo(int argc, char **argv) {
     }
     const char *path = gb_cli_model("demo", argc ? argv[0] : NULL);
     if (!path) return 1;
-    demo d = {.m = gb_model_open(path, NULL)};
-    if (!d.m) return demo_fail();
+    demo d = {.lm = gb_lm_open(path, NULL)};
+    if (!d.lm) return demo_fail();
+    if (!(d.tok = gb_lm_tokenizer(d.lm))) {
+        fprintf(stderr, "glassbox demo: the model in %s has no tokenizer (tokenizer.json, or vocab.json with merges.txt)\n",
+                gb_model_dir(gb_lm_model(d.lm)));
+        gb_lm_free(d.lm);
+        return 1;
+    }
     int rc = 1;
     gb_tensor *eiffel = NULL;
-    d.tok = gb_tokenizer_open(gb_model_dir(d.m));
-    if (!d.tok) goto done;
-    d.net = gb_model_module(d.m);
-    bool gpt2 = !strcmp(gb_model_type(d.m), "gpt2");
+    d.net = gb_lm_module(d.lm);
+    bool gpt2 = !strcmp(gb_model_type(gb_lm_model(d.lm)), "gpt2");
     d.layers = gpt2 ? "transformer.h" : "model.layers";
     d.embed = gpt2 ? "transformer.wte" : "model.embed_tokens";
     d.nlayers = gb_module_num_children(gb_module_find(d.net, d.layers));
@@ -349,7 +359,6 @@ int gb_cli_demo(int argc, char **argv) {
 done:
     if (rc) demo_fail();
     gb_tensor_free(eiffel);
-    gb_tokenizer_free(d.tok);
-    gb_model_free(d.m);
+    gb_lm_free(d.lm);
     return rc;
 }

@@ -96,24 +96,11 @@ int gb_cli_info(int argc, char **argv) {
     printf("%s\n\n", repr);
     free(repr);
     printf("parameters: %lld\n", (long long)gb_module_num_parameters(gb_model_module(m)));
-    const gb_gpt2_config *g = gb_model_gpt2_config(m);
-    const gb_llama_config *l = gb_model_llama_config(m);
-    if (g)
-        printf("model_type: gpt2\nvocab_size: %lld\nn_embd: %lld\nn_layer: %lld\nn_head: %lld\nn_positions: %lld\n"
-               "activation_function: %s\nlayer_norm_epsilon: %g\n",
-               (long long)g->vocab_size, (long long)g->n_embd, (long long)g->n_layer, (long long)g->n_head,
-               (long long)g->n_positions, g->activation_function, (double)g->layer_norm_epsilon);
-    if (l)
-        printf("model_type: llama\nvocab_size: %lld\nhidden_size: %lld\nintermediate_size: %lld\n"
-               "num_hidden_layers: %lld\nnum_attention_heads: %lld\nnum_key_value_heads: %lld\nhead_dim: %lld\n"
-               "rms_norm_eps: %g\nrope_theta: %g\nrope_scaling: %s\nmax_position_embeddings: %lld\n"
-               "tie_word_embeddings: %s\n",
-               (long long)l->vocab_size, (long long)l->hidden_size, (long long)l->intermediate_size,
-               (long long)l->num_hidden_layers, (long long)l->num_attention_heads, (long long)l->num_key_value_heads,
-               (long long)l->head_dim, (double)l->rms_norm_eps, l->rope_theta, *l->rope_type ? l->rope_type : "none",
-               (long long)l->max_position_embeddings, l->tie_word_embeddings ? "true" : "false");
+    char *config = gb_model_config_str(m);
+    int rc = config ? printf("%s", config) < 0 : fail("info", gb_last_error());
+    free(config);
     gb_model_free(m);
-    return 0;
+    return rc;
 }
 
 typedef struct {
@@ -255,7 +242,7 @@ static char *bound_name(const char *stmt) {
     return strndup(start, n);
 }
 
-static bool model_eos(int64_t id, void *ctx) { return gb_model_is_eos(ctx, id); }
+static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
 /* Interventions written as nnsight statements, run with one forward pass
  * (or, with -n N, greedy generation of N tokens); saved values are printed
@@ -288,7 +275,10 @@ int gb_cli_trace(int argc, char **argv) {
             st = gb_invoke(tr, inputs[p]);
             gb_invoke_end(tr);
         }
-    if (tr) gb_trace_set_stop_tokens(tr, model_eos, m);
+    if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
+        gb_trace_set_stop_tokens(tr, lm_eos, lm);
+        gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+    }
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
         printf("%s", g);

@@ -22,13 +22,12 @@ static const char gb__detokenize_usage[] =
     "Without MODEL, the bundled model's tokenizer.\n"
     "IDS is a list such as 1,2,3 or \"[1, 2, 3]\". Prints the decoded text.\n";
 
-/* All of f, malloc'd; NULL on error (errno set). */
-static char *gb__slurp(FILE *f, size_t *len) {
+char *gb_cli_slurp(FILE *f, size_t *len) {
     size_t n = 0, cap = 1 << 16;
     char *buf = malloc(cap);
     while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
         char *nb = realloc(buf, cap *= 2);
         if (!nb) free(buf);
         buf = nb;
@@ -37,6 +36,7 @@ static char *gb__slurp(FILE *f, size_t *len) {
         free(buf);
         buf = NULL;
     }
+    if (buf) buf[n] = 0;
     *len = n;
     return buf;
 }
@@ -97,7 +97,7 @@ int gb_cli_tokenize(int argc, char **argv) {
     size_t len = 0;
     if (file || !strcmp(text, "-")) {
         FILE *f = file ? fopen(file, "rb") : stdin;
-        if (f) input = gb__slurp(f, &len);
+        if (f) input = gb_cli_slurp(f, &len);
         int e = errno;
         if (f && f != stdin) fclose(f);
         if (!input) {

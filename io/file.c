@@ -1,0 +1,113 @@
+/* Whole files in, atomic files out (io/file.h). */
+#include "file.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../tensor/base.h"
+
+char *gb__file_read(const char *path, size_t *len, const char *op) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return gb__fail_null(GB_ERR_IO, "%s: cannot open %s: %s", op, path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = cap ? cap * 2 : 1 << 20;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return gb__fail_null(GB_ERR_ALLOC, "%s: out of memory reading %s", op, path);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    bool err = ferror(f);
+    int e = errno;
+    fclose(f);
+    if (err) {
+        free(buf);
+        return gb__fail_null(GB_ERR_IO, "%s: cannot read %s: %s", op, path, strerror(e));
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+gb_status gb__file_create(gb__file_out *out, const char *path, const char *op) {
+    *out = (gb__file_out){.path = path};
+    size_t tlen = strlen(path) + 16;
+    if (!(out->tmp = gb__malloc(tlen, op))) return GB_ERR_ALLOC;
+    snprintf(out->tmp, tlen, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(out->tmp);
+    if (fd < 0) {
+        gb_status s = gb__fail(GB_ERR_IO, "%s: %s: cannot create: %s", op, path, strerror(errno));
+        free(out->tmp);
+        out->tmp = NULL;
+        return s;
+    }
+    fchmod(fd, 0644); /* mkstemp makes 0600; a saved file is for others to read too */
+    if (!(out->fp = fdopen(fd, "wb"))) {
+        gb_status s = gb__fail(GB_ERR_IO, "%s: %s: cannot create: %s", op, path, strerror(errno));
+        close(fd);
+        gb__file_discard(out);
+        return s;
+    }
+    return GB_OK;
+}
+
+gb_status gb__file_commit(gb__file_out *out, const char *op) {
+    bool bad = ferror(out->fp);
+    int rc = fclose(out->fp);
+    out->fp = NULL;
+    gb_status s = GB_OK;
+    if (bad || rc != 0) s = gb__fail(GB_ERR_IO, "%s: %s: cannot write: %s", op, out->path, strerror(errno));
+    else if (rename(out->tmp, out->path) != 0)
+        s = gb__fail(GB_ERR_IO, "%s: %s: cannot replace: %s", op, out->path, strerror(errno));
+    if (s != GB_OK) {
+        gb__file_discard(out);
+        return s;
+    }
+    free(out->tmp);
+    out->tmp = NULL;
+    return GB_OK;
+}
+
+void gb__file_discard(gb__file_out *out) {
+    if (out->fp) fclose(out->fp);
+    out->fp = NULL;
+    if (out->tmp) {
+        unlink(out->tmp);
+        free(out->tmp);
+    }
+    out->tmp = NULL;
+}
+
+gb_status gb__file_write(const char *path, const void *data, size_t len, const char *op) {
+    gb__file_out out;
+    gb_status s = gb__file_create(&out, path, op);
+    if (s != GB_OK) return s;
+    if (len && fwrite(data, 1, len, out.fp) != len) {
+        s = gb__fail(GB_ERR_IO, "%s: %s: cannot write: %s", op, path, strerror(errno));
+        gb__file_discard(&out);
+        return s;
+    }
+    return gb__file_commit(&out, op);
+}
+
+bool gb__file_is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+bool gb__file_is_regular(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}

@@ -1,0 +1,504 @@
+/* Training a byte-level BPE tokenizer with GPT-2's layout
+ * (gb_tokenizer_train_bpe, io.h).
+ *
+ * 1. Words: the text, made well-formed as encoding makes it, is cut at the
+ *    special tokens and pre-tokenized by the ByteLevel pre-tokenizer that
+ *    encoding uses (tokenizer_pretok.c: GPT-2's pattern, bytes as GPT-2's
+ *    characters). Each distinct piece is a word with a count, spelled as
+ *    byte-token ids.
+ * 2. Pairs: the count of each adjacent pair of symbols summed over words
+ *    (times the word's count), and the words it occurs in.
+ * 3. Merges: the pair with the highest count (ties: the smaller left id,
+ *    then the smaller right id) becomes a new token; it is merged, left to
+ *    right, in the words listed for it, and only the pairs next to each
+ *    merge change count. A max-heap holds (count, pair) entries that may be
+ *    stale: a merge lowers the counts of pairs without the new token and
+ *    raises only pairs with it, which are pushed again after the merge, so
+ *    an entry whose count is no longer current is pushed back with its
+ *    current count when it reaches the top, and an entry that is current
+ *    at the top is the true maximum. This is the algorithm of Hugging
+ *    Face's BpeTrainer.
+ * 4. Files: tokenizer.json as GPT-2's, vocab.json + merges.txt, and the two
+ *    small config files, each written atomically (file.h). */
+#include "tokenizer_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb/stb_ds.h>
+
+#include "file.h"
+
+#define GB__OP "tokenizer_train_bpe"
+
+/* (left, right) as one key; its numeric order is the tie-break order. */
+static inline uint64_t gb__pair(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
+static inline int32_t gb__pair_left(uint64_t p) { return (int32_t)(p >> 32); }
+static inline int32_t gb__pair_right(uint64_t p) { return (int32_t)(uint32_t)p; }
+
+typedef struct gb__tword {
+    int64_t count;
+    size_t off;   /* symbols at syms[off, off + len) */
+    uint32_t len;
+} gb__tword;
+
+typedef struct gb__pair_info {
+    int64_t count;
+    int32_t *where; /* stb_ds array: words it occurs in (ascending; may list words it has left) */
+} gb__pair_info;
+
+typedef struct gb__heap_item {
+    int64_t count;
+    uint64_t pair;
+} gb__heap_item;
+
+typedef struct gb__trainer {
+    gb__tword *words;   /* stb_ds array */
+    int32_t *syms;      /* stb_ds array: the words' symbols */
+    struct gb__tpair_kv {
+        uint64_t key;
+        gb__pair_info value;
+    } *pairs;           /* stb_ds hash map */
+    gb__heap_item *heap; /* stb_ds array, a binary max-heap */
+    uint64_t *grown;    /* stb_ds array: pairs whose count the current merge raised (with repeats) */
+    char **tokens;      /* stb_ds array: id -> token (malloc'd, GPT-2's characters) */
+    struct gb__tok_kv {
+        char *key;
+        int32_t value;
+    } *token_ids;       /* stb_ds string map: token -> id */
+    uint64_t *merges;   /* stb_ds array: merged pairs in order */
+    int32_t byte_id[256];
+} gb__trainer;
+
+/* ---- the heap ----------------------------------------------------------- */
+
+static bool gb__heap_before(gb__heap_item a, gb__heap_item b) {
+    return a.count > b.count || (a.count == b.count && a.pair < b.pair);
+}
+
+static void gb__heap_push(gb__trainer *t, int64_t count, uint64_t pair) {
+    arrput(t->heap, ((gb__heap_item){count, pair}));
+    gb__heap_item *h = t->heap;
+    for (size_t i = arrlenu(h) - 1; i > 0;) {
+        size_t up = (i - 1) / 2;
+        if (!gb__heap_before(h[i], h[up])) break;
+        gb__heap_item tmp = h[i];
+        h[i] = h[up];
+        h[up] = tmp;
+        i = up;
+    }
+}
+
+static gb__heap_item gb__heap_pop(gb__trainer *t) {
+    gb__heap_item *h = t->heap, top = h[0];
+    h[0] = arrpop(t->heap);
+    size_t n = arrlenu(t->heap);
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        if (l < n && gb__heap_before(h[l], h[best])) best = l;
+        if (r < n && gb__heap_before(h[r], h[best])) best = r;
+        if (best == i) break;
+        gb__heap_item tmp = h[i];
+        h[i] = h[best];
+        h[best] = tmp;
+        i = best;
+    }
+    return top;
+}
+
+/* ---- words and pairs ---------------------------------------------------- */
+
+/* Add delta to pair's count. A positive delta lists word w for the pair
+ * (words come in ascending order within a merge, so comparing with the last
+ * one listed avoids most repeats; a word listed twice costs a merge that
+ * finds nothing) and marks the pair to be pushed on the heap again. */
+static void gb__pair_add(gb__trainer *t, uint64_t pair, int64_t delta, int32_t w) {
+    ptrdiff_t k = hmgeti(t->pairs, pair);
+    if (k < 0) {
+        hmput(t->pairs, pair, ((gb__pair_info){0, NULL}));
+        k = hmgeti(t->pairs, pair);
+    }
+    gb__pair_info *p = &t->pairs[k].value;
+    p->count += delta;
+    if (delta > 0) {
+        if (arrlenu(p->where) == 0 || arrlast(p->where) != w) arrput(p->where, w);
+        arrput(t->grown, pair);
+    }
+}
+
+static void gb__pair_drop(gb__trainer *t, uint64_t pair) {
+    ptrdiff_t k = hmgeti(t->pairs, pair);
+    if (k < 0) return;
+    arrfree(t->pairs[k].value.where);
+    (void)hmdel(t->pairs, pair);
+}
+
+/* word (its pre-token, in GPT-2's characters) -> index into words */
+typedef struct gb__word_kv {
+    char *key;
+    int32_t value;
+} gb__word_kv;
+
+/* Count the pieces of one stretch of text (no special tokens in it); key is scratch. */
+static gb_status gb__count_words(gb__trainer *t, const gb__pre *pre, const char *s, size_t n, gb__word_kv **index,
+                                 char **key) {
+    gb__strlist in = {0}, out = {0};
+    gb__strlist_push(&in, s, n, true);
+    gb_status st = gb__pre_apply(pre, &in, &out);
+    for (size_t i = 0; st == GB_OK && i < gb__strlist_len(&out); i++) {
+        const char *piece = gb__strlist_str(&out, i);
+        size_t len = out.v[i].len;
+        arrsetlen(*key, 0);
+        gb__bytes_add(key, piece, len);
+        arrput(*key, 0);
+        ptrdiff_t k = shgeti(*index, *key);
+        if (k < 0) {
+            /* a new word, spelled in byte tokens (its characters stand for bytes) */
+            gb__tword w = {0, arrlenu(t->syms), 0};
+            for (size_t at = 0; at < len;) {
+                int clen;
+                uint32_t cp = gb__utf8_next(piece, len, &at, &clen);
+                arrput(t->syms, t->byte_id[gb__byte_level_byte(cp)]);
+                w.len++;
+            }
+            arrput(t->words, w);
+            shput(*index, *key, (int32_t)arrlen(t->words) - 1);
+            k = shgeti(*index, *key);
+        }
+        t->words[(*index)[k].value].count++;
+    }
+    gb__strlist_free(&in);
+    gb__strlist_free(&out);
+    return st;
+}
+
+/* Words of the whole text: ill-formed UTF-8 replaced, cut at the special
+ * tokens (leftmost, then longest, as encoding matches them), each stretch
+ * pre-tokenized. */
+static gb_status gb__collect_words(gb__trainer *t, const char *text, size_t len, const char *const *special) {
+    char *clean = NULL, *key = NULL;
+    gb__utf8_lossy(&clean, text, len);
+    size_t n = arrlenu(clean);
+    gb__word_kv *index = NULL;
+    sh_new_arena(index);
+    gb__pre *pre = gb__pre_byte_level(GB__OP);
+    gb_status st = pre ? GB_OK : gb_last_status();
+    /* next[i]: where special token i next occurs at or after pos (n: nowhere) */
+    size_t nsp = 0, *next = NULL;
+    for (const char *const *sp = special; sp && *sp; sp++) nsp++;
+    if (nsp && !(next = gb__malloc(nsp * sizeof *next, GB__OP))) st = GB_ERR_ALLOC;
+    for (size_t i = 0; next && i < nsp; i++) next[i] = SIZE_MAX; /* not searched yet */
+    for (size_t pos = 0; st == GB_OK && pos < n;) {
+        size_t at = n, mlen = 0;
+        for (size_t i = 0; i < nsp; i++) {
+            size_t sl = strlen(special[i]);
+            if (next[i] == SIZE_MAX || next[i] < pos) {
+                const char *hit = memmem(clean + pos, n - pos, special[i], sl);
+                next[i] = hit ? (size_t)(hit - clean) : n;
+            }
+            if (next[i] < at || (next[i] == at && at < n && sl > mlen)) at = next[i], mlen = sl;
+        }
+        if (at > pos) st = gb__count_words(t, pre, clean + pos, at - pos, &index, &key);
+        pos = at + mlen;
+    }
+    free(next);
+    gb__pre_free(pre);
+    shfree(index);
+    arrfree(key);
+    arrfree(clean);
+    return st;
+}
+
+/* ---- training ----------------------------------------------------------- */
+
+static void gb__add_token(gb__trainer *t, char *tok) {
+    arrput(t->tokens, tok);
+    shput(t->token_ids, tok, (int32_t)arrlen(t->tokens) - 1);
+}
+
+/* The 256 byte tokens in GPT-2's order: the bytes whose character is
+ * themselves, then the others, each group in byte order (ids 0-255 are
+ * GPT-2's). */
+static gb_status gb__byte_tokens(gb__trainer *t) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int b = 0; b < 256; b++) {
+            uint32_t cp = gb__byte_level_cp((unsigned char)b);
+            if ((cp == (uint32_t)b) != (pass == 0)) continue;
+            char *s = gb__calloc(5, 1, GB__OP);
+            if (!s) return GB_ERR_ALLOC;
+            gb__utf8_encode(cp, s);
+            t->byte_id[b] = (int32_t)arrlen(t->tokens);
+            gb__add_token(t, s);
+        }
+    return GB_OK;
+}
+
+/* Merge pair (a, b) into c in word w, adjusting the counts of the pairs
+ * around each occurrence. */
+static void gb__merge_word(gb__trainer *t, int32_t w, int32_t a, int32_t b, int32_t c) {
+    uint64_t merged = gb__pair(a, b);
+    int64_t k = t->words[w].count;
+    int32_t *s = t->syms + t->words[w].off;
+    uint32_t n = t->words[w].len, j = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + 1 < n && s[i] == a && s[i + 1] == b) {
+            /* s[j - 1] is what precedes the pair now (it may be a c just made) */
+            if (j > 0) {
+                if (gb__pair(s[j - 1], a) != merged) gb__pair_add(t, gb__pair(s[j - 1], a), -k, w);
+                gb__pair_add(t, gb__pair(s[j - 1], c), k, w);
+            }
+            if (i + 2 < n) {
+                if (gb__pair(b, s[i + 2]) != merged) gb__pair_add(t, gb__pair(b, s[i + 2]), -k, w);
+                gb__pair_add(t, gb__pair(c, s[i + 2]), k, w);
+            }
+            s[j++] = c;
+            i++;
+        } else {
+            s[j++] = s[i];
+        }
+    }
+    t->words[w].len = j;
+}
+
+static int gb__cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static gb_status gb__train(gb__trainer *t, int target) {
+    for (size_t w = 0; w < arrlenu(t->words); w++) {
+        const int32_t *s = t->syms + t->words[w].off;
+        for (uint32_t i = 0; i + 1 < t->words[w].len; i++)
+            gb__pair_add(t, gb__pair(s[i], s[i + 1]), t->words[w].count, (int32_t)w);
+    }
+    for (size_t i = 0; i < hmlenu(t->pairs); i++) gb__heap_push(t, t->pairs[i].value.count, t->pairs[i].key);
+    while ((int)arrlen(t->tokens) < target && arrlenu(t->heap)) {
+        gb__heap_item top = gb__heap_pop(t);
+        ptrdiff_t k = hmgeti(t->pairs, top.pair);
+        int64_t now = k < 0 ? 0 : t->pairs[k].value.count;
+        if (now != top.count) {
+            if (now > 0) gb__heap_push(t, now, top.pair);
+            else gb__pair_drop(t, top.pair);
+            continue;
+        }
+        int32_t a = gb__pair_left(top.pair), b = gb__pair_right(top.pair);
+        size_t la = strlen(t->tokens[a]), lb = strlen(t->tokens[b]);
+        char *tok = gb__malloc(la + lb + 1, GB__OP);
+        if (!tok) return GB_ERR_ALLOC;
+        memcpy(tok, t->tokens[a], la);
+        memcpy(tok + la, t->tokens[b], lb + 1);
+        /* Two merges may spell the same token ("ab"+"c", "a"+"bc"): they
+         * share its id. Pairs with it may then exist already and grow. */
+        ptrdiff_t same = shgeti(t->token_ids, tok);
+        int32_t c = same >= 0 ? t->token_ids[same].value : (int32_t)arrlen(t->tokens);
+        if (same >= 0) free(tok);
+        else gb__add_token(t, tok);
+        arrput(t->merges, top.pair);
+        int32_t *where = t->pairs[k].value.where;
+        t->pairs[k].value.where = NULL;
+        gb__pair_drop(t, top.pair);
+        arrsetlen(t->grown, 0);
+        for (size_t i = 0; i < arrlenu(where); i++) gb__merge_word(t, where[i], a, b, c);
+        arrfree(where);
+        /* every pair that grew (each contains c) goes on the heap once, with its count now */
+        qsort(t->grown, arrlenu(t->grown), sizeof *t->grown, gb__cmp_u64);
+        for (size_t i = 0; i < arrlenu(t->grown); i++) {
+            if (i > 0 && t->grown[i] == t->grown[i - 1]) continue;
+            ptrdiff_t f = hmgeti(t->pairs, t->grown[i]);
+            if (f >= 0 && t->pairs[f].value.count > 0) gb__heap_push(t, t->pairs[f].value.count, t->grown[i]);
+            else gb__pair_drop(t, t->grown[i]);
+        }
+    }
+    return GB_OK;
+}
+
+static void gb__trainer_free(gb__trainer *t) {
+    arrfree(t->words);
+    arrfree(t->syms);
+    for (size_t i = 0; i < hmlenu(t->pairs); i++) arrfree(t->pairs[i].value.where);
+    hmfree(t->pairs);
+    arrfree(t->heap);
+    arrfree(t->grown);
+    for (size_t i = 0; i < arrlenu(t->tokens); i++) free(t->tokens[i]);
+    arrfree(t->tokens);
+    shfree(t->token_ids);
+    arrfree(t->merges);
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+/* ByteLevel with GPT-2's settings, as GPT-2's tokenizer.json writes its
+ * pre-tokenizer, post-processor and decoder. */
+static bool gb__set_byte_level(gb__json *obj, const char *key) {
+    gb__json *j = gb__json_new_object();
+    return gb__json_set(obj, key, j) && gb__json_set(j, "type", gb__json_new_string("ByteLevel")) &&
+           gb__json_set(j, "add_prefix_space", gb__json_new_bool(false)) &&
+           gb__json_set(j, "trim_offsets", gb__json_new_bool(true)) &&
+           gb__json_set(j, "use_regex", gb__json_new_bool(true));
+}
+
+/* Fill v with token -> id for every token and special token, in id order. */
+static bool gb__fill_vocab(gb__json *v, const gb__trainer *t, const char *const *special) {
+    bool ok = v != NULL;
+    int32_t id = 0;
+    for (; ok && id < (int32_t)arrlen(t->tokens); id++) ok = gb__json_set(v, t->tokens[id], gb__json_new_number(id));
+    for (const char *const *sp = special; ok && sp && *sp; sp++, id++)
+        ok = gb__json_set(v, *sp, gb__json_new_number(id));
+    return ok;
+}
+
+/* tokenizer.json with GPT-2's structure and key order. Containers are
+ * attached to their parent as soon as they exist, so freeing root frees
+ * everything whatever fails. */
+static gb__json *gb__tokenizer_json(const gb__trainer *t, const char *const *special, bool *ok) {
+    gb__json *root = gb__json_new_object(), *added = NULL, *model = NULL, *vocab = NULL, *merges = NULL;
+    *ok = root && gb__json_set(root, "version", gb__json_new_string("1.0")) &&
+          gb__json_set(root, "truncation", gb__json_new_null()) && gb__json_set(root, "padding", gb__json_new_null()) &&
+          gb__json_set(root, "added_tokens", added = gb__json_new_array()) &&
+          gb__json_set(root, "normalizer", gb__json_new_null()) && gb__set_byte_level(root, "pre_tokenizer") &&
+          gb__set_byte_level(root, "post_processor") && gb__set_byte_level(root, "decoder") &&
+          gb__json_set(root, "model", model = gb__json_new_object()) &&
+          gb__json_set(model, "type", gb__json_new_string("BPE")) &&
+          gb__json_set(model, "dropout", gb__json_new_null()) && gb__json_set(model, "unk_token", gb__json_new_null()) &&
+          gb__json_set(model, "continuing_subword_prefix", gb__json_new_string("")) &&
+          gb__json_set(model, "end_of_word_suffix", gb__json_new_string("")) &&
+          gb__json_set(model, "fuse_unk", gb__json_new_bool(false)) &&
+          gb__json_set(model, "byte_fallback", gb__json_new_bool(false)) &&
+          gb__json_set(model, "ignore_merges", gb__json_new_bool(false)) &&
+          gb__json_set(model, "vocab", vocab = gb__json_new_object()) &&
+          gb__json_set(model, "merges", merges = gb__json_new_array()) && gb__fill_vocab(vocab, t, special);
+    int32_t id = (int32_t)arrlen(t->tokens);
+    for (const char *const *sp = special; *ok && sp && *sp; sp++, id++) {
+        gb__json *a = gb__json_new_object();
+        *ok = gb__json_push(added, a) && gb__json_set(a, "id", gb__json_new_number(id)) &&
+              gb__json_set(a, "content", gb__json_new_string(*sp)) &&
+              gb__json_set(a, "single_word", gb__json_new_bool(false)) &&
+              gb__json_set(a, "lstrip", gb__json_new_bool(false)) &&
+              gb__json_set(a, "rstrip", gb__json_new_bool(false)) &&
+              gb__json_set(a, "normalized", gb__json_new_bool(false)) &&
+              gb__json_set(a, "special", gb__json_new_bool(true));
+    }
+    for (size_t i = 0; *ok && i < arrlenu(t->merges); i++) {
+        gb__json *m = gb__json_new_array();
+        *ok = gb__json_push(merges, m) &&
+              gb__json_push(m, gb__json_new_string(t->tokens[gb__pair_left(t->merges[i])])) &&
+              gb__json_push(m, gb__json_new_string(t->tokens[gb__pair_right(t->merges[i])]));
+    }
+    return root;
+}
+
+/* transformers' files: the first special token is BOS, EOS and UNK, as
+ * GPT-2's <|endoftext|> is (with_class adds the tokenizer's class). */
+static gb__json *gb__special_map_json(const char *first, bool with_class, bool *ok) {
+    gb__json *j = gb__json_new_object();
+    *ok = j != NULL;
+    if (*ok && with_class)
+        *ok = gb__json_set(j, "tokenizer_class", gb__json_new_string("GPT2Tokenizer")) &&
+              gb__json_set(j, "add_prefix_space", gb__json_new_bool(false));
+    static const char *const keys[] = {"bos_token", "eos_token", "unk_token"};
+    for (int i = 0; *ok && first && i < 3; i++) *ok = gb__json_set(j, keys[i], gb__json_new_string(first));
+    return j;
+}
+
+/* Write j (freed) as dir/name. */
+static gb_status gb__write_json(const char *dir, const char *name, gb__json *j, bool ok) {
+    char *text = ok ? gb__json_print(j) : NULL;
+    gb__json_free(j);
+    if (!text) return gb__fail(GB_ERR_ALLOC, GB__OP ": out of memory writing %s", name);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    gb_status st = gb__file_write(path, text, strlen(text), GB__OP);
+    free(text);
+    return st;
+}
+
+static gb_status gb__write_merges(const gb__trainer *t, const char *dir) {
+    char *text = NULL;
+    gb__bytes_add(&text, "#version: 0.2\n", 14);
+    for (size_t i = 0; i < arrlenu(t->merges); i++) {
+        const char *a = t->tokens[gb__pair_left(t->merges[i])], *b = t->tokens[gb__pair_right(t->merges[i])];
+        gb__bytes_add(&text, a, strlen(a));
+        gb__bytes_add(&text, " ", 1);
+        gb__bytes_add(&text, b, strlen(b));
+        gb__bytes_add(&text, "\n", 1);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    gb_status st = gb__file_write(path, text, arrlenu(text), GB__OP);
+    arrfree(text);
+    return st;
+}
+
+/* mkdir -p dir. */
+static gb_status gb__make_dirs(const char *dir) {
+    char path[4200];
+    size_t n = strlen(dir);
+    if (n >= sizeof path) return gb__fail(GB_ERR_ARG, GB__OP ": directory name is too long (%zu bytes)", n);
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != 0) continue;
+        char keep = path[i];
+        path[i] = 0;
+        struct stat st;
+        if (stat(path, &st) != 0 && mkdir(path, 0755) != 0 && errno != EEXIST)
+            return gb__fail(GB_ERR_IO, GB__OP ": cannot create directory %s: %s", path, strerror(errno));
+        path[i] = keep;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return gb__fail(GB_ERR_IO, GB__OP ": %s is not a directory", dir);
+    if (access(dir, W_OK) != 0)
+        return gb__fail(GB_ERR_IO, GB__OP ": cannot write into %s: %s", dir, strerror(errno));
+    return GB_OK;
+}
+
+/* ---- the entry point ---------------------------------------------------- */
+
+gb_status gb_tokenizer_train_bpe(const char *text, size_t len, int vocab_size, const char *const *special_tokens,
+                                 const char *out_dir) {
+    if ((!text && len) || !out_dir)
+        return gb__fail(GB_ERR_ARG, GB__OP ": %s is NULL", !out_dir ? "out_dir" : "text");
+    int nspecial = 0;
+    for (const char *const *sp = special_tokens; sp && *sp; sp++, nspecial++) {
+        if (!**sp) return gb__fail(GB_ERR_ARG, GB__OP ": special token %d is empty", nspecial);
+        for (const char *const *q = special_tokens; q < sp; q++)
+            if (!strcmp(*q, *sp)) return gb__fail(GB_ERR_ARG, GB__OP ": special token '%s' is given twice", *sp);
+    }
+    if (vocab_size < 256 + nspecial)
+        return gb__fail(GB_ERR_ARG,
+                        GB__OP ": vocab_size %d is below %d (the 256 byte tokens and %d special token%s)",
+                        vocab_size, 256 + nspecial, nspecial, nspecial == 1 ? "" : "s");
+    gb_status st = gb__make_dirs(out_dir);
+    if (st != GB_OK) return st;
+
+    gb__trainer t = {0};
+    sh_new_strdup(t.token_ids);
+    if ((st = gb__byte_tokens(&t)) != GB_OK || (st = gb__collect_words(&t, text ? text : "", len, special_tokens)) !=
+                                                     GB_OK ||
+        (st = gb__train(&t, vocab_size - nspecial)) != GB_OK)
+        goto done;
+    for (const char *const *sp = special_tokens; sp && *sp; sp++)
+        if (shgeti(t.token_ids, *sp) >= 0) {
+            st = gb__fail(GB_ERR_ARG, GB__OP ": special token '%s' is also a token of the vocabulary", *sp);
+            goto done;
+        }
+
+    const char *first = nspecial ? special_tokens[0] : NULL;
+    bool ok;
+    gb__json *j = gb__tokenizer_json(&t, special_tokens, &ok);
+    if ((st = gb__write_json(out_dir, "tokenizer.json", j, ok)) != GB_OK) goto done;
+    j = gb__json_new_object();
+    ok = gb__fill_vocab(j, &t, special_tokens);
+    if ((st = gb__write_json(out_dir, "vocab.json", j, ok)) != GB_OK) goto done;
+    if ((st = gb__write_merges(&t, out_dir)) != GB_OK) goto done;
+    j = gb__special_map_json(first, true, &ok);
+    if ((st = gb__write_json(out_dir, "tokenizer_config.json", j, ok)) != GB_OK) goto done;
+    j = gb__special_map_json(first, false, &ok);
+    st = gb__write_json(out_dir, "special_tokens_map.json", j, ok);
+done:
+    gb__trainer_free(&t);
+    return st;
+}

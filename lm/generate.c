@@ -1,0 +1,58 @@
+/* Generation with interventions (nnsight's model.generate): the decoding
+ * loop (gb_decode) driving a trace's execution pass by pass, so module call
+ * k is generation step k and .next()/.all() interventions fire per step. */
+#include "../tensor/base.h"
+#include "lm.h"
+
+typedef struct gb__traced {
+    gb_exec *ex;
+    bool prompt_ran; /* the prompt pass completed */
+} gb__traced;
+
+static gb_status gb__traced_forward(void *ctx, int step, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos,
+                                    gb_tensor **logits) {
+    gb__traced *t = ctx;
+    gb_values out = {0};
+    gb_status st = gb_exec_pass(t->ex, ids, mask, pos, &out);
+    if (st == GB_OK && step == 0) t->prompt_ran = true;
+    if (st == GB_OK && out.n < 1) st = gb__fail(GB_ERR_STATE, "generate: the model returned no logits");
+    *logits = st == GB_OK ? gb_tensor_ref(out.v[0]) : NULL;
+    gb_values_clear(&out);
+    return st;
+}
+
+gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *opts) {
+    gb_status st = gb_exec_begin(ex, input, true);
+    if (st != GB_OK) return st;
+    gb_tensor *ids, *mask, *pos, *seq = NULL;
+    gb_exec_batch(ex, &ids, &mask, &pos);
+    gb__traced t = {ex, false};
+    st = gb_decode(gb__traced_forward, &t, ids, mask, pos, opts, &seq);
+    /* a generation that failed leaves none; one whose prompt pass stopped leaves the last one */
+    if (t.prompt_ran && seq) gb_exec_set_generated(ex, seq);
+    else gb_tensor_free(seq);
+    gb_status end = gb_exec_end(ex);
+    /* The loop's own failures (no logits, bad options) are not the run's. */
+    return st != GB_OK && st != GB_STOPPED && end == GB_OK ? st : end;
+}
+
+gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens) {
+    if (max_new_tokens < 1)
+        return gb__fail(GB_ERR_ARG, "exec_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
+    gb_decode_opts o = gb_decode_defaults();
+    gb_trace *tr = gb_exec_trace(ex);
+    o.max_new_tokens = max_new_tokens;
+    gb_trace_stop_tokens(tr, &o.is_stop, &o.stop_ctx);
+    o.pad_id = gb_trace_pad_id(tr);
+    return gb_exec_decode(ex, input, &o);
+}
+
+gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) {
+    if (max_new_tokens < 1)
+        return gb__fail(GB_ERR_ARG, "trace_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
+    if (gb_trace_validates(tr)) { /* the prompt pass's shapes */
+        gb_status st = gb_trace_scan(tr);
+        if (st != GB_OK) return st;
+    }
+    return gb_exec_generate(gb_trace_exec(tr), NULL, max_new_tokens);
+}

@@ -1,0 +1,57 @@
+/* Private to glassbox: what every layer's implementation needs and nothing
+ * more (SQLite's sqliteInt.h): setting the thread's error, allocation that
+ * names what failed, the memory and thread figures that decide how much to
+ * attempt. A layer's .c files include this rather than tensor_impl.h unless
+ * they need the tensor layout or the op machinery. */
+#ifndef GB_BASE_H
+#define GB_BASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Set the thread's error (printf-style) and return status, so that
+ * `return gb__fail(GB_ERR_SHAPE, "add: ...")` reads as one statement. The
+ * message starts with the op name; GB_AT sites are prefixed automatically. */
+gb_status gb__fail(gb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, returning NULL for pointer-returning functions. */
+void *gb__fail_null(gb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix the current message with "ctx: " (used when a lower layer's error
+ * should name the higher-level operation too). */
+void gb__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that sets GB_ERR_ALLOC naming `what` on failure. */
+void *gb__malloc(size_t n, const char *what);
+void *gb__calloc(size_t n, size_t size, const char *what);
+
+/* Bytes of memory available to new allocations (Linux's MemAvailable;
+ * UINT64_MAX when unknown), for refusing clearly what cannot fit.
+ * gb__mem_available_set makes it a fixed figure (tests), 0 the real one. */
+uint64_t gb__mem_available(void);
+void gb__mem_available_set(uint64_t bytes);
+/* Address space this process may still map under its limit (ulimit -v,
+ * RLIMIT_AS), UINT64_MAX without one; gb__address_space_set as above. */
+uint64_t gb__address_space_left(void);
+void gb__address_space_set(uint64_t bytes);
+
+/* Threads for glassbox's own OpenMP loops. */
+int gb__threads(void);
+/* Use OpenMP for a loop of n elements of roughly `cost` flops each? */
+#define GB__PAR_MIN_WORK 32768
+
+/* "[2, 3]" into buf; GB__SHAPE_STR(t) for a tensor, in a temporary. */
+char *gb__shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
+#define GB__SHAPE_STR(t) gb__shape_str((char[160]){0}, 160, gb_tensor_ndim(t), gb_tensor_shape(t))
+
+/* Meta mode (thread-local, nestable): ops make shape-only results and run
+ * no kernel; how a scan runs a whole model without arithmetic. */
+bool gb__meta_mode(void);
+void gb__meta_push(void);
+void gb__meta_pop(void);
+bool gb__is_meta(const gb_tensor *t); /* shape-only storage */
+
+#endif
