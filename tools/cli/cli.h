@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "glassbox.h"
+
 /* Each subcommand gets argv after its own name and returns the exit code. On
  * failure it prints one line to stderr ("glassbox NAME: message"). */
 typedef int (*gb_cli_fn)(int argc, char **argv);
@@ -18,6 +20,10 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
     X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out]: greedy decoding") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
                            "[-n N] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
+    X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F]: the logit lens, every layer and position") \
+    X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK] [--foil TOK] [--what resid|attn|mlp] " \
+                           "[--batch N] [--png F] [--csv F]: activation patching of every layer and position") \
+    X(attn, gb_cli_attn, "[MODEL] (-p TEXT | --ids 1,2,3) --layer L [--head H] [--png F]: attention patterns") \
     X(tokenize, gb_cli_tokenize, "[MODEL] TEXT: print the token ids of TEXT") \
     X(detokenize, gb_cli_detokenize, "[MODEL] 1,2,3: print the text of token ids") \
     X(train-tokenizer, gb_cli_train_tokenizer, "CORPUS --vocab N --out DIR: train a byte-level BPE tokenizer") \
@@ -35,6 +41,20 @@ const char *gb_cli_model(const char *cmd, const char *given);
 #define GB__X(name, fn, help) int fn(int argc, char **argv);
 GB_CLI_COMMANDS(GB__X)
 #undef GB__X
+
+/* Shared by the commands on models (model.c). Print "glassbox CMD: msg" on
+ * stderr and return 1. */
+int gb_cli_fail(const char *cmd, const char *msg);
+/* A language model, with a progress bar on a terminal; NULL with the error set. */
+gb_lm *gb_cli_open_lm(const char *path);
+/* The prompt as ids [1, T]: ids_arg ("1,2,3") directly, text through the
+ * model's tokenizer, or (allow_empty) the BOS token alone; NULL after
+ * printing why. */
+gb_tensor *gb_cli_prompt_ids(const char *cmd, gb_lm *lm, const char *ids_arg, const char *text, bool allow_empty);
+
+/* The k most likely next tokens of logits [..., V] (softmaxed here), one
+ * block per row, with ids and probabilities (lens.c). */
+void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k);
 
 /* All of f, malloc'd and NUL-terminated, its length in *len; NULL on error
  * (errno set). */

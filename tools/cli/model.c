@@ -26,12 +26,12 @@ static gb_model *open_model(const char *path) {
     return gb_model_open(path, &opts);
 }
 
-static gb_lm *open_lm(const char *path) {
+gb_lm *gb_cli_open_lm(const char *path) {
     gb_model_opts opts = open_opts();
     return gb_lm_open(path, &opts);
 }
 
-static int fail(const char *cmd, const char *msg) {
+int gb_cli_fail(const char *cmd, const char *msg) {
     fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
     return 1;
 }
@@ -64,40 +64,40 @@ static int64_t *parse_ids(const char *s, int64_t *n, char *err, size_t errsize) 
 
 /* The prompt as ids [1, T]: --ids directly, -p through the model's
  * tokenizer, or (allow_empty) the BOS token alone. */
-static gb_tensor *prompt_ids(const char *cmd, gb_lm *lm, const char *ids_arg, const char *text, bool allow_empty) {
+gb_tensor *gb_cli_prompt_ids(const char *cmd, gb_lm *lm, const char *ids_arg, const char *text, bool allow_empty) {
     char err[512];
     if (ids_arg) {
         int64_t n = 0, *ids = parse_ids(ids_arg, &n, err, sizeof err);
         gb_tensor *t = ids ? gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64) : NULL;
-        if (!ids) fail(cmd, err);
-        else if (!t) fail(cmd, gb_last_error());
+        if (!ids) gb_cli_fail(cmd, err);
+        else if (!t) gb_cli_fail(cmd, gb_last_error());
         free(ids);
         return t;
     }
     if (text) {
         gb_tensor *ids = NULL, *mask = NULL;
-        if (gb_lm_encode(lm, 1, &text, &ids, &mask) != GB_OK) fail(cmd, gb_last_error());
+        if (gb_lm_encode(lm, 1, &text, &ids, &mask) != GB_OK) gb_cli_fail(cmd, gb_last_error());
         gb_tensor_free(mask);
         return ids;
     }
     int64_t bos = gb_model_bos_id(gb_lm_model(lm));
     if (allow_empty && bos >= 0) return gb_from_data(&bos, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    fail(cmd, "give a prompt with --ids 1,2,3 or -p TEXT");
+    gb_cli_fail(cmd, "give a prompt with --ids 1,2,3 or -p TEXT");
     return NULL;
 }
 
 int gb_cli_info(int argc, char **argv) {
-    if (argc > 1) return fail("info", "usage: glassbox info [MODEL]");
+    if (argc > 1) return gb_cli_fail("info", "usage: glassbox info [MODEL]");
     const char *path = gb_cli_model("info", argc ? argv[0] : NULL);
     if (!path) return 1;
     gb_model *m = open_model(path);
-    if (!m) return fail("info", gb_last_error());
+    if (!m) return gb_cli_fail("info", gb_last_error());
     char *repr = gb_module_repr(gb_model_module(m));
     printf("%s\n\n", repr);
     free(repr);
     printf("parameters: %lld\n", (long long)gb_module_num_parameters(gb_model_module(m)));
     char *config = gb_model_config_str(m);
-    int rc = config ? printf("%s", config) < 0 : fail("info", gb_last_error());
+    int rc = config ? printf("%s", config) < 0 : gb_cli_fail("info", gb_last_error());
     free(config);
     gb_model_free(m);
     return rc;
@@ -142,7 +142,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else {
             char msg[256];
             snprintf(msg, sizeof msg, "unknown or incomplete option '%s'", a);
-            fail(cmd, msg);
+            gb_cli_fail(cmd, msg);
             return 2;
         }
     }
@@ -155,11 +155,11 @@ int gb_cli_run(int argc, char **argv) {
     opts o = {0};
     int rc = parse_opts("run", argc, argv, &o);
     if (rc) return rc;
-    if (!o.out) return fail("run", "missing --out FILE.safetensors");
-    gb_lm *lm = open_lm(o.model);
-    if (!lm) return fail("run", gb_last_error());
+    if (!o.out) return gb_cli_fail("run", "missing --out FILE.safetensors");
+    gb_lm *lm = gb_cli_open_lm(o.model);
+    if (!lm) return gb_cli_fail("run", gb_last_error());
     gb_model *m = gb_lm_model(lm);
-    gb_tensor *input = prompt_ids("run", lm, o.ids, o.text, false);
+    gb_tensor *input = gb_cli_prompt_ids("run", lm, o.ids, o.text, false);
     if (!input) {
         gb_lm_free(lm);
         return 1;
@@ -191,7 +191,7 @@ int gb_cli_run(int argc, char **argv) {
         st = gb_safetensors_save(o.out, nvals, (const char *const *)names, ts, GB_DTYPE_F32, NULL);
         free(ts);
     }
-    rc = st == GB_OK ? 0 : fail("run", gb_last_error());
+    rc = st == GB_OK ? 0 : gb_cli_fail("run", gb_last_error());
     for (int i = 0; i < nvals; i++) free(names[i]);
     free(names);
     free(vals);
@@ -206,14 +206,14 @@ int gb_cli_generate(int argc, char **argv) {
     opts o = {.max_new = 20};
     int rc = parse_opts("generate", argc, argv, &o);
     if (rc) return rc;
-    if (o.max_new < 0) return fail("generate", "-n must be >= 0");
-    gb_lm *lm = open_lm(o.model);
-    if (!lm) return fail("generate", gb_last_error());
-    gb_tensor *prompt = prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
+    if (o.max_new < 0) return gb_cli_fail("generate", "-n must be >= 0");
+    gb_lm *lm = gb_cli_open_lm(o.model);
+    if (!lm) return gb_cli_fail("generate", gb_last_error());
+    gb_tensor *prompt = gb_cli_prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
     d.max_new_tokens = (int)o.max_new;
     if (!prompt) rc = 1;
-    else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = fail("generate", gb_last_error());
+    else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = gb_cli_fail("generate", gb_last_error());
     else if (o.ids_out) {
         const int64_t *p = gb_tensor_data(out);
         printf("[");
@@ -221,7 +221,7 @@ int gb_cli_generate(int argc, char **argv) {
         printf("]\n");
     } else {
         char *text = NULL;
-        if (gb_lm_text(lm, out, 0, 0, &text) != GB_OK) rc = fail("generate", gb_last_error());
+        if (gb_lm_text(lm, out, 0, 0, &text) != GB_OK) rc = gb_cli_fail("generate", gb_last_error());
         else printf("%s\n", text);
         free(text);
     }
@@ -251,13 +251,13 @@ static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 int gb_cli_trace(int argc, char **argv) {
     opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts)};
     int rc = parse_opts("trace", argc, argv, &o);
-    if (!rc && !o.nprompts) rc = fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
-    gb_lm *lm = rc ? NULL : open_lm(o.model);
-    if (!rc && !lm) rc = fail("trace", gb_last_error());
+    if (!rc && !o.nprompts) rc = gb_cli_fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
+    gb_lm *lm = rc ? NULL : gb_cli_open_lm(o.model);
+    if (!rc && !lm) rc = gb_cli_fail("trace", gb_last_error());
     gb_model *m = lm ? gb_lm_model(lm) : NULL;
     gb_tensor **inputs = calloc((size_t)o.nprompts + 1, sizeof *inputs);
     for (int i = 0; !rc && i < o.nprompts; i++)
-        if (!(inputs[i] = prompt_ids("trace", lm, o.prompts[i].ids, o.prompts[i].text, false))) rc = 1;
+        if (!(inputs[i] = gb_cli_prompt_ids("trace", lm, o.prompts[i].ids, o.prompts[i].text, false))) rc = 1;
     bool batched = o.nprompts > 1;
     gb_trace *tr = rc ? NULL : gb_trace_new(gb_model_module(m), batched ? NULL : inputs[0]);
     gb_val **vals = calloc((size_t)o.nstmts + 1, sizeof *vals);
@@ -286,7 +286,7 @@ int gb_cli_trace(int argc, char **argv) {
     }
     if (tr && st == GB_OK)
         st = o.scan ? gb_trace_scan(tr) : o.max_new > 0 ? gb_trace_generate(tr, (int)o.max_new) : gb_trace_run(tr);
-    if (tr && st != GB_OK) rc = fail("trace", gb_last_error());
+    if (tr && st != GB_OK) rc = gb_cli_fail("trace", gb_last_error());
 
     /* Each statement's saved value, under its name or its text. */
     const char **names = calloc((size_t)o.nstmts + 2, sizeof *names);
@@ -325,7 +325,7 @@ int gb_cli_trace(int argc, char **argv) {
         names[nsaved++] = strdup("generator.output");
     }
     if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
-        rc = fail("trace", gb_last_error());
+        rc = gb_cli_fail("trace", gb_last_error());
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
     free(names), free(ts), free(vals), free(o.stmts), free(o.prompts);
     gb_trace_free(tr);
