@@ -27,8 +27,7 @@ static const char *token_str(gb_lm *lm, int64_t id, char *buf, size_t size) {
     return buf;
 }
 
-/* text as Python prints a str: in single quotes, with \n, \t, \\ and \'. */
-static const char *quoted(const char *text, char *buf, size_t size) {
+const char *gb_cli_quoted(const char *text, char *buf, size_t size) {
     size_t n = 0;
     buf[n++] = '\'';
     for (const char *p = text; *p && n + 4 < size; p++) {
@@ -105,7 +104,7 @@ void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k) {
         if (rows > 1) printf("row %lld:\n", (long long)r);
         for (int i = 0; i < k && ids[i] >= 0; i++) {
             char tok[256], q[520];
-            printf("  %-16s %6lld  p = %.4f\n", quoted(token_str(lm, ids[i], tok, sizeof tok), q, sizeof q),
+            printf("  %-16s %6lld  p = %.4f\n", gb_cli_quoted(token_str(lm, ids[i], tok, sizeof tok), q, sizeof q),
                    (long long)ids[i], (double)probs[i]);
         }
     }
@@ -172,14 +171,14 @@ static void lens_print(gb_lm *lm, const char *prompt, const lens_result *r) {
     char tok[256], q[520];
     printf("logit lens of %s: each layer's output through %s and %s, top %d per position\n", gb_model_dir(m),
            gb_model_part(m, GB_PART_NORM), gb_model_part(m, GB_PART_UNEMBED), r->k);
-    if (prompt) printf("prompt: %s\n", quoted(prompt, q, sizeof q));
+    if (prompt) printf("prompt: %s\n", gb_cli_quoted(prompt, q, sizeof q));
     for (int l = 0; l < r->layers; l++) {
         printf("layer %d\n", l);
         for (int t = 0; t < r->T; t++) {
-            printf("  %3d %-16s", t, quoted(token_str(lm, r->input[t], tok, sizeof tok), q, sizeof q));
+            printf("  %3d %-16s", t, gb_cli_quoted(token_str(lm, r->input[t], tok, sizeof tok), q, sizeof q));
             for (int i = 0; i < r->k; i++) {
                 size_t at = ((size_t)l * (size_t)r->T + (size_t)t) * (size_t)r->k + (size_t)i;
-                printf("  %s %.4f", quoted(token_str(lm, r->top[at], tok, sizeof tok), q, sizeof q), (double)r->prob[at]);
+                printf("  %s %.4f", gb_cli_quoted(token_str(lm, r->top[at], tok, sizeof tok), q, sizeof q), (double)r->prob[at]);
             }
             putchar('\n');
         }
@@ -412,8 +411,8 @@ static void patch_print(gb_lm *lm, gb_tensor *clean, gb_tensor *corrupt, const p
     printf("activation patching from the clean run into the corrupted one: %s, %s\n", patch_whats[r->what].name,
            patch_whats[r->what].what);
     printf("metric: logit(%s) - logit(%s) at the last position: clean %.4f, corrupted %.4f\n",
-           quoted(token_str(lm, r->target, a, sizeof a), qa, sizeof qa),
-           quoted(token_str(lm, r->foil, b, sizeof b), qb, sizeof qb), r->clean, r->corrupt);
+           gb_cli_quoted(token_str(lm, r->target, a, sizeof a), qa, sizeof qa),
+           gb_cli_quoted(token_str(lm, r->foil, b, sizeof b), qb, sizeof qb), r->clean, r->corrupt);
     printf("recovered = (patched - corrupted) / (clean - corrupted): 1 = the clean run's, 0 = the corrupted run's\n");
     printf("%d layers x %d positions = %d patches in %d batched forward passes (and one clean, one corrupted)\n\n",
            r->layers, r->T, r->layers * r->T, r->passes);
@@ -421,8 +420,8 @@ static void patch_print(gb_lm *lm, gb_tensor *clean, gb_tensor *corrupt, const p
     for (int l = 0; l < r->layers; l++) printf(" %8s%-2d", "layer ", l);
     putchar('\n');
     for (int t = 0; t < r->T; t++) {
-        printf("%-4d %-14s %-14s", t, quoted(token_str(lm, ci[t], a, sizeof a), qa, sizeof qa),
-               quoted(token_str(lm, xi[t], b, sizeof b), qb, sizeof qb));
+        printf("%-4d %-14s %-14s", t, gb_cli_quoted(token_str(lm, ci[t], a, sizeof a), qa, sizeof qa),
+               gb_cli_quoted(token_str(lm, xi[t], b, sizeof b), qb, sizeof qb));
         for (int l = 0; l < r->layers; l++) printf(" %10.4f", r->recovered[l * r->T + t]);
         putchar('\n');
     }
@@ -495,7 +494,7 @@ static void attn_print(gb_lm *lm, gb_tensor *ids, gb_tensor *w, int layer, int h
         for (int64_t k = 0; k < T; k++) printf(" %6lld", (long long)k);
         putchar('\n');
         for (int64_t i = 0; i < T; i++) {
-            printf("%3lld %-14s", (long long)i, quoted(token_str(lm, in[i], tok, sizeof tok), q, sizeof q));
+            printf("%3lld %-14s", (long long)i, gb_cli_quoted(token_str(lm, in[i], tok, sizeof tok), q, sizeof q));
             for (int64_t k = 0; k < T; k++) printf(" %6.3f", (double)p[(h * T + i) * T + k]);
             putchar('\n');
         }

@@ -106,7 +106,7 @@ int gb_cli_info(int argc, char **argv) {
 typedef struct {
     const char *model, *ids, *text, *out;
     bool hidden, ids_out, scan, graph;
-    long max_new;
+    long max_new, top; /* -n N; --top K: the K most likely next tokens */
     const char **stmts; /* trace: -e STATEMENT, in order */
     int nstmts;
     /* trace: each prompt (--ids or -p) and the index of the first statement
@@ -133,6 +133,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "-p") && has_next) o->text = argv[++i];
         else if (!strcmp(a, "--out") && has_next) o->out = argv[++i];
         else if (!strcmp(a, "-n") && has_next) o->max_new = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--top") && has_next) {
+            if ((o->top = strtol(argv[++i], NULL, 10)) < 1) {
+                gb_cli_fail(cmd, "--top K needs K >= 1");
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--hidden")) o->hidden = true;
         else if (!strcmp(a, "--ids-out")) o->ids_out = true;
         else if (!strcmp(a, "--scan")) o->scan = true;
@@ -155,7 +161,7 @@ int gb_cli_run(int argc, char **argv) {
     opts o = {0};
     int rc = parse_opts("run", argc, argv, &o);
     if (rc) return rc;
-    if (!o.out) return gb_cli_fail("run", "missing --out FILE.safetensors");
+    if (!o.out && !o.top) return gb_cli_fail("run", "missing --out FILE.safetensors (or --top K)");
     gb_lm *lm = gb_cli_open_lm(o.model);
     if (!lm) return gb_cli_fail("run", gb_last_error());
     gb_model *m = gb_lm_model(lm);
@@ -185,7 +191,14 @@ int gb_cli_run(int argc, char **argv) {
         names[nvals - 1] = strdup("hidden.final");
     }
     gb_status st = gb_trace_run(tr);
-    if (st == GB_OK) {
+    if (st == GB_OK && o.top) {
+        gb_tensor *last = gb_select(gb_value(logits), 1, -1);
+        printf("top %ld next tokens:\n", o.top);
+        if (last) gb_cli_print_top(lm, last, (int)o.top);
+        else st = gb_last_status();
+        gb_tensor_free(last);
+    }
+    if (st == GB_OK && o.out) {
         gb_tensor **ts = calloc((size_t)nvals, sizeof *ts);
         for (int i = 0; i < nvals; i++) ts[i] = gb_value(vals[i]);
         st = gb_safetensors_save(o.out, nvals, (const char *const *)names, ts, GB_DTYPE_F32, NULL);
@@ -275,6 +288,12 @@ int gb_cli_trace(int argc, char **argv) {
             st = gb_invoke(tr, inputs[p]);
             gb_invoke_end(tr);
         }
+    /* --top: the last position's logits of every row (of the last step, with -n) */
+    gb_val *top = NULL;
+    if (tr && st == GB_OK && o.top) {
+        const char *unembed = gb_model_part(m, GB_PART_UNEMBED);
+        top = gb_save(gb_val_index(o.max_new > 0 ? gb_output_all(tr, unembed) : gb_output(tr, unembed), "[:, -1]"));
+    }
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
@@ -323,6 +342,23 @@ int gb_cli_trace(int argc, char **argv) {
             free(str);
         }
         names[nsaved++] = strdup("generator.output");
+        for (int64_t r = 0; !o.out && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+            char *text = NULL;
+            size_t n = 0;
+            if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
+                rc = gb_cli_fail("trace", gb_last_error());
+                break;
+            }
+            char *q = malloc((n = 2 * strlen(text) + 3));
+            if (gb_tensor_dim(ts[nsaved - 1], 0) > 1) printf("generator.text[%lld] = ", (long long)r);
+            else printf("generator.text = ");
+            printf("%s\n", q ? gb_cli_quoted(text, q, n) : text);
+            free(q), free(text);
+        }
+    }
+    if (!rc && !o.scan && top) {
+        printf("top %ld next tokens%s:\n", o.top, o.max_new > 0 ? " at the last step" : "");
+        gb_cli_print_top(lm, gb_value(top), (int)o.top);
     }
     if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail("trace", gb_last_error());
