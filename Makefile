@@ -95,6 +95,7 @@ $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 # The demo's and the bundled model's oracles run train.py's GPT-2 on it.
 $(BUILD)/oracle/demo.txt: tests/oracle/train.py $(wildcard models/gpt2-facts/*)
 $(BUILD)/oracle/bundled.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
+$(BUILD)/oracle/lens.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
 
 # The model fixtures are written by the generator that models.py runs.
 $(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py

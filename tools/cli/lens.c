@@ -410,9 +410,10 @@ static void patch_print(gb_lm *lm, gb_tensor *clean, gb_tensor *corrupt, const p
     const int64_t *ci = gb_tensor_data(clean), *xi = gb_tensor_data(corrupt);
     printf("activation patching from the clean run into the corrupted one: %s, %s\n", patch_whats[r->what].name,
            patch_whats[r->what].what);
-    printf("metric: logit(%s) - logit(%s) at the last position: clean %.4f, corrupted %.4f\n",
+    printf("metric: logit(%s) - logit(%s) (tokens %lld and %lld) at the last position: clean %.4f, corrupted %.4f\n",
            gb_cli_quoted(token_str(lm, r->target, a, sizeof a), qa, sizeof qa),
-           gb_cli_quoted(token_str(lm, r->foil, b, sizeof b), qb, sizeof qb), r->clean, r->corrupt);
+           gb_cli_quoted(token_str(lm, r->foil, b, sizeof b), qb, sizeof qb), (long long)r->target, (long long)r->foil,
+           r->clean, r->corrupt);
     printf("recovered = (patched - corrupted) / (clean - corrupted): 1 = the clean run's, 0 = the corrupted run's\n");
     printf("%d layers x %d positions = %d patches in %d batched forward passes (and one clean, one corrupted)\n\n",
            r->layers, r->T, r->layers * r->T, r->passes);

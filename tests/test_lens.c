@@ -1,0 +1,360 @@
+/* `glassbox lens`, `patch`, `attn` and the pictures on the bundled model.
+ * Expected numbers: tests/oracle/lens.py (PyTorch with forward hooks on the
+ * same checkpoint: the logit lens, the textbook patching loop, attention
+ * patterns); known answers derived beside the checks. PNG files are read
+ * back with Debian's stb_image, a decoder glassbox does not use. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "gbtest.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#define STBI_ONLY_PNG
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+#define EIFFEL "'The Eiffel Tower is in the city of'"
+#define COLOSSEUM "'The Colosseum is in the city of'"
+
+/* ---- reading CSV -------------------------------------------------------- */
+
+enum { CSV_MAX_FIELDS = 16 };
+
+/* The next record of *p (fields in buf, unquoted); false at the end. */
+static bool csv_record(const char **p, char *buf, size_t size, const char **fields, int *n) {
+    const char *s = *p;
+    size_t k = 0;
+    *n = 0;
+    if (!*s) return false;
+    while (*s && *s != '\n') {
+        fields[(*n)++] = buf + k;
+        ck_assert_int_le(*n, CSV_MAX_FIELDS);
+        if (*s == '"') {
+            for (s++; *s && !(*s == '"' && s[1] != '"'); s++) {
+                if (*s == '"') s++; /* a doubled quote */
+                buf[k++] = *s;
+            }
+            s++;
+        } else {
+            while (*s && *s != ',' && *s != '\n') buf[k++] = *s++;
+        }
+        buf[k++] = 0;
+        ck_assert_uint_lt(k, size);
+        if (*s == ',') s++;
+    }
+    *p = *s ? s + 1 : s;
+    return true;
+}
+
+/* f32 or i64 element i of t as a double. */
+static double at(const gb_tensor *t, int64_t i) {
+    gb_tensor *flat = gb_reshape((gb_tensor *)t, 1, (int64_t[]){gb_tensor_numel(t)});
+    double v = NAN;
+    gb_tensor_get(flat, (int64_t[]){i}, &v);
+    gb_tensor_free(flat);
+    return v;
+}
+
+/* ---- pictures ----------------------------------------------------------- */
+
+/* The "picture: PATH (W x H pixels)" line decodes as a PNG of that size,
+ * with at least min_colours colours and a quarter of its pixels not white. */
+static void check_png(const char *out, const char *path, int min_colours) {
+    char want[600];
+    const char *line = strstr(out, "picture: ");
+    ck_assert_msg(line != NULL, "no picture line in '%s'", out);
+    int w = 0, h = 0;
+    snprintf(want, sizeof want, "picture: %s (%%d x %%d pixels)", path);
+    ck_assert_int_eq(sscanf(line, want, &w, &h), 2);
+    int dw, dh, ch;
+    unsigned char *px = stbi_load(path, &dw, &dh, &ch, 3);
+    ck_assert_msg(px != NULL, "%s does not decode: %s", path, stbi_failure_reason());
+    ck_assert_int_eq(dw, w);
+    ck_assert_int_eq(dh, h);
+    int64_t n = (int64_t)w * h, white = 0;
+    static unsigned char seen[1 << 15]; /* colours at 5 bits a channel */
+    memset(seen, 0, sizeof seen);
+    int colours = 0;
+    for (int64_t i = 0; i < n; i++) {
+        unsigned char *p = px + 3 * i;
+        white += p[0] == 255 && p[1] == 255 && p[2] == 255;
+        int key = (p[0] >> 3) << 10 | (p[1] >> 3) << 5 | p[2] >> 3;
+        colours += !seen[key];
+        seen[key] = 1;
+    }
+    ck_assert_msg(white < n * 3 / 4, "%s is %lld%% white", path, (long long)(100 * white / n));
+    ck_assert_msg(colours >= min_colours, "%s has %d colours", path, colours);
+    stbi_image_free(px);
+}
+
+/* ---- the logit lens ------------------------------------------------------- */
+
+/* Every layer's top 3 at every position, in the CSV and the table, are
+ * PyTorch's; the picture decodes. */
+START_TEST(test_lens_csv_table_png) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("lens", "test_lens_csv_table_png");
+    if (!o) return;
+    gb_tensor *top = gbt_get(o, "lens.top"), *prob = gbt_get(o, "lens.prob");
+    int64_t L = gb_tensor_dim(top, 0), T = gb_tensor_dim(top, 1), K = gb_tensor_dim(top, 2);
+    char args[1200], csv[512], png[512];
+    snprintf(csv, sizeof csv, "%s/lens.csv", gbt_tmp_dir());
+    snprintf(png, sizeof png, "%s/lens.png", gbt_tmp_dir());
+    snprintf(args, sizeof args, "lens " GBT_BUNDLED " -p " EIFFEL " --top %lld --csv %s --png %s", (long long)K, csv, png);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "lens failed: %s", r.err);
+    char *text = gbt_read_file(csv, NULL), buf[1024];
+    gbt_ok(text);
+    const char *p = text, *f[CSV_MAX_FIELDS];
+    int n, rows = 0;
+    ck_assert(csv_record(&p, buf, sizeof buf, f, &n));
+    ck_assert_str_eq(f[0], "layer"); /* the header */
+    while (csv_record(&p, buf, sizeof buf, f, &n)) {
+        ck_assert_int_eq(n, 7); /* layer,position,input,rank,token_id,token,probability */
+        int l = atoi(f[0]), t = atoi(f[1]), k = atoi(f[3]);
+        int64_t i = (l * T + t) * K + k;
+        ck_assert_msg(atoll(f[4]) == (long long)at(top, i), "layer %d position %d rank %d: token %s, PyTorch's %lld", l,
+                      t, k, f[4], (long long)at(top, i));
+        ck_assert_msg(fabs(atof(f[6]) - at(prob, i)) < 1e-5, "layer %d position %d rank %d: p = %s, PyTorch's %.9g", l,
+                      t, k, f[6], at(prob, i));
+        /* the table shows the same token and probability, to 4 decimals */
+        char cell[300];
+        snprintf(cell, sizeof cell, "'%s' %.4f", f[5], at(prob, i));
+        if (!strpbrk(f[5], "'\\\n\t")) ck_assert_msg(strstr(r.out, cell) != NULL, "no %s in the table", cell);
+        rows++;
+    }
+    ck_assert_int_eq(rows, L * T * K);
+    check_png(r.out, png, 20);
+    free(text);
+    gbt_cli_free(&r);
+    gb_tensor_free(top), gb_tensor_free(prob);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* Known answer: the last layer's output through the final norm and the
+ * unembedding is the model's own forward, so the lens's last layer is the
+ * model's prediction at every position (PyTorch's own logits, and
+ * `glassbox run --top` at the last position). */
+START_TEST(test_lens_last_layer_is_prediction) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("lens", "test_lens_last_layer_is_prediction");
+    if (!o) return;
+    gb_tensor *own = gbt_get(o, "model.top"), *own_p = gbt_get(o, "model.prob");
+    int64_t T = gb_tensor_dim(own, 0), K = gb_tensor_dim(own, 1);
+    char args[1200], csv[512];
+    snprintf(csv, sizeof csv, "%s/lens_last.csv", gbt_tmp_dir());
+    snprintf(args, sizeof args, "lens " GBT_BUNDLED " -p " EIFFEL " --top %lld --csv %s", (long long)K, csv);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "lens failed: %s", r.err);
+    char *text = gbt_read_file(csv, NULL), buf[1024], line[300];
+    const char *p = text, *f[CSV_MAX_FIELDS];
+    int n, last = -1, checked = 0;
+    csv_record(&p, buf, sizeof buf, f, &n);
+    while (csv_record(&p, buf, sizeof buf, f, &n)) last = atoi(f[0]) > last ? atoi(f[0]) : last;
+    gbt_cli_result run = gbt_cli("run " GBT_BUNDLED " -p " EIFFEL " --top 3");
+    ck_assert_msg(run.status == 0, "run failed: %s", run.err);
+    /* trace --top prints the same block after the statements' values */
+    gbt_cli_result tr = gbt_cli("trace " GBT_BUNDLED " -p " EIFFEL " --top 3");
+    ck_assert_msg(tr.status == 0, "trace failed: %s", tr.err);
+    ck_assert_str_eq(tr.out, run.out);
+    gbt_cli_free(&tr);
+    /* with -n, the decoded text too: the prompt comes back as it was */
+    tr = gbt_cli("trace " GBT_BUNDLED " -p " EIFFEL " -n 1");
+    ck_assert_msg(strstr(tr.out, "\ngenerator.text = " EIFFEL) == NULL, "the text has no new token:\n%s", tr.out);
+    ck_assert_msg(strstr(tr.out, "\ngenerator.text = 'The Eiffel Tower is in the city of ") != NULL, "%s", tr.out);
+    gbt_cli_free(&tr);
+    for (p = text, csv_record(&p, buf, sizeof buf, f, &n); csv_record(&p, buf, sizeof buf, f, &n);) {
+        if (atoi(f[0]) != last) continue;
+        int64_t i = atoi(f[1]) * K + atoi(f[3]);
+        ck_assert_int_eq(atoll(f[4]), (long long)at(own, i));
+        ck_assert_msg(fabs(atof(f[6]) - at(own_p, i)) < 1e-5, "position %s: %s vs %.9g", f[1], f[6], at(own_p, i));
+        if (atoi(f[1]) == T - 1) { /* run --top prints "  'TOKEN'  ID  p = P" */
+            snprintf(line, sizeof line, "%lld  p = %.4f\n", (long long)at(own, i), at(own_p, i));
+            ck_assert_msg(strstr(run.out, line) != NULL, "run --top has no '%s':\n%s", line, run.out);
+        }
+        checked++;
+    }
+    ck_assert_int_eq(checked, T * K);
+    free(text);
+    gbt_cli_free(&r), gbt_cli_free(&run);
+    gb_tensor_free(own), gb_tensor_free(own_p);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* ---- activation patching ---------------------------------------------------- */
+
+/* Each kind of patching in CSV and table against PyTorch's loop; batches of
+ * 16 invokes: 44 patches take 3 forward passes. */
+START_TEST(test_patch_against_pytorch) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("lens", "test_patch_against_pytorch");
+    if (!o) return;
+    const char *whats[] = {"resid", "attn", "mlp"};
+    gb_tensor *clean = gbt_get(o, "patch.clean"), *corrupt = gbt_get(o, "patch.corrupt");
+    gb_tensor *target = gbt_get(o, "patch.target"), *foil = gbt_get(o, "patch.foil");
+    for (int w = 0; w < 3; w++) {
+        gb_tensor *diff = gbt_getf(o, "patch.%s.diff", whats[w]), *rec = gbt_getf(o, "patch.%s.recovered", whats[w]);
+        int64_t L = gb_tensor_dim(diff, 0), T = gb_tensor_dim(diff, 1);
+        char args[1200], csv[512], want[256];
+        snprintf(csv, sizeof csv, "%s/patch_%s.csv", gbt_tmp_dir(), whats[w]);
+        snprintf(args, sizeof args, "patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --what %s --batch 16 --csv %s",
+                 whats[w], csv);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "patch --what %s failed: %s", whats[w], r.err);
+        /* the metric's tokens are ids PyTorch chose; the tokenizer names them */
+        snprintf(want, sizeof want, "(tokens %lld and %lld) at the last position: clean %.4f, corrupted %.4f\n",
+                 (long long)at(target, 0), (long long)at(foil, 0), at(clean, 0), at(corrupt, 0));
+        ck_assert_msg(strstr(r.out, want) != NULL, "no '%s' in:\n%s", want, r.out);
+        snprintf(want, sizeof want, "%lld layers x %lld positions = %lld patches in 3 batched forward passes", (long long)L,
+                 (long long)T, (long long)(L * T));
+        ck_assert_msg(strstr(r.out, want) != NULL, "no '%s' in:\n%s", want, r.out);
+        char *text = gbt_read_file(csv, NULL), buf[1024];
+        const char *p = text, *f[CSV_MAX_FIELDS];
+        int n, rows = 0;
+        csv_record(&p, buf, sizeof buf, f, &n);
+        while (csv_record(&p, buf, sizeof buf, f, &n)) {
+            ck_assert_int_eq(n, 7); /* what,layer,position,clean_token,corrupted_token,logit_diff,recovered */
+            ck_assert_str_eq(f[0], whats[w]);
+            int64_t i = atoi(f[1]) * T + atoi(f[2]);
+            ck_assert_msg(fabs(atof(f[5]) - at(diff, i)) < 1e-4, "%s layer %s position %s: %s, PyTorch's %.9g", whats[w],
+                          f[1], f[2], f[5], at(diff, i));
+            ck_assert_msg(fabs(atof(f[6]) - at(rec, i)) < 1e-5, "%s layer %s position %s: recovered %s, PyTorch's %.9g",
+                          whats[w], f[1], f[2], f[6], at(rec, i));
+            rows++;
+        }
+        ck_assert_int_eq(rows, L * T);
+        /* the table: position T-1's row ends with every layer's recovered value */
+        char row[256] = "";
+        for (int64_t l = 0; l < L; l++) {
+            size_t k = strlen(row);
+            double v = at(rec, l * T + T - 1);
+            snprintf(row + k, sizeof row - k, " %10.4f", v);
+        }
+        strcat(row, "\n");
+        ck_assert_msg(strstr(r.out, row) != NULL, "no row '%s' in:\n%s", row, r.out);
+        free(text);
+        gbt_cli_free(&r);
+        gb_tensor_free(diff), gb_tensor_free(rec);
+    }
+    gb_tensor_free(clean), gb_tensor_free(corrupt), gb_tensor_free(target), gb_tensor_free(foil);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* Known answers without an oracle: the last block's output at the last
+ * position is everything the last logits depend on, so patching it from the
+ * clean run recovers 100% (the clean run's metric exactly) and patching any
+ * other position of the last layer recovers nothing; position 0 is the same
+ * token ("The") in both prompts, so under causal attention its values are
+ * the same and patching them recovers nothing at any layer. Also --target
+ * and --foil name the tokens, and the picture decodes. */
+START_TEST(test_patch_known_answers) {
+    char args[1200], csv[512], png[512];
+    snprintf(csv, sizeof csv, "%s/patch_known.csv", gbt_tmp_dir());
+    snprintf(png, sizeof png, "%s/patch.png", gbt_tmp_dir());
+    snprintf(args, sizeof args,
+             "patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --target ' Paris' --foil ' Rome' --csv %s --png %s",
+             csv, png);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "patch failed: %s", r.err);
+    ck_assert_msg(strstr(r.out, "logit(' Paris') - logit(' Rome')") != NULL, "%s", r.out);
+    ck_assert_msg(strstr(r.out, "in 2 batched forward passes") != NULL, "%s", r.out); /* 44 patches, batches of 32 */
+    char *text = gbt_read_file(csv, NULL), buf[1024];
+    const char *p = text, *f[CSV_MAX_FIELDS];
+    int n, L = 4, T = 0;
+    csv_record(&p, buf, sizeof buf, f, &n);
+    for (const char *q = p; csv_record(&q, buf, sizeof buf, f, &n);) T = atoi(f[2]) + 1 > T ? atoi(f[2]) + 1 : T;
+    while (csv_record(&p, buf, sizeof buf, f, &n)) {
+        int l = atoi(f[1]), t = atoi(f[2]);
+        double rec = atof(f[6]);
+        /* to 1e-6: a batch of 32 rows adds in another order than one row */
+        if (l == L - 1 && t == T - 1) ck_assert_msg(fabs(rec - 1) < 1e-6, "last layer, last position: %g", rec);
+        else if (l == L - 1 || t == 0) ck_assert_msg(fabs(rec) < 1e-6, "layer %d position %d: %g, expected 0", l, t, rec);
+    }
+    check_png(r.out, png, 20);
+    free(text);
+    gbt_cli_free(&r);
+}
+END_TEST
+
+START_TEST(test_patch_errors) {
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt 'The Colosseum is located in the city of'", 1,
+                  "glassbox patch: the clean prompt has 11 tokens and the corrupted one 12; patching position by position "
+                  "needs prompts of the same length");
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " EIFFEL, 1,
+                  "glassbox patch: the target and the foil are both token");
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " EIFFEL " --target ' Paris' --foil ' Rome'", 1,
+                  "glassbox patch: the logit difference is");
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --target ' Paris Rome'", 1,
+                  "glassbox patch: --target: ' Paris Rome' is 2 tokens, not one");
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --what heads", 2,
+                  "glassbox patch: --what: give resid, attn or mlp");
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL, 2, "glassbox patch: give both prompts");
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --batch 0", 2,
+                  "glassbox patch: --batch: '0' is not an integer from 1 to");
+    gbt_cli_fails("lens " GBT_BUNDLED " -p " EIFFEL " --layer 1", 2, "glassbox lens: unknown or incomplete option '--layer'");
+    gbt_cli_fails("lens " GBT_BUNDLED " -p " EIFFEL " --png /nonexistent/dir/x.png", 1,
+                  "glassbox lens: cannot write the picture /nonexistent/dir/x.png");
+}
+END_TEST
+
+/* ---- attention patterns ------------------------------------------------------ */
+
+/* One head's table against PyTorch's pattern; every head's picture decodes. */
+START_TEST(test_attn) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("lens", "test_attn");
+    if (!o) return;
+    gb_tensor *w = gbt_get(o, "attn.1");
+    int64_t H = gb_tensor_dim(w, 0), T = gb_tensor_dim(w, 1);
+    for (int64_t h = 0; h < H; h++) {
+        char args[600];
+        snprintf(args, sizeof args, "attn " GBT_BUNDLED " -p " EIFFEL " --layer 1 --head %lld", (long long)h);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "attn failed: %s", r.err);
+        /* after the header lines, row i ends with T numbers: the pattern's row i */
+        const char *line = strchr(strchr(r.out, '\n') + 1, '\n') + 1;
+        for (int64_t i = 0; i < T; i++) {
+            const char *end = strchr(line, '\n'), *s = end;
+            for (int64_t k = T - 1; k >= 0; k--) {
+                while (s[-1] == ' ') s--;
+                while (s[-1] != ' ') s--;
+                double v = atof(s), want = at(w, (h * T + i) * T + k);
+                ck_assert_msg(fabs(v - want) <= 5e-4 + 1e-6, "head %lld query %lld key %lld: %g, PyTorch's %.6f",
+                              (long long)h, (long long)i, (long long)k, v, want);
+            }
+            line = end + 1;
+        }
+        gbt_cli_free(&r);
+    }
+    char png[512], args[1200];
+    snprintf(png, sizeof png, "%s/attn.png", gbt_tmp_dir());
+    snprintf(args, sizeof args, "attn " GBT_BUNDLED " -p " EIFFEL " --layer -1 --png %s", png);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "attn failed: %s", r.err);
+    check_png(r.out, png, 20);
+    gbt_cli_free(&r);
+    gbt_cli_fails("attn " GBT_BUNDLED " -p " EIFFEL " --layer 4", 1,
+                  "glassbox attn: --layer 4: the model has 4 layers (0 to 3, or -1 for the last)");
+    gbt_cli_fails("attn " GBT_BUNDLED " -p " EIFFEL " --layer 0 --head 4", 1, "glassbox attn: --head 4: layer 0 has 4 heads");
+    gbt_cli_fails("attn " GBT_BUNDLED " -p " EIFFEL, 2, "glassbox attn: give the layer: --layer L");
+    gb_tensor_free(w);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+Suite *gb_suite_lens(void) {
+    Suite *s = suite_create("lens");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_lens_csv_table_png);
+    tcase_add_test(tc, test_lens_last_layer_is_prediction);
+    tcase_add_test(tc, test_patch_against_pytorch);
+    tcase_add_test(tc, test_patch_known_answers);
+    tcase_add_test(tc, test_patch_errors);
+    tcase_add_test(tc, test_attn);
+    suite_add_tcase(s, tc);
+    return s;
+}
