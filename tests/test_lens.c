@@ -345,6 +345,55 @@ START_TEST(test_attn) {
 }
 END_TEST
 
+/* On a Llama (stories260k, ../shared): the lens's last layer at each
+ * position of "Once upon a time" is the next token of ../shared's known
+ * greedy continuation from BOS (1, 403, 407, 261, 378, 432, ...); an
+ * attention pattern is causal and each query's row sums to 1. */
+START_TEST(test_lens_llama) {
+    char *dir = gbt_shared_path("models/stories260k", "test_lens_llama");
+    if (!dir) return;
+    const long long next[] = {403, 407, 261, 378, 432};
+    char args[4400], csv[512], buf[1024];
+    snprintf(csv, sizeof csv, "%s/lens_llama.csv", gbt_tmp_dir());
+    snprintf(args, sizeof args, "lens %s --ids 1,403,407,261,378 --top 1 --csv %s", dir, csv);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "lens failed: %s", r.err);
+    ck_assert_msg(strstr(r.out, "through model.norm and lm_head") != NULL, "%s", r.out);
+    char *text = gbt_read_file(csv, NULL);
+    const char *p = text, *f[CSV_MAX_FIELDS];
+    int n, checked = 0;
+    csv_record(&p, buf, sizeof buf, f, &n);
+    while (csv_record(&p, buf, sizeof buf, f, &n))
+        if (atoi(f[0]) == 4) { /* 5 layers */
+            ck_assert_int_eq(atoll(f[4]), next[atoi(f[1])]);
+            checked++;
+        }
+    ck_assert_int_eq(checked, 5);
+    free(text);
+    gbt_cli_free(&r);
+
+    snprintf(args, sizeof args, "attn %s --ids 1,403,407,261,378 --layer -1 --head 0", dir);
+    r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "attn failed: %s", r.err);
+    const char *line = strchr(strchr(r.out, '\n') + 1, '\n') + 1;
+    for (int i = 0; i < 5; i++) {
+        const char *end = strchr(line, '\n'), *s = end;
+        double sum = 0;
+        for (int k = 4; k >= 0; k--) {
+            while (s[-1] == ' ') s--;
+            while (s[-1] != ' ') s--;
+            double v = atof(s);
+            if (k > i) ck_assert_msg(v == 0, "query %d attends to the later key %d: %g", i, k, v);
+            sum += v;
+        }
+        ck_assert_msg(fabs(sum - 1) <= 5 * 5e-4, "query %d: the row sums to %g", i, sum); /* 5 values rounded to 3 decimals */
+        line = end + 1;
+    }
+    gbt_cli_free(&r);
+    free(dir);
+}
+END_TEST
+
 Suite *gb_suite_lens(void) {
     Suite *s = suite_create("lens");
     TCase *tc = tcase_create("core");
@@ -355,6 +404,7 @@ Suite *gb_suite_lens(void) {
     tcase_add_test(tc, test_patch_known_answers);
     tcase_add_test(tc, test_patch_errors);
     tcase_add_test(tc, test_attn);
+    tcase_add_test(tc, test_lens_llama);
     suite_add_tcase(s, tc);
     return s;
 }
