@@ -394,6 +394,74 @@ START_TEST(test_lens_llama) {
 }
 END_TEST
 
+/* ---- examples/recipes.c ------------------------------------------------------ */
+
+/* The numbers on the line of out starting with prefix, after its ':' (n of
+ * them) into v. */
+static void numbers_after(const char *out, const char *prefix, int n, double *v) {
+    const char *line = strstr(out, prefix);
+    ck_assert_msg(line != NULL, "no line '%s' in:\n%s", prefix, out);
+    const char *s = strchr(line + strlen(prefix), ':') + 1;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        v[i] = strtod(s, &end);
+        ck_assert_msg(end != s, "line '%s': %d numbers, expected %d", prefix, i, n);
+        s = end;
+    }
+}
+
+/* The C recipes of docs/recipes.md print PyTorch's numbers (to the 4
+ * decimals they print): the lens's top token per layer at the last
+ * position, the patching sweep, steering, attribution and one head's
+ * attention pattern. */
+START_TEST(test_recipes_example) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("lens", "test_recipes_example");
+    if (!o) return;
+    const char *b = getenv("GB_BUILD_DIR");
+    char cmd[1200], outpath[512];
+    snprintf(outpath, sizeof outpath, "%s/recipes.out", gbt_tmp_dir());
+    snprintf(cmd, sizeof cmd, "'%s/examples/recipes' " GBT_BUNDLED " >'%s'", b ? b : "build", outpath);
+    ck_assert_int_eq(system(cmd), 0);
+    char *out = gbt_read_file(outpath, NULL), prefix[64];
+    gbt_ok(out);
+    gb_tensor *prob = gbt_get(o, "lens.prob"), *rec = gbt_get(o, "patch.resid.recovered"), *attr = gbt_get(o, "attr");
+    gb_tensor *w = gbt_get(o, "attn.1");
+    int64_t L = gb_tensor_dim(rec, 0), T = gb_tensor_dim(rec, 1), K = gb_tensor_dim(prob, 2);
+    double v[64], tol = 5e-5 + 1e-6;
+    for (int64_t l = 0; l < L; l++) {
+        snprintf(prefix, sizeof prefix, "lens: layer %lld:", (long long)l);
+        const char *line = strstr(out, prefix), *end = line ? strchr(line, '\n') : NULL;
+        ck_assert(end != NULL);
+        while (end[-1] != ' ') end--; /* the line's last word: the probability */
+        double p = atof(end);
+        ck_assert_msg(fabs(p - at(prob, (l * T + T - 1) * K)) < tol, "%s %g", prefix, p);
+        snprintf(prefix, sizeof prefix, "patch: layer %lld", (long long)l);
+        numbers_after(out, prefix, (int)T, v);
+        for (int64_t t = 0; t < T; t++) ck_assert_msg(fabs(v[t] - at(rec, l * T + t)) < tol, "%s position %lld", prefix, (long long)t);
+        snprintf(prefix, sizeof prefix, "attr: layer %lld", (long long)l);
+        numbers_after(out, prefix, (int)T, v);
+        for (int64_t t = 0; t < T; t++) ck_assert_msg(fabs(v[t] - at(attr, l * T + t)) < tol, "%s position %lld", prefix, (long long)t);
+    }
+    for (int64_t i = 0; i < T; i++) { /* head 0 of block 1 */
+        snprintf(prefix, sizeof prefix, "attn: query %lld", (long long)i);
+        numbers_after(out, prefix, (int)T, v);
+        for (int64_t k = 0; k < T; k++) ck_assert_msg(fabs(v[k] - at(w, i * T + k)) < tol, "%s key %lld", prefix, (long long)k);
+    }
+    char want[200];
+    gb_tensor *pp = gbt_get(o, "steer.plain.prob"), *sp = gbt_get(o, "steer.steered.prob");
+    snprintf(want, sizeof want, "steer: plain ' Paris' %.4f, steered ' Rome' %.4f\n", at(pp, 0), at(sp, 0));
+    ck_assert_msg(strstr(out, want) != NULL, "no '%s' in:\n%s", want, out);
+    gb_tensor *pt = gbt_get(o, "steer.plain.top"), *st = gbt_get(o, "steer.steered.top"), *tg = gbt_get(o, "patch.target"),
+              *fo = gbt_get(o, "patch.foil");
+    /* ' Paris' and ' Rome' are the patching oracle's target and foil */
+    ck_assert(at(pt, 0) == at(tg, 0) && at(st, 0) == at(fo, 0));
+    gb_tensor_free(pt), gb_tensor_free(st), gb_tensor_free(tg), gb_tensor_free(fo), gb_tensor_free(pp), gb_tensor_free(sp);
+    gb_tensor_free(prob), gb_tensor_free(rec), gb_tensor_free(attr), gb_tensor_free(w);
+    free(out);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 Suite *gb_suite_lens(void) {
     Suite *s = suite_create("lens");
     TCase *tc = tcase_create("core");
@@ -405,6 +473,7 @@ Suite *gb_suite_lens(void) {
     tcase_add_test(tc, test_patch_errors);
     tcase_add_test(tc, test_attn);
     tcase_add_test(tc, test_lens_llama);
+    tcase_add_test(tc, test_recipes_example);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -17,11 +17,21 @@ tests then skip.
 - Attention patterns: softmax(q k^T / sqrt(d) + causal mask) of one block,
   q and k from its c_attn applied to the attention's input (a forward hook
   on the attention module reads the input).
+- Steering (docs/recipes.md, examples/recipes.c): block 1's output at the
+  last position of the Colosseum prompt minus the Eiffel Tower prompt's,
+  added by a forward hook to the Louvre prompt's; the top token and its
+  probability before and after.
+- Attribution: input x gradient of the ' Paris' logit at the last position
+  for the residual stream entering each block (a forward pre-hook keeps
+  each block's input; the embedding output is made a leaf so gradients
+  reach the first block's input), summed over the hidden size.
 
 Keys: ids.NAME [1, T]; lens.top [L, T, K] (int64), lens.prob [L, T, K];
 model.top, model.prob [T, K] (the model's own logits); patch.target,
 patch.foil (int64 [1]); patch.clean, patch.corrupt ([1]);
-patch.WHAT.diff, patch.WHAT.recovered [L, T]; attn.LAYER [H, T, T].
+patch.WHAT.diff, patch.WHAT.recovered [L, T]; attn.LAYER [H, T, T];
+steer.plain.top, steer.steered.top (int64 [1]), steer.plain.prob,
+steer.steered.prob ([1]); attr [L, T].
 """
 import os
 import sys
@@ -35,7 +45,9 @@ from demo import load, run  # noqa: E402
 PROMPTS = {
     "eiffel": "The Eiffel Tower is in the city of",
     "colosseum": "The Colosseum is in the city of",
+    "louvre": "The Louvre is located in the city of",
 }
+STEER_LAYER = 1
 K = 3
 ATTN_LAYER = 1
 
@@ -84,6 +96,40 @@ def attention(model, ids, layer):
     return w.softmax(-1)[0]
 
 
+def steer(model, ids):
+    """(top id, probability) of the Louvre prompt, plain and steered."""
+    block = model.transformer.h[STEER_LAYER]
+    seen = {}
+    for name in ("colosseum", "eiffel"):
+        run(model, ids[name], [(block, lambda m, i, o, name=name: seen.__setitem__(name, o[:, -1].clone()))])
+    vector = seen["colosseum"] - seen["eiffel"]
+
+    def add(m, i, o):
+        o = o.clone()
+        o[:, -1] += vector
+        return o
+
+    out = []
+    for hooks in ([], [(block, add)]):
+        p = run(model, ids["louvre"], hooks)[0, -1].softmax(-1)
+        out.append((int(p.argmax()), float(p.max())))
+    return out
+
+
+def attribution(model, ids, answer):
+    """[L, T]: (input x gradient of logit[answer]) of each block's input, summed over the hidden size."""
+    inputs = []
+    handles = [b.register_forward_pre_hook(lambda m, i: (i[0].retain_grad(), inputs.append(i[0]))[1] and None)
+               for b in model.transformer.h]
+    try:
+        logits = run(model, ids, [(model.transformer.wte, lambda m, i, o: o.detach().requires_grad_())])
+        logits[0, -1, answer].backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack([(h * h.grad).sum(-1)[0] for h in inputs]).detach()
+
+
 def main():
     o = oracle()
     loaded = load(PROMPTS)
@@ -112,6 +158,12 @@ def main():
         o.put("patch.clean", torch.tensor([clean]))
         o.put("patch.corrupt", torch.tensor([corrupt]))
         o.put(f"attn.{ATTN_LAYER}", attention(model, ids["eiffel"], ATTN_LAYER))
+        (plain, p_plain), (steered, p_steered) = steer(model, ids)
+        o.put("steer.plain.top", torch.tensor([plain]))
+        o.put("steer.plain.prob", torch.tensor([p_plain]))
+        o.put("steer.steered.top", torch.tensor([steered]))
+        o.put("steer.steered.prob", torch.tensor([p_steered]))
+    o.put("attr", attribution(model, ids["eiffel"], target))  # the clean run's prediction, ' Paris'
     o.save()
 
 
