@@ -394,6 +394,27 @@ START_TEST(test_lens_llama) {
 }
 END_TEST
 
+/* trace --png draws the statements' saved values, one row each: the
+ * attribution of docs/recipes.md (rows of T values, the tokens below). */
+START_TEST(test_trace_png) {
+    char png[512], args[1600];
+    snprintf(png, sizeof png, "%s/trace.png", gbt_tmp_dir());
+    snprintf(args, sizeof args,
+             "trace " GBT_BUNDLED " -p " EIFFEL " -e 'transformer.wte.output.requires_grad_()'"
+             " -e 'a0 = (transformer.h[0].input * transformer.h[0].input.grad).sum(-1).save()'"
+             " -e 'a1 = (transformer.h[1].input * transformer.h[1].input.grad).sum(-1).save()'"
+             " -e 'lm_head.output[0, -1, 498].backward()' --png %s --title 'input x gradient'", png);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "trace --png failed: %s", r.err);
+    check_png(r.out, png, 20);
+    gbt_cli_free(&r);
+    snprintf(args, sizeof args,
+             "trace " GBT_BUNDLED " -p " EIFFEL " -e 'a = lm_head.output[0, -1].save()' -e 'b = lm_head.output[0, :, 0].save()' --png %s",
+             png);
+    gbt_cli_fails(args, 1, "glassbox trace: --png: the saved values must be rows of one length (vectors or matrices); b is not");
+}
+END_TEST
+
 /* ---- examples/recipes.c ------------------------------------------------------ */
 
 /* The numbers on the line of out starting with prefix, after its ':' (n of
@@ -474,6 +495,7 @@ Suite *gb_suite_lens(void) {
     tcase_add_test(tc, test_attn);
     tcase_add_test(tc, test_lens_llama);
     tcase_add_test(tc, test_recipes_example);
+    tcase_add_test(tc, test_trace_png);
     suite_add_tcase(s, tc);
     return s;
 }

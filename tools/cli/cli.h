@@ -19,7 +19,7 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
     X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) (--out F.safetensors [--hidden] | --top K): one forward pass") \
     X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out]: greedy decoding") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
-                           "[-n N] [--top K] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
+                           "[-n N] [--top K] [--scan] [--graph] [--out F.safetensors] [--png F [--title T]]: interventions in nnsight's syntax") \
     X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F]: the logit lens, every layer and position") \
     X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK] [--foil TOK] [--what resid|attn|mlp] " \
                            "[--batch N] [--png F] [--csv F]: activation patching of every layer and position") \
@@ -55,6 +55,12 @@ gb_tensor *gb_cli_prompt_ids(const char *cmd, gb_lm *lm, const char *ids_arg, co
 /* The k most likely next tokens of logits [..., V] (softmaxed here), one
  * block per row, with ids and probabilities (lens.c). */
 void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k);
+/* n saved values as the rows of a heatmap (a value [r, n] gives r rows, each
+ * row named after its value), labelled with the tokens of ids [1, T] when
+ * rows are T long; prints "picture: ..." and returns 0, or the exit code
+ * after printing why (lens.c). */
+int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
+                       gb_tensor *const *values, gb_tensor *ids);
 /* text as Python prints a str, into buf: in single quotes, with \n, \t, \\
  * and \' escaped (lens.c). */
 const char *gb_cli_quoted(const char *text, char *buf, size_t size);

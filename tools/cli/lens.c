@@ -618,6 +618,64 @@ static int wrote_csv(const char *cmd, bool ok, const char *path) {
     return gb_cli_fail(cmd, msg);
 }
 
+/* Saved values as a picture (trace --png). */
+int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
+                       gb_tensor *const *values, gb_tensor *ids) {
+    char msg[600];
+    int rows = 0, cols = -1, w = 0, h = 0;
+    for (int i = 0; i < n; i++) { /* [..., 1, r, c] or [c] after dropping leading ones */
+        int nd = gb_tensor_ndim(values[i]), first = 0;
+        while (first < nd - 2 && gb_tensor_dim(values[i], first) == 1) first++;
+        int64_t c = nd ? gb_tensor_dim(values[i], -1) : 1, r = nd ? gb_tensor_numel(values[i]) / c : 1;
+        if (nd - first > 2 || (cols >= 0 && c != cols)) {
+            snprintf(msg, sizeof msg, "--png: the saved values must be rows of one length (vectors or matrices); %s is not",
+                     names[i]);
+            return gb_cli_fail(cmd, msg);
+        }
+        cols = (int)c, rows += (int)r;
+    }
+    if (rows == 0) return gb_cli_fail(cmd, "--png: no saved values to draw (save some with .save())");
+    double *v = malloc(sizeof *v * (size_t)rows * (size_t)cols), lo = 0, hi = 0;
+    char **row_names = calloc((size_t)rows, sizeof *row_names), **cells = calloc((size_t)rows * (size_t)cols, sizeof *cells);
+    char **col_names = gb_tensor_dim(ids, 1) == cols ? token_names(lm, gb_tensor_data(ids), cols, 1) : NULL;
+    for (int i = 0, r = 0; v && row_names && cells && i < n; i++) {
+        gb_tensor *f = gb_to_dtype(values[i], GB_DTYPE_F32), *c = f ? gb_contiguous(f) : NULL;
+        int64_t nr = gb_tensor_numel(values[i]) / cols;
+        for (int64_t k = 0; c && k < nr; k++, r++) {
+            if ((row_names[r] = malloc(64))) {
+                if (nr > 1) snprintf(row_names[r], 64, "%s[%lld]", names[i], (long long)k);
+                else snprintf(row_names[r], 64, "%s", names[i]);
+            }
+            for (int j = 0; j < cols; j++) {
+                double x = ((const float *)gb_tensor_data(c))[k * cols + j];
+                v[(size_t)r * (size_t)cols + (size_t)j] = x;
+                lo = fmin(lo, x), hi = fmax(hi, x);
+                if ((cells[(size_t)r * (size_t)cols + (size_t)j] = malloc(16)))
+                    snprintf(cells[(size_t)r * (size_t)cols + (size_t)j], 16, fabs(x) < 0.005 ? "0" : fabs(x) >= 100 ? "%.0f" : "%.2f", x);
+            }
+        }
+        gb_tensor_free(c), gb_tensor_free(f);
+    }
+    /* values of both signs on a scale centred at 0, others from 0 */
+    double lim = fmax(fabs(lo), fabs(hi));
+    gb_heatmap hm = {.title = title ? title : "Saved values",
+                     .xlabel = col_names ? "token (position)" : "index",
+                     .scale_label = "value",
+                     .rows = rows,
+                     .cols = cols,
+                     .v = v,
+                     .cells = cols <= 32 ? (const char *const *)cells : NULL,
+                     .row_names = (const char *const *)row_names,
+                     .col_names = (const char *const *)col_names,
+                     .vmin = lo < 0 ? -lim : 0,
+                     .vmax = lim > 0 ? lim : 1,
+                     .cmap = lo < 0 ? GB_CMAP_DIVERGING : GB_CMAP_SEQUENTIAL};
+    bool ok = v && row_names && cells && gb_plot_heatmap(path, &hm, &w, &h);
+    free(v);
+    free_names(row_names, rows), free_names(cells, rows * cols), free_names(col_names, cols);
+    return wrote_png(cmd, ok, path, w, h);
+}
+
 int gb_cli_lens(int argc, char **argv) {
     lens_opts o = {.top = 3};
     int rc = lens_parse("lens", "-p --ids --top --png --csv", argc, argv, &o);

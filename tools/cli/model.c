@@ -104,7 +104,7 @@ int gb_cli_info(int argc, char **argv) {
 }
 
 typedef struct {
-    const char *model, *ids, *text, *out;
+    const char *model, *ids, *text, *out, *png, *title; /* trace --png: the saved values as a heatmap */
     bool hidden, ids_out, scan, graph;
     long max_new, top; /* -n N; --top K: the K most likely next tokens */
     const char **stmts; /* trace: -e STATEMENT, in order */
@@ -132,6 +132,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         if (!strcmp(a, "--ids") && has_next) o->ids = argv[++i];
         else if (!strcmp(a, "-p") && has_next) o->text = argv[++i];
         else if (!strcmp(a, "--out") && has_next) o->out = argv[++i];
+        else if (!strcmp(a, "--png") && has_next && o->stmts) o->png = argv[++i];
+        else if (!strcmp(a, "--title") && has_next && o->stmts) o->title = argv[++i];
         else if (!strcmp(a, "-n") && has_next) o->max_new = strtol(argv[++i], NULL, 10);
         else if (!strcmp(a, "--top") && has_next) {
             if ((o->top = strtol(argv[++i], NULL, 10)) < 1) {
@@ -360,6 +362,8 @@ int gb_cli_trace(int argc, char **argv) {
         printf("top %ld next tokens%s:\n", o.top, o.max_new > 0 ? " at the last step" : "");
         gb_cli_print_top(lm, gb_value(top), (int)o.top);
     }
+    if (!rc && o.png && !o.scan) /* the statements' values only, labelled with the last prompt's tokens */
+        rc = gb_cli_plot_values("trace", lm, o.png, o.title, nsaved - (o.max_new > 0), names, ts, inputs[o.nprompts - 1]);
     if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail("trace", gb_last_error());
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
