@@ -172,24 +172,24 @@ int gb_cli_run(int argc, char **argv) {
         gb_lm_free(lm);
         return 1;
     }
-    bool gpt2 = !strcmp(gb_model_type(m), "gpt2");
-    int64_t layers = gpt2 ? gb_model_gpt2_config(m)->n_layer : gb_model_llama_config(m)->num_hidden_layers;
+    const char *blocks = gb_model_part(m, GB_PART_LAYERS);
+    int64_t layers = gb_module_num_children(gb_module_find(gb_model_module(m), blocks));
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
-    gb_val *logits = gb_save(gb_output(tr, "lm_head"));
+    gb_val *logits = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
     int nvals = 1 + (o.hidden ? (int)layers + 1 : 0);
     gb_val **vals = calloc((size_t)nvals, sizeof *vals);
     char **names = calloc((size_t)nvals, sizeof *names);
     vals[0] = logits;
     names[0] = strdup("logits");
     for (int i = 0; o.hidden && i < layers; i++) {
-        char path[64];
-        snprintf(path, sizeof path, "%s.%d", gpt2 ? "transformer.h" : "model.layers", i);
+        char path[256];
+        snprintf(path, sizeof path, "%s.%d", blocks, i);
         vals[1 + i] = gb_save(gb_val_index(gb_output(tr, path), "[0]"));
         names[1 + i] = malloc(32);
         snprintf(names[1 + i], 32, "hidden.%d", i);
     }
     if (o.hidden) {
-        vals[nvals - 1] = gb_save(gb_output(tr, gpt2 ? "transformer.ln_f" : "model.norm"));
+        vals[nvals - 1] = gb_save(gb_output(tr, gb_model_part(m, GB_PART_NORM)));
         names[nvals - 1] = strdup("hidden.final");
     }
     gb_status st = gb_trace_run(tr);
