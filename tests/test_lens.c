@@ -256,11 +256,11 @@ START_TEST(test_patch_known_answers) {
     snprintf(csv, sizeof csv, "%s/patch_known.csv", gbt_tmp_dir());
     snprintf(png, sizeof png, "%s/patch.png", gbt_tmp_dir());
     snprintf(args, sizeof args,
-             "patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --target ' Paris' --foil ' Rome' --csv %s --png %s",
+             "patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --target ' Paris' --foil '#465' --csv %s --png %s",
              csv, png);
     gbt_cli_result r = gbt_cli(args);
     ck_assert_msg(r.status == 0, "patch failed: %s", r.err);
-    ck_assert_msg(strstr(r.out, "logit(' Paris') - logit(' Rome')") != NULL, "%s", r.out);
+    ck_assert_msg(strstr(r.out, "logit(' Paris') - logit(' Rome')") != NULL, "%s", r.out); /* #465 is ' Rome' */
     ck_assert_msg(strstr(r.out, "in 2 batched forward passes") != NULL, "%s", r.out); /* 44 patches, batches of 32 */
     char *text = gbt_read_file(csv, NULL), buf[1024];
     const char *p = text, *f[CSV_MAX_FIELDS];
@@ -289,7 +289,9 @@ START_TEST(test_patch_errors) {
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " EIFFEL " --target ' Paris' --foil ' Rome'", 1,
                   "glassbox patch: the logit difference is");
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --target ' Paris Rome'", 1,
-                  "glassbox patch: --target: ' Paris Rome' is 2 tokens, not one");
+                  "glassbox patch: --target: ' Paris Rome' is 2 tokens, not one (or give the id: #ID)");
+    gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --foil '#1024'", 1,
+                  "glassbox patch: --foil: '#1024' is not a token id from #0 to #1023");
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --what heads", 2,
                   "glassbox patch: --what: give resid, attn or mlp");
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL, 2, "glassbox patch: give both prompts");

@@ -21,7 +21,7 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
                            "[-n N] [--top K] [--scan] [--graph] [--out F.safetensors] [--png F [--title T]]: interventions in nnsight's syntax") \
     X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F]: the logit lens, every layer and position") \
-    X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK] [--foil TOK] [--what resid|attn|mlp] " \
+    X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK|#ID] [--foil TOK|#ID] [--what resid|attn|mlp] " \
                            "[--batch N] [--png F] [--csv F]: activation patching of every layer and position") \
     X(attn, gb_cli_attn, "[MODEL] (-p TEXT | --ids 1,2,3) --layer L [--head H] [--png F]: attention patterns") \
     X(tokenize, gb_cli_tokenize, "[MODEL] TEXT: print the token ids of TEXT") \

@@ -699,17 +699,22 @@ int gb_cli_lens(int argc, char **argv) {
     return rc;
 }
 
-/* The one token of text (--target ' Paris'); -1 after printing why. */
+/* The one token of text (--target ' Paris'), or the id of "#ID"; -1 after
+ * printing why. */
 static int64_t one_token(const char *cmd, const char *opt, gb_lm *lm, const char *text) {
     gb_tokenizer *tok = gb_lm_tokenizer(lm);
     int32_t *ids = NULL;
     size_t n = 0;
-    char msg[512];
-    int64_t id = -1;
-    if (!tok) snprintf(msg, sizeof msg, "%s: the model has no tokenizer", opt);
+    char msg[512], *end;
+    int64_t id = -1, vocab = gb_model_vocab_size(gb_lm_model(lm));
+    if (text[0] == '#') {
+        long long v = strtoll(text + 1, &end, 10);
+        if (end != text + 1 && !*end && v >= 0 && v < vocab) return v;
+        snprintf(msg, sizeof msg, "%s: '%s' is not a token id from #0 to #%lld", opt, text, (long long)vocab - 1);
+    } else if (!tok) snprintf(msg, sizeof msg, "%s: the model has no tokenizer (give the id: #ID)", opt);
     else if (gb_tokenizer_encode(tok, text, strlen(text), false, &ids, &n) != GB_OK)
         snprintf(msg, sizeof msg, "%s: %s", opt, gb_last_error());
-    else if (n != 1) snprintf(msg, sizeof msg, "%s: '%s' is %zu tokens, not one", opt, text, n);
+    else if (n != 1) snprintf(msg, sizeof msg, "%s: '%s' is %zu tokens, not one (or give the id: #ID)", opt, text, n);
     else id = ids[0];
     free(ids);
     if (id < 0) gb_cli_fail(cmd, msg);
