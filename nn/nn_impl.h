@@ -21,6 +21,11 @@ typedef struct gb__module_type {
     void (*extra_repr)(const gb_module *m, char *buf, size_t size);
     /* reset_parameters() for m's own parameters; NULL if none. */
     void (*init)(gb_module *m, gb_rng *rng);
+    /* Compute m's buffers (values derived from its settings, never loaded:
+     * the rotary frequencies) into their storages; NULL if none. Called
+     * when m is built, and by gb__module_fill_buffers for a tree built in
+     * meta mode. */
+    void (*buffers)(gb_module *m);
     /* The module returns a tuple in Hugging Face (GPT2Block, LlamaDecoderLayer):
      * tracing then treats its output as a tuple, so "output[0]" is the
      * hidden state as in nnsight. Single-tensor modules leave it false. */
