@@ -68,7 +68,8 @@ struct gb_module {
 gb_module *gb__module_new(const gb__module_type *type);
 /* Add a child under name (taking ownership; on failure the child is freed). */
 gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child);
-/* Register a zero-filled f32 parameter (or buffer) of the given shape. */
+/* Register a zero-filled f32 parameter (or buffer) of the given shape;
+ * shape-only in meta mode (how the loader builds a tree). */
 gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
 /* Build helper: frees m and returns NULL when st is not GB_OK. */
 gb_module *gb__module_done(gb_module *m, gb_status st);
