@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -198,6 +199,28 @@ START_TEST(test_tiny_derivations) {
     gbt_assert_ids(tok, "axb", true, IDS(1, 0, 8));
     gbt_assert_ids(tok, "xx", true, IDS(0, 0));
     gb_tokenizer_free(tok);
+}
+END_TEST
+
+/* A sparse id costs nothing (issue 13: "zzz": 1500000000 grew the id table
+ * to the largest id, 6 GB, and crashed when that allocation failed): ids
+ * index a table of what the file holds. */
+START_TEST(test_sparse_ids) {
+    const char *at = strstr(tiny_json, "\"a\":2,");
+    ck_assert(at != NULL);
+    char *text = malloc(sizeof tiny_json + 32);
+    sprintf(text, "%.*s\"zzz\":1500000000,%s", (int)(at - tiny_json), tiny_json, at);
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    gb_tokenizer *tok = open_written("tok_sparse.json", text, NULL);
+    getrusage(RUSAGE_SELF, &after);
+    ck_assert_msg(after.ru_maxrss - before.ru_maxrss < 64 * 1024, "opening grew the peak by %ld KB",
+                  after.ru_maxrss - before.ru_maxrss);
+    ck_assert_int_eq(gb_tokenizer_vocab_size(tok), 1500000001); /* the largest id + 1, as before */
+    gbt_assert_ids(tok, "abc", true, IDS(2, 6));
+    assert_decodes(tok, IDS(1500000000, 2), false, "zzz a");
+    gb_tokenizer_free(tok);
+    free(text);
 }
 END_TEST
 
@@ -1257,6 +1280,7 @@ Suite *gb_suite_tokenizer(void) {
     tcase_add_test(tc, test_known_llama2);
     tcase_add_test(tc, test_known_stories260k);
     tcase_add_test(tc, test_tiny_derivations);
+    tcase_add_test(tc, test_sparse_ids);
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_call_errors);
     tcase_add_test(tc, test_batch_padding);
