@@ -260,6 +260,13 @@ START_TEST(test_open_errors) {
     assert_open_fails(half, GB_ERR_FORMAT, "invalid JSON at byte");
     free(half);
     assert_open_fails("[1, 2]", GB_ERR_FORMAT, "the top level is not an object");
+    /* nesting is bounded before cJSON (and the walks over its tree) recurse:
+     * '{' is level 1 at byte 0, so the 128th '[' after {"x": is level 129 */
+    char *deep = malloc(10016);
+    sprintf(deep, "{\"x\":%0*d}", 10000, 0);
+    memset(deep + 5, '[', 5000), memset(deep + 5005, ']', 5000);
+    assert_open_fails(deep, GB_ERR_FORMAT, "tok_bad.json: JSON nested deeper than 128 levels at byte 132");
+    free(deep);
     assert_open_fails("{\"version\":\"1.0\"}", GB_ERR_FORMAT, "no \"model\" object");
     assert_variant_fails("\"version\":\"1.0\"", "\"version\":\"2.0\"", GB_ERR_UNSUPPORTED, "version '2.0'");
     assert_variant_fails("\"merges\":[\"b c\"", "\"merges\":[\"b z\"", GB_ERR_FORMAT,
