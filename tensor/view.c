@@ -49,9 +49,9 @@ gb_status gb__op_VIEW_forward(gb_tensor *out) {
 }
 
 /* A view whose last dim is not the source's contiguous one (a transposed
- * weight, as GPT-2's Conv1D once passed to linear) scatters element by
- * element, each write a cache line apart: 30% of GPT-2 124M's training
- * step went there. When another dim p has source stride 1 and no dim is
+ * matrix) scatters element by element, each write a cache line apart: 30%
+ * of GPT-2 124M's training step went there while linear recorded Conv1D's
+ * transposed weight through its view (gb_linear now skips that view). When another dim p has source stride 1 and no dim is
  * expanded (so each source element receives one addition, in any order),
  * add 32 x 32 tiles of the (p, last) plane instead: the tile's rows of dy
  * stay in cache while the source is written along its rows. */

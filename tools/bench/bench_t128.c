@@ -131,6 +131,40 @@ static double forward_flop(double linear_params, double layers, double t, double
     return 2.0 * linear_params * t + layers * 2.0 * 2.0 * t * t * attn_width;
 }
 
+/* A line of /proc/self/status in MB (VmRSS, VmHWM), or -1. */
+static double status_mb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double v = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') v = atof(line + n + 1) / 1024.0;
+    if (f) fclose(f);
+    return v;
+}
+
+/* Peak resident memory of one forward: the process's peak is reset first
+ * (clear_refs 5), so what it adds over the weights and the rest already
+ * resident is the forward's own. */
+static void peak_memory(t128 *c) {
+    run_fwd(c); /* warm: kept mappings and OpenBLAS's buffers exist either way */
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return;
+    fputs("5", f);
+    fclose(f);
+    double before = status_mb("VmRSS");
+    run_fwd(c);
+    double peak = status_mb("VmHWM");
+    if (before < 0 || peak < 0) return;
+    double weights = c->mc->weight_bytes / 1048576.0, logits = 4.0 * T_FULL * c->mc->vocab / 1048576.0;
+    char name[64], what[200];
+    snprintf(name, sizeof name, "%s_fwd_t128_peak", c->mc->tag);
+    snprintf(what, sizeof what, "peak resident in the forward: %.0f MB (before it %.0f MB; weights %.0f MB + logits "
+             "%.0f MB = %.0f MB; ratio %.2f)", peak, before, weights, logits, weights + logits,
+             peak / (weights + logits));
+    bench_row(name, "MB", peak - before, what);
+}
+
 static void bench_case(model_case *mc, double gflops, double gbps) {
     gb_rng r = gb_rng_seed(5);
     t128 c = {.mc = mc};
@@ -147,6 +181,7 @@ static void bench_case(model_case *mc, double gflops, double gbps) {
     BENCH_CHECK(c.nparams > 0, "t128: parameters");
     free(names);
 
+    peak_memory(&c);
     char name[64], what[200];
     double t = bench_best(run_fwd, &c);
     snprintf(name, sizeof name, "%s_fwd_t128", mc->tag);
