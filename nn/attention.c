@@ -135,22 +135,19 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
         return gb__fail(GB_ERR_SHAPE, "%s: %lld query heads cannot share %lld key/value heads", GB__LABEL(attn),
                         (long long)H, (long long)KV);
     gb_status st = GB_OK;
-    gb_tensor *kr = NULL, *vr = NULL, *kt = NULL, *raw = NULL, *scores = NULL, *mask = NULL, *probs = NULL;
+    /* Grouped-query attention without repeat_kv's copies of the keys and
+     * values (Hugging Face's repeat_kv copied the whole cache per layer and
+     * token: 15% of decoding): the G = H/KV query heads sharing a key head
+     * are rows of one product, [B, KV, G*T, D] @ [B, KV, D, S], and the
+     * scores are viewed back as [B, H, T, S]. */
+    int64_t G = H / KV;
+    gb_tensor *qg = NULL, *kt = NULL, *raw = NULL, *rawg = NULL, *scores = NULL, *mask = NULL, *probs = NULL;
+    gb_tensor *pg = NULL, *og = NULL;
     gb_values dr = {0};
-    if (KV != H) { /* repeat_kv: [B, KV, S, D] -> [B, KV, H/KV, S, D] -> [B, H, S, D] */
-        gb_tensor *src[2] = {k, v}, **dst[2] = {&kr, &vr};
-        for (int i = 0; i < 2; i++) {
-            gb_tensor *u = gb_unsqueeze(src[i], 2);
-            gb_tensor *e = u ? gb_expand(u, 5, (int64_t[]){B, KV, H / KV, S, D}) : NULL;
-            *dst[i] = e ? gb_reshape(e, 4, (int64_t[]){B, H, S, D}) : NULL;
-            gb_tensor_free(u), gb_tensor_free(e);
-        }
-    } else {
-        kr = gb_tensor_ref(k), vr = gb_tensor_ref(v);
-    }
-    if (!kr || !vr) goto op_failed;
-    kt = gb_transpose(kr, -1, -2);
-    raw = kt ? gb_matmul(q, kt) : NULL; /* [B, H, T, S] */
+    qg = G > 1 ? gb_reshape(q, 4, (int64_t[]){B, KV, G * T, D}) : gb_tensor_ref(q);
+    kt = qg ? gb_transpose(k, -1, -2) : NULL;
+    rawg = kt ? gb_matmul(qg, kt) : NULL; /* [B, KV, G*T, S] */
+    raw = rawg && G > 1 ? gb_reshape(rawg, 4, (int64_t[]){B, H, T, S}) : gb_tensor_ref(rawg); /* [B, H, T, S] */
     if (!raw) goto op_failed;
     scores = scale == GB__ATTN_SCALE_DIV_SQRT ? gb_div_scalar(raw, (float)sqrt((double)D))
                                               : gb_mul_scalar(raw, (float)pow((double)D, -0.5));
@@ -173,14 +170,17 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
         gb_tensor_free(probs);
         probs = gb_tensor_ref(dr.v[0]);
     }
-    *out = gb_matmul(probs, vr); /* [B, H, T, D] */
+    pg = G > 1 ? gb_reshape(probs, 4, (int64_t[]){B, KV, G * T, S}) : gb_tensor_ref(probs);
+    og = pg ? gb_matmul(pg, v) : NULL; /* [B, KV, G*T, D] */
+    *out = og && G > 1 ? gb_reshape(og, 4, (int64_t[]){B, H, T, D}) : gb_tensor_ref(og); /* [B, H, T, D] */
     if (!*out) goto op_failed;
     goto done;
 op_failed:
     st = gb__op_failed(attn);
 done:
     gb_values_clear(&dr);
-    gb_tensor_free(kr), gb_tensor_free(vr), gb_tensor_free(kt), gb_tensor_free(raw);
+    gb_tensor_free(qg), gb_tensor_free(kt), gb_tensor_free(rawg), gb_tensor_free(raw);
+    gb_tensor_free(pg), gb_tensor_free(og);
     gb_tensor_free(scores), gb_tensor_free(mask), gb_tensor_free(probs);
     return st;
 }
