@@ -264,7 +264,12 @@ typedef struct gb_model_opts {
  * file, an unsupported model_type or rope_scaling, a tensor whose shape
  * disagrees with the config, a missing tensor or an unexpected one (other
  * than the non-persistent attention-mask buffers of old GPT-2 files) fail
- * with a message naming the file and the tensor. opts may be NULL. */
+ * with a message naming the file and the tensor. All of this is checked
+ * against the files' headers before anything is allocated (a layer count
+ * the checkpoint does not hold fails before the tree is built), and the
+ * address space the mapping needs (under ulimit -v) and the memory an
+ * f32_weights conversion needs are checked against what the process has:
+ * GB_ERR_ALLOC with both figures. opts may be NULL. */
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts);
 void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);

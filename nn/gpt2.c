@@ -265,6 +265,9 @@ const gb__arch gb__arch_gpt2 = {
     .read = gb__gpt2_read,
     .build = gb__gpt2_new_from,
     /* files saved before transformers added the "transformer." prefix */
+    .layers = "transformer.h",
+    .layers_field = "n_layer",
+    .layers_at = offsetof(gb_gpt2_config, n_layer),
     .aliases = (const gb__alias[]){{"transformer.", ""}, {NULL, NULL}},
     /* the causal-mask buffers of older files */
     .ignored = (const char *const[]){".attn.bias", ".attn.masked_bias", NULL},

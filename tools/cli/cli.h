@@ -15,11 +15,11 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
  * out, is the bundled model (gb_cli_default_model). */
 #define GB_CLI_COMMANDS(X)                                                   \
     X(demo, gb_cli_demo, "[MODEL]: look inside a model, step by step (nnsight's walkthrough)") \
-    X(info, gb_cli_info, "[MODEL]: print the module tree, parameter count and config") \
-    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) (--out F.safetensors [--hidden] | --top K): one forward pass") \
-    X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out]: greedy decoding") \
+    X(info, gb_cli_info, "[MODEL] [--dtype f32]: print the module tree, parameter count and config") \
+    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) (--out F.safetensors [--hidden] | --top K) [--dtype f32]: one forward pass") \
+    X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out] [--dtype f32]: greedy decoding") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
-                           "[-n N] [--top K] [--scan] [--graph] [--out F.safetensors] [--png F [--title T]]: interventions in nnsight's syntax") \
+                           "[-n N] [--top K] [--scan] [--graph] [--out F.safetensors] [--png F [--title T]] [--dtype f32]: interventions in nnsight's syntax") \
     X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F]: the logit lens, every layer and position") \
     X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK|#ID] [--foil TOK|#ID] [--what resid|attn|mlp] " \
                            "[--batch N] [--png F] [--csv F]: activation patching of every layer and position") \
@@ -46,7 +46,7 @@ GB_CLI_COMMANDS(GB__X)
  * stderr and return 1. */
 int gb_cli_fail(const char *cmd, const char *msg);
 /* A language model, with a progress bar on a terminal; NULL with the error set. */
-gb_lm *gb_cli_open_lm(const char *path);
+gb_lm *gb_cli_open_lm(const char *path, bool f32); /* f32: --dtype f32 */
 /* The prompt as ids [1, T]: ids_arg ("1,2,3") directly, text through the
  * model's tokenizer, or (allow_empty) the BOS token alone; NULL after
  * printing why. */

@@ -680,7 +680,7 @@ int gb_cli_lens(int argc, char **argv) {
     lens_opts o = {.top = 3};
     int rc = lens_parse("lens", "-p --ids --top --png --csv", argc, argv, &o);
     if (rc) return rc;
-    gb_lm *lm = gb_cli_open_lm(o.model);
+    gb_lm *lm = gb_cli_open_lm(o.model, false);
     if (!lm) return gb_cli_fail("lens", gb_last_error());
     gb_tensor *ids = gb_cli_prompt_ids("lens", lm, o.ids, o.text, false);
     lens_result r = {0};
@@ -731,7 +731,7 @@ int gb_cli_patch(int argc, char **argv) {
         if (!strcmp(o.what ? o.what : "resid", patch_whats[i].name)) what = i;
     if (what < 0) return gb_cli_fail("patch", "--what: give resid, attn or mlp"), 2;
     if (!o.clean || !o.corrupt) return gb_cli_fail("patch", "give both prompts: --clean TEXT --corrupt TEXT"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model);
+    gb_lm *lm = gb_cli_open_lm(o.model, false);
     if (!lm) return gb_cli_fail("patch", gb_last_error());
     gb_tensor *clean = gb_cli_prompt_ids("patch", lm, NULL, o.clean, false);
     gb_tensor *corrupt = clean ? gb_cli_prompt_ids("patch", lm, NULL, o.corrupt, false) : NULL;
@@ -761,7 +761,7 @@ int gb_cli_attn(int argc, char **argv) {
     int rc = lens_parse("attn", "-p --ids --layer --head --png", argc, argv, &o);
     if (rc) return rc;
     if (!o.has_layer) return gb_cli_fail("attn", "give the layer: --layer L"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model);
+    gb_lm *lm = gb_cli_open_lm(o.model, false);
     if (!lm) return gb_cli_fail("attn", gb_last_error());
     int L = num_layers(lm), layer = (int)(o.layer < 0 ? o.layer + L : o.layer);
     char msg[256];

@@ -18,22 +18,38 @@ static void progress_bar(uint64_t done, uint64_t total, void *ctx) {
     if (done >= total) fputc('\n', stderr);
 }
 
-/* Opening options: a progress bar when stderr is a terminal. */
-static gb_model_opts open_opts(void) { return (gb_model_opts){.progress = isatty(STDERR_FILENO) ? progress_bar : NULL}; }
+/* Opening options: the weights' dtype (--dtype), a progress bar when
+ * stderr is a terminal. */
+static gb_model_opts open_opts(bool f32) {
+    return (gb_model_opts){.f32_weights = f32, .progress = isatty(STDERR_FILENO) ? progress_bar : NULL};
+}
 
-static gb_model *open_model(const char *path) {
-    gb_model_opts opts = open_opts();
+static gb_model *open_model(const char *path, bool f32) {
+    gb_model_opts opts = open_opts(f32);
     return gb_model_open(path, &opts);
 }
 
-gb_lm *gb_cli_open_lm(const char *path) {
-    gb_model_opts opts = open_opts();
+gb_lm *gb_cli_open_lm(const char *path, bool f32) {
+    gb_model_opts opts = open_opts(f32);
     return gb_lm_open(path, &opts);
 }
 
 int gb_cli_fail(const char *cmd, const char *msg) {
     fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
     return 1;
+}
+
+/* --dtype VALUE: "stored" (the default: weights as the files hold them) or
+ * "f32" (converted when opening); false with a usage message otherwise. */
+static bool parse_dtype(const char *cmd, const char *value, bool *f32) {
+    if (!strcmp(value, "stored") || !strcmp(value, "f32") || !strcmp(value, "float32")) {
+        *f32 = strcmp(value, "stored") != 0;
+        return true;
+    }
+    char msg[256];
+    snprintf(msg, sizeof msg, "--dtype: '%s' is not a weight dtype (stored or f32)", value);
+    gb_cli_fail(cmd, msg);
+    return false;
 }
 
 /* "1,2,3" -> i64 ids; NULL with a message on a malformed list. */
@@ -87,10 +103,21 @@ gb_tensor *gb_cli_prompt_ids(const char *cmd, gb_lm *lm, const char *ids_arg, co
 }
 
 int gb_cli_info(int argc, char **argv) {
-    if (argc > 1) return gb_cli_fail("info", "usage: glassbox info [MODEL]");
-    const char *path = gb_cli_model("info", argc ? argv[0] : NULL);
+    const char *given = NULL;
+    bool f32 = false;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            if (!parse_dtype("info", argv[++i], &f32)) return 2;
+        } else if (argv[i][0] != '-' && !given) {
+            given = argv[i];
+        } else {
+            gb_cli_fail("info", "usage: glassbox info [MODEL] [--dtype stored|f32]");
+            return 2;
+        }
+    }
+    const char *path = gb_cli_model("info", given);
     if (!path) return 1;
-    gb_model *m = open_model(path);
+    gb_model *m = open_model(path, f32);
     if (!m) return gb_cli_fail("info", gb_last_error());
     char *repr = gb_module_repr(gb_model_module(m));
     printf("%s\n\n", repr);
@@ -105,7 +132,7 @@ int gb_cli_info(int argc, char **argv) {
 
 typedef struct {
     const char *model, *ids, *text, *out, *png, *title; /* trace --png: the saved values as a heatmap */
-    bool hidden, ids_out, scan, graph;
+    bool hidden, ids_out, scan, graph, f32;
     long max_new, top; /* -n N; --top K: the K most likely next tokens */
     const char **stmts; /* trace: -e STATEMENT, in order */
     int nstmts;
@@ -145,6 +172,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--ids-out")) o->ids_out = true;
         else if (!strcmp(a, "--scan")) o->scan = true;
         else if (!strcmp(a, "--graph")) o->graph = true;
+        else if (!strcmp(a, "--dtype") && has_next) {
+            if (!parse_dtype(cmd, argv[++i], &o->f32)) return 2;
+        }
         else if (!strcmp(a, "-e") && has_next && o->stmts) o->stmts[o->nstmts++] = argv[++i];
         else if (a[0] != '-' && !o->model) o->model = a;
         else {
@@ -164,7 +194,7 @@ int gb_cli_run(int argc, char **argv) {
     int rc = parse_opts("run", argc, argv, &o);
     if (rc) return rc;
     if (!o.out && !o.top) return gb_cli_fail("run", "missing --out FILE.safetensors (or --top K)");
-    gb_lm *lm = gb_cli_open_lm(o.model);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("run", gb_last_error());
     gb_model *m = gb_lm_model(lm);
     gb_tensor *input = gb_cli_prompt_ids("run", lm, o.ids, o.text, false);
@@ -222,7 +252,7 @@ int gb_cli_generate(int argc, char **argv) {
     int rc = parse_opts("generate", argc, argv, &o);
     if (rc) return rc;
     if (o.max_new < 0) return gb_cli_fail("generate", "-n must be >= 0");
-    gb_lm *lm = gb_cli_open_lm(o.model);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("generate", gb_last_error());
     gb_tensor *prompt = gb_cli_prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
@@ -267,7 +297,7 @@ int gb_cli_trace(int argc, char **argv) {
     opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts)};
     int rc = parse_opts("trace", argc, argv, &o);
     if (!rc && !o.nprompts) rc = gb_cli_fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
-    gb_lm *lm = rc ? NULL : gb_cli_open_lm(o.model);
+    gb_lm *lm = rc ? NULL : gb_cli_open_lm(o.model, o.f32);
     if (!rc && !lm) rc = gb_cli_fail("trace", gb_last_error());
     gb_model *m = lm ? gb_lm_model(lm) : NULL;
     gb_tensor **inputs = calloc((size_t)o.nprompts + 1, sizeof *inputs);
