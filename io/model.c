@@ -139,6 +139,11 @@ static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_mode
                          gb__shape_str(b2, 160, gb_tensor_ndim(p), gb_tensor_shape(p)));
             break;
         }
+        if (dt != GB_DTYPE_F32 && dt != GB_DTYPE_F16 && dt != GB_DTYPE_BF16) {
+            s = gb__fail(GB_ERR_FORMAT, "model: %s: tensor '%s' has dtype %s; a parameter is float32, float16 or "
+                         "bfloat16", gb_safetensors_path(st), stored, gb_dtype_name(dt));
+            break;
+        }
         gb_tensor *t = opts && opts->f32_weights ? gb_safetensors_get(st, stored) : gb_safetensors_get_stored(st, stored);
         if (!t) {
             s = gb_last_status();

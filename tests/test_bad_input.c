@@ -4,6 +4,7 @@
  * the key parts of the message. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,11 +107,68 @@ START_TEST(test_unreadable) {
 }
 END_TEST
 
+/* gpt2_config's model, saved with the parameter `odd` replaced by odd_value
+ * (NULL: as is), into a fresh directory. */
+static char *saved_gpt2(const char *name, const char *odd, gb_tensor *odd_value) {
+    gb_gpt2_config cfg = {.vocab_size = 50, .n_positions = 16, .n_embd = 8, .n_layer = 2, .n_head = 2,
+                          .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
+    gb_module *net = gb_gpt2_new(&cfg);
+    const char **names;
+    gb_tensor **params;
+    int n = gb_module_parameters(net, &names, &params);
+    for (int i = 0; i < n; i++)
+        if (odd && !strcmp(names[i], odd)) params[i] = odd_value;
+    char *d = model_dir(name, gpt2_config), p[4200];
+    in_dir(p, d, "model.safetensors");
+    gbt_ok_status(gb_safetensors_save(p, n, names, params, GB_DTYPE_F32, NULL));
+    free(names), free(params);
+    gb_module_free(net);
+    return d;
+}
+
+START_TEST(test_checkpoint_and_config) {
+    /* an int32 norm weight: was accepted by open (and info), then failed in
+     * run without naming the file */
+    gb_tensor *i32 = gb_zeros(1, (int64_t[]){8}, GB_DTYPE_I32);
+    char *d = saved_gpt2("i32_norm", "transformer.ln_f.weight", i32), p[4200], want[4400];
+    in_dir(p, d, "model.safetensors");
+    snprintf(want, sizeof want, "model: %s: tensor 'transformer.ln_f.weight' has dtype int32; a parameter is float32, "
+             "float16 or bfloat16", p);
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, want);
+    gb_tensor_free(i32);
+    free(d);
+
+    /* config fields: each was reported as something else */
+    struct {
+        const char *field, *message;
+    } cases[] = {
+        /* was "is not an integer" */
+        {"\"max_position_embeddings\": 4611686018427387904",
+         "field 'max_position_embeddings' is 4.61169e+18, beyond the integers a JSON number holds exactly (2^53)"},
+        /* was a k_proj shape mismatch: 0 meant "as many as the query heads" */
+        {"\"num_key_value_heads\": 0", "field 'num_key_value_heads' is 0; it must be at least 1"},
+    };
+    d = saved_gpt2("llama_config", NULL, NULL);
+    in_dir(p, d, "config.json");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "{\"model_type\": \"llama\", \"vocab_size\": 50, \"hidden_size\": 8, "
+                 "\"intermediate_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 2, %s}",
+                 cases[i].field);
+        write_text(p, text);
+        snprintf(want, sizeof want, "model: %s: %s", p, cases[i].message);
+        gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, want);
+    }
+    free(d);
+}
+END_TEST
+
 Suite *gb_suite_bad_input(void) {
     Suite *s = suite_create("bad_input");
     TCase *tc = tcase_create("bad_input");
     tcase_add_test(tc, test_not_regular_files);
     tcase_add_test(tc, test_unreadable);
+    tcase_add_test(tc, test_checkpoint_and_config);
     suite_add_tcase(s, tc);
     return s;
 }
