@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "gbtest.h"
+#include "tensor/base.h" /* gb__mem_available_set */
 
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -163,12 +164,72 @@ START_TEST(test_checkpoint_and_config) {
 }
 END_TEST
 
+/* A skip whose replacement breaks the next module: the failure is the next
+ * module's (it cannot know), so the run adds the skip to it. */
+START_TEST(test_skip_named_in_the_failure_after_it) {
+    gb_gpt2_config cfg = {.vocab_size = 16, .n_positions = 8, .n_embd = 8, .n_layer = 2, .n_head = 2,
+                          .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
+    gb_module *model = gb_gpt2_new(&cfg);
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, 4}, GB_DTYPE_I64);
+    for (int scan = 0; scan < 2; scan++) {
+        gb_trace *tr = gb_trace_new(model, ids);
+        gbt_ok_status(gb_trace_statement(tr, "transformer.h[0].skip(5)", "t", 1, NULL));
+        gbt_fails_with((scan ? gb_trace_scan(tr) : gb_trace_run(tr)) != GB_OK, GB_ERR_SHAPE,
+                       "transformer.h.1.ln_1 (LayerNorm): ");
+        ck_assert_msg(strstr(gb_last_error(), "(after transformer.h.0.skip(...) made its output a tensor of shape [])"),
+                      "'%s' does not name the skip", gb_last_error());
+        gb_trace_free(tr);
+    }
+    gb_tensor_free(ids);
+    gb_module_free(model);
+}
+END_TEST
+
+/* A GPT-2 prompt longer than its positions, and generation sizes beyond
+ * memory, on the bundled model. */
+START_TEST(test_lm_sizes) {
+    gb_lm *lm = gb_lm_open("models/gpt2-facts", NULL);
+    gbt_ok(lm);
+    int64_t npos = gb_model_max_positions(gb_lm_model(lm)); /* 64 */
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, npos + 1}, GB_DTYPE_I64), *out = NULL;
+    char want[256];
+    /* the forward itself: was "transformer.wpe ... id 64 ... out of range for vocabulary size 64" */
+    snprintf(want, sizeof want, "transformer (GPT2Model): %lld positions (0 cached + %lld new tokens) exceed "
+             "n_positions = %lld, the positions transformer.wpe (Embedding) has embeddings for",
+             (long long)npos + 1, (long long)npos + 1, (long long)npos);
+    gbt_fails_with(gb_module_run(gb_lm_module(lm), NULL, ids, &out) != GB_OK, GB_ERR_INDEX, want);
+    /* generation: was 0 new tokens and success */
+    snprintf(want, sizeof want, "decode: the prompt's %lld tokens exceed the model's %lld positions (max_length): no "
+             "position is left for a new token", (long long)npos + 1, (long long)npos);
+    gbt_fails_with(gb_lm_generate(lm, ids, NULL, NULL, &out) != GB_OK, GB_ERR_INDEX, want);
+    ck_assert_ptr_null(out);
+    gb_tensor_free(ids);
+    ids = gb_zeros(2, (int64_t[]){1, npos}, GB_DTYPE_I64);
+    gbt_fails_with(gb_lm_generate(lm, ids, NULL, NULL, &out) != GB_OK, GB_ERR_INDEX, "tokens fill the model's");
+    gb_tensor_free(ids);
+
+    /* a batch beyond the memory available fails before allocating: 1000
+     * rows of 8 tokens with 20 new ones, against 1 MiB said to be free */
+    ids = gb_zeros(2, (int64_t[]){1000, 8}, GB_DTYPE_I64);
+    gb__mem_available_set(1 << 20);
+    gbt_fails_with(gb_lm_generate(lm, ids, NULL, NULL, &out) != GB_OK, GB_ERR_ALLOC,
+                   "generate: 1000 prompts of 8 tokens and 20 new tokens need about ");
+    ck_assert_msg(strstr(gb_last_error(), "MiB (attention scores, logits and KV cache), but 1.0 MiB is available"),
+                  "'%s'", gb_last_error());
+    gb__mem_available_set(0);
+    gb_tensor_free(ids);
+    gb_lm_free(lm);
+}
+END_TEST
+
 Suite *gb_suite_bad_input(void) {
     Suite *s = suite_create("bad_input");
     TCase *tc = tcase_create("bad_input");
     tcase_add_test(tc, test_not_regular_files);
     tcase_add_test(tc, test_unreadable);
     tcase_add_test(tc, test_checkpoint_and_config);
+    tcase_add_test(tc, test_skip_named_in_the_failure_after_it);
+    tcase_add_test(tc, test_lm_sizes);
     suite_add_tcase(s, tc);
     return s;
 }
