@@ -291,6 +291,11 @@ const gb_llama_config *gb_model_llama_config(const gb_model *m);
 char *gb_model_config_str(const gb_model *m);
 /* Total bytes of the weight files. */
 uint64_t gb_model_file_bytes(const gb_model *m);
+/* The module path of a part of the model (gb_part, nn/nn.h), whatever the
+ * architecture: gb_model_part(m, GB_PART_LAYERS) is "transformer.h" for
+ * GPT-2 and "model.layers" for a Llama; parts inside a block are relative
+ * to it ("attn", "self_attn"). NULL for a value outside the enum. */
+const char *gb_model_part(const gb_model *m, gb_part part);
 
 /* ==== end models ======================================================== */
 

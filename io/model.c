@@ -409,4 +409,7 @@ const gb_llama_config *gb_model_llama_config(const gb_model *m) {
     return m->arch->public_config == GB__ARCH_CONFIG_LLAMA ? m->config : NULL;
 }
 char *gb_model_config_str(const gb_model *m) { return gb__arch_config_str(m->arch, m->config); }
+const char *gb_model_part(const gb_model *m, gb_part part) {
+    return (unsigned)part < GB_PART_COUNT ? m->arch->parts[part] : NULL;
+}
 uint64_t gb_model_file_bytes(const gb_model *m) { return m->file_bytes; }

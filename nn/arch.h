@@ -132,6 +132,8 @@ typedef struct gb__arch {
     gb__arch_config public_config;
     /* Offsets of the int64_t vocabulary size and maximum positions in cfg. */
     size_t vocab_at, positions_at;
+    /* Module paths of the parts tools name (gb_part), GB_PART_COUNT of them. */
+    const char *const *parts;
 } gb__arch;
 
 /* Give each shape-only buffer of m's tree (built in meta mode) a storage

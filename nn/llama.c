@@ -476,6 +476,12 @@ static const gb__config_field gb__llama_fields[] = {
 #undef GB__X
 };
 
+const char *const gb__llama_parts[GB_PART_COUNT] = {
+    [GB_PART_EMBED] = "model.embed_tokens", [GB_PART_LAYERS] = "model.layers", [GB_PART_ATTN] = "self_attn",
+    [GB_PART_MLP] = "mlp", [GB_PART_ATTN_WEIGHTS] = "self_attn.attn_weights", [GB_PART_NORM] = "model.norm",
+    [GB_PART_UNEMBED] = "lm_head",
+};
+
 const gb__arch gb__arch_llama = {
     .model_type = "llama",
     .config_size = sizeof(gb_llama_config),
@@ -492,4 +498,5 @@ const gb__arch gb__arch_llama = {
     .public_config = GB__ARCH_CONFIG_LLAMA,
     .vocab_at = offsetof(gb_llama_config, vocab_size),
     .positions_at = offsetof(gb_llama_config, max_position_embeddings),
+    .parts = gb__llama_parts,
 };

@@ -63,4 +63,5 @@ const gb__arch gb__arch_mistral = {
     .public_config = GB__ARCH_CONFIG_LLAMA,
     .vocab_at = offsetof(gb__mistral_config, llama.vocab_size),
     .positions_at = offsetof(gb__mistral_config, llama.max_position_embeddings),
+    .parts = gb__llama_parts,
 };

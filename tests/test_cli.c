@@ -202,8 +202,15 @@ START_TEST(test_trace_statements) {
     snprintf(args, sizeof args,
              "trace " GBT_BUNDLED " --ids %s -n 4 -e 'lm_head.next().next().output[0, -1, 42] = 1e9' "
              "-e 'lm_head.next().output[0, -1].argmax(-1).save()'", e);
-    snprintf(want, sizeof want, "lm_head.next().output[0, -1].argmax(-1).save() = %s\ngenerator.output = %s\n", step1, ids);
-    cli_prints(args, want);
+    /* then the decoded text: the prompt's text and the new tokens' */
+    snprintf(want, sizeof want,
+             "lm_head.next().output[0, -1].argmax(-1).save() = %s\ngenerator.output = %s\n"
+             "generator.text = 'The Eiffel Tower is in the city of",
+             step1, ids);
+    r = gbt_cli(args);
+    ck_assert_msg(r.status == 0 && !strncmp(r.out, want, strlen(want)), "trace -n 4 printed:\n%s\nnot:\n%s", r.out, want);
+    ck_assert_msg(strchr(r.out + strlen(want), '\n')[1] == 0, "one line of text: %s", r.out); /* and nothing else */
+    gbt_cli_free(&r);
     free(step1), free(ids);
 
     snprintf(args, sizeof args, "trace " GBT_BUNDLED " --ids %s -e 'lm_head.output[0' ", e);
@@ -274,6 +281,8 @@ START_TEST(test_cli_errors) {
     gbt_cli_fails("generate --bogus", 2, "glassbox generate: unknown or incomplete option '--bogus'");
     gbt_cli_fails("run " GBT_BUNDLED " --ids 1,2 --out /dev/null --dtype bf16", 2,
                   "glassbox run: --dtype: 'bf16' is not a weight dtype (stored or f32)");
+    gbt_cli_fails("lens " GBT_BUNDLED " -p Paris --dtype f16", 2,
+                  "glassbox lens: --dtype: 'f16' is not a weight dtype (stored or f32)");
     gbt_cli_fails("info " GBT_BUNDLED " --dtype", 2, "glassbox info: usage: glassbox info [MODEL] [--dtype stored|f32]");
     r = gbt_cli("frobnicate");
     ck_assert_int_eq(r.status, 2);
