@@ -34,14 +34,7 @@ gb_lm *gb_cli_open_lm(const char *path, bool f32) {
     return gb_lm_open(path, &opts);
 }
 
-int gb_cli_fail(const char *cmd, const char *msg) {
-    fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
-    return 1;
-}
-
-/* --dtype VALUE: "stored" (the default: weights as the files hold them) or
- * "f32" (converted when opening); false with a usage message otherwise. */
-static bool parse_dtype(const char *cmd, const char *value, bool *f32) {
+bool gb_cli_dtype(const char *cmd, const char *value, bool *f32) {
     if (!strcmp(value, "stored") || !strcmp(value, "f32") || !strcmp(value, "float32")) {
         *f32 = strcmp(value, "stored") != 0;
         return true;
@@ -50,6 +43,11 @@ static bool parse_dtype(const char *cmd, const char *value, bool *f32) {
     snprintf(msg, sizeof msg, "--dtype: '%s' is not a weight dtype (stored or f32)", value);
     gb_cli_fail(cmd, msg);
     return false;
+}
+
+int gb_cli_fail(const char *cmd, const char *msg) {
+    fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
+    return 1;
 }
 
 /* "1,2,3" -> i64 ids; NULL with a message on a malformed list. */
@@ -107,7 +105,7 @@ int gb_cli_info(int argc, char **argv) {
     bool f32 = false;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
-            if (!parse_dtype("info", argv[++i], &f32)) return 2;
+            if (!gb_cli_dtype("info", argv[++i], &f32)) return 2;
         } else if (argv[i][0] != '-' && !given) {
             given = argv[i];
         } else {
@@ -173,7 +171,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--scan")) o->scan = true;
         else if (!strcmp(a, "--graph")) o->graph = true;
         else if (!strcmp(a, "--dtype") && has_next) {
-            if (!parse_dtype(cmd, argv[++i], &o->f32)) return 2;
+            if (!gb_cli_dtype(cmd, argv[++i], &o->f32)) return 2;
         }
         else if (!strcmp(a, "-e") && has_next && o->stmts) o->stmts[o->nstmts++] = argv[++i];
         else if (a[0] != '-' && !o->model) o->model = a;
