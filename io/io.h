@@ -264,7 +264,9 @@ typedef struct gb_model_opts {
  * file, an unsupported model_type or rope_scaling, a tensor whose shape
  * disagrees with the config, a missing tensor or an unexpected one (other
  * than the non-persistent attention-mask buffers of old GPT-2 files) fail
- * with a message naming the file and the tensor. opts may be NULL. */
+ * with a message naming the file and the tensor. opts may be NULL.
+ * An open model may be run by any number of threads at once (nn/nn.h,
+ * Threads): its tree, parameters and buffers are only read by runs. */
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts);
 void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);

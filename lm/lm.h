@@ -35,7 +35,10 @@
  * generation (gb_trace_generate) gives it a trace's run, so interventions
  * apply at every step.
  *
- * A gb_lm is used by one thread at a time (its tokenizer caches).
+ * Threads. gb_lm_generate, traces and executions on one gb_lm's model may
+ * run in any number of threads at once (each generation has its own run
+ * and KV cache); gb_lm_encode and gb_lm_text use the tokenizer, whose
+ * cache is filled as it encodes, so one thread at a time.
  */
 #ifndef GB_LM_H
 #define GB_LM_H

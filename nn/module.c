@@ -44,6 +44,7 @@ gb_module *gb__module_new(const gb__module_type *type) {
     m->type = type;
     m->cls = type->name;
     m->root = m;
+    m->tree_size = m->tree_end = 1; /* numbered: position 0 of its own tree */
     m->name = gb__strdup("", type->name);
     m->path = gb__strdup("", type->name);
     if (!m->name || !m->path) {
@@ -94,6 +95,8 @@ static gb_status gb__update_paths(gb_module *m) {
     return GB_OK;
 }
 
+static int gb__number(gb_module *m, int next);
+
 gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child) {
     if (!child) return gb_last_status() ? gb_last_status() : GB_ERR_ARG;
     char *nm = gb__strdup(name, "module child");
@@ -105,10 +108,13 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
     child->name = nm;
     child->parent = m;
     arrput(m->children, child);
+    gb_status st = gb__update_paths(child);
     gb_module *root = m->root;
-    root->tree_size = 0; /* the tree changed: number it again when a run needs it */
+    /* Numbered now, not when a run first needs it: runs on other threads
+     * read the numbers of a shared tree, and only building writes them. */
+    root->tree_size = gb__number(root, 0);
     root->tree_gen++;
-    return gb__update_paths(child);
+    return st;
 }
 
 gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer) {
@@ -612,10 +618,7 @@ static int gb__number(gb_module *m, int next) {
     return m->tree_end = next;
 }
 
-int gb__tree_number(gb_module *root) {
-    if (!root->tree_size) root->tree_size = gb__number(root, 0);
-    return root->tree_size;
-}
+int gb__tree_number(gb_module *root) { return root->tree_size; }
 
 gb_module *gb__tree_root(const gb_module *m) { return m->root; }
 int gb__tree_index(const gb_module *m) { return m->tree_index; }

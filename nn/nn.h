@@ -37,6 +37,13 @@
  * named intermediate values inside the forward (e.g. "attn_weights"). With no
  * observer the cost is one branch per module call. Gradient events are built
  * on these by the hooks layer (hooks/hooks.h).
+ *
+ * Threads. A built module tree (a loaded model) may be run by any number of
+ * threads at once, each with its own gb_run (call counters, KV cache,
+ * observer): a run reads the tree and its parameters and writes nothing
+ * in them. Building a tree, setting or tying parameters, gb_module_init and
+ * gb_module_requires_grad_ write it: do them before sharing it. A gb_run is
+ * used by one thread at a time.
  */
 #ifndef GB_NN_H
 #define GB_NN_H

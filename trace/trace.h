@@ -242,9 +242,10 @@ const char *gb_val_text(gb_val *v);
  * Threads. Only definitions write the graph (and the first run or
  * gb_exec_new after them, which derives its tables once). So: define,
  * make the executions (gb_exec_new, on one thread at a time), then run
- * them in as many threads, each on its own model instance (a model's
- * tensors cannot be shared between threads yet); the trace's own
- * execution counts as one of them. An execution is made for the graph as
+ * them in as many threads, on the one model or on instances of it; the
+ * trace's own execution counts as one of them. Traces of their own, each
+ * defined and run by one thread, may also share one model
+ * (tests/test_threads.c). An execution is made for the graph as
  * it is: after further definitions, or a change of the trace's edits, it
  * refuses to run. A graph validated once (gb_trace_scan) need not be
  * scanned by each execution. */
