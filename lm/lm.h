@@ -98,6 +98,14 @@ typedef struct gb_decode_opts {
      * status other than GB_OK ends generation with it. */
     gb_status (*on_step)(int step, const int64_t *ids, int64_t batch, void *ctx);
     void *step_ctx;
+    /* gb_lm_generate: the NaN guard in its run (nn/nn.h,
+     * gb_run_set_nan_check); a traced generation takes the trace's
+     * (gb_trace_set_nan_check). */
+    bool nan_check;
+    /* If not NULL, set to the number of steps whose logits (at the last
+     * position) held NaN or Inf in some row: the tokens chosen there mean
+     * nothing, and the caller may say so (the library prints nothing). */
+    int *nonfinite_steps;
 } gb_decode_opts;
 
 /* Greedy, 20 new tokens, no stop tokens, pad 0. */

@@ -4,6 +4,7 @@
 #include "../tensor/tensor_impl.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -520,6 +521,7 @@ struct gb_run {
     bool use_cache;
     gb__cache_entry *cache; /* stb_ds hash map */
     int64_t cache_len;
+    bool nan_check; /* gb_run_set_nan_check */
 };
 
 static const char *const gb__event_names[GB_EVENT_COUNT] = {
@@ -582,6 +584,7 @@ void gb_run_use_cache(gb_run *run, bool on) {
 }
 
 int64_t gb_run_cache_length(const gb_run *run) { return run->cache_len; }
+void gb_run_set_nan_check(gb_run *run, bool on) { run->nan_check = on; }
 gb_tensor *gb__run_attention_mask(const gb_run *run) { return run->attention_mask; }
 gb_tensor *gb__run_position_ids(const gb_run *run) { return run->position_ids; }
 bool gb__run_use_cache(const gb_run *run) { return run->use_cache; }
@@ -678,14 +681,50 @@ static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int cal
     return st;
 }
 
+/* The NaN guard (gb_run_set_nan_check): the first value of m's outputs that
+ * is not finite, as an error naming where it is. Meta values (scans) have
+ * no data to look at. */
+static gb_status gb__check_finite(const gb_module *m, int call, const gb_values *out) {
+    for (int i = 0; i < out->n; i++) {
+        gb_tensor *t = out->v[i];
+        if (!t || gb_tensor_dtype(t) != GB_DTYPE_F32 || !gb_tensor_data(t)) continue;
+        gb_tensor *c = gb_contiguous(t);
+        if (!c) return gb_last_status();
+        const float *x = gb_tensor_f32(c); /* [numel] */
+        int64_t n = gb_tensor_numel(c), first = -1, bad = 0;
+        for (int64_t k = 0; k < n; k++)
+            if (!isfinite(x[k])) {
+                if (first < 0) first = k;
+                bad++;
+            }
+        float v = first >= 0 ? x[first] : 0;
+        gb_tensor_free(c);
+        if (first < 0) continue;
+        const int nd = gb_tensor_ndim(t);
+        int64_t idx[GB_MAX_DIMS], rest = first; /* element `first`'s position, row-major */
+        for (int d = nd - 1; d >= 0; d--) {
+            int64_t size = gb_tensor_dim(t, d);
+            idx[d] = size ? rest % size : 0;
+            rest = size ? rest / size : 0;
+        }
+        char at[160];
+        return gb__fail(GB_ERR_NONFINITE,
+                        "nan check: %s (%s), call %d: output[%d] %s holds %s at %s (%lld of %lld values are not finite)",
+                        *m->path ? m->path : "<root>", m->cls, call, i, GB__SHAPE_STR(t),
+                        isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf", gb__shape_str(at, sizeof at, nd, idx),
+                        (long long)bad, (long long)n);
+    }
+    return GB_OK;
+}
+
 gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     memset(out, 0, sizeof *out);
     if (!run) return gb__fail(GB_ERR_ARG, "module_call: %s: run is NULL (use gb_run_new)", m->path);
-    if (!run->observer) return m->type->forward(m, run, in, out);
+    if (!run->observer && !run->nan_check) return m->type->forward(m, run, in, out);
 
     int call = (*gb__call_slot(run, m))++;
     gb_status st;
-    if (gb__wants(run, m, GB_EVENT_INPUT)) {
+    if (run->observer && gb__wants(run, m, GB_EVENT_INPUT)) {
         /* The observer may replace the inputs: hand it a tuple of our own. */
         gb_values inputs = {0};
         for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
@@ -696,8 +735,9 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     } else {
         st = m->type->forward(m, run, in, out);
     }
+    if (st == GB_OK && run->nan_check) st = gb__check_finite(m, call, out);
     /* Asked now: a hook added by the input event or inside the forward counts. */
-    if (st != GB_OK || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
+    if (st != GB_OK || !run->observer || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
     return gb__emit(run, m, GB_EVENT_OUTPUT, call, out, NULL, NULL);
 }
 

@@ -210,6 +210,15 @@ void gb_run_set_position_ids(gb_run *run, gb_tensor *pos);
  * only the new tokens. */
 void gb_run_use_cache(gb_run *run, bool on);
 int64_t gb_run_cache_length(const gb_run *run);
+/* The NaN guard: after each module call, look at its outputs (f32 values)
+ * and fail with GB_ERR_NONFINITE at the first module whose output holds a
+ * NaN or an infinity, naming the module's path and class, its call index
+ * (the generation step in a run of several passes), the output element and
+ * the position of the first such value, and how many there are. Modules
+ * finish inner first, so the module named is the innermost whose result
+ * went bad (a norm over a negative eps, a weight holding NaN). The check
+ * reads every output once: a forward costs a little more. Off by default. */
+void gb_run_set_nan_check(gb_run *run, bool on);
 
 /* Call a module (with events). out receives new references. Returns GB_OK,
  * GB_STOPPED (not an error: an observer ended the run; everything computed

@@ -64,6 +64,7 @@
     X(GB_ERR_STATE, "state")           /* call not valid in this state */     \
     X(GB_ERR_AUTOGRAD, "autograd")     /* backward cannot be done */          \
     X(GB_ERR_UNSUPPORTED, "unsupported") /* valid, but not implemented */    \
+    X(GB_ERR_NONFINITE, "nonfinite")   /* NaN or Inf where the NaN guard looks */ \
     X(GB_STOPPED, "stopped")           /* not an error: a run was stopped */
 
 typedef enum gb_status {

@@ -14,10 +14,10 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
 #define GB_CLI_COMMANDS(X)                                                   \
     X(demo, gb_cli_demo, "[MODEL]: look inside a model, step by step (nnsight's walkthrough)") \
     X(info, gb_cli_info, "[MODEL]: print the module tree, parameter count and config") \
-    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) --out F.safetensors [--hidden]: one forward pass") \
-    X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out]: greedy decoding") \
+    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) --out F.safetensors [--hidden] [--nan-check]: one forward pass") \
+    X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out] [--nan-check]: greedy decoding") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
-                           "[-n N] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
+                           "[-n N] [--scan] [--graph] [--out F.safetensors] [--nan-check]: interventions in nnsight's syntax") \
     X(tokenize, gb_cli_tokenize, "[MODEL] TEXT: print the token ids of TEXT") \
     X(detokenize, gb_cli_detokenize, "[MODEL] 1,2,3: print the text of token ids") \
     X(train-tokenizer, gb_cli_train_tokenizer, "CORPUS --vocab N --out DIR: train a byte-level BPE tokenizer") \

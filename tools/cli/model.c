@@ -1,5 +1,6 @@
 /* `glassbox info | run | generate | trace`: a model from the command line. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,7 @@ int gb_cli_info(int argc, char **argv) {
 
 typedef struct {
     const char *model, *ids, *text, *out;
-    bool hidden, ids_out, scan, graph;
+    bool hidden, ids_out, scan, graph, nan_check;
     long max_new;
     const char **stmts; /* trace: -e STATEMENT, in order */
     int nstmts;
@@ -137,6 +138,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--ids-out")) o->ids_out = true;
         else if (!strcmp(a, "--scan")) o->scan = true;
         else if (!strcmp(a, "--graph")) o->graph = true;
+        else if (!strcmp(a, "--nan-check")) o->nan_check = true;
         else if (!strcmp(a, "-e") && has_next && o->stmts) o->stmts[o->nstmts++] = argv[++i];
         else if (a[0] != '-' && !o->model) o->model = a;
         else {
@@ -148,6 +150,16 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
     }
     o->model = gb_cli_model(cmd, o->model);
     return o->model ? 0 : 1;
+}
+
+/* How many values of t (f32) are NaN or Inf. */
+static int64_t count_nonfinite(gb_tensor *t) {
+    gb_tensor *c = gb_contiguous(t);
+    const float *x = c ? gb_tensor_f32(c) : NULL; /* [numel] */
+    int64_t n = 0;
+    for (int64_t i = 0; x && i < gb_tensor_numel(c); i++) n += !isfinite(x[i]);
+    gb_tensor_free(c);
+    return n;
 }
 
 /* Each block's hidden state and the final norm's output, through a trace. */
@@ -167,6 +179,7 @@ int gb_cli_run(int argc, char **argv) {
     bool gpt2 = !strcmp(gb_model_type(m), "gpt2");
     int64_t layers = gpt2 ? gb_model_gpt2_config(m)->n_layer : gb_model_llama_config(m)->num_hidden_layers;
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
+    gb_trace_set_nan_check(tr, o.nan_check);
     gb_val *logits = gb_save(gb_output(tr, "lm_head"));
     int nvals = 1 + (o.hidden ? (int)layers + 1 : 0);
     gb_val **vals = calloc((size_t)nvals, sizeof *vals);
@@ -188,6 +201,10 @@ int gb_cli_run(int argc, char **argv) {
     if (st == GB_OK) {
         gb_tensor **ts = calloc((size_t)nvals, sizeof *ts);
         for (int i = 0; i < nvals; i++) ts[i] = gb_value(vals[i]);
+        int64_t bad = count_nonfinite(ts[0]);
+        if (bad)
+            fprintf(stderr, "glassbox run: warning: %lld of the %lld logits are NaN or Inf; --nan-check names the "
+                            "first module whose output is\n", (long long)bad, (long long)gb_tensor_numel(ts[0]));
         st = gb_safetensors_save(o.out, nvals, (const char *const *)names, ts, GB_DTYPE_F32, NULL);
         free(ts);
     }
@@ -211,10 +228,18 @@ int gb_cli_generate(int argc, char **argv) {
     if (!lm) return fail("generate", gb_last_error());
     gb_tensor *prompt = prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
+    int bad_steps = 0;
     d.max_new_tokens = (int)o.max_new;
+    d.nan_check = o.nan_check;
+    d.nonfinite_steps = &bad_steps;
     if (!prompt) rc = 1;
     else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = fail("generate", gb_last_error());
-    else if (o.ids_out) {
+    if (!rc && bad_steps)
+        fprintf(stderr, "glassbox generate: warning: the logits held NaN or Inf at %d of the %lld steps, so the "
+                        "tokens chosen there mean nothing; --nan-check names the first module whose output did\n",
+                bad_steps, (long long)(gb_tensor_dim(out, 1) - gb_tensor_dim(prompt, 1)));
+    if (rc) {
+    } else if (o.ids_out) {
         const int64_t *p = gb_tensor_data(out);
         printf("[");
         for (int64_t i = 0; i < gb_tensor_dim(out, 1); i++) printf("%s%lld", i ? ", " : "", (long long)p[i]);
@@ -278,6 +303,7 @@ int gb_cli_trace(int argc, char **argv) {
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+        gb_trace_set_nan_check(tr, o.nan_check);
     }
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
@@ -314,6 +340,33 @@ int gb_cli_trace(int argc, char **argv) {
             continue;
         }
         free(name);
+    }
+    if (!rc && !o.scan) { /* saved values the run never produced: said, not dropped */
+        int n = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
+        gb_val **missing = calloc((size_t)n + 1, sizeof *missing);
+        n = gb_exec_unproduced(gb_trace_exec(tr), missing, n);
+        int64_t steps = -1; /* new tokens: past the longest prompt (invokes are padded to it) */
+        if (o.max_new > 0 && gb_trace_generated(tr)) {
+            int64_t longest = 0;
+            for (int p = 0; p < o.nprompts; p++)
+                if (gb_tensor_dim(inputs[p], 1) > longest) longest = gb_tensor_dim(inputs[p], 1);
+            steps = gb_tensor_dim(gb_trace_generated(tr), 1) - longest;
+        }
+        for (int k = 0; k < n; k++) {
+            int i = 0;
+            while (i < o.nstmts && vals[i] != missing[k]) i++;
+            char *name = i < o.nstmts ? bound_name(o.stmts[i]) : NULL;
+            const char *what = name ? name : i < o.nstmts ? o.stmts[i] : gb_val_text(missing[k]);
+            if (steps >= 0)
+                fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
+                                "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
+                        what, (long long)steps);
+            else
+                fprintf(stderr, "glassbox trace: warning: %s was never produced (the run stopped before it, its "
+                                "module never ran, or a condition was false)\n", what);
+            free(name);
+        }
+        free(missing);
     }
     if (!rc && !o.scan && o.max_new > 0) { /* nnsight's generator.output */
         ts[nsaved] = gb_trace_generated(tr);
