@@ -806,6 +806,7 @@ static gb_status gb__begin(gb_exec *ex, gb_tensor *input, bool kv_cache, bool sc
         if ((ex->meta = scanning)) gb__meta_push();
         gb_hooks_attach(ex->hooks, ex->run);
         gb_run_use_cache(ex->run, kv_cache);
+        gb_run_set_nan_check(ex->run, ex->tr->nan_check);
         /* nodes that need no model value (constants, conditions on them) */
         st = ex->edits ? gb__pump(ex->edits) : GB_OK;
         if (st == GB_OK) st = gb__pump(ex);
@@ -932,6 +933,19 @@ gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v) { return gb__result
 gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i) { return gb__result(ex, v, i); }
 gb_tensor *gb_value(const gb_val *v) { return gb__result(&v->tr->own, v, 0); }
 gb_tensor *gb_value_at(const gb_val *v, int i) { return gb__result(&v->tr->own, v, i); }
+
+int gb_exec_unproduced(const gb_exec *ex, gb_val **vals, int max) {
+    int n = 0;
+    for (ptrdiff_t i = 0; i < arrlen(ex->tr->nodes); i++) {
+        gb_val *v = ex->tr->nodes[i];
+        if (!v->saved || v->op == GB_TRACE_OP_CONST) continue;
+        const gb__slot *s = gb__result_slot(ex, v);
+        if (s && s->state == GB__STATE_DONE) continue;
+        if (vals && n < max) vals[n] = v;
+        n++;
+    }
+    return n;
+}
 
 gb_status gb_exec_shape(const gb_exec *ex, const gb_val *v, int *ndim, int64_t *shape) {
     const gb_exec *holder = gb__holder(ex, v);

@@ -75,6 +75,7 @@ void gb__graph_free(gb_trace *tr) {
 }
 
 void gb_trace_set_validate(gb_trace *tr, bool on) { tr->validate = on; }
+void gb_trace_set_nan_check(gb_trace *tr, bool on) { tr->nan_check = on; }
 
 gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len) {
     char key[64];

@@ -73,6 +73,13 @@ void gb_trace_set_stop_tokens(gb_trace *tr, bool (*is_stop)(int64_t id, void *ct
 gb_tensor *gb_trace_generated(const gb_trace *tr);
 /* Scan before every gb_trace_run, and refuse to run when it fails. */
 void gb_trace_set_validate(gb_trace *tr, bool on);
+/* The NaN guard in every run of the trace and of its executions (its
+ * runs, generations and scans; nn/nn.h, gb_run_set_nan_check): the run
+ * fails with GB_ERR_NONFINITE naming the first module, call and position
+ * whose output holds NaN or Inf. A module's output is checked before its
+ * interventions run; a value they make non-finite is caught at the next
+ * module whose output it spoils. */
+void gb_trace_set_nan_check(gb_trace *tr, bool on);
 /* Hugging Face's attention_mask ([B, T], 1 = token, 0 = padding) and
  * position_ids ([B, T] i64) for the run (the trace takes references). */
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask);
@@ -242,9 +249,10 @@ const char *gb_val_text(gb_val *v);
  * Threads. Only definitions write the graph (and the first run or
  * gb_exec_new after them, which derives its tables once). So: define,
  * make the executions (gb_exec_new, on one thread at a time), then run
- * them in as many threads, each on its own model instance (a model's
- * tensors cannot be shared between threads yet); the trace's own
- * execution counts as one of them. An execution is made for the graph as
+ * them in as many threads, on the one model or on instances of it; the
+ * trace's own execution counts as one of them. Traces of their own, each
+ * defined and run by one thread, may also share one model
+ * (tests/test_threads.c). An execution is made for the graph as
  * it is: after further definitions, or a change of the trace's edits, it
  * refuses to run. A graph validated once (gb_trace_scan) need not be
  * scanned by each execution. */
@@ -277,6 +285,14 @@ gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v);
 gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i);
 gb_status gb_exec_shape(const gb_exec *ex, const gb_val *v, int *ndim, int64_t *shape);
 gb_tensor *gb_exec_generated(const gb_exec *ex);
+/* The saved values that the last run of ex did not produce (for the
+ * trace's own run, ex = gb_trace_exec(tr)): the run stopped before them,
+ * their module was not called that often (a .next() beyond the steps a
+ * generation made, which stop tokens may end early), or a condition was
+ * false. Returns how many, and puts the first max of them, in definition
+ * order, in vals when it is not NULL; gb_exec_value fails on each. Every
+ * saved value counts before the first run. */
+int gb_exec_unproduced(const gb_exec *ex, gb_val **vals, int max);
 
 /* Stepping: one run made of several forward passes, as a decoding loop
  * drives it. The passes share one gb_run (call counters, and a KV cache

@@ -191,6 +191,7 @@ struct gb_trace {
     char *def_error;
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
     bool validate;
+    bool nan_check; /* gb_trace_set_nan_check: every run's gb_run_set_nan_check */
     FILE *log;
     bool (*is_stop)(int64_t id, void *ctx); /* end-of-sequence tokens, or NULL */
     void *stop_ctx;

@@ -1,5 +1,6 @@
 /* `glassbox info | run | generate | trace`: a model from the command line. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +131,7 @@ int gb_cli_info(int argc, char **argv) {
 
 typedef struct {
     const char *model, *ids, *text, *out, *png, *title; /* trace --png: the saved values as a heatmap */
-    bool hidden, ids_out, scan, graph, f32;
+    bool hidden, ids_out, scan, graph, f32, nan_check;
     long max_new, top; /* -n N; --top K: the K most likely next tokens */
     const char **stmts; /* trace: -e STATEMENT, in order */
     int nstmts;
@@ -170,6 +171,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--ids-out")) o->ids_out = true;
         else if (!strcmp(a, "--scan")) o->scan = true;
         else if (!strcmp(a, "--graph")) o->graph = true;
+        else if (!strcmp(a, "--nan-check")) o->nan_check = true;
         else if (!strcmp(a, "--dtype") && has_next) {
             if (!gb_cli_dtype(cmd, argv[++i], &o->f32)) return 2;
         }
@@ -184,6 +186,16 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
     }
     o->model = gb_cli_model(cmd, o->model);
     return o->model ? 0 : 1;
+}
+
+/* How many values of t (f32) are NaN or Inf. */
+static int64_t count_nonfinite(gb_tensor *t) {
+    gb_tensor *c = gb_contiguous(t);
+    const float *x = c ? gb_tensor_f32(c) : NULL; /* [numel] */
+    int64_t n = 0;
+    for (int64_t i = 0; x && i < gb_tensor_numel(c); i++) n += !isfinite(x[i]);
+    gb_tensor_free(c);
+    return n;
 }
 
 /* Each block's hidden state and the final norm's output, through a trace. */
@@ -203,6 +215,7 @@ int gb_cli_run(int argc, char **argv) {
     const char *blocks = gb_model_part(m, GB_PART_LAYERS);
     int64_t layers = gb_module_num_children(gb_module_find(gb_model_module(m), blocks));
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
+    gb_trace_set_nan_check(tr, o.nan_check);
     gb_val *logits = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
     int nvals = 1 + (o.hidden ? (int)layers + 1 : 0);
     gb_val **vals = calloc((size_t)nvals, sizeof *vals);
@@ -221,6 +234,10 @@ int gb_cli_run(int argc, char **argv) {
         names[nvals - 1] = strdup("hidden.final");
     }
     gb_status st = gb_trace_run(tr);
+    int64_t bad = st == GB_OK ? count_nonfinite(gb_value(logits)) : 0;
+    if (bad)
+        fprintf(stderr, "glassbox run: warning: %lld of the %lld logits are NaN or Inf; --nan-check names the first "
+                        "module whose output is\n", (long long)bad, (long long)gb_tensor_numel(gb_value(logits)));
     if (st == GB_OK && o.top) {
         gb_tensor *last = gb_select(gb_value(logits), 1, -1);
         printf("top %ld next tokens:\n", o.top);
@@ -254,10 +271,18 @@ int gb_cli_generate(int argc, char **argv) {
     if (!lm) return gb_cli_fail("generate", gb_last_error());
     gb_tensor *prompt = gb_cli_prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
+    int bad_steps = 0;
     d.max_new_tokens = (int)o.max_new;
+    d.nan_check = o.nan_check;
+    d.nonfinite_steps = &bad_steps;
     if (!prompt) rc = 1;
     else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = gb_cli_fail("generate", gb_last_error());
-    else if (o.ids_out) {
+    if (!rc && bad_steps)
+        fprintf(stderr, "glassbox generate: warning: the logits held NaN or Inf at %d of the %lld steps, so the "
+                        "tokens chosen there mean nothing; --nan-check names the first module whose output did\n",
+                bad_steps, (long long)(gb_tensor_dim(out, 1) - gb_tensor_dim(prompt, 1)));
+    if (rc) {
+    } else if (o.ids_out) {
         const int64_t *p = gb_tensor_data(out);
         printf("[");
         for (int64_t i = 0; i < gb_tensor_dim(out, 1); i++) printf("%s%lld", i ? ", " : "", (long long)p[i]);
@@ -327,6 +352,7 @@ int gb_cli_trace(int argc, char **argv) {
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+        gb_trace_set_nan_check(tr, o.nan_check);
     }
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
@@ -363,6 +389,33 @@ int gb_cli_trace(int argc, char **argv) {
             continue;
         }
         free(name);
+    }
+    if (!rc && !o.scan) { /* saved values the run never produced: said, not dropped */
+        int n = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
+        gb_val **missing = calloc((size_t)n + 1, sizeof *missing);
+        n = gb_exec_unproduced(gb_trace_exec(tr), missing, n);
+        int64_t steps = -1; /* new tokens: past the longest prompt (invokes are padded to it) */
+        if (o.max_new > 0 && gb_trace_generated(tr)) {
+            int64_t longest = 0;
+            for (int p = 0; p < o.nprompts; p++)
+                if (gb_tensor_dim(inputs[p], 1) > longest) longest = gb_tensor_dim(inputs[p], 1);
+            steps = gb_tensor_dim(gb_trace_generated(tr), 1) - longest;
+        }
+        for (int k = 0; k < n; k++) {
+            int i = 0;
+            while (i < o.nstmts && vals[i] != missing[k]) i++;
+            char *name = i < o.nstmts ? bound_name(o.stmts[i]) : NULL;
+            const char *what = name ? name : i < o.nstmts ? o.stmts[i] : gb_val_text(missing[k]);
+            if (steps >= 0)
+                fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
+                                "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
+                        what, (long long)steps);
+            else
+                fprintf(stderr, "glassbox trace: warning: %s was never produced (the run stopped before it, its "
+                                "module never ran, or a condition was false)\n", what);
+            free(name);
+        }
+        free(missing);
     }
     if (!rc && !o.scan && o.max_new > 0) { /* nnsight's generator.output */
         ts[nsaved] = gb_trace_generated(tr);
