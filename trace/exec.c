@@ -210,16 +210,6 @@ static void gb__disarm(gb_exec *ex) {
     arrfree(ex->armed_hook);
 }
 
-static gb_status gb__binary(gb_exec *ex, gb_val *v, gb_tensor *a, gb_tensor *b) {
-    switch (v->op) {
-    case GB_TRACE_OP_ADD: return gb__set_value(ex, v, gb_add(a, b));
-    case GB_TRACE_OP_SUB: return gb__set_value(ex, v, gb_sub(a, b));
-    case GB_TRACE_OP_MUL: return gb__set_value(ex, v, gb_mul(a, b));
-    case GB_TRACE_OP_DIV: return gb__set_value(ex, v, gb_div(a, b));
-    default: return gb__set_value(ex, v, gb_matmul(a, b));
-    }
-}
-
 static gb_status gb__log(gb_exec *ex, gb_val *v, gb_tensor *t) {
     if (ex->scanning || !v->tr->log) return GB_OK;
     char *s = gb_tensor_str(t);
@@ -272,14 +262,34 @@ static gb_status gb__exec(gb_exec *ex, gb_val *v) {
     case GB_TRACE_OP_SUB:
     case GB_TRACE_OP_MUL:
     case GB_TRACE_OP_DIV:
-    case GB_TRACE_OP_MATMUL: return gb__binary(ex, v, x, y);
-    case GB_TRACE_OP_SUM: return gb__set_value(ex, v, gb_sum(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_MEAN: return gb__set_value(ex, v, gb_mean(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_MAX: return gb__set_value(ex, v, gb_max(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_ARGMAX: return gb__set_value(ex, v, gb_argmax(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_SUM_ALL: return gb__set_value(ex, v, gb_sum_all(x));
-    case GB_TRACE_OP_SOFTMAX: return gb__set_value(ex, v, gb_softmax(x, v->u.dim.dim));
+    case GB_TRACE_OP_MATMUL: return gb__set_value(ex, v, gb__tr_arith(v->op, x, y));
+    case GB_TRACE_OP_SUM:
+    case GB_TRACE_OP_MEAN:
+    case GB_TRACE_OP_MAX:
+    case GB_TRACE_OP_ARGMAX:
+    case GB_TRACE_OP_SUM_ALL:
+    case GB_TRACE_OP_SOFTMAX: return gb__set_value(ex, v, gb__tr_reduce(v, x));
     case GB_TRACE_OP_CLONE: return gb__set_value(ex, v, gb_clone(x));
+    case GB_TRACE_OP_FN:
+    case GB_TRACE_OP_CALL: {
+        gb_tensor *args[GB__MAX_ARGS];
+        for (int i = 0; i < v->nargs; i++)
+            if (!(args[i] = gb__tensor_of(ex, v->arg[i]))) {
+                gb__fail(GB_ERR_STATE, "trace: %s has no value", gb_val_text(v->arg[i]));
+                return gb__node_fail(ex, v, GB_ERR_STATE);
+            }
+        gb_values_clear(&s->value);
+        gb_status st = v->op == GB_TRACE_OP_FN ? gb__tr_fn(v, args, &s->value) : gb__tr_call(v, ex->model, args, &s->value);
+        if (st != GB_OK) {
+            gb_values_clear(&s->value);
+            return gb__node_fail(ex, v, st);
+        }
+        /* topk's (values, indices), a module's tuple: picked with [i] */
+        s->is_tuple = v->op == GB_TRACE_OP_FN ? s->value.n > 1
+                                              : gb_module_returns_tuple(v->u.get.module);
+        gb__done(ex, v);
+        return GB_OK;
+    }
     case GB_TRACE_OP_APPLY: {
         if (ex->scanning) {
             s->state = GB__STATE_SKIPPED;
