@@ -194,7 +194,7 @@ START_TEST(test_statement_errors) {
     expect_fails(tr, "h[0, 1", GB_ERR_ARG, "unclosed '['");
     expect_fails(tr, "transformer.h[x].output", GB_ERR_ARG, "expected an integer index into a module list");
     expect_fails(tr, "h.save() h", GB_ERR_ARG, "unexpected 'h' at column 10");
-    expect_fails(tr, "h.shape", GB_ERR_ARG, "expected .grad, .values, .indices or a method call on a value at column 3");
+    expect_fails(tr, "h.size", GB_ERR_ARG, "expected .grad, .shape, .values, .indices or a method call on a value at column 3");
     expect_fails(tr, "h.save() = 1", GB_ERR_ARG, "cannot assign to this: assign to .output, .input, .grad or [index]");
     /* Not syntax: the C API's definition errors, which poison the trace. */
     expect_fails(tr, "transformer.hh[0].output.save()", GB_ERR_NOT_FOUND, "has no submodule 'hh'; nearest: h");

@@ -203,6 +203,112 @@ START_TEST(test_function_errors) {
 }
 END_TEST
 
+/* The rest of nnsight's statement forms, on the walkthrough's network with
+ * tests/oracle/trace.py's numbers: x op= v, conditions (if / tracer.cond),
+ * x.requires_grad = True, .shape after a scan. */
+START_TEST(test_statement_forms) {
+    gbt_oracle *o = gbt_oracle_load("trace");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input");
+    static const struct {
+        const char *stmt[2];
+        const char *key; /* what model.output must be */
+    } cases[] = {
+        {{"layer1.output *= 2", NULL}, "set.out"},
+        {{"h = layer1.output", "h[:, 0:3] -= h[:, 0:3] + 1"}, "set_index.out"},
+        {{"if layer1.input.sum() > -1e9: layer1.output[:, 0:3] = -1", NULL}, "set_index.out"},
+        {{"if layer1.input.sum() > 1e9: layer1.output[:, 0:3] = -1", NULL}, "out"},
+        {{"with tracer.cond(layer1.input.sum() < 1e9): layer1.output *= 2", NULL}, "set.out"},
+        {{"c = layer1.input.amax() if 0 else layer1.input.sum() == 12345", NULL}, NULL}, /* no ternaries */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        gb_trace *tr = gb_trace_new(net, x);
+        gb_status st = GB_OK;
+        for (int k = 0; k < 2 && cases[i].stmt[k] && st == GB_OK; k++)
+            st = gb_trace_statement(tr, cases[i].stmt[k], "s", k + 1, NULL);
+        if (!cases[i].key) {
+            ck_assert_int_eq(st, GB_ERR_ARG);
+            gb_trace_free(tr);
+            continue;
+        }
+        ck_assert_msg(st == GB_OK, "%s: %s", cases[i].stmt[0], gb_last_error());
+        gb_val *out;
+        gbt_ok_status(gb_trace_statement(tr, "model.output.save()", "s", 3, &out));
+        ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s: %s", cases[i].stmt[0], gb_last_error());
+        gbt_assert_saved_close(out, o, cases[i].key);
+        gb_trace_free(tr);
+    }
+
+    /* requires_grad = True is requires_grad_(); the graphs are the same */
+    gb_trace *a = gb_trace_new(net, x), *b = gb_trace_new(net, x);
+    gbt_ok_status(gb_trace_statement(a, "layer1.output.requires_grad = True", "s", 1, NULL));
+    gbt_ok_status(gb_trace_statement(b, "layer1.output.requires_grad_()", "s", 1, NULL));
+    char *ga = gb_trace_graph(a), *gb = gb_trace_graph(b);
+    ck_assert_str_eq(ga, gb);
+    free(ga), free(gb);
+    gbt_fails_with(gb_trace_statement(a, "layer1.output.requires_grad = False", "s", 2, NULL) != GB_OK, GB_ERR_ARG,
+                   "requires_grad can only be set to True");
+    gb_trace_free(a), gb_trace_free(b);
+
+    /* .shape is real after a scan, as in nnsight's scan */
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_val *dim, *shape;
+    gbt_ok_status(gb_trace_statement(tr, "dim = layer1.output.shape[-1].save()", "s", 1, &dim));
+    gbt_ok_status(gb_trace_statement(tr, "shape = layer2.input.shape.save()", "s", 2, &shape));
+    gbt_ok_status(gb_trace_scan(tr));
+    gbt_ok(gb_value(dim));
+    ck_assert_int_eq(gbt_i64(gb_value(dim), 0), 10);
+    ck_assert_int_eq(gb_tensor_numel(gb_value(shape)), 2);
+    ck_assert_int_eq(gbt_i64(gb_value(shape), 0), 1);
+    ck_assert_int_eq(gbt_i64(gb_value(shape), 1), 10);
+    gb_trace_free(tr);
+
+    gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* Attention as named points, from statements: the weights are the softmax
+ * of the scores (masked above the diagonal with float32's lowest value, as
+ * Hugging Face), and editing the scores changes the weights. */
+START_TEST(test_attention_points) {
+    gb_model *m = gb_model_open(GBT_BUNDLED, NULL);
+    gbt_ok(m);
+    gb_module *model = gb_model_module(m);
+    gb_tensor *ids = gb_from_data((int64_t[]){46, 319, 28, 481}, 2, (int64_t[]){1, 4}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(model, ids);
+    static const char *const text[] = {"w = transformer.h[0].attn.attn_weights.clone().save()",
+                                       "s = transformer.h[0].attn.attn_scores.clone().save()",
+                                       "s.softmax(-1).save()",
+                                       "transformer.h[1].attn.attn_scores[:, :, 1:, 0] = -1e9",
+                                       "transformer.h[1].attn.attn_weights[0, :, 1:, 0].sum().save()"};
+    gb_val *w, *s, *sm, *w1;
+    gb_val **out[] = {&w, &s, &sm, NULL, &w1};
+    for (int i = 0; i < 5; i++) gbt_ok_status(gb_trace_statement(tr, text[i], "a", i + 1, out[i]));
+    ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s", gb_last_error());
+    gb_tensor *tw = gb_value(w), *ts = gb_value(s);
+    ck_assert_int_eq(gb_tensor_ndim(tw), 4);
+    ck_assert_int_eq(gb_tensor_dim(tw, 2), 4);
+    ck_assert_int_eq(gb_tensor_dim(tw, 3), 4);
+    gbt_assert_close(gb_value(sm), tw, 1e-6, 1e-7, "softmax(attn_scores) = attn_weights");
+    double above, below;
+    gbt_ok_status(gb_tensor_get(ts, (int64_t[]){0, 0, 0, 1}, &above));
+    gbt_ok_status(gb_tensor_get(ts, (int64_t[]){0, 0, 1, 0}, &below));
+    ck_assert(above == -3.4028234663852886e38 && below > -1e30); /* torch.finfo(torch.float32).min above the diagonal */
+    double zeroed;
+    gbt_ok_status(gb_item(gb_value(w1), &zeroed));
+    ck_assert_msg(zeroed < 1e-30, "the edited scores left weight %g on position 0", zeroed);
+    gb_trace_free(tr);
+    tr = gb_trace_new(model, ids);
+    gbt_fails_with(gb_trace_statement(tr, "transformer.h[0].mlpx.attn_weights", "a", 6, NULL) != GB_OK,
+                   GB_ERR_NOT_FOUND, "has no submodule 'mlpx'");
+    gb_trace_free(tr);
+    gb_tensor_free(ids);
+    gb_model_free(m);
+}
+END_TEST
+
 Suite *gb_suite_trace_ops(void) {
     Suite *s = suite_create("trace_ops");
     TCase *tc = tcase_create("core");
@@ -211,6 +317,8 @@ Suite *gb_suite_trace_ops(void) {
     tcase_add_test(tc, test_functions_scan_shapes);
     tcase_add_test(tc, test_module_call_on_a_value);
     tcase_add_test(tc, test_function_errors);
+    tcase_add_test(tc, test_statement_forms);
+    tcase_add_test(tc, test_attention_points);
     suite_add_tcase(s, tc);
     return s;
 }

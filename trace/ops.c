@@ -244,6 +244,14 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
                             (long long)gb_tensor_numel(x[0]));
         r = gb_reshape(x[0], 0, NULL);
         break;
+    case GB_TRACE_FN_SHAPE: {
+        /* nnsight's scan gives real shapes: made outside meta mode */
+        int depth = 0;
+        for (; gb__meta_mode(); depth++) gb__meta_pop();
+        r = gb_from_data(gb_tensor_shape(x[0]), 1, (int64_t[]){gb_tensor_ndim(x[0])}, GB_DTYPE_I64);
+        while (depth--) gb__meta_push();
+        break;
+    }
     case GB_TRACE_FN_SUM:
         if (gb__is_floating(gb_tensor_dtype(x[0]))) {
             gb_tensor *a = gb__f32(x[0]);

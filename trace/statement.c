@@ -495,6 +495,7 @@ typedef struct gb__lvalue {
     const char *end; /* where the target ends: its '=' */
     gb_val *base;    /* the value the last index applies to, or the value set */
     char *index;     /* "[...]" of a trailing index, or NULL */
+    bool requires_grad; /* x.requires_grad = True */
 } gb__lvalue;
 
 /* Steps on a value: [index], .grad, .method(...). With lv, the chain is an
@@ -523,6 +524,12 @@ static gb_val *gb__steps(gb__parser *ps, gb_val *v, bool assignable, gb__lvalue 
             if (gb__is_word(name, n, "grad")) {
                 v = ps->build ? gb_grad_at(v, ps->site, ps->line) : gb__dry;
                 assignable = true;
+            } else if (lv && gb__is_word(name, n, "requires_grad") && (gb__skip_space(ps), ps->p == lv->end)) {
+                lv->base = v, lv->index = NULL, lv->requires_grad = true;
+                return v;
+            } else if (gb__is_word(name, n, "shape")) { /* real after a scan too */
+                v = ps->build ? gb_val_fn_at(GB_TRACE_FN_SHAPE, 1, &v, &(gb_fn_params){0}, ps->site, ps->line) : gb__dry;
+                assignable = false;
             } else if (gb__is_word(name, n, "values") || gb__is_word(name, n, "indices")) { /* topk's tuple */
                 v = ps->build ? gb_val_index_at(v, name[0] == 'v' ? "[0]" : "[1]", ps->site, ps->line) : gb__dry;
                 assignable = false;
@@ -531,7 +538,7 @@ static gb_val *gb__steps(gb__parser *ps, gb_val *v, bool assignable, gb__lvalue 
                 assignable = false;
             } else {
                 ps->p = name;
-                return gb__syntax(ps, "%s", "expected .grad, .values, .indices or a method call on a value");
+                return gb__syntax(ps, "%s", "expected .grad, .shape, .values, .indices or a method call on a value");
             }
         } else {
             break;
@@ -762,31 +769,77 @@ static const char *gb__assignment(const char *s) {
 }
 
 /* The whole statement: name = expr, target = expr, or an expression. */
+static gb_val *gb__statement(gb__parser *ps);
+
+/* "if cond: statement" and "with tracer.cond(cond): statement": the
+ * statement's nodes under gb_if (the cursor after "if" or "cond("). */
+static gb_val *gb__conditional(gb__parser *ps, bool with) {
+    gb_val *cond = gb__expr(ps);
+    if (!cond || (with && !gb__expect(ps, ')')) || !gb__expect(ps, ':')) return NULL;
+    gb_val *c = ps->build ? gb_if_at(ps->tr, cond, ps->site, ps->line) : gb__dry;
+    if (!c) return NULL;
+    gb_val *v = gb__statement(ps);
+    if (ps->build) gb_end_if(ps->tr);
+    return v;
+}
+
 static gb_val *gb__statement(gb__parser *ps) {
+    size_t word = gb__ident_len(ps);
+    if (gb__is_word(ps->p, word, "if") && isspace((unsigned char)ps->p[2])) {
+        ps->p += 2;
+        return gb__conditional(ps, false);
+    }
+    static const char with_cond[] = "with tracer.cond(";
+    if (!strncmp(ps->p, with_cond, sizeof with_cond - 1)) {
+        ps->p += sizeof with_cond - 1;
+        return gb__conditional(ps, true);
+    }
     const char *eq = gb__assignment(ps->p);
     if (!eq) return gb__expr(ps);
+    /* x op= v: x = x op v (on a name, it rebinds the name) */
+    gb_trace_op augmented = eq > ps->p && strchr("+-*/", eq[-1]) ? (eq[-1] == '+'   ? GB_TRACE_OP_ADD
+                                                                 : eq[-1] == '-' ? GB_TRACE_OP_SUB
+                                                                 : eq[-1] == '*' ? GB_TRACE_OP_MUL
+                                                                                 : GB_TRACE_OP_DIV)
+                                                              : GB_TRACE_OP_COUNT;
+    const char *target_end = augmented != GB_TRACE_OP_COUNT ? eq - 1 : eq;
     size_t len = gb__ident_len(ps);
     const char *after = ps->p + len;
     while (isspace((unsigned char)*after)) after++;
-    if (len && after == eq) { /* name = expr: bound for later statements (shadowing a module of that name) */
+    if (len && after == target_end) { /* name = expr: bound for later statements (shadowing a module of that name) */
         char name[64];
         if (len >= sizeof name || gb__is_word(ps->p, len, "model"))
             return gb__syntax(ps, "%s", "cannot assign to this name");
         snprintf(name, sizeof name, "%.*s", (int)len, ps->p);
+        gb_val *old = augmented != GB_TRACE_OP_COUNT ? gb__trace_name(ps->tr, ps->p, len) : NULL;
+        if (augmented != GB_TRACE_OP_COUNT && !old) return gb__syntax(ps, "%s", "name is not defined");
         ps->p = eq + 1;
         gb_val *v = gb__expr(ps);
+        if (v && old) v = gb__binary(ps, augmented, old, v);
         if (v && ps->build && gb__trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
         return v;
     }
-    gb__lvalue lv = {.end = eq};
+    gb__lvalue lv = {.end = target_end};
     gb_val *target = gb__chain(ps, &lv);
     gb__skip_space(ps);
-    if (target && ps->p != eq) {
+    if (target && ps->p != target_end) {
         free(lv.index);
         return gb__syntax(ps, "%s", "expected '=' after the assignment's target");
     }
     ps->p = eq + 1;
+    if (lv.requires_grad) { /* x.requires_grad = True */
+        size_t n = gb__ident_len(ps);
+        if (!gb__is_word(ps->p, n, "True") || augmented != GB_TRACE_OP_COUNT)
+            return gb__syntax(ps, "%s", "requires_grad can only be set to True");
+        ps->p += n;
+        return ps->build ? gb_requires_grad_at(lv.base, ps->site, ps->line) : gb__dry;
+    }
     gb_val *value = target ? gb__expr(ps) : NULL;
+    if (value && augmented != GB_TRACE_OP_COUNT) { /* the target's current value, op, value */
+        gb_val *cur = !ps->build ? gb__dry
+                      : lv.index ? gb_val_index_at(lv.base, lv.index, ps->site, ps->line) : lv.base;
+        value = cur ? gb__binary(ps, augmented, cur, value) : NULL;
+    }
     gb_val *r = NULL;
     if (value && ps->build) r = lv.index ? gb_set_index_at(lv.base, lv.index, value, ps->site, ps->line)
                                          : gb_set_at(lv.base, value, ps->site, ps->line);

@@ -159,6 +159,9 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 #define gb_val_float(v) GB__FN1(GB_TRACE_FN_FLOAT, (v), 0)  /* x.float(): float32 */
 #define gb_val_long(v) GB__FN1(GB_TRACE_FN_LONG, (v), 0)    /* x.long(): int64, truncating */
 #define gb_val_item(v) GB__FN1(GB_TRACE_FN_ITEM, (v), 0)    /* x.item(): one element, 0-dim */
+/* x.shape as an int64 [ndim] value: computed in a scan too, so a saved
+ * shape (or an element of it) is readable after gb_trace_scan. */
+#define gb_val_shape_of(v) GB__FN1(GB_TRACE_FN_SHAPE, (v), 0)
 #define gb_val_pow(a, b) GB__FN2(GB_TRACE_FN_POW, (a), (b), 0)
 #define gb_val_log_softmax(v, dim) GB__FN1(GB_TRACE_FN_LOG_SOFTMAX, (v), 1, {(dim)})
 /* The 2-norm over one dim (torch's x.norm(dim=d, keepdim=k)), or of all elements. */
@@ -439,6 +442,7 @@ typedef enum gb_trace_op {
     X(GB_TRACE_FN_FLOAT, "float", 1)                                     \
     X(GB_TRACE_FN_LONG, "long", 1)                                       \
     X(GB_TRACE_FN_ITEM, "item", 1)                                       \
+    X(GB_TRACE_FN_SHAPE, "shape", 1)     /* int64 [ndim]; real in a scan */ \
     X(GB_TRACE_FN_POW, "pow", 2)                                         \
     X(GB_TRACE_FN_LOG_SOFTMAX, "log_softmax", 1) /* i[0] dim */          \
     X(GB_TRACE_FN_NORM, "norm", 1)       /* n dims (0: all), keepdim */  \
