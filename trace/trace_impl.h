@@ -10,7 +10,7 @@
  *
  * Files, each calling only those before it: graph.c defines and compiles
  * the graph; batch.c holds invokes (their definition, and batching a run's
- * input); exec.c runs a graph in an execution (binding, pump, point and
+ * input); ops.c computes the functions on values and module calls; exec.c runs a graph in an execution (binding, pump, point and
  * gradient hooks, the stepping API); generate.c is the decoding loop over
  * the public stepping API; statement.c parses statements into definition
  * calls. */
