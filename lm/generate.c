@@ -36,23 +36,32 @@ gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *op
     return st != GB_OK && st != GB_STOPPED && end == GB_OK ? st : end;
 }
 
-gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens) {
-    if (max_new_tokens < 1)
-        return gb__fail(GB_ERR_ARG, "exec_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
+/* The trace's decoding policy (stop tokens, pad id) with n new tokens and
+ * sampling s (NULL: greedy). */
+static gb_status gb__exec_sample(gb_exec *ex, gb_tensor *input, int max_new_tokens, const gb_sampling *s) {
     gb_decode_opts o = gb_decode_defaults();
     gb_trace *tr = gb_exec_trace(ex);
     o.max_new_tokens = max_new_tokens;
+    if (s) o.sampling = *s;
     gb_trace_stop_tokens(tr, &o.is_stop, &o.stop_ctx);
     o.pad_id = gb_trace_pad_id(tr);
     return gb_exec_decode(ex, input, &o);
 }
 
-gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) {
+gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens) {
+    if (max_new_tokens < 1)
+        return gb__fail(GB_ERR_ARG, "exec_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
+    return gb__exec_sample(ex, input, max_new_tokens, NULL);
+}
+
+gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s) {
     if (max_new_tokens < 1)
         return gb__fail(GB_ERR_ARG, "trace_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
     if (gb_trace_validates(tr)) { /* the prompt pass's shapes */
         gb_status st = gb_trace_scan(tr);
         if (st != GB_OK) return st;
     }
-    return gb_exec_generate(gb_trace_exec(tr), NULL, max_new_tokens);
+    return gb__exec_sample(gb_trace_exec(tr), NULL, max_new_tokens, s);
 }
+
+gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) { return gb_trace_sample(tr, max_new_tokens, NULL); }

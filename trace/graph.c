@@ -450,6 +450,8 @@ gb_val *gb_call_at(gb_trace *tr, const char *path, int nargs, gb_val *const *arg
     return v;
 }
 
+bool gb_val_saved(const gb_val *v) { return v && v->saved; }
+
 gb_val *gb_save(gb_val *v) {
     if (v) v->saved = true;
     return v;

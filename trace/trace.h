@@ -300,6 +300,8 @@ gb_tensor *gb_value(const gb_val *v);
 gb_tensor *gb_value_at(const gb_val *v, int i);
 /* Shape of v as seen by the last scan or run. */
 gb_status gb_val_shape(const gb_val *v, int *ndim, int64_t *shape);
+/* Whether gb_save marked v (its value is kept after the run). */
+bool gb_val_saved(const gb_val *v);
 /* A readable expression for v, e.g. "layer1.output[:, 10]" (owned by the trace). */
 const char *gb_val_text(gb_val *v);
 
