@@ -3,6 +3,7 @@
  * PyTorch evaluated as Python and glassbox defines as a statement, on the
  * same named tensors (gb_trace_tensor): values, dtypes (PyTorch's type
  * promotion) and the gradients of (out * out).sum() must agree. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "gbtest.h"
@@ -309,6 +310,30 @@ START_TEST(test_attention_points) {
 }
 END_TEST
 
+/* gather and topk in the tensor layer: their refusals, and topk's order
+ * (ties by index, NaN largest, as torch). */
+START_TEST(test_gather_topk_tensor_errors) {
+    float x[] = {1, 3, 3, NAN, 0, 2};
+    gb_tensor *a = gb_from_data(x, 2, (int64_t[]){2, 3}, GB_DTYPE_F32), *v, *i;
+    gbt_ok_status(gb_topk(a, 2, 1, &v, &i));
+    int64_t want_i[] = {1, 2, 0, 2}; /* row 0: the tie 3, 3 by index; row 1: NaN first */
+    for (int k = 0; k < 4; k++) ck_assert_int_eq(gbt_i64(i, k), want_i[k]);
+    ck_assert(isnan(gb_tensor_f32(v)[2]) && gb_tensor_f32(v)[3] == 2);
+    gb_tensor_free(v), gb_tensor_free(i);
+    gbt_fails_with(gb_topk(a, 4, 1, &v, &i) != GB_OK && !v && !i, GB_ERR_INDEX, "topk: selected index k out of range");
+    gbt_fails_with(gb_topk(a, 1, 2, &v, &i) != GB_OK, GB_ERR_INDEX, "topk");
+    gb_tensor *f = gb_zeros(2, (int64_t[]){2, 1}, GB_DTYPE_F32), *bad = gb_full(2, (int64_t[]){2, 1}, 3, GB_DTYPE_I64),
+              *wrong = gb_zeros(2, (int64_t[]){1, 1}, GB_DTYPE_I64), *neg = gb_full(2, (int64_t[]){2, 1}, -1, GB_DTYPE_I64);
+    gbt_fails_with(gb_gather(a, 1, f) == NULL, GB_ERR_DTYPE, "gather: Expected dtype int64 for index");
+    gbt_fails_with(gb_gather(a, 1, bad) == NULL, GB_ERR_INDEX, "gather: index 3 is out of bounds for dimension 1 with size 3");
+    gbt_fails_with(gb_gather(a, 1, wrong) == NULL, GB_ERR_SHAPE, "must have the shape of the input");
+    gb_tensor *last = gb_gather(a, 1, neg); /* -1: the last column */
+    gbt_ok(last);
+    ck_assert(gb_tensor_f32(last)[0] == 3 && gb_tensor_f32(last)[1] == 2);
+    gb_tensor_free(last), gb_tensor_free(f), gb_tensor_free(bad), gb_tensor_free(wrong), gb_tensor_free(neg), gb_tensor_free(a);
+}
+END_TEST
+
 Suite *gb_suite_trace_ops(void) {
     Suite *s = suite_create("trace_ops");
     TCase *tc = tcase_create("core");
@@ -319,6 +344,7 @@ Suite *gb_suite_trace_ops(void) {
     tcase_add_test(tc, test_function_errors);
     tcase_add_test(tc, test_statement_forms);
     tcase_add_test(tc, test_attention_points);
+    tcase_add_test(tc, test_gather_topk_tensor_errors);
     suite_add_tcase(s, tc);
     return s;
 }
