@@ -57,10 +57,12 @@ START_TEST(test_trace_reports_and_statements) {
     ck_assert_msg(strstr(r.out, "x: value: lm_head.output was never produced"), "%s", r.out);
     ck_assert_msg(strstr(r.out, "y = tensor([  1,   3, 128])"), "%s", r.out);
     gbt_cli_free(&r);
-    /* a scan of a generation says what it cannot show */
-    prints(T "-n 3 --scan -e 'a = lm_head.next().output' -e 'b = lm_head.output'",
-           "a: no shape (a scan runs the prompt pass only: values of later generation steps (.next(), .all()) are not scanned)\n"
-           "b: [1, 3, 1024]\n");
+    /* a scan of a generation shows every step's shapes (one token a step
+     * after the prompt), and says what it cannot show */
+    prints(T "-n 3 --scan -e 'a = lm_head.next().output' -e 'b = lm_head.output' -e 'c = lm_head.next().next().output' "
+             "-e 'k = transformer.h[0].next().next().output[1]' -e 'd = lm_head.next().next().next().output'",
+           "a: [1, 1, 1024]\nb: [1, 3, 1024]\nc: [1, 1, 1024]\nk: [1, 4, 5, 32]\n"
+           "d: no shape (the scan did not reach it: a stop, a false condition or a generation step beyond -n before it)\n");
     /* the logit lens at the last layer is the model's own prediction */
     r = ok(T "-e 'a = lm_head(transformer.ln_f(transformer.h[-1].output[0]))[0, -1].argmax(-1).save()' "
              "-e 'b = lm_head.output[0, -1].argmax(-1).save()'");

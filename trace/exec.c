@@ -853,6 +853,7 @@ static gb_status gb__begin(gb_exec *ex, gb_tensor *input, bool kv_cache, bool sc
 }
 
 gb_status gb_exec_begin(gb_exec *ex, gb_tensor *input, bool kv_cache) { return gb__begin(ex, input, kv_cache, false); }
+gb_status gb_exec_begin_scan(gb_exec *ex, gb_tensor *input, bool kv_cache) { return gb__begin(ex, input, kv_cache, true); }
 
 void gb_exec_batch(const gb_exec *ex, gb_tensor **ids, gb_tensor **mask, gb_tensor **pos) {
     if (ids) *ids = ex->run_input;

@@ -379,6 +379,9 @@ gb_tensor *gb_exec_generated(const gb_exec *ex);
  * first error. gb_trace_run is begin, one pass, end; gb_trace_generate is
  * begin with a cache, a pass for the prompt and one per new token, end. */
 gb_status gb_exec_begin(gb_exec *ex, gb_tensor *input, bool kv_cache);
+/* gb_exec_begin for a scan: passes run on shapes only (a scan of a
+ * generation, pass by pass). */
+gb_status gb_exec_begin_scan(gb_exec *ex, gb_tensor *input, bool kv_cache);
 void gb_exec_batch(const gb_exec *ex, gb_tensor **ids, gb_tensor **mask, gb_tensor **pos);
 gb_status gb_exec_pass(gb_exec *ex, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos, gb_values *out);
 gb_status gb_exec_end(gb_exec *ex);

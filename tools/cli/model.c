@@ -408,7 +408,10 @@ int gb_cli_trace(int argc, char **argv) {
         free(g);
     }
     if (tr && st == GB_OK)
-        st = o.scan ? gb_trace_scan(tr) : o.max_new > 0 ? gb_trace_sample(tr, (int)o.max_new, &o.sampling) : gb_trace_run(tr);
+        st = o.scan && o.max_new > 0 ? gb_trace_scan_generate(tr, (int)o.max_new)
+             : o.scan                ? gb_trace_scan(tr)
+             : o.max_new > 0         ? gb_trace_sample(tr, (int)o.max_new, &o.sampling)
+                                     : gb_trace_run(tr);
     if (tr && st != GB_OK && !rc) rc = gb_cli_fail("trace", gb_last_error());
 
     /* Each statement's saved value, under its name or its text. */
@@ -424,10 +427,8 @@ int gb_cli_trace(int argc, char **argv) {
             for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
             printf("]\n");
         } else if (o.scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
-            printf("%s: no shape (%s)\n", name ? name : o.stmts[i],
-                   o.max_new > 0 ? "a scan runs the prompt pass only: values of later generation steps (.next(), "
-                                   ".all()) are not scanned"
-                                 : "the scan did not reach it: a stop or a false condition before it");
+            printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
+                   "beyond -n before it)\n", name ? name : o.stmts[i]);
         } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) { /* saved but never produced */
             fprintf(o.out ? stderr : stdout, "%s%s: %s\n", o.out ? "glassbox trace: " : "", name ? name : o.stmts[i],
                     gb_last_error());
