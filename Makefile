@@ -33,7 +33,7 @@ ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench bench-big install clean model docs-img fuzz
+.PHONY: all check demo bench bench-big install clean model docs-img fuzz fuzz-run
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
@@ -194,6 +194,22 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libglassbox.
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libglassbox.a $(LDLIBS)
 
 -include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null)
+
+# Each target in turn for FUZZ_TIME seconds, one process (the machine is
+# shared): new inputs go to build/fuzz/corpus/NAME, crashes and the log to
+# build/fuzz/logs/. Keep the interesting ones (small, a few dozen a target)
+# in tests/fuzz/corpus/NAME.
+FUZZ_TIME ?= 300
+FUZZ_RUN  ?= $(patsubst build/fuzz/fuzz_%,%,$(FUZZ_BINS))
+FUZZ_OPTS_statement := -max_len=65536
+FUZZ_OPTS_config    := -rss_limit_mb=3072
+fuzz-run: fuzz
+	@mkdir -p build/fuzz/logs
+	for t in $(FUZZ_RUN); do mkdir -p build/fuzz/corpus/$$t && \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=30 -print_final_stats=1 $(FUZZ_OPTS) \
+	    $$(case $$t in statement) echo "$(FUZZ_OPTS_statement)";; config) echo "$(FUZZ_OPTS_config)";; esac) \
+	    -artifact_prefix=build/fuzz/logs/$$t- build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	    > build/fuzz/logs/$$t.log 2>&1; echo "$$t: exit $$? ($$(grep -h 'Done [0-9]* runs' build/fuzz/logs/$$t.log))"; done
 
 # The main job: the walkthrough on the bundled model (or MODEL=dir: any GPT-2 or Llama).
 demo: all

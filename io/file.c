@@ -111,3 +111,24 @@ bool gb__file_is_regular(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
+
+const char *gb__file_not_regular(const char *path, char *buf, size_t size) {
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISREG(sb.st_mode)) return NULL;
+        return S_ISDIR(sb.st_mode)    ? "a directory"
+               : S_ISFIFO(sb.st_mode) ? "a FIFO"
+               : S_ISCHR(sb.st_mode)  ? "a character device"
+               : S_ISBLK(sb.st_mode)  ? "a block device"
+               : S_ISSOCK(sb.st_mode) ? "a socket"
+                                      : "not a regular file";
+    }
+    int e = errno;
+    struct stat lsb;
+    bool link = lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode);
+    if (link && e == ELOOP) return "a symbolic link loop";
+    if (link && e == ENOENT) return "a dangling symbolic link";
+    if (e == ENOENT || e == ENOTDIR) return NULL;
+    snprintf(buf, size, "not readable: %s", strerror(e));
+    return buf;
+}

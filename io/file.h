@@ -13,6 +13,12 @@
 bool gb__file_is_dir(const char *path);
 bool gb__file_is_regular(const char *path);
 
+/* Why path cannot be read as a regular file, for messages: "a directory",
+ * "a FIFO", "a dangling symbolic link", "a symbolic link loop", "not
+ * readable: Permission denied", ... (in buf, size bytes, or a constant);
+ * NULL when path is a regular file or nothing at all is there. */
+const char *gb__file_not_regular(const char *path, char *buf, size_t size);
+
 /* The whole file at path, NUL-terminated (caller frees; it may hold other
  * NUL bytes), its length in *len. NULL with GB_ERR_IO ("op: cannot open
  * PATH: reason") or GB_ERR_ALLOC. */

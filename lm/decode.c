@@ -169,6 +169,11 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
     if (gb_tensor_ndim(prompt) != 2 || (mask && (gb_tensor_ndim(mask) != 2 || gb_tensor_dim(mask, 0) != gb_tensor_dim(prompt, 0) ||
                                                  gb_tensor_dim(mask, 1) != gb_tensor_dim(prompt, 1))))
         return gb__fail(GB_ERR_SHAPE, "decode: expected prompt ids [B, T] and a mask of the same shape");
+    int64_t T = gb_tensor_dim(prompt, 1);
+    if (opts->max_length > 0 && opts->max_new_tokens > 0 && T >= opts->max_length)
+        return gb__fail(GB_ERR_INDEX, "decode: the prompt's %lld tokens %s the model's %lld positions (max_length): no "
+                        "position is left for a new token", (long long)T, T > opts->max_length ? "exceed" : "fill",
+                        (long long)opts->max_length);
     gb_tensor *p64 = gb_to_dtype(prompt, GB_DTYPE_I64), *seq = p64 ? gb_contiguous(p64) : NULL;
     gb_tensor_free(p64);
     gb_tensor *m = mask ? gb_tensor_ref(mask) : NULL;
@@ -242,9 +247,33 @@ static gb_status gb__plain_forward(void *ctx, int step, gb_tensor *ids, gb_tenso
     return gb_module_run(pl->net, pl->run, ids, logits);
 }
 
+/* Roughly what generating holds at its peak (f32 throughout): the prompt
+ * pass's attention scores [B, heads, T, T] (one layer at a time), its logits
+ * [B, T, vocab], and every layer's KV cache over the whole sequence of S.
+ * In double: the figures from untrusted sizes may overflow 64 bits. */
+static double gb__generate_bytes(const gb_model *m, double B, double T, double S) {
+    const gb_gpt2_config *g = gb_model_gpt2_config(m);
+    const gb_llama_config *l = gb_model_llama_config(m);
+    double layers = g ? g->n_layer : l ? l->num_hidden_layers : 0;
+    double heads = g ? g->n_head : l ? l->num_attention_heads : 0;
+    double kv = g ? g->n_embd : l ? l->num_key_value_heads * (l->head_dim ? l->head_dim : l->hidden_size / l->num_attention_heads) : 0;
+    return 4 * (B * heads * T * T + B * T * (double)gb_model_vocab_size(m) + 2 * layers * B * S * kv);
+}
+
 gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_decode_opts *opts, gb_tensor **out) {
     *out = NULL;
     gb_decode_opts o = opts ? *opts : gb_lm_decode_defaults(lm);
+    if (gb_tensor_ndim(ids) == 2 && o.max_new_tokens >= 0) { /* sizes from the user, checked before they cost */
+        int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1), S = T + o.max_new_tokens;
+        if (o.max_length > 0 && S > o.max_length) S = T > o.max_length ? T : o.max_length;
+        double need = gb__generate_bytes(gb_lm_model(lm), (double)B, (double)T, (double)S);
+        uint64_t avail = gb__mem_available();
+        if (need > (double)avail)
+            return gb__fail(GB_ERR_ALLOC, "generate: %lld prompt%s of %lld tokens and %d new tokens need about %.1f MiB "
+                            "(attention scores, logits and KV cache), but %.1f MiB is available", (long long)B,
+                            B == 1 ? "" : "s", (long long)T, o.max_new_tokens, need / (1 << 20),
+                            (double)avail / (1 << 20));
+    }
     gb_run *run = gb_run_new();
     if (!run) return gb_last_status();
     gb_run_use_cache(run, true);

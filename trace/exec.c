@@ -555,6 +555,10 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
             break;
         }
         ev->skip = true;
+        char shape[160];
+        gb_tensor *with = gb__tensor_of(ex, val);
+        snprintf(ex->skipped, sizeof ex->skipped, "%s.skip(...) made its output a tensor of shape %s",
+                 *v->text ? v->text : "model", gb__shape_str(shape, sizeof shape, gb_tensor_ndim(with), gb_tensor_shape(with)));
         gb_values_clear(ev->output);
         gb_values_push(ev->output, gb_tensor_ref(gb__tensor_of(ex, val)));
         gb__done(ex, v);
@@ -869,8 +873,16 @@ gb_status gb_exec_pass(gb_exec *ex, gb_tensor *ids, gb_tensor *mask, gb_tensor *
     gb_run_set_attention_mask(ex->run, mask);
     gb_run_set_position_ids(ex->run, pos);
     gb_values in = {1, {ids}}, dropped = {0};
+    ex->skipped[0] = 0;
     gb_status st = gb_module_call(ex->model, ex->run, &in, out ? out : &dropped);
     gb_values_clear(&dropped);
+    /* A module's own failure after a skip is most likely the replacement's
+     * doing: the failing module cannot know, so say it here. */
+    if (st != GB_OK && st != GB_STOPPED && ex->skipped[0] && ex->run_status == GB_OK) {
+        char *msg = strdup(gb_last_error());
+        if (msg) gb__fail(st, "%s (after %s)", msg, ex->skipped);
+        free(msg);
+    }
     return st == GB_OK ? GB_OK : gb__record(ex, st);
 }
 

@@ -174,6 +174,7 @@ struct gb_exec {
     gb_status status;     /* the run's outcome so far: GB_OK, GB_STOPPED or its first error */
     char *error;          /* that error's message */
     gb_tensor *generated; /* the last completed generation, [B, T + n] i64 */
+    char skipped[256];    /* the last skip of this pass, named in a failure after it ("" none) */
 };
 
 struct gb_trace {
