@@ -200,6 +200,17 @@ const char *gb_safetensors_metadata_key(const gb_safetensors *st, int i);
 gb_status gb_safetensors_save(const char *path, int n, const char *const *names, gb_tensor *const *tensors,
                               gb_dtype dtype, const char *const *metadata);
 
+/* Fill every parameter of a module tree (one built by hand, like the
+ * walkthrough's Sequential) from a safetensors file by its dotted name
+ * ("layer1.weight"), as PyTorch's load_state_dict(strict=True): a missing
+ * tensor (GB_ERR_NOT_FOUND), an unexpected one (GB_ERR_FORMAT) or a shape
+ * that differs (GB_ERR_SHAPE) fails, naming every problem at once in
+ * PyTorch's words, and changes nothing. Tensors are converted to float32.
+ * gb_module_load_from reads an open file and may allow tensors that are
+ * not parameters (a file holding an input too). */
+gb_status gb_module_load(gb_module *m, const char *path);
+gb_status gb_module_load_from(gb_module *m, gb_safetensors *st, bool allow_unexpected);
+
 /* Where a model's files are. */
 typedef struct gb_hf_files {
     char *dir;     /* holds config.json and the tokenizer files */

@@ -146,6 +146,15 @@ gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_de
  * id). The ids are read with gb_trace_generated. Scans first when the
  * trace validates. */
 gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens);
+/* The same, sampling (nnsight's model.generate(..., do_sample=True,
+ * temperature=...)): s NULL or temperature 0 is greedy; a seed repeats its
+ * ids. Interventions apply per step as in gb_trace_generate. */
+gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s);
+/* A scan of gb_trace_generate: the prompt pass and max_new_tokens - 1
+ * passes of one token, on shapes only, so values of every generation step
+ * (.next(), .all()) get their shapes (gb_val_shape) and every
+ * intervention is checked at its step. The tokens fed are placeholders. */
+gb_status gb_trace_scan_generate(gb_trace *tr, int max_new_tokens);
 /* The same in an execution (gb_exec_new), on input or the trace's. */
 gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
 /* The same with every decoding option (sampling, stop tokens, pad id,

@@ -196,6 +196,14 @@ typedef enum gb_event_kind {
 #undef GB__X
     GB_EVENT_COUNT
 } gb_event_kind;
+/* The named points of modules' forwards (GB_EVENT_POINT, path
+ * "<module path>.<name>"): an attention module's scores [B, H, T, S] after
+ * scaling and masking, before softmax, and its weights after softmax (what
+ * Hugging Face returns as attentions). Replacing one changes what follows. */
+#define GB_POINT_ATTN_SCORES "attn_scores"
+#define GB_POINT_ATTN_WEIGHTS "attn_weights"
+#define GB_POINT_NAMES {GB_POINT_ATTN_SCORES, GB_POINT_ATTN_WEIGHTS}
+
 /* "input", "output", "point"; "unknown" for any other value. */
 const char *gb_event_name(gb_event_kind k);
 

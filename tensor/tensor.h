@@ -377,6 +377,15 @@ gb_tensor *gb_stack(int n, gb_tensor *const *ts, int dim);
 gb_tensor *gb_tril(gb_tensor *a, int64_t k);
 gb_tensor *gb_triu(gb_tensor *a, int64_t k);
 
+/* torch.gather(a, dim, index): out[..i..] = a[..index[..i..]..] along dim;
+ * index is i64 with a's shape except in dim (negative indices count from
+ * the end). The gradient scatter-adds into a. */
+gb_tensor *gb_gather(gb_tensor *a, int dim, gb_tensor *index);
+/* torch.topk(a, k, dim) (largest, sorted): values (f32, with a gradient
+ * through gather) and indices (i64), new references, both NULL on
+ * failure. Equal values come in index order; NaN counts as the largest. */
+gb_status gb_topk(gb_tensor *a, int64_t k, int dim, gb_tensor **values, gb_tensor **indices);
+
 /* ---- printing ----------------------------------------------------------- */
 
 /* torch's str(t): "tensor([[ 0.2732,  0.2355]])", with torch's default print
