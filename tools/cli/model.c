@@ -453,9 +453,8 @@ int gb_cli_trace(int argc, char **argv) {
         } else if (o.scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
             printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
                    "beyond -n before it)\n", name ? name : o.stmts[i]);
-        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) { /* saved but never produced */
-            fprintf(o.out ? stderr : stdout, "%s%s: %s\n", o.out ? "glassbox trace: " : "", name ? name : o.stmts[i],
-                    gb_last_error());
+        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
+            gb_clear_error(); /* saved but never produced: warned about below, with the reason */
         } else if (!o.scan && (ts[nsaved] = gb_value(vals[i]))) {
             if (!o.out) {
                 char *str = gb_tensor_str(ts[nsaved]);
@@ -506,7 +505,7 @@ int gb_cli_trace(int argc, char **argv) {
             free(str);
         }
         names[nsaved++] = strdup("generator.output");
-        for (int64_t r = 0; !o.out && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+        for (int64_t r = 0; !o.out && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
             char *text = NULL;
             size_t n = 0;
             if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
