@@ -13,7 +13,7 @@ ARCH    := $(if $(NATIVE),-march=native,-march=x86-64-v2)
 CFLAGS  ?= -O2 -g
 # stb_ds's hash maps spell gcc's __typeof__ as typeof, a keyword only in gnu11.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Dtypeof=__typeof__ -Wall -Wextra -Werror -fPIC -fopenmp $(ARCH) -I.
-LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -ldl
+LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpcre2-8 -lutf8proc -lm -ldl -lpthread
 BUILD   := build
 ifdef SANITIZE
 BUILD   := build/san
@@ -21,7 +21,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LAYERS  := tensor autograd nn hooks trace io lm
+LAYERS  := tensor autograd nn hooks trace io lm session serve
 LIB_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC := $(wildcard tools/cli/*.c)
@@ -75,7 +75,7 @@ $(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
 # The usage examples of the public headers, as functions (see the script).
-PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h lm/lm.h
+PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h lm/lm.h session/session.h serve/serve.h
 $(BUILD)/tests/header_examples.inc: tools/extract_examples.py $(PUBLIC_HEADERS)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/extract_examples.py $@ $(PUBLIC_HEADERS)

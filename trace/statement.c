@@ -338,6 +338,21 @@ static gb_val *gb__primary(gb__parser *ps) {
         ps->p += len + 1;
         return gb__log_call(ps);
     }
+    /* A call of anything else that is neither a name nor the model's
+     * (torch.softmax(x), my_fn(x)) is outside the language: nnsight's
+     * remote whitelist error, here and on a server alike. */
+    size_t dotted = len;
+    while (len && (ps->p[dotted] == '.' && (isalpha((unsigned char)ps->p[dotted + 1]) || ps->p[dotted + 1] == '_')))
+        for (dotted++; isalnum((unsigned char)ps->p[dotted]) || ps->p[dotted] == '_'; dotted++) {}
+    if (len && ps->p[dotted] == '(' && !gb__is_word(ps->p, len, "model") && !gb__trace_name(ps->tr, ps->p, len)) {
+        char first[64];
+        snprintf(first, sizeof first, "%.*s", (int)(len < sizeof first ? len : sizeof first - 1), ps->p);
+        if (!gb__has_child(gb__trace_model(ps->tr), first)) {
+            char fn[128];
+            snprintf(fn, sizeof fn, "%.*s", (int)(dotted < sizeof fn ? dotted : sizeof fn - 1), ps->p);
+            return gb__syntax(ps, "function `%s` is not in the function whitelist (log, print, and methods on values)", fn);
+        }
+    }
     return gb__chain(ps, NULL);
 }
 

@@ -17,7 +17,12 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
     X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) --out F.safetensors [--hidden]: one forward pass") \
     X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out]: greedy decoding") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
-                           "[-n N] [--scan] [--graph] [--out F.safetensors]: interventions in nnsight's syntax") \
+                           "[-n N] [--scan] [--graph] [--out F.safetensors] [--remote URL [--key KEY]]: interventions in nnsight's syntax") \
+    X(session, gb_cli_session, "[--model NAME=DIR]... STEPS [--out F.safetensors] [--remote URL [--key KEY]]: several traces " \
+                               "as one unit; STEPS: --trace MODEL (prompts, -e, -n as trace) | --log TEXT | --stop | " \
+                               "--iter NAME=1,2,3 ... --end (see docs/remote.md)") \
+    X(serve, gb_cli_serve, "--model NAME=DIR... [--host H] [--port N] [--keys FILE] [--workers N] [--queue N] [limits]: " \
+                           "run sessions for HTTP clients (docs/remote.md)") \
     X(tokenize, gb_cli_tokenize, "[MODEL] TEXT: print the token ids of TEXT") \
     X(detokenize, gb_cli_detokenize, "[MODEL] 1,2,3: print the text of token ids") \
     X(train-tokenizer, gb_cli_train_tokenizer, "CORPUS --vocab N --out DIR: train a byte-level BPE tokenizer") \
@@ -35,6 +40,10 @@ const char *gb_cli_model(const char *cmd, const char *given);
 #define GB__X(name, fn, help) int fn(int argc, char **argv);
 GB_CLI_COMMANDS(GB__X)
 #undef GB__X
+
+/* A language model opened as every subcommand opens one (a progress bar
+ * on a terminal); NULL with gb_last_error() set. */
+struct gb_lm *gb_cli_open_lm(const char *path);
 
 /* All of f, malloc'd and NUL-terminated, its length in *len; NULL on error
  * (errno set). */

@@ -26,7 +26,7 @@ static gb_model *open_model(const char *path) {
     return gb_model_open(path, &opts);
 }
 
-static gb_lm *open_lm(const char *path) {
+gb_lm *gb_cli_open_lm(const char *path) {
     gb_model_opts opts = open_opts();
     return gb_lm_open(path, &opts);
 }
@@ -156,7 +156,7 @@ int gb_cli_run(int argc, char **argv) {
     int rc = parse_opts("run", argc, argv, &o);
     if (rc) return rc;
     if (!o.out) return fail("run", "missing --out FILE.safetensors");
-    gb_lm *lm = open_lm(o.model);
+    gb_lm *lm = gb_cli_open_lm(o.model);
     if (!lm) return fail("run", gb_last_error());
     gb_model *m = gb_lm_model(lm);
     gb_tensor *input = prompt_ids("run", lm, o.ids, o.text, false);
@@ -207,7 +207,7 @@ int gb_cli_generate(int argc, char **argv) {
     int rc = parse_opts("generate", argc, argv, &o);
     if (rc) return rc;
     if (o.max_new < 0) return fail("generate", "-n must be >= 0");
-    gb_lm *lm = open_lm(o.model);
+    gb_lm *lm = gb_cli_open_lm(o.model);
     if (!lm) return fail("generate", gb_last_error());
     gb_tensor *prompt = prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
@@ -226,111 +226,6 @@ int gb_cli_generate(int argc, char **argv) {
         free(text);
     }
     gb_tensor_free(out), gb_tensor_free(prompt);
-    gb_lm_free(lm);
-    return rc;
-}
-
-/* The name a statement binds ("logits = ..."), or NULL. */
-static char *bound_name(const char *stmt) {
-    const char *p = stmt;
-    while (*p == ' ') p++;
-    const char *start = p;
-    while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (p > start && *p >= '0' && *p <= '9')) p++;
-    size_t n = (size_t)(p - start);
-    while (*p == ' ') p++;
-    if (!n || *p != '=' || p[1] == '=') return NULL;
-    return strndup(start, n);
-}
-
-static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
-
-/* Interventions written as nnsight statements, run with one forward pass
- * (or, with -n N, greedy generation of N tokens); saved values are printed
- * (or written with --out). Several prompts are batched as invokes, each
- * prompt's statements applying to its rows. */
-int gb_cli_trace(int argc, char **argv) {
-    opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts)};
-    int rc = parse_opts("trace", argc, argv, &o);
-    if (!rc && !o.nprompts) rc = fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
-    gb_lm *lm = rc ? NULL : open_lm(o.model);
-    if (!rc && !lm) rc = fail("trace", gb_last_error());
-    gb_model *m = lm ? gb_lm_model(lm) : NULL;
-    gb_tensor **inputs = calloc((size_t)o.nprompts + 1, sizeof *inputs);
-    for (int i = 0; !rc && i < o.nprompts; i++)
-        if (!(inputs[i] = prompt_ids("trace", lm, o.prompts[i].ids, o.prompts[i].text, false))) rc = 1;
-    bool batched = o.nprompts > 1;
-    gb_trace *tr = rc ? NULL : gb_trace_new(gb_model_module(m), batched ? NULL : inputs[0]);
-    gb_val **vals = calloc((size_t)o.nstmts + 1, sizeof *vals);
-    gb_status st = GB_OK;
-    for (int i = 0, p = 0; tr && st == GB_OK && i < o.nstmts; i++) {
-        while (batched && p < o.nprompts && o.prompts[p].first == i) {
-            gb_invoke_end(tr);
-            st = gb_invoke(tr, inputs[p++]);
-        }
-        if (st == GB_OK) st = gb_trace_statement(tr, o.stmts[i], "-e", i + 1, &vals[i]);
-    }
-    if (tr) gb_invoke_end(tr);
-    for (int p = 0; tr && batched && st == GB_OK && p < o.nprompts; p++) /* prompts after the last statement */
-        if (o.prompts[p].first == o.nstmts) {
-            st = gb_invoke(tr, inputs[p]);
-            gb_invoke_end(tr);
-        }
-    if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
-        gb_trace_set_stop_tokens(tr, lm_eos, lm);
-        gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
-    }
-    if (tr && st == GB_OK && o.graph) {
-        char *g = gb_trace_graph(tr);
-        printf("%s", g);
-        free(g);
-    }
-    if (tr && st == GB_OK)
-        st = o.scan ? gb_trace_scan(tr) : o.max_new > 0 ? gb_trace_generate(tr, (int)o.max_new) : gb_trace_run(tr);
-    if (tr && st != GB_OK) rc = fail("trace", gb_last_error());
-
-    /* Each statement's saved value, under its name or its text. */
-    const char **names = calloc((size_t)o.nstmts + 2, sizeof *names);
-    gb_tensor **ts = calloc((size_t)o.nstmts + 2, sizeof *ts);
-    int nsaved = 0;
-    for (int i = 0; tr && !rc && i < o.nstmts; i++) {
-        char *name = bound_name(o.stmts[i]);
-        int nd;
-        int64_t shape[GB_MAX_DIMS];
-        if (o.scan && vals[i] && gb_val_shape(vals[i], &nd, shape) == GB_OK) {
-            printf("%s: [", name ? name : o.stmts[i]);
-            for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
-            printf("]\n");
-        } else if (!o.scan && (ts[nsaved] = gb_value(vals[i]))) {
-            if (!o.out) {
-                char *str = gb_tensor_str(ts[nsaved]);
-                printf("%s = %s\n", name ? name : o.stmts[i], str);
-                free(str);
-            }
-            if (!name) {
-                name = malloc(32);
-                snprintf(name, 32, "statement.%d", i + 1);
-            }
-            names[nsaved++] = name;
-            continue;
-        }
-        free(name);
-    }
-    if (!rc && !o.scan && o.max_new > 0) { /* nnsight's generator.output */
-        ts[nsaved] = gb_trace_generated(tr);
-        if (!o.out) {
-            char *str = gb_tensor_str(ts[nsaved]);
-            printf("generator.output = %s\n", str);
-            free(str);
-        }
-        names[nsaved++] = strdup("generator.output");
-    }
-    if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
-        rc = fail("trace", gb_last_error());
-    for (int i = 0; i < nsaved; i++) free((char *)names[i]);
-    free(names), free(ts), free(vals), free(o.stmts), free(o.prompts);
-    gb_trace_free(tr);
-    for (int i = 0; i < o.nprompts; i++) gb_tensor_free(inputs[i]);
-    free(inputs);
     gb_lm_free(lm);
     return rc;
 }
