@@ -96,6 +96,9 @@ $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 $(BUILD)/oracle/demo.txt: tests/oracle/train.py $(wildcard models/gpt2-facts/*)
 $(BUILD)/oracle/bundled.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
 
+# Sessions: PyTorch on the bundled model, and a second checkpoint it writes.
+$(BUILD)/oracle/session.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
+
 # The model fixtures are written by the generator that models.py runs.
 $(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
 # train.py writes its init.safetensors with safetensors.py's writer.
