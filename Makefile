@@ -33,7 +33,7 @@ ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench bench-big install clean model
+.PHONY: all check demo bench bench-big bench-remote install clean model
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
@@ -121,6 +121,13 @@ $(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a
 
 bench: $(BUILD)/bench
 	$(PYTHON) tools/bench/bench.py $(BUILD)/bench
+
+# The server under load (tools/loadtest/load.c): 8 clients x 50 small traces.
+$(BUILD)/load: tools/loadtest/load.c $(BUILD)/libglassbox.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libglassbox.a $(LDLIBS)
+
+bench-remote: $(BUILD)/load
+	$(BUILD)/load models/gpt2-facts --clients 8 --requests 50
 
 # The bundled model, from nothing: corpus, tokenizer, training (docs/training.md).
 # One training thread: at a fixed thread count the output is the same bytes,

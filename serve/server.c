@@ -31,7 +31,7 @@ struct gb_server {
     pthread_cond_t cv;
     gb__job **queue;        /* ring of o.queue */
     int qhead, qlen, running;
-    bool stopping;
+    atomic_bool stopping;   /* read by workers' cancellation checks without the lock */
     pthread_t *workers;
     int nworkers;
     atomic_ullong next_id;
@@ -159,8 +159,9 @@ static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, 
 }
 
 /* {"error": message, "status": name} */
-static enum MHD_Result gb__srv_error(gb_server *srv, struct MHD_Connection *c, gb__conn *cn, const char *url,
-                                     unsigned status, gb_status st, const char *msg, const char *retry_after) {
+static enum MHD_Result gb__srv_error(gb_server *srv, struct MHD_Connection *c, gb__conn *cn, const char *method,
+                                     const char *url, unsigned status, gb_status st, const char *msg,
+                                     const char *retry_after) {
     gb__json *o = gb__json_new_object();
     gb__json_set(o, "error", gb__json_new_string(msg));
     gb__json_set(o, "status", gb__json_new_string(gb_status_name(st)));
@@ -168,8 +169,7 @@ static enum MHD_Result gb__srv_error(gb_server *srv, struct MHD_Connection *c, g
     gb__json_free(o);
     enum MHD_Result r = gb__srv_reply(c, status, text ? text : "{}", "application/json", retry_after);
     free(text);
-    gb__srv_log(srv, cn ? cn->id : atomic_fetch_add(&srv->next_id, 1), "POST", url, NULL, (int)status,
-                cn ? gb__srv_ms() - (double)cn->t0 / 1e3 : 0, NULL);
+    gb__srv_log(srv, cn->id, method, url, NULL, (int)status, gb__srv_ms() - (double)cn->t0 / 1e3, NULL);
     return r;
 }
 
@@ -307,7 +307,10 @@ static void gb__job_finish(gb__job *job, gb_status st, const char *msg) {
         gb__json_set(ev, "event", gb__json_new_string("done"));
         job->status = 200;
     } else {
-        job->status = job->timed_out ? 504 : job->too_big ? 413 : job->cancelled ? 499 : 500;
+        pthread_mutex_lock(&job->mu);
+        bool gone = job->cancelled;
+        pthread_mutex_unlock(&job->mu);
+        job->status = job->timed_out ? 504 : job->too_big ? 413 : gone ? 499 : 500;
         gb__json_set(ev, "event", gb__json_new_string("error"));
         gb__json_set(ev, "status", gb__json_new_string(gb_status_name(st)));
         gb__json_set(ev, "http", gb__json_new_number(job->status));
@@ -419,13 +422,14 @@ static gb_lm *gb__srv_lm_of(void *ctx, const char *name) {
 }
 
 static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c, gb__conn *cn, const char *url) {
+    const char *method = "POST";
     if (cn->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "limit: the request is larger than %zu bytes", srv->o.max_body);
-        return gb__srv_error(srv, c, cn, url, MHD_HTTP_CONTENT_TOO_LARGE, GB_ERR_ARG, msg, NULL);
+        return gb__srv_error(srv, c, cn, method, url, MHD_HTTP_CONTENT_TOO_LARGE, GB_ERR_ARG, msg, NULL);
     }
     gb__job *job = calloc(1, sizeof *job);
-    if (!job) return gb__srv_error(srv, c, cn, url, 500, GB_ERR_ALLOC, "serve: out of memory", NULL);
+    if (!job) return gb__srv_error(srv, c, cn, method, url, 500, GB_ERR_ALLOC, "serve: out of memory", NULL);
     *job = (gb__job){.srv = srv, .id = cn->id, .refs = 2, .t0 = cn->t0};
     pthread_mutex_init(&job->mu, NULL);
     pthread_cond_init(&job->cv, NULL);
@@ -449,7 +453,7 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
         snprintf(msg, sizeof msg, "%s", gb_last_error());
         job->refs = 1;
         gb__job_release(job);
-        return gb__srv_error(srv, c, cn, url, lim.exceeded ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST, st, msg,
+        return gb__srv_error(srv, c, cn, method, url, lim.exceeded ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST, st, msg,
                              NULL);
     }
     pthread_mutex_lock(&srv->mu);
@@ -462,7 +466,7 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
     if (full) {
         job->refs = 1;
         gb__job_release(job);
-        return gb__srv_error(srv, c, cn, url, MHD_HTTP_TOO_MANY_REQUESTS, GB_ERR_STATE,
+        return gb__srv_error(srv, c, cn, method, url, MHD_HTTP_TOO_MANY_REQUESTS, GB_ERR_STATE,
                              "serve: the queue is full; retry later", "1");
     }
     gb__srv_hook(srv, "queued");
@@ -496,19 +500,21 @@ static enum MHD_Result gb__srv_request(void *cls, struct MHD_Connection *c, cons
             snprintf(body, sizeof body, "{\"status\":\"ok\",\"queued\":%d,\"running\":%d,\"workers\":%d}", srv->qlen,
                      srv->running, srv->nworkers);
             pthread_mutex_unlock(&srv->mu);
+            gb__srv_log(srv, cn->id, method, url, NULL, MHD_HTTP_OK, gb__srv_ms() - (double)cn->t0 / 1e3, NULL);
             return gb__srv_reply(c, MHD_HTTP_OK, body, "application/json", NULL);
         }
         if (!gb__srv_key_ok(srv, gb__srv_request_key(c)))
-            return gb__srv_error(srv, c, cn, url, MHD_HTTP_UNAUTHORIZED, GB_ERR_ARG,
+            return gb__srv_error(srv, c, cn, method, url, MHD_HTTP_UNAUTHORIZED, GB_ERR_ARG,
                                  "serve: a valid API key is required (Authorization: Bearer KEY)", NULL);
         if (!strcmp(url, "/models") && !strcmp(method, "GET")) {
             char *body = gb__srv_models_json(srv);
             enum MHD_Result r = gb__srv_reply(c, MHD_HTTP_OK, body ? body : "{}", "application/json", NULL);
             free(body);
+            gb__srv_log(srv, cn->id, method, url, NULL, MHD_HTTP_OK, gb__srv_ms() - (double)cn->t0 / 1e3, NULL);
             return r;
         }
         if (!post || strcmp(url, "/session"))
-            return gb__srv_error(srv, c, cn, url, MHD_HTTP_NOT_FOUND, GB_ERR_NOT_FOUND,
+            return gb__srv_error(srv, c, cn, method, url, MHD_HTTP_NOT_FOUND, GB_ERR_NOT_FOUND,
                                  "serve: no such endpoint (GET /health, GET /models, POST /session)", NULL);
         const char *clen = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (clen && strtoull(clen, NULL, 10) > srv->o.max_body) cn->too_big = true;

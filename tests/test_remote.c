@@ -459,6 +459,64 @@ START_TEST(test_remote_models_health) {
 }
 END_TEST
 
+/* The CLI: `trace --remote` and `session --remote` print what the local
+ * commands print and write the same --out bytes; a missing key is one
+ * error line. */
+START_TEST(test_remote_cli) {
+    fixture f;
+    start(&f, NULL);
+    char path[2][512];
+    const char *tail[] = {
+        "-p 'The Eiffel Tower is in the city of' -e 'transformer.h[1].mlp.output[:] = 0' "
+        "-e 'top = lm_head.output[0, -1].argmax(-1).save()' -e 'log(\"top\", top)' -p 'Vatican is located in the city of' "
+        "-e 'lm_head.output[0, -1].softmax(-1).max(-1).save()' -n 3",
+    };
+    for (int remote = 0; remote < 2; remote++)
+        snprintf(path[remote], sizeof path[remote], "%s/cli_%d.safetensors", gbt_tmp_dir(), remote);
+    char *out[2][2];
+    for (int remote = 0; remote < 2; remote++) {
+        char args[2048], where[128];
+        snprintf(where, sizeof where, remote ? "--remote %s facts" : GBT_BUNDLED, f.url);
+        snprintf(args, sizeof args, "trace %s %s", where, tail[0]);
+        setenv("GLASSBOX_API_KEY", KEYS[0], 1);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        out[remote][0] = strdup(r.out);
+        gbt_cli_free(&r);
+        snprintf(args, sizeof args, "session --model a=%s --trace %s -p 'The Eiffel Tower is in the city of' "
+                 "-e 'hs = transformer.h[3].output[0][:, -1, :]' --log between --iter 'x=0.5,2' --trace %s "
+                 "-p 'Vatican is located in the city of' -e 'transformer.h[1].output[0][:, -1, :] = hs * x' "
+                 "-e 't2 = lm_head.output.argmax(dim=-1).save()' --end --out %s",
+                 GBT_BUNDLED, remote ? "facts" : "a", remote ? "facts" : "a", path[remote]);
+        if (remote) {
+            char with[2300];
+            snprintf(with, sizeof with, "%s --remote %s --key %s", args, f.url, KEYS[1]);
+            r = gbt_cli(with);
+        } else {
+            r = gbt_cli(args);
+        }
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        out[remote][1] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(out[0][0], out[1][0]);
+    ck_assert_str_eq(out[0][1], out[1][1]);
+    ck_assert_str_eq(out[0][1], "between\n"); /* with --out, only the log prints */
+    ck_assert_msg(strstr(out[0][0], "top tensor(") && strstr(out[0][0], "generator.output = "), "%s", out[0][0]);
+    size_t n0, n1;
+    char *a = gbt_read_file(path[0], &n0), *b = gbt_read_file(path[1], &n1);
+    ck_assert_msg(a && b && n0 == n1 && !memcmp(a, b, n0), "--out files differ");
+    ck_assert_msg(memmem(a, n0, "t2[1].t2", 8) != NULL, "the second item's value is missing");
+    free(a), free(b);
+    for (int i = 0; i < 2; i++) free(out[i][0]), free(out[i][1]);
+    char args[512];
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
+    unsetenv("GLASSBOX_API_KEY");
+    gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");
+    stop(&f);
+}
+END_TEST
+
 /* The keys file: one key a line, comments and blank lines skipped. */
 START_TEST(test_serve_keys_file) {
     char path[512];
@@ -495,6 +553,7 @@ Suite *gb_suite_remote(void) {
     tcase_add_test(tc, test_remote_slow_body);
     tcase_add_test(tc, test_remote_models_health);
     tcase_add_test(tc, test_serve_keys_file);
+    tcase_add_test(tc, test_remote_cli);
     suite_add_tcase(s, tc);
     return s;
 }
