@@ -71,9 +71,14 @@ static gb_status gb__rcall_event(gb__rcall *rc, const char *line, size_t n) {
             st = gb__rcall_fail(rc, names && values ? gb_last_status() : GB_ERR_ALLOC,
                                 names && values ? gb_last_error() : "remote: out of memory");
         } else if (e && e->result) {
+            const gb__json *tj = gb__json_get(ev, "texts");
+            int nt = gb__json_size(tj);
+            const char **texts = calloc((size_t)nt + 1, sizeof *texts);
+            for (int i = 0; texts && i < nt; i++) texts[i] = gb__json_string(gb__json_at(tj, i)) ? gb__json_string(gb__json_at(tj, i)) : "";
             gb_spec_result r = {.trace = (int)trace, .depth = depth < 16 ? depth : 16, .items = items, .n = n,
-                                .names = names, .values = values};
+                                .names = names, .values = values, .ntexts = texts ? nt : 0, .texts = texts};
             if ((st = e->result(e->ctx, &r)) != GB_OK) gb__rcall_fail(rc, st, gb_last_error());
+            free(texts);
         }
         for (int i = 0; values && i < k; i++) gb_tensor_free(values[i]);
         free(names), free(values);

@@ -296,6 +296,11 @@ static gb_status gb__job_result(void *ctx, const gb_spec_result *r) {
         gb__json_push(vals, t);
     }
     gb__json_set(ev, "values", vals);
+    if (r->ntexts) {
+        gb__json *texts = gb__json_new_array();
+        for (int i = 0; i < r->ntexts; i++) gb__json_push(texts, gb__json_new_string(r->texts[i]));
+        gb__json_set(ev, "texts", texts);
+    }
     gb__job_emit(job, ev);
     return GB_OK;
 }

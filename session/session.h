@@ -158,6 +158,10 @@ typedef struct gb_spec_result {
     int n;
     const char *const *names;
     gb_tensor *const *values;
+    /* After a generation: each row of generator.output as text (special
+     * tokens skipped), ntexts of them (0 without a tokenizer). */
+    int ntexts;
+    const char *const *texts;
     /* Locally only (NULL/0 from a server): the trace, and each statement's
      * text and value (gb_val_shape after a scan). scan: reported by
      * gb_session_scan, with n = 0. */

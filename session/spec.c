@@ -403,11 +403,18 @@ static gb_status gb__spec_result(void *ctx, gb_trace *tr, int number, int depth,
     int n = 0;
     for (int i = 0; !scan && i < b->nstmts; i++)
         if (b->vals[i] && (values[n] = gb_value(b->vals[i]))) names[n++] = b->names[i];
-    if (!scan && b->generated && (values[n] = gb_trace_generated(tr))) names[n++] = "generator.output";
+    gb_tensor *gen = !scan && b->generated ? gb_trace_generated(tr) : NULL;
+    if (gen) values[n] = gen, names[n++] = "generator.output";
+    int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
+    char **texts = calloc((size_t)rows + 1, sizeof *texts);
+    for (int64_t i = 0; texts && i < rows; i++)
+        if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
     gb_clear_error();
-    gb_spec_result r = {number, depth, items, n, names, values, scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals};
+    gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
+                        scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals};
     gb_status st = rep->fn ? rep->fn(rep->ctx, &r) : GB_OK;
-    free(names), free(values);
+    for (int64_t i = 0; texts && i < rows; i++) free(texts[i]);
+    free(names), free(values), free(texts);
     return st;
 }
 

@@ -76,7 +76,7 @@ int gb_cli_serve(int argc, char **argv) {
             }
             *eq = 0;
             models[o.nmodels].name = argv[i];
-            if (!(models[o.nmodels++].lm = gb_cli_open_lm(eq + 1))) rc = fail(gb_last_error());
+            if (!(models[o.nmodels++].lm = gb_cli_open_lm(eq + 1, false))) rc = fail(gb_last_error());
         } else if (!strcmp(a, "--host") && v) {
             o.host = argv[++i];
         } else if (!strcmp(a, "--keys") && v) {

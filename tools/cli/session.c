@@ -36,7 +36,7 @@ static gb_lm *cli_lm_of(void *ctx, const char *name) {
     cli_session *c = ctx;
     for (int i = 0; i < c->nmodels; i++) {
         if (strcmp(c->names[i], name)) continue;
-        if (!c->lms[i]) c->lms[i] = gb_cli_open_lm(c->dirs[i]);
+        if (!c->lms[i]) c->lms[i] = gb_cli_open_lm(c->dirs[i], false);
         return c->lms[i];
     }
     return NULL;
@@ -108,6 +108,14 @@ static gb_status cli_result(void *ctx, const gb_spec_result *r) {
         snprintf(name, len, "%s%s%s", prefix, *prefix ? "." : "", r->names[i]);
         c->out_names[c->nout] = name;
         c->out_values[c->nout++] = gb_tensor_ref(r->values[i]);
+    }
+    for (int i = 0; !c->out && i < r->ntexts; i++) { /* as the local trace prints generator.output's rows */
+        size_t n = 2 * strlen(r->texts[i]) + 3;
+        char *q = malloc(n);
+        if (r->ntexts > 1) printf("generator.text[%d] = ", i);
+        else printf("generator.text = ");
+        printf("%s\n", q ? gb_cli_quoted(r->texts[i], q, n) : r->texts[i]);
+        free(q);
     }
     fflush(stdout);
     return GB_OK;
@@ -227,6 +235,10 @@ static int cli_common(cli_session *c, gb_spec *sp, int argc, char **argv, int *i
         c->remote = argv[++*i];
     } else if (!strcmp(a, "--key") && has_next) {
         c->key = argv[++*i];
+    } else if (!strcmp(a, "--top") || !strcmp(a, "--png") || !strcmp(a, "--title") || !strcmp(a, "--dtype")) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s is not available with --remote or in sessions yet", a);
+        return fail(c->cmd, msg), -1;
     } else if (!strcmp(a, "--scan")) {
         c->scan = true;
     } else if (!strcmp(a, "--graph")) {
@@ -285,11 +297,9 @@ static bool cli_alloc(cli_session *c, int argc) {
     return c->stmts && c->nstmts && c->names && c->dirs && c->lms;
 }
 
-/* Interventions written as nnsight statements, run with one forward pass
- * (or, with -n N, greedy generation of N tokens); saved values are printed
- * (or written with --out). Several prompts are batched as invokes, each
- * prompt's statements applying to its rows. */
-int gb_cli_trace(int argc, char **argv) {
+/* `trace --remote URL MODEL ...`: the trace as a one-trace session on the
+ * server, printed as the local command prints it. */
+int gb_cli_trace_remote(int argc, char **argv) {
     cli_session c = {.cmd = "trace"};
     gb_spec *sp = gb_spec_new();
     if (!sp || !cli_alloc(&c, argc)) return fail("trace", "out of memory");
