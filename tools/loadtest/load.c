@@ -103,6 +103,21 @@ int main(int argc, char **argv) {
         gb_session_free(s);
         gb_spec_free(sp);
     }
+    /* the same traces run locally, one after another, for scale */
+    double l0 = now_ms();
+    int nlocal = clients * requests;
+    for (int i = 0; i < nlocal; i++) {
+        gb_spec *sp = spec_of(i);
+        int64_t top = -1;
+        gb_session *s = gb_spec_session(sp, the_lm, local, NULL, keep_top, &top);
+        if (!s || gb_session_run(s) != GB_OK || top != want[i % 8]) {
+            fprintf(stderr, "load: local run %d: %s\n", i, gb_last_error());
+            return 1;
+        }
+        gb_session_free(s);
+        gb_spec_free(sp);
+    }
+    double local_rate = nlocal / ((now_ms() - l0) / 1e3);
     gb_serve_model m = {"m", lm};
     gb_serve_opts o = gb_serve_defaults();
     o.models = &m, o.nmodels = 1, o.workers = workers, o.queue = clients * 2;
@@ -133,9 +148,9 @@ int main(int argc, char **argv) {
     long status = 0;
     char *health = gb_remote_get(url, "/health", NULL, &status);
     printf("%d clients x %d requests, %d workers: %.1f req/s, p50 %.1f ms, p99 %.1f ms; wrong %d, failed %d; "
-           "/health afterwards: %ld %s\n",
+           "/health afterwards: %ld %s\nthe same %d traces run locally one after another: %.1f per second\n",
            clients, requests, workers, total / secs, lat[total / 2], lat[(int)(total * 0.99)], wrong, failed, status,
-           health ? health : "");
+           health ? health : "", nlocal, local_rate);
     free(health);
     gb_serve_stop(srv);
     free(cs), free(ts), free(lat);
