@@ -200,7 +200,10 @@ void gb_end_if(gb_trace *tr);
  * numbers, + - * / @, unary minus, parentheses, [index] in the string form,
  * .grad, and the methods save, clone, sum, mean, max, argmax, softmax (dim,
  * keepdim by position or name; sum() sums everything), stop, backward,
- * requires_grad_. site and line name the statement in errors
+ * requires_grad_. A call of any other function (torch.save(x), my_fn(x))
+ * is a syntax error naming it as outside "the function whitelist", as
+ * nnsight's remote backend says: statements are what a server runs, and
+ * nothing else. site and line name the statement in errors
  * ("site:line: ..."; site must outlive the trace). A syntax error defines
  * nothing and is returned at once; other definition errors (an unknown
  * module) poison the trace as with the C calls, and are returned too.
