@@ -383,6 +383,17 @@ void gbt_results_log(void *ctx, const char *line) {
     res->log[res->loglen] = 0;
 }
 
+gb_status gbt_run_spec(gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const char *name), void *ctx, gbt_results *res) {
+    gb_session *s = gb_spec_session(sp, lm_of, ctx, NULL, gbt_results_add, res);
+    if (!s) return gb_last_status();
+    gb_session_events ev = {.log = gbt_results_log, .ctx = res};
+    gb_session_set_events(s, &ev);
+    gb_status st = gb_session_scan(s);
+    if (st == GB_OK) st = gb_session_run(s);
+    gb_session_free(s);
+    return st;
+}
+
 gb_tensor *gbt_result(const gbt_results *r, const char *key) {
     for (int i = 0; i < r->n; i++)
         if (!strcmp(r->keys[i], key)) return r->values[i];

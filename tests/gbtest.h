@@ -120,6 +120,8 @@ typedef struct gbt_results {
 } gbt_results;
 gb_status gbt_results_add(void *ctx, const gb_spec_result *r);
 void gbt_results_log(void *ctx, const char *line);
+/* Build sp with lm_of, scan and run it, collecting into res. */
+gb_status gbt_run_spec(gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const char *name), void *ctx, gbt_results *res);
 /* The value under key (borrowed), or NULL. */
 gb_tensor *gbt_result(const gbt_results *r, const char *key);
 void gbt_results_free(gbt_results *r);

@@ -115,16 +115,7 @@ static gb_lm *local_lm(void *ctx, const char *name) {
     return strcmp(name, "facts") ? gb_lm_open(name, NULL) : f->local;
 }
 
-static gb_status run_local(fixture *f, gb_spec *sp, gbt_results *res) {
-    gb_session *s = gb_spec_session(sp, local_lm, f, NULL, gbt_results_add, res);
-    if (!s) return gb_last_status();
-    gb_session_events ev = {.log = gbt_results_log, .ctx = res};
-    gb_session_set_events(s, &ev);
-    gb_status st = gb_session_scan(s);
-    if (st == GB_OK) st = gb_session_run(s);
-    gb_session_free(s);
-    return st;
-}
+static gb_status run_local(fixture *f, gb_spec *sp, gbt_results *res) { return gbt_run_spec(sp, local_lm, f, res); }
 
 static gb_status run_remote(fixture *f, const char *key, gb_spec *sp, gbt_results *res) {
     gb_remote_events ev = {.log = gbt_results_log, .result = gbt_results_add, .ctx = res};

@@ -34,16 +34,7 @@ static bool open_models(models *m, bool with_b) {
 static void close_models(models *m) { gb_lm_free(m->a), gb_lm_free(m->b); }
 
 /* Build and run sp on m, collecting what it reports. */
-static gb_status run_spec(gb_spec *sp, models *m, gbt_results *res) {
-    gb_session *s = gb_spec_session(sp, lm_of, m, NULL, gbt_results_add, res);
-    if (!s) return gb_last_status();
-    gb_session_events ev = {.log = gbt_results_log, .ctx = res};
-    gb_session_set_events(s, &ev);
-    gb_status st = gb_session_scan(s);
-    if (st == GB_OK) st = gb_session_run(s);
-    gb_session_free(s);
-    return st;
-}
+static gb_status run_spec(gb_spec *sp, models *m, gbt_results *res) { return gbt_run_spec(sp, lm_of, m, res); }
 
 static const char *const EIFFEL = "The Eiffel Tower is in the city of";
 
