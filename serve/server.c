@@ -4,11 +4,10 @@
  * it is queued; a worker runs that same session and appends NDJSON events
  * to the request's buffer, which the connection's thread streams.
  *
- * Until one model serves many threads at once (shared weights' reference
- * counts), everything that touches the hosted models — building a session
- * (tokenizers, module lookups), scanning, running, freeing — holds
- * models_lock: workers then take turns on the models, and several workers
- * still overlap queueing, validation and streaming. */
+ * Workers share each hosted model (ARCHITECTURE.md, Threads): runs need no
+ * lock. A model's tokenizer is one thread's at a time, so tokenizer_lock
+ * is held where one is used: building a session (its prompts are encoded)
+ * and decoding generated text during a run. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -26,7 +25,7 @@ struct gb_server {
     char **keys;
     struct MHD_Daemon *d;
     int port;
-    pthread_mutex_t models_lock;
+    pthread_mutex_t tokenizer_lock;
     pthread_mutex_t mu;     /* the queue and counters */
     pthread_cond_t cv;
     gb__job **queue;        /* ring of o.queue */
@@ -175,7 +174,6 @@ static enum MHD_Result gb__srv_error(gb_server *srv, struct MHD_Connection *c, g
 
 static char *gb__srv_models_json(gb_server *srv) {
     gb__json *arr = gb__json_new_array();
-    pthread_mutex_lock(&srv->models_lock);
     for (int i = 0; arr && i < srv->o.nmodels; i++) {
         gb_lm *lm = srv->o.models[i].lm;
         gb_module *root = gb_lm_module(lm);
@@ -195,7 +193,6 @@ static char *gb__srv_models_json(gb_server *srv) {
         gb__json_push(arr, m);
         free(names), free(params);
     }
-    pthread_mutex_unlock(&srv->models_lock);
     gb__json *o = gb__json_new_object();
     gb__json_set(o, "models", arr);
     char *text = gb__json_print(o);
@@ -232,11 +229,7 @@ static void gb__job_release(gb__job *job) {
     bool last = --job->refs == 0;
     pthread_mutex_unlock(&job->mu);
     if (!last) return;
-    if (job->s) {
-        pthread_mutex_lock(&job->srv->models_lock);
-        gb_session_free(job->s);
-        pthread_mutex_unlock(&job->srv->models_lock);
-    }
+    gb_session_free(job->s);
     gb_spec_free(job->sp);
     pthread_mutex_destroy(&job->mu);
     pthread_cond_destroy(&job->cv);
@@ -328,6 +321,12 @@ static void gb__job_finish(gb__job *job, gb_status st, const char *msg) {
     pthread_mutex_unlock(&job->mu);
 }
 
+static void gb__job_tokenizer(void *ctx, bool lock) {
+    gb__job *job = ctx;
+    if (lock) pthread_mutex_lock(&job->srv->tokenizer_lock);
+    else pthread_mutex_unlock(&job->srv->tokenizer_lock);
+}
+
 static void gb__job_run(gb_server *srv, gb__job *job) {
     gb__srv_hook(srv, "start");
     job->started = gb__srv_now(srv);
@@ -336,11 +335,9 @@ static void gb__job_run(gb_server *srv, gb__job *job) {
     if (gb__job_cancelled(job)) {
         st = gb__fail(GB_ERR_STATE, "session: cancelled");
     } else {
-        gb_session_events ev = {gb__job_log, gb__job_token, NULL, gb__job_cancelled, job};
+        gb_session_events ev = {gb__job_log, gb__job_token, NULL, gb__job_cancelled, gb__job_tokenizer, job};
         gb_session_set_events(job->s, &ev);
-        pthread_mutex_lock(&srv->models_lock);
         st = gb_session_run(job->s);
-        pthread_mutex_unlock(&srv->models_lock);
     }
     if (job->timed_out)
         snprintf(msg, sizeof msg, "time limit: the request ran for more than %lld ms and was cancelled",
@@ -448,10 +445,10 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
         for (int i = 0; i < n && k < sizeof job->models; i++)
             k += (size_t)snprintf(job->models + k, sizeof job->models - k, "%s%s", i ? "," : "", models[i]);
         /* parse, resolve, limit and scan before queueing: a bad request is a 400 now */
-        pthread_mutex_lock(&srv->models_lock);
+        pthread_mutex_lock(&srv->tokenizer_lock); /* the prompts are encoded */
         job->s = gb_spec_session(job->sp, gb__srv_lm_of, srv, &lim, gb__job_result, job);
+        pthread_mutex_unlock(&srv->tokenizer_lock);
         st = job->s ? gb_session_scan(job->s) : gb_last_status();
-        pthread_mutex_unlock(&srv->models_lock);
     }
     if (st != GB_OK) {
         char msg[2048];
@@ -568,7 +565,7 @@ gb_server *gb_serve_start(const gb_serve_opts *o) {
     srv->keys = o->nkeys ? calloc((size_t)o->nkeys, sizeof *srv->keys) : NULL;
     bool ok = srv->queue && srv->workers && (!o->nkeys || srv->keys);
     for (int i = 0; ok && i < o->nkeys; i++) ok = (srv->keys[i] = strdup(o->keys[i])) != NULL;
-    pthread_mutex_init(&srv->models_lock, NULL);
+    pthread_mutex_init(&srv->tokenizer_lock, NULL);
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     atomic_init(&srv->next_id, 1);
@@ -608,7 +605,7 @@ void gb_serve_stop(gb_server *srv) {
     pthread_mutex_unlock(&srv->mu);
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i], NULL);
     if (srv->d) MHD_stop_daemon(srv->d);
-    pthread_mutex_destroy(&srv->models_lock);
+    pthread_mutex_destroy(&srv->tokenizer_lock);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     if (srv->keys) gb_serve_keys_free(srv->keys, srv->o.nkeys);

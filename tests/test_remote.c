@@ -270,8 +270,8 @@ START_TEST(test_remote_errors) {
     ck_assert_int_eq(f.h.queued, 0);
     /* the whitelist names the function */
     expect_status(post(port, KEYS[1], "{\"session\":[{\"trace\":{\"model\":\"facts\",\"invokes\":[{\"ids\":[1],"
-                                      "\"statements\":[\"h = torch.save(lm_head.output)\"]}]}}]}"),
-                  "400", "function `torch.save` is not in the function whitelist");
+                                      "\"statements\":[\"h = np.save(lm_head.output)\"]}]}}]}"),
+                  "400", "function `np.save` is not in the function whitelist");
     expect_status(post(port, KEYS[1], "{\"session\":[{\"trace\":{\"model\":\"gpt5\",\"invokes\":[{\"ids\":[1]}]}}]}"), "400",
                   "unknown model 'gpt5' (this server hosts: facts)");
     /* limits: new tokens, request size (413), returned bytes (the run's error event) */
@@ -310,13 +310,49 @@ typedef struct call {
     gbt_results res;
 } call;
 
+static gb_spec *small_trace(void) {
+    gb_spec *sp = one_trace(EIFFEL, 2, (const char *[]){"transformer.h[1].mlp.output[:, -1, :] = 0",
+                                                        "top = lm_head.output[0, -1].softmax(-1).save()"});
+    gb_spec_generate(sp, 2);
+    return sp;
+}
+
 static void *remote_thread(void *arg) {
     call *c = arg;
-    gb_spec *sp = one_trace(EIFFEL, 1, (const char *[]){"top = lm_head.output[0, -1].argmax(-1).save()"});
+    gb_spec *sp = small_trace();
     c->st = run_remote(c->f, KEYS[0], sp, &c->res);
     gb_spec_free(sp);
     return NULL;
 }
+
+static void two_workers(gb_serve_opts *o) { o->workers = 2; }
+
+/* Clients at once, two workers on one shared model: every answer is the
+ * local one, bitwise. */
+START_TEST(test_remote_concurrent) {
+    fixture f;
+    start(&f, two_workers);
+    gb_spec *sp = small_trace();
+    gbt_results want = {0};
+    gbt_ok_status(run_local(&f, sp, &want));
+    gb_spec_free(sp);
+    enum { N = 4 };
+    call c[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = (call){.f = &f};
+        pthread_create(&t[i], NULL, remote_thread, &c[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(c[i].st == GB_OK, "client %d failed", i);
+        assert_same(&want, &c[i].res, "a concurrent client");
+        gbt_results_free(&c[i].res);
+    }
+    gbt_results_free(&want);
+    stop(&f);
+}
+END_TEST
 
 /* One worker held at start, one request waiting: the next is refused with
  * 429 and a retry hint; released, both held requests complete. */
@@ -341,8 +377,8 @@ START_TEST(test_remote_queue_full) {
     pthread_join(ta, NULL), pthread_join(tb, NULL);
     ck_assert_int_eq(a.st, GB_OK);
     ck_assert_int_eq(b.st, GB_OK);
-    ck_assert_int_eq(a.res.n, 1);
-    ck_assert_int_eq(b.res.n, 1);
+    ck_assert_int_eq(a.res.n, 2); /* top and generator.output */
+    ck_assert_int_eq(b.res.n, 2);
     gbt_results_free(&a.res), gbt_results_free(&b.res);
     stop(&f);
 }
@@ -539,6 +575,7 @@ Suite *gb_suite_remote(void) {
     tcase_add_test(tc, test_remote_equals_local);
     tcase_add_test(tc, test_remote_errors);
     tcase_add_test(tc, test_remote_queue_full);
+    tcase_add_test(tc, test_remote_concurrent);
     tcase_add_test(tc, test_remote_timeout);
     tcase_add_test(tc, test_remote_disconnect);
     tcase_add_test(tc, test_remote_slow_body);

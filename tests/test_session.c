@@ -248,9 +248,9 @@ START_TEST(test_session_errors) {
     sp = gb_spec_new();
     gb_spec_trace(sp, "a");
     gb_spec_ids(sp, 1, (int64_t[]){5});
-    gb_spec_statement(sp, "x = torch.nn.functional.softmax(lm_head.output)");
+    gb_spec_statement(sp, "x = torch.nn.functional.frobnicate(lm_head.output)");
     gbt_fails_with(run_spec(sp, &m, &res) != GB_OK, GB_ERR_ARG,
-                   "function `torch.nn.functional.softmax` is not in the function whitelist");
+                   "function `torch.nn.functional.frobnicate` is not in the function whitelist");
     gb_spec_free(sp);
     /* a loop left open, a loop over a scalar item */
     sp = gb_spec_new();

@@ -543,9 +543,9 @@ static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, 
 /* ---- the commands ---------------------------------------------------------- */
 
 typedef struct lens_opts {
-    const char *model, *text, *ids, *png, *csv, *clean, *corrupt, *target, *foil, *what;
+    const char *model, *text, *ids, *png, *csv, *clean, *corrupt, *target, *foil, *what, *dtype;
     long top, layer, head, batch;
-    bool has_layer;
+    bool has_layer, f32;
 } lens_opts;
 
 /* s as a long in [lo, hi]; false after printing why. */
@@ -571,7 +571,7 @@ static int lens_parse(const char *cmd, const char *allowed, int argc, char **arg
                 {"--png", offsetof(lens_opts, png)},       {"--csv", offsetof(lens_opts, csv)},
                 {"--clean", offsetof(lens_opts, clean)},   {"--corrupt", offsetof(lens_opts, corrupt)},
                 {"--target", offsetof(lens_opts, target)}, {"--foil", offsetof(lens_opts, foil)},
-                {"--what", offsetof(lens_opts, what)}};
+                {"--what", offsetof(lens_opts, what)},     {"--dtype", offsetof(lens_opts, dtype)}};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool known = a[0] == '-' && strstr(allowed, a) && argc > i + 1, done = false;
@@ -596,6 +596,7 @@ static int lens_parse(const char *cmd, const char *allowed, int argc, char **arg
             return 2;
         }
     }
+    if (o->dtype && !gb_cli_dtype(cmd, o->dtype, &o->f32)) return 2;
     o->model = gb_cli_model(cmd, o->model);
     return o->model ? 0 : 1;
 }
@@ -678,12 +679,13 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
 
 int gb_cli_lens(int argc, char **argv) {
     lens_opts o = {.top = 3};
-    int rc = lens_parse("lens", "-p --ids --top --png --csv", argc, argv, &o);
+    int rc = lens_parse("lens", "-p --ids --top --png --csv --dtype", argc, argv, &o);
     if (rc) return rc;
-    gb_lm *lm = gb_cli_open_lm(o.model, false);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("lens", gb_last_error());
     gb_tensor *ids = gb_cli_prompt_ids("lens", lm, o.ids, o.text, false);
     lens_result r = {0};
+    if (o.top > gb_model_vocab_size(gb_lm_model(lm))) o.top = gb_model_vocab_size(gb_lm_model(lm));
     int w = 0, h = 0;
     if (!ids) rc = 1;
     else if (lens_compute(lm, ids, (int)o.top, &r) != GB_OK) rc = gb_cli_fail("lens", gb_last_error());
@@ -723,14 +725,14 @@ static int64_t one_token(const char *cmd, const char *opt, gb_lm *lm, const char
 
 int gb_cli_patch(int argc, char **argv) {
     lens_opts o = {.batch = 32};
-    int rc = lens_parse("patch", "--clean --corrupt --target --foil --what --batch --png --csv", argc, argv, &o);
+    int rc = lens_parse("patch", "--clean --corrupt --target --foil --what --batch --png --csv --dtype", argc, argv, &o);
     if (rc) return rc;
     int what = -1;
     for (int i = 0; i < PATCH_NWHAT; i++)
         if (!strcmp(o.what ? o.what : "resid", patch_whats[i].name)) what = i;
     if (what < 0) return gb_cli_fail("patch", "--what: give resid, attn or mlp"), 2;
     if (!o.clean || !o.corrupt) return gb_cli_fail("patch", "give both prompts: --clean TEXT --corrupt TEXT"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model, false);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("patch", gb_last_error());
     gb_tensor *clean = gb_cli_prompt_ids("patch", lm, NULL, o.clean, false);
     gb_tensor *corrupt = clean ? gb_cli_prompt_ids("patch", lm, NULL, o.corrupt, false) : NULL;
@@ -757,10 +759,10 @@ int gb_cli_patch(int argc, char **argv) {
 
 int gb_cli_attn(int argc, char **argv) {
     lens_opts o = {.head = -1};
-    int rc = lens_parse("attn", "-p --ids --layer --head --png", argc, argv, &o);
+    int rc = lens_parse("attn", "-p --ids --layer --head --png --dtype", argc, argv, &o);
     if (rc) return rc;
     if (!o.has_layer) return gb_cli_fail("attn", "give the layer: --layer L"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model, false);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("attn", gb_last_error());
     int L = num_layers(lm), layer = (int)(o.layer < 0 ? o.layer + L : o.layer);
     char msg[256];
