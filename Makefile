@@ -143,10 +143,11 @@ endif
 # one OpenMP thread per application thread: Debian's libgomp is not
 # instrumented, so TSan cannot see its barriers and would report every
 # value an OpenMP region shares. It checks glassbox's own state between
-# threads (one model shared by several), not OpenMP's.
+# threads (one model shared by several), not OpenMP's. The remote suite
+# runs the CLI too.
 TSAN_SUITES := threads exec session remote
 ifdef TSAN
-check: $(BUILD)/tests/run $(ORACLES)
+check: $(BUILD)/tests/run $(BUILD)/glassbox $(ORACLES)
 	for s in $(TSAN_SUITES); do $(TEST_ENV) OMP_NUM_THREADS=1 CK_RUN_SUITE=$$s $(BUILD)/tests/run || exit 1; done
 else
 check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES)

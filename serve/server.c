@@ -585,6 +585,10 @@ gb_server *gb_serve_start(const gb_serve_opts *o) {
                              o->host ? o->host : "127.0.0.1", o->port);
     }
     srv->port = info->port;
+    /* Loading BLAS sets environment variables for its constructor: done
+     * here, before the workers, not by a worker while the application's
+     * threads read the environment (ARCHITECTURE.md, Threads). */
+    (void)gb_blas_kernel();
     for (int i = 0; i < o->workers; i++) {
         if (pthread_create(&srv->workers[i], NULL, gb__srv_worker, srv)) {
             gb_serve_stop(srv);
