@@ -536,7 +536,23 @@ START_TEST(test_remote_cli) {
     ck_assert_msg(memmem(a, n0, "t2[1].t2", 8) != NULL, "the second item's value is missing");
     free(a), free(b);
     for (int i = 0; i < 2; i++) free(out[i][0]), free(out[i][1]);
-    char args[512];
+    /* the JSON form of a session, from a file */
+    char json[512], args[1200];
+    snprintf(json, sizeof json, "%s/session.json", gbt_tmp_dir());
+    FILE *fp = fopen(json, "w");
+    fputs("{\"session\": [{\"trace\": {\"model\": \"facts\", \"invokes\": [{\"ids\": [5, 6, 7], \"statements\": "
+          "[\"h = transformer.h[0].output[0]\"]}]}}, {\"log\": \"next\"}, {\"trace\": {\"model\": \"facts\", \"invokes\": "
+          "[{\"ids\": [8, 9, 10], \"statements\": [\"transformer.h[0].output[0][:] = h\", "
+          "\"y = lm_head.output[0, -1].argmax(-1).save()\"]}]}}]}", fp);
+    fclose(fp);
+    snprintf(args, sizeof args, "session --model facts=%s --json %s", GBT_BUNDLED, json);
+    gbt_cli_result jl = gbt_cli(args);
+    snprintf(args, sizeof args, "session --json %s --remote %s --key %s", json, f.url, KEYS[0]);
+    gbt_cli_result jr = gbt_cli(args);
+    ck_assert_msg(jl.status == 0 && jr.status == 0, "%s / %s", jl.err, jr.err);
+    ck_assert_str_eq(jl.out, jr.out);
+    ck_assert_msg(!strncmp(jl.out, "[t1]\nnext\n[t2]\ny = tensor(", 26), "%s", jl.out);
+    gbt_cli_free(&jl), gbt_cli_free(&jr);
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
     unsetenv("GLASSBOX_API_KEY");
     gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");

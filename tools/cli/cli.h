@@ -23,7 +23,7 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
                            "[--edit STATEMENT]... [--tensor NAME=F.safetensors[:KEY]]... [-n N [sampling as generate]] [--top K] [--scan] [--graph] " \
                            "[--out F.safetensors] [--png F [--title T]] [--dtype f32] [--nan-check] " \
                            "[--remote URL [--key KEY]]: interventions in nnsight's syntax") \
-    X(session, gb_cli_session, "[--model NAME=DIR]... STEPS [--out F.safetensors] [--remote URL [--key KEY]]: several traces " \
+    X(session, gb_cli_session, "[--model NAME=DIR]... (STEPS | --json F) [--out F.safetensors] [--remote URL [--key KEY]]: several traces " \
                                "as one unit; STEPS: --trace MODEL (prompts, -e, -n as trace) | --log TEXT | --stop | " \
                                "--iter NAME=1,2,3 ... --end (see docs/remote.md)") \
     X(serve, gb_cli_serve, "--model NAME=DIR... [--host H] [--port N] [--keys FILE] [--workers N] [--queue N] [limits]: " \

@@ -346,6 +346,25 @@ int gb_cli_session(int argc, char **argv) {
             char *eq = strchr(argv[++i], '=');
             if (!eq || eq == argv[i]) rc = fail("session", "--model NAME=DIR");
             else *eq = 0, cli_add_model(&c, argv[i], eq + 1);
+        } else if (!strcmp(a, "--json") && has_next) { /* a session written as the server takes it */
+            FILE *fp = fopen(argv[++i], "rb");
+            size_t len = 0;
+            char *text = fp ? gb_cli_slurp(fp, &len) : NULL;
+            if (fp) fclose(fp);
+            gb_spec *read = text ? gb_spec_from_json(text, len) : NULL;
+            free(text);
+            if (!read) {
+                char msg[1200];
+                snprintf(msg, sizeof msg, "%s: %s", argv[i], fp ? gb_last_error() : "cannot be read");
+                rc = fail("session", msg);
+            } else {
+                gb_spec_free(sp);
+                sp = read;
+                int n;
+                const char *const *models = gb_spec_models(sp, &n);
+                for (int k = 0; k < n; k++) cli_add_model(&c, models[k], models[k]);
+                traces += n, loops++; /* printed as a session */
+            }
         } else if (!strcmp(a, "--trace") && has_next) {
             const char *m = argv[++i];
             cli_add_model(&c, m, m); /* a directory, unless --model named it */
