@@ -382,6 +382,8 @@ static int bind_tensor(gb_trace *tr, gb_trace *editor, const char *spec) {
 }
 
 int gb_cli_trace(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--remote")) return gb_cli_trace_remote(argc, argv);
     opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts),
               .edits = calloc((size_t)argc + 1, sizeof(char *)), .tensors = calloc((size_t)argc + 1, sizeof(char *))};
     int rc = parse_opts("trace", argc, argv, &o);
