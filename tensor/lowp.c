@@ -43,15 +43,16 @@
  * per block, and the weights need no conversion at all (bf16 only: f16
  * weights are not exact in bf16). This project's machine runs about one
  * tdpbf16ps per 50 cycles per core, so the three parts cap it near 270
- * GFLOP/s of f32-exact products per core: 1.6x sgemm's panels at GPT-2's
- * MLP (128 x 768 @ 768 x 3072) and 2.8x at Llama-3-8B's (128 x 4096 @
- * 4096 x 14336), per core, in CPU time (tools/bench, lowp:
- * linear_bf16_*). It is the default for bf16 products in nn.Linear's
- * layout of at least GB__LOWP_AMX_MIN multiply-adds, where the CPU has it
- * and Linux grants the tile state (arch_prctl ARCH_REQ_XCOMP_PERM); both
- * operands are packed into contiguous tiles first (x once per product, 32
- * of w's rows at a time per thread). tdpbf16ps flushes subnormal inputs
- * and results, as vdpbf16ps does.
+ * GFLOP/s of f32-exact products per core. Per core, in CPU time: 2.5x
+ * sgemm's panels at GPT-2's MLP in nn.Linear's layout (128 x 768 @ 768 x
+ * 3072), 3.2x at Llama-3-8B's (128 x 4096 @ 4096 x 14336); 2.1x and 1.9x
+ * in Conv1D's (tools/bench, lowp: linear_bf16_*). It is the default for
+ * bf16 products of at least GB__LOWP_AMX_MIN multiply-adds, where the CPU
+ * has it and Linux grants the tile state (arch_prctl
+ * ARCH_REQ_XCOMP_PERM); both operands are packed into contiguous tiles
+ * first (x once per product, 32 of w's rows or columns at a time per
+ * thread). tdpbf16ps flushes subnormal inputs and results, as vdpbf16ps
+ * does.
  *
  * The kernels exist for AVX-512 (+AVX512_BF16), AVX2 + FMA + F16C and
  * baseline C, picked once from the CPU's features (the default build
