@@ -564,59 +564,6 @@ static GB__T_AMX void gb__amx_pack_w(uint16_t *wp, const gb__lowp_task *t, int64
     }
 }
 
-/* C tile c, a block y^T [16 n][16 m], into y's rows m0.. and columns n0..
- * (nr of them valid), through ct: a gather per row of y (scalar stores
- * took a fifth of the time at GPT-2's sizes). */
-static GB__INLINE GB__T_AMX void gb__amx_store(const gb__lowp_task *t, int c, int64_t m0, int64_t n0, int64_t nr,
-                                               float *ct /* [16, 16] */) {
-    if (nr <= 0 || m0 >= t->m) return;
-    switch (c) { /* tile numbers are immediates */
-    case 0: _tile_stored(0, ct, 64); break;
-    case 1: _tile_stored(1, ct, 64); break;
-    case 2: _tile_stored(2, ct, 64); break;
-    default: _tile_stored(3, ct, 64); break;
-    }
-    const __m512i col = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
-    __mmask16 mk = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
-    for (int64_t j = 0; j < 16 && m0 + j < t->m; j++) {
-        float *y = t->y + (m0 + j) * t->ldy + n0; /* [nr] */
-        __m512 v = _mm512_i32gather_ps(col, ct + j, 4);
-        if (t->acc) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, y), v);
-        _mm512_mask_storeu_ps(y, mk, v);
-    }
-}
-
-/* y[:, n0:n0+32] from w's rows packed in wp. Per 32 k, the three parts of
- * x each into the same accumulators: hi, then mid, then lo, as f32 sums. */
-static GB__T_AMX void gb__amx_block(const gb__lowp_task *t, const uint32_t *xs, int64_t mp, int64_t kp, int64_t n0,
-                                    const uint16_t *wp) {
-    int64_t N = t->n, nr = N - n0 < 32 ? N - n0 : 32, kt = kp / 32, part = mp / 16 * kt * 256;
-    _Alignas(64) float ct[16 * 16];
-    for (int64_t mb = 0; mb < mp; mb += 32) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        for (int64_t k = 0; k < kt; k++) {
-            _tile_loadd(4, wp + k * 1024, 64);
-            _tile_loadd(5, wp + k * 1024 + 512, 64);
-            const uint32_t *b = xs + (mb / 16 * kt + k) * 256; /* this k's tile of rows mb.. */
-            for (int p = 0; p < 3; p++, b += part) {
-                _tile_loadd(6, b, 64);
-                _tile_loadd(7, b + kt * 256, 64);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(3, 5, 7);
-            }
-        }
-        gb__amx_store(t, 0, mb, n0, nr, ct);
-        gb__amx_store(t, 1, mb + 16, n0, nr, ct);
-        gb__amx_store(t, 2, mb, n0 + 16, nr - 16, ct);
-        gb__amx_store(t, 3, mb + 16, n0 + 16, nr - 16, ct);
-    }
-}
-
 /* Conv1D's layout (w stored [k, n], n contiguous): the roles swap, y's
  * blocks [16 m][16 n] = x part (rows) times w (pairs of k), so that w's
  * pairs come from two stored rows side by side and y's blocks are stored
@@ -652,12 +599,15 @@ static GB__T_AMX void gb__amx_pack_w_pairs(uint32_t *wp, const gb__lowp_task *t,
     }
 }
 
-/* C tile c, a block of y [16 m][16 n], into y's rows m0.. and columns n0..
- * (nr of them valid): stored in place when whole and not accumulating. */
-static GB__INLINE GB__T_AMX void gb__amx_store_rows(const gb__lowp_task *t, int c, int64_t m0, int64_t n0, int64_t nr,
-                                                    float *ct /* [16, 16] */) {
+/* C tile c into y's rows m0.. and columns n0.. (nr of them valid). In
+ * Conv1D's layout the tile is a block of y [16 m][16 n], stored in place
+ * when whole and not accumulating; in nn.Linear's it is a block of y^T
+ * [16 n][16 m], gathered a row of y at a time (scalar stores took a fifth
+ * of the time at GPT-2's sizes). */
+static GB__INLINE GB__T_AMX void gb__amx_store(const gb__lowp_task *t, bool dot, int c, int64_t m0, int64_t n0,
+                                               int64_t nr, float *ct /* [16, 16] */) {
     if (nr <= 0 || m0 >= t->m) return;
-    bool direct = !t->acc && nr >= 16 && m0 + 16 <= t->m;
+    bool direct = !dot && !t->acc && nr >= 16 && m0 + 16 <= t->m;
     float *dst = direct ? t->y + m0 * t->ldy + n0 : ct;
     size_t ld = direct ? (size_t)t->ldy * 4 : 64;
     switch (c) { /* tile numbers are immediates */
@@ -667,21 +617,25 @@ static GB__INLINE GB__T_AMX void gb__amx_store_rows(const gb__lowp_task *t, int 
     default: _tile_stored(3, dst, ld); break;
     }
     if (direct) return;
+    const __m512i col = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
     __mmask16 mk = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
     for (int64_t j = 0; j < 16 && m0 + j < t->m; j++) {
         float *y = t->y + (m0 + j) * t->ldy + n0; /* [nr] */
-        __m512 v = _mm512_load_ps(ct + j * 16);
+        __m512 v = dot ? _mm512_i32gather_ps(col, ct + j, 4) : _mm512_load_ps(ct + j * 16);
         if (t->acc) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, y), v);
         _mm512_mask_storeu_ps(y, mk, v);
     }
 }
 
-/* y[:, n0:n0+32] for Conv1D's layout, w's columns packed in wp: C tiles
- * 0-3 (m block j, n half i at 2j + i), B tiles 4-5 w's halves, A tiles 6-7
- * a part of x for two blocks of 16 rows. */
-static GB__T_AMX void gb__amx_block_t(const gb__lowp_task *t, const uint16_t *xs, int64_t mp, int64_t kp, int64_t n0,
-                                      const uint32_t *wp) {
-    int64_t nr = t->n - n0 < 32 ? t->n - n0 : 32, kt = kp / 32, part = mp / 16 * kt * 512;
+/* y[:, n0:n0+32] from w packed in wp (gb__amx_pack_w or, in Conv1D's
+ * layout, gb__amx_pack_w_pairs) and x's parts in xs: both layouts are
+ * tiles of 1 KB, two of w per 32 k, parts of x [3][mp / 16][kp / 32].
+ * Tiles: C 0-3 for (m block j, n block i) at 2j + i, w's two blocks in 4-5,
+ * a part of x for two blocks of 16 rows in 6-7. Per 32 k, the three parts
+ * each into the same accumulators: hi, then mid, then lo, as f32 sums. */
+static GB__T_AMX void gb__amx_block(const gb__lowp_task *t, bool dot, const char *xs, int64_t mp, int64_t kp,
+                                    int64_t n0, const char *wp) {
+    int64_t nr = t->n - n0 < 32 ? t->n - n0 : 32, kt = kp / 32, part = mp / 16 * kt * 1024;
     _Alignas(64) float ct[16 * 16];
     for (int64_t mb = 0; mb < mp; mb += 32) {
         _tile_zero(0);
@@ -689,22 +643,29 @@ static GB__T_AMX void gb__amx_block_t(const gb__lowp_task *t, const uint16_t *xs
         _tile_zero(2);
         _tile_zero(3);
         for (int64_t k = 0; k < kt; k++) {
-            _tile_loadd(4, wp + k * 512, 64);
-            _tile_loadd(5, wp + k * 512 + 256, 64);
-            const uint16_t *a = xs + (mb / 16 * kt + k) * 512; /* this k's tile of rows mb.. */
-            for (int p = 0; p < 3; p++, a += part) {
-                _tile_loadd(6, a, 64);
-                _tile_loadd(7, a + kt * 512, 64);
-                _tile_dpbf16ps(0, 6, 4);
-                _tile_dpbf16ps(1, 6, 5);
-                _tile_dpbf16ps(2, 7, 4);
-                _tile_dpbf16ps(3, 7, 5);
+            _tile_loadd(4, wp + k * 2048, 64);
+            _tile_loadd(5, wp + k * 2048 + 1024, 64);
+            const char *x = xs + (mb / 16 * kt + k) * 1024; /* this k's tile of rows mb.. */
+            for (int p = 0; p < 3; p++, x += part) {
+                _tile_loadd(6, x, 64);
+                _tile_loadd(7, x + kt * 1024, 64);
+                if (dot) { /* y^T blocks: w rows times x pairs */
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 5, 6);
+                    _tile_dpbf16ps(2, 4, 7);
+                    _tile_dpbf16ps(3, 5, 7);
+                } else { /* y blocks: x rows times w pairs */
+                    _tile_dpbf16ps(0, 6, 4);
+                    _tile_dpbf16ps(1, 6, 5);
+                    _tile_dpbf16ps(2, 7, 4);
+                    _tile_dpbf16ps(3, 7, 5);
+                }
             }
         }
-        gb__amx_store_rows(t, 0, mb, n0, nr, ct);
-        gb__amx_store_rows(t, 1, mb, n0 + 16, nr - 16, ct);
-        gb__amx_store_rows(t, 2, mb + 16, n0, nr, ct);
-        gb__amx_store_rows(t, 3, mb + 16, n0 + 16, nr - 16, ct);
+        gb__amx_store(t, dot, 0, mb, n0, nr, ct);
+        gb__amx_store(t, dot, 1, mb, n0 + 16, nr - 16, ct);
+        gb__amx_store(t, dot, 2, mb + 16, n0, nr, ct);
+        gb__amx_store(t, dot, 3, mb + 16, n0 + 16, nr - 16, ct);
     }
 }
 #endif /* GB__LOWP_X86 */
@@ -965,13 +926,9 @@ static gb_status gb__lowp_amx_gemm(const char *op, const gb__lowp_task *t, bool 
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < nblk; b++) {
             if (!wp) continue;
-            if (dot) {
-                gb__amx_pack_w(wp, t, b * 32, kp);
-                gb__amx_block(t, xs, mp, kp, b * 32, wp);
-            } else {
-                gb__amx_pack_w_pairs(wp, t, b * 32, kp);
-                gb__amx_block_t(t, xs, mp, kp, b * 32, wp);
-            }
+            if (dot) gb__amx_pack_w(wp, t, b * 32, kp);
+            else gb__amx_pack_w_pairs(wp, t, b * 32, kp);
+            gb__amx_block(t, dot, xs, mp, kp, b * 32, wp);
         }
         if (wp) gb__amx_end();
         free(wp);
