@@ -206,6 +206,11 @@ static gb_status gb__match_weights(gb_model *m, gb_safetensors *st, gb__weights 
                          gb__shape_str(b2, 160, gb_tensor_ndim(p), gb_tensor_shape(p)));
             break;
         }
+        if (dt != GB_DTYPE_F32 && dt != GB_DTYPE_F16 && dt != GB_DTYPE_BF16) {
+            s = gb__fail(GB_ERR_FORMAT, "model: %s: tensor '%s' has dtype %s; a parameter is float32, float16 or "
+                         "bfloat16", gb_safetensors_path(st), stored, gb_dtype_name(dt));
+            break;
+        }
         size_t len = strlen(stored) + 1;
         if (!(w->stored[i] = gb__malloc(len, "model: weights"))) s = GB_ERR_ALLOC;
         else memcpy(w->stored[i], stored, len);

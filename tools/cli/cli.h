@@ -16,10 +16,12 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
 #define GB_CLI_COMMANDS(X)                                                   \
     X(demo, gb_cli_demo, "[MODEL]: look inside a model, step by step (nnsight's walkthrough)") \
     X(info, gb_cli_info, "[MODEL] [--dtype f32]: print the module tree, parameter count and config") \
-    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) (--out F.safetensors [--hidden] | --top K) [--dtype f32]: one forward pass") \
-    X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out] [--dtype f32]: greedy decoding") \
+    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) (--out F.safetensors [--hidden] | --top K) [--dtype f32] [--nan-check]: one forward pass") \
+    X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out] [--dtype f32] [--temperature T [--top-k K] " \
+                                 "[--top-p P] [--repetition-penalty R] [--seed S]] [--nan-check]: greedy decoding, or sampling") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
-                           "[-n N] [--top K] [--scan] [--graph] [--out F.safetensors] [--png F [--title T]] [--dtype f32]: interventions in nnsight's syntax") \
+                           "[--edit STATEMENT]... [--tensor NAME=F.safetensors[:KEY]]... [-n N [sampling as generate]] [--top K] [--scan] [--graph] " \
+                           "[--out F.safetensors] [--png F [--title T]] [--dtype f32] [--nan-check]: interventions in nnsight's syntax") \
     X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F] [--dtype f32]: the logit lens, every layer and position") \
     X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK|#ID] [--foil TOK|#ID] [--what resid|attn|mlp] " \
                            "[--batch N] [--png F] [--csv F] [--dtype f32]: activation patching of every layer and position") \

@@ -685,6 +685,7 @@ int gb_cli_lens(int argc, char **argv) {
     if (!lm) return gb_cli_fail("lens", gb_last_error());
     gb_tensor *ids = gb_cli_prompt_ids("lens", lm, o.ids, o.text, false);
     lens_result r = {0};
+    if (o.top > gb_model_vocab_size(gb_lm_model(lm))) o.top = gb_model_vocab_size(gb_lm_model(lm));
     int w = 0, h = 0;
     if (!ids) rc = 1;
     else if (lens_compute(lm, ids, (int)o.top, &r) != GB_OK) rc = gb_cli_fail("lens", gb_last_error());
