@@ -202,11 +202,16 @@ static bool lens_csv(gb_lm *lm, const char *path, const lens_result *r) {
     return fclose(f) == 0;
 }
 
-/* Token texts of ids[0..n), each malloc'd (names[i]); false when out of memory. */
+/* Token texts of ids[0..n) as labels, each malloc'd; a token of spaces
+ * and newlines alone is quoted (' ', '\n') so that it shows. NULL when out
+ * of memory. */
 static char **token_names(gb_lm *lm, const int64_t *ids, int n, int stride) {
     char **names = calloc((size_t)n, sizeof *names);
-    char tok[256];
-    for (int i = 0; names && i < n; i++) names[i] = strdup(token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok));
+    char tok[256], q[520];
+    for (int i = 0; names && i < n; i++) {
+        const char *t = token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
+        names[i] = strdup(t[strspn(t, " \n\t\r")] ? t : gb_cli_quoted(t, q, sizeof q));
+    }
     return names;
 }
 
