@@ -201,7 +201,7 @@ docs-img: $(BUILD)/glassbox
 	    -p $(EIFFEL) -e 'paris = transformer.h[1].output[0][:, -1, :]' \
 	    -p 'The Louvre is located in the city of' -e 'plain = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \
 	    -p 'The Louvre is located in the city of' \
-	    -e 'transformer.h[1].output[0][:, -1, :] = transformer.h[1].output[0][:, -1, :] + (rome - paris)' \
+	    -e 'transformer.h[1].output[0][:, -1, :] += rome - paris' \
 	    -e 'steered = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \
 	    --png docs/img/steer.png --title "logit(' Rome') - logit(' Paris'), plain and steered" > /dev/null
 	$(GB_IMG) trace -p $(EIFFEL) -e 'transformer.wte.output.requires_grad_()' \
