@@ -1005,7 +1005,7 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
 
     /* Written beside the target and renamed over it: a failed save leaves no
      * half-written file behind. */
-    if ((s = gb__file_create(&file, path, "safetensors save")) != GB_OK) goto done;
+    if ((s = gb__file_create(&file, path, 0, "safetensors save")) != GB_OK) goto done;
     uint8_t len8[8];
     uint64_t hn = (uint64_t)arrlen(header);
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hn >> (8 * i));

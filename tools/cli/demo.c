@@ -340,9 +340,8 @@ int gb_cli_demo(int argc, char **argv) {
     int rc = 1;
     gb_tensor *eiffel = NULL;
     d.net = gb_lm_module(d.lm);
-    bool gpt2 = !strcmp(gb_model_type(gb_lm_model(d.lm)), "gpt2");
-    d.layers = gpt2 ? "transformer.h" : "model.layers";
-    d.embed = gpt2 ? "transformer.wte" : "model.embed_tokens";
+    d.layers = gb_model_part(gb_lm_model(d.lm), GB_PART_LAYERS);
+    d.embed = gb_model_part(gb_lm_model(d.lm), GB_PART_EMBED);
     d.nlayers = gb_module_num_children(gb_module_find(d.net, d.layers));
 
     char *tree = gb_module_repr(d.net);
