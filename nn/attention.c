@@ -22,23 +22,65 @@ gb_tensor *gb__merge_heads(gb_tensor *x) {
     return r;
 }
 
+/* Keys (or values) [B, KV, S, D] with room: a buffer [B, KV, cap, D] whose
+ * first S0 positions hold *prev (when given) and the next T new's, and its
+ * view of the S = S0 + T filled ones. Appending in place costs the new
+ * token's keys per step instead of a copy of the whole cache (gb_cat). */
+static gb_status gb__cache_append(gb_tensor **buf, gb_tensor *prev, gb_tensor *new, gb_tensor **view) {
+    int64_t B = gb_tensor_dim(new, 0), KV = gb_tensor_dim(new, 1), T = gb_tensor_dim(new, 2), D = gb_tensor_dim(new, 3);
+    int64_t S0 = prev ? gb_tensor_dim(prev, 2) : 0, S = S0 + T;
+    gb_status st = GB_OK;
+    if (!*buf || gb_tensor_dim(*buf, 2) < S) { /* grow: twice what is needed, at least 64 positions */
+        int64_t cap = S < 32 ? 64 : 2 * S;
+        gb_tensor *nb = gb_empty(4, (int64_t[]){B, KV, cap, D}, GB_DTYPE_F32);
+        gb_tensor *head = nb && prev ? gb_slice(nb, 2, 0, S0, 1) : NULL;
+        if (!nb || (prev && (!head || gb_copy_(head, prev) != GB_OK))) st = gb_last_status();
+        gb_tensor_free(head);
+        gb_tensor_free(*buf);
+        *buf = nb;
+        if (st) return st;
+    }
+    gb_tensor *tail = gb_slice(*buf, 2, S0, S, 1);
+    if (!tail || gb_copy_(tail, new) != GB_OK) st = gb_last_status();
+    gb_tensor_free(tail);
+    *view = st ? NULL : gb_slice(*buf, 2, 0, S, 1);
+    return *view ? GB_OK : gb_last_status();
+}
+
 gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor **v) {
     if (!gb__run_use_cache(run)) return GB_OK;
-    gb_tensor *pk, *pv;
-    gb__run_cache_get(run, attn, &pk, &pv);
-    gb_tensor *nk = gb_tensor_ref(*k), *nv = gb_tensor_ref(*v);
-    if (pk && pv) {
-        gb_tensor_free(nk), gb_tensor_free(nv);
-        nk = gb_cat(2, (gb_tensor *[]){pk, *k}, 2);
-        nv = nk ? gb_cat(2, (gb_tensor *[]){pv, *v}, 2) : NULL;
-        if (!nk || !nv) {
-            gb_tensor_free(nk), gb_tensor_free(nv);
-            gb__error_prefix("%s: appending to the KV cache (cached keys %s, new keys %s)", GB__LABEL(attn),
-                             GB__SHAPE_STR(pk), GB__SHAPE_STR(*k));
-            return gb_last_status();
+    gb_tensor *pk, *pv, *kb, *vb;
+    gb__run_cache_get(run, attn, &pk, &pv, &kb, &vb);
+    gb_tensor *nk = NULL, *nv = NULL;
+    bool recording = gb_is_grad_enabled() && (gb_tensor_requires_grad(*k) || gb_tensor_requires_grad(*v) ||
+                                              (pk && (gb_tensor_requires_grad(pk) || gb_tensor_requires_grad(pv))));
+    /* In place when nothing records through the cache (generation runs
+     * without grad) and the cache is still the buffers' own view. */
+    if (!recording && !gb__nn_meta(*k) && (!pk || (kb && vb && !gb__nn_meta(pk)))) {
+        gb_tensor *bk = kb ? gb_tensor_ref(kb) : NULL, *bv = vb ? gb_tensor_ref(vb) : NULL;
+        gb_status st = gb__cache_append(&bk, pk, *k, &nk);
+        if (st == GB_OK) st = gb__cache_append(&bv, pv, *v, &nv);
+        if (st) {
+            gb_tensor_free(bk), gb_tensor_free(bv), gb_tensor_free(nk);
+            gb__error_prefix("%s: appending to the KV cache (new keys %s)", GB__LABEL(attn), GB__SHAPE_STR(*k));
+            return st;
         }
+        gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), bk, bv);
+    } else {
+        nk = gb_tensor_ref(*k), nv = gb_tensor_ref(*v);
+        if (pk && pv) {
+            gb_tensor_free(nk), gb_tensor_free(nv);
+            nk = gb_cat(2, (gb_tensor *[]){pk, *k}, 2);
+            nv = nk ? gb_cat(2, (gb_tensor *[]){pv, *v}, 2) : NULL;
+            if (!nk || !nv) {
+                gb_tensor_free(nk), gb_tensor_free(nv);
+                gb__error_prefix("%s: appending to the KV cache (cached keys %s, new keys %s)", GB__LABEL(attn),
+                                 GB__SHAPE_STR(pk), GB__SHAPE_STR(*k));
+                return gb_last_status();
+            }
+        }
+        gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), NULL, NULL);
     }
-    gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv));
     gb_tensor_free(*k), gb_tensor_free(*v);
     *k = nk, *v = nv;
     return GB_OK;

@@ -212,8 +212,12 @@ typedef struct gb__conv1d_settings {
     int64_t nf, nx;
 } gb__conv1d_settings;
 
-/* y = x @ weight + bias with weight [nx, nf]: linear with weight^T, passed
- * to sgemm as a transposed view (no copy). */
+/* y = x @ weight + bias with weight [nx, nf], as Hugging Face's addmm: a
+ * matmul with the weight as stored, then the bias. (Linear with a
+ * transposed view of the weight computes the same forward, but its
+ * backward wrote the weight's gradient transposed and the view's backward
+ * transposed it back, a cache line per element: 30% of GPT-2 124M's
+ * training step at 128 tokens.) */
 static gb_status gb__conv1d_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)run;
     gb_tensor *x = gb__input(m, in, 0, "one input tensor [..., nx]");
@@ -222,9 +226,12 @@ static gb_status gb__conv1d_forward(gb_module *m, gb_run *run, const gb_values *
     if (gb_tensor_ndim(x) == 0 || gb_tensor_dim(x, -1) != nx)
         return gb__fail(GB_ERR_SHAPE, "%s: input of shape %s does not end in nx=%lld features", GB__LABEL(m),
                         GB__SHAPE_STR(x), (long long)nx);
-    gb_tensor *wt = gb_transpose(gb_module_param(m, "weight"), 0, 1);
-    gb_tensor *y = wt ? gb_linear(x, wt, gb_module_param(m, "bias")) : NULL;
-    gb_tensor_free(wt);
+    gb_tensor *y = gb_matmul(x, gb_module_param(m, "weight")), *bias = gb_module_param(m, "bias");
+    if (y && bias) {
+        gb_tensor *yb = gb_add(y, bias);
+        gb_tensor_free(y);
+        y = yb;
+    }
     return gb__push_result(m, y, out);
 }
 

@@ -521,7 +521,8 @@ gb_module *gb_module_list(int n, gb_module *const *children) {
 
 typedef struct {
     const gb_module *key;
-    gb_tensor *k, *v;
+    gb_tensor *k, *v;       /* [B, KV, S, D]: views of kbuf, vbuf when those are set */
+    gb_tensor *kbuf, *vbuf; /* [B, KV, capacity, D] or NULL */
 } gb__cache_entry;
 
 struct gb_run {
@@ -555,8 +556,8 @@ gb_run *gb_run_new(void) { return gb__calloc(1, sizeof(gb_run), "run_new"); }
 
 static void gb__cache_clear(gb_run *run) {
     for (ptrdiff_t i = 0; i < hmlen(run->cache); i++) {
-        gb_tensor_free(run->cache[i].k);
-        gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
     }
     hmfree(run->cache);
     run->cache_len = 0;
@@ -609,21 +610,23 @@ gb_tensor *gb__run_attention_mask(const gb_run *run) { return run->attention_mas
 gb_tensor *gb__run_position_ids(const gb_run *run) { return run->position_ids; }
 bool gb__run_use_cache(const gb_run *run) { return run->use_cache; }
 
-void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v) {
+void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
+                       gb_tensor **vbuf) {
     ptrdiff_t i = hmgeti(run->cache, attn);
-    *k = i >= 0 ? run->cache[i].k : NULL;
-    *v = i >= 0 ? run->cache[i].v : NULL;
+    gb__cache_entry e = i >= 0 ? run->cache[i] : (gb__cache_entry){0};
+    *k = e.k, *v = e.v;
+    if (kbuf) *kbuf = e.kbuf, *vbuf = e.vbuf;
 }
 
-void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v) {
+void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+                       gb_tensor *vbuf) {
+    gb__cache_entry e = {attn, k, v, kbuf, vbuf};
     ptrdiff_t i = hmgeti(run->cache, attn);
     if (i >= 0) {
-        gb_tensor_free(run->cache[i].k);
-        gb_tensor_free(run->cache[i].v);
-        run->cache[i].k = k;
-        run->cache[i].v = v;
+        gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
+        run->cache[i] = e;
     } else {
-        gb__cache_entry e = {attn, k, v};
         hmputs(run->cache, e);
     }
 }
