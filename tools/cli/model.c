@@ -34,14 +34,7 @@ gb_lm *gb_cli_open_lm(const char *path, bool f32) {
     return gb_lm_open(path, &opts);
 }
 
-int gb_cli_fail(const char *cmd, const char *msg) {
-    fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
-    return 1;
-}
-
-/* --dtype VALUE: "stored" (the default: weights as the files hold them) or
- * "f32" (converted when opening); false with a usage message otherwise. */
-static bool parse_dtype(const char *cmd, const char *value, bool *f32) {
+bool gb_cli_dtype(const char *cmd, const char *value, bool *f32) {
     if (!strcmp(value, "stored") || !strcmp(value, "f32") || !strcmp(value, "float32")) {
         *f32 = strcmp(value, "stored") != 0;
         return true;
@@ -50,6 +43,11 @@ static bool parse_dtype(const char *cmd, const char *value, bool *f32) {
     snprintf(msg, sizeof msg, "--dtype: '%s' is not a weight dtype (stored or f32)", value);
     gb_cli_fail(cmd, msg);
     return false;
+}
+
+int gb_cli_fail(const char *cmd, const char *msg) {
+    fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
+    return 1;
 }
 
 /* "1,2,3" -> i64 ids; NULL with a message on a malformed list. */
@@ -107,7 +105,7 @@ int gb_cli_info(int argc, char **argv) {
     bool f32 = false;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
-            if (!parse_dtype("info", argv[++i], &f32)) return 2;
+            if (!gb_cli_dtype("info", argv[++i], &f32)) return 2;
         } else if (argv[i][0] != '-' && !given) {
             given = argv[i];
         } else {
@@ -132,10 +130,15 @@ int gb_cli_info(int argc, char **argv) {
 
 typedef struct {
     const char *model, *ids, *text, *out, *png, *title; /* trace --png: the saved values as a heatmap */
-    bool hidden, ids_out, scan, graph, f32;
+    bool hidden, ids_out, scan, graph, f32, nan_check;
     long max_new, top; /* -n N; --top K: the K most likely next tokens */
     const char **stmts; /* trace: -e STATEMENT, in order */
     int nstmts;
+    const char **edits; /* trace: --edit STATEMENT, persistent edits (nnsight's model.edit()) */
+    int nedits;
+    const char **tensors; /* trace: --tensor NAME=FILE.safetensors[:KEY] */
+    int ntensors;
+    gb_sampling sampling; /* generate, trace -n: --temperature, --top-k, --top-p, --repetition-penalty, --seed */
     /* trace: each prompt (--ids or -p) and the index of the first statement
      * after it; several prompts are invokes, each with the statements that
      * follow it. */
@@ -146,7 +149,19 @@ typedef struct {
     int nprompts;
 } opts;
 
+/* A number option's value, all of it a number. */
+static bool parse_number(const char *cmd, const char *opt, const char *text, double lo, double *out) {
+    char *end;
+    *out = strtod(text, &end);
+    if (end != text && !*end && *out >= lo && *out == *out) return true;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s takes a number >= %g, got '%s'", opt, lo, text);
+    gb_cli_fail(cmd, msg);
+    return false;
+}
+
 static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
+    o->sampling = gb_decode_defaults().sampling;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has_next = i + 1 < argc;
@@ -172,10 +187,23 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--ids-out")) o->ids_out = true;
         else if (!strcmp(a, "--scan")) o->scan = true;
         else if (!strcmp(a, "--graph")) o->graph = true;
+        else if (!strcmp(a, "--nan-check")) o->nan_check = true;
         else if (!strcmp(a, "--dtype") && has_next) {
-            if (!parse_dtype(cmd, argv[++i], &o->f32)) return 2;
+            if (!gb_cli_dtype(cmd, argv[++i], &o->f32)) return 2;
         }
         else if (!strcmp(a, "-e") && has_next && o->stmts) o->stmts[o->nstmts++] = argv[++i];
+        else if (!strcmp(a, "--edit") && has_next && o->edits) o->edits[o->nedits++] = argv[++i];
+        else if (!strcmp(a, "--tensor") && has_next && o->tensors) o->tensors[o->ntensors++] = argv[++i];
+        else if ((!strcmp(a, "--temperature") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
+                  !strcmp(a, "--repetition-penalty") || !strcmp(a, "--seed")) && has_next) {
+            double x;
+            if (!parse_number(cmd, a, argv[++i], a[2] == 'r' ? 1e-30 : 0, &x)) return 2;
+            if (a[2] == 't' && a[3] == 'e') o->sampling.temperature = (float)x;
+            else if (!strcmp(a, "--top-k")) o->sampling.top_k = (int)x;
+            else if (!strcmp(a, "--top-p")) o->sampling.top_p = (float)x;
+            else if (a[2] == 'r') o->sampling.repetition_penalty = (float)x;
+            else o->sampling.seed = (uint64_t)x;
+        }
         else if (a[0] != '-' && !o->model) o->model = a;
         else {
             char msg[256];
@@ -205,6 +233,7 @@ int gb_cli_run(int argc, char **argv) {
     const char *blocks = gb_model_part(m, GB_PART_LAYERS);
     int64_t layers = gb_module_num_children(gb_module_find(gb_model_module(m), blocks));
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
+    gb_trace_set_nan_check(tr, o.nan_check);
     gb_val *logits = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
     int nvals = 1 + (o.hidden ? (int)layers + 1 : 0);
     gb_val **vals = calloc((size_t)nvals, sizeof *vals);
@@ -223,6 +252,10 @@ int gb_cli_run(int argc, char **argv) {
         names[nvals - 1] = strdup("hidden.final");
     }
     gb_status st = gb_trace_run(tr);
+    int64_t bad = st == GB_OK ? gb_count_nonfinite(gb_value(logits), NULL) : 0;
+    if (bad)
+        fprintf(stderr, "glassbox run: warning: %lld of the %lld logits are NaN or Inf; --nan-check names the first "
+                        "module whose output is\n", (long long)bad, (long long)gb_tensor_numel(gb_value(logits)));
     if (st == GB_OK && o.top) {
         gb_tensor *last = gb_select(gb_value(logits), 1, -1);
         printf("top %ld next tokens:\n", o.top);
@@ -256,10 +289,19 @@ int gb_cli_generate(int argc, char **argv) {
     if (!lm) return gb_cli_fail("generate", gb_last_error());
     gb_tensor *prompt = gb_cli_prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
+    int bad_steps = 0;
     d.max_new_tokens = (int)o.max_new;
+    d.nan_check = o.nan_check;
+    d.nonfinite_steps = &bad_steps;
+    d.sampling = o.sampling;
     if (!prompt) rc = 1;
     else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = gb_cli_fail("generate", gb_last_error());
-    else if (o.ids_out) {
+    if (!rc && bad_steps)
+        fprintf(stderr, "glassbox generate: warning: the logits held NaN or Inf at %d of the %lld steps, so the "
+                        "tokens chosen there mean nothing; --nan-check names the first module whose output did\n",
+                bad_steps, (long long)(gb_tensor_dim(out, 1) - gb_tensor_dim(prompt, 1)));
+    if (rc) {
+    } else if (o.ids_out) {
         const int64_t *p = gb_tensor_data(out);
         printf("[");
         for (int64_t i = 0; i < gb_tensor_dim(out, 1); i++) printf("%s%lld", i ? ", " : "", (long long)p[i]);
@@ -293,8 +335,46 @@ static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
  * (or, with -n N, greedy generation of N tokens); saved values are printed
  * (or written with --out). Several prompts are batched as invokes, each
  * prompt's statements applying to its rows. */
+/* --tensor NAME=FILE.safetensors[:KEY]: the tensor KEY of FILE (by
+ * default the one named NAME, or the file's only tensor) bound to NAME in
+ * tr and in the editor, if any. Returns 0, or 1 after printing the error. */
+static int bind_tensor(gb_trace *tr, gb_trace *editor, const char *spec) {
+    const char *eq = strchr(spec, '=');
+    char msg[2300], name[64], file[1024];
+    if (!eq || eq == spec || eq - spec >= (ptrdiff_t)sizeof name) {
+        snprintf(msg, sizeof msg, "--tensor takes NAME=FILE.safetensors[:KEY], got '%s'", spec);
+        return gb_cli_fail("trace", msg);
+    }
+    snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
+    snprintf(file, sizeof file, "%s", eq + 1);
+    char *key = strstr(file, ".safetensors:");
+    if (key) {
+        key += strlen(".safetensors");
+        *key++ = 0;
+    }
+    gb_safetensors *st = gb_safetensors_open(file);
+    if (!st) return gb_cli_fail("trace", gb_last_error());
+    if (!key && gb_safetensors_has(st, name)) key = name;
+    else if (!key && gb_safetensors_count(st) == 1) key = (char *)gb_safetensors_name(st, 0);
+    gb_tensor *t = key ? gb_safetensors_get(st, key) : NULL;
+    int rc = 0;
+    if (!key) {
+        snprintf(msg, sizeof msg, "--tensor %s: %s holds %d tensors and none named '%s'; pick one with FILE:KEY", name, file,
+                 gb_safetensors_count(st), name);
+        rc = gb_cli_fail("trace", msg);
+    } else if (!t || !gb_trace_tensor(tr, name, t) || (editor && !gb_trace_tensor(editor, name, t))) {
+        rc = gb_cli_fail("trace", gb_last_error());
+    }
+    gb_tensor_free(t);
+    gb_safetensors_free(st);
+    return rc;
+}
+
 int gb_cli_trace(int argc, char **argv) {
-    opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts)};
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--remote")) return gb_cli_trace_remote(argc, argv);
+    opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts),
+              .edits = calloc((size_t)argc + 1, sizeof(char *)), .tensors = calloc((size_t)argc + 1, sizeof(char *))};
     int rc = parse_opts("trace", argc, argv, &o);
     if (!rc && !o.nprompts) rc = gb_cli_fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
     gb_lm *lm = rc ? NULL : gb_cli_open_lm(o.model, o.f32);
@@ -307,6 +387,12 @@ int gb_cli_trace(int argc, char **argv) {
     gb_trace *tr = rc ? NULL : gb_trace_new(gb_model_module(m), batched ? NULL : inputs[0]);
     gb_val **vals = calloc((size_t)o.nstmts + 1, sizeof *vals);
     gb_status st = GB_OK;
+    /* --edit: an editor every run of the trace sees (nnsight's model.edit()) */
+    gb_trace *editor = tr && o.nedits ? gb_trace_new(gb_model_module(m), NULL) : NULL;
+    for (int i = 0; tr && !rc && i < o.ntensors; i++) rc = bind_tensor(tr, editor, o.tensors[i]);
+    if (rc) st = GB_ERR_ARG; /* printed */
+    for (int i = 0; editor && st == GB_OK && i < o.nedits; i++) st = gb_trace_statement(editor, o.edits[i], "--edit", i + 1, NULL);
+    if (editor && st == GB_OK) st = gb_trace_use_edits(tr, editor);
     for (int i = 0, p = 0; tr && st == GB_OK && i < o.nstmts; i++) {
         while (batched && p < o.nprompts && o.prompts[p].first == i) {
             gb_invoke_end(tr);
@@ -329,6 +415,7 @@ int gb_cli_trace(int argc, char **argv) {
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+        gb_trace_set_nan_check(tr, o.nan_check);
     }
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
@@ -336,8 +423,11 @@ int gb_cli_trace(int argc, char **argv) {
         free(g);
     }
     if (tr && st == GB_OK)
-        st = o.scan ? gb_trace_scan(tr) : o.max_new > 0 ? gb_trace_generate(tr, (int)o.max_new) : gb_trace_run(tr);
-    if (tr && st != GB_OK) rc = gb_cli_fail("trace", gb_last_error());
+        st = o.scan && o.max_new > 0 ? gb_trace_scan_generate(tr, (int)o.max_new)
+             : o.scan                ? gb_trace_scan(tr)
+             : o.max_new > 0         ? gb_trace_sample(tr, (int)o.max_new, &o.sampling)
+                                     : gb_trace_run(tr);
+    if (tr && st != GB_OK && !rc) rc = gb_cli_fail("trace", gb_last_error());
 
     /* Each statement's saved value, under its name or its text. */
     const char **names = calloc((size_t)o.nstmts + 2, sizeof *names);
@@ -351,6 +441,11 @@ int gb_cli_trace(int argc, char **argv) {
             printf("%s: [", name ? name : o.stmts[i]);
             for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
             printf("]\n");
+        } else if (o.scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
+            printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
+                   "beyond -n before it)\n", name ? name : o.stmts[i]);
+        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
+            gb_clear_error(); /* saved but never produced: warned about below, with the reason */
         } else if (!o.scan && (ts[nsaved] = gb_value(vals[i]))) {
             if (!o.out) {
                 char *str = gb_tensor_str(ts[nsaved]);
@@ -366,6 +461,33 @@ int gb_cli_trace(int argc, char **argv) {
         }
         free(name);
     }
+    if (!rc && !o.scan) { /* saved values the run never produced: said, not dropped */
+        int n = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
+        gb_val **missing = calloc((size_t)n + 1, sizeof *missing);
+        n = gb_exec_unproduced(gb_trace_exec(tr), missing, n);
+        int64_t steps = -1; /* new tokens: past the longest prompt (invokes are padded to it) */
+        if (o.max_new > 0 && gb_trace_generated(tr)) {
+            int64_t longest = 0;
+            for (int p = 0; p < o.nprompts; p++)
+                if (gb_tensor_dim(inputs[p], 1) > longest) longest = gb_tensor_dim(inputs[p], 1);
+            steps = gb_tensor_dim(gb_trace_generated(tr), 1) - longest;
+        }
+        for (int k = 0; k < n; k++) {
+            int i = 0;
+            while (i < o.nstmts && vals[i] != missing[k]) i++;
+            char *name = i < o.nstmts ? bound_name(o.stmts[i]) : NULL;
+            const char *what = name ? name : i < o.nstmts ? o.stmts[i] : gb_val_text(missing[k]);
+            if (steps >= 0)
+                fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
+                                "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
+                        what, (long long)steps);
+            else
+                fprintf(stderr, "glassbox trace: warning: %s was never produced (the run stopped before it, its "
+                                "module never ran, or a condition was false)\n", what);
+            free(name);
+        }
+        free(missing);
+    }
     if (!rc && !o.scan && o.max_new > 0) { /* nnsight's generator.output */
         ts[nsaved] = gb_trace_generated(tr);
         if (!o.out) {
@@ -374,7 +496,7 @@ int gb_cli_trace(int argc, char **argv) {
             free(str);
         }
         names[nsaved++] = strdup("generator.output");
-        for (int64_t r = 0; !o.out && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+        for (int64_t r = 0; !o.out && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) { /* text when it has a tokenizer */
             char *text = NULL;
             size_t n = 0;
             if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
@@ -397,8 +519,9 @@ int gb_cli_trace(int argc, char **argv) {
     if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail("trace", gb_last_error());
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
-    free(names), free(ts), free(vals), free(o.stmts), free(o.prompts);
+    free(names), free(ts), free(vals), free(o.stmts), free(o.prompts), free(o.edits), free(o.tensors);
     gb_trace_free(tr);
+    gb_trace_free(editor);
     for (int i = 0; i < o.nprompts; i++) gb_tensor_free(inputs[i]);
     free(inputs);
     gb_lm_free(lm);
