@@ -157,8 +157,9 @@ endif
 $(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libglassbox.a $(LDLIBS)
 
+# make bench [REPS=n] [PARTS="t128 ..."]: every part, or the ones named.
 bench: $(BUILD)/bench
-	$(PYTHON) tools/bench/bench.py $(BUILD)/bench
+	$(PYTHON) tools/bench/bench.py $(BUILD)/bench $(or $(REPS),10) $(PARTS)
 
 # The server under load (tools/loadtest/load.c): 8 clients x 50 small traces.
 $(BUILD)/load: tools/loadtest/load.c $(BUILD)/libglassbox.a

@@ -2,7 +2,10 @@
 (and Hugging Face's tokenizers, through Node) in the same run, and prints
 one table.
 
-usage: bench.py BENCH_BINARY [reps]
+usage: bench.py BENCH_BINARY [reps [part ...]]
+
+Parts (default: all that `bench` runs unasked): kernels lowp autograd gpt2
+io t128; naming some runs only those (`make bench PARTS=t128`).
 
 The C benchmark (tools/bench/*.c; output format in bench.h) prints `info`,
 `row` and `note` lines; this script times the same workloads with torch, in
@@ -612,24 +615,28 @@ def main():
         sys.exit(__doc__)
     binary = sys.argv[1]
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    asked = tuple(sys.argv[3:])
+    want = set(asked) if asked else {"kernels", "lowp", "autograd", "gpt2", "io", "t128"}
     data_dir = os.path.join(os.path.dirname(binary) or ".", "bench-data")
     t_start = time.time()
-    info, gb, notes = run_c(binary, reps, data_dir, "../shared")
+    info, gb, notes = run_c(binary, reps, data_dir, "../shared", asked)
     threads = int(info["threads"])
-    torch_side = torch_subprocess(("kernels", "lowp", "autograd", "gpt2"), threads, reps)
+    torch_side = torch_subprocess(tuple(p for p in ("kernels", "lowp", "autograd", "gpt2") if p in want) or ("none",),
+                                  threads, reps)
     version, tthreads, th, tinfo = torch_side["version"], torch_side["threads"], torch_side["rows"], torch_side["info"]
     # The large-array kernels mostly measure page faults and memory, whose
     # speed drifts on a shared VM: both sides run them a second time, after
     # each other, and keep their best.
-    _, again, _ = run_c(binary, reps, data_dir, "../shared", ("kernels",))
-    best_c = {n: r for n, r in again if n != "part"}
-    gb = [(n, keep_best(r, best_c.get(n))) if n != "part" else (n, r) for n, r in gb]
-    for n, v in torch_subprocess(("kernels",), threads, reps)["rows"].items():
-        th[n] = max(th[n], v) if n in th else v
+    if "kernels" in want:
+        _, again, _ = run_c(binary, reps, data_dir, "../shared", ("kernels",))
+        best_c = {n: r for n, r in again if n != "part"}
+        gb = [(n, keep_best(r, best_c.get(n))) if n != "part" else (n, r) for n, r in gb]
+        for n, v in torch_subprocess(("kernels",), threads, reps)["rows"].items():
+            th[n] = max(th[n], v) if n in th else v
     ref = {"default": th}
     # Autograd and GPT-2 again with libgomp's idle threads sleeping instead
     # of spinning, on both sides (see PASSIVE_NOTE).
-    if "OMP_WAIT_POLICY" not in os.environ:
+    if "OMP_WAIT_POLICY" not in os.environ and {"autograd", "gpt2"} & want:
         passive_env = {"OMP_WAIT_POLICY": "passive"}
         _, passive, passive_notes = run_c(binary, reps, data_dir, "../shared", ("autograd", "gpt2"), passive_env)
         notes += [f"(OMP_WAIT_POLICY=passive) {n}" for n in passive_notes if "nnsight" not in n]
@@ -640,8 +647,9 @@ def main():
     # each row kept (torch.set_num_threads(1) with OpenBLAS on its own 2
     # threads was PyTorch's best here for the training step).
     t128_config = {}
-    for label, tthreads_, env in ((f"torch threads {threads}", threads, None),
-                                  ("torch threads 1, OpenBLAS threads 2", 1, {"GB_BENCH_OPENBLAS_THREADS": "2"})):
+    configs = ((f"torch threads {threads}", threads, None),
+               ("torch threads 1, OpenBLAS threads 2", 1, {"GB_BENCH_OPENBLAS_THREADS": "2"}))
+    for label, tthreads_, env in configs if "t128" in want else ():
         for n, v in torch_subprocess(("t128",), tthreads_, reps, env)["rows"].items():
             better = v < th[n] if n in th and not n.endswith("_decode") else n not in th or v > th[n]
             if better:
