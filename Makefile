@@ -33,7 +33,7 @@ ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench bench-big install clean model
+.PHONY: all check demo bench bench-big install clean model man
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
@@ -145,8 +145,14 @@ bench-big: $(BUILD)/bench $(BUILD)/make-llama $(BUILD)/glassbox
 demo: all
 	$(BUILD)/glassbox demo $(MODEL)
 
+# The manual page is generated from the CLI's option tables; test_cli checks
+# that docs/glassbox.1 is current (run this after changing an option).
+man: $(BUILD)/glassbox
+	$(BUILD)/glassbox --man > docs/glassbox.1
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox
+	install -D -m 644 docs/glassbox.1 $(DESTDIR)$(PREFIX)/share/man/man1/glassbox.1
 	install -m 644 $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
 	for f in models/*/*; do install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/glassbox/$$f; done

@@ -54,6 +54,9 @@ void gb_lm_free(gb_lm *lm);
 gb_model *gb_lm_model(const gb_lm *lm);         /* borrowed */
 gb_module *gb_lm_module(const gb_lm *lm);       /* the model's root module, borrowed */
 gb_tokenizer *gb_lm_tokenizer(const gb_lm *lm); /* borrowed; NULL when the model has none */
+/* Use tok instead of the tokenizer found beside the model (lm takes it
+ * over and frees it; NULL: none). The pad id follows the new tokenizer. */
+void gb_lm_set_tokenizer(gb_lm *lm, gb_tokenizer *tok);
 /* The id that pads shorter prompts and finished rows. */
 int64_t gb_lm_pad_id(const gb_lm *lm);
 /* Whether id ends a sequence (the model's EOS ids). */

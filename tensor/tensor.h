@@ -41,6 +41,17 @@
 
 #define GB_MAX_DIMS 8
 
+/* ---- version -------------------------------------------------------------- */
+
+/* The one place the version is written: the Makefile (the shared library's
+ * file names and SONAME, glassbox.pc) reads these three lines. */
+#define GB_VERSION_MAJOR 0
+#define GB_VERSION_MINOR 1
+#define GB_VERSION_PATCH 0
+/* The version of the library linked, "MAJOR.MINOR.PATCH" (the macros are the
+ * headers' version). */
+const char *gb_version(void);
+
 /* ---- status and errors -------------------------------------------------- */
 
 /* X-macro: value, short name. Each kind has a page docs/errors/<name>.md. */

@@ -1230,7 +1230,8 @@ START_TEST(test_cli) {
     assert_cli(1,
                "glassbox tokenize: hub: /nonexistent/model: no such file or directory, and not a Hub id (org/name)\n",
                "tokenize /nonexistent/model hello");
-    assert_cli(1, "glassbox detokenize: '1,x' is not a list of token ids (at 'x')\n", "detokenize " GBT_BUNDLED " 1,x");
+    assert_cli(2, "glassbox detokenize: '1,x' is not a list of token ids (at 'x') (see glassbox detokenize --help)\n",
+               "detokenize " GBT_BUNDLED " 1,x");
     int code;
     char *out = run_cli("detokenize " GBT_BUNDLED " 1024", &code); /* the vocabulary is 0..1023 */
     ck_assert_int_eq(code, 1);
