@@ -105,12 +105,19 @@ $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) $(HEADERS) $(BUILD)/l
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libglassbox.a $(LDLIBS)
 
+# A C++ program on glassbox.h and the shared library (tests/test_embed.c runs it).
+CXX     ?= g++
+$(BUILD)/tests/embed_cxx: tests/cxx/embed.cpp $(HEADERS) $(BUILD)/libglassbox.so
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -I. $(filter -fsanitize%,$(CFLAGS)) $(LDFLAGS) -o $@ $< \
+	    -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lglassbox
+
 TEST_ENV := GB_ORACLE_DIR=$(BUILD)/oracle GB_SHARED_DIR=../shared GB_NODE_ORACLE=build/oracle-node GB_BUILD_DIR=$(BUILD)
 ifdef VALGRIND
 TEST_RUN := CK_FORK=no valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp -q
 endif
 
-check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES)
+check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES) $(BUILD)/tests/embed_cxx
 	$(TEST_ENV) $(TEST_RUN) $(BUILD)/tests/run
 
 $(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a

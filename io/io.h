@@ -9,6 +9,10 @@
 #include "../nn/nn.h"
 #include "../tensor/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ==== tokenizers ========================================================= */
 
 /* Tokenizers: Hugging Face's tokenizer.json with a BPE model (GPT-2, Llama 2,
@@ -218,10 +222,6 @@ void gb_hf_files_free(gb_hf_files *f);
  * ~/.cache/huggingface/hub. Caller frees. */
 char *gb_hf_cache_dir(void);
 
-/* Internal, for tests and the fuzzer: open len bytes of a safetensors file
- * held in memory (copied); `what` names it in errors. */
-gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const char *what);
-
 /* ==== end safetensors ==================================================== */
 
 /* ==== models ============================================================ */
@@ -288,5 +288,9 @@ char *gb_model_config_str(const gb_model *m);
 uint64_t gb_model_file_bytes(const gb_model *m);
 
 /* ==== end models ======================================================== */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

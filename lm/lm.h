@@ -43,6 +43,10 @@
 #include "../io/io.h"
 #include "../trace/trace.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gb_lm gb_lm;
 
 /* Open a model (gb_model_open: a directory, a file or a Hub id) and the
@@ -143,5 +147,9 @@ gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
 /* The same with every decoding option (sampling, stop tokens, pad id,
  * max_length, a per-step callback) given by opts. */
 gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

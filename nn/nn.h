@@ -44,6 +44,10 @@
 #include "../autograd/autograd.h"
 #include "../tensor/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- values ------------------------------------------------------------- */
 
 #define GB_MAX_VALUES 8
@@ -210,5 +214,9 @@ int64_t gb_run_cache_length(const gb_run *run);
 gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
 /* One tensor in, first output out; run may be NULL (a fresh run, no events). */
 gb_status gb_module_run(gb_module *m, gb_run *run, gb_tensor *x, gb_tensor **y);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

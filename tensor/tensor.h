@@ -39,6 +39,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GB_MAX_DIMS 8
 
 /* ---- version -------------------------------------------------------------- */
@@ -89,10 +93,13 @@ void gb_clear_error(void);
 
 /* GB_AT(expr): evaluates expr (a call returning a pointer or gb_status) and,
  * if that call fails, prefixes the error message with this file and line. */
+#ifndef __cplusplus
 #define GB_AT(expr)                                                           \
     _Generic((expr),                                                          \
         gb_status: gb__site_leave_status,                                     \
         default: gb__site_leave_ptr)((gb__site_enter(__FILE__, __LINE__), (expr)))
+#endif
+/* GB_AT's expansion (not called directly). */
 void gb__site_enter(const char *file, int line);
 gb_status gb__site_leave_status(gb_status s);
 void *gb__site_leave_ptr(const void *p);
@@ -399,5 +406,13 @@ const char *gb_blas_kernel(void);
 /* Threads used by BLAS and by glassbox's own loops (default, or n < 1: all cores). */
 void gb_set_num_threads(int n);
 int gb_get_num_threads(void);
+
+#ifdef __cplusplus
+}
+/* GB_AT in C++: overloads instead of _Generic. */
+static inline gb_status gb__site_leave(gb_status s) { return gb__site_leave_status(s); }
+template <class T> static inline T *gb__site_leave(T *p) { return (T *)gb__site_leave_ptr(p); }
+#define GB_AT(expr) gb__site_leave((gb__site_enter(__FILE__, __LINE__), (expr)))
+#endif
 
 #endif

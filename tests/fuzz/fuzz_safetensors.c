@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "glassbox.h"
+#include "io/safetensors_impl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
