@@ -21,6 +21,12 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
+# The version is written once, in tensor/tensor.h (GB_VERSION_MAJOR/MINOR/PATCH):
+# the shared library's file names and SONAME, glassbox.pc and --version use it.
+VERSION := $(shell sed -n 's/^\#define GB_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' tensor/tensor.h | paste -sd. -)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libglassbox.so.$(SOMAJOR)
+
 LAYERS  := tensor autograd nn hooks trace io lm
 LIB_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -52,8 +58,15 @@ $(BUILD)/libglassbox.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libglassbox.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -fopenmp -o $@ $^ $(LDLIBS)
+# libglassbox.so.MAJOR.MINOR.PATCH with SONAME libglassbox.so.MAJOR, and the
+# two links to it; only the public API is exported (tools/glassbox.map).
+$(BUILD)/libglassbox.so.$(VERSION): $(LIB_OBJ) tools/glassbox.map
+	$(CC) -shared $(LDFLAGS) -fopenmp -Wl,-soname,$(SONAME) -Wl,--version-script=tools/glassbox.map -o $@ \
+	    $(LIB_OBJ) $(LDLIBS)
+
+$(BUILD)/libglassbox.so: $(BUILD)/libglassbox.so.$(VERSION)
+	ln -sf libglassbox.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BUILD)/glassbox: $(CLI_OBJ) $(BUILD)/libglassbox.a
 	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CLI_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
@@ -160,7 +173,10 @@ man: $(BUILD)/glassbox
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox
 	install -D -m 644 docs/glassbox.1 $(DESTDIR)$(PREFIX)/share/man/man1/glassbox.1
-	install -m 644 $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libglassbox.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libglassbox.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libglassbox.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libglassbox.so
 	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
 	for f in models/*/*; do install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/glassbox/$$f; done
 	for h in glassbox.h $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
