@@ -125,12 +125,12 @@ $(BUILD)/tests/embed_cxx: tests/cxx/embed.cpp $(HEADERS) $(BUILD)/libglassbox.so
 	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -I. $(filter -fsanitize%,$(CFLAGS)) $(LDFLAGS) -o $@ $< \
 	    -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lglassbox
 
-TEST_ENV := GB_ORACLE_DIR=$(BUILD)/oracle GB_SHARED_DIR=../shared GB_NODE_ORACLE=build/oracle-node GB_BUILD_DIR=$(BUILD)
+TEST_ENV := GB_TEST_CFLAGS="$(filter -fsanitize%,$(CFLAGS))" GB_ORACLE_DIR=$(BUILD)/oracle GB_SHARED_DIR=../shared GB_NODE_ORACLE=build/oracle-node GB_BUILD_DIR=$(BUILD)
 ifdef VALGRIND
 TEST_RUN := CK_FORK=no valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp -q
 endif
 
-check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES) $(BUILD)/tests/embed_cxx
+check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES) $(BUILD)/tests/embed_cxx $(BUILD)/prefix/lib/pkgconfig/glassbox.pc
 	$(TEST_ENV) $(TEST_RUN) $(BUILD)/tests/run
 
 $(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a
@@ -180,7 +180,14 @@ install: all
 	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
 	for f in models/*/*; do install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/glassbox/$$f; done
 	for h in glassbox.h $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
-	sed -e 's|@PREFIX@|$(PREFIX)|' tools/glassbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/glassbox.pc
+	for pc in glassbox glassbox-static; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|; s|@VERSION@|$(VERSION)|' tools/$$pc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; done
+
+# An installation in build/ for the tests that build outside programs with
+# pkg-config alone (tests/test_embed.c).
+$(BUILD)/prefix/lib/pkgconfig/glassbox.pc: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(HEADERS) \
+	    tools/glassbox.pc.in tools/glassbox-static.pc.in docs/glassbox.1
+	$(MAKE) --no-print-directory install PREFIX=$(abspath $(BUILD)/prefix) >/dev/null
 
 clean:
 	rm -rf build/obj build/san build/tests build/examples build/oracle build/bench build/make-llama build/glassbox build/libglassbox.*

@@ -2,7 +2,9 @@
  * glassbox.h and libglassbox.so (tests/cxx/embed.cpp, built by make check)
  * runs a trace on the bundled model; its prediction is PyTorch's
  * (tests/oracle/bundled.py); the library exports the public API only. */
+#include <stdarg.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "gbtest.h"
 
@@ -53,12 +55,67 @@ START_TEST(test_exports_and_soname) {
 }
 END_TEST
 
+/* Runs a shell command built from fmt; its exit status. */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* README's C program, built as an outside program would be, with nothing
+ * but pkg-config on the installation make check puts in BUILD/prefix:
+ * against the shared library (glassbox) and the archive (glassbox-static,
+ * with --static); both print PyTorch's prediction with the first MLP
+ * ablated (tests/oracle/demo.py's ablated_first). */
+START_TEST(test_readme_program_with_pkg_config) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("demo", "test_readme_program_with_pkg_config");
+    if (!o) return;
+    const char *b = getenv("GB_BUILD_DIR"), *cflags = getenv("GB_TEST_CFLAGS"), *tmp = gbt_tmp_dir();
+    char *readme = gbt_read_file("README.md", NULL), *code = readme ? strstr(readme, "```c\n") : NULL, *end;
+    ck_assert_msg(code && (end = strstr(code + 5, "```\n")), "README.md has no C block");
+    char path[4200], want[64];
+    snprintf(path, sizeof path, "%s/readme.c", tmp);
+    FILE *f = fopen(path, "w");
+    ck_assert(f && fwrite(code + 5, 1, (size_t)(end - code - 5), f) == (size_t)(end - code - 5));
+    fclose(f);
+    gb_tensor *top = gbt_get(o, "ablated_first");
+    snprintf(want, sizeof want, "tensor(%lld)\n", (long long)gbt_i64(top, 0));
+    static const char *const how[][2] = {{"shared", "--libs glassbox"}, {"static", "--static --libs glassbox-static"}};
+    for (int i = 0; i < 2; i++) {
+        const char *pc = "PKG_CONFIG_PATH=%s/prefix/lib/pkgconfig";
+        char env[600];
+        snprintf(env, sizeof env, pc, b ? b : "build");
+        ck_assert_msg(sh("%s cc -std=c11 -Wall -Werror %s %s/readme.c -o %s/readme_%s $(%s pkg-config --cflags %s) 2>%s/readme.err",
+                         env, cflags ? cflags : "", tmp, tmp, how[i][0], env, how[i][1], tmp) == 0,
+                      "README's program does not build (%s); see %s/readme.err", how[i][0], tmp);
+        /* the shared build needs libglassbox.so.0, the static one does not */
+        int linked = sh("LD_LIBRARY_PATH=%s/prefix/lib ldd %s/readme_%s | grep -q 'libglassbox.so.0 => '", b ? b : "build", tmp,
+                        how[i][0]);
+        ck_assert_msg(linked == (i == 0 ? 0 : 1), "%s build: libglassbox.so %s", how[i][0], i ? "linked" : "not linked");
+        ck_assert_int_eq(sh("LD_LIBRARY_PATH=%s/prefix/lib %s/readme_%s >%s/readme.out", b ? b : "build", tmp, how[i][0], tmp), 0);
+        snprintf(path, sizeof path, "%s/readme.out", tmp);
+        char *out = gbt_read_file(path, NULL);
+        ck_assert_str_eq(out, want);
+        free(out);
+    }
+    free(readme);
+    gb_tensor_free(top);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 Suite *gb_suite_embed(void) {
     Suite *s = suite_create("embed");
     TCase *tc = tcase_create("embed");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cxx_program);
     tcase_add_test(tc, test_exports_and_soname);
+    tcase_add_test(tc, test_readme_program_with_pkg_config);
     suite_add_tcase(s, tc);
     return s;
 }
