@@ -39,7 +39,7 @@ ORACLES := $(patsubst tests/oracle/%.py,$(BUILD)/oracle/%.txt,$(filter-out tests
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench bench-big install clean model man
+.PHONY: all check demo bench bench-big install clean model docs-img fuzz man
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
@@ -108,6 +108,7 @@ $(BUILD)/oracle/%.txt: tests/oracle/%.py tests/oracle/common.py
 # The demo's and the bundled model's oracles run train.py's GPT-2 on it.
 $(BUILD)/oracle/demo.txt: tests/oracle/train.py $(wildcard models/gpt2-facts/*)
 $(BUILD)/oracle/bundled.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
+$(BUILD)/oracle/lens.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
 
 # The model fixtures are written by the generator that models.py runs.
 $(BUILD)/oracle/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
@@ -160,6 +161,59 @@ $(BUILD)/make-llama: tools/bigmodel/make_llama.c
 bench-big: $(BUILD)/bench $(BUILD)/make-llama $(BUILD)/glassbox
 	$(BUILD)/make-llama $(BIG_DIR)
 	$(BUILD)/bench --big $(BIG_DIR) --cli $(BUILD)/glassbox big
+
+# The pictures of docs/recipes.md, from the bundled model (committed under docs/img/).
+GB_IMG := $(BUILD)/glassbox
+EIFFEL := 'The Eiffel Tower is in the city of'
+docs-img: $(BUILD)/glassbox
+	@mkdir -p docs/img
+	$(GB_IMG) lens -p $(EIFFEL) --top 1 --png docs/img/lens.png > /dev/null
+	$(GB_IMG) patch --clean $(EIFFEL) --corrupt 'The Colosseum is in the city of' --png docs/img/patch.png > /dev/null
+	$(GB_IMG) attn -p $(EIFFEL) --layer 1 --png docs/img/attn.png > /dev/null
+	$(GB_IMG) trace -p 'The Colosseum is in the city of' -e 'rome = transformer.h[1].output[0][:, -1, :]' \
+	    -p $(EIFFEL) -e 'paris = transformer.h[1].output[0][:, -1, :]' \
+	    -p 'The Louvre is located in the city of' -e 'plain = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \
+	    -p 'The Louvre is located in the city of' \
+	    -e 'transformer.h[1].output[0][:, -1, :] = transformer.h[1].output[0][:, -1, :] + (rome - paris)' \
+	    -e 'steered = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \
+	    --png docs/img/steer.png --title "logit(' Rome') - logit(' Paris'), plain and steered" > /dev/null
+	$(GB_IMG) trace -p $(EIFFEL) -e 'transformer.wte.output.requires_grad_()' \
+	    $(foreach l,0 1 2 3,-e 'h$(l) = (transformer.h[$(l)].input * transformer.h[$(l)].input.grad).sum(-1).save()') \
+	    -e 'lm_head.output[0, -1, 498].backward()' \
+	    --png docs/img/attr.png --title "Input x gradient of the ' Paris' logit, entering each block" > /dev/null
+
+# libFuzzer targets (tests/fuzz/fuzz_NAME.c, each a gb_fuzz_NAME entry point
+# that test_fuzz.c also replays over tests/fuzz/corpus/NAME in `make check`),
+# built with clang under ASan + UBSan into build/fuzz/. Run one with e.g.
+#   build/fuzz/fuzz_statement -max_len=65536 -jobs=1 build/fuzz/corpus/statement tests/fuzz/corpus/statement
+# (the first directory collects what it finds; tests/fuzz/README.md).
+FUZZ_CC     ?= clang
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Dtypeof=__typeof__ -fopenmp -I. -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined -Wno-pass-failed
+FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_BINS   := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz: $(FUZZ_BINS)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+# clang 14 rejects "f16c" in __builtin_cpu_supports: this build runs the
+# plain C kernels (what the fuzzers exercise is parsing, not arithmetic).
+build/fuzz/obj/tensor/blas.o: FUZZ_CFLAGS += '-D__builtin_cpu_supports(s)=0'
+
+# stb_ds (third-party, not edited): the shift of the gcc build's exception,
+# and its string arena's storage[8] written past its declared size.
+build/fuzz/obj/tensor/stb_ds.o: FUZZ_CFLAGS += -fno-sanitize=shift,bounds
+
+build/fuzz/libglassbox.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libglassbox.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libglassbox.a $(LDLIBS)
+
+-include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null)
 
 # The main job: the walkthrough on the bundled model (or MODEL=dir: any GPT-2 or Llama).
 demo: all

@@ -264,7 +264,12 @@ typedef struct gb_model_opts {
  * file, an unsupported model_type or rope_scaling, a tensor whose shape
  * disagrees with the config, a missing tensor or an unexpected one (other
  * than the non-persistent attention-mask buffers of old GPT-2 files) fail
- * with a message naming the file and the tensor. opts may be NULL. */
+ * with a message naming the file and the tensor. All of this is checked
+ * against the files' headers before anything is allocated (a layer count
+ * the checkpoint does not hold fails before the tree is built), and the
+ * address space the mapping needs (under ulimit -v) and the memory an
+ * f32_weights conversion needs are checked against what the process has:
+ * GB_ERR_ALLOC with both figures. opts may be NULL. */
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts);
 void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);
@@ -286,6 +291,11 @@ const gb_llama_config *gb_model_llama_config(const gb_model *m);
 char *gb_model_config_str(const gb_model *m);
 /* Total bytes of the weight files. */
 uint64_t gb_model_file_bytes(const gb_model *m);
+/* The module path of a part of the model (gb_part, nn/nn.h), whatever the
+ * architecture: gb_model_part(m, GB_PART_LAYERS) is "transformer.h" for
+ * GPT-2 and "model.layers" for a Llama; parts inside a block are relative
+ * to it ("attn", "self_attn"). NULL for a value outside the enum. */
+const char *gb_model_part(const gb_model *m, gb_part part);
 
 /* ==== end models ======================================================== */
 

@@ -10,7 +10,37 @@
 #define C(j) ((cJSON *)(j))
 #define J(c) ((gb__json *)(c))
 
+/* Deeper than any config.json, tokenizer.json or safetensors header, and
+ * below cJSON's own CJSON_NESTING_LIMIT (1000), whose refusal reads as plain
+ * invalid JSON. The walks over parsed JSON (a tokenizer's Sequence of
+ * Sequences) recurse with the nesting, so this also bounds their stacks. */
+#define GB__JSON_MAX_DEPTH 128
+
+/* Where the text first nests deeper than the limit, or len. */
+static size_t gb__json_too_deep(const char *text, size_t len) {
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > GB__JSON_MAX_DEPTH) return i;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return len;
+}
+
 gb__json *gb__json_parse(const char *text, size_t len, const char *what) {
+    size_t deep = gb__json_too_deep(text, len);
+    if (deep < len)
+        return gb__fail_null(GB_ERR_FORMAT, "%s: JSON nested deeper than %d levels at byte %zu", what,
+                             GB__JSON_MAX_DEPTH, deep);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!root) {

@@ -1,6 +1,7 @@
 /* Opening Hugging Face checkpoints: config.json -> module tree -> weights. */
 #include "io.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,13 @@ struct gb_model {
     int64_t *eos; /* stb_ds array */
     uint64_t file_bytes;
 };
+
+/* The int64_t field of the config at offset. */
+static int64_t gb__config_int(const gb_model *m, size_t offset) {
+    int64_t v;
+    memcpy(&v, (const char *)m->config + offset, sizeof v);
+    return v;
+}
 
 /* ---- config.json -------------------------------------------------------- */
 
@@ -116,25 +124,84 @@ static const char *gb__stored_name(gb_safetensors *st, const gb__arch *a, const 
     return NULL;
 }
 
-static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_model_opts *opts, uint64_t total) {
-    uint64_t done = 0;
+/* The index of the layer a parameter's dotted name is in, or -1. */
+static int64_t gb__layer_of(const gb__arch *a, const char *name) {
+    size_t k = strlen(a->layers);
+    if (strncmp(name, a->layers, k) || name[k] != '.' || !isdigit((unsigned char)name[k + 1])) return -1;
+    char *end;
+    long long v = strtoll(name + k + 1, &end, 10);
+    return *end == '.' && v < INT64_MAX ? v : -1;
+}
+
+/* The layers the checkpoint holds: one more than the largest index under
+ * the architecture's layer list, by its own name or an alias ("h.3.attn"
+ * for GPT-2's "transformer.h.3.attn"); 0 when none. */
+static int64_t gb__stored_layers(gb_safetensors *st, const gb__arch *a) {
+    int64_t n = 0;
+    for (int i = 0; i < gb_safetensors_count(st); i++) {
+        const char *name = gb_safetensors_name(st, i);
+        int64_t l = gb__layer_of(a, name);
+        for (const gb__alias *al = a->aliases; al && al->prefix; al++) {
+            size_t k = strlen(al->stored);
+            char full[512];
+            snprintf(full, sizeof full, "%s%s", al->prefix, name + k);
+            if (!strncmp(name, al->stored, k) && gb__layer_of(a, full) > l) l = gb__layer_of(a, full);
+        }
+        if (l >= n) n = l + 1;
+    }
+    return n;
+}
+
+/* Before anything is built: the config's layer count against the layers
+ * the checkpoint holds, since the module tree grows with the count
+ * (num_hidden_layers: 1000000000 would build a billion layers' modules
+ * before the first tensor was missed). Fewer layers in the config leave
+ * tensors over, which the match names. */
+static gb_status gb__check_layers(const gb_model *m, gb_safetensors *st, const char *config) {
     const gb__arch *a = m->arch;
-    const char **names = NULL;
-    gb_tensor **params = NULL;
-    int n = gb_module_parameters(m->module, &names, &params);
-    if (n < 0) return GB_ERR_ALLOC;
+    int64_t want = gb__config_int(m, a->layers_at), have = gb__stored_layers(st, a);
+    if (want <= have) return GB_OK;
+    char held[300] = "no layer";
+    if (have) snprintf(held, sizeof held, "%lld layer%s (%s.0 to %s.%lld)", (long long)have, have == 1 ? "" : "s",
+                       a->layers, a->layers, (long long)have - 1);
+    return gb__fail(GB_ERR_NOT_FOUND, "model: %s: %s is %lld, but the %d tensors of %s hold %s: none of %s.%lld",
+                    config, a->layers_field, (long long)want, gb_safetensors_count(st), gb_safetensors_path(st), held,
+                    a->layers, (long long)have);
+}
+
+/* The tree's parameters and the checkpoint's name for each. */
+typedef struct gb__weights {
+    int n;
+    const char **names;
+    gb_tensor **params; /* shape-only until loaded */
+    char **stored;      /* malloc'd */
+} gb__weights;
+
+static void gb__weights_free(gb__weights *w) {
+    for (int i = 0; w->stored && i < w->n; i++) free(w->stored[i]);
+    free(w->stored);
+    free(w->names);
+    free(w->params);
+}
+
+/* Every parameter of the tree against the checkpoint's tensors, by name
+ * and shape, and every tensor against the tree; reads headers only. */
+static gb_status gb__match_weights(gb_model *m, gb_safetensors *st, gb__weights *w) {
+    const gb__arch *a = m->arch;
+    if ((w->n = gb_module_parameters(m->module, &w->names, &w->params)) < 0) return GB_ERR_ALLOC;
+    if (!(w->stored = gb__calloc((size_t)w->n + 1, sizeof *w->stored, "model: weights"))) return GB_ERR_ALLOC;
     struct {
         char *key;
         int value;
     } *used = NULL;
     sh_new_arena(used);
     gb_status s = GB_OK;
-    for (int i = 0; i < n && s == GB_OK; i++) {
+    for (int i = 0; i < w->n && s == GB_OK; i++) {
         char alias[512];
-        const char *stored = gb__stored_name(st, a, names[i], alias, sizeof alias);
+        const char *stored = gb__stored_name(st, a, w->names[i], alias, sizeof alias);
         if (!stored) {
             s = gb__fail(GB_ERR_NOT_FOUND, "model: %s: tensor '%s' is missing (the config asks for it)",
-                         gb_safetensors_path(st), names[i]);
+                         gb_safetensors_path(st), w->names[i]);
             break;
         }
         shput(used, stored, 1);
@@ -142,7 +209,7 @@ static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_mode
         int nd;
         int64_t shape[GB_MAX_DIMS];
         if ((s = gb_safetensors_info(st, stored, &dt, &nd, shape)) != GB_OK) break;
-        gb_tensor *p = params[i];
+        gb_tensor *p = w->params[i];
         if (nd != gb_tensor_ndim(p) || memcmp(shape, gb_tensor_shape(p), sizeof(int64_t) * (size_t)nd)) {
             char b1[160], b2[160];
             s = gb__fail(GB_ERR_SHAPE, "model: %s: tensor '%s' has shape %s but the config implies %s",
@@ -150,27 +217,12 @@ static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_mode
                          gb__shape_str(b2, 160, gb_tensor_ndim(p), gb_tensor_shape(p)));
             break;
         }
-        gb_tensor *t = opts && opts->f32_weights ? gb_safetensors_get(st, stored) : gb_safetensors_get_stored(st, stored);
-        if (!t) {
-            s = gb_last_status();
-            break;
-        }
-        /* Find the owning module and local name from the dotted path. */
-        const char *dot = strrchr(names[i], '.');
-        char path[512];
-        snprintf(path, sizeof path, "%.*s", dot ? (int)(dot - names[i]) : 0, names[i]);
-        gb_module *owner = gb_module_find(m->module, path);
-        s = owner ? gb_module_set_param(owner, dot ? dot + 1 : names[i], t) : gb_last_status();
-        done += (uint64_t)gb__numel(nd, shape) * gb_dtype_size(dt);
-        if (opts && opts->progress) opts->progress(done < total ? done : total, total, opts->progress_ctx);
-        gb_tensor_free(t);
+        size_t len = strlen(stored) + 1;
+        if (!(w->stored[i] = gb__malloc(len, "model: weights"))) s = GB_ERR_ALLOC;
+        else memcpy(w->stored[i], stored, len);
     }
-    if (s == GB_OK && opts && opts->progress) opts->progress(total, total, opts->progress_ctx); /* headers too */
-    /* A tied weight reads the loaded tensor it is tied to. */
-    if (s == GB_OK && a->tie) {
-        if (!a->tied || a->tied(m->config)) s = gb__tie_apply(m->module, a->tie);
-        shput(used, a->tie->param, 1); /* a stored copy of a tied weight is redundant */
-    }
+    /* a stored copy of a tied weight is redundant */
+    if (s == GB_OK && a->tie) shput(used, a->tie->param, 1);
     for (int i = 0; s == GB_OK && i < gb_safetensors_count(st); i++) {
         const char *name = gb_safetensors_name(st, i);
         if (shgeti(used, name) < 0 && !gb__ignored(a, name))
@@ -178,8 +230,37 @@ static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb_mode
                          gb_safetensors_path(st), name, a->model_type);
     }
     shfree(used);
-    free(names);
-    free(params);
+    return s;
+}
+
+/* Each parameter becomes its checkpoint tensor: a view of the mapping, or
+ * its f32 conversion when asked. */
+static gb_status gb__load_weights(gb_model *m, gb_safetensors *st, const gb__weights *w, const gb_model_opts *opts,
+                                  uint64_t total) {
+    uint64_t done = 0;
+    const gb__arch *a = m->arch;
+    gb_status s = GB_OK;
+    for (int i = 0; i < w->n && s == GB_OK; i++) {
+        gb_tensor *t = opts && opts->f32_weights ? gb_safetensors_get(st, w->stored[i])
+                                                 : gb_safetensors_get_stored(st, w->stored[i]);
+        if (!t) return gb_last_status();
+        /* Find the owning module and local name from the dotted path. */
+        const char *name = w->names[i], *dot = strrchr(name, '.');
+        char path[512];
+        snprintf(path, sizeof path, "%.*s", dot ? (int)(dot - name) : 0, name);
+        gb_module *owner = gb_module_find(m->module, path);
+        s = owner ? gb_module_set_param(owner, dot ? dot + 1 : name, t) : gb_last_status();
+        gb_dtype dt;
+        int nd;
+        int64_t shape[GB_MAX_DIMS];
+        if (s == GB_OK) s = gb_safetensors_info(st, w->stored[i], &dt, &nd, shape);
+        if (s == GB_OK) done += (uint64_t)gb_tensor_numel(t) * gb_dtype_size(dt);
+        if (opts && opts->progress) opts->progress(done < total ? done : total, total, opts->progress_ctx);
+        gb_tensor_free(t);
+    }
+    if (s == GB_OK && opts && opts->progress) opts->progress(total, total, opts->progress_ctx); /* headers too */
+    /* A tied weight reads the loaded tensor it is tied to. */
+    if (s == GB_OK && a->tie && (!a->tied || a->tied(m->config))) s = gb__tie_apply(m->module, a->tie);
     return s;
 }
 
@@ -213,41 +294,45 @@ static const char *gb__bytes_str(char buf[32], uint64_t n) {
     return buf;
 }
 
-/* What opening needs, against what is available, before it allocates
- * anything (the files are mapped, not read): a clear failure instead of
- * the kernel's out-of-memory killer halfway. Memory: the weights converted
- * to f32 when asked. Address space, under a limit (ulimit -v): also the f32
- * parameters the module tree is built with before the loaded weights
- * replace them (untouched zero pages: address space, not memory). */
-static gb_status gb__check_memory(gb_safetensors *st, const char *weights, const gb_model_opts *opts) {
-    uint64_t elems = 0, convert = 0, stored = 0;
-    for (int i = 0; i < gb_safetensors_count(st); i++) {
+/* Address space for mapping the weight files, checked before they are
+ * mapped: under a limit (ulimit -v) the mappings count in full, though only
+ * the pages read become resident. */
+static gb_status gb__check_mapping(const char *weights, uint64_t bytes) {
+    uint64_t left = gb__address_space_left();
+    char b1[32], b2[32];
+    if (bytes <= left) return GB_OK;
+    return gb__fail(GB_ERR_ALLOC,
+                    "model: %s: mapping its %s of weight files needs as much address space, but the process's limit "
+                    "(ulimit -v) leaves %s; raise the limit (the weights become resident only as they are read)",
+                    weights, gb__bytes_str(b1, bytes), gb__bytes_str(b2, left));
+}
+
+/* What the weights need beyond their mapping, against what is available,
+ * before any is loaded: a clear failure instead of the kernel's
+ * out-of-memory killer halfway. As stored they need nothing more (views of
+ * the mapping); converted to f32 (f32_weights) they need 4 bytes an
+ * element, resident and in the address space. */
+static gb_status gb__check_memory(gb_safetensors *st, const gb__weights *w, const gb_model_opts *opts) {
+    uint64_t convert = 0, stored = 0;
+    for (int i = 0; opts && opts->f32_weights && i < w->n; i++) {
         gb_dtype dt;
         int nd;
         int64_t shape[GB_MAX_DIMS];
-        if (gb_safetensors_info(st, gb_safetensors_name(st, i), &dt, &nd, shape) != GB_OK) return gb_last_status();
+        if (gb_safetensors_info(st, w->stored[i], &dt, &nd, shape) != GB_OK) return gb_last_status();
         uint64_t n = (uint64_t)gb__numel(nd, shape);
-        elems += n;
-        if (opts && opts->f32_weights && (dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16)) convert += n * 4, stored += n * 2;
+        if (dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16) convert += n * 4, stored += n * 2;
     }
     char b1[32], b2[32], b3[32];
-    uint64_t avail = gb__mem_available();
-    if (convert > avail)
+    uint64_t avail = gb__mem_available(), left = gb__address_space_left();
+    if (convert > avail || convert > left)
         return gb__fail(GB_ERR_ALLOC,
-                        "model: %s: converting its float16/bfloat16 weights to float32 needs %s of memory, but %s is "
-                        "available; open it without f32_weights (gb_model_opts) to use the %s of weights as stored, "
-                        "mapped from the files without a copy",
-                        gb_safetensors_path(st), gb__bytes_str(b1, convert), gb__bytes_str(b2, avail),
+                        "model: %s: converting its float16/bfloat16 weights to float32 needs %s of memory, but %s "
+                        "is available%s; open it without f32_weights (gb_model_opts) or --dtype f32 to use "
+                        "the %s of weights as stored, mapped from the files without a copy",
+                        gb_safetensors_path(st), gb__bytes_str(b1, convert),
+                        gb__bytes_str(b2, avail < left ? avail : left),
+                        avail <= left ? "" : " in the process's address space (ulimit -v) beside the weight files",
                         gb__bytes_str(b3, stored));
-    uint64_t space = elems * 4 + convert, left = gb__address_space_left();
-    if (space > left)
-        return gb__fail(GB_ERR_ALLOC,
-                        "model: %s: opening needs %s more address space (the float32 parameters the module is built "
-                        "with before the weights replace them%s), but the process's limit (ulimit -v) leaves %s "
-                        "beside the %s of weight files it has mapped",
-                        gb_safetensors_path(st), gb__bytes_str(b1, space),
-                        convert ? ", and the weights converted to float32" : "", gb__bytes_str(b2, left),
-                        gb__bytes_str(b3, gb__file_bytes(weights)));
     return GB_OK;
 }
 
@@ -256,6 +341,7 @@ gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
     gb_model *m = NULL;
     gb__json *root = NULL;
     gb_safetensors *st = NULL;
+    gb__weights w = {0};
     char *text = NULL;
     size_t len = 0;
     if (gb_hf_resolve(model, &f) != GB_OK) goto fail;
@@ -271,23 +357,33 @@ gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
     if (!(m->config = gb__calloc(1, m->arch->config_size, "model: config"))) goto fail;
     gb__config c = {gb__cfg_json_get, root, f.config, GB_OK};
     m->arch->read(&c, m->config);
-    if (c.st != GB_OK) goto fail;
-    if (!(m->module = m->arch->build(m->config))) {
+    if (c.st != GB_OK || gb__token_ids(root, m, f.config) != GB_OK) goto fail;
+    /* Headers and shapes are checked before anything is allocated: the
+     * tree is built shape-only, its parameters become views of the
+     * mapping, and only the buffers (rotary frequencies) get storage. */
+    m->file_bytes = gb__file_bytes(f.weights);
+    if (gb__check_mapping(f.weights, m->file_bytes) != GB_OK || !(st = gb_safetensors_open(f.weights))) goto fail;
+    if (gb__check_layers(m, st, f.config) != GB_OK) goto fail;
+    gb__meta_push();
+    m->module = m->arch->build(m->config);
+    gb__meta_pop();
+    if (!m->module) {
         gb__error_prefix("model: %s", f.config);
         goto fail;
     }
-    if (gb__token_ids(root, m, f.config) != GB_OK) goto fail;
-    if (!(st = gb_safetensors_open(f.weights)) || gb__check_memory(st, f.weights, opts) != GB_OK) goto fail;
-    m->file_bytes = gb__file_bytes(f.weights);
-    if (gb__load_weights(m, st, opts, m->file_bytes) != GB_OK) goto fail;
+    if (gb__match_weights(m, st, &w) != GB_OK || gb__check_memory(st, &w, opts) != GB_OK) goto fail;
+    if (gb__load_weights(m, st, &w, opts, m->file_bytes) != GB_OK) goto fail;
+    if (gb__module_fill_buffers(m->module) != GB_OK) goto fail;
     m->dir = f.dir;
     f.dir = NULL;
+    gb__weights_free(&w);
     gb_safetensors_free(st); /* the tensors keep their mappings */
     gb__json_free(root);
     free(text);
     gb_hf_files_free(&f);
     return m;
 fail:
+    gb__weights_free(&w);
     gb_safetensors_free(st);
     gb__json_free(root);
     free(text);
@@ -308,12 +404,6 @@ void gb_model_free(gb_model *m) {
 gb_module *gb_model_module(const gb_model *m) { return m->module; }
 const char *gb_model_type(const gb_model *m) { return m->arch->model_type; }
 const char *gb_model_dir(const gb_model *m) { return m->dir; }
-/* The int64_t field of the config at offset. */
-static int64_t gb__config_int(const gb_model *m, size_t offset) {
-    int64_t v;
-    memcpy(&v, (const char *)m->config + offset, sizeof v);
-    return v;
-}
 int64_t gb_model_vocab_size(const gb_model *m) { return gb__config_int(m, m->arch->vocab_at); }
 int64_t gb_model_max_positions(const gb_model *m) { return gb__config_int(m, m->arch->positions_at); }
 int64_t gb_model_bos_id(const gb_model *m) { return m->bos; }
@@ -329,4 +419,7 @@ const gb_llama_config *gb_model_llama_config(const gb_model *m) {
     return m->arch->public_config == GB__ARCH_CONFIG_LLAMA ? m->config : NULL;
 }
 char *gb_model_config_str(const gb_model *m) { return gb__arch_config_str(m->arch, m->config); }
+const char *gb_model_part(const gb_model *m, gb_part part) {
+    return (unsigned)part < GB_PART_COUNT ? m->arch->parts[part] : NULL;
+}
 uint64_t gb_model_file_bytes(const gb_model *m) { return m->file_bytes; }

@@ -448,7 +448,7 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
     snprintf(ctx, sizeof ctx, "tokenizer_open: %s", tok->path);
     gb_status st = json ? gb__load_tokenizer_json(tok, json, ctx) : gb__load_vocab_merges(tok, vocab, merges);
     if (st != GB_OK) goto fail;
-    tok->vocab_size = (int32_t)arrlen(tok->bpe.id_str);
+    tok->vocab_size = tok->bpe.id_end;
     for (size_t i = 0; i < arrlenu(tok->added); i++)
         if (tok->added[i].id >= tok->vocab_size) tok->vocab_size = tok->added[i].id + 1;
     gb__find_special_ids(tok, dir);

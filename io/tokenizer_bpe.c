@@ -24,7 +24,9 @@ int32_t gb__bpe_id(const gb__bpe *m, const char *tok) {
 }
 
 const char *gb__bpe_str(const gb__bpe *m, int32_t id) {
-    return id >= 0 && (size_t)id < arrlenu(m->id_str) ? m->id_str[id] : NULL;
+    struct gb__id_str_kv *map = m->id_str; /* stb_ds lookups write to the map variable */
+    ptrdiff_t i = hmgeti(map, id);
+    return i < 0 ? NULL : map[i].value;
 }
 
 size_t gb__bpe_count(const gb__bpe *m) { return (size_t)shlen(m->vocab); }
@@ -41,8 +43,8 @@ static gb_status gb__bpe_add_token(gb__bpe *m, const char *tok, const gb__json *
 static void gb__bpe_index(gb__bpe *m) {
     for (ptrdiff_t i = 0; i < shlen(m->vocab); i++) {
         int32_t id = m->vocab[i].value;
-        while (arrlenu(m->id_str) <= (size_t)id) arrput(m->id_str, NULL);
-        m->id_str[id] = m->vocab[i].key;
+        hmput(m->id_str, id, m->vocab[i].key);
+        if (id >= m->id_end) m->id_end = id + 1;
     }
     for (int b = 0; b < 256; b++) {
         char name[8];
@@ -174,7 +176,7 @@ static void gb__bpe_cache_clear(gb__bpe *m) {
 
 void gb__bpe_free(gb__bpe *m) {
     shfree(m->vocab);
-    arrfree(m->id_str);
+    hmfree(m->id_str);
     hmfree(m->merges);
     shfree(m->cache);
     arrfree(m->cache_ids);

@@ -237,7 +237,12 @@ typedef struct gb__bpe {
         char *key;
         int32_t value;
     } *vocab;              /* stb_ds string map, arena keys */
-    char **id_str;         /* stb_ds array: id -> token (into vocab's arena), NULL at gaps */
+    struct gb__id_str_kv {
+        int32_t key;
+        char *value;       /* into vocab's arena */
+    } *id_str;             /* stb_ds hash map id -> token: a file's ids may be sparse, and one
+                              huge id must cost no more than a small one */
+    int32_t id_end;        /* the largest id + 1 (0: empty) */
     struct gb__merge_kv {
         uint64_t key;      /* left id << 32 | right id */
         uint64_t value;    /* rank << 32 | merged id */

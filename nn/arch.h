@@ -107,8 +107,17 @@ typedef struct gb__arch {
     /* Read config.json into cfg (config_size zeroed bytes); errors go to
      * c->st. */
     void (*read)(gb__config *c, void *cfg);
-    /* The module tree with zero parameters, or NULL with the error set. */
+    /* The module tree with zero parameters, or NULL with the error set.
+     * The loader calls it in meta mode: parameters and buffers are then
+     * shape-only (no data), the weights come from the checkpoint and the
+     * buffers from gb__module_fill_buffers. */
     gb_module *(*build)(const void *cfg);
+    /* The list of layers: the path of the ModuleList ("model.layers"), the
+     * config field of its length ("num_hidden_layers") and that field's
+     * offset (int64_t) in cfg. The loader checks the length against the
+     * layers the checkpoint holds before building: the tree grows with it. */
+    const char *layers, *layers_field;
+    size_t layers_at;
     /* Other stored names of parameters, ending with {NULL}; or NULL. */
     const gb__alias *aliases;
     /* Suffixes of stored tensors that are buffers, not parameters
@@ -123,8 +132,13 @@ typedef struct gb__arch {
     gb__arch_config public_config;
     /* Offsets of the int64_t vocabulary size and maximum positions in cfg. */
     size_t vocab_at, positions_at;
+    /* Module paths of the parts tools name (gb_part), GB_PART_COUNT of them. */
+    const char *const *parts;
 } gb__arch;
 
+/* Give each shape-only buffer of m's tree (built in meta mode) a storage
+ * and its values; GB_ERR_ALLOC. */
+gb_status gb__module_fill_buffers(gb_module *m);
 /* Make parameter t->param of root's tree the tensor of t->source (a Linear
  * whose weight that is leaves it alone at init). GB_ERR_NOT_FOUND naming
  * the path when either is missing. */

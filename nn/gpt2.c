@@ -253,12 +253,21 @@ static const gb__config_field gb__gpt2_fields[] = {
     GB__FIELD(gb_gpt2_config, FLOAT, layer_norm_epsilon),
 };
 
+static const char *const gb__gpt2_parts[GB_PART_COUNT] = {
+    [GB_PART_EMBED] = "transformer.wte", [GB_PART_LAYERS] = "transformer.h", [GB_PART_ATTN] = "attn",
+    [GB_PART_MLP] = "mlp", [GB_PART_ATTN_WEIGHTS] = "attn.attn_weights", [GB_PART_NORM] = "transformer.ln_f",
+    [GB_PART_UNEMBED] = "lm_head",
+};
+
 const gb__arch gb__arch_gpt2 = {
     .model_type = "gpt2",
     .config_size = sizeof(gb_gpt2_config),
     .read = gb__gpt2_read,
     .build = gb__gpt2_new_from,
     /* files saved before transformers added the "transformer." prefix */
+    .layers = "transformer.h",
+    .layers_field = "n_layer",
+    .layers_at = offsetof(gb_gpt2_config, n_layer),
     .aliases = (const gb__alias[]){{"transformer.", ""}, {NULL, NULL}},
     /* the causal-mask buffers of older files */
     .ignored = (const char *const[]){".attn.bias", ".attn.masked_bias", NULL},
@@ -268,4 +277,5 @@ const gb__arch gb__arch_gpt2 = {
     .public_config = GB__ARCH_CONFIG_GPT2,
     .vocab_at = offsetof(gb_gpt2_config, vocab_size),
     .positions_at = offsetof(gb_gpt2_config, n_positions),
+    .parts = gb__gpt2_parts,
 };

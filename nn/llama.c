@@ -86,9 +86,6 @@ static gb_status gb__rotary_forward(gb_module *m, gb_run *run, const gb_values *
     return st ? st : st2;
 }
 
-static const gb__module_type gb__type_rotary = {
-    .name = "LlamaRotaryEmbedding", .forward = gb__rotary_forward, .returns_tuple = true};
-
 /* inv_freq in f32 as transformers' rope init functions compute it:
  * 1 / theta^(2i/dim), then for "llama3" (_compute_llama3_parameters) low
  * frequencies (wavelength > original_max / low_freq_factor) divided by
@@ -112,6 +109,18 @@ static void gb__rope_inv_freq(float *inv, int64_t dim, const gb_llama_config *c)
         inv[i] = f;
     }
 }
+
+/* The rotary module's settings are the model's config (defaults filled in). */
+static void gb__rotary_buffers(gb_module *m) {
+    const gb_llama_config *c = GB__SETTINGS(m, gb_llama_config);
+    gb__rope_inv_freq(gb_tensor_data(gb_module_param(m, "inv_freq")), c->head_dim, c);
+}
+
+static const gb__module_type gb__type_rotary = {.name = "LlamaRotaryEmbedding",
+                                                .forward = gb__rotary_forward,
+                                                .buffers = gb__rotary_buffers,
+                                                .returns_tuple = true,
+                                                .settings = sizeof(gb_llama_config)};
 
 /* ---- LlamaAttention ----------------------------------------------------- */
 
@@ -341,9 +350,9 @@ static gb_module *gb__rotary_new(const gb__llama_build *b) {
     const gb_llama_config *c = b->c;
     gb_module *m = gb__llama_module(b, &gb__type_rotary, GB__LLAMA_ROTARY);
     if (!m) return NULL;
+    *GB__SETTINGS(m, gb_llama_config) = *c;
     gb_status st = gb__module_add_param(m, "inv_freq", 1, (int64_t[]){c->head_dim / 2}, true);
-    gb_tensor *inv = st == GB_OK ? gb_module_param(m, "inv_freq") : NULL;
-    if (inv && !gb__is_meta(inv)) gb__rope_inv_freq(gb_tensor_data(inv), c->head_dim, c);
+    if (st == GB_OK && !gb__is_meta(gb_module_param(m, "inv_freq"))) gb__rotary_buffers(m);
     return gb__module_done(m, st);
 }
 
@@ -467,11 +476,20 @@ static const gb__config_field gb__llama_fields[] = {
 #undef GB__X
 };
 
+const char *const gb__llama_parts[GB_PART_COUNT] = {
+    [GB_PART_EMBED] = "model.embed_tokens", [GB_PART_LAYERS] = "model.layers", [GB_PART_ATTN] = "self_attn",
+    [GB_PART_MLP] = "mlp", [GB_PART_ATTN_WEIGHTS] = "self_attn.attn_weights", [GB_PART_NORM] = "model.norm",
+    [GB_PART_UNEMBED] = "lm_head",
+};
+
 const gb__arch gb__arch_llama = {
     .model_type = "llama",
     .config_size = sizeof(gb_llama_config),
     .read = gb__llama_read,
     .build = gb__llama_new_from,
+    .layers = "model.layers",
+    .layers_field = "num_hidden_layers",
+    .layers_at = offsetof(gb_llama_config, num_hidden_layers),
     .ignored = (const char *const[]){"rotary_emb.inv_freq", NULL},
     .tie = &gb__llama_tie,
     .tied = gb__llama_tied,
@@ -480,4 +498,5 @@ const gb__arch gb__arch_llama = {
     .public_config = GB__ARCH_CONFIG_LLAMA,
     .vocab_at = offsetof(gb_llama_config, vocab_size),
     .positions_at = offsetof(gb_llama_config, max_position_embeddings),
+    .parts = gb__llama_parts,
 };

@@ -52,6 +52,9 @@ const gb__arch gb__arch_mistral = {
     .config_size = sizeof(gb__mistral_config),
     .read = gb__mistral_read,
     .build = gb__mistral_new_from,
+    .layers = "model.layers",
+    .layers_field = "num_hidden_layers",
+    .layers_at = offsetof(gb__mistral_config, llama.num_hidden_layers),
     .ignored = (const char *const[]){"rotary_emb.inv_freq", NULL},
     .tie = &gb__llama_tie,
     .tied = gb__llama_tied,
@@ -60,4 +63,5 @@ const gb__arch gb__arch_mistral = {
     .public_config = GB__ARCH_CONFIG_LLAMA,
     .vocab_at = offsetof(gb__mistral_config, llama.vocab_size),
     .positions_at = offsetof(gb__mistral_config, llama.max_position_embeddings),
+    .parts = gb__llama_parts,
 };

@@ -1,6 +1,7 @@
 /* Module trees: naming and paths, lookup, repr, parameters, the run state,
  * and gb_module_call, where events are emitted. */
 #include "nn_impl.h"
+#include "arch.h"
 #include "../tensor/tensor_impl.h"
 
 #include <ctype.h>
@@ -120,6 +121,25 @@ gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const i
     }
     gb__param p = {nm, t, buffer};
     arrput(m->params, p);
+    return GB_OK;
+}
+
+gb_status gb__module_fill_buffers(gb_module *m) {
+    bool filled = false;
+    for (ptrdiff_t i = 0; i < arrlen(m->params); i++) {
+        gb__param *p = &m->params[i];
+        if (!p->buffer || !gb__is_meta(p->t)) continue;
+        gb_tensor *t = gb_zeros(gb_tensor_ndim(p->t), gb_tensor_shape(p->t), GB_DTYPE_F32);
+        if (!t) return GB_ERR_ALLOC;
+        gb_tensor_free(p->t);
+        p->t = t;
+        filled = true;
+    }
+    if (filled && m->type->buffers) m->type->buffers(m);
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
+        gb_status st = gb__module_fill_buffers(m->children[i]);
+        if (st != GB_OK) return st;
+    }
     return GB_OK;
 }
 

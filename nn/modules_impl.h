@@ -174,6 +174,8 @@ void gb__llama_read_config(gb__config *c, gb_llama_config *l);
  * config that begins with a gb_llama_config. */
 extern const gb__tie gb__llama_tie;
 bool gb__llama_tied(const void *cfg);
+/* The family's module paths (gb__arch.parts): its members share the tree's names. */
+extern const char *const gb__llama_parts[GB_PART_COUNT];
 /* What `glassbox info` prints of a Llama config, in order:
  * X(name, GB__FIELD kind, gb_llama_config field, printed when unset). */
 #define GB__LLAMA_PRINTED(X)                                                                                           \

@@ -157,6 +157,27 @@ typedef struct gb_llama_config {
 gb_module *gb_gpt2_new(const gb_gpt2_config *cfg);
 gb_module *gb_llama_new(const gb_llama_config *cfg);
 
+/* The parts of a language model that tools working on any architecture
+ * name (the logit lens, activation patching, attention maps), as module
+ * paths; each architecture's descriptor gives its own (gb_model_part).
+ * ATTN, MLP and ATTN_WEIGHTS are relative to a block: the block's path, a
+ * dot, then the part ("transformer.h.3" "." "attn"). */
+#define GB_PART_LIST(X)                                                                          \
+    X(GB_PART_EMBED, "embed")               /* transformer.wte, model.embed_tokens */           \
+    X(GB_PART_LAYERS, "layers")             /* the blocks: transformer.h, model.layers */       \
+    X(GB_PART_ATTN, "attn")                 /* in a block: attn, self_attn */                   \
+    X(GB_PART_MLP, "mlp")                   /* in a block: mlp */                               \
+    X(GB_PART_ATTN_WEIGHTS, "attn_weights") /* in a block: the softmaxed pattern [B, H, T, S] */ \
+    X(GB_PART_NORM, "norm")                 /* the final norm: transformer.ln_f, model.norm */  \
+    X(GB_PART_UNEMBED, "unembed")           /* the unembedding: lm_head */
+
+typedef enum gb_part {
+#define GB__X(e, n) e,
+    GB_PART_LIST(GB__X)
+#undef GB__X
+    GB_PART_COUNT
+} gb_part;
+
 /* ---- running ------------------------------------------------------------ */
 
 /* Event kinds (see the file comment). Observers may number kinds of their

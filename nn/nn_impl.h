@@ -21,6 +21,11 @@ typedef struct gb__module_type {
     void (*extra_repr)(const gb_module *m, char *buf, size_t size);
     /* reset_parameters() for m's own parameters; NULL if none. */
     void (*init)(gb_module *m, gb_rng *rng);
+    /* Compute m's buffers (values derived from its settings, never loaded:
+     * the rotary frequencies) into their storages; NULL if none. Called
+     * when m is built, and by gb__module_fill_buffers for a tree built in
+     * meta mode. */
+    void (*buffers)(gb_module *m);
     /* The module returns a tuple in Hugging Face (GPT2Block, LlamaDecoderLayer):
      * tracing then treats its output as a tuple, so "output[0]" is the
      * hidden state as in nnsight. Single-tensor modules leave it false. */
@@ -63,7 +68,8 @@ struct gb_module {
 gb_module *gb__module_new(const gb__module_type *type);
 /* Add a child under name (taking ownership; on failure the child is freed). */
 gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child);
-/* Register a zero-filled f32 parameter (or buffer) of the given shape. */
+/* Register a zero-filled f32 parameter (or buffer) of the given shape;
+ * shape-only in meta mode (how the loader builds a tree). */
 gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
 /* Build helper: frees m and returns NULL when st is not GB_OK. */
 gb_module *gb__module_done(gb_module *m, gb_status st);

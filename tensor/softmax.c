@@ -23,7 +23,7 @@
 
 /* Rows done together along a dim other than the last: 8 AVX-512 vectors
  * per step along dim (the best of 32 to 256 for softmax over dim 0 of
- * [4096, 1024] on Zen 4; fewer make more passes over short stretches). */
+ * [4096, 1024] on this project's Xeon; fewer make more passes over short stretches). */
 #define GB__COLS 128
 
 static gb_status gb__check_f32(const char *op, const gb_tensor *t) {

@@ -123,6 +123,41 @@ START_TEST(test_run_writes_safetensors) {
 }
 END_TEST
 
+/* --dtype stored (the default) keeps a bf16 checkpoint's weights as
+ * stored, --dtype f32 converts them: both give PyTorch's logits on the
+ * weights upcast to f32 (tests/fixtures/make_models.py), to 1e-5. */
+START_TEST(test_run_dtype) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("models", "test_run_dtype");
+    if (!o) return;
+    char dir[4096], path[512], args[9000];
+    gbt_fixture_dir(dir, sizeof dir, "llama3-bf16-sharded");
+    gb_tensor *ids = gbt_get(o, "llama3-bf16-sharded.ids"), *want = gbt_get(o, "llama3-bf16-sharded.single.logits");
+    char *list = id_list(ids, NULL, 0, ",");
+    const char *flags[] = {"", "--dtype stored", "--dtype f32", "--dtype float32"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/cli_run_dtype.safetensors", gbt_tmp_dir());
+        snprintf(args, sizeof args, "run %s --ids %s --out %s %s", dir, list, path, flags[i]);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "glassbox %s: failed: %s", args, r.err);
+        gb_safetensors *st = gb_safetensors_open(path);
+        gbt_ok(st);
+        gb_tensor *got = gb_safetensors_get(st, "logits");
+        gbt_ok(got);
+        gbt_assert_close(got, want, 1e-5, 1e-5, flags[i]);
+        gb_tensor_free(got);
+        gb_safetensors_free(st);
+        gbt_cli_free(&r);
+    }
+    snprintf(args, sizeof args, "info %s --dtype f32", dir);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0 && strstr(r.out, "parameters: 68688\n"), "glassbox %s: %s", args, r.err);
+    gbt_cli_free(&r);
+    free(list);
+    gb_tensor_free(ids), gb_tensor_free(want);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 /* Interventions as statements. Printed values are PyTorch's repr of what
  * PyTorch computes with forward hooks (bundled.py); the rest are
  * derivations written beside them. */
@@ -188,8 +223,15 @@ START_TEST(test_trace_statements) {
     snprintf(args, sizeof args,
              "trace " GBT_BUNDLED " --ids %s -n 4 -e 'lm_head.next().next().output[0, -1, 42] = 1e9' "
              "-e 'lm_head.next().output[0, -1].argmax(-1).save()'", e);
-    snprintf(want, sizeof want, "lm_head.next().output[0, -1].argmax(-1).save() = %s\ngenerator.output = %s\n", step1, ids);
-    cli_prints(args, want);
+    /* then the decoded text: the prompt's text and the new tokens' */
+    snprintf(want, sizeof want,
+             "lm_head.next().output[0, -1].argmax(-1).save() = %s\ngenerator.output = %s\n"
+             "generator.text = 'The Eiffel Tower is in the city of",
+             step1, ids);
+    r = gbt_cli(args);
+    ck_assert_msg(r.status == 0 && !strncmp(r.out, want, strlen(want)), "trace -n 4 printed:\n%s\nnot:\n%s", r.out, want);
+    ck_assert_msg(strchr(r.out + strlen(want), '\n')[1] == 0, "one line of text: %s", r.out); /* and nothing else */
+    gbt_cli_free(&r);
     free(step1), free(ids);
 
     snprintf(args, sizeof args, "trace " GBT_BUNDLED " --ids %s -e 'lm_head.output[0' ", e);
@@ -258,6 +300,9 @@ START_TEST(test_cli_errors) {
     ck_assert(strstr(r.err, "2000") != NULL);
     gbt_cli_free(&r);
     gbt_cli_fails("generate --bogus", 2, "glassbox generate: unknown option '--bogus' (see glassbox generate --help)");
+    gbt_cli_fails("run " GBT_BUNDLED " --ids 1,2 --out /dev/null --dtype bf16", 2,
+                  "glassbox run: --dtype: 'bf16' is not one of stored|f32|float32 (see glassbox run --help)");
+    gbt_cli_fails("info " GBT_BUNDLED " --dtype", 2, "glassbox info: option '--dtype' needs an argument (see glassbox info --help)");
     r = gbt_cli("frobnicate");
     ck_assert_int_eq(r.status, 2);
     ck_assert(strstr(r.err, "unknown command 'frobnicate'") != NULL);
@@ -467,6 +512,7 @@ Suite *gb_suite_cli(void) {
     tcase_add_test(tc, test_generate_ids);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_run_writes_safetensors);
+    tcase_add_test(tc, test_run_dtype);
     tcase_add_test(tc, test_trace_statements);
     tcase_add_test(tc, test_demo_llama);
     tcase_add_test(tc, test_cli_errors);

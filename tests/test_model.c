@@ -212,7 +212,29 @@ START_TEST(test_loader_errors) {
     /* one layer more in the config than in the file */
     write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8,"
                         " \"n_layer\": 3, \"n_head\": 2}");
-    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_NOT_FOUND, "tensor 'transformer.h.2.ln_1.weight' is missing");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_NOT_FOUND,
+                   "config.json: n_layer is 3, but the 28 tensors of "); /* 4 + 12 per layer */
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_NOT_FOUND,
+                   "model.safetensors hold 2 layers (transformer.h.0 to transformer.h.1): none of transformer.h.2");
+    /* a billion: refused before the tree is built (it would take a billion
+     * layers' modules), in the same words */
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8,"
+                        " \"n_layer\": 1000000000, \"n_head\": 2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_NOT_FOUND, "n_layer is 1000000000, but the 28 tensors");
+    /* one layer fewer: the tensors left over are named */
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8,"
+                        " \"n_layer\": 1, \"n_head\": 2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, "unexpected tensor 'transformer.h.1.");
+    /* sizes too large to allocate are shapes like any other: the tree is
+     * built shape-only, so the mismatch is found before any allocation */
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16,"
+                        " \"n_embd\": 1099511627776, \"n_layer\": 2, \"n_head\": 2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_SHAPE,
+                   "has shape [50, 8] but the config implies [50, 1099511627776]");
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 1000000000000, \"n_positions\": 16,"
+                        " \"n_embd\": 8, \"n_layer\": 2, \"n_head\": 2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_SHAPE,
+                   "has shape [50, 8] but the config implies [1000000000000, 8]");
 
     /* special token ids outside the vocabulary of 50 (0..49) */
     write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8,"
@@ -239,8 +261,9 @@ START_TEST(test_mistral_config_errors) {
     char *d = scratch("mistral-errors"), cfgpath[4200], path[4200];
     snprintf(cfgpath, sizeof cfgpath, "%s/config.json", d);
     snprintf(path, sizeof path, "%s/model.safetensors", d);
-    gb_tensor *x = gb_zeros(1, (int64_t[]){1}, GB_DTYPE_F32); /* a weights file, so that the config is read */
-    gbt_ok_status(gb_safetensors_save(path, 1, (const char *[]){"x"}, &x, GB_DTYPE_F32, NULL));
+    /* a weights file with the config's one layer, so that the config is read */
+    gb_tensor *x = gb_zeros(1, (int64_t[]){1}, GB_DTYPE_F32);
+    gbt_ok_status(gb_safetensors_save(path, 1, (const char *[]){"model.layers.0.x"}, &x, GB_DTYPE_F32, NULL));
     gb_tensor_free(x);
     const char *sizes = "\"model_type\": \"mistral\", \"hidden_size\": 8, \"intermediate_size\": 16,"
                         " \"num_hidden_layers\": 1, \"num_attention_heads\": 2";

@@ -251,7 +251,7 @@ END_TEST
 
 /* Converting to f32 is refused, before allocating, when it would not fit;
  * the weights as stored need no memory of their own; an address-space
- * limit is checked too. */
+ * limit is checked too, for the mapping and the conversion. */
 START_TEST(test_fixture_f32_conversion_checks_memory) {
     char dir[4096];
     gbt_fixture_dir(dir, sizeof dir, "llama3-bf16-sharded");
@@ -260,18 +260,25 @@ START_TEST(test_fixture_f32_conversion_checks_memory) {
     gb__mem_available_set(4096);
     gbt_fails_with(gb_model_open(dir, &(gb_model_opts){.f32_weights = true}) == NULL, GB_ERR_ALLOC,
                    "converting its float16/bfloat16 weights to float32 needs 0.3 MiB of memory, but 0.0 MiB is "
-                   "available; open it without f32_weights (gb_model_opts) to use the 0.1 MiB of weights as stored");
+                   "available; open it without f32_weights (gb_model_opts) or --dtype f32 to use the 0.1 MiB of "
+                   "weights as stored");
     gb_model *m = gb_model_open(dir, NULL);
     gb__mem_available_set(0);
     gbt_ok(m);
     gb_model_free(m);
-    /* under an address-space limit, the f32 parameters the tree is built
-     * with count too (4 bytes for each of the 68688) */
+    /* Under an address-space limit (ulimit -v) the mapped files count in
+     * full, checked before mapping them (two shards, 0.13 MiB); as
+     * stored, the weights need nothing more, converted 0.26 MiB more. */
     gb__address_space_set(4096);
     gbt_fails_with(gb_model_open(dir, NULL) == NULL, GB_ERR_ALLOC,
-                   "opening needs 0.3 MiB more address space (the float32 parameters the module is built with before "
-                   "the weights replace them), but the process's limit (ulimit -v) leaves 0.0 MiB beside the 0.1 MiB "
-                   "of weight files it has mapped");
+                   "mapping its 0.1 MiB of weight files needs as much address space, but the process's limit "
+                   "(ulimit -v) leaves 0.0 MiB; raise the limit");
+    gb__address_space_set(200 << 10);
+    gbt_ok(m = gb_model_open(dir, NULL));
+    gb_model_free(m);
+    gbt_fails_with(gb_model_open(dir, &(gb_model_opts){.f32_weights = true}) == NULL, GB_ERR_ALLOC,
+                   "needs 0.3 MiB of memory, but 0.2 MiB is available in the process's address space (ulimit -v) "
+                   "beside the weight files; open it without f32_weights");
     gb__address_space_set(0);
 }
 END_TEST
@@ -320,6 +327,51 @@ START_TEST(test_fixture_config_str) {
     gbt_ok(got);
     ck_assert_str_eq(got, config_strs[_i].want);
     free(got);
+    gb_model_free(m);
+}
+END_TEST
+
+/* gb_model_part: Hugging Face's module names of each family
+ * (modeling_gpt2.py, modeling_llama.py; Mistral is Llama's tree), every one
+ * a module of the opened tree (the attention pattern a point of a run). */
+static const struct {
+    const char *type, *parts[GB_PART_COUNT];
+} part_names[] = {
+    {"gpt2", {"transformer.wte", "transformer.h", "attn", "mlp", "attn.attn_weights", "transformer.ln_f", "lm_head"}},
+    {"llama", {"model.embed_tokens", "model.layers", "self_attn", "mlp", "self_attn.attn_weights", "model.norm", "lm_head"}},
+    {"mistral", {"model.embed_tokens", "model.layers", "self_attn", "mlp", "self_attn.attn_weights", "model.norm", "lm_head"}},
+};
+
+START_TEST(test_fixture_parts) {
+    char dir[4096], path[256];
+    gb_model *m = gb_model_open(gbt_fixture_dir(dir, sizeof dir, config_strs[_i].variant), NULL);
+    gbt_ok(m);
+    int k = 0;
+    while (strcmp(part_names[k].type, gb_model_type(m))) k++;
+    gb_module *root = gb_model_module(m);
+    gb_trace *tr = gb_trace_new(root, NULL);
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, 3}, GB_DTYPE_I64);
+    gb_invoke(tr, ids);
+    gb_val *pattern = NULL;
+    for (int p = 0; p < GB_PART_COUNT; p++) {
+        const char *got = gb_model_part(m, (gb_part)p);
+        ck_assert_str_eq(got, part_names[k].parts[p]);
+        bool in_block = p == GB_PART_ATTN || p == GB_PART_MLP || p == GB_PART_ATTN_WEIGHTS;
+        if (in_block) snprintf(path, sizeof path, "%s.0.%s", gb_model_part(m, GB_PART_LAYERS), got);
+        else snprintf(path, sizeof path, "%s", got);
+        if (p == GB_PART_ATTN_WEIGHTS) pattern = gb_save(gb_point(tr, path)); /* a point the scan must reach */
+        else ck_assert_msg(gb_module_find(root, path) != NULL, "%s: %s", path, gb_last_error());
+    }
+    gb_invoke_end(tr);
+    gbt_ok_status(gb_trace_scan(tr));
+    int nd = 0;
+    int64_t shape[GB_MAX_DIMS];
+    gbt_ok_status(gb_val_shape(pattern, &nd, shape));
+    ck_assert_int_eq(nd, 4); /* [B, H, T, S] */
+    ck_assert_int_eq(shape[2], 3);
+    ck_assert_ptr_null(gb_model_part(m, GB_PART_COUNT));
+    gb_trace_free(tr);
+    gb_tensor_free(ids);
     gb_model_free(m);
 }
 END_TEST
@@ -409,6 +461,7 @@ Suite *gb_suite_model_fixtures(void) {
     tcase_add_test(tc, test_fixture_f32_conversion_checks_memory);
     tcase_add_test(tc, test_fixture_token_ids);
     tcase_add_loop_test(tc, test_fixture_config_str, 0, sizeof config_strs / sizeof config_strs[0]);
+    tcase_add_loop_test(tc, test_fixture_parts, 0, sizeof config_strs / sizeof config_strs[0]);
     tcase_add_test(tc, test_mistral_repr);
     tcase_add_test(tc, test_mistral_cache_past_window);
     suite_add_tcase(s, tc);

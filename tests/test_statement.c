@@ -190,6 +190,25 @@ START_TEST(test_statement_errors) {
     expect_fails(tr, "h.save() h", GB_ERR_ARG, "unexpected 'h' at column 10");
     expect_fails(tr, "h.shape", GB_ERR_ARG, "expected .grad or a method call on a value at column 3");
     expect_fails(tr, "h.save() = 1", GB_ERR_ARG, "cannot assign to this: assign to .output, .input, .grad or [index]");
+    /* Nesting is bounded (issue 13: 20,000 minus signs or 60,000
+     * parentheses overflowed the stack); the limit, 200, is Python's for
+     * parentheses, so anything nested less still parses. */
+    struct {
+        const char *open, *close;
+        int n;
+    } deep[] = {{"-", "", 20000}, {"(", ")", 60000}, {"log(", ")", 5000}, {"transformer.h[0].skip(", ")", 5000}};
+    for (size_t k = 0; k < sizeof deep / sizeof *deep; k++) {
+        size_t lo = strlen(deep[k].open), lc = strlen(deep[k].close);
+        char *text = malloc((size_t)deep[k].n * (lo + lc) + 16);
+        char *w = text + sprintf(text, "x = ");
+        for (int i = 0; i < deep[k].n; i++) w += sprintf(w, "%s", deep[k].open);
+        w += sprintf(w, "h");
+        for (int i = 0; i < deep[k].n; i++) w += sprintf(w, "%s", deep[k].close);
+        expect_fails(tr, text, GB_ERR_ARG, "nested deeper than 200 levels (unary minus, parentheses, calls) at column ");
+        ck_assert_msg(strlen(gb_last_error()) < 600, "the message quotes %zu characters", strlen(gb_last_error()));
+        free(text);
+    }
+    define(tr, 2, "y = ------------------------------------------------------------------------------------------(((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((h)))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))");
     /* Not syntax: the C API's definition errors, which poison the trace. */
     expect_fails(tr, "transformer.hh[0].output.save()", GB_ERR_NOT_FOUND, "has no submodule 'hh'; nearest: h");
     gb_trace_free(tr);

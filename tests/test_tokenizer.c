@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -201,6 +202,28 @@ START_TEST(test_tiny_derivations) {
 }
 END_TEST
 
+/* A sparse id costs nothing (issue 13: "zzz": 1500000000 grew the id table
+ * to the largest id, 6 GB, and crashed when that allocation failed): ids
+ * index a table of what the file holds. */
+START_TEST(test_sparse_ids) {
+    const char *at = strstr(tiny_json, "\"a\":2,");
+    ck_assert(at != NULL);
+    char *text = malloc(sizeof tiny_json + 32);
+    sprintf(text, "%.*s\"zzz\":1500000000,%s", (int)(at - tiny_json), tiny_json, at);
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    gb_tokenizer *tok = open_written("tok_sparse.json", text, NULL);
+    getrusage(RUSAGE_SELF, &after);
+    ck_assert_msg(after.ru_maxrss - before.ru_maxrss < 64 * 1024, "opening grew the peak by %ld KB",
+                  after.ru_maxrss - before.ru_maxrss);
+    ck_assert_int_eq(gb_tokenizer_vocab_size(tok), 1500000001); /* the largest id + 1, as before */
+    gbt_assert_ids(tok, "abc", true, IDS(2, 6));
+    assert_decodes(tok, IDS(1500000000, 2), false, "zzz a");
+    gb_tokenizer_free(tok);
+    free(text);
+}
+END_TEST
+
 /* ---- errors ------------------------------------------------------------- */
 
 /* Write text as a tokenizer.json and check that opening it fails. */
@@ -237,6 +260,13 @@ START_TEST(test_open_errors) {
     assert_open_fails(half, GB_ERR_FORMAT, "invalid JSON at byte");
     free(half);
     assert_open_fails("[1, 2]", GB_ERR_FORMAT, "the top level is not an object");
+    /* nesting is bounded before cJSON (and the walks over its tree) recurse:
+     * '{' is level 1 at byte 0, so the 128th '[' after {"x": is level 129 */
+    char *deep = malloc(10016);
+    sprintf(deep, "{\"x\":%0*d}", 10000, 0);
+    memset(deep + 5, '[', 5000), memset(deep + 5005, ']', 5000);
+    assert_open_fails(deep, GB_ERR_FORMAT, "tok_bad.json: JSON nested deeper than 128 levels at byte 132");
+    free(deep);
     assert_open_fails("{\"version\":\"1.0\"}", GB_ERR_FORMAT, "no \"model\" object");
     assert_variant_fails("\"version\":\"1.0\"", "\"version\":\"2.0\"", GB_ERR_UNSUPPORTED, "version '2.0'");
     assert_variant_fails("\"merges\":[\"b c\"", "\"merges\":[\"b z\"", GB_ERR_FORMAT,
@@ -1258,6 +1288,7 @@ Suite *gb_suite_tokenizer(void) {
     tcase_add_test(tc, test_known_llama2);
     tcase_add_test(tc, test_known_stories260k);
     tcase_add_test(tc, test_tiny_derivations);
+    tcase_add_test(tc, test_sparse_ids);
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_call_errors);
     tcase_add_test(tc, test_batch_padding);

@@ -32,9 +32,16 @@ typedef struct gb__parser {
     const char *site;
     int line;
     bool build;           /* false: check syntax only */
+    int depth;            /* nesting of unary minus, parentheses and calls */
     gb_status st;
     char error[256];
 } gb__parser;
+
+/* Python's own parser stops at 200 nested parentheses; every cycle of the
+ * recursive descent passes through gb__unary, which counts its nesting, so
+ * no input overflows the stack. */
+#define GB__STATEMENT_MAX_DEPTH 200
+#define GB__STATEMENT_QUOTED 200 /* characters of a statement quoted in errors */
 
 /* A value in dry runs: never dereferenced. */
 static gb_val *const gb__dry = (gb_val *)&gb__dry;
@@ -349,10 +356,22 @@ static gb_val *gb__binary(gb__parser *ps, gb_trace_op op, gb_val *a, gb_val *b) 
 static gb_val *gb__unary(gb__parser *ps) {
     gb__skip_space(ps);
     if (*ps->p == '-' && (isdigit((unsigned char)ps->p[1]) || ps->p[1] == '.')) return gb__number(ps);
-    if (!gb__accept(ps, '-')) return gb__primary(ps);
-    gb_val *v = gb__unary(ps);
-    gb_val *minus = v && ps->build ? gb_scalar_at(ps->tr, -1.0f, ps->site, ps->line) : gb__dry;
-    return gb__binary(ps, GB_TRACE_OP_MUL, minus, v);
+    if (ps->depth == GB__STATEMENT_MAX_DEPTH) {
+        char limit[16];
+        snprintf(limit, sizeof limit, "%d", GB__STATEMENT_MAX_DEPTH);
+        return gb__syntax(ps, "nested deeper than %s levels (unary minus, parentheses, calls)", limit);
+    }
+    ps->depth++;
+    gb_val *v;
+    if (!gb__accept(ps, '-')) {
+        v = gb__primary(ps);
+    } else {
+        v = gb__unary(ps);
+        gb_val *minus = v && ps->build ? gb_scalar_at(ps->tr, -1.0f, ps->site, ps->line) : gb__dry;
+        v = gb__binary(ps, GB_TRACE_OP_MUL, minus, v);
+    }
+    ps->depth--;
+    return v;
 }
 
 static gb_val *gb__term(gb__parser *ps) {
@@ -444,7 +463,8 @@ gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, i
     gb__parser ps = {.tr = tr, .text = text, .site = site ? site : "statement", .line = line};
     if (!gb__parse(&ps)) {
         if (ps.st == GB_OK) return gb__fail(GB_ERR_ARG, "%s:%d: statement: %s", ps.site, line, "syntax error");
-        return gb__fail(ps.st, "%s:%d: %s in '%s'", ps.site, line, ps.error, text);
+        return gb__fail(ps.st, "%s:%d: %s in '%.*s%s'", ps.site, line, ps.error, GB__STATEMENT_QUOTED, text,
+                        strlen(text) > GB__STATEMENT_QUOTED ? "..." : "");
     }
     ps.build = true;
     ps.st = GB_OK;

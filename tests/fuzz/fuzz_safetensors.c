@@ -1,21 +1,17 @@
-/* libFuzzer entry point for the safetensors reader: the input is a whole
- * file. Every input must either open (then every tensor loads, in both
- * dtype modes, or fails cleanly) or fail with GB_ERR_FORMAT; crashes,
- * sanitizer reports and leaks are bugs. Not part of `make check`; see
- * docs/safetensors.md for how to build and run it. */
-#include <stddef.h>
-#include <stdint.h>
-#include <stdlib.h>
+/* The safetensors reader: the input is a whole file. Every input must
+ * either open (then every tensor loads, in both dtype modes, or fails
+ * cleanly) or fail with GB_ERR_FORMAT (GB_ERR_ALLOC for sizes beyond
+ * memory). See tests/fuzz/fuzz.h. */
+#include "fuzz.h"
 
-#include "glassbox.h"
 #include "io/safetensors_impl.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int gb_fuzz_safetensors(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int gb_fuzz_safetensors(const uint8_t *data, size_t size) {
     gb_safetensors *st = gb__safetensors_open_memory(data, size, "<fuzz>");
     if (!st) {
-        if (gb_last_status() != GB_ERR_FORMAT && gb_last_status() != GB_ERR_ALLOC) abort();
+        GB_FUZZ_CHECK(gb_last_status() == GB_ERR_FORMAT || gb_last_status() == GB_ERR_ALLOC);
         return 0;
     }
     for (int i = 0; i < gb_safetensors_count(st); i++) {
@@ -30,3 +26,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gb_safetensors_free(st);
     return 0;
 }
+
+GB_FUZZ_ENTRY(safetensors)

@@ -1,19 +1,13 @@
-/* libFuzzer entry point for nnsight-syntax statements (trace/statement.c):
- * the input is up to four statements, one per line, defined on a small
- * GPT-2 tree and then scanned (a shape-only run, which executes every node
- * the statements built). Every input must define cleanly or fail with a
- * status; crashes, sanitizer reports and leaks are bugs. Not part of
- * `make check`; docs/API.md says how to build and run it with clang. */
-#include <stddef.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+/* nnsight-syntax statements (trace/statement.c): the input is up to four
+ * statements, one per line, defined on a small GPT-2 tree and then scanned
+ * (a shape-only run, which executes every node the statements built).
+ * Every input must define cleanly or fail with a status and a message. Run
+ * with -max_len=65536: deep nesting needs long inputs. See tests/fuzz/fuzz.h. */
+#include "fuzz.h"
 
-#include "glassbox.h"
+int gb_fuzz_statement(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int gb_fuzz_statement(const uint8_t *data, size_t size) {
     static gb_module *model;
     static gb_tensor *ids;
     if (!model) {
@@ -21,24 +15,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                               .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
         model = gb_gpt2_new(&cfg);
         ids = gb_zeros(2, (int64_t[]){1, 4}, GB_DTYPE_I64);
-        if (!model || !ids) abort();
+        GB_FUZZ_CHECK(model && ids);
     }
-    char *text = malloc(size + 1);
+    char *text = gb_fuzz_text(data, size);
     if (!text) return 0;
-    memcpy(text, data, size);
-    text[size] = 0;
     gb_trace *tr = gb_trace_new(model, ids);
     gb_trace_set_log(tr, NULL);
-    char *line = text, *save = NULL;
+    char *line, *save = NULL;
     for (int i = 0; i < 4 && (line = strtok_r(i ? NULL : text, "\n", &save)); i++) {
         gb_val *v = NULL;
         gb_status st = gb_trace_statement(tr, line, "fuzz", i + 1, &v);
-        if ((st == GB_OK) != (v != NULL) || (st != GB_OK && !*gb_last_error())) abort();
+        GB_FUZZ_CHECK((st == GB_OK) == (v != NULL));
+        if (st != GB_OK) GB_FUZZ_FAILED_CLEANLY();
     }
-    char *graph = gb_trace_graph(tr);
-    free(graph);
+    free(gb_trace_graph(tr));
     (void)gb_trace_scan(tr);
     gb_trace_free(tr);
     free(text);
     return 0;
 }
+
+GB_FUZZ_ENTRY(statement)

@@ -23,13 +23,15 @@
 enum { GB_CLI_OK = 0, GB_CLI_ERROR = 1, GB_CLI_USAGE = 2 };
 
 /* What an option's argument is. Numbers are decimal, the whole string, in
- * [min, max]; IDS is a comma-separated list of token ids (integers >= 0). */
+ * [min, max]; IDS is a comma-separated list of token ids (integers >= 0);
+ * CHOICE is one of the words of meta, "a|b|c" (gb_cli_arg.i: its index). */
 #define GB_CLI_KINDS(X)                                                                                              \
     X(FLAG, "")                                                                                                      \
     X(INT, "an integer")                                                                                            \
     X(NUM, "a number")                                                                                              \
     X(STR, "")                                                                                                       \
-    X(IDS, "a comma-separated list of token ids")
+    X(IDS, "a comma-separated list of token ids")                                                                   \
+    X(CHOICE, "one of")
 
 typedef enum {
 #define GB__X(kind, what) GB_CLI_##kind,
@@ -55,6 +57,9 @@ typedef struct gb_cli_opt {
 #define GB_CLI_OPT_TOKENIZER(X, ID)                                                                                 \
     X(ID, "tokenizer", 0, STR, 0, 0, NULL, false, 0, "PATH",                                                       \
       "tokenizer.json, or a directory with it (or vocab.json + merges.txt), instead of the model's")
+#define GB_CLI_OPT_DTYPE(X, ID)                                                                                     \
+    X(ID, "dtype", 0, CHOICE, 0, 0, "stored", false, 0, "stored|f32|float32",                                        \
+      "the weights' dtype: as stored (f16/bf16 used in place), or converted to f32 when opening")
 /* --ids and -p: one prompt (group 1: not both). */
 #define GB_CLI_OPT_PROMPT(X, ID_IDS, ID_TEXT, REPEAT, GROUP)                                                         \
     X(ID_IDS, "ids", 0, IDS, 0, 0, NULL, REPEAT, GROUP, "1,2,3", "the prompt as token ids")                        \
@@ -83,7 +88,7 @@ typedef struct gb_cli_cmd {
 typedef struct gb_cli_arg {
     int opt;          /* index in the command's table */
     const char *str;  /* the argument as given (NULL for a FLAG) */
-    long long i;      /* INT */
+    long long i;      /* INT; CHOICE: the index of the word */
     double num;       /* NUM */
     int64_t *ids;     /* IDS: the list (malloc'd) */
     int64_t nids;
@@ -124,7 +129,8 @@ void gb_cli_help(FILE *f, const gb_cli_cmd *cmd);
 
 /* The subcommands, in the order --help and the man page list them. */
 #define GB_CLI_COMMANDS(X)                                                                                           \
-    X(demo) X(info) X(run) X(generate) X(trace) X(tokenize) X(detokenize) X(train_tokenizer) X(train)
+    X(demo) X(info) X(run) X(generate) X(trace) X(lens) X(patch) X(attn) X(tokenize) X(detokenize)                  \
+    X(train_tokenizer) X(train)
 
 #define GB__X(id) extern const gb_cli_cmd gb_cli_cmd_##id;
 GB_CLI_COMMANDS(GB__X)
@@ -140,12 +146,35 @@ const char *gb_cli_default_model(void);
 const char *gb_cli_model(const char *cmd, const char *given);
 
 /* A language model for a command: MODEL (or the bundled one), with the
- * tokenizer at tokenizer_path when not NULL, a progress bar on a terminal.
- * NULL after printing why. */
-gb_lm *gb_cli_open_lm(const char *cmd, const char *model, const char *tokenizer_path);
+ * tokenizer at tokenizer_path when not NULL, f16/bf16 weights converted
+ * when f32 (--dtype), a progress bar on a terminal. NULL after printing why. */
+gb_lm *gb_cli_open_lm(const char *cmd, const char *model, const char *tokenizer_path, bool f32);
+/* --dtype's choice: true for f32. */
+bool gb_cli_f32(const gb_cli_args *a, int opt);
+/* The prompt as ids [1, T]: ids (an IDS option) directly, else text through
+ * the model's tokenizer, else (allow_empty) the BOS token alone; NULL after
+ * printing why. */
+gb_tensor *gb_cli_prompt_ids(const char *cmd, gb_lm *lm, const gb_cli_arg *ids, const char *text, bool allow_empty);
+/* Every command refuses a prompt of T tokens longer than the model's
+ * positions (false after printing why), and caps *max_new (when not NULL)
+ * at what is left of them, with a note on stderr. */
+bool gb_cli_check_positions(const char *cmd, gb_lm *lm, int64_t T, long long *max_new);
 /* A tokenizer: tokenizer_path when given, else MODEL's (a directory, a
  * tokenizer file, or a Hub id in the local cache). NULL after printing why. */
 gb_tokenizer *gb_cli_open_tokenizer(const char *cmd, const char *model, const char *tokenizer_path);
+
+/* The k most likely next tokens of logits [..., V] (softmaxed here), one
+ * block per row, with ids and probabilities (lens.c). */
+void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k);
+/* n saved values as the rows of a heatmap (a value [r, n] gives r rows, each
+ * row named after its value), labelled with the tokens of ids [1, T] when
+ * rows are T long; prints "picture: ..." and returns 0, or the exit code
+ * after printing why (lens.c). */
+int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
+                       gb_tensor *const *values, gb_tensor *ids);
+/* text as Python prints a str, into buf: in single quotes, with \n, \t, \\
+ * and \' escaped (lens.c). */
+const char *gb_cli_quoted(const char *text, char *buf, size_t size);
 
 /* All of f, malloc'd and NUL-terminated, its length in *len; NULL on error
  * (errno set). */

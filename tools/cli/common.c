@@ -58,10 +58,10 @@ gb_tokenizer *gb_cli_open_tokenizer(const char *cmd, const char *model, const ch
     return tok;
 }
 
-gb_lm *gb_cli_open_lm(const char *cmd, const char *model, const char *tokenizer_path) {
+gb_lm *gb_cli_open_lm(const char *cmd, const char *model, const char *tokenizer_path, bool f32) {
     const char *path = gb_cli_model(cmd, model);
     if (!path) return NULL;
-    gb_model_opts opts = {.progress = isatty(STDERR_FILENO) ? progress_bar : NULL};
+    gb_model_opts opts = {.f32_weights = f32, .progress = isatty(STDERR_FILENO) ? progress_bar : NULL};
     gb_lm *lm = gb_lm_open(path, &opts);
     gb_tokenizer *tok = lm && tokenizer_path ? tokenizer_at(tokenizer_path) : NULL;
     if (!lm || (tokenizer_path && !tok)) {
@@ -71,6 +71,42 @@ gb_lm *gb_cli_open_lm(const char *cmd, const char *model, const char *tokenizer_
     }
     if (tok) gb_lm_set_tokenizer(lm, tok);
     return lm;
+}
+
+bool gb_cli_f32(const gb_cli_args *a, int opt) { return gb_cli_int(a, opt) != 0; }
+
+gb_tensor *gb_cli_prompt_ids(const char *cmd, gb_lm *lm, const gb_cli_arg *ids, const char *text, bool allow_empty) {
+    gb_tensor *t = NULL;
+    if (ids) {
+        if (!(t = gb_from_data(ids->ids, 2, (int64_t[]){1, ids->nids}, GB_DTYPE_I64))) gb_cli_fail(cmd, "%s", gb_last_error());
+        return t;
+    }
+    if (text) {
+        gb_tensor *mask = NULL;
+        if (gb_lm_encode(lm, 1, &text, &t, &mask) != GB_OK) gb_cli_fail(cmd, "%s", gb_last_error());
+        gb_tensor_free(mask);
+        return t;
+    }
+    int64_t bos = gb_model_bos_id(gb_lm_model(lm));
+    if (allow_empty && bos >= 0) return gb_from_data(&bos, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
+    gb_cli_fail(cmd, "give a prompt with --ids 1,2,3 or -p TEXT");
+    return NULL;
+}
+
+bool gb_cli_check_positions(const char *cmd, gb_lm *lm, int64_t T, long long *max_new) {
+    int64_t P = gb_model_max_positions(gb_lm_model(lm));
+    if (P <= 0) return true;
+    if (T > P) {
+        gb_cli_fail(cmd, "the prompt has %lld tokens, more than the model's %lld positions", (long long)T, (long long)P);
+        return false;
+    }
+    if (max_new && *max_new > P - T) {
+        fprintf(stderr, "glassbox %s: note: %lld new tokens instead of %lld: the prompt's %lld tokens leave %lld of the "
+                        "model's %lld positions\n",
+                cmd, (long long)(P - T), *max_new, (long long)T, (long long)(P - T), (long long)P);
+        *max_new = P - T;
+    }
+    return true;
 }
 
 void gb_cli_json_string(FILE *f, const char *s) {

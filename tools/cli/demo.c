@@ -326,7 +326,7 @@ static const gb_cli_opt demo_opts[] = {DEMO_OPTS(GB_CLI_OPT_INIT)};
 static int demo_main(const gb_cli_args *a) {
     const char *path = gb_cli_model("demo", a->npos ? a->pos[0] : NULL);
     if (!path) return GB_CLI_ERROR;
-    demo d = {.lm = gb_cli_open_lm("demo", path, gb_cli_str(a, DEMO_TOKENIZER))};
+    demo d = {.lm = gb_cli_open_lm("demo", path, gb_cli_str(a, DEMO_TOKENIZER), false)};
     if (!d.lm) return GB_CLI_ERROR;
     if (!(d.tok = gb_lm_tokenizer(d.lm))) {
         fprintf(stderr, "glassbox demo: the model in %s has no tokenizer (tokenizer.json, or vocab.json with merges.txt)\n",
@@ -337,9 +337,8 @@ static int demo_main(const gb_cli_args *a) {
     int rc = 1;
     gb_tensor *eiffel = NULL;
     d.net = gb_lm_module(d.lm);
-    bool gpt2 = !strcmp(gb_model_type(gb_lm_model(d.lm)), "gpt2");
-    d.layers = gpt2 ? "transformer.h" : "model.layers";
-    d.embed = gpt2 ? "transformer.wte" : "model.embed_tokens";
+    d.layers = gb_model_part(gb_lm_model(d.lm), GB_PART_LAYERS);
+    d.embed = gb_model_part(gb_lm_model(d.lm), GB_PART_EMBED);
     d.nlayers = gb_module_num_children(gb_module_find(d.net, d.layers));
 
     char *tree = gb_module_repr(d.net);

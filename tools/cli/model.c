@@ -9,50 +9,11 @@
 
 /* ---- shared ------------------------------------------------------------- */
 
-/* The prompt as ids [1, T]: --ids directly, else text through the
- * tokenizer, else (allow_empty) the BOS token alone. */
-static gb_tensor *prompt_ids(const char *cmd, gb_lm *lm, const gb_cli_arg *ids, const char *text, bool allow_empty) {
-    gb_tensor *t = NULL;
-    if (ids) {
-        if (!(t = gb_from_data(ids->ids, 2, (int64_t[]){1, ids->nids}, GB_DTYPE_I64))) gb_cli_fail(cmd, "%s", gb_last_error());
-        return t;
-    }
-    if (text) {
-        gb_tensor *mask = NULL;
-        if (gb_lm_encode(lm, 1, &text, &t, &mask) != GB_OK) gb_cli_fail(cmd, "%s", gb_last_error());
-        gb_tensor_free(mask);
-        return t;
-    }
-    int64_t bos = gb_model_bos_id(gb_lm_model(lm));
-    if (allow_empty && bos >= 0) return gb_from_data(&bos, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    gb_cli_usage_error(cmd, "give a prompt with --ids 1,2,3 or -p TEXT");
-    return NULL;
-}
-
-/* Every command refuses a prompt longer than the model's positions, and
- * caps the new tokens at what is left of them, saying so. */
-static bool check_positions(const char *cmd, gb_lm *lm, int64_t T, long long *max_new) {
-    int64_t P = gb_model_max_positions(gb_lm_model(lm));
-    if (P <= 0) return true;
-    if (T > P) {
-        gb_cli_fail(cmd, "the prompt has %lld tokens, more than the model's %lld positions", (long long)T, (long long)P);
-        return false;
-    }
-    if (max_new && *max_new > P - T) {
-        fprintf(stderr, "glassbox %s: note: %lld new tokens instead of %lld: the prompt's %lld tokens leave %lld of the "
-                        "model's %lld positions\n",
-                cmd, (long long)(P - T), *max_new, (long long)T, (long long)(P - T), (long long)P);
-        *max_new = P - T;
-    }
-    return true;
-}
-
-/* The root's block list and final norm, from the model type. */
-static void model_paths(gb_model *m, const char **blocks, const char **norm, int64_t *layers) {
-    bool gpt2 = !strcmp(gb_model_type(m), "gpt2");
-    *blocks = gpt2 ? "transformer.h" : "model.layers";
-    *norm = gpt2 ? "transformer.ln_f" : "model.norm";
-    *layers = gb_module_num_children(gb_module_find(gb_model_module(m), *blocks));
+/* The root's block list and its number of blocks. */
+static const char *blocks_of(gb_model *m, int64_t *layers) {
+    const char *blocks = gb_model_part(m, GB_PART_LAYERS);
+    *layers = gb_module_num_children(gb_module_find(gb_model_module(m), blocks));
+    return blocks;
 }
 
 static void print_ids(FILE *f, gb_tensor *ids, int64_t row) {
@@ -64,14 +25,14 @@ static void print_ids(FILE *f, gb_tensor *ids, int64_t row) {
 
 /* ---- info --------------------------------------------------------------- */
 
-#define INFO_OPTS(X) GB_CLI_OPT_JSON(X, INFO_JSON)
+#define INFO_OPTS(X) GB_CLI_OPT_DTYPE(X, INFO_DTYPE) GB_CLI_OPT_JSON(X, INFO_JSON)
 enum { INFO_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt info_opts[] = {INFO_OPTS(GB_CLI_OPT_INIT)};
 
 static int info(const gb_cli_args *a) {
     const char *path = gb_cli_model("info", a->npos ? a->pos[0] : NULL);
     if (!path) return GB_CLI_ERROR;
-    gb_model_opts opts = {0};
+    gb_model_opts opts = {.f32_weights = gb_cli_f32(a, INFO_DTYPE)};
     gb_model *m = gb_model_open(path, &opts);
     if (!m) return gb_cli_fail("info", "%s", gb_last_error());
     char *repr = gb_module_repr(gb_model_module(m)), *config = gb_model_config_str(m);
@@ -121,6 +82,8 @@ const gb_cli_cmd gb_cli_cmd_info = {
     X(RUN_HIDDEN, "hidden", 0, FLAG, 0, 0, NULL, false, 0, NULL,                                                   \
       "also the hidden states, named as Hugging Face's output_hidden_states: hidden_states.0 is the embeddings, "   \
       "hidden_states.I the input of block I, hidden_states.L the final norm's output")                             \
+    X(RUN_TOP, "top", 0, INT, 1, 100000, NULL, false, 0, "K", "print the K most likely next tokens with probabilities") \
+    GB_CLI_OPT_DTYPE(X, RUN_DTYPE)                                                                                   \
     GB_CLI_OPT_TOKENIZER(X, RUN_TOKENIZER)                                                                           \
     GB_CLI_OPT_JSON(X, RUN_JSON)
 enum { RUN_OPTS(GB_CLI_OPT_ENUM) };
@@ -156,18 +119,17 @@ static int run_summary(gb_lm *lm, gb_tensor *ids, int n, char **names, gb_tensor
 static int run(const gb_cli_args *a) {
     const char *text = gb_cli_str(a, RUN_TEXT), *out = gb_cli_str(a, RUN_OUT);
     if (!text && !gb_cli_given(a, RUN_IDS)) return gb_cli_usage_error("run", "give a prompt with --ids 1,2,3 or -p TEXT");
-    gb_lm *lm = gb_cli_open_lm("run", a->npos ? a->pos[0] : NULL, gb_cli_str(a, RUN_TOKENIZER));
+    gb_lm *lm = gb_cli_open_lm("run", a->npos ? a->pos[0] : NULL, gb_cli_str(a, RUN_TOKENIZER), gb_cli_f32(a, RUN_DTYPE));
     if (!lm) return GB_CLI_ERROR;
     gb_model *m = gb_lm_model(lm);
-    gb_tensor *input = prompt_ids("run", lm, gb_cli_get(a, RUN_IDS), text, false);
-    if (!input || !check_positions("run", lm, gb_tensor_dim(input, 1), NULL)) {
+    gb_tensor *input = gb_cli_prompt_ids("run", lm, gb_cli_get(a, RUN_IDS), text, false);
+    if (!input || !gb_cli_check_positions("run", lm, gb_tensor_dim(input, 1), NULL)) {
         gb_tensor_free(input);
         gb_lm_free(lm);
         return GB_CLI_ERROR;
     }
-    const char *blocks, *norm;
     int64_t layers;
-    model_paths(m, &blocks, &norm, &layers);
+    const char *blocks = blocks_of(m, &layers), *norm = gb_model_part(m, GB_PART_NORM);
     bool hidden = gb_cli_given(a, RUN_HIDDEN);
     int nvals = 1 + (hidden ? (int)layers + 1 : 0);
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
@@ -179,7 +141,7 @@ static int run(const gb_cli_args *a) {
         rc = gb_cli_fail("run", "out of memory");
         goto done;
     }
-    vals[0] = gb_save(gb_output(tr, "lm_head"));
+    vals[0] = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
     names[0] = strdup("logits");
     for (int i = 0; hidden && i <= layers; i++) { /* HF: the input of each block, then the final norm's output */
         char path[64];
@@ -202,7 +164,14 @@ static int run(const gb_cli_args *a) {
         free(ids_text);
     }
     if (st != GB_OK) rc = gb_cli_fail("run", "%s", gb_last_error());
-    else if (!out || gb_cli_given(a, RUN_JSON)) rc = run_summary(lm, input, nvals, names, ts, gb_cli_given(a, RUN_JSON));
+    else if ((!out && !gb_cli_given(a, RUN_TOP)) || gb_cli_given(a, RUN_JSON)) rc = run_summary(lm, input, nvals, names, ts, gb_cli_given(a, RUN_JSON));
+    if (!rc && gb_cli_given(a, RUN_TOP)) {
+        gb_tensor *last = gb_select(ts[0], 1, -1);
+        printf("top %lld next tokens:\n", gb_cli_int(a, RUN_TOP));
+        if (last) gb_cli_print_top(lm, last, (int)gb_cli_int(a, RUN_TOP));
+        else rc = gb_cli_fail("run", "%s", gb_last_error());
+        gb_tensor_free(last);
+    }
 done:
     for (int i = 0; names && i < nvals; i++) free(names[i]);
     free(names), free(vals), free(ts);
@@ -214,7 +183,8 @@ done:
 
 const gb_cli_cmd gb_cli_cmd_run = {
     "run", run, "[MODEL]", 0, 1, "one forward pass: the logits, and with --hidden the hidden states",
-    "Without --out, prints the ids, the predicted next token and the shape of each value.",
+    "Without --out or --top, prints the ids, the predicted next token and the shape of each value; --top prints "
+    "the K most likely next tokens instead.",
     run_opts, sizeof run_opts / sizeof *run_opts};
 
 /* ---- generate ------------------------------------------------------------ */
@@ -223,6 +193,7 @@ const gb_cli_cmd gb_cli_cmd_run = {
     GB_CLI_OPT_PROMPT(X, GEN_IDS, GEN_TEXT, false, 1)                                                                \
     X(GEN_N, "max-new-tokens", 'n', INT, 0, 1000000, "20", false, 0, "N", "new tokens at most")                    \
     X(GEN_IDS_OUT, "ids-out", 0, FLAG, 0, 0, NULL, false, 0, NULL, "print the ids (prompt and new tokens), not text") \
+    GB_CLI_OPT_DTYPE(X, GEN_DTYPE)                                                                                   \
     GB_CLI_OPT_TOKENIZER(X, GEN_TOKENIZER)                                                                           \
     GB_CLI_OPT_JSON(X, GEN_JSON)
 enum { GEN_OPTS(GB_CLI_OPT_ENUM) };
@@ -249,17 +220,17 @@ static gb_status on_step(int step, const int64_t *ids, int64_t batch, void *ctx)
 }
 
 static int generate(const gb_cli_args *a) {
-    gb_lm *lm = gb_cli_open_lm("generate", a->npos ? a->pos[0] : NULL, gb_cli_str(a, GEN_TOKENIZER));
+    gb_lm *lm = gb_cli_open_lm("generate", a->npos ? a->pos[0] : NULL, gb_cli_str(a, GEN_TOKENIZER), gb_cli_f32(a, GEN_DTYPE));
     if (!lm) return GB_CLI_ERROR;
     bool json = gb_cli_given(a, GEN_JSON), ids_out = gb_cli_given(a, GEN_IDS_OUT);
     int rc = GB_CLI_OK;
     if (!gb_lm_tokenizer(lm) && (!ids_out || json || gb_cli_given(a, GEN_TEXT)))
         rc = gb_cli_fail("generate", "the model in %s has no tokenizer: give --tokenizer PATH, or --ids with --ids-out",
                          gb_model_dir(gb_lm_model(lm)));
-    gb_tensor *prompt = rc ? NULL : prompt_ids("generate", lm, gb_cli_get(a, GEN_IDS), gb_cli_str(a, GEN_TEXT), true);
+    gb_tensor *prompt = rc ? NULL : gb_cli_prompt_ids("generate", lm, gb_cli_get(a, GEN_IDS), gb_cli_str(a, GEN_TEXT), true);
     gb_tensor *out = NULL;
     long long n = gb_cli_int(a, GEN_N);
-    if (!rc && (!prompt || !check_positions("generate", lm, gb_tensor_dim(prompt, 1), &n))) rc = GB_CLI_ERROR;
+    if (!rc && (!prompt || !gb_cli_check_positions("generate", lm, gb_tensor_dim(prompt, 1), &n))) rc = GB_CLI_ERROR;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
     d.max_new_tokens = (int)n;
     progress p = {.total = (int)n};
@@ -305,6 +276,11 @@ const gb_cli_cmd gb_cli_cmd_generate = {
     X(TRACE_SCAN, "scan", 0, FLAG, 0, 0, NULL, false, 0, NULL, "shapes only: print each statement's shape")        \
     X(TRACE_GRAPH, "graph", 0, FLAG, 0, 0, NULL, false, 0, NULL, "print the intervention graph first")             \
     X(TRACE_OUT, "out", 'o', STR, 0, 0, NULL, false, 0, "F.safetensors", "write the saved values there")           \
+    X(TRACE_TOP, "top", 0, INT, 1, 100000, NULL, false, 0, "K",                                                     \
+      "print the K most likely next tokens of every row (with -n: at the last step)")                              \
+    X(TRACE_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the saved values as a heatmap, a row per value") \
+    X(TRACE_TITLE, "title", 0, STR, 0, 0, NULL, false, 0, "TEXT", "the heatmap's title")                            \
+    GB_CLI_OPT_DTYPE(X, TRACE_DTYPE)                                                                                 \
     GB_CLI_OPT_TOKENIZER(X, TRACE_TOKENIZER)                                                                         \
     GB_CLI_OPT_JSON(X, TRACE_JSON)
 enum { TRACE_OPTS(GB_CLI_OPT_ENUM) };
@@ -359,14 +335,14 @@ static int trace(const gb_cli_args *a) {
     long long n = gb_cli_int(a, TRACE_N);
     int rc = !prompts || !first || !stmts ? gb_cli_fail("trace", "out of memory") : GB_CLI_OK;
     if (!rc && !nprompts) rc = gb_cli_usage_error("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
-    gb_lm *lm = rc ? NULL : gb_cli_open_lm("trace", a->npos ? a->pos[0] : NULL, gb_cli_str(a, TRACE_TOKENIZER));
+    gb_lm *lm = rc ? NULL : gb_cli_open_lm("trace", a->npos ? a->pos[0] : NULL, gb_cli_str(a, TRACE_TOKENIZER), gb_cli_f32(a, TRACE_DTYPE));
     if (!rc && !lm) rc = GB_CLI_ERROR;
     gb_model *m = lm ? gb_lm_model(lm) : NULL;
     gb_tensor **inputs = calloc((size_t)nprompts + 1, sizeof *inputs);
     for (int i = 0; !rc && i < nprompts; i++) {
         const gb_cli_arg *p = prompts[i];
-        if (!(inputs[i] = prompt_ids("trace", lm, p->opt == TRACE_IDS ? p : NULL, p->opt == TRACE_TEXT ? p->str : NULL, false)) ||
-            !check_positions("trace", lm, gb_tensor_dim(inputs[i], 1), &n))
+        if (!(inputs[i] = gb_cli_prompt_ids("trace", lm, p->opt == TRACE_IDS ? p : NULL, p->opt == TRACE_TEXT ? p->str : NULL, false)) ||
+            !gb_cli_check_positions("trace", lm, gb_tensor_dim(inputs[i], 1), &n))
             rc = GB_CLI_ERROR;
     }
     bool batched = nprompts > 1;
@@ -386,6 +362,13 @@ static int trace(const gb_cli_args *a) {
             st = gb_invoke(tr, inputs[p]);
             gb_invoke_end(tr);
         }
+    /* --top: the last position's logits of every row (of the last step, with -n) */
+    gb_val *top = NULL;
+    long long ntop = gb_cli_int(a, TRACE_TOP);
+    if (tr && st == GB_OK && ntop) {
+        const char *unembed = gb_model_part(m, GB_PART_UNEMBED);
+        top = gb_save(gb_val_index(n > 0 ? gb_output_all(tr, unembed) : gb_output(tr, unembed), "[:, -1]"));
+    }
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
@@ -426,8 +409,28 @@ static int trace(const gb_cli_args *a) {
         ts[nsaved] = gb_trace_generated(tr);
         if (!out) print_value("generator.output", ts[nsaved], json, &first_value);
         names[nsaved++] = strdup("generator.output");
+        for (int64_t r = 0; !out && !json && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+            char *text = NULL;
+            size_t len = 0;
+            if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
+                rc = gb_cli_fail("trace", "%s", gb_last_error());
+                break;
+            }
+            char *q = malloc((len = 2 * strlen(text) + 3));
+            if (gb_tensor_dim(ts[nsaved - 1], 0) > 1) printf("generator.text[%lld] = ", (long long)r);
+            else printf("generator.text = ");
+            printf("%s\n", q ? gb_cli_quoted(text, q, len) : text);
+            free(q), free(text);
+        }
     }
     if (!rc && json) printf("}\n");
+    if (!rc && !scan && top) {
+        printf("top %lld next tokens%s:\n", ntop, n > 0 ? " at the last step" : "");
+        gb_cli_print_top(lm, gb_value(top), (int)ntop);
+    }
+    if (!rc && gb_cli_given(a, TRACE_PNG) && !scan) /* the statements' values only, labelled with the last prompt's tokens */
+        rc = gb_cli_plot_values("trace", lm, gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
+                                ts, inputs[nprompts - 1]);
     if (!rc && out && gb_safetensors_save(out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail("trace", "%s", gb_last_error());
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
@@ -444,5 +447,5 @@ const gb_cli_cmd gb_cli_cmd_trace = {
     "Each -e statement applies to the prompt (--ids or -p) before it; several prompts are batched as invokes "
     "(left-padded, each with its statements). Values saved with .save() are printed, or written with --out "
     "under the name a statement binds (statement.K otherwise). With -n, generation runs with the "
-    "interventions at every step and generator.output holds the ids.",
+    "interventions at every step; generator.output holds the ids and generator.text their text.",
     trace_opts, sizeof trace_opts / sizeof *trace_opts};

@@ -86,11 +86,17 @@ bool gb_cli_parse_value(const gb_cli_opt *o, const char *value, gb_cli_arg *arg,
     } else if (o->kind == GB_CLI_NUM) {
         arg->num = strtod(value, &end);
         ok = starts && end != value && !*end && !errno && isfinite(arg->num);
-    } else {
+    } else if (o->kind == GB_CLI_IDS) {
         ok = parse_ids(value, &arg->ids, &arg->nids);
+    } else { /* CHOICE: a word of meta, "a|b|c" */
+        size_t n = strlen(value);
+        arg->i = 0;
+        for (const char *w = o->meta; !ok && w; w = strchr(w, '|') ? strchr(w, '|') + 1 : NULL, arg->i += !ok)
+            ok = n && !strncmp(w, value, n) && (w[n] == '|' || !w[n]);
     }
     if (!ok) {
-        snprintf(err, errsize, "%s: '%s' is not %s", spelled(o, name, sizeof name), value, kind_what[o->kind]);
+        snprintf(err, errsize, "%s: '%s' is not %s%s%s", spelled(o, name, sizeof name), value, kind_what[o->kind],
+                 o->kind == GB_CLI_CHOICE ? " " : "", o->kind == GB_CLI_CHOICE ? o->meta : "");
         return false;
     }
     if ((o->kind == GB_CLI_INT || o->kind == GB_CLI_NUM) && (arg->num < o->min || arg->num > o->max)) {
