@@ -72,6 +72,10 @@ typedef enum gb_pad_side {
 gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens,
                                     bool add_special, gb_pad_side side, gb_tensor **ids, gb_tensor **mask);
 
+/* text (NUL-terminated) as the ids [1, T] int64 a trace or gb_module_run
+ * takes, with the special tokens the post-processor adds; NULL on error. */
+gb_tensor *gb_tokenizer_encode_ids(gb_tokenizer *tok, const char *text);
+
 /* The token string of id as stored in the vocabulary (GPT-2's "Ġthe" for
  * " the"), owned by tok; NULL with GB_ERR_INDEX if id has none. */
 const char *gb_tokenizer_token_to_string(const gb_tokenizer *tok, int32_t id);
@@ -275,6 +279,10 @@ void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);
 const char *gb_model_type(const gb_model *m); /* config.json's model_type: "gpt2", "llama", "mistral" */
 const char *gb_model_dir(const gb_model *m);  /* where config.json (and the tokenizer) are */
+/* The tokenizer beside the model's files (gb_tokenizer_open of its
+ * directory), a new one the caller frees; NULL with GB_ERR_NOT_FOUND when
+ * there is none. gb_lm keeps one with its model. */
+gb_tokenizer *gb_model_tokenizer(const gb_model *m);
 int64_t gb_model_vocab_size(const gb_model *m);
 int64_t gb_model_max_positions(const gb_model *m);
 /* BOS token id, or -1 when the config has none. */

@@ -404,6 +404,7 @@ void gb_model_free(gb_model *m) {
 gb_module *gb_model_module(const gb_model *m) { return m->module; }
 const char *gb_model_type(const gb_model *m) { return m->arch->model_type; }
 const char *gb_model_dir(const gb_model *m) { return m->dir; }
+gb_tokenizer *gb_model_tokenizer(const gb_model *m) { return gb_tokenizer_open(m->dir); }
 int64_t gb_model_vocab_size(const gb_model *m) { return gb__config_int(m, m->arch->vocab_at); }
 int64_t gb_model_max_positions(const gb_model *m) { return gb__config_int(m, m->arch->positions_at); }
 int64_t gb_model_bos_id(const gb_model *m) { return m->bos; }

@@ -15,7 +15,7 @@ gb_lm *gb_lm_open(const char *path, const gb_model_opts *opts) {
     if (!lm) return NULL;
     if (!(lm->model = gb_model_open(path, opts))) goto fail;
     /* a checkpoint without tokenizer files still generates from ids */
-    if (!(lm->tok = gb_tokenizer_open(gb_model_dir(lm->model))) && gb_last_status() != GB_ERR_NOT_FOUND) goto fail;
+    if (!(lm->tok = gb_model_tokenizer(lm->model)) && gb_last_status() != GB_ERR_NOT_FOUND) goto fail;
     return lm;
 fail:
     gb_lm_free(lm);

@@ -400,6 +400,23 @@ char *gb_tensor_describe(const gb_tensor *t);
 
 /* ---- threads and BLAS --------------------------------------------------- */
 
+/* OpenBLAS and the host's environment. glassbox loads OpenBLAS with dlopen
+ * on the first op that needs it (a product, or gb_blas_kernel). OpenBLAS
+ * reads two variables once, in its constructor, and offers no call to
+ * choose its kernel afterwards, so for the duration of that dlopen only,
+ * and only for a variable the process has not set (unset or empty):
+ *   OPENBLAS_CORETYPE     is set to the kernel for this CPU's features
+ *                         (Debian's 0.3.21 misdetects some AVX-512 Xeons);
+ *   OPENBLAS_NUM_THREADS  is set to 1 (glassbox threads products itself);
+ * then each is put back as it was (unset again). Nothing else is written,
+ * and no variable is touched later; the thread count is then set with
+ * openblas_set_num_threads(1). setenv is not thread-safe against getenv in
+ * other threads: a host with threads reading the environment at that
+ * moment, or that wants no write at all, sets both variables itself before
+ * the first op (any value: its values are then used as they are, and
+ * glassbox calls no setenv). An OpenBLAS the host loaded first is used as it
+ * is, with the kernel it chose. */
+
 /* Name of the BLAS kernel in use, e.g. "SkylakeX" (loads OpenBLAS if needed),
  * or NULL with an error when OpenBLAS cannot be loaded. */
 const char *gb_blas_kernel(void);

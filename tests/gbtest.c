@@ -204,7 +204,7 @@ gbt_oracle *gbt_oracle_load_or_skip(const char *name, const char *test_name) {
     bool empty = !text || !*text;
     free(text);
     if (empty) {
-        gbt_skip(test_name, "tests/oracle/%s.py wrote nothing: no %s, or no Node tokenizers (sh tools/install-deps.sh)",
+        gbt_skip(test_name, "tests/oracle/%s.py wrote nothing: no %s, or no Node tokenizers (sh tools/install-deps.sh --test)",
                  name, GBT_BUNDLED);
         return NULL;
     }

@@ -505,6 +505,28 @@ START_TEST(test_positions_and_tokenizer) {
 }
 END_TEST
 
+/* On a terminal, generate shows its progress in tokens per second on
+ * stderr (script(1) gives it one); elsewhere it prints nothing there. */
+START_TEST(test_generate_progress_on_terminal) {
+    if (system("script -qec true /dev/null >/dev/null 2>&1") != 0) {
+        gbt_skip("test_generate_progress_on_terminal", "script(1) cannot run");
+        return;
+    }
+    const char *b = getenv("GB_BUILD_DIR");
+    char cmd[2048], path[1024];
+    snprintf(path, sizeof path, "%s/generate.tty", gbt_tmp_dir());
+    snprintf(cmd, sizeof cmd, "script -qec '%s/glassbox generate " GBT_BUNDLED " --ids 5,6,7 -n 1' /dev/null >%s 2>&1",
+             b ? b : "build", path);
+    ck_assert_int_eq(system(cmd), 0);
+    char *text = gbt_read_file(path, NULL);
+    ck_assert_msg(text && strstr(text, "generating: 1/1 tokens, ") && strstr(text, " tokens/s"), "terminal: %s", text);
+    free(text);
+    gbt_cli_result r = gbt_cli("generate " GBT_BUNDLED " --ids 5,6,7 -n 1 --ids-out");
+    ck_assert_msg(r.status == 0 && !*r.err, "stderr: %s", r.err);
+    gbt_cli_free(&r);
+}
+END_TEST
+
 Suite *gb_suite_cli(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -520,6 +542,7 @@ Suite *gb_suite_cli(void) {
     tcase_add_test(tc, test_help_version_man);
     tcase_add_test(tc, test_json);
     tcase_add_test(tc, test_positions_and_tokenizer);
+    tcase_add_test(tc, test_generate_progress_on_terminal);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -664,7 +664,7 @@ bool gbt_have_node_oracle(const char *test) {
     snprintf(path, sizeof path, "%s/node_modules/tokenizers/package.json", dir ? dir : "build/oracle-node");
     struct stat st;
     if (stat(path, &st) != 0) {
-        gbt_skip(test, "Hugging Face tokenizers for Node is not installed (%s; run tools/install-deps.sh)", path);
+        gbt_skip(test, "Hugging Face tokenizers for Node is not installed (%s; run sh tools/install-deps.sh --test)", path);
         return false;
     }
     if (system("node --version >/dev/null 2>&1") != 0) {
