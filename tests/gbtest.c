@@ -267,6 +267,16 @@ void gbt_one_error_line(const gbt_cli_result *r, const char *prefix) {
     ck_assert_msg(nl && nl[1] == 0, "stderr is not one line: '%s'", r->err);
 }
 
+int gbt_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 void gbt_cli_fails(const char *args, int status, const char *prefix) {
     gbt_cli_result r = gbt_cli(args);
     ck_assert_msg(r.status == status, "glassbox %s: exit status %d, expected %d (stderr: %s)", args, r.status, status,

@@ -5,6 +5,7 @@
  * PyTorch's own repr), and derivations written beside the checks. */
 #include <stdlib.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <sys/stat.h>
 
 #include "gbtest.h"
@@ -455,6 +456,45 @@ START_TEST(test_json) {
     ck_assert_int_eq(cJSON_GetObjectItem(j, "next_id")->valueint, gbt_i64(top, T - 1));
     cJSON *shape = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "hidden_states.4"), "shape");
     ck_assert_int_eq(cJSON_GetArrayItem(shape, 2)->valueint, 128); /* n_embd */
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    /* lens: its last layer is the model's own prediction (ln_f then lm_head) */
+    snprintf(args, sizeof args, "lens " GBT_BUNDLED " --ids %s --top 2 --json", ids);
+    r = gbt_cli(args);
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s", r.out);
+    cJSON *layers = cJSON_GetObjectItem(j, "layers");
+    ck_assert_int_eq(cJSON_GetArraySize(layers), 4);
+    cJSON *cell = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetArrayItem(layers, 3), (int)T - 1), 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(cell, "id")->valueint, gbt_i64(top, T - 1));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "input")), T);
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    /* attn: [1, heads, T, T], each query's row sums to 1 (softmax), nothing after it (causal) */
+    snprintf(args, sizeof args, "attn " GBT_BUNDLED " --ids %s --layer 0 --json", ids);
+    r = gbt_cli(args);
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s", r.out);
+    cJSON *w = cJSON_GetObjectItem(j, "weights"), *data = cJSON_GetObjectItem(w, "data");
+    ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(w, "shape"), 1)->valueint, 4); /* n_head */
+    for (int64_t q = 0; q < T; q++) {
+        double sum = 0;
+        for (int64_t k = 0; k < T; k++) {
+            double x = cJSON_GetArrayItem(data, (int)(q * T + k))->valuedouble;
+            if (k > q) ck_assert(x == 0);
+            sum += x;
+        }
+        ck_assert_msg(fabs(sum - 1) < 1e-5, "row %lld sums to %g", (long long)q, sum);
+    }
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    /* patch: the clean run's last layer at the last position recovers all of it */
+    r = gbt_cli("patch " GBT_BUNDLED " --clean 'The Eiffel Tower is in the city of' --corrupt 'The Colosseum is in the city of' --json");
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s %s", r.out, r.err);
+    cJSON *rec = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "recovered"), 3);
+    ck_assert(fabs(cJSON_GetArrayItem(rec, cJSON_GetArraySize(rec) - 1)->valuedouble - 1) < 1e-4);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "what")->valuestring, "resid");
     cJSON_Delete(j);
     gbt_cli_free(&r);
 

@@ -2,9 +2,7 @@
  * glassbox.h and libglassbox.so (tests/cxx/embed.cpp, built by make check)
  * runs a trace on the bundled model; its prediction is PyTorch's
  * (tests/oracle/bundled.py); the library exports the public API only. */
-#include <stdarg.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
 #include "gbtest.h"
 
@@ -55,17 +53,6 @@ START_TEST(test_exports_and_soname) {
 }
 END_TEST
 
-/* Runs a shell command built from fmt; its exit status. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* README's C program, built as an outside program would be, with nothing
  * but pkg-config on the installation make check puts in BUILD/prefix:
@@ -90,14 +77,14 @@ START_TEST(test_readme_program_with_pkg_config) {
         const char *pc = "PKG_CONFIG_PATH=%s/prefix/lib/pkgconfig";
         char env[600];
         snprintf(env, sizeof env, pc, b ? b : "build");
-        ck_assert_msg(sh("%s cc -std=c11 -Wall -Werror %s %s/readme.c -o %s/readme_%s $(%s pkg-config --cflags %s) 2>%s/readme.err",
+        ck_assert_msg(gbt_sh("%s cc -std=c11 -Wall -Werror %s %s/readme.c -o %s/readme_%s $(%s pkg-config --cflags %s) 2>%s/readme.err",
                          env, cflags ? cflags : "", tmp, tmp, how[i][0], env, how[i][1], tmp) == 0,
                       "README's program does not build (%s); see %s/readme.err", how[i][0], tmp);
         /* the shared build needs libglassbox.so.0, the static one does not */
-        int linked = sh("LD_LIBRARY_PATH=%s/prefix/lib ldd %s/readme_%s | grep -q 'libglassbox.so.0 => '", b ? b : "build", tmp,
+        int linked = gbt_sh("LD_LIBRARY_PATH=%s/prefix/lib ldd %s/readme_%s | grep -q 'libglassbox.so.0 => '", b ? b : "build", tmp,
                         how[i][0]);
         ck_assert_msg(linked == (i == 0 ? 0 : 1), "%s build: libglassbox.so %s", how[i][0], i ? "linked" : "not linked");
-        ck_assert_int_eq(sh("LD_LIBRARY_PATH=%s/prefix/lib %s/readme_%s >%s/readme.out", b ? b : "build", tmp, how[i][0], tmp), 0);
+        ck_assert_int_eq(gbt_sh("LD_LIBRARY_PATH=%s/prefix/lib %s/readme_%s >%s/readme.out", b ? b : "build", tmp, how[i][0], tmp), 0);
         snprintf(path, sizeof path, "%s/readme.out", tmp);
         char *out = gbt_read_file(path, NULL);
         ck_assert_str_eq(out, want);

@@ -203,6 +203,33 @@ static bool lens_csv(gb_lm *lm, const char *path, const lens_result *r) {
     return fclose(f) == 0;
 }
 
+/* {"input": [{"id", "token"}...], "layers": [[[{"id", "token", "p"}...] per position] per layer]} */
+static void lens_json(gb_lm *lm, const lens_result *r) {
+    char tok[256];
+    printf("{\"input\": [");
+    for (int t = 0; t < r->T; t++) {
+        printf("%s{\"id\": %lld, \"token\": ", t ? ", " : "", (long long)r->input[t]);
+        gb_cli_json_string(stdout, token_str(lm, r->input[t], tok, sizeof tok));
+        printf("}");
+    }
+    printf("], \"layers\": [");
+    for (int l = 0; l < r->layers; l++) {
+        printf("%s[", l ? ", " : "");
+        for (int t = 0; t < r->T; t++) {
+            printf("%s[", t ? ", " : "");
+            for (int i = 0; i < r->k; i++) {
+                size_t at = ((size_t)l * (size_t)r->T + (size_t)t) * (size_t)r->k + (size_t)i;
+                printf("%s{\"id\": %lld, \"token\": ", i ? ", " : "", (long long)r->top[at]);
+                gb_cli_json_string(stdout, token_str(lm, r->top[at], tok, sizeof tok));
+                printf(", \"p\": %.9g}", (double)r->prob[at]);
+            }
+            printf("]");
+        }
+        printf("]");
+    }
+    printf("]}\n");
+}
+
 /* Token texts of ids[0..n), each malloc'd (names[i]); false when out of memory. */
 static char **token_names(gb_lm *lm, const int64_t *ids, int n, int stride) {
     char **names = calloc((size_t)n, sizeof *names);
@@ -428,6 +455,32 @@ static void patch_print(gb_lm *lm, gb_tensor *clean, gb_tensor *corrupt, const p
     }
 }
 
+/* A JSON number, or null for NaN and infinities (JSON has neither). */
+static void json_num(double x) {
+    if (isfinite(x)) printf("%.9g", x);
+    else printf("null");
+}
+
+/* {"what", "target", "foil", "clean", "corrupt", "diff": [[...] per layer], "recovered": [[...]]} */
+static void patch_json(const patch_result *r) {
+    printf("{\"what\": \"%s\", \"target\": %lld, \"foil\": %lld, \"clean\": ", patch_whats[r->what].name,
+           (long long)r->target, (long long)r->foil);
+    json_num(r->clean);
+    printf(", \"corrupt\": ");
+    json_num(r->corrupt);
+    for (int k = 0; k < 2; k++) {
+        const double *v = k ? r->recovered : r->diff;
+        printf(k ? ", \"recovered\": [" : ", \"diff\": [");
+        for (int l = 0; l < r->layers; l++) {
+            printf("%s[", l ? ", " : "");
+            for (int t = 0; t < r->T; t++) printf(t ? ", " : ""), json_num(v[(size_t)l * (size_t)r->T + (size_t)t]);
+            printf("]");
+        }
+        printf("]");
+    }
+    printf("}\n");
+}
+
 static bool patch_csv(gb_lm *lm, const char *path, gb_tensor *clean, gb_tensor *corrupt, const patch_result *r) {
     FILE *f = fopen(path, "w");
     if (!f) return false;
@@ -543,9 +596,9 @@ static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, 
 /* ---- the commands ---------------------------------------------------------- */
 
 /* The picture's line: "picture: FILE (W x H pixels)". */
-static int wrote_png(const char *cmd, bool ok, const char *path, int w, int h) {
+static int wrote_png(const char *cmd, bool ok, const char *path, int w, int h, bool json) {
     if (!ok) return gb_cli_fail(cmd, "cannot write the picture %s", path);
-    printf("picture: %s (%d x %d pixels)\n", path, w, h);
+    fprintf(json ? stderr : stdout, "picture: %s (%d x %d pixels)\n", path, w, h); /* stdout holds only the JSON */
     return 0;
 }
 
@@ -606,14 +659,15 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
     bool ok = v && row_names && cells && gb_plot_heatmap(path, &hm, &w, &h);
     free(v);
     free_names(row_names, rows), free_names(cells, rows * cols), free_names(col_names, cols);
-    return wrote_png(cmd, ok, path, w, h);
+    return wrote_png(cmd, ok, path, w, h, false);
 }
 
 #define LENS_OPTS(X)                                                                                                 \
     GB_CLI_OPT_PROMPT(X, LENS_IDS, LENS_TEXT, false, 1)                                                               \
     X(LENS_TOP, "top", 0, INT, 1, 100, "3", false, 0, "K", "the K most likely tokens per layer and position")       \
     X(LENS_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the lens (the top token's probability)")         \
-    X(LENS_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer, position and rank")
+    X(LENS_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer, position and rank")                \
+    GB_CLI_OPT_JSON(X, LENS_JSON)
 enum { LENS_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt lens_opts[] = {LENS_OPTS(GB_CLI_OPT_INIT)};
 
@@ -628,10 +682,11 @@ static int lens(const gb_cli_args *a) {
     if (!ids || !gb_cli_check_positions("lens", lm, gb_tensor_dim(ids, 1), NULL)) rc = GB_CLI_ERROR;
     else if (lens_compute(lm, ids, (int)gb_cli_int(a, LENS_TOP), &r) != GB_OK) rc = gb_cli_fail("lens", "%s", gb_last_error());
     else {
-        lens_print(lm, text, &r);
+        if (gb_cli_given(a, LENS_JSON)) lens_json(lm, &r);
+        else lens_print(lm, text, &r);
         if (csv) rc = wrote_csv("lens", lens_csv(lm, csv, &r), csv);
         bool drawn = !rc && png && lens_png(lm, png, &r, &w, &h);
-        if (!rc && png) rc = wrote_png("lens", drawn, png, w, h);
+        if (!rc && png) rc = wrote_png("lens", drawn, png, w, h, gb_cli_given(a, LENS_JSON));
     }
     lens_free(&r);
     gb_tensor_free(ids);
@@ -676,7 +731,8 @@ static int64_t one_token(const char *cmd, const char *opt, gb_lm *lm, const char
       "what is patched: the block's output, the attention's or the MLP's")                                         \
     X(PATCH_BATCH, "batch", 0, INT, 1, 100000, "32", false, 0, "N", "patched runs per forward pass (invokes)")      \
     X(PATCH_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the recovered fraction, layer x position")     \
-    X(PATCH_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer and position")
+    X(PATCH_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer and position")                     \
+    GB_CLI_OPT_JSON(X, PATCH_JSON)
 enum { PATCH_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt patch_opts[] = {PATCH_OPTS(GB_CLI_OPT_INIT)};
 
@@ -704,10 +760,11 @@ static int patch(const gb_cli_args *a) {
                              sizeof err) != GB_OK)
         rc = gb_cli_fail("patch", "%s", err);
     if (!rc) {
-        patch_print(lm, clean, corrupt, &r);
+        if (gb_cli_given(a, PATCH_JSON)) patch_json(&r);
+        else patch_print(lm, clean, corrupt, &r);
         if (csv) rc = wrote_csv("patch", patch_csv(lm, csv, clean, corrupt, &r), csv);
         bool drawn = !rc && png && patch_png(lm, png, clean, &r, &w, &h);
-        if (!rc && png) rc = wrote_png("patch", drawn, png, w, h);
+        if (!rc && png) rc = wrote_png("patch", drawn, png, w, h, gb_cli_given(a, PATCH_JSON));
     }
     patch_free(&r);
     gb_tensor_free(clean), gb_tensor_free(corrupt);
@@ -726,7 +783,8 @@ const gb_cli_cmd gb_cli_cmd_patch = {
     GB_CLI_OPT_PROMPT(X, ATTN_IDS, ATTN_TEXT, false, 1)                                                               \
     X(ATTN_LAYER, "layer", 0, INT, -1000, 1000, NULL, false, 0, "L", "the layer (-1: the last; required)")          \
     X(ATTN_HEAD, "head", 0, INT, 0, 100000, NULL, false, 0, "H", "one head (default: every head)")                  \
-    X(ATTN_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the patterns, a panel per head")
+    X(ATTN_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the patterns, a panel per head")               \
+    GB_CLI_OPT_JSON(X, ATTN_JSON)
 enum { ATTN_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt attn_opts[] = {ATTN_OPTS(GB_CLI_OPT_INIT)};
 
@@ -750,9 +808,14 @@ static int attn(const gb_cli_args *a) {
         rc = gb_cli_fail("attn", "--head %lld: layer %d has %lld heads", head, layer, (long long)gb_tensor_dim(w, 1));
     } else {
         int pw = 0, ph = 0;
-        attn_print(lm, ids, w, layer, (int)head);
+        gb_tensor *shown = head >= 0 ? gb_slice(w, 1, head, head + 1, 1) : gb_tensor_ref(w); /* [1, H or 1, T, T] */
+        if (!gb_cli_given(a, ATTN_JSON)) attn_print(lm, ids, w, layer, (int)head);
+        else if (!shown) rc = gb_cli_fail("attn", "%s", gb_last_error());
+        else printf("{\"layer\": %d, \"first_head\": %lld, \"weights\": ", layer, head < 0 ? 0 : head),
+             gb_cli_json_tensor(stdout, shown), printf("}\n");
+        gb_tensor_free(shown);
         bool drawn = png && attn_png(lm, png, ids, w, layer, (int)head, &pw, &ph);
-        if (png) rc = wrote_png("attn", drawn, png, pw, ph);
+        if (png && !rc) rc = wrote_png("attn", drawn, png, pw, ph, gb_cli_given(a, ATTN_JSON));
     }
     gb_tensor_free(w), gb_tensor_free(ids);
     gb_lm_free(lm);
