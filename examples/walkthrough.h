@@ -91,21 +91,7 @@ static inline bool wt_setup(wt_ctx *wt, const char *weights) {
         return wt->input != NULL;
     }
     if (!(wt->file = gb_safetensors_open(weights))) return false;
-    const char **names;
-    gb_tensor **params;
-    int n = gb_module_parameters(wt->net, &names, &params);
-    bool ok = true;
-    for (int i = 0; i < n && ok; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "%s", names[i]);
-        char *dot = strrchr(path, '.'); /* every parameter here belongs to a layer */
-        if (dot) *dot = 0;
-        gb_tensor *t = dot ? gb_safetensors_get(wt->file, names[i]) : NULL;
-        ok = t && gb_module_set_param(gb_module_find(wt->net, path), dot + 1, t) == GB_OK;
-        gb_tensor_free(t);
-    }
-    free(names);
-    free(params);
+    bool ok = gb_module_load_from(wt->net, wt->file, true) == GB_OK; /* the file holds the input too */
     return ok && (wt->input = gb_safetensors_get(wt->file, "input")) != NULL;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../tensor/base.h"
 #include "file.h"
@@ -70,6 +71,21 @@ static gb_status gb__hub_from_dir(const char *dir, const char *what, gb_hf_files
     if (!single || !index || !config || !pickle) {
         s = GB_ERR_ALLOC;
         goto done;
+    }
+    /* Unreadable directories, and directories, FIFOs or broken links where
+     * the files should be, are named as what they are, not as missing. */
+    if (access(dir, X_OK) != 0) { /* search permission: the files are opened by name */
+        s = gb__fail(GB_ERR_IO, "hub: %s: cannot read the model directory %s: %s", what, dir, strerror(errno));
+        goto done;
+    }
+    char why[160];
+    const char *bad;
+    char *const files[] = {config, single, index}; /* the index is read only without model.safetensors */
+    for (size_t i = 0; i < (gb__file_is_regular(single) ? 2u : 3u); i++) {
+        if ((bad = gb__file_not_regular(files[i], why, sizeof why))) {
+            s = gb__fail(GB_ERR_IO, "hub: %s: %s is %s (expected a regular file)", what, files[i], bad);
+            goto done;
+        }
     }
     if (!gb__file_is_regular(config)) {
         s = gb__fail(GB_ERR_NOT_FOUND, "hub: %s: no config.json in %s", what, dir);
@@ -187,6 +203,11 @@ gb_status gb_hf_resolve(const char *model, gb_hf_files *out) {
         size_t n = strlen(model);
         bool st_file = n >= 12 && !strcmp(model + n - 12, ".safetensors");
         bool index = n >= 23 && !strcmp(model + n - 23, ".safetensors.index.json");
+        if (!S_ISREG(sb.st_mode) && (st_file || index)) {
+            char why[160];
+            return gb__fail(GB_ERR_IO, "hub: %s is %s (expected a regular file)", model,
+                            gb__file_not_regular(model, why, sizeof why));
+        }
         if (!S_ISREG(sb.st_mode) || (!st_file && !index))
             return gb__fail(GB_ERR_ARG, "hub: %s is neither a model directory nor a .safetensors or index file",
                             model);
@@ -212,6 +233,9 @@ gb_status gb_hf_resolve(const char *model, gb_hf_files *out) {
         return GB_OK;
     }
 
+    char why[160];
+    const char *bad = gb__file_not_regular(model, why, sizeof why);
+    if (bad) return gb__fail(GB_ERR_IO, "hub: %s is %s", model, bad); /* a broken link, a search permission */
     char folder[512], rev[256];
     if (model[0] == '/' || model[0] == '.' || !gb__hub_parse_id(model, folder, sizeof folder, rev, sizeof rev))
         return gb__fail(GB_ERR_NOT_FOUND, "hub: %s: no such file or directory, and not a Hub id (org/name)", model);

@@ -200,9 +200,24 @@ const char *gb_safetensors_metadata_key(const gb_safetensors *st, int i);
  * is NULL or key, value, key, value, ..., NULL. The layout is the reference
  * implementation's: tensors by descending dtype alignment then name, header
  * padded with spaces to 8 bytes. The file is written beside path and renamed
- * into place, so a failed save leaves no partial file. */
+ * into place, so a failed save leaves no partial file. Only a regular file
+ * is written: GB_ERR_IO, naming path, when path is a directory, FIFO,
+ * device, socket or symbolic link (write to the link's target instead), or
+ * a read-only file (refused also for root); a replaced file keeps its
+ * permission bits. */
 gb_status gb_safetensors_save(const char *path, int n, const char *const *names, gb_tensor *const *tensors,
                               gb_dtype dtype, const char *const *metadata);
+
+/* Fill every parameter of a module tree (one built by hand, like the
+ * walkthrough's Sequential) from a safetensors file by its dotted name
+ * ("layer1.weight"), as PyTorch's load_state_dict(strict=True): a missing
+ * tensor (GB_ERR_NOT_FOUND), an unexpected one (GB_ERR_FORMAT) or a shape
+ * that differs (GB_ERR_SHAPE) fails, naming every problem at once in
+ * PyTorch's words, and changes nothing. Tensors are converted to float32.
+ * gb_module_load_from reads an open file and may allow tensors that are
+ * not parameters (a file holding an input too). */
+gb_status gb_module_load(gb_module *m, const char *path);
+gb_status gb_module_load_from(gb_module *m, gb_safetensors *st, bool allow_unexpected);
 
 /* Where a model's files are. */
 typedef struct gb_hf_files {
@@ -273,7 +288,9 @@ typedef struct gb_model_opts {
  * the checkpoint does not hold fails before the tree is built), and the
  * address space the mapping needs (under ulimit -v) and the memory an
  * f32_weights conversion needs are checked against what the process has:
- * GB_ERR_ALLOC with both figures. opts may be NULL. */
+ * GB_ERR_ALLOC with both figures. opts may be NULL.
+ * An open model may be run by any number of threads at once (nn/nn.h,
+ * Threads): its tree, parameters and buffers are only read by runs. */
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts);
 void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);

@@ -217,6 +217,11 @@ static gb_status gb__match_weights(gb_model *m, gb_safetensors *st, gb__weights 
                          gb__shape_str(b2, 160, gb_tensor_ndim(p), gb_tensor_shape(p)));
             break;
         }
+        if (dt != GB_DTYPE_F32 && dt != GB_DTYPE_F16 && dt != GB_DTYPE_BF16) {
+            s = gb__fail(GB_ERR_FORMAT, "model: %s: tensor '%s' has dtype %s; a parameter is float32, float16 or "
+                         "bfloat16", gb_safetensors_path(st), stored, gb_dtype_name(dt));
+            break;
+        }
         size_t len = strlen(stored) + 1;
         if (!(w->stored[i] = gb__malloc(len, "model: weights"))) s = GB_ERR_ALLOC;
         else memcpy(w->stored[i], stored, len);
@@ -327,8 +332,8 @@ static gb_status gb__check_memory(gb_safetensors *st, const gb__weights *w, cons
     if (convert > avail || convert > left)
         return gb__fail(GB_ERR_ALLOC,
                         "model: %s: converting its float16/bfloat16 weights to float32 needs %s of memory, but %s "
-                        "is available%s; open it without f32_weights (gb_model_opts) or --dtype f32 to use "
-                        "the %s of weights as stored, mapped from the files without a copy",
+                        "is available%s; open it without f32_weights (gb_model_opts; on the command line, without "
+                        "--dtype f32) to use the %s of weights as stored, mapped from the files without a copy",
                         gb_safetensors_path(st), gb__bytes_str(b1, convert),
                         gb__bytes_str(b2, avail < left ? avail : left),
                         avail <= left ? "" : " in the process's address space (ulimit -v) beside the weight files",

@@ -256,7 +256,7 @@ static gb_status gb__st_parse_entry(gb__st_header *h, const char *what, const ch
         if (!gb__st_uint(d, &s))
             return gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor '%s': shape holds %s that is not a non-negative "
                             "integer", what, name, gb__json_type_name(d));
-        arrput(h->dims, (int64_t)s);
+        if (!GB_ARR_PUT(h->dims, (int64_t)s, "safetensors")) return GB_ERR_ALLOC;
         overflow |= __builtin_mul_overflow(numel, s, &numel);
     }
     uint64_t nbytes;
@@ -286,7 +286,10 @@ static gb_status gb__st_parse_entry(gb__st_header *h, const char *what, const ch
                         GB__ST_SHAPE(h, &e), dts, (unsigned long long)nbytes);
     e.name = strdup(name);
     if (!e.name) return gb__fail(GB_ERR_ALLOC, "safetensors: %s: out of memory", what);
-    arrput(h->entries, e);
+    if (!GB_ARR_PUT(h->entries, e, "safetensors")) {
+        free(e.name);
+        return GB_ERR_ALLOC;
+    }
     return GB_OK;
 }
 
@@ -378,6 +381,16 @@ static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, 
         if ((st = gb__st_parse_entry(h, what, name, m, data_len, order++)) != GB_OK) goto done;
     }
 
+    /* A name given twice is said so before the tiling below would call it
+     * a tensor that overlaps itself; the map gets its indices after the sort. */
+    for (ptrdiff_t i = 0; i < arrlen(h->entries); i++) {
+        if (shgeti(h->names, h->entries[i].name) >= 0) {
+            st = gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor name '%s' appears twice in the header", what,
+                          h->entries[i].name);
+            goto done;
+        }
+        shput(h->names, h->entries[i].name, -1);
+    }
     /* Like the reference: sorted by offset, the tensors must tile the data
      * section exactly, with no overlap, no hole and nothing after them. */
     if (arrlen(h->entries) > 1)
@@ -407,14 +420,7 @@ static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, 
                       (unsigned long long)at);
         goto done;
     }
-    for (ptrdiff_t i = 0; i < arrlen(h->entries); i++) {
-        if (shgeti(h->names, h->entries[i].name) >= 0) {
-            st = gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor name '%s' appears twice in the header", what,
-                          h->entries[i].name);
-            goto done;
-        }
-        shput(h->names, h->entries[i].name, (int)i);
-    }
+    for (ptrdiff_t i = 0; i < arrlen(h->entries); i++) shput(h->names, h->entries[i].name, (int)i);
 done:
     gb__json_free(root);
     if (st != GB_OK) gb__st_header_free(h);
@@ -1000,7 +1006,7 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
 
     /* Written beside the target and renamed over it: a failed save leaves no
      * half-written file behind. */
-    if ((s = gb__file_create(&file, path, "safetensors save")) != GB_OK) goto done;
+    if ((s = gb__file_create(&file, path, 0, "safetensors save")) != GB_OK) goto done;
     uint8_t len8[8];
     uint64_t hn = (uint64_t)arrlen(header);
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hn >> (8 * i));

@@ -544,6 +544,7 @@ static gb_status gb__encode_text(gb_tokenizer *tok, const char *s, size_t n, int
 /* Encode into an stb_ds array (post-processed and truncated). */
 static gb_status gb__encode(gb_tokenizer *tok, const char *text, size_t len, bool add_special, int32_t **ids) {
     char *s = NULL;
+    if (!GB_ARR_RESERVE(s, len, "tokenizer_encode")) return GB_ERR_ALLOC; /* the text's copy, checked */
     gb__utf8_lossy(&s, text, len);
     gb_status st = gb__encode_text(tok, s, arrlenu(s), ids);
     arrfree(s);

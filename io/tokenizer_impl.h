@@ -63,7 +63,8 @@ void gb__strlist_push(gb__strlist *l, const char *s, size_t n, bool first);
 /* Append to the last piece (which must exist). */
 void gb__strlist_extend(gb__strlist *l, const char *s, size_t n);
 size_t gb__strlist_len(const gb__strlist *l);
-static inline const char *gb__strlist_str(const gb__strlist *l, size_t i) { return l->arena + l->v[i].off; }
+/* The arena is NULL while every string is empty: "" then, not NULL + 0. */
+static inline const char *gb__strlist_str(const gb__strlist *l, size_t i) { return l->arena ? l->arena + l->v[i].off : ""; }
 void gb__strlist_free(gb__strlist *l);
 
 /* ---- regular expressions (PCRE2, UTF + UCP, JIT when available) ---------- */

@@ -117,6 +117,16 @@ static int64_t gb__sample_row(float *s, int64_t V, const int64_t *seen, int64_t 
     return order[keep - 1];
 }
 
+/* Whether the logits [B, t, V] at the last position hold NaN or Inf. */
+static bool gb__last_nonfinite(gb_tensor *logits) {
+    gb_tensor *last = gb_select(logits, 1, -1), *c = last ? gb_contiguous(last) : NULL; /* [B, V] */
+    bool bad = false;
+    const float *x = c && gb_tensor_dtype(c) == GB_DTYPE_F32 ? gb_tensor_f32(c) : NULL;
+    for (int64_t i = 0; x && i < gb_tensor_numel(c) && !bad; i++) bad = !isfinite(x[i]);
+    gb_tensor_free(c), gb_tensor_free(last);
+    return bad;
+}
+
 /* The next token of every row from logits [B, t, V]: [B, 1] int64. seq: [B, T] so far. */
 static gb_tensor *gb__choose(gb_tensor *logits, gb_tensor *seq, const gb_sampling *o, gb_rng *rng) {
     gb_tensor *last = gb_select(logits, 1, -1); /* [B, V] */
@@ -169,6 +179,11 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
     if (gb_tensor_ndim(prompt) != 2 || (mask && (gb_tensor_ndim(mask) != 2 || gb_tensor_dim(mask, 0) != gb_tensor_dim(prompt, 0) ||
                                                  gb_tensor_dim(mask, 1) != gb_tensor_dim(prompt, 1))))
         return gb__fail(GB_ERR_SHAPE, "decode: expected prompt ids [B, T] and a mask of the same shape");
+    int64_t T = gb_tensor_dim(prompt, 1);
+    if (opts->max_length > 0 && opts->max_new_tokens > 0 && T >= opts->max_length)
+        return gb__fail(GB_ERR_INDEX, "decode: the prompt's %lld tokens %s the model's %lld positions (max_length): no "
+                        "position is left for a new token", (long long)T, T > opts->max_length ? "exceed" : "fill",
+                        (long long)opts->max_length);
     gb_tensor *p64 = gb_to_dtype(prompt, GB_DTYPE_I64), *seq = p64 ? gb_contiguous(p64) : NULL;
     gb_tensor_free(p64);
     gb_tensor *m = mask ? gb_tensor_ref(mask) : NULL;
@@ -178,6 +193,7 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
     st = seq && (!mask || p) && done ? GB_OK : gb_last_status();
     gb_rng rng = gb_rng_seed(opts->sampling.seed);
     gb_tensor *ids = seq ? gb_tensor_ref(seq) : NULL; /* what the next pass feeds */
+    if (opts->nonfinite_steps) *opts->nonfinite_steps = 0;
     for (int k = 0; st == GB_OK && k < opts->max_new_tokens; k++) {
         if (opts->max_length > 0 && gb_tensor_dim(seq, 1) >= opts->max_length) break; /* no position left */
         gb_tensor *logits = NULL;
@@ -185,6 +201,7 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
         gb_tensor_free(ids);
         ids = NULL;
         if (st != GB_OK) break;
+        if (opts->nonfinite_steps && gb__last_nonfinite(logits)) ++*opts->nonfinite_steps;
         gb_tensor *next = gb__choose(logits, seq, &opts->sampling, &rng); /* [B, 1] */
         gb_tensor_free(logits);
         bool all_done = next != NULL && opts->is_stop;
@@ -242,12 +259,37 @@ static gb_status gb__plain_forward(void *ctx, int step, gb_tensor *ids, gb_tenso
     return gb_module_run(pl->net, pl->run, ids, logits);
 }
 
+/* Roughly what generating holds at its peak (f32 throughout): the prompt
+ * pass's attention scores [B, heads, T, T] (one layer at a time), its logits
+ * [B, T, vocab], and every layer's KV cache over the whole sequence of S.
+ * In double: the figures from untrusted sizes may overflow 64 bits. */
+static double gb__generate_bytes(const gb_model *m, double B, double T, double S) {
+    const gb_gpt2_config *g = gb_model_gpt2_config(m);
+    const gb_llama_config *l = gb_model_llama_config(m);
+    double layers = g ? g->n_layer : l ? l->num_hidden_layers : 0;
+    double heads = g ? g->n_head : l ? l->num_attention_heads : 0;
+    double kv = g ? g->n_embd : l ? l->num_key_value_heads * (l->head_dim ? l->head_dim : l->hidden_size / l->num_attention_heads) : 0;
+    return 4 * (B * heads * T * T + B * T * (double)gb_model_vocab_size(m) + 2 * layers * B * S * kv);
+}
+
 gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_decode_opts *opts, gb_tensor **out) {
     *out = NULL;
     gb_decode_opts o = opts ? *opts : gb_lm_decode_defaults(lm);
+    if (gb_tensor_ndim(ids) == 2 && o.max_new_tokens >= 0) { /* sizes from the user, checked before they cost */
+        int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1), S = T + o.max_new_tokens;
+        if (o.max_length > 0 && S > o.max_length) S = T > o.max_length ? T : o.max_length;
+        double need = gb__generate_bytes(gb_lm_model(lm), (double)B, (double)T, (double)S);
+        uint64_t avail = gb__mem_available();
+        if (need > (double)avail)
+            return gb__fail(GB_ERR_ALLOC, "generate: %lld prompt%s of %lld tokens and %d new tokens need about %.1f MiB "
+                            "(attention scores, logits and KV cache), but %.1f MiB is available", (long long)B,
+                            B == 1 ? "" : "s", (long long)T, o.max_new_tokens, need / (1 << 20),
+                            (double)avail / (1 << 20));
+    }
     gb_run *run = gb_run_new();
     if (!run) return gb_last_status();
     gb_run_use_cache(run, true);
+    gb_run_set_nan_check(run, o.nan_check);
     gb__plain ctx = {run, gb_lm_module(lm)};
     gb_grad_mode gm = gb_no_grad_begin();
     gb_status st = gb_decode(gb__plain_forward, &ctx, ids, mask, NULL, &o, out);

@@ -35,7 +35,10 @@
  * generation (gb_trace_generate) gives it a trace's run, so interventions
  * apply at every step.
  *
- * A gb_lm is used by one thread at a time (its tokenizer caches).
+ * Threads. gb_lm_generate, traces and executions on one gb_lm's model may
+ * run in any number of threads at once (each generation has its own run
+ * and KV cache); gb_lm_encode and gb_lm_text use the tokenizer, whose
+ * cache is filled as it encodes, so one thread at a time.
  */
 #ifndef GB_LM_H
 #define GB_LM_H
@@ -102,6 +105,14 @@ typedef struct gb_decode_opts {
      * status other than GB_OK ends generation with it. */
     gb_status (*on_step)(int step, const int64_t *ids, int64_t batch, void *ctx);
     void *step_ctx;
+    /* gb_lm_generate: the NaN guard in its run (nn/nn.h,
+     * gb_run_set_nan_check); a traced generation takes the trace's
+     * (gb_trace_set_nan_check). */
+    bool nan_check;
+    /* If not NULL, set to the number of steps whose logits (at the last
+     * position) held NaN or Inf in some row: the tokens chosen there mean
+     * nothing, and the caller may say so (the library prints nothing). */
+    int *nonfinite_steps;
 } gb_decode_opts;
 
 /* Greedy, 20 new tokens, no stop tokens, pad 0. */
@@ -142,6 +153,15 @@ gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_de
  * id). The ids are read with gb_trace_generated. Scans first when the
  * trace validates. */
 gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens);
+/* The same, sampling (nnsight's model.generate(..., do_sample=True,
+ * temperature=...)): s NULL or temperature 0 is greedy; a seed repeats its
+ * ids. Interventions apply per step as in gb_trace_generate. */
+gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s);
+/* A scan of gb_trace_generate: the prompt pass and max_new_tokens - 1
+ * passes of one token, on shapes only, so values of every generation step
+ * (.next(), .all()) get their shapes (gb_val_shape) and every
+ * intervention is checked at its step. The tokens fed are placeholders. */
+gb_status gb_trace_scan_generate(gb_trace *tr, int max_new_tokens);
 /* The same in an execution (gb_exec_new), on input or the trace's. */
 gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
 /* The same with every decoding option (sampling, stop tokens, pad id,

@@ -3,6 +3,7 @@
  * printing the config. */
 #include "arch.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,11 +27,27 @@ int64_t gb__cfg_int(gb__config *c, const char *key, const int64_t *dflt) {
         if (c->st == GB_OK) c->st = gb__fail(GB_ERR_FORMAT, "model: %s: missing field '%s'", c->path, key);
         return 0;
     }
+    if (v.kind == GB__CFG_NUMBER && v.num == floor(v.num)) { /* beyond what a double holds exactly */
+        char what[96];
+        snprintf(what, sizeof what, "is %.6g, beyond the integers a JSON number holds exactly (2^53)", v.num);
+        gb__cfg_bad(c, key, what);
+        return 0;
+    }
     if (v.kind != GB__CFG_INT) {
         gb__cfg_bad(c, key, "is not an integer");
         return 0;
     }
     return v.i;
+}
+
+int64_t gb__cfg_count(gb__config *c, const char *key, const int64_t *dflt) {
+    int64_t n = gb__cfg_int(c, key, dflt);
+    if (n < 1 && c->st == GB_OK) {
+        char what[64];
+        snprintf(what, sizeof what, "is %lld; it must be at least 1", (long long)n);
+        gb__cfg_bad(c, key, what);
+    }
+    return n;
 }
 
 double gb__cfg_num(gb__config *c, const char *key, double dflt) {

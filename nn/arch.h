@@ -55,6 +55,9 @@ typedef struct gb__config {
 gb__cfg_value gb__cfg_get(const gb__config *c, const char *key);
 /* dflt NULL: the field is required ("model: PATH: missing field 'KEY'"). */
 int64_t gb__cfg_int(gb__config *c, const char *key, const int64_t *dflt);
+/* An int that counts something and must be at least 1 ("field 'KEY' is 0;
+ * it must be at least 1"). */
+int64_t gb__cfg_count(gb__config *c, const char *key, const int64_t *dflt);
 double gb__cfg_num(gb__config *c, const char *key, double dflt);
 bool gb__cfg_bool(gb__config *c, const char *key, bool dflt);
 /* A string, or dflt when absent or not a string, copied into out. */

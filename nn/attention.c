@@ -121,9 +121,11 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
         gb_tensor_free(scores);
         scores = filled;
     }
+    st = gb__nn_point(run, attn, GB_POINT_ATTN_SCORES, &scores); /* HF's attn_weights before softmax */
+    if (st) goto done;
     probs = gb_softmax(scores, -1);
     if (!probs) goto op_failed;
-    st = gb__nn_point(run, attn, "attn_weights", &probs);
+    st = gb__nn_point(run, attn, GB_POINT_ATTN_WEIGHTS, &probs);
     if (st) goto done;
     if (dropout) {
         st = gb__call(dropout, run, 1, &probs, &dr);

@@ -114,7 +114,18 @@ static gb_status gb__gpt2_model_forward(gb_module *m, gb_run *run, const gb_valu
     if (!ids || gb__check_ids(m, ids)) return gb_last_status();
     int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1);
     gb_values tok = {0}, pe = {0}, cur = {0};
-    gb_tensor *sum = NULL, *pos = gb__positions(m, run, B, T);
+    gb_tensor *sum = NULL, *pos = NULL;
+    /* Positions past wpe's rows: said as such, not as the embedding's "id N
+     * out of range for vocabulary size N" (explicit position ids still get
+     * the embedding's check). */
+    int64_t past = gb_run_cache_length(run);
+    gb_tensor *wpe = gb_module_param(m->children[GB__GPT2_WPE], "weight");
+    int64_t npos = wpe ? gb_tensor_dim(wpe, 0) : 0;
+    if (wpe && !gb__run_position_ids(run) && past + T > npos)
+        return gb__fail(GB_ERR_INDEX, "%s: %lld positions (%lld cached + %lld new tokens) exceed n_positions = %lld, "
+                        "the positions %s has embeddings for", GB__LABEL(m), (long long)(past + T), (long long)past,
+                        (long long)T, (long long)npos, GB__LABEL(m->children[GB__GPT2_WPE]));
+    pos = gb__positions(m, run, B, T);
     gb_status st = pos ? GB_OK : gb_last_status();
     if (st) goto done;
     st = gb__call(m->children[GB__GPT2_WTE], run, 1, &ids, &tok);

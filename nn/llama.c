@@ -437,7 +437,9 @@ void gb__llama_read_config(gb__config *c, gb_llama_config *l) {
     l->intermediate_size = gb__cfg_int(c, "intermediate_size", NULL);
     l->num_hidden_layers = gb__cfg_int(c, "num_hidden_layers", NULL);
     l->num_attention_heads = gb__cfg_int(c, "num_attention_heads", NULL);
-    l->num_key_value_heads = gb__cfg_int(c, "num_key_value_heads", &l->num_attention_heads);
+    /* 0 means "as many as query heads" to gb_llama_new, but in a config.json
+     * it is a mistake that would otherwise surface as k_proj's shape */
+    l->num_key_value_heads = gb__cfg_count(c, "num_key_value_heads", &l->num_attention_heads);
     int64_t hd = l->num_attention_heads ? l->hidden_size / l->num_attention_heads : 0;
     l->head_dim = gb__cfg_int(c, "head_dim", &hd);
     l->max_position_embeddings = gb__cfg_int(c, "max_position_embeddings", &(int64_t){2048});

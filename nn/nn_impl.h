@@ -56,7 +56,7 @@ struct gb_module {
     gb__param *params;    /* stb_ds array, in registration order */
     int tree_index;       /* depth-first position under its root: where runs count its calls */
     int tree_end;         /* one past the last tree_index of m's subtree */
-    int tree_size;        /* roots only: modules in the tree, 0 until numbered */
+    int tree_size;        /* roots only: modules in the tree (numbered whenever it changes) */
     unsigned tree_gen;    /* roots only: bumped whenever the tree changes shape */
     _Alignas(max_align_t) unsigned char settings[]; /* the type's settings, type->settings bytes (GB__SETTINGS) */
 };

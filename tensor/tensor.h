@@ -23,6 +23,13 @@
  * GB_AT(...) prefixes that message with the caller's file and line. No
  * function here aborts, exits or prints.
  *
+ * Threads. Any number of threads may read one tensor at once and take and
+ * drop references to it (reference counts are atomic): a model's weights
+ * are shared so. Writing a tensor in place (the calls ending in _) while
+ * another thread reads it is a race, as is any call on one tensor from two
+ * threads when one of them writes it. Errors, grad mode and meta mode are
+ * per thread. docs/ARCHITECTURE.md (Threads) lists what is shared.
+ *
  * Compute is f32. f16/bf16 are storage formats: gb_to_dtype converts, and
  * the ops that read a model's weights (matmul, linear, embedding, the
  * weight and bias of the norms) take f16/bf16 weights as stored, widening
@@ -72,6 +79,7 @@ const char *gb_version(void);
     X(GB_ERR_STATE, "state")           /* call not valid in this state */     \
     X(GB_ERR_AUTOGRAD, "autograd")     /* backward cannot be done */          \
     X(GB_ERR_UNSUPPORTED, "unsupported") /* valid, but not implemented */    \
+    X(GB_ERR_NONFINITE, "nonfinite")   /* NaN or Inf where the NaN guard looks */ \
     X(GB_STOPPED, "stopped")           /* not an error: a run was stopped */
 
 typedef enum gb_status {
@@ -387,6 +395,15 @@ gb_tensor *gb_stack(int n, gb_tensor *const *ts, int dim);
 gb_tensor *gb_tril(gb_tensor *a, int64_t k);
 gb_tensor *gb_triu(gb_tensor *a, int64_t k);
 
+/* torch.gather(a, dim, index): out[..i..] = a[..index[..i..]..] along dim;
+ * index is i64 with a's shape except in dim (negative indices count from
+ * the end). The gradient scatter-adds into a. */
+gb_tensor *gb_gather(gb_tensor *a, int dim, gb_tensor *index);
+/* torch.topk(a, k, dim) (largest, sorted): values (f32, with a gradient
+ * through gather) and indices (i64), new references, both NULL on
+ * failure. Equal values come in index order; NaN counts as the largest. */
+gb_status gb_topk(gb_tensor *a, int64_t k, int dim, gb_tensor **values, gb_tensor **indices);
+
 /* ---- printing ----------------------------------------------------------- */
 
 /* torch's str(t): "tensor([[ 0.2732,  0.2355]])", with torch's default print
@@ -420,7 +437,12 @@ char *gb_tensor_describe(const gb_tensor *t);
 /* Name of the BLAS kernel in use, e.g. "SkylakeX" (loads OpenBLAS if needed),
  * or NULL with an error when OpenBLAS cannot be loaded. */
 const char *gb_blas_kernel(void);
-/* Threads used by BLAS and by glassbox's own loops (default, or n < 1: all cores). */
+/* Threads used by BLAS and by glassbox's own loops (default, or n < 1: all
+ * cores): the size of the OpenMP team each calling thread opens, so N
+ * application threads running ops use up to N times that many. The first
+ * product loads OpenBLAS, setting two environment variables for its
+ * constructor and putting them back; a program whose other threads read
+ * the environment should call gb_blas_kernel first. */
 void gb_set_num_threads(int n);
 int gb_get_num_threads(void);
 

@@ -303,6 +303,8 @@ START_TEST(test_cli_errors) {
     gbt_cli_fails("generate --bogus", 2, "glassbox generate: unknown option '--bogus' (see glassbox generate --help)");
     gbt_cli_fails("run " GBT_BUNDLED " --ids 1,2 --out /dev/null --dtype bf16", 2,
                   "glassbox run: --dtype: 'bf16' is not one of stored|f32|float32 (see glassbox run --help)");
+    gbt_cli_fails("lens " GBT_BUNDLED " -p Paris --dtype f16", 2,
+                  "glassbox lens: --dtype: 'f16' is not one of stored|f32|float32 (see glassbox lens --help)");
     gbt_cli_fails("info " GBT_BUNDLED " --dtype", 2, "glassbox info: option '--dtype' needs an argument (see glassbox info --help)");
     r = gbt_cli("frobnicate");
     ck_assert_int_eq(r.status, 2);

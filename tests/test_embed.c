@@ -34,8 +34,7 @@ START_TEST(test_exports_and_soname) {
     const char *b = getenv("GB_BUILD_DIR");
     char cmd[2048], want[64];
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 tools/check_exports.py %s/libglassbox.so tensor/tensor.h autograd/autograd.h nn/nn.h "
-             "hooks/hooks.h trace/trace.h io/io.h lm/lm.h >%s/exports.out",
+             "/usr/bin/python3 tools/check_exports.py %s/libglassbox.so glassbox.h >%s/exports.out",
              b ? b : "build", gbt_tmp_dir());
     int st = system(cmd);
     snprintf(cmd, sizeof cmd, "%s/exports.out", gbt_tmp_dir());

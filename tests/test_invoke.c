@@ -123,6 +123,46 @@ START_TEST(test_invokes_of_different_lengths) {
 }
 END_TEST
 
+/* Gradients of each invoke's values: requires_grad makes an invoke's rows
+ * a leaf of their own. With layer2 frozen, the gradient of
+ * sum(layer2(h)) with respect to h is the column sums of layer2.weight
+ * (d/dh_j sum_i (W h + b)_i = sum_i W_ij), times 3 for the second invoke's
+ * share of the loss. */
+START_TEST(test_invoke_gradients) {
+    gbt_oracle *o = gbt_oracle_load("trace");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input"), *w2 = gbt_get(o, "layer2.weight");
+    gb_tensor *colsum = gb_sum(w2, 0, true), *thrice = gb_mul_scalar(colsum, 3);
+    for (int form = 0; form < 2; form++) {
+        gb_trace *tr = gb_trace_new(net, NULL);
+        gb_val *ga, *gb, *ya;
+        gbt_ok_status(gb_invoke(tr, x));
+        if (form == 0) {
+            gb_requires_grad(gb_output(tr, "layer1"));
+            ga = gb_save(gb_grad(gb_output(tr, "layer1")));
+            ya = gb_val_sum_all(gb_output(tr, "layer2"));
+        } else {
+            gbt_ok_status(gb_trace_statement(tr, "layer1.output.requires_grad = True", "s", 1, NULL));
+            gbt_ok_status(gb_trace_statement(tr, "ga = layer1.output.grad.save()", "s", 2, &ga));
+            gbt_ok_status(gb_trace_statement(tr, "ya = layer2.output.sum()", "s", 3, &ya));
+        }
+        gb_invoke_end(tr);
+        gbt_ok_status(gb_invoke(tr, x));
+        gb_requires_grad(gb_output(tr, "layer1"));
+        gb = gb_save(gb_grad(gb_output(tr, "layer1")));
+        gb_val_backward(gb_val_add(ya, gb_val_mul(gb_val_sum_all(gb_output(tr, "layer2")), gb_scalar(tr, 3))));
+        gb_invoke_end(tr);
+        gbt_ok_status(gb_trace_run(tr));
+        gbt_assert_close(gb_value(ga), colsum, 1e-5, 1e-6, "first invoke's gradient");
+        gbt_assert_close(gb_value(gb), thrice, 1e-5, 1e-6, "second invoke's gradient");
+        gb_trace_free(tr);
+    }
+    gb_tensor_free(colsum), gb_tensor_free(thrice), gb_tensor_free(w2), gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 START_TEST(test_invoke_errors) {
     gbt_oracle *o = gbt_oracle_load("trace");
     gb_module *net = gbt_tiny_net(o);
@@ -143,8 +183,15 @@ START_TEST(test_invoke_errors) {
     gb_val *g = gb_save(gb_grad(gb_output(tr, "layer1")));
     gb_val_backward(gb_val_sum_all(gb_output(tr, "layer2")));
     gb_invoke_end(tr);
-    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_UNSUPPORTED, "gradients of an invoke's values are not supported");
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_AUTOGRAD, "does not require grad; call gb_requires_grad on it first");
     (void)g;
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(net, NULL); /* requires_grad on a part of an invoke's value */
+    gbt_ok_status(gb_invoke(tr, x));
+    gb_requires_grad(gb_val_index(gb_output(tr, "layer1"), "[:, 0]"));
+    gb_invoke_end(tr);
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_UNSUPPORTED, "only a module's input or output");
     gb_trace_free(tr);
 
     tr = gb_trace_new(net, NULL);
@@ -167,6 +214,7 @@ Suite *gb_suite_invoke(void) {
     tcase_add_test(tc, test_invokes_edit_only_their_rows);
     tcase_add_test(tc, test_values_cross_invokes);
     tcase_add_test(tc, test_invokes_of_different_lengths);
+    tcase_add_test(tc, test_invoke_gradients);
     tcase_add_test(tc, test_invoke_errors);
     suite_add_tcase(s, tc);
     return s;

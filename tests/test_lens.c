@@ -414,6 +414,31 @@ START_TEST(test_trace_png) {
              "trace " GBT_BUNDLED " -p " EIFFEL " -e 'a = lm_head.output[0, -1].save()' -e 'b = lm_head.output[0, :, 0].save()' --png %s",
              png);
     gbt_cli_fails(args, 1, "glassbox trace: --png: the saved values must be rows of one length (vectors or matrices); b is not");
+    snprintf(args, sizeof args, "trace " GBT_BUNDLED " -p " EIFFEL " --png %s", png);
+    gbt_cli_fails(args, 1, "glassbox trace: --png: no saved values to draw");
+}
+END_TEST
+
+/* trace --top with two prompts (invokes): each row's top token is
+ * PyTorch's prediction for that row of the left-padded batch
+ * (tests/oracle/bundled.py, padded.next). */
+START_TEST(test_trace_top_rows) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_trace_top_rows");
+    if (!o) return;
+    gb_tensor *next = gbt_get(o, "padded.next");
+    gbt_cli_result r = gbt_cli("trace " GBT_BUNDLED " -p " EIFFEL " -p 'Vatican is located in the city of' --top 1");
+    ck_assert_msg(r.status == 0, "trace failed: %s", r.err);
+    char want[64];
+    for (int row = 0; row < 2; row++) {
+        const char *at_row = strstr(r.out, row ? "row 1:\n" : "row 0:\n");
+        ck_assert_msg(at_row != NULL, "%s", r.out);
+        snprintf(want, sizeof want, " %6lld  p = ", (long long)gbt_i64(next, row));
+        const char *hit = strstr(at_row, want);
+        ck_assert_msg(hit && (row || hit < strstr(r.out, "row 1:")), "row %d: no '%s' in:\n%s", row, want, r.out);
+    }
+    gbt_cli_free(&r);
+    gb_tensor_free(next);
+    gbt_oracle_free(o);
 }
 END_TEST
 
@@ -498,6 +523,7 @@ Suite *gb_suite_lens(void) {
     tcase_add_test(tc, test_lens_llama);
     tcase_add_test(tc, test_recipes_example);
     tcase_add_test(tc, test_trace_png);
+    tcase_add_test(tc, test_trace_top_rows);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -574,6 +574,8 @@ START_TEST(test_rejects_malformed_headers) {
          "bytes [8, 12) of the data section belong to no tensor (the next is 'b')"},
         {"trailing_data", "{\"a\":" F32_2 "[0,8]}}", 12, "the data section is 12 bytes but the tensors cover only 8"},
         {"duplicate", "{\"a\":" F32_2 "[0,8]},\"a\":" F32_2 "[8,16]}}", 16, "tensor name 'a' appears twice"},
+        /* the same entry twice: was "overlap tensor 'a'", the tensor itself */
+        {"duplicate_same", "{\"a\":" F32_2 "[0,8]},\"a\":" F32_2 "[0,8]}}", 8, "tensor name 'a' appears twice"},
         {"reversed", "{\"a\":" F32_2 "[8,0]}}", 8, "tensor 'a': data_offsets [8, 0) end before they begin"},
         {"negative_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0,
          "tensor 'a': shape holds a number that is not a non-negative integer"},

@@ -183,13 +183,22 @@ START_TEST(test_statement_errors) {
     expect_fails(tr, "transformer.h[0]", GB_ERR_ARG, "a module is not a value: add .output or .input");
     expect_fails(tr, "h.frobnicate()", GB_ERR_ARG, "unknown method (save, clone");
     expect_fails(tr, "h.sum(keepdim=1)", GB_ERR_ARG, "keepdim is True or False");
-    expect_fails(tr, "h.mean()", GB_ERR_ARG, "this method needs a dim");
+    expect_fails(tr, "h.max()", GB_ERR_ARG, "this method needs one dim");
+    expect_fails(tr, "h.softmax()", GB_ERR_ARG, "this method needs a dim");
+    expect_fails(tr, "h.exp(1)", GB_ERR_ARG, "this method takes no arguments");
+    expect_fails(tr, "h.topk(dim=1, 2)", GB_ERR_ARG, "positional argument follows keyword argument");
+    expect_fails(tr, "h.topk(2, dim=1, k=3)", GB_ERR_ARG, "multiple values for an argument");
+    expect_fails(tr, "torch.cat([h, h], 0, 1)", GB_ERR_ARG, "too many arguments (tensors, dim)");
+    expect_fails(tr, "torch.frob", GB_ERR_ARG, "expected a function call");
     expect_fails(tr, "h.sum(0, True, 1)", GB_ERR_ARG, "too many arguments (dim, keepdim)");
     expect_fails(tr, "h[0, 1", GB_ERR_ARG, "unclosed '['");
     expect_fails(tr, "transformer.h[x].output", GB_ERR_ARG, "expected an integer index into a module list");
     expect_fails(tr, "h.save() h", GB_ERR_ARG, "unexpected 'h' at column 10");
-    expect_fails(tr, "h.shape", GB_ERR_ARG, "expected .grad or a method call on a value at column 3");
+    expect_fails(tr, "h.size", GB_ERR_ARG, "expected .grad, .shape, .values, .indices or a method call on a value at column 3");
     expect_fails(tr, "h.save() = 1", GB_ERR_ARG, "cannot assign to this: assign to .output, .input, .grad or [index]");
+    /* Functions outside the language: nnsight's remote whitelist error, naming the function. */
+    expect_fails(tr, "x = my_local_fn(h)", GB_ERR_ARG, "function `my_local_fn` is not in the function whitelist");
+    expect_fails(tr, "torch.frobnicate(h)", GB_ERR_ARG, "function `torch.frobnicate` is not in the function whitelist (log, print, modules, torch./F. functions and methods on values) at column 1");
     /* Nesting is bounded (issue 13: 20,000 minus signs or 60,000
      * parentheses overflowed the stack); the limit, 200, is Python's for
      * parentheses, so anything nested less still parses. */

@@ -1,11 +1,12 @@
 """Checks that a shared library exports exactly the functions and variables
 the public headers declare (tests/test_embed.c runs it).
 
-usage: check_exports.py LIB HEADER...
+usage: check_exports.py LIB HEADER...   (glassbox.h: the headers it includes)
 Exported: `nm -D --defined-only LIB`. Declared: each identifier gb_NAME
 followed by '(' (not '(*') in the headers outside comments and #define lines (a macro's
 expansion, such as GB_AT's gb__site_enter(...), counts: the macro needs it)
 and not itself a macro. Prints each difference and exits 1 if any."""
+import os
 import re
 import subprocess
 import sys
@@ -32,7 +33,10 @@ def exported(lib):
 
 
 def main():
-    lib, headers = sys.argv[1], sys.argv[2:]
+    lib, headers = sys.argv[1], []
+    for h in sys.argv[2:]:  # an umbrella header stands for the headers it includes
+        inc = re.findall(r'^#include "([^"]+)"', open(h).read(), flags=re.M)
+        headers += [os.path.join(os.path.dirname(h), i) for i in inc] if h.endswith("glassbox.h") else [h]
     want, got = declared(headers), exported(lib)
     bad = False
     for name in sorted(got - want):

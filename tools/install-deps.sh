@@ -14,9 +14,11 @@ case "${1:-}" in
 *) echo "usage: sh tools/install-deps.sh [--test]" >&2; exit 2 ;;
 esac
 
-# Build and run: compiler toolchain, BLAS, stb, cJSON, PCRE2, utf8proc.
+# Build and run: compiler toolchain, BLAS, stb, cJSON, PCRE2, utf8proc,
+# libmicrohttpd and libcurl (the server and its client, serve/).
 PKGS="gcc make pkg-config libc6-dev
-libopenblas-dev libstb-dev libcjson-dev libpcre2-dev libutf8proc-dev"
+libopenblas-dev libstb-dev libcjson-dev libpcre2-dev libutf8proc-dev
+libmicrohttpd-dev libcurl4-openssl-dev"
 # Tests: Check, g++ (a C++ program on the headers), valgrind; the oracles:
 # Debian's PyTorch and NumPy (numbers and gradients), sentencepiece (Llama 2
 # tokenizer), Node.js + npm (Hugging Face tokenizers).

@@ -169,15 +169,17 @@ static int gb__invoke_of(const gb_val *v) {
 
 /* Arm a gradient getter: one autograd hook per tensor serves all of them. */
 static gb_status gb__arm_grad(gb_exec *ex, gb_val *v) {
-    if (gb__invoke_of(v->arg[0]) >= 0) {
-        gb__fail(GB_ERR_UNSUPPORTED, "grad: gradients of an invoke's values are not supported yet (%s); trace that "
-                                     "input alone", gb_val_text(v->arg[0]));
-        return gb__node_fail(ex, v, GB_ERR_UNSUPPORTED);
-    }
     gb_tensor *t = gb__tensor_of(ex, v->arg[0]);
     if (!t) {
         gb__fail(GB_ERR_ARG, "grad: %s is not a tensor", gb_val_text(v->arg[0]));
         return gb__node_fail(ex, v, GB_ERR_ARG);
+    }
+    /* An invoke's value is a view of its rows, which no backward walks
+     * through unless requires_grad made the rows a leaf of their own. */
+    if (!ex->scanning && gb__invoke_of(v->arg[0]) >= 0 && gb_tensor_requires_grad(t) && !gb_tensor_is_leaf(t)) {
+        gb__fail(GB_ERR_UNSUPPORTED, "grad: %s is a view of an invoke's rows of the batch; call gb_requires_grad "
+                                     "on it first (x.requires_grad = True) to read its gradient", gb_val_text(v->arg[0]));
+        return gb__node_fail(ex, v, GB_ERR_UNSUPPORTED);
     }
     if (ex->scanning) { /* shapes only: the gradient has its tensor's shape */
         gb_tensor *g = gb_empty(gb_tensor_ndim(t), gb_tensor_shape(t), GB_DTYPE_F32);
@@ -210,14 +212,35 @@ static void gb__disarm(gb_exec *ex) {
     arrfree(ex->armed_hook);
 }
 
-static gb_status gb__binary(gb_exec *ex, gb_val *v, gb_tensor *a, gb_tensor *b) {
-    switch (v->op) {
-    case GB_TRACE_OP_ADD: return gb__set_value(ex, v, gb_add(a, b));
-    case GB_TRACE_OP_SUB: return gb__set_value(ex, v, gb_sub(a, b));
-    case GB_TRACE_OP_MUL: return gb__set_value(ex, v, gb_mul(a, b));
-    case GB_TRACE_OP_DIV: return gb__set_value(ex, v, gb_div(a, b));
-    default: return gb__set_value(ex, v, gb_matmul(a, b));
+/* requires_grad on an invoke's value x (a view of its rows of the batch):
+ * the rows become a leaf of their own, set back into the batch, so the
+ * rest of the model reads them and a backward reaches exactly them. */
+static gb_status gb__invoke_requires_grad(gb_exec *ex, gb_val *v, gb_val *a, gb_tensor *x) {
+    const gb_val *g = a->op == GB_TRACE_OP_INDEX && gb__slot_of(ex, a)->pick >= 0 ? a->arg[0] : a;
+    if (g->op != GB_TRACE_OP_OUTPUT && g->op != GB_TRACE_OP_INPUT && g->op != GB_TRACE_OP_POINT) {
+        gb__fail(GB_ERR_UNSUPPORTED, "requires_grad: inside an invoke, only a module's input or output (or a tuple "
+                                     "element of one) can require grad, not %s", gb_val_text(a));
+        return gb__node_fail(ex, v, GB_ERR_UNSUPPORTED);
     }
+    gb_grad_mode m = gb_no_grad_begin();
+    gb_tensor *leaf = gb_clone(x);
+    gb_grad_mode_end(m);
+    if (!leaf || gb_requires_grad_(leaf, true) != GB_OK) {
+        gb_tensor_free(leaf);
+        return gb__node_fail(ex, v, gb_last_status());
+    }
+    gb_status st = gb__set_target(ex, v, a, leaf);
+    /* Later getters of the invoke's same value read the leaf itself, not a
+     * view of the batch made from it, so their gradients are its. */
+    int elem = g == a ? 0 : gb__slot_of(ex, a)->pick;
+    for (gb_val *o = st == GB_OK ? ex->points[g->point].p->getters : NULL; o; o = o->next_getter) {
+        gb__slot *os = gb__slot_of(ex, o);
+        if (o->id > v->id && o->invoke == g->invoke && os->value.n > elem)
+            gb_values_set(&os->value, elem, gb_tensor_ref(leaf));
+    }
+    gb_tensor_free(leaf);
+    if (st == GB_OK) gb__done(ex, v);
+    return st;
 }
 
 static gb_status gb__log(gb_exec *ex, gb_val *v, gb_tensor *t) {
@@ -272,14 +295,34 @@ static gb_status gb__exec(gb_exec *ex, gb_val *v) {
     case GB_TRACE_OP_SUB:
     case GB_TRACE_OP_MUL:
     case GB_TRACE_OP_DIV:
-    case GB_TRACE_OP_MATMUL: return gb__binary(ex, v, x, y);
-    case GB_TRACE_OP_SUM: return gb__set_value(ex, v, gb_sum(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_MEAN: return gb__set_value(ex, v, gb_mean(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_MAX: return gb__set_value(ex, v, gb_max(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_ARGMAX: return gb__set_value(ex, v, gb_argmax(x, v->u.dim.dim, v->u.dim.keepdim));
-    case GB_TRACE_OP_SUM_ALL: return gb__set_value(ex, v, gb_sum_all(x));
-    case GB_TRACE_OP_SOFTMAX: return gb__set_value(ex, v, gb_softmax(x, v->u.dim.dim));
+    case GB_TRACE_OP_MATMUL: return gb__set_value(ex, v, gb__tr_arith(v->op, x, y));
+    case GB_TRACE_OP_SUM:
+    case GB_TRACE_OP_MEAN:
+    case GB_TRACE_OP_MAX:
+    case GB_TRACE_OP_ARGMAX:
+    case GB_TRACE_OP_SUM_ALL:
+    case GB_TRACE_OP_SOFTMAX: return gb__set_value(ex, v, gb__tr_reduce(v, x));
     case GB_TRACE_OP_CLONE: return gb__set_value(ex, v, gb_clone(x));
+    case GB_TRACE_OP_FN:
+    case GB_TRACE_OP_CALL: {
+        gb_tensor *args[GB__MAX_ARGS];
+        for (int i = 0; i < v->nargs; i++)
+            if (!(args[i] = gb__tensor_of(ex, v->arg[i]))) {
+                gb__fail(GB_ERR_STATE, "trace: %s has no value", gb_val_text(v->arg[i]));
+                return gb__node_fail(ex, v, GB_ERR_STATE);
+            }
+        gb_values_clear(&s->value);
+        gb_status st = v->op == GB_TRACE_OP_FN ? gb__tr_fn(v, args, &s->value) : gb__tr_call(v, ex->model, args, &s->value);
+        if (st != GB_OK) {
+            gb_values_clear(&s->value);
+            return gb__node_fail(ex, v, st);
+        }
+        /* topk's (values, indices), a module's tuple: picked with [i] */
+        s->is_tuple = v->op == GB_TRACE_OP_FN ? s->value.n > 1
+                                              : gb_module_returns_tuple(v->u.get.module);
+        gb__done(ex, v);
+        return GB_OK;
+    }
     case GB_TRACE_OP_APPLY: {
         if (ex->scanning) {
             s->state = GB__STATE_SKIPPED;
@@ -317,11 +360,7 @@ static gb_status gb__exec(gb_exec *ex, gb_val *v) {
         gb__done(ex, v);
         return GB_OK;
     case GB_TRACE_OP_REQUIRES_GRAD:
-        if (gb__invoke_of(a) >= 0) {
-            gb__fail(GB_ERR_UNSUPPORTED, "requires_grad: gradients of an invoke's values are not supported yet (%s); "
-                                         "trace that input alone", gb_val_text(a));
-            return gb__node_fail(ex, v, GB_ERR_UNSUPPORTED);
-        }
+        if (gb__invoke_of(a) >= 0 && !ex->scanning) return gb__invoke_requires_grad(ex, v, a, x);
         if (!ex->scanning && gb_requires_grad_(x, true) != GB_OK) return gb__node_fail(ex, v, gb_last_status());
         gb__done(ex, v);
         return GB_OK;
@@ -516,6 +555,10 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
             break;
         }
         ev->skip = true;
+        char shape[160];
+        gb_tensor *with = gb__tensor_of(ex, val);
+        snprintf(ex->skipped, sizeof ex->skipped, "%s.skip(...) made its output a tensor of shape %s",
+                 *v->text ? v->text : "model", gb__shape_str(shape, sizeof shape, gb_tensor_ndim(with), gb_tensor_shape(with)));
         gb_values_clear(ev->output);
         gb_values_push(ev->output, gb_tensor_ref(gb__tensor_of(ex, val)));
         gb__done(ex, v);
@@ -802,6 +845,7 @@ static gb_status gb__begin(gb_exec *ex, gb_tensor *input, bool kv_cache, bool sc
         if ((ex->meta = scanning)) gb__meta_push();
         gb_hooks_attach(ex->hooks, ex->run);
         gb_run_use_cache(ex->run, kv_cache);
+        gb_run_set_nan_check(ex->run, ex->tr->nan_check);
         /* nodes that need no model value (constants, conditions on them) */
         st = ex->edits ? gb__pump(ex->edits) : GB_OK;
         if (st == GB_OK) st = gb__pump(ex);
@@ -814,6 +858,7 @@ static gb_status gb__begin(gb_exec *ex, gb_tensor *input, bool kv_cache, bool sc
 }
 
 gb_status gb_exec_begin(gb_exec *ex, gb_tensor *input, bool kv_cache) { return gb__begin(ex, input, kv_cache, false); }
+gb_status gb_exec_begin_scan(gb_exec *ex, gb_tensor *input, bool kv_cache) { return gb__begin(ex, input, kv_cache, true); }
 
 void gb_exec_batch(const gb_exec *ex, gb_tensor **ids, gb_tensor **mask, gb_tensor **pos) {
     if (ids) *ids = ex->run_input;
@@ -829,8 +874,16 @@ gb_status gb_exec_pass(gb_exec *ex, gb_tensor *ids, gb_tensor *mask, gb_tensor *
     gb_run_set_attention_mask(ex->run, mask);
     gb_run_set_position_ids(ex->run, pos);
     gb_values in = {1, {ids}}, dropped = {0};
+    ex->skipped[0] = 0;
     gb_status st = gb_module_call(ex->model, ex->run, &in, out ? out : &dropped);
     gb_values_clear(&dropped);
+    /* A module's own failure after a skip is most likely the replacement's
+     * doing: the failing module cannot know, so say it here. */
+    if (st != GB_OK && st != GB_STOPPED && ex->skipped[0] && ex->run_status == GB_OK) {
+        char *msg = strdup(gb_last_error());
+        if (msg) gb__fail(st, "%s (after %s)", msg, ex->skipped);
+        free(msg);
+    }
     return st == GB_OK ? GB_OK : gb__record(ex, st);
 }
 
@@ -895,7 +948,7 @@ static const gb__slot *gb__result_slot(const gb_exec *ex, const gb_val *v) {
     return v->id < ex->nslots ? &ex->slot[v->id] : NULL;
 }
 
-static gb_tensor *gb__result(const gb_exec *ex, const gb_val *v, int i) {
+static gb_tensor *gb__result(const gb_exec *ex, const gb_val *v, int i, bool meta_ok) {
     if (!(ex = gb__holder(ex, v)))
         return gb__fail_null(GB_ERR_ARG, "value: %s is a node of another trace than the execution's (or its edits')",
                              gb_val_text((gb_val *)v));
@@ -910,16 +963,45 @@ static gb_tensor *gb__result(const gb_exec *ex, const gb_val *v, int i) {
     if (i >= s->value.n || !s->value.v[i])
         return gb__fail_null(GB_ERR_INDEX, "value: %s has %d elements, no element %d", gb_val_text((gb_val *)v),
                              s->value.n, i);
-    if (!gb_tensor_data(s->value.v[i]))
+    if (!meta_ok && !gb_tensor_data(s->value.v[i]))
         return gb__fail_null(GB_ERR_STATE, "value: %s comes from a scan and has a shape but no data; use "
                                            "gb_val_shape, or gb_trace_run for values", gb_val_text((gb_val *)v));
     return s->value.v[i];
 }
 
-gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v) { return gb__result(ex, v, 0); }
-gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i) { return gb__result(ex, v, i); }
-gb_tensor *gb_value(const gb_val *v) { return gb__result(&v->tr->own, v, 0); }
-gb_tensor *gb_value_at(const gb_val *v, int i) { return gb__result(&v->tr->own, v, i); }
+gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v) { return gb__result(ex, v, 0, false); }
+gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i) { return gb__result(ex, v, i, false); }
+gb_tensor *gb_value(const gb_val *v) { return gb__result(&v->tr->own, v, 0, false); }
+gb_tensor *gb_value_at(const gb_val *v, int i) { return gb__result(&v->tr->own, v, i, false); }
+gb_tensor *gb_exec_held(const gb_exec *ex, const gb_val *v) { return gb__result(ex, v, 0, true); }
+
+gb_status gb_exec_bind(gb_exec *ex, gb_val *c, gb_tensor *t) {
+    if (!c || c->op != GB_TRACE_OP_CONST || c->tr != ex->tr)
+        return gb__fail(GB_ERR_ARG, "exec_bind: %s is not a constant of the execution's trace",
+                        c ? gb_val_text(c) : "NULL");
+    if (ex->running) return gb__fail(GB_ERR_STATE, "exec_bind: a run is under way");
+    if (c->id >= ex->nslots) { /* the trace's own execution sizes its slots when it first runs */
+        gb_status st = gb__graph_compile(ex->tr);
+        if (st == GB_OK) st = gb__exec_fit(ex);
+        if (st != GB_OK) return st;
+    }
+    gb_tensor_free(ex->slot[c->id].constant);
+    ex->slot[c->id].constant = gb_tensor_ref(t);
+    return GB_OK;
+}
+
+int gb_exec_unproduced(const gb_exec *ex, gb_val **vals, int max) {
+    int n = 0;
+    for (ptrdiff_t i = 0; i < arrlen(ex->tr->nodes); i++) {
+        gb_val *v = ex->tr->nodes[i];
+        if (!v->saved || v->op == GB_TRACE_OP_CONST) continue;
+        const gb__slot *s = gb__result_slot(ex, v);
+        if (s && s->state == GB__STATE_DONE) continue;
+        if (vals && n < max) vals[n] = v;
+        n++;
+    }
+    return n;
+}
 
 gb_status gb_exec_shape(const gb_exec *ex, const gb_val *v, int *ndim, int64_t *shape) {
     const gb_exec *holder = gb__holder(ex, v);

@@ -6,6 +6,7 @@
  * that one graph can run in several threads at once. */
 #include "trace_impl.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,13 +76,24 @@ void gb__graph_free(gb_trace *tr) {
 }
 
 void gb_trace_set_validate(gb_trace *tr, bool on) { tr->validate = on; }
+void gb_trace_set_nan_check(gb_trace *tr, bool on) { tr->nan_check = on; }
 
 gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len) {
     char key[64];
-    if (!tr->names || len >= sizeof key) return NULL;
+    if (len >= sizeof key) return NULL;
     memcpy(key, name, len);
     key[len] = 0;
-    return shget(tr->names, key);
+    gb_val *v = tr->names ? shget(tr->names, key) : NULL;
+    if (!v && tr->resolve && (v = tr->resolve(tr, key, tr->resolve_ctx))) gb__trace_set_name(tr, key, v);
+    return v;
+}
+
+gb_val *gb_trace_name(gb_trace *tr, const char *name) { return tr->names ? shget(tr->names, name) : NULL; }
+gb_trace *gb_val_trace(const gb_val *v) { return v->tr; }
+
+void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx), void *ctx) {
+    tr->resolve = resolve;
+    tr->resolve_ctx = ctx;
 }
 
 gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v) {
@@ -109,6 +121,41 @@ void gb_trace_set_log(gb_trace *tr, FILE *f) { tr->log = f; }
 
 static const char *gb__getter_event(const gb_val *v) {
     return v->op == GB_TRACE_OP_INPUT ? "input" : v->op == GB_TRACE_OP_OUTPUT ? "output" : NULL;
+}
+
+static const struct {
+    const char *name;
+    int nargs;
+} gb__fns[GB_TRACE_FN_COUNT] = {
+#define GB__X(e, n, nargs) {n, nargs},
+    GB_TRACE_FN_LIST(GB__X)
+#undef GB__X
+};
+
+const char *gb_trace_fn_name(gb_trace_fn fn) { return (unsigned)fn < GB_TRACE_FN_COUNT ? gb__fns[fn].name : "?"; }
+
+gb_trace_fn gb_trace_fn_find(const char *name, size_t len) {
+    for (int i = 0; i < GB_TRACE_FN_COUNT; i++)
+        if (strlen(gb__fns[i].name) == len && !strncmp(gb__fns[i].name, name, len)) return (gb_trace_fn)i;
+    return GB_TRACE_FN_COUNT;
+}
+
+/* A function node as PyTorch spells it: a method with its parameters,
+ * torch.cat([...]) for lists. */
+static void gb__fn_text(const gb_val *v, char *d, size_t n, const char *a, const char *b) {
+    const gb_fn_params *p = v->u.fn.p;
+    char params[160] = "";
+    size_t k = 0;
+    for (int i = 0; p && i < p->n && k < sizeof params; i++)
+        k += (size_t)snprintf(params + k, sizeof params - k, "%s%lld", i ? ", " : "", (long long)p->i[i]);
+    if (p && p->keepdim && k < sizeof params) snprintf(params + k, sizeof params - k, ", keepdim=True");
+    const char *name = gb_trace_fn_name(v->u.fn.fn);
+    switch (gb__fns[v->u.fn.fn].nargs) {
+    case -1: snprintf(d, n, "torch.%s([%s%s], %s)", name, a, v->nargs > 1 ? ", ..." : "", params); break;
+    case 1: snprintf(d, n, "%s.%s(%s)", a, name, params); break;
+    case 2: snprintf(d, n, "%s.%s(%s%s%s)", a, name, b, *params ? ", " : "", params); break;
+    default: snprintf(d, n, "torch.%s(%s, %s, ...)", name, a, b); break;
+    }
 }
 
 /* A Python-like expression for v, used in errors and graph dumps. */
@@ -155,6 +202,8 @@ const char *gb_val_text(gb_val *v) {
     case GB_TRACE_OP_SOFTMAX: snprintf(d, n, "%s.softmax(dim=%d)", a, v->u.dim.dim); break;
     case GB_TRACE_OP_CLONE: snprintf(d, n, "%s.clone()", a); break;
     case GB_TRACE_OP_APPLY: snprintf(d, n, "apply(%s%s)", a, v->nargs > 1 ? ", ..." : ""); break;
+    case GB_TRACE_OP_CALL: snprintf(d, n, "%s(%s%s)", *v->text ? v->text : "model", a, v->nargs > 1 ? ", ..." : ""); break;
+    case GB_TRACE_OP_FN: gb__fn_text(v, d, n, a, b); break;
     case GB_TRACE_OP_SET: snprintf(d, n, "%s = %s", a, b); break;
     case GB_TRACE_OP_SET_INDEX: snprintf(d, n, "%s%s = %s", a, idx, b); break;
     case GB_TRACE_OP_LOG: snprintf(d, n, "log(\"%s\", %s)", v->text ? v->text : "", a); break;
@@ -277,6 +326,10 @@ gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, c
     } else if (op != GB_TRACE_OP_POINT) {
         /* Unknown paths fail here, at the user's line, not during the run. */
         if (!(v->u.get.module = gb_module_find(tr->model, path))) gb__def_fail(v);
+    } else if (strrchr(path, '.')) { /* a point's module must exist too */
+        char owner[512];
+        snprintf(owner, sizeof owner, "%.*s", (int)(strrchr(path, '.') - path), path);
+        if (!gb_module_find(tr->model, owner)) gb__def_fail(v);
     }
     return v;
 }
@@ -327,6 +380,24 @@ gb_val *gb_scalar_at(gb_trace *tr, float x, const char *file, int line) {
     return v;
 }
 
+gb_val *gb_scalar_i64_at(gb_trace *tr, int64_t x, const char *file, int line) {
+    gb_tensor *t = gb_from_data(&x, 0, NULL, GB_DTYPE_I64);
+    gb_val *v = t ? gb_const_at(tr, t, file, line) : NULL;
+    gb_tensor_free(t);
+    return v;
+}
+
+gb_val *gb_trace_tensor_at(gb_trace *tr, const char *name, gb_tensor *t, const char *file, int line) {
+    if (!name || !(isalpha((unsigned char)*name) || *name == '_') || strlen(name) >= 64 ||
+        name[strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")] || !strcmp(name, "model"))
+        return gb__fail_null(GB_ERR_ARG, "trace_tensor: '%s' is not a name statements can use (letters, digits and _, "
+                                         "under 64 characters, not 'model')", name ? name : "(null)");
+    if (!t) return gb__fail_null(GB_ERR_ARG, "trace_tensor: no tensor for '%s'", name);
+    gb_val *v = gb_const_at(tr, t, file, line);
+    if (v && gb__trace_set_name(tr, name, v) != GB_OK) return NULL;
+    return v;
+}
+
 gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *const *args, const char *file,
                     int line) {
     if (nargs < 0 || nargs > GB__MAX_ARGS) nargs = GB__MAX_ARGS + 1;
@@ -340,6 +411,57 @@ gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *
     }
     return v;
 }
+
+gb_val *gb_val_fn_at(gb_trace_fn fn, int nargs, gb_val *const *args, const gb_fn_params *p, const char *file, int line) {
+    if (nargs < 1 || nargs > GB__MAX_ARGS || !args || !args[0]) {
+        gb__fail(GB_ERR_ARG, "%s: needs 1 to %d values, got %d", gb_trace_fn_name(fn), GB__MAX_ARGS, nargs);
+        return NULL;
+    }
+    for (int i = 1; i < nargs; i++)
+        if (!gb__same_trace(args[0], args[i])) return NULL;
+    gb_val *v = gb__node(args[0]->tr, GB_TRACE_OP_FN, nargs, args, file, line);
+    if (!v) return NULL;
+    v->u.fn.fn = fn;
+    v->u.fn.p = gb__trace_alloc(v->tr, sizeof *v->u.fn.p);
+    if (!v->u.fn.p) {
+        gb__fail(GB_ERR_ALLOC, "trace: out of memory for a function's parameters");
+        gb__def_fail(v);
+        return v;
+    }
+    *v->u.fn.p = p ? *p : (gb_fn_params){0};
+    int want = (unsigned)fn < GB_TRACE_FN_COUNT ? gb__fns[fn].nargs : 0;
+    if ((unsigned)fn >= GB_TRACE_FN_COUNT || (want >= 0 && nargs != want) || v->u.fn.p->n < 0 ||
+        v->u.fn.p->n > GB_MAX_DIMS) {
+        gb__fail(GB_ERR_ARG, "%s: takes %d values and up to %d integer parameters, got %d and %d",
+                 gb_trace_fn_name(fn), want, GB_MAX_DIMS, nargs, v->u.fn.p->n);
+        gb__def_fail(v);
+    }
+    return v;
+}
+
+gb_val *gb_val_ints_at(gb_trace_fn fn, gb_val *x, int n, const int64_t *ints, bool keepdim, const char *file, int line) {
+    gb_fn_params p = {.n = n, .keepdim = keepdim};
+    if (n > 0 && n <= GB_MAX_DIMS) memcpy(p.i, ints, sizeof(int64_t) * (size_t)n);
+    return gb_val_fn_at(fn, 1, &x, &p, file, line);
+}
+
+gb_val *gb_call_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, const char *file, int line) {
+    for (int i = 0; i < nargs && nargs <= GB__MAX_ARGS; i++)
+        if (!gb__same_trace(args[i], args[0])) return NULL;
+    if (nargs >= 1 && args[0] && args[0]->tr != tr) return gb__fail_null(GB_ERR_ARG, "call: the value belongs to another trace");
+    gb_val *v = gb__node(tr, GB_TRACE_OP_CALL, nargs >= 1 && nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
+    if (!v) return NULL;
+    v->text = gb__trace_strdup(tr, path ? path : "");
+    if (nargs < 1 || nargs > GB__MAX_ARGS) {
+        gb__fail(GB_ERR_ARG, "call: a module call takes 1 to %d values, got %d", GB__MAX_ARGS, nargs);
+        gb__def_fail(v);
+    } else if (!(v->u.get.module = gb_module_find(tr->model, v->text))) {
+        gb__def_fail(v);
+    }
+    return v;
+}
+
+bool gb_val_saved(const gb_val *v) { return v && v->saved; }
 
 gb_val *gb_save(gb_val *v) {
     if (v) v->saved = true;

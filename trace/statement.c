@@ -4,23 +4,30 @@
  *
  *   statement := name '=' expr | target '=' expr | expr
  *   target    := chain ending in .output/.input/.grad, [index] or a tuple pick
- *   expr      := term (('+' | '-') term)*
+ *   expr      := sum [('==' | '!=' | '<=' | '>=' | '<' | '>') sum]
+ *   sum       := term (('+' | '-') term)*
  *   term      := unary (('*' | '/' | '@') unary)*
  *   unary     := '-' unary | primary
- *   primary   := number | '(' expr ')' | call | chain
+ *   primary   := number | '(' expr ')' step* | call | function step* | chain
  *   call      := ('log' | 'print') '(' [string ','] expr ')'
+ *   function  := ('torch.' | 'F.' | 'torch.nn.functional.') ident '(' args ')'
+ *   args      := [arg (',' arg)*]   arg := [ident '='] (True | False | None |
+ *                number | '(' int, ... ')' | '[' expr, ... ']' | expr)
  *   chain     := ['model' '.'] (module | name) step*   ('model' alone: the root;
  *                on Llama, whose root has a child "model", model.layers is
  *                that child's path and so is nnsight's model.model.layers)
  *   module    := ident ('.' ident | '[' int ']')*     a module path, h[-1] = h.-1
- *   step      := '.next()' | '.all()' | '.output' | '.input' | '.skip(' expr ')'   on a module
- *              | '[' index ']' | '.grad' | '.' method '(' args ')'   on a value
+ *   step      := '.next()' | '.all()' | '.output' | '.input' | '.skip(' expr ')'
+ *              | '.' point | '(' args ')'                  on a module (a call: no events)
+ *              | '[' index ']' | '.grad' | '.values' | '.indices' | '.' method '(' args ')'   on a value
  *
- * Methods: save, clone, sum, mean, max, argmax, softmax (dim, keepdim by
- * position or name), stop, backward, requires_grad_. A statement is parsed
+ * Methods: save, clone, sum, mean, max, argmax, softmax, the functions of
+ * GB_TRACE_FN_LIST (PyTorch's argument names), stop, backward,
+ * requires_grad_. A statement is parsed
  * twice: once to check its syntax without building anything, then to build
  * its nodes, so a syntax error leaves the graph untouched. */
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,89 +112,392 @@ static char *gb__bracket_text(gb__parser *ps) {
 
 static gb_val *gb__expr(gb__parser *ps);
 
+/* A literal number: integers (no '.', no exponent) are int64 constants as
+ * Python's ints are, so argmax - 432 stays int64; others float32. */
 static gb_val *gb__number(gb__parser *ps) {
     char *end;
     double x = strtod(ps->p, &end);
     if (end == ps->p) return gb__syntax(ps, "%s", "expected a number");
+    bool integral = !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p)) &&
+                    !memchr(ps->p, 'E', (size_t)(end - ps->p)) && fabs(x) < 9.2e18;
     ps->p = end;
-    return ps->build ? gb_scalar_at(ps->tr, (float)x, ps->site, ps->line) : gb__dry;
+    if (!ps->build) return gb__dry;
+    return integral ? gb_scalar_i64_at(ps->tr, (int64_t)x, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
 }
 
-/* Method arguments: up to two of int dim and bool keepdim, by position or
- * as dim=/keepdim=. Returns the number given, -1 on a syntax error. */
-static int gb__dim_args(gb__parser *ps, int *dim, bool *keepdim) {
+/* ---- call arguments ------------------------------------------------------- */
+
+/* One argument of a method or function call, as written: a keyword, and a
+ * literal (True/False/None, a number, a tuple of ints), a list of values
+ * [a, b], or an expression. */
+typedef struct gb__arg {
+    const char *kw; /* keyword=, or NULL */
+    size_t kwlen;
+    enum { GB__ARG_VALUE, GB__ARG_NUMBER, GB__ARG_INTS, GB__ARG_BOOL, GB__ARG_NONE, GB__ARG_LIST } kind;
+    gb_val *v;              /* VALUE */
+    double x;               /* NUMBER */
+    const char *at;         /* NUMBER: its text, made a constant if used as a value */
+    bool integral;          /* NUMBER */
+    int n;                  /* INTS, LIST */
+    int64_t ints[GB_MAX_DIMS];
+    gb_val *list[GB__MAX_ARGS];
+} gb__arg;
+
+#define GB__MAX_CALL_ARGS 8
+typedef struct gb__args {
+    int n;
+    gb__arg a[GB__MAX_CALL_ARGS];
+} gb__args;
+
+/* "( int, int, ... )" at the cursor: a tuple of ints, consumed; else the
+ * cursor is left alone (a parenthesised expression). */
+static bool gb__int_tuple(gb__parser *ps, gb__arg *a) {
+    const char *q = ps->p + 1;
     int n = 0;
+    for (;;) {
+        while (isspace((unsigned char)*q)) q++;
+        if (*q == ')' && n > 0) break;
+        char *end;
+        long long x = strtoll(q, &end, 10);
+        if (end == q || n == GB_MAX_DIMS) return false;
+        a->ints[n++] = x;
+        q = end;
+        while (isspace((unsigned char)*q)) q++;
+        if (*q == ',') q++;
+        else if (*q != ')') return false;
+    }
+    a->kind = GB__ARG_INTS;
+    a->n = n;
+    ps->p = q + 1;
+    return true;
+}
+
+/* A literal number ending the argument (followed by ',' or ')'), consumed. */
+static bool gb__literal_number(gb__parser *ps, gb__arg *a) {
+    char *end;
+    double x = strtod(ps->p, &end);
+    if (end == ps->p || isalpha((unsigned char)*ps->p)) return false; /* "inf", "nan": names here */
+    const char *q = end;
+    while (isspace((unsigned char)*q)) q++;
+    if (*q != ',' && *q != ')') return false;
+    a->kind = GB__ARG_NUMBER;
+    a->x = x;
+    a->at = ps->p;
+    a->integral = x == floor(x) && !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p));
+    ps->p = end;
+    return true;
+}
+
+/* Arguments up to the closing ')' (the cursor after '('). */
+static bool gb__parse_args(gb__parser *ps, gb__args *args) {
+    args->n = 0;
     while (!gb__accept(ps, ')')) {
-        if (n && !gb__expect(ps, ',')) return -1;
-        if (n == 2) return gb__syntax(ps, "%s", "too many arguments (dim, keepdim)"), -1;
+        if (args->n && !gb__expect(ps, ',')) return false;
+        if (gb__accept(ps, ')')) break; /* a trailing comma */
+        if (args->n == GB__MAX_CALL_ARGS) return gb__syntax(ps, "%s", "too many arguments"), false;
+        gb__arg *a = &args->a[args->n++];
+        memset(a, 0, sizeof *a);
         size_t len = gb__ident_len(ps);
-        bool is_keepdim = n == 1;
-        if (len && ps->p[len + strspn(ps->p + len, " ")] == '=') {
-            if (!gb__is_word(ps->p, len, "dim") && !gb__is_word(ps->p, len, "keepdim"))
-                return gb__syntax(ps, "%s", "unknown argument (dim, keepdim)"), -1;
-            is_keepdim = gb__is_word(ps->p, len, "keepdim");
-            ps->p += len;
-            gb__accept(ps, '=');
+        const char *after = ps->p + len + strspn(ps->p + len, " \t");
+        if (len && *after == '=' && after[1] != '=') {
+            a->kw = ps->p, a->kwlen = len;
+            ps->p = after + 1;
             gb__skip_space(ps);
             len = gb__ident_len(ps);
         }
-        if (is_keepdim) {
-            if (!gb__is_word(ps->p, len, "True") && !gb__is_word(ps->p, len, "False"))
-                return gb__syntax(ps, "%s", "keepdim is True or False"), -1;
-            *keepdim = ps->p[0] == 'T';
+        if (gb__is_word(ps->p, len, "True") || gb__is_word(ps->p, len, "False")) {
+            a->kind = GB__ARG_BOOL;
+            a->x = ps->p[0] == 'T';
             ps->p += len;
-        } else {
-            char *end;
-            long d = strtol(ps->p, &end, 10);
-            if (end == ps->p) return gb__syntax(ps, "%s", "expected an integer dim"), -1;
-            *dim = (int)d;
-            ps->p = end;
+        } else if (gb__is_word(ps->p, len, "None")) {
+            a->kind = GB__ARG_NONE;
+            ps->p += len;
+        } else if (*ps->p == '[') {
+            ps->p++;
+            a->kind = GB__ARG_LIST;
+            while (!gb__accept(ps, ']')) {
+                if (a->n && !gb__expect(ps, ',')) return false;
+                if (gb__accept(ps, ']')) break;
+                if (a->n == GB__MAX_ARGS) return gb__syntax(ps, "%s", "too many values in a list (8 at most)"), false;
+                if (!(a->list[a->n++] = gb__expr(ps))) return false;
+            }
+        } else if (!(*ps->p == '(' && gb__int_tuple(ps, a)) && !gb__literal_number(ps, a)) {
+            a->kind = GB__ARG_VALUE;
+            if (!(a->v = gb__expr(ps))) return false;
         }
-        n++;
     }
-    return n;
+    return true;
+}
+
+/* The argument at position pos or named kw; NULL when absent. */
+static gb__arg *gb__arg_get(gb__args *args, int pos, const char *kw) {
+    for (int i = 0; i < args->n; i++) {
+        gb__arg *a = &args->a[i];
+        if (a->kw ? gb__is_word(a->kw, a->kwlen, kw) : i == pos) return a;
+    }
+    return NULL;
+}
+
+/* Only the arguments known to a call: kws lists the names allowed, in
+ * positional order; also checks no positional argument follows a keyword. */
+static bool gb__args_fit(gb__parser *ps, gb__args *args, const char *const *kws, int nkws, const char *what) {
+    int npos = 0;
+    for (int i = 0; i < args->n; i++) {
+        gb__arg *a = &args->a[i];
+        if (!a->kw) {
+            if (npos < i) return gb__syntax(ps, "%s", "positional argument follows keyword argument"), false;
+            if (i >= nkws) return gb__syntax(ps, "too many arguments (%s)", what), false;
+            npos++;
+            continue;
+        }
+        int k = 0;
+        while (k < nkws && !gb__is_word(a->kw, a->kwlen, kws[k])) k++;
+        if (k == nkws) return gb__syntax(ps, "unknown argument (%s)", what), false;
+        if (k < npos) return gb__syntax(ps, "%s", "multiple values for an argument"), false;
+    }
+    return true;
+}
+
+/* An integer argument (default def when absent). */
+static bool gb__int_arg(gb__parser *ps, gb__args *args, int pos, const char *kw, int64_t def, int64_t *out) {
+    gb__arg *a = gb__arg_get(args, pos, kw);
+    *out = def;
+    if (!a) return true;
+    if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__syntax(ps, "%s must be an integer", kw), false;
+    *out = (int64_t)a->x;
+    return true;
+}
+
+/* An argument as a value: literal numbers become constants. */
+static gb_val *gb__arg_value(gb__parser *ps, gb__arg *a) {
+    if (!a) return gb__syntax(ps, "%s", "missing a value argument");
+    if (a->kind == GB__ARG_VALUE) return a->v;
+    if (a->kind != GB__ARG_NUMBER) return gb__syntax(ps, "%s", "expected a value or a number");
+    if (!ps->build) return gb__dry;
+    return a->integral ? gb_scalar_i64_at(ps->tr, (int64_t)a->x, ps->site, ps->line)
+                       : gb_scalar_at(ps->tr, (float)a->x, ps->site, ps->line);
+}
+
+/* dims for sum/mean/norm/squeeze: an int, a tuple of ints, or absent/None
+ * (n = 0). Returns false on a syntax error. */
+static bool gb__dims_arg(gb__parser *ps, gb__args *args, int pos, gb_fn_params *p, bool *is_tuple) {
+    gb__arg *a = gb__arg_get(args, pos, "dim");
+    p->n = 0;
+    *is_tuple = false;
+    if (!a || a->kind == GB__ARG_NONE) return true;
+    if (a->kind == GB__ARG_INTS) {
+        p->n = a->n;
+        memcpy(p->i, a->ints, sizeof(int64_t) * (size_t)a->n);
+        *is_tuple = true;
+        return true;
+    }
+    if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__syntax(ps, "%s", "dim must be an integer or a tuple of integers"), false;
+    p->n = 1;
+    p->i[0] = (int64_t)a->x;
+    return true;
+}
+
+static bool gb__keepdim_arg(gb__parser *ps, gb__args *args, int pos, bool *keepdim) {
+    gb__arg *a = gb__arg_get(args, pos, "keepdim");
+    *keepdim = false;
+    if (!a) return true;
+    if (a->kind != GB__ARG_BOOL) return gb__syntax(ps, "%s", "keepdim is True or False"), false;
+    *keepdim = a->x != 0;
+    return true;
+}
+
+/* Ints given one by one (x.reshape(2, -1)) or as one tuple (x.reshape((2, -1))). */
+static bool gb__shape_args(gb__parser *ps, gb__args *args, gb_fn_params *p) {
+    p->n = 0;
+    if (args->n == 1 && args->a[0].kind == GB__ARG_INTS && !args->a[0].kw) {
+        p->n = args->a[0].n;
+        memcpy(p->i, args->a[0].ints, sizeof(int64_t) * (size_t)p->n);
+        return true;
+    }
+    for (int i = 0; i < args->n; i++) {
+        gb__arg *a = &args->a[i];
+        if (a->kw || a->kind != GB__ARG_NUMBER || !a->integral || i == GB_MAX_DIMS)
+            return gb__syntax(ps, "%s", "expected integers, or one tuple of integers"), false;
+        p->i[p->n++] = (int64_t)a->x;
+    }
+    return true;
+}
+
+/* ---- methods and functions ------------------------------------------------ */
+
+#define GB__METHODS                                                                                            \
+    "save, clone, sum, mean, max, argmax, softmax, log_softmax, exp, log, abs, sqrt, pow, norm, topk, reshape, " \
+    "view, transpose, permute, unsqueeze, squeeze, eq, ne, lt, le, gt, ge, float, long, item, stop, backward, "  \
+    "requires_grad_"
+/* What a statement may call: the rest is refused as outside nnsight's
+ * remote function whitelist. */
+#define GB__WHITELIST "log, print, modules, torch./F. functions and methods on values"
+
+/* self.name(args): the methods of a value, and torch.name(self, args). */
+static gb_val *gb__method_call(gb__parser *ps, gb_val *v, const char *name, size_t len, gb__args *args) {
+    const char *site = ps->site;
+    int line = ps->line;
+    gb_fn_params p = {0};
+    bool tuple = false, keepdim = false;
+    int64_t dim = 0;
+    gb_trace_fn fn = gb_trace_fn_find(name, len);
+    static const struct {
+        const char *name;
+        gb_trace_op op;
+    } reductions[] = {{"sum", GB_TRACE_OP_SUM}, {"mean", GB_TRACE_OP_MEAN}, {"max", GB_TRACE_OP_MAX},
+                      {"argmax", GB_TRACE_OP_ARGMAX}};
+    for (size_t i = 0; i < sizeof reductions / sizeof *reductions; i++) {
+        if (!gb__is_word(name, len, reductions[i].name)) continue;
+        if (!gb__args_fit(ps, args, (const char *[]){"dim", "keepdim"}, 2, "dim, keepdim") ||
+            !gb__dims_arg(ps, args, 0, &p, &tuple) || !gb__keepdim_arg(ps, args, 1, &keepdim))
+            return NULL;
+        bool several = tuple || p.n == 0; /* sum(), mean(), sum((0, 1)) */
+        if (several && reductions[i].op != GB_TRACE_OP_SUM && reductions[i].op != GB_TRACE_OP_MEAN)
+            return gb__syntax(ps, "%s", "this method needs one dim");
+        if (!ps->build) return gb__dry;
+        if (p.n == 0 && !keepdim && reductions[i].op == GB_TRACE_OP_SUM) return gb_val_unary_at(GB_TRACE_OP_SUM_ALL, v, 0, site, line);
+        p.keepdim = keepdim;
+        if (several) return gb_val_fn_at(fn, 1, &v, &p, site, line);
+        return gb_val_reduce_at(reductions[i].op, v, (int)p.i[0], keepdim, site, line);
+    }
+    if (gb__is_word(name, len, "softmax") || gb__is_word(name, len, "log_softmax")) {
+        if (!gb__args_fit(ps, args, (const char *[]){"dim"}, 1, "dim") || !gb__int_arg(ps, args, 0, "dim", INT64_MIN, &dim))
+            return NULL;
+        if (dim == INT64_MIN) return gb__syntax(ps, "%s", "this method needs a dim");
+        if (!ps->build) return gb__dry;
+        if (name[0] == 's') return gb_val_unary_at(GB_TRACE_OP_SOFTMAX, v, (int)dim, site, line);
+        p = (gb_fn_params){1, {dim}, false, 0};
+        return gb_val_fn_at(fn, 1, &v, &p, site, line);
+    }
+    static const char *const plain[] = {"save", "clone", "stop", "backward", "requires_grad_"};
+    for (size_t k = 0; k < sizeof plain / sizeof *plain; k++) {
+        if (!gb__is_word(name, len, plain[k])) continue;
+        if (args->n) return gb__syntax(ps, "%s", "this method takes no arguments");
+        if (!ps->build) return gb__dry;
+        switch (k) {
+        case 0: return gb_save(v);
+        case 1: return gb_val_unary_at(GB_TRACE_OP_CLONE, v, 0, site, line);
+        case 2: return gb_stop_at(v, site, line);
+        case 3: return gb_val_backward_at(v, site, line);
+        default: return gb_requires_grad_at(v, site, line);
+        }
+    }
+    gb_val *vals[3] = {v, NULL, NULL};
+    int nvals = 1;
+    switch (fn) {
+    case GB_TRACE_FN_EXP:
+    case GB_TRACE_FN_LOG:
+    case GB_TRACE_FN_ABS:
+    case GB_TRACE_FN_SQRT:
+    case GB_TRACE_FN_FLOAT:
+    case GB_TRACE_FN_LONG:
+    case GB_TRACE_FN_ITEM:
+        if (args->n) return gb__syntax(ps, "%s", "this method takes no arguments");
+        break;
+    case GB_TRACE_FN_POW:
+    case GB_TRACE_FN_EQ:
+    case GB_TRACE_FN_NE:
+    case GB_TRACE_FN_LT:
+    case GB_TRACE_FN_LE:
+    case GB_TRACE_FN_GT:
+    case GB_TRACE_FN_GE:
+        if (!gb__args_fit(ps, args, (const char *[]){fn == GB_TRACE_FN_POW ? "exponent" : "other"}, 1, "one value") ||
+            !(vals[nvals++] = gb__arg_value(ps, args->n ? &args->a[0] : NULL)))
+            return NULL;
+        break;
+    case GB_TRACE_FN_NORM: {
+        gb__arg *pa = gb__arg_get(args, 0, "p");
+        if (!gb__args_fit(ps, args, (const char *[]){"p", "dim", "keepdim"}, 3, "p, dim, keepdim") ||
+            !gb__dims_arg(ps, args, 1, &p, &tuple) || !gb__keepdim_arg(ps, args, 2, &keepdim))
+            return NULL;
+        if (pa && pa->kind != GB__ARG_NONE && !(pa->kind == GB__ARG_NUMBER && pa->x == 2))
+            return gb__syntax(ps, "%s", "only the 2-norm (p=2) is supported");
+        p.keepdim = keepdim;
+        break;
+    }
+    case GB_TRACE_FN_TOPK:
+        if (!gb__args_fit(ps, args, (const char *[]){"k", "dim"}, 2, "k, dim") || !gb__int_arg(ps, args, 0, "k", -1, &p.i[0]) ||
+            !gb__int_arg(ps, args, 1, "dim", -1, &p.i[1]))
+            return NULL;
+        if (p.i[0] < 0) return gb__syntax(ps, "%s", "topk needs k");
+        p.n = 2;
+        break;
+    case GB_TRACE_FN_RESHAPE:
+    case GB_TRACE_FN_VIEW:
+    case GB_TRACE_FN_PERMUTE:
+        if (!gb__shape_args(ps, args, &p)) return NULL;
+        break;
+    case GB_TRACE_FN_TRANSPOSE:
+        if (!gb__args_fit(ps, args, (const char *[]){"dim0", "dim1"}, 2, "dim0, dim1") ||
+            !gb__int_arg(ps, args, 0, "dim0", INT64_MIN, &p.i[0]) || !gb__int_arg(ps, args, 1, "dim1", INT64_MIN, &p.i[1]))
+            return NULL;
+        if (p.i[0] == INT64_MIN || p.i[1] == INT64_MIN) return gb__syntax(ps, "%s", "transpose needs two dims");
+        p.n = 2;
+        break;
+    case GB_TRACE_FN_UNSQUEEZE:
+    case GB_TRACE_FN_SQUEEZE:
+        if (!gb__args_fit(ps, args, (const char *[]){"dim"}, 1, "dim") || !gb__dims_arg(ps, args, 0, &p, &tuple)) return NULL;
+        if (tuple || (fn == GB_TRACE_FN_UNSQUEEZE && p.n != 1)) return gb__syntax(ps, "%s", "this method needs one dim");
+        break;
+    default:
+        ps->p = name;
+        return gb__syntax(ps, "%s", "unknown method (" GB__METHODS ")");
+    }
+    if (!ps->build) return gb__dry;
+    return gb_val_fn_at(fn, nvals, vals, &p, site, line);
 }
 
 /* A method call on v (the cursor after the method name and '('). */
 static gb_val *gb__method(gb__parser *ps, gb_val *v, const char *name, size_t len) {
-    static const struct {
-        const char *name;
-        gb_trace_op op;
-        bool dim_optional; /* sum(): all elements */
-    } reductions[] = {{"sum", GB_TRACE_OP_SUM, true},        {"mean", GB_TRACE_OP_MEAN, false},
-                      {"max", GB_TRACE_OP_MAX, false},       {"argmax", GB_TRACE_OP_ARGMAX, false},
-                      {"softmax", GB_TRACE_OP_SOFTMAX, false}};
-    const char *site = ps->site;
-    int line = ps->line;
-    for (size_t i = 0; i < sizeof reductions / sizeof *reductions; i++) {
-        if (!gb__is_word(name, len, reductions[i].name)) continue;
-        int dim = 0;
-        bool keepdim = false;
-        int n = gb__dim_args(ps, &dim, &keepdim);
-        if (n < 0) return NULL;
-        if (n == 0 && !reductions[i].dim_optional) return gb__syntax(ps, "%s", "this method needs a dim");
-        if (!ps->build) return gb__dry;
-        if (n == 0) return gb_val_unary_at(GB_TRACE_OP_SUM_ALL, v, 0, site, line);
-        if (reductions[i].op == GB_TRACE_OP_SOFTMAX) return gb_val_unary_at(GB_TRACE_OP_SOFTMAX, v, dim, site, line);
-        return gb_val_reduce_at(reductions[i].op, v, dim, keepdim, site, line);
+    gb__args args;
+    if (!gb__parse_args(ps, &args)) return NULL;
+    return gb__method_call(ps, v, name, len, &args);
+}
+
+/* torch.name(...), F.name(...), torch.nn.functional.name(...): the
+ * functions of several values, or a method with its value first. The
+ * cursor after '('. */
+static gb_val *gb__function(gb__parser *ps, const char *name, size_t len) {
+    gb__args args;
+    if (!gb__parse_args(ps, &args)) return NULL;
+    gb_trace_fn fn = gb_trace_fn_find(name, len);
+    gb_fn_params p = {0};
+    if (fn == GB_TRACE_FN_CAT || fn == GB_TRACE_FN_STACK) {
+        gb__arg *list = gb__arg_get(&args, 0, "tensors");
+        if (!gb__args_fit(ps, &args, (const char *[]){"tensors", "dim"}, 2, "tensors, dim") ||
+            !gb__int_arg(ps, &args, 1, "dim", 0, &p.i[0]))
+            return NULL;
+        if (!list || list->kind != GB__ARG_LIST || list->n == 0)
+            return gb__syntax(ps, "%s", "expected a list of values, e.g. torch.cat([a, b], dim=0)");
+        p.n = 1;
+        return ps->build ? gb_val_fn_at(fn, list->n, list->list, &p, ps->site, ps->line) : gb__dry;
     }
-    static const char *const plain[] = {"save", "clone", "stop", "backward", "requires_grad_"};
-    size_t k = 0;
-    while (k < sizeof plain / sizeof *plain && !gb__is_word(name, len, plain[k])) k++;
-    if (k == sizeof plain / sizeof *plain) {
-        ps->p = name;
-        return gb__syntax(ps, "%s",
-                          "unknown method (save, clone, sum, mean, max, argmax, softmax, stop, backward, requires_grad_)");
+    if (fn == GB_TRACE_FN_WHERE || fn == GB_TRACE_FN_CROSS_ENTROPY || fn == GB_TRACE_FN_COSINE_SIMILARITY) {
+        static const char *const where_kws[] = {"condition", "input", "other"}, *const ce_kws[] = {"input", "target"},
+                                 *const cos_kws[] = {"x1", "x2", "dim", "eps"};
+        int nv = fn == GB_TRACE_FN_WHERE ? 3 : 2;
+        const char *const *kws = fn == GB_TRACE_FN_WHERE ? where_kws : fn == GB_TRACE_FN_CROSS_ENTROPY ? ce_kws : cos_kws;
+        if (!gb__args_fit(ps, &args, kws, fn == GB_TRACE_FN_COSINE_SIMILARITY ? 4 : nv, "the function's arguments"))
+            return NULL;
+        gb_val *vals[3];
+        for (int i = 0; i < nv; i++)
+            if (!(vals[i] = gb__arg_value(ps, gb__arg_get(&args, i, kws[i])))) return NULL;
+        if (fn == GB_TRACE_FN_COSINE_SIMILARITY) {
+            gb__arg *eps = gb__arg_get(&args, 3, "eps");
+            if (!gb__int_arg(ps, &args, 2, "dim", 1, &p.i[0])) return NULL;
+            if (eps && eps->kind != GB__ARG_NUMBER) return gb__syntax(ps, "%s", "eps must be a number");
+            p.n = 1;
+            p.x = eps ? eps->x : 1e-8;
+        }
+        return ps->build ? gb_val_fn_at(fn, nv, vals, &p, ps->site, ps->line) : gb__dry;
     }
-    if (!gb__expect(ps, ')')) return NULL;
-    if (!ps->build) return gb__dry;
-    switch (k) {
-    case 0: return gb_save(v);
-    case 1: return gb_val_unary_at(GB_TRACE_OP_CLONE, v, 0, site, line);
-    case 2: return gb_stop_at(v, site, line);
-    case 3: return gb_val_backward_at(v, site, line);
-    default: return gb_requires_grad_at(v, site, line);
-    }
+    /* torch.exp(x, ...) is x.exp(...) */
+    if (args.n == 0 || args.a[0].kw || args.a[0].kind != GB__ARG_VALUE)
+        return gb__syntax(ps, "%s", "expected a value as the first argument");
+    gb_val *self = args.a[0].v;
+    args.n--;
+    memmove(args.a, args.a + 1, sizeof *args.a * (size_t)args.n);
+    return gb__method_call(ps, self, name, len, &args);
 }
 
 /* Where an assignment writes: the last step of its target chain, deferred. */
@@ -195,6 +505,7 @@ typedef struct gb__lvalue {
     const char *end; /* where the target ends: its '=' */
     gb_val *base;    /* the value the last index applies to, or the value set */
     char *index;     /* "[...]" of a trailing index, or NULL */
+    bool requires_grad; /* x.requires_grad = True */
 } gb__lvalue;
 
 /* Steps on a value: [index], .grad, .method(...). With lv, the chain is an
@@ -223,12 +534,21 @@ static gb_val *gb__steps(gb__parser *ps, gb_val *v, bool assignable, gb__lvalue 
             if (gb__is_word(name, n, "grad")) {
                 v = ps->build ? gb_grad_at(v, ps->site, ps->line) : gb__dry;
                 assignable = true;
+            } else if (lv && gb__is_word(name, n, "requires_grad") && (gb__skip_space(ps), ps->p == lv->end)) {
+                lv->base = v, lv->index = NULL, lv->requires_grad = true;
+                return v;
+            } else if (gb__is_word(name, n, "shape")) { /* real after a scan too */
+                v = ps->build ? gb_val_fn_at(GB_TRACE_FN_SHAPE, 1, &v, &(gb_fn_params){0}, ps->site, ps->line) : gb__dry;
+                assignable = false;
+            } else if (gb__is_word(name, n, "values") || gb__is_word(name, n, "indices")) { /* topk's tuple */
+                v = ps->build ? gb_val_index_at(v, name[0] == 'v' ? "[0]" : "[1]", ps->site, ps->line) : gb__dry;
+                assignable = false;
             } else if (n && gb__accept(ps, '(')) {
                 v = gb__method(ps, v, name, n);
                 assignable = false;
             } else {
                 ps->p = name;
-                return gb__syntax(ps, "%s", "expected .grad or a method call on a value");
+                return gb__syntax(ps, "%s", "expected .grad, .shape, .values, .indices or a method call on a value");
             }
         } else {
             break;
@@ -276,6 +596,18 @@ static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
     ps->p += len;
     int call = 0; /* .next() per generation step */
     for (;;) {
+        if (gb__accept(ps, '(')) { /* lm_head(h): the module run on values, no events */
+            gb__args args;
+            if (!gb__parse_args(ps, &args)) return NULL;
+            gb_val *vals[GB__MAX_ARGS];
+            if (args.n == 0) return gb__syntax(ps, "%s", "a module call needs a value");
+            for (int i = 0; i < args.n; i++) {
+                if (args.a[i].kw) return gb__syntax(ps, "%s", "a module call takes values by position");
+                if (!(vals[i] = gb__arg_value(ps, &args.a[i]))) return NULL;
+            }
+            gb_val *v = ps->build ? gb_call_at(ps->tr, path, args.n, vals, ps->site, ps->line) : gb__dry;
+            return v ? gb__steps(ps, v, false, lv) : NULL;
+        }
         if (gb__accept(ps, '[')) {
             char *end;
             long i = strtol(ps->p, &end, 10);
@@ -296,6 +628,15 @@ static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
                 if (!gb__expect(ps, ')')) return NULL;
                 call = GB_CALL_ALL;
                 continue;
+            }
+            static const char *const points[] = GB_POINT_NAMES;
+            for (size_t i = 0; i < sizeof points / sizeof *points; i++) {
+                if (!gb__is_word(name, n, points[i])) continue;
+                plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%.*s", plen ? "." : "", (int)n, name);
+                if (plen >= sizeof path) return gb__syntax(ps, "%s", "module path too long");
+                gb_val *v = ps->build ? gb_getter_at(ps->tr, path, GB_TRACE_OP_POINT, call, ps->site, ps->line)
+                                      : gb__dry;
+                return v ? gb__steps(ps, v, true, lv) : NULL;
             }
             if (gb__is_word(name, n, "output") || gb__is_word(name, n, "input")) {
                 gb_trace_op op = name[0] == 'o' ? GB_TRACE_OP_OUTPUT : GB_TRACE_OP_INPUT;
@@ -345,6 +686,40 @@ static gb_val *gb__primary(gb__parser *ps) {
         ps->p += len + 1;
         return gb__log_call(ps);
     }
+    static const char *const prefixes[] = {"torch.nn.functional.", "torch.", "F."};
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
+        size_t k = strlen(prefixes[i]);
+        if (strncmp(ps->p, prefixes[i], k)) continue;
+        const char *start = ps->p, *name = ps->p + k;
+        ps->p = name;
+        size_t n = gb__ident_len(ps);
+        if (!n || name[n] != '(') return gb__syntax(ps, "%s", "expected a function call, e.g. torch.cat([a, b], dim=0)");
+        ps->p = name + n + 1;
+        gb_val *v = gb__function(ps, name, n);
+        if (!v && ps->st == GB_ERR_ARG && !strncmp(ps->error, "unknown method", 14)) { /* nnsight's remote error */
+            ps->st = GB_OK;
+            ps->p = start;
+            char fn[128];
+            snprintf(fn, sizeof fn, "%.*s", (int)(k + n < sizeof fn ? k + n : sizeof fn - 1), start);
+            return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+        }
+        return v ? gb__steps(ps, v, false, NULL) : NULL;
+    }
+    /* A call of anything else that is neither a name nor the model's
+     * (my_fn(x), np.save(x)) is outside the language: nnsight's remote
+     * whitelist error, here and on a server alike. */
+    size_t dotted = len;
+    while (len && (ps->p[dotted] == '.' && (isalpha((unsigned char)ps->p[dotted + 1]) || ps->p[dotted + 1] == '_')))
+        for (dotted++; isalnum((unsigned char)ps->p[dotted]) || ps->p[dotted] == '_'; dotted++) {}
+    if (len && ps->p[dotted] == '(' && !gb__is_word(ps->p, len, "model") && !gb__trace_name(ps->tr, ps->p, len)) {
+        char first[64];
+        snprintf(first, sizeof first, "%.*s", (int)(len < sizeof first ? len : sizeof first - 1), ps->p);
+        if (!gb__has_child(gb__trace_model(ps->tr), first)) {
+            char fn[128];
+            snprintf(fn, sizeof fn, "%.*s", (int)(dotted < sizeof fn ? dotted : sizeof fn - 1), ps->p);
+            return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+        }
+    }
     return gb__chain(ps, NULL);
 }
 
@@ -386,13 +761,34 @@ static gb_val *gb__term(gb__parser *ps) {
     }
 }
 
-static gb_val *gb__expr(gb__parser *ps) {
+static gb_val *gb__sum(gb__parser *ps) {
     gb_val *v = gb__term(ps);
     for (;;) {
         gb_trace_op op = gb__accept(ps, '+') ? GB_TRACE_OP_ADD : gb__accept(ps, '-') ? GB_TRACE_OP_SUB : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
         v = gb__binary(ps, op, v, gb__term(ps));
     }
+}
+
+/* expr := sum [('==' | '!=' | '<=' | '>=' | '<' | '>') sum]: bool values. */
+static gb_val *gb__expr(gb__parser *ps) {
+    gb_val *v = gb__sum(ps);
+    static const struct {
+        const char *op;
+        gb_trace_fn fn;
+    } cmps[] = {{"==", GB_TRACE_FN_EQ}, {"!=", GB_TRACE_FN_NE}, {"<=", GB_TRACE_FN_LE},
+                {">=", GB_TRACE_FN_GE}, {"<", GB_TRACE_FN_LT},  {">", GB_TRACE_FN_GT}};
+    gb__skip_space(ps);
+    for (size_t i = 0; v && i < sizeof cmps / sizeof *cmps; i++) {
+        size_t k = strlen(cmps[i].op);
+        if (strncmp(ps->p, cmps[i].op, k)) continue;
+        ps->p += k;
+        gb_val *w = gb__sum(ps);
+        if (!w) return NULL;
+        if (!ps->build) return gb__dry;
+        return gb_val_fn_at(cmps[i].fn, 2, (gb_val *[]){v, w}, &(gb_fn_params){0}, ps->site, ps->line);
+    }
+    return v;
 }
 
 /* The '=' of an assignment: at depth 0, outside strings, not part of ==,
@@ -417,31 +813,77 @@ static const char *gb__assignment(const char *s) {
 }
 
 /* The whole statement: name = expr, target = expr, or an expression. */
+static gb_val *gb__statement(gb__parser *ps);
+
+/* "if cond: statement" and "with tracer.cond(cond): statement": the
+ * statement's nodes under gb_if (the cursor after "if" or "cond("). */
+static gb_val *gb__conditional(gb__parser *ps, bool with) {
+    gb_val *cond = gb__expr(ps);
+    if (!cond || (with && !gb__expect(ps, ')')) || !gb__expect(ps, ':')) return NULL;
+    gb_val *c = ps->build ? gb_if_at(ps->tr, cond, ps->site, ps->line) : gb__dry;
+    if (!c) return NULL;
+    gb_val *v = gb__statement(ps);
+    if (ps->build) gb_end_if(ps->tr);
+    return v;
+}
+
 static gb_val *gb__statement(gb__parser *ps) {
+    size_t word = gb__ident_len(ps);
+    if (gb__is_word(ps->p, word, "if") && isspace((unsigned char)ps->p[2])) {
+        ps->p += 2;
+        return gb__conditional(ps, false);
+    }
+    static const char with_cond[] = "with tracer.cond(";
+    if (!strncmp(ps->p, with_cond, sizeof with_cond - 1)) {
+        ps->p += sizeof with_cond - 1;
+        return gb__conditional(ps, true);
+    }
     const char *eq = gb__assignment(ps->p);
     if (!eq) return gb__expr(ps);
+    /* x op= v: x = x op v (on a name, it rebinds the name) */
+    gb_trace_op augmented = eq > ps->p && strchr("+-*/", eq[-1]) ? (eq[-1] == '+'   ? GB_TRACE_OP_ADD
+                                                                 : eq[-1] == '-' ? GB_TRACE_OP_SUB
+                                                                 : eq[-1] == '*' ? GB_TRACE_OP_MUL
+                                                                                 : GB_TRACE_OP_DIV)
+                                                              : GB_TRACE_OP_COUNT;
+    const char *target_end = augmented != GB_TRACE_OP_COUNT ? eq - 1 : eq;
     size_t len = gb__ident_len(ps);
     const char *after = ps->p + len;
     while (isspace((unsigned char)*after)) after++;
-    if (len && after == eq) { /* name = expr: bound for later statements (shadowing a module of that name) */
+    if (len && after == target_end) { /* name = expr: bound for later statements (shadowing a module of that name) */
         char name[64];
         if (len >= sizeof name || gb__is_word(ps->p, len, "model"))
             return gb__syntax(ps, "%s", "cannot assign to this name");
         snprintf(name, sizeof name, "%.*s", (int)len, ps->p);
+        gb_val *old = augmented != GB_TRACE_OP_COUNT ? gb__trace_name(ps->tr, ps->p, len) : NULL;
+        if (augmented != GB_TRACE_OP_COUNT && !old) return gb__syntax(ps, "%s", "name is not defined");
         ps->p = eq + 1;
         gb_val *v = gb__expr(ps);
+        if (v && old) v = gb__binary(ps, augmented, old, v);
         if (v && ps->build && gb__trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
         return v;
     }
-    gb__lvalue lv = {.end = eq};
+    gb__lvalue lv = {.end = target_end};
     gb_val *target = gb__chain(ps, &lv);
     gb__skip_space(ps);
-    if (target && ps->p != eq) {
+    if (target && ps->p != target_end) {
         free(lv.index);
         return gb__syntax(ps, "%s", "expected '=' after the assignment's target");
     }
     ps->p = eq + 1;
+    if (lv.requires_grad) { /* x.requires_grad = True */
+        size_t n = gb__ident_len(ps);
+        if (!gb__is_word(ps->p, n, "True") || augmented != GB_TRACE_OP_COUNT)
+            return gb__syntax(ps, "%s", "requires_grad can only be set to True");
+        ps->p += n;
+        return ps->build ? gb_requires_grad_at(lv.base, ps->site, ps->line) : gb__dry;
+    }
     gb_val *value = target ? gb__expr(ps) : NULL;
+    if (value && augmented != GB_TRACE_OP_COUNT) { /* the target's current value, op, value */
+        gb_val *cur = !ps->build ? gb__dry
+                      : lv.index ? gb_val_index_at(lv.base, lv.index, ps->site, ps->line) : lv.base;
+        value = cur ? gb__binary(ps, augmented, cur, value) : NULL;
+    }
     gb_val *r = NULL;
     if (value && ps->build) r = lv.index ? gb_set_index_at(lv.base, lv.index, value, ps->site, ps->line)
                                          : gb_set_at(lv.base, value, ps->site, ps->line);

@@ -77,6 +77,13 @@ void gb_trace_set_stop_tokens(gb_trace *tr, bool (*is_stop)(int64_t id, void *ct
 gb_tensor *gb_trace_generated(const gb_trace *tr);
 /* Scan before every gb_trace_run, and refuse to run when it fails. */
 void gb_trace_set_validate(gb_trace *tr, bool on);
+/* The NaN guard in every run of the trace and of its executions (its
+ * runs, generations and scans; nn/nn.h, gb_run_set_nan_check): the run
+ * fails with GB_ERR_NONFINITE naming the first module, call and position
+ * whose output holds NaN or Inf. A module's output is checked before its
+ * interventions run; a value they make non-finite is caught at the next
+ * module whose output it spoils. */
+void gb_trace_set_nan_check(gb_trace *tr, bool on);
 /* Hugging Face's attention_mask ([B, T], 1 = token, 0 = padding) and
  * position_ids ([B, T] i64) for the run (the trace takes references). */
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask);
@@ -149,9 +156,81 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 #define gb_val_sum_all(v) gb_val_unary_at(GB_TRACE_OP_SUM_ALL, (v), 0, __FILE__, __LINE__)
 #define gb_val_softmax(v, dim) gb_val_unary_at(GB_TRACE_OP_SOFTMAX, (v), (dim), __FILE__, __LINE__)
 #define gb_val_clone(v) gb_val_unary_at(GB_TRACE_OP_CLONE, (v), 0, __FILE__, __LINE__)
+/* Functions on values with PyTorch's names and semantics (the table
+ * GB_TRACE_FN_LIST below; statements call them as methods, x.exp(), or as
+ * torch.exp(x)). Integer values meet float ones as in PyTorch: an int64
+ * value and a float value give a float (argmax - 432.0 is float32), two
+ * integer values an int64 (argmax - 432 computes in int64; / divides as
+ * floats), and comparisons give bool. Gradients flow through every float
+ * result. */
+#define gb_val_exp(v) GB__FN1(GB_TRACE_FN_EXP, (v), 0)
+#define gb_val_log(v) GB__FN1(GB_TRACE_FN_LOG, (v), 0)
+#define gb_val_abs(v) GB__FN1(GB_TRACE_FN_ABS, (v), 0)
+#define gb_val_sqrt(v) GB__FN1(GB_TRACE_FN_SQRT, (v), 0)
+#define gb_val_float(v) GB__FN1(GB_TRACE_FN_FLOAT, (v), 0)  /* x.float(): float32 */
+#define gb_val_long(v) GB__FN1(GB_TRACE_FN_LONG, (v), 0)    /* x.long(): int64, truncating */
+#define gb_val_item(v) GB__FN1(GB_TRACE_FN_ITEM, (v), 0)    /* x.item(): one element, 0-dim */
+/* x.shape as an int64 [ndim] value: computed in a scan too, so a saved
+ * shape (or an element of it) is readable after gb_trace_scan. */
+#define gb_val_shape_of(v) GB__FN1(GB_TRACE_FN_SHAPE, (v), 0)
+#define gb_val_pow(a, b) GB__FN2(GB_TRACE_FN_POW, (a), (b), 0)
+#define gb_val_log_softmax(v, dim) GB__FN1(GB_TRACE_FN_LOG_SOFTMAX, (v), 1, {(dim)})
+/* The 2-norm over one dim (torch's x.norm(dim=d, keepdim=k)), or of all elements. */
+#define gb_val_norm(v, dim, keepdim) GB__FN1(GB_TRACE_FN_NORM, (v), 1, {(dim)}, (keepdim))
+#define gb_val_norm_all(v) GB__FN1(GB_TRACE_FN_NORM, (v), 0)
+/* torch.topk(v, k, dim): a tuple (values, indices); pick with gb_val_index(t, "[0]") / "[1]". */
+#define gb_val_topk(v, k, dim) GB__FN1(GB_TRACE_FN_TOPK, (v), 2, {(k), (dim)})
+#define gb_val_transpose(v, d0, d1) GB__FN1(GB_TRACE_FN_TRANSPOSE, (v), 2, {(d0), (d1)})
+#define gb_val_unsqueeze(v, dim) GB__FN1(GB_TRACE_FN_UNSQUEEZE, (v), 1, {(dim)})
+#define gb_val_squeeze(v, dim) GB__FN1(GB_TRACE_FN_SQUEEZE, (v), 1, {(dim)})
+#define gb_val_squeeze_all(v) GB__FN1(GB_TRACE_FN_SQUEEZE, (v), 0)
+/* Shapes and dim lists as (int64_t[]){...} arrays of n entries: reshape and
+ * view take one -1; permute takes every dim; sum_dims and mean_dims reduce
+ * over several dims (n = 0: all). */
+#define gb_val_reshape(v, n, ...) gb_val_ints_at(GB_TRACE_FN_RESHAPE, (v), (n), (__VA_ARGS__), false, __FILE__, __LINE__)
+#define gb_val_view(v, n, ...) gb_val_ints_at(GB_TRACE_FN_VIEW, (v), (n), (__VA_ARGS__), false, __FILE__, __LINE__)
+#define gb_val_permute(v, n, ...) gb_val_ints_at(GB_TRACE_FN_PERMUTE, (v), (n), (__VA_ARGS__), false, __FILE__, __LINE__)
+#define gb_val_sum_dims(v, keepdim, n, ...) gb_val_ints_at(GB_TRACE_FN_SUM, (v), (n), (__VA_ARGS__), (keepdim), __FILE__, __LINE__)
+#define gb_val_mean_dims(v, keepdim, n, ...) gb_val_ints_at(GB_TRACE_FN_MEAN, (v), (n), (__VA_ARGS__), (keepdim), __FILE__, __LINE__)
+/* torch.cat / torch.stack of n values (an array of handles) along dim. */
+#define gb_val_cat(n, vals, dim) gb_val_fn_at(GB_TRACE_FN_CAT, (n), (vals), &(gb_fn_params){1, {(dim)}, false, 0}, __FILE__, __LINE__)
+#define gb_val_stack(n, vals, dim) gb_val_fn_at(GB_TRACE_FN_STACK, (n), (vals), &(gb_fn_params){1, {(dim)}, false, 0}, __FILE__, __LINE__)
+/* a == b, a != b, a < b, a <= b, a > b, a >= b: bool values. */
+#define gb_val_eq(a, b) GB__FN2(GB_TRACE_FN_EQ, (a), (b), 0)
+#define gb_val_ne(a, b) GB__FN2(GB_TRACE_FN_NE, (a), (b), 0)
+#define gb_val_lt(a, b) GB__FN2(GB_TRACE_FN_LT, (a), (b), 0)
+#define gb_val_le(a, b) GB__FN2(GB_TRACE_FN_LE, (a), (b), 0)
+#define gb_val_gt(a, b) GB__FN2(GB_TRACE_FN_GT, (a), (b), 0)
+#define gb_val_ge(a, b) GB__FN2(GB_TRACE_FN_GE, (a), (b), 0)
+/* torch.where(cond, a, b). */
+#define gb_val_where(cond, a, b) gb_val_fn_at(GB_TRACE_FN_WHERE, 3, (gb_val *[]){(cond), (a), (b)}, &(gb_fn_params){0}, __FILE__, __LINE__)
+/* F.cross_entropy(logits [N, C] or [C], targets [N] or [], int64): the mean;
+ * targets of -100 do not count. */
+#define gb_val_cross_entropy(logits, targets) GB__FN2(GB_TRACE_FN_CROSS_ENTROPY, (logits), (targets), 0)
+/* F.cosine_similarity(a, b, dim, eps=1e-8). */
+#define gb_val_cosine_similarity(a, b, dim) GB__FN2(GB_TRACE_FN_COSINE_SIMILARITY, (a), (b), 1, {(dim)}, false, 1e-8)
+
+/* nnsight's module call on a value: the module at path (of the trace's
+ * model, or of an execution's instance of it) run on v, e.g. the logit lens
+ * gb_call(tr, "lm_head", gb_call(tr, "transformer.ln_f", h)). The call
+ * fires no hook events (getters of the module do not see it, and it does
+ * not count as one of its calls); gradients flow through it. A module that
+ * returns a tuple gives a tuple value. gb_call_n passes several values as
+ * the module's inputs. */
+#define gb_call(tr, path, v) gb_call_at((tr), (path), 1, (gb_val *[]){(v)}, __FILE__, __LINE__)
+#define gb_call_n(tr, path, nargs, args) gb_call_at((tr), (path), (nargs), (args), __FILE__, __LINE__)
+
 /* A tensor constant (the trace takes a new reference) and a scalar. */
 #define gb_const(tr, t) gb_const_at((tr), (t), __FILE__, __LINE__)
 #define gb_scalar(tr, x) gb_scalar_at((tr), (x), __FILE__, __LINE__)
+/* A tensor from outside (a steering vector, a direction) as a constant
+ * that statements name: after gb_trace_tensor(tr, "steer", t), the
+ * statement "transformer.h[6].output[0][:] += steer" reads it. The trace
+ * takes a new reference; a name bound again refers to the new value from
+ * then on. */
+#define gb_trace_tensor(tr, name, t) gb_trace_tensor_at((tr), (name), (t), __FILE__, __LINE__)
+/* An int64 scalar (Python's int: argmax - 432 stays int64). */
+#define gb_scalar_i64(tr, x) gb_scalar_i64_at((tr), (x), __FILE__, __LINE__)
 
 /* nnsight's apply: run fn on the live values of args; its result (a new
  * reference, or NULL with an error set) becomes a value of the graph. Not
@@ -199,18 +278,45 @@ void gb_end_if(gb_trace *tr);
  *   model.layers[0].all().output[0][:] = 0             gb_output_all: at every step
  *   log("layer 1", layer1.output)                       gb_trace_log (also print)
  *
+ *   lens = lm_head(transformer.ln_f(h)).save()          gb_call: a module on a value
+ *   top = lm_head.output[0, -1].softmax(-1).topk(5)     gb_val_topk (top.values, top.indices)
+ *   w = transformer.h[0].attn.attn_weights              gb_point
+ *
  * Values: module .output/.input (h[-1] indexes a ModuleList; each .next()
- * before them moves to the next call, i.e. generation step), names,
- * numbers, + - * / @, unary minus, parentheses, [index] in the string form,
- * .grad, and the methods save, clone, sum, mean, max, argmax, softmax (dim,
- * keepdim by position or name; sum() sums everything), stop, backward,
- * requires_grad_. site and line name the statement in errors
+ * before them moves to the next call, i.e. generation step), a module's
+ * named points (attn_weights, attn_scores), a module called on values
+ * (lm_head(h)), names (bound by statements or gb_trace_tensor), numbers
+ * (2 is int64, 2.0 float32), + - * / @, one comparison (== != < <= > >=),
+ * unary minus, parentheses, [index] in the string form, .grad, .values and
+ * .indices (topk's), the methods save, clone, sum, mean, max, argmax,
+ * softmax (dim, keepdim by position or name; sum() and mean() reduce
+ * everything, a tuple of dims several), the functions of GB_TRACE_FN_LIST
+ * as methods (x.exp(), x.topk(5, dim=-1), x.reshape(2, -1), x.float(), ...),
+ * torch.NAME / F.NAME / torch.nn.functional.NAME calls (cat, stack, where,
+ * cross_entropy, cosine_similarity, and any method with its value first),
+ * stop, backward, requires_grad_. A call of any other function
+ * (my_fn(x), torch.save_to(x)) is a syntax error naming it as outside
+ * "the function whitelist", as nnsight's remote backend says: statements
+ * are what a server runs, and nothing else. site and line name the
+ * statement in errors
  * ("site:line: ..."; site must outlive the trace). A syntax error defines
  * nothing and is returned at once; other definition errors (an unknown
  * module) poison the trace as with the C calls, and are returned too.
  * *out, if not NULL, receives the statement's value (an assignment's
  * right-hand side's node for names, the set node otherwise). */
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out);
+
+/* A name that no statement of tr bound (a module path otherwise) is asked
+ * of resolve, which returns a value of tr for it (bound to the name from
+ * then on) or NULL. It may be asked while a statement is only checked for
+ * syntax, so it must give the same answer every time. Sessions use it for
+ * names bound in their earlier traces. */
+void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx), void *ctx);
+/* The value a statement of tr bound to name, or NULL (the resolver is not
+ * asked). */
+gb_val *gb_trace_name(gb_trace *tr, const char *name);
+/* The trace v is a node of. */
+gb_trace *gb_val_trace(const gb_val *v);
 
 /* ---- results ------------------------------------------------------------ */
 
@@ -221,6 +327,8 @@ gb_tensor *gb_value(const gb_val *v);
 gb_tensor *gb_value_at(const gb_val *v, int i);
 /* Shape of v as seen by the last scan or run. */
 gb_status gb_val_shape(const gb_val *v, int *ndim, int64_t *shape);
+/* Whether gb_save marked v (its value is kept after the run). */
+bool gb_val_saved(const gb_val *v);
 /* A readable expression for v, e.g. "layer1.output[:, 10]" (owned by the trace). */
 const char *gb_val_text(gb_val *v);
 
@@ -246,9 +354,10 @@ const char *gb_val_text(gb_val *v);
  * Threads. Only definitions write the graph (and the first run or
  * gb_exec_new after them, which derives its tables once). So: define,
  * make the executions (gb_exec_new, on one thread at a time), then run
- * them in as many threads, each on its own model instance (a model's
- * tensors cannot be shared between threads yet); the trace's own
- * execution counts as one of them. An execution is made for the graph as
+ * them in as many threads, on the one model or on instances of it; the
+ * trace's own execution counts as one of them. Traces of their own, each
+ * defined and run by one thread, may also share one model
+ * (tests/test_threads.c). An execution is made for the graph as
  * it is: after further definitions, or a change of the trace's edits, it
  * refuses to run. A graph validated once (gb_trace_scan) need not be
  * scanned by each execution. */
@@ -281,6 +390,24 @@ gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v);
 gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i);
 gb_status gb_exec_shape(const gb_exec *ex, const gb_val *v, int *ndim, int64_t *shape);
 gb_tensor *gb_exec_generated(const gb_exec *ex);
+/* The saved values that the last run of ex did not produce (for the
+ * trace's own run, ex = gb_trace_exec(tr)): the run stopped before them,
+ * their module was not called that often (a .next() beyond the steps a
+ * generation made, which stop tokens may end early), or a condition was
+ * false. Returns how many, and puts the first max of them, in definition
+ * order, in vals when it is not NULL; gb_exec_value fails on each. Every
+ * saved value counts before the first run. */
+int gb_exec_unproduced(const gb_exec *ex, gb_val **vals, int max);
+/* Values that exist only when an execution runs (a value of an earlier
+ * trace of a session, an iteration's item): the constant node c (made by
+ * gb_const) holds t in ex's runs from now on instead of the graph's tensor
+ * (ex takes a reference; NULL goes back to the graph's). Shape-only (meta)
+ * tensors serve a scan. */
+gb_status gb_exec_bind(gb_exec *ex, gb_val *c, gb_tensor *t);
+/* What a saved node holds in ex after its last run or scan: like
+ * gb_exec_value, but a scan's shape-only tensor too (to scan a later
+ * trace on it). */
+gb_tensor *gb_exec_held(const gb_exec *ex, const gb_val *v);
 
 /* Stepping: one run made of several forward passes, as a decoding loop
  * drives it. The passes share one gb_run (call counters, and a KV cache
@@ -298,6 +425,9 @@ gb_tensor *gb_exec_generated(const gb_exec *ex);
  * first error. gb_trace_run is begin, one pass, end; gb_trace_generate is
  * begin with a cache, a pass for the prompt and one per new token, end. */
 gb_status gb_exec_begin(gb_exec *ex, gb_tensor *input, bool kv_cache);
+/* gb_exec_begin for a scan: passes run on shapes only (a scan of a
+ * generation, pass by pass). */
+gb_status gb_exec_begin_scan(gb_exec *ex, gb_tensor *input, bool kv_cache);
 void gb_exec_batch(const gb_exec *ex, gb_tensor **ids, gb_tensor **mask, gb_tensor **pos);
 gb_status gb_exec_pass(gb_exec *ex, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos, gb_values *out);
 gb_status gb_exec_end(gb_exec *ex);
@@ -334,6 +464,8 @@ void gb_exec_set_generated(gb_exec *ex, gb_tensor *ids);
     X(GB_TRACE_OP_SUM_ALL, "sum_all", NONE)                   \
     X(GB_TRACE_OP_SOFTMAX, "softmax", DIM)                    \
     X(GB_TRACE_OP_CLONE, "clone", NONE)                       \
+    X(GB_TRACE_OP_FN, "fn", FN)                               \
+    X(GB_TRACE_OP_CALL, "call", GETTER)                       \
     X(GB_TRACE_OP_APPLY, "apply", APPLY)                      \
     X(GB_TRACE_OP_SET, "set", NONE)                           \
     X(GB_TRACE_OP_SET_INDEX, "set_index", INDEX)              \
@@ -351,6 +483,65 @@ typedef enum gb_trace_op {
     GB_TRACE_OP_COUNT
 } gb_trace_op;
 
+/* The functions of gb_val_fn_at: value, name (PyTorch's, also the
+ * statement method), number of value arguments (-1: a list of 1 to 8). */
+#define GB_TRACE_FN_LIST(X)                                              \
+    X(GB_TRACE_FN_EXP, "exp", 1)                                         \
+    X(GB_TRACE_FN_LOG, "log", 1)                                         \
+    X(GB_TRACE_FN_ABS, "abs", 1)                                         \
+    X(GB_TRACE_FN_SQRT, "sqrt", 1)                                       \
+    X(GB_TRACE_FN_FLOAT, "float", 1)                                     \
+    X(GB_TRACE_FN_LONG, "long", 1)                                       \
+    X(GB_TRACE_FN_ITEM, "item", 1)                                       \
+    X(GB_TRACE_FN_SHAPE, "shape", 1)     /* int64 [ndim]; real in a scan */ \
+    X(GB_TRACE_FN_POW, "pow", 2)                                         \
+    X(GB_TRACE_FN_LOG_SOFTMAX, "log_softmax", 1) /* i[0] dim */          \
+    X(GB_TRACE_FN_NORM, "norm", 1)       /* n dims (0: all), keepdim */  \
+    X(GB_TRACE_FN_SUM, "sum", 1)         /* n dims (0: all), keepdim */  \
+    X(GB_TRACE_FN_MEAN, "mean", 1)       /* n dims (0: all), keepdim */  \
+    X(GB_TRACE_FN_TOPK, "topk", 1)       /* k, dim: (values, indices) */ \
+    X(GB_TRACE_FN_RESHAPE, "reshape", 1) /* the shape */                 \
+    X(GB_TRACE_FN_VIEW, "view", 1)       /* the shape */                 \
+    X(GB_TRACE_FN_TRANSPOSE, "transpose", 1) /* two dims */              \
+    X(GB_TRACE_FN_PERMUTE, "permute", 1) /* every dim */                 \
+    X(GB_TRACE_FN_UNSQUEEZE, "unsqueeze", 1) /* dim */                   \
+    X(GB_TRACE_FN_SQUEEZE, "squeeze", 1) /* dim, or none: all of size 1 */ \
+    X(GB_TRACE_FN_CAT, "cat", -1)        /* dim */                       \
+    X(GB_TRACE_FN_STACK, "stack", -1)    /* dim */                       \
+    X(GB_TRACE_FN_EQ, "eq", 2)                                           \
+    X(GB_TRACE_FN_NE, "ne", 2)                                           \
+    X(GB_TRACE_FN_LT, "lt", 2)                                           \
+    X(GB_TRACE_FN_LE, "le", 2)                                           \
+    X(GB_TRACE_FN_GT, "gt", 2)                                           \
+    X(GB_TRACE_FN_GE, "ge", 2)                                           \
+    X(GB_TRACE_FN_WHERE, "where", 3)                                     \
+    X(GB_TRACE_FN_CROSS_ENTROPY, "cross_entropy", 2)                     \
+    X(GB_TRACE_FN_COSINE_SIMILARITY, "cosine_similarity", 2) /* dim; x eps */
+
+typedef enum gb_trace_fn {
+#define GB__X(e, n, nargs) e,
+    GB_TRACE_FN_LIST(GB__X)
+#undef GB__X
+    GB_TRACE_FN_COUNT
+} gb_trace_fn;
+
+/* A function's integer parameters (dims, a shape, k), keepdim, and a float
+ * (cosine_similarity's eps). */
+typedef struct gb_fn_params {
+    int n;
+    int64_t i[GB_MAX_DIMS];
+    bool keepdim;
+    double x;
+} gb_fn_params;
+#define GB__FN1(fn, v, ...) gb_val_fn_at((fn), 1, (gb_val *[]){(v)}, &(gb_fn_params){__VA_ARGS__}, __FILE__, __LINE__)
+#define GB__FN2(fn, a, b, ...) gb_val_fn_at((fn), 2, (gb_val *[]){(a), (b)}, &(gb_fn_params){__VA_ARGS__}, __FILE__, __LINE__)
+/* The name of a function ("exp"), and its function by name (GB_TRACE_FN_COUNT if none). */
+const char *gb_trace_fn_name(gb_trace_fn fn);
+gb_trace_fn gb_trace_fn_find(const char *name, size_t len);
+gb_val *gb_val_fn_at(gb_trace_fn fn, int nargs, gb_val *const *args, const gb_fn_params *p, const char *file, int line);
+gb_val *gb_val_ints_at(gb_trace_fn fn, gb_val *v, int n, const int64_t *ints, bool keepdim, const char *file, int line);
+gb_val *gb_call_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, const char *file, int line);
+
 /* kind: 0 output, 1 input, 2 point */
 /* op: GB_TRACE_OP_OUTPUT, _INPUT or _POINT. */
 gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, const char *file, int line);
@@ -361,6 +552,8 @@ gb_val *gb_val_reduce_at(gb_trace_op op, gb_val *v, int dim, bool keepdim, const
 gb_val *gb_val_unary_at(gb_trace_op op, gb_val *v, int dim, const char *file, int line);
 gb_val *gb_const_at(gb_trace *tr, gb_tensor *t, const char *file, int line);
 gb_val *gb_scalar_at(gb_trace *tr, float x, const char *file, int line);
+gb_val *gb_scalar_i64_at(gb_trace *tr, int64_t x, const char *file, int line);
+gb_val *gb_trace_tensor_at(gb_trace *tr, const char *name, gb_tensor *t, const char *file, int line);
 gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *const *args, const char *file,
                     int line);
 gb_val *gb_set_at(gb_val *target, gb_val *value, const char *file, int line);

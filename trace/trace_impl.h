@@ -10,7 +10,7 @@
  *
  * Files, each calling only those before it: graph.c defines and compiles
  * the graph; batch.c holds invokes (their definition, and batching a run's
- * input); exec.c runs a graph in an execution (binding, pump, point and
+ * input); ops.c computes the functions on values and module calls; exec.c runs a graph in an execution (binding, pump, point and
  * gradient hooks, the stepping API); generate.c is the decoding loop over
  * the public stepping API; statement.c parses statements into definition
  * calls. */
@@ -34,6 +34,7 @@ typedef enum gb__payload {
     GB__PAYLOAD_DIM,    /* u.dim: dimension and keepdim of a reduction or softmax */
     GB__PAYLOAD_CONST,  /* u.constant: a tensor (referenced) */
     GB__PAYLOAD_APPLY,  /* u.apply: the function and its context */
+    GB__PAYLOAD_FN,     /* u.fn: a function of GB_TRACE_FN_LIST and its parameters */
 } gb__payload;
 
 extern const gb__payload gb__trace_op_payload[GB_TRACE_OP_COUNT];
@@ -71,6 +72,10 @@ struct gb_val {
             gb_apply_fn fn;
             void *ctx;
         } apply;
+        struct {
+            gb_trace_fn fn;
+            gb_fn_params *p; /* carved with the node */
+        } fn;
     } u;
 
     /* derived by gb__graph_compile */
@@ -169,6 +174,7 @@ struct gb_exec {
     gb_status status;     /* the run's outcome so far: GB_OK, GB_STOPPED or its first error */
     char *error;          /* that error's message */
     gb_tensor *generated; /* the last completed generation, [B, T + n] i64 */
+    char skipped[256];    /* the last skip of this pass, named in a failure after it ("" none) */
 };
 
 struct gb_trace {
@@ -186,10 +192,14 @@ struct gb_trace {
         char *key;
         gb_val *value;
     } *names;             /* stb_ds string map: names bound by statements */
+    /* names no statement bound, asked of whoever defines the trace (sessions) */
+    gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx);
+    void *resolve_ctx;
     gb_status def_status; /* first definition error */
     char *def_error;
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
     bool validate;
+    bool nan_check; /* gb_trace_set_nan_check: every run's gb_run_set_nan_check */
     FILE *log;
     bool (*is_stop)(int64_t id, void *ctx); /* end-of-sequence tokens, or NULL */
     void *stop_ctx;
@@ -224,6 +234,20 @@ gb_status gb__trace_def_error(const gb_trace *tr);
 gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len);
 gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v);
 gb_module *gb__trace_model(const gb_trace *tr);
+
+/* ---- ops.c ---------------------------------------------------------------- */
+
+/* a OP b for the arithmetic ops (add, sub, mul, div, matmul), integer and
+ * float values promoted as PyTorch does; a new reference or NULL. */
+gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b);
+/* The reduction or softmax node v on x: integer sums stay integers, other
+ * integer inputs become float32 first. */
+gb_tensor *gb__tr_reduce(const gb_val *v, gb_tensor *x);
+/* Function v->u.fn on the values x[0..v->nargs): its results pushed to out
+ * (two for topk). */
+gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out);
+/* The module-call node v run on x in model (no events). */
+gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_tensor *const *x, gb_values *out);
 
 /* ---- batch.c -------------------------------------------------------------- */
 

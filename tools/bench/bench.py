@@ -141,6 +141,9 @@ def torch_lowp(torch, F, reps, rows):
     flop = 2.0 * 128 * 768 * 3072
     rows["linear_bf16_128x768x3072"] = flop / timed(lambda w: F.linear(x, w), [w]) * 1e-9
     rows["linear_t_bf16_128x768x3072"] = flop / timed(lambda wt: x @ wt, [wt]) * 1e-9
+    x = torch.randn(128, 4096).to(bf)
+    w = (torch.randn(14336, 4096) * 0.02).to(bf)
+    rows["linear_bf16_128x4096x14336"] = 2.0 * 128 * 4096 * 14336 / timed(lambda w: F.linear(x, w), [w]) * 1e-9
     for k, n, nw in ((768, 3072, 1), (4096, 14336, 16)):
         x1 = torch.randn(1, k)
         ws = [torch.randn(n, k) * 0.02 for _ in range(nw)]

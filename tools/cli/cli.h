@@ -82,6 +82,11 @@ typedef struct gb_cli_cmd {
     const char *description; /* paragraphs for --help and the man page (NULL: none) */
     const gb_cli_opt *opts;
     int nopts;
+    /* A command with a grammar of its own (session's steps, serve's limits)
+     * parses argv itself: raw gets the arguments after the command's name;
+     * -h/--help still prints the summary and description. New commands use
+     * a table instead. */
+    int (*raw)(int argc, char **argv);
 } gb_cli_cmd;
 
 /* One option as given, with its argument parsed by kind. */
@@ -103,6 +108,8 @@ struct gb_cli_args {
     int *count;        /* per option: times given */
     char **pos;        /* positional arguments */
     int npos;
+    int argc;          /* the arguments after the command's name, as given (options first once parsed) */
+    char **argv;
 };
 
 /* Parse argv (after the command's name). Returns GB_CLI_OK, GB_CLI_USAGE
@@ -129,8 +136,8 @@ void gb_cli_help(FILE *f, const gb_cli_cmd *cmd);
 
 /* The subcommands, in the order --help and the man page list them. */
 #define GB_CLI_COMMANDS(X)                                                                                           \
-    X(demo) X(info) X(run) X(generate) X(trace) X(lens) X(patch) X(attn) X(tokenize) X(detokenize)                  \
-    X(train_tokenizer) X(train)
+    X(demo) X(info) X(run) X(generate) X(trace) X(session) X(serve) X(lens) X(patch) X(attn) X(tokenize)             \
+    X(detokenize) X(train_tokenizer) X(train)
 
 #define GB__X(id) extern const gb_cli_cmd gb_cli_cmd_##id;
 GB_CLI_COMMANDS(GB__X)
@@ -147,7 +154,8 @@ const char *gb_cli_model(const char *cmd, const char *given);
 
 /* A language model for a command: MODEL (or the bundled one), with the
  * tokenizer at tokenizer_path when not NULL, f16/bf16 weights converted
- * when f32 (--dtype), a progress bar on a terminal. NULL after printing why. */
+ * when f32 (--dtype), a progress bar on a terminal. NULL after printing why
+ * (cmd NULL: MODEL must be given, and the error is left in gb_last_error). */
 gb_lm *gb_cli_open_lm(const char *cmd, const char *model, const char *tokenizer_path, bool f32);
 /* --dtype's choice: true for f32. */
 bool gb_cli_f32(const gb_cli_args *a, int opt);
@@ -175,6 +183,10 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
 /* text as Python prints a str, into buf: in single quotes, with \n, \t, \\
  * and \' escaped (lens.c). */
 const char *gb_cli_quoted(const char *text, char *buf, size_t size);
+
+/* trace --remote: the trace's arguments as a session sent to a server
+ * (session.c, with its own parser). */
+int gb_cli_trace_remote(int argc, char **argv);
 
 /* All of f, malloc'd and NUL-terminated, its length in *len; NULL on error
  * (errno set). */

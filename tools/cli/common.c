@@ -59,13 +59,13 @@ gb_tokenizer *gb_cli_open_tokenizer(const char *cmd, const char *model, const ch
 }
 
 gb_lm *gb_cli_open_lm(const char *cmd, const char *model, const char *tokenizer_path, bool f32) {
-    const char *path = gb_cli_model(cmd, model);
+    const char *path = cmd ? gb_cli_model(cmd, model) : model;
     if (!path) return NULL;
     gb_model_opts opts = {.f32_weights = f32, .progress = isatty(STDERR_FILENO) ? progress_bar : NULL};
     gb_lm *lm = gb_lm_open(path, &opts);
     gb_tokenizer *tok = lm && tokenizer_path ? tokenizer_at(tokenizer_path) : NULL;
     if (!lm || (tokenizer_path && !tok)) {
-        gb_cli_fail(cmd, "%s", gb_last_error());
+        if (cmd) gb_cli_fail(cmd, "%s", gb_last_error());
         gb_lm_free(lm);
         return NULL;
     }

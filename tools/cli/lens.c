@@ -128,40 +128,39 @@ static void lens_free(lens_result *r) {
 
 /* Each block's output (the residual stream after it) through the model's
  * final norm and unembedding, softmaxed: the k most likely tokens at every
- * layer and position of ids [1, T]. */
+ * layer and position of ids [1, T]. nnsight's lens, in one trace: the two
+ * modules called on each block's hidden state (gb_call: no hook events). */
 static gb_status lens_compute(gb_lm *lm, gb_tensor *ids, int k, lens_result *r) {
     gb_model *m = gb_lm_model(lm);
-    gb_module *net = gb_lm_module(lm);
-    gb_module *norm = gb_module_find(net, gb_model_part(m, GB_PART_NORM));
-    gb_module *unembed = gb_module_find(net, gb_model_part(m, GB_PART_UNEMBED));
+    const char *norm = gb_model_part(m, GB_PART_NORM), *unembed = gb_model_part(m, GB_PART_UNEMBED);
     *r = (lens_result){.layers = num_layers(lm), .T = (int)gb_tensor_dim(ids, 1), .k = k};
-    if (!norm || !unembed || !r->layers) return gb_last_status();
+    if (!r->layers) return gb_last_status();
     size_t cells = (size_t)r->layers * (size_t)r->T * (size_t)k;
     r->input = malloc(sizeof *r->input * (size_t)r->T);
     r->top = malloc(sizeof *r->top * cells);
     r->prob = malloc(sizeof *r->prob * cells);
-    gb_val **h = calloc((size_t)r->layers, sizeof *h);
-    gb_trace *tr = gb_trace_new(net, ids);
-    gb_status st = r->input && r->top && r->prob && h && tr ? GB_OK : GB_ERR_ALLOC;
+    gb_val **probs = calloc((size_t)r->layers, sizeof *probs);
+    gb_trace *tr = gb_trace_new(gb_lm_module(lm), ids);
+    gb_status st = r->input && r->top && r->prob && probs && tr ? GB_OK : GB_ERR_ALLOC;
     for (int64_t t = 0; st == GB_OK && t < r->T; t++) r->input[t] = ((const int64_t *)gb_tensor_data(ids))[t];
     char path[256];
-    for (int l = 0; st == GB_OK && l < r->layers; l++)
-        h[l] = gb_save(gb_val_index(gb_output(tr, block_path(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]"));
+    for (int l = 0; st == GB_OK && l < r->layers; l++) { /* lm_head(transformer.ln_f(h)).softmax(-1) */
+        gb_val *h = gb_val_index(gb_output(tr, block_path(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]");
+        probs[l] = gb_save(gb_val_softmax(gb_call(tr, unembed, gb_call(tr, norm, h)), -1));
+    }
     if (st == GB_OK) st = gb_trace_run(tr);
     for (int l = 0; st == GB_OK && l < r->layers; l++) {
-        gb_tensor *n = NULL, *logits = NULL, *p = NULL;
-        st = gb_module_run(norm, NULL, gb_value(h[l]), &n);
-        if (st == GB_OK) st = gb_module_run(unembed, NULL, n, &logits);
-        if (st == GB_OK && !(p = gb_softmax(logits, -1))) st = gb_last_status();
-        int64_t V = st == GB_OK ? gb_tensor_dim(p, -1) : 0;
+        gb_tensor *p = gb_contiguous(gb_value(probs[l])); /* [1, T, V] */
+        int64_t V = p ? gb_tensor_dim(p, -1) : 0;
+        if (!p) st = gb_last_status();
         for (int t = 0; st == GB_OK && t < r->T; t++) {
             size_t at = ((size_t)l * (size_t)r->T + (size_t)t) * (size_t)k;
             top_k((const float *)gb_tensor_data(p) + (size_t)t * (size_t)V, V, k, r->top + at, r->prob + at);
         }
-        gb_tensor_free(p), gb_tensor_free(logits), gb_tensor_free(n);
+        gb_tensor_free(p);
     }
     gb_trace_free(tr);
-    free(h);
+    free(probs);
     if (st != GB_OK) lens_free(r);
     return st;
 }
@@ -230,11 +229,16 @@ static void lens_json(gb_lm *lm, const lens_result *r) {
     printf("]}\n");
 }
 
-/* Token texts of ids[0..n), each malloc'd (names[i]); false when out of memory. */
+/* Token texts of ids[0..n) as labels, each malloc'd; a token of spaces
+ * and newlines alone is quoted (' ', '\n') so that it shows. NULL when out
+ * of memory. */
 static char **token_names(gb_lm *lm, const int64_t *ids, int n, int stride) {
     char **names = calloc((size_t)n, sizeof *names);
-    char tok[256];
-    for (int i = 0; names && i < n; i++) names[i] = strdup(token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok));
+    char tok[256], q[520];
+    for (int i = 0; names && i < n; i++) {
+        const char *t = token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
+        names[i] = strdup(t[strspn(t, " \n\t\r")] ? t : gb_cli_quoted(t, q, sizeof q));
+    }
     return names;
 }
 
@@ -667,6 +671,7 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
     X(LENS_TOP, "top", 0, INT, 1, 100, "3", false, 0, "K", "the K most likely tokens per layer and position")       \
     X(LENS_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the lens (the top token's probability)")         \
     X(LENS_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer, position and rank")                \
+    GB_CLI_OPT_DTYPE(X, LENS_DTYPE)                                                                                  \
     GB_CLI_OPT_JSON(X, LENS_JSON)
 enum { LENS_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt lens_opts[] = {LENS_OPTS(GB_CLI_OPT_INIT)};
@@ -674,13 +679,14 @@ static const gb_cli_opt lens_opts[] = {LENS_OPTS(GB_CLI_OPT_INIT)};
 static int lens(const gb_cli_args *a) {
     const char *text = gb_cli_str(a, LENS_TEXT), *png = gb_cli_str(a, LENS_PNG), *csv = gb_cli_str(a, LENS_CSV);
     if (!text && !gb_cli_given(a, LENS_IDS)) return gb_cli_usage_error("lens", "give a prompt with --ids 1,2,3 or -p TEXT");
-    gb_lm *lm = gb_cli_open_lm("lens", a->npos ? a->pos[0] : NULL, NULL, false);
+    gb_lm *lm = gb_cli_open_lm("lens", a->npos ? a->pos[0] : NULL, NULL, gb_cli_f32(a, LENS_DTYPE));
     if (!lm) return GB_CLI_ERROR;
     gb_tensor *ids = gb_cli_prompt_ids("lens", lm, gb_cli_get(a, LENS_IDS), text, false);
+    long long k = gb_cli_int(a, LENS_TOP), V = (long long)gb_model_vocab_size(gb_lm_model(lm)); /* --top beyond V: all */
     lens_result r = {0};
     int w = 0, h = 0, rc = GB_CLI_OK;
     if (!ids || !gb_cli_check_positions("lens", lm, gb_tensor_dim(ids, 1), NULL)) rc = GB_CLI_ERROR;
-    else if (lens_compute(lm, ids, (int)gb_cli_int(a, LENS_TOP), &r) != GB_OK) rc = gb_cli_fail("lens", "%s", gb_last_error());
+    else if (lens_compute(lm, ids, (int)(k < V ? k : V), &r) != GB_OK) rc = gb_cli_fail("lens", "%s", gb_last_error());
     else {
         if (gb_cli_given(a, LENS_JSON)) lens_json(lm, &r);
         else lens_print(lm, text, &r);
@@ -697,7 +703,7 @@ static int lens(const gb_cli_args *a) {
 const gb_cli_cmd gb_cli_cmd_lens = {
     "lens", lens, "[MODEL]", 0, 1, "the logit lens: every layer's output through the final norm and unembedding",
     "Prints the K most likely next tokens at every layer and position (docs/recipes.md).",
-    lens_opts, sizeof lens_opts / sizeof *lens_opts};
+    lens_opts, sizeof lens_opts / sizeof *lens_opts, NULL};
 
 /* The one token of text (--target ' Paris'), or the id of "#ID"; -1 after
  * printing why. */
@@ -732,6 +738,7 @@ static int64_t one_token(const char *cmd, const char *opt, gb_lm *lm, const char
     X(PATCH_BATCH, "batch", 0, INT, 1, 100000, "32", false, 0, "N", "patched runs per forward pass (invokes)")      \
     X(PATCH_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the recovered fraction, layer x position")     \
     X(PATCH_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer and position")                     \
+    GB_CLI_OPT_DTYPE(X, PATCH_DTYPE)                                                                                  \
     GB_CLI_OPT_JSON(X, PATCH_JSON)
 enum { PATCH_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt patch_opts[] = {PATCH_OPTS(GB_CLI_OPT_INIT)};
@@ -745,7 +752,7 @@ static int patch(const gb_cli_args *a) {
     for (int i = 0; i < PATCH_NWHAT; i++)
         if (!strcmp(gb_cli_str(a, PATCH_WHAT_OPT), patch_whats[i].name)) what = i;
     if (what < 0) return gb_cli_fail("patch", "--what %s: not in PATCH_WHAT", gb_cli_str(a, PATCH_WHAT_OPT));
-    gb_lm *lm = gb_cli_open_lm("patch", a->npos ? a->pos[0] : NULL, NULL, false);
+    gb_lm *lm = gb_cli_open_lm("patch", a->npos ? a->pos[0] : NULL, NULL, gb_cli_f32(a, PATCH_DTYPE));
     if (!lm) return GB_CLI_ERROR;
     gb_tensor *clean = gb_cli_prompt_ids("patch", lm, NULL, clean_text, false);
     gb_tensor *corrupt = clean ? gb_cli_prompt_ids("patch", lm, NULL, corrupt_text, false) : NULL;
@@ -777,13 +784,14 @@ const gb_cli_cmd gb_cli_cmd_patch = {
     "Patches each layer's and position's value from the clean run into the corrupted one and measures "
     "logit(target) - logit(foil) at the last position, and the fraction of the clean run's difference it "
     "recovers (docs/recipes.md).",
-    patch_opts, sizeof patch_opts / sizeof *patch_opts};
+    patch_opts, sizeof patch_opts / sizeof *patch_opts, NULL};
 
 #define ATTN_OPTS(X)                                                                                                 \
     GB_CLI_OPT_PROMPT(X, ATTN_IDS, ATTN_TEXT, false, 1)                                                               \
     X(ATTN_LAYER, "layer", 0, INT, -1000, 1000, NULL, false, 0, "L", "the layer (-1: the last; required)")          \
     X(ATTN_HEAD, "head", 0, INT, 0, 100000, NULL, false, 0, "H", "one head (default: every head)")                  \
     X(ATTN_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the patterns, a panel per head")               \
+    GB_CLI_OPT_DTYPE(X, ATTN_DTYPE)                                                                                  \
     GB_CLI_OPT_JSON(X, ATTN_JSON)
 enum { ATTN_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt attn_opts[] = {ATTN_OPTS(GB_CLI_OPT_INIT)};
@@ -792,7 +800,7 @@ static int attn(const gb_cli_args *a) {
     const char *text = gb_cli_str(a, ATTN_TEXT), *png = gb_cli_str(a, ATTN_PNG);
     if (!gb_cli_given(a, ATTN_LAYER)) return gb_cli_usage_error("attn", "give the layer: --layer L");
     if (!text && !gb_cli_given(a, ATTN_IDS)) return gb_cli_usage_error("attn", "give a prompt with --ids 1,2,3 or -p TEXT");
-    gb_lm *lm = gb_cli_open_lm("attn", a->npos ? a->pos[0] : NULL, NULL, false);
+    gb_lm *lm = gb_cli_open_lm("attn", a->npos ? a->pos[0] : NULL, NULL, gb_cli_f32(a, ATTN_DTYPE));
     if (!lm) return GB_CLI_ERROR;
     long long given = gb_cli_int(a, ATTN_LAYER), head = gb_cli_given(a, ATTN_HEAD) ? gb_cli_int(a, ATTN_HEAD) : -1;
     int L = num_layers(lm), layer = (int)(given < 0 ? given + L : given), rc = GB_CLI_OK;
@@ -825,4 +833,4 @@ static int attn(const gb_cli_args *a) {
 const gb_cli_cmd gb_cli_cmd_attn = {
     "attn", attn, "[MODEL]", 0, 1, "attention patterns of one layer",
     "Prints each head's softmaxed attention weights, queries by keys (docs/recipes.md).",
-    attn_opts, sizeof attn_opts / sizeof *attn_opts};
+    attn_opts, sizeof attn_opts / sizeof *attn_opts, NULL};

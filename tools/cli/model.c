@@ -9,6 +9,36 @@
 
 /* ---- shared ------------------------------------------------------------- */
 
+/* Hugging Face's sampling options (generate, trace -n); temperature 0 is
+ * greedy. */
+#define SAMPLING_OPTS(X, P)                                                                                           \
+    X(P##_TEMPERATURE, "temperature", 0, NUM, 0, 1e30, "0", false, 0, "T", "sample at temperature T (0: greedy)")    \
+    X(P##_TOP_K, "top-k", 0, INT, 0, 1000000000, "0", false, 0, "K", "sample among the K most likely (0: all)")      \
+    X(P##_TOP_P, "top-p", 0, NUM, 0, 1, "1", false, 0, "P", "sample within probability mass P")                     \
+    X(P##_PENALTY, "repetition-penalty", 0, NUM, 1e-30, 1e30, "1", false, 0, "R",                                  \
+      "divide (or multiply, when negative) seen tokens' logits by R")                                              \
+    X(P##_SEED, "seed", 0, INT, 0, 9007199254740992.0, "0", false, 0, "S", "the sampling seed")
+#define NAN_CHECK_OPT(X, ID)                                                                                          \
+    X(ID, "nan-check", 0, FLAG, 0, 0, NULL, false, 0, NULL,                                                        \
+      "fail at the first module whose output holds NaN or Inf, naming it (docs/errors/nonfinite.md)")
+
+/* How many values of t (f32) are NaN or Inf. */
+static int64_t count_nonfinite(gb_tensor *t) {
+    gb_tensor *c = gb_contiguous(t);
+    const float *x = c ? gb_tensor_f32(c) : NULL; /* [numel] */
+    int64_t n = 0;
+    for (int64_t i = 0; x && i < gb_tensor_numel(c); i++) n += !isfinite(x[i]);
+    gb_tensor_free(c);
+    return n;
+}
+
+/* The sampling options from their first id (P_TEMPERATURE) on. */
+static gb_sampling sampling_of(const gb_cli_args *a, int first) {
+    return (gb_sampling){.temperature = (float)gb_cli_num(a, first), .top_k = (int)gb_cli_int(a, first + 1),
+                         .top_p = (float)gb_cli_num(a, first + 2), .repetition_penalty = (float)gb_cli_num(a, first + 3),
+                         .seed = (uint64_t)gb_cli_int(a, first + 4)};
+}
+
 /* The root's block list and its number of blocks. */
 static const char *blocks_of(gb_model *m, int64_t *layers) {
     const char *blocks = gb_model_part(m, GB_PART_LAYERS);
@@ -71,7 +101,7 @@ const gb_cli_cmd gb_cli_cmd_info = {
     "info", info, "[MODEL]", 0, 1, "print the module tree, parameter count and config",
     "The tree is PyTorch's print(model) of the Hugging Face model; the config is what glassbox read from "
     "config.json.",
-    info_opts, sizeof info_opts / sizeof *info_opts};
+    info_opts, sizeof info_opts / sizeof *info_opts, NULL};
 
 /* ---- run ---------------------------------------------------------------- */
 
@@ -83,6 +113,7 @@ const gb_cli_cmd gb_cli_cmd_info = {
       "also the hidden states, named as Hugging Face's output_hidden_states: hidden_states.0 is the embeddings, "   \
       "hidden_states.I the input of block I, hidden_states.L the final norm's output")                             \
     X(RUN_TOP, "top", 0, INT, 1, 100000, NULL, false, 0, "K", "print the K most likely next tokens with probabilities") \
+    NAN_CHECK_OPT(X, RUN_NAN_CHECK)                                                                                  \
     GB_CLI_OPT_DTYPE(X, RUN_DTYPE)                                                                                   \
     GB_CLI_OPT_TOKENIZER(X, RUN_TOKENIZER)                                                                           \
     GB_CLI_OPT_JSON(X, RUN_JSON)
@@ -141,6 +172,7 @@ static int run(const gb_cli_args *a) {
         rc = gb_cli_fail("run", "out of memory");
         goto done;
     }
+    gb_trace_set_nan_check(tr, gb_cli_given(a, RUN_NAN_CHECK));
     vals[0] = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
     names[0] = strdup("logits");
     for (int i = 0; hidden && i <= layers; i++) { /* HF: the input of each block, then the final norm's output */
@@ -152,6 +184,10 @@ static int run(const gb_cli_args *a) {
     }
     gb_status st = gb_trace_run(tr);
     for (int i = 0; st == GB_OK && i < nvals; i++) ts[i] = gb_value(vals[i]);
+    int64_t bad = st == GB_OK ? count_nonfinite(ts[0]) : 0;
+    if (bad)
+        fprintf(stderr, "glassbox run: warning: %lld of the %lld logits are NaN or Inf; --nan-check names the first "
+                        "module whose output is\n", (long long)bad, (long long)gb_tensor_numel(ts[0]));
     if (st == GB_OK && out) {
         char *ids_text = NULL;
         size_t len = 0;
@@ -185,7 +221,7 @@ const gb_cli_cmd gb_cli_cmd_run = {
     "run", run, "[MODEL]", 0, 1, "one forward pass: the logits, and with --hidden the hidden states",
     "Without --out or --top, prints the ids, the predicted next token and the shape of each value; --top prints "
     "the K most likely next tokens instead.",
-    run_opts, sizeof run_opts / sizeof *run_opts};
+    run_opts, sizeof run_opts / sizeof *run_opts, NULL};
 
 /* ---- generate ------------------------------------------------------------ */
 
@@ -193,6 +229,8 @@ const gb_cli_cmd gb_cli_cmd_run = {
     GB_CLI_OPT_PROMPT(X, GEN_IDS, GEN_TEXT, false, 1)                                                                \
     X(GEN_N, "max-new-tokens", 'n', INT, 0, 1000000, "20", false, 0, "N", "new tokens at most")                    \
     X(GEN_IDS_OUT, "ids-out", 0, FLAG, 0, 0, NULL, false, 0, NULL, "print the ids (prompt and new tokens), not text") \
+    SAMPLING_OPTS(X, GEN)                                                                                            \
+    NAN_CHECK_OPT(X, GEN_NAN_CHECK)                                                                                  \
     GB_CLI_OPT_DTYPE(X, GEN_DTYPE)                                                                                   \
     GB_CLI_OPT_TOKENIZER(X, GEN_TOKENIZER)                                                                           \
     GB_CLI_OPT_JSON(X, GEN_JSON)
@@ -232,7 +270,11 @@ static int generate(const gb_cli_args *a) {
     long long n = gb_cli_int(a, GEN_N);
     if (!rc && (!prompt || !gb_cli_check_positions("generate", lm, gb_tensor_dim(prompt, 1), &n))) rc = GB_CLI_ERROR;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
+    int bad_steps = 0;
     d.max_new_tokens = (int)n;
+    d.nan_check = gb_cli_given(a, GEN_NAN_CHECK);
+    d.nonfinite_steps = &bad_steps;
+    d.sampling = sampling_of(a, GEN_TEMPERATURE);
     progress p = {.total = (int)n};
     if (isatty(STDERR_FILENO) && n > 0) {
         clock_gettime(CLOCK_MONOTONIC, &p.start);
@@ -240,6 +282,10 @@ static int generate(const gb_cli_args *a) {
     }
     if (!rc && gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = gb_cli_fail("generate", "%s", gb_last_error());
     if (d.on_step) fputc('\n', stderr);
+    if (!rc && bad_steps)
+        fprintf(stderr, "glassbox generate: warning: the logits held NaN or Inf at %d of the %lld steps, so the "
+                        "tokens chosen there mean nothing; --nan-check names the first module whose output did\n",
+                bad_steps, (long long)(gb_tensor_dim(out, 1) - gb_tensor_dim(prompt, 1)));
     char *text = NULL;
     if (!rc && (json || !ids_out) && gb_lm_text(lm, out, 0, 0, &text) != GB_OK)
         rc = gb_cli_fail("generate", "%s", gb_last_error());
@@ -260,10 +306,10 @@ static int generate(const gb_cli_args *a) {
 }
 
 const gb_cli_cmd gb_cli_cmd_generate = {
-    "generate", generate, "[MODEL]", 0, 1, "greedy decoding with a KV cache",
+    "generate", generate, "[MODEL]", 0, 1, "greedy decoding with a KV cache, or sampling",
     "Stops at the model's EOS, after -n tokens, or at the model's last position. Without a prompt, generation "
     "starts from the BOS token. On a terminal, progress (tokens per second) goes to standard error.",
-    gen_opts, sizeof gen_opts / sizeof *gen_opts};
+    gen_opts, sizeof gen_opts / sizeof *gen_opts, NULL};
 
 /* ---- trace -------------------------------------------------------------- */
 
@@ -280,6 +326,14 @@ const gb_cli_cmd gb_cli_cmd_generate = {
       "print the K most likely next tokens of every row (with -n: at the last step)")                              \
     X(TRACE_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the saved values as a heatmap, a row per value") \
     X(TRACE_TITLE, "title", 0, STR, 0, 0, NULL, false, 0, "TEXT", "the heatmap's title")                            \
+    X(TRACE_EDIT, "edit", 0, STR, 0, 0, NULL, true, 0, "STATEMENT",                                                 \
+      "a persistent edit every run of the trace sees (nnsight's model.edit())")                                    \
+    X(TRACE_TENSOR, "tensor", 0, STR, 0, 0, NULL, true, 0, "NAME=F.safetensors[:KEY]",                              \
+      "bind a stored tensor to NAME for the statements")                                                           \
+    SAMPLING_OPTS(X, TRACE)                                                                                          \
+    NAN_CHECK_OPT(X, TRACE_NAN_CHECK)                                                                                \
+    X(TRACE_REMOTE, "remote", 0, STR, 0, 0, NULL, false, 0, "URL", "run the trace on a glassbox server (docs/remote.md)") \
+    X(TRACE_KEY, "key", 0, STR, 0, 0, NULL, false, 0, "KEY", "the API key for --remote")                           \
     GB_CLI_OPT_DTYPE(X, TRACE_DTYPE)                                                                                 \
     GB_CLI_OPT_TOKENIZER(X, TRACE_TOKENIZER)                                                                         \
     GB_CLI_OPT_JSON(X, TRACE_JSON)
@@ -299,6 +353,37 @@ static char *bound_name(const char *stmt) {
 }
 
 static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
+
+/* --tensor NAME=FILE.safetensors[:KEY]: the tensor KEY of FILE (by
+ * default the one named NAME, or the file's only tensor) bound to NAME in
+ * tr and in the editor, if any. Returns 0, or 1 after printing the error. */
+static int bind_tensor(gb_trace *tr, gb_trace *editor, const char *spec) {
+    const char *eq = strchr(spec, '=');
+    char name[64], file[1024];
+    if (!eq || eq == spec || eq - spec >= (ptrdiff_t)sizeof name)
+        return gb_cli_fail("trace", "--tensor takes NAME=FILE.safetensors[:KEY], got '%s'", spec);
+    snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
+    snprintf(file, sizeof file, "%s", eq + 1);
+    char *key = strstr(file, ".safetensors:");
+    if (key) {
+        key += strlen(".safetensors");
+        *key++ = 0;
+    }
+    gb_safetensors *st = gb_safetensors_open(file);
+    if (!st) return gb_cli_fail("trace", "%s", gb_last_error());
+    if (!key && gb_safetensors_has(st, name)) key = name;
+    else if (!key && gb_safetensors_count(st) == 1) key = (char *)gb_safetensors_name(st, 0);
+    gb_tensor *t = key ? gb_safetensors_get(st, key) : NULL;
+    int rc = 0;
+    if (!key)
+        rc = gb_cli_fail("trace", "--tensor %s: %s holds %d tensors and none named '%s'; pick one with FILE:KEY", name, file,
+                         gb_safetensors_count(st), name);
+    else if (!t || !gb_trace_tensor(tr, name, t) || (editor && !gb_trace_tensor(editor, name, t)))
+        rc = gb_cli_fail("trace", "%s", gb_last_error());
+    gb_tensor_free(t);
+    gb_safetensors_free(st);
+    return rc;
+}
 
 /* One saved value, printed as text or as a JSON member. */
 static void print_value(const char *name, gb_tensor *t, bool json, bool *first) {
@@ -320,6 +405,7 @@ static void print_value(const char *name, gb_tensor *t, bool json, bool *first) 
  * (or written with --out). Several prompts are batched as invokes, each
  * prompt's statements applying to its rows. */
 static int trace(const gb_cli_args *a) {
+    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a->argc, a->argv);
     /* the prompts in order, each with the index of the first statement after it */
     int nprompts = 0, nstmts = 0;
     const gb_cli_arg **prompts = calloc((size_t)a->nseq + 1, sizeof *prompts);
@@ -349,6 +435,14 @@ static int trace(const gb_cli_args *a) {
     gb_trace *tr = rc ? NULL : gb_trace_new(gb_model_module(m), batched ? NULL : inputs[0]);
     gb_val **vals = calloc((size_t)nstmts + 1, sizeof *vals);
     gb_status st = GB_OK;
+    /* --edit: an editor every run of the trace sees (nnsight's model.edit()); --tensor: named constants */
+    gb_trace *editor = tr && gb_cli_given(a, TRACE_EDIT) ? gb_trace_new(gb_model_module(m), NULL) : NULL;
+    for (int i = 0; tr && !rc && i < a->nseq; i++)
+        if (a->seq[i].opt == TRACE_TENSOR) rc = bind_tensor(tr, editor, a->seq[i].str);
+    if (rc) st = GB_ERR_ARG; /* printed */
+    for (int i = 0, k = 0; editor && st == GB_OK && i < a->nseq; i++)
+        if (a->seq[i].opt == TRACE_EDIT) st = gb_trace_statement(editor, a->seq[i].str, "--edit", ++k, NULL);
+    if (editor && st == GB_OK) st = gb_trace_use_edits(tr, editor);
     for (int i = 0, p = 0; tr && st == GB_OK && i < nstmts; i++) {
         while (batched && p < nprompts && first[p] == i) {
             gb_invoke_end(tr);
@@ -372,14 +466,20 @@ static int trace(const gb_cli_args *a) {
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+        gb_trace_set_nan_check(tr, gb_cli_given(a, TRACE_NAN_CHECK));
     }
     if (tr && st == GB_OK && gb_cli_given(a, TRACE_GRAPH)) {
         char *g = gb_trace_graph(tr);
         printf("%s", g);
         free(g);
     }
-    if (tr && st == GB_OK) st = scan ? gb_trace_scan(tr) : n > 0 ? gb_trace_generate(tr, (int)n) : gb_trace_run(tr);
-    if (tr && st != GB_OK) rc = gb_cli_fail("trace", "%s", gb_last_error());
+    gb_sampling sampling = sampling_of(a, TRACE_TEMPERATURE);
+    if (tr && st == GB_OK)
+        st = scan && n > 0 ? gb_trace_scan_generate(tr, (int)n)
+             : scan        ? gb_trace_scan(tr)
+             : n > 0       ? gb_trace_sample(tr, (int)n, &sampling)
+                           : gb_trace_run(tr);
+    if (tr && st != GB_OK && !rc) rc = gb_cli_fail("trace", "%s", gb_last_error());
 
     /* Each statement's saved value, under its name or its text. */
     const char **names = calloc((size_t)nstmts + 2, sizeof *names);
@@ -397,6 +497,12 @@ static int trace(const gb_cli_args *a) {
             for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
             printf(json ? "]" : "]\n");
             first_value = false;
+        } else if (scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
+            if (!json)
+                printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
+                       "beyond -n before it)\n", name ? name : stmts[i]);
+        } else if (!scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
+            gb_clear_error(); /* saved but never produced: warned about below, with the reason */
         } else if (!scan && (ts[nsaved] = gb_value(vals[i]))) {
             if (!out) print_value(name ? name : stmts[i], ts[nsaved], json, &first_value);
             if (!name && (name = malloc(32))) snprintf(name, 32, "statement.%d", i + 1);
@@ -405,11 +511,38 @@ static int trace(const gb_cli_args *a) {
         }
         free(name);
     }
+    if (!rc && !scan) { /* saved values the run never produced: said, not dropped */
+        int k = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
+        gb_val **missing = calloc((size_t)k + 1, sizeof *missing);
+        k = missing ? gb_exec_unproduced(gb_trace_exec(tr), missing, k) : 0;
+        int64_t steps = -1; /* new tokens: past the longest prompt (invokes are padded to it) */
+        if (n > 0 && gb_trace_generated(tr)) {
+            int64_t longest = 0;
+            for (int p = 0; p < nprompts; p++)
+                if (gb_tensor_dim(inputs[p], 1) > longest) longest = gb_tensor_dim(inputs[p], 1);
+            steps = gb_tensor_dim(gb_trace_generated(tr), 1) - longest;
+        }
+        for (int j = 0; j < k; j++) {
+            int i = 0;
+            while (i < nstmts && vals[i] != missing[j]) i++;
+            char *name = i < nstmts ? bound_name(stmts[i]) : NULL;
+            const char *what = name ? name : i < nstmts ? stmts[i] : gb_val_text(missing[j]);
+            if (steps >= 0)
+                fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
+                                "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
+                        what, (long long)steps);
+            else
+                fprintf(stderr, "glassbox trace: warning: %s was never produced (the run stopped before it, its "
+                                "module never ran, or a condition was false)\n", what);
+            free(name);
+        }
+        free(missing);
+    }
     if (!rc && !scan && n > 0) { /* nnsight's generator.output */
         ts[nsaved] = gb_trace_generated(tr);
         if (!out) print_value("generator.output", ts[nsaved], json, &first_value);
         names[nsaved++] = strdup("generator.output");
-        for (int64_t r = 0; !out && !json && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+        for (int64_t r = 0; !out && !json && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
             char *text = NULL;
             size_t len = 0;
             if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
@@ -436,6 +569,7 @@ static int trace(const gb_cli_args *a) {
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
     free(names), free(ts), free(vals), free(stmts), free(prompts), free(first);
     gb_trace_free(tr);
+    gb_trace_free(editor);
     for (int i = 0; i < nprompts; i++) gb_tensor_free(inputs[i]);
     free(inputs);
     gb_lm_free(lm);
@@ -448,4 +582,4 @@ const gb_cli_cmd gb_cli_cmd_trace = {
     "(left-padded, each with its statements). Values saved with .save() are printed, or written with --out "
     "under the name a statement binds (statement.K otherwise). With -n, generation runs with the "
     "interventions at every step; generator.output holds the ids and generator.text their text.",
-    trace_opts, sizeof trace_opts / sizeof *trace_opts};
+    trace_opts, sizeof trace_opts / sizeof *trace_opts, NULL};

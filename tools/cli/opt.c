@@ -192,6 +192,7 @@ int gb_cli_parse(const gb_cli_cmd *cmd, int argc, char **argv, gb_cli_args *a) {
         a->count[i]++;
     }
     for (int i = optind; i < argc; i++) a->pos[a->npos++] = argv[i];
+    a->argc = argc - 1, a->argv = argv + 1;
     for (int i = 0; i < a->nseq; i++) a->last[a->seq[i].opt] = &a->seq[i];
     if (a->npos < cmd->min_args || a->npos > cmd->max_args) {
         if (a->npos > cmd->max_args) rc = gb_cli_usage_error(cmd->name, "unexpected argument '%s'", a->pos[cmd->max_args]);

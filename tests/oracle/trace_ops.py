@@ -1,0 +1,126 @@
+"""Oracle of tests/test_trace_ops.c: the trace's functions on values
+(exp, log, topk, cat, where, cross_entropy, ..., type promotion) and module
+calls on values. Each case is a Python expression that is also a glassbox
+statement: PyTorch evaluates the very text the C test defines, on the same
+named tensors, and records its value and, for float results, the gradients
+of (out * out).sum() with respect to each float input."""
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+from common import oracle
+
+CASES = [
+    "a.exp()",
+    "torch.exp(a)",
+    "p.log()",
+    "a.abs()",
+    "-a.abs()",
+    "p.sqrt()",
+    "a.pow(2)",
+    "p.pow(b)",
+    "a.log_softmax(-1)",
+    "F.log_softmax(a, dim=0)",
+    "a.softmax(-1).log()",
+    "a.norm(dim=1)",
+    "a.norm(dim=0, keepdim=True)",
+    "a.norm()",
+    "a.topk(2, 1).values",
+    "a.topk(2, dim=0).indices",
+    "torch.topk(a, 3)[0]",
+    "a.reshape(2, 6)",
+    "a.reshape((6, -1))",
+    "a.view(-1)",
+    "a.transpose(0, 1)",
+    "c.permute(2, 0, 1)",
+    "a.unsqueeze(1)",
+    "a.unsqueeze(0).squeeze(0)",
+    "c[:, :1].squeeze()",
+    "torch.cat([a, b], dim=0)",
+    "torch.cat([a, b, a], 1)",
+    "torch.stack([a, b], dim=1)",
+    "a == b",
+    "a > b",
+    "a <= 0",
+    "a.gt(b)",
+    "ids != 7",
+    "(a > b).float() * a",
+    "torch.where(a > 0, a, b)",
+    "torch.where(ids > 4, ids, 0)",
+    "F.cross_entropy(a, t)",
+    "F.cross_entropy(a[0], t[0])",
+    "F.cosine_similarity(a, b, dim=1)",
+    "F.cosine_similarity(c, a, dim=-1)",
+    "c.sum((0, 2))",
+    "c.sum(dim=(1, 2), keepdim=True)",
+    "c.mean(dim=(0, 1))",
+    "a.mean()",
+    "(a * 3).long()",
+    "ids.float() / 2",
+    "ids / 2",
+    "a.argmax(-1) - 432",
+    "a.argmax(-1) + 0.5",
+    "ids * 3 - ids",
+    "ids + a[:2, :2]",
+    "ids.sum()",
+    "ids.abs() - 10",
+    "(a[0, 0] * 2).item()",
+    "c @ a.transpose(0, 1)",
+]
+
+
+def main():
+    o = oracle()
+    torch.manual_seed(3)
+    named = {
+        "a": torch.randn(3, 4),
+        "b": torch.randn(3, 4),
+        "p": torch.rand(3, 4) + 0.5,
+        "c": torch.randn(2, 3, 4),
+        "t": torch.tensor([1, 0, 3]),
+        "ids": torch.tensor([[5, 2], [7, 9]]),
+    }
+    for k, v in named.items():
+        o.put(f"in.{k}", v)
+    o.put("ncases", torch.tensor(len(CASES)))
+    for i, expr in enumerate(CASES):
+        env = {k: (v.clone().requires_grad_(True) if v.is_floating_point() else v.clone()) for k, v in named.items()}
+        out = eval(expr, {"torch": torch, "F": F}, env)
+        if isinstance(out, (int, float)):  # .item(): a Python number, a 0-dim tensor in glassbox
+            out = torch.tensor(out, dtype=torch.float32 if isinstance(out, float) else torch.int64)
+        o.put(f"case.{i}.expr", torch.tensor(list(expr.encode()), dtype=torch.uint8))
+        o.put(f"case.{i}.out", out)
+        grads = []
+        if out.is_floating_point() and out.requires_grad:
+            (out * out).sum().backward()
+            for k, v in env.items():
+                if v.is_floating_point() and v.grad is not None:
+                    o.put(f"case.{i}.grad.{k}", v.grad)
+                    grads.append(k)
+        o.put(f"case.{i}.grads", torch.tensor(list(" ".join(grads).encode()), dtype=torch.uint8))
+
+    # Module calls on values, the walkthrough's tiny network: layer2 run on
+    # twice layer1's output (the model's own layer2 still sees the original),
+    # and the gradient of the call's result reaching layer1's output.
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(OrderedDict([
+        ("layer1", torch.nn.Linear(5, 10)),
+        ("layer2", torch.nn.Linear(10, 2)),
+    ])).requires_grad_(False)
+    x = torch.rand((1, 5))
+    for name, prm in net.named_parameters():
+        o.put(name, prm)
+    o.put("input", x)
+    h = net.layer1(x).requires_grad_(True)
+    y = net.layer2(h * 2)
+    o.put("call.out", y)
+    o.put("call.model_out", net.layer2(h))
+    (y * y).sum().backward()
+    o.put("call.grad", h.grad)
+    o.put("call.nested", net.layer2(net.layer1(x * 3)))
+    o.save()
+
+
+if __name__ == "__main__":
+    main()

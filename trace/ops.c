@@ -1,0 +1,319 @@
+/* What the trace's operations compute: arithmetic with PyTorch's type
+ * promotion, the functions of GB_TRACE_FN_LIST, and module calls on values.
+ * Everything goes through tensor/'s ops (forward and backward formulas in
+ * its op table), so gradients flow through every float result; the
+ * promotion and the compositions (norm, cosine_similarity) are the only
+ * logic here. */
+#include "trace_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool gb__is_floating(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16; }
+
+/* t as float32: integers and bools converted (no gradient: they have none),
+ * f16/bf16 widened; t itself (a new reference) when it is f32. */
+static gb_tensor *gb__f32(gb_tensor *t) { return gb_to_dtype(t, GB_DTYPE_F32); }
+
+/* Broadcast shape of a and b (PyTorch's rule), or an error naming op. */
+static gb_status gb__broadcast(const char *op, const gb_tensor *a, const gb_tensor *b, int *nd, int64_t *shape) {
+    int na = gb_tensor_ndim(a), nb = gb_tensor_ndim(b);
+    *nd = na > nb ? na : nb;
+    for (int i = 0; i < *nd; i++) {
+        int64_t x = i < *nd - na ? 1 : gb_tensor_shape(a)[i - (*nd - na)];
+        int64_t y = i < *nd - nb ? 1 : gb_tensor_shape(b)[i - (*nd - nb)];
+        if (x != y && x != 1 && y != 1)
+            return gb__fail(GB_ERR_SHAPE, "%s: The size of tensor a (%lld) must match the size of tensor b (%lld) at "
+                                          "non-singleton dimension %d", op, (long long)x, (long long)y, i);
+        shape[i] = x == 1 ? y : x;
+    }
+    return GB_OK;
+}
+
+/* Offset in elements of flat index i of a view with these strides. */
+static int64_t gb__offset_of(int64_t i, int nd, const int64_t *shape, const int64_t *stride) {
+    int64_t off = 0;
+    for (int d = nd - 1; d >= 0; d--) {
+        off += (i % shape[d]) * stride[d];
+        i /= shape[d];
+    }
+    return off;
+}
+
+/* a OP b on two integer values, exactly, in int64 (PyTorch keeps integer
+ * arithmetic integer; f32 would round past 2^24). */
+static gb_tensor *gb__int_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
+    const char *what = gb__trace_op_names[op];
+    int nd;
+    int64_t shape[GB_MAX_DIMS];
+    if (gb__broadcast(what, a, b, &nd, shape) != GB_OK) return NULL;
+    gb_tensor *a64 = gb_to_dtype(a, GB_DTYPE_I64), *b64 = gb_to_dtype(b, GB_DTYPE_I64);
+    gb_tensor *ea = a64 ? gb_expand(a64, nd, shape) : NULL, *eb = b64 ? gb_expand(b64, nd, shape) : NULL;
+    gb_tensor *out = ea && eb ? gb_empty(nd, shape, GB_DTYPE_I64) : NULL;
+    if (out && gb_tensor_data(out) && gb_tensor_data(ea) && gb_tensor_data(eb)) {
+        const int64_t *x = gb_tensor_data(ea), *y = gb_tensor_data(eb); /* their strides */
+        int64_t *z = gb_tensor_data(out);                               /* [numel] */
+        for (int64_t i = 0; i < gb_tensor_numel(out); i++) {
+            int64_t p = x[gb__offset_of(i, nd, shape, gb_tensor_strides(ea))];
+            int64_t q = y[gb__offset_of(i, nd, shape, gb_tensor_strides(eb))];
+            z[i] = op == GB_TRACE_OP_ADD ? (int64_t)((uint64_t)p + (uint64_t)q) /* wraps, as torch */
+                   : op == GB_TRACE_OP_SUB ? (int64_t)((uint64_t)p - (uint64_t)q)
+                                           : (int64_t)((uint64_t)p * (uint64_t)q);
+        }
+    }
+    gb_tensor_free(a64), gb_tensor_free(b64), gb_tensor_free(ea), gb_tensor_free(eb);
+    return out;
+}
+
+gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
+    bool fa = gb__is_floating(gb_tensor_dtype(a)), fb = gb__is_floating(gb_tensor_dtype(b));
+    if (!fa && !fb && (op == GB_TRACE_OP_ADD || op == GB_TRACE_OP_SUB || op == GB_TRACE_OP_MUL))
+        return gb__int_arith(op, a, b);
+    /* A float meets an integer (or / divides integers): the integers become
+     * float32. Float operands stay as they are (matmul reads f16/bf16 weights). */
+    gb_tensor *x = fa ? gb_tensor_ref(a) : gb__f32(a), *y = fb ? gb_tensor_ref(b) : gb__f32(b), *r = NULL;
+    if (x && y) switch (op) {
+        case GB_TRACE_OP_ADD: r = gb_add(x, y); break;
+        case GB_TRACE_OP_SUB: r = gb_sub(x, y); break;
+        case GB_TRACE_OP_MUL: r = gb_mul(x, y); break;
+        case GB_TRACE_OP_DIV: r = gb_div(x, y); break;
+        default: r = gb_matmul(x, y); break;
+        }
+    gb_tensor_free(x), gb_tensor_free(y);
+    return r;
+}
+
+gb_tensor *gb__tr_reduce(const gb_val *v, gb_tensor *x) {
+    int dim = v->u.dim.dim;
+    bool keepdim = v->u.dim.keepdim;
+    if (v->op == GB_TRACE_OP_ARGMAX) return gb_argmax(x, dim, keepdim); /* any dtype */
+    bool ints = !gb__is_floating(gb_tensor_dtype(x));
+    gb_tensor *a = gb__f32(x), *r = NULL;
+    if (!a) return NULL;
+    switch (v->op) {
+    case GB_TRACE_OP_SUM: r = gb_sum(a, dim, keepdim); break;
+    case GB_TRACE_OP_MEAN: r = gb_mean(a, dim, keepdim); break;
+    case GB_TRACE_OP_MAX: r = gb_max(a, dim, keepdim); break;
+    case GB_TRACE_OP_SUM_ALL: r = gb_sum_all(a); break;
+    default: r = gb_softmax(a, dim); break;
+    }
+    gb_tensor_free(a);
+    /* an integer sum or max is an integer (exact below 2^24) */
+    if (r && ints && (v->op == GB_TRACE_OP_SUM || v->op == GB_TRACE_OP_SUM_ALL || v->op == GB_TRACE_OP_MAX)) {
+        gb_tensor *i = gb_to_dtype(r, GB_DTYPE_I64);
+        gb_tensor_free(r);
+        r = i;
+    }
+    return r;
+}
+
+/* ---- functions ------------------------------------------------------------ */
+
+/* The dims of p as ints, for the tensor layer's lists. */
+static void gb__dims(const gb_fn_params *p, int *dims) {
+    for (int i = 0; i < p->n; i++) dims[i] = (int)p->i[i];
+}
+
+/* sum of x over p's dims (all when none). */
+static gb_tensor *gb__sum_over(gb_tensor *x, const gb_fn_params *p, bool mean) {
+    int dims[GB_MAX_DIMS];
+    gb__dims(p, dims);
+    return mean ? gb_mean_dims(x, p->n, dims, p->keepdim) : gb_sum_dims(x, p->n, dims, p->keepdim);
+}
+
+/* sqrt(sum(x * x)) over p's dims. */
+static gb_tensor *gb__norm(gb_tensor *x, const gb_fn_params *p) {
+    gb_tensor *sq = gb_mul(x, x), *s = sq ? gb__sum_over(sq, p, false) : NULL, *r = s ? gb_sqrt(s) : NULL;
+    gb_tensor_free(sq), gb_tensor_free(s);
+    return r;
+}
+
+/* torch's cosine_similarity: sum(a b) / sqrt(max(sum(a a) sum(b b), eps^2))
+ * over dim, a and b broadcasting. */
+static gb_tensor *gb__cosine(gb_tensor *a, gb_tensor *b, int dim, double eps) {
+    gb_tensor *ab = gb_mul(a, b), *aa = gb_mul(a, a), *bb = gb_mul(b, b);
+    gb_tensor *sab = ab ? gb_sum(ab, dim, false) : NULL, *saa = aa ? gb_sum(aa, dim, false) : NULL,
+              *sbb = bb ? gb_sum(bb, dim, false) : NULL;
+    gb_tensor *w = saa && sbb ? gb_mul(saa, sbb) : NULL;
+    gb_tensor *wc = w ? gb_clamp(w, (float)(eps * eps), INFINITY) : NULL, *n = wc ? gb_sqrt(wc) : NULL;
+    gb_tensor *r = sab && n ? gb_div(sab, n) : NULL;
+    gb_tensor *all[] = {ab, aa, bb, sab, saa, sbb, w, wc, n};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) gb_tensor_free(all[i]);
+    return r;
+}
+
+/* x without its size-1 dims (torch's squeeze()). */
+static gb_tensor *gb__squeeze_all(gb_tensor *x) {
+    int64_t shape[GB_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < gb_tensor_ndim(x); d++)
+        if (gb_tensor_shape(x)[d] != 1) shape[nd++] = gb_tensor_shape(x)[d];
+    return gb_reshape(x, nd, shape);
+}
+
+/* cat/stack of values of several dtypes: PyTorch promotes them to one. */
+static gb_status gb__join(const gb_val *v, gb_tensor *const *x, gb_values *out) {
+    gb_tensor *ts[GB__MAX_ARGS] = {0};
+    bool same = true;
+    for (int i = 1; i < v->nargs; i++) same &= gb_tensor_dtype(x[i]) == gb_tensor_dtype(x[0]);
+    gb_status st = GB_OK;
+    for (int i = 0; i < v->nargs && st == GB_OK; i++)
+        if (!(ts[i] = same ? gb_tensor_ref(x[i]) : gb__f32(x[i]))) st = gb_last_status();
+    int dim = (int)v->u.fn.p->i[0];
+    gb_tensor *r = st != GB_OK ? NULL
+                   : v->u.fn.fn == GB_TRACE_FN_CAT ? gb_cat(v->nargs, ts, dim)
+                                                   : gb_stack(v->nargs, ts, dim);
+    for (int i = 0; i < v->nargs; i++) gb_tensor_free(ts[i]);
+    if (!r) return gb_last_status();
+    return gb_values_push(out, r);
+}
+
+/* Functions computed in float32: integer inputs converted first, as
+ * PyTorch's float functions do. */
+static gb_tensor *gb__float_fn(const gb_val *v, gb_tensor *const *x) {
+    const gb_fn_params *p = v->u.fn.p;
+    gb_tensor *a = gb__f32(x[0]), *b = v->nargs > 1 && a ? gb__f32(x[1]) : NULL, *r = NULL;
+    if (!a || (v->nargs > 1 && !b)) goto done;
+    switch (v->u.fn.fn) {
+    case GB_TRACE_FN_EXP: r = gb_exp(a); break;
+    case GB_TRACE_FN_LOG: r = (gb_log)(a); break; /* the tensor function, not the trace macro */
+    case GB_TRACE_FN_SQRT: r = gb_sqrt(a); break;
+    case GB_TRACE_FN_POW: r = gb_pow(a, b); break;
+    case GB_TRACE_FN_LOG_SOFTMAX: r = gb_log_softmax(a, (int)p->i[0]); break;
+    case GB_TRACE_FN_NORM: r = gb__norm(a, p); break;
+    case GB_TRACE_FN_MEAN: r = gb__sum_over(a, p, true); break;
+    case GB_TRACE_FN_COSINE_SIMILARITY: r = gb__cosine(a, b, p->n ? (int)p->i[0] : 1, p->x); break;
+    default: gb__fail(GB_ERR_ARG, "%s: not a float function", gb_trace_fn_name(v->u.fn.fn)); break;
+    }
+done:
+    gb_tensor_free(a), gb_tensor_free(b);
+    return r;
+}
+
+/* F.cross_entropy: logits [N, C] with targets [N], or [C] with one target. */
+static gb_tensor *gb__cross_entropy(gb_tensor *logits, gb_tensor *targets) {
+    if (gb_tensor_dtype(targets) != GB_DTYPE_I64 && gb_tensor_dtype(targets) != GB_DTYPE_I32)
+        return gb__fail_null(GB_ERR_DTYPE, "cross_entropy: expected the targets to be class indices (int64), got %s; "
+                                           "use .long()", gb_dtype_name(gb_tensor_dtype(targets)));
+    gb_tensor *l = gb__f32(logits);
+    if (!l) return NULL;
+    gb_tensor *r;
+    if (gb_tensor_ndim(l) == 1 && gb_tensor_ndim(targets) == 0) {
+        gb_tensor *l2 = gb_unsqueeze(l, 0), *t2 = l2 ? gb_unsqueeze(targets, 0) : NULL;
+        r = t2 ? gb_cross_entropy(l2, t2, -100) : NULL;
+        gb_tensor_free(l2), gb_tensor_free(t2);
+    } else {
+        r = gb_cross_entropy(l, targets, -100);
+    }
+    gb_tensor_free(l);
+    return r;
+}
+
+static gb_tensor *gb__where(gb_tensor *c, gb_tensor *a, gb_tensor *b) {
+    if (gb_tensor_dtype(c) != GB_DTYPE_BOOL)
+        return gb__fail_null(GB_ERR_DTYPE, "where: expected condition to be a boolean tensor, but got a tensor with "
+                                           "dtype %s", gb_dtype_name(gb_tensor_dtype(c)));
+    bool ints = !gb__is_floating(gb_tensor_dtype(a)) && !gb__is_floating(gb_tensor_dtype(b));
+    gb_tensor *x = gb__f32(a), *y = x ? gb__f32(b) : NULL, *r = y ? gb_where(c, x, y) : NULL;
+    gb_tensor_free(x), gb_tensor_free(y);
+    if (r && ints) { /* two integer values choose integers (exact below 2^24) */
+        gb_tensor *i = gb_to_dtype(r, GB_DTYPE_I64);
+        gb_tensor_free(r);
+        r = i;
+    }
+    return r;
+}
+
+gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
+    const gb_fn_params *p = v->u.fn.p;
+    gb_tensor *r = NULL;
+    switch (v->u.fn.fn) {
+    case GB_TRACE_FN_ABS: {
+        gb_tensor *a = gb__f32(x[0]), *f = a ? gb_abs(a) : NULL;
+        /* integers stay integers (exact below 2^24) */
+        r = f && !gb__is_floating(gb_tensor_dtype(x[0])) ? gb_to_dtype(f, GB_DTYPE_I64) : gb_tensor_ref(f);
+        gb_tensor_free(a), gb_tensor_free(f);
+        break;
+    }
+    case GB_TRACE_FN_FLOAT: r = gb_to_dtype(x[0], GB_DTYPE_F32); break;
+    case GB_TRACE_FN_LONG: r = gb_to_dtype(x[0], GB_DTYPE_I64); break;
+    case GB_TRACE_FN_ITEM:
+        if (gb_tensor_numel(x[0]) != 1)
+            return gb__fail(GB_ERR_SHAPE, "item: a Tensor with %lld elements cannot be converted to Scalar",
+                            (long long)gb_tensor_numel(x[0]));
+        r = gb_reshape(x[0], 0, NULL);
+        break;
+    case GB_TRACE_FN_SHAPE: {
+        /* nnsight's scan gives real shapes: made outside meta mode */
+        int depth = 0;
+        for (; gb__meta_mode(); depth++) gb__meta_pop();
+        r = gb_from_data(gb_tensor_shape(x[0]), 1, (int64_t[]){gb_tensor_ndim(x[0])}, GB_DTYPE_I64);
+        while (depth--) gb__meta_push();
+        break;
+    }
+    case GB_TRACE_FN_SUM:
+        if (gb__is_floating(gb_tensor_dtype(x[0]))) {
+            gb_tensor *a = gb__f32(x[0]);
+            r = a ? gb__sum_over(a, p, false) : NULL;
+            gb_tensor_free(a);
+        } else { /* an integer sum is an integer (exact below 2^24) */
+            gb_tensor *a = gb__f32(x[0]), *s = a ? gb__sum_over(a, p, false) : NULL;
+            r = s ? gb_to_dtype(s, GB_DTYPE_I64) : NULL;
+            gb_tensor_free(a), gb_tensor_free(s);
+        }
+        break;
+    case GB_TRACE_FN_TOPK: {
+        gb_tensor *a = gb__f32(x[0]), *vals = NULL, *idx = NULL;
+        gb_status st = a ? gb_topk(a, p->i[0], (int)p->i[1], &vals, &idx) : gb_last_status();
+        gb_tensor_free(a);
+        if (st != GB_OK) return st;
+        gb_values_push(out, vals);
+        return gb_values_push(out, idx);
+    }
+    case GB_TRACE_FN_RESHAPE: r = gb_reshape(x[0], p->n, p->i); break;
+    case GB_TRACE_FN_VIEW: r = gb_view(x[0], p->n, p->i); break;
+    case GB_TRACE_FN_TRANSPOSE: r = gb_transpose(x[0], (int)p->i[0], (int)p->i[1]); break;
+    case GB_TRACE_FN_PERMUTE: {
+        if (p->n != gb_tensor_ndim(x[0]))
+            return gb__fail(GB_ERR_ARG, "permute: number of dimensions in the tensor input does not match the length "
+                                        "of the desired ordering of dimensions i.e. input.dim() = %d is not equal to "
+                                        "len(dims) = %d", gb_tensor_ndim(x[0]), p->n);
+        int dims[GB_MAX_DIMS];
+        gb__dims(p, dims);
+        r = gb_permute(x[0], dims);
+        break;
+    }
+    case GB_TRACE_FN_UNSQUEEZE: r = gb_unsqueeze(x[0], (int)p->i[0]); break;
+    case GB_TRACE_FN_SQUEEZE: r = p->n ? gb_squeeze(x[0], (int)p->i[0]) : gb__squeeze_all(x[0]); break;
+    case GB_TRACE_FN_CAT:
+    case GB_TRACE_FN_STACK: return gb__join(v, x, out);
+    case GB_TRACE_FN_EQ: r = gb_eq(x[0], x[1]); break;
+    case GB_TRACE_FN_NE: r = gb_ne(x[0], x[1]); break;
+    case GB_TRACE_FN_LT: r = gb_lt(x[0], x[1]); break;
+    case GB_TRACE_FN_LE: r = gb_le(x[0], x[1]); break;
+    case GB_TRACE_FN_GT: r = gb_gt(x[0], x[1]); break;
+    case GB_TRACE_FN_GE: r = gb_ge(x[0], x[1]); break;
+    case GB_TRACE_FN_WHERE: r = gb__where(x[0], x[1], x[2]); break;
+    case GB_TRACE_FN_CROSS_ENTROPY: r = gb__cross_entropy(x[0], x[1]); break;
+    default: r = gb__float_fn(v, x); break;
+    }
+    if (!r) return gb_last_status();
+    return gb_values_push(out, r);
+}
+
+/* ---- module calls ----------------------------------------------------------- */
+
+gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_tensor *const *x, gb_values *out) {
+    gb_module *m = model == gb__trace_model(v->tr) ? v->u.get.module : gb_module_find(model, v->text);
+    if (!m) return gb_last_status();
+    gb_values in = {.n = v->nargs};
+    for (int i = 0; i < v->nargs; i++) in.v[i] = x[i];
+    /* A run of its own with no observer: no events, no call counted, no KV
+     * cache, default mask and positions. */
+    gb_run *run = gb_run_new();
+    if (!run) return gb_last_status();
+    gb_status st = gb_module_call(m, run, &in, out);
+    gb_run_free(run);
+    return st;
+}
