@@ -33,6 +33,12 @@ LDFLAGS += -fsanitize=thread
 ORACLE_DIR = build/oracle
 endif
 
+# The version is written once, in tensor/tensor.h (GB_VERSION_MAJOR/MINOR/PATCH):
+# the shared library's file names and SONAME, glassbox.pc and --version use it.
+VERSION := $(shell sed -n 's/^\#define GB_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' tensor/tensor.h | paste -sd. -)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libglassbox.so.$(SOMAJOR)
+
 LAYERS  := tensor autograd nn hooks trace io lm session serve
 LIB_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -45,7 +51,7 @@ ORACLES := $(patsubst tests/oracle/%.py,$(ORACLE_DIR)/%.txt,$(filter-out tests/o
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench bench-big bench-remote install clean model docs-img fuzz fuzz-run
+.PHONY: all check demo bench bench-big bench-remote install clean model docs-img fuzz fuzz-run man
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
@@ -76,8 +82,15 @@ $(BUILD)/libglassbox.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libglassbox.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -fopenmp -o $@ $^ $(LDLIBS)
+# libglassbox.so.MAJOR.MINOR.PATCH with SONAME libglassbox.so.MAJOR, and the
+# two links to it; only the public API is exported (tools/glassbox.map).
+$(BUILD)/libglassbox.so.$(VERSION): $(LIB_OBJ) tools/glassbox.map
+	$(CC) -shared $(LDFLAGS) -fopenmp -Wl,-soname,$(SONAME) -Wl,--version-script=tools/glassbox.map -o $@ \
+	    $(LIB_OBJ) $(LDLIBS)
+
+$(BUILD)/libglassbox.so: $(BUILD)/libglassbox.so.$(VERSION)
+	ln -sf libglassbox.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BUILD)/glassbox: $(CLI_OBJ) $(BUILD)/libglassbox.a
 	$(CC) $(LDFLAGS) -fopenmp -o $@ $(CLI_OBJ) $(BUILD)/libglassbox.a $(LDLIBS)
@@ -133,7 +146,14 @@ $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) $(HEADERS) $(BUILD)/l
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libglassbox.a $(LDLIBS)
 
-TEST_ENV := GB_ORACLE_DIR=$(ORACLE_DIR) GB_SHARED_DIR=../shared GB_NODE_ORACLE=build/oracle-node GB_BUILD_DIR=$(BUILD)
+# A C++ program on glassbox.h and the shared library (tests/test_embed.c runs it).
+CXX     ?= g++
+$(BUILD)/tests/embed_cxx: tests/cxx/embed.cpp $(HEADERS) $(BUILD)/libglassbox.so
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -I. $(filter -fsanitize%,$(CFLAGS)) $(LDFLAGS) -o $@ $< \
+	    -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lglassbox
+
+TEST_ENV := GB_TEST_CFLAGS="$(filter -fsanitize%,$(CFLAGS))" GB_ORACLE_DIR=$(ORACLE_DIR) GB_SHARED_DIR=../shared GB_NODE_ORACLE=build/oracle-node GB_BUILD_DIR=$(BUILD)
 ifdef VALGRIND
 TEST_RUN := CK_FORK=no valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp -q
 endif
@@ -150,7 +170,7 @@ ifdef TSAN
 check: $(BUILD)/tests/run $(BUILD)/glassbox $(ORACLES)
 	for s in $(TSAN_SUITES); do $(TEST_ENV) OMP_NUM_THREADS=1 CK_RUN_SUITE=$$s $(BUILD)/tests/run || exit 1; done
 else
-check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES)
+check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES) $(BUILD)/tests/embed_cxx $(BUILD)/prefix/lib/pkgconfig/glassbox.pc
 	$(TEST_ENV) $(TEST_RUN) $(BUILD)/tests/run
 endif
 
@@ -263,13 +283,29 @@ fuzz-run: fuzz
 demo: all
 	$(BUILD)/glassbox demo $(MODEL)
 
+# The manual page is generated from the CLI's option tables; test_cli checks
+# that docs/glassbox.1 is current (run this after changing an option).
+man: $(BUILD)/glassbox
+	$(BUILD)/glassbox --man > docs/glassbox.1
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/glassbox
-	install -m 644 $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(DESTDIR)$(PREFIX)/lib/
+	install -D -m 644 docs/glassbox.1 $(DESTDIR)$(PREFIX)/share/man/man1/glassbox.1
+	install -m 644 $(BUILD)/libglassbox.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libglassbox.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libglassbox.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libglassbox.so
 	install -m 755 $(BUILD)/glassbox $(DESTDIR)$(PREFIX)/bin/
 	for f in models/*/*; do install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/glassbox/$$f; done
 	for h in glassbox.h $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/glassbox/$$h; done
-	sed -e 's|@PREFIX@|$(PREFIX)|' tools/glassbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/glassbox.pc
+	for pc in glassbox glassbox-static; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|; s|@VERSION@|$(VERSION)|' tools/$$pc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; done
+
+# An installation in build/ for the tests that build outside programs with
+# pkg-config alone (tests/test_embed.c).
+$(BUILD)/prefix/lib/pkgconfig/glassbox.pc: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(HEADERS) \
+	    tools/glassbox.pc.in tools/glassbox-static.pc.in docs/glassbox.1
+	$(MAKE) --no-print-directory install PREFIX=$(abspath $(BUILD)/prefix) >/dev/null
 
 clean:
 	rm -rf build/obj build/san build/tsan build/gen build/tests build/examples build/oracle build/bench build/make-llama build/glassbox build/libglassbox.*

@@ -39,6 +39,10 @@
 
 #include "../tensor/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- flags -------------------------------------------------------------- */
 
 /* Turn gradient tracking on or off for t. Any tensor without a recorded
@@ -137,5 +141,9 @@ void gb_optim_free(gb_optim *o);
 /* Scale all gradients so their global L2 norm is at most max_norm
  * (torch.nn.utils.clip_grad_norm_); *total_norm gets the norm before. */
 gb_status gb_clip_grad_norm(int nparams, gb_tensor *const *params, float max_norm, float *total_norm);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -47,11 +47,11 @@ static bool cell_random(wt_ctx *wt) {
     gb_tensor_free(r);
 
     gb_if(tr, gb_apply(tr, mod2_is, (void *)&EVEN, 1, &rand_int));
-    gb_log("Random Integer is Even:", rand_int);
+    gb_trace_log("Random Integer is Even:", rand_int);
     gb_end_if(tr);
 
     gb_if(tr, gb_apply(tr, mod2_is, (void *)&ODD, 1, &rand_int));
-    gb_log("Random Integer is Odd:", rand_int);
+    gb_trace_log("Random Integer is Odd:", rand_int);
     gb_end_if(tr);
 
     bool ok = gb_trace_run(tr) == GB_OK;
@@ -72,7 +72,7 @@ static bool cell_nested(wt_ctx *wt) {
 
     gb_if(tr, gb_apply(tr, is_positive, NULL, 1, &non_rand_int));
     gb_if(tr, gb_apply(tr, mod2_is, (void *)&EVEN, 1, &non_rand_int));
-    gb_log("Rand Int is Positive and Even:", non_rand_int);
+    gb_trace_log("Rand Int is Positive and Even:", non_rand_int);
     gb_end_if(tr);
     gb_end_if(tr);
 
@@ -99,7 +99,7 @@ static bool cell_model(wt_ctx *wt) {
 
     gb_val *layer2_output = gb_output(tr, "layer2");
     gb_if(tr, gb_val_argmax(layer2_output, 1, false));
-    gb_log("Predicts class 1:", layer2_output);
+    gb_trace_log("Predicts class 1:", layer2_output);
     gb_val *class1 = gb_save(gb_val_clone(layer2_output));
     gb_end_if(tr);
     gb_val *output = gb_save(gb_output(tr, ""));

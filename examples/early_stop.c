@@ -18,7 +18,7 @@
 static bool cell_stop(wt_ctx *wt) {
     gb_trace *tr = gb_trace_new(wt->net, wt->input);
     gb_val *l1_out = gb_save(gb_output(tr, "layer1"));
-    gb_log("layer2 ran:", gb_output(tr, "layer2"));
+    gb_trace_log("layer2 ran:", gb_output(tr, "layer2"));
     gb_stop(gb_output(tr, "layer1"));
     bool ok = gb_trace_run(tr) == GB_OK && wt_show(wt, "l1_out", "L1 - Output:", gb_value(l1_out));
     gb_trace_free(tr);

@@ -73,7 +73,7 @@ static bool cell_layer2_input(wt_ctx *wt) {
  * Printed during the run, when the value exists; nothing is kept. */
 static bool cell_log(wt_ctx *wt) {
     gb_trace *tr = gb_trace_new(wt->net, wt->input);
-    gb_log("Layer 1 - out:", gb_output(tr, "layer1"));
+    gb_trace_log("Layer 1 - out:", gb_output(tr, "layer1"));
     bool ok = gb_trace_run(tr) == GB_OK;
     gb_trace_free(tr);
     return ok;

@@ -24,7 +24,7 @@ static bool cell_validate(wt_ctx *wt) {
     gb_trace *tr = gb_trace_new(wt->net, wt->input);
     gb_trace_set_validate(tr, true);
     gb_val *l1_output_before = gb_save(gb_val_clone(gb_output(tr, "layer1")));
-    gb_log("layer1 ran:", gb_output(tr, "layer1"));
+    gb_trace_log("layer1 ran:", gb_output(tr, "layer1"));
     gb_set_index(gb_output(tr, "layer1"), "[:, 10]", gb_scalar(tr, 0)); /* walkthrough:validate */
     gb_val *l1_output_after = gb_save(gb_output(tr, "layer1"));
     bool ok = gb_trace_run(tr) == GB_OK && wt_show(wt, "before", "Before:", gb_value(l1_output_before)) &&

@@ -42,6 +42,10 @@
 
 #include "../nn/nn.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gb_hooks gb_hooks;
 
 typedef gb_status (*gb_hook_fn)(gb_event *ev, void *ctx);
@@ -70,5 +74,9 @@ int gb_hook_add_point(gb_hooks *h, const char *path, gb_hook_fn fn, void *ctx);
 gb_status gb_hook_remove(gb_hooks *h, int id);
 /* Make this registry the observer of run. */
 void gb_hooks_attach(gb_hooks *h, gb_run *run);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,6 +9,10 @@
 #include "../nn/nn.h"
 #include "../tensor/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ==== tokenizers ========================================================= */
 
 /* Tokenizers: Hugging Face's tokenizer.json with a BPE model (GPT-2, Llama 2,
@@ -69,6 +73,10 @@ typedef enum gb_pad_side {
  * i64 [n, T], 1 on real tokens and 0 on padding. */
 gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens,
                                     bool add_special, gb_pad_side side, gb_tensor **ids, gb_tensor **mask);
+
+/* text (NUL-terminated) as the ids [1, T] int64 a trace or gb_module_run
+ * takes, with the special tokens the post-processor adds; NULL on error. */
+gb_tensor *gb_tokenizer_encode_ids(gb_tokenizer *tok, const char *text);
 
 /* The token string of id as stored in the vocabulary (GPT-2's "Ġthe" for
  * " the"), owned by tok; NULL with GB_ERR_INDEX if id has none. */
@@ -235,10 +243,6 @@ void gb_hf_files_free(gb_hf_files *f);
  * ~/.cache/huggingface/hub. Caller frees. */
 char *gb_hf_cache_dir(void);
 
-/* Internal, for tests and the fuzzer: open len bytes of a safetensors file
- * held in memory (copied); `what` names it in errors. */
-gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const char *what);
-
 /* ==== end safetensors ==================================================== */
 
 /* ==== models ============================================================ */
@@ -294,6 +298,10 @@ void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);
 const char *gb_model_type(const gb_model *m); /* config.json's model_type: "gpt2", "llama", "mistral" */
 const char *gb_model_dir(const gb_model *m);  /* where config.json (and the tokenizer) are */
+/* The tokenizer beside the model's files (gb_tokenizer_open of its
+ * directory), a new one the caller frees; NULL with GB_ERR_NOT_FOUND when
+ * there is none. gb_lm keeps one with its model. */
+gb_tokenizer *gb_model_tokenizer(const gb_model *m);
 int64_t gb_model_vocab_size(const gb_model *m);
 int64_t gb_model_max_positions(const gb_model *m);
 /* BOS token id, or -1 when the config has none. */
@@ -317,5 +325,9 @@ uint64_t gb_model_file_bytes(const gb_model *m);
 const char *gb_model_part(const gb_model *m, gb_part part);
 
 /* ==== end models ======================================================== */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

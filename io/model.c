@@ -77,15 +77,26 @@ static const gb__arch *gb__arch_of(const char *type, const char *path) {
                          type, known);
 }
 
-/* bos_token_id / eos_token_id: an int, a list of ints, or absent. */
-static void gb__token_ids(const gb__json *root, gb_model *m) {
-    long long v;
+/* bos_token_id / eos_token_id: an int, a list of ints, or absent; each
+ * must be a token of the vocabulary (an id beyond it would be accepted and
+ * never produced, or fed to the embedding at the first step). */
+static gb_status gb__token_ids(const gb__json *root, gb_model *m, const char *config) {
+    long long v, vocab = (long long)gb_model_vocab_size(m);
     gb__json *b = gb__json_get(root, "bos_token_id");
     m->bos = gb__json_int(b, &v) ? v : -1;
+    if (gb__json_int(b, &v) && (v < 0 || v >= vocab))
+        return gb__fail(GB_ERR_FORMAT, "model: %s: bos_token_id %lld is outside the vocabulary of %lld tokens", config,
+                        v, vocab);
     gb__json *e = gb__json_get(root, "eos_token_id");
-    if (gb__json_int(e, &v)) arrput(m->eos, v);
-    for (int i = 0; gb__json_is_array(e) && i < gb__json_size(e); i++)
-        if (gb__json_int(gb__json_at(e, i), &v)) arrput(m->eos, v);
+    int n = gb__json_is_array(e) ? gb__json_size(e) : 1;
+    for (int i = 0; i < n; i++) {
+        if (!gb__json_int(gb__json_is_array(e) ? gb__json_at(e, i) : e, &v)) continue;
+        if (v < 0 || v >= vocab)
+            return gb__fail(GB_ERR_FORMAT, "model: %s: eos_token_id %lld is outside the vocabulary of %lld tokens",
+                            config, v, vocab);
+        arrput(m->eos, v);
+    }
+    return GB_OK;
 }
 
 /* ---- weights ------------------------------------------------------------ */
@@ -351,8 +362,7 @@ gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
     if (!(m->config = gb__calloc(1, m->arch->config_size, "model: config"))) goto fail;
     gb__config c = {gb__cfg_json_get, root, f.config, GB_OK};
     m->arch->read(&c, m->config);
-    if (c.st != GB_OK) goto fail;
-    gb__token_ids(root, m);
+    if (c.st != GB_OK || gb__token_ids(root, m, f.config) != GB_OK) goto fail;
     /* Headers and shapes are checked before anything is allocated: the
      * tree is built shape-only, its parameters become views of the
      * mapping, and only the buffers (rotary frequencies) get storage. */
@@ -399,6 +409,7 @@ void gb_model_free(gb_model *m) {
 gb_module *gb_model_module(const gb_model *m) { return m->module; }
 const char *gb_model_type(const gb_model *m) { return m->arch->model_type; }
 const char *gb_model_dir(const gb_model *m) { return m->dir; }
+gb_tokenizer *gb_model_tokenizer(const gb_model *m) { return gb_tokenizer_open(m->dir); }
 int64_t gb_model_vocab_size(const gb_model *m) { return gb__config_int(m, m->arch->vocab_at); }
 int64_t gb_model_max_positions(const gb_model *m) { return gb__config_int(m, m->arch->positions_at); }
 int64_t gb_model_bos_id(const gb_model *m) { return m->bos; }

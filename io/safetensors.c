@@ -21,6 +21,7 @@
 #include "../tensor/tensor_impl.h"
 #include "file.h"
 #include "json.h"
+#include "safetensors_impl.h"
 
 /* Tensor bytes are used in place: the format is little-endian. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");

@@ -593,6 +593,14 @@ gb_status gb_tokenizer_encode(gb_tokenizer *tok, const char *text, size_t len, b
 
 int32_t gb_tokenizer_padding_id(const gb_tokenizer *tok) { return tok->pad >= 0 ? tok->pad : tok->eos >= 0 ? tok->eos : 0; }
 
+gb_tensor *gb_tokenizer_encode_ids(gb_tokenizer *tok, const char *text) {
+    gb_tensor *ids = NULL, *mask = NULL;
+    if (!text) return gb__fail_null(GB_ERR_ARG, "tokenizer_encode_ids: text is NULL");
+    gb_status st = gb_tokenizer_encode_batch(tok, 1, &text, NULL, true, GB_PAD_SIDE_LEFT, &ids, &mask);
+    gb_tensor_free(mask);
+    return st == GB_OK ? ids : NULL;
+}
+
 gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const *texts, const size_t *lens,
                                     bool add_special, gb_pad_side side, gb_tensor **ids, gb_tensor **mask) {
     if (ids) *ids = NULL;

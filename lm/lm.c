@@ -15,7 +15,7 @@ gb_lm *gb_lm_open(const char *path, const gb_model_opts *opts) {
     if (!lm) return NULL;
     if (!(lm->model = gb_model_open(path, opts))) goto fail;
     /* a checkpoint without tokenizer files still generates from ids */
-    if (!(lm->tok = gb_tokenizer_open(gb_model_dir(lm->model))) && gb_last_status() != GB_ERR_NOT_FOUND) goto fail;
+    if (!(lm->tok = gb_model_tokenizer(lm->model)) && gb_last_status() != GB_ERR_NOT_FOUND) goto fail;
     return lm;
 fail:
     gb_lm_free(lm);
@@ -32,6 +32,11 @@ void gb_lm_free(gb_lm *lm) {
 gb_model *gb_lm_model(const gb_lm *lm) { return lm->model; }
 gb_module *gb_lm_module(const gb_lm *lm) { return gb_model_module(lm->model); }
 gb_tokenizer *gb_lm_tokenizer(const gb_lm *lm) { return lm->tok; }
+void gb_lm_set_tokenizer(gb_lm *lm, gb_tokenizer *tok) {
+    if (tok == lm->tok) return;
+    gb_tokenizer_free(lm->tok);
+    lm->tok = tok;
+}
 int64_t gb_lm_pad_id(const gb_lm *lm) { return lm->tok ? gb_tokenizer_padding_id(lm->tok) : 0; }
 
 static gb_status gb__no_tokenizer(const gb_lm *lm, const char *op) {

@@ -46,6 +46,10 @@
 #include "../io/io.h"
 #include "../trace/trace.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gb_lm gb_lm;
 
 /* Open a model (gb_model_open: a directory, a file or a Hub id) and the
@@ -57,6 +61,9 @@ void gb_lm_free(gb_lm *lm);
 gb_model *gb_lm_model(const gb_lm *lm);         /* borrowed */
 gb_module *gb_lm_module(const gb_lm *lm);       /* the model's root module, borrowed */
 gb_tokenizer *gb_lm_tokenizer(const gb_lm *lm); /* borrowed; NULL when the model has none */
+/* Use tok instead of the tokenizer found beside the model (lm takes it
+ * over and frees it; NULL: none). The pad id follows the new tokenizer. */
+void gb_lm_set_tokenizer(gb_lm *lm, gb_tokenizer *tok);
 /* The id that pads shorter prompts and finished rows. */
 int64_t gb_lm_pad_id(const gb_lm *lm);
 /* Whether id ends a sequence (the model's EOS ids). */
@@ -160,5 +167,9 @@ gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
 /* The same with every decoding option (sampling, stop tokens, pad id,
  * max_length, a per-step callback) given by opts. */
 gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -51,6 +51,10 @@
 #include "../autograd/autograd.h"
 #include "../tensor/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- values ------------------------------------------------------------- */
 
 #define GB_MAX_VALUES 8
@@ -255,5 +259,9 @@ void gb_run_set_nan_check(gb_run *run, bool on);
 gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
 /* One tensor in, first output out; run may be NULL (a fresh run, no events). */
 gb_status gb_module_run(gb_module *m, gb_run *run, gb_tensor *x, gb_tensor **y);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -39,6 +39,10 @@
 
 #include "../session/session.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- the server ------------------------------------------------------------ */
 
 typedef struct gb_server gb_server;
@@ -114,5 +118,9 @@ gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, con
 /* GET url/path (e.g. "/models", "/health"): the body, malloc'd; *status
  * the HTTP status. NULL with an error on transport failure. */
 char *gb_remote_get(const char *url, const char *path, const char *key, long *status);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -39,6 +39,10 @@
 
 #include "../lm/lm.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gb_session gb_session;
 
 gb_session *gb_session_new(void);
@@ -185,5 +189,9 @@ typedef gb_status (*gb_spec_result_fn)(void *ctx, const gb_spec_result *r);
  * own trace event, and so does each trace's scan. NULL with an error. */
 gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const char *name), void *lm_ctx,
                             gb_spec_limits *limits, gb_spec_result_fn result, void *result_ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -35,6 +35,10 @@ void gb_clear_error(void) {
     gb__err_status = GB_OK;
 }
 
+#define GB__STR(x) #x
+#define GB__VERSION_STR(a, b, c) GB__STR(a) "." GB__STR(b) "." GB__STR(c)
+const char *gb_version(void) { return GB__VERSION_STR(GB_VERSION_MAJOR, GB_VERSION_MINOR, GB_VERSION_PATCH); }
+
 const char *gb_status_name(gb_status s) {
     return (unsigned)s < GB_STATUS_COUNT ? gb__status_names[s] : "unknown";
 }

@@ -46,7 +46,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GB_MAX_DIMS 8
+
+/* ---- version -------------------------------------------------------------- */
+
+/* The one place the version is written: the Makefile (the shared library's
+ * file names and SONAME, glassbox.pc) reads these three lines. */
+#define GB_VERSION_MAJOR 0
+#define GB_VERSION_MINOR 1
+#define GB_VERSION_PATCH 0
+/* The version of the library linked, "MAJOR.MINOR.PATCH" (the macros are the
+ * headers' version). */
+const char *gb_version(void);
 
 /* ---- status and errors -------------------------------------------------- */
 
@@ -86,10 +101,13 @@ void gb_clear_error(void);
 
 /* GB_AT(expr): evaluates expr (a call returning a pointer or gb_status) and,
  * if that call fails, prefixes the error message with this file and line. */
+#ifndef __cplusplus
 #define GB_AT(expr)                                                           \
     _Generic((expr),                                                          \
         gb_status: gb__site_leave_status,                                     \
         default: gb__site_leave_ptr)((gb__site_enter(__FILE__, __LINE__), (expr)))
+#endif
+/* GB_AT's expansion (not called directly). */
 void gb__site_enter(const char *file, int line);
 gb_status gb__site_leave_status(gb_status s);
 void *gb__site_leave_ptr(const void *p);
@@ -404,6 +422,23 @@ char *gb_tensor_describe(const gb_tensor *t);
 
 /* ---- threads and BLAS --------------------------------------------------- */
 
+/* OpenBLAS and the host's environment. glassbox loads OpenBLAS with dlopen
+ * on the first op that needs it (a product, or gb_blas_kernel). OpenBLAS
+ * reads two variables once, in its constructor, and offers no call to
+ * choose its kernel afterwards, so for the duration of that dlopen only,
+ * and only for a variable the process has not set (unset or empty):
+ *   OPENBLAS_CORETYPE     is set to the kernel for this CPU's features
+ *                         (Debian's 0.3.21 misdetects some AVX-512 Xeons);
+ *   OPENBLAS_NUM_THREADS  is set to 1 (glassbox threads products itself);
+ * then each is put back as it was (unset again). Nothing else is written,
+ * and no variable is touched later; the thread count is then set with
+ * openblas_set_num_threads(1). setenv is not thread-safe against getenv in
+ * other threads: a host with threads reading the environment at that
+ * moment, or that wants no write at all, sets both variables itself before
+ * the first op (any value: its values are then used as they are, and
+ * glassbox calls no setenv). An OpenBLAS the host loaded first is used as it
+ * is, with the kernel it chose. */
+
 /* Name of the BLAS kernel in use, e.g. "SkylakeX" (loads OpenBLAS if needed),
  * or NULL with an error when OpenBLAS cannot be loaded. */
 const char *gb_blas_kernel(void);
@@ -415,5 +450,13 @@ const char *gb_blas_kernel(void);
  * the environment should call gb_blas_kernel first. */
 void gb_set_num_threads(int n);
 int gb_get_num_threads(void);
+
+#ifdef __cplusplus
+}
+/* GB_AT in C++: overloads instead of _Generic. */
+static inline gb_status gb__site_leave(gb_status s) { return gb__site_leave_status(s); }
+template <class T> static inline T *gb__site_leave(T *p) { return (T *)gb__site_leave_ptr(p); }
+#define GB_AT(expr) gb__site_leave((gb__site_enter(__FILE__, __LINE__), (expr)))
+#endif
 
 #endif

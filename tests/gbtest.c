@@ -204,7 +204,7 @@ gbt_oracle *gbt_oracle_load_or_skip(const char *name, const char *test_name) {
     bool empty = !text || !*text;
     free(text);
     if (empty) {
-        gbt_skip(test_name, "tests/oracle/%s.py wrote nothing: no %s, or no Node tokenizers (sh tools/install-deps.sh)",
+        gbt_skip(test_name, "tests/oracle/%s.py wrote nothing: no %s, or no Node tokenizers (sh tools/install-deps.sh --test)",
                  name, GBT_BUNDLED);
         return NULL;
     }
@@ -265,6 +265,16 @@ void gbt_one_error_line(const gbt_cli_result *r, const char *prefix) {
     ck_assert_msg(!strncmp(r->err, prefix, strlen(prefix)), "stderr '%s' does not start with '%s'", r->err, prefix);
     char *nl = strchr(r->err, '\n');
     ck_assert_msg(nl && nl[1] == 0, "stderr is not one line: '%s'", r->err);
+}
+
+int gbt_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 void gbt_cli_fails(const char *args, int status, const char *prefix) {

@@ -99,6 +99,8 @@ void gbt_cli_free(gbt_cli_result *r);
 void gbt_one_error_line(const gbt_cli_result *r, const char *prefix);
 /* The command exits with status and one error line starting with prefix. */
 void gbt_cli_fails(const char *args, int status, const char *prefix);
+/* Run a shell command (printf-style); its exit status, or -1. */
+int gbt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Save every parameter of net under its name, with `drop` removed from the
  * front when it starts with it (NULL: none), plus nextra extra tensors. */
 void gbt_save_params(gb_module *net, const char *path, const char *drop, int nextra, const char **extra_names,

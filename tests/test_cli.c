@@ -4,6 +4,8 @@
  * Hugging Face's tokenizer (tests/oracle/bundled.py: printed values as
  * PyTorch's own repr), and derivations written beside the checks. */
 #include <stdlib.h>
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <sys/stat.h>
 
 #include "gbtest.h"
@@ -71,32 +73,52 @@ START_TEST(test_info) {
 }
 END_TEST
 
-/* run --hidden writes the logits, every block's hidden state and the final
- * norm's output: PyTorch's, from forward hooks on the same modules. */
+/* run --hidden writes the logits and Hugging Face's hidden_states (the
+ * input of each block, 0 being the embeddings, then the final norm's
+ * output): PyTorch's, from hooks on the same modules in GPT2Model.forward's
+ * order; the file records the model, the prompt and the ids. */
 START_TEST(test_run_writes_safetensors) {
     gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_run_writes_safetensors");
     if (!o) return;
     gb_tensor *prompt = gbt_get(o, "ids.eiffel");
-    char args[4400], path[512], *ids = id_list(prompt, NULL, 0, ",");
+    char args[4400], path[512], *ids = id_list(prompt, NULL, 0, ","), *ids_json = id_list(prompt, NULL, 0, ", ");
     snprintf(path, sizeof path, "%s/cli_run.safetensors", gbt_tmp_dir());
-    snprintf(args, sizeof args, "run " GBT_BUNDLED " --ids %s --out %s --hidden", ids, path);
+    snprintf(args, sizeof args, "run " GBT_BUNDLED " -p 'The Eiffel Tower is in the city of' --out %s --hidden", path);
     gbt_cli_result r = gbt_cli(args);
-    ck_assert_msg(r.status == 0, "run failed: %s", r.err);
+    ck_assert_msg(r.status == 0 && !*r.out, "run failed: %s", r.err);
     gb_safetensors *st = gb_safetensors_open(path);
     gbt_ok(st);
-    ck_assert_int_eq(gb_safetensors_count(st), 1 + 4 + 1); /* logits, hidden.0-3, hidden.final */
-    const char *names[] = {"logits", "hidden.0", "hidden.1", "hidden.2", "hidden.3", "hidden.final"};
-    const char *keys[] = {"logits.eiffel", "hidden.eiffel.0", "hidden.eiffel.1", "hidden.eiffel.2", "hidden.eiffel.3",
-                          "hidden.eiffel.final"};
+    ck_assert_int_eq(gb_safetensors_count(st), 1 + 4 + 1); /* logits, hidden_states.0-4 (4 blocks) */
     for (int i = 0; i < 6; i++) {
-        gb_tensor *got = gb_safetensors_get(st, names[i]), *want = gbt_get(o, keys[i]);
+        char name[64], key[64];
+        snprintf(name, sizeof name, i ? "hidden_states.%d" : "logits", i - 1);
+        snprintf(key, sizeof key, i ? "hidden_states.eiffel.%d" : "logits.eiffel", i - 1);
+        gb_tensor *got = gb_safetensors_get(st, name), *want = gbt_get(o, key);
         gbt_ok(got);
-        gbt_assert_close(got, want, 1e-5, 1e-5, names[i]);
+        gbt_assert_close(got, want, 1e-5, 1e-5, name);
         gb_tensor_free(want), gb_tensor_free(got);
     }
+    char want_ids[4200];
+    snprintf(want_ids, sizeof want_ids, "[%s]", ids_json);
+    ck_assert_str_eq(gb_safetensors_metadata(st, "ids"), want_ids);
+    ck_assert_str_eq(gb_safetensors_metadata(st, "prompt"), "The Eiffel Tower is in the city of");
+    ck_assert_str_eq(gb_safetensors_metadata(st, "model"), GBT_BUNDLED);
+    ck_assert_str_eq(gb_safetensors_metadata(st, "model_type"), "gpt2");
     gb_safetensors_free(st);
     gbt_cli_free(&r);
-    free(ids);
+
+    /* Without --out: a summary, the next token being PyTorch's argmax at the last position. */
+    gb_tensor *top = gbt_get(o, "argmax.eiffel");
+    char want[4400];
+    snprintf(args, sizeof args, "run " GBT_BUNDLED " --ids %s", ids);
+    r = gbt_cli(args);
+    snprintf(want, sizeof want, "ids: [%s]\nnext token: %lld (", ids_json, (long long)gbt_i64(top, gb_tensor_numel(top) - 1));
+    ck_assert_msg(r.status == 0 && !strncmp(r.out, want, strlen(want)), "%s", r.out);
+    snprintf(want, sizeof want, "\nlogits: [1, %lld, 1024]\n", (long long)gb_tensor_numel(prompt));
+    ck_assert_msg(strstr(r.out, want) != NULL, "%s", r.out);
+    gbt_cli_free(&r);
+    gb_tensor_free(top);
+    free(ids), free(ids_json);
     gb_tensor_free(prompt);
     gbt_oracle_free(o);
 }
@@ -270,23 +292,279 @@ END_TEST
 
 START_TEST(test_cli_errors) {
     gbt_cli_fails("info /nonexistent/model", 1, "glassbox info: hub: /nonexistent/model");
-    gbt_cli_fails("run " GBT_BUNDLED " --ids 1,x --out /dev/null", 1,
+    gbt_cli_fails("run " GBT_BUNDLED " --ids 1,x --out /dev/null", 2,
                   "glassbox run: --ids: '1,x' is not a comma-separated list of token ids");
-    gbt_cli_fails("run " GBT_BUNDLED " --ids 1,2", 1, "glassbox run: missing --out");
+    gbt_cli_fails("run " GBT_BUNDLED, 2, "glassbox run: give a prompt with --ids 1,2,3 or -p TEXT");
     gbt_cli_result r = gbt_cli("generate " GBT_BUNDLED " --ids 1,2000 --ids-out"); /* vocabulary is 1024 */
     ck_assert_int_eq(r.status, 1);
     gbt_one_error_line(&r, "glassbox generate: ");
     ck_assert(strstr(r.err, "2000") != NULL);
     gbt_cli_free(&r);
-    gbt_cli_fails("generate --bogus", 2, "glassbox generate: unknown or incomplete option '--bogus'");
+    gbt_cli_fails("generate --bogus", 2, "glassbox generate: unknown option '--bogus' (see glassbox generate --help)");
     gbt_cli_fails("run " GBT_BUNDLED " --ids 1,2 --out /dev/null --dtype bf16", 2,
-                  "glassbox run: --dtype: 'bf16' is not a weight dtype (stored or f32)");
+                  "glassbox run: --dtype: 'bf16' is not one of stored|f32|float32 (see glassbox run --help)");
     gbt_cli_fails("lens " GBT_BUNDLED " -p Paris --dtype f16", 2,
-                  "glassbox lens: --dtype: 'f16' is not a weight dtype (stored or f32)");
-    gbt_cli_fails("info " GBT_BUNDLED " --dtype", 2, "glassbox info: usage: glassbox info [MODEL] [--dtype stored|f32]");
+                  "glassbox lens: --dtype: 'f16' is not one of stored|f32|float32 (see glassbox lens --help)");
+    gbt_cli_fails("info " GBT_BUNDLED " --dtype", 2, "glassbox info: option '--dtype' needs an argument (see glassbox info --help)");
     r = gbt_cli("frobnicate");
     ck_assert_int_eq(r.status, 2);
     ck_assert(strstr(r.err, "unknown command 'frobnicate'") != NULL);
+    gbt_cli_free(&r);
+}
+END_TEST
+
+/* Every numeric option is the whole string and in range; options are given
+ * once unless they repeat, and --ids and -p exclude each other; options a
+ * command does not have are refused: all usage errors (2), before any
+ * model is opened. */
+START_TEST(test_strict_options) {
+    static const struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"generate -n abc", "-n/--max-new-tokens: 'abc' is not an integer"},
+        {"generate -n 5x", "-n/--max-new-tokens: '5x' is not an integer"},
+        {"generate -n 1e3", "-n/--max-new-tokens: '1e3' is not an integer"},
+        {"generate -n ''", "-n/--max-new-tokens: '' is not an integer"},
+        {"generate -n ' 5'", "-n/--max-new-tokens: ' 5' is not an integer"},
+        {"generate -n 99999999999999999999", "-n/--max-new-tokens: '99999999999999999999' is not an integer"},
+        {"generate -n 1000001", "-n/--max-new-tokens: 1000001 is out of range (0 to 1000000)"},
+        {"trace -n -5 --ids 1", "-n/--max-new-tokens: -5 is out of range (0 to 1000000)"},
+        {"generate --ids 1 --ids 2", "--ids is given twice"},
+        {"generate --ids 1 -p x", "--ids and -p/--prompt exclude each other"},
+        {"run -p x --ids 1", "-p/--prompt and --ids exclude each other"},
+        {"generate --ids 1,,2", "--ids: '1,,2' is not a comma-separated list of token ids"},
+        {"generate --ids 1,", "--ids: '1,' is not a comma-separated list of token ids"},
+        {"generate --ids -1", "--ids: '-1' is not a comma-separated list of token ids"},
+        {"generate --out x.safetensors", "unknown option '--out'"},
+        {"generate --hidden", "unknown option '--hidden'"},
+        {"generate --scan", "unknown option '--scan'"},
+        {"generate --graph", "unknown option '--graph'"},
+        {"generate -n", "option '-n' needs an argument"},
+        {"trace --json=1", "option '--json' takes no argument"},
+        {"info a b", "unexpected argument 'b'"},
+        {"train-tokenizer --vocab 5.5 --out d c", "--vocab: '5.5' is not an integer"},
+        {"train --steps 5x", "--steps: '5x' is not an integer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char want[512], cmd[32];
+        snprintf(cmd, sizeof cmd, "%.*s", (int)strcspn(cases[i].args, " "), cases[i].args);
+        snprintf(want, sizeof want, "glassbox %s: %s (see glassbox %s --help)", cmd, cases[i].msg, cmd);
+        gbt_cli_fails(cases[i].args, 2, want);
+    }
+}
+END_TEST
+
+/* The commands `glassbox --help` lists. */
+static int commands(char names[][32], int max) {
+    gbt_cli_result r = gbt_cli("--help");
+    ck_assert_int_eq(r.status, 0);
+    char *p = strstr(r.out, "commands:\n");
+    ck_assert_ptr_nonnull(p);
+    int n = 0;
+    for (p += strlen("commands:\n"); n < max && !strncmp(p, "  ", 2); p = strchr(p, '\n') + 1)
+        ck_assert_int_eq(sscanf(p, "%31s", names[n++]), 1);
+    gbt_cli_free(&r);
+    return n;
+}
+
+/* -h and --help on every command: its usage on stdout, exit 0, whatever
+ * else is on the line; the manual page is the one the tables give. */
+START_TEST(test_help_version_man) {
+    char names[32][32];
+    int n = commands(names, 32);
+    ck_assert_int_ge(n, 9);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            static const char *const forms[] = {"%s --help", "%s -h", "%s --help --bogus"};
+            char args[128], want[128];
+            snprintf(args, sizeof args, forms[k], names[i]);
+            gbt_cli_result r = gbt_cli(args);
+            snprintf(want, sizeof want, "usage: glassbox %.31s ", names[i]);
+            ck_assert_msg(r.status == 0 && !strncmp(r.out, want, strlen(want)) && !*r.err,
+                          "glassbox %s: status %d, out '%.60s', err '%s'", args, r.status, r.out, r.err);
+            ck_assert_msg(strstr(r.out, "  -h, --help ") != NULL, "%s", r.out);
+            gbt_cli_free(&r);
+        }
+    char want[64];
+    snprintf(want, sizeof want, "glassbox %d.%d.%d\n", GB_VERSION_MAJOR, GB_VERSION_MINOR, GB_VERSION_PATCH);
+    cli_prints("--version", want);
+    ck_assert(!strncmp(gb_version(), want + strlen("glassbox "), strlen(gb_version())));
+    /* docs/glassbox.1 is `glassbox --man` (make man) */
+    gbt_cli_result r = gbt_cli("--man");
+    char *page = gbt_read_file("docs/glassbox.1", NULL);
+    ck_assert_ptr_nonnull(page);
+    ck_assert_msg(r.status == 0 && !strcmp(r.out, page), "docs/glassbox.1 is not current: run make man");
+    for (int i = 0; i < n; i++) {
+        char title[128];
+        snprintf(title, sizeof title, ".SS \"glassbox %.31s", names[i]);
+        ck_assert_msg(strstr(page, title) != NULL, "the man page has no section for %s", names[i]);
+    }
+    free(page);
+    gbt_cli_free(&r);
+}
+END_TEST
+
+/* --json output parses back and holds what the plain output says: PyTorch's
+ * greedy ids, Hugging Face's token ids, PyTorch's argmax. */
+START_TEST(test_json) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("bundled", "test_json");
+    if (!o) return;
+    gb_tensor *prompt = gbt_get(o, "ids.eiffel"), *eos = gbt_get(o, "eos.eiffel"), *top = gbt_get(o, "argmax.eiffel");
+    char args[4400], *ids = id_list(prompt, NULL, 0, ",");
+    int64_t T = gb_tensor_numel(prompt);
+
+    gbt_cli_result r = gbt_cli("generate " GBT_BUNDLED " -p 'The Eiffel Tower is in the city of' -n 2 --json");
+    cJSON *j = cJSON_Parse(r.out);
+    ck_assert_msg(r.status == 0 && j, "%s %s", r.out, r.err);
+    cJSON *jids = cJSON_GetObjectItem(j, "ids");
+    ck_assert_int_eq(cJSON_GetArraySize(jids), T + 2);
+    for (int64_t i = 0; i < T + 2; i++)
+        ck_assert_int_eq((int64_t)cJSON_GetArrayItem(jids, (int)i)->valuedouble, i < T ? gbt_i64(prompt, i) : gbt_i64(eos, i - T));
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "prompt_tokens")->valueint, T);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "text")->valuestring, "The Eiffel Tower is in the city of Paris.");
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    r = gbt_cli("tokenize " GBT_BUNDLED " 'The Eiffel Tower is in the city of' --json");
+    ck_assert_ptr_nonnull(j = cJSON_Parse(r.out));
+    jids = cJSON_GetObjectItem(j, "ids");
+    ck_assert_int_eq(cJSON_GetArraySize(jids), T);
+    for (int64_t i = 0; i < T; i++) ck_assert_int_eq(cJSON_GetArrayItem(jids, (int)i)->valueint, gbt_i64(prompt, i));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tokens")), T);
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    snprintf(args, sizeof args, "detokenize %s --json", ids);
+    r = gbt_cli(args);
+    ck_assert_ptr_nonnull(j = cJSON_Parse(r.out));
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "text")->valuestring, "The Eiffel Tower is in the city of");
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    snprintf(args, sizeof args, "trace " GBT_BUNDLED " --ids %s -e 'top = lm_head.output[0].argmax(-1).save()' --json", ids);
+    r = gbt_cli(args);
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s", r.out);
+    cJSON *jt = cJSON_GetObjectItem(j, "top");
+    ck_assert_str_eq(cJSON_GetObjectItem(jt, "dtype")->valuestring, "int64");
+    ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(jt, "shape"), 0)->valueint, T);
+    for (int64_t i = 0; i < T; i++)
+        ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(jt, "data"), (int)i)->valueint, gbt_i64(top, i));
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    snprintf(args, sizeof args, "run " GBT_BUNDLED " --ids %s --hidden --json", ids);
+    r = gbt_cli(args);
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s", r.out);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "next_id")->valueint, gbt_i64(top, T - 1));
+    cJSON *shape = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "hidden_states.4"), "shape");
+    ck_assert_int_eq(cJSON_GetArrayItem(shape, 2)->valueint, 128); /* n_embd */
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    /* lens: its last layer is the model's own prediction (ln_f then lm_head) */
+    snprintf(args, sizeof args, "lens " GBT_BUNDLED " --ids %s --top 2 --json", ids);
+    r = gbt_cli(args);
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s", r.out);
+    cJSON *layers = cJSON_GetObjectItem(j, "layers");
+    ck_assert_int_eq(cJSON_GetArraySize(layers), 4);
+    cJSON *cell = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetArrayItem(layers, 3), (int)T - 1), 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(cell, "id")->valueint, gbt_i64(top, T - 1));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "input")), T);
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    /* attn: [1, heads, T, T], each query's row sums to 1 (softmax), nothing after it (causal) */
+    snprintf(args, sizeof args, "attn " GBT_BUNDLED " --ids %s --layer 0 --json", ids);
+    r = gbt_cli(args);
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s", r.out);
+    cJSON *w = cJSON_GetObjectItem(j, "weights"), *data = cJSON_GetObjectItem(w, "data");
+    ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(w, "shape"), 1)->valueint, 4); /* n_head */
+    for (int64_t q = 0; q < T; q++) {
+        double sum = 0;
+        for (int64_t k = 0; k < T; k++) {
+            double x = cJSON_GetArrayItem(data, (int)(q * T + k))->valuedouble;
+            if (k > q) ck_assert(x == 0);
+            sum += x;
+        }
+        ck_assert_msg(fabs(sum - 1) < 1e-5, "row %lld sums to %g", (long long)q, sum);
+    }
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    /* patch: the clean run's last layer at the last position recovers all of it */
+    r = gbt_cli("patch " GBT_BUNDLED " --clean 'The Eiffel Tower is in the city of' --corrupt 'The Colosseum is in the city of' --json");
+    ck_assert_msg((j = cJSON_Parse(r.out)) != NULL, "%s %s", r.out, r.err);
+    cJSON *rec = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "recovered"), 3);
+    ck_assert(fabs(cJSON_GetArrayItem(rec, cJSON_GetArraySize(rec) - 1)->valuedouble - 1) < 1e-4);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "what")->valuestring, "resid");
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+
+    r = gbt_cli("info " GBT_BUNDLED " --json");
+    ck_assert_ptr_nonnull(j = cJSON_Parse(r.out));
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "n_layer")->valuestring, "4");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "model_type")->valuestring, "gpt2");
+    cJSON_Delete(j);
+    gbt_cli_free(&r);
+    free(ids);
+    gb_tensor_free(top), gb_tensor_free(eos), gb_tensor_free(prompt);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* A prompt longer than the model's 64 positions (config.json's
+ * n_positions) is refused by every command; new tokens stop at the last
+ * position, with a note. --tokenizer replaces the model's tokenizer. */
+START_TEST(test_positions_and_tokenizer) {
+    char ids[400] = "", args[800];
+    for (int i = 0; i < 65; i++) snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? "," : "", i + 1);
+    static const char *const cmds[] = {"run", "generate", "trace"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "%s " GBT_BUNDLED " --ids %s%s", cmds[i], ids, i == 2 ? " -e 'lm_head.output.save()'" : "");
+        char want[128];
+        snprintf(want, sizeof want, "glassbox %s: the prompt has 65 tokens, more than the model's 64 positions", cmds[i]);
+        gbt_cli_fails(args, 1, want);
+    }
+    *strrchr(ids, ',') = 0, *strrchr(ids, ',') = 0; /* 63 tokens: one position left */
+    for (int i = 1; i < 3; i++) {
+        snprintf(args, sizeof args, "%s " GBT_BUNDLED " --ids %s -n 3 %s", cmds[i], ids,
+                 i == 1 ? "--ids-out" : "-e 'x = lm_head.output.sum().save()'");
+        gbt_cli_result r = gbt_cli(args);
+        char want[200];
+        snprintf(want, sizeof want,
+                 "glassbox %s: note: 1 new tokens instead of 3: the prompt's 63 tokens leave 1 of the model's 64 positions",
+                 cmds[i]);
+        ck_assert_msg(r.status == 0, "%s", r.err);
+        gbt_one_error_line(&r, want);
+        ck_assert_msg(strstr(r.out, " 63, ") && !strstr(r.out, " 63]"), "%s", r.out); /* the prompt and one token */
+        gbt_cli_free(&r);
+    }
+    gbt_cli_fails("tokenize --tokenizer /nonexistent x", 1, "glassbox tokenize: ");
+    gbt_cli_result own = gbt_cli("tokenize " GBT_BUNDLED " ' Paris'");
+    ck_assert_int_eq(own.status, 0);
+    cli_prints("tokenize --tokenizer " GBT_BUNDLED "/tokenizer.json /nonexistent-model ' Paris'", own.out);
+    gbt_cli_free(&own);
+}
+END_TEST
+
+/* On a terminal, generate shows its progress in tokens per second on
+ * stderr (script(1) gives it one); elsewhere it prints nothing there. */
+START_TEST(test_generate_progress_on_terminal) {
+    if (system("script -qec true /dev/null >/dev/null 2>&1") != 0) {
+        gbt_skip("test_generate_progress_on_terminal", "script(1) cannot run");
+        return;
+    }
+    const char *b = getenv("GB_BUILD_DIR");
+    char cmd[2048], path[1024];
+    snprintf(path, sizeof path, "%s/generate.tty", gbt_tmp_dir());
+    snprintf(cmd, sizeof cmd, "script -qec '%s/glassbox generate " GBT_BUNDLED " --ids 5,6,7 -n 1' /dev/null >%s 2>&1",
+             b ? b : "build", path);
+    ck_assert_int_eq(system(cmd), 0);
+    char *text = gbt_read_file(path, NULL);
+    ck_assert_msg(text && strstr(text, "generating: 1/1 tokens, ") && strstr(text, " tokens/s"), "terminal: %s", text);
+    free(text);
+    gbt_cli_result r = gbt_cli("generate " GBT_BUNDLED " --ids 5,6,7 -n 1 --ids-out");
+    ck_assert_msg(r.status == 0 && !*r.err, "stderr: %s", r.err);
     gbt_cli_free(&r);
 }
 END_TEST
@@ -302,6 +580,11 @@ Suite *gb_suite_cli(void) {
     tcase_add_test(tc, test_trace_statements);
     tcase_add_test(tc, test_demo_llama);
     tcase_add_test(tc, test_cli_errors);
+    tcase_add_test(tc, test_strict_options);
+    tcase_add_test(tc, test_help_version_man);
+    tcase_add_test(tc, test_json);
+    tcase_add_test(tc, test_positions_and_tokenizer);
+    tcase_add_test(tc, test_generate_progress_on_terminal);
     suite_add_tcase(s, tc);
     return s;
 }

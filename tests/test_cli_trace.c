@@ -106,8 +106,8 @@ START_TEST(test_sampling_options) {
     wantflat[k] = 0;
     ck_assert_str_eq(flat, wantflat);
     gbt_cli_free(&a), gbt_cli_free(&b), gbt_cli_free(&c), gbt_cli_free(&greedy), gbt_cli_free(&zero), gbt_cli_free(&t);
-    gbt_cli_fails("generate " GBT_BUNDLED " --ids 1 --temperature -1", 2, "glassbox generate: --temperature takes a number >= 0, got '-1'");
-    gbt_cli_fails("generate " GBT_BUNDLED " --ids 1 --seed x", 2, "glassbox generate: --seed takes a number >= 0, got 'x'");
+    gbt_cli_fails("generate " GBT_BUNDLED " --ids 1 --temperature -1", 2, "glassbox generate: --temperature: -1 is out of range (0 to 1e+30) (see glassbox generate --help)");
+    gbt_cli_fails("generate " GBT_BUNDLED " --ids 1 --seed x", 2, "glassbox generate: --seed: 'x' is not an integer (see glassbox generate --help)");
 }
 END_TEST
 

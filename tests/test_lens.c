@@ -293,11 +293,11 @@ START_TEST(test_patch_errors) {
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --foil '#1024'", 1,
                   "glassbox patch: --foil: '#1024' is not a token id from #0 to #1023");
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --what heads", 2,
-                  "glassbox patch: --what: give resid, attn or mlp");
+                  "glassbox patch: --what: 'heads' is not one of resid|attn|mlp (see glassbox patch --help)");
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL, 2, "glassbox patch: give both prompts");
     gbt_cli_fails("patch " GBT_BUNDLED " --clean " EIFFEL " --corrupt " COLOSSEUM " --batch 0", 2,
-                  "glassbox patch: --batch: '0' is not an integer from 1 to");
-    gbt_cli_fails("lens " GBT_BUNDLED " -p " EIFFEL " --layer 1", 2, "glassbox lens: unknown or incomplete option '--layer'");
+                  "glassbox patch: --batch: 0 is out of range (1 to 100000) (see glassbox patch --help)");
+    gbt_cli_fails("lens " GBT_BUNDLED " -p " EIFFEL " --layer 1", 2, "glassbox lens: unknown option '--layer' (see glassbox lens --help)");
     gbt_cli_fails("lens " GBT_BUNDLED " -p " EIFFEL " --png /nonexistent/dir/x.png", 1,
                   "glassbox lens: cannot write the picture /nonexistent/dir/x.png");
 }

@@ -4,6 +4,10 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "gbtest.h"
 
 /* ../shared/README.md: greedy decoding of stories260k from BOS. */
@@ -130,6 +134,46 @@ static gb_tensor *decode_fixed(const gb_decode_opts *o, fixed_model *fm) {
 }
 
 /* One prompt pass, then one token per pass; the 4th token needs no pass. */
+/* A model gives its tokenizer, and text goes straight to the [1, T] int64
+ * ids a trace takes: Hugging Face's ids of the prompt (bundled.py). A
+ * checkpoint without tokenizer files says so. */
+START_TEST(test_model_tokenizer_ids) {
+    gbt_oracle *oracle = gbt_oracle_load_or_skip("bundled", "test_model_tokenizer_ids");
+    if (!oracle) return;
+    gb_model *m = gb_model_open(GBT_BUNDLED, NULL);
+    gbt_ok(m);
+    gb_tokenizer *tok = gb_model_tokenizer(m);
+    gbt_ok(tok);
+    gb_tensor *ids = gb_tokenizer_encode_ids(tok, "The Eiffel Tower is in the city of"), *want = gbt_get(oracle, "ids.eiffel");
+    gbt_ok(ids);
+    ck_assert_int_eq(gb_tensor_dtype(ids), GB_DTYPE_I64);
+    ck_assert_int_eq(gb_tensor_ndim(ids), 2);
+    ck_assert_int_eq(gb_tensor_dim(ids, 0), 1);
+    gbt_assert_close(ids, want, 0, 0, "gb_tokenizer_encode_ids");
+    gbt_fails_with(gb_tokenizer_encode_ids(tok, NULL) == NULL, GB_ERR_ARG, "tokenizer_encode_ids: text is NULL");
+    gb_tensor_free(want), gb_tensor_free(ids);
+    gb_tokenizer_free(tok);
+    gb_model_free(m);
+
+    char dir[4200], path[4300];
+    snprintf(dir, sizeof dir, "%s/lm_no_tokenizer", gbt_tmp_dir());
+    mkdir(dir, 0755);
+    static const char *const files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char target[4300];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        ck_assert_ptr_nonnull(realpath(GBT_BUNDLED, target));
+        strcat(target, "/"), strcat(target, files[i]);
+        unlink(path);
+        ck_assert_int_eq(symlink(target, path), 0);
+    }
+    gbt_ok(m = gb_model_open(dir, NULL));
+    gbt_fails_with(gb_model_tokenizer(m) == NULL, GB_ERR_NOT_FOUND, "");
+    gb_model_free(m);
+    gbt_oracle_free(oracle);
+}
+END_TEST
+
 START_TEST(test_decode_passes) {
     fixed_model fm = {0};
     gb_decode_opts o = gb_decode_defaults();
@@ -273,6 +317,7 @@ Suite *gb_suite_lm(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_lm_greedy_story);
     tcase_add_test(tc, test_lm_padded_batch);
+    tcase_add_test(tc, test_model_tokenizer_ids);
     tcase_add_test(tc, test_decode_passes);
     tcase_add_test(tc, test_decode_sampling);
     tcase_add_test(tc, test_decode_repetition_penalty);

@@ -236,6 +236,14 @@ START_TEST(test_loader_errors) {
     gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_SHAPE,
                    "has shape [50, 8] but the config implies [1000000000000, 8]");
 
+    /* special token ids outside the vocabulary of 50 (0..49) */
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8,"
+                        " \"n_layer\": 2, \"n_head\": 2, \"eos_token_id\": [3, 50]}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, "eos_token_id 50 is outside the vocabulary of 50 tokens");
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16, \"n_embd\": 8,"
+                        " \"n_layer\": 2, \"n_head\": 2, \"bos_token_id\": -2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_FORMAT, "bos_token_id -2 is outside the vocabulary of 50 tokens");
+
     /* a tensor the model does not have */
     write_text(cfgpath, gpt2_config);
     gb_tensor *extra = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_F32);

@@ -181,7 +181,7 @@ START_TEST(test_nan_guard_in_the_cli) {
     ck_assert_int_eq(r.status, 0);
     gbt_one_error_line(&r, "glassbox generate: warning: the logits held NaN or Inf at 2 of the 2 steps");
     gbt_cli_free(&r);
-    snprintf(args, sizeof args, "generate %s --ids 1,2,3 -n 2 --nan-check", dir);
+    snprintf(args, sizeof args, "generate %s --ids 1,2,3 -n 2 --ids-out --nan-check", dir);
     gbt_cli_fails(args, 1, "glassbox generate: nan check: transformer.h.1.mlp.c_fc (Conv1D), call 0:");
 
     /* trace: an intervention's NaN, caught at the block it spoils */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "gbtest.h"
+#include "io/safetensors_impl.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 

@@ -79,11 +79,11 @@ START_TEST(test_statements_build_the_c_graph) {
                SITE, 11);
 
     define(s, 12, "log('hidden', transformer.ln_f.input)");
-    gb_log_at("hidden", gb_getter_at(c, "transformer.ln_f", GB_TRACE_OP_INPUT, 0, SITE, 12), SITE, 12);
+    gb_trace_log_at("hidden", gb_getter_at(c, "transformer.ln_f", GB_TRACE_OP_INPUT, 0, SITE, 12), SITE, 12);
 
     define(s, 13, "print(model.output @ model.output)");
     gb_val *left = gb_getter_at(c, "", GB_TRACE_OP_OUTPUT, 0, SITE, 13);
-    gb_log_at("", gb_val_binary_at(GB_TRACE_OP_MATMUL, left, gb_getter_at(c, "", GB_TRACE_OP_OUTPUT, 0, SITE, 13), SITE, 13), SITE, 13);
+    gb_trace_log_at("", gb_val_binary_at(GB_TRACE_OP_MATMUL, left, gb_getter_at(c, "", GB_TRACE_OP_OUTPUT, 0, SITE, 13), SITE, 13), SITE, 13);
 
     define(s, 14, "transformer.h[0].attn.c_attn.output.stop()");
     gb_stop_at(gb_getter_at(c, "transformer.h.0.attn.c_attn", GB_TRACE_OP_OUTPUT, 0, SITE, 14), SITE, 14);

@@ -664,7 +664,7 @@ bool gbt_have_node_oracle(const char *test) {
     snprintf(path, sizeof path, "%s/node_modules/tokenizers/package.json", dir ? dir : "build/oracle-node");
     struct stat st;
     if (stat(path, &st) != 0) {
-        gbt_skip(test, "Hugging Face tokenizers for Node is not installed (%s; run tools/install-deps.sh)", path);
+        gbt_skip(test, "Hugging Face tokenizers for Node is not installed (%s; run sh tools/install-deps.sh --test)", path);
         return false;
     }
     if (system("node --version >/dev/null 2>&1") != 0) {
@@ -1260,7 +1260,8 @@ START_TEST(test_cli) {
     assert_cli(1,
                "glassbox tokenize: hub: /nonexistent/model: no such file or directory, and not a Hub id (org/name)\n",
                "tokenize /nonexistent/model hello");
-    assert_cli(1, "glassbox detokenize: '1,x' is not a list of token ids (at 'x')\n", "detokenize " GBT_BUNDLED " 1,x");
+    assert_cli(2, "glassbox detokenize: '1,x' is not a list of token ids (at 'x') (see glassbox detokenize --help)\n",
+               "detokenize " GBT_BUNDLED " 1,x");
     int code;
     char *out = run_cli("detokenize " GBT_BUNDLED " 1024", &code); /* the vocabulary is 0..1023 */
     ck_assert_int_eq(code, 1);

@@ -340,7 +340,7 @@ START_TEST(test_stop) {
     gb_trace_set_log(tr, log);
     gb_val *l2 = gb_save(gb_output(tr, "layer2")); /* defined first, still never produced */
     gb_val *l1 = gb_save(gb_output(tr, "layer1"));
-    gb_log("layer2:", gb_output(tr, "layer2"));
+    gb_trace_log("layer2:", gb_output(tr, "layer2"));
     gb_stop(gb_output(tr, "layer1"));
     gbt_ok_status(gb_trace_run(tr)); /* stopping is not an error */
     expect_value(l1, t.o, "l1");
@@ -431,7 +431,7 @@ START_TEST(test_definition_errors) {
     gb_trace *tr = gb_trace_new(t.net, t.x);
     gb_trace_set_log(tr, log);
     gb_val *l1 = gb_output(tr, "layer1");
-    gb_log("layer1:", l1);
+    gb_trace_log("layer1:", l1);
     gb_apply(tr, counting_copy, &calls, 1, &l1);
     gb_val *bad = gb_output(tr, "layer3"); int line = __LINE__;
     ck_assert_ptr_nonnull(bad); /* usable handles, so the code that follows needs no checks */
@@ -511,7 +511,7 @@ START_TEST(test_scan_shapes_without_running) {
     gb_val *grad = gb_grad(l1);
     gb_val *applied = gb_apply(tr, counting_copy, &calls, 1, &l1);
     gb_val *after_apply = gb_val_sum_all(applied);
-    gb_log("layer1:", l1);
+    gb_trace_log("layer1:", l1);
     gb_val *out = gb_save(gb_output(tr, ""));
     gb_val_backward(gb_val_sum_all(out));
     gbt_ok_status(gb_trace_scan(tr));
@@ -553,7 +553,7 @@ START_TEST(test_validate) {
     gb_trace_set_log(tr, log);
     gb_trace_set_validate(tr, true);
     gb_val *l1 = gb_output(tr, "layer1");
-    gb_log("layer1:", l1);
+    gb_trace_log("layer1:", l1);
     gb_apply(tr, counting_copy, &calls, 1, &l1);
     gb_set_index(gb_output(tr, "layer1"), "[:, 10]", gb_scalar(tr, 0)); int line = __LINE__;
     expect_run_fails_at(gb_trace_run(tr), GB_ERR_INDEX, line, "index 10 is out of bounds for dimension 1 with size 10");
@@ -701,25 +701,25 @@ START_TEST(test_conditions) {
     gb_trace_set_log(tr, log);
     gb_val *l1 = gb_output(tr, "layer1");
     gb_if(tr, gb_scalar(tr, 0));
-    gb_log("false", l1);
+    gb_trace_log("false", l1);
     gb_val *in_false = gb_save(gb_val_sum_all(l1));
     gb_apply(tr, counting_copy, &calls, 1, &l1); /* never called */
     gb_if(tr, gb_scalar(tr, 1));
-    gb_log("false>true", l1);
+    gb_trace_log("false>true", l1);
     gb_end_if(tr);
     gb_end_if(tr);
     gb_if(tr, gb_scalar(tr, 1));
     gb_if(tr, gb_scalar(tr, 0));
-    gb_log("true>false", l1);
+    gb_trace_log("true>false", l1);
     gb_end_if(tr);
     gb_if(tr, gb_scalar(tr, 2)); /* any nonzero value is true */
-    gb_log("true>true", gb_scalar(tr, 7));
+    gb_trace_log("true>true", gb_scalar(tr, 7));
     gb_end_if(tr);
     gb_end_if(tr);
     gb_val *after = gb_save(gb_val_sum_all(l1)); /* after gb_end_if: unconditional */
     /* On the model's own value: argmax of layer2's output, nonzero for class 1. */
     gb_if(tr, gb_val_argmax(gb_output(tr, "layer2"), 1, false));
-    gb_log("class 1", gb_scalar(tr, 1));
+    gb_trace_log("class 1", gb_scalar(tr, 1));
     gb_end_if(tr);
     gbt_ok_status(gb_trace_run(tr));
     gb_tensor *out = gbt_get(t.o, "out");
@@ -869,8 +869,8 @@ START_TEST(test_log) {
     FILE *log = tmpfile();
     gb_trace *tr = gb_trace_new(t.net, t.x);
     gb_trace_set_log(tr, log);
-    gb_log("layer1:", gb_output(tr, "layer1"));
-    gb_log("", gb_scalar(tr, 3)); /* no label, no leading space; a constant: logged before the model runs */
+    gb_trace_log("layer1:", gb_output(tr, "layer1"));
+    gb_trace_log("", gb_scalar(tr, 3)); /* no label, no leading space; a constant: logged before the model runs */
     gbt_ok_status(gb_trace_run(tr));
     char *text = file_text(log);
     gb_tensor *bytes = gbt_get(t.o, "log"); /* "layer1: " + str(layer1 output) + "\n" from PyTorch */

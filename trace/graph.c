@@ -480,7 +480,7 @@ gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const c
     return v;
 }
 
-gb_val *gb_log_at(const char *label, gb_val *x, const char *file, int line) {
+gb_val *gb_trace_log_at(const char *label, gb_val *x, const char *file, int line) {
     gb_val *v = gb__node(x->tr, GB_TRACE_OP_LOG, 1, &x, file, line);
     if (v) v->text = gb__trace_strdup(v->tr, label ? label : "");
     return v;

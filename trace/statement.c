@@ -671,7 +671,7 @@ static gb_val *gb__log_call(gb__parser *ps) {
     }
     gb_val *v = gb__expr(ps);
     if (!v || !gb__expect(ps, ')')) return NULL;
-    return ps->build ? gb_log_at(label, v, ps->site, ps->line) : gb__dry;
+    return ps->build ? gb_trace_log_at(label, v, ps->site, ps->line) : gb__dry;
 }
 
 static gb_val *gb__primary(gb__parser *ps) {

@@ -43,6 +43,10 @@
 
 #include "../hooks/hooks.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gb_trace gb_trace;
 typedef struct gb_val gb_val;
 
@@ -84,7 +88,7 @@ void gb_trace_set_nan_check(gb_trace *tr, bool on);
  * position_ids ([B, T] i64) for the run (the trace takes references). */
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask);
 void gb_trace_set_position_ids(gb_trace *tr, gb_tensor *pos);
-/* Where gb_log writes (default stdout; NULL discards). */
+/* Where gb_trace_log writes (default stdout; NULL discards). */
 void gb_trace_set_log(gb_trace *tr, FILE *f);
 /* The intervention graph as text, one node per line. Caller frees. */
 char *gb_trace_graph(const gb_trace *tr);
@@ -244,7 +248,7 @@ gb_val *gb_save(gb_val *v);
 /* target[expr] = value, in place, value broadcasting. */
 #define gb_set_index(target, expr, value) gb_set_index_at((target), (expr), (value), __FILE__, __LINE__)
 /* Print "label value" when the value exists (to gb_trace_set_log's file). */
-#define gb_log(label, v) gb_log_at((label), (v), __FILE__, __LINE__)
+#define gb_trace_log(label, v) gb_trace_log_at((label), (v), __FILE__, __LINE__)
 /* End the forward pass right after v's module event. */
 #define gb_stop(v) gb_stop_at((v), __FILE__, __LINE__)
 /* Do not run the module at path; use value as its output. */
@@ -272,7 +276,7 @@ void gb_end_if(gb_trace *tr);
  *   transformer.h[3].skip(transformer.h[2].output[0])   gb_skip
  *   lm_head.next().output[0, -1].argmax(-1).save()      gb_output_call(tr, "lm_head", 1): generation step 1
  *   model.layers[0].all().output[0][:] = 0             gb_output_all: at every step
- *   log("layer 1", layer1.output)                       gb_log (also print)
+ *   log("layer 1", layer1.output)                       gb_trace_log (also print)
  *
  *   lens = lm_head(transformer.ln_f(h)).save()          gb_call: a module on a value
  *   top = lm_head.output[0, -1].softmax(-1).topk(5)     gb_val_topk (top.values, top.indices)
@@ -554,12 +558,16 @@ gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *
                     int line);
 gb_val *gb_set_at(gb_val *target, gb_val *value, const char *file, int line);
 gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const char *file, int line);
-gb_val *gb_log_at(const char *label, gb_val *v, const char *file, int line);
+gb_val *gb_trace_log_at(const char *label, gb_val *v, const char *file, int line);
 gb_val *gb_stop_at(gb_val *v, const char *file, int line);
 gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *file, int line);
 gb_val *gb_requires_grad_at(gb_val *v, const char *file, int line);
 gb_val *gb_val_backward_at(gb_val *v, const char *file, int line);
 gb_val *gb_if_at(gb_trace *tr, gb_val *cond, const char *file, int line);
 gb_status gb_invoke_at(gb_trace *tr, gb_tensor *ids, const char *file, int line);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

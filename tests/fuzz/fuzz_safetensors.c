@@ -4,6 +4,8 @@
  * memory). See tests/fuzz/fuzz.h. */
 #include "fuzz.h"
 
+#include "io/safetensors_impl.h"
+
 int gb_fuzz_safetensors(const uint8_t *data, size_t size);
 
 int gb_fuzz_safetensors(const uint8_t *data, size_t size) {

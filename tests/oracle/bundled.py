@@ -17,6 +17,9 @@ file) when the model or the Node oracle is missing; the tests then skip.
 Keys (ids are int64; prompts [1, T], new tokens [n]):
   ids.NAME, tokens.NAME (the token strings joined by newlines)
   logits.eiffel, hidden.eiffel.L (block L's output), hidden.eiffel.final (ln_f's)
+  hidden_states.eiffel.I: Hugging Face's output_hidden_states order, written
+    out from GPT2Model.forward: the input of block I (0: the embeddings),
+    then, as I = L, ln_f's output
   argmax.eiffel: each position's next token, and .repr: PyTorch's repr of it
   greedy.NAME: 20 greedy new tokens, no stop tokens
   eos.NAME: greedy new tokens up to and with the first EOS, at most 6
@@ -96,6 +99,16 @@ def main():
         logits = run(model, eiffel, [(b, keep(str(i))) for i, b in enumerate(blocks)]
                      + [(model.transformer.ln_f, keep("final"))])
         o.put("logits.eiffel", logits)
+        states = []
+        pre = [b.register_forward_pre_hook(lambda m, inputs: states.append(inputs[0])) for b in blocks]
+        try:
+            run(model, eiffel, [(model.transformer.ln_f, lambda m, inputs, out: states.append(out))])
+        finally:
+            for h in pre:
+                h.remove()
+        assert len(states) == len(blocks) + 1
+        for i, h in enumerate(states):
+            o.put(f"hidden_states.eiffel.{i}", h)
         for name, h in seen.items():
             o.put(f"hidden.eiffel.{name}", h)
         top = logits[0].argmax(-1)

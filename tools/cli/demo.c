@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "glassbox.h"
+
 
 static const char EIFFEL[] = "The Eiffel Tower is in the city of";
 static const char COLOSSEUM[] = "The Colosseum is in the city of";
@@ -319,18 +319,15 @@ static gb_status step_edit(demo *d) {
     return st;
 }
 
-int gb_cli_demo(int argc, char **argv) {
-    if (argc > 1 || (argc == 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")))) {
-        printf("usage: glassbox demo [MODEL]\n"
-               "nnsight's walkthrough on a real model, each step with the statement it runs;\n"
-               "MODEL defaults to the bundled GPT-2 trained on facts (models/%s).\n",
-               GB_CLI_MODEL_NAME);
-        return argc > 1 ? 2 : 0;
-    }
-    const char *path = gb_cli_model("demo", argc ? argv[0] : NULL);
-    if (!path) return 1;
-    demo d = {.lm = gb_lm_open(path, NULL)};
-    if (!d.lm) return demo_fail();
+#define DEMO_OPTS(X) GB_CLI_OPT_TOKENIZER(X, DEMO_TOKENIZER)
+enum { DEMO_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt demo_opts[] = {DEMO_OPTS(GB_CLI_OPT_INIT)};
+
+static int demo_main(const gb_cli_args *a) {
+    const char *path = gb_cli_model("demo", a->npos ? a->pos[0] : NULL);
+    if (!path) return GB_CLI_ERROR;
+    demo d = {.lm = gb_cli_open_lm("demo", path, gb_cli_str(a, DEMO_TOKENIZER), false)};
+    if (!d.lm) return GB_CLI_ERROR;
     if (!(d.tok = gb_lm_tokenizer(d.lm))) {
         fprintf(stderr, "glassbox demo: the model in %s has no tokenizer (tokenizer.json, or vocab.json with merges.txt)\n",
                 gb_model_dir(gb_lm_model(d.lm)));
@@ -361,3 +358,9 @@ done:
     gb_lm_free(d.lm);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_demo = {
+    "demo", demo_main, "[MODEL]", 0, 1, "look inside a model, step by step (nnsight's walkthrough)",
+    "Each step prints the statement it runs and what it shows. MODEL may be any GPT-2 or Llama checkpoint with "
+    "a tokenizer; it defaults to the bundled GPT-2 trained on facts (models/" GB_CLI_MODEL_NAME ").",
+    demo_opts, sizeof demo_opts / sizeof *demo_opts, NULL};

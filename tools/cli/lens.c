@@ -202,6 +202,33 @@ static bool lens_csv(gb_lm *lm, const char *path, const lens_result *r) {
     return fclose(f) == 0;
 }
 
+/* {"input": [{"id", "token"}...], "layers": [[[{"id", "token", "p"}...] per position] per layer]} */
+static void lens_json(gb_lm *lm, const lens_result *r) {
+    char tok[256];
+    printf("{\"input\": [");
+    for (int t = 0; t < r->T; t++) {
+        printf("%s{\"id\": %lld, \"token\": ", t ? ", " : "", (long long)r->input[t]);
+        gb_cli_json_string(stdout, token_str(lm, r->input[t], tok, sizeof tok));
+        printf("}");
+    }
+    printf("], \"layers\": [");
+    for (int l = 0; l < r->layers; l++) {
+        printf("%s[", l ? ", " : "");
+        for (int t = 0; t < r->T; t++) {
+            printf("%s[", t ? ", " : "");
+            for (int i = 0; i < r->k; i++) {
+                size_t at = ((size_t)l * (size_t)r->T + (size_t)t) * (size_t)r->k + (size_t)i;
+                printf("%s{\"id\": %lld, \"token\": ", i ? ", " : "", (long long)r->top[at]);
+                gb_cli_json_string(stdout, token_str(lm, r->top[at], tok, sizeof tok));
+                printf(", \"p\": %.9g}", (double)r->prob[at]);
+            }
+            printf("]");
+        }
+        printf("]");
+    }
+    printf("]}\n");
+}
+
 /* Token texts of ids[0..n) as labels, each malloc'd; a token of spaces
  * and newlines alone is quoted (' ', '\n') so that it shows. NULL when out
  * of memory. */
@@ -432,6 +459,32 @@ static void patch_print(gb_lm *lm, gb_tensor *clean, gb_tensor *corrupt, const p
     }
 }
 
+/* A JSON number, or null for NaN and infinities (JSON has neither). */
+static void json_num(double x) {
+    if (isfinite(x)) printf("%.9g", x);
+    else printf("null");
+}
+
+/* {"what", "target", "foil", "clean", "corrupt", "diff": [[...] per layer], "recovered": [[...]]} */
+static void patch_json(const patch_result *r) {
+    printf("{\"what\": \"%s\", \"target\": %lld, \"foil\": %lld, \"clean\": ", patch_whats[r->what].name,
+           (long long)r->target, (long long)r->foil);
+    json_num(r->clean);
+    printf(", \"corrupt\": ");
+    json_num(r->corrupt);
+    for (int k = 0; k < 2; k++) {
+        const double *v = k ? r->recovered : r->diff;
+        printf(k ? ", \"recovered\": [" : ", \"diff\": [");
+        for (int l = 0; l < r->layers; l++) {
+            printf("%s[", l ? ", " : "");
+            for (int t = 0; t < r->T; t++) printf(t ? ", " : ""), json_num(v[(size_t)l * (size_t)r->T + (size_t)t]);
+            printf("]");
+        }
+        printf("]");
+    }
+    printf("}\n");
+}
+
 static bool patch_csv(gb_lm *lm, const char *path, gb_tensor *clean, gb_tensor *corrupt, const patch_result *r) {
     FILE *f = fopen(path, "w");
     if (!f) return false;
@@ -546,96 +599,28 @@ static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, 
 
 /* ---- the commands ---------------------------------------------------------- */
 
-typedef struct lens_opts {
-    const char *model, *text, *ids, *png, *csv, *clean, *corrupt, *target, *foil, *what, *dtype;
-    long top, layer, head, batch;
-    bool has_layer, f32;
-} lens_opts;
-
-/* s as a long in [lo, hi]; false after printing why. */
-static bool parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
-    char *end, msg[256];
-    long v = strtol(s, &end, 10);
-    if (end != s && !*end && v >= lo && v <= hi) {
-        *out = v;
-        return true;
-    }
-    snprintf(msg, sizeof msg, "%s: '%s' is not an integer from %ld to %ld", opt, s, lo, hi);
-    gb_cli_fail(cmd, msg);
-    return false;
-}
-
-/* The options of lens, patch and attn (each takes the ones it lists);
- * 0, or the exit code after printing why. */
-static int lens_parse(const char *cmd, const char *allowed, int argc, char **argv, lens_opts *o) {
-    static const struct {
-        const char *name;
-        size_t at; /* of the const char * field */
-    } strs[] = {{"-p", offsetof(lens_opts, text)},         {"--ids", offsetof(lens_opts, ids)},
-                {"--png", offsetof(lens_opts, png)},       {"--csv", offsetof(lens_opts, csv)},
-                {"--clean", offsetof(lens_opts, clean)},   {"--corrupt", offsetof(lens_opts, corrupt)},
-                {"--target", offsetof(lens_opts, target)}, {"--foil", offsetof(lens_opts, foil)},
-                {"--what", offsetof(lens_opts, what)},     {"--dtype", offsetof(lens_opts, dtype)}};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool known = a[0] == '-' && strstr(allowed, a) && argc > i + 1, done = false;
-        for (size_t k = 0; known && k < sizeof strs / sizeof strs[0] && !done; k++)
-            if (!strcmp(a, strs[k].name)) *(const char **)(void *)((char *)o + strs[k].at) = argv[++i], done = true;
-        if (done) continue;
-        if (known && !strcmp(a, "--top")) {
-            if (!parse_long(cmd, a, argv[++i], 1, 100, &o->top)) return 2;
-        } else if (known && !strcmp(a, "--layer")) {
-            if (!parse_long(cmd, a, argv[++i], -1000, 1000, &o->layer)) return 2;
-            o->has_layer = true;
-        } else if (known && !strcmp(a, "--head")) {
-            if (!parse_long(cmd, a, argv[++i], 0, 100000, &o->head)) return 2;
-        } else if (known && !strcmp(a, "--batch")) {
-            if (!parse_long(cmd, a, argv[++i], 1, 100000, &o->batch)) return 2;
-        } else if (a[0] != '-' && !o->model) {
-            o->model = a;
-        } else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown or incomplete option '%s' (options: %s)", a, allowed);
-            gb_cli_fail(cmd, msg);
-            return 2;
-        }
-    }
-    if (o->dtype && !gb_cli_dtype(cmd, o->dtype, &o->f32)) return 2;
-    o->model = gb_cli_model(cmd, o->model);
-    return o->model ? 0 : 1;
-}
-
 /* The picture's line: "picture: FILE (W x H pixels)". */
-static int wrote_png(const char *cmd, bool ok, const char *path, int w, int h) {
-    if (!ok) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "cannot write the picture %s", path);
-        return gb_cli_fail(cmd, msg);
-    }
-    printf("picture: %s (%d x %d pixels)\n", path, w, h);
+static int wrote_png(const char *cmd, bool ok, const char *path, int w, int h, bool json) {
+    if (!ok) return gb_cli_fail(cmd, "cannot write the picture %s", path);
+    fprintf(json ? stderr : stdout, "picture: %s (%d x %d pixels)\n", path, w, h); /* stdout holds only the JSON */
     return 0;
 }
 
 static int wrote_csv(const char *cmd, bool ok, const char *path) {
-    if (ok) return 0;
-    char msg[600];
-    snprintf(msg, sizeof msg, "cannot write %s", path);
-    return gb_cli_fail(cmd, msg);
+    return ok ? 0 : gb_cli_fail(cmd, "cannot write %s", path);
 }
 
 /* Saved values as a picture (trace --png). */
 int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
                        gb_tensor *const *values, gb_tensor *ids) {
-    char msg[600];
     int rows = 0, cols = -1, w = 0, h = 0;
     for (int i = 0; i < n; i++) { /* [..., 1, r, c] or [c] after dropping leading ones */
         int nd = gb_tensor_ndim(values[i]), first = 0;
         while (first < nd - 2 && gb_tensor_dim(values[i], first) == 1) first++;
         int64_t c = nd ? gb_tensor_dim(values[i], -1) : 1, r = nd ? gb_tensor_numel(values[i]) / c : 1;
         if (nd - first > 2 || (cols >= 0 && c != cols)) {
-            snprintf(msg, sizeof msg, "--png: the saved values must be rows of one length (vectors or matrices); %s is not",
-                     names[i]);
-            return gb_cli_fail(cmd, msg);
+            return gb_cli_fail(cmd, "--png: the saved values must be rows of one length (vectors or matrices); %s is not",
+                               names[i]);
         }
         cols = (int)c, rows += (int)r;
     }
@@ -678,32 +663,47 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
     bool ok = v && row_names && cells && gb_plot_heatmap(path, &hm, &w, &h);
     free(v);
     free_names(row_names, rows), free_names(cells, rows * cols), free_names(col_names, cols);
-    return wrote_png(cmd, ok, path, w, h);
+    return wrote_png(cmd, ok, path, w, h, false);
 }
 
-int gb_cli_lens(int argc, char **argv) {
-    lens_opts o = {.top = 3};
-    int rc = lens_parse("lens", "-p --ids --top --png --csv --dtype", argc, argv, &o);
-    if (rc) return rc;
-    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
-    if (!lm) return gb_cli_fail("lens", gb_last_error());
-    gb_tensor *ids = gb_cli_prompt_ids("lens", lm, o.ids, o.text, false);
+#define LENS_OPTS(X)                                                                                                 \
+    GB_CLI_OPT_PROMPT(X, LENS_IDS, LENS_TEXT, false, 1)                                                               \
+    X(LENS_TOP, "top", 0, INT, 1, 100, "3", false, 0, "K", "the K most likely tokens per layer and position")       \
+    X(LENS_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the lens (the top token's probability)")         \
+    X(LENS_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer, position and rank")                \
+    GB_CLI_OPT_DTYPE(X, LENS_DTYPE)                                                                                  \
+    GB_CLI_OPT_JSON(X, LENS_JSON)
+enum { LENS_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt lens_opts[] = {LENS_OPTS(GB_CLI_OPT_INIT)};
+
+static int lens(const gb_cli_args *a) {
+    const char *text = gb_cli_str(a, LENS_TEXT), *png = gb_cli_str(a, LENS_PNG), *csv = gb_cli_str(a, LENS_CSV);
+    if (!text && !gb_cli_given(a, LENS_IDS)) return gb_cli_usage_error("lens", "give a prompt with --ids 1,2,3 or -p TEXT");
+    gb_lm *lm = gb_cli_open_lm("lens", a->npos ? a->pos[0] : NULL, NULL, gb_cli_f32(a, LENS_DTYPE));
+    if (!lm) return GB_CLI_ERROR;
+    gb_tensor *ids = gb_cli_prompt_ids("lens", lm, gb_cli_get(a, LENS_IDS), text, false);
+    long long k = gb_cli_int(a, LENS_TOP), V = (long long)gb_model_vocab_size(gb_lm_model(lm)); /* --top beyond V: all */
     lens_result r = {0};
-    if (o.top > gb_model_vocab_size(gb_lm_model(lm))) o.top = gb_model_vocab_size(gb_lm_model(lm));
-    int w = 0, h = 0;
-    if (!ids) rc = 1;
-    else if (lens_compute(lm, ids, (int)o.top, &r) != GB_OK) rc = gb_cli_fail("lens", gb_last_error());
+    int w = 0, h = 0, rc = GB_CLI_OK;
+    if (!ids || !gb_cli_check_positions("lens", lm, gb_tensor_dim(ids, 1), NULL)) rc = GB_CLI_ERROR;
+    else if (lens_compute(lm, ids, (int)(k < V ? k : V), &r) != GB_OK) rc = gb_cli_fail("lens", "%s", gb_last_error());
     else {
-        lens_print(lm, o.text, &r);
-        if (o.csv) rc = wrote_csv("lens", lens_csv(lm, o.csv, &r), o.csv);
-        bool drawn = !rc && o.png && lens_png(lm, o.png, &r, &w, &h);
-        if (!rc && o.png) rc = wrote_png("lens", drawn, o.png, w, h);
+        if (gb_cli_given(a, LENS_JSON)) lens_json(lm, &r);
+        else lens_print(lm, text, &r);
+        if (csv) rc = wrote_csv("lens", lens_csv(lm, csv, &r), csv);
+        bool drawn = !rc && png && lens_png(lm, png, &r, &w, &h);
+        if (!rc && png) rc = wrote_png("lens", drawn, png, w, h, gb_cli_given(a, LENS_JSON));
     }
     lens_free(&r);
     gb_tensor_free(ids);
     gb_lm_free(lm);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_lens = {
+    "lens", lens, "[MODEL]", 0, 1, "the logit lens: every layer's output through the final norm and unembedding",
+    "Prints the K most likely next tokens at every layer and position (docs/recipes.md).",
+    lens_opts, sizeof lens_opts / sizeof *lens_opts, NULL};
 
 /* The one token of text (--target ' Paris'), or the id of "#ID"; -1 after
  * printing why. */
@@ -723,37 +723,55 @@ static int64_t one_token(const char *cmd, const char *opt, gb_lm *lm, const char
     else if (n != 1) snprintf(msg, sizeof msg, "%s: '%s' is %zu tokens, not one (or give the id: #ID)", opt, text, n);
     else id = ids[0];
     free(ids);
-    if (id < 0) gb_cli_fail(cmd, msg);
+    if (id < 0) gb_cli_fail(cmd, "%s", msg);
     return id;
 }
 
-int gb_cli_patch(int argc, char **argv) {
-    lens_opts o = {.batch = 32};
-    int rc = lens_parse("patch", "--clean --corrupt --target --foil --what --batch --png --csv --dtype", argc, argv, &o);
-    if (rc) return rc;
-    int what = -1;
+#define PATCH_OPTS(X)                                                                                                \
+    X(PATCH_CLEAN, "clean", 0, STR, 0, 0, NULL, false, 0, "TEXT", "the clean prompt (required)")                    \
+    X(PATCH_CORRUPT, "corrupt", 0, STR, 0, 0, NULL, false, 0, "TEXT",                                              \
+      "the corrupted prompt, as many tokens as the clean one (required)")                                          \
+    X(PATCH_TARGET, "target", 0, STR, 0, 0, NULL, false, 0, "TOK|#ID", "the answer token (default: the clean run's)") \
+    X(PATCH_FOIL, "foil", 0, STR, 0, 0, NULL, false, 0, "TOK|#ID", "the foil token (default: the corrupted run's)")  \
+    X(PATCH_WHAT_OPT, "what", 0, CHOICE, 0, 0, "resid", false, 0, "resid|attn|mlp",                                    \
+      "what is patched: the block's output, the attention's or the MLP's")                                         \
+    X(PATCH_BATCH, "batch", 0, INT, 1, 100000, "32", false, 0, "N", "patched runs per forward pass (invokes)")      \
+    X(PATCH_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the recovered fraction, layer x position")     \
+    X(PATCH_CSV, "csv", 0, STR, 0, 0, NULL, false, 0, "F.csv", "write every layer and position")                     \
+    GB_CLI_OPT_DTYPE(X, PATCH_DTYPE)                                                                                  \
+    GB_CLI_OPT_JSON(X, PATCH_JSON)
+enum { PATCH_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt patch_opts[] = {PATCH_OPTS(GB_CLI_OPT_INIT)};
+
+static int patch(const gb_cli_args *a) {
+    const char *clean_text = gb_cli_str(a, PATCH_CLEAN), *corrupt_text = gb_cli_str(a, PATCH_CORRUPT);
+    const char *png = gb_cli_str(a, PATCH_PNG), *csv = gb_cli_str(a, PATCH_CSV);
+    const char *target_text = gb_cli_str(a, PATCH_TARGET), *foil_text = gb_cli_str(a, PATCH_FOIL);
+    if (!clean_text || !corrupt_text) return gb_cli_usage_error("patch", "give both prompts: --clean TEXT --corrupt TEXT");
+    int what = -1, rc = GB_CLI_OK; /* --what's words are checked by the parser; each must be in PATCH_WHAT */
     for (int i = 0; i < PATCH_NWHAT; i++)
-        if (!strcmp(o.what ? o.what : "resid", patch_whats[i].name)) what = i;
-    if (what < 0) return gb_cli_fail("patch", "--what: give resid, attn or mlp"), 2;
-    if (!o.clean || !o.corrupt) return gb_cli_fail("patch", "give both prompts: --clean TEXT --corrupt TEXT"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
-    if (!lm) return gb_cli_fail("patch", gb_last_error());
-    gb_tensor *clean = gb_cli_prompt_ids("patch", lm, NULL, o.clean, false);
-    gb_tensor *corrupt = clean ? gb_cli_prompt_ids("patch", lm, NULL, o.corrupt, false) : NULL;
+        if (!strcmp(gb_cli_str(a, PATCH_WHAT_OPT), patch_whats[i].name)) what = i;
+    if (what < 0) return gb_cli_fail("patch", "--what %s: not in PATCH_WHAT", gb_cli_str(a, PATCH_WHAT_OPT));
+    gb_lm *lm = gb_cli_open_lm("patch", a->npos ? a->pos[0] : NULL, NULL, gb_cli_f32(a, PATCH_DTYPE));
+    if (!lm) return GB_CLI_ERROR;
+    gb_tensor *clean = gb_cli_prompt_ids("patch", lm, NULL, clean_text, false);
+    gb_tensor *corrupt = clean ? gb_cli_prompt_ids("patch", lm, NULL, corrupt_text, false) : NULL;
     int64_t target = -1, foil = -1;
-    if (!corrupt) rc = 1;
-    if (!rc && o.target && (target = one_token("patch", "--target", lm, o.target)) < 0) rc = 1;
-    if (!rc && o.foil && (foil = one_token("patch", "--foil", lm, o.foil)) < 0) rc = 1;
+    if (!corrupt || !gb_cli_check_positions("patch", lm, gb_tensor_dim(clean, 1), NULL)) rc = GB_CLI_ERROR;
+    if (!rc && target_text && (target = one_token("patch", "--target", lm, target_text)) < 0) rc = GB_CLI_ERROR;
+    if (!rc && foil_text && (foil = one_token("patch", "--foil", lm, foil_text)) < 0) rc = GB_CLI_ERROR;
     patch_result r = {0};
     char err[512] = "";
     int w = 0, h = 0;
-    if (!rc && patch_compute(lm, clean, corrupt, what, target, foil, (int)o.batch, true, &r, err, sizeof err) != GB_OK)
-        rc = gb_cli_fail("patch", err);
+    if (!rc && patch_compute(lm, clean, corrupt, what, target, foil, (int)gb_cli_int(a, PATCH_BATCH), true, &r, err,
+                             sizeof err) != GB_OK)
+        rc = gb_cli_fail("patch", "%s", err);
     if (!rc) {
-        patch_print(lm, clean, corrupt, &r);
-        if (o.csv) rc = wrote_csv("patch", patch_csv(lm, o.csv, clean, corrupt, &r), o.csv);
-        bool drawn = !rc && o.png && patch_png(lm, o.png, clean, &r, &w, &h);
-        if (!rc && o.png) rc = wrote_png("patch", drawn, o.png, w, h);
+        if (gb_cli_given(a, PATCH_JSON)) patch_json(&r);
+        else patch_print(lm, clean, corrupt, &r);
+        if (csv) rc = wrote_csv("patch", patch_csv(lm, csv, clean, corrupt, &r), csv);
+        bool drawn = !rc && png && patch_png(lm, png, clean, &r, &w, &h);
+        if (!rc && png) rc = wrote_png("patch", drawn, png, w, h, gb_cli_given(a, PATCH_JSON));
     }
     patch_free(&r);
     gb_tensor_free(clean), gb_tensor_free(corrupt);
@@ -761,33 +779,58 @@ int gb_cli_patch(int argc, char **argv) {
     return rc;
 }
 
-int gb_cli_attn(int argc, char **argv) {
-    lens_opts o = {.head = -1};
-    int rc = lens_parse("attn", "-p --ids --layer --head --png --dtype", argc, argv, &o);
-    if (rc) return rc;
-    if (!o.has_layer) return gb_cli_fail("attn", "give the layer: --layer L"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
-    if (!lm) return gb_cli_fail("attn", gb_last_error());
-    int L = num_layers(lm), layer = (int)(o.layer < 0 ? o.layer + L : o.layer);
-    char msg[256];
+const gb_cli_cmd gb_cli_cmd_patch = {
+    "patch", patch, "[MODEL]", 0, 1, "activation patching of every layer and position",
+    "Patches each layer's and position's value from the clean run into the corrupted one and measures "
+    "logit(target) - logit(foil) at the last position, and the fraction of the clean run's difference it "
+    "recovers (docs/recipes.md).",
+    patch_opts, sizeof patch_opts / sizeof *patch_opts, NULL};
+
+#define ATTN_OPTS(X)                                                                                                 \
+    GB_CLI_OPT_PROMPT(X, ATTN_IDS, ATTN_TEXT, false, 1)                                                               \
+    X(ATTN_LAYER, "layer", 0, INT, -1000, 1000, NULL, false, 0, "L", "the layer (-1: the last; required)")          \
+    X(ATTN_HEAD, "head", 0, INT, 0, 100000, NULL, false, 0, "H", "one head (default: every head)")                  \
+    X(ATTN_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the patterns, a panel per head")               \
+    GB_CLI_OPT_DTYPE(X, ATTN_DTYPE)                                                                                  \
+    GB_CLI_OPT_JSON(X, ATTN_JSON)
+enum { ATTN_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt attn_opts[] = {ATTN_OPTS(GB_CLI_OPT_INIT)};
+
+static int attn(const gb_cli_args *a) {
+    const char *text = gb_cli_str(a, ATTN_TEXT), *png = gb_cli_str(a, ATTN_PNG);
+    if (!gb_cli_given(a, ATTN_LAYER)) return gb_cli_usage_error("attn", "give the layer: --layer L");
+    if (!text && !gb_cli_given(a, ATTN_IDS)) return gb_cli_usage_error("attn", "give a prompt with --ids 1,2,3 or -p TEXT");
+    gb_lm *lm = gb_cli_open_lm("attn", a->npos ? a->pos[0] : NULL, NULL, gb_cli_f32(a, ATTN_DTYPE));
+    if (!lm) return GB_CLI_ERROR;
+    long long given = gb_cli_int(a, ATTN_LAYER), head = gb_cli_given(a, ATTN_HEAD) ? gb_cli_int(a, ATTN_HEAD) : -1;
+    int L = num_layers(lm), layer = (int)(given < 0 ? given + L : given), rc = GB_CLI_OK;
     gb_tensor *ids = NULL, *w = NULL;
     if (layer < 0 || layer >= L) {
-        snprintf(msg, sizeof msg, "--layer %ld: the model has %d layers (0 to %d, or -1 for the last)", o.layer, L, L - 1);
-        rc = gb_cli_fail("attn", msg);
-    } else if (!(ids = gb_cli_prompt_ids("attn", lm, o.ids, o.text, false))) {
-        rc = 1;
+        rc = gb_cli_fail("attn", "--layer %lld: the model has %d layers (0 to %d, or -1 for the last)", given, L, L - 1);
+    } else if (!(ids = gb_cli_prompt_ids("attn", lm, gb_cli_get(a, ATTN_IDS), text, false)) ||
+               !gb_cli_check_positions("attn", lm, gb_tensor_dim(ids, 1), NULL)) {
+        rc = GB_CLI_ERROR;
     } else if (!(w = attn_compute(lm, ids, layer))) {
-        rc = gb_cli_fail("attn", gb_last_error());
-    } else if (o.head >= gb_tensor_dim(w, 1)) {
-        snprintf(msg, sizeof msg, "--head %ld: layer %d has %lld heads", o.head, layer, (long long)gb_tensor_dim(w, 1));
-        rc = gb_cli_fail("attn", msg);
+        rc = gb_cli_fail("attn", "%s", gb_last_error());
+    } else if (head >= gb_tensor_dim(w, 1)) {
+        rc = gb_cli_fail("attn", "--head %lld: layer %d has %lld heads", head, layer, (long long)gb_tensor_dim(w, 1));
     } else {
         int pw = 0, ph = 0;
-        attn_print(lm, ids, w, layer, (int)o.head);
-        bool drawn = o.png && attn_png(lm, o.png, ids, w, layer, (int)o.head, &pw, &ph);
-        if (o.png) rc = wrote_png("attn", drawn, o.png, pw, ph);
+        gb_tensor *shown = head >= 0 ? gb_slice(w, 1, head, head + 1, 1) : gb_tensor_ref(w); /* [1, H or 1, T, T] */
+        if (!gb_cli_given(a, ATTN_JSON)) attn_print(lm, ids, w, layer, (int)head);
+        else if (!shown) rc = gb_cli_fail("attn", "%s", gb_last_error());
+        else printf("{\"layer\": %d, \"first_head\": %lld, \"weights\": ", layer, head < 0 ? 0 : head),
+             gb_cli_json_tensor(stdout, shown), printf("}\n");
+        gb_tensor_free(shown);
+        bool drawn = png && attn_png(lm, png, ids, w, layer, (int)head, &pw, &ph);
+        if (png && !rc) rc = wrote_png("attn", drawn, png, pw, ph, gb_cli_given(a, ATTN_JSON));
     }
     gb_tensor_free(w), gb_tensor_free(ids);
     gb_lm_free(lm);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_attn = {
+    "attn", attn, "[MODEL]", 0, 1, "attention patterns of one layer",
+    "Prints each head's softmaxed attention weights, queries by keys (docs/recipes.md).",
+    attn_opts, sizeof attn_opts / sizeof *attn_opts, NULL};

@@ -1,321 +1,333 @@
 /* `glassbox info | run | generate | trace`: a model from the command line. */
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "glassbox.h"
 
-/* A progress bar on stderr while a model over ~100 MB loads. */
-static void progress_bar(uint64_t done, uint64_t total, void *ctx) {
-    (void)ctx;
-    if (total < (100u << 20)) return;
-    int width = 40, filled = (int)(width * done / total);
-    fprintf(stderr, "\rloading [%.*s%*s] %3d%% of %llu MB", filled, "########################################",
-            width - filled, "", (int)(100 * done / total), (unsigned long long)(total >> 20));
-    if (done >= total) fputc('\n', stderr);
+/* ---- shared ------------------------------------------------------------- */
+
+/* Hugging Face's sampling options (generate, trace -n); temperature 0 is
+ * greedy. */
+#define SAMPLING_OPTS(X, P)                                                                                           \
+    X(P##_TEMPERATURE, "temperature", 0, NUM, 0, 1e30, "0", false, 0, "T", "sample at temperature T (0: greedy)")    \
+    X(P##_TOP_K, "top-k", 0, INT, 0, 1000000000, "0", false, 0, "K", "sample among the K most likely (0: all)")      \
+    X(P##_TOP_P, "top-p", 0, NUM, 0, 1, "1", false, 0, "P", "sample within probability mass P")                     \
+    X(P##_PENALTY, "repetition-penalty", 0, NUM, 1e-30, 1e30, "1", false, 0, "R",                                  \
+      "divide (or multiply, when negative) seen tokens' logits by R")                                              \
+    X(P##_SEED, "seed", 0, INT, 0, 9007199254740992.0, "0", false, 0, "S", "the sampling seed")
+#define NAN_CHECK_OPT(X, ID)                                                                                          \
+    X(ID, "nan-check", 0, FLAG, 0, 0, NULL, false, 0, NULL,                                                        \
+      "fail at the first module whose output holds NaN or Inf, naming it (docs/errors/nonfinite.md)")
+
+/* The sampling options from their first id (P_TEMPERATURE) on. */
+static gb_sampling sampling_of(const gb_cli_args *a, int first) {
+    return (gb_sampling){.temperature = (float)gb_cli_num(a, first), .top_k = (int)gb_cli_int(a, first + 1),
+                         .top_p = (float)gb_cli_num(a, first + 2), .repetition_penalty = (float)gb_cli_num(a, first + 3),
+                         .seed = (uint64_t)gb_cli_int(a, first + 4)};
 }
 
-/* Opening options: the weights' dtype (--dtype), a progress bar when
- * stderr is a terminal. */
-static gb_model_opts open_opts(bool f32) {
-    return (gb_model_opts){.f32_weights = f32, .progress = isatty(STDERR_FILENO) ? progress_bar : NULL};
+/* The root's block list and its number of blocks. */
+static const char *blocks_of(gb_model *m, int64_t *layers) {
+    const char *blocks = gb_model_part(m, GB_PART_LAYERS);
+    *layers = gb_module_num_children(gb_module_find(gb_model_module(m), blocks));
+    return blocks;
 }
 
-static gb_model *open_model(const char *path, bool f32) {
-    gb_model_opts opts = open_opts(f32);
-    return gb_model_open(path, &opts);
+static void print_ids(FILE *f, gb_tensor *ids, int64_t row) {
+    const int64_t *p = (const int64_t *)gb_tensor_data(ids) + row * gb_tensor_dim(ids, 1); /* [T] */
+    fputc('[', f);
+    for (int64_t i = 0; i < gb_tensor_dim(ids, 1); i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)p[i]);
+    fputc(']', f);
 }
 
-gb_lm *gb_cli_open_lm(const char *path, bool f32) {
-    gb_model_opts opts = open_opts(f32);
-    return gb_lm_open(path, &opts);
-}
+/* ---- info --------------------------------------------------------------- */
 
-bool gb_cli_dtype(const char *cmd, const char *value, bool *f32) {
-    if (!strcmp(value, "stored") || !strcmp(value, "f32") || !strcmp(value, "float32")) {
-        *f32 = strcmp(value, "stored") != 0;
-        return true;
-    }
-    char msg[256];
-    snprintf(msg, sizeof msg, "--dtype: '%s' is not a weight dtype (stored or f32)", value);
-    gb_cli_fail(cmd, msg);
-    return false;
-}
+#define INFO_OPTS(X) GB_CLI_OPT_DTYPE(X, INFO_DTYPE) GB_CLI_OPT_JSON(X, INFO_JSON)
+enum { INFO_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt info_opts[] = {INFO_OPTS(GB_CLI_OPT_INIT)};
 
-int gb_cli_fail(const char *cmd, const char *msg) {
-    fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
-    return 1;
-}
-
-/* "1,2,3" -> i64 ids; NULL with a message on a malformed list. */
-static int64_t *parse_ids(const char *s, int64_t *n, char *err, size_t errsize) {
-    int64_t cap = 16, k = 0;
-    int64_t *ids = malloc(sizeof *ids * (size_t)cap);
-    for (const char *p = s; ids && *p;) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || errno || v < 0) {
-            snprintf(err, errsize, "--ids: '%s' is not a comma-separated list of token ids", s);
-            free(ids);
-            return NULL;
+static int info(const gb_cli_args *a) {
+    const char *path = gb_cli_model("info", a->npos ? a->pos[0] : NULL);
+    if (!path) return GB_CLI_ERROR;
+    gb_model_opts opts = {.f32_weights = gb_cli_f32(a, INFO_DTYPE)};
+    gb_model *m = gb_model_open(path, &opts);
+    if (!m) return gb_cli_fail("info", "%s", gb_last_error());
+    char *repr = gb_module_repr(gb_model_module(m)), *config = gb_model_config_str(m);
+    long long nparams = (long long)gb_module_num_parameters(gb_model_module(m));
+    int rc = repr && config ? GB_CLI_OK : gb_cli_fail("info", "%s", gb_last_error());
+    if (!rc && gb_cli_given(a, INFO_JSON)) {
+        printf("{\"model\": ");
+        gb_cli_json_string(stdout, path);
+        printf(", \"model_type\": ");
+        gb_cli_json_string(stdout, gb_model_type(m));
+        printf(", \"parameters\": %lld, \"config\": {", nparams);
+        /* config_str's "key: value" lines */
+        int k = 0;
+        for (char *line = config, *nl; *line; line = nl + 1) {
+            if (!(nl = strchr(line, '\n'))) nl = line + strlen(line) - 1;
+            char *colon = strstr(line, ": ");
+            if (!colon || colon > nl) continue;
+            *colon = 0, *nl = 0;
+            printf("%s", k++ ? ", " : "");
+            gb_cli_json_string(stdout, line);
+            printf(": ");
+            gb_cli_json_string(stdout, colon + 2);
         }
-        if (k == cap) ids = realloc(ids, sizeof *ids * (size_t)(cap *= 2));
-        ids[k++] = v;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') {
-            snprintf(err, errsize, "--ids: unexpected '%c' in '%s'", *end, s);
-            free(ids);
-            return NULL;
-        }
+        printf("}, \"modules\": ");
+        gb_cli_json_string(stdout, repr);
+        printf("}\n");
+    } else if (!rc) {
+        printf("%s\n\nparameters: %lld\n%s", repr, nparams, config);
     }
-    *n = k;
-    return ids;
-}
-
-/* The prompt as ids [1, T]: --ids directly, -p through the model's
- * tokenizer, or (allow_empty) the BOS token alone. */
-gb_tensor *gb_cli_prompt_ids(const char *cmd, gb_lm *lm, const char *ids_arg, const char *text, bool allow_empty) {
-    char err[512];
-    if (ids_arg) {
-        int64_t n = 0, *ids = parse_ids(ids_arg, &n, err, sizeof err);
-        gb_tensor *t = ids ? gb_from_data(ids, 2, (int64_t[]){1, n}, GB_DTYPE_I64) : NULL;
-        if (!ids) gb_cli_fail(cmd, err);
-        else if (!t) gb_cli_fail(cmd, gb_last_error());
-        free(ids);
-        return t;
-    }
-    if (text) {
-        gb_tensor *ids = NULL, *mask = NULL;
-        if (gb_lm_encode(lm, 1, &text, &ids, &mask) != GB_OK) gb_cli_fail(cmd, gb_last_error());
-        gb_tensor_free(mask);
-        return ids;
-    }
-    int64_t bos = gb_model_bos_id(gb_lm_model(lm));
-    if (allow_empty && bos >= 0) return gb_from_data(&bos, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
-    gb_cli_fail(cmd, "give a prompt with --ids 1,2,3 or -p TEXT");
-    return NULL;
-}
-
-int gb_cli_info(int argc, char **argv) {
-    const char *given = NULL;
-    bool f32 = false;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
-            if (!gb_cli_dtype("info", argv[++i], &f32)) return 2;
-        } else if (argv[i][0] != '-' && !given) {
-            given = argv[i];
-        } else {
-            gb_cli_fail("info", "usage: glassbox info [MODEL] [--dtype stored|f32]");
-            return 2;
-        }
-    }
-    const char *path = gb_cli_model("info", given);
-    if (!path) return 1;
-    gb_model *m = open_model(path, f32);
-    if (!m) return gb_cli_fail("info", gb_last_error());
-    char *repr = gb_module_repr(gb_model_module(m));
-    printf("%s\n\n", repr);
-    free(repr);
-    printf("parameters: %lld\n", (long long)gb_module_num_parameters(gb_model_module(m)));
-    char *config = gb_model_config_str(m);
-    int rc = config ? printf("%s", config) < 0 : gb_cli_fail("info", gb_last_error());
-    free(config);
+    free(repr), free(config);
     gb_model_free(m);
     return rc;
 }
 
-typedef struct {
-    const char *model, *ids, *text, *out, *png, *title; /* trace --png: the saved values as a heatmap */
-    bool hidden, ids_out, scan, graph, f32, nan_check;
-    long max_new, top; /* -n N; --top K: the K most likely next tokens */
-    const char **stmts; /* trace: -e STATEMENT, in order */
-    int nstmts;
-    const char **edits; /* trace: --edit STATEMENT, persistent edits (nnsight's model.edit()) */
-    int nedits;
-    const char **tensors; /* trace: --tensor NAME=FILE.safetensors[:KEY] */
-    int ntensors;
-    gb_sampling sampling; /* generate, trace -n: --temperature, --top-k, --top-p, --repetition-penalty, --seed */
-    /* trace: each prompt (--ids or -p) and the index of the first statement
-     * after it; several prompts are invokes, each with the statements that
-     * follow it. */
-    struct {
-        const char *ids, *text;
-        int first;
-    } *prompts;
-    int nprompts;
-} opts;
+const gb_cli_cmd gb_cli_cmd_info = {
+    "info", info, "[MODEL]", 0, 1, "print the module tree, parameter count and config",
+    "The tree is PyTorch's print(model) of the Hugging Face model; the config is what glassbox read from "
+    "config.json.",
+    info_opts, sizeof info_opts / sizeof *info_opts, NULL};
 
-/* A number option's value, all of it a number. */
-static bool parse_number(const char *cmd, const char *opt, const char *text, double lo, double *out) {
-    char *end;
-    *out = strtod(text, &end);
-    if (end != text && !*end && *out >= lo && *out == *out) return true;
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s takes a number >= %g, got '%s'", opt, lo, text);
-    gb_cli_fail(cmd, msg);
-    return false;
-}
+/* ---- run ---------------------------------------------------------------- */
 
-static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
-    o->sampling = gb_decode_defaults().sampling;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_next = i + 1 < argc;
-        if ((!strcmp(a, "--ids") || !strcmp(a, "-p")) && has_next && o->prompts) {
-            bool ids = a[1] == '-';
-            o->prompts[o->nprompts].ids = ids ? argv[i + 1] : NULL;
-            o->prompts[o->nprompts].text = ids ? NULL : argv[i + 1];
-            o->prompts[o->nprompts++].first = o->nstmts;
-        }
-        if (!strcmp(a, "--ids") && has_next) o->ids = argv[++i];
-        else if (!strcmp(a, "-p") && has_next) o->text = argv[++i];
-        else if (!strcmp(a, "--out") && has_next) o->out = argv[++i];
-        else if (!strcmp(a, "--png") && has_next && o->stmts) o->png = argv[++i];
-        else if (!strcmp(a, "--title") && has_next && o->stmts) o->title = argv[++i];
-        else if (!strcmp(a, "-n") && has_next) o->max_new = strtol(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--top") && has_next) {
-            if ((o->top = strtol(argv[++i], NULL, 10)) < 1) {
-                gb_cli_fail(cmd, "--top K needs K >= 1");
-                return 2;
-            }
-        }
-        else if (!strcmp(a, "--hidden")) o->hidden = true;
-        else if (!strcmp(a, "--ids-out")) o->ids_out = true;
-        else if (!strcmp(a, "--scan")) o->scan = true;
-        else if (!strcmp(a, "--graph")) o->graph = true;
-        else if (!strcmp(a, "--nan-check")) o->nan_check = true;
-        else if (!strcmp(a, "--dtype") && has_next) {
-            if (!gb_cli_dtype(cmd, argv[++i], &o->f32)) return 2;
-        }
-        else if (!strcmp(a, "-e") && has_next && o->stmts) o->stmts[o->nstmts++] = argv[++i];
-        else if (!strcmp(a, "--edit") && has_next && o->edits) o->edits[o->nedits++] = argv[++i];
-        else if (!strcmp(a, "--tensor") && has_next && o->tensors) o->tensors[o->ntensors++] = argv[++i];
-        else if ((!strcmp(a, "--temperature") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
-                  !strcmp(a, "--repetition-penalty") || !strcmp(a, "--seed")) && has_next) {
-            double x;
-            if (!parse_number(cmd, a, argv[++i], a[2] == 'r' ? 1e-30 : 0, &x)) return 2;
-            if (a[2] == 't' && a[3] == 'e') o->sampling.temperature = (float)x;
-            else if (!strcmp(a, "--top-k")) o->sampling.top_k = (int)x;
-            else if (!strcmp(a, "--top-p")) o->sampling.top_p = (float)x;
-            else if (a[2] == 'r') o->sampling.repetition_penalty = (float)x;
-            else o->sampling.seed = (uint64_t)x;
-        }
-        else if (a[0] != '-' && !o->model) o->model = a;
-        else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown or incomplete option '%s'", a);
-            gb_cli_fail(cmd, msg);
-            return 2;
-        }
+#define RUN_OPTS(X)                                                                                                  \
+    GB_CLI_OPT_PROMPT(X, RUN_IDS, RUN_TEXT, false, 1)                                                                \
+    X(RUN_OUT, "out", 'o', STR, 0, 0, NULL, false, 0, "F.safetensors",                                             \
+      "write the logits (and hidden states) there, with the model, prompt and ids as metadata")                    \
+    X(RUN_HIDDEN, "hidden", 0, FLAG, 0, 0, NULL, false, 0, NULL,                                                   \
+      "also the hidden states, named as Hugging Face's output_hidden_states: hidden_states.0 is the embeddings, "   \
+      "hidden_states.I the input of block I, hidden_states.L the final norm's output")                             \
+    X(RUN_TOP, "top", 0, INT, 1, 100000, NULL, false, 0, "K", "print the K most likely next tokens with probabilities") \
+    NAN_CHECK_OPT(X, RUN_NAN_CHECK)                                                                                  \
+    GB_CLI_OPT_DTYPE(X, RUN_DTYPE)                                                                                   \
+    GB_CLI_OPT_TOKENIZER(X, RUN_TOKENIZER)                                                                           \
+    GB_CLI_OPT_JSON(X, RUN_JSON)
+enum { RUN_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt run_opts[] = {RUN_OPTS(GB_CLI_OPT_INIT)};
+
+/* The summary of a run without --out: each value's shape and the next-token
+ * prediction. */
+static int run_summary(gb_lm *lm, gb_tensor *ids, int n, char **names, gb_tensor **ts, bool json) {
+    gb_tensor *last = gb_index(ts[0], "[0, -1]"), *top = last ? gb_argmax(last, -1, false) : NULL;
+    if (!top) return gb_cli_fail("run", "%s", gb_last_error());
+    int64_t next = *(const int64_t *)gb_tensor_data(top);
+    char *text = NULL;
+    gb_tensor *one = gb_from_data(&next, 2, (int64_t[]){1, 1}, GB_DTYPE_I64);
+    if (!one || (gb_lm_tokenizer(lm) && gb_lm_text(lm, one, 0, 0, &text) != GB_OK)) text = NULL;
+    gb_tensor_free(one), gb_tensor_free(top), gb_tensor_free(last);
+    if (json) printf("{\"ids\": "), print_ids(stdout, ids, 0), printf(", \"next_id\": %lld, \"next_text\": ", (long long)next);
+    else printf("ids: "), print_ids(stdout, ids, 0), printf("\nnext token: %lld", (long long)next);
+    if (json) text ? gb_cli_json_string(stdout, text) : (void)printf("null"), printf(", \"values\": {");
+    else if (text) printf(" ('%s')\n", text);
+    else printf("\n");
+    for (int i = 0; i < n; i++) {
+        if (json) printf("%s\"%s\": {\"shape\": [", i ? ", " : "", names[i]);
+        else printf("%s: [", names[i]);
+        for (int d = 0; d < gb_tensor_ndim(ts[i]); d++) printf("%s%lld", d ? ", " : "", (long long)gb_tensor_dim(ts[i], d));
+        printf(json ? "]}" : "]\n");
     }
-    o->model = gb_cli_model(cmd, o->model);
-    return o->model ? 0 : 1;
+    if (json) printf("}}\n");
+    free(text);
+    return GB_CLI_OK;
 }
 
-/* Each block's hidden state and the final norm's output, through a trace. */
-int gb_cli_run(int argc, char **argv) {
-    opts o = {0};
-    int rc = parse_opts("run", argc, argv, &o);
-    if (rc) return rc;
-    if (!o.out && !o.top) return gb_cli_fail("run", "missing --out FILE.safetensors (or --top K)");
-    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
-    if (!lm) return gb_cli_fail("run", gb_last_error());
+/* The logits and (--hidden) Hugging Face's hidden_states, through a trace. */
+static int run(const gb_cli_args *a) {
+    const char *text = gb_cli_str(a, RUN_TEXT), *out = gb_cli_str(a, RUN_OUT);
+    if (!text && !gb_cli_given(a, RUN_IDS)) return gb_cli_usage_error("run", "give a prompt with --ids 1,2,3 or -p TEXT");
+    gb_lm *lm = gb_cli_open_lm("run", a->npos ? a->pos[0] : NULL, gb_cli_str(a, RUN_TOKENIZER), gb_cli_f32(a, RUN_DTYPE));
+    if (!lm) return GB_CLI_ERROR;
     gb_model *m = gb_lm_model(lm);
-    gb_tensor *input = gb_cli_prompt_ids("run", lm, o.ids, o.text, false);
-    if (!input) {
+    gb_tensor *input = gb_cli_prompt_ids("run", lm, gb_cli_get(a, RUN_IDS), text, false);
+    if (!input || !gb_cli_check_positions("run", lm, gb_tensor_dim(input, 1), NULL)) {
+        gb_tensor_free(input);
         gb_lm_free(lm);
-        return 1;
+        return GB_CLI_ERROR;
     }
-    const char *blocks = gb_model_part(m, GB_PART_LAYERS);
-    int64_t layers = gb_module_num_children(gb_module_find(gb_model_module(m), blocks));
+    int64_t layers;
+    const char *blocks = blocks_of(m, &layers), *norm = gb_model_part(m, GB_PART_NORM);
+    bool hidden = gb_cli_given(a, RUN_HIDDEN);
+    int nvals = 1 + (hidden ? (int)layers + 1 : 0);
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
-    gb_trace_set_nan_check(tr, o.nan_check);
-    gb_val *logits = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
-    int nvals = 1 + (o.hidden ? (int)layers + 1 : 0);
     gb_val **vals = calloc((size_t)nvals, sizeof *vals);
     char **names = calloc((size_t)nvals, sizeof *names);
-    vals[0] = logits;
-    names[0] = strdup("logits");
-    for (int i = 0; o.hidden && i < layers; i++) {
-        char path[256];
-        snprintf(path, sizeof path, "%s.%d", blocks, i);
-        vals[1 + i] = gb_save(gb_val_index(gb_output(tr, path), "[0]"));
-        names[1 + i] = malloc(32);
-        snprintf(names[1 + i], 32, "hidden.%d", i);
+    gb_tensor **ts = calloc((size_t)nvals, sizeof *ts);
+    int rc = GB_CLI_OK;
+    if (!tr || !vals || !names || !ts) {
+        rc = gb_cli_fail("run", "out of memory");
+        goto done;
     }
-    if (o.hidden) {
-        vals[nvals - 1] = gb_save(gb_output(tr, gb_model_part(m, GB_PART_NORM)));
-        names[nvals - 1] = strdup("hidden.final");
+    gb_trace_set_nan_check(tr, gb_cli_given(a, RUN_NAN_CHECK));
+    vals[0] = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
+    names[0] = strdup("logits");
+    for (int i = 0; hidden && i <= layers; i++) { /* HF: the input of each block, then the final norm's output */
+        char path[64];
+        snprintf(path, sizeof path, "%s.%d", blocks, i);
+        vals[1 + i] = gb_save(i < layers ? gb_input(tr, path) : gb_output(tr, norm));
+        names[1 + i] = malloc(32);
+        if (names[1 + i]) snprintf(names[1 + i], 32, "hidden_states.%d", i);
     }
     gb_status st = gb_trace_run(tr);
-    int64_t bad = st == GB_OK ? gb_count_nonfinite(gb_value(logits), NULL) : 0;
+    for (int i = 0; st == GB_OK && i < nvals; i++) ts[i] = gb_value(vals[i]);
+    int64_t bad = st == GB_OK ? gb_count_nonfinite(ts[0], NULL) : 0;
     if (bad)
         fprintf(stderr, "glassbox run: warning: %lld of the %lld logits are NaN or Inf; --nan-check names the first "
-                        "module whose output is\n", (long long)bad, (long long)gb_tensor_numel(gb_value(logits)));
-    if (st == GB_OK && o.top) {
-        gb_tensor *last = gb_select(gb_value(logits), 1, -1);
-        printf("top %ld next tokens:\n", o.top);
-        if (last) gb_cli_print_top(lm, last, (int)o.top);
-        else st = gb_last_status();
+                        "module whose output is\n", (long long)bad, (long long)gb_tensor_numel(ts[0]));
+    if (st == GB_OK && out) {
+        char *ids_text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&ids_text, &len);
+        if (f) print_ids(f, input, 0), fclose(f);
+        const char *model = gb_cli_model("run", a->npos ? a->pos[0] : NULL);
+        const char *meta[] = {"model", model, "model_type", gb_model_type(m), "ids", ids_text ? ids_text : "",
+                              text ? "prompt" : NULL, text, NULL};
+        st = gb_safetensors_save(out, nvals, (const char *const *)names, ts, GB_DTYPE_F32, meta);
+        free(ids_text);
+    }
+    if (st != GB_OK) rc = gb_cli_fail("run", "%s", gb_last_error());
+    else if ((!out && !gb_cli_given(a, RUN_TOP)) || gb_cli_given(a, RUN_JSON)) rc = run_summary(lm, input, nvals, names, ts, gb_cli_given(a, RUN_JSON));
+    if (!rc && gb_cli_given(a, RUN_TOP)) {
+        gb_tensor *last = gb_select(ts[0], 1, -1);
+        printf("top %lld next tokens:\n", gb_cli_int(a, RUN_TOP));
+        if (last) gb_cli_print_top(lm, last, (int)gb_cli_int(a, RUN_TOP));
+        else rc = gb_cli_fail("run", "%s", gb_last_error());
         gb_tensor_free(last);
     }
-    if (st == GB_OK && o.out) {
-        gb_tensor **ts = calloc((size_t)nvals, sizeof *ts);
-        for (int i = 0; i < nvals; i++) ts[i] = gb_value(vals[i]);
-        st = gb_safetensors_save(o.out, nvals, (const char *const *)names, ts, GB_DTYPE_F32, NULL);
-        free(ts);
-    }
-    rc = st == GB_OK ? 0 : gb_cli_fail("run", gb_last_error());
-    for (int i = 0; i < nvals; i++) free(names[i]);
-    free(names);
-    free(vals);
+done:
+    for (int i = 0; names && i < nvals; i++) free(names[i]);
+    free(names), free(vals), free(ts);
     gb_trace_free(tr);
     gb_tensor_free(input);
     gb_lm_free(lm);
     return rc;
 }
 
-/* Greedy decoding with a KV cache: the prompt once, then one token a step. */
-int gb_cli_generate(int argc, char **argv) {
-    opts o = {.max_new = 20};
-    int rc = parse_opts("generate", argc, argv, &o);
-    if (rc) return rc;
-    if (o.max_new < 0) return gb_cli_fail("generate", "-n must be >= 0");
-    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
-    if (!lm) return gb_cli_fail("generate", gb_last_error());
-    gb_tensor *prompt = gb_cli_prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
+const gb_cli_cmd gb_cli_cmd_run = {
+    "run", run, "[MODEL]", 0, 1, "one forward pass: the logits, and with --hidden the hidden states",
+    "Without --out or --top, prints the ids, the predicted next token and the shape of each value; --top prints "
+    "the K most likely next tokens instead.",
+    run_opts, sizeof run_opts / sizeof *run_opts, NULL};
+
+/* ---- generate ------------------------------------------------------------ */
+
+#define GEN_OPTS(X)                                                                                                  \
+    GB_CLI_OPT_PROMPT(X, GEN_IDS, GEN_TEXT, false, 1)                                                                \
+    X(GEN_N, "max-new-tokens", 'n', INT, 0, 1000000, "20", false, 0, "N", "new tokens at most")                    \
+    X(GEN_IDS_OUT, "ids-out", 0, FLAG, 0, 0, NULL, false, 0, NULL, "print the ids (prompt and new tokens), not text") \
+    SAMPLING_OPTS(X, GEN)                                                                                            \
+    NAN_CHECK_OPT(X, GEN_NAN_CHECK)                                                                                  \
+    GB_CLI_OPT_DTYPE(X, GEN_DTYPE)                                                                                   \
+    GB_CLI_OPT_TOKENIZER(X, GEN_TOKENIZER)                                                                           \
+    GB_CLI_OPT_JSON(X, GEN_JSON)
+enum { GEN_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt gen_opts[] = {GEN_OPTS(GB_CLI_OPT_INIT)};
+
+/* Tokens per second on a terminal's stderr, once per step. */
+typedef struct {
+    struct timespec start;
+    int total;
+} progress;
+
+static double seconds_since(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+static gb_status on_step(int step, const int64_t *ids, int64_t batch, void *ctx) {
+    (void)ids, (void)batch;
+    progress *p = ctx;
+    double s = seconds_since(&p->start);
+    fprintf(stderr, "\rgenerating: %d/%d tokens, %.1f tokens/s", step + 1, p->total, s > 0 ? (step + 1) / s : 0.0);
+    return GB_OK;
+}
+
+static int generate(const gb_cli_args *a) {
+    gb_lm *lm = gb_cli_open_lm("generate", a->npos ? a->pos[0] : NULL, gb_cli_str(a, GEN_TOKENIZER), gb_cli_f32(a, GEN_DTYPE));
+    if (!lm) return GB_CLI_ERROR;
+    bool json = gb_cli_given(a, GEN_JSON), ids_out = gb_cli_given(a, GEN_IDS_OUT);
+    int rc = GB_CLI_OK;
+    if (!gb_lm_tokenizer(lm) && (!ids_out || json || gb_cli_given(a, GEN_TEXT)))
+        rc = gb_cli_fail("generate", "the model in %s has no tokenizer: give --tokenizer PATH, or --ids with --ids-out",
+                         gb_model_dir(gb_lm_model(lm)));
+    gb_tensor *prompt = rc ? NULL : gb_cli_prompt_ids("generate", lm, gb_cli_get(a, GEN_IDS), gb_cli_str(a, GEN_TEXT), true);
+    gb_tensor *out = NULL;
+    long long n = gb_cli_int(a, GEN_N);
+    if (!rc && (!prompt || !gb_cli_check_positions("generate", lm, gb_tensor_dim(prompt, 1), &n))) rc = GB_CLI_ERROR;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
     int bad_steps = 0;
-    d.max_new_tokens = (int)o.max_new;
-    d.nan_check = o.nan_check;
+    d.max_new_tokens = (int)n;
+    d.nan_check = gb_cli_given(a, GEN_NAN_CHECK);
     d.nonfinite_steps = &bad_steps;
-    d.sampling = o.sampling;
-    if (!prompt) rc = 1;
-    else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = gb_cli_fail("generate", gb_last_error());
+    d.sampling = sampling_of(a, GEN_TEMPERATURE);
+    progress p = {.total = (int)n};
+    if (isatty(STDERR_FILENO) && n > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &p.start);
+        d.on_step = on_step, d.step_ctx = &p;
+    }
+    if (!rc && gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = gb_cli_fail("generate", "%s", gb_last_error());
+    if (d.on_step) fputc('\n', stderr);
     if (!rc && bad_steps)
         fprintf(stderr, "glassbox generate: warning: the logits held NaN or Inf at %d of the %lld steps, so the "
                         "tokens chosen there mean nothing; --nan-check names the first module whose output did\n",
                 bad_steps, (long long)(gb_tensor_dim(out, 1) - gb_tensor_dim(prompt, 1)));
-    if (rc) {
-    } else if (o.ids_out) {
-        const int64_t *p = gb_tensor_data(out);
-        printf("[");
-        for (int64_t i = 0; i < gb_tensor_dim(out, 1); i++) printf("%s%lld", i ? ", " : "", (long long)p[i]);
-        printf("]\n");
-    } else {
-        char *text = NULL;
-        if (gb_lm_text(lm, out, 0, 0, &text) != GB_OK) rc = gb_cli_fail("generate", gb_last_error());
-        else printf("%s\n", text);
-        free(text);
+    char *text = NULL;
+    if (!rc && (json || !ids_out) && gb_lm_text(lm, out, 0, 0, &text) != GB_OK)
+        rc = gb_cli_fail("generate", "%s", gb_last_error());
+    if (!rc && json) {
+        printf("{\"ids\": "), print_ids(stdout, out, 0);
+        printf(", \"prompt_tokens\": %lld, \"text\": ", (long long)gb_tensor_dim(prompt, 1));
+        gb_cli_json_string(stdout, text);
+        printf("}\n");
+    } else if (!rc && ids_out) {
+        print_ids(stdout, out, 0), printf("\n");
+    } else if (!rc) {
+        printf("%s\n", text);
     }
+    free(text);
     gb_tensor_free(out), gb_tensor_free(prompt);
     gb_lm_free(lm);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_generate = {
+    "generate", generate, "[MODEL]", 0, 1, "greedy decoding with a KV cache, or sampling",
+    "Stops at the model's EOS, after -n tokens, or at the model's last position. Without a prompt, generation "
+    "starts from the BOS token. On a terminal, progress (tokens per second) goes to standard error.",
+    gen_opts, sizeof gen_opts / sizeof *gen_opts, NULL};
+
+/* ---- trace -------------------------------------------------------------- */
+
+#define TRACE_OPTS(X)                                                                                                \
+    GB_CLI_OPT_PROMPT(X, TRACE_IDS, TRACE_TEXT, true, 0)                                                             \
+    X(TRACE_STMT, "exec", 'e', STR, 0, 0, NULL, true, 0, "STATEMENT",                                              \
+      "an intervention in nnsight's syntax, for the prompt before it")                                             \
+    X(TRACE_N, "max-new-tokens", 'n', INT, 0, 1000000, "0", false, 0, "N",                                         \
+      "generate N tokens greedily with the interventions (0: one forward pass)")                                   \
+    X(TRACE_SCAN, "scan", 0, FLAG, 0, 0, NULL, false, 0, NULL, "shapes only: print each statement's shape")        \
+    X(TRACE_GRAPH, "graph", 0, FLAG, 0, 0, NULL, false, 0, NULL, "print the intervention graph first")             \
+    X(TRACE_OUT, "out", 'o', STR, 0, 0, NULL, false, 0, "F.safetensors", "write the saved values there")           \
+    X(TRACE_TOP, "top", 0, INT, 1, 100000, NULL, false, 0, "K",                                                     \
+      "print the K most likely next tokens of every row (with -n: at the last step)")                              \
+    X(TRACE_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the saved values as a heatmap, a row per value") \
+    X(TRACE_TITLE, "title", 0, STR, 0, 0, NULL, false, 0, "TEXT", "the heatmap's title")                            \
+    X(TRACE_EDIT, "edit", 0, STR, 0, 0, NULL, true, 0, "STATEMENT",                                                 \
+      "a persistent edit every run of the trace sees (nnsight's model.edit())")                                    \
+    X(TRACE_TENSOR, "tensor", 0, STR, 0, 0, NULL, true, 0, "NAME=F.safetensors[:KEY]",                              \
+      "bind a stored tensor to NAME for the statements")                                                           \
+    SAMPLING_OPTS(X, TRACE)                                                                                          \
+    NAN_CHECK_OPT(X, TRACE_NAN_CHECK)                                                                                \
+    X(TRACE_REMOTE, "remote", 0, STR, 0, 0, NULL, false, 0, "URL", "run the trace on a glassbox server (docs/remote.md)") \
+    X(TRACE_KEY, "key", 0, STR, 0, 0, NULL, false, 0, "KEY", "the API key for --remote")                           \
+    GB_CLI_OPT_DTYPE(X, TRACE_DTYPE)                                                                                 \
+    GB_CLI_OPT_TOKENIZER(X, TRACE_TOKENIZER)                                                                         \
+    GB_CLI_OPT_JSON(X, TRACE_JSON)
+enum { TRACE_OPTS(GB_CLI_OPT_ENUM) };
+static const gb_cli_opt trace_opts[] = {TRACE_OPTS(GB_CLI_OPT_INIT)};
 
 /* The name a statement binds ("logits = ..."), or NULL. */
 static char *bound_name(const char *stmt) {
@@ -331,20 +343,14 @@ static char *bound_name(const char *stmt) {
 
 static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
-/* Interventions written as nnsight statements, run with one forward pass
- * (or, with -n N, greedy generation of N tokens); saved values are printed
- * (or written with --out). Several prompts are batched as invokes, each
- * prompt's statements applying to its rows. */
 /* --tensor NAME=FILE.safetensors[:KEY]: the tensor KEY of FILE (by
  * default the one named NAME, or the file's only tensor) bound to NAME in
  * tr and in the editor, if any. Returns 0, or 1 after printing the error. */
 static int bind_tensor(gb_trace *tr, gb_trace *editor, const char *spec) {
     const char *eq = strchr(spec, '=');
-    char msg[2300], name[64], file[1024];
-    if (!eq || eq == spec || eq - spec >= (ptrdiff_t)sizeof name) {
-        snprintf(msg, sizeof msg, "--tensor takes NAME=FILE.safetensors[:KEY], got '%s'", spec);
-        return gb_cli_fail("trace", msg);
-    }
+    char name[64], file[1024];
+    if (!eq || eq == spec || eq - spec >= (ptrdiff_t)sizeof name)
+        return gb_cli_fail("trace", "--tensor takes NAME=FILE.safetensors[:KEY], got '%s'", spec);
     snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
     snprintf(file, sizeof file, "%s", eq + 1);
     char *key = strstr(file, ".safetensors:");
@@ -353,130 +359,163 @@ static int bind_tensor(gb_trace *tr, gb_trace *editor, const char *spec) {
         *key++ = 0;
     }
     gb_safetensors *st = gb_safetensors_open(file);
-    if (!st) return gb_cli_fail("trace", gb_last_error());
+    if (!st) return gb_cli_fail("trace", "%s", gb_last_error());
     if (!key && gb_safetensors_has(st, name)) key = name;
     else if (!key && gb_safetensors_count(st) == 1) key = (char *)gb_safetensors_name(st, 0);
     gb_tensor *t = key ? gb_safetensors_get(st, key) : NULL;
     int rc = 0;
-    if (!key) {
-        snprintf(msg, sizeof msg, "--tensor %s: %s holds %d tensors and none named '%s'; pick one with FILE:KEY", name, file,
-                 gb_safetensors_count(st), name);
-        rc = gb_cli_fail("trace", msg);
-    } else if (!t || !gb_trace_tensor(tr, name, t) || (editor && !gb_trace_tensor(editor, name, t))) {
-        rc = gb_cli_fail("trace", gb_last_error());
-    }
+    if (!key)
+        rc = gb_cli_fail("trace", "--tensor %s: %s holds %d tensors and none named '%s'; pick one with FILE:KEY", name, file,
+                         gb_safetensors_count(st), name);
+    else if (!t || !gb_trace_tensor(tr, name, t) || (editor && !gb_trace_tensor(editor, name, t)))
+        rc = gb_cli_fail("trace", "%s", gb_last_error());
     gb_tensor_free(t);
     gb_safetensors_free(st);
     return rc;
 }
 
-int gb_cli_trace(int argc, char **argv) {
-    for (int i = 0; i < argc; i++)
-        if (!strcmp(argv[i], "--remote")) return gb_cli_trace_remote(argc, argv);
-    opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts),
-              .edits = calloc((size_t)argc + 1, sizeof(char *)), .tensors = calloc((size_t)argc + 1, sizeof(char *))};
-    int rc = parse_opts("trace", argc, argv, &o);
-    if (!rc && !o.nprompts) rc = gb_cli_fail("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
-    gb_lm *lm = rc ? NULL : gb_cli_open_lm(o.model, o.f32);
-    if (!rc && !lm) rc = gb_cli_fail("trace", gb_last_error());
+/* One saved value, printed as text or as a JSON member. */
+static void print_value(const char *name, gb_tensor *t, bool json, bool *first) {
+    if (json) {
+        printf("%s", *first ? "" : ", ");
+        gb_cli_json_string(stdout, name);
+        printf(": ");
+        gb_cli_json_tensor(stdout, t);
+    } else {
+        char *str = gb_tensor_str(t);
+        printf("%s = %s\n", name, str);
+        free(str);
+    }
+    *first = false;
+}
+
+/* Interventions written as nnsight statements, run with one forward pass
+ * (or, with -n N, greedy generation of N tokens); saved values are printed
+ * (or written with --out). Several prompts are batched as invokes, each
+ * prompt's statements applying to its rows. */
+static int trace(const gb_cli_args *a) {
+    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a->argc, a->argv);
+    /* the prompts in order, each with the index of the first statement after it */
+    int nprompts = 0, nstmts = 0;
+    const gb_cli_arg **prompts = calloc((size_t)a->nseq + 1, sizeof *prompts);
+    int *first = calloc((size_t)a->nseq + 1, sizeof *first);
+    const char **stmts = calloc((size_t)a->nseq + 1, sizeof *stmts);
+    for (int i = 0; prompts && first && stmts && i < a->nseq; i++) {
+        int o = a->seq[i].opt;
+        if (o == TRACE_IDS || o == TRACE_TEXT) first[nprompts] = nstmts, prompts[nprompts++] = &a->seq[i];
+        else if (o == TRACE_STMT) stmts[nstmts++] = a->seq[i].str;
+    }
+    bool json = gb_cli_given(a, TRACE_JSON), scan = gb_cli_given(a, TRACE_SCAN);
+    const char *out = gb_cli_str(a, TRACE_OUT);
+    long long n = gb_cli_int(a, TRACE_N);
+    int rc = !prompts || !first || !stmts ? gb_cli_fail("trace", "out of memory") : GB_CLI_OK;
+    if (!rc && !nprompts) rc = gb_cli_usage_error("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
+    gb_lm *lm = rc ? NULL : gb_cli_open_lm("trace", a->npos ? a->pos[0] : NULL, gb_cli_str(a, TRACE_TOKENIZER), gb_cli_f32(a, TRACE_DTYPE));
+    if (!rc && !lm) rc = GB_CLI_ERROR;
     gb_model *m = lm ? gb_lm_model(lm) : NULL;
-    gb_tensor **inputs = calloc((size_t)o.nprompts + 1, sizeof *inputs);
-    for (int i = 0; !rc && i < o.nprompts; i++)
-        if (!(inputs[i] = gb_cli_prompt_ids("trace", lm, o.prompts[i].ids, o.prompts[i].text, false))) rc = 1;
-    bool batched = o.nprompts > 1;
+    gb_tensor **inputs = calloc((size_t)nprompts + 1, sizeof *inputs);
+    for (int i = 0; !rc && i < nprompts; i++) {
+        const gb_cli_arg *p = prompts[i];
+        if (!(inputs[i] = gb_cli_prompt_ids("trace", lm, p->opt == TRACE_IDS ? p : NULL, p->opt == TRACE_TEXT ? p->str : NULL, false)) ||
+            !gb_cli_check_positions("trace", lm, gb_tensor_dim(inputs[i], 1), &n))
+            rc = GB_CLI_ERROR;
+    }
+    bool batched = nprompts > 1;
     gb_trace *tr = rc ? NULL : gb_trace_new(gb_model_module(m), batched ? NULL : inputs[0]);
-    gb_val **vals = calloc((size_t)o.nstmts + 1, sizeof *vals);
+    gb_val **vals = calloc((size_t)nstmts + 1, sizeof *vals);
     gb_status st = GB_OK;
-    /* --edit: an editor every run of the trace sees (nnsight's model.edit()) */
-    gb_trace *editor = tr && o.nedits ? gb_trace_new(gb_model_module(m), NULL) : NULL;
-    for (int i = 0; tr && !rc && i < o.ntensors; i++) rc = bind_tensor(tr, editor, o.tensors[i]);
+    /* --edit: an editor every run of the trace sees (nnsight's model.edit()); --tensor: named constants */
+    gb_trace *editor = tr && gb_cli_given(a, TRACE_EDIT) ? gb_trace_new(gb_model_module(m), NULL) : NULL;
+    for (int i = 0; tr && !rc && i < a->nseq; i++)
+        if (a->seq[i].opt == TRACE_TENSOR) rc = bind_tensor(tr, editor, a->seq[i].str);
     if (rc) st = GB_ERR_ARG; /* printed */
-    for (int i = 0; editor && st == GB_OK && i < o.nedits; i++) st = gb_trace_statement(editor, o.edits[i], "--edit", i + 1, NULL);
+    for (int i = 0, k = 0; editor && st == GB_OK && i < a->nseq; i++)
+        if (a->seq[i].opt == TRACE_EDIT) st = gb_trace_statement(editor, a->seq[i].str, "--edit", ++k, NULL);
     if (editor && st == GB_OK) st = gb_trace_use_edits(tr, editor);
-    for (int i = 0, p = 0; tr && st == GB_OK && i < o.nstmts; i++) {
-        while (batched && p < o.nprompts && o.prompts[p].first == i) {
+    for (int i = 0, p = 0; tr && st == GB_OK && i < nstmts; i++) {
+        while (batched && p < nprompts && first[p] == i) {
             gb_invoke_end(tr);
             st = gb_invoke(tr, inputs[p++]);
         }
-        if (st == GB_OK) st = gb_trace_statement(tr, o.stmts[i], "-e", i + 1, &vals[i]);
+        if (st == GB_OK) st = gb_trace_statement(tr, stmts[i], "-e", i + 1, &vals[i]);
     }
     if (tr) gb_invoke_end(tr);
-    for (int p = 0; tr && batched && st == GB_OK && p < o.nprompts; p++) /* prompts after the last statement */
-        if (o.prompts[p].first == o.nstmts) {
+    for (int p = 0; tr && batched && st == GB_OK && p < nprompts; p++) /* prompts after the last statement */
+        if (first[p] == nstmts) {
             st = gb_invoke(tr, inputs[p]);
             gb_invoke_end(tr);
         }
     /* --top: the last position's logits of every row (of the last step, with -n) */
     gb_val *top = NULL;
-    if (tr && st == GB_OK && o.top) {
+    long long ntop = gb_cli_int(a, TRACE_TOP);
+    if (tr && st == GB_OK && ntop) {
         const char *unembed = gb_model_part(m, GB_PART_UNEMBED);
-        top = gb_save(gb_val_index(o.max_new > 0 ? gb_output_all(tr, unembed) : gb_output(tr, unembed), "[:, -1]"));
+        top = gb_save(gb_val_index(n > 0 ? gb_output_all(tr, unembed) : gb_output(tr, unembed), "[:, -1]"));
     }
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
-        gb_trace_set_nan_check(tr, o.nan_check);
+        gb_trace_set_nan_check(tr, gb_cli_given(a, TRACE_NAN_CHECK));
     }
-    if (tr && st == GB_OK && o.graph) {
+    if (tr && st == GB_OK && gb_cli_given(a, TRACE_GRAPH)) {
         char *g = gb_trace_graph(tr);
         printf("%s", g);
         free(g);
     }
+    gb_sampling sampling = sampling_of(a, TRACE_TEMPERATURE);
     if (tr && st == GB_OK)
-        st = o.scan && o.max_new > 0 ? gb_trace_scan_generate(tr, (int)o.max_new)
-             : o.scan                ? gb_trace_scan(tr)
-             : o.max_new > 0         ? gb_trace_sample(tr, (int)o.max_new, &o.sampling)
-                                     : gb_trace_run(tr);
-    if (tr && st != GB_OK && !rc) rc = gb_cli_fail("trace", gb_last_error());
+        st = scan && n > 0 ? gb_trace_scan_generate(tr, (int)n)
+             : scan        ? gb_trace_scan(tr)
+             : n > 0       ? gb_trace_sample(tr, (int)n, &sampling)
+                           : gb_trace_run(tr);
+    if (tr && st != GB_OK && !rc) rc = gb_cli_fail("trace", "%s", gb_last_error());
 
     /* Each statement's saved value, under its name or its text. */
-    const char **names = calloc((size_t)o.nstmts + 2, sizeof *names);
-    gb_tensor **ts = calloc((size_t)o.nstmts + 2, sizeof *ts);
+    const char **names = calloc((size_t)nstmts + 2, sizeof *names);
+    gb_tensor **ts = calloc((size_t)nstmts + 2, sizeof *ts);
     int nsaved = 0;
-    for (int i = 0; tr && !rc && i < o.nstmts; i++) {
-        char *name = bound_name(o.stmts[i]);
+    bool first_value = true;
+    if (!rc && json) printf("{");
+    for (int i = 0; tr && !rc && i < nstmts; i++) {
+        char *name = bound_name(stmts[i]);
         int nd;
         int64_t shape[GB_MAX_DIMS];
-        if (o.scan && vals[i] && gb_val_shape(vals[i], &nd, shape) == GB_OK) {
-            printf("%s: [", name ? name : o.stmts[i]);
+        if (scan && vals[i] && gb_val_shape(vals[i], &nd, shape) == GB_OK) {
+            if (json) printf("%s", first_value ? "" : ", "), gb_cli_json_string(stdout, name ? name : stmts[i]), printf(": [");
+            else printf("%s: [", name ? name : stmts[i]);
             for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
-            printf("]\n");
-        } else if (o.scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
-            printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
-                   "beyond -n before it)\n", name ? name : o.stmts[i]);
-        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
+            printf(json ? "]" : "]\n");
+            first_value = false;
+        } else if (scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
+            if (!json)
+                printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
+                       "beyond -n before it)\n", name ? name : stmts[i]);
+        } else if (!scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
             gb_clear_error(); /* saved but never produced: warned about below, with the reason */
-        } else if (!o.scan && (ts[nsaved] = gb_value(vals[i]))) {
-            if (!o.out) {
-                char *str = gb_tensor_str(ts[nsaved]);
-                printf("%s = %s\n", name ? name : o.stmts[i], str);
-                free(str);
-            }
-            if (!name) {
-                name = malloc(32);
-                snprintf(name, 32, "statement.%d", i + 1);
-            }
+        } else if (!scan && (ts[nsaved] = gb_value(vals[i]))) {
+            if (!out) print_value(name ? name : stmts[i], ts[nsaved], json, &first_value);
+            if (!name && (name = malloc(32))) snprintf(name, 32, "statement.%d", i + 1);
             names[nsaved++] = name;
             continue;
         }
         free(name);
     }
-    if (!rc && !o.scan) { /* saved values the run never produced: said, not dropped */
-        int n = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
-        gb_val **missing = calloc((size_t)n + 1, sizeof *missing);
-        n = gb_exec_unproduced(gb_trace_exec(tr), missing, n);
+    if (!rc && !scan) { /* saved values the run never produced: said, not dropped */
+        int k = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
+        gb_val **missing = calloc((size_t)k + 1, sizeof *missing);
+        k = missing ? gb_exec_unproduced(gb_trace_exec(tr), missing, k) : 0;
         int64_t steps = -1; /* new tokens: past the longest prompt (invokes are padded to it) */
-        if (o.max_new > 0 && gb_trace_generated(tr)) {
+        if (n > 0 && gb_trace_generated(tr)) {
             int64_t longest = 0;
-            for (int p = 0; p < o.nprompts; p++)
+            for (int p = 0; p < nprompts; p++)
                 if (gb_tensor_dim(inputs[p], 1) > longest) longest = gb_tensor_dim(inputs[p], 1);
             steps = gb_tensor_dim(gb_trace_generated(tr), 1) - longest;
         }
-        for (int k = 0; k < n; k++) {
+        for (int j = 0; j < k; j++) {
             int i = 0;
-            while (i < o.nstmts && vals[i] != missing[k]) i++;
-            char *name = i < o.nstmts ? bound_name(o.stmts[i]) : NULL;
-            const char *what = name ? name : i < o.nstmts ? o.stmts[i] : gb_val_text(missing[k]);
+            while (i < nstmts && vals[i] != missing[j]) i++;
+            char *name = i < nstmts ? bound_name(stmts[i]) : NULL;
+            const char *what = name ? name : i < nstmts ? stmts[i] : gb_val_text(missing[j]);
             if (steps >= 0)
                 fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
                                 "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
@@ -488,42 +527,48 @@ int gb_cli_trace(int argc, char **argv) {
         }
         free(missing);
     }
-    if (!rc && !o.scan && o.max_new > 0) { /* nnsight's generator.output */
+    if (!rc && !scan && n > 0) { /* nnsight's generator.output */
         ts[nsaved] = gb_trace_generated(tr);
-        if (!o.out) {
-            char *str = gb_tensor_str(ts[nsaved]);
-            printf("generator.output = %s\n", str);
-            free(str);
-        }
+        if (!out) print_value("generator.output", ts[nsaved], json, &first_value);
         names[nsaved++] = strdup("generator.output");
-        for (int64_t r = 0; !o.out && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) { /* text when it has a tokenizer */
+        for (int64_t r = 0; !out && !json && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
             char *text = NULL;
-            size_t n = 0;
+            size_t len = 0;
             if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
-                rc = gb_cli_fail("trace", gb_last_error());
+                rc = gb_cli_fail("trace", "%s", gb_last_error());
                 break;
             }
-            char *q = malloc((n = 2 * strlen(text) + 3));
+            char *q = malloc((len = 2 * strlen(text) + 3));
             if (gb_tensor_dim(ts[nsaved - 1], 0) > 1) printf("generator.text[%lld] = ", (long long)r);
             else printf("generator.text = ");
-            printf("%s\n", q ? gb_cli_quoted(text, q, n) : text);
+            printf("%s\n", q ? gb_cli_quoted(text, q, len) : text);
             free(q), free(text);
         }
     }
-    if (!rc && !o.scan && top) {
-        printf("top %ld next tokens%s:\n", o.top, o.max_new > 0 ? " at the last step" : "");
-        gb_cli_print_top(lm, gb_value(top), (int)o.top);
+    if (!rc && json) printf("}\n");
+    if (!rc && !scan && top) {
+        printf("top %lld next tokens%s:\n", ntop, n > 0 ? " at the last step" : "");
+        gb_cli_print_top(lm, gb_value(top), (int)ntop);
     }
-    if (!rc && o.png && !o.scan) /* the statements' values only, labelled with the last prompt's tokens */
-        rc = gb_cli_plot_values("trace", lm, o.png, o.title, nsaved - (o.max_new > 0), names, ts, inputs[o.nprompts - 1]);
-    if (!rc && o.out && gb_safetensors_save(o.out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
-        rc = gb_cli_fail("trace", gb_last_error());
+    if (!rc && gb_cli_given(a, TRACE_PNG) && !scan) /* the statements' values only, labelled with the last prompt's tokens */
+        rc = gb_cli_plot_values("trace", lm, gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
+                                ts, inputs[nprompts - 1]);
+    if (!rc && out && gb_safetensors_save(out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
+        rc = gb_cli_fail("trace", "%s", gb_last_error());
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
-    free(names), free(ts), free(vals), free(o.stmts), free(o.prompts), free(o.edits), free(o.tensors);
+    free(names), free(ts), free(vals), free(stmts), free(prompts), free(first);
     gb_trace_free(tr);
     gb_trace_free(editor);
-    for (int i = 0; i < o.nprompts; i++) gb_tensor_free(inputs[i]);
+    for (int i = 0; i < nprompts; i++) gb_tensor_free(inputs[i]);
     free(inputs);
     gb_lm_free(lm);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_trace = {
+    "trace", trace, "[MODEL]", 0, 1, "interventions in nnsight's syntax",
+    "Each -e statement applies to the prompt (--ids or -p) before it; several prompts are batched as invokes "
+    "(left-padded, each with its statements). Values saved with .save() are printed, or written with --out "
+    "under the name a statement binds (statement.K otherwise). With -n, generation runs with the "
+    "interventions at every step; generator.output holds the ids and generator.text their text.",
+    trace_opts, sizeof trace_opts / sizeof *trace_opts, NULL};

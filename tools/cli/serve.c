@@ -34,7 +34,7 @@ static bool number(const char *name, const char *s, long long max, long long *ou
     return true;
 }
 
-int gb_cli_serve(int argc, char **argv) {
+static int serve_main(int argc, char **argv) {
     gb_serve_opts o = gb_serve_defaults();
     gb_serve_model *models = calloc((size_t)argc + 1, sizeof *models);
     char **keys = NULL;
@@ -76,7 +76,7 @@ int gb_cli_serve(int argc, char **argv) {
             }
             *eq = 0;
             models[o.nmodels].name = argv[i];
-            if (!(models[o.nmodels++].lm = gb_cli_open_lm(eq + 1, false))) rc = fail(gb_last_error());
+            if (!(models[o.nmodels++].lm = gb_cli_open_lm(NULL, eq + 1, NULL, false))) rc = fail(gb_last_error());
         } else if (!strcmp(a, "--host") && v) {
             o.host = argv[++i];
         } else if (!strcmp(a, "--keys") && v) {
@@ -113,3 +113,11 @@ int gb_cli_serve(int argc, char **argv) {
     gb_serve_keys_free(keys, nkeys);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_serve = {
+    .name = "serve", .raw = serve_main, .args = "--model NAME=DIR...",
+    .summary = "run sessions for HTTP clients",
+    .description = "Options: --model NAME=DIR (repeatable), --host H, --port N, --keys FILE, --workers N, --queue N and "
+                   "the limits --max-tokens, --max-new-tokens, --max-batch, --max-runs, --max-body, --max-result, "
+                   "--time-limit, --connection-timeout (docs/remote.md).",
+};

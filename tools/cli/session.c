@@ -36,7 +36,7 @@ static gb_lm *cli_lm_of(void *ctx, const char *name) {
     cli_session *c = ctx;
     for (int i = 0; i < c->nmodels; i++) {
         if (strcmp(c->names[i], name)) continue;
-        if (!c->lms[i]) c->lms[i] = gb_cli_open_lm(c->dirs[i], false);
+        if (!c->lms[i]) c->lms[i] = gb_cli_open_lm(NULL, c->dirs[i], NULL, false);
         return c->lms[i];
     }
     return NULL;
@@ -334,7 +334,7 @@ int gb_cli_trace_remote(int argc, char **argv) {
     return rc;
 }
 
-int gb_cli_session(int argc, char **argv) {
+static int session_main(int argc, char **argv) {
     cli_session c = {.cmd = "session"};
     gb_spec *sp = gb_spec_new();
     if (!sp || !cli_alloc(&c, argc)) return fail("session", "out of memory");
@@ -397,3 +397,11 @@ int gb_cli_session(int argc, char **argv) {
     gb_spec_free(sp);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_session = {
+    .name = "session", .raw = session_main, .args = "[--model NAME=DIR]... (STEPS | --json F)",
+    .summary = "several traces as one unit, locally or on a server",
+    .description = "STEPS: --trace MODEL (prompts, -e, -n as trace) | --log TEXT | --stop | --iter NAME=1,2,3 ... --end; "
+                   "--out F.safetensors writes the saved values; --remote URL [--key KEY] runs it on a server "
+                   "(docs/remote.md has the options).",
+};

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "glassbox.h"
+
 #include "plot.h"
 
 /* ---- options ------------------------------------------------------------ */
@@ -99,68 +99,24 @@ static int failf(const char *fmt, ...) {
     return 1;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: glassbox train --corpus FILE --tokenizer DIR --out DIR [options]\n\n"
-               "Trains a GPT-2 (GPT2LMHeadModel) from scratch and saves it in Hugging Face's layout.\n\n"
-               "options:\n");
-    for (int i = 0; i < NOPTIONS; i++) {
-        char left[64];
-        snprintf(left, sizeof left, "--%s %s", options[i].flag, options[i].meta);
-        fprintf(f, "  %-26s %s", left, options[i].help);
-        if (options[i].kind != OPT_STR) fprintf(f, " (default %s)", options[i].dflt);
-        fputc('\n', f);
-    }
-    fprintf(f, "  %-26s %s\n", "-h, --help", "this text");
-}
+/* The command line's view of the same table: numbers at least `lowest`. */
+static const gb_cli_opt cli_opts[] = {
+#define X(flag, field, kind, dflt, lowest, saved, meta, help)                                                       \
+    {flag, 0, GB_CLI_##kind, lowest, 1e15, OPT_##kind == OPT_STR ? NULL : #dflt, false, 0, meta, help},
+    TRAIN_OPTIONS(X)
+#undef X
+};
 
-/* Parse one option's value into o: numbers must be whole ("5x", "" and
- * "abc" are refused) and at least the option's lowest value. */
+/* Store one option's value in o, parsed strictly by the command line's
+ * rules (also for the values a checkpoint records). */
 static bool set_option(train_opts *o, int i, const char *value, char *err, size_t errsize) {
-    char *end = NULL, *base = (char *)o;
-    errno = 0;
-    if (options[i].kind == OPT_STR) {
-        *(const char **)(void *)(base + options[i].off) = value;
-        return true;
-    }
-    double v = options[i].kind == OPT_INT ? (double)strtoll(value, &end, 10) : strtod(value, &end);
-    if (end == value || *end || errno || !isfinite(v)) {
-        snprintf(err, errsize, "--%s: '%s' is not %s", options[i].flag, value,
-                 options[i].kind == OPT_INT ? "an integer" : "a number");
-        return false;
-    }
-    if (v < options[i].lowest) {
-        snprintf(err, errsize, "--%s: %s is below the smallest allowed value, %g", options[i].flag, value,
-                 options[i].lowest);
-        return false;
-    }
-    if (options[i].kind == OPT_INT) *(opt_INT *)(void *)(base + options[i].off) = strtoll(value, NULL, 10);
-    else *(opt_NUM *)(void *)(base + options[i].off) = v;
+    gb_cli_arg arg = {0};
+    char *base = (char *)o;
+    if (!gb_cli_parse_value(&cli_opts[i], value, &arg, err, errsize)) return false;
+    if (options[i].kind == OPT_STR) *(const char **)(void *)(base + options[i].off) = value;
+    else if (options[i].kind == OPT_INT) *(opt_INT *)(void *)(base + options[i].off) = arg.i;
+    else *(opt_NUM *)(void *)(base + options[i].off) = arg.num;
     return true;
-}
-
-static int find_option(const char *flag) {
-    for (int i = 0; i < NOPTIONS; i++)
-        if (!strcmp(options[i].flag, flag)) return i;
-    return -1;
-}
-
-/* 0, 2 (usage error, reported) or -1 (--help shown). */
-static int parse_args(int argc, char **argv, train_opts *o) {
-    char err[512];
-    for (int a = 0; a < argc; a++) {
-        if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) {
-            usage(stdout);
-            return -1;
-        }
-        int i = strncmp(argv[a], "--", 2) ? -1 : find_option(argv[a] + 2);
-        if (i < 0 || a + 1 >= argc) {
-            failf("unknown or incomplete option '%s' (see glassbox train --help)", argv[a]);
-            return 2;
-        }
-        if (!set_option(o, i, argv[++a], err, sizeof err)) return failf("%s", err), 2;
-        *((bool *)(void *)((char *)o + options[i].given_off)) = true;
-    }
-    return 0;
 }
 
 /* An option's value as text, for a checkpoint's metadata. */
@@ -749,15 +705,19 @@ done:
     return rc;
 }
 
-int gb_cli_train(int argc, char **argv) {
+static int train(const gb_cli_args *a) {
     trainer t = {0};
     char err[1024] = "";
     defaults(&t.o);
-    int rc = parse_args(argc, argv, &t.o);
-    if (rc) return rc < 0 ? 0 : rc;
+    for (int k = 0; k < a->nseq; k++) {
+        int i = a->seq[k].opt;
+        if (!set_option(&t.o, i, a->seq[k].str, err, sizeof err)) return failf("%s", err), 2;
+        *((bool *)(void *)((char *)&t.o + options[i].given_off)) = true;
+    }
+    int rc;
+    if (t.o.resume && t.o.init) return failf("--resume and --init exclude each other"), 2;
     train_opts *o = &t.o;
     gb_safetensors *state = NULL;
-    if (o->resume && o->init) return failf("--resume and --init exclude each other"), 2;
     if (o->resume && !(state = open_state(o, &t.step, err, sizeof err))) return failf("%s", err);
     if (o->resume && !o->tokenizer) o->tokenizer = o->resume;
     if (!o->corpus || !o->tokenizer || !o->out)
@@ -805,3 +765,10 @@ done:
     trainer_free(&t);
     return rc;
 }
+
+const gb_cli_cmd gb_cli_cmd_train = {
+    "train", train, "", 0, 0, "train a GPT-2 from scratch and save it in Hugging Face's layout",
+    "Trains a GPT2LMHeadModel with glassbox's own autograd (AdamW, warmup and cosine decay) on a corpus of one "
+    "sentence per line; --corpus, --tokenizer and --out are required. docs/training.md describes the data "
+    "order, initialisation, schedule, determinism and resuming.",
+    cli_opts, sizeof cli_opts / sizeof *cli_opts, NULL};
