@@ -26,6 +26,13 @@
  * Pointer rules: gb_tensor_grad returns a borrowed pointer, valid until the
  * next backward or gb_zero_grad on that tensor; everything else follows
  * tensor.h (returned tensors are new references).
+ *
+ * Threads. Grad mode is per thread. A backward writes the gradients of the
+ * graph it walks (and .grad of its leaves): two threads may run backward at
+ * once on graphs that share only tensors that do not require grad, such as
+ * a loaded model's weights (which do not require grad unless switched on:
+ * do not switch them while other threads run the model). An optimiser is
+ * used by one thread at a time.
  */
 #ifndef GB_AUTOGRAD_H
 #define GB_AUTOGRAD_H

@@ -32,6 +32,10 @@
  *
  * Several hooks on one event run in registration order. The registry must
  * outlive every run and backward it is attached to.
+ *
+ * Threads. A registry (and its interest mask) belongs to the runs it is
+ * attached to, on one thread at a time; several registries on one shared
+ * tree, each with its own runs, may run in as many threads.
  */
 #ifndef GB_HOOKS_H
 #define GB_HOOKS_H

@@ -41,19 +41,60 @@ char *gb__file_read(const char *path, size_t *len, const char *op) {
     return buf;
 }
 
-gb_status gb__file_create(gb__file_out *out, const char *path, const char *op) {
+static const char *gb__file_kind(mode_t mode) {
+    return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO" : S_ISCHR(mode) ? "a character device"
+           : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a regular file";
+}
+
+/* What is at path may be replaced by a new regular file (file.h's rules);
+ * *mode gets its permission bits (0644 when there is nothing yet) and
+ * out->target a followed link's target. */
+static gb_status gb__file_check(gb__file_out *out, const char *path, unsigned flags, mode_t *mode, const char *op) {
+    struct stat sb;
+    *mode = 0644;
+    if (lstat(path, &sb) != 0) {
+        if (errno == ENOENT) return GB_OK;
+        return gb__fail(GB_ERR_IO, "%s: %s: cannot create: %s", op, path, strerror(errno));
+    }
+    if (S_ISLNK(sb.st_mode)) {
+        if (!(flags & GB__FILE_FOLLOW))
+            return gb__fail(GB_ERR_IO, "%s: %s: is a symbolic link; refusing to replace it (give its target's path)",
+                            op, path);
+        if (!(out->target = realpath(path, NULL)) || stat(out->target, &sb) != 0)
+            return gb__fail(GB_ERR_IO, "%s: %s: cannot follow the symbolic link: %s", op, path, strerror(errno));
+    }
+    if (!S_ISREG(sb.st_mode))
+        return gb__fail(GB_ERR_IO, "%s: %s: is %s, not a regular file", op, path, gb__file_kind(sb.st_mode));
+    if (!(sb.st_mode & 0222) || access(out->target ? out->target : path, W_OK) != 0)
+        return gb__fail(GB_ERR_IO, "%s: %s: cannot replace: %s (the file is read-only)", op, path, strerror(EACCES));
+    *mode = sb.st_mode & 07777;
+    return GB_OK;
+}
+
+gb_status gb__file_create(gb__file_out *out, const char *path, unsigned flags, const char *op) {
     *out = (gb__file_out){.path = path};
-    size_t tlen = strlen(path) + 16;
-    if (!(out->tmp = gb__malloc(tlen, op))) return GB_ERR_ALLOC;
-    snprintf(out->tmp, tlen, "%s.tmp-XXXXXX", path);
+    mode_t mode;
+    gb_status st = gb__file_check(out, path, flags, &mode, op);
+    if (st != GB_OK) {
+        gb__file_discard(out);
+        return st;
+    }
+    const char *dest = out->target ? out->target : path;
+    size_t tlen = strlen(dest) + 16;
+    if (!(out->tmp = gb__malloc(tlen, op))) {
+        gb__file_discard(out);
+        return GB_ERR_ALLOC;
+    }
+    snprintf(out->tmp, tlen, "%s.tmp-XXXXXX", dest);
     int fd = mkstemp(out->tmp);
     if (fd < 0) {
         gb_status s = gb__fail(GB_ERR_IO, "%s: %s: cannot create: %s", op, path, strerror(errno));
         free(out->tmp);
         out->tmp = NULL;
+        gb__file_discard(out);
         return s;
     }
-    fchmod(fd, 0644); /* mkstemp makes 0600; a saved file is for others to read too */
+    fchmod(fd, mode); /* mkstemp makes 0600: a new file is for others to read too, a replaced one keeps its bits */
     if (!(out->fp = fdopen(fd, "wb"))) {
         gb_status s = gb__fail(GB_ERR_IO, "%s: %s: cannot create: %s", op, path, strerror(errno));
         close(fd);
@@ -69,7 +110,7 @@ gb_status gb__file_commit(gb__file_out *out, const char *op) {
     out->fp = NULL;
     gb_status s = GB_OK;
     if (bad || rc != 0) s = gb__fail(GB_ERR_IO, "%s: %s: cannot write: %s", op, out->path, strerror(errno));
-    else if (rename(out->tmp, out->path) != 0)
+    else if (rename(out->tmp, out->target ? out->target : out->path) != 0)
         s = gb__fail(GB_ERR_IO, "%s: %s: cannot replace: %s", op, out->path, strerror(errno));
     if (s != GB_OK) {
         gb__file_discard(out);
@@ -77,6 +118,8 @@ gb_status gb__file_commit(gb__file_out *out, const char *op) {
     }
     free(out->tmp);
     out->tmp = NULL;
+    free(out->target);
+    out->target = NULL;
     return GB_OK;
 }
 
@@ -88,11 +131,13 @@ void gb__file_discard(gb__file_out *out) {
         free(out->tmp);
     }
     out->tmp = NULL;
+    free(out->target);
+    out->target = NULL;
 }
 
-gb_status gb__file_write(const char *path, const void *data, size_t len, const char *op) {
+gb_status gb__file_write(const char *path, const void *data, size_t len, unsigned flags, const char *op) {
     gb__file_out out;
-    gb_status s = gb__file_create(&out, path, op);
+    gb_status s = gb__file_create(&out, path, flags, op);
     if (s != GB_OK) return s;
     if (len && fwrite(data, 1, len, out.fp) != len) {
         s = gb__fail(GB_ERR_IO, "%s: %s: cannot write: %s", op, path, strerror(errno));

@@ -27,18 +27,31 @@ char *gb__file_read(const char *path, size_t *len, const char *op);
 /* A file being written: gb__file_create opens fp on a new file beside path;
  * gb__file_commit closes it and renames it to path; gb__file_discard closes
  * and removes it (a no-op once committed, or when create failed). Errors
- * are GB_ERR_IO: "op: PATH: cannot create|write|replace: reason". */
+ * are GB_ERR_IO: "op: PATH: cannot create|write|replace: reason".
+ *
+ * Only regular files are written. What already is at path must be a
+ * regular file that may be written: a directory, FIFO, device or socket is
+ * refused ("op: PATH: is a FIFO, not a regular file"), and so is a
+ * read-only file ("op: PATH: cannot replace: Permission denied (the file
+ * is read-only)"), also for root, for whom the permission bits would not
+ * stop a rename. A symbolic link is refused too unless flags has
+ * GB__FILE_FOLLOW: then its target is replaced (by the same rules) and the
+ * link stays. A file replaced keeps its permission bits; a new one gets
+ * 0644. */
 typedef struct gb__file_out {
     FILE *fp;
     char *tmp;
-    const char *path;
+    const char *path; /* as given, for messages */
+    char *target;     /* a followed link's target (malloc'd), or NULL: path */
 } gb__file_out;
 
-gb_status gb__file_create(gb__file_out *out, const char *path, const char *op);
+#define GB__FILE_FOLLOW 1u /* replace a symbolic link's target, not refuse the link */
+
+gb_status gb__file_create(gb__file_out *out, const char *path, unsigned flags, const char *op);
 gb_status gb__file_commit(gb__file_out *out, const char *op);
 void gb__file_discard(gb__file_out *out);
 
-/* len bytes of data as the file path, replaced atomically. */
-gb_status gb__file_write(const char *path, const void *data, size_t len, const char *op);
+/* len bytes of data as the file path, replaced atomically (flags as above). */
+gb_status gb__file_write(const char *path, const void *data, size_t len, unsigned flags, const char *op);
 
 #endif

@@ -30,8 +30,10 @@
  *
  * Input text is bytes; ill-formed UTF-8 is first replaced by U+FFFD, one per
  * maximal ill-formed subsequence (what Hugging Face sees when such bytes
- * reach it through Python or JavaScript). A handle must not be used by two
- * threads at once (encoding fills a cache); open one per thread. */
+ * reach it through Python or JavaScript). A handle may be shared by
+ * threads: encoding fills a cache and works in scratch arrays kept in the
+ * tokenizer, so its calls take turns on a lock (open one per thread for
+ * encoding in parallel). */
 typedef struct gb_tokenizer gb_tokenizer;
 
 /* Open a tokenizer from path: a directory holding tokenizer.json (preferred)
@@ -192,7 +194,11 @@ const char *gb_safetensors_metadata_key(const gb_safetensors *st, int i);
  * is NULL or key, value, key, value, ..., NULL. The layout is the reference
  * implementation's: tensors by descending dtype alignment then name, header
  * padded with spaces to 8 bytes. The file is written beside path and renamed
- * into place, so a failed save leaves no partial file. */
+ * into place, so a failed save leaves no partial file. Only a regular file
+ * is written: GB_ERR_IO, naming path, when path is a directory, FIFO,
+ * device, socket or symbolic link (write to the link's target instead), or
+ * a read-only file (refused also for root); a replaced file keeps its
+ * permission bits. */
 gb_status gb_safetensors_save(const char *path, int n, const char *const *names, gb_tensor *const *tensors,
                               gb_dtype dtype, const char *const *metadata);
 
@@ -280,7 +286,9 @@ typedef struct gb_model_opts {
  * the checkpoint does not hold fails before the tree is built), and the
  * address space the mapping needs (under ulimit -v) and the memory an
  * f32_weights conversion needs are checked against what the process has:
- * GB_ERR_ALLOC with both figures. opts may be NULL. */
+ * GB_ERR_ALLOC with both figures. opts may be NULL.
+ * An open model may be run by any number of threads at once (nn/nn.h,
+ * Threads): its tree, parameters and buffers are only read by runs. */
 gb_model *gb_model_open(const char *model, const gb_model_opts *opts);
 void gb_model_free(gb_model *m);
 gb_module *gb_model_module(const gb_model *m);

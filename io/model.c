@@ -321,8 +321,8 @@ static gb_status gb__check_memory(gb_safetensors *st, const gb__weights *w, cons
     if (convert > avail || convert > left)
         return gb__fail(GB_ERR_ALLOC,
                         "model: %s: converting its float16/bfloat16 weights to float32 needs %s of memory, but %s "
-                        "is available%s; open it without f32_weights (gb_model_opts) or --dtype f32 to use "
-                        "the %s of weights as stored, mapped from the files without a copy",
+                        "is available%s; open it without f32_weights (gb_model_opts; on the command line, without "
+                        "--dtype f32) to use the %s of weights as stored, mapped from the files without a copy",
                         gb_safetensors_path(st), gb__bytes_str(b1, convert),
                         gb__bytes_str(b2, avail < left ? avail : left),
                         avail <= left ? "" : " in the process's address space (ulimit -v) beside the weight files",

@@ -410,7 +410,7 @@ static gb_status gb__write_json(const char *dir, const char *name, gb__json *j, 
     if (!text) return gb__fail(GB_ERR_ALLOC, GB__OP ": out of memory writing %s", name);
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    gb_status st = gb__file_write(path, text, strlen(text), GB__OP);
+    gb_status st = gb__file_write(path, text, strlen(text), 0, GB__OP);
     free(text);
     return st;
 }
@@ -427,7 +427,7 @@ static gb_status gb__write_merges(const gb__trainer *t, const char *dir) {
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/merges.txt", dir);
-    gb_status st = gb__file_write(path, text, arrlenu(text), GB__OP);
+    gb_status st = gb__file_write(path, text, arrlenu(text), 0, GB__OP);
     arrfree(text);
     return st;
 }

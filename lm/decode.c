@@ -117,6 +117,14 @@ static int64_t gb__sample_row(float *s, int64_t V, const int64_t *seen, int64_t 
     return order[keep - 1];
 }
 
+/* Whether the logits [B, t, V] at the last position hold NaN or Inf. */
+static bool gb__last_nonfinite(gb_tensor *logits) {
+    gb_tensor *last = gb_select(logits, 1, -1); /* [B, V], a view */
+    bool bad = last && gb_count_nonfinite(last, NULL) > 0;
+    gb_tensor_free(last);
+    return bad;
+}
+
 /* The next token of every row from logits [B, t, V]: [B, 1] int64. seq: [B, T] so far. */
 static gb_tensor *gb__choose(gb_tensor *logits, gb_tensor *seq, const gb_sampling *o, gb_rng *rng) {
     gb_tensor *last = gb_select(logits, 1, -1); /* [B, V] */
@@ -183,6 +191,7 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
     st = seq && (!mask || p) && done ? GB_OK : gb_last_status();
     gb_rng rng = gb_rng_seed(opts->sampling.seed);
     gb_tensor *ids = seq ? gb_tensor_ref(seq) : NULL; /* what the next pass feeds */
+    if (opts->nonfinite_steps) *opts->nonfinite_steps = 0;
     for (int k = 0; st == GB_OK && k < opts->max_new_tokens; k++) {
         if (opts->max_length > 0 && gb_tensor_dim(seq, 1) >= opts->max_length) break; /* no position left */
         gb_tensor *logits = NULL;
@@ -190,6 +199,7 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
         gb_tensor_free(ids);
         ids = NULL;
         if (st != GB_OK) break;
+        if (opts->nonfinite_steps && gb__last_nonfinite(logits)) ++*opts->nonfinite_steps;
         gb_tensor *next = gb__choose(logits, seq, &opts->sampling, &rng); /* [B, 1] */
         gb_tensor_free(logits);
         bool all_done = next != NULL && opts->is_stop;
@@ -277,6 +287,7 @@ gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_de
     gb_run *run = gb_run_new();
     if (!run) return gb_last_status();
     gb_run_use_cache(run, true);
+    gb_run_set_nan_check(run, o.nan_check);
     gb__plain ctx = {run, gb_lm_module(lm)};
     gb_grad_mode gm = gb_no_grad_begin();
     gb_status st = gb_decode(gb__plain_forward, &ctx, ids, mask, NULL, &o, out);

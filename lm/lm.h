@@ -35,7 +35,10 @@
  * generation (gb_trace_generate) gives it a trace's run, so interventions
  * apply at every step.
  *
- * A gb_lm is used by one thread at a time (its tokenizer caches).
+ * Threads. One gb_lm may be shared by any number of threads:
+ * gb_lm_generate, traces and executions on its model run at once (each
+ * generation has its own run and KV cache); gb_lm_encode and gb_lm_text
+ * take turns on the tokenizer's lock.
  */
 #ifndef GB_LM_H
 #define GB_LM_H
@@ -95,6 +98,14 @@ typedef struct gb_decode_opts {
      * status other than GB_OK ends generation with it. */
     gb_status (*on_step)(int step, const int64_t *ids, int64_t batch, void *ctx);
     void *step_ctx;
+    /* gb_lm_generate: the NaN guard in its run (nn/nn.h,
+     * gb_run_set_nan_check); a traced generation takes the trace's
+     * (gb_trace_set_nan_check). */
+    bool nan_check;
+    /* If not NULL, set to the number of steps whose logits (at the last
+     * position) held NaN or Inf in some row: the tokens chosen there mean
+     * nothing, and the caller may say so (the library prints nothing). */
+    int *nonfinite_steps;
 } gb_decode_opts;
 
 /* Greedy, 20 new tokens, no stop tokens, pad 0. */

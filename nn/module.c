@@ -5,6 +5,7 @@
 #include "../tensor/tensor_impl.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,7 @@ gb_module *gb__module_new(const gb__module_type *type) {
     m->type = type;
     m->cls = type->name;
     m->root = m;
+    m->tree_size = m->tree_end = 1; /* numbered: position 0 of its own tree */
     m->name = gb__strdup("", type->name);
     m->path = gb__strdup("", type->name);
     if (!m->name || !m->path) {
@@ -95,6 +97,8 @@ static gb_status gb__update_paths(gb_module *m) {
     return GB_OK;
 }
 
+static int gb__number(gb_module *m, int next);
+
 gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child) {
     if (!child) return gb_last_status() ? gb_last_status() : GB_ERR_ARG;
     char *nm = gb__strdup(name, "module child");
@@ -106,10 +110,13 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
     child->name = nm;
     child->parent = m;
     arrput(m->children, child);
+    gb_status st = gb__update_paths(child);
     gb_module *root = m->root;
-    root->tree_size = 0; /* the tree changed: number it again when a run needs it */
+    /* Numbered now, not when a run first needs it: runs on other threads
+     * read the numbers of a shared tree, and only building writes them. */
+    root->tree_size = gb__number(root, 0);
     root->tree_gen++;
-    return gb__update_paths(child);
+    return st;
 }
 
 gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer) {
@@ -514,7 +521,8 @@ gb_module *gb_module_list(int n, gb_module *const *children) {
 
 typedef struct {
     const gb_module *key;
-    gb_tensor *k, *v;
+    gb_tensor *k, *v;       /* [B, KV, S, D]: views of kbuf, vbuf when those are set */
+    gb_tensor *kbuf, *vbuf; /* [B, KV, capacity, D] or NULL */
 } gb__cache_entry;
 
 struct gb_run {
@@ -534,6 +542,7 @@ struct gb_run {
     bool use_cache;
     gb__cache_entry *cache; /* stb_ds hash map */
     int64_t cache_len;
+    bool nan_check; /* gb_run_set_nan_check */
 };
 
 static const char *const gb__event_names[GB_EVENT_COUNT] = {
@@ -547,8 +556,8 @@ gb_run *gb_run_new(void) { return gb__calloc(1, sizeof(gb_run), "run_new"); }
 
 static void gb__cache_clear(gb_run *run) {
     for (ptrdiff_t i = 0; i < hmlen(run->cache); i++) {
-        gb_tensor_free(run->cache[i].k);
-        gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
     }
     hmfree(run->cache);
     run->cache_len = 0;
@@ -596,25 +605,28 @@ void gb_run_use_cache(gb_run *run, bool on) {
 }
 
 int64_t gb_run_cache_length(const gb_run *run) { return run->cache_len; }
+void gb_run_set_nan_check(gb_run *run, bool on) { run->nan_check = on; }
 gb_tensor *gb__run_attention_mask(const gb_run *run) { return run->attention_mask; }
 gb_tensor *gb__run_position_ids(const gb_run *run) { return run->position_ids; }
 bool gb__run_use_cache(const gb_run *run) { return run->use_cache; }
 
-void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v) {
+void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
+                       gb_tensor **vbuf) {
     ptrdiff_t i = hmgeti(run->cache, attn);
-    *k = i >= 0 ? run->cache[i].k : NULL;
-    *v = i >= 0 ? run->cache[i].v : NULL;
+    gb__cache_entry e = i >= 0 ? run->cache[i] : (gb__cache_entry){0};
+    *k = e.k, *v = e.v;
+    if (kbuf) *kbuf = e.kbuf, *vbuf = e.vbuf;
 }
 
-void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v) {
+void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+                       gb_tensor *vbuf) {
+    gb__cache_entry e = {attn, k, v, kbuf, vbuf};
     ptrdiff_t i = hmgeti(run->cache, attn);
     if (i >= 0) {
-        gb_tensor_free(run->cache[i].k);
-        gb_tensor_free(run->cache[i].v);
-        run->cache[i].k = k;
-        run->cache[i].v = v;
+        gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
+        run->cache[i] = e;
     } else {
-        gb__cache_entry e = {attn, k, v};
         hmputs(run->cache, e);
     }
 }
@@ -632,10 +644,7 @@ static int gb__number(gb_module *m, int next) {
     return m->tree_end = next;
 }
 
-int gb__tree_number(gb_module *root) {
-    if (!root->tree_size) root->tree_size = gb__number(root, 0);
-    return root->tree_size;
-}
+int gb__tree_number(gb_module *root) { return root->tree_size; }
 
 gb_module *gb__tree_root(const gb_module *m) { return m->root; }
 int gb__tree_index(const gb_module *m) { return m->tree_index; }
@@ -695,14 +704,40 @@ static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int cal
     return st;
 }
 
+/* The NaN guard (gb_run_set_nan_check): the first value of m's outputs that
+ * is not finite, as an error naming where it is. Meta values (scans) have
+ * no data to look at. */
+static gb_status gb__check_finite(const gb_module *m, int call, const gb_values *out) {
+    for (int i = 0; i < out->n; i++) {
+        const gb_tensor *t = out->v[i];
+        int64_t first, bad = t ? gb_count_nonfinite(t, &first) : 0;
+        if (!bad) continue;
+        const int nd = t->ndim;
+        int64_t idx[GB_MAX_DIMS], rest = first; /* element `first`'s position, row-major */
+        for (int d = nd - 1; d >= 0; d--) {
+            idx[d] = t->shape[d] ? rest % t->shape[d] : 0;
+            rest = t->shape[d] ? rest / t->shape[d] : 0;
+        }
+        double v = 0;
+        gb_tensor_get(t, idx, &v);
+        char at[160];
+        return gb__fail(GB_ERR_NONFINITE,
+                        "nan check: %s (%s), call %d: output[%d] %s holds %s at %s (%lld of %lld values are not finite)",
+                        *m->path ? m->path : "<root>", m->cls, call, i, GB__SHAPE_STR(t),
+                        isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf", gb__shape_str(at, sizeof at, nd, idx),
+                        (long long)bad, (long long)gb_tensor_numel(t));
+    }
+    return GB_OK;
+}
+
 gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     memset(out, 0, sizeof *out);
     if (!run) return gb__fail(GB_ERR_ARG, "module_call: %s: run is NULL (use gb_run_new)", m->path);
-    if (!run->observer) return m->type->forward(m, run, in, out);
+    if (!run->observer && !run->nan_check) return m->type->forward(m, run, in, out);
 
     int call = (*gb__call_slot(run, m))++;
     gb_status st;
-    if (gb__wants(run, m, GB_EVENT_INPUT)) {
+    if (run->observer && gb__wants(run, m, GB_EVENT_INPUT)) {
         /* The observer may replace the inputs: hand it a tuple of our own. */
         gb_values inputs = {0};
         for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
@@ -713,8 +748,9 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     } else {
         st = m->type->forward(m, run, in, out);
     }
+    if (st == GB_OK && run->nan_check) st = gb__check_finite(m, call, out);
     /* Asked now: a hook added by the input event or inside the forward counts. */
-    if (st != GB_OK || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
+    if (st != GB_OK || !run->observer || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
     return gb__emit(run, m, GB_EVENT_OUTPUT, call, out, NULL, NULL);
 }
 

@@ -37,6 +37,13 @@
  * named intermediate values inside the forward (e.g. "attn_weights"). With no
  * observer the cost is one branch per module call. Gradient events are built
  * on these by the hooks layer (hooks/hooks.h).
+ *
+ * Threads. A built module tree (a loaded model) may be run by any number of
+ * threads at once, each with its own gb_run (call counters, KV cache,
+ * observer): a run reads the tree and its parameters and writes nothing
+ * in them. Building a tree, setting or tying parameters, gb_module_init and
+ * gb_module_requires_grad_ write it: do them before sharing it. A gb_run is
+ * used by one thread at a time.
  */
 #ifndef GB_NN_H
 #define GB_NN_H
@@ -232,6 +239,15 @@ void gb_run_set_position_ids(gb_run *run, gb_tensor *pos);
  * only the new tokens. */
 void gb_run_use_cache(gb_run *run, bool on);
 int64_t gb_run_cache_length(const gb_run *run);
+/* The NaN guard: after each module call, look at its outputs (f32 values)
+ * and fail with GB_ERR_NONFINITE at the first module whose output holds a
+ * NaN or an infinity, naming the module's path and class, its call index
+ * (the generation step in a run of several passes), the output element and
+ * the position of the first such value, and how many there are. Modules
+ * finish inner first, so the module named is the innermost whose result
+ * went bad (a norm over a negative eps, a weight holding NaN). The check
+ * reads every output once: a forward costs a little more. Off by default. */
+void gb_run_set_nan_check(gb_run *run, bool on);
 
 /* Call a module (with events). out receives new references. Returns GB_OK,
  * GB_STOPPED (not an error: an observer ended the run; everything computed

@@ -56,7 +56,7 @@ struct gb_module {
     gb__param *params;    /* stb_ds array, in registration order */
     int tree_index;       /* depth-first position under its root: where runs count its calls */
     int tree_end;         /* one past the last tree_index of m's subtree */
-    int tree_size;        /* roots only: modules in the tree, 0 until numbered */
+    int tree_size;        /* roots only: modules in the tree (numbered whenever it changes) */
     unsigned tree_gen;    /* roots only: bumped whenever the tree changes shape */
     _Alignas(max_align_t) unsigned char settings[]; /* the type's settings, type->settings bytes (GB__SETTINGS) */
 };
@@ -82,9 +82,13 @@ gb_tensor *gb__run_attention_mask(const gb_run *run); /* borrowed, may be NULL *
 gb_tensor *gb__run_position_ids(const gb_run *run);   /* borrowed, may be NULL */
 bool gb__run_use_cache(const gb_run *run);
 /* The cached keys and values of an attention module (borrowed; NULL when
- * empty) and their replacement (the run takes the references). */
-void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v);
-void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v);
+ * empty), the buffers with room to append that they are views of (NULL
+ * when they are not; kbuf may be NULL to not ask), and their replacement
+ * (the run takes the references). */
+void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
+                       gb_tensor **vbuf);
+void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+                       gb_tensor *vbuf);
 /* Called by the whole-model forward after a pass over T new tokens. */
 void gb__run_cache_advance(gb_run *run, int64_t t);
 

@@ -4,10 +4,11 @@
  *
  * Tree positions. A module tree is numbered depth-first from its root:
  * each module has a position (gb__tree_index) and its subtree holds the
- * positions [index, gb__tree_end). Numbering is lazy (gb__tree_number) and
- * is redone after the tree changes shape, which also bumps the root's
- * generation (gb__tree_gen): positions taken at one generation are valid
- * until the generation changes.
+ * positions [index, gb__tree_end). A tree is numbered again whenever it
+ * changes shape (while it is built), which also bumps the root's generation
+ * (gb__tree_gen): positions taken at one generation are valid until the
+ * generation changes. Runs only read the numbers, so runs on several
+ * threads may share a tree.
  *
  * Interest. An observer says which events it wants through a gb__interest
  * attached to the run next to it: bit (1u << kind) of mask[position] asks
@@ -30,8 +31,7 @@
 
 /* The root of m's tree (m itself when it has no parent). */
 gb_module *gb__tree_root(const gb_module *m);
-/* Number root's tree if it changed shape since it was last numbered;
- * returns the number of modules in it. */
+/* The number of modules in root's tree. */
 int gb__tree_number(gb_module *root);
 /* m's depth-first position, and one past the last position of its subtree
  * (valid once its root is numbered, until the root's generation changes). */

@@ -21,7 +21,9 @@
     X(AVX512BW, "avx512bw")     \
     X(AVX512DQ, "avx512dq")     \
     X(AVX512VL, "avx512vl")     \
-    X(AVX512BF16, "avx512bf16")
+    X(AVX512BF16, "avx512bf16") \
+    X(AMXTILE, "amx-tile")      \
+    X(AMXBF16, "amx-bf16")
 
 enum {
 #define GB__X(e, s) GB__CPU_BIT_##e,

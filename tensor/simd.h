@@ -3,7 +3,10 @@
  *
  * GB__CLONES compiles a function three times, for AVX-512 (x86-64-v4),
  * AVX2 (v3) and the build's baseline, and the dynamic loader picks the best
- * the CPU runs (GCC's target_clones): the default build targets x86-64-v2
+ * the CPU runs (GCC's target_clones, through ifunc resolvers; GB_NO_CLONES,
+ * set by `make TSAN=1`, leaves them out: ThreadSanitizer's instrumentation
+ * crashes in a resolver, which runs before its runtime starts): the default
+ * build targets x86-64-v2
  * (SSE4.2, 4 floats per instruction), where exp runs 3x slower than with
  * AVX-512. A -march=native build with AVX-512 needs no clones.
  *
@@ -17,7 +20,7 @@
 #ifndef GB_SIMD_H
 #define GB_SIMD_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__) && !defined(GB_NO_CLONES)
 #define GB__CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define GB__CLONES

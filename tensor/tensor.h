@@ -23,6 +23,13 @@
  * GB_AT(...) prefixes that message with the caller's file and line. No
  * function here aborts, exits or prints.
  *
+ * Threads. Any number of threads may read one tensor at once and take and
+ * drop references to it (reference counts are atomic): a model's weights
+ * are shared so. Writing a tensor in place (the calls ending in _) while
+ * another thread reads it is a race, as is any call on one tensor from two
+ * threads when one of them writes it. Errors, grad mode and meta mode are
+ * per thread. docs/ARCHITECTURE.md (Threads) lists what is shared.
+ *
  * Compute is f32. f16/bf16 are storage formats: gb_to_dtype converts, and
  * the ops that read a model's weights (matmul, linear, embedding, the
  * weight and bias of the norms) take f16/bf16 weights as stored, widening
@@ -57,6 +64,7 @@
     X(GB_ERR_STATE, "state")           /* call not valid in this state */     \
     X(GB_ERR_AUTOGRAD, "autograd")     /* backward cannot be done */          \
     X(GB_ERR_UNSUPPORTED, "unsupported") /* valid, but not implemented */    \
+    X(GB_ERR_NONFINITE, "nonfinite")   /* NaN or Inf where the NaN guard looks */ \
     X(GB_STOPPED, "stopped")           /* not an error: a run was stopped */
 
 typedef enum gb_status {
@@ -335,6 +343,11 @@ gb_tensor *gb_mean_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim);
 gb_tensor *gb_sum_all(gb_tensor *a);
 gb_tensor *gb_mean_all(gb_tensor *a);
 gb_tensor *gb_max_all(gb_tensor *a);
+/* How many elements of t are NaN or infinite (0 for integer and bool
+ * dtypes and for shape-only tensors), and in *first, when not NULL, the
+ * row-major index of the first of them, or -1. A query, not an op: no
+ * result tensor, no autograd; any strides. */
+int64_t gb_count_nonfinite(const gb_tensor *t, int64_t *first);
 
 /* ---- linear algebra and nn functions ------------------------------------ */
 
@@ -394,7 +407,12 @@ char *gb_tensor_describe(const gb_tensor *t);
 /* Name of the BLAS kernel in use, e.g. "SkylakeX" (loads OpenBLAS if needed),
  * or NULL with an error when OpenBLAS cannot be loaded. */
 const char *gb_blas_kernel(void);
-/* Threads used by BLAS and by glassbox's own loops (default, or n < 1: all cores). */
+/* Threads used by BLAS and by glassbox's own loops (default, or n < 1: all
+ * cores): the size of the OpenMP team each calling thread opens, so N
+ * application threads running ops use up to N times that many. The first
+ * product loads OpenBLAS, setting two environment variables for its
+ * constructor and putting them back; a program whose other threads read
+ * the environment should call gb_blas_kernel first. */
 void gb_set_num_threads(int n);
 int gb_get_num_threads(void);
 

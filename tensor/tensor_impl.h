@@ -7,13 +7,17 @@
 #include "tensor.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 /* ---- storage and tensor ------------------------------------------------- */
 
 typedef struct gb_storage {
     void *data;                 /* NULL for meta tensors (shape-only runs) */
     size_t nbytes;
-    int refcount;
+    /* Atomic: a model's weights are shared by every thread running it, and
+     * each op takes and drops references to them (++ and -- on an _Atomic
+     * are single atomic read-modify-writes). */
+    atomic_int refcount;
     uint32_t version;           /* bumped by every in-place write: autograd
                                    compares it with the value seen at record time */
     void (*release)(void *ctx); /* memory not from malloc: gb_from_blob, safetensors mmap, large storages */
@@ -58,7 +62,7 @@ typedef enum gb_op {
 #define GB__MAX_FPARAM 4
 
 struct gb_tensor {
-    int refcount;
+    atomic_int refcount; /* atomic for the same reason as the storage's */
     gb_dtype dtype;
     int ndim;
     int64_t shape[GB_MAX_DIMS];

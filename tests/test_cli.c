@@ -281,6 +281,8 @@ START_TEST(test_cli_errors) {
     gbt_cli_fails("generate --bogus", 2, "glassbox generate: unknown or incomplete option '--bogus'");
     gbt_cli_fails("run " GBT_BUNDLED " --ids 1,2 --out /dev/null --dtype bf16", 2,
                   "glassbox run: --dtype: 'bf16' is not a weight dtype (stored or f32)");
+    gbt_cli_fails("lens " GBT_BUNDLED " -p Paris --dtype f16", 2,
+                  "glassbox lens: --dtype: 'f16' is not a weight dtype (stored or f32)");
     gbt_cli_fails("info " GBT_BUNDLED " --dtype", 2, "glassbox info: usage: glassbox info [MODEL] [--dtype stored|f32]");
     r = gbt_cli("frobnicate");
     ck_assert_int_eq(r.status, 2);

@@ -91,7 +91,8 @@ static const char *const dtypes[2] = {"bf16", "f16"};
 
 static void run_case(const char *dt, const lowp_case *c, gb__lowp_isa isa) {
     char what[128];
-    snprintf(what, sizeof what, "%s.%s (%s)", dt, c->key, gb__lowp_isa_name(isa));
+    snprintf(what, sizeof what, "%s.%s (%s%s)", dt, c->key, gb__lowp_isa_name(isa),
+             gb__lowp_amx_get() == GB__LOWP_AMX_ALL ? ", AMX for many rows" : "");
     gb_tensor *w[2] = {0}, *x[1] = {0};
     for (int i = 0; i < 2 && c->weights[i]; i++) w[i] = gbt_getf(oracle, "%s.%s.%s", dt, c->key, c->weights[i]);
     ck_assert_msg(gb_tensor_dtype(w[0]) == (strcmp(dt, "bf16") ? GB_DTYPE_F16 : GB_DTYPE_BF16), "%s: stored dtype",
@@ -118,16 +119,24 @@ static void run_case(const char *dt, const lowp_case *c, gb__lowp_isa isa) {
 }
 
 /* Every case at every kernel level this CPU runs (the baseline C, AVX2,
- * AVX-512, AVX512_BF16's vdpbf16ps). */
+ * AVX-512, AVX512_BF16's vdpbf16ps), with sgemm's panels for many rows;
+ * then, where AMX runs, with tdpbf16ps for every product of many rows
+ * (by default only for large ones). */
 START_TEST(test_oracle_case) {
     const char *dt = dtypes[_i / NCASES];
     const lowp_case *c = &cases[_i % NCASES];
     gb__lowp_isa was = gb__lowp_isa_get();
+    gb__lowp_amx amx = gb__lowp_amx_set(GB__LOWP_AMX_OFF);
     for (int isa = 0; isa <= (int)gb__lowp_isa_best(); isa++) {
         gb__lowp_isa_set((gb__lowp_isa)isa);
         ck_assert_int_eq(gb__lowp_isa_get(), isa);
         run_case(dt, c, (gb__lowp_isa)isa);
     }
+    if (gb__lowp_amx_ok()) {
+        gb__lowp_amx_set(GB__LOWP_AMX_ALL);
+        run_case(dt, c, gb__lowp_isa_get());
+    }
+    gb__lowp_amx_set(amx);
     gb__lowp_isa_set(was);
 }
 END_TEST
@@ -159,7 +168,8 @@ static void assert_same_bits(const gb_tensor *a, const gb_tensor *b, const char 
                   "%s: results differ between 1 and 2 threads", what);
 }
 
-/* GEMV and a few rows in the direct kernels and many in the panels, both
+/* GEMV and a few rows in the direct kernels and many in the panels (and
+ * in AMX's kernel where it runs: bf16 in nn.Linear's layout), both
  * layouts, both dtypes: the same bits on 1 and 2 threads, and within
  * float32 rounding of the f32 path (test_matmul.c checks that one against
  * PyTorch) on the converted weights. */
@@ -167,29 +177,34 @@ START_TEST(test_threads_and_f32_path) {
     static const int64_t rows[] = {1, 7, 40};
     const int64_t n = 600, k = 1000;
     int before = gb_get_num_threads();
-    for (int d = 0; d < 2; d++)
-        for (int lay = 0; lay < 2; lay++)
-            for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-                char what[96];
-                snprintf(what, sizeof what, "%s %s M=%lld", dtypes[d], lay ? "transposed" : "row-major",
-                         (long long)rows[r]);
-                gb_tensor *wf = randn(2, lay ? (int64_t[]){k, n} : (int64_t[]){n, k}, 0.03f, 40 + (uint64_t)d);
-                gb_tensor *w = gb_to_dtype(wf, d ? GB_DTYPE_F16 : GB_DTYPE_BF16), *wf32 = gb_to_dtype(w, GB_DTYPE_F32);
-                gb_tensor *x = randn(2, (int64_t[]){rows[r], k}, 1.0f, 50), *dy = randn(2, (int64_t[]){rows[r], n}, 1.0f, 51);
-                gb_tensor *y1, *dx1, *y2, *dx2, *yf, *dxf;
-                gb_set_num_threads(1);
-                product(x, w, lay, dy, &y1, &dx1);
-                gb_set_num_threads(2);
-                product(x, w, lay, dy, &y2, &dx2);
-                gb_set_num_threads(before);
-                assert_same_bits(y1, y2, what);
-                assert_same_bits(dx1, dx2, what);
-                product(x, wf32, lay, dy, &yf, &dxf);
-                gbt_assert_close(y1, yf, 1e-4, 1e-4, what);
-                gbt_assert_close(dx1, dxf, 1e-4, 1e-4, what);
-                gb_tensor *all[] = {wf, w, wf32, x, dy, y1, dx1, y2, dx2, yf, dxf};
-                for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gb_tensor_free(all[i]);
-            }
+    gb__lowp_amx was = gb__lowp_amx_get();
+    for (int amx = 0; amx < (gb__lowp_amx_ok() ? 2 : 1); amx++) {
+        for (int d = 0; d < 2; d++)
+            for (int lay = 0; lay < 2; lay++)
+                for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+                    char what[96];
+                    snprintf(what, sizeof what, "%s %s M=%lld%s", dtypes[d], lay ? "transposed" : "row-major",
+                             (long long)rows[r], amx ? " (AMX)" : "");
+                    gb__lowp_amx_set(amx ? GB__LOWP_AMX_ALL : GB__LOWP_AMX_OFF);
+                    gb_tensor *wf = randn(2, lay ? (int64_t[]){k, n} : (int64_t[]){n, k}, 0.03f, 40 + (uint64_t)d);
+                    gb_tensor *w = gb_to_dtype(wf, d ? GB_DTYPE_F16 : GB_DTYPE_BF16), *wf32 = gb_to_dtype(w, GB_DTYPE_F32);
+                    gb_tensor *x = randn(2, (int64_t[]){rows[r], k}, 1.0f, 50), *dy = randn(2, (int64_t[]){rows[r], n}, 1.0f, 51);
+                    gb_tensor *y1, *dx1, *y2, *dx2, *yf, *dxf;
+                    gb_set_num_threads(1);
+                    product(x, w, lay, dy, &y1, &dx1);
+                    gb_set_num_threads(2);
+                    product(x, w, lay, dy, &y2, &dx2);
+                    gb_set_num_threads(before);
+                    assert_same_bits(y1, y2, what);
+                    assert_same_bits(dx1, dx2, what);
+                    product(x, wf32, lay, dy, &yf, &dxf);
+                    gbt_assert_close(y1, yf, 1e-4, 1e-4, what);
+                    gbt_assert_close(dx1, dxf, 1e-4, 1e-4, what);
+                    gb_tensor *all[] = {wf, w, wf32, x, dy, y1, dx1, y2, dx2, yf, dxf};
+                    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gb_tensor_free(all[i]);
+                }
+    }
+    gb__lowp_amx_set(was);
 }
 END_TEST
 

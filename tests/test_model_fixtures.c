@@ -260,8 +260,8 @@ START_TEST(test_fixture_f32_conversion_checks_memory) {
     gb__mem_available_set(4096);
     gbt_fails_with(gb_model_open(dir, &(gb_model_opts){.f32_weights = true}) == NULL, GB_ERR_ALLOC,
                    "converting its float16/bfloat16 weights to float32 needs 0.3 MiB of memory, but 0.0 MiB is "
-                   "available; open it without f32_weights (gb_model_opts) or --dtype f32 to use the 0.1 MiB of "
-                   "weights as stored");
+                   "available; open it without f32_weights (gb_model_opts; on the command line, without --dtype "
+                   "f32) to use the 0.1 MiB of weights as stored");
     gb_model *m = gb_model_open(dir, NULL);
     gb__mem_available_set(0);
     gbt_ok(m);

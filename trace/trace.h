@@ -73,6 +73,13 @@ void gb_trace_set_stop_tokens(gb_trace *tr, bool (*is_stop)(int64_t id, void *ct
 gb_tensor *gb_trace_generated(const gb_trace *tr);
 /* Scan before every gb_trace_run, and refuse to run when it fails. */
 void gb_trace_set_validate(gb_trace *tr, bool on);
+/* The NaN guard in every run of the trace and of its executions (its
+ * runs, generations and scans; nn/nn.h, gb_run_set_nan_check): the run
+ * fails with GB_ERR_NONFINITE naming the first module, call and position
+ * whose output holds NaN or Inf. A module's output is checked before its
+ * interventions run; a value they make non-finite is caught at the next
+ * module whose output it spoils. */
+void gb_trace_set_nan_check(gb_trace *tr, bool on);
 /* Hugging Face's attention_mask ([B, T], 1 = token, 0 = padding) and
  * position_ids ([B, T] i64) for the run (the trace takes references). */
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask);
@@ -288,13 +295,29 @@ void gb_end_if(gb_trace *tr);
  * as methods (x.exp(), x.topk(5, dim=-1), x.reshape(2, -1), x.float(), ...),
  * torch.NAME / F.NAME / torch.nn.functional.NAME calls (cat, stack, where,
  * cross_entropy, cosine_similarity, and any method with its value first),
- * stop, backward, requires_grad_. site and line name the statement in errors
+ * stop, backward, requires_grad_. A call of any other function
+ * (my_fn(x), torch.save_to(x)) is a syntax error naming it as outside
+ * "the function whitelist", as nnsight's remote backend says: statements
+ * are what a server runs, and nothing else. site and line name the
+ * statement in errors
  * ("site:line: ..."; site must outlive the trace). A syntax error defines
  * nothing and is returned at once; other definition errors (an unknown
  * module) poison the trace as with the C calls, and are returned too.
  * *out, if not NULL, receives the statement's value (an assignment's
  * right-hand side's node for names, the set node otherwise). */
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out);
+
+/* A name that no statement of tr bound (a module path otherwise) is asked
+ * of resolve, which returns a value of tr for it (bound to the name from
+ * then on) or NULL. It may be asked while a statement is only checked for
+ * syntax, so it must give the same answer every time. Sessions use it for
+ * names bound in their earlier traces. */
+void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx), void *ctx);
+/* The value a statement of tr bound to name, or NULL (the resolver is not
+ * asked). */
+gb_val *gb_trace_name(gb_trace *tr, const char *name);
+/* The trace v is a node of. */
+gb_trace *gb_val_trace(const gb_val *v);
 
 /* ---- results ------------------------------------------------------------ */
 
@@ -332,9 +355,10 @@ const char *gb_val_text(gb_val *v);
  * Threads. Only definitions write the graph (and the first run or
  * gb_exec_new after them, which derives its tables once). So: define,
  * make the executions (gb_exec_new, on one thread at a time), then run
- * them in as many threads, each on its own model instance (a model's
- * tensors cannot be shared between threads yet); the trace's own
- * execution counts as one of them. An execution is made for the graph as
+ * them in as many threads, on the one model or on instances of it; the
+ * trace's own execution counts as one of them. Traces of their own, each
+ * defined and run by one thread, may also share one model
+ * (tests/test_threads.c). An execution is made for the graph as
  * it is: after further definitions, or a change of the trace's edits, it
  * refuses to run. A graph validated once (gb_trace_scan) need not be
  * scanned by each execution. */
@@ -367,6 +391,24 @@ gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v);
 gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i);
 gb_status gb_exec_shape(const gb_exec *ex, const gb_val *v, int *ndim, int64_t *shape);
 gb_tensor *gb_exec_generated(const gb_exec *ex);
+/* The saved values that the last run of ex did not produce (for the
+ * trace's own run, ex = gb_trace_exec(tr)): the run stopped before them,
+ * their module was not called that often (a .next() beyond the steps a
+ * generation made, which stop tokens may end early), or a condition was
+ * false. Returns how many, and puts the first max of them, in definition
+ * order, in vals when it is not NULL; gb_exec_value fails on each. Every
+ * saved value counts before the first run. */
+int gb_exec_unproduced(const gb_exec *ex, gb_val **vals, int max);
+/* Values that exist only when an execution runs (a value of an earlier
+ * trace of a session, an iteration's item): the constant node c (made by
+ * gb_const) holds t in ex's runs from now on instead of the graph's tensor
+ * (ex takes a reference; NULL goes back to the graph's). Shape-only (meta)
+ * tensors serve a scan. */
+gb_status gb_exec_bind(gb_exec *ex, gb_val *c, gb_tensor *t);
+/* What a saved node holds in ex after its last run or scan: like
+ * gb_exec_value, but a scan's shape-only tensor too (to scan a later
+ * trace on it). */
+gb_tensor *gb_exec_held(const gb_exec *ex, const gb_val *v);
 
 /* Stepping: one run made of several forward passes, as a decoding loop
  * drives it. The passes share one gb_run (call counters, and a KV cache

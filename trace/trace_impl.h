@@ -193,10 +193,14 @@ struct gb_trace {
         char *key;
         gb_val *value;
     } *names;             /* stb_ds string map: names bound by statements */
+    /* names no statement bound, asked of whoever defines the trace (sessions) */
+    gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx);
+    void *resolve_ctx;
     gb_status def_status; /* first definition error */
     char *def_error;
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
     bool validate;
+    bool nan_check; /* gb_trace_set_nan_check: every run's gb_run_set_nan_check */
     FILE *log;
     bool (*is_stop)(int64_t id, void *ctx); /* end-of-sequence tokens, or NULL */
     void *stop_ctx;

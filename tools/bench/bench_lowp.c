@@ -147,7 +147,25 @@ void bench_lowp(void) {
     /* a 128-token prompt through GPT-2's MLP up-projection (f32: kernels' linear_128x768x3072) */
     bench_row("linear_bf16_128x768x3072", "GFLOP/s",
               2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, false, 1) * 1e-9,
-              "gb_linear x [128, 768] f32, w [3072, 768] bfloat16 (f32 panels through sgemm)");
+              gb__lowp_amx_get() ? "gb_linear x [128, 768] f32, w [3072, 768] bfloat16 (AMX on x split in 3 bf16 parts)"
+                                 : "gb_linear x [128, 768] f32, w [3072, 768] bfloat16 (f32 panels through sgemm)");
+    /* the Llama-3-8B MLP's up-projection for a 128-token prompt */
+    bench_row("linear_bf16_128x4096x14336", "GFLOP/s",
+              2.0 * 128 * 4096 * 14336 / time_linear(128, 4096, 14336, GB_DTYPE_BF16, false, 1) * 1e-9,
+              "gb_linear x [128, 4096] f32, w [14336, 4096] bfloat16 (the same kernel)");
+    if (gb__lowp_amx_get()) {
+        gb__lowp_amx was = gb__lowp_amx_set(GB__LOWP_AMX_OFF);
+        bench_row("linear_bf16_sgemm_128x768x3072", "GFLOP/s",
+                  2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, false, 1) * 1e-9,
+                  "linear_bf16_128x768x3072 without AMX: f32 panels through sgemm");
+        bench_row("linear_t_bf16_sgemm_128x768x3072", "GFLOP/s",
+                  2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, true, 1) * 1e-9,
+                  "linear_t_bf16_128x768x3072 without AMX: f32 panels through sgemm");
+        bench_row("linear_bf16_sgemm_128x4096x14336", "GFLOP/s",
+                  2.0 * 128 * 4096 * 14336 / time_linear(128, 4096, 14336, GB_DTYPE_BF16, false, 1) * 1e-9,
+                  "linear_bf16_128x4096x14336 without AMX: f32 panels through sgemm");
+        gb__lowp_amx_set(was);
+    }
     bench_row("linear_t_bf16_128x768x3072", "GFLOP/s",
               2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, true, 1) * 1e-9,
               "the same with Conv1D's weight [768, 3072] read transposed");

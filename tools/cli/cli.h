@@ -16,16 +16,22 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
 #define GB_CLI_COMMANDS(X)                                                   \
     X(demo, gb_cli_demo, "[MODEL]: look inside a model, step by step (nnsight's walkthrough)") \
     X(info, gb_cli_info, "[MODEL] [--dtype f32]: print the module tree, parameter count and config") \
-    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) (--out F.safetensors [--hidden] | --top K) [--dtype f32]: one forward pass") \
+    X(run, gb_cli_run, "[MODEL] (--ids 1,2,3 | -p TEXT) (--out F.safetensors [--hidden] | --top K) [--dtype f32] [--nan-check]: one forward pass") \
     X(generate, gb_cli_generate, "[MODEL] [--ids 1,2,3 | -p TEXT] [-n N] [--ids-out] [--dtype f32] [--temperature T [--top-k K] " \
-                                 "[--top-p P] [--repetition-penalty R] [--seed S]]: greedy decoding, or sampling") \
+                                 "[--top-p P] [--repetition-penalty R] [--seed S]] [--nan-check]: greedy decoding, or sampling") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
                            "[--edit STATEMENT]... [--tensor NAME=F.safetensors[:KEY]]... [-n N [sampling as generate]] [--top K] [--scan] [--graph] " \
-                           "[--out F.safetensors] [--png F [--title T]] [--dtype f32]: interventions in nnsight's syntax") \
-    X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F]: the logit lens, every layer and position") \
+                           "[--out F.safetensors] [--png F [--title T]] [--dtype f32] [--nan-check] " \
+                           "[--remote URL [--key KEY]]: interventions in nnsight's syntax") \
+    X(session, gb_cli_session, "[--model NAME=DIR]... (STEPS | --json F) [--out F.safetensors] [--remote URL [--key KEY]]: several traces " \
+                               "as one unit; STEPS: --trace MODEL (prompts, -e, -n as trace) | --log TEXT | --stop | " \
+                               "--iter NAME=1,2,3 ... --end (see docs/remote.md)") \
+    X(serve, gb_cli_serve, "--model NAME=DIR... [--host H] [--port N] [--keys FILE] [--workers N] [--queue N] [limits]: " \
+                           "run sessions for HTTP clients (docs/remote.md)") \
+    X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F] [--dtype f32]: the logit lens, every layer and position") \
     X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK|#ID] [--foil TOK|#ID] [--what resid|attn|mlp] " \
-                           "[--batch N] [--png F] [--csv F]: activation patching of every layer and position") \
-    X(attn, gb_cli_attn, "[MODEL] (-p TEXT | --ids 1,2,3) --layer L [--head H] [--png F]: attention patterns") \
+                           "[--batch N] [--png F] [--csv F] [--dtype f32]: activation patching of every layer and position") \
+    X(attn, gb_cli_attn, "[MODEL] (-p TEXT | --ids 1,2,3) --layer L [--head H] [--png F] [--dtype f32]: attention patterns") \
     X(tokenize, gb_cli_tokenize, "[MODEL] TEXT: print the token ids of TEXT") \
     X(detokenize, gb_cli_detokenize, "[MODEL] 1,2,3: print the text of token ids") \
     X(train-tokenizer, gb_cli_train_tokenizer, "CORPUS --vocab N --out DIR: train a byte-level BPE tokenizer") \
@@ -47,8 +53,12 @@ GB_CLI_COMMANDS(GB__X)
 /* Shared by the commands on models (model.c). Print "glassbox CMD: msg" on
  * stderr and return 1. */
 int gb_cli_fail(const char *cmd, const char *msg);
-/* A language model, with a progress bar on a terminal; NULL with the error set. */
-gb_lm *gb_cli_open_lm(const char *path, bool f32); /* f32: --dtype f32 */
+/* A language model, its f16/bf16 weights as stored or (f32) converted,
+ * with a progress bar on a terminal; NULL with the error set. */
+gb_lm *gb_cli_open_lm(const char *path, bool f32);
+/* --dtype VALUE: "stored" (the default: weights as the files hold them) or
+ * "f32" (converted when opening) into *f32; false after printing why. */
+bool gb_cli_dtype(const char *cmd, const char *value, bool *f32);
 /* The prompt as ids [1, T]: ids_arg ("1,2,3") directly, text through the
  * model's tokenizer, or (allow_empty) the BOS token alone; NULL after
  * printing why. */
@@ -63,6 +73,10 @@ void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k);
  * after printing why (lens.c). */
 int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
                        gb_tensor *const *values, gb_tensor *ids);
+/* `trace --remote`: the trace as a one-trace session sent to a server
+ * (session.c). */
+int gb_cli_trace_remote(int argc, char **argv);
+
 /* text as Python prints a str, into buf: in single quotes, with \n, \t, \\
  * and \' escaped (lens.c). */
 const char *gb_cli_quoted(const char *text, char *buf, size_t size);

@@ -128,40 +128,39 @@ static void lens_free(lens_result *r) {
 
 /* Each block's output (the residual stream after it) through the model's
  * final norm and unembedding, softmaxed: the k most likely tokens at every
- * layer and position of ids [1, T]. */
+ * layer and position of ids [1, T]. nnsight's lens, in one trace: the two
+ * modules called on each block's hidden state (gb_call: no hook events). */
 static gb_status lens_compute(gb_lm *lm, gb_tensor *ids, int k, lens_result *r) {
     gb_model *m = gb_lm_model(lm);
-    gb_module *net = gb_lm_module(lm);
-    gb_module *norm = gb_module_find(net, gb_model_part(m, GB_PART_NORM));
-    gb_module *unembed = gb_module_find(net, gb_model_part(m, GB_PART_UNEMBED));
+    const char *norm = gb_model_part(m, GB_PART_NORM), *unembed = gb_model_part(m, GB_PART_UNEMBED);
     *r = (lens_result){.layers = num_layers(lm), .T = (int)gb_tensor_dim(ids, 1), .k = k};
-    if (!norm || !unembed || !r->layers) return gb_last_status();
+    if (!r->layers) return gb_last_status();
     size_t cells = (size_t)r->layers * (size_t)r->T * (size_t)k;
     r->input = malloc(sizeof *r->input * (size_t)r->T);
     r->top = malloc(sizeof *r->top * cells);
     r->prob = malloc(sizeof *r->prob * cells);
-    gb_val **h = calloc((size_t)r->layers, sizeof *h);
-    gb_trace *tr = gb_trace_new(net, ids);
-    gb_status st = r->input && r->top && r->prob && h && tr ? GB_OK : GB_ERR_ALLOC;
+    gb_val **probs = calloc((size_t)r->layers, sizeof *probs);
+    gb_trace *tr = gb_trace_new(gb_lm_module(lm), ids);
+    gb_status st = r->input && r->top && r->prob && probs && tr ? GB_OK : GB_ERR_ALLOC;
     for (int64_t t = 0; st == GB_OK && t < r->T; t++) r->input[t] = ((const int64_t *)gb_tensor_data(ids))[t];
     char path[256];
-    for (int l = 0; st == GB_OK && l < r->layers; l++)
-        h[l] = gb_save(gb_val_index(gb_output(tr, block_path(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]"));
+    for (int l = 0; st == GB_OK && l < r->layers; l++) { /* lm_head(transformer.ln_f(h)).softmax(-1) */
+        gb_val *h = gb_val_index(gb_output(tr, block_path(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]");
+        probs[l] = gb_save(gb_val_softmax(gb_call(tr, unembed, gb_call(tr, norm, h)), -1));
+    }
     if (st == GB_OK) st = gb_trace_run(tr);
     for (int l = 0; st == GB_OK && l < r->layers; l++) {
-        gb_tensor *n = NULL, *logits = NULL, *p = NULL;
-        st = gb_module_run(norm, NULL, gb_value(h[l]), &n);
-        if (st == GB_OK) st = gb_module_run(unembed, NULL, n, &logits);
-        if (st == GB_OK && !(p = gb_softmax(logits, -1))) st = gb_last_status();
-        int64_t V = st == GB_OK ? gb_tensor_dim(p, -1) : 0;
+        gb_tensor *p = gb_contiguous(gb_value(probs[l])); /* [1, T, V] */
+        int64_t V = p ? gb_tensor_dim(p, -1) : 0;
+        if (!p) st = gb_last_status();
         for (int t = 0; st == GB_OK && t < r->T; t++) {
             size_t at = ((size_t)l * (size_t)r->T + (size_t)t) * (size_t)k;
             top_k((const float *)gb_tensor_data(p) + (size_t)t * (size_t)V, V, k, r->top + at, r->prob + at);
         }
-        gb_tensor_free(p), gb_tensor_free(logits), gb_tensor_free(n);
+        gb_tensor_free(p);
     }
     gb_trace_free(tr);
-    free(h);
+    free(probs);
     if (st != GB_OK) lens_free(r);
     return st;
 }
@@ -203,11 +202,16 @@ static bool lens_csv(gb_lm *lm, const char *path, const lens_result *r) {
     return fclose(f) == 0;
 }
 
-/* Token texts of ids[0..n), each malloc'd (names[i]); false when out of memory. */
+/* Token texts of ids[0..n) as labels, each malloc'd; a token of spaces
+ * and newlines alone is quoted (' ', '\n') so that it shows. NULL when out
+ * of memory. */
 static char **token_names(gb_lm *lm, const int64_t *ids, int n, int stride) {
     char **names = calloc((size_t)n, sizeof *names);
-    char tok[256];
-    for (int i = 0; names && i < n; i++) names[i] = strdup(token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok));
+    char tok[256], q[520];
+    for (int i = 0; names && i < n; i++) {
+        const char *t = token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
+        names[i] = strdup(t[strspn(t, " \n\t\r")] ? t : gb_cli_quoted(t, q, sizeof q));
+    }
     return names;
 }
 
@@ -543,9 +547,9 @@ static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, 
 /* ---- the commands ---------------------------------------------------------- */
 
 typedef struct lens_opts {
-    const char *model, *text, *ids, *png, *csv, *clean, *corrupt, *target, *foil, *what;
+    const char *model, *text, *ids, *png, *csv, *clean, *corrupt, *target, *foil, *what, *dtype;
     long top, layer, head, batch;
-    bool has_layer;
+    bool has_layer, f32;
 } lens_opts;
 
 /* s as a long in [lo, hi]; false after printing why. */
@@ -571,7 +575,7 @@ static int lens_parse(const char *cmd, const char *allowed, int argc, char **arg
                 {"--png", offsetof(lens_opts, png)},       {"--csv", offsetof(lens_opts, csv)},
                 {"--clean", offsetof(lens_opts, clean)},   {"--corrupt", offsetof(lens_opts, corrupt)},
                 {"--target", offsetof(lens_opts, target)}, {"--foil", offsetof(lens_opts, foil)},
-                {"--what", offsetof(lens_opts, what)}};
+                {"--what", offsetof(lens_opts, what)},     {"--dtype", offsetof(lens_opts, dtype)}};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool known = a[0] == '-' && strstr(allowed, a) && argc > i + 1, done = false;
@@ -596,6 +600,7 @@ static int lens_parse(const char *cmd, const char *allowed, int argc, char **arg
             return 2;
         }
     }
+    if (o->dtype && !gb_cli_dtype(cmd, o->dtype, &o->f32)) return 2;
     o->model = gb_cli_model(cmd, o->model);
     return o->model ? 0 : 1;
 }
@@ -678,9 +683,9 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
 
 int gb_cli_lens(int argc, char **argv) {
     lens_opts o = {.top = 3};
-    int rc = lens_parse("lens", "-p --ids --top --png --csv", argc, argv, &o);
+    int rc = lens_parse("lens", "-p --ids --top --png --csv --dtype", argc, argv, &o);
     if (rc) return rc;
-    gb_lm *lm = gb_cli_open_lm(o.model, false);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("lens", gb_last_error());
     gb_tensor *ids = gb_cli_prompt_ids("lens", lm, o.ids, o.text, false);
     lens_result r = {0};
@@ -724,14 +729,14 @@ static int64_t one_token(const char *cmd, const char *opt, gb_lm *lm, const char
 
 int gb_cli_patch(int argc, char **argv) {
     lens_opts o = {.batch = 32};
-    int rc = lens_parse("patch", "--clean --corrupt --target --foil --what --batch --png --csv", argc, argv, &o);
+    int rc = lens_parse("patch", "--clean --corrupt --target --foil --what --batch --png --csv --dtype", argc, argv, &o);
     if (rc) return rc;
     int what = -1;
     for (int i = 0; i < PATCH_NWHAT; i++)
         if (!strcmp(o.what ? o.what : "resid", patch_whats[i].name)) what = i;
     if (what < 0) return gb_cli_fail("patch", "--what: give resid, attn or mlp"), 2;
     if (!o.clean || !o.corrupt) return gb_cli_fail("patch", "give both prompts: --clean TEXT --corrupt TEXT"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model, false);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("patch", gb_last_error());
     gb_tensor *clean = gb_cli_prompt_ids("patch", lm, NULL, o.clean, false);
     gb_tensor *corrupt = clean ? gb_cli_prompt_ids("patch", lm, NULL, o.corrupt, false) : NULL;
@@ -758,10 +763,10 @@ int gb_cli_patch(int argc, char **argv) {
 
 int gb_cli_attn(int argc, char **argv) {
     lens_opts o = {.head = -1};
-    int rc = lens_parse("attn", "-p --ids --layer --head --png", argc, argv, &o);
+    int rc = lens_parse("attn", "-p --ids --layer --head --png --dtype", argc, argv, &o);
     if (rc) return rc;
     if (!o.has_layer) return gb_cli_fail("attn", "give the layer: --layer L"), 2;
-    gb_lm *lm = gb_cli_open_lm(o.model, false);
+    gb_lm *lm = gb_cli_open_lm(o.model, o.f32);
     if (!lm) return gb_cli_fail("attn", gb_last_error());
     int L = num_layers(lm), layer = (int)(o.layer < 0 ? o.layer + L : o.layer);
     char msg[256];

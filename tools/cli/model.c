@@ -34,14 +34,7 @@ gb_lm *gb_cli_open_lm(const char *path, bool f32) {
     return gb_lm_open(path, &opts);
 }
 
-int gb_cli_fail(const char *cmd, const char *msg) {
-    fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
-    return 1;
-}
-
-/* --dtype VALUE: "stored" (the default: weights as the files hold them) or
- * "f32" (converted when opening); false with a usage message otherwise. */
-static bool parse_dtype(const char *cmd, const char *value, bool *f32) {
+bool gb_cli_dtype(const char *cmd, const char *value, bool *f32) {
     if (!strcmp(value, "stored") || !strcmp(value, "f32") || !strcmp(value, "float32")) {
         *f32 = strcmp(value, "stored") != 0;
         return true;
@@ -50,6 +43,11 @@ static bool parse_dtype(const char *cmd, const char *value, bool *f32) {
     snprintf(msg, sizeof msg, "--dtype: '%s' is not a weight dtype (stored or f32)", value);
     gb_cli_fail(cmd, msg);
     return false;
+}
+
+int gb_cli_fail(const char *cmd, const char *msg) {
+    fprintf(stderr, "glassbox %s: %s\n", cmd, msg);
+    return 1;
 }
 
 /* "1,2,3" -> i64 ids; NULL with a message on a malformed list. */
@@ -107,7 +105,7 @@ int gb_cli_info(int argc, char **argv) {
     bool f32 = false;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
-            if (!parse_dtype("info", argv[++i], &f32)) return 2;
+            if (!gb_cli_dtype("info", argv[++i], &f32)) return 2;
         } else if (argv[i][0] != '-' && !given) {
             given = argv[i];
         } else {
@@ -132,7 +130,7 @@ int gb_cli_info(int argc, char **argv) {
 
 typedef struct {
     const char *model, *ids, *text, *out, *png, *title; /* trace --png: the saved values as a heatmap */
-    bool hidden, ids_out, scan, graph, f32;
+    bool hidden, ids_out, scan, graph, f32, nan_check;
     long max_new, top; /* -n N; --top K: the K most likely next tokens */
     const char **stmts; /* trace: -e STATEMENT, in order */
     int nstmts;
@@ -189,8 +187,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--ids-out")) o->ids_out = true;
         else if (!strcmp(a, "--scan")) o->scan = true;
         else if (!strcmp(a, "--graph")) o->graph = true;
+        else if (!strcmp(a, "--nan-check")) o->nan_check = true;
         else if (!strcmp(a, "--dtype") && has_next) {
-            if (!parse_dtype(cmd, argv[++i], &o->f32)) return 2;
+            if (!gb_cli_dtype(cmd, argv[++i], &o->f32)) return 2;
         }
         else if (!strcmp(a, "-e") && has_next && o->stmts) o->stmts[o->nstmts++] = argv[++i];
         else if (!strcmp(a, "--edit") && has_next && o->edits) o->edits[o->nedits++] = argv[++i];
@@ -234,6 +233,7 @@ int gb_cli_run(int argc, char **argv) {
     const char *blocks = gb_model_part(m, GB_PART_LAYERS);
     int64_t layers = gb_module_num_children(gb_module_find(gb_model_module(m), blocks));
     gb_trace *tr = gb_trace_new(gb_model_module(m), input);
+    gb_trace_set_nan_check(tr, o.nan_check);
     gb_val *logits = gb_save(gb_output(tr, gb_model_part(m, GB_PART_UNEMBED)));
     int nvals = 1 + (o.hidden ? (int)layers + 1 : 0);
     gb_val **vals = calloc((size_t)nvals, sizeof *vals);
@@ -252,6 +252,10 @@ int gb_cli_run(int argc, char **argv) {
         names[nvals - 1] = strdup("hidden.final");
     }
     gb_status st = gb_trace_run(tr);
+    int64_t bad = st == GB_OK ? gb_count_nonfinite(gb_value(logits), NULL) : 0;
+    if (bad)
+        fprintf(stderr, "glassbox run: warning: %lld of the %lld logits are NaN or Inf; --nan-check names the first "
+                        "module whose output is\n", (long long)bad, (long long)gb_tensor_numel(gb_value(logits)));
     if (st == GB_OK && o.top) {
         gb_tensor *last = gb_select(gb_value(logits), 1, -1);
         printf("top %ld next tokens:\n", o.top);
@@ -285,11 +289,19 @@ int gb_cli_generate(int argc, char **argv) {
     if (!lm) return gb_cli_fail("generate", gb_last_error());
     gb_tensor *prompt = gb_cli_prompt_ids("generate", lm, o.ids, o.text, true), *out = NULL;
     gb_decode_opts d = gb_lm_decode_defaults(lm);
+    int bad_steps = 0;
     d.max_new_tokens = (int)o.max_new;
+    d.nan_check = o.nan_check;
+    d.nonfinite_steps = &bad_steps;
     d.sampling = o.sampling;
     if (!prompt) rc = 1;
     else if (gb_lm_generate(lm, prompt, NULL, &d, &out) != GB_OK) rc = gb_cli_fail("generate", gb_last_error());
-    else if (o.ids_out) {
+    if (!rc && bad_steps)
+        fprintf(stderr, "glassbox generate: warning: the logits held NaN or Inf at %d of the %lld steps, so the "
+                        "tokens chosen there mean nothing; --nan-check names the first module whose output did\n",
+                bad_steps, (long long)(gb_tensor_dim(out, 1) - gb_tensor_dim(prompt, 1)));
+    if (rc) {
+    } else if (o.ids_out) {
         const int64_t *p = gb_tensor_data(out);
         printf("[");
         for (int64_t i = 0; i < gb_tensor_dim(out, 1); i++) printf("%s%lld", i ? ", " : "", (long long)p[i]);
@@ -359,6 +371,8 @@ static int bind_tensor(gb_trace *tr, gb_trace *editor, const char *spec) {
 }
 
 int gb_cli_trace(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--remote")) return gb_cli_trace_remote(argc, argv);
     opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts),
               .edits = calloc((size_t)argc + 1, sizeof(char *)), .tensors = calloc((size_t)argc + 1, sizeof(char *))};
     int rc = parse_opts("trace", argc, argv, &o);
@@ -401,6 +415,7 @@ int gb_cli_trace(int argc, char **argv) {
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+        gb_trace_set_nan_check(tr, o.nan_check);
     }
     if (tr && st == GB_OK && o.graph) {
         char *g = gb_trace_graph(tr);
@@ -429,9 +444,8 @@ int gb_cli_trace(int argc, char **argv) {
         } else if (o.scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
             printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
                    "beyond -n before it)\n", name ? name : o.stmts[i]);
-        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) { /* saved but never produced */
-            fprintf(o.out ? stderr : stdout, "%s%s: %s\n", o.out ? "glassbox trace: " : "", name ? name : o.stmts[i],
-                    gb_last_error());
+        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
+            gb_clear_error(); /* saved but never produced: warned about below, with the reason */
         } else if (!o.scan && (ts[nsaved] = gb_value(vals[i]))) {
             if (!o.out) {
                 char *str = gb_tensor_str(ts[nsaved]);
@@ -447,6 +461,33 @@ int gb_cli_trace(int argc, char **argv) {
         }
         free(name);
     }
+    if (!rc && !o.scan) { /* saved values the run never produced: said, not dropped */
+        int n = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
+        gb_val **missing = calloc((size_t)n + 1, sizeof *missing);
+        n = gb_exec_unproduced(gb_trace_exec(tr), missing, n);
+        int64_t steps = -1; /* new tokens: past the longest prompt (invokes are padded to it) */
+        if (o.max_new > 0 && gb_trace_generated(tr)) {
+            int64_t longest = 0;
+            for (int p = 0; p < o.nprompts; p++)
+                if (gb_tensor_dim(inputs[p], 1) > longest) longest = gb_tensor_dim(inputs[p], 1);
+            steps = gb_tensor_dim(gb_trace_generated(tr), 1) - longest;
+        }
+        for (int k = 0; k < n; k++) {
+            int i = 0;
+            while (i < o.nstmts && vals[i] != missing[k]) i++;
+            char *name = i < o.nstmts ? bound_name(o.stmts[i]) : NULL;
+            const char *what = name ? name : i < o.nstmts ? o.stmts[i] : gb_val_text(missing[k]);
+            if (steps >= 0)
+                fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
+                                "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
+                        what, (long long)steps);
+            else
+                fprintf(stderr, "glassbox trace: warning: %s was never produced (the run stopped before it, its "
+                                "module never ran, or a condition was false)\n", what);
+            free(name);
+        }
+        free(missing);
+    }
     if (!rc && !o.scan && o.max_new > 0) { /* nnsight's generator.output */
         ts[nsaved] = gb_trace_generated(tr);
         if (!o.out) {
@@ -455,7 +496,7 @@ int gb_cli_trace(int argc, char **argv) {
             free(str);
         }
         names[nsaved++] = strdup("generator.output");
-        for (int64_t r = 0; !o.out && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+        for (int64_t r = 0; !o.out && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) { /* text when it has a tokenizer */
             char *text = NULL;
             size_t n = 0;
             if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
