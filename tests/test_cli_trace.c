@@ -70,6 +70,9 @@ START_TEST(test_trace_reports_and_statements) {
     char *a = strstr(r.out, "a = "), *b = strstr(r.out, "b = ");
     ck_assert_msg(a && b && !strncmp(a + 4, b + 4, strcspn(b + 4, "\n") + 1), "%s", r.out);
     gbt_cli_free(&r);
+    /* hook=True cannot add to generation's KV cache */
+    gbt_cli_fails(T "-n 2 -e 'a = lm_head(transformer.ln_f.output, hook=True).save()'", 1,
+                  "glassbox trace: -e:1: call: a module call with hook=True cannot run during generation");
     /* attention weights from statements: each row sums to 1 */
     prints(T "-e 'w = transformer.h[0].attn.attn_weights[0, 0].sum(-1).save()'", "w = tensor([1., 1., 1.])\n");
 }

@@ -152,6 +152,51 @@ START_TEST(test_module_call_on_a_value) {
 }
 END_TEST
 
+/* hook=True: the call goes through the run's events as the module's next
+ * call. Called when layer1's output exists, it is layer2's call 0 (the
+ * model's own becomes call 1); an edit of call 0 changes its result only. */
+START_TEST(test_module_call_hooked) {
+    gbt_oracle *o = gbt_oracle_load("trace_ops");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input");
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_val *y, *first, *model_out, *zeroed;
+    gbt_ok_status(gb_trace_statement(tr, "y = layer2(layer1.output * 2, hook=True).save()", "s", 1, &y));
+    gbt_ok_status(gb_trace_statement(tr, "first = layer2.output.clone().save()", "s", 2, &first));
+    gbt_ok_status(gb_trace_statement(tr, "model_out = layer2.next().output.save()", "s", 3, &model_out));
+    ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s", gb_last_error());
+    gbt_assert_saved_close(y, o, "call.out");
+    gbt_assert_saved_close(first, o, "call.out");
+    gbt_assert_saved_close(model_out, o, "call.model_out");
+    gb_trace_free(tr);
+
+    tr = gb_trace_new(net, x);
+    zeroed = gb_save(gb_call_hooked(tr, "layer2", gb_val_mul(gb_output(tr, "layer1"), gb_scalar(tr, 2))));
+    gb_set_index(gb_output(tr, "layer2"), "[:]", gb_scalar(tr, 0));
+    model_out = gb_save(gb_output(tr, ""));
+    ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s", gb_last_error());
+    double sum;
+    gb_tensor *s0 = gb_sum_all(gb_value(zeroed));
+    gbt_ok_status(gb_item(s0, &sum));
+    ck_assert(sum == 0);
+    gb_tensor_free(s0);
+    gbt_assert_saved_close(model_out, o, "call.model_out");
+    char *graph = gb_trace_graph(tr);
+    ck_assert_msg(strstr(graph, "layer2((layer1.output * 2), hook=True)"), "%s", graph);
+    free(graph);
+    gb_trace_free(tr);
+
+    /* downstream of a getter of every call it would fire that getter again */
+    tr = gb_trace_new(net, x);
+    gb_call_hooked(tr, "layer2", gb_output_all(tr, "layer1"));
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_UNSUPPORTED, "downstream of a getter of every call");
+    gb_trace_free(tr);
+    gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 /* Mistakes: at definition (an unknown module, bad arguments) or at the run
  * (PyTorch's messages), each naming its statement. */
 START_TEST(test_function_errors) {
@@ -341,6 +386,7 @@ Suite *gb_suite_trace_ops(void) {
     tcase_add_test(tc, test_functions_match_pytorch);
     tcase_add_test(tc, test_functions_scan_shapes);
     tcase_add_test(tc, test_module_call_on_a_value);
+    tcase_add_test(tc, test_module_call_hooked);
     tcase_add_test(tc, test_function_errors);
     tcase_add_test(tc, test_statement_forms);
     tcase_add_test(tc, test_attention_points);

@@ -312,7 +312,19 @@ static gb_status gb__exec(gb_exec *ex, gb_val *v) {
                 return gb__node_fail(ex, v, GB_ERR_STATE);
             }
         gb_values_clear(&s->value);
-        gb_status st = v->op == GB_TRACE_OP_FN ? gb__tr_fn(v, args, &s->value) : gb__tr_call(v, ex->model, args, &s->value);
+        gb_run *run = NULL; /* a call of its own, no events */
+        if (v->op == GB_TRACE_OP_CALL && v->u.get.call) { /* hook=True: through the run's events, as its next call */
+            if (ex->kv_cache || v->repeats) {
+                gb__fail(GB_ERR_UNSUPPORTED, "call: a module call with hook=True cannot run %s", ex->kv_cache
+                         ? "during generation (it would add to the KV cache); call it without hook=True"
+                         : "downstream of a getter of every call (.all()): it would fire that getter again");
+                return gb__node_fail(ex, v, GB_ERR_UNSUPPORTED);
+            }
+            run = ex->run;
+            s->state = GB__STATE_RUNNING; /* its events pump other nodes meanwhile */
+        }
+        gb_status st = v->op == GB_TRACE_OP_FN ? gb__tr_fn(v, args, &s->value) : gb__tr_call(v, ex->model, run, args, &s->value);
+        if (st == GB_STOPPED) st = gb__fail(GB_ERR_STATE, "call: a stop inside the module call's events ended it");
         if (st != GB_OK) {
             gb_values_clear(&s->value);
             return gb__node_fail(ex, v, st);
@@ -513,6 +525,7 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
     gb_exec *ex = xp->ex;
     if (p->call != GB_CALL_ALL && ev->call != p->call) return GB_OK;
     if (p->call == GB_CALL_ALL) gb__rearm(ex, p);
+    gb_values *outer = xp->live; /* a hooked module call inside this point's handling fires it again */
     xp->live = ev->values;
     for (gb_val *v = p->getters; v; v = v->next_getter) {
         gb__slot *s = gb__slot_of(ex, v);
@@ -566,7 +579,7 @@ static gb_status gb__point_hook(gb_event *ev, void *ctx) {
         gb__finished(ex, v);
     }
     if (st == GB_OK) st = gb__pump(ex); /* nodes reading a skip's handle */
-    xp->live = NULL;
+    xp->live = outer;
     if (st == GB_OK && ex->stop) return GB_STOPPED;
     return st;
 }
@@ -845,6 +858,7 @@ static gb_status gb__begin(gb_exec *ex, gb_tensor *input, bool kv_cache, bool sc
         if ((ex->meta = scanning)) gb__meta_push();
         gb_hooks_attach(ex->hooks, ex->run);
         gb_run_use_cache(ex->run, kv_cache);
+        ex->kv_cache = kv_cache;
         gb_run_set_nan_check(ex->run, ex->tr->nan_check);
         /* nodes that need no model value (constants, conditions on them) */
         st = ex->edits ? gb__pump(ex->edits) : GB_OK;

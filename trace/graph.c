@@ -202,7 +202,10 @@ const char *gb_val_text(gb_val *v) {
     case GB_TRACE_OP_SOFTMAX: snprintf(d, n, "%s.softmax(dim=%d)", a, v->u.dim.dim); break;
     case GB_TRACE_OP_CLONE: snprintf(d, n, "%s.clone()", a); break;
     case GB_TRACE_OP_APPLY: snprintf(d, n, "apply(%s%s)", a, v->nargs > 1 ? ", ..." : ""); break;
-    case GB_TRACE_OP_CALL: snprintf(d, n, "%s(%s%s)", *v->text ? v->text : "model", a, v->nargs > 1 ? ", ..." : ""); break;
+    case GB_TRACE_OP_CALL:
+        snprintf(d, n, "%s(%s%s%s)", *v->text ? v->text : "model", a, v->nargs > 1 ? ", ..." : "",
+                 v->u.get.call ? ", hook=True" : "");
+        break;
     case GB_TRACE_OP_FN: gb__fn_text(v, d, n, a, b); break;
     case GB_TRACE_OP_SET: snprintf(d, n, "%s = %s", a, b); break;
     case GB_TRACE_OP_SET_INDEX: snprintf(d, n, "%s%s = %s", a, idx, b); break;
@@ -446,12 +449,18 @@ gb_val *gb_val_ints_at(gb_trace_fn fn, gb_val *x, int n, const int64_t *ints, bo
 }
 
 gb_val *gb_call_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, const char *file, int line) {
+    return gb_call_hooked_at(tr, path, nargs, args, false, file, line);
+}
+
+gb_val *gb_call_hooked_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, bool hook, const char *file,
+                          int line) {
     for (int i = 0; i < nargs && nargs <= GB__MAX_ARGS; i++)
         if (!gb__same_trace(args[i], args[0])) return NULL;
     if (nargs >= 1 && args[0] && args[0]->tr != tr) return gb__fail_null(GB_ERR_ARG, "call: the value belongs to another trace");
     gb_val *v = gb__node(tr, GB_TRACE_OP_CALL, nargs >= 1 && nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
     if (!v) return NULL;
     v->text = gb__trace_strdup(tr, path ? path : "");
+    v->u.get.call = hook;
     if (nargs < 1 || nargs > GB__MAX_ARGS) {
         gb__fail(GB_ERR_ARG, "call: a module call takes 1 to %d values, got %d", GB__MAX_ARGS, nargs);
         gb__def_fail(v);

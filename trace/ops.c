@@ -304,16 +304,17 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
 
 /* ---- module calls ----------------------------------------------------------- */
 
-gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_tensor *const *x, gb_values *out) {
+gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_run *run, gb_tensor *const *x, gb_values *out) {
     gb_module *m = model == gb__trace_model(v->tr) ? v->u.get.module : gb_module_find(model, v->text);
     if (!m) return gb_last_status();
     gb_values in = {.n = v->nargs};
     for (int i = 0; i < v->nargs; i++) in.v[i] = x[i];
+    if (run) return gb_module_call(m, run, &in, out);
     /* A run of its own with no observer: no events, no call counted, no KV
      * cache, default mask and positions. */
-    gb_run *run = gb_run_new();
-    if (!run) return gb_last_status();
-    gb_status st = gb_module_call(m, run, &in, out);
-    gb_run_free(run);
+    gb_run *own = gb_run_new();
+    if (!own) return gb_last_status();
+    gb_status st = gb_module_call(m, own, &in, out);
+    gb_run_free(own);
     return st;
 }

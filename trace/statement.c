@@ -600,12 +600,18 @@ static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
             gb__args args;
             if (!gb__parse_args(ps, &args)) return NULL;
             gb_val *vals[GB__MAX_ARGS];
-            if (args.n == 0) return gb__syntax(ps, "%s", "a module call needs a value");
+            bool hook = false;
+            int n = 0;
             for (int i = 0; i < args.n; i++) {
-                if (args.a[i].kw) return gb__syntax(ps, "%s", "a module call takes values by position");
-                if (!(vals[i] = gb__arg_value(ps, &args.a[i]))) return NULL;
+                if (args.a[i].kw && gb__is_word(args.a[i].kw, args.a[i].kwlen, "hook") && args.a[i].kind == GB__ARG_BOOL) {
+                    hook = args.a[i].x != 0;
+                    continue;
+                }
+                if (args.a[i].kw) return gb__syntax(ps, "%s", "a module call takes values by position (and hook=True)");
+                if (!(vals[n++] = gb__arg_value(ps, &args.a[i]))) return NULL;
             }
-            gb_val *v = ps->build ? gb_call_at(ps->tr, path, args.n, vals, ps->site, ps->line) : gb__dry;
+            if (n == 0) return gb__syntax(ps, "%s", "a module call needs a value");
+            gb_val *v = ps->build ? gb_call_hooked_at(ps->tr, path, n, vals, hook, ps->site, ps->line) : gb__dry;
             return v ? gb__steps(ps, v, false, lv) : NULL;
         }
         if (gb__accept(ps, '[')) {

@@ -219,6 +219,11 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
  * the module's inputs. */
 #define gb_call(tr, path, v) gb_call_at((tr), (path), 1, (gb_val *[]){(v)}, __FILE__, __LINE__)
 #define gb_call_n(tr, path, nargs, args) gb_call_at((tr), (path), (nargs), (args), __FILE__, __LINE__)
+/* nnsight's hook=True: the call runs through the run's events, as the
+ * module's next call (its getters of that call index and its edits see
+ * it). Refused during generation with a KV cache and downstream of a
+ * getter of every call. */
+#define gb_call_hooked(tr, path, v) gb_call_hooked_at((tr), (path), 1, (gb_val *[]){(v)}, true, __FILE__, __LINE__)
 
 /* A tensor constant (the trace takes a new reference) and a scalar. */
 #define gb_const(tr, t) gb_const_at((tr), (t), __FILE__, __LINE__)
@@ -278,7 +283,7 @@ void gb_end_if(gb_trace *tr);
  *   model.layers[0].all().output[0][:] = 0             gb_output_all: at every step
  *   log("layer 1", layer1.output)                       gb_trace_log (also print)
  *
- *   lens = lm_head(transformer.ln_f(h)).save()          gb_call: a module on a value
+ *   lens = lm_head(transformer.ln_f(h)).save()          gb_call: a module on a value (hook=True: gb_call_hooked)
  *   top = lm_head.output[0, -1].softmax(-1).topk(5)     gb_val_topk (top.values, top.indices)
  *   w = transformer.h[0].attn.attn_weights              gb_point
  *
@@ -541,6 +546,8 @@ gb_trace_fn gb_trace_fn_find(const char *name, size_t len);
 gb_val *gb_val_fn_at(gb_trace_fn fn, int nargs, gb_val *const *args, const gb_fn_params *p, const char *file, int line);
 gb_val *gb_val_ints_at(gb_trace_fn fn, gb_val *v, int n, const int64_t *ints, bool keepdim, const char *file, int line);
 gb_val *gb_call_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, const char *file, int line);
+gb_val *gb_call_hooked_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, bool hook, const char *file,
+                          int line);
 
 /* kind: 0 output, 1 input, 2 point */
 /* op: GB_TRACE_OP_OUTPUT, _INPUT or _POINT. */

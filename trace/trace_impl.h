@@ -60,7 +60,7 @@ struct gb_val {
     union {
         struct {
             gb_module *module; /* in the trace's model: getters and skips of a module */
-            int call;          /* getters: the call index, or GB_CALL_ALL */
+            int call;          /* getters: the call index, or GB_CALL_ALL; module calls: 1 for hook=True */
         } get;
         gb_index_expr *index;
         struct {
@@ -161,6 +161,7 @@ struct gb_exec {
 
     /* a run, from begin to end */
     bool running, scanning, stop;
+    bool kv_cache;        /* the run keeps a KV cache (generation) */
     bool meta;            /* begin entered meta mode (a scan), end leaves it */
     gb_hooks *hooks;
     gb_run *run;
@@ -246,8 +247,9 @@ gb_tensor *gb__tr_reduce(const gb_val *v, gb_tensor *x);
 /* Function v->u.fn on the values x[0..v->nargs): its results pushed to out
  * (two for topk). */
 gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out);
-/* The module-call node v run on x in model (no events). */
-gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_tensor *const *x, gb_values *out);
+/* The module-call node v run on x in model: in run (its events fire) for
+ * hook=True, else in a run of its own (no events). */
+gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_run *run, gb_tensor *const *x, gb_values *out);
 
 /* ---- batch.c -------------------------------------------------------------- */
 
