@@ -506,7 +506,8 @@ int gb_cli_trace(int argc, char **argv) {
             free(str);
         }
         names[nsaved++] = strdup("generator.output");
-        for (int64_t r = 0; !o.out && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+        /* the text too, when the model has a tokenizer to decode it */
+        for (int64_t r = 0; !o.out && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
             char *text = NULL;
             size_t n = 0;
             if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {
