@@ -255,7 +255,7 @@ static gb_status gb__st_parse_entry(gb__st_header *h, const char *what, const ch
         if (!gb__st_uint(d, &s))
             return gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor '%s': shape holds %s that is not a non-negative "
                             "integer", what, name, gb__json_type_name(d));
-        arrput(h->dims, (int64_t)s);
+        if (!GB_ARR_PUT(h->dims, (int64_t)s, "safetensors")) return GB_ERR_ALLOC;
         overflow |= __builtin_mul_overflow(numel, s, &numel);
     }
     uint64_t nbytes;
@@ -285,7 +285,10 @@ static gb_status gb__st_parse_entry(gb__st_header *h, const char *what, const ch
                         GB__ST_SHAPE(h, &e), dts, (unsigned long long)nbytes);
     e.name = strdup(name);
     if (!e.name) return gb__fail(GB_ERR_ALLOC, "safetensors: %s: out of memory", what);
-    arrput(h->entries, e);
+    if (!GB_ARR_PUT(h->entries, e, "safetensors")) {
+        free(e.name);
+        return GB_ERR_ALLOC;
+    }
     return GB_OK;
 }
 

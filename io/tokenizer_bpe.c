@@ -319,6 +319,12 @@ static gb_status gb__bpe_word(gb__bpe *m, const char *s, size_t n, int32_t **ids
 
 gb_status gb__bpe_tokenize(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
     if (n == 0) return GB_OK;
+    /* a piece of n bytes is at most n symbols, n ids and a key of n bytes
+     * and the affixes: grown here, checked, so that the loops need not */
+    size_t affixes = (m->prefix ? strlen(m->prefix) : 0) + (m->suffix ? strlen(m->suffix) : 0) + 1;
+    if (!GB_ARR_RESERVE(*ids, n, "tokenizer_encode") || !GB_ARR_RESERVE(m->syms, n, "tokenizer_encode") ||
+        !GB_ARR_RESERVE(m->key, n + affixes, "tokenizer_encode"))
+        return GB_ERR_ALLOC;
     bool has_nul = memchr(s, 0, n) != NULL;
     bool cacheable = n < GB__CACHE_MAX_KEY && !has_nul;
     char key[GB__CACHE_MAX_KEY];

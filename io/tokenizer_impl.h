@@ -13,6 +13,8 @@
 #ifndef GB_TOKENIZER_IMPL_H
 #define GB_TOKENIZER_IMPL_H
 
+#include <pthread.h>
+
 #include "../tensor/base.h"
 #include "io.h"
 #include "json.h"
@@ -63,7 +65,8 @@ void gb__strlist_push(gb__strlist *l, const char *s, size_t n, bool first);
 /* Append to the last piece (which must exist). */
 void gb__strlist_extend(gb__strlist *l, const char *s, size_t n);
 size_t gb__strlist_len(const gb__strlist *l);
-static inline const char *gb__strlist_str(const gb__strlist *l, size_t i) { return l->arena + l->v[i].off; }
+/* The arena is NULL while every string is empty: "" then, not NULL + 0. */
+static inline const char *gb__strlist_str(const gb__strlist *l, size_t i) { return l->arena ? l->arena + l->v[i].off : ""; }
 void gb__strlist_free(gb__strlist *l);
 
 /* ---- regular expressions (PCRE2, UTF + UCP, JIT when available) ---------- */
@@ -332,6 +335,10 @@ struct gb_tokenizer {
     } *special;       /* stb_ds string set of special contents */
     gb__matcher raw, normalized;
     int32_t bos, eos, pad, vocab_size;
+    /* Held while encoding or decoding: encoding fills the BPE cache and
+     * works in scratch arrays kept in the tokenizer, so threads sharing
+     * one tokenizer (a server's gb_lm) take turns. */
+    pthread_mutex_t lock;
 };
 
 #endif

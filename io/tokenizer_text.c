@@ -118,7 +118,7 @@ void gb__utf8_lossy(char **out, const char *s, size_t n) {
         i += bad;
         run = i;
     }
-    gb__bytes_add(out, s + run, n - run);
+    if (run < n) gb__bytes_add(out, s + run, n - run); /* s is NULL for no bytes: no offset on it */
 }
 
 bool gb__is_whitespace(uint32_t c) {

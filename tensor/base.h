@@ -28,6 +28,17 @@ void gb__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 void *gb__malloc(size_t n, const char *what);
 void *gb__calloc(size_t n, size_t size, const char *what);
 
+/* stb_ds arrays grown with the allocation checked: stb_ds's own growth
+ * (arrput, arraddnptr, arrsetlen, ...) writes through realloc's result
+ * unchecked. GB_ARR_RESERVE makes room for n more elements the way stb_ds
+ * would (at least doubling), so the stb_ds call after it does not grow;
+ * false with GB_ERR_ALLOC naming what (the array untouched) when memory
+ * runs out. GB_ARR_PUT is arrput that can fail. Used where input decides
+ * how far an array grows (text to encode, a file's header). */
+bool gb__arr_reserve(void **a, size_t elem, size_t n, const char *what);
+#define GB_ARR_RESERVE(a, n, what) gb__arr_reserve((void **)&(a), sizeof *(a), (n), (what))
+#define GB_ARR_PUT(a, v, what) (GB_ARR_RESERVE(a, 1, what) ? (arrput(a, v), true) : false)
+
 /* Bytes of memory available to new allocations (Linux's MemAvailable;
  * UINT64_MAX when unknown), for refusing clearly what cannot fit.
  * gb__mem_available_set makes it a fixed figure (tests), 0 the real one. */

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stb/stb_ds.h>
+
 #include "gbtest.h"
 #include "tensor/base.h" /* gb__mem_available_set */
 
@@ -222,6 +224,26 @@ START_TEST(test_lm_sizes) {
 }
 END_TEST
 
+/* stb_ds growth with the allocation checked (tensor/base.h): a request
+ * beyond memory fails with a status and leaves the array as it was. */
+START_TEST(test_checked_growth) {
+    int64_t *a = NULL;
+    for (int64_t i = 0; i < 100; i++) ck_assert(GB_ARR_PUT(a, i, "test"));
+    ck_assert_int_eq(arrlen(a), 100);
+    ck_assert_int_eq(a[99], 99);
+    int64_t *before = a;
+    gbt_fails_with(!GB_ARR_RESERVE(a, SIZE_MAX / 16, "test"), GB_ERR_ALLOC, "test: ");
+    ck_assert_ptr_eq(a, before);
+    ck_assert_int_eq(arrlen(a), 100);
+#ifndef __SANITIZE_ADDRESS__ /* ASan reports a request this size instead of returning NULL */
+    /* far beyond this machine, but representable: realloc itself fails */
+    gbt_fails_with(!GB_ARR_RESERVE(a, (size_t)1 << 58, "test"), GB_ERR_ALLOC, "test: out of memory growing a list to");
+    ck_assert_int_eq(arrlen(a), 100);
+#endif
+    arrfree(a);
+}
+END_TEST
+
 Suite *gb_suite_bad_input(void) {
     Suite *s = suite_create("bad_input");
     TCase *tc = tcase_create("bad_input");
@@ -230,6 +252,7 @@ Suite *gb_suite_bad_input(void) {
     tcase_add_test(tc, test_checkpoint_and_config);
     tcase_add_test(tc, test_skip_named_in_the_failure_after_it);
     tcase_add_test(tc, test_lm_sizes);
+    tcase_add_test(tc, test_checked_growth);
     suite_add_tcase(s, tc);
     return s;
 }
