@@ -4,10 +4,9 @@
  * it is queued; a worker runs that same session and appends NDJSON events
  * to the request's buffer, which the connection's thread streams.
  *
- * Workers share each hosted model (ARCHITECTURE.md, Threads): runs need no
- * lock. A model's tokenizer is one thread's at a time, so tokenizer_lock
- * is held where one is used: building a session (its prompts are encoded)
- * and decoding generated text during a run. */
+ * Workers share each hosted model (ARCHITECTURE.md, Threads): building,
+ * scanning and running sessions need no lock of the server's (a gb_lm
+ * serialises its own tokenizer). */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -25,7 +24,6 @@ struct gb_server {
     char **keys;
     struct MHD_Daemon *d;
     int port;
-    pthread_mutex_t tokenizer_lock;
     pthread_mutex_t mu;     /* the queue and counters */
     pthread_cond_t cv;
     gb__job **queue;        /* ring of o.queue */
@@ -321,12 +319,6 @@ static void gb__job_finish(gb__job *job, gb_status st, const char *msg) {
     pthread_mutex_unlock(&job->mu);
 }
 
-static void gb__job_tokenizer(void *ctx, bool lock) {
-    gb__job *job = ctx;
-    if (lock) pthread_mutex_lock(&job->srv->tokenizer_lock);
-    else pthread_mutex_unlock(&job->srv->tokenizer_lock);
-}
-
 static void gb__job_run(gb_server *srv, gb__job *job) {
     gb__srv_hook(srv, "start");
     job->started = gb__srv_now(srv);
@@ -335,7 +327,7 @@ static void gb__job_run(gb_server *srv, gb__job *job) {
     if (gb__job_cancelled(job)) {
         st = gb__fail(GB_ERR_STATE, "session: cancelled");
     } else {
-        gb_session_events ev = {gb__job_log, gb__job_token, NULL, gb__job_cancelled, gb__job_tokenizer, job};
+        gb_session_events ev = {gb__job_log, gb__job_token, NULL, gb__job_cancelled, job};
         gb_session_set_events(job->s, &ev);
         st = gb_session_run(job->s);
     }
@@ -445,9 +437,7 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
         for (int i = 0; i < n && k < sizeof job->models; i++)
             k += (size_t)snprintf(job->models + k, sizeof job->models - k, "%s%s", i ? "," : "", models[i]);
         /* parse, resolve, limit and scan before queueing: a bad request is a 400 now */
-        pthread_mutex_lock(&srv->tokenizer_lock); /* the prompts are encoded */
         job->s = gb_spec_session(job->sp, gb__srv_lm_of, srv, &lim, gb__job_result, job);
-        pthread_mutex_unlock(&srv->tokenizer_lock);
         st = job->s ? gb_session_scan(job->s) : gb_last_status();
     }
     if (st != GB_OK) {
@@ -565,7 +555,6 @@ gb_server *gb_serve_start(const gb_serve_opts *o) {
     srv->keys = o->nkeys ? calloc((size_t)o->nkeys, sizeof *srv->keys) : NULL;
     bool ok = srv->queue && srv->workers && (!o->nkeys || srv->keys);
     for (int i = 0; ok && i < o->nkeys; i++) ok = (srv->keys[i] = strdup(o->keys[i])) != NULL;
-    pthread_mutex_init(&srv->tokenizer_lock, NULL);
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     atomic_init(&srv->next_id, 1);
@@ -609,7 +598,6 @@ void gb_serve_stop(gb_server *srv) {
     pthread_mutex_unlock(&srv->mu);
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i], NULL);
     if (srv->d) MHD_stop_daemon(srv->d);
-    pthread_mutex_destroy(&srv->tokenizer_lock);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     if (srv->keys) gb_serve_keys_free(srv->keys, srv->o.nkeys);

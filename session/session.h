@@ -98,10 +98,6 @@ typedef struct gb_session_events {
     gb_status (*token)(void *ctx, int trace, int step, const int64_t *ids, int64_t batch);
     gb_status (*trace)(void *ctx, gb_trace *tr, int trace, int depth, const int64_t *items);
     bool (*cancelled)(void *ctx);
-    /* Called with true before and false after the session's own uses of a
-     * model's tokenizer while it runs (generator.text of a gb_spec_session),
-     * for a tokenizer other threads use too (gb_lm: one thread at a time). */
-    void (*tokenizer)(void *ctx, bool lock);
     void *ctx;
 } gb_session_events;
 void gb_session_set_events(gb_session *s, const gb_session_events *e);

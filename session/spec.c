@@ -375,7 +375,6 @@ typedef struct gb__spec_built {
 } gb__spec_built;
 
 typedef struct gb__spec_report {
-    gb_session *s;
     gb__spec_built *traces; /* stb_ds array, by trace number - 1 */
     gb_spec_result_fn fn;
     void *ctx;
@@ -408,12 +407,8 @@ static gb_status gb__spec_result(void *ctx, gb_trace *tr, int number, int depth,
     if (gen) values[n] = gen, names[n++] = "generator.output";
     int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
     char **texts = calloc((size_t)rows + 1, sizeof *texts);
-    const gb_session_events *ev = &rep->s->ev;
-    bool locked = rows && ev->tokenizer;
-    if (locked) ev->tokenizer(ev->ctx, true);
     for (int64_t i = 0; texts && i < rows; i++)
         if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
-    if (locked) ev->tokenizer(ev->ctx, false);
     gb_clear_error();
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
                         scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals};
@@ -523,7 +518,7 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
         gb_session_free(s);
         return NULL;
     }
-    *rep = (gb__spec_report){.s = s, .fn = result, .ctx = result_ctx};
+    *rep = (gb__spec_report){.fn = result, .ctx = result_ctx};
     s->result = gb__spec_result, s->result_ctx = rep, s->result_free = gb__spec_report_free;
     int ntraces = 0;
     for (ptrdiff_t i = 0; i < arrlen(sp->steps); i++)
