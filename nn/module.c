@@ -748,7 +748,8 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     } else {
         st = m->type->forward(m, run, in, out);
     }
-    if (st == GB_OK && run->nan_check) st = gb__check_finite(m, call, out);
+    if (st == GB_OK && run->nan_check && (st = gb__check_finite(m, call, out)) != GB_OK)
+        gb_values_clear(out); /* a failed call returns no values: callers do not free them */
     /* Asked now: a hook added by the input event or inside the forward counts. */
     if (st != GB_OK || !run->observer || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
     return gb__emit(run, m, GB_EVENT_OUTPUT, call, out, NULL, NULL);
