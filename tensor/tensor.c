@@ -370,12 +370,19 @@ static gb_tensor *gb__tensor_alloc(gb_dtype dt, int ndim, const int64_t *shape, 
         return gb__fail_null(GB_ERR_SHAPE, "%s: %d dimensions requested, at most %d are supported", what, ndim,
                              GB_MAX_DIMS);
     if ((unsigned)dt >= GB_DTYPE_COUNT) return gb__fail_null(GB_ERR_DTYPE, "%s: unknown dtype %d", what, (int)dt);
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) {
-            char buf[160];
+    int64_t bytes = gb_dtype_size(dt);
+    for (int i = 0; i < ndim; i++) {
+        char buf[160];
+        if (shape[i] < 0)
             return gb__fail_null(GB_ERR_SHAPE, "%s: negative size in shape %s", what,
                                  gb__shape_str(buf, 160, ndim, shape));
-        }
+        /* sizes from files (a config's n_embd: 2^40) must not overflow the
+         * byte count, shape-only tensors included */
+        if (shape[i] && bytes > INT64_MAX / shape[i])
+            return gb__fail_null(GB_ERR_SHAPE, "%s: shape %s holds more bytes than a 64-bit size can count", what,
+                                 gb__shape_str(buf, 160, ndim, shape));
+        bytes *= shape[i];
+    }
     gb_tensor *t = gb__calloc(1, sizeof *t, what);
     if (!t) return NULL;
     gb__live++;

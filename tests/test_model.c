@@ -228,9 +228,15 @@ START_TEST(test_loader_errors) {
     /* sizes too large to allocate are shapes like any other: the tree is
      * built shape-only, so the mismatch is found before any allocation */
     write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16,"
+                        " \"n_embd\": 268435456, \"n_layer\": 2, \"n_head\": 2}");
+    gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_SHAPE,
+                   "has shape [50, 8] but the config implies [50, 268435456]");
+    /* too large even to count in bytes: refused while building, shape-only */
+    write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_positions\": 16,"
                         " \"n_embd\": 1099511627776, \"n_layer\": 2, \"n_head\": 2}");
     gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_SHAPE,
-                   "has shape [50, 8] but the config implies [50, 1099511627776]");
+                   "config.json: gpt2_new: zeros: shape [4398046511104, 1099511627776] holds more bytes than a "
+                   "64-bit size can count");
     write_text(cfgpath, "{\"model_type\": \"gpt2\", \"vocab_size\": 1000000000000, \"n_positions\": 16,"
                         " \"n_embd\": 8, \"n_layer\": 2, \"n_head\": 2}");
     gbt_fails_with(gb_model_open(d, NULL) == NULL, GB_ERR_SHAPE,
