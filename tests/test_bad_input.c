@@ -270,6 +270,16 @@ START_TEST(test_checked_growth) {
 }
 END_TEST
 
+/* Numbers past what the sampling fields hold (found by fuzz_cli: an
+ * undefined double-to-int conversion). */
+START_TEST(test_cli_sampling_bounds) {
+    gbt_cli_fails("generate " GBT_BUNDLED " -p a --top-k 4.7e85", 2,
+                  "glassbox generate: --top-k takes a number up to 2147483647, got '4.7e85'");
+    gbt_cli_fails("generate " GBT_BUNDLED " -p a --seed 1e20", 2,
+                  "glassbox generate: --seed takes a number below 2^64, got '1e20'");
+}
+END_TEST
+
 Suite *gb_suite_bad_input(void) {
     Suite *s = suite_create("bad_input");
     TCase *tc = tcase_create("bad_input");
@@ -280,6 +290,7 @@ Suite *gb_suite_bad_input(void) {
     tcase_add_test(tc, test_action_as_operand);
     tcase_add_test(tc, test_lm_sizes);
     tcase_add_test(tc, test_checked_growth);
+    tcase_add_test(tc, test_cli_sampling_bounds);
     suite_add_tcase(s, tc);
     return s;
 }

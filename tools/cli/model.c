@@ -1,5 +1,6 @@
 /* `glassbox info | run | generate | trace`: a model from the command line. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +200,15 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
                   !strcmp(a, "--repetition-penalty") || !strcmp(a, "--seed")) && has_next) {
             double x;
             if (!parse_number(cmd, a, argv[++i], a[2] == 'r' ? 1e-30 : 0, &x)) return 2;
+            /* what the int and uint64 fields hold (beyond: undefined conversions, found by fuzz_cli) */
+            bool top_k = !strcmp(a, "--top-k"), seed = !strcmp(a, "--seed");
+            if ((top_k && x > INT_MAX) || (seed && x >= 0x1p64)) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "%s takes a number %s, got '%s'", a,
+                         top_k ? "up to 2147483647" : "below 2^64", argv[i]);
+                gb_cli_fail(cmd, msg);
+                return 2;
+            }
             if (a[2] == 't' && a[3] == 'e') o->sampling.temperature = (float)x;
             else if (!strcmp(a, "--top-k")) o->sampling.top_k = (int)x;
             else if (!strcmp(a, "--top-p")) o->sampling.top_p = (float)x;
