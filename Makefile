@@ -15,7 +15,7 @@ ARCH    := $(if $(NATIVE),-march=native,-march=x86-64-v2)
 CFLAGS  ?= -O2 -g
 # stb_ds's hash maps spell gcc's __typeof__ as typeof, a keyword only in gnu11.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Dtypeof=__typeof__ -Wall -Wextra -Werror -fPIC -fopenmp $(ARCH) -I.
-LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -ldl
+LDLIBS  := -lmicrohttpd -lcurl -lcjson -lpcre2-8 -lutf8proc -lm -ldl -lpthread
 BUILD   := build
 ifdef SANITIZE
 BUILD   := build/san
@@ -33,7 +33,7 @@ LDFLAGS += -fsanitize=thread
 ORACLE_DIR = build/oracle
 endif
 
-LAYERS  := tensor autograd nn hooks trace io lm
+LAYERS  := tensor autograd nn hooks trace io lm session serve
 LIB_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC := $(wildcard tools/cli/*.c)
@@ -45,7 +45,7 @@ ORACLES := $(patsubst tests/oracle/%.py,$(ORACLE_DIR)/%.txt,$(filter-out tests/o
 BENCH_SRC := $(wildcard tools/bench/*.c)
 HEADERS := glassbox.h $(foreach d,$(LAYERS),$(wildcard $(d)/*.h) $(wildcard $(d)/*.def))
 
-.PHONY: all check demo bench bench-big install clean model docs-img fuzz fuzz-run
+.PHONY: all check demo bench bench-big bench-remote install clean model docs-img fuzz fuzz-run
 all: $(BUILD)/libglassbox.a $(BUILD)/libglassbox.so $(BUILD)/glassbox $(BUILD)/corpus
 
 $(BUILD)/obj/%.o: %.c
@@ -99,7 +99,7 @@ $(BUILD)/obj/tests/main.o: tests/main.c $(BUILD)/tests/suites.h
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
 # The usage examples of the public headers, as functions (see the script).
-PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h lm/lm.h
+PUBLIC_HEADERS := tensor/tensor.h autograd/autograd.h nn/nn.h hooks/hooks.h trace/trace.h io/io.h lm/lm.h session/session.h serve/serve.h
 $(BUILD)/tests/header_examples.inc: tools/extract_examples.py $(PUBLIC_HEADERS)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/extract_examples.py $@ $(PUBLIC_HEADERS)
@@ -127,6 +127,9 @@ $(ORACLE_DIR)/demo.txt: tests/oracle/train.py $(wildcard models/gpt2-facts/*)
 $(ORACLE_DIR)/bundled.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
 $(ORACLE_DIR)/lens.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
 
+# Sessions: PyTorch on the bundled model, and a second checkpoint it writes.
+$(ORACLE_DIR)/session.txt: tests/oracle/demo.py tests/oracle/train.py tests/oracle/safetensors.py $(wildcard models/gpt2-facts/*)
+
 # The model fixtures are written by the generator that models.py runs.
 $(ORACLE_DIR)/models.txt: tests/fixtures/make_models.py tests/oracle/safetensors.py
 # train.py writes its init.safetensors with safetensors.py's writer.
@@ -146,10 +149,11 @@ endif
 # one OpenMP thread per application thread: Debian's libgomp is not
 # instrumented, so TSan cannot see its barriers and would report every
 # value an OpenMP region shares. It checks glassbox's own state between
-# threads (one model shared by several), not OpenMP's.
-TSAN_SUITES := threads exec
+# threads (one model shared by several), not OpenMP's. The remote suite
+# runs the CLI too.
+TSAN_SUITES := threads exec session remote
 ifdef TSAN
-check: $(BUILD)/tests/run $(ORACLES)
+check: $(BUILD)/tests/run $(BUILD)/glassbox $(ORACLES)
 	for s in $(TSAN_SUITES); do $(TEST_ENV) OMP_NUM_THREADS=1 CK_RUN_SUITE=$$s $(BUILD)/tests/run || exit 1; done
 else
 check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES)
@@ -159,8 +163,16 @@ endif
 $(BUILD)/bench: $(BENCH_SRC) $(wildcard tools/bench/*.h) $(BUILD)/libglassbox.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libglassbox.a $(LDLIBS)
 
+# make bench [REPS=n] [PARTS="t128 ..."]: every part, or the ones named.
 bench: $(BUILD)/bench
-	$(PYTHON) tools/bench/bench.py $(BUILD)/bench
+	$(PYTHON) tools/bench/bench.py $(BUILD)/bench $(or $(REPS),10) $(PARTS)
+
+# The server under load (tools/loadtest/load.c): 8 clients x 50 small traces.
+$(BUILD)/load: tools/loadtest/load.c $(BUILD)/libglassbox.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libglassbox.a $(LDLIBS)
+
+bench-remote: $(BUILD)/load
+	$(BUILD)/load models/gpt2-facts --clients 8 --requests 50
 
 # The bundled model, from nothing: corpus, tokenizer, training (docs/training.md).
 # One training thread: at a fixed thread count the output is the same bytes,
@@ -196,7 +208,7 @@ docs-img: $(BUILD)/glassbox
 	    -p $(EIFFEL) -e 'paris = transformer.h[1].output[0][:, -1, :]' \
 	    -p 'The Louvre is located in the city of' -e 'plain = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \
 	    -p 'The Louvre is located in the city of' \
-	    -e 'transformer.h[1].output[0][:, -1, :] = transformer.h[1].output[0][:, -1, :] + (rome - paris)' \
+	    -e 'transformer.h[1].output[0][:, -1, :] += rome - paris' \
 	    -e 'steered = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \
 	    --png docs/img/steer.png --title "logit(' Rome') - logit(' Paris'), plain and steered" > /dev/null
 	$(GB_IMG) trace -p $(EIFFEL) -e 'transformer.wte.output.requires_grad_()' \

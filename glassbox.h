@@ -10,5 +10,7 @@
 #include "trace/trace.h"
 #include "io/io.h"
 #include "lm/lm.h"
+#include "session/session.h"
+#include "serve/serve.h"
 
 #endif

@@ -61,28 +61,24 @@ static int64_t top1(gb_tensor *logits, double *p) {
 }
 
 /* 1. The logit lens: every block's output through the final norm and the
- *    unembedding; the most likely next token at the last position. */
+ *    unembedding (the model's modules called on values: gb_call); the
+ *    most likely next token at the last position. */
 static gb_status logit_lens(gb_lm *lm, int layers) {
     gb_model *m = gb_lm_model(lm);
-    gb_module *net = gb_lm_module(lm);
-    gb_module *norm = gb_module_find(net, gb_model_part(m, GB_PART_NORM));
-    gb_module *unembed = gb_module_find(net, gb_model_part(m, GB_PART_UNEMBED));
+    const char *norm = gb_model_part(m, GB_PART_NORM), *unembed = gb_model_part(m, GB_PART_UNEMBED);
     gb_tensor *ids = encode(lm, EIFFEL);
-    gb_trace *tr = gb_trace_new(net, ids);
-    gb_val *h[64];
+    gb_trace *tr = gb_trace_new(gb_lm_module(lm), ids);
+    gb_val *logits[64];
     char path[128], buf[64];
-    for (int l = 0; l < layers; l++) /* the residual stream after block l, last position */
-        h[l] = gb_save(gb_val_index(gb_val_index(gb_output(tr, block(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]"),
-                                    "[0, -1]"));
+    for (int l = 0; l < layers; l++) { /* lm_head(transformer.ln_f(transformer.h[l].output[0]))[0, -1] */
+        gb_val *h = gb_val_index(gb_output(tr, block(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]");
+        logits[l] = gb_save(gb_val_index(gb_call(tr, unembed, gb_call(tr, norm, h)), "[0, -1]"));
+    }
     gb_status st = gb_trace_run(tr);
     for (int l = 0; st == GB_OK && l < layers; l++) {
-        gb_tensor *normed = NULL, *logits = NULL;
-        st = gb_module_run(norm, NULL, gb_value(h[l]), &normed);
-        if (st == GB_OK) st = gb_module_run(unembed, NULL, normed, &logits);
         double p = 0;
-        int64_t id = st == GB_OK ? top1(logits, &p) : -1;
-        if (st == GB_OK) printf("lens: layer %d: %s %.4f\n", l, token(lm, id, buf, sizeof buf), p);
-        gb_tensor_free(logits), gb_tensor_free(normed);
+        int64_t id = top1(gb_value(logits[l]), &p);
+        printf("lens: layer %d: %s %.4f\n", l, token(lm, id, buf, sizeof buf), p);
     }
     gb_trace_free(tr);
     gb_tensor_free(ids);

@@ -30,8 +30,10 @@
  *
  * Input text is bytes; ill-formed UTF-8 is first replaced by U+FFFD, one per
  * maximal ill-formed subsequence (what Hugging Face sees when such bytes
- * reach it through Python or JavaScript). A handle must not be used by two
- * threads at once (encoding fills a cache); open one per thread. */
+ * reach it through Python or JavaScript). A handle may be shared by
+ * threads: encoding fills a cache and works in scratch arrays kept in the
+ * tokenizer, so its calls take turns on a lock (open one per thread for
+ * encoding in parallel). */
 typedef struct gb_tokenizer gb_tokenizer;
 
 /* Open a tokenizer from path: a directory holding tokenizer.json (preferred)

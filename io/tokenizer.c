@@ -440,6 +440,7 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
     }
     tok = gb__calloc(1, sizeof *tok, "tokenizer_open");
     if (!tok) goto fail;
+    pthread_mutex_init(&tok->lock, NULL);
     tok->bos = tok->eos = tok->pad = -1;
     sh_new_strdup(tok->added_ids);
     sh_new_strdup(tok->special);
@@ -468,6 +469,7 @@ fail:
 
 void gb_tokenizer_free(gb_tokenizer *tok) {
     if (!tok) return;
+    pthread_mutex_destroy(&tok->lock);
     gb__bpe_free(&tok->bpe);
     gb__norm_free(tok->norm);
     gb__pre_free(tok->pre);
@@ -572,7 +574,9 @@ gb_status gb_tokenizer_encode(gb_tokenizer *tok, const char *text, size_t len, b
         return gb__fail(GB_ERR_ARG, "tokenizer_encode: %s is NULL",
                         !tok ? "the tokenizer" : !ids ? "ids" : !n ? "n" : "text");
     int32_t *out = NULL;
+    pthread_mutex_lock(&tok->lock);
     gb_status st = gb__encode(tok, text ? text : "", len, add_special, &out);
+    pthread_mutex_unlock(&tok->lock);
     if (st == GB_OK) {
         size_t cnt = arrlenu(out);
         *ids = gb__malloc(cnt * sizeof(int32_t), "tokenizer_encode");
@@ -606,11 +610,13 @@ gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const 
     if (!rows) return GB_ERR_ALLOC;
     gb_status st = GB_OK;
     size_t T = 0;
+    pthread_mutex_lock(&tok->lock);
     for (int i = 0; st == GB_OK && i < n; i++) {
         const char *t = texts[i] ? texts[i] : "";
         st = gb__encode(tok, t, lens ? lens[i] : strlen(t), add_special, &rows[i]);
         if (arrlenu(rows[i]) > T) T = arrlenu(rows[i]);
     }
+    pthread_mutex_unlock(&tok->lock);
     int64_t *idv = NULL, *mv = NULL;
     if (st == GB_OK) {
         idv = gb__malloc((size_t)n * T * sizeof *idv, "tokenizer_encode_batch");
@@ -653,6 +659,7 @@ gb_status gb_tokenizer_decode(gb_tokenizer *tok, const int32_t *ids, size_t n, b
         return gb__fail(GB_ERR_ARG, "tokenizer_decode: %s is NULL", !tok ? "the tokenizer" : !text ? "text" : "ids");
     gb__strlist toks = {0}, out = {0};
     gb_status st = GB_OK;
+    pthread_mutex_lock(&tok->lock);
     for (size_t i = 0; i < n; i++) {
         const char *s = gb__lookup_str(tok, ids[i]);
         if (!s) {
@@ -684,14 +691,22 @@ gb_status gb_tokenizer_decode(gb_tokenizer *tok, const int32_t *ids, size_t n, b
     }
     arrfree(joined);
 done:
+    pthread_mutex_unlock(&tok->lock);
     gb__strlist_free(&toks);
     gb__strlist_free(&out);
     return st;
 }
 
+/* stb_ds writes into a map's header even to look a key up: lookups take
+ * the tokenizer's lock too. */
+static void gb__tok_lock(const gb_tokenizer *tok) { pthread_mutex_lock((pthread_mutex_t *)&tok->lock); }
+static void gb__tok_unlock(const gb_tokenizer *tok) { pthread_mutex_unlock((pthread_mutex_t *)&tok->lock); }
+
 const char *gb_tokenizer_token_to_string(const gb_tokenizer *tok, int32_t id) {
     if (!tok) return gb__fail_null(GB_ERR_ARG, "tokenizer_token_to_string: the tokenizer is NULL");
+    gb__tok_lock(tok);
     const char *s = gb__lookup_str(tok, id);
+    gb__tok_unlock(tok);
     if (!s)
         return gb__fail_null(GB_ERR_INDEX, "tokenizer_token_to_string: id %d is not in the vocabulary (size %d)",
                              (int)id, (int)tok->vocab_size);
@@ -703,14 +718,20 @@ int32_t gb_tokenizer_token_to_id(const gb_tokenizer *tok, const char *token) {
         gb__fail(GB_ERR_ARG, "tokenizer_token_to_id: %s is NULL", !tok ? "the tokenizer" : "token");
         return -1;
     }
+    gb__tok_lock(tok);
     int32_t id = gb__lookup_id(tok, token);
+    gb__tok_unlock(tok);
     if (id < 0) gb__fail(GB_ERR_NOT_FOUND, "tokenizer_token_to_id: '%s' is not in the vocabulary", token);
     return id;
 }
 
 bool gb_tokenizer_is_special(const gb_tokenizer *tok, int32_t id) {
-    const char *s = tok ? gb__lookup_str(tok, id) : NULL;
-    return s && gb__special(tok, s);
+    if (!tok) return false;
+    gb__tok_lock(tok);
+    const char *s = gb__lookup_str(tok, id);
+    bool special = s && gb__special(tok, s);
+    gb__tok_unlock(tok);
+    return special;
 }
 
 int32_t gb_tokenizer_vocab_size(const gb_tokenizer *tok) { return tok ? tok->vocab_size : 0; }

@@ -13,6 +13,8 @@
 #ifndef GB_TOKENIZER_IMPL_H
 #define GB_TOKENIZER_IMPL_H
 
+#include <pthread.h>
+
 #include "../tensor/base.h"
 #include "io.h"
 #include "json.h"
@@ -333,6 +335,10 @@ struct gb_tokenizer {
     } *special;       /* stb_ds string set of special contents */
     gb__matcher raw, normalized;
     int32_t bos, eos, pad, vocab_size;
+    /* Held while encoding or decoding: encoding fills the BPE cache and
+     * works in scratch arrays kept in the tokenizer, so threads sharing
+     * one tokenizer (a server's gb_lm) take turns. */
+    pthread_mutex_t lock;
 };
 
 #endif

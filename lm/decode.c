@@ -119,11 +119,9 @@ static int64_t gb__sample_row(float *s, int64_t V, const int64_t *seen, int64_t 
 
 /* Whether the logits [B, t, V] at the last position hold NaN or Inf. */
 static bool gb__last_nonfinite(gb_tensor *logits) {
-    gb_tensor *last = gb_select(logits, 1, -1), *c = last ? gb_contiguous(last) : NULL; /* [B, V] */
-    bool bad = false;
-    const float *x = c && gb_tensor_dtype(c) == GB_DTYPE_F32 ? gb_tensor_f32(c) : NULL;
-    for (int64_t i = 0; x && i < gb_tensor_numel(c) && !bad; i++) bad = !isfinite(x[i]);
-    gb_tensor_free(c), gb_tensor_free(last);
+    gb_tensor *last = gb_select(logits, 1, -1); /* [B, V], a view */
+    bool bad = last && gb_count_nonfinite(last, NULL) > 0;
+    gb_tensor_free(last);
     return bad;
 }
 

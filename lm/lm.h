@@ -35,10 +35,10 @@
  * generation (gb_trace_generate) gives it a trace's run, so interventions
  * apply at every step.
  *
- * Threads. gb_lm_generate, traces and executions on one gb_lm's model may
- * run in any number of threads at once (each generation has its own run
- * and KV cache); gb_lm_encode and gb_lm_text use the tokenizer, whose
- * cache is filled as it encodes, so one thread at a time.
+ * Threads. One gb_lm may be shared by any number of threads:
+ * gb_lm_generate, traces and executions on its model run at once (each
+ * generation has its own run and KV cache); gb_lm_encode and gb_lm_text
+ * take turns on the tokenizer's lock.
  */
 #ifndef GB_LM_H
 #define GB_LM_H

@@ -22,23 +22,65 @@ gb_tensor *gb__merge_heads(gb_tensor *x) {
     return r;
 }
 
+/* Keys (or values) [B, KV, S, D] with room: a buffer [B, KV, cap, D] whose
+ * first S0 positions hold *prev (when given) and the next T new's, and its
+ * view of the S = S0 + T filled ones. Appending in place costs the new
+ * token's keys per step instead of a copy of the whole cache (gb_cat). */
+static gb_status gb__cache_append(gb_tensor **buf, gb_tensor *prev, gb_tensor *new, gb_tensor **view) {
+    int64_t B = gb_tensor_dim(new, 0), KV = gb_tensor_dim(new, 1), T = gb_tensor_dim(new, 2), D = gb_tensor_dim(new, 3);
+    int64_t S0 = prev ? gb_tensor_dim(prev, 2) : 0, S = S0 + T;
+    gb_status st = GB_OK;
+    if (!*buf || gb_tensor_dim(*buf, 2) < S) { /* grow: twice what is needed, at least 64 positions */
+        int64_t cap = S < 32 ? 64 : 2 * S;
+        gb_tensor *nb = gb_empty(4, (int64_t[]){B, KV, cap, D}, GB_DTYPE_F32);
+        gb_tensor *head = nb && prev ? gb_slice(nb, 2, 0, S0, 1) : NULL;
+        if (!nb || (prev && (!head || gb_copy_(head, prev) != GB_OK))) st = gb_last_status();
+        gb_tensor_free(head);
+        gb_tensor_free(*buf);
+        *buf = nb;
+        if (st) return st;
+    }
+    gb_tensor *tail = gb_slice(*buf, 2, S0, S, 1);
+    if (!tail || gb_copy_(tail, new) != GB_OK) st = gb_last_status();
+    gb_tensor_free(tail);
+    *view = st ? NULL : gb_slice(*buf, 2, 0, S, 1);
+    return *view ? GB_OK : gb_last_status();
+}
+
 gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor **v) {
     if (!gb__run_use_cache(run)) return GB_OK;
-    gb_tensor *pk, *pv;
-    gb__run_cache_get(run, attn, &pk, &pv);
-    gb_tensor *nk = gb_tensor_ref(*k), *nv = gb_tensor_ref(*v);
-    if (pk && pv) {
-        gb_tensor_free(nk), gb_tensor_free(nv);
-        nk = gb_cat(2, (gb_tensor *[]){pk, *k}, 2);
-        nv = nk ? gb_cat(2, (gb_tensor *[]){pv, *v}, 2) : NULL;
-        if (!nk || !nv) {
-            gb_tensor_free(nk), gb_tensor_free(nv);
-            gb__error_prefix("%s: appending to the KV cache (cached keys %s, new keys %s)", GB__LABEL(attn),
-                             GB__SHAPE_STR(pk), GB__SHAPE_STR(*k));
-            return gb_last_status();
+    gb_tensor *pk, *pv, *kb, *vb;
+    gb__run_cache_get(run, attn, &pk, &pv, &kb, &vb);
+    gb_tensor *nk = NULL, *nv = NULL;
+    bool recording = gb_is_grad_enabled() && (gb_tensor_requires_grad(*k) || gb_tensor_requires_grad(*v) ||
+                                              (pk && (gb_tensor_requires_grad(pk) || gb_tensor_requires_grad(pv))));
+    /* In place when nothing records through the cache (generation runs
+     * without grad) and the cache is still the buffers' own view. */
+    if (!recording && !gb__nn_meta(*k) && (!pk || (kb && vb && !gb__nn_meta(pk)))) {
+        gb_tensor *bk = kb ? gb_tensor_ref(kb) : NULL, *bv = vb ? gb_tensor_ref(vb) : NULL;
+        gb_status st = gb__cache_append(&bk, pk, *k, &nk);
+        if (st == GB_OK) st = gb__cache_append(&bv, pv, *v, &nv);
+        if (st) {
+            gb_tensor_free(bk), gb_tensor_free(bv), gb_tensor_free(nk);
+            gb__error_prefix("%s: appending to the KV cache (new keys %s)", GB__LABEL(attn), GB__SHAPE_STR(*k));
+            return st;
         }
+        gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), bk, bv);
+    } else {
+        nk = gb_tensor_ref(*k), nv = gb_tensor_ref(*v);
+        if (pk && pv) {
+            gb_tensor_free(nk), gb_tensor_free(nv);
+            nk = gb_cat(2, (gb_tensor *[]){pk, *k}, 2);
+            nv = nk ? gb_cat(2, (gb_tensor *[]){pv, *v}, 2) : NULL;
+            if (!nk || !nv) {
+                gb_tensor_free(nk), gb_tensor_free(nv);
+                gb__error_prefix("%s: appending to the KV cache (cached keys %s, new keys %s)", GB__LABEL(attn),
+                                 GB__SHAPE_STR(pk), GB__SHAPE_STR(*k));
+                return gb_last_status();
+            }
+        }
+        gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), NULL, NULL);
     }
-    gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv));
     gb_tensor_free(*k), gb_tensor_free(*v);
     *k = nk, *v = nv;
     return GB_OK;
@@ -93,22 +135,19 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
         return gb__fail(GB_ERR_SHAPE, "%s: %lld query heads cannot share %lld key/value heads", GB__LABEL(attn),
                         (long long)H, (long long)KV);
     gb_status st = GB_OK;
-    gb_tensor *kr = NULL, *vr = NULL, *kt = NULL, *raw = NULL, *scores = NULL, *mask = NULL, *probs = NULL;
+    /* Grouped-query attention without repeat_kv's copies of the keys and
+     * values (Hugging Face's repeat_kv copied the whole cache per layer and
+     * token: 15% of decoding): the G = H/KV query heads sharing a key head
+     * are rows of one product, [B, KV, G*T, D] @ [B, KV, D, S], and the
+     * scores are viewed back as [B, H, T, S]. */
+    int64_t G = H / KV;
+    gb_tensor *qg = NULL, *kt = NULL, *raw = NULL, *rawg = NULL, *scores = NULL, *mask = NULL, *probs = NULL;
+    gb_tensor *pg = NULL, *og = NULL;
     gb_values dr = {0};
-    if (KV != H) { /* repeat_kv: [B, KV, S, D] -> [B, KV, H/KV, S, D] -> [B, H, S, D] */
-        gb_tensor *src[2] = {k, v}, **dst[2] = {&kr, &vr};
-        for (int i = 0; i < 2; i++) {
-            gb_tensor *u = gb_unsqueeze(src[i], 2);
-            gb_tensor *e = u ? gb_expand(u, 5, (int64_t[]){B, KV, H / KV, S, D}) : NULL;
-            *dst[i] = e ? gb_reshape(e, 4, (int64_t[]){B, H, S, D}) : NULL;
-            gb_tensor_free(u), gb_tensor_free(e);
-        }
-    } else {
-        kr = gb_tensor_ref(k), vr = gb_tensor_ref(v);
-    }
-    if (!kr || !vr) goto op_failed;
-    kt = gb_transpose(kr, -1, -2);
-    raw = kt ? gb_matmul(q, kt) : NULL; /* [B, H, T, S] */
+    qg = G > 1 ? gb_reshape(q, 4, (int64_t[]){B, KV, G * T, D}) : gb_tensor_ref(q);
+    kt = qg ? gb_transpose(k, -1, -2) : NULL;
+    rawg = kt ? gb_matmul(qg, kt) : NULL; /* [B, KV, G*T, S] */
+    raw = rawg && G > 1 ? gb_reshape(rawg, 4, (int64_t[]){B, H, T, S}) : gb_tensor_ref(rawg); /* [B, H, T, S] */
     if (!raw) goto op_failed;
     scores = scale == GB__ATTN_SCALE_DIV_SQRT ? gb_div_scalar(raw, (float)sqrt((double)D))
                                               : gb_mul_scalar(raw, (float)pow((double)D, -0.5));
@@ -133,14 +172,17 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
         gb_tensor_free(probs);
         probs = gb_tensor_ref(dr.v[0]);
     }
-    *out = gb_matmul(probs, vr); /* [B, H, T, D] */
+    pg = G > 1 ? gb_reshape(probs, 4, (int64_t[]){B, KV, G * T, S}) : gb_tensor_ref(probs);
+    og = pg ? gb_matmul(pg, v) : NULL; /* [B, KV, G*T, D] */
+    *out = og && G > 1 ? gb_reshape(og, 4, (int64_t[]){B, H, T, D}) : gb_tensor_ref(og); /* [B, H, T, D] */
     if (!*out) goto op_failed;
     goto done;
 op_failed:
     st = gb__op_failed(attn);
 done:
     gb_values_clear(&dr);
-    gb_tensor_free(kr), gb_tensor_free(vr), gb_tensor_free(kt), gb_tensor_free(raw);
+    gb_tensor_free(qg), gb_tensor_free(kt), gb_tensor_free(rawg), gb_tensor_free(raw);
+    gb_tensor_free(pg), gb_tensor_free(og);
     gb_tensor_free(scores), gb_tensor_free(mask), gb_tensor_free(probs);
     return st;
 }

@@ -521,7 +521,8 @@ gb_module *gb_module_list(int n, gb_module *const *children) {
 
 typedef struct {
     const gb_module *key;
-    gb_tensor *k, *v;
+    gb_tensor *k, *v;       /* [B, KV, S, D]: views of kbuf, vbuf when those are set */
+    gb_tensor *kbuf, *vbuf; /* [B, KV, capacity, D] or NULL */
 } gb__cache_entry;
 
 struct gb_run {
@@ -555,8 +556,8 @@ gb_run *gb_run_new(void) { return gb__calloc(1, sizeof(gb_run), "run_new"); }
 
 static void gb__cache_clear(gb_run *run) {
     for (ptrdiff_t i = 0; i < hmlen(run->cache); i++) {
-        gb_tensor_free(run->cache[i].k);
-        gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
     }
     hmfree(run->cache);
     run->cache_len = 0;
@@ -609,21 +610,23 @@ gb_tensor *gb__run_attention_mask(const gb_run *run) { return run->attention_mas
 gb_tensor *gb__run_position_ids(const gb_run *run) { return run->position_ids; }
 bool gb__run_use_cache(const gb_run *run) { return run->use_cache; }
 
-void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v) {
+void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
+                       gb_tensor **vbuf) {
     ptrdiff_t i = hmgeti(run->cache, attn);
-    *k = i >= 0 ? run->cache[i].k : NULL;
-    *v = i >= 0 ? run->cache[i].v : NULL;
+    gb__cache_entry e = i >= 0 ? run->cache[i] : (gb__cache_entry){0};
+    *k = e.k, *v = e.v;
+    if (kbuf) *kbuf = e.kbuf, *vbuf = e.vbuf;
 }
 
-void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v) {
+void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+                       gb_tensor *vbuf) {
+    gb__cache_entry e = {attn, k, v, kbuf, vbuf};
     ptrdiff_t i = hmgeti(run->cache, attn);
     if (i >= 0) {
-        gb_tensor_free(run->cache[i].k);
-        gb_tensor_free(run->cache[i].v);
-        run->cache[i].k = k;
-        run->cache[i].v = v;
+        gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
+        gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
+        run->cache[i] = e;
     } else {
-        gb__cache_entry e = {attn, k, v};
         hmputs(run->cache, e);
     }
 }
@@ -706,33 +709,23 @@ static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int cal
  * no data to look at. */
 static gb_status gb__check_finite(const gb_module *m, int call, const gb_values *out) {
     for (int i = 0; i < out->n; i++) {
-        gb_tensor *t = out->v[i];
-        if (!t || gb_tensor_dtype(t) != GB_DTYPE_F32 || !gb_tensor_data(t)) continue;
-        gb_tensor *c = gb_contiguous(t);
-        if (!c) return gb_last_status();
-        const float *x = gb_tensor_f32(c); /* [numel] */
-        int64_t n = gb_tensor_numel(c), first = -1, bad = 0;
-        for (int64_t k = 0; k < n; k++)
-            if (!isfinite(x[k])) {
-                if (first < 0) first = k;
-                bad++;
-            }
-        float v = first >= 0 ? x[first] : 0;
-        gb_tensor_free(c);
-        if (first < 0) continue;
-        const int nd = gb_tensor_ndim(t);
+        const gb_tensor *t = out->v[i];
+        int64_t first, bad = t ? gb_count_nonfinite(t, &first) : 0;
+        if (!bad) continue;
+        const int nd = t->ndim;
         int64_t idx[GB_MAX_DIMS], rest = first; /* element `first`'s position, row-major */
         for (int d = nd - 1; d >= 0; d--) {
-            int64_t size = gb_tensor_dim(t, d);
-            idx[d] = size ? rest % size : 0;
-            rest = size ? rest / size : 0;
+            idx[d] = t->shape[d] ? rest % t->shape[d] : 0;
+            rest = t->shape[d] ? rest / t->shape[d] : 0;
         }
+        double v = 0;
+        gb_tensor_get(t, idx, &v);
         char at[160];
         return gb__fail(GB_ERR_NONFINITE,
                         "nan check: %s (%s), call %d: output[%d] %s holds %s at %s (%lld of %lld values are not finite)",
                         *m->path ? m->path : "<root>", m->cls, call, i, GB__SHAPE_STR(t),
                         isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf", gb__shape_str(at, sizeof at, nd, idx),
-                        (long long)bad, (long long)n);
+                        (long long)bad, (long long)gb_tensor_numel(t));
     }
     return GB_OK;
 }

@@ -82,9 +82,13 @@ gb_tensor *gb__run_attention_mask(const gb_run *run); /* borrowed, may be NULL *
 gb_tensor *gb__run_position_ids(const gb_run *run);   /* borrowed, may be NULL */
 bool gb__run_use_cache(const gb_run *run);
 /* The cached keys and values of an attention module (borrowed; NULL when
- * empty) and their replacement (the run takes the references). */
-void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v);
-void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v);
+ * empty), the buffers with room to append that they are views of (NULL
+ * when they are not; kbuf may be NULL to not ask), and their replacement
+ * (the run takes the references). */
+void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
+                       gb_tensor **vbuf);
+void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+                       gb_tensor *vbuf);
 /* Called by the whole-model forward after a pass over T new tokens. */
 void gb__run_cache_advance(gb_run *run, int64_t t);
 

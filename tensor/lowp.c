@@ -43,15 +43,16 @@
  * per block, and the weights need no conversion at all (bf16 only: f16
  * weights are not exact in bf16). This project's machine runs about one
  * tdpbf16ps per 50 cycles per core, so the three parts cap it near 270
- * GFLOP/s of f32-exact products per core: 1.6x sgemm's panels at GPT-2's
- * MLP (128 x 768 @ 768 x 3072) and 2.8x at Llama-3-8B's (128 x 4096 @
- * 4096 x 14336), per core, in CPU time (tools/bench, lowp:
- * linear_bf16_*). It is the default for bf16 products in nn.Linear's
- * layout of at least GB__LOWP_AMX_MIN multiply-adds, where the CPU has it
- * and Linux grants the tile state (arch_prctl ARCH_REQ_XCOMP_PERM); both
- * operands are packed into contiguous tiles first (x once per product, 32
- * of w's rows at a time per thread). tdpbf16ps flushes subnormal inputs
- * and results, as vdpbf16ps does.
+ * GFLOP/s of f32-exact products per core. Per core, in CPU time: 2.5x
+ * sgemm's panels at GPT-2's MLP in nn.Linear's layout (128 x 768 @ 768 x
+ * 3072), 3.2x at Llama-3-8B's (128 x 4096 @ 4096 x 14336); 2.1x and 1.9x
+ * in Conv1D's (tools/bench, lowp: linear_bf16_*). It is the default for
+ * bf16 products of at least GB__LOWP_AMX_MIN multiply-adds, where the CPU
+ * has it and Linux grants the tile state (arch_prctl
+ * ARCH_REQ_XCOMP_PERM); both operands are packed into contiguous tiles
+ * first (x once per product, 32 of w's rows or columns at a time per
+ * thread). tdpbf16ps flushes subnormal inputs and results, as vdpbf16ps
+ * does.
  *
  * The kernels exist for AVX-512 (+AVX512_BF16), AVX2 + FMA + F16C and
  * baseline C, picked once from the CPU's features (the default build
@@ -549,24 +550,92 @@ static GB__T_BF16 void gb__amx_pack_x(uint32_t *xs, uint16_t *tmp, const float *
 }
 
 /* w's rows n0.. (up to 32) -> wp [kp / 32][32 rows][32 k]: two tiles per
- * 32 k, zero beyond w's rows and k (a tile reads whole 64-byte rows). */
-static void gb__amx_pack_w(uint16_t *wp, const gb__lowp_task *t, int64_t n0, int64_t kp) {
+ * 32 k, zero beyond w's rows and k (a tile reads whole 64-byte rows). One
+ * masked 64-byte load per row and 32 k (memcpy per row took a fifth of the
+ * time at GPT-2's sizes). */
+static GB__T_AMX void gb__amx_pack_w(uint16_t *wp, const gb__lowp_task *t, int64_t n0, int64_t kp) {
     int64_t nr = t->n - n0 < 32 ? t->n - n0 : 32, K = t->k;
     for (int64_t k = 0; k < kp; k += 32) {
-        int64_t kn = K - k < 32 ? K - k : 32;
+        __mmask32 mk = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (K - k)) - 1);
         uint16_t *dst = wp + k * 32; /* [32, 32] */
-        for (int64_t r = 0; r < 32; r++) {
-            if (r < nr) memcpy(dst + r * 32, t->w + (n0 + r) * t->ldw + k, (size_t)kn * sizeof *dst);
-            if (r >= nr || kn < 32) memset(dst + r * 32 + (r < nr ? kn : 0), 0, (size_t)(32 - (r < nr ? kn : 0)) * 2);
+        for (int64_t r = 0; r < 32; r++)
+            _mm512_store_si512(dst + r * 32, r < nr ? _mm512_maskz_loadu_epi16(mk, t->w + (n0 + r) * t->ldw + k)
+                                                    : _mm512_setzero_si512());
+    }
+}
+
+/* Conv1D's layout (w stored [k, n], n contiguous): the roles swap, y's
+ * blocks [16 m][16 n] = x part (rows) times w (pairs of k), so that w's
+ * pairs come from two stored rows side by side and y's blocks are stored
+ * as they are. x [m, k] -> xs [3][mp / 16][kp / 32] tiles of [16 rows of
+ * x][32 k]; tmp: [3, m, kp]. */
+static GB__T_BF16 void gb__amx_pack_x_rows(uint16_t *xs, uint16_t *tmp, const float *x, int64_t ldx, int64_t m,
+                                           int64_t k, int64_t mp, int64_t kp) {
+    gb__split_bf16(tmp, x, ldx, m, k, kp);
+    int64_t kt = kp / 32;
+    memset(xs, 0, (size_t)(3 * mp * kp) * sizeof *xs);
+    for (int64_t p = 0; p < 3; p++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < kt; j++)
+                memcpy(xs + ((p * (mp / 16) + i / 16) * kt + j) * 512 + i % 16 * 32, tmp + (p * m + i) * kp + j * 32,
+                       64);
+}
+
+/* Stored rows k.. of w, columns n0.. (up to 32) -> wp [kp / 32][2 halves of
+ * n][16 pairs of k][16 n] pairs: the pair (k, k + 1) of column n is one
+ * uint32, k in its low half; zero beyond w. */
+static GB__T_AMX void gb__amx_pack_w_pairs(uint32_t *wp, const gb__lowp_task *t, int64_t n0, int64_t kp) {
+    int64_t K = t->k;
+    for (int64_t h = 0; h < 2; h++) {
+        int64_t c = n0 + 16 * h, nc = t->n - c < 16 ? t->n - c : 16;
+        __mmask16 mk = nc <= 0 ? 0 : nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
+        for (int64_t k = 0; k < kp; k += 2) {
+            __m256i a = k < K && mk ? _mm256_maskz_loadu_epi16(mk, t->w + k * t->ldw + c) : _mm256_setzero_si256();
+            __m256i b = k + 1 < K && mk ? _mm256_maskz_loadu_epi16(mk, t->w + (k + 1) * t->ldw + c)
+                                        : _mm256_setzero_si256();
+            __m512i v = _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+            _mm512_store_si512(wp + ((k / 32 * 2 + h) * 16 + k % 32 / 2) * 16, v);
         }
     }
 }
 
-/* y[:, n0:n0+32] from w's rows packed in wp. Per 32 k, the three parts of
- * x each into the same accumulators: hi, then mid, then lo, as f32 sums. */
-static GB__T_AMX void gb__amx_block(const gb__lowp_task *t, const uint32_t *xs, int64_t mp, int64_t kp, int64_t n0,
-                                    const uint16_t *wp) {
-    int64_t N = t->n, M = t->m, nr = N - n0 < 32 ? N - n0 : 32, kt = kp / 32, part = mp / 16 * kt * 256;
+/* C tile c into y's rows m0.. and columns n0.. (nr of them valid). In
+ * Conv1D's layout the tile is a block of y [16 m][16 n], stored in place
+ * when whole and not accumulating; in nn.Linear's it is a block of y^T
+ * [16 n][16 m], gathered a row of y at a time (scalar stores took a fifth
+ * of the time at GPT-2's sizes). */
+static GB__INLINE GB__T_AMX void gb__amx_store(const gb__lowp_task *t, bool dot, int c, int64_t m0, int64_t n0,
+                                               int64_t nr, float *ct /* [16, 16] */) {
+    if (nr <= 0 || m0 >= t->m) return;
+    bool direct = !dot && !t->acc && nr >= 16 && m0 + 16 <= t->m;
+    float *dst = direct ? t->y + m0 * t->ldy + n0 : ct;
+    size_t ld = direct ? (size_t)t->ldy * 4 : 64;
+    switch (c) { /* tile numbers are immediates */
+    case 0: _tile_stored(0, dst, ld); break;
+    case 1: _tile_stored(1, dst, ld); break;
+    case 2: _tile_stored(2, dst, ld); break;
+    default: _tile_stored(3, dst, ld); break;
+    }
+    if (direct) return;
+    const __m512i col = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
+    __mmask16 mk = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    for (int64_t j = 0; j < 16 && m0 + j < t->m; j++) {
+        float *y = t->y + (m0 + j) * t->ldy + n0; /* [nr] */
+        __m512 v = dot ? _mm512_i32gather_ps(col, ct + j, 4) : _mm512_load_ps(ct + j * 16);
+        if (t->acc) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, y), v);
+        _mm512_mask_storeu_ps(y, mk, v);
+    }
+}
+
+/* y[:, n0:n0+32] from w packed in wp (gb__amx_pack_w or, in Conv1D's
+ * layout, gb__amx_pack_w_pairs) and x's parts in xs: both layouts are
+ * tiles of 1 KB, two of w per 32 k, parts of x [3][mp / 16][kp / 32].
+ * Tiles: C 0-3 for (m block j, n block i) at 2j + i, w's two blocks in 4-5,
+ * a part of x for two blocks of 16 rows in 6-7. Per 32 k, the three parts
+ * each into the same accumulators: hi, then mid, then lo, as f32 sums. */
+static GB__T_AMX void gb__amx_block(const gb__lowp_task *t, bool dot, const char *xs, int64_t mp, int64_t kp,
+                                    int64_t n0, const char *wp) {
+    int64_t nr = t->n - n0 < 32 ? t->n - n0 : 32, kt = kp / 32, part = mp / 16 * kt * 1024;
     _Alignas(64) float ct[16 * 16];
     for (int64_t mb = 0; mb < mp; mb += 32) {
         _tile_zero(0);
@@ -574,31 +643,29 @@ static GB__T_AMX void gb__amx_block(const gb__lowp_task *t, const uint32_t *xs, 
         _tile_zero(2);
         _tile_zero(3);
         for (int64_t k = 0; k < kt; k++) {
-            _tile_loadd(4, wp + k * 1024, 64);
-            _tile_loadd(5, wp + k * 1024 + 512, 64);
-            const uint32_t *b = xs + (mb / 16 * kt + k) * 256; /* this k's tile of rows mb.. */
-            for (int p = 0; p < 3; p++, b += part) {
-                _tile_loadd(6, b, 64);
-                _tile_loadd(7, b + kt * 256, 64);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(3, 5, 7);
+            _tile_loadd(4, wp + k * 2048, 64);
+            _tile_loadd(5, wp + k * 2048 + 1024, 64);
+            const char *x = xs + (mb / 16 * kt + k) * 1024; /* this k's tile of rows mb.. */
+            for (int p = 0; p < 3; p++, x += part) {
+                _tile_loadd(6, x, 64);
+                _tile_loadd(7, x + kt * 1024, 64);
+                if (dot) { /* y^T blocks: w rows times x pairs */
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 5, 6);
+                    _tile_dpbf16ps(2, 4, 7);
+                    _tile_dpbf16ps(3, 5, 7);
+                } else { /* y blocks: x rows times w pairs */
+                    _tile_dpbf16ps(0, 6, 4);
+                    _tile_dpbf16ps(1, 6, 5);
+                    _tile_dpbf16ps(2, 7, 4);
+                    _tile_dpbf16ps(3, 7, 5);
+                }
             }
         }
-        /* y^T blocks back into y (rows m, columns n) */
-#define GB__AMX_STORE(T, I, J)                                                         \
-    do {                                                                               \
-        _tile_stored(T, ct, 64);                                                       \
-        for (int64_t i = 0; i < 16 && I * 16 + i < nr; i++)                            \
-            for (int64_t j = 0; j < 16 && mb + J * 16 + j < M; j++)                    \
-                gb__lowp_store(t, mb + J * 16 + j, n0 + I * 16 + i, ct[i * 16 + j]); \
-    } while (0)
-        GB__AMX_STORE(0, 0, 0);
-        GB__AMX_STORE(1, 0, 1);
-        GB__AMX_STORE(2, 1, 0);
-        GB__AMX_STORE(3, 1, 1);
-#undef GB__AMX_STORE
+        gb__amx_store(t, dot, 0, mb, n0, nr, ct);
+        gb__amx_store(t, dot, 1, mb, n0 + 16, nr - 16, ct);
+        gb__amx_store(t, dot, 2, mb + 16, n0, nr, ct);
+        gb__amx_store(t, dot, 3, mb + 16, n0 + 16, nr - 16, ct);
     }
 }
 #endif /* GB__LOWP_X86 */
@@ -837,29 +904,31 @@ static gb_status gb__lowp_panels(const char *op, const gb__lowp_task *t, const g
  * tdpbf16ps: x split into three bf16 parts (exact, as for vdpbf16ps),
  * blocks of 32 of w's rows as tasks for glassbox's threads, each thread
  * configuring its tiles. */
-static gb_status gb__lowp_amx_gemm(const char *op, const gb__lowp_task *t) {
+static gb_status gb__lowp_amx_gemm(const char *op, const gb__lowp_task *t, bool dot) {
     int64_t M = t->m, N = t->n, mp = (M + 31) / 32 * 32, kp = (t->k + 31) / 32 * 32, nblk = (N + 31) / 32;
-    uint32_t *xs = gb__malloc((size_t)(3 * mp * kp / 2) * sizeof *xs, op);
+    void *xs = gb__malloc((size_t)(3 * mp * kp) * sizeof(uint16_t), op);
     uint16_t *tmp = xs ? gb__malloc((size_t)(3 * M * kp) * sizeof *tmp, op) : NULL;
     if (!tmp) {
         free(xs);
         return gb_last_status();
     }
-    gb__amx_pack_x(xs, tmp, t->x, t->ldx, M, t->k, mp, kp);
+    if (dot) gb__amx_pack_x(xs, tmp, t->x, t->ldx, M, t->k, mp, kp);
+    else gb__amx_pack_x_rows(xs, tmp, t->x, t->ldx, M, t->k, mp, kp);
     free(tmp);
     int threads = gb__threads();
     bool par = threads > 1 && nblk > 1 && (double)M * (double)N * (double)t->k > GB__LOWP_PAR_MIN;
     atomic_bool failed = false;
 #pragma omp parallel num_threads(threads) if (par)
     {
-        uint16_t *wp = aligned_alloc(64, (size_t)(32 * kp) * sizeof *wp); /* [kp / 32, 32, 32] */
+        void *wp = aligned_alloc(64, (size_t)(32 * kp) * sizeof(uint16_t)); /* two tiles per 32 k */
         if (!wp) atomic_store(&failed, true);
         else gb__amx_begin();
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < nblk; b++) {
             if (!wp) continue;
-            gb__amx_pack_w(wp, t, b * 32, kp);
-            gb__amx_block(t, xs, mp, kp, b * 32, wp);
+            if (dot) gb__amx_pack_w(wp, t, b * 32, kp);
+            else gb__amx_pack_w_pairs(wp, t, b * 32, kp);
+            gb__amx_block(t, dot, xs, mp, kp, b * 32, wp);
         }
         if (wp) gb__amx_end();
         free(wp);
@@ -886,9 +955,9 @@ gb_status gb__lowp_gemm(const char *op, float *y, int64_t ldy, const float *x, i
     const gb__lowp_kernels *kr = gb__lowp_kernels_get();
     if (m <= (dot ? GB__LOWP_DOT_MAX : GB__LOWP_AXPY_MAX)) return gb__lowp_direct(op, &t, kr, dot);
 #ifdef GB__LOWP_X86
-    gb__lowp_amx amx = dot && t.bf16 ? gb__lowp_amx_get() : GB__LOWP_AMX_OFF;
+    gb__lowp_amx amx = t.bf16 ? gb__lowp_amx_get() : GB__LOWP_AMX_OFF;
     if (amx == GB__LOWP_AMX_ALL || (amx == GB__LOWP_AMX_LARGE && (double)m * (double)n * (double)k >= GB__LOWP_AMX_MIN))
-        return gb__lowp_amx_gemm(op, &t);
+        return gb__lowp_amx_gemm(op, &t, dot);
 #endif
     return gb__lowp_panels(op, &t, kr, dot);
 }

@@ -58,8 +58,8 @@ gb__lowp_isa gb__lowp_isa_set(gb__lowp_isa cap);
 gb__lowp_isa gb__lowp_isa_get(void);
 const char *gb__lowp_isa_name(gb__lowp_isa isa);
 
-/* AMX-BF16 (tdpbf16ps) for bf16 products of many rows in nn.Linear's
- * layout: whether this CPU and the OS run it (the first call asks Linux for
+/* AMX-BF16 (tdpbf16ps) for bf16 products of many rows, either layout:
+ * whether this CPU and the OS run it (the first call asks Linux for
  * the tile state), and when it is used: for products large enough
  * (the default), for every product of many rows (tests), or never (tests
  * and benchmarks reaching sgemm's panels). OFF where it does not run. */

@@ -15,6 +15,7 @@
  * why): gb__gemm hands each OpenMP thread whole products of a batch, or a
  * block of rows or columns of one product, each one single-threaded sgemm. */
 #include "lowp.h"
+#include "simd.h"
 
 #include <limits.h>
 #include <omp.h>
@@ -148,6 +149,98 @@ static void gb__gemm_run(const gb__gemm_job *j, int64_t t) {
     for (int64_t i = i0; i < i1; i++) gb__gemm_block(j, i, t % j->nsplit);
 }
 
+/* ---- few rows: matrix-vector products ------------------------------------ */
+
+/* Products of at most this many rows (a token per sequence while decoding)
+ * read B directly instead of through sgemm: OpenBLAS 0.3.21 packs all of B
+ * for every call, which for one row costs twice the product itself (84% of
+ * GPT-2 124M's decoding time went to packing). */
+#define GB__GEMV_ROWS 4
+/* Columns of C per task, a multiple of 16 floats: one contiguous span of B
+ * per thread and row (narrower interleaved spans defeat the prefetchers,
+ * lowp.c found). */
+#define GB__GEMV_LANES 16
+
+/* C[m, n0..n1] = beta C + A[m, k] @ B[k, n0..n1] with B row-major (unit
+ * column stride): rows of B scaled and added, each C element summed over k
+ * in order. */
+GB__CLONES static void gb__gemv_rows(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb,
+                                     int64_t m, int64_t k, int64_t n0, int64_t n1, float beta) {
+    for (int64_t i = 0; i < m; i++) {
+        float *ci = c + i * ldc; /* [n] */
+        if (beta == 0.0f)
+            for (int64_t j = n0; j < n1; j++) ci[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (int64_t j = n0; j < n1; j++) ci[j] *= beta;
+    }
+    /* Four rows of B per pass over C: C's elements stay in registers, and
+     * the additions keep their order (p ascending). */
+    int64_t p = 0;
+    for (; p + 4 <= k; p += 4) {
+        const float *b0 = b + p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb; /* [n] each */
+        for (int64_t i = 0; i < m; i++) {
+            const float *ai = a + i * lda + p;
+            float x0 = ai[0], x1 = ai[1], x2 = ai[2], x3 = ai[3], *ci = c + i * ldc;
+            for (int64_t j = n0; j < n1; j++) ci[j] = (((ci[j] + x0 * b0[j]) + x1 * b1[j]) + x2 * b2[j]) + x3 * b3[j];
+        }
+    }
+    for (; p < k; p++) {
+        const float *bp = b + p * ldb; /* [n] */
+        for (int64_t i = 0; i < m; i++) {
+            float x = a[i * lda + p], *ci = c + i * ldc;
+            for (int64_t j = n0; j < n1; j++) ci[j] += x * bp[j];
+        }
+    }
+}
+
+/* The same with B^T stored (unit row stride: rows of W = columns of B, as
+ * linear's weight): dot products of A's rows with W's, in GB__GEMV_LANES
+ * partial sums added in a fixed order. */
+GB__CLONES static void gb__gemv_dots(float *c, int64_t ldc, const float *a, int64_t lda, const float *w, int64_t ldw,
+                                     int64_t m, int64_t k, int64_t n0, int64_t n1, float beta) {
+    enum { L = GB__GEMV_LANES };
+    int64_t kv = k / L * L;
+    for (int64_t j = n0; j < n1; j++) {
+        const float *wj = w + j * ldw; /* [k] */
+        for (int64_t i = 0; i < m; i++) {
+            const float *ai = a + i * lda; /* [k] */
+            float acc[L] = {0};
+            for (int64_t p = 0; p < kv; p += L)
+                for (int l = 0; l < L; l++) acc[l] += ai[p + l] * wj[p + l];
+            for (int64_t p = kv; p < k; p++) acc[p - kv] += ai[p] * wj[p];
+            for (int h = L / 2; h > 0; h /= 2)
+                for (int l = 0; l < h; l++) acc[l] += acc[l + h];
+            float *cij = c + i * ldc + j;
+            *cij = beta == 0.0f ? acc[0] : beta * *cij + acc[0];
+        }
+    }
+}
+
+/* C = beta C + A @ B for few rows and one product, or false when the
+ * operands' strides do not suit (sgemm takes it then). Each element of C
+ * is computed by one thread in one order: results do not depend on the
+ * thread count. */
+static bool gb__gemv(const gb__mat *c, const gb__mat *a, const gb__mat *b, float beta) {
+    int64_t m = c->rows, n = c->cols, k = a->cols;
+    bool rows = b->cs == 1 || n == 1, dots = !rows && (b->rs == 1 || k == 1);
+    if (m > GB__GEMV_ROWS || (a->cs != 1 && k > 1) || (c->cs != 1 && n > 1) || (!rows && !dots)) return false;
+    int64_t spans = (n + GB__GEMV_LANES - 1) / GB__GEMV_LANES;
+    int threads = gb__threads();
+    if (threads > spans) threads = (int)spans;
+    if ((double)m * (double)n * (double)k < GB__GEMM_PAR_MIN) threads = 1;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+    for (int t = 0; t < threads; t++) {
+        int64_t n0 = spans * t / threads * GB__GEMV_LANES, n1 = spans * (t + 1) / threads * GB__GEMV_LANES;
+        if (n1 > n) n1 = n;
+        if (n0 >= n1) continue;
+        if (rows)
+            gb__gemv_rows(c->p, c->rs, a->p, a->rs, b->p, b->rs, m, k, n0, n1, beta);
+        else
+            gb__gemv_dots(c->p, c->rs, a->p, a->rs, b->p, b->cs, m, k, n0, n1, beta);
+    }
+    return true;
+}
+
 gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const gb__mat *b_, float beta, int nbd,
                    const int64_t *bshape) {
     gb__mat c = *c_, a = *a_, b = *b_;
@@ -168,6 +261,7 @@ gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const g
         }
         return GB_OK;
     }
+    if (nb == 1 && gb__gemv(&c, &a, &b, beta)) return GB_OK;
     const gb__blas *blas = gb__blas_get();
     if (!blas) {
         gb__error_prefix("%s", op);
@@ -484,12 +578,15 @@ gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b) {
 
 /* ---- linear ------------------------------------------------------------- */
 
+/* iparam[0] set: src[1] is the weight's transpose as stored, [in, out]
+ * (gb_linear says when). */
 gb_status gb__op_LINEAR_forward(gb_tensor *out) {
-    return gb__mm_forward("linear", out, out->src[0], out->src[1], true, out->nsrc > 2 ? out->src[2] : NULL);
+    return gb__mm_forward("linear", out, out->src[0], out->src[1], !out->iparam[0],
+                          out->nsrc > 2 ? out->src[2] : NULL);
 }
 
 gb_status gb__op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
-    gb_status st = gb__mm_backward("linear", dout, out->src[0], out->src[1], true, dsrc[0], dsrc[1]);
+    gb_status st = gb__mm_backward("linear", dout, out->src[0], out->src[1], !out->iparam[0], dsrc[0], dsrc[1]);
     if (st || out->nsrc < 3 || !dsrc[2]) return st;
     if ((st = gb__lowp_frozen("linear", "bias", out->src[2], true))) return st;
     float *db = gb_tensor_data(dsrc[2]);     /* [N] */
@@ -498,6 +595,22 @@ gb_status gb__op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tenso
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < n; j++) db[j] += dy[r * n + j];
     return GB_OK;
+}
+
+/* The tensor w is the recorded transpose of, when it is one: a 2-D view
+ * over all of a contiguous 2-D source with the two dims swapped (GPT-2's
+ * Conv1D passes its weight [in, out] so). Recorded through the view, the
+ * product's weight gradient came out transposed and the view's backward
+ * transposed it back into the weight's layout: 30% of GPT-2 124M's
+ * training step at 128 tokens. Linear records the source instead and reads
+ * it as matmul's B; its gradient lands in the source's layout. */
+static gb_tensor *gb__linear_stored_t(const gb_tensor *w) {
+    if (w->op != GB_OP_VIEW || w->nsrc != 1 || w->ndim != 2) return NULL;
+    gb_tensor *s = w->src[0];
+    bool t = s->ndim == 2 && s->dtype == w->dtype && s->storage == w->storage && s->offset == w->offset &&
+             gb_tensor_is_contiguous(s) && w->shape[0] == s->shape[1] && w->shape[1] == s->shape[0] &&
+             w->stride[0] == s->stride[1] && w->stride[1] == s->stride[0];
+    return t ? s : NULL;
 }
 
 gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias) {
@@ -519,7 +632,10 @@ gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias) {
     int64_t shape[GB_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->shape[0];
+    gb_tensor *stored = gb__linear_stored_t(w);
     gb_tensor *out = gb__op_new(GB_OP_LINEAR, "linear", GB_DTYPE_F32, x->ndim, shape, bias ? 3 : 2,
-                                (gb_tensor *[]){x, w, bias});
-    return out ? gb__op_run(out) : NULL;
+                                (gb_tensor *[]){x, stored ? stored : w, bias});
+    if (!out) return NULL;
+    out->iparam[0] = stored != NULL;
+    return gb__op_run(out);
 }

@@ -414,3 +414,18 @@ gb_tensor *gb_mean_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim) 
 gb_tensor *gb_sum_all(gb_tensor *a) { return gb__reduce(GB_OP_SUM, a, 0, NULL, false, 0); }
 gb_tensor *gb_mean_all(gb_tensor *a) { return gb__reduce(GB_OP_MEAN, a, 0, NULL, false, 0); }
 gb_tensor *gb_max_all(gb_tensor *a) { return gb__reduce(GB_OP_MAX_ALL, a, 0, NULL, false, 0); }
+
+/* ---- finiteness ------------------------------------------------------------ */
+
+int64_t gb_count_nonfinite(const gb_tensor *t, int64_t *first) {
+    if (first) *first = -1;
+    gb_dtype dt = t->dtype;
+    if ((dt != GB_DTYPE_F32 && dt != GB_DTYPE_F16 && dt != GB_DTYPE_BF16) || gb__is_meta(t)) return 0;
+    const void *base = t->storage->data;
+    int64_t bad = 0;
+    gb__iter it;
+    gb__iter_init(&it, t->ndim, t->shape, 1, (const int64_t *[]){t->stride});
+    for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it))
+        if (!isfinite(gb__load_f32(base, dt, t->offset + it.off[0])) && bad++ == 0 && first) *first = i;
+    return bad;
+}

@@ -230,8 +230,8 @@ static void *gb__map(size_t len) {
  * fresh in huge pages; softmax over [4096, 1024] ran at half speed without
  * this). The oldest make room: at most GB__MAP_KEEP mappings and
  * GB__MAP_KEEP_BYTES stay mapped unused. */
-#define GB__MAP_KEEP 8
-#define GB__MAP_KEEP_BYTES ((size_t)256 << 20)
+#define GB__MAP_KEEP 128
+#define GB__MAP_KEEP_BYTES ((size_t)1 << 30)
 static struct {
     void *p;
     size_t len;

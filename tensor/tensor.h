@@ -343,6 +343,11 @@ gb_tensor *gb_mean_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim);
 gb_tensor *gb_sum_all(gb_tensor *a);
 gb_tensor *gb_mean_all(gb_tensor *a);
 gb_tensor *gb_max_all(gb_tensor *a);
+/* How many elements of t are NaN or infinite (0 for integer and bool
+ * dtypes and for shape-only tensors), and in *first, when not NULL, the
+ * row-major index of the first of them, or -1. A query, not an op: no
+ * result tensor, no autograd; any strides. */
+int64_t gb_count_nonfinite(const gb_tensor *t, int64_t *first);
 
 /* ---- linear algebra and nn functions ------------------------------------ */
 

@@ -48,6 +48,45 @@ gb_status gb__op_VIEW_forward(gb_tensor *out) {
     return GB_OK;
 }
 
+/* A view whose last dim is not the source's contiguous one (a transposed
+ * matrix) scatters element by element, each write a cache line apart: 30%
+ * of GPT-2 124M's training step went there while linear recorded Conv1D's
+ * transposed weight through its view (gb_linear now skips that view). When another dim p has source stride 1 and no dim is
+ * expanded (so each source element receives one addition, in any order),
+ * add 32 x 32 tiles of the (p, last) plane instead: the tile's rows of dy
+ * stay in cache while the source is written along its rows. */
+static bool gb__view_backward_transposed(float *ds, const float *dy, int nd, const int64_t *shape,
+                                         const int64_t *lstride) {
+    enum { TILE = 32 };
+    int p = -1;
+    int64_t dstride[GB_MAX_DIMS], n = 1; /* dy's strides: contiguous in the view's shape */
+    for (int d = nd - 1; d >= 0; d--) {
+        if (lstride[d] == 0) return false;
+        if (lstride[d] == 1 && shape[d] > 1) p = d;
+        dstride[d] = n;
+        n *= shape[d];
+    }
+    if (p < 0 || p == nd - 1 || n == 0) return false;
+    int64_t oshape[GB_MAX_DIMS], os[GB_MAX_DIMS], od[GB_MAX_DIMS];
+    int no = 0;
+    for (int d = 0; d < nd - 1; d++)
+        if (d != p) oshape[no] = shape[d], os[no] = lstride[d], od[no] = dstride[d], no++;
+    int64_t rows = shape[p], cols = shape[nd - 1], dp = dstride[p], sl = lstride[nd - 1];
+    gb__iter it;
+    gb__iter_init(&it, no, oshape, 2, (const int64_t *[]){os, od});
+    for (int64_t o = 0; o < it.n; o++, gb__iter_next(&it)) {
+        float *d0 = ds + it.off[0];       /* [cols (stride sl), rows (stride 1)] */
+        const float *g0 = dy + it.off[1]; /* [rows (stride dp), cols (stride 1)] */
+        for (int64_t i0 = 0; i0 < rows; i0 += TILE)
+            for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
+                int64_t i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
+                for (int64_t j = j0; j < j1; j++)
+                    for (int64_t i = i0; i < i1; i++) d0[j * sl + i] += g0[i * dp + j];
+            }
+    }
+    return true;
+}
+
 gb_status gb__op_VIEW_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     if (!dsrc[0]) return GB_OK;
     float *ds = gb_tensor_data(dsrc[0]);                 /* [src numel] */
@@ -57,6 +96,7 @@ gb_status gb__op_VIEW_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor 
     int64_t inner = nd > 0 && lstride[nd - 1] == 1 ? out->shape[nd - 1] : 1;
     gb__iter it;
     ds += out->iparam[GB__VIEW_LOFF];
+    if (inner == 1 && gb__view_backward_transposed(ds, dy, nd, out->shape, lstride)) return GB_OK;
     /* Rows of the last dim are contiguous in the source too (head splits,
      * transposes of them, narrow): walk the outer dims only and add whole
      * rows, the same additions in the same order as element by element. */

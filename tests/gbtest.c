@@ -355,3 +355,53 @@ void gbt_assert_saved_close_at(const gb_val *v, gbt_oracle *o, const char *key, 
     gbt_assert_close_at(got, want, 1e-5, 1e-6, key, file, line);
     gb_tensor_free(want);
 }
+
+gb_status gbt_results_add(void *ctx, const gb_spec_result *r) {
+    gbt_results *res = ctx;
+    if (r->scan) return GB_OK;
+    for (int i = 0; i < r->n; i++) {
+        char key[256];
+        int k = snprintf(key, sizeof key, "t%d", r->trace);
+        for (int d = 0; d < r->depth; d++)
+            k += snprintf(key + k, sizeof key - (size_t)k, "%s%lld", d ? "." : "[", (long long)r->items[d]);
+        snprintf(key + k, sizeof key - (size_t)k, "%s.%s", r->depth ? "]" : "", r->names[i]);
+        res->keys = realloc(res->keys, sizeof *res->keys * (size_t)(res->n + 1));
+        res->values = realloc(res->values, sizeof *res->values * (size_t)(res->n + 1));
+        res->keys[res->n] = strdup(key);
+        res->values[res->n++] = gb_tensor_ref(r->values[i]);
+    }
+    return GB_OK;
+}
+
+void gbt_results_log(void *ctx, const char *line) {
+    gbt_results *res = ctx;
+    size_t n = strlen(line);
+    res->log = realloc(res->log, res->loglen + n + 2);
+    memcpy(res->log + res->loglen, line, n);
+    res->loglen += n;
+    res->log[res->loglen++] = '\n';
+    res->log[res->loglen] = 0;
+}
+
+gb_status gbt_run_spec(gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const char *name), void *ctx, gbt_results *res) {
+    gb_session *s = gb_spec_session(sp, lm_of, ctx, NULL, gbt_results_add, res);
+    if (!s) return gb_last_status();
+    gb_session_events ev = {.log = gbt_results_log, .ctx = res};
+    gb_session_set_events(s, &ev);
+    gb_status st = gb_session_scan(s);
+    if (st == GB_OK) st = gb_session_run(s);
+    gb_session_free(s);
+    return st;
+}
+
+gb_tensor *gbt_result(const gbt_results *r, const char *key) {
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->keys[i], key)) return r->values[i];
+    return NULL;
+}
+
+void gbt_results_free(gbt_results *r) {
+    for (int i = 0; i < r->n; i++) free(r->keys[i]), gb_tensor_free(r->values[i]);
+    free(r->keys), free(r->values), free(r->log);
+    *r = (gbt_results){0};
+}

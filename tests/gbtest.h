@@ -109,4 +109,21 @@ const char *gbt_tmp_dir(void);
  * len is not NULL; NULL when it cannot be read. */
 char *gbt_read_file(const char *path, size_t *len);
 
+/* What a session reports (gb_spec_result_fn and its log), collected: each
+ * value under "tK.NAME", or "tK[i.j].NAME" in loops (the CLI's --out names). */
+typedef struct gbt_results {
+    int n;
+    char **keys;
+    gb_tensor **values;
+    char *log; /* every log line, each ending in a newline */
+    size_t loglen;
+} gbt_results;
+gb_status gbt_results_add(void *ctx, const gb_spec_result *r);
+void gbt_results_log(void *ctx, const char *line);
+/* Build sp with lm_of, scan and run it, collecting into res. */
+gb_status gbt_run_spec(gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const char *name), void *ctx, gbt_results *res);
+/* The value under key (borrowed), or NULL. */
+gb_tensor *gbt_result(const gbt_results *r, const char *key);
+void gbt_results_free(gbt_results *r);
+
 #endif

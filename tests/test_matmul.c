@@ -71,6 +71,12 @@ static gb_tensor *r_perm(gb_tensor **x) { /* batches that cannot fold into rows 
     return y;
 }
 
+static gb_tensor *r_perm_t(gb_tensor **x) { /* the last dim is not the source's contiguous one */
+    gb_tensor *a = gb_permute(x[0], (int[]){2, 0, 1}), *y = gb_matmul(a, x[1]);
+    gb_tensor_free(a);
+    return y;
+}
+
 static gb_tensor *r_linear(gb_tensor **x) { return gb_linear(x[0], x[1], x[2]); }
 static gb_tensor *r_linear_nobias(gb_tensor **x) { return gb_linear(x[0], x[1], NULL); }
 
@@ -117,6 +123,12 @@ static const mm_case mm_cases[] = {
     {"strided", r_strided, {"x", "b"}},
     {"expand", r_expand, {"x", "b"}},
     {"perm", r_perm, {"x", "b"}},
+    {"gemv_rows", r_matmul, {"a", "b"}},
+    {"gemv_rows_par", r_matmul, {"a", "b"}},
+    {"gemv_dots_par", r_linear, {"x", "w", "bias"}},
+    {"gemv_dots", r_linear_nobias, {"x", "w"}},
+    {"view_t", r_at, {"at", "b"}},
+    {"perm_t", r_perm_t, {"x", "b"}},
     {"big", r_matmul, {"a", "b"}},
     {"linear", r_linear, {"x", "w", "bias"}},
     {"linear_nobias", r_linear_nobias, {"x", "w"}},
@@ -166,11 +178,39 @@ START_TEST(test_threads) {
     ck_assert_int_eq(gb_get_num_threads(), 1);
     gbt_oracle *o = oracle;
     for (int i = 0; i < NCASES; i++)
-        if (!strcmp(mm_cases[i].key, "par") || !strcmp(mm_cases[i].key, "bcast")) run_case(o, &mm_cases[i]);
+        if (!strcmp(mm_cases[i].key, "par") || !strcmp(mm_cases[i].key, "bcast") ||
+            !strncmp(mm_cases[i].key, "gemv_", 5))
+            run_case(o, &mm_cases[i]);
     gb_set_num_threads(0); /* 0: all cores */
     ck_assert_int_eq(gb_get_num_threads(), omp_get_num_procs());
     gb_set_num_threads(before);
     ck_assert_int_eq(gb_get_num_threads(), before);
+}
+END_TEST
+
+/* Products of few rows (the matrix-vector kernels) give the same bits at 1
+ * and 2 threads: each output element is summed by one thread in one order. */
+START_TEST(test_gemv_threads_identical) {
+    int before = gb_get_num_threads();
+    gb_rng r = gb_rng_seed(11);
+    gb_tensor *x = gb_randn(&r, 2, (int64_t[]){3, 203}, 0.0f, 1.0f);
+    gb_tensor *b = gb_randn(&r, 2, (int64_t[]){203, 1001}, 0.0f, 1.0f);
+    gb_tensor *w = gb_randn(&r, 2, (int64_t[]){1001, 203}, 0.0f, 1.0f);
+    gb_tensor *bias = gb_randn(&r, 1, (int64_t[]){1001}, 0.0f, 1.0f);
+    gb_tensor *y[2][2];
+    for (int t = 0; t < 2; t++) {
+        gb_set_num_threads(t + 1);
+        y[t][0] = gb_matmul(x, b);
+        y[t][1] = gb_linear(x, w, bias);
+        ck_assert(y[t][0] && y[t][1]);
+    }
+    gb_set_num_threads(before);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(gb_tensor_numel(y[0][k]), 3 * 1001);
+        ck_assert(!memcmp(gb_tensor_data(y[0][k]), gb_tensor_data(y[1][k]), 3 * 1001 * sizeof(float)));
+        gb_tensor_free(y[0][k]), gb_tensor_free(y[1][k]);
+    }
+    gb_tensor_free(x), gb_tensor_free(b), gb_tensor_free(w), gb_tensor_free(bias);
 }
 END_TEST
 
@@ -374,6 +414,7 @@ Suite *gb_suite_matmul(void) {
     tcase_add_unchecked_fixture(tc, oracle_setup, oracle_teardown);
     tcase_add_loop_test(tc, test_oracle_case, 0, NCASES);
     tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_gemv_threads_identical);
     tcase_add_test(tc, test_gradcheck);
     tcase_add_test(tc, test_matmul_errors);
     tcase_add_test(tc, test_matmul_meta_shapes);

@@ -43,6 +43,24 @@ static int64_t count_nonfinite(const gb_tensor *t) {
     return n;
 }
 
+/* gb_count_nonfinite, which the guard uses: counted by hand on a small
+ * tensor, its transposed view and its f16 copy. */
+START_TEST(test_count_nonfinite) {
+    gb_tensor *a = gb_from_data((float[]){1, NAN, INFINITY, 2, -INFINITY, 3}, 2, (int64_t[]){2, 3}, GB_DTYPE_F32);
+    gb_tensor *at = gb_transpose(a, 0, 1), *h = gb_to_dtype(a, GB_DTYPE_F16);
+    gb_tensor *ids = gb_from_data((int64_t[]){1, 2}, 1, (int64_t[]){2}, GB_DTYPE_I64);
+    int64_t first;
+    ck_assert_int_eq(gb_count_nonfinite(a, &first), 3);
+    ck_assert_int_eq(first, 1); /* [0, 1] */
+    ck_assert_int_eq(gb_count_nonfinite(at, &first), 3);
+    ck_assert_int_eq(first, 2); /* at = [[1, 2], [nan, -inf], [inf, 3]]: [1, 0] */
+    ck_assert_int_eq(gb_count_nonfinite(h, NULL), 3);
+    ck_assert_int_eq(gb_count_nonfinite(ids, &first), 0);
+    ck_assert_int_eq(first, -1);
+    gb_tensor_free(ids), gb_tensor_free(h), gb_tensor_free(at), gb_tensor_free(a);
+}
+END_TEST
+
 START_TEST(test_nan_guard_names_module_call_and_position) {
     gb_lm *lm = open_gpt2();
     gb_tensor *ids = prompt(), *clean_off = NULL, *clean_on = NULL, *y = NULL;
@@ -209,6 +227,7 @@ END_TEST
 Suite *gb_suite_nan(void) {
     Suite *s = suite_create("nan");
     TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_count_nonfinite);
     tcase_add_test(tc, test_nan_guard_names_module_call_and_position);
     tcase_add_test(tc, test_nan_guard_in_a_traced_generation);
     tcase_add_test(tc, test_nan_guard_in_lm_generate);

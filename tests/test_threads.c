@@ -32,11 +32,12 @@ static const struct {
 /* What one thread computes on the shared model: the tensors it reads back
  * (new references), compared across threads. */
 enum {
-    R_LOGITS, R_SCALED, R_GRAD, R_STEP2, R_GENERATED, R_INVOKE_A, R_INVOKE_B, R_PLAIN, R_GREEDY, R_SAMPLED, R_COUNT
+    R_LOGITS, R_SCALED, R_GRAD, R_STEP2, R_GENERATED, R_INVOKE_A, R_INVOKE_B, R_PLAIN, R_GREEDY, R_SAMPLED,
+    R_ENCODED, R_TEXT, R_COUNT
 };
 static const char *const result_names[R_COUNT] = {
     "edited logits", "sum of squares", "gradient", "step 2's logits", "generated ids", "invoke A's hidden",
-    "invoke B's logits", "plain forward", "greedy ids", "sampled ids"};
+    "invoke B's logits", "plain forward", "greedy ids", "sampled ids", "encoded prompts", "decoded text"};
 
 typedef struct {
     gb_lm *lm; /* shared by every thread */
@@ -98,6 +99,20 @@ static gb_status work(job *j) {
     if ((st = gb_lm_generate(j->lm, j->ids, NULL, &o, &j->got[R_GREEDY])) != GB_OK) goto done;
     o.sampling = (gb_sampling){.temperature = 0.9f, .top_k = 20, .top_p = 0.95f, .repetition_penalty = 1.1f, .seed = 7};
     if ((st = gb_lm_generate(j->lm, j->ids, NULL, &o, &j->got[R_SAMPLED])) != GB_OK) goto done;
+
+    /* the shared tokenizer (the bundled model has one; the fixtures none) */
+    if (gb_lm_tokenizer(j->lm)) {
+        const char *texts[] = {"The Eiffel Tower is in the city of", "Rome"};
+        gb_tensor *mask = NULL;
+        char *text = NULL;
+        if ((st = gb_lm_encode(j->lm, 2, texts, &j->got[R_ENCODED], &mask)) != GB_OK) goto done;
+        gb_tensor_free(mask);
+        if ((st = gb_lm_text(j->lm, j->got[R_GREEDY], 0, 0, &text)) != GB_OK) goto done;
+        j->got[R_TEXT] = gb_from_data(text, 1, (int64_t[]){(int64_t)strlen(text)}, GB_DTYPE_U8);
+        free(text);
+    } else {
+        j->got[R_ENCODED] = keep(j->ids), j->got[R_TEXT] = keep(j->ids);
+    }
 
     for (int r = 0; r < R_COUNT; r++)
         if (!j->got[r]) st = GB_ERR_STATE;

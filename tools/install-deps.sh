@@ -4,13 +4,15 @@
 # npm only when the tokenizer oracle is not yet installed.
 set -eu
 
-# Build: compiler toolchain, BLAS, stb, cJSON, PCRE2, utf8proc, Check.
+# Build: compiler toolchain, BLAS, stb, cJSON, PCRE2, utf8proc, Check,
+# libmicrohttpd and libcurl (the server and its client, serve/).
 # Test oracles: Debian's PyTorch and NumPy (numbers and gradients),
 # sentencepiece (Llama 2 tokenizer), Node.js + npm (Hugging Face tokenizers).
 # libopenblas0-openmp: tests check that glassbox recognises OpenBLAS's OpenMP
 # build too; the pthread build stays the system's default (higher priority).
 PKGS="gcc make pkg-config libc6-dev
 libopenblas-dev libstb-dev libcjson-dev libpcre2-dev libutf8proc-dev
+libmicrohttpd-dev libcurl4-openssl-dev
 libopenblas0-openmp check libsubunit-dev
 python3 python3-torch python3-numpy python3-sentencepiece
 valgrind"

@@ -952,7 +952,7 @@ static const gb__slot *gb__result_slot(const gb_exec *ex, const gb_val *v) {
     return v->id < ex->nslots ? &ex->slot[v->id] : NULL;
 }
 
-static gb_tensor *gb__result(const gb_exec *ex, const gb_val *v, int i) {
+static gb_tensor *gb__result(const gb_exec *ex, const gb_val *v, int i, bool meta_ok) {
     if (!(ex = gb__holder(ex, v)))
         return gb__fail_null(GB_ERR_ARG, "value: %s is a node of another trace than the execution's (or its edits')",
                              gb_val_text((gb_val *)v));
@@ -967,16 +967,32 @@ static gb_tensor *gb__result(const gb_exec *ex, const gb_val *v, int i) {
     if (i >= s->value.n || !s->value.v[i])
         return gb__fail_null(GB_ERR_INDEX, "value: %s has %d elements, no element %d", gb_val_text((gb_val *)v),
                              s->value.n, i);
-    if (!gb_tensor_data(s->value.v[i]))
+    if (!meta_ok && !gb_tensor_data(s->value.v[i]))
         return gb__fail_null(GB_ERR_STATE, "value: %s comes from a scan and has a shape but no data; use "
                                            "gb_val_shape, or gb_trace_run for values", gb_val_text((gb_val *)v));
     return s->value.v[i];
 }
 
-gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v) { return gb__result(ex, v, 0); }
-gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i) { return gb__result(ex, v, i); }
-gb_tensor *gb_value(const gb_val *v) { return gb__result(&v->tr->own, v, 0); }
-gb_tensor *gb_value_at(const gb_val *v, int i) { return gb__result(&v->tr->own, v, i); }
+gb_tensor *gb_exec_value(const gb_exec *ex, const gb_val *v) { return gb__result(ex, v, 0, false); }
+gb_tensor *gb_exec_value_at(const gb_exec *ex, const gb_val *v, int i) { return gb__result(ex, v, i, false); }
+gb_tensor *gb_value(const gb_val *v) { return gb__result(&v->tr->own, v, 0, false); }
+gb_tensor *gb_value_at(const gb_val *v, int i) { return gb__result(&v->tr->own, v, i, false); }
+gb_tensor *gb_exec_held(const gb_exec *ex, const gb_val *v) { return gb__result(ex, v, 0, true); }
+
+gb_status gb_exec_bind(gb_exec *ex, gb_val *c, gb_tensor *t) {
+    if (!c || c->op != GB_TRACE_OP_CONST || c->tr != ex->tr)
+        return gb__fail(GB_ERR_ARG, "exec_bind: %s is not a constant of the execution's trace",
+                        c ? gb_val_text(c) : "NULL");
+    if (ex->running) return gb__fail(GB_ERR_STATE, "exec_bind: a run is under way");
+    if (c->id >= ex->nslots) { /* the trace's own execution sizes its slots when it first runs */
+        gb_status st = gb__graph_compile(ex->tr);
+        if (st == GB_OK) st = gb__exec_fit(ex);
+        if (st != GB_OK) return st;
+    }
+    gb_tensor_free(ex->slot[c->id].constant);
+    ex->slot[c->id].constant = gb_tensor_ref(t);
+    return GB_OK;
+}
 
 int gb_exec_unproduced(const gb_exec *ex, gb_val **vals, int max) {
     int n = 0;

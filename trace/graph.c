@@ -80,10 +80,20 @@ void gb_trace_set_nan_check(gb_trace *tr, bool on) { tr->nan_check = on; }
 
 gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len) {
     char key[64];
-    if (!tr->names || len >= sizeof key) return NULL;
+    if (len >= sizeof key) return NULL;
     memcpy(key, name, len);
     key[len] = 0;
-    return shget(tr->names, key);
+    gb_val *v = tr->names ? shget(tr->names, key) : NULL;
+    if (!v && tr->resolve && (v = tr->resolve(tr, key, tr->resolve_ctx))) gb__trace_set_name(tr, key, v);
+    return v;
+}
+
+gb_val *gb_trace_name(gb_trace *tr, const char *name) { return tr->names ? shget(tr->names, name) : NULL; }
+gb_trace *gb_val_trace(const gb_val *v) { return v->tr; }
+
+void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx), void *ctx) {
+    tr->resolve = resolve;
+    tr->resolve_ctx = ctx;
 }
 
 gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v) {

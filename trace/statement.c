@@ -329,6 +329,9 @@ static bool gb__shape_args(gb__parser *ps, gb__args *args, gb_fn_params *p) {
     "save, clone, sum, mean, max, argmax, softmax, log_softmax, exp, log, abs, sqrt, pow, norm, topk, reshape, " \
     "view, transpose, permute, unsqueeze, squeeze, eq, ne, lt, le, gt, ge, float, long, item, stop, backward, "  \
     "requires_grad_"
+/* What a statement may call: the rest is refused as outside nnsight's
+ * remote function whitelist. */
+#define GB__WHITELIST "log, print, modules, torch./F. functions and methods on values"
 
 /* self.name(args): the methods of a value, and torch.name(self, args). */
 static gb_val *gb__method_call(gb__parser *ps, gb_val *v, const char *name, size_t len, gb__args *args) {
@@ -687,13 +690,35 @@ static gb_val *gb__primary(gb__parser *ps) {
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
         size_t k = strlen(prefixes[i]);
         if (strncmp(ps->p, prefixes[i], k)) continue;
-        const char *name = ps->p + k;
+        const char *start = ps->p, *name = ps->p + k;
         ps->p = name;
         size_t n = gb__ident_len(ps);
         if (!n || name[n] != '(') return gb__syntax(ps, "%s", "expected a function call, e.g. torch.cat([a, b], dim=0)");
         ps->p = name + n + 1;
         gb_val *v = gb__function(ps, name, n);
+        if (!v && ps->st == GB_ERR_ARG && !strncmp(ps->error, "unknown method", 14)) { /* nnsight's remote error */
+            ps->st = GB_OK;
+            ps->p = start;
+            char fn[128];
+            snprintf(fn, sizeof fn, "%.*s", (int)(k + n < sizeof fn ? k + n : sizeof fn - 1), start);
+            return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+        }
         return v ? gb__steps(ps, v, false, NULL) : NULL;
+    }
+    /* A call of anything else that is neither a name nor the model's
+     * (my_fn(x), np.save(x)) is outside the language: nnsight's remote
+     * whitelist error, here and on a server alike. */
+    size_t dotted = len;
+    while (len && (ps->p[dotted] == '.' && (isalpha((unsigned char)ps->p[dotted + 1]) || ps->p[dotted + 1] == '_')))
+        for (dotted++; isalnum((unsigned char)ps->p[dotted]) || ps->p[dotted] == '_'; dotted++) {}
+    if (len && ps->p[dotted] == '(' && !gb__is_word(ps->p, len, "model") && !gb__trace_name(ps->tr, ps->p, len)) {
+        char first[64];
+        snprintf(first, sizeof first, "%.*s", (int)(len < sizeof first ? len : sizeof first - 1), ps->p);
+        if (!gb__has_child(gb__trace_model(ps->tr), first)) {
+            char fn[128];
+            snprintf(fn, sizeof fn, "%.*s", (int)(dotted < sizeof fn ? dotted : sizeof fn - 1), ps->p);
+            return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+        }
     }
     return gb__chain(ps, NULL);
 }

@@ -290,13 +290,29 @@ void gb_end_if(gb_trace *tr);
  * as methods (x.exp(), x.topk(5, dim=-1), x.reshape(2, -1), x.float(), ...),
  * torch.NAME / F.NAME / torch.nn.functional.NAME calls (cat, stack, where,
  * cross_entropy, cosine_similarity, and any method with its value first),
- * stop, backward, requires_grad_. site and line name the statement in errors
+ * stop, backward, requires_grad_. A call of any other function
+ * (my_fn(x), torch.save_to(x)) is a syntax error naming it as outside
+ * "the function whitelist", as nnsight's remote backend says: statements
+ * are what a server runs, and nothing else. site and line name the
+ * statement in errors
  * ("site:line: ..."; site must outlive the trace). A syntax error defines
  * nothing and is returned at once; other definition errors (an unknown
  * module) poison the trace as with the C calls, and are returned too.
  * *out, if not NULL, receives the statement's value (an assignment's
  * right-hand side's node for names, the set node otherwise). */
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out);
+
+/* A name that no statement of tr bound (a module path otherwise) is asked
+ * of resolve, which returns a value of tr for it (bound to the name from
+ * then on) or NULL. It may be asked while a statement is only checked for
+ * syntax, so it must give the same answer every time. Sessions use it for
+ * names bound in their earlier traces. */
+void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx), void *ctx);
+/* The value a statement of tr bound to name, or NULL (the resolver is not
+ * asked). */
+gb_val *gb_trace_name(gb_trace *tr, const char *name);
+/* The trace v is a node of. */
+gb_trace *gb_val_trace(const gb_val *v);
 
 /* ---- results ------------------------------------------------------------ */
 
@@ -378,6 +394,16 @@ gb_tensor *gb_exec_generated(const gb_exec *ex);
  * order, in vals when it is not NULL; gb_exec_value fails on each. Every
  * saved value counts before the first run. */
 int gb_exec_unproduced(const gb_exec *ex, gb_val **vals, int max);
+/* Values that exist only when an execution runs (a value of an earlier
+ * trace of a session, an iteration's item): the constant node c (made by
+ * gb_const) holds t in ex's runs from now on instead of the graph's tensor
+ * (ex takes a reference; NULL goes back to the graph's). Shape-only (meta)
+ * tensors serve a scan. */
+gb_status gb_exec_bind(gb_exec *ex, gb_val *c, gb_tensor *t);
+/* What a saved node holds in ex after its last run or scan: like
+ * gb_exec_value, but a scan's shape-only tensor too (to scan a later
+ * trace on it). */
+gb_tensor *gb_exec_held(const gb_exec *ex, const gb_val *v);
 
 /* Stepping: one run made of several forward passes, as a decoding loop
  * drives it. The passes share one gb_run (call counters, and a KV cache

@@ -192,6 +192,9 @@ struct gb_trace {
         char *key;
         gb_val *value;
     } *names;             /* stb_ds string map: names bound by statements */
+    /* names no statement bound, asked of whoever defines the trace (sessions) */
+    gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx);
+    void *resolve_ctx;
     gb_status def_status; /* first definition error */
     char *def_error;
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */

@@ -49,6 +49,17 @@ case("fold_bt", lambda a, bt: a @ bt.T, a=R(3, 2, 4), bt=R(5, 4))
 case("strided", lambda x, b: x[:, ::2] @ b, x=R(3, 8), b=R(4, 5))
 case("expand", lambda x, b: x.expand(2, 3, 4) @ b, x=R(3, 4), b=R(2, 4, 5))
 case("perm", lambda x, b: x.permute(1, 0, 2) @ b, x=R(3, 2, 4), b=R(4, 5))
+# few rows (decoding): matrix-vector kernels instead of sgemm, B row-major
+# (rows scaled and added) or stored transposed (dot products); K and N not
+# multiples of the kernels' 4 rows and 16 lanes; the large ones split over
+# threads
+case("gemv_rows", lambda a, b: a @ b, a=R(3, 37), b=R(37, 45))
+case("gemv_rows_par", lambda a, b: a @ b, a=R(2, 203), b=R(203, 1001))
+case("gemv_dots_par", lambda x, w, bias: F.linear(x, w, bias), x=R(4, 203), w=R(1001, 203), bias=R(1001))
+case("gemv_dots", lambda x, w: F.linear(x, w), x=R(1, 1, 13), w=R(21, 13))
+# a transposed view's backward (tiles of the transposed plane): partial tiles, a batch dim
+case("view_t", lambda at, b: at.T @ b, at=R(70, 45), b=R(70, 33))
+case("perm_t", lambda x, b: x.permute(2, 0, 1) @ b, x=R(3, 37, 40), b=R(37, 5))
 # long sums: K = 200
 case("big", lambda a, b: a @ b, a=R(32, 200), b=R(200, 24))
 

@@ -211,7 +211,8 @@ static const struct {
     void (*run)(void);
     bool asked; /* run only when named */
 } PARTS[] = {{"kernels", bench_kernels, false}, {"lowp", bench_lowp, false}, {"autograd", bench_autograd, false},
-             {"gpt2", bench_gpt2, false},       {"io", bench_io, false},       {"big", bench_big, true}};
+             {"gpt2", bench_gpt2, false},       {"io", bench_io, false},       {"t128", bench_t128, false},
+             {"big", bench_big, true}};
 #define NPARTS (int)(sizeof PARTS / sizeof PARTS[0])
 
 int main(int argc, char **argv) {
@@ -241,7 +242,7 @@ int main(int argc, char **argv) {
         while (p < NPARTS && strcmp(argv[i], PARTS[p].name)) p++;
         if (p == NPARTS || !strcmp(argv[i], "--help")) {
             fprintf(stderr, "usage: bench [--data DIR] [--shared DIR] [--big DIR] [--cli PATH] [reps] "
-                            "[kernels|lowp|autograd|gpt2|io|big ...]\n");
+                            "[kernels|lowp|autograd|gpt2|io|t128|big ...]\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
         want[p] = any = true;

@@ -87,6 +87,7 @@ void bench_gpt2(void); /* hooks and tracing */
 void bench_io(void);   /* model opening and the tokenizer */
 void bench_lowp(void); /* bf16 weights as stored */
 void bench_big(void);  /* a Llama-3-8B-shaped bf16 checkpoint: only when asked for */
+void bench_t128(void); /* GPT-2 124M and a Llama-shaped model at 128 tokens: forward, backward, decoding */
 /* Memory read bandwidth (GB/s): the sum of a 2 GB array on glassbox's
  * threads, 8 streams per thread. */
 double bench_memory_bandwidth(void);

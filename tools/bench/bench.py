@@ -2,7 +2,10 @@
 (and Hugging Face's tokenizers, through Node) in the same run, and prints
 one table.
 
-usage: bench.py BENCH_BINARY [reps]
+usage: bench.py BENCH_BINARY [reps [part ...]]
+
+Parts (default: all that `bench` runs unasked): kernels lowp autograd gpt2
+io t128; naming some runs only those (`make bench PARTS=t128`).
 
 The C benchmark (tools/bench/*.c; output format in bench.h) prints `info`,
 `row` and `note` lines; this script times the same workloads with torch, in
@@ -339,6 +342,143 @@ def torch_hooks(torch, reps, rows, info):
         del model
 
 
+# ---- whole models at 128 tokens (bench_t128.c) -----------------------------
+
+T_FULL, T_PROMPT, N_NEW = 128, 16, 128
+LLAMA = dict(V=32000, E=768, I=2048, L=12, H=12, KV=4, theta=10000.0, eps=1e-5)
+
+
+def torch_llama(torch):
+    """LlamaForCausalLM's arithmetic as in transformers (RMSNorm, rotate-half
+    RoPE, repeat_kv for grouped-query attention, SiLU MLP, untied lm_head),
+    with a KV cache appended by torch.cat as transformers' DynamicCache does."""
+    nn, c = torch.nn, LLAMA
+    E, H, KV, D = c["E"], c["H"], c["KV"], c["E"] // c["H"]
+
+    class RMSNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(E))
+
+        def forward(self, x):
+            v = x.pow(2).mean(-1, keepdim=True)
+            return self.weight * (x * torch.rsqrt(v + c["eps"]))
+
+    def rotate_half(x):
+        return torch.cat((-x[..., D // 2:], x[..., : D // 2]), dim=-1)
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_layernorm, self.post_attention_layernorm = RMSNorm(), RMSNorm()
+            self.q_proj, self.k_proj = nn.Linear(E, H * D, bias=False), nn.Linear(E, KV * D, bias=False)
+            self.v_proj, self.o_proj = nn.Linear(E, KV * D, bias=False), nn.Linear(H * D, E, bias=False)
+            self.gate_proj, self.up_proj = nn.Linear(E, c["I"], bias=False), nn.Linear(E, c["I"], bias=False)
+            self.down_proj = nn.Linear(c["I"], E, bias=False)
+
+        def forward(self, x, cos, sin, cache):
+            B, T, _ = x.shape
+            h = self.input_layernorm(x)
+            q = self.q_proj(h).view(B, T, H, D).transpose(1, 2)
+            k = self.k_proj(h).view(B, T, KV, D).transpose(1, 2)
+            v = self.v_proj(h).view(B, T, KV, D).transpose(1, 2)
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+            if cache is not None:
+                if cache:
+                    k, v = torch.cat((cache[0], k), 2), torch.cat((cache[1], v), 2)
+                cache[:] = [k, v]
+            S = k.shape[2]
+            k = k[:, :, None].expand(B, KV, H // KV, S, D).reshape(B, H, S, D)
+            v = v[:, :, None].expand(B, KV, H // KV, S, D).reshape(B, H, S, D)
+            w = torch.matmul(q, k.transpose(2, 3)) * D ** -0.5
+            if T > 1:
+                w = w + torch.full((T, S), torch.finfo(w.dtype).min).triu(S - T + 1)
+            a = torch.matmul(torch.softmax(w, dim=-1), v).transpose(1, 2).reshape(B, T, E)
+            x = x + self.o_proj(a)
+            h = self.post_attention_layernorm(x)
+            return x + self.down_proj(nn.functional.silu(self.gate_proj(h)) * self.up_proj(h))
+
+    class Llama(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens = nn.Embedding(c["V"], E)
+            self.layers = nn.ModuleList([Layer() for _ in range(c["L"])])
+            self.norm = RMSNorm()
+            self.lm_head = nn.Linear(E, c["V"], bias=False)
+            self.inv_freq = 1.0 / (c["theta"] ** (torch.arange(0, D, 2).float() / D))
+
+        def forward(self, ids, past=0, caches=None):
+            pos = torch.arange(past, past + ids.shape[1]).float()
+            f = torch.outer(pos, self.inv_freq)
+            emb = torch.cat((f, f), dim=-1)
+            cos, sin = emb.cos(), emb.sin()
+            x = self.embed_tokens(ids)
+            for i, layer in enumerate(self.layers):
+                x = layer(x, cos, sin, caches[i] if caches is not None else None)
+            return self.lm_head(self.norm(x))
+
+    return Llama().eval()
+
+
+def gpt2_cached_step(torch, model, ids, past, caches, H):
+    """GPT-2's forward (the modules of torch_gpt2) over new tokens with a KV
+    cache appended by torch.cat, as transformers' generate does."""
+    tr = model.transformer
+    x = tr.wte(ids) + tr.wpe(torch.arange(past, past + ids.shape[1]).unsqueeze(0))
+    B, T, E = x.shape
+    for blk, cache in zip(tr.h, caches):
+        at = blk.attn
+        D = E // H
+        q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in at.c_attn(blk.ln_1(x)).split(E, dim=2))
+        if cache:
+            k, v = torch.cat((cache[0], k), 2), torch.cat((cache[1], v), 2)
+        cache[:] = [k, v]
+        S = k.shape[2]
+        w = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(D)
+        if T > 1:
+            w = torch.where(at.bias[:, :, S - T:S, :S], w, torch.tensor(torch.finfo(w.dtype).min))
+        a = torch.matmul(torch.softmax(w, dim=-1), v).transpose(1, 2).reshape(B, T, E)
+        x = x + at.c_proj(a)
+        x = x + blk.mlp(blk.ln_2(x))
+    return model.lm_head(tr.ln_f(x))
+
+
+def torch_t128(torch, F, reps, rows):
+    big = {"n_embd": 768, "n_head": 12, "vocab_size": 50257, "n_positions": 1024, "n_layer": 12}
+    for tag in ("gpt2_124m", "llama_12x768"):
+        torch.manual_seed(5)
+        if tag == "gpt2_124m":
+            model, V = torch_gpt2(torch, big), big["vocab_size"]
+            step = lambda ids, past, caches: gpt2_cached_step(torch, model, ids, past, caches, big["n_head"])
+        else:
+            model, V = torch_llama(torch), LLAMA["V"]
+            step = lambda ids, past, caches: model(ids, past, caches)
+        ids = torch.randint(0, V, (1, T_FULL))
+
+        def fwd():
+            with torch.no_grad():
+                model(ids)
+
+        def fwdbwd():
+            logits = model(ids)
+            F.cross_entropy(logits[0, :-1], ids[0, 1:]).backward()
+            model.zero_grad(set_to_none=True)
+
+        def decode():
+            with torch.no_grad():
+                caches = [[] for _ in range(12)]
+                tok, past = ids[:, :T_PROMPT], 0
+                for _ in range(N_NEW):
+                    logits = step(tok, past, caches)
+                    past += tok.shape[1]
+                    tok = logits[:, -1].argmax(-1, keepdim=True)
+
+        rows[f"{tag}_fwd_t128"] = best(fwd, reps) * 1e3
+        rows[f"{tag}_fwdbwd_t128"] = best(fwdbwd, max(1, reps // 2)) * 1e3
+        rows[f"{tag}_decode"] = N_NEW / best(decode, max(1, reps // 4))
+        del model
+
+
 def torch_rows(parts, threads, reps):
     import torch
     import torch.nn.functional as F
@@ -354,6 +494,10 @@ def torch_rows(parts, threads, reps):
         torch.set_num_threads(threads)
     if "gpt2" in parts:
         torch_hooks(torch, reps, rows, info)
+    if "t128" in parts:
+        if threads == 1:
+            set_openblas_threads(int(os.environ.get("GB_BENCH_OPENBLAS_THREADS", "1")))
+        torch_t128(torch, F, reps, rows)
     return {"version": torch.__version__, "threads": torch.get_num_threads(), "rows": rows, "info": info}
 
 
@@ -417,6 +561,7 @@ PART_TITLE = {
     "autograd": "autograd: MLP forward + backward",
     "gpt2": "hooks and tracing: GPT-2 forward, 16 tokens",
     "io": "model opening and tokenizer",
+    "t128": "whole models at 128 tokens: GPT-2 124M and a Llama-shaped 12x768 GQA model",
     "passive": "autograd and GPT-2 again, both sides with OMP_WAIT_POLICY=passive",
 }
 PASSIVE_NOTE = ("OMP_WAIT_POLICY=passive: glassbox runs everything on one pool (libgomp; OpenBLAS is kept "
@@ -434,6 +579,9 @@ NO_REFERENCE = {
     "_registry_per_call": "PyTorch modules always carry their hook dicts: no registry to attach",
     "_trace_": "nnsight is not installed; its published figures are in the notes",
     "_write_checkpoint": "one-time setup",
+    "_limit": "this machine's limit for the row above it (the sgemm_t128 or memory_read row's rate)",
+    "sgemm_t128": "the machine's own figure: the ceiling of the t128 rows",
+    "_peak": "glassbox's own figure (PyTorch's peak is not measured)",
     "_model_open": "no equivalent in this environment (safetensors and transformers are not installed)",
 }
 
@@ -467,30 +615,45 @@ def main():
         sys.exit(__doc__)
     binary = sys.argv[1]
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    asked = tuple(sys.argv[3:])
+    want = set(asked) if asked else {"kernels", "lowp", "autograd", "gpt2", "io", "t128"}
     data_dir = os.path.join(os.path.dirname(binary) or ".", "bench-data")
     t_start = time.time()
-    info, gb, notes = run_c(binary, reps, data_dir, "../shared")
+    info, gb, notes = run_c(binary, reps, data_dir, "../shared", asked)
     threads = int(info["threads"])
-    torch_side = torch_subprocess(("kernels", "lowp", "autograd", "gpt2"), threads, reps)
+    torch_side = torch_subprocess(tuple(p for p in ("kernels", "lowp", "autograd", "gpt2") if p in want) or ("none",),
+                                  threads, reps)
     version, tthreads, th, tinfo = torch_side["version"], torch_side["threads"], torch_side["rows"], torch_side["info"]
     # The large-array kernels mostly measure page faults and memory, whose
     # speed drifts on a shared VM: both sides run them a second time, after
     # each other, and keep their best.
-    _, again, _ = run_c(binary, reps, data_dir, "../shared", ("kernels",))
-    best_c = {n: r for n, r in again if n != "part"}
-    gb = [(n, keep_best(r, best_c.get(n))) if n != "part" else (n, r) for n, r in gb]
-    for n, v in torch_subprocess(("kernels",), threads, reps)["rows"].items():
-        th[n] = max(th[n], v) if n in th else v
+    if "kernels" in want:
+        _, again, _ = run_c(binary, reps, data_dir, "../shared", ("kernels",))
+        best_c = {n: r for n, r in again if n != "part"}
+        gb = [(n, keep_best(r, best_c.get(n))) if n != "part" else (n, r) for n, r in gb]
+        for n, v in torch_subprocess(("kernels",), threads, reps)["rows"].items():
+            th[n] = max(th[n], v) if n in th else v
     ref = {"default": th}
     # Autograd and GPT-2 again with libgomp's idle threads sleeping instead
     # of spinning, on both sides (see PASSIVE_NOTE).
-    if "OMP_WAIT_POLICY" not in os.environ:
+    if "OMP_WAIT_POLICY" not in os.environ and {"autograd", "gpt2"} & want:
         passive_env = {"OMP_WAIT_POLICY": "passive"}
         _, passive, passive_notes = run_c(binary, reps, data_dir, "../shared", ("autograd", "gpt2"), passive_env)
         notes += [f"(OMP_WAIT_POLICY=passive) {n}" for n in passive_notes if "nnsight" not in n]
         gb.append(("part", "passive"))
         gb.extend((n, r) for n, r in passive if n != "part")
         ref["passive"] = torch_subprocess(("autograd", "gpt2"), threads, reps, passive_env)["rows"]
+    # Whole models at 128 tokens: PyTorch in two configurations, the best of
+    # each row kept (torch.set_num_threads(1) with OpenBLAS on its own 2
+    # threads was PyTorch's best here for the training step).
+    t128_config = {}
+    configs = ((f"torch threads {threads}", threads, None),
+               ("torch threads 1, OpenBLAS threads 2", 1, {"GB_BENCH_OPENBLAS_THREADS": "2"}))
+    for label, tthreads_, env in configs if "t128" in want else ():
+        for n, v in torch_subprocess(("t128",), tthreads_, reps, env)["rows"].items():
+            better = v < th[n] if n in th and not n.endswith("_decode") else n not in th or v > th[n]
+            if better:
+                th[n], t128_config[n] = v, label
     why = {}
     node_tokenizer(info, reps, th, why)
 
@@ -541,6 +704,10 @@ def main():
             shown.add(w)
     if "checkpoint" in info:
         print(f"checkpoint: {info['checkpoint']} ({info.get('checkpoint_mb', '?')} MB, written once and reused)")
+    if t128_config:
+        print("t128 rows: PyTorch's best configuration per row: " +
+              "; ".join(f"{n}: {c}" for n, c in sorted(t128_config.items())))
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for note in notes:
         print(note)
     if any(n == "part" and r == "passive" for n, r in gb):

@@ -158,6 +158,9 @@ void bench_lowp(void) {
         bench_row("linear_bf16_sgemm_128x768x3072", "GFLOP/s",
                   2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, false, 1) * 1e-9,
                   "linear_bf16_128x768x3072 without AMX: f32 panels through sgemm");
+        bench_row("linear_t_bf16_sgemm_128x768x3072", "GFLOP/s",
+                  2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, true, 1) * 1e-9,
+                  "linear_t_bf16_128x768x3072 without AMX: f32 panels through sgemm");
         bench_row("linear_bf16_sgemm_128x4096x14336", "GFLOP/s",
                   2.0 * 128 * 4096 * 14336 / time_linear(128, 4096, 14336, GB_DTYPE_BF16, false, 1) * 1e-9,
                   "linear_bf16_128x4096x14336 without AMX: f32 panels through sgemm");

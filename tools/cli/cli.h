@@ -21,7 +21,13 @@ typedef int (*gb_cli_fn)(int argc, char **argv);
                                  "[--top-p P] [--repetition-penalty R] [--seed S]] [--nan-check]: greedy decoding, or sampling") \
     X(trace, gb_cli_trace, "[MODEL] (--ids 1,2,3 | -p TEXT) [-e STATEMENT]... [more prompts, each an invoke with its -e] " \
                            "[--edit STATEMENT]... [--tensor NAME=F.safetensors[:KEY]]... [-n N [sampling as generate]] [--top K] [--scan] [--graph] " \
-                           "[--out F.safetensors] [--png F [--title T]] [--dtype f32] [--nan-check]: interventions in nnsight's syntax") \
+                           "[--out F.safetensors] [--png F [--title T]] [--dtype f32] [--nan-check] " \
+                           "[--remote URL [--key KEY]]: interventions in nnsight's syntax") \
+    X(session, gb_cli_session, "[--model NAME=DIR]... (STEPS | --json F) [--out F.safetensors] [--remote URL [--key KEY]]: several traces " \
+                               "as one unit; STEPS: --trace MODEL (prompts, -e, -n as trace) | --log TEXT | --stop | " \
+                               "--iter NAME=1,2,3 ... --end (see docs/remote.md)") \
+    X(serve, gb_cli_serve, "--model NAME=DIR... [--host H] [--port N] [--keys FILE] [--workers N] [--queue N] [limits]: " \
+                           "run sessions for HTTP clients (docs/remote.md)") \
     X(lens, gb_cli_lens, "[MODEL] (-p TEXT | --ids 1,2,3) [--top K] [--png F] [--csv F] [--dtype f32]: the logit lens, every layer and position") \
     X(patch, gb_cli_patch, "[MODEL] --clean TEXT --corrupt TEXT [--target TOK|#ID] [--foil TOK|#ID] [--what resid|attn|mlp] " \
                            "[--batch N] [--png F] [--csv F] [--dtype f32]: activation patching of every layer and position") \
@@ -67,6 +73,10 @@ void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k);
  * after printing why (lens.c). */
 int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
                        gb_tensor *const *values, gb_tensor *ids);
+/* `trace --remote`: the trace as a one-trace session sent to a server
+ * (session.c). */
+int gb_cli_trace_remote(int argc, char **argv);
+
 /* text as Python prints a str, into buf: in single quotes, with \n, \t, \\
  * and \' escaped (lens.c). */
 const char *gb_cli_quoted(const char *text, char *buf, size_t size);

@@ -128,40 +128,39 @@ static void lens_free(lens_result *r) {
 
 /* Each block's output (the residual stream after it) through the model's
  * final norm and unembedding, softmaxed: the k most likely tokens at every
- * layer and position of ids [1, T]. */
+ * layer and position of ids [1, T]. nnsight's lens, in one trace: the two
+ * modules called on each block's hidden state (gb_call: no hook events). */
 static gb_status lens_compute(gb_lm *lm, gb_tensor *ids, int k, lens_result *r) {
     gb_model *m = gb_lm_model(lm);
-    gb_module *net = gb_lm_module(lm);
-    gb_module *norm = gb_module_find(net, gb_model_part(m, GB_PART_NORM));
-    gb_module *unembed = gb_module_find(net, gb_model_part(m, GB_PART_UNEMBED));
+    const char *norm = gb_model_part(m, GB_PART_NORM), *unembed = gb_model_part(m, GB_PART_UNEMBED);
     *r = (lens_result){.layers = num_layers(lm), .T = (int)gb_tensor_dim(ids, 1), .k = k};
-    if (!norm || !unembed || !r->layers) return gb_last_status();
+    if (!r->layers) return gb_last_status();
     size_t cells = (size_t)r->layers * (size_t)r->T * (size_t)k;
     r->input = malloc(sizeof *r->input * (size_t)r->T);
     r->top = malloc(sizeof *r->top * cells);
     r->prob = malloc(sizeof *r->prob * cells);
-    gb_val **h = calloc((size_t)r->layers, sizeof *h);
-    gb_trace *tr = gb_trace_new(net, ids);
-    gb_status st = r->input && r->top && r->prob && h && tr ? GB_OK : GB_ERR_ALLOC;
+    gb_val **probs = calloc((size_t)r->layers, sizeof *probs);
+    gb_trace *tr = gb_trace_new(gb_lm_module(lm), ids);
+    gb_status st = r->input && r->top && r->prob && probs && tr ? GB_OK : GB_ERR_ALLOC;
     for (int64_t t = 0; st == GB_OK && t < r->T; t++) r->input[t] = ((const int64_t *)gb_tensor_data(ids))[t];
     char path[256];
-    for (int l = 0; st == GB_OK && l < r->layers; l++)
-        h[l] = gb_save(gb_val_index(gb_output(tr, block_path(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]"));
+    for (int l = 0; st == GB_OK && l < r->layers; l++) { /* lm_head(transformer.ln_f(h)).softmax(-1) */
+        gb_val *h = gb_val_index(gb_output(tr, block_path(m, l, GB_PART_LAYERS, path, sizeof path)), "[0]");
+        probs[l] = gb_save(gb_val_softmax(gb_call(tr, unembed, gb_call(tr, norm, h)), -1));
+    }
     if (st == GB_OK) st = gb_trace_run(tr);
     for (int l = 0; st == GB_OK && l < r->layers; l++) {
-        gb_tensor *n = NULL, *logits = NULL, *p = NULL;
-        st = gb_module_run(norm, NULL, gb_value(h[l]), &n);
-        if (st == GB_OK) st = gb_module_run(unembed, NULL, n, &logits);
-        if (st == GB_OK && !(p = gb_softmax(logits, -1))) st = gb_last_status();
-        int64_t V = st == GB_OK ? gb_tensor_dim(p, -1) : 0;
+        gb_tensor *p = gb_contiguous(gb_value(probs[l])); /* [1, T, V] */
+        int64_t V = p ? gb_tensor_dim(p, -1) : 0;
+        if (!p) st = gb_last_status();
         for (int t = 0; st == GB_OK && t < r->T; t++) {
             size_t at = ((size_t)l * (size_t)r->T + (size_t)t) * (size_t)k;
             top_k((const float *)gb_tensor_data(p) + (size_t)t * (size_t)V, V, k, r->top + at, r->prob + at);
         }
-        gb_tensor_free(p), gb_tensor_free(logits), gb_tensor_free(n);
+        gb_tensor_free(p);
     }
     gb_trace_free(tr);
-    free(h);
+    free(probs);
     if (st != GB_OK) lens_free(r);
     return st;
 }
@@ -203,11 +202,16 @@ static bool lens_csv(gb_lm *lm, const char *path, const lens_result *r) {
     return fclose(f) == 0;
 }
 
-/* Token texts of ids[0..n), each malloc'd (names[i]); false when out of memory. */
+/* Token texts of ids[0..n) as labels, each malloc'd; a token of spaces
+ * and newlines alone is quoted (' ', '\n') so that it shows. NULL when out
+ * of memory. */
 static char **token_names(gb_lm *lm, const int64_t *ids, int n, int stride) {
     char **names = calloc((size_t)n, sizeof *names);
-    char tok[256];
-    for (int i = 0; names && i < n; i++) names[i] = strdup(token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok));
+    char tok[256], q[520];
+    for (int i = 0; names && i < n; i++) {
+        const char *t = token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
+        names[i] = strdup(t[strspn(t, " \n\t\r")] ? t : gb_cli_quoted(t, q, sizeof q));
+    }
     return names;
 }
 

@@ -1,7 +1,6 @@
 /* `glassbox info | run | generate | trace`: a model from the command line. */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,16 +226,6 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
     return o->model ? 0 : 1;
 }
 
-/* How many values of t (f32) are NaN or Inf. */
-static int64_t count_nonfinite(gb_tensor *t) {
-    gb_tensor *c = gb_contiguous(t);
-    const float *x = c ? gb_tensor_f32(c) : NULL; /* [numel] */
-    int64_t n = 0;
-    for (int64_t i = 0; x && i < gb_tensor_numel(c); i++) n += !isfinite(x[i]);
-    gb_tensor_free(c);
-    return n;
-}
-
 /* Each block's hidden state and the final norm's output, through a trace. */
 int gb_cli_run(int argc, char **argv) {
     opts o = {0};
@@ -273,7 +262,7 @@ int gb_cli_run(int argc, char **argv) {
         names[nvals - 1] = strdup("hidden.final");
     }
     gb_status st = gb_trace_run(tr);
-    int64_t bad = st == GB_OK ? count_nonfinite(gb_value(logits)) : 0;
+    int64_t bad = st == GB_OK ? gb_count_nonfinite(gb_value(logits), NULL) : 0;
     if (bad)
         fprintf(stderr, "glassbox run: warning: %lld of the %lld logits are NaN or Inf; --nan-check names the first "
                         "module whose output is\n", (long long)bad, (long long)gb_tensor_numel(gb_value(logits)));
@@ -392,6 +381,8 @@ static int bind_tensor(gb_trace *tr, gb_trace *editor, const char *spec) {
 }
 
 int gb_cli_trace(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--remote")) return gb_cli_trace_remote(argc, argv);
     opts o = {.stmts = calloc((size_t)argc + 1, sizeof(char *)), .prompts = calloc((size_t)argc + 1, sizeof *o.prompts),
               .edits = calloc((size_t)argc + 1, sizeof(char *)), .tensors = calloc((size_t)argc + 1, sizeof(char *))};
     int rc = parse_opts("trace", argc, argv, &o);
@@ -463,9 +454,8 @@ int gb_cli_trace(int argc, char **argv) {
         } else if (o.scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
             printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
                    "beyond -n before it)\n", name ? name : o.stmts[i]);
-        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) { /* saved but never produced */
-            fprintf(o.out ? stderr : stdout, "%s%s: %s\n", o.out ? "glassbox trace: " : "", name ? name : o.stmts[i],
-                    gb_last_error());
+        } else if (!o.scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
+            gb_clear_error(); /* saved but never produced: warned about below, with the reason */
         } else if (!o.scan && (ts[nsaved] = gb_value(vals[i]))) {
             if (!o.out) {
                 char *str = gb_tensor_str(ts[nsaved]);
@@ -516,7 +506,7 @@ int gb_cli_trace(int argc, char **argv) {
             free(str);
         }
         names[nsaved++] = strdup("generator.output");
-        for (int64_t r = 0; !o.out && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) {
+        for (int64_t r = 0; !o.out && gb_lm_tokenizer(lm) && r < gb_tensor_dim(ts[nsaved - 1], 0); r++) { /* text when it has a tokenizer */
             char *text = NULL;
             size_t n = 0;
             if (gb_lm_text(lm, ts[nsaved - 1], r, 0, &text) != GB_OK) {

@@ -1,0 +1,220 @@
+/* The client: a session sent as JSON with libcurl, its NDJSON events read
+ * line by line as they arrive and reported as a local run reports them. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve_impl.h"
+
+typedef struct gb__rcall {
+    CURL *curl;
+    const gb_remote_events *ev;
+    char *buf;           /* unread bytes: a partial line (200) or the whole body (others) */
+    size_t len, cap;
+    long http;
+    bool finished;       /* a done or error event arrived */
+    gb_status st;        /* the first failure: an error event's, or the client's own */
+    char *error;
+} gb__rcall;
+
+static gb_status gb__rcall_fail(gb__rcall *rc, gb_status st, const char *msg) {
+    if (rc->st == GB_OK) {
+        rc->st = st;
+        rc->error = strdup(msg);
+    }
+    return st;
+}
+
+/* One event line. */
+static gb_status gb__rcall_event(gb__rcall *rc, const char *line, size_t n) {
+    if (!n) return GB_OK; /* the server's keep-alive */
+    gb__json *ev = gb__json_parse(line, n, "remote: event");
+    const char *kind = gb__json_string(gb__json_get(ev, "event"));
+    gb_status st = GB_OK;
+    const gb_remote_events *e = rc->ev;
+    if (!kind) {
+        st = gb__rcall_fail(rc, GB_ERR_FORMAT, "remote: the server sent an event this client does not understand");
+    } else if (!strcmp(kind, "log")) {
+        if (e && e->log) e->log(e->ctx, gb__json_string(gb__json_get(ev, "line")) ? gb__json_string(gb__json_get(ev, "line")) : "");
+    } else if (!strcmp(kind, "token")) {
+        const gb__json *ids = gb__json_get(ev, "ids");
+        long long trace = 0, step = 0;
+        int64_t b = gb__json_size(ids), *v = calloc((size_t)b + 1, sizeof *v);
+        gb__json_int(gb__json_get(ev, "trace"), &trace);
+        gb__json_int(gb__json_get(ev, "step"), &step);
+        for (int64_t i = 0; v && i < b; i++) {
+            long long x = 0;
+            gb__json_int(gb__json_at(ids, (int)i), &x);
+            v[i] = x;
+        }
+        if (v && e && e->token && (st = e->token(e->ctx, (int)trace, (int)step, v, b)) != GB_OK)
+            gb__rcall_fail(rc, st, gb_last_error());
+        free(v);
+    } else if (!strcmp(kind, "result")) {
+        const gb__json *vals = gb__json_get(ev, "values"), *its = gb__json_get(ev, "items");
+        int n = gb__json_size(vals), depth = gb__json_size(its);
+        const char **names = calloc((size_t)n + 1, sizeof *names);
+        gb_tensor **values = calloc((size_t)n + 1, sizeof *values);
+        int64_t items[16] = {0};
+        long long trace = 0;
+        gb__json_int(gb__json_get(ev, "trace"), &trace);
+        for (int d = 0; d < depth && d < 16; d++) {
+            long long x = 0;
+            gb__json_int(gb__json_at(its, d), &x);
+            items[d] = x;
+        }
+        int k = 0;
+        for (; names && values && k < n; k++)
+            if (!(values[k] = gb__srv_json_tensor(gb__json_at(vals, k), &names[k]))) break;
+        if (!names || !values || k < n) {
+            st = gb__rcall_fail(rc, names && values ? gb_last_status() : GB_ERR_ALLOC,
+                                names && values ? gb_last_error() : "remote: out of memory");
+        } else if (e && e->result) {
+            const gb__json *tj = gb__json_get(ev, "texts");
+            int nt = gb__json_size(tj);
+            const char **texts = calloc((size_t)nt + 1, sizeof *texts);
+            for (int i = 0; texts && i < nt; i++) texts[i] = gb__json_string(gb__json_at(tj, i)) ? gb__json_string(gb__json_at(tj, i)) : "";
+            gb_spec_result r = {.trace = (int)trace, .depth = depth < 16 ? depth : 16, .items = items, .n = n,
+                                .names = names, .values = values, .ntexts = texts ? nt : 0, .texts = texts};
+            if ((st = e->result(e->ctx, &r)) != GB_OK) gb__rcall_fail(rc, st, gb_last_error());
+            free(texts);
+        }
+        for (int i = 0; values && i < k; i++) gb_tensor_free(values[i]);
+        free(names), free(values);
+    } else if (!strcmp(kind, "done")) {
+        rc->finished = true;
+    } else if (!strcmp(kind, "error")) {
+        const char *msg = gb__json_string(gb__json_get(ev, "message"));
+        rc->finished = true;
+        st = gb__rcall_fail(rc, gb__srv_status(gb__json_string(gb__json_get(ev, "status"))), msg ? msg : "remote: error");
+    }
+    gb__json_free(ev);
+    return st;
+}
+
+static size_t gb__rcall_write(char *data, size_t size, size_t nmemb, void *ctx) {
+    gb__rcall *rc = ctx;
+    size_t n = size * nmemb;
+    if (!rc->http) curl_easy_getinfo(rc->curl, CURLINFO_RESPONSE_CODE, &rc->http);
+    if (rc->len + n + 1 > rc->cap) {
+        size_t cap = (rc->len + n + 1) * 2;
+        char *grown = realloc(rc->buf, cap);
+        if (!grown) return 0;
+        rc->buf = grown, rc->cap = cap;
+    }
+    memcpy(rc->buf + rc->len, data, n);
+    rc->len += n;
+    rc->buf[rc->len] = 0;
+    if (rc->http != 200) return n; /* an error body: read whole */
+    size_t start = 0;
+    for (char *nl; (nl = memchr(rc->buf + start, '\n', rc->len - start)); start = (size_t)(nl - rc->buf) + 1)
+        if (gb__rcall_event(rc, rc->buf + start, (size_t)(nl - rc->buf) - start) != GB_OK && rc->st != GB_OK &&
+            !rc->finished)
+            return 0; /* our own callback failed: hang up, which cancels the run */
+    memmove(rc->buf, rc->buf + start, rc->len - start);
+    rc->len -= start;
+    return n;
+}
+
+static void gb__curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* An easy handle for url + path with the key's header (in *headers, freed
+ * by the caller). */
+static CURL *gb__remote_curl(const char *url, const char *path, const char *key, struct curl_slist **headers) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, gb__curl_init);
+    CURL *c = curl_easy_init();
+    if (!c) return gb__fail_null(GB_ERR_ALLOC, "remote: cannot start libcurl");
+    size_t n = strlen(url);
+    while (n && url[n - 1] == '/') n--;
+    char *full = malloc(n + strlen(path) + 1);
+    if (!full) {
+        curl_easy_cleanup(c);
+        return gb__fail_null(GB_ERR_ALLOC, "remote: out of memory");
+    }
+    memcpy(full, url, n);
+    strcpy(full + n, path);
+    curl_easy_setopt(c, CURLOPT_URL, full);
+    free(full);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    *headers = NULL;
+    if (key) {
+        char *h = malloc(strlen(key) + 32);
+        if (h) {
+            sprintf(h, "Authorization: Bearer %s", key);
+            *headers = curl_slist_append(*headers, h);
+            free(h);
+        }
+    }
+    return c;
+}
+
+/* A transfer's failure as this client reports it. */
+static gb_status gb__remote_done(gb__rcall *rc, CURLcode cc, const char *url) {
+    gb_status st;
+    if (rc->st != GB_OK) {
+        st = gb__fail(rc->st, "%s", rc->error);
+    } else if (rc->http && rc->http != 200) {
+        gb__json *body = gb__json_parse(rc->buf ? rc->buf : "", rc->len, "remote: response");
+        const char *msg = gb__json_string(gb__json_get(body, "error"));
+        gb_status s = gb__srv_status(gb__json_string(gb__json_get(body, "status")));
+        if (rc->http == 400 && msg) st = gb__fail(s, "%s", msg); /* the message a local run gives */
+        else if (rc->http == 429) st = gb__fail(GB_ERR_STATE, "remote: 429: %s (retry after a second)", msg ? msg : "busy");
+        else st = gb__fail(msg ? s : GB_ERR_IO, "remote: %ld: %s", rc->http, msg ? msg : "the server refused the request");
+        gb__json_free(body);
+    } else if (cc != CURLE_OK) {
+        st = gb__fail(GB_ERR_IO, "remote: %s: %s", url, curl_easy_strerror(cc));
+    } else if (!rc->finished) {
+        st = gb__fail(GB_ERR_IO, "remote: %s: the response ended before the session did", url);
+    } else {
+        st = GB_OK;
+    }
+    return st;
+}
+
+gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev) {
+    char *body = gb_spec_json(sp);
+    if (!body) return gb_last_status();
+    struct curl_slist *headers;
+    gb__rcall rc = {.ev = ev};
+    rc.curl = gb__remote_curl(url, "/session", key, &headers);
+    if (!rc.curl) {
+        free(body);
+        return gb_last_status();
+    }
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    curl_easy_setopt(rc.curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(rc.curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(rc.curl, CURLOPT_WRITEFUNCTION, gb__rcall_write);
+    curl_easy_setopt(rc.curl, CURLOPT_WRITEDATA, &rc);
+    CURLcode cc = curl_easy_perform(rc.curl);
+    if (!rc.http) curl_easy_getinfo(rc.curl, CURLINFO_RESPONSE_CODE, &rc.http);
+    gb_status st = gb__remote_done(&rc, cc, url);
+    curl_easy_cleanup(rc.curl);
+    curl_slist_free_all(headers);
+    free(rc.buf), free(rc.error), free(body);
+    return st;
+}
+
+char *gb_remote_get(const char *url, const char *path, const char *key, long *status) {
+    struct curl_slist *headers;
+    gb__rcall rc = {.http = -1}; /* read the body whole */
+    rc.curl = gb__remote_curl(url, path, key, &headers);
+    if (!rc.curl) return NULL;
+    curl_easy_setopt(rc.curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(rc.curl, CURLOPT_WRITEFUNCTION, gb__rcall_write);
+    curl_easy_setopt(rc.curl, CURLOPT_WRITEDATA, &rc);
+    CURLcode cc = curl_easy_perform(rc.curl);
+    *status = 0;
+    curl_easy_getinfo(rc.curl, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(rc.curl);
+    curl_slist_free_all(headers);
+    if (cc != CURLE_OK) {
+        free(rc.buf);
+        return gb__fail_null(GB_ERR_IO, "remote: %s%s: %s", url, path, curl_easy_strerror(cc));
+    }
+    if (!rc.buf) rc.buf = calloc(1, 1);
+    return rc.buf;
+}

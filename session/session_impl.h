@@ -1,0 +1,66 @@
+/* Private to session/: the steps of a session and what crosses traces. */
+#ifndef GB_SESSION_IMPL_H
+#define GB_SESSION_IMPL_H
+
+#include "../tensor/base.h"
+#include "session.h"
+
+typedef enum gb__sess_kind {
+    GB__SESS_TRACE,
+    GB__SESS_LOG,
+    GB__SESS_STOP,
+    GB__SESS_ITER, /* its body is the steps up to `end` */
+} gb__sess_kind;
+
+typedef struct gb__sess_step {
+    gb__sess_kind kind;
+    int parent;             /* the innermost enclosing ITER step, or -1 */
+    gb_trace *tr;           /* TRACE */
+    int number;             /* TRACE: from 1, definition order */
+    bool generate;
+    gb_decode_opts opts;
+    char *text;             /* LOG: its label; ITER: its name */
+    gb_val *value;          /* LOG: the kept view of the value logged, or NULL */
+    gb_tensor *items;       /* ITER: its items, or NULL: the rows of `over`'s item */
+    int over;               /* ITER: the enclosing ITER step whose item it walks */
+    int end;                /* ITER: the step after its body */
+    /* ITER while running: the current item (a row, referenced) and its number */
+    gb_tensor *item;
+    int64_t index;
+} gb__sess_step;
+
+/* A value crossing into trace `to`: the constant c there, bound before each
+ * run of `to` to what `kept` holds in its trace's execution, or to the
+ * current item of ITER step `iter`. */
+typedef struct gb__sess_import {
+    gb_trace *to;
+    gb_val *c;
+    gb_val *source, *kept; /* a value of an earlier trace and the saved view of it the session reads */
+    int iter;              /* or an item: the ITER step, else -1 */
+} gb__sess_import;
+
+/* A value later steps read, and the saved view of it they read it through. */
+typedef struct gb__sess_keep_t {
+    gb_val *source, *kept;
+} gb__sess_keep_t;
+
+struct gb_session {
+    gb__sess_step *steps;   /* stb_ds array */
+    gb__sess_import *imports; /* stb_ds array */
+    gb__sess_keep_t *keeps;   /* stb_ds array */
+    int *open;              /* stb_ds stack of open ITER steps */
+    int ntraces;
+    gb_session_events ev;
+    FILE *log;              /* a stream whose lines go to ev.log (fopencookie) */
+    char *logbuf;           /* the unfinished line */
+    size_t loglen;
+    /* gb_spec_session's per-trace reporting */
+    gb_status (*result)(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan);
+    void *result_ctx;
+    void (*result_free)(void *ctx);
+};
+
+/* The session's prefix on trace `number`'s failure, the message kept. */
+gb_status gb__sess_fail(gb_status st, int number);
+
+#endif

@@ -1,0 +1,603 @@
+/* The server and its client (serve/serve.h), on 127.0.0.1 with an
+ * ephemeral port, started and stopped inside each test: a session run
+ * remotely gives bitwise what it gives locally (getting, setting, invokes,
+ * generation with .next()/.all(), gradients, sessions with loops and
+ * logs), and every error has its status and message (bad JSON, bad
+ * statement, unknown model, keys, whitelist, limits, a full queue, the
+ * time limit, a client that goes away, a body that never arrives).
+ * Deterministic: workers block on the test hook where a test needs a
+ * request to wait, and the time limit reads a test clock; every wait is
+ * bounded (WAIT_S) and none is a timing assertion. */
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gbtest.h"
+
+enum { WAIT_S = 60 };
+
+/* What the server's hook saw, and a gate that holds workers at "start". */
+typedef struct hooks {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int queued, start, cancel, end;
+    bool hold;  /* workers wait at "start" while set */
+    int64_t clock, step; /* the test clock: each read advances it by step */
+} hooks;
+
+static void on_hook(void *ctx, const char *event) {
+    hooks *h = ctx;
+    pthread_mutex_lock(&h->mu);
+    if (!strcmp(event, "queued")) h->queued++;
+    if (!strcmp(event, "start")) h->start++;
+    if (!strcmp(event, "cancel")) h->cancel++;
+    if (!strcmp(event, "end")) h->end++;
+    pthread_cond_broadcast(&h->cv);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_S;
+    while (!strcmp(event, "start") && h->hold)
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &ts)) break;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int64_t test_clock(void *ctx) {
+    hooks *h = ctx;
+    pthread_mutex_lock(&h->mu);
+    int64_t t = h->clock;
+    h->clock += h->step;
+    pthread_mutex_unlock(&h->mu);
+    return t;
+}
+
+/* Wait until *counter >= n (bounded); false if it never got there. */
+static bool wait_for(hooks *h, int *counter, int n) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_S;
+    pthread_mutex_lock(&h->mu);
+    while (*counter < n)
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &ts)) break;
+    bool ok = *counter >= n;
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+static void release(hooks *h) {
+    pthread_mutex_lock(&h->mu);
+    h->hold = false;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+typedef struct fixture {
+    gb_lm *served, *local; /* two instances: the server's and the test's own */
+    gb_serve_model model;
+    gb_server *srv;
+    char url[64];
+    hooks h;
+} fixture;
+
+static const char *const KEYS[] = {"key-one", "second-key"};
+
+/* A server of the bundled model as "facts", keys KEYS, adjusted by tweak. */
+static void start(fixture *f, void (*tweak)(gb_serve_opts *o)) {
+    memset(f, 0, sizeof *f);
+    pthread_mutex_init(&f->h.mu, NULL);
+    pthread_cond_init(&f->h.cv, NULL);
+    f->served = gb_lm_open(GBT_BUNDLED, NULL);
+    f->local = gb_lm_open(GBT_BUNDLED, NULL);
+    gbt_ok(f->served);
+    gbt_ok(f->local);
+    f->model = (gb_serve_model){"facts", f->served};
+    gb_serve_opts o = gb_serve_defaults();
+    o.models = &f->model, o.nmodels = 1;
+    o.keys = KEYS, o.nkeys = 2;
+    o.hook = on_hook, o.test_ctx = &f->h;
+    if (tweak) tweak(&o);
+    f->srv = gb_serve_start(&o);
+    gbt_ok(f->srv);
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d", gb_server_port(f->srv));
+}
+
+static void stop(fixture *f) {
+    release(&f->h);
+    gb_serve_stop(f->srv);
+    gb_lm_free(f->served), gb_lm_free(f->local);
+}
+
+static gb_lm *local_lm(void *ctx, const char *name) {
+    fixture *f = ctx;
+    return strcmp(name, "facts") ? gb_lm_open(name, NULL) : f->local;
+}
+
+static gb_status run_local(fixture *f, gb_spec *sp, gbt_results *res) { return gbt_run_spec(sp, local_lm, f, res); }
+
+static gb_status run_remote(fixture *f, const char *key, gb_spec *sp, gbt_results *res) {
+    gb_remote_events ev = {.log = gbt_results_log, .result = gbt_results_add, .ctx = res};
+    return gb_remote_run(f->url, key, sp, &ev);
+}
+
+/* The same keys, dtypes, shapes and bytes, and the same log. */
+static void assert_same(const gbt_results *a, const gbt_results *b, const char *what) {
+    ck_assert_msg(a->n == b->n && a->n > 0, "%s: %d values locally, %d remotely", what, a->n, b->n);
+    for (int i = 0; i < a->n; i++) {
+        gb_tensor *x = a->values[i], *y = gbt_result(b, a->keys[i]);
+        ck_assert_msg(y != NULL, "%s: %s did not come back", what, a->keys[i]);
+        ck_assert_int_eq(gb_tensor_dtype(x), gb_tensor_dtype(y));
+        ck_assert_int_eq(gb_tensor_ndim(x), gb_tensor_ndim(y));
+        for (int d = 0; d < gb_tensor_ndim(x); d++) ck_assert_int_eq(gb_tensor_dim(x, d), gb_tensor_dim(y, d));
+        gb_tensor *cx = gb_contiguous(x), *cy = gb_contiguous(y);
+        ck_assert_msg(!memcmp(gb_tensor_data(cx), gb_tensor_data(cy),
+                              (size_t)gb_tensor_numel(cx) * gb_dtype_size(gb_tensor_dtype(cx))),
+                      "%s: %s differs", what, a->keys[i]);
+        gb_tensor_free(cx), gb_tensor_free(cy);
+    }
+    ck_assert_str_eq(a->log ? a->log : "", b->log ? b->log : "");
+}
+
+static gb_spec *one_trace(const char *prompt, int n, const char *const *stmts) {
+    gb_spec *sp = gb_spec_new();
+    gb_spec_trace(sp, "facts");
+    gb_spec_prompt(sp, prompt);
+    for (int i = 0; i < n; i++) gb_spec_statement(sp, stmts[i]);
+    return sp;
+}
+
+static const char *const EIFFEL = "The Eiffel Tower is in the city of";
+
+START_TEST(test_remote_equals_local) {
+    fixture f;
+    start(&f, NULL);
+    gb_spec *specs[6];
+    specs[0] = one_trace(EIFFEL, 3, (const char *[]){"h = transformer.h[1].output[0].save()", "l = lm_head.output.save()",
+                                                     "log(\"top\", lm_head.output[0, -1].argmax(-1))"});
+    specs[1] = one_trace(EIFFEL, 2, (const char *[]){"transformer.h[2].mlp.output[:, -1, :] = 0",
+                                                     "p = lm_head.output[0, -1].softmax(-1).save()"});
+    specs[2] = one_trace(EIFFEL, 1, (const char *[]){"transformer.h[-1].mlp.output[:] = 0"}); /* invokes */
+    gb_spec_statement(specs[2], "a = lm_head.output[:, -1].argmax(-1).save()");
+    gb_spec_prompt(specs[2], "Vatican is located in the city of");
+    gb_spec_statement(specs[2], "b = lm_head.output[:, -1].argmax(-1).save()");
+    specs[3] = one_trace(EIFFEL, 3, (const char *[]){"lm_head.next().next().output[0, -1, 42] = 1e9",
+                                                     "transformer.h[0].all().output[0][:] = transformer.h[0].all().output[0] * 1.5",
+                                                     "s1 = lm_head.next().output[0, -1].save()"});
+    gb_spec_generate(specs[3], 4);
+    specs[4] = one_trace(EIFFEL, 4, (const char *[]){"transformer.h[1].output[0].requires_grad_()",
+                                                     "g = transformer.h[1].output[0].grad.clone().save()",
+                                                     "transformer.h[2].output[0].grad = transformer.h[2].output[0].grad * 2",
+                                                     "lm_head.output[0, -1].max(-1).backward()"});
+    specs[5] = one_trace(EIFFEL, 2, (const char *[]){"hs = transformer.h[3].output[0][:, -1, :]",
+                                                     "t1 = lm_head.output.argmax(dim=-1).save()"});
+    gb_spec_log(specs[5], "-- between --");
+    gb_spec_iter(specs[5], "x", 2, 0, (float[]){0.5f, 2}, NULL);
+    gb_spec_trace(specs[5], "facts");
+    gb_spec_prompt(specs[5], "Vatican is located in the city of");
+    gb_spec_statement(specs[5], "transformer.h[1].output[0][:, -1, :] = hs * x");
+    gb_spec_statement(specs[5], "t2 = lm_head.output.argmax(dim=-1).save()");
+    gb_spec_statement(specs[5], "log(\"x\", x)");
+    gb_spec_end(specs[5]);
+    const char *what[] = {"get and log", "set", "invokes", "generation with .next() and .all()", "gradients", "session"};
+    for (int i = 0; i < 6; i++) {
+        gbt_results l = {0}, r = {0};
+        ck_assert_msg(run_local(&f, specs[i], &l) == GB_OK, "%s locally: %s", what[i], gb_last_error());
+        ck_assert_msg(run_remote(&f, KEYS[i % 2], specs[i], &r) == GB_OK, "%s remotely: %s", what[i], gb_last_error());
+        assert_same(&l, &r, what[i]);
+        gbt_results_free(&l), gbt_results_free(&r);
+        gb_spec_free(specs[i]);
+    }
+    stop(&f);
+}
+END_TEST
+
+/* Raw HTTP: send req, read the response until the server closes (or
+ * WAIT_S passes); malloc'd. */
+static char *http_raw(int port, const char *req, size_t reqlen) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(send(fd, req, reqlen, 0), (ssize_t)reqlen);
+    char *out = calloc(1, 1);
+    size_t len = 0;
+    for (int rounds = 0; rounds < 10000; rounds++) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, WAIT_S * 1000) <= 0) break;
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        out = realloc(out, len + (size_t)n + 1);
+        memcpy(out + len, buf, (size_t)n);
+        out[len += (size_t)n] = 0;
+    }
+    close(fd);
+    return out;
+}
+
+static char *post(int port, const char *key, const char *body) {
+    char *req = malloc(strlen(body) + 512);
+    int n = sprintf(req, "POST /session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s%s%sContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\n\r\n%s", key ? "Authorization: Bearer " : "", key ? key : "",
+                    key ? "\r\n" : "", strlen(body), body);
+    char *r = http_raw(port, req, (size_t)n);
+    free(req);
+    return r;
+}
+
+static void expect_status(char *resp, const char *status, const char *needle) {
+    ck_assert_msg(!strncmp(resp, "HTTP/1.1 ", 9) && !strncmp(resp + 9, status, strlen(status)), "expected %s, got: %s",
+                  status, resp);
+    ck_assert_msg(strstr(resp, needle), "'%s' not in: %s", needle, resp);
+    free(resp);
+}
+
+static void limits(gb_serve_opts *o) {
+    o->max_body = 4096;
+    o->limits.max_new_tokens = 8;
+    o->max_result = 20000;
+}
+
+START_TEST(test_remote_errors) {
+    fixture f;
+    start(&f, limits);
+    int port = gb_server_port(f.srv);
+    expect_status(post(port, KEYS[0], "{\"session\": ["), "400", "\"error\":\"session: invalid JSON");
+    expect_status(post(port, NULL, "{}"), "401", "a valid API key is required");
+    expect_status(post(port, "key-on", "{}"), "401", "a valid API key is required");
+    expect_status(post(port, "key-one-", "{}"), "401", "a valid API key is required");
+    const char *get = "GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-API-Key: key-one\r\n\r\n";
+    expect_status(http_raw(port, get, strlen(get)), "404", "no such endpoint");
+    /* Statements: the server's message is the local one, word for word. */
+    const char *bad[] = {"top = lm_head.outpt", "top = my_local_fn(lm_head.output)", "x = transformer.h[9].output",
+                         "transformer.h[0].output[0][:, 99] = 0"};
+    for (int i = 0; i < 4; i++) {
+        gb_spec *sp = one_trace(EIFFEL, 1, &bad[i]);
+        gbt_results l = {0}, r = {0};
+        ck_assert(run_local(&f, sp, &l) != GB_OK);
+        char local[2048];
+        gb_status st = gb_last_status();
+        snprintf(local, sizeof local, "%s", gb_last_error());
+        ck_assert(run_remote(&f, KEYS[0], sp, &r) != GB_OK);
+        ck_assert_int_eq(gb_last_status(), st);
+        ck_assert_str_eq(gb_last_error(), local);
+        ck_assert_int_eq(r.n, 0);
+        gb_spec_free(sp);
+    }
+    ck_assert(strstr(gb_last_error(), "index 99 is out of bounds")); /* the scan found it before queueing */
+    ck_assert_int_eq(f.h.queued, 0);
+    /* the whitelist names the function */
+    expect_status(post(port, KEYS[1], "{\"session\":[{\"trace\":{\"model\":\"facts\",\"invokes\":[{\"ids\":[1],"
+                                      "\"statements\":[\"h = np.save(lm_head.output)\"]}]}}]}"),
+                  "400", "function `np.save` is not in the function whitelist");
+    expect_status(post(port, KEYS[1], "{\"session\":[{\"trace\":{\"model\":\"gpt5\",\"invokes\":[{\"ids\":[1]}]}}]}"), "400",
+                  "unknown model 'gpt5' (this server hosts: facts)");
+    /* limits: new tokens, request size (413), returned bytes (the run's error event) */
+    expect_status(post(port, KEYS[0], "{\"session\":[{\"trace\":{\"model\":\"facts\",\"invokes\":[{\"ids\":[1]}],"
+                                      "\"max_new_tokens\":9}}]}"),
+                  "413", "limit: 9 new tokens, at most 8");
+    char *big = malloc(8192);
+    memset(big, ' ', 8191);
+    big[8191] = 0;
+    memcpy(big, "{\"session\":[]}", 14);
+    expect_status(post(port, KEYS[0], big), "413", "limit: the request is larger than 4096 bytes");
+    free(big);
+    gb_spec *sp = one_trace(EIFFEL, 1, (const char *[]){"l = lm_head.output.save()"}); /* T x 1024 f32 > 20000 */
+    gbt_results r = {0};
+    gbt_fails_with(run_remote(&f, KEYS[0], sp, &r) != GB_OK, GB_ERR_ARG, "limit: the saved values come to more than 20000 bytes");
+    gb_spec_free(sp);
+    gbt_results_free(&r);
+    /* the server still answers */
+    long status = 0;
+    char *health = gb_remote_get(f.url, "/health", NULL, &status);
+    ck_assert_int_eq(status, 200);
+    ck_assert(strstr(health, "\"status\":\"ok\""));
+    free(health);
+    stop(&f);
+}
+END_TEST
+
+static void one_slot(gb_serve_opts *o) {
+    o->workers = 1;
+    o->queue = 1;
+}
+
+typedef struct call {
+    fixture *f;
+    gb_status st;
+    gbt_results res;
+} call;
+
+static gb_spec *small_trace(void) {
+    gb_spec *sp = one_trace(EIFFEL, 2, (const char *[]){"transformer.h[1].mlp.output[:, -1, :] = 0",
+                                                        "top = lm_head.output[0, -1].softmax(-1).save()"});
+    gb_spec_generate(sp, 2);
+    return sp;
+}
+
+static void *remote_thread(void *arg) {
+    call *c = arg;
+    gb_spec *sp = small_trace();
+    c->st = run_remote(c->f, KEYS[0], sp, &c->res);
+    gb_spec_free(sp);
+    return NULL;
+}
+
+static void two_workers(gb_serve_opts *o) { o->workers = 2; }
+
+/* Clients at once, two workers on one shared model: every answer is the
+ * local one, bitwise. */
+START_TEST(test_remote_concurrent) {
+    fixture f;
+    start(&f, two_workers);
+    gb_spec *sp = small_trace();
+    gbt_results want = {0};
+    gbt_ok_status(run_local(&f, sp, &want));
+    gb_spec_free(sp);
+    enum { N = 4 };
+    call c[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = (call){.f = &f};
+        pthread_create(&t[i], NULL, remote_thread, &c[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(c[i].st == GB_OK, "client %d failed", i);
+        assert_same(&want, &c[i].res, "a concurrent client");
+        gbt_results_free(&c[i].res);
+    }
+    gbt_results_free(&want);
+    stop(&f);
+}
+END_TEST
+
+/* One worker held at start, one request waiting: the next is refused with
+ * 429 and a retry hint; released, both held requests complete. */
+START_TEST(test_remote_queue_full) {
+    fixture f;
+    start(&f, one_slot);
+    f.h.hold = true;
+    call a = {.f = &f}, b = {.f = &f};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, remote_thread, &a);
+    ck_assert(wait_for(&f.h, &f.h.start, 1));
+    pthread_create(&tb, NULL, remote_thread, &b);
+    ck_assert(wait_for(&f.h, &f.h.queued, 2));
+    expect_status(post(gb_server_port(f.srv), KEYS[0],
+                       "{\"session\":[{\"trace\":{\"model\":\"facts\",\"invokes\":[{\"ids\":[1]}]}}]}"),
+                  "429", "Retry-After: 1");
+    gb_spec *sp = one_trace(EIFFEL, 0, NULL);
+    gbt_results r = {0};
+    gbt_fails_with(run_remote(&f, KEYS[0], sp, &r) != GB_OK, GB_ERR_STATE, "remote: 429: serve: the queue is full");
+    gb_spec_free(sp);
+    release(&f.h);
+    pthread_join(ta, NULL), pthread_join(tb, NULL);
+    ck_assert_int_eq(a.st, GB_OK);
+    ck_assert_int_eq(b.st, GB_OK);
+    ck_assert_int_eq(a.res.n, 2); /* top and generator.output */
+    ck_assert_int_eq(b.res.n, 2);
+    gbt_results_free(&a.res), gbt_results_free(&b.res);
+    stop(&f);
+}
+END_TEST
+
+static void time_limited(gb_serve_opts *o) {
+    o->time_limit_ms = 500;
+    o->clock_ms = test_clock;
+}
+
+/* The time limit: the test clock moves 1000 ms a read, so the first check
+ * after the start is over the 500 ms limit; the run is cancelled with its
+ * message and the worker takes the next request. */
+START_TEST(test_remote_timeout) {
+    fixture f;
+    start(&f, time_limited);
+    f.h.step = 1000;
+    gb_spec *sp = one_trace(EIFFEL, 1, (const char *[]){"top = lm_head.output[0, -1].argmax(-1).save()"});
+    gbt_results r = {0};
+    gbt_fails_with(run_remote(&f, KEYS[0], sp, &r) != GB_OK, GB_ERR_STATE,
+                   "time limit: the request ran for more than 500 ms and was cancelled");
+    ck_assert_int_eq(r.n, 0);
+    pthread_mutex_lock(&f.h.mu);
+    f.h.step = 0; /* time stands still: the next request runs */
+    pthread_mutex_unlock(&f.h.mu);
+    ck_assert_int_eq(run_remote(&f, KEYS[0], sp, &r), GB_OK);
+    ck_assert_int_eq(r.n, 1);
+    gbt_results_free(&r);
+    gb_spec_free(sp);
+    stop(&f);
+}
+END_TEST
+
+/* A client that goes away while its request waits at the start: the server
+ * notices, cancels it, and the worker goes on to serve the next. */
+START_TEST(test_remote_disconnect) {
+    fixture f;
+    start(&f, one_slot);
+    f.h.hold = true;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)gb_server_port(f.srv))};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *body = "{\"session\":[{\"trace\":{\"model\":\"facts\",\"invokes\":[{\"ids\":[1,2]}],\"max_new_tokens\":5}}]}";
+    char req[512];
+    int n = snprintf(req, sizeof req, "POST /session HTTP/1.1\r\nHost: x\r\nX-API-Key: key-one\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    ck_assert_int_eq(send(fd, req, (size_t)n, 0), n);
+    ck_assert(wait_for(&f.h, &f.h.start, 1));
+    close(fd);
+    ck_assert(wait_for(&f.h, &f.h.cancel, 1));
+    release(&f.h);
+    ck_assert(wait_for(&f.h, &f.h.end, 1));
+    gb_spec *sp = one_trace(EIFFEL, 1, (const char *[]){"top = lm_head.output[0, -1].argmax(-1).save()"});
+    gbt_results r = {0};
+    ck_assert_int_eq(run_remote(&f, KEYS[0], sp, &r), GB_OK);
+    ck_assert_int_eq(r.n, 1);
+    gbt_results_free(&r);
+    gb_spec_free(sp);
+    stop(&f);
+}
+END_TEST
+
+static void short_timeout(gb_serve_opts *o) { o->connection_timeout_s = 1; }
+
+/* A body that never finishes arriving: the connection is closed after the
+ * idle timeout with nothing queued, and other clients are served meanwhile. */
+START_TEST(test_remote_slow_body) {
+    fixture f;
+    start(&f, short_timeout);
+    const char *req = "POST /session HTTP/1.1\r\nHost: x\r\nX-API-Key: key-one\r\nContent-Length: 1000\r\n\r\n{\"session\":";
+    long status = 0;
+    char *health = gb_remote_get(f.url, "/health", NULL, &status);
+    ck_assert_int_eq(status, 200);
+    free(health);
+    char *resp = http_raw(gb_server_port(f.srv), req, strlen(req));
+    ck_assert_msg(strstr(resp, " 200 ") == NULL, "a partial body got: %s", resp);
+    free(resp);
+    ck_assert_int_eq(f.h.queued, 0);
+    stop(&f);
+}
+END_TEST
+
+START_TEST(test_remote_models_health) {
+    fixture f;
+    start(&f, NULL);
+    long status = 0;
+    char *body = gb_remote_get(f.url, "/models", NULL, &status);
+    ck_assert_int_eq(status, 401);
+    free(body);
+    body = gb_remote_get(f.url, "/models", KEYS[1], &status);
+    ck_assert_int_eq(status, 200);
+    char want[256];
+    /* GPT-2's parameter count from config.json: V = 1024, P = 64, E = 128,
+     * L = 4: V E + P E + L (12 E^2 + 13 E) + 2 E (lm_head tied) */
+    long long E = 128, count = 1024 * E + 64 * E + 4 * (12 * E * E + 13 * E) + 2 * E;
+    snprintf(want, sizeof want, "{\"name\":\"facts\",\"model_type\":\"gpt2\",\"root\":\"GPT2LMHeadModel\",\"parameters\":%lld,"
+                                "\"dtype\":\"float32\",\"children\":[\"transformer\",\"lm_head\"]}", count);
+    ck_assert_msg(strstr(body, want), "%s", body);
+    free(body);
+    body = gb_remote_get(f.url, "/health", NULL, &status);
+    ck_assert_str_eq(body, "{\"status\":\"ok\",\"queued\":0,\"running\":0,\"workers\":1}");
+    free(body);
+    stop(&f);
+}
+END_TEST
+
+/* The CLI: `trace --remote` and `session --remote` print what the local
+ * commands print and write the same --out bytes; a missing key is one
+ * error line. */
+START_TEST(test_remote_cli) {
+    fixture f;
+    start(&f, NULL);
+    char path[2][512];
+    const char *tail[] = {
+        "-p 'The Eiffel Tower is in the city of' -e 'transformer.h[1].mlp.output[:] = 0' "
+        "-e 'top = lm_head.output[0, -1].argmax(-1).save()' -e 'log(\"top\", top)' -p 'Vatican is located in the city of' "
+        "-e 'lm_head.output[0, -1].softmax(-1).max(-1).save()' -n 3",
+    };
+    for (int remote = 0; remote < 2; remote++)
+        snprintf(path[remote], sizeof path[remote], "%s/cli_%d.safetensors", gbt_tmp_dir(), remote);
+    char *out[2][2];
+    for (int remote = 0; remote < 2; remote++) {
+        char args[2048], where[128];
+        snprintf(where, sizeof where, remote ? "--remote %s facts" : GBT_BUNDLED, f.url);
+        snprintf(args, sizeof args, "trace %s %s", where, tail[0]);
+        setenv("GLASSBOX_API_KEY", KEYS[0], 1);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        out[remote][0] = strdup(r.out);
+        gbt_cli_free(&r);
+        snprintf(args, sizeof args, "session --model a=%s --trace %s -p 'The Eiffel Tower is in the city of' "
+                 "-e 'hs = transformer.h[3].output[0][:, -1, :]' --log between --iter 'x=0.5,2' --trace %s "
+                 "-p 'Vatican is located in the city of' -e 'transformer.h[1].output[0][:, -1, :] = hs * x' "
+                 "-e 't2 = lm_head.output.argmax(dim=-1).save()' --end --out %s",
+                 GBT_BUNDLED, remote ? "facts" : "a", remote ? "facts" : "a", path[remote]);
+        if (remote) {
+            char with[2300];
+            snprintf(with, sizeof with, "%s --remote %s --key %s", args, f.url, KEYS[1]);
+            r = gbt_cli(with);
+        } else {
+            r = gbt_cli(args);
+        }
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        out[remote][1] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(out[0][0], out[1][0]);
+    ck_assert_str_eq(out[0][1], out[1][1]);
+    ck_assert_str_eq(out[0][1], "between\n"); /* with --out, only the log prints */
+    ck_assert_msg(strstr(out[0][0], "top tensor(") && strstr(out[0][0], "generator.output = "), "%s", out[0][0]);
+    size_t n0, n1;
+    char *a = gbt_read_file(path[0], &n0), *b = gbt_read_file(path[1], &n1);
+    ck_assert_msg(a && b && n0 == n1 && !memcmp(a, b, n0), "--out files differ");
+    ck_assert_msg(memmem(a, n0, "t2[1].t2", 8) != NULL, "the second item's value is missing");
+    free(a), free(b);
+    for (int i = 0; i < 2; i++) free(out[i][0]), free(out[i][1]);
+    /* the JSON form of a session, from a file */
+    char json[512], args[1200];
+    snprintf(json, sizeof json, "%s/session.json", gbt_tmp_dir());
+    FILE *fp = fopen(json, "w");
+    fputs("{\"session\": [{\"trace\": {\"model\": \"facts\", \"invokes\": [{\"ids\": [5, 6, 7], \"statements\": "
+          "[\"h = transformer.h[0].output[0]\"]}]}}, {\"log\": \"next\"}, {\"trace\": {\"model\": \"facts\", \"invokes\": "
+          "[{\"ids\": [8, 9, 10], \"statements\": [\"transformer.h[0].output[0][:] = h\", "
+          "\"y = lm_head.output[0, -1].argmax(-1).save()\"]}]}}]}", fp);
+    fclose(fp);
+    snprintf(args, sizeof args, "session --model facts=%s --json %s", GBT_BUNDLED, json);
+    gbt_cli_result jl = gbt_cli(args);
+    snprintf(args, sizeof args, "session --json %s --remote %s --key %s", json, f.url, KEYS[0]);
+    gbt_cli_result jr = gbt_cli(args);
+    ck_assert_msg(jl.status == 0 && jr.status == 0, "%s / %s", jl.err, jr.err);
+    ck_assert_str_eq(jl.out, jr.out);
+    ck_assert_msg(!strncmp(jl.out, "[t1]\nnext\n[t2]\ny = tensor(", 26), "%s", jl.out);
+    gbt_cli_free(&jl), gbt_cli_free(&jr);
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
+    unsetenv("GLASSBOX_API_KEY");
+    gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");
+    stop(&f);
+}
+END_TEST
+
+/* The keys file: one key a line, comments and blank lines skipped. */
+START_TEST(test_serve_keys_file) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/keys.txt", gbt_tmp_dir());
+    FILE *fp = fopen(path, "w");
+    fputs("# lab keys\nalpha\n\nbeta\r\n", fp);
+    fclose(fp);
+    char **keys;
+    int n;
+    gbt_ok_status(gb_serve_read_keys(path, &keys, &n));
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(keys[0], "alpha");
+    ck_assert_str_eq(keys[1], "beta");
+    gb_serve_keys_free(keys, n);
+    fp = fopen(path, "w");
+    fputs("# none\n", fp);
+    fclose(fp);
+    gbt_fails_with(gb_serve_read_keys(path, &keys, &n) != GB_OK, GB_ERR_FORMAT, "has no keys");
+    gbt_fails_with(gb_serve_read_keys("/nonexistent/keys", &keys, &n) != GB_OK, GB_ERR_IO, "cannot be read");
+    gb_serve_opts o = gb_serve_defaults();
+    gbt_fails_with(!gb_serve_start(&o), GB_ERR_ARG, "no models to serve");
+}
+END_TEST
+
+Suite *gb_suite_remote(void) {
+    Suite *s = suite_create("remote");
+    TCase *tc = tcase_create("remote");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_remote_equals_local);
+    tcase_add_test(tc, test_remote_errors);
+    tcase_add_test(tc, test_remote_queue_full);
+    tcase_add_test(tc, test_remote_concurrent);
+    tcase_add_test(tc, test_remote_timeout);
+    tcase_add_test(tc, test_remote_disconnect);
+    tcase_add_test(tc, test_remote_slow_body);
+    tcase_add_test(tc, test_remote_models_health);
+    tcase_add_test(tc, test_serve_keys_file);
+    tcase_add_test(tc, test_remote_cli);
+    suite_add_tcase(s, tc);
+    return s;
+}
