@@ -121,8 +121,14 @@ $(BUILD)/obj/tests/test_header_examples.o: tests/test_header_examples.c $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -MMD -MP -c $< -o $@
 
-$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libglassbox.a
-	$(CC) $(LDFLAGS) -fopenmp -o $@ $(TEST_OBJ) $(BUILD)/libglassbox.a $(LDLIBS) $$(pkg-config --libs check)
+# The CLI without its main (renamed gb_cli_main), for the CLI's fuzz target's replay.
+CLI_LIB_OBJ := $(filter-out $(BUILD)/obj/tools/cli/main.o,$(CLI_OBJ)) $(BUILD)/obj/tools/cli/main_lib.o
+$(BUILD)/obj/tools/cli/main_lib.o: tools/cli/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Dmain=gb_cli_main -c $< -o $@
+
+$(BUILD)/tests/run: $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libglassbox.a
+	$(CC) $(LDFLAGS) -fopenmp -o $@ $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libglassbox.a $(LDLIBS) $$(pkg-config --libs check)
 
 # Expected values come from PyTorch: each tests/oracle/NAME.py writes NAME.txt.
 $(ORACLE_DIR)/%.txt: tests/oracle/%.py tests/oracle/common.py
@@ -261,6 +267,13 @@ build/fuzz/libglassbox.a: $(FUZZ_OBJ)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libglassbox.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libglassbox.a $(LDLIBS)
 
+# The CLI's target runs the CLI itself, its main renamed (so does its replay
+# in the test runner, $(CLI_LIB_OBJ)).
+build/fuzz/obj/tools/cli/main.o: FUZZ_CFLAGS += -Dmain=gb_cli_main
+build/fuzz/fuzz_cli: $(CLI_SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/fuzz_cli: tests/fuzz/fuzz_cli.c tests/fuzz/fuzz.h build/fuzz/libglassbox.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(CLI_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/libglassbox.a $(LDLIBS)
+
 -include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null)
 
 # Each target in turn for FUZZ_TIME seconds, one process (the machine is
@@ -271,11 +284,13 @@ FUZZ_TIME ?= 300
 FUZZ_RUN  ?= $(patsubst build/fuzz/fuzz_%,%,$(FUZZ_BINS))
 FUZZ_OPTS_statement := -max_len=65536
 FUZZ_OPTS_config    := -rss_limit_mb=3072
+FUZZ_OPTS_cli       := -close_fd_mask=3
 fuzz-run: fuzz
 	@mkdir -p build/fuzz/logs
 	for t in $(FUZZ_RUN); do mkdir -p build/fuzz/corpus/$$t && \
 	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=30 -print_final_stats=1 $(FUZZ_OPTS) \
-	    $$(case $$t in statement) echo "$(FUZZ_OPTS_statement)";; config) echo "$(FUZZ_OPTS_config)";; esac) \
+	    $$(case $$t in statement) echo "$(FUZZ_OPTS_statement)";; config) echo "$(FUZZ_OPTS_config)";; \
+	                   cli) echo "$(FUZZ_OPTS_cli)";; esac) \
 	    -artifact_prefix=build/fuzz/logs/$$t- build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
 	    > build/fuzz/logs/$$t.log 2>&1; echo "$$t: exit $$? ($$(grep -h 'Done [0-9]* runs' build/fuzz/logs/$$t.log))"; done
 

@@ -350,7 +350,7 @@ gb_status gb__bpe_tokenize(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
             ptrdiff_t c = shgeti(m->cache, key);
             if (c >= 0) {
                 size_t off = (size_t)(m->cache[c].value >> 32), cnt = (size_t)(uint32_t)m->cache[c].value;
-                memcpy(arraddnptr(*ids, cnt), m->cache_ids + off, cnt * sizeof(int32_t));
+                if (cnt) memcpy(arraddnptr(*ids, cnt), m->cache_ids + off, cnt * sizeof(int32_t)); /* none: no offset on NULL */
                 return GB_OK;
             }
         }

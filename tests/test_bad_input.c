@@ -187,6 +187,32 @@ START_TEST(test_skip_named_in_the_failure_after_it) {
 }
 END_TEST
 
+/* An action used as an operand (found by fuzz_statement: a NULL
+ * dereference in the scan): the run says it has no value. */
+START_TEST(test_action_as_operand) {
+    gb_gpt2_config cfg = {.vocab_size = 16, .n_positions = 8, .n_embd = 8, .n_layer = 2, .n_head = 2,
+                          .layer_norm_epsilon = 1e-5f, .activation_function = "gelu_new"};
+    gb_module *model = gb_gpt2_new(&cfg);
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, 4}, GB_DTYPE_I64);
+    const char *cases[][2] = {
+        {"x = (2 * transformer.h[0].output[0].stop()).save()", "trace: transformer.h.0.output[0].stop() has no value"},
+        /* scan only: a run fails at the backward first (nothing requires grad) */
+        {"x = (transformer.h[0].output[0].sum().backward() - 1).save()", ".backward() has no value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int scan = i == 1; scan < 2; scan++) {
+            gb_trace *tr = gb_trace_new(model, ids);
+            gb_trace_set_log(tr, NULL);
+            gbt_ok_status(gb_trace_statement(tr, cases[i][0], "t", 1, NULL));
+            gbt_fails_with((scan ? gb_trace_scan(tr) : gb_trace_run(tr)) != GB_OK, GB_ERR_STATE, cases[i][1]);
+            gb_trace_free(tr);
+        }
+    }
+    gb_tensor_free(ids);
+    gb_module_free(model);
+}
+END_TEST
+
 /* A GPT-2 prompt longer than its positions, and generation sizes beyond
  * memory, on the bundled model. */
 START_TEST(test_lm_sizes) {
@@ -244,6 +270,16 @@ START_TEST(test_checked_growth) {
 }
 END_TEST
 
+/* Numbers past what the sampling fields hold (found by fuzz_cli: an
+ * undefined double-to-int conversion). */
+START_TEST(test_cli_sampling_bounds) {
+    gbt_cli_fails("generate " GBT_BUNDLED " -p a --top-k 4.7e85", 2,
+                  "glassbox generate: --top-k takes a number up to 2147483647, got '4.7e85'");
+    gbt_cli_fails("generate " GBT_BUNDLED " -p a --seed 1e20", 2,
+                  "glassbox generate: --seed takes a number below 2^64, got '1e20'");
+}
+END_TEST
+
 Suite *gb_suite_bad_input(void) {
     Suite *s = suite_create("bad_input");
     TCase *tc = tcase_create("bad_input");
@@ -251,8 +287,10 @@ Suite *gb_suite_bad_input(void) {
     tcase_add_test(tc, test_unreadable);
     tcase_add_test(tc, test_checkpoint_and_config);
     tcase_add_test(tc, test_skip_named_in_the_failure_after_it);
+    tcase_add_test(tc, test_action_as_operand);
     tcase_add_test(tc, test_lm_sizes);
     tcase_add_test(tc, test_checked_growth);
+    tcase_add_test(tc, test_cli_sampling_bounds);
     suite_add_tcase(s, tc);
     return s;
 }

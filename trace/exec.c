@@ -269,9 +269,13 @@ static gb_status gb__exec(gb_exec *ex, gb_val *v) {
             return gb__node_fail(ex, v, GB_ERR_ARG);
         }
     }
-    if (a && !x && !(v->op == GB_TRACE_OP_INDEX && as->is_tuple)) {
-        gb__fail(GB_ERR_STATE, "trace: %s has no value", gb_val_text(a));
-        return gb__node_fail(ex, v, GB_ERR_STATE);
+    /* Every argument, not just the first: an action (log, stop, backward)
+     * used as an operand, 2 * log(h), has no value either. */
+    for (int j = 0; j < v->nargs; j++) {
+        if (!gb__tensor_of(ex, v->arg[j]) && !(j == 0 && v->op == GB_TRACE_OP_INDEX && as->is_tuple)) {
+            gb__fail(GB_ERR_STATE, "trace: %s has no value", gb_val_text(v->arg[j]));
+            return gb__node_fail(ex, v, GB_ERR_STATE);
+        }
     }
     switch (v->op) {
     case GB_TRACE_OP_INDEX:
