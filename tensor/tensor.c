@@ -114,7 +114,9 @@ void gb__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
         stride[i] = s;
-        s *= shape[i] > 1 ? shape[i] : 1;
+        /* saturates instead of overflowing: shapes too large to hold are
+         * refused by the byte count callers check, after the strides */
+        if (__builtin_mul_overflow(s, shape[i] > 1 ? shape[i] : 1, &s)) s = INT64_MAX;
     }
 }
 
