@@ -197,7 +197,8 @@ START_TEST(test_statement_errors) {
     expect_fails(tr, "h.size", GB_ERR_ARG, "expected .grad, .shape, .values, .indices or a method call on a value at column 3");
     expect_fails(tr, "h.save() = 1", GB_ERR_ARG, "cannot assign to this: assign to .output, .input, .grad or [index]");
     /* Functions outside the language: nnsight's remote whitelist error, naming the function. */
-    expect_fails(tr, "x = my_local_fn(h)", GB_ERR_ARG, "function `my_local_fn` is not in the function whitelist");
+    expect_fails(tr, "x = my_local_fn(h)", GB_ERR_NOT_FOUND,
+                 "function `my_local_fn` is not in the function whitelist, nor a module: module path 'my_local_fn'");
     expect_fails(tr, "torch.frobnicate(h)", GB_ERR_ARG, "function `torch.frobnicate` is not in the function whitelist (log, print, modules, torch./F. functions and methods on values) at column 1");
     /* Nesting is bounded (issue 13: 20,000 minus signs or 60,000
      * parentheses overflowed the stack); the limit, 200, is Python's for

@@ -41,7 +41,7 @@ typedef struct gb__parser {
     bool build;           /* false: check syntax only */
     int depth;            /* nesting of unary minus, parentheses and calls */
     gb_status st;
-    char error[256];
+    char error[600];
 } gb__parser;
 
 /* Python's own parser stops at 200 nested parentheses; every cycle of the
@@ -723,7 +723,15 @@ static gb_val *gb__primary(gb__parser *ps) {
         if (!gb__has_child(gb__trace_model(ps->tr), first)) {
             char fn[128];
             snprintf(fn, sizeof fn, "%.*s", (int)(dotted < sizeof fn ? dotted : sizeof fn - 1), ps->p);
-            return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+            if (dotted != len) return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+            /* a bare name may be a module's, mistyped: say both, with its nearest names */
+            char why[320], msg[512];
+            if (gb_module_find(gb__trace_model(ps->tr), first)) return gb__chain(ps, NULL);
+            snprintf(why, sizeof why, "%s", gb_last_error());
+            snprintf(msg, sizeof msg, "function `%s` is not in the function whitelist, nor a module: %s", fn, why);
+            gb__syntax(ps, "%s", msg);
+            if (ps->st == GB_ERR_ARG) ps->st = GB_ERR_NOT_FOUND;
+            return NULL;
         }
     }
     return gb__chain(ps, NULL);
