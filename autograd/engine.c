@@ -11,7 +11,7 @@
 
 #include "../tensor/tensor_impl.h"
 
-struct gb__grad_hook {
+struct gb__ts_grad_hook {
     int id;
     gb_grad_hook_fn fn;
     void *ctx;
@@ -29,7 +29,7 @@ gb_status gb_requires_grad_(gb_tensor *t, bool on) {
         return gb__fail(GB_ERR_AUTOGRAD,
                         "requires_grad_: you can only change requires_grad flags of leaf variables (tensor %s was "
                         "made by '%s'); use gb_detach for a copy without history",
-                        GB__SHAPE_STR(t), gb__ops[t->op].name);
+                        GB__SHAPE_STR(t), gb__ts_ops[t->op].name);
     }
     if (on && t->dtype != GB_DTYPE_F32 && t->dtype != GB_DTYPE_F16 && t->dtype != GB_DTYPE_BF16)
         return gb__fail(GB_ERR_DTYPE, "requires_grad_: only floating point tensors can require gradients (got %s)",
@@ -62,7 +62,7 @@ gb_status gb_set_grad(gb_tensor *t, gb_tensor *g) {
                             gb__shape_str(b1, 160, g->ndim, g->shape), GB__SHAPE_STR(t));
         }
         copy = gb_empty(t->ndim, t->shape, GB_DTYPE_F32);
-        if (!copy || gb__copy_into(copy, g) != GB_OK) {
+        if (!copy || gb__ts_copy_into(copy, g) != GB_OK) {
             gb_tensor_free(copy);
             return gb_last_status();
         }
@@ -74,35 +74,35 @@ gb_status gb_set_grad(gb_tensor *t, gb_tensor *g) {
 
 gb_tensor *gb_detach(gb_tensor *t) {
     gb_grad_mode m = gb_no_grad_begin();
-    gb_tensor *out = gb__op_new_view(GB_OP_VIEW, "detach", t, t->ndim, t->shape, t->stride, t->offset);
-    if (out) out = gb__op_run(out);
+    gb_tensor *out = gb__ts_op_new_view(GB_OP_VIEW, "detach", t, t->ndim, t->shape, t->stride, t->offset);
+    if (out) out = gb__ts_op_run(out);
     gb_grad_mode_end(m);
     return out;
 }
 
-const char *gb_tensor_op_name(const gb_tensor *t) { return gb__ops[t->op].name; }
+const char *gb_tensor_op_name(const gb_tensor *t) { return gb__ts_ops[t->op].name; }
 
 /* ---- grad mode ---------------------------------------------------------- */
 
 gb_grad_mode gb_no_grad_begin(void) {
-    gb_grad_mode m = {gb__grad_mode()};
-    gb__set_grad_mode(false);
+    gb_grad_mode m = {gb__ts_grad_mode()};
+    gb__ts_set_grad_mode(false);
     return m;
 }
 
 gb_grad_mode gb_enable_grad_begin(void) {
-    gb_grad_mode m = {gb__grad_mode()};
-    gb__set_grad_mode(true);
+    gb_grad_mode m = {gb__ts_grad_mode()};
+    gb__ts_set_grad_mode(true);
     return m;
 }
 
-void gb_grad_mode_end(gb_grad_mode saved) { gb__set_grad_mode(saved.was_enabled); }
+void gb_grad_mode_end(gb_grad_mode saved) { gb__ts_set_grad_mode(saved.was_enabled); }
 
-bool gb_is_grad_enabled(void) { return gb__grad_mode(); }
+bool gb_is_grad_enabled(void) { return gb__ts_grad_mode(); }
 
 /* ---- hooks -------------------------------------------------------------- */
 
-static _Atomic int gb__next_hook_id = 1;
+static _Atomic int gb__ag_next_hook_id = 1;
 
 int gb_grad_hook_add(gb_tensor *t, gb_grad_hook_fn fn, void *ctx) {
     if (!t->requires_grad) {
@@ -110,7 +110,7 @@ int gb_grad_hook_add(gb_tensor *t, gb_grad_hook_fn fn, void *ctx) {
                  GB__SHAPE_STR(t));
         return 0;
     }
-    gb__grad_hook h = {gb__next_hook_id++, fn, ctx};
+    gb__ts_grad_hook h = {gb__ag_next_hook_id++, fn, ctx};
     arrput(t->hooks, h);
     return h.id;
 }
@@ -126,14 +126,14 @@ gb_status gb_grad_hook_remove(gb_tensor *t, int id) {
 
 /* ---- backward ----------------------------------------------------------- */
 
-static _Atomic uint64_t gb__walk_epoch = 1;
+static _Atomic uint64_t gb__ag_walk_epoch = 1;
 
 /* The node a recorded edge really points at. gb_index_put_ turns the written
  * tensor itself into an INDEX_PUT node and moves its earlier history to a
  * new node (src[0]); an op recorded before the write (its source version is
  * older than the write) must reach that earlier history, not the write. Views
  * share storage and see the written value, so they keep the edge as is. */
-static gb_tensor *gb__edge_target(const gb_tensor *t, int i) {
+static gb_tensor *gb__ag_edge_target(const gb_tensor *t, int i) {
     gb_tensor *s = t->src[i];
     if (t->op == GB_OP_VIEW) return s;
     while (s->op == GB_OP_INDEX_PUT && s->nsrc > 0 && t->src_version[i] < s->out_version) s = s->src[0];
@@ -145,8 +145,8 @@ static gb_tensor *gb__edge_target(const gb_tensor *t, int i) {
  * deep graphs (long generations) cannot overflow the stack. The order holds
  * a reference to each node: releasing the graph during the walk must not
  * free a node still to be visited. */
-static gb_status gb__topo_sort(gb_tensor *root, gb_tensor ***order) {
-    uint64_t epoch = gb__walk_epoch++;
+static gb_status gb__ag_topo_sort(gb_tensor *root, gb_tensor ***order) {
+    uint64_t epoch = gb__ag_walk_epoch++;
     struct frame {
         gb_tensor *t;
         int next_src;
@@ -157,7 +157,7 @@ static gb_status gb__topo_sort(gb_tensor *root, gb_tensor ***order) {
         struct frame *f = &arrlast(stack);
         if (f->next_src < f->t->nsrc) {
             int i = f->next_src++;
-            gb_tensor *s = gb__edge_target(f->t, i);
+            gb_tensor *s = gb__ag_edge_target(f->t, i);
             if (s != f->t->src[i]) { /* rewrite the edge for good: the graph may be released as we go */
                 gb_tensor_ref(s);
                 gb_tensor_free(f->t->src[i]);
@@ -178,20 +178,20 @@ static gb_status gb__topo_sort(gb_tensor *root, gb_tensor ***order) {
 
 /* An op whose backward reads a value that was overwritten in place since the
  * forward would compute a wrong gradient: refuse, as PyTorch does. */
-static gb_status gb__check_versions(gb_tensor *t) {
-    unsigned saves = gb__ops[t->op].saves;
+static gb_status gb__ag_check_versions(gb_tensor *t) {
+    unsigned saves = gb__ts_ops[t->op].saves;
     for (int i = 0; i < t->nsrc && i < 7; i++)
         if ((saves & GB__SAVES_SRC(i)) && t->src[i]->storage->version != t->src_version[i])
             return gb__fail(GB_ERR_AUTOGRAD,
                             "backward: one of the variables needed for gradient computation has been modified by an "
                             "inplace operation: input %d %s of '%s' is at version %u; expected version %u instead",
-                            i, GB__SHAPE_STR(t->src[i]), gb__ops[t->op].name, t->src[i]->storage->version,
+                            i, GB__SHAPE_STR(t->src[i]), gb__ts_ops[t->op].name, t->src[i]->storage->version,
                             t->src_version[i]);
     if ((saves & GB__SAVES_OUT) && t->storage->version != t->out_version)
         return gb__fail(GB_ERR_AUTOGRAD,
                         "backward: one of the variables needed for gradient computation has been modified by an "
                         "inplace operation: the output %s of '%s' is at version %u; expected version %u instead",
-                        GB__SHAPE_STR(t), gb__ops[t->op].name, t->storage->version, t->out_version);
+                        GB__SHAPE_STR(t), gb__ts_ops[t->op].name, t->storage->version, t->out_version);
     return GB_OK;
 }
 
@@ -205,7 +205,7 @@ static gb_status gb__check_versions(gb_tensor *t) {
  * the shared huge zero page, and then written, which faults in and clears
  * a new 2 MB page: on this project's VM that made the page clearing 70% of
  * GPT-2 124M's training step at 128 tokens. */
-static gb_tensor *gb__grad_acc(gb_tensor *t) {
+static gb_tensor *gb__ag_grad_acc(gb_tensor *t) {
     if (!t->grad_acc && (t->grad_acc = gb_empty(t->ndim, t->shape, GB_DTYPE_F32))) {
         char *p = gb_tensor_data(t->grad_acc);
         size_t n = (size_t)gb_tensor_numel(t) * sizeof(float), chunk = (size_t)1 << 20;
@@ -224,7 +224,7 @@ static gb_tensor *gb__grad_acc(gb_tensor *t) {
  * accumulator, or a fresh tensor a hook made), its storage decides when its
  * memory goes (not a gb_from_blob view of a caller's buffer without a
  * release), and it is plain data. */
-static bool gb__grad_can_adopt(const gb_tensor *g) {
+static bool gb__ag_grad_can_adopt(const gb_tensor *g) {
     const gb_storage *s = g->storage;
     return g->refcount == 1 && s->refcount == 1 && (s->owned || s->release) && g->nsrc == 0 && !g->requires_grad &&
            !g->grad;
@@ -233,9 +233,9 @@ static bool gb__grad_can_adopt(const gb_tensor *g) {
 /* Add g into *dst; a first gradient is adopted rather than copied when it
  * can be (PyTorch's AccumulateGrad does the same): copying a weight's
  * gradient into fresh memory cost a quarter of a small MLP's training step. */
-static gb_status gb__accumulate(gb_tensor **dst, gb_tensor *g) {
+static gb_status gb__ag_accumulate(gb_tensor **dst, gb_tensor *g) {
     if (!*dst) {
-        *dst = gb__grad_can_adopt(g) ? gb_tensor_ref(g) : gb_clone(g);
+        *dst = gb__ag_grad_can_adopt(g) ? gb_tensor_ref(g) : gb_clone(g);
         return *dst ? GB_OK : gb_last_status();
     }
     float *d = gb_tensor_f32(*dst);
@@ -245,7 +245,7 @@ static gb_status gb__accumulate(gb_tensor **dst, gb_tensor *g) {
     return GB_OK;
 }
 
-static gb_status gb__run_hooks(gb_tensor *t) {
+static gb_status gb__ag_run_hooks(gb_tensor *t) {
     for (ptrdiff_t i = 0; i < arrlen(t->hooks); i++) {
         gb_tensor *g = t->grad_acc;
         gb_status st = t->hooks[i].fn(t, &t->grad_acc, t->hooks[i].ctx);
@@ -264,7 +264,7 @@ static gb_status gb__run_hooks(gb_tensor *t) {
                     t->grad_acc = r;
                     return GB_ERR_ALLOC;
                 }
-                gb__copy_into(t->grad_acc, r);
+                gb__ts_copy_into(t->grad_acc, r);
                 gb_tensor_free(r);
             }
         }
@@ -272,25 +272,25 @@ static gb_status gb__run_hooks(gb_tensor *t) {
     return GB_OK;
 }
 
-static gb_status gb__backward_node(gb_tensor *t, bool retain_graph) {
-    gb_status st = gb__run_hooks(t);
+static gb_status gb__ag_backward_node(gb_tensor *t, bool retain_graph) {
+    gb_status st = gb__ag_run_hooks(t);
     if (st != GB_OK) return st;
     gb_tensor *g = t->grad_acc;
     if (gb_tensor_is_leaf(t) || t->retain_grad) {
-        st = gb__accumulate(&t->grad, g);
+        st = gb__ag_accumulate(&t->grad, g);
         if (st != GB_OK) return st;
     }
     if (t->nsrc > 0) {
         gb_tensor *dsrc[64] = {0}, **ds = t->nsrc <= 64 ? dsrc : calloc((size_t)t->nsrc, sizeof *ds);
         if (!ds) return gb__fail(GB_ERR_ALLOC, "backward: out of memory");
         for (int i = 0; i < t->nsrc && st == GB_OK; i++)
-            if (t->src[i]->requires_grad && !(ds[i] = gb__grad_acc(t->src[i]))) st = GB_ERR_ALLOC;
-        if (st == GB_OK) st = gb__ops[t->op].backward(t, g, ds);
+            if (t->src[i]->requires_grad && !(ds[i] = gb__ag_grad_acc(t->src[i]))) st = GB_ERR_ALLOC;
+        if (st == GB_OK) st = gb__ts_ops[t->op].backward(t, g, ds);
         if (ds != dsrc) free(ds);
         if (st != GB_OK) return st;
     }
     if (!retain_graph && t->nsrc > 0) {
-        gb__tensor_drop_graph(t);
+        gb__ts_tensor_drop_graph(t);
         t->graph_freed = true;
     }
     return GB_OK;
@@ -316,21 +316,21 @@ gb_status gb_backward(gb_tensor *root, gb_tensor *grad, bool retain_graph) {
     }
 
     gb_tensor **order = NULL;
-    gb_status st = gb__topo_sort(root, &order);
+    gb_status st = gb__ag_topo_sort(root, &order);
     for (ptrdiff_t i = 0; i < arrlen(order) && st == GB_OK; i++) {
         gb_tensor *t = order[i];
         if (t->graph_freed)
             st = gb__fail(GB_ERR_AUTOGRAD,
                           "backward: trying to backward through the graph a second time: the graph of '%s' %s was "
                           "freed by an earlier backward; pass retain_graph=true to the first backward",
-                          gb__ops[t->op].name, GB__SHAPE_STR(t));
+                          gb__ts_ops[t->op].name, GB__SHAPE_STR(t));
         else
-            st = gb__check_versions(t);
+            st = gb__ag_check_versions(t);
     }
     if (st == GB_OK) {
         root->grad_acc = gb_empty(root->ndim, root->shape, GB_DTYPE_F32);
         if (!root->grad_acc) st = GB_ERR_ALLOC;
-        else if (grad) st = gb__copy_into(root->grad_acc, grad);
+        else if (grad) st = gb__ts_copy_into(root->grad_acc, grad);
         else *gb_tensor_f32(root->grad_acc) = 1.0f;
     }
     /* Hooks may compute with tensors; nothing they do is recorded. Each node
@@ -339,7 +339,7 @@ gb_status gb_backward(gb_tensor *root, gb_tensor *grad, bool retain_graph) {
     gb_grad_mode m = gb_no_grad_begin();
     for (ptrdiff_t i = arrlen(order) - 1; i >= 0; i--) {
         gb_tensor *t = order[i];
-        if (st == GB_OK && t->grad_acc) st = gb__backward_node(t, retain_graph);
+        if (st == GB_OK && t->grad_acc) st = gb__ag_backward_node(t, retain_graph);
         gb_tensor_free(t->grad_acc);
         t->grad_acc = NULL;
         gb_tensor_free(t);

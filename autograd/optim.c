@@ -9,10 +9,10 @@
 
 #include "../tensor/tensor_impl.h"
 
-typedef enum gb__optim_kind { GB__OPTIM_KIND_SGD, GB__OPTIM_KIND_ADAMW } gb__optim_kind;
+typedef enum gb__ag_optim_kind { GB__OPTIM_KIND_SGD, GB__OPTIM_KIND_ADAMW } gb__ag_optim_kind;
 
 struct gb_optim {
-    gb__optim_kind kind;
+    gb__ag_optim_kind kind;
     int n;
     gb_tensor **params;
     gb_tensor **buf1; /* SGD momentum buffer / Adam first moment (NULL until first step) */
@@ -24,7 +24,7 @@ struct gb_optim {
 
 gb_adamw_opts gb_adamw_defaults(void) { return (gb_adamw_opts){1e-3f, 0.9f, 0.999f, 1e-8f, 1e-2f}; }
 
-static gb_optim *gb__optim_new(gb__optim_kind kind, int n, gb_tensor *const *params, const char *what) {
+static gb_optim *gb__ag_optim_new(gb__ag_optim_kind kind, int n, gb_tensor *const *params, const char *what) {
     for (int i = 0; i < n; i++)
         if (params[i]->dtype != GB_DTYPE_F32 || !gb_tensor_is_contiguous(params[i]) || !params[i]->requires_grad ||
             !gb_tensor_is_leaf(params[i]))
@@ -49,7 +49,7 @@ static gb_optim *gb__optim_new(gb__optim_kind kind, int n, gb_tensor *const *par
 gb_optim *gb_sgd_new(int nparams, gb_tensor *const *params, gb_sgd_opts opts) {
     if (opts.nesterov && (opts.momentum <= 0 || opts.dampening != 0))
         return gb__fail_null(GB_ERR_ARG, "sgd: nesterov momentum requires a momentum and zero dampening");
-    gb_optim *o = gb__optim_new(GB__OPTIM_KIND_SGD, nparams, params, "sgd");
+    gb_optim *o = gb__ag_optim_new(GB__OPTIM_KIND_SGD, nparams, params, "sgd");
     if (o) o->sgd = opts;
     return o;
 }
@@ -57,7 +57,7 @@ gb_optim *gb_sgd_new(int nparams, gb_tensor *const *params, gb_sgd_opts opts) {
 gb_optim *gb_adamw_new(int nparams, gb_tensor *const *params, gb_adamw_opts opts) {
     if (!(opts.beta1 >= 0 && opts.beta1 < 1 && opts.beta2 >= 0 && opts.beta2 < 1 && opts.eps >= 0))
         return gb__fail_null(GB_ERR_ARG, "adamw: invalid betas (%g, %g) or eps %g", opts.beta1, opts.beta2, opts.eps);
-    gb_optim *o = gb__optim_new(GB__OPTIM_KIND_ADAMW, nparams, params, "adamw");
+    gb_optim *o = gb__ag_optim_new(GB__OPTIM_KIND_ADAMW, nparams, params, "adamw");
     if (o) o->adamw = opts;
     return o;
 }
@@ -68,7 +68,7 @@ void gb_optim_set_lr(gb_optim *o, float lr) {
 }
 
 /* One SGD update of p [n] with gradient g [n] and momentum buffer b [n]. */
-static void gb__sgd_update(float *p, float *b, const float *g, int64_t n, const gb_sgd_opts *o, bool first) {
+static void gb__ag_sgd_update(float *p, float *b, const float *g, int64_t n, const gb_sgd_opts *o, bool first) {
     float wd = o->weight_decay, mom = o->momentum, damp = 1.0f - o->dampening, lr = o->lr;
     for (int64_t i = 0; i < n; i++) {
         float d = g[i] + wd * p[i];
@@ -81,7 +81,7 @@ static void gb__sgd_update(float *p, float *b, const float *g, int64_t n, const 
 }
 
 /* One AdamW update of p [n]: m, v [n] moments, g [n] gradient. */
-static void gb__adamw_update(float *p, float *m, float *v, const float *g, int64_t n, const gb_adamw_opts *o,
+static void gb__ag_adamw_update(float *p, float *m, float *v, const float *g, int64_t n, const gb_adamw_opts *o,
                              int64_t step) {
     float decay = (float)(1.0 - (double)o->lr * o->weight_decay);
     float b1 = o->beta1, b2 = o->beta2, one_b1 = (float)(1.0 - b1), one_b2 = (float)(1.0 - b2);
@@ -110,31 +110,31 @@ gb_status gb_optim_step(gb_optim *o) {
                 return GB_ERR_ALLOC;
         }
         float *pd = gb_tensor_data(p), *b1 = o->buf1[i] ? gb_tensor_data(o->buf1[i]) : NULL;
-        if (o->kind == GB__OPTIM_KIND_SGD) gb__sgd_update(pd, b1, gb_tensor_data(g), n, &o->sgd, first);
-        else gb__adamw_update(pd, b1, gb_tensor_data(o->buf2[i]), gb_tensor_data(g), n, &o->adamw, o->step);
-        gb__bump_version(p);
+        if (o->kind == GB__OPTIM_KIND_SGD) gb__ag_sgd_update(pd, b1, gb_tensor_data(g), n, &o->sgd, first);
+        else gb__ag_adamw_update(pd, b1, gb_tensor_data(o->buf2[i]), gb_tensor_data(g), n, &o->adamw, o->step);
+        gb__ts_bump_version(p);
     }
     return GB_OK;
 }
 
 /* The state torch's state_dict() keeps per parameter, by its names. */
 static const struct {
-    gb__optim_kind kind;
+    gb__ag_optim_kind kind;
     const char *name;
     bool second; /* buf2, else buf1 */
-} gb__optim_states[] = {
+} gb__ag_optim_states[] = {
     {GB__OPTIM_KIND_SGD, "momentum_buffer", false},
     {GB__OPTIM_KIND_ADAMW, "exp_avg", false},
     {GB__OPTIM_KIND_ADAMW, "exp_avg_sq", true},
 };
 
 /* Where parameter i's state `name` lives, or NULL with an error. */
-static gb_tensor **gb__optim_slot(gb_optim *o, int i, const char *name, const char *what) {
+static gb_tensor **gb__ag_optim_slot(gb_optim *o, int i, const char *name, const char *what) {
     if (i < 0 || i >= o->n)
         return gb__fail_null(GB_ERR_INDEX, "%s: parameter %d is out of range (the optimiser has %d)", what, i, o->n);
-    for (size_t k = 0; k < sizeof gb__optim_states / sizeof gb__optim_states[0]; k++)
-        if (gb__optim_states[k].kind == o->kind && name && !strcmp(gb__optim_states[k].name, name))
-            return gb__optim_states[k].second ? &o->buf2[i] : &o->buf1[i];
+    for (size_t k = 0; k < sizeof gb__ag_optim_states / sizeof gb__ag_optim_states[0]; k++)
+        if (gb__ag_optim_states[k].kind == o->kind && name && !strcmp(gb__ag_optim_states[k].name, name))
+            return gb__ag_optim_states[k].second ? &o->buf2[i] : &o->buf1[i];
     return gb__fail_null(GB_ERR_NOT_FOUND, "%s: %s has no state named '%s'", what,
                          o->kind == GB__OPTIM_KIND_SGD ? "SGD" : "AdamW", name ? name : "(null)");
 }
@@ -143,7 +143,7 @@ int64_t gb_optim_steps(const gb_optim *o) { return o->step; }
 void gb_optim_set_steps(gb_optim *o, int64_t steps) { o->step = steps; }
 
 gb_tensor *gb_optim_state(gb_optim *o, int i, const char *name) {
-    gb_tensor **slot = gb__optim_slot(o, i, name, "optim_state");
+    gb_tensor **slot = gb__ag_optim_slot(o, i, name, "optim_state");
     if (slot && !*slot)
         return gb__fail_null(GB_ERR_STATE, "optim_state: parameter %d has no '%s' yet (no step has updated it)", i,
                              name);
@@ -151,7 +151,7 @@ gb_tensor *gb_optim_state(gb_optim *o, int i, const char *name) {
 }
 
 gb_status gb_optim_set_state(gb_optim *o, int i, const char *name, gb_tensor *value) {
-    gb_tensor **slot = gb__optim_slot(o, i, name, "optim_set_state");
+    gb_tensor **slot = gb__ag_optim_slot(o, i, name, "optim_set_state");
     if (!slot) return gb_last_status();
     gb_tensor *p = o->params[i];
     if (value->ndim != p->ndim || memcmp(value->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim))

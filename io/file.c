@@ -9,7 +9,7 @@
 
 #include "../tensor/base.h"
 
-char *gb__file_read(const char *path, size_t *len, const char *op) {
+char *gb__io_file_read(const char *path, size_t *len, const char *op) {
     FILE *f = fopen(path, "rb");
     if (!f) return gb__fail_null(GB_ERR_IO, "%s: cannot open %s: %s", op, path, strerror(errno));
     char *buf = NULL;
@@ -41,7 +41,7 @@ char *gb__file_read(const char *path, size_t *len, const char *op) {
     return buf;
 }
 
-static const char *gb__file_kind(mode_t mode) {
+static const char *gb__io_file_kind(mode_t mode) {
     return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO" : S_ISCHR(mode) ? "a character device"
            : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a regular file";
 }
@@ -49,7 +49,7 @@ static const char *gb__file_kind(mode_t mode) {
 /* What is at path may be replaced by a new regular file (file.h's rules);
  * *mode gets its permission bits (0644 when there is nothing yet) and
  * out->target a followed link's target. */
-static gb_status gb__file_check(gb__file_out *out, const char *path, unsigned flags, mode_t *mode, const char *op) {
+static gb_status gb__io_file_check(gb__io_file_out *out, const char *path, unsigned flags, mode_t *mode, const char *op) {
     struct stat sb;
     *mode = 0644;
     if (lstat(path, &sb) != 0) {
@@ -64,25 +64,25 @@ static gb_status gb__file_check(gb__file_out *out, const char *path, unsigned fl
             return gb__fail(GB_ERR_IO, "%s: %s: cannot follow the symbolic link: %s", op, path, strerror(errno));
     }
     if (!S_ISREG(sb.st_mode))
-        return gb__fail(GB_ERR_IO, "%s: %s: is %s, not a regular file", op, path, gb__file_kind(sb.st_mode));
+        return gb__fail(GB_ERR_IO, "%s: %s: is %s, not a regular file", op, path, gb__io_file_kind(sb.st_mode));
     if (!(sb.st_mode & 0222) || access(out->target ? out->target : path, W_OK) != 0)
         return gb__fail(GB_ERR_IO, "%s: %s: cannot replace: %s (the file is read-only)", op, path, strerror(EACCES));
     *mode = sb.st_mode & 07777;
     return GB_OK;
 }
 
-gb_status gb__file_create(gb__file_out *out, const char *path, unsigned flags, const char *op) {
-    *out = (gb__file_out){.path = path};
+gb_status gb__io_file_create(gb__io_file_out *out, const char *path, unsigned flags, const char *op) {
+    *out = (gb__io_file_out){.path = path};
     mode_t mode;
-    gb_status st = gb__file_check(out, path, flags, &mode, op);
+    gb_status st = gb__io_file_check(out, path, flags, &mode, op);
     if (st != GB_OK) {
-        gb__file_discard(out);
+        gb__io_file_discard(out);
         return st;
     }
     const char *dest = out->target ? out->target : path;
     size_t tlen = strlen(dest) + 16;
     if (!(out->tmp = gb__malloc(tlen, op))) {
-        gb__file_discard(out);
+        gb__io_file_discard(out);
         return GB_ERR_ALLOC;
     }
     snprintf(out->tmp, tlen, "%s.tmp-XXXXXX", dest);
@@ -91,20 +91,20 @@ gb_status gb__file_create(gb__file_out *out, const char *path, unsigned flags, c
         gb_status s = gb__fail(GB_ERR_IO, "%s: %s: cannot create: %s", op, path, strerror(errno));
         free(out->tmp);
         out->tmp = NULL;
-        gb__file_discard(out);
+        gb__io_file_discard(out);
         return s;
     }
     fchmod(fd, mode); /* mkstemp makes 0600: a new file is for others to read too, a replaced one keeps its bits */
     if (!(out->fp = fdopen(fd, "wb"))) {
         gb_status s = gb__fail(GB_ERR_IO, "%s: %s: cannot create: %s", op, path, strerror(errno));
         close(fd);
-        gb__file_discard(out);
+        gb__io_file_discard(out);
         return s;
     }
     return GB_OK;
 }
 
-gb_status gb__file_commit(gb__file_out *out, const char *op) {
+gb_status gb__io_file_commit(gb__io_file_out *out, const char *op) {
     bool bad = ferror(out->fp);
     int rc = fclose(out->fp);
     out->fp = NULL;
@@ -113,7 +113,7 @@ gb_status gb__file_commit(gb__file_out *out, const char *op) {
     else if (rename(out->tmp, out->target ? out->target : out->path) != 0)
         s = gb__fail(GB_ERR_IO, "%s: %s: cannot replace: %s", op, out->path, strerror(errno));
     if (s != GB_OK) {
-        gb__file_discard(out);
+        gb__io_file_discard(out);
         return s;
     }
     free(out->tmp);
@@ -123,7 +123,7 @@ gb_status gb__file_commit(gb__file_out *out, const char *op) {
     return GB_OK;
 }
 
-void gb__file_discard(gb__file_out *out) {
+void gb__io_file_discard(gb__io_file_out *out) {
     if (out->fp) fclose(out->fp);
     out->fp = NULL;
     if (out->tmp) {
@@ -135,29 +135,29 @@ void gb__file_discard(gb__file_out *out) {
     out->target = NULL;
 }
 
-gb_status gb__file_write(const char *path, const void *data, size_t len, unsigned flags, const char *op) {
-    gb__file_out out;
-    gb_status s = gb__file_create(&out, path, flags, op);
+gb_status gb__io_file_write(const char *path, const void *data, size_t len, unsigned flags, const char *op) {
+    gb__io_file_out out;
+    gb_status s = gb__io_file_create(&out, path, flags, op);
     if (s != GB_OK) return s;
     if (len && fwrite(data, 1, len, out.fp) != len) {
         s = gb__fail(GB_ERR_IO, "%s: %s: cannot write: %s", op, path, strerror(errno));
-        gb__file_discard(&out);
+        gb__io_file_discard(&out);
         return s;
     }
-    return gb__file_commit(&out, op);
+    return gb__io_file_commit(&out, op);
 }
 
-bool gb__file_is_dir(const char *path) {
+bool gb__io_file_is_dir(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-bool gb__file_is_regular(const char *path) {
+bool gb__io_file_is_regular(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-const char *gb__file_not_regular(const char *path, char *buf, size_t size) {
+const char *gb__io_file_not_regular(const char *path, char *buf, size_t size) {
     struct stat sb;
     if (stat(path, &sb) == 0) {
         if (S_ISREG(sb.st_mode)) return NULL;

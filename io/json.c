@@ -1,4 +1,4 @@
-/* gb__json over cJSON: a gb__json* is a cJSON*. */
+/* gb__json_json over cJSON: a gb__json_json* is a cJSON*. */
 #include "json.h"
 
 #include <cjson/cJSON.h>
@@ -8,7 +8,7 @@
 #include "../tensor/base.h"
 
 #define C(j) ((cJSON *)(j))
-#define J(c) ((gb__json *)(c))
+#define J(c) ((gb__json_json *)(c))
 
 /* Deeper than any config.json, tokenizer.json or safetensors header, and
  * below cJSON's own CJSON_NESTING_LIMIT (1000), whose refusal reads as plain
@@ -36,7 +36,7 @@ static size_t gb__json_too_deep(const char *text, size_t len) {
     return len;
 }
 
-gb__json *gb__json_parse(const char *text, size_t len, const char *what) {
+gb__json_json *gb__json_parse(const char *text, size_t len, const char *what) {
     size_t deep = gb__json_too_deep(text, len);
     if (deep < len)
         return gb__fail_null(GB_ERR_FORMAT, "%s: JSON nested deeper than %d levels at byte %zu", what,
@@ -50,54 +50,54 @@ gb__json *gb__json_parse(const char *text, size_t len, const char *what) {
     return J(root);
 }
 
-void gb__json_free(gb__json *root) { cJSON_Delete(C(root)); }
+void gb__json_free(gb__json_json *root) { cJSON_Delete(C(root)); }
 
-bool gb__json_is_object(const gb__json *j) { return j && cJSON_IsObject(C(j)); }
-bool gb__json_is_array(const gb__json *j) { return j && cJSON_IsArray(C(j)); }
-bool gb__json_is_string(const gb__json *j) { return j && cJSON_IsString(C(j)); }
-bool gb__json_is_number(const gb__json *j) { return j && cJSON_IsNumber(C(j)); }
-bool gb__json_is_bool(const gb__json *j) { return j && cJSON_IsBool(C(j)); }
-bool gb__json_is_null(const gb__json *j) { return j && cJSON_IsNull(C(j)); }
+bool gb__json_is_object(const gb__json_json *j) { return j && cJSON_IsObject(C(j)); }
+bool gb__json_is_array(const gb__json_json *j) { return j && cJSON_IsArray(C(j)); }
+bool gb__json_is_string(const gb__json_json *j) { return j && cJSON_IsString(C(j)); }
+bool gb__json_is_number(const gb__json_json *j) { return j && cJSON_IsNumber(C(j)); }
+bool gb__json_is_bool(const gb__json_json *j) { return j && cJSON_IsBool(C(j)); }
+bool gb__json_is_null(const gb__json_json *j) { return j && cJSON_IsNull(C(j)); }
 
-gb__json *gb__json_get(const gb__json *obj, const char *key) {
+gb__json_json *gb__json_get(const gb__json_json *obj, const char *key) {
     return gb__json_is_object(obj) ? J(cJSON_GetObjectItemCaseSensitive(C(obj), key)) : NULL;
 }
 
-int gb__json_size(const gb__json *j) { return j ? cJSON_GetArraySize(C(j)) : 0; }
-gb__json *gb__json_at(const gb__json *j, int i) { return j ? J(cJSON_GetArrayItem(C(j), i)) : NULL; }
-gb__json *gb__json_first(const gb__json *j) { return j ? J(C(j)->child) : NULL; }
-gb__json *gb__json_next(const gb__json *j) { return j ? J(C(j)->next) : NULL; }
-const char *gb__json_key(const gb__json *member) { return member ? C(member)->string : NULL; }
+int gb__json_size(const gb__json_json *j) { return j ? cJSON_GetArraySize(C(j)) : 0; }
+gb__json_json *gb__json_at(const gb__json_json *j, int i) { return j ? J(cJSON_GetArrayItem(C(j), i)) : NULL; }
+gb__json_json *gb__json_first(const gb__json_json *j) { return j ? J(C(j)->child) : NULL; }
+gb__json_json *gb__json_next(const gb__json_json *j) { return j ? J(C(j)->next) : NULL; }
+const char *gb__json_key(const gb__json_json *member) { return member ? C(member)->string : NULL; }
 
-const char *gb__json_string(const gb__json *j) { return gb__json_is_string(j) ? C(j)->valuestring : NULL; }
+const char *gb__json_string(const gb__json_json *j) { return gb__json_is_string(j) ? C(j)->valuestring : NULL; }
 
-bool gb__json_number(const gb__json *j, double *out) {
+bool gb__json_number(const gb__json_json *j, double *out) {
     if (!gb__json_is_number(j)) return false;
     *out = C(j)->valuedouble;
     return true;
 }
 
-bool gb__json_int(const gb__json *j, long long *out) {
+bool gb__json_int(const gb__json_json *j, long long *out) {
     double v;
     if (!gb__json_number(j, &v) || v != floor(v) || fabs(v) > 9007199254740992.0) return false;
     *out = (long long)v;
     return true;
 }
 
-bool gb__json_bool(const gb__json *j, bool *out) {
+bool gb__json_bool(const gb__json_json *j, bool *out) {
     if (!gb__json_is_bool(j)) return false;
     *out = cJSON_IsTrue(C(j));
     return true;
 }
 
-gb__json *gb__json_new_object(void) { return J(cJSON_CreateObject()); }
-gb__json *gb__json_new_array(void) { return J(cJSON_CreateArray()); }
-gb__json *gb__json_new_string(const char *s) { return J(cJSON_CreateString(s)); }
-gb__json *gb__json_new_number(double v) { return J(cJSON_CreateNumber(v)); }
-gb__json *gb__json_new_bool(bool v) { return J(cJSON_CreateBool(v)); }
-gb__json *gb__json_new_null(void) { return J(cJSON_CreateNull()); }
+gb__json_json *gb__json_new_object(void) { return J(cJSON_CreateObject()); }
+gb__json_json *gb__json_new_array(void) { return J(cJSON_CreateArray()); }
+gb__json_json *gb__json_new_string(const char *s) { return J(cJSON_CreateString(s)); }
+gb__json_json *gb__json_new_number(double v) { return J(cJSON_CreateNumber(v)); }
+gb__json_json *gb__json_new_bool(bool v) { return J(cJSON_CreateBool(v)); }
+gb__json_json *gb__json_new_null(void) { return J(cJSON_CreateNull()); }
 
-bool gb__json_set(gb__json *obj, const char *key, gb__json *value) {
+bool gb__json_set(gb__json_json *obj, const char *key, gb__json_json *value) {
     if (!value) return false;
     if (!cJSON_AddItemToObject(C(obj), key, C(value))) {
         cJSON_Delete(C(value));
@@ -106,7 +106,7 @@ bool gb__json_set(gb__json *obj, const char *key, gb__json *value) {
     return true;
 }
 
-bool gb__json_push(gb__json *arr, gb__json *value) {
+bool gb__json_push(gb__json_json *arr, gb__json_json *value) {
     if (!value) return false;
     if (!cJSON_AddItemToArray(C(arr), C(value))) {
         cJSON_Delete(C(value));
@@ -115,4 +115,4 @@ bool gb__json_push(gb__json *arr, gb__json *value) {
     return true;
 }
 
-char *gb__json_print(const gb__json *j) { return cJSON_PrintUnformatted(C(j)); }
+char *gb__json_print(const gb__json_json *j) { return cJSON_PrintUnformatted(C(j)); }

@@ -12,7 +12,7 @@
 #include <stb/stb_ds.h>
 
 /* Append ", name" (or "name") to a growing stb_ds char list. */
-static void gb__list_add(char **list, const char *fmt, const char *a, const char *b, const char *c) {
+static void gb__io_list_add(char **list, const char *fmt, const char *a, const char *b, const char *c) {
     char item[640];
     int n = snprintf(item, sizeof item, fmt, a, b, c);
     if (n < 0) return;
@@ -33,11 +33,11 @@ gb_status gb_module_load_from(gb_module *m, gb_safetensors *st, bool allow_unexp
         int nd;
         int64_t shape[GB_MAX_DIMS];
         if (!gb_safetensors_has(st, names[i])) {
-            gb__list_add(&missing, "\"%s\"%s%s", names[i], "", "");
+            gb__io_list_add(&missing, "\"%s\"%s%s", names[i], "", "");
         } else if (gb_safetensors_info(st, names[i], &dt, &nd, shape) == GB_OK &&
                    (nd != gb_tensor_ndim(params[i]) || memcmp(shape, gb_tensor_shape(params[i]), sizeof(int64_t) * (size_t)nd))) {
             char b1[160], b2[160];
-            gb__list_add(&mismatch, "size mismatch for %s: copying a param with shape torch.Size(%s) from checkpoint, "
+            gb__io_list_add(&mismatch, "size mismatch for %s: copying a param with shape torch.Size(%s) from checkpoint, "
                                     "the shape in current model is torch.Size(%s)", names[i], gb__shape_str(b1, 160, nd, shape),
                          gb__shape_str(b2, 160, gb_tensor_ndim(params[i]), gb_tensor_shape(params[i])));
         }
@@ -46,7 +46,7 @@ gb_status gb_module_load_from(gb_module *m, gb_safetensors *st, bool allow_unexp
         const char *name = gb_safetensors_name(st, j);
         bool known = false;
         for (int i = 0; i < n && !known; i++) known = !strcmp(names[i], name);
-        if (!known) gb__list_add(&unexpected, "\"%s\"%s%s", name, "", "");
+        if (!known) gb__io_list_add(&unexpected, "\"%s\"%s%s", name, "", "");
     }
     gb_status s = GB_OK;
     if (missing || unexpected || mismatch) {

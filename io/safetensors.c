@@ -70,7 +70,7 @@ static int gb__st_dtype_of(gb_dtype dt) {
  * is atomic because tensors may be freed on other threads. */
 typedef struct gb__st_file {
     atomic_int refs;
-    bool mapped; /* else malloc'd (gb__safetensors_open_memory) */
+    bool mapped; /* else malloc'd (gb__st_safetensors_open_memory) */
     uint8_t *base;
     size_t size;
     const uint8_t *data; /* the data section: after the header */
@@ -162,7 +162,7 @@ static void gb__st_header_free(gb__st_header *h) {
     memset(h, 0, sizeof *h);
 }
 
-static const char *gb__json_type_name(const gb__json *j) {
+static const char *gb__st_json_type_name(const gb__json_json *j) {
     if (gb__json_is_array(j)) return "an array";
     if (gb__json_is_string(j)) return "a string";
     if (gb__json_is_number(j)) return "a number";
@@ -211,7 +211,7 @@ static bool gb__st_is_utf8(const char *s) {
     return true;
 }
 
-static bool gb__st_uint(const gb__json *j, uint64_t *out) {
+static bool gb__st_uint(const gb__json_json *j, uint64_t *out) {
     long long v;
     if (!gb__json_int(j, &v) || v < 0) return false;
     *out = (uint64_t)v;
@@ -234,35 +234,35 @@ static const int64_t *gb__st_dims(const gb__st_header *h, const gb__st_entry *e)
 #define GB__ST_SHAPE(h, e) gb__shape_str((char[160]){0}, 160, (e)->ndim, gb__st_dims((h), (e)))
 
 /* Parse one tensor's entry of the header into h. */
-static gb_status gb__st_parse_entry(gb__st_header *h, const char *what, const char *name, const gb__json *v,
+static gb_status gb__st_parse_entry(gb__st_header *h, const char *what, const char *name, const gb__json_json *v,
                                     uint64_t data_len, int order) {
     if (!gb__json_is_object(v))
         return gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor '%s': entry is %s, not an object", what, name,
-                        gb__json_type_name(v));
+                        gb__st_json_type_name(v));
     const char *dts = gb__json_string(gb__json_get(v, "dtype"));
     if (!dts) return gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor '%s': no \"dtype\" string", what, name);
     int dt = gb__st_dtype_find(dts);
     if (dt < 0) return gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor '%s': unknown dtype '%s'", what, name, dts);
 
-    gb__json *shape = gb__json_get(v, "shape");
+    gb__json_json *shape = gb__json_get(v, "shape");
     if (!gb__json_is_array(shape))
         return gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor '%s': no \"shape\" array", what, name);
     int ndim = gb__json_size(shape);
     size_t dim0 = (size_t)arrlen(h->dims);
     uint64_t numel = 1;
     bool overflow = false;
-    for (gb__json *d = gb__json_first(shape); d; d = gb__json_next(d)) {
+    for (gb__json_json *d = gb__json_first(shape); d; d = gb__json_next(d)) {
         uint64_t s;
         if (!gb__st_uint(d, &s))
             return gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor '%s': shape holds %s that is not a non-negative "
-                            "integer", what, name, gb__json_type_name(d));
+                            "integer", what, name, gb__st_json_type_name(d));
         if (!GB_ARR_PUT(h->dims, (int64_t)s, "safetensors")) return GB_ERR_ALLOC;
         overflow |= __builtin_mul_overflow(numel, s, &numel);
     }
     uint64_t nbytes;
     overflow |= __builtin_mul_overflow(numel, (uint64_t)gb__st_dtypes[dt].size, &nbytes);
 
-    gb__json *off = gb__json_get(v, "data_offsets");
+    gb__json_json *off = gb__json_get(v, "data_offsets");
     uint64_t begin, end;
     if (!gb__json_is_array(off) || gb__json_size(off) != 2 || !gb__st_uint(gb__json_at(off, 0), &begin) ||
         !gb__st_uint(gb__json_at(off, 1), &end))
@@ -293,16 +293,16 @@ static gb_status gb__st_parse_entry(gb__st_header *h, const char *what, const ch
     return GB_OK;
 }
 
-static gb_status gb__st_parse_metadata(gb__st_header *h, const char *what, const gb__json *m) {
+static gb_status gb__st_parse_metadata(gb__st_header *h, const char *what, const gb__json_json *m) {
     if (gb__json_is_null(m)) return GB_OK; /* the reference writes None this way in some versions */
     if (!gb__json_is_object(m))
         return gb__fail(GB_ERR_FORMAT, "safetensors: %s: __metadata__ is %s, not an object of strings", what,
-                        gb__json_type_name(m));
-    for (gb__json *kv = gb__json_first(m); kv; kv = gb__json_next(kv)) {
+                        gb__st_json_type_name(m));
+    for (gb__json_json *kv = gb__json_first(m); kv; kv = gb__json_next(kv)) {
         const char *key = gb__json_key(kv), *val = gb__json_string(kv);
         if (!val)
             return gb__fail(GB_ERR_FORMAT, "safetensors: %s: __metadata__ value of '%s' is %s, not a string", what,
-                            key, gb__json_type_name(kv));
+                            key, gb__st_json_type_name(kv));
         if (shgeti(h->meta, key) >= 0)
             return gb__fail(GB_ERR_FORMAT, "safetensors: %s: __metadata__ has key '%s' twice", what, key);
         char *copy = strdup(val);
@@ -338,7 +338,7 @@ static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, 
 
     char ctx[600];
     snprintf(ctx, sizeof ctx, "safetensors: %s: header", what);
-    gb__json *root = gb__json_parse(text, (size_t)n, ctx);
+    gb__json_json *root = gb__json_parse(text, (size_t)n, ctx);
     if (!root) return gb_last_status();
     gb_status st = GB_OK;
     /* cJSON stops after the first value; the reference refuses anything but
@@ -351,7 +351,7 @@ static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, 
     wrapped[0] = '[';
     memcpy(wrapped + 1, text, (size_t)n);
     wrapped[n + 1] = ']';
-    gb__json *arr = gb__json_parse(wrapped, (size_t)n + 2, ctx);
+    gb__json_json *arr = gb__json_parse(wrapped, (size_t)n + 2, ctx);
     free(wrapped);
     int nvalues = arr ? gb__json_size(arr) : 0;
     gb__json_free(arr);
@@ -361,13 +361,13 @@ static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, 
     }
     if (!gb__json_is_object(root)) {
         st = gb__fail(GB_ERR_FORMAT, "safetensors: %s: header is %s, not a JSON object", what,
-                      gb__json_type_name(root));
+                      gb__st_json_type_name(root));
         goto done;
     }
 
     int order = 0;
     bool seen_meta = false;
-    for (gb__json *m = gb__json_first(root); m; m = gb__json_next(m)) {
+    for (gb__json_json *m = gb__json_first(root); m; m = gb__json_next(m)) {
         const char *name = gb__json_key(m);
         if (!strcmp(name, "__metadata__")) {
             if (seen_meta) {
@@ -491,7 +491,7 @@ static gb_safetensors *gb__st_open_file(const char *path) {
     return st;
 }
 
-gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const char *what) {
+gb_safetensors *gb__st_safetensors_open_memory(const void *data, size_t len, const char *what) {
     if (!data && len) return gb__fail_null(GB_ERR_ARG, "safetensors: %s: NULL buffer", what);
     gb__st_file *f = gb__calloc(1, sizeof *f, "safetensors");
     if (!f) return NULL;
@@ -572,7 +572,7 @@ static gb_safetensors *gb__st_open_index(const char *path) {
     if (!text) return NULL;
     char ctx[600];
     snprintf(ctx, sizeof ctx, "safetensors: %s", path);
-    gb__json *root = gb__json_parse(text, len, ctx);
+    gb__json_json *root = gb__json_parse(text, len, ctx);
     free(text);
     if (!root) return NULL;
 
@@ -588,7 +588,7 @@ static gb_safetensors *gb__st_open_index(const char *path) {
         goto done;
     }
     sh_new_strdup(st->h.meta);
-    gb__json *map = gb__json_get(root, "weight_map");
+    gb__json_json *map = gb__json_get(root, "weight_map");
     if (!gb__json_is_object(map)) {
         s = gb__fail(GB_ERR_FORMAT, "safetensors: %s: no \"weight_map\" object", path);
         goto done;
@@ -599,7 +599,7 @@ static gb_safetensors *gb__st_open_index(const char *path) {
         s = gb__fail(GB_ERR_ALLOC, "safetensors: out of memory");
         goto done;
     }
-    for (gb__json *m = gb__json_first(map); m; m = gb__json_next(m)) {
+    for (gb__json_json *m = gb__json_first(map); m; m = gb__json_next(m)) {
         const char *name = gb__json_key(m), *file = gb__json_string(m);
         if (!file || !gb__st_safe_shard(file)) {
             s = gb__fail(GB_ERR_FORMAT, "safetensors: %s: weight_map entry '%s' is not a file name in the index's "
@@ -802,7 +802,7 @@ static gb_tensor *gb__st_load(gb_safetensors *st, const char *name, bool to_f32)
     } else {
         t = gb_empty(e->ndim, shape, GB_DTYPE_F32);
         float *out = t ? gb_tensor_data(t) : NULL; /* [numel] */
-        int64_t n = gb__numel(e->ndim, shape);
+        int64_t n = gb__ts_numel(e->ndim, shape);
         float (*cvt)(uint16_t) = stored == GB_DTYPE_F16 ? gb_f16_to_f32 : gb_bf16_to_f32;
         if (out) {
 #pragma omp parallel for if (n > GB__PAR_MIN_WORK) num_threads(gb__threads())
@@ -996,9 +996,9 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
     gb__st_out *out = gb__calloc(n > 0 ? (size_t)n : 1, sizeof *out, "safetensors save");
     if (!out) return GB_ERR_ALLOC;
     char *header = NULL;
-    gb__file_out file = {0};
-    bool grad = gb__grad_mode();
-    gb__set_grad_mode(false); /* conversions here are not part of any graph */
+    gb__io_file_out file = {0};
+    bool grad = gb__ts_grad_mode();
+    gb__ts_set_grad_mode(false); /* conversions here are not part of any graph */
     gb_status s = gb__st_save_args(path, n, names, tensors, dtype, metadata, out);
     if (s != GB_OK) goto done;
     qsort(out, (size_t)n, sizeof *out, gb__st_cmp_out);
@@ -1006,7 +1006,7 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
 
     /* Written beside the target and renamed over it: a failed save leaves no
      * half-written file behind. */
-    if ((s = gb__file_create(&file, path, 0, "safetensors save")) != GB_OK) goto done;
+    if ((s = gb__io_file_create(&file, path, 0, "safetensors save")) != GB_OK) goto done;
     uint8_t len8[8];
     uint64_t hn = (uint64_t)arrlen(header);
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hn >> (8 * i));
@@ -1016,11 +1016,11 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
     }
     for (int i = 0; i < n && s == GB_OK; i++) s = gb__st_write_tensor(file.fp, path, &out[i]);
     if (s != GB_OK) goto done;
-    s = gb__file_commit(&file, "safetensors save");
+    s = gb__io_file_commit(&file, "safetensors save");
 done:
-    gb__file_discard(&file);
+    gb__io_file_discard(&file);
     arrfree(header);
     free(out);
-    gb__set_grad_mode(grad);
+    gb__ts_set_grad_mode(grad);
     return s;
 }

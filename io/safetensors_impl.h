@@ -6,6 +6,6 @@
 
 /* Open len bytes of a safetensors file held in memory (copied); `what`
  * names it in errors. */
-gb_safetensors *gb__safetensors_open_memory(const void *data, size_t len, const char *what);
+gb_safetensors *gb__st_safetensors_open_memory(const void *data, size_t len, const char *what);
 
 #endif

@@ -17,7 +17,7 @@
 /* ---- files -------------------------------------------------------------- */
 
 /* dir/name, malloc'd. */
-static char *gb__join(const char *dir, const char *name) {
+static char *gb__tok_join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = gb__malloc(n, "tokenizer_open");
     if (p) snprintf(p, n, "%s/%s", dir, name);
@@ -25,31 +25,31 @@ static char *gb__join(const char *dir, const char *name) {
 }
 
 /* The directory part of path ("." when there is none), malloc'd. */
-static char *gb__dirname(const char *path) {
+static char *gb__tok_dirname(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) return strdup(".");
     return slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
 }
 
-static const char *gb__basename(const char *path) {
+static const char *gb__tok_basename(const char *path) {
     const char *slash = strrchr(path, '/');
     return slash ? slash + 1 : path;
 }
 
-static gb__json *gb__read_json(const char *path, const char *ctx) {
+static gb__json_json *gb__tok_read_json(const char *path, const char *ctx) {
     size_t len = 0;
-    char *text = gb__file_read(path, &len, "tokenizer_open");
+    char *text = gb__io_file_read(path, &len, "tokenizer_open");
     if (!text) return NULL;
-    gb__json *j = gb__json_parse(text, len, ctx);
+    gb__json_json *j = gb__json_parse(text, len, ctx);
     free(text);
     return j;
 }
 
 /* ---- added tokens ------------------------------------------------------- */
 
-static void gb__matcher_add(gb__matcher *mt, const char *s, size_t n, int32_t id) {
+static void gb__tok_matcher_add(gb__tok_matcher *mt, const char *s, size_t n, int32_t id) {
     if (!n) return;
-    struct gb__pattern p = {malloc(n), n, id};
+    struct gb__tok_pattern p = {malloc(n), n, id};
     memcpy(p.s, s, n);
     arrput(mt->pats, p);
     int *list = mt->by_byte[(unsigned char)s[0]];
@@ -60,7 +60,7 @@ static void gb__matcher_add(gb__matcher *mt, const char *s, size_t n, int32_t id
     mt->by_byte[(unsigned char)s[0]] = list;
 }
 
-static void gb__matcher_free(gb__matcher *mt) {
+static void gb__tok_matcher_free(gb__tok_matcher *mt) {
     for (size_t i = 0; i < arrlenu(mt->pats); i++) free(mt->pats[i].s);
     arrfree(mt->pats);
     for (int b = 0; b < 256; b++) arrfree(mt->by_byte[b]);
@@ -68,12 +68,12 @@ static void gb__matcher_free(gb__matcher *mt) {
 
 /* The leftmost, then longest, pattern occurring in s[pos, n): its index and
  * *start, or -1. */
-static int gb__matcher_find(const gb__matcher *mt, const char *s, size_t n, size_t pos, size_t *start) {
+static int gb__tok_matcher_find(const gb__tok_matcher *mt, const char *s, size_t n, size_t pos, size_t *start) {
     if (!mt->pats) return -1;
     for (size_t i = pos; i < n; i++) {
         const int *list = mt->by_byte[(unsigned char)s[i]];
         for (size_t k = 0; k < arrlenu(list); k++) {
-            const struct gb__pattern *p = &mt->pats[list[k]];
+            const struct gb__tok_pattern *p = &mt->pats[list[k]];
             if (p->n <= n - i && !memcmp(s + i, p->s, p->n)) {
                 *start = i;
                 return list[k];
@@ -83,66 +83,66 @@ static int gb__matcher_find(const gb__matcher *mt, const char *s, size_t n, size
     return -1;
 }
 
-static bool gb__special(const gb_tokenizer *tok, const char *s) {
-    struct gb__special_kv *set = tok->special;
+static bool gb__tok_special(const gb_tokenizer *tok, const char *s) {
+    struct gb__tok_special_kv *set = tok->special;
     return shgeti(set, s) >= 0;
 }
 
-static const gb__added *gb__added_of(const gb_tokenizer *tok, int32_t id) {
+static const gb__tok_added *gb__tok_added_of(const gb_tokenizer *tok, int32_t id) {
     /* stb_ds lookups write to the map variable (and create a missing map);
      * its hash of a 4-byte key shifts the top byte into the sign bit */
-    struct gb__added_id_kv *map = tok->added_by_id;
+    struct gb__tok_added_id_kv *map = tok->added_by_id;
     if (!map || id < 0) return NULL;
     ptrdiff_t k = hmgeti(map, id);
     return k < 0 ? NULL : &tok->added[map[k].value];
 }
 
-static int32_t gb__lookup_id(const gb_tokenizer *tok, const char *s) {
-    struct gb__added_kv *map = tok->added_ids;
+static int32_t gb__tok_lookup_id(const gb_tokenizer *tok, const char *s) {
+    struct gb__tok_added_kv *map = tok->added_ids;
     ptrdiff_t k = shgeti(map, s);
-    return k >= 0 ? map[k].value : gb__bpe_id(&tok->bpe, s);
+    return k >= 0 ? map[k].value : gb__tok_bpe_id(&tok->bpe, s);
 }
 
-static const char *gb__lookup_str(const gb_tokenizer *tok, int32_t id) {
-    const gb__added *a = gb__added_of(tok, id);
-    return a ? a->content : gb__bpe_str(&tok->bpe, id);
+static const char *gb__tok_lookup_str(const gb_tokenizer *tok, int32_t id) {
+    const gb__tok_added *a = gb__tok_added_of(tok, id);
+    return a ? a->content : gb__tok_bpe_str(&tok->bpe, id);
 }
 
 /* A part of the text: [start, end), with the added token's id or -1. */
-typedef struct gb__seg {
+typedef struct gb__tok_seg {
     size_t start, end;
     int32_t id;
-} gb__seg;
+} gb__tok_seg;
 
-static bool gb__ends_with_word(const char *s, size_t end) {
+static bool gb__tok_ends_with_word(const char *s, size_t end) {
     if (end == 0) return false;
     size_t c = end - 1;
     while (c > 0 && ((unsigned char)s[c] & 0xc0) == 0x80) c--;
-    return gb__is_word(gb__utf8_decode(s + c, (int)(end - c)));
+    return gb__tr_is_word(gb__tok_utf8_decode(s + c, (int)(end - c)));
 }
 
 /* Cut s at the added tokens mt finds, with their single_word, lstrip and
  * rstrip rules (Hugging Face's AddedVocabulary::find_matches). */
-static void gb__split_added(const gb_tokenizer *tok, const gb__matcher *mt, const char *s, size_t n, gb__seg **segs) {
+static void gb__tok_split_added(const gb_tokenizer *tok, const gb__tok_matcher *mt, const char *s, size_t n, gb__tok_seg **segs) {
     size_t done = 0, pos = 0, ms = 0;
     int k;
-    while ((k = gb__matcher_find(mt, s, n, pos, &ms)) >= 0) {
+    while ((k = gb__tok_matcher_find(mt, s, n, pos, &ms)) >= 0) {
         int32_t id = mt->pats[k].id;
         size_t start = ms, stop = ms + mt->pats[k].n;
         pos = stop; /* the search resumes after the raw match, whatever the strips do */
-        const gb__added *a = gb__added_of(tok, id);
+        const gb__tok_added *a = gb__tok_added_of(tok, id);
         if (a && a->single_word) {
             size_t i = stop;
             int len;
-            bool word_after = stop < n && gb__is_word(gb__utf8_next(s, n, &i, &len));
-            if (gb__ends_with_word(s, start) || word_after) continue;
+            bool word_after = stop < n && gb__tr_is_word(gb__tok_utf8_next(s, n, &i, &len));
+            if (gb__tok_ends_with_word(s, start) || word_after) continue;
         }
         if (a && a->lstrip) {
             size_t b = start;
             while (b > 0) {
                 size_t c = b - 1;
                 while (c > 0 && ((unsigned char)s[c] & 0xc0) == 0x80) c--;
-                if (!gb__is_whitespace(gb__utf8_decode(s + c, (int)(b - c)))) break;
+                if (!gb__tok_is_whitespace(gb__tok_utf8_decode(s + c, (int)(b - c)))) break;
                 b = c;
             }
             start = b > done ? b : done;
@@ -151,34 +151,34 @@ static void gb__split_added(const gb_tokenizer *tok, const gb__matcher *mt, cons
             while (stop < n) {
                 size_t i = stop;
                 int len;
-                if (!gb__is_whitespace(gb__utf8_next(s, n, &i, &len))) break;
+                if (!gb__tok_is_whitespace(gb__tok_utf8_next(s, n, &i, &len))) break;
                 stop = i;
             }
         }
-        if (done < start) arrput(*segs, ((gb__seg){done, start, -1}));
-        arrput(*segs, ((gb__seg){start, stop, id}));
+        if (done < start) arrput(*segs, ((gb__tok_seg){done, start, -1}));
+        arrput(*segs, ((gb__tok_seg){start, stop, id}));
         done = stop;
     }
-    if (done < n) arrput(*segs, ((gb__seg){done, n, -1}));
+    if (done < n) arrput(*segs, ((gb__tok_seg){done, n, -1}));
 }
 
-static gb_status gb__parse_added(gb_tokenizer *tok, const gb__json *list, const char *ctx) {
+static gb_status gb__tok_parse_added(gb_tokenizer *tok, const gb__json_json *list, const char *ctx) {
     if (!list || gb__json_is_null(list)) return GB_OK;
     if (!gb__json_is_array(list)) return gb__fail(GB_ERR_FORMAT, "%s: added_tokens is not an array", ctx);
     /* Hugging Face adds the tokens one by one: a token already in the
      * vocabulary keeps that id; a new one takes the next free id. */
-    gb__added *order = NULL; /* specials, then the others, for matching */
-    gb__added *classic = NULL;
+    gb__tok_added *order = NULL; /* specials, then the others, for matching */
+    gb__tok_added *classic = NULL;
     int32_t max_id = -1;     /* the largest id given to an added token */
     for (int i = 0; i < gb__json_size(list); i++) {
-        const gb__json *e = gb__json_at(list, i);
+        const gb__json_json *e = gb__json_at(list, i);
         const char *content = gb__json_string(gb__json_get(e, "content"));
         if (!content) {
             arrfree(order);
             arrfree(classic);
             return gb__fail(GB_ERR_FORMAT, "%s: added_tokens[%d] has no \"content\" string", ctx, i);
         }
-        gb__added a = {.content = (char *)content};
+        gb__tok_added a = {.content = (char *)content};
         gb__json_bool(gb__json_get(e, "special"), &a.special);
         a.normalized = !a.special;
         gb__json_bool(gb__json_get(e, "single_word"), &a.single_word);
@@ -193,13 +193,13 @@ static gb_status gb__parse_added(gb_tokenizer *tok, const gb__json *list, const 
         /* an identical token added before is skipped (only the entry under
          * the content's id can be identical) */
         ptrdiff_t prev = shgeti(tok->added_ids, content);
-        const gb__added *b = prev >= 0 ? gb__added_of(tok, tok->added_ids[prev].value) : NULL;
+        const gb__tok_added *b = prev >= 0 ? gb__tok_added_of(tok, tok->added_ids[prev].value) : NULL;
         if (b && !strcmp(b->content, a.content) && b->special == a.special && b->single_word == a.single_word &&
             b->lstrip == a.lstrip && b->rstrip == a.rstrip && b->normalized == a.normalized)
             continue;
-        int32_t id = gb__lookup_id(tok, content);
+        int32_t id = gb__tok_lookup_id(tok, content);
         if (id < 0) {
-            int32_t count = (int32_t)gb__bpe_count(&tok->bpe);
+            int32_t count = (int32_t)gb__tok_bpe_count(&tok->bpe);
             id = max_id < 0 ? count : (max_id >= count || count == 0) ? max_id + 1 : count;
         }
         if (id > max_id) max_id = id;
@@ -225,14 +225,14 @@ static gb_status gb__parse_added(gb_tokenizer *tok, const gb__json *list, const 
     char *norm = NULL;
     for (size_t i = 0; st == GB_OK && i < arrlenu(order); i++) {
         const char *c = order[i].content;
-        int32_t id = gb__lookup_id(tok, c);
+        int32_t id = gb__tok_lookup_id(tok, c);
         if (!order[i].normalized) {
-            gb__matcher_add(&tok->raw, c, strlen(c), id);
+            gb__tok_matcher_add(&tok->raw, c, strlen(c), id);
         } else if (tok->norm) {
-            st = gb__norm_apply(tok->norm, c, strlen(c), &norm);
-            gb__matcher_add(&tok->normalized, norm, arrlenu(norm), id);
+            st = gb__tok_norm_apply(tok->norm, c, strlen(c), &norm);
+            gb__tok_matcher_add(&tok->normalized, norm, arrlenu(norm), id);
         } else {
-            gb__matcher_add(&tok->normalized, c, strlen(c), id);
+            gb__tok_matcher_add(&tok->normalized, c, strlen(c), id);
         }
     }
     arrfree(norm);
@@ -242,7 +242,7 @@ static gb_status gb__parse_added(gb_tokenizer *tok, const gb__json *list, const 
 
 /* ---- opening ------------------------------------------------------------ */
 
-static gb_status gb__parse_truncation(gb_tokenizer *tok, const gb__json *j, const char *ctx) {
+static gb_status gb__tok_parse_truncation(gb_tokenizer *tok, const gb__json_json *j, const char *ctx) {
     if (!j || gb__json_is_null(j)) return GB_OK;
     long long max;
     if (!gb__json_int(gb__json_get(j, "max_length"), &max) || max < 0)
@@ -254,9 +254,9 @@ static gb_status gb__parse_truncation(gb_tokenizer *tok, const gb__json *j, cons
     return GB_OK;
 }
 
-static gb_status gb__parse_padding(gb_tokenizer *tok, const gb__json *j, const char *ctx) {
+static gb_status gb__tok_parse_padding(gb_tokenizer *tok, const gb__json_json *j, const char *ctx) {
     if (!j || gb__json_is_null(j)) return GB_OK;
-    const gb__json *strategy = gb__json_get(j, "strategy");
+    const gb__json_json *strategy = gb__json_get(j, "strategy");
     if (strategy && !(gb__json_string(strategy) && !strcmp(gb__json_string(strategy), "BatchLongest")))
         return gb__fail(GB_ERR_UNSUPPORTED,
                         "%s: padding: only the BatchLongest strategy is supported (single encodings are not padded)",
@@ -266,12 +266,12 @@ static gb_status gb__parse_padding(gb_tokenizer *tok, const gb__json *j, const c
     return GB_OK;
 }
 
-static gb_status gb__load_tokenizer_json(gb_tokenizer *tok, const char *file, const char *ctx) {
-    gb__json *root = gb__read_json(file, ctx);
+static gb_status gb__tok_load_tokenizer_json(gb_tokenizer *tok, const char *file, const char *ctx) {
+    gb__json_json *root = gb__tok_read_json(file, ctx);
     if (!root) return gb_last_status();
     gb_status st = GB_OK;
     const char *version = gb__json_string(gb__json_get(root, "version"));
-    const gb__json *model = gb__json_get(root, "model"), *j;
+    const gb__json_json *model = gb__json_get(root, "model"), *j;
     if (!gb__json_is_object(root)) {
         st = gb__fail(GB_ERR_FORMAT, "%s: not a tokenizer.json (the top level is not an object)", ctx);
         goto done;
@@ -284,18 +284,18 @@ static gb_status gb__load_tokenizer_json(gb_tokenizer *tok, const char *file, co
         st = gb__fail(GB_ERR_FORMAT, "%s: no \"model\" object", ctx);
         goto done;
     }
-    if ((st = gb__bpe_parse(&tok->bpe, model, ctx)) != GB_OK) goto done;
-    if ((j = gb__json_get(root, "normalizer")) && !gb__json_is_null(j) && !(tok->norm = gb__norm_parse(j, ctx)))
+    if ((st = gb__tok_bpe_parse(&tok->bpe, model, ctx)) != GB_OK) goto done;
+    if ((j = gb__json_get(root, "normalizer")) && !gb__json_is_null(j) && !(tok->norm = gb__tok_norm_parse(j, ctx)))
         goto fail;
-    if ((j = gb__json_get(root, "pre_tokenizer")) && !gb__json_is_null(j) && !(tok->pre = gb__pre_parse(j, ctx)))
+    if ((j = gb__json_get(root, "pre_tokenizer")) && !gb__json_is_null(j) && !(tok->pre = gb__tok_pre_parse(j, ctx)))
         goto fail;
-    if ((j = gb__json_get(root, "post_processor")) && !gb__json_is_null(j) && !(tok->post = gb__post_parse(j, ctx)))
+    if ((j = gb__json_get(root, "post_processor")) && !gb__json_is_null(j) && !(tok->post = gb__tok_post_parse(j, ctx)))
         goto fail;
-    if ((j = gb__json_get(root, "decoder")) && !gb__json_is_null(j) && !(tok->dec = gb__dec_parse(j, ctx)))
+    if ((j = gb__json_get(root, "decoder")) && !gb__json_is_null(j) && !(tok->dec = gb__tok_dec_parse(j, ctx)))
         goto fail;
-    if ((st = gb__parse_truncation(tok, gb__json_get(root, "truncation"), ctx)) != GB_OK) goto done;
-    if ((st = gb__parse_padding(tok, gb__json_get(root, "padding"), ctx)) != GB_OK) goto done;
-    st = gb__parse_added(tok, gb__json_get(root, "added_tokens"), ctx);
+    if ((st = gb__tok_parse_truncation(tok, gb__json_get(root, "truncation"), ctx)) != GB_OK) goto done;
+    if ((st = gb__tok_parse_padding(tok, gb__json_get(root, "padding"), ctx)) != GB_OK) goto done;
+    st = gb__tok_parse_added(tok, gb__json_get(root, "added_tokens"), ctx);
     goto done;
 fail:
     st = gb_last_status();
@@ -304,51 +304,51 @@ done:
     return st;
 }
 
-static gb_status gb__load_vocab_merges(gb_tokenizer *tok, const char *vocab_path, const char *merges_path) {
+static gb_status gb__tok_load_vocab_merges(gb_tokenizer *tok, const char *vocab_path, const char *merges_path) {
     char vctx[4200], mctx[4200];
     snprintf(vctx, sizeof vctx, "tokenizer_open: %s", vocab_path);
     snprintf(mctx, sizeof mctx, "tokenizer_open: %s", merges_path);
     size_t mlen = 0;
-    gb__json *vocab = gb__read_json(vocab_path, vctx);
-    char *merges = vocab ? gb__file_read(merges_path, &mlen, "tokenizer_open") : NULL;
-    gb_status st = merges ? gb__bpe_from_files(&tok->bpe, vocab, merges, mlen, vctx, mctx) : gb_last_status();
+    gb__json_json *vocab = gb__tok_read_json(vocab_path, vctx);
+    char *merges = vocab ? gb__io_file_read(merges_path, &mlen, "tokenizer_open") : NULL;
+    gb_status st = merges ? gb__tok_bpe_from_files(&tok->bpe, vocab, merges, mlen, vctx, mctx) : gb_last_status();
     gb__json_free(vocab);
     free(merges);
     if (st != GB_OK) return st;
     /* GPT-2's layout: byte-level pre-tokenizer and decoder, and its one
      * special token. */
-    if (!(tok->pre = gb__pre_byte_level(mctx)) || !(tok->dec = gb__dec_byte_level())) return gb_last_status();
-    int32_t eot = gb__bpe_id(&tok->bpe, "<|endoftext|>");
+    if (!(tok->pre = gb__tok_pre_byte_level(mctx)) || !(tok->dec = gb__tok_dec_byte_level())) return gb_last_status();
+    int32_t eot = gb__tok_bpe_id(&tok->bpe, "<|endoftext|>");
     if (eot >= 0) {
-        gb__added a = {.content = strdup("<|endoftext|>"), .id = eot, .special = true};
+        gb__tok_added a = {.content = strdup("<|endoftext|>"), .id = eot, .special = true};
         arrput(tok->added, a);
         hmput(tok->added_by_id, eot, 0);
         shput(tok->added_ids, a.content, eot);
         shput(tok->special, a.content, 1);
-        gb__matcher_add(&tok->raw, a.content, strlen(a.content), eot);
+        gb__tok_matcher_add(&tok->raw, a.content, strlen(a.content), eot);
     }
     return GB_OK;
 }
 
 /* A token named by a config file: "<s>" or {"content": "<s>", ...}. */
-static int32_t gb__config_token(const gb_tokenizer *tok, const gb__json *cfg, const char *key) {
-    const gb__json *v = gb__json_get(cfg, key);
+static int32_t gb__tok_config_token(const gb_tokenizer *tok, const gb__json_json *cfg, const char *key) {
+    const gb__json_json *v = gb__json_get(cfg, key);
     const char *s = gb__json_string(v);
     if (!s) s = gb__json_string(gb__json_get(v, "content"));
-    return s ? gb__lookup_id(tok, s) : -1;
+    return s ? gb__tok_lookup_id(tok, s) : -1;
 }
 
 /* An id named by a config file: 2 or [2, 32000] (the first). */
-static int32_t gb__config_id(const gb_tokenizer *tok, const gb__json *cfg, const char *key) {
-    const gb__json *v = gb__json_get(cfg, key);
+static int32_t gb__tok_config_id(const gb_tokenizer *tok, const gb__json_json *cfg, const char *key) {
+    const gb__json_json *v = gb__json_get(cfg, key);
     if (gb__json_is_array(v)) v = gb__json_at(v, 0);
     long long id;
     return gb__json_int(v, &id) && id >= 0 && id < tok->vocab_size ? (int32_t)id : -1;
 }
 
-static int32_t gb__first_special(const gb_tokenizer *tok, const char *const *names) {
+static int32_t gb__tok_first_special(const gb_tokenizer *tok, const char *const *names) {
     for (; *names; names++)
-        if (gb__special(tok, *names)) return gb__lookup_id(tok, *names);
+        if (gb__tok_special(tok, *names)) return gb__tok_lookup_id(tok, *names);
     return -1;
 }
 
@@ -356,19 +356,19 @@ static int32_t gb__first_special(const gb_tokenizer *tok, const char *const *nam
  * generation_config.json, then the template's first special token (BOS)
  * and the usual names among the special tokens. Unreadable side files are
  * skipped: they belong to the model, whose loader reports them. */
-static void gb__find_special_ids(gb_tokenizer *tok, const char *dir) {
+static void gb__tok_find_special_ids(gb_tokenizer *tok, const char *dir) {
     static const char *const files[] = {"tokenizer_config.json", "generation_config.json", "config.json"};
     for (int f = 0; f < 3; f++) {
-        char *path = gb__join(dir, files[f]);
-        gb__json *cfg = path && gb__file_is_regular(path) ? gb__read_json(path, "tokenizer_open") : NULL;
+        char *path = gb__tok_join(dir, files[f]);
+        gb__json_json *cfg = path && gb__io_file_is_regular(path) ? gb__tok_read_json(path, "tokenizer_open") : NULL;
         if (cfg && f == 0) {
-            if (tok->bos < 0) tok->bos = gb__config_token(tok, cfg, "bos_token");
-            if (tok->eos < 0) tok->eos = gb__config_token(tok, cfg, "eos_token");
-            if (tok->pad < 0) tok->pad = gb__config_token(tok, cfg, "pad_token");
+            if (tok->bos < 0) tok->bos = gb__tok_config_token(tok, cfg, "bos_token");
+            if (tok->eos < 0) tok->eos = gb__tok_config_token(tok, cfg, "eos_token");
+            if (tok->pad < 0) tok->pad = gb__tok_config_token(tok, cfg, "pad_token");
         } else if (cfg) {
-            if (tok->bos < 0) tok->bos = gb__config_id(tok, cfg, "bos_token_id");
-            if (tok->eos < 0) tok->eos = gb__config_id(tok, cfg, "eos_token_id");
-            if (tok->pad < 0) tok->pad = gb__config_id(tok, cfg, "pad_token_id");
+            if (tok->bos < 0) tok->bos = gb__tok_config_id(tok, cfg, "bos_token_id");
+            if (tok->eos < 0) tok->eos = gb__tok_config_id(tok, cfg, "eos_token_id");
+            if (tok->pad < 0) tok->pad = gb__tok_config_id(tok, cfg, "pad_token_id");
         }
         gb__json_free(cfg);
         free(path);
@@ -376,28 +376,28 @@ static void gb__find_special_ids(gb_tokenizer *tok, const char *dir) {
     static const char *const bos[] = {"<s>", "<|begin_of_text|>", "<bos>", "<|endoftext|>", NULL};
     static const char *const eos[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", "<|im_end|>", NULL};
     static const char *const pad[] = {"<pad>", "[PAD]", "<|pad|>", NULL};
-    if (tok->bos < 0) tok->bos = gb__post_first_special(tok->post);
-    if (tok->bos < 0) tok->bos = gb__first_special(tok, bos);
-    if (tok->eos < 0) tok->eos = gb__first_special(tok, eos);
-    if (tok->pad < 0) tok->pad = gb__first_special(tok, pad);
+    if (tok->bos < 0) tok->bos = gb__tok_post_first_special(tok->post);
+    if (tok->bos < 0) tok->bos = gb__tok_first_special(tok, bos);
+    if (tok->eos < 0) tok->eos = gb__tok_first_special(tok, eos);
+    if (tok->pad < 0) tok->pad = gb__tok_first_special(tok, pad);
 }
 
 gb_tokenizer *gb_tokenizer_open(const char *path) {
     if (!path) return gb__fail_null(GB_ERR_ARG, "tokenizer_open: path is NULL");
     char *json = NULL, *vocab = NULL, *merges = NULL, *dir = NULL;
     gb_tokenizer *tok = NULL;
-    if (gb__file_is_dir(path)) {
+    if (gb__io_file_is_dir(path)) {
         dir = strdup(path);
-        json = gb__join(path, "tokenizer.json");
-        if (json && !gb__file_is_regular(json)) {
+        json = gb__tok_join(path, "tokenizer.json");
+        if (json && !gb__io_file_is_regular(json)) {
             free(json);
             json = NULL;
-            vocab = gb__join(path, "vocab.json");
-            merges = gb__join(path, "merges.txt");
+            vocab = gb__tok_join(path, "vocab.json");
+            merges = gb__tok_join(path, "merges.txt");
             if (!vocab || !merges) goto fail;
-            if (!gb__file_is_regular(vocab) || !gb__file_is_regular(merges)) {
-                char *sp = gb__join(path, "tokenizer.model");
-                bool has_sp = sp && gb__file_is_regular(sp);
+            if (!gb__io_file_is_regular(vocab) || !gb__io_file_is_regular(merges)) {
+                char *sp = gb__tok_join(path, "tokenizer.model");
+                bool has_sp = sp && gb__io_file_is_regular(sp);
                 free(sp);
                 if (has_sp)
                     gb__fail(GB_ERR_UNSUPPORTED,
@@ -410,14 +410,14 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
                 goto fail;
             }
         }
-    } else if (gb__file_is_regular(path)) {
-        dir = gb__dirname(path);
-        const char *base = gb__basename(path);
+    } else if (gb__io_file_is_regular(path)) {
+        dir = gb__tok_dirname(path);
+        const char *base = gb__tok_basename(path);
         if (!strcmp(base, "vocab.json") || !strcmp(base, "merges.txt")) {
-            vocab = gb__join(dir, "vocab.json");
-            merges = gb__join(dir, "merges.txt");
+            vocab = gb__tok_join(dir, "vocab.json");
+            merges = gb__tok_join(dir, "merges.txt");
             const char *other = !strcmp(base, "vocab.json") ? merges : vocab;
-            if (other && !gb__file_is_regular(other)) {
+            if (other && !gb__io_file_is_regular(other)) {
                 gb__fail(GB_ERR_NOT_FOUND, "tokenizer_open: %s needs %s beside it", path, other);
                 goto fail;
             }
@@ -447,12 +447,12 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
     tok->path = strdup(json ? json : vocab);
     char ctx[4200];
     snprintf(ctx, sizeof ctx, "tokenizer_open: %s", tok->path);
-    gb_status st = json ? gb__load_tokenizer_json(tok, json, ctx) : gb__load_vocab_merges(tok, vocab, merges);
+    gb_status st = json ? gb__tok_load_tokenizer_json(tok, json, ctx) : gb__tok_load_vocab_merges(tok, vocab, merges);
     if (st != GB_OK) goto fail;
     tok->vocab_size = tok->bpe.id_end;
     for (size_t i = 0; i < arrlenu(tok->added); i++)
         if (tok->added[i].id >= tok->vocab_size) tok->vocab_size = tok->added[i].id + 1;
-    gb__find_special_ids(tok, dir);
+    gb__tok_find_special_ids(tok, dir);
     free(json);
     free(vocab);
     free(merges);
@@ -470,18 +470,18 @@ fail:
 void gb_tokenizer_free(gb_tokenizer *tok) {
     if (!tok) return;
     pthread_mutex_destroy(&tok->lock);
-    gb__bpe_free(&tok->bpe);
-    gb__norm_free(tok->norm);
-    gb__pre_free(tok->pre);
-    gb__dec_free(tok->dec);
-    gb__post_free(tok->post);
+    gb__tok_bpe_free(&tok->bpe);
+    gb__tok_norm_free(tok->norm);
+    gb__tok_pre_free(tok->pre);
+    gb__tok_dec_free(tok->dec);
+    gb__tok_post_free(tok->post);
     for (size_t i = 0; i < arrlenu(tok->added); i++) free(tok->added[i].content);
     arrfree(tok->added);
     hmfree(tok->added_by_id);
     shfree(tok->added_ids);
     shfree(tok->special);
-    gb__matcher_free(&tok->raw);
-    gb__matcher_free(&tok->normalized);
+    gb__tok_matcher_free(&tok->raw);
+    gb__tok_matcher_free(&tok->normalized);
     free(tok->path);
     free(tok);
 }
@@ -489,31 +489,31 @@ void gb_tokenizer_free(gb_tokenizer *tok) {
 /* ---- encoding ----------------------------------------------------------- */
 
 /* Pre-tokenize and run the model on one stretch of normalized text. */
-static gb_status gb__encode_piece(gb_tokenizer *tok, const char *s, size_t n, bool first, gb__strlist *a,
-                                  gb__strlist *b, int32_t **ids) {
+static gb_status gb__tok_encode_piece(gb_tokenizer *tok, const char *s, size_t n, bool first, gb__tok_strlist *a,
+                                  gb__tok_strlist *b, int32_t **ids) {
     arrsetlen(a->arena, 0);
     arrsetlen(a->v, 0);
-    gb__strlist_push(a, s, n, first);
-    const gb__strlist *pieces = a;
+    gb__tok_strlist_push(a, s, n, first);
+    const gb__tok_strlist *pieces = a;
     if (tok->pre) {
-        gb_status st = gb__pre_apply(tok->pre, a, b);
+        gb_status st = gb__tok_pre_apply(tok->pre, a, b);
         if (st != GB_OK) return st;
         pieces = b;
     }
-    for (size_t i = 0; i < gb__strlist_len(pieces); i++) {
-        gb_status st = gb__bpe_tokenize(&tok->bpe, gb__strlist_str(pieces, i), pieces->v[i].len, ids);
+    for (size_t i = 0; i < gb__tok_strlist_len(pieces); i++) {
+        gb_status st = gb__tok_bpe_tokenize(&tok->bpe, gb__tok_strlist_str(pieces, i), pieces->v[i].len, ids);
         if (st != GB_OK) return st;
     }
     return GB_OK;
 }
 
 /* text (well-formed UTF-8) -> ids, before post-processing. */
-static gb_status gb__encode_text(gb_tokenizer *tok, const char *s, size_t n, int32_t **ids) {
-    gb__seg *segs = NULL, *sub = NULL;
+static gb_status gb__tok_encode_text(gb_tokenizer *tok, const char *s, size_t n, int32_t **ids) {
+    gb__tok_seg *segs = NULL, *sub = NULL;
     char *norm = NULL;
-    gb__strlist a = {0}, b = {0};
+    gb__tok_strlist a = {0}, b = {0};
     gb_status st = GB_OK;
-    gb__split_added(tok, &tok->raw, s, n, &segs);
+    gb__tok_split_added(tok, &tok->raw, s, n, &segs);
     for (size_t i = 0; st == GB_OK && i < arrlenu(segs); i++) {
         if (segs[i].id >= 0) {
             arrput(*ids, segs[i].id);
@@ -523,38 +523,38 @@ static gb_status gb__encode_text(gb_tokenizer *tok, const char *s, size_t n, int
         size_t tn = segs[i].end - segs[i].start;
         bool first = segs[i].start == 0;
         if (tok->norm) {
-            if ((st = gb__norm_apply(tok->norm, t, tn, &norm)) != GB_OK) break;
+            if ((st = gb__tok_norm_apply(tok->norm, t, tn, &norm)) != GB_OK) break;
             t = norm;
             tn = arrlenu(norm);
         }
         arrsetlen(sub, 0);
-        gb__split_added(tok, &tok->normalized, t, tn, &sub);
+        gb__tok_split_added(tok, &tok->normalized, t, tn, &sub);
         for (size_t j = 0; st == GB_OK && j < arrlenu(sub); j++) {
             if (sub[j].id >= 0) arrput(*ids, sub[j].id);
-            else st = gb__encode_piece(tok, t + sub[j].start, sub[j].end - sub[j].start, first && sub[j].start == 0,
+            else st = gb__tok_encode_piece(tok, t + sub[j].start, sub[j].end - sub[j].start, first && sub[j].start == 0,
                                        &a, &b, ids);
         }
     }
     arrfree(segs);
     arrfree(sub);
     arrfree(norm);
-    gb__strlist_free(&a);
-    gb__strlist_free(&b);
+    gb__tok_strlist_free(&a);
+    gb__tok_strlist_free(&b);
     return st;
 }
 
 /* Encode into an stb_ds array (post-processed and truncated). */
-static gb_status gb__encode(gb_tokenizer *tok, const char *text, size_t len, bool add_special, int32_t **ids) {
+static gb_status gb__tok_encode(gb_tokenizer *tok, const char *text, size_t len, bool add_special, int32_t **ids) {
     char *s = NULL;
     if (!GB_ARR_RESERVE(s, len, "tokenizer_encode")) return GB_ERR_ALLOC; /* the text's copy, checked */
-    gb__utf8_lossy(&s, text, len);
-    gb_status st = gb__encode_text(tok, s, arrlenu(s), ids);
+    gb__tok_utf8_lossy(&s, text, len);
+    gb_status st = gb__tok_encode_text(tok, s, arrlenu(s), ids);
     arrfree(s);
     if (st != GB_OK) return st;
     bool post = add_special && tok->post;
     if (tok->trunc.on) {
         int32_t *extra = NULL; /* what the post-processor adds counts against max_length */
-        if (post) gb__post_apply(tok->post, &extra);
+        if (post) gb__tok_post_apply(tok->post, &extra);
         size_t keep = tok->trunc.max_len > arrlenu(extra) ? tok->trunc.max_len - arrlenu(extra) : 0;
         arrfree(extra);
         if (arrlenu(*ids) > keep) {
@@ -562,7 +562,7 @@ static gb_status gb__encode(gb_tokenizer *tok, const char *text, size_t len, boo
             else arrsetlen(*ids, keep);
         }
     }
-    if (post) gb__post_apply(tok->post, ids);
+    if (post) gb__tok_post_apply(tok->post, ids);
     return GB_OK;
 }
 
@@ -575,7 +575,7 @@ gb_status gb_tokenizer_encode(gb_tokenizer *tok, const char *text, size_t len, b
                         !tok ? "the tokenizer" : !ids ? "ids" : !n ? "n" : "text");
     int32_t *out = NULL;
     pthread_mutex_lock(&tok->lock);
-    gb_status st = gb__encode(tok, text ? text : "", len, add_special, &out);
+    gb_status st = gb__tok_encode(tok, text ? text : "", len, add_special, &out);
     pthread_mutex_unlock(&tok->lock);
     if (st == GB_OK) {
         size_t cnt = arrlenu(out);
@@ -621,7 +621,7 @@ gb_status gb_tokenizer_encode_batch(gb_tokenizer *tok, int n, const char *const 
     pthread_mutex_lock(&tok->lock);
     for (int i = 0; st == GB_OK && i < n; i++) {
         const char *t = texts[i] ? texts[i] : "";
-        st = gb__encode(tok, t, lens ? lens[i] : strlen(t), add_special, &rows[i]);
+        st = gb__tok_encode(tok, t, lens ? lens[i] : strlen(t), add_special, &rows[i]);
         if (arrlenu(rows[i]) > T) T = arrlenu(rows[i]);
     }
     pthread_mutex_unlock(&tok->lock);
@@ -665,28 +665,28 @@ gb_status gb_tokenizer_decode(gb_tokenizer *tok, const int32_t *ids, size_t n, b
     if (len) *len = 0;
     if (!tok || !text || (!ids && n))
         return gb__fail(GB_ERR_ARG, "tokenizer_decode: %s is NULL", !tok ? "the tokenizer" : !text ? "text" : "ids");
-    gb__strlist toks = {0}, out = {0};
+    gb__tok_strlist toks = {0}, out = {0};
     gb_status st = GB_OK;
     pthread_mutex_lock(&tok->lock);
     for (size_t i = 0; i < n; i++) {
-        const char *s = gb__lookup_str(tok, ids[i]);
+        const char *s = gb__tok_lookup_str(tok, ids[i]);
         if (!s) {
             st = gb__fail(GB_ERR_INDEX, "tokenizer_decode: id %d at position %zu is not in the vocabulary of %s (size %d)",
                           (int)ids[i], i, tok->path, (int)tok->vocab_size);
             goto done;
         }
-        if (skip_special && gb__special(tok, s)) continue;
-        gb__strlist_push(&toks, s, strlen(s), false);
+        if (skip_special && gb__tok_special(tok, s)) continue;
+        gb__tok_strlist_push(&toks, s, strlen(s), false);
     }
-    const gb__strlist *res = &toks;
+    const gb__tok_strlist *res = &toks;
     if (tok->dec) {
-        if ((st = gb__dec_apply(tok->dec, &toks, &out)) != GB_OK) goto done;
+        if ((st = gb__tok_dec_apply(tok->dec, &toks, &out)) != GB_OK) goto done;
         res = &out;
     }
     char *joined = NULL; /* without a decoder, Hugging Face joins tokens with spaces */
-    for (size_t i = 0; i < gb__strlist_len(res); i++) {
+    for (size_t i = 0; i < gb__tok_strlist_len(res); i++) {
         if (i && !tok->dec) arrput(joined, ' ');
-        gb__bytes_add(&joined, gb__strlist_str(res, i), res->v[i].len);
+        gb__tok_bytes_add(&joined, gb__tok_strlist_str(res, i), res->v[i].len);
     }
     size_t total = arrlenu(joined);
     *text = gb__malloc(total + 1, "tokenizer_decode");
@@ -700,8 +700,8 @@ gb_status gb_tokenizer_decode(gb_tokenizer *tok, const int32_t *ids, size_t n, b
     arrfree(joined);
 done:
     pthread_mutex_unlock(&tok->lock);
-    gb__strlist_free(&toks);
-    gb__strlist_free(&out);
+    gb__tok_strlist_free(&toks);
+    gb__tok_strlist_free(&out);
     return st;
 }
 
@@ -713,7 +713,7 @@ static void gb__tok_unlock(const gb_tokenizer *tok) { pthread_mutex_unlock((pthr
 const char *gb_tokenizer_token_to_string(const gb_tokenizer *tok, int32_t id) {
     if (!tok) return gb__fail_null(GB_ERR_ARG, "tokenizer_token_to_string: the tokenizer is NULL");
     gb__tok_lock(tok);
-    const char *s = gb__lookup_str(tok, id);
+    const char *s = gb__tok_lookup_str(tok, id);
     gb__tok_unlock(tok);
     if (!s)
         return gb__fail_null(GB_ERR_INDEX, "tokenizer_token_to_string: id %d is not in the vocabulary (size %d)",
@@ -727,7 +727,7 @@ int32_t gb_tokenizer_token_to_id(const gb_tokenizer *tok, const char *token) {
         return -1;
     }
     gb__tok_lock(tok);
-    int32_t id = gb__lookup_id(tok, token);
+    int32_t id = gb__tok_lookup_id(tok, token);
     gb__tok_unlock(tok);
     if (id < 0) gb__fail(GB_ERR_NOT_FOUND, "tokenizer_token_to_id: '%s' is not in the vocabulary", token);
     return id;
@@ -736,8 +736,8 @@ int32_t gb_tokenizer_token_to_id(const gb_tokenizer *tok, const char *token) {
 bool gb_tokenizer_is_special(const gb_tokenizer *tok, int32_t id) {
     if (!tok) return false;
     gb__tok_lock(tok);
-    const char *s = gb__lookup_str(tok, id);
-    bool special = s && gb__special(tok, s);
+    const char *s = gb__tok_lookup_str(tok, id);
+    bool special = s && gb__tok_special(tok, s);
     gb__tok_unlock(tok);
     return special;
 }

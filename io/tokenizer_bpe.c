@@ -17,21 +17,21 @@
 
 /* ---- vocabulary and merges ---------------------------------------------- */
 
-int32_t gb__bpe_id(const gb__bpe *m, const char *tok) {
-    struct gb__vocab_kv *map = m->vocab; /* stb_ds lookups write to the map variable */
+int32_t gb__tok_bpe_id(const gb__tok_bpe *m, const char *tok) {
+    struct gb__tok_vocab_kv *map = m->vocab; /* stb_ds lookups write to the map variable */
     ptrdiff_t i = shgeti(map, tok);
     return i < 0 ? -1 : map[i].value;
 }
 
-const char *gb__bpe_str(const gb__bpe *m, int32_t id) {
-    struct gb__id_str_kv *map = m->id_str; /* stb_ds lookups write to the map variable */
+const char *gb__tok_bpe_str(const gb__tok_bpe *m, int32_t id) {
+    struct gb__tok_id_str_kv *map = m->id_str; /* stb_ds lookups write to the map variable */
     ptrdiff_t i = hmgeti(map, id);
     return i < 0 ? NULL : map[i].value;
 }
 
-size_t gb__bpe_count(const gb__bpe *m) { return (size_t)shlen(m->vocab); }
+size_t gb__tok_bpe_count(const gb__tok_bpe *m) { return (size_t)shlen(m->vocab); }
 
-static gb_status gb__bpe_add_token(gb__bpe *m, const char *tok, const gb__json *v, const char *ctx) {
+static gb_status gb__tok_bpe_add_token(gb__tok_bpe *m, const char *tok, const gb__json_json *v, const char *ctx) {
     long long id;
     if (!gb__json_int(v, &id) || id < 0 || id >= INT32_MAX)
         return gb__fail(GB_ERR_FORMAT, "%s: vocab: token '%s' has no valid id (a non-negative integer)", ctx, tok);
@@ -40,7 +40,7 @@ static gb_status gb__bpe_add_token(gb__bpe *m, const char *tok, const gb__json *
 }
 
 /* After the vocabulary is in: id -> string and the byte-fallback ids. */
-static void gb__bpe_index(gb__bpe *m) {
+static void gb__tok_bpe_index(gb__tok_bpe *m) {
     for (ptrdiff_t i = 0; i < shlen(m->vocab); i++) {
         int32_t id = m->vocab[i].value;
         hmput(m->id_str, id, m->vocab[i].key);
@@ -49,13 +49,13 @@ static void gb__bpe_index(gb__bpe *m) {
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
-        m->byte_id[b] = gb__bpe_id(m, name);
+        m->byte_id[b] = gb__tok_bpe_id(m, name);
     }
 }
 
 /* Merge number rank joins a and b (both NUL-terminated). */
-static gb_status gb__bpe_add_merge(gb__bpe *m, const char *a, const char *b, size_t rank, const char *ctx) {
-    int32_t ia = gb__bpe_id(m, a), ib = gb__bpe_id(m, b);
+static gb_status gb__tok_bpe_add_merge(gb__tok_bpe *m, const char *a, const char *b, size_t rank, const char *ctx) {
+    int32_t ia = gb__tok_bpe_id(m, a), ib = gb__tok_bpe_id(m, b);
     size_t pl = m->prefix ? strlen(m->prefix) : 0;
     const char *missing = ia < 0 ? a : ib < 0 ? b : NULL;
     if (missing)
@@ -65,9 +65,9 @@ static gb_status gb__bpe_add_merge(gb__bpe *m, const char *a, const char *b, siz
         return gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu: '%s' is shorter than continuing_subword_prefix", ctx,
                         rank, b);
     char *joined = NULL;
-    gb__bytes_add(&joined, a, strlen(a));
-    gb__bytes_add(&joined, b + pl, strlen(b + pl) + 1);
-    int32_t id = gb__bpe_id(m, joined);
+    gb__tok_bytes_add(&joined, a, strlen(a));
+    gb__tok_bytes_add(&joined, b + pl, strlen(b + pl) + 1);
+    int32_t id = gb__tok_bpe_id(m, joined);
     if (id < 0) {
         gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu ('%s' '%s') makes '%s', which is not in the vocabulary", ctx,
                  rank, a, b, joined);
@@ -81,30 +81,30 @@ static gb_status gb__bpe_add_merge(gb__bpe *m, const char *a, const char *b, siz
 }
 
 /* A merge written "a b" (legacy): exactly one space. */
-static gb_status gb__bpe_add_merge_line(gb__bpe *m, const char *line, size_t len, size_t rank, const char *ctx) {
+static gb_status gb__tok_bpe_add_merge_line(gb__tok_bpe *m, const char *line, size_t len, size_t rank, const char *ctx) {
     const char *sp = memchr(line, ' ', len);
     if (!sp || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - line)))
         return gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu ('%.*s') is not two tokens separated by one space", ctx,
                         rank + 1, (int)(len > 200 ? 200 : len), line);
     char *a = strndup(line, (size_t)(sp - line)), *b = strndup(sp + 1, len - (size_t)(sp + 1 - line));
-    gb_status st = a && b ? gb__bpe_add_merge(m, a, b, rank, ctx) : gb__fail(GB_ERR_ALLOC, "%s: out of memory", ctx);
+    gb_status st = a && b ? gb__tok_bpe_add_merge(m, a, b, rank, ctx) : gb__fail(GB_ERR_ALLOC, "%s: out of memory", ctx);
     free(a);
     free(b);
     return st;
 }
 
-static void gb__bpe_init(gb__bpe *m) {
+static void gb__tok_bpe_init(gb__tok_bpe *m) {
     memset(m, 0, sizeof *m);
     sh_new_arena(m->vocab);
     sh_new_strdup(m->cache);
 }
 
-gb_status gb__bpe_parse(gb__bpe *m, const gb__json *j, const char *ctx) {
-    gb__bpe_init(m);
+gb_status gb__tok_bpe_parse(gb__tok_bpe *m, const gb__json_json *j, const char *ctx) {
+    gb__tok_bpe_init(m);
     const char *type = gb__json_string(gb__json_get(j, "type"));
     if (type && strcmp(type, "BPE"))
         return gb__fail(GB_ERR_UNSUPPORTED, "%s: model '%s' is not supported (only BPE)", ctx, type);
-    const gb__json *vocab = gb__json_get(j, "vocab"), *merges = gb__json_get(j, "merges");
+    const gb__json_json *vocab = gb__json_get(j, "vocab"), *merges = gb__json_get(j, "merges");
     if (!gb__json_is_object(vocab) || !gb__json_is_array(merges))
         return gb__fail(GB_ERR_FORMAT, "%s: model: BPE needs a \"vocab\" object and a \"merges\" array", ctx);
     double dropout = 0;
@@ -120,23 +120,23 @@ gb_status gb__bpe_parse(gb__bpe *m, const gb__json *j, const char *ctx) {
     m->unk_token = unk ? strdup(unk) : NULL;
     m->prefix = prefix && prefix[0] ? strdup(prefix) : NULL;
     m->suffix = suffix && suffix[0] ? strdup(suffix) : NULL;
-    for (gb__json *e = gb__json_first(vocab); e; e = gb__json_next(e)) {
-        gb_status st = gb__bpe_add_token(m, gb__json_key(e), e, ctx);
+    for (gb__json_json *e = gb__json_first(vocab); e; e = gb__json_next(e)) {
+        gb_status st = gb__tok_bpe_add_token(m, gb__json_key(e), e, ctx);
         if (st != GB_OK) return st;
     }
-    gb__bpe_index(m);
+    gb__tok_bpe_index(m);
     size_t rank = 0;
-    for (gb__json *e = gb__json_first(merges); e; e = gb__json_next(e)) {
+    for (gb__json_json *e = gb__json_first(merges); e; e = gb__json_next(e)) {
         gb_status st;
         const char *line = gb__json_string(e);
         if (line) {
             if (!strncmp(line, "#version", 8)) continue;
-            st = gb__bpe_add_merge_line(m, line, strlen(line), rank, ctx);
+            st = gb__tok_bpe_add_merge_line(m, line, strlen(line), rank, ctx);
         } else {
             const char *a = gb__json_string(gb__json_at(e, 0)), *b = gb__json_string(gb__json_at(e, 1));
             if (!gb__json_is_array(e) || gb__json_size(e) != 2 || !a || !b)
                 return gb__fail(GB_ERR_FORMAT, "%s: merges: merge %zu is neither \"a b\" nor [\"a\", \"b\"]", ctx, rank);
-            st = gb__bpe_add_merge(m, a, b, rank, ctx);
+            st = gb__tok_bpe_add_merge(m, a, b, rank, ctx);
         }
         if (st != GB_OK) return st;
         rank++;
@@ -144,22 +144,22 @@ gb_status gb__bpe_parse(gb__bpe *m, const gb__json *j, const char *ctx) {
     return GB_OK;
 }
 
-gb_status gb__bpe_from_files(gb__bpe *m, const gb__json *vocab, const char *merges, size_t n, const char *vctx,
+gb_status gb__tok_bpe_from_files(gb__tok_bpe *m, const gb__json_json *vocab, const char *merges, size_t n, const char *vctx,
                              const char *ctx) {
-    gb__bpe_init(m);
+    gb__tok_bpe_init(m);
     if (!gb__json_is_object(vocab)) return gb__fail(GB_ERR_FORMAT, "%s: not a JSON object of token: id", vctx);
-    for (gb__json *e = gb__json_first(vocab); e; e = gb__json_next(e)) {
-        gb_status st = gb__bpe_add_token(m, gb__json_key(e), e, vctx);
+    for (gb__json_json *e = gb__json_first(vocab); e; e = gb__json_next(e)) {
+        gb_status st = gb__tok_bpe_add_token(m, gb__json_key(e), e, vctx);
         if (st != GB_OK) return st;
     }
-    gb__bpe_index(m);
+    gb__tok_bpe_index(m);
     size_t rank = 0;
     for (size_t at = 0; at < n;) {
         const char *nl = memchr(merges + at, '\n', n - at);
         size_t end = nl ? (size_t)(nl - merges) : n, len = end - at;
         if (len && merges[at + len - 1] == '\r') len--;
         if (!(len >= 8 && !memcmp(merges + at, "#version", 8))) {
-            gb_status st = gb__bpe_add_merge_line(m, merges + at, len, rank, ctx);
+            gb_status st = gb__tok_bpe_add_merge_line(m, merges + at, len, rank, ctx);
             if (st != GB_OK) return st;
             rank++;
         }
@@ -168,13 +168,13 @@ gb_status gb__bpe_from_files(gb__bpe *m, const gb__json *vocab, const char *merg
     return GB_OK;
 }
 
-static void gb__bpe_cache_clear(gb__bpe *m) {
+static void gb__tok_bpe_cache_clear(gb__tok_bpe *m) {
     shfree(m->cache);
     arrfree(m->cache_ids);
     sh_new_strdup(m->cache);
 }
 
-void gb__bpe_free(gb__bpe *m) {
+void gb__tok_bpe_free(gb__tok_bpe *m) {
     shfree(m->vocab);
     hmfree(m->id_str);
     hmfree(m->merges);
@@ -191,33 +191,33 @@ void gb__bpe_free(gb__bpe *m) {
 
 /* ---- one word ----------------------------------------------------------- */
 
-static bool gb__merge_less(const struct gb__bpe_merge *a, const struct gb__bpe_merge *b) {
+static bool gb__tok_merge_less(const struct gb__tok_bpe_merge *a, const struct gb__tok_bpe_merge *b) {
     return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
 }
 
 /* A 4-ary min-heap: half the depth of a binary one, and the four children
  * share a cache line, which matters for words of a million symbols (a
  * tokenizer without pre-tokenizer sees the whole text as one word). */
-static void gb__heap_push(gb__bpe *m, struct gb__bpe_merge x) {
+static void gb__tok_heap_push(gb__tok_bpe *m, struct gb__tok_bpe_merge x) {
     arrput(m->heap, x);
     size_t i = arrlenu(m->heap) - 1;
-    while (i > 0 && gb__merge_less(&x, &m->heap[(i - 1) / 4])) {
+    while (i > 0 && gb__tok_merge_less(&x, &m->heap[(i - 1) / 4])) {
         m->heap[i] = m->heap[(i - 1) / 4];
         i = (i - 1) / 4;
     }
     m->heap[i] = x;
 }
 
-static struct gb__bpe_merge gb__heap_pop(gb__bpe *m) {
-    struct gb__bpe_merge top = m->heap[0], x = arrpop(m->heap);
+static struct gb__tok_bpe_merge gb__tok_heap_pop(gb__tok_bpe *m) {
+    struct gb__tok_bpe_merge top = m->heap[0], x = arrpop(m->heap);
     size_t n = arrlenu(m->heap), i = 0;
     if (n == 0) return top;
     for (;;) {
         size_t c = 4 * i + 1, best = c;
         if (c >= n) break;
         for (size_t k = c + 1; k < c + 4 && k < n; k++)
-            if (gb__merge_less(&m->heap[k], &m->heap[best])) best = k;
-        if (!gb__merge_less(&m->heap[best], &x)) break;
+            if (gb__tok_merge_less(&m->heap[k], &m->heap[best])) best = k;
+        if (!gb__tok_merge_less(&m->heap[best], &x)) break;
         m->heap[i] = m->heap[best];
         i = best;
     }
@@ -226,81 +226,81 @@ static struct gb__bpe_merge gb__heap_pop(gb__bpe *m) {
 }
 
 /* Queue the merge of symbol pos with its right neighbour, if the pair has one. */
-static void gb__queue_pair(gb__bpe *m, int32_t pos) {
+static void gb__tok_queue_pair(gb__tok_bpe *m, int32_t pos) {
     int32_t next = m->syms[pos].next;
     if (next < 0) return;
     uint64_t key = (uint64_t)(uint32_t)m->syms[pos].id << 32 | (uint32_t)m->syms[next].id;
     ptrdiff_t k = hmgeti(m->merges, key);
     if (k >= 0)
-        gb__heap_push(m, (struct gb__bpe_merge){(uint32_t)(m->merges[k].value >> 32), (uint32_t)pos,
+        gb__tok_heap_push(m, (struct gb__tok_bpe_merge){(uint32_t)(m->merges[k].value >> 32), (uint32_t)pos,
                                                (int32_t)(uint32_t)m->merges[k].value});
 }
 
-static void gb__add_sym(gb__bpe *m, int32_t id, size_t len) {
+static void gb__tok_add_sym(gb__tok_bpe *m, int32_t id, size_t len) {
     int32_t n = (int32_t)arrlen(m->syms);
     if (n > 0) m->syms[n - 1].next = n;
-    arrput(m->syms, ((struct gb__bpe_sym){id, n - 1, -1, (uint32_t)len}));
+    arrput(m->syms, ((struct gb__tok_bpe_sym){id, n - 1, -1, (uint32_t)len}));
 }
 
 /* The lookup key of the character s[i, i+len): with the subword prefix
  * unless first, with the word suffix when last. */
-static const char *gb__char_key(gb__bpe *m, const char *s, size_t len, bool first, bool last) {
+static const char *gb__tok_char_key(gb__tok_bpe *m, const char *s, size_t len, bool first, bool last) {
     arrsetlen(m->key, 0);
-    if (!first && m->prefix) gb__bytes_add(&m->key, m->prefix, strlen(m->prefix));
-    gb__bytes_add(&m->key, s, len);
-    if (last && m->suffix) gb__bytes_add(&m->key, m->suffix, strlen(m->suffix));
+    if (!first && m->prefix) gb__tok_bytes_add(&m->key, m->prefix, strlen(m->prefix));
+    gb__tok_bytes_add(&m->key, s, len);
+    if (last && m->suffix) gb__tok_bytes_add(&m->key, m->suffix, strlen(m->suffix));
     arrput(m->key, 0);
     return m->key;
 }
 
-static gb_status gb__bpe_word(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
+static gb_status gb__tok_bpe_word(gb__tok_bpe *m, const char *s, size_t n, int32_t **ids) {
     arrsetlen(m->syms, 0);
     arrsetlen(m->heap, 0);
     int32_t unk_id = -1;
     size_t unk_len = 0; /* a pending unknown run (fuse_unk joins them) */
     for (size_t i = 0; i < n;) {
         size_t bad = 0;
-        int cl = gb__utf8_char((const unsigned char *)s + i, n - i, &bad);
+        int cl = gb__tok_utf8_char((const unsigned char *)s + i, n - i, &bad);
         if (!cl) cl = 1; /* not for well-formed pieces */
-        const char *key = gb__char_key(m, s + i, (size_t)cl, i == 0, i + (size_t)cl == n);
+        const char *key = gb__tok_char_key(m, s + i, (size_t)cl, i == 0, i + (size_t)cl == n);
         size_t keylen = arrlenu(m->key) - 1;
         /* a NUL in the piece cannot be a vocabulary key */
-        int32_t id = memchr(s + i, 0, (size_t)cl) ? -1 : gb__bpe_id(m, key);
+        int32_t id = memchr(s + i, 0, (size_t)cl) ? -1 : gb__tok_bpe_id(m, key);
         i += (size_t)cl;
         if (id >= 0) {
-            if (unk_id >= 0) gb__add_sym(m, unk_id, unk_len);
+            if (unk_id >= 0) gb__tok_add_sym(m, unk_id, unk_len);
             unk_id = -1;
-            gb__add_sym(m, id, (size_t)cl);
+            gb__tok_add_sym(m, id, (size_t)cl);
             continue;
         }
         if (m->byte_fallback) {
             bool all = true;
             for (size_t b = 0; b < keylen; b++) all = all && m->byte_id[(unsigned char)key[b]] >= 0;
             if (all) { /* as Hugging Face: a pending unknown is not flushed first */
-                for (size_t b = 0; b < keylen; b++) gb__add_sym(m, m->byte_id[(unsigned char)key[b]], 1);
+                for (size_t b = 0; b < keylen; b++) gb__tok_add_sym(m, m->byte_id[(unsigned char)key[b]], 1);
                 continue;
             }
         }
         if (!m->unk_token) continue; /* no unk token: the character is dropped */
-        int32_t uid = gb__bpe_id(m, m->unk_token);
+        int32_t uid = gb__tok_bpe_id(m, m->unk_token);
         if (uid < 0)
             return gb__fail(GB_ERR_FORMAT, "tokenizer encode: unk_token '%s' is not in the vocabulary", m->unk_token);
         if (unk_id >= 0 && m->fuse_unk) {
             unk_len += (size_t)cl;
             continue;
         }
-        if (unk_id >= 0) gb__add_sym(m, unk_id, unk_len);
+        if (unk_id >= 0) gb__tok_add_sym(m, unk_id, unk_len);
         unk_id = uid;
         unk_len = (size_t)cl;
     }
-    if (unk_id >= 0) gb__add_sym(m, unk_id, unk_len);
+    if (unk_id >= 0) gb__tok_add_sym(m, unk_id, unk_len);
 
-    for (int32_t p = 0; p + 1 < (int32_t)arrlen(m->syms); p++) gb__queue_pair(m, p);
+    for (int32_t p = 0; p + 1 < (int32_t)arrlen(m->syms); p++) gb__tok_queue_pair(m, p);
     while (arrlen(m->heap) > 0) {
-        struct gb__bpe_merge top = gb__heap_pop(m);
-        struct gb__bpe_sym *cur = &m->syms[top.pos];
+        struct gb__tok_bpe_merge top = gb__tok_heap_pop(m);
+        struct gb__tok_bpe_sym *cur = &m->syms[top.pos];
         if (cur->len == 0 || cur->next < 0) continue;
-        struct gb__bpe_sym right = m->syms[cur->next];
+        struct gb__tok_bpe_sym right = m->syms[cur->next];
         uint64_t key = (uint64_t)(uint32_t)cur->id << 32 | (uint32_t)right.id;
         ptrdiff_t k = hmgeti(m->merges, key);
         if (k < 0 || (int32_t)(uint32_t)m->merges[k].value != top.id) continue; /* stale */
@@ -309,15 +309,15 @@ static gb_status gb__bpe_word(gb__bpe *m, const char *s, size_t n, int32_t **ids
         cur->len += right.len;
         cur->next = right.next;
         if (right.next >= 0) m->syms[right.next].prev = (int32_t)top.pos;
-        if (cur->prev >= 0) gb__queue_pair(m, cur->prev);
-        gb__queue_pair(m, (int32_t)top.pos);
+        if (cur->prev >= 0) gb__tok_queue_pair(m, cur->prev);
+        gb__tok_queue_pair(m, (int32_t)top.pos);
     }
     for (size_t i = 0; i < arrlenu(m->syms); i++)
         if (m->syms[i].len) arrput(*ids, m->syms[i].id);
     return GB_OK;
 }
 
-gb_status gb__bpe_tokenize(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
+gb_status gb__tok_bpe_tokenize(gb__tok_bpe *m, const char *s, size_t n, int32_t **ids) {
     if (n == 0) return GB_OK;
     /* a piece of n bytes is at most n symbols, n ids and a key of n bytes
      * and the affixes: grown here, checked, so that the loops need not */
@@ -332,7 +332,7 @@ gb_status gb__bpe_tokenize(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
         char *k = cacheable ? key : NULL;
         if (!k) { /* long piece: ignore_merges still needs a lookup key */
             arrsetlen(m->key, 0);
-            gb__bytes_add(&m->key, s, n);
+            gb__tok_bytes_add(&m->key, s, n);
             arrput(m->key, 0);
             k = m->key;
         } else {
@@ -340,7 +340,7 @@ gb_status gb__bpe_tokenize(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
             key[n] = 0;
         }
         if (m->ignore_merges) {
-            int32_t id = gb__bpe_id(m, k);
+            int32_t id = gb__tok_bpe_id(m, k);
             if (id >= 0) {
                 arrput(*ids, id);
                 return GB_OK;
@@ -356,9 +356,9 @@ gb_status gb__bpe_tokenize(gb__bpe *m, const char *s, size_t n, int32_t **ids) {
         }
     }
     size_t before = arrlenu(*ids);
-    gb_status st = gb__bpe_word(m, s, n, ids);
+    gb_status st = gb__tok_bpe_word(m, s, n, ids);
     if (st != GB_OK || !cacheable) return st;
-    if (shlen(m->cache) >= GB__CACHE_MAX_ENTRIES) gb__bpe_cache_clear(m);
+    if (shlen(m->cache) >= GB__CACHE_MAX_ENTRIES) gb__tok_bpe_cache_clear(m);
     size_t cnt = arrlenu(*ids) - before, off = arrlenu(m->cache_ids);
     if (cnt) memcpy(arraddnptr(m->cache_ids, cnt), *ids + before, cnt * sizeof(int32_t));
     shput(m->cache, key, (uint64_t)off << 32 | cnt);

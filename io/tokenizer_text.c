@@ -18,13 +18,13 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-void gb__bytes_add(char **out, const void *s, size_t n) {
+void gb__tok_bytes_add(char **out, const void *s, size_t n) {
     if (n) memcpy(arraddnptr(*out, n), s, n);
 }
 
 /* ---- UTF-8 -------------------------------------------------------------- */
 
-int gb__utf8_char(const unsigned char *s, size_t n, size_t *bad) {
+int gb__tok_utf8_char(const unsigned char *s, size_t n, size_t *bad) {
     unsigned char c = s[0];
     if (c < 0x80) return 1;
     /* Unicode Table 3-7: the lead byte fixes the length and the range of the
@@ -54,7 +54,7 @@ int gb__utf8_char(const unsigned char *s, size_t n, size_t *bad) {
     return 0;
 }
 
-uint32_t gb__utf8_decode(const char *p, int len) {
+uint32_t gb__tok_utf8_decode(const char *p, int len) {
     const unsigned char *s = (const unsigned char *)p;
     switch (len) {
     case 1: return s[0];
@@ -66,20 +66,20 @@ uint32_t gb__utf8_decode(const char *p, int len) {
     }
 }
 
-uint32_t gb__utf8_next(const char *s, size_t n, size_t *i, int *len) {
+uint32_t gb__tok_utf8_next(const char *s, size_t n, size_t *i, int *len) {
     size_t bad = 0;
-    *len = gb__utf8_char((const unsigned char *)s + *i, n - *i, &bad);
+    *len = gb__tok_utf8_char((const unsigned char *)s + *i, n - *i, &bad);
     if (!*len) { /* not for well-formed text; step one byte rather than stall */
         *len = 1;
         *i += 1;
         return 0xfffd;
     }
-    uint32_t cp = gb__utf8_decode(s + *i, *len);
+    uint32_t cp = gb__tok_utf8_decode(s + *i, *len);
     *i += (size_t)*len;
     return cp;
 }
 
-int gb__utf8_encode(uint32_t cp, char *out) {
+int gb__tok_utf8_encode(uint32_t cp, char *out) {
     unsigned char *o = (unsigned char *)out;
     if (cp < 0x80) {
         o[0] = (unsigned char)cp;
@@ -103,31 +103,31 @@ int gb__utf8_encode(uint32_t cp, char *out) {
     return 4;
 }
 
-void gb__utf8_lossy(char **out, const char *s, size_t n) {
+void gb__tok_utf8_lossy(char **out, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0; /* run: start of well-formed bytes not yet copied */
     while (i < n) {
         size_t bad = 0;
-        int len = gb__utf8_char(u + i, n - i, &bad);
+        int len = gb__tok_utf8_char(u + i, n - i, &bad);
         if (len) {
             i += (size_t)len;
             continue;
         }
-        gb__bytes_add(out, s + run, i - run);
-        gb__bytes_add(out, "\xef\xbf\xbd", 3);
+        gb__tok_bytes_add(out, s + run, i - run);
+        gb__tok_bytes_add(out, "\xef\xbf\xbd", 3);
         i += bad;
         run = i;
     }
-    if (run < n) gb__bytes_add(out, s + run, n - run); /* s is NULL for no bytes: no offset on it */
+    if (run < n) gb__tok_bytes_add(out, s + run, n - run); /* s is NULL for no bytes: no offset on it */
 }
 
-bool gb__is_whitespace(uint32_t c) {
+bool gb__tok_is_whitespace(uint32_t c) {
     return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
            c == 0x3000;
 }
 
-bool gb__is_word(uint32_t c) {
+bool gb__tr_is_word(uint32_t c) {
     switch (utf8proc_category((utf8proc_int32_t)c)) {
     case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
     case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
@@ -142,34 +142,34 @@ bool gb__is_word(uint32_t c) {
     }
 }
 
-bool gb__is_numeric(uint32_t c) {
+bool gb__tok_is_numeric(uint32_t c) {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
 }
 
 /* ---- string lists ------------------------------------------------------- */
 
-void gb__strlist_push(gb__strlist *l, const char *s, size_t n, bool first) {
-    gb__piece p = {arrlenu(l->arena), n, first};
+void gb__tok_strlist_push(gb__tok_strlist *l, const char *s, size_t n, bool first) {
+    gb__tok_piece p = {arrlenu(l->arena), n, first};
     if (n) memcpy(arraddnptr(l->arena, n), s, n);
     arrput(l->v, p);
 }
 
-void gb__strlist_extend(gb__strlist *l, const char *s, size_t n) {
+void gb__tok_strlist_extend(gb__tok_strlist *l, const char *s, size_t n) {
     if (n) memcpy(arraddnptr(l->arena, n), s, n);
     arrlast(l->v).len += n;
 }
 
-size_t gb__strlist_len(const gb__strlist *l) { return arrlenu(l->v); }
+size_t gb__tok_strlist_len(const gb__tok_strlist *l) { return arrlenu(l->v); }
 
-void gb__strlist_free(gb__strlist *l) {
+void gb__tok_strlist_free(gb__tok_strlist *l) {
     arrfree(l->arena);
     arrfree(l->v);
 }
 
 /* ---- regular expressions ------------------------------------------------ */
 
-struct gb__regex {
+struct gb__tok_regex {
     pcre2_code *code;
     pcre2_match_data *md;
 };
@@ -177,17 +177,17 @@ struct gb__regex {
 /* Oniguruma's \s is Unicode White_Space; PCRE2's (with UCP) adds U+180E. */
 #define GB__WS "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
-static void gb__puts(char **out, const char *s) { gb__bytes_add(out, s, strlen(s)); }
+static void gb__tok_puts(char **out, const char *s) { gb__tok_bytes_add(out, s, strlen(s)); }
 
-static char *gb__regex_rewrite(const char *p) {
+static char *gb__tok_regex_rewrite(const char *p) {
     char *out = NULL;
     bool in_class = false;
     for (size_t i = 0; p[i]; i++) {
         char c = p[i];
         if (c == '\\' && p[i + 1]) {
             char e = p[++i];
-            if (e == 's') gb__puts(&out, in_class ? GB__WS : "[" GB__WS "]");
-            else if (e == 'S' && !in_class) gb__puts(&out, "[^" GB__WS "]");
+            if (e == 's') gb__tok_puts(&out, in_class ? GB__WS : "[" GB__WS "]");
+            else if (e == 'S' && !in_class) gb__tok_puts(&out, "[^" GB__WS "]");
             else {
                 arrput(out, c);
                 arrput(out, e);
@@ -205,7 +205,7 @@ static char *gb__regex_rewrite(const char *p) {
             const char *end = strstr(p + i + 2, ":]");
             if (end) {
                 size_t n = (size_t)(end + 2 - (p + i));
-                gb__bytes_add(&out, p + i, n);
+                gb__tok_bytes_add(&out, p + i, n);
                 i += n - 1;
                 continue;
             }
@@ -217,8 +217,8 @@ static char *gb__regex_rewrite(const char *p) {
     return out;
 }
 
-gb__regex *gb__regex_new(const char *pattern, bool literal, const char *ctx) {
-    char *src = literal ? NULL : gb__regex_rewrite(pattern);
+gb__tok_regex *gb__tok_regex_new(const char *pattern, bool literal, const char *ctx) {
+    char *src = literal ? NULL : gb__tok_regex_rewrite(pattern);
     const char *pat = literal ? pattern : src;
     int err = 0;
     PCRE2_SIZE off = 0;
@@ -234,7 +234,7 @@ gb__regex *gb__regex_new(const char *pattern, bool literal, const char *ctx) {
      * reports as uninitialised reads: under valgrind, use the interpreter
      * (same matches). Without JIT support pcre2_match interprets anyway. */
     if (!RUNNING_ON_VALGRIND) pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-    gb__regex *re = gb__calloc(1, sizeof *re, ctx);
+    gb__tok_regex *re = gb__calloc(1, sizeof *re, ctx);
     pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(code, NULL) : NULL;
     if (!md) {
         pcre2_code_free(code);
@@ -246,16 +246,16 @@ gb__regex *gb__regex_new(const char *pattern, bool literal, const char *ctx) {
     return re;
 }
 
-void gb__regex_free(gb__regex *re) {
+void gb__tok_regex_free(gb__tok_regex *re) {
     if (!re) return;
     pcre2_match_data_free(re->md);
     pcre2_code_free(re->code);
     free(re);
 }
 
-gb_status gb__regex_spans(const gb__regex *re, const char *s, size_t n, gb__span **spans) {
+gb_status gb__tok_regex_spans(const gb__tok_regex *re, const char *s, size_t n, gb__tok_span **spans) {
     if (n == 0) {
-        arrput(*spans, ((gb__span){0, 0, false}));
+        arrput(*spans, ((gb__tok_span){0, 0, false}));
         return GB_OK;
     }
     size_t pos = 0, prev = 0, last_match_end = SIZE_MAX;
@@ -271,19 +271,19 @@ gb_status gb__regex_spans(const gb__regex *re, const char *s, size_t n, gb__span
         size_t ms = ov[0], me = ov[1];
         if (ms == me && last_match_end == me) { /* no empty match right after a match */
             size_t bad = 0;
-            int len = pos < n ? gb__utf8_char((const unsigned char *)s + pos, n - pos, &bad) : 1;
+            int len = pos < n ? gb__tok_utf8_char((const unsigned char *)s + pos, n - pos, &bad) : 1;
             pos += len ? (size_t)len : 1;
             continue;
         }
-        if (prev != ms) arrput(*spans, ((gb__span){prev, ms, false}));
-        arrput(*spans, ((gb__span){ms, me, true}));
+        if (prev != ms) arrput(*spans, ((gb__tok_span){prev, ms, false}));
+        arrput(*spans, ((gb__tok_span){ms, me, true}));
         prev = pos = last_match_end = me;
     }
-    if (prev != n) arrput(*spans, ((gb__span){prev, n, false}));
+    if (prev != n) arrput(*spans, ((gb__tok_span){prev, n, false}));
     return GB_OK;
 }
 
-size_t gb__split_spans(gb__span *sp, size_t n, gb__split_behavior b) {
+size_t gb__tok_split_spans(gb__tok_span *sp, size_t n, gb__tok_split_behavior b) {
     size_t k = 0;
     bool prev_match = false;
     switch (b) {
@@ -328,41 +328,41 @@ size_t gb__split_spans(gb__span *sp, size_t n, gb__split_behavior b) {
 
 static const struct {
     const char *name;
-    gb__norm_kind kind;
-} gb__norm_names[] = {
+    gb__tok_norm_kind kind;
+} gb__tok_norm_names[] = {
     {"Sequence", GB__NORM_KIND_SEQUENCE}, {"NFC", GB__NORM_KIND_NFC},         {"NFD", GB__NORM_KIND_NFD},
     {"NFKC", GB__NORM_KIND_NFKC},         {"NFKD", GB__NORM_KIND_NFKD},       {"Prepend", GB__NORM_KIND_PREPEND},
     {"Replace", GB__NORM_KIND_REPLACE},   {"Lowercase", GB__NORM_KIND_LOWERCASE}, {"Strip", GB__NORM_KIND_STRIP},
 };
 
-gb__regex *gb__pattern_parse(const gb__json *j, const char *ctx, const char *what) {
+gb__tok_regex *gb__tok_pattern_parse(const gb__json_json *j, const char *ctx, const char *what) {
     const char *lit = gb__json_string(gb__json_get(j, "String"));
     const char *rx = gb__json_string(gb__json_get(j, "Regex"));
     if (!lit && !rx)
         return gb__fail_null(GB_ERR_FORMAT, "%s: %s: pattern must be {\"String\": ...} or {\"Regex\": ...}", ctx, what);
-    return gb__regex_new(lit ? lit : rx, lit != NULL, ctx);
+    return gb__tok_regex_new(lit ? lit : rx, lit != NULL, ctx);
 }
 
-static gb_status gb__norm_parse_into(gb__norm *n, const gb__json *j, const char *ctx) {
+static gb_status gb__tok_norm_parse_into(gb__tr_norm *n, const gb__json_json *j, const char *ctx) {
     const char *type = gb__json_string(gb__json_get(j, "type"));
     if (!type) return gb__fail(GB_ERR_FORMAT, "%s: normalizer has no \"type\"", ctx);
-    size_t k = 0, nk = sizeof gb__norm_names / sizeof gb__norm_names[0];
-    while (k < nk && strcmp(gb__norm_names[k].name, type)) k++;
+    size_t k = 0, nk = sizeof gb__tok_norm_names / sizeof gb__tok_norm_names[0];
+    while (k < nk && strcmp(gb__tok_norm_names[k].name, type)) k++;
     if (k == nk)
         return gb__fail(GB_ERR_UNSUPPORTED,
                         "%s: normalizer '%s' is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Prepend, "
                         "Replace, Lowercase, Strip)",
                         ctx, type);
-    n->kind = gb__norm_names[k].kind;
+    n->kind = gb__tok_norm_names[k].kind;
     switch (n->kind) {
     case GB__NORM_KIND_SEQUENCE: {
-        const gb__json *items = gb__json_get(j, "normalizers");
+        const gb__json_json *items = gb__json_get(j, "normalizers");
         if (!gb__json_is_array(items)) return gb__fail(GB_ERR_FORMAT, "%s: normalizer Sequence has no \"normalizers\" array", ctx);
         n->nitems = gb__json_size(items);
         n->items = gb__calloc((size_t)n->nitems, sizeof *n->items, ctx);
         if (!n->items) return GB_ERR_ALLOC;
         for (int i = 0; i < n->nitems; i++) {
-            gb_status st = gb__norm_parse_into(&n->items[i], gb__json_at(items, i), ctx);
+            gb_status st = gb__tok_norm_parse_into(&n->items[i], gb__json_at(items, i), ctx);
             if (st != GB_OK) {
                 n->nitems = i + 1; /* so that free sees what was made */
                 return st;
@@ -380,7 +380,7 @@ static gb_status gb__norm_parse_into(gb__norm *n, const gb__json *j, const char 
         const char *s = gb__json_string(gb__json_get(j, "content"));
         if (!s) return gb__fail(GB_ERR_FORMAT, "%s: normalizer Replace has no \"content\" string", ctx);
         n->text = strdup(s);
-        n->re = gb__pattern_parse(gb__json_get(j, "pattern"), ctx, "normalizer Replace");
+        n->re = gb__tok_pattern_parse(gb__json_get(j, "pattern"), ctx, "normalizer Replace");
         return n->re ? GB_OK : gb_last_status();
     }
     case GB__NORM_KIND_STRIP:
@@ -393,74 +393,74 @@ static gb_status gb__norm_parse_into(gb__norm *n, const gb__json *j, const char 
     }
 }
 
-static void gb__norm_clear(gb__norm *n) {
-    for (int i = 0; i < n->nitems; i++) gb__norm_clear(&n->items[i]);
+static void gb__tok_norm_clear(gb__tr_norm *n) {
+    for (int i = 0; i < n->nitems; i++) gb__tok_norm_clear(&n->items[i]);
     free(n->items);
     free(n->text);
-    gb__regex_free(n->re);
+    gb__tok_regex_free(n->re);
 }
 
-void gb__norm_free(gb__norm *n) {
+void gb__tok_norm_free(gb__tr_norm *n) {
     if (!n) return;
-    gb__norm_clear(n);
+    gb__tok_norm_clear(n);
     free(n);
 }
 
-gb__norm *gb__norm_parse(const gb__json *j, const char *ctx) {
-    gb__norm *n = gb__calloc(1, sizeof *n, ctx);
+gb__tr_norm *gb__tok_norm_parse(const gb__json_json *j, const char *ctx) {
+    gb__tr_norm *n = gb__calloc(1, sizeof *n, ctx);
     if (!n) return NULL;
-    if (gb__norm_parse_into(n, j, ctx) != GB_OK) {
-        gb__norm_free(n);
+    if (gb__tok_norm_parse_into(n, j, ctx) != GB_OK) {
+        gb__tok_norm_free(n);
         return NULL;
     }
     return n;
 }
 
 /* Replace every match of re in s by text, into *out. */
-static gb_status gb__replace(const gb__regex *re, const char *text, const char *s, size_t n, char **out) {
-    gb__span *sp = NULL;
-    gb_status st = gb__regex_spans(re, s, n, &sp);
+static gb_status gb__tok_replace(const gb__tok_regex *re, const char *text, const char *s, size_t n, char **out) {
+    gb__tok_span *sp = NULL;
+    gb_status st = gb__tok_regex_spans(re, s, n, &sp);
     for (size_t i = 0; st == GB_OK && i < arrlenu(sp); i++) {
         const char *src = sp[i].match ? text : s + sp[i].start;
         size_t len = sp[i].match ? strlen(text) : sp[i].end - sp[i].start;
-        gb__bytes_add(out, src, len);
+        gb__tok_bytes_add(out, src, len);
     }
     arrfree(sp);
     return st;
 }
 
-static gb_status gb__unicode_map(const char *s, size_t n, int opts, char **out) {
+static gb_status gb__tok_unicode_map(const char *s, size_t n, int opts, char **out) {
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
                                         (utf8proc_option_t)(opts | UTF8PROC_STABLE));
     if (len < 0) return gb__fail(GB_ERR_ARG, "tokenizer_encode: normalization failed: %s", utf8proc_errmsg(len));
-    gb__bytes_add(out, dst, (size_t)len);
+    gb__tok_bytes_add(out, dst, (size_t)len);
     free(dst);
     return GB_OK;
 }
 
-static gb_status gb__norm_one(const gb__norm *nm, const char *s, size_t n, char **out) {
+static gb_status gb__tok_norm_one(const gb__tr_norm *nm, const char *s, size_t n, char **out) {
     switch (nm->kind) {
-    case GB__NORM_KIND_NFC: return gb__unicode_map(s, n, UTF8PROC_COMPOSE, out);
-    case GB__NORM_KIND_NFD: return gb__unicode_map(s, n, UTF8PROC_DECOMPOSE, out);
-    case GB__NORM_KIND_NFKC: return gb__unicode_map(s, n, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, out);
-    case GB__NORM_KIND_NFKD: return gb__unicode_map(s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, out);
+    case GB__NORM_KIND_NFC: return gb__tok_unicode_map(s, n, UTF8PROC_COMPOSE, out);
+    case GB__NORM_KIND_NFD: return gb__tok_unicode_map(s, n, UTF8PROC_DECOMPOSE, out);
+    case GB__NORM_KIND_NFKC: return gb__tok_unicode_map(s, n, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, out);
+    case GB__NORM_KIND_NFKD: return gb__tok_unicode_map(s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, out);
     case GB__NORM_KIND_PREPEND:
-        if (n) gb__puts(out, nm->text);
-        gb__bytes_add(out, s, n);
+        if (n) gb__tok_puts(out, nm->text);
+        gb__tok_bytes_add(out, s, n);
         return GB_OK;
-    case GB__NORM_KIND_REPLACE: return gb__replace(nm->re, nm->text, s, n, out);
+    case GB__NORM_KIND_REPLACE: return gb__tok_replace(nm->re, nm->text, s, n, out);
     case GB__NORM_KIND_LOWERCASE:
         for (size_t i = 0; i < n;) {
             size_t bad = 0;
-            int len = gb__utf8_char((const unsigned char *)s + i, n - i, &bad);
-            uint32_t cp = gb__utf8_decode(s + i, len);
+            int len = gb__tok_utf8_char((const unsigned char *)s + i, n - i, &bad);
+            uint32_t cp = gb__tok_utf8_decode(s + i, len);
             char buf[4];
             if (cp == 0x130) { /* İ lowercases to two characters (Rust's to_lowercase) */
-                gb__puts(out, "i\xcc\x87");
+                gb__tok_puts(out, "i\xcc\x87");
             } else {
-                int m = gb__utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), buf);
-                gb__bytes_add(out, buf, (size_t)m);
+                int m = gb__tok_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), buf);
+                gb__tok_bytes_add(out, buf, (size_t)m);
             }
             i += (size_t)len;
         }
@@ -469,27 +469,27 @@ static gb_status gb__norm_one(const gb__norm *nm, const char *s, size_t n, char 
         size_t a = 0, b = n;
         while (nm->left && a < b) {
             size_t bad = 0;
-            int len = gb__utf8_char((const unsigned char *)s + a, b - a, &bad);
-            if (!gb__is_whitespace(gb__utf8_decode(s + a, len))) break;
+            int len = gb__tok_utf8_char((const unsigned char *)s + a, b - a, &bad);
+            if (!gb__tok_is_whitespace(gb__tok_utf8_decode(s + a, len))) break;
             a += (size_t)len;
         }
         while (nm->right && b > a) {
             size_t c = b - 1;
             while (c > a && ((unsigned char)s[c] & 0xc0) == 0x80) c--;
-            if (!gb__is_whitespace(gb__utf8_decode(s + c, (int)(b - c)))) break;
+            if (!gb__tok_is_whitespace(gb__tok_utf8_decode(s + c, (int)(b - c)))) break;
             b = c;
         }
-        gb__bytes_add(out, s + a, b - a);
+        gb__tok_bytes_add(out, s + a, b - a);
         return GB_OK;
     }
     case GB__NORM_KIND_SEQUENCE: break;
     }
     /* Sequence: each normalizer reads the previous one's output. */
     char *cur = NULL;
-    gb__bytes_add(&cur, s, n);
+    gb__tok_bytes_add(&cur, s, n);
     for (int i = 0; i < nm->nitems; i++) {
         char *next = NULL;
-        gb_status st = gb__norm_one(&nm->items[i], cur, arrlenu(cur), &next);
+        gb_status st = gb__tok_norm_one(&nm->items[i], cur, arrlenu(cur), &next);
         arrfree(cur);
         cur = next;
         if (st != GB_OK) {
@@ -497,12 +497,12 @@ static gb_status gb__norm_one(const gb__norm *nm, const char *s, size_t n, char 
             return st;
         }
     }
-    gb__bytes_add(out, cur, arrlenu(cur));
+    gb__tok_bytes_add(out, cur, arrlenu(cur));
     arrfree(cur);
     return GB_OK;
 }
 
-gb_status gb__norm_apply(const gb__norm *nm, const char *s, size_t n, char **out) {
+gb_status gb__tok_norm_apply(const gb__tr_norm *nm, const char *s, size_t n, char **out) {
     arrsetlen(*out, 0);
-    return gb__norm_one(nm, s, n, out);
+    return gb__tok_norm_one(nm, s, n, out);
 }

@@ -35,34 +35,34 @@
 #define GB__OP "tokenizer_train_bpe"
 
 /* (left, right) as one key; its numeric order is the tie-break order. */
-static inline uint64_t gb__pair(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
-static inline int32_t gb__pair_left(uint64_t p) { return (int32_t)(p >> 32); }
-static inline int32_t gb__pair_right(uint64_t p) { return (int32_t)(uint32_t)p; }
+static inline uint64_t gb__tok_pair(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
+static inline int32_t gb__tok_pair_left(uint64_t p) { return (int32_t)(p >> 32); }
+static inline int32_t gb__tok_pair_right(uint64_t p) { return (int32_t)(uint32_t)p; }
 
-typedef struct gb__tword {
+typedef struct gb__tok_tword {
     int64_t count;
     size_t off;   /* symbols at syms[off, off + len) */
     uint32_t len;
-} gb__tword;
+} gb__tok_tword;
 
-typedef struct gb__pair_info {
+typedef struct gb__tok_pair_info {
     int64_t count;
     int32_t *where; /* stb_ds array: words it occurs in (ascending; may list words it has left) */
-} gb__pair_info;
+} gb__tok_pair_info;
 
-typedef struct gb__heap_item {
+typedef struct gb__tok_heap_item {
     int64_t count;
     uint64_t pair;
-} gb__heap_item;
+} gb__tok_heap_item;
 
-typedef struct gb__trainer {
-    gb__tword *words;   /* stb_ds array */
+typedef struct gb__tok_trainer {
+    gb__tok_tword *words;   /* stb_ds array */
     int32_t *syms;      /* stb_ds array: the words' symbols */
-    struct gb__tpair_kv {
+    struct gb__tok_tpair_kv {
         uint64_t key;
-        gb__pair_info value;
+        gb__tok_pair_info value;
     } *pairs;           /* stb_ds hash map */
-    gb__heap_item *heap; /* stb_ds array, a binary max-heap */
+    gb__tok_heap_item *heap; /* stb_ds array, a binary max-heap */
     uint64_t *grown;    /* stb_ds array: pairs whose count the current merge raised (with repeats) */
     char **tokens;      /* stb_ds array: id -> token (malloc'd, GPT-2's characters) */
     struct gb__tok_kv {
@@ -71,37 +71,37 @@ typedef struct gb__trainer {
     } *token_ids;       /* stb_ds string map: token -> id */
     uint64_t *merges;   /* stb_ds array: merged pairs in order */
     int32_t byte_id[256];
-} gb__trainer;
+} gb__tok_trainer;
 
 /* ---- the heap ----------------------------------------------------------- */
 
-static bool gb__heap_before(gb__heap_item a, gb__heap_item b) {
+static bool gb__tok_heap_before(gb__tok_heap_item a, gb__tok_heap_item b) {
     return a.count > b.count || (a.count == b.count && a.pair < b.pair);
 }
 
-static void gb__heap_push(gb__trainer *t, int64_t count, uint64_t pair) {
-    arrput(t->heap, ((gb__heap_item){count, pair}));
-    gb__heap_item *h = t->heap;
+static void gb__tok_heap_push(gb__tok_trainer *t, int64_t count, uint64_t pair) {
+    arrput(t->heap, ((gb__tok_heap_item){count, pair}));
+    gb__tok_heap_item *h = t->heap;
     for (size_t i = arrlenu(h) - 1; i > 0;) {
         size_t up = (i - 1) / 2;
-        if (!gb__heap_before(h[i], h[up])) break;
-        gb__heap_item tmp = h[i];
+        if (!gb__tok_heap_before(h[i], h[up])) break;
+        gb__tok_heap_item tmp = h[i];
         h[i] = h[up];
         h[up] = tmp;
         i = up;
     }
 }
 
-static gb__heap_item gb__heap_pop(gb__trainer *t) {
-    gb__heap_item *h = t->heap, top = h[0];
+static gb__tok_heap_item gb__tok_heap_pop(gb__tok_trainer *t) {
+    gb__tok_heap_item *h = t->heap, top = h[0];
     h[0] = arrpop(t->heap);
     size_t n = arrlenu(t->heap);
     for (size_t i = 0;;) {
         size_t l = 2 * i + 1, r = l + 1, best = i;
-        if (l < n && gb__heap_before(h[l], h[best])) best = l;
-        if (r < n && gb__heap_before(h[r], h[best])) best = r;
+        if (l < n && gb__tok_heap_before(h[l], h[best])) best = l;
+        if (r < n && gb__tok_heap_before(h[r], h[best])) best = r;
         if (best == i) break;
-        gb__heap_item tmp = h[i];
+        gb__tok_heap_item tmp = h[i];
         h[i] = h[best];
         h[best] = tmp;
         i = best;
@@ -115,13 +115,13 @@ static gb__heap_item gb__heap_pop(gb__trainer *t) {
  * (words come in ascending order within a merge, so comparing with the last
  * one listed avoids most repeats; a word listed twice costs a merge that
  * finds nothing) and marks the pair to be pushed on the heap again. */
-static void gb__pair_add(gb__trainer *t, uint64_t pair, int64_t delta, int32_t w) {
+static void gb__tok_pair_add(gb__tok_trainer *t, uint64_t pair, int64_t delta, int32_t w) {
     ptrdiff_t k = hmgeti(t->pairs, pair);
     if (k < 0) {
-        hmput(t->pairs, pair, ((gb__pair_info){0, NULL}));
+        hmput(t->pairs, pair, ((gb__tok_pair_info){0, NULL}));
         k = hmgeti(t->pairs, pair);
     }
-    gb__pair_info *p = &t->pairs[k].value;
+    gb__tok_pair_info *p = &t->pairs[k].value;
     p->count += delta;
     if (delta > 0) {
         if (arrlenu(p->where) == 0 || arrlast(p->where) != w) arrput(p->where, w);
@@ -129,7 +129,7 @@ static void gb__pair_add(gb__trainer *t, uint64_t pair, int64_t delta, int32_t w
     }
 }
 
-static void gb__pair_drop(gb__trainer *t, uint64_t pair) {
+static void gb__tok_pair_drop(gb__tok_trainer *t, uint64_t pair) {
     ptrdiff_t k = hmgeti(t->pairs, pair);
     if (k < 0) return;
     arrfree(t->pairs[k].value.where);
@@ -137,31 +137,31 @@ static void gb__pair_drop(gb__trainer *t, uint64_t pair) {
 }
 
 /* word (its pre-token, in GPT-2's characters) -> index into words */
-typedef struct gb__word_kv {
+typedef struct gb__tok_word_kv {
     char *key;
     int32_t value;
-} gb__word_kv;
+} gb__tok_word_kv;
 
 /* Count the pieces of one stretch of text (no special tokens in it); key is scratch. */
-static gb_status gb__count_words(gb__trainer *t, const gb__pre *pre, const char *s, size_t n, gb__word_kv **index,
+static gb_status gb__tok_count_words(gb__tok_trainer *t, const gb__tok_pre *pre, const char *s, size_t n, gb__tok_word_kv **index,
                                  char **key) {
-    gb__strlist in = {0}, out = {0};
-    gb__strlist_push(&in, s, n, true);
-    gb_status st = gb__pre_apply(pre, &in, &out);
-    for (size_t i = 0; st == GB_OK && i < gb__strlist_len(&out); i++) {
-        const char *piece = gb__strlist_str(&out, i);
+    gb__tok_strlist in = {0}, out = {0};
+    gb__tok_strlist_push(&in, s, n, true);
+    gb_status st = gb__tok_pre_apply(pre, &in, &out);
+    for (size_t i = 0; st == GB_OK && i < gb__tok_strlist_len(&out); i++) {
+        const char *piece = gb__tok_strlist_str(&out, i);
         size_t len = out.v[i].len;
         arrsetlen(*key, 0);
-        gb__bytes_add(key, piece, len);
+        gb__tok_bytes_add(key, piece, len);
         arrput(*key, 0);
         ptrdiff_t k = shgeti(*index, *key);
         if (k < 0) {
             /* a new word, spelled in byte tokens (its characters stand for bytes) */
-            gb__tword w = {0, arrlenu(t->syms), 0};
+            gb__tok_tword w = {0, arrlenu(t->syms), 0};
             for (size_t at = 0; at < len;) {
                 int clen;
-                uint32_t cp = gb__utf8_next(piece, len, &at, &clen);
-                arrput(t->syms, t->byte_id[gb__byte_level_byte(cp)]);
+                uint32_t cp = gb__tok_utf8_next(piece, len, &at, &clen);
+                arrput(t->syms, t->byte_id[gb__tok_byte_level_byte(cp)]);
                 w.len++;
             }
             arrput(t->words, w);
@@ -170,21 +170,21 @@ static gb_status gb__count_words(gb__trainer *t, const gb__pre *pre, const char 
         }
         t->words[(*index)[k].value].count++;
     }
-    gb__strlist_free(&in);
-    gb__strlist_free(&out);
+    gb__tok_strlist_free(&in);
+    gb__tok_strlist_free(&out);
     return st;
 }
 
 /* Words of the whole text: ill-formed UTF-8 replaced, cut at the special
  * tokens (leftmost, then longest, as encoding matches them), each stretch
  * pre-tokenized. */
-static gb_status gb__collect_words(gb__trainer *t, const char *text, size_t len, const char *const *special) {
+static gb_status gb__tok_collect_words(gb__tok_trainer *t, const char *text, size_t len, const char *const *special) {
     char *clean = NULL, *key = NULL;
-    gb__utf8_lossy(&clean, text, len);
+    gb__tok_utf8_lossy(&clean, text, len);
     size_t n = arrlenu(clean);
-    gb__word_kv *index = NULL;
+    gb__tok_word_kv *index = NULL;
     sh_new_arena(index);
-    gb__pre *pre = gb__pre_byte_level(GB__OP);
+    gb__tok_pre *pre = gb__tok_pre_byte_level(GB__OP);
     gb_status st = pre ? GB_OK : gb_last_status();
     /* next[i]: where special token i next occurs at or after pos (n: nowhere) */
     size_t nsp = 0, *next = NULL;
@@ -201,11 +201,11 @@ static gb_status gb__collect_words(gb__trainer *t, const char *text, size_t len,
             }
             if (next[i] < at || (next[i] == at && at < n && sl > mlen)) at = next[i], mlen = sl;
         }
-        if (at > pos) st = gb__count_words(t, pre, clean + pos, at - pos, &index, &key);
+        if (at > pos) st = gb__tok_count_words(t, pre, clean + pos, at - pos, &index, &key);
         pos = at + mlen;
     }
     free(next);
-    gb__pre_free(pre);
+    gb__tok_pre_free(pre);
     shfree(index);
     arrfree(key);
     arrfree(clean);
@@ -214,7 +214,7 @@ static gb_status gb__collect_words(gb__trainer *t, const char *text, size_t len,
 
 /* ---- training ----------------------------------------------------------- */
 
-static void gb__add_token(gb__trainer *t, char *tok) {
+static void gb__tok_add_token(gb__tok_trainer *t, char *tok) {
     arrput(t->tokens, tok);
     shput(t->token_ids, tok, (int32_t)arrlen(t->tokens) - 1);
 }
@@ -222,24 +222,24 @@ static void gb__add_token(gb__trainer *t, char *tok) {
 /* The 256 byte tokens in GPT-2's order: the bytes whose character is
  * themselves, then the others, each group in byte order (ids 0-255 are
  * GPT-2's). */
-static gb_status gb__byte_tokens(gb__trainer *t) {
+static gb_status gb__tok_byte_tokens(gb__tok_trainer *t) {
     for (int pass = 0; pass < 2; pass++)
         for (int b = 0; b < 256; b++) {
-            uint32_t cp = gb__byte_level_cp((unsigned char)b);
+            uint32_t cp = gb__tok_byte_level_cp((unsigned char)b);
             if ((cp == (uint32_t)b) != (pass == 0)) continue;
             char *s = gb__calloc(5, 1, GB__OP);
             if (!s) return GB_ERR_ALLOC;
-            gb__utf8_encode(cp, s);
+            gb__tok_utf8_encode(cp, s);
             t->byte_id[b] = (int32_t)arrlen(t->tokens);
-            gb__add_token(t, s);
+            gb__tok_add_token(t, s);
         }
     return GB_OK;
 }
 
 /* Merge pair (a, b) into c in word w, adjusting the counts of the pairs
  * around each occurrence. */
-static void gb__merge_word(gb__trainer *t, int32_t w, int32_t a, int32_t b, int32_t c) {
-    uint64_t merged = gb__pair(a, b);
+static void gb__tok_merge_word(gb__tok_trainer *t, int32_t w, int32_t a, int32_t b, int32_t c) {
+    uint64_t merged = gb__tok_pair(a, b);
     int64_t k = t->words[w].count;
     int32_t *s = t->syms + t->words[w].off;
     uint32_t n = t->words[w].len, j = 0;
@@ -247,12 +247,12 @@ static void gb__merge_word(gb__trainer *t, int32_t w, int32_t a, int32_t b, int3
         if (i + 1 < n && s[i] == a && s[i + 1] == b) {
             /* s[j - 1] is what precedes the pair now (it may be a c just made) */
             if (j > 0) {
-                if (gb__pair(s[j - 1], a) != merged) gb__pair_add(t, gb__pair(s[j - 1], a), -k, w);
-                gb__pair_add(t, gb__pair(s[j - 1], c), k, w);
+                if (gb__tok_pair(s[j - 1], a) != merged) gb__tok_pair_add(t, gb__tok_pair(s[j - 1], a), -k, w);
+                gb__tok_pair_add(t, gb__tok_pair(s[j - 1], c), k, w);
             }
             if (i + 2 < n) {
-                if (gb__pair(b, s[i + 2]) != merged) gb__pair_add(t, gb__pair(b, s[i + 2]), -k, w);
-                gb__pair_add(t, gb__pair(c, s[i + 2]), k, w);
+                if (gb__tok_pair(b, s[i + 2]) != merged) gb__tok_pair_add(t, gb__tok_pair(b, s[i + 2]), -k, w);
+                gb__tok_pair_add(t, gb__tok_pair(c, s[i + 2]), k, w);
             }
             s[j++] = c;
             i++;
@@ -263,28 +263,28 @@ static void gb__merge_word(gb__trainer *t, int32_t w, int32_t a, int32_t b, int3
     t->words[w].len = j;
 }
 
-static int gb__cmp_u64(const void *a, const void *b) {
+static int gb__tok_cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static gb_status gb__train(gb__trainer *t, int target) {
+static gb_status gb__tok_train(gb__tok_trainer *t, int target) {
     for (size_t w = 0; w < arrlenu(t->words); w++) {
         const int32_t *s = t->syms + t->words[w].off;
         for (uint32_t i = 0; i + 1 < t->words[w].len; i++)
-            gb__pair_add(t, gb__pair(s[i], s[i + 1]), t->words[w].count, (int32_t)w);
+            gb__tok_pair_add(t, gb__tok_pair(s[i], s[i + 1]), t->words[w].count, (int32_t)w);
     }
-    for (size_t i = 0; i < hmlenu(t->pairs); i++) gb__heap_push(t, t->pairs[i].value.count, t->pairs[i].key);
+    for (size_t i = 0; i < hmlenu(t->pairs); i++) gb__tok_heap_push(t, t->pairs[i].value.count, t->pairs[i].key);
     while ((int)arrlen(t->tokens) < target && arrlenu(t->heap)) {
-        gb__heap_item top = gb__heap_pop(t);
+        gb__tok_heap_item top = gb__tok_heap_pop(t);
         ptrdiff_t k = hmgeti(t->pairs, top.pair);
         int64_t now = k < 0 ? 0 : t->pairs[k].value.count;
         if (now != top.count) {
-            if (now > 0) gb__heap_push(t, now, top.pair);
-            else gb__pair_drop(t, top.pair);
+            if (now > 0) gb__tok_heap_push(t, now, top.pair);
+            else gb__tok_pair_drop(t, top.pair);
             continue;
         }
-        int32_t a = gb__pair_left(top.pair), b = gb__pair_right(top.pair);
+        int32_t a = gb__tok_pair_left(top.pair), b = gb__tok_pair_right(top.pair);
         size_t la = strlen(t->tokens[a]), lb = strlen(t->tokens[b]);
         char *tok = gb__malloc(la + lb + 1, GB__OP);
         if (!tok) return GB_ERR_ALLOC;
@@ -295,27 +295,27 @@ static gb_status gb__train(gb__trainer *t, int target) {
         ptrdiff_t same = shgeti(t->token_ids, tok);
         int32_t c = same >= 0 ? t->token_ids[same].value : (int32_t)arrlen(t->tokens);
         if (same >= 0) free(tok);
-        else gb__add_token(t, tok);
+        else gb__tok_add_token(t, tok);
         arrput(t->merges, top.pair);
         int32_t *where = t->pairs[k].value.where;
         t->pairs[k].value.where = NULL;
-        gb__pair_drop(t, top.pair);
+        gb__tok_pair_drop(t, top.pair);
         arrsetlen(t->grown, 0);
-        for (size_t i = 0; i < arrlenu(where); i++) gb__merge_word(t, where[i], a, b, c);
+        for (size_t i = 0; i < arrlenu(where); i++) gb__tok_merge_word(t, where[i], a, b, c);
         arrfree(where);
         /* every pair that grew (each contains c) goes on the heap once, with its count now */
-        qsort(t->grown, arrlenu(t->grown), sizeof *t->grown, gb__cmp_u64);
+        qsort(t->grown, arrlenu(t->grown), sizeof *t->grown, gb__tok_cmp_u64);
         for (size_t i = 0; i < arrlenu(t->grown); i++) {
             if (i > 0 && t->grown[i] == t->grown[i - 1]) continue;
             ptrdiff_t f = hmgeti(t->pairs, t->grown[i]);
-            if (f >= 0 && t->pairs[f].value.count > 0) gb__heap_push(t, t->pairs[f].value.count, t->grown[i]);
-            else gb__pair_drop(t, t->grown[i]);
+            if (f >= 0 && t->pairs[f].value.count > 0) gb__tok_heap_push(t, t->pairs[f].value.count, t->grown[i]);
+            else gb__tok_pair_drop(t, t->grown[i]);
         }
     }
     return GB_OK;
 }
 
-static void gb__trainer_free(gb__trainer *t) {
+static void gb__tok_trainer_free(gb__tok_trainer *t) {
     arrfree(t->words);
     arrfree(t->syms);
     for (size_t i = 0; i < hmlenu(t->pairs); i++) arrfree(t->pairs[i].value.where);
@@ -332,8 +332,8 @@ static void gb__trainer_free(gb__trainer *t) {
 
 /* ByteLevel with GPT-2's settings, as GPT-2's tokenizer.json writes its
  * pre-tokenizer, post-processor and decoder. */
-static bool gb__set_byte_level(gb__json *obj, const char *key) {
-    gb__json *j = gb__json_new_object();
+static bool gb__tok_set_byte_level(gb__json_json *obj, const char *key) {
+    gb__json_json *j = gb__json_new_object();
     return gb__json_set(obj, key, j) && gb__json_set(j, "type", gb__json_new_string("ByteLevel")) &&
            gb__json_set(j, "add_prefix_space", gb__json_new_bool(false)) &&
            gb__json_set(j, "trim_offsets", gb__json_new_bool(true)) &&
@@ -341,7 +341,7 @@ static bool gb__set_byte_level(gb__json *obj, const char *key) {
 }
 
 /* Fill v with token -> id for every token and special token, in id order. */
-static bool gb__fill_vocab(gb__json *v, const gb__trainer *t, const char *const *special) {
+static bool gb__tok_fill_vocab(gb__json_json *v, const gb__tok_trainer *t, const char *const *special) {
     bool ok = v != NULL;
     int32_t id = 0;
     for (; ok && id < (int32_t)arrlen(t->tokens); id++) ok = gb__json_set(v, t->tokens[id], gb__json_new_number(id));
@@ -353,13 +353,13 @@ static bool gb__fill_vocab(gb__json *v, const gb__trainer *t, const char *const 
 /* tokenizer.json with GPT-2's structure and key order. Containers are
  * attached to their parent as soon as they exist, so freeing root frees
  * everything whatever fails. */
-static gb__json *gb__tokenizer_json(const gb__trainer *t, const char *const *special, bool *ok) {
-    gb__json *root = gb__json_new_object(), *added = NULL, *model = NULL, *vocab = NULL, *merges = NULL;
+static gb__json_json *gb__tok_tokenizer_json(const gb__tok_trainer *t, const char *const *special, bool *ok) {
+    gb__json_json *root = gb__json_new_object(), *added = NULL, *model = NULL, *vocab = NULL, *merges = NULL;
     *ok = root && gb__json_set(root, "version", gb__json_new_string("1.0")) &&
           gb__json_set(root, "truncation", gb__json_new_null()) && gb__json_set(root, "padding", gb__json_new_null()) &&
           gb__json_set(root, "added_tokens", added = gb__json_new_array()) &&
-          gb__json_set(root, "normalizer", gb__json_new_null()) && gb__set_byte_level(root, "pre_tokenizer") &&
-          gb__set_byte_level(root, "post_processor") && gb__set_byte_level(root, "decoder") &&
+          gb__json_set(root, "normalizer", gb__json_new_null()) && gb__tok_set_byte_level(root, "pre_tokenizer") &&
+          gb__tok_set_byte_level(root, "post_processor") && gb__tok_set_byte_level(root, "decoder") &&
           gb__json_set(root, "model", model = gb__json_new_object()) &&
           gb__json_set(model, "type", gb__json_new_string("BPE")) &&
           gb__json_set(model, "dropout", gb__json_new_null()) && gb__json_set(model, "unk_token", gb__json_new_null()) &&
@@ -369,10 +369,10 @@ static gb__json *gb__tokenizer_json(const gb__trainer *t, const char *const *spe
           gb__json_set(model, "byte_fallback", gb__json_new_bool(false)) &&
           gb__json_set(model, "ignore_merges", gb__json_new_bool(false)) &&
           gb__json_set(model, "vocab", vocab = gb__json_new_object()) &&
-          gb__json_set(model, "merges", merges = gb__json_new_array()) && gb__fill_vocab(vocab, t, special);
+          gb__json_set(model, "merges", merges = gb__json_new_array()) && gb__tok_fill_vocab(vocab, t, special);
     int32_t id = (int32_t)arrlen(t->tokens);
     for (const char *const *sp = special; *ok && sp && *sp; sp++, id++) {
-        gb__json *a = gb__json_new_object();
+        gb__json_json *a = gb__json_new_object();
         *ok = gb__json_push(added, a) && gb__json_set(a, "id", gb__json_new_number(id)) &&
               gb__json_set(a, "content", gb__json_new_string(*sp)) &&
               gb__json_set(a, "single_word", gb__json_new_bool(false)) &&
@@ -382,18 +382,18 @@ static gb__json *gb__tokenizer_json(const gb__trainer *t, const char *const *spe
               gb__json_set(a, "special", gb__json_new_bool(true));
     }
     for (size_t i = 0; *ok && i < arrlenu(t->merges); i++) {
-        gb__json *m = gb__json_new_array();
+        gb__json_json *m = gb__json_new_array();
         *ok = gb__json_push(merges, m) &&
-              gb__json_push(m, gb__json_new_string(t->tokens[gb__pair_left(t->merges[i])])) &&
-              gb__json_push(m, gb__json_new_string(t->tokens[gb__pair_right(t->merges[i])]));
+              gb__json_push(m, gb__json_new_string(t->tokens[gb__tok_pair_left(t->merges[i])])) &&
+              gb__json_push(m, gb__json_new_string(t->tokens[gb__tok_pair_right(t->merges[i])]));
     }
     return root;
 }
 
 /* transformers' files: the first special token is BOS, EOS and UNK, as
  * GPT-2's <|endoftext|> is (with_class adds the tokenizer's class). */
-static gb__json *gb__special_map_json(const char *first, bool with_class, bool *ok) {
-    gb__json *j = gb__json_new_object();
+static gb__json_json *gb__tok_special_map_json(const char *first, bool with_class, bool *ok) {
+    gb__json_json *j = gb__json_new_object();
     *ok = j != NULL;
     if (*ok && with_class)
         *ok = gb__json_set(j, "tokenizer_class", gb__json_new_string("GPT2Tokenizer")) &&
@@ -404,36 +404,36 @@ static gb__json *gb__special_map_json(const char *first, bool with_class, bool *
 }
 
 /* Write j (freed) as dir/name. */
-static gb_status gb__write_json(const char *dir, const char *name, gb__json *j, bool ok) {
+static gb_status gb__tok_write_json(const char *dir, const char *name, gb__json_json *j, bool ok) {
     char *text = ok ? gb__json_print(j) : NULL;
     gb__json_free(j);
     if (!text) return gb__fail(GB_ERR_ALLOC, GB__OP ": out of memory writing %s", name);
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    gb_status st = gb__file_write(path, text, strlen(text), 0, GB__OP);
+    gb_status st = gb__io_file_write(path, text, strlen(text), 0, GB__OP);
     free(text);
     return st;
 }
 
-static gb_status gb__write_merges(const gb__trainer *t, const char *dir) {
+static gb_status gb__tok_write_merges(const gb__tok_trainer *t, const char *dir) {
     char *text = NULL;
-    gb__bytes_add(&text, "#version: 0.2\n", 14);
+    gb__tok_bytes_add(&text, "#version: 0.2\n", 14);
     for (size_t i = 0; i < arrlenu(t->merges); i++) {
-        const char *a = t->tokens[gb__pair_left(t->merges[i])], *b = t->tokens[gb__pair_right(t->merges[i])];
-        gb__bytes_add(&text, a, strlen(a));
-        gb__bytes_add(&text, " ", 1);
-        gb__bytes_add(&text, b, strlen(b));
-        gb__bytes_add(&text, "\n", 1);
+        const char *a = t->tokens[gb__tok_pair_left(t->merges[i])], *b = t->tokens[gb__tok_pair_right(t->merges[i])];
+        gb__tok_bytes_add(&text, a, strlen(a));
+        gb__tok_bytes_add(&text, " ", 1);
+        gb__tok_bytes_add(&text, b, strlen(b));
+        gb__tok_bytes_add(&text, "\n", 1);
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/merges.txt", dir);
-    gb_status st = gb__file_write(path, text, arrlenu(text), 0, GB__OP);
+    gb_status st = gb__io_file_write(path, text, arrlenu(text), 0, GB__OP);
     arrfree(text);
     return st;
 }
 
 /* mkdir -p dir. */
-static gb_status gb__make_dirs(const char *dir) {
+static gb_status gb__tok_make_dirs(const char *dir) {
     char path[4200];
     size_t n = strlen(dir);
     if (n >= sizeof path) return gb__fail(GB_ERR_ARG, GB__OP ": directory name is too long (%zu bytes)", n);
@@ -471,14 +471,14 @@ gb_status gb_tokenizer_train_bpe(const char *text, size_t len, int vocab_size, c
         return gb__fail(GB_ERR_ARG,
                         GB__OP ": vocab_size %d is below %d (the 256 byte tokens and %d special token%s)",
                         vocab_size, 256 + nspecial, nspecial, nspecial == 1 ? "" : "s");
-    gb_status st = gb__make_dirs(out_dir);
+    gb_status st = gb__tok_make_dirs(out_dir);
     if (st != GB_OK) return st;
 
-    gb__trainer t = {0};
+    gb__tok_trainer t = {0};
     sh_new_strdup(t.token_ids);
-    if ((st = gb__byte_tokens(&t)) != GB_OK || (st = gb__collect_words(&t, text ? text : "", len, special_tokens)) !=
+    if ((st = gb__tok_byte_tokens(&t)) != GB_OK || (st = gb__tok_collect_words(&t, text ? text : "", len, special_tokens)) !=
                                                      GB_OK ||
-        (st = gb__train(&t, vocab_size - nspecial)) != GB_OK)
+        (st = gb__tok_train(&t, vocab_size - nspecial)) != GB_OK)
         goto done;
     for (const char *const *sp = special_tokens; sp && *sp; sp++)
         if (shgeti(t.token_ids, *sp) >= 0) {
@@ -488,17 +488,17 @@ gb_status gb_tokenizer_train_bpe(const char *text, size_t len, int vocab_size, c
 
     const char *first = nspecial ? special_tokens[0] : NULL;
     bool ok;
-    gb__json *j = gb__tokenizer_json(&t, special_tokens, &ok);
-    if ((st = gb__write_json(out_dir, "tokenizer.json", j, ok)) != GB_OK) goto done;
+    gb__json_json *j = gb__tok_tokenizer_json(&t, special_tokens, &ok);
+    if ((st = gb__tok_write_json(out_dir, "tokenizer.json", j, ok)) != GB_OK) goto done;
     j = gb__json_new_object();
-    ok = gb__fill_vocab(j, &t, special_tokens);
-    if ((st = gb__write_json(out_dir, "vocab.json", j, ok)) != GB_OK) goto done;
-    if ((st = gb__write_merges(&t, out_dir)) != GB_OK) goto done;
-    j = gb__special_map_json(first, true, &ok);
-    if ((st = gb__write_json(out_dir, "tokenizer_config.json", j, ok)) != GB_OK) goto done;
-    j = gb__special_map_json(first, false, &ok);
-    st = gb__write_json(out_dir, "special_tokens_map.json", j, ok);
+    ok = gb__tok_fill_vocab(j, &t, special_tokens);
+    if ((st = gb__tok_write_json(out_dir, "vocab.json", j, ok)) != GB_OK) goto done;
+    if ((st = gb__tok_write_merges(&t, out_dir)) != GB_OK) goto done;
+    j = gb__tok_special_map_json(first, true, &ok);
+    if ((st = gb__tok_write_json(out_dir, "tokenizer_config.json", j, ok)) != GB_OK) goto done;
+    j = gb__tok_special_map_json(first, false, &ok);
+    st = gb__tok_write_json(out_dir, "special_tokens_map.json", j, ok);
 done:
-    gb__trainer_free(&t);
+    gb__tok_trainer_free(&t);
     return st;
 }

@@ -26,7 +26,7 @@ gb_decode_opts gb_lm_decode_defaults(const gb_lm *lm) {
 
 /* Position ids as Hugging Face's generate makes them from a [B, T] mask:
  * count the real tokens before each one; padding gets 1. */
-static gb_tensor *gb__positions_from_mask(gb_tensor *mask) {
+static gb_tensor *gb__lm_positions_from_mask(gb_tensor *mask) {
     gb_tensor *m = gb_to_dtype(mask, GB_DTYPE_I64);
     gb_tensor *c = m ? gb_contiguous(m) : NULL;
     gb_tensor_free(m);
@@ -45,7 +45,7 @@ static gb_tensor *gb__positions_from_mask(gb_tensor *mask) {
 }
 
 /* One past the last column of position ids pos [B, T], as [B, 1]. */
-static gb_tensor *gb__next_positions(gb_tensor *pos) {
+static gb_tensor *gb__lm_next_positions(gb_tensor *pos) {
     gb_tensor *c = gb_contiguous(pos);
     int64_t B = c ? gb_tensor_dim(c, 0) : 0, T = c ? gb_tensor_dim(c, 1) : 0;
     gb_tensor *next = c ? gb_empty(2, (int64_t[]){B, 1}, GB_DTYPE_I64) : NULL;
@@ -57,7 +57,7 @@ static gb_tensor *gb__next_positions(gb_tensor *pos) {
 }
 
 /* mask [B, T] with a column of ones appended: the new tokens are real. */
-static gb_tensor *gb__grow_mask(gb_tensor *mask) {
+static gb_tensor *gb__lm_grow_mask(gb_tensor *mask) {
     gb_tensor *ones = gb_ones(2, (int64_t[]){gb_tensor_dim(mask, 0), 1}, gb_tensor_dtype(mask));
     gb_tensor *grown = ones ? gb_cat(2, (gb_tensor *[]){mask, ones}, 1) : NULL;
     gb_tensor_free(ones);
@@ -67,7 +67,7 @@ static gb_tensor *gb__grow_mask(gb_tensor *mask) {
 /* ---- choosing the next token ----------------------------------------------- */
 
 /* Descending probability, then ascending id (qsort_r: the scores are the context). */
-static int gb__by_prob(const void *a, const void *b, void *scores) {
+static int gb__lm_by_prob(const void *a, const void *b, void *scores) {
     const float *s = scores;
     int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
     return s[i] > s[j] ? -1 : s[i] < s[j] ? 1 : (i > j) - (i < j);
@@ -77,7 +77,7 @@ static int gb__by_prob(const void *a, const void *b, void *scores) {
  * temperature, top-k and top-p, then a draw from what is left.
  * s: [V] scores of one row (rewritten), seen: [T] ids so far, order: [V]
  * and mark: [V] scratch. */
-static int64_t gb__sample_row(float *s, int64_t V, const int64_t *seen, int64_t T, const gb_sampling *o,
+static int64_t gb__lm_sample_row(float *s, int64_t V, const int64_t *seen, int64_t T, const gb_sampling *o,
                               gb_rng *rng, int64_t *order, unsigned char *mark) {
     if (o->repetition_penalty != 1) { /* once per distinct token, as HF's gather/scatter */
         memset(mark, 0, (size_t)V);
@@ -96,7 +96,7 @@ static int64_t gb__sample_row(float *s, int64_t V, const int64_t *seen, int64_t 
     /* unnormalised softmax at the temperature, ordered by probability */
     float top = s[best];
     for (int64_t v = 0; v < V; v++) s[v] = expf((s[v] - top) / o->temperature), order[v] = v;
-    qsort_r(order, (size_t)V, sizeof *order, gb__by_prob, s);
+    qsort_r(order, (size_t)V, sizeof *order, gb__lm_by_prob, s);
     int64_t keep = V;
     if (o->top_k > 0 && o->top_k < keep) {
         keep = o->top_k;
@@ -118,7 +118,7 @@ static int64_t gb__sample_row(float *s, int64_t V, const int64_t *seen, int64_t 
 }
 
 /* Whether the logits [B, t, V] at the last position hold NaN or Inf. */
-static bool gb__last_nonfinite(gb_tensor *logits) {
+static bool gb__lm_last_nonfinite(gb_tensor *logits) {
     gb_tensor *last = gb_select(logits, 1, -1); /* [B, V], a view */
     bool bad = last && gb_count_nonfinite(last, NULL) > 0;
     gb_tensor_free(last);
@@ -126,7 +126,7 @@ static bool gb__last_nonfinite(gb_tensor *logits) {
 }
 
 /* The next token of every row from logits [B, t, V]: [B, 1] int64. seq: [B, T] so far. */
-static gb_tensor *gb__choose(gb_tensor *logits, gb_tensor *seq, const gb_sampling *o, gb_rng *rng) {
+static gb_tensor *gb__lm_choose(gb_tensor *logits, gb_tensor *seq, const gb_sampling *o, gb_rng *rng) {
     gb_tensor *last = gb_select(logits, 1, -1); /* [B, V] */
     if (!last) return NULL;
     if (o->temperature <= 0 && o->repetition_penalty == 1) { /* greedy: the tensor op, ties to the first */
@@ -147,13 +147,13 @@ static gb_tensor *gb__choose(gb_tensor *logits, gb_tensor *seq, const gb_samplin
     float *s = gb_tensor_data(c);              /* [B, V] */
     const int64_t *ids = gb_tensor_data(seq);  /* [B, T] */
     int64_t *out = gb_tensor_data(next);       /* [B, 1] */
-    for (int64_t b = 0; b < B; b++) out[b] = gb__sample_row(s + b * V, V, ids + b * T, T, o, rng, order, mark);
+    for (int64_t b = 0; b < B; b++) out[b] = gb__lm_sample_row(s + b * V, V, ids + b * T, T, o, rng, order, mark);
     free(order);
     gb_tensor_free(c);
     return next;
 }
 
-static gb_status gb__check_sampling(const gb_decode_opts *o) {
+static gb_status gb__lm_check_sampling(const gb_decode_opts *o) {
     const gb_sampling *s = &o->sampling;
     if (o->max_new_tokens < 0) return gb__fail(GB_ERR_ARG, "decode: max_new_tokens must be >= 0, got %d", o->max_new_tokens);
     if (!(s->temperature >= 0) || !isfinite(s->temperature))
@@ -172,7 +172,7 @@ static gb_status gb__check_sampling(const gb_decode_opts *o) {
 gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tensor *mask, gb_tensor *pos,
                     const gb_decode_opts *opts, gb_tensor **out) {
     *out = NULL;
-    gb_status st = gb__check_sampling(opts);
+    gb_status st = gb__lm_check_sampling(opts);
     if (st != GB_OK) return st;
     if (gb_tensor_ndim(prompt) != 2 || (mask && (gb_tensor_ndim(mask) != 2 || gb_tensor_dim(mask, 0) != gb_tensor_dim(prompt, 0) ||
                                                  gb_tensor_dim(mask, 1) != gb_tensor_dim(prompt, 1))))
@@ -185,7 +185,7 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
     gb_tensor *p64 = gb_to_dtype(prompt, GB_DTYPE_I64), *seq = p64 ? gb_contiguous(p64) : NULL;
     gb_tensor_free(p64);
     gb_tensor *m = mask ? gb_tensor_ref(mask) : NULL;
-    gb_tensor *p = pos ? gb_tensor_ref(pos) : mask ? gb__positions_from_mask(mask) : NULL;
+    gb_tensor *p = pos ? gb_tensor_ref(pos) : mask ? gb__lm_positions_from_mask(mask) : NULL;
     int64_t B = gb_tensor_dim(prompt, 0);
     bool *done = gb__calloc((size_t)B + 1, sizeof *done, "decode"); /* rows that produced a stop token */
     st = seq && (!mask || p) && done ? GB_OK : gb_last_status();
@@ -199,8 +199,8 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
         gb_tensor_free(ids);
         ids = NULL;
         if (st != GB_OK) break;
-        if (opts->nonfinite_steps && gb__last_nonfinite(logits)) ++*opts->nonfinite_steps;
-        gb_tensor *next = gb__choose(logits, seq, &opts->sampling, &rng); /* [B, 1] */
+        if (opts->nonfinite_steps && gb__lm_last_nonfinite(logits)) ++*opts->nonfinite_steps;
+        gb_tensor *next = gb__lm_choose(logits, seq, &opts->sampling, &rng); /* [B, 1] */
         gb_tensor_free(logits);
         bool all_done = next != NULL && opts->is_stop;
         int64_t *id = next ? gb_tensor_data(next) : NULL;
@@ -223,12 +223,12 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
             break;
         }
         if (m) {
-            gb_tensor *m2 = gb__grow_mask(m);
+            gb_tensor *m2 = gb__lm_grow_mask(m);
             gb_tensor_free(m);
             if (!(m = m2)) st = gb_last_status();
         }
         if (p && st == GB_OK) {
-            gb_tensor *p2 = gb__next_positions(p);
+            gb_tensor *p2 = gb__lm_next_positions(p);
             gb_tensor_free(p);
             if (!(p = p2)) st = gb_last_status();
         }
@@ -243,15 +243,15 @@ gb_status gb_decode(gb_forward_fn forward, void *ctx, gb_tensor *prompt, gb_tens
 
 /* ---- plain generation ---------------------------------------------------------- */
 
-typedef struct gb__plain {
+typedef struct gb__lm_plain {
     gb_run *run;
     gb_module *net;
-} gb__plain;
+} gb__lm_plain;
 
-static gb_status gb__plain_forward(void *ctx, int step, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos,
+static gb_status gb__lm_plain_forward(void *ctx, int step, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos,
                                    gb_tensor **logits) {
     (void)step;
-    gb__plain *pl = ctx;
+    gb__lm_plain *pl = ctx;
     gb_run_set_attention_mask(pl->run, mask);
     gb_run_set_position_ids(pl->run, pos);
     return gb_module_run(pl->net, pl->run, ids, logits);
@@ -261,7 +261,7 @@ static gb_status gb__plain_forward(void *ctx, int step, gb_tensor *ids, gb_tenso
  * pass's attention scores [B, heads, T, T] (one layer at a time), its logits
  * [B, T, vocab], and every layer's KV cache over the whole sequence of S.
  * In double: the figures from untrusted sizes may overflow 64 bits. */
-static double gb__generate_bytes(const gb_model *m, double B, double T, double S) {
+static double gb__lm_generate_bytes(const gb_model *m, double B, double T, double S) {
     const gb_gpt2_config *g = gb_model_gpt2_config(m);
     const gb_llama_config *l = gb_model_llama_config(m);
     double layers = g ? g->n_layer : l ? l->num_hidden_layers : 0;
@@ -276,7 +276,7 @@ gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_de
     if (gb_tensor_ndim(ids) == 2 && o.max_new_tokens >= 0) { /* sizes from the user, checked before they cost */
         int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1), S = T + o.max_new_tokens;
         if (o.max_length > 0 && S > o.max_length) S = T > o.max_length ? T : o.max_length;
-        double need = gb__generate_bytes(gb_lm_model(lm), (double)B, (double)T, (double)S);
+        double need = gb__lm_generate_bytes(gb_lm_model(lm), (double)B, (double)T, (double)S);
         uint64_t avail = gb__mem_available();
         if (need > (double)avail)
             return gb__fail(GB_ERR_ALLOC, "generate: %lld prompt%s of %lld tokens and %d new tokens need about %.1f MiB "
@@ -288,9 +288,9 @@ gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_de
     if (!run) return gb_last_status();
     gb_run_use_cache(run, true);
     gb_run_set_nan_check(run, o.nan_check);
-    gb__plain ctx = {run, gb_lm_module(lm)};
+    gb__lm_plain ctx = {run, gb_lm_module(lm)};
     gb_grad_mode gm = gb_no_grad_begin();
-    gb_status st = gb_decode(gb__plain_forward, &ctx, ids, mask, NULL, &o, out);
+    gb_status st = gb_decode(gb__lm_plain_forward, &ctx, ids, mask, NULL, &o, out);
     gb_grad_mode_end(gm);
     gb_run_free(run);
     return st;

@@ -4,14 +4,14 @@
 #include "../tensor/base.h"
 #include "lm.h"
 
-typedef struct gb__traced {
+typedef struct gb__lm_traced {
     gb_exec *ex;
     bool prompt_ran; /* the prompt pass completed */
-} gb__traced;
+} gb__lm_traced;
 
-static gb_status gb__traced_forward(void *ctx, int step, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos,
+static gb_status gb__lm_traced_forward(void *ctx, int step, gb_tensor *ids, gb_tensor *mask, gb_tensor *pos,
                                     gb_tensor **logits) {
-    gb__traced *t = ctx;
+    gb__lm_traced *t = ctx;
     gb_values out = {0};
     gb_status st = gb_exec_pass(t->ex, ids, mask, pos, &out);
     if (st == GB_OK && step == 0) t->prompt_ran = true;
@@ -26,8 +26,8 @@ gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *op
     if (st != GB_OK) return st;
     gb_tensor *ids, *mask, *pos, *seq = NULL;
     gb_exec_batch(ex, &ids, &mask, &pos);
-    gb__traced t = {ex, false};
-    st = gb_decode(gb__traced_forward, &t, ids, mask, pos, opts, &seq);
+    gb__lm_traced t = {ex, false};
+    st = gb_decode(gb__lm_traced_forward, &t, ids, mask, pos, opts, &seq);
     /* a generation that failed leaves none; one whose prompt pass stopped leaves the last one */
     if (t.prompt_ran && seq) gb_exec_set_generated(ex, seq);
     else gb_tensor_free(seq);
@@ -38,7 +38,7 @@ gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *op
 
 /* The trace's decoding policy (stop tokens, pad id) with n new tokens and
  * sampling s (NULL: greedy). */
-static gb_status gb__exec_sample(gb_exec *ex, gb_tensor *input, int max_new_tokens, const gb_sampling *s) {
+static gb_status gb__lm_exec_sample(gb_exec *ex, gb_tensor *input, int max_new_tokens, const gb_sampling *s) {
     gb_decode_opts o = gb_decode_defaults();
     gb_trace *tr = gb_exec_trace(ex);
     o.max_new_tokens = max_new_tokens;
@@ -51,7 +51,7 @@ static gb_status gb__exec_sample(gb_exec *ex, gb_tensor *input, int max_new_toke
 gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens) {
     if (max_new_tokens < 1)
         return gb__fail(GB_ERR_ARG, "exec_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
-    return gb__exec_sample(ex, input, max_new_tokens, NULL);
+    return gb__lm_exec_sample(ex, input, max_new_tokens, NULL);
 }
 
 gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s) {
@@ -61,7 +61,7 @@ gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s
         gb_status st = gb_trace_scan(tr);
         if (st != GB_OK) return st;
     }
-    return gb__exec_sample(gb_trace_exec(tr), NULL, max_new_tokens, s);
+    return gb__lm_exec_sample(gb_trace_exec(tr), NULL, max_new_tokens, s);
 }
 
 gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) { return gb_trace_sample(tr, max_new_tokens, NULL); }

@@ -39,7 +39,7 @@ void gb_lm_set_tokenizer(gb_lm *lm, gb_tokenizer *tok) {
 }
 int64_t gb_lm_pad_id(const gb_lm *lm) { return lm->tok ? gb_tokenizer_padding_id(lm->tok) : 0; }
 
-static gb_status gb__no_tokenizer(const gb_lm *lm, const char *op) {
+static gb_status gb__lm_no_tokenizer(const gb_lm *lm, const char *op) {
     return gb__fail(GB_ERR_NOT_FOUND, "%s: the model in %s has no tokenizer (no tokenizer.json, or vocab.json with merges.txt)",
                     op, gb_model_dir(lm->model));
 }
@@ -48,14 +48,14 @@ bool gb_lm_is_eos(const gb_lm *lm, int64_t id) { return gb_model_is_eos(lm->mode
 gb_status gb_lm_encode(gb_lm *lm, int n, const char *const *texts, gb_tensor **ids, gb_tensor **mask) {
     if (!lm->tok) {
         *ids = *mask = NULL;
-        return gb__no_tokenizer(lm, "lm_encode");
+        return gb__lm_no_tokenizer(lm, "lm_encode");
     }
     return gb_tokenizer_encode_batch(lm->tok, n, texts, NULL, true, GB_PAD_SIDE_LEFT, ids, mask);
 }
 
 gb_status gb_lm_text(gb_lm *lm, gb_tensor *ids, int64_t row, int64_t from, char **text) {
     *text = NULL;
-    if (!lm->tok) return gb__no_tokenizer(lm, "lm_text");
+    if (!lm->tok) return gb__lm_no_tokenizer(lm, "lm_text");
     if (gb_tensor_ndim(ids) != 2 || gb_tensor_dtype(ids) != GB_DTYPE_I64)
         return gb__fail(GB_ERR_ARG, "lm_text: expected ids [B, T] of dtype int64");
     int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1);

@@ -7,14 +7,14 @@
 #include <math.h>
 #include <string.h>
 
-gb_tensor *gb__split_heads(gb_tensor *x, int64_t heads, int64_t head_dim) {
+gb_tensor *gb__nn_split_heads(gb_tensor *x, int64_t heads, int64_t head_dim) {
     gb_tensor *r = gb_reshape(x, 4, (int64_t[]){gb_tensor_dim(x, 0), gb_tensor_dim(x, 1), heads, head_dim});
     gb_tensor *p = r ? gb_permute(r, (int[]){0, 2, 1, 3}) : NULL;
     gb_tensor_free(r);
     return p;
 }
 
-gb_tensor *gb__merge_heads(gb_tensor *x) {
+gb_tensor *gb__nn_merge_heads(gb_tensor *x) {
     int64_t B = gb_tensor_dim(x, 0), H = gb_tensor_dim(x, 1), T = gb_tensor_dim(x, 2), D = gb_tensor_dim(x, 3);
     gb_tensor *p = gb_permute(x, (int[]){0, 2, 1, 3}); /* [B, T, H, D] */
     gb_tensor *r = p ? gb_reshape(p, 3, (int64_t[]){B, T, H * D}) : NULL;
@@ -26,7 +26,7 @@ gb_tensor *gb__merge_heads(gb_tensor *x) {
  * first S0 positions hold *prev (when given) and the next T new's, and its
  * view of the S = S0 + T filled ones. Appending in place costs the new
  * token's keys per step instead of a copy of the whole cache (gb_cat). */
-static gb_status gb__cache_append(gb_tensor **buf, gb_tensor *prev, gb_tensor *new, gb_tensor **view) {
+static gb_status gb__nn_cache_append(gb_tensor **buf, gb_tensor *prev, gb_tensor *new, gb_tensor **view) {
     int64_t B = gb_tensor_dim(new, 0), KV = gb_tensor_dim(new, 1), T = gb_tensor_dim(new, 2), D = gb_tensor_dim(new, 3);
     int64_t S0 = prev ? gb_tensor_dim(prev, 2) : 0, S = S0 + T;
     gb_status st = GB_OK;
@@ -47,10 +47,10 @@ static gb_status gb__cache_append(gb_tensor **buf, gb_tensor *prev, gb_tensor *n
     return *view ? GB_OK : gb_last_status();
 }
 
-gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor **v) {
-    if (!gb__run_use_cache(run)) return GB_OK;
+gb_status gb__nn_attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor **v) {
+    if (!gb__nn_run_use_cache(run)) return GB_OK;
     gb_tensor *pk, *pv, *kb, *vb;
-    gb__run_cache_get(run, attn, &pk, &pv, &kb, &vb);
+    gb__nn_run_cache_get(run, attn, &pk, &pv, &kb, &vb);
     gb_tensor *nk = NULL, *nv = NULL;
     bool recording = gb_is_grad_enabled() && (gb_tensor_requires_grad(*k) || gb_tensor_requires_grad(*v) ||
                                               (pk && (gb_tensor_requires_grad(pk) || gb_tensor_requires_grad(pv))));
@@ -58,14 +58,14 @@ gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor 
      * without grad) and the cache is still the buffers' own view. */
     if (!recording && !gb__nn_meta(*k) && (!pk || (kb && vb && !gb__nn_meta(pk)))) {
         gb_tensor *bk = kb ? gb_tensor_ref(kb) : NULL, *bv = vb ? gb_tensor_ref(vb) : NULL;
-        gb_status st = gb__cache_append(&bk, pk, *k, &nk);
-        if (st == GB_OK) st = gb__cache_append(&bv, pv, *v, &nv);
+        gb_status st = gb__nn_cache_append(&bk, pk, *k, &nk);
+        if (st == GB_OK) st = gb__nn_cache_append(&bv, pv, *v, &nv);
         if (st) {
             gb_tensor_free(bk), gb_tensor_free(bv), gb_tensor_free(nk);
             gb__error_prefix("%s: appending to the KV cache (new keys %s)", GB__LABEL(attn), GB__SHAPE_STR(*k));
             return st;
         }
-        gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), bk, bv);
+        gb__nn_run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), bk, bv);
     } else {
         nk = gb_tensor_ref(*k), nv = gb_tensor_ref(*v);
         if (pk && pv) {
@@ -79,7 +79,7 @@ gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor 
                 return gb_last_status();
             }
         }
-        gb__run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), NULL, NULL);
+        gb__nn_run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), NULL, NULL);
     }
     gb_tensor_free(*k), gb_tensor_free(*v);
     *k = nk, *v = nv;
@@ -89,10 +89,10 @@ gb_status gb__attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tensor 
 /* The mask [B or 1, 1, T, S] (bool, true = hidden) for T queries at the end
  * of S keys, seeing at most window keys each (0: all), or NULL with GB_OK
  * when nothing is hidden. */
-static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t T, int64_t S, int64_t window, bool meta,
+static gb_status gb__nn_attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t T, int64_t S, int64_t window, bool meta,
                                gb_tensor **mask) {
     *mask = NULL;
-    gb_tensor *pad = gb__run_attention_mask(run);
+    gb_tensor *pad = gb__nn_run_attention_mask(run);
     if (pad && (gb_tensor_ndim(pad) != 2 || gb_tensor_dim(pad, 0) != B || gb_tensor_dim(pad, 1) != S))
         return gb__fail(GB_ERR_SHAPE,
                         "%s: attention_mask has shape %s, expected [%lld, %lld] (batch, cached + new tokens)",
@@ -126,7 +126,7 @@ static gb_status gb__attn_mask(gb_module *attn, gb_run *run, int64_t B, int64_t 
     return GB_OK;
 }
 
-gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__attn_scale scale,
+gb_status gb__nn_attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k, gb_tensor *v, gb__nn_attn_scale scale,
                         int64_t window, gb_module *dropout, gb_tensor **out) {
     *out = NULL;
     int64_t B = gb_tensor_dim(q, 0), H = gb_tensor_dim(q, 1), T = gb_tensor_dim(q, 2), D = gb_tensor_dim(q, 3);
@@ -152,7 +152,7 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
     scores = scale == GB__ATTN_SCALE_DIV_SQRT ? gb_div_scalar(raw, (float)sqrt((double)D))
                                               : gb_mul_scalar(raw, (float)pow((double)D, -0.5));
     if (!scores) goto op_failed;
-    st = gb__attn_mask(attn, run, B, T, S, window, gb__nn_meta(scores), &mask);
+    st = gb__nn_attn_mask(attn, run, B, T, S, window, gb__nn_meta(scores), &mask);
     if (st) goto done;
     if (mask) {
         gb_tensor *filled = gb_masked_fill(scores, mask, -FLT_MAX); /* torch.finfo(float32).min */
@@ -167,7 +167,7 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
     st = gb__nn_point(run, attn, GB_POINT_ATTN_WEIGHTS, &probs);
     if (st) goto done;
     if (dropout) {
-        st = gb__call(dropout, run, 1, &probs, &dr);
+        st = gb__nn_call(dropout, run, 1, &probs, &dr);
         if (st) goto done;
         gb_tensor_free(probs);
         probs = gb_tensor_ref(dr.v[0]);
@@ -178,7 +178,7 @@ gb_status gb__attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor *k
     if (!*out) goto op_failed;
     goto done;
 op_failed:
-    st = gb__op_failed(attn);
+    st = gb__nn_op_failed(attn);
 done:
     gb_values_clear(&dr);
     gb_tensor_free(qg), gb_tensor_free(kt), gb_tensor_free(rawg), gb_tensor_free(raw);
@@ -187,27 +187,27 @@ done:
     return st;
 }
 
-gb_status gb__attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__attn_scale scale, int64_t window,
+gb_status gb__nn_attn_finish(gb_module *attn, gb_run *run, gb_tensor *qkv[3], gb__nn_attn_scale scale, int64_t window,
                           gb_module *dropout, int nproj, const int *proj, gb_values *out) {
     gb_values cur = {0};
     gb_tensor *a = NULL;
-    gb_status st = qkv[0] && qkv[1] && qkv[2] ? GB_OK : gb__op_failed(attn);
-    if (st == GB_OK) st = gb__attn_cache(run, attn, &qkv[1], &qkv[2]);
-    if (st == GB_OK) st = gb__attention(attn, run, qkv[0], qkv[1], qkv[2], scale, window, dropout, &a);
+    gb_status st = qkv[0] && qkv[1] && qkv[2] ? GB_OK : gb__nn_op_failed(attn);
+    if (st == GB_OK) st = gb__nn_attn_cache(run, attn, &qkv[1], &qkv[2]);
+    if (st == GB_OK) st = gb__nn_attention(attn, run, qkv[0], qkv[1], qkv[2], scale, window, dropout, &a);
     if (st) goto done;
-    gb_tensor *merged = gb__merge_heads(a);
+    gb_tensor *merged = gb__nn_merge_heads(a);
     if (!merged) {
-        st = gb__op_failed(attn);
+        st = gb__nn_op_failed(attn);
         goto done;
     }
     cur.v[cur.n++] = merged;
-    for (int i = 0; st == GB_OK && i < nproj; i++) st = gb__call_into(attn->children[proj[i]], run, &cur, 0, NULL);
+    for (int i = 0; st == GB_OK && i < nproj; i++) st = gb__nn_call_into(attn->children[proj[i]], run, &cur, 0, NULL);
     if (st) { /* a child stopped or failed: pass on what it returned */
-        gb__values_move(out, &cur);
+        gb__nn_values_move(out, &cur);
         goto done;
     }
     st = gb_values_push(out, gb_tensor_ref(cur.v[0]));
-    if (st == GB_OK && gb__run_use_cache(run)) {
+    if (st == GB_OK && gb__nn_run_use_cache(run)) {
         st = gb_values_push(out, gb_tensor_ref(qkv[1]));
         if (st == GB_OK) st = gb_values_push(out, gb_tensor_ref(qkv[2]));
     }
@@ -218,8 +218,8 @@ done:
     return st;
 }
 
-gb_tensor *gb__positions(gb_module *model, gb_run *run, int64_t B, int64_t T) {
-    gb_tensor *pos = gb__run_position_ids(run);
+gb_tensor *gb__nn_positions(gb_module *model, gb_run *run, int64_t B, int64_t T) {
+    gb_tensor *pos = gb__nn_run_position_ids(run);
     if (pos) {
         gb_dtype dt = gb_tensor_dtype(pos);
         if (dt != GB_DTYPE_I64 && dt != GB_DTYPE_I32)
@@ -239,7 +239,7 @@ gb_tensor *gb__positions(gb_module *model, gb_run *run, int64_t B, int64_t T) {
     return r;
 }
 
-gb_status gb__check_ids(gb_module *m, const gb_tensor *ids) {
+gb_status gb__nn_check_ids(gb_module *m, const gb_tensor *ids) {
     gb_dtype dt = gb_tensor_dtype(ids);
     if (dt != GB_DTYPE_I64 && dt != GB_DTYPE_I32)
         return gb__fail(GB_ERR_DTYPE, "%s: input_ids must be int64 or int32 token ids, got %s %s", GB__LABEL(m),

@@ -30,17 +30,17 @@
     X(GB__LMODEL_LAYERS, "layers")                                                                                     \
     X(GB__LMODEL_NORM, "norm")                                                                                         \
     X(GB__LMODEL_ROTARY, "rotary_emb")
-GB__CHILDREN(GB__LLAMA_ATTN_CHILDREN, GB__LATTN_COUNT, gb__llama_attn_children);
-GB__CHILDREN(GB__LLAMA_MLP_CHILDREN, GB__LMLP_COUNT, gb__llama_mlp_children);
-GB__CHILDREN(GB__LLAMA_LAYER_CHILDREN, GB__LAYER_COUNT, gb__llama_layer_children);
-GB__CHILDREN(GB__LLAMA_MODEL_CHILDREN, GB__LMODEL_COUNT, gb__llama_model_children);
+GB__CHILDREN(GB__LLAMA_ATTN_CHILDREN, GB__LATTN_COUNT, gb__nn_llama_attn_children);
+GB__CHILDREN(GB__LLAMA_MLP_CHILDREN, GB__LMLP_COUNT, gb__nn_llama_mlp_children);
+GB__CHILDREN(GB__LLAMA_LAYER_CHILDREN, GB__LAYER_COUNT, gb__nn_llama_layer_children);
+GB__CHILDREN(GB__LLAMA_MODEL_CHILDREN, GB__LMODEL_COUNT, gb__nn_llama_model_children);
 
-const gb__tie gb__llama_tie = {"lm_head.weight", "model.embed_tokens.weight"};
+const gb__nn_tie gb__nn_llama_tie = {"lm_head.weight", "model.embed_tokens.weight"};
 
-typedef struct gb__llama_attn_settings {
+typedef struct gb__nn_llama_attn_settings {
     int64_t heads, kv_heads, head_dim;
-    int64_t sliding_window; /* 0: every earlier key (nn/modules_impl.h, gb__attention) */
-} gb__llama_attn_settings;
+    int64_t sliding_window; /* 0: every earlier key (nn/modules_impl.h, gb__nn_attention) */
+} gb__nn_llama_attn_settings;
 
 /* ---- LlamaRotaryEmbedding ----------------------------------------------- */
 
@@ -48,10 +48,10 @@ typedef struct gb__llama_attn_settings {
  * freqs = inv_freq * position in f32, emb = cat(freqs, freqs), as
  * LlamaRotaryEmbedding.forward (attention_scaling is 1 for the default and
  * llama3 rope types). */
-static gb_status gb__rotary_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+static gb_status gb__nn_rotary_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)run;
-    gb_tensor *x = gb__input(m, in, 0, "(hidden_states, position_ids)");
-    gb_tensor *pos = x ? gb__input(m, in, 1, "(hidden_states, position_ids)") : NULL;
+    gb_tensor *x = gb__nn_input(m, in, 0, "(hidden_states, position_ids)");
+    gb_tensor *pos = x ? gb__nn_input(m, in, 1, "(hidden_states, position_ids)") : NULL;
     if (!pos) return gb_last_status();
     gb_dtype dt = gb_tensor_dtype(pos);
     if ((dt != GB_DTYPE_I64 && dt != GB_DTYPE_I32) || gb_tensor_ndim(pos) != 2)
@@ -91,7 +91,7 @@ static gb_status gb__rotary_forward(gb_module *m, gb_run *run, const gb_values *
  * frequencies (wavelength > original_max / low_freq_factor) divided by
  * factor, high ones (wavelength < original_max / high_freq_factor) kept, and
  * the band between interpolated smoothly. */
-static void gb__rope_inv_freq(float *inv, int64_t dim, const gb_llama_config *c) {
+static void gb__nn_rope_inv_freq(float *inv, int64_t dim, const gb_llama_config *c) {
     for (int64_t i = 0; i < dim / 2; i++) {
         float f = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)dim);
         if (!strcmp(c->rope_type, "llama3")) {
@@ -111,14 +111,14 @@ static void gb__rope_inv_freq(float *inv, int64_t dim, const gb_llama_config *c)
 }
 
 /* The rotary module's settings are the model's config (defaults filled in). */
-static void gb__rotary_buffers(gb_module *m) {
+static void gb__nn_rotary_buffers(gb_module *m) {
     const gb_llama_config *c = GB__SETTINGS(m, gb_llama_config);
-    gb__rope_inv_freq(gb_tensor_data(gb_module_param(m, "inv_freq")), c->head_dim, c);
+    gb__nn_rope_inv_freq(gb_tensor_data(gb_module_param(m, "inv_freq")), c->head_dim, c);
 }
 
-static const gb__module_type gb__type_rotary = {.name = "LlamaRotaryEmbedding",
-                                                .forward = gb__rotary_forward,
-                                                .buffers = gb__rotary_buffers,
+static const gb__nn_module_type gb__nn_type_rotary = {.name = "LlamaRotaryEmbedding",
+                                                .forward = gb__nn_rotary_forward,
+                                                .buffers = gb__nn_rotary_buffers,
                                                 .returns_tuple = true,
                                                 .settings = sizeof(gb_llama_config)};
 
@@ -127,7 +127,7 @@ static const gb__module_type gb__type_rotary = {.name = "LlamaRotaryEmbedding",
 /* x * cos + rotate_half(x) * sin for x [B, H, T, D] and cos, sin
  * [B|1, T, D] (apply_rotary_pos_emb with unsqueeze_dim=1);
  * rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]). */
-static gb_tensor *gb__apply_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin) {
+static gb_tensor *gb__nn_apply_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin) {
     int64_t D = gb_tensor_dim(x, 3);
     gb_tensor *c = gb_unsqueeze(cos, 1), *s = gb_unsqueeze(sin, 1);
     gb_tensor *x1 = gb_narrow(x, -1, 0, D / 2), *x2 = gb_narrow(x, -1, D / 2, D - D / 2);
@@ -144,13 +144,13 @@ static gb_tensor *gb__apply_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin) {
 /* (hidden_states [B, T, hidden], cos, sin) -> (attn_output [B, T, hidden])
  * and, with a KV cache, (attn_output, key, value), key/value
  * [B, kv_heads, S, head_dim] (before repeat_kv). */
-static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+static gb_status gb__nn_llama_attn_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     const char *expect = "(hidden_states, cos, sin) (cos and sin from LlamaRotaryEmbedding)";
-    const gb__llama_attn_settings *s = GB__SETTINGS(m, gb__llama_attn_settings);
+    const gb__nn_llama_attn_settings *s = GB__SETTINGS(m, gb__nn_llama_attn_settings);
     int64_t H = s->heads, KV = s->kv_heads, D = s->head_dim;
-    gb_tensor *x = gb__input(m, in, 0, expect);
-    gb_tensor *cos = x ? gb__input(m, in, 1, expect) : NULL;
-    gb_tensor *sin = cos ? gb__input(m, in, 2, expect) : NULL;
+    gb_tensor *x = gb__nn_input(m, in, 0, expect);
+    gb_tensor *cos = x ? gb__nn_input(m, in, 1, expect) : NULL;
+    gb_tensor *sin = cos ? gb__nn_input(m, in, 2, expect) : NULL;
     if (!sin) return gb_last_status();
     if (gb_tensor_ndim(x) != 3)
         return gb__fail(GB_ERR_SHAPE, "%s: hidden_states must be [batch, seq_len, hidden_size], got shape %s",
@@ -165,98 +165,98 @@ static gb_status gb__llama_attn_forward(gb_module *m, gb_run *run, const gb_valu
     const int64_t heads[3] = {H, KV, KV};
     for (int i = 0; i < 3; i++) { /* q_proj, k_proj, v_proj, then split into heads */
         gb_values r = {0};
-        gb_status st = gb__call(m->children[GB__LATTN_Q + i], run, 1, &x, &r);
+        gb_status st = gb__nn_call(m->children[GB__LATTN_Q + i], run, 1, &x, &r);
         if (st) {
-            gb__values_move(out, &r);
+            gb__nn_values_move(out, &r);
             for (int j = 0; j < i; j++) gb_tensor_free(qkv[j]);
             return st;
         }
-        qkv[i] = gb__split_heads(r.v[0], heads[i], D);
+        qkv[i] = gb__nn_split_heads(r.v[0], heads[i], D);
         gb_values_clear(&r);
-        if (!qkv[i]) break; /* gb__attn_finish reports it */
+        if (!qkv[i]) break; /* gb__nn_attn_finish reports it */
     }
     for (int i = 0; i < 2 && qkv[2]; i++) { /* queries and keys */
-        gb_tensor *rot = gb__apply_rope(qkv[i], cos, sin);
+        gb_tensor *rot = gb__nn_apply_rope(qkv[i], cos, sin);
         gb_tensor_free(qkv[i]);
         qkv[i] = rot;
         if (!rot) break;
     }
-    return gb__attn_finish(m, run, qkv, GB__ATTN_SCALE_MUL_RSQRT, s->sliding_window, NULL, 1,
+    return gb__nn_attn_finish(m, run, qkv, GB__ATTN_SCALE_MUL_RSQRT, s->sliding_window, NULL, 1,
                            (const int[]){GB__LATTN_O}, out);
 }
 
-static const gb__module_type gb__type_llama_attn = {.name = "LlamaAttention",
-                                                    .forward = gb__llama_attn_forward,
+static const gb__nn_module_type gb__nn_type_llama_attn = {.name = "LlamaAttention",
+                                                    .forward = gb__nn_llama_attn_forward,
                                                     .returns_tuple = true,
-                                                    .settings = sizeof(gb__llama_attn_settings)};
+                                                    .settings = sizeof(gb__nn_llama_attn_settings)};
 
 /* ---- LlamaMLP ----------------------------------------------------------- */
 
 /* down_proj(act_fn(gate_proj(x)) * up_proj(x)), children called in that
  * order (Python evaluates act_fn(gate_proj(x)) before up_proj(x)). */
-static gb_status gb__llama_mlp_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
-    gb_tensor *x = gb__input(m, in, 0, "(hidden_states,)");
+static gb_status gb__nn_llama_mlp_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *x = gb__nn_input(m, in, 0, "(hidden_states,)");
     if (!x) return gb_last_status();
     gb_values g = {0}, a = {0}, u = {0};
     gb_tensor *prod = NULL;
     gb_values *stopped = &g;
-    gb_status st = gb__call(m->children[GB__LMLP_GATE], run, 1, &x, &g);
-    if (st == GB_OK) stopped = &a, st = gb__call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
-    if (st == GB_OK) stopped = &u, st = gb__call(m->children[GB__LMLP_UP], run, 1, &x, &u);
+    gb_status st = gb__nn_call(m->children[GB__LMLP_GATE], run, 1, &x, &g);
+    if (st == GB_OK) stopped = &a, st = gb__nn_call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
+    if (st == GB_OK) stopped = &u, st = gb__nn_call(m->children[GB__LMLP_UP], run, 1, &x, &u);
     if (st) {
-        gb__values_move(out, stopped);
+        gb__nn_values_move(out, stopped);
         goto done;
     }
     prod = gb_mul(a.v[0], u.v[0]);
     if (!prod) {
-        st = gb__op_failed(m);
+        st = gb__nn_op_failed(m);
         goto done;
     }
-    st = gb__call(m->children[GB__LMLP_DOWN], run, 1, &prod, out);
+    st = gb__nn_call(m->children[GB__LMLP_DOWN], run, 1, &prod, out);
 done:
     gb_values_clear(&g), gb_values_clear(&a), gb_values_clear(&u);
     gb_tensor_free(prod);
     return st;
 }
 
-static const gb__module_type gb__type_llama_mlp = {.name = "LlamaMLP", .forward = gb__llama_mlp_forward};
+static const gb__nn_module_type gb__nn_type_llama_mlp = {.name = "LlamaMLP", .forward = gb__nn_llama_mlp_forward};
 
 /* ---- LlamaDecoderLayer -------------------------------------------------- */
 
 /* (hidden_states, cos, sin) -> h + self_attn(input_layernorm(h)), then
  * + mlp(post_attention_layernorm(.)); returns (hidden_states,) or, with a
  * KV cache, (hidden_states, key, value). */
-static gb_status gb__llama_layer_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+static gb_status gb__nn_llama_layer_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     const char *expect = "(hidden_states, cos, sin) (cos and sin from LlamaRotaryEmbedding)";
-    gb_tensor *h = gb__input(m, in, 0, expect);
-    gb_tensor *cos = h ? gb__input(m, in, 1, expect) : NULL;
-    gb_tensor *sin = cos ? gb__input(m, in, 2, expect) : NULL;
+    gb_tensor *h = gb__nn_input(m, in, 0, expect);
+    gb_tensor *cos = h ? gb__nn_input(m, in, 1, expect) : NULL;
+    gb_tensor *sin = cos ? gb__nn_input(m, in, 2, expect) : NULL;
     if (!sin) return gb_last_status();
-    return gb__prenorm_block(m, run, h, 2, (gb_tensor *[]){cos, sin},
+    return gb__nn_prenorm_block(m, run, h, 2, (gb_tensor *[]){cos, sin},
                              (const int[]){GB__LAYER_IN_NORM, GB__LAYER_ATTN, GB__LAYER_POST_NORM, GB__LAYER_MLP}, out);
 }
 
-static const gb__module_type gb__type_llama_layer = {
-    .name = "LlamaDecoderLayer", .forward = gb__llama_layer_forward, .returns_tuple = true};
+static const gb__nn_module_type gb__nn_type_llama_layer = {
+    .name = "LlamaDecoderLayer", .forward = gb__nn_llama_layer_forward, .returns_tuple = true};
 
 /* ---- LlamaModel and LlamaForCausalLM ------------------------------------ */
 
 /* (input_ids [B, T]) -> (hidden_states [B, T, hidden]) after norm. The
  * rotary embedding runs once and every layer gets (h, cos, sin); the cache
  * length advances by T once every layer has run. */
-static gb_status gb__llama_model_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
-    gb_tensor *ids = gb__input(m, in, 0, "(input_ids,)");
-    if (!ids || gb__check_ids(m, ids)) return gb_last_status();
+static gb_status gb__nn_llama_model_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+    gb_tensor *ids = gb__nn_input(m, in, 0, "(input_ids,)");
+    if (!ids || gb__nn_check_ids(m, ids)) return gb_last_status();
     int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1);
     gb_values cur = {0}, rope = {0};
-    gb_tensor *pos = gb__positions(m, run, B, T);
+    gb_tensor *pos = gb__nn_positions(m, run, B, T);
     gb_status st = pos ? GB_OK : gb_last_status();
     if (st) goto done;
-    st = gb__call(m->children[GB__LMODEL_EMBED], run, 1, &ids, &cur);
+    st = gb__nn_call(m->children[GB__LMODEL_EMBED], run, 1, &ids, &cur);
     if (st == GB_OK) {
-        st = gb__call(m->children[GB__LMODEL_ROTARY], run, 2, (gb_tensor *[]){cur.v[0], pos}, &rope);
+        st = gb__nn_call(m->children[GB__LMODEL_ROTARY], run, 2, (gb_tensor *[]){cur.v[0], pos}, &rope);
         if (st) {
-            gb__values_move(&cur, &rope);
+            gb__nn_values_move(&cur, &rope);
         } else if (rope.n < 2 || !rope.v[1]) {
             st = gb__fail(GB_ERR_STATE, "%s returned %d tensor(s), expected (cos, sin)",
                           GB__LABEL(m->children[GB__LMODEL_ROTARY]), rope.n);
@@ -264,21 +264,21 @@ static gb_status gb__llama_model_forward(gb_module *m, gb_run *run, const gb_val
     }
     gb_module *layers = m->children[GB__LMODEL_LAYERS];
     for (int i = 0; st == GB_OK && i < gb_module_num_children(layers); i++)
-        st = gb__call_into(gb_module_child(layers, i), run, &cur, 2, rope.v); /* (h, cos, sin) */
-    if (st == GB_OK) st = gb__call_into(m->children[GB__LMODEL_NORM], run, &cur, 0, NULL);
-    if (st == GB_OK) gb__run_cache_advance(run, T);
-    gb__values_move(out, &cur);
+        st = gb__nn_call_into(gb_module_child(layers, i), run, &cur, 2, rope.v); /* (h, cos, sin) */
+    if (st == GB_OK) st = gb__nn_call_into(m->children[GB__LMODEL_NORM], run, &cur, 0, NULL);
+    if (st == GB_OK) gb__nn_run_cache_advance(run, T);
+    gb__nn_values_move(out, &cur);
 done:
     gb_values_clear(&cur), gb_values_clear(&rope);
     gb_tensor_free(pos);
     return st;
 }
 
-static const gb__module_type gb__type_llama_model = {
-    .name = "LlamaModel", .forward = gb__llama_model_forward, .returns_tuple = true};
+static const gb__nn_module_type gb__nn_type_llama_model = {
+    .name = "LlamaModel", .forward = gb__nn_llama_model_forward, .returns_tuple = true};
 
-static const gb__module_type gb__type_llama_lm = {.name = "LlamaForCausalLM",
-                                                  .forward = gb__causal_lm_forward,
+static const gb__nn_module_type gb__nn_type_llama_lm = {.name = "LlamaForCausalLM",
+                                                  .forward = gb__nn_causal_lm_forward,
                                                   .returns_tuple = true,
                                                   .settings = sizeof(gb_llama_config)};
 
@@ -286,7 +286,7 @@ static const gb__module_type gb__type_llama_lm = {.name = "LlamaForCausalLM",
 
 /* The config with defaults filled in (num_key_value_heads, head_dim);
  * errors start with op. */
-static gb_status gb__llama_check(const char *op, const gb_llama_config *in, gb_llama_config *c) {
+static gb_status gb__nn_llama_check(const char *op, const gb_llama_config *in, gb_llama_config *c) {
     *c = *in;
     if (c->num_key_value_heads == 0) c->num_key_value_heads = c->num_attention_heads;
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->num_hidden_layers < 0 ||
@@ -335,44 +335,44 @@ static gb_status gb__llama_check(const char *op, const gb_llama_config *in, gb_l
 }
 
 /* What every builder of a family member's modules needs. */
-typedef struct gb__llama_build {
-    const gb__llama_family *f;
+typedef struct gb__nn_llama_build {
+    const gb__nn_llama_family *f;
     const gb_llama_config *c; /* defaults filled in */
     int64_t sliding_window;
-} gb__llama_build;
+} gb__nn_llama_build;
 
 /* A module of type under the family's name for class cls. */
-static gb_module *gb__llama_module(const gb__llama_build *b, const gb__module_type *type, int cls) {
-    return gb__module_class(gb__module_new(type), b->f->cls[cls]);
+static gb_module *gb__nn_llama_module(const gb__nn_llama_build *b, const gb__nn_module_type *type, int cls) {
+    return gb__nn_module_class(gb__nn_module_new(type), b->f->cls[cls]);
 }
 
-static gb_module *gb__rotary_new(const gb__llama_build *b) {
+static gb_module *gb__nn_rotary_new(const gb__nn_llama_build *b) {
     const gb_llama_config *c = b->c;
-    gb_module *m = gb__llama_module(b, &gb__type_rotary, GB__LLAMA_ROTARY);
+    gb_module *m = gb__nn_llama_module(b, &gb__nn_type_rotary, GB__LLAMA_ROTARY);
     if (!m) return NULL;
     *GB__SETTINGS(m, gb_llama_config) = *c;
-    gb_status st = gb__module_add_param(m, "inv_freq", 1, (int64_t[]){c->head_dim / 2}, true);
-    if (st == GB_OK && !gb__is_meta(gb_module_param(m, "inv_freq"))) gb__rotary_buffers(m);
-    return gb__module_done(m, st);
+    gb_status st = gb__nn_module_add_param(m, "inv_freq", 1, (int64_t[]){c->head_dim / 2}, true);
+    if (st == GB_OK && !gb__is_meta(gb_module_param(m, "inv_freq"))) gb__nn_rotary_buffers(m);
+    return gb__nn_module_done(m, st);
 }
 
-static gb_module *gb__llama_attn_new(const gb__llama_build *b) {
+static gb_module *gb__nn_llama_attn_new(const gb__nn_llama_build *b) {
     const gb_llama_config *c = b->c;
-    gb_module *m = gb__llama_module(b, &gb__type_llama_attn, GB__LLAMA_ATTN);
+    gb_module *m = gb__nn_llama_module(b, &gb__nn_type_llama_attn, GB__LLAMA_ATTN);
     int64_t hd = c->head_dim, q = c->num_attention_heads * hd, kv = c->num_key_value_heads * hd;
     if (m)
-        *GB__SETTINGS(m, gb__llama_attn_settings) =
-            (gb__llama_attn_settings){c->num_attention_heads, c->num_key_value_heads, hd, b->sliding_window};
+        *GB__SETTINGS(m, gb__nn_llama_attn_settings) =
+            (gb__nn_llama_attn_settings){c->num_attention_heads, c->num_key_value_heads, hd, b->sliding_window};
     gb_module *kids[GB__LATTN_COUNT] = {
         [GB__LATTN_Q] = gb_nn_linear(c->hidden_size, q, c->attention_bias),
         [GB__LATTN_K] = gb_nn_linear(c->hidden_size, kv, c->attention_bias),
         [GB__LATTN_V] = gb_nn_linear(c->hidden_size, kv, c->attention_bias),
         [GB__LATTN_O] = gb_nn_linear(q, c->hidden_size, c->attention_bias),
     };
-    return gb__module_with(m, GB__LATTN_COUNT, gb__llama_attn_children, kids);
+    return gb__nn_module_with(m, GB__LATTN_COUNT, gb__nn_llama_attn_children, kids);
 }
 
-static gb_module *gb__llama_mlp_new(const gb__llama_build *b) {
+static gb_module *gb__nn_llama_mlp_new(const gb__nn_llama_build *b) {
     const gb_llama_config *c = b->c;
     gb_module *kids[GB__LMLP_COUNT] = {
         [GB__LMLP_GATE] = gb_nn_linear(c->hidden_size, c->intermediate_size, c->mlp_bias),
@@ -380,80 +380,80 @@ static gb_module *gb__llama_mlp_new(const gb__llama_build *b) {
         [GB__LMLP_DOWN] = gb_nn_linear(c->intermediate_size, c->hidden_size, c->mlp_bias),
         [GB__LMLP_ACT] = gb_nn_activation(c->hidden_act),
     };
-    return gb__module_with(gb__llama_module(b, &gb__type_llama_mlp, GB__LLAMA_MLP), GB__LMLP_COUNT,
-                           gb__llama_mlp_children, kids);
+    return gb__nn_module_with(gb__nn_llama_module(b, &gb__nn_type_llama_mlp, GB__LLAMA_MLP), GB__LMLP_COUNT,
+                           gb__nn_llama_mlp_children, kids);
 }
 
-static gb_module *gb__llama_norm_new(const gb__llama_build *b) {
-    return gb__module_class(gb_nn_rms_norm(b->c->hidden_size, b->c->rms_norm_eps), b->f->cls[GB__LLAMA_NORM]);
+static gb_module *gb__nn_llama_norm_new(const gb__nn_llama_build *b) {
+    return gb__nn_module_class(gb_nn_rms_norm(b->c->hidden_size, b->c->rms_norm_eps), b->f->cls[GB__LLAMA_NORM]);
 }
 
-static gb_module *gb__llama_layer_new(const void *ctx) {
-    const gb__llama_build *b = ctx;
+static gb_module *gb__nn_llama_layer_new(const void *ctx) {
+    const gb__nn_llama_build *b = ctx;
     gb_module *kids[GB__LAYER_COUNT] = {
-        [GB__LAYER_ATTN] = gb__llama_attn_new(b),
-        [GB__LAYER_MLP] = gb__llama_mlp_new(b),
-        [GB__LAYER_IN_NORM] = gb__llama_norm_new(b),
-        [GB__LAYER_POST_NORM] = gb__llama_norm_new(b),
+        [GB__LAYER_ATTN] = gb__nn_llama_attn_new(b),
+        [GB__LAYER_MLP] = gb__nn_llama_mlp_new(b),
+        [GB__LAYER_IN_NORM] = gb__nn_llama_norm_new(b),
+        [GB__LAYER_POST_NORM] = gb__nn_llama_norm_new(b),
     };
-    return gb__module_with(gb__llama_module(b, &gb__type_llama_layer, GB__LLAMA_LAYER), GB__LAYER_COUNT,
-                           gb__llama_layer_children, kids);
+    return gb__nn_module_with(gb__nn_llama_module(b, &gb__nn_type_llama_layer, GB__LLAMA_LAYER), GB__LAYER_COUNT,
+                           gb__nn_llama_layer_children, kids);
 }
 
-gb_module *gb__llama_family_new(const gb__llama_family *f, const gb_llama_config *cfg, int64_t sliding_window) {
+gb_module *gb__nn_llama_family_new(const gb__nn_llama_family *f, const gb_llama_config *cfg, int64_t sliding_window) {
     if (!cfg) return gb__fail_null(GB_ERR_ARG, "%s: config is NULL", f->op);
     gb_llama_config c;
-    if (gb__llama_check(f->op, cfg, &c)) return NULL;
-    gb__llama_build b = {f, &c, sliding_window};
+    if (gb__nn_llama_check(f->op, cfg, &c)) return NULL;
+    gb__nn_llama_build b = {f, &c, sliding_window};
     gb_module *kids[GB__LMODEL_COUNT] = {
         [GB__LMODEL_EMBED] = gb_nn_embedding(c.vocab_size, c.hidden_size),
-        [GB__LMODEL_LAYERS] = gb__module_repeat(c.num_hidden_layers, gb__llama_layer_new, &b),
-        [GB__LMODEL_NORM] = gb__llama_norm_new(&b),
-        [GB__LMODEL_ROTARY] = gb__rotary_new(&b),
+        [GB__LMODEL_LAYERS] = gb__nn_module_repeat(c.num_hidden_layers, gb__nn_llama_layer_new, &b),
+        [GB__LMODEL_NORM] = gb__nn_llama_norm_new(&b),
+        [GB__LMODEL_ROTARY] = gb__nn_rotary_new(&b),
     };
-    gb_module *body = gb__module_with(gb__llama_module(&b, &gb__type_llama_model, GB__LLAMA_MODEL), GB__LMODEL_COUNT,
-                                      gb__llama_model_children, kids);
-    return gb__module_class(gb__causal_lm(&gb__type_llama_lm, &c, "model", body, c.hidden_size, c.vocab_size,
-                                          c.tie_word_embeddings ? &gb__llama_tie : NULL, f->op),
+    gb_module *body = gb__nn_module_with(gb__nn_llama_module(&b, &gb__nn_type_llama_model, GB__LLAMA_MODEL), GB__LMODEL_COUNT,
+                                      gb__nn_llama_model_children, kids);
+    return gb__nn_module_class(gb__nn_causal_lm(&gb__nn_type_llama_lm, &c, "model", body, c.hidden_size, c.vocab_size,
+                                          c.tie_word_embeddings ? &gb__nn_llama_tie : NULL, f->op),
                             f->cls[GB__LLAMA_LM]);
 }
 
-static const gb__llama_family gb__llama = {
+static const gb__nn_llama_family gb__nn_llama = {
     .op = "llama_new",
 #define GB__X(slot, suffix) [slot] = "Llama" suffix,
     .cls = {GB__LLAMA_CLASSES(GB__X)},
 #undef GB__X
 };
 
-gb_module *gb_llama_new(const gb_llama_config *cfg) { return gb__llama_family_new(&gb__llama, cfg, 0); }
+gb_module *gb_llama_new(const gb_llama_config *cfg) { return gb__nn_llama_family_new(&gb__nn_llama, cfg, 0); }
 
 /* ---- the architecture: config.json, checkpoints, info ------------------- */
 
 /* LlamaConfig's defaults, except that the sizes are required; rope_scaling
  * must be llama3 (under "rope_type" or the older "type") or absent. */
-void gb__llama_read_config(gb__config *c, gb_llama_config *l) {
-    l->vocab_size = gb__cfg_int(c, "vocab_size", &(int64_t){32000});
-    l->hidden_size = gb__cfg_int(c, "hidden_size", NULL);
-    l->intermediate_size = gb__cfg_int(c, "intermediate_size", NULL);
-    l->num_hidden_layers = gb__cfg_int(c, "num_hidden_layers", NULL);
-    l->num_attention_heads = gb__cfg_int(c, "num_attention_heads", NULL);
+void gb__nn_llama_read_config(gb__nn_config *c, gb_llama_config *l) {
+    l->vocab_size = gb__nn_cfg_int(c, "vocab_size", &(int64_t){32000});
+    l->hidden_size = gb__nn_cfg_int(c, "hidden_size", NULL);
+    l->intermediate_size = gb__nn_cfg_int(c, "intermediate_size", NULL);
+    l->num_hidden_layers = gb__nn_cfg_int(c, "num_hidden_layers", NULL);
+    l->num_attention_heads = gb__nn_cfg_int(c, "num_attention_heads", NULL);
     /* 0 means "as many as query heads" to gb_llama_new, but in a config.json
      * it is a mistake that would otherwise surface as k_proj's shape */
-    l->num_key_value_heads = gb__cfg_count(c, "num_key_value_heads", &l->num_attention_heads);
+    l->num_key_value_heads = gb__nn_cfg_count(c, "num_key_value_heads", &l->num_attention_heads);
     int64_t hd = l->num_attention_heads ? l->hidden_size / l->num_attention_heads : 0;
-    l->head_dim = gb__cfg_int(c, "head_dim", &hd);
-    l->max_position_embeddings = gb__cfg_int(c, "max_position_embeddings", &(int64_t){2048});
-    l->rms_norm_eps = (float)gb__cfg_num(c, "rms_norm_eps", 1e-6);
-    l->rope_theta = gb__cfg_num(c, "rope_theta", 10000.0);
-    l->tie_word_embeddings = gb__cfg_bool(c, "tie_word_embeddings", false);
-    l->attention_bias = gb__cfg_bool(c, "attention_bias", false);
-    l->mlp_bias = gb__cfg_bool(c, "mlp_bias", false);
-    gb__cfg_str(c, "hidden_act", "silu", l->hidden_act, sizeof l->hidden_act);
-    gb__cfg_value rs = gb__cfg_get(c, "rope_scaling");
+    l->head_dim = gb__nn_cfg_int(c, "head_dim", &hd);
+    l->max_position_embeddings = gb__nn_cfg_int(c, "max_position_embeddings", &(int64_t){2048});
+    l->rms_norm_eps = (float)gb__nn_cfg_num(c, "rms_norm_eps", 1e-6);
+    l->rope_theta = gb__nn_cfg_num(c, "rope_theta", 10000.0);
+    l->tie_word_embeddings = gb__nn_cfg_bool(c, "tie_word_embeddings", false);
+    l->attention_bias = gb__nn_cfg_bool(c, "attention_bias", false);
+    l->mlp_bias = gb__nn_cfg_bool(c, "mlp_bias", false);
+    gb__nn_cfg_str(c, "hidden_act", "silu", l->hidden_act, sizeof l->hidden_act);
+    gb__nn_cfg_value rs = gb__nn_cfg_get(c, "rope_scaling");
     if (rs.kind == GB__CFG_ABSENT || rs.kind == GB__CFG_NULL || c->st != GB_OK) return;
-    gb__config sub = {c->get, rs.obj, c->path, GB_OK};
-    gb__cfg_value type = gb__cfg_get(&sub, "rope_type");
-    if (type.kind != GB__CFG_STRING) type = gb__cfg_get(&sub, "type");
+    gb__nn_config sub = {c->get, rs.obj, c->path, GB_OK};
+    gb__nn_cfg_value type = gb__nn_cfg_get(&sub, "rope_type");
+    if (type.kind != GB__CFG_STRING) type = gb__nn_cfg_get(&sub, "type");
     if (type.kind != GB__CFG_STRING || strcmp(type.s, "llama3") != 0) {
         c->st = gb__fail(GB_ERR_UNSUPPORTED,
                          "model: %s: rope_scaling of type '%s' is not supported (glassbox supports 'llama3')", c->path,
@@ -461,44 +461,44 @@ void gb__llama_read_config(gb__config *c, gb_llama_config *l) {
         return;
     }
     snprintf(l->rope_type, sizeof l->rope_type, "llama3");
-    l->rope_factor = gb__cfg_num(&sub, "factor", 8.0);
-    l->rope_low_freq_factor = gb__cfg_num(&sub, "low_freq_factor", 1.0);
-    l->rope_high_freq_factor = gb__cfg_num(&sub, "high_freq_factor", 4.0);
-    l->rope_original_max_position_embeddings = gb__cfg_int(&sub, "original_max_position_embeddings", &(int64_t){8192});
+    l->rope_factor = gb__nn_cfg_num(&sub, "factor", 8.0);
+    l->rope_low_freq_factor = gb__nn_cfg_num(&sub, "low_freq_factor", 1.0);
+    l->rope_high_freq_factor = gb__nn_cfg_num(&sub, "high_freq_factor", 4.0);
+    l->rope_original_max_position_embeddings = gb__nn_cfg_int(&sub, "original_max_position_embeddings", &(int64_t){8192});
     if (sub.st != GB_OK) c->st = sub.st;
 }
 
-static void gb__llama_read(gb__config *c, void *cfg) { gb__llama_read_config(c, cfg); }
-static gb_module *gb__llama_new_from(const void *cfg) { return gb_llama_new(cfg); }
-bool gb__llama_tied(const void *cfg) { return ((const gb_llama_config *)cfg)->tie_word_embeddings; }
+static void gb__nn_llama_read(gb__nn_config *c, void *cfg) { gb__nn_llama_read_config(c, cfg); }
+static gb_module *gb__nn_llama_new_from(const void *cfg) { return gb_llama_new(cfg); }
+bool gb__nn_llama_tied(const void *cfg) { return ((const gb_llama_config *)cfg)->tie_word_embeddings; }
 
-static const gb__config_field gb__llama_fields[] = {
+static const gb__nn_config_field gb__nn_llama_fields[] = {
 #define GB__X(name, kind, field, unset) {name, GB__FIELD_##kind, offsetof(gb_llama_config, field), unset},
     GB__LLAMA_PRINTED(GB__X)
 #undef GB__X
 };
 
-const char *const gb__llama_parts[GB_PART_COUNT] = {
+const char *const gb__nn_llama_parts[GB_PART_COUNT] = {
     [GB_PART_EMBED] = "model.embed_tokens", [GB_PART_LAYERS] = "model.layers", [GB_PART_ATTN] = "self_attn",
     [GB_PART_MLP] = "mlp", [GB_PART_ATTN_WEIGHTS] = "self_attn.attn_weights", [GB_PART_NORM] = "model.norm",
     [GB_PART_UNEMBED] = "lm_head",
 };
 
-const gb__arch gb__arch_llama = {
+const gb__nn_arch gb__nn_arch_llama = {
     .model_type = "llama",
     .config_size = sizeof(gb_llama_config),
-    .read = gb__llama_read,
-    .build = gb__llama_new_from,
+    .read = gb__nn_llama_read,
+    .build = gb__nn_llama_new_from,
     .layers = "model.layers",
     .layers_field = "num_hidden_layers",
     .layers_at = offsetof(gb_llama_config, num_hidden_layers),
     .ignored = (const char *const[]){"rotary_emb.inv_freq", NULL},
-    .tie = &gb__llama_tie,
-    .tied = gb__llama_tied,
-    .fields = gb__llama_fields,
-    .nfields = sizeof gb__llama_fields / sizeof gb__llama_fields[0],
+    .tie = &gb__nn_llama_tie,
+    .tied = gb__nn_llama_tied,
+    .fields = gb__nn_llama_fields,
+    .nfields = sizeof gb__nn_llama_fields / sizeof gb__nn_llama_fields[0],
     .public_config = GB__ARCH_CONFIG_LLAMA,
     .vocab_at = offsetof(gb_llama_config, vocab_size),
     .positions_at = offsetof(gb_llama_config, max_position_embeddings),
-    .parts = gb__llama_parts,
+    .parts = gb__nn_llama_parts,
 };

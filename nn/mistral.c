@@ -7,12 +7,12 @@
  * itself and the sliding_window - 1 keys before it. */
 #include "modules_impl.h"
 
-typedef struct gb__mistral_config {
+typedef struct gb__nn_mistral_config {
     gb_llama_config llama;  /* first: Llama's reads, prints and tie apply to it */
     int64_t sliding_window; /* 0: none (null in config.json) */
-} gb__mistral_config;
+} gb__nn_mistral_config;
 
-static const gb__llama_family gb__mistral = {
+static const gb__nn_llama_family gb__nn_mistral = {
     .op = "mistral_new",
 #define GB__X(slot, suffix) [slot] = "Mistral" suffix,
     .cls = {GB__LLAMA_CLASSES(GB__X)},
@@ -22,12 +22,12 @@ static const gb__llama_family gb__mistral = {
 /* MistralConfig: Llama's fields without attention_bias and mlp_bias (its
  * projections never have biases), max_position_embeddings 4096 * 32 by
  * default, and sliding_window: 4096 when absent, none when null. */
-static void gb__mistral_read(gb__config *c, void *cfg) {
-    gb__mistral_config *m = cfg;
-    gb__llama_read_config(c, &m->llama);
+static void gb__nn_mistral_read(gb__nn_config *c, void *cfg) {
+    gb__nn_mistral_config *m = cfg;
+    gb__nn_llama_read_config(c, &m->llama);
     m->llama.attention_bias = m->llama.mlp_bias = false;
-    m->llama.max_position_embeddings = gb__cfg_int(c, "max_position_embeddings", &(int64_t){4096 * 32});
-    gb__cfg_value w = gb__cfg_get(c, "sliding_window");
+    m->llama.max_position_embeddings = gb__nn_cfg_int(c, "max_position_embeddings", &(int64_t){4096 * 32});
+    gb__nn_cfg_value w = gb__nn_cfg_get(c, "sliding_window");
     if (w.kind == GB__CFG_ABSENT) m->sliding_window = 4096;
     else if (w.kind == GB__CFG_INT && w.i > 0) m->sliding_window = w.i;
     else if (w.kind != GB__CFG_NULL && c->st == GB_OK)
@@ -35,33 +35,33 @@ static void gb__mistral_read(gb__config *c, void *cfg) {
                          c->path);
 }
 
-static gb_module *gb__mistral_new_from(const void *cfg) {
-    const gb__mistral_config *m = cfg;
-    return gb__llama_family_new(&gb__mistral, &m->llama, m->sliding_window);
+static gb_module *gb__nn_mistral_new_from(const void *cfg) {
+    const gb__nn_mistral_config *m = cfg;
+    return gb__nn_llama_family_new(&gb__nn_mistral, &m->llama, m->sliding_window);
 }
 
-static const gb__config_field gb__mistral_fields[] = {
-#define GB__X(name, kind, field, unset) {name, GB__FIELD_##kind, offsetof(gb__mistral_config, llama.field), unset},
+static const gb__nn_config_field gb__nn_mistral_fields[] = {
+#define GB__X(name, kind, field, unset) {name, GB__FIELD_##kind, offsetof(gb__nn_mistral_config, llama.field), unset},
     GB__LLAMA_PRINTED(GB__X)
 #undef GB__X
-    {"sliding_window", GB__FIELD_INT, offsetof(gb__mistral_config, sliding_window), "none"},
+    {"sliding_window", GB__FIELD_INT, offsetof(gb__nn_mistral_config, sliding_window), "none"},
 };
 
-const gb__arch gb__arch_mistral = {
+const gb__nn_arch gb__nn_arch_mistral = {
     .model_type = "mistral",
-    .config_size = sizeof(gb__mistral_config),
-    .read = gb__mistral_read,
-    .build = gb__mistral_new_from,
+    .config_size = sizeof(gb__nn_mistral_config),
+    .read = gb__nn_mistral_read,
+    .build = gb__nn_mistral_new_from,
     .layers = "model.layers",
     .layers_field = "num_hidden_layers",
-    .layers_at = offsetof(gb__mistral_config, llama.num_hidden_layers),
+    .layers_at = offsetof(gb__nn_mistral_config, llama.num_hidden_layers),
     .ignored = (const char *const[]){"rotary_emb.inv_freq", NULL},
-    .tie = &gb__llama_tie,
-    .tied = gb__llama_tied,
-    .fields = gb__mistral_fields,
-    .nfields = sizeof gb__mistral_fields / sizeof gb__mistral_fields[0],
+    .tie = &gb__nn_llama_tie,
+    .tied = gb__nn_llama_tied,
+    .fields = gb__nn_mistral_fields,
+    .nfields = sizeof gb__nn_mistral_fields / sizeof gb__nn_mistral_fields[0],
     .public_config = GB__ARCH_CONFIG_LLAMA,
-    .vocab_at = offsetof(gb__mistral_config, llama.vocab_size),
-    .positions_at = offsetof(gb__mistral_config, llama.max_position_embeddings),
-    .parts = gb__llama_parts,
+    .vocab_at = offsetof(gb__nn_mistral_config, llama.vocab_size),
+    .positions_at = offsetof(gb__nn_mistral_config, llama.max_position_embeddings),
+    .parts = gb__nn_llama_parts,
 };

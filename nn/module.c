@@ -34,21 +34,21 @@ void gb_values_set(gb_values *vs, int i, gb_tensor *t) {
 
 /* ---- tree --------------------------------------------------------------- */
 
-static char *gb__strdup(const char *s, const char *what) {
+static char *gb__nn_strdup(const char *s, const char *what) {
     char *c = gb__malloc(strlen(s) + 1, what);
     if (c) strcpy(c, s);
     return c;
 }
 
-gb_module *gb__module_new(const gb__module_type *type) {
+gb_module *gb__nn_module_new(const gb__nn_module_type *type) {
     gb_module *m = gb__calloc(1, sizeof *m + type->settings, type->name);
     if (!m) return NULL;
     m->type = type;
     m->cls = type->name;
     m->root = m;
     m->tree_size = m->tree_end = 1; /* numbered: position 0 of its own tree */
-    m->name = gb__strdup("", type->name);
-    m->path = gb__strdup("", type->name);
+    m->name = gb__nn_strdup("", type->name);
+    m->path = gb__nn_strdup("", type->name);
     if (!m->name || !m->path) {
         gb_module_free(m);
         return NULL;
@@ -56,13 +56,13 @@ gb_module *gb__module_new(const gb__module_type *type) {
     return m;
 }
 
-gb_module *gb__module_done(gb_module *m, gb_status st) {
+gb_module *gb__nn_module_done(gb_module *m, gb_status st) {
     if (st == GB_OK) return m;
     gb_module_free(m);
     return NULL;
 }
 
-gb_module *gb__module_class(gb_module *m, const char *cls) {
+gb_module *gb__nn_module_class(gb_module *m, const char *cls) {
     if (m) m->cls = cls;
     return m;
 }
@@ -83,7 +83,7 @@ void gb_module_free(gb_module *m) {
 
 /* Recompute the paths and roots of m's subtree (a subtree is built
  * bottom-up, so they are known only once it is attached). */
-static gb_status gb__update_paths(gb_module *m) {
+static gb_status gb__nn_update_paths(gb_module *m) {
     m->root = m->parent ? m->parent->root : m;
     const char *pp = m->parent ? m->parent->path : "";
     size_t n = strlen(pp) + strlen(m->name) + 2;
@@ -93,15 +93,15 @@ static gb_status gb__update_paths(gb_module *m) {
     free(m->path);
     m->path = p;
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++)
-        if (gb__update_paths(m->children[i]) != GB_OK) return GB_ERR_ALLOC;
+        if (gb__nn_update_paths(m->children[i]) != GB_OK) return GB_ERR_ALLOC;
     return GB_OK;
 }
 
-static int gb__number(gb_module *m, int next);
+static int gb__nn_number(gb_module *m, int next);
 
-gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child) {
+gb_status gb__nn_module_add_child(gb_module *m, const char *name, gb_module *child) {
     if (!child) return gb_last_status() ? gb_last_status() : GB_ERR_ARG;
-    char *nm = gb__strdup(name, "module child");
+    char *nm = gb__nn_strdup(name, "module child");
     if (!nm) {
         gb_module_free(child);
         return GB_ERR_ALLOC;
@@ -110,31 +110,31 @@ gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child)
     child->name = nm;
     child->parent = m;
     arrput(m->children, child);
-    gb_status st = gb__update_paths(child);
+    gb_status st = gb__nn_update_paths(child);
     gb_module *root = m->root;
     /* Numbered now, not when a run first needs it: runs on other threads
      * read the numbers of a shared tree, and only building writes them. */
-    root->tree_size = gb__number(root, 0);
+    root->tree_size = gb__nn_number(root, 0);
     root->tree_gen++;
     return st;
 }
 
-gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer) {
+gb_status gb__nn_module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer) {
     gb_tensor *t = gb_zeros(ndim, shape, GB_DTYPE_F32);
-    char *nm = t ? gb__strdup(name, "module parameter") : NULL;
+    char *nm = t ? gb__nn_strdup(name, "module parameter") : NULL;
     if (!nm) {
         gb_tensor_free(t);
         return GB_ERR_ALLOC;
     }
-    gb__param p = {nm, t, buffer};
+    gb__nn_param p = {nm, t, buffer};
     arrput(m->params, p);
     return GB_OK;
 }
 
-gb_status gb__module_fill_buffers(gb_module *m) {
+gb_status gb__nn_module_fill_buffers(gb_module *m) {
     bool filled = false;
     for (ptrdiff_t i = 0; i < arrlen(m->params); i++) {
-        gb__param *p = &m->params[i];
+        gb__nn_param *p = &m->params[i];
         if (!p->buffer || !gb__is_meta(p->t)) continue;
         gb_tensor *t = gb_zeros(gb_tensor_ndim(p->t), gb_tensor_shape(p->t), GB_DTYPE_F32);
         if (!t) return GB_ERR_ALLOC;
@@ -144,7 +144,7 @@ gb_status gb__module_fill_buffers(gb_module *m) {
     }
     if (filled && m->type->buffers) m->type->buffers(m);
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
-        gb_status st = gb__module_fill_buffers(m->children[i]);
+        gb_status st = gb__nn_module_fill_buffers(m->children[i]);
         if (st != GB_OK) return st;
     }
     return GB_OK;
@@ -160,11 +160,11 @@ gb_module *gb_module_child(const gb_module *m, int i) {
     return i >= 0 && i < arrlen(m->children) ? m->children[i] : NULL;
 }
 
-static const gb__module_type gb__type_list;
-static bool gb__is_list(const gb_module *m) { return m->type == &gb__type_list; }
+static const gb__nn_module_type gb__nn_type_list;
+static bool gb__nn_is_list(const gb_module *m) { return m->type == &gb__nn_type_list; }
 
 /* Levenshtein distance, for "did you mean" lists. */
-static int gb__edit_distance(const char *a, const char *b) {
+static int gb__nn_edit_distance(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 64 || lb > 64) return 99;
     int d[65][65];
@@ -181,13 +181,13 @@ static int gb__edit_distance(const char *a, const char *b) {
 }
 
 /* "nearest: mlp, ln_2, attn" — up to three children closest to name. */
-static void gb__nearest_names(const gb_module *m, const char *name, char *buf, size_t size) {
+static void gb__nn_nearest_names(const gb_module *m, const char *name, char *buf, size_t size) {
     int n = (int)arrlen(m->children), best[3] = {-1, -1, -1};
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < n; i++) {
             if (i == best[0] || i == best[1]) continue;
-            if (best[k] < 0 || gb__edit_distance(name, m->children[i]->name) <
-                                   gb__edit_distance(name, m->children[best[k]]->name))
+            if (best[k] < 0 || gb__nn_edit_distance(name, m->children[i]->name) <
+                                   gb__nn_edit_distance(name, m->children[best[k]]->name))
                 best[k] = i;
         }
     size_t len = 0;
@@ -197,7 +197,7 @@ static void gb__nearest_names(const gb_module *m, const char *name, char *buf, s
 }
 
 /* A path component that is a list index: [-]digits, nothing else. */
-static bool gb__parse_index_part(const char *p, size_t len, long *out) {
+static bool gb__nn_parse_index_part(const char *p, size_t len, long *out) {
     size_t i = p[0] == '-';
     if (len <= i || len - i > 9) return false;
     long v = 0;
@@ -219,7 +219,7 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
             return gb__fail_null(GB_ERR_ARG, "module path '%s': empty or overlong component", path);
         gb_module *next = NULL;
         long idx;
-        if (gb__is_list(cur) && gb__parse_index_part(p, len, &idx)) {
+        if (gb__nn_is_list(cur) && gb__nn_parse_index_part(p, len, &idx)) {
             long n = (long)arrlen(cur->children);
             if (idx < -n || idx >= n)
                 return gb__fail_null(GB_ERR_INDEX, "module path '%s': index %ld is out of range for '%s' (%s of %ld)",
@@ -233,7 +233,7 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
             char part[256], near[256];
             memcpy(part, p, len);
             part[len] = 0;
-            gb__nearest_names(cur, part, near, sizeof near);
+            gb__nn_nearest_names(cur, part, near, sizeof near);
             return gb__fail_null(GB_ERR_NOT_FOUND, "module path '%s': '%s' (%s) has no submodule '%s'%s%s%s", path,
                                  *cur->path ? cur->path : "<root>", cur->cls, part,
                                  *near ? "; nearest: " : "", near, arrlen(cur->children) ? "" : " (it has no children)");
@@ -249,44 +249,44 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
 
 typedef struct {
     char *s; /* stb_ds char array, NUL-terminated when done */
-} gb__buf;
+} gb__nn_buf;
 
-static void gb__puts(gb__buf *b, const char *s) {
+static void gb__nn_puts(gb__nn_buf *b, const char *s) {
     size_t n = strlen(s);
     memcpy(arraddnptr(b->s, n), s, n);
 }
 
 /* Append s with every line after the first indented by two spaces (_addindent). */
-static void gb__put_indented(gb__buf *b, const char *s) {
+static void gb__nn_put_indented(gb__nn_buf *b, const char *s) {
     for (; *s; s++) {
         arrput(b->s, *s);
-        if (*s == '\n') gb__puts(b, "  ");
+        if (*s == '\n') gb__nn_puts(b, "  ");
     }
 }
 
-static char *gb__repr(const gb_module *m);
+static char *gb__nn_repr(const gb_module *m);
 
-static char *gb__repr_list(const gb_module *m) {
-    gb__buf b = {0};
+static char *gb__nn_repr_list(const gb_module *m) {
+    gb__nn_buf b = {0};
     int n = (int)arrlen(m->children);
-    gb__puts(&b, m->cls);
-    gb__puts(&b, "(");
+    gb__nn_puts(&b, m->cls);
+    gb__nn_puts(&b, "(");
     char **reprs = calloc((size_t)n + 1, sizeof *reprs);
-    for (int i = 0; i < n; i++) reprs[i] = gb__repr(m->children[i]);
-    if (n > 0) gb__puts(&b, "\n  ");
+    for (int i = 0; i < n; i++) reprs[i] = gb__nn_repr(m->children[i]);
+    if (n > 0) gb__nn_puts(&b, "\n  ");
     for (int start = 0; start < n;) {
         int end = start;
         while (end + 1 < n && !strcmp(reprs[end + 1], reprs[start])) end++;
         char head[64];
         if (end == start) snprintf(head, sizeof head, "(%d): ", start);
         else snprintf(head, sizeof head, "(%d-%d): %d x ", start, end, end - start + 1);
-        if (start > 0) gb__puts(&b, "\n  ");
-        gb__puts(&b, head);
-        gb__put_indented(&b, reprs[start]);
+        if (start > 0) gb__nn_puts(&b, "\n  ");
+        gb__nn_puts(&b, head);
+        gb__nn_put_indented(&b, reprs[start]);
         start = end + 1;
     }
-    if (n > 0) gb__puts(&b, "\n");
-    gb__puts(&b, ")");
+    if (n > 0) gb__nn_puts(&b, "\n");
+    gb__nn_puts(&b, ")");
     for (int i = 0; i < n; i++) free(reprs[i]);
     free(reprs);
     arrput(b.s, 0);
@@ -295,32 +295,32 @@ static char *gb__repr_list(const gb_module *m) {
     return out;
 }
 
-static char *gb__repr(const gb_module *m) {
-    if (gb__is_list(m)) return gb__repr_list(m);
-    gb__buf b = {0};
+static char *gb__nn_repr(const gb_module *m) {
+    if (gb__nn_is_list(m)) return gb__nn_repr_list(m);
+    gb__nn_buf b = {0};
     char extra[512] = "";
     if (m->type->extra_repr) m->type->extra_repr(m, extra, sizeof extra);
     int nchild = (int)arrlen(m->children);
-    gb__puts(&b, m->cls);
-    gb__puts(&b, "(");
+    gb__nn_puts(&b, m->cls);
+    gb__nn_puts(&b, "(");
     if (*extra && nchild == 0 && !strchr(extra, '\n')) {
-        gb__puts(&b, extra);
+        gb__nn_puts(&b, extra);
     } else if (*extra || nchild) {
         if (*extra) {
-            gb__puts(&b, "\n  ");
-            gb__put_indented(&b, extra); /* multi-line extra_repr: each line indented */
+            gb__nn_puts(&b, "\n  ");
+            gb__nn_put_indented(&b, extra); /* multi-line extra_repr: each line indented */
         }
         for (int i = 0; i < nchild; i++) {
-            char *child = gb__repr(m->children[i]);
-            gb__puts(&b, "\n  (");
-            gb__puts(&b, m->children[i]->name);
-            gb__puts(&b, "): ");
-            gb__put_indented(&b, child);
+            char *child = gb__nn_repr(m->children[i]);
+            gb__nn_puts(&b, "\n  (");
+            gb__nn_puts(&b, m->children[i]->name);
+            gb__nn_puts(&b, "): ");
+            gb__nn_put_indented(&b, child);
             free(child);
         }
-        gb__puts(&b, "\n");
+        gb__nn_puts(&b, "\n");
     }
-    gb__puts(&b, ")");
+    gb__nn_puts(&b, ")");
     arrput(b.s, 0);
     char *out = strdup(b.s);
     arrfree(b.s);
@@ -328,7 +328,7 @@ static char *gb__repr(const gb_module *m) {
 }
 
 char *gb_module_repr(const gb_module *m) {
-    char *s = gb__repr(m);
+    char *s = gb__nn_repr(m);
     if (!s) gb__fail(GB_ERR_ALLOC, "module_repr: out of memory");
     return s;
 }
@@ -340,19 +340,19 @@ const char *gb_module_param_name(const gb_module *m, int i) {
     return i >= 0 && i < arrlen(m->params) ? m->params[i].name : NULL;
 }
 
-static gb__param *gb__find_param(const gb_module *m, const char *name) {
+static gb__nn_param *gb__nn_find_param(const gb_module *m, const char *name) {
     for (ptrdiff_t i = 0; i < arrlen(m->params); i++)
         if (!strcmp(m->params[i].name, name)) return &m->params[i];
     return NULL;
 }
 
 gb_tensor *gb_module_param(const gb_module *m, const char *name) {
-    gb__param *p = gb__find_param(m, name);
+    gb__nn_param *p = gb__nn_find_param(m, name);
     return p ? p->t : NULL;
 }
 
 gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t) {
-    gb__param *p = gb__find_param(m, name);
+    gb__nn_param *p = gb__nn_find_param(m, name);
     if (!p)
         return gb__fail(GB_ERR_NOT_FOUND, "set_param: %s (%s) has no parameter '%s'", *m->path ? m->path : "<root>",
                         m->cls, name);
@@ -381,9 +381,9 @@ typedef struct {
     const char **names;  /* stb_ds */
     gb_tensor **params;  /* stb_ds */
     char **owned_names;  /* stb_ds: full names we allocated */
-} gb__plist;
+} gb__nn_plist;
 
-static void gb__collect(gb_module *m, const char *prefix, gb__plist *l) {
+static void gb__nn_collect(gb_module *m, const char *prefix, gb__nn_plist *l) {
     for (ptrdiff_t i = 0; i < arrlen(m->params); i++) {
         if (m->params[i].buffer) continue;
         bool seen = false; /* tied parameters are listed once, as PyTorch does */
@@ -400,15 +400,15 @@ static void gb__collect(gb_module *m, const char *prefix, gb__plist *l) {
         size_t n = strlen(prefix) + strlen(m->children[i]->name) + 2;
         char *p = malloc(n);
         snprintf(p, n, "%s%s%s", prefix, *prefix ? "." : "", m->children[i]->name);
-        gb__collect(m->children[i], p, l);
+        gb__nn_collect(m->children[i], p, l);
         free(p);
     }
 }
 
 /* The names are kept alive in a per-module cache so callers free only the arrays. */
 int gb_module_parameters(gb_module *m, const char ***names, gb_tensor ***params) {
-    gb__plist l = {0};
-    gb__collect(m, "", &l);
+    gb__nn_plist l = {0};
+    gb__nn_collect(m, "", &l);
     int n = (int)arrlen(l.params);
     /* One block: the pointer arrays, then the strings. */
     size_t strbytes = 0;
@@ -459,19 +459,19 @@ gb_status gb_module_requires_grad_(gb_module *m, bool on) {
     return st;
 }
 
-static void gb__init_rec(gb_module *m, gb_rng *rng) {
+static void gb__nn_init_rec(gb_module *m, gb_rng *rng) {
     if (m->type->init) m->type->init(m, rng);
-    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) gb__init_rec(m->children[i], rng);
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) gb__nn_init_rec(m->children[i], rng);
 }
 
 void gb_module_init(gb_module *m, uint64_t seed) {
     gb_rng rng = gb_rng_seed(seed);
-    gb__init_rec(m, &rng);
+    gb__nn_init_rec(m, &rng);
 }
 
 /* ---- containers --------------------------------------------------------- */
 
-gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+gb_status gb__nn_forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     gb_values cur = {0}, next = {0};
     for (int i = 0; i < in->n; i++) gb_values_push(&cur, gb_tensor_ref(in->v[i]));
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
@@ -488,33 +488,33 @@ gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in,
     return GB_OK;
 }
 
-static gb_status gb__forward_list(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
+static gb_status gb__nn_forward_list(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)run, (void)in, (void)out;
     return gb__fail(GB_ERR_STATE, "%s: a ModuleList is not callable; its owner calls its items", m->path);
 }
 
-static const gb__module_type gb__type_sequential = {.name = "Sequential", .forward = gb__forward_sequential};
-static const gb__module_type gb__type_list = {.name = "ModuleList", .forward = gb__forward_list};
+static const gb__nn_module_type gb__nn_type_sequential = {.name = "Sequential", .forward = gb__nn_forward_sequential};
+static const gb__nn_module_type gb__nn_type_list = {.name = "ModuleList", .forward = gb__nn_forward_list};
 
-static gb_module *gb__container(const gb__module_type *type, int n, const char *const *names,
+static gb_module *gb__nn_container(const gb__nn_module_type *type, int n, const char *const *names,
                                 gb_module *const *children) {
-    gb_module *m = gb__module_new(type);
+    gb_module *m = gb__nn_module_new(type);
     gb_status st = m ? GB_OK : GB_ERR_ALLOC;
     for (int i = 0; i < n; i++) {
         char idx[24];
         snprintf(idx, sizeof idx, "%d", i);
-        if (st == GB_OK) st = gb__module_add_child(m, names ? names[i] : idx, children[i]);
+        if (st == GB_OK) st = gb__nn_module_add_child(m, names ? names[i] : idx, children[i]);
         else gb_module_free(children[i]);
     }
-    return gb__module_done(m, st);
+    return gb__nn_module_done(m, st);
 }
 
 gb_module *gb_sequential(int n, const char *const *names, gb_module *const *children) {
-    return gb__container(&gb__type_sequential, n, names, children);
+    return gb__nn_container(&gb__nn_type_sequential, n, names, children);
 }
 
 gb_module *gb_module_list(int n, gb_module *const *children) {
-    return gb__container(&gb__type_list, n, NULL, children);
+    return gb__nn_container(&gb__nn_type_list, n, NULL, children);
 }
 
 /* ---- runs --------------------------------------------------------------- */
@@ -523,7 +523,7 @@ typedef struct {
     const gb_module *key;
     gb_tensor *k, *v;       /* [B, KV, S, D]: views of kbuf, vbuf when those are set */
     gb_tensor *kbuf, *vbuf; /* [B, KV, capacity, D] or NULL */
-} gb__cache_entry;
+} gb__nn_cache_entry;
 
 struct gb_run {
     gb_observer_fn observer;
@@ -537,24 +537,24 @@ struct gb_run {
         const gb_module *key;
         int value;
     } *other_calls; /* stb_ds hash map */
-    const gb__interest *interest; /* the observer's, or NULL: every event */
+    const gb__nn_interest *interest; /* the observer's, or NULL: every event */
     gb_tensor *attention_mask, *position_ids;
     bool use_cache;
-    gb__cache_entry *cache; /* stb_ds hash map */
+    gb__nn_cache_entry *cache; /* stb_ds hash map */
     int64_t cache_len;
     bool nan_check; /* gb_run_set_nan_check */
 };
 
-static const char *const gb__event_names[GB_EVENT_COUNT] = {
+static const char *const gb__nn_event_names[GB_EVENT_COUNT] = {
 #define GB__X(e, n) n,
     GB_EVENT_LIST(GB__X)
 #undef GB__X
 };
-const char *gb_event_name(gb_event_kind k) { return (unsigned)k < GB_EVENT_COUNT ? gb__event_names[k] : "unknown"; }
+const char *gb_event_name(gb_event_kind k) { return (unsigned)k < GB_EVENT_COUNT ? gb__nn_event_names[k] : "unknown"; }
 
 gb_run *gb_run_new(void) { return gb__calloc(1, sizeof(gb_run), "run_new"); }
 
-static void gb__cache_clear(gb_run *run) {
+static void gb__nn_cache_clear(gb_run *run) {
     for (ptrdiff_t i = 0; i < hmlen(run->cache); i++) {
         gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
         gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
@@ -569,7 +569,7 @@ void gb_run_free(gb_run *run) {
     hmfree(run->other_calls);
     gb_tensor_free(run->attention_mask);
     gb_tensor_free(run->position_ids);
-    gb__cache_clear(run);
+    gb__nn_cache_clear(run);
     free(run);
 }
 
@@ -579,7 +579,7 @@ void gb_run_set_observer(gb_run *run, gb_observer_fn fn, void *ctx) {
     run->interest = NULL;
 }
 
-void gb__run_set_interest(gb_run *run, const gb__interest *interest) { run->interest = interest; }
+void gb__nn_run_set_interest(gb_run *run, const gb__nn_interest *interest) { run->interest = interest; }
 
 void gb_run_reset_calls(gb_run *run) {
     free(run->calls);
@@ -600,27 +600,27 @@ void gb_run_set_position_ids(gb_run *run, gb_tensor *pos) {
 }
 
 void gb_run_use_cache(gb_run *run, bool on) {
-    if (!on) gb__cache_clear(run);
+    if (!on) gb__nn_cache_clear(run);
     run->use_cache = on;
 }
 
 int64_t gb_run_cache_length(const gb_run *run) { return run->cache_len; }
 void gb_run_set_nan_check(gb_run *run, bool on) { run->nan_check = on; }
-gb_tensor *gb__run_attention_mask(const gb_run *run) { return run->attention_mask; }
-gb_tensor *gb__run_position_ids(const gb_run *run) { return run->position_ids; }
-bool gb__run_use_cache(const gb_run *run) { return run->use_cache; }
+gb_tensor *gb__nn_run_attention_mask(const gb_run *run) { return run->attention_mask; }
+gb_tensor *gb__nn_run_position_ids(const gb_run *run) { return run->position_ids; }
+bool gb__nn_run_use_cache(const gb_run *run) { return run->use_cache; }
 
-void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
+void gb__nn_run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
                        gb_tensor **vbuf) {
     ptrdiff_t i = hmgeti(run->cache, attn);
-    gb__cache_entry e = i >= 0 ? run->cache[i] : (gb__cache_entry){0};
+    gb__nn_cache_entry e = i >= 0 ? run->cache[i] : (gb__nn_cache_entry){0};
     *k = e.k, *v = e.v;
     if (kbuf) *kbuf = e.kbuf, *vbuf = e.vbuf;
 }
 
-void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+void gb__nn_run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
                        gb_tensor *vbuf) {
-    gb__cache_entry e = {attn, k, v, kbuf, vbuf};
+    gb__nn_cache_entry e = {attn, k, v, kbuf, vbuf};
     ptrdiff_t i = hmgeti(run->cache, attn);
     if (i >= 0) {
         gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
@@ -631,39 +631,39 @@ void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tens
     }
 }
 
-void gb__run_cache_advance(gb_run *run, int64_t t) {
+void gb__nn_run_cache_advance(gb_run *run, int64_t t) {
     if (run->use_cache) run->cache_len += t;
 }
 
 /* ---- calling modules ---------------------------------------------------- */
 
 /* Number a subtree depth-first from next; returns one past its last index. */
-static int gb__number(gb_module *m, int next) {
+static int gb__nn_number(gb_module *m, int next) {
     m->tree_index = next++;
-    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) next = gb__number(m->children[i], next);
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) next = gb__nn_number(m->children[i], next);
     return m->tree_end = next;
 }
 
-int gb__tree_number(gb_module *root) { return root->tree_size; }
+int gb__nn_tree_number(gb_module *root) { return root->tree_size; }
 
-gb_module *gb__tree_root(const gb_module *m) { return m->root; }
-int gb__tree_index(const gb_module *m) { return m->tree_index; }
-int gb__tree_end(const gb_module *m) { return m->tree_end; }
-unsigned gb__tree_gen(const gb_module *root) { return root->tree_gen; }
+gb_module *gb__nn_tree_root(const gb_module *m) { return m->root; }
+int gb__nn_tree_index(const gb_module *m) { return m->tree_index; }
+int gb__nn_tree_end(const gb_module *m) { return m->tree_end; }
+unsigned gb__nn_tree_gen(const gb_module *root) { return root->tree_gen; }
 
 /* The one staleness rule: the mask was built for the root's tree at its
  * present generation and size. Inline here, where every observed call asks. */
-static inline bool gb__current(const gb__interest *in) {
+static inline bool gb__nn_current(const gb__nn_interest *in) {
     const gb_module *root = in->root;
     return root && in->gen == root->tree_gen && in->size == root->tree_size;
 }
 
-bool gb__interest_current(const gb__interest *in) { return gb__current(in); }
+bool gb__nn_interest_current(const gb__nn_interest *in) { return gb__nn_current(in); }
 
 /* m's call counter in this run: an array slot for the tree of the first
  * module called, a hash map entry for any other tree (or a changed one). */
-static int *gb__call_slot_slow(gb_run *run, gb_module *root, gb_module *m) {
-    int size = gb__tree_number(root);
+static int *gb__nn_call_slot_slow(gb_run *run, gb_module *root, gb_module *m) {
+    int size = gb__nn_tree_number(root);
     if (!run->calls_root) {
         int *calls = calloc((size_t)size, sizeof *calls);
         if (calls) {
@@ -681,22 +681,22 @@ static int *gb__call_slot_slow(gb_run *run, gb_module *root, gb_module *m) {
     return &run->other_calls[i].value;
 }
 
-static inline int *gb__call_slot(gb_run *run, gb_module *m) {
+static inline int *gb__nn_call_slot(gb_run *run, gb_module *m) {
     const gb_module *root = m->root;
     if (root == run->calls_root && root->tree_size == run->ncalls) return &run->calls[m->tree_index];
-    return gb__call_slot_slow(run, m->root, m);
+    return gb__nn_call_slot_slow(run, m->root, m);
 }
 
 /* Whether the observer wants events of this kind from module m. */
-static inline bool gb__wants(const gb_run *run, const gb_module *m, gb_event_kind kind) {
-    const gb__interest *in = run->interest;
-    if (!in || in->root != m->root || !gb__current(in)) return true;
+static inline bool gb__nn_wants(const gb_run *run, const gb_module *m, gb_event_kind kind) {
+    const gb__nn_interest *in = run->interest;
+    if (!in || in->root != m->root || !gb__nn_current(in)) return true;
     return ((in->mask ? in->mask[m->tree_index] : 0) | in->all) & (1u << kind);
 }
 
 /* Deliver one event of module m about values; out is the output tuple for
  * input events, where the observer may put an output and skip the forward. */
-static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int call, gb_values *values, gb_values *out,
+static gb_status gb__nn_emit(gb_run *run, gb_module *m, gb_event_kind kind, int call, gb_values *values, gb_values *out,
                           bool *skip) {
     gb_event ev = {.kind = kind, .module = m, .path = m->path, .call = call, .values = values, .output = out};
     gb_status st = run->observer(&ev, run->observer_ctx);
@@ -707,7 +707,7 @@ static gb_status gb__emit(gb_run *run, gb_module *m, gb_event_kind kind, int cal
 /* The NaN guard (gb_run_set_nan_check): the first value of m's outputs that
  * is not finite, as an error naming where it is. Meta values (scans) have
  * no data to look at. */
-static gb_status gb__check_finite(const gb_module *m, int call, const gb_values *out) {
+static gb_status gb__nn_check_finite(const gb_module *m, int call, const gb_values *out) {
     for (int i = 0; i < out->n; i++) {
         const gb_tensor *t = out->v[i];
         int64_t first, bad = t ? gb_count_nonfinite(t, &first) : 0;
@@ -735,33 +735,33 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     if (!run) return gb__fail(GB_ERR_ARG, "module_call: %s: run is NULL (use gb_run_new)", m->path);
     if (!run->observer && !run->nan_check) return m->type->forward(m, run, in, out);
 
-    int call = (*gb__call_slot(run, m))++;
+    int call = (*gb__nn_call_slot(run, m))++;
     gb_status st;
-    if (run->observer && gb__wants(run, m, GB_EVENT_INPUT)) {
+    if (run->observer && gb__nn_wants(run, m, GB_EVENT_INPUT)) {
         /* The observer may replace the inputs: hand it a tuple of our own. */
         gb_values inputs = {0};
         for (int i = 0; i < in->n; i++) gb_values_push(&inputs, gb_tensor_ref(in->v[i]));
         bool skip = false;
-        st = gb__emit(run, m, GB_EVENT_INPUT, call, &inputs, out, &skip);
+        st = gb__nn_emit(run, m, GB_EVENT_INPUT, call, &inputs, out, &skip);
         if (st == GB_OK && !skip) st = m->type->forward(m, run, &inputs, out);
         gb_values_clear(&inputs);
     } else {
         st = m->type->forward(m, run, in, out);
     }
-    if (st == GB_OK && run->nan_check && (st = gb__check_finite(m, call, out)) != GB_OK)
+    if (st == GB_OK && run->nan_check && (st = gb__nn_check_finite(m, call, out)) != GB_OK)
         gb_values_clear(out); /* a failed call returns no values: callers do not free them */
     /* Asked now: a hook added by the input event or inside the forward counts. */
-    if (st != GB_OK || !run->observer || !gb__wants(run, m, GB_EVENT_OUTPUT)) return st;
-    return gb__emit(run, m, GB_EVENT_OUTPUT, call, out, NULL, NULL);
+    if (st != GB_OK || !run->observer || !gb__nn_wants(run, m, GB_EVENT_OUTPUT)) return st;
+    return gb__nn_emit(run, m, GB_EVENT_OUTPUT, call, out, NULL, NULL);
 }
 
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t) {
     if (!run->observer) return GB_OK;
-    if (!gb__wants(run, m, GB_EVENT_POINT)) return GB_OK;
+    if (!gb__nn_wants(run, m, GB_EVENT_POINT)) return GB_OK;
     char path[512];
     snprintf(path, sizeof path, "%s%s%s", m->path, *m->path ? "." : "", name);
     gb_values vs = {1, {*t}};
-    gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = *gb__call_slot(run, m) - 1,
+    gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = *gb__nn_call_slot(run, m) - 1,
                   .values = &vs};
     gb_status st = run->observer(&ev, run->observer_ctx);
     *t = vs.v[0]; /* the observer may have replaced it (and released the old one) */

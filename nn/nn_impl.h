@@ -11,7 +11,7 @@
 #include "observer.h"
 
 /* What a kind of module does. Each module points at its type (a vtable). */
-typedef struct gb__module_type {
+typedef struct gb__nn_module_type {
     const char *name; /* PyTorch class name, printed by repr: "Linear" */
     /* Compute out from in. Call children through gb_module_call so they
      * emit events; return any non-GB_OK status of a child unchanged. */
@@ -23,7 +23,7 @@ typedef struct gb__module_type {
     void (*init)(gb_module *m, gb_rng *rng);
     /* Compute m's buffers (values derived from its settings, never loaded:
      * the rotary frequencies) into their storages; NULL if none. Called
-     * when m is built, and by gb__module_fill_buffers for a tree built in
+     * when m is built, and by gb__nn_module_fill_buffers for a tree built in
      * meta mode. */
     void (*buffers)(gb_module *m);
     /* The module returns a tuple in Hugging Face (GPT2Block, LlamaDecoderLayer):
@@ -31,19 +31,19 @@ typedef struct gb__module_type {
      * hidden state as in nnsight. Single-tensor modules leave it false. */
     bool returns_tuple;
     /* Bytes of the type's settings: a struct defined beside the type
-     * (gb__linear_settings: in_features, out_features, bias, ...), zeroed
+     * (gb__nn_linear_settings: in_features, out_features, bias, ...), zeroed
      * when a module is made; 0 for none. */
     size_t settings;
-} gb__module_type;
+} gb__nn_module_type;
 
-typedef struct gb__param {
+typedef struct gb__nn_param {
     char *name;
     gb_tensor *t;
     bool buffer;     /* a buffer, not a parameter (not in named_parameters) */
-} gb__param;
+} gb__nn_param;
 
 struct gb_module {
-    const gb__module_type *type;
+    const gb__nn_module_type *type;
     /* The class name printed and reported: the type's, or the one a model
      * family gives it (Mistral's modules are Llama's under Mistral's names,
      * as transformers' modular files derive them). A static string. */
@@ -53,7 +53,7 @@ struct gb_module {
     gb_module *parent;
     gb_module *root;      /* the root of its tree: itself until attached */
     gb_module **children; /* stb_ds array */
-    gb__param *params;    /* stb_ds array, in registration order */
+    gb__nn_param *params;    /* stb_ds array, in registration order */
     int tree_index;       /* depth-first position under its root: where runs count its calls */
     int tree_end;         /* one past the last tree_index of m's subtree */
     int tree_size;        /* roots only: modules in the tree (numbered whenever it changes) */
@@ -61,36 +61,36 @@ struct gb_module {
     _Alignas(max_align_t) unsigned char settings[]; /* the type's settings, type->settings bytes (GB__SETTINGS) */
 };
 
-/* m's settings as the struct T its type defines: GB__SETTINGS(m, gb__linear_settings)->bias. */
+/* m's settings as the struct T its type defines: GB__SETTINGS(m, gb__nn_linear_settings)->bias. */
 #define GB__SETTINGS(m, T) ((T *)(void *)(m)->settings)
 
 /* Make a module of a type with no parameters and no children. */
-gb_module *gb__module_new(const gb__module_type *type);
+gb_module *gb__nn_module_new(const gb__nn_module_type *type);
 /* Add a child under name (taking ownership; on failure the child is freed). */
-gb_status gb__module_add_child(gb_module *m, const char *name, gb_module *child);
+gb_status gb__nn_module_add_child(gb_module *m, const char *name, gb_module *child);
 /* Register a zero-filled f32 parameter (or buffer) of the given shape;
  * shape-only in meta mode (how the loader builds a tree). */
-gb_status gb__module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
+gb_status gb__nn_module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
 /* Build helper: frees m and returns NULL when st is not GB_OK. */
-gb_module *gb__module_done(gb_module *m, gb_status st);
+gb_module *gb__nn_module_done(gb_module *m, gb_status st);
 /* Give m the class name cls (a static string); returns m (NULL stays NULL). */
-gb_module *gb__module_class(gb_module *m, const char *cls);
+gb_module *gb__nn_module_class(gb_module *m, const char *cls);
 
 /* ---- run state used by forwards ----------------------------------------- */
 
-gb_tensor *gb__run_attention_mask(const gb_run *run); /* borrowed, may be NULL */
-gb_tensor *gb__run_position_ids(const gb_run *run);   /* borrowed, may be NULL */
-bool gb__run_use_cache(const gb_run *run);
+gb_tensor *gb__nn_run_attention_mask(const gb_run *run); /* borrowed, may be NULL */
+gb_tensor *gb__nn_run_position_ids(const gb_run *run);   /* borrowed, may be NULL */
+bool gb__nn_run_use_cache(const gb_run *run);
 /* The cached keys and values of an attention module (borrowed; NULL when
  * empty), the buffers with room to append that they are views of (NULL
  * when they are not; kbuf may be NULL to not ask), and their replacement
  * (the run takes the references). */
-void gb__run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
+void gb__nn_run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
                        gb_tensor **vbuf);
-void gb__run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+void gb__nn_run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
                        gb_tensor *vbuf);
 /* Called by the whole-model forward after a pass over T new tokens. */
-void gb__run_cache_advance(gb_run *run, int64_t t);
+void gb__nn_run_cache_advance(gb_run *run, int64_t t);
 
 /* A named intermediate value inside m's forward (attention weights, ...).
  * Emits GB_EVENT_POINT "<m's path>.<name>" with m's call index: a forward
@@ -99,6 +99,6 @@ void gb__run_cache_advance(gb_run *run, int64_t t);
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t);
 
 /* Out-of-line forwards reused by several module types. */
-gb_status gb__forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
+gb_status gb__nn_forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);
 
 #endif

@@ -7,7 +7,7 @@
 
 #include "serve_impl.h"
 
-typedef struct gb__rcall {
+typedef struct gb__srv_rcall {
     CURL *curl;
     const gb_remote_events *ev;
     char *buf;           /* unread bytes: a partial line (200) or the whole body (others) */
@@ -16,9 +16,9 @@ typedef struct gb__rcall {
     bool finished;       /* a done or error event arrived */
     gb_status st;        /* the first failure: an error event's, or the client's own */
     char *error;
-} gb__rcall;
+} gb__srv_rcall;
 
-static gb_status gb__rcall_fail(gb__rcall *rc, gb_status st, const char *msg) {
+static gb_status gb__srv_rcall_fail(gb__srv_rcall *rc, gb_status st, const char *msg) {
     if (rc->st == GB_OK) {
         rc->st = st;
         rc->error = strdup(msg);
@@ -27,18 +27,18 @@ static gb_status gb__rcall_fail(gb__rcall *rc, gb_status st, const char *msg) {
 }
 
 /* One event line. */
-static gb_status gb__rcall_event(gb__rcall *rc, const char *line, size_t n) {
+static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t n) {
     if (!n) return GB_OK; /* the server's keep-alive */
-    gb__json *ev = gb__json_parse(line, n, "remote: event");
+    gb__json_json *ev = gb__json_parse(line, n, "remote: event");
     const char *kind = gb__json_string(gb__json_get(ev, "event"));
     gb_status st = GB_OK;
     const gb_remote_events *e = rc->ev;
     if (!kind) {
-        st = gb__rcall_fail(rc, GB_ERR_FORMAT, "remote: the server sent an event this client does not understand");
+        st = gb__srv_rcall_fail(rc, GB_ERR_FORMAT, "remote: the server sent an event this client does not understand");
     } else if (!strcmp(kind, "log")) {
         if (e && e->log) e->log(e->ctx, gb__json_string(gb__json_get(ev, "line")) ? gb__json_string(gb__json_get(ev, "line")) : "");
     } else if (!strcmp(kind, "token")) {
-        const gb__json *ids = gb__json_get(ev, "ids");
+        const gb__json_json *ids = gb__json_get(ev, "ids");
         long long trace = 0, step = 0;
         int64_t b = gb__json_size(ids), *v = calloc((size_t)b + 1, sizeof *v);
         gb__json_int(gb__json_get(ev, "trace"), &trace);
@@ -49,10 +49,10 @@ static gb_status gb__rcall_event(gb__rcall *rc, const char *line, size_t n) {
             v[i] = x;
         }
         if (v && e && e->token && (st = e->token(e->ctx, (int)trace, (int)step, v, b)) != GB_OK)
-            gb__rcall_fail(rc, st, gb_last_error());
+            gb__srv_rcall_fail(rc, st, gb_last_error());
         free(v);
     } else if (!strcmp(kind, "result")) {
-        const gb__json *vals = gb__json_get(ev, "values"), *its = gb__json_get(ev, "items");
+        const gb__json_json *vals = gb__json_get(ev, "values"), *its = gb__json_get(ev, "items");
         int n = gb__json_size(vals), depth = gb__json_size(its);
         const char **names = calloc((size_t)n + 1, sizeof *names);
         gb_tensor **values = calloc((size_t)n + 1, sizeof *values);
@@ -68,16 +68,16 @@ static gb_status gb__rcall_event(gb__rcall *rc, const char *line, size_t n) {
         for (; names && values && k < n; k++)
             if (!(values[k] = gb__srv_json_tensor(gb__json_at(vals, k), &names[k]))) break;
         if (!names || !values || k < n) {
-            st = gb__rcall_fail(rc, names && values ? gb_last_status() : GB_ERR_ALLOC,
+            st = gb__srv_rcall_fail(rc, names && values ? gb_last_status() : GB_ERR_ALLOC,
                                 names && values ? gb_last_error() : "remote: out of memory");
         } else if (e && e->result) {
-            const gb__json *tj = gb__json_get(ev, "texts");
+            const gb__json_json *tj = gb__json_get(ev, "texts");
             int nt = gb__json_size(tj);
             const char **texts = calloc((size_t)nt + 1, sizeof *texts);
             for (int i = 0; texts && i < nt; i++) texts[i] = gb__json_string(gb__json_at(tj, i)) ? gb__json_string(gb__json_at(tj, i)) : "";
             gb_spec_result r = {.trace = (int)trace, .depth = depth < 16 ? depth : 16, .items = items, .n = n,
                                 .names = names, .values = values, .ntexts = texts ? nt : 0, .texts = texts};
-            if ((st = e->result(e->ctx, &r)) != GB_OK) gb__rcall_fail(rc, st, gb_last_error());
+            if ((st = e->result(e->ctx, &r)) != GB_OK) gb__srv_rcall_fail(rc, st, gb_last_error());
             free(texts);
         }
         for (int i = 0; values && i < k; i++) gb_tensor_free(values[i]);
@@ -87,14 +87,14 @@ static gb_status gb__rcall_event(gb__rcall *rc, const char *line, size_t n) {
     } else if (!strcmp(kind, "error")) {
         const char *msg = gb__json_string(gb__json_get(ev, "message"));
         rc->finished = true;
-        st = gb__rcall_fail(rc, gb__srv_status(gb__json_string(gb__json_get(ev, "status"))), msg ? msg : "remote: error");
+        st = gb__srv_rcall_fail(rc, gb__srv_status(gb__json_string(gb__json_get(ev, "status"))), msg ? msg : "remote: error");
     }
     gb__json_free(ev);
     return st;
 }
 
-static size_t gb__rcall_write(char *data, size_t size, size_t nmemb, void *ctx) {
-    gb__rcall *rc = ctx;
+static size_t gb__srv_rcall_write(char *data, size_t size, size_t nmemb, void *ctx) {
+    gb__srv_rcall *rc = ctx;
     size_t n = size * nmemb;
     if (!rc->http) curl_easy_getinfo(rc->curl, CURLINFO_RESPONSE_CODE, &rc->http);
     if (rc->len + n + 1 > rc->cap) {
@@ -109,7 +109,7 @@ static size_t gb__rcall_write(char *data, size_t size, size_t nmemb, void *ctx) 
     if (rc->http != 200) return n; /* an error body: read whole */
     size_t start = 0;
     for (char *nl; (nl = memchr(rc->buf + start, '\n', rc->len - start)); start = (size_t)(nl - rc->buf) + 1)
-        if (gb__rcall_event(rc, rc->buf + start, (size_t)(nl - rc->buf) - start) != GB_OK && rc->st != GB_OK &&
+        if (gb__srv_rcall_event(rc, rc->buf + start, (size_t)(nl - rc->buf) - start) != GB_OK && rc->st != GB_OK &&
             !rc->finished)
             return 0; /* our own callback failed: hang up, which cancels the run */
     memmove(rc->buf, rc->buf + start, rc->len - start);
@@ -117,13 +117,13 @@ static size_t gb__rcall_write(char *data, size_t size, size_t nmemb, void *ctx) 
     return n;
 }
 
-static void gb__curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void gb__srv_curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 /* An easy handle for url + path with the key's header (in *headers, freed
  * by the caller). */
-static CURL *gb__remote_curl(const char *url, const char *path, const char *key, struct curl_slist **headers) {
+static CURL *gb__srv_remote_curl(const char *url, const char *path, const char *key, struct curl_slist **headers) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, gb__curl_init);
+    pthread_once(&once, gb__srv_curl_init);
     CURL *c = curl_easy_init();
     if (!c) return gb__fail_null(GB_ERR_ALLOC, "remote: cannot start libcurl");
     size_t n = strlen(url);
@@ -152,12 +152,12 @@ static CURL *gb__remote_curl(const char *url, const char *path, const char *key,
 }
 
 /* A transfer's failure as this client reports it. */
-static gb_status gb__remote_done(gb__rcall *rc, CURLcode cc, const char *url) {
+static gb_status gb__srv_remote_done(gb__srv_rcall *rc, CURLcode cc, const char *url) {
     gb_status st;
     if (rc->st != GB_OK) {
         st = gb__fail(rc->st, "%s", rc->error);
     } else if (rc->http && rc->http != 200) {
-        gb__json *body = gb__json_parse(rc->buf ? rc->buf : "", rc->len, "remote: response");
+        gb__json_json *body = gb__json_parse(rc->buf ? rc->buf : "", rc->len, "remote: response");
         const char *msg = gb__json_string(gb__json_get(body, "error"));
         gb_status s = gb__srv_status(gb__json_string(gb__json_get(body, "status")));
         if (rc->http == 400 && msg) st = gb__fail(s, "%s", msg); /* the message a local run gives */
@@ -178,8 +178,8 @@ gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, con
     char *body = gb_spec_json(sp);
     if (!body) return gb_last_status();
     struct curl_slist *headers;
-    gb__rcall rc = {.ev = ev};
-    rc.curl = gb__remote_curl(url, "/session", key, &headers);
+    gb__srv_rcall rc = {.ev = ev};
+    rc.curl = gb__srv_remote_curl(url, "/session", key, &headers);
     if (!rc.curl) {
         free(body);
         return gb_last_status();
@@ -187,11 +187,11 @@ gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, con
     headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(rc.curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(rc.curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(rc.curl, CURLOPT_WRITEFUNCTION, gb__rcall_write);
+    curl_easy_setopt(rc.curl, CURLOPT_WRITEFUNCTION, gb__srv_rcall_write);
     curl_easy_setopt(rc.curl, CURLOPT_WRITEDATA, &rc);
     CURLcode cc = curl_easy_perform(rc.curl);
     if (!rc.http) curl_easy_getinfo(rc.curl, CURLINFO_RESPONSE_CODE, &rc.http);
-    gb_status st = gb__remote_done(&rc, cc, url);
+    gb_status st = gb__srv_remote_done(&rc, cc, url);
     curl_easy_cleanup(rc.curl);
     curl_slist_free_all(headers);
     free(rc.buf), free(rc.error), free(body);
@@ -200,11 +200,11 @@ gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, con
 
 char *gb_remote_get(const char *url, const char *path, const char *key, long *status) {
     struct curl_slist *headers;
-    gb__rcall rc = {.http = -1}; /* read the body whole */
-    rc.curl = gb__remote_curl(url, path, key, &headers);
+    gb__srv_rcall rc = {.http = -1}; /* read the body whole */
+    rc.curl = gb__srv_remote_curl(url, path, key, &headers);
     if (!rc.curl) return NULL;
     curl_easy_setopt(rc.curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(rc.curl, CURLOPT_WRITEFUNCTION, gb__rcall_write);
+    curl_easy_setopt(rc.curl, CURLOPT_WRITEFUNCTION, gb__srv_rcall_write);
     curl_easy_setopt(rc.curl, CURLOPT_WRITEDATA, &rc);
     CURLcode cc = curl_easy_perform(rc.curl);
     *status = 0;

@@ -13,8 +13,8 @@ void *gb__srv_unb64(const char *text, size_t *n);
 
 /* A tensor as {"name", "dtype", "shape", "data": base64 of its bytes}, and
  * back (NULL with an error). */
-gb__json *gb__srv_tensor_json(const char *name, gb_tensor *t);
-gb_tensor *gb__srv_json_tensor(const gb__json *j, const char **name);
+gb__json_json *gb__srv_tensor_json(const char *name, gb_tensor *t);
+gb_tensor *gb__srv_json_tensor(const gb__json_json *j, const char **name);
 
 /* The status called name (gb_status_name), GB_ERR_STATE if none is. */
 gb_status gb__srv_status(const char *name);

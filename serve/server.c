@@ -17,7 +17,7 @@
 
 #include "serve_impl.h"
 
-typedef struct gb__job gb__job;
+typedef struct gb__srv_job gb__srv_job;
 
 struct gb_server {
     gb_serve_opts o;
@@ -26,7 +26,7 @@ struct gb_server {
     int port;
     pthread_mutex_t mu;     /* the queue and counters */
     pthread_cond_t cv;
-    gb__job **queue;        /* ring of o.queue */
+    gb__srv_job **queue;        /* ring of o.queue */
     int qhead, qlen, running;
     atomic_bool stopping;   /* read by workers' cancellation checks without the lock */
     pthread_t *workers;
@@ -34,7 +34,7 @@ struct gb_server {
     atomic_ullong next_id;
 };
 
-struct gb__job {
+struct gb__srv_job {
     gb_server *srv;
     unsigned long long id;
     pthread_mutex_t mu;
@@ -52,13 +52,13 @@ struct gb__job {
 };
 
 /* One connection's request while its body arrives. */
-typedef struct gb__conn {
+typedef struct gb__srv_conn {
     char *body;
     size_t len;
     bool too_big;
     unsigned long long id;
     int64_t t0;
-} gb__conn;
+} gb__srv_conn;
 
 static int64_t gb__srv_now(const gb_server *srv) {
     if (srv->o.clock_ms) return srv->o.clock_ms(srv->o.test_ctx);
@@ -156,10 +156,10 @@ static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, 
 }
 
 /* {"error": message, "status": name} */
-static enum MHD_Result gb__srv_error(gb_server *srv, struct MHD_Connection *c, gb__conn *cn, const char *method,
+static enum MHD_Result gb__srv_error(gb_server *srv, struct MHD_Connection *c, gb__srv_conn *cn, const char *method,
                                      const char *url, unsigned status, gb_status st, const char *msg,
                                      const char *retry_after) {
-    gb__json *o = gb__json_new_object();
+    gb__json_json *o = gb__json_new_object();
     gb__json_set(o, "error", gb__json_new_string(msg));
     gb__json_set(o, "status", gb__json_new_string(gb_status_name(st)));
     char *text = gb__json_print(o);
@@ -171,27 +171,27 @@ static enum MHD_Result gb__srv_error(gb_server *srv, struct MHD_Connection *c, g
 }
 
 static char *gb__srv_models_json(gb_server *srv) {
-    gb__json *arr = gb__json_new_array();
+    gb__json_json *arr = gb__json_new_array();
     for (int i = 0; arr && i < srv->o.nmodels; i++) {
         gb_lm *lm = srv->o.models[i].lm;
         gb_module *root = gb_lm_module(lm);
         const char **names = NULL;
         gb_tensor **params = NULL;
         int np = gb_module_parameters(root, &names, &params);
-        gb__json *m = gb__json_new_object();
+        gb__json_json *m = gb__json_new_object();
         gb__json_set(m, "name", gb__json_new_string(srv->o.models[i].name));
         gb__json_set(m, "model_type", gb__json_new_string(gb_model_type(gb_lm_model(lm))));
         gb__json_set(m, "root", gb__json_new_string(gb_module_type(root)));
         gb__json_set(m, "parameters", gb__json_new_number((double)gb_module_num_parameters(root)));
         gb__json_set(m, "dtype", gb__json_new_string(np > 0 ? gb_dtype_name(gb_tensor_dtype(params[0])) : "none"));
-        gb__json *kids = gb__json_new_array();
+        gb__json_json *kids = gb__json_new_array();
         for (int k = 0; k < gb_module_num_children(root); k++)
             gb__json_push(kids, gb__json_new_string(gb_module_name(gb_module_child(root, k))));
         gb__json_set(m, "children", kids);
         gb__json_push(arr, m);
         free(names), free(params);
     }
-    gb__json *o = gb__json_new_object();
+    gb__json_json *o = gb__json_new_object();
     gb__json_set(o, "models", arr);
     char *text = gb__json_print(o);
     gb__json_free(o);
@@ -201,7 +201,7 @@ static char *gb__srv_models_json(gb_server *srv) {
 /* ---- jobs ---------------------------------------------------------------- */
 
 /* Append one event line (takes j's lock). */
-static void gb__job_emit(gb__job *job, gb__json *ev) {
+static void gb__srv_job_emit(gb__srv_job *job, gb__json_json *ev) {
     char *text = gb__json_print(ev);
     gb__json_free(ev);
     if (!text) return;
@@ -222,7 +222,7 @@ static void gb__job_emit(gb__job *job, gb__json *ev) {
     free(text);
 }
 
-static void gb__job_release(gb__job *job) {
+static void gb__srv_job_release(gb__srv_job *job) {
     pthread_mutex_lock(&job->mu);
     bool last = --job->refs == 0;
     pthread_mutex_unlock(&job->mu);
@@ -235,8 +235,8 @@ static void gb__job_release(gb__job *job) {
     free(job);
 }
 
-static bool gb__job_cancelled(void *ctx) {
-    gb__job *job = ctx;
+static bool gb__srv_job_cancelled(void *ctx) {
+    gb__srv_job *job = ctx;
     gb_server *srv = job->srv;
     pthread_mutex_lock(&job->mu);
     bool c = job->cancelled;
@@ -245,28 +245,28 @@ static bool gb__job_cancelled(void *ctx) {
     return c || srv->stopping;
 }
 
-static void gb__job_log(void *ctx, const char *line) {
-    gb__json *ev = gb__json_new_object();
+static void gb__srv_job_log(void *ctx, const char *line) {
+    gb__json_json *ev = gb__json_new_object();
     gb__json_set(ev, "event", gb__json_new_string("log"));
     gb__json_set(ev, "line", gb__json_new_string(line));
-    gb__job_emit(ctx, ev);
+    gb__srv_job_emit(ctx, ev);
 }
 
-static gb_status gb__job_token(void *ctx, int trace, int step, const int64_t *ids, int64_t batch) {
-    gb__json *ev = gb__json_new_object(), *a = gb__json_new_array();
+static gb_status gb__srv_job_token(void *ctx, int trace, int step, const int64_t *ids, int64_t batch) {
+    gb__json_json *ev = gb__json_new_object(), *a = gb__json_new_array();
     for (int64_t i = 0; i < batch; i++) gb__json_push(a, gb__json_new_number((double)ids[i]));
     gb__json_set(ev, "event", gb__json_new_string("token"));
     gb__json_set(ev, "trace", gb__json_new_number(trace));
     gb__json_set(ev, "step", gb__json_new_number(step));
     gb__json_set(ev, "ids", a);
-    gb__job_emit(ctx, ev);
+    gb__srv_job_emit(ctx, ev);
     return GB_OK;
 }
 
-static gb_status gb__job_result(void *ctx, const gb_spec_result *r) {
-    gb__job *job = ctx;
+static gb_status gb__srv_job_result(void *ctx, const gb_spec_result *r) {
+    gb__srv_job *job = ctx;
     if (r->scan) return GB_OK;
-    gb__json *ev = gb__json_new_object(), *items = gb__json_new_array(), *vals = gb__json_new_array();
+    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array(), *vals = gb__json_new_array();
     gb__json_set(ev, "event", gb__json_new_string("result"));
     gb__json_set(ev, "trace", gb__json_new_number(r->trace));
     for (int d = 0; d < r->depth; d++) gb__json_push(items, gb__json_new_number((double)r->items[d]));
@@ -279,7 +279,7 @@ static gb_status gb__job_result(void *ctx, const gb_spec_result *r) {
             return gb__fail(GB_ERR_ARG, "limit: the saved values come to more than %zu bytes (the server's limit)",
                             job->srv->o.max_result);
         }
-        gb__json *t = gb__srv_tensor_json(r->names[i], r->values[i]);
+        gb__json_json *t = gb__srv_tensor_json(r->names[i], r->values[i]);
         if (!t) {
             gb__json_free(ev), gb__json_free(vals);
             return gb__fail(GB_ERR_ALLOC, "serve: out of memory encoding %s", r->names[i]);
@@ -288,17 +288,17 @@ static gb_status gb__job_result(void *ctx, const gb_spec_result *r) {
     }
     gb__json_set(ev, "values", vals);
     if (r->ntexts) {
-        gb__json *texts = gb__json_new_array();
+        gb__json_json *texts = gb__json_new_array();
         for (int i = 0; i < r->ntexts; i++) gb__json_push(texts, gb__json_new_string(r->texts[i]));
         gb__json_set(ev, "texts", texts);
     }
-    gb__job_emit(job, ev);
+    gb__srv_job_emit(job, ev);
     return GB_OK;
 }
 
 /* The last event: done, or the error with the status a client reports. */
-static void gb__job_finish(gb__job *job, gb_status st, const char *msg) {
-    gb__json *ev = gb__json_new_object();
+static void gb__srv_job_finish(gb__srv_job *job, gb_status st, const char *msg) {
+    gb__json_json *ev = gb__json_new_object();
     if (st == GB_OK) {
         gb__json_set(ev, "event", gb__json_new_string("done"));
         job->status = 200;
@@ -312,22 +312,22 @@ static void gb__job_finish(gb__job *job, gb_status st, const char *msg) {
         gb__json_set(ev, "http", gb__json_new_number(job->status));
         gb__json_set(ev, "message", gb__json_new_string(msg));
     }
-    gb__job_emit(job, ev);
+    gb__srv_job_emit(job, ev);
     pthread_mutex_lock(&job->mu);
     job->done = true;
     pthread_cond_broadcast(&job->cv);
     pthread_mutex_unlock(&job->mu);
 }
 
-static void gb__job_run(gb_server *srv, gb__job *job) {
+static void gb__srv_job_run(gb_server *srv, gb__srv_job *job) {
     gb__srv_hook(srv, "start");
     job->started = gb__srv_now(srv);
     gb_status st;
     char msg[2048];
-    if (gb__job_cancelled(job)) {
+    if (gb__srv_job_cancelled(job)) {
         st = gb__fail(GB_ERR_STATE, "session: cancelled");
     } else {
-        gb_session_events ev = {gb__job_log, gb__job_token, NULL, gb__job_cancelled, job};
+        gb_session_events ev = {gb__srv_job_log, gb__srv_job_token, NULL, gb__srv_job_cancelled, job};
         gb_session_set_events(job->s, &ev);
         st = gb_session_run(job->s);
     }
@@ -336,7 +336,7 @@ static void gb__job_run(gb_server *srv, gb__job *job) {
                  (long long)srv->o.time_limit_ms);
     else
         snprintf(msg, sizeof msg, "%s", st == GB_OK ? "" : gb_last_error());
-    gb__job_finish(job, st, msg);
+    gb__srv_job_finish(job, st, msg);
     gb__srv_log(srv, job->id, "POST", "/session", job->models, job->status, gb__srv_ms() - (double)job->t0 / 1e3,
                 NULL);
     gb__srv_hook(srv, "end");
@@ -348,13 +348,13 @@ static void *gb__srv_worker(void *arg) {
     for (;;) {
         while (!srv->qlen && !srv->stopping) pthread_cond_wait(&srv->cv, &srv->mu);
         if (!srv->qlen) break;
-        gb__job *job = srv->queue[srv->qhead];
+        gb__srv_job *job = srv->queue[srv->qhead];
         srv->qhead = (srv->qhead + 1) % srv->o.queue;
         srv->qlen--;
         srv->running++;
         pthread_mutex_unlock(&srv->mu);
-        gb__job_run(srv, job);
-        gb__job_release(job);
+        gb__srv_job_run(srv, job);
+        gb__srv_job_release(job);
         pthread_mutex_lock(&srv->mu);
         srv->running--;
     }
@@ -366,7 +366,7 @@ static void *gb__srv_worker(void *arg) {
  * second of silence, so that a client that went away is noticed. */
 static ssize_t gb__srv_stream(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
-    gb__job *job = cls;
+    gb__srv_job *job = cls;
     pthread_mutex_lock(&job->mu);
     while (job->sent == job->len && !job->done) {
         struct timespec ts;
@@ -393,13 +393,13 @@ static ssize_t gb__srv_stream(void *cls, uint64_t pos, char *buf, size_t max) {
 /* The connection is done with the response: if the job is not, its client
  * went away, and the job is cancelled. */
 static void gb__srv_stream_free(void *cls) {
-    gb__job *job = cls;
+    gb__srv_job *job = cls;
     pthread_mutex_lock(&job->mu);
     bool gone = !job->done;
     if (gone) job->cancelled = true;
     pthread_mutex_unlock(&job->mu);
     if (gone) gb__srv_hook(job->srv, "cancel");
-    gb__job_release(job);
+    gb__srv_job_release(job);
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -415,16 +415,16 @@ static gb_lm *gb__srv_lm_of(void *ctx, const char *name) {
     return gb__fail_null(GB_ERR_NOT_FOUND, "unknown model '%s' (this server hosts: %s)", name, list);
 }
 
-static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c, gb__conn *cn, const char *url) {
+static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c, gb__srv_conn *cn, const char *url) {
     const char *method = "POST";
     if (cn->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "limit: the request is larger than %zu bytes", srv->o.max_body);
         return gb__srv_error(srv, c, cn, method, url, MHD_HTTP_CONTENT_TOO_LARGE, GB_ERR_ARG, msg, NULL);
     }
-    gb__job *job = calloc(1, sizeof *job);
+    gb__srv_job *job = calloc(1, sizeof *job);
     if (!job) return gb__srv_error(srv, c, cn, method, url, 500, GB_ERR_ALLOC, "serve: out of memory", NULL);
-    *job = (gb__job){.srv = srv, .id = cn->id, .refs = 2, .t0 = cn->t0};
+    *job = (gb__srv_job){.srv = srv, .id = cn->id, .refs = 2, .t0 = cn->t0};
     pthread_mutex_init(&job->mu, NULL);
     pthread_cond_init(&job->cv, NULL);
     job->sp = gb_spec_from_json(cn->body ? cn->body : "", cn->len);
@@ -437,14 +437,14 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
         for (int i = 0; i < n && k < sizeof job->models; i++)
             k += (size_t)snprintf(job->models + k, sizeof job->models - k, "%s%s", i ? "," : "", models[i]);
         /* parse, resolve, limit and scan before queueing: a bad request is a 400 now */
-        job->s = gb_spec_session(job->sp, gb__srv_lm_of, srv, &lim, gb__job_result, job);
+        job->s = gb_spec_session(job->sp, gb__srv_lm_of, srv, &lim, gb__srv_job_result, job);
         st = job->s ? gb_session_scan(job->s) : gb_last_status();
     }
     if (st != GB_OK) {
         char msg[2048];
         snprintf(msg, sizeof msg, "%s", gb_last_error());
         job->refs = 1;
-        gb__job_release(job);
+        gb__srv_job_release(job);
         return gb__srv_error(srv, c, cn, method, url, lim.exceeded ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST, st, msg,
                              NULL);
     }
@@ -457,7 +457,7 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
     pthread_mutex_unlock(&srv->mu);
     if (full) {
         job->refs = 1;
-        gb__job_release(job);
+        gb__srv_job_release(job);
         return gb__srv_error(srv, c, cn, method, url, MHD_HTTP_TOO_MANY_REQUESTS, GB_ERR_STATE,
                              "serve: the queue is full; retry later", "1");
     }
@@ -478,7 +478,7 @@ static enum MHD_Result gb__srv_request(void *cls, struct MHD_Connection *c, cons
                                        const char *version, const char *upload, size_t *upload_size, void **state) {
     (void)version;
     gb_server *srv = cls;
-    gb__conn *cn = *state;
+    gb__srv_conn *cn = *state;
     bool post = !strcmp(method, "POST");
     if (!cn) { /* the headers: answer what needs no body now */
         cn = calloc(1, sizeof *cn);
@@ -532,7 +532,7 @@ static enum MHD_Result gb__srv_request(void *cls, struct MHD_Connection *c, cons
 
 static void gb__srv_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode code) {
     (void)cls, (void)c, (void)code;
-    gb__conn *cn = *state;
+    gb__srv_conn *cn = *state;
     if (cn) free(cn->body);
     free(cn);
     *state = NULL;

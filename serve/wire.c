@@ -5,7 +5,7 @@
 
 #include "serve_impl.h"
 
-static const char gb__b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char gb__srv_b64_digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 char *gb__srv_b64(const void *data, size_t n) {
     const unsigned char *p = data;
@@ -13,10 +13,10 @@ char *gb__srv_b64(const void *data, size_t n) {
     if (!out) return NULL;
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        *o++ = gb__b64[v >> 18 & 63];
-        *o++ = gb__b64[v >> 12 & 63];
-        *o++ = i + 1 < n ? gb__b64[v >> 6 & 63] : '=';
-        *o++ = i + 2 < n ? gb__b64[v & 63] : '=';
+        *o++ = gb__srv_b64_digits[v >> 18 & 63];
+        *o++ = gb__srv_b64_digits[v >> 12 & 63];
+        *o++ = i + 1 < n ? gb__srv_b64_digits[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? gb__srv_b64_digits[v & 63] : '=';
     }
     *o = 0;
     return out;
@@ -31,13 +31,13 @@ void *gb__srv_unb64(const char *text, size_t *n) {
         uint32_t v = 0;
         int pad = 0;
         for (int j = 0; j < 4; j++) {
-            const char *c = text[i + j] == '=' ? NULL : strchr(gb__b64, text[i + j]);
+            const char *c = text[i + j] == '=' ? NULL : strchr(gb__srv_b64_digits, text[i + j]);
             if (text[i + j] == '=' && i + 4 == len && j >= 2) pad++;
             else if (!c || !text[i + j] || pad) {
                 free(out);
                 return NULL;
             }
-            v = v << 6 | (c ? (uint32_t)(c - gb__b64) : 0);
+            v = v << 6 | (c ? (uint32_t)(c - gb__srv_b64_digits) : 0);
         }
         out[k++] = (unsigned char)(v >> 16);
         if (pad < 2) out[k++] = (unsigned char)(v >> 8);
@@ -47,9 +47,9 @@ void *gb__srv_unb64(const char *text, size_t *n) {
     return out;
 }
 
-gb__json *gb__srv_tensor_json(const char *name, gb_tensor *t) {
+gb__json_json *gb__srv_tensor_json(const char *name, gb_tensor *t) {
     gb_tensor *c = gb_contiguous(t);
-    gb__json *o = c ? gb__json_new_object() : NULL, *shape = o ? gb__json_new_array() : NULL;
+    gb__json_json *o = c ? gb__json_new_object() : NULL, *shape = o ? gb__json_new_array() : NULL;
     char *data = shape ? gb__srv_b64(gb_tensor_data(c), (size_t)gb_tensor_numel(c) * gb_dtype_size(gb_tensor_dtype(c)))
                        : NULL;
     if (data) {
@@ -67,9 +67,9 @@ gb__json *gb__srv_tensor_json(const char *name, gb_tensor *t) {
     return o;
 }
 
-gb_tensor *gb__srv_json_tensor(const gb__json *j, const char **name) {
+gb_tensor *gb__srv_json_tensor(const gb__json_json *j, const char **name) {
     const char *dt = gb__json_string(gb__json_get(j, "dtype")), *b64 = gb__json_string(gb__json_get(j, "data"));
-    const gb__json *shape = gb__json_get(j, "shape");
+    const gb__json_json *shape = gb__json_get(j, "shape");
     *name = gb__json_string(gb__json_get(j, "name"));
     int nd = gb__json_size(shape);
     if (!dt || !b64 || !*name || !gb__json_is_array(shape) || nd > GB_MAX_DIMS)

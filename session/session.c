@@ -11,7 +11,7 @@
 
 /* The log stream: every line the traces and the session log goes to the
  * events' log callback, or to stdout as a lone trace's would. */
-static ssize_t gb__sess_log_write(void *cookie, const char *buf, size_t n) {
+static ssize_t gb__ses_sess_log_write(void *cookie, const char *buf, size_t n) {
     gb_session *s = cookie;
     for (size_t i = 0; i < n; i++) {
         if (buf[i] != '\n') {
@@ -33,7 +33,7 @@ static ssize_t gb__sess_log_write(void *cookie, const char *buf, size_t n) {
 gb_session *gb_session_new(void) {
     gb_session *s = gb__calloc(1, sizeof *s, "session_new");
     if (!s) return NULL;
-    s->log = fopencookie(s, "w", (cookie_io_functions_t){.write = gb__sess_log_write});
+    s->log = fopencookie(s, "w", (cookie_io_functions_t){.write = gb__ses_sess_log_write});
     if (!s->log) {
         free(s);
         return gb__fail_null(GB_ERR_ALLOC, "session_new: cannot make the log stream");
@@ -45,7 +45,7 @@ gb_session *gb_session_new(void) {
 void gb_session_free(gb_session *s) {
     if (!s) return;
     for (ptrdiff_t i = 0; i < arrlen(s->steps); i++) {
-        gb__sess_step *st = &s->steps[i];
+        gb__ses_sess_step *st = &s->steps[i];
         gb_trace_free(st->tr);
         free(st->text);
         gb_tensor_free(st->items), gb_tensor_free(st->item);
@@ -59,16 +59,16 @@ void gb_session_free(gb_session *s) {
 
 void gb_session_set_events(gb_session *s, const gb_session_events *e) { s->ev = e ? *e : (gb_session_events){0}; }
 
-static int gb__sess_parent(const gb_session *s) { return arrlen(s->open) ? arrlast(s->open) : -1; }
+static int gb__ses_sess_parent(const gb_session *s) { return arrlen(s->open) ? arrlast(s->open) : -1; }
 
-static gb__sess_step *gb__sess_push(gb_session *s, gb__sess_kind kind) {
-    gb__sess_step st = {.kind = kind, .parent = gb__sess_parent(s), .over = -1};
+static gb__ses_sess_step *gb__ses_sess_push(gb_session *s, gb__ses_sess_kind kind) {
+    gb__ses_sess_step st = {.kind = kind, .parent = gb__ses_sess_parent(s), .over = -1};
     arrput(s->steps, st);
     return &arrlast(s->steps);
 }
 
 /* The step that runs tr, or -1. */
-static int gb__sess_step_of(const gb_session *s, const gb_trace *tr) {
+static int gb__ses_sess_step_of(const gb_session *s, const gb_trace *tr) {
     for (ptrdiff_t i = 0; i < arrlen(s->steps); i++)
         if (s->steps[i].kind == GB__SESS_TRACE && s->steps[i].tr == tr) return (int)i;
     return -1;
@@ -76,9 +76,9 @@ static int gb__sess_step_of(const gb_session *s, const gb_trace *tr) {
 
 /* A name used in tr: an enclosing loop's item, else a name bound by an
  * earlier trace (the latest binding). */
-static gb_val *gb__sess_resolve(gb_trace *tr, const char *name, void *ctx) {
+static gb_val *gb__ses_sess_resolve(gb_trace *tr, const char *name, void *ctx) {
     gb_session *s = ctx;
-    int at = gb__sess_step_of(s, tr);
+    int at = gb__ses_sess_step_of(s, tr);
     for (int p = at >= 0 ? s->steps[at].parent : -1; p >= 0; p = s->steps[p].parent)
         if (!strcmp(s->steps[p].text, name)) return gb_session_item(s, tr, name);
     for (int i = at - 1; i >= 0; i--) {
@@ -91,16 +91,16 @@ static gb_val *gb__sess_resolve(gb_trace *tr, const char *name, void *ctx) {
 gb_trace *gb_session_trace(gb_session *s, gb_module *model, gb_tensor *input) {
     gb_trace *tr = gb_trace_new(model, input);
     if (!tr) return NULL;
-    gb_trace_set_resolver(tr, gb__sess_resolve, s);
+    gb_trace_set_resolver(tr, gb__ses_sess_resolve, s);
     gb_trace_set_log(tr, s->log);
-    gb__sess_step *st = gb__sess_push(s, GB__SESS_TRACE);
+    gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_TRACE);
     st->tr = tr;
     st->number = ++s->ntraces;
     return tr;
 }
 
 gb_status gb_session_generate(gb_session *s, gb_trace *tr, const gb_decode_opts *opts) {
-    int at = gb__sess_step_of(s, tr);
+    int at = gb__ses_sess_step_of(s, tr);
     if (at < 0) return gb__fail(GB_ERR_ARG, "session_generate: the trace is not one of the session's");
     s->steps[at].generate = opts != NULL;
     if (opts) s->steps[at].opts = *opts;
@@ -108,7 +108,7 @@ gb_status gb_session_generate(gb_session *s, gb_trace *tr, const gb_decode_opts 
 }
 
 /* A constant of tr that the session binds before each run (a scalar until then). */
-static gb_val *gb__sess_importer(gb_session *s, gb_trace *tr, gb_val *source, gb_val *kept, int iter) {
+static gb_val *gb__ses_sess_importer(gb_session *s, gb_trace *tr, gb_val *source, gb_val *kept, int iter) {
     for (ptrdiff_t i = 0; i < arrlen(s->imports); i++)
         if (s->imports[i].to == tr && s->imports[i].source == source && s->imports[i].iter == iter)
             return s->imports[i].c;
@@ -116,55 +116,55 @@ static gb_val *gb__sess_importer(gb_session *s, gb_trace *tr, gb_val *source, gb
     gb_val *c = zero ? gb_const_at(tr, zero, "session", 0) : NULL;
     gb_tensor_free(zero);
     if (!c) return NULL;
-    gb__sess_import imp = {tr, c, source, kept, iter};
+    gb__ses_sess_import imp = {tr, c, source, kept, iter};
     arrput(s->imports, imp);
     return c;
 }
 
 /* The saved view of v through which later steps read it (one per value). */
-static gb_val *gb__sess_keep(gb_session *s, gb_val *v) {
+static gb_val *gb__ses_sess_keep(gb_session *s, gb_val *v) {
     for (ptrdiff_t i = 0; i < arrlen(s->keeps); i++)
         if (s->keeps[i].source == v) return s->keeps[i].kept;
     gb_val *kept = gb_save(gb_val_index_at(v, "[...]", "session", 0));
-    if (kept) arrput(s->keeps, ((gb__sess_keep_t){v, kept}));
+    if (kept) arrput(s->keeps, ((gb__ses_sess_keep_t){v, kept}));
     return kept;
 }
 
 gb_val *gb_session_use(gb_session *s, gb_trace *tr, gb_val *v) {
-    int to = gb__sess_step_of(s, tr), from = v ? gb__sess_step_of(s, gb_val_trace(v)) : -1;
+    int to = gb__ses_sess_step_of(s, tr), from = v ? gb__ses_sess_step_of(s, gb_val_trace(v)) : -1;
     if (to < 0 || from < 0 || from >= to)
         return gb__fail_null(GB_ERR_ARG, "session_use: %s is not a value of an earlier trace of the session",
                              v ? gb_val_text(v) : "NULL");
-    gb_val *kept = gb__sess_keep(s, v);
-    return kept ? gb__sess_importer(s, tr, v, kept, -1) : NULL;
+    gb_val *kept = gb__ses_sess_keep(s, v);
+    return kept ? gb__ses_sess_importer(s, tr, v, kept, -1) : NULL;
 }
 
 gb_status gb_session_log(gb_session *s, const char *label, gb_val *v) {
     gb_val *kept = NULL;
-    if (v && (gb__sess_step_of(s, gb_val_trace(v)) < 0 || !(kept = gb__sess_keep(s, v))))
+    if (v && (gb__ses_sess_step_of(s, gb_val_trace(v)) < 0 || !(kept = gb__ses_sess_keep(s, v))))
         return gb__fail(GB_ERR_ARG, "session_log: %s is not a value of a trace of the session", gb_val_text(v));
     char *text = strdup(label ? label : "");
     if (!text) return gb__fail(GB_ERR_ALLOC, "session_log: out of memory");
-    gb__sess_step *st = gb__sess_push(s, GB__SESS_LOG);
+    gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_LOG);
     st->text = text;
     st->value = kept;
     return GB_OK;
 }
 
 gb_status gb_session_stop(gb_session *s) {
-    gb__sess_push(s, GB__SESS_STOP);
+    gb__ses_sess_push(s, GB__SESS_STOP);
     return GB_OK;
 }
 
 /* The open loop called name (NULL: the innermost), or -1. */
-static int gb__sess_loop(const gb_session *s, const char *name) {
+static int gb__ses_sess_loop(const gb_session *s, const char *name) {
     for (ptrdiff_t i = arrlen(s->open) - 1; i >= 0; i--)
         if (!name || !strcmp(s->steps[s->open[i]].text, name)) return s->open[i];
     return -1;
 }
 
 gb_status gb_session_iter(gb_session *s, const char *name, gb_tensor *items, const char *over) {
-    int outer = items ? -1 : gb__sess_loop(s, over ? over : "");
+    int outer = items ? -1 : gb__ses_sess_loop(s, over ? over : "");
     if (!name || !*name) return gb__fail(GB_ERR_ARG, "session_iter: a loop needs a name");
     if (!items && outer < 0)
         return gb__fail(GB_ERR_ARG, "session_iter: loop '%s' has no items and no enclosing loop '%s'", name,
@@ -173,7 +173,7 @@ gb_status gb_session_iter(gb_session *s, const char *name, gb_tensor *items, con
         return gb__fail(GB_ERR_ARG, "session_iter: loop '%s' walks dim 0 of its items, which have none", name);
     char *text = strdup(name);
     if (!text) return gb__fail(GB_ERR_ALLOC, "session_iter: out of memory");
-    gb__sess_step *st = gb__sess_push(s, GB__SESS_ITER);
+    gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_ITER);
     st->text = text;
     st->items = gb_tensor_ref(items);
     st->over = outer;
@@ -188,27 +188,27 @@ gb_status gb_session_iter_end(gb_session *s) {
 }
 
 gb_val *gb_session_item(gb_session *s, gb_trace *tr, const char *name) {
-    int at = gb__sess_step_of(s, tr), loop = -1;
+    int at = gb__ses_sess_step_of(s, tr), loop = -1;
     for (int p = at >= 0 ? s->steps[at].parent : -1; p >= 0 && loop < 0; p = s->steps[p].parent)
         if (!name || !strcmp(s->steps[p].text, name)) loop = p;
     if (loop < 0)
         return gb__fail_null(GB_ERR_ARG, "session_item: the trace is in no loop%s%s of the session",
                              name ? " called " : "", name ? name : "");
-    return gb__sess_importer(s, tr, NULL, NULL, loop);
+    return gb__ses_sess_importer(s, tr, NULL, NULL, loop);
 }
 
 /* ---- running -------------------------------------------------------------- */
 
 /* The session's prefix on a step's failure, the step's own message kept. */
-gb_status gb__sess_fail(gb_status st, int number) {
+gb_status gb__ses_sess_fail(gb_status st, int number) {
     char msg[2048];
     snprintf(msg, sizeof msg, "%s", gb_last_error());
     return gb__fail(st, "session: trace %d: %s", number, msg);
 }
 
-static gb_status gb__sess_bind(gb_session *s, const gb__sess_step *st, bool scanning) {
+static gb_status gb__ses_sess_bind(gb_session *s, const gb__ses_sess_step *st, bool scanning) {
     for (ptrdiff_t i = 0; i < arrlen(s->imports); i++) {
-        const gb__sess_import *imp = &s->imports[i];
+        const gb__ses_sess_import *imp = &s->imports[i];
         if (imp->to != st->tr) continue;
         gb_tensor *t;
         if (imp->iter >= 0) {
@@ -220,7 +220,7 @@ static gb_status gb__sess_bind(gb_session *s, const gb__sess_step *st, bool scan
                 return gb__fail(GB_ERR_STATE, "session: trace %d: %s, of trace %d, was never produced (its trace "
                                               "stopped before it, or a condition was false)",
                                 st->number, gb_val_text(imp->source),
-                                s->steps[gb__sess_step_of(s, gb_val_trace(imp->source))].number);
+                                s->steps[gb__ses_sess_step_of(s, gb_val_trace(imp->source))].number);
         }
         gb_status r = gb_exec_bind(gb_trace_exec(st->tr), imp->c, t);
         if (r != GB_OK) return r;
@@ -228,23 +228,23 @@ static gb_status gb__sess_bind(gb_session *s, const gb__sess_step *st, bool scan
     return GB_OK;
 }
 
-static bool gb__sess_cancelled(const gb_session *s) { return s->ev.cancelled && s->ev.cancelled(s->ev.ctx); }
+static bool gb__ses_sess_cancelled(const gb_session *s) { return s->ev.cancelled && s->ev.cancelled(s->ev.ctx); }
 
-typedef struct gb__sess_decode {
+typedef struct gb__ses_sess_decode {
     gb_session *s;
-    const gb__sess_step *st;
-} gb__sess_decode;
+    const gb__ses_sess_step *st;
+} gb__ses_sess_decode;
 
-static gb_status gb__sess_on_step(int step, const int64_t *ids, int64_t batch, void *ctx) {
-    gb__sess_decode *d = ctx;
-    if (gb__sess_cancelled(d->s)) return gb__fail(GB_ERR_STATE, "session: cancelled");
+static gb_status gb__ses_sess_on_step(int step, const int64_t *ids, int64_t batch, void *ctx) {
+    gb__ses_sess_decode *d = ctx;
+    if (gb__ses_sess_cancelled(d->s)) return gb__fail(GB_ERR_STATE, "session: cancelled");
     gb_status r = d->s->ev.token ? d->s->ev.token(d->s->ev.ctx, d->st->number, step, ids, batch) : GB_OK;
     if (r == GB_OK && d->st->opts.on_step) r = d->st->opts.on_step(step, ids, batch, d->st->opts.step_ctx);
     return r;
 }
 
 /* The item numbers of the loops around step i, outermost first; their count. */
-static int gb__sess_items(const gb_session *s, int i, int64_t *items, int cap) {
+static int gb__ses_sess_items(const gb_session *s, int i, int64_t *items, int cap) {
     int n = 0;
     for (int p = s->steps[i].parent; p >= 0; p = s->steps[p].parent) n++;
     int k = n < cap ? n : cap;
@@ -253,30 +253,30 @@ static int gb__sess_items(const gb_session *s, int i, int64_t *items, int cap) {
     return n < cap ? n : cap;
 }
 
-static gb_status gb__sess_trace(gb_session *s, int i, bool scanning) {
-    gb__sess_step *st = &s->steps[i];
-    gb_status r = gb__sess_bind(s, st, scanning);
+static gb_status gb__ses_sess_trace(gb_session *s, int i, bool scanning) {
+    gb__ses_sess_step *st = &s->steps[i];
+    gb_status r = gb__ses_sess_bind(s, st, scanning);
     if (r != GB_OK) return r;
     if (scanning) {
         r = gb_trace_scan(st->tr);
     } else if (st->generate) {
-        gb__sess_decode d = {s, st};
+        gb__ses_sess_decode d = {s, st};
         gb_decode_opts o = st->opts;
-        o.on_step = gb__sess_on_step;
+        o.on_step = gb__ses_sess_on_step;
         o.step_ctx = &d;
         r = gb_exec_decode(gb_trace_exec(st->tr), NULL, &o);
     } else {
         r = gb_trace_run(st->tr);
     }
-    if (r != GB_OK && r != GB_STOPPED) return s->ntraces > 1 ? gb__sess_fail(r, st->number) : r;
+    if (r != GB_OK && r != GB_STOPPED) return s->ntraces > 1 ? gb__ses_sess_fail(r, st->number) : r;
     int64_t items[16];
-    int depth = gb__sess_items(s, i, items, 16);
+    int depth = gb__ses_sess_items(s, i, items, 16);
     if (!scanning && s->ev.trace && (r = s->ev.trace(s->ev.ctx, st->tr, st->number, depth, items)) != GB_OK) return r;
     if (s->result && (r = s->result(s->result_ctx, st->tr, st->number, depth, items, scanning)) != GB_OK) return r;
     return GB_OK;
 }
 
-static gb_status gb__sess_log(gb_session *s, const gb__sess_step *st) {
+static gb_status gb__ses_sess_log(gb_session *s, const gb__ses_sess_step *st) {
     if (!st->value) {
         fprintf(s->log, "%s\n", st->text);
         return GB_OK;
@@ -290,14 +290,14 @@ static gb_status gb__sess_log(gb_session *s, const gb__sess_step *st) {
 }
 
 /* Steps [from, to): GB_OK, GB_STOPPED after a session-level stop, or an error. */
-static gb_status gb__sess_steps(gb_session *s, int from, int to, bool scanning) {
+static gb_status gb__ses_sess_steps(gb_session *s, int from, int to, bool scanning) {
     for (int i = from; i < to; i++) {
-        if (!scanning && gb__sess_cancelled(s)) return gb__fail(GB_ERR_STATE, "session: cancelled");
-        gb__sess_step *st = &s->steps[i];
+        if (!scanning && gb__ses_sess_cancelled(s)) return gb__fail(GB_ERR_STATE, "session: cancelled");
+        gb__ses_sess_step *st = &s->steps[i];
         gb_status r = GB_OK;
         switch (st->kind) {
-        case GB__SESS_TRACE: r = gb__sess_trace(s, i, scanning); break;
-        case GB__SESS_LOG: r = scanning ? GB_OK : gb__sess_log(s, st); break;
+        case GB__SESS_TRACE: r = gb__ses_sess_trace(s, i, scanning); break;
+        case GB__SESS_LOG: r = scanning ? GB_OK : gb__ses_sess_log(s, st); break;
         case GB__SESS_STOP: r = scanning ? GB_OK : GB_STOPPED; break;
         case GB__SESS_ITER: {
             gb_tensor *items = st->items ? st->items : s->steps[st->over].item;
@@ -310,7 +310,7 @@ static gb_status gb__sess_steps(gb_session *s, int from, int to, bool scanning) 
                 gb_tensor_free(st->item);
                 if (!(st->item = gb_select(items, 0, k))) return gb_last_status();
                 st->index = k;
-                r = gb__sess_steps(s, i + 1, st->end, scanning);
+                r = gb__ses_sess_steps(s, i + 1, st->end, scanning);
             }
             gb_tensor_free(st->item);
             st->item = NULL;
@@ -323,18 +323,18 @@ static gb_status gb__sess_steps(gb_session *s, int from, int to, bool scanning) 
     return GB_OK;
 }
 
-static gb_status gb__sess_check(const gb_session *s, const char *op) {
+static gb_status gb__ses_sess_check(const gb_session *s, const char *op) {
     if (arrlen(s->open)) return gb__fail(GB_ERR_STATE, "%s: loop '%s' is still open", op, s->steps[arrlast(s->open)].text);
     return GB_OK;
 }
 
 gb_status gb_session_scan(gb_session *s) {
-    gb_status r = gb__sess_check(s, "session_scan");
-    return r == GB_OK ? gb__sess_steps(s, 0, (int)arrlen(s->steps), true) : r;
+    gb_status r = gb__ses_sess_check(s, "session_scan");
+    return r == GB_OK ? gb__ses_sess_steps(s, 0, (int)arrlen(s->steps), true) : r;
 }
 
 gb_status gb_session_run(gb_session *s) {
-    gb_status r = gb__sess_check(s, "session_run");
-    if (r == GB_OK) r = gb__sess_steps(s, 0, (int)arrlen(s->steps), false);
+    gb_status r = gb__ses_sess_check(s, "session_run");
+    if (r == GB_OK) r = gb__ses_sess_steps(s, 0, (int)arrlen(s->steps), false);
     return r == GB_STOPPED ? GB_OK : r;
 }

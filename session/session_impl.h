@@ -5,15 +5,15 @@
 #include "../tensor/base.h"
 #include "session.h"
 
-typedef enum gb__sess_kind {
+typedef enum gb__ses_sess_kind {
     GB__SESS_TRACE,
     GB__SESS_LOG,
     GB__SESS_STOP,
     GB__SESS_ITER, /* its body is the steps up to `end` */
-} gb__sess_kind;
+} gb__ses_sess_kind;
 
-typedef struct gb__sess_step {
-    gb__sess_kind kind;
+typedef struct gb__ses_sess_step {
+    gb__ses_sess_kind kind;
     int parent;             /* the innermost enclosing ITER step, or -1 */
     gb_trace *tr;           /* TRACE */
     int number;             /* TRACE: from 1, definition order */
@@ -27,27 +27,27 @@ typedef struct gb__sess_step {
     /* ITER while running: the current item (a row, referenced) and its number */
     gb_tensor *item;
     int64_t index;
-} gb__sess_step;
+} gb__ses_sess_step;
 
 /* A value crossing into trace `to`: the constant c there, bound before each
  * run of `to` to what `kept` holds in its trace's execution, or to the
  * current item of ITER step `iter`. */
-typedef struct gb__sess_import {
+typedef struct gb__ses_sess_import {
     gb_trace *to;
     gb_val *c;
     gb_val *source, *kept; /* a value of an earlier trace and the saved view of it the session reads */
     int iter;              /* or an item: the ITER step, else -1 */
-} gb__sess_import;
+} gb__ses_sess_import;
 
 /* A value later steps read, and the saved view of it they read it through. */
-typedef struct gb__sess_keep_t {
+typedef struct gb__ses_sess_keep_t {
     gb_val *source, *kept;
-} gb__sess_keep_t;
+} gb__ses_sess_keep_t;
 
 struct gb_session {
-    gb__sess_step *steps;   /* stb_ds array */
-    gb__sess_import *imports; /* stb_ds array */
-    gb__sess_keep_t *keeps;   /* stb_ds array */
+    gb__ses_sess_step *steps;   /* stb_ds array */
+    gb__ses_sess_import *imports; /* stb_ds array */
+    gb__ses_sess_keep_t *keeps;   /* stb_ds array */
     int *open;              /* stb_ds stack of open ITER steps */
     int ntraces;
     gb_session_events ev;
@@ -61,6 +61,6 @@ struct gb_session {
 };
 
 /* The session's prefix on trace `number`'s failure, the message kept. */
-gb_status gb__sess_fail(gb_status st, int number);
+gb_status gb__ses_sess_fail(gb_status st, int number);
 
 #endif

@@ -10,34 +10,34 @@
 #include "../io/json.h"
 #include "session_impl.h"
 
-typedef enum gb__spec_kind {
+typedef enum gb__ses_spec_kind {
     GB__SPEC_TRACE,
     GB__SPEC_LOG,
     GB__SPEC_STOP,
     GB__SPEC_ITER,
     GB__SPEC_END,
-} gb__spec_kind;
+} gb__ses_spec_kind;
 
-typedef struct gb__spec_prompt {
+typedef struct gb__ses_spec_prompt {
     char *text;    /* or ids */
     int64_t *ids;  /* stb_ds array */
     int first;     /* the first statement after it */
-} gb__spec_prompt;
+} gb__ses_spec_prompt;
 
-typedef struct gb__spec_step {
-    gb__spec_kind kind;
+typedef struct gb__ses_spec_step {
+    gb__ses_spec_kind kind;
     char *model;               /* TRACE */
-    gb__spec_prompt *prompts;  /* TRACE: stb_ds array */
+    gb__ses_spec_prompt *prompts;  /* TRACE: stb_ds array */
     char **stmts;              /* TRACE: stb_ds array */
     int max_new;               /* TRACE: 0: one forward pass */
     char *text;                /* LOG: the text; ITER: the name */
     char *over;                /* ITER over an enclosing loop's item */
     float *values;             /* ITER: stb_ds array, n x max(width, 1) */
     int64_t n, width;
-} gb__spec_step;
+} gb__ses_spec_step;
 
 struct gb_spec {
-    gb__spec_step *steps; /* stb_ds array */
+    gb__ses_spec_step *steps; /* stb_ds array */
     int cur;              /* the trace being defined, or -1 */
     int depth;            /* open loops */
     char **models;        /* stb_ds array of distinct model names */
@@ -52,7 +52,7 @@ gb_spec *gb_spec_new(void) {
 void gb_spec_free(gb_spec *sp) {
     if (!sp) return;
     for (ptrdiff_t i = 0; i < arrlen(sp->steps); i++) {
-        gb__spec_step *st = &sp->steps[i];
+        gb__ses_spec_step *st = &sp->steps[i];
         free(st->model), free(st->text), free(st->over);
         for (ptrdiff_t k = 0; k < arrlen(st->prompts); k++) free(st->prompts[k].text), arrfree(st->prompts[k].ids);
         for (ptrdiff_t k = 0; k < arrlen(st->stmts); k++) free(st->stmts[k]);
@@ -62,13 +62,13 @@ void gb_spec_free(gb_spec *sp) {
     free(sp);
 }
 
-static gb__spec_step *gb__spec_push(gb_spec *sp, gb__spec_kind kind) {
-    arrput(sp->steps, ((gb__spec_step){.kind = kind}));
+static gb__ses_spec_step *gb__ses_spec_push(gb_spec *sp, gb__ses_spec_kind kind) {
+    arrput(sp->steps, ((gb__ses_spec_step){.kind = kind}));
     sp->cur = kind == GB__SPEC_TRACE ? (int)arrlen(sp->steps) - 1 : -1;
     return &arrlast(sp->steps);
 }
 
-static char *gb__spec_dup(const char *s, const char *op) {
+static char *gb__ses_spec_dup(const char *s, const char *op) {
     char *d = s ? strdup(s) : NULL;
     if (s && !d) gb__fail(GB_ERR_ALLOC, "%s: out of memory", op);
     return d;
@@ -76,9 +76,9 @@ static char *gb__spec_dup(const char *s, const char *op) {
 
 gb_status gb_spec_trace(gb_spec *sp, const char *model) {
     if (!model || !*model) return gb__fail(GB_ERR_ARG, "spec_trace: a trace needs a model name");
-    char *m = gb__spec_dup(model, "spec_trace");
+    char *m = gb__ses_spec_dup(model, "spec_trace");
     if (!m) return GB_ERR_ALLOC;
-    gb__spec_push(sp, GB__SPEC_TRACE)->model = m;
+    gb__ses_spec_push(sp, GB__SPEC_TRACE)->model = m;
     for (ptrdiff_t i = 0; i < arrlen(sp->models); i++)
         if (!strcmp(sp->models[i], model)) return GB_OK;
     arrput(sp->models, m);
@@ -90,39 +90,39 @@ const char *const *gb_spec_models(const gb_spec *sp, int *n) {
     return (const char *const *)sp->models;
 }
 
-static gb__spec_step *gb__spec_cur(gb_spec *sp, const char *op) {
+static gb__ses_spec_step *gb__ses_spec_cur(gb_spec *sp, const char *op) {
     if (sp->cur < 0) return gb__fail_null(GB_ERR_STATE, "%s: no trace to add to (start one with a model)", op);
     return &sp->steps[sp->cur];
 }
 
 gb_status gb_spec_prompt(gb_spec *sp, const char *text) {
-    gb__spec_step *st = gb__spec_cur(sp, "spec_prompt");
-    char *t = st ? gb__spec_dup(text ? text : "", "spec_prompt") : NULL;
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_prompt");
+    char *t = st ? gb__ses_spec_dup(text ? text : "", "spec_prompt") : NULL;
     if (!t) return gb_last_status();
-    arrput(st->prompts, ((gb__spec_prompt){.text = t, .first = (int)arrlen(st->stmts)}));
+    arrput(st->prompts, ((gb__ses_spec_prompt){.text = t, .first = (int)arrlen(st->stmts)}));
     return GB_OK;
 }
 
 gb_status gb_spec_ids(gb_spec *sp, int64_t n, const int64_t *ids) {
-    gb__spec_step *st = gb__spec_cur(sp, "spec_ids");
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_ids");
     if (!st) return gb_last_status();
     if (n < 1) return gb__fail(GB_ERR_ARG, "spec_ids: a prompt needs at least one id");
-    gb__spec_prompt p = {.first = (int)arrlen(st->stmts)};
+    gb__ses_spec_prompt p = {.first = (int)arrlen(st->stmts)};
     for (int64_t i = 0; i < n; i++) arrput(p.ids, ids[i]);
     arrput(st->prompts, p);
     return GB_OK;
 }
 
 gb_status gb_spec_statement(gb_spec *sp, const char *text) {
-    gb__spec_step *st = gb__spec_cur(sp, "spec_statement");
-    char *t = st ? gb__spec_dup(text ? text : "", "spec_statement") : NULL;
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_statement");
+    char *t = st ? gb__ses_spec_dup(text ? text : "", "spec_statement") : NULL;
     if (!t) return gb_last_status();
     arrput(st->stmts, t);
     return GB_OK;
 }
 
 gb_status gb_spec_generate(gb_spec *sp, int n) {
-    gb__spec_step *st = gb__spec_cur(sp, "spec_generate");
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_generate");
     if (!st) return gb_last_status();
     if (n < 1) return gb__fail(GB_ERR_ARG, "spec_generate: the number of new tokens must be >= 1, got %d", n);
     st->max_new = n;
@@ -130,14 +130,14 @@ gb_status gb_spec_generate(gb_spec *sp, int n) {
 }
 
 gb_status gb_spec_log(gb_spec *sp, const char *text) {
-    char *t = gb__spec_dup(text ? text : "", "spec_log");
+    char *t = gb__ses_spec_dup(text ? text : "", "spec_log");
     if (!t) return GB_ERR_ALLOC;
-    gb__spec_push(sp, GB__SPEC_LOG)->text = t;
+    gb__ses_spec_push(sp, GB__SPEC_LOG)->text = t;
     return GB_OK;
 }
 
 gb_status gb_spec_stop(gb_spec *sp) {
-    gb__spec_push(sp, GB__SPEC_STOP);
+    gb__ses_spec_push(sp, GB__SPEC_STOP);
     return GB_OK;
 }
 
@@ -145,12 +145,12 @@ gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, 
     if (!name || !*name) return gb__fail(GB_ERR_ARG, "spec_iter: a loop needs a name");
     if (!values && (!over || !*over)) return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s' needs items or a loop to walk", name);
     if (values && (n < 0 || width < 0)) return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s': negative sizes", name);
-    char *t = gb__spec_dup(name, "spec_iter"), *o = values ? NULL : gb__spec_dup(over, "spec_iter");
+    char *t = gb__ses_spec_dup(name, "spec_iter"), *o = values ? NULL : gb__ses_spec_dup(over, "spec_iter");
     if (!t || (!values && !o)) {
         free(t), free(o);
         return GB_ERR_ALLOC;
     }
-    gb__spec_step *st = gb__spec_push(sp, GB__SPEC_ITER);
+    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER);
     st->text = t, st->over = o, st->n = n, st->width = width;
     for (int64_t i = 0; values && i < n * (width ? width : 1); i++) arrput(st->values, values[i]);
     sp->depth++;
@@ -160,43 +160,43 @@ gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, 
 gb_status gb_spec_end(gb_spec *sp) {
     if (!sp->depth) return gb__fail(GB_ERR_STATE, "spec_end: no loop is open");
     sp->depth--;
-    gb__spec_push(sp, GB__SPEC_END);
+    gb__ses_spec_push(sp, GB__SPEC_END);
     return GB_OK;
 }
 
 /* ---- JSON ----------------------------------------------------------------- */
 
-static gb__json *gb__spec_strings(char *const *s, ptrdiff_t from, ptrdiff_t to) {
-    gb__json *a = gb__json_new_array();
+static gb__json_json *gb__ses_spec_strings(char *const *s, ptrdiff_t from, ptrdiff_t to) {
+    gb__json_json *a = gb__json_new_array();
     for (ptrdiff_t i = from; a && i < to; i++) gb__json_push(a, gb__json_new_string(s[i]));
     return a;
 }
 
 /* Steps [*i, end of the list or the END that closes it) as a JSON array. */
-static gb__json *gb__spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
-    gb__json *arr = gb__json_new_array();
+static gb__json_json *gb__ses_spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
+    gb__json_json *arr = gb__json_new_array();
     for (; arr && *i < arrlen(sp->steps); (*i)++) {
-        const gb__spec_step *st = &sp->steps[*i];
-        gb__json *step = gb__json_new_object(), *body = gb__json_new_object();
+        const gb__ses_spec_step *st = &sp->steps[*i];
+        gb__json_json *step = gb__json_new_object(), *body = gb__json_new_object();
         switch (st->kind) {
         case GB__SPEC_END: gb__json_free(step), gb__json_free(body); return arr;
         case GB__SPEC_TRACE: {
             gb__json_set(body, "model", gb__json_new_string(st->model));
             ptrdiff_t np = arrlen(st->prompts), ns = arrlen(st->stmts);
             int first = np ? st->prompts[0].first : (int)ns;
-            if (first) gb__json_set(body, "statements", gb__spec_strings(st->stmts, 0, first));
-            gb__json *inv = gb__json_new_array();
+            if (first) gb__json_set(body, "statements", gb__ses_spec_strings(st->stmts, 0, first));
+            gb__json_json *inv = gb__json_new_array();
             for (ptrdiff_t k = 0; k < np; k++) {
-                const gb__spec_prompt *p = &st->prompts[k];
-                gb__json *o = gb__json_new_object();
+                const gb__ses_spec_prompt *p = &st->prompts[k];
+                gb__json_json *o = gb__json_new_object();
                 if (p->text) {
                     gb__json_set(o, "prompt", gb__json_new_string(p->text));
                 } else {
-                    gb__json *ids = gb__json_new_array();
+                    gb__json_json *ids = gb__json_new_array();
                     for (ptrdiff_t j = 0; j < arrlen(p->ids); j++) gb__json_push(ids, gb__json_new_number((double)p->ids[j]));
                     gb__json_set(o, "ids", ids);
                 }
-                gb__json_set(o, "statements", gb__spec_strings(st->stmts, p->first, k + 1 < np ? st->prompts[k + 1].first : ns));
+                gb__json_set(o, "statements", gb__ses_spec_strings(st->stmts, p->first, k + 1 < np ? st->prompts[k + 1].first : ns));
                 gb__json_push(inv, o);
             }
             gb__json_set(body, "invokes", inv);
@@ -211,20 +211,20 @@ static gb__json *gb__spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
             if (st->over) {
                 gb__json_set(body, "over", gb__json_new_string(st->over));
             } else {
-                gb__json *items = gb__json_new_array();
+                gb__json_json *items = gb__json_new_array();
                 for (int64_t r = 0; r < st->n; r++) {
                     if (!st->width) {
                         gb__json_push(items, gb__json_new_number(st->values[r]));
                         continue;
                     }
-                    gb__json *row = gb__json_new_array();
+                    gb__json_json *row = gb__json_new_array();
                     for (int64_t c = 0; c < st->width; c++) gb__json_push(row, gb__json_new_number(st->values[r * st->width + c]));
                     gb__json_push(items, row);
                 }
                 gb__json_set(body, "items", items);
             }
             (*i)++;
-            gb__json_set(body, "body", gb__spec_steps_json(sp, i));
+            gb__json_set(body, "body", gb__ses_spec_steps_json(sp, i));
             gb__json_set(step, "iter", body);
             break;
         }
@@ -236,40 +236,40 @@ static gb__json *gb__spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
 
 char *gb_spec_json(const gb_spec *sp) {
     ptrdiff_t i = 0;
-    gb__json *root = gb__json_new_object();
-    if (root) gb__json_set(root, "session", gb__spec_steps_json(sp, &i));
+    gb__json_json *root = gb__json_new_object();
+    if (root) gb__json_set(root, "session", gb__ses_spec_steps_json(sp, &i));
     char *text = root ? gb__json_print(root) : NULL;
     gb__json_free(root);
     if (!text) gb__fail(GB_ERR_ALLOC, "spec_json: out of memory");
     return text;
 }
 
-static gb_status gb__spec_bad(const char *where, const char *what) {
+static gb_status gb__ses_spec_bad(const char *where, const char *what) {
     return gb__fail(GB_ERR_ARG, "session: %s: %s", where, what);
 }
 
-static gb_status gb__spec_stmts(gb_spec *sp, const gb__json *a, const char *where) {
+static gb_status gb__ses_spec_stmts(gb_spec *sp, const gb__json_json *a, const char *where) {
     if (!a) return GB_OK;
-    if (!gb__json_is_array(a)) return gb__spec_bad(where, "\"statements\" must be an array of strings");
+    if (!gb__json_is_array(a)) return gb__ses_spec_bad(where, "\"statements\" must be an array of strings");
     for (int k = 0; k < gb__json_size(a); k++) {
         const char *s = gb__json_string(gb__json_at(a, k));
-        if (!s) return gb__spec_bad(where, "\"statements\" must be an array of strings");
+        if (!s) return gb__ses_spec_bad(where, "\"statements\" must be an array of strings");
         gb_status r = gb_spec_statement(sp, s);
         if (r != GB_OK) return r;
     }
     return GB_OK;
 }
 
-static gb_status gb__spec_trace_from(gb_spec *sp, const gb__json *t, const char *where) {
+static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, const char *where) {
     const char *model = gb__json_string(gb__json_get(t, "model"));
-    if (!gb__json_is_object(t) || !model) return gb__spec_bad(where, "a trace needs \"model\": a name");
+    if (!gb__json_is_object(t) || !model) return gb__ses_spec_bad(where, "a trace needs \"model\": a name");
     gb_status r = gb_spec_trace(sp, model);
-    if (r == GB_OK) r = gb__spec_stmts(sp, gb__json_get(t, "statements"), where);
-    const gb__json *inv = gb__json_get(t, "invokes");
+    if (r == GB_OK) r = gb__ses_spec_stmts(sp, gb__json_get(t, "statements"), where);
+    const gb__json_json *inv = gb__json_get(t, "invokes");
     if (r == GB_OK && (!gb__json_is_array(inv) || gb__json_size(inv) < 1))
-        return gb__spec_bad(where, "a trace needs \"invokes\": [{\"prompt\": TEXT or \"ids\": [...], \"statements\": [...]}, ...]");
+        return gb__ses_spec_bad(where, "a trace needs \"invokes\": [{\"prompt\": TEXT or \"ids\": [...], \"statements\": [...]}, ...]");
     for (int k = 0; r == GB_OK && k < gb__json_size(inv); k++) {
-        const gb__json *o = gb__json_at(inv, k), *ids = gb__json_get(o, "ids");
+        const gb__json_json *o = gb__json_at(inv, k), *ids = gb__json_get(o, "ids");
         const char *prompt = gb__json_string(gb__json_get(o, "prompt"));
         if (prompt) {
             r = gb_spec_prompt(sp, prompt);
@@ -278,83 +278,83 @@ static gb_status gb__spec_trace_from(gb_spec *sp, const gb__json *t, const char 
             if (!v) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
             for (int64_t j = 0; r == GB_OK && j < n; j++) {
                 long long x;
-                if (!gb__json_int(gb__json_at(ids, (int)j), &x) || x < 0) r = gb__spec_bad(where, "\"ids\" must be non-negative integers");
+                if (!gb__json_int(gb__json_at(ids, (int)j), &x) || x < 0) r = gb__ses_spec_bad(where, "\"ids\" must be non-negative integers");
                 else v[j] = x;
             }
             if (r == GB_OK) r = gb_spec_ids(sp, n, v);
             free(v);
         } else {
-            r = gb__spec_bad(where, "each invoke needs \"prompt\": TEXT or \"ids\": [non-empty list]");
+            r = gb__ses_spec_bad(where, "each invoke needs \"prompt\": TEXT or \"ids\": [non-empty list]");
         }
-        if (r == GB_OK) r = gb__spec_stmts(sp, gb__json_get(o, "statements"), where);
+        if (r == GB_OK) r = gb__ses_spec_stmts(sp, gb__json_get(o, "statements"), where);
     }
-    const gb__json *n = gb__json_get(t, "max_new_tokens");
+    const gb__json_json *n = gb__json_get(t, "max_new_tokens");
     long long m = 0;
     if (r == GB_OK && n && (!gb__json_int(n, &m) || m < 0 || m > 1 << 30))
-        return gb__spec_bad(where, "\"max_new_tokens\" must be a non-negative integer");
+        return gb__ses_spec_bad(where, "\"max_new_tokens\" must be a non-negative integer");
     if (r == GB_OK && m) r = gb_spec_generate(sp, (int)m);
     return r;
 }
 
-static gb_status gb__spec_steps_from(gb_spec *sp, const gb__json *arr, int depth);
+static gb_status gb__ses_spec_steps_from(gb_spec *sp, const gb__json_json *arr, int depth);
 
-static gb_status gb__spec_iter_from(gb_spec *sp, const gb__json *it, const char *where, int depth) {
+static gb_status gb__ses_spec_iter_from(gb_spec *sp, const gb__json_json *it, const char *where, int depth) {
     const char *name = gb__json_string(gb__json_get(it, "name")), *over = gb__json_string(gb__json_get(it, "over"));
-    const gb__json *items = gb__json_get(it, "items"), *body = gb__json_get(it, "body");
+    const gb__json_json *items = gb__json_get(it, "items"), *body = gb__json_get(it, "body");
     if (!name || !gb__json_is_array(body) || (!over && !gb__json_is_array(items)))
-        return gb__spec_bad(where, "a loop needs \"name\", \"items\" (numbers, or lists of numbers of one length) or "
+        return gb__ses_spec_bad(where, "a loop needs \"name\", \"items\" (numbers, or lists of numbers of one length) or "
                                    "\"over\" (an enclosing loop's name), and \"body\" (steps)");
-    if (depth >= 16) return gb__spec_bad(where, "loops nest 16 deep at most");
+    if (depth >= 16) return gb__ses_spec_bad(where, "loops nest 16 deep at most");
     float *values = NULL;
     int64_t n = items ? gb__json_size(items) : 0, width = 0;
     for (int64_t r = 0; !over && r < n; r++) {
-        const gb__json *row = gb__json_at(items, (int)r);
+        const gb__json_json *row = gb__json_at(items, (int)r);
         int64_t w = gb__json_is_array(row) ? gb__json_size(row) : 0;
         if (r == 0) width = w;
         if (w != width || (w == 0 && gb__json_is_array(row))) {
             arrfree(values);
-            return gb__spec_bad(where, "loop items must be all numbers, or all lists of numbers of one (non-zero) length");
+            return gb__ses_spec_bad(where, "loop items must be all numbers, or all lists of numbers of one (non-zero) length");
         }
         for (int64_t c = 0; c < (w ? w : 1); c++) {
             double x;
             if (!gb__json_number(w ? gb__json_at(row, (int)c) : row, &x)) {
                 arrfree(values);
-                return gb__spec_bad(where, "loop items must be numbers");
+                return gb__ses_spec_bad(where, "loop items must be numbers");
             }
             arrput(values, (float)x);
         }
     }
     gb_status st = gb_spec_iter(sp, name, n, width, over ? NULL : values ? values : (float[]){0}, over);
     arrfree(values);
-    if (st == GB_OK) st = gb__spec_steps_from(sp, body, depth + 1);
+    if (st == GB_OK) st = gb__ses_spec_steps_from(sp, body, depth + 1);
     return st == GB_OK ? gb_spec_end(sp) : st;
 }
 
-static gb_status gb__spec_steps_from(gb_spec *sp, const gb__json *arr, int depth) {
+static gb_status gb__ses_spec_steps_from(gb_spec *sp, const gb__json_json *arr, int depth) {
     for (int i = 0; i < gb__json_size(arr); i++) {
-        const gb__json *step = gb__json_at(arr, i), *t;
+        const gb__json_json *step = gb__json_at(arr, i), *t;
         char where[32];
         snprintf(where, sizeof where, "step %d", i + 1);
         bool stop = false;
         gb_status r;
-        if ((t = gb__json_get(step, "trace"))) r = gb__spec_trace_from(sp, t, where);
+        if ((t = gb__json_get(step, "trace"))) r = gb__ses_spec_trace_from(sp, t, where);
         else if ((t = gb__json_get(step, "log")) && gb__json_string(t)) r = gb_spec_log(sp, gb__json_string(t));
         else if ((t = gb__json_get(step, "stop")) && gb__json_bool(t, &stop) && stop) r = gb_spec_stop(sp);
-        else if ((t = gb__json_get(step, "iter"))) r = gb__spec_iter_from(sp, t, where, depth);
-        else r = gb__spec_bad(where, "a step is {\"trace\": {...}}, {\"log\": TEXT}, {\"stop\": true} or {\"iter\": {...}}");
+        else if ((t = gb__json_get(step, "iter"))) r = gb__ses_spec_iter_from(sp, t, where, depth);
+        else r = gb__ses_spec_bad(where, "a step is {\"trace\": {...}}, {\"log\": TEXT}, {\"stop\": true} or {\"iter\": {...}}");
         if (r != GB_OK) return r;
     }
     return GB_OK;
 }
 
 gb_spec *gb_spec_from_json(const char *text, size_t len) {
-    gb__json *root = gb__json_parse(text, len, "session");
+    gb__json_json *root = gb__json_parse(text, len, "session");
     if (!root) return NULL;
-    const gb__json *steps = gb__json_get(root, "session");
+    const gb__json_json *steps = gb__json_get(root, "session");
     gb_spec *sp = NULL;
     if (!gb__json_is_array(steps) || gb__json_size(steps) < 1)
-        gb__spec_bad("request", "expected {\"session\": [steps]} with at least one step");
-    else if ((sp = gb_spec_new()) && gb__spec_steps_from(sp, steps, 0) != GB_OK) {
+        gb__ses_spec_bad("request", "expected {\"session\": [steps]} with at least one step");
+    else if ((sp = gb_spec_new()) && gb__ses_spec_steps_from(sp, steps, 0) != GB_OK) {
         gb_spec_free(sp);
         sp = NULL;
     }
@@ -365,23 +365,23 @@ gb_spec *gb_spec_from_json(const char *text, size_t len) {
 /* ---- building a session --------------------------------------------------- */
 
 /* What the builder keeps of each trace to report its runs. */
-typedef struct gb__spec_built {
+typedef struct gb__ses_spec_built {
     gb_lm *lm;
     int nstmts;
     gb_val **vals;  /* each statement's value */
     char *const *stmts; /* each statement's text (the spec's) */
     char **names;   /* each statement's reported name */
     bool generated;
-} gb__spec_built;
+} gb__ses_spec_built;
 
-typedef struct gb__spec_report {
-    gb__spec_built *traces; /* stb_ds array, by trace number - 1 */
+typedef struct gb__ses_spec_report {
+    gb__ses_spec_built *traces; /* stb_ds array, by trace number - 1 */
     gb_spec_result_fn fn;
     void *ctx;
-} gb__spec_report;
+} gb__ses_spec_report;
 
-static void gb__spec_report_free(void *ctx) {
-    gb__spec_report *rep = ctx;
+static void gb__ses_spec_report_free(void *ctx) {
+    gb__ses_spec_report *rep = ctx;
     for (ptrdiff_t i = 0; i < arrlen(rep->traces); i++) {
         for (int k = 0; k < rep->traces[i].nstmts; k++) free(rep->traces[i].names[k]);
         free(rep->traces[i].names), free(rep->traces[i].vals);
@@ -391,9 +391,9 @@ static void gb__spec_report_free(void *ctx) {
 }
 
 /* Each saved statement's value under its name, then generator.output. */
-static gb_status gb__spec_result(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan) {
-    gb__spec_report *rep = ctx;
-    gb__spec_built *b = &rep->traces[number - 1];
+static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan) {
+    gb__ses_spec_report *rep = ctx;
+    gb__ses_spec_built *b = &rep->traces[number - 1];
     const char **names = calloc((size_t)b->nstmts + 1, sizeof *names);
     gb_tensor **values = calloc((size_t)b->nstmts + 1, sizeof *values);
     if (!names || !values) {
@@ -419,7 +419,7 @@ static gb_status gb__spec_result(void *ctx, gb_trace *tr, int number, int depth,
 }
 
 /* The name a statement binds ("logits = ..."), or NULL. */
-static char *gb__spec_bound_name(const char *stmt) {
+static char *gb__ses_spec_bound_name(const char *stmt) {
     const char *p = stmt;
     while (*p == ' ') p++;
     const char *start = p;
@@ -430,9 +430,9 @@ static char *gb__spec_bound_name(const char *stmt) {
     return strndup(start, n);
 }
 
-static bool gb__spec_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
+static bool gb__ses_spec_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
-static gb_status gb__spec_limit(gb_spec_limits *lim, const char *fmt, long long got, long long max) {
+static gb_status gb__ses_spec_limit(gb_spec_limits *lim, const char *fmt, long long got, long long max) {
     if (lim) lim->exceeded = true;
     char msg[256];
     snprintf(msg, sizeof msg, fmt, got, max);
@@ -442,20 +442,20 @@ static gb_status gb__spec_limit(gb_spec_limits *lim, const char *fmt, long long 
 /* One trace of the spec into s: its prompts encoded, its statements parsed
  * as the CLI's trace command does (each prompt after the first opens an
  * invoke; statements apply to the last prompt's invoke). */
-static gb_status gb__spec_build_trace(gb_session *s, const gb__spec_step *st, gb_lm *lm, gb_spec_limits *lim,
-                                      gb__spec_built *b) {
+static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step *st, gb_lm *lm, gb_spec_limits *lim,
+                                      gb__ses_spec_built *b) {
     int np = (int)arrlen(st->prompts), ns = (int)arrlen(st->stmts);
     if (np < 1) return gb__fail(GB_ERR_ARG, "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
     if (lim && lim->max_batch && np > lim->max_batch)
-        return gb__spec_limit(lim, "%lld invokes, at most %lld", np, lim->max_batch);
+        return gb__ses_spec_limit(lim, "%lld invokes, at most %lld", np, lim->max_batch);
     if (lim && lim->max_new_tokens && st->max_new > lim->max_new_tokens)
-        return gb__spec_limit(lim, "%lld new tokens, at most %lld", st->max_new, lim->max_new_tokens);
+        return gb__ses_spec_limit(lim, "%lld new tokens, at most %lld", st->max_new, lim->max_new_tokens);
     gb_tensor **inputs = calloc((size_t)np, sizeof *inputs);
     if (!inputs) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_status r = GB_OK;
     int64_t tokens = 0;
     for (int i = 0; r == GB_OK && i < np; i++) {
-        const gb__spec_prompt *p = &st->prompts[i];
+        const gb__ses_spec_prompt *p = &st->prompts[i];
         if (p->text) {
             gb_tensor *mask = NULL;
             r = gb_lm_encode(lm, 1, (const char *const *)&p->text, &inputs[i], &mask);
@@ -466,7 +466,7 @@ static gb_status gb__spec_build_trace(gb_session *s, const gb__spec_step *st, gb
         if (r == GB_OK) tokens += gb_tensor_dim(inputs[i], 1);
     }
     if (r == GB_OK && lim && lim->max_tokens && tokens > lim->max_tokens)
-        r = gb__spec_limit(lim, "%lld prompt tokens in one trace, at most %lld", tokens, lim->max_tokens);
+        r = gb__ses_spec_limit(lim, "%lld prompt tokens in one trace, at most %lld", tokens, lim->max_tokens);
     bool batched = np > 1;
     gb_trace *tr = r == GB_OK ? gb_session_trace(s, gb_lm_module(lm), batched ? NULL : inputs[0]) : NULL;
     if (r == GB_OK && !tr) r = gb_last_status();
@@ -482,7 +482,7 @@ static gb_status gb__spec_build_trace(gb_session *s, const gb__spec_step *st, gb
             r = gb_invoke(tr, inputs[p++]);
         }
         if (r == GB_OK) r = gb_trace_statement(tr, st->stmts[i], "-e", i + 1, &b->vals[i]);
-        if (r == GB_OK && !(b->names[i] = gb__spec_bound_name(st->stmts[i]))) {
+        if (r == GB_OK && !(b->names[i] = gb__ses_spec_bound_name(st->stmts[i]))) {
             b->names[i] = malloc(32);
             if (b->names[i]) snprintf(b->names[i], 32, "statement.%d", i + 1);
         }
@@ -494,7 +494,7 @@ static gb_status gb__spec_build_trace(gb_session *s, const gb__spec_step *st, gb
             gb_invoke_end(tr);
         }
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
-        gb_trace_set_stop_tokens(tr, gb__spec_eos, lm);
+        gb_trace_set_stop_tokens(tr, gb__ses_spec_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
     }
     if (r == GB_OK && st->max_new) {
@@ -513,13 +513,13 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
     if (limits) limits->exceeded = false;
     if (sp->depth) return gb__fail_null(GB_ERR_STATE, "session: a loop is still open");
     gb_session *s = gb_session_new();
-    gb__spec_report *rep = s ? gb__calloc(1, sizeof *rep, "session") : NULL;
+    gb__ses_spec_report *rep = s ? gb__calloc(1, sizeof *rep, "session") : NULL;
     if (!rep) {
         gb_session_free(s);
         return NULL;
     }
-    *rep = (gb__spec_report){.fn = result, .ctx = result_ctx};
-    s->result = gb__spec_result, s->result_ctx = rep, s->result_free = gb__spec_report_free;
+    *rep = (gb__ses_spec_report){.fn = result, .ctx = result_ctx};
+    s->result = gb__ses_spec_result, s->result_ctx = rep, s->result_free = gb__ses_spec_report_free;
     int ntraces = 0;
     for (ptrdiff_t i = 0; i < arrlen(sp->steps); i++)
         ntraces += sp->steps[i].kind == GB__SPEC_TRACE;
@@ -527,17 +527,17 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
     arrput(mult, 1);
     gb_status r = GB_OK;
     for (ptrdiff_t i = 0; r == GB_OK && i < arrlen(sp->steps); i++) {
-        const gb__spec_step *st = &sp->steps[i];
+        const gb__ses_spec_step *st = &sp->steps[i];
         switch (st->kind) {
         case GB__SPEC_TRACE: {
             gb_lm *lm = lm_of(lm_ctx, st->model);
-            arrput(rep->traces, ((gb__spec_built){0}));
+            arrput(rep->traces, ((gb__ses_spec_built){0}));
             if (!lm) {
                 r = gb_last_status();
                 break;
             }
-            r = gb__spec_build_trace(s, st, lm, limits, &arrlast(rep->traces));
-            if (r != GB_OK && ntraces > 1) r = gb__sess_fail(r, (int)arrlen(rep->traces));
+            r = gb__ses_spec_build_trace(s, st, lm, limits, &arrlast(rep->traces));
+            if (r != GB_OK && ntraces > 1) r = gb__ses_sess_fail(r, (int)arrlen(rep->traces));
             runs += arrlast(mult);
             break;
         }
@@ -568,7 +568,7 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
             break;
         }
         if (r == GB_OK && limits && limits->max_runs && runs > limits->max_runs)
-            r = gb__spec_limit(limits, "%lld trace runs, at most %lld", runs, limits->max_runs);
+            r = gb__ses_spec_limit(limits, "%lld trace runs, at most %lld", runs, limits->max_runs);
     }
     arrfree(mult);
     if (r != GB_OK) {

@@ -34,14 +34,14 @@
  *   - Debian's OpenMP build of OpenBLAS (libopenblas0-openmp), which threads
  *     on libgomp's pool too: 190-230 ms, worse (not investigated further);
  *   - OpenBLAS on one thread, each large product split by glassbox over its
- *     OpenMP threads into blocks of rows or columns (gb__gemm, matmul.c):
+ *     OpenMP threads into blocks of rows or columns (gb__ts_gemm, matmul.c):
  *     50-58 ms, with no environment variable and no extra package. sgemm
  *     1024^3 at 2 threads: 180-195 GFLOP/s against OpenBLAS's own threading's
  *     193-203 (each block repacks the operand it reads whole); a 4x1024 MLP's
  *     training step at 2 threads: 12-15 ms, was 21-90 ms.
  * glassbox does the last: at load it keeps OpenBLAS from starting workers
  * (OPENBLAS_NUM_THREADS=1 unless the user set it) and sets its thread count
- * to 1, which also holds for the OpenMP build (gb__gemm keeps that build
+ * to 1, which also holds for the OpenMP build (gb__ts_gemm keeps that build
  * single-threaded outside parallel regions as well; see matmul.c). A user's
  * OPENBLAS_NUM_THREADS still decides how many workers OpenBLAS creates, but
  * glassbox does not use them; an OpenBLAS shared with other code in the
@@ -64,7 +64,7 @@
 
 /* ---- CPU features and the kernel table ---------------------------------- */
 
-unsigned gb__cpu_features(void) {
+unsigned gb__ts_cpu_features(void) {
     unsigned f = 0;
     __builtin_cpu_init();
 #define GB__X(e, s) \
@@ -86,22 +86,22 @@ unsigned gb__cpu_features(void) {
 static const struct {
     const char *coretype;
     unsigned needs;
-} gb__blas_cores[] = {
+} gb__ts_blas_cores[] = {
     {"Cooperlake", GB__CORE_COOPERLAKE},
     {"SkylakeX", GB__CORE_SKYLAKEX},
     {"Haswell", GB__CORE_HASWELL},
     {"Sandybridge", GB__CORE_SANDYBRIDGE},
 };
 
-const char *gb__blas_coretype_for(unsigned features) {
-    for (size_t i = 0; i < sizeof gb__blas_cores / sizeof gb__blas_cores[0]; i++)
-        if ((features & gb__blas_cores[i].needs) == gb__blas_cores[i].needs) return gb__blas_cores[i].coretype;
+const char *gb__ts_blas_coretype_for(unsigned features) {
+    for (size_t i = 0; i < sizeof gb__ts_blas_cores / sizeof gb__ts_blas_cores[0]; i++)
+        if ((features & gb__ts_blas_cores[i].needs) == gb__ts_blas_cores[i].needs) return gb__ts_blas_cores[i].coretype;
     return NULL; /* older CPUs: OpenBLAS's own detection is as good as ours */
 }
 
 /* ---- loading ------------------------------------------------------------ */
 
-gb_status gb__blas_open(const char *const *names, gb__blas *out) {
+gb_status gb__ts_blas_open(const char *const *names, gb__ts_blas *out) {
     memset(out, 0, sizeof *out);
     char tried[512] = "";
     const char *why = "no library names given";
@@ -126,7 +126,7 @@ gb_status gb__blas_open(const char *const *names, gb__blas *out) {
         if (!p_) {                                                                                                \
             gb_status st_ = gb__fail(GB_ERR_UNSUPPORTED, "blas: %s has no symbol %s (is it OpenBLAS?)", out->path, \
                                      sym);                                                                        \
-            gb__blas_close(out);                                                                                  \
+            gb__ts_blas_close(out);                                                                                  \
             return st_;                                                                                           \
         }                                                                                                         \
         memcpy(&out->field, &p_, sizeof p_);                                                                      \
@@ -142,76 +142,76 @@ gb_status gb__blas_open(const char *const *names, gb__blas *out) {
     return GB_OK;
 }
 
-void gb__blas_close(gb__blas *b) {
+void gb__ts_blas_close(gb__ts_blas *b) {
     if (b->handle) dlclose(b->handle);
     memset(b, 0, sizeof *b);
 }
 
-static pthread_once_t gb__blas_once = PTHREAD_ONCE_INIT;
-static gb__blas gb__blas_lib;
-static bool gb__blas_ok; /* written once inside pthread_once, read after it */
-static gb_status gb__blas_status;
-static char gb__blas_error[1024];
+static pthread_once_t gb__ts_blas_once = PTHREAD_ONCE_INIT;
+static gb__ts_blas gb__ts_blas_lib;
+static bool gb__ts_blas_ok; /* written once inside pthread_once, read after it */
+static gb_status gb__ts_blas_status;
+static char gb__ts_blas_error[1024];
 
 /* An environment variable glassbox sets for OpenBLAS's constructor when the
  * user has not (an empty value counts as not set), and puts back after. */
-typedef struct gb__env_default {
+typedef struct gb__ts_env_default {
     const char *name;
     char *user; /* the user's value, restored as it was (even ""), or NULL */
     bool set;
-} gb__env_default;
+} gb__ts_env_default;
 
-static gb__env_default gb__env_push(const char *name, const char *value) {
+static gb__ts_env_default gb__ts_env_push(const char *name, const char *value) {
     const char *user = getenv(name);
-    gb__env_default e = {name, user ? strdup(user) : NULL, false};
+    gb__ts_env_default e = {name, user ? strdup(user) : NULL, false};
     if (value && !(user && *user)) e.set = setenv(name, value, 1) == 0;
     return e;
 }
 
-static void gb__env_pop(gb__env_default *e) {
+static void gb__ts_env_pop(gb__ts_env_default *e) {
     if (e->set && e->user) setenv(e->name, e->user, 1);
     else if (e->set) unsetenv(e->name);
     free(e->user);
 }
 
-static void gb__blas_load(void) {
+static void gb__ts_blas_load(void) {
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so", NULL};
-    const char *core = gb__blas_coretype_for(gb__cpu_features());
-    gb__env_default env[] = {gb__env_push("OPENBLAS_CORETYPE", core), gb__env_push("OPENBLAS_NUM_THREADS", "1")};
-    gb_status st = gb__blas_open(names, &gb__blas_lib);
+    const char *core = gb__ts_blas_coretype_for(gb__ts_cpu_features());
+    gb__ts_env_default env[] = {gb__ts_env_push("OPENBLAS_CORETYPE", core), gb__ts_env_push("OPENBLAS_NUM_THREADS", "1")};
+    gb_status st = gb__ts_blas_open(names, &gb__ts_blas_lib);
     bool core_set = env[0].set;
-    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++) gb__env_pop(&env[i]);
+    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++) gb__ts_env_pop(&env[i]);
     if (st != GB_OK) {
-        gb__blas_status = st;
-        snprintf(gb__blas_error, sizeof gb__blas_error, "%s", gb_last_error());
+        gb__ts_blas_status = st;
+        snprintf(gb__ts_blas_error, sizeof gb__ts_blas_error, "%s", gb_last_error());
         return;
     }
-    if (core_set) snprintf(gb__blas_lib.coretype_set, sizeof gb__blas_lib.coretype_set, "%s", core);
+    if (core_set) snprintf(gb__ts_blas_lib.coretype_set, sizeof gb__ts_blas_lib.coretype_set, "%s", core);
     /* The OpenMP build's openblas_set_num_threads also sets this thread's
      * OpenMP thread count: put the caller's back. */
     int icv = omp_get_max_threads();
-    gb__blas_lib.set_num_threads(1);
+    gb__ts_blas_lib.set_num_threads(1);
     omp_set_num_threads(icv);
-    gb__blas_ok = true;
+    gb__ts_blas_ok = true;
 }
 
-const gb__blas *gb__blas_get(void) {
-    pthread_once(&gb__blas_once, gb__blas_load);
-    if (!gb__blas_ok) return gb__fail_null(gb__blas_status, "%s", gb__blas_error);
-    return &gb__blas_lib;
+const gb__ts_blas *gb__ts_blas_get(void) {
+    pthread_once(&gb__ts_blas_once, gb__ts_blas_load);
+    if (!gb__ts_blas_ok) return gb__fail_null(gb__ts_blas_status, "%s", gb__ts_blas_error);
+    return &gb__ts_blas_lib;
 }
 
 const char *gb_blas_kernel(void) {
-    const gb__blas *b = gb__blas_get();
+    const gb__ts_blas *b = gb__ts_blas_get();
     return b ? b->get_corename() : NULL;
 }
 
 /* ---- threads ------------------------------------------------------------ */
 
-static atomic_int gb__nthreads; /* 0 until first asked or set */
+static atomic_int gb__ts_nthreads; /* 0 until first asked or set */
 
 int gb__threads(void) {
-    int n = atomic_load(&gb__nthreads);
+    int n = atomic_load(&gb__ts_nthreads);
     if (n > 0) return n;
     /* Inside a user's parallel region omp_get_max_threads describes that
      * region's nesting, not the machine: answer without remembering it. */
@@ -219,13 +219,13 @@ int gb__threads(void) {
     n = omp_get_max_threads();
     if (n < 1) n = 1;
     int expected = 0;
-    atomic_compare_exchange_strong(&gb__nthreads, &expected, n);
-    return atomic_load(&gb__nthreads);
+    atomic_compare_exchange_strong(&gb__ts_nthreads, &expected, n);
+    return atomic_load(&gb__ts_nthreads);
 }
 
 void gb_set_num_threads(int n) {
     if (n < 1) n = omp_get_num_procs();
-    atomic_store(&gb__nthreads, n);
+    atomic_store(&gb__ts_nthreads, n);
     omp_set_num_threads(n);
 }
 

@@ -33,14 +33,14 @@ enum {
 #define GB__CPU(e) (1u << GB__CPU_BIT_##e)
 
 /* The features of this CPU that the OS also enables, as GB__CPU bits. */
-unsigned gb__cpu_features(void);
+unsigned gb__ts_cpu_features(void);
 /* The OPENBLAS_CORETYPE glassbox sets for a CPU with `features`, or NULL to
  * leave the choice to OpenBLAS. A pure function of its argument. */
-const char *gb__blas_coretype_for(unsigned features);
+const char *gb__ts_blas_coretype_for(unsigned features);
 
 /* ---- the loaded library ------------------------------------------------- */
 
-typedef struct gb__blas {
+typedef struct gb__ts_blas {
     void *handle;
     const char *path; /* the name dlopen accepted */
     __typeof__(cblas_sgemm) *sgemm;
@@ -50,54 +50,54 @@ typedef struct gb__blas {
     __typeof__(openblas_get_config) *get_config;
     bool openmp;           /* built with USE_OPENMP: threads follow the caller's omp ICV */
     char coretype_set[32]; /* what glassbox put in OPENBLAS_CORETYPE, "" if none */
-} gb__blas;
+} gb__ts_blas;
 
 /* The process-wide OpenBLAS, loaded on first call (thread-safe) and kept
  * single-threaded: glassbox splits products over its own OpenMP threads
- * (gb__gemm). NULL with GB_ERR_UNSUPPORTED (naming the library) when it
+ * (gb__ts_gemm). NULL with GB_ERR_UNSUPPORTED (naming the library) when it
  * cannot be loaded; every later call fails the same way. */
-const gb__blas *gb__blas_get(void);
+const gb__ts_blas *gb__ts_blas_get(void);
 /* dlopen the first of `names` (NULL-terminated) that loads and resolve the
  * symbols into *out. Only the loader: no environment, no threads. Used by
- * gb__blas_get and by the tests of its error paths. */
-gb_status gb__blas_open(const char *const *names, gb__blas *out);
-void gb__blas_close(gb__blas *b);
+ * gb__ts_blas_get and by the tests of its error paths. */
+gb_status gb__ts_blas_open(const char *const *names, gb__ts_blas *out);
+void gb__ts_blas_close(gb__ts_blas *b);
 
 /* ---- strided batched gemm ----------------------------------------------- */
 
 /* One operand of a batched matrix product: a [rows, cols] matrix with element
  * strides rs, cs, repeated over the broadcast batch shape with bstride (0 on
  * a broadcast batch dim). */
-typedef struct gb__mat {
+typedef struct gb__ts_mat {
     float *p;
     int64_t rows, cols, rs, cs;
     int64_t bstride[GB_MAX_DIMS];
-} gb__mat;
+} gb__ts_mat;
 
 /* Whether m can be handed to sgemm as is: as "N" (unit column stride) or "T"
  * (unit row stride), with the leading dimension. */
-bool gb__mat_blas_layout(const gb__mat *m, CBLAS_TRANSPOSE *trans, int *ld);
+bool gb__ts_mat_blas_layout(const gb__ts_mat *m, CBLAS_TRANSPOSE *trans, int *ld);
 /* The transpose of m (a view: strides swapped). */
-gb__mat gb__mat_t(gb__mat m);
+gb__ts_mat gb__ts_mat_t(gb__ts_mat m);
 /* C[b] = A[b] @ B[b] + beta * C[b] for every index b of the batch shape;
  * batches that share a C (a stride-0 batch dim of C) add up into it, the
- * first with beta. A, B must pass gb__mat_blas_layout; C must have unit
+ * first with beta. A, B must pass gb__ts_mat_blas_layout; C must have unit
  * column or unit row stride. Runs on gb__threads() threads: whole products,
  * or blocks of C's rows or columns, one sgemm each. */
-gb_status gb__gemm(const char *op, const gb__mat *c, const gb__mat *a, const gb__mat *b, float beta, int nbatch_dims,
+gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta, int nbatch_dims,
                    const int64_t *batch_shape);
 
 /* OpenBLAS's OpenMP build threads a call made outside a parallel region
  * by the caller's OpenMP thread count: a caller about to call sgemm outside
- * one (par false) holds that count at one with gb__blas_pin, which returns
- * what gb__blas_unpin restores (0: nothing to restore). */
-int gb__blas_pin(const gb__blas *blas, bool par);
-void gb__blas_unpin(int pinned);
+ * one (par false) holds that count at one with gb__ts_blas_pin, which returns
+ * what gb__ts_blas_unpin restores (0: nothing to restore). */
+int gb__ts_blas_pin(const gb__ts_blas *blas, bool par);
+void gb__ts_blas_unpin(int pinned);
 
 /* A contiguous tensor with t's values (a new reference to t when it already
  * is): plain data for kernels, without recording an op. */
-gb_tensor *gb__dense(const gb_tensor *t);
+gb_tensor *gb__ts_dense(const gb_tensor *t);
 /* The same as a contiguous f32 tensor (f16/bf16 converted). */
-gb_tensor *gb__dense_f32(const gb_tensor *t);
+gb_tensor *gb__ts_dense_f32(const gb_tensor *t);
 
 #endif

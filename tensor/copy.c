@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-gb_status gb__copy_into(gb_tensor *dst, const gb_tensor *src) {
+gb_status gb__ts_copy_into(gb_tensor *dst, const gb_tensor *src) {
     if (!gb_tensor_data(dst) || !gb_tensor_data(src)) return GB_OK; /* meta: shapes only */
     int64_t n = gb_tensor_numel(dst);
     if (dst->dtype == src->dtype && gb_tensor_is_contiguous(dst) && gb_tensor_is_contiguous(src) &&
@@ -11,38 +11,38 @@ gb_status gb__copy_into(gb_tensor *dst, const gb_tensor *src) {
         memmove(gb_tensor_data(dst), gb_tensor_data(src), (size_t)n * gb_dtype_size(dst->dtype));
         return GB_OK;
     }
-    if (dst->dtype == GB_DTYPE_F32 && gb__is_lowp(src->dtype) && gb_tensor_is_contiguous(dst) &&
+    if (dst->dtype == GB_DTYPE_F32 && gb__ts_is_lowp(src->dtype) && gb_tensor_is_contiguous(dst) &&
         gb_tensor_is_contiguous(src) && gb_tensor_numel(src) == n) {
-        gb__lowp_to_f32(gb_tensor_data(dst), gb_tensor_data(src), n, src->dtype);
+        gb__ts_lowp_to_f32(gb_tensor_data(dst), gb_tensor_data(src), n, src->dtype);
         return GB_OK;
     }
     int64_t sstride[GB_MAX_DIMS];
-    gb__broadcast_strides(src, dst->ndim, dst->shape, sstride);
+    gb__ts_broadcast_strides(src, dst->ndim, dst->shape, sstride);
     char *d = gb_tensor_data(dst);
     const char *s = gb_tensor_data(src);
-    gb__iter it;
-    gb__iter_init(&it, dst->ndim, dst->shape, 2, (const int64_t *[]){dst->stride, sstride});
+    gb__ts_iter it;
+    gb__ts_iter_init(&it, dst->ndim, dst->shape, 2, (const int64_t *[]){dst->stride, sstride});
     if (dst->dtype == src->dtype) {
         size_t es = gb_dtype_size(dst->dtype);
-        for (int64_t i = 0; i < n; i++, gb__iter_next(&it))
+        for (int64_t i = 0; i < n; i++, gb__ts_iter_next(&it))
             memcpy(d + it.off[0] * (int64_t)es, s + it.off[1] * (int64_t)es, es);
     } else if (dst->dtype == GB_DTYPE_I64 && src->dtype == GB_DTYPE_I32) {
-        for (int64_t i = 0; i < n; i++, gb__iter_next(&it))
+        for (int64_t i = 0; i < n; i++, gb__ts_iter_next(&it))
             ((int64_t *)(void *)d)[it.off[0]] = ((const int32_t *)(const void *)s)[it.off[1]];
     } else if (dst->dtype == GB_DTYPE_I32 && src->dtype == GB_DTYPE_I64) {
-        for (int64_t i = 0; i < n; i++, gb__iter_next(&it))
+        for (int64_t i = 0; i < n; i++, gb__ts_iter_next(&it))
             ((int32_t *)(void *)d)[it.off[0]] = (int32_t)((const int64_t *)(const void *)s)[it.off[1]];
     } else {
-        for (int64_t i = 0; i < n; i++, gb__iter_next(&it))
-            gb__store_f32(d, dst->dtype, it.off[0], gb__load_f32(s, src->dtype, it.off[1]));
+        for (int64_t i = 0; i < n; i++, gb__ts_iter_next(&it))
+            gb__ts_store_f32(d, dst->dtype, it.off[0], gb__ts_load_f32(s, src->dtype, it.off[1]));
     }
     return GB_OK;
 }
 
 /* CONTIGUOUS: a contiguous copy of src[0] in the same dtype. */
-gb_status gb__op_CONTIGUOUS_forward(gb_tensor *out) { return gb__copy_into(out, out->src[0]); }
+gb_status gb__ts_op_CONTIGUOUS_forward(gb_tensor *out) { return gb__ts_copy_into(out, out->src[0]); }
 
-gb_status gb__op_CONTIGUOUS_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+gb_status gb__ts_op_CONTIGUOUS_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     if (!dsrc[0]) return GB_OK;
     float *ds = gb_tensor_data(dsrc[0]);      /* [n] */
     const float *dy = gb_tensor_data(dout);   /* [n] */
@@ -53,17 +53,17 @@ gb_status gb__op_CONTIGUOUS_backward(gb_tensor *out, const gb_tensor *dout, gb_t
 
 /* CAST: the same values in another dtype; the gradient passes through
  * between floating dtypes. */
-gb_status gb__op_CAST_forward(gb_tensor *out) { return gb__copy_into(out, out->src[0]); }
+gb_status gb__ts_op_CAST_forward(gb_tensor *out) { return gb__ts_copy_into(out, out->src[0]); }
 
-gb_status gb__op_CAST_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
-    return gb__op_CONTIGUOUS_backward(out, dout, dsrc);
+gb_status gb__ts_op_CAST_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    return gb__ts_op_CONTIGUOUS_backward(out, dout, dsrc);
 }
 
-static bool gb__is_float(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16; }
+static bool gb__ts_is_float(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16; }
 
 gb_tensor *gb_clone(gb_tensor *t) {
-    gb_tensor *out = gb__op_new(GB_OP_CONTIGUOUS, "clone", t->dtype, t->ndim, t->shape, 1, &t);
-    return out ? gb__op_run(out) : NULL;
+    gb_tensor *out = gb__ts_op_new(GB_OP_CONTIGUOUS, "clone", t->dtype, t->ndim, t->shape, 1, &t);
+    return out ? gb__ts_op_run(out) : NULL;
 }
 
 gb_tensor *gb_contiguous(gb_tensor *t) { return gb_tensor_is_contiguous(t) ? gb_tensor_ref(t) : gb_clone(t); }
@@ -71,15 +71,15 @@ gb_tensor *gb_contiguous(gb_tensor *t) { return gb_tensor_is_contiguous(t) ? gb_
 gb_tensor *gb_to_dtype(gb_tensor *t, gb_dtype dt) {
     if ((unsigned)dt >= GB_DTYPE_COUNT) return gb__fail_null(GB_ERR_DTYPE, "to: unknown dtype %d", (int)dt);
     if (dt == t->dtype) return gb_tensor_ref(t);
-    gb_tensor *out = gb__op_new(GB_OP_CAST, "to", dt, t->ndim, t->shape, 1, &t);
+    gb_tensor *out = gb__ts_op_new(GB_OP_CAST, "to", dt, t->ndim, t->shape, 1, &t);
     if (!out) return NULL;
-    if (!gb__is_float(dt) || !gb__is_float(t->dtype)) out->requires_grad = false;
-    return gb__op_run(out);
+    if (!gb__ts_is_float(dt) || !gb__ts_is_float(t->dtype)) out->requires_grad = false;
+    return gb__ts_op_run(out);
 }
 
 /* In-place writes that autograd cannot see must not hit a tensor it tracks. */
-static gb_status gb__check_inplace(const char *op, const gb_tensor *dst) {
-    if (dst->requires_grad && gb__grad_mode())
+static gb_status gb__ts_check_inplace(const char *op, const gb_tensor *dst) {
+    if (dst->requires_grad && gb__ts_grad_mode())
         return gb__fail(GB_ERR_AUTOGRAD,
                         "%s: tensor %s requires grad and cannot be written in place here; use gb_index_put_ "
                         "(recorded for autograd) or write inside gb_no_grad",
@@ -90,10 +90,10 @@ static gb_status gb__check_inplace(const char *op, const gb_tensor *dst) {
 gb_status gb_copy_(gb_tensor *dst, gb_tensor *src) {
     int n;
     int64_t shape[GB_MAX_DIMS];
-    gb_status st = gb__check_inplace("copy_", dst);
+    gb_status st = gb__ts_check_inplace("copy_", dst);
     if (st) return st;
-    if (gb__broadcast_shapes("copy_", dst->ndim, dst->shape, src->ndim, src->shape, &n, shape)) return GB_ERR_SHAPE;
-    if (n != dst->ndim || gb__numel(n, shape) != gb_tensor_numel(dst)) {
+    if (gb__ts_broadcast_shapes("copy_", dst->ndim, dst->shape, src->ndim, src->shape, &n, shape)) return GB_ERR_SHAPE;
+    if (n != dst->ndim || gb__ts_numel(n, shape) != gb_tensor_numel(dst)) {
         char b1[160], b2[160];
         return gb__fail(GB_ERR_SHAPE, "copy_: source of shape %s cannot be broadcast to destination shape %s",
                         gb__shape_str(b1, 160, src->ndim, src->shape), gb__shape_str(b2, 160, dst->ndim, dst->shape));
@@ -105,29 +105,29 @@ gb_status gb_copy_(gb_tensor *dst, gb_tensor *src) {
         if (!tmp) return GB_ERR_ALLOC;
         src = tmp;
     }
-    st = gb__copy_into(dst, src);
+    st = gb__ts_copy_into(dst, src);
     gb_tensor_free(tmp);
-    gb__bump_version(dst);
+    gb__ts_bump_version(dst);
     return st;
 }
 
 gb_status gb_fill_(gb_tensor *dst, float value) {
-    gb_status st = gb__check_inplace("fill_", dst);
+    gb_status st = gb__ts_check_inplace("fill_", dst);
     if (st) return st;
     void *d = gb_tensor_data(dst);
     if (d) {
-        gb__iter it;
-        gb__iter_init(&it, dst->ndim, dst->shape, 1, (const int64_t *[]){dst->stride});
-        for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) gb__store_f32(d, dst->dtype, it.off[0], value);
+        gb__ts_iter it;
+        gb__ts_iter_init(&it, dst->ndim, dst->shape, 1, (const int64_t *[]){dst->stride});
+        for (int64_t i = 0; i < it.n; i++, gb__ts_iter_next(&it)) gb__ts_store_f32(d, dst->dtype, it.off[0], value);
     }
-    gb__bump_version(dst);
+    gb__ts_bump_version(dst);
     return GB_OK;
 }
 
-static double gb__load_f64(const void *base, gb_dtype dt, int64_t i) {
+static double gb__ts_load_f64(const void *base, gb_dtype dt, int64_t i) {
     if (dt == GB_DTYPE_I64) return (double)((const int64_t *)base)[i];
     if (dt == GB_DTYPE_I32) return (double)((const int32_t *)base)[i];
-    return (double)gb__load_f32(base, dt, i);
+    return (double)gb__ts_load_f32(base, dt, i);
 }
 
 gb_status gb_tensor_get(const gb_tensor *t, const int64_t *idx, double *out) {
@@ -141,7 +141,7 @@ gb_status gb_tensor_get(const gb_tensor *t, const int64_t *idx, double *out) {
     }
     const void *data = gb_tensor_data(t);
     if (!data) return gb__fail(GB_ERR_STATE, "tensor_get: tensor %s is shape-only (meta)", GB__SHAPE_STR(t));
-    *out = gb__load_f64(data, t->dtype, off);
+    *out = gb__ts_load_f64(data, t->dtype, off);
     return GB_OK;
 }
 

@@ -3,8 +3,8 @@
  *
  * A differentiable op is one table row: its value and its partial
  * derivatives side by side (GB__UNARY, GB__BINARY below). The row expands to
- * the op's gb__op_NAME_forward and gb__op_NAME_backward, each a plain loop
- * over contiguous f32 arrays plus a strided loop (gb__iter) for views and
+ * the op's gb__ts_op_NAME_forward and gb__ts_op_NAME_backward, each a plain loop
+ * over contiguous f32 arrays plus a strided loop (gb__ts_iter) for views and
  * broadcasting. A derivative may read only what the op's SAVES entry in
  * ops_elementwise.def names (x: SRC(0), y: OUT), so that autograd's version
  * check covers every value a backward uses.
@@ -30,16 +30,16 @@
 
 /* Strides that walk a contiguous gradient of src's shape while iterating
  * out's shape (0 on broadcast dims). */
-static void gb__grad_strides(const gb_tensor *src, const gb_tensor *out, int64_t *stride) {
+static void gb__ts_grad_strides(const gb_tensor *src, const gb_tensor *out, int64_t *stride) {
     gb_tensor c = {.ndim = src->ndim};
     memcpy(c.shape, src->shape, sizeof c.shape);
-    gb__contiguous_strides(c.ndim, c.shape, c.stride);
-    gb__broadcast_strides(&c, out->ndim, out->shape, stride);
+    gb__ts_contiguous_strides(c.ndim, c.shape, c.stride);
+    gb__ts_broadcast_strides(&c, out->ndim, out->shape, stride);
 }
 
 /* Whether t is contiguous with out's number of elements (then, being
  * broadcastable to out, it has out's shape up to leading 1s). */
-static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
+static bool gb__ts_same_flat(const gb_tensor *t, const gb_tensor *out) {
     return gb_tensor_is_contiguous(t) && gb_tensor_numel(t) == gb_tensor_numel(out);
 }
 
@@ -65,7 +65,7 @@ static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
         _Pragma("omp simd")                                                                                           \
         for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * gb__##NAME##_dydx(x[i], y[i], p);                            \
     }                                                                                                                 \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+    gb_status gb__ts_op_##NAME##_forward(gb_tensor *out) {                                                               \
         const gb_tensor *src = out->src[0];                                                                           \
         const float *x = gb_tensor_data(src); /* src's strides */                                                     \
         float *y = gb_tensor_data(out);       /* [n] */                                                               \
@@ -75,21 +75,21 @@ static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
             _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                              \
             {                                                                                                         \
                 int64_t lo, hi;                                                                                       \
-                gb__thread_range(n, &lo, &hi);                                                                        \
+                gb__ts_thread_range(n, &lo, &hi);                                                                        \
                 gb__##NAME##_span(y + lo, x + lo, p, hi - lo);                                                        \
             }                                                                                                         \
             return GB_OK;                                                                                             \
         }                                                                                                             \
         _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
         {                                                                                                             \
-            gb__iter it;                                                                                              \
+            gb__ts_iter it;                                                                                              \
             int64_t lo, hi;                                                                                           \
-            gb__iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);                \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = gb__##NAME##_y(x[it.off[0]], p);             \
+            gb__ts_iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);                \
+            for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it)) y[i] = gb__##NAME##_y(x[it.off[0]], p);             \
         }                                                                                                             \
         return GB_OK;                                                                                                 \
     }                                                                                                                 \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+    gb_status gb__ts_op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
         if (!dsrc[0]) return GB_OK;                                                                                   \
         const gb_tensor *src = out->src[0];                                                                           \
         const float *x = gb_tensor_data(src);   /* src's strides */                                                   \
@@ -102,27 +102,27 @@ static bool gb__same_flat(const gb_tensor *t, const gb_tensor *out) {
             _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                              \
             {                                                                                                         \
                 int64_t lo, hi;                                                                                       \
-                gb__thread_range(n, &lo, &hi);                                                                        \
+                gb__ts_thread_range(n, &lo, &hi);                                                                        \
                 gb__##NAME##_span_backward(dx + lo, x + lo, y + lo, dy + lo, p, hi - lo);                             \
             }                                                                                                         \
             return GB_OK;                                                                                             \
         }                                                                                                             \
         _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
         {                                                                                                             \
-            gb__iter it;                                                                                              \
+            gb__ts_iter it;                                                                                              \
             int64_t lo, hi;                                                                                           \
-            gb__iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);                \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                                     \
+            gb__ts_iter_share(&it, src->ndim, src->shape, 1, (const int64_t *[]){src->stride}, &lo, &hi);                \
+            for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it))                                                     \
                 dx[i] += dy[i] * gb__##NAME##_dydx(x[it.off[0]], y[i], p);                                            \
         }                                                                                                             \
         return GB_OK;                                                                                                 \
     }
 
 /* NaN passes through, as torch.clamp does (fmaxf would drop it). */
-static GB__INLINE float gb__clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+static GB__INLINE float gb__ts_clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 /* torch's pow backward: no gradient where the exponent is 0 (even at x = 0). */
-static GB__INLINE float gb__pow_dx(float x, float e) { return e == 0.0f ? 0.0f : e * powf(x, e - 1.0f); }
+static GB__INLINE float gb__ts_pow_dx(float x, float e) { return e == 0.0f ? 0.0f : e * powf(x, e - 1.0f); }
 
 /*        NAME          y                                  dy/dx */
 GB__UNARY(ADD_SCALAR,   x + p[0],                          1.0f)
@@ -130,50 +130,50 @@ GB__UNARY(SUB_SCALAR,   x - p[0],                          1.0f)
 GB__UNARY(RSUB_SCALAR,  p[0] - x,                          -1.0f)
 GB__UNARY(MUL_SCALAR,   x * p[0],                          p[0])
 GB__UNARY(DIV_SCALAR,   x / p[0],                          1.0f / p[0])
-GB__UNARY(POW_SCALAR,   powf(x, p[0]),                     gb__pow_dx(x, p[0]))
+GB__UNARY(POW_SCALAR,   powf(x, p[0]),                     gb__ts_pow_dx(x, p[0]))
 GB__UNARY(NEG,          -x,                                -1.0f)
-GB__UNARY(EXP,          gb__exp(x),                        y)
+GB__UNARY(EXP,          gb__ts_exp(x),                        y)
 GB__UNARY(LOG,          logf(x),                           1.0f / x)
 GB__UNARY(SQRT,         sqrtf(x),                          0.5f / y)
 GB__UNARY(RSQRT,        1.0f / sqrtf(x),                   -0.5f * y * y * y)
-GB__UNARY(TANH,         gb__tanh(x),                       1.0f - y * y)
-GB__UNARY(SIGMOID,      gb__sigmoid(x),                    y * (1.0f - y))
+GB__UNARY(TANH,         gb__ts_tanh(x),                       1.0f - y * y)
+GB__UNARY(SIGMOID,      gb__ts_sigmoid(x),                    y * (1.0f - y))
 GB__UNARY(ABS,          fabsf(x),                          (float)((x > 0.0f) - (x < 0.0f)))
-GB__UNARY(CLAMP,        gb__clampf(x, p[0], p[1]),         x >= p[0] && x <= p[1] ? 1.0f : 0.0f)
+GB__UNARY(CLAMP,        gb__ts_clampf(x, p[0], p[1]),         x >= p[0] && x <= p[1] ? 1.0f : 0.0f)
 GB__UNARY(RELU,         x > 0.0f || isnan(x) ? x : 0.0f,   y > 0.0f ? 1.0f : 0.0f)
-GB__UNARY(GELU,         gb__gelu(x),                       gb__gelu_dx(x))
-GB__UNARY(GELU_TANH,    gb__gelu_tanh(x),                  gb__gelu_tanh_dx(x))
-GB__UNARY(SILU,         gb__silu(x),                       gb__silu_dx(x))
+GB__UNARY(GELU,         gb__ts_gelu(x),                       gb__ts_gelu_dx(x))
+GB__UNARY(GELU_TANH,    gb__ts_gelu_tanh(x),                  gb__ts_gelu_tanh_dx(x))
+GB__UNARY(SILU,         gb__ts_silu(x),                       gb__ts_silu_dx(x))
 
-static gb_tensor *gb__unary(gb_op op, gb_tensor *a, float p0, float p1) {
-    const char *what = gb__ops[op].name;
-    if (gb__check_f32(what, "a", a)) return NULL;
-    gb_tensor *out = gb__op_new(op, what, GB_DTYPE_F32, a->ndim, a->shape, 1, &a);
+static gb_tensor *gb__ts_unary(gb_op op, gb_tensor *a, float p0, float p1) {
+    const char *what = gb__ts_ops[op].name;
+    if (gb__ts_check_f32(what, "a", a)) return NULL;
+    gb_tensor *out = gb__ts_op_new(op, what, GB_DTYPE_F32, a->ndim, a->shape, 1, &a);
     if (!out) return NULL;
     out->fparam[0] = p0;
     out->fparam[1] = p1;
-    return gb__op_run(out);
+    return gb__ts_op_run(out);
 }
 
-gb_tensor *gb_add_scalar(gb_tensor *a, float s) { return gb__unary(GB_OP_ADD_SCALAR, a, s, 0); }
-gb_tensor *gb_sub_scalar(gb_tensor *a, float s) { return gb__unary(GB_OP_SUB_SCALAR, a, s, 0); }
-gb_tensor *gb_rsub_scalar(gb_tensor *a, float s) { return gb__unary(GB_OP_RSUB_SCALAR, a, s, 0); }
-gb_tensor *gb_mul_scalar(gb_tensor *a, float s) { return gb__unary(GB_OP_MUL_SCALAR, a, s, 0); }
-gb_tensor *gb_div_scalar(gb_tensor *a, float s) { return gb__unary(GB_OP_DIV_SCALAR, a, s, 0); }
-gb_tensor *gb_pow_scalar(gb_tensor *a, float p) { return gb__unary(GB_OP_POW_SCALAR, a, p, 0); }
-gb_tensor *gb_neg(gb_tensor *a) { return gb__unary(GB_OP_NEG, a, 0, 0); }
-gb_tensor *gb_exp(gb_tensor *a) { return gb__unary(GB_OP_EXP, a, 0, 0); }
-gb_tensor *gb_log(gb_tensor *a) { return gb__unary(GB_OP_LOG, a, 0, 0); }
-gb_tensor *gb_sqrt(gb_tensor *a) { return gb__unary(GB_OP_SQRT, a, 0, 0); }
-gb_tensor *gb_rsqrt(gb_tensor *a) { return gb__unary(GB_OP_RSQRT, a, 0, 0); }
-gb_tensor *gb_tanh(gb_tensor *a) { return gb__unary(GB_OP_TANH, a, 0, 0); }
-gb_tensor *gb_sigmoid(gb_tensor *a) { return gb__unary(GB_OP_SIGMOID, a, 0, 0); }
-gb_tensor *gb_abs(gb_tensor *a) { return gb__unary(GB_OP_ABS, a, 0, 0); }
-gb_tensor *gb_clamp(gb_tensor *a, float min, float max) { return gb__unary(GB_OP_CLAMP, a, min, max); }
-gb_tensor *gb_relu(gb_tensor *a) { return gb__unary(GB_OP_RELU, a, 0, 0); }
-gb_tensor *gb_gelu(gb_tensor *a) { return gb__unary(GB_OP_GELU, a, 0, 0); }
-gb_tensor *gb_gelu_tanh(gb_tensor *a) { return gb__unary(GB_OP_GELU_TANH, a, 0, 0); }
-gb_tensor *gb_silu(gb_tensor *a) { return gb__unary(GB_OP_SILU, a, 0, 0); }
+gb_tensor *gb_add_scalar(gb_tensor *a, float s) { return gb__ts_unary(GB_OP_ADD_SCALAR, a, s, 0); }
+gb_tensor *gb_sub_scalar(gb_tensor *a, float s) { return gb__ts_unary(GB_OP_SUB_SCALAR, a, s, 0); }
+gb_tensor *gb_rsub_scalar(gb_tensor *a, float s) { return gb__ts_unary(GB_OP_RSUB_SCALAR, a, s, 0); }
+gb_tensor *gb_mul_scalar(gb_tensor *a, float s) { return gb__ts_unary(GB_OP_MUL_SCALAR, a, s, 0); }
+gb_tensor *gb_div_scalar(gb_tensor *a, float s) { return gb__ts_unary(GB_OP_DIV_SCALAR, a, s, 0); }
+gb_tensor *gb_pow_scalar(gb_tensor *a, float p) { return gb__ts_unary(GB_OP_POW_SCALAR, a, p, 0); }
+gb_tensor *gb_neg(gb_tensor *a) { return gb__ts_unary(GB_OP_NEG, a, 0, 0); }
+gb_tensor *gb_exp(gb_tensor *a) { return gb__ts_unary(GB_OP_EXP, a, 0, 0); }
+gb_tensor *gb_log(gb_tensor *a) { return gb__ts_unary(GB_OP_LOG, a, 0, 0); }
+gb_tensor *gb_sqrt(gb_tensor *a) { return gb__ts_unary(GB_OP_SQRT, a, 0, 0); }
+gb_tensor *gb_rsqrt(gb_tensor *a) { return gb__ts_unary(GB_OP_RSQRT, a, 0, 0); }
+gb_tensor *gb_tanh(gb_tensor *a) { return gb__ts_unary(GB_OP_TANH, a, 0, 0); }
+gb_tensor *gb_sigmoid(gb_tensor *a) { return gb__ts_unary(GB_OP_SIGMOID, a, 0, 0); }
+gb_tensor *gb_abs(gb_tensor *a) { return gb__ts_unary(GB_OP_ABS, a, 0, 0); }
+gb_tensor *gb_clamp(gb_tensor *a, float min, float max) { return gb__ts_unary(GB_OP_CLAMP, a, min, max); }
+gb_tensor *gb_relu(gb_tensor *a) { return gb__ts_unary(GB_OP_RELU, a, 0, 0); }
+gb_tensor *gb_gelu(gb_tensor *a) { return gb__ts_unary(GB_OP_GELU, a, 0, 0); }
+gb_tensor *gb_gelu_tanh(gb_tensor *a) { return gb__ts_unary(GB_OP_GELU_TANH, a, 0, 0); }
+gb_tensor *gb_silu(gb_tensor *a) { return gb__ts_unary(GB_OP_SILU, a, 0, 0); }
 
 /* ---- binary ops, broadcasting ------------------------------------------- */
 
@@ -192,41 +192,41 @@ gb_tensor *gb_silu(gb_tensor *a) { return gb__unary(GB_OP_SILU, a, 0, 0); }
         _Pragma("omp simd")                                                                                           \
         for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(a[i], b[i]);                                            \
     }                                                                                                                 \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+    gb_status gb__ts_op_##NAME##_forward(gb_tensor *out) {                                                               \
         const gb_tensor *ta = out->src[0], *tb = out->src[1];                                                         \
         const float *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                             \
         float *y = gb_tensor_data(out);                               /* [n] */                                       \
         int64_t n = gb_tensor_numel(out);                                                                             \
-        if (gb__same_flat(ta, out) && gb__same_flat(tb, out)) {                                                       \
+        if (gb__ts_same_flat(ta, out) && gb__ts_same_flat(tb, out)) {                                                       \
             _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                              \
             {                                                                                                         \
                 int64_t lo, hi;                                                                                       \
-                gb__thread_range(n, &lo, &hi);                                                                        \
+                gb__ts_thread_range(n, &lo, &hi);                                                                        \
                 gb__##NAME##_span(y + lo, a + lo, b + lo, hi - lo);                                                   \
             }                                                                                                         \
             return GB_OK;                                                                                             \
         }                                                                                                             \
         int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS];                                                                     \
-        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
-        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
+        gb__ts_broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
+        gb__ts_broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
         _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
         {                                                                                                             \
-            gb__iter it;                                                                                              \
+            gb__ts_iter it;                                                                                              \
             int64_t lo, hi;                                                                                           \
-            gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);                     \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                                     \
+            gb__ts_iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);                     \
+            for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it))                                                     \
                 y[i] = gb__##NAME##_y(a[it.off[0]], b[it.off[1]]);                                                    \
         }                                                                                                             \
         return GB_OK;                                                                                                 \
     }                                                                                                                 \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+    gb_status gb__ts_op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
         const gb_tensor *ta = out->src[0], *tb = out->src[1];                                                         \
         const float *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                             \
         const float *dy = gb_tensor_data(dout);                       /* [n] */                                       \
         float *da = dsrc[0] ? gb_tensor_data(dsrc[0]) : NULL;         /* [numel a] */                                 \
         float *db = dsrc[1] ? gb_tensor_data(dsrc[1]) : NULL;         /* [numel b] */                                 \
         int64_t n = gb_tensor_numel(out);                                                                             \
-        if (gb__same_flat(ta, out) && gb__same_flat(tb, out)) {                                                       \
+        if (gb__ts_same_flat(ta, out) && gb__ts_same_flat(tb, out)) {                                                       \
             _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
             for (int64_t i = 0; i < n; i++) {                                                                         \
                 if (da) da[i] += dy[i] * gb__##NAME##_dyda(a[i], b[i]);                                               \
@@ -235,18 +235,18 @@ gb_tensor *gb_silu(gb_tensor *a) { return gb__unary(GB_OP_SILU, a, 0, 0); }
             return GB_OK;                                                                                             \
         }                                                                                                             \
         int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS], ga[GB_MAX_DIMS], gb[GB_MAX_DIMS];                                   \
-        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
-        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
-        gb__grad_strides(ta, out, ga);                                                                                \
-        gb__grad_strides(tb, out, gb);                                                                                \
+        gb__ts_broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
+        gb__ts_broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
+        gb__ts_grad_strides(ta, out, ga);                                                                                \
+        gb__ts_grad_strides(tb, out, gb);                                                                                \
         bool par = n > GB__PAR_MIN_WORK && (!da || gb_tensor_numel(ta) == n) &&                                       \
                    (!db || gb_tensor_numel(tb) == n);                                                                 \
         _Pragma("omp parallel num_threads(gb__threads()) if (par)")                                                   \
         {                                                                                                             \
-            gb__iter it;                                                                                              \
+            gb__ts_iter it;                                                                                              \
             int64_t lo, hi;                                                                                           \
-            gb__iter_share(&it, out->ndim, out->shape, 4, (const int64_t *[]){sa, sb, ga, gb}, &lo, &hi);             \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) {                                                   \
+            gb__ts_iter_share(&it, out->ndim, out->shape, 4, (const int64_t *[]){sa, sb, ga, gb}, &lo, &hi);             \
+            for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it)) {                                                   \
                 float va = a[it.off[0]], vb = b[it.off[1]];                                                           \
                 if (da) da[it.off[2]] += dy[i] * gb__##NAME##_dyda(va, vb);                                           \
                 if (db) db[it.off[3]] += dy[i] * gb__##NAME##_dydb(va, vb);                                           \
@@ -256,12 +256,12 @@ gb_tensor *gb_silu(gb_tensor *a) { return gb__unary(GB_OP_SILU, a, 0, 0); }
     }
 
 /* NaN wins, as in torch.maximum / torch.minimum. */
-static GB__INLINE float gb__maxf(float a, float b) { return isnan(a) || isnan(b) ? a + b : (a > b ? a : b); }
-static GB__INLINE float gb__minf(float a, float b) { return isnan(a) || isnan(b) ? a + b : (a < b ? a : b); }
+static GB__INLINE float gb__ts_maxf(float a, float b) { return isnan(a) || isnan(b) ? a + b : (a > b ? a : b); }
+static GB__INLINE float gb__ts_minf(float a, float b) { return isnan(a) || isnan(b) ? a + b : (a < b ? a : b); }
 
 /* torch: the exponent gets no gradient where a = 0 and b >= 0 (the limit of
  * a^b log a there is 0, not the NaN the product gives). */
-static GB__INLINE float gb__pow_db(float a, float b) { return a == 0.0f && b >= 0.0f ? 0.0f : powf(a, b) * logf(a); }
+static GB__INLINE float gb__ts_pow_db(float a, float b) { return a == 0.0f && b >= 0.0f ? 0.0f : powf(a, b) * logf(a); }
 
 /* Ties split the gradient in halves, as torch's maximum/minimum backward. */
 /*         NAME      y                dy/da                                  dy/db */
@@ -269,73 +269,73 @@ GB__BINARY(ADD,      a + b,           1.0f,                                  1.0
 GB__BINARY(SUB,      a - b,           1.0f,                                  -1.0f)
 GB__BINARY(MUL,      a * b,           b,                                     a)
 GB__BINARY(DIV,      a / b,           1.0f / b,                              -(a / b) / b)
-GB__BINARY(POW,      powf(a, b),      gb__pow_dx(a, b),                      gb__pow_db(a, b))
-GB__BINARY(MAXIMUM,  gb__maxf(a, b),  a == b ? 0.5f : (a < b ? 0.0f : 1.0f), a == b ? 0.5f : (a > b ? 0.0f : 1.0f))
-GB__BINARY(MINIMUM,  gb__minf(a, b),  a == b ? 0.5f : (a > b ? 0.0f : 1.0f), a == b ? 0.5f : (a < b ? 0.0f : 1.0f))
+GB__BINARY(POW,      powf(a, b),      gb__ts_pow_dx(a, b),                      gb__ts_pow_db(a, b))
+GB__BINARY(MAXIMUM,  gb__ts_maxf(a, b),  a == b ? 0.5f : (a < b ? 0.0f : 1.0f), a == b ? 0.5f : (a > b ? 0.0f : 1.0f))
+GB__BINARY(MINIMUM,  gb__ts_minf(a, b),  a == b ? 0.5f : (a > b ? 0.0f : 1.0f), a == b ? 0.5f : (a < b ? 0.0f : 1.0f))
 
-static gb_tensor *gb__binary(gb_op op, gb_tensor *a, gb_tensor *b) {
-    const char *what = gb__ops[op].name;
-    if (gb__check_f32(what, "a", a) || gb__check_f32(what, "b", b)) return NULL;
+static gb_tensor *gb__ts_binary(gb_op op, gb_tensor *a, gb_tensor *b) {
+    const char *what = gb__ts_ops[op].name;
+    if (gb__ts_check_f32(what, "a", a) || gb__ts_check_f32(what, "b", b)) return NULL;
     int nd;
     int64_t shape[GB_MAX_DIMS];
-    if (gb__broadcast_shapes(what, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
-    gb_tensor *out = gb__op_new(op, what, GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
-    return out ? gb__op_run(out) : NULL;
+    if (gb__ts_broadcast_shapes(what, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
+    gb_tensor *out = gb__ts_op_new(op, what, GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
+    return out ? gb__ts_op_run(out) : NULL;
 }
 
-gb_tensor *gb_add(gb_tensor *a, gb_tensor *b) { return gb__binary(GB_OP_ADD, a, b); }
-gb_tensor *gb_sub(gb_tensor *a, gb_tensor *b) { return gb__binary(GB_OP_SUB, a, b); }
-gb_tensor *gb_mul(gb_tensor *a, gb_tensor *b) { return gb__binary(GB_OP_MUL, a, b); }
-gb_tensor *gb_div(gb_tensor *a, gb_tensor *b) { return gb__binary(GB_OP_DIV, a, b); }
-gb_tensor *gb_pow(gb_tensor *a, gb_tensor *b) { return gb__binary(GB_OP_POW, a, b); }
-gb_tensor *gb_maximum(gb_tensor *a, gb_tensor *b) { return gb__binary(GB_OP_MAXIMUM, a, b); }
-gb_tensor *gb_minimum(gb_tensor *a, gb_tensor *b) { return gb__binary(GB_OP_MINIMUM, a, b); }
+gb_tensor *gb_add(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_ADD, a, b); }
+gb_tensor *gb_sub(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_SUB, a, b); }
+gb_tensor *gb_mul(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_MUL, a, b); }
+gb_tensor *gb_div(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_DIV, a, b); }
+gb_tensor *gb_pow(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_POW, a, b); }
+gb_tensor *gb_maximum(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_MAXIMUM, a, b); }
+gb_tensor *gb_minimum(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_MINIMUM, a, b); }
 
 /* ---- comparisons -------------------------------------------------------- */
 
 /* Any dtype compares by value (loaded exactly as double); the result is a
  * bool tensor without gradient. The backward exists for the op table only:
  * the result never records, so autograd cannot reach it. */
-static gb_status gb__not_differentiable(const gb_tensor *out) {
-    return gb__fail(GB_ERR_AUTOGRAD, "%s: the result %s is not differentiable", gb__ops[out->op].name,
+static gb_status gb__ts_not_differentiable(const gb_tensor *out) {
+    return gb__fail(GB_ERR_AUTOGRAD, "%s: the result %s is not differentiable", gb__ts_ops[out->op].name,
                     GB__SHAPE_STR(out));
 }
 
 #define GB__COMPARE(NAME, OP)                                                                                         \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+    gb_status gb__ts_op_##NAME##_forward(gb_tensor *out) {                                                               \
         const gb_tensor *ta = out->src[0], *tb = out->src[1];                                                         \
         const void *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */                              \
         uint8_t *y = gb_tensor_data(out);                            /* [n] */                                        \
         int64_t n = gb_tensor_numel(out);                                                                             \
-        if (ta->dtype == GB_DTYPE_F32 && tb->dtype == GB_DTYPE_F32 && gb__same_flat(ta, out) &&                       \
-            gb__same_flat(tb, out)) {                                                                                 \
+        if (ta->dtype == GB_DTYPE_F32 && tb->dtype == GB_DTYPE_F32 && gb__ts_same_flat(ta, out) &&                       \
+            gb__ts_same_flat(tb, out)) {                                                                                 \
             const float *fa = a, *fb = b;                                                                             \
             _Pragma("omp parallel for num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                          \
             for (int64_t i = 0; i < n; i++) y[i] = fa[i] OP fb[i];                                                    \
             return GB_OK;                                                                                             \
         }                                                                                                             \
         int64_t sa[GB_MAX_DIMS], sb[GB_MAX_DIMS];                                                                     \
-        gb__broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
-        gb__broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
+        gb__ts_broadcast_strides(ta, out->ndim, out->shape, sa);                                                         \
+        gb__ts_broadcast_strides(tb, out->ndim, out->shape, sb);                                                         \
         _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
         {                                                                                                             \
-            gb__iter it;                                                                                              \
+            gb__ts_iter it;                                                                                              \
             int64_t lo, hi;                                                                                           \
-            gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);                     \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))                                                     \
-                y[i] = gb__load_any(a, ta->dtype, it.off[0]) OP gb__load_any(b, tb->dtype, it.off[1]);                \
+            gb__ts_iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);                     \
+            for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it))                                                     \
+                y[i] = gb__ts_load_any(a, ta->dtype, it.off[0]) OP gb__ts_load_any(b, tb->dtype, it.off[1]);                \
         }                                                                                                             \
         return GB_OK;                                                                                                 \
     }                                                                                                                 \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+    gb_status gb__ts_op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
         (void)dout, (void)dsrc;                                                                                       \
-        return gb__not_differentiable(out);                                                                           \
+        return gb__ts_not_differentiable(out);                                                                           \
     }
 
 /* The scalar (fparam[0]) compares as float, as torch converts a Python
  * number to the tensor's float dtype. */
 #define GB__COMPARE_SCALAR(NAME, OP)                                                                                  \
-    gb_status gb__op_##NAME##_forward(gb_tensor *out) {                                                               \
+    gb_status gb__ts_op_##NAME##_forward(gb_tensor *out) {                                                               \
         const gb_tensor *ta = out->src[0];                                                                            \
         const void *a = gb_tensor_data(ta); /* its strides */                                                         \
         uint8_t *y = gb_tensor_data(out);   /* [n] */                                                                 \
@@ -343,16 +343,16 @@ static gb_status gb__not_differentiable(const gb_tensor *out) {
         int64_t n = gb_tensor_numel(out);                                                                             \
         _Pragma("omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)")                                  \
         {                                                                                                             \
-            gb__iter it;                                                                                              \
+            gb__ts_iter it;                                                                                              \
             int64_t lo, hi;                                                                                           \
-            gb__iter_share(&it, ta->ndim, ta->shape, 1, (const int64_t *[]){ta->stride}, &lo, &hi);                   \
-            for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = gb__load_any(a, ta->dtype, it.off[0]) OP s;  \
+            gb__ts_iter_share(&it, ta->ndim, ta->shape, 1, (const int64_t *[]){ta->stride}, &lo, &hi);                   \
+            for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it)) y[i] = gb__ts_load_any(a, ta->dtype, it.off[0]) OP s;  \
         }                                                                                                             \
         return GB_OK;                                                                                                 \
     }                                                                                                                 \
-    gb_status gb__op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
+    gb_status gb__ts_op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
         (void)dout, (void)dsrc;                                                                                       \
-        return gb__not_differentiable(out);                                                                           \
+        return gb__ts_not_differentiable(out);                                                                           \
     }
 
 GB__COMPARE(EQ, ==)
@@ -365,42 +365,42 @@ GB__COMPARE_SCALAR(EQ_SCALAR, ==)
 GB__COMPARE_SCALAR(GT_SCALAR, >)
 GB__COMPARE_SCALAR(LT_SCALAR, <)
 
-static gb_tensor *gb__compare(gb_op op, gb_tensor *a, gb_tensor *b) {
-    const char *what = gb__ops[op].name;
-    if (gb__check_input(what, "a", a) || gb__check_input(what, "b", b)) return NULL;
+static gb_tensor *gb__ts_compare(gb_op op, gb_tensor *a, gb_tensor *b) {
+    const char *what = gb__ts_ops[op].name;
+    if (gb__ts_check_input(what, "a", a) || gb__ts_check_input(what, "b", b)) return NULL;
     int nd;
     int64_t shape[GB_MAX_DIMS];
-    if (gb__broadcast_shapes(what, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
-    gb_tensor *out = gb__op_new(op, what, GB_DTYPE_BOOL, nd, shape, 2, (gb_tensor *[]){a, b});
+    if (gb__ts_broadcast_shapes(what, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
+    gb_tensor *out = gb__ts_op_new(op, what, GB_DTYPE_BOOL, nd, shape, 2, (gb_tensor *[]){a, b});
     if (!out) return NULL;
     out->requires_grad = false;
-    return gb__op_run(out);
+    return gb__ts_op_run(out);
 }
 
-static gb_tensor *gb__compare_scalar(gb_op op, gb_tensor *a, float s) {
-    const char *what = gb__ops[op].name;
-    if (gb__check_input(what, "a", a)) return NULL;
-    gb_tensor *out = gb__op_new(op, what, GB_DTYPE_BOOL, a->ndim, a->shape, 1, &a);
+static gb_tensor *gb__ts_compare_scalar(gb_op op, gb_tensor *a, float s) {
+    const char *what = gb__ts_ops[op].name;
+    if (gb__ts_check_input(what, "a", a)) return NULL;
+    gb_tensor *out = gb__ts_op_new(op, what, GB_DTYPE_BOOL, a->ndim, a->shape, 1, &a);
     if (!out) return NULL;
     out->fparam[0] = s;
     out->requires_grad = false;
-    return gb__op_run(out);
+    return gb__ts_op_run(out);
 }
 
-gb_tensor *gb_eq(gb_tensor *a, gb_tensor *b) { return gb__compare(GB_OP_EQ, a, b); }
-gb_tensor *gb_ne(gb_tensor *a, gb_tensor *b) { return gb__compare(GB_OP_NE, a, b); }
-gb_tensor *gb_lt(gb_tensor *a, gb_tensor *b) { return gb__compare(GB_OP_LT, a, b); }
-gb_tensor *gb_le(gb_tensor *a, gb_tensor *b) { return gb__compare(GB_OP_LE, a, b); }
-gb_tensor *gb_gt(gb_tensor *a, gb_tensor *b) { return gb__compare(GB_OP_GT, a, b); }
-gb_tensor *gb_ge(gb_tensor *a, gb_tensor *b) { return gb__compare(GB_OP_GE, a, b); }
-gb_tensor *gb_eq_scalar(gb_tensor *a, float s) { return gb__compare_scalar(GB_OP_EQ_SCALAR, a, s); }
-gb_tensor *gb_gt_scalar(gb_tensor *a, float s) { return gb__compare_scalar(GB_OP_GT_SCALAR, a, s); }
-gb_tensor *gb_lt_scalar(gb_tensor *a, float s) { return gb__compare_scalar(GB_OP_LT_SCALAR, a, s); }
+gb_tensor *gb_eq(gb_tensor *a, gb_tensor *b) { return gb__ts_compare(GB_OP_EQ, a, b); }
+gb_tensor *gb_ne(gb_tensor *a, gb_tensor *b) { return gb__ts_compare(GB_OP_NE, a, b); }
+gb_tensor *gb_lt(gb_tensor *a, gb_tensor *b) { return gb__ts_compare(GB_OP_LT, a, b); }
+gb_tensor *gb_le(gb_tensor *a, gb_tensor *b) { return gb__ts_compare(GB_OP_LE, a, b); }
+gb_tensor *gb_gt(gb_tensor *a, gb_tensor *b) { return gb__ts_compare(GB_OP_GT, a, b); }
+gb_tensor *gb_ge(gb_tensor *a, gb_tensor *b) { return gb__ts_compare(GB_OP_GE, a, b); }
+gb_tensor *gb_eq_scalar(gb_tensor *a, float s) { return gb__ts_compare_scalar(GB_OP_EQ_SCALAR, a, s); }
+gb_tensor *gb_gt_scalar(gb_tensor *a, float s) { return gb__ts_compare_scalar(GB_OP_GT_SCALAR, a, s); }
+gb_tensor *gb_lt_scalar(gb_tensor *a, float s) { return gb__ts_compare_scalar(GB_OP_LT_SCALAR, a, s); }
 
 /* ---- where and masked_fill ---------------------------------------------- */
 
-static gb_status gb__check_bool(const char *op, const char *arg, const gb_tensor *t) {
-    if (gb__check_input(op, arg, t)) return GB_ERR_ARG;
+static gb_status gb__ts_check_bool(const char *op, const char *arg, const gb_tensor *t) {
+    if (gb__ts_check_input(op, arg, t)) return GB_ERR_ARG;
     if (t->dtype != GB_DTYPE_BOOL)
         return gb__fail(GB_ERR_DTYPE, "%s: expected %s to be a bool tensor, but got %s %s; make one with a comparison "
                         "(e.g. gb_gt_scalar) or gb_to_dtype(t, GB_DTYPE_BOOL)",
@@ -409,44 +409,44 @@ static gb_status gb__check_bool(const char *op, const char *arg, const gb_tensor
 }
 
 /* WHERE: y = cond ? a : b; each of a and b gets the gradient where it was chosen. */
-gb_status gb__op_WHERE_forward(gb_tensor *out) {
+gb_status gb__ts_op_WHERE_forward(gb_tensor *out) {
     const gb_tensor *tc = out->src[0], *ta = out->src[1], *tb = out->src[2];
     const uint8_t *c = gb_tensor_data(tc);                        /* its strides */
     const float *a = gb_tensor_data(ta), *b = gb_tensor_data(tb); /* their strides */
     float *y = gb_tensor_data(out);                               /* [n] */
     int64_t sc[GB_MAX_DIMS], sa[GB_MAX_DIMS], sb[GB_MAX_DIMS];
-    gb__broadcast_strides(tc, out->ndim, out->shape, sc);
-    gb__broadcast_strides(ta, out->ndim, out->shape, sa);
-    gb__broadcast_strides(tb, out->ndim, out->shape, sb);
+    gb__ts_broadcast_strides(tc, out->ndim, out->shape, sc);
+    gb__ts_broadcast_strides(ta, out->ndim, out->shape, sa);
+    gb__ts_broadcast_strides(tb, out->ndim, out->shape, sb);
     int64_t n = gb_tensor_numel(out);
 #pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)
     {
-        gb__iter it;
+        gb__ts_iter it;
         int64_t lo, hi;
-        gb__iter_share(&it, out->ndim, out->shape, 3, (const int64_t *[]){sc, sa, sb}, &lo, &hi);
-        for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = c[it.off[0]] ? a[it.off[1]] : b[it.off[2]];
+        gb__ts_iter_share(&it, out->ndim, out->shape, 3, (const int64_t *[]){sc, sa, sb}, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it)) y[i] = c[it.off[0]] ? a[it.off[1]] : b[it.off[2]];
     }
     return GB_OK;
 }
 
-gb_status gb__op_WHERE_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+gb_status gb__ts_op_WHERE_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     const gb_tensor *tc = out->src[0], *ta = out->src[1], *tb = out->src[2];
     const uint8_t *c = gb_tensor_data(tc);                /* its strides */
     const float *dy = gb_tensor_data(dout);               /* [n] */
     float *da = dsrc[1] ? gb_tensor_data(dsrc[1]) : NULL; /* [numel a] */
     float *db = dsrc[2] ? gb_tensor_data(dsrc[2]) : NULL; /* [numel b] */
     int64_t sc[GB_MAX_DIMS], ga[GB_MAX_DIMS], gb[GB_MAX_DIMS];
-    gb__broadcast_strides(tc, out->ndim, out->shape, sc);
-    gb__grad_strides(ta, out, ga);
-    gb__grad_strides(tb, out, gb);
+    gb__ts_broadcast_strides(tc, out->ndim, out->shape, sc);
+    gb__ts_grad_strides(ta, out, ga);
+    gb__ts_grad_strides(tb, out, gb);
     int64_t n = gb_tensor_numel(out);
     bool par = n > GB__PAR_MIN_WORK && (!da || gb_tensor_numel(ta) == n) && (!db || gb_tensor_numel(tb) == n);
 #pragma omp parallel num_threads(gb__threads()) if (par)
     {
-        gb__iter it;
+        gb__ts_iter it;
         int64_t lo, hi;
-        gb__iter_share(&it, out->ndim, out->shape, 3, (const int64_t *[]){sc, ga, gb}, &lo, &hi);
-        for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) {
+        gb__ts_iter_share(&it, out->ndim, out->shape, 3, (const int64_t *[]){sc, ga, gb}, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it)) {
             if (c[it.off[0]]) {
                 if (da) da[it.off[1]] += dy[i];
             } else {
@@ -458,54 +458,54 @@ gb_status gb__op_WHERE_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor
 }
 
 gb_tensor *gb_where(gb_tensor *cond, gb_tensor *a, gb_tensor *b) {
-    if (gb__check_bool("where", "cond", cond) || gb__check_f32("where", "a", a) || gb__check_f32("where", "b", b))
+    if (gb__ts_check_bool("where", "cond", cond) || gb__ts_check_f32("where", "a", a) || gb__ts_check_f32("where", "b", b))
         return NULL;
     int nab, nd;
     int64_t ab[GB_MAX_DIMS], shape[GB_MAX_DIMS];
-    if (gb__broadcast_shapes("where", a->ndim, a->shape, b->ndim, b->shape, &nab, ab) ||
-        gb__broadcast_shapes("where", cond->ndim, cond->shape, nab, ab, &nd, shape))
+    if (gb__ts_broadcast_shapes("where", a->ndim, a->shape, b->ndim, b->shape, &nab, ab) ||
+        gb__ts_broadcast_shapes("where", cond->ndim, cond->shape, nab, ab, &nd, shape))
         return NULL;
-    gb_tensor *out = gb__op_new(GB_OP_WHERE, "where", GB_DTYPE_F32, nd, shape, 3, (gb_tensor *[]){cond, a, b});
-    return out ? gb__op_run(out) : NULL;
+    gb_tensor *out = gb__ts_op_new(GB_OP_WHERE, "where", GB_DTYPE_F32, nd, shape, 3, (gb_tensor *[]){cond, a, b});
+    return out ? gb__ts_op_run(out) : NULL;
 }
 
 /* MASKED_FILL: y = mask ? value : a; a gets no gradient where it was replaced. */
-gb_status gb__op_MASKED_FILL_forward(gb_tensor *out) {
+gb_status gb__ts_op_MASKED_FILL_forward(gb_tensor *out) {
     const gb_tensor *ta = out->src[0], *tm = out->src[1];
     const float *a = gb_tensor_data(ta);   /* its strides */
     const uint8_t *m = gb_tensor_data(tm); /* its strides */
     float *y = gb_tensor_data(out);        /* [n] */
     float v = out->fparam[0];
     int64_t sa[GB_MAX_DIMS], sm[GB_MAX_DIMS];
-    gb__broadcast_strides(ta, out->ndim, out->shape, sa);
-    gb__broadcast_strides(tm, out->ndim, out->shape, sm);
+    gb__ts_broadcast_strides(ta, out->ndim, out->shape, sa);
+    gb__ts_broadcast_strides(tm, out->ndim, out->shape, sm);
     int64_t n = gb_tensor_numel(out);
 #pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)
     {
-        gb__iter it;
+        gb__ts_iter it;
         int64_t lo, hi;
-        gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sm}, &lo, &hi);
-        for (int64_t i = lo; i < hi; i++, gb__iter_next(&it)) y[i] = m[it.off[1]] ? v : a[it.off[0]];
+        gb__ts_iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sm}, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it)) y[i] = m[it.off[1]] ? v : a[it.off[0]];
     }
     return GB_OK;
 }
 
-gb_status gb__op_MASKED_FILL_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+gb_status gb__ts_op_MASKED_FILL_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     if (!dsrc[0]) return GB_OK;
     const gb_tensor *ta = out->src[0], *tm = out->src[1];
     const uint8_t *m = gb_tensor_data(tm);  /* its strides */
     const float *dy = gb_tensor_data(dout); /* [n] */
     float *da = gb_tensor_data(dsrc[0]);    /* [numel a] */
     int64_t sm[GB_MAX_DIMS], ga[GB_MAX_DIMS];
-    gb__broadcast_strides(tm, out->ndim, out->shape, sm);
-    gb__grad_strides(ta, out, ga);
+    gb__ts_broadcast_strides(tm, out->ndim, out->shape, sm);
+    gb__ts_grad_strides(ta, out, ga);
     int64_t n = gb_tensor_numel(out);
 #pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK && gb_tensor_numel(ta) == n)
     {
-        gb__iter it;
+        gb__ts_iter it;
         int64_t lo, hi;
-        gb__iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sm, ga}, &lo, &hi);
-        for (int64_t i = lo; i < hi; i++, gb__iter_next(&it))
+        gb__ts_iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sm, ga}, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it))
             if (!m[it.off[0]]) da[it.off[1]] += dy[i];
     }
     return GB_OK;
@@ -513,12 +513,12 @@ gb_status gb__op_MASKED_FILL_backward(gb_tensor *out, const gb_tensor *dout, gb_
 
 /* Like torch.masked_fill, a and mask broadcast together (usually the mask to a). */
 gb_tensor *gb_masked_fill(gb_tensor *a, gb_tensor *mask, float value) {
-    if (gb__check_f32("masked_fill", "a", a) || gb__check_bool("masked_fill", "mask", mask)) return NULL;
+    if (gb__ts_check_f32("masked_fill", "a", a) || gb__ts_check_bool("masked_fill", "mask", mask)) return NULL;
     int nd;
     int64_t shape[GB_MAX_DIMS];
-    if (gb__broadcast_shapes("masked_fill", a->ndim, a->shape, mask->ndim, mask->shape, &nd, shape)) return NULL;
-    gb_tensor *out = gb__op_new(GB_OP_MASKED_FILL, "masked_fill", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, mask});
+    if (gb__ts_broadcast_shapes("masked_fill", a->ndim, a->shape, mask->ndim, mask->shape, &nd, shape)) return NULL;
+    gb_tensor *out = gb__ts_op_new(GB_OP_MASKED_FILL, "masked_fill", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, mask});
     if (!out) return NULL;
     out->fparam[0] = value;
-    return gb__op_run(out);
+    return gb__ts_op_run(out);
 }

@@ -8,8 +8,8 @@
 #define GB__ERR_MAX 2048
 #define GB__SITE_MAX 32
 
-static _Thread_local char gb__err_msg[GB__ERR_MAX];
-static _Thread_local gb_status gb__err_status = GB_OK;
+static _Thread_local char gb__ts_err_msg[GB__ERR_MAX];
+static _Thread_local gb_status gb__ts_err_status = GB_OK;
 
 /* GB_AT sites currently being evaluated, innermost last. An error raised
  * while a site is open is prefixed with it once, when the site closes. */
@@ -17,22 +17,22 @@ static _Thread_local struct {
     const char *file;
     int line;
     unsigned seq_at_enter; /* failures counted when the site opened */
-} gb__sites[GB__SITE_MAX];
-static _Thread_local int gb__nsites;
-static _Thread_local unsigned gb__err_seq; /* counts failures on this thread */
-static _Thread_local unsigned gb__err_sited_seq; /* failure already given a site */
+} gb__ts_sites[GB__SITE_MAX];
+static _Thread_local int gb__ts_nsites;
+static _Thread_local unsigned gb__ts_err_seq; /* counts failures on this thread */
+static _Thread_local unsigned gb__ts_err_sited_seq; /* failure already given a site */
 
-static const char *const gb__status_names[GB_STATUS_COUNT] = {
+static const char *const gb__ts_status_names[GB_STATUS_COUNT] = {
 #define GB__X(e, n) n,
     GB_STATUS_LIST(GB__X)
 #undef GB__X
 };
 
-const char *gb_last_error(void) { return gb__err_msg; }
-gb_status gb_last_status(void) { return gb__err_status; }
+const char *gb_last_error(void) { return gb__ts_err_msg; }
+gb_status gb_last_status(void) { return gb__ts_err_status; }
 void gb_clear_error(void) {
-    gb__err_msg[0] = 0;
-    gb__err_status = GB_OK;
+    gb__ts_err_msg[0] = 0;
+    gb__ts_err_status = GB_OK;
 }
 
 #define GB__STR(x) #x
@@ -40,19 +40,19 @@ void gb_clear_error(void) {
 const char *gb_version(void) { return GB__VERSION_STR(GB_VERSION_MAJOR, GB_VERSION_MINOR, GB_VERSION_PATCH); }
 
 const char *gb_status_name(gb_status s) {
-    return (unsigned)s < GB_STATUS_COUNT ? gb__status_names[s] : "unknown";
+    return (unsigned)s < GB_STATUS_COUNT ? gb__ts_status_names[s] : "unknown";
 }
 
-static void gb__vset(gb_status s, const char *fmt, va_list ap) {
-    vsnprintf(gb__err_msg, sizeof gb__err_msg, fmt, ap);
-    gb__err_status = s;
-    gb__err_seq++;
+static void gb__ts_vset(gb_status s, const char *fmt, va_list ap) {
+    vsnprintf(gb__ts_err_msg, sizeof gb__ts_err_msg, fmt, ap);
+    gb__ts_err_status = s;
+    gb__ts_err_seq++;
 }
 
 gb_status gb__fail(gb_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    gb__vset(s, fmt, ap);
+    gb__ts_vset(s, fmt, ap);
     va_end(ap);
     return s;
 }
@@ -60,7 +60,7 @@ gb_status gb__fail(gb_status s, const char *fmt, ...) {
 void *gb__fail_null(gb_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    gb__vset(s, fmt, ap);
+    gb__ts_vset(s, fmt, ap);
     va_end(ap);
     return NULL;
 }
@@ -72,42 +72,42 @@ void gb__error_prefix(const char *fmt, ...) {
     vsnprintf(pre, sizeof pre - 2, fmt, ap);
     va_end(ap);
     strcat(pre, ": ");
-    size_t lp = strlen(pre), lm = strlen(gb__err_msg);
+    size_t lp = strlen(pre), lm = strlen(gb__ts_err_msg);
     if (lp + lm + 1 > GB__ERR_MAX) lm = GB__ERR_MAX - lp - 1; /* keep the start of the message */
-    memmove(gb__err_msg + lp, gb__err_msg, lm);
-    memcpy(gb__err_msg, pre, lp);
-    gb__err_msg[lp + lm] = 0;
+    memmove(gb__ts_err_msg + lp, gb__ts_err_msg, lm);
+    memcpy(gb__ts_err_msg, pre, lp);
+    gb__ts_err_msg[lp + lm] = 0;
 }
 
-void gb__site_enter(const char *file, int line) {
-    if (gb__nsites < GB__SITE_MAX) {
-        gb__sites[gb__nsites].file = file;
-        gb__sites[gb__nsites].line = line;
-        gb__sites[gb__nsites].seq_at_enter = gb__err_seq;
+void gb__ts_site_enter(const char *file, int line) {
+    if (gb__ts_nsites < GB__SITE_MAX) {
+        gb__ts_sites[gb__ts_nsites].file = file;
+        gb__ts_sites[gb__ts_nsites].line = line;
+        gb__ts_sites[gb__ts_nsites].seq_at_enter = gb__ts_err_seq;
     }
-    gb__nsites++;
+    gb__ts_nsites++;
 }
 
 /* Close the innermost site; if a failure happened inside it that no inner
  * site has claimed, prefix "file:line: ". */
-static void gb__site_leave(void) {
-    if (gb__nsites <= 0) return;
-    gb__nsites--;
-    if (gb__nsites >= GB__SITE_MAX) return;
-    unsigned seq = gb__sites[gb__nsites].seq_at_enter;
-    if (gb__err_seq != seq && gb__err_sited_seq != gb__err_seq) {
-        gb__error_prefix("%s:%d", gb__sites[gb__nsites].file, gb__sites[gb__nsites].line);
-        gb__err_sited_seq = gb__err_seq;
+static void gb__ts_site_leave(void) {
+    if (gb__ts_nsites <= 0) return;
+    gb__ts_nsites--;
+    if (gb__ts_nsites >= GB__SITE_MAX) return;
+    unsigned seq = gb__ts_sites[gb__ts_nsites].seq_at_enter;
+    if (gb__ts_err_seq != seq && gb__ts_err_sited_seq != gb__ts_err_seq) {
+        gb__error_prefix("%s:%d", gb__ts_sites[gb__ts_nsites].file, gb__ts_sites[gb__ts_nsites].line);
+        gb__ts_err_sited_seq = gb__ts_err_seq;
     }
 }
 
-gb_status gb__site_leave_status(gb_status s) {
-    gb__site_leave();
+gb_status gb__ts_site_leave_status(gb_status s) {
+    gb__ts_site_leave();
     return s;
 }
 
-void *gb__site_leave_ptr(const void *p) {
-    gb__site_leave();
+void *gb__ts_site_leave_ptr(const void *p) {
+    gb__ts_site_leave();
     return (void *)p;
 }
 

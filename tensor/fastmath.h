@@ -30,24 +30,24 @@
 #include <string.h>
 
 /* Forced inline: a loop only vectorises when every call in it is inlined,
- * and GCC's -O2 heuristics stop inlining gb__exp_parts after a few callers. */
+ * and GCC's -O2 heuristics stop inlining gb__ts_exp_parts after a few callers. */
 #define GB__FASTMATH static inline __attribute__((always_inline))
 
-GB__FASTMATH uint32_t gb__f2u(float f) {
+GB__FASTMATH uint32_t gb__ts_f2u(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
 
-GB__FASTMATH float gb__u2f(uint32_t u) {
+GB__FASTMATH float gb__ts_u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
 
 /* mask ? a : b, for a mask of all ones or all zeros. */
-GB__FASTMATH float gb__select(uint32_t mask, float a, float b) {
-    return gb__u2f((gb__f2u(a) & mask) | (gb__f2u(b) & ~mask));
+GB__FASTMATH float gb__ts_select(uint32_t mask, float a, float b) {
+    return gb__ts_u2f((gb__ts_f2u(a) & mask) | (gb__ts_f2u(b) & ~mask));
 }
 
 /* exp(hi + lo) = *m * *s, where lo is a small correction to hi (it lets the
@@ -63,13 +63,13 @@ GB__FASTMATH float gb__select(uint32_t mask, float a, float b) {
  * Past |hi| > 128 (inf included) *m is the limit, 0 or inf, and NaN gives a
  * quiet NaN, with *s = 1. Those lanes compute exp(0) and then replace the
  * result, so no float to int conversion sees an out-of-range value. */
-GB__FASTMATH void gb__exp_parts(float hi, float lo, float *m, float *s) {
-    uint32_t ux = gb__f2u(hi);
+GB__FASTMATH void gb__ts_exp_parts(float hi, float lo, float *m, float *s) {
+    uint32_t ux = gb__ts_f2u(hi);
     int32_t ax = (int32_t)(ux & 0x7fffffffu);          /* signed compares: one instruction each */
     uint32_t special = -(uint32_t)(ax > 0x43000000);   /* |hi| > 128 or NaN */
     uint32_t nan = -(uint32_t)(ax > 0x7f800000);
     uint32_t limit = (nan & (ux | 0x00400000u)) | (~nan & ((ux >> 31) - 1u) & 0x7f800000u); /* NaN, 0 or inf */
-    float xh = gb__u2f(ux & ~special), xl = gb__u2f(gb__f2u(lo) & ~special);
+    float xh = gb__ts_u2f(ux & ~special), xl = gb__ts_u2f(gb__ts_f2u(lo) & ~special);
     float fn = (xh * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
     float r = (xh - fn * 0.693359375f) + (xl + fn * 2.12194440e-4f);
     float p = 1.9875691500e-4f;
@@ -80,15 +80,15 @@ GB__FASTMATH void gb__exp_parts(float hi, float lo, float *m, float *s) {
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
     int32_t n = (int32_t)fn, n1 = n >> 1, n2 = n - n1; /* |n| <= 185: 2^n1, 2^n2 normal */
-    float mm = p * gb__u2f((uint32_t)(n1 + 127) << 23), ss = gb__u2f((uint32_t)(n2 + 127) << 23);
-    *m = gb__u2f((gb__f2u(mm) & ~special) | (limit & special));
-    *s = gb__u2f((gb__f2u(ss) & ~special) | (0x3f800000u & special));
+    float mm = p * gb__ts_u2f((uint32_t)(n1 + 127) << 23), ss = gb__ts_u2f((uint32_t)(n2 + 127) << 23);
+    *m = gb__ts_u2f((gb__ts_f2u(mm) & ~special) | (limit & special));
+    *s = gb__ts_u2f((gb__ts_f2u(ss) & ~special) | (0x3f800000u & special));
 }
 
 /* exp(x), within 1 ulp of the exact value for every float. */
-GB__FASTMATH float gb__exp(float x) {
+GB__FASTMATH float gb__ts_exp(float x) {
     float m, s;
-    gb__exp_parts(x, 0.0f, &m, &s);
+    gb__ts_exp_parts(x, 0.0f, &m, &s);
     return m * s;
 }
 
@@ -100,9 +100,9 @@ GB__FASTMATH float gb__exp(float x) {
  * at little more than the cost of exp; in double (below) they would be
  * within 1.5 and 1.7 ulp but cost 70% more arithmetic, which left both
  * slower than PyTorch's on large tensors. */
-GB__FASTMATH float gb__mul_sigmoid(float x, float m, float s, uint32_t neg) {
+GB__FASTMATH float gb__ts_mul_sigmoid(float x, float m, float s, uint32_t neg) {
     float e = m * s;
-    float num = gb__select(neg, x * m, x), scale = gb__select(neg, s, 1.0f);
+    float num = gb__ts_select(neg, x * m, x), scale = gb__ts_select(neg, s, 1.0f);
     return num / (1.0f + e) * scale;
 }
 
@@ -110,44 +110,44 @@ GB__FASTMATH float gb__mul_sigmoid(float x, float m, float s, uint32_t neg) {
  * rounded once (then scaled by s, exactly unless it is subnormal).
  * gelu_tanh uses it: its argument is computed in double anyway, and it
  * stays faster than PyTorch's. */
-GB__FASTMATH float gb__mul_sigmoid_double(float x, float m, float s, uint32_t neg) {
-    double e = (double)m * (double)s, num = (double)x * (double)gb__select(neg, m, 1.0f);
-    return (float)(num / (1.0 + e)) * gb__select(neg, s, 1.0f);
+GB__FASTMATH float gb__ts_mul_sigmoid_double(float x, float m, float s, uint32_t neg) {
+    double e = (double)m * (double)s, num = (double)x * (double)gb__ts_select(neg, m, 1.0f);
+    return (float)(num / (1.0 + e)) * gb__ts_select(neg, s, 1.0f);
 }
 
-GB__FASTMATH float gb__sigmoid(float x) {
-    uint32_t ux = gb__f2u(x);
+GB__FASTMATH float gb__ts_sigmoid(float x) {
+    uint32_t ux = gb__ts_f2u(x);
     float m, s;
-    gb__exp_parts(gb__u2f(ux | 0x80000000u), 0.0f, &m, &s);
-    return gb__mul_sigmoid(1.0f, m, s, -(ux >> 31));
+    gb__ts_exp_parts(gb__ts_u2f(ux | 0x80000000u), 0.0f, &m, &s);
+    return gb__ts_mul_sigmoid(1.0f, m, s, -(ux >> 31));
 }
 
-GB__FASTMATH float gb__silu(float x) {
-    uint32_t ux = gb__f2u(x);
+GB__FASTMATH float gb__ts_silu(float x) {
+    uint32_t ux = gb__ts_f2u(x);
     float m, s;
-    gb__exp_parts(gb__u2f(ux | 0x80000000u), 0.0f, &m, &s);
-    return gb__mul_sigmoid(x, m, s, -(ux >> 31));
+    gb__ts_exp_parts(gb__ts_u2f(ux | 0x80000000u), 0.0f, &m, &s);
+    return gb__ts_mul_sigmoid(x, m, s, -(ux >> 31));
 }
 
 /* d silu / dx = sigmoid(x) (1 + x sigmoid(-x)), in the same two halves,
- * in double (like gb__mul_sigmoid_double). */
-GB__FASTMATH float gb__silu_dx(float x) {
-    uint32_t ux = gb__f2u(x);
+ * in double (like gb__ts_mul_sigmoid_double). */
+GB__FASTMATH float gb__ts_silu_dx(float x) {
+    uint32_t ux = gb__ts_f2u(x);
     float m, s;
-    gb__exp_parts(gb__u2f(ux | 0x80000000u), 0.0f, &m, &s);
+    gb__ts_exp_parts(gb__ts_u2f(ux | 0x80000000u), 0.0f, &m, &s);
     double xd = x, md = m, e = md * (double)s, inv = 1.0 / (1.0 + e);
     float pos = (float)((1.0 + xd * e * inv) * inv);       /* x >= 0: s(x) = 1/(1+e), s(-x) = e/(1+e) */
     float neg = (float)(md * inv * (1.0 + xd * inv)) * s;  /* x < 0:  s(x) = e/(1+e), s(-x) = 1/(1+e) */
-    return gb__select(-(ux >> 31), neg, pos);
+    return gb__ts_select(-(ux >> 31), neg, pos);
 }
 
 /* tanh: odd, so computed on |x| with x's sign put back (tanh(-0) = -0).
  * Below 0.625, Cephes' tanhf polynomial (relative error 1.3e-7); above,
  * (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29, which has no cancellation
  * there and reaches exactly 1 from 9.01 on. */
-GB__FASTMATH float gb__tanh(float x) {
-    uint32_t ux = gb__f2u(x), ax = ux & 0x7fffffffu;
-    float a = gb__u2f(ax), z = a * a;
+GB__FASTMATH float gb__ts_tanh(float x) {
+    uint32_t ux = gb__ts_f2u(x), ax = ux & 0x7fffffffu;
+    float a = gb__ts_u2f(ax), z = a * a;
     float p = -5.70498872745e-3f;
     p = p * z + 2.06390887954e-2f;
     p = p * z - 5.37397155531e-2f;
@@ -155,10 +155,10 @@ GB__FASTMATH float gb__tanh(float x) {
     p = p * z - 3.33332819422e-1f;
     float small = a + a * (z * p);
     float m, s;
-    gb__exp_parts(-2.0f * a, 0.0f, &m, &s);
+    gb__ts_exp_parts(-2.0f * a, 0.0f, &m, &s);
     float e = m * s, large = (1.0f - e) / (1.0f + e);
-    float t = gb__select(-(uint32_t)((int32_t)ax < 0x3f200000), small, large); /* |x| < 0.625 */
-    return gb__u2f(gb__f2u(t) | (ux & 0x80000000u));
+    float t = gb__ts_select(-(uint32_t)((int32_t)ax < 0x3f200000), small, large); /* |x| < 0.625 */
+    return gb__ts_u2f(gb__ts_f2u(t) | (ux & 0x80000000u));
 }
 
 /* ---- gelu (erf) ----------------------------------------------------------
@@ -175,9 +175,9 @@ GB__FASTMATH float gb__tanh(float x) {
  * Q is a rational minimax fit of degree 4/5 on [0, 15] (relative error
  * 6.4e-9; Lawson's algorithm against mpmath), evaluated in double: in float
  * the Horner steps alone would cost 3 ulp. */
-GB__FASTMATH double gb__gelu_q(float a) {
+GB__FASTMATH double gb__ts_gelu_q(float a) {
     /* past 15 (and for NaN) gelu's tail is far below the smallest float */
-    double t = gb__select(-(uint32_t)((int32_t)gb__f2u(a) > 0x41700000), 15.0f, a);
+    double t = gb__ts_select(-(uint32_t)((int32_t)gb__ts_f2u(a) > 0x41700000), 15.0f, a);
     double num = 8.306856267e-03;
     num = num * t + 8.176522702e-02;
     num = num * t + 3.679474890e-01;
@@ -192,33 +192,33 @@ GB__FASTMATH double gb__gelu_q(float a) {
     return num / den;
 }
 
-/* exp(-x^2/2) = *m * *s (see gb__exp_parts), exactly in its argument. */
-GB__FASTMATH void gb__exp_half_square(float x, float *m, float *s) {
-    float a = gb__u2f(gb__f2u(x) & 0x7fffffffu);
-    float ah = gb__u2f(gb__f2u(a) & 0xfffff000u), al = a - ah; /* ah*ah, ah*al exact */
-    gb__exp_parts(-0.5f * (ah * ah), -(ah * al + 0.5f * (al * al)), m, s);
+/* exp(-x^2/2) = *m * *s (see gb__ts_exp_parts), exactly in its argument. */
+GB__FASTMATH void gb__ts_exp_half_square(float x, float *m, float *s) {
+    float a = gb__ts_u2f(gb__ts_f2u(x) & 0x7fffffffu);
+    float ah = gb__ts_u2f(gb__ts_f2u(a) & 0xfffff000u), al = a - ah; /* ah*ah, ah*al exact */
+    gb__ts_exp_parts(-0.5f * (ah * ah), -(ah * al + 0.5f * (al * al)), m, s);
 }
 
-GB__FASTMATH float gb__gelu(float x) {
-    uint32_t neg = -(gb__f2u(x) >> 31);
+GB__FASTMATH float gb__ts_gelu(float x) {
+    uint32_t neg = -(gb__ts_f2u(x) >> 31);
     float m, s;
-    gb__exp_half_square(x, &m, &s);
-    double q = gb__gelu_q(gb__u2f(gb__f2u(x) & 0x7fffffffu));
+    gb__ts_exp_half_square(x, &m, &s);
+    double q = gb__ts_gelu_q(gb__ts_u2f(gb__ts_f2u(x) & 0x7fffffffu));
     float yneg = (float)(0.5 * (double)x * (double)m * q) * s; /* x Phi(-a) */
     float ypos = (float)((double)x * (1.0 - 0.5 * (double)m * (double)s * q)); /* x (1 - Phi(-a)) */
-    return gb__select(neg, yneg, ypos);
+    return gb__ts_select(neg, yneg, ypos);
 }
 
 /* d gelu / dx = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi). */
-GB__FASTMATH float gb__gelu_dx(float x) {
+GB__FASTMATH float gb__ts_gelu_dx(float x) {
     const double c = 0.3989422804014327; /* 1 / sqrt(2 pi) */
-    uint32_t neg = -(gb__f2u(x) >> 31);
+    uint32_t neg = -(gb__ts_f2u(x) >> 31);
     float m, s;
-    gb__exp_half_square(x, &m, &s);
-    double q = gb__gelu_q(gb__u2f(gb__f2u(x) & 0x7fffffffu));
+    gb__ts_exp_half_square(x, &m, &s);
+    double q = gb__ts_gelu_q(gb__ts_u2f(gb__ts_f2u(x) & 0x7fffffffu));
     float dneg = (float)((double)m * (0.5 * q + (double)x * c)) * s;
     float dpos = (float)(1.0 + (double)m * (double)s * ((double)x * c - 0.5 * q));
-    return gb__select(neg, dneg, dpos);
+    return gb__ts_select(neg, dneg, dpos);
 }
 
 /* ---- gelu_tanh (Hugging Face's gelu_new) ---------------------------------
@@ -227,33 +227,33 @@ GB__FASTMATH float gb__gelu_dx(float x) {
  * x sigmoid(v) with v = 2u: no cancellation for negative x. v is computed in
  * double and passed to exp as two floats, because its rounding in float
  * would be multiplied by |v| (about 100 where the tail ends) in the result. */
-GB__FASTMATH void gb__gelu_tanh_v(float x, float *m, float *s) {
+GB__FASTMATH void gb__ts_gelu_tanh_v(float x, float *m, float *s) {
     /* |x| clamped to 64 (NaN too), where exp(-|v|) is long 0: keeps -|v| in
      * float range; x itself is used in the product, so +-inf and NaN give
      * what the formula gives. */
-    uint32_t ax = gb__f2u(x) & 0x7fffffffu;
-    double a = gb__select(-(uint32_t)((int32_t)ax > 0x42800000), 64.0f, gb__u2f(ax));
+    uint32_t ax = gb__ts_f2u(x) & 0x7fffffffu;
+    double a = gb__ts_select(-(uint32_t)((int32_t)ax > 0x42800000), 64.0f, gb__ts_u2f(ax));
     double nv = -1.5957691216057308 * a * (1.0 + 0.044715 * a * a); /* -|v|, 2 sqrt(2/pi) */
     float hi = (float)nv;
-    gb__exp_parts(hi, (float)(nv - (double)hi), m, s);
+    gb__ts_exp_parts(hi, (float)(nv - (double)hi), m, s);
 }
 
-GB__FASTMATH float gb__gelu_tanh(float x) {
+GB__FASTMATH float gb__ts_gelu_tanh(float x) {
     float m, s;
-    gb__gelu_tanh_v(x, &m, &s);
-    return gb__mul_sigmoid_double(x, m, s, -(gb__f2u(x) >> 31));
+    gb__ts_gelu_tanh_v(x, &m, &s);
+    return gb__ts_mul_sigmoid_double(x, m, s, -(gb__ts_f2u(x) >> 31));
 }
 
 /* d/dx x sigmoid(v) = sigmoid(v) (1 + x v' sigmoid(-v)), v' = 2 sqrt(2/pi)
  * (1 + 3 * 0.044715 x^2); in double, where x v' cannot overflow. */
-GB__FASTMATH float gb__gelu_tanh_dx(float x) {
+GB__FASTMATH float gb__ts_gelu_tanh_dx(float x) {
     float m, s;
-    gb__gelu_tanh_v(x, &m, &s);
+    gb__ts_gelu_tanh_v(x, &m, &s);
     double xd = x, xv = xd * 1.5957691216057308 * (1.0 + 3.0 * 0.044715 * xd * xd);
     double e = (double)m * (double)s, inv = 1.0 / (1.0 + e);
     float pos = (float)((1.0 + xv * e * inv) * inv);
     float negv = (float)((double)m * inv * (1.0 + xv * inv)) * s;
-    return gb__select(-(gb__f2u(x) >> 31), negv, pos);
+    return gb__ts_select(-(gb__ts_f2u(x) >> 31), negv, pos);
 }
 
 #endif

@@ -1,7 +1,7 @@
 /* PyTorch-style basic indexing: x[:, -1, ::2, ..., None] as a view, and the
  * in-place assignment x[expr] = v that autograd records (INDEX_PUT).
  *
- * Every entry point goes through one plan (gb__index_plan_make): it checks the
+ * Every entry point goes through one plan (gb__ts_index_plan_make): it checks the
  * expression against a shape in PyTorch's order and with PyTorch's messages,
  * and describes the result per dim. The view (gb_index_expr_apply), the shape
  * (gb_index_shape), the write and the backward all read that plan, so they
@@ -30,7 +30,7 @@
 
 #define GB__TEXT_MAX 200 /* characters of the expression quoted in errors */
 
-static gb_status gb__parse_fail_at(const char *text, size_t pos) {
+static gb_status gb__ts_parse_fail_at(const char *text, size_t pos) {
     unsigned char c = (unsigned char)text[pos];
     if (c == 0)
         return gb__fail(GB_ERR_ARG, "index: unexpected end of text at column %zu in '%.*s'", pos + 1, GB__TEXT_MAX,
@@ -41,19 +41,19 @@ static gb_status gb__parse_fail_at(const char *text, size_t pos) {
                     GB__TEXT_MAX, text);
 }
 
-static size_t gb__skip_ws(const char *s, size_t p) {
+static size_t gb__ts_skip_ws(const char *s, size_t p) {
     while (s[p] && isspace((unsigned char)s[p])) p++;
     return p;
 }
 
 /* An optional integer at *p: [+-]digits. Sets *has when one is there. */
-static gb_status gb__parse_int(const char *s, size_t *p, int64_t *out, bool *has) {
+static gb_status gb__ts_parse_int(const char *s, size_t *p, int64_t *out, bool *has) {
     size_t q = *p;
     bool neg = false;
     *has = false;
     if (s[q] == '-' || s[q] == '+') neg = s[q++] == '-';
     if (!isdigit((unsigned char)s[q])) {
-        if (q != *p) return gb__parse_fail_at(s, q); /* a sign without digits */
+        if (q != *p) return gb__ts_parse_fail_at(s, q); /* a sign without digits */
         return GB_OK;
     }
     /* Accumulate negatively so that INT64_MIN itself parses. */
@@ -75,13 +75,13 @@ static gb_status gb__parse_int(const char *s, size_t *p, int64_t *out, bool *has
     return GB_OK;
 }
 
-static bool gb__word_at(const char *s, size_t p, const char *w) {
+static bool gb__ts_word_at(const char *s, size_t p, const char *w) {
     size_t n = strlen(w);
     return strncmp(s + p, w, n) == 0 && !(isalnum((unsigned char)s[p + n]) || s[p + n] == '_');
 }
 
 /* One item at *p: "...", "None", an integer or a slice. */
-static gb_status gb__parse_item(const char *s, size_t *p, gb_index_item *it) {
+static gb_status gb__ts_parse_item(const char *s, size_t *p, gb_index_item *it) {
     memset(it, 0, sizeof *it);
     it->step = 1;
     if (strncmp(s + *p, "...", 3) == 0) {
@@ -89,30 +89,30 @@ static gb_status gb__parse_item(const char *s, size_t *p, gb_index_item *it) {
         *p += 3;
         return GB_OK;
     }
-    if (gb__word_at(s, *p, "None")) {
+    if (gb__ts_word_at(s, *p, "None")) {
         it->kind = GB_INDEX_KIND_NEWAXIS;
         *p += 4;
         return GB_OK;
     }
     size_t start_pos = *p;
     bool has;
-    gb_status st = gb__parse_int(s, p, &it->start, &it->has_start);
+    gb_status st = gb__ts_parse_int(s, p, &it->start, &it->has_start);
     if (st) return st;
-    size_t q = gb__skip_ws(s, *p);
+    size_t q = gb__ts_skip_ws(s, *p);
     if (s[q] != ':') {
-        if (!it->has_start) return gb__parse_fail_at(s, start_pos);
+        if (!it->has_start) return gb__ts_parse_fail_at(s, start_pos);
         it->kind = GB_INDEX_KIND_INT;
         it->has_start = false; /* INT keeps its index in start */
         return GB_OK;
     }
     it->kind = GB_INDEX_KIND_SLICE;
-    q = gb__skip_ws(s, q + 1);
-    if ((st = gb__parse_int(s, &q, &it->stop, &it->has_stop))) return st;
-    q = gb__skip_ws(s, q);
+    q = gb__ts_skip_ws(s, q + 1);
+    if ((st = gb__ts_parse_int(s, &q, &it->stop, &it->has_stop))) return st;
+    q = gb__ts_skip_ws(s, q);
     if (s[q] == ':') {
-        q = gb__skip_ws(s, q + 1);
+        q = gb__ts_skip_ws(s, q + 1);
         int64_t step;
-        if ((st = gb__parse_int(s, &q, &step, &has))) return st;
+        if ((st = gb__ts_parse_int(s, &q, &step, &has))) return st;
         if (has) it->step = step;
     }
     *p = q;
@@ -123,27 +123,27 @@ gb_status gb_index_parse(const char *text, gb_index_expr *out) {
     memset(out, 0, sizeof *out);
     if (!text) return gb__fail(GB_ERR_ARG, "index: expression is NULL");
     gb_index_expr e = {0};
-    size_t p = gb__skip_ws(text, 0);
+    size_t p = gb__ts_skip_ws(text, 0);
     bool bracket = text[p] == '[';
-    if (bracket) p = gb__skip_ws(text, p + 1);
+    if (bracket) p = gb__ts_skip_ws(text, p + 1);
     char close = bracket ? ']' : 0;
     if (text[p] != close) { /* not empty: a comma-separated list, Python's trailing comma allowed */
         for (;;) {
             if (e.n == GB_MAX_INDEX_ITEMS)
                 return gb__fail(GB_ERR_ARG, "index: too many items (at most %d) at column %zu in '%.*s'",
                                 GB_MAX_INDEX_ITEMS, p + 1, GB__TEXT_MAX, text);
-            gb_status st = gb__parse_item(text, &p, &e.item[e.n]);
+            gb_status st = gb__ts_parse_item(text, &p, &e.item[e.n]);
             if (st) return st;
             e.n++;
-            p = gb__skip_ws(text, p);
+            p = gb__ts_skip_ws(text, p);
             if (text[p] == close) break;
-            if (text[p] != ',') return gb__parse_fail_at(text, p);
-            p = gb__skip_ws(text, p + 1);
+            if (text[p] != ',') return gb__ts_parse_fail_at(text, p);
+            p = gb__ts_skip_ws(text, p + 1);
             if (text[p] == close) break;
         }
     }
-    if (bracket) p = gb__skip_ws(text, p + 1); /* past ']' */
-    if (text[p] != 0) return gb__parse_fail_at(text, p);
+    if (bracket) p = gb__ts_skip_ws(text, p + 1); /* past ']' */
+    if (text[p] != 0) return gb__ts_parse_fail_at(text, p);
     *out = e;
     return GB_OK;
 }
@@ -191,7 +191,7 @@ int gb_index_format(const gb_index_expr *e, char *buf, size_t size) {
 
 /* ---- the plan ----------------------------------------------------------- */
 
-typedef struct gb__index_plan {
+typedef struct gb__ts_index_plan {
     int ndim_in;
     /* per input dim */
     bool selected[GB_MAX_DIMS]; /* removed by an integer index */
@@ -203,21 +203,21 @@ typedef struct gb__index_plan {
     int ndim;
     int64_t shape[GB_MAX_DIMS];
     int src_dim[GB_MAX_DIMS]; /* input dim behind each result dim, -1 for None */
-} gb__index_plan;
+} gb__ts_index_plan;
 
 /* " (indexing shape [2, 10] with [:, 10])": appended to PyTorch's wording. */
-static const char *gb__index_ctx(char *buf, size_t size, int ndim, const int64_t *shape, const gb_index_expr *e) {
+static const char *gb__ts_index_ctx(char *buf, size_t size, int ndim, const int64_t *shape, const gb_index_expr *e) {
     char sh[160], ex[256];
     gb__shape_str(sh, sizeof sh, ndim, shape);
     gb_index_format(e, ex, sizeof ex);
     snprintf(buf, size, " (indexing shape %s with %s)", sh, ex);
     return buf;
 }
-#define GB__INDEX_CTX gb__index_ctx((char[480]){0}, 480, ndim, shape, e)
+#define GB__INDEX_CTX gb__ts_index_ctx((char[480]){0}, 480, ndim, shape, e)
 
 /* Check e against a tensor of `shape` the way PyTorch's indexing does (same
  * order of checks, same wording) and describe the result. */
-static gb_status gb__index_plan_make(int ndim, const int64_t *shape, const gb_index_expr *e, gb__index_plan *p) {
+static gb_status gb__ts_index_plan_make(int ndim, const int64_t *shape, const gb_index_expr *e, gb__ts_index_plan *p) {
     memset(p, 0, sizeof *p);
     if (!e || e->n < 0 || e->n > GB_MAX_INDEX_ITEMS)
         return gb__fail(GB_ERR_ARG, "index: an expression has 0 to %d items, got %d", GB_MAX_INDEX_ITEMS,
@@ -306,7 +306,7 @@ static gb_status gb__index_plan_make(int ndim, const int64_t *shape, const gb_in
 }
 
 /* The region of the plan inside a tensor laid out with `stride` and `offset`. */
-static void gb__index_region(const gb__index_plan *p, const int64_t *stride, int64_t offset, int64_t *rstride,
+static void gb__ts_index_region(const gb__ts_index_plan *p, const int64_t *stride, int64_t offset, int64_t *rstride,
                              int64_t *roffset) {
     for (int d = 0; d < p->ndim_in; d++)
         if (p->selected[d] || p->sliced[d]) offset += p->first[d] * stride[d];
@@ -315,14 +315,14 @@ static void gb__index_region(const gb__index_plan *p, const int64_t *stride, int
 }
 
 gb_status gb_index_shape(int ndim, const int64_t *shape, const gb_index_expr *e, int *out_ndim, int64_t *out_shape) {
-    gb__index_plan p;
+    gb__ts_index_plan p;
     *out_ndim = 0;
     for (int i = 0; i < ndim && i < GB_MAX_DIMS; i++)
         if (shape[i] < 0) {
             char b[160];
             return gb__fail(GB_ERR_SHAPE, "index: negative size in shape %s", gb__shape_str(b, 160, ndim, shape));
         }
-    gb_status st = gb__index_plan_make(ndim, shape, e, &p);
+    gb_status st = gb__ts_index_plan_make(ndim, shape, e, &p);
     if (st) return st;
     *out_ndim = p.ndim;
     memcpy(out_shape, p.shape, sizeof(int64_t) * (size_t)p.ndim);
@@ -341,8 +341,8 @@ gb_status gb_index_shape(int ndim, const int64_t *shape, const gb_index_expr *e,
     } while (0)
 
 gb_tensor *gb_index_expr_apply(gb_tensor *t, const gb_index_expr *e) {
-    gb__index_plan p;
-    if (gb__index_plan_make(t->ndim, t->shape, e, &p)) return NULL;
+    gb__ts_index_plan p;
+    if (gb__ts_index_plan_make(t->ndim, t->shape, e, &p)) return NULL;
     /* Slices keep the dims in place, selects go from the last dim so the
      * earlier numbers stay valid, new axes go in at their final positions in
      * increasing order: no intermediate view has more dims than the input or
@@ -368,11 +368,11 @@ gb_tensor *gb_index(gb_tensor *t, const char *expr) {
 
 /* ---- assignment --------------------------------------------------------- */
 
-static bool gb__is_float(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16; }
+static bool gb__ts_is_float(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16; }
 
 /* v's shape without leading 1s (PyTorch's setitem drops them), checked to
  * broadcast to the region; PyTorch's expand wording. */
-static gb_status gb__index_value_shape(const gb__index_plan *p, const gb_tensor *v, int *vnd, int64_t *vshape) {
+static gb_status gb__ts_index_value_shape(const gb__ts_index_plan *p, const gb_tensor *v, int *vnd, int64_t *vshape) {
     int lead = 0;
     while (lead < v->ndim && v->shape[lead] == 1) lead++;
     *vnd = v->ndim - lead;
@@ -400,32 +400,32 @@ static gb_status gb__index_value_shape(const gb__index_plan *p, const gb_tensor 
 /* Write v (broadcast) into t's region. The region and the value are read
  * through stack copies of the handles with another geometry: they never own
  * anything, and the write needs no allocation that could fail halfway. */
-static gb_status gb__index_write(gb_tensor *t, const gb__index_plan *p, const gb_tensor *v, int vnd) {
+static gb_status gb__ts_index_write(gb_tensor *t, const gb__ts_index_plan *p, const gb_tensor *v, int vnd) {
     gb_tensor region = *t, value = *v;
     region.ndim = p->ndim;
     memcpy(region.shape, p->shape, sizeof region.shape);
-    gb__index_region(p, t->stride, t->offset, region.stride, &region.offset);
+    gb__ts_index_region(p, t->stride, t->offset, region.stride, &region.offset);
     int lead = v->ndim - vnd;
     value.ndim = vnd;
     memmove(value.shape, v->shape + lead, sizeof(int64_t) * (size_t)vnd);
     memmove(value.stride, v->stride + lead, sizeof(int64_t) * (size_t)vnd);
-    return gb__copy_into(&region, &value);
+    return gb__ts_copy_into(&region, &value);
 }
 
 /* A set of tensor pointers (open addressing) for walking a graph once. */
-typedef struct gb__ptr_set {
+typedef struct gb__ts_ptr_set {
     size_t cap, len;
     const void **slot;
-} gb__ptr_set;
+} gb__ts_ptr_set;
 
 /* Insert p; false when it was already there. */
-static bool gb__ptr_set_add(gb__ptr_set *s, const void *p) {
+static bool gb__ts_ptr_set_add(gb__ts_ptr_set *s, const void *p) {
     if (2 * (s->len + 1) > s->cap) {
-        gb__ptr_set bigger = {s->cap ? 2 * s->cap : 64, 0, NULL};
+        gb__ts_ptr_set bigger = {s->cap ? 2 * s->cap : 64, 0, NULL};
         bigger.slot = calloc(bigger.cap, sizeof *bigger.slot);
         if (!bigger.slot) return true; /* out of memory: stop growing the walk */
         for (size_t i = 0; i < s->cap; i++)
-            if (s->slot[i]) gb__ptr_set_add(&bigger, s->slot[i]);
+            if (s->slot[i]) gb__ts_ptr_set_add(&bigger, s->slot[i]);
         free(s->slot);
         *s = bigger;
     }
@@ -439,18 +439,18 @@ static bool gb__ptr_set_add(gb__ptr_set *s, const void *p) {
 
 /* Point every edge from a node reachable from `start` to `from` at `to`.
  * Those nodes were recorded before the write, so they consumed the old value. */
-static void gb__redirect_edges(gb_tensor *start, gb_tensor *from, gb_tensor *to) {
-    gb__ptr_set seen = {0};
+static void gb__ts_redirect_edges(gb_tensor *start, gb_tensor *from, gb_tensor *to) {
+    gb__ts_ptr_set seen = {0};
     gb_tensor **stack = NULL;
     arrput(stack, start);
-    gb__ptr_set_add(&seen, start);
+    gb__ts_ptr_set_add(&seen, start);
     while (arrlen(stack) > 0) {
         gb_tensor *n = arrpop(stack);
         for (int i = 0; i < n->nsrc; i++) {
             if (n->src[i] == from) {
                 n->src[i] = gb_tensor_ref(to);
                 gb_tensor_free(from); /* the caller still holds `from` */
-            } else if (gb__ptr_set_add(&seen, n->src[i])) {
+            } else if (gb__ts_ptr_set_add(&seen, n->src[i])) {
                 arrput(stack, n->src[i]);
             }
         }
@@ -459,7 +459,7 @@ static void gb__redirect_edges(gb_tensor *start, gb_tensor *from, gb_tensor *to)
     free(seen.slot);
 }
 
-static gb_status gb__check_record(const gb_tensor *t) {
+static gb_status gb__ts_check_record(const gb_tensor *t) {
     if (t->requires_grad && t->nsrc == 0 && !t->graph_freed)
         return gb__fail(GB_ERR_AUTOGRAD,
                         "index_put_: a leaf Variable that requires grad is being used in an in-place operation "
@@ -483,21 +483,21 @@ static gb_status gb__check_record(const gb_tensor *t) {
 }
 
 gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v) {
-    gb__index_plan p;
+    gb__ts_index_plan p;
     int vnd;
     int64_t vshape[GB_MAX_DIMS];
-    gb_status st = gb__index_plan_make(t->ndim, t->shape, e, &p);
+    gb_status st = gb__ts_index_plan_make(t->ndim, t->shape, e, &p);
     if (st) return st;
-    if ((st = gb__index_value_shape(&p, v, &vnd, vshape))) return st;
-    bool record = gb__grad_mode() && (t->requires_grad || v->requires_grad) && gb__is_float(t->dtype);
-    if (record && (st = gb__check_record(t))) return st;
+    if ((st = gb__ts_index_value_shape(&p, v, &vnd, vshape))) return st;
+    bool record = gb__ts_grad_mode() && (t->requires_grad || v->requires_grad) && gb__ts_is_float(t->dtype);
+    if (record && (st = gb__ts_check_record(t))) return st;
 
     /* Everything that can fail happens before the write. */
     gb_tensor *old = NULL, **src = NULL, *tmp = NULL;
     uint32_t *src_version = NULL;
     gb_index_expr *ctx = NULL;
     if (record) {
-        old = gb__tensor_shell("index_put_");
+        old = gb__ts_tensor_shell("index_put_");
         src = gb__calloc(2, sizeof *src, "index_put_");
         src_version = gb__calloc(2, sizeof *src_version, "index_put_");
         ctx = gb__malloc(sizeof *ctx, "index_put_");
@@ -508,19 +508,19 @@ gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v)
     }
     const gb_tensor *value = v;
     if (v->storage == t->storage && gb_tensor_data(v)) { /* read before written: copy first */
-        bool was = gb__grad_mode();
-        gb__set_grad_mode(false);
+        bool was = gb__ts_grad_mode();
+        gb__ts_set_grad_mode(false);
         tmp = gb_clone(v);
-        gb__set_grad_mode(was);
+        gb__ts_set_grad_mode(was);
         if (!tmp) {
             st = gb_last_status();
             goto fail;
         }
         value = tmp;
     }
-    gb__index_write(t, &p, value, vnd);
+    gb__ts_index_write(t, &p, value, vnd);
     gb_tensor_free(tmp);
-    gb__bump_version(t);
+    gb__ts_bump_version(t);
     if (!record) return GB_OK;
 
     /* Rebase: `old` takes over t's history and shares its storage (the
@@ -560,7 +560,7 @@ gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v)
     t->graph_freed = false;
     /* A value computed from t (t[:, 0] = t[:, 1]) read t before the write:
      * its history must lead to `old`, or the graph would loop through t. */
-    if (v != t && v->requires_grad) gb__redirect_edges(v, t, old);
+    if (v != t && v->requires_grad) gb__ts_redirect_edges(v, t, old);
     for (int i = 0; i < 2; i++) src_version[i] = src[i]->storage->version;
     t->out_version = t->storage->version;
     return GB_OK;
@@ -593,31 +593,31 @@ gb_status gb_index_fill_(gb_tensor *t, const char *expr, float value) {
 /* ---- INDEX_PUT ---------------------------------------------------------- */
 
 /* The write is done by gb_index_put_expr_ before the node exists (the node is
- * the written tensor itself, rebased), so gb__op_run never runs this. */
-gb_status gb__op_INDEX_PUT_forward(gb_tensor *out) {
+ * the written tensor itself, rebased), so gb__ts_op_run never runs this. */
+gb_status gb__ts_op_INDEX_PUT_forward(gb_tensor *out) {
     (void)out;
     return GB_OK;
 }
 
 /* d(old) = dout with the region zeroed; d(v) = dout[region] summed over the
  * dims v was broadcast along. No data is read but dout. */
-gb_status gb__op_INDEX_PUT_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+gb_status gb__ts_op_INDEX_PUT_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     const gb_index_expr *e = out->op_ctx;
-    gb__index_plan p;
-    gb_status st = gb__index_plan_make(out->ndim, out->shape, e, &p);
+    gb__ts_index_plan p;
+    gb_status st = gb__ts_index_plan_make(out->ndim, out->shape, e, &p);
     if (st) return st;
     int64_t cstride[GB_MAX_DIMS], rstride[GB_MAX_DIMS], roff;
-    gb__contiguous_strides(out->ndim, out->shape, cstride);
-    gb__index_region(&p, cstride, 0, rstride, &roff);
+    gb__ts_contiguous_strides(out->ndim, out->shape, cstride);
+    gb__ts_index_region(&p, cstride, 0, rstride, &roff);
     const float *dy = gb_tensor_data(dout); /* [out numel] */
     int64_t n = gb_tensor_numel(out);
     if (dsrc[0]) {
         float *dold = gb_tensor_data(dsrc[0]); /* [out numel] */
         unsigned char *written = gb__calloc((size_t)(n ? n : 1), 1, "index_put_ backward"); /* [out numel] */
         if (!written) return GB_ERR_ALLOC;
-        gb__iter it;
-        gb__iter_init(&it, p.ndim, p.shape, 1, (const int64_t *[]){rstride});
-        for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) written[roff + it.off[0]] = 1;
+        gb__ts_iter it;
+        gb__ts_iter_init(&it, p.ndim, p.shape, 1, (const int64_t *[]){rstride});
+        for (int64_t i = 0; i < it.n; i++, gb__ts_iter_next(&it)) written[roff + it.off[0]] = 1;
         for (int64_t i = 0; i < n; i++)
             if (!written[i]) dold[i] += dy[i];
         free(written);
@@ -627,15 +627,15 @@ gb_status gb__op_INDEX_PUT_backward(gb_tensor *out, const gb_tensor *dout, gb_te
         float *dv = gb_tensor_data(dsrc[1]); /* [v numel] */
         int vnd;
         int64_t vshape[GB_MAX_DIMS], vcs[GB_MAX_DIMS], vstride[GB_MAX_DIMS];
-        if ((st = gb__index_value_shape(&p, v, &vnd, vshape))) return st;
-        gb__contiguous_strides(vnd, vshape, vcs);
+        if ((st = gb__ts_index_value_shape(&p, v, &vnd, vshape))) return st;
+        gb__ts_contiguous_strides(vnd, vshape, vcs);
         for (int k = 0; k < p.ndim; k++) { /* 0 where v was broadcast: the scatter sums */
             int j = k - (p.ndim - vnd);
             vstride[k] = (j < 0 || vshape[j] != p.shape[k]) ? 0 : vcs[j];
         }
-        gb__iter it;
-        gb__iter_init(&it, p.ndim, p.shape, 2, (const int64_t *[]){rstride, vstride});
-        for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) dv[it.off[1]] += dy[roff + it.off[0]];
+        gb__ts_iter it;
+        gb__ts_iter_init(&it, p.ndim, p.shape, 2, (const int64_t *[]){rstride, vstride});
+        for (int64_t i = 0; i < it.n; i++, gb__ts_iter_next(&it)) dv[it.off[1]] += dy[roff + it.off[0]];
     }
     return GB_OK;
 }

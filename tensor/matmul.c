@@ -1,10 +1,10 @@
 /* matmul and linear: strided batched sgemm through OpenBLAS.
  *
- * Every operand is described as a gb__mat: a [rows, cols] matrix with element
+ * Every operand is described as a gb__ts_mat: a [rows, cols] matrix with element
  * strides, repeated over the broadcast batch shape. sgemm takes a matrix whose
  * column stride is 1 ("N") or whose row stride is 1 ("T", a transposed view),
  * so transposed views (x.mT, the weight of linear) go to OpenBLAS without a
- * copy; anything else is copied once with gb__dense. When the right operand
+ * copy; anything else is copied once with gb__ts_dense. When the right operand
  * has no batch dims and the left one's batch dims are laid out like more rows
  * ([B, S, in] @ [in, out]), the batch folds into a single large sgemm, which
  * is what makes linear on activations fast. Backward is two more products:
@@ -12,7 +12,7 @@
  * gradient and, over broadcast batch dims, the batch reduction.
  *
  * Threads are glassbox's, not OpenBLAS's (which runs on one; blas.c says
- * why): gb__gemm hands each OpenMP thread whole products of a batch, or a
+ * why): gb__ts_gemm hands each OpenMP thread whole products of a batch, or a
  * block of rows or columns of one product, each one single-threaded sgemm. */
 #include "lowp.h"
 #include "simd.h"
@@ -21,43 +21,43 @@
 #include <omp.h>
 #include <string.h>
 
-gb_tensor *gb__dense(const gb_tensor *t) {
+gb_tensor *gb__ts_dense(const gb_tensor *t) {
     if (gb_tensor_is_contiguous(t)) return gb_tensor_ref((gb_tensor *)t);
     gb_tensor *d = gb_empty(t->ndim, t->shape, t->dtype);
     if (!d) return NULL;
-    gb__copy_into(d, t);
+    gb__ts_copy_into(d, t);
     return d;
 }
 
-gb_tensor *gb__dense_f32(const gb_tensor *t) {
-    if (t->dtype == GB_DTYPE_F32) return gb__dense(t);
+gb_tensor *gb__ts_dense_f32(const gb_tensor *t) {
+    if (t->dtype == GB_DTYPE_F32) return gb__ts_dense(t);
     gb_tensor *d = gb_empty(t->ndim, t->shape, GB_DTYPE_F32);
     if (!d) return NULL;
-    gb__copy_into(d, t);
+    gb__ts_copy_into(d, t);
     return d;
 }
 
-int gb__blas_pin(const gb__blas *blas, bool par) {
+int gb__ts_blas_pin(const gb__ts_blas *blas, bool par) {
     if (par || !blas->openmp || omp_in_parallel()) return 0;
     int icv = omp_get_max_threads();
     omp_set_num_threads(1);
     return icv;
 }
 
-void gb__blas_unpin(int pinned) {
+void gb__ts_blas_unpin(int pinned) {
     if (pinned > 0) omp_set_num_threads(pinned);
 }
 
 /* ---- strided batched gemm ----------------------------------------------- */
 
-gb__mat gb__mat_t(gb__mat m) {
+gb__ts_mat gb__ts_mat_t(gb__ts_mat m) {
     int64_t r = m.rows, s = m.rs;
     m.rows = m.cols, m.rs = m.cs;
     m.cols = r, m.cs = s;
     return m;
 }
 
-bool gb__mat_blas_layout(const gb__mat *m, CBLAS_TRANSPOSE *trans, int *ld) {
+bool gb__ts_mat_blas_layout(const gb__ts_mat *m, CBLAS_TRANSPOSE *trans, int *ld) {
     int64_t r = m->rows, c = m->cols, l;
     /* Strides of size-1 dims are never followed, so they do not matter. */
     if ((c <= 1 || m->cs == 1) && (r <= 1 || m->rs >= (c > 1 ? c : 1))) {
@@ -83,7 +83,7 @@ bool gb__mat_blas_layout(const gb__mat *m, CBLAS_TRANSPOSE *trans, int *ld) {
  * 64-byte line of C, and a multiple of OpenBLAS's sgemm unrolls. */
 #define GB__GEMM_BLOCK 16
 
-static int64_t gb__batch_offset(int64_t i, int nbd, const int64_t *bshape, const int64_t *bstride) {
+static int64_t gb__ts_batch_offset(int64_t i, int nbd, const int64_t *bshape, const int64_t *bstride) {
     int64_t off = 0;
     for (int d = nbd - 1; d >= 0; d--) {
         off += (i % bshape[d]) * bstride[d];
@@ -94,7 +94,7 @@ static int64_t gb__batch_offset(int64_t i, int nbd, const int64_t *bshape, const
 
 /* Whether batch i is the first to write its C: every dim that C broadcasts
  * over (a reduction) is at index 0. Later batches add to what it wrote. */
-static bool gb__batch_first(int64_t i, int nbd, const int64_t *bshape, const int64_t *cstride) {
+static bool gb__ts_batch_first(int64_t i, int nbd, const int64_t *bshape, const int64_t *cstride) {
     for (int d = nbd - 1; d >= 0; d--) {
         if (cstride[d] == 0 && i % bshape[d] != 0) return false;
         i /= bshape[d];
@@ -106,29 +106,29 @@ static bool gb__batch_first(int64_t i, int nbd, const int64_t *bshape, const int
  * M when by_rows, else along N) of batch t / nsplit, or, when the batches
  * reduce into one C, of every batch in order. Blocks of C are disjoint, so
  * tasks run in parallel. */
-typedef struct gb__gemm_job {
-    const gb__blas *blas;
+typedef struct gb__ts_gemm_job {
+    const gb__ts_blas *blas;
     CBLAS_TRANSPOSE ta, tb;
     int lda, ldb, ldc;
     int64_t m, n, k;
-    gb__mat a, b, c;
+    gb__ts_mat a, b, c;
     float beta;
     int nbd;
     const int64_t *bshape;
     int64_t nb;
     bool reduces, by_rows;
     int64_t nsplit;
-} gb__gemm_job;
+} gb__ts_gemm_job;
 
 /* Block s of batch i: one sgemm. */
-static void gb__gemm_block(const gb__gemm_job *j, int64_t i, int64_t s) {
+static void gb__ts_gemm_block(const gb__ts_gemm_job *j, int64_t i, int64_t s) {
     int64_t len = j->by_rows ? j->m : j->n, nblk = (len + GB__GEMM_BLOCK - 1) / GB__GEMM_BLOCK;
     int64_t lo = s * nblk / j->nsplit * GB__GEMM_BLOCK, hi = (s + 1) * nblk / j->nsplit * GB__GEMM_BLOCK;
     if (hi > len) hi = len;
     if (lo >= hi) return;
-    const float *a = j->a.p + gb__batch_offset(i, j->nbd, j->bshape, j->a.bstride);
-    const float *b = j->b.p + gb__batch_offset(i, j->nbd, j->bshape, j->b.bstride);
-    float *c = j->c.p + gb__batch_offset(i, j->nbd, j->bshape, j->c.bstride);
+    const float *a = j->a.p + gb__ts_batch_offset(i, j->nbd, j->bshape, j->a.bstride);
+    const float *b = j->b.p + gb__ts_batch_offset(i, j->nbd, j->bshape, j->b.bstride);
+    float *c = j->c.p + gb__ts_batch_offset(i, j->nbd, j->bshape, j->c.bstride);
     int64_t m = j->m, n = j->n;
     if (j->by_rows) { /* rows lo..hi of A and C; a transposed A holds them as columns */
         a += j->ta == CblasNoTrans ? lo * j->lda : lo;
@@ -139,14 +139,14 @@ static void gb__gemm_block(const gb__gemm_job *j, int64_t i, int64_t s) {
         c += lo;
         n = hi - lo;
     }
-    float beta = j->beta == 1.0f || gb__batch_first(i, j->nbd, j->bshape, j->c.bstride) ? j->beta : 1.0f;
+    float beta = j->beta == 1.0f || gb__ts_batch_first(i, j->nbd, j->bshape, j->c.bstride) ? j->beta : 1.0f;
     j->blas->sgemm(CblasRowMajor, j->ta, j->tb, (int)m, (int)n, (int)j->k, 1.0f, a, j->lda, b, j->ldb, beta, c,
                    j->ldc);
 }
 
-static void gb__gemm_run(const gb__gemm_job *j, int64_t t) {
+static void gb__ts_gemm_run(const gb__ts_gemm_job *j, int64_t t) {
     int64_t i0 = j->reduces ? 0 : t / j->nsplit, i1 = j->reduces ? j->nb : i0 + 1;
-    for (int64_t i = i0; i < i1; i++) gb__gemm_block(j, i, t % j->nsplit);
+    for (int64_t i = i0; i < i1; i++) gb__ts_gemm_block(j, i, t % j->nsplit);
 }
 
 /* ---- few rows: matrix-vector products ------------------------------------ */
@@ -164,7 +164,7 @@ static void gb__gemm_run(const gb__gemm_job *j, int64_t t) {
 /* C[m, n0..n1] = beta C + A[m, k] @ B[k, n0..n1] with B row-major (unit
  * column stride): rows of B scaled and added, each C element summed over k
  * in order. */
-GB__CLONES static void gb__gemv_rows(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb,
+GB__CLONES static void gb__ts_gemv_rows(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb,
                                      int64_t m, int64_t k, int64_t n0, int64_t n1, float beta) {
     for (int64_t i = 0; i < m; i++) {
         float *ci = c + i * ldc; /* [n] */
@@ -196,7 +196,7 @@ GB__CLONES static void gb__gemv_rows(float *c, int64_t ldc, const float *a, int6
 /* The same with B^T stored (unit row stride: rows of W = columns of B, as
  * linear's weight): dot products of A's rows with W's, in GB__GEMV_LANES
  * partial sums added in a fixed order. */
-GB__CLONES static void gb__gemv_dots(float *c, int64_t ldc, const float *a, int64_t lda, const float *w, int64_t ldw,
+GB__CLONES static void gb__ts_gemv_dots(float *c, int64_t ldc, const float *a, int64_t lda, const float *w, int64_t ldw,
                                      int64_t m, int64_t k, int64_t n0, int64_t n1, float beta) {
     enum { L = GB__GEMV_LANES };
     int64_t kv = k / L * L;
@@ -220,7 +220,7 @@ GB__CLONES static void gb__gemv_dots(float *c, int64_t ldc, const float *a, int6
  * operands' strides do not suit (sgemm takes it then). Each element of C
  * is computed by one thread in one order: results do not depend on the
  * thread count. */
-static bool gb__gemv(const gb__mat *c, const gb__mat *a, const gb__mat *b, float beta) {
+static bool gb__ts_gemv(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
     int64_t m = c->rows, n = c->cols, k = a->cols;
     bool rows = b->cs == 1 || n == 1, dots = !rows && (b->rs == 1 || k == 1);
     if (m > GB__GEMV_ROWS || (a->cs != 1 && k > 1) || (c->cs != 1 && n > 1) || (!rows && !dots)) return false;
@@ -234,44 +234,44 @@ static bool gb__gemv(const gb__mat *c, const gb__mat *a, const gb__mat *b, float
         if (n1 > n) n1 = n;
         if (n0 >= n1) continue;
         if (rows)
-            gb__gemv_rows(c->p, c->rs, a->p, a->rs, b->p, b->rs, m, k, n0, n1, beta);
+            gb__ts_gemv_rows(c->p, c->rs, a->p, a->rs, b->p, b->rs, m, k, n0, n1, beta);
         else
-            gb__gemv_dots(c->p, c->rs, a->p, a->rs, b->p, b->cs, m, k, n0, n1, beta);
+            gb__ts_gemv_dots(c->p, c->rs, a->p, a->rs, b->p, b->cs, m, k, n0, n1, beta);
     }
     return true;
 }
 
-gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const gb__mat *b_, float beta, int nbd,
+gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_, const gb__ts_mat *b_, float beta, int nbd,
                    const int64_t *bshape) {
-    gb__mat c = *c_, a = *a_, b = *b_;
+    gb__ts_mat c = *c_, a = *a_, b = *b_;
     if (c.cols > 1 && c.cs != 1) { /* C^T = B^T A^T writes a column-major C row by row */
-        c = gb__mat_t(*c_);
-        a = gb__mat_t(*b_);
-        b = gb__mat_t(*a_);
+        c = gb__ts_mat_t(*c_);
+        a = gb__ts_mat_t(*b_);
+        b = gb__ts_mat_t(*a_);
     }
-    int64_t m = c.rows, n = c.cols, k = a.cols, nb = gb__numel(nbd, bshape);
+    int64_t m = c.rows, n = c.cols, k = a.cols, nb = gb__ts_numel(nbd, bshape);
     if (m == 0 || n == 0 || nb == 0) return GB_OK;
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
         return gb__fail(GB_ERR_UNSUPPORTED, "%s: a %lldx%lld @ %lldx%lld product exceeds OpenBLAS's 32-bit sizes", op,
                         (long long)m, (long long)k, (long long)k, (long long)n);
     if (k == 0) { /* an empty sum: C = beta * C */
         for (int64_t i = 0; i < nb && beta == 0; i++) {
-            float *cp = c.p + gb__batch_offset(i, nbd, bshape, c.bstride);
+            float *cp = c.p + gb__ts_batch_offset(i, nbd, bshape, c.bstride);
             for (int64_t r = 0; r < m; r++) memset(cp + r * c.rs, 0, (size_t)n * sizeof(float));
         }
         return GB_OK;
     }
-    if (nb == 1 && gb__gemv(&c, &a, &b, beta)) return GB_OK;
-    const gb__blas *blas = gb__blas_get();
+    if (nb == 1 && gb__ts_gemv(&c, &a, &b, beta)) return GB_OK;
+    const gb__ts_blas *blas = gb__ts_blas_get();
     if (!blas) {
         gb__error_prefix("%s", op);
         return gb_last_status();
     }
-    gb__gemm_job j = {.blas = blas, .m = m, .n = n, .k = k, .a = a, .b = b, .c = c, .beta = beta, .nbd = nbd,
+    gb__ts_gemm_job j = {.blas = blas, .m = m, .n = n, .k = k, .a = a, .b = b, .c = c, .beta = beta, .nbd = nbd,
                       .bshape = bshape, .nb = nb, .by_rows = m > n, .nsplit = 1};
     CBLAS_TRANSPOSE tc;
-    if (!gb__mat_blas_layout(&a, &j.ta, &j.lda) || !gb__mat_blas_layout(&b, &j.tb, &j.ldb) ||
-        !gb__mat_blas_layout(&c, &tc, &j.ldc) || tc != CblasNoTrans)
+    if (!gb__ts_mat_blas_layout(&a, &j.ta, &j.lda) || !gb__ts_mat_blas_layout(&b, &j.tb, &j.ldb) ||
+        !gb__ts_mat_blas_layout(&c, &tc, &j.ldc) || tc != CblasNoTrans)
         return gb__fail(GB_ERR_STATE, "%s: internal error: operand strides not usable by sgemm", op);
 
     /* Tasks: whole products when the batch shares out evenly (or nearly)
@@ -286,33 +286,33 @@ gb_status gb__gemm(const char *op, const gb__mat *c_, const gb__mat *a_, const g
         j.nsplit = blocks < threads ? blocks : threads;
     int64_t ntasks = nbatch_tasks * j.nsplit;
     par &= ntasks > 1;
-    int pinned = gb__blas_pin(blas, par);
+    int pinned = gb__ts_blas_pin(blas, par);
 #pragma omp parallel for num_threads(threads) if (par) schedule(static)
-    for (int64_t t = 0; t < ntasks; t++) gb__gemm_run(&j, t);
-    gb__blas_unpin(pinned);
+    for (int64_t t = 0; t < ntasks; t++) gb__ts_gemm_run(&j, t);
+    gb__ts_blas_unpin(pinned);
     return GB_OK;
 }
 
 /* ---- planning a (batched) product --------------------------------------- */
 
 /* One operand: its values' geometry and its gradient buffer's strides. */
-typedef struct gb__mm_arg {
+typedef struct gb__ts_mm_arg {
     int ndim;
     int64_t shape[GB_MAX_DIMS], stride[GB_MAX_DIMS], gstride[GB_MAX_DIMS];
     float *data, *grad;
-} gb__mm_arg;
+} gb__ts_mm_arg;
 
-static gb__mm_arg gb__mm_arg_of(const gb_tensor *t, gb_tensor *grad) {
-    gb__mm_arg x = {.ndim = t->ndim, .data = gb_tensor_data(t), .grad = grad ? gb_tensor_data(grad) : NULL};
+static gb__ts_mm_arg gb__ts_mm_arg_of(const gb_tensor *t, gb_tensor *grad) {
+    gb__ts_mm_arg x = {.ndim = t->ndim, .data = gb_tensor_data(t), .grad = grad ? gb_tensor_data(grad) : NULL};
     memcpy(x.shape, t->shape, sizeof x.shape);
     memcpy(x.stride, t->stride, sizeof x.stride);
-    gb__contiguous_strides(t->ndim, t->shape, x.gstride);
+    gb__ts_contiguous_strides(t->ndim, t->shape, x.gstride);
     return x;
 }
 
 /* w^T of a 2-D w, as a view (linear's weight); its gradient is dw^T. */
-static gb__mm_arg gb__mm_arg_t(const gb_tensor *w, gb_tensor *grad) {
-    gb__mm_arg x = gb__mm_arg_of(w, grad);
+static gb__ts_mm_arg gb__ts_mm_arg_t(const gb_tensor *w, gb_tensor *grad) {
+    gb__ts_mm_arg x = gb__ts_mm_arg_of(w, grad);
     int64_t s;
     s = x.shape[0], x.shape[0] = x.shape[1], x.shape[1] = s;
     s = x.stride[0], x.stride[0] = x.stride[1], x.stride[1] = s;
@@ -320,18 +320,18 @@ static gb__mm_arg gb__mm_arg_t(const gb_tensor *w, gb_tensor *grad) {
     return x;
 }
 
-typedef struct gb__mm_plan {
+typedef struct gb__ts_mm_plan {
     int nbd;                      /* broadcast batch dims */
     int64_t bshape[GB_MAX_DIMS];
-    gb__mat a, b, c, da, db;      /* c: the output, or dout in backward */
-} gb__mm_plan;
+    gb__ts_mat a, b, c, da, db;      /* c: the output, or dout in backward */
+} gb__ts_mm_plan;
 
 /* A as [M, K] (1-D: [1, K]) or B as [K, N] (1-D: [K, 1]), batch dims aligned
  * right against the nbd broadcast batch dims; `grad` picks gstride. */
-static gb__mat gb__mm_mat(const gb__mm_arg *x, bool left, bool grad, int nbd, const int64_t *bshape) {
+static gb__ts_mat gb__ts_mm_mat(const gb__ts_mm_arg *x, bool left, bool grad, int nbd, const int64_t *bshape) {
     const int64_t *st = grad ? x->gstride : x->stride;
     int n = x->ndim;
-    gb__mat m = {.p = grad ? x->grad : x->data};
+    gb__ts_mat m = {.p = grad ? x->grad : x->data};
     if (n >= 2) {
         m.rows = x->shape[n - 2], m.cols = x->shape[n - 1], m.rs = st[n - 2], m.cs = st[n - 1];
     } else if (left) {
@@ -349,7 +349,7 @@ static gb__mat gb__mm_mat(const gb__mm_arg *x, bool left, bool grad, int nbd, co
 
 /* Merge the batch dims of m into its rows, if its memory allows: the batch
  * and row strides must form one arithmetic sequence. */
-static bool gb__fold_rows(gb__mat *m, int nbd, const int64_t *bshape) {
+static bool gb__ts_fold_rows(gb__ts_mat *m, int nbd, const int64_t *bshape) {
     int64_t size[GB_MAX_DIMS + 1], stride[GB_MAX_DIMS + 1];
     int np = 0;
     for (int d = 0; d < nbd; d++)
@@ -357,13 +357,13 @@ static bool gb__fold_rows(gb__mat *m, int nbd, const int64_t *bshape) {
     if (m->rows > 1) size[np] = m->rows, stride[np++] = m->rs;
     for (int i = 0; i + 1 < np; i++)
         if (stride[i] != stride[i + 1] * size[i + 1]) return false;
-    m->rows *= gb__numel(nbd, bshape);
+    m->rows *= gb__ts_numel(nbd, bshape);
     if (np > 0) m->rs = stride[np - 1];
     memset(m->bstride, 0, sizeof m->bstride);
     return true;
 }
 
-static void gb__mm_plan_init(gb__mm_plan *p, const gb__mm_arg *a, const gb__mm_arg *b, float *c) {
+static void gb__ts_mm_plan_init(gb__ts_mm_plan *p, const gb__ts_mm_arg *a, const gb__ts_mm_arg *b, float *c) {
     int xa = a->ndim >= 2 ? a->ndim - 2 : 0, xb = b->ndim >= 2 ? b->ndim - 2 : 0;
     p->nbd = xa > xb ? xa : xb;
     for (int d = 0; d < p->nbd; d++) {
@@ -371,11 +371,11 @@ static void gb__mm_plan_init(gb__mm_plan *p, const gb__mm_arg *a, const gb__mm_a
         int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
         p->bshape[d] = sa == 1 ? sb : sa; /* gb_matmul checked they broadcast */
     }
-    p->a = gb__mm_mat(a, true, false, p->nbd, p->bshape);
-    p->da = gb__mm_mat(a, true, true, p->nbd, p->bshape);
-    p->b = gb__mm_mat(b, false, false, p->nbd, p->bshape);
-    p->db = gb__mm_mat(b, false, true, p->nbd, p->bshape);
-    p->c = (gb__mat){.p = c, .rows = p->a.rows, .cols = p->b.cols, .rs = p->b.cols, .cs = 1};
+    p->a = gb__ts_mm_mat(a, true, false, p->nbd, p->bshape);
+    p->da = gb__ts_mm_mat(a, true, true, p->nbd, p->bshape);
+    p->b = gb__ts_mm_mat(b, false, false, p->nbd, p->bshape);
+    p->db = gb__ts_mm_mat(b, false, true, p->nbd, p->bshape);
+    p->c = (gb__ts_mat){.p = c, .rows = p->a.rows, .cols = p->b.cols, .rs = p->b.cols, .cs = 1};
     int64_t s = p->c.rows * p->c.cols;
     for (int d = p->nbd - 1; d >= 0; d--) {
         p->c.bstride[d] = p->bshape[d] == 1 ? 0 : s;
@@ -385,34 +385,34 @@ static void gb__mm_plan_init(gb__mm_plan *p, const gb__mm_arg *a, const gb__mm_a
     bool b_shared = true;
     for (int d = 0; d < p->nbd; d++) b_shared &= p->bshape[d] == 1 || p->b.bstride[d] == 0;
     if (p->nbd == 0 || !b_shared) return;
-    gb__mat fa = p->a, fda = p->da, fc = p->c;
+    gb__ts_mat fa = p->a, fda = p->da, fc = p->c;
     CBLAS_TRANSPOSE t;
     int ld;
-    if (!gb__fold_rows(&fa, p->nbd, p->bshape) || !gb__fold_rows(&fda, p->nbd, p->bshape) ||
-        !gb__fold_rows(&fc, p->nbd, p->bshape) || !gb__mat_blas_layout(&fa, &t, &ld))
+    if (!gb__ts_fold_rows(&fa, p->nbd, p->bshape) || !gb__ts_fold_rows(&fda, p->nbd, p->bshape) ||
+        !gb__ts_fold_rows(&fc, p->nbd, p->bshape) || !gb__ts_mat_blas_layout(&fa, &t, &ld))
         return;
     p->a = fa, p->da = fda, p->c = fc;
     p->nbd = 0;
 }
 
 /* Plan a @ b (b_t: b is a 2-D weight used as b^T), copying an operand with
- * gb__dense only when sgemm cannot read its strides. *ad, *bd receive the
+ * gb__ts_dense only when sgemm cannot read its strides. *ad, *bd receive the
  * tensors the plan points into (free them after use). */
-static gb_status gb__mm_prepare(gb__mm_plan *p, gb_tensor *a, gb_tensor *b, bool b_t, float *c, gb_tensor *da,
+static gb_status gb__ts_mm_prepare(gb__ts_mm_plan *p, gb_tensor *a, gb_tensor *b, bool b_t, float *c, gb_tensor *da,
                                 gb_tensor *db, gb_tensor **ad, gb_tensor **bd) {
     *ad = gb_tensor_ref(a);
     *bd = gb_tensor_ref(b);
     for (int pass = 0;; pass++) {
-        gb__mm_arg xa = gb__mm_arg_of(*ad, da), xb = b_t ? gb__mm_arg_t(*bd, db) : gb__mm_arg_of(*bd, db);
-        gb__mm_plan_init(p, &xa, &xb, c);
+        gb__ts_mm_arg xa = gb__ts_mm_arg_of(*ad, da), xb = b_t ? gb__ts_mm_arg_t(*bd, db) : gb__ts_mm_arg_of(*bd, db);
+        gb__ts_mm_plan_init(p, &xa, &xb, c);
         CBLAS_TRANSPOSE t;
         int ld;
-        bool ok_a = gb__mat_blas_layout(&p->a, &t, &ld), ok_b = gb__mat_blas_layout(&p->b, &t, &ld);
+        bool ok_a = gb__ts_mat_blas_layout(&p->a, &t, &ld), ok_b = gb__ts_mat_blas_layout(&p->b, &t, &ld);
         if ((ok_a && ok_b) || pass == 1) return GB_OK; /* dense operands always pass */
         gb_tensor **fix[2] = {ok_a ? NULL : ad, ok_b ? NULL : bd};
         for (int i = 0; i < 2; i++) {
             if (!fix[i]) continue;
-            gb_tensor *d = gb__dense(*fix[i]);
+            gb_tensor *d = gb__ts_dense(*fix[i]);
             if (!d) return gb_last_status();
             gb_tensor_free(*fix[i]);
             *fix[i] = d;
@@ -422,8 +422,8 @@ static gb_status gb__mm_prepare(gb__mm_plan *p, gb_tensor *a, gb_tensor *b, bool
 
 /* y [rows, n] = the bias [n] (any float dtype) in every row: the product
  * then adds x @ w^T. */
-static gb_status gb__fill_bias(float *y, const gb_tensor *bias, int64_t rows, int64_t n) {
-    gb_tensor *bd = gb__dense_f32(bias);
+static gb_status gb__ts_fill_bias(float *y, const gb_tensor *bias, int64_t rows, int64_t n) {
+    gb_tensor *bd = gb__ts_dense_f32(bias);
     if (!bd) return gb_last_status();
     const float *bv = gb_tensor_data(bd); /* [n] */
     for (int64_t r = 0; r < rows; r++) memcpy(y + r * n, bv, (size_t)n * sizeof(float));
@@ -431,38 +431,38 @@ static gb_status gb__fill_bias(float *y, const gb_tensor *bias, int64_t rows, in
     return GB_OK;
 }
 
-static bool gb__mm_any_lowp(const gb_tensor *a, const gb_tensor *b, const gb_tensor *bias) {
-    return gb__is_lowp(a->dtype) || gb__is_lowp(b->dtype) || (bias && gb__is_lowp(bias->dtype));
+static bool gb__ts_mm_any_lowp(const gb_tensor *a, const gb_tensor *b, const gb_tensor *bias) {
+    return gb__ts_is_lowp(a->dtype) || gb__ts_is_lowp(b->dtype) || (bias && gb__ts_is_lowp(bias->dtype));
 }
 
-static gb_status gb__mm_lowp_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
+static gb_status gb__ts_mm_lowp_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
                                      gb_tensor *bias);
-static gb_status gb__mm_lowp_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
+static gb_status gb__ts_mm_lowp_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
                                       gb_tensor *da, gb_tensor *db);
 
-static gb_status gb__mm_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
+static gb_status gb__ts_mm_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
                                 gb_tensor *bias) {
-    if (gb__mm_any_lowp(a, b, bias)) return gb__mm_lowp_forward(op, out, a, b, b_t, bias);
-    gb__mm_plan p;
+    if (gb__ts_mm_any_lowp(a, b, bias)) return gb__ts_mm_lowp_forward(op, out, a, b, b_t, bias);
+    gb__ts_mm_plan p;
     gb_tensor *ad = NULL, *bd = NULL;
     float *y = gb_tensor_data(out); /* [..., M, N] */
-    gb_status st = gb__mm_prepare(&p, a, b, b_t, y, NULL, NULL, &ad, &bd);
+    gb_status st = gb__ts_mm_prepare(&p, a, b, b_t, y, NULL, NULL, &ad, &bd);
     int64_t n = p.b.cols, rows = n ? gb_tensor_numel(out) / n : 0;
-    if (!st && bias) st = gb__fill_bias(y, bias, rows, n);
-    if (!st) st = gb__gemm(op, &p.c, &p.a, &p.b, bias ? 1.0f : 0.0f, p.nbd, p.bshape);
+    if (!st && bias) st = gb__ts_fill_bias(y, bias, rows, n);
+    if (!st) st = gb__ts_gemm(op, &p.c, &p.a, &p.b, bias ? 1.0f : 0.0f, p.nbd, p.bshape);
     gb_tensor_free(ad);
     gb_tensor_free(bd);
     return st;
 }
 
-static gb_status gb__mm_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
+static gb_status gb__ts_mm_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
                                  gb_tensor *da, gb_tensor *db) {
-    if (gb__mm_any_lowp(a, b, NULL)) return gb__mm_lowp_backward(op, dout, a, b, b_t, da, db);
-    gb__mm_plan p;
+    if (gb__ts_mm_any_lowp(a, b, NULL)) return gb__ts_mm_lowp_backward(op, dout, a, b, b_t, da, db);
+    gb__ts_mm_plan p;
     gb_tensor *ad = NULL, *bd = NULL;
-    gb_status st = gb__mm_prepare(&p, a, b, b_t, gb_tensor_data(dout), da, db, &ad, &bd);
-    if (!st && da) st = gb__gemm(op, &p.da, &p.c, (gb__mat[]){gb__mat_t(p.b)}, 1.0f, p.nbd, p.bshape);
-    if (!st && db) st = gb__gemm(op, &p.db, (gb__mat[]){gb__mat_t(p.a)}, &p.c, 1.0f, p.nbd, p.bshape);
+    gb_status st = gb__ts_mm_prepare(&p, a, b, b_t, gb_tensor_data(dout), da, db, &ad, &bd);
+    if (!st && da) st = gb__ts_gemm(op, &p.da, &p.c, (gb__ts_mat[]){gb__ts_mat_t(p.b)}, 1.0f, p.nbd, p.bshape);
+    if (!st && db) st = gb__ts_gemm(op, &p.db, (gb__ts_mat[]){gb__ts_mat_t(p.a)}, &p.c, 1.0f, p.nbd, p.bshape);
     gb_tensor_free(ad);
     gb_tensor_free(bd);
     return st;
@@ -474,47 +474,47 @@ static gb_status gb__mm_backward(const char *op, const gb_tensor *dout, gb_tenso
  * stride (linear's w [N, K], or matmul's b [K, N], its transpose) reads the
  * weight as stored (lowp.c); any other product with an f16/bf16 operand
  * converts it to f32 and takes the sgemm path. */
-static bool gb__mm_lowp_weight(const gb_tensor *a, const gb_tensor *b, bool b_t, gb__lmat *w) {
-    if (gb__is_lowp(a->dtype) || !gb__lowp_mat_of(b, w)) return false;
-    if (!b_t) *w = gb__lmat_t(*w);
+static bool gb__ts_mm_lowp_weight(const gb_tensor *a, const gb_tensor *b, bool b_t, gb__ts_lmat *w) {
+    if (gb__ts_is_lowp(a->dtype) || !gb__ts_lowp_mat_of(b, w)) return false;
+    if (!b_t) *w = gb__ts_lmat_t(*w);
     return true;
 }
 
-static gb_status gb__mm_lowp_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
+static gb_status gb__ts_mm_lowp_forward(const char *op, gb_tensor *out, gb_tensor *a, gb_tensor *b, bool b_t,
                                      gb_tensor *bias) {
-    gb__lmat w;
+    gb__ts_lmat w;
     gb_tensor *d[3] = {0}, *src[3] = {a, b, bias};
     gb_status st = GB_OK;
-    if (gb__mm_lowp_weight(a, b, b_t, &w)) {
+    if (gb__ts_mm_lowp_weight(a, b, b_t, &w)) {
         float *y = gb_tensor_data(out); /* [M, N] */
         int64_t n = w.rows, k = w.cols, m = n ? gb_tensor_numel(out) / n : 0;
-        if (!(d[0] = gb__dense(a))) return gb_last_status();
-        if (bias) st = gb__fill_bias(y, bias, m, n);
-        if (!st) st = gb__lowp_gemm(op, y, n, gb_tensor_data(d[0]) /* [M, K] */, k, m, &w, bias != NULL);
+        if (!(d[0] = gb__ts_dense(a))) return gb_last_status();
+        if (bias) st = gb__ts_fill_bias(y, bias, m, n);
+        if (!st) st = gb__ts_lowp_gemm(op, y, n, gb_tensor_data(d[0]) /* [M, K] */, k, m, &w, bias != NULL);
     } else {
         for (int i = 0; i < 3 && !st; i++)
-            if (src[i] && !(d[i] = gb__dense_f32(src[i]))) st = gb_last_status();
-        if (!st) st = gb__mm_forward(op, out, d[0], d[1], b_t, d[2]);
+            if (src[i] && !(d[i] = gb__ts_dense_f32(src[i]))) st = gb_last_status();
+        if (!st) st = gb__ts_mm_forward(op, out, d[0], d[1], b_t, d[2]);
     }
     for (int i = 0; i < 3; i++) gb_tensor_free(d[i]);
     return st;
 }
 
-static gb_status gb__mm_lowp_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
+static gb_status gb__ts_mm_lowp_backward(const char *op, const gb_tensor *dout, gb_tensor *a, gb_tensor *b, bool b_t,
                                       gb_tensor *da, gb_tensor *db) {
-    gb_status st = gb__lowp_frozen(op, "mat1", a, da != NULL);
-    if (!st) st = gb__lowp_frozen(op, "weight", b, db != NULL);
+    gb_status st = gb__ts_lowp_frozen(op, "mat1", a, da != NULL);
+    if (!st) st = gb__ts_lowp_frozen(op, "weight", b, db != NULL);
     if (st) return st;
-    gb__lmat w;
-    if (gb__mm_lowp_weight(a, b, b_t, &w)) { /* dx += dy @ W; no dW (b is f16/bf16) */
+    gb__ts_lmat w;
+    if (gb__ts_mm_lowp_weight(a, b, b_t, &w)) { /* dx += dy @ W; no dW (b is f16/bf16) */
         int64_t n = w.rows, k = w.cols, m = k ? gb_tensor_numel(da) / k : 0;
         if (!da) return GB_OK;
-        gb__lmat wt = gb__lmat_t(w);
-        return gb__lowp_gemm(op, gb_tensor_data(da) /* [M, K] */, k, gb_tensor_data(dout) /* [M, N] */, n, m, &wt,
+        gb__ts_lmat wt = gb__ts_lmat_t(w);
+        return gb__ts_lowp_gemm(op, gb_tensor_data(da) /* [M, K] */, k, gb_tensor_data(dout) /* [M, N] */, n, m, &wt,
                              true);
     }
-    gb_tensor *af = gb__dense_f32(a), *bf = af ? gb__dense_f32(b) : NULL;
-    st = bf ? gb__mm_backward(op, dout, af, bf, b_t, da, db) : gb_last_status();
+    gb_tensor *af = gb__ts_dense_f32(a), *bf = af ? gb__ts_dense_f32(b) : NULL;
+    st = bf ? gb__ts_mm_backward(op, dout, af, bf, b_t, da, db) : gb_last_status();
     gb_tensor_free(af);
     gb_tensor_free(bf);
     return st;
@@ -522,26 +522,26 @@ static gb_status gb__mm_lowp_backward(const char *op, const gb_tensor *dout, gb_
 
 /* ---- matmul ------------------------------------------------------------- */
 
-gb_status gb__op_MATMUL_forward(gb_tensor *out) {
-    return gb__mm_forward("matmul", out, out->src[0], out->src[1], false, NULL);
+gb_status gb__ts_op_MATMUL_forward(gb_tensor *out) {
+    return gb__ts_mm_forward("matmul", out, out->src[0], out->src[1], false, NULL);
 }
 
-gb_status gb__op_MATMUL_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
-    return gb__mm_backward("matmul", dout, out->src[0], out->src[1], false, dsrc[0], dsrc[1]);
+gb_status gb__ts_op_MATMUL_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    return gb__ts_mm_backward("matmul", dout, out->src[0], out->src[1], false, dsrc[0], dsrc[1]);
 }
 
 /* Operands are f32, or f16/bf16 read as f32 (weights as stored) that no
  * gradient is asked of. */
-static gb_status gb__check_float(const char *op, const char *what, const gb_tensor *t) {
-    if (t->dtype != GB_DTYPE_F32 && !gb__is_lowp(t->dtype))
+static gb_status gb__ts_check_float(const char *op, const char *what, const gb_tensor *t) {
+    if (t->dtype != GB_DTYPE_F32 && !gb__ts_is_lowp(t->dtype))
         return gb__fail(GB_ERR_DTYPE, "%s: expected %s of dtype float32 (or float16, bfloat16), got %s %s", op, what,
                         gb_dtype_name(t->dtype), GB__SHAPE_STR(t));
-    return gb__lowp_frozen(op, what, t, t->requires_grad && gb__grad_mode());
+    return gb__ts_lowp_frozen(op, what, t, t->requires_grad && gb__ts_grad_mode());
 }
 
 gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b) {
     char s1[160], s2[160];
-    if (gb__check_float("matmul", "mat1", a) || gb__check_float("matmul", "mat2", b)) return NULL;
+    if (gb__ts_check_float("matmul", "mat1", a) || gb__ts_check_float("matmul", "mat2", b)) return NULL;
     int na = a->ndim, nb = b->ndim;
     if (na == 0 || nb == 0)
         return gb__fail_null(GB_ERR_SHAPE, "matmul: both arguments to matmul need to be at least 1D, but they are %dD and %dD",
@@ -572,23 +572,23 @@ gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b) {
     }
     if (na >= 2) shape[nd++] = m;
     if (nb >= 2) shape[nd++] = n;
-    gb_tensor *out = gb__op_new(GB_OP_MATMUL, "matmul", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
-    return out ? gb__op_run(out) : NULL;
+    gb_tensor *out = gb__ts_op_new(GB_OP_MATMUL, "matmul", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
+    return out ? gb__ts_op_run(out) : NULL;
 }
 
 /* ---- linear ------------------------------------------------------------- */
 
 /* iparam[0] set: src[1] is the weight's transpose as stored, [in, out]
  * (gb_linear says when). */
-gb_status gb__op_LINEAR_forward(gb_tensor *out) {
-    return gb__mm_forward("linear", out, out->src[0], out->src[1], !out->iparam[0],
+gb_status gb__ts_op_LINEAR_forward(gb_tensor *out) {
+    return gb__ts_mm_forward("linear", out, out->src[0], out->src[1], !out->iparam[0],
                           out->nsrc > 2 ? out->src[2] : NULL);
 }
 
-gb_status gb__op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
-    gb_status st = gb__mm_backward("linear", dout, out->src[0], out->src[1], !out->iparam[0], dsrc[0], dsrc[1]);
+gb_status gb__ts_op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    gb_status st = gb__ts_mm_backward("linear", dout, out->src[0], out->src[1], !out->iparam[0], dsrc[0], dsrc[1]);
     if (st || out->nsrc < 3 || !dsrc[2]) return st;
-    if ((st = gb__lowp_frozen("linear", "bias", out->src[2], true))) return st;
+    if ((st = gb__ts_lowp_frozen("linear", "bias", out->src[2], true))) return st;
     float *db = gb_tensor_data(dsrc[2]);     /* [N] */
     const float *dy = gb_tensor_data(dout);  /* [R, N] */
     int64_t n = out->shape[out->ndim - 1], rows = n ? gb_tensor_numel(out) / n : 0;
@@ -604,7 +604,7 @@ gb_status gb__op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_tenso
  * transposed it back into the weight's layout: 30% of GPT-2 124M's
  * training step at 128 tokens. Linear records the source instead and reads
  * it as matmul's B; its gradient lands in the source's layout. */
-static gb_tensor *gb__linear_stored_t(const gb_tensor *w) {
+static gb_tensor *gb__ts_linear_stored_t(const gb_tensor *w) {
     if (w->op != GB_OP_VIEW || w->nsrc != 1 || w->ndim != 2) return NULL;
     gb_tensor *s = w->src[0];
     bool t = s->ndim == 2 && s->dtype == w->dtype && s->storage == w->storage && s->offset == w->offset &&
@@ -614,14 +614,14 @@ static gb_tensor *gb__linear_stored_t(const gb_tensor *w) {
 }
 
 gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias) {
-    if (gb__check_float("linear", "input", x) || gb__check_float("linear", "weight", w) ||
-        (bias && gb__check_float("linear", "bias", bias)))
+    if (gb__ts_check_float("linear", "input", x) || gb__ts_check_float("linear", "weight", w) ||
+        (bias && gb__ts_check_float("linear", "bias", bias)))
         return NULL;
     if (w->ndim != 2)
         return gb__fail_null(GB_ERR_SHAPE, "linear: weight must be 2-D [out_features, in_features], got shape %s",
                              GB__SHAPE_STR(w));
     if (x->ndim == 0) return gb__fail_null(GB_ERR_SHAPE, "linear: input must be at least 1-D, got a 0-dim tensor");
-    int64_t in = x->shape[x->ndim - 1], rows = gb__numel(x->ndim - 1, x->shape);
+    int64_t in = x->shape[x->ndim - 1], rows = gb__ts_numel(x->ndim - 1, x->shape);
     if (in != w->shape[1])
         return gb__fail_null(GB_ERR_SHAPE, "linear: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld) (input %s, weight %s)",
                              (long long)rows, (long long)in, (long long)w->shape[1], (long long)w->shape[0],
@@ -632,10 +632,10 @@ gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias) {
     int64_t shape[GB_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->shape[0];
-    gb_tensor *stored = gb__linear_stored_t(w);
-    gb_tensor *out = gb__op_new(GB_OP_LINEAR, "linear", GB_DTYPE_F32, x->ndim, shape, bias ? 3 : 2,
+    gb_tensor *stored = gb__ts_linear_stored_t(w);
+    gb_tensor *out = gb__ts_op_new(GB_OP_LINEAR, "linear", GB_DTYPE_F32, x->ndim, shape, bias ? 3 : 2,
                                 (gb_tensor *[]){x, stored ? stored : w, bias});
     if (!out) return NULL;
     out->iparam[0] = stored != NULL;
-    return gb__op_run(out);
+    return gb__ts_op_run(out);
 }

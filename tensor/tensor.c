@@ -1,5 +1,5 @@
 /* Tensor handles, storage, dtypes, creation, random numbers, and the
- * plumbing every op goes through (gb__op_new / gb__op_run). */
+ * plumbing every op goes through (gb__ts_op_new / gb__ts_op_run). */
 #include "tensor_impl.h"
 
 #include <math.h>
@@ -19,23 +19,23 @@
 static const struct {
     const char *name;
     size_t size;
-} gb__dtypes[GB_DTYPE_COUNT] = {
+} gb__ts_dtypes[GB_DTYPE_COUNT] = {
 #define GB__X(e, n, s) {n, s},
     GB_DTYPE_LIST(GB__X)
 #undef GB__X
 };
 
 const char *gb_dtype_name(gb_dtype dt) {
-    return (unsigned)dt < GB_DTYPE_COUNT ? gb__dtypes[dt].name : "unknown";
+    return (unsigned)dt < GB_DTYPE_COUNT ? gb__ts_dtypes[dt].name : "unknown";
 }
-size_t gb_dtype_size(gb_dtype dt) { return (unsigned)dt < GB_DTYPE_COUNT ? gb__dtypes[dt].size : 0; }
+size_t gb_dtype_size(gb_dtype dt) { return (unsigned)dt < GB_DTYPE_COUNT ? gb__ts_dtypes[dt].size : 0; }
 
-static uint32_t gb__f32_bits(float f) {
+static uint32_t gb__ts_f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
 }
-static float gb__bits_f32(uint32_t u) {
+static float gb__ts_bits_f32(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
@@ -43,40 +43,40 @@ static float gb__bits_f32(uint32_t u) {
 
 float gb_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0x1f) return gb__bits_f32(sign | 0x7f800000u | (man << 13)); /* inf, nan */
+    if (exp == 0x1f) return gb__ts_bits_f32(sign | 0x7f800000u | (man << 13)); /* inf, nan */
     if (exp == 0) {                                                          /* zero, subnormal */
         float v = ldexpf((float)man, -24);
         return sign ? -v : v;
     }
-    return gb__bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+    return gb__ts_bits_f32(sign | ((exp + 112) << 23) | (man << 13));
 }
 
 uint16_t gb_f32_to_f16(float f) {
-    uint32_t u = gb__f32_bits(f);
+    uint32_t u = gb__ts_f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
     uint32_t a = u & 0x7fffffffu;
     if (a >= 0x7f800000u) return sign | 0x7c00 | (a > 0x7f800000u ? 0x200 : 0); /* inf, nan */
     if (a >= 0x477ff000u) return sign | 0x7c00;                                 /* overflow */
     if (a < 0x38800000u) {                                                      /* subnormal or 0 */
         /* Add a magic number whose ulp is 2^-24 so the FPU rounds to even. */
-        float r = gb__bits_f32(a) + 0.5f;
-        return sign | (uint16_t)(gb__f32_bits(r) - gb__f32_bits(0.5f));
+        float r = gb__ts_bits_f32(a) + 0.5f;
+        return sign | (uint16_t)(gb__ts_f32_bits(r) - gb__ts_f32_bits(0.5f));
     }
     uint32_t mant_odd = (a >> 13) & 1;
     a += 0xc8000fffu + mant_odd; /* rebias exponent (-112 << 23) and round to nearest even */
     return sign | (uint16_t)(a >> 13);
 }
 
-float gb_bf16_to_f32(uint16_t h) { return gb__bits_f32((uint32_t)h << 16); }
+float gb_bf16_to_f32(uint16_t h) { return gb__ts_bits_f32((uint32_t)h << 16); }
 
 uint16_t gb_f32_to_bf16(float f) {
-    uint32_t u = gb__f32_bits(f);
+    uint32_t u = gb__ts_f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet nan */
     u += 0x7fffu + ((u >> 16) & 1);
     return (uint16_t)(u >> 16);
 }
 
-float gb__load_f32(const void *base, gb_dtype dt, int64_t i) {
+float gb__ts_load_f32(const void *base, gb_dtype dt, int64_t i) {
     switch (dt) {
     case GB_DTYPE_F32: return ((const float *)base)[i];
     case GB_DTYPE_F16: return gb_f16_to_f32(((const uint16_t *)base)[i]);
@@ -89,7 +89,7 @@ float gb__load_f32(const void *base, gb_dtype dt, int64_t i) {
     }
 }
 
-void gb__store_f32(void *base, gb_dtype dt, int64_t i, float v) {
+void gb__ts_store_f32(void *base, gb_dtype dt, int64_t i, float v) {
     switch (dt) {
     case GB_DTYPE_F32: ((float *)base)[i] = v; break;
     case GB_DTYPE_F16: ((uint16_t *)base)[i] = gb_f32_to_f16(v); break;
@@ -104,13 +104,13 @@ void gb__store_f32(void *base, gb_dtype dt, int64_t i, float v) {
 
 /* ---- shapes ------------------------------------------------------------- */
 
-int64_t gb__numel(int ndim, const int64_t *shape) {
+int64_t gb__ts_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
     return n;
 }
 
-void gb__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
+void gb__ts_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
         stride[i] = s;
@@ -129,7 +129,7 @@ char *gb__shape_str(char *buf, size_t size, int ndim, const int64_t *shape) {
     return buf;
 }
 
-gb_status gb__norm_dim(const char *op, int *dim, int ndim) {
+gb_status gb__ts_norm_dim(const char *op, int *dim, int ndim) {
     int lo = ndim ? -ndim : -1, hi = ndim ? ndim - 1 : 0;
     if (*dim < lo || *dim > hi)
         return gb__fail(GB_ERR_INDEX, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)",
@@ -138,7 +138,7 @@ gb_status gb__norm_dim(const char *op, int *dim, int ndim) {
     return GB_OK;
 }
 
-gb_status gb__broadcast_shapes(const char *op, int na, const int64_t *a, int nb, const int64_t *b,
+gb_status gb__ts_broadcast_shapes(const char *op, int na, const int64_t *a, int nb, const int64_t *b,
                                int *nout, int64_t *out) {
     int n = na > nb ? na : nb;
     for (int i = 0; i < n; i++) {
@@ -158,7 +158,7 @@ gb_status gb__broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
     return GB_OK;
 }
 
-void gb__broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride) {
+void gb__ts_broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride) {
     for (int i = 0; i < ndim; i++) {
         int it = t->ndim - ndim + i;
         stride[i] = (it < 0 || (t->shape[it] == 1 && shape[i] != 1)) ? 0 : t->stride[it];
@@ -167,10 +167,10 @@ void gb__broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, i
 
 /* ---- iteration ---------------------------------------------------------- */
 
-void gb__iter_init(gb__iter *it, int ndim, const int64_t *shape, int nops, const int64_t *const *strides) {
+void gb__ts_iter_init(gb__ts_iter *it, int ndim, const int64_t *shape, int nops, const int64_t *const *strides) {
     it->ndim = ndim;
     it->nops = nops;
-    it->n = gb__numel(ndim, shape);
+    it->n = gb__ts_numel(ndim, shape);
     for (int d = 0; d < ndim; d++) {
         it->shape[d] = shape[d];
         it->idx[d] = 0;
@@ -179,7 +179,7 @@ void gb__iter_init(gb__iter *it, int ndim, const int64_t *shape, int nops, const
     for (int k = 0; k < nops; k++) it->off[k] = 0;
 }
 
-void gb__iter_seek(gb__iter *it, int64_t i) {
+void gb__ts_iter_seek(gb__ts_iter *it, int64_t i) {
     for (int k = 0; k < it->nops; k++) it->off[k] = 0;
     for (int d = it->ndim - 1; d >= 0; d--) {
         it->idx[d] = it->shape[d] ? i % it->shape[d] : 0;
@@ -190,15 +190,15 @@ void gb__iter_seek(gb__iter *it, int64_t i) {
 
 /* ---- modes -------------------------------------------------------------- */
 
-static _Thread_local bool gb__no_grad;
-static _Thread_local int gb__meta_depth;
+static _Thread_local bool gb__ts_no_grad;
+static _Thread_local int gb__ts_meta_depth;
 
-bool gb__grad_mode(void) { return !gb__no_grad; }
-void gb__set_grad_mode(bool on) { gb__no_grad = !on; }
-bool gb__meta_mode(void) { return gb__meta_depth > 0; }
-void gb__meta_push(void) { gb__meta_depth++; }
+bool gb__ts_grad_mode(void) { return !gb__ts_no_grad; }
+void gb__ts_set_grad_mode(bool on) { gb__ts_no_grad = !on; }
+bool gb__meta_mode(void) { return gb__ts_meta_depth > 0; }
+void gb__meta_push(void) { gb__ts_meta_depth++; }
 void gb__meta_pop(void) {
-    if (gb__meta_depth > 0) gb__meta_depth--;
+    if (gb__ts_meta_depth > 0) gb__ts_meta_depth--;
 }
 bool gb__is_meta(const gb_tensor *t) { return t->storage->data == NULL && t->storage->nbytes != 0; }
 
@@ -213,9 +213,9 @@ bool gb__is_meta(const gb_tensor *t) { return t->storage->data == NULL && t->sto
  * are plain; if mmap fails, malloc. */
 #define GB__HUGE_PAGE ((size_t)2 << 20)
 
-static size_t gb__map_len(size_t nbytes) { return (nbytes + 4095) & ~(size_t)4095; }
+static size_t gb__ts_map_len(size_t nbytes) { return (nbytes + 4095) & ~(size_t)4095; }
 
-static void *gb__map(size_t len) {
+static void *gb__ts_map(size_t len) {
     size_t span = len + GB__HUGE_PAGE;
     char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) return NULL;
@@ -237,51 +237,51 @@ static void *gb__map(size_t len) {
 static struct {
     void *p;
     size_t len;
-} gb__kept[GB__MAP_KEEP]; /* a ring, oldest at gb__kept_next */
-static int gb__kept_next;
-static size_t gb__kept_bytes;
-static pthread_mutex_t gb__kept_lock = PTHREAD_MUTEX_INITIALIZER;
+} gb__ts_kept[GB__MAP_KEEP]; /* a ring, oldest at gb__ts_kept_next */
+static int gb__ts_kept_next;
+static size_t gb__ts_kept_bytes;
+static pthread_mutex_t gb__ts_kept_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void *gb__map_reuse(size_t len) {
+static void *gb__ts_map_reuse(size_t len) {
     void *p = NULL;
-    pthread_mutex_lock(&gb__kept_lock);
+    pthread_mutex_lock(&gb__ts_kept_lock);
     for (int i = 0; i < GB__MAP_KEEP && !p; i++)
-        if (gb__kept[i].p && gb__kept[i].len == len) {
-            p = gb__kept[i].p;
-            gb__kept[i].p = NULL;
-            gb__kept_bytes -= len;
+        if (gb__ts_kept[i].p && gb__ts_kept[i].len == len) {
+            p = gb__ts_kept[i].p;
+            gb__ts_kept[i].p = NULL;
+            gb__ts_kept_bytes -= len;
         }
-    pthread_mutex_unlock(&gb__kept_lock);
+    pthread_mutex_unlock(&gb__ts_kept_lock);
     return p;
 }
 
-static void gb__unmap(void *ctx) {
+static void gb__ts_unmap(void *ctx) {
     gb_storage *s = ctx;
-    size_t len = gb__map_len(s->nbytes);
+    size_t len = gb__ts_map_len(s->nbytes);
     if (len > GB__MAP_KEEP_BYTES) {
         munmap(s->data, len);
         return;
     }
-    pthread_mutex_lock(&gb__kept_lock);
-    int i = gb__kept_next;
-    for (int k = i; gb__kept[i].p || gb__kept_bytes + len > GB__MAP_KEEP_BYTES; k = (k + 1) % GB__MAP_KEEP)
-        if (gb__kept[k].p) {
-            munmap(gb__kept[k].p, gb__kept[k].len);
-            gb__kept[k].p = NULL;
-            gb__kept_bytes -= gb__kept[k].len;
+    pthread_mutex_lock(&gb__ts_kept_lock);
+    int i = gb__ts_kept_next;
+    for (int k = i; gb__ts_kept[i].p || gb__ts_kept_bytes + len > GB__MAP_KEEP_BYTES; k = (k + 1) % GB__MAP_KEEP)
+        if (gb__ts_kept[k].p) {
+            munmap(gb__ts_kept[k].p, gb__ts_kept[k].len);
+            gb__ts_kept[k].p = NULL;
+            gb__ts_kept_bytes -= gb__ts_kept[k].len;
         }
-    gb__kept[i].p = s->data, gb__kept[i].len = len;
-    gb__kept_bytes += len;
-    gb__kept_next = (i + 1) % GB__MAP_KEEP;
-    pthread_mutex_unlock(&gb__kept_lock);
+    gb__ts_kept[i].p = s->data, gb__ts_kept[i].len = len;
+    gb__ts_kept_bytes += len;
+    gb__ts_kept_next = (i + 1) % GB__MAP_KEEP;
+    pthread_mutex_unlock(&gb__ts_kept_lock);
 }
 
 /* Linux's estimate of the memory a new allocation can get without
  * swapping (MemAvailable: free memory plus reclaimable caches). */
-static _Atomic uint64_t gb__mem_override;
+static _Atomic uint64_t gb__ts_mem_override;
 
 uint64_t gb__mem_available(void) {
-    uint64_t v = atomic_load(&gb__mem_override);
+    uint64_t v = atomic_load(&gb__ts_mem_override);
     if (v) return v;
     FILE *f = fopen("/proc/meminfo", "r");
     char line[256];
@@ -293,14 +293,14 @@ uint64_t gb__mem_available(void) {
     return v;
 }
 
-void gb__mem_available_set(uint64_t bytes) { atomic_store(&gb__mem_override, bytes); }
+void gb__mem_available_set(uint64_t bytes) { atomic_store(&gb__ts_mem_override, bytes); }
 
-static _Atomic uint64_t gb__space_override;
+static _Atomic uint64_t gb__ts_space_override;
 
-void gb__address_space_set(uint64_t bytes) { atomic_store(&gb__space_override, bytes); }
+void gb__address_space_set(uint64_t bytes) { atomic_store(&gb__ts_space_override, bytes); }
 
 uint64_t gb__address_space_left(void) {
-    uint64_t v = atomic_load(&gb__space_override);
+    uint64_t v = atomic_load(&gb__ts_space_override);
     if (v) return v;
     struct rlimit rl;
     if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
@@ -312,7 +312,7 @@ uint64_t gb__address_space_left(void) {
     return rl.rlim_cur > used ? (uint64_t)rl.rlim_cur - used : 0;
 }
 
-static gb_storage *gb__storage_new(size_t nbytes, bool zero, const char *what) {
+static gb_storage *gb__ts_storage_new(size_t nbytes, bool zero, const char *what) {
     gb_storage *s = gb__calloc(1, sizeof *s, what);
     if (!s) return NULL;
     s->refcount = 1;
@@ -320,15 +320,15 @@ static gb_storage *gb__storage_new(size_t nbytes, bool zero, const char *what) {
     s->owned = true;
     if (gb__meta_mode()) return s; /* shape only: no data */
     if (nbytes >= GB__HUGE_PAGE) {
-        size_t len = gb__map_len(nbytes);
+        size_t len = gb__ts_map_len(nbytes);
         /* Zeros come fresh from the kernel: zeroing a kept mapping would
          * write every page, where a fresh one faults in only the pages used
          * (parameters made as zeros and then loaded are never touched). */
-        s->data = zero ? NULL : gb__map_reuse(len);
-        if (!s->data) s->data = gb__map(len);
+        s->data = zero ? NULL : gb__ts_map_reuse(len);
+        if (!s->data) s->data = gb__ts_map(len);
         if (s->data) {
             s->owned = false; /* not malloc's: freed through release */
-            s->release = gb__unmap;
+            s->release = gb__ts_unmap;
             s->release_ctx = s;
             return s;
         }
@@ -346,28 +346,28 @@ static gb_storage *gb__storage_new(size_t nbytes, bool zero, const char *what) {
     return s;
 }
 
-static void gb__storage_release(gb_storage *s) {
+static void gb__ts_storage_release(gb_storage *s) {
     if (!s || --s->refcount > 0) return;
     if (s->owned) free(s->data);
     else if (s->release) s->release(s->release_ctx);
     free(s);
 }
 
-void gb__bump_version(gb_tensor *t) { t->storage->version++; }
+void gb__ts_bump_version(gb_tensor *t) { t->storage->version++; }
 
-static _Atomic int64_t gb__live;
-int64_t gb__live_tensors(void) { return gb__live; }
+static _Atomic int64_t gb__ts_live;
+int64_t gb__ts_live_tensors(void) { return gb__ts_live; }
 
-gb_tensor *gb__tensor_shell(const char *what) {
+gb_tensor *gb__ts_tensor_shell(const char *what) {
     gb_tensor *t = gb__calloc(1, sizeof *t, what);
     if (t) {
-        gb__live++;
+        gb__ts_live++;
         t->refcount = 1;
     }
     return t;
 }
 
-static gb_tensor *gb__tensor_alloc(gb_dtype dt, int ndim, const int64_t *shape, const char *what) {
+static gb_tensor *gb__ts_tensor_alloc(gb_dtype dt, int ndim, const int64_t *shape, const char *what) {
     if (ndim < 0 || ndim > GB_MAX_DIMS)
         return gb__fail_null(GB_ERR_SHAPE, "%s: %d dimensions requested, at most %d are supported", what, ndim,
                              GB_MAX_DIMS);
@@ -387,20 +387,20 @@ static gb_tensor *gb__tensor_alloc(gb_dtype dt, int ndim, const int64_t *shape, 
     }
     gb_tensor *t = gb__calloc(1, sizeof *t, what);
     if (!t) return NULL;
-    gb__live++;
+    gb__ts_live++;
     t->refcount = 1;
     t->dtype = dt;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    gb__contiguous_strides(ndim, shape, t->stride);
+    gb__ts_contiguous_strides(ndim, shape, t->stride);
     return t;
 }
 
 /* A new tensor with fresh contiguous storage (no data in meta mode). */
-static gb_tensor *gb__tensor_new(gb_dtype dt, int ndim, const int64_t *shape, bool zero, const char *what) {
-    gb_tensor *t = gb__tensor_alloc(dt, ndim, shape, what);
+static gb_tensor *gb__ts_tensor_new(gb_dtype dt, int ndim, const int64_t *shape, bool zero, const char *what) {
+    gb_tensor *t = gb__ts_tensor_alloc(dt, ndim, shape, what);
     if (!t) return NULL;
-    t->storage = gb__storage_new((size_t)gb__numel(ndim, shape) * gb_dtype_size(dt), zero, what);
+    t->storage = gb__ts_storage_new((size_t)gb__ts_numel(ndim, shape) * gb_dtype_size(dt), zero, what);
     if (!t->storage) {
         free(t);
         return NULL;
@@ -413,7 +413,7 @@ gb_tensor *gb_tensor_ref(gb_tensor *t) {
     return t;
 }
 
-static void gb__drop_graph(gb_tensor *t) {
+static void gb__ts_drop_graph(gb_tensor *t) {
     for (int i = 0; i < t->nsrc; i++) gb_tensor_free(t->src[i]);
     free(t->src);
     free(t->src_version);
@@ -428,20 +428,20 @@ static void gb__drop_graph(gb_tensor *t) {
 
 void gb_tensor_free(gb_tensor *t) {
     if (!t || --t->refcount > 0) return;
-    gb__drop_graph(t);
+    gb__ts_drop_graph(t);
     free(t->op_ctx);
     gb_tensor_free(t->grad);
     gb_tensor_free(t->grad_acc);
     arrfree(t->hooks);
-    gb__storage_release(t->storage);
+    gb__ts_storage_release(t->storage);
     free(t->name);
     free(t);
-    gb__live--;
+    gb__ts_live--;
 }
 
 /* Release the sources and saved values of t (called when autograd no longer
  * needs them). */
-void gb__tensor_drop_graph(gb_tensor *t) { gb__drop_graph(t); }
+void gb__ts_tensor_drop_graph(gb_tensor *t) { gb__ts_drop_graph(t); }
 
 int gb_tensor_ndim(const gb_tensor *t) { return t->ndim; }
 int64_t gb_tensor_dim(const gb_tensor *t, int d) {
@@ -451,7 +451,7 @@ int64_t gb_tensor_dim(const gb_tensor *t, int d) {
 const int64_t *gb_tensor_shape(const gb_tensor *t) { return t->shape; }
 const int64_t *gb_tensor_strides(const gb_tensor *t) { return t->stride; }
 int64_t gb_tensor_offset(const gb_tensor *t) { return t->offset; }
-int64_t gb_tensor_numel(const gb_tensor *t) { return gb__numel(t->ndim, t->shape); }
+int64_t gb_tensor_numel(const gb_tensor *t) { return gb__ts_numel(t->ndim, t->shape); }
 gb_dtype gb_tensor_dtype(const gb_tensor *t) { return t->dtype; }
 
 bool gb_tensor_is_contiguous(const gb_tensor *t) {
@@ -496,18 +496,18 @@ const char *gb_tensor_name(const gb_tensor *t) { return t->name ? t->name : ""; 
 /* ---- creation ----------------------------------------------------------- */
 
 gb_tensor *gb_empty(int ndim, const int64_t *shape, gb_dtype dt) {
-    return gb__tensor_new(dt, ndim, shape, false, "empty");
+    return gb__ts_tensor_new(dt, ndim, shape, false, "empty");
 }
 
 gb_tensor *gb_zeros(int ndim, const int64_t *shape, gb_dtype dt) {
-    return gb__tensor_new(dt, ndim, shape, true, "zeros");
+    return gb__ts_tensor_new(dt, ndim, shape, true, "zeros");
 }
 
 gb_tensor *gb_full(int ndim, const int64_t *shape, float value, gb_dtype dt) {
-    gb_tensor *t = gb__tensor_new(dt, ndim, shape, false, "full");
+    gb_tensor *t = gb__ts_tensor_new(dt, ndim, shape, false, "full");
     if (!t || !t->storage->data) return t;
     int64_t n = gb_tensor_numel(t);
-    for (int64_t i = 0; i < n; i++) gb__store_f32(t->storage->data, dt, i, value);
+    for (int64_t i = 0; i < n; i++) gb__ts_store_f32(t->storage->data, dt, i, value);
     return t;
 }
 
@@ -516,14 +516,14 @@ gb_tensor *gb_ones(int ndim, const int64_t *shape, gb_dtype dt) { return gb_full
 gb_tensor *gb_scalar_tensor(float v) { return gb_full(0, NULL, v, GB_DTYPE_F32); }
 
 gb_tensor *gb_from_data(const void *data, int ndim, const int64_t *shape, gb_dtype dt) {
-    gb_tensor *t = gb__tensor_new(dt, ndim, shape, false, "from_data");
+    gb_tensor *t = gb__ts_tensor_new(dt, ndim, shape, false, "from_data");
     if (t && t->storage->data) memcpy(t->storage->data, data, t->storage->nbytes);
     return t;
 }
 
 gb_tensor *gb_from_blob(void *data, int ndim, const int64_t *shape, gb_dtype dt, void (*release)(void *ctx),
                         void *ctx) {
-    gb_tensor *t = gb__tensor_alloc(dt, ndim, shape, "from_blob");
+    gb_tensor *t = gb__ts_tensor_alloc(dt, ndim, shape, "from_blob");
     if (!t) return NULL;
     t->storage = gb__calloc(1, sizeof *t->storage, "from_blob");
     if (!t->storage) {
@@ -532,7 +532,7 @@ gb_tensor *gb_from_blob(void *data, int ndim, const int64_t *shape, gb_dtype dt,
     }
     t->storage->refcount = 1;
     t->storage->data = data;
-    t->storage->nbytes = (size_t)gb__numel(ndim, shape) * gb_dtype_size(dt);
+    t->storage->nbytes = (size_t)gb__ts_numel(ndim, shape) * gb_dtype_size(dt);
     t->storage->release = release;
     t->storage->release_ctx = ctx;
     return t;
@@ -542,7 +542,7 @@ gb_tensor *gb_arange(double start, double end, double step) {
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step) || (end - start) / step < 0)
         return gb__fail_null(GB_ERR_ARG, "arange: invalid range start=%g end=%g step=%g", start, end, step);
     int64_t n = (int64_t)ceil((end - start) / step);
-    gb_tensor *t = gb__tensor_new(GB_DTYPE_F32, 1, &n, false, "arange");
+    gb_tensor *t = gb__ts_tensor_new(GB_DTYPE_F32, 1, &n, false, "arange");
     if (!t || !t->storage->data) return t;
     float *p = t->storage->data;
     for (int64_t i = 0; i < n; i++) p[i] = (float)(start + (double)i * step);
@@ -554,7 +554,7 @@ gb_tensor *gb_arange_i64(int64_t start, int64_t end, int64_t step) {
         return gb__fail_null(GB_ERR_ARG, "arange: invalid range start=%lld end=%lld step=%lld", (long long)start,
                              (long long)end, (long long)step);
     int64_t n = (end - start + step + (step > 0 ? -1 : 1)) / step;
-    gb_tensor *t = gb__tensor_new(GB_DTYPE_I64, 1, &n, false, "arange");
+    gb_tensor *t = gb__ts_tensor_new(GB_DTYPE_I64, 1, &n, false, "arange");
     if (!t || !t->storage->data) return t;
     int64_t *p = t->storage->data;
     for (int64_t i = 0; i < n; i++) p[i] = start + i * step;
@@ -586,24 +586,24 @@ uint32_t gb_rng_next(gb_rng *r) {
     return (xorshifted >> rot) | (xorshifted << ((-rot) & 31));
 }
 
-static float gb__uniform01(gb_rng *r) { return (float)(gb_rng_next(r) >> 8) * (1.0f / 16777216.0f); }
+static float gb__ts_uniform01(gb_rng *r) { return (float)(gb_rng_next(r) >> 8) * (1.0f / 16777216.0f); }
 
 gb_tensor *gb_rand(gb_rng *r, int ndim, const int64_t *shape, float low, float high) {
-    gb_tensor *t = gb__tensor_new(GB_DTYPE_F32, ndim, shape, false, "rand");
+    gb_tensor *t = gb__ts_tensor_new(GB_DTYPE_F32, ndim, shape, false, "rand");
     if (!t || !t->storage->data) return t;
     float *p = t->storage->data;
     int64_t n = gb_tensor_numel(t);
-    for (int64_t i = 0; i < n; i++) p[i] = low + gb__uniform01(r) * (high - low);
+    for (int64_t i = 0; i < n; i++) p[i] = low + gb__ts_uniform01(r) * (high - low);
     return t;
 }
 
 gb_tensor *gb_randn(gb_rng *r, int ndim, const int64_t *shape, float mean, float std) {
-    gb_tensor *t = gb__tensor_new(GB_DTYPE_F32, ndim, shape, false, "randn");
+    gb_tensor *t = gb__ts_tensor_new(GB_DTYPE_F32, ndim, shape, false, "randn");
     if (!t || !t->storage->data) return t;
     float *p = t->storage->data;
     int64_t n = gb_tensor_numel(t);
     for (int64_t i = 0; i < n; i += 2) {
-        double u1 = 1.0 - gb__uniform01(r), u2 = gb__uniform01(r);
+        double u1 = 1.0 - gb__ts_uniform01(r), u2 = gb__ts_uniform01(r);
         double rad = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
         p[i] = mean + std * (float)(rad * cos(th));
         if (i + 1 < n) p[i + 1] = mean + std * (float)(rad * sin(th));
@@ -614,7 +614,7 @@ gb_tensor *gb_randn(gb_rng *r, int ndim, const int64_t *shape, float mean, float
 gb_tensor *gb_randint(gb_rng *r, int ndim, const int64_t *shape, int64_t low, int64_t high) {
     if (high <= low || high - low > UINT32_MAX)
         return gb__fail_null(GB_ERR_ARG, "randint: invalid range [%lld, %lld)", (long long)low, (long long)high);
-    gb_tensor *t = gb__tensor_new(GB_DTYPE_I64, ndim, shape, false, "randint");
+    gb_tensor *t = gb__ts_tensor_new(GB_DTYPE_I64, ndim, shape, false, "randint");
     if (!t || !t->storage->data) return t;
     int64_t *p = t->storage->data;
     int64_t n = gb_tensor_numel(t);
@@ -624,14 +624,14 @@ gb_tensor *gb_randint(gb_rng *r, int ndim, const int64_t *shape, int64_t low, in
 
 /* ---- op plumbing -------------------------------------------------------- */
 
-static bool gb__should_record(int nsrc, gb_tensor *const *src) {
-    if (!gb__grad_mode()) return false;
+static bool gb__ts_should_record(int nsrc, gb_tensor *const *src) {
+    if (!gb__ts_grad_mode()) return false;
     for (int i = 0; i < nsrc; i++)
         if (src[i] && src[i]->requires_grad) return true;
     return false;
 }
 
-static gb_status gb__attach_sources(gb_tensor *out, gb_op op, int nsrc, gb_tensor *const *src, const char *what) {
+static gb_status gb__ts_attach_sources(gb_tensor *out, gb_op op, int nsrc, gb_tensor *const *src, const char *what) {
     out->op = op;
     if (nsrc == 0) return GB_OK;
     out->src = gb__calloc((size_t)nsrc, sizeof *out->src, what);
@@ -639,55 +639,55 @@ static gb_status gb__attach_sources(gb_tensor *out, gb_op op, int nsrc, gb_tenso
     if (!out->src || !out->src_version) return GB_ERR_ALLOC;
     out->nsrc = nsrc;
     for (int i = 0; i < nsrc; i++) out->src[i] = gb_tensor_ref(src[i]);
-    out->requires_grad = gb__should_record(nsrc, src);
+    out->requires_grad = gb__ts_should_record(nsrc, src);
     return GB_OK;
 }
 
-static bool gb__any_meta(int nsrc, gb_tensor *const *src) {
+static bool gb__ts_any_meta(int nsrc, gb_tensor *const *src) {
     for (int i = 0; i < nsrc; i++)
         if (src[i] && gb__is_meta(src[i])) return true;
     return false;
 }
 
-gb_tensor *gb__op_new(gb_op op, const char *what, gb_dtype dt, int ndim, const int64_t *shape, int nsrc,
+gb_tensor *gb__ts_op_new(gb_op op, const char *what, gb_dtype dt, int ndim, const int64_t *shape, int nsrc,
                       gb_tensor *const *src) {
-    bool meta = gb__any_meta(nsrc, src);
+    bool meta = gb__ts_any_meta(nsrc, src);
     if (meta) gb__meta_push();
-    gb_tensor *out = gb__tensor_new(dt, ndim, shape, false, what);
+    gb_tensor *out = gb__ts_tensor_new(dt, ndim, shape, false, what);
     if (meta) gb__meta_pop();
     if (!out) return NULL;
-    if (gb__attach_sources(out, op, nsrc, src, what) != GB_OK) {
+    if (gb__ts_attach_sources(out, op, nsrc, src, what) != GB_OK) {
         gb_tensor_free(out);
         return NULL;
     }
     return out;
 }
 
-gb_tensor *gb__op_new_view(gb_op op, const char *what, gb_tensor *src, int ndim, const int64_t *shape,
+gb_tensor *gb__ts_op_new_view(gb_op op, const char *what, gb_tensor *src, int ndim, const int64_t *shape,
                            const int64_t *stride, int64_t offset) {
-    gb_tensor *out = gb__tensor_alloc(src->dtype, ndim, shape, what);
+    gb_tensor *out = gb__ts_tensor_alloc(src->dtype, ndim, shape, what);
     if (!out) return NULL;
     for (int i = 0; i < ndim; i++) out->stride[i] = stride[i];
     out->offset = offset;
     out->storage = src->storage;
     src->storage->refcount++;
-    if (gb__attach_sources(out, op, 1, &src, what) != GB_OK) {
+    if (gb__ts_attach_sources(out, op, 1, &src, what) != GB_OK) {
         gb_tensor_free(out);
         return NULL;
     }
     return out;
 }
 
-gb_tensor *gb__op_run(gb_tensor *out) {
+gb_tensor *gb__ts_op_run(gb_tensor *out) {
     if (!gb__is_meta(out)) {
-        gb_status st = gb__ops[out->op].forward(out);
+        gb_status st = gb__ts_ops[out->op].forward(out);
         if (st != GB_OK) {
             gb_tensor_free(out);
             return NULL;
         }
     }
     if (!out->requires_grad) {
-        gb__drop_graph(out);
+        gb__ts_drop_graph(out);
         return out;
     }
     for (int i = 0; i < out->nsrc; i++) out->src_version[i] = out->src[i]->storage->version;
@@ -696,19 +696,19 @@ gb_tensor *gb__op_run(gb_tensor *out) {
 }
 
 /* The op table: one row per GB_OP_LIST entry, in enum order by construction. */
-const gb__op_info gb__ops[GB_OP_COUNT] = {
-#define GB__X(e, n, s) [GB_OP_##e] = {n, gb__op_##e##_forward, gb__op_##e##_backward, s},
+const gb__ts_op_info gb__ts_ops[GB_OP_COUNT] = {
+#define GB__X(e, n, s) [GB_OP_##e] = {n, gb__ts_op_##e##_forward, gb__ts_op_##e##_backward, s},
     GB_OP_LIST(GB__X)
 #undef GB__X
 };
-_Static_assert(sizeof gb__ops / sizeof gb__ops[0] == GB_OP_COUNT, "one op table row per op");
+_Static_assert(sizeof gb__ts_ops / sizeof gb__ts_ops[0] == GB_OP_COUNT, "one op table row per op");
 
 /* GB_OP_NONE: leaves. Never run. */
-gb_status gb__op_NONE_forward(gb_tensor *out) {
+gb_status gb__ts_op_NONE_forward(gb_tensor *out) {
     (void)out;
     return GB_OK;
 }
-gb_status gb__op_NONE_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+gb_status gb__ts_op_NONE_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     (void)out, (void)dout, (void)dsrc;
     return GB_OK;
 }

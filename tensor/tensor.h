@@ -104,13 +104,13 @@ void gb_clear_error(void);
 #ifndef __cplusplus
 #define GB_AT(expr)                                                           \
     _Generic((expr),                                                          \
-        gb_status: gb__site_leave_status,                                     \
-        default: gb__site_leave_ptr)((gb__site_enter(__FILE__, __LINE__), (expr)))
+        gb_status: gb__ts_site_leave_status,                                     \
+        default: gb__ts_site_leave_ptr)((gb__ts_site_enter(__FILE__, __LINE__), (expr)))
 #endif
 /* GB_AT's expansion (not called directly). */
-void gb__site_enter(const char *file, int line);
-gb_status gb__site_leave_status(gb_status s);
-void *gb__site_leave_ptr(const void *p);
+void gb__ts_site_enter(const char *file, int line);
+gb_status gb__ts_site_leave_status(gb_status s);
+void *gb__ts_site_leave_ptr(const void *p);
 
 /* ---- dtypes ------------------------------------------------------------- */
 
@@ -454,9 +454,9 @@ int gb_get_num_threads(void);
 #ifdef __cplusplus
 }
 /* GB_AT in C++: overloads instead of _Generic. */
-static inline gb_status gb__site_leave(gb_status s) { return gb__site_leave_status(s); }
-template <class T> static inline T *gb__site_leave(T *p) { return (T *)gb__site_leave_ptr(p); }
-#define GB_AT(expr) gb__site_leave((gb__site_enter(__FILE__, __LINE__), (expr)))
+static inline gb_status gb__ts_site_leave(gb_status s) { return gb__ts_site_leave_status(s); }
+template <class T> static inline T *gb__ts_site_leave(T *p) { return (T *)gb__ts_site_leave_ptr(p); }
+#define GB_AT(expr) gb__ts_site_leave((gb__ts_site_enter(__FILE__, __LINE__), (expr)))
 #endif
 
 #endif

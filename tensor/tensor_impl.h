@@ -25,12 +25,12 @@ typedef struct gb_storage {
     bool owned;                 /* data was malloc'd by glassbox */
 } gb_storage;
 
-typedef struct gb__grad_hook gb__grad_hook; /* autograd/, opaque here */
+typedef struct gb__ts_grad_hook gb__ts_grad_hook; /* autograd/, opaque here */
 
 /* The op enum is the concatenation of one X-macro list per op family; each
  * family lives in its own .def file beside the .c file that implements it.
  * An entry X(NAME, "name", SAVES) declares GB_OP_NAME, and the implementing
- * file defines gb__op_NAME_forward and gb__op_NAME_backward (see below).
+ * file defines gb__ts_op_NAME_forward and gb__ts_op_NAME_backward (see below).
  * SAVES tells autograd which values the backward reads, so that an in-place
  * write to one of them between forward and backward is an error, not a
  * silently wrong gradient: a bitmask of GB__SAVES_SRC(i) and GB__SAVES_OUT. */
@@ -90,7 +90,7 @@ struct gb_tensor {
     bool graph_freed;      /* backward ran without retain_graph */
     gb_tensor *grad;       /* .grad of leaves and retain_grad tensors */
     gb_tensor *grad_acc;   /* accumulating gradient during one backward */
-    gb__grad_hook *hooks;  /* stb_ds array, owned by autograd/ */
+    gb__ts_grad_hook *hooks;  /* stb_ds array, owned by autograd/ */
     uint64_t topo_mark;    /* visited-marker of the current backward walk */
 };
 
@@ -103,21 +103,21 @@ struct gb_tensor {
  *          shape), skipping sources whose dsrc[i] is NULL. Never overwrite:
  *          a source used twice receives two contributions. NULL backward =
  *          not differentiable. */
-typedef gb_status (*gb__forward_fn)(gb_tensor *out);
-typedef gb_status (*gb__backward_fn)(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc);
+typedef gb_status (*gb__ts_forward_fn)(gb_tensor *out);
+typedef gb_status (*gb__ts_backward_fn)(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc);
 
-typedef struct gb__op_info {
+typedef struct gb__ts_op_info {
     const char *name;
-    gb__forward_fn forward;
-    gb__backward_fn backward;
+    gb__ts_forward_fn forward;
+    gb__ts_backward_fn backward;
     unsigned saves;
-} gb__op_info;
+} gb__ts_op_info;
 
-extern const gb__op_info gb__ops[GB_OP_COUNT];
+extern const gb__ts_op_info gb__ts_ops[GB_OP_COUNT];
 
 #define GB__X(e, n, s)                                  \
-    gb_status gb__op_##e##_forward(gb_tensor *out);     \
-    gb_status gb__op_##e##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc);
+    gb_status gb__ts_op_##e##_forward(gb_tensor *out);     \
+    gb_status gb__ts_op_##e##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc);
 GB_OP_LIST(GB__X)
 #undef GB__X
 
@@ -125,57 +125,57 @@ GB_OP_LIST(GB__X)
 
 /* Every op goes through these two calls:
  *
- *     gb_tensor *out = gb__op_new(GB_OP_ADD, "add", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
+ *     gb_tensor *out = gb__ts_op_new(GB_OP_ADD, "add", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
  *     if (!out) return NULL;
  *     out->fparam[0] = alpha;                    // params the forward reads
- *     return gb__op_run(out);
+ *     return gb__ts_op_run(out);
  *
- * gb__op_new allocates the output (contiguous; no data in meta mode or when a
- * source is meta), records op and sources; gb__op_run runs the forward (not in
+ * gb__ts_op_new allocates the output (contiguous; no data in meta mode or when a
+ * source is meta), records op and sources; gb__ts_op_run runs the forward (not in
  * meta mode), then either keeps the sources for autograd or drops them. On
  * failure both free what they made and return NULL with the error set.
  * `what` is the user-facing op name used in error messages. */
-gb_tensor *gb__op_new(gb_op op, const char *what, gb_dtype dt, int ndim, const int64_t *shape,
+gb_tensor *gb__ts_op_new(gb_op op, const char *what, gb_dtype dt, int ndim, const int64_t *shape,
                       int nsrc, gb_tensor *const *src);
-/* Like gb__op_new but the output is a view of src[0]'s storage with the given
+/* Like gb__ts_op_new but the output is a view of src[0]'s storage with the given
  * geometry (no allocation). */
-gb_tensor *gb__op_new_view(gb_op op, const char *what, gb_tensor *src, int ndim,
+gb_tensor *gb__ts_op_new_view(gb_op op, const char *what, gb_tensor *src, int ndim,
                            const int64_t *shape, const int64_t *stride, int64_t offset);
-gb_tensor *gb__op_run(gb_tensor *out);
+gb_tensor *gb__ts_op_run(gb_tensor *out);
 
 /* Whether ops record for autograd now (grad mode on and some src requires
  * grad). Grad mode is thread-local; autograd/ exposes it to users. */
-bool gb__grad_mode(void);
-void gb__set_grad_mode(bool on);
+bool gb__ts_grad_mode(void);
+void gb__ts_set_grad_mode(bool on);
 /* Meta mode: ops compute shapes only (thread-local, nestable counter). */
 
 /* Copy src (broadcast to dst's shape, any dtypes, any strides) into dst's
  * data. No autograd, no version bump: for op implementations. */
-gb_status gb__copy_into(gb_tensor *dst, const gb_tensor *src);
+gb_status gb__ts_copy_into(gb_tensor *dst, const gb_tensor *src);
 /* Release t's sources and saved tensors (autograd frees the graph with it). */
-void gb__tensor_drop_graph(gb_tensor *t);
+void gb__ts_tensor_drop_graph(gb_tensor *t);
 
 /* Record an in-place write on t's storage (bumps the version). */
-void gb__bump_version(gb_tensor *t);
+void gb__ts_bump_version(gb_tensor *t);
 
 /* A zeroed tensor struct with one reference and no storage (for ops that
  * build a node by hand, like gb_index_put_'s rebase). */
-gb_tensor *gb__tensor_shell(const char *what);
+gb_tensor *gb__ts_tensor_shell(const char *what);
 /* Number of tensor structs alive in the process (tests check for growth). */
-int64_t gb__live_tensors(void);
+int64_t gb__ts_live_tensors(void);
 
 /* ---- shapes ------------------------------------------------------------- */
 
-int64_t gb__numel(int ndim, const int64_t *shape);
-void gb__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
+int64_t gb__ts_numel(int ndim, const int64_t *shape);
+void gb__ts_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 /* Normalise dim into [0, ndim) or fail with GB_ERR_INDEX naming op. */
-gb_status gb__norm_dim(const char *op, int *dim, int ndim);
+gb_status gb__ts_norm_dim(const char *op, int *dim, int ndim);
 /* Broadcast shapes a and b (PyTorch rules) into out (ndim = max). */
-gb_status gb__broadcast_shapes(const char *op, int na, const int64_t *a, int nb, const int64_t *b,
+gb_status gb__ts_broadcast_shapes(const char *op, int na, const int64_t *a, int nb, const int64_t *b,
                                int *nout, int64_t *out);
 /* Strides for reading t as if expanded to (ndim, shape): 0 on broadcast dims.
- * t must broadcast to the shape (checked by gb__broadcast_shapes). */
-void gb__broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride);
+ * t must broadcast to the shape (checked by gb__ts_broadcast_shapes). */
+void gb__ts_broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride);
 /* Format "[2, 3]" into buf (at least 128 bytes recommended); returns buf. */
 
 /* ---- strided iteration -------------------------------------------------- */
@@ -183,21 +183,21 @@ void gb__broadcast_strides(const gb_tensor *t, int ndim, const int64_t *shape, i
 /* Walks a shape in row-major order keeping element offsets for up to four
  * operands, each with its own strides (0 = broadcast):
  *
- *     gb__iter it; gb__iter_init(&it, nd, shape, 2, (const int64_t *[]){sa, sb});
- *     for (int64_t i = 0; i < it.n; i++, gb__iter_next(&it)) f(a[it.off[0]], b[it.off[1]]);
+ *     gb__ts_iter it; gb__ts_iter_init(&it, nd, shape, 2, (const int64_t *[]){sa, sb});
+ *     for (int64_t i = 0; i < it.n; i++, gb__ts_iter_next(&it)) f(a[it.off[0]], b[it.off[1]]);
  */
-typedef struct gb__iter {
+typedef struct gb__ts_iter {
     int ndim, nops;
     int64_t n;
     int64_t shape[GB_MAX_DIMS];
     int64_t idx[GB_MAX_DIMS];
     int64_t stride[4][GB_MAX_DIMS];
     int64_t off[4];
-} gb__iter;
-void gb__iter_init(gb__iter *it, int ndim, const int64_t *shape, int nops, const int64_t *const *strides);
+} gb__ts_iter;
+void gb__ts_iter_init(gb__ts_iter *it, int ndim, const int64_t *shape, int nops, const int64_t *const *strides);
 /* Position the iterator at linear element i (for splitting loops across threads). */
-void gb__iter_seek(gb__iter *it, int64_t i);
-static inline void gb__iter_next(gb__iter *it) {
+void gb__ts_iter_seek(gb__ts_iter *it, int64_t i);
+static inline void gb__ts_iter_next(gb__ts_iter *it) {
     for (int d = it->ndim - 1; d >= 0; d--) {
         for (int k = 0; k < it->nops; k++) it->off[k] += it->stride[k][d];
         if (++it->idx[d] < it->shape[d]) return;
@@ -207,7 +207,7 @@ static inline void gb__iter_next(gb__iter *it) {
 }
 
 /* Load / store one element of any dtype as float (f32 compute). */
-float gb__load_f32(const void *base, gb_dtype dt, int64_t i);
-void gb__store_f32(void *base, gb_dtype dt, int64_t i, float v);
+float gb__ts_load_f32(const void *base, gb_dtype dt, int64_t i);
+void gb__ts_store_f32(void *base, gb_dtype dt, int64_t i, float v);
 
 #endif

@@ -10,40 +10,40 @@
 
 #include <string.h>
 
-typedef struct gb__geom {
+typedef struct gb__ts_geom {
     int ndim;
     int64_t shape[GB_MAX_DIMS];
     int64_t stride[GB_MAX_DIMS];
     int64_t offset;
-} gb__geom;
+} gb__ts_geom;
 
 /* iparam layout of a view: logical strides, then the logical offset. */
 #define GB__VIEW_LOFF GB_MAX_DIMS
 
-static gb__geom gb__geom_real(const gb_tensor *t) {
-    gb__geom g = {.ndim = t->ndim, .offset = t->offset};
+static gb__ts_geom gb__ts_geom_real(const gb_tensor *t) {
+    gb__ts_geom g = {.ndim = t->ndim, .offset = t->offset};
     memcpy(g.shape, t->shape, sizeof g.shape);
     memcpy(g.stride, t->stride, sizeof g.stride);
     return g;
 }
 
-static gb__geom gb__geom_logical(const gb_tensor *t) {
-    gb__geom g = {.ndim = t->ndim, .offset = 0};
+static gb__ts_geom gb__ts_geom_logical(const gb_tensor *t) {
+    gb__ts_geom g = {.ndim = t->ndim, .offset = 0};
     memcpy(g.shape, t->shape, sizeof g.shape);
-    gb__contiguous_strides(t->ndim, t->shape, g.stride);
+    gb__ts_contiguous_strides(t->ndim, t->shape, g.stride);
     return g;
 }
 
 /* Make the view whose real geometry is `real` and logical geometry `logical`. */
-static gb_tensor *gb__make_view(gb_tensor *t, const char *what, const gb__geom *real, const gb__geom *logical) {
-    gb_tensor *out = gb__op_new_view(GB_OP_VIEW, what, t, real->ndim, real->shape, real->stride, real->offset);
+static gb_tensor *gb__ts_make_view(gb_tensor *t, const char *what, const gb__ts_geom *real, const gb__ts_geom *logical) {
+    gb_tensor *out = gb__ts_op_new_view(GB_OP_VIEW, what, t, real->ndim, real->shape, real->stride, real->offset);
     if (!out) return NULL;
     for (int i = 0; i < logical->ndim; i++) out->iparam[i] = logical->stride[i];
     out->iparam[GB__VIEW_LOFF] = logical->offset;
-    return gb__op_run(out);
+    return gb__ts_op_run(out);
 }
 
-gb_status gb__op_VIEW_forward(gb_tensor *out) {
+gb_status gb__ts_op_VIEW_forward(gb_tensor *out) {
     (void)out; /* the data is already there */
     return GB_OK;
 }
@@ -55,7 +55,7 @@ gb_status gb__op_VIEW_forward(gb_tensor *out) {
  * expanded (so each source element receives one addition, in any order),
  * add 32 x 32 tiles of the (p, last) plane instead: the tile's rows of dy
  * stay in cache while the source is written along its rows. */
-static bool gb__view_backward_transposed(float *ds, const float *dy, int nd, const int64_t *shape,
+static bool gb__ts_view_backward_transposed(float *ds, const float *dy, int nd, const int64_t *shape,
                                          const int64_t *lstride) {
     enum { TILE = 32 };
     int p = -1;
@@ -72,9 +72,9 @@ static bool gb__view_backward_transposed(float *ds, const float *dy, int nd, con
     for (int d = 0; d < nd - 1; d++)
         if (d != p) oshape[no] = shape[d], os[no] = lstride[d], od[no] = dstride[d], no++;
     int64_t rows = shape[p], cols = shape[nd - 1], dp = dstride[p], sl = lstride[nd - 1];
-    gb__iter it;
-    gb__iter_init(&it, no, oshape, 2, (const int64_t *[]){os, od});
-    for (int64_t o = 0; o < it.n; o++, gb__iter_next(&it)) {
+    gb__ts_iter it;
+    gb__ts_iter_init(&it, no, oshape, 2, (const int64_t *[]){os, od});
+    for (int64_t o = 0; o < it.n; o++, gb__ts_iter_next(&it)) {
         float *d0 = ds + it.off[0];       /* [cols (stride sl), rows (stride 1)] */
         const float *g0 = dy + it.off[1]; /* [rows (stride dp), cols (stride 1)] */
         for (int64_t i0 = 0; i0 < rows; i0 += TILE)
@@ -87,21 +87,21 @@ static bool gb__view_backward_transposed(float *ds, const float *dy, int nd, con
     return true;
 }
 
-gb_status gb__op_VIEW_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+gb_status gb__ts_op_VIEW_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
     if (!dsrc[0]) return GB_OK;
     float *ds = gb_tensor_data(dsrc[0]);                 /* [src numel] */
     const float *dy = gb_tensor_data(dout);              /* [out numel] */
     const int64_t *lstride = out->iparam;
     int nd = out->ndim;
     int64_t inner = nd > 0 && lstride[nd - 1] == 1 ? out->shape[nd - 1] : 1;
-    gb__iter it;
+    gb__ts_iter it;
     ds += out->iparam[GB__VIEW_LOFF];
-    if (inner == 1 && gb__view_backward_transposed(ds, dy, nd, out->shape, lstride)) return GB_OK;
+    if (inner == 1 && gb__ts_view_backward_transposed(ds, dy, nd, out->shape, lstride)) return GB_OK;
     /* Rows of the last dim are contiguous in the source too (head splits,
      * transposes of them, narrow): walk the outer dims only and add whole
      * rows, the same additions in the same order as element by element. */
-    gb__iter_init(&it, inner > 1 ? nd - 1 : nd, out->shape, 1, (const int64_t *[]){lstride});
-    for (int64_t r = 0; r < it.n; r++, gb__iter_next(&it)) {
+    gb__ts_iter_init(&it, inner > 1 ? nd - 1 : nd, out->shape, 1, (const int64_t *[]){lstride});
+    for (int64_t r = 0; r < it.n; r++, gb__ts_iter_next(&it)) {
         float *d = ds + it.off[0];          /* [inner] */
         const float *g = dy + r * inner;    /* [inner] */
         for (int64_t j = 0; j < inner; j++) d[j] += g[j];
@@ -111,24 +111,24 @@ gb_status gb__op_VIEW_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor 
 
 /* ---- the view functions ------------------------------------------------- */
 
-typedef gb_status (*gb__geom_fn)(gb__geom *g, const void *arg);
+typedef gb_status (*gb__ts_geom_fn)(gb__ts_geom *g, const void *arg);
 
 /* Apply one geometric transform to both the real and the logical geometry. */
-static gb_tensor *gb__view_by(gb_tensor *t, const char *what, gb__geom_fn fn, const void *arg) {
-    gb__geom real = gb__geom_real(t), logical = gb__geom_logical(t);
+static gb_tensor *gb__ts_view_by(gb_tensor *t, const char *what, gb__ts_geom_fn fn, const void *arg) {
+    gb__ts_geom real = gb__ts_geom_real(t), logical = gb__ts_geom_logical(t);
     if (fn(&real, arg) != GB_OK) return NULL;
     fn(&logical, arg);
-    return gb__make_view(t, what, &real, &logical);
+    return gb__ts_make_view(t, what, &real, &logical);
 }
 
 /* permute */
-static gb_status gb__geom_permute(gb__geom *g, const void *arg) {
+static gb_status gb__ts_geom_permute(gb__ts_geom *g, const void *arg) {
     const int *dims = arg;
-    gb__geom old = *g;
+    gb__ts_geom old = *g;
     bool seen[GB_MAX_DIMS] = {0};
     for (int i = 0; i < g->ndim; i++) {
         int d = dims[i];
-        if (gb__norm_dim("permute", &d, old.ndim) != GB_OK) return GB_ERR_INDEX;
+        if (gb__ts_norm_dim("permute", &d, old.ndim) != GB_OK) return GB_ERR_INDEX;
         if (seen[d]) return gb__fail(GB_ERR_ARG, "permute: repeated dim %d in permutation", dims[i]);
         seen[d] = true;
         g->shape[i] = old.shape[d];
@@ -137,10 +137,10 @@ static gb_status gb__geom_permute(gb__geom *g, const void *arg) {
     return GB_OK;
 }
 
-gb_tensor *gb_permute(gb_tensor *t, const int *dims) { return gb__view_by(t, "permute", gb__geom_permute, dims); }
+gb_tensor *gb_permute(gb_tensor *t, const int *dims) { return gb__ts_view_by(t, "permute", gb__ts_geom_permute, dims); }
 
 gb_tensor *gb_transpose(gb_tensor *t, int d0, int d1) {
-    if (gb__norm_dim("transpose", &d0, t->ndim) || gb__norm_dim("transpose", &d1, t->ndim)) return NULL;
+    if (gb__ts_norm_dim("transpose", &d0, t->ndim) || gb__ts_norm_dim("transpose", &d1, t->ndim)) return NULL;
     int dims[GB_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) dims[i] = i;
     dims[d0] = d1;
@@ -152,10 +152,10 @@ gb_tensor *gb_transpose(gb_tensor *t, int d0, int d1) {
 typedef struct {
     int dim;
     int64_t start, len, step;
-} gb__slice_arg;
+} gb__ts_slice_arg;
 
-static gb_status gb__geom_slice(gb__geom *g, const void *arg) {
-    const gb__slice_arg *a = arg;
+static gb_status gb__ts_geom_slice(gb__ts_geom *g, const void *arg) {
+    const gb__ts_slice_arg *a = arg;
     g->offset += a->start * g->stride[a->dim];
     g->stride[a->dim] *= a->step;
     g->shape[a->dim] = a->len;
@@ -163,7 +163,7 @@ static gb_status gb__geom_slice(gb__geom *g, const void *arg) {
 }
 
 gb_tensor *gb_slice(gb_tensor *t, int dim, int64_t start, int64_t stop, int64_t step) {
-    if (gb__norm_dim("slice", &dim, t->ndim)) return NULL;
+    if (gb__ts_norm_dim("slice", &dim, t->ndim)) return NULL;
     if (t->ndim == 0) return gb__fail_null(GB_ERR_INDEX, "slice: cannot slice a 0-dim tensor");
     if (step <= 0) return gb__fail_null(GB_ERR_ARG, "slice: step must be greater than zero, got %lld", (long long)step);
     int64_t n = t->shape[dim];
@@ -175,12 +175,12 @@ gb_tensor *gb_slice(gb_tensor *t, int dim, int64_t start, int64_t stop, int64_t 
     if (stop < 0) stop = 0;
     if (stop == GB_END || stop > n) stop = n;
     int64_t len = stop > start ? (stop - start + step - 1) / step : 0;
-    gb__slice_arg a = {dim, start, len, step};
-    return gb__view_by(t, "slice", gb__geom_slice, &a);
+    gb__ts_slice_arg a = {dim, start, len, step};
+    return gb__ts_view_by(t, "slice", gb__ts_geom_slice, &a);
 }
 
 gb_tensor *gb_narrow(gb_tensor *t, int dim, int64_t start, int64_t length) {
-    if (gb__norm_dim("narrow", &dim, t->ndim)) return NULL;
+    if (gb__ts_norm_dim("narrow", &dim, t->ndim)) return NULL;
     if (t->ndim == 0) return gb__fail_null(GB_ERR_INDEX, "narrow: cannot narrow a 0-dim tensor");
     int64_t n = t->shape[dim];
     if (start < -n || start > n)
@@ -190,13 +190,13 @@ gb_tensor *gb_narrow(gb_tensor *t, int dim, int64_t start, int64_t length) {
     if (length < 0 || start + length > n)
         return gb__fail_null(GB_ERR_INDEX, "narrow: start (%lld) + length (%lld) exceeds dimension %d with size %lld",
                              (long long)start, (long long)length, dim, (long long)n);
-    gb__slice_arg a = {dim, start, length, 1};
-    return gb__view_by(t, "narrow", gb__geom_slice, &a);
+    gb__ts_slice_arg a = {dim, start, length, 1};
+    return gb__ts_view_by(t, "narrow", gb__ts_geom_slice, &a);
 }
 
 /* select: removes dim */
-static gb_status gb__geom_select(gb__geom *g, const void *arg) {
-    const gb__slice_arg *a = arg;
+static gb_status gb__ts_geom_select(gb__ts_geom *g, const void *arg) {
+    const gb__ts_slice_arg *a = arg;
     g->offset += a->start * g->stride[a->dim];
     for (int i = a->dim; i < g->ndim - 1; i++) {
         g->shape[i] = g->shape[i + 1];
@@ -208,17 +208,17 @@ static gb_status gb__geom_select(gb__geom *g, const void *arg) {
 
 gb_tensor *gb_select(gb_tensor *t, int dim, int64_t index) {
     if (t->ndim == 0) return gb__fail_null(GB_ERR_INDEX, "select: invalid index of a 0-dim tensor");
-    if (gb__norm_dim("select", &dim, t->ndim)) return NULL;
+    if (gb__ts_norm_dim("select", &dim, t->ndim)) return NULL;
     int64_t n = t->shape[dim];
     if (index < -n || index >= n)
         return gb__fail_null(GB_ERR_INDEX, "index %lld is out of bounds for dimension %d with size %lld",
                              (long long)index, dim, (long long)n);
-    gb__slice_arg a = {dim, index < 0 ? index + n : index, 1, 1};
-    return gb__view_by(t, "select", gb__geom_select, &a);
+    gb__ts_slice_arg a = {dim, index < 0 ? index + n : index, 1, 1};
+    return gb__ts_view_by(t, "select", gb__ts_geom_select, &a);
 }
 
 /* unsqueeze / squeeze */
-static gb_status gb__geom_unsqueeze(gb__geom *g, const void *arg) {
+static gb_status gb__ts_geom_unsqueeze(gb__ts_geom *g, const void *arg) {
     int dim = *(const int *)arg;
     for (int i = g->ndim; i > dim; i--) {
         g->shape[i] = g->shape[i - 1];
@@ -233,32 +233,32 @@ static gb_status gb__geom_unsqueeze(gb__geom *g, const void *arg) {
 gb_tensor *gb_unsqueeze(gb_tensor *t, int dim) {
     if (t->ndim >= GB_MAX_DIMS)
         return gb__fail_null(GB_ERR_SHAPE, "unsqueeze: tensor already has %d dimensions", GB_MAX_DIMS);
-    if (gb__norm_dim("unsqueeze", &dim, t->ndim + 1)) return NULL;
-    return gb__view_by(t, "unsqueeze", gb__geom_unsqueeze, &dim);
+    if (gb__ts_norm_dim("unsqueeze", &dim, t->ndim + 1)) return NULL;
+    return gb__ts_view_by(t, "unsqueeze", gb__ts_geom_unsqueeze, &dim);
 }
 
-static gb_status gb__geom_identity(gb__geom *g, const void *arg) {
+static gb_status gb__ts_geom_identity(gb__ts_geom *g, const void *arg) {
     (void)g, (void)arg;
     return GB_OK;
 }
 
 /* Like torch.squeeze(dim): a dim whose size is not 1 is left alone. */
 gb_tensor *gb_squeeze(gb_tensor *t, int dim) {
-    if (gb__norm_dim("squeeze", &dim, t->ndim)) return NULL;
-    if (t->ndim == 0 || t->shape[dim] != 1) return gb__view_by(t, "squeeze", gb__geom_identity, NULL);
-    gb__slice_arg a = {dim, 0, 1, 1};
-    return gb__view_by(t, "squeeze", gb__geom_select, &a);
+    if (gb__ts_norm_dim("squeeze", &dim, t->ndim)) return NULL;
+    if (t->ndim == 0 || t->shape[dim] != 1) return gb__ts_view_by(t, "squeeze", gb__ts_geom_identity, NULL);
+    gb__ts_slice_arg a = {dim, 0, 1, 1};
+    return gb__ts_view_by(t, "squeeze", gb__ts_geom_select, &a);
 }
 
 /* expand */
 typedef struct {
     int ndim;
     const int64_t *shape;
-} gb__expand_arg;
+} gb__ts_expand_arg;
 
-static gb_status gb__geom_expand(gb__geom *g, const void *arg) {
-    const gb__expand_arg *a = arg;
-    gb__geom old = *g;
+static gb_status gb__ts_geom_expand(gb__ts_geom *g, const void *arg) {
+    const gb__ts_expand_arg *a = arg;
+    gb__ts_geom old = *g;
     if (a->ndim < old.ndim || a->ndim > GB_MAX_DIMS) {
         char b1[160], b2[160];
         return gb__fail(GB_ERR_SHAPE,
@@ -294,14 +294,14 @@ static gb_status gb__geom_expand(gb__geom *g, const void *arg) {
 }
 
 gb_tensor *gb_expand(gb_tensor *t, int ndim, const int64_t *shape) {
-    gb__expand_arg a = {ndim, shape};
-    return gb__view_by(t, "expand", gb__geom_expand, &a);
+    gb__ts_expand_arg a = {ndim, shape};
+    return gb__ts_view_by(t, "expand", gb__ts_geom_expand, &a);
 }
 
 /* reshape / view */
 
 /* Resolve one -1 in shape against numel; checks the element count. */
-static gb_status gb__infer_shape(const char *op, const gb_tensor *t, int ndim, const int64_t *shape, int64_t *out) {
+static gb_status gb__ts_infer_shape(const char *op, const gb_tensor *t, int ndim, const int64_t *shape, int64_t *out) {
     if (ndim < 0 || ndim > GB_MAX_DIMS)
         return gb__fail(GB_ERR_SHAPE, "%s: %d dimensions requested, at most %d are supported", op, ndim, GB_MAX_DIMS);
     int infer = -1;
@@ -319,7 +319,7 @@ static gb_status gb__infer_shape(const char *op, const gb_tensor *t, int ndim, c
         }
     }
     if (infer >= 0 && known != 0 && numel % known == 0) out[infer] = numel / known;
-    if (gb__numel(ndim, out) != numel || (infer >= 0 && known == 0))
+    if (gb__ts_numel(ndim, out) != numel || (infer >= 0 && known == 0))
         return gb__fail(GB_ERR_SHAPE, "%s: shape '%s' is invalid for input of size %lld (input shape %s)", op,
                         gb__shape_str(b1, 160, ndim, shape), (long long)numel, gb__shape_str(b2, 160, t->ndim, t->shape));
     return GB_OK;
@@ -327,10 +327,10 @@ static gb_status gb__infer_shape(const char *op, const gb_tensor *t, int ndim, c
 
 /* PyTorch's computeStride: strides viewing t's memory with a new shape, or
  * false when the existing strides cannot express it without a copy. */
-static bool gb__view_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride) {
+static bool gb__ts_view_strides(const gb_tensor *t, int ndim, const int64_t *shape, int64_t *stride) {
     int64_t numel = gb_tensor_numel(t);
     if (numel == 0 || t->ndim == 0) {
-        gb__contiguous_strides(ndim, shape, stride);
+        gb__ts_contiguous_strides(ndim, shape, stride);
         return true;
     }
     int view_d = ndim - 1;
@@ -355,12 +355,12 @@ static bool gb__view_strides(const gb_tensor *t, int ndim, const int64_t *shape,
     return view_d == -1;
 }
 
-static gb_tensor *gb__reshape_impl(gb_tensor *t, int ndim, const int64_t *shape, bool may_copy, const char *what) {
-    gb__geom real = {.ndim = ndim, .offset = t->offset}, logical = {.ndim = ndim, .offset = 0};
-    if (gb__infer_shape(what, t, ndim, shape, real.shape) != GB_OK) return NULL;
+static gb_tensor *gb__ts_reshape_impl(gb_tensor *t, int ndim, const int64_t *shape, bool may_copy, const char *what) {
+    gb__ts_geom real = {.ndim = ndim, .offset = t->offset}, logical = {.ndim = ndim, .offset = 0};
+    if (gb__ts_infer_shape(what, t, ndim, shape, real.shape) != GB_OK) return NULL;
     memcpy(logical.shape, real.shape, sizeof real.shape);
-    gb__contiguous_strides(ndim, real.shape, logical.stride);
-    if (gb__view_strides(t, ndim, real.shape, real.stride)) return gb__make_view(t, what, &real, &logical);
+    gb__ts_contiguous_strides(ndim, real.shape, logical.stride);
+    if (gb__ts_view_strides(t, ndim, real.shape, real.stride)) return gb__ts_make_view(t, what, &real, &logical);
     if (!may_copy) {
         char b1[160], b2[160];
         return gb__fail_null(GB_ERR_SHAPE,
@@ -370,22 +370,22 @@ static gb_tensor *gb__reshape_impl(gb_tensor *t, int ndim, const int64_t *shape,
     }
     gb_tensor *c = gb_contiguous(t);
     if (!c) return NULL;
-    gb_tensor *out = gb__reshape_impl(c, ndim, real.shape, false, what);
+    gb_tensor *out = gb__ts_reshape_impl(c, ndim, real.shape, false, what);
     gb_tensor_free(c);
     return out;
 }
 
 gb_tensor *gb_reshape(gb_tensor *t, int ndim, const int64_t *shape) {
-    return gb__reshape_impl(t, ndim, shape, true, "reshape");
+    return gb__ts_reshape_impl(t, ndim, shape, true, "reshape");
 }
 
 gb_tensor *gb_view(gb_tensor *t, int ndim, const int64_t *shape) {
-    return gb__reshape_impl(t, ndim, shape, false, "view");
+    return gb__ts_reshape_impl(t, ndim, shape, false, "view");
 }
 
 gb_tensor *gb_flatten(gb_tensor *t, int start_dim, int end_dim) {
     if (t->ndim == 0) return gb_reshape(t, 1, (int64_t[]){1});
-    if (gb__norm_dim("flatten", &start_dim, t->ndim) || gb__norm_dim("flatten", &end_dim, t->ndim)) return NULL;
+    if (gb__ts_norm_dim("flatten", &start_dim, t->ndim) || gb__ts_norm_dim("flatten", &end_dim, t->ndim)) return NULL;
     if (start_dim > end_dim)
         return gb__fail_null(GB_ERR_ARG, "flatten: start_dim (%d) cannot come after end_dim (%d)", start_dim, end_dim);
     int64_t shape[GB_MAX_DIMS];

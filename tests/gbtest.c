@@ -75,7 +75,7 @@ gbt_oracle *gbt_oracle_load(const char *name) {
             if (dt == GB_DTYPE_I64) ((int64_t *)data)[i] = strtoll(tok, NULL, 10);
             else if (dt == GB_DTYPE_I32) ((int32_t *)data)[i] = (int32_t)strtol(tok, NULL, 10);
             else if (dt == GB_DTYPE_F32) ((float *)data)[i] = strtof(tok, NULL);
-            else gb__store_f32(data, dt, i, strtof(tok, NULL));
+            else gb__ts_store_f32(data, dt, i, strtof(tok, NULL));
         }
         ck_assert_msg(!short_line, "oracle %s: %s has fewer values than its shape", path, key);
         shput(o->map, key, t);

@@ -1,9 +1,9 @@
 /* Threads and buffers of the fast paths: OpenBLAS kept on one thread with
- * products split over glassbox's OpenMP threads (gb__gemm), and the backward
+ * products split over glassbox's OpenMP threads (gb__ts_gemm), and the backward
  * engine's gradient buffers (large ones mapped on their own, a first
  * gradient adopted as .grad rather than copied).
  *
- * Expected values of gb__gemm come from a double-precision triple loop over
+ * Expected values of gb__ts_gemm come from a double-precision triple loop over
  * the same operands (the definition of the product). Tolerance: each f32
  * result sums k products in some order, so its error is at most about
  * k * 2^-24 * sum|a_i b_i|; the check allows 1e-5 * sum|a_i b_i| (k <= 1000
@@ -18,14 +18,14 @@
 #include "tensor/blas.h"
 #include "tensor/tensor_impl.h"
 
-/* ---- gb__gemm against a reference ---------------------------------------- */
+/* ---- gb__ts_gemm against a reference ---------------------------------------- */
 
 /* One product to check: C[b] (+)= A[b] @ B[b] over a batch of nb. */
 typedef struct gemm_case {
     const char *name;
     int64_t m, n, k, nb;
     bool a_t, b_t; /* operand stored transposed (sgemm "T") */
-    bool c_t;      /* C stored column-major (gb__gemm transposes the product) */
+    bool c_t;      /* C stored column-major (gb__ts_gemm transposes the product) */
     bool c_shared; /* one C for every batch: the batch is a reduction */
     float beta;
 } gemm_case;
@@ -53,13 +53,13 @@ static float uniform(uint64_t *s) { /* in [-1, 1) */
 }
 
 /* A [rows, cols] operand per batch, stored row-major or (t) column-major. */
-static gb__mat operand(float *p, int64_t rows, int64_t cols, bool t, int64_t bstride) {
-    gb__mat m = {.p = p, .rows = rows, .cols = cols, .rs = t ? 1 : cols, .cs = t ? rows : 1};
+static gb__ts_mat operand(float *p, int64_t rows, int64_t cols, bool t, int64_t bstride) {
+    gb__ts_mat m = {.p = p, .rows = rows, .cols = cols, .rs = t ? 1 : cols, .cs = t ? rows : 1};
     m.bstride[0] = bstride;
     return m;
 }
 
-static double at(const gb__mat *m, int64_t b, int64_t i, int64_t j) {
+static double at(const gb__ts_mat *m, int64_t b, int64_t i, int64_t j) {
     return m->p[b * m->bstride[0] + i * m->rs + j * m->cs];
 }
 
@@ -75,8 +75,8 @@ static void check_case(const gemm_case *g) {
     for (int64_t i = 0; i < nb * k * n; i++) b[i] = uniform(&s);
     /* beta = 0 must overwrite whatever C held, NaN included */
     for (int64_t i = 0; i < nc; i++) c0[i] = g->beta == 0.0f ? NAN : uniform(&s);
-    gb__mat ma = operand(a, m, k, g->a_t, m * k), mb = operand(b, k, n, g->b_t, k * n);
-    gb__mat mc = operand(c, m, n, g->c_t, g->c_shared ? 0 : m * n), mc0 = mc;
+    gb__ts_mat ma = operand(a, m, k, g->a_t, m * k), mb = operand(b, k, n, g->b_t, k * n);
+    gb__ts_mat mc = operand(c, m, n, g->c_t, g->c_shared ? 0 : m * n), mc0 = mc;
     mc0.p = c0;
     for (int64_t cb = 0, e = 0; cb < ncb; cb++)
         for (int64_t i = 0; i < m; i++)
@@ -93,7 +93,7 @@ static void check_case(const gemm_case *g) {
     for (int threads = 1; threads <= 3; threads++) {
         memcpy(c, c0, sizeof(float) * (size_t)nc);
         gb_set_num_threads(threads);
-        gbt_ok_status(gb__gemm("test", &mc, &ma, &mb, g->beta, 1, (int64_t[]){nb}));
+        gbt_ok_status(gb__ts_gemm("test", &mc, &ma, &mb, g->beta, 1, (int64_t[]){nb}));
         ck_assert_int_eq(omp_get_max_threads(), threads); /* the caller's OpenMP count is left alone */
         /* the first bad element, if any (one ck_assert per element is slow) */
         int64_t bad = -1, e = 0;
@@ -125,7 +125,7 @@ START_TEST(test_openblas_one_thread) {
     const char *nt = getenv("OPENBLAS_NUM_THREADS"), *ct = getenv("OPENBLAS_CORETYPE");
     char *nt0 = nt ? strdup(nt) : NULL, *ct0 = ct ? strdup(ct) : NULL;
     int icv = omp_get_max_threads(), before = gb_get_num_threads();
-    const gb__blas *b = gb__blas_get();
+    const gb__ts_blas *b = gb__ts_blas_get();
     gbt_ok(b);
     nt = getenv("OPENBLAS_NUM_THREADS"), ct = getenv("OPENBLAS_CORETYPE");
     ck_assert_msg(nt0 ? nt && !strcmp(nt, nt0) : !nt, "OPENBLAS_NUM_THREADS changed from %s to %s",
@@ -167,13 +167,13 @@ START_TEST(test_openmp_build_detected) {
         gbt_skip("test_openmp_build_detected", "%s is not installed", path);
         return;
     }
-    gb__blas b;
-    gbt_ok_status(gb__blas_open((const char *[]){path, NULL}, &b));
+    gb__ts_blas b;
+    gbt_ok_status(gb__ts_blas_open((const char *[]){path, NULL}, &b));
     ck_assert(b.openmp);
-    gb__blas_close(&b);
-    gbt_ok_status(gb__blas_open((const char *[]){"libglassbox-no-such-blas.so.0", path, NULL}, &b));
+    gb__ts_blas_close(&b);
+    gbt_ok_status(gb__ts_blas_open((const char *[]){"libglassbox-no-such-blas.so.0", path, NULL}, &b));
     ck_assert_str_eq(b.path, path);
-    gb__blas_close(&b);
+    gb__ts_blas_close(&b);
 }
 END_TEST
 

@@ -64,15 +64,15 @@ static double scale_gelu_dx(double x) {
 
 /* ---- the functions under test ------------------------------------------- */
 
-static float fm_exp(float x) { return gb__exp(x); }
-static float fm_tanh(float x) { return gb__tanh(x); }
-static float fm_sigmoid(float x) { return gb__sigmoid(x); }
-static float fm_silu(float x) { return gb__silu(x); }
-static float fm_gelu(float x) { return gb__gelu(x); }
-static float fm_gelu_tanh(float x) { return gb__gelu_tanh(x); }
-static float fm_silu_dx(float x) { return gb__silu_dx(x); }
-static float fm_gelu_dx(float x) { return gb__gelu_dx(x); }
-static float fm_gelu_tanh_dx(float x) { return gb__gelu_tanh_dx(x); }
+static float fm_exp(float x) { return gb__ts_exp(x); }
+static float fm_tanh(float x) { return gb__ts_tanh(x); }
+static float fm_sigmoid(float x) { return gb__ts_sigmoid(x); }
+static float fm_silu(float x) { return gb__ts_silu(x); }
+static float fm_gelu(float x) { return gb__ts_gelu(x); }
+static float fm_gelu_tanh(float x) { return gb__ts_gelu_tanh(x); }
+static float fm_silu_dx(float x) { return gb__ts_silu_dx(x); }
+static float fm_gelu_dx(float x) { return gb__ts_gelu_dx(x); }
+static float fm_gelu_tanh_dx(float x) { return gb__ts_gelu_tanh_dx(x); }
 
 /* name, op (for derivatives: the op whose backward uses it), direct call,
  * reference, scale (derivatives only), maximum error in ulp. */
@@ -121,12 +121,12 @@ static int64_t next_chunk(sampler *sp, float *x) {
     int64_t k = 0;
     while (k < CHUNK && sp->phase < 3) {
         if (sp->phase == 0) { /* the whole range */
-            for (; k < CHUNK && sp->next < (1ull << 32); sp->next += sp->step) x[k++] = gb__u2f((uint32_t)sp->next);
+            for (; k < CHUNK && sp->next < (1ull << 32); sp->next += sp->step) x[k++] = gb__ts_u2f((uint32_t)sp->next);
             if (sp->next >= (1ull << 32)) sp->phase = sp->step == 1 ? 2 : 1, sp->next = 1;
         } else if (sp->phase == 1) { /* denser where the branches are */
             for (; k + 1 < CHUNK && sp->next <= top; sp->next += central) {
-                x[k++] = gb__u2f((uint32_t)sp->next);
-                x[k++] = gb__u2f((uint32_t)sp->next | 0x80000000u);
+                x[k++] = gb__ts_u2f((uint32_t)sp->next);
+                x[k++] = gb__ts_u2f((uint32_t)sp->next | 0x80000000u);
             }
             if (sp->next <= top) break; /* full */
             sp->phase = 2;
@@ -226,23 +226,23 @@ END_TEST
  * libm's for exp, tanh and sigmoid; for silu and the gelus, the formula
  * x * cdf(x) in IEEE arithmetic (inf * 1 and -inf * 0), as in PyTorch. */
 START_TEST(test_fastmath_limits) {
-    ck_assert(gb__exp(-INFINITY) == 0.0f && !signbit(gb__exp(-INFINITY)));
-    ck_assert(gb__exp(INFINITY) == INFINITY && isnan(gb__exp(NAN)));
-    ck_assert(gb__exp(-103.9f) == 0x1p-149f); /* 7.5e-46 > 2^-150: rounds up to the smallest subnormal */
-    ck_assert(gb__exp(-104.0f) == 0.0f);      /* 6.8e-46 < 2^-150 */
-    ck_assert(gb__exp(88.72f) < INFINITY && gb__exp(88.73f) == INFINITY);
-    ck_assert(gb__tanh(INFINITY) == 1.0f && gb__tanh(-INFINITY) == -1.0f && isnan(gb__tanh(NAN)));
-    ck_assert(gb__tanh(-0.0f) == 0.0f && signbit(gb__tanh(-0.0f)));
-    ck_assert(gb__tanh(9.1f) == 1.0f);    /* 1 - tanh(9.1) = 2.5e-8 < 2^-25 */
-    ck_assert(gb__sigmoid(INFINITY) == 1.0f && gb__sigmoid(-INFINITY) == 0.0f && isnan(gb__sigmoid(NAN)));
-    ck_assert(gb__sigmoid(-100.0f) > 0.0f); /* 3.7e-44, subnormal */
-    ck_assert(gb__silu(INFINITY) == INFINITY && isnan(gb__silu(-INFINITY)) && isnan(gb__silu(NAN)));
-    ck_assert(gb__silu(-100.0f) < 0.0f);  /* -3.7e-42, subnormal */
-    ck_assert(gb__gelu(INFINITY) == INFINITY && isnan(gb__gelu(-INFINITY)) && isnan(gb__gelu(NAN)));
-    ck_assert(gb__gelu(-14.0f) < 0.0f);   /* -14 Phi(-14) = -1.1e-43, subnormal */
-    ck_assert(gb__gelu(6.0f) == 6.0f);    /* Phi(-6) = 1e-9 < 2^-25 */
-    ck_assert(gb__gelu_tanh(INFINITY) == INFINITY && isnan(gb__gelu_tanh(-INFINITY)) && isnan(gb__gelu_tanh(NAN)));
-    ck_assert(gb__gelu_tanh(-10.0f) < 0.0f); /* -10 sigmoid(-87.3) = -1.2e-37 */
+    ck_assert(gb__ts_exp(-INFINITY) == 0.0f && !signbit(gb__ts_exp(-INFINITY)));
+    ck_assert(gb__ts_exp(INFINITY) == INFINITY && isnan(gb__ts_exp(NAN)));
+    ck_assert(gb__ts_exp(-103.9f) == 0x1p-149f); /* 7.5e-46 > 2^-150: rounds up to the smallest subnormal */
+    ck_assert(gb__ts_exp(-104.0f) == 0.0f);      /* 6.8e-46 < 2^-150 */
+    ck_assert(gb__ts_exp(88.72f) < INFINITY && gb__ts_exp(88.73f) == INFINITY);
+    ck_assert(gb__ts_tanh(INFINITY) == 1.0f && gb__ts_tanh(-INFINITY) == -1.0f && isnan(gb__ts_tanh(NAN)));
+    ck_assert(gb__ts_tanh(-0.0f) == 0.0f && signbit(gb__ts_tanh(-0.0f)));
+    ck_assert(gb__ts_tanh(9.1f) == 1.0f);    /* 1 - tanh(9.1) = 2.5e-8 < 2^-25 */
+    ck_assert(gb__ts_sigmoid(INFINITY) == 1.0f && gb__ts_sigmoid(-INFINITY) == 0.0f && isnan(gb__ts_sigmoid(NAN)));
+    ck_assert(gb__ts_sigmoid(-100.0f) > 0.0f); /* 3.7e-44, subnormal */
+    ck_assert(gb__ts_silu(INFINITY) == INFINITY && isnan(gb__ts_silu(-INFINITY)) && isnan(gb__ts_silu(NAN)));
+    ck_assert(gb__ts_silu(-100.0f) < 0.0f);  /* -3.7e-42, subnormal */
+    ck_assert(gb__ts_gelu(INFINITY) == INFINITY && isnan(gb__ts_gelu(-INFINITY)) && isnan(gb__ts_gelu(NAN)));
+    ck_assert(gb__ts_gelu(-14.0f) < 0.0f);   /* -14 Phi(-14) = -1.1e-43, subnormal */
+    ck_assert(gb__ts_gelu(6.0f) == 6.0f);    /* Phi(-6) = 1e-9 < 2^-25 */
+    ck_assert(gb__ts_gelu_tanh(INFINITY) == INFINITY && isnan(gb__ts_gelu_tanh(-INFINITY)) && isnan(gb__ts_gelu_tanh(NAN)));
+    ck_assert(gb__ts_gelu_tanh(-10.0f) < 0.0f); /* -10 sigmoid(-87.3) = -1.2e-37 */
 }
 END_TEST
 

@@ -72,7 +72,7 @@ START_TEST(test_out_writes_and_replaces_regular_files) {
     ck_assert_int_eq(entries(), 1);
     /* a replaced file keeps its permission bits */
     chmod(path, 0600);
-    gbt_ok_status(gb__file_write(path, "x", 1, 0, "test"));
+    gbt_ok_status(gb__io_file_write(path, "x", 1, 0, "test"));
     struct stat sb;
     ck_assert_int_eq(lstat(path, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 0777, 0600);
@@ -120,7 +120,7 @@ START_TEST(test_out_refuses_symlinks_unless_asked_to_follow) {
     assert_text(target, "old");
 
     /* followed: the target is replaced, the link stays a link to it */
-    gbt_ok_status(gb__file_write(link, "new", 3, GB__FILE_FOLLOW, "test"));
+    gbt_ok_status(gb__io_file_write(link, "new", 3, GB__FILE_FOLLOW, "test"));
     struct stat sb;
     ck_assert_msg(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode), "the link was replaced");
     assert_text(target, "new");
@@ -128,11 +128,11 @@ START_TEST(test_out_refuses_symlinks_unless_asked_to_follow) {
 
     /* dangling, and a loop: refused either way */
     ck_assert_int_eq(symlink("nowhere", in_dir("dangling")), 0);
-    gbt_fails_with(gb__file_write(in_dir("dangling"), "x", 1, 0, "test") == GB_ERR_IO, GB_ERR_IO, "is a symbolic link");
-    gbt_fails_with(gb__file_write(in_dir("dangling"), "x", 1, GB__FILE_FOLLOW, "test") == GB_ERR_IO, GB_ERR_IO,
+    gbt_fails_with(gb__io_file_write(in_dir("dangling"), "x", 1, 0, "test") == GB_ERR_IO, GB_ERR_IO, "is a symbolic link");
+    gbt_fails_with(gb__io_file_write(in_dir("dangling"), "x", 1, GB__FILE_FOLLOW, "test") == GB_ERR_IO, GB_ERR_IO,
                    "/dangling: cannot follow the symbolic link: No such file or directory");
     ck_assert_int_eq(symlink("loop", in_dir("loop")), 0);
-    gbt_fails_with(gb__file_write(in_dir("loop"), "x", 1, GB__FILE_FOLLOW, "test") == GB_ERR_IO, GB_ERR_IO,
+    gbt_fails_with(gb__io_file_write(in_dir("loop"), "x", 1, GB__FILE_FOLLOW, "test") == GB_ERR_IO, GB_ERR_IO,
                    "/loop: cannot follow the symbolic link: Too many levels of symbolic links");
     ck_assert_int_eq(entries(), 4);
 }

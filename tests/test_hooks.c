@@ -11,13 +11,13 @@ static gb_status copy_forward(gb_module *m, gb_run *run, const gb_values *in, gb
     gb_tensor *y = gb_clone(in->v[0]);
     return y ? gb_values_push(out, y) : gb_last_status();
 }
-static const gb__module_type copy_type = {.name = "Copy", .forward = copy_forward};
+static const gb__nn_module_type copy_type = {.name = "Copy", .forward = copy_forward};
 
 /* Sequential(a: Copy, inner: Sequential(b: Copy, c: Copy)) */
 static gb_module *make_net(void) {
     gb_module *inner = gb_sequential(2, (const char *[]){"b", "c"},
-                                     (gb_module *[]){gb__module_new(&copy_type), gb__module_new(&copy_type)});
-    return gb_sequential(2, (const char *[]){"a", "inner"}, (gb_module *[]){gb__module_new(&copy_type), inner});
+                                     (gb_module *[]){gb__nn_module_new(&copy_type), gb__nn_module_new(&copy_type)});
+    return gb_sequential(2, (const char *[]){"a", "inner"}, (gb_module *[]){gb__nn_module_new(&copy_type), inner});
 }
 
 typedef struct {
@@ -180,12 +180,12 @@ static gb_status pair_forward(gb_module *m, gb_run *run, const gb_values *in, gb
     gb_status st = gb_values_push(out, gb_clone(in->v[0]));
     return st ? st : gb_values_push(out, gb_mul_scalar(in->v[0], 2.0f));
 }
-static const gb__module_type pair_type = {.name = "Pair", .forward = pair_forward, .returns_tuple = true};
+static const gb__nn_module_type pair_type = {.name = "Pair", .forward = pair_forward, .returns_tuple = true};
 static gb_status sum2_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)m, (void)run;
     return gb_values_push(out, gb_add(in->v[0], in->v[1]));
 }
-static const gb__module_type sum2_type = {.name = "Sum2", .forward = sum2_forward};
+static const gb__nn_module_type sum2_type = {.name = "Sum2", .forward = sum2_forward};
 
 /* Which tensor of the tuple each gradient event is of, in firing order. */
 typedef struct {
@@ -204,7 +204,7 @@ static gb_status index_hook(gb_event *ev, void *ctx) {
 
 START_TEST(test_gradient_event_index) {
     gb_module *net = gb_sequential(2, (const char *[]){"p", "s"},
-                                   (gb_module *[]){gb__module_new(&pair_type), gb__module_new(&sum2_type)});
+                                   (gb_module *[]){gb__nn_module_new(&pair_type), gb__nn_module_new(&sum2_type)});
     gb_hooks *h = gb_hooks_new(net);
     grad_indices gi = {0}, fwd = {0};
     gb_hook_add(h, gb_module_find(net, "s"), GB_EVENT_GRAD_INPUT, 0, index_hook, &gi);
@@ -311,7 +311,7 @@ END_TEST
 START_TEST(test_hooks_follow_the_tree) {
     /* A registry made on a lone module that later becomes part of a bigger
      * tree, and a hook on a module of another tree: both still fire. */
-    gb_module *leaf = gb__module_new(&copy_type);
+    gb_module *leaf = gb__nn_module_new(&copy_type);
     gb_hooks *h = gb_hooks_new(leaf);
     trail t = {0};
     gb_hook_add(h, leaf, GB_EVENT_OUTPUT, 0, log_hook, &t);
@@ -320,7 +320,7 @@ START_TEST(test_hooks_follow_the_tree) {
     gb_tensor *x = input3(), *y;
     gbt_ok_status(gb_module_run(leaf, run, x, &y));
     gb_tensor_free(y);
-    gb_module *net = gb_sequential(2, (const char *[]){"first", "leaf"}, (gb_module *[]){gb__module_new(&copy_type), leaf});
+    gb_module *net = gb_sequential(2, (const char *[]){"first", "leaf"}, (gb_module *[]){gb__nn_module_new(&copy_type), leaf});
     gb_module *other = make_net();
     gb_hook_add(h, gb_module_find(other, "inner.c"), GB_EVENT_OUTPUT, 0, log_hook, &t);
     gbt_ok_status(gb_module_run(net, run, x, &y));

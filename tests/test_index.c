@@ -461,7 +461,7 @@ START_TEST(test_put_records_versions) {
     ck_assert_uint_eq(y->src_version[0], y->storage->version);
     ck_assert_uint_eq(y->src_version[1], v->storage->version);
     ck_assert(y->saved[0] == NULL && y->saved[1] == NULL);
-    ck_assert(gb__ops[GB_OP_INDEX_PUT].saves == GB__SAVES_NONE);
+    ck_assert(gb__ts_ops[GB_OP_INDEX_PUT].saves == GB__SAVES_NONE);
     gb_index_expr *e = y->op_ctx;
     char buf[64];
     gb_index_format(e, buf, sizeof buf);

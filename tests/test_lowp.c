@@ -89,10 +89,10 @@ static const lowp_case cases[] = {
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 static const char *const dtypes[2] = {"bf16", "f16"};
 
-static void run_case(const char *dt, const lowp_case *c, gb__lowp_isa isa) {
+static void run_case(const char *dt, const lowp_case *c, gb__ts_lowp_isa isa) {
     char what[128];
-    snprintf(what, sizeof what, "%s.%s (%s%s)", dt, c->key, gb__lowp_isa_name(isa),
-             gb__lowp_amx_get() == GB__LOWP_AMX_ALL ? ", AMX for many rows" : "");
+    snprintf(what, sizeof what, "%s.%s (%s%s)", dt, c->key, gb__ts_lowp_isa_name(isa),
+             gb__ts_lowp_amx_get() == GB__LOWP_AMX_ALL ? ", AMX for many rows" : "");
     gb_tensor *w[2] = {0}, *x[1] = {0};
     for (int i = 0; i < 2 && c->weights[i]; i++) w[i] = gbt_getf(oracle, "%s.%s.%s", dt, c->key, c->weights[i]);
     ck_assert_msg(gb_tensor_dtype(w[0]) == (strcmp(dt, "bf16") ? GB_DTYPE_F16 : GB_DTYPE_BF16), "%s: stored dtype",
@@ -125,19 +125,19 @@ static void run_case(const char *dt, const lowp_case *c, gb__lowp_isa isa) {
 START_TEST(test_oracle_case) {
     const char *dt = dtypes[_i / NCASES];
     const lowp_case *c = &cases[_i % NCASES];
-    gb__lowp_isa was = gb__lowp_isa_get();
-    gb__lowp_amx amx = gb__lowp_amx_set(GB__LOWP_AMX_OFF);
-    for (int isa = 0; isa <= (int)gb__lowp_isa_best(); isa++) {
-        gb__lowp_isa_set((gb__lowp_isa)isa);
-        ck_assert_int_eq(gb__lowp_isa_get(), isa);
-        run_case(dt, c, (gb__lowp_isa)isa);
+    gb__ts_lowp_isa was = gb__ts_lowp_isa_get();
+    gb__ts_lowp_amx amx = gb__ts_lowp_amx_set(GB__LOWP_AMX_OFF);
+    for (int isa = 0; isa <= (int)gb__ts_lowp_isa_best(); isa++) {
+        gb__ts_lowp_isa_set((gb__ts_lowp_isa)isa);
+        ck_assert_int_eq(gb__ts_lowp_isa_get(), isa);
+        run_case(dt, c, (gb__ts_lowp_isa)isa);
     }
-    if (gb__lowp_amx_ok()) {
-        gb__lowp_amx_set(GB__LOWP_AMX_ALL);
-        run_case(dt, c, gb__lowp_isa_get());
+    if (gb__ts_lowp_amx_ok()) {
+        gb__ts_lowp_amx_set(GB__LOWP_AMX_ALL);
+        run_case(dt, c, gb__ts_lowp_isa_get());
     }
-    gb__lowp_amx_set(amx);
-    gb__lowp_isa_set(was);
+    gb__ts_lowp_amx_set(amx);
+    gb__ts_lowp_isa_set(was);
 }
 END_TEST
 
@@ -177,15 +177,15 @@ START_TEST(test_threads_and_f32_path) {
     static const int64_t rows[] = {1, 7, 40};
     const int64_t n = 600, k = 1000;
     int before = gb_get_num_threads();
-    gb__lowp_amx was = gb__lowp_amx_get();
-    for (int amx = 0; amx < (gb__lowp_amx_ok() ? 2 : 1); amx++) {
+    gb__ts_lowp_amx was = gb__ts_lowp_amx_get();
+    for (int amx = 0; amx < (gb__ts_lowp_amx_ok() ? 2 : 1); amx++) {
         for (int d = 0; d < 2; d++)
             for (int lay = 0; lay < 2; lay++)
                 for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
                     char what[96];
                     snprintf(what, sizeof what, "%s %s M=%lld%s", dtypes[d], lay ? "transposed" : "row-major",
                              (long long)rows[r], amx ? " (AMX)" : "");
-                    gb__lowp_amx_set(amx ? GB__LOWP_AMX_ALL : GB__LOWP_AMX_OFF);
+                    gb__ts_lowp_amx_set(amx ? GB__LOWP_AMX_ALL : GB__LOWP_AMX_OFF);
                     gb_tensor *wf = randn(2, lay ? (int64_t[]){k, n} : (int64_t[]){n, k}, 0.03f, 40 + (uint64_t)d);
                     gb_tensor *w = gb_to_dtype(wf, d ? GB_DTYPE_F16 : GB_DTYPE_BF16), *wf32 = gb_to_dtype(w, GB_DTYPE_F32);
                     gb_tensor *x = randn(2, (int64_t[]){rows[r], k}, 1.0f, 50), *dy = randn(2, (int64_t[]){rows[r], n}, 1.0f, 51);
@@ -204,7 +204,7 @@ START_TEST(test_threads_and_f32_path) {
                     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gb_tensor_free(all[i]);
                 }
     }
-    gb__lowp_amx_set(was);
+    gb__ts_lowp_amx_set(was);
 }
 END_TEST
 
@@ -217,19 +217,19 @@ START_TEST(test_convert_every_value) {
     uint16_t *src = malloc(65536 * sizeof *src);
     float *dst = malloc(65536 * sizeof *dst);
     for (int i = 0; i < 65536; i++) src[i] = (uint16_t)i;
-    gb__lowp_isa was = gb__lowp_isa_get();
-    for (int isa = 0; isa <= (int)gb__lowp_isa_best(); isa++)
+    gb__ts_lowp_isa was = gb__ts_lowp_isa_get();
+    for (int isa = 0; isa <= (int)gb__ts_lowp_isa_best(); isa++)
         for (int d = 0; d < 2; d++) {
-            gb__lowp_isa_set((gb__lowp_isa)isa);
-            gb__lowp_to_f32(dst, src, 65535, d ? GB_DTYPE_F16 : GB_DTYPE_BF16); /* odd: a tail too */
+            gb__ts_lowp_isa_set((gb__ts_lowp_isa)isa);
+            gb__ts_lowp_to_f32(dst, src, 65535, d ? GB_DTYPE_F16 : GB_DTYPE_BF16); /* odd: a tail too */
             for (int i = 0; i < 65535; i++) {
                 float want = d ? gb_f16_to_f32(src[i]) : gb_bf16_to_f32(src[i]);
                 ck_assert_msg(!memcmp(&dst[i], &want, 4) || (isnan(want) && isnan(dst[i])),
                               "%s 0x%04x at level %s: got %a, want %a", dtypes[d], i,
-                              gb__lowp_isa_name((gb__lowp_isa)isa), dst[i], want);
+                              gb__ts_lowp_isa_name((gb__ts_lowp_isa)isa), dst[i], want);
             }
         }
-    gb__lowp_isa_set(was);
+    gb__ts_lowp_isa_set(was);
     /* and through the public conversion, on a strided view too */
     gb_tensor *h = gb_from_data(src, 2, (int64_t[]){256, 256}, GB_DTYPE_BF16), *ht = gb_transpose(h, 0, 1);
     gb_tensor *f = gb_to_dtype(h, GB_DTYPE_F32), *ft = gb_to_dtype(ht, GB_DTYPE_F32);

@@ -323,29 +323,29 @@ START_TEST(test_blas_layout) {
     CBLAS_TRANSPOSE t;
     int ld;
     /* contiguous [3, 4]: N, ld 4 */
-    ck_assert(gb__mat_blas_layout(&(gb__mat){.rows = 3, .cols = 4, .rs = 4, .cs = 1}, &t, &ld));
+    ck_assert(gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 3, .cols = 4, .rs = 4, .cs = 1}, &t, &ld));
     ck_assert(t == CblasNoTrans && ld == 4);
     /* a row of a wider matrix: N, ld 10 */
-    ck_assert(gb__mat_blas_layout(&(gb__mat){.rows = 3, .cols = 4, .rs = 10, .cs = 1}, &t, &ld));
+    ck_assert(gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 3, .cols = 4, .rs = 10, .cs = 1}, &t, &ld));
     ck_assert(t == CblasNoTrans && ld == 10);
     /* the transpose of a contiguous [4, 3]: T, ld 3, no copy */
     gb_tensor *m = gb_zeros(2, (int64_t[]){4, 3}, GB_DTYPE_F32), *mt = gb_transpose(m, 0, 1);
-    gb__mat v = {.rows = gb_tensor_dim(mt, 0), .cols = gb_tensor_dim(mt, 1), .rs = gb_tensor_strides(mt)[0],
+    gb__ts_mat v = {.rows = gb_tensor_dim(mt, 0), .cols = gb_tensor_dim(mt, 1), .rs = gb_tensor_strides(mt)[0],
                  .cs = gb_tensor_strides(mt)[1]};
-    ck_assert(gb__mat_blas_layout(&v, &t, &ld));
+    ck_assert(gb__ts_mat_blas_layout(&v, &t, &ld));
     ck_assert(t == CblasTrans && ld == 3);
     gb_tensor_free(mt), gb_tensor_free(m);
     /* x[:, ::2] and a broadcast row: no unit stride, sgemm cannot read them */
-    ck_assert(!gb__mat_blas_layout(&(gb__mat){.rows = 3, .cols = 4, .rs = 8, .cs = 2}, &t, &ld));
-    ck_assert(!gb__mat_blas_layout(&(gb__mat){.rows = 3, .cols = 4, .rs = 0, .cs = 1}, &t, &ld));
+    ck_assert(!gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 3, .cols = 4, .rs = 8, .cs = 2}, &t, &ld));
+    ck_assert(!gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 3, .cols = 4, .rs = 0, .cs = 1}, &t, &ld));
     /* rows overlapping (ld < cols) would alias: not N */
-    ck_assert(!gb__mat_blas_layout(&(gb__mat){.rows = 3, .cols = 4, .rs = 2, .cs = 1}, &t, &ld));
+    ck_assert(!gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 3, .cols = 4, .rs = 2, .cs = 1}, &t, &ld));
     /* size-1 dims: their strides do not matter */
-    ck_assert(gb__mat_blas_layout(&(gb__mat){.rows = 1, .cols = 4, .rs = 0, .cs = 1}, &t, &ld));
+    ck_assert(gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 1, .cols = 4, .rs = 0, .cs = 1}, &t, &ld));
     ck_assert(t == CblasNoTrans && ld == 4);
-    ck_assert(gb__mat_blas_layout(&(gb__mat){.rows = 4, .cols = 1, .rs = 7, .cs = 0}, &t, &ld));
+    ck_assert(gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 4, .cols = 1, .rs = 7, .cs = 0}, &t, &ld));
     ck_assert(t == CblasNoTrans && ld == 7);
-    ck_assert(gb__mat_blas_layout(&(gb__mat){.rows = 4, .cols = 1, .rs = 1, .cs = 0}, &t, &ld));
+    ck_assert(gb__ts_mat_blas_layout(&(gb__ts_mat){.rows = 4, .cols = 1, .rs = 1, .cs = 0}, &t, &ld));
 }
 END_TEST
 
@@ -355,27 +355,27 @@ START_TEST(test_coretype_table) {
     const unsigned avx = GB__CPU(AVX), hsw = avx | GB__CPU(AVX2) | GB__CPU(FMA),
                    skx = hsw | GB__CPU(AVX512F) | GB__CPU(AVX512CD) | GB__CPU(AVX512BW) | GB__CPU(AVX512DQ) |
                          GB__CPU(AVX512VL);
-    ck_assert_str_eq(gb__blas_coretype_for(skx | GB__CPU(AVX512BF16)), "Cooperlake");
-    ck_assert_str_eq(gb__blas_coretype_for(skx), "SkylakeX");
-    ck_assert_str_eq(gb__blas_coretype_for(hsw), "Haswell");
-    ck_assert_str_eq(gb__blas_coretype_for(avx), "Sandybridge");
-    ck_assert_ptr_null(gb__blas_coretype_for(0));
+    ck_assert_str_eq(gb__ts_blas_coretype_for(skx | GB__CPU(AVX512BF16)), "Cooperlake");
+    ck_assert_str_eq(gb__ts_blas_coretype_for(skx), "SkylakeX");
+    ck_assert_str_eq(gb__ts_blas_coretype_for(hsw), "Haswell");
+    ck_assert_str_eq(gb__ts_blas_coretype_for(avx), "Sandybridge");
+    ck_assert_ptr_null(gb__ts_blas_coretype_for(0));
     /* Never a kernel the CPU cannot run: one missing feature drops a row. */
-    ck_assert_str_eq(gb__blas_coretype_for(skx & ~GB__CPU(AVX512VL)), "Haswell");  /* Knights Landing style */
-    ck_assert_str_eq(gb__blas_coretype_for(hsw | GB__CPU(AVX512BF16)), "Haswell"); /* bf16 alone is not AVX-512 */
-    ck_assert_str_eq(gb__blas_coretype_for(avx | GB__CPU(AVX2)), "Sandybridge");   /* AVX2 without FMA */
-    ck_assert_ptr_null(gb__blas_coretype_for(GB__CPU(FMA) | GB__CPU(AVX2)));        /* no AVX: OS off */
-    ck_assert_str_eq(gb__blas_coretype_for(~0u), "Cooperlake");
+    ck_assert_str_eq(gb__ts_blas_coretype_for(skx & ~GB__CPU(AVX512VL)), "Haswell");  /* Knights Landing style */
+    ck_assert_str_eq(gb__ts_blas_coretype_for(hsw | GB__CPU(AVX512BF16)), "Haswell"); /* bf16 alone is not AVX-512 */
+    ck_assert_str_eq(gb__ts_blas_coretype_for(avx | GB__CPU(AVX2)), "Sandybridge");   /* AVX2 without FMA */
+    ck_assert_ptr_null(gb__ts_blas_coretype_for(GB__CPU(FMA) | GB__CPU(AVX2)));        /* no AVX: OS off */
+    ck_assert_str_eq(gb__ts_blas_coretype_for(~0u), "Cooperlake");
 }
 END_TEST
 
 START_TEST(test_kernel_matches_cpu) {
     const char *kernel = gb_blas_kernel();
     ck_assert_msg(kernel != NULL, "OpenBLAS did not load: %s", gb_last_error());
-    const gb__blas *b = gb__blas_get();
+    const gb__ts_blas *b = gb__ts_blas_get();
     gbt_ok(b);
     const char *env = getenv("OPENBLAS_CORETYPE");
-    const char *want = gb__blas_coretype_for(gb__cpu_features());
+    const char *want = gb__ts_blas_coretype_for(gb__ts_cpu_features());
     if (b->coretype_set[0]) {
         /* glassbox chose: the table's row for this CPU, now running, and the
          * environment is left as the user had it (unset or empty). */
@@ -392,18 +392,18 @@ START_TEST(test_kernel_matches_cpu) {
 END_TEST
 
 START_TEST(test_blas_open_errors) {
-    gb__blas b;
-    gbt_fails_with(gb__blas_open((const char *[]){"libglassbox-no-such-blas.so.0", NULL}, &b) != GB_OK,
+    gb__ts_blas b;
+    gbt_fails_with(gb__ts_blas_open((const char *[]){"libglassbox-no-such-blas.so.0", NULL}, &b) != GB_OK,
                    GB_ERR_UNSUPPORTED, "blas: cannot load OpenBLAS (tried libglassbox-no-such-blas.so.0)");
     ck_assert_ptr_null(b.handle);
-    gbt_fails_with(gb__blas_open((const char *[]){"libm.so.6", NULL}, &b) != GB_OK, GB_ERR_UNSUPPORTED,
+    gbt_fails_with(gb__ts_blas_open((const char *[]){"libm.so.6", NULL}, &b) != GB_OK, GB_ERR_UNSUPPORTED,
                    "blas: libm.so.6 has no symbol cblas_sgemm");
     ck_assert_ptr_null(b.handle);
     /* The fallback name is tried after the first fails. */
-    gbt_ok_status(gb__blas_open((const char *[]){"libglassbox-no-such-blas.so.0", "libopenblas.so.0", NULL}, &b));
+    gbt_ok_status(gb__ts_blas_open((const char *[]){"libglassbox-no-such-blas.so.0", "libopenblas.so.0", NULL}, &b));
     ck_assert_str_eq(b.path, "libopenblas.so.0");
     ck_assert_ptr_nonnull(b.sgemm);
-    gb__blas_close(&b);
+    gb__ts_blas_close(&b);
 }
 END_TEST
 

@@ -651,12 +651,12 @@ START_TEST(test_rejects_bad_lengths) {
     expect_open_fails(path, GB_ERR_FORMAT, "runs past the end of the file (20 bytes)");
     /* every prefix fails cleanly, in memory too */
     for (size_t cut = 0; cut < len; cut++) {
-        gb_safetensors *st = gb__safetensors_open_memory(bytes, cut, "<prefix>");
+        gb_safetensors *st = gb__st_safetensors_open_memory(bytes, cut, "<prefix>");
         ck_assert_msg(st == NULL, "a %zu-byte prefix of a %zu-byte file opened", cut, len);
         ck_assert_int_eq(gb_last_status(), GB_ERR_FORMAT);
         ck_assert(strstr(gb_last_error(), "<prefix>") != NULL);
     }
-    gb_safetensors *st = gb__safetensors_open_memory(bytes, len, "<whole>");
+    gb_safetensors *st = gb__st_safetensors_open_memory(bytes, len, "<whole>");
     gbt_ok(st);
     gb_tensor *y = must_get(st, "x");
     gb_safetensors_free(st);
@@ -685,7 +685,7 @@ START_TEST(test_mutated_headers_never_crash) {
             unsigned char *m = malloc(len);
             memcpy(m, bytes, len);
             m[at] = values[k];
-            gb_safetensors *st = gb__safetensors_open_memory(m, len, "<mutant>");
+            gb_safetensors *st = gb__st_safetensors_open_memory(m, len, "<mutant>");
             if (!st) {
                 ck_assert_msg(gb_last_status() == GB_ERR_FORMAT, "byte %zu = %d: %s", at, values[k], gb_last_error());
             } else {

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 
 #include "gbtest.h"
-#include "tensor/tensor_impl.h" /* gb__live_tensors */
+#include "tensor/tensor_impl.h" /* gb__ts_live_tensors */
 
 enum { NTHREADS = 4, ROUNDS = 3, NEW_TOKENS = 4 };
 
@@ -188,10 +188,10 @@ START_TEST(test_threads_share_one_model) {
         gb_tensor_free(greedy);
         gbt_oracle_free(o);
     }
-    int64_t live = gb__live_tensors();
+    int64_t live = gb__ts_live_tensors();
     run_threads(&ref, NTHREADS, ROUNDS);
     /* every thread's tensors went with its traces: none leaked, none freed twice */
-    ck_assert_int_eq(gb__live_tensors(), live);
+    ck_assert_int_eq(gb__ts_live_tensors(), live);
     clear(&ref);
     gb_tensor_free(ref.ids), gb_tensor_free(ref.ids_b);
     gb_lm_free(ref.lm);

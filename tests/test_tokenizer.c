@@ -915,15 +915,15 @@ static gb_tokenizer *open_variant(const char *fixture, const char *name, const c
     size_t len = 0;
     char *text = gbt_read_file(fixture, &len);
     ck_assert_msg(text != NULL, "cannot read %s", fixture);
-    gb__json *root = gb__json_parse(text, len, fixture);
+    gb__json_json *root = gb__json_parse(text, len, fixture);
     gbt_ok(root);
-    gb__json *model = gb__json_get(root, "model"), *merges = gb__json_get(model, "merges");
+    gb__json_json *model = gb__json_get(root, "model"), *merges = gb__json_get(model, "merges");
     char *vocab = gb__json_print(gb__json_get(model, "vocab"));
-    gb__json *strings = NULL;
+    gb__json_json *strings = NULL;
     if (legacy_merges) {
         strings = gb__json_new_array();
         for (int i = 0; i < gb__json_size(merges); i++) {
-            const gb__json *m = gb__json_at(merges, i);
+            const gb__json_json *m = gb__json_at(merges, i);
             char buf[1024];
             snprintf(buf, sizeof buf, "%s %s", gb__json_string(gb__json_at(m, 0)), gb__json_string(gb__json_at(m, 1)));
             ck_assert(gb__json_push(strings, gb__json_new_string(buf)));

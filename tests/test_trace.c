@@ -99,7 +99,7 @@ static gb_status add_one_forward(gb_module *m, gb_run *run, const gb_values *in,
     gb_tensor *y = gb_add_scalar(in->v[0], 1.0f);
     return y ? gb_values_push(out, y) : gb_last_status();
 }
-static const gb__module_type add_one_type = {.name = "AddOne", .forward = add_one_forward};
+static const gb__nn_module_type add_one_type = {.name = "AddOne", .forward = add_one_forward};
 
 static gb_status twice_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     gb_values mid;
@@ -108,32 +108,32 @@ static gb_status twice_forward(gb_module *m, gb_run *run, const gb_values *in, g
     gb_values_clear(&mid);
     return st;
 }
-static const gb__module_type twice_type = {.name = "Twice", .forward = twice_forward};
+static const gb__nn_module_type twice_type = {.name = "Twice", .forward = twice_forward};
 
 static gb_status pair_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)m, (void)run;
     gb_status st = gb_values_push(out, gb_mul_scalar(in->v[0], 2.0f));
     return st == GB_OK ? gb_values_push(out, gb_mul_scalar(in->v[0], 3.0f)) : st;
 }
-static const gb__module_type pair_type = {.name = "Pair", .forward = pair_forward, .returns_tuple = true};
+static const gb__nn_module_type pair_type = {.name = "Pair", .forward = pair_forward, .returns_tuple = true};
 
 static gb_status copy_forward(gb_module *m, gb_run *run, const gb_values *in, gb_values *out) {
     (void)m, (void)run;
     gb_tensor *y = gb_clone(in->v[0]);
     return y ? gb_values_push(out, y) : gb_last_status();
 }
-static const gb__module_type copy_type = {.name = "Copy", .forward = copy_forward};
+static const gb__nn_module_type copy_type = {.name = "Copy", .forward = copy_forward};
 
 static gb_module *twice_net(void) {
-    gb_module *m = gb__module_new(&twice_type);
-    gbt_ok_status(gb__module_add_child(m, "f", gb__module_new(&add_one_type)));
+    gb_module *m = gb__nn_module_new(&twice_type);
+    gbt_ok_status(gb__nn_module_add_child(m, "f", gb__nn_module_new(&add_one_type)));
     return m;
 }
 
 /* Sequential(pair: Pair, after: Copy) */
 static gb_module *pair_net(void) {
     return gb_sequential(2, (const char *[]){"pair", "after"},
-                         (gb_module *[]){gb__module_new(&pair_type), gb__module_new(&copy_type)});
+                         (gb_module *[]){gb__nn_module_new(&pair_type), gb__nn_module_new(&copy_type)});
 }
 
 /* ---- getters ------------------------------------------------------------ */

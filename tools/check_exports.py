@@ -4,7 +4,7 @@ the public headers declare (tests/test_embed.c runs it).
 usage: check_exports.py LIB HEADER...   (glassbox.h: the headers it includes)
 Exported: `nm -D --defined-only LIB`. Declared: each identifier gb_NAME
 followed by '(' (not '(*') in the headers outside comments and #define lines (a macro's
-expansion, such as GB_AT's gb__site_enter(...), counts: the macro needs it)
+expansion, such as GB_AT's gb__ts_site_enter(...), counts: the macro needs it)
 and not itself a macro. Prints each difference and exits 1 if any."""
 import os
 import re

@@ -39,7 +39,7 @@ void gb_invoke_end(gb_trace *tr) { tr->cur_invoke = -1; }
 void gb_trace_set_pad_id(gb_trace *tr, int64_t id) { tr->pad_id = id; }
 
 /* The rows [start, start + n) of the batch that invoke i occupies. */
-static void gb__invoke_rows(const gb_trace *tr, int i, int64_t *start, int64_t *n) {
+static void gb__tr_invoke_rows(const gb_trace *tr, int i, int64_t *start, int64_t *n) {
     *start = tr->invoke_start[i];
     *n = gb_tensor_dim(tr->invokes[i], 0);
 }
@@ -47,7 +47,7 @@ static void gb__invoke_rows(const gb_trace *tr, int i, int64_t *start, int64_t *
 /* A run's input: the trace's, or its invokes' ids stacked along the batch
  * and left-padded to the longest (with a mask of the real tokens, as a
  * tokenizer pads for a language model). */
-gb_status gb__batch_inputs(const gb_trace *tr, gb_tensor **input, gb_tensor **maskp, gb_tensor **pos, int64_t *batch) {
+gb_status gb__tr_batch_inputs(const gb_trace *tr, gb_tensor **input, gb_tensor **maskp, gb_tensor **pos, int64_t *batch) {
     *input = *maskp = *pos = NULL;
     if (!arrlen(tr->invokes)) {
         if (!tr->input) return gb__fail(GB_ERR_ARG, "trace_run: no input: give one to gb_trace_new, or add invokes");
@@ -113,19 +113,19 @@ gb_status gb__batch_inputs(const gb_trace *tr, gb_tensor **input, gb_tensor **ma
 
 /* Invoke i's rows of a batch value: a view, or t itself when t is not
  * batched (its first dimension is not the batch's). */
-gb_tensor *gb__invoke_view(const gb_trace *tr, int64_t batch, int i, gb_tensor *t) {
+gb_tensor *gb__tr_invoke_view(const gb_trace *tr, int64_t batch, int i, gb_tensor *t) {
     if (i < 0 || !t || gb_tensor_ndim(t) == 0 || gb_tensor_dim(t, 0) != batch) return gb_tensor_ref(t);
     int64_t start, n;
-    gb__invoke_rows(tr, i, &start, &n);
+    gb__tr_invoke_rows(tr, i, &start, &n);
     return gb_narrow(t, 0, start, n);
 }
 
 /* live with invoke i's rows replaced by value (broadcast to them): a new
  * tensor, so that values read before the set keep what they read. */
-gb_tensor *gb__invoke_replace(const gb_trace *tr, int64_t batch, int i, gb_tensor *live, gb_tensor *value) {
+gb_tensor *gb__tr_invoke_replace(const gb_trace *tr, int64_t batch, int i, gb_tensor *live, gb_tensor *value) {
     if (i < 0 || gb_tensor_ndim(live) == 0 || gb_tensor_dim(live, 0) != batch) return gb_tensor_ref(value);
     int64_t start, n;
-    gb__invoke_rows(tr, i, &start, &n);
+    gb__tr_invoke_rows(tr, i, &start, &n);
     gb_index_expr rows = {1, {{.kind = GB_INDEX_KIND_SLICE, .start = start, .stop = start + n, .step = 1,
                                .has_start = true, .has_stop = true}}};
     gb_tensor *copy = gb_clone(live);

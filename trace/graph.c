@@ -1,6 +1,6 @@
 /* The intervention graph: definition calls build plain nodes (an op,
  * argument nodes, text, a call site and a payload per op), and
- * gb__graph_compile derives once per shape of the graph what every run
+ * gb__tr_graph_compile derives once per shape of the graph what every run
  * needs (each node's users, the points getters wait on, what repeats).
  * Nothing here runs a node: exec.c does, in an execution of its own, so
  * that one graph can run in several threads at once. */
@@ -12,13 +12,13 @@
 
 #include <stb/stb_ds.h>
 
-const char *const gb__trace_op_names[GB_TRACE_OP_COUNT] = {
+const char *const gb__tr_trace_op_names[GB_TRACE_OP_COUNT] = {
 #define GB__X(e, n, payload) n,
     GB_TRACE_OP_LIST(GB__X)
 #undef GB__X
 };
 
-const gb__payload gb__trace_op_payload[GB_TRACE_OP_COUNT] = {
+const gb__tr_payload gb__tr_trace_op_payload[GB_TRACE_OP_COUNT] = {
 #define GB__X(e, n, payload) GB__PAYLOAD_##payload,
     GB_TRACE_OP_LIST(GB__X)
 #undef GB__X
@@ -38,7 +38,7 @@ gb_trace *gb_trace_new(gb_module *model, gb_tensor *input) {
     return tr;
 }
 
-static void gb__free_compiled(gb_trace *tr) {
+static void gb__tr_free_compiled(gb_trace *tr) {
     free(tr->points); /* the user list shares its block */
     tr->user_list = NULL;
     tr->points = NULL;
@@ -47,23 +47,23 @@ static void gb__free_compiled(gb_trace *tr) {
     tr->compiled = -1;
 }
 
-void gb__graph_free(gb_trace *tr) {
+void gb__tr_graph_free(gb_trace *tr) {
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
         gb_val *v = tr->nodes[i];
-        if (gb__trace_op_payload[v->op] == GB__PAYLOAD_CONST) gb_tensor_free(v->u.constant);
+        if (gb__tr_trace_op_payload[v->op] == GB__PAYLOAD_CONST) gb_tensor_free(v->u.constant);
         free(atomic_load_explicit(&v->desc, memory_order_relaxed));
     }
     arrfree(tr->nodes);
-    for (gb__block *b = tr->blocks, *next; b; b = next) {
+    for (gb__tr_block *b = tr->blocks, *next; b; b = next) {
         next = b->next;
         free(b);
     }
-    for (gb__chunk *c = tr->chunks, *next; c; c = next) {
+    for (gb__tr_chunk *c = tr->chunks, *next; c; c = next) {
         next = c->next;
         free(c);
     }
     arrfree(tr->conds);
-    gb__free_compiled(tr);
+    gb__tr_free_compiled(tr);
     gb_tensor_free(tr->input);
     for (ptrdiff_t i = 0; i < arrlen(tr->invokes); i++) gb_tensor_free(tr->invokes[i]);
     arrfree(tr->invokes);
@@ -78,13 +78,13 @@ void gb__graph_free(gb_trace *tr) {
 void gb_trace_set_validate(gb_trace *tr, bool on) { tr->validate = on; }
 void gb_trace_set_nan_check(gb_trace *tr, bool on) { tr->nan_check = on; }
 
-gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len) {
+gb_val *gb__tr_trace_name(gb_trace *tr, const char *name, size_t len) {
     char key[64];
     if (len >= sizeof key) return NULL;
     memcpy(key, name, len);
     key[len] = 0;
     gb_val *v = tr->names ? shget(tr->names, key) : NULL;
-    if (!v && tr->resolve && (v = tr->resolve(tr, key, tr->resolve_ctx))) gb__trace_set_name(tr, key, v);
+    if (!v && tr->resolve && (v = tr->resolve(tr, key, tr->resolve_ctx))) gb__tr_trace_set_name(tr, key, v);
     return v;
 }
 
@@ -96,15 +96,15 @@ void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const 
     tr->resolve_ctx = ctx;
 }
 
-gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v) {
+gb_status gb__tr_trace_set_name(gb_trace *tr, const char *name, gb_val *v) {
     if (!tr->names) sh_new_strdup(tr->names);
     shput(tr->names, name, v);
     return GB_OK;
 }
 
-gb_module *gb__trace_model(const gb_trace *tr) { return tr->model; }
-gb_status gb__trace_def_status(const gb_trace *tr) { return tr->def_status; }
-gb_status gb__trace_def_error(const gb_trace *tr) { return gb__fail(tr->def_status, "%s", tr->def_error); }
+gb_module *gb__tr_trace_model(const gb_trace *tr) { return tr->model; }
+gb_status gb__tr_trace_def_status(const gb_trace *tr) { return tr->def_status; }
+gb_status gb__tr_trace_def_error(const gb_trace *tr) { return gb__fail(tr->def_status, "%s", tr->def_error); }
 
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask) {
     gb_tensor_free(tr->mask);
@@ -119,30 +119,30 @@ void gb_trace_set_log(gb_trace *tr, FILE *f) { tr->log = f; }
 
 /* ---- describing nodes --------------------------------------------------- */
 
-static const char *gb__getter_event(const gb_val *v) {
+static const char *gb__tr_getter_event(const gb_val *v) {
     return v->op == GB_TRACE_OP_INPUT ? "input" : v->op == GB_TRACE_OP_OUTPUT ? "output" : NULL;
 }
 
 static const struct {
     const char *name;
     int nargs;
-} gb__fns[GB_TRACE_FN_COUNT] = {
+} gb__tr_fns[GB_TRACE_FN_COUNT] = {
 #define GB__X(e, n, nargs) {n, nargs},
     GB_TRACE_FN_LIST(GB__X)
 #undef GB__X
 };
 
-const char *gb_trace_fn_name(gb_trace_fn fn) { return (unsigned)fn < GB_TRACE_FN_COUNT ? gb__fns[fn].name : "?"; }
+const char *gb_trace_fn_name(gb_trace_fn fn) { return (unsigned)fn < GB_TRACE_FN_COUNT ? gb__tr_fns[fn].name : "?"; }
 
 gb_trace_fn gb_trace_fn_find(const char *name, size_t len) {
     for (int i = 0; i < GB_TRACE_FN_COUNT; i++)
-        if (strlen(gb__fns[i].name) == len && !strncmp(gb__fns[i].name, name, len)) return (gb_trace_fn)i;
+        if (strlen(gb__tr_fns[i].name) == len && !strncmp(gb__tr_fns[i].name, name, len)) return (gb_trace_fn)i;
     return GB_TRACE_FN_COUNT;
 }
 
 /* A function node as PyTorch spells it: a method with its parameters,
  * torch.cat([...]) for lists. */
-static void gb__fn_text(const gb_val *v, char *d, size_t n, const char *a, const char *b) {
+static void gb__tr_fn_text(const gb_val *v, char *d, size_t n, const char *a, const char *b) {
     const gb_fn_params *p = v->u.fn.p;
     char params[160] = "";
     size_t k = 0;
@@ -150,7 +150,7 @@ static void gb__fn_text(const gb_val *v, char *d, size_t n, const char *a, const
         k += (size_t)snprintf(params + k, sizeof params - k, "%s%lld", i ? ", " : "", (long long)p->i[i]);
     if (p && p->keepdim && k < sizeof params) snprintf(params + k, sizeof params - k, ", keepdim=True");
     const char *name = gb_trace_fn_name(v->u.fn.fn);
-    switch (gb__fns[v->u.fn.fn].nargs) {
+    switch (gb__tr_fns[v->u.fn.fn].nargs) {
     case -1: snprintf(d, n, "torch.%s([%s%s], %s)", name, a, v->nargs > 1 ? ", ..." : "", params); break;
     case 1: snprintf(d, n, "%s.%s(%s)", a, name, params); break;
     case 2: snprintf(d, n, "%s.%s(%s%s%s)", a, name, b, *params ? ", " : "", params); break;
@@ -166,15 +166,15 @@ const char *gb_val_text(gb_val *v) {
     size_t n = sizeof d;
     const char *a = v->nargs > 0 ? gb_val_text(v->arg[0]) : "", *b = v->nargs > 1 ? gb_val_text(v->arg[1]) : "";
     char idx[128] = "";
-    if (gb__trace_op_payload[v->op] == GB__PAYLOAD_INDEX && v->u.index) gb_index_format(v->u.index, idx, sizeof idx);
+    if (gb__tr_trace_op_payload[v->op] == GB__PAYLOAD_INDEX && v->u.index) gb_index_format(v->u.index, idx, sizeof idx);
     switch (v->op) {
     case GB_TRACE_OP_OUTPUT:
     case GB_TRACE_OP_INPUT:
         if (v->u.get.call == GB_CALL_ALL)
-            snprintf(d, n, "%s.%s[every call]", *v->text ? v->text : "model", gb__getter_event(v));
+            snprintf(d, n, "%s.%s[every call]", *v->text ? v->text : "model", gb__tr_getter_event(v));
         else if (v->u.get.call)
-            snprintf(d, n, "%s%s%s[call %d]", *v->text ? v->text : "model", ".", gb__getter_event(v), v->u.get.call);
-        else snprintf(d, n, "%s.%s", *v->text ? v->text : "model", gb__getter_event(v));
+            snprintf(d, n, "%s%s%s[call %d]", *v->text ? v->text : "model", ".", gb__tr_getter_event(v), v->u.get.call);
+        else snprintf(d, n, "%s.%s", *v->text ? v->text : "model", gb__tr_getter_event(v));
         break;
     case GB_TRACE_OP_POINT: snprintf(d, n, "%s", v->text); break;
     case GB_TRACE_OP_GRAD: snprintf(d, n, "%s.grad", a); break;
@@ -195,7 +195,7 @@ const char *gb_val_text(gb_val *v) {
     case GB_TRACE_OP_MEAN:
     case GB_TRACE_OP_MAX:
     case GB_TRACE_OP_ARGMAX:
-        snprintf(d, n, "%s.%s(dim=%d%s)", a, gb__trace_op_names[v->op], v->u.dim.dim,
+        snprintf(d, n, "%s.%s(dim=%d%s)", a, gb__tr_trace_op_names[v->op], v->u.dim.dim,
                  v->u.dim.keepdim ? ", keepdim=True" : "");
         break;
     case GB_TRACE_OP_SUM_ALL: snprintf(d, n, "%s.sum()", a); break;
@@ -206,7 +206,7 @@ const char *gb_val_text(gb_val *v) {
         snprintf(d, n, "%s(%s%s%s)", *v->text ? v->text : "model", a, v->nargs > 1 ? ", ..." : "",
                  v->u.get.call ? ", hook=True" : "");
         break;
-    case GB_TRACE_OP_FN: gb__fn_text(v, d, n, a, b); break;
+    case GB_TRACE_OP_FN: gb__tr_fn_text(v, d, n, a, b); break;
     case GB_TRACE_OP_SET: snprintf(d, n, "%s = %s", a, b); break;
     case GB_TRACE_OP_SET_INDEX: snprintf(d, n, "%s%s = %s", a, idx, b); break;
     case GB_TRACE_OP_LOG: snprintf(d, n, "log(\"%s\", %s)", v->text ? v->text : "", a); break;
@@ -231,7 +231,7 @@ char *gb_trace_graph(const gb_trace *tr) {
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
         gb_val *v = tr->nodes[i];
         char line[512];
-        int k = snprintf(line, sizeof line, "%%%d = %s", v->id, gb__trace_op_names[v->op]);
+        int k = snprintf(line, sizeof line, "%%%d = %s", v->id, gb__tr_trace_op_names[v->op]);
         for (int j = 0; j < v->nargs && k < (int)sizeof line; j++) k += snprintf(line + k, sizeof line - (size_t)k, " %%%d", v->arg[j]->id);
         if (k < (int)sizeof line && v->cond) k += snprintf(line + k, sizeof line - (size_t)k, " if %%%d", v->cond->id);
         if (k < (int)sizeof line)
@@ -248,7 +248,7 @@ char *gb_trace_graph(const gb_trace *tr) {
 /* ---- definition --------------------------------------------------------- */
 
 /* Record the first definition error, with its site. */
-static void gb__def_fail(gb_val *v) {
+static void gb__tr_def_fail(gb_val *v) {
     gb_trace *tr = v->tr;
     v->poisoned = true;
     if (tr->def_status != GB_OK) return;
@@ -258,13 +258,13 @@ static void gb__def_fail(gb_val *v) {
 }
 
 /* n bytes (16-aligned) that live as long as the trace. */
-static void *gb__trace_alloc(gb_trace *tr, size_t n) {
+static void *gb__tr_trace_alloc(gb_trace *tr, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (!tr->chunks || tr->chunks->size - tr->chunks->used < n) {
         size_t size = n > GB__CHUNK_BYTES ? n : GB__CHUNK_BYTES;
-        gb__chunk *c = malloc(sizeof *c + size);
+        gb__tr_chunk *c = malloc(sizeof *c + size);
         if (!c) return NULL;
-        *c = (gb__chunk){tr->chunks, 0, size};
+        *c = (gb__tr_chunk){tr->chunks, 0, size};
         tr->chunks = c;
     }
     void *p = tr->chunks->data + tr->chunks->used;
@@ -272,15 +272,15 @@ static void *gb__trace_alloc(gb_trace *tr, size_t n) {
     return p;
 }
 
-static char *gb__trace_strdup(gb_trace *tr, const char *s) {
+static char *gb__tr_trace_strdup(gb_trace *tr, const char *s) {
     size_t n = strlen(s) + 1;
-    char *d = gb__trace_alloc(tr, n);
+    char *d = gb__tr_trace_alloc(tr, n);
     return d ? memcpy(d, s, n) : NULL;
 }
 
-static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *args, const char *file, int line) {
+static gb_val *gb__tr_node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *args, const char *file, int line) {
     if (!tr->blocks || tr->blocks->used == GB__BLOCK_NODES) {
-        gb__block *b = malloc(sizeof *b);
+        gb__tr_block *b = malloc(sizeof *b);
         if (!b) return NULL; /* out of memory: callers return NULL, the documented exception */
         b->next = tr->blocks;
         b->used = 0;
@@ -307,7 +307,7 @@ static gb_val *gb__node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *
 }
 
 /* Values combine only within one trace; NULL (with an error) otherwise. */
-static bool gb__same_trace(gb_val *a, gb_val *b) {
+static bool gb__tr_same_trace(gb_val *a, gb_val *b) {
     if (a && b && a->tr == b->tr) return true;
     gb__fail(GB_ERR_ARG, "trace: %s", !a || !b ? "a value handle is NULL (an earlier definition failed to allocate)"
                                                 : "values of two different traces cannot be combined");
@@ -319,46 +319,46 @@ gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, c
         gb__fail(GB_ERR_ARG, "trace: getter op %d is none of output, input and point", (int)op);
         return NULL;
     }
-    gb_val *v = gb__node(tr, op, 0, NULL, file, line);
+    gb_val *v = gb__tr_node(tr, op, 0, NULL, file, line);
     if (!v) return NULL;
-    v->text = gb__trace_strdup(tr, path);
+    v->text = gb__tr_trace_strdup(tr, path);
     v->u.get.call = call;
     if (call < 0 && call != GB_CALL_ALL) {
         gb__fail(GB_ERR_INDEX, "trace: call index %d is negative (GB_CALL_ALL is every call)", call);
-        gb__def_fail(v);
+        gb__tr_def_fail(v);
     } else if (op != GB_TRACE_OP_POINT) {
         /* Unknown paths fail here, at the user's line, not during the run. */
-        if (!(v->u.get.module = gb_module_find(tr->model, path))) gb__def_fail(v);
+        if (!(v->u.get.module = gb_module_find(tr->model, path))) gb__tr_def_fail(v);
     } else if (strrchr(path, '.')) { /* a point's module must exist too */
         char owner[512];
         snprintf(owner, sizeof owner, "%.*s", (int)(strrchr(path, '.') - path), path);
-        if (!gb_module_find(tr->model, owner)) gb__def_fail(v);
+        if (!gb_module_find(tr->model, owner)) gb__tr_def_fail(v);
     }
     return v;
 }
 
-static gb_status gb__parse_index(gb_val *v, const char *expr) {
-    v->u.index = gb__trace_alloc(v->tr, sizeof *v->u.index);
+static gb_status gb__tr_parse_index(gb_val *v, const char *expr) {
+    v->u.index = gb__tr_trace_alloc(v->tr, sizeof *v->u.index);
     if (!v->u.index) return gb__fail(GB_ERR_ALLOC, "trace: out of memory for an index expression");
     return gb_index_parse(expr, v->u.index);
 }
 
-gb_val *gb_grad_at(gb_val *x, const char *file, int line) { return gb__node(x->tr, GB_TRACE_OP_GRAD, 1, &x, file, line); }
+gb_val *gb_grad_at(gb_val *x, const char *file, int line) { return gb__tr_node(x->tr, GB_TRACE_OP_GRAD, 1, &x, file, line); }
 
 gb_val *gb_val_index_at(gb_val *x, const char *expr, const char *file, int line) {
-    gb_val *v = gb__node(x->tr, GB_TRACE_OP_INDEX, 1, &x, file, line);
-    if (v && gb__parse_index(v, expr) != GB_OK) gb__def_fail(v);
+    gb_val *v = gb__tr_node(x->tr, GB_TRACE_OP_INDEX, 1, &x, file, line);
+    if (v && gb__tr_parse_index(v, expr) != GB_OK) gb__tr_def_fail(v);
     return v;
 }
 
 gb_val *gb_val_binary_at(gb_trace_op op, gb_val *a, gb_val *b, const char *file, int line) {
-    if (!gb__same_trace(a, b)) return NULL;
-    return gb__node(a->tr, op, 2, (gb_val *[]){a, b}, file, line);
+    if (!gb__tr_same_trace(a, b)) return NULL;
+    return gb__tr_node(a->tr, op, 2, (gb_val *[]){a, b}, file, line);
 }
 
 gb_val *gb_val_reduce_at(gb_trace_op op, gb_val *x, int dim, bool keepdim, const char *file, int line) {
-    gb_val *v = gb__node(x->tr, op, 1, &x, file, line);
-    if (v && gb__trace_op_payload[op] == GB__PAYLOAD_DIM) {
+    gb_val *v = gb__tr_node(x->tr, op, 1, &x, file, line);
+    if (v && gb__tr_trace_op_payload[op] == GB__PAYLOAD_DIM) {
         v->u.dim.dim = dim;
         v->u.dim.keepdim = keepdim;
     }
@@ -370,7 +370,7 @@ gb_val *gb_val_unary_at(gb_trace_op op, gb_val *x, int dim, const char *file, in
 }
 
 gb_val *gb_const_at(gb_trace *tr, gb_tensor *t, const char *file, int line) {
-    gb_val *v = gb__node(tr, GB_TRACE_OP_CONST, 0, NULL, file, line);
+    gb_val *v = gb__tr_node(tr, GB_TRACE_OP_CONST, 0, NULL, file, line);
     if (!v) return NULL;
     v->u.constant = gb_tensor_ref(t);
     return v;
@@ -397,20 +397,20 @@ gb_val *gb_trace_tensor_at(gb_trace *tr, const char *name, gb_tensor *t, const c
                                          "under 64 characters, not 'model')", name ? name : "(null)");
     if (!t) return gb__fail_null(GB_ERR_ARG, "trace_tensor: no tensor for '%s'", name);
     gb_val *v = gb_const_at(tr, t, file, line);
-    if (v && gb__trace_set_name(tr, name, v) != GB_OK) return NULL;
+    if (v && gb__tr_trace_set_name(tr, name, v) != GB_OK) return NULL;
     return v;
 }
 
 gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *const *args, const char *file,
                     int line) {
     if (nargs < 0 || nargs > GB__MAX_ARGS) nargs = GB__MAX_ARGS + 1;
-    gb_val *v = gb__node(tr, GB_TRACE_OP_APPLY, nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
+    gb_val *v = gb__tr_node(tr, GB_TRACE_OP_APPLY, nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
     if (!v) return NULL;
     v->u.apply.fn = fn;
     v->u.apply.ctx = ctx;
     if (nargs > GB__MAX_ARGS || !fn) {
         gb__fail(GB_ERR_ARG, "apply: needs a function and at most %d arguments", GB__MAX_ARGS);
-        gb__def_fail(v);
+        gb__tr_def_fail(v);
     }
     return v;
 }
@@ -421,23 +421,23 @@ gb_val *gb_val_fn_at(gb_trace_fn fn, int nargs, gb_val *const *args, const gb_fn
         return NULL;
     }
     for (int i = 1; i < nargs; i++)
-        if (!gb__same_trace(args[0], args[i])) return NULL;
-    gb_val *v = gb__node(args[0]->tr, GB_TRACE_OP_FN, nargs, args, file, line);
+        if (!gb__tr_same_trace(args[0], args[i])) return NULL;
+    gb_val *v = gb__tr_node(args[0]->tr, GB_TRACE_OP_FN, nargs, args, file, line);
     if (!v) return NULL;
     v->u.fn.fn = fn;
-    v->u.fn.p = gb__trace_alloc(v->tr, sizeof *v->u.fn.p);
+    v->u.fn.p = gb__tr_trace_alloc(v->tr, sizeof *v->u.fn.p);
     if (!v->u.fn.p) {
         gb__fail(GB_ERR_ALLOC, "trace: out of memory for a function's parameters");
-        gb__def_fail(v);
+        gb__tr_def_fail(v);
         return v;
     }
     *v->u.fn.p = p ? *p : (gb_fn_params){0};
-    int want = (unsigned)fn < GB_TRACE_FN_COUNT ? gb__fns[fn].nargs : 0;
+    int want = (unsigned)fn < GB_TRACE_FN_COUNT ? gb__tr_fns[fn].nargs : 0;
     if ((unsigned)fn >= GB_TRACE_FN_COUNT || (want >= 0 && nargs != want) || v->u.fn.p->n < 0 ||
         v->u.fn.p->n > GB_MAX_DIMS) {
         gb__fail(GB_ERR_ARG, "%s: takes %d values and up to %d integer parameters, got %d and %d",
                  gb_trace_fn_name(fn), want, GB_MAX_DIMS, nargs, v->u.fn.p->n);
-        gb__def_fail(v);
+        gb__tr_def_fail(v);
     }
     return v;
 }
@@ -455,17 +455,17 @@ gb_val *gb_call_at(gb_trace *tr, const char *path, int nargs, gb_val *const *arg
 gb_val *gb_call_hooked_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, bool hook, const char *file,
                           int line) {
     for (int i = 0; i < nargs && nargs <= GB__MAX_ARGS; i++)
-        if (!gb__same_trace(args[i], args[0])) return NULL;
+        if (!gb__tr_same_trace(args[i], args[0])) return NULL;
     if (nargs >= 1 && args[0] && args[0]->tr != tr) return gb__fail_null(GB_ERR_ARG, "call: the value belongs to another trace");
-    gb_val *v = gb__node(tr, GB_TRACE_OP_CALL, nargs >= 1 && nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
+    gb_val *v = gb__tr_node(tr, GB_TRACE_OP_CALL, nargs >= 1 && nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
     if (!v) return NULL;
-    v->text = gb__trace_strdup(tr, path ? path : "");
+    v->text = gb__tr_trace_strdup(tr, path ? path : "");
     v->u.get.call = hook;
     if (nargs < 1 || nargs > GB__MAX_ARGS) {
         gb__fail(GB_ERR_ARG, "call: a module call takes 1 to %d values, got %d", GB__MAX_ARGS, nargs);
-        gb__def_fail(v);
+        gb__tr_def_fail(v);
     } else if (!(v->u.get.module = gb_module_find(tr->model, v->text))) {
-        gb__def_fail(v);
+        gb__tr_def_fail(v);
     }
     return v;
 }
@@ -478,43 +478,43 @@ gb_val *gb_save(gb_val *v) {
 }
 
 gb_val *gb_set_at(gb_val *target, gb_val *value, const char *file, int line) {
-    if (!gb__same_trace(target, value)) return NULL;
-    return gb__node(target->tr, GB_TRACE_OP_SET, 2, (gb_val *[]){target, value}, file, line);
+    if (!gb__tr_same_trace(target, value)) return NULL;
+    return gb__tr_node(target->tr, GB_TRACE_OP_SET, 2, (gb_val *[]){target, value}, file, line);
 }
 
 gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const char *file, int line) {
-    if (!gb__same_trace(target, value)) return NULL;
-    gb_val *v = gb__node(target->tr, GB_TRACE_OP_SET_INDEX, 2, (gb_val *[]){target, value}, file, line);
-    if (v && gb__parse_index(v, expr) != GB_OK) gb__def_fail(v);
+    if (!gb__tr_same_trace(target, value)) return NULL;
+    gb_val *v = gb__tr_node(target->tr, GB_TRACE_OP_SET_INDEX, 2, (gb_val *[]){target, value}, file, line);
+    if (v && gb__tr_parse_index(v, expr) != GB_OK) gb__tr_def_fail(v);
     return v;
 }
 
 gb_val *gb_trace_log_at(const char *label, gb_val *x, const char *file, int line) {
-    gb_val *v = gb__node(x->tr, GB_TRACE_OP_LOG, 1, &x, file, line);
-    if (v) v->text = gb__trace_strdup(v->tr, label ? label : "");
+    gb_val *v = gb__tr_node(x->tr, GB_TRACE_OP_LOG, 1, &x, file, line);
+    if (v) v->text = gb__tr_trace_strdup(v->tr, label ? label : "");
     return v;
 }
 
-gb_val *gb_stop_at(gb_val *x, const char *file, int line) { return gb__node(x->tr, GB_TRACE_OP_STOP, 1, &x, file, line); }
+gb_val *gb_stop_at(gb_val *x, const char *file, int line) { return gb__tr_node(x->tr, GB_TRACE_OP_STOP, 1, &x, file, line); }
 
 gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *file, int line) {
-    gb_val *v = gb__node(tr, GB_TRACE_OP_SKIP, 1, &value, file, line);
+    gb_val *v = gb__tr_node(tr, GB_TRACE_OP_SKIP, 1, &value, file, line);
     if (!v) return NULL;
-    v->text = gb__trace_strdup(tr, path);
-    if (!(v->u.get.module = gb_module_find(tr->model, path))) gb__def_fail(v);
+    v->text = gb__tr_trace_strdup(tr, path);
+    if (!(v->u.get.module = gb_module_find(tr->model, path))) gb__tr_def_fail(v);
     return v;
 }
 
 gb_val *gb_requires_grad_at(gb_val *x, const char *file, int line) {
-    return gb__node(x->tr, GB_TRACE_OP_REQUIRES_GRAD, 1, &x, file, line);
+    return gb__tr_node(x->tr, GB_TRACE_OP_REQUIRES_GRAD, 1, &x, file, line);
 }
 
 gb_val *gb_val_backward_at(gb_val *x, const char *file, int line) {
-    return gb__node(x->tr, GB_TRACE_OP_BACKWARD, 1, &x, file, line);
+    return gb__tr_node(x->tr, GB_TRACE_OP_BACKWARD, 1, &x, file, line);
 }
 
 gb_val *gb_if_at(gb_trace *tr, gb_val *cond, const char *file, int line) {
-    gb_val *v = gb__node(tr, GB_TRACE_OP_IF, 1, &cond, file, line);
+    gb_val *v = gb__tr_node(tr, GB_TRACE_OP_IF, 1, &cond, file, line);
     if (v) arrput(tr->conds, v);
     return v;
 }
@@ -534,12 +534,12 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits) {
 
 /* ---- compiling: what every run needs, derived once ------------------------ */
 
-static bool gb__is_getter(gb_trace_op op) { return gb__is_event_fed(op) && op != GB_TRACE_OP_CONST; }
+static bool gb__tr_is_getter(gb_trace_op op) { return gb__tr_is_event_fed(op) && op != GB_TRACE_OP_CONST; }
 
 /* Each node's users (the nodes reading it as an input or a condition), as
  * runs of tr->user_list (sized by the caller) in definition order, for the
  * pump's wake-ups; and what repeats at every call of a GB_CALL_ALL getter. */
-static void gb__link_users(gb_trace *tr) {
+static void gb__tr_link_users(gb_trace *tr) {
     ptrdiff_t n = arrlen(tr->nodes);
     for (ptrdiff_t i = 0; i < n; i++) tr->nodes[i]->nusers = 0;
     for (ptrdiff_t i = 0; i < n; i++) {
@@ -563,7 +563,7 @@ static void gb__link_users(gb_trace *tr) {
      * what repeats, and pins what a repeating node reads. */
     for (ptrdiff_t i = 0; i < n; i++) {
         gb_val *v = tr->nodes[i];
-        v->repeats = gb__is_getter(v->op) && v->u.get.call == GB_CALL_ALL; /* a skip's call is 0 */
+        v->repeats = gb__tr_is_getter(v->op) && v->u.get.call == GB_CALL_ALL; /* a skip's call is 0 */
         for (int j = 0; j < v->nargs; j++) v->repeats |= v->arg[j]->repeats;
         if (v->cond) v->repeats |= v->cond->repeats;
         v->pinned = false;
@@ -578,18 +578,18 @@ static void gb__link_users(gb_trace *tr) {
 
 /* A point of the model that getters name: one per (module, event, call), or
  * per named point path. */
-typedef struct gb__point_key {
+typedef struct gb__tr_point_key {
     gb_module *module;
     int kind, call;
-} gb__point_key;
-typedef struct gb__point_entry {
-    gb__point_key key;
+} gb__tr_point_key;
+typedef struct gb__tr_point_entry {
+    gb__tr_point_key key;
     int value;
-} gb__point_entry;
+} gb__tr_point_entry;
 
 /* The point a getter or skip waits on, made when first named. */
-static int gb__point_for(gb_trace *tr, gb_val *v, gb__point_entry **point_at) {
-    gb__point_key key;
+static int gb__tr_point_for(gb_trace *tr, gb_val *v, gb__tr_point_entry **point_at) {
+    gb__tr_point_key key;
     memset(&key, 0, sizeof key); /* hashed as bytes */
     key.module = v->u.get.module;
     key.kind = v->op == GB_TRACE_OP_OUTPUT ? GB_EVENT_OUTPUT : v->op == GB_TRACE_OP_POINT ? GB_EVENT_POINT : GB_EVENT_INPUT;
@@ -600,23 +600,23 @@ static int gb__point_for(gb_trace *tr, gb_val *v, gb__point_entry **point_at) {
         if (i >= 0) return (*point_at)[i].value;
     } else {
         for (int i = 0; i < tr->npoints; i++) {
-            gb__point *p = &tr->points[i];
+            gb__tr_point *p = &tr->points[i];
             if (p->kind == GB_EVENT_POINT && p->call == key.call && !strcmp(p->path, v->text)) return i;
         }
     }
-    tr->points[tr->npoints] = (gb__point){key.module, v->text, key.kind, key.call, NULL, NULL}; /* sized by the caller */
+    tr->points[tr->npoints] = (gb__tr_point){key.module, v->text, key.kind, key.call, NULL, NULL}; /* sized by the caller */
     if (!named) hmput(*point_at, key, tr->npoints);
     return tr->npoints++;
 }
 
 /* Group getters (and skips) by point, in definition order, into
  * tr->points (sized by the caller for one point per getter). */
-static void gb__group_points(gb_trace *tr) {
-    gb__point_entry *point_at = NULL; /* stb_ds hash map: the module points among them */
+static void gb__tr_group_points(gb_trace *tr) {
+    gb__tr_point_entry *point_at = NULL; /* stb_ds hash map: the module points among them */
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
         gb_val *v = tr->nodes[i];
-        if (!gb__is_getter(v->op)) continue;
-        gb__point *p = &tr->points[v->point = gb__point_for(tr, v, &point_at)];
+        if (!gb__tr_is_getter(v->op)) continue;
+        gb__tr_point *p = &tr->points[v->point = gb__tr_point_for(tr, v, &point_at)];
         v->next_getter = NULL;
         if (p->last) p->last->next_getter = v;
         else p->getters = v;
@@ -625,25 +625,25 @@ static void gb__group_points(gb_trace *tr) {
     hmfree(point_at);
 }
 
-gb_status gb__graph_compile(gb_trace *tr) {
+gb_status gb__tr_graph_compile(gb_trace *tr) {
     if (tr->compiled == arrlen(tr->nodes)) return GB_OK;
-    gb__free_compiled(tr);
+    gb__tr_free_compiled(tr);
     ptrdiff_t n = arrlen(tr->nodes), edges = 0, getters = 0;
     for (ptrdiff_t i = 0; i < n; i++) {
         gb_val *v = tr->nodes[i];
         edges += v->nargs + (v->cond != NULL);
-        getters += gb__is_getter(v->op);
+        getters += gb__tr_is_getter(v->op);
         if (v->op == GB_TRACE_OP_GRAD) arrput(tr->grads, v);
     }
     /* One block: at most a point per getter, then the users lists. */
     size_t bytes = (size_t)getters * sizeof *tr->points + (size_t)edges * sizeof *tr->user_list;
     if (bytes && !(tr->points = malloc(bytes))) {
-        gb__free_compiled(tr);
+        gb__tr_free_compiled(tr);
         return gb__fail(GB_ERR_ALLOC, "trace_run: out of memory linking %lld nodes", (long long)n);
     }
     tr->user_list = tr->points ? (gb_val **)(tr->points + getters) : NULL;
-    gb__link_users(tr);
-    gb__group_points(tr);
+    gb__tr_link_users(tr);
+    gb__tr_group_points(tr);
     tr->compiled = n;
     return GB_OK;
 }

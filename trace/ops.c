@@ -10,14 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool gb__is_floating(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16; }
+static bool gb__tr_is_floating(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt == GB_DTYPE_F16 || dt == GB_DTYPE_BF16; }
 
 /* t as float32: integers and bools converted (no gradient: they have none),
  * f16/bf16 widened; t itself (a new reference) when it is f32. */
-static gb_tensor *gb__f32(gb_tensor *t) { return gb_to_dtype(t, GB_DTYPE_F32); }
+static gb_tensor *gb__tr_f32(gb_tensor *t) { return gb_to_dtype(t, GB_DTYPE_F32); }
 
 /* Broadcast shape of a and b (PyTorch's rule), or an error naming op. */
-static gb_status gb__broadcast(const char *op, const gb_tensor *a, const gb_tensor *b, int *nd, int64_t *shape) {
+static gb_status gb__tr_broadcast(const char *op, const gb_tensor *a, const gb_tensor *b, int *nd, int64_t *shape) {
     int na = gb_tensor_ndim(a), nb = gb_tensor_ndim(b);
     *nd = na > nb ? na : nb;
     for (int i = 0; i < *nd; i++) {
@@ -32,7 +32,7 @@ static gb_status gb__broadcast(const char *op, const gb_tensor *a, const gb_tens
 }
 
 /* Offset in elements of flat index i of a view with these strides. */
-static int64_t gb__offset_of(int64_t i, int nd, const int64_t *shape, const int64_t *stride) {
+static int64_t gb__tr_offset_of(int64_t i, int nd, const int64_t *shape, const int64_t *stride) {
     int64_t off = 0;
     for (int d = nd - 1; d >= 0; d--) {
         off += (i % shape[d]) * stride[d];
@@ -43,11 +43,11 @@ static int64_t gb__offset_of(int64_t i, int nd, const int64_t *shape, const int6
 
 /* a OP b on two integer values, exactly, in int64 (PyTorch keeps integer
  * arithmetic integer; f32 would round past 2^24). */
-static gb_tensor *gb__int_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
-    const char *what = gb__trace_op_names[op];
+static gb_tensor *gb__tr_int_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
+    const char *what = gb__tr_trace_op_names[op];
     int nd;
     int64_t shape[GB_MAX_DIMS];
-    if (gb__broadcast(what, a, b, &nd, shape) != GB_OK) return NULL;
+    if (gb__tr_broadcast(what, a, b, &nd, shape) != GB_OK) return NULL;
     gb_tensor *a64 = gb_to_dtype(a, GB_DTYPE_I64), *b64 = gb_to_dtype(b, GB_DTYPE_I64);
     gb_tensor *ea = a64 ? gb_expand(a64, nd, shape) : NULL, *eb = b64 ? gb_expand(b64, nd, shape) : NULL;
     gb_tensor *out = ea && eb ? gb_empty(nd, shape, GB_DTYPE_I64) : NULL;
@@ -55,8 +55,8 @@ static gb_tensor *gb__int_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
         const int64_t *x = gb_tensor_data(ea), *y = gb_tensor_data(eb); /* their strides */
         int64_t *z = gb_tensor_data(out);                               /* [numel] */
         for (int64_t i = 0; i < gb_tensor_numel(out); i++) {
-            int64_t p = x[gb__offset_of(i, nd, shape, gb_tensor_strides(ea))];
-            int64_t q = y[gb__offset_of(i, nd, shape, gb_tensor_strides(eb))];
+            int64_t p = x[gb__tr_offset_of(i, nd, shape, gb_tensor_strides(ea))];
+            int64_t q = y[gb__tr_offset_of(i, nd, shape, gb_tensor_strides(eb))];
             z[i] = op == GB_TRACE_OP_ADD ? (int64_t)((uint64_t)p + (uint64_t)q) /* wraps, as torch */
                    : op == GB_TRACE_OP_SUB ? (int64_t)((uint64_t)p - (uint64_t)q)
                                            : (int64_t)((uint64_t)p * (uint64_t)q);
@@ -67,12 +67,12 @@ static gb_tensor *gb__int_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
 }
 
 gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
-    bool fa = gb__is_floating(gb_tensor_dtype(a)), fb = gb__is_floating(gb_tensor_dtype(b));
+    bool fa = gb__tr_is_floating(gb_tensor_dtype(a)), fb = gb__tr_is_floating(gb_tensor_dtype(b));
     if (!fa && !fb && (op == GB_TRACE_OP_ADD || op == GB_TRACE_OP_SUB || op == GB_TRACE_OP_MUL))
-        return gb__int_arith(op, a, b);
+        return gb__tr_int_arith(op, a, b);
     /* A float meets an integer (or / divides integers): the integers become
      * float32. Float operands stay as they are (matmul reads f16/bf16 weights). */
-    gb_tensor *x = fa ? gb_tensor_ref(a) : gb__f32(a), *y = fb ? gb_tensor_ref(b) : gb__f32(b), *r = NULL;
+    gb_tensor *x = fa ? gb_tensor_ref(a) : gb__tr_f32(a), *y = fb ? gb_tensor_ref(b) : gb__tr_f32(b), *r = NULL;
     if (x && y) switch (op) {
         case GB_TRACE_OP_ADD: r = gb_add(x, y); break;
         case GB_TRACE_OP_SUB: r = gb_sub(x, y); break;
@@ -88,8 +88,8 @@ gb_tensor *gb__tr_reduce(const gb_val *v, gb_tensor *x) {
     int dim = v->u.dim.dim;
     bool keepdim = v->u.dim.keepdim;
     if (v->op == GB_TRACE_OP_ARGMAX) return gb_argmax(x, dim, keepdim); /* any dtype */
-    bool ints = !gb__is_floating(gb_tensor_dtype(x));
-    gb_tensor *a = gb__f32(x), *r = NULL;
+    bool ints = !gb__tr_is_floating(gb_tensor_dtype(x));
+    gb_tensor *a = gb__tr_f32(x), *r = NULL;
     if (!a) return NULL;
     switch (v->op) {
     case GB_TRACE_OP_SUM: r = gb_sum(a, dim, keepdim); break;
@@ -111,27 +111,27 @@ gb_tensor *gb__tr_reduce(const gb_val *v, gb_tensor *x) {
 /* ---- functions ------------------------------------------------------------ */
 
 /* The dims of p as ints, for the tensor layer's lists. */
-static void gb__dims(const gb_fn_params *p, int *dims) {
+static void gb__tr_dims(const gb_fn_params *p, int *dims) {
     for (int i = 0; i < p->n; i++) dims[i] = (int)p->i[i];
 }
 
 /* sum of x over p's dims (all when none). */
-static gb_tensor *gb__sum_over(gb_tensor *x, const gb_fn_params *p, bool mean) {
+static gb_tensor *gb__tr_sum_over(gb_tensor *x, const gb_fn_params *p, bool mean) {
     int dims[GB_MAX_DIMS];
-    gb__dims(p, dims);
+    gb__tr_dims(p, dims);
     return mean ? gb_mean_dims(x, p->n, dims, p->keepdim) : gb_sum_dims(x, p->n, dims, p->keepdim);
 }
 
 /* sqrt(sum(x * x)) over p's dims. */
-static gb_tensor *gb__norm(gb_tensor *x, const gb_fn_params *p) {
-    gb_tensor *sq = gb_mul(x, x), *s = sq ? gb__sum_over(sq, p, false) : NULL, *r = s ? gb_sqrt(s) : NULL;
+static gb_tensor *gb__tr_norm(gb_tensor *x, const gb_fn_params *p) {
+    gb_tensor *sq = gb_mul(x, x), *s = sq ? gb__tr_sum_over(sq, p, false) : NULL, *r = s ? gb_sqrt(s) : NULL;
     gb_tensor_free(sq), gb_tensor_free(s);
     return r;
 }
 
 /* torch's cosine_similarity: sum(a b) / sqrt(max(sum(a a) sum(b b), eps^2))
  * over dim, a and b broadcasting. */
-static gb_tensor *gb__cosine(gb_tensor *a, gb_tensor *b, int dim, double eps) {
+static gb_tensor *gb__tr_cosine(gb_tensor *a, gb_tensor *b, int dim, double eps) {
     gb_tensor *ab = gb_mul(a, b), *aa = gb_mul(a, a), *bb = gb_mul(b, b);
     gb_tensor *sab = ab ? gb_sum(ab, dim, false) : NULL, *saa = aa ? gb_sum(aa, dim, false) : NULL,
               *sbb = bb ? gb_sum(bb, dim, false) : NULL;
@@ -144,7 +144,7 @@ static gb_tensor *gb__cosine(gb_tensor *a, gb_tensor *b, int dim, double eps) {
 }
 
 /* x without its size-1 dims (torch's squeeze()). */
-static gb_tensor *gb__squeeze_all(gb_tensor *x) {
+static gb_tensor *gb__tr_squeeze_all(gb_tensor *x) {
     int64_t shape[GB_MAX_DIMS];
     int nd = 0;
     for (int d = 0; d < gb_tensor_ndim(x); d++)
@@ -153,13 +153,13 @@ static gb_tensor *gb__squeeze_all(gb_tensor *x) {
 }
 
 /* cat/stack of values of several dtypes: PyTorch promotes them to one. */
-static gb_status gb__join(const gb_val *v, gb_tensor *const *x, gb_values *out) {
+static gb_status gb__tr_join(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     gb_tensor *ts[GB__MAX_ARGS] = {0};
     bool same = true;
     for (int i = 1; i < v->nargs; i++) same &= gb_tensor_dtype(x[i]) == gb_tensor_dtype(x[0]);
     gb_status st = GB_OK;
     for (int i = 0; i < v->nargs && st == GB_OK; i++)
-        if (!(ts[i] = same ? gb_tensor_ref(x[i]) : gb__f32(x[i]))) st = gb_last_status();
+        if (!(ts[i] = same ? gb_tensor_ref(x[i]) : gb__tr_f32(x[i]))) st = gb_last_status();
     int dim = (int)v->u.fn.p->i[0];
     gb_tensor *r = st != GB_OK ? NULL
                    : v->u.fn.fn == GB_TRACE_FN_CAT ? gb_cat(v->nargs, ts, dim)
@@ -171,9 +171,9 @@ static gb_status gb__join(const gb_val *v, gb_tensor *const *x, gb_values *out) 
 
 /* Functions computed in float32: integer inputs converted first, as
  * PyTorch's float functions do. */
-static gb_tensor *gb__float_fn(const gb_val *v, gb_tensor *const *x) {
+static gb_tensor *gb__tr_float_fn(const gb_val *v, gb_tensor *const *x) {
     const gb_fn_params *p = v->u.fn.p;
-    gb_tensor *a = gb__f32(x[0]), *b = v->nargs > 1 && a ? gb__f32(x[1]) : NULL, *r = NULL;
+    gb_tensor *a = gb__tr_f32(x[0]), *b = v->nargs > 1 && a ? gb__tr_f32(x[1]) : NULL, *r = NULL;
     if (!a || (v->nargs > 1 && !b)) goto done;
     switch (v->u.fn.fn) {
     case GB_TRACE_FN_EXP: r = gb_exp(a); break;
@@ -181,9 +181,9 @@ static gb_tensor *gb__float_fn(const gb_val *v, gb_tensor *const *x) {
     case GB_TRACE_FN_SQRT: r = gb_sqrt(a); break;
     case GB_TRACE_FN_POW: r = gb_pow(a, b); break;
     case GB_TRACE_FN_LOG_SOFTMAX: r = gb_log_softmax(a, (int)p->i[0]); break;
-    case GB_TRACE_FN_NORM: r = gb__norm(a, p); break;
-    case GB_TRACE_FN_MEAN: r = gb__sum_over(a, p, true); break;
-    case GB_TRACE_FN_COSINE_SIMILARITY: r = gb__cosine(a, b, p->n ? (int)p->i[0] : 1, p->x); break;
+    case GB_TRACE_FN_NORM: r = gb__tr_norm(a, p); break;
+    case GB_TRACE_FN_MEAN: r = gb__tr_sum_over(a, p, true); break;
+    case GB_TRACE_FN_COSINE_SIMILARITY: r = gb__tr_cosine(a, b, p->n ? (int)p->i[0] : 1, p->x); break;
     default: gb__fail(GB_ERR_ARG, "%s: not a float function", gb_trace_fn_name(v->u.fn.fn)); break;
     }
 done:
@@ -192,11 +192,11 @@ done:
 }
 
 /* F.cross_entropy: logits [N, C] with targets [N], or [C] with one target. */
-static gb_tensor *gb__cross_entropy(gb_tensor *logits, gb_tensor *targets) {
+static gb_tensor *gb__tr_cross_entropy(gb_tensor *logits, gb_tensor *targets) {
     if (gb_tensor_dtype(targets) != GB_DTYPE_I64 && gb_tensor_dtype(targets) != GB_DTYPE_I32)
         return gb__fail_null(GB_ERR_DTYPE, "cross_entropy: expected the targets to be class indices (int64), got %s; "
                                            "use .long()", gb_dtype_name(gb_tensor_dtype(targets)));
-    gb_tensor *l = gb__f32(logits);
+    gb_tensor *l = gb__tr_f32(logits);
     if (!l) return NULL;
     gb_tensor *r;
     if (gb_tensor_ndim(l) == 1 && gb_tensor_ndim(targets) == 0) {
@@ -210,12 +210,12 @@ static gb_tensor *gb__cross_entropy(gb_tensor *logits, gb_tensor *targets) {
     return r;
 }
 
-static gb_tensor *gb__where(gb_tensor *c, gb_tensor *a, gb_tensor *b) {
+static gb_tensor *gb__tr_where(gb_tensor *c, gb_tensor *a, gb_tensor *b) {
     if (gb_tensor_dtype(c) != GB_DTYPE_BOOL)
         return gb__fail_null(GB_ERR_DTYPE, "where: expected condition to be a boolean tensor, but got a tensor with "
                                            "dtype %s", gb_dtype_name(gb_tensor_dtype(c)));
-    bool ints = !gb__is_floating(gb_tensor_dtype(a)) && !gb__is_floating(gb_tensor_dtype(b));
-    gb_tensor *x = gb__f32(a), *y = x ? gb__f32(b) : NULL, *r = y ? gb_where(c, x, y) : NULL;
+    bool ints = !gb__tr_is_floating(gb_tensor_dtype(a)) && !gb__tr_is_floating(gb_tensor_dtype(b));
+    gb_tensor *x = gb__tr_f32(a), *y = x ? gb__tr_f32(b) : NULL, *r = y ? gb_where(c, x, y) : NULL;
     gb_tensor_free(x), gb_tensor_free(y);
     if (r && ints) { /* two integer values choose integers (exact below 2^24) */
         gb_tensor *i = gb_to_dtype(r, GB_DTYPE_I64);
@@ -230,9 +230,9 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     gb_tensor *r = NULL;
     switch (v->u.fn.fn) {
     case GB_TRACE_FN_ABS: {
-        gb_tensor *a = gb__f32(x[0]), *f = a ? gb_abs(a) : NULL;
+        gb_tensor *a = gb__tr_f32(x[0]), *f = a ? gb_abs(a) : NULL;
         /* integers stay integers (exact below 2^24) */
-        r = f && !gb__is_floating(gb_tensor_dtype(x[0])) ? gb_to_dtype(f, GB_DTYPE_I64) : gb_tensor_ref(f);
+        r = f && !gb__tr_is_floating(gb_tensor_dtype(x[0])) ? gb_to_dtype(f, GB_DTYPE_I64) : gb_tensor_ref(f);
         gb_tensor_free(a), gb_tensor_free(f);
         break;
     }
@@ -253,18 +253,18 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
         break;
     }
     case GB_TRACE_FN_SUM:
-        if (gb__is_floating(gb_tensor_dtype(x[0]))) {
-            gb_tensor *a = gb__f32(x[0]);
-            r = a ? gb__sum_over(a, p, false) : NULL;
+        if (gb__tr_is_floating(gb_tensor_dtype(x[0]))) {
+            gb_tensor *a = gb__tr_f32(x[0]);
+            r = a ? gb__tr_sum_over(a, p, false) : NULL;
             gb_tensor_free(a);
         } else { /* an integer sum is an integer (exact below 2^24) */
-            gb_tensor *a = gb__f32(x[0]), *s = a ? gb__sum_over(a, p, false) : NULL;
+            gb_tensor *a = gb__tr_f32(x[0]), *s = a ? gb__tr_sum_over(a, p, false) : NULL;
             r = s ? gb_to_dtype(s, GB_DTYPE_I64) : NULL;
             gb_tensor_free(a), gb_tensor_free(s);
         }
         break;
     case GB_TRACE_FN_TOPK: {
-        gb_tensor *a = gb__f32(x[0]), *vals = NULL, *idx = NULL;
+        gb_tensor *a = gb__tr_f32(x[0]), *vals = NULL, *idx = NULL;
         gb_status st = a ? gb_topk(a, p->i[0], (int)p->i[1], &vals, &idx) : gb_last_status();
         gb_tensor_free(a);
         if (st != GB_OK) return st;
@@ -280,23 +280,23 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
                                         "of the desired ordering of dimensions i.e. input.dim() = %d is not equal to "
                                         "len(dims) = %d", gb_tensor_ndim(x[0]), p->n);
         int dims[GB_MAX_DIMS];
-        gb__dims(p, dims);
+        gb__tr_dims(p, dims);
         r = gb_permute(x[0], dims);
         break;
     }
     case GB_TRACE_FN_UNSQUEEZE: r = gb_unsqueeze(x[0], (int)p->i[0]); break;
-    case GB_TRACE_FN_SQUEEZE: r = p->n ? gb_squeeze(x[0], (int)p->i[0]) : gb__squeeze_all(x[0]); break;
+    case GB_TRACE_FN_SQUEEZE: r = p->n ? gb_squeeze(x[0], (int)p->i[0]) : gb__tr_squeeze_all(x[0]); break;
     case GB_TRACE_FN_CAT:
-    case GB_TRACE_FN_STACK: return gb__join(v, x, out);
+    case GB_TRACE_FN_STACK: return gb__tr_join(v, x, out);
     case GB_TRACE_FN_EQ: r = gb_eq(x[0], x[1]); break;
     case GB_TRACE_FN_NE: r = gb_ne(x[0], x[1]); break;
     case GB_TRACE_FN_LT: r = gb_lt(x[0], x[1]); break;
     case GB_TRACE_FN_LE: r = gb_le(x[0], x[1]); break;
     case GB_TRACE_FN_GT: r = gb_gt(x[0], x[1]); break;
     case GB_TRACE_FN_GE: r = gb_ge(x[0], x[1]); break;
-    case GB_TRACE_FN_WHERE: r = gb__where(x[0], x[1], x[2]); break;
-    case GB_TRACE_FN_CROSS_ENTROPY: r = gb__cross_entropy(x[0], x[1]); break;
-    default: r = gb__float_fn(v, x); break;
+    case GB_TRACE_FN_WHERE: r = gb__tr_where(x[0], x[1], x[2]); break;
+    case GB_TRACE_FN_CROSS_ENTROPY: r = gb__tr_cross_entropy(x[0], x[1]); break;
+    default: r = gb__tr_float_fn(v, x); break;
     }
     if (!r) return gb_last_status();
     return gb_values_push(out, r);
@@ -305,7 +305,7 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
 /* ---- module calls ----------------------------------------------------------- */
 
 gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_run *run, gb_tensor *const *x, gb_values *out) {
-    gb_module *m = model == gb__trace_model(v->tr) ? v->u.get.module : gb_module_find(model, v->text);
+    gb_module *m = model == gb__tr_trace_model(v->tr) ? v->u.get.module : gb_module_find(model, v->text);
     if (!m) return gb_last_status();
     gb_values in = {.n = v->nargs};
     for (int i = 0; i < v->nargs; i++) in.v[i] = x[i];

@@ -33,7 +33,7 @@
 
 #include "trace_impl.h"
 
-typedef struct gb__parser {
+typedef struct gb__tr_parser {
     gb_trace *tr;
     const char *text, *p; /* the statement, the cursor */
     const char *site;
@@ -42,18 +42,18 @@ typedef struct gb__parser {
     int depth;            /* nesting of unary minus, parentheses and calls */
     gb_status st;
     char error[600];
-} gb__parser;
+} gb__tr_parser;
 
 /* Python's own parser stops at 200 nested parentheses; every cycle of the
- * recursive descent passes through gb__unary, which counts its nesting, so
+ * recursive descent passes through gb__tr_unary, which counts its nesting, so
  * no input overflows the stack. */
 #define GB__STATEMENT_MAX_DEPTH 200
 #define GB__STATEMENT_QUOTED 200 /* characters of a statement quoted in errors */
 
 /* A value in dry runs: never dereferenced. */
-static gb_val *const gb__dry = (gb_val *)&gb__dry;
+static gb_val *const gb__tr_dry = (gb_val *)&gb__tr_dry;
 
-static gb_val *gb__syntax(gb__parser *ps, const char *fmt, const char *what) {
+static gb_val *gb__tr_syntax(gb__tr_parser *ps, const char *fmt, const char *what) {
     if (ps->st == GB_OK) {
         ps->st = GB_ERR_ARG;
         snprintf(ps->error, sizeof ps->error, fmt, what);
@@ -63,65 +63,65 @@ static gb_val *gb__syntax(gb__parser *ps, const char *fmt, const char *what) {
     return NULL;
 }
 
-static void gb__skip_space(gb__parser *ps) {
+static void gb__tr_skip_space(gb__tr_parser *ps) {
     while (isspace((unsigned char)*ps->p)) ps->p++;
 }
 
-static bool gb__accept(gb__parser *ps, char c) {
-    gb__skip_space(ps);
+static bool gb__tr_accept(gb__tr_parser *ps, char c) {
+    gb__tr_skip_space(ps);
     if (*ps->p != c) return false;
     ps->p++;
     return true;
 }
 
-static bool gb__expect(gb__parser *ps, char c) {
-    if (gb__accept(ps, c)) return true;
+static bool gb__tr_expect(gb__tr_parser *ps, char c) {
+    if (gb__tr_accept(ps, c)) return true;
     char want[4] = {'\'', c, '\'', 0};
-    gb__syntax(ps, "expected %s", want);
+    gb__tr_syntax(ps, "expected %s", want);
     return false;
 }
 
 /* An identifier at the cursor: its length (0 if none), not consumed. */
-static size_t gb__ident_len(gb__parser *ps) {
-    gb__skip_space(ps);
+static size_t gb__tr_ident_len(gb__tr_parser *ps) {
+    gb__tr_skip_space(ps);
     const char *q = ps->p;
     if (!isalpha((unsigned char)*q) && *q != '_') return 0;
     while (isalnum((unsigned char)*q) || *q == '_') q++;
     return (size_t)(q - ps->p);
 }
 
-static bool gb__is_word(const char *s, size_t n, const char *word) { return strlen(word) == n && !strncmp(s, word, n); }
+static bool gb__tr_is_word(const char *s, size_t n, const char *word) { return strlen(word) == n && !strncmp(s, word, n); }
 
 /* The text between brackets, cursor after '[': copied out, nesting allowed. */
-static char *gb__bracket_text(gb__parser *ps) {
+static char *gb__tr_bracket_text(gb__tr_parser *ps) {
     const char *start = ps->p;
     int depth = 1;
     for (; *ps->p && depth; ps->p++) depth += *ps->p == '[' ? 1 : *ps->p == ']' ? -1 : 0;
     if (depth) {
-        gb__syntax(ps, "%s", "unclosed '['");
+        gb__tr_syntax(ps, "%s", "unclosed '['");
         return NULL;
     }
     size_t n = (size_t)(ps->p - start); /* includes the closing ']' */
     char *s = malloc(n + 2);
-    if (!s) return (char *)gb__syntax(ps, "%s", "out of memory");
+    if (!s) return (char *)gb__tr_syntax(ps, "%s", "out of memory");
     s[0] = '[';
     memcpy(s + 1, start, n);
     s[n + 1] = 0;
     return s;
 }
 
-static gb_val *gb__expr(gb__parser *ps);
+static gb_val *gb__tr_expr(gb__tr_parser *ps);
 
 /* A literal number: integers (no '.', no exponent) are int64 constants as
  * Python's ints are, so argmax - 432 stays int64; others float32. */
-static gb_val *gb__number(gb__parser *ps) {
+static gb_val *gb__tr_number(gb__tr_parser *ps) {
     char *end;
     double x = strtod(ps->p, &end);
-    if (end == ps->p) return gb__syntax(ps, "%s", "expected a number");
+    if (end == ps->p) return gb__tr_syntax(ps, "%s", "expected a number");
     bool integral = !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p)) &&
                     !memchr(ps->p, 'E', (size_t)(end - ps->p)) && fabs(x) < 9.2e18;
     ps->p = end;
-    if (!ps->build) return gb__dry;
+    if (!ps->build) return gb__tr_dry;
     return integral ? gb_scalar_i64_at(ps->tr, (int64_t)x, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
 }
 
@@ -130,7 +130,7 @@ static gb_val *gb__number(gb__parser *ps) {
 /* One argument of a method or function call, as written: a keyword, and a
  * literal (True/False/None, a number, a tuple of ints), a list of values
  * [a, b], or an expression. */
-typedef struct gb__arg {
+typedef struct gb__tr_arg {
     const char *kw; /* keyword=, or NULL */
     size_t kwlen;
     enum { GB__ARG_VALUE, GB__ARG_NUMBER, GB__ARG_INTS, GB__ARG_BOOL, GB__ARG_NONE, GB__ARG_LIST } kind;
@@ -141,17 +141,17 @@ typedef struct gb__arg {
     int n;                  /* INTS, LIST */
     int64_t ints[GB_MAX_DIMS];
     gb_val *list[GB__MAX_ARGS];
-} gb__arg;
+} gb__tr_arg;
 
 #define GB__MAX_CALL_ARGS 8
-typedef struct gb__args {
+typedef struct gb__tr_args {
     int n;
-    gb__arg a[GB__MAX_CALL_ARGS];
-} gb__args;
+    gb__tr_arg a[GB__MAX_CALL_ARGS];
+} gb__tr_args;
 
 /* "( int, int, ... )" at the cursor: a tuple of ints, consumed; else the
  * cursor is left alone (a parenthesised expression). */
-static bool gb__int_tuple(gb__parser *ps, gb__arg *a) {
+static bool gb__tr_int_tuple(gb__tr_parser *ps, gb__tr_arg *a) {
     const char *q = ps->p + 1;
     int n = 0;
     for (;;) {
@@ -173,7 +173,7 @@ static bool gb__int_tuple(gb__parser *ps, gb__arg *a) {
 }
 
 /* A literal number ending the argument (followed by ',' or ')'), consumed. */
-static bool gb__literal_number(gb__parser *ps, gb__arg *a) {
+static bool gb__tr_literal_number(gb__tr_parser *ps, gb__tr_arg *a) {
     char *end;
     double x = strtod(ps->p, &end);
     if (end == ps->p || isalpha((unsigned char)*ps->p)) return false; /* "inf", "nan": names here */
@@ -189,99 +189,99 @@ static bool gb__literal_number(gb__parser *ps, gb__arg *a) {
 }
 
 /* Arguments up to the closing ')' (the cursor after '('). */
-static bool gb__parse_args(gb__parser *ps, gb__args *args) {
+static bool gb__tr_parse_args(gb__tr_parser *ps, gb__tr_args *args) {
     args->n = 0;
-    while (!gb__accept(ps, ')')) {
-        if (args->n && !gb__expect(ps, ',')) return false;
-        if (gb__accept(ps, ')')) break; /* a trailing comma */
-        if (args->n == GB__MAX_CALL_ARGS) return gb__syntax(ps, "%s", "too many arguments"), false;
-        gb__arg *a = &args->a[args->n++];
+    while (!gb__tr_accept(ps, ')')) {
+        if (args->n && !gb__tr_expect(ps, ',')) return false;
+        if (gb__tr_accept(ps, ')')) break; /* a trailing comma */
+        if (args->n == GB__MAX_CALL_ARGS) return gb__tr_syntax(ps, "%s", "too many arguments"), false;
+        gb__tr_arg *a = &args->a[args->n++];
         memset(a, 0, sizeof *a);
-        size_t len = gb__ident_len(ps);
+        size_t len = gb__tr_ident_len(ps);
         const char *after = ps->p + len + strspn(ps->p + len, " \t");
         if (len && *after == '=' && after[1] != '=') {
             a->kw = ps->p, a->kwlen = len;
             ps->p = after + 1;
-            gb__skip_space(ps);
-            len = gb__ident_len(ps);
+            gb__tr_skip_space(ps);
+            len = gb__tr_ident_len(ps);
         }
-        if (gb__is_word(ps->p, len, "True") || gb__is_word(ps->p, len, "False")) {
+        if (gb__tr_is_word(ps->p, len, "True") || gb__tr_is_word(ps->p, len, "False")) {
             a->kind = GB__ARG_BOOL;
             a->x = ps->p[0] == 'T';
             ps->p += len;
-        } else if (gb__is_word(ps->p, len, "None")) {
+        } else if (gb__tr_is_word(ps->p, len, "None")) {
             a->kind = GB__ARG_NONE;
             ps->p += len;
         } else if (*ps->p == '[') {
             ps->p++;
             a->kind = GB__ARG_LIST;
-            while (!gb__accept(ps, ']')) {
-                if (a->n && !gb__expect(ps, ',')) return false;
-                if (gb__accept(ps, ']')) break;
-                if (a->n == GB__MAX_ARGS) return gb__syntax(ps, "%s", "too many values in a list (8 at most)"), false;
-                if (!(a->list[a->n++] = gb__expr(ps))) return false;
+            while (!gb__tr_accept(ps, ']')) {
+                if (a->n && !gb__tr_expect(ps, ',')) return false;
+                if (gb__tr_accept(ps, ']')) break;
+                if (a->n == GB__MAX_ARGS) return gb__tr_syntax(ps, "%s", "too many values in a list (8 at most)"), false;
+                if (!(a->list[a->n++] = gb__tr_expr(ps))) return false;
             }
-        } else if (!(*ps->p == '(' && gb__int_tuple(ps, a)) && !gb__literal_number(ps, a)) {
+        } else if (!(*ps->p == '(' && gb__tr_int_tuple(ps, a)) && !gb__tr_literal_number(ps, a)) {
             a->kind = GB__ARG_VALUE;
-            if (!(a->v = gb__expr(ps))) return false;
+            if (!(a->v = gb__tr_expr(ps))) return false;
         }
     }
     return true;
 }
 
 /* The argument at position pos or named kw; NULL when absent. */
-static gb__arg *gb__arg_get(gb__args *args, int pos, const char *kw) {
+static gb__tr_arg *gb__tr_arg_get(gb__tr_args *args, int pos, const char *kw) {
     for (int i = 0; i < args->n; i++) {
-        gb__arg *a = &args->a[i];
-        if (a->kw ? gb__is_word(a->kw, a->kwlen, kw) : i == pos) return a;
+        gb__tr_arg *a = &args->a[i];
+        if (a->kw ? gb__tr_is_word(a->kw, a->kwlen, kw) : i == pos) return a;
     }
     return NULL;
 }
 
 /* Only the arguments known to a call: kws lists the names allowed, in
  * positional order; also checks no positional argument follows a keyword. */
-static bool gb__args_fit(gb__parser *ps, gb__args *args, const char *const *kws, int nkws, const char *what) {
+static bool gb__tr_args_fit(gb__tr_parser *ps, gb__tr_args *args, const char *const *kws, int nkws, const char *what) {
     int npos = 0;
     for (int i = 0; i < args->n; i++) {
-        gb__arg *a = &args->a[i];
+        gb__tr_arg *a = &args->a[i];
         if (!a->kw) {
-            if (npos < i) return gb__syntax(ps, "%s", "positional argument follows keyword argument"), false;
-            if (i >= nkws) return gb__syntax(ps, "too many arguments (%s)", what), false;
+            if (npos < i) return gb__tr_syntax(ps, "%s", "positional argument follows keyword argument"), false;
+            if (i >= nkws) return gb__tr_syntax(ps, "too many arguments (%s)", what), false;
             npos++;
             continue;
         }
         int k = 0;
-        while (k < nkws && !gb__is_word(a->kw, a->kwlen, kws[k])) k++;
-        if (k == nkws) return gb__syntax(ps, "unknown argument (%s)", what), false;
-        if (k < npos) return gb__syntax(ps, "%s", "multiple values for an argument"), false;
+        while (k < nkws && !gb__tr_is_word(a->kw, a->kwlen, kws[k])) k++;
+        if (k == nkws) return gb__tr_syntax(ps, "unknown argument (%s)", what), false;
+        if (k < npos) return gb__tr_syntax(ps, "%s", "multiple values for an argument"), false;
     }
     return true;
 }
 
 /* An integer argument (default def when absent). */
-static bool gb__int_arg(gb__parser *ps, gb__args *args, int pos, const char *kw, int64_t def, int64_t *out) {
-    gb__arg *a = gb__arg_get(args, pos, kw);
+static bool gb__tr_int_arg(gb__tr_parser *ps, gb__tr_args *args, int pos, const char *kw, int64_t def, int64_t *out) {
+    gb__tr_arg *a = gb__tr_arg_get(args, pos, kw);
     *out = def;
     if (!a) return true;
-    if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__syntax(ps, "%s must be an integer", kw), false;
+    if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__tr_syntax(ps, "%s must be an integer", kw), false;
     *out = (int64_t)a->x;
     return true;
 }
 
 /* An argument as a value: literal numbers become constants. */
-static gb_val *gb__arg_value(gb__parser *ps, gb__arg *a) {
-    if (!a) return gb__syntax(ps, "%s", "missing a value argument");
+static gb_val *gb__tr_arg_value(gb__tr_parser *ps, gb__tr_arg *a) {
+    if (!a) return gb__tr_syntax(ps, "%s", "missing a value argument");
     if (a->kind == GB__ARG_VALUE) return a->v;
-    if (a->kind != GB__ARG_NUMBER) return gb__syntax(ps, "%s", "expected a value or a number");
-    if (!ps->build) return gb__dry;
+    if (a->kind != GB__ARG_NUMBER) return gb__tr_syntax(ps, "%s", "expected a value or a number");
+    if (!ps->build) return gb__tr_dry;
     return a->integral ? gb_scalar_i64_at(ps->tr, (int64_t)a->x, ps->site, ps->line)
                        : gb_scalar_at(ps->tr, (float)a->x, ps->site, ps->line);
 }
 
 /* dims for sum/mean/norm/squeeze: an int, a tuple of ints, or absent/None
  * (n = 0). Returns false on a syntax error. */
-static bool gb__dims_arg(gb__parser *ps, gb__args *args, int pos, gb_fn_params *p, bool *is_tuple) {
-    gb__arg *a = gb__arg_get(args, pos, "dim");
+static bool gb__tr_dims_arg(gb__tr_parser *ps, gb__tr_args *args, int pos, gb_fn_params *p, bool *is_tuple) {
+    gb__tr_arg *a = gb__tr_arg_get(args, pos, "dim");
     p->n = 0;
     *is_tuple = false;
     if (!a || a->kind == GB__ARG_NONE) return true;
@@ -291,23 +291,23 @@ static bool gb__dims_arg(gb__parser *ps, gb__args *args, int pos, gb_fn_params *
         *is_tuple = true;
         return true;
     }
-    if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__syntax(ps, "%s", "dim must be an integer or a tuple of integers"), false;
+    if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__tr_syntax(ps, "%s", "dim must be an integer or a tuple of integers"), false;
     p->n = 1;
     p->i[0] = (int64_t)a->x;
     return true;
 }
 
-static bool gb__keepdim_arg(gb__parser *ps, gb__args *args, int pos, bool *keepdim) {
-    gb__arg *a = gb__arg_get(args, pos, "keepdim");
+static bool gb__tr_keepdim_arg(gb__tr_parser *ps, gb__tr_args *args, int pos, bool *keepdim) {
+    gb__tr_arg *a = gb__tr_arg_get(args, pos, "keepdim");
     *keepdim = false;
     if (!a) return true;
-    if (a->kind != GB__ARG_BOOL) return gb__syntax(ps, "%s", "keepdim is True or False"), false;
+    if (a->kind != GB__ARG_BOOL) return gb__tr_syntax(ps, "%s", "keepdim is True or False"), false;
     *keepdim = a->x != 0;
     return true;
 }
 
 /* Ints given one by one (x.reshape(2, -1)) or as one tuple (x.reshape((2, -1))). */
-static bool gb__shape_args(gb__parser *ps, gb__args *args, gb_fn_params *p) {
+static bool gb__tr_shape_args(gb__tr_parser *ps, gb__tr_args *args, gb_fn_params *p) {
     p->n = 0;
     if (args->n == 1 && args->a[0].kind == GB__ARG_INTS && !args->a[0].kw) {
         p->n = args->a[0].n;
@@ -315,9 +315,9 @@ static bool gb__shape_args(gb__parser *ps, gb__args *args, gb_fn_params *p) {
         return true;
     }
     for (int i = 0; i < args->n; i++) {
-        gb__arg *a = &args->a[i];
+        gb__tr_arg *a = &args->a[i];
         if (a->kw || a->kind != GB__ARG_NUMBER || !a->integral || i == GB_MAX_DIMS)
-            return gb__syntax(ps, "%s", "expected integers, or one tuple of integers"), false;
+            return gb__tr_syntax(ps, "%s", "expected integers, or one tuple of integers"), false;
         p->i[p->n++] = (int64_t)a->x;
     }
     return true;
@@ -334,7 +334,7 @@ static bool gb__shape_args(gb__parser *ps, gb__args *args, gb_fn_params *p) {
 #define GB__WHITELIST "log, print, modules, torch./F. functions and methods on values"
 
 /* self.name(args): the methods of a value, and torch.name(self, args). */
-static gb_val *gb__method_call(gb__parser *ps, gb_val *v, const char *name, size_t len, gb__args *args) {
+static gb_val *gb__tr_method_call(gb__tr_parser *ps, gb_val *v, const char *name, size_t len, gb__tr_args *args) {
     const char *site = ps->site;
     int line = ps->line;
     gb_fn_params p = {0};
@@ -347,33 +347,33 @@ static gb_val *gb__method_call(gb__parser *ps, gb_val *v, const char *name, size
     } reductions[] = {{"sum", GB_TRACE_OP_SUM}, {"mean", GB_TRACE_OP_MEAN}, {"max", GB_TRACE_OP_MAX},
                       {"argmax", GB_TRACE_OP_ARGMAX}};
     for (size_t i = 0; i < sizeof reductions / sizeof *reductions; i++) {
-        if (!gb__is_word(name, len, reductions[i].name)) continue;
-        if (!gb__args_fit(ps, args, (const char *[]){"dim", "keepdim"}, 2, "dim, keepdim") ||
-            !gb__dims_arg(ps, args, 0, &p, &tuple) || !gb__keepdim_arg(ps, args, 1, &keepdim))
+        if (!gb__tr_is_word(name, len, reductions[i].name)) continue;
+        if (!gb__tr_args_fit(ps, args, (const char *[]){"dim", "keepdim"}, 2, "dim, keepdim") ||
+            !gb__tr_dims_arg(ps, args, 0, &p, &tuple) || !gb__tr_keepdim_arg(ps, args, 1, &keepdim))
             return NULL;
         bool several = tuple || p.n == 0; /* sum(), mean(), sum((0, 1)) */
         if (several && reductions[i].op != GB_TRACE_OP_SUM && reductions[i].op != GB_TRACE_OP_MEAN)
-            return gb__syntax(ps, "%s", "this method needs one dim");
-        if (!ps->build) return gb__dry;
+            return gb__tr_syntax(ps, "%s", "this method needs one dim");
+        if (!ps->build) return gb__tr_dry;
         if (p.n == 0 && !keepdim && reductions[i].op == GB_TRACE_OP_SUM) return gb_val_unary_at(GB_TRACE_OP_SUM_ALL, v, 0, site, line);
         p.keepdim = keepdim;
         if (several) return gb_val_fn_at(fn, 1, &v, &p, site, line);
         return gb_val_reduce_at(reductions[i].op, v, (int)p.i[0], keepdim, site, line);
     }
-    if (gb__is_word(name, len, "softmax") || gb__is_word(name, len, "log_softmax")) {
-        if (!gb__args_fit(ps, args, (const char *[]){"dim"}, 1, "dim") || !gb__int_arg(ps, args, 0, "dim", INT64_MIN, &dim))
+    if (gb__tr_is_word(name, len, "softmax") || gb__tr_is_word(name, len, "log_softmax")) {
+        if (!gb__tr_args_fit(ps, args, (const char *[]){"dim"}, 1, "dim") || !gb__tr_int_arg(ps, args, 0, "dim", INT64_MIN, &dim))
             return NULL;
-        if (dim == INT64_MIN) return gb__syntax(ps, "%s", "this method needs a dim");
-        if (!ps->build) return gb__dry;
+        if (dim == INT64_MIN) return gb__tr_syntax(ps, "%s", "this method needs a dim");
+        if (!ps->build) return gb__tr_dry;
         if (name[0] == 's') return gb_val_unary_at(GB_TRACE_OP_SOFTMAX, v, (int)dim, site, line);
         p = (gb_fn_params){1, {dim}, false, 0};
         return gb_val_fn_at(fn, 1, &v, &p, site, line);
     }
     static const char *const plain[] = {"save", "clone", "stop", "backward", "requires_grad_"};
     for (size_t k = 0; k < sizeof plain / sizeof *plain; k++) {
-        if (!gb__is_word(name, len, plain[k])) continue;
-        if (args->n) return gb__syntax(ps, "%s", "this method takes no arguments");
-        if (!ps->build) return gb__dry;
+        if (!gb__tr_is_word(name, len, plain[k])) continue;
+        if (args->n) return gb__tr_syntax(ps, "%s", "this method takes no arguments");
+        if (!ps->build) return gb__tr_dry;
         switch (k) {
         case 0: return gb_save(v);
         case 1: return gb_val_unary_at(GB_TRACE_OP_CLONE, v, 0, site, line);
@@ -392,7 +392,7 @@ static gb_val *gb__method_call(gb__parser *ps, gb_val *v, const char *name, size
     case GB_TRACE_FN_FLOAT:
     case GB_TRACE_FN_LONG:
     case GB_TRACE_FN_ITEM:
-        if (args->n) return gb__syntax(ps, "%s", "this method takes no arguments");
+        if (args->n) return gb__tr_syntax(ps, "%s", "this method takes no arguments");
         break;
     case GB_TRACE_FN_POW:
     case GB_TRACE_FN_EQ:
@@ -401,166 +401,166 @@ static gb_val *gb__method_call(gb__parser *ps, gb_val *v, const char *name, size
     case GB_TRACE_FN_LE:
     case GB_TRACE_FN_GT:
     case GB_TRACE_FN_GE:
-        if (!gb__args_fit(ps, args, (const char *[]){fn == GB_TRACE_FN_POW ? "exponent" : "other"}, 1, "one value") ||
-            !(vals[nvals++] = gb__arg_value(ps, args->n ? &args->a[0] : NULL)))
+        if (!gb__tr_args_fit(ps, args, (const char *[]){fn == GB_TRACE_FN_POW ? "exponent" : "other"}, 1, "one value") ||
+            !(vals[nvals++] = gb__tr_arg_value(ps, args->n ? &args->a[0] : NULL)))
             return NULL;
         break;
     case GB_TRACE_FN_NORM: {
-        gb__arg *pa = gb__arg_get(args, 0, "p");
-        if (!gb__args_fit(ps, args, (const char *[]){"p", "dim", "keepdim"}, 3, "p, dim, keepdim") ||
-            !gb__dims_arg(ps, args, 1, &p, &tuple) || !gb__keepdim_arg(ps, args, 2, &keepdim))
+        gb__tr_arg *pa = gb__tr_arg_get(args, 0, "p");
+        if (!gb__tr_args_fit(ps, args, (const char *[]){"p", "dim", "keepdim"}, 3, "p, dim, keepdim") ||
+            !gb__tr_dims_arg(ps, args, 1, &p, &tuple) || !gb__tr_keepdim_arg(ps, args, 2, &keepdim))
             return NULL;
         if (pa && pa->kind != GB__ARG_NONE && !(pa->kind == GB__ARG_NUMBER && pa->x == 2))
-            return gb__syntax(ps, "%s", "only the 2-norm (p=2) is supported");
+            return gb__tr_syntax(ps, "%s", "only the 2-norm (p=2) is supported");
         p.keepdim = keepdim;
         break;
     }
     case GB_TRACE_FN_TOPK:
-        if (!gb__args_fit(ps, args, (const char *[]){"k", "dim"}, 2, "k, dim") || !gb__int_arg(ps, args, 0, "k", -1, &p.i[0]) ||
-            !gb__int_arg(ps, args, 1, "dim", -1, &p.i[1]))
+        if (!gb__tr_args_fit(ps, args, (const char *[]){"k", "dim"}, 2, "k, dim") || !gb__tr_int_arg(ps, args, 0, "k", -1, &p.i[0]) ||
+            !gb__tr_int_arg(ps, args, 1, "dim", -1, &p.i[1]))
             return NULL;
-        if (p.i[0] < 0) return gb__syntax(ps, "%s", "topk needs k");
+        if (p.i[0] < 0) return gb__tr_syntax(ps, "%s", "topk needs k");
         p.n = 2;
         break;
     case GB_TRACE_FN_RESHAPE:
     case GB_TRACE_FN_VIEW:
     case GB_TRACE_FN_PERMUTE:
-        if (!gb__shape_args(ps, args, &p)) return NULL;
+        if (!gb__tr_shape_args(ps, args, &p)) return NULL;
         break;
     case GB_TRACE_FN_TRANSPOSE:
-        if (!gb__args_fit(ps, args, (const char *[]){"dim0", "dim1"}, 2, "dim0, dim1") ||
-            !gb__int_arg(ps, args, 0, "dim0", INT64_MIN, &p.i[0]) || !gb__int_arg(ps, args, 1, "dim1", INT64_MIN, &p.i[1]))
+        if (!gb__tr_args_fit(ps, args, (const char *[]){"dim0", "dim1"}, 2, "dim0, dim1") ||
+            !gb__tr_int_arg(ps, args, 0, "dim0", INT64_MIN, &p.i[0]) || !gb__tr_int_arg(ps, args, 1, "dim1", INT64_MIN, &p.i[1]))
             return NULL;
-        if (p.i[0] == INT64_MIN || p.i[1] == INT64_MIN) return gb__syntax(ps, "%s", "transpose needs two dims");
+        if (p.i[0] == INT64_MIN || p.i[1] == INT64_MIN) return gb__tr_syntax(ps, "%s", "transpose needs two dims");
         p.n = 2;
         break;
     case GB_TRACE_FN_UNSQUEEZE:
     case GB_TRACE_FN_SQUEEZE:
-        if (!gb__args_fit(ps, args, (const char *[]){"dim"}, 1, "dim") || !gb__dims_arg(ps, args, 0, &p, &tuple)) return NULL;
-        if (tuple || (fn == GB_TRACE_FN_UNSQUEEZE && p.n != 1)) return gb__syntax(ps, "%s", "this method needs one dim");
+        if (!gb__tr_args_fit(ps, args, (const char *[]){"dim"}, 1, "dim") || !gb__tr_dims_arg(ps, args, 0, &p, &tuple)) return NULL;
+        if (tuple || (fn == GB_TRACE_FN_UNSQUEEZE && p.n != 1)) return gb__tr_syntax(ps, "%s", "this method needs one dim");
         break;
     default:
         ps->p = name;
-        return gb__syntax(ps, "%s", "unknown method (" GB__METHODS ")");
+        return gb__tr_syntax(ps, "%s", "unknown method (" GB__METHODS ")");
     }
-    if (!ps->build) return gb__dry;
+    if (!ps->build) return gb__tr_dry;
     return gb_val_fn_at(fn, nvals, vals, &p, site, line);
 }
 
 /* A method call on v (the cursor after the method name and '('). */
-static gb_val *gb__method(gb__parser *ps, gb_val *v, const char *name, size_t len) {
-    gb__args args;
-    if (!gb__parse_args(ps, &args)) return NULL;
-    return gb__method_call(ps, v, name, len, &args);
+static gb_val *gb__tr_method(gb__tr_parser *ps, gb_val *v, const char *name, size_t len) {
+    gb__tr_args args;
+    if (!gb__tr_parse_args(ps, &args)) return NULL;
+    return gb__tr_method_call(ps, v, name, len, &args);
 }
 
 /* torch.name(...), F.name(...), torch.nn.functional.name(...): the
  * functions of several values, or a method with its value first. The
  * cursor after '('. */
-static gb_val *gb__function(gb__parser *ps, const char *name, size_t len) {
-    gb__args args;
-    if (!gb__parse_args(ps, &args)) return NULL;
+static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len) {
+    gb__tr_args args;
+    if (!gb__tr_parse_args(ps, &args)) return NULL;
     gb_trace_fn fn = gb_trace_fn_find(name, len);
     gb_fn_params p = {0};
     if (fn == GB_TRACE_FN_CAT || fn == GB_TRACE_FN_STACK) {
-        gb__arg *list = gb__arg_get(&args, 0, "tensors");
-        if (!gb__args_fit(ps, &args, (const char *[]){"tensors", "dim"}, 2, "tensors, dim") ||
-            !gb__int_arg(ps, &args, 1, "dim", 0, &p.i[0]))
+        gb__tr_arg *list = gb__tr_arg_get(&args, 0, "tensors");
+        if (!gb__tr_args_fit(ps, &args, (const char *[]){"tensors", "dim"}, 2, "tensors, dim") ||
+            !gb__tr_int_arg(ps, &args, 1, "dim", 0, &p.i[0]))
             return NULL;
         if (!list || list->kind != GB__ARG_LIST || list->n == 0)
-            return gb__syntax(ps, "%s", "expected a list of values, e.g. torch.cat([a, b], dim=0)");
+            return gb__tr_syntax(ps, "%s", "expected a list of values, e.g. torch.cat([a, b], dim=0)");
         p.n = 1;
-        return ps->build ? gb_val_fn_at(fn, list->n, list->list, &p, ps->site, ps->line) : gb__dry;
+        return ps->build ? gb_val_fn_at(fn, list->n, list->list, &p, ps->site, ps->line) : gb__tr_dry;
     }
     if (fn == GB_TRACE_FN_WHERE || fn == GB_TRACE_FN_CROSS_ENTROPY || fn == GB_TRACE_FN_COSINE_SIMILARITY) {
         static const char *const where_kws[] = {"condition", "input", "other"}, *const ce_kws[] = {"input", "target"},
                                  *const cos_kws[] = {"x1", "x2", "dim", "eps"};
         int nv = fn == GB_TRACE_FN_WHERE ? 3 : 2;
         const char *const *kws = fn == GB_TRACE_FN_WHERE ? where_kws : fn == GB_TRACE_FN_CROSS_ENTROPY ? ce_kws : cos_kws;
-        if (!gb__args_fit(ps, &args, kws, fn == GB_TRACE_FN_COSINE_SIMILARITY ? 4 : nv, "the function's arguments"))
+        if (!gb__tr_args_fit(ps, &args, kws, fn == GB_TRACE_FN_COSINE_SIMILARITY ? 4 : nv, "the function's arguments"))
             return NULL;
         gb_val *vals[3];
         for (int i = 0; i < nv; i++)
-            if (!(vals[i] = gb__arg_value(ps, gb__arg_get(&args, i, kws[i])))) return NULL;
+            if (!(vals[i] = gb__tr_arg_value(ps, gb__tr_arg_get(&args, i, kws[i])))) return NULL;
         if (fn == GB_TRACE_FN_COSINE_SIMILARITY) {
-            gb__arg *eps = gb__arg_get(&args, 3, "eps");
-            if (!gb__int_arg(ps, &args, 2, "dim", 1, &p.i[0])) return NULL;
-            if (eps && eps->kind != GB__ARG_NUMBER) return gb__syntax(ps, "%s", "eps must be a number");
+            gb__tr_arg *eps = gb__tr_arg_get(&args, 3, "eps");
+            if (!gb__tr_int_arg(ps, &args, 2, "dim", 1, &p.i[0])) return NULL;
+            if (eps && eps->kind != GB__ARG_NUMBER) return gb__tr_syntax(ps, "%s", "eps must be a number");
             p.n = 1;
             p.x = eps ? eps->x : 1e-8;
         }
-        return ps->build ? gb_val_fn_at(fn, nv, vals, &p, ps->site, ps->line) : gb__dry;
+        return ps->build ? gb_val_fn_at(fn, nv, vals, &p, ps->site, ps->line) : gb__tr_dry;
     }
     /* torch.exp(x, ...) is x.exp(...) */
     if (args.n == 0 || args.a[0].kw || args.a[0].kind != GB__ARG_VALUE)
-        return gb__syntax(ps, "%s", "expected a value as the first argument");
+        return gb__tr_syntax(ps, "%s", "expected a value as the first argument");
     gb_val *self = args.a[0].v;
     args.n--;
     memmove(args.a, args.a + 1, sizeof *args.a * (size_t)args.n);
-    return gb__method_call(ps, self, name, len, &args);
+    return gb__tr_method_call(ps, self, name, len, &args);
 }
 
 /* Where an assignment writes: the last step of its target chain, deferred. */
-typedef struct gb__lvalue {
+typedef struct gb__tr_lvalue {
     const char *end; /* where the target ends: its '=' */
     gb_val *base;    /* the value the last index applies to, or the value set */
     char *index;     /* "[...]" of a trailing index, or NULL */
     bool requires_grad; /* x.requires_grad = True */
-} gb__lvalue;
+} gb__tr_lvalue;
 
 /* Steps on a value: [index], .grad, .method(...). With lv, the chain is an
  * assignment's target: a trailing index is not applied but returned there,
  * and the last step must be one that can be assigned (assignable says
  * whether v itself can: a module's .output/.input). */
-static gb_val *gb__steps(gb__parser *ps, gb_val *v, bool assignable, gb__lvalue *lv) {
+static gb_val *gb__tr_steps(gb__tr_parser *ps, gb_val *v, bool assignable, gb__tr_lvalue *lv) {
     for (;;) {
-        gb__skip_space(ps);
-        if (gb__accept(ps, '[')) {
-            char *idx = gb__bracket_text(ps);
+        gb__tr_skip_space(ps);
+        if (gb__tr_accept(ps, '[')) {
+            char *idx = gb__tr_bracket_text(ps);
             if (!idx) return NULL;
-            gb__skip_space(ps);
+            gb__tr_skip_space(ps);
             if (lv && ps->p == lv->end) { /* target[...] = value */
                 lv->base = v, lv->index = idx;
                 return v;
             }
-            gb_val *r = ps->build ? gb_val_index_at(v, idx, ps->site, ps->line) : gb__dry;
+            gb_val *r = ps->build ? gb_val_index_at(v, idx, ps->site, ps->line) : gb__tr_dry;
             free(idx);
             v = r;
             assignable = true; /* a tuple pick, e.g. output[0] = ... */
-        } else if (gb__accept(ps, '.')) {
-            size_t n = gb__ident_len(ps);
+        } else if (gb__tr_accept(ps, '.')) {
+            size_t n = gb__tr_ident_len(ps);
             const char *name = ps->p;
             ps->p += n;
-            if (gb__is_word(name, n, "grad")) {
-                v = ps->build ? gb_grad_at(v, ps->site, ps->line) : gb__dry;
+            if (gb__tr_is_word(name, n, "grad")) {
+                v = ps->build ? gb_grad_at(v, ps->site, ps->line) : gb__tr_dry;
                 assignable = true;
-            } else if (lv && gb__is_word(name, n, "requires_grad") && (gb__skip_space(ps), ps->p == lv->end)) {
+            } else if (lv && gb__tr_is_word(name, n, "requires_grad") && (gb__tr_skip_space(ps), ps->p == lv->end)) {
                 lv->base = v, lv->index = NULL, lv->requires_grad = true;
                 return v;
-            } else if (gb__is_word(name, n, "shape")) { /* real after a scan too */
-                v = ps->build ? gb_val_fn_at(GB_TRACE_FN_SHAPE, 1, &v, &(gb_fn_params){0}, ps->site, ps->line) : gb__dry;
+            } else if (gb__tr_is_word(name, n, "shape")) { /* real after a scan too */
+                v = ps->build ? gb_val_fn_at(GB_TRACE_FN_SHAPE, 1, &v, &(gb_fn_params){0}, ps->site, ps->line) : gb__tr_dry;
                 assignable = false;
-            } else if (gb__is_word(name, n, "values") || gb__is_word(name, n, "indices")) { /* topk's tuple */
-                v = ps->build ? gb_val_index_at(v, name[0] == 'v' ? "[0]" : "[1]", ps->site, ps->line) : gb__dry;
+            } else if (gb__tr_is_word(name, n, "values") || gb__tr_is_word(name, n, "indices")) { /* topk's tuple */
+                v = ps->build ? gb_val_index_at(v, name[0] == 'v' ? "[0]" : "[1]", ps->site, ps->line) : gb__tr_dry;
                 assignable = false;
-            } else if (n && gb__accept(ps, '(')) {
-                v = gb__method(ps, v, name, n);
+            } else if (n && gb__tr_accept(ps, '(')) {
+                v = gb__tr_method(ps, v, name, n);
                 assignable = false;
             } else {
                 ps->p = name;
-                return gb__syntax(ps, "%s", "expected .grad, .shape, .values, .indices or a method call on a value");
+                return gb__tr_syntax(ps, "%s", "expected .grad, .shape, .values, .indices or a method call on a value");
             }
         } else {
             break;
         }
         if (!v) return NULL;
     }
-    if (lv && !assignable) return gb__syntax(ps, "%s", "cannot assign to this: assign to .output, .input, .grad or [index]");
+    if (lv && !assignable) return gb__tr_syntax(ps, "%s", "cannot assign to this: assign to .output, .input, .grad or [index]");
     if (lv) lv->base = v, lv->index = NULL;
     return v;
 }
 
-static bool gb__has_child(const gb_module *m, const char *name) {
+static bool gb__tr_has_child(const gb_module *m, const char *name) {
     for (int i = 0; i < gb_module_num_children(m); i++)
         if (!strcmp(gb_module_name(gb_module_child(m, i)), name)) return true;
     return false;
@@ -568,129 +568,129 @@ static bool gb__has_child(const gb_module *m, const char *name) {
 
 /* A chain: a bound name, or a module path ("model" is the root, "h[-1]"
  * indexes a ModuleList) up to .output/.input/.skip(...), then steps. */
-static gb_val *gb__chain(gb__parser *ps, gb__lvalue *lv) {
-    size_t len = gb__ident_len(ps);
-    if (!len) return gb__syntax(ps, "%s", "expected a module path, a name or a number");
-    gb_val *named = gb__is_word(ps->p, len, "model") ? NULL : gb__trace_name(ps->tr, ps->p, len);
+static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
+    size_t len = gb__tr_ident_len(ps);
+    if (!len) return gb__tr_syntax(ps, "%s", "expected a module path, a name or a number");
+    gb_val *named = gb__tr_is_word(ps->p, len, "model") ? NULL : gb__tr_trace_name(ps->tr, ps->p, len);
     char path[512] = "";
     size_t plen = 0;
     if (named) {
         ps->p += len;
-        return gb__steps(ps, ps->build ? named : gb__dry, false, lv);
+        return gb__tr_steps(ps, ps->build ? named : gb__tr_dry, false, lv);
     }
     const char *q = ps->p + len;
     bool root_event = !strncmp(q, ".output", 7) || !strncmp(q, ".input", 6) || !strncmp(q, ".skip", 5);
-    if (gb__is_word(ps->p, len, "model") && !root_event && gb__has_child(gb__trace_model(ps->tr), "model")) {
+    if (gb__tr_is_word(ps->p, len, "model") && !root_event && gb__tr_has_child(gb__tr_trace_model(ps->tr), "model")) {
         /* Llama: Hugging Face's paths start with the root's child "model"
          * (model.layers.0), which nnsight spells model.model.layers[0]:
          * both mean it. model.output is still the root's. */
         if (!strncmp(q, ".model", 6) && !isalnum((unsigned char)q[6]) && q[6] != '_') ps->p = q + 1;
-    } else if (gb__is_word(ps->p, len, "model")) {
+    } else if (gb__tr_is_word(ps->p, len, "model")) {
         len = 5; /* the root: path "" */
         ps->p += len;
         len = 0;
     }
-    if (len >= sizeof path) return gb__syntax(ps, "%s", "module path too long");
+    if (len >= sizeof path) return gb__tr_syntax(ps, "%s", "module path too long");
     memcpy(path, ps->p, len);
     path[plen = len] = 0;
     ps->p += len;
     int call = 0; /* .next() per generation step */
     for (;;) {
-        if (gb__accept(ps, '(')) { /* lm_head(h): the module run on values, no events */
-            gb__args args;
-            if (!gb__parse_args(ps, &args)) return NULL;
+        if (gb__tr_accept(ps, '(')) { /* lm_head(h): the module run on values, no events */
+            gb__tr_args args;
+            if (!gb__tr_parse_args(ps, &args)) return NULL;
             gb_val *vals[GB__MAX_ARGS];
             bool hook = false;
             int n = 0;
             for (int i = 0; i < args.n; i++) {
-                if (args.a[i].kw && gb__is_word(args.a[i].kw, args.a[i].kwlen, "hook") && args.a[i].kind == GB__ARG_BOOL) {
+                if (args.a[i].kw && gb__tr_is_word(args.a[i].kw, args.a[i].kwlen, "hook") && args.a[i].kind == GB__ARG_BOOL) {
                     hook = args.a[i].x != 0;
                     continue;
                 }
-                if (args.a[i].kw) return gb__syntax(ps, "%s", "a module call takes values by position (and hook=True)");
-                if (!(vals[n++] = gb__arg_value(ps, &args.a[i]))) return NULL;
+                if (args.a[i].kw) return gb__tr_syntax(ps, "%s", "a module call takes values by position (and hook=True)");
+                if (!(vals[n++] = gb__tr_arg_value(ps, &args.a[i]))) return NULL;
             }
-            if (n == 0) return gb__syntax(ps, "%s", "a module call needs a value");
-            gb_val *v = ps->build ? gb_call_hooked_at(ps->tr, path, n, vals, hook, ps->site, ps->line) : gb__dry;
-            return v ? gb__steps(ps, v, false, lv) : NULL;
+            if (n == 0) return gb__tr_syntax(ps, "%s", "a module call needs a value");
+            gb_val *v = ps->build ? gb_call_hooked_at(ps->tr, path, n, vals, hook, ps->site, ps->line) : gb__tr_dry;
+            return v ? gb__tr_steps(ps, v, false, lv) : NULL;
         }
-        if (gb__accept(ps, '[')) {
+        if (gb__tr_accept(ps, '[')) {
             char *end;
             long i = strtol(ps->p, &end, 10);
-            if (end == ps->p || (ps->p = end, !gb__expect(ps, ']')))
-                return gb__syntax(ps, "%s", "expected an integer index into a module list");
+            if (end == ps->p || (ps->p = end, !gb__tr_expect(ps, ']')))
+                return gb__tr_syntax(ps, "%s", "expected an integer index into a module list");
             plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%ld", plen ? "." : "", i);
-        } else if (gb__accept(ps, '.')) {
-            size_t n = gb__ident_len(ps);
+        } else if (gb__tr_accept(ps, '.')) {
+            size_t n = gb__tr_ident_len(ps);
             const char *name = ps->p;
-            if (!n) return gb__syntax(ps, "%s", "expected a name after '.'");
+            if (!n) return gb__tr_syntax(ps, "%s", "expected a name after '.'");
             ps->p += n;
-            if (gb__is_word(name, n, "next") && gb__accept(ps, '(')) {
-                if (!gb__expect(ps, ')')) return NULL;
+            if (gb__tr_is_word(name, n, "next") && gb__tr_accept(ps, '(')) {
+                if (!gb__tr_expect(ps, ')')) return NULL;
                 if (call != GB_CALL_ALL) call++;
                 continue;
             }
-            if (gb__is_word(name, n, "all") && gb__accept(ps, '(')) {
-                if (!gb__expect(ps, ')')) return NULL;
+            if (gb__tr_is_word(name, n, "all") && gb__tr_accept(ps, '(')) {
+                if (!gb__tr_expect(ps, ')')) return NULL;
                 call = GB_CALL_ALL;
                 continue;
             }
             static const char *const points[] = GB_POINT_NAMES;
             for (size_t i = 0; i < sizeof points / sizeof *points; i++) {
-                if (!gb__is_word(name, n, points[i])) continue;
+                if (!gb__tr_is_word(name, n, points[i])) continue;
                 plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%.*s", plen ? "." : "", (int)n, name);
-                if (plen >= sizeof path) return gb__syntax(ps, "%s", "module path too long");
+                if (plen >= sizeof path) return gb__tr_syntax(ps, "%s", "module path too long");
                 gb_val *v = ps->build ? gb_getter_at(ps->tr, path, GB_TRACE_OP_POINT, call, ps->site, ps->line)
-                                      : gb__dry;
-                return v ? gb__steps(ps, v, true, lv) : NULL;
+                                      : gb__tr_dry;
+                return v ? gb__tr_steps(ps, v, true, lv) : NULL;
             }
-            if (gb__is_word(name, n, "output") || gb__is_word(name, n, "input")) {
+            if (gb__tr_is_word(name, n, "output") || gb__tr_is_word(name, n, "input")) {
                 gb_trace_op op = name[0] == 'o' ? GB_TRACE_OP_OUTPUT : GB_TRACE_OP_INPUT;
-                gb_val *v = ps->build ? gb_getter_at(ps->tr, path, op, call, ps->site, ps->line) : gb__dry;
-                return v ? gb__steps(ps, v, true, lv) : NULL;
+                gb_val *v = ps->build ? gb_getter_at(ps->tr, path, op, call, ps->site, ps->line) : gb__tr_dry;
+                return v ? gb__tr_steps(ps, v, true, lv) : NULL;
             }
-            if (gb__is_word(name, n, "skip") && gb__accept(ps, '(')) {
-                gb_val *with = gb__expr(ps);
-                if (!with || !gb__expect(ps, ')')) return NULL;
-                if (lv) return gb__syntax(ps, "%s", "cannot assign to this: assign to .output, .input, .grad or [index]");
-                return ps->build ? gb_skip_at(ps->tr, path, with, ps->site, ps->line) : gb__dry;
+            if (gb__tr_is_word(name, n, "skip") && gb__tr_accept(ps, '(')) {
+                gb_val *with = gb__tr_expr(ps);
+                if (!with || !gb__tr_expect(ps, ')')) return NULL;
+                if (lv) return gb__tr_syntax(ps, "%s", "cannot assign to this: assign to .output, .input, .grad or [index]");
+                return ps->build ? gb_skip_at(ps->tr, path, with, ps->site, ps->line) : gb__tr_dry;
             }
             plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%.*s", plen ? "." : "", (int)n, name);
         } else {
-            return gb__syntax(ps, "%s", "a module is not a value: add .output or .input");
+            return gb__tr_syntax(ps, "%s", "a module is not a value: add .output or .input");
         }
-        if (plen >= sizeof path) return gb__syntax(ps, "%s", "module path too long");
+        if (plen >= sizeof path) return gb__tr_syntax(ps, "%s", "module path too long");
     }
 }
 
 /* log("label", expr) and print(...): the cursor after '('. */
-static gb_val *gb__log_call(gb__parser *ps) {
+static gb_val *gb__tr_log_call(gb__tr_parser *ps) {
     char label[128] = "";
-    gb__skip_space(ps);
+    gb__tr_skip_space(ps);
     if (*ps->p == '"' || *ps->p == '\'') {
         char quote = *ps->p++;
         const char *end = strchr(ps->p, quote);
-        if (!end) return gb__syntax(ps, "%s", "unclosed string");
+        if (!end) return gb__tr_syntax(ps, "%s", "unclosed string");
         snprintf(label, sizeof label, "%.*s", (int)(end - ps->p), ps->p);
         ps->p = end + 1;
-        if (!gb__expect(ps, ',')) return NULL;
+        if (!gb__tr_expect(ps, ',')) return NULL;
     }
-    gb_val *v = gb__expr(ps);
-    if (!v || !gb__expect(ps, ')')) return NULL;
-    return ps->build ? gb_trace_log_at(label, v, ps->site, ps->line) : gb__dry;
+    gb_val *v = gb__tr_expr(ps);
+    if (!v || !gb__tr_expect(ps, ')')) return NULL;
+    return ps->build ? gb_trace_log_at(label, v, ps->site, ps->line) : gb__tr_dry;
 }
 
-static gb_val *gb__primary(gb__parser *ps) {
-    gb__skip_space(ps);
-    if (isdigit((unsigned char)*ps->p) || (*ps->p == '.' && isdigit((unsigned char)ps->p[1]))) return gb__number(ps);
-    if (gb__accept(ps, '(')) {
-        gb_val *v = gb__expr(ps);
-        return v && gb__expect(ps, ')') ? gb__steps(ps, v, false, NULL) : NULL;
+static gb_val *gb__tr_primary(gb__tr_parser *ps) {
+    gb__tr_skip_space(ps);
+    if (isdigit((unsigned char)*ps->p) || (*ps->p == '.' && isdigit((unsigned char)ps->p[1]))) return gb__tr_number(ps);
+    if (gb__tr_accept(ps, '(')) {
+        gb_val *v = gb__tr_expr(ps);
+        return v && gb__tr_expect(ps, ')') ? gb__tr_steps(ps, v, false, NULL) : NULL;
     }
-    size_t len = gb__ident_len(ps);
-    if ((gb__is_word(ps->p, len, "log") || gb__is_word(ps->p, len, "print")) && ps->p[len] == '(') {
+    size_t len = gb__tr_ident_len(ps);
+    if ((gb__tr_is_word(ps->p, len, "log") || gb__tr_is_word(ps->p, len, "print")) && ps->p[len] == '(') {
         ps->p += len + 1;
-        return gb__log_call(ps);
+        return gb__tr_log_call(ps);
     }
     static const char *const prefixes[] = {"torch.nn.functional.", "torch.", "F."};
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
@@ -698,18 +698,18 @@ static gb_val *gb__primary(gb__parser *ps) {
         if (strncmp(ps->p, prefixes[i], k)) continue;
         const char *start = ps->p, *name = ps->p + k;
         ps->p = name;
-        size_t n = gb__ident_len(ps);
-        if (!n || name[n] != '(') return gb__syntax(ps, "%s", "expected a function call, e.g. torch.cat([a, b], dim=0)");
+        size_t n = gb__tr_ident_len(ps);
+        if (!n || name[n] != '(') return gb__tr_syntax(ps, "%s", "expected a function call, e.g. torch.cat([a, b], dim=0)");
         ps->p = name + n + 1;
-        gb_val *v = gb__function(ps, name, n);
+        gb_val *v = gb__tr_function(ps, name, n);
         if (!v && ps->st == GB_ERR_ARG && !strncmp(ps->error, "unknown method", 14)) { /* nnsight's remote error */
             ps->st = GB_OK;
             ps->p = start;
             char fn[128];
             snprintf(fn, sizeof fn, "%.*s", (int)(k + n < sizeof fn ? k + n : sizeof fn - 1), start);
-            return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+            return gb__tr_syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
         }
-        return v ? gb__steps(ps, v, false, NULL) : NULL;
+        return v ? gb__tr_steps(ps, v, false, NULL) : NULL;
     }
     /* A call of anything else that is neither a name nor the model's
      * (my_fn(x), np.save(x)) is outside the language: nnsight's remote
@@ -717,89 +717,89 @@ static gb_val *gb__primary(gb__parser *ps) {
     size_t dotted = len;
     while (len && (ps->p[dotted] == '.' && (isalpha((unsigned char)ps->p[dotted + 1]) || ps->p[dotted + 1] == '_')))
         for (dotted++; isalnum((unsigned char)ps->p[dotted]) || ps->p[dotted] == '_'; dotted++) {}
-    if (len && ps->p[dotted] == '(' && !gb__is_word(ps->p, len, "model") && !gb__trace_name(ps->tr, ps->p, len)) {
+    if (len && ps->p[dotted] == '(' && !gb__tr_is_word(ps->p, len, "model") && !gb__tr_trace_name(ps->tr, ps->p, len)) {
         char first[64];
         snprintf(first, sizeof first, "%.*s", (int)(len < sizeof first ? len : sizeof first - 1), ps->p);
-        if (!gb__has_child(gb__trace_model(ps->tr), first)) {
+        if (!gb__tr_has_child(gb__tr_trace_model(ps->tr), first)) {
             char fn[128];
             snprintf(fn, sizeof fn, "%.*s", (int)(dotted < sizeof fn ? dotted : sizeof fn - 1), ps->p);
-            if (dotted != len) return gb__syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
+            if (dotted != len) return gb__tr_syntax(ps, "function `%s` is not in the function whitelist (" GB__WHITELIST ")", fn);
             /* a bare name may be a module's, mistyped: say both, with its nearest names */
             char why[320], msg[512];
-            if (gb_module_find(gb__trace_model(ps->tr), first)) return gb__chain(ps, NULL);
+            if (gb_module_find(gb__tr_trace_model(ps->tr), first)) return gb__tr_chain(ps, NULL);
             snprintf(why, sizeof why, "%s", gb_last_error());
             snprintf(msg, sizeof msg, "function `%s` is not in the function whitelist, nor a module: %s", fn, why);
-            gb__syntax(ps, "%s", msg);
+            gb__tr_syntax(ps, "%s", msg);
             if (ps->st == GB_ERR_ARG) ps->st = GB_ERR_NOT_FOUND;
             return NULL;
         }
     }
-    return gb__chain(ps, NULL);
+    return gb__tr_chain(ps, NULL);
 }
 
-static gb_val *gb__binary(gb__parser *ps, gb_trace_op op, gb_val *a, gb_val *b) {
+static gb_val *gb__tr_binary(gb__tr_parser *ps, gb_trace_op op, gb_val *a, gb_val *b) {
     if (!a || !b) return NULL;
-    return ps->build ? gb_val_binary_at(op, a, b, ps->site, ps->line) : gb__dry;
+    return ps->build ? gb_val_binary_at(op, a, b, ps->site, ps->line) : gb__tr_dry;
 }
 
-static gb_val *gb__unary(gb__parser *ps) {
-    gb__skip_space(ps);
-    if (*ps->p == '-' && (isdigit((unsigned char)ps->p[1]) || ps->p[1] == '.')) return gb__number(ps);
+static gb_val *gb__tr_unary(gb__tr_parser *ps) {
+    gb__tr_skip_space(ps);
+    if (*ps->p == '-' && (isdigit((unsigned char)ps->p[1]) || ps->p[1] == '.')) return gb__tr_number(ps);
     if (ps->depth == GB__STATEMENT_MAX_DEPTH) {
         char limit[16];
         snprintf(limit, sizeof limit, "%d", GB__STATEMENT_MAX_DEPTH);
-        return gb__syntax(ps, "nested deeper than %s levels (unary minus, parentheses, calls)", limit);
+        return gb__tr_syntax(ps, "nested deeper than %s levels (unary minus, parentheses, calls)", limit);
     }
     ps->depth++;
     gb_val *v;
-    if (!gb__accept(ps, '-')) {
-        v = gb__primary(ps);
+    if (!gb__tr_accept(ps, '-')) {
+        v = gb__tr_primary(ps);
     } else {
-        v = gb__unary(ps);
-        gb_val *minus = v && ps->build ? gb_scalar_at(ps->tr, -1.0f, ps->site, ps->line) : gb__dry;
-        v = gb__binary(ps, GB_TRACE_OP_MUL, minus, v);
+        v = gb__tr_unary(ps);
+        gb_val *minus = v && ps->build ? gb_scalar_at(ps->tr, -1.0f, ps->site, ps->line) : gb__tr_dry;
+        v = gb__tr_binary(ps, GB_TRACE_OP_MUL, minus, v);
     }
     ps->depth--;
     return v;
 }
 
-static gb_val *gb__term(gb__parser *ps) {
-    gb_val *v = gb__unary(ps);
+static gb_val *gb__tr_term(gb__tr_parser *ps) {
+    gb_val *v = gb__tr_unary(ps);
     for (;;) {
-        gb_trace_op op = gb__accept(ps, '*') ? GB_TRACE_OP_MUL
-                         : gb__accept(ps, '/') ? GB_TRACE_OP_DIV
-                         : gb__accept(ps, '@') ? GB_TRACE_OP_MATMUL
+        gb_trace_op op = gb__tr_accept(ps, '*') ? GB_TRACE_OP_MUL
+                         : gb__tr_accept(ps, '/') ? GB_TRACE_OP_DIV
+                         : gb__tr_accept(ps, '@') ? GB_TRACE_OP_MATMUL
                                                : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
-        v = gb__binary(ps, op, v, gb__unary(ps));
+        v = gb__tr_binary(ps, op, v, gb__tr_unary(ps));
     }
 }
 
-static gb_val *gb__sum(gb__parser *ps) {
-    gb_val *v = gb__term(ps);
+static gb_val *gb__tr_sum(gb__tr_parser *ps) {
+    gb_val *v = gb__tr_term(ps);
     for (;;) {
-        gb_trace_op op = gb__accept(ps, '+') ? GB_TRACE_OP_ADD : gb__accept(ps, '-') ? GB_TRACE_OP_SUB : GB_TRACE_OP_COUNT;
+        gb_trace_op op = gb__tr_accept(ps, '+') ? GB_TRACE_OP_ADD : gb__tr_accept(ps, '-') ? GB_TRACE_OP_SUB : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
-        v = gb__binary(ps, op, v, gb__term(ps));
+        v = gb__tr_binary(ps, op, v, gb__tr_term(ps));
     }
 }
 
 /* expr := sum [('==' | '!=' | '<=' | '>=' | '<' | '>') sum]: bool values. */
-static gb_val *gb__expr(gb__parser *ps) {
-    gb_val *v = gb__sum(ps);
+static gb_val *gb__tr_expr(gb__tr_parser *ps) {
+    gb_val *v = gb__tr_sum(ps);
     static const struct {
         const char *op;
         gb_trace_fn fn;
     } cmps[] = {{"==", GB_TRACE_FN_EQ}, {"!=", GB_TRACE_FN_NE}, {"<=", GB_TRACE_FN_LE},
                 {">=", GB_TRACE_FN_GE}, {"<", GB_TRACE_FN_LT},  {">", GB_TRACE_FN_GT}};
-    gb__skip_space(ps);
+    gb__tr_skip_space(ps);
     for (size_t i = 0; v && i < sizeof cmps / sizeof *cmps; i++) {
         size_t k = strlen(cmps[i].op);
         if (strncmp(ps->p, cmps[i].op, k)) continue;
         ps->p += k;
-        gb_val *w = gb__sum(ps);
+        gb_val *w = gb__tr_sum(ps);
         if (!w) return NULL;
-        if (!ps->build) return gb__dry;
+        if (!ps->build) return gb__tr_dry;
         return gb_val_fn_at(cmps[i].fn, 2, (gb_val *[]){v, w}, &(gb_fn_params){0}, ps->site, ps->line);
     }
     return v;
@@ -808,7 +808,7 @@ static gb_val *gb__expr(gb__parser *ps) {
 /* The '=' of an assignment: at depth 0, outside strings, not part of ==,
  * <=, >= or != (none of which the syntax has, but a clear error beats a
  * strange assignment). NULL for an expression statement. */
-static const char *gb__assignment(const char *s) {
+static const char *gb__tr_assignment(const char *s) {
     int depth = 0;
     for (const char *p = s; *p; p++) {
         if (*p == '"' || *p == '\'') {
@@ -827,33 +827,33 @@ static const char *gb__assignment(const char *s) {
 }
 
 /* The whole statement: name = expr, target = expr, or an expression. */
-static gb_val *gb__statement(gb__parser *ps);
+static gb_val *gb__tr_statement(gb__tr_parser *ps);
 
 /* "if cond: statement" and "with tracer.cond(cond): statement": the
  * statement's nodes under gb_if (the cursor after "if" or "cond("). */
-static gb_val *gb__conditional(gb__parser *ps, bool with) {
-    gb_val *cond = gb__expr(ps);
-    if (!cond || (with && !gb__expect(ps, ')')) || !gb__expect(ps, ':')) return NULL;
-    gb_val *c = ps->build ? gb_if_at(ps->tr, cond, ps->site, ps->line) : gb__dry;
+static gb_val *gb__tr_conditional(gb__tr_parser *ps, bool with) {
+    gb_val *cond = gb__tr_expr(ps);
+    if (!cond || (with && !gb__tr_expect(ps, ')')) || !gb__tr_expect(ps, ':')) return NULL;
+    gb_val *c = ps->build ? gb_if_at(ps->tr, cond, ps->site, ps->line) : gb__tr_dry;
     if (!c) return NULL;
-    gb_val *v = gb__statement(ps);
+    gb_val *v = gb__tr_statement(ps);
     if (ps->build) gb_end_if(ps->tr);
     return v;
 }
 
-static gb_val *gb__statement(gb__parser *ps) {
-    size_t word = gb__ident_len(ps);
-    if (gb__is_word(ps->p, word, "if") && isspace((unsigned char)ps->p[2])) {
+static gb_val *gb__tr_statement(gb__tr_parser *ps) {
+    size_t word = gb__tr_ident_len(ps);
+    if (gb__tr_is_word(ps->p, word, "if") && isspace((unsigned char)ps->p[2])) {
         ps->p += 2;
-        return gb__conditional(ps, false);
+        return gb__tr_conditional(ps, false);
     }
     static const char with_cond[] = "with tracer.cond(";
     if (!strncmp(ps->p, with_cond, sizeof with_cond - 1)) {
         ps->p += sizeof with_cond - 1;
-        return gb__conditional(ps, true);
+        return gb__tr_conditional(ps, true);
     }
-    const char *eq = gb__assignment(ps->p);
-    if (!eq) return gb__expr(ps);
+    const char *eq = gb__tr_assignment(ps->p);
+    if (!eq) return gb__tr_expr(ps);
     /* x op= v: x = x op v (on a name, it rebinds the name) */
     gb_trace_op augmented = eq > ps->p && strchr("+-*/", eq[-1]) ? (eq[-1] == '+'   ? GB_TRACE_OP_ADD
                                                                  : eq[-1] == '-' ? GB_TRACE_OP_SUB
@@ -861,73 +861,73 @@ static gb_val *gb__statement(gb__parser *ps) {
                                                                                  : GB_TRACE_OP_DIV)
                                                               : GB_TRACE_OP_COUNT;
     const char *target_end = augmented != GB_TRACE_OP_COUNT ? eq - 1 : eq;
-    size_t len = gb__ident_len(ps);
+    size_t len = gb__tr_ident_len(ps);
     const char *after = ps->p + len;
     while (isspace((unsigned char)*after)) after++;
     if (len && after == target_end) { /* name = expr: bound for later statements (shadowing a module of that name) */
         char name[64];
-        if (len >= sizeof name || gb__is_word(ps->p, len, "model"))
-            return gb__syntax(ps, "%s", "cannot assign to this name");
+        if (len >= sizeof name || gb__tr_is_word(ps->p, len, "model"))
+            return gb__tr_syntax(ps, "%s", "cannot assign to this name");
         snprintf(name, sizeof name, "%.*s", (int)len, ps->p);
-        gb_val *old = augmented != GB_TRACE_OP_COUNT ? gb__trace_name(ps->tr, ps->p, len) : NULL;
-        if (augmented != GB_TRACE_OP_COUNT && !old) return gb__syntax(ps, "%s", "name is not defined");
+        gb_val *old = augmented != GB_TRACE_OP_COUNT ? gb__tr_trace_name(ps->tr, ps->p, len) : NULL;
+        if (augmented != GB_TRACE_OP_COUNT && !old) return gb__tr_syntax(ps, "%s", "name is not defined");
         ps->p = eq + 1;
-        gb_val *v = gb__expr(ps);
-        if (v && old) v = gb__binary(ps, augmented, old, v);
-        if (v && ps->build && gb__trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
+        gb_val *v = gb__tr_expr(ps);
+        if (v && old) v = gb__tr_binary(ps, augmented, old, v);
+        if (v && ps->build && gb__tr_trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
         return v;
     }
-    gb__lvalue lv = {.end = target_end};
-    gb_val *target = gb__chain(ps, &lv);
-    gb__skip_space(ps);
+    gb__tr_lvalue lv = {.end = target_end};
+    gb_val *target = gb__tr_chain(ps, &lv);
+    gb__tr_skip_space(ps);
     if (target && ps->p != target_end) {
         free(lv.index);
-        return gb__syntax(ps, "%s", "expected '=' after the assignment's target");
+        return gb__tr_syntax(ps, "%s", "expected '=' after the assignment's target");
     }
     ps->p = eq + 1;
     if (lv.requires_grad) { /* x.requires_grad = True */
-        size_t n = gb__ident_len(ps);
-        if (!gb__is_word(ps->p, n, "True") || augmented != GB_TRACE_OP_COUNT)
-            return gb__syntax(ps, "%s", "requires_grad can only be set to True");
+        size_t n = gb__tr_ident_len(ps);
+        if (!gb__tr_is_word(ps->p, n, "True") || augmented != GB_TRACE_OP_COUNT)
+            return gb__tr_syntax(ps, "%s", "requires_grad can only be set to True");
         ps->p += n;
-        return ps->build ? gb_requires_grad_at(lv.base, ps->site, ps->line) : gb__dry;
+        return ps->build ? gb_requires_grad_at(lv.base, ps->site, ps->line) : gb__tr_dry;
     }
-    gb_val *value = target ? gb__expr(ps) : NULL;
+    gb_val *value = target ? gb__tr_expr(ps) : NULL;
     if (value && augmented != GB_TRACE_OP_COUNT) { /* the target's current value, op, value */
-        gb_val *cur = !ps->build ? gb__dry
+        gb_val *cur = !ps->build ? gb__tr_dry
                       : lv.index ? gb_val_index_at(lv.base, lv.index, ps->site, ps->line) : lv.base;
-        value = cur ? gb__binary(ps, augmented, cur, value) : NULL;
+        value = cur ? gb__tr_binary(ps, augmented, cur, value) : NULL;
     }
     gb_val *r = NULL;
     if (value && ps->build) r = lv.index ? gb_set_index_at(lv.base, lv.index, value, ps->site, ps->line)
                                          : gb_set_at(lv.base, value, ps->site, ps->line);
-    else if (value) r = gb__dry;
+    else if (value) r = gb__tr_dry;
     free(lv.index);
     return r;
 }
 
-static gb_val *gb__parse(gb__parser *ps) {
+static gb_val *gb__tr_parse(gb__tr_parser *ps) {
     ps->p = ps->text;
-    gb_val *v = gb__statement(ps);
-    gb__skip_space(ps);
-    if (v && *ps->p) return gb__syntax(ps, "unexpected '%.1s'", ps->p);
+    gb_val *v = gb__tr_statement(ps);
+    gb__tr_skip_space(ps);
+    if (v && *ps->p) return gb__tr_syntax(ps, "unexpected '%.1s'", ps->p);
     return v;
 }
 
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out) {
     if (out) *out = NULL;
-    gb__parser ps = {.tr = tr, .text = text, .site = site ? site : "statement", .line = line};
-    if (!gb__parse(&ps)) {
+    gb__tr_parser ps = {.tr = tr, .text = text, .site = site ? site : "statement", .line = line};
+    if (!gb__tr_parse(&ps)) {
         if (ps.st == GB_OK) return gb__fail(GB_ERR_ARG, "%s:%d: statement: %s", ps.site, line, "syntax error");
         return gb__fail(ps.st, "%s:%d: %s in '%.*s%s'", ps.site, line, ps.error, GB__STATEMENT_QUOTED, text,
                         strlen(text) > GB__STATEMENT_QUOTED ? "..." : "");
     }
     ps.build = true;
     ps.st = GB_OK;
-    gb_status before = gb__trace_def_status(tr);
-    gb_val *v = gb__parse(&ps);
-    gb_status after = gb__trace_def_status(tr);
-    if (after != GB_OK && before == GB_OK) return gb__trace_def_error(tr); /* e.g. an unknown module path */
+    gb_status before = gb__tr_trace_def_status(tr);
+    gb_val *v = gb__tr_parse(&ps);
+    gb_status after = gb__tr_trace_def_status(tr);
+    if (after != GB_OK && before == GB_OK) return gb__tr_trace_def_error(tr); /* e.g. an unknown module path */
     if (!v) return gb_last_status() != GB_OK ? gb_last_status() : GB_ERR_ALLOC;
     if (out) *out = v;
     return GB_OK;

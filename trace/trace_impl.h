@@ -1,10 +1,10 @@
 /* Private to trace/. A trace is two things kept apart:
  *
- * - the graph (gb_trace, gb_val, gb__point): what definition calls and
+ * - the graph (gb_trace, gb_val, gb__tr_point): what definition calls and
  *   statements build, plus the tables derived from it once per shape of
  *   the graph (users, points, what repeats). A run only reads it, so one
  *   graph can run in several threads at once;
- * - an execution (gb_exec, gb__slot, gb__xpoint): everything one run
+ * - an execution (gb_exec, gb__tr_slot, gb__tr_xpoint): everything one run
  *   writes, indexed by node id. The trace embeds one (`own`), which
  *   gb_trace_run and gb_value use; gb_exec_new makes more.
  *
@@ -27,7 +27,7 @@
 /* ---- the graph ------------------------------------------------------------ */
 
 /* The payload a node carries, by the third column of GB_TRACE_OP_LIST. */
-typedef enum gb__payload {
+typedef enum gb__tr_payload {
     GB__PAYLOAD_NONE,
     GB__PAYLOAD_GETTER, /* u.get: the module (NULL for named points) and call */
     GB__PAYLOAD_INDEX,  /* u.index: the parsed index expression */
@@ -35,15 +35,15 @@ typedef enum gb__payload {
     GB__PAYLOAD_CONST,  /* u.constant: a tensor (referenced) */
     GB__PAYLOAD_APPLY,  /* u.apply: the function and its context */
     GB__PAYLOAD_FN,     /* u.fn: a function of GB_TRACE_FN_LIST and its parameters */
-} gb__payload;
+} gb__tr_payload;
 
-extern const gb__payload gb__trace_op_payload[GB_TRACE_OP_COUNT];
-extern const char *const gb__trace_op_names[GB_TRACE_OP_COUNT];
+extern const gb__tr_payload gb__tr_trace_op_payload[GB_TRACE_OP_COUNT];
+extern const char *const gb__tr_trace_op_names[GB_TRACE_OP_COUNT];
 
-typedef struct gb__point gb__point;
+typedef struct gb__tr_point gb__tr_point;
 
 /* A node. Everything here is set by definition, or derived from it by
- * gb__graph_compile; a run never writes a node. */
+ * gb__tr_graph_compile; a run never writes a node. */
 struct gb_val {
     gb_trace *tr;
     int id;
@@ -78,7 +78,7 @@ struct gb_val {
         } fn;
     } u;
 
-    /* derived by gb__graph_compile */
+    /* derived by gb__tr_graph_compile */
     bool repeats;        /* downstream of a getter of every call (GB_CALL_ALL): runs again at each */
     bool pinned;         /* read by a node that repeats: kept for it */
     gb_val **users;      /* nodes reading this one: nusers in the trace's user list */
@@ -89,7 +89,7 @@ struct gb_val {
 };
 
 /* A point of the model that getters name: one hook serves all its getters. */
-struct gb__point {
+struct gb__tr_point {
     gb_module *module;    /* in the trace's model; NULL for named points */
     const char *path;     /* named points: their path; else the first getter's module path */
     gb_event_kind kind;
@@ -101,29 +101,29 @@ struct gb__point {
  * carved from blocks freed with the trace: a trace often defines hundreds,
  * and a malloc each was most of a definition's cost. */
 enum { GB__BLOCK_NODES = 64, GB__CHUNK_BYTES = 8192 };
-typedef struct gb__block {
-    struct gb__block *next;
+typedef struct gb__tr_block {
+    struct gb__tr_block *next;
     int used;
     gb_val node[GB__BLOCK_NODES];
-} gb__block;
-typedef struct gb__chunk {
-    struct gb__chunk *next;
+} gb__tr_block;
+typedef struct gb__tr_chunk {
+    struct gb__tr_chunk *next;
     size_t used, size;
     _Alignas(16) unsigned char data[];
-} gb__chunk;
+} gb__tr_chunk;
 
 /* ---- an execution -------------------------------------------------------- */
 
-typedef enum gb__state {
+typedef enum gb__tr_state {
     GB__STATE_PENDING,
     GB__STATE_DONE,
     GB__STATE_SKIPPED, /* a condition was false, an input was skipped, or apply during scan */
     GB__STATE_RUNNING,
-} gb__state;
+} gb__tr_state;
 
 /* One node's state in one execution. */
-typedef struct gb__slot {
-    gb__state state;
+typedef struct gb__tr_slot {
+    gb__tr_state state;
     gb_values value;
     int uses_left;
     int pick;              /* INDEX of a tuple: the element picked, else -1 */
@@ -134,15 +134,15 @@ typedef struct gb__slot {
     gb_tensor *armed;      /* GRAD: the tensor whose gradient it waits for */
     gb_tensor **live_grad; /* GRAD: the gradient slot while its hook runs */
     gb_tensor *constant;   /* CONST in an exec of gb_exec_new: its own copy */
-} gb__slot;
+} gb__tr_slot;
 
 /* A point of the graph in one execution: the hook's context. */
-typedef struct gb__xpoint {
+typedef struct gb__tr_xpoint {
     gb_exec *ex;
-    const gb__point *p;
+    const gb__tr_point *p;
     gb_module *module;    /* p's module in the execution's model */
     gb_values *live;      /* the event's values while it is being handled */
-} gb__xpoint;
+} gb__tr_xpoint;
 
 struct gb_exec {
     gb_trace *tr;
@@ -150,8 +150,8 @@ struct gb_exec {
     bool own;             /* the trace's own execution (gb_trace_run's) */
     gb_exec *edits;       /* the editor's execution run with this one (owned unless own) */
     ptrdiff_t nslots;     /* nodes [0, nslots) have slots */
-    gb__slot *slot;
-    gb__xpoint *points;   /* [npoints], one per point of the graph */
+    gb__tr_slot *slot;
+    gb__tr_xpoint *points;   /* [npoints], one per point of the graph */
     int npoints;
     /* What gb_exec_new copied of the trace's input (runs in other threads
      * must not share tensors with it), and gb_exec_set_*'s. */
@@ -186,8 +186,8 @@ struct gb_trace {
     int cur_invoke;       /* the open invoke, or -1 */
     int64_t pad_id;       /* left padding of shorter invokes, and of finished rows */
     gb_val **nodes;       /* stb_ds array, definition order */
-    gb__block *blocks;    /* the nodes' storage, newest first */
-    gb__chunk *chunks;    /* the nodes' strings and index expressions, newest first */
+    gb__tr_block *blocks;    /* the nodes' storage, newest first */
+    gb__tr_chunk *chunks;    /* the nodes' strings and index expressions, newest first */
     gb_val **conds;       /* stb_ds stack of open gb_if */
     struct {
         char *key;
@@ -205,10 +205,10 @@ struct gb_trace {
     bool (*is_stop)(int64_t id, void *ctx); /* end-of-sequence tokens, or NULL */
     void *stop_ctx;
 
-    /* derived by gb__graph_compile, for nodes [0, compiled) (-1: not yet) */
+    /* derived by gb__tr_graph_compile, for nodes [0, compiled) (-1: not yet) */
     ptrdiff_t compiled;
     gb_val **user_list;   /* every node's users, one run of it per node */
-    gb__point *points;    /* [npoints] */
+    gb__tr_point *points;    /* [npoints] */
     int npoints;
     gb_val **grads;       /* stb_ds array: the GRAD nodes, definition order */
 
@@ -218,23 +218,23 @@ struct gb_trace {
 /* ---- graph.c -------------------------------------------------------------- */
 
 /* Derive users, points and what repeats, unless done for these nodes. */
-gb_status gb__graph_compile(gb_trace *tr);
+gb_status gb__tr_graph_compile(gb_trace *tr);
 /* Free what the graph owns (not its execution). */
-void gb__graph_free(gb_trace *tr);
+void gb__tr_graph_free(gb_trace *tr);
 /* Whether op's nodes get their value from an event (or are constants);
  * asked per node on the pump's path, hence inline. */
-static inline bool gb__is_event_fed(gb_trace_op op) {
+static inline bool gb__tr_is_event_fed(gb_trace_op op) {
     return op == GB_TRACE_OP_OUTPUT || op == GB_TRACE_OP_INPUT || op == GB_TRACE_OP_POINT || op == GB_TRACE_OP_CONST ||
            op == GB_TRACE_OP_SKIP;
 }
 /* The trace's first definition error (GB_OK if none), and that error made
  * the thread's current one again (returns its status). */
-gb_status gb__trace_def_status(const gb_trace *tr);
-gb_status gb__trace_def_error(const gb_trace *tr);
+gb_status gb__tr_trace_def_status(const gb_trace *tr);
+gb_status gb__tr_trace_def_error(const gb_trace *tr);
 /* The value bound to a name by an earlier statement ("h = ..."), or NULL. */
-gb_val *gb__trace_name(gb_trace *tr, const char *name, size_t len);
-gb_status gb__trace_set_name(gb_trace *tr, const char *name, gb_val *v);
-gb_module *gb__trace_model(const gb_trace *tr);
+gb_val *gb__tr_trace_name(gb_trace *tr, const char *name, size_t len);
+gb_status gb__tr_trace_set_name(gb_trace *tr, const char *name, gb_val *v);
+gb_module *gb__tr_trace_model(const gb_trace *tr);
 
 /* ---- ops.c ---------------------------------------------------------------- */
 
@@ -255,11 +255,11 @@ gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_run *run, gb_tensor 
 
 /* The trace's input, mask and position ids, or its invokes' ids stacked
  * (left-padded token ids with a mask), as new references; *batch its rows. */
-gb_status gb__batch_inputs(const gb_trace *tr, gb_tensor **input, gb_tensor **mask, gb_tensor **pos, int64_t *batch);
+gb_status gb__tr_batch_inputs(const gb_trace *tr, gb_tensor **input, gb_tensor **mask, gb_tensor **pos, int64_t *batch);
 /* Invoke i's rows of a batch value of `batch` rows (a new reference; t
  * itself when t is not batched or i < 0). */
-gb_tensor *gb__invoke_view(const gb_trace *tr, int64_t batch, int i, gb_tensor *t);
+gb_tensor *gb__tr_invoke_view(const gb_trace *tr, int64_t batch, int i, gb_tensor *t);
 /* live with invoke i's rows replaced by value, as a new tensor. */
-gb_tensor *gb__invoke_replace(const gb_trace *tr, int64_t batch, int i, gb_tensor *live, gb_tensor *value);
+gb_tensor *gb__tr_invoke_replace(const gb_trace *tr, int64_t batch, int i, gb_tensor *live, gb_tensor *value);
 
 #endif

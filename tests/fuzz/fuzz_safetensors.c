@@ -9,7 +9,7 @@
 int gb_fuzz_safetensors(const uint8_t *data, size_t size);
 
 int gb_fuzz_safetensors(const uint8_t *data, size_t size) {
-    gb_safetensors *st = gb__safetensors_open_memory(data, size, "<fuzz>");
+    gb_safetensors *st = gb__st_safetensors_open_memory(data, size, "<fuzz>");
     if (!st) {
         GB_FUZZ_CHECK(gb_last_status() == GB_ERR_FORMAT || gb_last_status() == GB_ERR_ALLOC);
         return 0;

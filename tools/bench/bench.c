@@ -66,16 +66,16 @@ static gb_tensor *op_rms_norm(job *j) { return gb_rms_norm(j->a, j->b, 1e-6f); }
 
 /* The backward kernel of j->y's op, called as autograd calls it. */
 static void raw_backward(job *j) {
-    BENCH_CHECK(gb__ops[j->y->op].backward(j->y, j->dy, j->d) == GB_OK, "kernels: backward");
+    BENCH_CHECK(gb__ts_ops[j->y->op].backward(j->y, j->dy, j->d) == GB_OK, "kernels: backward");
 }
 
 /* glassbox's product without the tensor around it: OpenBLAS's sgemm split
  * over glassbox's threads into a preallocated C. */
 static void raw_sgemm(job *j) {
-    gb__mat a = {.p = j->pa, .rows = j->m, .cols = j->k, .rs = j->k, .cs = 1};
-    gb__mat b = {.p = j->pb, .rows = j->k, .cols = j->n, .rs = j->n, .cs = 1};
-    gb__mat c = {.p = j->pc, .rows = j->m, .cols = j->n, .rs = j->n, .cs = 1};
-    BENCH_CHECK(gb__gemm("raw_sgemm", &c, &a, &b, 0.0f, 0, NULL) == GB_OK, "raw_sgemm");
+    gb__ts_mat a = {.p = j->pa, .rows = j->m, .cols = j->k, .rs = j->k, .cs = 1};
+    gb__ts_mat b = {.p = j->pb, .rows = j->k, .cols = j->n, .rs = j->n, .cs = 1};
+    gb__ts_mat c = {.p = j->pc, .rows = j->m, .cols = j->n, .rs = j->n, .cs = 1};
+    BENCH_CHECK(gb__ts_gemm("raw_sgemm", &c, &a, &b, 0.0f, 0, NULL) == GB_OK, "raw_sgemm");
 }
 
 static gb_tensor *randn(gb_rng *r, int nd, const int64_t *shape) {
@@ -100,7 +100,7 @@ static void bench_gemm(gb_rng *r, int m, int k, int n, bool linear) {
     j.pa = gb_tensor_f32(j.a), j.pb = gb_tensor_f32(j.b), j.pc = gb_tensor_f32(j.c);
     j.raw = raw_sgemm;
     snprintf(name, sizeof name, "raw_sgemm_%dx%dx%d", m, k, n);
-    snprintf(what, sizeof what, "gb__gemm (OpenBLAS sgemm split over glassbox's threads), preallocated C");
+    snprintf(what, sizeof what, "gb__ts_gemm (OpenBLAS sgemm split over glassbox's threads), preallocated C");
     bench_row(name, "GFLOP/s", flop / best_time(&j) * 1e-9, what);
     j.raw = NULL;
     gb_tensor_free(j.b), gb_tensor_free(j.c);
@@ -247,7 +247,7 @@ int main(int argc, char **argv) {
         }
         want[p] = any = true;
     }
-    const gb__blas *blas = gb__blas_get();
+    const gb__ts_blas *blas = gb__ts_blas_get();
     BENCH_CHECK(blas, "loading OpenBLAS");
     char buf[32];
     bench_info("kernel", gb_blas_kernel());

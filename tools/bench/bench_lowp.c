@@ -147,14 +147,14 @@ void bench_lowp(void) {
     /* a 128-token prompt through GPT-2's MLP up-projection (f32: kernels' linear_128x768x3072) */
     bench_row("linear_bf16_128x768x3072", "GFLOP/s",
               2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, false, 1) * 1e-9,
-              gb__lowp_amx_get() ? "gb_linear x [128, 768] f32, w [3072, 768] bfloat16 (AMX on x split in 3 bf16 parts)"
+              gb__ts_lowp_amx_get() ? "gb_linear x [128, 768] f32, w [3072, 768] bfloat16 (AMX on x split in 3 bf16 parts)"
                                  : "gb_linear x [128, 768] f32, w [3072, 768] bfloat16 (f32 panels through sgemm)");
     /* the Llama-3-8B MLP's up-projection for a 128-token prompt */
     bench_row("linear_bf16_128x4096x14336", "GFLOP/s",
               2.0 * 128 * 4096 * 14336 / time_linear(128, 4096, 14336, GB_DTYPE_BF16, false, 1) * 1e-9,
               "gb_linear x [128, 4096] f32, w [14336, 4096] bfloat16 (the same kernel)");
-    if (gb__lowp_amx_get()) {
-        gb__lowp_amx was = gb__lowp_amx_set(GB__LOWP_AMX_OFF);
+    if (gb__ts_lowp_amx_get()) {
+        gb__ts_lowp_amx was = gb__ts_lowp_amx_set(GB__LOWP_AMX_OFF);
         bench_row("linear_bf16_sgemm_128x768x3072", "GFLOP/s",
                   2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, false, 1) * 1e-9,
                   "linear_bf16_128x768x3072 without AMX: f32 panels through sgemm");
@@ -164,7 +164,7 @@ void bench_lowp(void) {
         bench_row("linear_bf16_sgemm_128x4096x14336", "GFLOP/s",
                   2.0 * 128 * 4096 * 14336 / time_linear(128, 4096, 14336, GB_DTYPE_BF16, false, 1) * 1e-9,
                   "linear_bf16_128x4096x14336 without AMX: f32 panels through sgemm");
-        gb__lowp_amx_set(was);
+        gb__ts_lowp_amx_set(was);
     }
     bench_row("linear_t_bf16_128x768x3072", "GFLOP/s",
               2.0 * 128 * 768 * 3072 / time_linear(128, 768, 3072, GB_DTYPE_BF16, true, 1) * 1e-9,
@@ -190,15 +190,15 @@ void bench_lowp(void) {
             snprintf(what, sizeof what, gemv[i].what, gb_dtype_name(dts[d]));
             bench_row(name, "GB/s", (double)gemv[i].k * gemv[i].n * gb_dtype_size(dts[d]) / t * 1e-9, what);
         }
-    if (gb__lowp_isa_best() >= GB__LOWP_ISA_AVX512BF16) {
-        gb__lowp_isa was = gb__lowp_isa_set(GB__LOWP_ISA_AVX512BF16);
+    if (gb__ts_lowp_isa_best() >= GB__LOWP_ISA_AVX512BF16) {
+        gb__ts_lowp_isa was = gb__ts_lowp_isa_set(GB__LOWP_ISA_AVX512BF16);
         double t = time_linear(1, 768, 3072, GB_DTYPE_BF16, false, 1);
         bench_row("gemv_dpbf16_768x3072", "GB/s", 768.0 * 3072 * 2 / t * 1e-9,
                   "gemv_bf16_768x3072 with vdpbf16ps on split activations (not the default)");
         t = time_linear(1, 4096, 14336, GB_DTYPE_BF16, false, NROT);
         bench_row("gemv_dpbf16_4096x14336", "GB/s", 4096.0 * 14336 * 2 / t * 1e-9,
                   "gemv_bf16_4096x14336 with vdpbf16ps on split activations (not the default)");
-        gb__lowp_isa_set(was);
+        gb__ts_lowp_isa_set(was);
     }
 
     bench_gpt2_dtypes();

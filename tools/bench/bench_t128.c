@@ -12,7 +12,7 @@
  *           per token).
  *
  * Beside them the machine's limits, measured in the same run: the sgemm
- * rate (gb__gemm at the shape of GPT-2's MLP products) and the memory read
+ * rate (gb__ts_gemm at the shape of GPT-2's MLP products) and the memory read
  * bandwidth; "limit" rows give the time the arithmetic (or, for decoding,
  * the weight bytes) would take at those rates. bench.py runs the same
  * workloads in PyTorch with the same shapes (the models written out there,
@@ -97,7 +97,7 @@ static void run_decode(void *ctx) {
     gb_grad_mode_end(gm);
 }
 
-/* The sgemm rate at GPT-2's MLP shape for 128 tokens, through gb__gemm
+/* The sgemm rate at GPT-2's MLP shape for 128 tokens, through gb__ts_gemm
  * (OpenBLAS split over glassbox's threads) on preallocated buffers. */
 typedef struct gemm_job {
     float *a, *b, *c;
@@ -106,10 +106,10 @@ typedef struct gemm_job {
 
 static void run_gemm(void *ctx) {
     gemm_job *j = ctx;
-    gb__mat a = {.p = j->a, .rows = j->m, .cols = j->k, .rs = j->k, .cs = 1};
-    gb__mat b = {.p = j->b, .rows = j->k, .cols = j->n, .rs = j->n, .cs = 1};
-    gb__mat c = {.p = j->c, .rows = j->m, .cols = j->n, .rs = j->n, .cs = 1};
-    BENCH_CHECK(gb__gemm("t128 sgemm", &c, &a, &b, 0.0f, 0, NULL) == GB_OK, "t128: sgemm");
+    gb__ts_mat a = {.p = j->a, .rows = j->m, .cols = j->k, .rs = j->k, .cs = 1};
+    gb__ts_mat b = {.p = j->b, .rows = j->k, .cols = j->n, .rs = j->n, .cs = 1};
+    gb__ts_mat c = {.p = j->c, .rows = j->m, .cols = j->n, .rs = j->n, .cs = 1};
+    BENCH_CHECK(gb__ts_gemm("t128 sgemm", &c, &a, &b, 0.0f, 0, NULL) == GB_OK, "t128: sgemm");
 }
 
 static double sgemm_rate(void) {
@@ -216,7 +216,7 @@ static void bench_case(model_case *mc, double gflops, double gbps) {
 
 void bench_t128(void) {
     double gflops = sgemm_rate(), gbps = bench_memory_bandwidth();
-    bench_row("sgemm_t128", "GFLOP/s", gflops, "gb__gemm [128, 768] @ [768, 3072], preallocated C: the sgemm limit");
+    bench_row("sgemm_t128", "GFLOP/s", gflops, "gb__ts_gemm [128, 768] @ [768, 3072], preallocated C: the sgemm limit");
     bench_row("memory_read", "GB/s", gbps, "sum of 2 GB in 8 streams per thread: the bandwidth limit");
 
     gb_gpt2_config g = bench_gpt2_124m();
