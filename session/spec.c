@@ -418,18 +418,6 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
     return st;
 }
 
-/* The name a statement binds ("logits = ..."), or NULL. */
-static char *gb__ses_spec_bound_name(const char *stmt) {
-    const char *p = stmt;
-    while (*p == ' ') p++;
-    const char *start = p;
-    while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (p > start && *p >= '0' && *p <= '9')) p++;
-    size_t n = (size_t)(p - start);
-    while (*p == ' ') p++;
-    if (!n || *p != '=' || p[1] == '=') return NULL;
-    return strndup(start, n);
-}
-
 static bool gb__ses_spec_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
 static gb_status gb__ses_spec_limit(gb_spec_limits *lim, const char *fmt, long long got, long long max) {
@@ -482,7 +470,7 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
             r = gb_invoke(tr, inputs[p++]);
         }
         if (r == GB_OK) r = gb_trace_statement(tr, st->stmts[i], "-e", i + 1, &b->vals[i]);
-        if (r == GB_OK && !(b->names[i] = gb__ses_spec_bound_name(st->stmts[i]))) {
+        if (r == GB_OK && !(b->names[i] = gb_statement_name(st->stmts[i]))) {
             b->names[i] = malloc(32);
             if (b->names[i]) snprintf(b->names[i], 32, "statement.%d", i + 1);
         }

@@ -932,3 +932,12 @@ gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, i
     if (out) *out = v;
     return GB_OK;
 }
+
+char *gb_statement_name(const char *text) {
+    const char *p = text + strspn(text, " "), *start = p;
+    while (*p == '_' || isalpha((unsigned char)*p) || (p > start && isdigit((unsigned char)*p))) p++;
+    size_t n = (size_t)(p - start);
+    p += strspn(p, " ");
+    if (!n || *p != '=' || p[1] == '=') return NULL;
+    return strndup(start, n);
+}

@@ -310,6 +310,10 @@ void gb_end_if(gb_trace *tr);
  * *out, if not NULL, receives the statement's value (an assignment's
  * right-hand side's node for names, the set node otherwise). */
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out);
+/* The name a statement binds ("top = lm_head.output.save()" binds top;
+ * "x[0] = 1" and "a == b" bind none), malloc'd; NULL when it binds none
+ * (or out of memory). For printing and naming saved values as nnsight does. */
+char *gb_statement_name(const char *text);
 
 /* A name that no statement of tr bound (a module path otherwise) is asked
  * of resolve, which returns a value of tr for it (bound to the name from

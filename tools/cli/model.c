@@ -329,18 +329,6 @@ const gb_cli_cmd gb_cli_cmd_generate = {
 enum { TRACE_OPTS(GB_CLI_OPT_ENUM) };
 static const gb_cli_opt trace_opts[] = {TRACE_OPTS(GB_CLI_OPT_INIT)};
 
-/* The name a statement binds ("logits = ..."), or NULL. */
-static char *bound_name(const char *stmt) {
-    const char *p = stmt;
-    while (*p == ' ') p++;
-    const char *start = p;
-    while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (p > start && *p >= '0' && *p <= '9')) p++;
-    size_t n = (size_t)(p - start);
-    while (*p == ' ') p++;
-    if (!n || *p != '=' || p[1] == '=') return NULL;
-    return strndup(start, n);
-}
-
 static bool lm_eos(int64_t id, void *lm) { return gb_lm_is_eos(lm, id); }
 
 /* --tensor NAME=FILE.safetensors[:KEY]: the tensor KEY of FILE (by
@@ -477,7 +465,7 @@ static int trace(const gb_cli_args *a) {
     bool first_value = true;
     if (!rc && json) printf("{");
     for (int i = 0; tr && !rc && i < nstmts; i++) {
-        char *name = bound_name(stmts[i]);
+        char *name = gb_statement_name(stmts[i]);
         int nd;
         int64_t shape[GB_MAX_DIMS];
         if (scan && vals[i] && gb_val_shape(vals[i], &nd, shape) == GB_OK) {
@@ -514,7 +502,7 @@ static int trace(const gb_cli_args *a) {
         for (int j = 0; j < k; j++) {
             int i = 0;
             while (i < nstmts && vals[i] != missing[j]) i++;
-            char *name = i < nstmts ? bound_name(stmts[i]) : NULL;
+            char *name = i < nstmts ? gb_statement_name(stmts[i]) : NULL;
             const char *what = name ? name : i < nstmts ? stmts[i] : gb_val_text(missing[j]);
             if (steps >= 0)
                 fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
