@@ -106,13 +106,25 @@ static double gb__ts_sqdev_of(const float *x, const gb__ts_reduction *r, int64_t
 }
 
 /* Row-major position among output o's reduced elements of the first max
- * (or min); the first NaN wins. Its value goes to *value. x is of any dtype. */
+ * (or min); the first NaN wins. Its value goes to *value (*ivalue for
+ * int64, which compares as int64: a double would tie 2^53 and 2^53 + 1).
+ * x is of any dtype. */
 static int64_t gb__ts_arg_extreme(const void *x, gb_dtype dt, const gb__ts_reduction *r, int64_t o, bool want_max,
-                               double *value) {
+                               double *value, int64_t *ivalue) {
     int64_t base = gb__ts_out_offset(r, o), best_k = 0;
     double best = 0;
     gb__ts_iter it;
     gb__ts_iter_init(&it, r->nred, r->rshape, 1, (const int64_t *[]){r->rstride});
+    if (dt == GB_DTYPE_I64) {
+        const int64_t *xi = x;
+        int64_t ibest = 0;
+        for (int64_t k = 0; k < r->nin; k++, gb__ts_iter_next(&it)) {
+            int64_t v = xi[base + it.off[0]];
+            if (k == 0 || (want_max ? v > ibest : v < ibest)) ibest = v, best_k = k;
+        }
+        *value = (double)ibest, *ivalue = ibest;
+        return best_k;
+    }
     for (int64_t k = 0; k < r->nin; k++, gb__ts_iter_next(&it)) {
         double v = gb__ts_load_any(x, dt, base + it.off[0]);
         if (k == 0 || isnan(v) || (want_max ? v > best : v < best)) {
@@ -151,8 +163,28 @@ static bool gb__ts_sum_rows(const float *x, const gb__ts_reduction *r, float *y,
     return true;
 }
 
+/* An int64 sum is exact and wraps around as torch's (in uint64). */
+static void gb__ts_sum_i64(const gb_tensor *src, const gb__ts_reduction *r, int64_t *y) {
+    const int64_t *x = gb_tensor_data(src); /* src's strides */
+#pragma omp parallel for num_threads(gb__threads()) if (r->nout > 1 && r->nout * r->nin > GB__PAR_MIN_WORK)
+    for (int64_t o = 0; o < r->nout; o++) {
+        const int64_t *xo = x + gb__ts_out_offset(r, o);
+        uint64_t s = 0;
+        gb__ts_iter it;
+        gb__ts_iter_init(&it, r->nred, r->rshape, 1, (const int64_t *[]){r->rstride});
+        for (int64_t k = 0; k < r->nin; k++, gb__ts_iter_next(&it)) s += (uint64_t)xo[it.off[0]];
+        y[o] = (int64_t)s;
+    }
+}
+
 static gb_status gb__ts_sum_forward(gb_tensor *out, bool mean) {
     const gb_tensor *src = out->src[0];
+    if (out->dtype == GB_DTYPE_I64) {
+        gb__ts_reduction r;
+        gb__ts_reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
+        gb__ts_sum_i64(src, &r, gb_tensor_data(out));
+        return GB_OK;
+    }
     const float *x = gb_tensor_data(src); /* src's strides */
     float *y = gb_tensor_data(out);       /* [nout] */
     gb__ts_reduction r;
@@ -253,15 +285,16 @@ static gb_status gb__ts_extreme_forward(gb_tensor *out, bool want_max) {
     const void *x = gb_tensor_data(src); /* src's strides, any dtype for arg ops */
     gb__ts_reduction r;
     gb__ts_reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
-    bool values = out->dtype == GB_DTYPE_F32;
-    float *y = gb_tensor_data(out);    /* [nout], values */
-    int64_t *yi = gb_tensor_data(out); /* [nout], indices */
+    bool values = out->op != GB_OP_ARGMAX && out->op != GB_OP_ARGMIN;
+    float *y = gb_tensor_data(out);    /* [nout], f32 values */
+    int64_t *yi = gb_tensor_data(out); /* [nout], indices or int64 values */
 #pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double v;
-        int64_t k = gb__ts_arg_extreme(x, src->dtype, &r, o, want_max, &v);
-        if (values) y[o] = (float)v;
-        else yi[o] = k;
+        int64_t iv, k = gb__ts_arg_extreme(x, src->dtype, &r, o, want_max, &v, &iv);
+        if (!values) yi[o] = k;
+        else if (out->dtype == GB_DTYPE_I64) yi[o] = iv;
+        else y[o] = (float)v;
     }
     return GB_OK;
 }
@@ -283,7 +316,7 @@ static gb_status gb__ts_extreme_backward(gb_tensor *out, const gb_tensor *dout, 
 #pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double v;
-        int64_t k = gb__ts_arg_extreme(x, GB_DTYPE_F32, &r, o, want_max, &v);
+        int64_t iv, k = gb__ts_arg_extreme(x, GB_DTYPE_F32, &r, o, want_max, &v, &iv);
         dx[gb__ts_out_offset(&rc, o) + gb__ts_offset(rc.nred, rc.rshape, rc.rstride, k)] += dy[o];
     }
     return GB_OK;
@@ -370,7 +403,17 @@ static gb_status gb__ts_dims_mask(const char *op, const gb_tensor *a, int ndims,
 static gb_tensor *gb__ts_reduce(gb_op op, gb_tensor *a, int ndims, const int *dims, bool keepdim, int correction) {
     const char *what = gb__ts_ops[op].name;
     bool arg = op == GB_OP_ARGMAX || op == GB_OP_ARGMIN;
-    if (arg ? gb__ts_check_input(what, "a", a) : gb__ts_check_f32(what, "a", a)) return NULL;
+    /* int64 sums and extremes are int64, exact, as torch's; a mean or a
+     * variance of integers torch refuses */
+    bool ints = a && a->dtype == GB_DTYPE_I64 && op != GB_OP_MEAN && op != GB_OP_VAR;
+    if (a && a->dtype == GB_DTYPE_I64 && op == GB_OP_MEAN)
+        return gb__fail_null(GB_ERR_DTYPE, "mean(): could not infer output dtype. Input dtype must be either a floating "
+                             "point or complex dtype. Got: Long (input %s); convert it first with .float()",
+                             GB__SHAPE_STR(a));
+    if (a && a->dtype == GB_DTYPE_I64 && op == GB_OP_VAR)
+        return gb__fail_null(GB_ERR_DTYPE, "var: std and var only support floating point and complex dtypes, got Long "
+                             "(input %s)", GB__SHAPE_STR(a));
+    if (arg || ints ? gb__ts_check_input(what, "a", a) : gb__ts_check_f32(what, "a", a)) return NULL;
     uint32_t mask;
     if (gb__ts_dims_mask(what, a, ndims, dims, &mask)) return NULL;
     bool one_dim_extreme = arg || op == GB_OP_MAX || op == GB_OP_MIN;
@@ -387,7 +430,7 @@ static gb_tensor *gb__ts_reduce(gb_op op, gb_tensor *a, int ndims, const int *di
         if (!(mask >> d & 1u)) shape[nd++] = a->shape[d];
         else if (keepdim) shape[nd++] = 1;
     }
-    gb_tensor *out = gb__ts_op_new(op, what, arg ? GB_DTYPE_I64 : GB_DTYPE_F32, nd, shape, 1, &a);
+    gb_tensor *out = gb__ts_op_new(op, what, arg || ints ? GB_DTYPE_I64 : GB_DTYPE_F32, nd, shape, 1, &a);
     if (!out) return NULL;
     out->iparam[GB__RED_MASK] = mask;
     out->iparam[GB__RED_KEEPDIM] = keepdim;

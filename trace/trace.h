@@ -160,9 +160,12 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
  * GB_TRACE_FN_LIST below; statements call them as methods, x.exp(), or as
  * torch.exp(x)). Integer values meet float ones as in PyTorch: an int64
  * value and a float value give a float (argmax - 432.0 is float32), two
- * integer values an int64 (argmax - 432 computes in int64; / divides as
- * floats), and comparisons give bool. Gradients flow through every float
- * result. */
+ * integer values an int64, computed exactly (argmax - 432, sum, abs, pow,
+ * where, @ and topk of int64 values are int64, wrapping on overflow as
+ * torch; / divides as floats; mean, softmax, log_softmax, norm,
+ * cross_entropy and cosine_similarity of integers are refused at the run,
+ * as torch refuses them), and comparisons give bool. Gradients flow
+ * through every float result. */
 #define gb_val_exp(v) GB__FN1(GB_TRACE_FN_EXP, (v), 0)
 #define gb_val_log(v) GB__FN1(GB_TRACE_FN_LOG, (v), 0)
 #define gb_val_abs(v) GB__FN1(GB_TRACE_FN_ABS, (v), 0)
