@@ -363,6 +363,12 @@ gb_tensor *gb_mean_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim);
 gb_tensor *gb_sum_all(gb_tensor *a);
 gb_tensor *gb_mean_all(gb_tensor *a);
 gb_tensor *gb_max_all(gb_tensor *a);
+/* torch.linalg.vector_norm(a, p, dims, keepdim) over ndims dims (0: all):
+ * sum(|a|^p)^(1/p) for any p > 0 (also below 1), INFINITY the largest |a|,
+ * -INFINITY the smallest, 0 the number of nonzeros. Its gradient is
+ * PyTorch's, case by case: 0 where the norm is 0 (p = 2 gives no NaN at a
+ * zero row), shared by ties for +-INFINITY, none for p = 0. */
+gb_tensor *gb_norm(gb_tensor *a, double p, int ndims, const int *dims, bool keepdim);
 /* How many elements of t are NaN or infinite (0 for integer and bool
  * dtypes and for shape-only tensors), and in *first, when not NULL, the
  * row-major index of the first of them, or -1. A query, not an op: no

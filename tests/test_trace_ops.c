@@ -8,7 +8,7 @@
 
 #include "gbtest.h"
 
-static const char *const names[] = {"a", "b", "p", "c", "t", "ids", "big"};
+static const char *const names[] = {"a", "b", "p", "c", "t", "ids", "z", "big"};
 enum { NNAMES = sizeof names / sizeof *names };
 
 static char *case_str(gbt_oracle *o, int64_t i, const char *what) {
@@ -265,7 +265,7 @@ START_TEST(test_function_errors) {
         {"layer1()", GB_ERR_ARG, "a module call needs a value", false},
         {"a.topk()", GB_ERR_ARG, "topk needs k", false},
         {"a.frobnicate()", GB_ERR_ARG, "unknown method", false},
-        {"a.norm(p=1)", GB_ERR_ARG, "only the 2-norm", false},
+        {"a.norm(p=a)", GB_ERR_ARG, "p is a number, float('inf'), float('-inf') or 'fro'", false},
         {"torch.cat(a)", GB_ERR_ARG, "expected a list of values", false},
         {"a.sum(dim=1.5)", GB_ERR_ARG, "dim must be an integer", false},
         {"a.transpose(0)", GB_ERR_ARG, "transpose needs two dims", false},

@@ -2,8 +2,8 @@
  * promotion, the functions of GB_TRACE_FN_LIST, and module calls on values.
  * Everything goes through tensor/'s ops (forward and backward formulas in
  * its op table), so gradients flow through every float result; the
- * promotion and the compositions (norm, cosine_similarity) are the only
- * logic here. */
+ * promotion, integer arithmetic in int64 (exact, as PyTorch's) and the
+ * composition of cosine_similarity are the only logic here. */
 #include "trace_impl.h"
 
 #include <math.h>
@@ -186,13 +186,6 @@ static gb_tensor *gb__tr_sum_over(gb_tensor *x, const gb_fn_params *p, bool mean
     return mean ? gb_mean_dims(x, p->n, dims, p->keepdim) : gb_sum_dims(x, p->n, dims, p->keepdim);
 }
 
-/* sqrt(sum(x * x)) over p's dims. */
-static gb_tensor *gb__tr_norm(gb_tensor *x, const gb_fn_params *p) {
-    gb_tensor *sq = gb_mul(x, x), *s = sq ? gb__tr_sum_over(sq, p, false) : NULL, *r = s ? gb_sqrt(s) : NULL;
-    gb_tensor_free(sq), gb_tensor_free(s);
-    return r;
-}
-
 /* torch's cosine_similarity: sum(a b) / sqrt(max(sum(a a) sum(b b), eps^2))
  * over dim, a and b broadcasting. */
 static gb_tensor *gb__tr_cosine(gb_tensor *a, gb_tensor *b, int dim, double eps) {
@@ -255,7 +248,12 @@ static gb_tensor *gb__tr_float_fn(const gb_val *v, gb_tensor *const *x) {
     case GB_TRACE_FN_SQRT: r = gb_sqrt(a); break;
     case GB_TRACE_FN_POW: r = gb_pow(a, b); break;
     case GB_TRACE_FN_LOG_SOFTMAX: r = gb_log_softmax(a, (int)p->i[0]); break;
-    case GB_TRACE_FN_NORM: r = gb__tr_norm(a, p); break;
+    case GB_TRACE_FN_NORM: {
+        int dims[GB_MAX_DIMS];
+        gb__tr_dims(p, dims);
+        r = gb_norm(a, p->x, p->n, dims, p->keepdim);
+        break;
+    }
     case GB_TRACE_FN_COSINE_SIMILARITY: r = gb__tr_cosine(a, b, p->n ? (int)p->i[0] : 1, p->x); break;
     default: gb__fail(GB_ERR_ARG, "%s: not a float function", gb_trace_fn_name(v->u.fn.fn)); break;
     }

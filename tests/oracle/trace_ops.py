@@ -67,6 +67,26 @@ CASES = [
     "ids.abs() - 10",
     "(a[0, 0] * 2).item()",
     "c @ a.transpose(0, 1)",
+    # norms of every order; z has a zero row (gradient 0 there, not NaN) and a tie for inf
+    "z.norm(dim=1)",
+    "z.norm(dim=1) + 1",  # a nonzero gradient reaches the zero row: PyTorch gives 0 there
+    "z.norm(p=3, dim=1) + 1",
+    "z.norm(p=0.5, dim=1) + 1",
+    "z.norm(p=float('inf'), dim=1) + 1",
+    "z.norm(p=2, dim=1, keepdim=True)",
+    "z.norm(p=1, dim=1)",
+    "z.norm(1, 1)",
+    "z.norm(p=float('inf'), dim=1)",
+    "z.norm(p=float('-inf'), dim=1)",
+    "z.norm(p=0, dim=1)",
+    "z.norm(p=3, dim=1, keepdim=True)",
+    "z.norm(p=0.5, dim=1)",
+    "z.norm(p=1.5, dim=0)",
+    "z.norm(p='fro')",
+    "z.norm()",
+    "torch.norm(z, p=2.5, dim=(0, 1))",
+    "c.norm(p=float('inf'))",
+    "c.norm(p=1, dim=(0, 2))",
     # integers beyond float32's 2^24 and float64's 2^53: exact, wrapping as torch
     "big.sum()",
     "big.sum(1)",
@@ -118,6 +138,7 @@ def main():
         "c": torch.randn(2, 3, 4),
         "t": torch.tensor([1, 0, 3]),
         "ids": torch.tensor([[5, 2], [7, 9]]),
+        "z": torch.tensor([[0.0, 0, 0, 0], [1, -2, 3, -4], [2, 0, -2, 1]]),
         "big": torch.tensor([[2**53 + 1, -3, 5], [7, 2**40, -(2**60)]]),
     }
     for k, v in named.items():
