@@ -412,6 +412,44 @@ START_TEST(test_remote_timeout) {
 }
 END_TEST
 
+static void limit_30(gb_serve_opts *o) {
+    o->time_limit_ms = 30;
+    o->clock_ms = test_clock;
+}
+
+/* The time limit inside one forward pass: the test clock moves 1 ms a
+ * read and the server reads it before the session, between steps and
+ * after every module, so a one-trace request goes over 30 ms in the
+ * middle of its pass (blocks have about a dozen modules each: past block
+ * 0, before lm_head). Block 0's log line has streamed, lm_head's never
+ * comes, no value comes back, the status is 504 with the documented
+ * message, and the worker serves the next request. */
+START_TEST(test_remote_timeout_in_a_pass) {
+    fixture f;
+    start(&f, limit_30);
+    f.h.step = 1;
+    gb_spec *sp = one_trace(EIFFEL, 3, (const char *[]){"log(\"h0\", transformer.h[0].output[0][0, -1, 0])",
+                                                         "log(\"end\", lm_head.output[0, -1, 0])",
+                                                         "top = lm_head.output[0, -1].argmax(-1).save()"});
+    gbt_results r = {0};
+    gbt_fails_with(run_remote(&f, KEYS[0], sp, &r) != GB_OK, GB_ERR_STATE,
+                   "time limit: the request ran for more than 30 ms and was cancelled");
+    ck_assert_int_eq(r.n, 0);
+    ck_assert_msg(r.log && !strncmp(r.log, "h0 tensor(", 10) && !strstr(r.log, "end"), "log: %s", r.log ? r.log : "");
+    gbt_results_free(&r);
+    pthread_mutex_lock(&f.h.mu);
+    f.h.step = 0;
+    pthread_mutex_unlock(&f.h.mu);
+    r = (gbt_results){0};
+    ck_assert_int_eq(run_remote(&f, KEYS[0], sp, &r), GB_OK);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_msg(r.log && strstr(r.log, "end tensor("), "log: %s", r.log ? r.log : "");
+    gbt_results_free(&r);
+    gb_spec_free(sp);
+    stop(&f);
+}
+END_TEST
+
 /* A client that goes away while its request waits at the start: the server
  * notices, cancels it, and the worker goes on to serve the next. */
 START_TEST(test_remote_disconnect) {
@@ -593,6 +631,7 @@ Suite *gb_suite_remote(void) {
     tcase_add_test(tc, test_remote_queue_full);
     tcase_add_test(tc, test_remote_concurrent);
     tcase_add_test(tc, test_remote_timeout);
+    tcase_add_test(tc, test_remote_timeout_in_a_pass);
     tcase_add_test(tc, test_remote_disconnect);
     tcase_add_test(tc, test_remote_slow_body);
     tcase_add_test(tc, test_remote_models_health);
