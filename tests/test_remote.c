@@ -594,6 +594,15 @@ START_TEST(test_remote_cli) {
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
     unsetenv("GLASSBOX_API_KEY");
     gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");
+    /* the option tables: trace's local-only options, session's steps beside --json, strict numbers */
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --edit 'transformer.h[0].output[0][:] = 0'", f.url);
+    gbt_cli_fails(args, 2, "glassbox trace: --edit is not available with --remote");
+    snprintf(args, sizeof args, "session --json %s --trace facts", json);
+    gbt_cli_fails(args, 2, "glassbox session: --json holds the whole session: give no steps beside it");
+    gbt_cli_fails("session --trace facts -n 2x", 2, "glassbox session: -n/--max-new-tokens: '2x' is not an integer");
+    gbt_cli_fails("session --model facts --trace facts", 2, "glassbox session: --model takes NAME=DIR, got 'facts'");
+    gbt_cli_fails("serve --model a=b --workers 0", 2, "glassbox serve: --workers: 0 is out of range");
+    gbt_cli_fails("serve --port 80 --time-limit 1.5", 2, "glassbox serve: --time-limit: '1.5' is not an integer");
     stop(&f);
 }
 END_TEST
