@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "glassbox.h"
@@ -14,6 +15,7 @@ typedef struct cli_session {
     const char *out, *remote, *key;
     bool scan, graph, multi;
     int loops, ntraces_given; /* --iter steps; traces of a --json session */
+    bool tty, progress;       /* stderr is a terminal; a token line is on it */
     /* --model NAME=DIR pairs and the models opened, by name */
     const char **names, **dirs;
     gb_lm **lms;
@@ -59,6 +61,8 @@ static int bound_len(const char *stmt) {
 
 static gb_status cli_result(void *ctx, const gb_spec_result *r) {
     cli_session *c = ctx;
+    if (c->progress) fprintf(stderr, "\r\033[K");
+    c->progress = false;
     char prefix[96] = "";
     if (c->multi) {
         int k = snprintf(prefix, sizeof prefix, "t%d", r->trace);
@@ -114,6 +118,20 @@ static gb_status cli_result(void *ctx, const gb_spec_result *r) {
         free(q);
     }
     fflush(stdout);
+    return GB_OK;
+}
+
+/* Generated tokens as they arrive (a local generation's steps, or a
+ * server's token events): progress on a terminal's stderr, one line
+ * redrawn, cleared when the trace's values print. stdout stays what a
+ * local trace prints. */
+static gb_status cli_token(void *ctx, int trace, int step, const int64_t *ids, int64_t batch) {
+    cli_session *c = ctx;
+    if (!c->tty) return GB_OK;
+    fprintf(stderr, "\r\033[Kt%d: token %d:", trace, step + 1);
+    for (int64_t b = 0; b < batch && b < 8; b++) fprintf(stderr, " %lld", (long long)ids[b]);
+    fprintf(stderr, "%s", batch > 8 ? " ..." : "");
+    c->progress = true;
     return GB_OK;
 }
 
@@ -184,21 +202,29 @@ static void cli_free(cli_session *c) {
     free(c->names), free(c->dirs), free(c->lms);
 }
 
+/* The run's error, on a line of its own after a token line. */
+static int cli_run_failed(cli_session *c) {
+    if (c->progress) fprintf(stderr, "\r\033[K");
+    c->progress = false;
+    return gb_cli_fail(c->cmd, "%s", gb_last_error());
+}
+
 static int cli_run(cli_session *c, gb_spec *sp) {
     int rc = 0;
+    c->tty = isatty(STDERR_FILENO);
     if (!c->key) c->key = getenv("GLASSBOX_API_KEY");
     if (c->remote && (c->scan || c->graph)) {
         rc = gb_cli_fail(c->cmd, "--scan and --graph are local only (a server scans every request before running it)");
     } else if (c->remote) {
-        gb_remote_events ev = {.log = cli_log, .result = cli_result, .ctx = c};
-        if (gb_remote_run(c->remote, c->key, sp, &ev) != GB_OK) rc = gb_cli_fail(c->cmd, "%s", gb_last_error());
+        gb_remote_events ev = {.log = cli_log, .token = cli_token, .result = cli_result, .ctx = c};
+        if (gb_remote_run(c->remote, c->key, sp, &ev) != GB_OK) rc = cli_run_failed(c);
     } else {
         gb_session *s = gb_spec_session(sp, cli_lm_of, c, NULL, cli_result, c);
-        gb_session_events ev = {.log = cli_log, .ctx = c};
+        gb_session_events ev = {.log = cli_log, .token = cli_token, .ctx = c};
         if (s) gb_session_set_events(s, &ev);
         gb_status st = !s ? gb_last_status() : c->scan || c->graph ? gb_session_scan(s) : GB_OK;
         if (st == GB_OK && !c->scan) st = gb_session_run(s);
-        if (st != GB_OK) rc = gb_cli_fail(c->cmd, "%s", gb_last_error());
+        if (st != GB_OK) rc = cli_run_failed(c);
         gb_session_free(s);
     }
     if (!rc && c->out &&
