@@ -74,8 +74,9 @@ typedef struct gb_serve_opts {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     /* For tests: hook is called with "queued", "start" (on the worker,
-     * before the session runs: a test may block there), "cancel" (a client
-     * went away) and "end"; clock_ms replaces the monotonic clock the time
+     * before the session runs: a test may block there), "token" (on the
+     * worker, after a token event is written: a test may block there too),
+     * "cancel" (a client went away) and "end"; clock_ms replaces the monotonic clock the time
      * limit reads. */
     void (*hook)(void *ctx, const char *event);
     int64_t (*clock_ms)(void *ctx);

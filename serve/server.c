@@ -260,6 +260,7 @@ static gb_status gb__srv_job_token(void *ctx, int trace, int step, const int64_t
     gb__json_set(ev, "step", gb__json_new_number(step));
     gb__json_set(ev, "ids", a);
     gb__srv_job_emit(ctx, ev);
+    gb__srv_hook(((gb__srv_job *)ctx)->srv, "token");
     return GB_OK;
 }
 

@@ -229,6 +229,7 @@ static gb_status gb__ses_sess_bind(gb_session *s, const gb__ses_sess_step *st, b
 }
 
 static bool gb__ses_sess_cancelled(const gb_session *s) { return s->ev.cancelled && s->ev.cancelled(s->ev.ctx); }
+static bool gb__ses_sess_cancel_cb(void *ctx) { return gb__ses_sess_cancelled(ctx); }
 
 typedef struct gb__ses_sess_decode {
     gb_session *s;
@@ -257,6 +258,9 @@ static gb_status gb__ses_sess_trace(gb_session *s, int i, bool scanning) {
     gb__ses_sess_step *st = &s->steps[i];
     gb_status r = gb__ses_sess_bind(s, st, scanning);
     if (r != GB_OK) return r;
+    /* asked inside the forward passes too, at every module: a long pass is
+     * not waited out (no cost when nobody asks) */
+    gb_exec_set_cancel(gb_trace_exec(st->tr), s->ev.cancelled ? gb__ses_sess_cancel_cb : NULL, s);
     if (scanning) {
         r = gb_trace_scan(st->tr);
     } else if (st->generate) {

@@ -90,8 +90,10 @@ gb_status gb_session_run(gb_session *s);
  * token each generation step's chosen ids [batch]; trace each trace's
  * completed run (number from 1 in definition order; the enclosing loops'
  * item numbers, outermost first); cancelled is asked between steps and
- * generation steps, and ends the run with GB_ERR_STATE "session:
- * cancelled" when true. A status other than GB_OK from token or trace
+ * generation steps, and inside each forward pass after every module
+ * (gb_exec_set_cancel), and ends the run with GB_ERR_STATE when true
+ * ("session: cancelled", or "exec: cancelled after MODULE (call K)" in a
+ * pass, with "session: trace N: " in front when the session has several). A status other than GB_OK from token or trace
  * ends the run with it. */
 typedef struct gb_session_events {
     void (*log)(void *ctx, const char *line);

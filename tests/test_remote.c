@@ -26,6 +26,10 @@ typedef struct hooks {
     pthread_cond_t cv;
     int queued, start, cancel, end;
     bool hold;  /* workers wait at "start" while set */
+    /* with lockstep, a worker that wrote token event k waits at "token"
+     * until the client has seen it (seen > k) */
+    bool lockstep;
+    int tokens, seen;
     int64_t clock, step; /* the test clock: each read advances it by step */
 } hooks;
 
@@ -36,11 +40,14 @@ static void on_hook(void *ctx, const char *event) {
     if (!strcmp(event, "start")) h->start++;
     if (!strcmp(event, "cancel")) h->cancel++;
     if (!strcmp(event, "end")) h->end++;
+    if (!strcmp(event, "token")) h->tokens++;
     pthread_cond_broadcast(&h->cv);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += WAIT_S;
     while (!strcmp(event, "start") && h->hold)
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &ts)) break;
+    while (!strcmp(event, "token") && h->lockstep && h->seen < h->tokens)
         if (pthread_cond_timedwait(&h->cv, &h->mu, &ts)) break;
     pthread_mutex_unlock(&h->mu);
 }
@@ -412,6 +419,95 @@ START_TEST(test_remote_timeout) {
 }
 END_TEST
 
+static void limit_30(gb_serve_opts *o) {
+    o->time_limit_ms = 30;
+    o->clock_ms = test_clock;
+}
+
+/* The time limit inside one forward pass: the test clock moves 1 ms a
+ * read and the server reads it before the session, between steps and
+ * after every module, so a one-trace request goes over 30 ms in the
+ * middle of its pass (blocks have about a dozen modules each: past block
+ * 0, before lm_head). Block 0's log line has streamed, lm_head's never
+ * comes, no value comes back, the status is 504 with the documented
+ * message, and the worker serves the next request. */
+START_TEST(test_remote_timeout_in_a_pass) {
+    fixture f;
+    start(&f, limit_30);
+    f.h.step = 1;
+    gb_spec *sp = one_trace(EIFFEL, 3, (const char *[]){"log(\"h0\", transformer.h[0].output[0][0, -1, 0])",
+                                                         "log(\"end\", lm_head.output[0, -1, 0])",
+                                                         "top = lm_head.output[0, -1].argmax(-1).save()"});
+    gbt_results r = {0};
+    gbt_fails_with(run_remote(&f, KEYS[0], sp, &r) != GB_OK, GB_ERR_STATE,
+                   "time limit: the request ran for more than 30 ms and was cancelled");
+    ck_assert_int_eq(r.n, 0);
+    ck_assert_msg(r.log && !strncmp(r.log, "h0 tensor(", 10) && !strstr(r.log, "end"), "log: %s", r.log ? r.log : "");
+    gbt_results_free(&r);
+    pthread_mutex_lock(&f.h.mu);
+    f.h.step = 0;
+    pthread_mutex_unlock(&f.h.mu);
+    r = (gbt_results){0};
+    ck_assert_int_eq(run_remote(&f, KEYS[0], sp, &r), GB_OK);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_msg(r.log && strstr(r.log, "end tensor("), "log: %s", r.log ? r.log : "");
+    gbt_results_free(&r);
+    gb_spec_free(sp);
+    stop(&f);
+}
+END_TEST
+
+/* What the client saw, in order: "t" for each token event (checked
+ * against the server as it arrives), "r" for each result. */
+typedef struct streamed {
+    fixture *f;
+    char seq[64];
+    int n;
+    bool in_step; /* each token arrived while the worker waited for it */
+} streamed;
+
+static gb_status on_token(void *ctx, int trace, int step, const int64_t *ids, int64_t batch) {
+    (void)trace, (void)ids, (void)batch;
+    streamed *s = ctx;
+    hooks *h = &s->f->h;
+    pthread_mutex_lock(&h->mu);
+    /* the worker wrote token `step` and waits (after its hook) until we have
+     * seen it: it cannot have written token step + 1 yet */
+    if (h->tokens > step + 1) s->in_step = false;
+    h->seen++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (s->n < (int)sizeof s->seq - 1) s->seq[s->n++] = 't';
+    return GB_OK;
+}
+
+static gb_status on_result(void *ctx, const gb_spec_result *r) {
+    (void)r;
+    streamed *s = ctx;
+    if (s->n < (int)sizeof s->seq - 1) s->seq[s->n++] = 'r';
+    return GB_OK;
+}
+
+/* Tokens stream: the worker waits after each token event until the
+ * client has seen it, so each one reaches the client's per-event callback
+ * while the generation is still running, before the result and the end. */
+START_TEST(test_remote_tokens_stream) {
+    fixture f;
+    start(&f, NULL);
+    f.h.lockstep = true;
+    gb_spec *sp = one_trace(EIFFEL, 1, (const char *[]){"top = lm_head.output[0, -1].argmax(-1).save()"});
+    gb_spec_generate(sp, 3);
+    streamed s = {.f = &f, .in_step = true};
+    gb_remote_events ev = {.token = on_token, .result = on_result, .ctx = &s};
+    ck_assert_int_eq(gb_remote_run(f.url, KEYS[0], sp, &ev), GB_OK);
+    ck_assert_str_eq(s.seq, "tttr");
+    ck_assert(s.in_step);
+    ck_assert_int_eq(f.h.tokens, 3);
+    gb_spec_free(sp);
+    stop(&f);
+}
+END_TEST
+
 /* A client that goes away while its request waits at the start: the server
  * notices, cancels it, and the worker goes on to serve the next. */
 START_TEST(test_remote_disconnect) {
@@ -556,6 +652,15 @@ START_TEST(test_remote_cli) {
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
     unsetenv("GLASSBOX_API_KEY");
     gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");
+    /* the option tables: trace's local-only options, session's steps beside --json, strict numbers */
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --edit 'transformer.h[0].output[0][:] = 0'", f.url);
+    gbt_cli_fails(args, 2, "glassbox trace: --edit is not available with --remote");
+    snprintf(args, sizeof args, "session --json %s --trace facts", json);
+    gbt_cli_fails(args, 2, "glassbox session: --json holds the whole session: give no steps beside it");
+    gbt_cli_fails("session --trace facts -n 2x", 2, "glassbox session: -n/--max-new-tokens: '2x' is not an integer");
+    gbt_cli_fails("session --model facts --trace facts", 2, "glassbox session: --model takes NAME=DIR, got 'facts'");
+    gbt_cli_fails("serve --model a=b --workers 0", 2, "glassbox serve: --workers: 0 is out of range");
+    gbt_cli_fails("serve --port 80 --time-limit 1.5", 2, "glassbox serve: --time-limit: '1.5' is not an integer");
     stop(&f);
 }
 END_TEST
@@ -593,6 +698,8 @@ Suite *gb_suite_remote(void) {
     tcase_add_test(tc, test_remote_queue_full);
     tcase_add_test(tc, test_remote_concurrent);
     tcase_add_test(tc, test_remote_timeout);
+    tcase_add_test(tc, test_remote_timeout_in_a_pass);
+    tcase_add_test(tc, test_remote_tokens_stream);
     tcase_add_test(tc, test_remote_disconnect);
     tcase_add_test(tc, test_remote_slow_body);
     tcase_add_test(tc, test_remote_models_health);

@@ -82,11 +82,6 @@ typedef struct gb_cli_cmd {
     const char *description; /* paragraphs for --help and the man page (NULL: none) */
     const gb_cli_opt *opts;
     int nopts;
-    /* A command with a grammar of its own (session's steps, serve's limits)
-     * parses argv itself: raw gets the arguments after the command's name;
-     * -h/--help still prints the summary and description. New commands use
-     * a table instead. */
-    int (*raw)(int argc, char **argv);
 } gb_cli_cmd;
 
 /* One option as given, with its argument parsed by kind. */
@@ -184,9 +179,9 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
  * and \' escaped (lens.c). */
 const char *gb_cli_quoted(const char *text, char *buf, size_t size);
 
-/* trace --remote: the trace's arguments as a session sent to a server
- * (session.c, with its own parser). */
-int gb_cli_trace_remote(int argc, char **argv);
+/* trace --remote: trace's arguments as a one-trace session sent to a
+ * server (session.c), its options read as the session command's. */
+int gb_cli_trace_remote(const gb_cli_args *a);
 
 /* All of f, malloc'd and NUL-terminated, its length in *len; NULL on error
  * (errno set). */

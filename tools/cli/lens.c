@@ -703,7 +703,7 @@ static int lens(const gb_cli_args *a) {
 const gb_cli_cmd gb_cli_cmd_lens = {
     "lens", lens, "[MODEL]", 0, 1, "the logit lens: every layer's output through the final norm and unembedding",
     "Prints the K most likely next tokens at every layer and position (docs/recipes.md).",
-    lens_opts, sizeof lens_opts / sizeof *lens_opts, NULL};
+    lens_opts, sizeof lens_opts / sizeof *lens_opts};
 
 /* The one token of text (--target ' Paris'), or the id of "#ID"; -1 after
  * printing why. */
@@ -784,7 +784,7 @@ const gb_cli_cmd gb_cli_cmd_patch = {
     "Patches each layer's and position's value from the clean run into the corrupted one and measures "
     "logit(target) - logit(foil) at the last position, and the fraction of the clean run's difference it "
     "recovers (docs/recipes.md).",
-    patch_opts, sizeof patch_opts / sizeof *patch_opts, NULL};
+    patch_opts, sizeof patch_opts / sizeof *patch_opts};
 
 #define ATTN_OPTS(X)                                                                                                 \
     GB_CLI_OPT_PROMPT(X, ATTN_IDS, ATTN_TEXT, false, 1)                                                               \
@@ -833,4 +833,4 @@ static int attn(const gb_cli_args *a) {
 const gb_cli_cmd gb_cli_cmd_attn = {
     "attn", attn, "[MODEL]", 0, 1, "attention patterns of one layer",
     "Prints each head's softmaxed attention weights, queries by keys (docs/recipes.md).",
-    attn_opts, sizeof attn_opts / sizeof *attn_opts, NULL};
+    attn_opts, sizeof attn_opts / sizeof *attn_opts};

@@ -90,7 +90,7 @@ const gb_cli_cmd gb_cli_cmd_info = {
     "info", info, "[MODEL]", 0, 1, "print the module tree, parameter count and config",
     "The tree is PyTorch's print(model) of the Hugging Face model; the config is what glassbox read from "
     "config.json.",
-    info_opts, sizeof info_opts / sizeof *info_opts, NULL};
+    info_opts, sizeof info_opts / sizeof *info_opts};
 
 /* ---- run ---------------------------------------------------------------- */
 
@@ -210,7 +210,7 @@ const gb_cli_cmd gb_cli_cmd_run = {
     "run", run, "[MODEL]", 0, 1, "one forward pass: the logits, and with --hidden the hidden states",
     "Without --out or --top, prints the ids, the predicted next token and the shape of each value; --top prints "
     "the K most likely next tokens instead.",
-    run_opts, sizeof run_opts / sizeof *run_opts, NULL};
+    run_opts, sizeof run_opts / sizeof *run_opts};
 
 /* ---- generate ------------------------------------------------------------ */
 
@@ -298,7 +298,7 @@ const gb_cli_cmd gb_cli_cmd_generate = {
     "generate", generate, "[MODEL]", 0, 1, "greedy decoding with a KV cache, or sampling",
     "Stops at the model's EOS, after -n tokens, or at the model's last position. Without a prompt, generation "
     "starts from the BOS token. On a terminal, progress (tokens per second) goes to standard error.",
-    gen_opts, sizeof gen_opts / sizeof *gen_opts, NULL};
+    gen_opts, sizeof gen_opts / sizeof *gen_opts};
 
 /* ---- trace -------------------------------------------------------------- */
 
@@ -382,7 +382,7 @@ static void print_value(const char *name, gb_tensor *t, bool json, bool *first) 
  * (or written with --out). Several prompts are batched as invokes, each
  * prompt's statements applying to its rows. */
 static int trace(const gb_cli_args *a) {
-    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a->argc, a->argv);
+    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a);
     /* the prompts in order, each with the index of the first statement after it */
     int nprompts = 0, nstmts = 0;
     const gb_cli_arg **prompts = calloc((size_t)a->nseq + 1, sizeof *prompts);
@@ -559,4 +559,4 @@ const gb_cli_cmd gb_cli_cmd_trace = {
     "(left-padded, each with its statements). Values saved with .save() are printed, or written with --out "
     "under the name a statement binds (statement.K otherwise). With -n, generation runs with the "
     "interventions at every step; generator.output holds the ids and generator.text their text.",
-    trace_opts, sizeof trace_opts / sizeof *trace_opts, NULL};
+    trace_opts, sizeof trace_opts / sizeof *trace_opts};
