@@ -66,7 +66,7 @@ START_TEST(test_statements_build_the_c_graph) {
     define(s, 9, "transformer.h[0].output[0].grad = -transformer.h[0].output[0].grad");
     gb_val *g0 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
     gb_val *g1 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
-    gb_val *minus = gb_scalar_at(c, -1, SITE, 9);
+    gb_val *minus = gb_scalar_i64_at(c, -1, SITE, 9);
     gb_set_at(g0, gb_val_binary_at(GB_TRACE_OP_MUL, minus, g1, SITE, 9), SITE, 9);
 
     define(s, 10, "lm_head.output.sum().backward()");

@@ -142,9 +142,10 @@ static gb_val *gb__tr_number(gb__tr_parser *ps) {
     if (end == ps->p) return gb__tr_syntax(ps, "%s", "expected a number");
     bool integral = !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p)) &&
                     !memchr(ps->p, 'E', (size_t)(end - ps->p)) && fabs(x) < 9.2e18;
+    int64_t ix = integral ? strtoll(ps->p, NULL, 10) : 0; /* exact past 2^53, where the double is not */
     ps->p = end;
     if (!ps->build) return gb__tr_dry;
-    return integral ? gb_scalar_i64_at(ps->tr, (int64_t)x, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
+    return integral ? gb_scalar_i64_at(ps->tr, ix, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
 }
 
 /* ---- call arguments ------------------------------------------------------- */
@@ -158,6 +159,7 @@ typedef struct gb__tr_arg {
     enum { GB__ARG_VALUE, GB__ARG_NUMBER, GB__ARG_INTS, GB__ARG_BOOL, GB__ARG_NONE, GB__ARG_LIST } kind;
     gb_val *v;              /* VALUE */
     double x;               /* NUMBER */
+    int64_t ix;             /* NUMBER, integral: exactly */
     const char *at;         /* NUMBER: its text, made a constant if used as a value */
     bool integral;          /* NUMBER */
     int n;                  /* INTS, LIST */
@@ -206,6 +208,7 @@ static bool gb__tr_literal_number(gb__tr_parser *ps, gb__tr_arg *a) {
     a->x = x;
     a->at = ps->p;
     a->integral = x == floor(x) && !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p));
+    a->ix = a->integral && fabs(x) < 9.2e18 ? strtoll(ps->p, NULL, 10) : 0;
     ps->p = end;
     return true;
 }
@@ -311,7 +314,7 @@ static bool gb__tr_int_arg(gb__tr_parser *ps, gb__tr_args *args, int pos, const 
     *out = def;
     if (!a) return true;
     if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__tr_syntax(ps, "%s must be an integer", kw), false;
-    *out = (int64_t)a->x;
+    *out = a->ix;
     return true;
 }
 
@@ -321,7 +324,7 @@ static gb_val *gb__tr_arg_value(gb__tr_parser *ps, gb__tr_arg *a) {
     if (a->kind == GB__ARG_VALUE) return a->v;
     if (a->kind != GB__ARG_NUMBER) return gb__tr_syntax(ps, "%s", "expected a value or a number");
     if (!ps->build) return gb__tr_dry;
-    return a->integral ? gb_scalar_i64_at(ps->tr, (int64_t)a->x, ps->site, ps->line)
+    return a->integral ? gb_scalar_i64_at(ps->tr, a->ix, ps->site, ps->line)
                        : gb_scalar_at(ps->tr, (float)a->x, ps->site, ps->line);
 }
 
@@ -340,7 +343,7 @@ static bool gb__tr_dims_arg(gb__tr_parser *ps, gb__tr_args *args, int pos, gb_fn
     }
     if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__tr_syntax(ps, "%s", "dim must be an integer or a tuple of integers"), false;
     p->n = 1;
-    p->i[0] = (int64_t)a->x;
+    p->i[0] = a->ix;
     return true;
 }
 
@@ -365,7 +368,7 @@ static bool gb__tr_shape_args(gb__tr_parser *ps, gb__tr_args *args, gb_fn_params
         gb__tr_arg *a = &args->a[i];
         if (a->kw || a->kind != GB__ARG_NUMBER || !a->integral || i == GB_MAX_DIMS)
             return gb__tr_syntax(ps, "%s", "expected integers, or one tuple of integers"), false;
-        p->i[p->n++] = (int64_t)a->x;
+        p->i[p->n++] = a->ix;
     }
     return true;
 }
@@ -804,7 +807,8 @@ static gb_val *gb__tr_unary(gb__tr_parser *ps) {
         v = gb__tr_primary(ps);
     } else {
         v = gb__tr_unary(ps);
-        gb_val *minus = v && ps->build ? gb_scalar_at(ps->tr, -1.0f, ps->site, ps->line) : gb__tr_dry;
+        /* an int -1: -x keeps x's dtype, integers included, as PyTorch's negation */
+        gb_val *minus = v && ps->build ? gb_scalar_i64_at(ps->tr, -1, ps->site, ps->line) : gb__tr_dry;
         v = gb__tr_binary(ps, GB_TRACE_OP_MUL, minus, v);
     }
     ps->depth--;
