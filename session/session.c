@@ -261,8 +261,8 @@ static gb_status gb__ses_sess_trace(gb_session *s, int i, bool scanning) {
     /* asked inside the forward passes too, at every module: a long pass is
      * not waited out (no cost when nobody asks) */
     gb_exec_set_cancel(gb_trace_exec(st->tr), s->ev.cancelled ? gb__ses_sess_cancel_cb : NULL, s);
-    if (scanning) {
-        r = gb_trace_scan(st->tr);
+    if (scanning) { /* a generation's scan steps through its passes, so .next() getters are checked too */
+        r = st->generate ? gb_trace_scan_generate(st->tr, st->opts.max_new_tokens) : gb_trace_scan(st->tr);
     } else if (st->generate) {
         gb__ses_sess_decode d = {s, st};
         gb_decode_opts o = st->opts;

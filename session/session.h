@@ -176,6 +176,13 @@ typedef struct gb_spec_result {
     int nstmts;
     const char *const *stmts;
     gb_val *const *vals;
+    /* A scan's, locally and from a server (gb_remote_scan): the trace's
+     * graph as gb_trace_graph prints it, and each statement's shape:
+     * ndims[i] dims in shapes[i * GB_MAX_DIMS ...], or -1 for a value the
+     * scan did not reach that is named or saved, -2 for another. */
+    const char *graph;
+    const int *ndims;
+    const int64_t *shapes;
 } gb_spec_result;
 typedef gb_status (*gb_spec_result_fn)(void *ctx, const gb_spec_result *r);
 

@@ -409,12 +409,23 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
     char **texts = calloc((size_t)rows + 1, sizeof *texts);
     for (int64_t i = 0; texts && i < rows; i++)
         if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
+    /* a scan's graph and each statement's shape, as plain data a server sends */
+    char *graph = scan ? gb_trace_graph(tr) : NULL;
+    int *ndims = scan ? calloc((size_t)b->nstmts + 1, sizeof *ndims) : NULL;
+    int64_t *shapes = scan ? calloc((size_t)b->nstmts * GB_MAX_DIMS + 1, sizeof *shapes) : NULL;
+    for (int i = 0; ndims && shapes && i < b->nstmts; i++) {
+        bool named = b->names[i] && strncmp(b->names[i], "statement.", 10); /* the trace command reports these */
+        if (!b->vals[i] || gb_val_shape(b->vals[i], &ndims[i], shapes + (size_t)i * GB_MAX_DIMS) != GB_OK)
+            ndims[i] = named || (b->vals[i] && gb_val_saved(b->vals[i])) ? -1 : -2;
+    }
     gb_clear_error();
+    gb_status st = GB_OK;
+    if (scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
-                        scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals};
-    gb_status st = rep->fn ? rep->fn(rep->ctx, &r) : GB_OK;
+                        scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};
+    if (st == GB_OK && rep->fn) st = rep->fn(rep->ctx, &r);
     for (int64_t i = 0; texts && i < rows; i++) free(texts[i]);
-    free(names), free(values), free(texts);
+    free(names), free(values), free(texts), free(graph), free(ndims), free(shapes);
     return st;
 }
 

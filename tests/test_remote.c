@@ -652,11 +652,61 @@ START_TEST(test_remote_cli) {
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
     unsetenv("GLASSBOX_API_KEY");
     gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");
+    /* trace's options through the server: --top (the server's tokenizer), --png (the same bytes), --out,
+     * --scan and --graph (the server's scan), with invokes, an unnamed value after the first invoke, a
+     * generation and a stop, printed as the local run prints them */
+    const char *opts[] = {
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :8].save()' "
+        "-p 'Vatican is located in the city of' -e 'transformer.h[2].output[0][:, -1, :8].save()' --top 3 -n 2 "
+        "--png %s --out %s",
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :8].save()' "
+        "-e 'g = transformer.h[3].output[0][0, -1, :2]' -e 'transformer.h[2].output.stop()' "
+        "-e 'lm_head.next().output.save()' -n 2 --scan --graph%.0s%.0s",
+        "--ids 464,412,733 -e 'transformer.h[2].output.stop()' -e 'x = lm_head.output.save()' -n 2 --top 2%.0s%.0s",
+    };
+    for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
+        char png[2][512], safet[2][512], *got[2];
+        for (int remote = 0; remote < 2; remote++) {
+            snprintf(png[remote], sizeof png[remote], "%s/top_%d.png", gbt_tmp_dir(), remote);
+            snprintf(safet[remote], sizeof safet[remote], "%s/top_%d.safetensors", gbt_tmp_dir(), remote);
+            char tail2[1024], where[128];
+            snprintf(tail2, sizeof tail2, opts[k], png[remote], safet[remote]);
+            snprintf(where, sizeof where, remote ? "--remote %s --key %s facts" : "%s", remote ? f.url : GBT_BUNDLED,
+                     KEYS[0]);
+            snprintf(args, sizeof args, "trace %s %s", where, tail2);
+            gbt_cli_result r = gbt_cli(args);
+            ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+            got[remote] = strdup(r.out);
+            gbt_cli_free(&r);
+        }
+        if (k == 0) { /* the picture line names its own file */
+            char *line = strstr(got[1], "picture: ");
+            ck_assert_msg(line != NULL, "%s", got[1]);
+            ck_assert_msg(strstr(got[0], "top 3 next tokens at the last step:\nrow 0:\n") != NULL, "%s", got[0]);
+            size_t n0, n1;
+            char *a0 = gbt_read_file(png[0], &n0), *a1 = gbt_read_file(png[1], &n1);
+            ck_assert_msg(a0 && a1 && n0 == n1 && !memcmp(a0, a1, n0), "--png files differ");
+            free(a0), free(a1);
+            a0 = gbt_read_file(safet[0], &n0), a1 = gbt_read_file(safet[1], &n1);
+            ck_assert_msg(a0 && a1 && n0 == n1 && !memcmp(a0, a1, n0), "--out files differ");
+            ck_assert_msg(memmem(a0, n0, "statement.2", 11) != NULL, "the unnamed value's name");
+            free(a0), free(a1);
+            char *p0 = strstr(got[0], "picture: ");
+            ck_assert_int_eq(p0 - got[0], line - got[1]);
+            ck_assert(!strncmp(got[0], got[1], (size_t)(line - got[1])));
+        } else {
+            ck_assert_str_eq(got[0], got[1]);
+        }
+        if (k == 1) ck_assert_msg(strstr(got[0], "%0 = output") && strstr(got[0], "h: [8]\ng: no shape"), "%s", got[0]);
+        free(got[0]), free(got[1]);
+    }
     /* the option tables: trace's local-only options, session's steps beside --json, strict numbers */
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --edit 'transformer.h[0].output[0][:] = 0'", f.url);
     gbt_cli_fails(args, 2, "glassbox trace: --edit is not available with --remote");
     snprintf(args, sizeof args, "session --json %s --trace facts", json);
     gbt_cli_fails(args, 2, "glassbox session: --json holds the whole session: give no steps beside it");
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --dtype f32", f.url);
+    gbt_cli_fails(args, 2, "glassbox trace: --dtype f32 converts weights where they are opened");
     gbt_cli_fails("session --trace facts -n 2x", 2, "glassbox session: -n/--max-new-tokens: '2x' is not an integer");
     gbt_cli_fails("session --model facts --trace facts", 2, "glassbox session: --model takes NAME=DIR, got 'facts'");
     gbt_cli_fails("serve --model a=b --workers 0", 2, "glassbox serve: --workers: 0 is out of range");
