@@ -146,6 +146,8 @@ static void gb__tr_fn_text(const gb_val *v, char *d, size_t n, const char *a, co
     const gb_fn_params *p = v->u.fn.p;
     char params[160] = "";
     size_t k = 0;
+    if (p && v->u.fn.fn == GB_TRACE_FN_NORM && p->x != 2) /* the order, when not the default */
+        k += (size_t)snprintf(params, sizeof params, "p=%g%s", p->x, p->n ? ", " : "");
     for (int i = 0; p && i < p->n && k < sizeof params; i++)
         k += (size_t)snprintf(params + k, sizeof params - k, "%s%lld", i ? ", " : "", (long long)p->i[i]);
     if (p && p->keepdim && k < sizeof params) snprintf(params + k, sizeof params - k, ", keepdim=True");

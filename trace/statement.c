@@ -188,6 +188,30 @@ static bool gb__tr_literal_number(gb__tr_parser *ps, gb__tr_arg *a) {
     return true;
 }
 
+/* Spellings of the numbers a norm's order takes beyond literals, ending
+ * the argument: infinities, and 'fro' (the 2-norm of a vector). */
+static bool gb__tr_special_number(gb__tr_parser *ps, gb__tr_arg *a) {
+    static const struct {
+        const char *text;
+        double x;
+    } specials[] = {{"float('inf')", INFINITY}, {"float(\"inf\")", INFINITY}, {"float('-inf')", -INFINITY},
+                    {"float(\"-inf\")", -INFINITY}, {"torch.inf", INFINITY}, {"math.inf", INFINITY},
+                    {"-torch.inf", -INFINITY}, {"-math.inf", -INFINITY}, {"'fro'", 2}, {"\"fro\"", 2}};
+    for (size_t i = 0; i < sizeof specials / sizeof *specials; i++) {
+        size_t n = strlen(specials[i].text);
+        if (strncmp(ps->p, specials[i].text, n)) continue;
+        const char *q = ps->p + n;
+        while (isspace((unsigned char)*q)) q++;
+        if (*q != ',' && *q != ')') continue;
+        a->kind = GB__ARG_NUMBER;
+        a->x = specials[i].x;
+        a->at = ps->p;
+        ps->p += n;
+        return true;
+    }
+    return false;
+}
+
 /* Arguments up to the closing ')' (the cursor after '('). */
 static bool gb__tr_parse_args(gb__tr_parser *ps, gb__tr_args *args) {
     args->n = 0;
@@ -221,7 +245,8 @@ static bool gb__tr_parse_args(gb__tr_parser *ps, gb__tr_args *args) {
                 if (a->n == GB__MAX_ARGS) return gb__tr_syntax(ps, "%s", "too many values in a list (8 at most)"), false;
                 if (!(a->list[a->n++] = gb__tr_expr(ps))) return false;
             }
-        } else if (!(*ps->p == '(' && gb__tr_int_tuple(ps, a)) && !gb__tr_literal_number(ps, a)) {
+        } else if (!(*ps->p == '(' && gb__tr_int_tuple(ps, a)) && !gb__tr_literal_number(ps, a) &&
+                   !gb__tr_special_number(ps, a)) {
             a->kind = GB__ARG_VALUE;
             if (!(a->v = gb__tr_expr(ps))) return false;
         }
@@ -410,9 +435,10 @@ static gb_val *gb__tr_method_call(gb__tr_parser *ps, gb_val *v, const char *name
         if (!gb__tr_args_fit(ps, args, (const char *[]){"p", "dim", "keepdim"}, 3, "p, dim, keepdim") ||
             !gb__tr_dims_arg(ps, args, 1, &p, &tuple) || !gb__tr_keepdim_arg(ps, args, 2, &keepdim))
             return NULL;
-        if (pa && pa->kind != GB__ARG_NONE && !(pa->kind == GB__ARG_NUMBER && pa->x == 2))
-            return gb__tr_syntax(ps, "%s", "only the 2-norm (p=2) is supported");
+        if (pa && pa->kind != GB__ARG_NONE && pa->kind != GB__ARG_NUMBER)
+            return gb__tr_syntax(ps, "%s", "p is a number, float('inf'), float('-inf') or 'fro'");
         p.keepdim = keepdim;
+        p.x = pa && pa->kind == GB__ARG_NUMBER ? pa->x : 2;
         break;
     }
     case GB_TRACE_FN_TOPK:

@@ -160,9 +160,12 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
  * GB_TRACE_FN_LIST below; statements call them as methods, x.exp(), or as
  * torch.exp(x)). Integer values meet float ones as in PyTorch: an int64
  * value and a float value give a float (argmax - 432.0 is float32), two
- * integer values an int64 (argmax - 432 computes in int64; / divides as
- * floats), and comparisons give bool. Gradients flow through every float
- * result. */
+ * integer values an int64, computed exactly (argmax - 432, sum, abs, pow,
+ * where, @ and topk of int64 values are int64, wrapping on overflow as
+ * torch; / divides as floats; mean, softmax, log_softmax, norm,
+ * cross_entropy and cosine_similarity of integers are refused at the run,
+ * as torch refuses them), and comparisons give bool. Gradients flow
+ * through every float result. */
 #define gb_val_exp(v) GB__FN1(GB_TRACE_FN_EXP, (v), 0)
 #define gb_val_log(v) GB__FN1(GB_TRACE_FN_LOG, (v), 0)
 #define gb_val_abs(v) GB__FN1(GB_TRACE_FN_ABS, (v), 0)
@@ -175,9 +178,12 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 #define gb_val_shape_of(v) GB__FN1(GB_TRACE_FN_SHAPE, (v), 0)
 #define gb_val_pow(a, b) GB__FN2(GB_TRACE_FN_POW, (a), (b), 0)
 #define gb_val_log_softmax(v, dim) GB__FN1(GB_TRACE_FN_LOG_SOFTMAX, (v), 1, {(dim)})
-/* The 2-norm over one dim (torch's x.norm(dim=d, keepdim=k)), or of all elements. */
-#define gb_val_norm(v, dim, keepdim) GB__FN1(GB_TRACE_FN_NORM, (v), 1, {(dim)}, (keepdim))
-#define gb_val_norm_all(v) GB__FN1(GB_TRACE_FN_NORM, (v), 0)
+/* The 2-norm over one dim (torch's x.norm(dim=d, keepdim=k)), or of all
+ * elements; gb_val_norm_p: the norm of order p (torch.norm(x, p, dim, k),
+ * torch.linalg.vector_norm: any p > 0, INFINITY, -INFINITY, 0), see gb_norm. */
+#define gb_val_norm(v, dim, keepdim) GB__FN1(GB_TRACE_FN_NORM, (v), 1, {(dim)}, (keepdim), 2)
+#define gb_val_norm_p(v, p, dim, keepdim) GB__FN1(GB_TRACE_FN_NORM, (v), 1, {(dim)}, (keepdim), (p))
+#define gb_val_norm_all(v) GB__FN1(GB_TRACE_FN_NORM, (v), 0, {0}, false, 2)
 /* torch.topk(v, k, dim): a tuple (values, indices); pick with gb_val_index(t, "[0]") / "[1]". */
 #define gb_val_topk(v, k, dim) GB__FN1(GB_TRACE_FN_TOPK, (v), 2, {(k), (dim)})
 #define gb_val_transpose(v, d0, d1) GB__FN1(GB_TRACE_FN_TRANSPOSE, (v), 2, {(d0), (d1)})
@@ -513,7 +519,7 @@ typedef enum gb_trace_op {
     X(GB_TRACE_FN_SHAPE, "shape", 1)     /* int64 [ndim]; real in a scan */ \
     X(GB_TRACE_FN_POW, "pow", 2)                                         \
     X(GB_TRACE_FN_LOG_SOFTMAX, "log_softmax", 1) /* i[0] dim */          \
-    X(GB_TRACE_FN_NORM, "norm", 1)       /* n dims (0: all), keepdim */  \
+    X(GB_TRACE_FN_NORM, "norm", 1)       /* n dims (0: all), keepdim, x p */ \
     X(GB_TRACE_FN_SUM, "sum", 1)         /* n dims (0: all), keepdim */  \
     X(GB_TRACE_FN_MEAN, "mean", 1)       /* n dims (0: all), keepdim */  \
     X(GB_TRACE_FN_TOPK, "topk", 1)       /* k, dim: (values, indices) */ \
