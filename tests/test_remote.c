@@ -160,7 +160,7 @@ static const char *const EIFFEL = "The Eiffel Tower is in the city of";
 START_TEST(test_remote_equals_local) {
     fixture f;
     start(&f, NULL);
-    gb_spec *specs[6];
+    gb_spec *specs[7];
     specs[0] = one_trace(EIFFEL, 3, (const char *[]){"h = transformer.h[1].output[0].save()", "l = lm_head.output.save()",
                                                      "log(\"top\", lm_head.output[0, -1].argmax(-1))"});
     specs[1] = one_trace(EIFFEL, 2, (const char *[]){"transformer.h[2].mlp.output[:, -1, :] = 0",
@@ -187,8 +187,22 @@ START_TEST(test_remote_equals_local) {
     gb_spec_statement(specs[5], "t2 = lm_head.output.argmax(dim=-1).save()");
     gb_spec_statement(specs[5], "log(\"x\", x)");
     gb_spec_end(specs[5]);
-    const char *what[] = {"get and log", "set", "invokes", "generation with .next() and .all()", "gradients", "session"};
-    for (int i = 0; i < 6; i++) {
+    /* loops over prompts (a text and ids, generating) and over an earlier trace's value, nested */
+    specs[6] = one_trace(EIFFEL, 1, (const char *[]){"hs = transformer.h[3].output[0][0, -2:, :]"});
+    gb_spec_iter_prompts(specs[6], "p", 2, (const char *[]){"Vatican is located in the city of", NULL},
+                         (const int64_t *[]){NULL, (int64_t[]){464, 412, 733}}, (int64_t[]){0, 3});
+    gb_spec_iter(specs[6], "x", 0, 0, NULL, "hs");
+    gb_spec_trace(specs[6], "facts");
+    gb_spec_item(specs[6], "p");
+    gb_spec_statement(specs[6], "transformer.h[1].output[0][:, -1, :] = x");
+    gb_spec_statement(specs[6], "y = lm_head.output[0, -1].softmax(-1).save()");
+    gb_spec_statement(specs[6], "log(\"p\", p)");
+    gb_spec_generate(specs[6], 2);
+    gb_spec_end(specs[6]);
+    gb_spec_end(specs[6]);
+    const char *what[] = {"get and log", "set", "invokes", "generation with .next() and .all()", "gradients", "session",
+                          "loops over prompts and a value"};
+    for (int i = 0; i < 7; i++) {
         gbt_results l = {0}, r = {0};
         ck_assert_msg(run_local(&f, specs[i], &l) == GB_OK, "%s locally: %s", what[i], gb_last_error());
         ck_assert_msg(run_remote(&f, KEYS[i % 2], specs[i], &r) == GB_OK, "%s remotely: %s", what[i], gb_last_error());
@@ -700,6 +714,25 @@ START_TEST(test_remote_cli) {
         if (k == 1) ck_assert_msg(strstr(got[0], "%0 = output") && strstr(got[0], "h: [8]\ng: no shape"), "%s", got[0]);
         free(got[0]), free(got[1]);
     }
+    /* loops over prompts (quoted texts, ids:) and over a value, in the CLI's spelling: local == remote */
+    const char *loops = "--trace facts -p 'The Eiffel Tower is in the city of' -e 'hs = transformer.h[3].output[0][0, -2:, :]' "
+                        "--iter \"p='Vatican is located in the city of','It\\'s in'\" --trace facts --item p "
+                        "-e 'top = lm_head.output[0, -1].argmax(-1).save()' --end "
+                        "--iter 'q=ids:[464,412,733],[5]' --iter x=hs --trace facts --item q "
+                        "-e 'transformer.h[1].output[0][:, -1, :] = x' -e 'y = lm_head.output[0, -1].argmax(-1).save()' "
+                        "-n 2 --end --end";
+    char *lout[2];
+    for (int remote = 0; remote < 2; remote++) {
+        if (remote) snprintf(args, sizeof args, "session %s --remote %s --key %s", loops, f.url, KEYS[0]);
+        else snprintf(args, sizeof args, "session --model facts=%s %s", GBT_BUNDLED, loops);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        lout[remote] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(lout[0], lout[1]);
+    ck_assert_msg(strstr(lout[0], "[t2[1]]\ntop = tensor(") && strstr(lout[0], "[t3[1.1]]\ny = tensor("), "%s", lout[0]);
+    free(lout[0]), free(lout[1]);
     /* the option tables: trace's local-only options, session's steps beside --json, strict numbers */
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --edit 'transformer.h[0].output[0][:] = 0'", f.url);
     gbt_cli_fails(args, 2, "glassbox trace: --edit is not available with --remote");

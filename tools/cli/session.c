@@ -155,8 +155,56 @@ static void cli_log(void *ctx, const char *line) {
     fflush(stdout);
 }
 
-/* --iter NAME=ITEMS: "1,2,3" (numbers), "[0,1],[2,3]" (rows), or the name
- * of an enclosing loop (its item's rows). */
+/* --iter NAME='TEXT','TEXT' (or "TEXT"; \ escapes the quote and itself)
+ * and NAME=ids:[1,2],[3]: a loop over prompts. false after printing why. */
+static bool cli_iter_prompts(const char *cmd, const char *name, const char *items, gb_spec *sp) {
+    bool ids = !strncmp(items, "ids:", 4), ok = true;
+    const char *p = ids ? items + 4 : items;
+    int n = 0;
+    char **texts = calloc(strlen(p) + 1, sizeof *texts); /* an item takes at least two characters */
+    int64_t **lists = calloc(strlen(p) + 1, sizeof *lists), *lens = calloc(strlen(p) + 1, sizeof *lens);
+    if (!texts || !lists || !lens) ok = false;
+    while (ok && *p) {
+        char q = *p++, close = q == '[' ? ']' : q;
+        if (ids ? q != '[' : q != '\'' && q != '"') {
+            ok = false;
+            break;
+        }
+        const char *end = p;
+        while (*end && *end != close) end += *end == '\\' && end[1] ? 2 : 1;
+        if (!*end) {
+            ok = false;
+            break;
+        }
+        char *t = texts[n] = malloc((size_t)(end - p) + 1), *w = t;
+        for (const char *c = p; t && c < end; c++) *w++ = *c == '\\' && c + 1 < end ? *++c : *c;
+        if (t) *w = 0;
+        if (t && ids) { /* the list's numbers, as --ids reads them */
+            gb_cli_opt opt = {.name = "iter", .kind = GB_CLI_IDS};
+            gb_cli_arg a = {0};
+            char err[256];
+            ok = gb_cli_parse_value(&opt, t, &a, err, sizeof err);
+            lists[n] = a.ids, lens[n] = a.nids;
+            free(t), texts[n] = NULL;
+        }
+        ok = ok && (ids || t);
+        n++;
+        p = end + 1;
+        if (*p == ',') p++;
+        else if (*p) ok = false;
+    }
+    if (ok) ok = gb_spec_iter_prompts(sp, name, n, (const char *const *)texts, (const int64_t *const *)lists, lens) == GB_OK;
+    if (!ok)
+        gb_cli_fail(cmd, "--iter %s=%s: prompts are 'TEXT','TEXT' (or \"TEXT\") or ids:[1,2],[3]%s%s", name, items,
+                    gb_last_error()[0] ? "; " : "", gb_last_error());
+    for (int k = 0; k < n; k++) free(texts[k]), free(lists[k]);
+    free(texts), free(lists), free(lens);
+    return ok;
+}
+
+/* --iter NAME=ITEMS: "1,2,3" (numbers), "[0,1],[2,3]" (rows), prompts
+ * (cli_iter_prompts), or a name: an enclosing loop (its item's rows) or a
+ * value an earlier trace bound (its rows). */
 static bool cli_iter(const char *cmd, const char *arg, gb_spec *sp) {
     const char *eq = strchr(arg, '=');
     char name[64];
@@ -164,6 +212,8 @@ static bool cli_iter(const char *cmd, const char *arg, gb_spec *sp) {
         return gb_cli_usage_error(cmd, "--iter takes NAME=1,2,3 | NAME=[1,2],[3,4] | NAME=OUTER_LOOP, got '%s'", arg), false;
     snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
     const char *items = eq + 1;
+    gb_clear_error();
+    if (*items == '\'' || *items == '"' || !strncmp(items, "ids:", 4)) return cli_iter_prompts(cmd, name, items, sp);
     if ((*items >= 'a' && *items <= 'z') || (*items >= 'A' && *items <= 'Z') || *items == '_')
         return gb_spec_iter(sp, name, 0, 0, NULL, items) == GB_OK || (gb_cli_fail(cmd, "%s", gb_last_error()), false);
     float *v = NULL;
@@ -327,6 +377,8 @@ static bool cli_alloc(cli_session *c, int n) {
       "the whole session as the server takes it (docs/remote.md), instead of steps")                               \
     X(SES_TRACE, "trace", 0, STR, 0, 0, NULL, true, 0, "MODEL", "step: a new trace of MODEL")                     \
     GB_CLI_OPT_PROMPT(X, SES_IDS, SES_TEXT, true, 0)                                                                 \
+    X(SES_ITEM, "item", 0, STR, 0, 0, NULL, true, 0, "LOOP",                                                      \
+      "the current trace's prompt is the item of LOOP, a loop over prompts (with model.trace(prompt))")            \
     X(SES_STMT, "exec", 'e', STR, 0, 0, NULL, true, 0, "STATEMENT",                                                \
       "a statement of the current trace, for the prompt before it")                                                \
     X(SES_N, "max-new-tokens", 'n', INT, 0, 1000000, NULL, true, 0, "N",                                           \
@@ -334,8 +386,9 @@ static bool cli_alloc(cli_session *c, int n) {
     X(SES_LOG, "log", 0, STR, 0, 0, NULL, true, 0, "TEXT", "step: session.log(TEXT)")                             \
     X(SES_STOP, "stop", 0, FLAG, 0, 0, NULL, true, 0, NULL, "step: the session ends here")                       \
     X(SES_ITER, "iter", 0, STR, 0, 0, NULL, true, 0, "NAME=ITEMS",                                                 \
-      "step: the steps up to --end run once per item: 1,2,3, rows [1,2],[3,4], or NAME=OUTER, the rows of an "      \
-      "enclosing loop's item")                                                                                     \
+      "step: the steps up to --end run once per item: 1,2,3, rows [1,2],[3,4], prompts 'TEXT','TEXT' or "          \
+      "ids:[1,2],[3] (taken by --item), or NAME=OTHER, the rows of an enclosing loop's item or of a value an "     \
+      "earlier trace bound")                                                                                       \
     X(SES_END, "end", 0, FLAG, 0, 0, NULL, true, 0, NULL, "step: the end of the innermost loop")                  \
     X(SES_OUT, "out", 'o', STR, 0, 0, NULL, false, 0, "F.safetensors", "write the saved values there, as tK.NAME") \
     X(SES_SCAN, "scan", 0, FLAG, 0, 0, NULL, false, 0, NULL, "shapes only: print each statement's shape")         \
@@ -383,6 +436,7 @@ static int cli_step(cli_session *c, gb_spec *sp, int id, const gb_cli_arg *arg, 
     case SES_TRACE: st = cli_new_trace(c, sp, arg->str, nseq); break;
     case SES_IDS: st = gb_spec_ids(sp, arg->nids, arg->ids); break;
     case SES_TEXT: st = gb_spec_prompt(sp, arg->str); break;
+    case SES_ITEM: st = gb_spec_item(sp, arg->str); break;
     case SES_STMT:
         st = gb_spec_statement(sp, arg->str);
         if (st == GB_OK && c->ntraces) c->stmts[c->ntraces - 1][c->nstmts[c->ntraces - 1]++] = arg->str;
