@@ -160,7 +160,7 @@ static const char *const EIFFEL = "The Eiffel Tower is in the city of";
 START_TEST(test_remote_equals_local) {
     fixture f;
     start(&f, NULL);
-    gb_spec *specs[6];
+    gb_spec *specs[7];
     specs[0] = one_trace(EIFFEL, 3, (const char *[]){"h = transformer.h[1].output[0].save()", "l = lm_head.output.save()",
                                                      "log(\"top\", lm_head.output[0, -1].argmax(-1))"});
     specs[1] = one_trace(EIFFEL, 2, (const char *[]){"transformer.h[2].mlp.output[:, -1, :] = 0",
@@ -187,8 +187,22 @@ START_TEST(test_remote_equals_local) {
     gb_spec_statement(specs[5], "t2 = lm_head.output.argmax(dim=-1).save()");
     gb_spec_statement(specs[5], "log(\"x\", x)");
     gb_spec_end(specs[5]);
-    const char *what[] = {"get and log", "set", "invokes", "generation with .next() and .all()", "gradients", "session"};
-    for (int i = 0; i < 6; i++) {
+    /* loops over prompts (a text and ids, generating) and over an earlier trace's value, nested */
+    specs[6] = one_trace(EIFFEL, 1, (const char *[]){"hs = transformer.h[3].output[0][0, -2:, :]"});
+    gb_spec_iter_prompts(specs[6], "p", 2, (const char *[]){"Vatican is located in the city of", NULL},
+                         (const int64_t *[]){NULL, (int64_t[]){464, 412, 733}}, (int64_t[]){0, 3});
+    gb_spec_iter(specs[6], "x", 0, 0, NULL, "hs");
+    gb_spec_trace(specs[6], "facts");
+    gb_spec_item(specs[6], "p");
+    gb_spec_statement(specs[6], "transformer.h[1].output[0][:, -1, :] = x");
+    gb_spec_statement(specs[6], "y = lm_head.output[0, -1].softmax(-1).save()");
+    gb_spec_statement(specs[6], "log(\"p\", p)");
+    gb_spec_generate(specs[6], 2);
+    gb_spec_end(specs[6]);
+    gb_spec_end(specs[6]);
+    const char *what[] = {"get and log", "set", "invokes", "generation with .next() and .all()", "gradients", "session",
+                          "loops over prompts and a value"};
+    for (int i = 0; i < 7; i++) {
         gbt_results l = {0}, r = {0};
         ck_assert_msg(run_local(&f, specs[i], &l) == GB_OK, "%s locally: %s", what[i], gb_last_error());
         ck_assert_msg(run_remote(&f, KEYS[i % 2], specs[i], &r) == GB_OK, "%s remotely: %s", what[i], gb_last_error());
@@ -652,11 +666,80 @@ START_TEST(test_remote_cli) {
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
     unsetenv("GLASSBOX_API_KEY");
     gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");
+    /* trace's options through the server: --top (the server's tokenizer), --png (the same bytes), --out,
+     * --scan and --graph (the server's scan), with invokes, an unnamed value after the first invoke, a
+     * generation and a stop, printed as the local run prints them */
+    const char *opts[] = {
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :8].save()' "
+        "-p 'Vatican is located in the city of' -e 'transformer.h[2].output[0][:, -1, :8].save()' --top 3 -n 2 "
+        "--png %s --out %s",
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :8].save()' "
+        "-e 'g = transformer.h[3].output[0][0, -1, :2]' -e 'transformer.h[2].output.stop()' "
+        "-e 'lm_head.next().output.save()' -n 2 --scan --graph%.0s%.0s",
+        "--ids 464,412,733 -e 'transformer.h[2].output.stop()' -e 'x = lm_head.output.save()' -n 2 --top 2%.0s%.0s",
+    };
+    for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
+        char png[2][512], safet[2][512], *got[2];
+        for (int remote = 0; remote < 2; remote++) {
+            snprintf(png[remote], sizeof png[remote], "%s/top_%d.png", gbt_tmp_dir(), remote);
+            snprintf(safet[remote], sizeof safet[remote], "%s/top_%d.safetensors", gbt_tmp_dir(), remote);
+            char tail2[1024], where[128];
+            snprintf(tail2, sizeof tail2, opts[k], png[remote], safet[remote]);
+            snprintf(where, sizeof where, remote ? "--remote %s --key %s facts" : "%s", remote ? f.url : GBT_BUNDLED,
+                     KEYS[0]);
+            snprintf(args, sizeof args, "trace %s %s", where, tail2);
+            gbt_cli_result r = gbt_cli(args);
+            ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+            got[remote] = strdup(r.out);
+            gbt_cli_free(&r);
+        }
+        if (k == 0) { /* the picture line names its own file */
+            char *line = strstr(got[1], "picture: ");
+            ck_assert_msg(line != NULL, "%s", got[1]);
+            ck_assert_msg(strstr(got[0], "top 3 next tokens at the last step:\nrow 0:\n") != NULL, "%s", got[0]);
+            size_t n0, n1;
+            char *a0 = gbt_read_file(png[0], &n0), *a1 = gbt_read_file(png[1], &n1);
+            ck_assert_msg(a0 && a1 && n0 == n1 && !memcmp(a0, a1, n0), "--png files differ");
+            free(a0), free(a1);
+            a0 = gbt_read_file(safet[0], &n0), a1 = gbt_read_file(safet[1], &n1);
+            ck_assert_msg(a0 && a1 && n0 == n1 && !memcmp(a0, a1, n0), "--out files differ");
+            ck_assert_msg(memmem(a0, n0, "statement.2", 11) != NULL, "the unnamed value's name");
+            free(a0), free(a1);
+            char *p0 = strstr(got[0], "picture: ");
+            ck_assert_int_eq(p0 - got[0], line - got[1]);
+            ck_assert(!strncmp(got[0], got[1], (size_t)(line - got[1])));
+        } else {
+            ck_assert_str_eq(got[0], got[1]);
+        }
+        if (k == 1) ck_assert_msg(strstr(got[0], "%0 = output") && strstr(got[0], "h: [8]\ng: no shape"), "%s", got[0]);
+        free(got[0]), free(got[1]);
+    }
+    /* loops over prompts (quoted texts, ids:) and over a value, in the CLI's spelling: local == remote */
+    const char *loops = "--trace facts -p 'The Eiffel Tower is in the city of' -e 'hs = transformer.h[3].output[0][0, -2:, :]' "
+                        "--iter \"p='Vatican is located in the city of','It\\'s in'\" --trace facts --item p "
+                        "-e 'top = lm_head.output[0, -1].argmax(-1).save()' --end "
+                        "--iter 'q=ids:[464,412,733],[5]' --iter x=hs --trace facts --item q "
+                        "-e 'transformer.h[1].output[0][:, -1, :] = x' -e 'y = lm_head.output[0, -1].argmax(-1).save()' "
+                        "-n 2 --end --end";
+    char *lout[2];
+    for (int remote = 0; remote < 2; remote++) {
+        if (remote) snprintf(args, sizeof args, "session %s --remote %s --key %s", loops, f.url, KEYS[0]);
+        else snprintf(args, sizeof args, "session --model facts=%s %s", GBT_BUNDLED, loops);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        lout[remote] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(lout[0], lout[1]);
+    ck_assert_msg(strstr(lout[0], "[t2[1]]\ntop = tensor(") && strstr(lout[0], "[t3[1.1]]\ny = tensor("), "%s", lout[0]);
+    free(lout[0]), free(lout[1]);
     /* the option tables: trace's local-only options, session's steps beside --json, strict numbers */
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --edit 'transformer.h[0].output[0][:] = 0'", f.url);
     gbt_cli_fails(args, 2, "glassbox trace: --edit is not available with --remote");
     snprintf(args, sizeof args, "session --json %s --trace facts", json);
     gbt_cli_fails(args, 2, "glassbox session: --json holds the whole session: give no steps beside it");
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --dtype f32", f.url);
+    gbt_cli_fails(args, 2, "glassbox trace: --dtype f32 converts weights where they are opened");
     gbt_cli_fails("session --trace facts -n 2x", 2, "glassbox session: -n/--max-new-tokens: '2x' is not an integer");
     gbt_cli_fails("session --model facts --trace facts", 2, "glassbox session: --model takes NAME=DIR, got 'facts'");
     gbt_cli_fails("serve --model a=b --workers 0", 2, "glassbox serve: --workers: 0 is out of range");

@@ -167,13 +167,14 @@ bool gb_cli_check_positions(const char *cmd, gb_lm *lm, int64_t T, long long *ma
 gb_tokenizer *gb_cli_open_tokenizer(const char *cmd, const char *model, const char *tokenizer_path);
 
 /* The k most likely next tokens of logits [..., V] (softmaxed here), one
- * block per row, with ids and probabilities (lens.c). */
-void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k);
+ * block per row, with ids and probabilities, their text through vocab (a
+ * model's tokenizer, or a server's; NULL: "#id") (lens.c). */
+void gb_cli_print_top(gb_tokenizer *vocab, gb_tensor *logits, int k);
 /* n saved values as the rows of a heatmap (a value [r, n] gives r rows, each
  * row named after its value), labelled with the tokens of ids [1, T] when
  * rows are T long; prints "picture: ..." and returns 0, or the exit code
  * after printing why (lens.c). */
-int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
+int gb_cli_plot_values(const char *cmd, gb_tokenizer *vocab, const char *path, const char *title, int n, const char *const *names,
                        gb_tensor *const *values, gb_tensor *ids);
 /* text as Python prints a str, into buf: in single quotes, with \n, \t, \\
  * and \' escaped (lens.c). */

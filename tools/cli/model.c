@@ -194,7 +194,7 @@ static int run(const gb_cli_args *a) {
     if (!rc && gb_cli_given(a, RUN_TOP)) {
         gb_tensor *last = gb_select(ts[0], 1, -1);
         printf("top %lld next tokens:\n", gb_cli_int(a, RUN_TOP));
-        if (last) gb_cli_print_top(lm, last, (int)gb_cli_int(a, RUN_TOP));
+        if (last) gb_cli_print_top(gb_lm_tokenizer(lm), last, (int)gb_cli_int(a, RUN_TOP));
         else rc = gb_cli_fail("run", "%s", gb_last_error());
         gb_tensor_free(last);
     }
@@ -576,7 +576,7 @@ static int trace(const gb_cli_args *a) {
         }
         free(missing);
     }
-    if (!rc && !scan && n > 0) { /* nnsight's generator.output */
+    if (!rc && !scan && n > 0 && gb_trace_generated(tr)) { /* nnsight's generator.output (none after a stop) */
         ts[nsaved] = gb_trace_generated(tr);
         if (!out) print_value("generator.output", ts[nsaved], json, &first_value);
         names[nsaved++] = strdup("generator.output");
@@ -595,12 +595,12 @@ static int trace(const gb_cli_args *a) {
         }
     }
     if (!rc && json) printf("}\n");
-    if (!rc && !scan && top) {
+    if (!rc && !scan && top && gb_value(top)) { /* never produced (a stop before the logits): warned about above */
         printf("top %lld next tokens%s:\n", ntop, n > 0 ? " at the last step" : "");
-        gb_cli_print_top(lm, gb_value(top), (int)ntop);
+        gb_cli_print_top(gb_lm_tokenizer(lm), gb_value(top), (int)ntop);
     }
     if (!rc && gb_cli_given(a, TRACE_PNG) && !scan) /* the statements' values only, labelled with the last prompt's tokens */
-        rc = gb_cli_plot_values("trace", lm, gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
+        rc = gb_cli_plot_values("trace", gb_lm_tokenizer(lm), gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
                                 ts, inputs[nprompts - 1]);
     if (!rc && out && gb_safetensors_save(out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail("trace", "%s", gb_last_error());

@@ -16,6 +16,7 @@ typedef struct cli_session {
     bool scan, graph, multi;
     int loops, ntraces_given; /* --iter steps; traces of a --json session */
     bool tty, progress;       /* stderr is a terminal; a token line is on it */
+    bool generated;           /* trace --remote -n N */
     /* --model NAME=DIR pairs and the models opened, by name */
     const char **names, **dirs;
     gb_lm **lms;
@@ -24,10 +25,20 @@ typedef struct cli_session {
      * under its text as the result's "statement.N" */
     const char ***stmts;
     int *nstmts, ntraces;
-    /* what --out writes */
+    /* what --out writes (and trace --remote --png draws) */
     char **out_names;
     gb_tensor **out_values;
     int nout;
+    /* trace --remote: --top K and --png, with the server's tokenizer; each
+     * statement's number among the user's (0: one this file added, the
+     * top of each invoke, "__top_K"), and those tops in invoke order */
+    long long top;
+    const char *png, *title, *model;
+    const gb_cli_arg *last_prompt;
+    gb_tokenizer *vocab;
+    int *user_no;
+    gb_tensor **tops;
+    int ntops;
 } cli_session;
 
 static gb_lm *cli_lm_of(void *ctx, const char *name) {
@@ -49,16 +60,6 @@ static void cli_add_model(cli_session *c, const char *name, const char *dir) {
     c->lms[c->nmodels++] = NULL;
 }
 
-/* The length of the name a statement binds ("top = ..."), or of the
- * whole statement when it binds none. */
-static int bound_len(const char *stmt) {
-    const char *p = stmt + strspn(stmt, " "), *start = p;
-    while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (p > start && *p >= '0' && *p <= '9')) p++;
-    int n = (int)(p - start);
-    p += strspn(p, " ");
-    return n && *p == '=' && p[1] != '=' ? n : (int)strlen(start);
-}
-
 static gb_status cli_result(void *ctx, const gb_spec_result *r) {
     cli_session *c = ctx;
     if (c->progress) fprintf(stderr, "\r\033[K");
@@ -71,41 +72,54 @@ static gb_status cli_result(void *ctx, const gb_spec_result *r) {
         if (r->depth && k < (int)sizeof prefix) snprintf(prefix + k, sizeof prefix - (size_t)k, "]");
         if (!c->out && !r->scan) printf("[%s]\n", prefix);
     }
-    if (r->scan) {
-        if (c->graph) {
-            char *g = gb_trace_graph(r->tr);
-            printf("%s", g ? g : "");
-            free(g);
-        }
-        for (int i = 0; c->scan && i < r->nstmts; i++) {
-            int nd;
-            int64_t shape[GB_MAX_DIMS];
-            if (!r->vals[i] || gb_val_shape(r->vals[i], &nd, shape) != GB_OK) continue;
-            printf("%.*s: [", bound_len(r->stmts[i]), r->stmts[i] + strspn(r->stmts[i], " "));
-            for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
-            printf("]\n");
+    if (r->scan) { /* as the trace command prints them, from what a local or remote scan reports */
+        if (c->graph) printf("%s", r->graph ? r->graph : "");
+        for (int i = 0; c->scan && r->ndims && i < r->nstmts; i++) {
+            char *name = gb_statement_name(r->stmts[i]);
+            const char *label = name ? name : r->stmts[i];
+            if (r->ndims[i] >= 0 && strncmp(label, "__top_", 6)) {
+                printf("%s: [", label);
+                for (int d = 0; d < r->ndims[i]; d++)
+                    printf("%s%lld", d ? ", " : "", (long long)r->shapes[(size_t)i * GB_MAX_DIMS + (size_t)d]);
+                printf("]\n");
+            } else if (r->ndims[i] == -1) {
+                printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step beyond "
+                       "-n before it)\n", label);
+            }
+            free(name);
         }
         gb_clear_error();
         return GB_OK;
     }
     for (int i = 0; i < r->n; i++) {
+        if (!strncmp(r->names[i], "__top_", 6)) { /* --top's rows of one invoke */
+            gb_tensor **grown = realloc(c->tops, sizeof *grown * (size_t)(c->ntops + 1));
+            if (!grown) return GB_ERR_ALLOC;
+            c->tops = grown;
+            c->tops[c->ntops++] = gb_tensor_ref(r->values[i]);
+            continue;
+        }
+        char *end, user[32];
+        const char *label = r->names[i], *saved = r->names[i];
+        long k = strncmp(label, "statement.", 10) ? 0 : strtol(label + 10, &end, 10);
+        if (k > 0 && r->trace <= c->ntraces && k <= c->nstmts[r->trace - 1]) {
+            label = c->stmts[r->trace - 1][k - 1];
+            if (c->user_no) snprintf(user, sizeof user, "statement.%d", c->user_no[k - 1]), saved = user;
+        }
         if (!c->out) {
-            char *str = gb_tensor_str(r->values[i]), *end;
-            const char *label = r->names[i];
-            long k = strncmp(label, "statement.", 10) ? 0 : strtol(label + 10, &end, 10);
-            if (k > 0 && r->trace <= c->ntraces && k <= c->nstmts[r->trace - 1]) label = c->stmts[r->trace - 1][k - 1];
+            char *str = gb_tensor_str(r->values[i]);
             printf("%s = %s\n", label, str ? str : "?");
             free(str);
-            continue;
+            if (!c->png) continue;
         }
         char **names = realloc(c->out_names, sizeof *names * (size_t)(c->nout + 1));
         gb_tensor **values = names ? realloc(c->out_values, sizeof *values * (size_t)(c->nout + 1)) : NULL;
         if (names) c->out_names = names;
         if (values) c->out_values = values;
-        size_t len = strlen(prefix) + strlen(r->names[i]) + 2;
+        size_t len = strlen(prefix) + strlen(saved) + 2;
         char *name = values ? malloc(len) : NULL;
         if (!name) return GB_ERR_ALLOC;
-        snprintf(name, len, "%s%s%s", prefix, *prefix ? "." : "", r->names[i]);
+        snprintf(name, len, "%s%s%s", prefix, *prefix ? "." : "", saved);
         c->out_names[c->nout] = name;
         c->out_values[c->nout++] = gb_tensor_ref(r->values[i]);
     }
@@ -141,8 +155,56 @@ static void cli_log(void *ctx, const char *line) {
     fflush(stdout);
 }
 
-/* --iter NAME=ITEMS: "1,2,3" (numbers), "[0,1],[2,3]" (rows), or the name
- * of an enclosing loop (its item's rows). */
+/* --iter NAME='TEXT','TEXT' (or "TEXT"; \ escapes the quote and itself)
+ * and NAME=ids:[1,2],[3]: a loop over prompts. false after printing why. */
+static bool cli_iter_prompts(const char *cmd, const char *name, const char *items, gb_spec *sp) {
+    bool ids = !strncmp(items, "ids:", 4), ok = true;
+    const char *p = ids ? items + 4 : items;
+    int n = 0;
+    char **texts = calloc(strlen(p) + 1, sizeof *texts); /* an item takes at least two characters */
+    int64_t **lists = calloc(strlen(p) + 1, sizeof *lists), *lens = calloc(strlen(p) + 1, sizeof *lens);
+    if (!texts || !lists || !lens) ok = false;
+    while (ok && *p) {
+        char q = *p++, close = q == '[' ? ']' : q;
+        if (ids ? q != '[' : q != '\'' && q != '"') {
+            ok = false;
+            break;
+        }
+        const char *end = p;
+        while (*end && *end != close) end += *end == '\\' && end[1] ? 2 : 1;
+        if (!*end) {
+            ok = false;
+            break;
+        }
+        char *t = texts[n] = malloc((size_t)(end - p) + 1), *w = t;
+        for (const char *c = p; t && c < end; c++) *w++ = *c == '\\' && c + 1 < end ? *++c : *c;
+        if (t) *w = 0;
+        if (t && ids) { /* the list's numbers, as --ids reads them */
+            gb_cli_opt opt = {.name = "iter", .kind = GB_CLI_IDS};
+            gb_cli_arg a = {0};
+            char err[256];
+            ok = gb_cli_parse_value(&opt, t, &a, err, sizeof err);
+            lists[n] = a.ids, lens[n] = a.nids;
+            free(t), texts[n] = NULL;
+        }
+        ok = ok && (ids || t);
+        n++;
+        p = end + 1;
+        if (*p == ',') p++;
+        else if (*p) ok = false;
+    }
+    if (ok) ok = gb_spec_iter_prompts(sp, name, n, (const char *const *)texts, (const int64_t *const *)lists, lens) == GB_OK;
+    if (!ok)
+        gb_cli_fail(cmd, "--iter %s=%s: prompts are 'TEXT','TEXT' (or \"TEXT\") or ids:[1,2],[3]%s%s", name, items,
+                    gb_last_error()[0] ? "; " : "", gb_last_error());
+    for (int k = 0; k < n; k++) free(texts[k]), free(lists[k]);
+    free(texts), free(lists), free(lens);
+    return ok;
+}
+
+/* --iter NAME=ITEMS: "1,2,3" (numbers), "[0,1],[2,3]" (rows), prompts
+ * (cli_iter_prompts), or a name: an enclosing loop (its item's rows) or a
+ * value an earlier trace bound (its rows). */
 static bool cli_iter(const char *cmd, const char *arg, gb_spec *sp) {
     const char *eq = strchr(arg, '=');
     char name[64];
@@ -150,6 +212,8 @@ static bool cli_iter(const char *cmd, const char *arg, gb_spec *sp) {
         return gb_cli_usage_error(cmd, "--iter takes NAME=1,2,3 | NAME=[1,2],[3,4] | NAME=OUTER_LOOP, got '%s'", arg), false;
     snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
     const char *items = eq + 1;
+    gb_clear_error();
+    if (*items == '\'' || *items == '"' || !strncmp(items, "ids:", 4)) return cli_iter_prompts(cmd, name, items, sp);
     if ((*items >= 'a' && *items <= 'z') || (*items >= 'A' && *items <= 'Z') || *items == '_')
         return gb_spec_iter(sp, name, 0, 0, NULL, items) == GB_OK || (gb_cli_fail(cmd, "%s", gb_last_error()), false);
     float *v = NULL;
@@ -202,6 +266,59 @@ static void cli_free(cli_session *c) {
     free(c->names), free(c->dirs), free(c->lms);
 }
 
+/* The server's tokenizer for --top and --png (GET /models/NAME/tokenizer.json),
+ * read as a local model's is; NULL after printing why. */
+static gb_tokenizer *cli_vocab(cli_session *c) {
+    char path[512], dir[] = "/tmp/glassbox-vocab-XXXXXX";
+    snprintf(path, sizeof path, "/models/%s/tokenizer.json", c->model);
+    long status = 0;
+    char *body = gb_remote_get(c->remote, path, c->key, &status);
+    if (!body) return gb_cli_fail(c->cmd, "%s", gb_last_error()), NULL;
+    if (status != 200) {
+        gb_cli_fail(c->cmd, "--top and --png print tokens as the server's tokenizer reads them: %s%s: %ld: %s",
+                    c->remote, path, status, body);
+        free(body);
+        return NULL;
+    }
+    gb_tokenizer *tok = NULL;
+    FILE *f = NULL;
+    if (mkdtemp(dir)) {
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        if ((f = fopen(path, "wb")) && fputs(body, f) >= 0 && !fclose(f)) tok = gb_tokenizer_open(dir);
+        else if (f) fclose(f);
+        unlink(path);
+        rmdir(dir);
+    }
+    free(body);
+    if (!tok) gb_cli_fail(c->cmd, "the server's tokenizer: %s", f ? gb_last_error() : strerror(errno));
+    return tok;
+}
+
+/* After a trace --remote run: --top's block from the tops of its invokes,
+ * and --png's picture of the saved values (not generator.output), as the
+ * local trace prints and draws them. */
+static int cli_top_png(cli_session *c) {
+    int rc = 0;
+    if (c->top && c->ntops) { /* none: a stop before the logits, as locally */
+        gb_tensor *logits = gb_cat(c->ntops, c->tops, 0);
+        if (!logits) return gb_cli_fail(c->cmd, "--top: %s", gb_last_error());
+        printf("top %lld next tokens%s:\n", c->top, c->generated ? " at the last step" : "");
+        gb_cli_print_top(c->vocab, logits, (int)c->top);
+        gb_tensor_free(logits);
+    }
+    if (c->png) {
+        const gb_cli_arg *p = c->last_prompt;
+        gb_tensor *ids = p->ids ? gb_from_data(p->ids, 2, (int64_t[]){1, p->nids}, GB_DTYPE_I64)
+                                : gb_tokenizer_encode_ids(c->vocab, p->str);
+        int n = c->nout - (c->nout && !strcmp(c->out_names[c->nout - 1], "generator.output"));
+        rc = ids ? gb_cli_plot_values(c->cmd, c->vocab, c->png, c->title, n, (const char *const *)c->out_names,
+                                      c->out_values, ids)
+                 : gb_cli_fail(c->cmd, "%s", gb_last_error());
+        gb_tensor_free(ids);
+    }
+    return rc;
+}
+
 /* The run's error, on a line of its own after a token line. */
 static int cli_run_failed(cli_session *c) {
     if (c->progress) fprintf(stderr, "\r\033[K");
@@ -213,11 +330,12 @@ static int cli_run(cli_session *c, gb_spec *sp) {
     int rc = 0;
     c->tty = isatty(STDERR_FILENO);
     if (!c->key) c->key = getenv("GLASSBOX_API_KEY");
-    if (c->remote && (c->scan || c->graph)) {
-        rc = gb_cli_fail(c->cmd, "--scan and --graph are local only (a server scans every request before running it)");
-    } else if (c->remote) {
+    if (c->remote && (c->top || c->png) && !(c->vocab = cli_vocab(c))) {
+        rc = GB_CLI_ERROR;
+    } else if (c->remote) { /* the server's scan (POST /scan) prints what a local one does */
         gb_remote_events ev = {.log = cli_log, .token = cli_token, .result = cli_result, .ctx = c};
-        if (gb_remote_run(c->remote, c->key, sp, &ev) != GB_OK) rc = cli_run_failed(c);
+        if ((c->scan || c->graph) && gb_remote_scan(c->remote, c->key, sp, &ev) != GB_OK) rc = cli_run_failed(c);
+        else if (!c->scan && gb_remote_run(c->remote, c->key, sp, &ev) != GB_OK) rc = cli_run_failed(c);
     } else {
         gb_session *s = gb_spec_session(sp, cli_lm_of, c, NULL, cli_result, c);
         gb_session_events ev = {.log = cli_log, .token = cli_token, .ctx = c};
@@ -227,11 +345,15 @@ static int cli_run(cli_session *c, gb_spec *sp) {
         if (st != GB_OK) rc = cli_run_failed(c);
         gb_session_free(s);
     }
+    if (!rc && (c->top || c->png)) rc = cli_top_png(c);
     if (!rc && c->out &&
         gb_safetensors_save(c->out, c->nout, (const char *const *)c->out_names, c->out_values, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail(c->cmd, "%s", gb_last_error());
     for (int i = 0; i < c->nout; i++) free(c->out_names[i]), gb_tensor_free(c->out_values[i]);
     free(c->out_names), free(c->out_values);
+    for (int i = 0; i < c->ntops; i++) gb_tensor_free(c->tops[i]);
+    free(c->tops), free(c->user_no);
+    gb_tokenizer_free(c->vocab);
     for (int i = 0; i < c->nmodels; i++) gb_lm_free(c->lms[i]);
     cli_free(c);
     return rc;
@@ -255,6 +377,8 @@ static bool cli_alloc(cli_session *c, int n) {
       "the whole session as the server takes it (docs/remote.md), instead of steps")                               \
     X(SES_TRACE, "trace", 0, STR, 0, 0, NULL, true, 0, "MODEL", "step: a new trace of MODEL")                     \
     GB_CLI_OPT_PROMPT(X, SES_IDS, SES_TEXT, true, 0)                                                                 \
+    X(SES_ITEM, "item", 0, STR, 0, 0, NULL, true, 0, "LOOP",                                                      \
+      "the current trace's prompt is the item of LOOP, a loop over prompts (with model.trace(prompt))")            \
     X(SES_STMT, "exec", 'e', STR, 0, 0, NULL, true, 0, "STATEMENT",                                                \
       "a statement of the current trace, for the prompt before it")                                                \
     X(SES_N, "max-new-tokens", 'n', INT, 0, 1000000, NULL, true, 0, "N",                                           \
@@ -262,8 +386,9 @@ static bool cli_alloc(cli_session *c, int n) {
     X(SES_LOG, "log", 0, STR, 0, 0, NULL, true, 0, "TEXT", "step: session.log(TEXT)")                             \
     X(SES_STOP, "stop", 0, FLAG, 0, 0, NULL, true, 0, NULL, "step: the session ends here")                       \
     X(SES_ITER, "iter", 0, STR, 0, 0, NULL, true, 0, "NAME=ITEMS",                                                 \
-      "step: the steps up to --end run once per item: 1,2,3, rows [1,2],[3,4], or NAME=OUTER, the rows of an "      \
-      "enclosing loop's item")                                                                                     \
+      "step: the steps up to --end run once per item: 1,2,3, rows [1,2],[3,4], prompts 'TEXT','TEXT' or "          \
+      "ids:[1,2],[3] (taken by --item), or NAME=OTHER, the rows of an enclosing loop's item or of a value an "     \
+      "earlier trace bound")                                                                                       \
     X(SES_END, "end", 0, FLAG, 0, 0, NULL, true, 0, NULL, "step: the end of the innermost loop")                  \
     X(SES_OUT, "out", 'o', STR, 0, 0, NULL, false, 0, "F.safetensors", "write the saved values there, as tK.NAME") \
     X(SES_SCAN, "scan", 0, FLAG, 0, 0, NULL, false, 0, NULL, "shapes only: print each statement's shape")         \
@@ -279,6 +404,13 @@ static int ses_opt_of(const gb_cli_args *a, const gb_cli_arg *arg) {
     for (int i = 0; i < SES_NOPTS; i++)
         if (!strcmp(ses_opts[i].name, a->cmd->opts[arg->opt].name)) return i;
     return -1;
+}
+
+/* The option called name of a's command as given (its last), else NULL. */
+static const gb_cli_arg *cli_named(const gb_cli_args *a, const char *name) {
+    for (int i = 0; i < a->cmd->nopts; i++)
+        if (!strcmp(a->cmd->opts[i].name, name)) return gb_cli_given(a, i) ? gb_cli_get(a, i) : NULL;
+    return NULL;
 }
 
 /* A new trace of model: its statements are recorded from now on. */
@@ -304,6 +436,7 @@ static int cli_step(cli_session *c, gb_spec *sp, int id, const gb_cli_arg *arg, 
     case SES_TRACE: st = cli_new_trace(c, sp, arg->str, nseq); break;
     case SES_IDS: st = gb_spec_ids(sp, arg->nids, arg->ids); break;
     case SES_TEXT: st = gb_spec_prompt(sp, arg->str); break;
+    case SES_ITEM: st = gb_spec_item(sp, arg->str); break;
     case SES_STMT:
         st = gb_spec_statement(sp, arg->str);
         if (st == GB_OK && c->ntraces) c->stmts[c->ntraces - 1][c->nstmts[c->ntraces - 1]++] = arg->str;
@@ -329,23 +462,43 @@ static int cli_step(cli_session *c, gb_spec *sp, int id, const gb_cli_arg *arg, 
 int gb_cli_trace_remote(const gb_cli_args *a) {
     cli_session c = {.cmd = "trace"};
     gb_spec *sp = gb_spec_new();
-    if (!sp || !cli_alloc(&c, a->nseq)) {
-        gb_spec_free(sp), cli_free(&c);
+    if (!sp || !cli_alloc(&c, 2 * a->nseq) || !(c.user_no = calloc((size_t)(2 * a->nseq + 2), sizeof *c.user_no))) {
+        gb_spec_free(sp), cli_free(&c), free(c.user_no);
         return gb_cli_fail("trace", "out of memory");
     }
-    const char *model = a->npos ? a->pos[0] : gb_cli_model("trace", NULL);
-    int rc = !model ? GB_CLI_ERROR : cli_new_trace(&c, sp, model, a->nseq) != GB_OK ? gb_cli_fail("trace", "%s", gb_last_error()) : 0;
-    for (int i = 0; !rc && i < a->nseq; i++) {
-        int id = ses_opt_of(a, &a->seq[i]);
-        bool remote_ok = id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_N || id == SES_OUT ||
-                         id == SES_REMOTE || id == SES_KEY;
-        if (!remote_ok)
-            rc = gb_cli_usage_error("trace", "--%s is not available with --remote (docs/remote.md)",
-                                    a->cmd->opts[a->seq[i].opt].name);
-        else rc = cli_step(&c, sp, id, &a->seq[i], a->nseq);
+    c.model = a->npos ? a->pos[0] : gb_cli_model("trace", NULL);
+    const gb_cli_arg *n = cli_named(a, "max-new-tokens"), *top = cli_named(a, "top"), *dtype = cli_named(a, "dtype");
+    c.generated = n && n->i > 0;
+    c.top = top ? top->i : 0;
+    c.png = cli_named(a, "png") ? cli_named(a, "png")->str : NULL;
+    c.title = cli_named(a, "title") ? cli_named(a, "title")->str : NULL;
+    int rc = !c.model ? GB_CLI_ERROR : cli_new_trace(&c, sp, c.model, 2 * a->nseq) != GB_OK ? gb_cli_fail("trace", "%s", gb_last_error()) : 0;
+    if (!rc && dtype && dtype->i > 0)
+        rc = gb_cli_usage_error("trace", "--dtype f32 converts weights where they are opened: the server's are "
+                                         "(glassbox serve --dtype f32)");
+    int invokes = 0, users = 0;
+    for (int i = 0; !rc && i <= a->nseq; i++) {
+        int id = i < a->nseq ? ses_opt_of(a, &a->seq[i]) : -1;
+        if (c.top && invokes && (i == a->nseq || id == SES_IDS || id == SES_TEXT)) {
+            /* the last position's logits of this invoke's rows (every step's with -n: the last one's stays) */
+            char stmt[96];
+            snprintf(stmt, sizeof stmt, "__top_%d = model.%soutput[0][:, -1].save()", invokes, c.generated ? "all()." : "");
+            c.user_no[c.nstmts[0]] = 0;
+            if (gb_spec_statement(sp, stmt) != GB_OK) rc = gb_cli_fail("trace", "%s", gb_last_error());
+            else c.stmts[0][c.nstmts[0]++] = "(--top)";
+        }
+        if (rc || i == a->nseq) break;
+        const char *name = a->cmd->opts[a->seq[i].opt].name;
+        if (id == SES_IDS || id == SES_TEXT) invokes++, c.last_prompt = &a->seq[i];
+        if (id == SES_STMT) c.user_no[c.nstmts[0]] = ++users;
+        if (id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_N || id == SES_OUT || id == SES_REMOTE ||
+            id == SES_KEY || id == SES_SCAN || id == SES_GRAPH)
+            rc = cli_step(&c, sp, id, &a->seq[i], a->nseq);
+        else if (strcmp(name, "top") && strcmp(name, "png") && strcmp(name, "title") && strcmp(name, "dtype"))
+            rc = gb_cli_usage_error("trace", "--%s is not available with --remote (docs/remote.md)", name);
     }
     if (!rc) rc = cli_run(&c, sp);
-    else cli_free(&c);
+    else cli_free(&c), free(c.user_no);
     gb_spec_free(sp);
     return rc;
 }
