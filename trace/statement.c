@@ -906,9 +906,9 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
         if (v && !ps->build) {
             char entry[64];
             memcpy(entry, name, sizeof entry);
-            if (!GB_ARR_RESERVE(ps->dry_names, 1, "statement names")) return gb__tr_syntax(ps, "%s", "out of memory");
-            memcpy(ps->dry_names[arrlen(ps->dry_names)], entry, sizeof entry);
-            arrsetlen(ps->dry_names, arrlen(ps->dry_names) + 1);
+            void *slot = GB_ARR_ADDN(ps->dry_names, 1, "statement names");
+            if (!slot) return gb__tr_syntax(ps, "%s", "out of memory");
+            memcpy(slot, entry, sizeof entry);
         }
         return v;
     }

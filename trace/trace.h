@@ -485,6 +485,8 @@ gb_status gb_exec_end(gb_exec *ex);
  * loop leaves its ids (the execution takes the reference; read back with
  * gb_exec_generated). */
 gb_trace *gb_exec_trace(const gb_exec *ex);
+/* The model a trace was made for (borrowed). */
+gb_module *gb_trace_module(const gb_trace *tr);
 void gb_trace_stop_tokens(const gb_trace *tr, bool (**is_stop)(int64_t id, void *ctx), void **ctx);
 int64_t gb_trace_pad_id(const gb_trace *tr);
 bool gb_trace_validates(const gb_trace *tr);
