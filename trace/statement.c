@@ -548,6 +548,11 @@ static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len) 
     gb_val *self = args.a[0].v;
     args.n--;
     memmove(args.a, args.a + 1, sizeof *args.a * (size_t)args.n);
+    if (gb__tr_is_word(name, len, "vector_norm")) { /* torch.linalg.vector_norm(x, ord, dim, keepdim) is x.norm(p, ...) */
+        for (int i = 0; i < args.n; i++)
+            if (args.a[i].kw && gb__tr_is_word(args.a[i].kw, args.a[i].kwlen, "ord")) args.a[i].kw = "p", args.a[i].kwlen = 1;
+        name = "norm", len = 4;
+    }
     return gb__tr_method_call(ps, self, name, len, &args);
 }
 
@@ -743,7 +748,7 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
         ps->p += len + 1;
         return gb__tr_log_call(ps);
     }
-    static const char *const prefixes[] = {"torch.nn.functional.", "torch.", "F."};
+    static const char *const prefixes[] = {"torch.nn.functional.", "torch.linalg.", "torch.", "F."};
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
         size_t k = strlen(prefixes[i]);
         if (strncmp(ps->p, prefixes[i], k)) continue;

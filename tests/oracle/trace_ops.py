@@ -87,6 +87,9 @@ CASES = [
     "torch.norm(z, p=2.5, dim=(0, 1))",
     "c.norm(p=float('inf'))",
     "c.norm(p=1, dim=(0, 2))",
+    "torch.linalg.vector_norm(z, ord=float('inf'), dim=1)",
+    "torch.linalg.vector_norm(z, 3, 0, True)",
+    "torch.linalg.vector_norm(c)",
     # integers beyond float32's 2^24 and float64's 2^53: exact, wrapping as torch
     "big.sum()",
     "big.sum(1)",
