@@ -67,10 +67,13 @@ gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s
 gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) { return gb_trace_sample(tr, max_new_tokens, NULL); }
 
 gb_status gb_trace_scan_generate(gb_trace *tr, int max_new_tokens) {
+    return gb_exec_scan_generate(gb_trace_exec(tr), NULL, max_new_tokens);
+}
+
+gb_status gb_exec_scan_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens) {
     if (max_new_tokens < 1)
         return gb__fail(GB_ERR_ARG, "trace_scan_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
-    gb_exec *ex = gb_trace_exec(tr);
-    gb_status st = gb_exec_begin_scan(ex, NULL, true);
+    gb_status st = gb_exec_begin_scan(ex, input, true);
     if (st != GB_OK) return st;
     gb_tensor *ids, *mask, *pos;
     gb_exec_batch(ex, &ids, &mask, &pos);

@@ -26,6 +26,45 @@ static gb_status gb__srv_rcall_fail(gb__srv_rcall *rc, gb_status st, const char 
     return st;
 }
 
+/* A scan event: one trace's graph and its statements' shapes. */
+static gb_status gb__srv_rcall_scan(gb__srv_rcall *rc, const gb__json_json *ev) {
+    const gb_remote_events *e = rc->ev;
+    const gb__json_json *its = gb__json_get(ev, "items"), *sj = gb__json_get(ev, "statements");
+    int depth = gb__json_size(its), n = gb__json_size(sj);
+    int64_t items[16] = {0};
+    long long trace = 0;
+    gb__json_int(gb__json_get(ev, "trace"), &trace);
+    for (int d = 0; d < depth && d < 16; d++) {
+        long long x = 0;
+        gb__json_int(gb__json_at(its, d), &x);
+        items[d] = x;
+    }
+    const char **stmts = calloc((size_t)n + 1, sizeof *stmts);
+    int *ndims = calloc((size_t)n + 1, sizeof *ndims);
+    int64_t *shapes = calloc((size_t)n * GB_MAX_DIMS + 1, sizeof *shapes);
+    gb_status st = stmts && ndims && shapes ? GB_OK : gb__srv_rcall_fail(rc, GB_ERR_ALLOC, "remote: out of memory");
+    for (int i = 0; st == GB_OK && i < n; i++) {
+        const gb__json_json *o = gb__json_at(sj, i), *shape = gb__json_get(o, "shape");
+        long long nd = -2;
+        gb__json_int(gb__json_get(o, "ndim"), &nd);
+        stmts[i] = gb__json_string(gb__json_get(o, "text")) ? gb__json_string(gb__json_get(o, "text")) : "";
+        ndims[i] = nd > GB_MAX_DIMS || nd < -2 || (nd >= 0 && nd != gb__json_size(shape)) ? -2 : (int)nd;
+        for (int d = 0; d < ndims[i]; d++) {
+            long long x = 0;
+            gb__json_int(gb__json_at(shape, d), &x);
+            shapes[(size_t)i * GB_MAX_DIMS + (size_t)d] = x;
+        }
+    }
+    if (st == GB_OK && e && e->result) {
+        gb_spec_result r = {.trace = (int)trace, .depth = depth < 16 ? depth : 16, .items = items, .scan = true,
+                            .nstmts = n, .stmts = stmts, .graph = gb__json_string(gb__json_get(ev, "graph")),
+                            .ndims = ndims, .shapes = shapes};
+        if ((st = e->result(e->ctx, &r)) != GB_OK) gb__srv_rcall_fail(rc, st, gb_last_error());
+    }
+    free(stmts), free(ndims), free(shapes);
+    return st;
+}
+
 /* One event line. */
 static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t n) {
     if (!n) return GB_OK; /* the server's keep-alive */
@@ -82,6 +121,8 @@ static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t
         }
         for (int i = 0; values && i < k; i++) gb_tensor_free(values[i]);
         free(names), free(values);
+    } else if (!strcmp(kind, "scan")) {
+        st = gb__srv_rcall_scan(rc, ev);
     } else if (!strcmp(kind, "done")) {
         rc->finished = true;
     } else if (!strcmp(kind, "error")) {
@@ -174,12 +215,14 @@ static gb_status gb__srv_remote_done(gb__srv_rcall *rc, CURLcode cc, const char 
     return st;
 }
 
-gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev) {
+/* POST the spec to url + path and report its events. */
+static gb_status gb__srv_remote_post(const char *url, const char *path, const char *key, const gb_spec *sp,
+                                     const gb_remote_events *ev) {
     char *body = gb_spec_json(sp);
     if (!body) return gb_last_status();
     struct curl_slist *headers;
     gb__srv_rcall rc = {.ev = ev};
-    rc.curl = gb__srv_remote_curl(url, "/session", key, &headers);
+    rc.curl = gb__srv_remote_curl(url, path, key, &headers);
     if (!rc.curl) {
         free(body);
         return gb_last_status();
@@ -196,6 +239,14 @@ gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, con
     curl_slist_free_all(headers);
     free(rc.buf), free(rc.error), free(body);
     return st;
+}
+
+gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev) {
+    return gb__srv_remote_post(url, "/session", key, sp, ev);
+}
+
+gb_status gb_remote_scan(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev) {
+    return gb__srv_remote_post(url, "/scan", key, sp, ev);
 }
 
 char *gb_remote_get(const char *url, const char *path, const char *key, long *status) {

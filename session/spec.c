@@ -21,13 +21,14 @@ typedef enum gb__ses_spec_kind {
 typedef struct gb__ses_spec_prompt {
     char *text;    /* or ids */
     int64_t *ids;  /* stb_ds array */
+    char *item;    /* or the item of the enclosing loop over prompts of that name */
     int first;     /* the first statement after it */
 } gb__ses_spec_prompt;
 
 typedef struct gb__ses_spec_step {
     gb__ses_spec_kind kind;
     char *model;               /* TRACE */
-    gb__ses_spec_prompt *prompts;  /* TRACE: stb_ds array */
+    gb__ses_spec_prompt *prompts;  /* TRACE: stb_ds array; ITER over prompts: its items */
     char **stmts;              /* TRACE: stb_ds array */
     int max_new;               /* TRACE: 0: one forward pass */
     char *text;                /* LOG: the text; ITER: the name */
@@ -54,7 +55,8 @@ void gb_spec_free(gb_spec *sp) {
     for (ptrdiff_t i = 0; i < arrlen(sp->steps); i++) {
         gb__ses_spec_step *st = &sp->steps[i];
         free(st->model), free(st->text), free(st->over);
-        for (ptrdiff_t k = 0; k < arrlen(st->prompts); k++) free(st->prompts[k].text), arrfree(st->prompts[k].ids);
+        for (ptrdiff_t k = 0; k < arrlen(st->prompts); k++)
+            free(st->prompts[k].text), free(st->prompts[k].item), arrfree(st->prompts[k].ids);
         for (ptrdiff_t k = 0; k < arrlen(st->stmts); k++) free(st->stmts[k]);
         arrfree(st->prompts), arrfree(st->stmts), arrfree(st->values);
     }
@@ -113,6 +115,14 @@ gb_status gb_spec_ids(gb_spec *sp, int64_t n, const int64_t *ids) {
     return GB_OK;
 }
 
+gb_status gb_spec_item(gb_spec *sp, const char *loop) {
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_item");
+    char *t = st ? gb__ses_spec_dup(loop ? loop : "", "spec_item") : NULL;
+    if (!t) return gb_last_status();
+    arrput(st->prompts, ((gb__ses_spec_prompt){.item = t, .first = (int)arrlen(st->stmts)}));
+    return GB_OK;
+}
+
 gb_status gb_spec_statement(gb_spec *sp, const char *text) {
     gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_statement");
     char *t = st ? gb__ses_spec_dup(text ? text : "", "spec_statement") : NULL;
@@ -157,6 +167,38 @@ gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, 
     return GB_OK;
 }
 
+gb_status gb_spec_iter_prompts(gb_spec *sp, const char *name, int n, const char *const *texts,
+                               const int64_t *const *ids, const int64_t *lens) {
+    if (!name || !*name) return gb__fail(GB_ERR_ARG, "spec_iter_prompts: a loop needs a name");
+    if (n < 1) return gb__fail(GB_ERR_ARG, "spec_iter_prompts: loop '%s' needs at least one prompt", name);
+    gb__ses_spec_prompt *items = NULL;
+    gb_status r = GB_OK;
+    for (int k = 0; r == GB_OK && k < n; k++) {
+        gb__ses_spec_prompt p = {0};
+        if (texts && texts[k]) {
+            if (!(p.text = gb__ses_spec_dup(texts[k], "spec_iter_prompts"))) r = GB_ERR_ALLOC;
+        } else if (!ids || !lens || lens[k] < 1) {
+            r = gb__fail(GB_ERR_ARG, "spec_iter_prompts: loop '%s': item %d is neither a text nor a non-empty id list",
+                         name, k);
+        } else if (!GB_ARR_RESERVE(p.ids, lens[k], "spec_iter_prompts")) {
+            r = GB_ERR_ALLOC;
+        } else {
+            for (int64_t j = 0; j < lens[k]; j++) arrput(p.ids, ids[k][j]);
+        }
+        if (r == GB_OK) arrput(items, p);
+    }
+    char *t = r == GB_OK ? gb__ses_spec_dup(name, "spec_iter_prompts") : NULL;
+    if (!t) {
+        for (ptrdiff_t k = 0; k < arrlen(items); k++) free(items[k].text), arrfree(items[k].ids);
+        arrfree(items);
+        return r == GB_OK ? GB_ERR_ALLOC : r;
+    }
+    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER);
+    st->text = t, st->prompts = items, st->n = n;
+    sp->depth++;
+    return GB_OK;
+}
+
 gb_status gb_spec_end(gb_spec *sp) {
     if (!sp->depth) return gb__fail(GB_ERR_STATE, "spec_end: no loop is open");
     sp->depth--;
@@ -170,6 +212,21 @@ static gb__json_json *gb__ses_spec_strings(char *const *s, ptrdiff_t from, ptrdi
     gb__json_json *a = gb__json_new_array();
     for (ptrdiff_t i = from; a && i < to; i++) gb__json_push(a, gb__json_new_string(s[i]));
     return a;
+}
+
+static gb__json_json *gb__ses_spec_ids_json(const gb__ses_spec_prompt *p) {
+    gb__json_json *ids = gb__json_new_array();
+    for (ptrdiff_t j = 0; j < arrlen(p->ids); j++) gb__json_push(ids, gb__json_new_number((double)p->ids[j]));
+    return ids;
+}
+
+/* {"prompt": TEXT}, {"ids": [...]} or {"item": LOOP}. */
+static gb__json_json *gb__ses_spec_prompt_json(const gb__ses_spec_prompt *p) {
+    gb__json_json *o = gb__json_new_object();
+    if (p->text) gb__json_set(o, "prompt", gb__json_new_string(p->text));
+    else if (p->item) gb__json_set(o, "item", gb__json_new_string(p->item));
+    else gb__json_set(o, "ids", gb__ses_spec_ids_json(p));
+    return o;
 }
 
 /* Steps [*i, end of the list or the END that closes it) as a JSON array. */
@@ -188,14 +245,7 @@ static gb__json_json *gb__ses_spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
             gb__json_json *inv = gb__json_new_array();
             for (ptrdiff_t k = 0; k < np; k++) {
                 const gb__ses_spec_prompt *p = &st->prompts[k];
-                gb__json_json *o = gb__json_new_object();
-                if (p->text) {
-                    gb__json_set(o, "prompt", gb__json_new_string(p->text));
-                } else {
-                    gb__json_json *ids = gb__json_new_array();
-                    for (ptrdiff_t j = 0; j < arrlen(p->ids); j++) gb__json_push(ids, gb__json_new_number((double)p->ids[j]));
-                    gb__json_set(o, "ids", ids);
-                }
+                gb__json_json *o = gb__ses_spec_prompt_json(p);
                 gb__json_set(o, "statements", gb__ses_spec_strings(st->stmts, p->first, k + 1 < np ? st->prompts[k + 1].first : ns));
                 gb__json_push(inv, o);
             }
@@ -210,6 +260,12 @@ static gb__json_json *gb__ses_spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
             gb__json_set(body, "name", gb__json_new_string(st->text));
             if (st->over) {
                 gb__json_set(body, "over", gb__json_new_string(st->over));
+            } else if (st->prompts) { /* texts as strings, id lists as arrays */
+                gb__json_json *prompts = gb__json_new_array();
+                for (ptrdiff_t k = 0; k < arrlen(st->prompts); k++)
+                    gb__json_push(prompts, st->prompts[k].text ? gb__json_new_string(st->prompts[k].text)
+                                                               : gb__ses_spec_ids_json(&st->prompts[k]));
+                gb__json_set(body, "prompts", prompts);
             } else {
                 gb__json_json *items = gb__json_new_array();
                 for (int64_t r = 0; r < st->n; r++) {
@@ -260,6 +316,25 @@ static gb_status gb__ses_spec_stmts(gb_spec *sp, const gb__json_json *a, const c
     return GB_OK;
 }
 
+/* A non-empty list of token ids, malloc'd into *ids. */
+static gb_status gb__ses_spec_ids_from(const gb__json_json *a, const char *where, int64_t **ids, int64_t *n) {
+    *ids = NULL, *n = 0;
+    if (!gb__json_is_array(a) || gb__json_size(a) < 1)
+        return gb__ses_spec_bad(where, "a prompt is \"prompt\": TEXT, \"ids\": [non-empty list] or \"item\": LOOP");
+    int64_t *v = malloc(sizeof *v * (size_t)gb__json_size(a));
+    if (!v) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    for (int j = 0; j < gb__json_size(a); j++) {
+        long long x;
+        if (!gb__json_int(gb__json_at(a, j), &x) || x < 0) {
+            free(v);
+            return gb__ses_spec_bad(where, "\"ids\" must be non-negative integers");
+        }
+        v[j] = x;
+    }
+    *ids = v, *n = gb__json_size(a);
+    return GB_OK;
+}
+
 static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, const char *where) {
     const char *model = gb__json_string(gb__json_get(t, "model"));
     if (!gb__json_is_object(t) || !model) return gb__ses_spec_bad(where, "a trace needs \"model\": a name");
@@ -270,21 +345,15 @@ static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, co
         return gb__ses_spec_bad(where, "a trace needs \"invokes\": [{\"prompt\": TEXT or \"ids\": [...], \"statements\": [...]}, ...]");
     for (int k = 0; r == GB_OK && k < gb__json_size(inv); k++) {
         const gb__json_json *o = gb__json_at(inv, k), *ids = gb__json_get(o, "ids");
-        const char *prompt = gb__json_string(gb__json_get(o, "prompt"));
+        const char *prompt = gb__json_string(gb__json_get(o, "prompt")), *item = gb__json_string(gb__json_get(o, "item"));
+        int64_t n, *v;
         if (prompt) {
             r = gb_spec_prompt(sp, prompt);
-        } else if (gb__json_is_array(ids) && gb__json_size(ids) > 0) {
-            int64_t n = gb__json_size(ids), *v = malloc(sizeof *v * (size_t)n);
-            if (!v) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
-            for (int64_t j = 0; r == GB_OK && j < n; j++) {
-                long long x;
-                if (!gb__json_int(gb__json_at(ids, (int)j), &x) || x < 0) r = gb__ses_spec_bad(where, "\"ids\" must be non-negative integers");
-                else v[j] = x;
-            }
-            if (r == GB_OK) r = gb_spec_ids(sp, n, v);
+        } else if (item) {
+            r = gb_spec_item(sp, item);
+        } else if ((r = gb__ses_spec_ids_from(ids, where, &v, &n)) == GB_OK) {
+            r = gb_spec_ids(sp, n, v);
             free(v);
-        } else {
-            r = gb__ses_spec_bad(where, "each invoke needs \"prompt\": TEXT or \"ids\": [non-empty list]");
         }
         if (r == GB_OK) r = gb__ses_spec_stmts(sp, gb__json_get(o, "statements"), where);
     }
@@ -298,13 +367,36 @@ static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, co
 
 static gb_status gb__ses_spec_steps_from(gb_spec *sp, const gb__json_json *arr, int depth);
 
+/* "prompts": texts, or lists of ids. */
+static gb_status gb__ses_spec_prompts_from(gb_spec *sp, const char *name, const gb__json_json *a, const char *where) {
+    int n = gb__json_size(a);
+    const char **texts = calloc((size_t)n + 1, sizeof *texts);
+    int64_t **ids = calloc((size_t)n + 1, sizeof *ids), *lens = calloc((size_t)n + 1, sizeof *lens);
+    gb_status r = texts && ids && lens ? GB_OK : gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    for (int k = 0; r == GB_OK && k < n; k++)
+        if (!(texts[k] = gb__json_string(gb__json_at(a, k))))
+            r = gb__ses_spec_ids_from(gb__json_at(a, k), where, &ids[k], &lens[k]);
+    if (r == GB_OK) r = gb_spec_iter_prompts(sp, name, n, texts, (const int64_t *const *)ids, lens);
+    for (int k = 0; ids && k < n; k++) free(ids[k]);
+    free(texts), free(ids), free(lens);
+    return r;
+}
+
 static gb_status gb__ses_spec_iter_from(gb_spec *sp, const gb__json_json *it, const char *where, int depth) {
     const char *name = gb__json_string(gb__json_get(it, "name")), *over = gb__json_string(gb__json_get(it, "over"));
     const gb__json_json *items = gb__json_get(it, "items"), *body = gb__json_get(it, "body");
-    if (!name || !gb__json_is_array(body) || (!over && !gb__json_is_array(items)))
-        return gb__ses_spec_bad(where, "a loop needs \"name\", \"items\" (numbers, or lists of numbers of one length) or "
-                                   "\"over\" (an enclosing loop's name), and \"body\" (steps)");
+    const gb__json_json *prompts = gb__json_get(it, "prompts");
+    if (!name || !gb__json_is_array(body) || (!over && !gb__json_is_array(items) && !gb__json_is_array(prompts)))
+        return gb__ses_spec_bad(where, "a loop needs \"name\", \"items\" (numbers, or lists of numbers of one length), "
+                                   "\"prompts\" (texts or lists of ids) or \"over\" (an enclosing loop's name, or a "
+                                   "name an earlier trace bound), and \"body\" (steps)");
     if (depth >= 16) return gb__ses_spec_bad(where, "loops nest 16 deep at most");
+    if (!over && !items) {
+        gb_status st = gb__json_size(prompts) > 0 ? gb__ses_spec_prompts_from(sp, name, prompts, where)
+                                                  : gb_spec_iter_prompts(sp, name, 0, NULL, NULL, NULL); /* its error */
+        if (st == GB_OK) st = gb__ses_spec_steps_from(sp, body, depth + 1);
+        return st == GB_OK ? gb_spec_end(sp) : st;
+    }
     float *values = NULL;
     int64_t n = items ? gb__json_size(items) : 0, width = 0;
     for (int64_t r = 0; !over && r < n; r++) {
@@ -415,25 +507,32 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
         }
         if (!bound[i] && b->vals[i] && (values[n] = gb_value(b->vals[i]))) names[n++] = b->names[i];
     }
-    if (st == GB_OK) {
-        gb_tensor *gen = !scan && b->generated ? gb_trace_generated(tr) : NULL;
-        if (gen) values[n] = gen, names[n++] = "generator.output";
-        int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
-        char **texts = calloc((size_t)rows + 1, sizeof *texts);
-        for (int64_t i = 0; texts && i < rows; i++)
-            if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
-        gb_clear_error();
-        gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
-                            scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals};
-        st = rep->fn ? rep->fn(rep->ctx, &r) : GB_OK;
-        for (int64_t i = 0; texts && i < rows; i++) free(texts[i]);
-        free(texts);
+    gb_tensor *gen = st == GB_OK && !scan && b->generated ? gb_trace_generated(tr) : NULL;
+    if (gen) values[n] = gen, names[n++] = "generator.output";
+    int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
+    char **texts = calloc((size_t)rows + 1, sizeof *texts);
+    for (int64_t i = 0; texts && i < rows; i++)
+        if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
+    /* a scan's graph and each statement's shape, as plain data a server sends */
+    char *graph = scan ? gb_trace_graph(tr) : NULL;
+    int *ndims = scan ? calloc((size_t)b->nstmts + 1, sizeof *ndims) : NULL;
+    int64_t *shapes = scan ? calloc((size_t)b->nstmts * GB_MAX_DIMS + 1, sizeof *shapes) : NULL;
+    for (int i = 0; ndims && shapes && i < b->nstmts; i++) {
+        bool named = b->names[i] && strncmp(b->names[i], "statement.", 10); /* the trace command reports these */
+        if (!b->vals[i] || gb_val_shape(b->vals[i], &ndims[i], shapes + (size_t)i * GB_MAX_DIMS) != GB_OK)
+            ndims[i] = named || (b->vals[i] && gb_val_saved(b->vals[i])) ? -1 : -2;
     }
+    gb_clear_error();
+    if (st == GB_OK && scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
+                        scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};
+    if (st == GB_OK && rep->fn) st = rep->fn(rep->ctx, &r);
+    for (int64_t i = 0; texts && i < rows; i++) free(texts[i]);
     for (int i = 0; bound && i < b->nstmts; i++) {
         for (int k = 0; bound[i] && k < nbound[i]; k++) free(bound[i][k]);
         free(bound[i]);
     }
-    free(bound), free(nbound), free(names), free(values);
+    free(bound), free(nbound), free(names), free(values), free(texts), free(graph), free(ndims), free(shapes);
     return st;
 }
 
@@ -450,19 +549,35 @@ static gb_status gb__ses_spec_limit(gb_spec_limits *lim, const char *fmt, long l
  * as the CLI's trace command does (each prompt after the first opens an
  * invoke; statements apply to the last prompt's invoke). */
 static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step *st, gb_lm *lm, gb_spec_limits *lim,
-                                      gb__ses_spec_built *b) {
+                                      gb__ses_spec_built *b, const gb__ses_spec_step *sp_steps, const int *open) {
     int np = (int)arrlen(st->prompts), ns = (int)arrlen(st->stmts);
     if (np < 1) return gb__fail(GB_ERR_ARG, "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
     if (lim && lim->max_batch && np > lim->max_batch)
         return gb__ses_spec_limit(lim, "%lld invokes, at most %lld", np, lim->max_batch);
     if (lim && lim->max_new_tokens && st->max_new > lim->max_new_tokens)
         return gb__ses_spec_limit(lim, "%lld new tokens, at most %lld", st->max_new, lim->max_new_tokens);
-    gb_tensor **inputs = calloc((size_t)np, sizeof *inputs);
+    /* a prompt that is a loop's item: that loop's prompts, each the input of one run */
+    const gb__ses_spec_step *loop = NULL;
+    for (int i = 0; i < np; i++) {
+        if (!st->prompts[i].item) continue;
+        for (ptrdiff_t k = arrlen(open) - 1; k >= 0 && !loop; k--)
+            if (!strcmp(sp_steps[open[k]].text, st->prompts[i].item) && sp_steps[open[k]].prompts) loop = &sp_steps[open[k]];
+        if (!loop)
+            return gb__fail(GB_ERR_ARG, "session: the prompt is the item of loop '%s', and no enclosing loop over "
+                                        "prompts is called so", st->prompts[i].item);
+        if (np > 1)
+            return gb__fail(GB_ERR_ARG, "session: a trace whose prompt is loop '%s''s item takes no other prompt",
+                            st->prompts[i].item);
+    }
+    const gb__ses_spec_prompt *prompts = loop ? loop->prompts : st->prompts;
+    int ninputs = loop ? (int)arrlen(loop->prompts) : np;
+    gb_tensor **inputs = calloc((size_t)ninputs, sizeof *inputs);
     if (!inputs) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_status r = GB_OK;
     int64_t tokens = 0;
-    for (int i = 0; r == GB_OK && i < np; i++) {
-        const gb__ses_spec_prompt *p = &st->prompts[i];
+    for (int i = 0; r == GB_OK && i < ninputs; i++) {
+        const gb__ses_spec_prompt *p = &prompts[i];
+        if (loop) tokens = 0; /* each item is one run's prompt */
         if (p->text) {
             gb_tensor *mask = NULL;
             r = gb_lm_encode(lm, 1, (const char *const *)&p->text, &inputs[i], &mask);
@@ -471,12 +586,13 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
             r = gb_last_status();
         }
         if (r == GB_OK) tokens += gb_tensor_dim(inputs[i], 1);
+        if (r == GB_OK && lim && lim->max_tokens && tokens > lim->max_tokens)
+            r = gb__ses_spec_limit(lim, "%lld prompt tokens in one trace, at most %lld", tokens, lim->max_tokens);
     }
-    if (r == GB_OK && lim && lim->max_tokens && tokens > lim->max_tokens)
-        r = gb__ses_spec_limit(lim, "%lld prompt tokens in one trace, at most %lld", tokens, lim->max_tokens);
     bool batched = np > 1;
-    gb_trace *tr = r == GB_OK ? gb_session_trace(s, gb_lm_module(lm), batched ? NULL : inputs[0]) : NULL;
+    gb_trace *tr = r == GB_OK ? gb_session_trace(s, gb_lm_module(lm), batched || loop ? NULL : inputs[0]) : NULL;
     if (r == GB_OK && !tr) r = gb_last_status();
+    if (r == GB_OK && loop) r = gb_session_input(s, tr, loop->text, ninputs, inputs);
     b->lm = lm;
     b->nstmts = ns;
     b->stmts = st->stmts;
@@ -510,7 +626,7 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
         b->generated = true;
         r = gb_session_generate(s, tr, &o);
     }
-    for (int i = 0; i < np; i++) gb_tensor_free(inputs[i]);
+    for (int i = 0; i < ninputs; i++) gb_tensor_free(inputs[i]);
     free(inputs);
     return r;
 }
@@ -531,6 +647,7 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
     for (ptrdiff_t i = 0; i < arrlen(sp->steps); i++)
         ntraces += sp->steps[i].kind == GB__SPEC_TRACE;
     int64_t runs = 0, *mult = NULL; /* trace runs: loop sizes multiplied */
+    int *open = NULL;                /* the spec's open loops, innermost last */
     arrput(mult, 1);
     gb_status r = GB_OK;
     for (ptrdiff_t i = 0; r == GB_OK && i < arrlen(sp->steps); i++) {
@@ -543,7 +660,7 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
                 r = gb_last_status();
                 break;
             }
-            r = gb__ses_spec_build_trace(s, st, lm, limits, &arrlast(rep->traces));
+            r = gb__ses_spec_build_trace(s, st, lm, limits, &arrlast(rep->traces), sp->steps, open);
             if (r != GB_OK && ntraces > 1) r = gb__ses_sess_fail(r, (int)arrlen(rep->traces));
             runs += arrlast(mult);
             break;
@@ -553,7 +670,14 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
         case GB__SPEC_ITER: {
             gb_tensor *items = NULL;
             int64_t n = st->n;
-            if (!st->over) {
+            arrput(open, (int)i);
+            if (st->prompts) { /* the item in statements: the prompt's number */
+                items = gb_arange(0, (double)n, 1);
+                if (!items) {
+                    r = gb_last_status();
+                    break;
+                }
+            } else if (!st->over) {
                 int64_t shape[2] = {st->n, st->width};
                 items = gb_from_data(st->values ? st->values : (float[]){0}, st->width ? 2 : 1, shape, GB_DTYPE_F32);
                 if (!items) {
@@ -571,13 +695,13 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
         }
         case GB__SPEC_END:
             r = gb_session_iter_end(s);
-            (void)arrpop(mult);
+            (void)arrpop(mult), (void)arrpop(open);
             break;
         }
         if (r == GB_OK && limits && limits->max_runs && runs > limits->max_runs)
             r = gb__ses_spec_limit(limits, "%lld trace runs, at most %lld", runs, limits->max_runs);
     }
-    arrfree(mult);
+    arrfree(mult), arrfree(open);
     if (r != GB_OK) {
         gb_session_free(s);
         return NULL;

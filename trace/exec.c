@@ -777,6 +777,20 @@ static void gb__tr_finish(gb_exec *ex) {
     ex->scanning = false;
 }
 
+void gb_exec_set_cancel(gb_exec *ex, bool (*cancelled)(void *ctx), void *ctx) {
+    ex->cancelled = cancelled;
+    ex->cancel_ctx = cancelled ? ctx : NULL;
+}
+
+/* Asked after every module: a long pass stops within one module of being
+ * cancelled, with the interventions at that module already run (this hook
+ * is registered after theirs). */
+static gb_status gb__tr_cancel_hook(gb_event *ev, void *ctx) {
+    gb_exec *ex = ctx;
+    if (!ex->cancelled(ex->cancel_ctx)) return GB_OK;
+    return gb__fail(GB_ERR_STATE, "exec: cancelled after %s (call %d)", *ev->path ? ev->path : "<root>", ev->call);
+}
+
 /* Register one hook per point of ex's graph. */
 static gb_status gb__tr_bind(gb_exec *ex, gb_hooks *hooks) {
     for (int i = 0; i < ex->npoints; i++) {
@@ -858,6 +872,9 @@ static gb_status gb__tr_begin(gb_exec *ex, gb_tensor *input, bool kv_cache, bool
     st = ex->hooks && ex->run ? gb__tr_run_input(ex, input) : GB_ERR_ALLOC;
     if (st == GB_OK && ex->edits) st = gb__tr_bind(ex->edits, ex->hooks); /* first: edits are part of the model */
     if (st == GB_OK) st = gb__tr_bind(ex, ex->hooks);
+    if (st == GB_OK && ex->cancelled && !scanning &&
+        !gb_hook_add(ex->hooks, ex->model, GB_EVENT_OUTPUT, GB_HOOK_SUBTREE, gb__tr_cancel_hook, ex))
+        st = gb_last_status();
     if (st == GB_OK) {
         if ((ex->meta = scanning)) gb__meta_push();
         gb_hooks_attach(ex->hooks, ex->run);

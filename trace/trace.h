@@ -417,6 +417,14 @@ gb_exec *gb_trace_exec(gb_trace *tr);
  * gb_exec_run, _scan, _generate or _begin (the execution takes references). */
 void gb_exec_set_attention_mask(gb_exec *ex, gb_tensor *mask);
 void gb_exec_set_position_ids(gb_exec *ex, gb_tensor *pos);
+/* Cancellation inside a forward pass: from the next run on, cancelled(ctx)
+ * is asked after every module of a pass returns (scans are not asked), and
+ * when it says true the pass ends there, as a failing module ends it, with
+ * GB_ERR_STATE "exec: cancelled after MODULE (call K)"; the run frees what
+ * it made as after any error, and the execution runs again. Asking costs
+ * an output event per module call; NULL (the default) asks nothing and
+ * costs nothing. */
+void gb_exec_set_cancel(gb_exec *ex, bool (*cancelled)(void *ctx), void *ctx);
 /* gb_trace_run and gb_trace_scan in this execution (gb_exec_generate, in
  * lm/lm.h, generates in it), on
  * input (with gb_exec_set_*'s mask and positions) or, when input is NULL,

@@ -158,6 +158,9 @@ struct gb_exec {
     gb_tensor *base_input, *base_mask, *base_pos;
     int64_t base_batch;
     gb_tensor *mask, *pos;
+    /* gb_exec_set_cancel's: asked at every module's output event of a run */
+    bool (*cancelled)(void *ctx);
+    void *cancel_ctx;
 
     /* a run, from begin to end */
     bool running, scanning, stop;

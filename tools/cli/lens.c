@@ -17,14 +17,18 @@
 
 /* The text of token id (as the tokenizer decodes it alone) into buf;
  * "#ID" when the model has no tokenizer or the id does not decode. */
-static const char *token_str(gb_lm *lm, int64_t id, char *buf, size_t size) {
-    gb_tokenizer *tok = gb_lm_tokenizer(lm);
+/* A token's text through tok (a model's, or a server's for trace --remote). */
+static const char *token_text(gb_tokenizer *tok, int64_t id, char *buf, size_t size) {
     char *t = NULL;
     int32_t i = (int32_t)id;
     if (tok && gb_tokenizer_decode(tok, &i, 1, false, &t, NULL) == GB_OK) snprintf(buf, size, "%s", t);
     else snprintf(buf, size, "#%lld", (long long)id);
     free(t);
     return buf;
+}
+
+static const char *token_str(gb_lm *lm, int64_t id, char *buf, size_t size) {
+    return token_text(gb_lm_tokenizer(lm), id, buf, size);
 }
 
 const char *gb_cli_quoted(const char *text, char *buf, size_t size) {
@@ -89,7 +93,7 @@ static void progress(const char *label, int done, int total) {
 
 /* ---- top-k of logits (run --top, trace --top) ---------------------------- */
 
-void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k) {
+void gb_cli_print_top(gb_tokenizer *vocab, gb_tensor *logits, int k) {
     gb_tensor *p = gb_softmax(logits, -1), *c = p ? gb_contiguous(p) : NULL;
     if (!c) {
         fprintf(stderr, "glassbox: top-k: %s\n", gb_last_error());
@@ -104,7 +108,7 @@ void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k) {
         if (rows > 1) printf("row %lld:\n", (long long)r);
         for (int i = 0; i < k && ids[i] >= 0; i++) {
             char tok[256], q[520];
-            printf("  %-16s %6lld  p = %.4f\n", gb_cli_quoted(token_str(lm, ids[i], tok, sizeof tok), q, sizeof q),
+            printf("  %-16s %6lld  p = %.4f\n", gb_cli_quoted(token_text(vocab, ids[i], tok, sizeof tok), q, sizeof q),
                    (long long)ids[i], (double)probs[i]);
         }
     }
@@ -232,11 +236,11 @@ static void lens_json(gb_lm *lm, const lens_result *r) {
 /* Token texts of ids[0..n) as labels, each malloc'd; a token of spaces
  * and newlines alone is quoted (' ', '\n') so that it shows. NULL when out
  * of memory. */
-static char **token_names(gb_lm *lm, const int64_t *ids, int n, int stride) {
+static char **token_names(gb_tokenizer *vocab, const int64_t *ids, int n, int stride) {
     char **names = calloc((size_t)n, sizeof *names);
     char tok[256], q[520];
     for (int i = 0; names && i < n; i++) {
-        const char *t = token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
+        const char *t = token_text(vocab, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
         names[i] = strdup(t[strspn(t, " \n\t\r")] ? t : gb_cli_quoted(t, q, sizeof q));
     }
     return names;
@@ -260,7 +264,7 @@ static char **layer_names(int n) {
 static bool lens_png(gb_lm *lm, const char *path, const lens_result *r, int *w, int *h) {
     int n = r->layers * r->T;
     double *v = malloc(sizeof *v * (size_t)n);
-    char **cells = token_names(lm, r->top, n, r->k), **cols = token_names(lm, r->input, r->T, 1);
+    char **cells = token_names(gb_lm_tokenizer(lm), r->top, n, r->k), **cols = token_names(gb_lm_tokenizer(lm), r->input, r->T, 1);
     char **rows = layer_names(r->layers);
     for (int i = 0; v && i < n; i++) v[i] = r->prob[(size_t)i * (size_t)r->k];
     gb_heatmap hm = {.title = "Logit lens: the most likely next token at each layer",
@@ -503,7 +507,7 @@ static bool patch_csv(gb_lm *lm, const char *path, gb_tensor *clean, gb_tensor *
 
 static bool patch_png(gb_lm *lm, const char *path, gb_tensor *clean, const patch_result *r, int *w, int *h) {
     int n = r->layers * r->T;
-    char **cells = calloc((size_t)n, sizeof *cells), **cols = token_names(lm, gb_tensor_data(clean), r->T, 1);
+    char **cells = calloc((size_t)n, sizeof *cells), **cols = token_names(gb_lm_tokenizer(lm), gb_tensor_data(clean), r->T, 1);
     char **rows = layer_names(r->layers), title[128];
     double lim = 1;
     for (int i = 0; i < n; i++) lim = fmax(lim, fabs(r->recovered[i]));
@@ -584,7 +588,7 @@ static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, 
                      int *pw, int *ph) {
     int H = (int)gb_tensor_dim(w, 1), T = (int)gb_tensor_dim(w, 2), first = head < 0 ? 0 : head;
     int shown = head < 0 ? H : 1, per_row = shown < 4 ? shown : 4, nrows = (shown + per_row - 1) / per_row;
-    char **names = token_names(lm, gb_tensor_data(ids), T, 1), title[160], panel_title[32];
+    char **names = token_names(gb_lm_tokenizer(lm), gb_tensor_data(ids), T, 1), title[160], panel_title[32];
     double *v = malloc(sizeof *v * (size_t)T * (size_t)T), lim = 0;
     const float *p = gb_tensor_data(w);
     for (int s = 0; scores && s < shown; s++) /* the scale: the largest unmasked |score| shown */
@@ -647,7 +651,7 @@ static int wrote_csv(const char *cmd, bool ok, const char *path) {
 }
 
 /* Saved values as a picture (trace --png). */
-int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
+int gb_cli_plot_values(const char *cmd, gb_tokenizer *vocab, const char *path, const char *title, int n, const char *const *names,
                        gb_tensor *const *values, gb_tensor *ids) {
     int rows = 0, cols = -1, w = 0, h = 0;
     for (int i = 0; i < n; i++) { /* [..., 1, r, c] or [c] after dropping leading ones */
@@ -663,7 +667,7 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
     if (rows == 0) return gb_cli_fail(cmd, "--png: no saved values to draw (save some with .save())");
     double *v = malloc(sizeof *v * (size_t)rows * (size_t)cols), lo = 0, hi = 0;
     char **row_names = calloc((size_t)rows, sizeof *row_names), **cells = calloc((size_t)rows * (size_t)cols, sizeof *cells);
-    char **col_names = gb_tensor_dim(ids, 1) == cols ? token_names(lm, gb_tensor_data(ids), cols, 1) : NULL;
+    char **col_names = gb_tensor_dim(ids, 1) == cols ? token_names(vocab, gb_tensor_data(ids), cols, 1) : NULL;
     for (int i = 0, r = 0; v && row_names && cells && i < n; i++) {
         gb_tensor *f = gb_to_dtype(values[i], GB_DTYPE_F32), *c = f ? gb_contiguous(f) : NULL;
         int64_t nr = gb_tensor_numel(values[i]) / cols;
@@ -739,7 +743,7 @@ static int lens(const gb_cli_args *a) {
 const gb_cli_cmd gb_cli_cmd_lens = {
     "lens", lens, "[MODEL]", 0, 1, "the logit lens: every layer's output through the final norm and unembedding",
     "Prints the K most likely next tokens at every layer and position (docs/recipes.md).",
-    lens_opts, sizeof lens_opts / sizeof *lens_opts, NULL};
+    lens_opts, sizeof lens_opts / sizeof *lens_opts};
 
 /* The one token of text (--target ' Paris'), or the id of "#ID"; -1 after
  * printing why. */
@@ -820,7 +824,7 @@ const gb_cli_cmd gb_cli_cmd_patch = {
     "Patches each layer's and position's value from the clean run into the corrupted one and measures "
     "logit(target) - logit(foil) at the last position, and the fraction of the clean run's difference it "
     "recovers (docs/recipes.md).",
-    patch_opts, sizeof patch_opts / sizeof *patch_opts, NULL};
+    patch_opts, sizeof patch_opts / sizeof *patch_opts};
 
 #define ATTN_OPTS(X)                                                                                                 \
     GB_CLI_OPT_PROMPT(X, ATTN_IDS, ATTN_TEXT, false, 1)                                                               \
@@ -873,4 +877,4 @@ const gb_cli_cmd gb_cli_cmd_attn = {
     "attn", attn, "[MODEL]", 0, 1, "attention patterns of one layer",
     "Prints each head's softmaxed attention weights, queries by keys, or with --scores the scores before "
     "softmax (scaled and masked; masked positions print as - and draw grey) (docs/recipes.md).",
-    attn_opts, sizeof attn_opts / sizeof *attn_opts, NULL};
+    attn_opts, sizeof attn_opts / sizeof *attn_opts};

@@ -91,7 +91,7 @@ const gb_cli_cmd gb_cli_cmd_info = {
     "info", info, "[MODEL]", 0, 1, "print the module tree, parameter count and config",
     "The tree is PyTorch's print(model) of the Hugging Face model; the config is what glassbox read from "
     "config.json.",
-    info_opts, sizeof info_opts / sizeof *info_opts, NULL};
+    info_opts, sizeof info_opts / sizeof *info_opts};
 
 /* ---- run ---------------------------------------------------------------- */
 
@@ -194,7 +194,7 @@ static int run(const gb_cli_args *a) {
     if (!rc && gb_cli_given(a, RUN_TOP)) {
         gb_tensor *last = gb_select(ts[0], 1, -1);
         printf("top %lld next tokens:\n", gb_cli_int(a, RUN_TOP));
-        if (last) gb_cli_print_top(lm, last, (int)gb_cli_int(a, RUN_TOP));
+        if (last) gb_cli_print_top(gb_lm_tokenizer(lm), last, (int)gb_cli_int(a, RUN_TOP));
         else rc = gb_cli_fail("run", "%s", gb_last_error());
         gb_tensor_free(last);
     }
@@ -211,7 +211,7 @@ const gb_cli_cmd gb_cli_cmd_run = {
     "run", run, "[MODEL]", 0, 1, "one forward pass: the logits, and with --hidden the hidden states",
     "Without --out or --top, prints the ids, the predicted next token and the shape of each value; --top prints "
     "the K most likely next tokens instead.",
-    run_opts, sizeof run_opts / sizeof *run_opts, NULL};
+    run_opts, sizeof run_opts / sizeof *run_opts};
 
 /* ---- generate ------------------------------------------------------------ */
 
@@ -299,7 +299,7 @@ const gb_cli_cmd gb_cli_cmd_generate = {
     "generate", generate, "[MODEL]", 0, 1, "greedy decoding with a KV cache, or sampling",
     "Stops at the model's EOS, after -n tokens, or at the model's last position. Without a prompt, generation "
     "starts from the BOS token. On a terminal, progress (tokens per second) goes to standard error.",
-    gen_opts, sizeof gen_opts / sizeof *gen_opts, NULL};
+    gen_opts, sizeof gen_opts / sizeof *gen_opts};
 
 /* ---- trace -------------------------------------------------------------- */
 
@@ -427,7 +427,7 @@ oom:
  * (or written with --out). Several prompts are batched as invokes, each
  * prompt's statements applying to its rows. */
 static int trace(const gb_cli_args *a) {
-    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a->argc, a->argv);
+    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a);
     /* the prompts in order, each with the index of the first statement after it */
     int nprompts = 0, nstmts = 0;
     const gb_cli_arg **prompts = calloc((size_t)a->nseq + 1, sizeof *prompts);
@@ -576,7 +576,7 @@ static int trace(const gb_cli_args *a) {
         }
         free(missing);
     }
-    if (!rc && !scan && n > 0) { /* nnsight's generator.output */
+    if (!rc && !scan && n > 0 && gb_trace_generated(tr)) { /* nnsight's generator.output (none after a stop) */
         ts[nsaved] = gb_trace_generated(tr);
         if (!out) print_value("generator.output", ts[nsaved], json, &first_value);
         names[nsaved++] = strdup("generator.output");
@@ -595,12 +595,12 @@ static int trace(const gb_cli_args *a) {
         }
     }
     if (!rc && json) printf("}\n");
-    if (!rc && !scan && top) {
+    if (!rc && !scan && top && gb_value(top)) { /* never produced (a stop before the logits): warned about above */
         printf("top %lld next tokens%s:\n", ntop, n > 0 ? " at the last step" : "");
-        gb_cli_print_top(lm, gb_value(top), (int)ntop);
+        gb_cli_print_top(gb_lm_tokenizer(lm), gb_value(top), (int)ntop);
     }
     if (!rc && gb_cli_given(a, TRACE_PNG) && !scan) /* the statements' values only, labelled with the last prompt's tokens */
-        rc = gb_cli_plot_values("trace", lm, gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
+        rc = gb_cli_plot_values("trace", gb_lm_tokenizer(lm), gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
                                 ts, inputs[nprompts - 1]);
     if (!rc && out && gb_safetensors_save(out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail("trace", "%s", gb_last_error());
@@ -623,4 +623,4 @@ const gb_cli_cmd gb_cli_cmd_trace = {
     "(left-padded, each with its statements). Values saved with .save() are printed, or written with --out "
     "under the name a statement binds (statement.K otherwise). With -n, generation runs with the "
     "interventions at every step; generator.output holds the ids and generator.text their text.",
-    trace_opts, sizeof trace_opts / sizeof *trace_opts, NULL};
+    trace_opts, sizeof trace_opts / sizeof *trace_opts};
