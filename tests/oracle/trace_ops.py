@@ -127,6 +127,9 @@ CASES = [
     "big.float() - 1",
     "big - 1.5",
     "big == 9007199254740993",
+    "big == big.float()",  # an integer meeting a float compares in float32
+    "big + 1 > big.float()",
+    "big > 16777216.5",
 ]
 
 # What PyTorch refuses on integer values: glassbox refuses too.
