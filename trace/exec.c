@@ -57,13 +57,15 @@ static void gb__tr_done(gb_exec *ex, const gb_val *v) {
     }
 }
 
-/* A node failed: remember the first failure as "site: message (expression)". */
+/* A node failed: remember the first failure as "site: message (expression)",
+ * the site with the column of a statement's node. */
 static gb_status gb__tr_node_fail(gb_exec *ex, gb_val *v, gb_status st) {
     if (st == GB_OK) st = GB_ERR_STATE;
     if (ex->run_status == GB_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", gb_last_error());
-        gb__fail(st, "%s:%d: %s (%s)", v->file, v->line, msg, gb_val_text(v));
+        if (v->column) gb__fail(st, "%s:%d:%d: %s (%s)", v->file, v->line, v->column, msg, gb_val_text(v));
+        else gb__fail(st, "%s:%d: %s (%s)", v->file, v->line, msg, gb_val_text(v));
         ex->run_status = st;
         free(ex->run_error);
         ex->run_error = strdup(gb_last_error());

@@ -106,6 +106,7 @@ gb_status gb__tr_trace_set_name(gb_trace *tr, const char *name, gb_val *v) {
 }
 
 gb_module *gb__tr_trace_model(const gb_trace *tr) { return tr->model; }
+void gb__tr_trace_set_column(gb_trace *tr, int column) { tr->def_column = column; }
 gb_status gb__tr_trace_def_status(const gb_trace *tr) { return tr->def_status; }
 gb_status gb__tr_trace_def_error(const gb_trace *tr) {
     return gb__fail(tr->def_status, "%s", tr->def_error ? tr->def_error : "trace: out of memory keeping an error");
@@ -305,6 +306,7 @@ static gb_val *gb__tr_node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *cons
     v->op = op;
     v->file = file;
     v->line = line;
+    v->column = tr->def_column;
     v->invoke = tr->cur_invoke;
     v->cond = arrlen(tr->conds) ? arrlast(tr->conds) : NULL;
     v->nargs = nargs;

@@ -329,7 +329,9 @@ void gb_end_if(gb_trace *tr);
  *
  * site and line name the statement in errors ("site:line: ..." where line
  * is the statement's plus the index of the failing line in text, with the
- * column and that line quoted; site must outlive the trace). A syntax
+ * column and that line quoted; site must outlive the trace). A run's error
+ * in a node a statement defined reads "site:line:column: ..." (the column
+ * of the step, operator or function in its line). A syntax
  * error anywhere in text defines nothing and is returned at once; other
  * definition errors (an unknown module) poison the trace as with the C
  * calls, and are returned too. *out, if not NULL, receives the value of
