@@ -300,14 +300,20 @@ static gb_status gb__srv_job_token(void *ctx, int trace, int step, const int64_t
     return GB_OK;
 }
 
-/* {"event":"scan","trace":N,"items":[...],"graph":TEXT,"statements":[{"text":S,"ndim":D,"shape":[...]}]}:
- * what a local scan reports of one trace (gb_spec_result's scan fields). */
-static gb_status gb__srv_job_scan(gb__srv_job *job, const gb_spec_result *r) {
-    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array(), *stmts = gb__json_new_array();
-    gb__json_set(ev, "event", gb__json_new_string("scan"));
+/* {"event": kind, "trace": N, "items": [...]}: an event about one trace run. */
+static gb__json_json *gb__srv_run_event(const char *kind, const gb_spec_result *r) {
+    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array();
+    gb__json_set(ev, "event", gb__json_new_string(kind));
     gb__json_set(ev, "trace", gb__json_new_number(r->trace));
     for (int d = 0; d < r->depth; d++) gb__json_push(items, gb__json_new_number((double)r->items[d]));
     gb__json_set(ev, "items", items);
+    return ev;
+}
+
+/* {"event":"scan","trace":N,"items":[...],"graph":TEXT,"statements":[{"text":S,"ndim":D,"shape":[...]}]}:
+ * what a local scan reports of one trace (gb_spec_result's scan fields). */
+static gb_status gb__srv_job_scan(gb__srv_job *job, const gb_spec_result *r) {
+    gb__json_json *ev = gb__srv_run_event("scan", r), *stmts = gb__json_new_array();
     gb__json_set(ev, "graph", gb__json_new_string(r->graph ? r->graph : ""));
     for (int i = 0; i < r->nstmts; i++) {
         gb__json_json *o = gb__json_new_object(), *shape = gb__json_new_array();
@@ -326,11 +332,7 @@ static gb_status gb__srv_job_scan(gb__srv_job *job, const gb_spec_result *r) {
 static gb_status gb__srv_job_result(void *ctx, const gb_spec_result *r) {
     gb__srv_job *job = ctx;
     if (r->scan) return job->scan_only ? gb__srv_job_scan(job, r) : GB_OK;
-    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array(), *vals = gb__json_new_array();
-    gb__json_set(ev, "event", gb__json_new_string("result"));
-    gb__json_set(ev, "trace", gb__json_new_number(r->trace));
-    for (int d = 0; d < r->depth; d++) gb__json_push(items, gb__json_new_number((double)r->items[d]));
-    gb__json_set(ev, "items", items);
+    gb__json_json *ev = gb__srv_run_event("result", r), *vals = gb__json_new_array();
     for (int i = 0; i < r->n; i++) {
         job->result_bytes += (size_t)gb_tensor_numel(r->values[i]) * gb_dtype_size(gb_tensor_dtype(r->values[i]));
         if (job->result_bytes > job->srv->o.max_result) {
