@@ -229,6 +229,7 @@ docs-img: $(BUILD)/glassbox
 	$(GB_IMG) lens -p $(EIFFEL) --top 1 --png docs/img/lens.png > /dev/null
 	$(GB_IMG) patch --clean $(EIFFEL) --corrupt 'The Colosseum is in the city of' --png docs/img/patch.png > /dev/null
 	$(GB_IMG) attn -p $(EIFFEL) --layer 1 --png docs/img/attn.png > /dev/null
+	$(GB_IMG) attn -p $(EIFFEL) --layer 1 --scores --png docs/img/attn_scores.png > /dev/null
 	$(GB_IMG) trace -p 'The Colosseum is in the city of' -e 'rome = transformer.h[1].output[0][:, -1, :]' \
 	    -p $(EIFFEL) -e 'paris = transformer.h[1].output[0][:, -1, :]' \
 	    -p 'The Louvre is located in the city of' -e 'plain = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \

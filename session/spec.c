@@ -486,16 +486,28 @@ static void gb__ses_spec_report_free(void *ctx) {
 static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan) {
     gb__ses_spec_report *rep = ctx;
     gb__ses_spec_built *b = &rep->traces[number - 1];
-    const char **names = calloc((size_t)b->nstmts + 1, sizeof *names);
-    gb_tensor **values = calloc((size_t)b->nstmts + 1, sizeof *values);
-    if (!names || !values) {
-        free(names), free(values);
-        return gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    /* a block (a multi-line statement) reports the names its lines bind,
+     * each with the value bound last, as glassbox trace prints them */
+    char ***bound = calloc((size_t)b->nstmts + 1, sizeof *bound);
+    int *nbound = calloc((size_t)b->nstmts + 1, sizeof *nbound), cap = 1;
+    bool oom = !bound || !nbound;
+    for (int i = 0; !oom && i < b->nstmts; i++) {
+        if (strchr(b->stmts[i], '\n') && !(bound[i] = gb_statement_names(b->stmts[i], &nbound[i]))) oom = true;
+        cap += bound[i] ? nbound[i] : 1;
     }
+    const char **names = oom ? NULL : calloc((size_t)cap, sizeof *names);
+    gb_tensor **values = oom ? NULL : calloc((size_t)cap, sizeof *values);
+    gb_status st = names && values ? GB_OK : gb__fail(GB_ERR_ALLOC, "session: out of memory");
     int n = 0;
-    for (int i = 0; !scan && i < b->nstmts; i++)
-        if (b->vals[i] && (values[n] = gb_value(b->vals[i]))) names[n++] = b->names[i];
-    gb_tensor *gen = !scan && b->generated ? gb_trace_generated(tr) : NULL;
+    for (int i = 0; st == GB_OK && !scan && i < b->nstmts; i++) {
+        for (int k = 0; bound[i] && k < nbound[i]; k++) {
+            gb_val *v = gb_trace_name(tr, bound[i][k]);
+            if (v && gb_val_saved(v) && (values[n] = gb_value(v))) names[n++] = bound[i][k];
+            else gb_clear_error(); /* saved in a branch that did not run: not reported */
+        }
+        if (!bound[i] && b->vals[i] && (values[n] = gb_value(b->vals[i]))) names[n++] = b->names[i];
+    }
+    gb_tensor *gen = st == GB_OK && !scan && b->generated ? gb_trace_generated(tr) : NULL;
     if (gen) values[n] = gen, names[n++] = "generator.output";
     int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
     char **texts = calloc((size_t)rows + 1, sizeof *texts);
@@ -511,13 +523,16 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
             ndims[i] = named || (b->vals[i] && gb_val_saved(b->vals[i])) ? -1 : -2;
     }
     gb_clear_error();
-    gb_status st = GB_OK;
-    if (scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    if (st == GB_OK && scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
                         scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};
     if (st == GB_OK && rep->fn) st = rep->fn(rep->ctx, &r);
     for (int64_t i = 0; texts && i < rows; i++) free(texts[i]);
-    free(names), free(values), free(texts), free(graph), free(ndims), free(shapes);
+    for (int i = 0; bound && i < b->nstmts; i++) {
+        for (int k = 0; bound[i] && k < nbound[i]; k++) free(bound[i][k]);
+        free(bound[i]);
+    }
+    free(bound), free(nbound), free(names), free(values), free(texts), free(graph), free(ndims), free(shapes);
     return st;
 }
 

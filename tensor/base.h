@@ -44,6 +44,10 @@ bool gb__arr_reserve(void **a, size_t elem, size_t n, const char *what);
  * gb__mem_available_set makes it a fixed figure (tests), 0 the real one. */
 uint64_t gb__mem_available(void);
 void gb__mem_available_set(uint64_t bytes);
+/* Unmaps the released storage mappings kept for reuse (tensor.c's ring of
+ * up to 1 GB), so resident memory shows only what is alive: for measuring
+ * a run's own peak (the benchmark), or for a host that has freed a model. */
+void gb__mem_trim(void);
 /* Address space this process may still map under its limit (ulimit -v,
  * RLIMIT_AS), UINT64_MAX without one; gb__address_space_set as above. */
 uint64_t gb__address_space_left(void);

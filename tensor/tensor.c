@@ -210,12 +210,24 @@ bool gb__is_meta(const gb_tensor *t) { return t->storage->data == NULL && t->sto
  * faulted in 4 KB at a time: 2.0 ms per 4 MB on this project's VM, 0.12-0.16
  * ms in 2 MB pages. A fresh mapping arrives zeroed, so gb_zeros needs no
  * memset. Without transparent huge pages the advice is ignored and the pages
- * are plain; if mmap fails, malloc. */
+ * are plain; if mmap fails, malloc.
+ *
+ * Storages from 256 KB get a mapping of their own too (plain pages, no
+ * alignment), for the ring below: from malloc, the per-layer activations of
+ * a 128-token forward (GPT-2's [128, 3072] MLP values, 1.5 MB) landed on the
+ * heap's top, which glibc trims when they are freed, so every layer of every
+ * forward faulted its buffers in afresh (12% of GPT-2's forward at one
+ * thread was the kernel clearing those pages). */
 #define GB__HUGE_PAGE ((size_t)2 << 20)
+#define GB__MAP_MIN ((size_t)256 << 10)
 
 static size_t gb__ts_map_len(size_t nbytes) { return (nbytes + 4095) & ~(size_t)4095; }
 
 static void *gb__ts_map(size_t len) {
+    if (len < GB__HUGE_PAGE) {
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? NULL : p;
+    }
     size_t span = len + GB__HUGE_PAGE;
     char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) return NULL;
@@ -231,8 +243,10 @@ static void *gb__ts_map(size_t len) {
  * into pages already faulted in (16 MB: 0.30 ms to write reused, 0.97 ms
  * fresh in huge pages; softmax over [4096, 1024] ran at half speed without
  * this). The oldest make room: at most GB__MAP_KEEP mappings and
- * GB__MAP_KEEP_BYTES stay mapped unused. */
-#define GB__MAP_KEEP 128
+ * GB__MAP_KEEP_BYTES stay mapped unused (512 mappings: a training step
+ * of a 12-layer model frees a few hundred activations of 256 KB and more,
+ * which the next step asks for again). */
+#define GB__MAP_KEEP 512
 #define GB__MAP_KEEP_BYTES ((size_t)1 << 30)
 static struct {
     void *p;
@@ -273,6 +287,14 @@ static void gb__ts_unmap(void *ctx) {
     gb__ts_kept[i].p = s->data, gb__ts_kept[i].len = len;
     gb__ts_kept_bytes += len;
     gb__ts_kept_next = (i + 1) % GB__MAP_KEEP;
+    pthread_mutex_unlock(&gb__ts_kept_lock);
+}
+
+void gb__mem_trim(void) {
+    pthread_mutex_lock(&gb__ts_kept_lock);
+    for (int i = 0; i < GB__MAP_KEEP; i++)
+        if (gb__ts_kept[i].p) munmap(gb__ts_kept[i].p, gb__ts_kept[i].len), gb__ts_kept[i].p = NULL;
+    gb__ts_kept_bytes = 0;
     pthread_mutex_unlock(&gb__ts_kept_lock);
 }
 
@@ -319,7 +341,7 @@ static gb_storage *gb__ts_storage_new(size_t nbytes, bool zero, const char *what
     s->nbytes = nbytes;
     s->owned = true;
     if (gb__meta_mode()) return s; /* shape only: no data */
-    if (nbytes >= GB__HUGE_PAGE) {
+    if (nbytes >= GB__MAP_MIN) {
         size_t len = gb__ts_map_len(nbytes);
         /* Zeros come fresh from the kernel: zeroing a kept mapping would
          * write every page, where a fresh one faults in only the pages used

@@ -68,6 +68,41 @@ START_TEST(test_session_walkthrough) {
 }
 END_TEST
 
+/* The same session with each trace's statements as one block (a
+ * multi-line statement, as a file gives them): an if/else whose true
+ * branch patches, names bound in the block reported, PyTorch's numbers. */
+START_TEST(test_session_blocks) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("session", "test_session_blocks");
+    if (!o) return;
+    models m = {0};
+    open_models(&m, false);
+    gb_spec *sp = gb_spec_new();
+    gb_spec_trace(sp, "a");
+    gb_spec_prompt(sp, EIFFEL);
+    gb_spec_statement(sp, "hs = model.transformer.h[3].output[0][:, -1, :]\n"
+                          "t1_tokens_out = model.lm_head.output.argmax(dim=-1).save()");
+    gb_spec_trace(sp, "a");
+    gb_spec_prompt(sp, "Vatican is located in the city of");
+    gb_spec_statement(sp, "if hs.sum() == hs.sum():\n"
+                          "    model.transformer.h[1].output[0][:, -1, :] = hs[:]\n"
+                          "    t2_tokens_out = model.lm_head.output.argmax(dim=-1).save()\n"
+                          "else:\n"
+                          "    model.transformer.h[1].output[0][:, -1, :] = 0\n"
+                          "    never = model.lm_head.output.save()");
+    gbt_results res = {0};
+    gbt_ok_status(run_spec(sp, &m, &res));
+    ck_assert_int_eq(res.n, 2); /* never was in the branch that did not run */
+    gb_tensor *t1 = gbt_get(o, "swap.t1"), *t2 = gbt_get(o, "swap.t2");
+    gbt_assert_close(gbt_result(&res, "t1.t1_tokens_out"), t1, 0, 0, "trace 1's tokens");
+    gbt_assert_close(gbt_result(&res, "t2.t2_tokens_out"), t2, 0, 0, "trace 2's tokens, block 1 patched");
+    gb_tensor_free(t1), gb_tensor_free(t2);
+    gbt_results_free(&res);
+    gb_spec_free(sp);
+    close_models(&m);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 /* Two checkpoints of one architecture: model A's block 2 output replaces
  * model B's, in a forward pass and in generation (the prompt pass). */
 START_TEST(test_session_cross_model) {
@@ -475,6 +510,7 @@ Suite *gb_suite_session(void) {
     TCase *tc = tcase_create("session");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_session_walkthrough);
+    tcase_add_test(tc, test_session_blocks);
     tcase_add_test(tc, test_session_cross_model);
     tcase_add_test(tc, test_session_iter);
     tcase_add_test(tc, test_session_iter_prompts);

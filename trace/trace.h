@@ -308,18 +308,43 @@ void gb_end_if(gb_trace *tr);
  * stop, backward, requires_grad_. A call of any other function
  * (my_fn(x), torch.save_to(x)) is a syntax error naming it as outside
  * "the function whitelist", as nnsight's remote backend says: statements
- * are what a server runs, and nothing else. site and line name the
- * statement in errors
- * ("site:line: ..."; site must outlive the trace). A syntax error defines
- * nothing and is returned at once; other definition errors (an unknown
- * module) poison the trace as with the C calls, and are returned too.
- * *out, if not NULL, receives the statement's value (an assignment's
- * right-hand side's node for names, the set node otherwise). */
+ * are what a server runs, and nothing else.
+ *
+ * Conditions and blocks (nnsight 0.3's tracer.cond, 0.4's Python if): text
+ * may hold several lines, a block of Python, with # comments and blank
+ * lines; each line is a statement, or a header ending in ':' followed by
+ * an indented body (or a one-line body after the ':'):
+ *
+ *   with tracer.cond(h.sum() > 0):           gb_if(tr, cond) ... gb_end_if
+ *       transformer.h[1].output[0][:] = 0
+ *   if logits.argmax(-1) == 481:             Python's if, elif, else:
+ *       x = h * 2                            each branch runs under the
+ *   elif h.mean() < 0: x = h                 negations of the conditions
+ *   else:                                    before it, nested as written
+ *       x = h
+ *
+ * A condition is one element, true when nonzero (.item() semantics). The
+ * first line's indentation is the block's; mixing tabs and spaces counts
+ * a tab to the next multiple of 8, as Python. Blocks nest up to 200 levels.
+ *
+ * site and line name the statement in errors ("site:line: ..." where line
+ * is the statement's plus the index of the failing line in text, with the
+ * column and that line quoted; site must outlive the trace). A syntax
+ * error anywhere in text defines nothing and is returned at once; other
+ * definition errors (an unknown module) poison the trace as with the C
+ * calls, and are returned too. *out, if not NULL, receives the value of
+ * text's last statement (an assignment's right-hand side's node for
+ * names, the set node otherwise). */
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out);
 /* The name a statement binds ("top = lm_head.output.save()" binds top;
  * "x[0] = 1" and "a == b" bind none), malloc'd; NULL when it binds none
  * (or out of memory). For printing and naming saved values as nnsight does. */
 char *gb_statement_name(const char *text);
+/* The names the lines of a statement bind (a multi-line one's, in blocks
+ * and one-line bodies too), each once, in the order of their first
+ * binding: a malloc'd array of *n malloc'd strings (free each and the
+ * array); NULL with *n = 0 when out of memory. */
+char **gb_statement_names(const char *text, int *n);
 
 /* A name that no statement of tr bound (a module path otherwise) is asked
  * of resolve, which returns a value of tr for it (bound to the name from

@@ -112,6 +112,18 @@ CASES = [
     "torch.stack([big[0], big[1]], 0)",
     "big[:, 1].sum() + ids.sum()",
     "(big > 0).sum()",
+    "-big",
+    "-ids * 2 + big[:, :2]",
+    "big.clone()",
+    "big[0, 0].item()",
+    "big.long()",
+    "big.reshape(3, 2)",
+    "big.transpose(0, 1)[1]",
+    "big.unsqueeze(0).squeeze(0)",
+    "big / 3",
+    "big.float() - 1",
+    "big - 1.5",
+    "big == 9007199254740993",
 ]
 
 # What PyTorch refuses on integer values: glassbox refuses too.

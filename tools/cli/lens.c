@@ -535,43 +535,73 @@ static bool patch_png(gb_lm *lm, const char *path, gb_tensor *clean, const patch
 
 /* ---- attention patterns ---------------------------------------------------- */
 
-/* The attention pattern [1, H, T, T] of block `layer` on ids [1, T]. */
-static gb_tensor *attn_compute(gb_lm *lm, gb_tensor *ids, int layer) {
+/* The attention pattern [1, H, T, T] of block `layer` on ids [1, T], or
+ * with scores its pre-softmax scores (scaled and masked: a masked
+ * position holds float32's lowest value, as in Hugging Face). */
+static gb_tensor *attn_compute(gb_lm *lm, gb_tensor *ids, int layer, bool scores) {
     char path[256];
     gb_model *m = gb_lm_model(lm);
     gb_trace *tr = gb_trace_new(gb_lm_module(lm), ids);
-    gb_val *w = gb_save(gb_point(tr, block_path(m, layer, GB_PART_ATTN_WEIGHTS, path, sizeof path)));
+    if (scores) {
+        block_path(m, layer, GB_PART_ATTN, path, sizeof path);
+        strncat(path, "." GB_POINT_ATTN_SCORES, sizeof path - strlen(path) - 1);
+    } else {
+        block_path(m, layer, GB_PART_ATTN_WEIGHTS, path, sizeof path);
+    }
+    gb_val *w = gb_save(gb_point(tr, path));
     gb_tensor *t = tr && gb_trace_run(tr) == GB_OK ? gb_contiguous(gb_value(w)) : NULL;
     gb_trace_free(tr);
     return t;
 }
 
-static void attn_print(gb_lm *lm, gb_tensor *ids, gb_tensor *w, int layer, int head) {
+/* A score the mask removed: float32's lowest value (or -inf), not a
+ * number a query and a key make. */
+static bool attn_masked(float v) { return v <= -1e30f; }
+
+static void attn_print(gb_lm *lm, gb_tensor *ids, gb_tensor *w, int layer, int head, bool scores) {
     int64_t H = gb_tensor_dim(w, 1), T = gb_tensor_dim(w, 2);
     const float *p = gb_tensor_data(w);
     const int64_t *in = gb_tensor_data(ids);
     char tok[256], q[520];
     for (int64_t h = head < 0 ? 0 : head; h < (head < 0 ? H : head + 1); h++) {
-        printf("layer %d, head %lld: rows are queries, columns keys\n%-18s", layer, (long long)h, "");
-        for (int64_t k = 0; k < T; k++) printf(" %6lld", (long long)k);
+        printf("layer %d, head %lld: %srows are queries, columns keys\n%-18s", layer, (long long)h,
+               scores ? "scores before softmax (-: masked), " : "", "");
+        for (int64_t k = 0; k < T; k++) printf(" %*lld", scores ? 8 : 6, (long long)k);
         putchar('\n');
         for (int64_t i = 0; i < T; i++) {
             printf("%3lld %-14s", (long long)i, gb_cli_quoted(token_str(lm, in[i], tok, sizeof tok), q, sizeof q));
-            for (int64_t k = 0; k < T; k++) printf(" %6.3f", (double)p[(h * T + i) * T + k]);
+            for (int64_t k = 0; k < T; k++) {
+                float v = p[(h * T + i) * T + k];
+                if (!scores) printf(" %6.3f", (double)v);
+                else if (attn_masked(v)) printf(" %8s", "-");
+                else printf(" %8.3f", (double)v);
+            }
             putchar('\n');
         }
     }
 }
 
-/* One panel per head shown (all, or one), in rows of four, one colour scale. */
-static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, int layer, int head, int *pw, int *ph) {
+/* One panel per head shown (all, or one), in rows of four, one colour
+ * scale: the weights in [0, 1] (sequential colours), or the scores on a
+ * diverging scale symmetric about 0, masked positions grey. */
+static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, int layer, int head, bool scores,
+                     int *pw, int *ph) {
     int H = (int)gb_tensor_dim(w, 1), T = (int)gb_tensor_dim(w, 2), first = head < 0 ? 0 : head;
     int shown = head < 0 ? H : 1, per_row = shown < 4 ? shown : 4, nrows = (shown + per_row - 1) / per_row;
     char **names = token_names(gb_lm_tokenizer(lm), gb_tensor_data(ids), T, 1), title[160], panel_title[32];
-    double *v = malloc(sizeof *v * (size_t)T * (size_t)T);
-    gb_heatmap hm = {.title = panel_title, .xlabel = "key", .ylabel = "query", .scale_label = "attention",
-                     .rows = T, .cols = T, .v = v, .row_names = (const char *const *)names,
-                     .col_names = (const char *const *)names, .vmin = 0, .vmax = 1, .cmap = GB_CMAP_SEQUENTIAL,
+    double *v = malloc(sizeof *v * (size_t)T * (size_t)T), lim = 0;
+    const float *p = gb_tensor_data(w);
+    for (int s = 0; scores && s < shown; s++) /* the scale: the largest unmasked |score| shown */
+        for (int i = 0; i < T * T; i++) {
+            float x = p[(size_t)(first + s) * (size_t)T * (size_t)T + (size_t)i];
+            if (!attn_masked(x) && fabs(x) > lim) lim = fabs(x);
+        }
+    if (lim == 0) lim = 1;
+    gb_heatmap hm = {.title = panel_title, .xlabel = "key", .ylabel = "query",
+                     .scale_label = scores ? "score (grey: masked)" : "attention", .rows = T, .cols = T, .v = v,
+                     .row_names = (const char *const *)names, .col_names = (const char *const *)names,
+                     .vmin = scores ? -lim : 0, .vmax = scores ? lim : 1,
+                     .cmap = scores ? GB_CMAP_DIVERGING : GB_CMAP_SEQUENTIAL,
                      .cell_w = T <= 12 ? 32 : 20, .cell_h = T <= 12 ? 32 : 20};
     snprintf(panel_title, sizeof panel_title, "head %d", H - 1); /* the widest title sizes every panel */
     int cw, chh, top = 44, grid_y = top;
@@ -579,19 +609,25 @@ static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, 
     cw -= gb_heatmap_scale_width(&hm);
     *pw = per_row * cw + gb_heatmap_scale_width(&hm);
     *ph = top + nrows * chh;
-    if (head < 0) snprintf(title, sizeof title, "Attention patterns of layer %d", layer);
-    else snprintf(title, sizeof title, "Attention pattern of layer %d, head %d", layer, head);
+    const char *what = scores ? "Attention scores (before softmax)" : head < 0 ? "Attention patterns" : "Attention pattern";
+    if (head < 0) snprintf(title, sizeof title, "%s of layer %d", what, layer);
+    else snprintf(title, sizeof title, "%s of layer %d, head %d", what, layer, head);
     gb_canvas *c = v && names ? gb_canvas_new(*pw, *ph, (gb_rgb){255, 255, 255}) : NULL;
-    const float *p = gb_tensor_data(w);
     for (int s = 0; c && s < shown; s++) {
         int h = first + s;
-        for (int i = 0; i < T * T; i++) v[i] = p[(size_t)h * (size_t)T * (size_t)T + (size_t)i];
+        for (int i = 0; i < T * T; i++) {
+            float x = p[(size_t)h * (size_t)T * (size_t)T + (size_t)i];
+            v[i] = scores && attn_masked(x) ? NAN : x; /* drawn grey */
+        }
         snprintf(panel_title, sizeof panel_title, "head %d", h);
         int y = gb_heatmap_draw(c, (s % per_row) * cw, top + (s / per_row) * chh, &hm, false);
         if (s == 0) grid_y = y;
     }
     if (c) {
-        gb_canvas_text(c, (*pw - gb_canvas_text_width(title, 2)) / 2, 12, title, 2, (gb_rgb){0, 0, 0});
+        if (gb_canvas_text_width(title, 2) > *pw - 8) /* a narrow picture (one head) gets the small font */
+            gb_canvas_text(c, (*pw - gb_canvas_text_width(title, 1)) / 2, 16, title, 1, (gb_rgb){0, 0, 0});
+        else
+            gb_canvas_text(c, (*pw - gb_canvas_text_width(title, 2)) / 2, 12, title, 2, (gb_rgb){0, 0, 0});
         gb_heatmap_scale(c, per_row * cw, grid_y, T * hm.cell_h > 120 ? T * hm.cell_h : 120, &hm);
     }
     bool ok = c && gb_canvas_save_png(c, path);
@@ -795,6 +831,8 @@ const gb_cli_cmd gb_cli_cmd_patch = {
     X(ATTN_LAYER, "layer", 0, INT, -1000, 1000, NULL, false, 0, "L", "the layer (-1: the last; required)")          \
     X(ATTN_HEAD, "head", 0, INT, 0, 100000, NULL, false, 0, "H", "one head (default: every head)")                  \
     X(ATTN_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the patterns, a panel per head")               \
+    X(ATTN_SCORES, "scores", 0, FLAG, 0, 0, NULL, false, 0, NULL,                                                 \
+      "the scores before softmax (scaled and masked) instead of the weights")                                      \
     GB_CLI_OPT_DTYPE(X, ATTN_DTYPE)                                                                                  \
     GB_CLI_OPT_JSON(X, ATTN_JSON)
 enum { ATTN_OPTS(GB_CLI_OPT_ENUM) };
@@ -809,24 +847,25 @@ static int attn(const gb_cli_args *a) {
     long long given = gb_cli_int(a, ATTN_LAYER), head = gb_cli_given(a, ATTN_HEAD) ? gb_cli_int(a, ATTN_HEAD) : -1;
     int L = num_layers(lm), layer = (int)(given < 0 ? given + L : given), rc = GB_CLI_OK;
     gb_tensor *ids = NULL, *w = NULL;
+    bool scores = gb_cli_given(a, ATTN_SCORES);
     if (layer < 0 || layer >= L) {
         rc = gb_cli_fail("attn", "--layer %lld: the model has %d layers (0 to %d, or -1 for the last)", given, L, L - 1);
     } else if (!(ids = gb_cli_prompt_ids("attn", lm, gb_cli_get(a, ATTN_IDS), text, false)) ||
                !gb_cli_check_positions("attn", lm, gb_tensor_dim(ids, 1), NULL)) {
         rc = GB_CLI_ERROR;
-    } else if (!(w = attn_compute(lm, ids, layer))) {
+    } else if (!(w = attn_compute(lm, ids, layer, scores))) {
         rc = gb_cli_fail("attn", "%s", gb_last_error());
     } else if (head >= gb_tensor_dim(w, 1)) {
         rc = gb_cli_fail("attn", "--head %lld: layer %d has %lld heads", head, layer, (long long)gb_tensor_dim(w, 1));
     } else {
         int pw = 0, ph = 0;
         gb_tensor *shown = head >= 0 ? gb_slice(w, 1, head, head + 1, 1) : gb_tensor_ref(w); /* [1, H or 1, T, T] */
-        if (!gb_cli_given(a, ATTN_JSON)) attn_print(lm, ids, w, layer, (int)head);
+        if (!gb_cli_given(a, ATTN_JSON)) attn_print(lm, ids, w, layer, (int)head, scores);
         else if (!shown) rc = gb_cli_fail("attn", "%s", gb_last_error());
-        else printf("{\"layer\": %d, \"first_head\": %lld, \"weights\": ", layer, head < 0 ? 0 : head),
+        else printf("{\"layer\": %d, \"first_head\": %lld, \"%s\": ", layer, head < 0 ? 0 : head, scores ? "scores" : "weights"),
              gb_cli_json_tensor(stdout, shown), printf("}\n");
         gb_tensor_free(shown);
-        bool drawn = png && attn_png(lm, png, ids, w, layer, (int)head, &pw, &ph);
+        bool drawn = png && attn_png(lm, png, ids, w, layer, (int)head, scores, &pw, &ph);
         if (png && !rc) rc = wrote_png("attn", drawn, png, pw, ph, gb_cli_given(a, ATTN_JSON));
     }
     gb_tensor_free(w), gb_tensor_free(ids);
@@ -836,5 +875,6 @@ static int attn(const gb_cli_args *a) {
 
 const gb_cli_cmd gb_cli_cmd_attn = {
     "attn", attn, "[MODEL]", 0, 1, "attention patterns of one layer",
-    "Prints each head's softmaxed attention weights, queries by keys (docs/recipes.md).",
+    "Prints each head's softmaxed attention weights, queries by keys, or with --scores the scores before "
+    "softmax (scaled and masked; masked positions print as - and draw grey) (docs/recipes.md).",
     attn_opts, sizeof attn_opts / sizeof *attn_opts};
