@@ -714,6 +714,25 @@ START_TEST(test_remote_cli) {
         if (k == 1) ck_assert_msg(strstr(got[0], "%0 = output") && strstr(got[0], "h: [8]\ng: no shape"), "%s", got[0]);
         free(got[0]), free(got[1]);
     }
+    /* -f FILE: a multi-line block as one statement */
+    char block[512];
+    snprintf(block, sizeof block, "%s/block.py", gbt_tmp_dir());
+    fp = fopen(block, "w");
+    fputs("if lm_head.output[0, -1].argmax(-1) == 498:\n    lm_head.output[0, -1, :4].save()\n"
+          "x = lm_head.output[0, -1, 4:6].save()\n", fp);
+    fclose(fp);
+    char *fout[2];
+    for (int remote = 0; remote < 2; remote++) {
+        snprintf(args, sizeof args, "trace %s%s%s -p 'The Eiffel Tower is in the city of' -f %s -e 'lm_head.output[0, -1, :1].save()'",
+                 remote ? "--remote " : GBT_BUNDLED, remote ? f.url : "", remote ? " --key key-one facts" : "", block);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        fout[remote] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(fout[0], fout[1]);
+    ck_assert_msg(strstr(fout[0], "x = tensor(") && strstr(fout[0], "lm_head.output[0, -1, :1].save() = tensor("), "%s", fout[0]);
+    free(fout[0]), free(fout[1]);
     /* loops over prompts (quoted texts, ids:) and over a value, in the CLI's spelling: local == remote */
     const char *loops = "--trace facts -p 'The Eiffel Tower is in the city of' -e 'hs = transformer.h[3].output[0][0, -2:, :]' "
                         "--iter \"p='Vatican is located in the city of','It\\'s in'\" --trace facts --item p "

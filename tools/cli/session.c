@@ -25,6 +25,8 @@ typedef struct cli_session {
      * under its text as the result's "statement.N" */
     const char ***stmts;
     int *nstmts, ntraces;
+    char **files; /* -f texts, freed with c */
+    int nfiles;
     /* what --out writes (and trace --remote --png draws) */
     char **out_names;
     gb_tensor **out_values;
@@ -261,6 +263,8 @@ static bool cli_iter(const char *cmd, const char *arg, gb_spec *sp) {
 }
 
 static void cli_free(cli_session *c) {
+    for (int i = 0; i < c->nfiles; i++) free(c->files[i]);
+    free(c->files);
     for (int i = 0; i < c->ntraces; i++) free(c->stmts[i]);
     free(c->stmts), free(c->nstmts);
     free(c->names), free(c->dirs), free(c->lms);
@@ -365,7 +369,8 @@ static bool cli_alloc(cli_session *c, int n) {
     c->names = calloc((size_t)n + 2, sizeof *c->names);
     c->dirs = calloc((size_t)n + 2, sizeof *c->dirs);
     c->lms = calloc((size_t)n + 2, sizeof *c->lms);
-    return c->stmts && c->nstmts && c->names && c->dirs && c->lms;
+    c->files = calloc((size_t)n + 2, sizeof *c->files);
+    return c->stmts && c->nstmts && c->names && c->dirs && c->lms && c->files;
 }
 
 /* The steps (from --trace to --end, in this order: cli_step's switch and
@@ -380,7 +385,9 @@ static bool cli_alloc(cli_session *c, int n) {
     X(SES_ITEM, "item", 0, STR, 0, 0, NULL, true, 0, "LOOP",                                                      \
       "the current trace's prompt is the item of LOOP, a loop over prompts (with model.trace(prompt))")            \
     X(SES_STMT, "exec", 'e', STR, 0, 0, NULL, true, 0, "STATEMENT",                                                \
-      "a statement of the current trace, for the prompt before it")                                                \
+      "a statement of the current trace, for the prompt before it (several lines: a block)")                      \
+    X(SES_FILE, "file", 'f', STR, 0, 0, NULL, true, 0, "FILE",                                                     \
+      "the statements of FILE as one -e, for the prompt before it ('-': standard input)")                         \
     X(SES_N, "max-new-tokens", 'n', INT, 0, 1000000, NULL, true, 0, "N",                                           \
       "the current trace generates N tokens greedily (0: one forward pass)")                                       \
     X(SES_LOG, "log", 0, STR, 0, 0, NULL, true, 0, "TEXT", "step: session.log(TEXT)")                             \
@@ -437,6 +444,18 @@ static int cli_step(cli_session *c, gb_spec *sp, int id, const gb_cli_arg *arg, 
     case SES_IDS: st = gb_spec_ids(sp, arg->nids, arg->ids); break;
     case SES_TEXT: st = gb_spec_prompt(sp, arg->str); break;
     case SES_ITEM: st = gb_spec_item(sp, arg->str); break;
+    case SES_FILE: {
+        bool in = !strcmp(arg->str, "-");
+        FILE *f = in ? stdin : fopen(arg->str, "r");
+        size_t len;
+        char *text = f ? gb_cli_slurp(f, &len) : NULL;
+        if (f && !in) fclose(f);
+        if (!text) return gb_cli_fail(c->cmd, "-f %s: %s", arg->str, f ? "cannot read it" : strerror(errno));
+        c->files[c->nfiles++] = text;
+        gb_cli_arg stmt = *arg;
+        stmt.str = text;
+        return cli_step(c, sp, SES_STMT, &stmt, nseq);
+    }
     case SES_STMT:
         st = gb_spec_statement(sp, arg->str);
         if (st == GB_OK && c->ntraces) c->stmts[c->ntraces - 1][c->nstmts[c->ntraces - 1]++] = arg->str;
@@ -490,8 +509,8 @@ int gb_cli_trace_remote(const gb_cli_args *a) {
         if (rc || i == a->nseq) break;
         const char *name = a->cmd->opts[a->seq[i].opt].name;
         if (id == SES_IDS || id == SES_TEXT) invokes++, c.last_prompt = &a->seq[i];
-        if (id == SES_STMT) c.user_no[c.nstmts[0]] = ++users;
-        if (id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_N || id == SES_OUT || id == SES_REMOTE ||
+        if (id == SES_STMT || id == SES_FILE) c.user_no[c.nstmts[0]] = ++users;
+        if (id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_FILE || id == SES_N || id == SES_OUT || id == SES_REMOTE ||
             id == SES_KEY || id == SES_SCAN || id == SES_GRAPH)
             rc = cli_step(&c, sp, id, &a->seq[i], a->nseq);
         else if (strcmp(name, "top") && strcmp(name, "png") && strcmp(name, "title") && strcmp(name, "dtype"))
