@@ -148,15 +148,21 @@ static const char *gb__srv_request_key(struct MHD_Connection *c) {
 
 /* ---- responses ----------------------------------------------------------- */
 
-static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, const char *body, const char *type,
-                                     const char *retry_after) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+/* len bytes of body (which need not end in a NUL). */
+static enum MHD_Result gb__srv_reply_n(struct MHD_Connection *c, unsigned status, const char *body, size_t len,
+                                       const char *type, const char *retry_after) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, const char *body, const char *type,
+                                     const char *retry_after) {
+    return gb__srv_reply_n(c, status, body, strlen(body), type, retry_after);
 }
 
 /* {"error": message, "status": name} */
@@ -513,7 +519,7 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
     }
     if (scan_only) { /* answered here: the scan that validated it is what was asked for */
         gb__srv_job_finish(job, GB_OK, "");
-        enum MHD_Result ret = gb__srv_reply(c, MHD_HTTP_OK, job->out ? job->out : "", "application/x-ndjson", NULL);
+        enum MHD_Result ret = gb__srv_reply_n(c, MHD_HTTP_OK, job->out ? job->out : "", job->len, "application/x-ndjson", NULL);
         gb__srv_log(srv, job->id, method, url, job->models, MHD_HTTP_OK, gb__srv_ms() - (double)job->t0 / 1e3, NULL);
         job->refs = 1;
         gb__srv_job_release(job);
