@@ -26,19 +26,29 @@ static gb_status gb__srv_rcall_fail(gb__srv_rcall *rc, gb_status st, const char 
     return st;
 }
 
-/* A scan event: one trace's graph and its statements' shapes. */
-static gb_status gb__srv_rcall_scan(gb__srv_rcall *rc, const gb__json_json *ev) {
-    const gb_remote_events *e = rc->ev;
-    const gb__json_json *its = gb__json_get(ev, "items"), *sj = gb__json_get(ev, "statements");
-    int depth = gb__json_size(its), n = gb__json_size(sj);
-    int64_t items[16] = {0};
-    long long trace = 0;
-    gb__json_int(gb__json_get(ev, "trace"), &trace);
-    for (int d = 0; d < depth && d < 16; d++) {
+/* Which trace run an event is of: its number, and the enclosing loops'
+ * item numbers (at most 16, the spec's nesting limit); returns their count. */
+static int gb__srv_rcall_run(const gb__json_json *ev, long long *trace, int64_t items[16]) {
+    const gb__json_json *its = gb__json_get(ev, "items");
+    int depth = gb__json_size(its) < 16 ? gb__json_size(its) : 16;
+    *trace = 0;
+    gb__json_int(gb__json_get(ev, "trace"), trace);
+    for (int d = 0; d < depth; d++) {
         long long x = 0;
         gb__json_int(gb__json_at(its, d), &x);
         items[d] = x;
     }
+    return depth;
+}
+
+/* A scan event: one trace's graph and its statements' shapes. */
+static gb_status gb__srv_rcall_scan(gb__srv_rcall *rc, const gb__json_json *ev) {
+    const gb_remote_events *e = rc->ev;
+    const gb__json_json *sj = gb__json_get(ev, "statements");
+    int n = gb__json_size(sj);
+    int64_t items[16] = {0};
+    long long trace;
+    int depth = gb__srv_rcall_run(ev, &trace, items);
     const char **stmts = calloc((size_t)n + 1, sizeof *stmts);
     int *ndims = calloc((size_t)n + 1, sizeof *ndims);
     int64_t *shapes = calloc((size_t)n * GB_MAX_DIMS + 1, sizeof *shapes);
@@ -56,7 +66,7 @@ static gb_status gb__srv_rcall_scan(gb__srv_rcall *rc, const gb__json_json *ev) 
         }
     }
     if (st == GB_OK && e && e->result) {
-        gb_spec_result r = {.trace = (int)trace, .depth = depth < 16 ? depth : 16, .items = items, .scan = true,
+        gb_spec_result r = {.trace = (int)trace, .depth = depth, .items = items, .scan = true,
                             .nstmts = n, .stmts = stmts, .graph = gb__json_string(gb__json_get(ev, "graph")),
                             .ndims = ndims, .shapes = shapes};
         if ((st = e->result(e->ctx, &r)) != GB_OK) gb__srv_rcall_fail(rc, st, gb_last_error());
@@ -91,18 +101,13 @@ static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t
             gb__srv_rcall_fail(rc, st, gb_last_error());
         free(v);
     } else if (!strcmp(kind, "result")) {
-        const gb__json_json *vals = gb__json_get(ev, "values"), *its = gb__json_get(ev, "items");
-        int n = gb__json_size(vals), depth = gb__json_size(its);
+        const gb__json_json *vals = gb__json_get(ev, "values");
+        int n = gb__json_size(vals);
         const char **names = calloc((size_t)n + 1, sizeof *names);
         gb_tensor **values = calloc((size_t)n + 1, sizeof *values);
         int64_t items[16] = {0};
-        long long trace = 0;
-        gb__json_int(gb__json_get(ev, "trace"), &trace);
-        for (int d = 0; d < depth && d < 16; d++) {
-            long long x = 0;
-            gb__json_int(gb__json_at(its, d), &x);
-            items[d] = x;
-        }
+        long long trace;
+        int depth = gb__srv_rcall_run(ev, &trace, items);
         int k = 0;
         for (; names && values && k < n; k++)
             if (!(values[k] = gb__srv_json_tensor(gb__json_at(vals, k), &names[k]))) break;
@@ -114,7 +119,7 @@ static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t
             int nt = gb__json_size(tj);
             const char **texts = calloc((size_t)nt + 1, sizeof *texts);
             for (int i = 0; texts && i < nt; i++) texts[i] = gb__json_string(gb__json_at(tj, i)) ? gb__json_string(gb__json_at(tj, i)) : "";
-            gb_spec_result r = {.trace = (int)trace, .depth = depth < 16 ? depth : 16, .items = items, .n = n,
+            gb_spec_result r = {.trace = (int)trace, .depth = depth, .items = items, .n = n,
                                 .names = names, .values = values, .ntexts = texts ? nt : 0, .texts = texts};
             if ((st = e->result(e->ctx, &r)) != GB_OK) gb__srv_rcall_fail(rc, st, gb_last_error());
             free(texts);

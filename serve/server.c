@@ -148,15 +148,21 @@ static const char *gb__srv_request_key(struct MHD_Connection *c) {
 
 /* ---- responses ----------------------------------------------------------- */
 
-static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, const char *body, const char *type,
-                                     const char *retry_after) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+/* len bytes of body (which need not end in a NUL). */
+static enum MHD_Result gb__srv_reply_n(struct MHD_Connection *c, unsigned status, const char *body, size_t len,
+                                       const char *type, const char *retry_after) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, const char *body, const char *type,
+                                     const char *retry_after) {
+    return gb__srv_reply_n(c, status, body, strlen(body), type, retry_after);
 }
 
 /* {"error": message, "status": name} */
@@ -300,14 +306,20 @@ static gb_status gb__srv_job_token(void *ctx, int trace, int step, const int64_t
     return GB_OK;
 }
 
-/* {"event":"scan","trace":N,"items":[...],"graph":TEXT,"statements":[{"text":S,"ndim":D,"shape":[...]}]}:
- * what a local scan reports of one trace (gb_spec_result's scan fields). */
-static gb_status gb__srv_job_scan(gb__srv_job *job, const gb_spec_result *r) {
-    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array(), *stmts = gb__json_new_array();
-    gb__json_set(ev, "event", gb__json_new_string("scan"));
+/* {"event": kind, "trace": N, "items": [...]}: an event about one trace run. */
+static gb__json_json *gb__srv_run_event(const char *kind, const gb_spec_result *r) {
+    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array();
+    gb__json_set(ev, "event", gb__json_new_string(kind));
     gb__json_set(ev, "trace", gb__json_new_number(r->trace));
     for (int d = 0; d < r->depth; d++) gb__json_push(items, gb__json_new_number((double)r->items[d]));
     gb__json_set(ev, "items", items);
+    return ev;
+}
+
+/* {"event":"scan","trace":N,"items":[...],"graph":TEXT,"statements":[{"text":S,"ndim":D,"shape":[...]}]}:
+ * what a local scan reports of one trace (gb_spec_result's scan fields). */
+static gb_status gb__srv_job_scan(gb__srv_job *job, const gb_spec_result *r) {
+    gb__json_json *ev = gb__srv_run_event("scan", r), *stmts = gb__json_new_array();
     gb__json_set(ev, "graph", gb__json_new_string(r->graph ? r->graph : ""));
     for (int i = 0; i < r->nstmts; i++) {
         gb__json_json *o = gb__json_new_object(), *shape = gb__json_new_array();
@@ -326,11 +338,7 @@ static gb_status gb__srv_job_scan(gb__srv_job *job, const gb_spec_result *r) {
 static gb_status gb__srv_job_result(void *ctx, const gb_spec_result *r) {
     gb__srv_job *job = ctx;
     if (r->scan) return job->scan_only ? gb__srv_job_scan(job, r) : GB_OK;
-    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array(), *vals = gb__json_new_array();
-    gb__json_set(ev, "event", gb__json_new_string("result"));
-    gb__json_set(ev, "trace", gb__json_new_number(r->trace));
-    for (int d = 0; d < r->depth; d++) gb__json_push(items, gb__json_new_number((double)r->items[d]));
-    gb__json_set(ev, "items", items);
+    gb__json_json *ev = gb__srv_run_event("result", r), *vals = gb__json_new_array();
     for (int i = 0; i < r->n; i++) {
         job->result_bytes += (size_t)gb_tensor_numel(r->values[i]) * gb_dtype_size(gb_tensor_dtype(r->values[i]));
         if (job->result_bytes > job->srv->o.max_result) {
@@ -511,7 +519,7 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
     }
     if (scan_only) { /* answered here: the scan that validated it is what was asked for */
         gb__srv_job_finish(job, GB_OK, "");
-        enum MHD_Result ret = gb__srv_reply(c, MHD_HTTP_OK, job->out ? job->out : "", "application/x-ndjson", NULL);
+        enum MHD_Result ret = gb__srv_reply_n(c, MHD_HTTP_OK, job->out ? job->out : "", job->len, "application/x-ndjson", NULL);
         gb__srv_log(srv, job->id, method, url, job->models, MHD_HTTP_OK, gb__srv_ms() - (double)job->t0 / 1e3, NULL);
         job->refs = 1;
         gb__srv_job_release(job);

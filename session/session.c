@@ -75,6 +75,15 @@ static int gb__ses_sess_step_of(const gb_session *s, const gb_trace *tr) {
     return -1;
 }
 
+/* The latest value bound to name by a trace among the steps before step `before`, or NULL. */
+static gb_val *gb__ses_sess_bound(const gb_session *s, const char *name, ptrdiff_t before) {
+    for (ptrdiff_t i = before - 1; i >= 0; i--) {
+        gb_val *v = s->steps[i].kind == GB__SESS_TRACE ? gb_trace_name(s->steps[i].tr, name) : NULL;
+        if (v) return v;
+    }
+    return NULL;
+}
+
 /* A name used in tr: an enclosing loop's item, else a name bound by an
  * earlier trace (the latest binding). */
 static gb_val *gb__ses_sess_resolve(gb_trace *tr, const char *name, void *ctx) {
@@ -82,11 +91,8 @@ static gb_val *gb__ses_sess_resolve(gb_trace *tr, const char *name, void *ctx) {
     int at = gb__ses_sess_step_of(s, tr);
     for (int p = at >= 0 ? s->steps[at].parent : -1; p >= 0; p = s->steps[p].parent)
         if (!strcmp(s->steps[p].text, name)) return gb_session_item(s, tr, name);
-    for (int i = at - 1; i >= 0; i--) {
-        gb_val *v = s->steps[i].kind == GB__SESS_TRACE ? gb_trace_name(s->steps[i].tr, name) : NULL;
-        if (v) return gb_session_use(s, tr, v);
-    }
-    return NULL;
+    gb_val *v = gb__ses_sess_bound(s, name, at);
+    return v ? gb_session_use(s, tr, v) : NULL;
 }
 
 gb_trace *gb_session_trace(gb_session *s, gb_module *model, gb_tensor *input) {
@@ -167,18 +173,9 @@ static int gb__ses_sess_loop(const gb_session *s, const char *name) {
     return -1;
 }
 
-/* The latest value bound to name by a trace of s (the traces so far), or NULL. */
-static gb_val *gb__ses_sess_bound(const gb_session *s, const char *name) {
-    for (ptrdiff_t i = arrlen(s->steps) - 1; i >= 0; i--) {
-        gb_val *v = s->steps[i].kind == GB__SESS_TRACE ? gb_trace_name(s->steps[i].tr, name) : NULL;
-        if (v) return v;
-    }
-    return NULL;
-}
-
 gb_status gb_session_iter(gb_session *s, const char *name, gb_tensor *items, const char *over) {
     int outer = items ? -1 : gb__ses_sess_loop(s, over ? over : "");
-    gb_val *v = items || outer >= 0 || !over ? NULL : gb__ses_sess_bound(s, over), *kept = NULL;
+    gb_val *v = items || outer >= 0 || !over ? NULL : gb__ses_sess_bound(s, over, arrlen(s->steps)), *kept = NULL;
     if (!name || !*name) return gb__fail(GB_ERR_ARG, "session_iter: a loop needs a name");
     if (!items && outer < 0 && !v)
         return gb__fail(GB_ERR_ARG, "session_iter: loop '%s' has no items, and '%s' is neither an enclosing loop nor "

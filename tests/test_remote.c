@@ -677,6 +677,9 @@ START_TEST(test_remote_cli) {
         "-e 'g = transformer.h[3].output[0][0, -1, :2]' -e 'transformer.h[2].output.stop()' "
         "-e 'lm_head.next().output.save()' -n 2 --scan --graph%.0s%.0s",
         "--ids 464,412,733 -e 'transformer.h[2].output.stop()' -e 'x = lm_head.output.save()' -n 2 --top 2%.0s%.0s",
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :3].save()' "
+        "-e 'lm_head.output[0, -1, :2].save()' -n 2 --json%.0s%.0s",
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :3].save()' --scan --json%.0s%.0s",
     };
     for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
         char png[2][512], safet[2][512], *got[2];
@@ -714,6 +717,25 @@ START_TEST(test_remote_cli) {
         if (k == 1) ck_assert_msg(strstr(got[0], "%0 = output") && strstr(got[0], "h: [8]\ng: no shape"), "%s", got[0]);
         free(got[0]), free(got[1]);
     }
+    /* -f FILE: a multi-line block as one statement */
+    char block[512];
+    snprintf(block, sizeof block, "%s/block.py", gbt_tmp_dir());
+    fp = fopen(block, "w");
+    fputs("if lm_head.output[0, -1].argmax(-1) == 498:\n    lm_head.output[0, -1, :4].save()\n"
+          "x = lm_head.output[0, -1, 4:6].save()\n", fp);
+    fclose(fp);
+    char *fout[2];
+    for (int remote = 0; remote < 2; remote++) {
+        snprintf(args, sizeof args, "trace %s%s%s -p 'The Eiffel Tower is in the city of' -f %s -e 'lm_head.output[0, -1, :1].save()'",
+                 remote ? "--remote " : GBT_BUNDLED, remote ? f.url : "", remote ? " --key key-one facts" : "", block);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        fout[remote] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(fout[0], fout[1]);
+    ck_assert_msg(strstr(fout[0], "x = tensor(") && strstr(fout[0], "lm_head.output[0, -1, :1].save() = tensor("), "%s", fout[0]);
+    free(fout[0]), free(fout[1]);
     /* loops over prompts (quoted texts, ids:) and over a value, in the CLI's spelling: local == remote */
     const char *loops = "--trace facts -p 'The Eiffel Tower is in the city of' -e 'hs = transformer.h[3].output[0][0, -2:, :]' "
                         "--iter \"p='Vatican is located in the city of','It\\'s in'\" --trace facts --item p "
@@ -741,6 +763,11 @@ START_TEST(test_remote_cli) {
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --dtype f32", f.url);
     gbt_cli_fails(args, 2, "glassbox trace: --dtype f32 converts weights where they are opened");
     gbt_cli_fails("session --trace facts -n 2x", 2, "glassbox session: -n/--max-new-tokens: '2x' is not an integer");
+    gbt_cli_fails("session --iter \"p='a\" --trace facts --item p --end", 1,
+                  "glassbox session: --iter p='a: prompts are 'TEXT','TEXT' (or \"TEXT\") or ids:[1,2],[3]");
+    gbt_cli_fails("session --iter 'p=ids:[1,x],[2]' --trace facts --item p --end", 1,
+                  "glassbox session: --iter p=ids:[1,x],[2]: prompts are");
+    gbt_cli_fails("session --iter \"p='a'b\" --trace facts --item p --end", 1, "glassbox session: --iter p='a'b: prompts are");
     gbt_cli_fails("session --model facts --trace facts", 2, "glassbox session: --model takes NAME=DIR, got 'facts'");
     gbt_cli_fails("serve --model a=b --workers 0", 2, "glassbox serve: --workers: 0 is out of range");
     gbt_cli_fails("serve --port 80 --time-limit 1.5", 2, "glassbox serve: --time-limit: '1.5' is not an integer");

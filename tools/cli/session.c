@@ -17,6 +17,7 @@ typedef struct cli_session {
     int loops, ntraces_given; /* --iter steps; traces of a --json session */
     bool tty, progress;       /* stderr is a terminal; a token line is on it */
     bool generated;           /* trace --remote -n N */
+    bool json, json_open;     /* trace --remote --json; its "{" printed */
     /* --model NAME=DIR pairs and the models opened, by name */
     const char **names, **dirs;
     gb_lm **lms;
@@ -25,6 +26,8 @@ typedef struct cli_session {
      * under its text as the result's "statement.N" */
     const char ***stmts;
     int *nstmts, ntraces;
+    char **files; /* -f texts, freed with c */
+    int nfiles;
     /* what --out writes (and trace --remote --png draws) */
     char **out_names;
     gb_tensor **out_values;
@@ -60,6 +63,15 @@ static void cli_add_model(cli_session *c, const char *name, const char *dir) {
     c->lms[c->nmodels++] = NULL;
 }
 
+/* trace --remote --json: the values as one object, as the local trace
+ * prints it; the brace opens at the first member (or at the end). */
+static void cli_json_key(cli_session *c, const char *label) {
+    printf("%s", c->json_open ? ", " : "{");
+    c->json_open = true;
+    gb_cli_json_string(stdout, label);
+    printf(": ");
+}
+
 static gb_status cli_result(void *ctx, const gb_spec_result *r) {
     cli_session *c = ctx;
     if (c->progress) fprintf(stderr, "\r\033[K");
@@ -78,11 +90,12 @@ static gb_status cli_result(void *ctx, const gb_spec_result *r) {
             char *name = gb_statement_name(r->stmts[i]);
             const char *label = name ? name : r->stmts[i];
             if (r->ndims[i] >= 0 && strncmp(label, "__top_", 6)) {
-                printf("%s: [", label);
+                if (c->json) cli_json_key(c, label), printf("[");
+                else printf("%s: [", label);
                 for (int d = 0; d < r->ndims[i]; d++)
                     printf("%s%lld", d ? ", " : "", (long long)r->shapes[(size_t)i * GB_MAX_DIMS + (size_t)d]);
-                printf("]\n");
-            } else if (r->ndims[i] == -1) {
+                printf(c->json ? "]" : "]\n");
+            } else if (r->ndims[i] == -1 && !c->json) {
                 printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step beyond "
                        "-n before it)\n", label);
             }
@@ -106,12 +119,15 @@ static gb_status cli_result(void *ctx, const gb_spec_result *r) {
             label = c->stmts[r->trace - 1][k - 1];
             if (c->user_no) snprintf(user, sizeof user, "statement.%d", c->user_no[k - 1]), saved = user;
         }
-        if (!c->out) {
+        if (!c->out && c->json) {
+            cli_json_key(c, label);
+            gb_cli_json_tensor(stdout, r->values[i]);
+        } else if (!c->out) {
             char *str = gb_tensor_str(r->values[i]);
             printf("%s = %s\n", label, str ? str : "?");
             free(str);
-            if (!c->png) continue;
         }
+        if (!c->out && !c->png) continue;
         char **names = realloc(c->out_names, sizeof *names * (size_t)(c->nout + 1));
         gb_tensor **values = names ? realloc(c->out_values, sizeof *values * (size_t)(c->nout + 1)) : NULL;
         if (names) c->out_names = names;
@@ -123,7 +139,7 @@ static gb_status cli_result(void *ctx, const gb_spec_result *r) {
         c->out_names[c->nout] = name;
         c->out_values[c->nout++] = gb_tensor_ref(r->values[i]);
     }
-    for (int i = 0; !c->out && i < r->ntexts; i++) { /* as the local trace prints generator.output's rows */
+    for (int i = 0; !c->out && !c->json && i < r->ntexts; i++) { /* as the local trace prints generator.output's rows */
         size_t n = 2 * strlen(r->texts[i]) + 3;
         char *q = malloc(n);
         if (r->ntexts > 1) printf("generator.text[%d] = ", i);
@@ -261,6 +277,8 @@ static bool cli_iter(const char *cmd, const char *arg, gb_spec *sp) {
 }
 
 static void cli_free(cli_session *c) {
+    for (int i = 0; i < c->nfiles; i++) free(c->files[i]);
+    free(c->files);
     for (int i = 0; i < c->ntraces; i++) free(c->stmts[i]);
     free(c->stmts), free(c->nstmts);
     free(c->names), free(c->dirs), free(c->lms);
@@ -345,6 +363,7 @@ static int cli_run(cli_session *c, gb_spec *sp) {
         if (st != GB_OK) rc = cli_run_failed(c);
         gb_session_free(s);
     }
+    if (!rc && c->json) printf("%s}\n", c->json_open ? "" : "{");
     if (!rc && (c->top || c->png)) rc = cli_top_png(c);
     if (!rc && c->out &&
         gb_safetensors_save(c->out, c->nout, (const char *const *)c->out_names, c->out_values, GB_DTYPE_F32, NULL) != GB_OK)
@@ -365,7 +384,8 @@ static bool cli_alloc(cli_session *c, int n) {
     c->names = calloc((size_t)n + 2, sizeof *c->names);
     c->dirs = calloc((size_t)n + 2, sizeof *c->dirs);
     c->lms = calloc((size_t)n + 2, sizeof *c->lms);
-    return c->stmts && c->nstmts && c->names && c->dirs && c->lms;
+    c->files = calloc((size_t)n + 2, sizeof *c->files);
+    return c->stmts && c->nstmts && c->names && c->dirs && c->lms && c->files;
 }
 
 /* The steps (from --trace to --end, in this order: cli_step's switch and
@@ -380,7 +400,9 @@ static bool cli_alloc(cli_session *c, int n) {
     X(SES_ITEM, "item", 0, STR, 0, 0, NULL, true, 0, "LOOP",                                                      \
       "the current trace's prompt is the item of LOOP, a loop over prompts (with model.trace(prompt))")            \
     X(SES_STMT, "exec", 'e', STR, 0, 0, NULL, true, 0, "STATEMENT",                                                \
-      "a statement of the current trace, for the prompt before it")                                                \
+      "a statement of the current trace, for the prompt before it (several lines: a block)")                      \
+    X(SES_FILE, "file", 'f', STR, 0, 0, NULL, true, 0, "FILE",                                                     \
+      "the statements of FILE as one -e, for the prompt before it ('-': standard input)")                         \
     X(SES_N, "max-new-tokens", 'n', INT, 0, 1000000, NULL, true, 0, "N",                                           \
       "the current trace generates N tokens greedily (0: one forward pass)")                                       \
     X(SES_LOG, "log", 0, STR, 0, 0, NULL, true, 0, "TEXT", "step: session.log(TEXT)")                             \
@@ -437,6 +459,18 @@ static int cli_step(cli_session *c, gb_spec *sp, int id, const gb_cli_arg *arg, 
     case SES_IDS: st = gb_spec_ids(sp, arg->nids, arg->ids); break;
     case SES_TEXT: st = gb_spec_prompt(sp, arg->str); break;
     case SES_ITEM: st = gb_spec_item(sp, arg->str); break;
+    case SES_FILE: {
+        bool in = !strcmp(arg->str, "-");
+        FILE *f = in ? stdin : fopen(arg->str, "r");
+        size_t len;
+        char *text = f ? gb_cli_slurp(f, &len) : NULL;
+        if (f && !in) fclose(f);
+        if (!text) return gb_cli_fail(c->cmd, "-f %s: %s", arg->str, f ? "cannot read it" : strerror(errno));
+        c->files[c->nfiles++] = text;
+        gb_cli_arg stmt = *arg;
+        stmt.str = text;
+        return cli_step(c, sp, SES_STMT, &stmt, nseq);
+    }
     case SES_STMT:
         st = gb_spec_statement(sp, arg->str);
         if (st == GB_OK && c->ntraces) c->stmts[c->ntraces - 1][c->nstmts[c->ntraces - 1]++] = arg->str;
@@ -472,6 +506,7 @@ int gb_cli_trace_remote(const gb_cli_args *a) {
     c.top = top ? top->i : 0;
     c.png = cli_named(a, "png") ? cli_named(a, "png")->str : NULL;
     c.title = cli_named(a, "title") ? cli_named(a, "title")->str : NULL;
+    c.json = cli_named(a, "json") != NULL;
     int rc = !c.model ? GB_CLI_ERROR : cli_new_trace(&c, sp, c.model, 2 * a->nseq) != GB_OK ? gb_cli_fail("trace", "%s", gb_last_error()) : 0;
     if (!rc && dtype && dtype->i > 0)
         rc = gb_cli_usage_error("trace", "--dtype f32 converts weights where they are opened: the server's are "
@@ -490,11 +525,12 @@ int gb_cli_trace_remote(const gb_cli_args *a) {
         if (rc || i == a->nseq) break;
         const char *name = a->cmd->opts[a->seq[i].opt].name;
         if (id == SES_IDS || id == SES_TEXT) invokes++, c.last_prompt = &a->seq[i];
-        if (id == SES_STMT) c.user_no[c.nstmts[0]] = ++users;
-        if (id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_N || id == SES_OUT || id == SES_REMOTE ||
+        if (id == SES_STMT || id == SES_FILE) c.user_no[c.nstmts[0]] = ++users;
+        if (id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_FILE || id == SES_N || id == SES_OUT || id == SES_REMOTE ||
             id == SES_KEY || id == SES_SCAN || id == SES_GRAPH)
             rc = cli_step(&c, sp, id, &a->seq[i], a->nseq);
-        else if (strcmp(name, "top") && strcmp(name, "png") && strcmp(name, "title") && strcmp(name, "dtype"))
+        else if (strcmp(name, "top") && strcmp(name, "png") && strcmp(name, "title") && strcmp(name, "dtype") &&
+                 strcmp(name, "json"))
             rc = gb_cli_usage_error("trace", "--%s is not available with --remote (docs/remote.md)", name);
     }
     if (!rc) rc = cli_run(&c, sp);
