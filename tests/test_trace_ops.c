@@ -207,16 +207,22 @@ START_TEST(test_integer_refusals) {
     static const struct {
         const char *torch; /* in PyTorch's message */
         const char *needle; /* in glassbox's */
+        int column;         /* of the operator in the statement; 0: the method's '.' or F's */
     } want[] = {
-        {"mean(): could not infer output dtype", "mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: Long (input [2, 2])"},
-        {"mean(): could not infer output dtype", "mean(): could not infer output dtype"},
-        {"mean(): could not infer output dtype", "mean(): could not infer output dtype"},
-        {"not implemented for 'Long'", "softmax: not implemented for 'Long' (input [2, 2])"},
-        {"not implemented for 'Long'", "log_softmax: not implemented for 'Long'"},
-        {"Got Long", "norm: not implemented for 'Long'"},
-        {"not implemented for 'Long'", "cross_entropy: not implemented for 'Long'"},
-        {"common dtype is Long", "cosine_similarity: not implemented for 'Long'"},
-        {"Integers to negative integer powers are not allowed", "pow: Integers to negative integer powers are not allowed (base [2, 2], exponent -1)"},
+        {"mean(): could not infer output dtype", "mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: Long (input [2, 2])", 0},
+        {"mean(): could not infer output dtype", "mean(): could not infer output dtype", 0},
+        {"mean(): could not infer output dtype", "mean(): could not infer output dtype", 0},
+        {"not implemented for 'Long'", "softmax: not implemented for 'Long' (input [2, 2])", 0},
+        {"not implemented for 'Long'", "log_softmax: not implemented for 'Long'", 0},
+        {"Got Long", "norm: not implemented for 'Long'", 0},
+        {"not implemented for 'Long'", "cross_entropy: not implemented for 'Long'", 0},
+        {"common dtype is Long", "cosine_similarity: not implemented for 'Long'", 0},
+        {"Integers to negative integer powers are not allowed", "pow: Integers to negative integer powers are not allowed (base [2, 2], exponent -1)", 0},
+        {"ZeroDivisionError", "remainder: ZeroDivisionError: integer division by zero (dividend [2, 2], divisor [])", 5},
+        {"ZeroDivisionError", "floor_divide: ZeroDivisionError: integer division by zero (dividend [2, 2], divisor [2, 2])", 5},
+        {"\"remainder_cpu\" not implemented for 'Bool'", "remainder: \"remainder_cpu\" not implemented for 'Bool' ([2, 2] and [2, 2])", 11},
+        {"\"div_floor_cpu\" not implemented for 'Bool'", "floor_divide: \"div_floor_cpu\" not implemented for 'Bool'", 11},
+        {"Subtraction, the `-` operator, with two bool tensors is not supported", "sub: Subtraction, the `-` operator, with two bool tensors is not supported ([2, 2] and [2, 2])", 11},
     };
     ck_assert_int_eq(gbt_i64(n, 0), (int64_t)(sizeof want / sizeof *want));
     for (int64_t i = 0; i < gbt_i64(n, 0); i++) {
@@ -237,7 +243,7 @@ START_TEST(test_integer_refusals) {
         ck_assert_msg(st != GB_OK, "%s: computed, PyTorch refuses (%s)", expr, msg);
         /* the site points at the method's '.' or the function's name in the statement */
         char site[32];
-        snprintf(site, sizeof site, "ints:3:%d: ", expr[0] == 'F' ? 1 : 4);
+        snprintf(site, sizeof site, "ints:3:%d: ", want[i].column ? want[i].column : expr[0] == 'F' ? 1 : 4);
         ck_assert_msg(!strncmp(gb_last_error(), site, strlen(site)) && strstr(gb_last_error(), want[i].needle), "%s: %s",
                       expr, gb_last_error());
         gb_trace_free(tr);
@@ -246,6 +252,19 @@ START_TEST(test_integer_refusals) {
     /* the tensor layer's own refusal, and its gather of negative indices */
     gb_tensor *ids = gbt_get(o, "in.ids");
     gbt_fails_with(gb_mean_all(ids) == NULL, GB_ERR_DTYPE, "mean(): could not infer output dtype");
+    /* a backward through floor_divide fails, as PyTorch's (its message in the oracle) */
+    char *msg = gbt_get_str(o, "floor_divide_grad.msg");
+    ck_assert_msg(strstr(msg, "derivative for aten::floor_divide is not implemented"), "PyTorch: %s", msg);
+    free(msg);
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_tensor *a = gbt_get(o, "in.a"), *a_leaf = gb_clone(a);
+    gbt_ok_status(gb_requires_grad_(a_leaf, true));
+    gbt_ok(gb_trace_tensor(tr, "a", a_leaf));
+    gbt_ok_status(gb_trace_statement(tr, "(a // 0.5).sum().backward()", "fd", 1, NULL));
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_AUTOGRAD,
+                   "floor_divide: derivative for aten::floor_divide is not implemented (result [3, 4])");
+    gb_trace_free(tr);
+    gb_tensor_free(a), gb_tensor_free(a_leaf);
     gb_tensor_free(ids), gb_tensor_free(n), gb_tensor_free(x);
     gb_module_free(net);
     gbt_oracle_free(o);

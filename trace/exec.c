@@ -305,7 +305,9 @@ static gb_status gb__tr_exec(gb_exec *ex, gb_val *v) {
     case GB_TRACE_OP_SUB:
     case GB_TRACE_OP_MUL:
     case GB_TRACE_OP_DIV:
-    case GB_TRACE_OP_MATMUL: return gb__tr_set_value(ex, v, gb__tr_arith(v->op, x, y));
+    case GB_TRACE_OP_MATMUL:
+    case GB_TRACE_OP_REMAINDER:
+    case GB_TRACE_OP_FLOOR_DIVIDE: return gb__tr_set_value(ex, v, gb__tr_arith(v->op, x, y));
     case GB_TRACE_OP_SUM:
     case GB_TRACE_OP_MEAN:
     case GB_TRACE_OP_MAX:

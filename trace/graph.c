@@ -199,6 +199,8 @@ const char *gb_val_text(gb_val *v) {
     case GB_TRACE_OP_MUL: snprintf(d, n, "(%s * %s)", a, b); break;
     case GB_TRACE_OP_DIV: snprintf(d, n, "(%s / %s)", a, b); break;
     case GB_TRACE_OP_MATMUL: snprintf(d, n, "(%s @ %s)", a, b); break;
+    case GB_TRACE_OP_REMAINDER: snprintf(d, n, "(%s %% %s)", a, b); break;
+    case GB_TRACE_OP_FLOOR_DIVIDE: snprintf(d, n, "(%s // %s)", a, b); break;
     case GB_TRACE_OP_SUM:
     case GB_TRACE_OP_MEAN:
     case GB_TRACE_OP_MAX:

@@ -9,7 +9,7 @@
  *   target    := chain ending in .output/.input/.grad, [index] or a tuple pick
  *   expr      := sum [('==' | '!=' | '<=' | '>=' | '<' | '>') sum]
  *   sum       := term (('+' | '-') term)*
- *   term      := unary (('*' | '/' | '@') unary)*
+ *   term      := unary (('*' | '/' | '//' | '%' | '@') unary)*
  *   unary     := '-' unary | primary
  *   primary   := number | '(' expr ')' step* | call | function step* | chain
  *   call      := ('log' | 'print') '(' [string ','] expr ')'
@@ -846,10 +846,13 @@ static gb_val *gb__tr_term(gb__tr_parser *ps) {
     for (;;) {
         gb__tr_skip_space(ps);
         const char *at = ps->p;
+        bool floor = ps->p[0] == '/' && ps->p[1] == '/';
+        if (floor) ps->p++;
         gb_trace_op op = gb__tr_accept(ps, '*') ? GB_TRACE_OP_MUL
-                         : gb__tr_accept(ps, '/') ? GB_TRACE_OP_DIV
+                         : gb__tr_accept(ps, '/') ? (floor ? GB_TRACE_OP_FLOOR_DIVIDE : GB_TRACE_OP_DIV)
                          : gb__tr_accept(ps, '@') ? GB_TRACE_OP_MATMUL
-                                               : GB_TRACE_OP_COUNT;
+                         : gb__tr_accept(ps, '%') ? GB_TRACE_OP_REMAINDER
+                                                  : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
         gb_val *w = gb__tr_unary(ps);
         v = gb__tr_binary(ps, op, v, w, at);
@@ -917,12 +920,15 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
     const char *eq = gb__tr_assignment(ps->p);
     if (!eq) return gb__tr_expr(ps);
     /* x op= v: x = x op v (on a name, it rebinds the name) */
-    gb_trace_op augmented = eq > ps->p && strchr("+-*/", eq[-1]) ? (eq[-1] == '+'   ? GB_TRACE_OP_ADD
-                                                                 : eq[-1] == '-' ? GB_TRACE_OP_SUB
-                                                                 : eq[-1] == '*' ? GB_TRACE_OP_MUL
-                                                                                 : GB_TRACE_OP_DIV)
-                                                              : GB_TRACE_OP_COUNT;
-    const char *target_end = augmented != GB_TRACE_OP_COUNT ? eq - 1 : eq;
+    bool floor = eq - 1 > ps->p && eq[-1] == '/' && eq[-2] == '/';
+    gb_trace_op augmented = eq > ps->p && strchr("+-*/%", eq[-1]) ? (eq[-1] == '+'   ? GB_TRACE_OP_ADD
+                                                                  : eq[-1] == '-' ? GB_TRACE_OP_SUB
+                                                                  : eq[-1] == '*' ? GB_TRACE_OP_MUL
+                                                                  : eq[-1] == '%' ? GB_TRACE_OP_REMAINDER
+                                                                  : floor         ? GB_TRACE_OP_FLOOR_DIVIDE
+                                                                                  : GB_TRACE_OP_DIV)
+                                                               : GB_TRACE_OP_COUNT;
+    const char *target_end = augmented == GB_TRACE_OP_COUNT ? eq : floor ? eq - 2 : eq - 1;
     size_t len = gb__tr_ident_len(ps);
     const char *after = ps->p + len;
     while (isspace((unsigned char)*after)) after++;
@@ -935,7 +941,7 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
         if (augmented != GB_TRACE_OP_COUNT && !old) return gb__tr_syntax(ps, "%s", "name is not defined");
         ps->p = eq + 1;
         gb_val *v = gb__tr_expr(ps);
-        if (v && old) v = gb__tr_binary(ps, augmented, old, v, eq - 1);
+        if (v && old) v = gb__tr_binary(ps, augmented, old, v, target_end);
         if (v && ps->build && gb__tr_trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
         if (v && !ps->build) {
             char entry[64];
@@ -968,7 +974,7 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
     if (value && augmented != GB_TRACE_OP_COUNT) { /* the target's current value, op, value */
         gb_val *cur = !ps->build ? gb__tr_dry
                       : lv.index ? gb_val_index_at(lv.base, lv.index, ps->site, ps->line) : lv.base;
-        value = cur ? gb__tr_binary(ps, augmented, cur, value, eq - 1) : NULL;
+        value = cur ? gb__tr_binary(ps, augmented, cur, value, target_end) : NULL;
         gb__tr_col(ps, target_at);
     }
     gb_val *r = NULL;

@@ -149,6 +149,11 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 #define gb_val_mul(a, b) gb_val_binary_at(GB_TRACE_OP_MUL, (a), (b), __FILE__, __LINE__)
 #define gb_val_div(a, b) gb_val_binary_at(GB_TRACE_OP_DIV, (a), (b), __FILE__, __LINE__)
 #define gb_val_matmul(a, b) gb_val_binary_at(GB_TRACE_OP_MATMUL, (a), (b), __FILE__, __LINE__)
+/* a % b and a // b, Python's (torch.remainder, torch.floor_divide): the
+ * remainder takes b's sign, the quotient rounds down; exact on integers,
+ * where a zero divisor fails the run (PyTorch's ZeroDivisionError). */
+#define gb_val_remainder(a, b) gb_val_binary_at(GB_TRACE_OP_REMAINDER, (a), (b), __FILE__, __LINE__)
+#define gb_val_floor_divide(a, b) gb_val_binary_at(GB_TRACE_OP_FLOOR_DIVIDE, (a), (b), __FILE__, __LINE__)
 #define gb_val_sum(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_SUM, (v), (dim), (keepdim), __FILE__, __LINE__)
 #define gb_val_mean(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_MEAN, (v), (dim), (keepdim), __FILE__, __LINE__)
 #define gb_val_max(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_MAX, (v), (dim), (keepdim), __FILE__, __LINE__)
@@ -509,6 +514,8 @@ void gb_exec_set_generated(gb_exec *ex, gb_tensor *ids);
     X(GB_TRACE_OP_MUL, "mul", NONE)                           \
     X(GB_TRACE_OP_DIV, "div", NONE)                           \
     X(GB_TRACE_OP_MATMUL, "matmul", NONE)                     \
+    X(GB_TRACE_OP_REMAINDER, "remainder", NONE)               \
+    X(GB_TRACE_OP_FLOOR_DIVIDE, "floor_divide", NONE)         \
     X(GB_TRACE_OP_SUM, "sum", DIM)                            \
     X(GB_TRACE_OP_MEAN, "mean", DIM)                          \
     X(GB_TRACE_OP_MAX, "max", DIM)                            \

@@ -130,6 +130,40 @@ CASES = [
     "big == big.float()",  # an integer meeting a float compares in float32
     "big + 1 > big.float()",
     "big > 16777216.5",
+    # % and // (torch.remainder, torch.floor_divide): Python's, the remainder
+    # taking the divisor's sign; integers exact, floats with gradients
+    "-ids % 2",
+    "-ids // 2",
+    "ids % -2",
+    "ids // -2",
+    "(ids - 6) % -4",
+    "(ids - 6) // -4",
+    "-5 % ids",
+    "5 // (ids - 6)",
+    "3 * ids % 4 // 2",  # one level with * and /, left to right
+    "ids - ids % 3 * 2",
+    "big % 7",
+    "big // 7",
+    "big % -1000",
+    "big // ids[:, :1]",
+    "-big % ids[:, 1:]",
+    "a % b",
+    "a // b",
+    "a % 0.5",
+    "a % -0.7",
+    "(a * 3) // 1",
+    "ids % 2.5",
+    "-ids // 2.5",
+    "a // 0.3 + a % 0.3",
+    "-ids % 2 == 1",
+    # comparisons are bool; bools add as or, multiply as and; their sum is int64
+    "(a > 0) + (b > 0)",
+    "(a > 0) * (b > 0)",
+    "((a > 0) + (b > 0)).sum()",
+    "(a > 0).sum(1)",
+    "(a > 0) + 1",
+    "(a > 0) * 1.5",
+    "(ids + 1) % (ids > 1)",
 ]
 
 # What PyTorch refuses on integer values: glassbox refuses too.
@@ -143,6 +177,11 @@ REFUSED = [
     "F.cross_entropy(ids, t[:2])",
     "F.cosine_similarity(ids, ids, dim=1)",
     "ids.pow(-1)",
+    "ids % 0",
+    "ids // (ids - 5)",
+    "(ids > 5) % (ids > 2)",
+    "(ids > 5) // (ids > 2)",
+    "(ids > 5) - (ids > 2)",
 ]
 
 
@@ -170,8 +209,13 @@ def main():
         o.put(f"case.{i}.expr", torch.tensor(list(expr.encode()), dtype=torch.uint8))
         o.put(f"case.{i}.out", out)
         grads = []
+        # floor_divide records, but PyTorch has no derivative for it: no gradients then
         if out.is_floating_point() and out.requires_grad:
-            (out * out).sum().backward()
+            try:
+                (out * out).sum().backward()
+            except RuntimeError as e:
+                assert "floor_divide" in str(e), e
+                env = {}
             for k, v in env.items():
                 if v.is_floating_point() and v.grad is not None:
                     o.put(f"case.{i}.grad.{k}", v.grad)
@@ -186,6 +230,14 @@ def main():
         except RuntimeError as e:
             o.put(f"refused.{i}.expr", torch.tensor(list(expr.encode()), dtype=torch.uint8))
             o.put(f"refused.{i}.msg", torch.tensor(list(str(e).encode()), dtype=torch.uint8))
+
+    # a backward through floor_divide fails
+    try:
+        a = named["a"].clone().requires_grad_(True)
+        (a // 0.5).sum().backward()
+        raise AssertionError("PyTorch differentiated floor_divide")
+    except RuntimeError as e:
+        o.put("floor_divide_grad.msg", torch.tensor(list(str(e).encode()), dtype=torch.uint8))
 
     # gather does not count negative indices from the end
     try:
