@@ -439,6 +439,46 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     return gb_values_push(out, r);
 }
 
+/* ---- torch.randint ------------------------------------------------------------ */
+
+/* MT19937 (Matsumoto and Nishimura), seeded as at::mt19937 seeds it: the
+ * seed's low 32 bits through the reference init_genrand. */
+void gb__tr_mt_seed(gb__tr_mt19937 *g, uint64_t seed) {
+    g->state[0] = (uint32_t)seed;
+    for (uint32_t j = 1; j < 624; j++) g->state[j] = 1812433253u * (g->state[j - 1] ^ (g->state[j - 1] >> 30)) + j;
+    g->next = 624;
+}
+
+static uint32_t gb__tr_mt_next(gb__tr_mt19937 *g) {
+    if (g->next == 624) {
+        for (int k = 0; k < 624; k++) {
+            uint32_t y = (g->state[k] & 0x80000000u) | (g->state[(k + 1) % 624] & 0x7fffffffu);
+            g->state[k] = g->state[(k + 397) % 624] ^ (y >> 1) ^ (y & 1 ? 0x9908b0dfu : 0);
+        }
+        g->next = 0;
+    }
+    uint32_t y = g->state[g->next++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+/* ATen's random_from_to on the CPU: element after element, one 32-bit draw
+ * each (two, high word first, when the range reaches 2^32), modulo the range. */
+gb_tensor *gb__tr_randint(gb__tr_mt19937 *g, const gb_fn_params *p) {
+    gb_tensor *t = gb_empty(p->n - 2, p->i + 2, GB_DTYPE_I64);
+    if (!t || !gb_tensor_data(t)) return t;
+    int64_t *z = gb_tensor_data(t); /* [numel] */
+    uint64_t range = (uint64_t)p->i[1] - (uint64_t)p->i[0];
+    for (int64_t k = 0; k < gb_tensor_numel(t); k++) {
+        uint64_t r = gb__tr_mt_next(g);
+        if (range >= 1ull << 32) r = r << 32 | gb__tr_mt_next(g);
+        z[k] = (int64_t)(r % range + (uint64_t)p->i[0]);
+    }
+    return t;
+}
+
 /* ---- module calls ----------------------------------------------------------- */
 
 gb_status gb__tr_call(const gb_val *v, gb_module *model, gb_run *run, gb_tensor *const *x, gb_values *out) {
