@@ -310,6 +310,8 @@ void gb_end_if(gb_trace *tr);
  *   lm_head.next().output[0, -1].argmax(-1).save()      gb_output_call(tr, "lm_head", 1): generation step 1
  *   model.layers[0].all().output[0][:] = 0             gb_output_all: at every step
  *   log("layer 1", layer1.output)                       gb_trace_log (also print)
+ *   tracer.log("Random Integer ", r, " is Odd")         gb_trace_print: strings and values, as print
+ *   r = torch.randint(low=-10, high=10, size=(1,))      gb_val_randint (gb_trace_set_seed)
  *
  *   lens = lm_head(transformer.ln_f(h)).save()          gb_call: a module on a value (hook=True: gb_call_hooked)
  *   top = lm_head.output[0, -1].softmax(-1).topk(5)     gb_val_topk (top.values, top.indices)
@@ -319,7 +321,8 @@ void gb_end_if(gb_trace *tr);
  * before them moves to the next call, i.e. generation step), a module's
  * named points (attn_weights, attn_scores), a module called on values
  * (lm_head(h)), names (bound by statements or gb_trace_tensor), numbers
- * (2 is int64, 2.0 float32), + - * / @, one comparison (== != < <= > >=),
+ * (2 is int64, 2.0 float32), + - * / // % @ (Python's precedence and %),
+ * one comparison (== != < <= > >=),
  * unary minus, parentheses, [index] in the string form, .grad, .values and
  * .indices (topk's), the methods save, clone, sum, mean, max, argmax,
  * softmax (dim, keepdim by position or name; sum() and mean() reduce
