@@ -476,6 +476,10 @@ START_TEST(test_randint_matches_pytorch) {
         static const char *const keys[] = {"small", "wide", "high"};
         for (int k = 0; k < 3; k++) gbt_ok_status(gb_trace_statement(tr, text[k], "r", k + 1, &v[k]));
         gbt_ok_status(gb_trace_scan(tr));
+        int nd;
+        int64_t shape[GB_MAX_DIMS];
+        gbt_ok_status(gb_val_shape(v[1], &nd, shape));
+        ck_assert(nd == 2 && shape[0] == 2 && shape[1] == 3);
         for (int run = 0; run < 2; run++) { /* each run starts from the seed */
             ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s", gb_last_error());
             for (int k = 0; k < 3; k++) {
@@ -582,6 +586,15 @@ START_TEST(test_print_python_numbers) {
     char *graph = gb_trace_graph(tr);
     ck_assert_msg(strstr(graph, "print(\"l1 sum {}\", ((layer1.output.sum() * 0) + 2))"), "%s", graph);
     free(graph);
+    gb_trace_free(tr);
+    /* the strings of one log fit in 500 characters; something must be printed */
+    char text[1200] = "tracer.log(\"";
+    for (int i = 0; i < 4; i++) strcat(text, "{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}");
+    strcat(text, "\", 1)");
+    tr = gb_trace_new(net, x);
+    gbt_fails_with(gb_trace_statement(tr, text, "p", 1, NULL) != GB_OK, GB_ERR_ARG, "strings of a log too long");
+    gbt_fails_with(gb_trace_statement(tr, "tracer.log()", "p", 1, NULL) != GB_OK, GB_ERR_ARG, "a log needs something to print");
+    gbt_fails_with(gb_trace_statement(tr, "tracer.log(1 2)", "p", 1, NULL) != GB_OK, GB_ERR_ARG, "expected ','");
     gb_trace_free(tr);
     free(got);
     gb_tensor_free(x);

@@ -765,7 +765,8 @@ static gb_val *gb__tr_log_call(gb__tr_parser *ps, const char *at) {
     int nvals = 0;
     while (!gb__tr_accept(ps, ')')) {
         if ((n || nvals) && !gb__tr_expect(ps, ',')) return NULL;
-        if (n < sizeof format && (n || nvals)) format[n++] = ' ';
+        if (n + 2 >= sizeof format) return gb__tr_syntax(ps, "%s", "strings of a log too long (500 characters at most)");
+        if (n || nvals) format[n++] = ' ';
         gb__tr_skip_space(ps);
         if (*ps->p == '"' || *ps->p == '\'') { /* a string: its braces doubled for the format */
             char quote = *ps->p++;
