@@ -8,7 +8,7 @@
 
 #include "gbtest.h"
 
-static const char *const names[] = {"a", "b", "p", "c", "t", "ids", "z", "big"};
+static const char *const names[] = {"a", "b", "p", "c", "t", "ids", "z", "big", "e", "d"};
 enum { NNAMES = sizeof names / sizeof *names };
 
 static char *case_str(gbt_oracle *o, int64_t i, const char *what) {
@@ -358,6 +358,16 @@ START_TEST(test_statement_forms) {
         gbt_assert_saved_close(out, o, cases[i].key);
         gb_trace_free(tr);
     }
+
+    /* x %= v and x //= v are x = x % v and x = x // v */
+    gb_trace *ma = gb_trace_new(net, x), *mb = gb_trace_new(net, x);
+    gbt_ok_status(gb_trace_statement(ma, "h = layer1.output\nh %= 2\nh //= 0.5\nh.save()", "s", 1, NULL));
+    gbt_ok_status(gb_trace_statement(mb, "h = layer1.output\nh = h % 2\nh = h // 0.5\nh.save()", "s", 1, NULL));
+    char *gma = gb_trace_graph(ma), *gmb = gb_trace_graph(mb);
+    ck_assert_str_eq(gma, gmb);
+    ck_assert_msg(strstr(gma, "((layer1.output % 2) // 0.5)"), "%s", gma);
+    free(gma), free(gmb);
+    gb_trace_free(ma), gb_trace_free(mb);
 
     /* requires_grad = True is requires_grad_(); the graphs are the same */
     gb_trace *a = gb_trace_new(net, x), *b = gb_trace_new(net, x);

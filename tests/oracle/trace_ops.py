@@ -166,6 +166,10 @@ CASES = [
     "(a > 0) + 1",
     "(a > 0) * 1.5",
     "(ids + 1) % (ids > 1)",
+    # float edge values: signed zeros, zero divisors (NaN, +-inf), huge and tiny operands
+    "e % d",
+    "e // d",
+    "d % e[:, :1]",
 ]
 
 # nnsight walkthrough's "Conditional Interventions" cells, word for word
@@ -261,6 +265,8 @@ def main():
         "ids": torch.tensor([[5, 2], [7, 9]]),
         "z": torch.tensor([[0.0, 0, 0, 0], [1, -2, 3, -4], [2, 0, -2, 1]]),
         "big": torch.tensor([[2**53 + 1, -3, 5], [7, 2**40, -(2**60)]]),
+        "e": torch.tensor([[-0.0, 0.0, 5.0, -5.0, 1e30, -7.5, 1e-30, 3.0, 0.0, -2.5]]),
+        "d": torch.tensor([[2.0, -2.0, 0.0, 0.0, 3.0, 0.1, -1e-30, -0.0, 0.0, 1e-3]]),
     }
     for k, v in named.items():
         o.put(f"in.{k}", v)
