@@ -393,6 +393,9 @@ START_TEST(test_spec_json) {
          "step 2: \"ids\" must be non-negative integers"},
         {"{\"session\": [{\"iter\": {\"name\": \"i\", \"items\": [1, [2]], \"body\": []}}]}", "loop items must be"},
         {"{\"session\": [{\"jump\": 1}]}", "a step is"},
+        /* the fuzzer's: a number past float32 became inf, which JSON cannot carry back */
+        {"{\"session\": [{\"iter\": {\"name\": \"x\", \"items\": [0.5, 5e55], \"body\": []}}]}",
+         "spec_iter: loop 'x': item value 1 is inf; items are finite float32 numbers"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         gb_spec *s = gb_spec_from_json(bad[i][0], strlen(bad[i][0]));
