@@ -253,6 +253,14 @@ START_TEST(test_session_iter_prompts) {
     gbt_results_free(&res);
     gb_spec_free(sp);
 
+    /* a block of statements that binds no name (the spec fuzzer's: its names were copied from NULL, UBSan) */
+    sp = gb_spec_new();
+    gb_spec_trace(sp, "a");
+    gb_spec_ids(sp, 2, (int64_t[]){5, 6});
+    gb_spec_statement(sp, "lm_head.output[0, -1, :2].save()\nlm_head.output[0, -1, :1].save()");
+    gbt_ok_status(run_spec(sp, &m, &res));
+    gbt_results_free(&res);
+    gb_spec_free(sp);
     /* errors: no such loop, another prompt beside the item */
     sp = gb_spec_new();
     gb_spec_trace(sp, "a");
