@@ -65,8 +65,7 @@ static int gb__ses_sess_parent(const gb_session *s) { return arrlen(s->open) ? a
 
 static gb__ses_sess_step *gb__ses_sess_push(gb_session *s, gb__ses_sess_kind kind) {
     gb__ses_sess_step st = {.kind = kind, .parent = gb__ses_sess_parent(s), .over = -1};
-    arrput(s->steps, st);
-    return &arrlast(s->steps);
+    return GB_ARR_PUT(s->steps, st, "session") ? &arrlast(s->steps) : NULL;
 }
 
 /* The step that runs tr, or -1. */
@@ -102,6 +101,10 @@ gb_trace *gb_session_trace(gb_session *s, gb_module *model, gb_tensor *input) {
     gb_trace_set_resolver(tr, gb__ses_sess_resolve, s);
     gb_trace_set_log(tr, s->log);
     gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_TRACE);
+    if (!st) {
+        gb_trace_free(tr);
+        return NULL;
+    }
     st->tr = tr;
     st->number = ++s->ntraces;
     return tr;
@@ -125,8 +128,7 @@ static gb_val *gb__ses_sess_importer(gb_session *s, gb_trace *tr, gb_val *source
     gb_tensor_free(zero);
     if (!c) return NULL;
     gb__ses_sess_import imp = {tr, c, source, kept, iter};
-    arrput(s->imports, imp);
-    return c;
+    return GB_ARR_PUT(s->imports, imp, "session") ? c : NULL;
 }
 
 /* The saved view of v through which later steps read it (one per value). */
@@ -134,8 +136,7 @@ static gb_val *gb__ses_sess_keep(gb_session *s, gb_val *v) {
     for (ptrdiff_t i = 0; i < arrlen(s->keeps); i++)
         if (s->keeps[i].source == v) return s->keeps[i].kept;
     gb_val *kept = gb_save(gb_val_index_at(v, "[...]", "session", 0));
-    if (kept) arrput(s->keeps, ((gb__ses_sess_keep_t){v, kept}));
-    return kept;
+    return kept && GB_ARR_PUT(s->keeps, ((gb__ses_sess_keep_t){v, kept}), "session") ? kept : NULL;
 }
 
 gb_val *gb_session_use(gb_session *s, gb_trace *tr, gb_val *v) {
@@ -149,19 +150,20 @@ gb_val *gb_session_use(gb_session *s, gb_trace *tr, gb_val *v) {
 
 gb_status gb_session_log(gb_session *s, const char *label, gb_val *v) {
     gb_val *kept = NULL;
-    if (v && (gb__ses_sess_step_of(s, gb_val_trace(v)) < 0 || !(kept = gb__ses_sess_keep(s, v))))
+    if (v && gb__ses_sess_step_of(s, gb_val_trace(v)) < 0)
         return gb__fail(GB_ERR_ARG, "session_log: %s is not a value of a trace of the session", gb_val_text(v));
-    char *text = strdup(label ? label : "");
-    if (!text) return gb__fail(GB_ERR_ALLOC, "session_log: out of memory");
+    if (v && !(kept = gb__ses_sess_keep(s, v))) return gb_last_status();
+    char *text = gb__strdup(label ? label : "", "session_log");
+    if (!text) return GB_ERR_ALLOC;
     gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_LOG);
+    if (!st) return free(text), GB_ERR_ALLOC;
     st->text = text;
     st->value = kept;
     return GB_OK;
 }
 
 gb_status gb_session_stop(gb_session *s) {
-    gb__ses_sess_push(s, GB__SESS_STOP);
-    return GB_OK;
+    return gb__ses_sess_push(s, GB__SESS_STOP) ? GB_OK : GB_ERR_ALLOC;
 }
 
 /* The open loop called name (NULL: the innermost), or -1. */
@@ -181,15 +183,16 @@ gb_status gb_session_iter(gb_session *s, const char *name, gb_tensor *items, con
     if (v && !(kept = gb__ses_sess_keep(s, v))) return gb_last_status();
     if (items && gb_tensor_ndim(items) < 1)
         return gb__fail(GB_ERR_ARG, "session_iter: loop '%s' walks dim 0 of its items, which have none", name);
-    char *text = strdup(name);
-    if (!text) return gb__fail(GB_ERR_ALLOC, "session_iter: out of memory");
+    char *text = gb__strdup(name, "session_iter");
+    if (!text) return GB_ERR_ALLOC;
+    if (!GB_ARR_RESERVE(s->open, 1, "session_iter")) return free(text), GB_ERR_ALLOC;
     gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_ITER);
+    if (!st) return free(text), GB_ERR_ALLOC;
     st->text = text;
     st->items = gb_tensor_ref(items);
     st->over = outer;
     st->value = kept;
-    arrput(s->open, (int)(st - s->steps));
-    return GB_OK;
+    return GB_ARR_PUT(s->open, (int)(st - s->steps), "session_iter") ? GB_OK : GB_ERR_ALLOC; /* reserved */
 }
 
 gb_status gb_session_input(gb_session *s, gb_trace *tr, const char *loop, int n, gb_tensor *const *inputs) {

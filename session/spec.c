@@ -65,27 +65,24 @@ void gb_spec_free(gb_spec *sp) {
     free(sp);
 }
 
-static gb__ses_spec_step *gb__ses_spec_push(gb_spec *sp, gb__ses_spec_kind kind) {
-    arrput(sp->steps, ((gb__ses_spec_step){.kind = kind}));
+/* The new step, or NULL when out of memory. */
+static gb__ses_spec_step *gb__ses_spec_push(gb_spec *sp, gb__ses_spec_kind kind, const char *op) {
+    if (!GB_ARR_PUT(sp->steps, ((gb__ses_spec_step){.kind = kind}), op)) return NULL;
     sp->cur = kind == GB__SPEC_TRACE ? (int)arrlen(sp->steps) - 1 : -1;
     return &arrlast(sp->steps);
 }
 
-static char *gb__ses_spec_dup(const char *s, const char *op) {
-    char *d = s ? strdup(s) : NULL;
-    if (s && !d) gb__fail(GB_ERR_ALLOC, "%s: out of memory", op);
-    return d;
-}
+static char *gb__ses_spec_dup(const char *s, const char *op) { return s ? gb__strdup(s, op) : NULL; }
 
 gb_status gb_spec_trace(gb_spec *sp, const char *model) {
     if (!model || !*model) return gb__fail(GB_ERR_ARG, "spec_trace: a trace needs a model name");
     char *m = gb__ses_spec_dup(model, "spec_trace");
-    if (!m) return GB_ERR_ALLOC;
-    gb__ses_spec_push(sp, GB__SPEC_TRACE)->model = m;
+    gb__ses_spec_step *st = m ? gb__ses_spec_push(sp, GB__SPEC_TRACE, "spec_trace") : NULL;
+    if (!st) return free(m), GB_ERR_ALLOC;
+    st->model = m;
     for (ptrdiff_t i = 0; i < arrlen(sp->models); i++)
         if (!strcmp(sp->models[i], model)) return GB_OK;
-    arrput(sp->models, m);
-    return GB_OK;
+    return GB_ARR_PUT(sp->models, m, "spec_trace") ? GB_OK : GB_ERR_ALLOC;
 }
 
 const char *const *gb_spec_models(const gb_spec *sp, int *n) {
@@ -102,7 +99,8 @@ gb_status gb_spec_prompt(gb_spec *sp, const char *text) {
     gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_prompt");
     char *t = st ? gb__ses_spec_dup(text ? text : "", "spec_prompt") : NULL;
     if (!t) return gb_last_status();
-    arrput(st->prompts, ((gb__ses_spec_prompt){.text = t, .first = (int)arrlen(st->stmts)}));
+    if (!GB_ARR_PUT(st->prompts, ((gb__ses_spec_prompt){.text = t, .first = (int)arrlen(st->stmts)}), "spec_prompt"))
+        return free(t), GB_ERR_ALLOC;
     return GB_OK;
 }
 
@@ -111,8 +109,9 @@ gb_status gb_spec_ids(gb_spec *sp, int64_t n, const int64_t *ids) {
     if (!st) return gb_last_status();
     if (n < 1) return gb__fail(GB_ERR_ARG, "spec_ids: a prompt needs at least one id");
     gb__ses_spec_prompt p = {.first = (int)arrlen(st->stmts)};
-    for (int64_t i = 0; i < n; i++) arrput(p.ids, ids[i]);
-    arrput(st->prompts, p);
+    int64_t *at = GB_ARR_ADDN(p.ids, (size_t)n, "spec_ids");
+    if (!at || !GB_ARR_PUT(st->prompts, p, "spec_ids")) return arrfree(p.ids), GB_ERR_ALLOC;
+    memcpy(at, ids, (size_t)n * sizeof *ids);
     return GB_OK;
 }
 
@@ -120,7 +119,8 @@ gb_status gb_spec_item(gb_spec *sp, const char *loop) {
     gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_item");
     char *t = st ? gb__ses_spec_dup(loop ? loop : "", "spec_item") : NULL;
     if (!t) return gb_last_status();
-    arrput(st->prompts, ((gb__ses_spec_prompt){.item = t, .first = (int)arrlen(st->stmts)}));
+    if (!GB_ARR_PUT(st->prompts, ((gb__ses_spec_prompt){.item = t, .first = (int)arrlen(st->stmts)}), "spec_item"))
+        return free(t), GB_ERR_ALLOC;
     return GB_OK;
 }
 
@@ -128,8 +128,7 @@ gb_status gb_spec_statement(gb_spec *sp, const char *text) {
     gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_statement");
     char *t = st ? gb__ses_spec_dup(text ? text : "", "spec_statement") : NULL;
     if (!t) return gb_last_status();
-    arrput(st->stmts, t);
-    return GB_OK;
+    return GB_ARR_PUT(st->stmts, t, "spec_statement") ? GB_OK : (free(t), GB_ERR_ALLOC);
 }
 
 gb_status gb_spec_generate(gb_spec *sp, int n) {
@@ -142,14 +141,14 @@ gb_status gb_spec_generate(gb_spec *sp, int n) {
 
 gb_status gb_spec_log(gb_spec *sp, const char *text) {
     char *t = gb__ses_spec_dup(text ? text : "", "spec_log");
-    if (!t) return GB_ERR_ALLOC;
-    gb__ses_spec_push(sp, GB__SPEC_LOG)->text = t;
+    gb__ses_spec_step *st = t ? gb__ses_spec_push(sp, GB__SPEC_LOG, "spec_log") : NULL;
+    if (!st) return free(t), GB_ERR_ALLOC;
+    st->text = t;
     return GB_OK;
 }
 
 gb_status gb_spec_stop(gb_spec *sp) {
-    gb__ses_spec_push(sp, GB__SPEC_STOP);
-    return GB_OK;
+    return gb__ses_spec_push(sp, GB__SPEC_STOP, "spec_stop") ? GB_OK : GB_ERR_ALLOC;
 }
 
 gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, const float *values, const char *over) {
@@ -165,10 +164,17 @@ gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, 
         free(t), free(o);
         return GB_ERR_ALLOC;
     }
-    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER);
+    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER, "spec_iter");
+    if (!st) {
+        free(t), free(o);
+        return GB_ERR_ALLOC;
+    }
     st->text = t, st->over = o, st->n = n, st->width = width;
-    for (int64_t i = 0; values && i < n * (width ? width : 1); i++) arrput(st->values, values[i]);
     sp->depth++;
+    size_t count = values ? (size_t)(n * (width ? width : 1)) : 0;
+    float *at = count ? GB_ARR_ADDN(st->values, count, "spec_iter") : NULL;
+    if (count && !at) return GB_ERR_ALLOC; /* the loop stays open, without items: the spec is freed */
+    if (count) memcpy(at, values, count * sizeof *values);
     return GB_OK;
 }
 
@@ -185,12 +191,13 @@ gb_status gb_spec_iter_prompts(gb_spec *sp, const char *name, int n, const char 
         } else if (!ids || !lens || lens[k] < 1) {
             r = gb__fail(GB_ERR_ARG, "spec_iter_prompts: loop '%s': item %d is neither a text nor a non-empty id list",
                          name, k);
-        } else if (!GB_ARR_RESERVE(p.ids, lens[k], "spec_iter_prompts")) {
-            r = GB_ERR_ALLOC;
         } else {
-            for (int64_t j = 0; j < lens[k]; j++) arrput(p.ids, ids[k][j]);
+            int64_t *at = GB_ARR_ADDN(p.ids, (size_t)lens[k], "spec_iter_prompts");
+            if (at) memcpy(at, ids[k], (size_t)lens[k] * sizeof *at);
+            else r = GB_ERR_ALLOC;
         }
-        if (r == GB_OK) arrput(items, p);
+        if (r == GB_OK && !GB_ARR_PUT(items, p, "spec_iter_prompts")) r = GB_ERR_ALLOC;
+        if (r != GB_OK) free(p.text), arrfree(p.ids);
     }
     char *t = r == GB_OK ? gb__ses_spec_dup(name, "spec_iter_prompts") : NULL;
     if (!t) {
@@ -198,7 +205,13 @@ gb_status gb_spec_iter_prompts(gb_spec *sp, const char *name, int n, const char 
         arrfree(items);
         return r == GB_OK ? GB_ERR_ALLOC : r;
     }
-    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER);
+    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER, "spec_iter_prompts");
+    if (!st) {
+        free(t);
+        for (ptrdiff_t k = 0; k < arrlen(items); k++) free(items[k].text), arrfree(items[k].ids);
+        arrfree(items);
+        return GB_ERR_ALLOC;
+    }
     st->text = t, st->prompts = items, st->n = n;
     sp->depth++;
     return GB_OK;
@@ -206,8 +219,8 @@ gb_status gb_spec_iter_prompts(gb_spec *sp, const char *name, int n, const char 
 
 gb_status gb_spec_end(gb_spec *sp) {
     if (!sp->depth) return gb__fail(GB_ERR_STATE, "spec_end: no loop is open");
+    if (!gb__ses_spec_push(sp, GB__SPEC_END, "spec_end")) return GB_ERR_ALLOC;
     sp->depth--;
-    gb__ses_spec_push(sp, GB__SPEC_END);
     return GB_OK;
 }
 
@@ -418,7 +431,7 @@ static gb_status gb__ses_spec_iter_from(gb_spec *sp, const gb__json_json *it, co
                 arrfree(values);
                 return gb__ses_spec_bad(where, "loop items must be numbers");
             }
-            arrput(values, (float)x);
+            if (!GB_ARR_PUT(values, (float)x, "spec_from_json")) return arrfree(values), GB_ERR_ALLOC;
         }
     }
     gb_status st = gb_spec_iter(sp, name, n, width, over ? NULL : values ? values : (float[]){0}, over);
@@ -480,7 +493,7 @@ typedef struct gb__ses_spec_report {
 static void gb__ses_spec_report_free(void *ctx) {
     gb__ses_spec_report *rep = ctx;
     for (ptrdiff_t i = 0; i < arrlen(rep->traces); i++) {
-        for (int k = 0; k < rep->traces[i].nstmts; k++) free(rep->traces[i].names[k]);
+        for (int k = 0; rep->traces[i].names && k < rep->traces[i].nstmts; k++) free(rep->traces[i].names[k]);
         free(rep->traces[i].names), free(rep->traces[i].vals);
     }
     arrfree(rep->traces);
@@ -576,8 +589,8 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
     }
     const gb__ses_spec_prompt *prompts = loop ? loop->prompts : st->prompts;
     int ninputs = loop ? (int)arrlen(loop->prompts) : np;
-    gb_tensor **inputs = calloc((size_t)ninputs, sizeof *inputs);
-    if (!inputs) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    gb_tensor **inputs = gb__calloc((size_t)ninputs, sizeof *inputs, "session");
+    if (!inputs) return GB_ERR_ALLOC;
     gb_status r = GB_OK;
     int64_t tokens = 0;
     for (int i = 0; r == GB_OK && i < ninputs; i++) {
@@ -601,9 +614,9 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
     b->lm = lm;
     b->nstmts = ns;
     b->stmts = st->stmts;
-    b->vals = calloc((size_t)ns + 1, sizeof *b->vals);
-    b->names = calloc((size_t)ns + 1, sizeof *b->names);
-    if (r == GB_OK && (!b->vals || !b->names)) r = gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    b->vals = gb__calloc((size_t)ns + 1, sizeof *b->vals, "session");
+    b->names = gb__calloc((size_t)ns + 1, sizeof *b->names, "session");
+    if (r == GB_OK && (!b->vals || !b->names)) r = GB_ERR_ALLOC;
     for (int i = 0, p = 0; r == GB_OK && i < ns; i++) {
         while (batched && p < np && st->prompts[p].first == i) {
             gb_invoke_end(tr);
@@ -611,8 +624,8 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
         }
         if (r == GB_OK) r = gb_trace_statement(tr, st->stmts[i], "-e", i + 1, &b->vals[i]);
         if (r == GB_OK && !(b->names[i] = gb_statement_name(st->stmts[i]))) {
-            b->names[i] = malloc(32);
-            if (b->names[i]) snprintf(b->names[i], 32, "statement.%d", i + 1);
+            if ((b->names[i] = gb__malloc(32, "session"))) snprintf(b->names[i], 32, "statement.%d", i + 1);
+            else r = GB_ERR_ALLOC;
         }
     }
     if (tr) gb_invoke_end(tr);
@@ -653,14 +666,16 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
         ntraces += sp->steps[i].kind == GB__SPEC_TRACE;
     int64_t runs = 0, *mult = NULL; /* trace runs: loop sizes multiplied */
     int *open = NULL;                /* the spec's open loops, innermost last */
-    arrput(mult, 1);
-    gb_status r = GB_OK;
+    gb_status r = GB_ARR_PUT(mult, 1, "spec_session") ? GB_OK : GB_ERR_ALLOC;
     for (ptrdiff_t i = 0; r == GB_OK && i < arrlen(sp->steps); i++) {
         const gb__ses_spec_step *st = &sp->steps[i];
         switch (st->kind) {
         case GB__SPEC_TRACE: {
+            if (!GB_ARR_PUT(rep->traces, ((gb__ses_spec_built){0}), "spec_session")) {
+                r = GB_ERR_ALLOC;
+                break;
+            }
             gb_lm *lm = lm_of(lm_ctx, st->model);
-            arrput(rep->traces, ((gb__ses_spec_built){0}));
             if (!lm) {
                 r = gb_last_status();
                 break;
@@ -675,7 +690,10 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
         case GB__SPEC_ITER: {
             gb_tensor *items = NULL;
             int64_t n = st->n;
-            arrput(open, (int)i);
+            if (!GB_ARR_PUT(open, (int)i, "spec_session")) {
+                r = GB_ERR_ALLOC;
+                break;
+            }
             if (st->prompts) { /* the item in statements: the prompt's number */
                 items = gb_arange(0, (double)n, 1);
                 if (!items) {
@@ -694,8 +712,7 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
             }
             r = gb_session_iter(s, st->text, items, st->over);
             gb_tensor_free(items);
-            int64_t m = arrlast(mult) * n;
-            arrput(mult, m);
+            if (r == GB_OK && !GB_ARR_PUT(mult, arrlast(mult) * n, "spec_session")) r = GB_ERR_ALLOC;
             break;
         }
         case GB__SPEC_END:

@@ -87,6 +87,14 @@ gb__ts_mat gb__ts_mat_t(gb__ts_mat m);
 gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta, int nbatch_dims,
                    const int64_t *batch_shape);
 
+/* C = beta C + A @ B for one product whose B is the transpose of a
+ * row-major weight (unit row stride: nn.Linear's [N, K] weight in a
+ * forward, Conv1D's [K, N] in the gradient to its input), the weight read
+ * in place (wgemm.c); on AVX-512, for 5 rows or more, activations A of at
+ * most 1 MB and unit column strides in A and C. False when it does not
+ * apply: sgemm takes the product then. */
+bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta);
+
 /* OpenBLAS's OpenMP build threads a call made outside a parallel region
  * by the caller's OpenMP thread count: a caller about to call sgemm outside
  * one (par false) holds that count at one with gb__ts_blas_pin, which returns

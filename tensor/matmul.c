@@ -261,7 +261,7 @@ gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_
         }
         return GB_OK;
     }
-    if (nb == 1 && gb__ts_gemv(&c, &a, &b, beta)) return GB_OK;
+    if (nb == 1 && (gb__ts_gemv(&c, &a, &b, beta) || gb__ts_wgemm(&c, &a, &b, beta))) return GB_OK;
     const gb__ts_blas *blas = gb__ts_blas_get();
     if (!blas) {
         gb__error_prefix("%s", op);

@@ -72,7 +72,7 @@ START_TEST(test_trace_reports_and_statements) {
     gbt_cli_free(&r);
     /* hook=True cannot add to generation's KV cache */
     gbt_cli_fails(T "-n 2 -e 'a = lm_head(transformer.ln_f.output, hook=True).save()'", 1,
-                  "glassbox trace: -e:1: call: a module call with hook=True cannot run during generation");
+                  "glassbox trace: -e:1:5: call: a module call with hook=True cannot run during generation");
     /* attention weights from statements: each row sums to 1 */
     prints(T "-e 'w = transformer.h[0].attn.attn_weights[0, 0].sum(-1).save()'", "w = tensor([1., 1., 1.])\n");
 }
@@ -122,6 +122,9 @@ START_TEST(test_trace_blocks) {
     snprintf(want, sizeof want, "glassbox trace: %s:4: unindent does not match any outer indentation level at column 3 in '  y = h'", path);
     gbt_cli_fails(args, 1, want);
     gbt_cli_fails(T "-e 'if 1:'", 1, "glassbox trace: -e:1: expected an indented block after 'if' statement on line 1");
+    /* a run's error points at the line of the block and the column of the failing step */
+    gbt_cli_fails(T "-e 'x = lm_head.output.argmax(-1)\nif x.sum() > 0:\n    y = x.softmax(-1).save()'", 1,
+                  "glassbox trace: -e:3:10: softmax: not implemented for 'Long' (input [1, 3])");
     gbt_cli_fails(T "-f /nonexistent/statements.py", 1, "glassbox trace: -f /nonexistent/statements.py: No such file or directory");
 }
 END_TEST

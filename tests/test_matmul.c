@@ -127,6 +127,9 @@ static const mm_case mm_cases[] = {
     {"gemv_rows_par", r_matmul, {"a", "b"}},
     {"gemv_dots_par", r_linear, {"x", "w", "bias"}},
     {"gemv_dots", r_linear_nobias, {"x", "w"}},
+    {"wgemm_linear", r_linear, {"x", "w", "bias"}},
+    {"wgemm_rows5", r_linear_nobias, {"x", "w"}},
+    {"wgemm_bt", r_bt, {"a", "bt"}},
     {"view_t", r_at, {"at", "b"}},
     {"perm_t", r_perm_t, {"x", "b"}},
     {"big", r_matmul, {"a", "b"}},
@@ -211,6 +214,102 @@ START_TEST(test_gemv_threads_identical) {
         gb_tensor_free(y[0][k]), gb_tensor_free(y[1][k]);
     }
     gb_tensor_free(x), gb_tensor_free(b), gb_tensor_free(w), gb_tensor_free(bias);
+}
+END_TEST
+
+/* The weight-in-place kernel (wgemm.c) against a plain loop in double, at
+ * sizes that leave partial tiles (rows not a multiple of 32, weight rows not
+ * of 12), with strides wider than the rows (C and W as slices of larger
+ * buffers), beta 0 and 1; then where it must decline. Bound: K * 2^-24 *
+ * sum |a_i w_i| per element, the f32 rounding of any summation order. */
+static float wg_val(int64_t i, int64_t salt) { return (float)((i * 7919 + salt * 104729) % 2001 - 1000) / 1000.0f; }
+
+START_TEST(test_wgemm_reference) {
+    if (!(gb__ts_cpu_features() & GB__CPU(AVX512F))) {
+        gbt_skip("test_wgemm_reference", "this CPU has no AVX-512: sgemm takes every product");
+        return;
+    }
+    static const struct {
+        int64_t m, k, n, pad; /* pad: extra floats at the end of each row of C and W */
+        float beta;
+    } cases[] = {{5, 256, 256, 0, 0.0f}, {37, 257, 263, 3, 1.0f}, {64, 300, 1000, 0, 0.0f}, {128, 768, 97 * 12 + 1, 5, 1.0f}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int64_t m = cases[ci].m, k = cases[ci].k, n = cases[ci].n, ldc = n + cases[ci].pad, ldw = k + cases[ci].pad;
+        float *a = malloc((size_t)(m * k) * sizeof(float));     /* [m, k] */
+        float *w = malloc((size_t)(n * ldw) * sizeof(float));   /* [n, ldw] */
+        float *c = malloc((size_t)(m * ldc) * sizeof(float));   /* [m, ldc] */
+        ck_assert(a && w && c);
+        for (int64_t i = 0; i < m * k; i++) a[i] = wg_val(i, 1);
+        for (int64_t i = 0; i < n * ldw; i++) w[i] = wg_val(i, 2);
+        for (int64_t i = 0; i < m * ldc; i++) c[i] = wg_val(i, 3);
+        float *c0 = malloc((size_t)(m * ldc) * sizeof(float));
+        ck_assert(c0);
+        memcpy(c0, c, (size_t)(m * ldc) * sizeof(float));
+        gb__ts_mat am = {.p = a, .rows = m, .cols = k, .rs = k, .cs = 1};
+        gb__ts_mat bm = {.p = w, .rows = k, .cols = n, .rs = 1, .cs = ldw}; /* W^T */
+        gb__ts_mat cm = {.p = c, .rows = m, .cols = n, .rs = ldc, .cs = 1};
+        ck_assert(gb__ts_wgemm(&cm, &am, &bm, cases[ci].beta));
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < ldc; j++) {
+                if (j >= n) { /* the padding is not written */
+                    ck_assert_float_eq(c[i * ldc + j], c0[i * ldc + j]);
+                    continue;
+                }
+                double s = cases[ci].beta * (double)c0[i * ldc + j], mag = fabs(s);
+                for (int64_t p = 0; p < k; p++) {
+                    s += (double)a[i * k + p] * (double)w[j * ldw + p];
+                    mag += fabs((double)a[i * k + p] * (double)w[j * ldw + p]);
+                }
+                double err = fabs((double)c[i * ldc + j] - s);
+                if (err > (double)k * 0x1p-24 * mag + 1e-6)
+                    ck_abort_msg("wgemm case %zu: C[%lld, %lld] = %.9g, want %.9g", ci, (long long)i, (long long)j,
+                                 (double)c[i * ldc + j], s);
+            }
+        free(a), free(w), free(c), free(c0);
+    }
+    /* declined: 4 rows (matrix-vector kernels), a strided A, a weight of
+     * fewer than 64K elements, A over 1 MB, B with unit column stride */
+    float *buf = calloc((size_t)600 * 768, sizeof(float));
+    ck_assert(buf);
+    gb__ts_mat a4 = {.p = buf, .rows = 4, .cols = 256, .rs = 256, .cs = 1};
+    gb__ts_mat c4 = {.p = buf, .rows = 4, .cols = 256, .rs = 256, .cs = 1};
+    gb__ts_mat w256 = {.p = buf, .rows = 256, .cols = 256, .rs = 1, .cs = 256};
+    ck_assert(!gb__ts_wgemm(&c4, &a4, &w256, 0.0f));
+    gb__ts_mat as = {.p = buf, .rows = 8, .cols = 256, .rs = 1, .cs = 8};
+    gb__ts_mat c8 = {.p = buf, .rows = 8, .cols = 256, .rs = 256, .cs = 1};
+    ck_assert(!gb__ts_wgemm(&c8, &as, &w256, 0.0f));
+    gb__ts_mat a8 = {.p = buf, .rows = 8, .cols = 256, .rs = 256, .cs = 1};
+    gb__ts_mat c8s = {.p = buf, .rows = 8, .cols = 255, .rs = 255, .cs = 1};
+    gb__ts_mat w255 = {.p = buf, .rows = 256, .cols = 255, .rs = 1, .cs = 256};
+    ck_assert(!gb__ts_wgemm(&c8s, &a8, &w255, 0.0f));
+    gb__ts_mat abig = {.p = buf, .rows = 512, .cols = 768, .rs = 768, .cs = 1};
+    gb__ts_mat cbig = {.p = buf, .rows = 512, .cols = 96, .rs = 96, .cs = 1};
+    gb__ts_mat wbig = {.p = buf, .rows = 768, .cols = 96, .rs = 1, .cs = 768};
+    ck_assert(!gb__ts_wgemm(&cbig, &abig, &wbig, 0.0f));
+    gb__ts_mat wrm = {.p = buf, .rows = 256, .cols = 256, .rs = 256, .cs = 1};
+    ck_assert(!gb__ts_wgemm(&c8, &a8, &wrm, 0.0f));
+    free(buf);
+}
+END_TEST
+
+/* Each element is one tile's sum in k order: the same bits at 1 and 2
+ * threads, as for the matrix-vector kernels. */
+START_TEST(test_wgemm_threads_identical) {
+    int before = gb_get_num_threads();
+    gb_rng r = gb_rng_seed(12);
+    gb_tensor *x = gb_randn(&r, 2, (int64_t[]){45, 300}, 0.0f, 1.0f);
+    gb_tensor *w = gb_randn(&r, 2, (int64_t[]){1001, 300}, 0.0f, 1.0f);
+    gb_tensor *bias = gb_randn(&r, 1, (int64_t[]){1001}, 0.0f, 1.0f);
+    gb_tensor *y[2];
+    for (int t = 0; t < 2; t++) {
+        gb_set_num_threads(t + 1);
+        y[t] = gb_linear(x, w, bias);
+        ck_assert(y[t]);
+    }
+    gb_set_num_threads(before);
+    ck_assert(!memcmp(gb_tensor_data(y[0]), gb_tensor_data(y[1]), 45 * 1001 * sizeof(float)));
+    gb_tensor_free(y[0]), gb_tensor_free(y[1]);
+    gb_tensor_free(x), gb_tensor_free(w), gb_tensor_free(bias);
 }
 END_TEST
 
@@ -415,6 +514,8 @@ Suite *gb_suite_matmul(void) {
     tcase_add_loop_test(tc, test_oracle_case, 0, NCASES);
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_gemv_threads_identical);
+    tcase_add_test(tc, test_wgemm_reference);
+    tcase_add_test(tc, test_wgemm_threads_identical);
     tcase_add_test(tc, test_gradcheck);
     tcase_add_test(tc, test_matmul_errors);
     tcase_add_test(tc, test_matmul_meta_shapes);

@@ -470,6 +470,36 @@ START_TEST(test_int64_exact) {
 }
 END_TEST
 
+/* gb_norm through a transposed view (strided reads): central differences
+ * for each order away from ties and zeros (where the derivative jumps);
+ * its refusals. Values and the gradients at zeros and ties are checked
+ * against PyTorch in trace_ops. */
+static gb_tensor *gc_norm(gb_tensor *const *in, void *ctx) {
+    const double *p = ctx;
+    gb_tensor *v = gb_transpose(in[0], 0, 1), *y = gb_norm(v, *p, 1, (int[]){1}, false);
+    gb_tensor_free(v);
+    return y;
+}
+
+START_TEST(test_norm_gradcheck) {
+    gb_tensor *x = leaf_randn(2, (int64_t[]){4, 3}, 501);
+    float *px = gb_tensor_f32(x);
+    for (int i = 0; i < 12; i++) px[i] = (float)((i * 5 % 12) + 1) * (i % 2 ? -0.25f : 0.25f); /* distinct |x|, none 0 */
+    const double orders[] = {1, 2, 3, 0.5, 1.5, INFINITY, -INFINITY};
+    for (size_t k = 0; k < sizeof orders / sizeof *orders; k++) {
+        char what[32];
+        snprintf(what, sizeof what, "norm p=%g", orders[k]);
+        gbt_gradcheck(gc_norm, 1, &x, (void *)&orders[k], 1e-3, 1e-2, 1e-3, what);
+    }
+    gb_tensor *i64 = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_I64);
+    gbt_fails_with(gb_norm(i64, 2, 0, NULL, false) == NULL, GB_ERR_DTYPE,
+                   "norm: Expected a floating point or complex tensor as input. Got Long (input [3])");
+    gbt_fails_with(gb_norm(x, NAN, 0, NULL, false) == NULL, GB_ERR_ARG, "norm: the order p is NaN");
+    gbt_fails_with(gb_norm(x, 2, 1, (int[]){5}, false) == NULL, GB_ERR_INDEX, "norm");
+    gb_tensor_free(i64), gb_tensor_free(x);
+}
+END_TEST
+
 Suite *gb_suite_reduce(void) {
     Suite *s = suite_create("reduce");
     TCase *tc = tcase_create("reduce");
@@ -488,6 +518,7 @@ Suite *gb_suite_reduce(void) {
     tcase_add_test(tc, test_arg_other_dtypes);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_int64_exact);
+    tcase_add_test(tc, test_norm_gradcheck);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -235,8 +235,11 @@ START_TEST(test_integer_refusals) {
         gbt_ok_status(gb_trace_statement(tr, expr, "ints", 3, NULL));
         gb_status st = gb_trace_run(tr);
         ck_assert_msg(st != GB_OK, "%s: computed, PyTorch refuses (%s)", expr, msg);
-        ck_assert_msg(strstr(gb_last_error(), "ints:3: ") && strstr(gb_last_error(), want[i].needle), "%s: %s", expr,
-                      gb_last_error());
+        /* the site points at the method's '.' or the function's name in the statement */
+        char site[32];
+        snprintf(site, sizeof site, "ints:3:%d: ", expr[0] == 'F' ? 1 : 4);
+        ck_assert_msg(!strncmp(gb_last_error(), site, strlen(site)) && strstr(gb_last_error(), want[i].needle), "%s: %s",
+                      expr, gb_last_error());
         gb_trace_free(tr);
         free(expr), free(msg);
     }
@@ -285,7 +288,7 @@ START_TEST(test_function_errors) {
         if (cases[i].at_run) {
             ck_assert_msg(st == GB_OK, "%s: %s", cases[i].text, gb_last_error());
             st = gb_trace_run(tr);
-            ck_assert_msg(strstr(gb_last_error(), "bad:7: "), "%s: %s", cases[i].text, gb_last_error());
+            ck_assert_msg(strstr(gb_last_error(), "bad:7:"), "%s: %s", cases[i].text, gb_last_error());
         }
         ck_assert_msg(st == cases[i].st, "%s: status %s: %s", cases[i].text, gb_status_name(st), gb_last_error());
         ck_assert_msg(strstr(gb_last_error(), cases[i].needle), "%s: %s", cases[i].text, gb_last_error());

@@ -293,6 +293,23 @@ static gb_tensor *gb__tr_where(gb_tensor *c, gb_tensor *a, gb_tensor *b) {
     return r;
 }
 
+/* A comparison in PyTorch's common dtype: an integer meeting a float is
+ * compared as float32 (2^24 + 1 equals 2^24.0 there), two integers exactly. */
+static gb_tensor *gb__tr_compare(gb_trace_fn fn, gb_tensor *a, gb_tensor *b) {
+    bool fa = gb__tr_is_floating(gb_tensor_dtype(a)), fb = gb__tr_is_floating(gb_tensor_dtype(b));
+    gb_tensor *x = fa == fb ? gb_tensor_ref(a) : gb__tr_f32(a), *y = fa == fb ? gb_tensor_ref(b) : gb__tr_f32(b), *r = NULL;
+    if (x && y) switch (fn) {
+        case GB_TRACE_FN_EQ: r = gb_eq(x, y); break;
+        case GB_TRACE_FN_NE: r = gb_ne(x, y); break;
+        case GB_TRACE_FN_LT: r = gb_lt(x, y); break;
+        case GB_TRACE_FN_LE: r = gb_le(x, y); break;
+        case GB_TRACE_FN_GT: r = gb_gt(x, y); break;
+        default: r = gb_ge(x, y); break;
+        }
+    gb_tensor_free(x), gb_tensor_free(y);
+    return r;
+}
+
 gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     const gb_fn_params *p = v->u.fn.p;
     gb_tensor *r = NULL;
@@ -354,12 +371,12 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     case GB_TRACE_FN_SQUEEZE: r = p->n ? gb_squeeze(x[0], (int)p->i[0]) : gb__tr_squeeze_all(x[0]); break;
     case GB_TRACE_FN_CAT:
     case GB_TRACE_FN_STACK: return gb__tr_join(v, x, out);
-    case GB_TRACE_FN_EQ: r = gb_eq(x[0], x[1]); break;
-    case GB_TRACE_FN_NE: r = gb_ne(x[0], x[1]); break;
-    case GB_TRACE_FN_LT: r = gb_lt(x[0], x[1]); break;
-    case GB_TRACE_FN_LE: r = gb_le(x[0], x[1]); break;
-    case GB_TRACE_FN_GT: r = gb_gt(x[0], x[1]); break;
-    case GB_TRACE_FN_GE: r = gb_ge(x[0], x[1]); break;
+    case GB_TRACE_FN_EQ:
+    case GB_TRACE_FN_NE:
+    case GB_TRACE_FN_LT:
+    case GB_TRACE_FN_LE:
+    case GB_TRACE_FN_GT:
+    case GB_TRACE_FN_GE: r = gb__tr_compare(v->u.fn.fn, x[0], x[1]); break;
     case GB_TRACE_FN_WHERE: r = gb__tr_where(x[0], x[1], x[2]); break;
     case GB_TRACE_FN_CROSS_ENTROPY: r = gb__tr_cross_entropy(x[0], x[1]); break;
     default: r = gb__tr_float_fn(v, x); break;

@@ -76,6 +76,11 @@ static gb_val *gb__tr_syntax(gb__tr_parser *ps, const char *fmt, const char *wha
     return NULL;
 }
 
+/* Nodes built from here on point at column `at` of the line in run errors. */
+static void gb__tr_col(gb__tr_parser *ps, const char *at) {
+    if (ps->build) gb__tr_trace_set_column(ps->tr, ps->col0 + (int)(at - ps->text) + 1);
+}
+
 static void gb__tr_skip_space(gb__tr_parser *ps) {
     while (isspace((unsigned char)*ps->p)) ps->p++;
 }
@@ -143,6 +148,7 @@ static gb_val *gb__tr_number(gb__tr_parser *ps) {
     bool integral = !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p)) &&
                     !memchr(ps->p, 'E', (size_t)(end - ps->p)) && fabs(x) < 9.2e18;
     int64_t ix = integral ? strtoll(ps->p, NULL, 10) : 0; /* exact past 2^53, where the double is not */
+    gb__tr_col(ps, ps->p);
     ps->p = end;
     if (!ps->build) return gb__tr_dry;
     return integral ? gb_scalar_i64_at(ps->tr, ix, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
@@ -498,19 +504,22 @@ static gb_val *gb__tr_method_call(gb__tr_parser *ps, gb_val *v, const char *name
     return gb_val_fn_at(fn, nvals, vals, &p, site, line);
 }
 
-/* A method call on v (the cursor after the method name and '('). */
-static gb_val *gb__tr_method(gb__tr_parser *ps, gb_val *v, const char *name, size_t len) {
+/* A method call on v (the cursor after the method name and '('); its
+ * nodes point at `at`, the '.' before the name. */
+static gb_val *gb__tr_method(gb__tr_parser *ps, gb_val *v, const char *name, size_t len, const char *at) {
     gb__tr_args args;
     if (!gb__tr_parse_args(ps, &args)) return NULL;
+    gb__tr_col(ps, at);
     return gb__tr_method_call(ps, v, name, len, &args);
 }
 
 /* torch.name(...), F.name(...), torch.nn.functional.name(...): the
  * functions of several values, or a method with its value first. The
  * cursor after '('. */
-static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len) {
+static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len, const char *at) {
     gb__tr_args args;
     if (!gb__tr_parse_args(ps, &args)) return NULL;
+    gb__tr_col(ps, at);
     gb_trace_fn fn = gb_trace_fn_find(name, len);
     gb_fn_params p = {0};
     if (fn == GB_TRACE_FN_CAT || fn == GB_TRACE_FN_STACK) {
@@ -548,6 +557,11 @@ static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len) 
     gb_val *self = args.a[0].v;
     args.n--;
     memmove(args.a, args.a + 1, sizeof *args.a * (size_t)args.n);
+    if (gb__tr_is_word(name, len, "vector_norm")) { /* torch.linalg.vector_norm(x, ord, dim, keepdim) is x.norm(p, ...) */
+        for (int i = 0; i < args.n; i++)
+            if (args.a[i].kw && gb__tr_is_word(args.a[i].kw, args.a[i].kwlen, "ord")) args.a[i].kw = "p", args.a[i].kwlen = 1;
+        name = "norm", len = 4;
+    }
     return gb__tr_method_call(ps, self, name, len, &args);
 }
 
@@ -566,6 +580,7 @@ typedef struct gb__tr_lvalue {
 static gb_val *gb__tr_steps(gb__tr_parser *ps, gb_val *v, bool assignable, gb__tr_lvalue *lv) {
     for (;;) {
         gb__tr_skip_space(ps);
+        if (*ps->p == '[' || *ps->p == '.') gb__tr_col(ps, ps->p); /* the step's */
         if (gb__tr_accept(ps, '[')) {
             char *idx = gb__tr_bracket_text(ps);
             if (!idx) return NULL;
@@ -595,7 +610,7 @@ static gb_val *gb__tr_steps(gb__tr_parser *ps, gb_val *v, bool assignable, gb__t
                 v = ps->build ? gb_val_index_at(v, name[0] == 'v' ? "[0]" : "[1]", ps->site, ps->line) : gb__tr_dry;
                 assignable = false;
             } else if (n && gb__tr_accept(ps, '(')) {
-                v = gb__tr_method(ps, v, name, n);
+                v = gb__tr_method(ps, v, name, n, name - 1);
                 assignable = false;
             } else {
                 ps->p = name;
@@ -621,6 +636,7 @@ static bool gb__tr_has_child(const gb_module *m, const char *name) {
  * indexes a ModuleList) up to .output/.input/.skip(...), then steps. */
 static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
     size_t len = gb__tr_ident_len(ps);
+    const char *chain_at = ps->p; /* getters and module calls point here */
     if (!len) return gb__tr_syntax(ps, "%s", "expected a module path, a name or a number");
     gb_val *named = gb__tr_is_word(ps->p, len, "model") ? NULL : gb__tr_name(ps, ps->p, len);
     char path[512] = "";
@@ -662,6 +678,7 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
                 if (!(vals[n++] = gb__tr_arg_value(ps, &args.a[i]))) return NULL;
             }
             if (n == 0) return gb__tr_syntax(ps, "%s", "a module call needs a value");
+            gb__tr_col(ps, chain_at);
             gb_val *v = ps->build ? gb_call_hooked_at(ps->tr, path, n, vals, hook, ps->site, ps->line) : gb__tr_dry;
             return v ? gb__tr_steps(ps, v, false, lv) : NULL;
         }
@@ -691,12 +708,14 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
                 if (!gb__tr_is_word(name, n, points[i])) continue;
                 plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%.*s", plen ? "." : "", (int)n, name);
                 if (plen >= sizeof path) return gb__tr_syntax(ps, "%s", "module path too long");
+                gb__tr_col(ps, chain_at);
                 gb_val *v = ps->build ? gb_getter_at(ps->tr, path, GB_TRACE_OP_POINT, call, ps->site, ps->line)
                                       : gb__tr_dry;
                 return v ? gb__tr_steps(ps, v, true, lv) : NULL;
             }
             if (gb__tr_is_word(name, n, "output") || gb__tr_is_word(name, n, "input")) {
                 gb_trace_op op = name[0] == 'o' ? GB_TRACE_OP_OUTPUT : GB_TRACE_OP_INPUT;
+                gb__tr_col(ps, chain_at);
                 gb_val *v = ps->build ? gb_getter_at(ps->tr, path, op, call, ps->site, ps->line) : gb__tr_dry;
                 return v ? gb__tr_steps(ps, v, true, lv) : NULL;
             }
@@ -704,6 +723,7 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
                 gb_val *with = gb__tr_expr(ps);
                 if (!with || !gb__tr_expect(ps, ')')) return NULL;
                 if (lv) return gb__tr_syntax(ps, "%s", "cannot assign to this: assign to .output, .input, .grad or [index]");
+                gb__tr_col(ps, chain_at);
                 return ps->build ? gb_skip_at(ps->tr, path, with, ps->site, ps->line) : gb__tr_dry;
             }
             plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%.*s", plen ? "." : "", (int)n, name);
@@ -715,7 +735,7 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
 }
 
 /* log("label", expr) and print(...): the cursor after '('. */
-static gb_val *gb__tr_log_call(gb__tr_parser *ps) {
+static gb_val *gb__tr_log_call(gb__tr_parser *ps, const char *at) {
     char label[128] = "";
     gb__tr_skip_space(ps);
     if (*ps->p == '"' || *ps->p == '\'') {
@@ -728,6 +748,7 @@ static gb_val *gb__tr_log_call(gb__tr_parser *ps) {
     }
     gb_val *v = gb__tr_expr(ps);
     if (!v || !gb__tr_expect(ps, ')')) return NULL;
+    gb__tr_col(ps, at);
     return ps->build ? gb_trace_log_at(label, v, ps->site, ps->line) : gb__tr_dry;
 }
 
@@ -740,10 +761,11 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
     }
     size_t len = gb__tr_ident_len(ps);
     if ((gb__tr_is_word(ps->p, len, "log") || gb__tr_is_word(ps->p, len, "print")) && ps->p[len] == '(') {
+        const char *at = ps->p;
         ps->p += len + 1;
-        return gb__tr_log_call(ps);
+        return gb__tr_log_call(ps, at);
     }
-    static const char *const prefixes[] = {"torch.nn.functional.", "torch.", "F."};
+    static const char *const prefixes[] = {"torch.nn.functional.", "torch.linalg.", "torch.", "F."};
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
         size_t k = strlen(prefixes[i]);
         if (strncmp(ps->p, prefixes[i], k)) continue;
@@ -752,7 +774,7 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
         size_t n = gb__tr_ident_len(ps);
         if (!n || name[n] != '(') return gb__tr_syntax(ps, "%s", "expected a function call, e.g. torch.cat([a, b], dim=0)");
         ps->p = name + n + 1;
-        gb_val *v = gb__tr_function(ps, name, n);
+        gb_val *v = gb__tr_function(ps, name, n, start);
         if (!v && ps->st == GB_ERR_ARG && !strncmp(ps->error, "unknown method", 14)) { /* nnsight's remote error */
             ps->st = GB_OK;
             ps->p = start;
@@ -788,8 +810,10 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
     return gb__tr_chain(ps, NULL);
 }
 
-static gb_val *gb__tr_binary(gb__tr_parser *ps, gb_trace_op op, gb_val *a, gb_val *b) {
+/* a op b, its node pointing at `at` (the operator). */
+static gb_val *gb__tr_binary(gb__tr_parser *ps, gb_trace_op op, gb_val *a, gb_val *b, const char *at) {
     if (!a || !b) return NULL;
+    gb__tr_col(ps, at);
     return ps->build ? gb_val_binary_at(op, a, b, ps->site, ps->line) : gb__tr_dry;
 }
 
@@ -803,13 +827,15 @@ static gb_val *gb__tr_unary(gb__tr_parser *ps) {
     }
     ps->depth++;
     gb_val *v;
+    const char *at = ps->p;
     if (!gb__tr_accept(ps, '-')) {
         v = gb__tr_primary(ps);
     } else {
         v = gb__tr_unary(ps);
         /* an int -1: -x keeps x's dtype, integers included, as PyTorch's negation */
+        gb__tr_col(ps, at);
         gb_val *minus = v && ps->build ? gb_scalar_i64_at(ps->tr, -1, ps->site, ps->line) : gb__tr_dry;
-        v = gb__tr_binary(ps, GB_TRACE_OP_MUL, minus, v);
+        v = gb__tr_binary(ps, GB_TRACE_OP_MUL, minus, v, at);
     }
     ps->depth--;
     return v;
@@ -818,21 +844,27 @@ static gb_val *gb__tr_unary(gb__tr_parser *ps) {
 static gb_val *gb__tr_term(gb__tr_parser *ps) {
     gb_val *v = gb__tr_unary(ps);
     for (;;) {
+        gb__tr_skip_space(ps);
+        const char *at = ps->p;
         gb_trace_op op = gb__tr_accept(ps, '*') ? GB_TRACE_OP_MUL
                          : gb__tr_accept(ps, '/') ? GB_TRACE_OP_DIV
                          : gb__tr_accept(ps, '@') ? GB_TRACE_OP_MATMUL
                                                : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
-        v = gb__tr_binary(ps, op, v, gb__tr_unary(ps));
+        gb_val *w = gb__tr_unary(ps);
+        v = gb__tr_binary(ps, op, v, w, at);
     }
 }
 
 static gb_val *gb__tr_sum(gb__tr_parser *ps) {
     gb_val *v = gb__tr_term(ps);
     for (;;) {
+        gb__tr_skip_space(ps);
+        const char *at = ps->p;
         gb_trace_op op = gb__tr_accept(ps, '+') ? GB_TRACE_OP_ADD : gb__tr_accept(ps, '-') ? GB_TRACE_OP_SUB : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
-        v = gb__tr_binary(ps, op, v, gb__tr_term(ps));
+        gb_val *w = gb__tr_term(ps);
+        v = gb__tr_binary(ps, op, v, w, at);
     }
 }
 
@@ -848,9 +880,11 @@ static gb_val *gb__tr_expr(gb__tr_parser *ps) {
     for (size_t i = 0; v && i < sizeof cmps / sizeof *cmps; i++) {
         size_t k = strlen(cmps[i].op);
         if (strncmp(ps->p, cmps[i].op, k)) continue;
+        const char *at = ps->p;
         ps->p += k;
         gb_val *w = gb__tr_sum(ps);
         if (!w) return NULL;
+        gb__tr_col(ps, at);
         if (!ps->build) return gb__tr_dry;
         return gb_val_fn_at(cmps[i].fn, 2, (gb_val *[]){v, w}, &(gb_fn_params){0}, ps->site, ps->line);
     }
@@ -901,18 +935,19 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
         if (augmented != GB_TRACE_OP_COUNT && !old) return gb__tr_syntax(ps, "%s", "name is not defined");
         ps->p = eq + 1;
         gb_val *v = gb__tr_expr(ps);
-        if (v && old) v = gb__tr_binary(ps, augmented, old, v);
+        if (v && old) v = gb__tr_binary(ps, augmented, old, v, eq - 1);
         if (v && ps->build && gb__tr_trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
         if (v && !ps->build) {
             char entry[64];
             memcpy(entry, name, sizeof entry);
-            if (!GB_ARR_RESERVE(ps->dry_names, 1, "statement names")) return gb__tr_syntax(ps, "%s", "out of memory");
-            memcpy(ps->dry_names[arrlen(ps->dry_names)], entry, sizeof entry);
-            arrsetlen(ps->dry_names, arrlen(ps->dry_names) + 1);
+            void *slot = GB_ARR_ADDN(ps->dry_names, 1, "statement names");
+            if (!slot) return gb__tr_syntax(ps, "%s", "out of memory");
+            memcpy(slot, entry, sizeof entry);
         }
         return v;
     }
     gb__tr_lvalue lv = {.end = target_end};
+    const char *target_at = ps->p;
     gb_val *target = gb__tr_chain(ps, &lv);
     gb__tr_skip_space(ps);
     if (target && ps->p != target_end) {
@@ -925,13 +960,16 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
         if (!gb__tr_is_word(ps->p, n, "True") || augmented != GB_TRACE_OP_COUNT)
             return gb__tr_syntax(ps, "%s", "requires_grad can only be set to True");
         ps->p += n;
+        gb__tr_col(ps, target_at);
         return ps->build ? gb_requires_grad_at(lv.base, ps->site, ps->line) : gb__tr_dry;
     }
     gb_val *value = target ? gb__tr_expr(ps) : NULL;
+    gb__tr_col(ps, target_at); /* the set, and a compound assignment's read of the target */
     if (value && augmented != GB_TRACE_OP_COUNT) { /* the target's current value, op, value */
         gb_val *cur = !ps->build ? gb__tr_dry
                       : lv.index ? gb_val_index_at(lv.base, lv.index, ps->site, ps->line) : lv.base;
-        value = cur ? gb__tr_binary(ps, augmented, cur, value) : NULL;
+        value = cur ? gb__tr_binary(ps, augmented, cur, value, eq - 1) : NULL;
+        gb__tr_col(ps, target_at);
     }
     gb_val *r = NULL;
     if (value && ps->build) r = lv.index ? gb_set_index_at(lv.base, lv.index, value, ps->site, ps->line)
@@ -1038,6 +1076,7 @@ static bool gb__tr_body(gb__tr_parser *ps, gb__tr_lines *b, int base, gb_val *co
         return gb__tr_syntax(ps, "%s", msg), false;
     }
     if (cond && ps->build) {
+        gb__tr_col(ps, ps->text);
         if (!gb_if_at(ps->tr, cond, ps->site, ps->line)) return false;
         ps->open_ifs++;
     }
@@ -1064,6 +1103,7 @@ static gb_val *gb__tr_header(gb__tr_parser *ps, bool with) {
 /* Not cond (its value is zero), for elif and else: the branches before. */
 static gb_val *gb__tr_not(gb__tr_parser *ps, gb_val *cond) {
     if (!ps->build) return gb__tr_dry;
+    gb__tr_col(ps, ps->text);
     gb_val *zero = gb_scalar_i64_at(ps->tr, 0, ps->site, ps->line);
     return zero ? gb_val_fn_at(GB_TRACE_FN_EQ, 2, (gb_val *[]){cond, zero}, &(gb_fn_params){0}, ps->site, ps->line) : NULL;
 }
@@ -1160,6 +1200,7 @@ gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, i
     ps.st = GB_OK;
     gb_status before = gb__tr_trace_def_status(tr);
     ok = gb__tr_parse(&ps, &b, line);
+    gb__tr_trace_set_column(tr, 0); /* nodes defined in C have none */
     gb__tr_lines_free(&b);
     gb_status after = gb__tr_trace_def_status(tr);
     if (after != GB_OK && before == GB_OK) return gb__tr_trace_def_error(tr); /* e.g. an unknown module path */

@@ -329,7 +329,9 @@ void gb_end_if(gb_trace *tr);
  *
  * site and line name the statement in errors ("site:line: ..." where line
  * is the statement's plus the index of the failing line in text, with the
- * column and that line quoted; site must outlive the trace). A syntax
+ * column and that line quoted; site must outlive the trace). A run's error
+ * in a node a statement defined reads "site:line:column: ..." (the column
+ * of the step, operator or function in its line). A syntax
  * error anywhere in text defines nothing and is returned at once; other
  * definition errors (an unknown module) poison the trace as with the C
  * calls, and are returned too. *out, if not NULL, receives the value of
@@ -485,6 +487,8 @@ gb_status gb_exec_end(gb_exec *ex);
  * loop leaves its ids (the execution takes the reference; read back with
  * gb_exec_generated). */
 gb_trace *gb_exec_trace(const gb_exec *ex);
+/* The model a trace was made for (borrowed). */
+gb_module *gb_trace_module(const gb_trace *tr);
 void gb_trace_stop_tokens(const gb_trace *tr, bool (**is_stop)(int64_t id, void *ctx), void **ctx);
 int64_t gb_trace_pad_id(const gb_trace *tr);
 bool gb_trace_validates(const gb_trace *tr);

@@ -60,6 +60,13 @@ case("gemv_dots", lambda x, w: F.linear(x, w), x=R(1, 1, 13), w=R(21, 13))
 # a transposed view's backward (tiles of the transposed plane): partial tiles, a batch dim
 case("view_t", lambda at, b: at.T @ b, at=R(70, 45), b=R(70, 33))
 case("perm_t", lambda x, b: x.permute(2, 0, 1) @ b, x=R(3, 37, 40), b=R(37, 5))
+# 5 rows and more with a weight of 64K elements or more, on AVX-512: the
+# weight-in-place kernel (wgemm.c), 12 weight rows by 32 rows of x per tile:
+# rows and weight rows not multiples of either, bias (beta 1), a batch folded
+# into rows, and B as a transposed view (Conv1D's gradient to its input)
+case("wgemm_linear", lambda x, w, bias: F.linear(x, w, bias), x=R(37, 256), w=R(263, 256), bias=R(263))
+case("wgemm_rows5", lambda x, w: F.linear(x, w), x=R(5, 250), w=R(301, 250))
+case("wgemm_bt", lambda a, bt: a @ bt.T, a=R(2, 20, 256), bt=R(270, 256))
 # long sums: K = 200
 case("big", lambda a, b: a @ b, a=R(32, 200), b=R(200, 24))
 

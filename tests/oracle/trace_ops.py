@@ -87,6 +87,9 @@ CASES = [
     "torch.norm(z, p=2.5, dim=(0, 1))",
     "c.norm(p=float('inf'))",
     "c.norm(p=1, dim=(0, 2))",
+    "torch.linalg.vector_norm(z, ord=float('inf'), dim=1)",
+    "torch.linalg.vector_norm(z, 3, 0, True)",
+    "torch.linalg.vector_norm(c)",
     # integers beyond float32's 2^24 and float64's 2^53: exact, wrapping as torch
     "big.sum()",
     "big.sum(1)",
@@ -124,6 +127,9 @@ CASES = [
     "big.float() - 1",
     "big - 1.5",
     "big == 9007199254740993",
+    "big == big.float()",  # an integer meeting a float compares in float32
+    "big + 1 > big.float()",
+    "big > 16777216.5",
 ]
 
 # What PyTorch refuses on integer values: glassbox refuses too.

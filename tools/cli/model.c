@@ -619,7 +619,8 @@ static int trace(const gb_cli_args *a) {
 
 const gb_cli_cmd gb_cli_cmd_trace = {
     "trace", trace, "[MODEL]", 0, 1, "interventions in nnsight's syntax",
-    "Each -e statement applies to the prompt (--ids or -p) before it; several prompts are batched as invokes "
+    "Each -e statement (or -f file of them; a block of lines with if/elif/else or with tracer.cond(...): "
+    "is one) applies to the prompt (--ids or -p) before it; several prompts are batched as invokes "
     "(left-padded, each with its statements). Values saved with .save() are printed, or written with --out "
     "under the name a statement binds (statement.K otherwise). With -n, generation runs with the "
     "interventions at every step; generator.output holds the ids and generator.text their text.",
