@@ -2,6 +2,7 @@
  * names (plain data, so it travels as JSON), and the one builder that makes
  * a gb_session of it, for the CLI and the server alike: the same spec
  * gives the same graphs, run by the same code, locally or remotely. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +155,10 @@ gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, 
     if (!name || !*name) return gb__fail(GB_ERR_ARG, "spec_iter: a loop needs a name");
     if (!values && (!over || !*over)) return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s' needs items or a loop to walk", name);
     if (values && (n < 0 || width < 0)) return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s': negative sizes", name);
+    for (int64_t i = 0; values && i < n * (width ? width : 1); i++) /* JSON has no inf or NaN to send them as */
+        if (!isfinite(values[i]))
+            return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s': item value %lld is %g; items are finite float32 numbers",
+                            name, (long long)i, (double)values[i]);
     char *t = gb__ses_spec_dup(name, "spec_iter"), *o = values ? NULL : gb__ses_spec_dup(over, "spec_iter");
     if (!t || (!values && !o)) {
         free(t), free(o);
