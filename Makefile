@@ -127,8 +127,11 @@ $(BUILD)/obj/tools/cli/main_lib.o: tools/cli/main.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Dmain=gb_cli_main -c $< -o $@
 
+# tests/test_oom.c makes the library's allocations fail one by one: they
+# reach libc through its wrappers (-Wl,--wrap), which pass them on otherwise.
+OOM_WRAP := $(foreach f,malloc calloc realloc strdup strndup aligned_alloc,-Wl,--wrap=$(f))
 $(BUILD)/tests/run: $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libglassbox.a
-	$(CC) $(LDFLAGS) -fopenmp -o $@ $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libglassbox.a $(LDLIBS) $$(pkg-config --libs check)
+	$(CC) $(LDFLAGS) -fopenmp $(OOM_WRAP) -o $@ $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libglassbox.a $(LDLIBS) $$(pkg-config --libs check)
 
 # Expected values come from PyTorch: each tests/oracle/NAME.py writes NAME.txt.
 $(ORACLE_DIR)/%.txt: tests/oracle/%.py tests/oracle/common.py
@@ -182,6 +185,7 @@ check: $(BUILD)/tests/run $(BUILD)/glassbox $(ORACLES)
 	for s in $(TSAN_SUITES); do $(TEST_ENV) OMP_NUM_THREADS=1 CK_RUN_SUITE=$$s $(BUILD)/tests/run || exit 1; done
 else
 check: all $(BUILD)/tests/run $(ORACLES) $(EXAMPLES) $(BUILD)/tests/embed_cxx $(BUILD)/prefix/lib/pkgconfig/glassbox.pc
+	sh tools/check_stb.sh
 	$(TEST_ENV) $(TEST_RUN) $(BUILD)/tests/run
 endif
 
@@ -229,6 +233,7 @@ docs-img: $(BUILD)/glassbox
 	$(GB_IMG) lens -p $(EIFFEL) --top 1 --png docs/img/lens.png > /dev/null
 	$(GB_IMG) patch --clean $(EIFFEL) --corrupt 'The Colosseum is in the city of' --png docs/img/patch.png > /dev/null
 	$(GB_IMG) attn -p $(EIFFEL) --layer 1 --png docs/img/attn.png > /dev/null
+	$(GB_IMG) attn -p $(EIFFEL) --layer 1 --scores --png docs/img/attn_scores.png > /dev/null
 	$(GB_IMG) trace -p 'The Colosseum is in the city of' -e 'rome = transformer.h[1].output[0][:, -1, :]' \
 	    -p $(EIFFEL) -e 'paris = transformer.h[1].output[0][:, -1, :]' \
 	    -p 'The Louvre is located in the city of' -e 'plain = (lm_head.output[0, :, 465] - lm_head.output[0, :, 498]).save()' \

@@ -111,8 +111,7 @@ int gb_grad_hook_add(gb_tensor *t, gb_grad_hook_fn fn, void *ctx) {
         return 0;
     }
     gb__ts_grad_hook h = {gb__ag_next_hook_id++, fn, ctx};
-    arrput(t->hooks, h);
-    return h.id;
+    return GB_ARR_PUT(t->hooks, h, "grad_hook_add") ? h.id : 0;
 }
 
 gb_status gb_grad_hook_remove(gb_tensor *t, int id) {
@@ -151,9 +150,10 @@ static gb_status gb__ag_topo_sort(gb_tensor *root, gb_tensor ***order) {
         gb_tensor *t;
         int next_src;
     } *stack = NULL;
+    const char *what = "backward: ordering the graph";
     root->topo_mark = epoch;
-    arrput(stack, ((struct frame){root, 0}));
-    while (arrlen(stack) > 0) {
+    bool ok = GB_ARR_PUT(stack, ((struct frame){root, 0}), what);
+    while (ok && arrlen(stack) > 0) {
         struct frame *f = &arrlast(stack);
         if (f->next_src < f->t->nsrc) {
             int i = f->next_src++;
@@ -165,15 +165,15 @@ static gb_status gb__ag_topo_sort(gb_tensor *root, gb_tensor ***order) {
             }
             if (s->requires_grad && s->topo_mark != epoch) {
                 s->topo_mark = epoch;
-                arrput(stack, ((struct frame){s, 0}));
+                ok = GB_ARR_PUT(stack, ((struct frame){s, 0}), what);
             }
-        } else {
-            arrput(*order, gb_tensor_ref(f->t));
-            arrpop(stack);
+        } else if ((ok = GB_ARR_PUT(*order, f->t, what))) {
+            gb_tensor_ref(f->t);
+            (void)arrpop(stack);
         }
     }
     arrfree(stack);
-    return GB_OK;
+    return ok ? GB_OK : GB_ERR_ALLOC;
 }
 
 /* An op whose backward reads a value that was overwritten in place since the

@@ -125,7 +125,7 @@ static gb_status gb__hk_index_add(gb_hooks *h, gb__hk_hook *hk) {
     if (gb__hk_index_stale(h)) return GB_OK;
     uint8_t bits = gb__hk_wants_bits(hk->kind);
     if (hk->kind == GB_EVENT_POINT) {
-        arrput(h->points.v, hk);
+        if (!GB_ARR_PUT(h->points.v, hk, "hook_add")) return GB_ERR_ALLOC;
         in->all |= bits;
         return GB_OK;
     }
@@ -143,10 +143,10 @@ static gb_status gb__hk_index_add(gb_hooks *h, gb__hk_hook *hk) {
     }
     int i = gb__nn_tree_index(hk->module), end = i + 1;
     if (hk->flags & GB_HOOK_SUBTREE) {
-        arrput(h->subtree.v, hk);
+        if (!GB_ARR_PUT(h->subtree.v, hk, "hook_add")) return GB_ERR_ALLOC;
         end = gb__nn_tree_end(hk->module);
-    } else {
-        arrput(h->at[i].v, hk);
+    } else if (!GB_ARR_PUT(h->at[i].v, hk, "hook_add")) {
+        return GB_ERR_ALLOC;
     }
     for (; i < end; i++) in->mask[i] |= bits;
     return GB_OK;
@@ -174,7 +174,7 @@ static void gb__hk_collect(gb_hooks *h) {
         if (h->all.v[i]->removed) gb__hk_hook_free(h->all.v[i]);
         else h->all.v[k++] = h->all.v[i];
     }
-    arrsetlen(h->all.v, k);
+    GB_ARR_TRUNC(h->all.v, k);
     h->dirty = false;
     gb__hk_index_build(h);
 }
@@ -188,11 +188,15 @@ static int gb__hk_add(gb_hooks *h, gb__hk_hook proto) {
     *hk = proto;
     hk->id = h->next_id++;
     if (gb__hk_index_stale(h) && !h->dispatching) gb__hk_index_build(h);
-    if (gb__hk_index_add(h, hk) != GB_OK) {
+    if (!GB_ARR_PUT(h->all.v, hk, "hook_add")) {
         gb__hk_hook_free(hk);
         return 0;
     }
-    arrput(h->all.v, hk);
+    if (gb__hk_index_add(h, hk) != GB_OK) {
+        (void)arrpop(h->all.v);
+        gb__hk_hook_free(hk); /* in no list: its one append is what failed */
+        return 0;
+    }
     return hk->id;
 }
 
@@ -299,7 +303,7 @@ static gb_status gb__hk_watch_grad(gb_hooks *h, const gb_event *ev, gb_event_kin
     gb__hk_grad_site *s = gb__malloc(sizeof *s, "hooks: gradient event");
     if (!s) return GB_ERR_ALLOC;
     *s = (gb__hk_grad_site){h, ev->module, kind, ev->call, index};
-    arrput(h->sites, s);
+    if (!GB_ARR_PUT(h->sites, s, "hooks: gradient event")) return free(s), GB_ERR_ALLOC;
     return gb_grad_hook_add(t, gb__hk_grad_trampoline, s) ? GB_OK : gb_last_status();
 }
 

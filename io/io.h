@@ -312,6 +312,10 @@ bool gb_model_is_eos(const gb_model *m, int64_t id);
  * model is of the other kind). */
 const gb_gpt2_config *gb_model_gpt2_config(const gb_model *m);
 const gb_llama_config *gb_model_llama_config(const gb_model *m);
+/* The open model whose module tree root is (gb_model_module's inverse), or
+ * NULL: how code that has only a trace of a model finds its config (lm/'s
+ * memory estimate for traced generation). */
+const gb_model *gb_model_of(const gb_module *root);
 /* The config as `glassbox info` prints it, whatever the architecture:
  * "model_type: gpt2\n" and one "name: value\n" line per field the
  * architecture shows. Caller frees; NULL with GB_ERR_ALLOC. */

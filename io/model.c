@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <stb/stb_ds.h>
@@ -37,7 +38,20 @@ struct gb_model {
     int64_t bos;
     int64_t *eos; /* stb_ds array */
     uint64_t file_bytes;
+    gb_model *next_open; /* the list gb_model_of reads */
 };
+
+/* Every open model, for gb_model_of: a trace knows its module tree only. */
+static gb_model *gb__io_open_models;
+static pthread_mutex_t gb__io_open_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const gb_model *gb_model_of(const gb_module *root) {
+    pthread_mutex_lock(&gb__io_open_lock);
+    const gb_model *m = gb__io_open_models;
+    while (m && m->module != root) m = m->next_open;
+    pthread_mutex_unlock(&gb__io_open_lock);
+    return m;
+}
 
 /* The int64_t field of the config at offset. */
 static int64_t gb__io_config_int(const gb_model *m, size_t offset) {
@@ -94,7 +108,7 @@ static gb_status gb__io_token_ids(const gb__json_json *root, gb_model *m, const 
         if (v < 0 || v >= vocab)
             return gb__fail(GB_ERR_FORMAT, "model: %s: eos_token_id %lld is outside the vocabulary of %lld tokens",
                             config, v, vocab);
-        arrput(m->eos, v);
+        if (!GB_ARR_PUT(m->eos, v, "model: eos_token_id")) return GB_ERR_ALLOC;
     }
     return GB_OK;
 }
@@ -194,8 +208,7 @@ static gb_status gb__io_match_weights(gb_model *m, gb_safetensors *st, gb__io_we
         char *key;
         int value;
     } *used = NULL;
-    sh_new_arena(used);
-    gb_status s = GB_OK;
+    gb_status s = GB_SH_NEW_ARENA(used, "model: weights") ? GB_OK : GB_ERR_ALLOC;
     for (int i = 0; i < w->n && s == GB_OK; i++) {
         char alias[512];
         const char *stored = gb__io_stored_name(st, a, w->names[i], alias, sizeof alias);
@@ -204,7 +217,10 @@ static gb_status gb__io_match_weights(gb_model *m, gb_safetensors *st, gb__io_we
                          gb_safetensors_path(st), w->names[i]);
             break;
         }
-        shput(used, stored, 1);
+        if (!GB_SH_PUT(used, stored, 1, "model: weights")) {
+            s = GB_ERR_ALLOC;
+            break;
+        }
         gb_dtype dt;
         int nd;
         int64_t shape[GB_MAX_DIMS];
@@ -227,10 +243,10 @@ static gb_status gb__io_match_weights(gb_model *m, gb_safetensors *st, gb__io_we
         else memcpy(w->stored[i], stored, len);
     }
     /* a stored copy of a tied weight is redundant */
-    if (s == GB_OK && a->tie) shput(used, a->tie->param, 1);
+    if (s == GB_OK && a->tie && !GB_SH_PUT(used, a->tie->param, 1, "model: weights")) s = GB_ERR_ALLOC;
     for (int i = 0; s == GB_OK && i < gb_safetensors_count(st); i++) {
         const char *name = gb_safetensors_name(st, i);
-        if (shgeti(used, name) < 0 && !gb__io_ignored(a, name))
+        if (GB_SH_GETI(used, name) < 0 && !gb__io_ignored(a, name))
             s = gb__fail(GB_ERR_FORMAT, "model: %s: unexpected tensor '%s' (not part of a %s model with this config)",
                          gb_safetensors_path(st), name, a->model_type);
     }
@@ -386,6 +402,10 @@ gb_model *gb_model_open(const char *model, const gb_model_opts *opts) {
     gb__json_free(root);
     free(text);
     gb_hf_files_free(&f);
+    pthread_mutex_lock(&gb__io_open_lock);
+    m->next_open = gb__io_open_models;
+    gb__io_open_models = m;
+    pthread_mutex_unlock(&gb__io_open_lock);
     return m;
 fail:
     gb__io_weights_free(&w);
@@ -399,6 +419,11 @@ fail:
 
 void gb_model_free(gb_model *m) {
     if (!m) return;
+    pthread_mutex_lock(&gb__io_open_lock);
+    gb_model **at = &gb__io_open_models;
+    while (*at && *at != m) at = &(*at)->next_open;
+    if (*at) *at = m->next_open;
+    pthread_mutex_unlock(&gb__io_open_lock);
     gb_module_free(m->module);
     free(m->config);
     free(m->dir);

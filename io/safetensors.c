@@ -303,11 +303,11 @@ static gb_status gb__st_parse_metadata(gb__st_header *h, const char *what, const
         if (!val)
             return gb__fail(GB_ERR_FORMAT, "safetensors: %s: __metadata__ value of '%s' is %s, not a string", what,
                             key, gb__st_json_type_name(kv));
-        if (shgeti(h->meta, key) >= 0)
+        if (GB_SH_GETI(h->meta, key) >= 0)
             return gb__fail(GB_ERR_FORMAT, "safetensors: %s: __metadata__ has key '%s' twice", what, key);
-        char *copy = strdup(val);
-        if (!copy) return gb__fail(GB_ERR_ALLOC, "safetensors: %s: out of memory", what);
-        shput(h->meta, key, copy);
+        char *copy = gb__strdup(val, "safetensors: __metadata__");
+        if (!copy) return GB_ERR_ALLOC;
+        if (!GB_SH_PUT(h->meta, key, copy, "safetensors: __metadata__")) return free(copy), GB_ERR_ALLOC;
     }
     return GB_OK;
 }
@@ -317,7 +317,7 @@ static gb_status gb__st_parse_metadata(gb__st_header *h, const char *what, const
  * On failure h is left empty. */
 static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, gb__st_header *h) {
     memset(h, 0, sizeof *h);
-    sh_new_strdup(h->meta);
+    if (!GB_SH_NEW_STRDUP(h->meta, "safetensors")) return GB_ERR_ALLOC;
     if (len < 8)
         return gb__fail(GB_ERR_FORMAT, "safetensors: %s: file is %zu bytes, too short for the 8-byte header length",
                         what, len);
@@ -384,12 +384,15 @@ static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, 
     /* A name given twice is said so before the tiling below would call it
      * a tensor that overlaps itself; the map gets its indices after the sort. */
     for (ptrdiff_t i = 0; i < arrlen(h->entries); i++) {
-        if (shgeti(h->names, h->entries[i].name) >= 0) {
+        if (GB_SH_GETI(h->names, h->entries[i].name) >= 0) {
             st = gb__fail(GB_ERR_FORMAT, "safetensors: %s: tensor name '%s' appears twice in the header", what,
                           h->entries[i].name);
             goto done;
         }
-        shput(h->names, h->entries[i].name, -1);
+        if (!GB_SH_PUT(h->names, h->entries[i].name, -1, "safetensors: names")) {
+            st = GB_ERR_ALLOC;
+            goto done;
+        }
     }
     /* Like the reference: sorted by offset, the tensors must tile the data
      * section exactly, with no overlap, no hole and nothing after them. */
@@ -420,7 +423,8 @@ static gb_status gb__st_parse(const uint8_t *buf, size_t len, const char *what, 
                       (unsigned long long)at);
         goto done;
     }
-    for (ptrdiff_t i = 0; i < arrlen(h->entries); i++) shput(h->names, h->entries[i].name, (int)i);
+    for (ptrdiff_t i = 0; i < arrlen(h->entries); i++)
+        if (!GB_SH_PUT(h->names, h->entries[i].name, (int)i, "safetensors: names")) st = GB_ERR_ALLOC; /* present: no growth */
 done:
     gb__json_free(root);
     if (st != GB_OK) gb__st_header_free(h);
@@ -471,8 +475,13 @@ static gb_status gb__st_adopt(gb_safetensors *st, gb__st_file *f, const char *pa
     f->data_len = f->size - 8 - n;
     int idx = (int)arrlen(st->files);
     for (ptrdiff_t i = 0; i < arrlen(h->entries); i++) h->entries[i].file = idx;
-    arrput(st->files, f);
-    arrput(st->file_paths, p);
+    if (!GB_ARR_PUT(st->file_paths, p, "safetensors") || !GB_ARR_PUT(st->files, f, "safetensors")) {
+        if (arrlen(st->file_paths) > idx) (void)arrpop(st->file_paths);
+        free(p);
+        gb__st_header_free(h);
+        gb__st_file_unref(f);
+        return GB_ERR_ALLOC;
+    }
     return GB_OK;
 }
 
@@ -579,15 +588,13 @@ static gb_safetensors *gb__st_open_index(const char *path) {
     gb_safetensors *st = gb__st_new(path);
     gb__st_header shard = {0};
     struct { char *key; int value; } *shard_files = NULL; /* shard name -> file index */
-    sh_new_strdup(shard_files);
     gb__st_header *shard_hdrs = NULL;                       /* stb_ds array, one per file */
     char *dir = NULL;
     gb_status s = GB_OK;
-    if (!st) {
+    if (!st || !GB_SH_NEW_STRDUP(shard_files, "safetensors") || !GB_SH_NEW_STRDUP(st->h.meta, "safetensors")) {
         s = gb_last_status();
         goto done;
     }
-    sh_new_strdup(st->h.meta);
     gb__json_json *map = gb__json_get(root, "weight_map");
     if (!gb__json_is_object(map)) {
         s = gb__fail(GB_ERR_FORMAT, "safetensors: %s: no \"weight_map\" object", path);
@@ -606,11 +613,11 @@ static gb_safetensors *gb__st_open_index(const char *path) {
                          "directory", path, name);
             goto done;
         }
-        if (shgeti(st->h.names, name) >= 0) {
+        if (GB_SH_GETI(st->h.names, name) >= 0) {
             s = gb__fail(GB_ERR_FORMAT, "safetensors: %s: weight_map lists '%s' twice", path, name);
             goto done;
         }
-        ptrdiff_t fi = shgeti(shard_files, file);
+        ptrdiff_t fi = GB_SH_GETI(shard_files, file);
         if (fi < 0) {
             size_t plen = strlen(dir) + strlen(file) + 1;
             char *spath = gb__malloc(plen, "safetensors");
@@ -623,25 +630,31 @@ static gb_safetensors *gb__st_open_index(const char *path) {
             s = f ? gb__st_adopt(st, f, spath, &shard) : gb_last_status();
             free(spath);
             if (s != GB_OK) goto done; /* the message names the shard's path */
-            arrput(shard_hdrs, shard);
+            if (!GB_ARR_PUT(shard_hdrs, shard, "safetensors")) { /* shard is freed at done */
+                s = GB_ERR_ALLOC;
+                goto done;
+            }
             memset(&shard, 0, sizeof shard);
-            shput(shard_files, file, (int)arrlen(st->files) - 1);
-            fi = shgeti(shard_files, file);
+            if (!GB_SH_PUT(shard_files, file, (int)arrlen(st->files) - 1, "safetensors")) {
+                s = GB_ERR_ALLOC;
+                goto done;
+            }
+            fi = GB_SH_GETI(shard_files, file);
             /* every shard's __metadata__, the first value of a key winning */
             gb__st_header *sh = &shard_hdrs[arrlen(shard_hdrs) - 1];
             for (ptrdiff_t k = 0; k < shlen(sh->meta); k++) {
-                if (shgeti(st->h.meta, sh->meta[k].key) >= 0) continue;
-                char *v = strdup(sh->meta[k].value);
-                if (!v) {
-                    s = gb__fail(GB_ERR_ALLOC, "safetensors: out of memory");
+                if (GB_SH_GETI(st->h.meta, sh->meta[k].key) >= 0) continue;
+                char *v = gb__strdup(sh->meta[k].value, "safetensors: __metadata__");
+                if (!v || !GB_SH_PUT(st->h.meta, sh->meta[k].key, v, "safetensors: __metadata__")) {
+                    free(v);
+                    s = GB_ERR_ALLOC;
                     goto done;
                 }
-                shput(st->h.meta, sh->meta[k].key, v);
             }
         }
         int file_idx = shard_files[fi].value;
         gb__st_header *sh = &shard_hdrs[file_idx];
-        ptrdiff_t ei = shgeti(sh->names, name);
+        ptrdiff_t ei = GB_SH_GETI(sh->names, name);
         if (ei < 0) {
             s = gb__fail(GB_ERR_FORMAT, "safetensors: %s: weight_map puts '%s' in '%s', which has no such tensor",
                          path, name, file);
@@ -649,16 +662,27 @@ static gb_safetensors *gb__st_open_index(const char *path) {
         }
         gb__st_entry e = sh->entries[sh->names[ei].value];
         size_t dim0 = (size_t)arrlen(st->h.dims);
-        for (int d = 0; d < e.ndim; d++) arrput(st->h.dims, sh->dims[e.dim0 + (size_t)d]);
-        e.dim0 = dim0;
-        e.order = (int)arrlen(st->h.entries);
-        e.name = strdup(name);
-        if (!e.name) {
-            s = gb__fail(GB_ERR_ALLOC, "safetensors: out of memory");
+        int64_t *dims = GB_ARR_ADDN(st->h.dims, (size_t)e.ndim, "safetensors");
+        if (!dims) {
+            s = GB_ERR_ALLOC;
             goto done;
         }
-        arrput(st->h.entries, e);
-        shput(st->h.names, e.name, (int)arrlen(st->h.entries) - 1);
+        for (int d = 0; d < e.ndim; d++) dims[d] = sh->dims[e.dim0 + (size_t)d];
+        e.dim0 = dim0;
+        e.order = (int)arrlen(st->h.entries);
+        if (!(e.name = gb__strdup(name, "safetensors"))) {
+            s = GB_ERR_ALLOC;
+            goto done;
+        }
+        if (!GB_ARR_PUT(st->h.entries, e, "safetensors")) {
+            free(e.name);
+            s = GB_ERR_ALLOC;
+            goto done;
+        }
+        if (!GB_SH_PUT(st->h.names, e.name, (int)arrlen(st->h.entries) - 1, "safetensors")) {
+            s = GB_ERR_ALLOC;
+            goto done;
+        }
     }
 done:
     for (ptrdiff_t i = 0; i < arrlen(shard_hdrs); i++) gb__st_header_free(&shard_hdrs[i]);
@@ -722,7 +746,7 @@ const char *gb_safetensors_path(const gb_safetensors *st) { return st ? st->path
 /* stb_ds lookups write a scratch slot in the table, hence the casts from
  * const in the queries below; nothing a caller can see changes. */
 static ptrdiff_t gb__st_name_index(const gb_safetensors *st, const char *name) {
-    return shgeti(((gb_safetensors *)st)->h.names, name);
+    return GB_SH_GETI(((gb_safetensors *)st)->h.names, name);
 }
 
 static const gb__st_entry *gb__st_find(const gb_safetensors *st, const char *name) {
@@ -776,7 +800,7 @@ const char *gb_safetensors_metadata_key(const gb_safetensors *st, int i) {
 
 const char *gb_safetensors_metadata(const gb_safetensors *st, const char *key) {
     if (!st || !key) return NULL;
-    ptrdiff_t i = shgeti(((gb_safetensors *)st)->h.meta, key);
+    ptrdiff_t i = GB_SH_GETI(((gb_safetensors *)st)->h.meta, key);
     return i >= 0 ? st->h.meta[i].value : NULL;
 }
 
@@ -842,11 +866,20 @@ static int gb__st_cmp_out(const void *pa, const void *pb) {
     return strcmp(a->name, b->name);          /* bytewise, as Rust compares str */
 }
 
+/* Append n bytes of s; false when out of memory. */
+static bool gb__st_put(char **buf, const char *s, size_t n) {
+    char *at = GB_ARR_ADDN(*buf, n, "safetensors_save: header");
+    if (at) memcpy(at, s, n);
+    return at != NULL;
+}
+
+static bool gb__st_put_raw(char **buf, const char *s) { return gb__st_put(buf, s, strlen(s)); }
+
 /* Append s as a JSON string the way serde_json writes it: ", \ and control
  * characters escaped (short forms where JSON has them), the rest verbatim. */
-static void gb__st_put_string(char **buf, const char *s) {
-    arrput(*buf, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+static bool gb__st_put_string(char **buf, const char *s) {
+    bool ok = gb__st_put_raw(buf, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; ok && *p; p++) {
         const char *esc = NULL;
         switch (*p) {
         case '"': esc = "\\\""; break;
@@ -863,55 +896,44 @@ static void gb__st_put_string(char **buf, const char *s) {
             snprintf(u, sizeof u, "\\u%04x", *p);
             esc = u;
         }
-        if (esc)
-            for (; *esc; esc++) arrput(*buf, *esc);
-        else arrput(*buf, (char)*p);
+        ok = esc ? gb__st_put_raw(buf, esc) : gb__st_put(buf, (const char *)p, 1);
     }
-    arrput(*buf, '"');
+    return ok && gb__st_put_raw(buf, "\"");
 }
 
-static void gb__st_put_fmt(char **buf, const char *fmt, unsigned long long v) {
+static bool gb__st_put_fmt(char **buf, const char *fmt, unsigned long long v) {
     char tmp[32];
     int n = snprintf(tmp, sizeof tmp, fmt, v);
-    for (int i = 0; i < n; i++) arrput(*buf, tmp[i]);
+    return gb__st_put(buf, tmp, (size_t)n);
 }
 
-static void gb__st_put_raw(char **buf, const char *s) {
-    for (; *s; s++) arrput(*buf, *s);
-}
-
-/* The header text, padded with spaces to a multiple of 8 like the reference. */
+/* The header text, padded with spaces to a multiple of 8 like the
+ * reference; NULL when out of memory. */
 static char *gb__st_header_text(const gb__st_out *out, int n, const char *const *metadata) {
     char *buf = NULL;
-    arrput(buf, '{');
-    if (metadata && metadata[0]) {
-        gb__st_put_raw(&buf, "\"__metadata__\":{");
-        for (int i = 0; metadata[i]; i += 2) {
-            if (i) arrput(buf, ',');
-            gb__st_put_string(&buf, metadata[i]);
-            arrput(buf, ':');
-            gb__st_put_string(&buf, metadata[i + 1]);
-        }
-        arrput(buf, '}');
-        if (n) arrput(buf, ',');
+    bool ok = gb__st_put_raw(&buf, "{");
+    if (ok && metadata && metadata[0]) {
+        ok = gb__st_put_raw(&buf, "\"__metadata__\":{");
+        for (int i = 0; ok && metadata[i]; i += 2)
+            ok = (!i || gb__st_put_raw(&buf, ",")) && gb__st_put_string(&buf, metadata[i]) && gb__st_put_raw(&buf, ":") &&
+                 gb__st_put_string(&buf, metadata[i + 1]);
+        ok = ok && gb__st_put_raw(&buf, n ? "}," : "}");
     }
     uint64_t at = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; ok && i < n; i++) {
         const gb_tensor *t = out[i].t;
-        if (i) arrput(buf, ',');
-        gb__st_put_string(&buf, out[i].name);
-        gb__st_put_raw(&buf, ":{\"dtype\":\"");
-        gb__st_put_raw(&buf, gb__st_dtypes[out[i].dt].name);
-        gb__st_put_raw(&buf, "\",\"shape\":[");
-        for (int d = 0; d < gb_tensor_ndim(t); d++)
-            gb__st_put_fmt(&buf, d ? ",%llu" : "%llu", (unsigned long long)gb_tensor_dim(t, d));
+        ok = (!i || gb__st_put_raw(&buf, ",")) && gb__st_put_string(&buf, out[i].name) &&
+             gb__st_put_raw(&buf, ":{\"dtype\":\"") && gb__st_put_raw(&buf, gb__st_dtypes[out[i].dt].name) &&
+             gb__st_put_raw(&buf, "\",\"shape\":[");
+        for (int d = 0; ok && d < gb_tensor_ndim(t); d++)
+            ok = gb__st_put_fmt(&buf, d ? ",%llu" : "%llu", (unsigned long long)gb_tensor_dim(t, d));
         uint64_t nbytes = (uint64_t)gb_tensor_numel(t) * (uint64_t)gb__st_dtypes[out[i].dt].size;
-        gb__st_put_fmt(&buf, "],\"data_offsets\":[%llu,", at);
-        gb__st_put_fmt(&buf, "%llu]}", at + nbytes);
+        ok = ok && gb__st_put_fmt(&buf, "],\"data_offsets\":[%llu,", at) && gb__st_put_fmt(&buf, "%llu]}", at + nbytes);
         at += nbytes;
     }
-    arrput(buf, '}');
-    while (arrlen(buf) % 8) arrput(buf, ' ');
+    ok = ok && gb__st_put_raw(&buf, "}");
+    while (ok && arrlen(buf) % 8) ok = gb__st_put_raw(&buf, " ");
+    if (!ok) arrfree(buf);
     return buf;
 }
 
@@ -1002,7 +1024,10 @@ gb_status gb_safetensors_save(const char *path, int n, const char *const *names,
     gb_status s = gb__st_save_args(path, n, names, tensors, dtype, metadata, out);
     if (s != GB_OK) goto done;
     qsort(out, (size_t)n, sizeof *out, gb__st_cmp_out);
-    header = gb__st_header_text(out, n, metadata);
+    if (!(header = gb__st_header_text(out, n, metadata))) {
+        s = GB_ERR_ALLOC;
+        goto done;
+    }
 
     /* Written beside the target and renamed over it: a failed save leaves no
      * half-written file behind. */

@@ -47,17 +47,18 @@ static gb__json_json *gb__tok_read_json(const char *path, const char *ctx) {
 
 /* ---- added tokens ------------------------------------------------------- */
 
-static void gb__tok_matcher_add(gb__tok_matcher *mt, const char *s, size_t n, int32_t id) {
-    if (!n) return;
-    struct gb__tok_pattern p = {malloc(n), n, id};
+static gb_status gb__tok_matcher_add(gb__tok_matcher *mt, const char *s, size_t n, int32_t id) {
+    if (!n) return GB_OK;
+    struct gb__tok_pattern p = {gb__malloc(n, "tokenizer_open: an added token"), n, id};
+    if (!p.s) return gb_last_status();
     memcpy(p.s, s, n);
-    arrput(mt->pats, p);
-    int *list = mt->by_byte[(unsigned char)s[0]];
+    if (!GB_ARR_PUT(mt->pats, p, "tokenizer_open: added tokens")) return free(p.s), gb_last_status();
+    int **list = &mt->by_byte[(unsigned char)s[0]];
     /* longest first, so the first hit at a position is the longest */
-    size_t at = arrlenu(list);
-    while (at > 0 && mt->pats[list[at - 1]].n < n) at--;
-    arrins(list, at, (int)arrlen(mt->pats) - 1);
-    mt->by_byte[(unsigned char)s[0]] = list;
+    size_t at = arrlenu(*list);
+    while (at > 0 && mt->pats[(*list)[at - 1]].n < n) at--;
+    if (!GB_ARR_INS(*list, at, (int)arrlen(mt->pats) - 1, "tokenizer_open: added tokens")) return gb_last_status();
+    return GB_OK;
 }
 
 static void gb__tok_matcher_free(gb__tok_matcher *mt) {
@@ -85,21 +86,21 @@ static int gb__tok_matcher_find(const gb__tok_matcher *mt, const char *s, size_t
 
 static bool gb__tok_special(const gb_tokenizer *tok, const char *s) {
     struct gb__tok_special_kv *set = tok->special;
-    return shgeti(set, s) >= 0;
+    return GB_SH_GETI(set, s) >= 0;
 }
 
 static const gb__tok_added *gb__tok_added_of(const gb_tokenizer *tok, int32_t id) {
     /* stb_ds lookups write to the map variable (and create a missing map);
      * its hash of a 4-byte key shifts the top byte into the sign bit */
     struct gb__tok_added_id_kv *map = tok->added_by_id;
-    if (!map || id < 0) return NULL;
-    ptrdiff_t k = hmgeti(map, id);
+    if (id < 0) return NULL;
+    ptrdiff_t k = GB_HM_GETI(map, id);
     return k < 0 ? NULL : &tok->added[map[k].value];
 }
 
 static int32_t gb__tok_lookup_id(const gb_tokenizer *tok, const char *s) {
     struct gb__tok_added_kv *map = tok->added_ids;
-    ptrdiff_t k = shgeti(map, s);
+    ptrdiff_t k = GB_SH_GETI(map, s);
     return k >= 0 ? map[k].value : gb__tok_bpe_id(&tok->bpe, s);
 }
 
@@ -123,7 +124,8 @@ static bool gb__tok_ends_with_word(const char *s, size_t end) {
 
 /* Cut s at the added tokens mt finds, with their single_word, lstrip and
  * rstrip rules (Hugging Face's AddedVocabulary::find_matches). */
-static void gb__tok_split_added(const gb_tokenizer *tok, const gb__tok_matcher *mt, const char *s, size_t n, gb__tok_seg **segs) {
+static gb_status gb__tok_split_added(const gb_tokenizer *tok, const gb__tok_matcher *mt, const char *s, size_t n,
+                                     gb__tok_seg **segs) {
     size_t done = 0, pos = 0, ms = 0;
     int k;
     while ((k = gb__tok_matcher_find(mt, s, n, pos, &ms)) >= 0) {
@@ -155,11 +157,13 @@ static void gb__tok_split_added(const gb_tokenizer *tok, const gb__tok_matcher *
                 stop = i;
             }
         }
-        if (done < start) arrput(*segs, ((gb__tok_seg){done, start, -1}));
-        arrput(*segs, ((gb__tok_seg){start, stop, id}));
+        if ((done < start && !GB_ARR_PUT(*segs, ((gb__tok_seg){done, start, -1}), "encode")) ||
+            !GB_ARR_PUT(*segs, ((gb__tok_seg){start, stop, id}), "encode"))
+            return gb_last_status();
         done = stop;
     }
-    if (done < n) arrput(*segs, ((gb__tok_seg){done, n, -1}));
+    if (done < n && !GB_ARR_PUT(*segs, ((gb__tok_seg){done, n, -1}), "encode")) return gb_last_status();
+    return GB_OK;
 }
 
 static gb_status gb__tok_parse_added(gb_tokenizer *tok, const gb__json_json *list, const char *ctx) {
@@ -170,13 +174,14 @@ static gb_status gb__tok_parse_added(gb_tokenizer *tok, const gb__json_json *lis
     gb__tok_added *order = NULL; /* specials, then the others, for matching */
     gb__tok_added *classic = NULL;
     int32_t max_id = -1;     /* the largest id given to an added token */
+    gb_status st = GB_OK;
+    char *norm = NULL;
     for (int i = 0; i < gb__json_size(list); i++) {
         const gb__json_json *e = gb__json_at(list, i);
         const char *content = gb__json_string(gb__json_get(e, "content"));
         if (!content) {
-            arrfree(order);
-            arrfree(classic);
-            return gb__fail(GB_ERR_FORMAT, "%s: added_tokens[%d] has no \"content\" string", ctx, i);
+            st = gb__fail(GB_ERR_FORMAT, "%s: added_tokens[%d] has no \"content\" string", ctx, i);
+            goto done;
         }
         gb__tok_added a = {.content = (char *)content};
         gb__json_bool(gb__json_get(e, "special"), &a.special);
@@ -186,13 +191,12 @@ static gb_status gb__tok_parse_added(gb_tokenizer *tok, const gb__json_json *lis
         gb__json_bool(gb__json_get(e, "rstrip"), &a.rstrip);
         gb__json_bool(gb__json_get(e, "normalized"), &a.normalized);
         if (!content[0]) continue;
-        if (a.special && shgeti(tok->special, content) < 0) {
-            shput(tok->special, content, 1);
-            arrput(order, a);
-        }
+        if (a.special && GB_SH_GETI(tok->special, content) < 0 &&
+            (!GB_SH_PUT(tok->special, content, 1, ctx) || !GB_ARR_PUT(order, a, ctx)))
+            goto fail;
         /* an identical token added before is skipped (only the entry under
          * the content's id can be identical) */
-        ptrdiff_t prev = shgeti(tok->added_ids, content);
+        ptrdiff_t prev = GB_SH_GETI(tok->added_ids, content);
         const gb__tok_added *b = prev >= 0 ? gb__tok_added_of(tok, tok->added_ids[prev].value) : NULL;
         if (b && !strcmp(b->content, a.content) && b->special == a.special && b->single_word == a.single_word &&
             b->lstrip == a.lstrip && b->rstrip == a.rstrip && b->normalized == a.normalized)
@@ -203,39 +207,42 @@ static gb_status gb__tok_parse_added(gb_tokenizer *tok, const gb__json_json *lis
             id = max_id < 0 ? count : (max_id >= count || count == 0) ? max_id + 1 : count;
         }
         if (id > max_id) max_id = id;
-        shput(tok->added_ids, content, id);
-        a.content = strdup(content);
+        if (!GB_SH_PUT(tok->added_ids, content, id, ctx)) goto fail;
+        if (!(a.content = gb__strdup(content, ctx))) goto fail;
         a.id = id;
-        ptrdiff_t at = hmgeti(tok->added_by_id, id);
+        ptrdiff_t at = GB_HM_GETI(tok->added_by_id, id);
         if (at >= 0) {
             free(tok->added[tok->added_by_id[at].value].content);
             tok->added[tok->added_by_id[at].value] = a;
-        } else {
-            arrput(tok->added, a);
-            hmput(tok->added_by_id, id, (int)arrlen(tok->added) - 1);
+        } else if (!GB_ARR_PUT(tok->added, a, ctx)) {
+            free(a.content);
+            goto fail;
+        } else if (!GB_HM_PUT(tok->added_by_id, id, (int)arrlen(tok->added) - 1, ctx)) {
+            goto fail; /* freed with tok->added */
         }
-        if (shgeti(tok->special, content) < 0) {
-            a.content = (char *)content; /* order and classic borrow the JSON's strings */
-            arrput(classic, a);
-        }
+        a.content = (char *)content; /* order and classic borrow the JSON's strings */
+        if (GB_SH_GETI(tok->special, content) < 0 && !GB_ARR_PUT(classic, a, ctx)) goto fail;
     }
-    for (size_t i = 0; i < arrlenu(classic); i++) arrput(order, classic[i]);
-    arrfree(classic);
-    gb_status st = GB_OK;
-    char *norm = NULL;
+    for (size_t i = 0; i < arrlenu(classic); i++)
+        if (!GB_ARR_PUT(order, classic[i], ctx)) goto fail;
     for (size_t i = 0; st == GB_OK && i < arrlenu(order); i++) {
         const char *c = order[i].content;
         int32_t id = gb__tok_lookup_id(tok, c);
         if (!order[i].normalized) {
-            gb__tok_matcher_add(&tok->raw, c, strlen(c), id);
+            st = gb__tok_matcher_add(&tok->raw, c, strlen(c), id);
         } else if (tok->norm) {
             st = gb__tok_norm_apply(tok->norm, c, strlen(c), &norm);
-            gb__tok_matcher_add(&tok->normalized, norm, arrlenu(norm), id);
+            if (st == GB_OK) st = gb__tok_matcher_add(&tok->normalized, norm, arrlenu(norm), id);
         } else {
-            gb__tok_matcher_add(&tok->normalized, c, strlen(c), id);
+            st = gb__tok_matcher_add(&tok->normalized, c, strlen(c), id);
         }
     }
+    goto done;
+fail:
+    st = gb_last_status();
+done:
     arrfree(norm);
+    arrfree(classic);
     arrfree(order);
     return st;
 }
@@ -320,12 +327,14 @@ static gb_status gb__tok_load_vocab_merges(gb_tokenizer *tok, const char *vocab_
     if (!(tok->pre = gb__tok_pre_byte_level(mctx)) || !(tok->dec = gb__tok_dec_byte_level())) return gb_last_status();
     int32_t eot = gb__tok_bpe_id(&tok->bpe, "<|endoftext|>");
     if (eot >= 0) {
-        gb__tok_added a = {.content = strdup("<|endoftext|>"), .id = eot, .special = true};
-        arrput(tok->added, a);
-        hmput(tok->added_by_id, eot, 0);
-        shput(tok->added_ids, a.content, eot);
-        shput(tok->special, a.content, 1);
-        gb__tok_matcher_add(&tok->raw, a.content, strlen(a.content), eot);
+        const char *what = "tokenizer_open: <|endoftext|>";
+        gb__tok_added a = {.content = gb__strdup("<|endoftext|>", what), .id = eot, .special = true};
+        if (!a.content) return gb_last_status();
+        if (!GB_ARR_PUT(tok->added, a, what)) return free(a.content), gb_last_status();
+        if (!GB_HM_PUT(tok->added_by_id, eot, 0, what) || !GB_SH_PUT(tok->added_ids, a.content, eot, what) ||
+            !GB_SH_PUT(tok->special, a.content, 1, what))
+            return gb_last_status();
+        return gb__tok_matcher_add(&tok->raw, a.content, strlen(a.content), eot);
     }
     return GB_OK;
 }
@@ -442,9 +451,9 @@ gb_tokenizer *gb_tokenizer_open(const char *path) {
     if (!tok) goto fail;
     pthread_mutex_init(&tok->lock, NULL);
     tok->bos = tok->eos = tok->pad = -1;
-    sh_new_strdup(tok->added_ids);
-    sh_new_strdup(tok->special);
-    tok->path = strdup(json ? json : vocab);
+    if (!GB_SH_NEW_STRDUP(tok->added_ids, "tokenizer_open") || !GB_SH_NEW_STRDUP(tok->special, "tokenizer_open") ||
+        !(tok->path = gb__strdup(json ? json : vocab, "tokenizer_open")))
+        goto fail;
     char ctx[4200];
     snprintf(ctx, sizeof ctx, "tokenizer_open: %s", tok->path);
     gb_status st = json ? gb__tok_load_tokenizer_json(tok, json, ctx) : gb__tok_load_vocab_merges(tok, vocab, merges);
@@ -491,9 +500,9 @@ void gb_tokenizer_free(gb_tokenizer *tok) {
 /* Pre-tokenize and run the model on one stretch of normalized text. */
 static gb_status gb__tok_encode_piece(gb_tokenizer *tok, const char *s, size_t n, bool first, gb__tok_strlist *a,
                                   gb__tok_strlist *b, int32_t **ids) {
-    arrsetlen(a->arena, 0);
-    arrsetlen(a->v, 0);
-    gb__tok_strlist_push(a, s, n, first);
+    GB_ARR_TRUNC(a->arena, 0);
+    GB_ARR_TRUNC(a->v, 0);
+    if (!gb__tok_strlist_push(a, s, n, first)) return GB_ERR_ALLOC;
     const gb__tok_strlist *pieces = a;
     if (tok->pre) {
         gb_status st = gb__tok_pre_apply(tok->pre, a, b);
@@ -512,11 +521,10 @@ static gb_status gb__tok_encode_text(gb_tokenizer *tok, const char *s, size_t n,
     gb__tok_seg *segs = NULL, *sub = NULL;
     char *norm = NULL;
     gb__tok_strlist a = {0}, b = {0};
-    gb_status st = GB_OK;
-    gb__tok_split_added(tok, &tok->raw, s, n, &segs);
+    gb_status st = gb__tok_split_added(tok, &tok->raw, s, n, &segs);
     for (size_t i = 0; st == GB_OK && i < arrlenu(segs); i++) {
         if (segs[i].id >= 0) {
-            arrput(*ids, segs[i].id);
+            if (!GB_ARR_PUT(*ids, segs[i].id, "tokenizer_encode")) st = GB_ERR_ALLOC;
             continue;
         }
         const char *t = s + segs[i].start;
@@ -527,10 +535,10 @@ static gb_status gb__tok_encode_text(gb_tokenizer *tok, const char *s, size_t n,
             t = norm;
             tn = arrlenu(norm);
         }
-        arrsetlen(sub, 0);
-        gb__tok_split_added(tok, &tok->normalized, t, tn, &sub);
+        GB_ARR_TRUNC(sub, 0);
+        st = gb__tok_split_added(tok, &tok->normalized, t, tn, &sub);
         for (size_t j = 0; st == GB_OK && j < arrlenu(sub); j++) {
-            if (sub[j].id >= 0) arrput(*ids, sub[j].id);
+            if (sub[j].id >= 0) st = GB_ARR_PUT(*ids, sub[j].id, "tokenizer_encode") ? GB_OK : GB_ERR_ALLOC;
             else st = gb__tok_encode_piece(tok, t + sub[j].start, sub[j].end - sub[j].start, first && sub[j].start == 0,
                                        &a, &b, ids);
         }
@@ -547,23 +555,21 @@ static gb_status gb__tok_encode_text(gb_tokenizer *tok, const char *s, size_t n,
 static gb_status gb__tok_encode(gb_tokenizer *tok, const char *text, size_t len, bool add_special, int32_t **ids) {
     char *s = NULL;
     if (!GB_ARR_RESERVE(s, len, "tokenizer_encode")) return GB_ERR_ALLOC; /* the text's copy, checked */
-    gb__tok_utf8_lossy(&s, text, len);
-    gb_status st = gb__tok_encode_text(tok, s, arrlenu(s), ids);
+    gb_status st = gb__tok_utf8_lossy(&s, text, len) ? gb__tok_encode_text(tok, s, arrlenu(s), ids) : GB_ERR_ALLOC;
     arrfree(s);
     if (st != GB_OK) return st;
     bool post = add_special && tok->post;
     if (tok->trunc.on) {
         int32_t *extra = NULL; /* what the post-processor adds counts against max_length */
-        if (post) gb__tok_post_apply(tok->post, &extra);
+        if (post && gb__tok_post_apply(tok->post, &extra) != GB_OK) return arrfree(extra), GB_ERR_ALLOC;
         size_t keep = tok->trunc.max_len > arrlenu(extra) ? tok->trunc.max_len - arrlenu(extra) : 0;
         arrfree(extra);
         if (arrlenu(*ids) > keep) {
             if (tok->trunc.left) arrdeln(*ids, 0, arrlenu(*ids) - keep);
-            else arrsetlen(*ids, keep);
+            else GB_ARR_TRUNC(*ids, keep);
         }
     }
-    if (post) gb__tok_post_apply(tok->post, ids);
-    return GB_OK;
+    return post ? gb__tok_post_apply(tok->post, ids) : GB_OK;
 }
 
 gb_status gb_tokenizer_encode(gb_tokenizer *tok, const char *text, size_t len, bool add_special, int32_t **ids,
@@ -676,7 +682,10 @@ gb_status gb_tokenizer_decode(gb_tokenizer *tok, const int32_t *ids, size_t n, b
             goto done;
         }
         if (skip_special && gb__tok_special(tok, s)) continue;
-        gb__tok_strlist_push(&toks, s, strlen(s), false);
+        if (!gb__tok_strlist_push(&toks, s, strlen(s), false)) {
+            st = GB_ERR_ALLOC;
+            goto done;
+        }
     }
     const gb__tok_strlist *res = &toks;
     if (tok->dec) {
@@ -684,12 +693,12 @@ gb_status gb_tokenizer_decode(gb_tokenizer *tok, const int32_t *ids, size_t n, b
         res = &out;
     }
     char *joined = NULL; /* without a decoder, Hugging Face joins tokens with spaces */
-    for (size_t i = 0; i < gb__tok_strlist_len(res); i++) {
-        if (i && !tok->dec) arrput(joined, ' ');
-        gb__tok_bytes_add(&joined, gb__tok_strlist_str(res, i), res->v[i].len);
-    }
+    bool ok = true;
+    for (size_t i = 0; ok && i < gb__tok_strlist_len(res); i++)
+        ok = (!i || tok->dec || gb__tok_bytes_add(&joined, " ", 1)) &&
+             gb__tok_bytes_add(&joined, gb__tok_strlist_str(res, i), res->v[i].len);
     size_t total = arrlenu(joined);
-    *text = gb__malloc(total + 1, "tokenizer_decode");
+    *text = ok ? gb__malloc(total + 1, "tokenizer_decode") : NULL;
     if (*text) {
         if (total) memcpy(*text, joined, total);
         (*text)[total] = 0;

@@ -125,9 +125,9 @@ static int gb__tok_fallback_byte(const char *t, size_t n) {
     return digits ? v : -1;
 }
 
-static void gb__tok_flush_bytes(gb__tok_strlist *out, char **bytes) {
+static bool gb__tok_flush_bytes(gb__tok_strlist *out, char **bytes) {
     size_t n = arrlenu(*bytes), pos = 0;
-    if (!n) return;
+    if (!n) return true;
     bool ok = true;
     while (pos < n) {
         size_t bad = 0;
@@ -138,10 +138,14 @@ static void gb__tok_flush_bytes(gb__tok_strlist *out, char **bytes) {
         }
         pos += (size_t)len;
     }
-    if (ok) gb__tok_strlist_push(out, *bytes, n, false);
-    else /* one U+FFFD per byte when the bytes are not valid UTF-8 together */
-        for (size_t i = 0; i < n; i++) gb__tok_strlist_push(out, "\xef\xbf\xbd", 3, false);
-    arrsetlen(*bytes, 0);
+    if (ok) {
+        ok = gb__tok_strlist_push(out, *bytes, n, false);
+    } else { /* one U+FFFD per byte when the bytes are not valid UTF-8 together */
+        ok = true;
+        for (size_t i = 0; ok && i < n; i++) ok = gb__tok_strlist_push(out, "\xef\xbf\xbd", 3, false);
+    }
+    GB_ARR_TRUNC(*bytes, 0);
+    return ok;
 }
 
 static gb_status gb__tok_dec_one(const gb__tok_dec *d, const gb__tok_strlist *in, gb__tok_strlist *out) {
@@ -149,38 +153,39 @@ static gb_status gb__tok_dec_one(const gb__tok_dec *d, const gb__tok_strlist *in
     switch (d->kind) {
     case GB__DEC_KIND_BYTE_LEVEL: {
         char *bytes = NULL, *text = NULL;
-        for (size_t t = 0; t < n; t++) {
+        bool ok = true;
+        for (size_t t = 0; ok && t < n; t++) {
             const char *s = gb__tok_strlist_str(in, t);
             size_t len = in->v[t].len, mark = arrlenu(bytes);
             bool all = true;
-            for (size_t i = 0; all && i < len;) {
+            for (size_t i = 0; ok && all && i < len;) {
                 int cl;
                 int b = gb__tok_byte_level_byte(gb__tok_utf8_next(s, len, &i, &cl));
                 if (b < 0) all = false;
-                else arrput(bytes, (char)b);
+                else ok = GB_ARR_PUT(bytes, (char)b, "tokenizer_decode");
             }
-            if (!all) { /* a token with a character outside the map passes through as it is */
-                arrsetlen(bytes, mark);
-                gb__tok_bytes_add(&bytes, s, len);
+            if (ok && !all) { /* a token with a character outside the map passes through as it is */
+                GB_ARR_TRUNC(bytes, mark);
+                ok = gb__tok_bytes_add(&bytes, s, len);
             }
         }
-        gb__tok_utf8_lossy(&text, bytes, arrlenu(bytes));
-        gb__tok_strlist_push(out, text, arrlenu(text), false);
+        ok = ok && gb__tok_utf8_lossy(&text, bytes, arrlenu(bytes)) && gb__tok_strlist_push(out, text, arrlenu(text), false);
         arrfree(bytes);
         arrfree(text);
-        return GB_OK;
+        return ok ? GB_OK : GB_ERR_ALLOC;
     }
     case GB__DEC_KIND_REPLACE: {
         gb__tok_span *sp = NULL;
         gb_status st = GB_OK;
         for (size_t t = 0; st == GB_OK && t < n; t++) {
-            arrsetlen(sp, 0);
+            GB_ARR_TRUNC(sp, 0);
             const char *s = gb__tok_strlist_str(in, t);
             st = gb__tok_regex_spans(d->re, s, in->v[t].len, &sp);
-            gb__tok_strlist_push(out, NULL, 0, false);
+            if (st == GB_OK && !gb__tok_strlist_push(out, NULL, 0, false)) st = GB_ERR_ALLOC;
             for (size_t i = 0; st == GB_OK && i < arrlenu(sp); i++) {
-                if (sp[i].match) gb__tok_strlist_extend(out, d->text, strlen(d->text));
-                else gb__tok_strlist_extend(out, s + sp[i].start, sp[i].end - sp[i].start);
+                bool ok = sp[i].match ? gb__tok_strlist_extend(out, d->text, strlen(d->text))
+                                      : gb__tok_strlist_extend(out, s + sp[i].start, sp[i].end - sp[i].start);
+                if (!ok) st = GB_ERR_ALLOC;
             }
         }
         arrfree(sp);
@@ -188,23 +193,22 @@ static gb_status gb__tok_dec_one(const gb__tok_dec *d, const gb__tok_strlist *in
     }
     case GB__DEC_KIND_BYTE_FALLBACK: {
         char *bytes = NULL;
-        for (size_t t = 0; t < n; t++) {
+        bool ok = true;
+        for (size_t t = 0; ok && t < n; t++) {
             int b = gb__tok_fallback_byte(gb__tok_strlist_str(in, t), in->v[t].len);
-            if (b >= 0) {
-                arrput(bytes, (char)b);
-                continue;
-            }
-            gb__tok_flush_bytes(out, &bytes);
-            gb__tok_strlist_push(out, gb__tok_strlist_str(in, t), in->v[t].len, false);
+            if (b >= 0) ok = GB_ARR_PUT(bytes, (char)b, "tokenizer_decode");
+            else ok = gb__tok_flush_bytes(out, &bytes) &&
+                      gb__tok_strlist_push(out, gb__tok_strlist_str(in, t), in->v[t].len, false);
         }
-        gb__tok_flush_bytes(out, &bytes);
+        ok = ok && gb__tok_flush_bytes(out, &bytes);
         arrfree(bytes);
-        return GB_OK;
+        return ok ? GB_OK : GB_ERR_ALLOC;
     }
-    case GB__DEC_KIND_FUSE:
-        gb__tok_strlist_push(out, NULL, 0, false);
-        for (size_t t = 0; t < n; t++) gb__tok_strlist_extend(out, gb__tok_strlist_str(in, t), in->v[t].len);
-        return GB_OK;
+    case GB__DEC_KIND_FUSE: {
+        bool ok = gb__tok_strlist_push(out, NULL, 0, false);
+        for (size_t t = 0; ok && t < n; t++) ok = gb__tok_strlist_extend(out, gb__tok_strlist_str(in, t), in->v[t].len);
+        return ok ? GB_OK : GB_ERR_ALLOC;
+    }
     case GB__DEC_KIND_STRIP:
         for (size_t t = 0; t < n; t++) {
             const char *s = gb__tok_strlist_str(in, t);
@@ -222,26 +226,28 @@ static gb_status gb__tok_dec_one(const gb__tok_dec *d, const gb__tok_strlist *in
                 if (gb__tok_utf8_decode(s + c, (int)(b - c)) != d->ch) break;
                 b = c;
             }
-            gb__tok_strlist_push(out, s + a, b - a, false);
+            if (!gb__tok_strlist_push(out, s + a, b - a, false)) return GB_ERR_ALLOC;
         }
         return GB_OK;
     case GB__DEC_KIND_METASPACE:
         for (size_t t = 0; t < n; t++) {
             const char *s = gb__tok_strlist_str(in, t);
-            gb__tok_strlist_push(out, NULL, 0, false);
-            for (size_t i = 0; i < in->v[t].len;) {
+            bool ok = gb__tok_strlist_push(out, NULL, 0, false);
+            for (size_t i = 0; ok && i < in->v[t].len;) {
                 int cl;
                 size_t at = i;
-                if (gb__tok_utf8_next(s, in->v[t].len, &i, &cl) != d->ch) gb__tok_strlist_extend(out, s + at, (size_t)cl);
-                else if (t > 0 || d->scheme == GB__PREPEND_SCHEME_NEVER) gb__tok_strlist_extend(out, " ", 1);
+                if (gb__tok_utf8_next(s, in->v[t].len, &i, &cl) != d->ch) ok = gb__tok_strlist_extend(out, s + at, (size_t)cl);
+                else if (t > 0 || d->scheme == GB__PREPEND_SCHEME_NEVER) ok = gb__tok_strlist_extend(out, " ", 1);
             }
+            if (!ok) return GB_ERR_ALLOC;
         }
         return GB_OK;
     case GB__DEC_KIND_SEQUENCE: break;
     }
     gb__tok_strlist a = {0}, b = {0};
-    for (size_t t = 0; t < n; t++) gb__tok_strlist_push(&a, gb__tok_strlist_str(in, t), in->v[t].len, false);
     gb_status st = GB_OK;
+    for (size_t t = 0; st == GB_OK && t < n; t++)
+        if (!gb__tok_strlist_push(&a, gb__tok_strlist_str(in, t), in->v[t].len, false)) st = GB_ERR_ALLOC;
     for (int i = 0; st == GB_OK && i < d->nitems; i++) {
         st = gb__tok_dec_apply(&d->items[i], &a, &b);
         gb__tok_strlist t = a;
@@ -249,15 +255,15 @@ static gb_status gb__tok_dec_one(const gb__tok_dec *d, const gb__tok_strlist *in
         b = t;
     }
     for (size_t t = 0; st == GB_OK && t < gb__tok_strlist_len(&a); t++)
-        gb__tok_strlist_push(out, gb__tok_strlist_str(&a, t), a.v[t].len, false);
+        if (!gb__tok_strlist_push(out, gb__tok_strlist_str(&a, t), a.v[t].len, false)) st = GB_ERR_ALLOC;
     gb__tok_strlist_free(&a);
     gb__tok_strlist_free(&b);
     return st;
 }
 
 gb_status gb__tok_dec_apply(const gb__tok_dec *d, const gb__tok_strlist *in, gb__tok_strlist *out) {
-    arrsetlen(out->arena, 0);
-    arrsetlen(out->v, 0);
+    GB_ARR_TRUNC(out->arena, 0);
+    GB_ARR_TRUNC(out->v, 0);
     return gb__tok_dec_one(d, in, out);
 }
 
@@ -283,7 +289,7 @@ static gb_status gb__tok_template_parse(gb__tok_post *p, const gb__json_json *j,
                        *seq = gb__json_get(piece, "Sequence");
         if (seq) {
             const char *which = gb__json_string(gb__json_get(seq, "id"));
-            if (which && !strcmp(which, "A")) arrput(p->tmpl, GB__POST_SEQ);
+            if (which && !strcmp(which, "A") && !GB_ARR_PUT(p->tmpl, GB__POST_SEQ, ctx)) return GB_ERR_ALLOC;
             continue; /* $B has no place in a single sequence */
         }
         const char *name = gb__json_string(gb__json_get(sp, "id"));
@@ -297,7 +303,7 @@ static gb_status gb__tok_template_parse(gb__tok_post *p, const gb__json_json *j,
             long long v;
             if (!gb__json_int(gb__json_at(ids, k), &v) || v < 0 || v > INT32_MAX)
                 return gb__fail(GB_ERR_FORMAT, "%s: post_processor TemplateProcessing: bad id for '%s'", ctx, name);
-            arrput(p->tmpl, (int32_t)v);
+            if (!GB_ARR_PUT(p->tmpl, (int32_t)v, ctx)) return GB_ERR_ALLOC;
         }
     }
     return GB_OK;
@@ -331,9 +337,9 @@ static gb_status gb__tok_post_parse_into(gb__tok_post *p, const gb__json_json *j
         gb_status st = gb__tok_token_pair(j, "cls", ctx, type, &cls);
         if (st == GB_OK) st = gb__tok_token_pair(j, "sep", ctx, type, &sep);
         if (st != GB_OK) return st;
-        arrput(p->tmpl, cls);
-        arrput(p->tmpl, GB__POST_SEQ);
-        arrput(p->tmpl, sep);
+        int32_t *t = GB_ARR_ADDN(p->tmpl, 3, ctx);
+        if (!t) return GB_ERR_ALLOC;
+        t[0] = cls, t[1] = GB__POST_SEQ, t[2] = sep;
         return GB_OK;
     }
     return gb__fail(GB_ERR_UNSUPPORTED,
@@ -363,19 +369,26 @@ gb__tok_post *gb__tok_post_parse(const gb__json_json *j, const char *ctx) {
     return p;
 }
 
-void gb__tok_post_apply(const gb__tok_post *p, int32_t **ids) {
+gb_status gb__tok_post_apply(const gb__tok_post *p, int32_t **ids) {
     if (p->kind == GB__POST_KIND_SEQUENCE) {
-        for (int i = 0; i < p->nitems; i++) gb__tok_post_apply(&p->items[i], ids);
-        return;
+        for (int i = 0; i < p->nitems; i++)
+            if (gb__tok_post_apply(&p->items[i], ids) != GB_OK) return GB_ERR_ALLOC;
+        return GB_OK;
     }
-    if (p->kind != GB__POST_KIND_TEMPLATE) return;
-    int32_t *out = NULL;
+    if (p->kind != GB__POST_KIND_TEMPLATE) return GB_OK;
+    int32_t *out = NULL, *at;
     for (size_t i = 0; i < arrlenu(p->tmpl); i++) {
-        if (p->tmpl[i] != GB__POST_SEQ) arrput(out, p->tmpl[i]);
-        else if (arrlenu(*ids)) memcpy(arraddnptr(out, arrlenu(*ids)), *ids, arrlenu(*ids) * sizeof **ids);
+        bool seq = p->tmpl[i] == GB__POST_SEQ;
+        if (!(at = GB_ARR_ADDN(out, seq ? arrlenu(*ids) : 1, "tokenizer_encode"))) {
+            arrfree(out);
+            return GB_ERR_ALLOC;
+        }
+        if (!seq) *at = p->tmpl[i];
+        else if (arrlenu(*ids)) memcpy(at, *ids, arrlenu(*ids) * sizeof **ids);
     }
     arrfree(*ids);
     *ids = out;
+    return GB_OK;
 }
 
 int32_t gb__tok_post_first_special(const gb__tok_post *p) {

@@ -20,7 +20,9 @@
 #include "json.h"
 
 /* Append n bytes to *out (stb_ds char array); n may be 0 with s NULL. */
-void gb__tok_bytes_add(char **out, const void *s, size_t n);
+/* Every bool of this header's growing calls: false when memory ran out,
+ * with GB_ERR_ALLOC set. */
+bool gb__tok_bytes_add(char **out, const void *s, size_t n) GB__CHECKED;
 
 /* ---- UTF-8 -------------------------------------------------------------- */
 
@@ -39,7 +41,7 @@ uint32_t gb__tok_utf8_decode(const char *s, int len);
 int gb__tok_utf8_encode(uint32_t cp, char *out);
 /* Append s[0, n) to *out (stb_ds char array) with every ill-formed
  * subsequence replaced by U+FFFD. */
-void gb__tok_utf8_lossy(char **out, const char *s, size_t n);
+bool gb__tok_utf8_lossy(char **out, const char *s, size_t n) GB__CHECKED;
 /* Unicode White_Space (Rust's char::is_whitespace). */
 bool gb__tok_is_whitespace(uint32_t cp);
 /* Rust regex's \w: alphabetic, marks, decimal digits, connector punctuation. */
@@ -61,9 +63,9 @@ typedef struct gb__tok_strlist {
     gb__tok_piece *v;  /* stb_ds array */
 } gb__tok_strlist;
 
-void gb__tok_strlist_push(gb__tok_strlist *l, const char *s, size_t n, bool first);
+bool gb__tok_strlist_push(gb__tok_strlist *l, const char *s, size_t n, bool first) GB__CHECKED;
 /* Append to the last piece (which must exist). */
-void gb__tok_strlist_extend(gb__tok_strlist *l, const char *s, size_t n);
+bool gb__tok_strlist_extend(gb__tok_strlist *l, const char *s, size_t n) GB__CHECKED;
 size_t gb__tok_strlist_len(const gb__tok_strlist *l);
 /* The arena is NULL while every string is empty: "" then, not NULL + 0. */
 static inline const char *gb__tok_strlist_str(const gb__tok_strlist *l, size_t i) { return l->arena ? l->arena + l->v[i].off : ""; }
@@ -229,7 +231,7 @@ typedef struct gb__tok_post {
 gb__tok_post *gb__tok_post_parse(const gb__json_json *j, const char *ctx);
 void gb__tok_post_free(gb__tok_post *p);
 /* Wrap ids (stb_ds array, replaced) with the special tokens. */
-void gb__tok_post_apply(const gb__tok_post *p, int32_t **ids);
+gb_status gb__tok_post_apply(const gb__tok_post *p, int32_t **ids) GB__CHECKED;
 /* The first special token id the template puts before the sequence, or -1. */
 int32_t gb__tok_post_first_special(const gb__tok_post *p);
 

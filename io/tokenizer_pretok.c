@@ -179,20 +179,22 @@ gb__tok_pre *gb__tok_pre_byte_level(const char *ctx) {
 /* ---- applying ----------------------------------------------------------- */
 
 /* Spans of s where each character for which pred holds is a match. */
-static void gb__tok_char_spans(const char *s, size_t n, bool (*pred)(uint32_t, const void *), const void *ctx,
-                           gb__tok_span **spans) {
+static gb_status gb__tok_char_spans(const char *s, size_t n, bool (*pred)(uint32_t, const void *), const void *ctx,
+                                    gb__tok_span **spans) {
     size_t last = 0;
     for (size_t i = 0; i < n;) {
         size_t bad = 0;
         int len = gb__tok_utf8_char((const unsigned char *)s + i, n - i, &bad);
         if (pred(gb__tok_utf8_decode(s + i, len), ctx)) {
-            if (last < i) arrput(*spans, ((gb__tok_span){last, i, false}));
-            arrput(*spans, ((gb__tok_span){i, i + (size_t)len, true}));
+            if ((last < i && !GB_ARR_PUT(*spans, ((gb__tok_span){last, i, false}), "tokenizer_encode")) ||
+                !GB_ARR_PUT(*spans, ((gb__tok_span){i, i + (size_t)len, true}), "tokenizer_encode"))
+                return GB_ERR_ALLOC;
             last = i + (size_t)len;
         }
         i += (size_t)len;
     }
-    if (last < n) arrput(*spans, ((gb__tok_span){last, n, false}));
+    if (last < n && !GB_ARR_PUT(*spans, ((gb__tok_span){last, n, false}), "tokenizer_encode")) return GB_ERR_ALLOC;
+    return GB_OK;
 }
 
 static bool gb__tok_pred_numeric(uint32_t cp, const void *ctx) {
@@ -203,39 +205,43 @@ static bool gb__tok_pred_numeric(uint32_t cp, const void *ctx) {
 static bool gb__tok_pred_equal(uint32_t cp, const void *ctx) { return cp == *(const uint32_t *)ctx; }
 
 /* Push the non-empty pieces of s that spans keep after a split. */
-static void gb__tok_push_split(gb__tok_strlist *out, const char *s, gb__tok_span *sp, size_t nsp, gb__tok_split_behavior b,
-                           bool first) {
+static gb_status gb__tok_push_split(gb__tok_strlist *out, const char *s, gb__tok_span *sp, size_t nsp,
+                                    gb__tok_split_behavior b, bool first) {
     size_t k = gb__tok_split_spans(sp, nsp, b);
     for (size_t i = 0; i < k; i++)
-        if (sp[i].end > sp[i].start)
-            gb__tok_strlist_push(out, s + sp[i].start, sp[i].end - sp[i].start, first && sp[i].start == 0);
+        if (sp[i].end > sp[i].start &&
+            !gb__tok_strlist_push(out, s + sp[i].start, sp[i].end - sp[i].start, first && sp[i].start == 0))
+            return GB_ERR_ALLOC;
+    return GB_OK;
 }
 
 static gb_status gb__tok_pre_one(const gb__tok_pre *p, const char *s, size_t n, bool first, gb__tok_strlist *out,
                              char **tmp, gb__tok_span **sp) {
-    arrsetlen(*tmp, 0);
-    arrsetlen(*sp, 0);
+    GB_ARR_TRUNC(*tmp, 0);
+    GB_ARR_TRUNC(*sp, 0);
     switch (p->kind) {
     case GB__PRE_KIND_BYTE_LEVEL: {
-        if (p->add_prefix_space && !(n > 0 && s[0] == ' ')) gb__tok_bytes_add(tmp, " ", 1);
-        gb__tok_bytes_add(tmp, s, n);
+        if ((p->add_prefix_space && !(n > 0 && s[0] == ' ') && !gb__tok_bytes_add(tmp, " ", 1)) ||
+            !gb__tok_bytes_add(tmp, s, n))
+            return GB_ERR_ALLOC;
         const char *t = *tmp;
         size_t tn = arrlenu(*tmp);
         if (p->use_regex) {
             gb_status st = gb__tok_regex_spans(p->re, t, tn, sp);
             if (st != GB_OK) return st;
-        } else {
-            arrput(*sp, ((gb__tok_span){0, tn, false}));
+        } else if (!GB_ARR_PUT(*sp, ((gb__tok_span){0, tn, false}), "tokenizer_encode")) {
+            return GB_ERR_ALLOC;
         }
         /* Each piece becomes the characters standing for its bytes. */
         for (size_t i = 0; i < arrlenu(*sp); i++) {
             if ((*sp)[i].end == (*sp)[i].start) continue;
-            gb__tok_strlist_push(out, NULL, 0, first && (*sp)[i].start == 0);
-            for (size_t b = (*sp)[i].start; b < (*sp)[i].end; b++) {
+            bool ok = gb__tok_strlist_push(out, NULL, 0, first && (*sp)[i].start == 0);
+            for (size_t b = (*sp)[i].start; ok && b < (*sp)[i].end; b++) {
                 char buf[4];
                 int m = gb__tok_utf8_encode(gb__tok_byte_level_cp((unsigned char)t[b]), buf);
-                gb__tok_strlist_extend(out, buf, (size_t)m);
+                ok = gb__tok_strlist_extend(out, buf, (size_t)m);
             }
+            if (!ok) return GB_ERR_ALLOC;
         }
         return GB_OK;
     }
@@ -244,41 +250,37 @@ static gb_status gb__tok_pre_one(const gb__tok_pre *p, const char *s, size_t n, 
         if (st != GB_OK) return st;
         if (p->invert)
             for (size_t i = 0; i < arrlenu(*sp); i++) (*sp)[i].match = !(*sp)[i].match;
-        gb__tok_push_split(out, s, *sp, arrlenu(*sp), p->behavior, first);
-        return GB_OK;
+        return gb__tok_push_split(out, s, *sp, arrlenu(*sp), p->behavior, first);
     }
     case GB__PRE_KIND_METASPACE: {
         size_t rl = strlen(p->replacement);
         bool starts = n >= 1 && (s[0] == ' ' || (n >= rl && !memcmp(s, p->replacement, rl)));
+        bool ok = true;
         if (!starts && (p->scheme == GB__PREPEND_SCHEME_ALWAYS || (p->scheme == GB__PREPEND_SCHEME_FIRST && first)))
-            gb__tok_bytes_add(tmp, p->replacement, rl);
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] == ' ') gb__tok_bytes_add(tmp, p->replacement, rl);
-            else arrput(*tmp, s[i]);
-        }
+            ok = gb__tok_bytes_add(tmp, p->replacement, rl);
+        for (size_t i = 0; ok && i < n; i++)
+            ok = s[i] == ' ' ? gb__tok_bytes_add(tmp, p->replacement, rl) : gb__tok_bytes_add(tmp, s + i, 1);
+        if (!ok) return GB_ERR_ALLOC;
         size_t tn = arrlenu(*tmp);
-        if (!p->split) {
-            if (tn) gb__tok_strlist_push(out, *tmp, tn, first);
-            return GB_OK;
-        }
+        if (!p->split) return !tn || gb__tok_strlist_push(out, *tmp, tn, first) ? GB_OK : GB_ERR_ALLOC;
         size_t bad = 0;
         uint32_t cp = gb__tok_utf8_decode(p->replacement, gb__tok_utf8_char((const unsigned char *)p->replacement, rl, &bad));
         if (tn == 0) return GB_OK;
-        gb__tok_char_spans(*tmp, tn, gb__tok_pred_equal, &cp, sp);
-        gb__tok_push_split(out, *tmp, *sp, arrlenu(*sp), GB__SPLIT_BEHAVIOR_MERGED_WITH_NEXT, first);
-        return GB_OK;
+        gb_status st = gb__tok_char_spans(*tmp, tn, gb__tok_pred_equal, &cp, sp);
+        return st ? st : gb__tok_push_split(out, *tmp, *sp, arrlenu(*sp), GB__SPLIT_BEHAVIOR_MERGED_WITH_NEXT, first);
     }
-    case GB__PRE_KIND_DIGITS:
-        gb__tok_char_spans(s, n, gb__tok_pred_numeric, NULL, sp);
-        gb__tok_push_split(out, s, *sp, arrlenu(*sp),
-                       p->individual_digits ? GB__SPLIT_BEHAVIOR_ISOLATED : GB__SPLIT_BEHAVIOR_CONTIGUOUS, first);
-        return GB_OK;
+    case GB__PRE_KIND_DIGITS: {
+        gb_status st = gb__tok_char_spans(s, n, gb__tok_pred_numeric, NULL, sp);
+        return st ? st
+                  : gb__tok_push_split(out, s, *sp, arrlenu(*sp),
+                                       p->individual_digits ? GB__SPLIT_BEHAVIOR_ISOLATED : GB__SPLIT_BEHAVIOR_CONTIGUOUS,
+                                       first);
+    }
     case GB__PRE_KIND_SEQUENCE: break;
     }
     /* Sequence: each pre-tokenizer cuts the previous one's pieces. */
     gb__tok_strlist a = {0}, b = {0};
-    gb__tok_strlist_push(&a, s, n, first);
-    gb_status st = GB_OK;
+    gb_status st = gb__tok_strlist_push(&a, s, n, first) ? GB_OK : GB_ERR_ALLOC;
     for (int i = 0; st == GB_OK && i < p->nitems; i++) {
         st = gb__tok_pre_apply(&p->items[i], &a, &b);
         gb__tok_strlist t = a;
@@ -286,15 +288,15 @@ static gb_status gb__tok_pre_one(const gb__tok_pre *p, const char *s, size_t n, 
         b = t;
     }
     for (size_t i = 0; st == GB_OK && i < gb__tok_strlist_len(&a); i++)
-        gb__tok_strlist_push(out, gb__tok_strlist_str(&a, i), a.v[i].len, a.v[i].first);
+        if (!gb__tok_strlist_push(out, gb__tok_strlist_str(&a, i), a.v[i].len, a.v[i].first)) st = GB_ERR_ALLOC;
     gb__tok_strlist_free(&a);
     gb__tok_strlist_free(&b);
     return st;
 }
 
 gb_status gb__tok_pre_apply(const gb__tok_pre *p, const gb__tok_strlist *in, gb__tok_strlist *out) {
-    arrsetlen(out->arena, 0);
-    arrsetlen(out->v, 0);
+    GB_ARR_TRUNC(out->arena, 0);
+    GB_ARR_TRUNC(out->v, 0);
     char *tmp = NULL;
     gb__tok_span *sp = NULL;
     gb_status st = GB_OK;

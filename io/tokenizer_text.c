@@ -18,8 +18,10 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-void gb__tok_bytes_add(char **out, const void *s, size_t n) {
-    if (n) memcpy(arraddnptr(*out, n), s, n);
+bool gb__tok_bytes_add(char **out, const void *s, size_t n) {
+    char *at = GB_ARR_ADDN(*out, n, "tokenizer");
+    if (at && n) memcpy(at, s, n);
+    return at != NULL;
 }
 
 /* ---- UTF-8 -------------------------------------------------------------- */
@@ -103,7 +105,7 @@ int gb__tok_utf8_encode(uint32_t cp, char *out) {
     return 4;
 }
 
-void gb__tok_utf8_lossy(char **out, const char *s, size_t n) {
+bool gb__tok_utf8_lossy(char **out, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0; /* run: start of well-formed bytes not yet copied */
     while (i < n) {
@@ -113,12 +115,11 @@ void gb__tok_utf8_lossy(char **out, const char *s, size_t n) {
             i += (size_t)len;
             continue;
         }
-        gb__tok_bytes_add(out, s + run, i - run);
-        gb__tok_bytes_add(out, "\xef\xbf\xbd", 3);
+        if (!gb__tok_bytes_add(out, s + run, i - run) || !gb__tok_bytes_add(out, "\xef\xbf\xbd", 3)) return false;
         i += bad;
         run = i;
     }
-    if (run < n) gb__tok_bytes_add(out, s + run, n - run); /* s is NULL for no bytes: no offset on it */
+    return run == n || gb__tok_bytes_add(out, s + run, n - run); /* s is NULL for no bytes: no offset on it */
 }
 
 bool gb__tok_is_whitespace(uint32_t c) {
@@ -149,15 +150,15 @@ bool gb__tok_is_numeric(uint32_t c) {
 
 /* ---- string lists ------------------------------------------------------- */
 
-void gb__tok_strlist_push(gb__tok_strlist *l, const char *s, size_t n, bool first) {
+bool gb__tok_strlist_push(gb__tok_strlist *l, const char *s, size_t n, bool first) {
     gb__tok_piece p = {arrlenu(l->arena), n, first};
-    if (n) memcpy(arraddnptr(l->arena, n), s, n);
-    arrput(l->v, p);
+    return gb__tok_bytes_add(&l->arena, s, n) && GB_ARR_PUT(l->v, p, "tokenizer");
 }
 
-void gb__tok_strlist_extend(gb__tok_strlist *l, const char *s, size_t n) {
-    if (n) memcpy(arraddnptr(l->arena, n), s, n);
+bool gb__tok_strlist_extend(gb__tok_strlist *l, const char *s, size_t n) {
+    if (!gb__tok_bytes_add(&l->arena, s, n)) return false;
     arrlast(l->v).len += n;
+    return true;
 }
 
 size_t gb__tok_strlist_len(const gb__tok_strlist *l) { return arrlenu(l->v); }
@@ -177,48 +178,49 @@ struct gb__tok_regex {
 /* Oniguruma's \s is Unicode White_Space; PCRE2's (with UCP) adds U+180E. */
 #define GB__WS "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
-static void gb__tok_puts(char **out, const char *s) { gb__tok_bytes_add(out, s, strlen(s)); }
+static bool gb__tok_puts(char **out, const char *s) { return gb__tok_bytes_add(out, s, strlen(s)); }
 
+/* NULL when out of memory. */
 static char *gb__tok_regex_rewrite(const char *p) {
     char *out = NULL;
-    bool in_class = false;
-    for (size_t i = 0; p[i]; i++) {
+    bool in_class = false, ok = true;
+    for (size_t i = 0; ok && p[i]; i++) {
         char c = p[i];
         if (c == '\\' && p[i + 1]) {
             char e = p[++i];
-            if (e == 's') gb__tok_puts(&out, in_class ? GB__WS : "[" GB__WS "]");
-            else if (e == 'S' && !in_class) gb__tok_puts(&out, "[^" GB__WS "]");
-            else {
-                arrput(out, c);
-                arrput(out, e);
-            }
+            if (e == 's') ok = gb__tok_puts(&out, in_class ? GB__WS : "[" GB__WS "]");
+            else if (e == 'S' && !in_class) ok = gb__tok_puts(&out, "[^" GB__WS "]");
+            else ok = gb__tok_bytes_add(&out, (char[2]){c, e}, 2);
             continue;
         }
         if (!in_class && c == '[') {
             in_class = true;
-            arrput(out, c);
-            if (p[i + 1] == '^') arrput(out, p[++i]);
-            if (p[i + 1] == ']') arrput(out, p[++i]); /* a leading ] is literal */
+            size_t n = 1 + (p[i + 1] == '^');
+            n += p[i + n] == ']'; /* a leading ] is literal */
+            ok = gb__tok_bytes_add(&out, p + i, n);
+            i += n - 1;
             continue;
         }
         if (in_class && c == '[' && p[i + 1] == ':') { /* POSIX [:name:] */
             const char *end = strstr(p + i + 2, ":]");
             if (end) {
                 size_t n = (size_t)(end + 2 - (p + i));
-                gb__tok_bytes_add(&out, p + i, n);
+                ok = gb__tok_bytes_add(&out, p + i, n);
                 i += n - 1;
                 continue;
             }
         }
         if (in_class && c == ']') in_class = false;
-        arrput(out, c);
+        ok = GB_ARR_PUT(out, c, "tokenizer");
     }
-    arrput(out, 0);
-    return out;
+    if (ok && GB_ARR_PUT(out, 0, "tokenizer")) return out;
+    arrfree(out);
+    return NULL;
 }
 
 gb__tok_regex *gb__tok_regex_new(const char *pattern, bool literal, const char *ctx) {
     char *src = literal ? NULL : gb__tok_regex_rewrite(pattern);
+    if (!literal && !src) return gb__fail_null(gb_last_status(), "%s: regex '%s': %s", ctx, pattern, gb_last_error());
     const char *pat = literal ? pattern : src;
     int err = 0;
     PCRE2_SIZE off = 0;
@@ -254,10 +256,7 @@ void gb__tok_regex_free(gb__tok_regex *re) {
 }
 
 gb_status gb__tok_regex_spans(const gb__tok_regex *re, const char *s, size_t n, gb__tok_span **spans) {
-    if (n == 0) {
-        arrput(*spans, ((gb__tok_span){0, 0, false}));
-        return GB_OK;
-    }
+    if (n == 0) return GB_ARR_PUT(*spans, ((gb__tok_span){0, 0, false}), "tokenizer_encode") ? GB_OK : GB_ERR_ALLOC;
     size_t pos = 0, prev = 0, last_match_end = SIZE_MAX;
     while (pos <= n) {
         int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, re->md, NULL);
@@ -275,11 +274,12 @@ gb_status gb__tok_regex_spans(const gb__tok_regex *re, const char *s, size_t n, 
             pos += len ? (size_t)len : 1;
             continue;
         }
-        if (prev != ms) arrput(*spans, ((gb__tok_span){prev, ms, false}));
-        arrput(*spans, ((gb__tok_span){ms, me, true}));
+        if ((prev != ms && !GB_ARR_PUT(*spans, ((gb__tok_span){prev, ms, false}), "tokenizer_encode")) ||
+            !GB_ARR_PUT(*spans, ((gb__tok_span){ms, me, true}), "tokenizer_encode"))
+            return GB_ERR_ALLOC;
         prev = pos = last_match_end = me;
     }
-    if (prev != n) arrput(*spans, ((gb__tok_span){prev, n, false}));
+    if (prev != n && !GB_ARR_PUT(*spans, ((gb__tok_span){prev, n, false}), "tokenizer_encode")) return GB_ERR_ALLOC;
     return GB_OK;
 }
 
@@ -423,7 +423,7 @@ static gb_status gb__tok_replace(const gb__tok_regex *re, const char *text, cons
     for (size_t i = 0; st == GB_OK && i < arrlenu(sp); i++) {
         const char *src = sp[i].match ? text : s + sp[i].start;
         size_t len = sp[i].match ? strlen(text) : sp[i].end - sp[i].start;
-        gb__tok_bytes_add(out, src, len);
+        if (!gb__tok_bytes_add(out, src, len)) st = GB_ERR_ALLOC;
     }
     arrfree(sp);
     return st;
@@ -434,9 +434,9 @@ static gb_status gb__tok_unicode_map(const char *s, size_t n, int opts, char **o
     utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
                                         (utf8proc_option_t)(opts | UTF8PROC_STABLE));
     if (len < 0) return gb__fail(GB_ERR_ARG, "tokenizer_encode: normalization failed: %s", utf8proc_errmsg(len));
-    gb__tok_bytes_add(out, dst, (size_t)len);
+    bool ok = gb__tok_bytes_add(out, dst, (size_t)len);
     free(dst);
-    return GB_OK;
+    return ok ? GB_OK : GB_ERR_ALLOC;
 }
 
 static gb_status gb__tok_norm_one(const gb__tr_norm *nm, const char *s, size_t n, char **out) {
@@ -446,9 +446,7 @@ static gb_status gb__tok_norm_one(const gb__tr_norm *nm, const char *s, size_t n
     case GB__NORM_KIND_NFKC: return gb__tok_unicode_map(s, n, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, out);
     case GB__NORM_KIND_NFKD: return gb__tok_unicode_map(s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, out);
     case GB__NORM_KIND_PREPEND:
-        if (n) gb__tok_puts(out, nm->text);
-        gb__tok_bytes_add(out, s, n);
-        return GB_OK;
+        return (!n || gb__tok_puts(out, nm->text)) && gb__tok_bytes_add(out, s, n) ? GB_OK : GB_ERR_ALLOC;
     case GB__NORM_KIND_REPLACE: return gb__tok_replace(nm->re, nm->text, s, n, out);
     case GB__NORM_KIND_LOWERCASE:
         for (size_t i = 0; i < n;) {
@@ -456,12 +454,14 @@ static gb_status gb__tok_norm_one(const gb__tr_norm *nm, const char *s, size_t n
             int len = gb__tok_utf8_char((const unsigned char *)s + i, n - i, &bad);
             uint32_t cp = gb__tok_utf8_decode(s + i, len);
             char buf[4];
+            bool ok;
             if (cp == 0x130) { /* İ lowercases to two characters (Rust's to_lowercase) */
-                gb__tok_puts(out, "i\xcc\x87");
+                ok = gb__tok_puts(out, "i\xcc\x87");
             } else {
                 int m = gb__tok_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), buf);
-                gb__tok_bytes_add(out, buf, (size_t)m);
+                ok = gb__tok_bytes_add(out, buf, (size_t)m);
             }
+            if (!ok) return GB_ERR_ALLOC;
             i += (size_t)len;
         }
         return GB_OK;
@@ -479,14 +479,13 @@ static gb_status gb__tok_norm_one(const gb__tr_norm *nm, const char *s, size_t n
             if (!gb__tok_is_whitespace(gb__tok_utf8_decode(s + c, (int)(b - c)))) break;
             b = c;
         }
-        gb__tok_bytes_add(out, s + a, b - a);
-        return GB_OK;
+        return gb__tok_bytes_add(out, s + a, b - a) ? GB_OK : GB_ERR_ALLOC;
     }
     case GB__NORM_KIND_SEQUENCE: break;
     }
     /* Sequence: each normalizer reads the previous one's output. */
     char *cur = NULL;
-    gb__tok_bytes_add(&cur, s, n);
+    if (!gb__tok_bytes_add(&cur, s, n)) return GB_ERR_ALLOC;
     for (int i = 0; i < nm->nitems; i++) {
         char *next = NULL;
         gb_status st = gb__tok_norm_one(&nm->items[i], cur, arrlenu(cur), &next);
@@ -497,12 +496,12 @@ static gb_status gb__tok_norm_one(const gb__tr_norm *nm, const char *s, size_t n
             return st;
         }
     }
-    gb__tok_bytes_add(out, cur, arrlenu(cur));
+    bool ok = gb__tok_bytes_add(out, cur, arrlenu(cur));
     arrfree(cur);
-    return GB_OK;
+    return ok ? GB_OK : GB_ERR_ALLOC;
 }
 
 gb_status gb__tok_norm_apply(const gb__tr_norm *nm, const char *s, size_t n, char **out) {
-    arrsetlen(*out, 0);
+    if (!GB_ARR_SETLEN(*out, 0, "tokenizer")) return GB_ERR_ALLOC;
     return gb__tok_norm_one(nm, s, n, out);
 }

@@ -79,8 +79,8 @@ static bool gb__tok_heap_before(gb__tok_heap_item a, gb__tok_heap_item b) {
     return a.count > b.count || (a.count == b.count && a.pair < b.pair);
 }
 
-static void gb__tok_heap_push(gb__tok_trainer *t, int64_t count, uint64_t pair) {
-    arrput(t->heap, ((gb__tok_heap_item){count, pair}));
+static bool gb__tok_heap_push(gb__tok_trainer *t, int64_t count, uint64_t pair) {
+    if (!GB_ARR_PUT(t->heap, ((gb__tok_heap_item){count, pair}), GB__OP)) return false;
     gb__tok_heap_item *h = t->heap;
     for (size_t i = arrlenu(h) - 1; i > 0;) {
         size_t up = (i - 1) / 2;
@@ -90,6 +90,7 @@ static void gb__tok_heap_push(gb__tok_trainer *t, int64_t count, uint64_t pair) 
         h[up] = tmp;
         i = up;
     }
+    return true;
 }
 
 static gb__tok_heap_item gb__tok_heap_pop(gb__tok_trainer *t) {
@@ -115,25 +116,23 @@ static gb__tok_heap_item gb__tok_heap_pop(gb__tok_trainer *t) {
  * (words come in ascending order within a merge, so comparing with the last
  * one listed avoids most repeats; a word listed twice costs a merge that
  * finds nothing) and marks the pair to be pushed on the heap again. */
-static void gb__tok_pair_add(gb__tok_trainer *t, uint64_t pair, int64_t delta, int32_t w) {
-    ptrdiff_t k = hmgeti(t->pairs, pair);
+static bool gb__tok_pair_add(gb__tok_trainer *t, uint64_t pair, int64_t delta, int32_t w) {
+    ptrdiff_t k = GB_HM_GETI(t->pairs, pair);
     if (k < 0) {
-        hmput(t->pairs, pair, ((gb__tok_pair_info){0, NULL}));
-        k = hmgeti(t->pairs, pair);
+        if (!GB_HM_PUT(t->pairs, pair, ((gb__tok_pair_info){0, NULL}), GB__OP)) return false;
+        k = GB_HM_GETI(t->pairs, pair);
     }
     gb__tok_pair_info *p = &t->pairs[k].value;
     p->count += delta;
-    if (delta > 0) {
-        if (arrlenu(p->where) == 0 || arrlast(p->where) != w) arrput(p->where, w);
-        arrput(t->grown, pair);
-    }
+    return delta <= 0 || (((arrlenu(p->where) && arrlast(p->where) == w) || GB_ARR_PUT(p->where, w, GB__OP)) &&
+                          GB_ARR_PUT(t->grown, pair, GB__OP));
 }
 
-static void gb__tok_pair_drop(gb__tok_trainer *t, uint64_t pair) {
-    ptrdiff_t k = hmgeti(t->pairs, pair);
-    if (k < 0) return;
+static bool gb__tok_pair_drop(gb__tok_trainer *t, uint64_t pair) {
+    ptrdiff_t k = GB_HM_GETI(t->pairs, pair);
+    if (k < 0) return true;
     arrfree(t->pairs[k].value.where);
-    (void)hmdel(t->pairs, pair);
+    return GB_HM_DEL(t->pairs, pair, GB__OP);
 }
 
 /* word (its pre-token, in GPT-2's characters) -> index into words */
@@ -146,27 +145,30 @@ typedef struct gb__tok_word_kv {
 static gb_status gb__tok_count_words(gb__tok_trainer *t, const gb__tok_pre *pre, const char *s, size_t n, gb__tok_word_kv **index,
                                  char **key) {
     gb__tok_strlist in = {0}, out = {0};
-    gb__tok_strlist_push(&in, s, n, true);
-    gb_status st = gb__tok_pre_apply(pre, &in, &out);
+    gb_status st = gb__tok_strlist_push(&in, s, n, true) ? gb__tok_pre_apply(pre, &in, &out) : GB_ERR_ALLOC;
     for (size_t i = 0; st == GB_OK && i < gb__tok_strlist_len(&out); i++) {
         const char *piece = gb__tok_strlist_str(&out, i);
         size_t len = out.v[i].len;
-        arrsetlen(*key, 0);
-        gb__tok_bytes_add(key, piece, len);
-        arrput(*key, 0);
-        ptrdiff_t k = shgeti(*index, *key);
+        GB_ARR_TRUNC(*key, 0);
+        if (!gb__tok_bytes_add(key, piece, len) || !GB_ARR_PUT(*key, 0, GB__OP)) {
+            st = GB_ERR_ALLOC;
+            break;
+        }
+        ptrdiff_t k = GB_SH_GETI(*index, *key);
         if (k < 0) {
             /* a new word, spelled in byte tokens (its characters stand for bytes) */
             gb__tok_tword w = {0, arrlenu(t->syms), 0};
-            for (size_t at = 0; at < len;) {
+            bool ok = true;
+            for (size_t at = 0; ok && at < len; w.len++) {
                 int clen;
                 uint32_t cp = gb__tok_utf8_next(piece, len, &at, &clen);
-                arrput(t->syms, t->byte_id[gb__tok_byte_level_byte(cp)]);
-                w.len++;
+                ok = GB_ARR_PUT(t->syms, t->byte_id[gb__tok_byte_level_byte(cp)], GB__OP);
             }
-            arrput(t->words, w);
-            shput(*index, *key, (int32_t)arrlen(t->words) - 1);
-            k = shgeti(*index, *key);
+            if (!ok || !GB_ARR_PUT(t->words, w, GB__OP) || !GB_SH_PUT(*index, *key, (int32_t)arrlen(t->words) - 1, GB__OP)) {
+                st = GB_ERR_ALLOC;
+                break;
+            }
+            k = GB_SH_GETI(*index, *key);
         }
         t->words[(*index)[k].value].count++;
     }
@@ -180,12 +182,13 @@ static gb_status gb__tok_count_words(gb__tok_trainer *t, const gb__tok_pre *pre,
  * pre-tokenized. */
 static gb_status gb__tok_collect_words(gb__tok_trainer *t, const char *text, size_t len, const char *const *special) {
     char *clean = NULL, *key = NULL;
-    gb__tok_utf8_lossy(&clean, text, len);
-    size_t n = arrlenu(clean);
     gb__tok_word_kv *index = NULL;
-    sh_new_arena(index);
-    gb__tok_pre *pre = gb__tok_pre_byte_level(GB__OP);
-    gb_status st = pre ? GB_OK : gb_last_status();
+    gb__tok_pre *pre = NULL;
+    gb_status st = gb__tok_utf8_lossy(&clean, text, len) && GB_SH_NEW_ARENA(index, GB__OP) &&
+                           (pre = gb__tok_pre_byte_level(GB__OP))
+                       ? GB_OK
+                       : gb_last_status();
+    size_t n = arrlenu(clean);
     /* next[i]: where special token i next occurs at or after pos (n: nowhere) */
     size_t nsp = 0, *next = NULL;
     for (const char *const *sp = special; sp && *sp; sp++) nsp++;
@@ -214,9 +217,10 @@ static gb_status gb__tok_collect_words(gb__tok_trainer *t, const char *text, siz
 
 /* ---- training ----------------------------------------------------------- */
 
-static void gb__tok_add_token(gb__tok_trainer *t, char *tok) {
-    arrput(t->tokens, tok);
-    shput(t->token_ids, tok, (int32_t)arrlen(t->tokens) - 1);
+/* Takes tok (freed when it cannot be added). */
+static bool gb__tok_add_token(gb__tok_trainer *t, char *tok) {
+    if (!GB_ARR_PUT(t->tokens, tok, GB__OP)) return free(tok), false;
+    return GB_SH_PUT(t->token_ids, tok, (int32_t)arrlen(t->tokens) - 1, GB__OP);
 }
 
 /* The 256 byte tokens in GPT-2's order: the bytes whose character is
@@ -231,14 +235,14 @@ static gb_status gb__tok_byte_tokens(gb__tok_trainer *t) {
             if (!s) return GB_ERR_ALLOC;
             gb__tok_utf8_encode(cp, s);
             t->byte_id[b] = (int32_t)arrlen(t->tokens);
-            gb__tok_add_token(t, s);
+            if (!gb__tok_add_token(t, s)) return GB_ERR_ALLOC;
         }
     return GB_OK;
 }
 
 /* Merge pair (a, b) into c in word w, adjusting the counts of the pairs
  * around each occurrence. */
-static void gb__tok_merge_word(gb__tok_trainer *t, int32_t w, int32_t a, int32_t b, int32_t c) {
+static bool gb__tok_merge_word(gb__tok_trainer *t, int32_t w, int32_t a, int32_t b, int32_t c) {
     uint64_t merged = gb__tok_pair(a, b);
     int64_t k = t->words[w].count;
     int32_t *s = t->syms + t->words[w].off;
@@ -246,14 +250,14 @@ static void gb__tok_merge_word(gb__tok_trainer *t, int32_t w, int32_t a, int32_t
     for (uint32_t i = 0; i < n; i++) {
         if (i + 1 < n && s[i] == a && s[i + 1] == b) {
             /* s[j - 1] is what precedes the pair now (it may be a c just made) */
-            if (j > 0) {
-                if (gb__tok_pair(s[j - 1], a) != merged) gb__tok_pair_add(t, gb__tok_pair(s[j - 1], a), -k, w);
-                gb__tok_pair_add(t, gb__tok_pair(s[j - 1], c), k, w);
-            }
-            if (i + 2 < n) {
-                if (gb__tok_pair(b, s[i + 2]) != merged) gb__tok_pair_add(t, gb__tok_pair(b, s[i + 2]), -k, w);
-                gb__tok_pair_add(t, gb__tok_pair(c, s[i + 2]), k, w);
-            }
+            if (j > 0 &&
+                ((gb__tok_pair(s[j - 1], a) != merged && !gb__tok_pair_add(t, gb__tok_pair(s[j - 1], a), -k, w)) ||
+                 !gb__tok_pair_add(t, gb__tok_pair(s[j - 1], c), k, w)))
+                return false;
+            if (i + 2 < n &&
+                ((gb__tok_pair(b, s[i + 2]) != merged && !gb__tok_pair_add(t, gb__tok_pair(b, s[i + 2]), -k, w)) ||
+                 !gb__tok_pair_add(t, gb__tok_pair(c, s[i + 2]), k, w)))
+                return false;
             s[j++] = c;
             i++;
         } else {
@@ -261,6 +265,7 @@ static void gb__tok_merge_word(gb__tok_trainer *t, int32_t w, int32_t a, int32_t
         }
     }
     t->words[w].len = j;
+    return true;
 }
 
 static int gb__tok_cmp_u64(const void *a, const void *b) {
@@ -272,16 +277,16 @@ static gb_status gb__tok_train(gb__tok_trainer *t, int target) {
     for (size_t w = 0; w < arrlenu(t->words); w++) {
         const int32_t *s = t->syms + t->words[w].off;
         for (uint32_t i = 0; i + 1 < t->words[w].len; i++)
-            gb__tok_pair_add(t, gb__tok_pair(s[i], s[i + 1]), t->words[w].count, (int32_t)w);
+            if (!gb__tok_pair_add(t, gb__tok_pair(s[i], s[i + 1]), t->words[w].count, (int32_t)w)) return GB_ERR_ALLOC;
     }
-    for (size_t i = 0; i < hmlenu(t->pairs); i++) gb__tok_heap_push(t, t->pairs[i].value.count, t->pairs[i].key);
+    for (size_t i = 0; i < hmlenu(t->pairs); i++)
+        if (!gb__tok_heap_push(t, t->pairs[i].value.count, t->pairs[i].key)) return GB_ERR_ALLOC;
     while ((int)arrlen(t->tokens) < target && arrlenu(t->heap)) {
         gb__tok_heap_item top = gb__tok_heap_pop(t);
-        ptrdiff_t k = hmgeti(t->pairs, top.pair);
+        ptrdiff_t k = GB_HM_GETI(t->pairs, top.pair);
         int64_t now = k < 0 ? 0 : t->pairs[k].value.count;
         if (now != top.count) {
-            if (now > 0) gb__tok_heap_push(t, now, top.pair);
-            else gb__tok_pair_drop(t, top.pair);
+            if (!(now > 0 ? gb__tok_heap_push(t, now, top.pair) : gb__tok_pair_drop(t, top.pair))) return GB_ERR_ALLOC;
             continue;
         }
         int32_t a = gb__tok_pair_left(top.pair), b = gb__tok_pair_right(top.pair);
@@ -292,24 +297,26 @@ static gb_status gb__tok_train(gb__tok_trainer *t, int target) {
         memcpy(tok + la, t->tokens[b], lb + 1);
         /* Two merges may spell the same token ("ab"+"c", "a"+"bc"): they
          * share its id. Pairs with it may then exist already and grow. */
-        ptrdiff_t same = shgeti(t->token_ids, tok);
+        ptrdiff_t same = GB_SH_GETI(t->token_ids, tok);
         int32_t c = same >= 0 ? t->token_ids[same].value : (int32_t)arrlen(t->tokens);
         if (same >= 0) free(tok);
-        else gb__tok_add_token(t, tok);
-        arrput(t->merges, top.pair);
+        else if (!gb__tok_add_token(t, tok)) return GB_ERR_ALLOC;
+        if (!GB_ARR_PUT(t->merges, top.pair, GB__OP)) return GB_ERR_ALLOC;
         int32_t *where = t->pairs[k].value.where;
         t->pairs[k].value.where = NULL;
-        gb__tok_pair_drop(t, top.pair);
-        arrsetlen(t->grown, 0);
-        for (size_t i = 0; i < arrlenu(where); i++) gb__tok_merge_word(t, where[i], a, b, c);
+        bool ok = gb__tok_pair_drop(t, top.pair);
+        GB_ARR_TRUNC(t->grown, 0);
+        for (size_t i = 0; ok && i < arrlenu(where); i++) ok = gb__tok_merge_word(t, where[i], a, b, c);
         arrfree(where);
+        if (!ok) return GB_ERR_ALLOC;
         /* every pair that grew (each contains c) goes on the heap once, with its count now */
         qsort(t->grown, arrlenu(t->grown), sizeof *t->grown, gb__tok_cmp_u64);
         for (size_t i = 0; i < arrlenu(t->grown); i++) {
             if (i > 0 && t->grown[i] == t->grown[i - 1]) continue;
-            ptrdiff_t f = hmgeti(t->pairs, t->grown[i]);
-            if (f >= 0 && t->pairs[f].value.count > 0) gb__tok_heap_push(t, t->pairs[f].value.count, t->grown[i]);
-            else gb__tok_pair_drop(t, t->grown[i]);
+            ptrdiff_t f = GB_HM_GETI(t->pairs, t->grown[i]);
+            if (!(f >= 0 && t->pairs[f].value.count > 0 ? gb__tok_heap_push(t, t->pairs[f].value.count, t->grown[i])
+                                                        : gb__tok_pair_drop(t, t->grown[i])))
+                return GB_ERR_ALLOC;
         }
     }
     return GB_OK;
@@ -417,17 +424,15 @@ static gb_status gb__tok_write_json(const char *dir, const char *name, gb__json_
 
 static gb_status gb__tok_write_merges(const gb__tok_trainer *t, const char *dir) {
     char *text = NULL;
-    gb__tok_bytes_add(&text, "#version: 0.2\n", 14);
-    for (size_t i = 0; i < arrlenu(t->merges); i++) {
+    bool ok = gb__tok_bytes_add(&text, "#version: 0.2\n", 14);
+    for (size_t i = 0; ok && i < arrlenu(t->merges); i++) {
         const char *a = t->tokens[gb__tok_pair_left(t->merges[i])], *b = t->tokens[gb__tok_pair_right(t->merges[i])];
-        gb__tok_bytes_add(&text, a, strlen(a));
-        gb__tok_bytes_add(&text, " ", 1);
-        gb__tok_bytes_add(&text, b, strlen(b));
-        gb__tok_bytes_add(&text, "\n", 1);
+        ok = gb__tok_bytes_add(&text, a, strlen(a)) && gb__tok_bytes_add(&text, " ", 1) &&
+             gb__tok_bytes_add(&text, b, strlen(b)) && gb__tok_bytes_add(&text, "\n", 1);
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/merges.txt", dir);
-    gb_status st = gb__io_file_write(path, text, arrlenu(text), 0, GB__OP);
+    gb_status st = ok ? gb__io_file_write(path, text, arrlenu(text), 0, GB__OP) : GB_ERR_ALLOC;
     arrfree(text);
     return st;
 }
@@ -475,13 +480,16 @@ gb_status gb_tokenizer_train_bpe(const char *text, size_t len, int vocab_size, c
     if (st != GB_OK) return st;
 
     gb__tok_trainer t = {0};
-    sh_new_strdup(t.token_ids);
+    if (!GB_SH_NEW_STRDUP(t.token_ids, GB__OP)) {
+        st = GB_ERR_ALLOC;
+        goto done;
+    }
     if ((st = gb__tok_byte_tokens(&t)) != GB_OK || (st = gb__tok_collect_words(&t, text ? text : "", len, special_tokens)) !=
                                                      GB_OK ||
         (st = gb__tok_train(&t, vocab_size - nspecial)) != GB_OK)
         goto done;
     for (const char *const *sp = special_tokens; sp && *sp; sp++)
-        if (shgeti(t.token_ids, *sp) >= 0) {
+        if (GB_SH_GETI(t.token_ids, *sp) >= 0) {
             st = gb__fail(GB_ERR_ARG, GB__OP ": special token '%s' is also a token of the vocabulary", *sp);
             goto done;
         }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../tensor/base.h"
-#include "lm.h"
+#include "lm_impl.h"
 
 gb_decode_opts gb_decode_defaults(void) {
     return (gb_decode_opts){.max_new_tokens = 20, .sampling = {.temperature = 0, .top_p = 1, .repetition_penalty = 1}};
@@ -259,38 +259,49 @@ static gb_status gb__lm_plain_forward(void *ctx, int step, gb_tensor *ids, gb_te
 
 /* Roughly what generating holds at its peak (f32 throughout): the prompt
  * pass's attention scores [B, heads, T, T] (one layer at a time), its logits
- * [B, T, vocab], and every layer's KV cache over the whole sequence of S.
- * In double: the figures from untrusted sizes may overflow 64 bits. */
+ * [B, T, vocab], every layer's KV cache over the whole sequence of S, and
+ * the ids and mask [B, S] (int64, twice while a step appends to them). A
+ * traced generation adds nothing that grows with the steps: its slots are
+ * per node, and a value saved from every step (.all()) holds the last
+ * step's. In double: the figures from untrusted sizes may overflow 64 bits. */
 static double gb__lm_generate_bytes(const gb_model *m, double B, double T, double S) {
     const gb_gpt2_config *g = gb_model_gpt2_config(m);
     const gb_llama_config *l = gb_model_llama_config(m);
     double layers = g ? g->n_layer : l ? l->num_hidden_layers : 0;
     double heads = g ? g->n_head : l ? l->num_attention_heads : 0;
     double kv = g ? g->n_embd : l ? l->num_key_value_heads * (l->head_dim ? l->head_dim : l->hidden_size / l->num_attention_heads) : 0;
-    return 4 * (B * heads * T * T + B * T * (double)gb_model_vocab_size(m) + 2 * layers * B * S * kv);
+    return 4 * (B * heads * T * T + B * T * (double)gb_model_vocab_size(m) + 2 * layers * B * S * kv) + 2 * 2 * 8 * B * S;
+}
+
+gb_status gb__lm_check_generate(const gb_model *m, int64_t B, int64_t T, const gb_decode_opts *o) {
+    if (!m || o->max_new_tokens < 0) return GB_OK;
+    int64_t S = T + o->max_new_tokens;
+    if (o->max_length > 0 && S > o->max_length) S = T > o->max_length ? T : o->max_length;
+    double need = gb__lm_generate_bytes(m, (double)B, (double)T, (double)S);
+    uint64_t avail = gb__mem_available(), space = gb__address_space_left();
+    if (space < avail) avail = space;
+    if (need <= (double)avail) return GB_OK;
+    return gb__fail(GB_ERR_ALLOC, "generate: %lld prompt%s of %lld tokens and %d new tokens need about %.1f MiB "
+                    "(attention scores, logits and KV cache), but %.1f MiB is available%s; ask for fewer new tokens%s",
+                    (long long)B, B == 1 ? "" : "s", (long long)T, o->max_new_tokens, need / (1 << 20),
+                    (double)avail / (1 << 20), space < UINT64_MAX && space == avail ? " under the address-space limit" : "",
+                    B > 1 ? " or fewer prompts" : "");
 }
 
 gb_status gb_lm_generate(gb_lm *lm, gb_tensor *ids, gb_tensor *mask, const gb_decode_opts *opts, gb_tensor **out) {
     *out = NULL;
     gb_decode_opts o = opts ? *opts : gb_lm_decode_defaults(lm);
-    if (gb_tensor_ndim(ids) == 2 && o.max_new_tokens >= 0) { /* sizes from the user, checked before they cost */
-        int64_t B = gb_tensor_dim(ids, 0), T = gb_tensor_dim(ids, 1), S = T + o.max_new_tokens;
-        if (o.max_length > 0 && S > o.max_length) S = T > o.max_length ? T : o.max_length;
-        double need = gb__lm_generate_bytes(gb_lm_model(lm), (double)B, (double)T, (double)S);
-        uint64_t avail = gb__mem_available();
-        if (need > (double)avail)
-            return gb__fail(GB_ERR_ALLOC, "generate: %lld prompt%s of %lld tokens and %d new tokens need about %.1f MiB "
-                            "(attention scores, logits and KV cache), but %.1f MiB is available", (long long)B,
-                            B == 1 ? "" : "s", (long long)T, o.max_new_tokens, need / (1 << 20),
-                            (double)avail / (1 << 20));
-    }
+    gb_status st = gb_tensor_ndim(ids) == 2 /* sizes from the user, checked before they cost */
+                       ? gb__lm_check_generate(gb_lm_model(lm), gb_tensor_dim(ids, 0), gb_tensor_dim(ids, 1), &o)
+                       : GB_OK;
+    if (st != GB_OK) return st;
     gb_run *run = gb_run_new();
     if (!run) return gb_last_status();
     gb_run_use_cache(run, true);
     gb_run_set_nan_check(run, o.nan_check);
     gb__lm_plain ctx = {run, gb_lm_module(lm)};
     gb_grad_mode gm = gb_no_grad_begin();
-    gb_status st = gb_decode(gb__lm_plain_forward, &ctx, ids, mask, NULL, &o, out);
+    st = gb_decode(gb__lm_plain_forward, &ctx, ids, mask, NULL, &o, out);
     gb_grad_mode_end(gm);
     gb_run_free(run);
     return st;

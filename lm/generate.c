@@ -2,7 +2,7 @@
  * loop (gb_decode) driving a trace's execution pass by pass, so module call
  * k is generation step k and .next()/.all() interventions fire per step. */
 #include "../tensor/base.h"
-#include "lm.h"
+#include "lm_impl.h"
 
 typedef struct gb__lm_traced {
     gb_exec *ex;
@@ -27,7 +27,10 @@ gb_status gb_exec_decode(gb_exec *ex, gb_tensor *input, const gb_decode_opts *op
     gb_tensor *ids, *mask, *pos, *seq = NULL;
     gb_exec_batch(ex, &ids, &mask, &pos);
     gb__lm_traced t = {ex, false};
-    st = gb_decode(gb__lm_traced_forward, &t, ids, mask, pos, opts, &seq);
+    /* the batch of every invoke, checked before the first pass spends it */
+    const gb_model *m = gb_model_of(gb_trace_module(gb_exec_trace(ex)));
+    st = opts && gb_tensor_ndim(ids) == 2 ? gb__lm_check_generate(m, gb_tensor_dim(ids, 0), gb_tensor_dim(ids, 1), opts) : GB_OK;
+    if (st == GB_OK) st = gb_decode(gb__lm_traced_forward, &t, ids, mask, pos, opts, &seq);
     /* a generation that failed leaves none; one whose prompt pass stopped leaves the last one */
     if (t.prompt_ran && seq) gb_exec_set_generated(ex, seq);
     else gb_tensor_free(seq);
@@ -67,10 +70,13 @@ gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s
 gb_status gb_trace_generate(gb_trace *tr, int max_new_tokens) { return gb_trace_sample(tr, max_new_tokens, NULL); }
 
 gb_status gb_trace_scan_generate(gb_trace *tr, int max_new_tokens) {
+    return gb_exec_scan_generate(gb_trace_exec(tr), NULL, max_new_tokens);
+}
+
+gb_status gb_exec_scan_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens) {
     if (max_new_tokens < 1)
         return gb__fail(GB_ERR_ARG, "trace_scan_generate: max_new_tokens must be >= 1, got %d", max_new_tokens);
-    gb_exec *ex = gb_trace_exec(tr);
-    gb_status st = gb_exec_begin_scan(ex, NULL, true);
+    gb_status st = gb_exec_begin_scan(ex, input, true);
     if (st != GB_OK) return st;
     gb_tensor *ids, *mask, *pos;
     gb_exec_batch(ex, &ids, &mask, &pos);

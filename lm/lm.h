@@ -162,6 +162,8 @@ gb_status gb_trace_sample(gb_trace *tr, int max_new_tokens, const gb_sampling *s
  * (.next(), .all()) get their shapes (gb_val_shape) and every
  * intervention is checked at its step. The tokens fed are placeholders. */
 gb_status gb_trace_scan_generate(gb_trace *tr, int max_new_tokens);
+/* The same in an execution, on input (NULL: the trace's). */
+gb_status gb_exec_scan_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
 /* The same in an execution (gb_exec_new), on input or the trace's. */
 gb_status gb_exec_generate(gb_exec *ex, gb_tensor *input, int max_new_tokens);
 /* The same with every decoding option (sampling, stop tokens, pad id,

@@ -65,7 +65,10 @@ gb_status gb__nn_attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tens
             gb__error_prefix("%s: appending to the KV cache (new keys %s)", GB__LABEL(attn), GB__SHAPE_STR(*k));
             return st;
         }
-        gb__nn_run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), bk, bv);
+        if ((st = gb__nn_run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), bk, bv)) != GB_OK) {
+            gb_tensor_free(nk), gb_tensor_free(nv);
+            return st;
+        }
     } else {
         nk = gb_tensor_ref(*k), nv = gb_tensor_ref(*v);
         if (pk && pv) {
@@ -79,7 +82,11 @@ gb_status gb__nn_attn_cache(gb_run *run, gb_module *attn, gb_tensor **k, gb_tens
                 return gb_last_status();
             }
         }
-        gb__nn_run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), NULL, NULL);
+        gb_status st = gb__nn_run_cache_set(run, attn, gb_tensor_ref(nk), gb_tensor_ref(nv), NULL, NULL);
+        if (st != GB_OK) {
+            gb_tensor_free(nk), gb_tensor_free(nv);
+            return st;
+        }
     }
     gb_tensor_free(*k), gb_tensor_free(*v);
     *k = nk, *v = nv;

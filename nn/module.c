@@ -109,7 +109,10 @@ gb_status gb__nn_module_add_child(gb_module *m, const char *name, gb_module *chi
     free(child->name);
     child->name = nm;
     child->parent = m;
-    arrput(m->children, child);
+    if (!GB_ARR_PUT(m->children, child, "module child")) {
+        gb_module_free(child);
+        return GB_ERR_ALLOC;
+    }
     gb_status st = gb__nn_update_paths(child);
     gb_module *root = m->root;
     /* Numbered now, not when a run first needs it: runs on other threads
@@ -127,7 +130,11 @@ gb_status gb__nn_module_add_param(gb_module *m, const char *name, int ndim, cons
         return GB_ERR_ALLOC;
     }
     gb__nn_param p = {nm, t, buffer};
-    arrput(m->params, p);
+    if (!GB_ARR_PUT(m->params, p, "module parameter")) {
+        free(nm);
+        gb_tensor_free(t);
+        return GB_ERR_ALLOC;
+    }
     return GB_OK;
 }
 
@@ -247,21 +254,35 @@ gb_module *gb_module_find(gb_module *m, const char *path) {
 
 /* ---- repr (PyTorch's Module.__repr__ and ModuleList.__repr__) ----------- */
 
+/* Text that remembers running out of memory (SQLite's StrAccum): appends
+ * after a failure do nothing, and the end says whether it all went in. */
 typedef struct {
     char *s; /* stb_ds char array, NUL-terminated when done */
+    bool failed;
 } gb__nn_buf;
 
-static void gb__nn_puts(gb__nn_buf *b, const char *s) {
-    size_t n = strlen(s);
-    memcpy(arraddnptr(b->s, n), s, n);
+static void gb__nn_putn(gb__nn_buf *b, const char *s, size_t n) {
+    char *at = b->failed ? NULL : GB_ARR_ADDN(b->s, n, "module_repr");
+    if (at) memcpy(at, s, n);
+    else b->failed = true;
 }
+
+static void gb__nn_puts(gb__nn_buf *b, const char *s) { gb__nn_putn(b, s, strlen(s)); }
 
 /* Append s with every line after the first indented by two spaces (_addindent). */
 static void gb__nn_put_indented(gb__nn_buf *b, const char *s) {
     for (; *s; s++) {
-        arrput(b->s, *s);
+        gb__nn_putn(b, s, 1);
         if (*s == '\n') gb__nn_puts(b, "  ");
     }
+}
+
+/* The text (malloc'd), or NULL when an append failed. */
+static char *gb__nn_buf_done(gb__nn_buf *b) {
+    gb__nn_putn(b, "", 1);
+    char *out = b->failed ? NULL : gb__strdup(b->s, "module_repr");
+    arrfree(b->s);
+    return out;
 }
 
 static char *gb__nn_repr(const gb_module *m);
@@ -271,10 +292,11 @@ static char *gb__nn_repr_list(const gb_module *m) {
     int n = (int)arrlen(m->children);
     gb__nn_puts(&b, m->cls);
     gb__nn_puts(&b, "(");
-    char **reprs = calloc((size_t)n + 1, sizeof *reprs);
-    for (int i = 0; i < n; i++) reprs[i] = gb__nn_repr(m->children[i]);
+    char **reprs = gb__calloc((size_t)n + 1, sizeof *reprs, "module_repr");
+    b.failed |= !reprs;
+    for (int i = 0; !b.failed && i < n; i++) b.failed = !(reprs[i] = gb__nn_repr(m->children[i]));
     if (n > 0) gb__nn_puts(&b, "\n  ");
-    for (int start = 0; start < n;) {
+    for (int start = 0; !b.failed && start < n;) {
         int end = start;
         while (end + 1 < n && !strcmp(reprs[end + 1], reprs[start])) end++;
         char head[64];
@@ -287,12 +309,9 @@ static char *gb__nn_repr_list(const gb_module *m) {
     }
     if (n > 0) gb__nn_puts(&b, "\n");
     gb__nn_puts(&b, ")");
-    for (int i = 0; i < n; i++) free(reprs[i]);
+    for (int i = 0; reprs && i < n; i++) free(reprs[i]);
     free(reprs);
-    arrput(b.s, 0);
-    char *out = strdup(b.s);
-    arrfree(b.s);
-    return out;
+    return gb__nn_buf_done(&b);
 }
 
 static char *gb__nn_repr(const gb_module *m) {
@@ -310,27 +329,23 @@ static char *gb__nn_repr(const gb_module *m) {
             gb__nn_puts(&b, "\n  ");
             gb__nn_put_indented(&b, extra); /* multi-line extra_repr: each line indented */
         }
-        for (int i = 0; i < nchild; i++) {
+        for (int i = 0; i < nchild && !b.failed; i++) {
             char *child = gb__nn_repr(m->children[i]);
+            if (!child) b.failed = true;
             gb__nn_puts(&b, "\n  (");
             gb__nn_puts(&b, m->children[i]->name);
             gb__nn_puts(&b, "): ");
-            gb__nn_put_indented(&b, child);
+            if (child) gb__nn_put_indented(&b, child);
             free(child);
         }
         gb__nn_puts(&b, "\n");
     }
     gb__nn_puts(&b, ")");
-    arrput(b.s, 0);
-    char *out = strdup(b.s);
-    arrfree(b.s);
-    return out;
+    return gb__nn_buf_done(&b);
 }
 
 char *gb_module_repr(const gb_module *m) {
-    char *s = gb__nn_repr(m);
-    if (!s) gb__fail(GB_ERR_ALLOC, "module_repr: out of memory");
-    return s;
+    return gb__nn_repr(m); /* NULL: the append that failed said so */
 }
 
 /* ---- parameters --------------------------------------------------------- */
@@ -383,42 +398,45 @@ typedef struct {
     char **owned_names;  /* stb_ds: full names we allocated */
 } gb__nn_plist;
 
-static void gb__nn_collect(gb_module *m, const char *prefix, gb__nn_plist *l) {
+static bool gb__nn_collect(gb_module *m, const char *prefix, gb__nn_plist *l) {
+    const char *what = "module_parameters";
     for (ptrdiff_t i = 0; i < arrlen(m->params); i++) {
         if (m->params[i].buffer) continue;
         bool seen = false; /* tied parameters are listed once, as PyTorch does */
         for (ptrdiff_t j = 0; j < arrlen(l->params); j++) seen |= l->params[j] == m->params[i].t;
         if (seen) continue;
         size_t n = strlen(prefix) + strlen(m->params[i].name) + 2;
-        char *full = malloc(n);
+        char *full = gb__malloc(n, what);
+        if (!full) return false;
         snprintf(full, n, "%s%s%s", prefix, *prefix ? "." : "", m->params[i].name);
-        arrput(l->owned_names, full);
-        arrput(l->names, full);
-        arrput(l->params, m->params[i].t);
+        if (!GB_ARR_PUT(l->owned_names, full, what)) return free(full), false;
+        if (!GB_ARR_PUT(l->names, full, what) || !GB_ARR_PUT(l->params, m->params[i].t, what)) return false;
     }
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
         size_t n = strlen(prefix) + strlen(m->children[i]->name) + 2;
-        char *p = malloc(n);
+        char *p = gb__malloc(n, what);
+        if (!p) return false;
         snprintf(p, n, "%s%s%s", prefix, *prefix ? "." : "", m->children[i]->name);
-        gb__nn_collect(m->children[i], p, l);
+        bool ok = gb__nn_collect(m->children[i], p, l);
         free(p);
+        if (!ok) return false;
     }
+    return true;
 }
 
 /* The names are kept alive in a per-module cache so callers free only the arrays. */
 int gb_module_parameters(gb_module *m, const char ***names, gb_tensor ***params) {
     gb__nn_plist l = {0};
-    gb__nn_collect(m, "", &l);
+    bool ok = gb__nn_collect(m, "", &l);
     int n = (int)arrlen(l.params);
     /* One block: the pointer arrays, then the strings. */
     size_t strbytes = 0;
     for (int i = 0; i < n; i++) strbytes += strlen(l.names[i]) + 1;
-    char *block = malloc(sizeof(char *) * (size_t)n + strbytes + 1);
-    gb_tensor **ps = malloc(sizeof(gb_tensor *) * (size_t)(n ? n : 1));
+    char *block = ok ? gb__malloc(sizeof(char *) * (size_t)n + strbytes + 1, "module_parameters") : NULL;
+    gb_tensor **ps = block ? gb__malloc(sizeof(gb_tensor *) * (size_t)(n ? n : 1), "module_parameters") : NULL;
     if (!block || !ps) {
         free(block), free(ps);
         n = -1;
-        gb__fail(GB_ERR_ALLOC, "module_parameters: out of memory");
     } else {
         const char **ns = (const char **)(void *)block;
         char *s = block + sizeof(char *) * (size_t)n;
@@ -612,23 +630,25 @@ bool gb__nn_run_use_cache(const gb_run *run) { return run->use_cache; }
 
 void gb__nn_run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
                        gb_tensor **vbuf) {
-    ptrdiff_t i = hmgeti(run->cache, attn);
+    ptrdiff_t i = GB_HM_GETI(run->cache, attn);
     gb__nn_cache_entry e = i >= 0 ? run->cache[i] : (gb__nn_cache_entry){0};
     *k = e.k, *v = e.v;
     if (kbuf) *kbuf = e.kbuf, *vbuf = e.vbuf;
 }
 
-void gb__nn_run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
-                       gb_tensor *vbuf) {
+gb_status gb__nn_run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+                            gb_tensor *vbuf) {
     gb__nn_cache_entry e = {attn, k, v, kbuf, vbuf};
-    ptrdiff_t i = hmgeti(run->cache, attn);
+    ptrdiff_t i = GB_HM_GETI(run->cache, attn);
     if (i >= 0) {
         gb_tensor_free(run->cache[i].k), gb_tensor_free(run->cache[i].v);
         gb_tensor_free(run->cache[i].kbuf), gb_tensor_free(run->cache[i].vbuf);
         run->cache[i] = e;
-    } else {
-        hmputs(run->cache, e);
+    } else if (!GB_HM_PUTS(run->cache, e, "KV cache")) {
+        gb_tensor_free(k), gb_tensor_free(v), gb_tensor_free(kbuf), gb_tensor_free(vbuf);
+        return GB_ERR_ALLOC;
     }
+    return GB_OK;
 }
 
 void gb__nn_run_cache_advance(gb_run *run, int64_t t) {
@@ -673,10 +693,10 @@ static int *gb__nn_call_slot_slow(gb_run *run, gb_module *root, gb_module *m) {
         }
     }
     if (root == run->calls_root && size == run->ncalls) return &run->calls[m->tree_index];
-    ptrdiff_t i = hmgeti(run->other_calls, m);
+    ptrdiff_t i = GB_HM_GETI(run->other_calls, m);
     if (i < 0) {
-        hmput(run->other_calls, m, 0);
-        i = hmgeti(run->other_calls, m);
+        if (!GB_HM_PUT(run->other_calls, m, 0, "module_call: call counters")) return NULL;
+        i = GB_HM_GETI(run->other_calls, m);
     }
     return &run->other_calls[i].value;
 }
@@ -735,7 +755,9 @@ gb_status gb_module_call(gb_module *m, gb_run *run, const gb_values *in, gb_valu
     if (!run) return gb__fail(GB_ERR_ARG, "module_call: %s: run is NULL (use gb_run_new)", m->path);
     if (!run->observer && !run->nan_check) return m->type->forward(m, run, in, out);
 
-    int call = (*gb__nn_call_slot(run, m))++;
+    int *slot = gb__nn_call_slot(run, m);
+    if (!slot) return gb_last_status();
+    int call = (*slot)++;
     gb_status st;
     if (run->observer && gb__nn_wants(run, m, GB_EVENT_INPUT)) {
         /* The observer may replace the inputs: hand it a tuple of our own. */
@@ -760,9 +782,10 @@ gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **
     if (!gb__nn_wants(run, m, GB_EVENT_POINT)) return GB_OK;
     char path[512];
     snprintf(path, sizeof path, "%s%s%s", m->path, *m->path ? "." : "", name);
+    int *slot = gb__nn_call_slot(run, m);
+    if (!slot) return gb_last_status();
     gb_values vs = {1, {*t}};
-    gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = *gb__nn_call_slot(run, m) - 1,
-                  .values = &vs};
+    gb_event ev = {.kind = GB_EVENT_POINT, .module = m, .path = path, .call = *slot - 1, .values = &vs};
     gb_status st = run->observer(&ev, run->observer_ctx);
     *t = vs.v[0]; /* the observer may have replaced it (and released the old one) */
     return st;

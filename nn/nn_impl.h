@@ -87,7 +87,7 @@ bool gb__nn_run_use_cache(const gb_run *run);
  * (the run takes the references). */
 void gb__nn_run_cache_get(gb_run *run, const gb_module *attn, gb_tensor **k, gb_tensor **v, gb_tensor **kbuf,
                        gb_tensor **vbuf);
-void gb__nn_run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
+gb_status gb__nn_run_cache_set(gb_run *run, const gb_module *attn, gb_tensor *k, gb_tensor *v, gb_tensor *kbuf,
                        gb_tensor *vbuf);
 /* Called by the whole-model forward after a pass over T new tokens. */
 void gb__nn_run_cache_advance(gb_run *run, int64_t t);

@@ -26,6 +26,55 @@ static gb_status gb__srv_rcall_fail(gb__srv_rcall *rc, gb_status st, const char 
     return st;
 }
 
+/* Which trace run an event is of: its number, and the enclosing loops'
+ * item numbers (at most 16, the spec's nesting limit); returns their count. */
+static int gb__srv_rcall_run(const gb__json_json *ev, long long *trace, int64_t items[16]) {
+    const gb__json_json *its = gb__json_get(ev, "items");
+    int depth = gb__json_size(its) < 16 ? gb__json_size(its) : 16;
+    *trace = 0;
+    gb__json_int(gb__json_get(ev, "trace"), trace);
+    for (int d = 0; d < depth; d++) {
+        long long x = 0;
+        gb__json_int(gb__json_at(its, d), &x);
+        items[d] = x;
+    }
+    return depth;
+}
+
+/* A scan event: one trace's graph and its statements' shapes. */
+static gb_status gb__srv_rcall_scan(gb__srv_rcall *rc, const gb__json_json *ev) {
+    const gb_remote_events *e = rc->ev;
+    const gb__json_json *sj = gb__json_get(ev, "statements");
+    int n = gb__json_size(sj);
+    int64_t items[16] = {0};
+    long long trace;
+    int depth = gb__srv_rcall_run(ev, &trace, items);
+    const char **stmts = calloc((size_t)n + 1, sizeof *stmts);
+    int *ndims = calloc((size_t)n + 1, sizeof *ndims);
+    int64_t *shapes = calloc((size_t)n * GB_MAX_DIMS + 1, sizeof *shapes);
+    gb_status st = stmts && ndims && shapes ? GB_OK : gb__srv_rcall_fail(rc, GB_ERR_ALLOC, "remote: out of memory");
+    for (int i = 0; st == GB_OK && i < n; i++) {
+        const gb__json_json *o = gb__json_at(sj, i), *shape = gb__json_get(o, "shape");
+        long long nd = -2;
+        gb__json_int(gb__json_get(o, "ndim"), &nd);
+        stmts[i] = gb__json_string(gb__json_get(o, "text")) ? gb__json_string(gb__json_get(o, "text")) : "";
+        ndims[i] = nd > GB_MAX_DIMS || nd < -2 || (nd >= 0 && nd != gb__json_size(shape)) ? -2 : (int)nd;
+        for (int d = 0; d < ndims[i]; d++) {
+            long long x = 0;
+            gb__json_int(gb__json_at(shape, d), &x);
+            shapes[(size_t)i * GB_MAX_DIMS + (size_t)d] = x;
+        }
+    }
+    if (st == GB_OK && e && e->result) {
+        gb_spec_result r = {.trace = (int)trace, .depth = depth, .items = items, .scan = true,
+                            .nstmts = n, .stmts = stmts, .graph = gb__json_string(gb__json_get(ev, "graph")),
+                            .ndims = ndims, .shapes = shapes};
+        if ((st = e->result(e->ctx, &r)) != GB_OK) gb__srv_rcall_fail(rc, st, gb_last_error());
+    }
+    free(stmts), free(ndims), free(shapes);
+    return st;
+}
+
 /* One event line. */
 static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t n) {
     if (!n) return GB_OK; /* the server's keep-alive */
@@ -52,18 +101,13 @@ static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t
             gb__srv_rcall_fail(rc, st, gb_last_error());
         free(v);
     } else if (!strcmp(kind, "result")) {
-        const gb__json_json *vals = gb__json_get(ev, "values"), *its = gb__json_get(ev, "items");
-        int n = gb__json_size(vals), depth = gb__json_size(its);
+        const gb__json_json *vals = gb__json_get(ev, "values");
+        int n = gb__json_size(vals);
         const char **names = calloc((size_t)n + 1, sizeof *names);
         gb_tensor **values = calloc((size_t)n + 1, sizeof *values);
         int64_t items[16] = {0};
-        long long trace = 0;
-        gb__json_int(gb__json_get(ev, "trace"), &trace);
-        for (int d = 0; d < depth && d < 16; d++) {
-            long long x = 0;
-            gb__json_int(gb__json_at(its, d), &x);
-            items[d] = x;
-        }
+        long long trace;
+        int depth = gb__srv_rcall_run(ev, &trace, items);
         int k = 0;
         for (; names && values && k < n; k++)
             if (!(values[k] = gb__srv_json_tensor(gb__json_at(vals, k), &names[k]))) break;
@@ -75,13 +119,15 @@ static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t
             int nt = gb__json_size(tj);
             const char **texts = calloc((size_t)nt + 1, sizeof *texts);
             for (int i = 0; texts && i < nt; i++) texts[i] = gb__json_string(gb__json_at(tj, i)) ? gb__json_string(gb__json_at(tj, i)) : "";
-            gb_spec_result r = {.trace = (int)trace, .depth = depth < 16 ? depth : 16, .items = items, .n = n,
+            gb_spec_result r = {.trace = (int)trace, .depth = depth, .items = items, .n = n,
                                 .names = names, .values = values, .ntexts = texts ? nt : 0, .texts = texts};
             if ((st = e->result(e->ctx, &r)) != GB_OK) gb__srv_rcall_fail(rc, st, gb_last_error());
             free(texts);
         }
         for (int i = 0; values && i < k; i++) gb_tensor_free(values[i]);
         free(names), free(values);
+    } else if (!strcmp(kind, "scan")) {
+        st = gb__srv_rcall_scan(rc, ev);
     } else if (!strcmp(kind, "done")) {
         rc->finished = true;
     } else if (!strcmp(kind, "error")) {
@@ -174,12 +220,14 @@ static gb_status gb__srv_remote_done(gb__srv_rcall *rc, CURLcode cc, const char 
     return st;
 }
 
-gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev) {
+/* POST the spec to url + path and report its events. */
+static gb_status gb__srv_remote_post(const char *url, const char *path, const char *key, const gb_spec *sp,
+                                     const gb_remote_events *ev) {
     char *body = gb_spec_json(sp);
     if (!body) return gb_last_status();
     struct curl_slist *headers;
     gb__srv_rcall rc = {.ev = ev};
-    rc.curl = gb__srv_remote_curl(url, "/session", key, &headers);
+    rc.curl = gb__srv_remote_curl(url, path, key, &headers);
     if (!rc.curl) {
         free(body);
         return gb_last_status();
@@ -196,6 +244,14 @@ gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, con
     curl_slist_free_all(headers);
     free(rc.buf), free(rc.error), free(body);
     return st;
+}
+
+gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev) {
+    return gb__srv_remote_post(url, "/session", key, sp, ev);
+}
+
+gb_status gb_remote_scan(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev) {
+    return gb__srv_remote_post(url, "/scan", key, sp, ev);
 }
 
 char *gb_remote_get(const char *url, const char *path, const char *key, long *status) {

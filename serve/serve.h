@@ -74,8 +74,9 @@ typedef struct gb_serve_opts {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     /* For tests: hook is called with "queued", "start" (on the worker,
-     * before the session runs: a test may block there), "cancel" (a client
-     * went away) and "end"; clock_ms replaces the monotonic clock the time
+     * before the session runs: a test may block there), "token" (on the
+     * worker, after a token event is written: a test may block there too),
+     * "cancel" (a client went away) and "end"; clock_ms replaces the monotonic clock the time
      * limit reads. */
     void (*hook)(void *ctx, const char *event);
     int64_t (*clock_ms)(void *ctx);
@@ -115,7 +116,12 @@ typedef struct gb_remote_events {
  * give and its status (a 400's, a run's), or "remote: ..." for HTTP and
  * transport errors (401, 413, 429 with its retry hint). */
 gb_status gb_remote_run(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev);
-/* GET url/path (e.g. "/models", "/health"): the body, malloc'd; *status
+/* Scan sp on the server without running it (POST /scan): ev->result
+ * receives each trace's scan as a local gb_session_scan of gb_spec_session
+ * reports it (scan set; graph, statements and shapes, no trace or values),
+ * or the error a local scan gives. */
+gb_status gb_remote_scan(const char *url, const char *key, const gb_spec *sp, const gb_remote_events *ev);
+/* GET url/path (e.g. "/models", "/health", "/models/NAME/tokenizer.json"): the body, malloc'd; *status
  * the HTTP status. NULL with an error on transport failure. */
 char *gb_remote_get(const char *url, const char *path, const char *key, long *status);
 

@@ -8,12 +8,15 @@
  * scanning and running sessions need no lock of the server's (a gb_lm
  * serialises its own tokenizer). */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "serve_impl.h"
 
@@ -43,6 +46,7 @@ struct gb__srv_job {
     char *out;              /* NDJSON written so far */
     size_t len, cap, sent;
     bool done, cancelled, timed_out, too_big;
+    bool scan_only;         /* POST /scan: the scan's events are the answer */
     gb_spec *sp;
     gb_session *s;
     char models[256];
@@ -144,15 +148,21 @@ static const char *gb__srv_request_key(struct MHD_Connection *c) {
 
 /* ---- responses ----------------------------------------------------------- */
 
-static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, const char *body, const char *type,
-                                     const char *retry_after) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+/* len bytes of body (which need not end in a NUL). */
+static enum MHD_Result gb__srv_reply_n(struct MHD_Connection *c, unsigned status, const char *body, size_t len,
+                                       const char *type, const char *retry_after) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result gb__srv_reply(struct MHD_Connection *c, unsigned status, const char *body, const char *type,
+                                     const char *retry_after) {
+    return gb__srv_reply_n(c, status, body, strlen(body), type, retry_after);
 }
 
 /* {"error": message, "status": name} */
@@ -196,6 +206,38 @@ static char *gb__srv_models_json(gb_server *srv) {
     char *text = gb__json_print(o);
     gb__json_free(o);
     return text;
+}
+
+/* GET /models/NAME/tokenizer.json: the file the model's tokenizer was read
+ * from, so that a client prints token text as a local run does (--top,
+ * --png). */
+static enum MHD_Result gb__srv_tokenizer(gb_server *srv, struct MHD_Connection *c, gb__srv_conn *cn, const char *url) {
+    const char *name = url + strlen("/models/"), *tail = strchr(name, '/');
+    gb_lm *lm = NULL;
+    for (int i = 0; tail && !strcmp(tail, "/tokenizer.json") && i < srv->o.nmodels; i++)
+        if (strlen(srv->o.models[i].name) == (size_t)(tail - name) && !strncmp(srv->o.models[i].name, name, (size_t)(tail - name)))
+            lm = srv->o.models[i].lm;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", lm ? gb_model_dir(gb_lm_model(lm)) : "");
+    int fd = lm && gb_lm_tokenizer(lm) ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        if (fd >= 0) close(fd);
+        return gb__srv_error(srv, c, cn, "GET", url, MHD_HTTP_NOT_FOUND, GB_ERR_NOT_FOUND,
+                             lm ? "serve: this model's tokenizer is not a tokenizer.json the server can send"
+                                : "serve: no such endpoint (GET /models/NAME/tokenizer.json names a hosted model)",
+                             NULL);
+    }
+    struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)sb.st_size, fd); /* owns fd */
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    gb__srv_log(srv, cn->id, "GET", url, NULL, MHD_HTTP_OK, gb__srv_ms() - (double)cn->t0 / 1e3, NULL);
+    return ret;
 }
 
 /* ---- jobs ---------------------------------------------------------------- */
@@ -260,17 +302,43 @@ static gb_status gb__srv_job_token(void *ctx, int trace, int step, const int64_t
     gb__json_set(ev, "step", gb__json_new_number(step));
     gb__json_set(ev, "ids", a);
     gb__srv_job_emit(ctx, ev);
+    gb__srv_hook(((gb__srv_job *)ctx)->srv, "token");
+    return GB_OK;
+}
+
+/* {"event": kind, "trace": N, "items": [...]}: an event about one trace run. */
+static gb__json_json *gb__srv_run_event(const char *kind, const gb_spec_result *r) {
+    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array();
+    gb__json_set(ev, "event", gb__json_new_string(kind));
+    gb__json_set(ev, "trace", gb__json_new_number(r->trace));
+    for (int d = 0; d < r->depth; d++) gb__json_push(items, gb__json_new_number((double)r->items[d]));
+    gb__json_set(ev, "items", items);
+    return ev;
+}
+
+/* {"event":"scan","trace":N,"items":[...],"graph":TEXT,"statements":[{"text":S,"ndim":D,"shape":[...]}]}:
+ * what a local scan reports of one trace (gb_spec_result's scan fields). */
+static gb_status gb__srv_job_scan(gb__srv_job *job, const gb_spec_result *r) {
+    gb__json_json *ev = gb__srv_run_event("scan", r), *stmts = gb__json_new_array();
+    gb__json_set(ev, "graph", gb__json_new_string(r->graph ? r->graph : ""));
+    for (int i = 0; i < r->nstmts; i++) {
+        gb__json_json *o = gb__json_new_object(), *shape = gb__json_new_array();
+        gb__json_set(o, "text", gb__json_new_string(r->stmts[i]));
+        gb__json_set(o, "ndim", gb__json_new_number(r->ndims ? r->ndims[i] : -2));
+        for (int d = 0; r->ndims && d < r->ndims[i]; d++)
+            gb__json_push(shape, gb__json_new_number((double)r->shapes[(size_t)i * GB_MAX_DIMS + (size_t)d]));
+        gb__json_set(o, "shape", shape);
+        gb__json_push(stmts, o);
+    }
+    gb__json_set(ev, "statements", stmts);
+    gb__srv_job_emit(job, ev);
     return GB_OK;
 }
 
 static gb_status gb__srv_job_result(void *ctx, const gb_spec_result *r) {
     gb__srv_job *job = ctx;
-    if (r->scan) return GB_OK;
-    gb__json_json *ev = gb__json_new_object(), *items = gb__json_new_array(), *vals = gb__json_new_array();
-    gb__json_set(ev, "event", gb__json_new_string("result"));
-    gb__json_set(ev, "trace", gb__json_new_number(r->trace));
-    for (int d = 0; d < r->depth; d++) gb__json_push(items, gb__json_new_number((double)r->items[d]));
-    gb__json_set(ev, "items", items);
+    if (r->scan) return job->scan_only ? gb__srv_job_scan(job, r) : GB_OK;
+    gb__json_json *ev = gb__srv_run_event("result", r), *vals = gb__json_new_array();
     for (int i = 0; i < r->n; i++) {
         job->result_bytes += (size_t)gb_tensor_numel(r->values[i]) * gb_dtype_size(gb_tensor_dtype(r->values[i]));
         if (job->result_bytes > job->srv->o.max_result) {
@@ -416,6 +484,7 @@ static gb_lm *gb__srv_lm_of(void *ctx, const char *name) {
 }
 
 static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c, gb__srv_conn *cn, const char *url) {
+    bool scan_only = !strcmp(url, "/scan");
     const char *method = "POST";
     if (cn->too_big) {
         char msg[128];
@@ -424,7 +493,7 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
     }
     gb__srv_job *job = calloc(1, sizeof *job);
     if (!job) return gb__srv_error(srv, c, cn, method, url, 500, GB_ERR_ALLOC, "serve: out of memory", NULL);
-    *job = (gb__srv_job){.srv = srv, .id = cn->id, .refs = 2, .t0 = cn->t0};
+    *job = (gb__srv_job){.srv = srv, .id = cn->id, .refs = 2, .t0 = cn->t0, .scan_only = scan_only};
     pthread_mutex_init(&job->mu, NULL);
     pthread_cond_init(&job->cv, NULL);
     job->sp = gb_spec_from_json(cn->body ? cn->body : "", cn->len);
@@ -447,6 +516,14 @@ static enum MHD_Result gb__srv_session(gb_server *srv, struct MHD_Connection *c,
         gb__srv_job_release(job);
         return gb__srv_error(srv, c, cn, method, url, lim.exceeded ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST, st, msg,
                              NULL);
+    }
+    if (scan_only) { /* answered here: the scan that validated it is what was asked for */
+        gb__srv_job_finish(job, GB_OK, "");
+        enum MHD_Result ret = gb__srv_reply_n(c, MHD_HTTP_OK, job->out ? job->out : "", job->len, "application/x-ndjson", NULL);
+        gb__srv_log(srv, job->id, method, url, job->models, MHD_HTTP_OK, gb__srv_ms() - (double)job->t0 / 1e3, NULL);
+        job->refs = 1;
+        gb__srv_job_release(job);
+        return ret;
     }
     pthread_mutex_lock(&srv->mu);
     bool full = srv->qlen >= srv->o.queue || srv->stopping;
@@ -505,9 +582,11 @@ static enum MHD_Result gb__srv_request(void *cls, struct MHD_Connection *c, cons
             gb__srv_log(srv, cn->id, method, url, NULL, MHD_HTTP_OK, gb__srv_ms() - (double)cn->t0 / 1e3, NULL);
             return r;
         }
-        if (!post || strcmp(url, "/session"))
+        if (!strncmp(url, "/models/", 8) && !strcmp(method, "GET")) return gb__srv_tokenizer(srv, c, cn, url);
+        if (!post || (strcmp(url, "/session") && strcmp(url, "/scan")))
             return gb__srv_error(srv, c, cn, method, url, MHD_HTTP_NOT_FOUND, GB_ERR_NOT_FOUND,
-                                 "serve: no such endpoint (GET /health, GET /models, POST /session)", NULL);
+                                 "serve: no such endpoint (GET /health, GET /models, GET /models/NAME/tokenizer.json, "
+                                 "POST /session, POST /scan)", NULL);
         const char *clen = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (clen && strtoull(clen, NULL, 10) > srv->o.max_body) cn->too_big = true;
         if (cn->too_big) return gb__srv_session(srv, c, cn, url);

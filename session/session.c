@@ -47,6 +47,8 @@ void gb_session_free(gb_session *s) {
     for (ptrdiff_t i = 0; i < arrlen(s->steps); i++) {
         gb__ses_sess_step *st = &s->steps[i];
         gb_trace_free(st->tr);
+        for (int k = 0; k < st->ninputs; k++) gb_tensor_free(st->inputs[k]);
+        free(st->inputs);
         free(st->text);
         gb_tensor_free(st->items), gb_tensor_free(st->item);
     }
@@ -63,8 +65,7 @@ static int gb__ses_sess_parent(const gb_session *s) { return arrlen(s->open) ? a
 
 static gb__ses_sess_step *gb__ses_sess_push(gb_session *s, gb__ses_sess_kind kind) {
     gb__ses_sess_step st = {.kind = kind, .parent = gb__ses_sess_parent(s), .over = -1};
-    arrput(s->steps, st);
-    return &arrlast(s->steps);
+    return GB_ARR_PUT(s->steps, st, "session") ? &arrlast(s->steps) : NULL;
 }
 
 /* The step that runs tr, or -1. */
@@ -74,6 +75,15 @@ static int gb__ses_sess_step_of(const gb_session *s, const gb_trace *tr) {
     return -1;
 }
 
+/* The latest value bound to name by a trace among the steps before step `before`, or NULL. */
+static gb_val *gb__ses_sess_bound(const gb_session *s, const char *name, ptrdiff_t before) {
+    for (ptrdiff_t i = before - 1; i >= 0; i--) {
+        gb_val *v = s->steps[i].kind == GB__SESS_TRACE ? gb_trace_name(s->steps[i].tr, name) : NULL;
+        if (v) return v;
+    }
+    return NULL;
+}
+
 /* A name used in tr: an enclosing loop's item, else a name bound by an
  * earlier trace (the latest binding). */
 static gb_val *gb__ses_sess_resolve(gb_trace *tr, const char *name, void *ctx) {
@@ -81,11 +91,8 @@ static gb_val *gb__ses_sess_resolve(gb_trace *tr, const char *name, void *ctx) {
     int at = gb__ses_sess_step_of(s, tr);
     for (int p = at >= 0 ? s->steps[at].parent : -1; p >= 0; p = s->steps[p].parent)
         if (!strcmp(s->steps[p].text, name)) return gb_session_item(s, tr, name);
-    for (int i = at - 1; i >= 0; i--) {
-        gb_val *v = s->steps[i].kind == GB__SESS_TRACE ? gb_trace_name(s->steps[i].tr, name) : NULL;
-        if (v) return gb_session_use(s, tr, v);
-    }
-    return NULL;
+    gb_val *v = gb__ses_sess_bound(s, name, at);
+    return v ? gb_session_use(s, tr, v) : NULL;
 }
 
 gb_trace *gb_session_trace(gb_session *s, gb_module *model, gb_tensor *input) {
@@ -94,6 +101,10 @@ gb_trace *gb_session_trace(gb_session *s, gb_module *model, gb_tensor *input) {
     gb_trace_set_resolver(tr, gb__ses_sess_resolve, s);
     gb_trace_set_log(tr, s->log);
     gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_TRACE);
+    if (!st) {
+        gb_trace_free(tr);
+        return NULL;
+    }
     st->tr = tr;
     st->number = ++s->ntraces;
     return tr;
@@ -117,8 +128,7 @@ static gb_val *gb__ses_sess_importer(gb_session *s, gb_trace *tr, gb_val *source
     gb_tensor_free(zero);
     if (!c) return NULL;
     gb__ses_sess_import imp = {tr, c, source, kept, iter};
-    arrput(s->imports, imp);
-    return c;
+    return GB_ARR_PUT(s->imports, imp, "session") ? c : NULL;
 }
 
 /* The saved view of v through which later steps read it (one per value). */
@@ -126,8 +136,7 @@ static gb_val *gb__ses_sess_keep(gb_session *s, gb_val *v) {
     for (ptrdiff_t i = 0; i < arrlen(s->keeps); i++)
         if (s->keeps[i].source == v) return s->keeps[i].kept;
     gb_val *kept = gb_save(gb_val_index_at(v, "[...]", "session", 0));
-    if (kept) arrput(s->keeps, ((gb__ses_sess_keep_t){v, kept}));
-    return kept;
+    return kept && GB_ARR_PUT(s->keeps, ((gb__ses_sess_keep_t){v, kept}), "session") ? kept : NULL;
 }
 
 gb_val *gb_session_use(gb_session *s, gb_trace *tr, gb_val *v) {
@@ -141,19 +150,20 @@ gb_val *gb_session_use(gb_session *s, gb_trace *tr, gb_val *v) {
 
 gb_status gb_session_log(gb_session *s, const char *label, gb_val *v) {
     gb_val *kept = NULL;
-    if (v && (gb__ses_sess_step_of(s, gb_val_trace(v)) < 0 || !(kept = gb__ses_sess_keep(s, v))))
+    if (v && gb__ses_sess_step_of(s, gb_val_trace(v)) < 0)
         return gb__fail(GB_ERR_ARG, "session_log: %s is not a value of a trace of the session", gb_val_text(v));
-    char *text = strdup(label ? label : "");
-    if (!text) return gb__fail(GB_ERR_ALLOC, "session_log: out of memory");
+    if (v && !(kept = gb__ses_sess_keep(s, v))) return gb_last_status();
+    char *text = gb__strdup(label ? label : "", "session_log");
+    if (!text) return GB_ERR_ALLOC;
     gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_LOG);
+    if (!st) return free(text), GB_ERR_ALLOC;
     st->text = text;
     st->value = kept;
     return GB_OK;
 }
 
 gb_status gb_session_stop(gb_session *s) {
-    gb__ses_sess_push(s, GB__SESS_STOP);
-    return GB_OK;
+    return gb__ses_sess_push(s, GB__SESS_STOP) ? GB_OK : GB_ERR_ALLOC;
 }
 
 /* The open loop called name (NULL: the innermost), or -1. */
@@ -165,19 +175,39 @@ static int gb__ses_sess_loop(const gb_session *s, const char *name) {
 
 gb_status gb_session_iter(gb_session *s, const char *name, gb_tensor *items, const char *over) {
     int outer = items ? -1 : gb__ses_sess_loop(s, over ? over : "");
+    gb_val *v = items || outer >= 0 || !over ? NULL : gb__ses_sess_bound(s, over, arrlen(s->steps)), *kept = NULL;
     if (!name || !*name) return gb__fail(GB_ERR_ARG, "session_iter: a loop needs a name");
-    if (!items && outer < 0)
-        return gb__fail(GB_ERR_ARG, "session_iter: loop '%s' has no items and no enclosing loop '%s'", name,
-                        over ? over : "");
+    if (!items && outer < 0 && !v)
+        return gb__fail(GB_ERR_ARG, "session_iter: loop '%s' has no items, and '%s' is neither an enclosing loop nor "
+                                    "a name bound by an earlier trace", name, over ? over : "");
+    if (v && !(kept = gb__ses_sess_keep(s, v))) return gb_last_status();
     if (items && gb_tensor_ndim(items) < 1)
         return gb__fail(GB_ERR_ARG, "session_iter: loop '%s' walks dim 0 of its items, which have none", name);
-    char *text = strdup(name);
-    if (!text) return gb__fail(GB_ERR_ALLOC, "session_iter: out of memory");
+    char *text = gb__strdup(name, "session_iter");
+    if (!text) return GB_ERR_ALLOC;
+    if (!GB_ARR_RESERVE(s->open, 1, "session_iter")) return free(text), GB_ERR_ALLOC;
     gb__ses_sess_step *st = gb__ses_sess_push(s, GB__SESS_ITER);
+    if (!st) return free(text), GB_ERR_ALLOC;
     st->text = text;
     st->items = gb_tensor_ref(items);
     st->over = outer;
-    arrput(s->open, (int)(st - s->steps));
+    st->value = kept;
+    return GB_ARR_PUT(s->open, (int)(st - s->steps), "session_iter") ? GB_OK : GB_ERR_ALLOC; /* reserved */
+}
+
+gb_status gb_session_input(gb_session *s, gb_trace *tr, const char *loop, int n, gb_tensor *const *inputs) {
+    int at = gb__ses_sess_step_of(s, tr), it = -1;
+    for (int p = at >= 0 ? s->steps[at].parent : -1; p >= 0 && it < 0; p = s->steps[p].parent)
+        if (loop && !strcmp(s->steps[p].text, loop)) it = p;
+    if (it < 0)
+        return gb__fail(GB_ERR_ARG, "session_input: the trace is in no loop called %s", loop ? loop : "NULL");
+    gb_tensor **in = gb__calloc((size_t)n + 1, sizeof *in, "session_input");
+    if (!in) return GB_ERR_ALLOC;
+    for (int k = 0; k < n; k++) in[k] = gb_tensor_ref(inputs[k]);
+    gb__ses_sess_step *st = &s->steps[at];
+    for (int k = 0; k < st->ninputs; k++) gb_tensor_free(st->inputs[k]);
+    free(st->inputs);
+    st->inputs = in, st->ninputs = n, st->input_loop = it;
     return GB_OK;
 }
 
@@ -229,6 +259,7 @@ static gb_status gb__ses_sess_bind(gb_session *s, const gb__ses_sess_step *st, b
 }
 
 static bool gb__ses_sess_cancelled(const gb_session *s) { return s->ev.cancelled && s->ev.cancelled(s->ev.ctx); }
+static bool gb__ses_sess_cancel_cb(void *ctx) { return gb__ses_sess_cancelled(ctx); }
 
 typedef struct gb__ses_sess_decode {
     gb_session *s;
@@ -257,16 +288,26 @@ static gb_status gb__ses_sess_trace(gb_session *s, int i, bool scanning) {
     gb__ses_sess_step *st = &s->steps[i];
     gb_status r = gb__ses_sess_bind(s, st, scanning);
     if (r != GB_OK) return r;
-    if (scanning) {
-        r = gb_trace_scan(st->tr);
+    /* its loop's item's input, or (NULL) the trace's own */
+    int64_t k = st->inputs ? s->steps[st->input_loop].index : 0;
+    if (st->inputs && (k < 0 || k >= st->ninputs))
+        return gb__fail(GB_ERR_INDEX, "session: trace %d: loop '%s' is at item %lld, and the trace has inputs for %d",
+                        st->number, s->steps[st->input_loop].text, (long long)k, st->ninputs);
+    gb_tensor *in = st->inputs ? st->inputs[k] : NULL;
+    gb_exec *ex = gb_trace_exec(st->tr);
+    /* asked inside the forward passes too, at every module: a long pass is
+     * not waited out (no cost when nobody asks) */
+    gb_exec_set_cancel(ex, s->ev.cancelled ? gb__ses_sess_cancel_cb : NULL, s);
+    if (scanning) { /* a generation's scan steps through its passes, so .next() getters are checked too */
+        r = st->generate ? gb_exec_scan_generate(ex, in, st->opts.max_new_tokens) : gb_exec_scan(ex, in);
     } else if (st->generate) {
         gb__ses_sess_decode d = {s, st};
         gb_decode_opts o = st->opts;
         o.on_step = gb__ses_sess_on_step;
         o.step_ctx = &d;
-        r = gb_exec_decode(gb_trace_exec(st->tr), NULL, &o);
+        r = gb_exec_decode(ex, in, &o);
     } else {
-        r = gb_trace_run(st->tr);
+        r = in ? gb_exec_run(ex, in) : gb_trace_run(st->tr);
     }
     if (r != GB_OK && r != GB_STOPPED) return s->ntraces > 1 ? gb__ses_sess_fail(r, st->number) : r;
     int64_t items[16];
@@ -300,19 +341,30 @@ static gb_status gb__ses_sess_steps(gb_session *s, int from, int to, bool scanni
         case GB__SESS_LOG: r = scanning ? GB_OK : gb__ses_sess_log(s, st); break;
         case GB__SESS_STOP: r = scanning ? GB_OK : GB_STOPPED; break;
         case GB__SESS_ITER: {
-            gb_tensor *items = st->items ? st->items : s->steps[st->over].item;
+            gb_tensor *items = st->items ? st->items : st->over >= 0 ? s->steps[st->over].item : NULL;
+            if (st->value) { /* an earlier trace's value, as its execution holds it now */
+                gb_exec *from = gb_trace_exec(gb_val_trace(st->value));
+                if (!(items = scanning ? gb_exec_held(from, st->value) : gb_exec_value(from, st->value)))
+                    return gb__fail(GB_ERR_STATE, "session: loop '%s': %s was never produced (its trace stopped "
+                                                  "before it, or a condition was false)",
+                                    st->text, gb_val_text(st->value));
+            }
             if (!items || gb_tensor_ndim(items) < 1)
                 return gb__fail(GB_ERR_ARG, "session: loop '%s' walks dim 0 of %s, which has none", st->text,
-                                st->over >= 0 ? s->steps[st->over].text : "its items");
+                                st->over >= 0 ? s->steps[st->over].text : st->value ? gb_val_text(st->value) : "its items");
+            items = gb_tensor_ref(items); /* an earlier trace run again in the body must not free it under us */
             int64_t n = gb_tensor_dim(items, 0);
             if (scanning && n > 1) n = 1; /* every item has the first's shape */
             for (int64_t k = 0; r == GB_OK && k < n; k++) {
                 gb_tensor_free(st->item);
-                if (!(st->item = gb_select(items, 0, k))) return gb_last_status();
+                if (!(st->item = gb_select(items, 0, k))) {
+                    gb_tensor_free(items);
+                    return gb_last_status();
+                }
                 st->index = k;
                 r = gb__ses_sess_steps(s, i + 1, st->end, scanning);
             }
-            gb_tensor_free(st->item);
+            gb_tensor_free(st->item), gb_tensor_free(items);
             st->item = NULL;
             i = st->end - 1;
             break;

@@ -70,8 +70,17 @@ gb_status gb_session_stop(gb_session *s);
 
 /* session.iter(items) as name: a loop over the rows of items (the session
  * takes a reference), or, when items is NULL, over the rows of the item
- * of the enclosing loop called over (nested loops). */
+ * of the enclosing loop called over (nested loops), or else of the value
+ * an earlier trace bound to the name over (session.iter(hs) over a value
+ * of trace 1: its rows as that trace's run left them, read when the loop
+ * starts). */
 gb_status gb_session_iter(gb_session *s, const char *name, gb_tensor *items, const char *over);
+/* session.iter(prompts) as p: with model.trace(p): tr (in the loop called
+ * loop) runs on inputs[k] ([1, T] ids, the session takes references) at
+ * the loop's item k instead of its own input; n the loop's items. tr was
+ * made with no input (gb_session_trace(s, model, NULL)) and has no
+ * invokes. */
+gb_status gb_session_input(gb_session *s, gb_trace *tr, const char *loop, int n, gb_tensor *const *inputs);
 gb_status gb_session_iter_end(gb_session *s);
 /* The item of the innermost open loop (or of the loop called name, when
  * not NULL) as a value of tr. */
@@ -90,8 +99,10 @@ gb_status gb_session_run(gb_session *s);
  * token each generation step's chosen ids [batch]; trace each trace's
  * completed run (number from 1 in definition order; the enclosing loops'
  * item numbers, outermost first); cancelled is asked between steps and
- * generation steps, and ends the run with GB_ERR_STATE "session:
- * cancelled" when true. A status other than GB_OK from token or trace
+ * generation steps, and inside each forward pass after every module
+ * (gb_exec_set_cancel), and ends the run with GB_ERR_STATE when true
+ * ("session: cancelled", or "exec: cancelled after MODULE (call K)" in a
+ * pass, with "session: trace N: " in front when the session has several). A status other than GB_OK from token or trace
  * ends the run with it. */
 typedef struct gb_session_events {
     void (*log)(void *ctx, const char *line);
@@ -128,9 +139,19 @@ gb_status gb_spec_log(gb_spec *sp, const char *text);
 gb_status gb_spec_stop(gb_spec *sp);
 /* A loop named name over n items: scalars (width 0: values [n]) or rows
  * of width numbers (values [n, width], row by row); or, with values NULL,
- * over the rows of the item of the enclosing loop called over. Steps up
- * to gb_spec_end are its body. */
+ * over the rows of the item of the enclosing loop called over, or else of
+ * the value an earlier trace bound to that name. Steps up to gb_spec_end
+ * are its body. */
 gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, const float *values, const char *over);
+/* A loop named name over n prompts (nnsight's session.iter(prompts)):
+ * texts[k], or when texts or texts[k] is NULL the lens[k] ids of ids[k].
+ * A trace in its body takes the item as its prompt with gb_spec_item; in
+ * statements, name is the item's number. */
+gb_status gb_spec_iter_prompts(gb_spec *sp, const char *name, int n, const char *const *texts,
+                               const int64_t *const *ids, const int64_t *lens);
+/* The current trace's prompt is the item of the enclosing loop over
+ * prompts called loop (with model.trace(prompt)); it takes no other. */
+gb_status gb_spec_item(gb_spec *sp, const char *loop);
 gb_status gb_spec_end(gb_spec *sp);
 /* The model names the spec's traces use, in order of first use (borrowed
  * from sp; *n their number). */
@@ -174,6 +195,13 @@ typedef struct gb_spec_result {
     int nstmts;
     const char *const *stmts;
     gb_val *const *vals;
+    /* A scan's, locally and from a server (gb_remote_scan): the trace's
+     * graph as gb_trace_graph prints it, and each statement's shape:
+     * ndims[i] dims in shapes[i * GB_MAX_DIMS ...], or -1 for a value the
+     * scan did not reach that is named or saved, -2 for another. */
+    const char *graph;
+    const int *ndims;
+    const int64_t *shapes;
 } gb_spec_result;
 typedef gb_status (*gb_spec_result_fn)(void *ctx, const gb_spec_result *r);
 

@@ -19,10 +19,12 @@ typedef struct gb__ses_sess_step {
     int number;             /* TRACE: from 1, definition order */
     bool generate;
     gb_decode_opts opts;
+    gb_tensor **inputs;     /* TRACE: its input per item of loop input_loop (gb_session_input), or NULL */
+    int ninputs, input_loop;
     char *text;             /* LOG: its label; ITER: its name */
-    gb_val *value;          /* LOG: the kept view of the value logged, or NULL */
-    gb_tensor *items;       /* ITER: its items, or NULL: the rows of `over`'s item */
-    int over;               /* ITER: the enclosing ITER step whose item it walks */
+    gb_val *value;          /* LOG: the kept view of the value logged, or NULL; ITER: of the value it walks */
+    gb_tensor *items;       /* ITER: its items, or NULL: the rows of `over`'s item or of `value` */
+    int over;               /* ITER: the enclosing ITER step whose item it walks, or -1 */
     int end;                /* ITER: the step after its body */
     /* ITER while running: the current item (a row, referenced) and its number */
     gb_tensor *item;

@@ -21,13 +21,14 @@ typedef enum gb__ses_spec_kind {
 typedef struct gb__ses_spec_prompt {
     char *text;    /* or ids */
     int64_t *ids;  /* stb_ds array */
+    char *item;    /* or the item of the enclosing loop over prompts of that name */
     int first;     /* the first statement after it */
 } gb__ses_spec_prompt;
 
 typedef struct gb__ses_spec_step {
     gb__ses_spec_kind kind;
     char *model;               /* TRACE */
-    gb__ses_spec_prompt *prompts;  /* TRACE: stb_ds array */
+    gb__ses_spec_prompt *prompts;  /* TRACE: stb_ds array; ITER over prompts: its items */
     char **stmts;              /* TRACE: stb_ds array */
     int max_new;               /* TRACE: 0: one forward pass */
     char *text;                /* LOG: the text; ITER: the name */
@@ -54,7 +55,8 @@ void gb_spec_free(gb_spec *sp) {
     for (ptrdiff_t i = 0; i < arrlen(sp->steps); i++) {
         gb__ses_spec_step *st = &sp->steps[i];
         free(st->model), free(st->text), free(st->over);
-        for (ptrdiff_t k = 0; k < arrlen(st->prompts); k++) free(st->prompts[k].text), arrfree(st->prompts[k].ids);
+        for (ptrdiff_t k = 0; k < arrlen(st->prompts); k++)
+            free(st->prompts[k].text), free(st->prompts[k].item), arrfree(st->prompts[k].ids);
         for (ptrdiff_t k = 0; k < arrlen(st->stmts); k++) free(st->stmts[k]);
         arrfree(st->prompts), arrfree(st->stmts), arrfree(st->values);
     }
@@ -62,27 +64,24 @@ void gb_spec_free(gb_spec *sp) {
     free(sp);
 }
 
-static gb__ses_spec_step *gb__ses_spec_push(gb_spec *sp, gb__ses_spec_kind kind) {
-    arrput(sp->steps, ((gb__ses_spec_step){.kind = kind}));
+/* The new step, or NULL when out of memory. */
+static gb__ses_spec_step *gb__ses_spec_push(gb_spec *sp, gb__ses_spec_kind kind, const char *op) {
+    if (!GB_ARR_PUT(sp->steps, ((gb__ses_spec_step){.kind = kind}), op)) return NULL;
     sp->cur = kind == GB__SPEC_TRACE ? (int)arrlen(sp->steps) - 1 : -1;
     return &arrlast(sp->steps);
 }
 
-static char *gb__ses_spec_dup(const char *s, const char *op) {
-    char *d = s ? strdup(s) : NULL;
-    if (s && !d) gb__fail(GB_ERR_ALLOC, "%s: out of memory", op);
-    return d;
-}
+static char *gb__ses_spec_dup(const char *s, const char *op) { return s ? gb__strdup(s, op) : NULL; }
 
 gb_status gb_spec_trace(gb_spec *sp, const char *model) {
     if (!model || !*model) return gb__fail(GB_ERR_ARG, "spec_trace: a trace needs a model name");
     char *m = gb__ses_spec_dup(model, "spec_trace");
-    if (!m) return GB_ERR_ALLOC;
-    gb__ses_spec_push(sp, GB__SPEC_TRACE)->model = m;
+    gb__ses_spec_step *st = m ? gb__ses_spec_push(sp, GB__SPEC_TRACE, "spec_trace") : NULL;
+    if (!st) return free(m), GB_ERR_ALLOC;
+    st->model = m;
     for (ptrdiff_t i = 0; i < arrlen(sp->models); i++)
         if (!strcmp(sp->models[i], model)) return GB_OK;
-    arrput(sp->models, m);
-    return GB_OK;
+    return GB_ARR_PUT(sp->models, m, "spec_trace") ? GB_OK : GB_ERR_ALLOC;
 }
 
 const char *const *gb_spec_models(const gb_spec *sp, int *n) {
@@ -99,7 +98,8 @@ gb_status gb_spec_prompt(gb_spec *sp, const char *text) {
     gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_prompt");
     char *t = st ? gb__ses_spec_dup(text ? text : "", "spec_prompt") : NULL;
     if (!t) return gb_last_status();
-    arrput(st->prompts, ((gb__ses_spec_prompt){.text = t, .first = (int)arrlen(st->stmts)}));
+    if (!GB_ARR_PUT(st->prompts, ((gb__ses_spec_prompt){.text = t, .first = (int)arrlen(st->stmts)}), "spec_prompt"))
+        return free(t), GB_ERR_ALLOC;
     return GB_OK;
 }
 
@@ -108,8 +108,18 @@ gb_status gb_spec_ids(gb_spec *sp, int64_t n, const int64_t *ids) {
     if (!st) return gb_last_status();
     if (n < 1) return gb__fail(GB_ERR_ARG, "spec_ids: a prompt needs at least one id");
     gb__ses_spec_prompt p = {.first = (int)arrlen(st->stmts)};
-    for (int64_t i = 0; i < n; i++) arrput(p.ids, ids[i]);
-    arrput(st->prompts, p);
+    int64_t *at = GB_ARR_ADDN(p.ids, (size_t)n, "spec_ids");
+    if (!at || !GB_ARR_PUT(st->prompts, p, "spec_ids")) return arrfree(p.ids), GB_ERR_ALLOC;
+    memcpy(at, ids, (size_t)n * sizeof *ids);
+    return GB_OK;
+}
+
+gb_status gb_spec_item(gb_spec *sp, const char *loop) {
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_item");
+    char *t = st ? gb__ses_spec_dup(loop ? loop : "", "spec_item") : NULL;
+    if (!t) return gb_last_status();
+    if (!GB_ARR_PUT(st->prompts, ((gb__ses_spec_prompt){.item = t, .first = (int)arrlen(st->stmts)}), "spec_item"))
+        return free(t), GB_ERR_ALLOC;
     return GB_OK;
 }
 
@@ -117,8 +127,7 @@ gb_status gb_spec_statement(gb_spec *sp, const char *text) {
     gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_statement");
     char *t = st ? gb__ses_spec_dup(text ? text : "", "spec_statement") : NULL;
     if (!t) return gb_last_status();
-    arrput(st->stmts, t);
-    return GB_OK;
+    return GB_ARR_PUT(st->stmts, t, "spec_statement") ? GB_OK : (free(t), GB_ERR_ALLOC);
 }
 
 gb_status gb_spec_generate(gb_spec *sp, int n) {
@@ -131,14 +140,14 @@ gb_status gb_spec_generate(gb_spec *sp, int n) {
 
 gb_status gb_spec_log(gb_spec *sp, const char *text) {
     char *t = gb__ses_spec_dup(text ? text : "", "spec_log");
-    if (!t) return GB_ERR_ALLOC;
-    gb__ses_spec_push(sp, GB__SPEC_LOG)->text = t;
+    gb__ses_spec_step *st = t ? gb__ses_spec_push(sp, GB__SPEC_LOG, "spec_log") : NULL;
+    if (!st) return free(t), GB_ERR_ALLOC;
+    st->text = t;
     return GB_OK;
 }
 
 gb_status gb_spec_stop(gb_spec *sp) {
-    gb__ses_spec_push(sp, GB__SPEC_STOP);
-    return GB_OK;
+    return gb__ses_spec_push(sp, GB__SPEC_STOP, "spec_stop") ? GB_OK : GB_ERR_ALLOC;
 }
 
 gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, const float *values, const char *over) {
@@ -150,17 +159,63 @@ gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, 
         free(t), free(o);
         return GB_ERR_ALLOC;
     }
-    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER);
+    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER, "spec_iter");
+    if (!st) {
+        free(t), free(o);
+        return GB_ERR_ALLOC;
+    }
     st->text = t, st->over = o, st->n = n, st->width = width;
-    for (int64_t i = 0; values && i < n * (width ? width : 1); i++) arrput(st->values, values[i]);
+    sp->depth++;
+    size_t count = values ? (size_t)(n * (width ? width : 1)) : 0;
+    float *at = count ? GB_ARR_ADDN(st->values, count, "spec_iter") : NULL;
+    if (count && !at) return GB_ERR_ALLOC; /* the loop stays open, without items: the spec is freed */
+    if (count) memcpy(at, values, count * sizeof *values);
+    return GB_OK;
+}
+
+gb_status gb_spec_iter_prompts(gb_spec *sp, const char *name, int n, const char *const *texts,
+                               const int64_t *const *ids, const int64_t *lens) {
+    if (!name || !*name) return gb__fail(GB_ERR_ARG, "spec_iter_prompts: a loop needs a name");
+    if (n < 1) return gb__fail(GB_ERR_ARG, "spec_iter_prompts: loop '%s' needs at least one prompt", name);
+    gb__ses_spec_prompt *items = NULL;
+    gb_status r = GB_OK;
+    for (int k = 0; r == GB_OK && k < n; k++) {
+        gb__ses_spec_prompt p = {0};
+        if (texts && texts[k]) {
+            if (!(p.text = gb__ses_spec_dup(texts[k], "spec_iter_prompts"))) r = GB_ERR_ALLOC;
+        } else if (!ids || !lens || lens[k] < 1) {
+            r = gb__fail(GB_ERR_ARG, "spec_iter_prompts: loop '%s': item %d is neither a text nor a non-empty id list",
+                         name, k);
+        } else {
+            int64_t *at = GB_ARR_ADDN(p.ids, (size_t)lens[k], "spec_iter_prompts");
+            if (at) memcpy(at, ids[k], (size_t)lens[k] * sizeof *at);
+            else r = GB_ERR_ALLOC;
+        }
+        if (r == GB_OK && !GB_ARR_PUT(items, p, "spec_iter_prompts")) r = GB_ERR_ALLOC;
+        if (r != GB_OK) free(p.text), arrfree(p.ids);
+    }
+    char *t = r == GB_OK ? gb__ses_spec_dup(name, "spec_iter_prompts") : NULL;
+    if (!t) {
+        for (ptrdiff_t k = 0; k < arrlen(items); k++) free(items[k].text), arrfree(items[k].ids);
+        arrfree(items);
+        return r == GB_OK ? GB_ERR_ALLOC : r;
+    }
+    gb__ses_spec_step *st = gb__ses_spec_push(sp, GB__SPEC_ITER, "spec_iter_prompts");
+    if (!st) {
+        free(t);
+        for (ptrdiff_t k = 0; k < arrlen(items); k++) free(items[k].text), arrfree(items[k].ids);
+        arrfree(items);
+        return GB_ERR_ALLOC;
+    }
+    st->text = t, st->prompts = items, st->n = n;
     sp->depth++;
     return GB_OK;
 }
 
 gb_status gb_spec_end(gb_spec *sp) {
     if (!sp->depth) return gb__fail(GB_ERR_STATE, "spec_end: no loop is open");
+    if (!gb__ses_spec_push(sp, GB__SPEC_END, "spec_end")) return GB_ERR_ALLOC;
     sp->depth--;
-    gb__ses_spec_push(sp, GB__SPEC_END);
     return GB_OK;
 }
 
@@ -170,6 +225,21 @@ static gb__json_json *gb__ses_spec_strings(char *const *s, ptrdiff_t from, ptrdi
     gb__json_json *a = gb__json_new_array();
     for (ptrdiff_t i = from; a && i < to; i++) gb__json_push(a, gb__json_new_string(s[i]));
     return a;
+}
+
+static gb__json_json *gb__ses_spec_ids_json(const gb__ses_spec_prompt *p) {
+    gb__json_json *ids = gb__json_new_array();
+    for (ptrdiff_t j = 0; j < arrlen(p->ids); j++) gb__json_push(ids, gb__json_new_number((double)p->ids[j]));
+    return ids;
+}
+
+/* {"prompt": TEXT}, {"ids": [...]} or {"item": LOOP}. */
+static gb__json_json *gb__ses_spec_prompt_json(const gb__ses_spec_prompt *p) {
+    gb__json_json *o = gb__json_new_object();
+    if (p->text) gb__json_set(o, "prompt", gb__json_new_string(p->text));
+    else if (p->item) gb__json_set(o, "item", gb__json_new_string(p->item));
+    else gb__json_set(o, "ids", gb__ses_spec_ids_json(p));
+    return o;
 }
 
 /* Steps [*i, end of the list or the END that closes it) as a JSON array. */
@@ -188,14 +258,7 @@ static gb__json_json *gb__ses_spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
             gb__json_json *inv = gb__json_new_array();
             for (ptrdiff_t k = 0; k < np; k++) {
                 const gb__ses_spec_prompt *p = &st->prompts[k];
-                gb__json_json *o = gb__json_new_object();
-                if (p->text) {
-                    gb__json_set(o, "prompt", gb__json_new_string(p->text));
-                } else {
-                    gb__json_json *ids = gb__json_new_array();
-                    for (ptrdiff_t j = 0; j < arrlen(p->ids); j++) gb__json_push(ids, gb__json_new_number((double)p->ids[j]));
-                    gb__json_set(o, "ids", ids);
-                }
+                gb__json_json *o = gb__ses_spec_prompt_json(p);
                 gb__json_set(o, "statements", gb__ses_spec_strings(st->stmts, p->first, k + 1 < np ? st->prompts[k + 1].first : ns));
                 gb__json_push(inv, o);
             }
@@ -210,6 +273,12 @@ static gb__json_json *gb__ses_spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
             gb__json_set(body, "name", gb__json_new_string(st->text));
             if (st->over) {
                 gb__json_set(body, "over", gb__json_new_string(st->over));
+            } else if (st->prompts) { /* texts as strings, id lists as arrays */
+                gb__json_json *prompts = gb__json_new_array();
+                for (ptrdiff_t k = 0; k < arrlen(st->prompts); k++)
+                    gb__json_push(prompts, st->prompts[k].text ? gb__json_new_string(st->prompts[k].text)
+                                                               : gb__ses_spec_ids_json(&st->prompts[k]));
+                gb__json_set(body, "prompts", prompts);
             } else {
                 gb__json_json *items = gb__json_new_array();
                 for (int64_t r = 0; r < st->n; r++) {
@@ -260,6 +329,25 @@ static gb_status gb__ses_spec_stmts(gb_spec *sp, const gb__json_json *a, const c
     return GB_OK;
 }
 
+/* A non-empty list of token ids, malloc'd into *ids. */
+static gb_status gb__ses_spec_ids_from(const gb__json_json *a, const char *where, int64_t **ids, int64_t *n) {
+    *ids = NULL, *n = 0;
+    if (!gb__json_is_array(a) || gb__json_size(a) < 1)
+        return gb__ses_spec_bad(where, "a prompt is \"prompt\": TEXT, \"ids\": [non-empty list] or \"item\": LOOP");
+    int64_t *v = malloc(sizeof *v * (size_t)gb__json_size(a));
+    if (!v) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    for (int j = 0; j < gb__json_size(a); j++) {
+        long long x;
+        if (!gb__json_int(gb__json_at(a, j), &x) || x < 0) {
+            free(v);
+            return gb__ses_spec_bad(where, "\"ids\" must be non-negative integers");
+        }
+        v[j] = x;
+    }
+    *ids = v, *n = gb__json_size(a);
+    return GB_OK;
+}
+
 static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, const char *where) {
     const char *model = gb__json_string(gb__json_get(t, "model"));
     if (!gb__json_is_object(t) || !model) return gb__ses_spec_bad(where, "a trace needs \"model\": a name");
@@ -270,21 +358,15 @@ static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, co
         return gb__ses_spec_bad(where, "a trace needs \"invokes\": [{\"prompt\": TEXT or \"ids\": [...], \"statements\": [...]}, ...]");
     for (int k = 0; r == GB_OK && k < gb__json_size(inv); k++) {
         const gb__json_json *o = gb__json_at(inv, k), *ids = gb__json_get(o, "ids");
-        const char *prompt = gb__json_string(gb__json_get(o, "prompt"));
+        const char *prompt = gb__json_string(gb__json_get(o, "prompt")), *item = gb__json_string(gb__json_get(o, "item"));
+        int64_t n, *v;
         if (prompt) {
             r = gb_spec_prompt(sp, prompt);
-        } else if (gb__json_is_array(ids) && gb__json_size(ids) > 0) {
-            int64_t n = gb__json_size(ids), *v = malloc(sizeof *v * (size_t)n);
-            if (!v) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
-            for (int64_t j = 0; r == GB_OK && j < n; j++) {
-                long long x;
-                if (!gb__json_int(gb__json_at(ids, (int)j), &x) || x < 0) r = gb__ses_spec_bad(where, "\"ids\" must be non-negative integers");
-                else v[j] = x;
-            }
-            if (r == GB_OK) r = gb_spec_ids(sp, n, v);
+        } else if (item) {
+            r = gb_spec_item(sp, item);
+        } else if ((r = gb__ses_spec_ids_from(ids, where, &v, &n)) == GB_OK) {
+            r = gb_spec_ids(sp, n, v);
             free(v);
-        } else {
-            r = gb__ses_spec_bad(where, "each invoke needs \"prompt\": TEXT or \"ids\": [non-empty list]");
         }
         if (r == GB_OK) r = gb__ses_spec_stmts(sp, gb__json_get(o, "statements"), where);
     }
@@ -298,13 +380,36 @@ static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, co
 
 static gb_status gb__ses_spec_steps_from(gb_spec *sp, const gb__json_json *arr, int depth);
 
+/* "prompts": texts, or lists of ids. */
+static gb_status gb__ses_spec_prompts_from(gb_spec *sp, const char *name, const gb__json_json *a, const char *where) {
+    int n = gb__json_size(a);
+    const char **texts = calloc((size_t)n + 1, sizeof *texts);
+    int64_t **ids = calloc((size_t)n + 1, sizeof *ids), *lens = calloc((size_t)n + 1, sizeof *lens);
+    gb_status r = texts && ids && lens ? GB_OK : gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    for (int k = 0; r == GB_OK && k < n; k++)
+        if (!(texts[k] = gb__json_string(gb__json_at(a, k))))
+            r = gb__ses_spec_ids_from(gb__json_at(a, k), where, &ids[k], &lens[k]);
+    if (r == GB_OK) r = gb_spec_iter_prompts(sp, name, n, texts, (const int64_t *const *)ids, lens);
+    for (int k = 0; ids && k < n; k++) free(ids[k]);
+    free(texts), free(ids), free(lens);
+    return r;
+}
+
 static gb_status gb__ses_spec_iter_from(gb_spec *sp, const gb__json_json *it, const char *where, int depth) {
     const char *name = gb__json_string(gb__json_get(it, "name")), *over = gb__json_string(gb__json_get(it, "over"));
     const gb__json_json *items = gb__json_get(it, "items"), *body = gb__json_get(it, "body");
-    if (!name || !gb__json_is_array(body) || (!over && !gb__json_is_array(items)))
-        return gb__ses_spec_bad(where, "a loop needs \"name\", \"items\" (numbers, or lists of numbers of one length) or "
-                                   "\"over\" (an enclosing loop's name), and \"body\" (steps)");
+    const gb__json_json *prompts = gb__json_get(it, "prompts");
+    if (!name || !gb__json_is_array(body) || (!over && !gb__json_is_array(items) && !gb__json_is_array(prompts)))
+        return gb__ses_spec_bad(where, "a loop needs \"name\", \"items\" (numbers, or lists of numbers of one length), "
+                                   "\"prompts\" (texts or lists of ids) or \"over\" (an enclosing loop's name, or a "
+                                   "name an earlier trace bound), and \"body\" (steps)");
     if (depth >= 16) return gb__ses_spec_bad(where, "loops nest 16 deep at most");
+    if (!over && !items) {
+        gb_status st = gb__json_size(prompts) > 0 ? gb__ses_spec_prompts_from(sp, name, prompts, where)
+                                                  : gb_spec_iter_prompts(sp, name, 0, NULL, NULL, NULL); /* its error */
+        if (st == GB_OK) st = gb__ses_spec_steps_from(sp, body, depth + 1);
+        return st == GB_OK ? gb_spec_end(sp) : st;
+    }
     float *values = NULL;
     int64_t n = items ? gb__json_size(items) : 0, width = 0;
     for (int64_t r = 0; !over && r < n; r++) {
@@ -321,7 +426,7 @@ static gb_status gb__ses_spec_iter_from(gb_spec *sp, const gb__json_json *it, co
                 arrfree(values);
                 return gb__ses_spec_bad(where, "loop items must be numbers");
             }
-            arrput(values, (float)x);
+            if (!GB_ARR_PUT(values, (float)x, "spec_from_json")) return arrfree(values), GB_ERR_ALLOC;
         }
     }
     gb_status st = gb_spec_iter(sp, name, n, width, over ? NULL : values ? values : (float[]){0}, over);
@@ -383,7 +488,7 @@ typedef struct gb__ses_spec_report {
 static void gb__ses_spec_report_free(void *ctx) {
     gb__ses_spec_report *rep = ctx;
     for (ptrdiff_t i = 0; i < arrlen(rep->traces); i++) {
-        for (int k = 0; k < rep->traces[i].nstmts; k++) free(rep->traces[i].names[k]);
+        for (int k = 0; rep->traces[i].names && k < rep->traces[i].nstmts; k++) free(rep->traces[i].names[k]);
         free(rep->traces[i].names), free(rep->traces[i].vals);
     }
     arrfree(rep->traces);
@@ -394,27 +499,53 @@ static void gb__ses_spec_report_free(void *ctx) {
 static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan) {
     gb__ses_spec_report *rep = ctx;
     gb__ses_spec_built *b = &rep->traces[number - 1];
-    const char **names = calloc((size_t)b->nstmts + 1, sizeof *names);
-    gb_tensor **values = calloc((size_t)b->nstmts + 1, sizeof *values);
-    if (!names || !values) {
-        free(names), free(values);
-        return gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    /* a block (a multi-line statement) reports the names its lines bind,
+     * each with the value bound last, as glassbox trace prints them */
+    char ***bound = calloc((size_t)b->nstmts + 1, sizeof *bound);
+    int *nbound = calloc((size_t)b->nstmts + 1, sizeof *nbound), cap = 1;
+    bool oom = !bound || !nbound;
+    for (int i = 0; !oom && i < b->nstmts; i++) {
+        if (strchr(b->stmts[i], '\n') && !(bound[i] = gb_statement_names(b->stmts[i], &nbound[i]))) oom = true;
+        cap += bound[i] ? nbound[i] : 1;
     }
+    const char **names = oom ? NULL : calloc((size_t)cap, sizeof *names);
+    gb_tensor **values = oom ? NULL : calloc((size_t)cap, sizeof *values);
+    gb_status st = names && values ? GB_OK : gb__fail(GB_ERR_ALLOC, "session: out of memory");
     int n = 0;
-    for (int i = 0; !scan && i < b->nstmts; i++)
-        if (b->vals[i] && (values[n] = gb_value(b->vals[i]))) names[n++] = b->names[i];
-    gb_tensor *gen = !scan && b->generated ? gb_trace_generated(tr) : NULL;
+    for (int i = 0; st == GB_OK && !scan && i < b->nstmts; i++) {
+        for (int k = 0; bound[i] && k < nbound[i]; k++) {
+            gb_val *v = gb_trace_name(tr, bound[i][k]);
+            if (v && gb_val_saved(v) && (values[n] = gb_value(v))) names[n++] = bound[i][k];
+            else gb_clear_error(); /* saved in a branch that did not run: not reported */
+        }
+        if (!bound[i] && b->vals[i] && (values[n] = gb_value(b->vals[i]))) names[n++] = b->names[i];
+    }
+    gb_tensor *gen = st == GB_OK && !scan && b->generated ? gb_trace_generated(tr) : NULL;
     if (gen) values[n] = gen, names[n++] = "generator.output";
     int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
     char **texts = calloc((size_t)rows + 1, sizeof *texts);
     for (int64_t i = 0; texts && i < rows; i++)
         if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
-    gb_clear_error();
+    /* a scan's graph and each statement's shape, as plain data a server sends */
+    char *graph = scan ? gb_trace_graph(tr) : NULL;
+    int *ndims = scan ? calloc((size_t)b->nstmts + 1, sizeof *ndims) : NULL;
+    int64_t *shapes = scan ? calloc((size_t)b->nstmts * GB_MAX_DIMS + 1, sizeof *shapes) : NULL;
+    for (int i = 0; ndims && shapes && i < b->nstmts; i++) {
+        bool named = b->names[i] && strncmp(b->names[i], "statement.", 10); /* the trace command reports these */
+        if (!b->vals[i] || gb_val_shape(b->vals[i], &ndims[i], shapes + (size_t)i * GB_MAX_DIMS) != GB_OK)
+            ndims[i] = named || (b->vals[i] && gb_val_saved(b->vals[i])) ? -1 : -2;
+    }
+    if (st == GB_OK) gb_clear_error(); /* the shapes' (and texts') refusals are not the report's failure */
+    if (st == GB_OK && scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
-                        scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals};
-    gb_status st = rep->fn ? rep->fn(rep->ctx, &r) : GB_OK;
+                        scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};
+    if (st == GB_OK && rep->fn) st = rep->fn(rep->ctx, &r);
     for (int64_t i = 0; texts && i < rows; i++) free(texts[i]);
-    free(names), free(values), free(texts);
+    for (int i = 0; bound && i < b->nstmts; i++) {
+        for (int k = 0; bound[i] && k < nbound[i]; k++) free(bound[i][k]);
+        free(bound[i]);
+    }
+    free(bound), free(nbound), free(names), free(values), free(texts), free(graph), free(ndims), free(shapes);
     return st;
 }
 
@@ -431,19 +562,35 @@ static gb_status gb__ses_spec_limit(gb_spec_limits *lim, const char *fmt, long l
  * as the CLI's trace command does (each prompt after the first opens an
  * invoke; statements apply to the last prompt's invoke). */
 static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step *st, gb_lm *lm, gb_spec_limits *lim,
-                                      gb__ses_spec_built *b) {
+                                      gb__ses_spec_built *b, const gb__ses_spec_step *sp_steps, const int *open) {
     int np = (int)arrlen(st->prompts), ns = (int)arrlen(st->stmts);
     if (np < 1) return gb__fail(GB_ERR_ARG, "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
     if (lim && lim->max_batch && np > lim->max_batch)
         return gb__ses_spec_limit(lim, "%lld invokes, at most %lld", np, lim->max_batch);
     if (lim && lim->max_new_tokens && st->max_new > lim->max_new_tokens)
         return gb__ses_spec_limit(lim, "%lld new tokens, at most %lld", st->max_new, lim->max_new_tokens);
-    gb_tensor **inputs = calloc((size_t)np, sizeof *inputs);
-    if (!inputs) return gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    /* a prompt that is a loop's item: that loop's prompts, each the input of one run */
+    const gb__ses_spec_step *loop = NULL;
+    for (int i = 0; i < np; i++) {
+        if (!st->prompts[i].item) continue;
+        for (ptrdiff_t k = arrlen(open) - 1; k >= 0 && !loop; k--)
+            if (!strcmp(sp_steps[open[k]].text, st->prompts[i].item) && sp_steps[open[k]].prompts) loop = &sp_steps[open[k]];
+        if (!loop)
+            return gb__fail(GB_ERR_ARG, "session: the prompt is the item of loop '%s', and no enclosing loop over "
+                                        "prompts is called so", st->prompts[i].item);
+        if (np > 1)
+            return gb__fail(GB_ERR_ARG, "session: a trace whose prompt is loop '%s''s item takes no other prompt",
+                            st->prompts[i].item);
+    }
+    const gb__ses_spec_prompt *prompts = loop ? loop->prompts : st->prompts;
+    int ninputs = loop ? (int)arrlen(loop->prompts) : np;
+    gb_tensor **inputs = gb__calloc((size_t)ninputs, sizeof *inputs, "session");
+    if (!inputs) return GB_ERR_ALLOC;
     gb_status r = GB_OK;
     int64_t tokens = 0;
-    for (int i = 0; r == GB_OK && i < np; i++) {
-        const gb__ses_spec_prompt *p = &st->prompts[i];
+    for (int i = 0; r == GB_OK && i < ninputs; i++) {
+        const gb__ses_spec_prompt *p = &prompts[i];
+        if (loop) tokens = 0; /* each item is one run's prompt */
         if (p->text) {
             gb_tensor *mask = NULL;
             r = gb_lm_encode(lm, 1, (const char *const *)&p->text, &inputs[i], &mask);
@@ -452,18 +599,19 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
             r = gb_last_status();
         }
         if (r == GB_OK) tokens += gb_tensor_dim(inputs[i], 1);
+        if (r == GB_OK && lim && lim->max_tokens && tokens > lim->max_tokens)
+            r = gb__ses_spec_limit(lim, "%lld prompt tokens in one trace, at most %lld", tokens, lim->max_tokens);
     }
-    if (r == GB_OK && lim && lim->max_tokens && tokens > lim->max_tokens)
-        r = gb__ses_spec_limit(lim, "%lld prompt tokens in one trace, at most %lld", tokens, lim->max_tokens);
     bool batched = np > 1;
-    gb_trace *tr = r == GB_OK ? gb_session_trace(s, gb_lm_module(lm), batched ? NULL : inputs[0]) : NULL;
+    gb_trace *tr = r == GB_OK ? gb_session_trace(s, gb_lm_module(lm), batched || loop ? NULL : inputs[0]) : NULL;
     if (r == GB_OK && !tr) r = gb_last_status();
+    if (r == GB_OK && loop) r = gb_session_input(s, tr, loop->text, ninputs, inputs);
     b->lm = lm;
     b->nstmts = ns;
     b->stmts = st->stmts;
-    b->vals = calloc((size_t)ns + 1, sizeof *b->vals);
-    b->names = calloc((size_t)ns + 1, sizeof *b->names);
-    if (r == GB_OK && (!b->vals || !b->names)) r = gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    b->vals = gb__calloc((size_t)ns + 1, sizeof *b->vals, "session");
+    b->names = gb__calloc((size_t)ns + 1, sizeof *b->names, "session");
+    if (r == GB_OK && (!b->vals || !b->names)) r = GB_ERR_ALLOC;
     for (int i = 0, p = 0; r == GB_OK && i < ns; i++) {
         while (batched && p < np && st->prompts[p].first == i) {
             gb_invoke_end(tr);
@@ -471,8 +619,8 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
         }
         if (r == GB_OK) r = gb_trace_statement(tr, st->stmts[i], "-e", i + 1, &b->vals[i]);
         if (r == GB_OK && !(b->names[i] = gb_statement_name(st->stmts[i]))) {
-            b->names[i] = malloc(32);
-            if (b->names[i]) snprintf(b->names[i], 32, "statement.%d", i + 1);
+            if ((b->names[i] = gb__malloc(32, "session"))) snprintf(b->names[i], 32, "statement.%d", i + 1);
+            else r = GB_ERR_ALLOC;
         }
     }
     if (tr) gb_invoke_end(tr);
@@ -491,7 +639,7 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
         b->generated = true;
         r = gb_session_generate(s, tr, &o);
     }
-    for (int i = 0; i < np; i++) gb_tensor_free(inputs[i]);
+    for (int i = 0; i < ninputs; i++) gb_tensor_free(inputs[i]);
     free(inputs);
     return r;
 }
@@ -512,19 +660,22 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
     for (ptrdiff_t i = 0; i < arrlen(sp->steps); i++)
         ntraces += sp->steps[i].kind == GB__SPEC_TRACE;
     int64_t runs = 0, *mult = NULL; /* trace runs: loop sizes multiplied */
-    arrput(mult, 1);
-    gb_status r = GB_OK;
+    int *open = NULL;                /* the spec's open loops, innermost last */
+    gb_status r = GB_ARR_PUT(mult, 1, "spec_session") ? GB_OK : GB_ERR_ALLOC;
     for (ptrdiff_t i = 0; r == GB_OK && i < arrlen(sp->steps); i++) {
         const gb__ses_spec_step *st = &sp->steps[i];
         switch (st->kind) {
         case GB__SPEC_TRACE: {
+            if (!GB_ARR_PUT(rep->traces, ((gb__ses_spec_built){0}), "spec_session")) {
+                r = GB_ERR_ALLOC;
+                break;
+            }
             gb_lm *lm = lm_of(lm_ctx, st->model);
-            arrput(rep->traces, ((gb__ses_spec_built){0}));
             if (!lm) {
                 r = gb_last_status();
                 break;
             }
-            r = gb__ses_spec_build_trace(s, st, lm, limits, &arrlast(rep->traces));
+            r = gb__ses_spec_build_trace(s, st, lm, limits, &arrlast(rep->traces), sp->steps, open);
             if (r != GB_OK && ntraces > 1) r = gb__ses_sess_fail(r, (int)arrlen(rep->traces));
             runs += arrlast(mult);
             break;
@@ -534,7 +685,17 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
         case GB__SPEC_ITER: {
             gb_tensor *items = NULL;
             int64_t n = st->n;
-            if (!st->over) {
+            if (!GB_ARR_PUT(open, (int)i, "spec_session")) {
+                r = GB_ERR_ALLOC;
+                break;
+            }
+            if (st->prompts) { /* the item in statements: the prompt's number */
+                items = gb_arange(0, (double)n, 1);
+                if (!items) {
+                    r = gb_last_status();
+                    break;
+                }
+            } else if (!st->over) {
                 int64_t shape[2] = {st->n, st->width};
                 items = gb_from_data(st->values ? st->values : (float[]){0}, st->width ? 2 : 1, shape, GB_DTYPE_F32);
                 if (!items) {
@@ -546,19 +707,18 @@ gb_session *gb_spec_session(const gb_spec *sp, gb_lm *(*lm_of)(void *ctx, const 
             }
             r = gb_session_iter(s, st->text, items, st->over);
             gb_tensor_free(items);
-            int64_t m = arrlast(mult) * n;
-            arrput(mult, m);
+            if (r == GB_OK && !GB_ARR_PUT(mult, arrlast(mult) * n, "spec_session")) r = GB_ERR_ALLOC;
             break;
         }
         case GB__SPEC_END:
             r = gb_session_iter_end(s);
-            (void)arrpop(mult);
+            (void)arrpop(mult), (void)arrpop(open);
             break;
         }
         if (r == GB_OK && limits && limits->max_runs && runs > limits->max_runs)
             r = gb__ses_spec_limit(limits, "%lld trace runs, at most %lld", runs, limits->max_runs);
     }
-    arrfree(mult);
+    arrfree(mult), arrfree(open);
     if (r != GB_OK) {
         gb_session_free(s);
         return NULL;

@@ -27,17 +27,48 @@ void gb__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 /* Allocation that sets GB_ERR_ALLOC naming `what` on failure. */
 void *gb__malloc(size_t n, const char *what);
 void *gb__calloc(size_t n, size_t size, const char *what);
+char *gb__strdup(const char *s, const char *what);
 
-/* stb_ds arrays grown with the allocation checked: stb_ds's own growth
- * (arrput, arraddnptr, arrsetlen, ...) writes through realloc's result
- * unchecked. GB_ARR_RESERVE makes room for n more elements the way stb_ds
- * would (at least doubling), so the stb_ds call after it does not grow;
- * false with GB_ERR_ALLOC naming what (the array untouched) when memory
- * runs out. GB_ARR_PUT is arrput that can fail. Used where input decides
- * how far an array grows (text to encode, a file's header). */
-bool gb__arr_reserve(void **a, size_t elem, size_t n, const char *what);
+/* stb_ds with its allocations checked. stb_ds writes through realloc's
+ * result unchecked, and even a lookup in an empty (NULL) hash map
+ * allocates one. Library code grows stb_ds arrays and maps only through
+ * these (tools/check_stb.sh, run by `make check`, refuses the bare
+ * macros): each makes the allocation the stb_ds call would make first,
+ * checked, so that call allocates nothing; on failure it is false (NULL)
+ * with GB_ERR_ALLOC naming `what`, and the array or map is as it was (a map
+ * may have become an empty one: free it as before).
+ *   GB_ARR_RESERVE(a, n)  room for n more elements (at least doubling)
+ *   GB_ARR_PUT(a, v)      arrput;  GB_ARR_INS(a, i, v)  arrins
+ *   GB_ARR_ADDN(a, n)     arraddnptr: n new elements at the end, or NULL
+ *   GB_ARR_SETLEN(a, n)   arrsetlen;  GB_ARR_TRUNC(a, n)  arrsetlen to n <= the length (never fails)
+ *   GB_HM_PUT(t, k, v), GB_HM_PUTS(t, s), GB_HM_DEL(t, k)   hmput, hmputs, hmdel
+ *   GB_SH_PUT(t, k, v), GB_SH_NEW_STRDUP(t), GB_SH_NEW_ARENA(t)
+ *   GB_HM_GETI(t, k), GB_SH_GETI(t, k)   hmgeti, shgeti: -1 for a NULL map */
+#define GB__CHECKED __attribute__((warn_unused_result))
+bool gb__arr_reserve(void **a, size_t elem, size_t n, const char *what) GB__CHECKED;
+bool gb__arr_setlen(void **a, size_t elem, size_t n, const char *what) GB__CHECKED;
+bool gb__hm_reserve(void **t, size_t elem, const char *key, const char *what) GB__CHECKED;
+bool gb__hm_del_reserve(void *t, size_t elem, const void *key, size_t keysize, const char *what) GB__CHECKED;
+bool gb__sh_new(void **t, size_t elem, bool arena, const char *what) GB__CHECKED;
+void gb__stb_settle(void);
 #define GB_ARR_RESERVE(a, n, what) gb__arr_reserve((void **)&(a), sizeof *(a), (n), (what))
 #define GB_ARR_PUT(a, v, what) (GB_ARR_RESERVE(a, 1, what) ? (arrput(a, v), true) : false)
+#define GB_ARR_INS(a, i, v, what) (GB_ARR_RESERVE(a, 1, what) ? (arrins(a, i, v), true) : false)
+#define GB_ARR_ADDN(a, n, what) (GB_ARR_RESERVE(a, (n) ? (n) : 1, what) ? arraddnptr(a, n) : NULL)
+#define GB_ARR_SETLEN(a, n, what) gb__arr_setlen((void **)&(a), sizeof *(a), (n), (what))
+#define GB_ARR_TRUNC(a, n) ((void)((a) ? stbds_header(a)->length = (size_t)(n) : 0))
+#define GB_HM_PUT(t, k, v, what) (gb__hm_reserve((void **)&(t), sizeof *(t), NULL, (what)) ? (hmput(t, k, v), true) : false)
+#define GB_HM_PUTS(t, s, what) (gb__hm_reserve((void **)&(t), sizeof *(t), NULL, (what)) ? (hmputs(t, s), true) : false)
+#define GB_SH_PUT(t, k, v, what)                                                                                     \
+    (gb__hm_reserve((void **)&(t), sizeof *(t), (k), (what)) ? (shput(t, k, v), gb__stb_settle(), true) : false)
+#define GB_HM_DEL(t, k, what)                                                                                        \
+    (gb__hm_del_reserve((t), sizeof *(t), STBDS_ADDRESSOF((t)->key, (k)), sizeof (t)->key, (what))                    \
+         ? ((void)hmdel(t, k), gb__stb_settle(), true)                                                               \
+         : false)
+#define GB_SH_NEW_STRDUP(t, what) gb__sh_new((void **)&(t), sizeof *(t), false, (what))
+#define GB_SH_NEW_ARENA(t, what) gb__sh_new((void **)&(t), sizeof *(t), true, (what))
+#define GB_HM_GETI(t, k) ((t) ? hmgeti(t, k) : -1)
+#define GB_SH_GETI(t, k) ((t) ? shgeti(t, k) : -1)
 
 /* Bytes of memory available to new allocations (Linux's MemAvailable;
  * UINT64_MAX when unknown), for refusing clearly what cannot fit.

@@ -293,7 +293,8 @@ gb_tensor *gb_minimum(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_M
 
 /* ---- comparisons -------------------------------------------------------- */
 
-/* Any dtype compares by value (loaded exactly as double); the result is a
+/* Any dtype compares by value (loaded as double, exact up to 2^53; two
+ * int64 tensors compare as int64); the result is a
  * bool tensor without gradient. The backward exists for the op table only:
  * the result never records, so autograd cannot reach it. */
 static gb_status gb__ts_not_differentiable(const gb_tensor *out) {
@@ -322,8 +323,12 @@ static gb_status gb__ts_not_differentiable(const gb_tensor *out) {
             gb__ts_iter it;                                                                                              \
             int64_t lo, hi;                                                                                           \
             gb__ts_iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sb}, &lo, &hi);                     \
-            for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it))                                                     \
-                y[i] = gb__ts_load_any(a, ta->dtype, it.off[0]) OP gb__ts_load_any(b, tb->dtype, it.off[1]);                \
+            if (ta->dtype == GB_DTYPE_I64 && tb->dtype == GB_DTYPE_I64) /* exact past 2^53 */                          \
+                for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it))                                                 \
+                    y[i] = ((const int64_t *)a)[it.off[0]] OP((const int64_t *)b)[it.off[1]];                          \
+            else                                                                                                      \
+                for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it))                                                 \
+                    y[i] = gb__ts_load_any(a, ta->dtype, it.off[0]) OP gb__ts_load_any(b, tb->dtype, it.off[1]);            \
         }                                                                                                             \
         return GB_OK;                                                                                                 \
     }                                                                                                                 \

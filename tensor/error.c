@@ -122,3 +122,9 @@ void *gb__calloc(size_t n, size_t size, const char *what) {
     if (!p) gb__fail(GB_ERR_ALLOC, "%s: out of memory allocating %zu x %zu bytes", what, n, size);
     return p;
 }
+
+char *gb__strdup(const char *s, const char *what) {
+    size_t n = strlen(s) + 1;
+    char *p = gb__malloc(n, what);
+    return p ? memcpy(p, s, n) : NULL;
+}

@@ -20,6 +20,7 @@ static void gb__ts_around(const gb_tensor *t, int dim, int64_t *outer, int64_t *
 
 typedef struct {
     float v;
+    int64_t iv; /* the value, for int64 sources */
     int64_t i;
 } gb__ts_ranked;
 
@@ -33,6 +34,12 @@ static int gb__ts_rank_desc(const void *pa, const void *pb) {
     return (a->i > b->i) - (a->i < b->i);
 }
 
+static int gb__ts_rank_desc_i64(const void *pa, const void *pb) {
+    const gb__ts_ranked *a = pa, *b = pb;
+    if (a->iv != b->iv) return a->iv > b->iv ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
 gb_status gb__ts_op_TOPK_forward(gb_tensor *out) {
     const gb_tensor *src = out->src[0];
     int dim = (int)out->iparam[0];
@@ -40,8 +47,10 @@ gb_status gb__ts_op_TOPK_forward(gb_tensor *out) {
     gb__ts_around(src, dim, &outer, &n, &inner);
     gb_tensor *xd = gb__ts_dense(src);
     if (!xd) return gb_last_status();
-    const float *x = gb_tensor_data(xd); /* [outer, n, inner] */
-    int64_t *y = gb_tensor_data(out);    /* [outer, k, inner] */
+    const float *x = gb_tensor_data(xd);    /* [outer, n, inner], f32 */
+    const int64_t *xi = gb_tensor_data(xd); /* [outer, n, inner], int64 */
+    bool ints = xd->dtype == GB_DTYPE_I64;
+    int64_t *y = gb_tensor_data(out);       /* [outer, k, inner] */
     gb_status st = GB_OK;
 #pragma omp parallel num_threads(gb__threads()) if (outer * inner * n > GB__PAR_MIN_WORK)
     {
@@ -54,8 +63,9 @@ gb_status gb__ts_op_TOPK_forward(gb_tensor *out) {
         for (int64_t r = 0; r < outer * inner; r++) {
             if (!row) continue;
             int64_t o = r / inner, j = r % inner;
-            for (int64_t i = 0; i < n; i++) row[i] = (gb__ts_ranked){x[(o * n + i) * inner + j], i};
-            qsort(row, (size_t)n, sizeof *row, gb__ts_rank_desc);
+            for (int64_t i = 0; i < n; i++)
+                row[i] = ints ? (gb__ts_ranked){0, xi[(o * n + i) * inner + j], i} : (gb__ts_ranked){x[(o * n + i) * inner + j], 0, i};
+            qsort(row, (size_t)n, sizeof *row, ints ? gb__ts_rank_desc_i64 : gb__ts_rank_desc);
             for (int64_t i = 0; i < k; i++) y[(o * k + i) * inner + j] = row[i].i;
         }
         free(row);
@@ -74,7 +84,9 @@ gb_status gb__ts_op_TOPK_backward(gb_tensor *out, const gb_tensor *dout, gb_tens
 /* ---- gather ------------------------------------------------------------- */
 
 /* out[o, i, j] = src[o, index[o, i, j], j] around dim; index has out's
- * shape and src's sizes elsewhere (torch allows smaller, not needed here). */
+ * shape and src's sizes elsewhere (torch allows smaller, not needed here).
+ * Indices are in [0, n): torch refuses negative ones. src is f32 or int64
+ * (topk's values of int64 values). */
 gb_status gb__ts_op_GATHER_forward(gb_tensor *out) {
     const gb_tensor *src = out->src[0], *index = out->src[1];
     int dim = (int)out->iparam[0];
@@ -83,19 +95,23 @@ gb_status gb__ts_op_GATHER_forward(gb_tensor *out) {
     gb__ts_around(out, dim, &dummy, &k, &dummy);
     gb_tensor *xd = gb__ts_dense(src), *id = gb__ts_dense(index);
     gb_status st = xd && id ? GB_OK : gb_last_status();
-    const float *x = xd ? gb_tensor_data(xd) : NULL;   /* [outer, n, inner] */
-    const int64_t *ix = id ? gb_tensor_data(id) : NULL; /* [outer, k, inner] */
-    float *y = gb_tensor_data(out);                    /* [outer, k, inner] */
+    const float *x = xd ? gb_tensor_data(xd) : NULL;     /* [outer, n, inner], f32 */
+    const int64_t *xi = xd ? gb_tensor_data(xd) : NULL;  /* [outer, n, inner], int64 */
+    const int64_t *ix = id ? gb_tensor_data(id) : NULL;  /* [outer, k, inner] */
+    float *y = gb_tensor_data(out);                      /* [outer, k, inner], f32 */
+    int64_t *yi = gb_tensor_data(out);                   /* [outer, k, inner], int64 */
     for (int64_t o = 0; st == GB_OK && o < outer; o++)
         for (int64_t i = 0; st == GB_OK && i < k; i++)
             for (int64_t j = 0; j < inner; j++) {
                 int64_t at = ix[(o * k + i) * inner + j];
-                if (at < -n || at >= n) {
-                    st = gb__fail(GB_ERR_INDEX, "gather: index %lld is out of bounds for dimension %d with size %lld",
-                                  (long long)at, dim, (long long)n);
+                if (at < 0 || at >= n) {
+                    st = gb__fail(GB_ERR_INDEX, "gather: index %lld is out of bounds for dimension %d with size %lld "
+                                  "(input %s, index %s)", (long long)at, dim, (long long)n, GB__SHAPE_STR(src),
+                                  GB__SHAPE_STR(index));
                     break;
                 }
-                y[(o * k + i) * inner + j] = x[(o * n + (at < 0 ? at + n : at)) * inner + j];
+                if (out->dtype == GB_DTYPE_I64) yi[(o * k + i) * inner + j] = xi[(o * n + at) * inner + j];
+                else y[(o * k + i) * inner + j] = x[(o * n + at) * inner + j];
             }
     gb_tensor_free(xd);
     gb_tensor_free(id);
@@ -118,14 +134,19 @@ gb_status gb__ts_op_GATHER_backward(gb_tensor *out, const gb_tensor *dout, gb_te
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < inner; j++) {
                 int64_t at = ix[(o * k + i) * inner + j];
-                dx[(o * n + (at < 0 ? at + n : at)) * inner + j] += dy[(o * k + i) * inner + j];
+                dx[(o * n + at) * inner + j] += dy[(o * k + i) * inner + j];
             }
     gb_tensor_free(id);
     return GB_OK;
 }
 
+/* a of int64: its values, exactly (no gradient). */
+static gb_status gb__ts_check_f32_or_i64(const char *op, const gb_tensor *a) {
+    return a && a->dtype == GB_DTYPE_I64 ? GB_OK : gb__ts_check_f32(op, "a", a);
+}
+
 gb_tensor *gb_gather(gb_tensor *a, int dim, gb_tensor *index) {
-    if (gb__ts_check_f32("gather", "a", a) || gb__ts_check_input("gather", "index", index)) return NULL;
+    if (gb__ts_check_f32_or_i64("gather", a) || gb__ts_check_input("gather", "index", index)) return NULL;
     if (index->dtype != GB_DTYPE_I64)
         return gb__fail_null(GB_ERR_DTYPE, "gather: Expected dtype int64 for index, got %s", gb_dtype_name(index->dtype));
     if (gb__ts_norm_dim("gather", &dim, a->ndim)) return NULL;
@@ -134,7 +155,7 @@ gb_tensor *gb_gather(gb_tensor *a, int dim, gb_tensor *index) {
     if (!fits)
         return gb__fail_null(GB_ERR_SHAPE, "gather: index %s must have the shape of the input %s except in dim %d",
                              GB__SHAPE_STR(index), GB__SHAPE_STR(a), dim);
-    gb_tensor *out = gb__ts_op_new(GB_OP_GATHER, "gather", GB_DTYPE_F32, index->ndim, index->shape, 2,
+    gb_tensor *out = gb__ts_op_new(GB_OP_GATHER, "gather", a->dtype, index->ndim, index->shape, 2,
                                 (gb_tensor *[]){a, index});
     if (!out) return NULL;
     out->iparam[0] = dim;
@@ -143,7 +164,7 @@ gb_tensor *gb_gather(gb_tensor *a, int dim, gb_tensor *index) {
 
 gb_status gb_topk(gb_tensor *a, int64_t k, int dim, gb_tensor **values, gb_tensor **indices) {
     *values = *indices = NULL;
-    if (gb__ts_check_f32("topk", "a", a)) return gb_last_status();
+    if (gb__ts_check_f32_or_i64("topk", a)) return gb_last_status();
     if (gb__ts_norm_dim("topk", &dim, a->ndim)) return gb_last_status();
     int64_t n = a->ndim ? a->shape[dim] : 1;
     if (k < 0 || k > n) return gb__fail(GB_ERR_INDEX, "topk: selected index k out of range (k = %lld, input %s, dim %d)",

@@ -418,12 +418,12 @@ typedef struct gb__ts_ptr_set {
     const void **slot;
 } gb__ts_ptr_set;
 
-/* Insert p; false when it was already there. */
-static bool gb__ts_ptr_set_add(gb__ts_ptr_set *s, const void *p) {
+/* Insert p: 1 when new, 0 when it was already there, -1 when out of memory. */
+static int gb__ts_ptr_set_add(gb__ts_ptr_set *s, const void *p) {
     if (2 * (s->len + 1) > s->cap) {
         gb__ts_ptr_set bigger = {s->cap ? 2 * s->cap : 64, 0, NULL};
-        bigger.slot = calloc(bigger.cap, sizeof *bigger.slot);
-        if (!bigger.slot) return true; /* out of memory: stop growing the walk */
+        bigger.slot = gb__calloc(bigger.cap, sizeof *bigger.slot, "index_put_: walking the graph");
+        if (!bigger.slot) return -1;
         for (size_t i = 0; i < s->cap; i++)
             if (s->slot[i]) gb__ts_ptr_set_add(&bigger, s->slot[i]);
         free(s->slot);
@@ -434,29 +434,32 @@ static bool gb__ts_ptr_set_add(gb__ts_ptr_set *s, const void *p) {
         if (s->slot[i] == p) return false;
     s->slot[i] = p;
     s->len++;
-    return true;
+    return 1;
 }
 
-/* Point every edge from a node reachable from `start` to `from` at `to`.
- * Those nodes were recorded before the write, so they consumed the old value. */
-static void gb__ts_redirect_edges(gb_tensor *start, gb_tensor *from, gb_tensor *to) {
+/* The nodes reachable from `start` with an edge to `from` (*hits, stb_ds),
+ * found before the write so that redirecting them cannot fail. */
+static gb_status gb__ts_edges_into(gb_tensor *start, const gb_tensor *from, gb_tensor ***hits) {
+    const char *what = "index_put_: walking the graph";
     gb__ts_ptr_set seen = {0};
     gb_tensor **stack = NULL;
-    arrput(stack, start);
-    gb__ts_ptr_set_add(&seen, start);
-    while (arrlen(stack) > 0) {
+    bool ok = GB_ARR_PUT(stack, start, what) && gb__ts_ptr_set_add(&seen, start) >= 0;
+    while (ok && arrlen(stack) > 0) {
         gb_tensor *n = arrpop(stack);
-        for (int i = 0; i < n->nsrc; i++) {
+        bool hit = false;
+        for (int i = 0; ok && i < n->nsrc; i++) {
             if (n->src[i] == from) {
-                n->src[i] = gb_tensor_ref(to);
-                gb_tensor_free(from); /* the caller still holds `from` */
-            } else if (gb__ts_ptr_set_add(&seen, n->src[i])) {
-                arrput(stack, n->src[i]);
+                hit = true;
+                continue;
             }
+            int added = gb__ts_ptr_set_add(&seen, n->src[i]);
+            ok = added >= 0 && (!added || GB_ARR_PUT(stack, n->src[i], what));
         }
+        ok = ok && (!hit || GB_ARR_PUT(*hits, n, what));
     }
     arrfree(stack);
     free(seen.slot);
+    return ok ? GB_OK : GB_ERR_ALLOC;
 }
 
 static gb_status gb__ts_check_record(const gb_tensor *t) {
@@ -493,7 +496,7 @@ gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v)
     if (record && (st = gb__ts_check_record(t))) return st;
 
     /* Everything that can fail happens before the write. */
-    gb_tensor *old = NULL, **src = NULL, *tmp = NULL;
+    gb_tensor *old = NULL, **src = NULL, *tmp = NULL, **hits = NULL;
     uint32_t *src_version = NULL;
     gb_index_expr *ctx = NULL;
     if (record) {
@@ -505,6 +508,10 @@ gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v)
             st = GB_ERR_ALLOC;
             goto fail;
         }
+        /* A value computed from t (t[:, 0] = t[:, 1]) read t before the
+         * write: its history must lead to `old`, or the graph would loop
+         * through t. */
+        if (v != t && v->requires_grad && (st = gb__ts_edges_into(v, t, &hits)) != GB_OK) goto fail;
     }
     const gb_tensor *value = v;
     if (v->storage == t->storage && gb_tensor_data(v)) { /* read before written: copy first */
@@ -558,14 +565,19 @@ gb_status gb_index_put_expr_(gb_tensor *t, const gb_index_expr *e, gb_tensor *v)
     t->saved[0] = t->saved[1] = NULL;
     t->requires_grad = true;
     t->graph_freed = false;
-    /* A value computed from t (t[:, 0] = t[:, 1]) read t before the write:
-     * its history must lead to `old`, or the graph would loop through t. */
-    if (v != t && v->requires_grad) gb__ts_redirect_edges(v, t, old);
+    for (ptrdiff_t h = 0; h < arrlen(hits); h++)
+        for (int i = 0; i < hits[h]->nsrc; i++)
+            if (hits[h]->src[i] == t) {
+                hits[h]->src[i] = gb_tensor_ref(old);
+                gb_tensor_free(t); /* the caller still holds t */
+            }
+    arrfree(hits);
     for (int i = 0; i < 2; i++) src_version[i] = src[i]->storage->version;
     t->out_version = t->storage->version;
     return GB_OK;
 
 fail:
+    arrfree(hits);
     gb_tensor_free(old);
     free(src);
     free(src_version);

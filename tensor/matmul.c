@@ -522,7 +522,51 @@ static gb_status gb__ts_mm_lowp_backward(const char *op, const gb_tensor *dout, 
 
 /* ---- matmul ------------------------------------------------------------- */
 
+/* Strides of t's dims as seen from out's batch dims (0 where t broadcasts),
+ * and of its matrix dims: a 1-D a is one row, a 1-D b one column. */
+static void gb__ts_mm_i64_strides(const gb_tensor *t, const gb_tensor *out, int nbd, bool is_a, int64_t *bs,
+                                  int64_t *s_outer, int64_t *s_k) {
+    int xt = t->ndim >= 2 ? t->ndim - 2 : 0;
+    for (int d = 0; d < nbd; d++) {
+        int it = d - (nbd - xt);
+        bs[d] = it >= 0 && t->shape[it] == out->shape[d] ? t->stride[it] : 0;
+    }
+    if (t->ndim == 1) *s_outer = 0, *s_k = t->stride[0];
+    else if (is_a) *s_outer = t->stride[t->ndim - 2], *s_k = t->stride[t->ndim - 1];
+    else *s_outer = t->stride[t->ndim - 1], *s_k = t->stride[t->ndim - 2];
+}
+
+/* int64 products: exact, in uint64 so that overflow wraps as torch's. A
+ * plain loop: integer products are ids and counts, not activations. */
+static gb_status gb__ts_mm_i64_forward(gb_tensor *out) {
+    const gb_tensor *a = out->src[0], *b = out->src[1];
+    const int64_t *x = gb_tensor_data(a), *w = gb_tensor_data(b); /* their strides */
+    int64_t *y = gb_tensor_data(out);                              /* [batch, m, n] */
+    int nbd = out->ndim - (a->ndim >= 2) - (b->ndim >= 2);
+    int64_t m = a->ndim >= 2 ? a->shape[a->ndim - 2] : 1, k = a->shape[a->ndim - 1];
+    int64_t n = b->ndim >= 2 ? b->shape[b->ndim - 1] : 1;
+    int64_t as[GB_MAX_DIMS], bs[GB_MAX_DIMS], am, ak, bn, bk;
+    gb__ts_mm_i64_strides(a, out, nbd, true, as, &am, &ak);
+    gb__ts_mm_i64_strides(b, out, nbd, false, bs, &bn, &bk);
+    int64_t batch = gb__ts_numel(nbd, out->shape);
+    for (int64_t bi = 0; bi < batch; bi++) {
+        int64_t oa = 0, ob = 0, rest = bi;
+        for (int d = nbd - 1; d >= 0; d--) {
+            oa += rest % out->shape[d] * as[d], ob += rest % out->shape[d] * bs[d];
+            rest /= out->shape[d];
+        }
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                uint64_t s = 0;
+                for (int64_t q = 0; q < k; q++) s += (uint64_t)x[oa + i * am + q * ak] * (uint64_t)w[ob + q * bk + j * bn];
+                y[(bi * m + i) * n + j] = (int64_t)s;
+            }
+    }
+    return GB_OK;
+}
+
 gb_status gb__ts_op_MATMUL_forward(gb_tensor *out) {
+    if (out->dtype == GB_DTYPE_I64) return gb__ts_mm_i64_forward(out);
     return gb__ts_mm_forward("matmul", out, out->src[0], out->src[1], false, NULL);
 }
 
@@ -541,7 +585,8 @@ static gb_status gb__ts_check_float(const char *op, const char *what, const gb_t
 
 gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b) {
     char s1[160], s2[160];
-    if (gb__ts_check_float("matmul", "mat1", a) || gb__ts_check_float("matmul", "mat2", b)) return NULL;
+    bool ints = a && b && a->dtype == GB_DTYPE_I64 && b->dtype == GB_DTYPE_I64;
+    if (!ints && (gb__ts_check_float("matmul", "mat1", a) || gb__ts_check_float("matmul", "mat2", b))) return NULL;
     int na = a->ndim, nb = b->ndim;
     if (na == 0 || nb == 0)
         return gb__fail_null(GB_ERR_SHAPE, "matmul: both arguments to matmul need to be at least 1D, but they are %dD and %dD",
@@ -572,7 +617,7 @@ gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b) {
     }
     if (na >= 2) shape[nd++] = m;
     if (nb >= 2) shape[nd++] = n;
-    gb_tensor *out = gb__ts_op_new(GB_OP_MATMUL, "matmul", GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
+    gb_tensor *out = gb__ts_op_new(GB_OP_MATMUL, "matmul", ints ? GB_DTYPE_I64 : GB_DTYPE_F32, nd, shape, 2, (gb_tensor *[]){a, b});
     return out ? gb__ts_op_run(out) : NULL;
 }
 

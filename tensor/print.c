@@ -121,16 +121,14 @@ static int gb__ts_fmt_value(const gb__ts_fmt *f, int64_t off, char *buf, size_t 
 
 /* Offsets of the elements get_summarized_data keeps (all of them unless
  * summarising), in row-major order. */
-static void gb__ts_summarized_offsets(const gb_tensor *t, int dim, int64_t off, bool summarize, int64_t **out) {
-    if (dim == t->ndim) {
-        arrput(*out, off);
-        return;
-    }
+static bool gb__ts_summarized_offsets(const gb_tensor *t, int dim, int64_t off, bool summarize, int64_t **out) {
+    if (dim == t->ndim) return GB_ARR_PUT(*out, off, "tensor_str");
     int64_t n = t->shape[dim];
     for (int64_t i = 0; i < n; i++) {
         if (summarize && n > 2 * GB__PRINT_EDGEITEMS && i == GB__PRINT_EDGEITEMS) i = n - GB__PRINT_EDGEITEMS;
-        gb__ts_summarized_offsets(t, dim + 1, off + i * t->stride[dim], summarize, out);
+        if (!gb__ts_summarized_offsets(t, dim + 1, off + i * t->stride[dim], summarize, out)) return false;
     }
+    return true;
 }
 
 static void gb__ts_fmt_init(gb__ts_fmt *f, const gb_tensor *t, const int64_t *offs, int64_t n) {
@@ -274,11 +272,14 @@ char *gb_tensor_str(const gb_tensor *t) {
             suffixes[nsuf++] = dtype;
         bool summarize = numel > GB__PRINT_THRESHOLD;
         int64_t *offs = NULL;
-        gb__ts_summarized_offsets(t, 0, 0, summarize, &offs);
-        gb__ts_fmt f;
-        gb__ts_fmt_init(&f, t, offs, arrlen(offs));
+        if (gb__ts_summarized_offsets(t, 0, 0, summarize, &offs)) {
+            gb__ts_fmt f;
+            gb__ts_fmt_init(&f, t, offs, arrlen(offs));
+            gb__ts_tensor_str_rec(&b, &f, 0, 0, indent, summarize);
+        } else {
+            b.failed = true;
+        }
         arrfree(offs);
-        gb__ts_tensor_str_rec(&b, &f, 0, 0, indent, summarize);
     }
     if (size.failed) b.failed = true;
     else gb__ts_add_suffixes(&b, suffixes, nsuf, indent);

@@ -106,13 +106,25 @@ static double gb__ts_sqdev_of(const float *x, const gb__ts_reduction *r, int64_t
 }
 
 /* Row-major position among output o's reduced elements of the first max
- * (or min); the first NaN wins. Its value goes to *value. x is of any dtype. */
+ * (or min); the first NaN wins. Its value goes to *value (*ivalue for
+ * int64, which compares as int64: a double would tie 2^53 and 2^53 + 1).
+ * x is of any dtype. */
 static int64_t gb__ts_arg_extreme(const void *x, gb_dtype dt, const gb__ts_reduction *r, int64_t o, bool want_max,
-                               double *value) {
+                               double *value, int64_t *ivalue) {
     int64_t base = gb__ts_out_offset(r, o), best_k = 0;
     double best = 0;
     gb__ts_iter it;
     gb__ts_iter_init(&it, r->nred, r->rshape, 1, (const int64_t *[]){r->rstride});
+    if (dt == GB_DTYPE_I64) {
+        const int64_t *xi = x;
+        int64_t ibest = 0;
+        for (int64_t k = 0; k < r->nin; k++, gb__ts_iter_next(&it)) {
+            int64_t v = xi[base + it.off[0]];
+            if (k == 0 || (want_max ? v > ibest : v < ibest)) ibest = v, best_k = k;
+        }
+        *value = (double)ibest, *ivalue = ibest;
+        return best_k;
+    }
     for (int64_t k = 0; k < r->nin; k++, gb__ts_iter_next(&it)) {
         double v = gb__ts_load_any(x, dt, base + it.off[0]);
         if (k == 0 || isnan(v) || (want_max ? v > best : v < best)) {
@@ -151,8 +163,28 @@ static bool gb__ts_sum_rows(const float *x, const gb__ts_reduction *r, float *y,
     return true;
 }
 
+/* An int64 sum is exact and wraps around as torch's (in uint64). */
+static void gb__ts_sum_i64(const gb_tensor *src, const gb__ts_reduction *r, int64_t *y) {
+    const int64_t *x = gb_tensor_data(src); /* src's strides */
+#pragma omp parallel for num_threads(gb__threads()) if (r->nout > 1 && r->nout * r->nin > GB__PAR_MIN_WORK)
+    for (int64_t o = 0; o < r->nout; o++) {
+        const int64_t *xo = x + gb__ts_out_offset(r, o);
+        uint64_t s = 0;
+        gb__ts_iter it;
+        gb__ts_iter_init(&it, r->nred, r->rshape, 1, (const int64_t *[]){r->rstride});
+        for (int64_t k = 0; k < r->nin; k++, gb__ts_iter_next(&it)) s += (uint64_t)xo[it.off[0]];
+        y[o] = (int64_t)s;
+    }
+}
+
 static gb_status gb__ts_sum_forward(gb_tensor *out, bool mean) {
     const gb_tensor *src = out->src[0];
+    if (out->dtype == GB_DTYPE_I64) {
+        gb__ts_reduction r;
+        gb__ts_reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
+        gb__ts_sum_i64(src, &r, gb_tensor_data(out));
+        return GB_OK;
+    }
     const float *x = gb_tensor_data(src); /* src's strides */
     float *y = gb_tensor_data(out);       /* [nout] */
     gb__ts_reduction r;
@@ -253,15 +285,16 @@ static gb_status gb__ts_extreme_forward(gb_tensor *out, bool want_max) {
     const void *x = gb_tensor_data(src); /* src's strides, any dtype for arg ops */
     gb__ts_reduction r;
     gb__ts_reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
-    bool values = out->dtype == GB_DTYPE_F32;
-    float *y = gb_tensor_data(out);    /* [nout], values */
-    int64_t *yi = gb_tensor_data(out); /* [nout], indices */
+    bool values = out->op != GB_OP_ARGMAX && out->op != GB_OP_ARGMIN;
+    float *y = gb_tensor_data(out);    /* [nout], f32 values */
+    int64_t *yi = gb_tensor_data(out); /* [nout], indices or int64 values */
 #pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double v;
-        int64_t k = gb__ts_arg_extreme(x, src->dtype, &r, o, want_max, &v);
-        if (values) y[o] = (float)v;
-        else yi[o] = k;
+        int64_t iv, k = gb__ts_arg_extreme(x, src->dtype, &r, o, want_max, &v, &iv);
+        if (!values) yi[o] = k;
+        else if (out->dtype == GB_DTYPE_I64) yi[o] = iv;
+        else y[o] = (float)v;
     }
     return GB_OK;
 }
@@ -283,7 +316,7 @@ static gb_status gb__ts_extreme_backward(gb_tensor *out, const gb_tensor *dout, 
 #pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
     for (int64_t o = 0; o < r.nout; o++) {
         double v;
-        int64_t k = gb__ts_arg_extreme(x, GB_DTYPE_F32, &r, o, want_max, &v);
+        int64_t iv, k = gb__ts_arg_extreme(x, GB_DTYPE_F32, &r, o, want_max, &v, &iv);
         dx[gb__ts_out_offset(&rc, o) + gb__ts_offset(rc.nred, rc.rshape, rc.rstride, k)] += dy[o];
     }
     return GB_OK;
@@ -344,6 +377,87 @@ gb_status gb__ts_op_MAX_ALL_backward(gb_tensor *out, const gb_tensor *dout, gb_t
     return GB_OK;
 }
 
+/* ---- vector norms ---------------------------------------------------------- */
+
+/* torch.linalg.vector_norm of order p (fparam[0]): sum(|x|^p)^(1/p), with
+ * p = inf the largest |x|, -inf the smallest, 0 the count of nonzeros;
+ * summed in double as the other reductions. */
+static double gb__ts_norm_of(const float *x, const gb__ts_reduction *r, int64_t o, double p) {
+    const float *xo = x + gb__ts_out_offset(r, o);
+    double s = isinf(p) && p < 0 ? INFINITY : 0;
+    gb__ts_iter it;
+    gb__ts_iter_init(&it, r->nred, r->rshape, 1, (const int64_t *[]){r->rstride});
+    for (int64_t k = 0; k < r->nin; k++, gb__ts_iter_next(&it)) {
+        double a = fabs((double)xo[it.off[0]]);
+        if (isnan(a)) return NAN;
+        if (isinf(p)) s = p > 0 ? (a > s ? a : s) : (a < s ? a : s);
+        else if (p == 0) s += a != 0;
+        else if (p == 1) s += a;
+        else if (p == 2) s += a * a;
+        else s += pow(a, p);
+    }
+    return isinf(p) || p == 0 || p == 1 ? s : p == 2 ? sqrt(s) : pow(s, 1 / p);
+}
+
+gb_status gb__ts_op_NORM_forward(gb_tensor *out) {
+    const gb_tensor *src = out->src[0];
+    const float *x = gb_tensor_data(src); /* src's strides */
+    float *y = gb_tensor_data(out);       /* [nout] */
+    gb__ts_reduction r;
+    gb__ts_reduction_plan(&r, src, src->stride, (uint32_t)out->iparam[GB__RED_MASK]);
+#pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
+    for (int64_t o = 0; o < r.nout; o++) y[o] = (float)gb__ts_norm_of(x, &r, o, out->fparam[0]);
+    return GB_OK;
+}
+
+static double gb__ts_sgn(double v) { return (v > 0) - (v < 0); }
+
+/* PyTorch's norm_backward, case by case: p = 0 has none; 1: sgn(x) dy;
+ * 2: x / norm dy, 0 where the norm is 0 (not NaN); +-inf: sgn(x) dy shared
+ * by the elements whose |x| is the norm; other p: sgn(x) |x|^(p-1) dy /
+ * norm^(p-1), 0 where the norm is 0 (for p < 1, where x is 0). */
+gb_status gb__ts_op_NORM_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    if (!dsrc[0]) return GB_OK;
+    const gb_tensor *src = out->src[0];
+    const float *x = gb_tensor_data(src);   /* src's strides */
+    const float *y = gb_tensor_data(out);   /* [nout] */
+    const float *dy = gb_tensor_data(dout); /* [nout] */
+    float *dx = gb_tensor_data(dsrc[0]);    /* [numel src] */
+    double p = out->fparam[0];
+    if (p == 0) return GB_OK;
+    uint32_t mask = (uint32_t)out->iparam[GB__RED_MASK];
+    int64_t cstride[GB_MAX_DIMS];
+    gb__ts_contiguous_strides(src->ndim, src->shape, cstride);
+    gb__ts_reduction r, rc; /* reading src; writing dx */
+    gb__ts_reduction_plan(&r, src, src->stride, mask);
+    gb__ts_reduction_plan(&rc, src, cstride, mask);
+#pragma omp parallel for num_threads(gb__threads()) if (r.nout > 1 && r.nout * r.nin > GB__PAR_MIN_WORK)
+    for (int64_t o = 0; o < r.nout; o++) {
+        const float *xo = x + gb__ts_out_offset(&r, o);
+        float *dxo = dx + gb__ts_out_offset(&rc, o);
+        double norm = y[o], g = dy[o], ties = 0;
+        gb__ts_iter it;
+        if (isinf(p)) { /* how many elements share the gradient */
+            gb__ts_iter_init(&it, r.nred, r.rshape, 1, (const int64_t *[]){r.rstride});
+            for (int64_t k = 0; k < r.nin; k++, gb__ts_iter_next(&it)) {
+                double a = fabs((double)xo[it.off[0]]);
+                ties += a == norm || isnan(a);
+            }
+        }
+        gb__ts_iter_init(&it, r.nred, r.rshape, 1, (const int64_t *[]){r.rstride});
+        for (int64_t k = 0; k < r.nin; k++, gb__ts_iter_next(&it)) {
+            double v = xo[it.off[0]], a = fabs(v), d;
+            if (p == 1) d = gb__ts_sgn(v) * g;
+            else if (p == 2) d = norm == 0 ? 0 : v / norm * g;
+            else if (isinf(p)) d = a == norm || isnan(a) ? gb__ts_sgn(v) * g / ties : 0;
+            else if (p < 1) d = v == 0 ? 0 : gb__ts_sgn(v) * pow(a, p - 1) * g * pow(norm, 1 - p);
+            else d = norm == 0 ? 0 : gb__ts_sgn(v) * pow(a, p - 1) * g / pow(norm, p - 1);
+            dxo[gb__ts_offset(rc.nred, rc.rshape, rc.rstride, k)] += (float)d;
+        }
+    }
+    return GB_OK;
+}
+
 /* ---- entry points ------------------------------------------------------- */
 
 /* The reduced dims as a bitmask: ndims = 0 means all; negative dims count
@@ -367,10 +481,22 @@ static gb_status gb__ts_dims_mask(const char *op, const gb_tensor *a, int ndims,
     return GB_OK;
 }
 
-static gb_tensor *gb__ts_reduce(gb_op op, gb_tensor *a, int ndims, const int *dims, bool keepdim, int correction) {
+/* fp: a float parameter of the op (norm's order p). */
+static gb_tensor *gb__ts_reduce(gb_op op, gb_tensor *a, int ndims, const int *dims, bool keepdim, int correction,
+                               float fp) {
     const char *what = gb__ts_ops[op].name;
     bool arg = op == GB_OP_ARGMAX || op == GB_OP_ARGMIN;
-    if (arg ? gb__ts_check_input(what, "a", a) : gb__ts_check_f32(what, "a", a)) return NULL;
+    /* int64 sums and extremes are int64, exact, as torch's; a mean or a
+     * variance of integers torch refuses */
+    bool ints = a && a->dtype == GB_DTYPE_I64 && op != GB_OP_MEAN && op != GB_OP_VAR;
+    if (a && a->dtype == GB_DTYPE_I64 && op == GB_OP_MEAN)
+        return gb__fail_null(GB_ERR_DTYPE, "mean(): could not infer output dtype. Input dtype must be either a floating "
+                             "point or complex dtype. Got: Long (input %s); convert it first with .float()",
+                             GB__SHAPE_STR(a));
+    if (a && a->dtype == GB_DTYPE_I64 && op == GB_OP_VAR)
+        return gb__fail_null(GB_ERR_DTYPE, "var: std and var only support floating point and complex dtypes, got Long "
+                             "(input %s)", GB__SHAPE_STR(a));
+    if (arg || ints ? gb__ts_check_input(what, "a", a) : gb__ts_check_f32(what, "a", a)) return NULL;
     uint32_t mask;
     if (gb__ts_dims_mask(what, a, ndims, dims, &mask)) return NULL;
     bool one_dim_extreme = arg || op == GB_OP_MAX || op == GB_OP_MIN;
@@ -387,33 +513,42 @@ static gb_tensor *gb__ts_reduce(gb_op op, gb_tensor *a, int ndims, const int *di
         if (!(mask >> d & 1u)) shape[nd++] = a->shape[d];
         else if (keepdim) shape[nd++] = 1;
     }
-    gb_tensor *out = gb__ts_op_new(op, what, arg ? GB_DTYPE_I64 : GB_DTYPE_F32, nd, shape, 1, &a);
+    gb_tensor *out = gb__ts_op_new(op, what, arg || ints ? GB_DTYPE_I64 : GB_DTYPE_F32, nd, shape, 1, &a);
     if (!out) return NULL;
     out->iparam[GB__RED_MASK] = mask;
     out->iparam[GB__RED_KEEPDIM] = keepdim;
     out->iparam[GB__RED_CORRECTION] = correction;
+    out->fparam[0] = fp;
     if (arg) out->requires_grad = false;
     return gb__ts_op_run(out);
 }
 
-gb_tensor *gb_sum(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_SUM, a, 1, &dim, keepdim, 0); }
-gb_tensor *gb_mean(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_MEAN, a, 1, &dim, keepdim, 0); }
-gb_tensor *gb_max(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_MAX, a, 1, &dim, keepdim, 0); }
-gb_tensor *gb_min(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_MIN, a, 1, &dim, keepdim, 0); }
-gb_tensor *gb_argmax(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_ARGMAX, a, 1, &dim, keepdim, 0); }
-gb_tensor *gb_argmin(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_ARGMIN, a, 1, &dim, keepdim, 0); }
+gb_tensor *gb_sum(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_SUM, a, 1, &dim, keepdim, 0, 0); }
+gb_tensor *gb_mean(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_MEAN, a, 1, &dim, keepdim, 0, 0); }
+gb_tensor *gb_max(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_MAX, a, 1, &dim, keepdim, 0, 0); }
+gb_tensor *gb_min(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_MIN, a, 1, &dim, keepdim, 0, 0); }
+gb_tensor *gb_argmax(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_ARGMAX, a, 1, &dim, keepdim, 0, 0); }
+gb_tensor *gb_argmin(gb_tensor *a, int dim, bool keepdim) { return gb__ts_reduce(GB_OP_ARGMIN, a, 1, &dim, keepdim, 0, 0); }
 gb_tensor *gb_var(gb_tensor *a, int dim, int correction, bool keepdim) {
-    return gb__ts_reduce(GB_OP_VAR, a, 1, &dim, keepdim, correction);
+    return gb__ts_reduce(GB_OP_VAR, a, 1, &dim, keepdim, correction, 0);
 }
 gb_tensor *gb_sum_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim) {
-    return gb__ts_reduce(GB_OP_SUM, a, ndims, dims, keepdim, 0);
+    return gb__ts_reduce(GB_OP_SUM, a, ndims, dims, keepdim, 0, 0);
 }
 gb_tensor *gb_mean_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim) {
-    return gb__ts_reduce(GB_OP_MEAN, a, ndims, dims, keepdim, 0);
+    return gb__ts_reduce(GB_OP_MEAN, a, ndims, dims, keepdim, 0, 0);
 }
-gb_tensor *gb_sum_all(gb_tensor *a) { return gb__ts_reduce(GB_OP_SUM, a, 0, NULL, false, 0); }
-gb_tensor *gb_mean_all(gb_tensor *a) { return gb__ts_reduce(GB_OP_MEAN, a, 0, NULL, false, 0); }
-gb_tensor *gb_max_all(gb_tensor *a) { return gb__ts_reduce(GB_OP_MAX_ALL, a, 0, NULL, false, 0); }
+gb_tensor *gb_sum_all(gb_tensor *a) { return gb__ts_reduce(GB_OP_SUM, a, 0, NULL, false, 0, 0); }
+gb_tensor *gb_mean_all(gb_tensor *a) { return gb__ts_reduce(GB_OP_MEAN, a, 0, NULL, false, 0, 0); }
+gb_tensor *gb_max_all(gb_tensor *a) { return gb__ts_reduce(GB_OP_MAX_ALL, a, 0, NULL, false, 0, 0); }
+
+gb_tensor *gb_norm(gb_tensor *a, double p, int ndims, const int *dims, bool keepdim) {
+    if (a && a->dtype == GB_DTYPE_I64)
+        return gb__fail_null(GB_ERR_DTYPE, "norm: Expected a floating point or complex tensor as input. Got Long "
+                             "(input %s); convert it first with .float()", GB__SHAPE_STR(a));
+    if (isnan(p)) return gb__fail_null(GB_ERR_ARG, "norm: the order p is NaN");
+    return gb__ts_reduce(GB_OP_NORM, a, ndims, dims, keepdim, 0, (float)p);
+}
 
 /* ---- finiteness ------------------------------------------------------------ */
 

@@ -326,7 +326,7 @@ gb_tensor *gb_gelu(gb_tensor *a);      /* exact: x/2 (1 + erf(x/sqrt 2)) */
 gb_tensor *gb_gelu_tanh(gb_tensor *a); /* gelu_new: tanh approximation */
 gb_tensor *gb_silu(gb_tensor *a);
 /* Comparisons give GB_DTYPE_BOOL tensors (no gradient); any dtypes,
- * compared by value. */
+ * compared by value (two i64 tensors exactly). */
 gb_tensor *gb_eq(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_ne(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_lt(gb_tensor *a, gb_tensor *b);
@@ -343,6 +343,8 @@ gb_tensor *gb_masked_fill(gb_tensor *a, gb_tensor *mask, float value);
 
 /* ---- reductions --------------------------------------------------------- */
 
+/* An i64 input gives an i64 sum, max or min, exact (sums wrap around as
+ * torch's); mean and var of i64 are refused as torch refuses them. */
 /* Over one dim, keeping it as size 1 when keepdim. */
 gb_tensor *gb_sum(gb_tensor *a, int dim, bool keepdim);
 gb_tensor *gb_mean(gb_tensor *a, int dim, bool keepdim);
@@ -361,6 +363,12 @@ gb_tensor *gb_mean_dims(gb_tensor *a, int ndims, const int *dims, bool keepdim);
 gb_tensor *gb_sum_all(gb_tensor *a);
 gb_tensor *gb_mean_all(gb_tensor *a);
 gb_tensor *gb_max_all(gb_tensor *a);
+/* torch.linalg.vector_norm(a, p, dims, keepdim) over ndims dims (0: all):
+ * sum(|a|^p)^(1/p) for any p > 0 (also below 1), INFINITY the largest |a|,
+ * -INFINITY the smallest, 0 the number of nonzeros. Its gradient is
+ * PyTorch's, case by case: 0 where the norm is 0 (p = 2 gives no NaN at a
+ * zero row), shared by ties for +-INFINITY, none for p = 0. */
+gb_tensor *gb_norm(gb_tensor *a, double p, int ndims, const int *dims, bool keepdim);
 /* How many elements of t are NaN or infinite (0 for integer and bool
  * dtypes and for shape-only tensors), and in *first, when not NULL, the
  * row-major index of the first of them, or -1. A query, not an op: no
@@ -373,7 +381,8 @@ int64_t gb_count_nonfinite(const gb_tensor *t, int64_t *first);
  * through OpenBLAS sgemm; transposed views are passed to sgemm as transposes,
  * not copied. An f16/bf16 2-D b (a weight) is read as stored by kernels of
  * glassbox's own (one pass over it for up to 32 rows of a) or converted in
- * panels for sgemm; other f16/bf16 operands are converted. The result is f32. */
+ * panels for sgemm; other f16/bf16 operands are converted. The result is f32;
+ * two i64 operands give an exact i64 product (wrapping as torch's). */
 gb_tensor *gb_matmul(gb_tensor *a, gb_tensor *b);
 /* x @ w^T + b (torch.nn.functional.linear); bias may be NULL. w and bias may
  * be f16/bf16 (as in matmul; w or its transpose needs a unit stride to be
@@ -406,11 +415,12 @@ gb_tensor *gb_tril(gb_tensor *a, int64_t k);
 gb_tensor *gb_triu(gb_tensor *a, int64_t k);
 
 /* torch.gather(a, dim, index): out[..i..] = a[..index[..i..]..] along dim;
- * index is i64 with a's shape except in dim (negative indices count from
- * the end). The gradient scatter-adds into a. */
+ * index is i64 with a's shape except in dim, each in [0, size) (a negative
+ * one is refused, as torch: "index -1 is out of bounds for dimension 1 with
+ * size 5"). a is f32 (the gradient scatter-adds into it) or i64 (exact). */
 gb_tensor *gb_gather(gb_tensor *a, int dim, gb_tensor *index);
-/* torch.topk(a, k, dim) (largest, sorted): values (f32, with a gradient
- * through gather) and indices (i64), new references, both NULL on
+/* torch.topk(a, k, dim) (largest, sorted): values (a's dtype, f32 or i64;
+ * f32 with a gradient through gather) and indices (i64), new references, both NULL on
  * failure. Equal values come in index order; NaN counts as the largest. */
 gb_status gb_topk(gb_tensor *a, int64_t k, int dim, gb_tensor **values, gb_tensor **indices);
 

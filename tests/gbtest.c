@@ -124,6 +124,16 @@ void gbt_assert_close_at(const gb_tensor *got, const gb_tensor *want, double rto
     bool same = nd == gb_tensor_ndim(want);
     for (int i = 0; same && i < nd; i++) same = gb_tensor_dim(got, i) == gb_tensor_dim(want, i);
     ck_assert_msg(same, "%s:%d: %s: shape %s, expected %s", file, line, what, dg, dw);
+    if (gb_tensor_dtype(got) == GB_DTYPE_I64 && gb_tensor_dtype(want) == GB_DTYPE_I64) {
+        /* integers exactly: doubles would tie 2^53 and 2^53 + 1 */
+        gb_tensor *g = gb_contiguous((gb_tensor *)got), *w = gb_contiguous((gb_tensor *)want);
+        for (int64_t i = 0; i < gb_tensor_numel(g); i++) {
+            int64_t a = ((const int64_t *)gb_tensor_data(g))[i], b = ((const int64_t *)gb_tensor_data(w))[i];
+            ck_assert_msg(a == b, "%s:%d: %s: element %lld is %lld, expected %lld (%s vs %s)", file, line, what,
+                          (long long)i, (long long)a, (long long)b, dg, dw);
+        }
+        gb_tensor_free(g), gb_tensor_free(w);
+    }
     int64_t n = gb_tensor_numel(got), idx[GB_MAX_DIMS];
     for (int64_t i = 0; i < n; i++) {
         int64_t r = i;

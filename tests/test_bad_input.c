@@ -250,6 +250,43 @@ START_TEST(test_lm_sizes) {
 }
 END_TEST
 
+/* Traced generation asks the same estimate before its first pass (lm/'s
+ * gb__lm_check_generate, through gb_exec_decode): a billion new tokens
+ * (no max_length: a trace generates until told), and a batch of 100000
+ * rows with 20, against the memory this machine has. Derivation, the
+ * bundled model (4 layers, n_embd 128): the KV cache alone is 2 x 4 x
+ * 128 x 4 bytes = 4 KiB a row and position, so 1e9 positions are 4 TB and
+ * 100000 rows of 28 positions 11 GiB; the rest is smaller. Nothing runs:
+ * no generated ids, no saved value. */
+START_TEST(test_traced_generation_sizes) {
+    gb_lm *lm = gb_lm_open(GBT_BUNDLED, NULL);
+    gbt_ok(lm);
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, 8}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(gb_lm_module(lm), ids);
+    gb_val *x = NULL;
+    gbt_ok_status(gb_trace_statement(tr, "x = lm_head.all().output.save()", NULL, 0, &x));
+    gbt_fails_with(gb_trace_generate(tr, 1000000000) != GB_OK, GB_ERR_ALLOC,
+                   "generate: 1 prompt of 8 tokens and 1000000000 new tokens need about ");
+    ck_assert_msg(strstr(gb_last_error(), "MiB is available") && strstr(gb_last_error(), "ask for fewer new tokens"),
+                  "'%s'", gb_last_error());
+    ck_assert_ptr_null(gb_value(x));
+    gb_trace_free(tr);
+    gb_tensor_free(ids);
+    /* a batch: 100000 invokes' worth of rows in one input */
+    ids = gb_zeros(2, (int64_t[]){100000, 8}, GB_DTYPE_I64);
+    tr = gb_trace_new(gb_lm_module(lm), ids);
+    gb__mem_available_set(1u << 30); /* 1 GiB, whatever this machine has */
+    gbt_fails_with(gb_trace_generate(tr, 20) != GB_OK, GB_ERR_ALLOC,
+                   "generate: 100000 prompts of 8 tokens and 20 new tokens need about ");
+    ck_assert_msg(strstr(gb_last_error(), "but 1024.0 MiB is available; ask for fewer new tokens or fewer prompts"),
+                  "'%s'", gb_last_error());
+    gb__mem_available_set(0);
+    gb_trace_free(tr);
+    gb_tensor_free(ids);
+    gb_lm_free(lm);
+}
+END_TEST
+
 /* stb_ds growth with the allocation checked (tensor/base.h): a request
  * beyond memory fails with a status and leaves the array as it was. */
 START_TEST(test_checked_growth) {
@@ -291,6 +328,7 @@ Suite *gb_suite_bad_input(void) {
     tcase_add_test(tc, test_skip_named_in_the_failure_after_it);
     tcase_add_test(tc, test_action_as_operand);
     tcase_add_test(tc, test_lm_sizes);
+    tcase_add_test(tc, test_traced_generation_sizes);
     tcase_add_test(tc, test_checked_growth);
     tcase_add_test(tc, test_cli_sampling_bounds);
     suite_add_tcase(s, tc);

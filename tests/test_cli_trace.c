@@ -72,7 +72,7 @@ START_TEST(test_trace_reports_and_statements) {
     gbt_cli_free(&r);
     /* hook=True cannot add to generation's KV cache */
     gbt_cli_fails(T "-n 2 -e 'a = lm_head(transformer.ln_f.output, hook=True).save()'", 1,
-                  "glassbox trace: -e:1: call: a module call with hook=True cannot run during generation");
+                  "glassbox trace: -e:1:5: call: a module call with hook=True cannot run during generation");
     /* attention weights from statements: each row sums to 1 */
     prints(T "-e 'w = transformer.h[0].attn.attn_weights[0, 0].sum(-1).save()'", "w = tensor([1., 1., 1.])\n");
 }
@@ -80,6 +80,55 @@ END_TEST
 
 /* Sampling from the command line: a seed repeats its ids, temperature 0 is
  * greedy, and trace -n samples as generate does (the same loop). */
+/* Blocks: a multi-line -e and a statements file (-f), with if/elif/else
+ * and tracer.cond. lm_head has no bias, so the branch that zeroes ln_f's
+ * output gives logits summing to 0; the other branch (ones) would not. */
+START_TEST(test_trace_blocks) {
+    static const char *const zeroing[] = {
+        "if transformer.h[0].output[0].sum() != transformer.h[0].output[0].sum():\n"
+        "    transformer.ln_f.output[:] = 1\n"
+        "else:\n"
+        "    transformer.ln_f.output[:] = 0\n"
+        "x = lm_head.output.sum().save()",
+        "h = transformer.h[0].output[0]\n"
+        "if h.sum() > 1e30:\n"
+        "    transformer.ln_f.output[:] = 1\n"
+        "elif h.sum() < 1e30:  # taken\n"
+        "    with tracer.cond(h.mean() == h.mean()):\n"
+        "        transformer.ln_f.output[:] = 0\n"
+        "        x = lm_head.output.sum().save()\n"
+        "else:\n"
+        "    transformer.ln_f.output[:] = 1",
+    };
+    char path[512], args[2048];
+    snprintf(path, sizeof path, "%s/cli_block.py", gbt_tmp_dir());
+    for (size_t i = 0; i < sizeof zeroing / sizeof *zeroing; i++) {
+        snprintf(args, sizeof args, T "-e '%s'", zeroing[i]);
+        prints(args, "x = tensor(0.)\n");
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "# statements for glassbox trace -f\n%s\n", zeroing[i]);
+        fclose(f);
+        snprintf(args, sizeof args, T "-f %s", path);
+        prints(args, "x = tensor(0.)\n");
+    }
+    /* errors name the file, the line in it, the column and the line */
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "h = transformer.h[0].output[0]\nif h.sum() > 0:\n    x = h\n  y = h\n");
+    fclose(f);
+    snprintf(args, sizeof args, T "-f %s", path);
+    char want[1024];
+    snprintf(want, sizeof want, "glassbox trace: %s:4: unindent does not match any outer indentation level at column 3 in '  y = h'", path);
+    gbt_cli_fails(args, 1, want);
+    gbt_cli_fails(T "-e 'if 1:'", 1, "glassbox trace: -e:1: expected an indented block after 'if' statement on line 1");
+    /* a run's error points at the line of the block and the column of the failing step */
+    gbt_cli_fails(T "-e 'x = lm_head.output.argmax(-1)\nif x.sum() > 0:\n    y = x.softmax(-1).save()'", 1,
+                  "glassbox trace: -e:3:10: softmax: not implemented for 'Long' (input [1, 3])");
+    gbt_cli_fails(T "-f /nonexistent/statements.py", 1, "glassbox trace: -f /nonexistent/statements.py: No such file or directory");
+}
+END_TEST
+
 START_TEST(test_sampling_options) {
     const char *g = "generate " GBT_BUNDLED " --ids 11,22,33 -n 12 --ids-out";
     char args[1024];
@@ -121,6 +170,7 @@ Suite *gb_suite_cli_trace(void) {
     tcase_add_test(tc, test_trace_tensor_and_edit);
     tcase_add_test(tc, test_trace_reports_and_statements);
     tcase_add_test(tc, test_sampling_options);
+    tcase_add_test(tc, test_trace_blocks);
     suite_add_tcase(s, tc);
     return s;
 }

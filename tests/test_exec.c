@@ -330,6 +330,87 @@ START_TEST(test_stepping_passes) {
 }
 END_TEST
 
+/* ---- cancellation inside a pass ------------------------------------------- */
+
+typedef struct {
+    bool raised;   /* the flag gb_exec_set_cancel's function reads */
+    int asked;
+    bool ran[4];   /* which blocks' interventions ran */
+} cancel_state;
+
+typedef struct {
+    cancel_state *s;
+    int block;
+} cancel_site;
+
+/* An intervention at block `block`'s output: notes it ran; block 1 raises the flag. */
+static gb_tensor *note_block(gb_tensor *const *args, int nargs, void *ctx) {
+    (void)nargs;
+    cancel_site *c = ctx;
+    c->s->ran[c->block] = true;
+    if (c->block == 1) c->s->raised = true;
+    return gb_tensor_ref(args[0]);
+}
+
+static bool asked_to_cancel(void *ctx) {
+    cancel_state *s = ctx;
+    s->asked++;
+    return s->raised;
+}
+
+/* A flag raised inside the pass, at transformer.h.1's output, stops the
+ * pass right there: block 1's interventions ran, blocks 2 and 3 never did,
+ * the logits were never produced, and the error names the module. The
+ * execution then runs again; asking changes no value, and with no function
+ * nothing is asked. */
+START_TEST(test_cancel_inside_a_pass) {
+    gb_model *m = gb_model_open(GBT_BUNDLED, NULL);
+    gbt_ok(m);
+    gb_tensor *ids = gb_from_data((int64_t[]){464, 412, 733}, 2, (int64_t[]){1, 3}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(gb_model_module(m), ids);
+    cancel_state s = {0};
+    cancel_site sites[4];
+    for (int b = 0; b < 4; b++) {
+        char path[32];
+        snprintf(path, sizeof path, "transformer.h.%d", b);
+        sites[b] = (cancel_site){&s, b};
+        gb_val *h = gb_val_index(gb_output(tr, path), "[0]");
+        gb_save(gb_apply(tr, note_block, &sites[b], 1, &h));
+    }
+    gb_val *logits = gb_save(gb_output(tr, "lm_head"));
+    gb_exec *ex = gb_trace_exec(tr);
+    gb_exec_set_cancel(ex, asked_to_cancel, &s);
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_STATE, "exec: cancelled after transformer.h.1 (call 0)");
+    ck_assert(s.ran[0] && s.ran[1] && !s.ran[2] && !s.ran[3]);
+    ck_assert_int_gt(s.asked, 0);
+    gbt_fails_with(gb_value(logits) == NULL, GB_ERR_STATE, "was never produced");
+
+    /* lowered again (block 1 raises it once more: this time nobody asks) */
+    gb_exec_set_cancel(ex, NULL, NULL);
+    memset(s.ran, 0, sizeof s.ran);
+    int asked = s.asked;
+    gbt_ok_status(gb_trace_run(tr));
+    ck_assert(s.ran[0] && s.ran[1] && s.ran[2] && s.ran[3]);
+    ck_assert_int_eq(s.asked, asked);
+    gb_tensor *plain = gb_contiguous(gb_value(logits));
+    gbt_ok(plain);
+    /* asked at every module and never cancelling: the same logits, bitwise */
+    cancel_state never = {0};
+    sites[1].s = &never; /* block 1 raises a flag nobody reads */
+    gb_exec_set_cancel(ex, asked_to_cancel, &s);
+    s.raised = false;
+    gbt_ok_status(gb_trace_run(tr));
+    ck_assert_int_gt(s.asked, asked);
+    gb_tensor *asked_run = gb_contiguous(gb_value(logits));
+    gbt_ok(asked_run);
+    ck_assert(!memcmp(gb_tensor_data(plain), gb_tensor_data(asked_run), (size_t)gb_tensor_numel(plain) * sizeof(float)));
+    gb_tensor_free(plain), gb_tensor_free(asked_run);
+    gb_trace_free(tr);
+    gb_tensor_free(ids);
+    gb_model_free(m);
+}
+END_TEST
+
 Suite *gb_suite_exec(void) {
     Suite *s = suite_create("exec");
     TCase *tc = tcase_create("exec");
@@ -340,6 +421,7 @@ Suite *gb_suite_exec(void) {
     tcase_add_test(tc, test_execution_with_edits);
     tcase_add_test(tc, test_execution_errors);
     tcase_add_test(tc, test_stepping_passes);
+    tcase_add_test(tc, test_cancel_inside_a_pass);
     suite_add_tcase(s, tc);
     return s;
 }

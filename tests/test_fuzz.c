@@ -16,10 +16,11 @@
 #include "fuzz/fuzz_config.c"
 #include "fuzz/fuzz_index.c"
 #include "fuzz/fuzz_safetensors.c"
+#include "fuzz/fuzz_spec.c"
 #include "fuzz/fuzz_statement.c"
 #include "fuzz/fuzz_tokenizer.c"
 
-#define GB_FUZZ_TARGETS(X) X(cli) X(config) X(index) X(safetensors) X(statement) X(tokenizer)
+#define GB_FUZZ_TARGETS(X) X(cli) X(config) X(index) X(safetensors) X(spec) X(statement) X(tokenizer)
 
 static void replay(const char *name, int (*fn)(const uint8_t *, size_t)) {
     char dir[256], path[512];

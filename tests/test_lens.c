@@ -347,6 +347,59 @@ START_TEST(test_attn) {
 }
 END_TEST
 
+/* --scores: each head's table against PyTorch's scores before softmax
+ * (q k^T / sqrt(d)), '-' exactly where PyTorch's causal mask removes a key;
+ * the picture decodes and shows the masked cells grey. */
+START_TEST(test_attn_scores) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("lens", "test_attn_scores");
+    if (!o) return;
+    gb_tensor *w = gbt_get(o, "attn_scores.1");
+    int64_t H = gb_tensor_dim(w, 0), T = gb_tensor_dim(w, 1);
+    for (int64_t h = 0; h < H; h++) {
+        char args[600];
+        snprintf(args, sizeof args, "attn " GBT_BUNDLED " -p " EIFFEL " --layer 1 --scores --head %lld", (long long)h);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "attn failed: %s", r.err);
+        ck_assert_msg(strstr(r.out, "scores before softmax (-: masked)"), "%s", r.out);
+        const char *line = strchr(strchr(r.out, '\n') + 1, '\n') + 1;
+        for (int64_t i = 0; i < T; i++) {
+            const char *end = strchr(line, '\n'), *s = end;
+            for (int64_t k = T - 1; k >= 0; k--) {
+                while (s[-1] == ' ') s--;
+                while (s[-1] != ' ') s--;
+                double want = at(w, (h * T + i) * T + k);
+                if (isinf(want)) {
+                    ck_assert_msg(s[0] == '-' && (s[1] == ' ' || s[1] == '\n'), "head %lld query %lld key %lld: '%.8s', masked in PyTorch",
+                                  (long long)h, (long long)i, (long long)k, s);
+                } else {
+                    double v = atof(s);
+                    ck_assert_msg(fabs(v - want) <= 5e-4 + 1e-4 * fabs(want), "head %lld query %lld key %lld: %g, PyTorch's %.6f",
+                                  (long long)h, (long long)i, (long long)k, v, want);
+                }
+            }
+            line = end + 1;
+        }
+        gbt_cli_free(&r);
+    }
+    char png[512], args[1200];
+    snprintf(png, sizeof png, "%s/attn_scores.png", gbt_tmp_dir());
+    snprintf(args, sizeof args, "attn " GBT_BUNDLED " -p " EIFFEL " --layer 1 --scores --png %s", png);
+    gbt_cli_result r = gbt_cli(args);
+    ck_assert_msg(r.status == 0, "attn failed: %s", r.err);
+    check_png(r.out, png, 20);
+    int pw, ph, ch;
+    unsigned char *px = stbi_load(png, &pw, &ph, &ch, 3);
+    int64_t grey = 0; /* the heatmap's colour of a cell with no value */
+    for (int64_t i = 0; px && i < (int64_t)pw * ph; i++) grey += px[3 * i] == 200 && px[3 * i + 1] == 200 && px[3 * i + 2] == 200;
+    /* each head: T (T - 1) / 2 masked cells of 32 x 32 pixels (T <= 12) */
+    ck_assert_msg(grey >= H * T * (T - 1) / 2 * 32 * 32 * 9 / 10, "%lld grey pixels", (long long)grey);
+    stbi_image_free(px);
+    gbt_cli_free(&r);
+    gb_tensor_free(w);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 /* On a Llama (stories260k, ../shared): the lens's last layer at each
  * position of "Once upon a time" is the next token of ../shared's known
  * greedy continuation from BOS (1, 403, 407, 261, 378, 432, ...); an
@@ -520,6 +573,7 @@ Suite *gb_suite_lens(void) {
     tcase_add_test(tc, test_patch_known_answers);
     tcase_add_test(tc, test_patch_errors);
     tcase_add_test(tc, test_attn);
+    tcase_add_test(tc, test_attn_scores);
     tcase_add_test(tc, test_lens_llama);
     tcase_add_test(tc, test_recipes_example);
     tcase_add_test(tc, test_trace_png);

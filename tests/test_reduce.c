@@ -432,15 +432,71 @@ START_TEST(test_errors) {
     gbt_fails_with(gb_sum(h, 0, false) == NULL, GB_ERR_DTYPE,
                    "sum: input a [2, 3] has dtype bfloat16, but sum computes in float32; convert it first with "
                    "gb_to_dtype(t, GB_DTYPE_F32)");
-    gbt_fails_with(gb_mean_all(i64) == NULL, GB_ERR_DTYPE, "mean: input a [3] has dtype int64");
+    /* PyTorch's refusals of integer means and variances */
+    gbt_fails_with(gb_mean_all(i64) == NULL, GB_ERR_DTYPE,
+                   "mean(): could not infer output dtype. Input dtype must be either a floating point or complex "
+                   "dtype. Got: Long (input [3])");
     gbt_fails_with(gb_max_all(h) == NULL, GB_ERR_DTYPE, "max_all: input a [2, 3] has dtype bfloat16");
-    gbt_fails_with(gb_var(i64, 0, 1, false) == NULL, GB_ERR_DTYPE, "var: input a [3] has dtype int64");
+    gbt_fails_with(gb_var(i64, 0, 1, false) == NULL, GB_ERR_DTYPE,
+                   "var: std and var only support floating point and complex dtypes, got Long (input [3])");
 
     /* NULL input */
     gbt_fails_with(gb_sum_all(NULL) == NULL, GB_ERR_ARG, "sum: input a is NULL");
     gbt_fails_with(gb_argmax(NULL, 0, false) == NULL, GB_ERR_ARG, "argmax: input a is NULL");
 
     gb_tensor_free(i64), gb_tensor_free(h), gb_tensor_free(e), gb_tensor_free(x0), gb_tensor_free(x);
+}
+END_TEST
+
+/* int64 sums and extremes are int64 and exact beyond 2^53, where doubles
+ * tie neighbours (derivation beside each value); sums wrap as torch's. */
+START_TEST(test_int64_exact) {
+    const int64_t p53 = (int64_t)1 << 53;
+    gb_tensor *x = gb_from_data((int64_t[]){p53 + 1, p53, INT64_MAX, 1}, 2, (int64_t[]){2, 2}, GB_DTYPE_I64);
+    gb_tensor *s0 = gb_sum(x, 0, false), *s1 = gb_sum(x, 1, false), *mx = gb_max(x, 1, false), *am = gb_argmax(x, 0, false);
+    gbt_ok(s0), gbt_ok(s1), gbt_ok(mx), gbt_ok(am);
+    ck_assert_int_eq(gb_tensor_dtype(s0), GB_DTYPE_I64);
+    ck_assert_int_eq(gbt_i64(s0, 0), INT64_MIN + p53);     /* 2^53 + 1 + 2^63 - 1 wraps to 2^53 - 2^63 */
+    ck_assert_int_eq(gbt_i64(s0, 1), p53 + 1);             /* 2^53 + 1 */
+    ck_assert_int_eq(gbt_i64(s1, 0), 2 * p53 + 1);         /* 2^54 + 1: a double rounds it to 2^54 */
+    ck_assert_int_eq(gbt_i64(mx, 0), p53 + 1);             /* not the tie a double sees */
+    ck_assert_int_eq(gbt_i64(am, 0), 1);
+    ck_assert_int_eq(gbt_i64(am, 1), 0);
+    gb_tensor *y = gb_from_data((int64_t[]){p53 + 1, p53}, 1, (int64_t[]){2}, GB_DTYPE_I64);
+    gb_tensor *z = gb_from_data((int64_t[]){p53, p53}, 1, (int64_t[]){2}, GB_DTYPE_I64), *gt = gb_gt(y, z);
+    ck_assert(gb_tensor_data(gt) && ((uint8_t *)gb_tensor_data(gt))[0] == 1 && ((uint8_t *)gb_tensor_data(gt))[1] == 0);
+    gb_tensor *all[] = {x, s0, s1, mx, am, y, z, gt};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) gb_tensor_free(all[i]);
+}
+END_TEST
+
+/* gb_norm through a transposed view (strided reads): central differences
+ * for each order away from ties and zeros (where the derivative jumps);
+ * its refusals. Values and the gradients at zeros and ties are checked
+ * against PyTorch in trace_ops. */
+static gb_tensor *gc_norm(gb_tensor *const *in, void *ctx) {
+    const double *p = ctx;
+    gb_tensor *v = gb_transpose(in[0], 0, 1), *y = gb_norm(v, *p, 1, (int[]){1}, false);
+    gb_tensor_free(v);
+    return y;
+}
+
+START_TEST(test_norm_gradcheck) {
+    gb_tensor *x = leaf_randn(2, (int64_t[]){4, 3}, 501);
+    float *px = gb_tensor_f32(x);
+    for (int i = 0; i < 12; i++) px[i] = (float)((i * 5 % 12) + 1) * (i % 2 ? -0.25f : 0.25f); /* distinct |x|, none 0 */
+    const double orders[] = {1, 2, 3, 0.5, 1.5, INFINITY, -INFINITY};
+    for (size_t k = 0; k < sizeof orders / sizeof *orders; k++) {
+        char what[32];
+        snprintf(what, sizeof what, "norm p=%g", orders[k]);
+        gbt_gradcheck(gc_norm, 1, &x, (void *)&orders[k], 1e-3, 1e-2, 1e-3, what);
+    }
+    gb_tensor *i64 = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_I64);
+    gbt_fails_with(gb_norm(i64, 2, 0, NULL, false) == NULL, GB_ERR_DTYPE,
+                   "norm: Expected a floating point or complex tensor as input. Got Long (input [3])");
+    gbt_fails_with(gb_norm(x, NAN, 0, NULL, false) == NULL, GB_ERR_ARG, "norm: the order p is NaN");
+    gbt_fails_with(gb_norm(x, 2, 1, (int[]){5}, false) == NULL, GB_ERR_INDEX, "norm");
+    gb_tensor_free(i64), gb_tensor_free(x);
 }
 END_TEST
 
@@ -461,6 +517,8 @@ Suite *gb_suite_reduce(void) {
     tcase_add_test(tc, test_thread_count_independent);
     tcase_add_test(tc, test_arg_other_dtypes);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_int64_exact);
+    tcase_add_test(tc, test_norm_gradcheck);
     suite_add_tcase(s, tc);
     return s;
 }

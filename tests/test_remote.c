@@ -26,6 +26,10 @@ typedef struct hooks {
     pthread_cond_t cv;
     int queued, start, cancel, end;
     bool hold;  /* workers wait at "start" while set */
+    /* with lockstep, a worker that wrote token event k waits at "token"
+     * until the client has seen it (seen > k) */
+    bool lockstep;
+    int tokens, seen;
     int64_t clock, step; /* the test clock: each read advances it by step */
 } hooks;
 
@@ -36,11 +40,14 @@ static void on_hook(void *ctx, const char *event) {
     if (!strcmp(event, "start")) h->start++;
     if (!strcmp(event, "cancel")) h->cancel++;
     if (!strcmp(event, "end")) h->end++;
+    if (!strcmp(event, "token")) h->tokens++;
     pthread_cond_broadcast(&h->cv);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += WAIT_S;
     while (!strcmp(event, "start") && h->hold)
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &ts)) break;
+    while (!strcmp(event, "token") && h->lockstep && h->seen < h->tokens)
         if (pthread_cond_timedwait(&h->cv, &h->mu, &ts)) break;
     pthread_mutex_unlock(&h->mu);
 }
@@ -153,7 +160,7 @@ static const char *const EIFFEL = "The Eiffel Tower is in the city of";
 START_TEST(test_remote_equals_local) {
     fixture f;
     start(&f, NULL);
-    gb_spec *specs[6];
+    gb_spec *specs[7];
     specs[0] = one_trace(EIFFEL, 3, (const char *[]){"h = transformer.h[1].output[0].save()", "l = lm_head.output.save()",
                                                      "log(\"top\", lm_head.output[0, -1].argmax(-1))"});
     specs[1] = one_trace(EIFFEL, 2, (const char *[]){"transformer.h[2].mlp.output[:, -1, :] = 0",
@@ -180,8 +187,22 @@ START_TEST(test_remote_equals_local) {
     gb_spec_statement(specs[5], "t2 = lm_head.output.argmax(dim=-1).save()");
     gb_spec_statement(specs[5], "log(\"x\", x)");
     gb_spec_end(specs[5]);
-    const char *what[] = {"get and log", "set", "invokes", "generation with .next() and .all()", "gradients", "session"};
-    for (int i = 0; i < 6; i++) {
+    /* loops over prompts (a text and ids, generating) and over an earlier trace's value, nested */
+    specs[6] = one_trace(EIFFEL, 1, (const char *[]){"hs = transformer.h[3].output[0][0, -2:, :]"});
+    gb_spec_iter_prompts(specs[6], "p", 2, (const char *[]){"Vatican is located in the city of", NULL},
+                         (const int64_t *[]){NULL, (int64_t[]){464, 412, 733}}, (int64_t[]){0, 3});
+    gb_spec_iter(specs[6], "x", 0, 0, NULL, "hs");
+    gb_spec_trace(specs[6], "facts");
+    gb_spec_item(specs[6], "p");
+    gb_spec_statement(specs[6], "transformer.h[1].output[0][:, -1, :] = x");
+    gb_spec_statement(specs[6], "y = lm_head.output[0, -1].softmax(-1).save()");
+    gb_spec_statement(specs[6], "log(\"p\", p)");
+    gb_spec_generate(specs[6], 2);
+    gb_spec_end(specs[6]);
+    gb_spec_end(specs[6]);
+    const char *what[] = {"get and log", "set", "invokes", "generation with .next() and .all()", "gradients", "session",
+                          "loops over prompts and a value"};
+    for (int i = 0; i < 7; i++) {
         gbt_results l = {0}, r = {0};
         ck_assert_msg(run_local(&f, specs[i], &l) == GB_OK, "%s locally: %s", what[i], gb_last_error());
         ck_assert_msg(run_remote(&f, KEYS[i % 2], specs[i], &r) == GB_OK, "%s remotely: %s", what[i], gb_last_error());
@@ -412,6 +433,95 @@ START_TEST(test_remote_timeout) {
 }
 END_TEST
 
+static void limit_30(gb_serve_opts *o) {
+    o->time_limit_ms = 30;
+    o->clock_ms = test_clock;
+}
+
+/* The time limit inside one forward pass: the test clock moves 1 ms a
+ * read and the server reads it before the session, between steps and
+ * after every module, so a one-trace request goes over 30 ms in the
+ * middle of its pass (blocks have about a dozen modules each: past block
+ * 0, before lm_head). Block 0's log line has streamed, lm_head's never
+ * comes, no value comes back, the status is 504 with the documented
+ * message, and the worker serves the next request. */
+START_TEST(test_remote_timeout_in_a_pass) {
+    fixture f;
+    start(&f, limit_30);
+    f.h.step = 1;
+    gb_spec *sp = one_trace(EIFFEL, 3, (const char *[]){"log(\"h0\", transformer.h[0].output[0][0, -1, 0])",
+                                                         "log(\"end\", lm_head.output[0, -1, 0])",
+                                                         "top = lm_head.output[0, -1].argmax(-1).save()"});
+    gbt_results r = {0};
+    gbt_fails_with(run_remote(&f, KEYS[0], sp, &r) != GB_OK, GB_ERR_STATE,
+                   "time limit: the request ran for more than 30 ms and was cancelled");
+    ck_assert_int_eq(r.n, 0);
+    ck_assert_msg(r.log && !strncmp(r.log, "h0 tensor(", 10) && !strstr(r.log, "end"), "log: %s", r.log ? r.log : "");
+    gbt_results_free(&r);
+    pthread_mutex_lock(&f.h.mu);
+    f.h.step = 0;
+    pthread_mutex_unlock(&f.h.mu);
+    r = (gbt_results){0};
+    ck_assert_int_eq(run_remote(&f, KEYS[0], sp, &r), GB_OK);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_msg(r.log && strstr(r.log, "end tensor("), "log: %s", r.log ? r.log : "");
+    gbt_results_free(&r);
+    gb_spec_free(sp);
+    stop(&f);
+}
+END_TEST
+
+/* What the client saw, in order: "t" for each token event (checked
+ * against the server as it arrives), "r" for each result. */
+typedef struct streamed {
+    fixture *f;
+    char seq[64];
+    int n;
+    bool in_step; /* each token arrived while the worker waited for it */
+} streamed;
+
+static gb_status on_token(void *ctx, int trace, int step, const int64_t *ids, int64_t batch) {
+    (void)trace, (void)ids, (void)batch;
+    streamed *s = ctx;
+    hooks *h = &s->f->h;
+    pthread_mutex_lock(&h->mu);
+    /* the worker wrote token `step` and waits (after its hook) until we have
+     * seen it: it cannot have written token step + 1 yet */
+    if (h->tokens > step + 1) s->in_step = false;
+    h->seen++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (s->n < (int)sizeof s->seq - 1) s->seq[s->n++] = 't';
+    return GB_OK;
+}
+
+static gb_status on_result(void *ctx, const gb_spec_result *r) {
+    (void)r;
+    streamed *s = ctx;
+    if (s->n < (int)sizeof s->seq - 1) s->seq[s->n++] = 'r';
+    return GB_OK;
+}
+
+/* Tokens stream: the worker waits after each token event until the
+ * client has seen it, so each one reaches the client's per-event callback
+ * while the generation is still running, before the result and the end. */
+START_TEST(test_remote_tokens_stream) {
+    fixture f;
+    start(&f, NULL);
+    f.h.lockstep = true;
+    gb_spec *sp = one_trace(EIFFEL, 1, (const char *[]){"top = lm_head.output[0, -1].argmax(-1).save()"});
+    gb_spec_generate(sp, 3);
+    streamed s = {.f = &f, .in_step = true};
+    gb_remote_events ev = {.token = on_token, .result = on_result, .ctx = &s};
+    ck_assert_int_eq(gb_remote_run(f.url, KEYS[0], sp, &ev), GB_OK);
+    ck_assert_str_eq(s.seq, "tttr");
+    ck_assert(s.in_step);
+    ck_assert_int_eq(f.h.tokens, 3);
+    gb_spec_free(sp);
+    stop(&f);
+}
+END_TEST
+
 /* A client that goes away while its request waits at the start: the server
  * notices, cancels it, and the worker goes on to serve the next. */
 START_TEST(test_remote_disconnect) {
@@ -556,6 +666,111 @@ START_TEST(test_remote_cli) {
     snprintf(args, sizeof args, "trace --remote %s facts --ids 1 -e 'x = lm_head.output.save()'", f.url);
     unsetenv("GLASSBOX_API_KEY");
     gbt_cli_fails(args, 1, "glassbox trace: remote: 401: serve: a valid API key is required");
+    /* trace's options through the server: --top (the server's tokenizer), --png (the same bytes), --out,
+     * --scan and --graph (the server's scan), with invokes, an unnamed value after the first invoke, a
+     * generation and a stop, printed as the local run prints them */
+    const char *opts[] = {
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :8].save()' "
+        "-p 'Vatican is located in the city of' -e 'transformer.h[2].output[0][:, -1, :8].save()' --top 3 -n 2 "
+        "--png %s --out %s",
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :8].save()' "
+        "-e 'g = transformer.h[3].output[0][0, -1, :2]' -e 'transformer.h[2].output.stop()' "
+        "-e 'lm_head.next().output.save()' -n 2 --scan --graph%.0s%.0s",
+        "--ids 464,412,733 -e 'transformer.h[2].output.stop()' -e 'x = lm_head.output.save()' -n 2 --top 2%.0s%.0s",
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :3].save()' "
+        "-e 'lm_head.output[0, -1, :2].save()' -n 2 --json%.0s%.0s",
+        "-p 'The Eiffel Tower is in the city of' -e 'h = transformer.h[1].output[0][0, -1, :3].save()' --scan --json%.0s%.0s",
+    };
+    for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
+        char png[2][512], safet[2][512], *got[2];
+        for (int remote = 0; remote < 2; remote++) {
+            snprintf(png[remote], sizeof png[remote], "%s/top_%d.png", gbt_tmp_dir(), remote);
+            snprintf(safet[remote], sizeof safet[remote], "%s/top_%d.safetensors", gbt_tmp_dir(), remote);
+            char tail2[1024], where[128];
+            snprintf(tail2, sizeof tail2, opts[k], png[remote], safet[remote]);
+            snprintf(where, sizeof where, remote ? "--remote %s --key %s facts" : "%s", remote ? f.url : GBT_BUNDLED,
+                     KEYS[0]);
+            snprintf(args, sizeof args, "trace %s %s", where, tail2);
+            gbt_cli_result r = gbt_cli(args);
+            ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+            got[remote] = strdup(r.out);
+            gbt_cli_free(&r);
+        }
+        if (k == 0) { /* the picture line names its own file */
+            char *line = strstr(got[1], "picture: ");
+            ck_assert_msg(line != NULL, "%s", got[1]);
+            ck_assert_msg(strstr(got[0], "top 3 next tokens at the last step:\nrow 0:\n") != NULL, "%s", got[0]);
+            size_t n0, n1;
+            char *a0 = gbt_read_file(png[0], &n0), *a1 = gbt_read_file(png[1], &n1);
+            ck_assert_msg(a0 && a1 && n0 == n1 && !memcmp(a0, a1, n0), "--png files differ");
+            free(a0), free(a1);
+            a0 = gbt_read_file(safet[0], &n0), a1 = gbt_read_file(safet[1], &n1);
+            ck_assert_msg(a0 && a1 && n0 == n1 && !memcmp(a0, a1, n0), "--out files differ");
+            ck_assert_msg(memmem(a0, n0, "statement.2", 11) != NULL, "the unnamed value's name");
+            free(a0), free(a1);
+            char *p0 = strstr(got[0], "picture: ");
+            ck_assert_int_eq(p0 - got[0], line - got[1]);
+            ck_assert(!strncmp(got[0], got[1], (size_t)(line - got[1])));
+        } else {
+            ck_assert_str_eq(got[0], got[1]);
+        }
+        if (k == 1) ck_assert_msg(strstr(got[0], "%0 = output") && strstr(got[0], "h: [8]\ng: no shape"), "%s", got[0]);
+        free(got[0]), free(got[1]);
+    }
+    /* -f FILE: a multi-line block as one statement */
+    char block[512];
+    snprintf(block, sizeof block, "%s/block.py", gbt_tmp_dir());
+    fp = fopen(block, "w");
+    fputs("if lm_head.output[0, -1].argmax(-1) == 498:\n    lm_head.output[0, -1, :4].save()\n"
+          "x = lm_head.output[0, -1, 4:6].save()\n", fp);
+    fclose(fp);
+    char *fout[2];
+    for (int remote = 0; remote < 2; remote++) {
+        snprintf(args, sizeof args, "trace %s%s%s -p 'The Eiffel Tower is in the city of' -f %s -e 'lm_head.output[0, -1, :1].save()'",
+                 remote ? "--remote " : GBT_BUNDLED, remote ? f.url : "", remote ? " --key key-one facts" : "", block);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        fout[remote] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(fout[0], fout[1]);
+    ck_assert_msg(strstr(fout[0], "x = tensor(") && strstr(fout[0], "lm_head.output[0, -1, :1].save() = tensor("), "%s", fout[0]);
+    free(fout[0]), free(fout[1]);
+    /* loops over prompts (quoted texts, ids:) and over a value, in the CLI's spelling: local == remote */
+    const char *loops = "--trace facts -p 'The Eiffel Tower is in the city of' -e 'hs = transformer.h[3].output[0][0, -2:, :]' "
+                        "--iter \"p='Vatican is located in the city of','It\\'s in'\" --trace facts --item p "
+                        "-e 'top = lm_head.output[0, -1].argmax(-1).save()' --end "
+                        "--iter 'q=ids:[464,412,733],[5]' --iter x=hs --trace facts --item q "
+                        "-e 'transformer.h[1].output[0][:, -1, :] = x' -e 'y = lm_head.output[0, -1].argmax(-1).save()' "
+                        "-n 2 --end --end";
+    char *lout[2];
+    for (int remote = 0; remote < 2; remote++) {
+        if (remote) snprintf(args, sizeof args, "session %s --remote %s --key %s", loops, f.url, KEYS[0]);
+        else snprintf(args, sizeof args, "session --model facts=%s %s", GBT_BUNDLED, loops);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        lout[remote] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(lout[0], lout[1]);
+    ck_assert_msg(strstr(lout[0], "[t2[1]]\ntop = tensor(") && strstr(lout[0], "[t3[1.1]]\ny = tensor("), "%s", lout[0]);
+    free(lout[0]), free(lout[1]);
+    /* the option tables: trace's local-only options, session's steps beside --json, strict numbers */
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --edit 'transformer.h[0].output[0][:] = 0'", f.url);
+    gbt_cli_fails(args, 2, "glassbox trace: --edit is not available with --remote");
+    snprintf(args, sizeof args, "session --json %s --trace facts", json);
+    gbt_cli_fails(args, 2, "glassbox session: --json holds the whole session: give no steps beside it");
+    snprintf(args, sizeof args, "trace --remote %s facts --ids 1 --dtype f32", f.url);
+    gbt_cli_fails(args, 2, "glassbox trace: --dtype f32 converts weights where they are opened");
+    gbt_cli_fails("session --trace facts -n 2x", 2, "glassbox session: -n/--max-new-tokens: '2x' is not an integer");
+    gbt_cli_fails("session --iter \"p='a\" --trace facts --item p --end", 1,
+                  "glassbox session: --iter p='a: prompts are 'TEXT','TEXT' (or \"TEXT\") or ids:[1,2],[3]");
+    gbt_cli_fails("session --iter 'p=ids:[1,x],[2]' --trace facts --item p --end", 1,
+                  "glassbox session: --iter p=ids:[1,x],[2]: prompts are");
+    gbt_cli_fails("session --iter \"p='a'b\" --trace facts --item p --end", 1, "glassbox session: --iter p='a'b: prompts are");
+    gbt_cli_fails("session --model facts --trace facts", 2, "glassbox session: --model takes NAME=DIR, got 'facts'");
+    gbt_cli_fails("serve --model a=b --workers 0", 2, "glassbox serve: --workers: 0 is out of range");
+    gbt_cli_fails("serve --port 80 --time-limit 1.5", 2, "glassbox serve: --time-limit: '1.5' is not an integer");
     stop(&f);
 }
 END_TEST
@@ -593,6 +808,8 @@ Suite *gb_suite_remote(void) {
     tcase_add_test(tc, test_remote_queue_full);
     tcase_add_test(tc, test_remote_concurrent);
     tcase_add_test(tc, test_remote_timeout);
+    tcase_add_test(tc, test_remote_timeout_in_a_pass);
+    tcase_add_test(tc, test_remote_tokens_stream);
     tcase_add_test(tc, test_remote_disconnect);
     tcase_add_test(tc, test_remote_slow_body);
     tcase_add_test(tc, test_remote_models_health);

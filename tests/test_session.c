@@ -68,6 +68,41 @@ START_TEST(test_session_walkthrough) {
 }
 END_TEST
 
+/* The same session with each trace's statements as one block (a
+ * multi-line statement, as a file gives them): an if/else whose true
+ * branch patches, names bound in the block reported, PyTorch's numbers. */
+START_TEST(test_session_blocks) {
+    gbt_oracle *o = gbt_oracle_load_or_skip("session", "test_session_blocks");
+    if (!o) return;
+    models m = {0};
+    open_models(&m, false);
+    gb_spec *sp = gb_spec_new();
+    gb_spec_trace(sp, "a");
+    gb_spec_prompt(sp, EIFFEL);
+    gb_spec_statement(sp, "hs = model.transformer.h[3].output[0][:, -1, :]\n"
+                          "t1_tokens_out = model.lm_head.output.argmax(dim=-1).save()");
+    gb_spec_trace(sp, "a");
+    gb_spec_prompt(sp, "Vatican is located in the city of");
+    gb_spec_statement(sp, "if hs.sum() == hs.sum():\n"
+                          "    model.transformer.h[1].output[0][:, -1, :] = hs[:]\n"
+                          "    t2_tokens_out = model.lm_head.output.argmax(dim=-1).save()\n"
+                          "else:\n"
+                          "    model.transformer.h[1].output[0][:, -1, :] = 0\n"
+                          "    never = model.lm_head.output.save()");
+    gbt_results res = {0};
+    gbt_ok_status(run_spec(sp, &m, &res));
+    ck_assert_int_eq(res.n, 2); /* never was in the branch that did not run */
+    gb_tensor *t1 = gbt_get(o, "swap.t1"), *t2 = gbt_get(o, "swap.t2");
+    gbt_assert_close(gbt_result(&res, "t1.t1_tokens_out"), t1, 0, 0, "trace 1's tokens");
+    gbt_assert_close(gbt_result(&res, "t2.t2_tokens_out"), t2, 0, 0, "trace 2's tokens, block 1 patched");
+    gb_tensor_free(t1), gb_tensor_free(t2);
+    gbt_results_free(&res);
+    gb_spec_free(sp);
+    close_models(&m);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 /* Two checkpoints of one architecture: model A's block 2 output replaces
  * model B's, in a forward pass and in generation (the prompt pass). */
 START_TEST(test_session_cross_model) {
@@ -134,6 +169,160 @@ START_TEST(test_session_iter) {
     gb_spec_free(sp);
     close_models(&m);
     gbt_oracle_free(o);
+}
+END_TEST
+
+/* The values one trace of each prompt gives, under the loop's keys "t1[k].NAME". */
+static void expect_unrolled(models *m, const gbt_results *looped, const char *const *texts, const int64_t *const *ids,
+                            const int64_t *lens, int n, int new_tokens, const char *stmt, const char *name) {
+    for (int k = 0; k < n; k++) {
+        gb_spec *one = gb_spec_new();
+        gb_spec_trace(one, "a");
+        if (texts[k]) gb_spec_prompt(one, texts[k]);
+        else gb_spec_ids(one, lens[k], ids[k]);
+        gb_spec_statement(one, stmt);
+        if (new_tokens) gb_spec_generate(one, new_tokens);
+        gbt_results want = {0};
+        gbt_ok_status(run_spec(one, m, &want));
+        char key[64], one_key[64];
+        snprintf(key, sizeof key, "t1[%d].%s", k, name);
+        snprintf(one_key, sizeof one_key, "t1.%s", name);
+        gb_tensor *got = gbt_result(looped, key), *w = gbt_result(&want, one_key);
+        ck_assert_msg(got && w, "%s", key);
+        gbt_assert_close(got, w, 0, 0, key); /* the same run: bitwise */
+        if (new_tokens) {
+            snprintf(key, sizeof key, "t1[%d].generator.output", k);
+            gbt_assert_close(gbt_result(looped, key), gbt_result(&want, "t1.generator.output"), 0, 0, key);
+        }
+        gbt_results_free(&want);
+        gb_spec_free(one);
+    }
+}
+
+/* session.iter over prompts (texts and id lists): each item is the input
+ * of its run, which is the run of a trace of that prompt alone (the
+ * derivation: the unrolled session); the JSON form carries it; nested in a
+ * loop over numbers, each run sees both items. */
+START_TEST(test_session_iter_prompts) {
+    models m = {0};
+    open_models(&m, false);
+    const char *texts[] = {EIFFEL, NULL, "Vatican is located in the city of"};
+    const int64_t id1[] = {464, 412, 733};
+    const int64_t *ids[] = {NULL, id1, NULL}, lens[] = {0, 3, 0};
+    const char *stmt = "top = lm_head.output[0, -1].softmax(-1).save()";
+    gb_spec *sp = gb_spec_new();
+    gbt_ok_status(gb_spec_iter_prompts(sp, "p", 3, texts, ids, lens));
+    gb_spec_trace(sp, "a");
+    gbt_ok_status(gb_spec_item(sp, "p"));
+    gb_spec_statement(sp, stmt);
+    gb_spec_generate(sp, 2);
+    gb_spec_end(sp);
+    char *json = gb_spec_json(sp);
+    ck_assert_msg(strstr(json, "{\"iter\":{\"name\":\"p\",\"prompts\":[\"The Eiffel Tower is in the city of\",[464,412,733],"
+                               "\"Vatican is located in the city of\"],\"body\":[{\"trace\":{\"model\":\"a\",\"invokes\":"
+                               "[{\"item\":\"p\",") != NULL, "%s", json);
+    gb_spec *back = gb_spec_from_json(json, strlen(json));
+    gbt_ok(back);
+    char *again = gb_spec_json(back);
+    ck_assert_str_eq(json, again);
+    free(json), free(again);
+    gbt_results res = {0};
+    gbt_ok_status(run_spec(back, &m, &res));
+    ck_assert_int_eq(res.n, 6); /* top and generator.output per item */
+    expect_unrolled(&m, &res, texts, ids, lens, 3, 2, stmt, "top");
+    gbt_results_free(&res);
+    gb_spec_free(back), gb_spec_free(sp);
+
+    /* nested: a loop over numbers around the loop over prompts; the prompt loop's item is its number */
+    sp = gb_spec_new();
+    gb_spec_iter(sp, "s", 2, 0, (float[]){1.0f, 0.5f}, NULL);
+    gb_spec_iter_prompts(sp, "p", 2, (const char *[]){EIFFEL, "Vatican is located in the city of"}, NULL, NULL);
+    gb_spec_trace(sp, "a");
+    gb_spec_item(sp, "p");
+    gb_spec_statement(sp, "transformer.h[1].output[0][:] = transformer.h[1].output[0] * s");
+    gb_spec_statement(sp, "k = (lm_head.output[0, -1, :1] * 0 + p).save()");
+    gb_spec_end(sp);
+    gb_spec_end(sp);
+    gbt_ok_status(run_spec(sp, &m, &res));
+    ck_assert_int_eq(res.n, 4);
+    double v;
+    gbt_ok_status(gb_item(gbt_result(&res, "t1[1.1].k"), &v));
+    ck_assert(v == 1.0);
+    gbt_ok_status(gb_item(gbt_result(&res, "t1[0.0].k"), &v));
+    ck_assert(v == 0.0);
+    gbt_results_free(&res);
+    gb_spec_free(sp);
+
+    /* errors: no such loop, another prompt beside the item */
+    sp = gb_spec_new();
+    gb_spec_trace(sp, "a");
+    gb_spec_item(sp, "q");
+    gbt_fails_with(run_spec(sp, &m, &res) != GB_OK, GB_ERR_ARG, "no enclosing loop over prompts is called so");
+    gb_spec_free(sp);
+    sp = gb_spec_new();
+    gb_spec_iter_prompts(sp, "p", 1, (const char *[]){EIFFEL}, NULL, NULL);
+    gb_spec_trace(sp, "a");
+    gb_spec_item(sp, "p");
+    gb_spec_ids(sp, 1, (int64_t[]){5});
+    gb_spec_end(sp);
+    gbt_fails_with(run_spec(sp, &m, &res) != GB_OK, GB_ERR_ARG, "takes no other prompt");
+    gb_spec_free(sp);
+    gbt_fails_with(gb_spec_iter_prompts(sp = gb_spec_new(), "p", 0, NULL, NULL, NULL) != GB_OK, GB_ERR_ARG,
+                   "needs at least one prompt");
+    gb_spec_free(sp);
+    gbt_results_free(&res);
+    close_models(&m);
+}
+END_TEST
+
+/* session.iter over a value of an earlier trace: its rows, as that trace's
+ * run left them. The derivation: the same session unrolled, each run
+ * taking one row of the value by index. */
+START_TEST(test_session_iter_value) {
+    models m = {0};
+    open_models(&m, false);
+    gb_spec *sp = gb_spec_new();
+    gb_spec_trace(sp, "a");
+    gb_spec_prompt(sp, EIFFEL);
+    gb_spec_statement(sp, "hs = transformer.h[3].output[0][0, -3:, :]");
+    gb_spec_iter(sp, "x", 0, 0, NULL, "hs");
+    gb_spec_trace(sp, "a");
+    gb_spec_prompt(sp, "Vatican is located in the city of");
+    gb_spec_statement(sp, "transformer.h[1].output[0][:, -1, :] = x");
+    gb_spec_statement(sp, "y = lm_head.output[0, -1].save()");
+    gb_spec_end(sp);
+    gbt_results res = {0};
+    gbt_ok_status(run_spec(sp, &m, &res));
+    ck_assert_int_eq(res.n, 3);
+    for (int k = 0; k < 3; k++) {
+        gb_spec *one = gb_spec_new();
+        gb_spec_trace(one, "a");
+        gb_spec_prompt(one, EIFFEL);
+        char stmt[128], key[32];
+        snprintf(stmt, sizeof stmt, "h = transformer.h[3].output[0][0, %d, :]", k - 3);
+        gb_spec_statement(one, stmt);
+        gb_spec_trace(one, "a");
+        gb_spec_prompt(one, "Vatican is located in the city of");
+        gb_spec_statement(one, "transformer.h[1].output[0][:, -1, :] = h");
+        gb_spec_statement(one, "y = lm_head.output[0, -1].save()");
+        gbt_results want = {0};
+        gbt_ok_status(run_spec(one, &m, &want));
+        snprintf(key, sizeof key, "t2[%d].y", k);
+        gbt_assert_close(gbt_result(&res, key), gbt_result(&want, "t2.y"), 0, 0, key);
+        gbt_results_free(&want);
+        gb_spec_free(one);
+    }
+    gbt_results_free(&res);
+    gb_spec_free(sp);
+    /* a name nobody bound */
+    sp = gb_spec_new();
+    gb_spec_iter(sp, "x", 0, 0, NULL, "nothing");
+    gb_spec_trace(sp, "a");
+    gb_spec_ids(sp, 1, (int64_t[]){5});
+    gb_spec_end(sp);
+    gbt_fails_with(run_spec(sp, &m, &res) != GB_OK, GB_ERR_ARG, "is neither an enclosing loop nor a name bound by an earlier trace");
+    gb_spec_free(sp);
+    close_models(&m);
 }
 END_TEST
 
@@ -321,8 +510,11 @@ Suite *gb_suite_session(void) {
     TCase *tc = tcase_create("session");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_session_walkthrough);
+    tcase_add_test(tc, test_session_blocks);
     tcase_add_test(tc, test_session_cross_model);
     tcase_add_test(tc, test_session_iter);
+    tcase_add_test(tc, test_session_iter_prompts);
+    tcase_add_test(tc, test_session_iter_value);
     tcase_add_test(tc, test_session_nested_log_stop);
     tcase_add_test(tc, test_spec_json);
     tcase_add_test(tc, test_session_errors);

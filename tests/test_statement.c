@@ -66,7 +66,7 @@ START_TEST(test_statements_build_the_c_graph) {
     define(s, 9, "transformer.h[0].output[0].grad = -transformer.h[0].output[0].grad");
     gb_val *g0 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
     gb_val *g1 = gb_grad_at(gb_val_index_at(gb_getter_at(c, "transformer.h.0", GB_TRACE_OP_OUTPUT, 0, SITE, 9), "[0]", SITE, 9), SITE, 9);
-    gb_val *minus = gb_scalar_at(c, -1, SITE, 9);
+    gb_val *minus = gb_scalar_i64_at(c, -1, SITE, 9);
     gb_set_at(g0, gb_val_binary_at(GB_TRACE_OP_MUL, minus, g1, SITE, 9), SITE, 9);
 
     define(s, 10, "lm_head.output.sum().backward()");
@@ -227,12 +227,121 @@ START_TEST(test_statement_errors) {
 }
 END_TEST
 
+/* Multi-line blocks (nnsight's `with tracer.cond(...):` and Python's
+ * if/elif/else with indented bodies, nested) on the walkthrough's network:
+ * each block leaves model.output as the oracle's run of the branch it must
+ * take (tests/oracle/trace.py: "set.out" doubles layer1's output,
+ * "set_index.out" sets its first three columns to -1, "out" is the plain
+ * run). layer1.input.sum() is that of a rand input: between 0 and 5. */
+START_TEST(test_blocks_take_their_branch) {
+    gbt_oracle *o = gbt_oracle_load("trace");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input");
+    static const struct {
+        const char *text, *key;
+    } cases[] = {
+        {"if layer1.input.sum() > 1e9:\n    layer1.output[:, 0:3] = -1\nelse:\n    layer1.output *= 2", "set.out"},
+        {"with tracer.cond(layer1.input.sum() < 1e9):\n    h = layer1.output\n    h[:, 0:3] -= h[:, 0:3] + 1",
+         "set_index.out"},
+        {"if layer1.input.sum() > 1e9:\n  layer1.output[:, 0:3] = 5\nelif layer1.input.sum() > -1e9:  # taken\n"
+         "  layer1.output[:, 0:3] = -1\nelse:\n  layer1.output *= 2",
+         "set_index.out"},
+        {"if layer1.input.sum() > -1e9:\n\tif layer1.input.sum() > 1e9:\n\t\tlayer1.output[:, 0:3] = 5\n\telse:\n"
+         "\t\tlayer1.output *= 2\n\n# a comment, and a blank line above",
+         "set.out"},
+        {"if layer1.input.sum() > 1e9:\n    layer1.output *= 2\nelif layer1.input.sum() > 1e10:\n    layer1.output *= 2",
+         "out"},
+        {"with tracer.cond(layer1.input.sum() > 0):\n    with tracer.cond(layer1.input.sum() < 1e9):\n"
+         "        layer1.output *= 2\n    with tracer.cond(layer1.input.sum() > 1e9):\n        layer1.output[:, 0:3] = 5",
+         "set.out"},
+        {"if layer1.input.sum() > 1e9: layer1.output[:, 0:3] = -1\nelse: layer1.output *= 2", "set.out"},
+        {"  h = layer1.output  # the first line's indentation is the block's\n  if h.sum() == h.sum():\n"
+         "    layer1.output[:, 0:3] = -1",
+         "set_index.out"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        gb_trace *tr = gb_trace_new(net, x);
+        gb_status st = gb_trace_statement(tr, cases[i].text, "block", 1, NULL);
+        ck_assert_msg(st == GB_OK, "%s: %s", cases[i].text, gb_last_error());
+        gb_val *out;
+        gbt_ok_status(gb_trace_statement(tr, "model.output.save()", "block", 20, &out));
+        ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s: %s", cases[i].text, gb_last_error());
+        gbt_assert_saved_close(out, o, cases[i].key);
+        gb_trace_free(tr);
+    }
+    /* a block's names are the trace's afterwards, and *out is its last value */
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_val *last;
+    gbt_ok_status(gb_trace_statement(tr, "a = layer1.output\nif a.sum() > -1e9:\n    b = (a * 2).save()", "block", 1, &last));
+    ck_assert_ptr_eq(last, gb_trace_name(tr, "b"));
+    ck_assert_ptr_nonnull(gb_trace_name(tr, "a"));
+    gb_trace_free(tr);
+    gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* Errors in blocks name the line (the statement's line plus the line's
+ * index in the text), the column and the line itself, as Python does. */
+static void expect_block_fails(gb_trace *tr, const char *text, int line, const char *needle) {
+    char *before = gb_trace_graph(tr);
+    gb_status st = gb_trace_statement(tr, text, SITE, 7, NULL);
+    ck_assert_msg(st == GB_ERR_ARG, "'%s' returned %s (%s)", text, gb_status_name(st), gb_last_error());
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, SITE ":%d: ", line);
+    ck_assert_msg(!strncmp(gb_last_error(), prefix, strlen(prefix)), "'%s' does not start with '%s'", gb_last_error(), prefix);
+    ck_assert_msg(strstr(gb_last_error(), needle), "'%s' does not contain '%s'", gb_last_error(), needle);
+    char *after = gb_trace_graph(tr);
+    ck_assert_str_eq(before, after); /* nothing of the block is defined */
+    free(before), free(after);
+}
+
+START_TEST(test_block_errors) {
+    gb_module *model = small_gpt2();
+    gb_tensor *ids = gb_zeros(2, (int64_t[]){1, 4}, GB_DTYPE_I64);
+    gb_trace *tr = gb_trace_new(model, ids);
+    define(tr, 1, "h = transformer.h[0].output[0]");
+    expect_block_fails(tr, "if h.sum() > 0:", 7, "expected an indented block after 'if' statement on line 7 at column 16 in 'if h.sum() > 0:'");
+    expect_block_fails(tr, "if h.sum() > 0:\nh.save()", 7, "expected an indented block after 'if' statement on line 7");
+    expect_block_fails(tr, "with tracer.cond(h.sum() > 0):\n\n# only a comment", 7,
+                       "expected an indented block after 'with' statement on line 7");
+    expect_block_fails(tr, "x = h * 2\n    x.save()", 8, "unexpected indent at column 5 in '    x.save()'");
+    expect_block_fails(tr, "if h.sum() > 0:\n    x = h\n  x.save()", 9,
+                       "unindent does not match any outer indentation level at column 3 in '  x.save()'");
+    expect_block_fails(tr, "else:\n    h.save()", 7, "'else' without an 'if' before it at column 1");
+    expect_block_fails(tr, "with tracer.cond(h.sum() > 0):\n    h.save()\nelse:\n    h.save()", 9,
+                       "'else' without an 'if' before it at column 1 in 'else:'");
+    expect_block_fails(tr, "if h.sum() > 0:\n    x = h\nelif h.sum() < 0\n    x = h", 9, "expected ':' at column 17");
+    expect_block_fails(tr, "if h.sum() > 0:\n    x = h * 2\n    y = x +\nz = x", 9, "expected a module path, a name or a number at column 12 in '    y = x +'");
+    expect_block_fails(tr, "x = h\n\n\ny = x.frobnicate()", 10, "unknown method");
+    expect_block_fails(tr, "\n  # nothing\n", 7, "expected a statement (the text is empty or only comments)");
+    /* names bound by a block's earlier lines are known to its later ones,
+     * also while its syntax is checked; a later error still defines nothing */
+    expect_block_fails(tr, "fresh = h * 2\nfresh.save()\nfresh +", 9, "expected a module path");
+    ck_assert_ptr_null(gb_trace_name(tr, "fresh"));
+    define(tr, 2, "fresh = h * 2\nfresh.save()");
+    /* nesting is bounded: 300 levels of if, each indented one more space */
+    size_t cap = 300 * 320 + 64;
+    char *deep = malloc(cap), *w = deep;
+    for (int i = 0; i < 300; i++) w += sprintf(w, "%*sif h.sum() > 0:\n", i, "");
+    sprintf(w, "%*sh.save()", 300, "");
+    expect_block_fails(tr, deep, 7 + 201, "blocks nested deeper than 200 levels at column 202");
+    free(deep);
+    gb_trace_free(tr);
+    gb_tensor_free(ids);
+    gb_module_free(model);
+}
+END_TEST
+
 Suite *gb_suite_statement(void) {
     Suite *s = suite_create("statement");
     TCase *tc = tcase_create("statement");
     tcase_add_test(tc, test_statements_build_the_c_graph);
     tcase_add_test(tc, test_statements_run_with_oracle_numbers);
     tcase_add_test(tc, test_statement_errors);
+    tcase_add_test(tc, test_blocks_take_their_branch);
+    tcase_add_test(tc, test_block_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -27,10 +27,12 @@ gb_status gb_invoke_at(gb_trace *tr, gb_tensor *ids, const char *file, int line)
         }
         return st;
     }
-    tr->cur_invoke = (int)arrlen(tr->invokes);
-    int64_t start = tr->cur_invoke ? arrlast(tr->invoke_start) + gb_tensor_dim(arrlast(tr->invokes), 0) : 0;
-    arrput(tr->invoke_start, start);
-    arrput(tr->invokes, gb_tensor_ref(ids));
+    int n = (int)arrlen(tr->invokes);
+    int64_t start = n ? arrlast(tr->invoke_start) + gb_tensor_dim(arrlast(tr->invokes), 0) : 0;
+    if (!GB_ARR_RESERVE(tr->invoke_start, 1, "invoke") || !GB_ARR_PUT(tr->invokes, ids, "invoke")) return GB_ERR_ALLOC;
+    gb_tensor_ref(ids);
+    if (!GB_ARR_PUT(tr->invoke_start, start, "invoke")) return GB_ERR_ALLOC; /* reserved: cannot fail */
+    tr->cur_invoke = n;
     return GB_OK;
 }
 

@@ -57,13 +57,15 @@ static void gb__tr_done(gb_exec *ex, const gb_val *v) {
     }
 }
 
-/* A node failed: remember the first failure as "site: message (expression)". */
+/* A node failed: remember the first failure as "site: message (expression)",
+ * the site with the column of a statement's node. */
 static gb_status gb__tr_node_fail(gb_exec *ex, gb_val *v, gb_status st) {
     if (st == GB_OK) st = GB_ERR_STATE;
     if (ex->run_status == GB_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", gb_last_error());
-        gb__fail(st, "%s:%d: %s (%s)", v->file, v->line, msg, gb_val_text(v));
+        if (v->column) gb__fail(st, "%s:%d:%d: %s (%s)", v->file, v->line, v->column, msg, gb_val_text(v));
+        else gb__fail(st, "%s:%d: %s (%s)", v->file, v->line, msg, gb_val_text(v));
         ex->run_status = st;
         free(ex->run_error);
         ex->run_error = strdup(gb_last_error());
@@ -196,8 +198,12 @@ static gb_status gb__tr_arm_grad(gb_exec *ex, gb_val *v) {
         if (ex->armed[i] == t) return GB_OK;
     int id = gb_grad_hook_add(t, gb__tr_trace_grad_hook, ex);
     if (!id) return gb__tr_node_fail(ex, v, gb_last_status());
-    arrput(ex->armed, gb_tensor_ref(t));
-    arrput(ex->armed_hook, id);
+    if (!GB_ARR_PUT(ex->armed_hook, id, "grad") || !GB_ARR_PUT(ex->armed, t, "grad")) {
+        if (arrlen(ex->armed_hook) > arrlen(ex->armed)) (void)arrpop(ex->armed_hook);
+        gb_grad_hook_remove(t, id);
+        return gb__tr_node_fail(ex, v, GB_ERR_ALLOC);
+    }
+    gb_tensor_ref(t);
     return GB_OK;
 }
 
@@ -412,7 +418,10 @@ static gb_status gb__tr_exec(gb_exec *ex, gb_val *v) {
  * order, and an event costs the nodes that read what it produced rather
  * than a walk over the whole graph. */
 static void gb__tr_ready_push(gb_exec *ex, gb_val *v) {
-    arrput(ex->ready, v);
+    if (!GB_ARR_PUT(ex->ready, v, "trace run")) { /* the run stops with this error */
+        gb__tr_node_fail(ex, v, GB_ERR_ALLOC);
+        return;
+    }
     gb_val **h = ex->ready;
     for (ptrdiff_t i = arrlen(h) - 1; i > 0;) {
         ptrdiff_t up = (i - 1) / 2;
@@ -427,7 +436,7 @@ static gb_val *gb__tr_ready_pop(gb_exec *ex) {
     gb_val **h = ex->ready, *top = h[0];
     ptrdiff_t n = arrlen(h) - 1;
     h[0] = h[n];
-    arrsetlen(ex->ready, n);
+    GB_ARR_TRUNC(ex->ready, n);
     for (ptrdiff_t i = 0;;) {
         ptrdiff_t c = 2 * i + 1;
         if (c >= n) break;
@@ -506,20 +515,22 @@ static gb__tr_state gb__tr_cond_state(const gb_exec *ex, const gb_val *v) {
 
 /* A point of every call fires again: its getters and everything downstream
  * of them go back to pending, to run on this call's values. */
-static void gb__tr_rearm(gb_exec *ex, const gb__tr_point *p) {
+static gb_status gb__tr_rearm(gb_exec *ex, const gb__tr_point *p) {
     bool fired = false;
     for (gb_val *v = p->getters; v; v = v->next_getter) fired |= gb__tr_slot_of(ex, v)->state != GB__STATE_PENDING;
-    if (!fired) return;
+    if (!fired) return GB_OK;
     gb_val **stack = NULL; /* stb_ds array */
-    for (gb_val *v = p->getters; v; v = v->next_getter) arrput(stack, v);
-    while (arrlen(stack)) {
+    bool ok = true;
+    for (gb_val *v = p->getters; ok && v; v = v->next_getter) ok = GB_ARR_PUT(stack, v, "trace run");
+    while (ok && arrlen(stack)) {
         gb_val *v = arrpop(stack);
         gb__tr_slot *s = gb__tr_slot_of(ex, v);
         if (s->state == GB__STATE_PENDING && !s->armed && s->value.n == 0) continue; /* already reset */
         gb__tr_slot_reset(ex, v); /* never a constant: constants read nothing */
-        for (int i = 0; i < v->nusers; i++) arrput(stack, v->users[i]);
+        for (int i = 0; ok && i < v->nusers; i++) ok = GB_ARR_PUT(stack, v->users[i], "trace run");
     }
     arrfree(stack);
+    return ok ? GB_OK : gb__tr_node_fail(ex, p->getters, GB_ERR_ALLOC);
 }
 
 /* The hook of one point: feed its getters, honour skips, pump, stop. */
@@ -528,7 +539,7 @@ static gb_status gb__tr_point_hook(gb_event *ev, void *ctx) {
     const gb__tr_point *p = xp->p;
     gb_exec *ex = xp->ex;
     if (p->call != GB_CALL_ALL && ev->call != p->call) return GB_OK;
-    if (p->call == GB_CALL_ALL) gb__tr_rearm(ex, p);
+    if (p->call == GB_CALL_ALL && gb__tr_rearm(ex, p) != GB_OK) return ex->run_status;
     gb_values *outer = xp->live; /* a hooked module call inside this point's handling fires it again */
     xp->live = ev->values;
     for (gb_val *v = p->getters; v; v = v->next_getter) {
@@ -741,7 +752,7 @@ void gb_exec_set_position_ids(gb_exec *ex, gb_tensor *pos) {
  * graph's tables current, every slot reset, nodes that need no event queued. */
 static gb_status gb__tr_prepare(gb_exec *ex, bool scanning) {
     gb_trace *tr = ex->tr;
-    if (tr->def_status != GB_OK) return gb__fail(tr->def_status, "%s", tr->def_error);
+    if (tr->def_status != GB_OK) return gb__tr_trace_def_error(tr);
     if (ex->own) {
         gb_status st = gb__tr_graph_compile(tr);
         if (st == GB_OK && ex->nslots != tr->compiled) st = gb__tr_exec_fit(ex);
@@ -751,16 +762,16 @@ static gb_status gb__tr_prepare(gb_exec *ex, bool scanning) {
                                       "new execution after defining more", (long long)arrlen(tr->nodes),
                         (long long)ex->nslots);
     }
-    arrsetlen(ex->ready, 0);
+    GB_ARR_TRUNC(ex->ready, 0);
+    ex->run_status = GB_OK;
+    ex->status = GB_OK;
     for (ptrdiff_t i = 0; i < ex->nslots; i++) {
         gb__tr_slot_reset(ex, tr->nodes[i]);
         if (!gb__tr_is_event_fed(tr->nodes[i]->op)) gb__tr_ready_push(ex, tr->nodes[i]);
     }
     ex->scanning = scanning;
     ex->stop = false;
-    ex->run_status = GB_OK;
-    ex->status = GB_OK;
-    return GB_OK;
+    return ex->run_status;
 }
 
 /* After a run: a getter read before its condition was known, which then
@@ -775,6 +786,20 @@ static void gb__tr_finish(gb_exec *ex) {
         }
     }
     ex->scanning = false;
+}
+
+void gb_exec_set_cancel(gb_exec *ex, bool (*cancelled)(void *ctx), void *ctx) {
+    ex->cancelled = cancelled;
+    ex->cancel_ctx = cancelled ? ctx : NULL;
+}
+
+/* Asked after every module: a long pass stops within one module of being
+ * cancelled, with the interventions at that module already run (this hook
+ * is registered after theirs). */
+static gb_status gb__tr_cancel_hook(gb_event *ev, void *ctx) {
+    gb_exec *ex = ctx;
+    if (!ex->cancelled(ex->cancel_ctx)) return GB_OK;
+    return gb__fail(GB_ERR_STATE, "exec: cancelled after %s (call %d)", *ev->path ? ev->path : "<root>", ev->call);
 }
 
 /* Register one hook per point of ex's graph. */
@@ -858,6 +883,9 @@ static gb_status gb__tr_begin(gb_exec *ex, gb_tensor *input, bool kv_cache, bool
     st = ex->hooks && ex->run ? gb__tr_run_input(ex, input) : GB_ERR_ALLOC;
     if (st == GB_OK && ex->edits) st = gb__tr_bind(ex->edits, ex->hooks); /* first: edits are part of the model */
     if (st == GB_OK) st = gb__tr_bind(ex, ex->hooks);
+    if (st == GB_OK && ex->cancelled && !scanning &&
+        !gb_hook_add(ex->hooks, ex->model, GB_EVENT_OUTPUT, GB_HOOK_SUBTREE, gb__tr_cancel_hook, ex))
+        st = gb_last_status();
     if (st == GB_OK) {
         if ((ex->meta = scanning)) gb__meta_push();
         gb_hooks_attach(ex->hooks, ex->run);

@@ -16,6 +16,7 @@ void gb_trace_stop_tokens(const gb_trace *tr, bool (**is_stop)(int64_t id, void 
 int64_t gb_trace_pad_id(const gb_trace *tr) { return tr->pad_id; }
 bool gb_trace_validates(const gb_trace *tr) { return tr->validate; }
 gb_trace *gb_exec_trace(const gb_exec *ex) { return ex->tr; }
+gb_module *gb_trace_module(const gb_trace *tr) { return tr->model; }
 
 void gb_exec_set_generated(gb_exec *ex, gb_tensor *ids) {
     gb_tensor_free(ex->generated);

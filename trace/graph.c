@@ -83,12 +83,16 @@ gb_val *gb__tr_trace_name(gb_trace *tr, const char *name, size_t len) {
     if (len >= sizeof key) return NULL;
     memcpy(key, name, len);
     key[len] = 0;
-    gb_val *v = tr->names ? shget(tr->names, key) : NULL;
-    if (!v && tr->resolve && (v = tr->resolve(tr, key, tr->resolve_ctx))) gb__tr_trace_set_name(tr, key, v);
+    gb_val *v = gb_trace_name(tr, key);
+    if (!v && tr->resolve && (v = tr->resolve(tr, key, tr->resolve_ctx)) && gb__tr_trace_set_name(tr, key, v) != GB_OK)
+        return NULL;
     return v;
 }
 
-gb_val *gb_trace_name(gb_trace *tr, const char *name) { return tr->names ? shget(tr->names, name) : NULL; }
+gb_val *gb_trace_name(gb_trace *tr, const char *name) {
+    ptrdiff_t i = GB_SH_GETI(tr->names, name);
+    return i < 0 ? NULL : tr->names[i].value;
+}
 gb_trace *gb_val_trace(const gb_val *v) { return v->tr; }
 
 void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx), void *ctx) {
@@ -97,14 +101,16 @@ void gb_trace_set_resolver(gb_trace *tr, gb_val *(*resolve)(gb_trace *tr, const 
 }
 
 gb_status gb__tr_trace_set_name(gb_trace *tr, const char *name, gb_val *v) {
-    if (!tr->names) sh_new_strdup(tr->names);
-    shput(tr->names, name, v);
-    return GB_OK;
+    if (!tr->names && !GB_SH_NEW_STRDUP(tr->names, "trace: names")) return GB_ERR_ALLOC;
+    return GB_SH_PUT(tr->names, name, v, "trace: names") ? GB_OK : GB_ERR_ALLOC;
 }
 
 gb_module *gb__tr_trace_model(const gb_trace *tr) { return tr->model; }
+void gb__tr_trace_set_column(gb_trace *tr, int column) { tr->def_column = column; }
 gb_status gb__tr_trace_def_status(const gb_trace *tr) { return tr->def_status; }
-gb_status gb__tr_trace_def_error(const gb_trace *tr) { return gb__fail(tr->def_status, "%s", tr->def_error); }
+gb_status gb__tr_trace_def_error(const gb_trace *tr) {
+    return gb__fail(tr->def_status, "%s", tr->def_error ? tr->def_error : "trace: out of memory keeping an error");
+}
 
 void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask) {
     gb_tensor_free(tr->mask);
@@ -146,6 +152,8 @@ static void gb__tr_fn_text(const gb_val *v, char *d, size_t n, const char *a, co
     const gb_fn_params *p = v->u.fn.p;
     char params[160] = "";
     size_t k = 0;
+    if (p && v->u.fn.fn == GB_TRACE_FN_NORM && p->x != 2) /* the order, when not the default */
+        k += (size_t)snprintf(params, sizeof params, "p=%g%s", p->x, p->n ? ", " : "");
     for (int i = 0; p && i < p->n && k < sizeof params; i++)
         k += (size_t)snprintf(params + k, sizeof params - k, "%s%lld", i ? ", " : "", (long long)p->i[i]);
     if (p && p->keepdim && k < sizeof params) snprintf(params + k, sizeof params - k, ", keepdim=True");
@@ -237,10 +245,11 @@ char *gb_trace_graph(const gb_trace *tr) {
         if (k < (int)sizeof line)
             k += snprintf(line + k, sizeof line - (size_t)k, "%s  # %s  (%s:%d)\n", v->saved ? " saved" : "",
                           gb_val_text(v), v->file, v->line);
-        memcpy(arraddnptr(out, strlen(line)), line, strlen(line));
+        char *at = GB_ARR_ADDN(out, strlen(line), "trace_graph");
+        if (!at) return arrfree(out), NULL;
+        memcpy(at, line, strlen(line));
     }
-    arrput(out, 0);
-    char *s = strdup(out);
+    char *s = GB_ARR_PUT(out, 0, "trace_graph") ? gb__strdup(out, "trace_graph") : NULL;
     arrfree(out);
     return s;
 }
@@ -262,7 +271,7 @@ static void *gb__tr_trace_alloc(gb_trace *tr, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (!tr->chunks || tr->chunks->size - tr->chunks->used < n) {
         size_t size = n > GB__CHUNK_BYTES ? n : GB__CHUNK_BYTES;
-        gb__tr_chunk *c = malloc(sizeof *c + size);
+        gb__tr_chunk *c = gb__malloc(sizeof *c + size, "trace");
         if (!c) return NULL;
         *c = (gb__tr_chunk){tr->chunks, 0, size};
         tr->chunks = c;
@@ -272,27 +281,32 @@ static void *gb__tr_trace_alloc(gb_trace *tr, size_t n) {
     return p;
 }
 
-static char *gb__tr_trace_strdup(gb_trace *tr, const char *s) {
+/* v's text: a copy of s that lives as long as the trace ("" and a
+ * definition error when out of memory). */
+static void gb__tr_node_text(gb_val *v, const char *s) {
     size_t n = strlen(s) + 1;
-    char *d = gb__tr_trace_alloc(tr, n);
-    return d ? memcpy(d, s, n) : NULL;
+    char *d = gb__tr_trace_alloc(v->tr, n);
+    v->text = d ? memcpy(d, s, n) : "";
+    if (!d) gb__tr_def_fail(v);
 }
 
 static gb_val *gb__tr_node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *const *args, const char *file, int line) {
     if (!tr->blocks || tr->blocks->used == GB__BLOCK_NODES) {
-        gb__tr_block *b = malloc(sizeof *b);
-        if (!b) return NULL; /* out of memory: callers return NULL, the documented exception */
+        gb__tr_block *b = gb__malloc(sizeof *b, "trace: a node");
+        if (!b) return NULL;
         b->next = tr->blocks;
         b->used = 0;
         tr->blocks = b;
     }
+    if (!GB_ARR_PUT(tr->nodes, NULL, "trace: a node")) return NULL;
     gb_val *v = &tr->blocks->node[tr->blocks->used++];
     memset(v, 0, sizeof *v);
     v->tr = tr;
-    v->id = (int)arrlen(tr->nodes);
+    v->id = (int)arrlen(tr->nodes) - 1;
     v->op = op;
     v->file = file;
     v->line = line;
+    v->column = tr->def_column;
     v->invoke = tr->cur_invoke;
     v->cond = arrlen(tr->conds) ? arrlast(tr->conds) : NULL;
     v->nargs = nargs;
@@ -302,7 +316,7 @@ static gb_val *gb__tr_node(gb_trace *tr, gb_trace_op op, int nargs, gb_val *cons
         if (args[i]->poisoned) v->poisoned = true;
     }
     if (v->cond) v->cond->uses++;
-    arrput(tr->nodes, v);
+    tr->nodes[v->id] = v;
     return v;
 }
 
@@ -321,7 +335,7 @@ gb_val *gb_getter_at(gb_trace *tr, const char *path, gb_trace_op op, int call, c
     }
     gb_val *v = gb__tr_node(tr, op, 0, NULL, file, line);
     if (!v) return NULL;
-    v->text = gb__tr_trace_strdup(tr, path);
+    gb__tr_node_text(v, path);
     v->u.get.call = call;
     if (call < 0 && call != GB_CALL_ALL) {
         gb__fail(GB_ERR_INDEX, "trace: call index %d is negative (GB_CALL_ALL is every call)", call);
@@ -459,7 +473,7 @@ gb_val *gb_call_hooked_at(gb_trace *tr, const char *path, int nargs, gb_val *con
     if (nargs >= 1 && args[0] && args[0]->tr != tr) return gb__fail_null(GB_ERR_ARG, "call: the value belongs to another trace");
     gb_val *v = gb__tr_node(tr, GB_TRACE_OP_CALL, nargs >= 1 && nargs <= GB__MAX_ARGS ? nargs : 0, args, file, line);
     if (!v) return NULL;
-    v->text = gb__tr_trace_strdup(tr, path ? path : "");
+    gb__tr_node_text(v, path ? path : "");
     v->u.get.call = hook;
     if (nargs < 1 || nargs > GB__MAX_ARGS) {
         gb__fail(GB_ERR_ARG, "call: a module call takes 1 to %d values, got %d", GB__MAX_ARGS, nargs);
@@ -491,7 +505,7 @@ gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const c
 
 gb_val *gb_trace_log_at(const char *label, gb_val *x, const char *file, int line) {
     gb_val *v = gb__tr_node(x->tr, GB_TRACE_OP_LOG, 1, &x, file, line);
-    if (v) v->text = gb__tr_trace_strdup(v->tr, label ? label : "");
+    if (v) gb__tr_node_text(v, label ? label : "");
     return v;
 }
 
@@ -500,7 +514,7 @@ gb_val *gb_stop_at(gb_val *x, const char *file, int line) { return gb__tr_node(x
 gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *file, int line) {
     gb_val *v = gb__tr_node(tr, GB_TRACE_OP_SKIP, 1, &value, file, line);
     if (!v) return NULL;
-    v->text = gb__tr_trace_strdup(tr, path);
+    gb__tr_node_text(v, path);
     if (!(v->u.get.module = gb_module_find(tr->model, path))) gb__tr_def_fail(v);
     return v;
 }
@@ -515,8 +529,7 @@ gb_val *gb_val_backward_at(gb_val *x, const char *file, int line) {
 
 gb_val *gb_if_at(gb_trace *tr, gb_val *cond, const char *file, int line) {
     gb_val *v = gb__tr_node(tr, GB_TRACE_OP_IF, 1, &cond, file, line);
-    if (v) arrput(tr->conds, v);
-    return v;
+    return v && GB_ARR_PUT(tr->conds, v, "if") ? v : NULL;
 }
 
 void gb_end_if(gb_trace *tr) {
@@ -587,7 +600,8 @@ typedef struct gb__tr_point_entry {
     int value;
 } gb__tr_point_entry;
 
-/* The point a getter or skip waits on, made when first named. */
+/* The point a getter or skip waits on, made when first named; -1 when out
+ * of memory. */
 static int gb__tr_point_for(gb_trace *tr, gb_val *v, gb__tr_point_entry **point_at) {
     gb__tr_point_key key;
     memset(&key, 0, sizeof key); /* hashed as bytes */
@@ -596,7 +610,7 @@ static int gb__tr_point_for(gb_trace *tr, gb_val *v, gb__tr_point_entry **point_
     key.call = v->op == GB_TRACE_OP_SKIP ? 0 : v->u.get.call;
     bool named = v->op == GB_TRACE_OP_POINT;
     if (!named) {
-        ptrdiff_t i = hmgeti(*point_at, key);
+        ptrdiff_t i = GB_HM_GETI(*point_at, key);
         if (i >= 0) return (*point_at)[i].value;
     } else {
         for (int i = 0; i < tr->npoints; i++) {
@@ -605,24 +619,29 @@ static int gb__tr_point_for(gb_trace *tr, gb_val *v, gb__tr_point_entry **point_
         }
     }
     tr->points[tr->npoints] = (gb__tr_point){key.module, v->text, key.kind, key.call, NULL, NULL}; /* sized by the caller */
-    if (!named) hmput(*point_at, key, tr->npoints);
+    if (!named && !GB_HM_PUT(*point_at, key, tr->npoints, "trace_run: points")) return -1;
     return tr->npoints++;
 }
 
 /* Group getters (and skips) by point, in definition order, into
  * tr->points (sized by the caller for one point per getter). */
-static void gb__tr_group_points(gb_trace *tr) {
+static gb_status gb__tr_group_points(gb_trace *tr) {
     gb__tr_point_entry *point_at = NULL; /* stb_ds hash map: the module points among them */
     for (ptrdiff_t i = 0; i < arrlen(tr->nodes); i++) {
         gb_val *v = tr->nodes[i];
         if (!gb__tr_is_getter(v->op)) continue;
-        gb__tr_point *p = &tr->points[v->point = gb__tr_point_for(tr, v, &point_at)];
+        if ((v->point = gb__tr_point_for(tr, v, &point_at)) < 0) {
+            hmfree(point_at);
+            return GB_ERR_ALLOC;
+        }
+        gb__tr_point *p = &tr->points[v->point];
         v->next_getter = NULL;
         if (p->last) p->last->next_getter = v;
         else p->getters = v;
         p->last = v;
     }
     hmfree(point_at);
+    return GB_OK;
 }
 
 gb_status gb__tr_graph_compile(gb_trace *tr) {
@@ -633,7 +652,10 @@ gb_status gb__tr_graph_compile(gb_trace *tr) {
         gb_val *v = tr->nodes[i];
         edges += v->nargs + (v->cond != NULL);
         getters += gb__tr_is_getter(v->op);
-        if (v->op == GB_TRACE_OP_GRAD) arrput(tr->grads, v);
+        if (v->op == GB_TRACE_OP_GRAD && !GB_ARR_PUT(tr->grads, v, "trace_run")) {
+            gb__tr_free_compiled(tr);
+            return GB_ERR_ALLOC;
+        }
     }
     /* One block: at most a point per getter, then the users lists. */
     size_t bytes = (size_t)getters * sizeof *tr->points + (size_t)edges * sizeof *tr->user_list;
@@ -643,7 +665,10 @@ gb_status gb__tr_graph_compile(gb_trace *tr) {
     }
     tr->user_list = tr->points ? (gb_val **)(tr->points + getters) : NULL;
     gb__tr_link_users(tr);
-    gb__tr_group_points(tr);
+    if (gb__tr_group_points(tr) != GB_OK) {
+        gb__tr_free_compiled(tr);
+        return GB_ERR_ALLOC;
+    }
     tr->compiled = n;
     return GB_OK;
 }

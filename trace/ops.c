@@ -2,8 +2,8 @@
  * promotion, the functions of GB_TRACE_FN_LIST, and module calls on values.
  * Everything goes through tensor/'s ops (forward and backward formulas in
  * its op table), so gradients flow through every float result; the
- * promotion and the compositions (norm, cosine_similarity) are the only
- * logic here. */
+ * promotion, integer arithmetic in int64 (exact, as PyTorch's) and the
+ * composition of cosine_similarity are the only logic here. */
 #include "trace_impl.h"
 
 #include <math.h>
@@ -16,17 +16,22 @@ static bool gb__tr_is_floating(gb_dtype dt) { return dt == GB_DTYPE_F32 || dt ==
  * f16/bf16 widened; t itself (a new reference) when it is f32. */
 static gb_tensor *gb__tr_f32(gb_tensor *t) { return gb_to_dtype(t, GB_DTYPE_F32); }
 
-/* Broadcast shape of a and b (PyTorch's rule), or an error naming op. */
-static gb_status gb__tr_broadcast(const char *op, const gb_tensor *a, const gb_tensor *b, int *nd, int64_t *shape) {
-    int na = gb_tensor_ndim(a), nb = gb_tensor_ndim(b);
-    *nd = na > nb ? na : nb;
-    for (int i = 0; i < *nd; i++) {
-        int64_t x = i < *nd - na ? 1 : gb_tensor_shape(a)[i - (*nd - na)];
-        int64_t y = i < *nd - nb ? 1 : gb_tensor_shape(b)[i - (*nd - nb)];
-        if (x != y && x != 1 && y != 1)
-            return gb__fail(GB_ERR_SHAPE, "%s: The size of tensor a (%lld) must match the size of tensor b (%lld) at "
-                                          "non-singleton dimension %d", op, (long long)x, (long long)y, i);
-        shape[i] = x == 1 ? y : x;
+/* Broadcast shape of n values (PyTorch's rule), or an error naming op. */
+static gb_status gb__tr_broadcast_n(const char *op, int n, gb_tensor *const *in, int *nd, int64_t *shape) {
+    *nd = 0;
+    for (int k = 0; k < n; k++) {
+        int na = *nd, nb = gb_tensor_ndim(in[k]), m = na > nb ? na : nb;
+        int64_t prev[GB_MAX_DIMS];
+        memcpy(prev, shape, sizeof(int64_t) * (size_t)na);
+        for (int i = 0; i < m; i++) {
+            int64_t x = i < m - na ? 1 : prev[i - (m - na)];
+            int64_t y = i < m - nb ? 1 : gb_tensor_shape(in[k])[i - (m - nb)];
+            if (x != y && x != 1 && y != 1)
+                return gb__fail(GB_ERR_SHAPE, "%s: The size of tensor a (%lld) must match the size of tensor b (%lld) "
+                                              "at non-singleton dimension %d", op, (long long)x, (long long)y, i);
+            shape[i] = x == 1 ? y : x;
+        }
+        *nd = m;
     }
     return GB_OK;
 }
@@ -41,35 +46,83 @@ static int64_t gb__tr_offset_of(int64_t i, int nd, const int64_t *shape, const i
     return off;
 }
 
-/* a OP b on two integer values, exactly, in int64 (PyTorch keeps integer
- * arithmetic integer; f32 would round past 2^24). */
-static gb_tensor *gb__tr_int_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
-    const char *what = gb__tr_trace_op_names[op];
+/* Integer element functions, exact in int64 (PyTorch keeps integer
+ * arithmetic integer; f32 would round past 2^24). Sums and products wrap
+ * around as torch's, so they are computed in uint64. */
+typedef enum { GB__INT_ADD, GB__INT_SUB, GB__INT_MUL, GB__INT_POW, GB__INT_ABS, GB__INT_WHERE } gb__tr_int_fn;
+
+static int64_t gb__tr_int_pow(int64_t a, int64_t b) {
+    if (b < 0) return a == 1 ? 1 : a == -1 ? (b % 2 ? -1 : 1) : 0; /* torch's integer pow */
+    uint64_t r = 1, x = (uint64_t)a;
+    for (; b; b >>= 1, x *= x)
+        if (b & 1) r *= x;
+    return (int64_t)r;
+}
+
+static int64_t gb__tr_int_apply(gb__tr_int_fn fn, const int64_t *v) {
+    switch (fn) {
+    case GB__INT_ADD: return (int64_t)((uint64_t)v[0] + (uint64_t)v[1]);
+    case GB__INT_SUB: return (int64_t)((uint64_t)v[0] - (uint64_t)v[1]);
+    case GB__INT_MUL: return (int64_t)((uint64_t)v[0] * (uint64_t)v[1]);
+    case GB__INT_POW: return gb__tr_int_pow(v[0], v[1]);
+    case GB__INT_ABS: return v[0] < 0 ? (int64_t)(0 - (uint64_t)v[0]) : v[0];
+    default: return v[0] ? v[1] : v[2]; /* where(cond, a, b) */
+    }
+}
+
+/* fn of n integer (or bool) values broadcast together, as an int64 value. */
+static gb_tensor *gb__tr_int_map(const char *what, gb__tr_int_fn fn, int n, gb_tensor *const *in) {
     int nd;
     int64_t shape[GB_MAX_DIMS];
-    if (gb__tr_broadcast(what, a, b, &nd, shape) != GB_OK) return NULL;
-    gb_tensor *a64 = gb_to_dtype(a, GB_DTYPE_I64), *b64 = gb_to_dtype(b, GB_DTYPE_I64);
-    gb_tensor *ea = a64 ? gb_expand(a64, nd, shape) : NULL, *eb = b64 ? gb_expand(b64, nd, shape) : NULL;
-    gb_tensor *out = ea && eb ? gb_empty(nd, shape, GB_DTYPE_I64) : NULL;
-    if (out && gb_tensor_data(out) && gb_tensor_data(ea) && gb_tensor_data(eb)) {
-        const int64_t *x = gb_tensor_data(ea), *y = gb_tensor_data(eb); /* their strides */
-        int64_t *z = gb_tensor_data(out);                               /* [numel] */
+    gb_tensor *e[3] = {0}, *out = NULL;
+    if (gb__tr_broadcast_n(what, n, in, &nd, shape) != GB_OK) return NULL;
+    for (int i = 0; i < n; i++) {
+        gb_tensor *w = gb_to_dtype(in[i], GB_DTYPE_I64);
+        e[i] = w ? gb_expand(w, nd, shape) : NULL;
+        gb_tensor_free(w);
+        if (!e[i]) goto done;
+    }
+    out = gb_empty(nd, shape, GB_DTYPE_I64);
+    if (out && gb_tensor_data(out)) {
+        int64_t *z = gb_tensor_data(out); /* [numel] */
         for (int64_t i = 0; i < gb_tensor_numel(out); i++) {
-            int64_t p = x[gb__tr_offset_of(i, nd, shape, gb_tensor_strides(ea))];
-            int64_t q = y[gb__tr_offset_of(i, nd, shape, gb_tensor_strides(eb))];
-            z[i] = op == GB_TRACE_OP_ADD ? (int64_t)((uint64_t)p + (uint64_t)q) /* wraps, as torch */
-                   : op == GB_TRACE_OP_SUB ? (int64_t)((uint64_t)p - (uint64_t)q)
-                                           : (int64_t)((uint64_t)p * (uint64_t)q);
+            int64_t v[3];
+            for (int k = 0; k < n; k++)
+                v[k] = ((const int64_t *)gb_tensor_data(e[k]))[gb__tr_offset_of(i, nd, shape, gb_tensor_strides(e[k]))];
+            z[i] = gb__tr_int_apply(fn, v);
         }
     }
-    gb_tensor_free(a64), gb_tensor_free(b64), gb_tensor_free(ea), gb_tensor_free(eb);
+done:
+    for (int i = 0; i < 3; i++) gb_tensor_free(e[i]);
     return out;
+}
+
+/* Integer powers: a Python int exponent (a 0-dim value) may not be
+ * negative, as in PyTorch; a tensor of exponents follows torch's rule
+ * (1, -1 or 0). */
+static gb_tensor *gb__tr_int_pow_values(gb_tensor *a, gb_tensor *b) {
+    double e;
+    if (gb_tensor_ndim(b) == 0 && gb_tensor_data(b) && gb_item(b, &e) == GB_OK && e < 0) {
+        char shape[160];
+        gb__shape_str(shape, sizeof shape, gb_tensor_ndim(a), gb_tensor_shape(a));
+        return gb__fail_null(GB_ERR_ARG, "pow: Integers to negative integer powers are not allowed (base %s, exponent "
+                             "%lld); use .float()", shape, (long long)e);
+    }
+    return gb__tr_int_map("pow", GB__INT_POW, 2, (gb_tensor *[]){a, b});
 }
 
 gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
     bool fa = gb__tr_is_floating(gb_tensor_dtype(a)), fb = gb__tr_is_floating(gb_tensor_dtype(b));
-    if (!fa && !fb && (op == GB_TRACE_OP_ADD || op == GB_TRACE_OP_SUB || op == GB_TRACE_OP_MUL))
-        return gb__tr_int_arith(op, a, b);
+    if (!fa && !fb && op != GB_TRACE_OP_DIV) { /* integers stay integers, exactly */
+        if (op == GB_TRACE_OP_MATMUL) {
+            gb_tensor *x = gb_to_dtype(a, GB_DTYPE_I64), *y = x ? gb_to_dtype(b, GB_DTYPE_I64) : NULL;
+            gb_tensor *r = y ? gb_matmul(x, y) : NULL;
+            gb_tensor_free(x), gb_tensor_free(y);
+            return r;
+        }
+        gb__tr_int_fn fn = op == GB_TRACE_OP_ADD ? GB__INT_ADD : op == GB_TRACE_OP_SUB ? GB__INT_SUB : GB__INT_MUL;
+        return gb__tr_int_map(gb__tr_trace_op_names[op], fn, 2, (gb_tensor *[]){a, b});
+    }
     /* A float meets an integer (or / divides integers): the integers become
      * float32. Float operands stay as they are (matmul reads f16/bf16 weights). */
     gb_tensor *x = fa ? gb_tensor_ref(a) : gb__tr_f32(a), *y = fb ? gb_tensor_ref(b) : gb__tr_f32(b), *r = NULL;
@@ -84,12 +137,29 @@ gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
     return r;
 }
 
+/* Functions PyTorch does not compute on integers (softmax, log_softmax,
+ * norm, cross_entropy, cosine_similarity): refused with what it says. */
+static gb_tensor *gb__tr_not_for_ints(const char *what, const gb_tensor *x) {
+    char shape[160];
+    gb__shape_str(shape, sizeof shape, gb_tensor_ndim(x), gb_tensor_shape(x));
+    return gb__fail_null(GB_ERR_DTYPE, "%s: not implemented for '%s' (input %s), as in PyTorch; convert it first with "
+                         ".float()", what, gb_tensor_dtype(x) == GB_DTYPE_BOOL ? "Bool" : "Long", shape);
+}
+
+/* x as float32 (floats) or int64 (integers and bools): the two dtypes the
+ * tensor layer computes in. */
+static gb_tensor *gb__tr_f32_or_i64(gb_tensor *x) {
+    return gb_to_dtype(x, gb__tr_is_floating(gb_tensor_dtype(x)) ? GB_DTYPE_F32 : GB_DTYPE_I64);
+}
+
 gb_tensor *gb__tr_reduce(const gb_val *v, gb_tensor *x) {
     int dim = v->u.dim.dim;
     bool keepdim = v->u.dim.keepdim;
     if (v->op == GB_TRACE_OP_ARGMAX) return gb_argmax(x, dim, keepdim); /* any dtype */
-    bool ints = !gb__tr_is_floating(gb_tensor_dtype(x));
-    gb_tensor *a = gb__tr_f32(x), *r = NULL;
+    if (v->op == GB_TRACE_OP_SOFTMAX && !gb__tr_is_floating(gb_tensor_dtype(x))) return gb__tr_not_for_ints("softmax", x);
+    /* integer sums and maxima are int64, exact; a mean of integers the
+     * tensor layer refuses as PyTorch does */
+    gb_tensor *a = gb__tr_f32_or_i64(x), *r = NULL;
     if (!a) return NULL;
     switch (v->op) {
     case GB_TRACE_OP_SUM: r = gb_sum(a, dim, keepdim); break;
@@ -99,12 +169,6 @@ gb_tensor *gb__tr_reduce(const gb_val *v, gb_tensor *x) {
     default: r = gb_softmax(a, dim); break;
     }
     gb_tensor_free(a);
-    /* an integer sum or max is an integer (exact below 2^24) */
-    if (r && ints && (v->op == GB_TRACE_OP_SUM || v->op == GB_TRACE_OP_SUM_ALL || v->op == GB_TRACE_OP_MAX)) {
-        gb_tensor *i = gb_to_dtype(r, GB_DTYPE_I64);
-        gb_tensor_free(r);
-        r = i;
-    }
     return r;
 }
 
@@ -120,13 +184,6 @@ static gb_tensor *gb__tr_sum_over(gb_tensor *x, const gb_fn_params *p, bool mean
     int dims[GB_MAX_DIMS];
     gb__tr_dims(p, dims);
     return mean ? gb_mean_dims(x, p->n, dims, p->keepdim) : gb_sum_dims(x, p->n, dims, p->keepdim);
-}
-
-/* sqrt(sum(x * x)) over p's dims. */
-static gb_tensor *gb__tr_norm(gb_tensor *x, const gb_fn_params *p) {
-    gb_tensor *sq = gb_mul(x, x), *s = sq ? gb__tr_sum_over(sq, p, false) : NULL, *r = s ? gb_sqrt(s) : NULL;
-    gb_tensor_free(sq), gb_tensor_free(s);
-    return r;
 }
 
 /* torch's cosine_similarity: sum(a b) / sqrt(max(sum(a a) sum(b b), eps^2))
@@ -152,14 +209,19 @@ static gb_tensor *gb__tr_squeeze_all(gb_tensor *x) {
     return gb_reshape(x, nd, shape);
 }
 
-/* cat/stack of values of several dtypes: PyTorch promotes them to one. */
+/* cat/stack of values of several dtypes: PyTorch promotes them to one
+ * (float32 when any is a float, else int64). */
 static gb_status gb__tr_join(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     gb_tensor *ts[GB__MAX_ARGS] = {0};
-    bool same = true;
-    for (int i = 1; i < v->nargs; i++) same &= gb_tensor_dtype(x[i]) == gb_tensor_dtype(x[0]);
+    bool same = true, floats = false;
+    for (int i = 0; i < v->nargs; i++) {
+        same &= gb_tensor_dtype(x[i]) == gb_tensor_dtype(x[0]);
+        floats |= gb__tr_is_floating(gb_tensor_dtype(x[i]));
+    }
     gb_status st = GB_OK;
     for (int i = 0; i < v->nargs && st == GB_OK; i++)
-        if (!(ts[i] = same ? gb_tensor_ref(x[i]) : gb__tr_f32(x[i]))) st = gb_last_status();
+        if (!(ts[i] = same ? gb_tensor_ref(x[i]) : gb_to_dtype(x[i], floats ? GB_DTYPE_F32 : GB_DTYPE_I64)))
+            st = gb_last_status();
     int dim = (int)v->u.fn.p->i[0];
     gb_tensor *r = st != GB_OK ? NULL
                    : v->u.fn.fn == GB_TRACE_FN_CAT ? gb_cat(v->nargs, ts, dim)
@@ -173,6 +235,11 @@ static gb_status gb__tr_join(const gb_val *v, gb_tensor *const *x, gb_values *ou
  * PyTorch's float functions do. */
 static gb_tensor *gb__tr_float_fn(const gb_val *v, gb_tensor *const *x) {
     const gb_fn_params *p = v->u.fn.p;
+    gb_trace_fn f = v->u.fn.fn;
+    bool ints = !gb__tr_is_floating(gb_tensor_dtype(x[0])) && (v->nargs < 2 || !gb__tr_is_floating(gb_tensor_dtype(x[1])));
+    if (ints && (f == GB_TRACE_FN_LOG_SOFTMAX || f == GB_TRACE_FN_NORM || f == GB_TRACE_FN_COSINE_SIMILARITY))
+        return gb__tr_not_for_ints(gb_trace_fn_name(f), x[0]);
+    if (ints && f == GB_TRACE_FN_POW) return gb__tr_int_pow_values(x[0], x[1]);
     gb_tensor *a = gb__tr_f32(x[0]), *b = v->nargs > 1 && a ? gb__tr_f32(x[1]) : NULL, *r = NULL;
     if (!a || (v->nargs > 1 && !b)) goto done;
     switch (v->u.fn.fn) {
@@ -181,8 +248,12 @@ static gb_tensor *gb__tr_float_fn(const gb_val *v, gb_tensor *const *x) {
     case GB_TRACE_FN_SQRT: r = gb_sqrt(a); break;
     case GB_TRACE_FN_POW: r = gb_pow(a, b); break;
     case GB_TRACE_FN_LOG_SOFTMAX: r = gb_log_softmax(a, (int)p->i[0]); break;
-    case GB_TRACE_FN_NORM: r = gb__tr_norm(a, p); break;
-    case GB_TRACE_FN_MEAN: r = gb__tr_sum_over(a, p, true); break;
+    case GB_TRACE_FN_NORM: {
+        int dims[GB_MAX_DIMS];
+        gb__tr_dims(p, dims);
+        r = gb_norm(a, p->x, p->n, dims, p->keepdim);
+        break;
+    }
     case GB_TRACE_FN_COSINE_SIMILARITY: r = gb__tr_cosine(a, b, p->n ? (int)p->i[0] : 1, p->x); break;
     default: gb__fail(GB_ERR_ARG, "%s: not a float function", gb_trace_fn_name(v->u.fn.fn)); break;
     }
@@ -196,6 +267,7 @@ static gb_tensor *gb__tr_cross_entropy(gb_tensor *logits, gb_tensor *targets) {
     if (gb_tensor_dtype(targets) != GB_DTYPE_I64 && gb_tensor_dtype(targets) != GB_DTYPE_I32)
         return gb__fail_null(GB_ERR_DTYPE, "cross_entropy: expected the targets to be class indices (int64), got %s; "
                                            "use .long()", gb_dtype_name(gb_tensor_dtype(targets)));
+    if (!gb__tr_is_floating(gb_tensor_dtype(logits))) return gb__tr_not_for_ints("cross_entropy", logits);
     gb_tensor *l = gb__tr_f32(logits);
     if (!l) return NULL;
     gb_tensor *r;
@@ -214,14 +286,27 @@ static gb_tensor *gb__tr_where(gb_tensor *c, gb_tensor *a, gb_tensor *b) {
     if (gb_tensor_dtype(c) != GB_DTYPE_BOOL)
         return gb__fail_null(GB_ERR_DTYPE, "where: expected condition to be a boolean tensor, but got a tensor with "
                                            "dtype %s", gb_dtype_name(gb_tensor_dtype(c)));
-    bool ints = !gb__tr_is_floating(gb_tensor_dtype(a)) && !gb__tr_is_floating(gb_tensor_dtype(b));
+    if (!gb__tr_is_floating(gb_tensor_dtype(a)) && !gb__tr_is_floating(gb_tensor_dtype(b))) /* integers chosen exactly */
+        return gb__tr_int_map("where", GB__INT_WHERE, 3, (gb_tensor *[]){c, a, b});
     gb_tensor *x = gb__tr_f32(a), *y = x ? gb__tr_f32(b) : NULL, *r = y ? gb_where(c, x, y) : NULL;
     gb_tensor_free(x), gb_tensor_free(y);
-    if (r && ints) { /* two integer values choose integers (exact below 2^24) */
-        gb_tensor *i = gb_to_dtype(r, GB_DTYPE_I64);
-        gb_tensor_free(r);
-        r = i;
-    }
+    return r;
+}
+
+/* A comparison in PyTorch's common dtype: an integer meeting a float is
+ * compared as float32 (2^24 + 1 equals 2^24.0 there), two integers exactly. */
+static gb_tensor *gb__tr_compare(gb_trace_fn fn, gb_tensor *a, gb_tensor *b) {
+    bool fa = gb__tr_is_floating(gb_tensor_dtype(a)), fb = gb__tr_is_floating(gb_tensor_dtype(b));
+    gb_tensor *x = fa == fb ? gb_tensor_ref(a) : gb__tr_f32(a), *y = fa == fb ? gb_tensor_ref(b) : gb__tr_f32(b), *r = NULL;
+    if (x && y) switch (fn) {
+        case GB_TRACE_FN_EQ: r = gb_eq(x, y); break;
+        case GB_TRACE_FN_NE: r = gb_ne(x, y); break;
+        case GB_TRACE_FN_LT: r = gb_lt(x, y); break;
+        case GB_TRACE_FN_LE: r = gb_le(x, y); break;
+        case GB_TRACE_FN_GT: r = gb_gt(x, y); break;
+        default: r = gb_ge(x, y); break;
+        }
+    gb_tensor_free(x), gb_tensor_free(y);
     return r;
 }
 
@@ -229,13 +314,15 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     const gb_fn_params *p = v->u.fn.p;
     gb_tensor *r = NULL;
     switch (v->u.fn.fn) {
-    case GB_TRACE_FN_ABS: {
-        gb_tensor *a = gb__tr_f32(x[0]), *f = a ? gb_abs(a) : NULL;
-        /* integers stay integers (exact below 2^24) */
-        r = f && !gb__tr_is_floating(gb_tensor_dtype(x[0])) ? gb_to_dtype(f, GB_DTYPE_I64) : gb_tensor_ref(f);
-        gb_tensor_free(a), gb_tensor_free(f);
+    case GB_TRACE_FN_ABS:
+        if (!gb__tr_is_floating(gb_tensor_dtype(x[0]))) { /* integers stay integers, exactly */
+            r = gb__tr_int_map("abs", GB__INT_ABS, 1, x);
+        } else {
+            gb_tensor *a = gb__tr_f32(x[0]);
+            r = a ? gb_abs(a) : NULL;
+            gb_tensor_free(a);
+        }
         break;
-    }
     case GB_TRACE_FN_FLOAT: r = gb_to_dtype(x[0], GB_DTYPE_F32); break;
     case GB_TRACE_FN_LONG: r = gb_to_dtype(x[0], GB_DTYPE_I64); break;
     case GB_TRACE_FN_ITEM:
@@ -253,18 +340,14 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
         break;
     }
     case GB_TRACE_FN_SUM:
-        if (gb__tr_is_floating(gb_tensor_dtype(x[0]))) {
-            gb_tensor *a = gb__tr_f32(x[0]);
-            r = a ? gb__tr_sum_over(a, p, false) : NULL;
-            gb_tensor_free(a);
-        } else { /* an integer sum is an integer (exact below 2^24) */
-            gb_tensor *a = gb__tr_f32(x[0]), *s = a ? gb__tr_sum_over(a, p, false) : NULL;
-            r = s ? gb_to_dtype(s, GB_DTYPE_I64) : NULL;
-            gb_tensor_free(a), gb_tensor_free(s);
-        }
+    case GB_TRACE_FN_MEAN: { /* an integer sum is int64, exact; an integer mean is refused, as in PyTorch */
+        gb_tensor *a = gb__tr_f32_or_i64(x[0]);
+        r = a ? gb__tr_sum_over(a, p, v->u.fn.fn == GB_TRACE_FN_MEAN) : NULL;
+        gb_tensor_free(a);
         break;
+    }
     case GB_TRACE_FN_TOPK: {
-        gb_tensor *a = gb__tr_f32(x[0]), *vals = NULL, *idx = NULL;
+        gb_tensor *a = gb__tr_f32_or_i64(x[0]), *vals = NULL, *idx = NULL;
         gb_status st = a ? gb_topk(a, p->i[0], (int)p->i[1], &vals, &idx) : gb_last_status();
         gb_tensor_free(a);
         if (st != GB_OK) return st;
@@ -288,12 +371,12 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     case GB_TRACE_FN_SQUEEZE: r = p->n ? gb_squeeze(x[0], (int)p->i[0]) : gb__tr_squeeze_all(x[0]); break;
     case GB_TRACE_FN_CAT:
     case GB_TRACE_FN_STACK: return gb__tr_join(v, x, out);
-    case GB_TRACE_FN_EQ: r = gb_eq(x[0], x[1]); break;
-    case GB_TRACE_FN_NE: r = gb_ne(x[0], x[1]); break;
-    case GB_TRACE_FN_LT: r = gb_lt(x[0], x[1]); break;
-    case GB_TRACE_FN_LE: r = gb_le(x[0], x[1]); break;
-    case GB_TRACE_FN_GT: r = gb_gt(x[0], x[1]); break;
-    case GB_TRACE_FN_GE: r = gb_ge(x[0], x[1]); break;
+    case GB_TRACE_FN_EQ:
+    case GB_TRACE_FN_NE:
+    case GB_TRACE_FN_LT:
+    case GB_TRACE_FN_LE:
+    case GB_TRACE_FN_GT:
+    case GB_TRACE_FN_GE: r = gb__tr_compare(v->u.fn.fn, x[0], x[1]); break;
     case GB_TRACE_FN_WHERE: r = gb__tr_where(x[0], x[1], x[2]); break;
     case GB_TRACE_FN_CROSS_ENTROPY: r = gb__tr_cross_entropy(x[0], x[1]); break;
     default: r = gb__tr_float_fn(v, x); break;

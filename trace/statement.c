@@ -2,6 +2,9 @@
  * same functions as the C API (so a statement and its C spelling build the
  * same nodes, and the graph stays plain data).
  *
+ *   text      := line ('\n' line)*    blank lines and # comments dropped
+ *   line      := statement | header ':' (statement | NEWLINE indented lines)
+ *   header    := 'if' expr | 'elif' expr | 'else' | 'with tracer.cond(' expr ')'
  *   statement := name '=' expr | target '=' expr | expr
  *   target    := chain ending in .output/.input/.grad, [index] or a tuple pick
  *   expr      := sum [('==' | '!=' | '<=' | '>=' | '<' | '>') sum]
@@ -23,23 +26,33 @@
  *
  * Methods: save, clone, sum, mean, max, argmax, softmax, the functions of
  * GB_TRACE_FN_LIST (PyTorch's argument names), stop, backward,
- * requires_grad_. A statement is parsed
- * twice: once to check its syntax without building anything, then to build
- * its nodes, so a syntax error leaves the graph untouched. */
+ * requires_grad_. A text is parsed
+ * twice: once to check its syntax without building anything (names its
+ * earlier lines bind are remembered), then to build its nodes, so a syntax
+ * error on any line leaves the graph untouched. A block's lines are split
+ * first (gb__tr_split), each parsed on its own by the expression parser;
+ * gb__tr_lines_block walks their indentation, Python's way. */
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stb/stb_ds.h>
 #include <string.h>
 
 #include "trace_impl.h"
 
 typedef struct gb__tr_parser {
     gb_trace *tr;
-    const char *text, *p; /* the statement, the cursor */
+    const char *text, *p; /* the line being parsed (without its indentation), the cursor */
+    int col0;             /* columns of indentation before text, for errors */
     const char *site;
-    int line;
+    int line;             /* the current line's number, for nodes and errors */
+    const char *quote;    /* the current line as written, for errors */
+    size_t quote_len;
     bool build;           /* false: check syntax only */
     int depth;            /* nesting of unary minus, parentheses and calls */
+    int open_ifs;         /* gb_if calls not yet ended */
+    char (*dry_names)[64]; /* stb_ds: names bound so far while checking syntax */
+    gb_val *last;         /* the last statement's value */
     gb_status st;
     char error[600];
 } gb__tr_parser;
@@ -58,9 +71,14 @@ static gb_val *gb__tr_syntax(gb__tr_parser *ps, const char *fmt, const char *wha
         ps->st = GB_ERR_ARG;
         snprintf(ps->error, sizeof ps->error, fmt, what);
         size_t n = strlen(ps->error);
-        snprintf(ps->error + n, sizeof ps->error - n, " at column %d", (int)(ps->p - ps->text) + 1);
+        snprintf(ps->error + n, sizeof ps->error - n, " at column %d", ps->col0 + (int)(ps->p - ps->text) + 1);
     }
     return NULL;
+}
+
+/* Nodes built from here on point at column `at` of the line in run errors. */
+static void gb__tr_col(gb__tr_parser *ps, const char *at) {
+    if (ps->build) gb__tr_trace_set_column(ps->tr, ps->col0 + (int)(at - ps->text) + 1);
 }
 
 static void gb__tr_skip_space(gb__tr_parser *ps) {
@@ -92,6 +110,15 @@ static size_t gb__tr_ident_len(gb__tr_parser *ps) {
 
 static bool gb__tr_is_word(const char *s, size_t n, const char *word) { return strlen(word) == n && !strncmp(s, word, n); }
 
+/* The value a name is bound to: by the trace, or, while a block is only
+ * checked for syntax, by one of its earlier lines (a dry value). */
+static gb_val *gb__tr_name(gb__tr_parser *ps, const char *name, size_t len) {
+    gb_val *v = gb__tr_trace_name(ps->tr, name, len);
+    for (ptrdiff_t i = 0; !v && !ps->build && i < arrlen(ps->dry_names); i++)
+        if (gb__tr_is_word(name, len, ps->dry_names[i])) v = gb__tr_dry;
+    return v;
+}
+
 /* The text between brackets, cursor after '[': copied out, nesting allowed. */
 static char *gb__tr_bracket_text(gb__tr_parser *ps) {
     const char *start = ps->p;
@@ -120,9 +147,11 @@ static gb_val *gb__tr_number(gb__tr_parser *ps) {
     if (end == ps->p) return gb__tr_syntax(ps, "%s", "expected a number");
     bool integral = !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p)) &&
                     !memchr(ps->p, 'E', (size_t)(end - ps->p)) && fabs(x) < 9.2e18;
+    int64_t ix = integral ? strtoll(ps->p, NULL, 10) : 0; /* exact past 2^53, where the double is not */
+    gb__tr_col(ps, ps->p);
     ps->p = end;
     if (!ps->build) return gb__tr_dry;
-    return integral ? gb_scalar_i64_at(ps->tr, (int64_t)x, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
+    return integral ? gb_scalar_i64_at(ps->tr, ix, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
 }
 
 /* ---- call arguments ------------------------------------------------------- */
@@ -136,6 +165,7 @@ typedef struct gb__tr_arg {
     enum { GB__ARG_VALUE, GB__ARG_NUMBER, GB__ARG_INTS, GB__ARG_BOOL, GB__ARG_NONE, GB__ARG_LIST } kind;
     gb_val *v;              /* VALUE */
     double x;               /* NUMBER */
+    int64_t ix;             /* NUMBER, integral: exactly */
     const char *at;         /* NUMBER: its text, made a constant if used as a value */
     bool integral;          /* NUMBER */
     int n;                  /* INTS, LIST */
@@ -184,8 +214,33 @@ static bool gb__tr_literal_number(gb__tr_parser *ps, gb__tr_arg *a) {
     a->x = x;
     a->at = ps->p;
     a->integral = x == floor(x) && !memchr(ps->p, '.', (size_t)(end - ps->p)) && !memchr(ps->p, 'e', (size_t)(end - ps->p));
+    a->ix = a->integral && fabs(x) < 9.2e18 ? strtoll(ps->p, NULL, 10) : 0;
     ps->p = end;
     return true;
+}
+
+/* Spellings of the numbers a norm's order takes beyond literals, ending
+ * the argument: infinities, and 'fro' (the 2-norm of a vector). */
+static bool gb__tr_special_number(gb__tr_parser *ps, gb__tr_arg *a) {
+    static const struct {
+        const char *text;
+        double x;
+    } specials[] = {{"float('inf')", INFINITY}, {"float(\"inf\")", INFINITY}, {"float('-inf')", -INFINITY},
+                    {"float(\"-inf\")", -INFINITY}, {"torch.inf", INFINITY}, {"math.inf", INFINITY},
+                    {"-torch.inf", -INFINITY}, {"-math.inf", -INFINITY}, {"'fro'", 2}, {"\"fro\"", 2}};
+    for (size_t i = 0; i < sizeof specials / sizeof *specials; i++) {
+        size_t n = strlen(specials[i].text);
+        if (strncmp(ps->p, specials[i].text, n)) continue;
+        const char *q = ps->p + n;
+        while (isspace((unsigned char)*q)) q++;
+        if (*q != ',' && *q != ')') continue;
+        a->kind = GB__ARG_NUMBER;
+        a->x = specials[i].x;
+        a->at = ps->p;
+        ps->p += n;
+        return true;
+    }
+    return false;
 }
 
 /* Arguments up to the closing ')' (the cursor after '('). */
@@ -221,7 +276,8 @@ static bool gb__tr_parse_args(gb__tr_parser *ps, gb__tr_args *args) {
                 if (a->n == GB__MAX_ARGS) return gb__tr_syntax(ps, "%s", "too many values in a list (8 at most)"), false;
                 if (!(a->list[a->n++] = gb__tr_expr(ps))) return false;
             }
-        } else if (!(*ps->p == '(' && gb__tr_int_tuple(ps, a)) && !gb__tr_literal_number(ps, a)) {
+        } else if (!(*ps->p == '(' && gb__tr_int_tuple(ps, a)) && !gb__tr_literal_number(ps, a) &&
+                   !gb__tr_special_number(ps, a)) {
             a->kind = GB__ARG_VALUE;
             if (!(a->v = gb__tr_expr(ps))) return false;
         }
@@ -264,7 +320,7 @@ static bool gb__tr_int_arg(gb__tr_parser *ps, gb__tr_args *args, int pos, const 
     *out = def;
     if (!a) return true;
     if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__tr_syntax(ps, "%s must be an integer", kw), false;
-    *out = (int64_t)a->x;
+    *out = a->ix;
     return true;
 }
 
@@ -274,7 +330,7 @@ static gb_val *gb__tr_arg_value(gb__tr_parser *ps, gb__tr_arg *a) {
     if (a->kind == GB__ARG_VALUE) return a->v;
     if (a->kind != GB__ARG_NUMBER) return gb__tr_syntax(ps, "%s", "expected a value or a number");
     if (!ps->build) return gb__tr_dry;
-    return a->integral ? gb_scalar_i64_at(ps->tr, (int64_t)a->x, ps->site, ps->line)
+    return a->integral ? gb_scalar_i64_at(ps->tr, a->ix, ps->site, ps->line)
                        : gb_scalar_at(ps->tr, (float)a->x, ps->site, ps->line);
 }
 
@@ -293,7 +349,7 @@ static bool gb__tr_dims_arg(gb__tr_parser *ps, gb__tr_args *args, int pos, gb_fn
     }
     if (a->kind != GB__ARG_NUMBER || !a->integral) return gb__tr_syntax(ps, "%s", "dim must be an integer or a tuple of integers"), false;
     p->n = 1;
-    p->i[0] = (int64_t)a->x;
+    p->i[0] = a->ix;
     return true;
 }
 
@@ -318,7 +374,7 @@ static bool gb__tr_shape_args(gb__tr_parser *ps, gb__tr_args *args, gb_fn_params
         gb__tr_arg *a = &args->a[i];
         if (a->kw || a->kind != GB__ARG_NUMBER || !a->integral || i == GB_MAX_DIMS)
             return gb__tr_syntax(ps, "%s", "expected integers, or one tuple of integers"), false;
-        p->i[p->n++] = (int64_t)a->x;
+        p->i[p->n++] = a->ix;
     }
     return true;
 }
@@ -410,9 +466,10 @@ static gb_val *gb__tr_method_call(gb__tr_parser *ps, gb_val *v, const char *name
         if (!gb__tr_args_fit(ps, args, (const char *[]){"p", "dim", "keepdim"}, 3, "p, dim, keepdim") ||
             !gb__tr_dims_arg(ps, args, 1, &p, &tuple) || !gb__tr_keepdim_arg(ps, args, 2, &keepdim))
             return NULL;
-        if (pa && pa->kind != GB__ARG_NONE && !(pa->kind == GB__ARG_NUMBER && pa->x == 2))
-            return gb__tr_syntax(ps, "%s", "only the 2-norm (p=2) is supported");
+        if (pa && pa->kind != GB__ARG_NONE && pa->kind != GB__ARG_NUMBER)
+            return gb__tr_syntax(ps, "%s", "p is a number, float('inf'), float('-inf') or 'fro'");
         p.keepdim = keepdim;
+        p.x = pa && pa->kind == GB__ARG_NUMBER ? pa->x : 2;
         break;
     }
     case GB_TRACE_FN_TOPK:
@@ -447,19 +504,22 @@ static gb_val *gb__tr_method_call(gb__tr_parser *ps, gb_val *v, const char *name
     return gb_val_fn_at(fn, nvals, vals, &p, site, line);
 }
 
-/* A method call on v (the cursor after the method name and '('). */
-static gb_val *gb__tr_method(gb__tr_parser *ps, gb_val *v, const char *name, size_t len) {
+/* A method call on v (the cursor after the method name and '('); its
+ * nodes point at `at`, the '.' before the name. */
+static gb_val *gb__tr_method(gb__tr_parser *ps, gb_val *v, const char *name, size_t len, const char *at) {
     gb__tr_args args;
     if (!gb__tr_parse_args(ps, &args)) return NULL;
+    gb__tr_col(ps, at);
     return gb__tr_method_call(ps, v, name, len, &args);
 }
 
 /* torch.name(...), F.name(...), torch.nn.functional.name(...): the
  * functions of several values, or a method with its value first. The
  * cursor after '('. */
-static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len) {
+static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len, const char *at) {
     gb__tr_args args;
     if (!gb__tr_parse_args(ps, &args)) return NULL;
+    gb__tr_col(ps, at);
     gb_trace_fn fn = gb_trace_fn_find(name, len);
     gb_fn_params p = {0};
     if (fn == GB_TRACE_FN_CAT || fn == GB_TRACE_FN_STACK) {
@@ -497,6 +557,11 @@ static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len) 
     gb_val *self = args.a[0].v;
     args.n--;
     memmove(args.a, args.a + 1, sizeof *args.a * (size_t)args.n);
+    if (gb__tr_is_word(name, len, "vector_norm")) { /* torch.linalg.vector_norm(x, ord, dim, keepdim) is x.norm(p, ...) */
+        for (int i = 0; i < args.n; i++)
+            if (args.a[i].kw && gb__tr_is_word(args.a[i].kw, args.a[i].kwlen, "ord")) args.a[i].kw = "p", args.a[i].kwlen = 1;
+        name = "norm", len = 4;
+    }
     return gb__tr_method_call(ps, self, name, len, &args);
 }
 
@@ -515,6 +580,7 @@ typedef struct gb__tr_lvalue {
 static gb_val *gb__tr_steps(gb__tr_parser *ps, gb_val *v, bool assignable, gb__tr_lvalue *lv) {
     for (;;) {
         gb__tr_skip_space(ps);
+        if (*ps->p == '[' || *ps->p == '.') gb__tr_col(ps, ps->p); /* the step's */
         if (gb__tr_accept(ps, '[')) {
             char *idx = gb__tr_bracket_text(ps);
             if (!idx) return NULL;
@@ -544,7 +610,7 @@ static gb_val *gb__tr_steps(gb__tr_parser *ps, gb_val *v, bool assignable, gb__t
                 v = ps->build ? gb_val_index_at(v, name[0] == 'v' ? "[0]" : "[1]", ps->site, ps->line) : gb__tr_dry;
                 assignable = false;
             } else if (n && gb__tr_accept(ps, '(')) {
-                v = gb__tr_method(ps, v, name, n);
+                v = gb__tr_method(ps, v, name, n, name - 1);
                 assignable = false;
             } else {
                 ps->p = name;
@@ -570,8 +636,9 @@ static bool gb__tr_has_child(const gb_module *m, const char *name) {
  * indexes a ModuleList) up to .output/.input/.skip(...), then steps. */
 static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
     size_t len = gb__tr_ident_len(ps);
+    const char *chain_at = ps->p; /* getters and module calls point here */
     if (!len) return gb__tr_syntax(ps, "%s", "expected a module path, a name or a number");
-    gb_val *named = gb__tr_is_word(ps->p, len, "model") ? NULL : gb__tr_trace_name(ps->tr, ps->p, len);
+    gb_val *named = gb__tr_is_word(ps->p, len, "model") ? NULL : gb__tr_name(ps, ps->p, len);
     char path[512] = "";
     size_t plen = 0;
     if (named) {
@@ -611,6 +678,7 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
                 if (!(vals[n++] = gb__tr_arg_value(ps, &args.a[i]))) return NULL;
             }
             if (n == 0) return gb__tr_syntax(ps, "%s", "a module call needs a value");
+            gb__tr_col(ps, chain_at);
             gb_val *v = ps->build ? gb_call_hooked_at(ps->tr, path, n, vals, hook, ps->site, ps->line) : gb__tr_dry;
             return v ? gb__tr_steps(ps, v, false, lv) : NULL;
         }
@@ -640,12 +708,14 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
                 if (!gb__tr_is_word(name, n, points[i])) continue;
                 plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%.*s", plen ? "." : "", (int)n, name);
                 if (plen >= sizeof path) return gb__tr_syntax(ps, "%s", "module path too long");
+                gb__tr_col(ps, chain_at);
                 gb_val *v = ps->build ? gb_getter_at(ps->tr, path, GB_TRACE_OP_POINT, call, ps->site, ps->line)
                                       : gb__tr_dry;
                 return v ? gb__tr_steps(ps, v, true, lv) : NULL;
             }
             if (gb__tr_is_word(name, n, "output") || gb__tr_is_word(name, n, "input")) {
                 gb_trace_op op = name[0] == 'o' ? GB_TRACE_OP_OUTPUT : GB_TRACE_OP_INPUT;
+                gb__tr_col(ps, chain_at);
                 gb_val *v = ps->build ? gb_getter_at(ps->tr, path, op, call, ps->site, ps->line) : gb__tr_dry;
                 return v ? gb__tr_steps(ps, v, true, lv) : NULL;
             }
@@ -653,6 +723,7 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
                 gb_val *with = gb__tr_expr(ps);
                 if (!with || !gb__tr_expect(ps, ')')) return NULL;
                 if (lv) return gb__tr_syntax(ps, "%s", "cannot assign to this: assign to .output, .input, .grad or [index]");
+                gb__tr_col(ps, chain_at);
                 return ps->build ? gb_skip_at(ps->tr, path, with, ps->site, ps->line) : gb__tr_dry;
             }
             plen += (size_t)snprintf(path + plen, sizeof path - plen, "%s%.*s", plen ? "." : "", (int)n, name);
@@ -664,7 +735,7 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
 }
 
 /* log("label", expr) and print(...): the cursor after '('. */
-static gb_val *gb__tr_log_call(gb__tr_parser *ps) {
+static gb_val *gb__tr_log_call(gb__tr_parser *ps, const char *at) {
     char label[128] = "";
     gb__tr_skip_space(ps);
     if (*ps->p == '"' || *ps->p == '\'') {
@@ -677,6 +748,7 @@ static gb_val *gb__tr_log_call(gb__tr_parser *ps) {
     }
     gb_val *v = gb__tr_expr(ps);
     if (!v || !gb__tr_expect(ps, ')')) return NULL;
+    gb__tr_col(ps, at);
     return ps->build ? gb_trace_log_at(label, v, ps->site, ps->line) : gb__tr_dry;
 }
 
@@ -689,10 +761,11 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
     }
     size_t len = gb__tr_ident_len(ps);
     if ((gb__tr_is_word(ps->p, len, "log") || gb__tr_is_word(ps->p, len, "print")) && ps->p[len] == '(') {
+        const char *at = ps->p;
         ps->p += len + 1;
-        return gb__tr_log_call(ps);
+        return gb__tr_log_call(ps, at);
     }
-    static const char *const prefixes[] = {"torch.nn.functional.", "torch.", "F."};
+    static const char *const prefixes[] = {"torch.nn.functional.", "torch.linalg.", "torch.", "F."};
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
         size_t k = strlen(prefixes[i]);
         if (strncmp(ps->p, prefixes[i], k)) continue;
@@ -701,7 +774,7 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
         size_t n = gb__tr_ident_len(ps);
         if (!n || name[n] != '(') return gb__tr_syntax(ps, "%s", "expected a function call, e.g. torch.cat([a, b], dim=0)");
         ps->p = name + n + 1;
-        gb_val *v = gb__tr_function(ps, name, n);
+        gb_val *v = gb__tr_function(ps, name, n, start);
         if (!v && ps->st == GB_ERR_ARG && !strncmp(ps->error, "unknown method", 14)) { /* nnsight's remote error */
             ps->st = GB_OK;
             ps->p = start;
@@ -717,7 +790,7 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
     size_t dotted = len;
     while (len && (ps->p[dotted] == '.' && (isalpha((unsigned char)ps->p[dotted + 1]) || ps->p[dotted + 1] == '_')))
         for (dotted++; isalnum((unsigned char)ps->p[dotted]) || ps->p[dotted] == '_'; dotted++) {}
-    if (len && ps->p[dotted] == '(' && !gb__tr_is_word(ps->p, len, "model") && !gb__tr_trace_name(ps->tr, ps->p, len)) {
+    if (len && ps->p[dotted] == '(' && !gb__tr_is_word(ps->p, len, "model") && !gb__tr_name(ps, ps->p, len)) {
         char first[64];
         snprintf(first, sizeof first, "%.*s", (int)(len < sizeof first ? len : sizeof first - 1), ps->p);
         if (!gb__tr_has_child(gb__tr_trace_model(ps->tr), first)) {
@@ -737,8 +810,10 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
     return gb__tr_chain(ps, NULL);
 }
 
-static gb_val *gb__tr_binary(gb__tr_parser *ps, gb_trace_op op, gb_val *a, gb_val *b) {
+/* a op b, its node pointing at `at` (the operator). */
+static gb_val *gb__tr_binary(gb__tr_parser *ps, gb_trace_op op, gb_val *a, gb_val *b, const char *at) {
     if (!a || !b) return NULL;
+    gb__tr_col(ps, at);
     return ps->build ? gb_val_binary_at(op, a, b, ps->site, ps->line) : gb__tr_dry;
 }
 
@@ -752,12 +827,15 @@ static gb_val *gb__tr_unary(gb__tr_parser *ps) {
     }
     ps->depth++;
     gb_val *v;
+    const char *at = ps->p;
     if (!gb__tr_accept(ps, '-')) {
         v = gb__tr_primary(ps);
     } else {
         v = gb__tr_unary(ps);
-        gb_val *minus = v && ps->build ? gb_scalar_at(ps->tr, -1.0f, ps->site, ps->line) : gb__tr_dry;
-        v = gb__tr_binary(ps, GB_TRACE_OP_MUL, minus, v);
+        /* an int -1: -x keeps x's dtype, integers included, as PyTorch's negation */
+        gb__tr_col(ps, at);
+        gb_val *minus = v && ps->build ? gb_scalar_i64_at(ps->tr, -1, ps->site, ps->line) : gb__tr_dry;
+        v = gb__tr_binary(ps, GB_TRACE_OP_MUL, minus, v, at);
     }
     ps->depth--;
     return v;
@@ -766,21 +844,27 @@ static gb_val *gb__tr_unary(gb__tr_parser *ps) {
 static gb_val *gb__tr_term(gb__tr_parser *ps) {
     gb_val *v = gb__tr_unary(ps);
     for (;;) {
+        gb__tr_skip_space(ps);
+        const char *at = ps->p;
         gb_trace_op op = gb__tr_accept(ps, '*') ? GB_TRACE_OP_MUL
                          : gb__tr_accept(ps, '/') ? GB_TRACE_OP_DIV
                          : gb__tr_accept(ps, '@') ? GB_TRACE_OP_MATMUL
                                                : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
-        v = gb__tr_binary(ps, op, v, gb__tr_unary(ps));
+        gb_val *w = gb__tr_unary(ps);
+        v = gb__tr_binary(ps, op, v, w, at);
     }
 }
 
 static gb_val *gb__tr_sum(gb__tr_parser *ps) {
     gb_val *v = gb__tr_term(ps);
     for (;;) {
+        gb__tr_skip_space(ps);
+        const char *at = ps->p;
         gb_trace_op op = gb__tr_accept(ps, '+') ? GB_TRACE_OP_ADD : gb__tr_accept(ps, '-') ? GB_TRACE_OP_SUB : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
-        v = gb__tr_binary(ps, op, v, gb__tr_term(ps));
+        gb_val *w = gb__tr_term(ps);
+        v = gb__tr_binary(ps, op, v, w, at);
     }
 }
 
@@ -796,9 +880,11 @@ static gb_val *gb__tr_expr(gb__tr_parser *ps) {
     for (size_t i = 0; v && i < sizeof cmps / sizeof *cmps; i++) {
         size_t k = strlen(cmps[i].op);
         if (strncmp(ps->p, cmps[i].op, k)) continue;
+        const char *at = ps->p;
         ps->p += k;
         gb_val *w = gb__tr_sum(ps);
         if (!w) return NULL;
+        gb__tr_col(ps, at);
         if (!ps->build) return gb__tr_dry;
         return gb_val_fn_at(cmps[i].fn, 2, (gb_val *[]){v, w}, &(gb_fn_params){0}, ps->site, ps->line);
     }
@@ -826,32 +912,8 @@ static const char *gb__tr_assignment(const char *s) {
     return NULL;
 }
 
-/* The whole statement: name = expr, target = expr, or an expression. */
-static gb_val *gb__tr_statement(gb__tr_parser *ps);
-
-/* "if cond: statement" and "with tracer.cond(cond): statement": the
- * statement's nodes under gb_if (the cursor after "if" or "cond("). */
-static gb_val *gb__tr_conditional(gb__tr_parser *ps, bool with) {
-    gb_val *cond = gb__tr_expr(ps);
-    if (!cond || (with && !gb__tr_expect(ps, ')')) || !gb__tr_expect(ps, ':')) return NULL;
-    gb_val *c = ps->build ? gb_if_at(ps->tr, cond, ps->site, ps->line) : gb__tr_dry;
-    if (!c) return NULL;
-    gb_val *v = gb__tr_statement(ps);
-    if (ps->build) gb_end_if(ps->tr);
-    return v;
-}
-
+/* A simple statement: name = expr, target = expr, or an expression. */
 static gb_val *gb__tr_statement(gb__tr_parser *ps) {
-    size_t word = gb__tr_ident_len(ps);
-    if (gb__tr_is_word(ps->p, word, "if") && isspace((unsigned char)ps->p[2])) {
-        ps->p += 2;
-        return gb__tr_conditional(ps, false);
-    }
-    static const char with_cond[] = "with tracer.cond(";
-    if (!strncmp(ps->p, with_cond, sizeof with_cond - 1)) {
-        ps->p += sizeof with_cond - 1;
-        return gb__tr_conditional(ps, true);
-    }
     const char *eq = gb__tr_assignment(ps->p);
     if (!eq) return gb__tr_expr(ps);
     /* x op= v: x = x op v (on a name, it rebinds the name) */
@@ -869,15 +931,23 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
         if (len >= sizeof name || gb__tr_is_word(ps->p, len, "model"))
             return gb__tr_syntax(ps, "%s", "cannot assign to this name");
         snprintf(name, sizeof name, "%.*s", (int)len, ps->p);
-        gb_val *old = augmented != GB_TRACE_OP_COUNT ? gb__tr_trace_name(ps->tr, ps->p, len) : NULL;
+        gb_val *old = augmented != GB_TRACE_OP_COUNT ? gb__tr_name(ps, ps->p, len) : NULL;
         if (augmented != GB_TRACE_OP_COUNT && !old) return gb__tr_syntax(ps, "%s", "name is not defined");
         ps->p = eq + 1;
         gb_val *v = gb__tr_expr(ps);
-        if (v && old) v = gb__tr_binary(ps, augmented, old, v);
+        if (v && old) v = gb__tr_binary(ps, augmented, old, v, eq - 1);
         if (v && ps->build && gb__tr_trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
+        if (v && !ps->build) {
+            char entry[64];
+            memcpy(entry, name, sizeof entry);
+            void *slot = GB_ARR_ADDN(ps->dry_names, 1, "statement names");
+            if (!slot) return gb__tr_syntax(ps, "%s", "out of memory");
+            memcpy(slot, entry, sizeof entry);
+        }
         return v;
     }
     gb__tr_lvalue lv = {.end = target_end};
+    const char *target_at = ps->p;
     gb_val *target = gb__tr_chain(ps, &lv);
     gb__tr_skip_space(ps);
     if (target && ps->p != target_end) {
@@ -890,13 +960,16 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
         if (!gb__tr_is_word(ps->p, n, "True") || augmented != GB_TRACE_OP_COUNT)
             return gb__tr_syntax(ps, "%s", "requires_grad can only be set to True");
         ps->p += n;
+        gb__tr_col(ps, target_at);
         return ps->build ? gb_requires_grad_at(lv.base, ps->site, ps->line) : gb__tr_dry;
     }
     gb_val *value = target ? gb__tr_expr(ps) : NULL;
+    gb__tr_col(ps, target_at); /* the set, and a compound assignment's read of the target */
     if (value && augmented != GB_TRACE_OP_COUNT) { /* the target's current value, op, value */
         gb_val *cur = !ps->build ? gb__tr_dry
                       : lv.index ? gb_val_index_at(lv.base, lv.index, ps->site, ps->line) : lv.base;
-        value = cur ? gb__tr_binary(ps, augmented, cur, value) : NULL;
+        value = cur ? gb__tr_binary(ps, augmented, cur, value, eq - 1) : NULL;
+        gb__tr_col(ps, target_at);
     }
     gb_val *r = NULL;
     if (value && ps->build) r = lv.index ? gb_set_index_at(lv.base, lv.index, value, ps->site, ps->line)
@@ -906,30 +979,233 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
     return r;
 }
 
-static gb_val *gb__tr_parse(gb__tr_parser *ps) {
-    ps->p = ps->text;
+/* ---- lines and blocks ---------------------------------------------------- */
+
+/* A line of a statement's text: what the parser reads (its indentation and
+ * comment removed, NUL-terminated) and where it came from. */
+typedef struct gb__tr_line {
+    char *text;
+    int indent; /* columns: a tab moves to the next multiple of 8, as Python */
+    int lead;   /* bytes of indentation, for error columns */
+    int number; /* 0 for the text's first line */
+    const char *raw;
+    size_t rawlen;
+} gb__tr_line;
+
+typedef struct gb__tr_lines {
+    gb__tr_line *v; /* stb_ds */
+    int i;          /* the next line to parse */
+} gb__tr_lines;
+
+static void gb__tr_lines_free(gb__tr_lines *b) {
+    for (ptrdiff_t i = 0; i < arrlen(b->v); i++) free(b->v[i].text);
+    arrfree(b->v);
+}
+
+/* text's lines that hold a statement (blank lines and comments dropped). */
+static gb_status gb__tr_split(const char *text, gb__tr_lines *b) {
+    b->v = NULL, b->i = 0;
+    int number = 0;
+    for (const char *raw = text; raw; number++) {
+        const char *nl = strchr(raw, '\n'), *end = nl ? nl : raw + strlen(raw);
+        gb__tr_line l = {.number = number, .raw = raw, .rawlen = (size_t)(end - raw)};
+        if (l.rawlen && raw[l.rawlen - 1] == '\r') l.rawlen--;
+        const char *q = raw;
+        for (; q < raw + l.rawlen && (*q == ' ' || *q == '\t'); q++) l.indent = *q == '\t' ? (l.indent / 8 + 1) * 8 : l.indent + 1;
+        l.lead = (int)(q - raw);
+        const char *stop = q; /* a comment starts at a '#' outside quotes */
+        for (char quote = 0; stop < raw + l.rawlen && (quote || *stop != '#'); stop++)
+            quote = quote ? (*stop == quote ? 0 : quote) : (*stop == '"' || *stop == '\'') ? *stop : 0;
+        while (stop > q && isspace((unsigned char)stop[-1])) stop--;
+        raw = nl ? nl + 1 : NULL;
+        if (stop == q) continue;
+        if (!(l.text = strndup(q, (size_t)(stop - q))) || !GB_ARR_PUT(b->v, l, "statement lines")) {
+            free(l.text);
+            gb__tr_lines_free(b);
+            return gb__fail(GB_ERR_ALLOC, "statement: out of memory splitting %zu bytes into lines", strlen(text));
+        }
+    }
+    return GB_OK;
+}
+
+/* The parser reads line l from its start. */
+static void gb__tr_at_line(gb__tr_parser *ps, const gb__tr_line *l, int base) {
+    ps->text = ps->p = l->text;
+    ps->col0 = l->lead;
+    ps->line = base + l->number;
+    ps->quote = l->raw, ps->quote_len = l->rawlen;
+}
+
+/* The kinds of line that open a block, by their first word. */
+typedef enum { GB__LINE_SIMPLE, GB__LINE_IF, GB__LINE_ELIF, GB__LINE_ELSE, GB__LINE_WITH } gb__tr_line_kind;
+
+static gb__tr_line_kind gb__tr_kind(const char *t) {
+    static const char with_cond[] = "with tracer.cond(";
+    size_t n = 0;
+    while (isalpha((unsigned char)t[n])) n++;
+    bool sep = t[n] == ' ' || t[n] == '\t' || t[n] == '(';
+    if (gb__tr_is_word(t, n, "if") && sep) return GB__LINE_IF;
+    if (gb__tr_is_word(t, n, "elif") && sep) return GB__LINE_ELIF;
+    if (gb__tr_is_word(t, n, "else") && t[n + strspn(t + n, " \t")] == ':') return GB__LINE_ELSE;
+    if (!strncmp(t, with_cond, sizeof with_cond - 1)) return GB__LINE_WITH;
+    return GB__LINE_SIMPLE;
+}
+
+/* A simple statement from the cursor to the end of its line. */
+static bool gb__tr_simple(gb__tr_parser *ps) {
     gb_val *v = gb__tr_statement(ps);
     gb__tr_skip_space(ps);
-    if (v && *ps->p) return gb__tr_syntax(ps, "unexpected '%.1s'", ps->p);
-    return v;
+    if (v && *ps->p) v = gb__tr_syntax(ps, "unexpected '%.1s'", ps->p);
+    if (v) ps->last = v;
+    return v != NULL;
+}
+
+static bool gb__tr_lines_block(gb__tr_parser *ps, gb__tr_lines *b, int base, int indent, int depth);
+
+/* A conditional's body under cond (NULL: none, an else's), the cursor
+ * after the header's ':': the rest of the line ("if c: x = 1"), or the
+ * indented lines that follow it. */
+static bool gb__tr_body(gb__tr_parser *ps, gb__tr_lines *b, int base, gb_val *cond, const char *what, int depth) {
+    const gb__tr_line *head = &b->v[b->i];
+    gb__tr_skip_space(ps);
+    bool inline_body = *ps->p != 0;
+    if (!inline_body && (b->i + 1 >= arrlen(b->v) || b->v[b->i + 1].indent <= head->indent)) {
+        ps->p += strlen(ps->p);
+        char msg[96];
+        snprintf(msg, sizeof msg, "expected an indented block after '%s' statement on line %d", what, base + head->number);
+        return gb__tr_syntax(ps, "%s", msg), false;
+    }
+    if (cond && ps->build) {
+        gb__tr_col(ps, ps->text);
+        if (!gb_if_at(ps->tr, cond, ps->site, ps->line)) return false;
+        ps->open_ifs++;
+    }
+    bool ok;
+    if (inline_body) {
+        ok = gb__tr_simple(ps);
+        b->i++;
+    } else {
+        b->i++;
+        ok = gb__tr_lines_block(ps, b, base, b->v[b->i].indent, depth + 1);
+    }
+    if (cond && ps->build && ok) gb_end_if(ps->tr), ps->open_ifs--;
+    return ok;
+}
+
+/* "if c:" / "elif c:" (the cursor after the word) or "with tracer.cond(c):"
+ * (after its '('): the condition, the cursor after the ':'. */
+static gb_val *gb__tr_header(gb__tr_parser *ps, bool with) {
+    gb_val *cond = gb__tr_expr(ps);
+    if (!cond || (with && !gb__tr_expect(ps, ')')) || !gb__tr_expect(ps, ':')) return NULL;
+    return cond;
+}
+
+/* Not cond (its value is zero), for elif and else: the branches before. */
+static gb_val *gb__tr_not(gb__tr_parser *ps, gb_val *cond) {
+    if (!ps->build) return gb__tr_dry;
+    gb__tr_col(ps, ps->text);
+    gb_val *zero = gb_scalar_i64_at(ps->tr, 0, ps->site, ps->line);
+    return zero ? gb_val_fn_at(GB_TRACE_FN_EQ, 2, (gb_val *[]){cond, zero}, &(gb_fn_params){0}, ps->site, ps->line) : NULL;
+}
+
+/* The lines from b->i on at exactly this indentation, with the blocks
+ * they open, up to a line indented less (the enclosing block's) or the end.
+ * An if's elif and else branches run under the negations of the conditions
+ * before them (each nested in the last), as Python's if statement. */
+static bool gb__tr_lines_block(gb__tr_parser *ps, gb__tr_lines *b, int base, int indent, int depth) {
+    if (depth > GB__STATEMENT_MAX_DEPTH) {
+        gb__tr_at_line(ps, &b->v[b->i], base);
+        char limit[16];
+        snprintf(limit, sizeof limit, "%d", GB__STATEMENT_MAX_DEPTH);
+        return gb__tr_syntax(ps, "blocks nested deeper than %s levels", limit), false;
+    }
+    bool after_block = false;
+    while (b->i < arrlen(b->v)) {
+        const gb__tr_line *l = &b->v[b->i];
+        if (l->indent < indent) return true;
+        gb__tr_at_line(ps, l, base);
+        if (l->indent > indent)
+            return gb__tr_syntax(ps, "%s", after_block ? "unindent does not match any outer indentation level"
+                                                       : "unexpected indent"), false;
+        gb__tr_line_kind kind = gb__tr_kind(l->text);
+        if (kind == GB__LINE_ELIF || kind == GB__LINE_ELSE)
+            return gb__tr_syntax(ps, "%s", kind == GB__LINE_ELSE ? "'else' without an 'if' before it"
+                                                                : "'elif' without an 'if' before it"), false;
+        if (kind == GB__LINE_SIMPLE) {
+            if (!gb__tr_simple(ps)) return false;
+            b->i++;
+            after_block = false;
+            continue;
+        }
+        bool with = kind == GB__LINE_WITH;
+        ps->p += with ? strlen("with tracer.cond(") : 2;
+        gb_val *cond = gb__tr_header(ps, with);
+        if (!cond || !gb__tr_body(ps, b, base, cond, with ? "with" : "if", depth)) return false;
+        int negations = 0;
+        while (!with && b->i < arrlen(b->v) && b->v[b->i].indent == indent &&
+               (kind = gb__tr_kind(b->v[b->i].text)) != GB__LINE_SIMPLE && kind != GB__LINE_IF && kind != GB__LINE_WITH) {
+            gb__tr_at_line(ps, &b->v[b->i], base);
+            gb_val *not_before = gb__tr_not(ps, cond);
+            if (!not_before || (ps->build && !gb_if_at(ps->tr, not_before, ps->site, ps->line))) return false;
+            if (ps->build) ps->open_ifs++;
+            negations++;
+            bool ok;
+            if (kind == GB__LINE_ELIF) {
+                ps->p += 4;
+                ok = (cond = gb__tr_header(ps, false)) && gb__tr_body(ps, b, base, cond, "elif", depth);
+            } else {
+                ps->p = strchr(ps->p, ':') + 1;
+                ok = gb__tr_body(ps, b, base, NULL, "else", depth);
+            }
+            if (!ok) return false;
+            if (kind == GB__LINE_ELSE) break;
+        }
+        for (; ps->build && negations; negations--) gb_end_if(ps->tr), ps->open_ifs--;
+        after_block = true;
+    }
+    return true;
+}
+
+/* The whole text, once: syntax only, or building. */
+static bool gb__tr_parse(gb__tr_parser *ps, gb__tr_lines *b, int base) {
+    b->i = 0;
+    ps->last = NULL;
+    if (!arrlen(b->v)) {
+        ps->text = ps->p = "";
+        ps->quote = "", ps->quote_len = 0;
+        return gb__tr_syntax(ps, "%s", "expected a statement (the text is empty or only comments)"), false;
+    }
+    bool ok = gb__tr_lines_block(ps, b, base, b->v[0].indent, 0);
+    for (; ps->open_ifs; ps->open_ifs--) gb_end_if(ps->tr); /* after a definition error */
+    return ok;
 }
 
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out) {
     if (out) *out = NULL;
-    gb__tr_parser ps = {.tr = tr, .text = text, .site = site ? site : "statement", .line = line};
-    if (!gb__tr_parse(&ps)) {
-        if (ps.st == GB_OK) return gb__fail(GB_ERR_ARG, "%s:%d: statement: %s", ps.site, line, "syntax error");
-        return gb__fail(ps.st, "%s:%d: %s in '%.*s%s'", ps.site, line, ps.error, GB__STATEMENT_QUOTED, text,
-                        strlen(text) > GB__STATEMENT_QUOTED ? "..." : "");
+    gb__tr_parser ps = {.tr = tr, .site = site ? site : "statement", .line = line};
+    gb__tr_lines b;
+    if (gb__tr_split(text, &b) != GB_OK) return gb_last_status();
+    bool ok = gb__tr_parse(&ps, &b, line);
+    arrfree(ps.dry_names);
+    if (!ok) {
+        gb_status st = ps.st;
+        if (st == GB_OK) st = gb__fail(GB_ERR_ARG, "%s:%d: statement: %s", ps.site, ps.line, "syntax error");
+        else st = gb__fail(st, "%s:%d: %s in '%.*s%s'", ps.site, ps.line, ps.error,
+                           (int)(ps.quote_len < GB__STATEMENT_QUOTED ? ps.quote_len : GB__STATEMENT_QUOTED), ps.quote,
+                           ps.quote_len > GB__STATEMENT_QUOTED ? "..." : "");
+        gb__tr_lines_free(&b);
+        return st;
     }
     ps.build = true;
     ps.st = GB_OK;
     gb_status before = gb__tr_trace_def_status(tr);
-    gb_val *v = gb__tr_parse(&ps);
+    ok = gb__tr_parse(&ps, &b, line);
+    gb__tr_trace_set_column(tr, 0); /* nodes defined in C have none */
+    gb__tr_lines_free(&b);
     gb_status after = gb__tr_trace_def_status(tr);
     if (after != GB_OK && before == GB_OK) return gb__tr_trace_def_error(tr); /* e.g. an unknown module path */
-    if (!v) return gb_last_status() != GB_OK ? gb_last_status() : GB_ERR_ALLOC;
-    if (out) *out = v;
+    if (!ok || !ps.last) return gb_last_status() != GB_OK ? gb_last_status() : GB_ERR_ALLOC;
+    if (out) *out = ps.last;
     return GB_OK;
 }
 
@@ -940,4 +1216,40 @@ char *gb_statement_name(const char *text) {
     p += strspn(p, " ");
     if (!n || *p != '=' || p[1] == '=') return NULL;
     return strndup(start, n);
+}
+
+/* The text after a block header's ':' ("if c: x = 1" gives "x = 1"): its
+ * first ':' outside brackets and strings (a condition has none). */
+static const char *gb__tr_after_header(const char *t) {
+    int depth = 0;
+    for (char quote = 0; *t; t++) {
+        if (quote) quote = *t == quote ? 0 : quote;
+        else if (*t == '"' || *t == '\'') quote = *t;
+        else if (*t == '(' || *t == '[') depth++;
+        else if (*t == ')' || *t == ']') depth--;
+        else if (*t == ':' && depth == 0) return t + 1;
+    }
+    return t;
+}
+
+char **gb_statement_names(const char *text, int *n) {
+    *n = 0;
+    gb__tr_lines b;
+    if (gb__tr_split(text, &b) != GB_OK) return NULL;
+    char **names = NULL; /* stb_ds */
+    bool ok = true;
+    for (ptrdiff_t i = 0; ok && i < arrlen(b.v); i++) {
+        const char *t = b.v[i].text;
+        char *name = gb_statement_name(gb__tr_kind(t) == GB__LINE_SIMPLE ? t : gb__tr_after_header(t));
+        for (ptrdiff_t k = 0; name && k < arrlen(names); k++)
+            if (!strcmp(names[k], name)) free(name), name = NULL;
+        if (name && !(ok = GB_ARR_PUT(names, name, "statement names"))) free(name);
+    }
+    gb__tr_lines_free(&b);
+    char **out = ok ? malloc(sizeof *out * (size_t)(arrlen(names) + 1)) : NULL;
+    if (out) memcpy(out, names, sizeof *out * (size_t)arrlen(names)), *n = (int)arrlen(names);
+    else
+        for (ptrdiff_t k = 0; k < arrlen(names); k++) free(names[k]);
+    arrfree(names);
+    return out;
 }

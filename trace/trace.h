@@ -160,9 +160,12 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
  * GB_TRACE_FN_LIST below; statements call them as methods, x.exp(), or as
  * torch.exp(x)). Integer values meet float ones as in PyTorch: an int64
  * value and a float value give a float (argmax - 432.0 is float32), two
- * integer values an int64 (argmax - 432 computes in int64; / divides as
- * floats), and comparisons give bool. Gradients flow through every float
- * result. */
+ * integer values an int64, computed exactly (argmax - 432, sum, abs, pow,
+ * where, @ and topk of int64 values are int64, wrapping on overflow as
+ * torch; / divides as floats; mean, softmax, log_softmax, norm,
+ * cross_entropy and cosine_similarity of integers are refused at the run,
+ * as torch refuses them), and comparisons give bool. Gradients flow
+ * through every float result. */
 #define gb_val_exp(v) GB__FN1(GB_TRACE_FN_EXP, (v), 0)
 #define gb_val_log(v) GB__FN1(GB_TRACE_FN_LOG, (v), 0)
 #define gb_val_abs(v) GB__FN1(GB_TRACE_FN_ABS, (v), 0)
@@ -175,9 +178,12 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 #define gb_val_shape_of(v) GB__FN1(GB_TRACE_FN_SHAPE, (v), 0)
 #define gb_val_pow(a, b) GB__FN2(GB_TRACE_FN_POW, (a), (b), 0)
 #define gb_val_log_softmax(v, dim) GB__FN1(GB_TRACE_FN_LOG_SOFTMAX, (v), 1, {(dim)})
-/* The 2-norm over one dim (torch's x.norm(dim=d, keepdim=k)), or of all elements. */
-#define gb_val_norm(v, dim, keepdim) GB__FN1(GB_TRACE_FN_NORM, (v), 1, {(dim)}, (keepdim))
-#define gb_val_norm_all(v) GB__FN1(GB_TRACE_FN_NORM, (v), 0)
+/* The 2-norm over one dim (torch's x.norm(dim=d, keepdim=k)), or of all
+ * elements; gb_val_norm_p: the norm of order p (torch.norm(x, p, dim, k),
+ * torch.linalg.vector_norm: any p > 0, INFINITY, -INFINITY, 0), see gb_norm. */
+#define gb_val_norm(v, dim, keepdim) GB__FN1(GB_TRACE_FN_NORM, (v), 1, {(dim)}, (keepdim), 2)
+#define gb_val_norm_p(v, p, dim, keepdim) GB__FN1(GB_TRACE_FN_NORM, (v), 1, {(dim)}, (keepdim), (p))
+#define gb_val_norm_all(v) GB__FN1(GB_TRACE_FN_NORM, (v), 0, {0}, false, 2)
 /* torch.topk(v, k, dim): a tuple (values, indices); pick with gb_val_index(t, "[0]") / "[1]". */
 #define gb_val_topk(v, k, dim) GB__FN1(GB_TRACE_FN_TOPK, (v), 2, {(k), (dim)})
 #define gb_val_transpose(v, d0, d1) GB__FN1(GB_TRACE_FN_TRANSPOSE, (v), 2, {(d0), (d1)})
@@ -302,18 +308,45 @@ void gb_end_if(gb_trace *tr);
  * stop, backward, requires_grad_. A call of any other function
  * (my_fn(x), torch.save_to(x)) is a syntax error naming it as outside
  * "the function whitelist", as nnsight's remote backend says: statements
- * are what a server runs, and nothing else. site and line name the
- * statement in errors
- * ("site:line: ..."; site must outlive the trace). A syntax error defines
- * nothing and is returned at once; other definition errors (an unknown
- * module) poison the trace as with the C calls, and are returned too.
- * *out, if not NULL, receives the statement's value (an assignment's
- * right-hand side's node for names, the set node otherwise). */
+ * are what a server runs, and nothing else.
+ *
+ * Conditions and blocks (nnsight 0.3's tracer.cond, 0.4's Python if): text
+ * may hold several lines, a block of Python, with # comments and blank
+ * lines; each line is a statement, or a header ending in ':' followed by
+ * an indented body (or a one-line body after the ':'):
+ *
+ *   with tracer.cond(h.sum() > 0):           gb_if(tr, cond) ... gb_end_if
+ *       transformer.h[1].output[0][:] = 0
+ *   if logits.argmax(-1) == 481:             Python's if, elif, else:
+ *       x = h * 2                            each branch runs under the
+ *   elif h.mean() < 0: x = h                 negations of the conditions
+ *   else:                                    before it, nested as written
+ *       x = h
+ *
+ * A condition is one element, true when nonzero (.item() semantics). The
+ * first line's indentation is the block's; mixing tabs and spaces counts
+ * a tab to the next multiple of 8, as Python. Blocks nest up to 200 levels.
+ *
+ * site and line name the statement in errors ("site:line: ..." where line
+ * is the statement's plus the index of the failing line in text, with the
+ * column and that line quoted; site must outlive the trace). A run's error
+ * in a node a statement defined reads "site:line:column: ..." (the column
+ * of the step, operator or function in its line). A syntax
+ * error anywhere in text defines nothing and is returned at once; other
+ * definition errors (an unknown module) poison the trace as with the C
+ * calls, and are returned too. *out, if not NULL, receives the value of
+ * text's last statement (an assignment's right-hand side's node for
+ * names, the set node otherwise). */
 gb_status gb_trace_statement(gb_trace *tr, const char *text, const char *site, int line, gb_val **out);
 /* The name a statement binds ("top = lm_head.output.save()" binds top;
  * "x[0] = 1" and "a == b" bind none), malloc'd; NULL when it binds none
  * (or out of memory). For printing and naming saved values as nnsight does. */
 char *gb_statement_name(const char *text);
+/* The names the lines of a statement bind (a multi-line one's, in blocks
+ * and one-line bodies too), each once, in the order of their first
+ * binding: a malloc'd array of *n malloc'd strings (free each and the
+ * array); NULL with *n = 0 when out of memory. */
+char **gb_statement_names(const char *text, int *n);
 
 /* A name that no statement of tr bound (a module path otherwise) is asked
  * of resolve, which returns a value of tr for it (bound to the name from
@@ -386,6 +419,14 @@ gb_exec *gb_trace_exec(gb_trace *tr);
  * gb_exec_run, _scan, _generate or _begin (the execution takes references). */
 void gb_exec_set_attention_mask(gb_exec *ex, gb_tensor *mask);
 void gb_exec_set_position_ids(gb_exec *ex, gb_tensor *pos);
+/* Cancellation inside a forward pass: from the next run on, cancelled(ctx)
+ * is asked after every module of a pass returns (scans are not asked), and
+ * when it says true the pass ends there, as a failing module ends it, with
+ * GB_ERR_STATE "exec: cancelled after MODULE (call K)"; the run frees what
+ * it made as after any error, and the execution runs again. Asking costs
+ * an output event per module call; NULL (the default) asks nothing and
+ * costs nothing. */
+void gb_exec_set_cancel(gb_exec *ex, bool (*cancelled)(void *ctx), void *ctx);
 /* gb_trace_run and gb_trace_scan in this execution (gb_exec_generate, in
  * lm/lm.h, generates in it), on
  * input (with gb_exec_set_*'s mask and positions) or, when input is NULL,
@@ -446,6 +487,8 @@ gb_status gb_exec_end(gb_exec *ex);
  * loop leaves its ids (the execution takes the reference; read back with
  * gb_exec_generated). */
 gb_trace *gb_exec_trace(const gb_exec *ex);
+/* The model a trace was made for (borrowed). */
+gb_module *gb_trace_module(const gb_trace *tr);
 void gb_trace_stop_tokens(const gb_trace *tr, bool (**is_stop)(int64_t id, void *ctx), void **ctx);
 int64_t gb_trace_pad_id(const gb_trace *tr);
 bool gb_trace_validates(const gb_trace *tr);
@@ -505,7 +548,7 @@ typedef enum gb_trace_op {
     X(GB_TRACE_FN_SHAPE, "shape", 1)     /* int64 [ndim]; real in a scan */ \
     X(GB_TRACE_FN_POW, "pow", 2)                                         \
     X(GB_TRACE_FN_LOG_SOFTMAX, "log_softmax", 1) /* i[0] dim */          \
-    X(GB_TRACE_FN_NORM, "norm", 1)       /* n dims (0: all), keepdim */  \
+    X(GB_TRACE_FN_NORM, "norm", 1)       /* n dims (0: all), keepdim, x p */ \
     X(GB_TRACE_FN_SUM, "sum", 1)         /* n dims (0: all), keepdim */  \
     X(GB_TRACE_FN_MEAN, "mean", 1)       /* n dims (0: all), keepdim */  \
     X(GB_TRACE_FN_TOPK, "topk", 1)       /* k, dim: (values, indices) */ \

@@ -54,6 +54,7 @@ struct gb_val {
     char *text;        /* module path, point path or log label */
     const char *file;
     int line;
+    int column;        /* in its statement's line, from 1; 0: none (defined in C) */
     int invoke;        /* the invoke open at definition: the batch rows a getter sees, -1 for all */
     int uses;          /* nodes reading this one (as input or condition) */
     bool saved, poisoned;
@@ -158,6 +159,9 @@ struct gb_exec {
     gb_tensor *base_input, *base_mask, *base_pos;
     int64_t base_batch;
     gb_tensor *mask, *pos;
+    /* gb_exec_set_cancel's: asked at every module's output event of a run */
+    bool (*cancelled)(void *ctx);
+    void *cancel_ctx;
 
     /* a run, from begin to end */
     bool running, scanning, stop;
@@ -196,6 +200,7 @@ struct gb_trace {
     /* names no statement bound, asked of whoever defines the trace (sessions) */
     gb_val *(*resolve)(gb_trace *tr, const char *name, void *ctx);
     void *resolve_ctx;
+    int def_column;       /* the column nodes defined now get (a statement's parser sets it) */
     gb_status def_status; /* first definition error */
     char *def_error;
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
@@ -235,6 +240,9 @@ gb_status gb__tr_trace_def_error(const gb_trace *tr);
 gb_val *gb__tr_trace_name(gb_trace *tr, const char *name, size_t len);
 gb_status gb__tr_trace_set_name(gb_trace *tr, const char *name, gb_val *v);
 gb_module *gb__tr_trace_model(const gb_trace *tr);
+/* The column in its statement's line of the nodes defined from now on (0:
+ * none), so that a run's error points at it ("site:line:column: ..."). */
+void gb__tr_trace_set_column(gb_trace *tr, int column);
 
 /* ---- ops.c ---------------------------------------------------------------- */
 

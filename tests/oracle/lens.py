@@ -30,6 +30,7 @@ Keys: ids.NAME [1, T]; lens.top [L, T, K] (int64), lens.prob [L, T, K];
 model.top, model.prob [T, K] (the model's own logits); patch.target,
 patch.foil (int64 [1]); patch.clean, patch.corrupt ([1]);
 patch.WHAT.diff, patch.WHAT.recovered [L, T]; attn.LAYER [H, T, T];
+attn_scores.LAYER [H, T, T] (before softmax, -inf where masked);
 steer.plain.top, steer.steered.top (int64 [1]), steer.plain.prob,
 steer.steered.prob ([1]); attr [L, T].
 """
@@ -85,6 +86,12 @@ def patch(model, clean, corrupt, module_of):
 
 def attention(model, ids, layer):
     """The pattern [H, T, T] of block `layer`'s attention."""
+    return attention_scores(model, ids, layer).softmax(-1)
+
+
+def attention_scores(model, ids, layer):
+    """The scores [H, T, T] of block `layer`'s attention before softmax,
+    -inf where the causal mask removes a key."""
     attn = model.transformer.h[layer].attn
     seen = {}
     run(model, ids, [(attn, lambda m, i, o: seen.__setitem__("x", i[0]))])
@@ -92,8 +99,7 @@ def attention(model, ids, layer):
     T = q.shape[1]
     q, k = (t.view(1, T, attn.num_heads, attn.head_dim).transpose(1, 2) for t in (q, k))
     w = q @ k.transpose(-1, -2) / attn.head_dim ** 0.5
-    w = w.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
-    return w.softmax(-1)[0]
+    return w.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))[0]
 
 
 def steer(model, ids):
@@ -158,6 +164,7 @@ def main():
         o.put("patch.clean", torch.tensor([clean]))
         o.put("patch.corrupt", torch.tensor([corrupt]))
         o.put(f"attn.{ATTN_LAYER}", attention(model, ids["eiffel"], ATTN_LAYER))
+        o.put(f"attn_scores.{ATTN_LAYER}", attention_scores(model, ids["eiffel"], ATTN_LAYER))
         (plain, p_plain), (steered, p_steered) = steer(model, ids)
         o.put("steer.plain.top", torch.tensor([plain]))
         o.put("steer.plain.prob", torch.tensor([p_plain]))

@@ -67,6 +67,82 @@ CASES = [
     "ids.abs() - 10",
     "(a[0, 0] * 2).item()",
     "c @ a.transpose(0, 1)",
+    # norms of every order; z has a zero row (gradient 0 there, not NaN) and a tie for inf
+    "z.norm(dim=1)",
+    "z.norm(dim=1) + 1",  # a nonzero gradient reaches the zero row: PyTorch gives 0 there
+    "z.norm(p=3, dim=1) + 1",
+    "z.norm(p=0.5, dim=1) + 1",
+    "z.norm(p=float('inf'), dim=1) + 1",
+    "z.norm(p=2, dim=1, keepdim=True)",
+    "z.norm(p=1, dim=1)",
+    "z.norm(1, 1)",
+    "z.norm(p=float('inf'), dim=1)",
+    "z.norm(p=float('-inf'), dim=1)",
+    "z.norm(p=0, dim=1)",
+    "z.norm(p=3, dim=1, keepdim=True)",
+    "z.norm(p=0.5, dim=1)",
+    "z.norm(p=1.5, dim=0)",
+    "z.norm(p='fro')",
+    "z.norm()",
+    "torch.norm(z, p=2.5, dim=(0, 1))",
+    "c.norm(p=float('inf'))",
+    "c.norm(p=1, dim=(0, 2))",
+    "torch.linalg.vector_norm(z, ord=float('inf'), dim=1)",
+    "torch.linalg.vector_norm(z, 3, 0, True)",
+    "torch.linalg.vector_norm(c)",
+    # integers beyond float32's 2^24 and float64's 2^53: exact, wrapping as torch
+    "big.sum()",
+    "big.sum(1)",
+    "big.sum(dim=(0, 1), keepdim=True)",
+    "big.abs()",
+    "big.abs().sum(0)",
+    "big.argmax(1)",
+    "big.argmax(0)",
+    "big.topk(2, 1).values",
+    "big.topk(2, dim=0).indices",
+    "torch.where(big > 0, big, 0)",
+    "torch.where(big < 0, big, ids[:, :1])",
+    "big @ big.transpose(0, 1)",
+    "big[0] @ big[1]",
+    "big * 3 - big",
+    "big + 1 == big",
+    "big - 1 < big",
+    "big.pow(2)",
+    "ids.pow(ids)",
+    "big.pow(2.0)",
+    "big.exp()",
+    "torch.cat([big, ids], dim=1)",
+    "torch.stack([big[0], big[1]], 0)",
+    "big[:, 1].sum() + ids.sum()",
+    "(big > 0).sum()",
+    "-big",
+    "-ids * 2 + big[:, :2]",
+    "big.clone()",
+    "big[0, 0].item()",
+    "big.long()",
+    "big.reshape(3, 2)",
+    "big.transpose(0, 1)[1]",
+    "big.unsqueeze(0).squeeze(0)",
+    "big / 3",
+    "big.float() - 1",
+    "big - 1.5",
+    "big == 9007199254740993",
+    "big == big.float()",  # an integer meeting a float compares in float32
+    "big + 1 > big.float()",
+    "big > 16777216.5",
+]
+
+# What PyTorch refuses on integer values: glassbox refuses too.
+REFUSED = [
+    "ids.mean()",
+    "ids.mean(1)",
+    "ids.mean(dim=(0, 1))",
+    "ids.softmax(-1)",
+    "ids.log_softmax(-1)",
+    "ids.norm()",
+    "F.cross_entropy(ids, t[:2])",
+    "F.cosine_similarity(ids, ids, dim=1)",
+    "ids.pow(-1)",
 ]
 
 
@@ -80,6 +156,8 @@ def main():
         "c": torch.randn(2, 3, 4),
         "t": torch.tensor([1, 0, 3]),
         "ids": torch.tensor([[5, 2], [7, 9]]),
+        "z": torch.tensor([[0.0, 0, 0, 0], [1, -2, 3, -4], [2, 0, -2, 1]]),
+        "big": torch.tensor([[2**53 + 1, -3, 5], [7, 2**40, -(2**60)]]),
     }
     for k, v in named.items():
         o.put(f"in.{k}", v)
@@ -99,6 +177,22 @@ def main():
                     o.put(f"case.{i}.grad.{k}", v.grad)
                     grads.append(k)
         o.put(f"case.{i}.grads", torch.tensor(list(" ".join(grads).encode()), dtype=torch.uint8))
+
+    o.put("nrefused", torch.tensor(len(REFUSED)))
+    for i, expr in enumerate(REFUSED):
+        try:
+            eval(expr, {"torch": torch, "F": F}, dict(named))
+            raise AssertionError(f"PyTorch computed {expr}")
+        except RuntimeError as e:
+            o.put(f"refused.{i}.expr", torch.tensor(list(expr.encode()), dtype=torch.uint8))
+            o.put(f"refused.{i}.msg", torch.tensor(list(str(e).encode()), dtype=torch.uint8))
+
+    # gather does not count negative indices from the end
+    try:
+        torch.gather(torch.tensor([[1.0, 3, 3], [float("nan"), 0, 2]]), 1, torch.tensor([[-1], [-1]]))
+        raise AssertionError("PyTorch gathered index -1")
+    except RuntimeError as e:
+        o.put("gather_neg.msg", torch.tensor(list(str(e).encode()), dtype=torch.uint8))
 
     # Module calls on values, the walkthrough's tiny network: layer2 run on
     # twice layer1's output (the model's own layer2 still sees the original),

@@ -82,11 +82,6 @@ typedef struct gb_cli_cmd {
     const char *description; /* paragraphs for --help and the man page (NULL: none) */
     const gb_cli_opt *opts;
     int nopts;
-    /* A command with a grammar of its own (session's steps, serve's limits)
-     * parses argv itself: raw gets the arguments after the command's name;
-     * -h/--help still prints the summary and description. New commands use
-     * a table instead. */
-    int (*raw)(int argc, char **argv);
 } gb_cli_cmd;
 
 /* One option as given, with its argument parsed by kind. */
@@ -172,21 +167,22 @@ bool gb_cli_check_positions(const char *cmd, gb_lm *lm, int64_t T, long long *ma
 gb_tokenizer *gb_cli_open_tokenizer(const char *cmd, const char *model, const char *tokenizer_path);
 
 /* The k most likely next tokens of logits [..., V] (softmaxed here), one
- * block per row, with ids and probabilities (lens.c). */
-void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k);
+ * block per row, with ids and probabilities, their text through vocab (a
+ * model's tokenizer, or a server's; NULL: "#id") (lens.c). */
+void gb_cli_print_top(gb_tokenizer *vocab, gb_tensor *logits, int k);
 /* n saved values as the rows of a heatmap (a value [r, n] gives r rows, each
  * row named after its value), labelled with the tokens of ids [1, T] when
  * rows are T long; prints "picture: ..." and returns 0, or the exit code
  * after printing why (lens.c). */
-int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
+int gb_cli_plot_values(const char *cmd, gb_tokenizer *vocab, const char *path, const char *title, int n, const char *const *names,
                        gb_tensor *const *values, gb_tensor *ids);
 /* text as Python prints a str, into buf: in single quotes, with \n, \t, \\
  * and \' escaped (lens.c). */
 const char *gb_cli_quoted(const char *text, char *buf, size_t size);
 
-/* trace --remote: the trace's arguments as a session sent to a server
- * (session.c, with its own parser). */
-int gb_cli_trace_remote(int argc, char **argv);
+/* trace --remote: trace's arguments as a one-trace session sent to a
+ * server (session.c), its options read as the session command's. */
+int gb_cli_trace_remote(const gb_cli_args *a);
 
 /* All of f, malloc'd and NUL-terminated, its length in *len; NULL on error
  * (errno set). */

@@ -363,4 +363,4 @@ const gb_cli_cmd gb_cli_cmd_demo = {
     "demo", demo_main, "[MODEL]", 0, 1, "look inside a model, step by step (nnsight's walkthrough)",
     "Each step prints the statement it runs and what it shows. MODEL may be any GPT-2 or Llama checkpoint with "
     "a tokenizer; it defaults to the bundled GPT-2 trained on facts (models/" GB_CLI_MODEL_NAME ").",
-    demo_opts, sizeof demo_opts / sizeof *demo_opts, NULL};
+    demo_opts, sizeof demo_opts / sizeof *demo_opts};

@@ -17,14 +17,18 @@
 
 /* The text of token id (as the tokenizer decodes it alone) into buf;
  * "#ID" when the model has no tokenizer or the id does not decode. */
-static const char *token_str(gb_lm *lm, int64_t id, char *buf, size_t size) {
-    gb_tokenizer *tok = gb_lm_tokenizer(lm);
+/* A token's text through tok (a model's, or a server's for trace --remote). */
+static const char *token_text(gb_tokenizer *tok, int64_t id, char *buf, size_t size) {
     char *t = NULL;
     int32_t i = (int32_t)id;
     if (tok && gb_tokenizer_decode(tok, &i, 1, false, &t, NULL) == GB_OK) snprintf(buf, size, "%s", t);
     else snprintf(buf, size, "#%lld", (long long)id);
     free(t);
     return buf;
+}
+
+static const char *token_str(gb_lm *lm, int64_t id, char *buf, size_t size) {
+    return token_text(gb_lm_tokenizer(lm), id, buf, size);
 }
 
 const char *gb_cli_quoted(const char *text, char *buf, size_t size) {
@@ -89,7 +93,7 @@ static void progress(const char *label, int done, int total) {
 
 /* ---- top-k of logits (run --top, trace --top) ---------------------------- */
 
-void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k) {
+void gb_cli_print_top(gb_tokenizer *vocab, gb_tensor *logits, int k) {
     gb_tensor *p = gb_softmax(logits, -1), *c = p ? gb_contiguous(p) : NULL;
     if (!c) {
         fprintf(stderr, "glassbox: top-k: %s\n", gb_last_error());
@@ -104,7 +108,7 @@ void gb_cli_print_top(gb_lm *lm, gb_tensor *logits, int k) {
         if (rows > 1) printf("row %lld:\n", (long long)r);
         for (int i = 0; i < k && ids[i] >= 0; i++) {
             char tok[256], q[520];
-            printf("  %-16s %6lld  p = %.4f\n", gb_cli_quoted(token_str(lm, ids[i], tok, sizeof tok), q, sizeof q),
+            printf("  %-16s %6lld  p = %.4f\n", gb_cli_quoted(token_text(vocab, ids[i], tok, sizeof tok), q, sizeof q),
                    (long long)ids[i], (double)probs[i]);
         }
     }
@@ -232,11 +236,11 @@ static void lens_json(gb_lm *lm, const lens_result *r) {
 /* Token texts of ids[0..n) as labels, each malloc'd; a token of spaces
  * and newlines alone is quoted (' ', '\n') so that it shows. NULL when out
  * of memory. */
-static char **token_names(gb_lm *lm, const int64_t *ids, int n, int stride) {
+static char **token_names(gb_tokenizer *vocab, const int64_t *ids, int n, int stride) {
     char **names = calloc((size_t)n, sizeof *names);
     char tok[256], q[520];
     for (int i = 0; names && i < n; i++) {
-        const char *t = token_str(lm, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
+        const char *t = token_text(vocab, ids[(size_t)i * (size_t)stride], tok, sizeof tok);
         names[i] = strdup(t[strspn(t, " \n\t\r")] ? t : gb_cli_quoted(t, q, sizeof q));
     }
     return names;
@@ -260,7 +264,7 @@ static char **layer_names(int n) {
 static bool lens_png(gb_lm *lm, const char *path, const lens_result *r, int *w, int *h) {
     int n = r->layers * r->T;
     double *v = malloc(sizeof *v * (size_t)n);
-    char **cells = token_names(lm, r->top, n, r->k), **cols = token_names(lm, r->input, r->T, 1);
+    char **cells = token_names(gb_lm_tokenizer(lm), r->top, n, r->k), **cols = token_names(gb_lm_tokenizer(lm), r->input, r->T, 1);
     char **rows = layer_names(r->layers);
     for (int i = 0; v && i < n; i++) v[i] = r->prob[(size_t)i * (size_t)r->k];
     gb_heatmap hm = {.title = "Logit lens: the most likely next token at each layer",
@@ -503,7 +507,7 @@ static bool patch_csv(gb_lm *lm, const char *path, gb_tensor *clean, gb_tensor *
 
 static bool patch_png(gb_lm *lm, const char *path, gb_tensor *clean, const patch_result *r, int *w, int *h) {
     int n = r->layers * r->T;
-    char **cells = calloc((size_t)n, sizeof *cells), **cols = token_names(lm, gb_tensor_data(clean), r->T, 1);
+    char **cells = calloc((size_t)n, sizeof *cells), **cols = token_names(gb_lm_tokenizer(lm), gb_tensor_data(clean), r->T, 1);
     char **rows = layer_names(r->layers), title[128];
     double lim = 1;
     for (int i = 0; i < n; i++) lim = fmax(lim, fabs(r->recovered[i]));
@@ -531,43 +535,73 @@ static bool patch_png(gb_lm *lm, const char *path, gb_tensor *clean, const patch
 
 /* ---- attention patterns ---------------------------------------------------- */
 
-/* The attention pattern [1, H, T, T] of block `layer` on ids [1, T]. */
-static gb_tensor *attn_compute(gb_lm *lm, gb_tensor *ids, int layer) {
+/* The attention pattern [1, H, T, T] of block `layer` on ids [1, T], or
+ * with scores its pre-softmax scores (scaled and masked: a masked
+ * position holds float32's lowest value, as in Hugging Face). */
+static gb_tensor *attn_compute(gb_lm *lm, gb_tensor *ids, int layer, bool scores) {
     char path[256];
     gb_model *m = gb_lm_model(lm);
     gb_trace *tr = gb_trace_new(gb_lm_module(lm), ids);
-    gb_val *w = gb_save(gb_point(tr, block_path(m, layer, GB_PART_ATTN_WEIGHTS, path, sizeof path)));
+    if (scores) {
+        block_path(m, layer, GB_PART_ATTN, path, sizeof path);
+        strncat(path, "." GB_POINT_ATTN_SCORES, sizeof path - strlen(path) - 1);
+    } else {
+        block_path(m, layer, GB_PART_ATTN_WEIGHTS, path, sizeof path);
+    }
+    gb_val *w = gb_save(gb_point(tr, path));
     gb_tensor *t = tr && gb_trace_run(tr) == GB_OK ? gb_contiguous(gb_value(w)) : NULL;
     gb_trace_free(tr);
     return t;
 }
 
-static void attn_print(gb_lm *lm, gb_tensor *ids, gb_tensor *w, int layer, int head) {
+/* A score the mask removed: float32's lowest value (or -inf), not a
+ * number a query and a key make. */
+static bool attn_masked(float v) { return v <= -1e30f; }
+
+static void attn_print(gb_lm *lm, gb_tensor *ids, gb_tensor *w, int layer, int head, bool scores) {
     int64_t H = gb_tensor_dim(w, 1), T = gb_tensor_dim(w, 2);
     const float *p = gb_tensor_data(w);
     const int64_t *in = gb_tensor_data(ids);
     char tok[256], q[520];
     for (int64_t h = head < 0 ? 0 : head; h < (head < 0 ? H : head + 1); h++) {
-        printf("layer %d, head %lld: rows are queries, columns keys\n%-18s", layer, (long long)h, "");
-        for (int64_t k = 0; k < T; k++) printf(" %6lld", (long long)k);
+        printf("layer %d, head %lld: %srows are queries, columns keys\n%-18s", layer, (long long)h,
+               scores ? "scores before softmax (-: masked), " : "", "");
+        for (int64_t k = 0; k < T; k++) printf(" %*lld", scores ? 8 : 6, (long long)k);
         putchar('\n');
         for (int64_t i = 0; i < T; i++) {
             printf("%3lld %-14s", (long long)i, gb_cli_quoted(token_str(lm, in[i], tok, sizeof tok), q, sizeof q));
-            for (int64_t k = 0; k < T; k++) printf(" %6.3f", (double)p[(h * T + i) * T + k]);
+            for (int64_t k = 0; k < T; k++) {
+                float v = p[(h * T + i) * T + k];
+                if (!scores) printf(" %6.3f", (double)v);
+                else if (attn_masked(v)) printf(" %8s", "-");
+                else printf(" %8.3f", (double)v);
+            }
             putchar('\n');
         }
     }
 }
 
-/* One panel per head shown (all, or one), in rows of four, one colour scale. */
-static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, int layer, int head, int *pw, int *ph) {
+/* One panel per head shown (all, or one), in rows of four, one colour
+ * scale: the weights in [0, 1] (sequential colours), or the scores on a
+ * diverging scale symmetric about 0, masked positions grey. */
+static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, int layer, int head, bool scores,
+                     int *pw, int *ph) {
     int H = (int)gb_tensor_dim(w, 1), T = (int)gb_tensor_dim(w, 2), first = head < 0 ? 0 : head;
     int shown = head < 0 ? H : 1, per_row = shown < 4 ? shown : 4, nrows = (shown + per_row - 1) / per_row;
-    char **names = token_names(lm, gb_tensor_data(ids), T, 1), title[160], panel_title[32];
-    double *v = malloc(sizeof *v * (size_t)T * (size_t)T);
-    gb_heatmap hm = {.title = panel_title, .xlabel = "key", .ylabel = "query", .scale_label = "attention",
-                     .rows = T, .cols = T, .v = v, .row_names = (const char *const *)names,
-                     .col_names = (const char *const *)names, .vmin = 0, .vmax = 1, .cmap = GB_CMAP_SEQUENTIAL,
+    char **names = token_names(gb_lm_tokenizer(lm), gb_tensor_data(ids), T, 1), title[160], panel_title[32];
+    double *v = malloc(sizeof *v * (size_t)T * (size_t)T), lim = 0;
+    const float *p = gb_tensor_data(w);
+    for (int s = 0; scores && s < shown; s++) /* the scale: the largest unmasked |score| shown */
+        for (int i = 0; i < T * T; i++) {
+            float x = p[(size_t)(first + s) * (size_t)T * (size_t)T + (size_t)i];
+            if (!attn_masked(x) && fabs(x) > lim) lim = fabs(x);
+        }
+    if (lim == 0) lim = 1;
+    gb_heatmap hm = {.title = panel_title, .xlabel = "key", .ylabel = "query",
+                     .scale_label = scores ? "score (grey: masked)" : "attention", .rows = T, .cols = T, .v = v,
+                     .row_names = (const char *const *)names, .col_names = (const char *const *)names,
+                     .vmin = scores ? -lim : 0, .vmax = scores ? lim : 1,
+                     .cmap = scores ? GB_CMAP_DIVERGING : GB_CMAP_SEQUENTIAL,
                      .cell_w = T <= 12 ? 32 : 20, .cell_h = T <= 12 ? 32 : 20};
     snprintf(panel_title, sizeof panel_title, "head %d", H - 1); /* the widest title sizes every panel */
     int cw, chh, top = 44, grid_y = top;
@@ -575,19 +609,25 @@ static bool attn_png(gb_lm *lm, const char *path, gb_tensor *ids, gb_tensor *w, 
     cw -= gb_heatmap_scale_width(&hm);
     *pw = per_row * cw + gb_heatmap_scale_width(&hm);
     *ph = top + nrows * chh;
-    if (head < 0) snprintf(title, sizeof title, "Attention patterns of layer %d", layer);
-    else snprintf(title, sizeof title, "Attention pattern of layer %d, head %d", layer, head);
+    const char *what = scores ? "Attention scores (before softmax)" : head < 0 ? "Attention patterns" : "Attention pattern";
+    if (head < 0) snprintf(title, sizeof title, "%s of layer %d", what, layer);
+    else snprintf(title, sizeof title, "%s of layer %d, head %d", what, layer, head);
     gb_canvas *c = v && names ? gb_canvas_new(*pw, *ph, (gb_rgb){255, 255, 255}) : NULL;
-    const float *p = gb_tensor_data(w);
     for (int s = 0; c && s < shown; s++) {
         int h = first + s;
-        for (int i = 0; i < T * T; i++) v[i] = p[(size_t)h * (size_t)T * (size_t)T + (size_t)i];
+        for (int i = 0; i < T * T; i++) {
+            float x = p[(size_t)h * (size_t)T * (size_t)T + (size_t)i];
+            v[i] = scores && attn_masked(x) ? NAN : x; /* drawn grey */
+        }
         snprintf(panel_title, sizeof panel_title, "head %d", h);
         int y = gb_heatmap_draw(c, (s % per_row) * cw, top + (s / per_row) * chh, &hm, false);
         if (s == 0) grid_y = y;
     }
     if (c) {
-        gb_canvas_text(c, (*pw - gb_canvas_text_width(title, 2)) / 2, 12, title, 2, (gb_rgb){0, 0, 0});
+        if (gb_canvas_text_width(title, 2) > *pw - 8) /* a narrow picture (one head) gets the small font */
+            gb_canvas_text(c, (*pw - gb_canvas_text_width(title, 1)) / 2, 16, title, 1, (gb_rgb){0, 0, 0});
+        else
+            gb_canvas_text(c, (*pw - gb_canvas_text_width(title, 2)) / 2, 12, title, 2, (gb_rgb){0, 0, 0});
         gb_heatmap_scale(c, per_row * cw, grid_y, T * hm.cell_h > 120 ? T * hm.cell_h : 120, &hm);
     }
     bool ok = c && gb_canvas_save_png(c, path);
@@ -611,7 +651,7 @@ static int wrote_csv(const char *cmd, bool ok, const char *path) {
 }
 
 /* Saved values as a picture (trace --png). */
-int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char *title, int n, const char *const *names,
+int gb_cli_plot_values(const char *cmd, gb_tokenizer *vocab, const char *path, const char *title, int n, const char *const *names,
                        gb_tensor *const *values, gb_tensor *ids) {
     int rows = 0, cols = -1, w = 0, h = 0;
     for (int i = 0; i < n; i++) { /* [..., 1, r, c] or [c] after dropping leading ones */
@@ -627,7 +667,7 @@ int gb_cli_plot_values(const char *cmd, gb_lm *lm, const char *path, const char 
     if (rows == 0) return gb_cli_fail(cmd, "--png: no saved values to draw (save some with .save())");
     double *v = malloc(sizeof *v * (size_t)rows * (size_t)cols), lo = 0, hi = 0;
     char **row_names = calloc((size_t)rows, sizeof *row_names), **cells = calloc((size_t)rows * (size_t)cols, sizeof *cells);
-    char **col_names = gb_tensor_dim(ids, 1) == cols ? token_names(lm, gb_tensor_data(ids), cols, 1) : NULL;
+    char **col_names = gb_tensor_dim(ids, 1) == cols ? token_names(vocab, gb_tensor_data(ids), cols, 1) : NULL;
     for (int i = 0, r = 0; v && row_names && cells && i < n; i++) {
         gb_tensor *f = gb_to_dtype(values[i], GB_DTYPE_F32), *c = f ? gb_contiguous(f) : NULL;
         int64_t nr = gb_tensor_numel(values[i]) / cols;
@@ -703,7 +743,7 @@ static int lens(const gb_cli_args *a) {
 const gb_cli_cmd gb_cli_cmd_lens = {
     "lens", lens, "[MODEL]", 0, 1, "the logit lens: every layer's output through the final norm and unembedding",
     "Prints the K most likely next tokens at every layer and position (docs/recipes.md).",
-    lens_opts, sizeof lens_opts / sizeof *lens_opts, NULL};
+    lens_opts, sizeof lens_opts / sizeof *lens_opts};
 
 /* The one token of text (--target ' Paris'), or the id of "#ID"; -1 after
  * printing why. */
@@ -784,13 +824,15 @@ const gb_cli_cmd gb_cli_cmd_patch = {
     "Patches each layer's and position's value from the clean run into the corrupted one and measures "
     "logit(target) - logit(foil) at the last position, and the fraction of the clean run's difference it "
     "recovers (docs/recipes.md).",
-    patch_opts, sizeof patch_opts / sizeof *patch_opts, NULL};
+    patch_opts, sizeof patch_opts / sizeof *patch_opts};
 
 #define ATTN_OPTS(X)                                                                                                 \
     GB_CLI_OPT_PROMPT(X, ATTN_IDS, ATTN_TEXT, false, 1)                                                               \
     X(ATTN_LAYER, "layer", 0, INT, -1000, 1000, NULL, false, 0, "L", "the layer (-1: the last; required)")          \
     X(ATTN_HEAD, "head", 0, INT, 0, 100000, NULL, false, 0, "H", "one head (default: every head)")                  \
     X(ATTN_PNG, "png", 0, STR, 0, 0, NULL, false, 0, "F.png", "draw the patterns, a panel per head")               \
+    X(ATTN_SCORES, "scores", 0, FLAG, 0, 0, NULL, false, 0, NULL,                                                 \
+      "the scores before softmax (scaled and masked) instead of the weights")                                      \
     GB_CLI_OPT_DTYPE(X, ATTN_DTYPE)                                                                                  \
     GB_CLI_OPT_JSON(X, ATTN_JSON)
 enum { ATTN_OPTS(GB_CLI_OPT_ENUM) };
@@ -805,24 +847,25 @@ static int attn(const gb_cli_args *a) {
     long long given = gb_cli_int(a, ATTN_LAYER), head = gb_cli_given(a, ATTN_HEAD) ? gb_cli_int(a, ATTN_HEAD) : -1;
     int L = num_layers(lm), layer = (int)(given < 0 ? given + L : given), rc = GB_CLI_OK;
     gb_tensor *ids = NULL, *w = NULL;
+    bool scores = gb_cli_given(a, ATTN_SCORES);
     if (layer < 0 || layer >= L) {
         rc = gb_cli_fail("attn", "--layer %lld: the model has %d layers (0 to %d, or -1 for the last)", given, L, L - 1);
     } else if (!(ids = gb_cli_prompt_ids("attn", lm, gb_cli_get(a, ATTN_IDS), text, false)) ||
                !gb_cli_check_positions("attn", lm, gb_tensor_dim(ids, 1), NULL)) {
         rc = GB_CLI_ERROR;
-    } else if (!(w = attn_compute(lm, ids, layer))) {
+    } else if (!(w = attn_compute(lm, ids, layer, scores))) {
         rc = gb_cli_fail("attn", "%s", gb_last_error());
     } else if (head >= gb_tensor_dim(w, 1)) {
         rc = gb_cli_fail("attn", "--head %lld: layer %d has %lld heads", head, layer, (long long)gb_tensor_dim(w, 1));
     } else {
         int pw = 0, ph = 0;
         gb_tensor *shown = head >= 0 ? gb_slice(w, 1, head, head + 1, 1) : gb_tensor_ref(w); /* [1, H or 1, T, T] */
-        if (!gb_cli_given(a, ATTN_JSON)) attn_print(lm, ids, w, layer, (int)head);
+        if (!gb_cli_given(a, ATTN_JSON)) attn_print(lm, ids, w, layer, (int)head, scores);
         else if (!shown) rc = gb_cli_fail("attn", "%s", gb_last_error());
-        else printf("{\"layer\": %d, \"first_head\": %lld, \"weights\": ", layer, head < 0 ? 0 : head),
+        else printf("{\"layer\": %d, \"first_head\": %lld, \"%s\": ", layer, head < 0 ? 0 : head, scores ? "scores" : "weights"),
              gb_cli_json_tensor(stdout, shown), printf("}\n");
         gb_tensor_free(shown);
-        bool drawn = png && attn_png(lm, png, ids, w, layer, (int)head, &pw, &ph);
+        bool drawn = png && attn_png(lm, png, ids, w, layer, (int)head, scores, &pw, &ph);
         if (png && !rc) rc = wrote_png("attn", drawn, png, pw, ph, gb_cli_given(a, ATTN_JSON));
     }
     gb_tensor_free(w), gb_tensor_free(ids);
@@ -832,5 +875,6 @@ static int attn(const gb_cli_args *a) {
 
 const gb_cli_cmd gb_cli_cmd_attn = {
     "attn", attn, "[MODEL]", 0, 1, "attention patterns of one layer",
-    "Prints each head's softmaxed attention weights, queries by keys (docs/recipes.md).",
-    attn_opts, sizeof attn_opts / sizeof *attn_opts, NULL};
+    "Prints each head's softmaxed attention weights, queries by keys, or with --scores the scores before "
+    "softmax (scaled and masked; masked positions print as - and draw grey) (docs/recipes.md).",
+    attn_opts, sizeof attn_opts / sizeof *attn_opts};

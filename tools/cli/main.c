@@ -117,11 +117,6 @@ int main(int argc, char **argv) {
     for (int i = 0; i < GB_NCOMMANDS; i++) {
         const gb_cli_cmd *c = gb_commands[i];
         if (strcmp(argv[1], c->name)) continue;
-        if (c->raw && argc > 2 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"))) {
-            gb_cli_help(stdout, c);
-            return GB_CLI_OK;
-        }
-        if (c->raw) return c->raw(argc - 2, argv + 2);
         gb_cli_args a;
         int rc = gb_cli_parse(c, argc - 1, argv + 1, &a); /* argv[0] is the command name, for getopt */
         if (rc) return rc < 0 ? GB_CLI_OK : rc;

@@ -1,4 +1,5 @@
 /* `glassbox info | run | generate | trace`: a model from the command line. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -90,7 +91,7 @@ const gb_cli_cmd gb_cli_cmd_info = {
     "info", info, "[MODEL]", 0, 1, "print the module tree, parameter count and config",
     "The tree is PyTorch's print(model) of the Hugging Face model; the config is what glassbox read from "
     "config.json.",
-    info_opts, sizeof info_opts / sizeof *info_opts, NULL};
+    info_opts, sizeof info_opts / sizeof *info_opts};
 
 /* ---- run ---------------------------------------------------------------- */
 
@@ -193,7 +194,7 @@ static int run(const gb_cli_args *a) {
     if (!rc && gb_cli_given(a, RUN_TOP)) {
         gb_tensor *last = gb_select(ts[0], 1, -1);
         printf("top %lld next tokens:\n", gb_cli_int(a, RUN_TOP));
-        if (last) gb_cli_print_top(lm, last, (int)gb_cli_int(a, RUN_TOP));
+        if (last) gb_cli_print_top(gb_lm_tokenizer(lm), last, (int)gb_cli_int(a, RUN_TOP));
         else rc = gb_cli_fail("run", "%s", gb_last_error());
         gb_tensor_free(last);
     }
@@ -210,7 +211,7 @@ const gb_cli_cmd gb_cli_cmd_run = {
     "run", run, "[MODEL]", 0, 1, "one forward pass: the logits, and with --hidden the hidden states",
     "Without --out or --top, prints the ids, the predicted next token and the shape of each value; --top prints "
     "the K most likely next tokens instead.",
-    run_opts, sizeof run_opts / sizeof *run_opts, NULL};
+    run_opts, sizeof run_opts / sizeof *run_opts};
 
 /* ---- generate ------------------------------------------------------------ */
 
@@ -298,14 +299,17 @@ const gb_cli_cmd gb_cli_cmd_generate = {
     "generate", generate, "[MODEL]", 0, 1, "greedy decoding with a KV cache, or sampling",
     "Stops at the model's EOS, after -n tokens, or at the model's last position. Without a prompt, generation "
     "starts from the BOS token. On a terminal, progress (tokens per second) goes to standard error.",
-    gen_opts, sizeof gen_opts / sizeof *gen_opts, NULL};
+    gen_opts, sizeof gen_opts / sizeof *gen_opts};
 
 /* ---- trace -------------------------------------------------------------- */
 
 #define TRACE_OPTS(X)                                                                                                \
     GB_CLI_OPT_PROMPT(X, TRACE_IDS, TRACE_TEXT, true, 0)                                                             \
     X(TRACE_STMT, "exec", 'e', STR, 0, 0, NULL, true, 0, "STATEMENT",                                              \
-      "an intervention in nnsight's syntax, for the prompt before it")                                             \
+      "an intervention in nnsight's syntax, for the prompt before it (several lines: a block with if/elif/else "    \
+      "and with tracer.cond(...):)")                                                                               \
+    X(TRACE_FILE, "file", 'f', STR, 0, 0, NULL, true, 0, "FILE",                                                   \
+      "the statements of FILE, lines as -e takes them, for the prompt before it ('-': standard input)")            \
     X(TRACE_N, "max-new-tokens", 'n', INT, 0, 1000000, "0", false, 0, "N",                                         \
       "generate N tokens greedily with the interventions (0: one forward pass)")                                   \
     X(TRACE_SCAN, "scan", 0, FLAG, 0, 0, NULL, false, 0, NULL, "shapes only: print each statement's shape")        \
@@ -377,26 +381,78 @@ static void print_value(const char *name, gb_tensor *t, bool json, bool *first) 
     *first = false;
 }
 
+/* A value trace prints: the statement it comes from (index into stmts),
+ * the name it is bound to (malloc'd, or NULL), the text to print without
+ * one. */
+typedef struct trace_entry {
+    int stmt;
+    char *name;
+    const char *text;
+    gb_val *val;
+} trace_entry;
+
+/* The entries of the statements: one per one-line statement (its value),
+ * one per name a block binds (the value bound last). NULL when out of memory. */
+static trace_entry *trace_entries(gb_trace *tr, int nstmts, const char **stmts, gb_val **vals, int *n) {
+    trace_entry *e = NULL;
+    int cap = 0;
+    *n = 0;
+    for (int i = 0; i < nstmts; i++) {
+        int k = 1;
+        char **names = NULL;
+        if (strchr(stmts[i], '\n') && !(names = gb_statement_names(stmts[i], &k))) goto oom;
+        if (*n + k + 1 > cap) {
+            trace_entry *ne = realloc(e, sizeof *e * (size_t)(cap = 2 * (*n + k + 1)));
+            if (!ne) {
+                for (int j = 0; names && j < k; j++) free(names[j]);
+                free(names);
+                goto oom;
+            }
+            e = ne;
+        }
+        if (!names) e[(*n)++] = (trace_entry){i, gb_statement_name(stmts[i]), stmts[i], vals[i]};
+        for (int j = 0; names && j < k; j++) e[(*n)++] = (trace_entry){i, names[j], names[j], gb_trace_name(tr, names[j])};
+        free(names);
+    }
+    return e ? e : calloc(1, sizeof *e);
+oom:
+    for (int j = 0; j < *n; j++) free(e[j].name);
+    free(e);
+    *n = 0;
+    return NULL;
+}
+
 /* Interventions written as nnsight statements, run with one forward pass
  * (or, with -n N, greedy generation of N tokens); saved values are printed
  * (or written with --out). Several prompts are batched as invokes, each
  * prompt's statements applying to its rows. */
 static int trace(const gb_cli_args *a) {
-    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a->argc, a->argv);
+    if (gb_cli_given(a, TRACE_REMOTE)) return gb_cli_trace_remote(a);
     /* the prompts in order, each with the index of the first statement after it */
     int nprompts = 0, nstmts = 0;
     const gb_cli_arg **prompts = calloc((size_t)a->nseq + 1, sizeof *prompts);
     int *first = calloc((size_t)a->nseq + 1, sizeof *first);
     const char **stmts = calloc((size_t)a->nseq + 1, sizeof *stmts);
-    for (int i = 0; prompts && first && stmts && i < a->nseq; i++) {
+    char **files = calloc((size_t)a->nseq + 1, sizeof *files); /* -f texts, freed at the end */
+    const char **sites = calloc((size_t)a->nseq + 1, sizeof *sites); /* "-e", or -f's file */
+    int nfiles = 0, rc = !prompts || !first || !stmts || !files || !sites ? gb_cli_fail("trace", "out of memory") : GB_CLI_OK;
+    for (int i = 0; !rc && i < a->nseq; i++) {
         int o = a->seq[i].opt;
         if (o == TRACE_IDS || o == TRACE_TEXT) first[nprompts] = nstmts, prompts[nprompts++] = &a->seq[i];
-        else if (o == TRACE_STMT) stmts[nstmts++] = a->seq[i].str;
+        else if (o == TRACE_STMT) sites[nstmts] = "-e", stmts[nstmts++] = a->seq[i].str;
+        else if (o == TRACE_FILE) {
+            bool in = !strcmp(a->seq[i].str, "-");
+            FILE *f = in ? stdin : fopen(a->seq[i].str, "r");
+            size_t len;
+            char *text = f ? gb_cli_slurp(f, &len) : NULL;
+            if (f && !in) fclose(f);
+            if (!text) rc = gb_cli_fail("trace", "-f %s: %s", a->seq[i].str, f ? "cannot read it" : strerror(errno));
+            else sites[nstmts] = a->seq[i].str, stmts[nstmts++] = files[nfiles++] = text;
+        }
     }
     bool json = gb_cli_given(a, TRACE_JSON), scan = gb_cli_given(a, TRACE_SCAN);
     const char *out = gb_cli_str(a, TRACE_OUT);
     long long n = gb_cli_int(a, TRACE_N);
-    int rc = !prompts || !first || !stmts ? gb_cli_fail("trace", "out of memory") : GB_CLI_OK;
     if (!rc && !nprompts) rc = gb_cli_usage_error("trace", "give a prompt with --ids 1,2,3 or -p TEXT (several: invokes)");
     gb_lm *lm = rc ? NULL : gb_cli_open_lm("trace", a->npos ? a->pos[0] : NULL, gb_cli_str(a, TRACE_TOKENIZER), gb_cli_f32(a, TRACE_DTYPE));
     if (!rc && !lm) rc = GB_CLI_ERROR;
@@ -425,9 +481,16 @@ static int trace(const gb_cli_args *a) {
             gb_invoke_end(tr);
             st = gb_invoke(tr, inputs[p++]);
         }
-        if (st == GB_OK) st = gb_trace_statement(tr, stmts[i], "-e", i + 1, &vals[i]);
+        bool file = strcmp(sites[i], "-e") != 0; /* a file's lines are numbered from 1 */
+        if (st == GB_OK) st = gb_trace_statement(tr, stmts[i], sites[i], file ? 1 : i + 1, &vals[i]);
     }
     if (tr) gb_invoke_end(tr);
+    /* What is printed: a one-line statement's value under the name it binds
+     * or its text; a block's values under the names its lines bind (its
+     * unnamed values, as in nnsight, have no name to be read by) */
+    int nent = 0;
+    trace_entry *ents = NULL;
+    if (tr && st == GB_OK && !(ents = trace_entries(tr, nstmts, stmts, vals, &nent))) st = GB_ERR_ALLOC;
     for (int p = 0; tr && batched && st == GB_OK && p < nprompts; p++) /* prompts after the last statement */
         if (first[p] == nstmts) {
             st = gb_invoke(tr, inputs[p]);
@@ -458,35 +521,35 @@ static int trace(const gb_cli_args *a) {
                            : gb_trace_run(tr);
     if (tr && st != GB_OK && !rc) rc = gb_cli_fail("trace", "%s", gb_last_error());
 
-    /* Each statement's saved value, under its name or its text. */
-    const char **names = calloc((size_t)nstmts + 2, sizeof *names);
-    gb_tensor **ts = calloc((size_t)nstmts + 2, sizeof *ts);
+    /* Each entry's saved value, under its name or its text. */
+    const char **names = calloc((size_t)nent + 2, sizeof *names);
+    gb_tensor **ts = calloc((size_t)nent + 2, sizeof *ts);
     int nsaved = 0;
     bool first_value = true;
     if (!rc && json) printf("{");
-    for (int i = 0; tr && !rc && i < nstmts; i++) {
-        char *name = gb_statement_name(stmts[i]);
+    for (int i = 0; tr && !rc && i < nent; i++) {
+        const char *name = ents[i].name, *label = name ? name : ents[i].text;
+        gb_val *v = ents[i].val;
         int nd;
         int64_t shape[GB_MAX_DIMS];
-        if (scan && vals[i] && gb_val_shape(vals[i], &nd, shape) == GB_OK) {
-            if (json) printf("%s", first_value ? "" : ", "), gb_cli_json_string(stdout, name ? name : stmts[i]), printf(": [");
-            else printf("%s: [", name ? name : stmts[i]);
+        if (scan && v && gb_val_shape(v, &nd, shape) == GB_OK) {
+            if (json) printf("%s", first_value ? "" : ", "), gb_cli_json_string(stdout, label), printf(": [");
+            else printf("%s: [", label);
             for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)shape[d]);
             printf(json ? "]" : "]\n");
             first_value = false;
-        } else if (scan && (name || gb_val_saved(vals[i]))) { /* a value the scan did not reach: say so */
+        } else if (scan && (name || gb_val_saved(v))) { /* a value the scan did not reach: say so */
             if (!json)
                 printf("%s: no shape (the scan did not reach it: a stop, a false condition or a generation step "
-                       "beyond -n before it)\n", name ? name : stmts[i]);
-        } else if (!scan && gb_val_saved(vals[i]) && !gb_value(vals[i])) {
+                       "beyond -n before it)\n", label);
+        } else if (!scan && v && gb_val_saved(v) && !gb_value(v)) {
             gb_clear_error(); /* saved but never produced: warned about below, with the reason */
-        } else if (!scan && (ts[nsaved] = gb_value(vals[i]))) {
-            if (!out) print_value(name ? name : stmts[i], ts[nsaved], json, &first_value);
-            if (!name && (name = malloc(32))) snprintf(name, 32, "statement.%d", i + 1);
-            names[nsaved++] = name;
-            continue;
+        } else if (!scan && v && (ts[nsaved] = gb_value(v))) {
+            if (!out) print_value(label, ts[nsaved], json, &first_value);
+            char *key = name ? strdup(name) : malloc(32);
+            if (!name && key) snprintf(key, 32, "statement.%d", ents[i].stmt + 1);
+            names[nsaved++] = key;
         }
-        free(name);
     }
     if (!rc && !scan) { /* saved values the run never produced: said, not dropped */
         int k = gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
@@ -501,9 +564,8 @@ static int trace(const gb_cli_args *a) {
         }
         for (int j = 0; j < k; j++) {
             int i = 0;
-            while (i < nstmts && vals[i] != missing[j]) i++;
-            char *name = i < nstmts ? gb_statement_name(stmts[i]) : NULL;
-            const char *what = name ? name : i < nstmts ? stmts[i] : gb_val_text(missing[j]);
+            while (i < nent && ents[i].val != missing[j]) i++;
+            const char *what = i < nent ? (ents[i].name ? ents[i].name : ents[i].text) : gb_val_text(missing[j]);
             if (steps >= 0)
                 fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
                                 "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
@@ -511,11 +573,10 @@ static int trace(const gb_cli_args *a) {
             else
                 fprintf(stderr, "glassbox trace: warning: %s was never produced (the run stopped before it, its "
                                 "module never ran, or a condition was false)\n", what);
-            free(name);
         }
         free(missing);
     }
-    if (!rc && !scan && n > 0) { /* nnsight's generator.output */
+    if (!rc && !scan && n > 0 && gb_trace_generated(tr)) { /* nnsight's generator.output (none after a stop) */
         ts[nsaved] = gb_trace_generated(tr);
         if (!out) print_value("generator.output", ts[nsaved], json, &first_value);
         names[nsaved++] = strdup("generator.output");
@@ -534,16 +595,19 @@ static int trace(const gb_cli_args *a) {
         }
     }
     if (!rc && json) printf("}\n");
-    if (!rc && !scan && top) {
+    if (!rc && !scan && top && gb_value(top)) { /* never produced (a stop before the logits): warned about above */
         printf("top %lld next tokens%s:\n", ntop, n > 0 ? " at the last step" : "");
-        gb_cli_print_top(lm, gb_value(top), (int)ntop);
+        gb_cli_print_top(gb_lm_tokenizer(lm), gb_value(top), (int)ntop);
     }
     if (!rc && gb_cli_given(a, TRACE_PNG) && !scan) /* the statements' values only, labelled with the last prompt's tokens */
-        rc = gb_cli_plot_values("trace", lm, gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
+        rc = gb_cli_plot_values("trace", gb_lm_tokenizer(lm), gb_cli_str(a, TRACE_PNG), gb_cli_str(a, TRACE_TITLE), nsaved - (n > 0), names,
                                 ts, inputs[nprompts - 1]);
     if (!rc && out && gb_safetensors_save(out, nsaved, names, ts, GB_DTYPE_F32, NULL) != GB_OK)
         rc = gb_cli_fail("trace", "%s", gb_last_error());
     for (int i = 0; i < nsaved; i++) free((char *)names[i]);
+    for (int i = 0; i < nent; i++) free(ents[i].name);
+    for (int i = 0; i < nfiles; i++) free(files[i]);
+    free(ents), free(files), free(sites);
     free(names), free(ts), free(vals), free(stmts), free(prompts), free(first);
     gb_trace_free(tr);
     gb_trace_free(editor);
@@ -555,8 +619,9 @@ static int trace(const gb_cli_args *a) {
 
 const gb_cli_cmd gb_cli_cmd_trace = {
     "trace", trace, "[MODEL]", 0, 1, "interventions in nnsight's syntax",
-    "Each -e statement applies to the prompt (--ids or -p) before it; several prompts are batched as invokes "
+    "Each -e statement (or -f file of them; a block of lines with if/elif/else or with tracer.cond(...): "
+    "is one) applies to the prompt (--ids or -p) before it; several prompts are batched as invokes "
     "(left-padded, each with its statements). Values saved with .save() are printed, or written with --out "
     "under the name a statement binds (statement.K otherwise). With -n, generation runs with the "
     "interventions at every step; generator.output holds the ids and generator.text their text.",
-    trace_opts, sizeof trace_opts / sizeof *trace_opts, NULL};
+    trace_opts, sizeof trace_opts / sizeof *trace_opts};

@@ -1,7 +1,6 @@
 /* `glassbox serve`: host models for `glassbox trace --remote` and
  * `glassbox session --remote` (docs/remote.md). Runs until SIGINT or
  * SIGTERM; the access log goes to stderr. */
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,82 +10,66 @@
 #include "cli.h"
 #include "glassbox.h"
 
-static int fail(const char *msg) {
-    fprintf(stderr, "glassbox serve: %s\n", msg);
-    return 1;
-}
-
 static void access_log(void *ctx, const char *line) {
     (void)ctx;
     fprintf(stderr, "%s\n", line);
 }
 
-/* A whole non-negative number for option name; false with a message. */
-static bool number(const char *name, const char *s, long long max, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < 0 || v > max) {
-        fprintf(stderr, "glassbox serve: %s: expected a whole number from 0 to %lld, got '%s'\n", name, max, s);
-        return false;
-    }
-    *out = v;
-    return true;
-}
+#define SERVE_OPTS(X)                                                                                                \
+    X(SRV_MODEL, "model", 0, STR, 0, 0, NULL, true, 0, "NAME=DIR", "host the model in DIR under NAME")            \
+    GB_CLI_OPT_DTYPE(X, SRV_DTYPE)                                                                                   \
+    X(SRV_HOST, "host", 0, STR, 0, 0, "127.0.0.1", false, 0, "ADDR", "the IPv4 address to listen on")             \
+    X(SRV_PORT, "port", 0, INT, 0, 65535, "8080", false, 0, "N", "the port (0: any free one)")                    \
+    X(SRV_KEYS, "keys", 0, STR, 0, 0, NULL, false, 0, "FILE", "API keys, one a line; without it, no key is needed") \
+    X(SRV_WORKERS, "workers", 0, INT, 1, 256, "1", false, 0, "N", "threads running sessions")                     \
+    X(SRV_QUEUE, "queue", 0, INT, 1, 1 << 20, "16", false, 0, "N", "requests waiting at most (then 429)")         \
+    X(SRV_MAX_TOKENS, "max-tokens", 0, INT, 0, 1e12, "0", false, 0, "N", "prompt tokens of a trace at most (0: no limit)") \
+    X(SRV_MAX_NEW, "max-new-tokens", 0, INT, 0, 1 << 30, "0", false, 0, "N", "new tokens of a trace at most")     \
+    X(SRV_MAX_BATCH, "max-batch", 0, INT, 0, 1 << 20, "0", false, 0, "N", "invokes of a trace at most")           \
+    X(SRV_MAX_RUNS, "max-runs", 0, INT, 0, 1e12, "0", false, 0, "N", "trace runs of a request at most (loops count each item)") \
+    X(SRV_MAX_BODY, "max-body", 0, INT, 1, 1e12, "1048576", false, 0, "BYTES", "request bytes at most (413)")     \
+    X(SRV_MAX_RESULT, "max-result", 0, INT, 0, 1e15, "67108864", false, 0, "BYTES",                               \
+      "bytes of saved values a request returns at most")                                                           \
+    X(SRV_TIME_LIMIT, "time-limit", 0, INT, 0, 1e15, "0", false, 0, "MS",                                         \
+      "cancel a request running longer, inside a forward pass too (0: none)")                                      \
+    X(SRV_CONN_TIMEOUT, "connection-timeout", 0, INT, 1, 1 << 20, "30", false, 0, "S",                             \
+      "drop a connection silent this long (a body that never arrives)")
+enum { SERVE_OPTS(GB_CLI_OPT_ENUM) SRV_NOPTS };
+static const gb_cli_opt serve_opts[] = {SERVE_OPTS(GB_CLI_OPT_INIT)};
 
-static int serve_main(int argc, char **argv) {
+static int serve_main(const gb_cli_args *a) {
     gb_serve_opts o = gb_serve_defaults();
-    gb_serve_model *models = calloc((size_t)argc + 1, sizeof *models);
+    gb_serve_model *models = calloc((size_t)a->nseq + 1, sizeof *models);
     char **keys = NULL;
     int nkeys = 0, rc = 0;
-    if (!models) return fail("out of memory");
-    for (int i = 0; !rc && i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long x = 0;
-        static const struct {
-            const char *name;
-            long long max;
-        } nums[] = {{"--port", 65535}, {"--workers", 256}, {"--queue", 1 << 20}, {"--max-tokens", 1LL << 40},
-                    {"--max-new-tokens", 1 << 30}, {"--max-batch", 1 << 20}, {"--max-runs", 1LL << 40},
-                    {"--max-body", 1LL << 40}, {"--max-result", 1LL << 50}, {"--time-limit", 1LL << 50},
-                    {"--connection-timeout", 1 << 20}};
-        int k = 0;
-        while (k < (int)(sizeof nums / sizeof *nums) && strcmp(a, nums[k].name)) k++;
-        if (k < (int)(sizeof nums / sizeof *nums)) {
-            if (!v || !number(a, v, nums[k].max, &x)) rc = v ? 1 : fail("a number must follow a limit option");
-            i++;
-            switch (k) {
-            case 0: o.port = (int)x; break;
-            case 1: o.workers = (int)x; break;
-            case 2: o.queue = (int)x; break;
-            case 3: o.limits.max_tokens = x; break;
-            case 4: o.limits.max_new_tokens = (int)x; break;
-            case 5: o.limits.max_batch = (int)x; break;
-            case 6: o.limits.max_runs = x; break;
-            case 7: o.max_body = (size_t)x; break;
-            case 8: o.max_result = (size_t)x; break;
-            case 9: o.time_limit_ms = x; break;
-            default: o.connection_timeout_s = (unsigned)x; break;
-            }
-        } else if (!strcmp(a, "--model") && v) {
-            char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i]) {
-                rc = fail("--model NAME=DIR");
-                break;
-            }
-            *eq = 0;
-            models[o.nmodels].name = argv[i];
-            if (!(models[o.nmodels++].lm = gb_cli_open_lm(NULL, eq + 1, NULL, false))) rc = fail(gb_last_error());
-        } else if (!strcmp(a, "--host") && v) {
-            o.host = argv[++i];
-        } else if (!strcmp(a, "--keys") && v) {
-            if (gb_serve_read_keys(argv[++i], &keys, &nkeys) != GB_OK) rc = fail(gb_last_error());
-        } else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown or incomplete option '%s'", a);
-            rc = fail(msg) + 1;
+    if (!models) return gb_cli_fail("serve", "out of memory");
+    o.host = gb_cli_str(a, SRV_HOST);
+    o.port = (int)gb_cli_int(a, SRV_PORT);
+    o.workers = (int)gb_cli_int(a, SRV_WORKERS);
+    o.queue = (int)gb_cli_int(a, SRV_QUEUE);
+    o.limits.max_tokens = gb_cli_int(a, SRV_MAX_TOKENS);
+    o.limits.max_new_tokens = (int)gb_cli_int(a, SRV_MAX_NEW);
+    o.limits.max_batch = (int)gb_cli_int(a, SRV_MAX_BATCH);
+    o.limits.max_runs = gb_cli_int(a, SRV_MAX_RUNS);
+    o.max_body = (size_t)gb_cli_int(a, SRV_MAX_BODY);
+    o.max_result = (size_t)gb_cli_int(a, SRV_MAX_RESULT);
+    o.time_limit_ms = gb_cli_int(a, SRV_TIME_LIMIT);
+    o.connection_timeout_s = (unsigned)gb_cli_int(a, SRV_CONN_TIMEOUT);
+    if (!gb_cli_given(a, SRV_MODEL)) rc = gb_cli_usage_error("serve", "give a model to host with --model NAME=DIR");
+    for (int i = 0; !rc && i < a->nseq; i++) {
+        if (a->seq[i].opt != SRV_MODEL) continue;
+        char *eq = strchr(a->seq[i].str, '=');
+        if (!eq || eq == a->seq[i].str) {
+            rc = gb_cli_usage_error("serve", "--model takes NAME=DIR, got '%s'", a->seq[i].str);
+            break;
         }
+        *eq = 0; /* argv's own string: the name and the directory stay in it */
+        models[o.nmodels].name = a->seq[i].str;
+        if (!(models[o.nmodels++].lm = gb_cli_open_lm(NULL, eq + 1, NULL, gb_cli_f32(a, SRV_DTYPE))))
+            rc = gb_cli_fail("serve", "%s", gb_last_error());
     }
+    if (!rc && gb_cli_given(a, SRV_KEYS) && gb_serve_read_keys(gb_cli_str(a, SRV_KEYS), &keys, &nkeys) != GB_OK)
+        rc = gb_cli_fail("serve", "%s", gb_last_error());
     o.models = models;
     o.keys = (const char *const *)keys;
     o.nkeys = nkeys;
@@ -98,7 +81,7 @@ static int serve_main(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     gb_server *srv = rc ? NULL : gb_serve_start(&o);
-    if (!rc && !srv) rc = fail(gb_last_error());
+    if (!rc && !srv) rc = gb_cli_fail("serve", "%s", gb_last_error());
     if (srv) {
         fprintf(stderr, "glassbox serve: listening on http://%s:%d (%d model%s, %d worker%s, %s)\n", o.host,
                 gb_server_port(srv), o.nmodels, o.nmodels == 1 ? "" : "s", o.workers, o.workers == 1 ? "" : "s",
@@ -115,9 +98,8 @@ static int serve_main(int argc, char **argv) {
 }
 
 const gb_cli_cmd gb_cli_cmd_serve = {
-    .name = "serve", .raw = serve_main, .args = "--model NAME=DIR...",
-    .summary = "run sessions for HTTP clients",
-    .description = "Options: --model NAME=DIR (repeatable), --host H, --port N, --keys FILE, --workers N, --queue N and "
-                   "the limits --max-tokens, --max-new-tokens, --max-batch, --max-runs, --max-body, --max-result, "
-                   "--time-limit, --connection-timeout (docs/remote.md).",
-};
+    "serve", serve_main, "", 0, 0, "run sessions for HTTP clients",
+    "Hosts each --model under its name for glassbox trace --remote and session --remote, until SIGINT or "
+    "SIGTERM; one access-log line per request on standard error (never a key). Limits over which a request is "
+    "refused (413) are 0 for none. docs/remote.md has the protocol and the security model.",
+    serve_opts, SRV_NOPTS};

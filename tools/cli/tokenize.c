@@ -70,7 +70,7 @@ const gb_cli_cmd gb_cli_cmd_tokenize = {
     "MODEL is a model directory or a tokenizer file (tokenizer.json, or vocab.json with merges.txt); without "
     "it, the bundled model's tokenizer. TEXT '-' reads standard input. Prints the ids as a JSON array "
     "(--tokens adds a line with the token strings).",
-    tok_opts, sizeof tok_opts / sizeof *tok_opts, NULL};
+    tok_opts, sizeof tok_opts / sizeof *tok_opts};
 
 #define DETOK_OPTS(X)                                                                                                \
     X(DETOK_SKIP, "skip-special", 0, FLAG, 0, 0, NULL, false, 0, NULL, "leave out special tokens")                 \
@@ -126,4 +126,4 @@ static int detokenize(const gb_cli_args *a) {
 const gb_cli_cmd gb_cli_cmd_detokenize = {
     "detokenize", detokenize, "[MODEL] IDS", 1, 2, "print the text of token ids",
     "IDS is a list such as 1,2,3 or \"[1, 2, 3]\". Without MODEL, the bundled model's tokenizer.",
-    detok_opts, sizeof detok_opts / sizeof *detok_opts, NULL};
+    detok_opts, sizeof detok_opts / sizeof *detok_opts};

@@ -771,4 +771,4 @@ const gb_cli_cmd gb_cli_cmd_train = {
     "Trains a GPT2LMHeadModel with glassbox's own autograd (AdamW, warmup and cosine decay) on a corpus of one "
     "sentence per line; --corpus, --tokenizer and --out are required. docs/training.md describes the data "
     "order, initialisation, schedule, determinism and resuming.",
-    cli_opts, sizeof cli_opts / sizeof *cli_opts, NULL};
+    cli_opts, sizeof cli_opts / sizeof *cli_opts};

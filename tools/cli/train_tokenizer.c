@@ -52,4 +52,4 @@ const gb_cli_cmd gb_cli_cmd_train_tokenizer = {
     "train-tokenizer", train_tokenizer, "CORPUS", 1, 1, "train a byte-level BPE tokenizer",
     "Trains a tokenizer with GPT-2's layout on the text file CORPUS ('-' reads standard input) and writes "
     "tokenizer.json, vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json into DIR.",
-    tt_opts, sizeof tt_opts / sizeof *tt_opts, NULL};
+    tt_opts, sizeof tt_opts / sizeof *tt_opts};
