@@ -519,12 +519,25 @@ gb_status gb__ts_op_MASKED_FILL_forward(gb_tensor *out) {
     gb__ts_broadcast_strides(ta, out->ndim, out->shape, sa);
     gb__ts_broadcast_strides(tm, out->ndim, out->shape, sm);
     int64_t n = gb_tensor_numel(out);
+    int d = out->ndim - 1;
+    int64_t da = d >= 0 ? sa[d] : 0, dm = d >= 0 ? sm[d] : 0; /* strides along the last dim */
 #pragma omp parallel num_threads(gb__threads()) if (n > GB__PAR_MIN_WORK)
     {
         gb__ts_iter it;
         int64_t lo, hi;
         gb__ts_iter_share(&it, out->ndim, out->shape, 2, (const int64_t *[]){sa, sm}, &lo, &hi);
-        for (int64_t i = lo; i < hi; i++, gb__ts_iter_next(&it)) y[i] = m[it.off[1]] ? v : a[it.off[0]];
+        /* A run along the last dim at a time: the iterator's step per
+         * element cost more than the select (a causal mask over attention
+         * scores took 2% of a 128-token forward). */
+        for (int64_t i = lo; i < hi;) {
+            int64_t run = d >= 0 ? out->shape[d] - it.idx[d] : 1;
+            if (run > hi - i) run = hi - i;
+            const float *ar = a + it.off[0];   /* [run] by da */
+            const uint8_t *mr = m + it.off[1]; /* [run] by dm */
+            for (int64_t j = 0; j < run; j++) y[i + j] = mr[j * dm] ? v : ar[j * da];
+            i += run;
+            if (i < hi) gb__ts_iter_seek(&it, i);
+        }
     }
     return GB_OK;
 }

@@ -400,6 +400,11 @@ gb_tensor *gb_layer_norm(gb_tensor *x, gb_tensor *weight, gb_tensor *bias, float
 /* x * rsqrt(mean(x^2) + eps) * weight over the last dim (HF LlamaRMSNorm);
  * weight may be NULL (no scaling), and f16/bf16. */
 gb_tensor *gb_rms_norm(gb_tensor *x, gb_tensor *weight, float eps);
+/* Rotary position embedding over the last dim D (HF's apply_rotary_pos_emb):
+ * x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., D/2:],
+ * x[..., :D/2]); cos and sin broadcast to x's shape (a shape error names
+ * them otherwise). Gradients flow to all three. */
+gb_tensor *gb_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin);
 /* weight[ids]: ids i64 or i32 of any shape, result shape ids.shape + [dim]
  * (f32; an f16/bf16 weight's rows are converted); an id outside [0, rows)
  * fails with GB_ERR_INDEX naming it. */

@@ -1303,8 +1303,10 @@ char **gb_statement_names(const char *text, int *n) {
     }
     gb__tr_lines_free(&b);
     char **out = ok ? malloc(sizeof *out * (size_t)(arrlen(names) + 1)) : NULL;
-    if (out) memcpy(out, names, sizeof *out * (size_t)arrlen(names)), *n = (int)arrlen(names);
-    else
+    if (out) {
+        if (names) memcpy(out, names, sizeof *out * (size_t)arrlen(names)); /* none: names is NULL (UBSan) */
+        *n = (int)arrlen(names);
+    } else
         for (ptrdiff_t k = 0; k < arrlen(names); k++) free(names[k]);
     arrfree(names);
     return out;
