@@ -546,13 +546,15 @@ gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const c
 }
 
 gb_val *gb_trace_print_at(gb_trace *tr, const char *format, int nargs, gb_val *const *args, const char *file, int line) {
+    if (!tr) return gb__fail_null(GB_ERR_ARG, "print: the trace is NULL");
     int holes = 0;
+    bool stray = false; /* a brace neither doubled nor a {} */
     for (const char *f = format ? format : ""; *f; f++) {
         if ((f[0] == '{' && f[1] == '{') || (f[0] == '}' && f[1] == '}')) f++;
         else if (f[0] == '{' && f[1] == '}') holes++, f++;
-        else if (*f == '{' || *f == '}') holes = -1000;
+        else if (*f == '{' || *f == '}') stray = true;
     }
-    if (nargs < 0 || nargs > GB__MAX_ARGS || holes != nargs)
+    if (stray || nargs < 0 || nargs > GB__MAX_ARGS || holes != nargs)
         return gb__fail_null(GB_ERR_ARG, "print: the format '%s' needs one {} per value (%d values, at most %d), and "
                                          "{{ or }} for a brace", format ? format : "(null)", nargs, GB__MAX_ARGS);
     for (int i = 0; i < nargs; i++)
