@@ -540,7 +540,7 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
         if (!b->vals[i] || gb_val_shape(b->vals[i], &ndims[i], shapes + (size_t)i * GB_MAX_DIMS) != GB_OK)
             ndims[i] = named || (b->vals[i] && gb_val_saved(b->vals[i])) ? -1 : -2;
     }
-    gb_clear_error();
+    if (st == GB_OK) gb_clear_error(); /* what texts and shapes left unsaid; an earlier failure keeps its message */
     if (st == GB_OK && scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
                         scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};
