@@ -125,19 +125,11 @@ static const gb__nn_module_type gb__nn_type_rotary = {.name = "LlamaRotaryEmbedd
 /* ---- LlamaAttention ----------------------------------------------------- */
 
 /* x * cos + rotate_half(x) * sin for x [B, H, T, D] and cos, sin
- * [B|1, T, D] (apply_rotary_pos_emb with unsqueeze_dim=1);
- * rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]). */
+ * [B|1, T, D] (apply_rotary_pos_emb with unsqueeze_dim=1), one op (gb_rope). */
 static gb_tensor *gb__nn_apply_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin) {
-    int64_t D = gb_tensor_dim(x, 3);
     gb_tensor *c = gb_unsqueeze(cos, 1), *s = gb_unsqueeze(sin, 1);
-    gb_tensor *x1 = gb_narrow(x, -1, 0, D / 2), *x2 = gb_narrow(x, -1, D / 2, D - D / 2);
-    gb_tensor *n2 = x2 ? gb_neg(x2) : NULL;
-    gb_tensor *rot = n2 && x1 ? gb_cat(2, (gb_tensor *[]){n2, x1}, -1) : NULL;
-    gb_tensor *a = c ? gb_mul(x, c) : NULL;
-    gb_tensor *b = rot && s ? gb_mul(rot, s) : NULL;
-    gb_tensor *y = a && b ? gb_add(a, b) : NULL;
-    gb_tensor_free(c), gb_tensor_free(s), gb_tensor_free(x1), gb_tensor_free(x2), gb_tensor_free(n2);
-    gb_tensor_free(rot), gb_tensor_free(a), gb_tensor_free(b);
+    gb_tensor *y = c && s ? gb_rope(x, c, s) : NULL;
+    gb_tensor_free(c), gb_tensor_free(s);
     return y;
 }
 

@@ -529,6 +529,7 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
     if (gen) values[n] = gen, names[n++] = "generator.output";
     int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
     char **texts = calloc((size_t)rows + 1, sizeof *texts);
+    if (!texts && st == GB_OK) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     for (int64_t i = 0; texts && i < rows; i++)
         if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
     /* a scan's graph and each statement's shape, as plain data a server sends */
@@ -540,7 +541,7 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
         if (!b->vals[i] || gb_val_shape(b->vals[i], &ndims[i], shapes + (size_t)i * GB_MAX_DIMS) != GB_OK)
             ndims[i] = named || (b->vals[i] && gb_val_saved(b->vals[i])) ? -1 : -2;
     }
-    if (st == GB_OK) gb_clear_error(); /* what texts and shapes left unsaid; an earlier failure keeps its message */
+    if (st == GB_OK) gb_clear_error(); /* the shapes' errors: unknown shapes, not failures */
     if (st == GB_OK && scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
                         scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};

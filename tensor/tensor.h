@@ -306,6 +306,11 @@ gb_tensor *gb_div(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_pow(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_maximum(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_minimum(gb_tensor *a, gb_tensor *b);
+/* torch.remainder (the result takes b's sign: -5 % 2 = 1; gradient 1 for a,
+ * -floor(a / b) for b) and torch.floor_divide (rounds down: -5 // 2 = -3;
+ * records, but its backward fails as PyTorch's). f32, broadcasting. */
+gb_tensor *gb_remainder(gb_tensor *a, gb_tensor *b);
+gb_tensor *gb_floor_divide(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_add_scalar(gb_tensor *a, float s);
 gb_tensor *gb_sub_scalar(gb_tensor *a, float s); /* a - s */
 gb_tensor *gb_rsub_scalar(gb_tensor *a, float s); /* s - a */
@@ -395,6 +400,11 @@ gb_tensor *gb_layer_norm(gb_tensor *x, gb_tensor *weight, gb_tensor *bias, float
 /* x * rsqrt(mean(x^2) + eps) * weight over the last dim (HF LlamaRMSNorm);
  * weight may be NULL (no scaling), and f16/bf16. */
 gb_tensor *gb_rms_norm(gb_tensor *x, gb_tensor *weight, float eps);
+/* Rotary position embedding over the last dim D (HF's apply_rotary_pos_emb):
+ * x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., D/2:],
+ * x[..., :D/2]); cos and sin broadcast to x's shape (a shape error names
+ * them otherwise). Gradients flow to all three. */
+gb_tensor *gb_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin);
 /* weight[ids]: ids i64 or i32 of any shape, result shape ids.shape + [dim]
  * (f32; an f16/bf16 weight's rows are converted); an id outside [0, rows)
  * fails with GB_ERR_INDEX naming it. */

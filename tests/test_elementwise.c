@@ -527,8 +527,9 @@ START_TEST(test_masked_fill) {
     static const struct {
         const char *key;
         float value;
-    } cases[] = {{"masked_fill", -5.0f}, {"masked_fill2", 2.5f}}; /* mask [4] to a [3, 4]; [1, 4] with [3, 1] */
-    for (int c = 0; c < 2; c++) {
+    } cases[] = {{"masked_fill", -5.0f}, {"masked_fill2", 2.5f}, {"masked_fill3", -3.0f}};
+    /* mask [4] to a [3, 4]; [1, 4] with [3, 1]; [37, 38] to [5, 7, 37, 38] */
+    for (int c = 0; c < 3; c++) {
         const char *n = cases[c].key;
         gb_tensor *mask = gbt_getf(o, "%s.mask", n), *a = gbt_getf(o, "%s.a", n), *r = gbt_getf(o, "%s.r", n);
         gb_tensor *want = gbt_getf(o, "%s.y", n), *da = gbt_getf(o, "%s.da", n);

@@ -43,6 +43,12 @@ static gb_tensor *first(gb_tensor **x, bool transposed) {
 }
 
 static gb_tensor *r_softmax(gb_tensor **x, const void *arg) { return gb_softmax(x[0], ARG_INT(arg)); }
+/* iarg 1: x[0] is xt [B, T, H, D], used as its view [B, H, T, D] */
+static gb_tensor *r_rope(gb_tensor **x, const void *arg) {
+    gb_tensor *a = ARG_INT(arg) ? gb_transpose(x[0], 1, 2) : gb_tensor_ref(x[0]), *y = gb_rope(a, x[1], x[2]);
+    gb_tensor_free(a);
+    return y;
+}
 static gb_tensor *r_softmax_t(gb_tensor **x, const void *arg) {
     gb_tensor *a = first(x, true), *y = gb_softmax(a, ARG_INT(arg));
     gb_tensor_free(a);
@@ -172,6 +178,9 @@ static const nn_case nn_cases[] = {
     {"ce.large", r_ce, {"x", "t"}, -100, 0},
     {"ce.t", r_ce, {"xt", "t"}, -100, 1},
     {"ce.allignored", r_ce, {"x", "t"}, -100, 0},
+    {"rope.heads", r_rope, {"xt", "cos", "sin"}, 1, 0},
+    {"rope.odd", r_rope, {"x", "cos", "sin"}, 0, 0},
+    {"rope.big", r_rope, {"x", "cos", "sin"}, 0, 0},
     {"cat.d1", r_cat, {"a", "b"}, 1, 0},
     {"cat.d0", r_cat, {"a", "b", "c"}, 0, 0},
     {"cat.neg", r_cat, {"a", "b"}, -1, 0},
@@ -398,6 +407,20 @@ START_TEST(test_softmax_errors) {
 }
 END_TEST
 
+START_TEST(test_rope_errors) {
+    gb_tensor *x = gb_zeros(2, (int64_t[]){2, 4}, GB_DTYPE_F32), *c4 = gb_zeros(1, (int64_t[]){4}, GB_DTYPE_F32),
+              *c3 = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_F32), *big = gb_zeros(3, (int64_t[]){3, 1, 4}, GB_DTYPE_F32),
+              *s = gb_scalar_tensor(1.0f), *h = gb_zeros(1, (int64_t[]){4}, GB_DTYPE_F16);
+    gbt_fails_with(gb_rope(x, c3, c4) == NULL, GB_ERR_SHAPE, "rope: the size of tensor");
+    gbt_fails_with(gb_rope(x, c4, big) == NULL, GB_ERR_SHAPE,
+                   "rope: sin of shape [3, 1, 4] does not broadcast to x's shape [2, 4]");
+    gbt_fails_with(gb_rope(s, s, s) == NULL, GB_ERR_SHAPE, "rope: x must have at least one dim");
+    gbt_fails_with(gb_rope(x, h, c4) == NULL, GB_ERR_DTYPE, "rope: input cos [4] has dtype float16");
+    gbt_fails_with(gb_rope(x, c4, NULL) == NULL, GB_ERR_ARG, "rope: input sin is NULL");
+    gb_tensor_free(x), gb_tensor_free(c4), gb_tensor_free(c3), gb_tensor_free(big), gb_tensor_free(s), gb_tensor_free(h);
+}
+END_TEST
+
 START_TEST(test_norm_errors) {
     gb_tensor *x = gb_zeros(2, (int64_t[]){2, 4}, GB_DTYPE_F32), *w3 = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_F32),
               *w4 = gb_zeros(1, (int64_t[]){4}, GB_DTYPE_F32), *s = gb_scalar_tensor(1.0f),
@@ -496,6 +519,7 @@ Suite *gb_suite_nn_ops(void) {
     tcase_add_test(tc, test_layer_norm_saves_input);
     tcase_add_test(tc, test_softmax_errors);
     tcase_add_test(tc, test_norm_errors);
+    tcase_add_test(tc, test_rope_errors);
     tcase_add_test(tc, test_embedding_errors);
     tcase_add_test(tc, test_cross_entropy_errors);
     tcase_add_test(tc, test_cat_stack_errors);

@@ -6,8 +6,8 @@
  * the command's own option table, every command's, and reads back each
  * option through the accessors the commands use: it parses, prints help
  * (status -1) or refuses the arguments (GB_CLI_USAGE), and never runs the
- * command. The two commands with a grammar of their own (session, serve:
- * `raw`) have no table and are left out of this mode.
+ * command (session and serve included: their steps are repeatable options
+ * read in order).
  *
  * Mode 1 runs the CLI as the binary would (its main renamed gb_cli_main),
  * for the commands that only read (not demo, train, train-tokenizer, which

@@ -160,5 +160,10 @@ grads("masked_fill", lambda a: a.masked_fill(mask, -5.0), [torch.randn(3, 4)], [
 mask2 = torch.rand(1, 4) > 0.5
 o.put("masked_fill2.mask", mask2)
 grads("masked_fill2", lambda a: torch.masked_fill(a, mask2, 2.5), [torch.randn(3, 1)], ["a"])
+# a causal mask over attention-shaped scores: runs along the last dim, the
+# threads' shares (49210 elements, above the parallel threshold) split a row
+mask3 = torch.triu(torch.ones(37, 38), 1).bool()
+o.put("masked_fill3.mask", mask3)
+grads("masked_fill3", lambda a: a.masked_fill(mask3, -3.0), [torch.randn(5, 7, 37, 38)], ["a"])
 
 o.save()

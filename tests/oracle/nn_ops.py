@@ -114,6 +114,26 @@ case("ce.large", lambda x, t: F.cross_entropy(x, t), x=R(4, 9) * 30, t=torch.ten
 case("ce.t", lambda xt, t: F.cross_entropy(xt.T, t), xt=R(7, 5), t=torch.tensor([1, 2, 3, 4, 5]))
 case("ce.allignored", lambda x, t: F.cross_entropy(x, t), x=R(3, 4), t=torch.tensor([-100, -100, -100]))
 
+# ---- rope: transformers' apply_rotary_pos_emb -------------------------------
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope(x, cos, sin):
+    return x * cos + rotate_half(x) * sin
+
+
+# x as split heads ([B, T, H, D] transposed to [B, H, T, D]) with cos, sin
+# [B, 1, T, D]; D odd (the second half is the longer) with cos [D] and sin
+# [1, D]; a large one whose rows the threads share. Gradients reach all three.
+case("rope.heads", lambda xt, cos, sin: rope(xt.transpose(1, 2), cos, sin), xt=R(2, 5, 3, 6), cos=R(2, 1, 5, 6),
+     sin=R(2, 1, 5, 6))
+case("rope.odd", lambda x, cos, sin: rope(x, cos, sin), x=R(4, 7), cos=R(7), sin=R(1, 7))
+case("rope.big", lambda x, cos, sin: rope(x, cos, sin), x=R(2, 4, 64, 130), cos=R(1, 1, 64, 130), sin=R(1, 1, 64, 130))
+
 # ---- cat / stack ----------------------------------------------------------
 case("cat.d1", lambda a, b: torch.cat([a, b], 1), a=R(2, 3), b=R(2, 5))
 case("cat.d0", lambda a, b, c: torch.cat([a, b, c], 0), a=R(1, 4), b=R(3, 4), c=R(2, 4))

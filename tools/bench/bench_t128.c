@@ -178,7 +178,10 @@ static void peak_memory(t128 *c) {
     run_fwd(c);
     double peak = status_mb("VmHWM");
     if (before < 0 || peak < 0) return;
-    double weights = c->mc->weight_bytes / 1048576.0, logits = 4.0 * T_FULL * c->mc->vocab / 1048576.0;
+    double weights = 0, logits = 4.0 * T_FULL * c->mc->vocab / 1048576.0;
+    for (int i = 0; i < c->nparams; i++) /* every parameter is resident, Llama's embedding table included */
+        weights += (double)gb_tensor_numel(c->params[i]) * (double)gb_dtype_size(gb_tensor_dtype(c->params[i]));
+    weights /= 1048576.0;
     char name[64], what[200];
     snprintf(name, sizeof name, "%s_fwd_t128_peak", c->mc->tag);
     snprintf(what, sizeof what, "peak resident in the forward (at rest before it %.0f MB); weights %.0f MB + logits "
