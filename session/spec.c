@@ -2,6 +2,7 @@
  * names (plain data, so it travels as JSON), and the one builder that makes
  * a gb_session of it, for the CLI and the server alike: the same spec
  * gives the same graphs, run by the same code, locally or remotely. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +155,10 @@ gb_status gb_spec_iter(gb_spec *sp, const char *name, int64_t n, int64_t width, 
     if (!name || !*name) return gb__fail(GB_ERR_ARG, "spec_iter: a loop needs a name");
     if (!values && (!over || !*over)) return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s' needs items or a loop to walk", name);
     if (values && (n < 0 || width < 0)) return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s': negative sizes", name);
+    for (int64_t i = 0; values && i < n * (width ? width : 1); i++) /* JSON has no inf or NaN to send them as */
+        if (!isfinite(values[i]))
+            return gb__fail(GB_ERR_ARG, "spec_iter: loop '%s': item value %lld is %g; items are finite float32 numbers",
+                            name, (long long)i, (double)values[i]);
     char *t = gb__ses_spec_dup(name, "spec_iter"), *o = values ? NULL : gb__ses_spec_dup(over, "spec_iter");
     if (!t || (!values && !o)) {
         free(t), free(o);
@@ -524,6 +529,7 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
     if (gen) values[n] = gen, names[n++] = "generator.output";
     int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
     char **texts = calloc((size_t)rows + 1, sizeof *texts);
+    if (!texts && st == GB_OK) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     for (int64_t i = 0; texts && i < rows; i++)
         if (gb_lm_text(b->lm, gen, i, 0, &texts[i]) != GB_OK) rows = i;
     /* a scan's graph and each statement's shape, as plain data a server sends */
@@ -535,7 +541,7 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
         if (!b->vals[i] || gb_val_shape(b->vals[i], &ndims[i], shapes + (size_t)i * GB_MAX_DIMS) != GB_OK)
             ndims[i] = named || (b->vals[i] && gb_val_saved(b->vals[i])) ? -1 : -2;
     }
-    if (st == GB_OK) gb_clear_error(); /* the shapes' (and texts') refusals are not the report's failure */
+    if (st == GB_OK) gb_clear_error(); /* the shapes' errors: unknown shapes, not failures */
     if (st == GB_OK && scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
                         scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};

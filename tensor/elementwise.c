@@ -177,17 +177,11 @@ gb_tensor *gb_silu(gb_tensor *a) { return gb__ts_unary(GB_OP_SILU, a, 0, 0); }
 
 /* ---- binary ops, broadcasting ------------------------------------------- */
 
-/* GB__BINARY(NAME, y, dy/da, dy/db): the expressions read a and b. */
-#define GB__BINARY(NAME, Y, DYDA, DYDB)                                                                               \
+/* GB__BINARY(NAME, y, dy/da, dy/db): the expressions read a and b.
+ * GB__BINARY_FORWARD(NAME, y) is its forward alone, for an op whose
+ * backward is written by hand. */
+#define GB__BINARY_FORWARD(NAME, Y)                                                                                   \
     static GB__INLINE float gb__##NAME##_y(float a, float b) { return (Y); }                                          \
-    static GB__INLINE float gb__##NAME##_dyda(float a, float b) {                                                     \
-        (void)a, (void)b;                                                                                             \
-        return (DYDA);                                                                                                \
-    }                                                                                                                 \
-    static GB__INLINE float gb__##NAME##_dydb(float a, float b) {                                                     \
-        (void)a, (void)b;                                                                                             \
-        return (DYDB);                                                                                                \
-    }                                                                                                                 \
     static GB__CLONES void gb__##NAME##_span(float *restrict y, const float *a, const float *b, int64_t n) {          \
         _Pragma("omp simd")                                                                                           \
         for (int64_t i = 0; i < n; i++) y[i] = gb__##NAME##_y(a[i], b[i]);                                            \
@@ -218,6 +212,16 @@ gb_tensor *gb_silu(gb_tensor *a) { return gb__ts_unary(GB_OP_SILU, a, 0, 0); }
                 y[i] = gb__##NAME##_y(a[it.off[0]], b[it.off[1]]);                                                    \
         }                                                                                                             \
         return GB_OK;                                                                                                 \
+    }
+#define GB__BINARY(NAME, Y, DYDA, DYDB)                                                                               \
+    GB__BINARY_FORWARD(NAME, Y)                                                                                       \
+    static GB__INLINE float gb__##NAME##_dyda(float a, float b) {                                                     \
+        (void)a, (void)b;                                                                                             \
+        return (DYDA);                                                                                                \
+    }                                                                                                                 \
+    static GB__INLINE float gb__##NAME##_dydb(float a, float b) {                                                     \
+        (void)a, (void)b;                                                                                             \
+        return (DYDB);                                                                                                \
     }                                                                                                                 \
     gb_status gb__ts_op_##NAME##_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {                     \
         const gb_tensor *ta = out->src[0], *tb = out->src[1];                                                         \
@@ -263,6 +267,24 @@ static GB__INLINE float gb__ts_minf(float a, float b) { return isnan(a) || isnan
  * a^b log a there is 0, not the NaN the product gives). */
 static GB__INLINE float gb__ts_pow_db(float a, float b) { return a == 0.0f && b >= 0.0f ? 0.0f : powf(a, b) * logf(a); }
 
+/* torch.remainder and torch.floor_divide on floats (ATen's
+ * div_floor_floating): fmod is exact, and the remainder takes the
+ * divisor's sign; the quotient (a - mod) / b is nearly integral and rounds
+ * to the nearest integer, so a // b * b + a % b == a as closely as floats
+ * allow. Division by zero gives NaN (remainder) and a / b (quotient). */
+static GB__INLINE float gb__ts_remf(float a, float b) {
+    float m = fmodf(a, b);
+    return m != 0.0f && (b < 0.0f) != (m < 0.0f) ? m + b : m;
+}
+static GB__INLINE float gb__ts_floordivf(float a, float b) {
+    if (b == 0.0f) return a / b;
+    float m = fmodf(a, b), q = (a - m) / b;
+    if (m != 0.0f && (b < 0.0f) != (m < 0.0f)) q -= 1.0f;
+    if (q == 0.0f) return copysignf(0.0f, a / b);
+    float f = floorf(q);
+    return q - f > 0.5f ? f + 1.0f : f;
+}
+
 /* Ties split the gradient in halves, as torch's maximum/minimum backward. */
 /*         NAME      y                dy/da                                  dy/db */
 GB__BINARY(ADD,      a + b,           1.0f,                                  1.0f)
@@ -272,6 +294,16 @@ GB__BINARY(DIV,      a / b,           1.0f / b,                              -(a
 GB__BINARY(POW,      powf(a, b),      gb__ts_pow_dx(a, b),                      gb__ts_pow_db(a, b))
 GB__BINARY(MAXIMUM,  gb__ts_maxf(a, b),  a == b ? 0.5f : (a < b ? 0.0f : 1.0f), a == b ? 0.5f : (a > b ? 0.0f : 1.0f))
 GB__BINARY(MINIMUM,  gb__ts_minf(a, b),  a == b ? 0.5f : (a > b ? 0.0f : 1.0f), a == b ? 0.5f : (a < b ? 0.0f : 1.0f))
+GB__BINARY(REMAINDER, gb__ts_remf(a, b), 1.0f,                                -gb__ts_floordivf(a, b))
+GB__BINARY_FORWARD(FLOOR_DIVIDE, gb__ts_floordivf(a, b))
+
+/* floor_divide records, as in PyTorch, so that a backward through it fails
+ * there with PyTorch's words rather than finding no gradient at all. */
+gb_status gb__ts_op_FLOOR_DIVIDE_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    (void)dout, (void)dsrc;
+    return gb__fail(GB_ERR_AUTOGRAD, "floor_divide: derivative for aten::floor_divide is not implemented (result %s)",
+                    GB__SHAPE_STR(out));
+}
 
 static gb_tensor *gb__ts_binary(gb_op op, gb_tensor *a, gb_tensor *b) {
     const char *what = gb__ts_ops[op].name;
@@ -290,6 +322,8 @@ gb_tensor *gb_div(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_DIV, 
 gb_tensor *gb_pow(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_POW, a, b); }
 gb_tensor *gb_maximum(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_MAXIMUM, a, b); }
 gb_tensor *gb_minimum(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_MINIMUM, a, b); }
+gb_tensor *gb_remainder(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_REMAINDER, a, b); }
+gb_tensor *gb_floor_divide(gb_tensor *a, gb_tensor *b) { return gb__ts_binary(GB_OP_FLOOR_DIVIDE, a, b); }
 
 /* ---- comparisons -------------------------------------------------------- */
 

@@ -306,6 +306,11 @@ gb_tensor *gb_div(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_pow(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_maximum(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_minimum(gb_tensor *a, gb_tensor *b);
+/* torch.remainder (the result takes b's sign: -5 % 2 = 1; gradient 1 for a,
+ * -floor(a / b) for b) and torch.floor_divide (rounds down: -5 // 2 = -3;
+ * records, but its backward fails as PyTorch's). f32, broadcasting. */
+gb_tensor *gb_remainder(gb_tensor *a, gb_tensor *b);
+gb_tensor *gb_floor_divide(gb_tensor *a, gb_tensor *b);
 gb_tensor *gb_add_scalar(gb_tensor *a, float s);
 gb_tensor *gb_sub_scalar(gb_tensor *a, float s); /* a - s */
 gb_tensor *gb_rsub_scalar(gb_tensor *a, float s); /* s - a */

@@ -129,6 +129,37 @@ START_TEST(test_trace_blocks) {
 }
 END_TEST
 
+/* The walkthrough's conditional cells ([84], [21], [85], [86]) as files for
+ * -f, word for word, with --seed S: each prints what the cell prints in
+ * plain Python after torch.manual_seed(S) (tests/oracle/trace_ops.py). */
+START_TEST(test_trace_conditional_cells) {
+    gbt_oracle *o = gbt_oracle_load("trace_ops");
+    gb_tensor *cells = gbt_get(o, "ncells"), *n = gbt_get(o, "nseeds");
+    char path[512], args[1024], key[64];
+    snprintf(path, sizeof path, "%s/cli_cell.py", gbt_tmp_dir());
+    for (int64_t c = 0; c < gb_tensor_numel(cells); c++) {
+        snprintf(key, sizeof key, "cell.%lld.text", (long long)gbt_i64(cells, c));
+        char *text = gbt_get_str(o, key);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(text, f);
+        fclose(f);
+        for (int64_t i = 0; i < gbt_i64(n, 0); i += 3) {
+            gb_tensor *seed = gbt_getf(o, "seed.%lld", (long long)i);
+            snprintf(key, sizeof key, "cell.%lld.%lld", (long long)gbt_i64(cells, c), (long long)i);
+            char *want = gbt_get_str(o, key);
+            snprintf(args, sizeof args, T "-f %s --seed %lld", path, (long long)gbt_i64(seed, 0));
+            prints(args, want);
+            free(want);
+            gb_tensor_free(seed);
+        }
+        free(text);
+    }
+    gb_tensor_free(cells), gb_tensor_free(n);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 START_TEST(test_sampling_options) {
     const char *g = "generate " GBT_BUNDLED " --ids 11,22,33 -n 12 --ids-out";
     char args[1024];
@@ -171,6 +202,7 @@ Suite *gb_suite_cli_trace(void) {
     tcase_add_test(tc, test_trace_reports_and_statements);
     tcase_add_test(tc, test_sampling_options);
     tcase_add_test(tc, test_trace_blocks);
+    tcase_add_test(tc, test_trace_conditional_cells);
     suite_add_tcase(s, tc);
     return s;
 }

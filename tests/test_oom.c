@@ -102,11 +102,17 @@ static bool trace_op(void *ctx) {
     return ok;
 }
 
-START_TEST(test_oom_trace) {
+/* The sweep of op on the bundled model, opened once outside it. */
+static long sweep_on_model(const char *what, bool (*op)(void *lm)) {
     gb_lm *lm = gb_lm_open(GBT_BUNDLED, NULL);
     gbt_ok(lm);
-    ck_assert_int_gt(sweep("trace", trace_op, lm), 100);
+    long n = sweep(what, op, lm);
     gb_lm_free(lm);
+    return n;
+}
+
+START_TEST(test_oom_trace) {
+    ck_assert_int_gt(sweep_on_model("trace", trace_op), 100);
 }
 END_TEST
 
@@ -139,10 +145,7 @@ static bool session_op(void *ctx) {
 }
 
 START_TEST(test_oom_session) {
-    gb_lm *lm = gb_lm_open(GBT_BUNDLED, NULL);
-    gbt_ok(lm);
-    ck_assert_int_gt(sweep("session", session_op, lm), 100);
-    gb_lm_free(lm);
+    ck_assert_int_gt(sweep_on_model("session", session_op), 100);
 }
 END_TEST
 

@@ -253,6 +253,14 @@ START_TEST(test_session_iter_prompts) {
     gbt_results_free(&res);
     gb_spec_free(sp);
 
+    /* a block of statements that binds no name (the spec fuzzer's: its names were copied from NULL, UBSan) */
+    sp = gb_spec_new();
+    gb_spec_trace(sp, "a");
+    gb_spec_ids(sp, 2, (int64_t[]){5, 6});
+    gb_spec_statement(sp, "lm_head.output[0, -1, :2].save()\nlm_head.output[0, -1, :1].save()");
+    gbt_ok_status(run_spec(sp, &m, &res));
+    gbt_results_free(&res);
+    gb_spec_free(sp);
     /* errors: no such loop, another prompt beside the item */
     sp = gb_spec_new();
     gb_spec_trace(sp, "a");
@@ -393,6 +401,9 @@ START_TEST(test_spec_json) {
          "step 2: \"ids\" must be non-negative integers"},
         {"{\"session\": [{\"iter\": {\"name\": \"i\", \"items\": [1, [2]], \"body\": []}}]}", "loop items must be"},
         {"{\"session\": [{\"jump\": 1}]}", "a step is"},
+        /* the fuzzer's: a number past float32 became inf, which JSON cannot carry back */
+        {"{\"session\": [{\"iter\": {\"name\": \"x\", \"items\": [0.5, 5e55], \"body\": []}}]}",
+         "spec_iter: loop 'x': item value 1 is inf; items are finite float32 numbers"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         gb_spec *s = gb_spec_from_json(bad[i][0], strlen(bad[i][0]));

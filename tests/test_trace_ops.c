@@ -207,16 +207,22 @@ START_TEST(test_integer_refusals) {
     static const struct {
         const char *torch; /* in PyTorch's message */
         const char *needle; /* in glassbox's */
+        int column;         /* of the operator in the statement; 0: the method's '.' or F's */
     } want[] = {
-        {"mean(): could not infer output dtype", "mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: Long (input [2, 2])"},
-        {"mean(): could not infer output dtype", "mean(): could not infer output dtype"},
-        {"mean(): could not infer output dtype", "mean(): could not infer output dtype"},
-        {"not implemented for 'Long'", "softmax: not implemented for 'Long' (input [2, 2])"},
-        {"not implemented for 'Long'", "log_softmax: not implemented for 'Long'"},
-        {"Got Long", "norm: not implemented for 'Long'"},
-        {"not implemented for 'Long'", "cross_entropy: not implemented for 'Long'"},
-        {"common dtype is Long", "cosine_similarity: not implemented for 'Long'"},
-        {"Integers to negative integer powers are not allowed", "pow: Integers to negative integer powers are not allowed (base [2, 2], exponent -1)"},
+        {"mean(): could not infer output dtype", "mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: Long (input [2, 2])", 0},
+        {"mean(): could not infer output dtype", "mean(): could not infer output dtype", 0},
+        {"mean(): could not infer output dtype", "mean(): could not infer output dtype", 0},
+        {"not implemented for 'Long'", "softmax: not implemented for 'Long' (input [2, 2])", 0},
+        {"not implemented for 'Long'", "log_softmax: not implemented for 'Long'", 0},
+        {"Got Long", "norm: not implemented for 'Long'", 0},
+        {"not implemented for 'Long'", "cross_entropy: not implemented for 'Long'", 0},
+        {"common dtype is Long", "cosine_similarity: not implemented for 'Long'", 0},
+        {"Integers to negative integer powers are not allowed", "pow: Integers to negative integer powers are not allowed (base [2, 2], exponent -1)", 0},
+        {"ZeroDivisionError", "remainder: ZeroDivisionError: integer division by zero (dividend [2, 2], divisor [])", 5},
+        {"ZeroDivisionError", "floor_divide: ZeroDivisionError: integer division by zero (dividend [2, 2], divisor [2, 2])", 5},
+        {"\"remainder_cpu\" not implemented for 'Bool'", "remainder: \"remainder_cpu\" not implemented for 'Bool' ([2, 2] and [2, 2])", 11},
+        {"\"div_floor_cpu\" not implemented for 'Bool'", "floor_divide: \"div_floor_cpu\" not implemented for 'Bool'", 11},
+        {"Subtraction, the `-` operator, with two bool tensors is not supported", "sub: Subtraction, the `-` operator, with two bool tensors is not supported ([2, 2] and [2, 2])", 11},
     };
     ck_assert_int_eq(gbt_i64(n, 0), (int64_t)(sizeof want / sizeof *want));
     for (int64_t i = 0; i < gbt_i64(n, 0); i++) {
@@ -237,7 +243,7 @@ START_TEST(test_integer_refusals) {
         ck_assert_msg(st != GB_OK, "%s: computed, PyTorch refuses (%s)", expr, msg);
         /* the site points at the method's '.' or the function's name in the statement */
         char site[32];
-        snprintf(site, sizeof site, "ints:3:%d: ", expr[0] == 'F' ? 1 : 4);
+        snprintf(site, sizeof site, "ints:3:%d: ", want[i].column ? want[i].column : expr[0] == 'F' ? 1 : 4);
         ck_assert_msg(!strncmp(gb_last_error(), site, strlen(site)) && strstr(gb_last_error(), want[i].needle), "%s: %s",
                       expr, gb_last_error());
         gb_trace_free(tr);
@@ -246,6 +252,19 @@ START_TEST(test_integer_refusals) {
     /* the tensor layer's own refusal, and its gather of negative indices */
     gb_tensor *ids = gbt_get(o, "in.ids");
     gbt_fails_with(gb_mean_all(ids) == NULL, GB_ERR_DTYPE, "mean(): could not infer output dtype");
+    /* a backward through floor_divide fails, as PyTorch's (its message in the oracle) */
+    char *msg = gbt_get_str(o, "floor_divide_grad.msg");
+    ck_assert_msg(strstr(msg, "derivative for aten::floor_divide is not implemented"), "PyTorch: %s", msg);
+    free(msg);
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_tensor *a = gbt_get(o, "in.a"), *a_leaf = gb_clone(a);
+    gbt_ok_status(gb_requires_grad_(a_leaf, true));
+    gbt_ok(gb_trace_tensor(tr, "a", a_leaf));
+    gbt_ok_status(gb_trace_statement(tr, "(a // 0.5).sum().backward()", "fd", 1, NULL));
+    gbt_fails_with(gb_trace_run(tr) != GB_OK, GB_ERR_AUTOGRAD,
+                   "floor_divide: derivative for aten::floor_divide is not implemented (result [3, 4])");
+    gb_trace_free(tr);
+    gb_tensor_free(a), gb_tensor_free(a_leaf);
     gb_tensor_free(ids), gb_tensor_free(n), gb_tensor_free(x);
     gb_module_free(net);
     gbt_oracle_free(o);
@@ -439,6 +458,151 @@ START_TEST(test_gather_topk_tensor_errors) {
 }
 END_TEST
 
+/* torch.randint in statements draws what PyTorch draws after
+ * torch.manual_seed(S) (gb_trace_set_seed), in definition order and again
+ * from the seed at each run; a scan draws nothing. */
+START_TEST(test_randint_matches_pytorch) {
+    gbt_oracle *o = gbt_oracle_load("trace_ops");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input"), *n = gbt_get(o, "nseeds");
+    for (int64_t i = 0; i < gbt_i64(n, 0); i++) {
+        gb_tensor *seed = gbt_getf(o, "seed.%lld", (long long)i);
+        gb_trace *tr = gb_trace_new(net, x);
+        gb_trace_set_seed(tr, (uint64_t)gbt_i64(seed, 0));
+        gb_val *v[3];
+        static const char *const text[] = {"torch.randint(low=-10, high=10, size=(1,)).save()",
+                                           "torch.randint(-1099511627776, 1099511627776, (2, 3)).save()",
+                                           "torch.randint(5, size=(4,)).save()"};
+        static const char *const keys[] = {"small", "wide", "high"};
+        for (int k = 0; k < 3; k++) gbt_ok_status(gb_trace_statement(tr, text[k], "r", k + 1, &v[k]));
+        gbt_ok_status(gb_trace_scan(tr));
+        int nd;
+        int64_t shape[GB_MAX_DIMS];
+        gbt_ok_status(gb_val_shape(v[1], &nd, shape));
+        ck_assert(nd == 2 && shape[0] == 2 && shape[1] == 3);
+        for (int run = 0; run < 2; run++) { /* each run starts from the seed */
+            ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s", gb_last_error());
+            for (int k = 0; k < 3; k++) {
+                gb_tensor *want = gbt_getf(o, "randint.%lld.%s", (long long)i, keys[k]), *got = gb_value(v[k]);
+                ck_assert_int_eq(gb_tensor_dtype(got), GB_DTYPE_I64);
+                ck_assert_int_eq(gb_tensor_numel(got), gb_tensor_numel(want));
+                for (int64_t e = 0; e < gb_tensor_numel(want); e++)
+                    ck_assert_msg(gbt_i64(got, e) == gbt_i64(want, e), "seed %lld, %s[%lld]: %lld, PyTorch %lld",
+                                  (long long)gbt_i64(seed, 0), text[k], (long long)e, (long long)gbt_i64(got, e),
+                                  (long long)gbt_i64(want, e));
+                gb_tensor_free(want);
+            }
+        }
+        gb_trace_free(tr);
+        gb_tensor_free(seed);
+    }
+    /* its refusals, at definition */
+    static const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"torch.randint(10, 10, (1,))", "randint: random_ expects 'from' to be less than 'to', but got from=10 >= to=10"},
+        {"torch.randint(3, (-1,))", "randint: Trying to create tensor with negative dimension -1"},
+        {"torch.randint(low=0, high=3)", "randint needs high and size"},
+        {"torch.randint(0, 3, 4)", "size must be a tuple of integers"},
+        {"torch.randint(0, 3, (1,), dtype=1)", "unknown argument (low, high, size)"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        gb_trace *tr = gb_trace_new(net, x);
+        gbt_fails_with(gb_trace_statement(tr, bad[k].text, "bad", 1, NULL) != GB_OK, GB_ERR_ARG, bad[k].needle);
+        gb_trace_free(tr);
+    }
+    gb_tensor_free(n), gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* nnsight's walkthrough, "Conditional Interventions" ([84], [21], [85],
+ * [86]): each cell, word for word, as the statements of one trace on the
+ * tiny network, prints what the cell does in plain Python after
+ * torch.manual_seed(S) (tracer.log as print, tracer.cond as if), for
+ * several seeds: the same integers, parities and lines. */
+START_TEST(test_conditional_cells) {
+    gbt_oracle *o = gbt_oracle_load("trace_ops");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input"), *n = gbt_get(o, "nseeds"), *cells = gbt_get(o, "ncells");
+    int printed_odd = 0, printed_even = 0;
+    for (int64_t c = 0; c < gb_tensor_numel(cells); c++) {
+        char key[64];
+        snprintf(key, sizeof key, "cell.%lld.text", (long long)gbt_i64(cells, c));
+        char *text = gbt_get_str(o, key);
+        for (int64_t i = 0; i < gbt_i64(n, 0); i++) {
+            gb_tensor *seed = gbt_getf(o, "seed.%lld", (long long)i);
+            snprintf(key, sizeof key, "cell.%lld.%lld", (long long)gbt_i64(cells, c), (long long)i);
+            char *want = gbt_get_str(o, key), *got = NULL;
+            size_t len = 0;
+            FILE *log = open_memstream(&got, &len);
+            gb_trace *tr = gb_trace_new(net, x);
+            gb_trace_set_seed(tr, (uint64_t)gbt_i64(seed, 0));
+            gb_trace_set_log(tr, log);
+            gbt_ok_status(gb_trace_statement(tr, text, "cell", 1, NULL));
+            ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s", gb_last_error());
+            fclose(log);
+            ck_assert_msg(!strcmp(got, want), "cell [%lld], seed %lld: printed\n%s\nPython printed\n%s",
+                          (long long)gbt_i64(cells, c), (long long)gbt_i64(seed, 0), got, want);
+            printed_odd += strstr(got, "is Odd") != NULL, printed_even += strstr(got, "is Even") != NULL;
+            gb_trace_free(tr);
+            free(got), free(want);
+            gb_tensor_free(seed);
+        }
+        free(text);
+    }
+    ck_assert_msg(printed_odd && printed_even, "the seeds cover both branches (%d odd, %d even)", printed_odd, printed_even);
+    gb_tensor_free(n), gb_tensor_free(x), gb_tensor_free(cells);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
+/* print's format and Python numbers: literals (and arithmetic on them
+ * only) print as Python prints them, values as tensors; braces doubled. */
+START_TEST(test_print_python_numbers) {
+    gbt_oracle *o = gbt_oracle_load("trace_ops");
+    gb_module *net = gbt_tiny_net(o);
+    gb_tensor *x = gbt_get(o, "input");
+    char *got = NULL;
+    size_t len = 0;
+    FILE *log = open_memstream(&got, &len);
+    gb_trace *tr = gb_trace_new(net, x);
+    gb_trace_set_log(tr, log);
+    /* print("x", 0.5, 2.0, 7 / 2, 8 > 3, "{b}", -3 // 2, 0.1, 1e20, -5 % 3) in Python:
+     * x 0.5 2.0 3.5 True {b} -2 0.1 1e+20 1 */
+    gbt_ok_status(gb_trace_statement(tr, "tracer.log(\"x\", 0.5, 2.0, 7 / 2, 8 > 3, \"{b}\", -3 // 2, 0.1, 1e20, -5 % 3)\n"
+                                         "print(\"l1 sum\", layer1.output.sum() * 0 + 2)\n"
+                                         "log(layer1.output[:, :1] * 0 + 7)", "p", 1, NULL));
+    gb_val *r = gb_scalar_i64(tr, 4);
+    gbt_ok(gb_trace_print(tr, "{{r}} = {}", 1, &r));
+    gbt_fails_with(gb_trace_print(tr, "{} {}", 1, &r) == NULL, GB_ERR_ARG, "print: the format '{} {}' needs one {} per value");
+    gbt_fails_with(gb_trace_print(tr, "{", 0, NULL) == NULL, GB_ERR_ARG, "print: the format '{'");
+    ck_assert_msg(gb_trace_run(tr) == GB_OK, "%s", gb_last_error());
+    fclose(log);
+    /* each when its values exist: the constants' before the forward pass */
+    ck_assert_str_eq(got, "x 0.5 2.0 3.5 True {b} -2 0.1 1e+20 1\n{r} = tensor(4)\nl1 sum tensor(2.)\ntensor([[7.]])\n");
+    char *graph = gb_trace_graph(tr);
+    ck_assert_msg(strstr(graph, "print(\"l1 sum {}\", ((layer1.output.sum() * 0) + 2))"), "%s", graph);
+    free(graph);
+    gb_trace_free(tr);
+    /* the strings of one log fit in 500 characters; something must be printed */
+    char text[1200] = "tracer.log(\"";
+    for (int i = 0; i < 4; i++) strcat(text, "{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}");
+    strcat(text, "\", 1)");
+    tr = gb_trace_new(net, x);
+    gbt_fails_with(gb_trace_statement(tr, text, "p", 1, NULL) != GB_OK, GB_ERR_ARG, "strings of a log too long");
+    gbt_fails_with(gb_trace_statement(tr, "tracer.log()", "p", 1, NULL) != GB_OK, GB_ERR_ARG, "a log needs something to print");
+    gbt_fails_with(gb_trace_statement(tr, "tracer.log(1 2)", "p", 1, NULL) != GB_OK, GB_ERR_ARG, "expected ','");
+    gb_trace_free(tr);
+    free(got);
+    gb_tensor_free(x);
+    gb_module_free(net);
+    gbt_oracle_free(o);
+}
+END_TEST
+
 Suite *gb_suite_trace_ops(void) {
     Suite *s = suite_create("trace_ops");
     TCase *tc = tcase_create("core");
@@ -452,6 +616,9 @@ Suite *gb_suite_trace_ops(void) {
     tcase_add_test(tc, test_statement_forms);
     tcase_add_test(tc, test_attention_points);
     tcase_add_test(tc, test_gather_topk_tensor_errors);
+    tcase_add_test(tc, test_randint_matches_pytorch);
+    tcase_add_test(tc, test_conditional_cells);
+    tcase_add_test(tc, test_print_python_numbers);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,6 +14,7 @@
  * hooks. */
 #include "trace_impl.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,13 +250,50 @@ static gb_status gb__tr_invoke_requires_grad(gb_exec *ex, gb_val *v, gb_val *a, 
     return st;
 }
 
-static gb_status gb__tr_log(gb_exec *ex, gb_val *v, gb_tensor *t) {
+/* t as Python prints the number it holds (a value that is a Python number
+ * in nnsight): 8, True, 0.5 (float32's shortest round trip, with ".0" on
+ * integral values as Python's floats). */
+static void gb__tr_print_number(FILE *f, const gb_tensor *t) {
+    double x = 0;
+    gb_item(t, &x);
+    if (gb_tensor_dtype(t) == GB_DTYPE_BOOL) {
+        fputs(x ? "True" : "False", f);
+    } else if (gb_tensor_dtype(t) == GB_DTYPE_I64) {
+        fprintf(f, "%lld", (long long)((const int64_t *)gb_tensor_data(t))[0]);
+    } else {
+        char s[48];
+        for (int prec = 1; prec <= 9; prec++) {
+            snprintf(s, sizeof s, "%.*g", prec, x);
+            if (strtof(s, NULL) == (float)x) break;
+        }
+        fprintf(f, "%s%s", isfinite(x) ? s : isnan(x) ? "nan" : x > 0 ? "inf" : "-inf",
+                isfinite(x) && !strpbrk(s, ".e") ? ".0" : "");
+    }
+}
+
+/* print(...): the node's format with each "{}" replaced by a value. */
+static gb_status gb__tr_log(gb_exec *ex, gb_val *v) {
     if (ex->scanning || !v->tr->log) return GB_OK;
-    char *s = gb_tensor_str(t);
-    if (!s) return gb__tr_node_fail(ex, v, gb_last_status());
-    fprintf(v->tr->log, "%s%s%s\n", v->text, *v->text ? " " : "", s);
-    free(s);
-    return GB_OK;
+    char *strs[GB__MAX_ARGS] = {0};
+    gb_status st = GB_OK;
+    for (int i = 0; i < v->nargs && st == GB_OK; i++) {
+        const gb_tensor *t = gb__tr_tensor_of(ex, v->arg[i]);
+        if (!(v->arg[i]->python && gb_tensor_ndim(t) == 0) && !(strs[i] = gb_tensor_str(t))) st = gb_last_status();
+    }
+    int k = 0;
+    for (const char *f = v->text; st == GB_OK && *f; f++) {
+        if (f[0] == '{' && f[1] == '}') {
+            if (strs[k]) fputs(strs[k], v->tr->log);
+            else gb__tr_print_number(v->tr->log, gb__tr_tensor_of(ex, v->arg[k]));
+            k++, f++;
+        } else {
+            fputc(*f, v->tr->log);
+            if ((f[0] == '{' || f[0] == '}') && f[1] == f[0]) f++;
+        }
+    }
+    if (st == GB_OK) fputc('\n', v->tr->log);
+    for (int i = 0; i < v->nargs; i++) free(strs[i]);
+    return st == GB_OK ? GB_OK : gb__tr_node_fail(ex, v, st);
 }
 
 /* Execute one node whose inputs all exist. */
@@ -267,8 +305,8 @@ static gb_status gb__tr_exec(gb_exec *ex, gb_val *v) {
     /* A tuple (a block's output) must be indexed first, as in nnsight;
      * only picking an element, setting one, logging or stopping take it whole. */
     for (int j = 0; j < v->nargs; j++) {
-        bool whole_ok = j == 0 && (v->op == GB_TRACE_OP_INDEX || v->op == GB_TRACE_OP_SET ||
-                                   v->op == GB_TRACE_OP_LOG || v->op == GB_TRACE_OP_STOP);
+        bool whole_ok = v->op == GB_TRACE_OP_LOG || (j == 0 && (v->op == GB_TRACE_OP_INDEX || v->op == GB_TRACE_OP_SET ||
+                                                                v->op == GB_TRACE_OP_STOP));
         if (gb__tr_slot_of(ex, v->arg[j])->is_tuple && !whole_ok) {
             gb__fail(GB_ERR_ARG, "%s: %s is a tuple; pick an element first, e.g. [0]", gb__tr_trace_op_names[v->op],
                      gb_val_text(v->arg[j]));
@@ -305,7 +343,9 @@ static gb_status gb__tr_exec(gb_exec *ex, gb_val *v) {
     case GB_TRACE_OP_SUB:
     case GB_TRACE_OP_MUL:
     case GB_TRACE_OP_DIV:
-    case GB_TRACE_OP_MATMUL: return gb__tr_set_value(ex, v, gb__tr_arith(v->op, x, y));
+    case GB_TRACE_OP_MATMUL:
+    case GB_TRACE_OP_REMAINDER:
+    case GB_TRACE_OP_FLOOR_DIVIDE: return gb__tr_set_value(ex, v, gb__tr_arith(v->op, x, y));
     case GB_TRACE_OP_SUM:
     case GB_TRACE_OP_MEAN:
     case GB_TRACE_OP_MAX:
@@ -333,7 +373,15 @@ static gb_status gb__tr_exec(gb_exec *ex, gb_val *v) {
             run = ex->run;
             s->state = GB__STATE_RUNNING; /* its events pump other nodes meanwhile */
         }
-        gb_status st = v->op == GB_TRACE_OP_FN ? gb__tr_fn(v, args, &s->value) : gb__tr_call(v, ex->model, run, args, &s->value);
+        gb_status st;
+        if (v->op == GB_TRACE_OP_CALL) {
+            st = gb__tr_call(v, ex->model, run, args, &s->value);
+        } else if (v->u.fn.fn == GB_TRACE_FN_RANDINT) { /* the execution's generator */
+            gb_tensor *r = gb__tr_randint(&ex->rng, v->u.fn.p);
+            st = r ? gb_values_push(&s->value, r) : gb_last_status();
+        } else {
+            st = gb__tr_fn(v, args, &s->value);
+        }
         if (st == GB_STOPPED) st = gb__fail(GB_ERR_STATE, "call: a stop inside the module call's events ended it");
         if (st != GB_OK) {
             gb_values_clear(&s->value);
@@ -373,7 +421,7 @@ static gb_status gb__tr_exec(gb_exec *ex, gb_val *v) {
         gb__tr_done(ex, v);
         return GB_OK;
     case GB_TRACE_OP_LOG: {
-        gb_status st = gb__tr_log(ex, v, x);
+        gb_status st = gb__tr_log(ex, v);
         if (st == GB_OK) gb__tr_done(ex, v);
         return st;
     }
@@ -771,6 +819,7 @@ static gb_status gb__tr_prepare(gb_exec *ex, bool scanning) {
     }
     ex->scanning = scanning;
     ex->stop = false;
+    gb__tr_mt_seed(&ex->rng, tr->seed);
     return ex->run_status;
 }
 

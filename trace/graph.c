@@ -122,6 +122,7 @@ void gb_trace_set_position_ids(gb_trace *tr, gb_tensor *pos) {
     tr->pos = gb_tensor_ref(pos);
 }
 void gb_trace_set_log(gb_trace *tr, FILE *f) { tr->log = f; }
+void gb_trace_set_seed(gb_trace *tr, uint64_t seed) { tr->seed = seed; }
 
 /* ---- describing nodes --------------------------------------------------- */
 
@@ -158,6 +159,13 @@ static void gb__tr_fn_text(const gb_val *v, char *d, size_t n, const char *a, co
         k += (size_t)snprintf(params + k, sizeof params - k, "%s%lld", i ? ", " : "", (long long)p->i[i]);
     if (p && p->keepdim && k < sizeof params) snprintf(params + k, sizeof params - k, ", keepdim=True");
     const char *name = gb_trace_fn_name(v->u.fn.fn);
+    if (v->u.fn.fn == GB_TRACE_FN_RANDINT && p) {
+        char size[96] = "";
+        for (int i = 2, k2 = 0; i < p->n && k2 < (int)sizeof size; i++)
+            k2 += snprintf(size + k2, sizeof size - (size_t)k2, "%s%lld%s", i > 2 ? ", " : "", (long long)p->i[i], p->n == 3 ? "," : "");
+        snprintf(d, n, "torch.randint(%lld, %lld, (%s))", (long long)p->i[0], (long long)p->i[1], size);
+        return;
+    }
     switch (gb__tr_fns[v->u.fn.fn].nargs) {
     case -1: snprintf(d, n, "torch.%s([%s%s], %s)", name, a, v->nargs > 1 ? ", ..." : "", params); break;
     case 1: snprintf(d, n, "%s.%s(%s)", a, name, params); break;
@@ -199,6 +207,8 @@ const char *gb_val_text(gb_val *v) {
     case GB_TRACE_OP_MUL: snprintf(d, n, "(%s * %s)", a, b); break;
     case GB_TRACE_OP_DIV: snprintf(d, n, "(%s / %s)", a, b); break;
     case GB_TRACE_OP_MATMUL: snprintf(d, n, "(%s @ %s)", a, b); break;
+    case GB_TRACE_OP_REMAINDER: snprintf(d, n, "(%s %% %s)", a, b); break;
+    case GB_TRACE_OP_FLOOR_DIVIDE: snprintf(d, n, "(%s // %s)", a, b); break;
     case GB_TRACE_OP_SUM:
     case GB_TRACE_OP_MEAN:
     case GB_TRACE_OP_MAX:
@@ -217,7 +227,8 @@ const char *gb_val_text(gb_val *v) {
     case GB_TRACE_OP_FN: gb__tr_fn_text(v, d, n, a, b); break;
     case GB_TRACE_OP_SET: snprintf(d, n, "%s = %s", a, b); break;
     case GB_TRACE_OP_SET_INDEX: snprintf(d, n, "%s%s = %s", a, idx, b); break;
-    case GB_TRACE_OP_LOG: snprintf(d, n, "log(\"%s\", %s)", v->text ? v->text : "", a); break;
+    case GB_TRACE_OP_LOG: snprintf(d, n, "print(\"%s\"%s%s%s)", v->text ? v->text : "", v->nargs ? ", " : "", a,
+                                   v->nargs > 1 ? ", ..." : ""); break;
     case GB_TRACE_OP_STOP: snprintf(d, n, "%s.stop()", a); break;
     case GB_TRACE_OP_SKIP: snprintf(d, n, "%s.skip(%s)", *v->text ? v->text : "model", a); break;
     case GB_TRACE_OP_REQUIRES_GRAD: snprintf(d, n, "%s.requires_grad = True", a); break;
@@ -456,6 +467,37 @@ gb_val *gb_val_fn_at(gb_trace_fn fn, int nargs, gb_val *const *args, const gb_fn
     return v;
 }
 
+gb_val *gb_randint_at(gb_trace *tr, int64_t low, int64_t high, int ndim, const int64_t *size, const char *file, int line) {
+    gb_val *v = gb__tr_node(tr, GB_TRACE_OP_FN, 0, NULL, file, line);
+    if (!v) return NULL;
+    v->u.fn.fn = GB_TRACE_FN_RANDINT;
+    if (!(v->u.fn.p = gb__tr_trace_alloc(tr, sizeof *v->u.fn.p))) {
+        gb__fail(GB_ERR_ALLOC, "trace: out of memory for a function's parameters");
+        gb__tr_def_fail(v);
+        return v;
+    }
+    *v->u.fn.p = (gb_fn_params){.n = 2 + (ndim > 0 ? ndim : 0), .i = {low, high}};
+    if (ndim < 0 || ndim > GB_MAX_DIMS - 2 || (ndim && !size)) {
+        gb__fail(GB_ERR_ARG, "randint: a size of 0 to %d dims, got %d", GB_MAX_DIMS - 2, ndim);
+        gb__tr_def_fail(v);
+        return v;
+    }
+    if (ndim) memcpy(v->u.fn.p->i + 2, size, sizeof(int64_t) * (size_t)ndim);
+    for (int d = 0; d < ndim; d++)
+        if (size[d] < 0) {
+            gb__fail(GB_ERR_ARG, "randint: Trying to create tensor with negative dimension %lld: %s", (long long)size[d],
+                     gb__shape_str((char[160]){0}, 160, ndim, size));
+            gb__tr_def_fail(v);
+            return v;
+        }
+    if (low >= high) {
+        gb__fail(GB_ERR_ARG, "randint: random_ expects 'from' to be less than 'to', but got from=%lld >= to=%lld",
+                 (long long)low, (long long)high);
+        gb__tr_def_fail(v);
+    }
+    return v;
+}
+
 gb_val *gb_val_ints_at(gb_trace_fn fn, gb_val *x, int n, const int64_t *ints, bool keepdim, const char *file, int line) {
     gb_fn_params p = {.n = n, .keepdim = keepdim};
     if (n > 0 && n <= GB_MAX_DIMS) memcpy(p.i, ints, sizeof(int64_t) * (size_t)n);
@@ -503,9 +545,40 @@ gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const c
     return v;
 }
 
+gb_val *gb_trace_print_at(gb_trace *tr, const char *format, int nargs, gb_val *const *args, const char *file, int line) {
+    int holes = 0;
+    for (const char *f = format ? format : ""; *f; f++) {
+        if ((f[0] == '{' && f[1] == '{') || (f[0] == '}' && f[1] == '}')) f++;
+        else if (f[0] == '{' && f[1] == '}') holes++, f++;
+        else if (*f == '{' || *f == '}') holes = -1000;
+    }
+    if (nargs < 0 || nargs > GB__MAX_ARGS || holes != nargs)
+        return gb__fail_null(GB_ERR_ARG, "print: the format '%s' needs one {} per value (%d values, at most %d), and "
+                                         "{{ or }} for a brace", format ? format : "(null)", nargs, GB__MAX_ARGS);
+    for (int i = 0; i < nargs; i++)
+        if (!args[i] || args[i]->tr != tr)
+            return gb__fail_null(GB_ERR_ARG, "print: %s", !args[i] ? "a value handle is NULL (an earlier definition "
+                                 "failed to allocate)" : "a value of another trace");
+    gb_val *v = gb__tr_node(tr, GB_TRACE_OP_LOG, nargs, args, file, line);
+    if (v) gb__tr_node_text(v, format);
+    return v;
+}
+
 gb_val *gb_trace_log_at(const char *label, gb_val *x, const char *file, int line) {
-    gb_val *v = gb__tr_node(x->tr, GB_TRACE_OP_LOG, 1, &x, file, line);
-    if (v) gb__tr_node_text(v, label ? label : "");
+    if (!x) return gb__fail_null(GB_ERR_ARG, "trace_log: a value handle is NULL (an earlier definition failed to allocate)");
+    /* print(label, x): the label's braces doubled, then " {}" */
+    size_t n = strlen(label ? label : "");
+    char stack[256], *format = 2 * n + 4 <= sizeof stack ? stack : gb__malloc(2 * n + 4, "trace_log");
+    if (!format) return NULL;
+    char *o = format;
+    for (const char *c = label ? label : ""; *c; c++) {
+        if (*c == '{' || *c == '}') *o++ = *c;
+        *o++ = *c;
+    }
+    if (n) *o++ = ' ';
+    memcpy(o, "{}", 3);
+    gb_val *v = gb_trace_print_at(x->tr, format, 1, &x, file, line);
+    if (format != stack) free(format);
     return v;
 }
 

@@ -49,7 +49,8 @@ static int64_t gb__tr_offset_of(int64_t i, int nd, const int64_t *shape, const i
 /* Integer element functions, exact in int64 (PyTorch keeps integer
  * arithmetic integer; f32 would round past 2^24). Sums and products wrap
  * around as torch's, so they are computed in uint64. */
-typedef enum { GB__INT_ADD, GB__INT_SUB, GB__INT_MUL, GB__INT_POW, GB__INT_ABS, GB__INT_WHERE } gb__tr_int_fn;
+typedef enum { GB__INT_ADD, GB__INT_SUB, GB__INT_MUL, GB__INT_POW, GB__INT_ABS, GB__INT_WHERE, GB__INT_REMAINDER,
+               GB__INT_FLOOR_DIVIDE } gb__tr_int_fn;
 
 static int64_t gb__tr_int_pow(int64_t a, int64_t b) {
     if (b < 0) return a == 1 ? 1 : a == -1 ? (b % 2 ? -1 : 1) : 0; /* torch's integer pow */
@@ -59,8 +60,25 @@ static int64_t gb__tr_int_pow(int64_t a, int64_t b) {
     return (int64_t)r;
 }
 
+/* Python's a % b and a // b (ATen's integer remainder and div_floor): the
+ * remainder takes b's sign, the quotient rounds down. b = -1 is apart
+ * because INT64_MIN / -1 overflows in C (PyTorch's process dies of SIGFPE
+ * there); the quotient wraps around as the other integer ops do. */
+static int64_t gb__tr_int_remainder(int64_t a, int64_t b) {
+    if (b == -1) return 0;
+    int64_t m = a % b;
+    return m != 0 && (b < 0) != (m < 0) ? m + b : m;
+}
+
+static int64_t gb__tr_int_floor_divide(int64_t a, int64_t b) {
+    if (b == -1) return (int64_t)(0 - (uint64_t)a);
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
 static int64_t gb__tr_int_apply(gb__tr_int_fn fn, const int64_t *v) {
     switch (fn) {
+    case GB__INT_REMAINDER: return gb__tr_int_remainder(v[0], v[1]);
+    case GB__INT_FLOOR_DIVIDE: return gb__tr_int_floor_divide(v[0], v[1]);
     case GB__INT_ADD: return (int64_t)((uint64_t)v[0] + (uint64_t)v[1]);
     case GB__INT_SUB: return (int64_t)((uint64_t)v[0] - (uint64_t)v[1]);
     case GB__INT_MUL: return (int64_t)((uint64_t)v[0] * (uint64_t)v[1]);
@@ -89,6 +107,15 @@ static gb_tensor *gb__tr_int_map(const char *what, gb__tr_int_fn fn, int n, gb_t
             int64_t v[3];
             for (int k = 0; k < n; k++)
                 v[k] = ((const int64_t *)gb_tensor_data(e[k]))[gb__tr_offset_of(i, nd, shape, gb_tensor_strides(e[k]))];
+            if ((fn == GB__INT_REMAINDER || fn == GB__INT_FLOOR_DIVIDE) && v[1] == 0) {
+                char sa[160], sb[160];
+                gb__shape_str(sa, sizeof sa, gb_tensor_ndim(in[0]), gb_tensor_shape(in[0]));
+                gb__shape_str(sb, sizeof sb, gb_tensor_ndim(in[1]), gb_tensor_shape(in[1]));
+                gb__fail(GB_ERR_ARG, "%s: ZeroDivisionError: integer division by zero (dividend %s, divisor %s), as "
+                                     "PyTorch refuses", what, sa, sb);
+                gb_tensor_free(out), out = NULL;
+                goto done;
+            }
             z[i] = gb__tr_int_apply(fn, v);
         }
     }
@@ -111,6 +138,26 @@ static gb_tensor *gb__tr_int_pow_values(gb_tensor *a, gb_tensor *b) {
     return gb__tr_int_map("pow", GB__INT_POW, 2, (gb_tensor *[]){a, b});
 }
 
+/* Two bools, as PyTorch: + is or and * is and (bool results), - is
+ * refused with its message, % and // are not implemented for them. */
+static gb_tensor *gb__tr_bool_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
+    char sa[160], sb[160];
+    gb__shape_str(sa, sizeof sa, gb_tensor_ndim(a), gb_tensor_shape(a));
+    gb__shape_str(sb, sizeof sb, gb_tensor_ndim(b), gb_tensor_shape(b));
+    if (op == GB_TRACE_OP_SUB)
+        return gb__fail_null(GB_ERR_DTYPE, "sub: Subtraction, the `-` operator, with two bool tensors is not supported "
+                                           "(%s and %s). Use the `^` or `logical_xor()` operator instead.", sa, sb);
+    if (op != GB_TRACE_OP_ADD && op != GB_TRACE_OP_MUL)
+        return gb__fail_null(GB_ERR_DTYPE, "%s: \"%s\" not implemented for 'Bool' (%s and %s), as in PyTorch; convert "
+                             "first with .long()", gb__tr_trace_op_names[op],
+                             op == GB_TRACE_OP_REMAINDER ? "remainder_cpu" : "div_floor_cpu", sa, sb);
+    gb_tensor *sum = gb__tr_int_map(gb__tr_trace_op_names[op], op == GB_TRACE_OP_ADD ? GB__INT_ADD : GB__INT_MUL, 2,
+                                    (gb_tensor *[]){a, b});
+    gb_tensor *r = sum ? gb_to_dtype(sum, GB_DTYPE_BOOL) : NULL;
+    gb_tensor_free(sum);
+    return r;
+}
+
 gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
     bool fa = gb__tr_is_floating(gb_tensor_dtype(a)), fb = gb__tr_is_floating(gb_tensor_dtype(b));
     if (!fa && !fb && op != GB_TRACE_OP_DIV) { /* integers stay integers, exactly */
@@ -120,7 +167,12 @@ gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
             gb_tensor_free(x), gb_tensor_free(y);
             return r;
         }
-        gb__tr_int_fn fn = op == GB_TRACE_OP_ADD ? GB__INT_ADD : op == GB_TRACE_OP_SUB ? GB__INT_SUB : GB__INT_MUL;
+        if (gb_tensor_dtype(a) == GB_DTYPE_BOOL && gb_tensor_dtype(b) == GB_DTYPE_BOOL) return gb__tr_bool_arith(op, a, b);
+        gb__tr_int_fn fn = op == GB_TRACE_OP_ADD         ? GB__INT_ADD
+                           : op == GB_TRACE_OP_SUB       ? GB__INT_SUB
+                           : op == GB_TRACE_OP_MUL       ? GB__INT_MUL
+                           : op == GB_TRACE_OP_REMAINDER ? GB__INT_REMAINDER
+                                                         : GB__INT_FLOOR_DIVIDE;
         return gb__tr_int_map(gb__tr_trace_op_names[op], fn, 2, (gb_tensor *[]){a, b});
     }
     /* A float meets an integer (or / divides integers): the integers become
@@ -131,6 +183,8 @@ gb_tensor *gb__tr_arith(gb_trace_op op, gb_tensor *a, gb_tensor *b) {
         case GB_TRACE_OP_SUB: r = gb_sub(x, y); break;
         case GB_TRACE_OP_MUL: r = gb_mul(x, y); break;
         case GB_TRACE_OP_DIV: r = gb_div(x, y); break;
+        case GB_TRACE_OP_REMAINDER: r = gb_remainder(x, y); break;
+        case GB_TRACE_OP_FLOOR_DIVIDE: r = gb_floor_divide(x, y); break;
         default: r = gb_matmul(x, y); break;
         }
     gb_tensor_free(x), gb_tensor_free(y);
@@ -383,6 +437,46 @@ gb_status gb__tr_fn(const gb_val *v, gb_tensor *const *x, gb_values *out) {
     }
     if (!r) return gb_last_status();
     return gb_values_push(out, r);
+}
+
+/* ---- torch.randint ------------------------------------------------------------ */
+
+/* MT19937 (Matsumoto and Nishimura), seeded as at::mt19937 seeds it: the
+ * seed's low 32 bits through the reference init_genrand. */
+void gb__tr_mt_seed(gb__tr_mt19937 *g, uint64_t seed) {
+    g->state[0] = (uint32_t)seed;
+    for (uint32_t j = 1; j < 624; j++) g->state[j] = 1812433253u * (g->state[j - 1] ^ (g->state[j - 1] >> 30)) + j;
+    g->next = 624;
+}
+
+static uint32_t gb__tr_mt_next(gb__tr_mt19937 *g) {
+    if (g->next == 624) {
+        for (int k = 0; k < 624; k++) {
+            uint32_t y = (g->state[k] & 0x80000000u) | (g->state[(k + 1) % 624] & 0x7fffffffu);
+            g->state[k] = g->state[(k + 397) % 624] ^ (y >> 1) ^ (y & 1 ? 0x9908b0dfu : 0);
+        }
+        g->next = 0;
+    }
+    uint32_t y = g->state[g->next++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+/* ATen's random_from_to on the CPU: element after element, one 32-bit draw
+ * each (two, high word first, when the range reaches 2^32), modulo the range. */
+gb_tensor *gb__tr_randint(gb__tr_mt19937 *g, const gb_fn_params *p) {
+    gb_tensor *t = gb_empty(p->n - 2, p->i + 2, GB_DTYPE_I64);
+    if (!t || !gb_tensor_data(t)) return t;
+    int64_t *z = gb_tensor_data(t); /* [numel] */
+    uint64_t range = (uint64_t)p->i[1] - (uint64_t)p->i[0];
+    for (int64_t k = 0; k < gb_tensor_numel(t); k++) {
+        uint64_t r = gb__tr_mt_next(g);
+        if (range >= 1ull << 32) r = r << 32 | gb__tr_mt_next(g);
+        z[k] = (int64_t)(r % range + (uint64_t)p->i[0]);
+    }
+    return t;
 }
 
 /* ---- module calls ----------------------------------------------------------- */

@@ -9,10 +9,10 @@
  *   target    := chain ending in .output/.input/.grad, [index] or a tuple pick
  *   expr      := sum [('==' | '!=' | '<=' | '>=' | '<' | '>') sum]
  *   sum       := term (('+' | '-') term)*
- *   term      := unary (('*' | '/' | '@') unary)*
+ *   term      := unary (('*' | '/' | '//' | '%' | '@') unary)*
  *   unary     := '-' unary | primary
  *   primary   := number | '(' expr ')' step* | call | function step* | chain
- *   call      := ('log' | 'print') '(' [string ','] expr ')'
+ *   call      := ('log' | 'print' | 'tracer.log') '(' (string | expr) (',' (string | expr))* ')'
  *   function  := ('torch.' | 'F.' | 'torch.nn.functional.') ident '(' args ')'
  *   args      := [arg (',' arg)*]   arg := [ident '='] (True | False | None |
  *                number | '(' int, ... ')' | '[' expr, ... ']' | expr)
@@ -151,7 +151,9 @@ static gb_val *gb__tr_number(gb__tr_parser *ps) {
     gb__tr_col(ps, ps->p);
     ps->p = end;
     if (!ps->build) return gb__tr_dry;
-    return integral ? gb_scalar_i64_at(ps->tr, ix, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
+    gb_val *v = integral ? gb_scalar_i64_at(ps->tr, ix, ps->site, ps->line) : gb_scalar_at(ps->tr, (float)x, ps->site, ps->line);
+    if (v) v->python = true;
+    return v;
 }
 
 /* ---- call arguments ------------------------------------------------------- */
@@ -513,6 +515,24 @@ static gb_val *gb__tr_method(gb__tr_parser *ps, gb_val *v, const char *name, siz
     return gb__tr_method_call(ps, v, name, len, &args);
 }
 
+/* torch.randint(high, size) or torch.randint(low, high, size), by position
+ * or by name; size a tuple of ints. */
+static gb_val *gb__tr_randint_call(gb__tr_parser *ps, gb__tr_args *args) {
+    static const char *const kws[] = {"low", "high", "size"};
+    int nints = 0; /* integers by position: (high, size) has one */
+    for (int i = 0; i < args->n; i++) nints += !args->a[i].kw && args->a[i].kind == GB__ARG_NUMBER;
+    int first = nints == 1 && !gb__tr_arg_get(args, -1, "low") && !gb__tr_arg_get(args, -1, "high"); /* kws from "high" */
+    int64_t low = 0, high = INT64_MIN;
+    if (!gb__tr_args_fit(ps, args, kws + first, 3 - first, "low, high, size") ||
+        (!first && !gb__tr_int_arg(ps, args, 0, "low", 0, &low)) || !gb__tr_int_arg(ps, args, 1 - first, "high", INT64_MIN, &high))
+        return NULL;
+    gb__tr_arg *size = gb__tr_arg_get(args, 2 - first, "size");
+    if (high == INT64_MIN || !size) return gb__tr_syntax(ps, "%s", "randint needs high and size, e.g. torch.randint(low=-10, high=10, size=(1,))");
+    if (size->kind != GB__ARG_INTS) return gb__tr_syntax(ps, "%s", "size must be a tuple of integers, e.g. (1,)");
+    if (size->n > GB_MAX_DIMS - 2) return gb__tr_syntax(ps, "%s", "randint: a size of at most 6 dims");
+    return ps->build ? gb_randint_at(ps->tr, low, high, size->n, size->ints, ps->site, ps->line) : gb__tr_dry;
+}
+
 /* torch.name(...), F.name(...), torch.nn.functional.name(...): the
  * functions of several values, or a method with its value first. The
  * cursor after '('. */
@@ -551,6 +571,7 @@ static gb_val *gb__tr_function(gb__tr_parser *ps, const char *name, size_t len, 
         }
         return ps->build ? gb_val_fn_at(fn, nv, vals, &p, ps->site, ps->line) : gb__tr_dry;
     }
+    if (fn == GB_TRACE_FN_RANDINT) return gb__tr_randint_call(ps, &args);
     /* torch.exp(x, ...) is x.exp(...) */
     if (args.n == 0 || args.a[0].kw || args.a[0].kind != GB__ARG_VALUE)
         return gb__tr_syntax(ps, "%s", "expected a value as the first argument");
@@ -734,22 +755,40 @@ static gb_val *gb__tr_chain(gb__tr_parser *ps, gb__tr_lvalue *lv) {
     }
 }
 
-/* log("label", expr) and print(...): the cursor after '('. */
+/* log(...), print(...), tracer.log(...): strings and values, printed as
+ * Python's print does (joined by spaces) when the values exist. The cursor
+ * after '('. */
 static gb_val *gb__tr_log_call(gb__tr_parser *ps, const char *at) {
-    char label[128] = "";
-    gb__tr_skip_space(ps);
-    if (*ps->p == '"' || *ps->p == '\'') {
-        char quote = *ps->p++;
-        const char *end = strchr(ps->p, quote);
-        if (!end) return gb__tr_syntax(ps, "%s", "unclosed string");
-        snprintf(label, sizeof label, "%.*s", (int)(end - ps->p), ps->p);
-        ps->p = end + 1;
-        if (!gb__tr_expect(ps, ',')) return NULL;
+    char format[512];
+    size_t n = 0;
+    gb_val *vals[GB__MAX_ARGS];
+    int nvals = 0;
+    while (!gb__tr_accept(ps, ')')) {
+        if ((n || nvals) && !gb__tr_expect(ps, ',')) return NULL;
+        if (n + 2 >= sizeof format) return gb__tr_syntax(ps, "%s", "strings of a log too long (500 characters at most)");
+        if (n || nvals) format[n++] = ' ';
+        gb__tr_skip_space(ps);
+        if (*ps->p == '"' || *ps->p == '\'') { /* a string: its braces doubled for the format */
+            char quote = *ps->p++;
+            const char *end = strchr(ps->p, quote);
+            if (!end) return gb__tr_syntax(ps, "%s", "unclosed string");
+            for (; ps->p < end && n + 2 < sizeof format; ps->p++) {
+                if (*ps->p == '{' || *ps->p == '}') format[n++] = *ps->p;
+                format[n++] = *ps->p;
+            }
+            if (ps->p < end) return gb__tr_syntax(ps, "%s", "strings of a log too long (500 characters at most)");
+            ps->p = end + 1;
+            continue;
+        }
+        if (nvals == GB__MAX_ARGS) return gb__tr_syntax(ps, "%s", "too many values in a log (8 at most)");
+        if (!(vals[nvals++] = gb__tr_expr(ps))) return NULL;
+        if (n + 2 >= sizeof format) return gb__tr_syntax(ps, "%s", "strings of a log too long (500 characters at most)");
+        format[n++] = '{', format[n++] = '}';
     }
-    gb_val *v = gb__tr_expr(ps);
-    if (!v || !gb__tr_expect(ps, ')')) return NULL;
+    format[n] = 0;
+    if (!nvals && !n) return gb__tr_syntax(ps, "%s", "a log needs something to print");
     gb__tr_col(ps, at);
-    return ps->build ? gb_trace_log_at(label, v, ps->site, ps->line) : gb__tr_dry;
+    return ps->build ? gb_trace_print_at(ps->tr, format, nvals, vals, ps->site, ps->line) : gb__tr_dry;
 }
 
 static gb_val *gb__tr_primary(gb__tr_parser *ps) {
@@ -763,6 +802,11 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
     if ((gb__tr_is_word(ps->p, len, "log") || gb__tr_is_word(ps->p, len, "print")) && ps->p[len] == '(') {
         const char *at = ps->p;
         ps->p += len + 1;
+        return gb__tr_log_call(ps, at);
+    }
+    if (!strncmp(ps->p, "tracer.log(", 11)) { /* nnsight's */
+        const char *at = ps->p;
+        ps->p += 11;
         return gb__tr_log_call(ps, at);
     }
     static const char *const prefixes[] = {"torch.nn.functional.", "torch.linalg.", "torch.", "F."};
@@ -814,7 +858,10 @@ static gb_val *gb__tr_primary(gb__tr_parser *ps) {
 static gb_val *gb__tr_binary(gb__tr_parser *ps, gb_trace_op op, gb_val *a, gb_val *b, const char *at) {
     if (!a || !b) return NULL;
     gb__tr_col(ps, at);
-    return ps->build ? gb_val_binary_at(op, a, b, ps->site, ps->line) : gb__tr_dry;
+    if (!ps->build) return gb__tr_dry;
+    gb_val *v = gb_val_binary_at(op, a, b, ps->site, ps->line);
+    if (v) v->python = a->python && b->python; /* 8 % 2 is Python's too */
+    return v;
 }
 
 static gb_val *gb__tr_unary(gb__tr_parser *ps) {
@@ -835,6 +882,7 @@ static gb_val *gb__tr_unary(gb__tr_parser *ps) {
         /* an int -1: -x keeps x's dtype, integers included, as PyTorch's negation */
         gb__tr_col(ps, at);
         gb_val *minus = v && ps->build ? gb_scalar_i64_at(ps->tr, -1, ps->site, ps->line) : gb__tr_dry;
+        if (minus && ps->build) minus->python = true;
         v = gb__tr_binary(ps, GB_TRACE_OP_MUL, minus, v, at);
     }
     ps->depth--;
@@ -846,10 +894,13 @@ static gb_val *gb__tr_term(gb__tr_parser *ps) {
     for (;;) {
         gb__tr_skip_space(ps);
         const char *at = ps->p;
+        bool floor = ps->p[0] == '/' && ps->p[1] == '/';
+        if (floor) ps->p++;
         gb_trace_op op = gb__tr_accept(ps, '*') ? GB_TRACE_OP_MUL
-                         : gb__tr_accept(ps, '/') ? GB_TRACE_OP_DIV
+                         : gb__tr_accept(ps, '/') ? (floor ? GB_TRACE_OP_FLOOR_DIVIDE : GB_TRACE_OP_DIV)
                          : gb__tr_accept(ps, '@') ? GB_TRACE_OP_MATMUL
-                                               : GB_TRACE_OP_COUNT;
+                         : gb__tr_accept(ps, '%') ? GB_TRACE_OP_REMAINDER
+                                                  : GB_TRACE_OP_COUNT;
         if (op == GB_TRACE_OP_COUNT || !v) return v;
         gb_val *w = gb__tr_unary(ps);
         v = gb__tr_binary(ps, op, v, w, at);
@@ -886,7 +937,9 @@ static gb_val *gb__tr_expr(gb__tr_parser *ps) {
         if (!w) return NULL;
         gb__tr_col(ps, at);
         if (!ps->build) return gb__tr_dry;
-        return gb_val_fn_at(cmps[i].fn, 2, (gb_val *[]){v, w}, &(gb_fn_params){0}, ps->site, ps->line);
+        gb_val *r = gb_val_fn_at(cmps[i].fn, 2, (gb_val *[]){v, w}, &(gb_fn_params){0}, ps->site, ps->line);
+        if (r) r->python = v->python && w->python;
+        return r;
     }
     return v;
 }
@@ -917,12 +970,15 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
     const char *eq = gb__tr_assignment(ps->p);
     if (!eq) return gb__tr_expr(ps);
     /* x op= v: x = x op v (on a name, it rebinds the name) */
-    gb_trace_op augmented = eq > ps->p && strchr("+-*/", eq[-1]) ? (eq[-1] == '+'   ? GB_TRACE_OP_ADD
-                                                                 : eq[-1] == '-' ? GB_TRACE_OP_SUB
-                                                                 : eq[-1] == '*' ? GB_TRACE_OP_MUL
-                                                                                 : GB_TRACE_OP_DIV)
-                                                              : GB_TRACE_OP_COUNT;
-    const char *target_end = augmented != GB_TRACE_OP_COUNT ? eq - 1 : eq;
+    bool floor = eq - 1 > ps->p && eq[-1] == '/' && eq[-2] == '/';
+    gb_trace_op augmented = eq > ps->p && strchr("+-*/%", eq[-1]) ? (eq[-1] == '+'   ? GB_TRACE_OP_ADD
+                                                                  : eq[-1] == '-' ? GB_TRACE_OP_SUB
+                                                                  : eq[-1] == '*' ? GB_TRACE_OP_MUL
+                                                                  : eq[-1] == '%' ? GB_TRACE_OP_REMAINDER
+                                                                  : floor         ? GB_TRACE_OP_FLOOR_DIVIDE
+                                                                                  : GB_TRACE_OP_DIV)
+                                                               : GB_TRACE_OP_COUNT;
+    const char *target_end = augmented == GB_TRACE_OP_COUNT ? eq : floor ? eq - 2 : eq - 1;
     size_t len = gb__tr_ident_len(ps);
     const char *after = ps->p + len;
     while (isspace((unsigned char)*after)) after++;
@@ -935,7 +991,7 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
         if (augmented != GB_TRACE_OP_COUNT && !old) return gb__tr_syntax(ps, "%s", "name is not defined");
         ps->p = eq + 1;
         gb_val *v = gb__tr_expr(ps);
-        if (v && old) v = gb__tr_binary(ps, augmented, old, v, eq - 1);
+        if (v && old) v = gb__tr_binary(ps, augmented, old, v, target_end);
         if (v && ps->build && gb__tr_trace_set_name(ps->tr, name, v) != GB_OK) return NULL;
         if (v && !ps->build) {
             char entry[64];
@@ -968,7 +1024,7 @@ static gb_val *gb__tr_statement(gb__tr_parser *ps) {
     if (value && augmented != GB_TRACE_OP_COUNT) { /* the target's current value, op, value */
         gb_val *cur = !ps->build ? gb__tr_dry
                       : lv.index ? gb_val_index_at(lv.base, lv.index, ps->site, ps->line) : lv.base;
-        value = cur ? gb__tr_binary(ps, augmented, cur, value, eq - 1) : NULL;
+        value = cur ? gb__tr_binary(ps, augmented, cur, value, target_end) : NULL;
         gb__tr_col(ps, target_at);
     }
     gb_val *r = NULL;
@@ -1247,8 +1303,10 @@ char **gb_statement_names(const char *text, int *n) {
     }
     gb__tr_lines_free(&b);
     char **out = ok ? malloc(sizeof *out * (size_t)(arrlen(names) + 1)) : NULL;
-    if (out) memcpy(out, names, sizeof *out * (size_t)arrlen(names)), *n = (int)arrlen(names);
-    else
+    if (out) {
+        if (names) memcpy(out, names, sizeof *out * (size_t)arrlen(names)); /* none: names is NULL (UBSan) */
+        *n = (int)arrlen(names);
+    } else
         for (ptrdiff_t k = 0; k < arrlen(names); k++) free(names[k]);
     arrfree(names);
     return out;

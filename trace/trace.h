@@ -90,6 +90,12 @@ void gb_trace_set_attention_mask(gb_trace *tr, gb_tensor *mask);
 void gb_trace_set_position_ids(gb_trace *tr, gb_tensor *pos);
 /* Where gb_trace_log writes (default stdout; NULL discards). */
 void gb_trace_set_log(gb_trace *tr, FILE *f);
+/* The seed of torch.randint in this trace's runs (gb_val_randint): each
+ * run draws from PyTorch's CPU generator (MT19937) seeded with it, in the
+ * order the draws were defined, so a run gives the integers PyTorch gives
+ * after torch.manual_seed(seed) (only the seed's low 32 bits count, as
+ * there). Default 0; a scan draws nothing. */
+void gb_trace_set_seed(gb_trace *tr, uint64_t seed);
 /* The intervention graph as text, one node per line. Caller frees. */
 char *gb_trace_graph(const gb_trace *tr);
 
@@ -149,6 +155,14 @@ gb_status gb_trace_use_edits(gb_trace *tr, gb_trace *edits);
 #define gb_val_mul(a, b) gb_val_binary_at(GB_TRACE_OP_MUL, (a), (b), __FILE__, __LINE__)
 #define gb_val_div(a, b) gb_val_binary_at(GB_TRACE_OP_DIV, (a), (b), __FILE__, __LINE__)
 #define gb_val_matmul(a, b) gb_val_binary_at(GB_TRACE_OP_MATMUL, (a), (b), __FILE__, __LINE__)
+/* a % b and a // b, Python's (torch.remainder, torch.floor_divide): the
+ * remainder takes b's sign, the quotient rounds down; exact on integers,
+ * where a zero divisor fails the run (PyTorch's ZeroDivisionError). */
+#define gb_val_remainder(a, b) gb_val_binary_at(GB_TRACE_OP_REMAINDER, (a), (b), __FILE__, __LINE__)
+#define gb_val_floor_divide(a, b) gb_val_binary_at(GB_TRACE_OP_FLOOR_DIVIDE, (a), (b), __FILE__, __LINE__)
+/* torch.randint(low, high, size): int64 integers in [low, high) of the
+ * given size (up to 6 dims), drawn at each run (gb_trace_set_seed). */
+#define gb_val_randint(tr, low, high, ndim, size) gb_randint_at((tr), (low), (high), (ndim), (size), __FILE__, __LINE__)
 #define gb_val_sum(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_SUM, (v), (dim), (keepdim), __FILE__, __LINE__)
 #define gb_val_mean(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_MEAN, (v), (dim), (keepdim), __FILE__, __LINE__)
 #define gb_val_max(v, dim, keepdim) gb_val_reduce_at(GB_TRACE_OP_MAX, (v), (dim), (keepdim), __FILE__, __LINE__)
@@ -260,6 +274,14 @@ gb_val *gb_save(gb_val *v);
 #define gb_set_index(target, expr, value) gb_set_index_at((target), (expr), (value), __FILE__, __LINE__)
 /* Print "label value" when the value exists (to gb_trace_set_log's file). */
 #define gb_trace_log(label, v) gb_trace_log_at((label), (v), __FILE__, __LINE__)
+/* Python's print(...) of strings and values when the values exist:
+ * format holds "{}" for each of the nargs values in order ("{{" and "}}"
+ * for braces), e.g. nnsight's tracer.log("Random Integer ", r, " is Odd")
+ * is gb_trace_print(tr, "Random Integer  {}  is Odd", 1, &r). A value that
+ * is a Python number in nnsight (a statement's literal, or arithmetic and
+ * comparisons of literals only) prints as Python prints it (8, 0.5, True);
+ * other values as tensors (tensor([-5])). */
+#define gb_trace_print(tr, format, nargs, args) gb_trace_print_at((tr), (format), (nargs), (args), __FILE__, __LINE__)
 /* End the forward pass right after v's module event. */
 #define gb_stop(v) gb_stop_at((v), __FILE__, __LINE__)
 /* Do not run the module at path; use value as its output. */
@@ -288,6 +310,8 @@ void gb_end_if(gb_trace *tr);
  *   lm_head.next().output[0, -1].argmax(-1).save()      gb_output_call(tr, "lm_head", 1): generation step 1
  *   model.layers[0].all().output[0][:] = 0             gb_output_all: at every step
  *   log("layer 1", layer1.output)                       gb_trace_log (also print)
+ *   tracer.log("Random Integer ", r, " is Odd")         gb_trace_print: strings and values, as print
+ *   r = torch.randint(low=-10, high=10, size=(1,))      gb_val_randint (gb_trace_set_seed)
  *
  *   lens = lm_head(transformer.ln_f(h)).save()          gb_call: a module on a value (hook=True: gb_call_hooked)
  *   top = lm_head.output[0, -1].softmax(-1).topk(5)     gb_val_topk (top.values, top.indices)
@@ -297,7 +321,8 @@ void gb_end_if(gb_trace *tr);
  * before them moves to the next call, i.e. generation step), a module's
  * named points (attn_weights, attn_scores), a module called on values
  * (lm_head(h)), names (bound by statements or gb_trace_tensor), numbers
- * (2 is int64, 2.0 float32), + - * / @, one comparison (== != < <= > >=),
+ * (2 is int64, 2.0 float32), + - * / // % @ (Python's precedence and %),
+ * one comparison (== != < <= > >=),
  * unary minus, parentheses, [index] in the string form, .grad, .values and
  * .indices (topk's), the methods save, clone, sum, mean, max, argmax,
  * softmax (dim, keepdim by position or name; sum() and mean() reduce
@@ -509,6 +534,8 @@ void gb_exec_set_generated(gb_exec *ex, gb_tensor *ids);
     X(GB_TRACE_OP_MUL, "mul", NONE)                           \
     X(GB_TRACE_OP_DIV, "div", NONE)                           \
     X(GB_TRACE_OP_MATMUL, "matmul", NONE)                     \
+    X(GB_TRACE_OP_REMAINDER, "remainder", NONE)               \
+    X(GB_TRACE_OP_FLOOR_DIVIDE, "floor_divide", NONE)         \
     X(GB_TRACE_OP_SUM, "sum", DIM)                            \
     X(GB_TRACE_OP_MEAN, "mean", DIM)                          \
     X(GB_TRACE_OP_MAX, "max", DIM)                            \
@@ -568,7 +595,8 @@ typedef enum gb_trace_op {
     X(GB_TRACE_FN_GE, "ge", 2)                                           \
     X(GB_TRACE_FN_WHERE, "where", 3)                                     \
     X(GB_TRACE_FN_CROSS_ENTROPY, "cross_entropy", 2)                     \
-    X(GB_TRACE_FN_COSINE_SIMILARITY, "cosine_similarity", 2) /* dim; x eps */
+    X(GB_TRACE_FN_COSINE_SIMILARITY, "cosine_similarity", 2) /* dim; x eps */ \
+    X(GB_TRACE_FN_RANDINT, "randint", 0) /* low, high, the size */
 
 typedef enum gb_trace_fn {
 #define GB__X(e, n, nargs) e,
@@ -593,6 +621,7 @@ gb_trace_fn gb_trace_fn_find(const char *name, size_t len);
 gb_val *gb_val_fn_at(gb_trace_fn fn, int nargs, gb_val *const *args, const gb_fn_params *p, const char *file, int line);
 gb_val *gb_val_ints_at(gb_trace_fn fn, gb_val *v, int n, const int64_t *ints, bool keepdim, const char *file, int line);
 gb_val *gb_call_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, const char *file, int line);
+gb_val *gb_randint_at(gb_trace *tr, int64_t low, int64_t high, int ndim, const int64_t *size, const char *file, int line);
 gb_val *gb_call_hooked_at(gb_trace *tr, const char *path, int nargs, gb_val *const *args, bool hook, const char *file,
                           int line);
 
@@ -613,6 +642,7 @@ gb_val *gb_apply_at(gb_trace *tr, gb_apply_fn fn, void *ctx, int nargs, gb_val *
 gb_val *gb_set_at(gb_val *target, gb_val *value, const char *file, int line);
 gb_val *gb_set_index_at(gb_val *target, const char *expr, gb_val *value, const char *file, int line);
 gb_val *gb_trace_log_at(const char *label, gb_val *v, const char *file, int line);
+gb_val *gb_trace_print_at(gb_trace *tr, const char *format, int nargs, gb_val *const *args, const char *file, int line);
 gb_val *gb_stop_at(gb_val *v, const char *file, int line);
 gb_val *gb_skip_at(gb_trace *tr, const char *path, gb_val *value, const char *file, int line);
 gb_val *gb_requires_grad_at(gb_val *v, const char *file, int line);

@@ -58,6 +58,7 @@ struct gb_val {
     int invoke;        /* the invoke open at definition: the batch rows a getter sees, -1 for all */
     int uses;          /* nodes reading this one (as input or condition) */
     bool saved, poisoned;
+    bool python;       /* a Python number in nnsight: a statement's literal, or arithmetic of them (printed as such) */
     union {
         struct {
             gb_module *module; /* in the trace's model: getters and skips of a module */
@@ -114,6 +115,16 @@ typedef struct gb__tr_chunk {
 } gb__tr_chunk;
 
 /* ---- an execution -------------------------------------------------------- */
+
+/* PyTorch's CPU generator (at::mt19937): torch.randint's draws. */
+typedef struct gb__tr_mt19937 {
+    uint32_t state[624];
+    int next; /* the next word of state to temper; 624: regenerate first */
+} gb__tr_mt19937;
+void gb__tr_mt_seed(gb__tr_mt19937 *g, uint64_t seed);
+/* torch.randint(p->i[0], p->i[1], p->i[2 .. p->n - 1]) drawn from g, or in
+ * meta mode its shape only (nothing drawn). */
+gb_tensor *gb__tr_randint(gb__tr_mt19937 *g, const gb_fn_params *p);
 
 typedef enum gb__tr_state {
     GB__STATE_PENDING,
@@ -180,6 +191,7 @@ struct gb_exec {
     char *error;          /* that error's message */
     gb_tensor *generated; /* the last completed generation, [B, T + n] i64 */
     char skipped[256];    /* the last skip of this pass, named in a failure after it ("" none) */
+    gb__tr_mt19937 rng;   /* torch.randint's generator, seeded when a run begins */
 };
 
 struct gb_trace {
@@ -206,6 +218,7 @@ struct gb_trace {
     gb_trace *edits;      /* an editor whose interventions run first (gb_trace_use_edits) */
     bool validate;
     bool nan_check; /* gb_trace_set_nan_check: every run's gb_run_set_nan_check */
+    uint64_t seed;  /* gb_trace_set_seed: torch.randint's */
     FILE *log;
     bool (*is_stop)(int64_t id, void *ctx); /* end-of-sequence tokens, or NULL */
     void *stop_ctx;

@@ -4,6 +4,8 @@ calls on values. Each case is a Python expression that is also a glassbox
 statement: PyTorch evaluates the very text the C test defines, on the same
 named tensors, and records its value and, for float results, the gradients
 of (out * out).sum() with respect to each float input."""
+import io
+import re
 from collections import OrderedDict
 
 import torch
@@ -130,7 +132,103 @@ CASES = [
     "big == big.float()",  # an integer meeting a float compares in float32
     "big + 1 > big.float()",
     "big > 16777216.5",
+    # % and // (torch.remainder, torch.floor_divide): Python's, the remainder
+    # taking the divisor's sign; integers exact, floats with gradients
+    "-ids % 2",
+    "-ids // 2",
+    "ids % -2",
+    "ids // -2",
+    "(ids - 6) % -4",
+    "(ids - 6) // -4",
+    "-5 % ids",
+    "5 // (ids - 6)",
+    "3 * ids % 4 // 2",  # one level with * and /, left to right
+    "ids - ids % 3 * 2",
+    "big % 7",
+    "big // 7",
+    "big % -1000",
+    "big // ids[:, :1]",
+    "-big % ids[:, 1:]",
+    "a % b",
+    "a // b",
+    "a % 0.5",
+    "a % -0.7",
+    "(a * 3) // 1",
+    "ids % 2.5",
+    "-ids // 2.5",
+    "a // 0.3 + a % 0.3",
+    "-ids % 2 == 1",
+    # comparisons are bool; bools add as or, multiply as and; their sum is int64
+    "(a > 0) + (b > 0)",
+    "(a > 0) * (b > 0)",
+    "((a > 0) + (b > 0)).sum()",
+    "(a > 0).sum(1)",
+    "(a > 0) + 1",
+    "(a > 0) * 1.5",
+    "(ids + 1) % (ids > 1)",
 ]
+
+# nnsight walkthrough's "Conditional Interventions" cells, word for word
+# (glassbox runs each as the statements of one trace on the tiny network).
+CELLS = {
+    84: """rand_int = torch.randint(low=-10, high=10, size=(1,))
+
+with tracer.cond(rand_int % 2 == 0):
+    tracer.log("Random Integer ", rand_int, " is Even")
+
+with tracer.cond(rand_int % 2 == 1):
+    tracer.log("Random Integer ", rand_int, " is Odd")
+""",
+    21: """non_rand_int = 8
+
+with tracer.cond(non_rand_int > 0):
+    with tracer.cond(non_rand_int % 2 == 0):
+        tracer.log("Rand Int ", non_rand_int, " is Positive and Even")
+""",
+    85: """rand_int = torch.randint(low=-10, high=10, size=(1,))
+
+# Since this if statement is inside the tracing context the if will
+# create a conditional context and will only execute the intervention
+# if this condition is met
+if rand_int % 2 == 0:
+    tracer.log("Random Integer ", rand_int, " is Even")
+
+if rand_int % 2 == 1:
+    tracer.log("Random Integer ", rand_int, " is Odd")
+""",
+    86: """rand_int = torch.randint(low=-10, high=10, size=(1,))
+
+# Since this if statement is inside the tracing context the if will
+# create a conditional context and will only execute the intervention
+# if this condition is met
+if rand_int % 2 == 0:
+    tracer.log("Random Integer ", rand_int, " is Even")
+elif rand_int % 2 == 1:
+    tracer.log("Random Integer ", rand_int, " is Odd")
+""",
+}
+# torch.manual_seed(S) before each cell: glassbox seeds each run with its trace's seed
+SEEDS = [0, 1, 2, 3, 9, 2**32 + 3, 123456789012]
+
+
+class Tracer:
+    """nnsight's tracer as plain Python: log is print, cond is if."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def log(self, *args):
+        print(*args, file=self.out)
+
+
+def run_cell(text, seed):
+    """The cell as plain Python after torch.manual_seed(seed): each
+    `with tracer.cond(c):` becomes `if c:` (what it means), tracer.log prints."""
+    out = io.StringIO()
+    torch.manual_seed(seed)
+    exec(re.sub(r"with tracer\.cond\((.*)\):", r"if \1:", text), {"torch": torch, "tracer": Tracer(out)})
+    return out.getvalue()
+
 
 # What PyTorch refuses on integer values: glassbox refuses too.
 REFUSED = [
@@ -143,6 +241,11 @@ REFUSED = [
     "F.cross_entropy(ids, t[:2])",
     "F.cosine_similarity(ids, ids, dim=1)",
     "ids.pow(-1)",
+    "ids % 0",
+    "ids // (ids - 5)",
+    "(ids > 5) % (ids > 2)",
+    "(ids > 5) // (ids > 2)",
+    "(ids > 5) - (ids > 2)",
 ]
 
 
@@ -170,8 +273,13 @@ def main():
         o.put(f"case.{i}.expr", torch.tensor(list(expr.encode()), dtype=torch.uint8))
         o.put(f"case.{i}.out", out)
         grads = []
+        # floor_divide records, but PyTorch has no derivative for it: no gradients then
         if out.is_floating_point() and out.requires_grad:
-            (out * out).sum().backward()
+            try:
+                (out * out).sum().backward()
+            except RuntimeError as e:
+                assert "floor_divide" in str(e), e
+                env = {}
             for k, v in env.items():
                 if v.is_floating_point() and v.grad is not None:
                     o.put(f"case.{i}.grad.{k}", v.grad)
@@ -186,6 +294,29 @@ def main():
         except RuntimeError as e:
             o.put(f"refused.{i}.expr", torch.tensor(list(expr.encode()), dtype=torch.uint8))
             o.put(f"refused.{i}.msg", torch.tensor(list(str(e).encode()), dtype=torch.uint8))
+
+    # torch.randint after torch.manual_seed(S): the (low, high, size) form, a
+    # range past 2^32 (two words a draw), the (high, size) form, in order
+    o.put("nseeds", torch.tensor(len(SEEDS)))
+    for i, seed in enumerate(SEEDS):
+        o.put(f"seed.{i}", torch.tensor(seed))
+        torch.manual_seed(seed)
+        o.put(f"randint.{i}.small", torch.randint(low=-10, high=10, size=(1,)))
+        o.put(f"randint.{i}.wide", torch.randint(-2**40, 2**40, (2, 3)))
+        o.put(f"randint.{i}.high", torch.randint(5, (4,)))
+        for k, text in CELLS.items():
+            o.put(f"cell.{k}.{i}", torch.tensor(list(run_cell(text, seed).encode()), dtype=torch.uint8))
+    for k, text in CELLS.items():
+        o.put(f"cell.{k}.text", torch.tensor(list(text.encode()), dtype=torch.uint8))
+    o.put("ncells", torch.tensor(list(CELLS)))
+
+    # a backward through floor_divide fails
+    try:
+        a = named["a"].clone().requires_grad_(True)
+        (a // 0.5).sum().backward()
+        raise AssertionError("PyTorch differentiated floor_divide")
+    except RuntimeError as e:
+        o.put("floor_divide_grad.msg", torch.tensor(list(str(e).encode()), dtype=torch.uint8))
 
     # gather does not count negative indices from the end
     try:

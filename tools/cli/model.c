@@ -17,7 +17,7 @@
     X(P##_TOP_P, "top-p", 0, NUM, 0, 1, "1", false, 0, "P", "sample within probability mass P")                     \
     X(P##_PENALTY, "repetition-penalty", 0, NUM, 1e-30, 1e30, "1", false, 0, "R",                                  \
       "divide (or multiply, when negative) seen tokens' logits by R")                                              \
-    X(P##_SEED, "seed", 0, INT, 0, 9007199254740992.0, "0", false, 0, "S", "the sampling seed")
+    X(P##_SEED, "seed", 0, INT, 0, 9007199254740992.0, "0", false, 0, "S", "the sampling seed (trace: also torch.randint's, as torch.manual_seed(S))")
 #define NAN_CHECK_OPT(X, ID)                                                                                          \
     X(ID, "nan-check", 0, FLAG, 0, 0, NULL, false, 0, NULL,                                                        \
       "fail at the first module whose output holds NaN or Inf, naming it (docs/errors/nonfinite.md)")
@@ -507,6 +507,7 @@ static int trace(const gb_cli_args *a) {
         gb_trace_set_stop_tokens(tr, lm_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
         gb_trace_set_nan_check(tr, gb_cli_given(a, TRACE_NAN_CHECK));
+        gb_trace_set_seed(tr, (uint64_t)gb_cli_int(a, TRACE_SEED)); /* torch.randint's, as torch.manual_seed(S) */
     }
     if (tr && st == GB_OK && gb_cli_given(a, TRACE_GRAPH)) {
         char *g = gb_trace_graph(tr);
