@@ -114,12 +114,12 @@ static void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda, int64_t m,
         float *aq = at + q * GB__WG_NR * k; /* [k, 32] */
         int64_t mv = m - q * GB__WG_NR < GB__WG_NR ? m - q * GB__WG_NR : GB__WG_NR;
         if (mv < GB__WG_NR) memset(aq, 0, (size_t)(k * GB__WG_NR) * sizeof(float));
-        /* in blocks of 32 x 32, so both sides stay in L1 */
-        for (int64_t i0 = 0; i0 < k; i0 += 32)
-            for (int64_t j = 0; j < mv; j++) {
-                const float *aj = a + (q * GB__WG_NR + j) * lda; /* [k] */
-                for (int64_t i = i0; i < i0 + 32 && i < k; i++) aq[i * GB__WG_NR + j] = aj[i];
-            }
+        /* written in order, read from mv rows at once (their current lines
+         * stay in L1): writing 32 floats apart instead cost 3.5 cycles an
+         * element, 5% of the Llama-shaped forward (now 3%) */
+        const float *aq0 = a + q * GB__WG_NR * lda; /* [mv, lda] */
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < mv; j++) aq[i * GB__WG_NR + j] = aq0[j * lda + i];
     }
 }
 
