@@ -43,8 +43,12 @@ const char *gb_status_name(gb_status s) {
     return (unsigned)s < GB_STATUS_COUNT ? gb__ts_status_names[s] : "unknown";
 }
 
+/* Formatted aside first: a message may quote the one it replaces
+ * (gb__fail(..., "%s", gb_last_error())). */
 static void gb__ts_vset(gb_status s, const char *fmt, va_list ap) {
-    vsnprintf(gb__ts_err_msg, sizeof gb__ts_err_msg, fmt, ap);
+    char msg[sizeof gb__ts_err_msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(gb__ts_err_msg, msg, sizeof msg);
     gb__ts_err_status = s;
     gb__ts_err_seq++;
 }
