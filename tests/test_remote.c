@@ -778,7 +778,8 @@ END_TEST
 /* trace --remote prints the local run's stderr too: the warnings for saved
  * values never produced (a stop before them, an untaken branch, a .next()
  * beyond a generation's steps); --seed (trace's, and session's per trace)
- * reaches the server: torch.randint in statements gives the local values. */
+ * reaches the server: torch.randint in statements gives the local values,
+ * and so does sampling (--temperature, --top-k, --top-p, --repetition-penalty). */
 START_TEST(test_remote_cli_stderr_seed) {
     fixture f;
     start(&f, NULL);
@@ -796,8 +797,10 @@ START_TEST(test_remote_cli_stderr_seed) {
         "--ids 464,412,733 -e 'r = torch.randint(0, 1000, (6,)).save()' --seed 7",
         "--ids 464,412,733 -e 'r = torch.randint(0, 1000, (6,)).save()'",
         "--ids 464,412,733 -e 'r = torch.randint(0, 1000, (6,)).save()' -n 2 --seed 7",
+        "--ids 464,412,733 -n 6 --temperature 1.5 --top-k 50 --top-p 0.95 --repetition-penalty 1.2 --seed 11",
+        "--ids 464,412,733 -n 6 --temperature 1.5 --top-k 50 --top-p 0.95 --repetition-penalty 1.2 --seed 12",
     };
-    char *outs[6];
+    char *outs[8];
     for (size_t k = 0; k < sizeof tails / sizeof *tails; k++) {
         gbt_cli_result r[2];
         for (int remote = 0; remote < 2; remote++) {
@@ -825,9 +828,10 @@ START_TEST(test_remote_cli_stderr_seed) {
         gbt_cli_free(&r[0]), gbt_cli_free(&r[1]);
     }
     ck_assert_str_ne(outs[3], outs[4]); /* the seed was not dropped on the way */
+    ck_assert_str_ne(outs[6], outs[7]); /* sampled: the seed and the sampling options reached the server */
     for (size_t k = 0; k < sizeof outs / sizeof *outs; k++) free(outs[k]);
     /* session --seed per trace, locally and on the server */
-    const char *ses = "--trace facts --seed 3 --ids 1,2 -e 'a = torch.randint(0, 1000, (4,)).save()' "
+    const char *ses = "--trace facts --seed 3 --ids 1,2 -e 'a = torch.randint(0, 1000, (4,)).save()' -n 3 --temperature 1.5 "
                       "--trace facts --seed 4 --ids 1,2 -e 'b = torch.randint(0, 1000, (4,)).save()' "
                       "--trace facts --ids 1,2 -e 'c = torch.randint(0, 1000, (4,)).save()'";
     char *sout[2];
@@ -843,8 +847,8 @@ START_TEST(test_remote_cli_stderr_seed) {
     /* each trace's own seed: trace --seed S's values */
     const char *want[] = {"3", "4", "0"};
     for (int t = 0; t < 3; t++) {
-        snprintf(args, sizeof args, "trace %s --ids 1,2 -e '%c = torch.randint(0, 1000, (4,)).save()' --seed %s", GBT_BUNDLED,
-                 'a' + t, want[t]);
+        snprintf(args, sizeof args, "trace %s --ids 1,2 -e '%c = torch.randint(0, 1000, (4,)).save()' --seed %s%s", GBT_BUNDLED,
+                 'a' + t, want[t], t ? "" : " -n 3 --temperature 1.5");
         gbt_cli_result r = gbt_cli(args);
         ck_assert_msg(r.status == 0 && strstr(sout[0], r.out), "%s\n%s", sout[0], r.out);
         gbt_cli_free(&r);
