@@ -119,10 +119,18 @@ static gb_status gb__srv_rcall_event(gb__srv_rcall *rc, const char *line, size_t
             int nt = gb__json_size(tj);
             const char **texts = calloc((size_t)nt + 1, sizeof *texts);
             for (int i = 0; texts && i < nt; i++) texts[i] = gb__json_string(gb__json_at(tj, i)) ? gb__json_string(gb__json_at(tj, i)) : "";
+            const gb__json_json *mj = gb__json_get(ev, "unproduced");
+            int nm = gb__json_size(mj);
+            const char **missing = calloc((size_t)nm + 1, sizeof *missing);
+            for (int i = 0; missing && i < nm; i++)
+                missing[i] = gb__json_string(gb__json_at(mj, i)) ? gb__json_string(gb__json_at(mj, i)) : "";
+            long long steps = -1;
+            if (gb__json_get(ev, "new_tokens")) gb__json_int(gb__json_get(ev, "new_tokens"), &steps);
             gb_spec_result r = {.trace = (int)trace, .depth = depth, .items = items, .n = n,
-                                .names = names, .values = values, .ntexts = texts ? nt : 0, .texts = texts};
+                                .names = names, .values = values, .ntexts = texts ? nt : 0, .texts = texts,
+                                .nunproduced = missing ? nm : 0, .unproduced = missing, .new_tokens = steps};
             if ((st = e->result(e->ctx, &r)) != GB_OK) gb__srv_rcall_fail(rc, st, gb_last_error());
-            free(texts);
+            free(texts), free(missing);
         }
         for (int i = 0; values && i < k; i++) gb_tensor_free(values[i]);
         free(names), free(values);

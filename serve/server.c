@@ -360,6 +360,12 @@ static gb_status gb__srv_job_result(void *ctx, const gb_spec_result *r) {
         for (int i = 0; i < r->ntexts; i++) gb__json_push(texts, gb__json_new_string(r->texts[i]));
         gb__json_set(ev, "texts", texts);
     }
+    if (r->nunproduced) { /* the client's warnings, as a local run's */
+        gb__json_json *miss = gb__json_new_array();
+        for (int i = 0; i < r->nunproduced; i++) gb__json_push(miss, gb__json_new_string(r->unproduced[i]));
+        gb__json_set(ev, "unproduced", miss);
+        gb__json_set(ev, "new_tokens", gb__json_new_number((double)r->new_tokens));
+    }
     gb__srv_job_emit(job, ev);
     return GB_OK;
 }

@@ -264,10 +264,12 @@ static bool gb__ses_sess_cancel_cb(void *ctx) { return gb__ses_sess_cancelled(ct
 typedef struct gb__ses_sess_decode {
     gb_session *s;
     const gb__ses_sess_step *st;
+    int64_t steps; /* made so far: the new tokens a result reports */
 } gb__ses_sess_decode;
 
 static gb_status gb__ses_sess_on_step(int step, const int64_t *ids, int64_t batch, void *ctx) {
     gb__ses_sess_decode *d = ctx;
+    d->steps++;
     if (gb__ses_sess_cancelled(d->s)) return gb__fail(GB_ERR_STATE, "session: cancelled");
     gb_status r = d->s->ev.token ? d->s->ev.token(d->s->ev.ctx, d->st->number, step, ids, batch) : GB_OK;
     if (r == GB_OK && d->st->opts.on_step) r = d->st->opts.on_step(step, ids, batch, d->st->opts.step_ctx);
@@ -295,13 +297,13 @@ static gb_status gb__ses_sess_trace(gb_session *s, int i, bool scanning) {
                         st->number, s->steps[st->input_loop].text, (long long)k, st->ninputs);
     gb_tensor *in = st->inputs ? st->inputs[k] : NULL;
     gb_exec *ex = gb_trace_exec(st->tr);
+    gb__ses_sess_decode d = {s, st, 0};
     /* asked inside the forward passes too, at every module: a long pass is
      * not waited out (no cost when nobody asks) */
     gb_exec_set_cancel(ex, s->ev.cancelled ? gb__ses_sess_cancel_cb : NULL, s);
     if (scanning) { /* a generation's scan steps through its passes, so .next() getters are checked too */
         r = st->generate ? gb_exec_scan_generate(ex, in, st->opts.max_new_tokens) : gb_exec_scan(ex, in);
     } else if (st->generate) {
-        gb__ses_sess_decode d = {s, st};
         gb_decode_opts o = st->opts;
         o.on_step = gb__ses_sess_on_step;
         o.step_ctx = &d;
@@ -313,7 +315,7 @@ static gb_status gb__ses_sess_trace(gb_session *s, int i, bool scanning) {
     int64_t items[16];
     int depth = gb__ses_sess_items(s, i, items, 16);
     if (!scanning && s->ev.trace && (r = s->ev.trace(s->ev.ctx, st->tr, st->number, depth, items)) != GB_OK) return r;
-    if (s->result && (r = s->result(s->result_ctx, st->tr, st->number, depth, items, scanning)) != GB_OK) return r;
+    if (s->result && (r = s->result(s->result_ctx, st->tr, st->number, depth, items, scanning, d.steps)) != GB_OK) return r;
     return GB_OK;
 }
 

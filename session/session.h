@@ -132,9 +132,15 @@ gb_status gb_spec_prompt(gb_spec *sp, const char *text);
 gb_status gb_spec_ids(gb_spec *sp, int64_t n, const int64_t *ids);
 /* A statement of the current trace (of its last prompt's invoke). */
 gb_status gb_spec_statement(gb_spec *sp, const char *text);
-/* Generate n >= 1 new tokens in the current trace (greedy, the model's EOS
- * ends rows) instead of one forward pass. */
+/* Generate n >= 1 new tokens in the current trace (greedy unless
+ * gb_spec_sampling; the model's EOS ends rows) instead of one forward pass. */
 gb_status gb_spec_generate(gb_spec *sp, int n);
+/* The current trace's seed (default 0): torch.randint's in its statements
+ * (gb_trace_set_seed) and its generation's sampling seed. */
+gb_status gb_spec_seed(gb_spec *sp, uint64_t seed);
+/* The current trace's generation samples with sampling (its seed aside:
+ * gb_spec_seed's) instead of greedily. */
+gb_status gb_spec_sampling(gb_spec *sp, const gb_sampling *sampling);
 gb_status gb_spec_log(gb_spec *sp, const char *text);
 gb_status gb_spec_stop(gb_spec *sp);
 /* A loop named name over n items: scalars (width 0: values [n]) or rows
@@ -187,6 +193,12 @@ typedef struct gb_spec_result {
      * tokens skipped), ntexts of them (0 without a tokenizer). */
     int ntexts;
     const char *const *texts;
+    /* The saved values the run never produced (gb_exec_unproduced), named
+     * as values are (else by gb_val_text), and the new tokens a generation
+     * made (-1: none ran, or it stopped), from which a caller says why. */
+    int nunproduced;
+    const char *const *unproduced;
+    int64_t new_tokens;
     /* Locally only (NULL/0 from a server): the trace, and each statement's
      * text and value (gb_val_shape after a scan). scan: reported by
      * gb_session_scan, with n = 0. */

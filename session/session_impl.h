@@ -57,7 +57,7 @@ struct gb_session {
     char *logbuf;           /* the unfinished line */
     size_t loglen;
     /* gb_spec_session's per-trace reporting */
-    gb_status (*result)(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan);
+    gb_status (*result)(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan, int64_t new_tokens);
     void *result_ctx;
     void (*result_free)(void *ctx);
 };

@@ -32,6 +32,7 @@ typedef struct gb__ses_spec_step {
     gb__ses_spec_prompt *prompts;  /* TRACE: stb_ds array; ITER over prompts: its items */
     char **stmts;              /* TRACE: stb_ds array */
     int max_new;               /* TRACE: 0: one forward pass */
+    gb_sampling sampling;      /* TRACE: its generation's; its seed is torch.randint's too (gb_trace_set_seed) */
     char *text;                /* LOG: the text; ITER: the name */
     char *over;                /* ITER over an enclosing loop's item */
     float *values;             /* ITER: stb_ds array, n x max(width, 1) */
@@ -80,6 +81,7 @@ gb_status gb_spec_trace(gb_spec *sp, const char *model) {
     gb__ses_spec_step *st = m ? gb__ses_spec_push(sp, GB__SPEC_TRACE, "spec_trace") : NULL;
     if (!st) return free(m), GB_ERR_ALLOC;
     st->model = m;
+    st->sampling = (gb_sampling){.top_p = 1, .repetition_penalty = 1}; /* greedy */
     for (ptrdiff_t i = 0; i < arrlen(sp->models); i++)
         if (!strcmp(sp->models[i], model)) return GB_OK;
     return GB_ARR_PUT(sp->models, m, "spec_trace") ? GB_OK : GB_ERR_ALLOC;
@@ -136,6 +138,22 @@ gb_status gb_spec_generate(gb_spec *sp, int n) {
     if (!st) return gb_last_status();
     if (n < 1) return gb__fail(GB_ERR_ARG, "spec_generate: the number of new tokens must be >= 1, got %d", n);
     st->max_new = n;
+    return GB_OK;
+}
+
+gb_status gb_spec_seed(gb_spec *sp, uint64_t seed) {
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_seed");
+    if (!st) return gb_last_status();
+    st->sampling.seed = seed;
+    return GB_OK;
+}
+
+gb_status gb_spec_sampling(gb_spec *sp, const gb_sampling *sampling) {
+    gb__ses_spec_step *st = gb__ses_spec_cur(sp, "spec_sampling");
+    if (!st) return gb_last_status();
+    uint64_t seed = st->sampling.seed;
+    st->sampling = *sampling;
+    st->sampling.seed = seed;
     return GB_OK;
 }
 
@@ -269,6 +287,13 @@ static gb__json_json *gb__ses_spec_steps_json(const gb_spec *sp, ptrdiff_t *i) {
             }
             gb__json_set(body, "invokes", inv);
             if (st->max_new) gb__json_set(body, "max_new_tokens", gb__json_new_number(st->max_new));
+            const gb_sampling *smp = &st->sampling;
+            if (smp->seed) gb__json_set(body, "seed", gb__json_new_number((double)smp->seed));
+            if (smp->temperature != 0) gb__json_set(body, "temperature", gb__json_new_number(smp->temperature));
+            if (smp->top_k) gb__json_set(body, "top_k", gb__json_new_number(smp->top_k));
+            if (smp->top_p != 1) gb__json_set(body, "top_p", gb__json_new_number(smp->top_p));
+            if (smp->repetition_penalty != 1)
+                gb__json_set(body, "repetition_penalty", gb__json_new_number(smp->repetition_penalty));
             gb__json_set(step, "trace", body);
             break;
         }
@@ -380,6 +405,27 @@ static gb_status gb__ses_spec_trace_from(gb_spec *sp, const gb__json_json *t, co
     if (r == GB_OK && n && (!gb__json_int(n, &m) || m < 0 || m > 1 << 30))
         return gb__ses_spec_bad(where, "\"max_new_tokens\" must be a non-negative integer");
     if (r == GB_OK && m) r = gb_spec_generate(sp, (int)m);
+    const gb__json_json *seed = gb__json_get(t, "seed");
+    long long sd = 0; /* at most 2^53: exact as a JSON number */
+    if (r == GB_OK && seed && (!gb__json_int(seed, &sd) || sd < 0 || sd > 9007199254740992LL))
+        return gb__ses_spec_bad(where, "\"seed\" must be an integer from 0 to 2^53");
+    if (r == GB_OK && sd) r = gb_spec_seed(sp, (uint64_t)sd);
+    /* sampling: floats (as the CLI's options hold them), checked by the decoder when the trace generates */
+    gb_sampling smp = {.top_p = 1, .repetition_penalty = 1};
+    static const char *const knobs[] = {"temperature", "top_p", "repetition_penalty"};
+    float *at[] = {&smp.temperature, &smp.top_p, &smp.repetition_penalty};
+    for (int k = 0; r == GB_OK && k < 3; k++) {
+        const gb__json_json *j = gb__json_get(t, knobs[k]);
+        double x;
+        if (j && !gb__json_number(j, &x)) return gb__ses_spec_bad(where, "\"temperature\", \"top_p\" and \"repetition_penalty\" are numbers");
+        if (j) *at[k] = (float)x;
+    }
+    const gb__json_json *tk = gb__json_get(t, "top_k");
+    long long k = 0;
+    if (r == GB_OK && tk && (!gb__json_int(tk, &k) || k < 0 || k > 1 << 30))
+        return gb__ses_spec_bad(where, "\"top_k\" must be a non-negative integer");
+    smp.top_k = (int)k;
+    if (r == GB_OK) r = gb_spec_sampling(sp, &smp);
     return r;
 }
 
@@ -501,7 +547,8 @@ static void gb__ses_spec_report_free(void *ctx) {
 }
 
 /* Each saved statement's value under its name, then generator.output. */
-static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan) {
+static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int depth, const int64_t *items, bool scan,
+                                     int64_t new_tokens) {
     gb__ses_spec_report *rep = ctx;
     gb__ses_spec_built *b = &rep->traces[number - 1];
     /* a block (a multi-line statement) reports the names its lines bind,
@@ -525,6 +572,20 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
         }
         if (!bound[i] && b->vals[i] && (values[n] = gb_value(b->vals[i]))) names[n++] = b->names[i];
     }
+    /* saved values never produced, under the names their values would have */
+    int nmiss = scan ? 0 : gb_exec_unproduced(gb_trace_exec(tr), NULL, 0);
+    gb_val **miss = calloc((size_t)nmiss + 1, sizeof *miss);
+    const char **missing = calloc((size_t)nmiss + 1, sizeof *missing);
+    if ((!miss || !missing) && st == GB_OK) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
+    if (miss && nmiss) gb_exec_unproduced(gb_trace_exec(tr), miss, nmiss);
+    for (int j = 0; miss && missing && bound && j < nmiss; j++) {
+        for (int i = 0; !missing[j] && i < b->nstmts; i++) {
+            for (int k = 0; bound[i] && k < nbound[i] && !missing[j]; k++)
+                if (gb_trace_name(tr, bound[i][k]) == miss[j]) missing[j] = bound[i][k];
+            if (!bound[i] && b->vals[i] == miss[j]) missing[j] = b->names[i];
+        }
+        if (!missing[j]) missing[j] = gb_val_text(miss[j]);
+    }
     gb_tensor *gen = st == GB_OK && !scan && b->generated ? gb_trace_generated(tr) : NULL;
     if (gen) values[n] = gen, names[n++] = "generator.output";
     int64_t rows = gen && gb_lm_tokenizer(b->lm) ? gb_tensor_dim(gen, 0) : 0;
@@ -544,7 +605,7 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
     if (st == GB_OK) gb_clear_error(); /* the shapes' errors: unknown shapes, not failures */
     if (st == GB_OK && scan && (!graph || !ndims || !shapes)) st = gb__fail(GB_ERR_ALLOC, "session: out of memory");
     gb_spec_result r = {number, depth, items, n, names, values, texts ? (int)rows : 0, (const char *const *)texts,
-                        scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};
+                        miss && missing ? nmiss : 0, missing, gen ? new_tokens : -1, scan, tr, b->nstmts, (const char *const *)b->stmts, b->vals, graph, ndims, shapes};
     if (st == GB_OK && rep->fn) st = rep->fn(rep->ctx, &r);
     for (int64_t i = 0; texts && i < rows; i++) free(texts[i]);
     for (int i = 0; bound && i < b->nstmts; i++) {
@@ -552,6 +613,7 @@ static gb_status gb__ses_spec_result(void *ctx, gb_trace *tr, int number, int de
         free(bound[i]);
     }
     free(bound), free(nbound), free(names), free(values), free(texts), free(graph), free(ndims), free(shapes);
+    free(miss), free(missing);
     return st;
 }
 
@@ -638,10 +700,12 @@ static gb_status gb__ses_spec_build_trace(gb_session *s, const gb__ses_spec_step
     if (tr) { /* the language model's policy: its EOS ends rows, its pad id pads invokes and finished rows */
         gb_trace_set_stop_tokens(tr, gb__ses_spec_eos, lm);
         gb_trace_set_pad_id(tr, gb_lm_pad_id(lm));
+        gb_trace_set_seed(tr, st->sampling.seed);
     }
     if (r == GB_OK && st->max_new) {
         gb_decode_opts o = gb_lm_decode_defaults(lm);
         o.max_new_tokens = st->max_new;
+        o.sampling = st->sampling;
         b->generated = true;
         r = gb_session_generate(s, tr, &o);
     }

@@ -775,6 +775,89 @@ START_TEST(test_remote_cli) {
 }
 END_TEST
 
+/* trace --remote prints the local run's stderr too: the warnings for saved
+ * values never produced (a stop before them, an untaken branch, a .next()
+ * beyond a generation's steps); --seed (trace's, and session's per trace)
+ * reaches the server: torch.randint in statements gives the local values,
+ * and so does sampling (--temperature, --top-k, --top-p, --repetition-penalty). */
+START_TEST(test_remote_cli_stderr_seed) {
+    fixture f;
+    start(&f, NULL);
+    char block[512], args[2048];
+    snprintf(block, sizeof block, "%s/branch.py", gbt_tmp_dir());
+    FILE *fp = fopen(block, "w");
+    fputs("if lm_head.output[0, -1, 0] > 1e30:\n    y = lm_head.output[0, -1, :4].save()\nelse:\n"
+          "    z = lm_head.output[0, -1, 4:6].save()\n", fp);
+    fclose(fp);
+    const char *tails[] = {
+        "--ids 464,412,733 -e 'h = transformer.h[1].output[0][0, -1, :2].save()' -e 'transformer.h[2].output.stop()' "
+        "-e 'x = lm_head.output.save()' -e 'lm_head.output[0, -1, :2].save()'",
+        "-p 'The Eiffel Tower is in the city of' -f %s",
+        "--ids 464,412,733 -e 'a = lm_head.next().next().next().output[0, -1, :2].save()' -n 2",
+        "--ids 464,412,733 -e 'r = torch.randint(0, 1000, (6,)).save()' --seed 7",
+        "--ids 464,412,733 -e 'r = torch.randint(0, 1000, (6,)).save()'",
+        "--ids 464,412,733 -e 'r = torch.randint(0, 1000, (6,)).save()' -n 2 --seed 7",
+        "--ids 464,412,733 -n 6 --temperature 1.5 --top-k 50 --top-p 0.95 --repetition-penalty 1.2 --seed 11",
+        "--ids 464,412,733 -n 6 --temperature 1.5 --top-k 50 --top-p 0.95 --repetition-penalty 1.2 --seed 12",
+    };
+    char *outs[8];
+    for (size_t k = 0; k < sizeof tails / sizeof *tails; k++) {
+        gbt_cli_result r[2];
+        for (int remote = 0; remote < 2; remote++) {
+            char tail[1024], where[256];
+            snprintf(tail, sizeof tail, tails[k], block);
+            snprintf(where, sizeof where, remote ? "--remote %s --key %s facts" : "%s", remote ? f.url : GBT_BUNDLED, KEYS[0]);
+            snprintf(args, sizeof args, "trace %s %s", where, tail);
+            r[remote] = gbt_cli(args);
+            ck_assert_msg(r[remote].status == 0, "%s: %s", args, r[remote].err);
+        }
+        ck_assert_str_eq(r[0].out, r[1].out);
+        ck_assert_str_eq(r[0].err, r[1].err);
+        outs[k] = strdup(r[0].out);
+        if (k == 0)
+            ck_assert_msg(strstr(r[0].err, "glassbox trace: warning: x was never produced (the run stopped") &&
+                              strstr(r[0].err, "warning: lm_head.output[0, -1, :2].save() was never produced") &&
+                              strstr(r[0].out, "h = tensor("),
+                          "%s", r[0].err);
+        if (k == 1)
+            ck_assert_msg(strstr(r[0].err, "glassbox trace: warning: y was never produced") && strstr(r[0].out, "z = tensor(") &&
+                              !strstr(r[0].err, "z was"),
+                          "%s", r[0].err);
+        if (k == 2)
+            ck_assert_msg(strstr(r[0].err, "warning: a was never produced: generation made 2 new tokens"), "%s", r[0].err);
+        gbt_cli_free(&r[0]), gbt_cli_free(&r[1]);
+    }
+    ck_assert_str_ne(outs[3], outs[4]); /* the seed was not dropped on the way */
+    ck_assert_str_ne(outs[6], outs[7]); /* sampled: the seed and the sampling options reached the server */
+    for (size_t k = 0; k < sizeof outs / sizeof *outs; k++) free(outs[k]);
+    /* session --seed per trace, locally and on the server */
+    const char *ses = "--trace facts --seed 3 --ids 1,2 -e 'a = torch.randint(0, 1000, (4,)).save()' -n 3 --temperature 1.5 "
+                      "--trace facts --seed 4 --ids 1,2 -e 'b = torch.randint(0, 1000, (4,)).save()' "
+                      "--trace facts --ids 1,2 -e 'c = torch.randint(0, 1000, (4,)).save()'";
+    char *sout[2];
+    for (int remote = 0; remote < 2; remote++) {
+        if (remote) snprintf(args, sizeof args, "session %s --remote %s --key %s", ses, f.url, KEYS[0]);
+        else snprintf(args, sizeof args, "session --model facts=%s %s", GBT_BUNDLED, ses);
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0, "%s: %s", args, r.err);
+        sout[remote] = strdup(r.out);
+        gbt_cli_free(&r);
+    }
+    ck_assert_str_eq(sout[0], sout[1]);
+    /* each trace's own seed: trace --seed S's values */
+    const char *want[] = {"3", "4", "0"};
+    for (int t = 0; t < 3; t++) {
+        snprintf(args, sizeof args, "trace %s --ids 1,2 -e '%c = torch.randint(0, 1000, (4,)).save()' --seed %s%s", GBT_BUNDLED,
+                 'a' + t, want[t], t ? "" : " -n 3 --temperature 1.5");
+        gbt_cli_result r = gbt_cli(args);
+        ck_assert_msg(r.status == 0 && strstr(sout[0], r.out), "%s\n%s", sout[0], r.out);
+        gbt_cli_free(&r);
+    }
+    free(sout[0]), free(sout[1]);
+    stop(&f);
+}
+END_TEST
+
 /* The keys file: one key a line, comments and blank lines skipped. */
 START_TEST(test_serve_keys_file) {
     char path[512];
@@ -815,6 +898,7 @@ Suite *gb_suite_remote(void) {
     tcase_add_test(tc, test_remote_models_health);
     tcase_add_test(tc, test_serve_keys_file);
     tcase_add_test(tc, test_remote_cli);
+    tcase_add_test(tc, test_remote_cli_stderr_seed);
     suite_add_tcase(s, tc);
     return s;
 }

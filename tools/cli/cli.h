@@ -170,6 +170,11 @@ gb_tokenizer *gb_cli_open_tokenizer(const char *cmd, const char *model, const ch
  * block per row, with ids and probabilities, their text through vocab (a
  * model's tokenizer, or a server's; NULL: "#id") (lens.c). */
 void gb_cli_print_top(gb_tokenizer *vocab, gb_tensor *logits, int k);
+/* The warning for a saved value a run never produced (what: its label),
+ * with why: steps >= 0, the new tokens a generation made; else a stop, a
+ * module that never ran or a false condition. The local trace and the
+ * session's results (local or a server's) print it alike. */
+void gb_cli_warn_unproduced(const char *cmd, const char *what, long long steps);
 /* n saved values as the rows of a heatmap (a value [r, n] gives r rows, each
  * row named after its value), labelled with the tokens of ids [1, T] when
  * rows are T long; prints "picture: ..." and returns 0, or the exit code

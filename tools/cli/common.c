@@ -143,3 +143,14 @@ gb_status gb_cli_json_tensor(FILE *f, gb_tensor *t) {
     gb_tensor_free(cc);
     return GB_OK;
 }
+
+void gb_cli_warn_unproduced(const char *cmd, const char *what, long long steps) {
+    if (steps >= 0)
+        fprintf(stderr, "glassbox %s: warning: %s was never produced: generation made %lld new tokens (a .next() beyond "
+                        "them, a stop or a false condition leaves it empty)\n",
+                cmd, what, steps);
+    else
+        fprintf(stderr, "glassbox %s: warning: %s was never produced (the run stopped before it, its module never ran, "
+                        "or a condition was false)\n",
+                cmd, what);
+}

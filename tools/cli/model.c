@@ -567,13 +567,7 @@ static int trace(const gb_cli_args *a) {
             int i = 0;
             while (i < nent && ents[i].val != missing[j]) i++;
             const char *what = i < nent ? (ents[i].name ? ents[i].name : ents[i].text) : gb_val_text(missing[j]);
-            if (steps >= 0)
-                fprintf(stderr, "glassbox trace: warning: %s was never produced: generation made %lld new tokens "
-                                "(a .next() beyond them, a stop or a false condition leaves it empty)\n",
-                        what, (long long)steps);
-            else
-                fprintf(stderr, "glassbox trace: warning: %s was never produced (the run stopped before it, its "
-                                "module never ran, or a condition was false)\n", what);
+            gb_cli_warn_unproduced("trace", what, (long long)steps);
         }
         free(missing);
     }

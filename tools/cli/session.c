@@ -42,6 +42,7 @@ typedef struct cli_session {
     int *user_no;
     gb_tensor **tops;
     int ntops;
+    gb_sampling sampling; /* the current trace's --temperature ... (its seed: --seed's) */
 } cli_session;
 
 static gb_lm *cli_lm_of(void *ctx, const char *name) {
@@ -138,6 +139,12 @@ static gb_status cli_result(void *ctx, const gb_spec_result *r) {
         snprintf(name, len, "%s%s%s", prefix, *prefix ? "." : "", saved);
         c->out_names[c->nout] = name;
         c->out_values[c->nout++] = gb_tensor_ref(r->values[i]);
+    }
+    for (int i = 0; i < r->nunproduced; i++) { /* warned about as the local trace does, under the same labels */
+        long k = strncmp(r->unproduced[i], "statement.", 10) ? 0 : strtol(r->unproduced[i] + 10, NULL, 10);
+        bool known = k > 0 && r->trace <= c->ntraces && k <= c->nstmts[r->trace - 1];
+        if (strncmp(r->unproduced[i], "__top_", 6)) /* --top's: locally a value no statement made */
+            gb_cli_warn_unproduced(c->cmd, known ? c->stmts[r->trace - 1][k - 1] : r->unproduced[i], (long long)r->new_tokens);
     }
     for (int i = 0; !c->out && !c->json && i < r->ntexts; i++) { /* as the local trace prints generator.output's rows */
         size_t n = 2 * strlen(r->texts[i]) + 3;
@@ -404,7 +411,15 @@ static bool cli_alloc(cli_session *c, int n) {
     X(SES_FILE, "file", 'f', STR, 0, 0, NULL, true, 0, "FILE",                                                     \
       "the statements of FILE as one -e, for the prompt before it ('-': standard input)")                         \
     X(SES_N, "max-new-tokens", 'n', INT, 0, 1000000, NULL, true, 0, "N",                                           \
-      "the current trace generates N tokens greedily (0: one forward pass)")                                       \
+      "the current trace generates N tokens (greedily without --temperature; 0: one forward pass)")                                       \
+    X(SES_SEED, "seed", 0, INT, 0, 9007199254740992.0, NULL, true, 0, "S",                                          \
+      "the current trace's seed: torch.randint's in its statements, as torch.manual_seed(S) (default 0)")          \
+    X(SES_TEMPERATURE, "temperature", 0, NUM, 0, 1e30, NULL, true, 0, "T",                                         \
+      "the current trace's generation samples at temperature T (0: greedy)")                                      \
+    X(SES_TOP_K, "top-k", 0, INT, 0, 1000000000, NULL, true, 0, "K", "... among the K most likely (0: all)")      \
+    X(SES_TOP_P, "top-p", 0, NUM, 0, 1, NULL, true, 0, "P", "... within probability mass P")                      \
+    X(SES_PENALTY, "repetition-penalty", 0, NUM, 1e-30, 1e30, NULL, true, 0, "R",                                \
+      "... with seen tokens' logits penalized by R (1: none)")                                       \
     X(SES_LOG, "log", 0, STR, 0, 0, NULL, true, 0, "TEXT", "step: session.log(TEXT)")                             \
     X(SES_STOP, "stop", 0, FLAG, 0, 0, NULL, true, 0, NULL, "step: the session ends here")                       \
     X(SES_ITER, "iter", 0, STR, 0, 0, NULL, true, 0, "NAME=ITEMS",                                                 \
@@ -439,6 +454,7 @@ static const gb_cli_arg *cli_named(const gb_cli_args *a, const char *name) {
 static gb_status cli_new_trace(cli_session *c, gb_spec *sp, const char *model, int n) {
     cli_add_model(c, model, model); /* a directory, unless --model named it */
     c->stmts[c->ntraces] = calloc((size_t)n + 1, sizeof **c->stmts);
+    c->sampling = (gb_sampling){.top_p = 1, .repetition_penalty = 1};
     c->nstmts[c->ntraces++] = 0;
     return c->stmts[c->ntraces - 1] ? gb_spec_trace(sp, model) : GB_ERR_ALLOC;
 }
@@ -476,6 +492,11 @@ static int cli_step(cli_session *c, gb_spec *sp, int id, const gb_cli_arg *arg, 
         if (st == GB_OK && c->ntraces) c->stmts[c->ntraces - 1][c->nstmts[c->ntraces - 1]++] = arg->str;
         break;
     case SES_N: st = arg->i ? gb_spec_generate(sp, (int)arg->i) : GB_OK; break;
+    case SES_SEED: st = gb_spec_seed(sp, (uint64_t)arg->i); break;
+    case SES_TEMPERATURE: c->sampling.temperature = (float)arg->num; st = gb_spec_sampling(sp, &c->sampling); break;
+    case SES_TOP_K: c->sampling.top_k = (int)arg->i; st = gb_spec_sampling(sp, &c->sampling); break;
+    case SES_TOP_P: c->sampling.top_p = (float)arg->num; st = gb_spec_sampling(sp, &c->sampling); break;
+    case SES_PENALTY: c->sampling.repetition_penalty = (float)arg->num; st = gb_spec_sampling(sp, &c->sampling); break;
     case SES_LOG: st = gb_spec_log(sp, arg->str); break;
     case SES_STOP: st = gb_spec_stop(sp); break;
     case SES_ITER: c->loops++; return cli_iter(c->cmd, arg->str, sp) ? 0 : GB_CLI_ERROR;
@@ -526,7 +547,7 @@ int gb_cli_trace_remote(const gb_cli_args *a) {
         const char *name = a->cmd->opts[a->seq[i].opt].name;
         if (id == SES_IDS || id == SES_TEXT) invokes++, c.last_prompt = &a->seq[i];
         if (id == SES_STMT || id == SES_FILE) c.user_no[c.nstmts[0]] = ++users;
-        if (id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_FILE || id == SES_N || id == SES_OUT || id == SES_REMOTE ||
+        if (id == SES_IDS || id == SES_TEXT || id == SES_STMT || id == SES_FILE || id == SES_N || (id >= SES_SEED && id <= SES_PENALTY) || id == SES_OUT || id == SES_REMOTE ||
             id == SES_KEY || id == SES_SCAN || id == SES_GRAPH)
             rc = cli_step(&c, sp, id, &a->seq[i], a->nseq);
         else if (strcmp(name, "top") && strcmp(name, "png") && strcmp(name, "title") && strcmp(name, "dtype") &&
