@@ -92,6 +92,12 @@ static gb_tensor *r_linear_wt(gb_tensor **x) {
     return y;
 }
 
+static gb_tensor *r_linear_wt_bias(gb_tensor **x) {
+    gb_tensor *w = gb_transpose(x[1], 0, 1), *y = gb_linear(x[0], w, x[2]);
+    gb_tensor_free(w);
+    return y;
+}
+
 static gb_tensor *r_linear_perm(gb_tensor **x) {
     gb_tensor *a = gb_permute(x[0], (int[]){1, 0, 2}), *y = gb_linear(a, x[1], x[2]);
     gb_tensor_free(a);
@@ -127,6 +133,8 @@ static const mm_case mm_cases[] = {
     {"gemv_rows_par", r_matmul, {"a", "b"}},
     {"gemv_dots_par", r_linear, {"x", "w", "bias"}},
     {"gemv_dots", r_linear_nobias, {"x", "w"}},
+    {"gemv_rows_blocked", r_matmul, {"a", "b"}},
+    {"gemv_rows_blocked_bias", r_linear_wt_bias, {"x", "wt", "bias"}},
     {"wgemm_linear", r_linear, {"x", "w", "bias"}},
     {"wgemm_rows5", r_linear_nobias, {"x", "w"}},
     {"wgemm_bt", r_bt, {"a", "bt"}},
@@ -200,15 +208,19 @@ START_TEST(test_gemv_threads_identical) {
     gb_tensor *b = gb_randn(&r, 2, (int64_t[]){203, 1001}, 0.0f, 1.0f);
     gb_tensor *w = gb_randn(&r, 2, (int64_t[]){1001, 203}, 0.0f, 1.0f);
     gb_tensor *bias = gb_randn(&r, 1, (int64_t[]){1001}, 0.0f, 1.0f);
-    gb_tensor *y[2][2];
+    gb_tensor *x3 = gb_randn(&r, 2, (int64_t[]){3, 300}, 0.0f, 1.0f); /* B by blocks of rows */
+    gb_tensor *b3 = gb_randn(&r, 2, (int64_t[]){300, 1001}, 0.0f, 1.0f);
+    gb_tensor *y[2][3];
     for (int t = 0; t < 2; t++) {
         gb_set_num_threads(t + 1);
         y[t][0] = gb_matmul(x, b);
         y[t][1] = gb_linear(x, w, bias);
-        ck_assert(y[t][0] && y[t][1]);
+        y[t][2] = gb_matmul(x3, b3);
+        ck_assert(y[t][0] && y[t][1] && y[t][2]);
     }
     gb_set_num_threads(before);
-    for (int k = 0; k < 2; k++) {
+    gb_tensor_free(x3), gb_tensor_free(b3);
+    for (int k = 0; k < 3; k++) {
         ck_assert_int_eq(gb_tensor_numel(y[0][k]), 3 * 1001);
         ck_assert(!memcmp(gb_tensor_data(y[0][k]), gb_tensor_data(y[1][k]), 3 * 1001 * sizeof(float)));
         gb_tensor_free(y[0][k]), gb_tensor_free(y[1][k]);

@@ -57,6 +57,11 @@ case("gemv_rows", lambda a, b: a @ b, a=R(3, 37), b=R(37, 45))
 case("gemv_rows_par", lambda a, b: a @ b, a=R(2, 203), b=R(203, 1001))
 case("gemv_dots_par", lambda x, w, bias: F.linear(x, w, bias), x=R(4, 203), w=R(1001, 203), bias=R(1001))
 case("gemv_dots", lambda x, w: F.linear(x, w), x=R(1, 1, 13), w=R(21, 13))
+# B row-major of 300 x 1001 (above 2^18 elements): by blocks of 64 rows of B,
+# the last one short, summed in block order; with a bias (beta 1)
+case("gemv_rows_blocked", lambda a, b: a @ b, a=R(2, 300), b=R(300, 1001))
+case("gemv_rows_blocked_bias", lambda x, wt, bias: F.linear(x, wt.T, bias), x=R(3, 300), wt=R(300, 1001),
+     bias=R(1001))
 # a transposed view's backward (tiles of the transposed plane): partial tiles, a batch dim
 case("view_t", lambda at, b: at.T @ b, at=R(70, 45), b=R(70, 33))
 case("perm_t", lambda x, b: x.permute(2, 0, 1) @ b, x=R(3, 37, 40), b=R(37, 5))
