@@ -169,7 +169,7 @@ TEST_ENV_SAN := ASAN_OPTIONS=allocator_may_return_null=1
 endif
 TEST_ENV := $(TEST_ENV_SAN) GB_TEST_CFLAGS="$(filter -fsanitize%,$(CFLAGS))" GB_ORACLE_DIR=$(ORACLE_DIR) GB_SHARED_DIR=../shared GB_NODE_ORACLE=build/oracle-node GB_BUILD_DIR=$(BUILD)
 ifdef VALGRIND
-TEST_RUN := CK_FORK=no valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp -q
+TEST_RUN := CK_FORK=no valgrind --error-exitcode=1 --num-callers=40 --leak-check=full --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp -q
 endif
 
 # Under TSAN=1, only the suites whose tests run threads of their own
