@@ -1,34 +1,42 @@
-/* Products with an nn.Linear weight on AVX-512, without OpenBLAS's packing
- * of it.
+/* Products with a weight on AVX-512, without OpenBLAS's packing of it.
  *
- * A forward of 128 tokens multiplies [128, K] activations by [N, K]
- * weights (nn.Linear's [out, in]: Llama's every product, GPT-2's tied
- * lm_head). OpenBLAS copies the weight into its packed layout on every
- * call, a transposing copy of every element, read once and used for only
- * 128 rows: 25-30% of the forward at one thread was that copy
- * (sgemm_incopy) against 45% in its kernel. Here the weight is read where
- * it lies and only the small side is copied: C^T = W @ A^T, each tile 12
- * weight rows as stored (a broadcast per element: 12 sequential streams,
- * prefetched since they come from memory) against 32 columns of A^T,
- * packed once per call into [M/32][K][32] (M x K floats, in L2 at these
- * sizes); the tile's [12 n, 32 m] sums are written transposed into C.
+ * A forward of 128 tokens multiplies [128, K] activations by a weight of
+ * K x N, 0.6-9 MB that come from memory once per forward and serve only
+ * 128 rows. OpenBLAS copies the whole weight into its packed layout on
+ * every call: 25-30% of the forward at one thread was that copy
+ * (sgemm_itcopy), waiting on memory, against 45% in its kernel. Two
+ * kernels here read the weight as it lies, one per layout:
  *
- * The tile is 12 x 32: 24 accumulators of 16 floats, two vector loads and
- * 12 broadcasts per step of k, the whole of K in one pass (no partial sums
- * in C). Threads take spans of weight rows; every element of C is one
- * tile's sum in k order, so results do not depend on the thread count.
+ * W^T, a weight stored [N, K] (nn.Linear's [out, in]: Llama's every
+ * product, GPT-2's tied lm_head, Conv1D's input gradient): C^T = W @ A^T,
+ * each tile 12 weight rows as stored (a broadcast per element: 12
+ * sequential streams, prefetched since they come from memory) against 32
+ * columns of A^T, packed once per call into [M/32][K][32] (M x K floats,
+ * in L2 at these sizes); the tile's [12 n, 32 m] sums are written
+ * transposed into C. The whole of K in one pass, no partial sums in C.
+ * 1.23-1.38x OpenBLAS 0.3.21 at 128 x 768 x 768 / 2048 / 3072 / 32000 /
+ * 50257 and 128 x 2048 x 768, 1.5-1.9x at 8-32 rows, 1.07x at 256 x 768 x
+ * 3072, 0.95x at 512 x 768 x 768 (hence the limit on A) (one thread, CPU
+ * time, weights cold as in a forward).
  *
- * Measured against OpenBLAS 0.3.21 in the same process at one thread (CPU
- * time, weights cold as in a forward): 1.23-1.38x at 128 x 768 x 768 /
- * 2048 / 3072 / 32000 / 50257 and 128 x 2048 x 768, 1.5-1.9x at 8-32
- * rows, 1.07x at 256 x 768 x 3072, 0.95x at 512 x 768 x 768 (hence the
- * limit on A). The same scheme for Conv1D's
- * [K, N] weight (A broadcast, W copied into [K][32] panels, since its rows
- * N floats apart share cache sets) measured 0.9-1.05x: the panel copy waits
- * on memory as OpenBLAS's does, so Conv1D stays with sgemm. Used for one
- * product (no batch) of at most GB__WG_MAX_A bytes of activations (A^T is
- * read from L2 once per 12 weight rows) on a CPU with AVX-512; the rest,
- * and other CPUs, go to sgemm (gb__ts_gemm). */
+ * W, a weight stored [K, N] (GPT-2's Conv1D in a forward, nn.Linear's
+ * weight in the gradient to its input): its rows are N floats apart, so a
+ * strip of them shares a handful of cache sets, and read in place it ran
+ * at 0.6x OpenBLAS. Instead the weight goes by in memory order, 64 rows at
+ * a time: each [64, 32] panel is copied into L1 and serves every 12-row
+ * tile of A (read in place), the tile's sums added into C between blocks
+ * of rows (C stays in L2: hence the limit on C). The
+ * copy would wait on memory as OpenBLAS's does; instead each tile issues
+ * its share of prefetches for the next panel, so the loads are spread over
+ * the work that hides them (issued together before the copy they stalled
+ * on full fill buffers). 1.1-1.35x OpenBLAS at 128 x 768 x 768 / 2304 /
+ * 3072 and 128 x 3072 x 768 (one thread, CPU time, weights cold).
+ *
+ * Both tiles are 12 x 32: 24 accumulators of 16 floats, two vector loads
+ * and 12 broadcasts per step of k. Threads take spans of N; every element
+ * of C is summed in k order by one thread, so results do not depend on
+ * the thread count. On other CPUs, and outside the limits, sgemm takes the
+ * product (gb__ts_gemm). */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
@@ -123,12 +131,10 @@ static void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda, int64_t m,
     }
 }
 
-bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
+/* C = beta C + A @ W with W^T stored (b: unit row stride). */
+static bool gb__ts_wg_nk(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
     int64_t m = c->rows, n = c->cols, k = a->cols;
-    if (!(gb__ts_cpu_features() & GB__CPU(AVX512F)) || m < GB__WG_MIN_ROWS || a->cs != 1 || c->cs != 1 ||
-        b->rs != 1 || b->cs < k || 4.0 * (double)m * (double)k > GB__WG_MAX_A ||
-        (double)n * (double)k < GB__WG_MIN_WEIGHT)
-        return false;
+    if (b->cs < k || 4.0 * (double)m * (double)k > GB__WG_MAX_A) return false;
     int64_t units = (n + GB__WG_MR - 1) / GB__WG_MR, mq = (m + GB__WG_NR - 1) / GB__WG_NR;
     int threads = gb__threads();
     if (threads > units) threads = (int)units;
@@ -147,4 +153,113 @@ bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b,
     }
     gb_tensor_free(scratch);
     return true;
+}
+
+/* ---- W stored [K, N] --------------------------------------------------- */
+
+enum { GB__WK_KC = 64 }; /* rows of W per block: a [64, 32] panel is 8 KB of L1 */
+#define GB__WK_MAX_C ((double)(2 << 20)) /* C is re-read once per block: it stays in L2 */
+
+/* c[0:mr][0:32] = scale * c + a @ bp over kc steps, columns masked by
+ * (m0, m1); scale 0 does not read c. */
+static inline __attribute__((always_inline)) GB__AVX512 void
+gb__ts_wk_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *a /* [mr, lda] */, int64_t lda,
+               const float *bp /* [kc, 32] */, int64_t kc, float scale, __mmask16 m0, __mmask16 m1) {
+    __m512 acc[GB__WG_MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) {
+        if (scale == 0.0f) {
+            acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+            continue;
+        }
+        acc[r][0] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
+        acc[r][1] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
+        if (scale != 1.0f) {
+            acc[r][0] = _mm512_mul_ps(_mm512_set1_ps(scale), acc[r][0]);
+            acc[r][1] = _mm512_mul_ps(_mm512_set1_ps(scale), acc[r][1]);
+        }
+    }
+    for (int64_t i = 0; i < kc; i++) {
+        __m512 v0 = _mm512_loadu_ps(bp + i * GB__WG_NR), v1 = _mm512_loadu_ps(bp + i * GB__WG_NR + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < mr; r++) {
+            __m512 x = _mm512_set1_ps(a[r * lda + i]);
+            acc[r][0] = _mm512_fmadd_ps(x, v0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(x, v1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) {
+        _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
+    }
+}
+
+typedef void (*gb__ts_wk_tile_fn)(float *, int64_t, const float *, int64_t, const float *, int64_t, float,
+                                  __mmask16, __mmask16);
+#define GB__WK_TILE(MR)                                                                                    \
+    static GB__AVX512 void gb__ts_wk_tile_##MR(float *c, int64_t ldc, const float *a, int64_t lda,        \
+                                               const float *bp, int64_t kc, float scale, __mmask16 m0,    \
+                                               __mmask16 m1) {                                            \
+        gb__ts_wk_tile(MR, c, ldc, a, lda, bp, kc, scale, m0, m1);                                       \
+    }
+GB__WG_TILES(GB__WK_TILE)
+#define GB__WK_TILE_REF(MR) gb__ts_wk_tile_##MR,
+static const gb__ts_wk_tile_fn gb__ts_wk_tiles[GB__WG_MR + 1] = {NULL, GB__WG_TILES(GB__WK_TILE_REF)};
+
+/* C[:, n0:n1] = beta C + A @ W[:, n0:n1]: c [m, ldc], a [m, lda], w [k, ldw]. */
+static GB__AVX512 void gb__ts_wk_cols(float *c, int64_t ldc, const float *a, int64_t lda, const float *w, int64_t ldw,
+                                      int64_t m, int64_t k, int64_t n0, int64_t n1, float beta) {
+    float bp[GB__WK_KC * GB__WG_NR] __attribute__((aligned(64))); /* [64, 32]: the panel */
+    int64_t tiles = (m + GB__WG_MR - 1) / GB__WG_MR;
+    for (int64_t k0 = 0; k0 < k; k0 += GB__WK_KC) {
+        int64_t kc = k - k0 < GB__WK_KC ? k - k0 : GB__WK_KC;
+        for (int64_t j = n0; j < n1; j += GB__WG_NR) {
+            int64_t nv = n1 - j < GB__WG_NR ? n1 - j : GB__WG_NR;
+            __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
+            __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+            for (int64_t p = 0; p < kc; p++) { /* zero past n1 */
+                const float *wr = w + (k0 + p) * ldw + j; /* [nv] */
+                _mm512_store_ps(bp + p * GB__WG_NR, _mm512_maskz_loadu_ps(m0, wr));
+                _mm512_store_ps(bp + p * GB__WG_NR + 16, _mm512_maskz_loadu_ps(m1, wr + 16));
+            }
+            /* the next panel's 2 lines per row, a share after each tile */
+            int64_t pk = j + GB__WG_NR < n1 ? k0 : k0 + GB__WK_KC, pj = j + GB__WG_NR < n1 ? j + GB__WG_NR : n0;
+            int64_t lines = pk < k ? 2 * (k - pk < GB__WK_KC ? k - pk : GB__WK_KC) : 0, done = 0;
+            int64_t share = (lines + tiles - 1) / tiles;
+            for (int64_t t = 0; t < tiles; t++) {
+                int mr = m - t * GB__WG_MR < GB__WG_MR ? (int)(m - t * GB__WG_MR) : GB__WG_MR;
+                gb__ts_wk_tiles[mr](c + t * GB__WG_MR * ldc + j, ldc, a + t * GB__WG_MR * lda + k0, lda, bp, kc,
+                                    k0 == 0 ? beta : 1.0f, m0, m1);
+                for (int64_t q = 0; q < share && done < lines; q++, done++)
+                    _mm_prefetch((const char *)(w + (pk + done / 2) * ldw + pj) + (done & 1) * 64, _MM_HINT_T0);
+            }
+        }
+    }
+}
+
+/* C = beta C + A @ W with W stored (b: unit column stride). */
+static bool gb__ts_wg_kn(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
+    int64_t m = c->rows, n = c->cols, k = a->cols;
+    if (b->rs < n || 4.0 * (double)m * (double)n > GB__WK_MAX_C) return false;
+    int64_t units = (n + GB__WG_NR - 1) / GB__WG_NR;
+    int threads = gb__threads();
+    if (threads > units) threads = (int)units;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t n0 = units * t / nt * GB__WG_NR, n1 = units * (t + 1) / nt * GB__WG_NR;
+        if (n0 < n1) gb__ts_wk_cols(c->p, c->rs, a->p, a->rs, b->p, b->rs, m, k, n0, n1 < n ? n1 : n, beta);
+    }
+    return true;
+}
+
+bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
+    int64_t m = c->rows, n = c->cols, k = a->cols;
+    if (!(gb__ts_cpu_features() & GB__CPU(AVX512F)) || m < GB__WG_MIN_ROWS || a->cs != 1 || c->cs != 1 ||
+        (double)n * (double)k < GB__WG_MIN_WEIGHT)
+        return false;
+    if (b->rs == 1) return gb__ts_wg_nk(c, a, b, beta);
+    if (b->cs == 1) return gb__ts_wg_kn(c, a, b, beta);
+    return false;
 }

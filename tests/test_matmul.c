@@ -138,6 +138,8 @@ static const mm_case mm_cases[] = {
     {"wgemm_linear", r_linear, {"x", "w", "bias"}},
     {"wgemm_rows5", r_linear_nobias, {"x", "w"}},
     {"wgemm_bt", r_bt, {"a", "bt"}},
+    {"wgemm_kn", r_matmul, {"a", "b"}},
+    {"wgemm_kn_bias", r_linear_wt_bias, {"x", "wt", "bias"}},
     {"view_t", r_at, {"at", "b"}},
     {"perm_t", r_perm_t, {"x", "b"}},
     {"big", r_matmul, {"a", "b"}},
@@ -229,11 +231,13 @@ START_TEST(test_gemv_threads_identical) {
 }
 END_TEST
 
-/* The weight-in-place kernel (wgemm.c) against a plain loop in double, at
- * sizes that leave partial tiles (rows not a multiple of 32, weight rows not
- * of 12), with strides wider than the rows (C and W as slices of larger
- * buffers), beta 0 and 1; then where it must decline. Bound: K * 2^-24 *
- * sum |a_i w_i| per element, the f32 rounding of any summation order. */
+/* The weight-in-place kernels (wgemm.c) against a plain loop in double, at
+ * sizes that leave partial tiles (rows not a multiple of 12 or 32, weight
+ * rows not of 12, columns not of 32, K not of 64), with strides wider than
+ * the rows (C and W as slices of larger buffers), beta 0, 1 and 0.5, the
+ * weight stored [N, K] (W^T: nn.Linear's) and [K, N] (Conv1D's); then
+ * where they must decline. Bound: K * 2^-24 * sum |a_i w_i| per element,
+ * the f32 rounding of any summation order. */
 static float wg_val(int64_t i, int64_t salt) { return (float)((i * 7919 + salt * 104729) % 2001 - 1000) / 1000.0f; }
 
 START_TEST(test_wgemm_reference) {
@@ -244,21 +248,28 @@ START_TEST(test_wgemm_reference) {
     static const struct {
         int64_t m, k, n, pad; /* pad: extra floats at the end of each row of C and W */
         float beta;
-    } cases[] = {{5, 256, 256, 0, 0.0f}, {37, 257, 263, 3, 1.0f}, {64, 300, 1000, 0, 0.0f}, {128, 768, 97 * 12 + 1, 5, 1.0f}};
+        bool kn; /* W stored [K, N] */
+    } cases[] = {{5, 256, 256, 0, 0.0f, false},          {37, 257, 263, 3, 1.0f, false},
+                 {64, 300, 1000, 0, 0.0f, false},        {128, 768, 97 * 12 + 1, 5, 1.0f, false},
+                 {5, 256, 256, 0, 0.0f, true},           {37, 257, 263, 3, 1.0f, true},
+                 {64, 300, 1000, 0, 0.5f, true},         {128, 768, 97 * 32 + 7, 5, 1.0f, true},
+                 {13, 1000, 70, 2, 0.0f, true}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        int64_t m = cases[ci].m, k = cases[ci].k, n = cases[ci].n, ldc = n + cases[ci].pad, ldw = k + cases[ci].pad;
-        float *a = malloc((size_t)(m * k) * sizeof(float));     /* [m, k] */
-        float *w = malloc((size_t)(n * ldw) * sizeof(float));   /* [n, ldw] */
-        float *c = malloc((size_t)(m * ldc) * sizeof(float));   /* [m, ldc] */
+        int64_t m = cases[ci].m, k = cases[ci].k, n = cases[ci].n, ldc = n + cases[ci].pad;
+        bool kn = cases[ci].kn;
+        int64_t ldw = (kn ? n : k) + cases[ci].pad, wrows = kn ? k : n;
+        float *a = malloc((size_t)(m * k) * sizeof(float));       /* [m, k] */
+        float *w = malloc((size_t)(wrows * ldw) * sizeof(float)); /* [n, ldw] or [k, ldw] */
+        float *c = malloc((size_t)(m * ldc) * sizeof(float));     /* [m, ldc] */
         ck_assert(a && w && c);
         for (int64_t i = 0; i < m * k; i++) a[i] = wg_val(i, 1);
-        for (int64_t i = 0; i < n * ldw; i++) w[i] = wg_val(i, 2);
+        for (int64_t i = 0; i < wrows * ldw; i++) w[i] = wg_val(i, 2);
         for (int64_t i = 0; i < m * ldc; i++) c[i] = wg_val(i, 3);
         float *c0 = malloc((size_t)(m * ldc) * sizeof(float));
         ck_assert(c0);
         memcpy(c0, c, (size_t)(m * ldc) * sizeof(float));
         gb__ts_mat am = {.p = a, .rows = m, .cols = k, .rs = k, .cs = 1};
-        gb__ts_mat bm = {.p = w, .rows = k, .cols = n, .rs = 1, .cs = ldw}; /* W^T */
+        gb__ts_mat bm = {.p = w, .rows = k, .cols = n, .rs = kn ? ldw : 1, .cs = kn ? 1 : ldw};
         gb__ts_mat cm = {.p = c, .rows = m, .cols = n, .rs = ldc, .cs = 1};
         ck_assert(gb__ts_wgemm(&cm, &am, &bm, cases[ci].beta));
         for (int64_t i = 0; i < m; i++)
@@ -269,8 +280,9 @@ START_TEST(test_wgemm_reference) {
                 }
                 double s = cases[ci].beta * (double)c0[i * ldc + j], mag = fabs(s);
                 for (int64_t p = 0; p < k; p++) {
-                    s += (double)a[i * k + p] * (double)w[j * ldw + p];
-                    mag += fabs((double)a[i * k + p] * (double)w[j * ldw + p]);
+                    double wv = kn ? w[p * ldw + j] : w[j * ldw + p];
+                    s += (double)a[i * k + p] * wv;
+                    mag += fabs((double)a[i * k + p] * wv);
                 }
                 double err = fabs((double)c[i * ldc + j] - s);
                 if (err > (double)k * 0x1p-24 * mag + 1e-6)
@@ -280,7 +292,8 @@ START_TEST(test_wgemm_reference) {
         free(a), free(w), free(c), free(c0);
     }
     /* declined: 4 rows (matrix-vector kernels), a strided A, a weight of
-     * fewer than 64K elements, A over 1 MB, B with unit column stride */
+     * fewer than 64K elements, A over 1 MB with W^T, C over 2 MB with W,
+     * a W with neither unit stride */
     float *buf = calloc((size_t)600 * 768, sizeof(float));
     ck_assert(buf);
     gb__ts_mat a4 = {.p = buf, .rows = 4, .cols = 256, .rs = 256, .cs = 1};
@@ -298,8 +311,12 @@ START_TEST(test_wgemm_reference) {
     gb__ts_mat cbig = {.p = buf, .rows = 512, .cols = 96, .rs = 96, .cs = 1};
     gb__ts_mat wbig = {.p = buf, .rows = 768, .cols = 96, .rs = 1, .cs = 768};
     ck_assert(!gb__ts_wgemm(&cbig, &abig, &wbig, 0.0f));
-    gb__ts_mat wrm = {.p = buf, .rows = 256, .cols = 256, .rs = 256, .cs = 1};
-    ck_assert(!gb__ts_wgemm(&c8, &a8, &wrm, 0.0f));
+    gb__ts_mat a700 = {.p = buf, .rows = 700, .cols = 96, .rs = 96, .cs = 1};
+    gb__ts_mat c700 = {.p = buf, .rows = 700, .cols = 768, .rs = 768, .cs = 1};
+    gb__ts_mat wkn = {.p = buf, .rows = 96, .cols = 768, .rs = 768, .cs = 1};
+    ck_assert(!gb__ts_wgemm(&c700, &a700, &wkn, 0.0f));
+    gb__ts_mat wstr = {.p = buf, .rows = 256, .cols = 256, .rs = 512, .cs = 2};
+    ck_assert(!gb__ts_wgemm(&c8, &a8, &wstr, 0.0f));
     free(buf);
 }
 END_TEST
@@ -315,18 +332,21 @@ START_TEST(test_wgemm_threads_identical) {
     int before = gb_get_num_threads();
     gb_rng r = gb_rng_seed(12);
     gb_tensor *x = gb_randn(&r, 2, (int64_t[]){45, 300}, 0.0f, 1.0f);
-    gb_tensor *w = gb_randn(&r, 2, (int64_t[]){1001, 300}, 0.0f, 1.0f);
+    gb_tensor *w = gb_randn(&r, 2, (int64_t[]){1001, 300}, 0.0f, 1.0f);  /* nn.Linear's [N, K] */
+    gb_tensor *wkn = gb_randn(&r, 2, (int64_t[]){300, 1001}, 0.0f, 1.0f); /* Conv1D's [K, N] */
     gb_tensor *bias = gb_randn(&r, 1, (int64_t[]){1001}, 0.0f, 1.0f);
-    gb_tensor *y[2];
+    gb_tensor *y[2], *ykn[2];
     for (int t = 0; t < 2; t++) {
         gb_set_num_threads(t + 1);
         y[t] = gb_linear(x, w, bias);
-        ck_assert(y[t]);
+        ykn[t] = gb_matmul(x, wkn);
+        ck_assert(y[t] && ykn[t]);
     }
     gb_set_num_threads(before);
     ck_assert(!memcmp(gb_tensor_data(y[0]), gb_tensor_data(y[1]), 45 * 1001 * sizeof(float)));
-    gb_tensor_free(y[0]), gb_tensor_free(y[1]);
-    gb_tensor_free(x), gb_tensor_free(w), gb_tensor_free(bias);
+    ck_assert(!memcmp(gb_tensor_data(ykn[0]), gb_tensor_data(ykn[1]), 45 * 1001 * sizeof(float)));
+    gb_tensor_free(y[0]), gb_tensor_free(y[1]), gb_tensor_free(ykn[0]), gb_tensor_free(ykn[1]);
+    gb_tensor_free(x), gb_tensor_free(w), gb_tensor_free(wkn), gb_tensor_free(bias);
 }
 END_TEST
 

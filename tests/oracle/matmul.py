@@ -72,6 +72,12 @@ case("perm_t", lambda x, b: x.permute(2, 0, 1) @ b, x=R(3, 37, 40), b=R(37, 5))
 case("wgemm_linear", lambda x, w, bias: F.linear(x, w, bias), x=R(37, 256), w=R(263, 256), bias=R(263))
 case("wgemm_rows5", lambda x, w: F.linear(x, w), x=R(5, 250), w=R(301, 250))
 case("wgemm_bt", lambda a, bt: a @ bt.T, a=R(2, 20, 256), bt=R(270, 256))
+# the same with the weight stored [K, N] (Conv1D's forward, nn.Linear's
+# gradient to its input): 64 rows of B per block, the last one short, 12
+# rows of A by 32 columns per tile, partial in both; a Conv1D-shaped linear
+# with a batch folded into rows and a bias (beta 1)
+case("wgemm_kn", lambda a, b: a @ b, a=R(37, 257), b=R(257, 263))
+case("wgemm_kn_bias", lambda x, wt, bias: F.linear(x, wt.T, bias), x=R(2, 20, 256), wt=R(256, 300), bias=R(300))
 # long sums: K = 200
 case("big", lambda a, b: a @ b, a=R(32, 200), b=R(200, 24))
 
