@@ -24,13 +24,29 @@ struct gb_optim {
 
 gb_adamw_opts gb_adamw_defaults(void) { return (gb_adamw_opts){1e-3f, 0.9f, 0.999f, 1e-8f, 1e-2f}; }
 
+/* Parameters are updated element by element in memory order, the state
+ * laid out like them: a parameter is contiguous or kept transposed (a
+ * [cols, rows] storage viewed as [rows, cols]: Conv1D's weight). */
+static bool gb__ag_transposed(const gb_tensor *t) {
+    return t->ndim == 2 && t->shape[0] > 1 && t->stride[0] == 1 && t->stride[1] == t->shape[0];
+}
+
+/* Zeros laid out like p. */
+static gb_tensor *gb__ag_zeros_like(const gb_tensor *p) {
+    if (!gb__ag_transposed(p)) return gb_zeros(p->ndim, p->shape, GB_DTYPE_F32);
+    gb_tensor *z = gb_zeros(2, (int64_t[]){p->shape[1], p->shape[0]}, GB_DTYPE_F32);
+    gb_tensor *v = z ? gb_transpose(z, 0, 1) : NULL;
+    gb_tensor_free(z);
+    return v;
+}
+
 static gb_optim *gb__ag_optim_new(gb__ag_optim_kind kind, int n, gb_tensor *const *params, const char *what) {
     for (int i = 0; i < n; i++)
-        if (params[i]->dtype != GB_DTYPE_F32 || !gb_tensor_is_contiguous(params[i]) || !params[i]->requires_grad ||
-            !gb_tensor_is_leaf(params[i]))
+        if (params[i]->dtype != GB_DTYPE_F32 || !(gb_tensor_is_contiguous(params[i]) || gb__ag_transposed(params[i])) ||
+            !params[i]->requires_grad || !gb_tensor_is_leaf(params[i]))
             return gb__fail_null(GB_ERR_ARG,
-                                 "%s: parameter %d (%s %s) must be a contiguous float32 leaf that requires grad", what,
-                                 i, gb_dtype_name(params[i]->dtype), GB__SHAPE_STR(params[i]));
+                                 "%s: parameter %d (%s %s) must be a contiguous (or transposed) float32 leaf that "
+                                 "requires grad", what, i, gb_dtype_name(params[i]->dtype), GB__SHAPE_STR(params[i]));
     gb_optim *o = gb__calloc(1, sizeof *o, what);
     if (!o) return NULL;
     o->kind = kind;
@@ -104,14 +120,18 @@ gb_status gb_optim_step(gb_optim *o) {
         int64_t n = gb_tensor_numel(p);
         bool first = o->buf1[i] == NULL;
         if (first && !(o->kind == GB__OPTIM_KIND_SGD && o->sgd.momentum == 0)) {
-            o->buf1[i] = gb_zeros(p->ndim, p->shape, GB_DTYPE_F32);
+            o->buf1[i] = gb__ag_zeros_like(p);
             if (!o->buf1[i]) return GB_ERR_ALLOC;
-            if (o->kind == GB__OPTIM_KIND_ADAMW && !(o->buf2[i] = gb_zeros(p->ndim, p->shape, GB_DTYPE_F32)))
-                return GB_ERR_ALLOC;
+            if (o->kind == GB__OPTIM_KIND_ADAMW && !(o->buf2[i] = gb__ag_zeros_like(p))) return GB_ERR_ALLOC;
         }
+        /* the gradient is contiguous: in a transposed parameter's order, g^T */
+        gb_tensor *gt = gb__ag_transposed(p) ? gb_transpose(g, 0, 1) : NULL, *gm = gt ? gb_contiguous(gt) : g;
+        gb_tensor_free(gt);
+        if (!gm) return GB_ERR_ALLOC;
         float *pd = gb_tensor_data(p), *b1 = o->buf1[i] ? gb_tensor_data(o->buf1[i]) : NULL;
-        if (o->kind == GB__OPTIM_KIND_SGD) gb__ag_sgd_update(pd, b1, gb_tensor_data(g), n, &o->sgd, first);
-        else gb__ag_adamw_update(pd, b1, gb_tensor_data(o->buf2[i]), gb_tensor_data(g), n, &o->adamw, o->step);
+        if (o->kind == GB__OPTIM_KIND_SGD) gb__ag_sgd_update(pd, b1, gb_tensor_data(gm), n, &o->sgd, first);
+        else gb__ag_adamw_update(pd, b1, gb_tensor_data(o->buf2[i]), gb_tensor_data(gm), n, &o->adamw, o->step);
+        if (gm != g) gb_tensor_free(gm);
         gb__ts_bump_version(p);
     }
     return GB_OK;
@@ -160,7 +180,7 @@ gb_status gb_optim_set_state(gb_optim *o, int i, const char *name, gb_tensor *va
     /* Adam's two moments come into being together (a step tests the first). */
     gb_tensor **both[2] = {&o->buf1[i], o->kind == GB__OPTIM_KIND_ADAMW ? &o->buf2[i] : NULL};
     for (int k = 0; k < 2; k++)
-        if (both[k] && !*both[k] && !(*both[k] = gb_zeros(p->ndim, p->shape, GB_DTYPE_F32))) return GB_ERR_ALLOC;
+        if (both[k] && !*both[k] && !(*both[k] = gb__ag_zeros_like(p))) return GB_ERR_ALLOC;
     return gb_copy_(*slot, value);
 }
 

@@ -12,6 +12,7 @@
 #include <stb/stb_ds.h>
 
 #include "../nn/arch.h"
+#include "safetensors_impl.h"
 #include "../tensor/tensor_impl.h"
 #include "file.h"
 #include "json.h"
@@ -271,6 +272,10 @@ static gb_status gb__io_load_weights(gb_model *m, gb_safetensors *st, const gb__
         snprintf(path, sizeof path, "%.*s", dot ? (int)(dot - name) : 0, name);
         gb_module *owner = gb_module_find(m->module, path);
         s = owner ? gb_module_set_param(owner, dot ? dot + 1 : name, t) : gb_last_status();
+        /* copied into the parameter's own layout (Conv1D's weight, kept
+         * transposed): the mapped bytes would be resident twice */
+        if (s == GB_OK && gb_tensor_data(gb_module_param(owner, dot ? dot + 1 : name)) != gb_tensor_data(t))
+            gb__st_drop(st, w->stored[i]);
         gb_dtype dt;
         int nd;
         int64_t shape[GB_MAX_DIMS];

@@ -850,6 +850,17 @@ static gb_tensor *gb__st_load(gb_safetensors *st, const char *name, bool to_f32)
 
 gb_tensor *gb_safetensors_get(gb_safetensors *st, const char *name) { return gb__st_load(st, name, true); }
 
+void gb__st_drop(gb_safetensors *st, const char *name) {
+    const gb__st_entry *e = gb__st_find(st, name);
+    if (!e || !st->files[e->file]->mapped) return;
+    gb__st_file *f = st->files[e->file];
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)(f->data + e->begin), hi = (uintptr_t)(f->data + e->end);
+    lo = (lo + page - 1) & ~(uintptr_t)(page - 1);
+    hi &= ~(uintptr_t)(page - 1);
+    if (lo < hi) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advice: nothing to report if refused */
+}
+
 gb_tensor *gb_safetensors_get_stored(gb_safetensors *st, const char *name) { return gb__st_load(st, name, false); }
 
 /* ---- writing -------------------------------------------------------------- */

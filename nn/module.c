@@ -138,6 +138,17 @@ gb_status gb__nn_module_add_param(gb_module *m, const char *name, int ndim, cons
     return GB_OK;
 }
 
+gb_status gb__nn_module_add_param_t(gb_module *m, const char *name, int64_t rows, int64_t cols) {
+    gb_status st = gb__nn_module_add_param(m, name, 2, (int64_t[]){cols, rows}, false);
+    if (st != GB_OK) return st;
+    gb__nn_param *p = &m->params[arrlen(m->params) - 1];
+    gb_tensor *v = gb_transpose(p->t, 0, 1);
+    if (!v) return gb_last_status();
+    gb_tensor_free(p->t);
+    p->t = v;
+    return GB_OK;
+}
+
 gb_status gb__nn_module_fill_buffers(gb_module *m) {
     bool filled = false;
     for (ptrdiff_t i = 0; i < arrlen(m->params); i++) {
@@ -377,6 +388,24 @@ gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t) {
         return gb__fail(GB_ERR_SHAPE, "set_param: %s%s%s has shape %s, got a tensor of shape %s", m->path,
                         *m->path ? "." : "", name, GB__SHAPE_STR(old),
                         gb__shape_str(b1, 160, gb_tensor_ndim(t), gb_tensor_shape(t)));
+    }
+    /* A parameter kept transposed in memory (Conv1D's weight) keeps that
+     * layout for float32 values: they are copied in, not adopted (other
+     * dtypes are adopted as they lie). */
+    if (old->ndim == 2 && old->stride[0] == 1 && old->shape[0] > 1 && t->dtype == GB_DTYPE_F32 && !gb__is_meta(t) &&
+        t->stride[0] != 1) {
+        gb_tensor *dense = gb_empty(2, (int64_t[]){old->shape[1], old->shape[0]}, GB_DTYPE_F32);
+        gb_tensor *v = dense ? gb_transpose(dense, 0, 1) : NULL;
+        gb_tensor_free(dense);
+        gb_status st = v ? gb__ts_copy_into(v, t) : gb_last_status();
+        if (st == GB_OK && t->requires_grad) st = gb_requires_grad_(v, true);
+        if (st != GB_OK) {
+            gb_tensor_free(v);
+            return st;
+        }
+        gb_tensor_free(p->t);
+        p->t = v;
+        return GB_OK;
     }
     gb_tensor_ref(t);
     gb_tensor_free(p->t);

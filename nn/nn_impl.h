@@ -71,6 +71,10 @@ gb_status gb__nn_module_add_child(gb_module *m, const char *name, gb_module *chi
 /* Register a zero-filled f32 parameter (or buffer) of the given shape;
  * shape-only in meta mode (how the loader builds a tree). */
 gb_status gb__nn_module_add_param(gb_module *m, const char *name, int ndim, const int64_t *shape, bool buffer);
+/* A [rows, cols] parameter kept transposed in memory: a view of a
+ * [cols, rows] storage (Conv1D's weight, so that its products read it as
+ * nn.Linear's; gb_module_set_param copies float32 values into it). */
+gb_status gb__nn_module_add_param_t(gb_module *m, const char *name, int64_t rows, int64_t cols);
 /* Build helper: frees m and returns NULL when st is not GB_OK. */
 gb_module *gb__nn_module_done(gb_module *m, gb_status st);
 /* Give m the class name cls (a static string); returns m (NULL stays NULL). */

@@ -688,18 +688,20 @@ gb_status gb__ts_op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_te
 }
 
 /* The tensor w is the recorded transpose of, when it is one: a 2-D view
- * over all of a contiguous 2-D source with the two dims swapped (GPT-2's
- * Conv1D passes its weight [in, out] so). Recorded through the view, the
- * product's weight gradient came out transposed and the view's backward
- * transposed it back into the weight's layout: 30% of GPT-2 124M's
- * training step at 128 tokens. Linear records the source instead and reads
- * it as matmul's B; its gradient lands in the source's layout. */
+ * over all of a dense 2-D source (contiguous, or itself kept transposed)
+ * with the two dims swapped (GPT-2's Conv1D passes its weight [in, out]
+ * so). Recorded through the view, the product's weight gradient came out
+ * transposed and the view's backward transposed it back into the weight's
+ * layout: 30% of GPT-2 124M's training step at 128 tokens. Linear records
+ * the source instead and reads it as matmul's B; its gradient lands in the
+ * gradient's own (contiguous) layout. */
 static gb_tensor *gb__ts_linear_stored_t(const gb_tensor *w) {
     if (w->op != GB_OP_VIEW || w->nsrc != 1 || w->ndim != 2) return NULL;
     gb_tensor *s = w->src[0];
-    bool t = s->ndim == 2 && s->dtype == w->dtype && s->storage == w->storage && s->offset == w->offset &&
-             gb_tensor_is_contiguous(s) && w->shape[0] == s->shape[1] && w->shape[1] == s->shape[0] &&
-             w->stride[0] == s->stride[1] && w->stride[1] == s->stride[0];
+    bool dense = s->ndim == 2 && (gb_tensor_is_contiguous(s) || (s->stride[0] == 1 && s->stride[1] == s->shape[0]));
+    bool t = dense && s->dtype == w->dtype && s->storage == w->storage && s->offset == w->offset &&
+             w->shape[0] == s->shape[1] && w->shape[1] == s->shape[0] && w->stride[0] == s->stride[1] &&
+             w->stride[1] == s->stride[0];
     return t ? s : NULL;
 }
 
