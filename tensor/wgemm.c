@@ -13,11 +13,12 @@
  * sequential streams, prefetched since they come from memory) against 32
  * columns of A^T, packed once per call into [M/32][K][32] (M x K floats,
  * in L2 at these sizes); the tile's [12 n, 32 m] sums are written
- * transposed into C. The whole of K in one pass, no partial sums in C.
+ * transposed into C. K goes by blocks of at most 1 MB of A^T (one block
+ * up to 128 x 2048), added into C after the first, so A^T stays in L2:
  * 1.23-1.38x OpenBLAS 0.3.21 at 128 x 768 x 768 / 2048 / 3072 / 32000 /
  * 50257 and 128 x 2048 x 768, 1.5-1.9x at 8-32 rows, 1.07x at 256 x 768 x
- * 3072, 0.95x at 512 x 768 x 768 (hence the limit on A) (one thread, CPU
- * time, weights cold as in a forward).
+ * 3072, 0.95x at 512 x 768 x 768 (hence the limit of 256 rows) (one
+ * thread, CPU time, weights cold as in a forward).
  *
  * W, a weight stored [K, N] (GPT-2's Conv1D in a forward, nn.Linear's
  * weight in the gradient to its input): its rows are N floats apart, so a
@@ -38,6 +39,7 @@
  * the thread count. On other CPUs, and outside the limits, sgemm takes the
  * product (gb__ts_gemm). */
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -45,7 +47,8 @@
 #include "blas.h"
 
 enum { GB__WG_MR = 12, GB__WG_NR = 32 };
-#define GB__WG_MAX_A ((double)(1 << 20))
+#define GB__WG_MAX_A ((double)(1 << 20)) /* bytes of A^T per block of K: it stays in L2 */
+#define GB__WG_MAX_ROWS 256                /* 0.95x OpenBLAS at 512 rows */
 #define GB__WG_MIN_ROWS 5          /* fewer rows take the matrix-vector kernels */
 #define GB__WG_MIN_WEIGHT 65536.0 /* smaller weights: sgemm, whose setup costs less */
 
@@ -93,23 +96,28 @@ GB__WG_TILES(GB__WG_TILE)
 static const gb__ts_wg_tile_fn gb__ts_wg_tiles[GB__WG_MR + 1] = {NULL, GB__WG_TILES(GB__WG_TILE_REF)};
 
 /* C^T = W @ A^T over W's rows [n0, n1): c [m, ldc], w [n, ldw] (rows of k
- * floats), at [ceil(m / 32), k, 32] (A packed, zero past m). */
+ * floats), at [ceil(m / 32), k, 32] (A packed, zero past m); K by blocks of
+ * kb, each added into C after the first. */
 static GB__AVX512 void gb__ts_wg_rows(float *c, int64_t ldc, const float *w, int64_t ldw, const float *at, int64_t m,
-                                      int64_t k, int64_t n0, int64_t n1, float beta) {
+                                      int64_t k, int64_t kb, int64_t n0, int64_t n1, float beta) {
     float out[GB__WG_MR * GB__WG_NR];
     const __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                            _mm512_set1_epi32(GB__WG_NR)); /* out's column: r * 32 */
-    for (int64_t n = n0; n < n1; n += GB__WG_MR) {
-        int mr = n1 - n < GB__WG_MR ? (int)(n1 - n) : GB__WG_MR;
-        __mmask16 mask = (__mmask16)((1u << mr) - 1);
-        for (int64_t m0 = 0; m0 < m; m0 += GB__WG_NR) {
-            gb__ts_wg_tiles[mr](out, w + n * ldw, ldw, at + m0 * k, k);
-            int64_t mv = m - m0 < GB__WG_NR ? m - m0 : GB__WG_NR;
-            for (int64_t j = 0; j < mv; j++) { /* column j of the tile is mr floats of C's row m0 + j */
-                float *cj = c + (m0 + j) * ldc + n; /* [mr] */
-                __m512 s = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, col, out + j, 4);
-                if (beta != 0.0f) s = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask, cj), s);
-                _mm512_mask_storeu_ps(cj, mask, s);
+    for (int64_t k0 = 0; k0 < k; k0 += kb) {
+        int64_t kl = k - k0 < kb ? k - k0 : kb;
+        float bk = k0 == 0 ? beta : 1.0f;
+        for (int64_t n = n0; n < n1; n += GB__WG_MR) {
+            int mr = n1 - n < GB__WG_MR ? (int)(n1 - n) : GB__WG_MR;
+            __mmask16 mask = (__mmask16)((1u << mr) - 1);
+            for (int64_t m0 = 0; m0 < m; m0 += GB__WG_NR) {
+                gb__ts_wg_tiles[mr](out, w + n * ldw + k0, ldw, at + m0 * k + k0 * GB__WG_NR, kl);
+                int64_t mv = m - m0 < GB__WG_NR ? m - m0 : GB__WG_NR;
+                for (int64_t j = 0; j < mv; j++) { /* column j of the tile is mr floats of C's row m0 + j */
+                    float *cj = c + (m0 + j) * ldc + n; /* [mr] */
+                    __m512 s = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, col, out + j, 4);
+                    if (bk != 0.0f) s = _mm512_fmadd_ps(_mm512_set1_ps(bk), _mm512_maskz_loadu_ps(mask, cj), s);
+                    _mm512_mask_storeu_ps(cj, mask, s);
+                }
             }
         }
     }
@@ -134,8 +142,11 @@ static void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda, int64_t m,
 /* C = beta C + A @ W with W^T stored (b: unit row stride). */
 static bool gb__ts_wg_nk(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
     int64_t m = c->rows, n = c->cols, k = a->cols;
-    if (b->cs < k || 4.0 * (double)m * (double)k > GB__WG_MAX_A) return false;
+    if (b->cs < k || m > GB__WG_MAX_ROWS) return false;
     int64_t units = (n + GB__WG_MR - 1) / GB__WG_MR, mq = (m + GB__WG_NR - 1) / GB__WG_NR;
+    /* K in equal blocks of at most GB__WG_MAX_A bytes of A^T, multiples of 16 */
+    int64_t nblocks = (int64_t)ceil(4.0 * (double)(mq * GB__WG_NR) * (double)k / GB__WG_MAX_A);
+    int64_t kb = ((k + nblocks - 1) / nblocks + 15) / 16 * 16;
     int threads = gb__threads();
     if (threads > units) threads = (int)units;
     /* A^T through the tensor allocator: its kept mappings serve the same
@@ -149,7 +160,7 @@ static bool gb__ts_wg_nk(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_
         gb__ts_wg_pack_at(at, a->p, a->rs, m, k, mq * t / nt, mq * (t + 1) / nt);
 #pragma omp barrier
         int64_t n0 = units * t / nt * GB__WG_MR, n1 = units * (t + 1) / nt * GB__WG_MR;
-        gb__ts_wg_rows(c->p, c->rs, b->p, b->cs, at, m, k, n0, n1 < n ? n1 : n, beta);
+        gb__ts_wg_rows(c->p, c->rs, b->p, b->cs, at, m, k, kb, n0, n1 < n ? n1 : n, beta);
     }
     gb_tensor_free(scratch);
     return true;

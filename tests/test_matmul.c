@@ -233,8 +233,9 @@ END_TEST
 
 /* The weight-in-place kernels (wgemm.c) against a plain loop in double, at
  * sizes that leave partial tiles (rows not a multiple of 12 or 32, weight
- * rows not of 12, columns not of 32, K not of 64), with strides wider than
- * the rows (C and W as slices of larger buffers), beta 0, 1 and 0.5, the
+ * rows not of 12, columns not of 32, K not of 64; K over 1 MB of A^T, in
+ * two blocks), with strides wider than the rows (C and W as slices of
+ * larger buffers), beta 0, 1 and 0.5, the
  * weight stored [N, K] (W^T: nn.Linear's) and [K, N] (Conv1D's); then
  * where they must decline. Bound: K * 2^-24 * sum |a_i w_i| per element,
  * the f32 rounding of any summation order. */
@@ -253,7 +254,7 @@ START_TEST(test_wgemm_reference) {
                  {64, 300, 1000, 0, 0.0f, false},        {128, 768, 97 * 12 + 1, 5, 1.0f, false},
                  {5, 256, 256, 0, 0.0f, true},           {37, 257, 263, 3, 1.0f, true},
                  {64, 300, 1000, 0, 0.5f, true},         {128, 768, 97 * 32 + 7, 5, 1.0f, true},
-                 {13, 1000, 70, 2, 0.0f, true}};
+                 {13, 1000, 70, 2, 0.0f, true},          {100, 3001, 200, 1, 1.0f, false}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int64_t m = cases[ci].m, k = cases[ci].k, n = cases[ci].n, ldc = n + cases[ci].pad;
         bool kn = cases[ci].kn;
@@ -292,7 +293,7 @@ START_TEST(test_wgemm_reference) {
         free(a), free(w), free(c), free(c0);
     }
     /* declined: 4 rows (matrix-vector kernels), a strided A, a weight of
-     * fewer than 64K elements, A over 1 MB with W^T, C over 2 MB with W,
+     * fewer than 64K elements, over 256 rows with W^T, C over 2 MB with W,
      * a W with neither unit stride */
     float *buf = calloc((size_t)600 * 768, sizeof(float));
     ck_assert(buf);
