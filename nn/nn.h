@@ -100,6 +100,9 @@ int gb_module_num_params(const gb_module *m);
 const char *gb_module_param_name(const gb_module *m, int i);
 gb_tensor *gb_module_param(const gb_module *m, const char *name); /* borrowed, NULL if none */
 /* Replace a parameter's tensor (same shape; the module takes a new reference).
+ * A parameter kept transposed in memory (Conv1D's weight: a view of an
+ * [nf, nx] storage) keeps its layout: float32 values are copied into a new
+ * tensor of that layout rather than adopted; f16/bf16 ones are adopted.
  * Fails with GB_ERR_SHAPE naming the parameter path and both shapes. */
 gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t);
 /* Make two parameters one tensor (Hugging Face's tied embeddings). */
