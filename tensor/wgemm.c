@@ -54,6 +54,20 @@ enum { GB__WG_MR = 12, GB__WG_NR = 32 };
 
 #define GB__AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2,f16c")))
 
+/* One step of k for both kernels' tiles: acc[r] += x[r * ldx] * v[0:32]
+ * for r < mr, mr rows' scalars broadcast against two vectors. */
+static inline __attribute__((always_inline)) GB__AVX512 void gb__ts_wg_step(int mr, __m512 acc[][2],
+                                                                       const float *x /* [mr, ldx] */,
+                                                                       int64_t ldx, const float *v /* [32] */) {
+    __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) {
+        __m512 b = _mm512_set1_ps(x[r * ldx]);
+        acc[r][0] = _mm512_fmadd_ps(b, v0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(b, v1, acc[r][1]);
+    }
+}
+
 /* out[r][0:32] = sum_i w[r * ldw + i] * v[i * 32 + 0:32] for r < mr, i < k:
  * one tile, its sums left in out for the caller's store. mr is a constant
  * in each instantiation below, so the accumulators live in registers. */
@@ -69,13 +83,7 @@ static inline __attribute__((always_inline)) GB__AVX512 void gb__ts_wg_tile(int 
         if ((i & 15) == 0) /* the rows' next lines: 12 streams from memory */
 #pragma GCC unroll 12
             for (int r = 0; r < mr; r++) _mm_prefetch((const char *)(w + r * ldw + i + 64), _MM_HINT_T0);
-        __m512 v0 = _mm512_loadu_ps(v + i * GB__WG_NR), v1 = _mm512_loadu_ps(v + i * GB__WG_NR + 16);
-#pragma GCC unroll 12
-        for (int r = 0; r < mr; r++) {
-            __m512 x = _mm512_set1_ps(w[r * ldw + i]);
-            acc[r][0] = _mm512_fmadd_ps(x, v0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(x, v1, acc[r][1]);
-        }
+        gb__ts_wg_step(mr, acc, w + i, ldw, v + i * GB__WG_NR);
     }
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
@@ -190,15 +198,7 @@ gb__ts_wk_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *a /* 
             acc[r][1] = _mm512_mul_ps(_mm512_set1_ps(scale), acc[r][1]);
         }
     }
-    for (int64_t i = 0; i < kc; i++) {
-        __m512 v0 = _mm512_loadu_ps(bp + i * GB__WG_NR), v1 = _mm512_loadu_ps(bp + i * GB__WG_NR + 16);
-#pragma GCC unroll 12
-        for (int r = 0; r < mr; r++) {
-            __m512 x = _mm512_set1_ps(a[r * lda + i]);
-            acc[r][0] = _mm512_fmadd_ps(x, v0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(x, v1, acc[r][1]);
-        }
-    }
+    for (int64_t i = 0; i < kc; i++) gb__ts_wg_step(mr, acc, a + i, lda, bp + i * GB__WG_NR);
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
