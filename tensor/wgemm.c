@@ -103,6 +103,31 @@ GB__WG_TILES(GB__WG_TILE)
 #define GB__WG_TILE_REF(MR) gb__ts_wg_tile_##MR,
 static const gb__ts_wg_tile_fn gb__ts_wg_tiles[GB__WG_MR + 1] = {NULL, GB__WG_TILES(GB__WG_TILE_REF)};
 
+/* r[i][j] = r[j][i]: a 16 x 16 transpose in registers (pairs, then 2 x 2
+ * blocks of pairs, then 128-bit lanes: 64 shuffles for 256 floats). */
+static inline __attribute__((always_inline)) GB__AVX512 void gb__ts_wg_tr16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
 /* C^T = W @ A^T over W's rows [n0, n1): c [m, ldc], w [n, ldw] (rows of k
  * floats), at [ceil(m / 32), k, 32] (A packed, zero past m); K by blocks of
  * kb, each added into C after the first. */
@@ -120,7 +145,9 @@ static GB__AVX512 void gb__ts_wg_rows(float *c, int64_t ldc, const float *w, int
             for (int64_t m0 = 0; m0 < m; m0 += GB__WG_NR) {
                 gb__ts_wg_tiles[mr](out, w + n * ldw + k0, ldw, at + m0 * k + k0 * GB__WG_NR, kl);
                 int64_t mv = m - m0 < GB__WG_NR ? m - m0 : GB__WG_NR;
-                for (int64_t j = 0; j < mv; j++) { /* column j of the tile is mr floats of C's row m0 + j */
+                /* column j of the tile is mr floats of C's row m0 + j; gathered
+                 * (transposing the tile in registers instead cost twice as much) */
+                for (int64_t j = 0; j < mv; j++) {
                     float *cj = c + (m0 + j) * ldc + n; /* [mr] */
                     __m512 s = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, col, out + j, 4);
                     if (bk != 0.0f) s = _mm512_fmadd_ps(_mm512_set1_ps(bk), _mm512_maskz_loadu_ps(mask, cj), s);
@@ -133,17 +160,24 @@ static GB__AVX512 void gb__ts_wg_rows(float *c, int64_t ldc, const float *w, int
 
 /* A^T packed for gb__ts_wg_rows: at [ceil(m / 32), k, 32] from a [m, lda],
  * zero past m; panels [q0, q1). */
-static void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda, int64_t m, int64_t k, int64_t q0, int64_t q1) {
+static GB__AVX512 void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda, int64_t m, int64_t k, int64_t q0,
+                                         int64_t q1) {
+    /* 16 x 16 blocks transposed in registers: element by element this was
+     * 2 cycles an element, 3% of the Llama-shaped forward */
     for (int64_t q = q0; q < q1; q++) {
         float *aq = at + q * GB__WG_NR * k; /* [k, 32] */
         int64_t mv = m - q * GB__WG_NR < GB__WG_NR ? m - q * GB__WG_NR : GB__WG_NR;
-        if (mv < GB__WG_NR) memset(aq, 0, (size_t)(k * GB__WG_NR) * sizeof(float));
-        /* written in order, read from mv rows at once (their current lines
-         * stay in L1): writing 32 floats apart instead cost 3.5 cycles an
-         * element, 5% of the Llama-shaped forward (now 3%) */
         const float *aq0 = a + q * GB__WG_NR * lda; /* [mv, lda] */
-        for (int64_t i = 0; i < k; i++)
-            for (int64_t j = 0; j < mv; j++) aq[i * GB__WG_NR + j] = aq0[j * lda + i];
+        for (int64_t j0 = 0; j0 < GB__WG_NR; j0 += 16)
+            for (int64_t i0 = 0; i0 < k; i0 += 16) {
+                int64_t kv = k - i0 < 16 ? k - i0 : 16;
+                __mmask16 mask = (__mmask16)((1u << kv) - 1);
+                __m512 r[16];
+                for (int j = 0; j < 16; j++) /* rows of A past m read as zeros */
+                    r[j] = j0 + j < mv ? _mm512_maskz_loadu_ps(mask, aq0 + (j0 + j) * lda + i0) : _mm512_setzero_ps();
+                gb__ts_wg_tr16(r); /* r[i]: A's column i0 + i, rows j0.. */
+                for (int64_t i = 0; i < kv; i++) _mm512_storeu_ps(aq + (i0 + i) * GB__WG_NR + j0, r[i]);
+            }
     }
 }
 
