@@ -580,7 +580,7 @@ NO_REFERENCE = {
     "_registry_per_call": "PyTorch modules always carry their hook dicts: no registry to attach",
     "_trace_": "nnsight is not installed; its published figures are in the notes",
     "_write_checkpoint": "one-time setup",
-    "_limit": "this machine's limit for the row above it (the sgemm_t128 or memory_read row's rate)",
+    "_limit": "this machine's limit for the row above it (the faster sgemm_t128 row's rate, or memory_read's)",
     "sgemm_t128": "the machine's own figure: the ceiling of the t128 rows",
     "_peak": "glassbox's own figure (PyTorch's peak is not measured)",
     "_model_open": "no equivalent in this environment (safetensors and transformers are not installed)",
