@@ -25,15 +25,10 @@ struct gb_optim {
 gb_adamw_opts gb_adamw_defaults(void) { return (gb_adamw_opts){1e-3f, 0.9f, 0.999f, 1e-8f, 1e-2f}; }
 
 /* Parameters are updated element by element in memory order, the state
- * laid out like them: a parameter is contiguous or kept transposed (a
- * [cols, rows] storage viewed as [rows, cols]: Conv1D's weight). */
-static bool gb__ag_transposed(const gb_tensor *t) {
-    return t->ndim == 2 && t->shape[0] > 1 && t->stride[0] == 1 && t->stride[1] == t->shape[0];
-}
-
-/* Zeros laid out like p. */
+ * laid out like them: a parameter is contiguous or kept transposed
+ * (gb__ts_is_transposed: Conv1D's weight). Zeros laid out like p: */
 static gb_tensor *gb__ag_zeros_like(const gb_tensor *p) {
-    if (!gb__ag_transposed(p)) return gb_zeros(p->ndim, p->shape, GB_DTYPE_F32);
+    if (!gb__ts_is_transposed(p)) return gb_zeros(p->ndim, p->shape, GB_DTYPE_F32);
     gb_tensor *z = gb_zeros(2, (int64_t[]){p->shape[1], p->shape[0]}, GB_DTYPE_F32);
     gb_tensor *v = z ? gb_transpose(z, 0, 1) : NULL;
     gb_tensor_free(z);
@@ -42,7 +37,7 @@ static gb_tensor *gb__ag_zeros_like(const gb_tensor *p) {
 
 static gb_optim *gb__ag_optim_new(gb__ag_optim_kind kind, int n, gb_tensor *const *params, const char *what) {
     for (int i = 0; i < n; i++)
-        if (params[i]->dtype != GB_DTYPE_F32 || !(gb_tensor_is_contiguous(params[i]) || gb__ag_transposed(params[i])) ||
+        if (params[i]->dtype != GB_DTYPE_F32 || !(gb_tensor_is_contiguous(params[i]) || gb__ts_is_transposed(params[i])) ||
             !params[i]->requires_grad || !gb_tensor_is_leaf(params[i]))
             return gb__fail_null(GB_ERR_ARG,
                                  "%s: parameter %d (%s %s) must be a contiguous (or transposed) float32 leaf that "
@@ -125,7 +120,7 @@ gb_status gb_optim_step(gb_optim *o) {
             if (o->kind == GB__OPTIM_KIND_ADAMW && !(o->buf2[i] = gb__ag_zeros_like(p))) return GB_ERR_ALLOC;
         }
         /* the gradient is contiguous: in a transposed parameter's order, g^T */
-        gb_tensor *gt = gb__ag_transposed(p) ? gb_transpose(g, 0, 1) : NULL, *gm = gt ? gb_contiguous(gt) : g;
+        gb_tensor *gt = gb__ts_is_transposed(p) ? gb_transpose(g, 0, 1) : NULL, *gm = gt ? gb_contiguous(gt) : g;
         gb_tensor_free(gt);
         if (!gm) return GB_ERR_ALLOC;
         float *pd = gb_tensor_data(p), *b1 = o->buf1[i] ? gb_tensor_data(o->buf1[i]) : NULL;

@@ -392,8 +392,7 @@ gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t) {
     /* A parameter kept transposed in memory (Conv1D's weight) keeps that
      * layout for float32 values: they are copied in, not adopted (other
      * dtypes are adopted as they lie). */
-    if (old->ndim == 2 && old->stride[0] == 1 && old->shape[0] > 1 && t->dtype == GB_DTYPE_F32 && !gb__is_meta(t) &&
-        t->stride[0] != 1) {
+    if (gb__ts_is_transposed(old) && t->dtype == GB_DTYPE_F32 && !gb__is_meta(t) && !gb__ts_is_transposed(t)) {
         gb_tensor *dense = gb_empty(2, (int64_t[]){old->shape[1], old->shape[0]}, GB_DTYPE_F32);
         gb_tensor *v = dense ? gb_transpose(dense, 0, 1) : NULL;
         gb_tensor_free(dense);

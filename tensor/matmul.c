@@ -698,7 +698,7 @@ gb_status gb__ts_op_LINEAR_backward(gb_tensor *out, const gb_tensor *dout, gb_te
 static gb_tensor *gb__ts_linear_stored_t(const gb_tensor *w) {
     if (w->op != GB_OP_VIEW || w->nsrc != 1 || w->ndim != 2) return NULL;
     gb_tensor *s = w->src[0];
-    bool dense = s->ndim == 2 && (gb_tensor_is_contiguous(s) || (s->stride[0] == 1 && s->stride[1] == s->shape[0]));
+    bool dense = s->ndim == 2 && (gb_tensor_is_contiguous(s) || gb__ts_is_transposed(s));
     bool t = dense && s->dtype == w->dtype && s->storage == w->storage && s->offset == w->offset &&
              w->shape[0] == s->shape[1] && w->shape[1] == s->shape[0] && w->stride[0] == s->stride[1] &&
              w->stride[1] == s->stride[0];

@@ -488,6 +488,10 @@ bool gb_tensor_is_contiguous(const gb_tensor *t) {
     return true;
 }
 
+bool gb__ts_is_transposed(const gb_tensor *t) {
+    return t->ndim == 2 && t->shape[0] > 1 && t->shape[1] > 1 && t->stride[0] == 1 && t->stride[1] == t->shape[0];
+}
+
 void *gb_tensor_data(const gb_tensor *t) {
     if (!t->storage->data) return NULL;
     return (char *)t->storage->data + t->offset * (int64_t)gb_dtype_size(t->dtype);

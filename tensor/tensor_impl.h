@@ -152,6 +152,9 @@ void gb__ts_set_grad_mode(bool on);
 /* Copy src (broadcast to dst's shape, any dtypes, any strides) into dst's
  * data. No autograd, no version bump: for op implementations. */
 gb_status gb__ts_copy_into(gb_tensor *dst, const gb_tensor *src);
+/* t is a dense 2-D matrix stored transposed: the transpose of a contiguous
+ * one (a [cols, rows] storage viewed as [rows, cols]: Conv1D's weight). */
+bool gb__ts_is_transposed(const gb_tensor *t);
 /* Release t's sources and saved tensors (autograd frees the graph with it). */
 void gb__ts_tensor_drop_graph(gb_tensor *t);
 
