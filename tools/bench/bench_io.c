@@ -103,7 +103,7 @@ static void bench_open(void) {
     int saved = bench_reps;
     bench_reps = reps;
     bench_row("gpt2_124m_model_open", "ms", bench_best(open_model, dir) * 1e3,
-              "gb_model_open + gb_model_free of the 500 MB f32 checkpoint (mmap, zero-copy), best of 5");
+              "gb_model_open + gb_model_free of the 500 MB f32 checkpoint (mmap; Conv1D weights copied transposed), best of 5");
     bench_reps = saved;
 }
 
