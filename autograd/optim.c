@@ -28,11 +28,8 @@ gb_adamw_opts gb_adamw_defaults(void) { return (gb_adamw_opts){1e-3f, 0.9f, 0.99
  * laid out like them: a parameter is contiguous or kept transposed
  * (gb__ts_is_transposed: Conv1D's weight). Zeros laid out like p: */
 static gb_tensor *gb__ag_zeros_like(const gb_tensor *p) {
-    if (!gb__ts_is_transposed(p)) return gb_zeros(p->ndim, p->shape, GB_DTYPE_F32);
-    gb_tensor *z = gb_zeros(2, (int64_t[]){p->shape[1], p->shape[0]}, GB_DTYPE_F32);
-    gb_tensor *v = z ? gb_transpose(z, 0, 1) : NULL;
-    gb_tensor_free(z);
-    return v;
+    return gb__ts_is_transposed(p) ? gb__ts_transposed_new(p->shape[0], p->shape[1], true)
+                                   : gb_zeros(p->ndim, p->shape, GB_DTYPE_F32);
 }
 
 static gb_optim *gb__ag_optim_new(gb__ag_optim_kind kind, int n, gb_tensor *const *params, const char *what) {

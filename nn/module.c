@@ -393,9 +393,7 @@ gb_status gb_module_set_param(gb_module *m, const char *name, gb_tensor *t) {
      * layout for float32 values: they are copied in, not adopted (other
      * dtypes are adopted as they lie). */
     if (gb__ts_is_transposed(old) && t->dtype == GB_DTYPE_F32 && !gb__is_meta(t) && !gb__ts_is_transposed(t)) {
-        gb_tensor *dense = gb_empty(2, (int64_t[]){old->shape[1], old->shape[0]}, GB_DTYPE_F32);
-        gb_tensor *v = dense ? gb_transpose(dense, 0, 1) : NULL;
-        gb_tensor_free(dense);
+        gb_tensor *v = gb__ts_transposed_new(old->shape[0], old->shape[1], false);
         gb_status st = v ? gb__ts_copy_into(v, t) : gb_last_status();
         if (st == GB_OK && t->requires_grad) st = gb_requires_grad_(v, true);
         if (st != GB_OK) {

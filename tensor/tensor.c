@@ -492,6 +492,14 @@ bool gb__ts_is_transposed(const gb_tensor *t) {
     return t->ndim == 2 && t->shape[0] > 1 && t->shape[1] > 1 && t->stride[0] == 1 && t->stride[1] == t->shape[0];
 }
 
+gb_tensor *gb__ts_transposed_new(int64_t rows, int64_t cols, bool zero) {
+    int64_t shape[2] = {cols, rows};
+    gb_tensor *st = zero ? gb_zeros(2, shape, GB_DTYPE_F32) : gb_empty(2, shape, GB_DTYPE_F32);
+    gb_tensor *v = st ? gb_transpose(st, 0, 1) : NULL;
+    gb_tensor_free(st);
+    return v;
+}
+
 void *gb_tensor_data(const gb_tensor *t) {
     if (!t->storage->data) return NULL;
     return (char *)t->storage->data + t->offset * (int64_t)gb_dtype_size(t->dtype);

@@ -155,6 +155,8 @@ gb_status gb__ts_copy_into(gb_tensor *dst, const gb_tensor *src);
 /* t is a dense 2-D matrix stored transposed: the transpose of a contiguous
  * one (a [cols, rows] storage viewed as [rows, cols]: Conv1D's weight). */
 bool gb__ts_is_transposed(const gb_tensor *t);
+/* A new f32 [rows, cols] matrix stored transposed (zeroed when asked). */
+gb_tensor *gb__ts_transposed_new(int64_t rows, int64_t cols, bool zero);
 /* Release t's sources and saved tensors (autograd frees the graph with it). */
 void gb__ts_tensor_drop_graph(gb_tensor *t);
 
