@@ -142,6 +142,23 @@ gb_status gb__nn_attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor
         return gb__fail(GB_ERR_SHAPE, "%s: %lld query heads cannot share %lld key/value heads", GB__LABEL(attn),
                         (long long)H, (long long)KV);
     gb_status st = GB_OK;
+    /* One op when nobody looks at the scores and probabilities (they are
+     * never stored) and no gradient is recorded: the ops below are then the
+     * same computation, and recording keeps them so that training's numbers
+     * (the bundled model's bytes) stay as they were. Dropout (GPT-2's, the
+     * identity in eval mode) is a module call an observer may hook; the NaN
+     * guard then checks the attention's output in its place. */
+    bool recording = gb_is_grad_enabled() &&
+                     (gb_tensor_requires_grad(q) || gb_tensor_requires_grad(k) || gb_tensor_requires_grad(v));
+    if (!recording && !gb__nn_run_watches(run, attn, dropout != NULL)) {
+        gb_tensor *mask = NULL;
+        st = gb__nn_attn_mask(attn, run, B, T, S, window, gb__nn_meta(q), &mask);
+        if (st) return st;
+        float sc = scale == GB__ATTN_SCALE_DIV_SQRT ? (float)(1.0 / sqrt((double)D)) : (float)pow((double)D, -0.5);
+        *out = gb_scaled_dot_product_attention(q, k, v, mask, sc);
+        gb_tensor_free(mask);
+        return *out ? GB_OK : gb__nn_op_failed(attn);
+    }
     /* Grouped-query attention without repeat_kv's copies of the keys and
      * values (Hugging Face's repeat_kv copied the whole cache per layer and
      * token: 15% of decoding): the G = H/KV query heads sharing a key head

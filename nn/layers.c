@@ -202,6 +202,21 @@ gb_module *gb_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
     return gb__nn_module_done(m, st);
 }
 
+gb_status gb__nn_linear_siblings(gb_run *run, int n, gb_module *const *lin, gb_tensor *x, gb_tensor **out) {
+    gb_tensor *w[8] = {0};
+    for (int i = 0; i < n; i++) out[i] = NULL;
+    if (n <= 0 || n > 8) return GB_OK;
+    for (int i = 0; i < n; i++)
+        if (lin[i]->type != &gb__nn_type_linear || GB__SETTINGS(lin[i], gb__nn_linear_settings)->bias ||
+            !gb__nn_call_unseen(run, lin[i]) || !(w[i] = gb_module_param(lin[i], "weight")))
+            return GB_OK;
+    if (!gb__ts_linear_shared(x, n, w, out)) return GB_OK;
+    gb_status st = GB_OK;
+    for (int i = 0; i < n && st == GB_OK; i++) st = gb__nn_count_call(run, lin[i]);
+    for (int i = 0; i < n && st; i++) gb_tensor_free(out[i]), out[i] = NULL;
+    return st;
+}
+
 void gb__nn_linear_mark_tied(gb_module *linear) {
     if (linear->type == &gb__nn_type_linear) GB__SETTINGS(linear, gb__nn_linear_settings)->tied = true;
 }

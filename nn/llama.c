@@ -153,11 +153,14 @@ static gb_status gb__nn_llama_attn_forward(gb_module *m, gb_run *run, const gb_v
                         "%s: cos has shape %s, expected [%lld, %lld, %lld] (or batch 1) for hidden_states %s",
                         GB__LABEL(m), GB__SHAPE_STR(cos), (long long)gb_tensor_dim(x, 0),
                         (long long)gb_tensor_dim(x, 1), (long long)D, GB__SHAPE_STR(x));
-    gb_tensor *qkv[3] = {0};
+    gb_tensor *qkv[3] = {0}, *proj[3];
     const int64_t heads[3] = {H, KV, KV};
+    gb_status st = gb__nn_linear_siblings(run, 3, m->children + GB__LATTN_Q, x, proj);
+    if (st) return st;
     for (int i = 0; i < 3; i++) { /* q_proj, k_proj, v_proj, then split into heads */
         gb_values r = {0};
-        gb_status st = gb__nn_call(m->children[GB__LATTN_Q + i], run, 1, &x, &r);
+        if (proj[0]) r = (gb_values){1, {proj[i]}}; /* computed together: the run sees none of the calls */
+        else st = gb__nn_call(m->children[GB__LATTN_Q + i], run, 1, &x, &r);
         if (st) {
             gb__nn_values_move(out, &r);
             for (int j = 0; j < i; j++) gb_tensor_free(qkv[j]);
@@ -190,11 +193,19 @@ static gb_status gb__nn_llama_mlp_forward(gb_module *m, gb_run *run, const gb_va
     gb_tensor *x = gb__nn_input(m, in, 0, "(hidden_states,)");
     if (!x) return gb_last_status();
     gb_values g = {0}, a = {0}, u = {0};
-    gb_tensor *prod = NULL;
+    gb_tensor *prod = NULL, *proj[2];
     gb_values *stopped = &g;
-    gb_status st = gb__nn_call(m->children[GB__LMLP_GATE], run, 1, &x, &g);
-    if (st == GB_OK) stopped = &a, st = gb__nn_call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
-    if (st == GB_OK) stopped = &u, st = gb__nn_call(m->children[GB__LMLP_UP], run, 1, &x, &u);
+    gb_status st = gb__nn_linear_siblings(run, 2, (gb_module *[]){m->children[GB__LMLP_GATE], m->children[GB__LMLP_UP]},
+                                          x, proj);
+    if (st) return st;
+    if (proj[0]) { /* computed together: the run sees neither call */
+        g = (gb_values){1, {proj[0]}}, u = (gb_values){1, {proj[1]}};
+        stopped = &a, st = gb__nn_call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
+    } else {
+        st = gb__nn_call(m->children[GB__LMLP_GATE], run, 1, &x, &g);
+        if (st == GB_OK) stopped = &a, st = gb__nn_call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
+        if (st == GB_OK) stopped = &u, st = gb__nn_call(m->children[GB__LMLP_UP], run, 1, &x, &u);
+    }
     if (st) {
         gb__nn_values_move(out, stopped);
         goto done;

@@ -817,6 +817,26 @@ gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **
     return st;
 }
 
+bool gb__nn_call_unseen(const gb_run *run, const gb_module *m) {
+    if (run->nan_check) return false;
+    if (!run->observer) return true;
+    const gb__nn_interest *in = run->interest;
+    if (!in || in->root != m->root || !gb__nn_current(in)) return false; /* every event is delivered */
+    return ((in->mask ? in->mask[m->tree_index] : 0) | in->all) == 0;  /* the observer's own bits too */
+}
+
+gb_status gb__nn_count_call(gb_run *run, gb_module *m) {
+    if (!run->observer && !run->nan_check) return GB_OK; /* gb_module_call counts nothing then either */
+    int *slot = gb__nn_call_slot(run, m);
+    if (!slot) return gb_last_status();
+    (*slot)++;
+    return GB_OK;
+}
+
+bool gb__nn_run_watches(const gb_run *run, const gb_module *m, bool calls) {
+    return run->observer && (calls || gb__nn_wants(run, m, GB_EVENT_POINT));
+}
+
 gb_status gb_module_run(gb_module *m, gb_run *run, gb_tensor *x, gb_tensor **y) {
     *y = NULL;
     gb_run *own = run ? NULL : gb_run_new();

@@ -101,6 +101,23 @@ void gb__nn_run_cache_advance(gb_run *run, int64_t t);
  * emits each of its points at most once per call. The observer may replace
  * *t (the old reference is released). */
 gb_status gb__nn_point(gb_run *run, gb_module *m, const char *name, gb_tensor **t);
+/* Whether an observer may look at m's points (it wants point events) or,
+ * when `calls`, at the calls made within m's forward (any observer): a
+ * forward may skip computing a point nobody sees. The NaN guard does not
+ * count: it checks module outputs, and must not change the numbers. */
+bool gb__nn_run_watches(const gb_run *run, const gb_module *m, bool calls);
+/* Whether a call of m in this run would be seen by nothing (no event of m
+ * wanted, not even the observer's own marks; no NaN guard): a forward may
+ * then compute m's result another way and count the call with
+ * gb__nn_count_call, as gb_module_call would have. */
+bool gb__nn_call_unseen(const gb_run *run, const gb_module *m);
+gb_status gb__nn_count_call(gb_run *run, gb_module *m);
+/* The outputs of bias-free nn.Linear siblings on one input x (Llama's q, k
+ * and v projections; gate and up) as one product that packs x once
+ * (gb__ts_linear_shared), their calls counted, when none of the calls is
+ * seen and nothing records a gradient. *out all NULL (and GB_OK) when that
+ * does not apply: the caller calls them one by one. */
+gb_status gb__nn_linear_siblings(gb_run *run, int n, gb_module *const *lin, gb_tensor *x, gb_tensor **out);
 
 /* Out-of-line forwards reused by several module types. */
 gb_status gb__nn_forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);

@@ -94,6 +94,11 @@ gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, 
  * most 1 MB and unit column strides in A and C. False when it does not
  * apply: sgemm takes the product then. */
 bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta);
+/* C_i = A @ W_i for nw (at most 8) weights W_i whose transposes are stored
+ * (unit row stride) that share A: A packed once, one parallel region for
+ * all (q, k and v; gate and up). False, computing nothing, unless
+ * gb__ts_wgemm would take each product with the W^T kernel. */
+bool gb__ts_wgemm_shared(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *w);
 
 /* OpenBLAS's OpenMP build threads a call made outside a parallel region
  * by the caller's OpenMP thread count: a caller about to call sgemm outside

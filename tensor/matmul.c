@@ -705,6 +705,34 @@ static gb_tensor *gb__ts_linear_stored_t(const gb_tensor *w) {
     return t ? s : NULL;
 }
 
+bool gb__ts_linear_shared(gb_tensor *x, int n, gb_tensor *const *w, gb_tensor **out) {
+    for (int i = 0; i < n; i++) out[i] = NULL;
+    if (n <= 0 || n > 8 || x->dtype != GB_DTYPE_F32 || x->ndim == 0 || gb__is_meta(x) || !gb_tensor_is_contiguous(x))
+        return false;
+    int64_t k = x->shape[x->ndim - 1], m = k ? gb_tensor_numel(x) / k : 0;
+    bool recording = gb__ts_grad_mode() && x->requires_grad;
+    for (int i = 0; i < n; i++) {
+        const gb_tensor *wi = w[i];
+        if (wi->dtype != GB_DTYPE_F32 || wi->ndim != 2 || wi->shape[1] != k || wi->stride[1] != 1 ||
+            gb__is_meta(wi))
+            return false;
+        recording |= gb__ts_grad_mode() && wi->requires_grad;
+    }
+    if (recording) return false;
+    gb__ts_mat a = {.p = gb_tensor_data(x), .rows = m, .cols = k, .rs = k, .cs = 1}, c[8], b[8];
+    int64_t shape[GB_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    for (int i = 0; i < n; i++) {
+        shape[x->ndim - 1] = w[i]->shape[0];
+        if (!(out[i] = gb_empty(x->ndim, shape, GB_DTYPE_F32))) break;
+        c[i] = (gb__ts_mat){.p = gb_tensor_data(out[i]), .rows = m, .cols = w[i]->shape[0], .rs = w[i]->shape[0], .cs = 1};
+        b[i] = (gb__ts_mat){.p = gb_tensor_data(w[i]), .rows = k, .cols = w[i]->shape[0], .rs = 1, .cs = w[i]->stride[0]};
+    }
+    if (out[n - 1] && gb__ts_wgemm_shared(n, c, &a, b)) return true;
+    for (int i = 0; i < n; i++) gb_tensor_free(out[i]), out[i] = NULL;
+    return false;
+}
+
 gb_tensor *gb_linear(gb_tensor *x, gb_tensor *w, gb_tensor *bias) {
     if (gb__ts_check_float("linear", "input", x) || gb__ts_check_float("linear", "weight", w) ||
         (bias && gb__ts_check_float("linear", "bias", bias)))

@@ -1,4 +1,5 @@
-/* softmax, log_softmax and cross_entropy (fused log_softmax + NLL).
+/* softmax, log_softmax, cross_entropy (fused log_softmax + NLL) and
+ * scaled_dot_product_attention (fused scores, mask, softmax and values).
  *
  * Softmax works on "rows": the n elements along dim, which sit `inner`
  * elements apart in a contiguous tensor viewed as [outer, n, inner]. Each row
@@ -19,7 +20,10 @@
 #include "fastmath.h"
 #include "simd.h"
 
+#include <limits.h>
 #include <math.h>
+#include <omp.h>
+#include <string.h>
 
 /* Rows done together along a dim other than the last: 8 AVX-512 vectors
  * per step along dim (the best of 32 to 256 for softmax over dim 0 of
@@ -54,7 +58,7 @@ static GB__INLINE float gb__ts_row_max(const float *x, int64_t n) {
 }
 
 /* sum(exp(x - mx)); e[j] = exp(x[j] - mx) too unless e is NULL. */
-static GB__INLINE double gb__ts_row_sum_exp(float *restrict e, const float *restrict x, int64_t n, float mx) {
+static GB__INLINE double gb__ts_row_sum_exp(float *e, const float *x, int64_t n, float mx) { /* e may be x */
     double sum = 0;
     for (int64_t j0 = 0; j0 < n; j0 += GB__STRETCH) {
         int64_t j1 = n - j0 < GB__STRETCH ? n : j0 + GB__STRETCH;
@@ -398,5 +402,373 @@ gb_tensor *gb_cross_entropy(gb_tensor *logits, gb_tensor *targets, int64_t ignor
                                 (gb_tensor *[]){logits, targets});
     if (!out) return NULL;
     out->iparam[0] = ignore_index;
+    return gb__ts_op_run(out);
+}
+
+/* ---- scaled_dot_product_attention -----------------------------------------
+ * softmax(scale q k^T over the keys a query sees) v, for q [B, H, T, D],
+ * k [B, KV, S, D], v [B, KV, S, Dv], query head h reading key head
+ * h / (H / KV) (grouped-query attention without copies of k and v).
+ *
+ * Written as its ops (a product, a scale, masked_fill, softmax, a product),
+ * attention made four passes over [B, H, T, S] scores in five parallel
+ * regions: 5% of the Llama-shaped 128-token forward. Here one region takes
+ * blocks of GB__ATT_ROWS query rows of one head: their scores [rows, S] in
+ * the thread's scratch (it stays in L2), the masked softmax in place, the
+ * value product; a block stops at the last key any of its rows sees, so a
+ * causal mask halves the products. Each block is one thread's from start
+ * to end: results do not depend on the thread count.
+ *
+ * A row that sees no key averages all S values, as masked_fill with
+ * finfo(float32).min followed by softmax does (Hugging Face's eager
+ * attention). saved[0] is [B * H * T, 2]: each row's max and
+ * log(sum(exp(x - max))), kept apart as cross_entropy keeps them, from which
+ * the backward recomputes the probabilities a block at a time instead of
+ * keeping [B, H, T, S] of them.
+ *
+ * src: q, k, v[, hidden]; fparam[0]: scale. */
+
+enum { GB__ATT_ROWS = 32 }; /* query rows per block: scores [32, S] */
+
+typedef struct gb__ts_att {
+    const gb__ts_blas *blas;
+    int64_t B, H, KV, T, S, D, Dv;
+    const float *q, *k, *v; /* rows of D (Dv) floats, ld apart */
+    int64_t qs[2], ks[2], vs[2]; /* strides of dims 0 and 1 */
+    int ldq, ldk, ldv;
+    const bool *hid; /* [B, H, T, S] by hs, or NULL: every key seen */
+    int64_t hs[4];
+    float scale;
+} gb__ts_att;
+
+/* A block of query rows [i0, i0 + rows) of head h: where each row's seen
+ * keys end (0: it sees none) and the furthest of them. */
+typedef struct gb__ts_att_blk {
+    int64_t b, h, i0, rows, jend;
+    int64_t end[GB__ATT_ROWS];
+    bool holes[GB__ATT_ROWS]; /* the row hides some key before its end */
+    bool blind;               /* some row sees no key */
+} gb__ts_att_blk;
+
+static const bool *gb__ts_att_hid(const gb__ts_att *a, int64_t b, int64_t h, int64_t i) {
+    return a->hid ? a->hid + b * a->hs[0] + h * a->hs[1] + i * a->hs[2] : NULL;
+}
+
+static void gb__ts_att_block(const gb__ts_att *a, int64_t b, int64_t h, int64_t i0, gb__ts_att_blk *k) {
+    k->b = b, k->h = h, k->i0 = i0, k->jend = 0, k->blind = false;
+    k->rows = a->T - i0 < GB__ATT_ROWS ? a->T - i0 : GB__ATT_ROWS;
+    for (int64_t r = 0; r < k->rows; r++) {
+        const bool *m = gb__ts_att_hid(a, b, h, i0 + r); /* [S] by hs[3] */
+        int64_t j = a->S;
+        while (m && j > 0 && m[(j - 1) * a->hs[3]]) j--;
+        k->end[r] = j;
+        k->holes[r] = false;
+        if (m && a->hs[3] == 1) k->holes[r] = memchr(m, true, (size_t)j) != NULL;
+        else for (int64_t i = 0; m && i < j && !k->holes[r]; i++) k->holes[r] = m[i * a->hs[3]];
+        k->jend = j > k->jend ? j : k->jend;
+        k->blind |= j == 0;
+    }
+}
+
+/* Keys and values of head h's key head in batch b: [S, D] and [S, Dv]. */
+static const float *gb__ts_att_k(const gb__ts_att *a, int64_t b, int64_t h) {
+    return a->k + b * a->ks[0] + h / (a->H / a->KV) * a->ks[1];
+}
+static const float *gb__ts_att_v(const gb__ts_att *a, int64_t b, int64_t h) {
+    return a->v + b * a->vs[0] + h / (a->H / a->KV) * a->vs[1];
+}
+
+/* The scratch's row length for n keys: whole vectors of 16. */
+static int64_t gb__ts_att_ld(int64_t n) { return (n + 15) / 16 * 16; }
+
+/* s [rows, ld] = scale q k^T for the block's rows and keys [0, jend). */
+static void gb__ts_att_scores(const gb__ts_att *a, const gb__ts_att_blk *k, float *s, int64_t ld) {
+    const float *q = a->q + k->b * a->qs[0] + k->h * a->qs[1] + k->i0 * a->ldq; /* [rows, D] */
+    a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k->rows, (int)k->jend, (int)a->D, a->scale, q, a->ldq,
+                   gb__ts_att_k(a, k->b, k->h), a->ldk, 0.0f, s, (int)ld);
+}
+
+/* A row's probabilities in place over the keys it sees (before end, not
+ * hidden: hid[j * hs], hid NULL when none before end is), its max and
+ * log-sum-exp. The row has n floats, a multiple of 16 (the scratch's rows
+ * are padded): the loops go by 16 lanes with no scalar remainder, which
+ * rows of ~100 keys spent most of their time in. */
+static GB__CLONES void gb__ts_att_softmax_row(float *restrict x /* [n] */, int64_t n, int64_t end,
+                                              const bool *hid /* [end] by hs */, int64_t hs,
+                                              float *stats /* [2] */) {
+    float lane[16], mx = -INFINITY;
+    for (int64_t j = 0; hid && j < end; j++)
+        if (hid[j * hs]) x[j] = -INFINITY;
+    for (int64_t j = end; j < n; j++) x[j] = -INFINITY;
+    for (int i = 0; i < 16; i++) lane[i] = -INFINITY;
+    for (int64_t j = 0; j < n; j += 16)
+        for (int i = 0; i < 16; i++) lane[i] = x[j + i] > lane[i] ? x[j + i] : lane[i];
+    for (int i = 0; i < 16; i++) mx = lane[i] > mx ? lane[i] : mx;
+    for (int i = 0; i < 16; i++) lane[i] = 0.0f; /* at most n / 16 terms each */
+    for (int64_t j = 0; j < n; j += 16)
+        for (int i = 0; i < 16; i++) {
+            x[j + i] = gb__ts_exp(x[j + i] - mx);
+            lane[i] += x[j + i];
+        }
+    double sum = 0;
+    for (int i = 0; i < 16; i++) sum += lane[i];
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n; j += 16)
+        for (int i = 0; i < 16; i++) x[j + i] *= inv;
+    stats[0] = mx, stats[1] = (float)log(sum);
+}
+
+/* o [Dv] = the mean of the S values (a row that sees no key). */
+static void gb__ts_att_mean(float *o, const float *v /* [S, ldv] */, int64_t ldv, int64_t S, int64_t Dv) {
+    float p = 1.0f / (float)S;
+    memset(o, 0, (size_t)Dv * sizeof *o);
+    for (int64_t j = 0; j < S; j++)
+        for (int64_t d = 0; d < Dv; d++) o[d] += p * v[j * ldv + d];
+}
+
+static void gb__ts_att_forward_block(const gb__ts_att *a, float *out /* [B, H, T, Dv] */,
+                                     float *stats /* [B, H, T, 2] */, float *s /* [GB__ATT_ROWS, S] */,
+                                     int64_t b, int64_t h, int64_t i0) {
+    gb__ts_att_blk k;
+    gb__ts_att_block(a, b, h, i0, &k);
+    int64_t row0 = (b * a->H + h) * a->T + i0;
+    float *o = out + row0 * a->Dv, *st = stats + row0 * 2; /* [rows, Dv], [rows, 2] */
+    if (k.jend > 0) {
+        int64_t ld = gb__ts_att_ld(k.jend);
+        gb__ts_att_scores(a, &k, s, ld);
+        for (int64_t r = 0; r < k.rows; r++) {
+            if (k.end[r]) gb__ts_att_softmax_row(s + r * ld, ld, k.end[r],
+                                                 k.holes[r] ? gb__ts_att_hid(a, b, h, i0 + r) : NULL, a->hs[3], st + 2 * r);
+            else memset(s + r * ld, 0, (size_t)ld * sizeof *s);
+        }
+        a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k.rows, (int)a->Dv, (int)k.jend, 1.0f, s,
+                       (int)ld, gb__ts_att_v(a, b, h), a->ldv, 0.0f, o, (int)a->Dv);
+    }
+    for (int64_t r = 0; r < k.rows; r++)
+        if (!k.end[r]) {
+            gb__ts_att_mean(o + r * a->Dv, gb__ts_att_v(a, b, h), a->ldv, a->S, a->Dv);
+            st[2 * r] = st[2 * r + 1] = 0; /* unused: the backward sees the row is blind */
+        }
+}
+
+/* t itself when sgemm can read its rows where they lie (the last dim unit
+ * strided, rows at least their length apart, in int range), else a
+ * contiguous copy; *ld is the rows' distance. */
+static gb_tensor *gb__ts_att_rows(const gb_tensor *t, int *ld) {
+    int64_t n = t->shape[3], rs = t->stride[2];
+    if ((n > 1 && t->stride[3] != 1) || (t->shape[2] > 1 && rs < n) || rs > INT_MAX) {
+        *ld = n > 1 ? (int)n : 1;
+        return gb__ts_dense(t);
+    }
+    *ld = (int)(rs > n ? rs : n > 1 ? n : 1);
+    return gb_tensor_ref((gb_tensor *)t);
+}
+
+/* The geometry of out's sources in *a, their readable versions in use[3]
+ * (released by the caller). */
+static gb_status gb__ts_att_of(const gb_tensor *out, gb__ts_att *a, gb_tensor *use[3]) {
+    const gb_tensor *q = out->src[0], *k = out->src[1], *v = out->src[2];
+    *a = (gb__ts_att){.B = q->shape[0], .H = q->shape[1], .KV = k->shape[1], .T = q->shape[2], .S = k->shape[2],
+                      .D = q->shape[3], .Dv = v->shape[3], .scale = out->fparam[0]};
+    int *ld[3] = {&a->ldq, &a->ldk, &a->ldv};
+    for (int i = 0; i < 3; i++)
+        if (!(use[i] = gb__ts_att_rows(out->src[i], ld[i]))) return gb_last_status();
+    a->q = gb_tensor_data(use[0]), a->k = gb_tensor_data(use[1]), a->v = gb_tensor_data(use[2]);
+    for (int d = 0; d < 2; d++) a->qs[d] = use[0]->stride[d], a->ks[d] = use[1]->stride[d], a->vs[d] = use[2]->stride[d];
+    if (out->nsrc > 3) {
+        a->hid = gb_tensor_data(out->src[3]);
+        gb__ts_broadcast_strides(out->src[3], 4, (int64_t[]){a->B, a->H, a->T, a->S}, a->hs);
+    }
+    if (!(a->blas = gb__ts_blas_get())) {
+        gb__error_prefix("scaled_dot_product_attention");
+        return gb_last_status();
+    }
+    return GB_OK;
+}
+
+/* Threads for `units` blocks of about `work` multiply-adds each. */
+static int gb__ts_att_threads(int64_t units, double work) {
+    int nt = gb__threads();
+    if (nt > units) nt = (int)units;
+    return (double)units * work < GB__PAR_MIN_WORK ? 1 : nt;
+}
+
+gb_status gb__ts_op_ATTENTION_forward(gb_tensor *out) {
+    gb__ts_att a;
+    gb_tensor *use[3] = {0}, *stats = NULL, *scratch = NULL;
+    gb_status st = gb__ts_att_of(out, &a, use);
+    if (st) goto done;
+    float *o = gb_tensor_data(out); /* [B, H, T, Dv] */
+    int64_t rows = a.B * a.H * a.T, nblk = (a.T + GB__ATT_ROWS - 1) / GB__ATT_ROWS, units = a.B * a.H * nblk;
+    int64_t srows = a.T < GB__ATT_ROWS ? a.T : GB__ATT_ROWS;
+    int nt = gb__ts_att_threads(units, (double)srows * (double)a.S * (double)(a.D + a.Dv));
+    if (!(stats = gb_empty(2, (int64_t[]){rows, 2}, GB_DTYPE_F32)) ||
+        !(scratch = gb_empty(1, (int64_t[]){nt * srows * gb__ts_att_ld(a.S > 0 ? a.S : 1)}, GB_DTYPE_F32))) {
+        st = gb_last_status();
+        goto done;
+    }
+    float *sv = gb_tensor_data(stats), *sc = gb_tensor_data(scratch); /* [rows, 2], [nt, srows, S rounded up] */
+    if (a.S == 0) { /* softmax over no keys, then a product over none: zeros, as the ops give */
+        memset(o, 0, (size_t)gb_tensor_numel(out) * sizeof *o);
+        memset(sv, 0, (size_t)rows * 2 * sizeof *sv);
+    } else {
+        int pinned = gb__ts_blas_pin(a.blas, nt > 1);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            float *s = sc + omp_get_thread_num() * srows * gb__ts_att_ld(a.S); /* [srows, S rounded up] */
+#pragma omp for schedule(dynamic)
+            for (int64_t u = 0; u < units; u++)
+                gb__ts_att_forward_block(&a, o, sv, s, u / nblk / a.H, u / nblk % a.H, u % nblk * GB__ATT_ROWS);
+        }
+        gb__ts_blas_unpin(pinned);
+    }
+    if (out->requires_grad) out->saved[0] = stats, stats = NULL;
+done:
+    for (int i = 0; i < 3; i++) gb_tensor_free(use[i]);
+    gb_tensor_free(stats), gb_tensor_free(scratch);
+    return st;
+}
+
+/* p [n] = the probabilities of a row from its scores (in place), max and
+ * log-sum-exp (hid as for gb__ts_att_softmax_row); 1/S everywhere for a
+ * row that sees no key (end 0). */
+static GB__CLONES void gb__ts_att_prob_row(float *restrict x /* [n] */, int64_t n, int64_t end,
+                                           const bool *hid /* [n] by hs */, int64_t hs, const float *stats,
+                                           int64_t S) {
+    if (!end) {
+        for (int64_t j = 0; j < n; j++) x[j] = 1.0f / (float)S;
+        return;
+    }
+    float mx = stats[0], ls = stats[1];
+#pragma omp simd
+    for (int64_t j = 0; j < end; j++) x[j] = gb__ts_exp((x[j] - mx) - ls);
+    for (int64_t j = 0; hid && j < end; j++)
+        if (hid[j * hs]) x[j] = 0.0f;
+    for (int64_t j = end; j < n; j++) x[j] = 0.0f;
+}
+
+/* ds [n] = p * (dp - sum(do * o)): softmax's backward, in place of dp (a
+ * row that sees no key has no score gradient: masked_fill stops it). */
+static GB__CLONES void gb__ts_att_dscores(float *restrict ds /* [n] */, const float *restrict p /* [n] */, int64_t n,
+                                          const float *restrict dout /* [Dv] */, const float *restrict o /* [Dv] */,
+                                          int64_t Dv, bool blind) {
+    double dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t d = 0; d < Dv; d++) dot += (double)dout[d] * o[d];
+    float di = blind ? 0.0f : (float)dot;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) ds[j] = blind ? 0.0f : p[j] * (ds[j] - di);
+}
+
+/* dq, dk, dv (each NULL when not asked for) of the block's rows. */
+static void gb__ts_att_backward_block(const gb__ts_att *a, const float *out, const float *dout, const float *stats,
+                                      float *dq, float *dk, float *dv, float *p, float *ds, int64_t b, int64_t h,
+                                      int64_t i0) {
+    gb__ts_att_blk k;
+    gb__ts_att_block(a, b, h, i0, &k);
+    if (k.blind) k.jend = a->S; /* its probabilities are 1/S over every key */
+    int64_t row0 = (b * a->H + h) * a->T + i0, n = k.jend, kv = h / (a->H / a->KV);
+    const float *o = out + row0 * a->Dv, *g = dout + row0 * a->Dv, *st = stats + row0 * 2; /* [rows, Dv] x 2, [rows, 2] */
+    const float *q = a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->ldq;                      /* [rows, D] */
+    const float *kk = gb__ts_att_k(a, b, h), *v = gb__ts_att_v(a, b, h);                   /* [S, D], [S, Dv] */
+    int rows = (int)k.rows, D = (int)a->D, Dv = (int)a->Dv;
+    if (n == 0) return;
+    gb__ts_att_scores(a, &k, p, n);
+    for (int64_t r = 0; r < k.rows; r++)
+        gb__ts_att_prob_row(p + r * n, n, k.end[r], k.holes[r] ? gb__ts_att_hid(a, b, h, i0 + r) : NULL, a->hs[3],
+                            st + 2 * r, a->S);
+    if (dv) /* dv [n, Dv] += p^T dout */
+        a->blas->sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, Dv, rows, 1.0f, p, (int)n, g, Dv, 1.0f,
+                       dv + (b * a->KV + kv) * a->S * a->Dv, Dv);
+    if (!dq && !dk) return;
+    /* ds [rows, n] = dout v^T, then softmax's backward */
+    a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, Dv, 1.0f, g, Dv, v, a->ldv, 0.0f, ds, (int)n);
+    for (int64_t r = 0; r < k.rows; r++)
+        gb__ts_att_dscores(ds + r * n, p + r * n, n, g + r * a->Dv, o + r * a->Dv, a->Dv, k.end[r] == 0);
+    if (dq) /* dq [rows, D] += scale ds k */
+        a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, (int)n, a->scale, ds, (int)n, kk, a->ldk,
+                       1.0f, dq + row0 * a->D, D);
+    if (dk) /* dk [n, D] += scale ds^T q */
+        a->blas->sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, D, rows, a->scale, ds, (int)n, q, a->ldq, 1.0f,
+                       dk + (b * a->KV + kv) * a->S * a->D, D);
+}
+
+/* A thread per key head (the query heads reading it add into its dk and
+ * dv), each head's blocks in order: sums do not depend on the thread count. */
+gb_status gb__ts_op_ATTENTION_backward(gb_tensor *out, const gb_tensor *dout, gb_tensor **dsrc) {
+    gb__ts_att a;
+    gb_tensor *use[3] = {0}, *scratch = NULL;
+    gb_status st = gb__ts_att_of(out, &a, use);
+    if (st || a.S == 0 || !(dsrc[0] || dsrc[1] || dsrc[2])) goto done;
+    int64_t G = a.H / a.KV, nblk = (a.T + GB__ATT_ROWS - 1) / GB__ATT_ROWS, units = a.B * a.KV;
+    int64_t srows = a.T < GB__ATT_ROWS ? a.T : GB__ATT_ROWS;
+    int nt = gb__ts_att_threads(units, (double)G * (double)a.T * (double)a.S * (double)(2 * a.D + 3 * a.Dv));
+    if (!(scratch = gb_empty(1, (int64_t[]){nt * 2 * srows * a.S}, GB_DTYPE_F32))) {
+        st = gb_last_status();
+        goto done;
+    }
+    const float *o = gb_tensor_data(out), *g = gb_tensor_data(dout), *sv = gb_tensor_data(out->saved[0]);
+    float *dq = dsrc[0] ? gb_tensor_data(dsrc[0]) : NULL, *dk = dsrc[1] ? gb_tensor_data(dsrc[1]) : NULL;
+    float *dv = dsrc[2] ? gb_tensor_data(dsrc[2]) : NULL, *sc = gb_tensor_data(scratch); /* [nt, 2, srows, S] */
+    int pinned = gb__ts_blas_pin(a.blas, nt > 1);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *p = sc + omp_get_thread_num() * 2 * srows * a.S, *ds = p + srows * a.S; /* [srows, S] each */
+#pragma omp for schedule(dynamic)
+        for (int64_t u = 0; u < units; u++)
+            for (int64_t h = u % a.KV * G; h < (u % a.KV + 1) * G; h++)
+                for (int64_t blk = 0; blk < nblk; blk++)
+                    gb__ts_att_backward_block(&a, o, g, sv, dq, dk, dv, p, ds, u / a.KV, h, blk * GB__ATT_ROWS);
+    }
+    gb__ts_blas_unpin(pinned);
+done:
+    for (int i = 0; i < 3; i++) gb_tensor_free(use[i]);
+    gb_tensor_free(scratch);
+    return st;
+}
+
+gb_tensor *gb_scaled_dot_product_attention(gb_tensor *q, gb_tensor *k, gb_tensor *v, gb_tensor *hidden, float scale) {
+    const char *op = "scaled_dot_product_attention";
+    const char *names[3] = {"q", "k", "v"};
+    gb_tensor *in[3] = {q, k, v};
+    for (int i = 0; i < 3; i++) {
+        if (!in[i]) return gb__fail_null(GB_ERR_ARG, "%s: %s is NULL", op, names[i]);
+        if (in[i]->dtype != GB_DTYPE_F32)
+            return gb__fail_null(GB_ERR_DTYPE, "%s: %s must be float32, got %s %s", op, names[i],
+                                 gb_dtype_name(in[i]->dtype), GB__SHAPE_STR(in[i]));
+        if (in[i]->ndim != 4)
+            return gb__fail_null(GB_ERR_SHAPE,
+                                 "%s: expected q [batch, heads, queries, head_dim], k [batch, kv_heads, keys, "
+                                 "head_dim] and v [batch, kv_heads, keys, v_dim]; %s has shape %s",
+                                 op, names[i], GB__SHAPE_STR(in[i]));
+    }
+    int64_t B = q->shape[0], H = q->shape[1], T = q->shape[2], KV = k->shape[1], S = k->shape[2];
+    if (k->shape[0] != B || v->shape[0] != B || v->shape[1] != KV || v->shape[2] != S || k->shape[3] != q->shape[3])
+        return gb__fail_null(GB_ERR_SHAPE,
+                             "%s: q %s, k %s and v %s do not fit q [batch, heads, queries, head_dim], k [batch, "
+                             "kv_heads, keys, head_dim], v [batch, kv_heads, keys, v_dim]",
+                             op, GB__SHAPE_STR(q), GB__SHAPE_STR(k), GB__SHAPE_STR(v));
+    if (KV == 0 ? H != 0 : H % KV != 0)
+        return gb__fail_null(GB_ERR_SHAPE, "%s: %lld query heads cannot share %lld key/value heads (q %s, k %s)", op,
+                             (long long)H, (long long)KV, GB__SHAPE_STR(q), GB__SHAPE_STR(k));
+    if (T > INT_MAX || S > INT_MAX || q->shape[3] > INT_MAX || v->shape[3] > INT_MAX)
+        return gb__fail_null(GB_ERR_UNSUPPORTED, "%s: q %s, k %s, v %s exceed OpenBLAS's 32-bit sizes", op,
+                             GB__SHAPE_STR(q), GB__SHAPE_STR(k), GB__SHAPE_STR(v));
+    int64_t full[4] = {B, H, T, S};
+    if (hidden) {
+        int nd;
+        int64_t bs[GB_MAX_DIMS];
+        if (hidden->dtype != GB_DTYPE_BOOL)
+            return gb__fail_null(GB_ERR_DTYPE, "%s: hidden must be a bool mask (true: the key is hidden), got %s %s",
+                                 op, gb_dtype_name(hidden->dtype), GB__SHAPE_STR(hidden));
+        if (gb__ts_broadcast_shapes(op, hidden->ndim, hidden->shape, 4, full, &nd, bs) != GB_OK || nd != 4 ||
+            memcmp(bs, full, sizeof full))
+            return gb__fail_null(GB_ERR_SHAPE, "%s: hidden %s does not broadcast to [batch, heads, queries, keys] %s",
+                                 op, GB__SHAPE_STR(hidden), gb__shape_str((char[128]){0}, 128, 4, full));
+    }
+    gb_tensor *out = gb__ts_op_new(GB_OP_ATTENTION, op, GB_DTYPE_F32, 4, (int64_t[]){B, H, T, v->shape[3]},
+                                   hidden ? 4 : 3, (gb_tensor *[]){q, k, v, hidden});
+    if (!out) return NULL;
+    out->fparam[0] = scale;
     return gb__ts_op_run(out);
 }

@@ -405,6 +405,17 @@ gb_tensor *gb_rms_norm(gb_tensor *x, gb_tensor *weight, float eps);
  * x[..., :D/2]); cos and sin broadcast to x's shape (a shape error names
  * them otherwise). Gradients flow to all three. */
 gb_tensor *gb_rope(gb_tensor *x, gb_tensor *cos, gb_tensor *sin);
+/* softmax(scale q k^T, hidden keys left out) v as one op, the attention of
+ * Hugging Face's eager implementation: q [B, H, T, D], k [B, KV, S, D],
+ * v [B, KV, S, Dv] with H a multiple of KV (query head h reads key head
+ * h / (H / KV): grouped-query attention without copying k and v); hidden,
+ * NULL or bool broadcast to [B, H, T, S], true where a query must not see a
+ * key. A query that sees no key gets the mean of all S values (what
+ * masked_fill with finfo(float32).min then softmax gives). Result
+ * [B, H, T, Dv], f32; gradients flow to q, k and v. The [B, H, T, S]
+ * probabilities are never stored (compute them with the ops to look at
+ * them): blocks of rows at a time, forward and backward. */
+gb_tensor *gb_scaled_dot_product_attention(gb_tensor *q, gb_tensor *k, gb_tensor *v, gb_tensor *hidden, float scale);
 /* weight[ids]: ids i64 or i32 of any shape, result shape ids.shape + [dim]
  * (f32; an f16/bf16 weight's rows are converted); an id outside [0, rows)
  * fails with GB_ERR_INDEX naming it. */

@@ -157,6 +157,13 @@ gb_status gb__ts_copy_into(gb_tensor *dst, const gb_tensor *src);
 bool gb__ts_is_transposed(const gb_tensor *t);
 /* A new f32 [rows, cols] matrix stored transposed (zeroed when asked). */
 gb_tensor *gb__ts_transposed_new(int64_t rows, int64_t cols, bool zero);
+/* x [..., K] times the transposes of several f32 weights w_i [N_i, K]
+ * (rows contiguous): out_i [..., N_i], new tensors, as one product that
+ * packs x once (Llama's q, k and v projections; gate and up). Only where
+ * nothing records a gradient; no bias. False, with out all NULL, when the
+ * shared kernel does not take them (other CPUs, shapes, strides, dtypes,
+ * memory): the caller runs gb_linear on each. */
+bool gb__ts_linear_shared(gb_tensor *x, int n, gb_tensor *const *w, gb_tensor **out);
 /* Release t's sources and saved tensors (autograd frees the graph with it). */
 void gb__ts_tensor_drop_graph(gb_tensor *t);
 

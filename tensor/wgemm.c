@@ -51,6 +51,7 @@ enum { GB__WG_MR = 12, GB__WG_NR = 32 };
 #define GB__WG_MAX_ROWS 256                /* 0.95x OpenBLAS at 512 rows */
 #define GB__WG_MIN_ROWS 5          /* fewer rows take the matrix-vector kernels */
 #define GB__WG_MIN_WEIGHT 65536.0 /* smaller weights: sgemm, whose setup costs less */
+#define GB__WG_MAX_SHARED 8        /* weights sharing one A in gb__ts_wgemm_shared */
 
 #define GB__AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2,f16c")))
 
@@ -181,11 +182,21 @@ static GB__AVX512 void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda,
     }
 }
 
-/* C = beta C + A @ W with W^T stored (b: unit row stride). */
-static bool gb__ts_wg_nk(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
-    int64_t m = c->rows, n = c->cols, k = a->cols;
-    if (b->cs < k || m > GB__WG_MAX_ROWS) return false;
-    int64_t units = (n + GB__WG_MR - 1) / GB__WG_MR, mq = (m + GB__WG_NR - 1) / GB__WG_NR;
+/* C_i = beta C_i + A @ W_i for nw weights W_i^T stored (unit row
+ * strides) that share A: A^T packed once, and the threads take spans of
+ * the weights' rows laid end to end, so several small products (Llama's
+ * k and v projections, 256 rows each, ran at 75% of the rate of q's 768)
+ * share one parallel region and balance as one. */
+static bool gb__ts_wg_nk(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
+    int64_t m = a->rows, k = a->cols, units = 0, first[GB__WG_MAX_SHARED + 1]; /* weight i's first unit */
+    if (m > GB__WG_MAX_ROWS || nw > GB__WG_MAX_SHARED) return false;
+    for (int i = 0; i < nw; i++) {
+        if (b[i].cs < k) return false;
+        first[i] = units;
+        units += (c[i].cols + GB__WG_MR - 1) / GB__WG_MR;
+    }
+    first[nw] = units;
+    int64_t mq = (m + GB__WG_NR - 1) / GB__WG_NR;
     /* K in equal blocks of at most GB__WG_MAX_A bytes of A^T, multiples of 16 */
     int64_t nblocks = (int64_t)ceil(4.0 * (double)(mq * GB__WG_NR) * (double)k / GB__WG_MAX_A);
     int64_t kb = ((k + nblocks - 1) / nblocks + 15) / 16 * 16;
@@ -201,8 +212,14 @@ static bool gb__ts_wg_nk(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         gb__ts_wg_pack_at(at, a->p, a->rs, m, k, mq * t / nt, mq * (t + 1) / nt);
 #pragma omp barrier
-        int64_t n0 = units * t / nt * GB__WG_MR, n1 = units * (t + 1) / nt * GB__WG_MR;
-        gb__ts_wg_rows(c->p, c->rs, b->p, b->cs, at, m, k, kb, n0, n1 < n ? n1 : n, beta);
+        int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
+        for (int i = 0; i < nw; i++) { /* the thread's units of weight i */
+            int64_t lo = u0 > first[i] ? u0 : first[i], hi = u1 < first[i + 1] ? u1 : first[i + 1];
+            int64_t n0 = (lo - first[i]) * GB__WG_MR, n1 = (hi - first[i]) * GB__WG_MR;
+            if (lo < hi)
+                gb__ts_wg_rows(c[i].p, c[i].rs, b[i].p, b[i].cs, at, m, k, kb, n0,
+                               n1 < c[i].cols ? n1 : c[i].cols, beta);
+        }
     }
     gb_tensor_free(scratch);
     return true;
@@ -299,12 +316,22 @@ static bool gb__ts_wg_kn(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_
     return true;
 }
 
+/* Whether the kernels here take C = A @ B at all (either layout). */
+static bool gb__ts_wg_fits(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b) {
+    return (gb__ts_cpu_features() & GB__CPU(AVX512F)) && c->rows >= GB__WG_MIN_ROWS && a->cs == 1 && c->cs == 1 &&
+           c->rows == a->rows && b->rows == a->cols && c->cols == b->cols &&
+           (double)c->cols * (double)a->cols >= GB__WG_MIN_WEIGHT;
+}
+
 bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
-    int64_t m = c->rows, n = c->cols, k = a->cols;
-    if (!(gb__ts_cpu_features() & GB__CPU(AVX512F)) || m < GB__WG_MIN_ROWS || a->cs != 1 || c->cs != 1 ||
-        (double)n * (double)k < GB__WG_MIN_WEIGHT)
-        return false;
-    if (b->rs == 1) return gb__ts_wg_nk(c, a, b, beta);
+    if (!gb__ts_wg_fits(c, a, b)) return false;
+    if (b->rs == 1) return gb__ts_wg_nk(1, c, a, b, beta);
     if (b->cs == 1) return gb__ts_wg_kn(c, a, b, beta);
     return false;
+}
+
+bool gb__ts_wgemm_shared(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *w) {
+    for (int i = 0; i < nw; i++)
+        if (!gb__ts_wg_fits(&c[i], a, &w[i]) || w[i].rs != 1) return false;
+    return nw > 0 && gb__ts_wg_nk(nw, c, a, w, 0.0f);
 }

@@ -1,5 +1,5 @@
 /* Hook events: order, replacement, skip, stop, call indices, removal,
- * subtrees, gradient events. Modules here are test-local types whose
+ * subtrees, gradient events; a forward's shortcuts where no hook looks. Modules here are test-local types whose
  * forwards are copies (clone), so expected values are exact. */
 #include <string.h>
 
@@ -332,6 +332,53 @@ START_TEST(test_hooks_follow_the_tree) {
 }
 END_TEST
 
+static gb_status count_hook(gb_event *ev, void *ctx) {
+    (void)ev;
+    (*(int *)ctx)++;
+    return GB_OK;
+}
+
+/* A forward takes shortcuts where nothing would see the difference, and
+ * they give what the module calls give: sibling projections (q, k, v;
+ * gate, up) as one product packing their input once, bit for bit (the
+ * same kernel and order of sums), and attention as one op, within float
+ * rounding of the ops it replaces. A hook on a projection, or on an
+ * attention point, turns the shortcut off. */
+START_TEST(test_shortcuts_match_the_module_calls) {
+    /* sizes the AVX-512 product kernels take (weights of 2^17 floats and more) */
+    gb_llama_config c = {.vocab_size = 64, .hidden_size = 512, .intermediate_size = 1024, .num_hidden_layers = 2,
+                         .num_attention_heads = 4, .num_key_value_heads = 2, .max_position_embeddings = 64,
+                         .rms_norm_eps = 1e-5f, .rope_theta = 10000.0, .hidden_act = "silu"};
+    gb_module *net = gb_llama_new(&c);
+    ck_assert_ptr_nonnull(net);
+    gb_module_init(net, 7);
+    gb_rng r = gb_rng_seed(3);
+    gb_tensor *ids = gb_randint(&r, 2, (int64_t[]){2, 12}, 0, 64), *plain = NULL, *seen = NULL, *ops = NULL;
+    gb_grad_mode gm = gb_no_grad_begin();
+    gbt_ok_status(gb_module_run(net, NULL, ids, &plain));
+
+    gb_hooks *h = gb_hooks_new(net);
+    int calls = 0, points = 0;
+    gb_hook_add(h, gb_module_find(net, "model.layers.0.self_attn.q_proj"), GB_EVENT_OUTPUT, 0, count_hook, &calls);
+    gb_hook_add(h, gb_module_find(net, "model.layers.1.mlp.up_proj"), GB_EVENT_OUTPUT, 0, count_hook, &calls);
+    gb_run *run = gb_run_new();
+    gb_hooks_attach(h, run);
+    gbt_ok_status(gb_module_run(net, run, ids, &seen));
+    ck_assert_int_eq(calls, 2);
+    gbt_assert_close(seen, plain, 0, 0, "q, k, v of layer 0 and gate, up of layer 1 one call at a time");
+
+    gb_hook_add_point(h, "model.layers.1.self_attn.attn_weights", count_hook, &points);
+    gb_run *run2 = gb_run_new();
+    gb_hooks_attach(h, run2);
+    gbt_ok_status(gb_module_run(net, run2, ids, &ops));
+    ck_assert_int_eq(points, 1);
+    gbt_assert_close(ops, plain, 1e-5, 1e-6, "attention through its ops");
+    gb_grad_mode_end(gm);
+    gb_tensor_free(ops), gb_tensor_free(seen), gb_tensor_free(plain), gb_tensor_free(ids);
+    gb_run_free(run2), gb_run_free(run), gb_hooks_free(h), gb_module_free(net);
+}
+END_TEST
+
 START_TEST(test_hook_errors) {
     gb_module *net = make_net();
     gb_hooks *h = gb_hooks_new(net);
@@ -354,6 +401,7 @@ Suite *gb_suite_hooks(void) {
     tcase_add_test(tc, test_registration_order_across_subtree_and_module_hooks);
     tcase_add_test(tc, test_hooks_added_and_removed_by_hooks);
     tcase_add_test(tc, test_hooks_follow_the_tree);
+    tcase_add_test(tc, test_shortcuts_match_the_module_calls);
     tcase_add_test(tc, test_hook_errors);
     suite_add_tcase(s, tc);
     return s;

@@ -1,7 +1,8 @@
-/* softmax, log_softmax, layer_norm, rms_norm, embedding, cross_entropy, cat,
- * stack, tril, triu: values and gradients against PyTorch (tests/oracle/
- * nn_ops.py, and nn_ops_big.py for the threaded paths of softmax and the
- * norms), finite-difference gradient checks, and every error path.
+/* softmax, log_softmax, layer_norm, rms_norm, embedding, cross_entropy, rope,
+ * scaled_dot_product_attention, cat, stack, tril, triu: values and
+ * gradients against PyTorch (tests/oracle/nn_ops.py, and nn_ops_big.py for
+ * the threaded paths of softmax and the norms), finite-difference gradient
+ * checks, and every error path.
  *
  * Tolerance: rtol 1e-5 on values. atol 1e-6 absorbs values that are ~0 by
  * cancellation (a normalised element near the mean, a gradient row that sums
@@ -29,7 +30,7 @@ typedef gb_tensor *(*recipe_fn)(gb_tensor **x, const void *arg);
 typedef struct nn_case {
     const char *key;
     recipe_fn fn;
-    const char *inputs[3];
+    const char *inputs[4];
     int iarg;
     float farg;
 } nn_case;
@@ -89,6 +90,16 @@ static gb_tensor *r_ce(gb_tensor **x, const void *arg) {
     const nn_case *c = arg;
     gb_tensor *l = first(x, c->farg != 0), *y = gb_cross_entropy(l, x[1], c->iarg);
     gb_tensor_free(l);
+    return y;
+}
+
+/* x: q, k, v[, hidden]; iarg 1: q, k, v given as [B, T, heads, dim], used
+ * as their views [B, heads, T, dim] (split heads) */
+static gb_tensor *r_attention(gb_tensor **x, const void *arg) {
+    gb_tensor *qkv[3] = {0}, *y;
+    for (int i = 0; i < 3; i++) qkv[i] = ARG_INT(arg) ? gb_transpose(x[i], 1, 2) : gb_tensor_ref(x[i]);
+    y = gb_scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], x[3], ARG_FLOAT(arg));
+    for (int i = 0; i < 3; i++) gb_tensor_free(qkv[i]);
     return y;
 }
 
@@ -181,6 +192,13 @@ static const nn_case nn_cases[] = {
     {"rope.heads", r_rope, {"xt", "cos", "sin"}, 1, 0},
     {"rope.odd", r_rope, {"x", "cos", "sin"}, 0, 0},
     {"rope.big", r_rope, {"x", "cos", "sin"}, 0, 0},
+    {"attn.causal", r_attention, {"q", "k", "v", "h"}, 0, 0.35355339059f},
+    {"attn.nomask", r_attention, {"q", "k", "v"}, 0, 0.5f},
+    {"attn.pad", r_attention, {"q", "k", "v", "h"}, 0, 0.25f},
+    {"attn.window", r_attention, {"q", "k", "v", "h"}, 0, 0.3f},
+    {"attn.t", r_attention, {"qt", "kt", "vt", "h"}, 1, 0.5f},
+    {"attn.big", r_attention, {"q", "k", "v", "h"}, 0, 0.125f},
+    {"attn.decode", r_attention, {"q", "k", "v"}, 0, 0.5f},
     {"cat.d1", r_cat, {"a", "b"}, 1, 0},
     {"cat.d0", r_cat, {"a", "b", "c"}, 0, 0},
     {"cat.neg", r_cat, {"a", "b"}, -1, 0},
@@ -214,9 +232,9 @@ static const nn_case nn_cases[] = {
 START_TEST(test_oracle_case) {
     const nn_case *c = &nn_cases[_i];
     gbt_oracle *o = oracle;
-    gb_tensor *x[3] = {0};
+    gb_tensor *x[4] = {0};
     int n = 0;
-    for (; n < 3 && c->inputs[n]; n++) {
+    for (; n < 4 && c->inputs[n]; n++) {
         gb_tensor *shared = gbt_getf(o, "%s.%s", c->key, c->inputs[n]);
         x[n] = gb_detach(shared); /* a leaf of our own: .grad must not outlive this case */
         gb_tensor_free(shared);
@@ -421,6 +439,81 @@ START_TEST(test_rope_errors) {
 }
 END_TEST
 
+/* The same values and gradients at 1, 2 and 3 threads (blocks of rows are
+ * one thread's each; a key head's gradients one thread's), and keys
+ * spanning several blocks of rows. */
+START_TEST(test_attention_threads) {
+    gbt_oracle *o = oracle;
+    gb_tensor *x[4];
+    const char *names[4] = {"q", "k", "v", "h"};
+    for (int i = 0; i < 4; i++) {
+        gb_tensor *shared = gbt_getf(o, "attn.big.%s", names[i]);
+        x[i] = gb_detach(shared);
+        gb_tensor_free(shared);
+        if (i < 3) gbt_ok_status(gb_requires_grad_(x[i], true));
+    }
+    gb_tensor *r = gbt_get(o, "attn.big.r"), *first[4] = {0};
+    int before = gb_get_num_threads();
+    for (int threads = 1; threads <= 3; threads++) {
+        gb_set_num_threads(threads);
+        gb_tensor *y = gb_scaled_dot_product_attention(x[0], x[1], x[2], x[3], 0.125f);
+        gbt_ok(y);
+        gbt_ok_status(gb_backward(y, r, false));
+        gb_tensor *got[4] = {y, gb_tensor_grad(x[0]), gb_tensor_grad(x[1]), gb_tensor_grad(x[2])};
+        for (int i = 0; i < 4; i++) {
+            if (threads == 1) first[i] = gb_clone(got[i]);
+            else gbt_assert_close(got[i], first[i], 0, 0, "attention at several threads");
+        }
+        for (int i = 0; i < 3; i++) gb_zero_grad(x[i]);
+        gb_tensor_free(y);
+    }
+    gb_set_num_threads(before);
+    for (int i = 0; i < 4; i++) gb_tensor_free(first[i]), gb_tensor_free(x[i]);
+    gb_tensor_free(r);
+}
+END_TEST
+
+/* No keys: softmax over none, then a product over none, gives zeros (as
+ * the ops do), and no gradient. */
+START_TEST(test_attention_no_keys) {
+    gb_tensor *q = gb_ones(4, (int64_t[]){1, 4, 3, 8}, GB_DTYPE_F32), *k = gb_zeros(4, (int64_t[]){1, 2, 0, 8}, GB_DTYPE_F32);
+    gbt_ok_status(gb_requires_grad_(q, true));
+    gb_tensor *y = gb_scaled_dot_product_attention(q, k, k, NULL, 1.0f), *zero = gb_zeros(4, (int64_t[]){1, 4, 3, 8}, GB_DTYPE_F32);
+    gbt_assert_close(y, zero, 0, 0, "attention over no keys");
+    gb_tensor *s = gb_sum_all(y);
+    gbt_ok_status(gb_backward(s, NULL, false));
+    gbt_assert_close(gb_tensor_grad(q), zero, 0, 0, "its gradient");
+    gb_tensor_free(s), gb_tensor_free(y), gb_tensor_free(zero), gb_tensor_free(q), gb_tensor_free(k);
+}
+END_TEST
+
+START_TEST(test_attention_errors) {
+    gb_tensor *q = gb_zeros(4, (int64_t[]){1, 4, 3, 8}, GB_DTYPE_F32), *k = gb_zeros(4, (int64_t[]){1, 2, 5, 8}, GB_DTYPE_F32),
+              *k3 = gb_zeros(4, (int64_t[]){1, 3, 5, 8}, GB_DTYPE_F32), *kd = gb_zeros(4, (int64_t[]){1, 2, 5, 4}, GB_DTYPE_F32),
+              *kb = gb_zeros(4, (int64_t[]){2, 2, 5, 8}, GB_DTYPE_F32), *h = gb_zeros(4, (int64_t[]){1, 2, 5, 8}, GB_DTYPE_F16),
+              *flat = gb_zeros(3, (int64_t[]){4, 3, 8}, GB_DTYPE_F32), *mf = gb_zeros(2, (int64_t[]){3, 5}, GB_DTYPE_F32),
+              *mb = gb_zeros(2, (int64_t[]){3, 5}, GB_DTYPE_BOOL), *mbad = gb_zeros(2, (int64_t[]){3, 4}, GB_DTYPE_BOOL);
+    gbt_fails_with(gb_scaled_dot_product_attention(NULL, k, k, NULL, 1) == NULL, GB_ERR_ARG, "scaled_dot_product_attention: q is NULL");
+    gbt_fails_with(gb_scaled_dot_product_attention(q, k, h, NULL, 1) == NULL, GB_ERR_DTYPE,
+                   "scaled_dot_product_attention: v must be float32, got float16 [1, 2, 5, 8]");
+    gbt_fails_with(gb_scaled_dot_product_attention(flat, k, k, NULL, 1) == NULL, GB_ERR_SHAPE, "q has shape [4, 3, 8]");
+    gbt_fails_with(gb_scaled_dot_product_attention(q, k3, k3, NULL, 1) == NULL, GB_ERR_SHAPE,
+                   "4 query heads cannot share 3 key/value heads");
+    gbt_fails_with(gb_scaled_dot_product_attention(q, kd, kd, NULL, 1) == NULL, GB_ERR_SHAPE,
+                   "q [1, 4, 3, 8], k [1, 2, 5, 4] and v [1, 2, 5, 4] do not fit");
+    gbt_fails_with(gb_scaled_dot_product_attention(q, k, kb, NULL, 1) == NULL, GB_ERR_SHAPE, "do not fit");
+    gbt_fails_with(gb_scaled_dot_product_attention(q, k, k, mf, 1) == NULL, GB_ERR_DTYPE,
+                   "hidden must be a bool mask (true: the key is hidden), got float32 [3, 5]");
+    gbt_fails_with(gb_scaled_dot_product_attention(q, k, k, mbad, 1) == NULL, GB_ERR_SHAPE,
+                   "hidden [3, 4] does not broadcast to [batch, heads, queries, keys] [1, 4, 3, 5]");
+    gb_tensor *ok = gb_scaled_dot_product_attention(q, k, k, mb, 1); /* [3, 5] broadcasts */
+    gbt_ok(ok);
+    gb_tensor_free(ok);
+    gb_tensor *all[] = {q, k, k3, kd, kb, h, flat, mf, mb, mbad};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) gb_tensor_free(all[i]);
+}
+END_TEST
+
 START_TEST(test_norm_errors) {
     gb_tensor *x = gb_zeros(2, (int64_t[]){2, 4}, GB_DTYPE_F32), *w3 = gb_zeros(1, (int64_t[]){3}, GB_DTYPE_F32),
               *w4 = gb_zeros(1, (int64_t[]){4}, GB_DTYPE_F32), *s = gb_scalar_tensor(1.0f),
@@ -520,6 +613,9 @@ Suite *gb_suite_nn_ops(void) {
     tcase_add_test(tc, test_softmax_errors);
     tcase_add_test(tc, test_norm_errors);
     tcase_add_test(tc, test_rope_errors);
+    tcase_add_test(tc, test_attention_threads);
+    tcase_add_test(tc, test_attention_no_keys);
+    tcase_add_test(tc, test_attention_errors);
     tcase_add_test(tc, test_embedding_errors);
     tcase_add_test(tc, test_cross_entropy_errors);
     tcase_add_test(tc, test_cat_stack_errors);

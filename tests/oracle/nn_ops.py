@@ -134,6 +134,55 @@ case("rope.heads", lambda xt, cos, sin: rope(xt.transpose(1, 2), cos, sin), xt=R
 case("rope.odd", lambda x, cos, sin: rope(x, cos, sin), x=R(4, 7), cos=R(7), sin=R(1, 7))
 case("rope.big", lambda x, cos, sin: rope(x, cos, sin), x=R(2, 4, 64, 130), cos=R(1, 1, 64, 130), sin=R(1, 1, 64, 130))
 
+# ---- scaled_dot_product_attention: Hugging Face's eager attention ----------
+# (repeat_kv, scores times the scale, masked_fill with finfo.min, softmax,
+# the value product). In float64: the op sums in another order than
+# PyTorch's float32 kernels, and both are within 1e-6 of the exact values.
+
+
+def sdpa(q, k, v, hidden=None, scale=1.0):
+    g = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+    s = (q @ k.transpose(-1, -2)) * scale
+    if hidden is not None:
+        s = s.masked_fill(hidden.bool(), torch.finfo(torch.float32).min)
+    return torch.softmax(s, -1) @ v
+
+
+def hidden_mask(B, T, S, window=0, pad=None):
+    """True where query i (at position S - T + i) must not see key j: later
+    keys, keys window or more behind, and padded keys (pad [B, S], 0 = pad)."""
+    i = torch.arange(T)[:, None] + (S - T)
+    j = torch.arange(S)[None, :]
+    h = j > i
+    if window:
+        h = h | (j <= i - window)
+    h = h[None, None].expand(B if pad is not None else 1, 1, T, S)
+    if pad is not None:
+        h = h | (pad[:, None, None, :] == 0)
+    return h.contiguous()
+
+
+# grouped-query heads under a causal mask; several heads, no mask, Dv != D;
+# a KV cache of 2 with padding that leaves one query seeing no key (its
+# output: the mean of all values, as finfo.min gives); a sliding window;
+# q, k, v as split-heads views [B, T, H, D] transposed; blocks of 32 rows
+# and threads (T = 70, D = 64); one decoding query.
+case("attn.causal", lambda q, k, v, h: sdpa(q, k, v, h, 8 ** -0.5), precise=True, q=R(2, 4, 5, 8), k=R(2, 2, 5, 8),
+     v=R(2, 2, 5, 8), h=hidden_mask(2, 5, 5))
+case("attn.nomask", lambda q, k, v: sdpa(q, k, v, None, 0.5), precise=True, q=R(1, 3, 3, 4), k=R(1, 3, 7, 4),
+     v=R(1, 3, 7, 6))
+case("attn.pad", lambda q, k, v, h: sdpa(q, k, v, h, 0.25), precise=True, q=R(2, 2, 4, 16), k=R(2, 1, 6, 16),
+     v=R(2, 1, 6, 5), h=hidden_mask(2, 4, 6, pad=torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]])))
+case("attn.window", lambda q, k, v, h: sdpa(q, k, v, h, 0.3), precise=True, q=R(1, 2, 9, 4), k=R(1, 2, 9, 4),
+     v=R(1, 2, 9, 4), h=hidden_mask(1, 9, 9, window=3))
+case("attn.t", lambda qt, kt, vt, h: sdpa(qt.transpose(1, 2), kt.transpose(1, 2), vt.transpose(1, 2), h, 0.5),
+     precise=True, qt=R(2, 6, 4, 8), kt=R(2, 6, 2, 8), vt=R(2, 6, 2, 8), h=hidden_mask(2, 6, 6))
+case("attn.big", lambda q, k, v, h: sdpa(q, k, v, h, 0.125), precise=True, q=R(1, 6, 70, 64), k=R(1, 2, 70, 64),
+     v=R(1, 2, 70, 64), h=hidden_mask(1, 70, 70))
+case("attn.decode", lambda q, k, v: sdpa(q, k, v, None, 0.5), precise=True, q=R(1, 4, 1, 8), k=R(1, 2, 9, 8),
+     v=R(1, 2, 9, 8))
+
 # ---- cat / stack ----------------------------------------------------------
 case("cat.d1", lambda a, b: torch.cat([a, b], 1), a=R(2, 3), b=R(2, 5))
 case("cat.d0", lambda a, b, c: torch.cat([a, b, c], 0), a=R(1, 4), b=R(3, 4), c=R(2, 4))
