@@ -99,6 +99,19 @@ bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b,
  * all (q, k and v; gate and up). False, computing nothing, unless
  * gb__ts_wgemm would take each product with the W^T kernel. */
 bool gb__ts_wgemm_shared(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *w);
+/* Small products inside other kernels (attention's blocks), on the calling
+ * thread, no allocation, with the same 12 x 32 tiles; only where
+ * gb__ts_wg_small_ok (AVX-512). B goes in as panels of 32 columns,
+ * bp [ceil(n / 32), k, 32] (zeros past n): gb__ts_wg_small_pack copies
+ * them out of b [k, n] (row stride ldb), gb__ts_wg_small_pack_t out of
+ * b^T [n, k] (b's transpose stored, row stride ldb). gb__ts_wg_small:
+ * c [m, n] (row stride ldc) = a [m, k] (row stride lda) @ b, from the
+ * first k rows of panels packed with kp >= k rows. */
+bool gb__ts_wg_small_ok(void);
+void gb__ts_wg_small_pack(float *bp, const float *b, int64_t ldb, int64_t k, int64_t n);
+void gb__ts_wg_small_pack_t(float *bp, const float *b, int64_t ldb, int64_t n, int64_t k);
+void gb__ts_wg_small(float *c, int64_t ldc, const float *a, int64_t lda, const float *bp, int64_t kp, int64_t m,
+                     int64_t n, int64_t k);
 
 /* OpenBLAS's OpenMP build threads a call made outside a parallel region
  * by the caller's OpenMP thread count: a caller about to call sgemm outside

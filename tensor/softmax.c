@@ -460,6 +460,8 @@ static void gb__ts_att_block(const gb__ts_att *a, int64_t b, int64_t h, int64_t 
     for (int64_t r = 0; r < k->rows; r++) {
         const bool *m = gb__ts_att_hid(a, b, h, i0 + r); /* [S] by hs[3] */
         int64_t j = a->S;
+        if (m && a->hs[3] == 1) /* 8 hidden keys at a time (a causal row hides S - 1 - i) */
+            for (uint64_t w; j >= 8 && (memcpy(&w, m + j - 8, 8), w == 0x0101010101010101u);) j -= 8;
         while (m && j > 0 && m[(j - 1) * a->hs[3]]) j--;
         k->end[r] = j;
         k->holes[r] = false;
@@ -489,33 +491,32 @@ static void gb__ts_att_scores(const gb__ts_att *a, const gb__ts_att_blk *k, floa
 }
 
 /* A row's probabilities in place over the keys it sees (before end, not
- * hidden: hid[j * hs], hid NULL when none before end is), its max and
- * log-sum-exp. The row has n floats, a multiple of 16 (the scratch's rows
- * are padded): the loops go by 16 lanes with no scalar remainder, which
- * rows of ~100 keys spent most of their time in. */
-static GB__CLONES void gb__ts_att_softmax_row(float *restrict x /* [n] */, int64_t n, int64_t end,
+ * hidden: hid[j * hs], hid NULL when none before end is) of its scores
+ * times scale, and its max and log-sum-exp when stats is given. The row has
+ * n floats, a multiple of 16 (the scratch's rows
+ * are padded): the vector loops have no scalar remainder, which rows of
+ * ~100 keys spent most of their time in. */
+static GB__CLONES void gb__ts_att_softmax_row(float *restrict x /* [n] */, int64_t n, int64_t end, float scale,
                                               const bool *hid /* [end] by hs */, int64_t hs,
-                                              float *stats /* [2] */) {
-    float lane[16], mx = -INFINITY;
+                                              float *stats /* [2] or NULL */) {
+    float mx = -INFINITY, sum = 0.0f; /* in the vector lanes: at most n / 16 terms each, then a tree */
     for (int64_t j = 0; hid && j < end; j++)
         if (hid[j * hs]) x[j] = -INFINITY;
     for (int64_t j = end; j < n; j++) x[j] = -INFINITY;
-    for (int i = 0; i < 16; i++) lane[i] = -INFINITY;
-    for (int64_t j = 0; j < n; j += 16)
-        for (int i = 0; i < 16; i++) lane[i] = x[j + i] > lane[i] ? x[j + i] : lane[i];
-    for (int i = 0; i < 16; i++) mx = lane[i] > mx ? lane[i] : mx;
-    for (int i = 0; i < 16; i++) lane[i] = 0.0f; /* at most n / 16 terms each */
-    for (int64_t j = 0; j < n; j += 16)
-        for (int i = 0; i < 16; i++) {
-            x[j + i] = gb__ts_exp(x[j + i] - mx);
-            lane[i] += x[j + i];
-        }
-    double sum = 0;
-    for (int i = 0; i < 16; i++) sum += lane[i];
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n; j += 16)
-        for (int i = 0; i < 16; i++) x[j + i] *= inv;
-    stats[0] = mx, stats[1] = (float)log(sum);
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < n; j++) {
+        x[j] *= scale; /* after the sum over d, as q k^T then * scale rounds */
+        mx = x[j] > mx ? x[j] : mx;
+    }
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        x[j] = gb__ts_exp(x[j] - mx);
+        sum += x[j];
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) x[j] *= inv;
+    if (stats) stats[0] = mx, stats[1] = logf(sum);
 }
 
 /* o [Dv] = the mean of the S values (a row that sees no key). */
@@ -526,28 +527,59 @@ static void gb__ts_att_mean(float *o, const float *v /* [S, ldv] */, int64_t ldv
         for (int64_t d = 0; d < Dv; d++) o[d] += p * v[j * ldv + d];
 }
 
+/* A thread's scratch for forward blocks: scores, and on AVX-512 the keys
+ * and values of the key head it packed last, as the product tiles read them. */
+typedef struct gb__ts_att_scr {
+    float *s;       /* [GB__ATT_ROWS, S rounded up to 16] */
+    float *kt, *vp; /* [ceil(S / 32), D, 32], [ceil(Dv / 32), S, 32], or NULL: sgemm */
+    int64_t b, kv;  /* whose keys and values they hold (-1: none yet) */
+} gb__ts_att_scr;
+
+/* Floats of one thread's scratch. */
+static int64_t gb__ts_att_scr_size(const gb__ts_att *a, bool tiles) {
+    int64_t n = GB__ATT_ROWS * gb__ts_att_ld(a->S);
+    if (tiles) n += (a->S + 31) / 32 * 32 * a->D + (a->Dv + 31) / 32 * 32 * a->S;
+    return n;
+}
+
 static void gb__ts_att_forward_block(const gb__ts_att *a, float *out /* [B, H, T, Dv] */,
-                                     float *stats /* [B, H, T, 2] */, float *s /* [GB__ATT_ROWS, S] */,
-                                     int64_t b, int64_t h, int64_t i0) {
+                                     float *stats /* [B, H, T, 2] or NULL */, gb__ts_att_scr *w, int64_t b,
+                                     int64_t h, int64_t i0) {
     gb__ts_att_blk k;
     gb__ts_att_block(a, b, h, i0, &k);
-    int64_t row0 = (b * a->H + h) * a->T + i0;
-    float *o = out + row0 * a->Dv, *st = stats + row0 * 2; /* [rows, Dv], [rows, 2] */
+    int64_t row0 = (b * a->H + h) * a->T + i0, kv = h / (a->H / a->KV);
+    float *o = out + row0 * a->Dv, *s = w->s, *st = stats ? stats + row0 * 2 : NULL; /* [rows, Dv], .., [rows, 2] */
     if (k.jend > 0) {
         int64_t ld = gb__ts_att_ld(k.jend);
-        gb__ts_att_scores(a, &k, s, ld);
+        float scale = a->scale;
+        if (w->kt) { /* the key head's keys as [32-key panels of D], its values as [32-column panels of S] */
+            if (w->b != b || w->kv != kv) {
+                gb__ts_wg_small_pack_t(w->kt, gb__ts_att_k(a, b, h), a->ldk, a->S, a->D);
+                gb__ts_wg_small_pack(w->vp, gb__ts_att_v(a, b, h), a->ldv, a->S, a->Dv);
+                w->b = b, w->kv = kv;
+            }
+            const float *q = a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->ldq; /* [rows, D] */
+            gb__ts_wg_small(s, ld, q, a->ldq, w->kt, a->D, k.rows, k.jend, a->D);
+        } else {
+            gb__ts_att_scores(a, &k, s, ld);
+            scale = 1.0f; /* sgemm applied it */
+        }
         for (int64_t r = 0; r < k.rows; r++) {
-            if (k.end[r]) gb__ts_att_softmax_row(s + r * ld, ld, k.end[r],
-                                                 k.holes[r] ? gb__ts_att_hid(a, b, h, i0 + r) : NULL, a->hs[3], st + 2 * r);
+            if (k.end[r])
+                gb__ts_att_softmax_row(s + r * ld, ld, k.end[r], scale,
+                                       k.holes[r] ? gb__ts_att_hid(a, b, h, i0 + r) : NULL, a->hs[3],
+                                       st ? st + 2 * r : NULL);
             else memset(s + r * ld, 0, (size_t)ld * sizeof *s);
         }
-        a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k.rows, (int)a->Dv, (int)k.jend, 1.0f, s,
-                       (int)ld, gb__ts_att_v(a, b, h), a->ldv, 0.0f, o, (int)a->Dv);
+        if (w->vp) gb__ts_wg_small(o, a->Dv, s, ld, w->vp, a->S, k.rows, a->Dv, k.jend);
+        else
+            a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k.rows, (int)a->Dv, (int)k.jend, 1.0f, s,
+                           (int)ld, gb__ts_att_v(a, b, h), a->ldv, 0.0f, o, (int)a->Dv);
     }
     for (int64_t r = 0; r < k.rows; r++)
         if (!k.end[r]) {
             gb__ts_att_mean(o + r * a->Dv, gb__ts_att_v(a, b, h), a->ldv, a->S, a->Dv);
-            st[2 * r] = st[2 * r + 1] = 0; /* unused: the backward sees the row is blind */
+            if (st) st[2 * r] = st[2 * r + 1] = 0; /* unused: the backward sees the row is blind */
         }
 }
 
@@ -599,30 +631,38 @@ gb_status gb__ts_op_ATTENTION_forward(gb_tensor *out) {
     gb_status st = gb__ts_att_of(out, &a, use);
     if (st) goto done;
     float *o = gb_tensor_data(out); /* [B, H, T, Dv] */
-    int64_t rows = a.B * a.H * a.T, nblk = (a.T + GB__ATT_ROWS - 1) / GB__ATT_ROWS, units = a.B * a.H * nblk;
-    int64_t srows = a.T < GB__ATT_ROWS ? a.T : GB__ATT_ROWS;
-    int nt = gb__ts_att_threads(units, (double)srows * (double)a.S * (double)(a.D + a.Dv));
-    if (!(stats = gb_empty(2, (int64_t[]){rows, 2}, GB_DTYPE_F32)) ||
-        !(scratch = gb_empty(1, (int64_t[]){nt * srows * gb__ts_att_ld(a.S > 0 ? a.S : 1)}, GB_DTYPE_F32))) {
+    /* units in the order (batch, head, block), the heads sharing a key head
+     * next to each other: a thread's next unit mostly reads the key head
+     * it has packed */
+    int64_t nblk = (a.T + GB__ATT_ROWS - 1) / GB__ATT_ROWS, units = a.B * a.H * nblk;
+    bool tiles = gb__ts_wg_small_ok();
+    int nt = gb__ts_att_threads(units, (double)GB__ATT_ROWS * (double)a.S * (double)(a.D + a.Dv));
+    int64_t per = gb__ts_att_scr_size(&a, tiles);
+    if ((out->requires_grad && !(stats = gb_empty(2, (int64_t[]){a.B * a.H * a.T, 2}, GB_DTYPE_F32))) ||
+        !(scratch = gb_empty(1, (int64_t[]){nt * per}, GB_DTYPE_F32))) {
         st = gb_last_status();
         goto done;
     }
-    float *sv = gb_tensor_data(stats), *sc = gb_tensor_data(scratch); /* [rows, 2], [nt, srows, S rounded up] */
+    float *sv = stats ? gb_tensor_data(stats) : NULL, *sc = gb_tensor_data(scratch); /* [rows, 2], [nt, per] */
     if (a.S == 0) { /* softmax over no keys, then a product over none: zeros, as the ops give */
         memset(o, 0, (size_t)gb_tensor_numel(out) * sizeof *o);
-        memset(sv, 0, (size_t)rows * 2 * sizeof *sv);
+        if (sv) memset(sv, 0, (size_t)gb_tensor_numel(stats) * sizeof *sv);
     } else {
         int pinned = gb__ts_blas_pin(a.blas, nt > 1);
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
-            float *s = sc + omp_get_thread_num() * srows * gb__ts_att_ld(a.S); /* [srows, S rounded up] */
+            float *base = sc + omp_get_thread_num() * per, *kt = base + GB__ATT_ROWS * gb__ts_att_ld(a.S);
+            gb__ts_att_scr w = {.s = base, .kt = tiles ? kt : NULL, .b = -1, .kv = -1};
+            w.vp = tiles ? kt + (a.S + 31) / 32 * 32 * a.D : NULL;
 #pragma omp for schedule(dynamic)
-            for (int64_t u = 0; u < units; u++)
-                gb__ts_att_forward_block(&a, o, sv, s, u / nblk / a.H, u / nblk % a.H, u % nblk * GB__ATT_ROWS);
+            for (int64_t u = 0; u < units; u++) {
+                int64_t b = u / (a.H * nblk), h = u / nblk % a.H; /* h = key head * G + query head of it */
+                gb__ts_att_forward_block(&a, o, sv, &w, b, h, u % nblk * GB__ATT_ROWS);
+            }
         }
         gb__ts_blas_unpin(pinned);
     }
-    if (out->requires_grad) out->saved[0] = stats, stats = NULL;
+    out->saved[0] = stats, stats = NULL;
 done:
     for (int i = 0; i < 3; i++) gb_tensor_free(use[i]);
     gb_tensor_free(stats), gb_tensor_free(scratch);

@@ -41,6 +41,8 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base.h"
@@ -52,6 +54,7 @@ enum { GB__WG_MR = 12, GB__WG_NR = 32 };
 #define GB__WG_MIN_ROWS 5          /* fewer rows take the matrix-vector kernels */
 #define GB__WG_MIN_WEIGHT 65536.0 /* smaller weights: sgemm, whose setup costs less */
 #define GB__WG_MAX_SHARED 8        /* weights sharing one A in gb__ts_wgemm_shared */
+#define GB__WG_MAX_THREADS 64      /* threads of one product */
 
 #define GB__AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2,f16c")))
 
@@ -182,6 +185,41 @@ static GB__AVX512 void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda,
     }
 }
 
+/* A thread's share of a region's units, [next, end) packed in one word:
+ * the owner takes units from the front, a thread that has run out of its
+ * own from the back. Row groups of 12 left to whichever thread is free:
+ * with fixed halves the faster thread waited for the slower at the end of
+ * each product, 3% of the Llama-shaped forward on this shared VM. Which
+ * thread computes a row group does not change its sums. */
+typedef struct gb__ts_wg_share {
+    _Atomic uint64_t r;
+    char pad[64 - sizeof(uint64_t)]; /* a cache line each */
+} gb__ts_wg_share;
+
+static bool gb__ts_wg_take(gb__ts_wg_share *s, bool back, int64_t *u) {
+    uint64_t v = atomic_load_explicit(&s->r, memory_order_relaxed);
+    for (;;) {
+        uint64_t next = v >> 32, end = v & 0xffffffffu;
+        if (next >= end) return false;
+        uint64_t nv = back ? (next << 32 | (end - 1)) : ((next + 1) << 32 | end);
+        if (atomic_compare_exchange_weak_explicit(&s->r, &v, nv, memory_order_relaxed, memory_order_relaxed)) {
+            *u = (int64_t)(back ? end - 1 : next);
+            return true;
+        }
+    }
+}
+
+/* The share with the most units left, or -1 when all are done. */
+static int gb__ts_wg_victim(gb__ts_wg_share *share, int n) {
+    int best = -1;
+    uint64_t most = 0;
+    for (int t = 0; t < n; t++) {
+        uint64_t v = atomic_load_explicit(&share[t].r, memory_order_relaxed), next = v >> 32, end = v & 0xffffffffu;
+        if (next < end && end - next > most) most = end - next, best = t;
+    }
+    return best;
+}
+
 /* C_i = beta C_i + A @ W_i for nw weights W_i^T stored (unit row
  * strides) that share A: A^T packed once, and the threads take spans of
  * the weights' rows laid end to end, so several small products (Llama's
@@ -207,18 +245,25 @@ static bool gb__ts_wg_nk(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const
     gb_tensor *scratch = gb_empty(1, (int64_t[]){mq * GB__WG_NR * k}, GB_DTYPE_F32);
     if (!scratch) return false;
     float *at = gb_tensor_data(scratch); /* [mq, k, 32] */
+    if (threads > GB__WG_MAX_THREADS) threads = GB__WG_MAX_THREADS;
+    gb__ts_wg_share share[GB__WG_MAX_THREADS];
+    for (int t = 0; t < threads; t++) /* even shares; the region may get fewer threads, who then steal the rest */
+        atomic_init(&share[t].r, (uint64_t)(units * t / threads) << 32 | (uint64_t)(units * (t + 1) / threads));
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         gb__ts_wg_pack_at(at, a->p, a->rs, m, k, mq * t / nt, mq * (t + 1) / nt);
 #pragma omp barrier
-        int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
-        for (int i = 0; i < nw; i++) { /* the thread's units of weight i */
-            int64_t lo = u0 > first[i] ? u0 : first[i], hi = u1 < first[i + 1] ? u1 : first[i + 1];
-            int64_t n0 = (lo - first[i]) * GB__WG_MR, n1 = (hi - first[i]) * GB__WG_MR;
-            if (lo < hi)
-                gb__ts_wg_rows(c[i].p, c[i].rs, b[i].p, b[i].cs, at, m, k, kb, n0,
-                               n1 < c[i].cols ? n1 : c[i].cols, beta);
+        int64_t u;
+        for (int v = t; v >= 0;) { /* its own share front to back, then others' from the back */
+            if (!gb__ts_wg_take(&share[v], v != t, &u)) {
+                v = gb__ts_wg_victim(share, threads);
+                continue;
+            }
+            int i = 0;
+            while (u >= first[i + 1]) i++;
+            int64_t n0 = (u - first[i]) * GB__WG_MR, n1 = n0 + GB__WG_MR;
+            gb__ts_wg_rows(c[i].p, c[i].rs, b[i].p, b[i].cs, at, m, k, kb, n0, n1 < c[i].cols ? n1 : c[i].cols, beta);
         }
     }
     gb_tensor_free(scratch);
@@ -314,6 +359,40 @@ static bool gb__ts_wg_kn(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_
         if (n0 < n1) gb__ts_wk_cols(c->p, c->rs, a->p, a->rs, b->p, b->rs, m, k, n0, n1 < n ? n1 : n, beta);
     }
     return true;
+}
+
+/* ---- small products inside other kernels ------------------------------- */
+
+bool gb__ts_wg_small_ok(void) { return (gb__ts_cpu_features() & GB__CPU(AVX512F)) != 0; }
+
+void gb__ts_wg_small_pack_t(float *bp, const float *b, int64_t ldb, int64_t n, int64_t k) {
+    gb__ts_wg_pack_at(bp, b, ldb, n, k, 0, (n + GB__WG_NR - 1) / GB__WG_NR);
+}
+
+GB__AVX512 void gb__ts_wg_small_pack(float *bp, const float *b, int64_t ldb, int64_t k, int64_t n) {
+    for (int64_t j = 0; j < n; j += GB__WG_NR) {
+        int64_t nv = n - j < GB__WG_NR ? n - j : GB__WG_NR;
+        __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
+        __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+        float *p = bp + j * k; /* [k, 32] */
+        for (int64_t i = 0; i < k; i++) {
+            _mm512_storeu_ps(p + i * GB__WG_NR, _mm512_maskz_loadu_ps(m0, b + i * ldb + j));
+            _mm512_storeu_ps(p + i * GB__WG_NR + 16, _mm512_maskz_loadu_ps(m1, b + i * ldb + j + 16));
+        }
+    }
+}
+
+void gb__ts_wg_small(float *c, int64_t ldc, const float *a, int64_t lda, const float *bp, int64_t kp, int64_t m,
+                     int64_t n, int64_t k) {
+    for (int64_t j = 0; j < n; j += GB__WG_NR) {
+        int64_t nv = n - j < GB__WG_NR ? n - j : GB__WG_NR;
+        __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
+        __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+        for (int64_t i = 0; i < m; i += GB__WG_MR) {
+            int mr = m - i < GB__WG_MR ? (int)(m - i) : GB__WG_MR;
+            gb__ts_wk_tiles[mr](c + i * ldc + j, ldc, a + i * lda, lda, bp + j * kp, k, 0.0f, m0, m1);
+        }
+    }
 }
 
 /* Whether the kernels here take C = A @ B at all (either layout). */

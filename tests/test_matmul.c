@@ -322,8 +322,9 @@ START_TEST(test_wgemm_reference) {
 }
 END_TEST
 
-/* Each element is one tile's sum in k order: the same bits at 1 and 2
- * threads, as for the matrix-vector kernels. (sgemm, split over threads in
+/* Each element is one tile's sum in k order: the same bits at 1, 2 and 3
+ * threads, whichever thread takes a row group, as for the matrix-vector
+ * kernels. (sgemm, split over threads in
  * blocks, promises no such thing: without AVX-512 there is nothing to test.) */
 START_TEST(test_wgemm_threads_identical) {
     if (!(gb__ts_cpu_features() & GB__CPU(AVX512F))) {
@@ -343,10 +344,32 @@ START_TEST(test_wgemm_threads_identical) {
         ykn[t] = gb_matmul(x, wkn);
         ck_assert(y[t] && ykn[t]);
     }
+    /* three threads on two cores; and a product's region inside another
+     * region, which gets one thread: it takes its own share of the row
+     * groups, then the others' from their ends (gb__ts_wg_take) */
+    gb_set_num_threads(3);
+    gb_tensor *y3 = gb_linear(x, w, bias), *ynest = NULL;
+    gb_set_num_threads(2);
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        ynest = gb_linear(x, w, bias);
+    }
     gb_set_num_threads(before);
+    ck_assert(y3 && ynest);
     ck_assert(!memcmp(gb_tensor_data(y[0]), gb_tensor_data(y[1]), 45 * 1001 * sizeof(float)));
+    ck_assert(!memcmp(gb_tensor_data(y[0]), gb_tensor_data(y3), 45 * 1001 * sizeof(float)));
+    ck_assert(!memcmp(gb_tensor_data(y[0]), gb_tensor_data(ynest), 45 * 1001 * sizeof(float)));
     ck_assert(!memcmp(gb_tensor_data(ykn[0]), gb_tensor_data(ykn[1]), 45 * 1001 * sizeof(float)));
+    /* weights sharing their input: the same bits as one at a time */
+    gb_tensor *w2 = gb_randn(&r, 2, (int64_t[]){250, 300}, 0.0f, 1.0f), *out[2] = {0};
+    gb_tensor *y2 = gb_linear(x, w2, NULL), *y1 = gb_linear(x, w, NULL);
+    ck_assert(gb__ts_linear_shared(x, 2, (gb_tensor *[]){w, w2}, out));
+    ck_assert(!memcmp(gb_tensor_data(out[0]), gb_tensor_data(y1), 45 * 1001 * sizeof(float)));
+    ck_assert(!memcmp(gb_tensor_data(out[1]), gb_tensor_data(y2), 45 * 250 * sizeof(float)));
+    gb_tensor_free(out[0]), gb_tensor_free(out[1]), gb_tensor_free(y1), gb_tensor_free(y2), gb_tensor_free(w2);
     gb_tensor_free(y[0]), gb_tensor_free(y[1]), gb_tensor_free(ykn[0]), gb_tensor_free(ykn[1]);
+    gb_tensor_free(y3), gb_tensor_free(ynest);
     gb_tensor_free(x), gb_tensor_free(w), gb_tensor_free(wkn), gb_tensor_free(bias);
 }
 END_TEST
