@@ -465,6 +465,8 @@ gb_module *gb_nn_dropout(float p) {
 GB__ACTIVATION_LIST(GB__X)
 #undef GB__X
 
+bool gb__nn_is_silu(const gb_module *m) { return m->type == &gb__nn_type_act_silu || m->type == &gb__nn_type_act_swish; }
+
 static const struct {
     const char *hf_name;
     const gb__nn_module_type *type;

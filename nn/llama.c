@@ -4,6 +4,7 @@
  * scaling), grouped-query attention and the KV cache (modeling_llama.py's
  * eager attention). */
 #include "modules_impl.h"
+#include "../tensor/tensor_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -198,19 +199,27 @@ static gb_status gb__nn_llama_mlp_forward(gb_module *m, gb_run *run, const gb_va
     gb_status st = gb__nn_linear_siblings(run, 2, (gb_module *[]){m->children[GB__LMLP_GATE], m->children[GB__LMLP_UP]},
                                           x, proj);
     if (st) return st;
+    gb_module *act = m->children[GB__LMLP_ACT];
     if (proj[0]) { /* computed together: the run sees neither call */
         g = (gb_values){1, {proj[0]}}, u = (gb_values){1, {proj[1]}};
-        stopped = &a, st = gb__nn_call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
+        stopped = &a;
+        /* nor act_fn's: silu(gate) * up in one pass, in gate's buffer */
+        if (gb__nn_is_silu(act) && gb__nn_call_unseen(run, act) && gb__ts_silu_mul_(g.v[0], u.v[0])) {
+            st = gb__nn_count_call(run, act);
+            prod = st ? NULL : gb_tensor_ref(g.v[0]);
+        } else {
+            st = gb__nn_call(act, run, 1, &g.v[0], &a);
+        }
     } else {
         st = gb__nn_call(m->children[GB__LMLP_GATE], run, 1, &x, &g);
-        if (st == GB_OK) stopped = &a, st = gb__nn_call(m->children[GB__LMLP_ACT], run, 1, &g.v[0], &a);
+        if (st == GB_OK) stopped = &a, st = gb__nn_call(act, run, 1, &g.v[0], &a);
         if (st == GB_OK) stopped = &u, st = gb__nn_call(m->children[GB__LMLP_UP], run, 1, &x, &u);
     }
     if (st) {
         gb__nn_values_move(out, stopped);
         goto done;
     }
-    prod = gb_mul(a.v[0], u.v[0]);
+    if (!prod) prod = gb_mul(a.v[0], u.v[0]);
     if (!prod) {
         st = gb__nn_op_failed(m);
         goto done;

@@ -118,6 +118,8 @@ gb_status gb__nn_count_call(gb_run *run, gb_module *m);
  * seen and nothing records a gradient. *out all NULL (and GB_OK) when that
  * does not apply: the caller calls them one by one. */
 gb_status gb__nn_linear_siblings(gb_run *run, int n, gb_module *const *lin, gb_tensor *x, gb_tensor **out);
+/* Whether m is the SiLU activation module ("silu", "swish"). */
+bool gb__nn_is_silu(const gb_module *m);
 
 /* Out-of-line forwards reused by several module types. */
 gb_status gb__nn_forward_sequential(gb_module *m, gb_run *run, const gb_values *in, gb_values *out);

@@ -164,6 +164,10 @@ gb_tensor *gb__ts_transposed_new(int64_t rows, int64_t cols, bool zero);
  * shared kernel does not take them (other CPUs, shapes, strides, dtypes,
  * memory): the caller runs gb_linear on each. */
 bool gb__ts_linear_shared(gb_tensor *x, int n, gb_tensor *const *w, gb_tensor **out);
+/* a = silu(a) * b in place (Llama's act_fn(gate) * up in one pass), for a
+ * tensor nothing else holds, b of its shape, both f32 and contiguous, when
+ * nothing records a gradient; false, touching nothing, otherwise. */
+bool gb__ts_silu_mul_(gb_tensor *a, const gb_tensor *b);
 /* Release t's sources and saved tensors (autograd frees the graph with it). */
 void gb__ts_tensor_drop_graph(gb_tensor *t);
 

@@ -340,10 +340,10 @@ static gb_status count_hook(gb_event *ev, void *ctx) {
 
 /* A forward takes shortcuts where nothing would see the difference, and
  * they give what the module calls give: sibling projections (q, k, v;
- * gate, up) as one product packing their input once, bit for bit (the
- * same kernel and order of sums), and attention as one op, within float
- * rounding of the ops it replaces. A hook on a projection, or on an
- * attention point, turns the shortcut off. */
+ * gate, up) as one product packing their input once and act_fn(gate) * up
+ * as one pass, bit for bit (the same kernels and order of sums), and
+ * attention as one op, within float rounding of the ops it replaces. A
+ * hook on a projection, or on an attention point, turns the shortcut off. */
 START_TEST(test_shortcuts_match_the_module_calls) {
     /* sizes the AVX-512 product kernels take (weights of 2^17 floats and more) */
     gb_llama_config c = {.vocab_size = 64, .hidden_size = 512, .intermediate_size = 1024, .num_hidden_layers = 2,
