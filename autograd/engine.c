@@ -197,25 +197,14 @@ static gb_status gb__ag_check_versions(gb_tensor *t) {
 
 /* ---- gradient buffers --------------------------------------------------- */
 
-/* The accumulating gradient of t for this backward, zero on first use. A
- * large one (a weight's, written all over and, with set-to-none zero_grad,
- * allocated again every step) takes memory the storage allocator kept
- * from an earlier step (tensor.c) and is zeroed by writing: gb_zeros' fresh
- * mapping is first read by the kernels that accumulate into it, which maps
- * the shared huge zero page, and then written, which faults in and clears
- * a new 2 MB page: on this project's VM that made the page clearing 70% of
- * GPT-2 124M's training step at 128 tokens. */
+/* The accumulating gradient of t for this backward, blank on first use
+ * (tensor_impl.h, GB__WRITES_SRC): a large one (a weight's, written all over
+ * and, with set-to-none zero_grad, allocated again every step) takes memory
+ * the storage allocator kept from an earlier step (tensor.c), and is zeroed
+ * (gb__ts_grad_settle) only if something adds into it before a product's
+ * backward has written it. */
 static gb_tensor *gb__ag_grad_acc(gb_tensor *t) {
-    if (!t->grad_acc && (t->grad_acc = gb_empty(t->ndim, t->shape, GB_DTYPE_F32))) {
-        char *p = gb_tensor_data(t->grad_acc);
-        size_t n = (size_t)gb_tensor_numel(t) * sizeof(float), chunk = (size_t)1 << 20;
-        int64_t chunks = (int64_t)((n + chunk - 1) / chunk);
-#pragma omp parallel for num_threads(gb__threads()) if (chunks > 1) schedule(static)
-        for (int64_t c = 0; c < chunks; c++) {
-            size_t lo = (size_t)c * chunk;
-            memset(p + lo, 0, n - lo < chunk ? n - lo : chunk);
-        }
-    }
+    if (!t->grad_acc && (t->grad_acc = gb_empty(t->ndim, t->shape, GB_DTYPE_F32))) t->grad_acc->blank = true;
     return t->grad_acc;
 }
 
@@ -273,6 +262,7 @@ static gb_status gb__ag_run_hooks(gb_tensor *t) {
 }
 
 static gb_status gb__ag_backward_node(gb_tensor *t, bool retain_graph) {
+    gb__ts_grad_settle(t->grad_acc); /* no contribution wrote it: zero */
     gb_status st = gb__ag_run_hooks(t);
     if (st != GB_OK) return st;
     gb_tensor *g = t->grad_acc;
@@ -283,8 +273,10 @@ static gb_status gb__ag_backward_node(gb_tensor *t, bool retain_graph) {
     if (t->nsrc > 0) {
         gb_tensor *dsrc[64] = {0}, **ds = t->nsrc <= 64 ? dsrc : calloc((size_t)t->nsrc, sizeof *ds);
         if (!ds) return gb__fail(GB_ERR_ALLOC, "backward: out of memory");
-        for (int i = 0; i < t->nsrc && st == GB_OK; i++)
+        for (int i = 0; i < t->nsrc && st == GB_OK; i++) {
             if (t->src[i]->requires_grad && !(ds[i] = gb__ag_grad_acc(t->src[i]))) st = GB_ERR_ALLOC;
+            if (ds[i] && !(i < 24 && (gb__ts_ops[t->op].saves & GB__WRITES_SRC(i)))) gb__ts_grad_settle(ds[i]);
+        }
         if (st == GB_OK) st = gb__ts_ops[t->op].backward(t, g, ds);
         if (ds != dsrc) free(ds);
         if (st != GB_OK) return st;

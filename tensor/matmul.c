@@ -286,8 +286,8 @@ static bool gb__ts_gemv(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_m
     return true;
 }
 
-gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_, const gb__ts_mat *b_, float beta, int nbd,
-                   const int64_t *bshape) {
+static gb_status gb__ts_gemm_impl(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_, const gb__ts_mat *b_,
+                                  float beta, int nbd, const int64_t *bshape, gb_tensor *grad) {
     gb__ts_mat c = *c_, a = *a_, b = *b_;
     if (c.cols > 1 && c.cs != 1) { /* C^T = B^T A^T writes a column-major C row by row */
         c = gb__ts_mat_t(*c_);
@@ -299,12 +299,20 @@ gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
         return gb__fail(GB_ERR_UNSUPPORTED, "%s: a %lldx%lld @ %lldx%lld product exceeds OpenBLAS's 32-bit sizes", op,
                         (long long)m, (long long)k, (long long)k, (long long)n);
+    gb__ts_grad_settle(k == 0 ? grad : NULL);
     if (k == 0) { /* an empty sum: C = beta * C */
         for (int64_t i = 0; i < nb && beta == 0; i++) {
             float *cp = c.p + gb__ts_batch_offset(i, nbd, bshape, c.bstride);
             for (int64_t r = 0; r < m; r++) memset(cp + r * c.rs, 0, (size_t)n * sizeof(float));
         }
         return GB_OK;
+    }
+    if (grad && grad->blank) { /* C is grad's blank buffer: written by glassbox's kernels, else zeroed first */
+        if (nb == 1 && (gb__ts_gemv(&c, &a, &b, 0.0f) || gb__ts_wgemm(&c, &a, &b, 0.0f))) {
+            grad->blank = false;
+            return GB_OK;
+        }
+        gb__ts_grad_settle(grad);
     }
     if (nb == 1 && (gb__ts_gemv(&c, &a, &b, beta) || gb__ts_wgemm(&c, &a, &b, beta))) return GB_OK;
     const gb__ts_blas *blas = gb__ts_blas_get();
@@ -336,6 +344,21 @@ gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_
     for (int64_t t = 0; t < ntasks; t++) gb__ts_gemm_run(&j, t);
     gb__ts_blas_unpin(pinned);
     return GB_OK;
+}
+
+gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta, int nbd,
+                   const int64_t *bshape) {
+    return gb__ts_gemm_impl(op, c, a, b, beta, nbd, bshape, NULL);
+}
+
+/* A product's backward into a gradient buffer (GB__WRITES_SRC): written
+ * whole where glassbox's own kernels take the product (their sums are the
+ * same bits with beta 0 as added to zeros), zeroed and added into where
+ * OpenBLAS does (its beta-0 kernels sum in another order: training's
+ * numbers, the bundled model's bytes, would change). */
+static gb_status gb__ts_gemm_grad(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b,
+                                  int nbd, const int64_t *bshape, gb_tensor *grad) {
+    return gb__ts_gemm_impl(op, c, a, b, 1.0f, nbd, bshape, grad);
 }
 
 /* ---- planning a (batched) product --------------------------------------- */
@@ -506,8 +529,9 @@ static gb_status gb__ts_mm_backward(const char *op, const gb_tensor *dout, gb_te
     gb__ts_mm_plan p;
     gb_tensor *ad = NULL, *bd = NULL;
     gb_status st = gb__ts_mm_prepare(&p, a, b, b_t, gb_tensor_data(dout), da, db, &ad, &bd);
-    if (!st && da) st = gb__ts_gemm(op, &p.da, &p.c, (gb__ts_mat[]){gb__ts_mat_t(p.b)}, 1.0f, p.nbd, p.bshape);
-    if (!st && db) st = gb__ts_gemm(op, &p.db, (gb__ts_mat[]){gb__ts_mat_t(p.a)}, &p.c, 1.0f, p.nbd, p.bshape);
+    /* da may be db (x @ x): the second product sees the first's write */
+    if (!st && da) st = gb__ts_gemm_grad(op, &p.da, &p.c, (gb__ts_mat[]){gb__ts_mat_t(p.b)}, p.nbd, p.bshape, da);
+    if (!st && db) st = gb__ts_gemm_grad(op, &p.db, (gb__ts_mat[]){gb__ts_mat_t(p.a)}, &p.c, p.nbd, p.bshape, db);
     gb_tensor_free(ad);
     gb_tensor_free(bd);
     return st;
@@ -554,6 +578,7 @@ static gb_status gb__ts_mm_lowp_backward(const char *op, const gb_tensor *dout, 
     if (gb__ts_mm_lowp_weight(a, b, b_t, &w)) { /* dx += dy @ W; no dW (b is f16/bf16) */
         int64_t n = w.rows, k = w.cols, m = k ? gb_tensor_numel(da) / k : 0;
         if (!da) return GB_OK;
+        gb__ts_grad_settle(da);
         gb__ts_lmat wt = gb__ts_lmat_t(w);
         return gb__ts_lowp_gemm(op, gb_tensor_data(da) /* [M, K] */, k, gb_tensor_data(dout) /* [M, N] */, n, m, &wt,
                              true);

@@ -38,6 +38,12 @@ typedef struct gb__ts_grad_hook gb__ts_grad_hook; /* autograd/, opaque here */
 #define GB__SAVES_SRC(i) (1u << (i))
 #define GB__SAVES_ALL_SRC 0x7fu
 #define GB__SAVES_OUT 0x80u
+/* In the same mask: the backward writes the whole gradient of src i when
+ * its buffer is blank (`blank`, then cleared) instead of adding into it. Autograd
+ * zeroes a blank buffer before any other backward adds into it; the
+ * products' backwards write theirs with beta 0, which spares writing zeros
+ * over every weight's gradient (8% of a Llama-shaped training step). */
+#define GB__WRITES_SRC(i) (1u << (8 + (i)))
 
 #define GB_OP_LIST(X)                    \
     X(NONE, "none", GB__SAVES_NONE)      \
@@ -90,6 +96,9 @@ struct gb_tensor {
     bool graph_freed;      /* backward ran without retain_graph */
     gb_tensor *grad;       /* .grad of leaves and retain_grad tensors */
     gb_tensor *grad_acc;   /* accumulating gradient during one backward */
+    bool blank;            /* a gradient buffer nothing has written yet: its
+                              contents are undefined and mean zero (see
+                              GB__WRITES_SRC) */
     gb__ts_grad_hook *hooks;  /* stb_ds array, owned by autograd/ */
     uint64_t topo_mark;    /* visited-marker of the current backward walk */
 };
@@ -168,6 +177,8 @@ bool gb__ts_linear_shared(gb_tensor *x, int n, gb_tensor *const *w, gb_tensor **
  * tensor nothing else holds, b of its shape, both f32 and contiguous, when
  * nothing records a gradient; false, touching nothing, otherwise. */
 bool gb__ts_silu_mul_(gb_tensor *a, const gb_tensor *b);
+/* Zero the gradient buffer g if it is blank (g may be NULL). */
+void gb__ts_grad_settle(gb_tensor *g);
 /* Release t's sources and saved tensors (autograd frees the graph with it). */
 void gb__ts_tensor_drop_graph(gb_tensor *t);
 

@@ -59,6 +59,52 @@ START_TEST(test_accumulates_and_retain_graph) {
 }
 END_TEST
 
+/* Gradient buffers start blank: a product's backward writes its first
+ * contribution whole (beta 0) and everything else adds. A weight used by
+ * two products and an elementwise op, a matrix used as both operands of a
+ * product, and a leaf reached only through an elementwise op, against the
+ * gradients written out by hand (d sum(R . (x @ x)) / dx = R x^T + x^T R):
+ * a buffer written where it should have been added to (or added to
+ * unzeroed) is off by a whole term. */
+START_TEST(test_blank_gradients_written_then_added) {
+    gb_tensor *x = leaf(2, (int64_t[]){6, 6}, 1), *w = leaf(2, (int64_t[]){6, 6}, 2), *v = leaf(2, (int64_t[]){6, 6}, 3);
+    gb_rng r = gb_rng_seed(4);
+    gb_tensor *R = gb_randn(&r, 2, (int64_t[]){6, 6}, 0.0f, 1.0f);
+    /* L = sum(R . (x @ x)) + sum(R . (x @ w)) + sum(R . (w * v)) + sum(R . linear(x, w)) */
+    gb_tensor *xx = gb_matmul(x, x), *xw = gb_matmul(x, w), *wv = gb_mul(w, v), *lin = gb_linear(x, w, NULL);
+    gb_tensor *s1 = gb_add(xx, xw), *s2 = gb_add(s1, wv), *s3 = gb_add(s2, lin);
+    gbt_ok_status(gb_backward(s3, R, false));
+    gb_grad_mode gm = gb_no_grad_begin();
+    gb_tensor *xt = gb_transpose(x, 0, 1), *wt = gb_transpose(w, 0, 1), *Rt = gb_transpose(R, 0, 1);
+    /* dx = R x^T + x^T R + R w^T + R w;  dw = x^T R + R . v + R^T x;  dv = R . w */
+    gb_tensor *a1 = gb_matmul(R, xt), *a2 = gb_matmul(xt, R), *a3 = gb_matmul(R, wt), *a4 = gb_matmul(R, w);
+    gb_tensor *b1 = gb_matmul(xt, R), *b2 = gb_mul(R, v), *b3 = gb_matmul(Rt, x);
+    gb_tensor *dx12 = gb_add(a1, a2), *dx123 = gb_add(dx12, a3), *dx = gb_add(dx123, a4);
+    gb_tensor *dw12 = gb_add(b1, b2), *dw = gb_add(dw12, b3), *dv = gb_mul(R, w);
+    gb_grad_mode_end(gm);
+    gbt_assert_close(gb_tensor_grad(x), dx, 1e-5, 1e-5, "x: two products, both operands of one");
+    gbt_assert_close(gb_tensor_grad(w), dw, 1e-5, 1e-5, "w: two products and a multiply");
+    gbt_assert_close(gb_tensor_grad(v), dv, 1e-5, 1e-5, "v: a multiply only");
+    gb_tensor *all[] = {x, w, v, R, xx, xw, wv, lin, s1, s2, s3, xt, wt, Rt, a1, a2, a3, a4, b1, b2, b3, dx12, dx123, dx, dw12, dw, dv};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) gb_tensor_free(all[i]);
+
+    /* sizes glassbox's own kernels take (d x2 = R2 @ w2: the [K, N] kernel on
+     * AVX-512), x2 reached through the product only, its buffer (256 KB: a
+     * mapping the allocator kept) first holding NaN: written, not added to */
+    gb_tensor *x2 = leaf(2, (int64_t[]){16, 4096}, 5), *w2 = leaf(2, (int64_t[]){1001, 4096}, 6);
+    gb_tensor *R2 = gb_randn(&r, 2, (int64_t[]){16, 1001}, 0.0f, 1.0f);
+    gb_tensor *y2 = gb_linear(x2, w2, NULL), *junk = gb_full(2, (int64_t[]){16, 4096}, NAN, GB_DTYPE_F32);
+    gb_tensor_free(junk);
+    gbt_ok_status(gb_backward(y2, R2, false));
+    gm = gb_no_grad_begin();
+    gb_tensor *want = gb_matmul(R2, w2);
+    gb_grad_mode_end(gm);
+    gbt_assert_close(gb_tensor_grad(x2), want, 1e-5, 1e-5, "x2: a product into a blank buffer");
+    gb_tensor *all2[] = {x2, w2, R2, y2, want};
+    for (size_t i = 0; i < sizeof all2 / sizeof *all2; i++) gb_tensor_free(all2[i]);
+}
+END_TEST
+
 START_TEST(test_backward_errors) {
     gb_tensor *x = leaf(1, (int64_t[]){3}, 4);
     gb_tensor *y = gb_clone(x);
@@ -205,6 +251,7 @@ Suite *gb_suite_autograd(void) {
     tcase_add_test(tc, test_view_gradients);
     tcase_add_test(tc, test_select_gradient_exact);
     tcase_add_test(tc, test_accumulates_and_retain_graph);
+    tcase_add_test(tc, test_blank_gradients_written_then_added);
     tcase_add_test(tc, test_backward_errors);
     tcase_add_test(tc, test_no_grad_nests);
     tcase_add_test(tc, test_grad_hooks);
