@@ -286,8 +286,8 @@ static bool gb__ts_gemv(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_m
     return true;
 }
 
-static gb_status gb__ts_gemm_impl(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_, const gb__ts_mat *b_,
-                                  float beta, int nbd, const int64_t *bshape, gb_tensor *grad) {
+gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c_, const gb__ts_mat *a_, const gb__ts_mat *b_, float beta, int nbd,
+                   const int64_t *bshape) {
     gb__ts_mat c = *c_, a = *a_, b = *b_;
     if (c.cols > 1 && c.cs != 1) { /* C^T = B^T A^T writes a column-major C row by row */
         c = gb__ts_mat_t(*c_);
@@ -299,20 +299,12 @@ static gb_status gb__ts_gemm_impl(const char *op, const gb__ts_mat *c_, const gb
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
         return gb__fail(GB_ERR_UNSUPPORTED, "%s: a %lldx%lld @ %lldx%lld product exceeds OpenBLAS's 32-bit sizes", op,
                         (long long)m, (long long)k, (long long)k, (long long)n);
-    gb__ts_grad_settle(k == 0 ? grad : NULL);
     if (k == 0) { /* an empty sum: C = beta * C */
         for (int64_t i = 0; i < nb && beta == 0; i++) {
             float *cp = c.p + gb__ts_batch_offset(i, nbd, bshape, c.bstride);
             for (int64_t r = 0; r < m; r++) memset(cp + r * c.rs, 0, (size_t)n * sizeof(float));
         }
         return GB_OK;
-    }
-    if (grad && grad->blank) { /* C is grad's blank buffer: written by glassbox's kernels, else zeroed first */
-        if (nb == 1 && (gb__ts_gemv(&c, &a, &b, 0.0f) || gb__ts_wgemm(&c, &a, &b, 0.0f))) {
-            grad->blank = false;
-            return GB_OK;
-        }
-        gb__ts_grad_settle(grad);
     }
     if (nb == 1 && (gb__ts_gemv(&c, &a, &b, beta) || gb__ts_wgemm(&c, &a, &b, beta))) return GB_OK;
     const gb__ts_blas *blas = gb__ts_blas_get();
@@ -346,19 +338,15 @@ static gb_status gb__ts_gemm_impl(const char *op, const gb__ts_mat *c_, const gb
     return GB_OK;
 }
 
-gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta, int nbd,
-                   const int64_t *bshape) {
-    return gb__ts_gemm_impl(op, c, a, b, beta, nbd, bshape, NULL);
-}
-
 /* A product's backward into a gradient buffer (GB__WRITES_SRC): written
- * whole where glassbox's own kernels take the product (their sums are the
- * same bits with beta 0 as added to zeros), zeroed and added into where
- * OpenBLAS does (its beta-0 kernels sum in another order: training's
- * numbers, the bundled model's bytes, would change). */
+ * whole (beta 0) while the buffer is blank, added into after. With beta 0
+ * every kernel leaves C's old contents unread; the sums are those added to
+ * zeros (make model at one thread wrote the same bytes either way). */
 static gb_status gb__ts_gemm_grad(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b,
                                   int nbd, const int64_t *bshape, gb_tensor *grad) {
-    return gb__ts_gemm_impl(op, c, a, b, 1.0f, nbd, bshape, grad);
+    float beta = grad->blank ? 0.0f : 1.0f;
+    grad->blank = false;
+    return gb__ts_gemm(op, c, a, b, beta, nbd, bshape);
 }
 
 /* ---- planning a (batched) product --------------------------------------- */
