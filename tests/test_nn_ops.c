@@ -251,7 +251,12 @@ START_TEST(test_oracle_case) {
             char what[96];
             snprintf(what, sizeof what, "%s.d%s", c->key, c->inputs[i]);
             gb_tensor *dwant = gbt_get(o, what);
-            gbt_assert_close(gb_tensor_grad(x[i]), dwant, NN_RTOL, NN_ATOL, what);
+            /* attention's gradients are float sums over every query or
+             * key (210 terms of unit total size in attn.big): their
+             * rounding reaches 1e-5 absolute where the sum cancels (seen
+             * under valgrind, whose CPU has another sgemm kernel) */
+            double atol = strncmp(c->key, "attn.", 5) ? NN_ATOL : 1e-5;
+            gbt_assert_close(gb_tensor_grad(x[i]), dwant, NN_RTOL, atol, what);
             gb_tensor_free(dwant);
         }
         gb_tensor_free(r);
