@@ -143,14 +143,11 @@ gb_status gb__nn_attention(gb_module *attn, gb_run *run, gb_tensor *q, gb_tensor
                         (long long)H, (long long)KV);
     gb_status st = GB_OK;
     /* One op when nobody looks at the scores and probabilities (they are
-     * never stored) and no gradient is recorded: the ops below are then the
-     * same computation, and recording keeps them so that training's numbers
-     * (the bundled model's bytes) stay as they were. Dropout (GPT-2's, the
-     * identity in eval mode) is a module call an observer may hook; the NaN
-     * guard then checks the attention's output in its place. */
-    bool recording = gb_is_grad_enabled() &&
-                     (gb_tensor_requires_grad(q) || gb_tensor_requires_grad(k) || gb_tensor_requires_grad(v));
-    if (!recording && !gb__nn_run_watches(run, attn, dropout != NULL)) {
+     * never stored), training included (its backward recomputes them).
+     * Dropout (GPT-2's, the identity in eval mode) is a module call an
+     * observer may hook; the NaN guard then checks the attention's output
+     * in its place. */
+    if (!gb__nn_run_watches(run, attn, dropout != NULL)) {
         gb_tensor *mask = NULL;
         st = gb__nn_attn_mask(attn, run, B, T, S, window, gb__nn_meta(q), &mask);
         if (st) return st;
