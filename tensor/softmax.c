@@ -472,6 +472,11 @@ static void gb__ts_att_block(const gb__ts_att *a, int64_t b, int64_t h, int64_t 
     }
 }
 
+/* Query rows from i of head h in batch b: [rows, D], ldq apart. */
+static const float *gb__ts_att_q(const gb__ts_att *a, int64_t b, int64_t h, int64_t i) {
+    return a->q + b * a->qs[0] + h * a->qs[1] + i * a->ldq;
+}
+
 /* Keys and values of head h's key head in batch b: [S, D] and [S, Dv]. */
 static const float *gb__ts_att_k(const gb__ts_att *a, int64_t b, int64_t h) {
     return a->k + b * a->ks[0] + h / (a->H / a->KV) * a->ks[1];
@@ -485,8 +490,8 @@ static int64_t gb__ts_att_ld(int64_t n) { return (n + 15) / 16 * 16; }
 
 /* s [rows, ld] = scale q k^T for the block's rows and keys [0, jend). */
 static void gb__ts_att_scores(const gb__ts_att *a, const gb__ts_att_blk *k, float *s, int64_t ld) {
-    const float *q = a->q + k->b * a->qs[0] + k->h * a->qs[1] + k->i0 * a->ldq; /* [rows, D] */
-    a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k->rows, (int)k->jend, (int)a->D, a->scale, q, a->ldq,
+    a->blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k->rows, (int)k->jend, (int)a->D, a->scale,
+                   gb__ts_att_q(a, k->b, k->h, k->i0), a->ldq,
                    gb__ts_att_k(a, k->b, k->h), a->ldk, 0.0f, s, (int)ld);
 }
 
@@ -558,8 +563,7 @@ static void gb__ts_att_forward_block(const gb__ts_att *a, float *out /* [B, H, T
                 gb__ts_wg_small_pack(w->vp, gb__ts_att_v(a, b, h), a->ldv, a->S, a->Dv);
                 w->b = b, w->kv = kv;
             }
-            const float *q = a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->ldq; /* [rows, D] */
-            gb__ts_wg_small(s, ld, q, a->ldq, w->kt, a->D, k.rows, k.jend, a->D);
+            gb__ts_wg_small(s, ld, gb__ts_att_q(a, b, h, i0), a->ldq, w->kt, a->D, k.rows, k.jend, a->D);
         } else {
             gb__ts_att_scores(a, &k, s, ld);
             scale = 1.0f; /* sgemm applied it */
@@ -709,7 +713,7 @@ static void gb__ts_att_backward_block(const gb__ts_att *a, const float *out, con
     if (k.blind) k.jend = a->S; /* its probabilities are 1/S over every key */
     int64_t row0 = (b * a->H + h) * a->T + i0, n = k.jend, kv = h / (a->H / a->KV);
     const float *o = out + row0 * a->Dv, *g = dout + row0 * a->Dv, *st = stats + row0 * 2; /* [rows, Dv] x 2, [rows, 2] */
-    const float *q = a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->ldq;                      /* [rows, D] */
+    const float *q = gb__ts_att_q(a, b, h, i0);                                             /* [rows, D] */
     const float *kk = gb__ts_att_k(a, b, h), *v = gb__ts_att_v(a, b, h);                   /* [S, D], [S, Dv] */
     int rows = (int)k.rows, D = (int)a->D, Dv = (int)a->Dv;
     if (n == 0) return;
