@@ -94,6 +94,10 @@ gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, 
  * most 1 MB and unit column strides in A and C. False when it does not
  * apply: sgemm takes the product then. */
 bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta);
+/* C = A @ B + bias (bias [C's cols], added to each row) by the same kernel
+ * when B is such a weight stored transposed; false, computing nothing,
+ * otherwise (then the caller fills C with the bias and adds the product). */
+bool gb__ts_wgemm_bias(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, const float *bias);
 /* C_i = A @ W_i for nw (at most 8) weights W_i whose transposes are stored
  * (unit row stride) that share A: A packed once, one parallel region for
  * all (q, k and v; gate and up). False, computing nothing, unless

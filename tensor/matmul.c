@@ -487,6 +487,20 @@ static gb_status gb__ts_fill_bias(float *y, const gb_tensor *bias, int64_t rows,
     return GB_OK;
 }
 
+/* y = x @ w^T + bias in one pass of the W^T kernel, for one product (no
+ * batch dims) whose weight it takes: *done false, nothing written, when it
+ * does not apply. The sums are those of the bias filled in first and the
+ * product added (the same bits). */
+static gb_status gb__ts_gemm_bias(const gb__ts_mm_plan *p, const gb_tensor *bias, bool *done) {
+    *done = false;
+    if (gb__ts_numel(p->nbd, p->bshape) != 1 || p->c.cs != 1) return GB_OK;
+    gb_tensor *bd = gb__ts_dense_f32(bias);
+    if (!bd) return gb_last_status();
+    *done = gb__ts_wgemm_bias(&p->c, &p->a, &p->b, gb_tensor_data(bd));
+    gb_tensor_free(bd);
+    return GB_OK;
+}
+
 static bool gb__ts_mm_any_lowp(const gb_tensor *a, const gb_tensor *b, const gb_tensor *bias) {
     return gb__ts_is_lowp(a->dtype) || gb__ts_is_lowp(b->dtype) || (bias && gb__ts_is_lowp(bias->dtype));
 }
@@ -504,8 +518,10 @@ static gb_status gb__ts_mm_forward(const char *op, gb_tensor *out, gb_tensor *a,
     float *y = gb_tensor_data(out); /* [..., M, N] */
     gb_status st = gb__ts_mm_prepare(&p, a, b, b_t, y, NULL, NULL, &ad, &bd);
     int64_t n = p.b.cols, rows = n ? gb_tensor_numel(out) / n : 0;
-    if (!st && bias) st = gb__ts_fill_bias(y, bias, rows, n);
-    if (!st) st = gb__ts_gemm(op, &p.c, &p.a, &p.b, bias ? 1.0f : 0.0f, p.nbd, p.bshape);
+    bool done = false;
+    if (!st && bias) st = gb__ts_gemm_bias(&p, bias, &done);
+    if (!st && bias && !done) st = gb__ts_fill_bias(y, bias, rows, n);
+    if (!st && !done) st = gb__ts_gemm(op, &p.c, &p.a, &p.b, bias ? 1.0f : 0.0f, p.nbd, p.bshape);
     gb_tensor_free(ad);
     gb_tensor_free(bd);
     return st;

@@ -111,32 +111,38 @@ static const gb__ts_wg_tile_fn gb__ts_wg_tiles[GB__WG_MR + 1] = {NULL, GB__WG_TI
  * blocks of pairs, then 128-bit lanes: 64 shuffles for 256 floats). */
 static inline __attribute__((always_inline)) GB__AVX512 void gb__ts_wg_tr16(__m512 r[16]) {
     __m512 t[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 16; i += 4) {
         r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
         r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
         r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
         r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
+#pragma GCC unroll 2
     for (int i = 0; i < 16; i += 8)
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
             t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
         }
+#pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
         r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
         r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
     }
 }
 
-/* C^T = W @ A^T over W's rows [n0, n1): c [m, ldc], w [n, ldw] (rows of k
- * floats), at [ceil(m / 32), k, 32] (A packed, zero past m); K by blocks of
- * kb, each added into C after the first. */
+/* C^T = W @ A^T (+ bias) over W's rows [n0, n1): c [m, ldc], w [n, ldw]
+ * (rows of k floats), at [ceil(m / 32), k, 32] (A packed, zero past m),
+ * bias [n] or NULL (only with beta 0); K by blocks of kb, each added into C
+ * after the first. */
 static GB__AVX512 void gb__ts_wg_rows(float *c, int64_t ldc, const float *w, int64_t ldw, const float *at, int64_t m,
-                                      int64_t k, int64_t kb, int64_t n0, int64_t n1, float beta) {
+                                      int64_t k, int64_t kb, int64_t n0, int64_t n1, float beta, const float *bias) {
     float out[GB__WG_MR * GB__WG_NR];
     const __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                            _mm512_set1_epi32(GB__WG_NR)); /* out's column: r * 32 */
@@ -146,6 +152,10 @@ static GB__AVX512 void gb__ts_wg_rows(float *c, int64_t ldc, const float *w, int
         for (int64_t n = n0; n < n1; n += GB__WG_MR) {
             int mr = n1 - n < GB__WG_MR ? (int)(n1 - n) : GB__WG_MR;
             __mmask16 mask = (__mmask16)((1u << mr) - 1);
+            /* the bias added here, not copied into C first: that copy, and
+             * reading it back in the store below, were 3% of GPT-2's forward */
+            bool add_bias = bias && k0 == 0;
+            __m512 bv = add_bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
             for (int64_t m0 = 0; m0 < m; m0 += GB__WG_NR) {
                 gb__ts_wg_tiles[mr](out, w + n * ldw + k0, ldw, at + m0 * k + k0 * GB__WG_NR, kl);
                 int64_t mv = m - m0 < GB__WG_NR ? m - m0 : GB__WG_NR;
@@ -155,6 +165,7 @@ static GB__AVX512 void gb__ts_wg_rows(float *c, int64_t ldc, const float *w, int
                     float *cj = c + (m0 + j) * ldc + n; /* [mr] */
                     __m512 s = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, col, out + j, 4);
                     if (bk != 0.0f) s = _mm512_fmadd_ps(_mm512_set1_ps(bk), _mm512_maskz_loadu_ps(mask, cj), s);
+                    if (add_bias) s = _mm512_add_ps(s, bv);
                     _mm512_mask_storeu_ps(cj, mask, s);
                 }
             }
@@ -177,8 +188,12 @@ static GB__AVX512 void gb__ts_wg_pack_at(float *at, const float *a, int64_t lda,
                 int64_t kv = k - i0 < 16 ? k - i0 : 16;
                 __mmask16 mask = (__mmask16)((1u << kv) - 1);
                 __m512 r[16];
-                for (int j = 0; j < 16; j++) /* rows of A past m read as zeros */
-                    r[j] = j0 + j < mv ? _mm512_maskz_loadu_ps(mask, aq0 + (j0 + j) * lda + i0) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++) { /* rows of A past m read as zeros (a row in range, no lane) */
+                    int64_t row = j0 + j < mv ? j0 + j : 0;
+                    r[j] = _mm512_maskz_loadu_ps(j0 + j < mv ? mask : 0, aq0 + row * lda + i0);
+                    _mm_prefetch((const char *)(aq0 + row * lda + i0 + 64), _MM_HINT_T0);
+                }
                 gb__ts_wg_tr16(r); /* r[i]: A's column i0 + i, rows j0.. */
                 for (int64_t i = 0; i < kv; i++) _mm512_storeu_ps(aq + (i0 + i) * GB__WG_NR + j0, r[i]);
             }
@@ -196,14 +211,21 @@ typedef struct gb__ts_wg_share {
     char pad[64 - sizeof(uint64_t)]; /* a cache line each */
 } gb__ts_wg_share;
 
-static bool gb__ts_wg_take(gb__ts_wg_share *s, bool back, int64_t *u) {
+/* Units [*u, *u + *nu) of share s: the owner takes a quarter of what is
+ * left (at least one), a thief one unit from the back. One unit at a time,
+ * the locked exchange (a full barrier, waiting for the stores of C just
+ * issued) was 1.4% of the Llama-shaped forward; by quarters a share of n
+ * units takes about 3.5 ln n exchanges, and what is left to steal at the
+ * end is still single units. */
+static bool gb__ts_wg_take(gb__ts_wg_share *s, bool back, int64_t *u, int64_t *nu) {
     uint64_t v = atomic_load_explicit(&s->r, memory_order_relaxed);
     for (;;) {
-        uint64_t next = v >> 32, end = v & 0xffffffffu;
+        uint64_t next = v >> 32, end = v & 0xffffffffu, g = back || end - next < 8 ? 1 : (end - next) / 4;
         if (next >= end) return false;
-        uint64_t nv = back ? (next << 32 | (end - 1)) : ((next + 1) << 32 | end);
+        uint64_t nv = back ? (next << 32 | (end - 1)) : ((next + g) << 32 | end);
         if (atomic_compare_exchange_weak_explicit(&s->r, &v, nv, memory_order_relaxed, memory_order_relaxed)) {
             *u = (int64_t)(back ? end - 1 : next);
+            *nu = (int64_t)g;
             return true;
         }
     }
@@ -220,12 +242,14 @@ static int gb__ts_wg_victim(gb__ts_wg_share *share, int n) {
     return best;
 }
 
-/* C_i = beta C_i + A @ W_i for nw weights W_i^T stored (unit row
- * strides) that share A: A^T packed once, and the threads take spans of
- * the weights' rows laid end to end, so several small products (Llama's
- * k and v projections, 256 rows each, ran at 75% of the rate of q's 768)
- * share one parallel region and balance as one. */
-static bool gb__ts_wg_nk(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
+/* C_i = beta C_i + A @ W_i (+ bias[i] when bias and bias[i], beta 0) for
+ * nw weights W_i^T stored (unit row strides) that share A: A^T packed
+ * once, and the threads take spans of the weights' rows laid end to end,
+ * so several small products (Llama's k and v projections, 256 rows each,
+ * ran at 75% of the rate of q's 768) share one parallel region and balance
+ * as one. */
+static bool gb__ts_wg_nk(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta,
+                         const float *const *bias) {
     int64_t m = a->rows, k = a->cols, units = 0, first[GB__WG_MAX_SHARED + 1]; /* weight i's first unit */
     if (m > GB__WG_MAX_ROWS || nw > GB__WG_MAX_SHARED) return false;
     for (int i = 0; i < nw; i++) {
@@ -254,16 +278,18 @@ static bool gb__ts_wg_nk(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         gb__ts_wg_pack_at(at, a->p, a->rs, m, k, mq * t / nt, mq * (t + 1) / nt);
 #pragma omp barrier
-        int64_t u;
+        int64_t u0, nu;
         for (int v = t; v >= 0;) { /* its own share front to back, then others' from the back */
-            if (!gb__ts_wg_take(&share[v], v != t, &u)) {
+            if (!gb__ts_wg_take(&share[v], v != t, &u0, &nu)) {
                 v = gb__ts_wg_victim(share, threads);
                 continue;
             }
-            int i = 0;
-            while (u >= first[i + 1]) i++;
-            int64_t n0 = (u - first[i]) * GB__WG_MR, n1 = n0 + GB__WG_MR;
-            gb__ts_wg_rows(c[i].p, c[i].rs, b[i].p, b[i].cs, at, m, k, kb, n0, n1 < c[i].cols ? n1 : c[i].cols, beta);
+            for (int64_t u = u0, i = 0; u < u0 + nu; u++) {
+                while (u >= first[i + 1]) i++;
+                int64_t n0 = (u - first[i]) * GB__WG_MR, n1 = n0 + GB__WG_MR;
+                gb__ts_wg_rows(c[i].p, c[i].rs, b[i].p, b[i].cs, at, m, k, kb, n0, n1 < c[i].cols ? n1 : c[i].cols,
+                               beta, bias ? bias[i] : NULL);
+            }
         }
     }
     gb_tensor_free(scratch);
@@ -404,13 +430,17 @@ static bool gb__ts_wg_fits(const gb__ts_mat *c, const gb__ts_mat *a, const gb__t
 
 bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
     if (!gb__ts_wg_fits(c, a, b)) return false;
-    if (b->rs == 1) return gb__ts_wg_nk(1, c, a, b, beta);
+    if (b->rs == 1) return gb__ts_wg_nk(1, c, a, b, beta, NULL);
     if (b->cs == 1) return gb__ts_wg_kn(c, a, b, beta);
     return false;
+}
+
+bool gb__ts_wgemm_bias(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, const float *bias) {
+    return gb__ts_wg_fits(c, a, b) && b->rs == 1 && gb__ts_wg_nk(1, c, a, b, 0.0f, &bias);
 }
 
 bool gb__ts_wgemm_shared(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *w) {
     for (int i = 0; i < nw; i++)
         if (!gb__ts_wg_fits(&c[i], a, &w[i]) || w[i].rs != 1) return false;
-    return nw > 0 && gb__ts_wg_nk(nw, c, a, w, 0.0f);
+    return nw > 0 && gb__ts_wg_nk(nw, c, a, w, 0.0f, NULL);
 }

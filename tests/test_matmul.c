@@ -136,6 +136,7 @@ static const mm_case mm_cases[] = {
     {"gemv_rows_blocked", r_matmul, {"a", "b"}},
     {"gemv_rows_blocked_bias", r_linear_wt_bias, {"x", "wt", "bias"}},
     {"wgemm_linear", r_linear, {"x", "w", "bias"}},
+    {"wgemm_kblocks_bias", r_linear, {"x", "w", "bias"}},
     {"wgemm_rows5", r_linear_nobias, {"x", "w"}},
     {"wgemm_bt", r_bt, {"a", "bt"}},
     {"wgemm_kn", r_matmul, {"a", "b"}},

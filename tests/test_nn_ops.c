@@ -44,9 +44,12 @@ static gb_tensor *first(gb_tensor **x, bool transposed) {
 }
 
 static gb_tensor *r_softmax(gb_tensor **x, const void *arg) { return gb_softmax(x[0], ARG_INT(arg)); }
-/* iarg 1: x[0] is xt [B, T, H, D], used as its view [B, H, T, D] */
+/* iarg 1: x[0] is xt [B, T, H, D], used as its view [B, H, T, D]; 2: xt
+ * [..., D, T], used as its view [..., T, D] */
 static gb_tensor *r_rope(gb_tensor **x, const void *arg) {
-    gb_tensor *a = ARG_INT(arg) ? gb_transpose(x[0], 1, 2) : gb_tensor_ref(x[0]), *y = gb_rope(a, x[1], x[2]);
+    int how = ARG_INT(arg);
+    gb_tensor *a = how == 1 ? gb_transpose(x[0], 1, 2) : how == 2 ? gb_transpose(x[0], -1, -2) : gb_tensor_ref(x[0]),
+              *y = gb_rope(a, x[1], x[2]);
     gb_tensor_free(a);
     return y;
 }
@@ -191,6 +194,7 @@ static const nn_case nn_cases[] = {
     {"ce.allignored", r_ce, {"x", "t"}, -100, 0},
     {"rope.heads", r_rope, {"xt", "cos", "sin"}, 1, 0},
     {"rope.odd", r_rope, {"x", "cos", "sin"}, 0, 0},
+    {"rope.strided", r_rope, {"xt", "cos", "sin"}, 2, 0},
     {"rope.big", r_rope, {"x", "cos", "sin"}, 0, 0},
     {"attn.causal", r_attention, {"q", "k", "v", "h"}, 0, 0.35355339059f},
     {"attn.nomask", r_attention, {"q", "k", "v"}, 0, 0.5f},

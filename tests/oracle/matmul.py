@@ -67,9 +67,12 @@ case("view_t", lambda at, b: at.T @ b, at=R(70, 45), b=R(70, 33))
 case("perm_t", lambda x, b: x.permute(2, 0, 1) @ b, x=R(3, 37, 40), b=R(37, 5))
 # 5 rows and more with a weight of 64K elements or more, on AVX-512: the
 # weight-in-place kernel (wgemm.c), 12 weight rows by 32 rows of x per tile:
-# rows and weight rows not multiples of either, bias (beta 1), a batch folded
-# into rows, and B as a transposed view (Conv1D's gradient to its input)
+# rows and weight rows not multiples of either, bias (added by the kernel), a
+# batch folded into rows, and B as a transposed view (Conv1D's gradient to its
+# input); K in two blocks of A^T (128 x 2100 floats are over 1 MB), the bias
+# added once
 case("wgemm_linear", lambda x, w, bias: F.linear(x, w, bias), x=R(37, 256), w=R(263, 256), bias=R(263))
+case("wgemm_kblocks_bias", lambda x, w, bias: F.linear(x, w, bias), x=R(100, 2100), w=R(37, 2100), bias=R(37))
 case("wgemm_rows5", lambda x, w: F.linear(x, w), x=R(5, 250), w=R(301, 250))
 case("wgemm_bt", lambda a, bt: a @ bt.T, a=R(2, 20, 256), bt=R(270, 256))
 # the same with the weight stored [K, N] (Conv1D's forward, nn.Linear's

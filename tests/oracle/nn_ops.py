@@ -128,10 +128,13 @@ def rope(x, cos, sin):
 
 # x as split heads ([B, T, H, D] transposed to [B, H, T, D]) with cos, sin
 # [B, 1, T, D]; D odd (the second half is the longer) with cos [D] and sin
-# [1, D]; a large one whose rows the threads share. Gradients reach all three.
+# [1, D]; x whose last dim is not contiguous (a transposed view: the strided
+# loop; the others take the contiguous one); a large one whose rows the
+# threads share. Gradients reach all three.
 case("rope.heads", lambda xt, cos, sin: rope(xt.transpose(1, 2), cos, sin), xt=R(2, 5, 3, 6), cos=R(2, 1, 5, 6),
      sin=R(2, 1, 5, 6))
 case("rope.odd", lambda x, cos, sin: rope(x, cos, sin), x=R(4, 7), cos=R(7), sin=R(1, 7))
+case("rope.strided", lambda xt, cos, sin: rope(xt.transpose(-1, -2), cos, sin), xt=R(3, 7, 5), cos=R(5, 7), sin=R(7))
 case("rope.big", lambda x, cos, sin: rope(x, cos, sin), x=R(2, 4, 64, 130), cos=R(1, 1, 64, 130), sin=R(1, 1, 64, 130))
 
 # ---- scaled_dot_product_attention: Hugging Face's eager attention ----------
