@@ -87,12 +87,13 @@ gb__ts_mat gb__ts_mat_t(gb__ts_mat m);
 gb_status gb__ts_gemm(const char *op, const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta, int nbatch_dims,
                    const int64_t *batch_shape);
 
-/* C = beta C + A @ B for one product whose B is the transpose of a
- * row-major weight (unit row stride: nn.Linear's [N, K] weight in a
- * forward, Conv1D's [K, N] in the gradient to its input), the weight read
- * in place (wgemm.c); on AVX-512, for 5 rows or more, activations A of at
- * most 1 MB and unit column strides in A and C. False when it does not
- * apply: sgemm takes the product then. */
+/* C = beta C + A @ B for one product on AVX-512 by wgemm.c's kernels:
+ * B the transpose of a row-major weight (unit row stride: nn.Linear's
+ * [N, K] weight in a forward, Conv1D's [K, N] in the gradient to its
+ * input) or a weight stored [K, N], read in place, for 5 rows or more,
+ * activations A of at most 1 MB and unit column strides in A and C; or A's
+ * transpose stored with a sum of at most 512 (a weight's gradient dY^T X).
+ * False when none applies: sgemm takes the product then. */
 bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta);
 /* C = A @ B + bias (bias [C's cols], added to each row) by the same kernel
  * when B is such a weight stored transposed; false, computing nothing,

@@ -33,7 +33,11 @@
  * on full fill buffers). 1.1-1.35x OpenBLAS at 128 x 768 x 768 / 2304 /
  * 3072 and 128 x 3072 x 768 (one thread, CPU time, weights cold).
  *
- * Both tiles are 12 x 32: 24 accumulators of 16 floats, two vector loads
+ * A^T stored and a short sum (a weight's gradient dY^T X, summed over the
+ * tokens): each 12 x 32 tile of C sums all of it in registers and is
+ * stored once, against B packed by panels (gb__ts_wg_outer, below).
+ *
+ * The tiles are 12 x 32: 24 accumulators of 16 floats, two vector loads
  * and 12 broadcasts per step of k. Threads take spans of N; every element
  * of C is summed in k order by one thread, so results do not depend on
  * the thread count. On other CPUs, and outside the limits, sgemm takes the
@@ -242,6 +246,27 @@ static int gb__ts_wg_victim(gb__ts_wg_share *share, int n) {
     return best;
 }
 
+/* Even shares of units for threads; the region may get fewer threads, who
+ * then steal the rest. */
+static int gb__ts_wg_shares(gb__ts_wg_share *share, int64_t units) {
+    int threads = gb__threads();
+    if (threads > units) threads = (int)units;
+    if (threads > GB__WG_MAX_THREADS) threads = GB__WG_MAX_THREADS;
+    for (int t = 0; t < threads; t++)
+        atomic_init(&share[t].r, (uint64_t)(units * t / threads) << 32 | (uint64_t)(units * (t + 1) / threads));
+    return threads;
+}
+
+/* Thread t's next units [*u0, *u0 + *nu): its own share front to back,
+ * then the others' from the back (*v: the share it takes from, t first). */
+static bool gb__ts_wg_next(gb__ts_wg_share *share, int threads, int t, int *v, int64_t *u0, int64_t *nu) {
+    while (*v >= 0) {
+        if (gb__ts_wg_take(&share[*v], *v != t, u0, nu)) return true;
+        *v = gb__ts_wg_victim(share, threads);
+    }
+    return false;
+}
+
 /* C_i = beta C_i + A @ W_i (+ bias[i] when bias and bias[i], beta 0) for
  * nw weights W_i^T stored (unit row strides) that share A: A^T packed
  * once, and the threads take spans of the weights' rows laid end to end,
@@ -262,28 +287,20 @@ static bool gb__ts_wg_nk(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const
     /* K in equal blocks of at most GB__WG_MAX_A bytes of A^T, multiples of 16 */
     int64_t nblocks = (int64_t)ceil(4.0 * (double)(mq * GB__WG_NR) * (double)k / GB__WG_MAX_A);
     int64_t kb = ((k + nblocks - 1) / nblocks + 15) / 16 * 16;
-    int threads = gb__threads();
-    if (threads > units) threads = (int)units;
     /* A^T through the tensor allocator: its kept mappings serve the same
      * size again without faulting pages in on every call */
     gb_tensor *scratch = gb_empty(1, (int64_t[]){mq * GB__WG_NR * k}, GB_DTYPE_F32);
     if (!scratch) return false;
     float *at = gb_tensor_data(scratch); /* [mq, k, 32] */
-    if (threads > GB__WG_MAX_THREADS) threads = GB__WG_MAX_THREADS;
     gb__ts_wg_share share[GB__WG_MAX_THREADS];
-    for (int t = 0; t < threads; t++) /* even shares; the region may get fewer threads, who then steal the rest */
-        atomic_init(&share[t].r, (uint64_t)(units * t / threads) << 32 | (uint64_t)(units * (t + 1) / threads));
+    int threads = gb__ts_wg_shares(share, units);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         gb__ts_wg_pack_at(at, a->p, a->rs, m, k, mq * t / nt, mq * (t + 1) / nt);
 #pragma omp barrier
         int64_t u0, nu;
-        for (int v = t; v >= 0;) { /* its own share front to back, then others' from the back */
-            if (!gb__ts_wg_take(&share[v], v != t, &u0, &nu)) {
-                v = gb__ts_wg_victim(share, threads);
-                continue;
-            }
+        for (int v = t; gb__ts_wg_next(share, threads, t, &v, &u0, &nu);) {
             for (int64_t u = u0, i = 0; u < u0 + nu; u++) {
                 while (u >= first[i + 1]) i++;
                 int64_t n0 = (u - first[i]) * GB__WG_MR, n1 = n0 + GB__WG_MR;
@@ -387,6 +404,95 @@ static bool gb__ts_wg_kn(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_
     return true;
 }
 
+/* ---- a short sum: C = A^T-stored @ B (weight gradients) ----------------- */
+
+/* A weight's gradient, dW = dY^T X ([N, M] @ [M, K], M the tokens), is a
+ * product whose sum is short (128 tokens) and whose result is large (the
+ * weight's size). OpenBLAS packs both operands and, with beta 0, first
+ * zeroes C, then adds into it: 28% of the Llama-shaped training step went to
+ * those products, a fifth of it in zeroing and copies. Here each 12 x 32
+ * tile of C sums over all M in registers, reading dY's 12 columns (rows of
+ * the stored A^T, contiguous) and 32 floats of each row of X in place, and
+ * is stored once. Threads take row groups of C as in gb__ts_wg_nk. */
+#define GB__WO_MAX_SUM 512 /* the tile's columns of A^T stay in L1 over its row of panels */
+
+/* c[0:mr][0:32] (columns masked by m0, m1) = beta c + sum_i at[i][0:mr]^T b[i][0:32] */
+static inline __attribute__((always_inline)) GB__AVX512 void
+gb__ts_wo_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *at /* [red, lda] */, int64_t lda,
+               const float *b /* [red, ldb], 32 readable */, int64_t ldb, int64_t red, float beta, __mmask16 m0,
+               __mmask16 m1) {
+    __m512 acc[GB__WG_MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < red; i++) gb__ts_wg_step(mr, acc, at + i * lda, 1, b + i * ldb);
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) {
+        if (beta != 0.0f) { /* the sum first, as sgemm with beta: beta c + (a b) */
+            acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m0, c + r * ldc), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m1, c + r * ldc + 16), acc[r][1]);
+        }
+        _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
+    }
+}
+
+typedef void (*gb__ts_wo_tile_fn)(float *, int64_t, const float *, int64_t, const float *, int64_t, int64_t, float,
+                                  __mmask16, __mmask16);
+#define GB__WO_TILE(MR)                                                                                      \
+    static GB__AVX512 void gb__ts_wo_tile_##MR(float *c, int64_t ldc, const float *at, int64_t lda,         \
+                                               const float *b, int64_t ldb, int64_t red, float beta,        \
+                                               __mmask16 m0, __mmask16 m1) {                                 \
+        gb__ts_wo_tile(MR, c, ldc, at, lda, b, ldb, red, beta, m0, m1);                                    \
+    }
+GB__WG_TILES(GB__WO_TILE)
+#define GB__WO_TILE_REF(MR) gb__ts_wo_tile_##MR,
+static const gb__ts_wo_tile_fn gb__ts_wo_tiles[GB__WG_MR + 1] = {NULL, GB__WG_TILES(GB__WO_TILE_REF)};
+
+/* Rows [n0, n1) (at most 12) of C [n, k] = beta C + A @ B: at [red, lda]
+ * (A^T as stored), bp [ceil(k / 32), red, 32] (B packed, zeros past k). */
+static GB__AVX512 void gb__ts_wo_rows(float *c, int64_t ldc, const float *at, int64_t lda, const float *bp,
+                                      int64_t red, int64_t k, int64_t n0, int64_t n1, float beta) {
+    int mr = (int)(n1 - n0);
+    for (int64_t j = 0; j < k; j += GB__WG_NR) {
+        int64_t nv = k - j < GB__WG_NR ? k - j : GB__WG_NR;
+        __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
+        __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+        gb__ts_wo_tiles[mr](c + n0 * ldc + j, ldc, at + n0, lda, bp + j * red, GB__WG_NR, red, beta, m0, m1);
+    }
+}
+
+/* C = beta C + A @ B, A's transpose stored (a: unit row stride), B with
+ * unit column stride, a sum of at most GB__WO_MAX_SUM. B is packed into
+ * panels of 32 columns once per call (read in place, its rows' lines came
+ * from L2 one step after another, 15% slower). */
+static bool gb__ts_wg_outer(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
+    int64_t n = c->rows, k = c->cols, red = a->cols, kq = (k + GB__WG_NR - 1) / GB__WG_NR;
+    if (red > GB__WO_MAX_SUM || a->cs < n || b->rs < k) return false;
+    gb_tensor *scratch = gb_empty(1, (int64_t[]){kq * red * GB__WG_NR}, GB_DTYPE_F32);
+    if (!scratch) return false;
+    float *bp = gb_tensor_data(scratch); /* [kq, red, 32] */
+    int64_t units = (n + GB__WG_MR - 1) / GB__WG_MR;
+    gb__ts_wg_share share[GB__WG_MAX_THREADS];
+    int threads = gb__ts_wg_shares(share, units);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t q0 = kq * t / nt, q1 = kq * (t + 1) / nt;
+        if (q0 < q1)
+            gb__ts_wg_small_pack(bp + q0 * red * GB__WG_NR, b->p + q0 * GB__WG_NR, b->rs, red,
+                                 (q1 * GB__WG_NR < k ? q1 * GB__WG_NR : k) - q0 * GB__WG_NR);
+#pragma omp barrier
+        int64_t u0, nu;
+        for (int v = t; gb__ts_wg_next(share, threads, t, &v, &u0, &nu);)
+            for (int64_t u = u0; u < u0 + nu; u++) {
+                int64_t n0 = u * GB__WG_MR, n1 = n0 + GB__WG_MR < n ? n0 + GB__WG_MR : n;
+                gb__ts_wo_rows(c->p, c->rs, a->p, a->cs, bp, red, k, n0, n1, beta);
+            }
+    }
+    gb_tensor_free(scratch);
+    return true;
+}
+
 /* ---- small products inside other kernels ------------------------------- */
 
 bool gb__ts_wg_small_ok(void) { return (gb__ts_cpu_features() & GB__CPU(AVX512F)) != 0; }
@@ -429,6 +535,10 @@ static bool gb__ts_wg_fits(const gb__ts_mat *c, const gb__ts_mat *a, const gb__t
 }
 
 bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
+    if ((gb__ts_cpu_features() & GB__CPU(AVX512F)) && a->rs == 1 && b->cs == 1 && c->cs == 1 &&
+        c->rows >= GB__WG_MR && c->rows == a->rows && b->rows == a->cols && c->cols == b->cols &&
+        (double)c->rows * (double)c->cols >= GB__WG_MIN_WEIGHT && gb__ts_wg_outer(c, a, b, beta))
+        return true;
     if (!gb__ts_wg_fits(c, a, b)) return false;
     if (b->rs == 1) return gb__ts_wg_nk(1, c, a, b, beta, NULL);
     if (b->cs == 1) return gb__ts_wg_kn(c, a, b, beta);

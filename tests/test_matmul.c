@@ -293,6 +293,53 @@ START_TEST(test_wgemm_reference) {
             }
         free(a), free(w), free(c), free(c0);
     }
+    /* A's transpose stored, a short sum (a weight's gradient, dY^T X): C
+     * [m, n] = A [m, k] @ B [k, n], A read from at [k, lda], B [k, ldb]:
+     * partial row groups and column panels, beta 0, 1 and 0.5, the longest
+     * sum taken; a longer one declined */
+    static const struct {
+        int64_t m, k, n, pad;
+        float beta;
+    } outer[] = {{263, 37, 300, 3, 0.0f}, {70, 128, 1000, 0, 1.0f}, {12, 512, 5462, 1, 0.5f}};
+    for (size_t ci = 0; ci < sizeof outer / sizeof outer[0]; ci++) {
+        int64_t m = outer[ci].m, k = outer[ci].k, n = outer[ci].n, pad = outer[ci].pad;
+        int64_t lda = m + pad, ldb = n + pad, ldc = n + pad;
+        float *at = malloc((size_t)(k * lda) * sizeof(float)); /* [k, lda] */
+        float *b = malloc((size_t)(k * ldb) * sizeof(float));  /* [k, ldb] */
+        float *c = malloc((size_t)(m * ldc) * sizeof(float));  /* [m, ldc] */
+        float *c0 = malloc((size_t)(m * ldc) * sizeof(float));
+        ck_assert(at && b && c && c0);
+        for (int64_t i = 0; i < k * lda; i++) at[i] = wg_val(i, 4);
+        for (int64_t i = 0; i < k * ldb; i++) b[i] = wg_val(i, 5);
+        for (int64_t i = 0; i < m * ldc; i++) c[i] = c0[i] = wg_val(i, 6);
+        gb__ts_mat am = {.p = at, .rows = m, .cols = k, .rs = 1, .cs = lda};
+        gb__ts_mat bm = {.p = b, .rows = k, .cols = n, .rs = ldb, .cs = 1};
+        gb__ts_mat cm = {.p = c, .rows = m, .cols = n, .rs = ldc, .cs = 1};
+        ck_assert(gb__ts_wgemm(&cm, &am, &bm, outer[ci].beta));
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < ldc; j++) {
+                if (j >= n) {
+                    ck_assert_float_eq(c[i * ldc + j], c0[i * ldc + j]);
+                    continue;
+                }
+                double s = outer[ci].beta * (double)c0[i * ldc + j], mag = fabs(s);
+                for (int64_t p = 0; p < k; p++) {
+                    s += (double)at[p * lda + i] * (double)b[p * ldb + j];
+                    mag += fabs((double)at[p * lda + i] * (double)b[p * ldb + j]);
+                }
+                if (fabs((double)c[i * ldc + j] - s) > (double)k * 0x1p-24 * mag + 1e-6)
+                    ck_abort_msg("wgemm outer case %zu: C[%lld, %lld] = %.9g, want %.9g", ci, (long long)i, (long long)j,
+                                 (double)c[i * ldc + j], s);
+            }
+        free(at), free(b), free(c), free(c0);
+    }
+    float *obuf = calloc((size_t)513 * 300, sizeof(float));
+    ck_assert(obuf);
+    gb__ts_mat at513 = {.p = obuf, .rows = 263, .cols = 513, .rs = 1, .cs = 263};
+    gb__ts_mat b513 = {.p = obuf, .rows = 513, .cols = 300, .rs = 300, .cs = 1};
+    gb__ts_mat c513 = {.p = obuf, .rows = 263, .cols = 300, .rs = 300, .cs = 1};
+    ck_assert(!gb__ts_wgemm(&c513, &at513, &b513, 0.0f));
+    free(obuf);
     /* declined: 4 rows (matrix-vector kernels), a strided A, a weight of
      * fewer than 64K elements, over 256 rows with W^T, C over 2 MB with W,
      * a W with neither unit stride */
@@ -362,6 +409,22 @@ START_TEST(test_wgemm_threads_identical) {
     ck_assert(!memcmp(gb_tensor_data(y[0]), gb_tensor_data(y3), 45 * 1001 * sizeof(float)));
     ck_assert(!memcmp(gb_tensor_data(y[0]), gb_tensor_data(ynest), 45 * 1001 * sizeof(float)));
     ck_assert(!memcmp(gb_tensor_data(ykn[0]), gb_tensor_data(ykn[1]), 45 * 1001 * sizeof(float)));
+    /* the weight's gradient (dY^T X, the short-sum kernel), accumulated
+     * over two uses: the same bits at 1, 2 and 3 threads */
+    gb_tensor *dw[3] = {0}, *x2 = gb_randn(&r, 2, (int64_t[]){45, 300}, 0.0f, 1.0f);
+    for (int t = 0; t < 3; t++) {
+        gb_set_num_threads(t + 1);
+        gb_tensor *wl = gb_detach(w);
+        ck_assert(wl && gb_requires_grad_(wl, true) == GB_OK);
+        gb_tensor *y1 = gb_linear(x, wl, NULL), *y2 = gb_linear(x2, wl, NULL), *s = y1 && y2 ? gb_add(y1, y2) : NULL;
+        ck_assert(s && gb_backward(s, y1, false) == GB_OK); /* d s = y1: nothing special about the values */
+        dw[t] = gb_tensor_ref(gb_tensor_grad(wl));
+        gb_tensor_free(y1), gb_tensor_free(y2), gb_tensor_free(s), gb_tensor_free(wl);
+    }
+    gb_set_num_threads(before);
+    for (int t = 1; t < 3; t++) ck_assert(!memcmp(gb_tensor_data(dw[0]), gb_tensor_data(dw[t]), 1001 * 300 * sizeof(float)));
+    for (int t = 0; t < 3; t++) gb_tensor_free(dw[t]);
+    gb_tensor_free(x2);
     /* weights sharing their input: the same bits as one at a time */
     gb_tensor *w2 = gb_randn(&r, 2, (int64_t[]){250, 300}, 0.0f, 1.0f), *out[2] = {0};
     gb_tensor *y2 = gb_linear(x, w2, NULL), *y1 = gb_linear(x, w, NULL);
