@@ -23,8 +23,8 @@
  * W, a weight stored [K, N] (GPT-2's Conv1D in a forward, nn.Linear's
  * weight in the gradient to its input): its rows are N floats apart, so a
  * strip of them shares a handful of cache sets, and read in place it ran
- * at 0.6x OpenBLAS. Instead the weight goes by in memory order, 64 rows at
- * a time: each [64, 32] panel is copied into L1 and serves every 12-row
+ * at 0.6x OpenBLAS. Instead the weight goes by in memory order, 256 rows at
+ * a time: each [256, 32] panel is copied into L1 and serves every 12-row
  * tile of A (read in place), the tile's sums added into C between blocks
  * of rows (C stays in L2: hence the limit on C). The
  * copy would wait on memory as OpenBLAS's does; instead each tile issues
@@ -315,7 +315,10 @@ static bool gb__ts_wg_nk(int nw, const gb__ts_mat *c, const gb__ts_mat *a, const
 
 /* ---- W stored [K, N] --------------------------------------------------- */
 
-enum { GB__WK_KC = 64 }; /* rows of W per block: a [64, 32] panel is 8 KB of L1 */
+/* rows of W per block: a [256, 32] panel is 32 KB of L1. Blocks of 64 made
+ * C's tiles go through L2 four times as often: the Llama-shaped training
+ * step (every linear's input gradient) took 333-357 ms against 316-335 */
+enum { GB__WK_KC = 256 };
 #define GB__WK_MAX_C ((double)(2 << 20)) /* C is re-read once per block: it stays in L2 */
 
 /* c[0:mr][0:32] = scale * c + a @ bp over kc steps, columns masked by
@@ -360,7 +363,7 @@ static const gb__ts_wk_tile_fn gb__ts_wk_tiles[GB__WG_MR + 1] = {NULL, GB__WG_TI
 /* C[:, n0:n1] = beta C + A @ W[:, n0:n1]: c [m, ldc], a [m, lda], w [k, ldw]. */
 static GB__AVX512 void gb__ts_wk_cols(float *c, int64_t ldc, const float *a, int64_t lda, const float *w, int64_t ldw,
                                       int64_t m, int64_t k, int64_t n0, int64_t n1, float beta) {
-    float bp[GB__WK_KC * GB__WG_NR] __attribute__((aligned(64))); /* [64, 32]: the panel */
+    float bp[GB__WK_KC * GB__WG_NR] __attribute__((aligned(64))); /* [256, 32]: the panel */
     int64_t tiles = (m + GB__WG_MR - 1) / GB__WG_MR;
     for (int64_t k0 = 0; k0 < k; k0 += GB__WK_KC) {
         int64_t kc = k - k0 < GB__WK_KC ? k - k0 : GB__WK_KC;

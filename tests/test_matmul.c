@@ -234,7 +234,7 @@ END_TEST
 
 /* The weight-in-place kernels (wgemm.c) against a plain loop in double, at
  * sizes that leave partial tiles (rows not a multiple of 12 or 32, weight
- * rows not of 12, columns not of 32, K not of 64; K over 1 MB of A^T, in
+ * rows not of 12, columns not of 32, K not of 256; K over 1 MB of A^T, in
  * two blocks), with strides wider than the rows (C and W as slices of
  * larger buffers), beta 0, 1 and 0.5, the
  * weight stored [N, K] (W^T: nn.Linear's) and [K, N] (Conv1D's); then

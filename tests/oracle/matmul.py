@@ -76,7 +76,7 @@ case("wgemm_kblocks_bias", lambda x, w, bias: F.linear(x, w, bias), x=R(100, 210
 case("wgemm_rows5", lambda x, w: F.linear(x, w), x=R(5, 250), w=R(301, 250))
 case("wgemm_bt", lambda a, bt: a @ bt.T, a=R(2, 20, 256), bt=R(270, 256))
 # the same with the weight stored [K, N] (Conv1D's forward, nn.Linear's
-# gradient to its input): 64 rows of B per block, the last one short, 12
+# gradient to its input): 256 rows of B per block, the last one short, 12
 # rows of A by 32 columns per tile, partial in both; a Conv1D-shaped linear
 # with a batch folded into rows and a bias (beta 1)
 case("wgemm_kn", lambda a, b: a @ b, a=R(37, 257), b=R(257, 263))
