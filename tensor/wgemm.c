@@ -28,10 +28,12 @@
  * tile of A (read in place), the tile's sums added into C between blocks
  * of rows (C stays in L2: hence the limit on C). The
  * copy would wait on memory as OpenBLAS's does; instead each tile issues
- * its share of prefetches for the next panel, so the loads are spread over
- * the work that hides them (issued together before the copy they stalled
- * on full fill buffers). 1.1-1.35x OpenBLAS at 128 x 768 x 768 / 2304 /
- * 3072 and 128 x 3072 x 768 (one thread, CPU time, weights cold).
+ * its share of prefetches for the next panel, one every 4 steps of its
+ * loop, so the loads are spread over the work that hides them (issued
+ * together, before the copy or between tiles, they stalled on full fill
+ * buffers). 1.1-1.35x OpenBLAS at 128 x 768 x 768 / 2304 / 3072 and 128 x
+ * 3072 x 768 (one thread, CPU time, weights cold, with blocks of 64 rows
+ * and the prefetches between tiles).
  *
  * A^T stored and a short sum (a weight's gradient dY^T X, summed over the
  * tokens): each 12 x 32 tile of C sums all of it in registers and is
@@ -322,10 +324,15 @@ enum { GB__WK_KC = 256 };
 #define GB__WK_MAX_C ((double)(2 << 20)) /* C is re-read once per block: it stays in L2 */
 
 /* c[0:mr][0:32] = scale * c + a @ bp over kc steps, columns masked by
- * (m0, m1); scale 0 does not read c. */
+ * (m0, m1); scale 0 does not read c. On the way, one prefetch every 4
+ * steps of the npf lines pf[q / 2 * pfs + q % 2 * 16], q < npf: the next
+ * panel's, spread over the work that hides them (issued together between
+ * tiles, 40-50 at a time, they waited for fill buffers: 8% of a training
+ * step). */
 static inline __attribute__((always_inline)) GB__AVX512 void
 gb__ts_wk_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *a /* [mr, lda] */, int64_t lda,
-               const float *bp /* [kc, 32] */, int64_t kc, float scale, __mmask16 m0, __mmask16 m1) {
+               const float *bp /* [kc, 32] */, int64_t kc, float scale, __mmask16 m0, __mmask16 m1,
+               const float *pf, int64_t pfs, int64_t npf) {
     __m512 acc[GB__WG_MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
@@ -340,7 +347,13 @@ gb__ts_wk_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *a /* 
             acc[r][1] = _mm512_mul_ps(_mm512_set1_ps(scale), acc[r][1]);
         }
     }
-    for (int64_t i = 0; i < kc; i++) gb__ts_wg_step(mr, acc, a + i, lda, bp + i * GB__WG_NR);
+    for (int64_t i = 0, q = 0; i < kc; i++) {
+        if ((i & 3) == 0 && q < npf) {
+            _mm_prefetch((const char *)(pf + (q >> 1) * pfs + (q & 1) * 16), _MM_HINT_T0);
+            q++;
+        }
+        gb__ts_wg_step(mr, acc, a + i, lda, bp + i * GB__WG_NR);
+    }
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
@@ -349,12 +362,12 @@ gb__ts_wk_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *a /* 
 }
 
 typedef void (*gb__ts_wk_tile_fn)(float *, int64_t, const float *, int64_t, const float *, int64_t, float,
-                                  __mmask16, __mmask16);
+                                  __mmask16, __mmask16, const float *, int64_t, int64_t);
 #define GB__WK_TILE(MR)                                                                                    \
     static GB__AVX512 void gb__ts_wk_tile_##MR(float *c, int64_t ldc, const float *a, int64_t lda,        \
                                                const float *bp, int64_t kc, float scale, __mmask16 m0,    \
-                                               __mmask16 m1) {                                            \
-        gb__ts_wk_tile(MR, c, ldc, a, lda, bp, kc, scale, m0, m1);                                       \
+                                               __mmask16 m1, const float *pf, int64_t pfs, int64_t npf) { \
+        gb__ts_wk_tile(MR, c, ldc, a, lda, bp, kc, scale, m0, m1, pf, pfs, npf);                         \
     }
 GB__WG_TILES(GB__WK_TILE)
 #define GB__WK_TILE_REF(MR) gb__ts_wk_tile_##MR,
@@ -376,16 +389,16 @@ static GB__AVX512 void gb__ts_wk_cols(float *c, int64_t ldc, const float *a, int
                 _mm512_store_ps(bp + p * GB__WG_NR, _mm512_maskz_loadu_ps(m0, wr));
                 _mm512_store_ps(bp + p * GB__WG_NR + 16, _mm512_maskz_loadu_ps(m1, wr + 16));
             }
-            /* the next panel's 2 lines per row, a share after each tile */
+            /* the next panel's 2 lines per row, a share in each tile (an even number) */
             int64_t pk = j + GB__WG_NR < n1 ? k0 : k0 + GB__WK_KC, pj = j + GB__WG_NR < n1 ? j + GB__WG_NR : n0;
             int64_t lines = pk < k ? 2 * (k - pk < GB__WK_KC ? k - pk : GB__WK_KC) : 0, done = 0;
-            int64_t share = (lines + tiles - 1) / tiles;
+            int64_t share = ((lines + tiles - 1) / tiles + 1) & ~(int64_t)1;
             for (int64_t t = 0; t < tiles; t++) {
                 int mr = m - t * GB__WG_MR < GB__WG_MR ? (int)(m - t * GB__WG_MR) : GB__WG_MR;
+                int64_t npf = lines - done < share ? lines - done : share;
                 gb__ts_wk_tiles[mr](c + t * GB__WG_MR * ldc + j, ldc, a + t * GB__WG_MR * lda + k0, lda, bp, kc,
-                                    k0 == 0 ? beta : 1.0f, m0, m1);
-                for (int64_t q = 0; q < share && done < lines; q++, done++)
-                    _mm_prefetch((const char *)(w + (pk + done / 2) * ldw + pj) + (done & 1) * 64, _MM_HINT_T0);
+                                    k0 == 0 ? beta : 1.0f, m0, m1, w + (pk + done / 2) * ldw + pj, ldw, npf);
+                done += npf;
             }
         }
     }
@@ -525,7 +538,7 @@ void gb__ts_wg_small(float *c, int64_t ldc, const float *a, int64_t lda, const f
         __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
         for (int64_t i = 0; i < m; i += GB__WG_MR) {
             int mr = m - i < GB__WG_MR ? (int)(m - i) : GB__WG_MR;
-            gb__ts_wk_tiles[mr](c + i * ldc + j, ldc, a + i * lda, lda, bp + j * kp, k, 0.0f, m0, m1);
+            gb__ts_wk_tiles[mr](c + i * ldc + j, ldc, a + i * lda, lda, bp + j * kp, k, 0.0f, m0, m1, NULL, 0, 0);
         }
     }
 }
