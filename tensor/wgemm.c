@@ -89,12 +89,18 @@ static inline __attribute__((always_inline)) GB__AVX512 void gb__ts_wg_tile(int 
     __m512 acc[GB__WG_MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i++) {
-        if ((i & 15) == 0) /* the rows' next lines: 12 streams from memory */
-#pragma GCC unroll 12
-            for (int r = 0; r < mr; r++) _mm_prefetch((const char *)(w + r * ldw + i + 64), _MM_HINT_T0);
-        gb__ts_wg_step(mr, acc, w + i, ldw, v + i * GB__WG_NR);
-    }
+    /* 16 steps unrolled, row j's next line prefetched in step j: the rows
+     * are 12 streams from memory. With the 12 prefetches together every
+     * 16th step, behind a branch in a loop GCC did not unroll, the
+     * products ran 8-13% slower (128 x 768 by 768 / 3072 / 32000). */
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16)
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            if (j < mr) _mm_prefetch((const char *)(w + j * ldw + i + 64), _MM_HINT_T0);
+            gb__ts_wg_step(mr, acc, w + i + j, ldw, v + (i + j) * GB__WG_NR);
+        }
+    for (; i < k; i++) gb__ts_wg_step(mr, acc, w + i, ldw, v + i * GB__WG_NR);
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         _mm512_storeu_ps(out + r * GB__WG_NR, acc[r][0]);
