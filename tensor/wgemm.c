@@ -353,13 +353,16 @@ gb__ts_wk_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *a /* 
             acc[r][1] = _mm512_mul_ps(_mm512_set1_ps(scale), acc[r][1]);
         }
     }
-    for (int64_t i = 0, q = 0; i < kc; i++) {
-        if ((i & 3) == 0 && q < npf) {
+    int64_t i = 0, q = 0;
+    for (; i + 4 <= kc; i += 4) {
+        if (q < npf) {
             _mm_prefetch((const char *)(pf + (q >> 1) * pfs + (q & 1) * 16), _MM_HINT_T0);
             q++;
         }
-        gb__ts_wg_step(mr, acc, a + i, lda, bp + i * GB__WG_NR);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) gb__ts_wg_step(mr, acc, a + i + j, lda, bp + (i + j) * GB__WG_NR);
     }
+    for (; i < kc; i++) gb__ts_wg_step(mr, acc, a + i, lda, bp + i * GB__WG_NR);
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
@@ -446,7 +449,11 @@ gb__ts_wo_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *at /*
     __m512 acc[GB__WG_MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < red; i++) gb__ts_wg_step(mr, acc, at + i * lda, 1, b + i * ldb);
+    int64_t i = 0;
+    for (; i + 4 <= red; i += 4)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) gb__ts_wg_step(mr, acc, at + (i + j) * lda, 1, b + (i + j) * ldb);
+    for (; i < red; i++) gb__ts_wg_step(mr, acc, at + i * lda, 1, b + i * ldb);
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         if (beta != 0.0f) { /* the sum first, as sgemm with beta: beta c + (a b) */
