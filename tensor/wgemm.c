@@ -64,6 +64,13 @@ enum { GB__WG_MR = 12, GB__WG_NR = 32 };
 
 #define GB__AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2,f16c")))
 
+/* The lanes of one 16-float vector that hold the first n floats (n may be
+ * out of [0, 16]): a panel of 32 columns with nv valid has masks
+ * gb__ts_wg_mask(nv) and gb__ts_wg_mask(nv - 16). */
+static inline __mmask16 gb__ts_wg_mask(int64_t n) {
+    return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
 /* One step of k for both kernels' tiles: acc[r] += x[r * ldx] * v[0:32]
  * for r < mr, mr rows' scalars broadcast against two vectors. */
 static inline __attribute__((always_inline)) GB__AVX512 void gb__ts_wg_step(int mr, __m512 acc[][2],
@@ -391,8 +398,7 @@ static GB__AVX512 void gb__ts_wk_cols(float *c, int64_t ldc, const float *a, int
         int64_t kc = k - k0 < GB__WK_KC ? k - k0 : GB__WK_KC;
         for (int64_t j = n0; j < n1; j += GB__WG_NR) {
             int64_t nv = n1 - j < GB__WG_NR ? n1 - j : GB__WG_NR;
-            __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
-            __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+            __mmask16 m0 = gb__ts_wg_mask(nv), m1 = gb__ts_wg_mask(nv - 16);
             for (int64_t p = 0; p < kc; p++) { /* zero past n1 */
                 const float *wr = w + (k0 + p) * ldw + j; /* [nv] */
                 _mm512_store_ps(bp + p * GB__WG_NR, _mm512_maskz_loadu_ps(m0, wr));
@@ -441,19 +447,18 @@ static bool gb__ts_wg_kn(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_
  * is stored once. Threads take row groups of C as in gb__ts_wg_nk. */
 #define GB__WO_MAX_SUM 512 /* the tile's columns of A^T stay in L1 over its row of panels */
 
-/* c[0:mr][0:32] (columns masked by m0, m1) = beta c + sum_i at[i][0:mr]^T b[i][0:32] */
+/* c[0:mr][0:32] (columns masked by m0, m1) = beta c + sum_i at[i][0:mr]^T bp[i][0:32] */
 static inline __attribute__((always_inline)) GB__AVX512 void
 gb__ts_wo_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *at /* [red, lda] */, int64_t lda,
-               const float *b /* [red, ldb], 32 readable */, int64_t ldb, int64_t red, float beta, __mmask16 m0,
-               __mmask16 m1) {
+               const float *bp /* [red, 32] */, int64_t red, float beta, __mmask16 m0, __mmask16 m1) {
     __m512 acc[GB__WG_MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 4 <= red; i += 4)
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) gb__ts_wg_step(mr, acc, at + (i + j) * lda, 1, b + (i + j) * ldb);
-    for (; i < red; i++) gb__ts_wg_step(mr, acc, at + i * lda, 1, b + i * ldb);
+        for (int j = 0; j < 4; j++) gb__ts_wg_step(mr, acc, at + (i + j) * lda, 1, bp + (i + j) * GB__WG_NR);
+    for (; i < red; i++) gb__ts_wg_step(mr, acc, at + i * lda, 1, bp + i * GB__WG_NR);
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         if (beta != 0.0f) { /* the sum first, as sgemm with beta: beta c + (a b) */
@@ -465,13 +470,13 @@ gb__ts_wo_tile(int mr, float *c /* [mr, ldc] */, int64_t ldc, const float *at /*
     }
 }
 
-typedef void (*gb__ts_wo_tile_fn)(float *, int64_t, const float *, int64_t, const float *, int64_t, int64_t, float,
-                                  __mmask16, __mmask16);
+typedef void (*gb__ts_wo_tile_fn)(float *, int64_t, const float *, int64_t, const float *, int64_t, float, __mmask16,
+                                  __mmask16);
 #define GB__WO_TILE(MR)                                                                                      \
     static GB__AVX512 void gb__ts_wo_tile_##MR(float *c, int64_t ldc, const float *at, int64_t lda,         \
-                                               const float *b, int64_t ldb, int64_t red, float beta,        \
-                                               __mmask16 m0, __mmask16 m1) {                                 \
-        gb__ts_wo_tile(MR, c, ldc, at, lda, b, ldb, red, beta, m0, m1);                                    \
+                                               const float *bp, int64_t red, float beta, __mmask16 m0,      \
+                                               __mmask16 m1) {                                               \
+        gb__ts_wo_tile(MR, c, ldc, at, lda, bp, red, beta, m0, m1);                                        \
     }
 GB__WG_TILES(GB__WO_TILE)
 #define GB__WO_TILE_REF(MR) gb__ts_wo_tile_##MR,
@@ -484,9 +489,8 @@ static GB__AVX512 void gb__ts_wo_rows(float *c, int64_t ldc, const float *at, in
     int mr = (int)(n1 - n0);
     for (int64_t j = 0; j < k; j += GB__WG_NR) {
         int64_t nv = k - j < GB__WG_NR ? k - j : GB__WG_NR;
-        __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
-        __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
-        gb__ts_wo_tiles[mr](c + n0 * ldc + j, ldc, at + n0, lda, bp + j * red, GB__WG_NR, red, beta, m0, m1);
+        __mmask16 m0 = gb__ts_wg_mask(nv), m1 = gb__ts_wg_mask(nv - 16);
+        gb__ts_wo_tiles[mr](c + n0 * ldc + j, ldc, at + n0, lda, bp + j * red, red, beta, m0, m1);
     }
 }
 
@@ -533,8 +537,7 @@ void gb__ts_wg_small_pack_t(float *bp, const float *b, int64_t ldb, int64_t n, i
 GB__AVX512 void gb__ts_wg_small_pack(float *bp, const float *b, int64_t ldb, int64_t k, int64_t n) {
     for (int64_t j = 0; j < n; j += GB__WG_NR) {
         int64_t nv = n - j < GB__WG_NR ? n - j : GB__WG_NR;
-        __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
-        __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+        __mmask16 m0 = gb__ts_wg_mask(nv), m1 = gb__ts_wg_mask(nv - 16);
         float *p = bp + j * k; /* [k, 32] */
         for (int64_t i = 0; i < k; i++) {
             _mm512_storeu_ps(p + i * GB__WG_NR, _mm512_maskz_loadu_ps(m0, b + i * ldb + j));
@@ -547,8 +550,7 @@ void gb__ts_wg_small(float *c, int64_t ldc, const float *a, int64_t lda, const f
                      int64_t n, int64_t k) {
     for (int64_t j = 0; j < n; j += GB__WG_NR) {
         int64_t nv = n - j < GB__WG_NR ? n - j : GB__WG_NR;
-        __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
-        __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+        __mmask16 m0 = gb__ts_wg_mask(nv), m1 = gb__ts_wg_mask(nv - 16);
         for (int64_t i = 0; i < m; i += GB__WG_MR) {
             int mr = m - i < GB__WG_MR ? (int)(m - i) : GB__WG_MR;
             gb__ts_wk_tiles[mr](c + i * ldc + j, ldc, a + i * lda, lda, bp + j * kp, k, 0.0f, m0, m1, NULL, 0, 0);
@@ -556,16 +558,21 @@ void gb__ts_wg_small(float *c, int64_t ldc, const float *a, int64_t lda, const f
     }
 }
 
-/* Whether the kernels here take C = A @ B at all (either layout). */
+/* A product C = A @ B of matching shapes, C with unit column stride, on a
+ * CPU with AVX-512: what every kernel here needs. */
+static bool gb__ts_wg_can(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b) {
+    return (gb__ts_cpu_features() & GB__CPU(AVX512F)) && c->cs == 1 && c->rows == a->rows && b->rows == a->cols &&
+           c->cols == b->cols;
+}
+
+/* Whether the weight kernels take C = A @ B at all (either layout). */
 static bool gb__ts_wg_fits(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b) {
-    return (gb__ts_cpu_features() & GB__CPU(AVX512F)) && c->rows >= GB__WG_MIN_ROWS && a->cs == 1 && c->cs == 1 &&
-           c->rows == a->rows && b->rows == a->cols && c->cols == b->cols &&
+    return gb__ts_wg_can(c, a, b) && c->rows >= GB__WG_MIN_ROWS && a->cs == 1 &&
            (double)c->cols * (double)a->cols >= GB__WG_MIN_WEIGHT;
 }
 
 bool gb__ts_wgemm(const gb__ts_mat *c, const gb__ts_mat *a, const gb__ts_mat *b, float beta) {
-    if ((gb__ts_cpu_features() & GB__CPU(AVX512F)) && a->rs == 1 && b->cs == 1 && c->cs == 1 &&
-        c->rows >= GB__WG_MR && c->rows == a->rows && b->rows == a->cols && c->cols == b->cols &&
+    if (gb__ts_wg_can(c, a, b) && a->rs == 1 && b->cs == 1 && c->rows >= GB__WG_MR &&
         (double)c->rows * (double)c->cols >= GB__WG_MIN_WEIGHT && gb__ts_wg_outer(c, a, b, beta))
         return true;
     if (!gb__ts_wg_fits(c, a, b)) return false;
